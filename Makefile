@@ -1,0 +1,115 @@
+# qforge - one non-recursive Makefile.
+#
+#   make            build bin/qforge-* and the libraries (build/lib*.a)
+#   make check      build and run the whole test suite (tests/run.sh)
+#   make asan       build with ASan+UBSan into build-asan/ and run the suite
+#   make fuzz       libFuzzer targets for the parsers (FUZZ_SECONDS=60)
+#   make deps       install missing Debian packages (root), else print the command
+#   make demo       convert -> quantize -> verify on the default model
+#
+# Layout: every <dir>/qforge-*.c is a program; every other <dir>/*.c is
+# library code of that dir. tests/unit/*_test.c are unit test programs.
+
+CC       ?= gcc
+ARCH     ?= -march=native
+OPT      ?= -O2
+WARN     ?= -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-sign-compare -Wvla
+ifeq ($(CI),true)
+WARN     += -Werror
+endif
+CFLAGS   ?= $(OPT) $(ARCH)
+ALL_CFLAGS = $(CFLAGS) -fopenmp -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) -Iformats -Iverify -Icalibrate -Iquantize -Iconvert -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS   = -fopenmp -lz -lxxhash -lm $(EXTRA_LDFLAGS)
+B        ?= build
+BIN      ?= bin
+QF_DATA  ?= ../shared
+MODEL    ?= $(QF_DATA)/models/stories260K
+export QF_DATA
+
+LIBDIRS  = quantize calibrate verify convert formats
+lib_src  = $(filter-out $(1)/qforge-%.c,$(wildcard $(1)/*.c))
+LIBS     = $(foreach d,$(LIBDIRS),$(B)/libqf_$(d).a)
+PROG_SRC = $(wildcard $(foreach d,$(LIBDIRS),$(d)/qforge-*.c))
+PROGS    = $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
+TEST_SRC = $(wildcard tests/unit/*_test.c)
+TESTS    = $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
+TOOL_SRC = $(wildcard tests/tools/*.c scripts/*.c)
+TOOLS    = $(patsubst %.c,$(B)/tools/%,$(notdir $(TOOL_SRC)))
+
+.PHONY: all check asan fuzz deps demo clean bench
+all: $(PROGS) $(TESTS) $(TOOLS)
+
+# libraries -------------------------------------------------------------
+define LIB_RULES
+$(B)/libqf_$(1).a: $(patsubst %.c,$(B)/obj/%.o,$(call lib_src,$(1)))
+	@mkdir -p $$(@D)
+	@rm -f $$@
+	$$(if $$^,ar rcs $$@ $$^,ar rcs $$@)
+endef
+$(foreach d,$(LIBDIRS),$(eval $(call LIB_RULES,$(d))))
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# programs: bin/qforge-x from <dir>/qforge-x.c ---------------------------
+vpath qforge-%.c $(LIBDIRS)
+$(BIN)/qforge-%: $(B)/obj/prog/qforge-%.o $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< -o $@ -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+$(B)/obj/prog/qforge-%.o: qforge-%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# unit tests --------------------------------------------------------------
+$(B)/tests/%_test: tests/unit/%_test.c $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $< -o $@ -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+
+# helper programs used by tests/benchmarks (generators etc.) ------------
+vpath %.c tests/tools scripts
+$(B)/tools/%: %.c $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< -o $@ -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+
+check: all
+	QF_BIN=$(BIN) QF_TOOLS=$(B)/tools tests/run.sh $(B)
+
+asan:
+	$(MAKE) B=build-asan BIN=build-asan/bin OPT="-O1 -g" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  QF_BIN=build-asan/bin QF_TOOLS=build-asan/tools QF_ASAN=1 tests/run.sh build-asan
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	$(MAKE) B=build-fuzz BIN=build-fuzz/bin CC=clang OPT="-O1 -g" ARCH=-march=native \
+	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
+	  build-fuzz/libqf_formats.a
+	@for f in tests/fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
+	  clang -O1 -g -march=native -std=c11 -D_DEFAULT_SOURCE -Iformats -fsanitize=fuzzer,address,undefined $$f build-fuzz/libqf_formats.a -lz -lxxhash -lm -fopenmp -o build-fuzz/$$n || exit 1; \
+	  mkdir -p build-fuzz/corpus-$$n; \
+	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+DEBIAN_PKGS = zlib1g-dev libxxhash-dev libjsmn-dev gcc make clang libclang-rt-14-dev xxhash
+deps:
+	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
+	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi
+
+demo: deps all
+	@bash scripts/demo.sh "$(MODEL)"
+
+bench: all
+	@for s in bench/*.sh; do bash $$s; done
+
+clean:
+	rm -rf build build-asan build-fuzz bin
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

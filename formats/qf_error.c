@@ -1,0 +1,29 @@
+#include "qf_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int qf_set_err(qf_err *err, int code, const char *fmt, ...) {
+    if (!err) return code;
+    if (err->code != 0 && err->msg[0]) return code; /* keep the root cause */
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void qf_err_prefix(qf_err *err, const char *prefix) {
+    if (!err || !prefix) return;
+    char tmp[sizeof err->msg];
+    snprintf(tmp, sizeof tmp, "%s: %s", prefix, err->msg);
+    memcpy(err->msg, tmp, sizeof tmp);
+}
+
+void qf_err_clear(qf_err *err) {
+    if (!err) return;
+    err->code = 0;
+    err->msg[0] = 0;
+}

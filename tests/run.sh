@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# tests/run.sh - run every unit test binary and every shell test, add up the
+# PASS/FAIL/SKIP lines, and end with "N passed, N failed, N skipped".
+# Usage: tests/run.sh [BUILD_DIR] (default build); QF_BIN selects the tools.
+set -u
+build=${1:-build}
+export QF_BIN=${QF_BIN:-bin}
+export QF_DATA=${QF_DATA:-../shared}
+if [ ! -d "$QF_DATA" ]; then
+  echo "note: test data directory $QF_DATA not found: tests that need it will SKIP"
+fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+for t in "$build"/tests/*_test; do
+  [ -x "$t" ] || continue
+  "$t" > >(tee -a "$log" | grep -Ev '^(PASS |[0-9]+ passed, )') 2>&1 || status=1
+  wait
+done
+for s in tests/cli/*.sh; do
+  [ -f "$s" ] || continue
+  bash "$s" > >(tee -a "$log" | grep -Ev '^(PASS |[0-9]+ passed, )') 2>&1 || status=1
+  wait
+done
+np=$(grep -c '^PASS ' "$log"); nf=$(grep -c '^FAIL ' "$log"); ns=$(grep -c '^SKIP ' "$log")
+[ "$nf" -gt 0 ] && status=1
+echo "$np passed, $nf failed, $ns skipped"
+exit $status

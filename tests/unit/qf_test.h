@@ -1,0 +1,129 @@
+/* qf_test.h - the in-house unit test runner (header-only).
+ *
+ *   static void test_something(qf_test *t) {
+ *       CHECK(t, x == 3, "x=%d", x);
+ *       if (!qf_test_data(t, "models/stories260K", path, sizeof path)) return; // SKIPs
+ *   }
+ *   QF_TEST_MAIN(test_something, test_other)
+ *
+ * Each test prints one line: "PASS suite/name", "FAIL suite/name: where: why"
+ * or "SKIP suite/name: reason"; the binary ends with "N passed, N failed,
+ * N skipped" and exits 1 if anything failed. tests/run.sh adds the lines up.
+ */
+#ifndef QF_TEST_H
+#define QF_TEST_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct qf_test {
+    const char *name;
+    int failed;
+    int skipped;
+    char first_failure[512];
+    char skip_reason[512];
+    int n_checks_failed;
+} qf_test;
+
+static inline void qf_test_fail(qf_test *t, const char *file, int line, const char *fmt, ...) {
+    if (!t->failed) {
+        int n = snprintf(t->first_failure, sizeof t->first_failure, "%s:%d: ", file, line);
+        va_list ap;
+        va_start(ap, fmt);
+        if (n > 0 && (size_t)n < sizeof t->first_failure)
+            vsnprintf(t->first_failure + n, sizeof t->first_failure - n, fmt, ap);
+        va_end(ap);
+    }
+    t->failed = 1;
+    t->n_checks_failed++;
+}
+
+#define CHECK(t, cond, ...) do { if (!(cond)) qf_test_fail((t), __FILE__, __LINE__, "check failed: " #cond " -- " __VA_ARGS__); } while (0)
+/* CHECK that also returns from the test on failure (for preconditions). */
+#define REQUIRE(t, cond, ...) do { if (!(cond)) { qf_test_fail((t), __FILE__, __LINE__, "required: " #cond " -- " __VA_ARGS__); return; } } while (0)
+
+static inline void qf_test_skip(qf_test *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->skip_reason, sizeof t->skip_reason, fmt, ap);
+    va_end(ap);
+    t->skipped = 1;
+}
+
+/* Directory with the shared test data: $QF_DATA or ../shared. */
+static inline const char *qf_test_data_dir(void) {
+    const char *d = getenv("QF_DATA");
+    return (d && *d) ? d : "../shared";
+}
+
+/* Build "$QF_DATA/rel" into buf; if it does not exist, mark the test skipped
+ * (naming the missing path) and return 0. */
+static inline int qf_test_data(qf_test *t, const char *rel, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", qf_test_data_dir(), rel);
+    struct stat st;
+    if (stat(buf, &st) != 0) {
+        qf_test_skip(t, "test data %s not found (set QF_DATA)", buf);
+        return 0;
+    }
+    return 1;
+}
+
+/* A scratch directory for this test binary: $QF_TMP or build/tmp. */
+static inline const char *qf_test_tmpdir(void) {
+    const char *d = getenv("QF_TMP");
+    if (d && *d) return d;
+    mkdir("build", 0777);
+    mkdir("build/tmp", 0777);
+    return "build/tmp";
+}
+
+typedef void (*qf_test_fn)(qf_test *);
+
+static inline int qf_test_main(const char *suite, const char *names, qf_test_fn *fns, int n, int argc, char **argv) {
+    int passed = 0, failed = 0, skipped = 0;
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    char namebuf[4096];
+    snprintf(namebuf, sizeof namebuf, "%s", names);
+    char *save = NULL;
+    char *tok = strtok_r(namebuf, ", \t\n", &save);
+    for (int i = 0; i < n && tok; i++, tok = strtok_r(NULL, ", \t\n", &save)) {
+        const char *tn = strncmp(tok, "test_", 5) == 0 ? tok + 5 : tok;
+        if (filter && !strstr(tn, filter)) continue;
+        qf_test t;
+        memset(&t, 0, sizeof t);
+        t.name = tn;
+        fns[i](&t);
+        if (t.failed) {
+            printf("FAIL %s/%s: %s", suite, tn, t.first_failure);
+            if (t.n_checks_failed > 1) printf(" (+%d more)", t.n_checks_failed - 1);
+            printf("\n");
+            failed++;
+        } else if (t.skipped) {
+            printf("SKIP %s/%s: %s\n", suite, tn, t.skip_reason);
+            skipped++;
+        } else {
+            printf("PASS %s/%s\n", suite, tn);
+            passed++;
+        }
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    return failed ? 1 : 0;
+}
+
+#define QF_TEST_MAIN(...)                                                         \
+    int main(int argc, char **argv) {                                             \
+        qf_test_fn fns[] = {__VA_ARGS__};                                         \
+        const char *suite = __FILE__;                                             \
+        const char *slash = strrchr(suite, '/');                                  \
+        char sname[128];                                                          \
+        snprintf(sname, sizeof sname, "%s", slash ? slash + 1 : suite);           \
+        char *dot = strstr(sname, "_test.c");                                     \
+        if (dot) *dot = 0;                                                        \
+        return qf_test_main(sname, #__VA_ARGS__, fns, (int)(sizeof fns / sizeof fns[0]), argc, argv); \
+    }
+
+#endif
