@@ -12,15 +12,21 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+out=$(mktemp)
+trap 'rm -f "$log" "$out"' EXIT
+# Show everything but PASS lines and per-binary totals; keep all for counting.
+run_one() {
+  "$@" >"$out" 2>&1 || status=1
+  cat "$out" >>"$log"
+  grep -Ev '^(PASS |[0-9]+ passed, )' "$out"
+}
 for t in "$build"/tests/*_test; do
   [ -x "$t" ] || continue
-  "$t" > >(tee -a "$log" | grep -Ev '^(PASS |[0-9]+ passed, )') 2>&1 || status=1
-  wait
+  run_one "$t"
 done
 for s in tests/cli/*.sh; do
   [ -f "$s" ] || continue
-  bash "$s" > >(tee -a "$log" | grep -Ev '^(PASS |[0-9]+ passed, )') 2>&1 || status=1
-  wait
+  run_one bash "$s"
 done
 np=$(grep -c '^PASS ' "$log"); nf=$(grep -c '^FAIL ' "$log"); ns=$(grep -c '^SKIP ' "$log")
 [ "$nf" -gt 0 ] && status=1
