@@ -63,6 +63,14 @@ static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
 
 static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int64_t T, float *y, qf_err *err) {
     if (c->hook) c->hook(c->hook_user, layer, w, x, T);
+    const uint32_t act = c->act_llamacpp ? qf_act_type_llamacpp(w->type) : GGML_TYPE_F32;
+    if (act != GGML_TYPE_F32) {
+        const int64_t n = w->n_in;
+        float *xr = c->xr;
+#pragma omp parallel for schedule(static) if (T * n >= 16384)
+        for (int64_t t = 0; t < T; t++) qf_round_activations(act, x + t * n, xr + t * n, n);
+        x = xr;
+    }
     int rc = qf_matmul(w, x, T, y);
     return rc < 0 ? failed_matmul(rc, w, err) : 0;
 }
@@ -106,8 +114,12 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     c->rope_cos = malloc(N * (hp->n_rot / 2) * f);
     c->rope_sin = malloc(N * (hp->n_rot / 2) * f);
     c->logits = malloc(B * hp->n_vocab * f);
+    int64_t max_in = E > F ? E : F;
+    if (OD > max_in) max_in = OD;
+    c->xr = malloc(B * max_in * f);
+    c->act_llamacpp = 1;
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
-        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->logits) {
+        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->logits || !c->xr) {
         qf_ctx_free(c);
         return qf_set_err(err, QF_ENOMEM, "out of memory for a context of %lld tokens", (long long)n_ctx);
     }
@@ -132,7 +144,7 @@ void qf_ctx_free(qf_ctx *c) {
     if (!c) return;
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att);
     free(c->proj); free(c->gate); free(c->up); free(c->k_cache); free(c->v_cache);
-    free(c->rope_cos); free(c->rope_sin); free(c->logits);
+    free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->xr);
     memset(c, 0, sizeof *c);
 }
 
@@ -293,4 +305,36 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
     }
     c->n_past += T;
     return 0;
+}
+
+int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+                       int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
+                       int32_t *out, int64_t *n_out, qf_err *err) {
+    const int64_t V = m->hp.n_vocab;
+    *n_out = 0;
+    if (n_prompt <= 0) return qf_set_err(err, QF_EINVAL, "greedy decoding needs at least one prompt token");
+    qf_ctx c;
+    float *logits = malloc((size_t)V * sizeof(float));
+    if (!logits) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    int rc = qf_ctx_init(&c, m, n_prompt + n_new, n_prompt, err);
+    if (rc < 0) {
+        free(logits);
+        return rc;
+    }
+    memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
+    int64_t n = n_prompt;
+    /* the prompt in one batch (logits of its last token), then one token at a time */
+    rc = qf_forward(&c, prompt, n_prompt, n_prompt - 1, logits, err);
+    while (rc == 0 && n < n_prompt + n_new) {
+        int32_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = (int32_t)i;
+        out[n++] = best;
+        if ((is_stop && is_stop(stop_user, best)) || n == n_prompt + n_new) break;
+        rc = qf_forward(&c, &out[n - 1], 1, 0, logits, err);
+    }
+    *n_out = n;
+    qf_ctx_free(&c);
+    free(logits);
+    return rc;
 }

@@ -50,6 +50,12 @@ typedef struct qf_ctx {
     float *rope_sin;
 
     float *logits;        /* [n_batch, n_vocab], used when the caller passes none */
+    float *xr;            /* [T, max n_in] activations rounded for a matmul */
+
+    /* 1 (default): round each matmul's activations like llama.cpp's CPU
+     * backend (qf_act_type_llamacpp) so perplexities agree with
+     * llama-perplexity; 0: plain F32 activations. */
+    int act_llamacpp;
 
     qf_matmul_hook hook;  /* optional */
     void *hook_user;
@@ -63,5 +69,13 @@ void qf_ctx_reset(qf_ctx *c);  /* forget the sequence: n_past = 0 */
  * Writes the logits of tokens out_first..n-1 to logits[(t - out_first) * n_vocab]
  * (logits NULL -> c->logits). out_first == n computes no logits. */
 int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, float *logits, qf_err *err);
+
+/* Greedy (argmax, first index on ties) decoding: run prompt[0..n_prompt)
+ * then append up to n_new tokens, stopping after a token for which
+ * is_stop(stop_user, id) is true (is_stop may be NULL). out must hold
+ * n_prompt + n_new ids; *n_out = prompt + generated count. */
+int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+                       int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
+                       int32_t *out, int64_t *n_out, qf_err *err);
 
 #endif

@@ -8,14 +8,16 @@
  * the tiling or the thread count): 8 lane accumulators, lane j sums
  * x[i]*w[i] for i = j, j+8, j+16, ... with fused multiply-adds (a partial last
  * group is zero-padded), then the lanes are added as
- * ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)).
+ * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) (llama.cpp tinyBLAS's order).
  */
 #include "matmul.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ggml_types.h"
+#include "numfmt.h"
 #include "quants.h"
 
 #ifdef _OPENMP
@@ -31,13 +33,16 @@
 
 #ifdef QF_MATMUL_AVX2
 
-/* Lanes of 4 accumulators -> [sum a, sum b, sum c, sum d], each in the fixed
- * order ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)). */
+/* Lanes l0..l7 of 4 accumulators -> [sum a, sum b, sum c, sum d], each in the
+ * order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): the horizontal sum of
+ * llama.cpp's tinyBLAS, so F32 products round like llama.cpp's. */
 static inline __m128 hsum_x4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    __m256 ab = _mm256_hadd_ps(a, b);      /* a01 a23 b01 b23 | a45 a67 b45 b67 */
-    __m256 cd = _mm256_hadd_ps(c, d);
-    __m256 abcd = _mm256_hadd_ps(ab, cd);  /* a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7 */
-    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+    __m128 a4 = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a)); /* l0+l4 .. l3+l7 */
+    __m128 b4 = _mm_add_ps(_mm256_extractf128_ps(b, 1), _mm256_castps256_ps128(b));
+    __m128 c4 = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
+    __m128 d4 = _mm_add_ps(_mm256_extractf128_ps(d, 1), _mm256_castps256_ps128(d));
+    _MM_TRANSPOSE4_PS(a4, b4, c4, d4); /* a4 = lane 0 of a, b, c, d; b4 = lane 1; ... */
+    return _mm_add_ps(_mm_add_ps(a4, c4), _mm_add_ps(b4, d4));
 }
 
 static const int32_t tail_mask_bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -94,7 +99,7 @@ static inline void kernel(int NT, int NR, const float *x, int64_t ldx, const flo
         for (int r = 0; r < NR; r++) {
             float l[8] = {0};
             for (int64_t k = 0; k < n; k++) l[k & 7] += x[t * ldx + k] * w[r * ldw + k];
-            y[t * ldy + r] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+            y[t * ldy + r] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
         }
     }
 }
@@ -217,4 +222,79 @@ int qf_matmul_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
     }
     free(row);
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* llama.cpp-compatible activation rounding (see matmul.h) */
+
+uint32_t qf_act_type_llamacpp(uint32_t weight_type) {
+    switch (weight_type) {
+    case GGML_TYPE_F16: return GGML_TYPE_F16;
+    case GGML_TYPE_BF16: return GGML_TYPE_BF16;
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q5_0:
+    case GGML_TYPE_Q8_0: return GGML_TYPE_Q8_0;
+    case GGML_TYPE_Q4_1:
+    case GGML_TYPE_Q5_1: return GGML_TYPE_Q8_1;
+    case GGML_TYPE_Q2_K:
+    case GGML_TYPE_Q3_K:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q5_K:
+    case GGML_TYPE_Q6_K: return GGML_TYPE_Q8_K;
+    default: return GGML_TYPE_F32;
+    }
+}
+
+/* Q8_0/Q8_1 as the AVX2 activation quantizer does it: d = amax/127 stored as
+ * F16, q = round-half-even(x * 127/amax). */
+static void round_q8_0(const float *x, float *out, int64_t n) {
+    for (int64_t b = 0; b < n; b += QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[b + j]));
+        const float d = qf_f16_to_f32(qf_f32_to_f16(amax / 127.0f));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < QK8_0; j++) out[b + j] = nearbyintf(x[b + j] * id) * d;
+    }
+}
+
+/* Q8_K (ggml reference): the signed value of largest magnitude sets
+ * iscale = -127/max, q = min(127, round-half-even(iscale * x)), d = 1/iscale (F32). */
+static void round_q8_K(const float *x, float *out, int64_t n) {
+    for (int64_t b = 0; b < n; b += QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            const float ax = fabsf(x[b + j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[b + j];
+            }
+        }
+        if (amax == 0.0f) {
+            for (int j = 0; j < QK_K; j++) out[b + j] = 0.0f;
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        const float d = 1.0f / iscale;
+        for (int j = 0; j < QK_K; j++) {
+            float q = nearbyintf(iscale * x[b + j]);
+            out[b + j] = (q > 127.0f ? 127.0f : q) * d;
+        }
+    }
+}
+
+void qf_round_activations(uint32_t act_type, const float *x, float *out, int64_t n) {
+    switch (act_type) {
+    case GGML_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) out[i] = qf_f16_to_f32(qf_f32_to_f16(x[i]));
+        break;
+    case GGML_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) out[i] = qf_bf16_to_f32(qf_f32_to_bf16(x[i]));
+        break;
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q8_1: round_q8_0(x, out, n); break;
+    case GGML_TYPE_Q8_K: round_q8_K(x, out, n); break;
+    default:
+        if (out != x) memcpy(out, x, (size_t)n * sizeof *out);
+        break;
+    }
 }

@@ -28,4 +28,16 @@ int qf_matmul_ref(const qf_weight *w, const float *x, int64_t T, float *y);
  * exposed so other kernels (attention) can share its summation order. */
 float qf_dot_f32(const float *a, const float *b, int64_t n);
 
+/* llama.cpp's CPU backend does not multiply F32 activations with the stored
+ * weights directly: it first converts each activation row to the weight
+ * type's "vec_dot_type" (F16 for F16, BF16 for BF16, Q8_0 blocks of 32 for
+ * Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K blocks of 256 for the K-quants)
+ * and takes integer/low-precision dot products. To score like
+ * llama-perplexity we round activations the same way and keep the rest in
+ * F32: x' = dequant(quant(x)).
+ * qf_act_type_llamacpp returns GGML_TYPE_F32 when no rounding applies. */
+uint32_t qf_act_type_llamacpp(uint32_t weight_type);
+/* out[0..n) = x rounded through act_type (n a multiple of its block size). */
+void qf_round_activations(uint32_t act_type, const float *x, float *out, int64_t n);
+
 #endif

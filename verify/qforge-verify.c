@@ -91,55 +91,27 @@ typedef struct opts {
     int json;
 } opts;
 
+static int stop_at_eog(const void *user, int32_t id) { return qf_text_is_eog(user, id); }
+
 static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
     qf_err err = {0};
     int rc = 1;
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
-    qf_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    if (qf_text_encode(tx, o->prompt ? o->prompt : "", 1, &ids, &n_ids, &err) < 0) return die(err.msg);
-    if (n_ids == 0) {
-        free(ids);
-        return die("empty prompt and the vocabulary has no BOS token");
+    int32_t *prompt = NULL, *ids = NULL;
+    int64_t n_prompt = 0, n_ids = 0;
+    char *text = NULL, *prompt_text = NULL;
+    if (qf_text_encode(tx, o->prompt ? o->prompt : "", 1, &prompt, &n_prompt, &err) < 0) return die(err.msg);
+    if (n_prompt == 0) {
+        free(prompt);
+        return die("empty prompt and the vocabulary adds no BOS token");
     }
-    const int64_t n_total = n_ids + o->n_generate;
-    int32_t *all = realloc(ids, (size_t)n_total * sizeof *all);
-    if (!all) {
-        free(ids);
-        return die("out of memory");
-    }
-    ids = all;
-    float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
-    if (!logits || qf_ctx_init(&ctx, m, n_total, n_ids, &err) < 0) {
-        die(logits ? err.msg : "out of memory");
+    ids = malloc((size_t)(n_prompt + o->n_generate) * sizeof *ids);
+    if (!ids) {
+        die("out of memory");
         goto done;
     }
-    const int64_t n_prompt = n_ids;
-    /* the prompt in one batch, then one token at a time */
-    if (qf_forward(&ctx, ids, n_ids, n_ids - 1, logits, &err) < 0) {
-        die(err.msg);
-        goto done;
-    }
-    while (n_ids < n_total) {
-        int32_t best = 0;
-        for (int64_t i = 1; i < m->hp.n_vocab; i++)
-            if (logits[i] > logits[best]) best = (int32_t)i;
-        ids[n_ids++] = best;
-        if (qf_text_is_eog(tx, best) || n_ids == n_total) break;
-        if (qf_forward(&ctx, &ids[n_ids - 1], 1, 0, logits, &err) < 0) {
-            die(err.msg);
-            goto done;
-        }
-    }
-    char *text = NULL;
-    if (qf_text_decode(tx, ids + n_prompt, n_ids - n_prompt, &text, &err) < 0) {
-        die(err.msg);
-        goto done;
-    }
-    char *prompt_text = NULL;
-    if (qf_text_decode(tx, ids, n_prompt, &prompt_text, &err) < 0) {
-        free(text);
+    if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
+        qf_text_decode(tx, ids + n_prompt, n_ids - n_prompt, &text, &err) < 0 ||
+        qf_text_decode(tx, ids, n_prompt, &prompt_text, &err) < 0) {
         die(err.msg);
         goto done;
     }
@@ -156,13 +128,12 @@ static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
     } else {
         printf("%s%s\n", prompt_text, text);
     }
-    free(text);
-    free(prompt_text);
     rc = 0;
 done:
-    qf_ctx_free(&ctx);
-    free(logits);
+    free(text);
+    free(prompt_text);
     free(ids);
+    free(prompt);
     return rc;
 }
 
