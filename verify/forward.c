@@ -23,6 +23,7 @@
 
 #include "ggml_types.h"
 #include "matmul.h"
+#include "numfmt.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -55,6 +56,8 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
+
+static inline float round_f16(float x) { return qf_f16_to_f32(qf_f32_to_f16(x)); }
 
 static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
     if (rc == QF_ENOMEM) return qf_set_err(err, rc, "out of memory in matmul '%s'", w->name);
@@ -190,17 +193,22 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
 #pragma omp parallel num_threads(n_threads)
     {
         float *s = malloc((size_t)(P + T) * sizeof(float));
-        if (!s) {
+        float *q16 = malloc((size_t)Dk * sizeof(float));
+        if (!s || !q16) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(dynamic, 4)
         for (int64_t item = 0; item < n_items; item++) {
-            if (!s) continue;
+            if (!s || !q16) continue;
             const int64_t h = item % H, t = item / H;
             const int64_t n_keys = P + t + 1;
             const int64_t kvh = h / group;
             const float *q = c->q + t * H * Dk + h * Dk;
+            if (c->kv_f16) { /* llama.cpp converts q to the cache type for K^T q */
+                for (int64_t d = 0; d < Dk; d++) q16[d] = round_f16(q[d]);
+                q = q16;
+            }
             const float *Kt = Kl + kvh * Dk * N;
             const float *Vh = Vl + kvh * N * Dv;
             float *out = c->att + t * H * Dv + h * Dv;
@@ -222,9 +230,13 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             const float inv = (float)(1.0 / sum);
             /* out = sum_j p_j v_j */
             memset(out, 0, (size_t)Dv * sizeof(float));
-            for (int64_t j = 0; j < n_keys; j++) axpy(Dv, s[j] * inv, Vh + j * Dv, out);
+            for (int64_t j = 0; j < n_keys; j++) {
+                const float pj = c->kv_f16 ? round_f16(s[j] * inv) : s[j] * inv;
+                axpy(Dv, pj, Vh + j * Dv, out);
+            }
         }
         free(s);
+        free(q16);
     }
     return failed ? QF_ENOMEM : 0;
 }
@@ -274,6 +286,10 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         }
         /* append k (transposed) and v to the cache */
         float *Kl = c->k_cache + l * Hkv * Dk * N, *Vl = c->v_cache + l * Hkv * N * Dv;
+        if (c->kv_f16) {
+            for (int64_t i = 0; i < T * Hkv * Dk; i++) c->k[i] = round_f16(c->k[i]);
+            for (int64_t i = 0; i < T * Hkv * Dv; i++) c->v[i] = round_f16(c->v[i]);
+        }
         for (int64_t t = 0; t < T; t++) {
             for (int64_t h = 0; h < Hkv; h++) {
                 for (int64_t d = 0; d < Dk; d++) Kl[(h * Dk + d) * N + P + t] = c->k[t * Hkv * Dk + h * Dk + d];
@@ -307,7 +323,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
     return 0;
 }
 
-int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new, int kv_f16,
                        int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
                        int32_t *out, int64_t *n_out, qf_err *err) {
     const int64_t V = m->hp.n_vocab;
@@ -321,6 +337,7 @@ int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_promp
         free(logits);
         return rc;
     }
+    c.kv_f16 = kv_f16;
     memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
     int64_t n = n_prompt;
     /* the prompt in one batch (logits of its last token), then one token at a time */

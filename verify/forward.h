@@ -56,6 +56,10 @@ typedef struct qf_ctx {
      * backend (qf_act_type_llamacpp) so perplexities agree with
      * llama-perplexity; 0: plain F32 activations. */
     int act_llamacpp;
+    /* 1: emulate llama.cpp's F16 KV cache (its default, -ctk/-ctv f16): keys,
+     * values, queries and attention weights rounded to F16 before the two
+     * attention products. 0 (default): everything in F32 (-ctk f32 -ctv f32). */
+    int kv_f16;
 
     qf_matmul_hook hook;  /* optional */
     void *hook_user;
@@ -73,8 +77,8 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, f
 /* Greedy (argmax, first index on ties) decoding: run prompt[0..n_prompt)
  * then append up to n_new tokens, stopping after a token for which
  * is_stop(stop_user, id) is true (is_stop may be NULL). out must hold
- * n_prompt + n_new ids; *n_out = prompt + generated count. */
-int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+ * n_prompt + n_new ids; *n_out = prompt + generated count. kv_f16 as in qf_ctx. */
+int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new, int kv_f16,
                        int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
                        int32_t *out, int64_t *n_out, qf_err *err);
 

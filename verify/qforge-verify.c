@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "  --chunks N           score at most N chunks (default all)\n"
             "  -t, --threads N      OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
             "  --base BASE.gguf     also compute KL-divergence, top-1 agreement and ppl ratio vs BASE\n"
+            "  --kv f32|f16         KV cache precision (default f32 = llama.cpp -ctk f32 -ctv f32;\n"
+            "                       f16 emulates llama.cpp's default F16 cache)\n"
             "  --generate N         generate N tokens greedily (argmax) after the prompt\n"
             "  -p, --prompt TEXT    prompt for --generate (default: BOS only)\n"
             "  --json               print the results as one JSON object\n"
@@ -89,6 +91,7 @@ typedef struct opts {
     const char *model, *base, *text_file, *ids_file, *prompt;
     int64_t n_ctx, n_batch, n_chunks, n_threads, n_generate;
     int json;
+    int kv_f16;
 } opts;
 
 static int stop_at_eog(const void *user, int32_t id) { return qf_text_is_eog(user, id); }
@@ -109,7 +112,7 @@ static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
         die("out of memory");
         goto done;
     }
-    if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
+    if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, o->kv_f16, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
         qf_text_decode(tx, ids + n_prompt, n_ids - n_prompt, &text, &err) < 0 ||
         qf_text_decode(tx, ids, n_prompt, &prompt_text, &err) < 0) {
         die(err.msg);
@@ -266,6 +269,11 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             NEED_VAL();
             o.prompt = val;
+        } else if (!strcmp(a, "--kv")) {
+            NEED_VAL();
+            if (!strcmp(val, "f16")) o.kv_f16 = 1;
+            else if (!strcmp(val, "f32")) o.kv_f16 = 0;
+            else return usage_error("--kv takes f32 or f16, not '%s'", val);
         } else if (!strcmp(a, "--json")) {
             o.json = 1;
         } else if (a[0] == '-' && a[1]) {
@@ -304,7 +312,7 @@ int main(int argc, char **argv) {
         die(err.msg);
         goto done;
     }
-    if ((generating || o.text_file) && qf_text_init(&tx, &m.file, &err) < 0) {
+    if (qf_text_init(&tx, &m.file, &err) < 0) {
         die(err.msg);
         goto done;
     }
@@ -336,13 +344,14 @@ int main(int argc, char **argv) {
     qf_ppl_params pp = {0};
     pp.n_ctx = o.n_ctx;
     pp.max_chunks = o.n_chunks;
-    qf_text_bos(&m.file, &pp.add_bos, &pp.bos_id);
+    qf_text_bos(&tx, &pp.add_bos, &pp.bos_id);
     if (isatty(STDERR_FILENO) && !o.json) pp.progress = progress_tty;
 
     if (qf_model_source_init(&ms, &m, o.n_ctx, o.n_batch, &err) < 0) {
         die(err.msg);
         goto done;
     }
+    ms.ctx.kv_f16 = o.kv_f16;
     if (!o.base) {
         qf_ppl_result r;
         if (qf_perplexity(&ms.src, ids, n_ids, &pp, &r, &err) < 0) {
@@ -368,6 +377,7 @@ int main(int argc, char **argv) {
             die(err.msg);
             goto done;
         }
+        bs.ctx.kv_f16 = o.kv_f16;
         qf_kld_result r;
         if (qf_kl_divergence(&bs.src, &ms.src, ids, n_ids, &pp, &r, &err) < 0) {
             die(err.msg);

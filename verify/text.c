@@ -6,91 +6,60 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct text_impl {
-    const gguf_file *f;
-    uint64_t n_tokens;
-    const gguf_str *tokens;  /* tokenizer.ggml.tokens */
-    const int32_t *types;    /* tokenizer.ggml.token_type or NULL */
-    int64_t eos_id, eot_id;
-    int spm;                 /* tokenizer.ggml.model == "llama" */
-} text_impl;
+#include "tokenizer.h"
+#include "vocab.h"
 
-static int64_t get_id(const gguf_file *f, const char *key) {
-    uint32_t v;
-    return gguf_get_u32(f, key, &v) == 0 ? (int64_t)v : -1;
-}
+typedef struct text_impl {
+    qf_vocab vocab;
+    qf_tokenizer *tok;
+} text_impl;
 
 int qf_text_init(qf_text *tx, const gguf_file *f, qf_err *err) {
     tx->impl = NULL;
     text_impl *t = calloc(1, sizeof *t);
     if (!t) return qf_set_err(err, QF_ENOMEM, "out of memory");
-    t->f = f;
-    const void *data;
-    if (gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_VT_STRING, &t->n_tokens, &data) < 0) {
-        free(t);
-        return qf_set_err(err, QF_ENOTFOUND, "%s: no vocabulary (tokenizer.ggml.tokens)", f->path);
+    qf_vocab_init(&t->vocab);
+    int rc = qf_vocab_from_gguf(&t->vocab, f, err);
+    if (rc < 0) goto fail;
+    t->tok = qf_tokenizer_create(&t->vocab, err);
+    if (!t->tok) {
+        rc = err && err->code ? err->code : QF_EUNSUPPORTED;
+        goto fail;
     }
-    t->tokens = data;
-    uint64_t n_types;
-    if (gguf_get_arr(f, "tokenizer.ggml.token_type", GGUF_VT_INT32, &n_types, &data) == 0 && n_types == t->n_tokens)
-        t->types = data;
-    char *model = NULL;
-    if (gguf_get_str(f, "tokenizer.ggml.model", &model) == 0) {
-        t->spm = strcmp(model, "llama") == 0;
-        free(model);
-    }
-    t->eos_id = get_id(f, "tokenizer.ggml.eos_token_id");
-    t->eot_id = get_id(f, "tokenizer.ggml.eot_token_id");
     tx->impl = t;
     return 0;
+fail:
+    qf_vocab_free(&t->vocab);
+    free(t);
+    return rc;
 }
 
 void qf_text_free(qf_text *tx) {
-    if (!tx) return;
-    free(tx->impl);
+    if (!tx || !tx->impl) return;
+    text_impl *t = tx->impl;
+    qf_tokenizer_free(t->tok);
+    qf_vocab_free(&t->vocab);
+    free(t);
     tx->impl = NULL;
 }
 
-void qf_text_bos(const gguf_file *f, int *add_bos, int32_t *bos_id) {
-    int64_t bos = get_id(f, "tokenizer.ggml.bos_token_id");
-    int add = -1;
-    gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &add);
-    if (add < 0) { /* llama.cpp's default: SentencePiece vocabularies add BOS */
-        char *model = NULL;
-        add = 0;
-        if (gguf_get_str(f, "tokenizer.ggml.model", &model) == 0) {
-            add = strcmp(model, "llama") == 0;
-            free(model);
-        }
-    }
-    *add_bos = add && bos >= 0;
-    *bos_id = bos >= 0 ? (int32_t)bos : 0;
+void qf_text_bos(const qf_text *tx, int *add_bos, int32_t *bos_id) {
+    const text_impl *t = tx->impl;
+    int32_t bos = qf_tokenizer_bos(t->tok);
+    *add_bos = bos >= 0 && qf_tokenizer_add_bos(t->tok);
+    *bos_id = bos >= 0 ? bos : 0;
 }
 
 int qf_text_encode(qf_text *tx, const char *text, int add_special, int32_t **ids, int64_t *n_ids, qf_err *err) {
     text_impl *t = tx->impl;
-    (void)add_special;
+    size_t n = 0;
     *ids = NULL;
     *n_ids = 0;
-    /* Only the empty text is encodable without a tokenizer: [BOS]. */
-    if (text[0] == 0) {
-        int add_bos;
-        int32_t bos;
-        qf_text_bos(t->f, &add_bos, &bos);
-        *ids = malloc(sizeof **ids);
-        if (!*ids) return qf_set_err(err, QF_ENOMEM, "out of memory");
-        if (add_bos && add_special) (*ids)[(*n_ids)++] = bos;
-        return 0;
-    }
-    return qf_set_err(err, QF_EUNSUPPORTED, "%s: no tokenizer for text input yet; pass token ids with --tokens",
-                      t->f->path);
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
+    /* as llama.cpp's common_tokenize(ctx, text, add_special, parse_special = false) */
+    int rc = qf_tokenize(t->tok, text, strlen(text), add_special, 0, ids, &n, err);
+    if (rc < 0) return rc;
+    *n_ids = (int64_t)n;
+    return 0;
 }
 
 int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, qf_err *err) {
@@ -99,32 +68,19 @@ int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, 
     char *out = malloc(cap);
     if (!out) return qf_set_err(err, QF_ENOMEM, "out of memory");
     for (int64_t i = 0; i < n_ids; i++) {
-        if (ids[i] < 0 || (uint64_t)ids[i] >= t->n_tokens) continue;
-        const int32_t type = t->types ? t->types[ids[i]] : 1;
-        if (type == 3) continue; /* control */
-        const gguf_str *s = &t->tokens[ids[i]];
-        if (len + s->len + 8 > cap) {
-            while (len + s->len + 8 > cap) cap *= 2;
-            char *n = realloc(out, cap);
-            if (!n) {
+        for (;;) {
+            int64_t k = qf_token_to_piece(t->tok, ids[i], 0, out + len, cap - len - 1);
+            if (k < 0) break; /* id out of range: nothing to render */
+            if ((size_t)k <= cap - len - 1) {
+                len += (size_t)k;
+                break;
+            }
+            char *bigger = realloc(out, cap *= 2);
+            if (!bigger) {
                 free(out);
                 return qf_set_err(err, QF_ENOMEM, "out of memory");
             }
-            out = n;
-        }
-        if (type == 6 && s->len == 6 && hexval(s->data[3]) >= 0 && hexval(s->data[4]) >= 0) { /* <0xAB> */
-            out[len++] = (char)(hexval(s->data[3]) * 16 + hexval(s->data[4]));
-            continue;
-        }
-        for (uint64_t k = 0; k < s->len; k++) {
-            /* SentencePiece marks spaces with U+2581 (e2 96 81) */
-            if (t->spm && k + 2 < s->len && (unsigned char)s->data[k] == 0xe2 &&
-                (unsigned char)s->data[k + 1] == 0x96 && (unsigned char)s->data[k + 2] == 0x81) {
-                out[len++] = ' ';
-                k += 2;
-            } else {
-                out[len++] = s->data[k];
-            }
+            out = bigger;
         }
     }
     out[len] = 0;
@@ -134,7 +90,8 @@ int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, 
 
 int qf_text_is_eog(const qf_text *tx, int32_t id) {
     const text_impl *t = tx->impl;
-    return (t->eos_id >= 0 && id == t->eos_id) || (t->eot_id >= 0 && id == t->eot_id);
+    return (id >= 0 && id == qf_tokenizer_eos(t->tok)) || (t->vocab.eot_id >= 0 && id == t->vocab.eot_id) ||
+           (t->vocab.eom_id >= 0 && id == t->vocab.eom_id);
 }
 
 int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
@@ -162,6 +119,10 @@ int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
     if (bad) {
         free(buf);
         return qf_set_err(err, QF_EIO, "%s: read error", path);
+    }
+    if (memchr(buf, 0, n)) {
+        free(buf);
+        return qf_set_err(err, QF_EFORMAT, "%s: not a text file (contains NUL bytes)", path);
     }
     buf[n] = 0;
     *text = buf;

@@ -21,14 +21,16 @@ void qf_text_free(qf_text *tx);
 /* ids = tokenize(text); with add_special, BOS first when the vocabulary adds
  * one (as llama.cpp's common_tokenize(..., add_special=true)). *ids is malloc'd. */
 int qf_text_encode(qf_text *tx, const char *text, int add_special, int32_t **ids, int64_t *n_ids, qf_err *err);
-/* Concatenated pieces of ids (control tokens render as nothing). *text is malloc'd. */
+/* Concatenated pieces of ids, as llama.cpp's token_to_piece gives them (a
+ * SentencePiece word keeps its leading space; control tokens render as
+ * nothing). *text is malloc'd. */
 int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, qf_err *err);
 /* End of generation (EOS/EOT). */
 int qf_text_is_eog(const qf_text *tx, int32_t id);
 
-/* Whether chunks start with BOS, and its id (tokenizer.ggml.add_bos_token,
- * tokenizer.ggml.bos_token_id; llama.cpp's defaults when absent). */
-void qf_text_bos(const gguf_file *f, int *add_bos, int32_t *bos_id);
+/* Whether the vocabulary adds BOS (tokenizer.ggml.add_bos_token, with
+ * llama.cpp's per-model default) and its id. */
+void qf_text_bos(const qf_text *tx, int *add_bos, int32_t *bos_id);
 
 /* Whole file into a NUL-terminated buffer. */
 int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err);
