@@ -355,7 +355,7 @@ static int parse(gguf_file *f, qf_err *err) {
         return qf_set_err(err, QF_EFORMAT,
                           "%s: tensor count %llu is impossible: the %llu bytes after the header hold at most %llu", nm,
                           (ull)f->n_tensors, (ull)remain, (ull)(remain / MIN_TENSOR_BYTES));
-    if (f->n_kv * MIN_KV_BYTES + f->n_tensors * MIN_TENSOR_BYTES > remain)
+    if (f->n_tensors * MIN_TENSOR_BYTES > remain - f->n_kv * MIN_KV_BYTES) /* both terms <= remain */
         return qf_set_err(err, QF_EFORMAT, "%s: kv count %llu and tensor count %llu cannot fit in the %llu bytes after the header",
                           nm, (ull)f->n_kv, (ull)f->n_tensors, (ull)remain);
 
@@ -1156,6 +1156,7 @@ int gguf_writer_write_tensor_data(gguf_writer *w, const void *data, size_t nbyte
     int rc = wcheck(w);
     if (rc) return rc;
     if (!w->started) return wfail(w, QF_EINVAL, "%s: tensor data written before gguf_writer_begin_data", w->path);
+    if (!data && nbytes) return wfail(w, QF_EINVAL, "%s: null tensor data", w->path);
     const uint8_t *p = data;
     while (nbytes) {
         if (w->cur >= w->n_t)
