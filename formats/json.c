@@ -98,6 +98,16 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
+int qf_json_utf8_valid(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t l = utf8_len((const unsigned char *)s + i, n - i);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
 long qf_json_decode_string(const char *raw, size_t n, char *out) {
     size_t i = 0, o = 0;
     while (i < n) {

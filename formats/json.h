@@ -105,6 +105,9 @@ int qf_json_get_double(const qf_json *j, int tok, double *out, qf_err *err);
 int qf_json_get_bool(const qf_json *j, int tok, int *out, qf_err *err);
 int qf_json_is_null(const qf_json *j, int tok);
 
+/* 1 if s[0..n) is well-formed UTF-8 (RFC 3629). */
+int qf_json_utf8_valid(const char *s, size_t n);
+
 /* Decode a JSON string body (raw bytes between the quotes) into out (room
  * for raw_len bytes suffices: decoding never grows). Returns the decoded
  * length or -1 if the escapes/UTF-8 are invalid. */

@@ -16,6 +16,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -761,4 +762,336 @@ void st_release(const st_model *m, const st_tensor *t) {
     /* pages shared with neighbouring tensors are dropped too: harmless on a
      * read-only file mapping, they are faulted back in from the file */
     madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* ---------------- writer ---------------- */
+
+typedef struct wtensor {
+    char *name;
+    st_dtype dtype;
+    uint32_t n_dims;
+    uint64_t shape[ST_MAX_DIMS];
+    uint64_t nbytes;
+} wtensor;
+
+struct st_writer {
+    qf_err *err;
+    char *path, *tmp_path;
+    FILE *f;
+    int rc;              /* first error, sticky */
+    int state;           /* 0 adding, 1 data, 2 done */
+    wtensor *t;
+    uint64_t n, cap;
+    char **meta_k, **meta_v;
+    uint64_t n_meta, cap_meta;
+    uint64_t data_total, data_written;
+    char *hdr;           /* header being built */
+    size_t hlen, hcap;
+};
+
+static int w_fail(st_writer *w, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int w_fail(st_writer *w, int code, const char *fmt, ...) {
+    char msg[sizeof w->err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!w->rc) {
+        w->rc = code;
+        qf_set_err(w->err, code, "%s: %s", w->path, msg);
+    }
+    return w->rc;
+}
+
+st_writer *st_writer_create(const char *path, qf_err *err) {
+    st_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+        return NULL;
+    }
+    w->err = err;
+    w->path = strdup(path);
+    size_t pl = strlen(path) + 16;
+    w->tmp_path = malloc(pl);
+    if (!w->path || !w->tmp_path) goto oom;
+    snprintf(w->tmp_path, pl, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(w->tmp_path);
+    if (fd < 0) {
+        qf_set_err(err, QF_EIO, "%s: cannot create temp file %s: %s", path, w->tmp_path, strerror(errno));
+        free(w->tmp_path);
+        free(w->path);
+        free(w);
+        return NULL;
+    }
+    (void)fchmod(fd, 0644);
+    w->f = fdopen(fd, "wb");
+    if (!w->f) {
+        close(fd);
+        unlink(w->tmp_path);
+        goto oom;
+    }
+    setvbuf(w->f, NULL, _IOFBF, 1 << 20);
+    return w;
+oom:
+    qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+    free(w->tmp_path);
+    free(w->path);
+    free(w);
+    return NULL;
+}
+
+int st_writer_add_metadata(st_writer *w, const char *key, const char *value) {
+    if (w->rc) return w->rc;
+    if (w->state != 0) return w_fail(w, QF_EINVAL, "metadata added after the header was written");
+    if (!qf_json_utf8_valid(key, strlen(key)) || !qf_json_utf8_valid(value, strlen(value)))
+        return w_fail(w, QF_EINVAL, "metadata '%s' is not valid utf-8", key);
+    for (uint64_t i = 0; i < w->n_meta; i++)
+        if (strcmp(w->meta_k[i], key) == 0) return w_fail(w, QF_EINVAL, "metadata key '%s' added twice", key);
+    if (w->n_meta == w->cap_meta) {
+        uint64_t cap = w->cap_meta ? 2 * w->cap_meta : 8;
+        char **k = realloc(w->meta_k, sizeof *k * cap);
+        if (!k) return w_fail(w, QF_ENOMEM, "out of memory");
+        w->meta_k = k;
+        char **v = realloc(w->meta_v, sizeof *v * cap);
+        if (!v) return w_fail(w, QF_ENOMEM, "out of memory");
+        w->meta_v = v;
+        w->cap_meta = cap;
+    }
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return w_fail(w, QF_ENOMEM, "out of memory");
+    }
+    w->meta_k[w->n_meta] = k;
+    w->meta_v[w->n_meta] = v;
+    w->n_meta++;
+    return 0;
+}
+
+int st_writer_add_tensor(st_writer *w, const char *name, st_dtype dtype, uint32_t n_dims, const uint64_t *shape) {
+    if (w->rc) return w->rc;
+    if (w->state != 0) return w_fail(w, QF_EINVAL, "tensor '%s' added after the header was written", name);
+    if ((unsigned)dtype >= ST_DTYPE_COUNT) return w_fail(w, QF_EINVAL, "tensor '%s': bad dtype %d", name, (int)dtype);
+    if (n_dims > ST_MAX_DIMS) return w_fail(w, QF_EINVAL, "tensor '%s': %u dims (max %d)", name, n_dims, ST_MAX_DIMS);
+    if (!qf_json_utf8_valid(name, strlen(name))) return w_fail(w, QF_EINVAL, "tensor name is not valid utf-8");
+    if (strcmp(name, "__metadata__") == 0) return w_fail(w, QF_EINVAL, "'__metadata__' is not a tensor name");
+    unsigned long long nb = st_dtype_size(dtype);
+    for (uint32_t d = 0; d < n_dims; d++)
+        if (qf_mul_u64(nb, shape[d], &nb)) return w_fail(w, QF_ERANGE, "tensor '%s': byte size overflows", name);
+    if (w->n == w->cap) {
+        uint64_t cap = w->cap ? 2 * w->cap : 64;
+        wtensor *t = realloc(w->t, sizeof *t * cap);
+        if (!t) return w_fail(w, QF_ENOMEM, "out of memory");
+        w->t = t;
+        w->cap = cap;
+    }
+    wtensor *t = &w->t[w->n];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name) return w_fail(w, QF_ENOMEM, "out of memory");
+    t->dtype = dtype;
+    t->n_dims = n_dims;
+    for (uint32_t d = 0; d < n_dims; d++) t->shape[d] = shape[d];
+    t->nbytes = nb;
+    w->n++;
+    return 0;
+}
+
+static int h_put(st_writer *w, const char *s, size_t n) {
+    if (w->hlen + n + 1 > w->hcap) {
+        size_t cap = w->hcap ? w->hcap : 4096;
+        while (cap < w->hlen + n + 1) cap *= 2;
+        char *h = realloc(w->hdr, cap);
+        if (!h) return -1;
+        w->hdr = h;
+        w->hcap = cap;
+    }
+    memcpy(w->hdr + w->hlen, s, n);
+    w->hlen += n;
+    return 0;
+}
+
+static int h_puts(st_writer *w, const char *s) {
+    return h_put(w, s, strlen(s));
+}
+
+static int h_u64(st_writer *w, uint64_t v) {
+    char b[24];
+    int n = snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+    return h_put(w, b, (size_t)n);
+}
+
+/* A JSON string as serde_json writes it: escape '"', '\\' and control
+ * characters (\b \f \n \r \t short forms, others \u00xx lowercase);
+ * everything else, including non-ASCII UTF-8 and '/', verbatim. */
+static int h_str(st_writer *w, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    if (h_put(w, "\"", 1)) return -1;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char e[7];
+        size_t n = 2;
+        e[0] = '\\';
+        switch (c) {
+        case '"': e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        default:
+            if (c < 0x20) {
+                memcpy(e + 1, "u00", 3);
+                e[4] = hex[c >> 4];
+                e[5] = hex[c & 15];
+                n = 6;
+            } else {
+                e[0] = (char)c;
+                n = 1;
+            }
+        }
+        if (h_put(w, e, n)) return -1;
+    }
+    return h_put(w, "\"", 1);
+}
+
+static int cmp_wtensor(const void *a, const void *b) {
+    return strcmp(((const wtensor *)a)->name, ((const wtensor *)b)->name);
+}
+
+
+int st_writer_begin_data(st_writer *w) {
+    if (w->rc) return w->rc;
+    if (w->state != 0) return w_fail(w, QF_EINVAL, "begin_data called twice");
+    qsort(w->t, w->n, sizeof *w->t, cmp_wtensor);
+    for (uint64_t i = 1; i < w->n; i++)
+        if (strcmp(w->t[i - 1].name, w->t[i].name) == 0)
+            return w_fail(w, QF_EINVAL, "tensor '%s' added twice", w->t[i].name);
+    /* metadata keys sorted too, so the header is deterministic (insertion
+     * sort: a handful of entries) */
+    for (uint64_t i = 1; i < w->n_meta; i++) {
+        char *k = w->meta_k[i], *v = w->meta_v[i];
+        uint64_t j = i;
+        for (; j > 0 && strcmp(w->meta_k[j - 1], k) > 0; j--) {
+            w->meta_k[j] = w->meta_k[j - 1];
+            w->meta_v[j] = w->meta_v[j - 1];
+        }
+        w->meta_k[j] = k;
+        w->meta_v[j] = v;
+    }
+
+    int bad = h_puts(w, "{");
+    int first = 1;
+    if (w->n_meta) {
+        bad |= h_puts(w, "\"__metadata__\":{");
+        for (uint64_t i = 0; i < w->n_meta; i++) {
+            if (i) bad |= h_puts(w, ",");
+            bad |= h_str(w, w->meta_k[i]);
+            bad |= h_puts(w, ":");
+            bad |= h_str(w, w->meta_v[i]);
+        }
+        bad |= h_puts(w, "}");
+        first = 0;
+    }
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < w->n; i++) {
+        const wtensor *t = &w->t[i];
+        if (!first) bad |= h_puts(w, ",");
+        first = 0;
+        bad |= h_str(w, t->name);
+        bad |= h_puts(w, ":{\"dtype\":");
+        bad |= h_str(w, st_dtype_name(t->dtype));
+        bad |= h_puts(w, ",\"shape\":[");
+        for (uint32_t d = 0; d < t->n_dims; d++) {
+            if (d) bad |= h_puts(w, ",");
+            bad |= h_u64(w, t->shape[d]);
+        }
+        bad |= h_puts(w, "],\"data_offsets\":[");
+        bad |= h_u64(w, off);
+        bad |= h_puts(w, ",");
+        unsigned long long end;
+        if (qf_add_u64(off, t->nbytes, &end)) return w_fail(w, QF_ERANGE, "total data size overflows");
+        bad |= h_u64(w, end);
+        bad |= h_puts(w, "]}");
+        off = end;
+    }
+    bad |= h_puts(w, "}");
+    while (!bad && w->hlen % 8) bad |= h_puts(w, " ");
+    if (bad) return w_fail(w, QF_ENOMEM, "out of memory building the header");
+    if (w->hlen > ST_MAX_HEADER) return w_fail(w, QF_ERANGE, "header of %zu bytes exceeds the limit", w->hlen);
+    w->data_total = off;
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)((uint64_t)w->hlen >> (8 * i));
+    if (fwrite(le, 1, 8, w->f) != 8 || fwrite(w->hdr, 1, w->hlen, w->f) != w->hlen)
+        return w_fail(w, QF_EIO, "write failed: %s", strerror(errno));
+    free(w->hdr);
+    w->hdr = NULL;
+    w->state = 1;
+    return 0;
+}
+
+const char *st_writer_tensor_name(const st_writer *w, uint64_t i) {
+    return (w && w->state >= 1 && i < w->n) ? w->t[i].name : NULL;
+}
+
+int st_writer_write(st_writer *w, const void *data, size_t nbytes) {
+    if (w->rc) return w->rc;
+    if (w->state != 1) return w_fail(w, QF_EINVAL, "data written before begin_data");
+    if (nbytes > w->data_total - w->data_written)
+        return w_fail(w, QF_EINVAL, "%llu bytes of tensor data written, more than the %llu the header declares",
+                      (unsigned long long)(w->data_written + nbytes), (unsigned long long)w->data_total);
+    if (nbytes && fwrite(data, 1, nbytes, w->f) != nbytes) return w_fail(w, QF_EIO, "write failed: %s", strerror(errno));
+    w->data_written += nbytes;
+    return 0;
+}
+
+static void writer_free(st_writer *w) {
+    if (w->f) {
+        fclose(w->f);
+        w->f = NULL;
+        unlink(w->tmp_path);
+    }
+    for (uint64_t i = 0; i < w->n; i++) free(w->t[i].name);
+    for (uint64_t i = 0; i < w->n_meta; i++) {
+        free(w->meta_k[i]);
+        free(w->meta_v[i]);
+    }
+    free(w->t);
+    free(w->meta_k);
+    free(w->meta_v);
+    free(w->hdr);
+    free(w->path);
+    free(w->tmp_path);
+    free(w);
+}
+
+int st_writer_finish(st_writer *w) {
+    int rc = w->rc;
+    if (!rc && w->state == 0) rc = st_writer_begin_data(w); /* no tensors written yet is fine if there is no data */
+    if (!rc && w->data_written != w->data_total)
+        rc = w_fail(w, QF_EINVAL, "only %llu of %llu bytes of tensor data were written",
+                    (unsigned long long)w->data_written, (unsigned long long)w->data_total);
+    if (!rc) {
+        FILE *f = w->f;
+        w->f = NULL;
+        int bad = fflush(f) != 0;
+        bad = bad || fsync(fileno(f)) != 0;
+        int e = errno;
+        bad = (fclose(f) != 0) || bad;
+        if (bad) {
+            rc = w_fail(w, QF_EIO, "write failed: %s", strerror(e ? e : errno));
+            unlink(w->tmp_path);
+        } else if (rename(w->tmp_path, w->path) != 0) {
+            rc = w_fail(w, QF_EIO, "cannot rename %s: %s", w->tmp_path, strerror(errno));
+            unlink(w->tmp_path);
+        }
+    }
+    writer_free(w);
+    return rc;
+}
+
+void st_writer_abort(st_writer *w) {
+    if (w) writer_free(w);
 }

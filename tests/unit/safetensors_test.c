@@ -359,5 +359,225 @@ static void test_open_errors(qf_test *t) {
     rm_rf_dir(dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* Writer. */
+
+/* Rewrite `m` through the writer into `out` (metadata and tensors as read),
+ * streaming data in chunks of `chunk` bytes. */
+static int rewrite(const st_model *m, const char *out, size_t chunk, qf_err *err) {
+    st_writer *w = st_writer_create(out, err);
+    if (!w) return err->code;
+    for (uint64_t i = 0; i < m->n_meta; i++) st_writer_add_metadata(w, m->meta_keys[i], m->meta_values[i]);
+    /* add in reverse order: the writer must sort */
+    for (uint64_t i = m->n_tensors; i-- > 0;) {
+        const st_tensor *x = &m->tensors[i];
+        st_writer_add_tensor(w, x->name, x->dtype, x->n_dims, x->shape);
+    }
+    int rc = st_writer_begin_data(w);
+    for (uint64_t i = 0; !rc && i < m->n_tensors; i++) {
+        const st_tensor *x = st_find(m, st_writer_tensor_name(w, i));
+        for (uint64_t o = 0; !rc && o < x->nbytes; o += chunk)
+            rc = st_writer_write(w, x->data + o, (size_t)(x->nbytes - o < chunk ? x->nbytes - o : chunk));
+    }
+    if (rc) {
+        st_writer_abort(w);
+        return rc;
+    }
+    return st_writer_finish(w);
+}
+
+static void roundtrip_model(qf_test *t, const char *rel, const char *tag) {
+    char path[1024], out[1024];
+    if (!qf_test_data(t, rel, path, sizeof path)) return;
+    st_model m;
+    qf_err err = {0};
+    REQUIRE(t, st_open(&m, path, &err) == 0, "%s", err.msg);
+    snprintf(out, sizeof out, "%s/st_roundtrip_%s.safetensors", qf_test_tmpdir(), tag);
+    REQUIRE(t, rewrite(&m, out, 100000, &err) == 0, "%s", err.msg);
+    size_t na, nb;
+    uint8_t *a = read_all(path, &na), *b = read_all(out, &nb);
+    REQUIRE(t, a && b, "read back");
+    CHECK(t, na == nb, "%s: size %zu, original %zu", tag, nb, na);
+    size_t first_diff = 0;
+    while (first_diff < na && first_diff < nb && a[first_diff] == b[first_diff]) first_diff++;
+    CHECK(t, na == nb && first_diff == na, "%s: first differing byte at %zu", tag, first_diff);
+    free(a);
+    free(b);
+    unlink(out);
+    st_close(&m);
+}
+
+static void test_roundtrip_stories260k(qf_test *t) {
+    roundtrip_model(t, "models/stories260K/model.safetensors", "260k");
+}
+
+static void test_roundtrip_tinystories_3m(qf_test *t) {
+    roundtrip_model(t, "models/tinystories-distill-3M/model.safetensors", "3m");
+}
+
+static void test_writer_escapes(qf_test *t) {
+    char out[1024];
+    snprintf(out, sizeof out, "%s/st_escapes.safetensors", qf_test_tmpdir());
+    qf_err err = {0};
+    st_writer *w = st_writer_create(out, &err);
+    REQUIRE(t, w, "%s", err.msg);
+    const char *odd = "q\"uo\\te/\x01\t\xc3\xa9\xf0\x9f\x98\x80";
+    uint64_t shape[2] = {2, 3};
+    CHECK(t, st_writer_add_metadata(w, "zz", "last") == 0, "meta");
+    CHECK(t, st_writer_add_metadata(w, "a\n", odd) == 0, "meta");
+    CHECK(t, st_writer_add_tensor(w, odd, ST_I16, 2, shape) == 0, "tensor");
+    CHECK(t, st_writer_add_tensor(w, "b", ST_F64, 0, shape) == 0, "scalar");
+    REQUIRE(t, st_writer_begin_data(w) == 0, "%s", err.msg);
+    CHECK(t, !strcmp(st_writer_tensor_name(w, 0), "b") && !strcmp(st_writer_tensor_name(w, 1), odd), "sorted names");
+    double one = 1.0;
+    int16_t v[6] = {1, -2, 3, -4, 5, -6};
+    CHECK(t, st_writer_write(w, &one, 8) == 0 && st_writer_write(w, v, 5) == 0 && st_writer_write(w, (char *)v + 5, 7) == 0,
+          "chunked writes");
+    REQUIRE(t, st_writer_finish(w) == 0, "%s", err.msg);
+    st_model m;
+    REQUIRE(t, st_open(&m, out, &err) == 0, "%s", err.msg);
+    CHECK(t, m.n_tensors == 2 && !strcmp(m.tensors[1].name, odd), "odd name round trip");
+    CHECK(t, m.tensors[0].n_dims == 0 && m.tensors[0].nbytes == 8 && *(const double *)m.tensors[0].data == 1.0, "scalar");
+    CHECK(t, m.tensors[1].nbytes == 12 && memcmp(m.tensors[1].data, v, 12) == 0, "i16 data");
+    CHECK(t, m.n_meta == 2 && !strcmp(m.meta_keys[0], "a\n") && !strcmp(m.meta_values[0], odd) &&
+             !strcmp(m.meta_keys[1], "zz"), "metadata sorted and decoded");
+    CHECK(t, (m.shards[0].data_start % 8) == 0, "header padded to 8");
+    st_close(&m);
+    /* the escaped header text is what serde_json writes */
+    size_t n;
+    uint8_t *b = read_all(out, &n);
+    REQUIRE(t, b, "read");
+    static const char want[] = "\"q\\\"uo\\\\te/\\u0001\\t\xc3\xa9\xf0\x9f\x98\x80\"";
+    int found = 0;
+    for (size_t i = 0; i + sizeof want - 1 <= n && !found; i++) found = !memcmp(b + i, want, sizeof want - 1);
+    CHECK(t, found, "escape form");
+    free(b);
+    unlink(out);
+}
+
+static int file_exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static int dir_has_tmp(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) found = 1;
+    closedir(d);
+    return found;
+}
+
+static void test_writer_errors(qf_test *t) {
+    char out[1024];
+    uint64_t shape[1] = {4};
+    float data[4] = {0};
+    qf_err err = {0};
+    snprintf(out, sizeof out, "%s/st_werr.safetensors", qf_test_tmpdir());
+    unlink(out);
+    /* too little data: nothing is left behind */
+    st_writer *w = st_writer_create(out, &err);
+    REQUIRE(t, w, "%s", err.msg);
+    st_writer_add_tensor(w, "x", ST_F32, 1, shape);
+    CHECK(t, st_writer_begin_data(w) == 0, "%s", err.msg);
+    CHECK(t, st_writer_write(w, data, 8) == 0, "%s", err.msg);
+    CHECK(t, st_writer_finish(w) == QF_EINVAL && strstr(err.msg, "8 of 16 bytes"), "%s", err.msg);
+    CHECK(t, !file_exists(out), "partial file left at %s", out);
+    CHECK(t, !dir_has_tmp(qf_test_tmpdir(), "st_werr.safetensors.tmp"), "temp file left");
+    /* too much data */
+    qf_err_clear(&err);
+    w = st_writer_create(out, &err);
+    REQUIRE(t, w, "%s", err.msg);
+    st_writer_add_tensor(w, "x", ST_F32, 1, shape);
+    st_writer_begin_data(w);
+    CHECK(t, st_writer_write(w, data, 16) == 0 && st_writer_write(w, data, 1) == QF_EINVAL, "overrun accepted");
+    CHECK(t, st_writer_finish(w) == QF_EINVAL && strstr(err.msg, "st_werr.safetensors"), "%s", err.msg);
+    CHECK(t, !file_exists(out), "file after overrun");
+    /* duplicate names */
+    qf_err_clear(&err);
+    w = st_writer_create(out, &err);
+    REQUIRE(t, w, "%s", err.msg);
+    st_writer_add_tensor(w, "x", ST_F32, 1, shape);
+    st_writer_add_tensor(w, "x", ST_F32, 1, shape);
+    CHECK(t, st_writer_begin_data(w) == QF_EINVAL && strstr(err.msg, "'x' added twice"), "%s", err.msg);
+    st_writer_abort(w);
+    CHECK(t, !dir_has_tmp(qf_test_tmpdir(), "st_werr.safetensors.tmp"), "temp file left after abort");
+    /* unwritable directory */
+    qf_err_clear(&err);
+    CHECK(t, st_writer_create("/nonexistent/qf/out.safetensors", &err) == NULL && err.code == QF_EIO &&
+             strstr(err.msg, "/nonexistent/qf/out.safetensors"), "%s", err.msg);
+}
+
+/* Split stories260K over 3 shards with the writer, index them, and check the
+ * sharded checkpoint reads tensor-for-tensor the same as the single file. */
+static void test_sharded_from_real(qf_test *t) {
+    char path[1024], dir[1024], p[1200];
+    if (!qf_test_data(t, "models/stories260K/model.safetensors", path, sizeof path)) return;
+    st_model m;
+    qf_err err = {0};
+    REQUIRE(t, st_open(&m, path, &err) == 0, "%s", err.msg);
+    snprintf(dir, sizeof dir, "%s/st_sharded_260k", qf_test_tmpdir());
+    rm_rf_dir(dir);
+    REQUIRE(t, mkdir(dir, 0777) == 0, "mkdir %s: %s", dir, strerror(errno));
+    size_t icap = 1 << 16, il = 0;
+    char *index = malloc(icap);
+    REQUIRE(t, index, "oom");
+    il += (size_t)snprintf(index + il, icap - il, "{\n  \"metadata\": {\"total_size\": 1040128},\n  \"weight_map\": {");
+    const int n_shards = 3;
+    for (int s = 0; s < n_shards; s++) {
+        char fname[64];
+        snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        snprintf(p, sizeof p, "%s/%s", dir, fname);
+        st_writer *w = st_writer_create(p, &err);
+        REQUIRE(t, w, "%s", err.msg);
+        st_writer_add_metadata(w, "format", "pt");
+        for (uint64_t i = (uint64_t)s; i < m.n_tensors; i += n_shards) { /* interleaved: shards overlap in name range */
+            const st_tensor *x = &m.tensors[i];
+            st_writer_add_tensor(w, x->name, x->dtype, x->n_dims, x->shape);
+            il += (size_t)snprintf(index + il, icap - il, "%s\n    \"%s\": \"%s\"", il > 80 ? "," : "", x->name, fname);
+        }
+        REQUIRE(t, st_writer_begin_data(w) == 0, "%s", err.msg);
+        for (uint64_t i = 0; st_writer_tensor_name(w, i); i++) {
+            const st_tensor *x = st_find(&m, st_writer_tensor_name(w, i));
+            st_writer_write(w, x->data, x->nbytes);
+        }
+        REQUIRE(t, st_writer_finish(w) == 0, "%s", err.msg);
+    }
+    il += (size_t)snprintf(index + il, icap - il, "\n  }\n}\n");
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    REQUIRE(t, write_all(p, index, il) == 0, "write index");
+    free(index);
+
+    st_model s;
+    REQUIRE(t, st_open(&s, dir, &err) == 0, "%s", err.msg);
+    CHECK(t, s.n_shards == 3 && s.n_tensors == m.n_tensors, "%u shards, %llu tensors", s.n_shards,
+          (unsigned long long)s.n_tensors);
+    for (uint64_t i = 0; i < m.n_tensors && i < s.n_tensors; i++) {
+        const st_tensor *a = &m.tensors[i], *b = &s.tensors[i];
+        CHECK(t, !strcmp(a->name, b->name) && a->dtype == b->dtype && a->n_dims == b->n_dims &&
+                 !memcmp(a->shape, b->shape, sizeof a->shape) && a->nbytes == b->nbytes &&
+                 !memcmp(a->data, b->data, a->nbytes), "tensor %s differs", a->name);
+        CHECK(t, b->shard == (uint32_t)(i % 3), "%s in shard %u", b->name, b->shard);
+    }
+    CHECK(t, s.n_meta == 1 && !strcmp(s.meta_values[0], "pt"), "metadata");
+    /* the index file itself also opens */
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    st_close(&s);
+    REQUIRE(t, st_open(&s, p, &err) == 0, "%s", err.msg);
+    CHECK(t, s.n_tensors == 47, "via index path");
+    st_close(&s);
+    /* remove a shard: the error names it */
+    snprintf(p, sizeof p, "%s/model-00002-of-00003.safetensors", dir);
+    unlink(p);
+    qf_err_clear(&err);
+    CHECK(t, st_open(&s, dir, &err) == QF_ENOTFOUND && strstr(err.msg, "model-00002-of-00003.safetensors"), "%s", err.msg);
+    rm_rf_dir(dir);
+    st_close(&m);
+}
+
 QF_TEST_MAIN(test_stories260k, test_tinystories_3m, test_dtype_names, test_buffer_basic, test_buffer_errors,
-             test_sharded_small, test_sharded_errors, test_open_errors)
+             test_sharded_small, test_sharded_errors, test_open_errors, test_roundtrip_stories260k,
+             test_roundtrip_tinystories_3m, test_writer_escapes, test_writer_errors, test_sharded_from_real)
