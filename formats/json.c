@@ -264,12 +264,12 @@ static int walk(qf_json *j, const jsmntok_t *jt, uint32_t n, qf_err *err) {
             int is_obj = t->type == JSMN_OBJECT;
             o->type = is_obj ? QF_JSON_OBJECT : QF_JSON_ARRAY;
             o->size = (uint32_t)t->size;
+            if (depth >= QF_JSON_MAX_DEPTH) { /* this container would be level depth+1 */
+                rc = json_fail(j, err, QF_EFORMAT, begin, "nesting deeper than %d", QF_JSON_MAX_DEPTH);
+                goto done;
+            }
             p = skip_ws(s, len, p + 1);
             if (t->size > 0) {
-                if (depth == QF_JSON_MAX_DEPTH) {
-                    rc = json_fail(j, err, QF_EFORMAT, begin, "nesting deeper than %d", QF_JSON_MAX_DEPTH);
-                    goto done;
-                }
                 st[depth++] = (struct frame){i - 1, (uint32_t)t->size, (uint8_t)is_obj, (uint8_t)is_obj};
                 continue; /* next token is the first child */
             }
