@@ -223,11 +223,15 @@ static const char *char_desc(const char *text, size_t len, size_t p, char *buf, 
 }
 
 struct frame {
-    uint32_t tok, left;
+    uint32_t tok, count;
     uint8_t is_obj, want_key;
 };
 
-/* Grammar check over jsmn's tokens; fills j->toks. */
+/* Grammar check over jsmn's tokens; fills j->toks. jsmn is used only as a
+ * lexer here: each token must begin exactly where the grammar expects the
+ * next value, and the structure (sizes, subtree ends) comes from the
+ * separators in the text, not from jsmn's bookkeeping, so every message
+ * points at the real problem. */
 static int walk(qf_json *j, const jsmntok_t *jt, uint32_t n, qf_err *err) {
     const char *s = j->text;
     size_t len = j->len;
@@ -238,23 +242,19 @@ static int walk(qf_json *j, const jsmntok_t *jt, uint32_t n, qf_err *err) {
     size_t p = skip_ws(s, len, 0);
     if (!st) return qf_set_err(err, QF_ENOMEM, "%s: out of memory parsing json", j->name);
     for (;;) {
-        if (i >= n) { rc = json_fail(j, err, QF_EFORMAT, p, "unexpected %s", char_desc(s, len, p, cb, sizeof cb)); goto done; }
-        const jsmntok_t *t = &jt[i];
-        qf_json_tok *o = &j->toks[i];
-        size_t begin = t->type == JSMN_STRING ? (size_t)t->start - 1 : (size_t)t->start;
-        if (t->start < 0 || t->end < t->start || begin != p) {
+        /* a value (or an object key) must start at p */
+        const jsmntok_t *t = i < n ? &jt[i] : NULL;
+        size_t begin = !t ? len : t->type == JSMN_STRING ? (size_t)t->start - 1 : (size_t)t->start;
+        if (!t || t->start < 0 || t->end < t->start || begin != p) {
             rc = json_fail(j, err, QF_EFORMAT, p, "unexpected %s", char_desc(s, len, p, cb, sizeof cb));
             goto done;
         }
         int is_key = depth > 0 && st[depth - 1].is_obj && st[depth - 1].want_key;
-        if (is_key && (t->type != JSMN_STRING || t->size != 1)) {
-            rc = json_fail(j, err, QF_EFORMAT, p, t->type == JSMN_STRING ? "expected ':' after object key" : "object key must be a string");
+        if (is_key && t->type != JSMN_STRING) {
+            rc = json_fail(j, err, QF_EFORMAT, p, "object key must be a string");
             goto done;
         }
-        if (!is_key && (t->type == JSMN_STRING || t->type == JSMN_PRIMITIVE) && t->size != 0) {
-            rc = json_fail(j, err, QF_EFORMAT, (size_t)t->end, "unexpected ':'");
-            goto done;
-        }
+        qf_json_tok *o = &j->toks[i];
         o->start = (uint32_t)t->start;
         o->end = (uint32_t)t->end;
         o->size = 0;
@@ -262,23 +262,24 @@ static int walk(qf_json *j, const jsmntok_t *jt, uint32_t n, qf_err *err) {
         i++;
         if (t->type == JSMN_OBJECT || t->type == JSMN_ARRAY) {
             int is_obj = t->type == JSMN_OBJECT;
-            o->type = is_obj ? QF_JSON_OBJECT : QF_JSON_ARRAY;
-            o->size = (uint32_t)t->size;
+            char open = is_obj ? '{' : '[', close = is_obj ? '}' : ']';
+            if (s[p] != open) {
+                rc = json_fail(j, err, QF_EFORMAT, p, "unexpected %s", char_desc(s, len, p, cb, sizeof cb));
+                goto done;
+            }
             if (depth >= QF_JSON_MAX_DEPTH) { /* this container would be level depth+1 */
                 rc = json_fail(j, err, QF_EFORMAT, begin, "nesting deeper than %d", QF_JSON_MAX_DEPTH);
                 goto done;
             }
+            o->type = is_obj ? QF_JSON_OBJECT : QF_JSON_ARRAY;
             p = skip_ws(s, len, p + 1);
-            if (t->size > 0) {
-                st[depth++] = (struct frame){i - 1, (uint32_t)t->size, (uint8_t)is_obj, (uint8_t)is_obj};
-                continue; /* next token is the first child */
+            if (p < len && s[p] == close) { /* empty */
+                p++;
+                o->next = i;
+            } else {
+                st[depth++] = (struct frame){i - 1, 0, (uint8_t)is_obj, (uint8_t)is_obj};
+                continue; /* the first member/element starts at p */
             }
-            if (p >= len || s[p] != (is_obj ? '}' : ']')) {
-                rc = json_fail(j, err, QF_EFORMAT, p, "unexpected %s", char_desc(s, len, p, cb, sizeof cb));
-                goto done;
-            }
-            p++;
-            o->next = i;
         } else if (t->type == JSMN_STRING) {
             o->type = QF_JSON_STRING;
             size_t rl = (size_t)(t->end - t->start);
@@ -306,7 +307,7 @@ static int walk(qf_json *j, const jsmntok_t *jt, uint32_t n, qf_err *err) {
             rc = json_fail(j, err, QF_EFORMAT, p, "unexpected %s", char_desc(s, len, p, cb, sizeof cb));
             goto done;
         }
-        /* a value (or key) just ended at p: consume separators/closers */
+        /* a value (or key) ended at p: consume separators and closers */
         for (;;) {
             p = skip_ws(s, len, p);
             if (depth == 0) {
@@ -316,20 +317,24 @@ static int walk(qf_json *j, const jsmntok_t *jt, uint32_t n, qf_err *err) {
             }
             struct frame *f = &st[depth - 1];
             if (f->is_obj && f->want_key) {
-                if (p >= len || s[p] != ':') { rc = json_fail(j, err, QF_EFORMAT, p, "expected ':', got %s", char_desc(s, len, p, cb, sizeof cb)); goto done; }
+                if (p >= len || s[p] != ':') { rc = json_fail(j, err, QF_EFORMAT, p, "expected ':' after object key, got %s", char_desc(s, len, p, cb, sizeof cb)); goto done; }
                 p = skip_ws(s, len, p + 1);
                 f->want_key = 0;
                 break;
             }
-            if (--f->left > 0) {
-                if (p >= len || s[p] != ',') { rc = json_fail(j, err, QF_EFORMAT, p, "expected ',', got %s", char_desc(s, len, p, cb, sizeof cb)); goto done; }
+            f->count++;
+            char close = f->is_obj ? '}' : ']';
+            if (p < len && s[p] == ',') {
                 p = skip_ws(s, len, p + 1);
                 f->want_key = f->is_obj;
                 break;
             }
-            char close = f->is_obj ? '}' : ']';
-            if (p >= len || s[p] != close) { rc = json_fail(j, err, QF_EFORMAT, p, "expected '%c', got %s", close, char_desc(s, len, p, cb, sizeof cb)); goto done; }
+            if (p >= len || s[p] != close) {
+                rc = json_fail(j, err, QF_EFORMAT, p, "expected ',' or '%c', got %s", close, char_desc(s, len, p, cb, sizeof cb));
+                goto done;
+            }
             p++;
+            j->toks[f->tok].size = f->count;
             j->toks[f->tok].next = i;
             depth--;
         }
@@ -375,6 +380,8 @@ jsmn_error_count:
         rc = json_fail(j, err, QF_EFORMAT, len, "truncated (unterminated string, object or array)");
     else if (count == JSMN_ERROR_NOMEM)
         rc = json_fail(j, err, QF_EFORMAT, ps.pos, "token count mismatch");
+    else if (ps.pos < len && text[ps.pos] == '"')
+        rc = json_fail(j, err, QF_EFORMAT, ps.pos, "bad string (invalid escape or control character)");
     else
         rc = json_fail(j, err, QF_EFORMAT, ps.pos, "unexpected %s", char_desc(text, len, ps.pos, (char[32]){0}, 32));
 fail:
