@@ -455,7 +455,7 @@ static int write_bpe_tokenizer(const synth_cfg *c, qf_err *err) {
     fprintf(f, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
                "    \"continuing_subword_prefix\": \"\",\n    \"end_of_word_suffix\": \"\",\n    \"fuse_unk\": false,\n"
                "    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n    \"vocab\": {\n");
-    char sym[8], tok[32], left[32], right[32];
+    char sym[8], tok[72], left[32], right[32];
     int id = 0;
     for (int b = 0; b < 256; b++, id++) {
         byte_symbol(b, sym);
