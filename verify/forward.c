@@ -36,16 +36,82 @@
 /* ------------------------------------------------------------------ */
 /* small vector kernels: each y[i] is computed the same way on every path */
 
-/* y[i] += a * x[i] */
-static inline void axpy(int64_t n, float a, const float *x, float *y) {
-    int64_t i = 0;
+/* s[j] = sum_d q[d] * Kt[d * ldk + j] for j < n: the scores of one query
+ * against n keys stored transposed. Each s[j] sums over d in order with
+ * fused multiply-adds (vector and scalar paths agree bit for bit). */
+static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk, int64_t n, float *s) {
+    int64_t j = 0;
 #ifdef QF_FWD_AVX2
-    const __m256 va = _mm256_set1_ps(a);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
+    for (; j + 32 <= n; j += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t d = 0; d < Dk; d++) {
+            const __m256 qd = _mm256_set1_ps(q[d]);
+            const float *k = Kt + d * ldk + j;
+            a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k), a0);
+            a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), a1);
+            a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), a2);
+            a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), a3);
+        }
+        _mm256_storeu_ps(s + j, a0);
+        _mm256_storeu_ps(s + j + 8, a1);
+        _mm256_storeu_ps(s + j + 16, a2);
+        _mm256_storeu_ps(s + j + 24, a3);
+    }
+    for (; j + 8 <= n; j += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t d = 0; d < Dk; d++) a = _mm256_fmadd_ps(_mm256_set1_ps(q[d]), _mm256_loadu_ps(Kt + d * ldk + j), a);
+        _mm256_storeu_ps(s + j, a);
+    }
+    for (; j < n; j++) {
+        float a = 0.0f;
+        for (int64_t d = 0; d < Dk; d++) a = fmaf(q[d], Kt[d * ldk + j], a);
+        s[j] = a;
+    }
 #else
-    for (; i < n; i++) y[i] += a * x[i];
+    for (; j < n; j++) {
+        float a = 0.0f;
+        for (int64_t d = 0; d < Dk; d++) a += q[d] * Kt[d * ldk + j];
+        s[j] = a;
+    }
+#endif
+}
+
+/* out[d] = sum_j p[j] * V[j * Dv + d] for d < Dv, each summed over j in order
+ * with fused multiply-adds. */
+static void weighted_values(const float *p, const float *V, int64_t n, int64_t Dv, float *out) {
+    int64_t d = 0;
+#ifdef QF_FWD_AVX2
+    for (; d + 32 <= Dv; d += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const float *v = V + j * Dv + d;
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(out + d, a0);
+        _mm256_storeu_ps(out + d + 8, a1);
+        _mm256_storeu_ps(out + d + 16, a2);
+        _mm256_storeu_ps(out + d + 24, a3);
+    }
+    for (; d + 8 <= Dv; d += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + j * Dv + d), a);
+        _mm256_storeu_ps(out + d, a);
+    }
+    for (; d < Dv; d++) {
+        float a = 0.0f;
+        for (int64_t j = 0; j < n; j++) a = fmaf(p[j], V[j * Dv + d], a);
+        out[d] = a;
+    }
+#else
+    for (; d < Dv; d++) {
+        float a = 0.0f;
+        for (int64_t j = 0; j < n; j++) a += p[j] * V[j * Dv + d];
+        out[d] = a;
+    }
 #endif
 }
 
@@ -214,26 +280,20 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             float *out = c->att + t * H * Dv + h * Dv;
 
             /* s[j] = q . k_j / sqrt(Dk) */
-            memset(s, 0, (size_t)n_keys * sizeof(float));
-            for (int64_t d = 0; d < Dk; d++) axpy(n_keys, q[d], Kt + d * N, s);
+            key_scores(q, Kt, N, Dk, n_keys, s);
             float mx = -INFINITY;
             for (int64_t j = 0; j < n_keys; j++) {
                 s[j] *= scale;
                 if (s[j] > mx) mx = s[j];
             }
             /* softmax with the max subtracted; sum in double */
-            double sum = 0.0;
-            for (int64_t j = 0; j < n_keys; j++) {
-                s[j] = expf(s[j] - mx);
-                sum += s[j];
-            }
+            for (int64_t j = 0; j < n_keys; j++) s[j] = expf(s[j] - mx);
+            double sum = 0.0; /* a separate loop: no sum kept live across expf calls */
+            for (int64_t j = 0; j < n_keys; j++) sum += s[j];
             const float inv = (float)(1.0 / sum);
-            /* out = sum_j p_j v_j */
-            memset(out, 0, (size_t)Dv * sizeof(float));
-            for (int64_t j = 0; j < n_keys; j++) {
-                const float pj = c->kv_f16 ? round_f16(s[j] * inv) : s[j] * inv;
-                axpy(Dv, pj, Vh + j * Dv, out);
-            }
+            /* p_j = s_j / sum; out = sum_j p_j v_j */
+            for (int64_t j = 0; j < n_keys; j++) s[j] = c->kv_f16 ? round_f16(s[j] * inv) : s[j] * inv;
+            weighted_values(s, Vh, n_keys, Dv, out);
         }
         free(s);
         free(q16);
