@@ -250,7 +250,8 @@ void qf_model_id_components(const char *model_id, int64_t total_params, qf_model
             }
             if (types[i] == 0) types[i] |= T_SIZE;
         } else if (i > 0 && (ieq(part, "chat") || ieq(part, "instruct") || ieq(part, "vision") || ieq(part, "lora"))) {
-            types[i] |= T_FINETUNE;
+            /* a LoRA adapter (negative count) does not repeat "lora" in its finetune */
+            types[i] |= (total_params < 0 && ieq(part, "lora")) ? T_TYPE : T_FINETUNE;
         }
     }
     /* ignore word-based size labels when a number-based one is present */

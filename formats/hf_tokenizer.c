@@ -465,6 +465,10 @@ static int spm_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err
     uint64_t size = 0;
     int rc = read_file(f->p_spm, &buf, &size, err);
     if (rc) return rc;
+    if (size >= 24 && memcmp(buf, "version https://git-lfs", 23) == 0) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: is a git-lfs pointer, not the file (run git lfs pull)", f->p_spm);
+        goto done;
+    }
     snprintf(v->model, sizeof v->model, "llama");
     snprintf(v->pre, sizeof v->pre, "default");
     /* first pass only to learn the piece count when config has no vocab_size */
