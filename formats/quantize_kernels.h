@@ -1,0 +1,43 @@
+/* quantize_kernels.h - internal: the scale searches shared by the K-quant and
+ * importance-weighted quantizers, as batches of independent problems so a
+ * SIMD version can run one problem per lane.
+ *
+ * Problem b (0 <= b < nb) reads x[b*n .. b*n+n) and w[b*n .. b*n+n) and writes
+ * L[b*n .. b*n+n) and scale[b] (and the_min[b]). Every implementation must give
+ * the bytes of the scalar one (quantize_codecs.c), which follows ggml's float
+ * evaluation order exactly.
+ */
+#ifndef QF_QUANTIZE_KERNELS_H
+#define QF_QUANTIZE_KERNELS_H
+
+#include <stdint.h>
+
+/* ggml's GROUP_MAX_EPS: a group whose largest |x| is below this is all-zero. */
+#define QK_GROUP_MAX_EPS 1e-15f
+
+typedef struct qk_kernels {
+    const char *name;
+    /* Symmetric search (ggml make_qx_quants, rmse_type 1, weights w):
+     * x ~ scale * (L - nmax), L in [0, 2*nmax). */
+    void (*qx)(int nb, int n, int nmax, const float *x, const float *w, int8_t *L, float *scale);
+    /* Asymmetric search with min (ggml make_qkx2_quants / make_qkx3_quants,
+     * which agree for finite input): x ~ scale * L - the_min, L in [0, nmax],
+     * grid iscale = (rmin + rdelta*is + nmax) / (max - min), is = 0..nstep. */
+    void (*qkx)(int nb, int n, int nmax, const float *x, const float *w, uint8_t *L,
+                float *scale, float *the_min, float rmin, float rdelta, int nstep, int use_mad);
+} qk_kernels;
+
+extern const qk_kernels qk_kernels_scalar;
+#if defined(__AVX2__)
+extern const qk_kernels qk_kernels_avx2;
+#endif
+
+/* ggml nearest_int: round half to even through the float mantissa (valid for
+ * |f| <= 4194303). */
+static inline int qk_nearest_int(float f) {
+    union { float f; int32_t i; } u;
+    u.f = f + 12582912.f; /* 1.5 * 2^23 */
+    return (u.i & 0x007fffff) - 0x00400000;
+}
+
+#endif
