@@ -105,4 +105,32 @@ elif need_data split_interop oracles/llamacpp/stories260K-F32.gguf; then
     if [ "$got" = "$want" ]; then pass split_runs_in_llama; else fail split_runs_in_llama "got '$got'"; fi
   fi
 fi
+
+# --- the other rows of the architecture table (synthetic, 3 shards, BF16) ----
+GEN=${QF_TOOLS:-build/tools}/gen_synth_model
+INSPECT=$QF_BIN/qforge-inspect
+if [ ! -x "$GEN" ] || [ ! -x "$INSPECT" ]; then
+  skip synthetic_archs "$GEN or $INSPECT not built"
+else
+  # arch  expected tensor line (inspect --tensors)                  tensors
+  while read -r arch want count; do
+    d=$TMP/syn-$arch
+    "$GEN" --arch $arch --out "$d" --shards 3 --dtype bf16 --rope-scaling llama3 >/dev/null 2>&1
+    if ! "$CONV" "$d" -o "$d.gguf" --outtype auto 2>"$TMP/err"; then fail synthetic_$arch "$(cat "$TMP/err")"; continue; fi
+    listing=$("$INSPECT" --tensors "$d.gguf")
+    n=$(printf '%s\n' "$listing" | sed -n 's/^tensors: \([0-9]*\).*/\1/p')
+    if [ "$n" = "$count" ] && printf '%s\n' "$listing" | grep -Eq "$want"; then pass synthetic_$arch
+    else fail synthetic_$arch "tensors $n (want $count), no line /$want/"; fi
+    # the llama.cpp peer (Feb 2025) predates qwen3
+    if [ -x "$PEER/llama-simple" ] && [ $arch != qwen3 ]; then
+      if timeout 120 "$PEER/llama-simple" -m "$d.gguf" -n 4 "hello" >/dev/null 2>&1; then pass synthetic_${arch}_loads_in_llama
+      else fail synthetic_${arch}_loads_in_llama "llama-simple failed on $d.gguf"; fi
+    fi
+  done <<'TABLE'
+llama ^\s+0\s+rope_freqs\.weight\s+F32\s+\[8\] 22
+mistral ^\s+0\s+rope_freqs\.weight\s+F32\s+\[8\] 22
+qwen2 blk\.1\.attn_k\.bias\s+F32\s+\[32\] 27
+qwen3 blk\.1\.attn_q_norm\.weight\s+F32\s+\[16\] 25
+TABLE
+fi
 finish
