@@ -716,7 +716,9 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     uint64_t src_row_bytes = row_len * es, out_row_bytes;
     ggml_row_size(p->type, row_len, &out_row_bytes);
     uint64_t chunk = c->o->chunk_bytes ? c->o->chunk_bytes : DEFAULT_CHUNK_BYTES;
-    uint64_t rows_per_chunk = chunk / src_row_bytes / group * group;
+    /* both the source pages and the output buffer of a chunk stay <= chunk */
+    uint64_t row_bytes = src_row_bytes > out_row_bytes ? src_row_bytes : out_row_bytes;
+    uint64_t rows_per_chunk = chunk / row_bytes / group * group;
     if (rows_per_chunk < group) rows_per_chunk = group;
     if (rows_per_chunk > n_rows) rows_per_chunk = n_rows;
     if ((rc = ensure_buf(c, (size_t)(rows_per_chunk * out_row_bytes)))) goto done;

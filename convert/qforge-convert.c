@@ -40,9 +40,11 @@ static void usage(FILE *fp) {
             "\n"
             "supported architectures: %s\n"
             "\n"
-            "memory: streaming, one chunk of <= 16 MiB of source data at a time (its pages\n"
-            "are dropped after use); peak RSS <= largest output tensor + 64 MiB, in\n"
-            "practice ~3 x 16 MiB of buffers + the tokenizer, whatever the model size.\n"
+            "memory: streaming, one chunk of <= 16 MiB of source and <= 16 MiB of output\n"
+            "data at a time; source pages are dropped after use.\n"
+            "  peak RSS <= largest output tensor + 64 MiB\n"
+            "in practice ~2 x 16 MiB + tokenizer and metadata, whatever the model size\n"
+            "(measured 27-36 MB for 126-252 MB outputs with 67 MB tensors).\n"
             "exit status: 0 ok, 1 error (no output file is left behind), 2 usage error.\n",
             prog, qf_arch_supported_list());
 }
