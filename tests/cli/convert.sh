@@ -133,4 +133,22 @@ qwen2 blk\.1\.attn_k\.bias\s+F32\s+\[32\] 27
 qwen3 blk\.1\.attn_q_norm\.weight\s+F32\s+\[16\] 25
 TABLE
 fi
+
+# --- memory: streaming keeps the peak RSS below even the largest tensor ---------
+if [ ! -x "$GEN" ] || [ ! -x /usr/bin/time ]; then
+  skip peak_rss "$GEN or /usr/bin/time missing"
+else
+  # one layer, hidden 2048, ffn 8192: ffn tensors are 8192 x 2048 = 67 MB in F32,
+  # the F32 output is 252 MB
+  "$GEN" --arch llama --out "$TMP/big" --hidden 2048 --ff 8192 --layers 1 --heads 16 --kv-heads 4 --dtype bf16 >/dev/null 2>&1
+  /usr/bin/time -f "%M" -o "$TMP/rss" "$CONV" "$TMP/big" -o "$TMP/big.gguf" --outtype f32 --threads 2 2>/dev/null
+  rss_kb=$(tail -1 "$TMP/rss")
+  largest_kb=$((8192 * 2048 * 4 / 1024))
+  if [ -n "$rss_kb" ] && [ "$rss_kb" -lt $((largest_kb + 65536)) ] && [ "$rss_kb" -lt $((48 * 1024)) ]; then
+    pass peak_rss
+  else
+    fail peak_rss "peak RSS ${rss_kb} kB (largest tensor ${largest_kb} kB; want < 48 MiB)"
+  fi
+  rm -rf "$TMP/big" "$TMP/big.gguf"
+fi
 finish
