@@ -237,7 +237,7 @@ static float q3_search(int n, int nmax, const float *x, int8_t *L) {
 static float qp_search(int n, int nmax, const float *x, uint8_t *L, const float *w) {
     float max = 0.f;
     for (int i = 0; i < n; ++i) max = QK_MAX(max, x[i]);
-    if (max < QK_GROUP_MAX_EPS) {
+    if (max == 0.f) { /* exactly zero at c392e50 (newer ggml: < GROUP_MAX_EPS) */
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
