@@ -20,6 +20,8 @@
 #define GGUF_VERSION 3
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS 4
+#define GGUF_MAX_NAME 64        /* tensor names must be shorter (ggml GGML_MAX_NAME) */
+#define GGUF_MAX_ARRAY_DEPTH 8  /* nesting cap for arrays of arrays (reader and writer) */
 
 typedef enum gguf_vtype {
     GGUF_VT_UINT8 = 0,
@@ -55,7 +57,9 @@ struct gguf_value {
         struct {
             uint32_t elem_type; /* gguf_vtype */
             uint64_t n;
-            /* numeric/bool: n packed little-endian elements (host order on LE hosts);
+            /* numeric/bool: n packed little-endian elements (host order on LE hosts;
+             * the reader copies them to 16-byte aligned memory, so casting to
+             * const float * etc. is fine);
              * STRING: gguf_str[n]; ARRAY: gguf_value[n] (nested arrays). */
             const void *data;
         } arr;
@@ -118,6 +122,8 @@ int gguf_get_str(const gguf_file *f, const char *key, char **out);
 int gguf_get_arr(const gguf_file *f, const char *key, uint32_t elem_type, uint64_t *n, const void **data);
 
 const char *gguf_vtype_name(uint32_t t);
+/* Bytes of one element of a fixed-size value type; 0 for STRING/ARRAY/unknown. */
+size_t gguf_vtype_size(uint32_t t);
 
 /* ---------------- writer ----------------
  * Usage: w = gguf_writer_create(path); set KVs; add tensor infos (in data order);

@@ -17,8 +17,15 @@ int qf_set_err(qf_err *err, int code, const char *fmt, ...) {
 
 void qf_err_prefix(qf_err *err, const char *prefix) {
     if (!err || !prefix) return;
+    /* built by hand: snprintf("%s: %s") into a same-sized buffer trips
+     * -Wformat-truncation under -Werror */
     char tmp[sizeof err->msg];
-    snprintf(tmp, sizeof tmp, "%s: %s", prefix, err->msg);
+    size_t pl = strnlen(prefix, sizeof tmp - 3);
+    memcpy(tmp, prefix, pl);
+    memcpy(tmp + pl, ": ", 2);
+    size_t ml = strnlen(err->msg, sizeof tmp - pl - 3);
+    memcpy(tmp + pl + 2, err->msg, ml);
+    tmp[pl + 2 + ml] = 0;
     memcpy(err->msg, tmp, sizeof tmp);
 }
 

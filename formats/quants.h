@@ -66,6 +66,23 @@ void dequantize_row_q5_K_ref(const block_q5_K *x, float *y, int64_t k);
 void dequantize_row_q6_K_ref(const block_q6_K *x, float *y, int64_t k);
 void dequantize_row_q8_K_ref(const block_q8_K *x, float *y, int64_t k);
 
+/* Fast versions (formats/quants_avx2.c): AVX2 where compiled in (Q4_0/Q8_0
+ * quantize; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, Q8_K dequantize), otherwise the
+ * reference. Bit-identical to the _ref functions for every input. */
+void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k);
+void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k);
+void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k);
+void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k);
+void dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t k);
+void dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t k);
+void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k);
+void dequantize_row_q2_K(const block_q2_K *x, float *y, int64_t k);
+void dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k);
+void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k);
+void dequantize_row_q5_K(const block_q5_K *x, float *y, int64_t k);
+void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k);
+void dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k);
+
 /* Generic entry points by ggml type id (F32/F16/BF16 included). Return 0, or
  * -1 if the type has no codec / k is not a multiple of the block size. The
  * generic dequantize uses the fastest available implementation. */

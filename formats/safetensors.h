@@ -74,7 +74,12 @@ void st_release(const st_model *m, const st_tensor *t);
  * st_writer_begin_data() writes the header (names sorted, header padded with
  * spaces to a multiple of 8), after which tensor data is written in sorted
  * name order with st_writer_write(); st_writer_finish() renames the temp file.
- * Errors go to the err passed at creation. */
+ * Errors go to the err passed at creation and are sticky (every later call
+ * returns the first error). st_writer_finish() and st_writer_abort() both
+ * free the writer; on any failure the temp file is removed and `path` is
+ * left untouched. Metadata keys are written sorted. Data may be written in
+ * chunks of any size (tensors are contiguous), but must total exactly the
+ * declared bytes. */
 typedef struct st_writer st_writer;
 st_writer *st_writer_create(const char *path, qf_err *err);
 int st_writer_add_metadata(st_writer *w, const char *key, const char *value);

@@ -1,0 +1,273 @@
+/* quants_avx2.c - AVX2 versions of the hot block codecs.
+ *
+ * Every function here computes exactly what its scalar `_ref` twin in
+ * quants.c computes: the same IEEE operations (multiply, then add/subtract:
+ * no FMA, which would round once instead of twice), the same per-block scale
+ * arithmetic done in scalar float, and the same truncating/rounding
+ * conversions. tests/unit/quants_test.c checks fast == ref bit for bit on
+ * random, zero, subnormal and huge inputs. Types without a vector version
+ * forward to the reference.
+ */
+#include "quants.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "numfmt.h"
+
+#ifdef __AVX2__
+#include <immintrin.h>
+
+/* 8 signed bytes (low half of v) -> 8 floats. */
+static inline __m256 i8x8_to_f32(__m128i v) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+/* 16 signed bytes -> y[0..15] = float(q) * d. */
+static inline void store_scaled16(float *y, __m128i q, __m256 d) {
+    _mm256_storeu_ps(y, _mm256_mul_ps(i8x8_to_f32(q), d));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(i8x8_to_f32(_mm_srli_si128(q, 8)), d));
+}
+
+/* 16 signed bytes -> y[0..15] = float(q) * d + m. */
+static inline void store_muladd16(float *y, __m128i q, __m256 d, __m256 m) {
+    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_mul_ps(i8x8_to_f32(q), d), m));
+    _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_mul_ps(i8x8_to_f32(_mm_srli_si128(q, 8)), d), m));
+}
+
+/* 16 signed bytes -> y[0..15] = d * float(q) - m. */
+static inline void store_affine16(float *y, __m128i q, __m256 d, __m256 m) {
+    _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(d, i8x8_to_f32(q)), m));
+    _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(d, i8x8_to_f32(_mm_srli_si128(q, 8))), m));
+}
+
+/* 4 vectors of 32-bit lanes holding 0..255 -> 32 bytes in element order. */
+static inline __m256i pack_u8x32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_packus_epi32(a, b); /* per lane: a0-3 b0-3 | a4-7 b4-7 */
+    __m256i cd = _mm256_packus_epi32(c, d);
+    __m256i abcd = _mm256_packus_epi16(ab, cd); /* a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7 */
+    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline __m256 abs_ps(__m256 v) {
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+/* ---------------- quantize ---------------- */
+
+/* roundf (half away from zero) of each lane, as float: truncate, then step
+ * one away from zero if the dropped fraction (exact) is >= 0.5. */
+static inline __m256 round_half_away(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = abs_ps(_mm256_sub_ps(v, t));
+    __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, _mm256_set1_ps(-0.0f)));
+    __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(t, _mm256_and_ps(up, step));
+}
+
+void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) {
+    const int64_t nb = k / QK8_0;
+    const __m256i low_byte = _mm256_set1_epi32(0xFF);
+    for (int64_t i = 0; i < nb; i++, x += QK8_0) {
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int r = 0; r < 4; r++) {
+            v[r] = _mm256_loadu_ps(x + 8 * r);
+            amax = _mm256_max_ps(abs_ps(v[r]), amax); /* NaN lanes keep amax, like fmaxf */
+        }
+        const float d = hmax8(amax) / ((1 << 7) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qf_f32_to_f16(d);
+        __m256i q[4];
+        for (int r = 0; r < 4; r++) {
+            __m256 rounded = round_half_away(_mm256_mul_ps(v[r], _mm256_set1_ps(id)));
+            /* cvtps gives INT32_MIN for NaN/huge, like the scalar path; keep the low byte */
+            q[r] = _mm256_and_si256(_mm256_cvtps_epi32(rounded), low_byte);
+        }
+        _mm256_storeu_si256((__m256i *)y[i].qs, pack_u8x32(q[0], q[1], q[2], q[3]));
+    }
+}
+
+/* The element of largest magnitude with its sign, first on ties, +0 if all
+ * are zero (see signed_absmax in quants.c). */
+static inline float signed_absmax32(const float *x, const __m256 v[4]) {
+    __m256 amax = _mm256_setzero_ps();
+    for (int r = 0; r < 4; r++) amax = _mm256_max_ps(abs_ps(v[r]), amax); /* NaN lanes keep amax, like fmaxf */
+    const float a = hmax8(amax);
+    if (a == 0.0f) return 0.0f;
+    const __m256 va = _mm256_set1_ps(a);
+    uint32_t hit = 0;
+    for (int r = 0; r < 4; r++)
+        hit |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(abs_ps(v[r]), va, _CMP_EQ_OQ)) << (8 * r);
+    return x[__builtin_ctz(hit)];
+}
+
+void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k) {
+    const int64_t nb = k / QK4_0;
+    const __m256i nibble = _mm256_set1_epi32(0x0F);
+    for (int64_t i = 0; i < nb; i++, x += QK4_0) {
+        __m256 v[4];
+        for (int r = 0; r < 4; r++) v[r] = _mm256_loadu_ps(x + 8 * r);
+        const float d = signed_absmax32(x, v) / -8;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qf_f32_to_f16(d);
+        __m256i q[4];
+        for (int r = 0; r < 4; r++) {
+            __m256 shifted = _mm256_add_ps(_mm256_mul_ps(v[r], _mm256_set1_ps(id)), _mm256_set1_ps(8.5f));
+            __m256i t = _mm256_min_epi32(_mm256_cvttps_epi32(shifted), _mm256_set1_epi32(15));
+            q[r] = _mm256_and_si256(t, nibble); /* INT32_MIN (NaN/Inf) -> 0, as in the reference */
+        }
+        /* byte j = elem j | elem j+16 << 4 */
+        __m256i lo = _mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4));
+        __m256i hi = _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4));
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8); /* 16 x u16 in order */
+        __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        _mm_storeu_si128((__m128i *)y[i].qs, bytes);
+    }
+}
+
+/* ---------------- dequantize ---------------- */
+
+/* 16 packed bytes -> (low nibbles, high nibbles) as unsigned bytes. */
+static inline void split_nibbles(__m128i raw, __m128i *lo, __m128i *hi) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    *lo = _mm_and_si128(raw, mask);
+    *hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+}
+
+void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k) {
+    const int64_t nb = k / QK4_0;
+    const __m128i eight = _mm_set1_epi8(8);
+    for (int64_t i = 0; i < nb; i++, y += QK4_0) {
+        const __m256 d = _mm256_set1_ps(qf_f16_to_f32(x[i].d));
+        __m128i lo, hi;
+        split_nibbles(_mm_loadu_si128((const __m128i *)x[i].qs), &lo, &hi);
+        store_scaled16(y, _mm_sub_epi8(lo, eight), d);
+        store_scaled16(y + 16, _mm_sub_epi8(hi, eight), d);
+    }
+}
+
+void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k) {
+    const int64_t nb = k / QK4_1;
+    for (int64_t i = 0; i < nb; i++, y += QK4_1) {
+        const __m256 d = _mm256_set1_ps(qf_f16_to_f32(x[i].d));
+        const __m256 m = _mm256_set1_ps(qf_f16_to_f32(x[i].m));
+        __m128i lo, hi;
+        split_nibbles(_mm_loadu_si128((const __m128i *)x[i].qs), &lo, &hi);
+        store_muladd16(y, lo, d, m);
+        store_muladd16(y + 16, hi, d, m);
+    }
+}
+
+void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k) {
+    const int64_t nb = k / QK8_0;
+    for (int64_t i = 0; i < nb; i++, y += QK8_0) {
+        const __m256 d = _mm256_set1_ps(qf_f16_to_f32(x[i].d));
+        store_scaled16(y, _mm_loadu_si128((const __m128i *)x[i].qs), d);
+        store_scaled16(y + 16, _mm_loadu_si128((const __m128i *)(x[i].qs + 16)), d);
+    }
+}
+
+/* Same scale/min unpacking as quants.c (kept local: it is static there). */
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k) {
+    const int64_t nb = k / QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = qf_f16_to_f32(x[i].d), dmin = qf_f16_to_f32(x[i].dmin);
+        const uint8_t *q = x[i].qs;
+        for (int j = 0; j < QK_K / 32; j += 2, q += 32, y += 64) {
+            uint8_t sc, m;
+            scale_min_k4(j, x[i].scales, &sc, &m);
+            const __m256 d1 = _mm256_set1_ps(d * sc), m1 = _mm256_set1_ps(dmin * m);
+            scale_min_k4(j + 1, x[i].scales, &sc, &m);
+            const __m256 d2 = _mm256_set1_ps(d * sc), m2 = _mm256_set1_ps(dmin * m);
+            for (int h = 0; h < 32; h += 16) {
+                __m128i lo, hi;
+                split_nibbles(_mm_loadu_si128((const __m128i *)(q + h)), &lo, &hi);
+                store_affine16(y + h, lo, d1, m1);
+                store_affine16(y + 32 + h, hi, d2, m2);
+            }
+        }
+    }
+}
+
+/* Q6_K, one 128-element half: quants of rows r = 0..3 (elements 32r..32r+31). */
+static inline void q6_K_rows(const uint8_t *ql, const uint8_t *qh, __m256i rows[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+    const __m256i lows[4] = {
+        _mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+        _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+    };
+    for (int r = 0; r < 4; r++) {
+        __m256i high = _mm256_and_si256(_mm256_srli_epi16(h, 2 * r), m2);
+        __m256i q = _mm256_or_si256(lows[r], _mm256_slli_epi16(high, 4)); /* 0..63 */
+        rows[r] = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
+    }
+}
+
+void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k) {
+    const int64_t nb = k / QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = qf_f16_to_f32(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128) {
+            __m256i rows[4];
+            q6_K_rows(ql, qh, rows);
+            for (int r = 0; r < 4; r++) {
+                /* (d*sc)*q, as the reference multiplies */
+                const __m256 s0 = _mm256_set1_ps(d * (float)sc[2 * r]);
+                const __m256 s1 = _mm256_set1_ps(d * (float)sc[2 * r + 1]);
+                store_scaled16(y + 32 * r, _mm256_castsi256_si128(rows[r]), s0);
+                store_scaled16(y + 32 * r + 16, _mm256_extracti128_si256(rows[r], 1), s1);
+            }
+        }
+    }
+}
+
+void dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k) {
+    const int64_t nb = k / QK_K;
+    for (int64_t i = 0; i < nb; i++, y += QK_K) {
+        const __m256 d = _mm256_set1_ps(x[i].d);
+        for (int j = 0; j < QK_K; j += 16)
+            store_scaled16(y + j, _mm_loadu_si128((const __m128i *)(x[i].qs + j)), d);
+    }
+}
+
+#else /* no AVX2: the references are the fast versions */
+
+void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k) { quantize_row_q4_0_ref(x, y, k); }
+void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) { quantize_row_q8_0_ref(x, y, k); }
+void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k) { dequantize_row_q4_0_ref(x, y, k); }
+void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k) { dequantize_row_q4_1_ref(x, y, k); }
+void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k) { dequantize_row_q8_0_ref(x, y, k); }
+void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k) { dequantize_row_q4_K_ref(x, y, k); }
+void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k) { dequantize_row_q6_K_ref(x, y, k); }
+void dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k) { dequantize_row_q8_K_ref(x, y, k); }
+
+#endif
+
+/* No vector version yet (rarely on a hot path). */
+void dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t k) { dequantize_row_q5_0_ref(x, y, k); }
+void dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t k) { dequantize_row_q5_1_ref(x, y, k); }
+void dequantize_row_q2_K(const block_q2_K *x, float *y, int64_t k) { dequantize_row_q2_K_ref(x, y, k); }
+void dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k) { dequantize_row_q3_K_ref(x, y, k); }
+void dequantize_row_q5_K(const block_q5_K *x, float *y, int64_t k) { dequantize_row_q5_K_ref(x, y, k); }

@@ -1,0 +1,253 @@
+/* quants_test.c - block codecs without external data: hand-computed blocks
+ * that pin ggml's exact rounding rules, round-trip error bounds for every
+ * legacy codec, and fast == ref bit for bit on random, zero, subnormal, huge
+ * and non-finite inputs. The llama.cpp oracles are in quants_oracle_test.c. */
+#include "qf_test.h"
+#include "quants.h"
+#include "numfmt.h"
+#include "ggml_types.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+static uint32_t rnd32(void) {
+    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+static float rnd_unit(void) { return (float)((rnd32() >> 8) * 0x1p-24); } /* [0,1) */
+static float rnd_normal(void) { /* Box-Muller */
+    float u = rnd_unit() + 0x1p-25f, v = rnd_unit();
+    return sqrtf(-2 * logf(u)) * cosf(6.2831853f * v);
+}
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* Codec geometry (kept here so the test does not trust the library's tables). */
+typedef struct { uint32_t type; const char *name; int block; int bytes; } geom;
+static const geom geoms[] = {
+    {GGML_TYPE_F32, "f32", 1, 4},      {GGML_TYPE_F16, "f16", 1, 2},      {GGML_TYPE_BF16, "bf16", 1, 2},
+    {GGML_TYPE_Q4_0, "q4_0", 32, 18},  {GGML_TYPE_Q4_1, "q4_1", 32, 20},  {GGML_TYPE_Q5_0, "q5_0", 32, 22},
+    {GGML_TYPE_Q5_1, "q5_1", 32, 24},  {GGML_TYPE_Q8_0, "q8_0", 32, 34},  {GGML_TYPE_Q2_K, "q2_K", 256, 84},
+    {GGML_TYPE_Q3_K, "q3_K", 256, 110}, {GGML_TYPE_Q4_K, "q4_K", 256, 144}, {GGML_TYPE_Q5_K, "q5_K", 256, 176},
+    {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292},
+};
+enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
+static const char *ggml_type_name_or(uint32_t type) {
+    for (int i = 0; i < N_GEOMS; i++) if (geoms[i].type == type) return geoms[i].name;
+    return "?";
+}
+
+/* One 32-element block of test data of the given flavour. */
+enum { FLAV_NORMAL, FLAV_TINY, FLAV_SUBNORMAL, FLAV_HUGE, FLAV_ZERO, FLAV_NEGZERO,
+       FLAV_TIES, FLAV_SPARSE, FLAV_GRID, FLAV_NONFINITE, FLAV_COUNT };
+
+static void fill_block(float *x, int flavour) {
+    for (int j = 0; j < 32; j++) {
+        float g = rnd_normal();
+        switch (flavour) {
+        case FLAV_NORMAL: x[j] = g * 0.02f; break;
+        case FLAV_TINY: x[j] = g * 1e-37f; break;                            /* 1/d overflows */
+        case FLAV_SUBNORMAL: x[j] = bits_f32(rnd32() & 0x807FFFFFu); break; /* all subnormal */
+        case FLAV_HUGE: x[j] = g * 1e37f; break;
+        case FLAV_ZERO: x[j] = 0.0f; break;
+        case FLAV_NEGZERO: x[j] = (j == 0 || rnd32() % 2) ? -0.0f : 0.0f; break;
+        case FLAV_TIES: x[j] = (rnd32() & 1 ? 1.0f : -1.0f) * (float)(rnd32() % 3); break; /* equal |x|, both signs */
+        case FLAV_SPARSE: x[j] = (rnd32() % 8 == 0) ? g : 0.0f; break;
+        case FLAV_GRID: /* amax 63.5 -> Q8_0 d = 0.5, id = 2: quarter steps hit the .5 ties */
+            x[j] = j == 0 ? 63.5f : (float)((int)(rnd32() % 509) - 254) * 0.25f;
+            break;
+        case FLAV_NONFINITE: {
+            uint32_t r = rnd32() % 16;
+            x[j] = r == 0 ? NAN : r == 1 ? INFINITY : r == 2 ? -INFINITY : g;
+            break;
+        }
+        }
+    }
+}
+
+static void fill_row(float *x, int64_t k) {
+    for (int64_t b = 0; b < k / 32; b++) fill_block(x + 32 * b, (int)(rnd32() % FLAV_COUNT));
+}
+
+/* ---------------- exact rounding, by hand ---------------- */
+
+static void test_q4_0_rounding_by_hand(qf_test *t) {
+    float x[32] = {0};
+    x[0] = 1.0f; x[1] = -8.0f; x[2] = 7.9f; x[3] = 3.5f; x[4] = 8.0f; x[5] = -0.5f;
+    block_q4_0 b;
+    quantize_row_q4_0_ref(x, &b, 32);
+    /* max = -8 (largest |x| with its sign, first on ties with x[4]=8) -> d = 1, id = 1 */
+    CHECK(t, b.d == 0x3C00, "d=0x%04x", b.d);
+    /* q = min(15, trunc(x + 8.5)): 1 -> 9, -8 -> 0, 7.9 -> 15 (capped from 16), 3.5 -> 12, 8 -> 15, -0.5 -> 8, 0 -> 8 */
+    const int want[6] = {9, 0, 15, 12, 15, 8};
+    for (int j = 0; j < 6; j++) CHECK(t, (b.qs[j] & 0x0F) == want[j], "q[%d]=%d want %d", j, b.qs[j] & 0x0F, want[j]);
+    CHECK(t, b.qs[6] == 0x88, "zeros -> 8|8<<4, got 0x%02x", b.qs[6]);
+    float y[32];
+    dequantize_row_q4_0_ref(&b, y, 32);
+    CHECK(t, y[0] == 1.0f && y[1] == -8.0f && y[2] == 7.0f && y[3] == 4.0f, "dequant %g %g %g %g", y[0], y[1], y[2], y[3]);
+    /* all-zero block: max stays +0, d = 0/-8 = -0 */
+    memset(x, 0, sizeof x);
+    quantize_row_q4_0_ref(x, &b, 32);
+    CHECK(t, b.d == 0x8000 && b.qs[0] == 0x88, "zero block d=0x%04x q=0x%02x", b.d, b.qs[0]);
+}
+
+static void test_q8_0_rounding_by_hand(qf_test *t) {
+    float x[32] = {0};
+    x[0] = 127.0f; x[1] = 2.5f; x[2] = -2.5f; x[3] = 0.49999997f; x[4] = -126.5f;
+    block_q8_0 b;
+    quantize_row_q8_0_ref(x, &b, 32);
+    CHECK(t, b.d == 0x3C00, "d = 127/127 = 1: 0x%04x", b.d);
+    /* roundf: half away from zero (RNE would give 2, -2, -126) */
+    CHECK(t, b.qs[0] == 127 && b.qs[1] == 3 && b.qs[2] == -3 && b.qs[3] == 0 && b.qs[4] == -127,
+          "q = %d %d %d %d %d", b.qs[0], b.qs[1], b.qs[2], b.qs[3], b.qs[4]);
+}
+
+static void test_q4_1_q5_rounding_by_hand(qf_test *t) {
+    float x[32];
+    for (int j = 0; j < 32; j++) x[j] = -1.0f + (float)j * (31.0f / 31.0f); /* -1 .. 30 */
+    x[31] = 14.0f;                                                          /* max = 29 */
+    block_q4_1 b1;
+    quantize_row_q4_1_ref(x, &b1, 32);
+    /* min -1, max 29: d = 30/15 = 2, id = 0.5, q = trunc((x+1)*0.5 + 0.5) */
+    CHECK(t, b1.d == qf_f32_to_f16(2.0f) && b1.m == qf_f32_to_f16(-1.0f), "d=0x%04x m=0x%04x", b1.d, b1.m);
+    /* (x-min)/d = 0, 0.5, 1, 1.5 -> +0.5 and truncate -> 0, 1, 1, 2 (halves go up) */
+    CHECK(t, (b1.qs[0] & 0x0F) == 0 && (b1.qs[1] & 0x0F) == 1 && (b1.qs[2] & 0x0F) == 1 && (b1.qs[3] & 0x0F) == 2,
+          "q = %d %d %d %d", b1.qs[0] & 0x0F, b1.qs[1] & 0x0F, b1.qs[2] & 0x0F, b1.qs[3] & 0x0F);
+    block_q5_0 b5;
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16); /* max = -16 first (|x|=16 at j=0) */
+    quantize_row_q5_0_ref(x, &b5, 32);
+    CHECK(t, b5.d == 0x3C00, "q5_0 d = -16/-16 = 1: 0x%04x", b5.d);
+    float y[32];
+    dequantize_row_q5_0_ref(&b5, y, 32);
+    int bad = 0;
+    for (int j = 0; j < 32; j++) bad += y[j] != x[j] && !(j == 31 && y[j] == 15.0f); /* 15 fits exactly */
+    CHECK(t, bad == 0, "q5_0 integers -16..15 reproduce exactly (%d bad)", bad);
+    uint32_t qh;
+    memcpy(&qh, b5.qh, 4);
+    CHECK(t, qh == 0xFFFF0000u, "high bits: elements 16..31 have q >= 16: qh=0x%08x", qh);
+}
+
+/* ---------------- round-trip error bounds ---------------- */
+
+/* Quantize gaussian rows with every legacy codec and check each element's
+ * error against the codec's step d (plus the fp16 rounding of d and m), and
+ * the relative RMS error against what uniform rounding predicts. */
+static void roundtrip_bound(qf_test *t, uint32_t type, double rms_bound) {
+    enum { K = 32 * 512 };
+    static float x[K], y[K];
+    static uint8_t buf[K * 2];
+    for (int i = 0; i < K; i++) x[i] = rnd_normal();
+    switch (type) {
+    case GGML_TYPE_Q4_0: quantize_row_q4_0_ref(x, (block_q4_0 *)buf, K); break;
+    case GGML_TYPE_Q4_1: quantize_row_q4_1_ref(x, (block_q4_1 *)buf, K); break;
+    case GGML_TYPE_Q5_0: quantize_row_q5_0_ref(x, (block_q5_0 *)buf, K); break;
+    case GGML_TYPE_Q5_1: quantize_row_q5_1_ref(x, (block_q5_1 *)buf, K); break;
+    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)buf, K); break;
+    }
+    REQUIRE(t, qf_dequantize_row_ref(type, buf, y, K) == 0, "dequantize");
+    double se = 0, ss = 0;
+    int bad = 0;
+    for (int b = 0; b < K / 32; b++) {
+        float lo = x[32 * b], hi = lo, amax = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = x[32 * b + j];
+            lo = fminf(lo, v); hi = fmaxf(hi, v); amax = fmaxf(amax, fabsf(v));
+        }
+        /* step d and how far the extreme quant may sit from the data */
+        double d = type == GGML_TYPE_Q4_0 ? amax / 8.0 : type == GGML_TYPE_Q5_0 ? amax / 16.0
+                 : type == GGML_TYPE_Q8_0 ? amax / 127.0 : type == GGML_TYPE_Q4_1 ? (hi - lo) / 15.0 : (hi - lo) / 31.0;
+        int qmax = type == GGML_TYPE_Q8_0 ? 127 : type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q4_0 ? 16 : 32;
+        /* rounding (or the Q4_0/Q5_0 cap at 15/31, one step) + fp16 error of d*q and of m */
+        double tol = (type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 ? 1.0 : 0.5) * d
+                   + qmax * d * 0x1p-11 + fabs(lo) * 0x1p-11 + 1e-7;
+        for (int j = 0; j < 32; j++) {
+            double e = fabs((double)y[32 * b + j] - x[32 * b + j]);
+            if (e > tol) bad++;
+            se += e * e;
+            ss += (double)x[32 * b + j] * x[32 * b + j];
+        }
+    }
+    double rel = sqrt(se / ss);
+    if (getenv("QF_TEST_VERBOSE")) printf("# %s relative rms %.5f\n", ggml_type_name_or(type), rel);
+    CHECK(t, bad == 0, "%s: %d elements beyond the per-block bound", ggml_type_name_or(type), bad);
+    CHECK(t, rel < rms_bound, "%s: relative rms error %.4f >= %.4f", ggml_type_name_or(type), rel, rms_bound);
+}
+
+static void test_roundtrip_error_bounds(qf_test *t) {
+    /* gaussian blocks of 32: amax ~ 2.1 sigma, range ~ 4.1 sigma; uniform
+     * rounding error is step/sqrt(12). Measured 0.0865, 0.0786, 0.0421, 0.0376, 0.00535; bounds ~10% above. */
+    roundtrip_bound(t, GGML_TYPE_Q4_0, 0.095);
+    roundtrip_bound(t, GGML_TYPE_Q4_1, 0.087);
+    roundtrip_bound(t, GGML_TYPE_Q5_0, 0.047);
+    roundtrip_bound(t, GGML_TYPE_Q5_1, 0.042);
+    roundtrip_bound(t, GGML_TYPE_Q8_0, 0.0059);
+}
+
+/* ---------------- fast == ref ---------------- */
+
+static void test_quantize_fast_equals_ref(qf_test *t) {
+    enum { K = 32 * 8192 };
+    static float x[K];
+    static block_q8_0 a8[K / 32], b8[K / 32];
+    static block_q4_0 a4[K / 32], b4[K / 32];
+    fill_row(x, K);
+    for (int f = 0; f < FLAV_COUNT; f++) fill_block(x + 32 * f, f); /* every flavour at least once */
+    quantize_row_q8_0_ref(x, a8, K);
+    quantize_row_q8_0(x, b8, K);
+    quantize_row_q4_0_ref(x, a4, K);
+    quantize_row_q4_0(x, b4, K);
+    int bad8 = 0, bad4 = 0;
+    for (int b = 0; b < K / 32; b++) {
+        bad8 += memcmp(&a8[b], &b8[b], sizeof a8[b]) != 0;
+        bad4 += memcmp(&a4[b], &b4[b], sizeof a4[b]) != 0;
+    }
+    CHECK(t, bad8 == 0, "q8_0: %d of %d blocks differ", bad8, K / 32);
+    CHECK(t, bad4 == 0, "q4_0: %d of %d blocks differ", bad4, K / 32);
+    /* the all-zero and mixed-sign-zero blocks keep ggml's d = -0 */
+    CHECK(t, b4[FLAV_ZERO].d == 0x8000 && b4[FLAV_NEGZERO].d == 0x8000, "zero blocks d=0x%04x 0x%04x",
+          b4[FLAV_ZERO].d, b4[FLAV_NEGZERO].d);
+}
+
+/* Random bytes are valid blocks of every type (fp16 fields then include
+ * subnormals, Inf and NaN); also blocks made by the quantizers. */
+static void test_dequantize_fast_equals_ref(qf_test *t) {
+    enum { NBYTES = 292 * 512 };
+    static uint8_t src[NBYTES];
+    static float a[NBYTES * 4], b[NBYTES * 4]; /* q2_K: 256 values per 84 bytes */
+    for (int i = 0; i < NBYTES; i++) src[i] = (uint8_t)rnd32();
+    for (int g = 0; g < N_GEOMS; g++) {
+        const int64_t k = (int64_t)(NBYTES / geoms[g].bytes) * geoms[g].block;
+        const int64_t tail = geoms[g].block == 1 ? 13 : geoms[g].block; /* odd lengths for plain types */
+        int bad = 0;
+        for (int64_t n = k - tail; n <= k; n += tail) {
+            REQUIRE(t, qf_dequantize_row(geoms[g].type, src, a, n) == 0, "%s fast", geoms[g].name);
+            REQUIRE(t, qf_dequantize_row_ref(geoms[g].type, src, b, n) == 0, "%s ref", geoms[g].name);
+            for (int64_t i = 0; i < n; i++) bad += f32_bits(a[i]) != f32_bits(b[i]);
+        }
+        CHECK(t, bad == 0, "%s: %d values differ", geoms[g].name, bad);
+    }
+    static float x[32 * 256];
+    fill_row(x, 32 * 256);
+    quantize_row_q4_0_ref(x, (block_q4_0 *)src, 32 * 256);
+    dequantize_row_q4_0(( block_q4_0 *)src, a, 32 * 256);
+    dequantize_row_q4_0_ref((block_q4_0 *)src, b, 32 * 256);
+    CHECK(t, memcmp(a, b, sizeof(float) * 32 * 256) == 0, "q4_0 of quantized data");
+}
+
+static void test_generic_entry_points(qf_test *t) {
+    float y[256];
+    uint8_t buf[292] = {0};
+    CHECK(t, qf_has_dequantize(GGML_TYPE_Q4_K) && qf_has_dequantize(GGML_TYPE_BF16), "supported types");
+    CHECK(t, !qf_has_dequantize(GGML_TYPE_IQ2_XXS) && !qf_has_dequantize(GGML_TYPE_Q8_1), "unsupported types");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_IQ2_XXS, buf, y, 256) == -1, "no codec -> -1");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_Q4_K, buf, y, 128) == -1, "k not a multiple of 256 -> -1");
+    CHECK(t, qf_dequantize_row_ref(GGML_TYPE_Q8_0, buf, y, 33) == -1, "k not a multiple of 32 -> -1");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_Q8_0, buf, y, 32) == 0 && y[0] == 0.0f, "zero block");
+    float one = 1.5f;
+    CHECK(t, qf_dequantize_row(GGML_TYPE_F32, &one, y, 1) == 0 && y[0] == 1.5f, "f32 copy");
+}
+
+QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
+             test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
+             test_generic_entry_points)
