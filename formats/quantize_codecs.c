@@ -875,7 +875,8 @@ static void quantize_one_row(const qk_kernels *kk, uint32_t type, const float *x
     case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)y, (size_t)n); break;
     case GGML_TYPE_Q4_0:
         if (qw) row_legacy_sym_imat(kk, x, y, n, qw, 8);
-        else quantize_row_q4_0_ref(x, (block_q4_0 *)y, n);
+        else if (kk == &qk_kernels_scalar) quantize_row_q4_0_ref(x, (block_q4_0 *)y, n);
+        else quantize_row_q4_0(x, (block_q4_0 *)y, n); /* quants.c fast path, same bytes */
         break;
     case GGML_TYPE_Q5_0:
         if (qw) row_legacy_sym_imat(kk, x, y, n, qw, 16);
@@ -889,7 +890,10 @@ static void quantize_one_row(const qk_kernels *kk, uint32_t type, const float *x
         if (qw) row_legacy_min_imat(kk, x, y, n, qw, 31);
         else quantize_row_q5_1_ref(x, (block_q5_1 *)y, n);
         break;
-    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)y, n); break; /* ggml ignores the imatrix */
+    case GGML_TYPE_Q8_0: /* ggml ignores the imatrix */
+        if (kk == &qk_kernels_scalar) quantize_row_q8_0_ref(x, (block_q8_0 *)y, n);
+        else quantize_row_q8_0(x, (block_q8_0 *)y, n);
+        break;
     case GGML_TYPE_Q2_K: row_q2_K(kk, x, (block_q2_K *)y, n, qw); break;
     case GGML_TYPE_Q3_K: row_q3_K(kk, x, (block_q3_K *)y, n, qw); break;
     case GGML_TYPE_Q4_K: row_q4_K(kk, x, (block_q4_K *)y, n, qw); break;
