@@ -798,7 +798,7 @@ int64_t qf_token_to_piece(const qf_tokenizer *t, int32_t id, int special, char *
     char_buf b = {0};
     piece(t, id, special, 0, &b);
     if (b.err) { free(b.p); return QF_ENOMEM; }
-    if (buf && cap) memcpy(buf, b.p, b.n < cap ? b.n : cap);
+    if (buf && cap && b.n) memcpy(buf, b.p, b.n < cap ? b.n : cap);
     int64_t n = (int64_t)b.n;
     free(b.p);
     return n;
