@@ -152,6 +152,13 @@ static void test_write_matches_llamacpp(qf_test *t) {
         for (uint64_t k = 0; k < g.n_kv; k++)
             if (strncmp(g.kv[k].key, "tokenizer.", 10) == 0)
                 CHECK(t, gguf_find_kv(&f, g.kv[k].key) != NULL, "%s: extra key %s", files[i], g.kv[k].key);
+        /* and in the converter's order (matters for byte-identical conversions) */
+        for (uint64_t k = 0, j = 0; k < f.n_kv; k++) {
+            if (strncmp(f.kv[k].key, "tokenizer.", 10) != 0) continue;
+            while (j < g.n_kv && strncmp(g.kv[j].key, "tokenizer.", 10) != 0) j++;
+            CHECK(t, j < g.n_kv && strcmp(g.kv[j].key, f.kv[k].key) == 0, "%s: key %s out of order", files[i], f.kv[k].key);
+            j++;
+        }
         /* and it reads back to the same struct */
         qf_vocab v2;
         rc = qf_vocab_from_gguf(&v2, &g, &err);
