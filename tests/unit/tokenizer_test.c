@@ -395,7 +395,7 @@ static const char *const k_pool[] = {
     "，", "。", "、", "…", "‘", "’", "“", "\xc2\xa0", "\xe3\x80\x80", "\xe2\x80\xa8", "\xc2\x85", "\xe2\x80\x8b",
     "\xe1\x9a\x80", "\xcd\xb8", "\xee\x80\x80", "🦙", "😁", "👍🏽", "🏳️‍🌈", "\xcc\x81", "x\xcc\x81", "\xff", "\x80",
     "\xe2\x82", "\xf0\x9f", "\xc3", "\x01", "\x7f", "�", "I've", " don't", "HELLO", "Hello", " world", "3.14",
-    "1,000", "x=1;", "<s>", "</s>", "<|endoftext|>", "▁", "▁▁",
+    "1,000", "x=1;", "<s>", "</s>", "<unk>", "<|endoftext|>", "<|EOT|>", "<｜fim▁hole｜>", "<｜end▁of▁sentence｜>", "▁", "▁▁",
 };
 
 static uint32_t rng_next(uint64_t *s) {
@@ -519,12 +519,12 @@ static int write_peer_vocab(qf_test *t, const char *src_rel, const char *pre, co
     return rc == 0;
 }
 
-static void run_peer(qf_test *t, const char *src_rel, const char *pre) {
+static void run_peer(qf_test *t, const char *src_rel, const char *pre, int parse_special) {
     char peer[1024];
     if (!qf_test_data(t, "peers/llama.cpp/bin/llama-tokenize", peer, sizeof peer)) return;
     char gguf_path[1024], txt_path[1024], cmd[4096];
-    snprintf(gguf_path, sizeof gguf_path, "%s/peer_%s_%d.gguf", qf_test_tmpdir(), pre ? pre : "spm", (int)getpid());
-    snprintf(txt_path, sizeof txt_path, "%s/peer_%s_%d.txt", qf_test_tmpdir(), pre ? pre : "spm", (int)getpid());
+    snprintf(gguf_path, sizeof gguf_path, "%s/peer_%s_%d.gguf", qf_test_tmpdir(), pre ? pre : "own", (int)getpid());
+    snprintf(txt_path, sizeof txt_path, "%s/peer_%s_%d.txt", qf_test_tmpdir(), pre ? pre : "own", (int)getpid());
     int32_t sep = -1;
     if (!write_peer_vocab(t, src_rel, pre, gguf_path, &sep)) return;
 
@@ -538,8 +538,8 @@ static void run_peer(qf_test *t, const char *src_rel, const char *pre) {
     }
     fclose(f);
 
-    snprintf(cmd, sizeof cmd, "'%s' -m '%s' -f '%s' --ids --no-bos --no-escape --no-parse-special --log-disable 2>/dev/null",
-             peer, gguf_path, txt_path);
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' -f '%s' --ids --no-bos --no-escape %s --log-disable 2>/dev/null", peer,
+             gguf_path, txt_path, parse_special ? "" : "--no-parse-special");
     FILE *p = popen(cmd, "r");
     REQUIRE(t, p, "cannot run %s", peer);
     size_t cap = 1 << 20, n = 0;
@@ -579,7 +579,7 @@ static void run_peer(qf_test *t, const char *src_rel, const char *pre) {
                 int32_t *ids = NULL;
                 size_t nids = 0;
                 qf_err err = {0};
-                int rc = qf_tokenize(l.tok, c.s[case_i], c.len[case_i], 0, 0, &ids, &nids, &err);
+                int rc = qf_tokenize(l.tok, c.s[case_i], c.len[case_i], 0, parse_special, &ids, &nids, &err);
                 if (rc || nids != n_want || memcmp(ids, want, nids * sizeof *ids) != 0) {
                     char text[256], a[2048], b[2048];
                     show(text, sizeof text, c.s[case_i], c.len[case_i] < 60 ? c.len[case_i] : 60);
@@ -609,7 +609,8 @@ static void run_peer(qf_test *t, const char *src_rel, const char *pre) {
 }
 
 #define GPT2_VOCAB "oracles/tokenizers/ggml-vocab-gpt-2.gguf"
-#define PEER(fn, src, pre) static void test_peer_##fn(qf_test *t) { run_peer(t, src, pre); }
+#define PEER(fn, src, pre) static void test_peer_##fn(qf_test *t) { run_peer(t, src, pre, 0); }
+#define PEER_SPECIAL(fn, src) static void test_peer_##fn(qf_test *t) { run_peer(t, src, NULL, 1); }
 PEER(llama_bpe, GPT2_VOCAB, "llama-bpe")
 PEER(qwen2, GPT2_VOCAB, "qwen2")
 PEER(gpt_2, GPT2_VOCAB, "gpt-2")
@@ -624,6 +625,11 @@ PEER(deepseek_llm_own_vocab, "oracles/tokenizers/ggml-vocab-deepseek-llm.gguf", 
 PEER(mpt_own_vocab, "oracles/tokenizers/ggml-vocab-mpt.gguf", NULL)
 PEER(spm_llama, "oracles/tokenizers/ggml-vocab-llama-spm.gguf", NULL)
 PEER(spm_stories260k, "oracles/llamacpp/stories260K-F32.gguf", NULL)
+PEER(deepseek_coder_own_vocab, "oracles/tokenizers/ggml-vocab-deepseek-coder.gguf", NULL)
+/* with parse_special: CONTROL tokens in the text are cut out too */
+PEER_SPECIAL(special_spm_llama, "oracles/tokenizers/ggml-vocab-llama-spm.gguf")
+PEER_SPECIAL(special_gpt_2, GPT2_VOCAB)
+PEER_SPECIAL(special_deepseek_coder, "oracles/tokenizers/ggml-vocab-deepseek-coder.gguf")
 
 QF_TEST_MAIN(test_oracle_llama_spm, test_oracle_phi_3, test_oracle_gpt_2, test_oracle_deepseek_llm,
              test_oracle_deepseek_coder, test_oracle_falcon, test_oracle_mpt, test_oracle_refact, test_oracle_starcoder,
@@ -632,4 +638,6 @@ QF_TEST_MAIN(test_oracle_llama_spm, test_oracle_phi_3, test_oracle_gpt_2, test_o
              test_roundtrip_gpt_neox, test_stories_sentence, test_stories_parse_special, test_stories_wikitext,
              test_unsupported, test_peer_llama_bpe, test_peer_qwen2, test_peer_gpt_2, test_peer_default, test_peer_falcon,
              test_peer_starcoder, test_peer_deepseek_llm, test_peer_deepseek_coder, test_peer_bloom, test_peer_viking,
-             test_peer_deepseek_llm_own_vocab, test_peer_mpt_own_vocab, test_peer_spm_llama, test_peer_spm_stories260k)
+             test_peer_deepseek_llm_own_vocab, test_peer_mpt_own_vocab, test_peer_spm_llama, test_peer_spm_stories260k,
+             test_peer_deepseek_coder_own_vocab, test_peer_special_spm_llama, test_peer_special_gpt_2,
+             test_peer_special_deepseek_coder)
