@@ -23,6 +23,7 @@
 #include "gguf.h"
 #include "hf_tokenizer.h"
 #include "json.h"
+#include "manifest.h"
 #include "numfmt.h"
 #include "quants.h"
 #include "safetensors.h"
@@ -726,42 +727,7 @@ fail:
 
 /* ---------------- manifest ---------------- */
 
-static void hex128(XXH128_hash_t h, char out[33]) {
-    XXH128_canonical_t can;
-    XXH128_canonicalFromHash(&can, h);
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", can.digest[i]);
-}
-
-static int hash_file(const char *path, XXH128_hash_t *out, qf_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot open for hashing: %s", path, strerror(errno));
-    XXH3_state_t *hs = XXH3_createState();
-    size_t cap = 4u << 20;
-    char *buf = malloc(cap);
-    int rc = 0;
-    if (!hs || !buf) {
-        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
-        goto done;
-    }
-    XXH3_128bits_reset(hs);
-    for (;;) {
-        ssize_t n = read(fd, buf, cap);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = qf_set_err(err, QF_EIO, "%s: read failed: %s", path, strerror(errno));
-            goto done;
-        }
-        if (n == 0) break;
-        XXH3_128bits_update(hs, buf, (size_t)n);
-    }
-    *out = XXH3_128bits_digest(hs);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-done:
-    if (hs) XXH3_freeState(hs);
-    free(buf);
-    close(fd);
-    return rc;
-}
+/* hashing and the line format: formats/manifest.h */
 
 static int write_manifest(conv *c) {
     size_t n = strlen(c->o->out_path);
@@ -779,18 +745,18 @@ static int write_manifest(conv *c) {
         rc = qf_set_err(c->err, QF_EIO, "%s: cannot create: %s", tmp, strerror(errno));
         goto done;
     }
-    fprintf(fp, "# qforge-convert manifest v1: XXH3-128 (canonical hex) of each tensor's data and of each file\n");
+    fputs(QF_MANIFEST_HEADER, fp);
     char hex[33];
     for (uint64_t i = 0; i < c->n_t; i++) {
-        hex128(c->t[i].hash, hex);
+        qf_xxh128_hex(c->t[i].hash, hex);
         fprintf(fp, "tensor %s %s\n", hex, c->t[i].name);
     }
     for (uint32_t s = 0; s < c->n_shards; s++) {
         char shard[PATH_MAX];
         XXH128_hash_t h;
         qf_convert_shard_path(c->o->out_path, s, c->n_shards, shard, sizeof shard);
-        if ((rc = hash_file(shard, &h, c->err))) goto done;
-        hex128(h, hex);
+        if ((rc = qf_xxh128_file(shard, &h, c->err))) goto done;
+        qf_xxh128_hex(h, hex);
         fprintf(fp, "file %s %s\n", hex, base_name(shard));
     }
     if (fflush(fp) || ferror(fp) || fsync(fileno(fp))) {
