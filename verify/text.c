@@ -169,7 +169,13 @@ static int read_bytes(const char *path, char **out, size_t *n_out, qf_err *err) 
                             zerr == Z_ERRNO ? strerror(errno) : msg);
             break;
         }
-        if (k == 0) break;
+        if (k == 0) {
+            /* end of input: Z_BUF_ERROR means it ended inside a gzip stream */
+            int zerr;
+            gzerror(f, &zerr);
+            if (zerr == Z_BUF_ERROR) rc = qf_set_err(err, QF_EFORMAT, "%s: truncated gzip data", path);
+            break;
+        }
         n += (size_t)k;
     }
     gzclose(f);
