@@ -431,6 +431,10 @@ static int load_hf(qf_model *m, const char *dir, qf_err *err) {
         goto done;
     }
     if ((rc = qf_json_parse_file(&cfg, cfg_path, 0, err)) < 0) goto done;
+    /* the model class first: "not supported" says more than a missing shard */
+    const qf_hf_arch *a;
+    qf_hf_hparams h;
+    if ((rc = qf_hf_config_read(&cfg, cfg_path, &a, &h, err)) < 0) goto done;
     if ((rc = st_open(&m->st, dir, err)) < 0) {
         memset(&m->st, 0, sizeof m->st);
         goto done;
