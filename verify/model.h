@@ -93,6 +93,8 @@ typedef struct qf_hparams {
 
 typedef struct qf_model {
     gguf_file file;        /* GGUF model: the open, mapped file (owns every weight's bytes) */
+    gguf_file *shards;     /* split models (gguf-split): shards 2..N; tensors are looked up in all */
+    uint32_t n_shards;     /* entries in shards (0 for a single file) */
     int is_hf;             /* 1: loaded from an HF directory (st, hf_dir, hf_arch) */
     st_model st;           /* HF model: the mapped safetensors shards (own the weights' bytes) */
     char *hf_dir;
@@ -113,9 +115,11 @@ typedef struct qf_model {
     size_t n_owned;
 } qf_model;
 
-/* Open `path` (a GGUF file, or a directory holding config.json and
- * safetensors), read the hyperparameters and bind + validate every tensor.
- * Weight names are GGUF names in both cases (blk.N.attn_q.weight ...).
+/* Open `path` (a GGUF file, the first shard NAME-00001-of-0000N.gguf of a
+ * split model, whose other shards are opened from the same directory, or a
+ * directory holding config.json and safetensors), read the hyperparameters
+ * and bind + validate every tensor. Weight names are GGUF names in every case
+ * (blk.N.attn_q.weight ...).
  * On error returns a negative QF_E* code with err = "path: problem" and
  * leaves *m closed. */
 int qf_model_load(qf_model *m, const char *path, qf_err *err);

@@ -98,6 +98,12 @@ int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, 
     char *out = malloc(cap);
     if (!out) return qf_set_err(err, QF_ENOMEM, "out of memory");
     for (int64_t i = 0; i < n_ids; i++) {
+        /* control and unknown tokens render as nothing (special = 0); skipping
+         * them also avoids asking the tokenizer for an empty piece */
+        const int32_t *types = t->vocab.types;
+        if (ids[i] >= 0 && (uint32_t)ids[i] < t->vocab.n_tokens && types &&
+            (types[ids[i]] == QF_TOKEN_CONTROL || types[ids[i]] == QF_TOKEN_UNKNOWN))
+            continue;
         for (;;) {
             int64_t k = qf_token_to_piece(t->tok, ids[i], 0, out + len, cap - len - 1);
             if (k < 0) break; /* id out of range: nothing to render */
