@@ -198,55 +198,104 @@ fail:
 
 /* ---------------- checking ---------------- */
 
+/* dir of path (with its trailing slash) + name, malloc'd */
+static char *sibling(const char *path, const char *name) {
+    const char *slash = strrchr(path, '/');
+    size_t d = slash ? (size_t)(slash - path + 1) : 0, n = strlen(name);
+    char *s = malloc(d + n + 1);
+    if (!s) return NULL;
+    memcpy(s, path, d);
+    memcpy(s + d, name, n + 1);
+    return s;
+}
+
 int qf_manifest_check_gguf(const qf_manifest *m, const char *gguf_path, size_t *n_checked, qf_err *err) {
-    gguf_file g;
-    int rc = gguf_open(&g, gguf_path, err);
-    if (rc < 0) return rc;
     const char *bn = base_name(gguf_path);
-    const qf_manifest_entry *file_line = find_entry(m, QF_MANIFEST_FILE, bn);
-    if (!file_line && m->n_files == 1)
+    size_t n_files = m->n_files > 1 ? m->n_files : 1;
+    gguf_file *g = calloc(n_files, sizeof *g);
+    char **paths = calloc(n_files, sizeof *paths);
+    const qf_manifest_entry **lines = calloc(n_files, sizeof *lines);
+    size_t n_open = 0, checked = 0;
+    int rc = 0;
+    if (!g || !paths || !lines) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (m->n_files <= 1) {
+        /* one file: compare it whatever its name (a renamed copy is fine) */
+        paths[0] = strdup(gguf_path);
         for (size_t i = 0; i < m->n; i++)
-            if (m->entries[i].kind == QF_MANIFEST_FILE) file_line = &m->entries[i];
-    /* A manifest of several files lists the tensors of all shards. */
-    const int whole_model = m->n_files <= 1;
-    size_t checked = 0;
+            if (m->entries[i].kind == QF_MANIFEST_FILE) lines[0] = &m->entries[i];
+        if (!paths[0]) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto done;
+        }
+    } else {
+        /* a split model: the files the manifest names, beside gguf_path */
+        if (!find_entry(m, QF_MANIFEST_FILE, bn)) {
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: not one of the %zu files listed in %s", gguf_path, m->n_files,
+                            m->path);
+            goto done;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            if (m->entries[i].kind != QF_MANIFEST_FILE) continue;
+            lines[k] = &m->entries[i];
+            paths[k] = sibling(gguf_path, m->entries[i].name);
+            if (!paths[k++]) {
+                rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
+    }
+    for (; n_open < n_files; n_open++)
+        if ((rc = gguf_open(&g[n_open], paths[n_open], err)) < 0) goto done;
+    /* every listed tensor is in some file and hashes to its line */
     for (size_t i = 0; i < m->n; i++) {
         const qf_manifest_entry *e = &m->entries[i];
         if (e->kind != QF_MANIFEST_TENSOR) continue;
-        const gguf_tensor_info *ti = gguf_find_tensor(&g, e->name);
+        const gguf_tensor_info *ti = NULL;
+        size_t f = 0;
+        for (; f < n_files && !ti; f++) ti = gguf_find_tensor(&g[f], e->name);
         if (!ti) {
-            if (!whole_model) continue;
-            rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' (%s line %u) is not in the file", gguf_path, e->name,
-                            m->path, e->line);
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' (%s line %u) is not in the %s", gguf_path, e->name,
+                            m->path, e->line, n_files > 1 ? "model's files" : "file");
             goto done;
         }
         XXH128_hash_t h = XXH3_128bits(ti->data, (size_t)ti->nbytes);
         if (!XXH128_isEqual(h, e->hash)) {
-            rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' does not match the manifest", gguf_path, e->name);
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' does not match the manifest", paths[f - 1], e->name);
             goto done;
         }
         checked++;
     }
-    if (whole_model)
-        for (uint64_t i = 0; i < g.n_tensors; i++)
-            if (!find_entry(m, QF_MANIFEST_TENSOR, g.tensors[i].name)) {
-                rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' is not in the manifest %s", gguf_path,
-                                g.tensors[i].name, m->path);
+    /* and nothing unlisted */
+    for (size_t f = 0; f < n_files; f++)
+        for (uint64_t i = 0; i < g[f].n_tensors; i++)
+            if (!find_entry(m, QF_MANIFEST_TENSOR, g[f].tensors[i].name)) {
+                rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' is not in the manifest %s", paths[f],
+                                g[f].tensors[i].name, m->path);
                 goto done;
             }
-    if (file_line) {
+    /* whole files: metadata included */
+    for (size_t f = 0; f < n_files; f++) {
+        if (!lines[f]) continue;
         XXH128_hash_t h;
-        if ((rc = qf_xxh128_file(gguf_path, &h, err)) < 0) goto done;
-        if (!XXH128_isEqual(h, file_line->hash)) {
+        if ((rc = qf_xxh128_file(paths[f], &h, err)) < 0) goto done;
+        if (!XXH128_isEqual(h, lines[f]->hash)) {
             rc = qf_set_err(err, QF_EMISMATCH,
                             "%s: file hash does not match the manifest (%s line %u); the tensor data matches, so the "
                             "metadata differs",
-                            gguf_path, m->path, file_line->line);
+                            paths[f], m->path, lines[f]->line);
             goto done;
         }
     }
     if (n_checked) *n_checked = checked;
 done:
-    gguf_close(&g);
+    for (size_t f = 0; f < n_open; f++) gguf_close(&g[f]);
+    for (size_t f = 0; paths && f < n_files; f++) free(paths[f]);
+    free(paths);
+    free(lines);
+    free(g);
     return rc;
 }

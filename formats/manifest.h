@@ -56,14 +56,14 @@ typedef struct qf_manifest {
 int qf_manifest_read(qf_manifest *m, const char *path, qf_err *err);
 void qf_manifest_free(qf_manifest *m);
 
-/* Check the GGUF file at gguf_path against the manifest:
- *  - every manifest tensor must exist in the file and hash to its line
- *    ("model.gguf: tensor 'blk.0.attn_q.weight' does not match the manifest");
- *  - for a single-file manifest, every tensor of the file must be listed;
- *  - the whole-file hash is compared with the `file` line of the same
- *    basename, or with the only `file` line of a single-file manifest
- *    (a renamed copy is fine). With several file lines (a split model) and
- *    none named like the file, only the tensors present are checked.
+/* Check a GGUF model against the manifest:
+ *  - one `file` line (or none): the file gguf_path, whatever its name (a
+ *    renamed copy is fine); several (a split model): the files named by the
+ *    `file` lines, in gguf_path's directory; gguf_path must be one of them;
+ *  - every manifest tensor must be in one of the files and hash to its line
+ *    ("s-00002-of-00002.gguf: tensor 'blk.0.attn_q.weight' does not match
+ *    the manifest"), and every tensor of the files must be listed;
+ *  - each file's whole-file hash must match its line (catches metadata edits).
  * *n_checked (may be NULL) gets the number of tensors compared. */
 int qf_manifest_check_gguf(const qf_manifest *m, const char *gguf_path, size_t *n_checked, qf_err *err);
 

@@ -189,6 +189,22 @@ if [ -x "$CONV" ] && need_data manifest models/stories260K; then
   expect_exit manifest-bad-line 1 "garbage.xxh: line 1: expected 'tensor <hash> <name>'" -- \
     "$V" "$TMP/s.gguf" -f "$TEXT" --manifest "$TMP/garbage.xxh"
   expect_exit manifest-missing 1 "nope.xxh: " -- "$V" "$TMP/s.gguf" -f "$TEXT" --manifest "$TMP/nope.xxh"
+  # a split model: every shard the manifest lists is checked
+  mkdir -p "$TMP/split"
+  "$CONV" "$HF" -o "$TMP/split/m.gguf" --outtype f32 --split-max-size 300K --manifest -q >/dev/null 2>&1
+  first=$(ls "$TMP"/split/m-00001-of-*.gguf 2>/dev/null | head -1)
+  last=$(ls "$TMP"/split/m-0000*-of-*.gguf 2>/dev/null | tail -1)
+  if [ -n "$first" ] && [ "$first" != "$last" ]; then
+    if "$V" "$first" -f "$TEXT" -c 128 --chunks 2 -t 1 --manifest "$TMP/split/m.gguf.xxh" >/dev/null 2>"$TMP/err"; then
+      pass manifest-split-ok; else fail manifest-split-ok "$(cat "$TMP/err")"; fi
+    name=$("$QF_BIN/qforge-inspect" "$last" --tensors 2>/dev/null | awk '$3 == "F32" && $2 ~ /weight$/ { print $2; exit }')
+    off=$("$QF_BIN/qforge-inspect" "$last" --tensors 2>/dev/null | awk -v n="$name" '$2 == n { print $(NF-1) }')
+    printf '\x55' | dd of="$last" bs=1 seek=$((off + 8)) conv=notrunc 2>/dev/null
+    expect_exit manifest-split-mismatch 1 "$(basename "$last"): tensor '$name' does not match the manifest" -- \
+      "$V" "$first" -f "$TEXT" --manifest "$TMP/split/m.gguf.xxh"
+  else
+    fail manifest-split "qforge-convert --split-max-size wrote no split model"
+  fi
 fi
 
 # ---------------------------------------------------------------- HF directories
