@@ -132,47 +132,23 @@ static int parse_line(qf_manifest *m, char *s, unsigned line, qf_err *err) {
     return 0;
 }
 
-int qf_manifest_read(qf_manifest *m, const char *path, qf_err *err) {
+int qf_manifest_parse(qf_manifest *m, const char *text, size_t len, const char *name, qf_err *err) {
     memset(m, 0, sizeof *m);
     int rc = 0;
-    char *text = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
-    m->path = strdup(path);
-    size_t cap = 1 << 14, len = 0;
-    text = malloc(cap);
-    if (!m->path || !text) {
-        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+    char *buf = malloc(len + 1);
+    m->path = strdup(name);
+    if (!buf || !m->path) {
+        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", name);
         goto fail;
     }
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap >= (size_t)1 << 30) {
-                rc = qf_set_err(err, QF_EFORMAT, "%s: larger than 1 GiB: not a manifest", path);
-                goto fail;
-            }
-            char *bigger = realloc(text, cap *= 2);
-            if (!bigger) {
-                rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-                goto fail;
-            }
-            text = bigger;
-        }
-        size_t k = fread(text + len, 1, cap - len - 1, f);
-        len += k;
-        if (k == 0) break;
-    }
-    if (ferror(f)) {
-        rc = qf_set_err(err, QF_EIO, "%s: read error", path);
-        goto fail;
-    }
-    text[len] = 0;
-    if (memchr(text, 0, len)) {
-        rc = qf_set_err(err, QF_EFORMAT, "%s: contains NUL bytes: not a manifest", path);
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    if (memchr(buf, 0, len)) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: contains NUL bytes: not a manifest", name);
         goto fail;
     }
     unsigned line = 0;
-    for (char *s = text; *s;) {
+    for (char *s = buf; *s;) {
         char *nl = strchr(s, '\n');
         char *next = nl ? nl + 1 : s + strlen(s);
         if (nl) *nl = 0;
@@ -183,16 +159,54 @@ int qf_manifest_read(qf_manifest *m, const char *path, qf_err *err) {
         s = next;
     }
     if (m->n == 0) {
-        rc = qf_set_err(err, QF_EFORMAT, "%s: no 'tensor' or 'file' lines: not a manifest", path);
+        rc = qf_set_err(err, QF_EFORMAT, "%s: no 'tensor' or 'file' lines: not a manifest", name);
         goto fail;
     }
-    fclose(f);
-    free(text);
+    free(buf);
     return 0;
 fail:
+    free(buf);
+    qf_manifest_free(m);
+    return rc;
+}
+
+int qf_manifest_read(qf_manifest *m, const char *path, qf_err *err) {
+    memset(m, 0, sizeof *m);
+    int rc = 0;
+    char *text = NULL;
+    size_t cap = 1 << 14, len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
+    text = malloc(cap);
+    if (!text) {
+        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap >= (size_t)1 << 30) {
+                rc = qf_set_err(err, QF_EFORMAT, "%s: larger than 1 GiB: not a manifest", path);
+                goto done;
+            }
+            char *bigger = realloc(text, cap *= 2);
+            if (!bigger) {
+                rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            text = bigger;
+        }
+        size_t k = fread(text + len, 1, cap - len, f);
+        len += k;
+        if (k == 0) break;
+    }
+    if (ferror(f)) {
+        rc = qf_set_err(err, QF_EIO, "%s: read error", path);
+        goto done;
+    }
+    rc = qf_manifest_parse(m, text, len, path, err);
+done:
     fclose(f);
     free(text);
-    qf_manifest_free(m);
     return rc;
 }
 

@@ -54,6 +54,8 @@ typedef struct qf_manifest {
  * record with a well-formed hash and a name; no name twice. Errors name the
  * file and line ("m.xxh: line 3: bad hash 'zz..' (want 32 lowercase hex digits)"). */
 int qf_manifest_read(qf_manifest *m, const char *path, qf_err *err);
+/* The same on text[0..len) (`name` for messages; for tests and fuzzing). */
+int qf_manifest_parse(qf_manifest *m, const char *text, size_t len, const char *name, qf_err *err);
 void qf_manifest_free(qf_manifest *m);
 
 /* Check a GGUF model against the manifest:

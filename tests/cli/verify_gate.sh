@@ -144,6 +144,9 @@ fi
 # saving while running --base gives the same file as saving from the base alone
 "$V" "$Q40" -f "$TEXT" $R --base "$F32" --save-logits "$TMP/full2.qfl" --logits-top 0 -q >/dev/null
 if cmp -s "$TMP/full.qfl" "$TMP/full2.qfl"; then pass save-during-kld; else fail save-during-kld "files differ"; fi
+# the file's bytes do not depend on the thread count
+"$V" "$F32" -f "$TEXT" -c 128 --chunks 20 -t 2 --save-logits "$TMP/top-t2.qfl" -q >/dev/null
+if cmp -s "$TMP/top.qfl" "$TMP/top-t2.qfl"; then pass saved-threads-identical; else fail saved-threads-identical "-t 1 and -t 2 files differ"; fi
 # sizes: header 128 + tokens 20*128*4 (=10240, 64-aligned) + rows
 sz() { wc -c <"$1" | tr -d ' '; }
 if [ "$(sz "$TMP/full.qfl")" -eq $((128 + 10240 + 20 * 64 * 512 * 4)) ] &&
