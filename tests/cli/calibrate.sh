@@ -7,6 +7,8 @@
 #   - fresh llama-imatrix runs (-c 128 --chunks 8 -t 1) on stories260K-F32
 #     and synth-tinyk-F16 (F16 weights: activations rounded like ggml), and
 #     we read llama-imatrix's .dat: within 5e-4 (measured 2.4e-4, 4.8e-5);
+#   - --process-output on an untied model (tinystories-distill-3M): 29
+#     entries with output.weight, within 5e-4 (measured 1.5e-4);
 #   - llama-quantize --imatrix reads our .dat: Q4_K_M of stories260K-F32 (its
 #     imatrix-weighted tensors are Q5_0; stock llama-quantize refuses Q4_0 for
 #     this model, see the oracles' PROVENANCE.md) loads 35 entries and differs
@@ -145,6 +147,22 @@ if need_data model "$MODEL" && need_data text "$WIKI"; then
         fail "$name" "$out"
       fi
     done
+    # an untied output.weight with --process-output (tinystories-distill-3M,
+    # converted to F32 by qforge-convert): 28 block entries + output.weight
+    CONV=$(dirname "$CAL")/qforge-convert
+    if [ -x "$CONV" ] && need_data process-output models/tinystories-distill-3M; then
+      if ! "$CONV" "$QF_DATA/models/tinystories-distill-3M" -o "$TMP/ts3m.gguf" --outtype f32 >"$TMP/log" 2>&1; then
+        fail process-output "qforge-convert: $(tail -n 1 "$TMP/log")"
+      elif ! "$IMAT" -m "$TMP/ts3m.gguf" -f "$TMP/wiki.txt" -c 128 --chunks 8 -t 1 --process-output -o "$TMP/peer.dat" >"$TMP/peer.log" 2>&1; then
+        fail process-output "llama-imatrix failed: $(tail -n 1 "$TMP/peer.log")"
+      elif ! "$CAL" "$TMP/ts3m.gguf" -f "$TMP/wiki.txt" -c 128 --chunks 8 --process-output --quiet -o "$TMP/ours.dat"; then
+        fail process-output "qforge-calibrate failed"
+      elif out=$("$CMP" "$TMP/ours.dat" "$TMP/peer.dat" --same-ncall --tol 5e-4) && case "$out" in "entries 29/29,"*) true ;; *) false ;; esac; then
+        pass "process-output ($out)"
+      else
+        fail process-output "$out"
+      fi
+    fi
   fi
 fi
 finish
