@@ -85,6 +85,7 @@ if need_data model "$MODEL" && need_data text "$WIKI"; then
   expect_exit missing-model 1 "nope.gguf" -- "$CAL" "$TMP/nope.gguf" -f "$TMP/wiki.txt" -o "$TMP/out/b.gguf"
   expect_exit missing-text 1 "nope.txt" -- "$CAL" "$M" -f "$TMP/nope.txt" -o "$TMP/out/c.gguf"
   expect_exit unwritable-output 1 "cannot write" -- "$CAL" "$M" -f "$TMP/wiki.txt" -c 128 --chunks 1 -o "$TMP/nodir/x.gguf"
+  expect_exit output-is-a-directory 1 "is a directory" -- "$CAL" "$M" -f "$TMP/wiki.txt" -c 128 --chunks 1 -o "$TMP/out"
   touch "$TMP/out/file"
   expect_exit output-under-a-file 1 "cannot write" -- "$CAL" "$M" -f "$TMP/wiki.txt" -c 128 --chunks 1 -o "$TMP/out/file/x.dat"
   left=$(ls -A "$TMP/out" | grep -v '^file$')
