@@ -1,4 +1,4 @@
-/* manifest.c - XXH3-128 integrity manifests of GGUF files (see manifest.h). */
+/* manifest.c - XXH3-128 checksum manifests (see manifest.h). */
 #include "manifest.h"
 
 #include <errno.h>
@@ -7,45 +7,73 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "gguf.h"
+#include "qf_util.h"
 
-void qf_xxh128_hex(XXH128_hash_t h, char out[33]) {
-    XXH128_canonical_t can;
-    XXH128_canonicalFromHash(&can, h);
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", can.digest[i]);
-}
+struct qf_hasher {
+    XXH3_state_t *st;
+};
 
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-int qf_xxh128_from_hex(const char *s, size_t len, XXH128_hash_t *out) {
-    if (len != 32) return -1;
-    XXH128_canonical_t can;
-    for (int i = 0; i < 16; i++) {
-        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) return -1;
-        can.digest[i] = (unsigned char)(hi << 4 | lo);
+qf_hasher *qf_hasher_new(void) {
+    qf_hasher *h = malloc(sizeof *h);
+    if (!h) return NULL;
+    h->st = XXH3_createState();
+    if (!h->st) {
+        free(h);
+        return NULL;
     }
-    *out = XXH128_hashFromCanonical(&can);
-    return 0;
+    XXH3_128bits_reset(h->st);
+    return h;
 }
 
-int qf_xxh128_file(const char *path, XXH128_hash_t *out, qf_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot open for hashing: %s", path, strerror(errno));
-    XXH3_state_t *hs = XXH3_createState();
-    size_t cap = 4u << 20;
-    char *buf = malloc(cap);
+void qf_hasher_reset(qf_hasher *h) { XXH3_128bits_reset(h->st); }
+
+void qf_hasher_update(qf_hasher *h, const void *data, size_t n) { XXH3_128bits_update(h->st, data, n); }
+
+static qf_hash128 canonical(XXH128_hash_t x) {
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, x);
+    qf_hash128 h;
+    memcpy(h.b, c.digest, 16);
+    return h;
+}
+
+qf_hash128 qf_hasher_digest(const qf_hasher *h) { return canonical(XXH3_128bits_digest(h->st)); }
+
+void qf_hasher_free(qf_hasher *h) {
+    if (!h) return;
+    XXH3_freeState(h->st);
+    free(h);
+}
+
+qf_hash128 qf_hash128_of(const void *data, size_t n) { return canonical(XXH3_128bits(data, n)); }
+
+void qf_hash128_hex(const qf_hash128 *h, char out[33]) {
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = digits[h->b[i] >> 4];
+        out[2 * i + 1] = digits[h->b[i] & 15];
+    }
+    out[32] = 0;
+}
+
+int qf_hash_file(const char *path, qf_hash128 *out, qf_err *err) {
     int rc = 0;
-    if (!hs || !buf) {
-        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+    const size_t cap = 4u << 20;
+    char *buf = malloc(cap);
+    qf_hasher *h = qf_hasher_new();
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open for hashing: %s", path,
+                        strerror(errno));
         goto done;
     }
-    XXH3_128bits_reset(hs);
+    if (!buf || !h) {
+        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
     for (;;) {
         ssize_t n = read(fd, buf, cap);
         if (n < 0 && errno == EINTR) continue;
@@ -54,23 +82,84 @@ int qf_xxh128_file(const char *path, XXH128_hash_t *out, qf_err *err) {
             goto done;
         }
         if (n == 0) break;
-        XXH3_128bits_update(hs, buf, (size_t)n);
+        qf_hasher_update(h, buf, (size_t)n);
     }
-    *out = XXH3_128bits_digest(hs);
+    *out = qf_hasher_digest(h);
     posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 done:
-    if (hs) XXH3_freeState(hs);
+    if (fd >= 0) close(fd);
+    qf_hasher_free(h);
     free(buf);
-    close(fd);
+    return rc;
+}
+
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+int qf_hash128_from_hex(const char *s, size_t len, qf_hash128 *out) {
+    if (len != 32) return -1;
+    for (int i = 0; i < 16; i++) {
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out->b[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+int qf_manifest_write(const char *path, const char *tool, const qf_manifest_tensor *tensors, size_t n_tensors,
+                      const char *const *files, size_t n_files, qf_err *err) {
+    int rc = 0, created = 0;
+    FILE *fp = NULL;
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 40);
+    char hex[33];
+    if (!tmp) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+    snprintf(tmp, n + 40, "%s.tmp.%ld", path, (long)getpid());
+    fp = fopen(tmp, "wbx");
+    if (!fp) {
+        rc = qf_set_err(err, QF_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    created = 1;
+    fprintf(fp, "# %s manifest v1: XXH3-128 (canonical hex) of each tensor's data and of each file\n",
+            tool ? tool : "qforge");
+    for (size_t i = 0; i < n_tensors; i++) {
+        qf_hash128_hex(&tensors[i].hash, hex);
+        fprintf(fp, "tensor %s %s\n", hex, tensors[i].name);
+    }
+    for (size_t i = 0; i < n_files; i++) {
+        qf_hash128 h;
+        if ((rc = qf_hash_file(files[i], &h, err))) goto done;
+        qf_hash128_hex(&h, hex);
+        fprintf(fp, "file %s %s\n", hex, base_name(files[i]));
+    }
+    if (fflush(fp) || ferror(fp) || fsync(fileno(fp))) {
+        rc = qf_set_err(err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    int closed = fclose(fp);
+    fp = NULL;
+    if (closed) {
+        rc = qf_set_err(err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, path)) rc = qf_set_err(err, QF_EIO, "%s: cannot rename %s: %s", path, tmp, strerror(errno));
+done:
+    if (fp) fclose(fp);
+    if (rc && created) unlink(tmp);
+    free(tmp);
     return rc;
 }
 
 /* ---------------- reading ---------------- */
-
-static const char *base_name(const char *path) {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
 
 void qf_manifest_free(qf_manifest *m) {
     if (!m) return;
@@ -104,8 +193,8 @@ static int parse_line(qf_manifest *m, char *s, unsigned line, qf_err *err) {
     char *hash = s + kw;
     char *sp = strchr(hash, ' ');
     size_t hlen = sp ? (size_t)(sp - hash) : strlen(hash);
-    XXH128_hash_t h;
-    if (qf_xxh128_from_hex(hash, hlen, &h) < 0)
+    qf_hash128 h;
+    if (qf_hash128_from_hex(hash, hlen, &h) < 0)
         return qf_set_err(err, QF_EFORMAT, "%s: line %u: bad hash '%.*s' (want 32 lowercase hex digits)", p, line,
                           (int)(hlen > 40 ? 40 : hlen), hash);
     if (!sp || !sp[1]) return qf_set_err(err, QF_EFORMAT, "%s: line %u: no %s name after the hash", p, line,
@@ -172,40 +261,11 @@ fail:
 
 int qf_manifest_read(qf_manifest *m, const char *path, qf_err *err) {
     memset(m, 0, sizeof *m);
-    int rc = 0;
-    char *text = NULL;
-    size_t cap = 1 << 14, len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
-    text = malloc(cap);
-    if (!text) {
-        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= (size_t)1 << 30) {
-                rc = qf_set_err(err, QF_EFORMAT, "%s: larger than 1 GiB: not a manifest", path);
-                goto done;
-            }
-            char *bigger = realloc(text, cap *= 2);
-            if (!bigger) {
-                rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            text = bigger;
-        }
-        size_t k = fread(text + len, 1, cap - len, f);
-        len += k;
-        if (k == 0) break;
-    }
-    if (ferror(f)) {
-        rc = qf_set_err(err, QF_EIO, "%s: read error", path);
-        goto done;
-    }
-    rc = qf_manifest_parse(m, text, len, path, err);
-done:
-    fclose(f);
+    uint8_t *text = NULL;
+    uint64_t len = 0;
+    int rc = qf_read_file(path, &text, &len, err);
+    if (rc < 0) return rc;
+    rc = qf_manifest_parse(m, (const char *)text, (size_t)len, path, err);
     free(text);
     return rc;
 }
@@ -276,8 +336,8 @@ int qf_manifest_check_gguf(const qf_manifest *m, const char *gguf_path, size_t *
                             m->path, e->line, n_files > 1 ? "model's files" : "file");
             goto done;
         }
-        XXH128_hash_t h = XXH3_128bits(ti->data, (size_t)ti->nbytes);
-        if (!XXH128_isEqual(h, e->hash)) {
+        qf_hash128 h = qf_hash128_of(ti->data, (size_t)ti->nbytes);
+        if (memcmp(h.b, e->hash.b, 16) != 0) {
             rc = qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' does not match the manifest", paths[f - 1], e->name);
             goto done;
         }
@@ -294,9 +354,9 @@ int qf_manifest_check_gguf(const qf_manifest *m, const char *gguf_path, size_t *
     /* whole files: metadata included */
     for (size_t f = 0; f < n_files; f++) {
         if (!lines[f]) continue;
-        XXH128_hash_t h;
-        if ((rc = qf_xxh128_file(paths[f], &h, err)) < 0) goto done;
-        if (!XXH128_isEqual(h, lines[f]->hash)) {
+        qf_hash128 h;
+        if ((rc = qf_hash_file(paths[f], &h, err)) < 0) goto done;
+        if (memcmp(h.b, lines[f]->hash.b, 16) != 0) {
             rc = qf_set_err(err, QF_EMISMATCH,
                             "%s: file hash does not match the manifest (%s line %u); the tensor data matches, so the "
                             "metadata differs",

@@ -10,6 +10,7 @@
 #include "ggml_types.h"
 #include "hf_arch.h"
 #include "json.h"
+#include "qf_util.h"
 #include "quants.h"
 
 const char *qf_arch_name(qf_arch arch) {
@@ -467,14 +468,12 @@ static int load_hf(qf_model *m, const char *dir, qf_err *err) {
     memset(&cfg, 0, sizeof cfg);
     m->is_hf = 1;
     m->hf_dir = strdup(dir);
-    size_t n = strlen(dir);
-    char *cfg_path = malloc(n + 16);
+    char *cfg_path = qf_path_join(dir, "config.json");
     if (!m->hf_dir || !cfg_path) {
         free(cfg_path);
         return qf_set_err(err, QF_ENOMEM, "out of memory");
     }
     m->path = m->hf_dir;
-    snprintf(cfg_path, n + 16, "%s%sconfig.json", dir, n && dir[n - 1] == '/' ? "" : "/");
     struct stat st;
     if (stat(cfg_path, &st) != 0) {
         rc = qf_set_err(err, QF_ENOTFOUND, "%s: not a model directory (no config.json)", dir);

@@ -626,7 +626,7 @@ int main(int argc, char **argv) {
     } else {
         char *text = NULL;
         size_t len = 0;
-        if (qf_read_text_file(o.text_file, &text, &len, &err) < 0) {
+        if (qf_read_text_any(o.text_file, &text, &len, &err) < 0) {
             die(err.msg);
             goto done;
         }

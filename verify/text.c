@@ -248,7 +248,7 @@ static int join_jsonl(const char *path, char *buf, size_t n, size_t *n_out, qf_e
     return 0;
 }
 
-int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
+int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err) {
     char *buf = NULL;
     size_t n = 0;
     int rc = read_bytes(path, &buf, &n, err);
@@ -269,4 +269,8 @@ int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
     *text = buf;
     *len = n;
     return 0;
+}
+
+int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
+    return qf_read_text_any(path, text, len, err);
 }

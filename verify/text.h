@@ -44,14 +44,17 @@ int qf_text_is_eog(const qf_text *tx, int32_t id);
  * llama.cpp's per-model default) and its id. */
 void qf_text_bos(const qf_text *tx, int *add_bos, int32_t *bos_id);
 
-/* A text file into a NUL-terminated buffer:
+/* Text of a file (for scoring and calibration) into a NUL-terminated buffer:
  *  - gzip-compressed files (magic 1f 8b, any name) are decompressed (zlib);
- *  - NAME.jsonl / NAME.jsonl.gz: one JSON object per line; the string field
- *    "text" of every object, joined with a blank line ("\n\n") between
- *    records; empty lines are skipped; a line that is not an object with a
- *    string "text" is an error naming the line;
+ *  - NAME.jsonl / NAME.jsonl.gz: JSON Lines, one object per non-blank line;
+ *    the string field "text" of every record, joined with a blank line
+ *    ("\n\n") between records; a line that is not an object with a string
+ *    "text" is an error naming the line;
  *  - anything else is plain text (UTF-8; NUL bytes are refused).
- * An empty file (or a JSONL file without records) is an error. */
+ * An empty file, a JSONL file without records and a truncated gzip stream
+ * are errors. */
+int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err);
+/* The same (the engine's earlier name). */
 int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err);
 
 #endif
