@@ -210,6 +210,20 @@ if [ -x "$CONV" ] && need_data manifest models/stories260K; then
   fi
 fi
 
+# the whole CI step: quantize with a manifest, then verify integrity + quality in one call
+QUANT=$QF_BIN/qforge-quantize
+if [ -x "$QUANT" ]; then
+  "$QUANT" "$F32" "$TMP/q.gguf" Q4_0 --manifest >/dev/null 2>&1
+  "$V" "$TMP/q.gguf" --manifest "$TMP/q.gguf.xxh" -f "$TEXT" $R --base "$F32" --max-kld 1 --min-top1 0.5 -q >/dev/null 2>"$TMP/err"
+  rc=$?
+  "$V" "$TMP/q.gguf" --manifest "$TMP/q.gguf.xxh" -f "$TEXT" $R --base "$F32" --max-kld 0.01 -q >/dev/null 2>"$TMP/err2"
+  rc2=$?
+  if [ $rc -eq 0 ] && [ $rc2 -eq 3 ] && grep -q 'gate failed: mean KLD' "$TMP/err2"; then pass quantize-manifest-gate
+  else fail quantize-manifest-gate "exit $rc ($(cat "$TMP/err")), then $rc2 ($(cat "$TMP/err2"))"; fi
+else
+  skip quantize-manifest-gate "$QUANT not built"
+fi
+
 # ---------------------------------------------------------------- HF directories
 if need_data hf models/stories260K; then
   # HF layout (rotate-half Q/K, NEOX RoPE) vs the converter's permuted rows: same numbers
