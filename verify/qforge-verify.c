@@ -89,8 +89,8 @@ static void usage(FILE *f) {
 "\n"
 "memory: the model and base are mapped read-only (page cache, never copied or\n"
 "dequantized); on top of that, per model run: KV cache 8*n_layer*ctx*n_head_kv*head_dim\n"
-"bytes, activations about 4*batch*(4*n_embd + 2*n_ff) bytes, logits 4*(ctx/2)*n_vocab\n"
-"bytes; plus 4 bytes per text token and 4 per scored prediction (KLD percentiles) and the\n"
+"bytes, activations at most 4*batch*(7*n_embd + 3*n_ff) bytes, logits 4*(ctx/2)*n_vocab\n"
+"bytes; plus 4 bytes per text token, 8 per scored prediction (KLD percentiles) and the\n"
 "text itself. --base-logits maps its file instead of running BASE.\n",
             DEFAULT_TOPK);
 }
