@@ -86,10 +86,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz:
 	$(MAKE) B=build-fuzz BIN=build-fuzz/bin CC=clang OPT="-O1 -g" ARCH=-march=native \
-	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
+	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
 	  build-fuzz/libqf_formats.a
 	@for f in tests/fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
-	  clang -O1 -g -march=native -std=c11 -D_DEFAULT_SOURCE -Iformats -fsanitize=fuzzer,address,undefined $$f build-fuzz/libqf_formats.a -lz -lxxhash -lm -fopenmp -o build-fuzz/$$n || exit 1; \
+	  clang -O1 -g -march=native -std=c11 -D_DEFAULT_SOURCE -Iformats -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $$f build-fuzz/libqf_formats.a -lz -lxxhash -lm -fopenmp -o build-fuzz/$$n || exit 1; \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \

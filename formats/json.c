@@ -344,6 +344,29 @@ done:
     return rc;
 }
 
+/* Offset of the first bracket nested deeper than QF_JSON_MAX_DEPTH, or len.
+ * Run before jsmn because jsmn closes a bracket by walking up from the last
+ * token through its ancestors: O(depth) per closer, quadratic on a
+ * pathological "[[[[...]]]]" header. Strings are skipped the way jsmn lexes
+ * them (a backslash escapes the next byte; NUL ends the input). */
+static size_t too_deep_at(const char *s, size_t len) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < len && s[i]; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > QF_JSON_MAX_DEPTH) return i;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return len;
+}
+
 int qf_json_parse(qf_json *j, const char *text, size_t len, const char *name, qf_err *err) {
     jsmntok_t *jt = NULL;
     int rc = 0;
@@ -355,6 +378,9 @@ int qf_json_parse(qf_json *j, const char *text, size_t len, const char *name, qf
     size_t p = skip_ws(text, len, 0);
     if (p >= len) return json_fail(j, err, QF_EFORMAT, p, "empty document");
     if (text[p] != '{' && text[p] != '[') return json_fail(j, err, QF_EFORMAT, p, "top-level value must be an object or an array");
+
+    size_t deep = too_deep_at(text, len);
+    if (deep < len) return json_fail(j, err, QF_EFORMAT, deep, "nesting deeper than %d", QF_JSON_MAX_DEPTH);
 
     jsmn_parser ps;
     jsmn_init(&ps);

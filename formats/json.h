@@ -28,7 +28,7 @@
 
 #include "qf_error.h"
 
-#define QF_JSON_MAX_DEPTH 512
+#define QF_JSON_MAX_DEPTH 128
 
 typedef enum qf_json_type {
     QF_JSON_OBJECT = 1,

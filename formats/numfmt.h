@@ -1,6 +1,6 @@
 /* numfmt.h - scalar number formats: IEEE half, bfloat16, FP8 E4M3/E5M2.
  * All conversions from f32 round to nearest, ties to even, and handle
- * NaN/Inf/subnormals (see docs/formats.md). */
+ * NaN/Inf/subnormals (see docs/formats-codecs.md). */
 #ifndef QF_NUMFMT_H
 #define QF_NUMFMT_H
 

@@ -162,7 +162,20 @@ static void qkx_scalar(int nb, int n, int nmax, const float *x, const float *w, 
                                   &the_min[b], rmin, rdelta, nstep, use_mad);
 }
 
-const qk_kernels qk_kernels_scalar = { "scalar", qx_scalar, qkx_scalar };
+static float q3_search(int n, int nmax, const float *x, int8_t *L);
+
+static void q3_scalar(int nb, int n, int nmax, const float *x, int8_t *L, float *scale) {
+    for (int b = 0; b < nb; ++b) scale[b] = q3_search(n, nmax, x + (size_t)b * n, L + (size_t)b * n);
+}
+
+static void requant_scalar(int n, const float *x, float d, float dm, int has_min, int lo, int hi, int off, uint8_t *L) {
+    for (int i = 0; i < n; ++i) {
+        int l = qk_nearest_int(has_min ? (x[i] + dm) / d : x[i] / d);
+        L[i] = (uint8_t)(QK_MAX(lo, QK_MIN(hi, l)) + off);
+    }
+}
+
+const qk_kernels qk_kernels_scalar = { "scalar", qx_scalar, qkx_scalar, q3_scalar, requant_scalar };
 
 static const qk_kernels *fast_kernels(void) {
 #if defined(__AVX2__)
@@ -237,7 +250,7 @@ static float q3_search(int n, int nmax, const float *x, int8_t *L) {
 static float qp_search(int n, int nmax, const float *x, uint8_t *L, const float *w) {
     float max = 0.f;
     for (int i = 0; i < n; ++i) max = QK_MAX(max, x[i]);
-    if (max < QK_GROUP_MAX_EPS) {
+    if (max == 0.f) { /* exactly zero at c392e50 (newer ggml: < GROUP_MAX_EPS) */
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -355,10 +368,11 @@ static void pack_2bit(uint8_t *qs, const uint8_t *L) {
  * packed like Q2_K. L is modified. */
 static void pack_q3_K_levels(block_q3_K *y, uint8_t *L) {
     memset(y->hmask, 0, sizeof y->hmask);
-    for (int j = 0; j < QK_K; ++j) {
-        if (L[j] > 3) {
-            y->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-            L[j] -= 4;
+    for (int b = 0; b < 8; ++b) {
+        for (int m = 0; m < 32; ++m) { /* element j = 32b + m, level 0..7 */
+            const int j = 32 * b + m;
+            y->hmask[m] |= (uint8_t)((L[j] >> 2) << b);
+            L[j] &= 3;
         }
     }
     pack_2bit(y->qs, L);
@@ -452,10 +466,7 @@ static void q2_K_ref_block(const qk_kernels *kk, const float *x, block_q2_K *y) 
         const float d = h2f(y->d) * (float)(y->scales[j] & 0xF);
         if (d == 0.f) continue;
         const float dm = h2f(y->dmin) * (float)(y->scales[j] >> 4);
-        for (int ii = 0; ii < 16; ++ii) {
-            int l = qk_nearest_int((x[16 * j + ii] + dm) / d);
-            L[16 * j + ii] = (uint8_t)QK_MAX(0, QK_MIN(3, l));
-        }
+        kk->requant(16, x + 16 * j, d, dm, 1, 0, 3, 0, L + 16 * j);
     }
     pack_2bit(y->qs, L);
 }
@@ -490,37 +501,30 @@ static void q2_K_imat_block(const qk_kernels *kk, const float *x, const float *q
         const float d = dm * (float)(y->scales[j] & 0xF);
         if (d == 0.f) continue;
         const float m = mm * (float)(y->scales[j] >> 4);
-        for (int ii = 0; ii < 16; ++ii) {
-            int l = qk_nearest_int((x[16 * j + ii] + m) / d);
-            L[16 * j + ii] = (uint8_t)QK_MAX(0, QK_MIN(3, l));
-        }
+        kk->requant(16, x + 16 * j, d, m, 1, 0, 3, 0, L + 16 * j);
     }
     pack_2bit(y->qs, L);
 }
 
 /* Requantize Q3_K levels from the stored scales, then pack. */
-static void q3_K_finish(const float *x, block_q3_K *y, int8_t *Ls8) {
+static void q3_K_finish(const qk_kernels *kk, const float *x, block_q3_K *y, int8_t *Ls8) {
     uint8_t *L = (uint8_t *)Ls8;
     for (int j = 0; j < 16; ++j) {
         float d = h2f(y->d) * (float)unpack_scale_q3_K(y->scales, j);
         if (d == 0.f) continue;
-        for (int ii = 0; ii < 16; ++ii) {
-            int l = qk_nearest_int(x[16 * j + ii] / d);
-            l = QK_MAX(-4, QK_MIN(3, l));
-            Ls8[16 * j + ii] = (int8_t)(l + 4);
-        }
+        kk->requant(16, x + 16 * j, d, 0.f, 0, -4, 3, 4, L + 16 * j);
     }
     pack_q3_K_levels(y, L);
 }
 
 /* Q3_K, no imatrix: symmetric 3-bit levels per 16, found by q3_search with
  * weights x^2; signed 6-bit scales against the largest-magnitude scale. */
-static void q3_K_ref_block(const float *x, block_q3_K *y) {
+static void q3_K_ref_block(const qk_kernels *kk, const float *x, block_q3_K *y) {
     int8_t L[QK_K];
     float scales[16];
     float max_scale = 0.f, amax = 0.f;
+    kk->q3(16, 16, 4, x, L, scales);
     for (int j = 0; j < 16; ++j) {
-        scales[j] = q3_search(16, 4, x + 16 * j, L + 16 * j);
         float a = fabsf(scales[j]);
         if (a > amax) { amax = a; max_scale = scales[j]; }
     }
@@ -537,7 +541,7 @@ static void q3_K_ref_block(const float *x, block_q3_K *y) {
         memset(y->scales, 0, sizeof y->scales);
         y->d = f2h(0.f);
     }
-    q3_K_finish(x, y, L);
+    q3_K_finish(kk, x, y, L);
 }
 
 /* Q3_K with importance weights: weights qw*sqrt(sigma2 + x^2), sigma2 =
@@ -565,21 +569,19 @@ static void q3_K_imat_block(const qk_kernels *kk, const float *x, const float *q
     for (int j = 0; j < 16; ++j) ls[j] = Ls[j];
     pack_scales_q3_K(y->scales, ls);
     y->d = f2h(d_block);
-    q3_K_finish(x, y, L);
+    q3_K_finish(kk, x, y, L);
 }
 
 /* Requantize Q4_K/Q5_K levels from stored 6-bit scales/mins (nmax 15 or 31). */
-static void k4_requantize(const float *x, const uint8_t scales[12], qf_half dh, qf_half dminh, int nmax, uint8_t *L) {
+static void k4_requantize(const qk_kernels *kk, const float *x, const uint8_t scales[12], qf_half dh, qf_half dminh,
+                          int nmax, uint8_t *L) {
     for (int j = 0; j < 8; ++j) {
         uint8_t sc, m;
         unpack_scale_min_k4(j, scales, &sc, &m);
         const float d = h2f(dh) * (float)sc;
         if (d == 0.f) continue;
         const float dm = h2f(dminh) * (float)m;
-        for (int ii = 0; ii < 32; ++ii) {
-            int l = qk_nearest_int((x[32 * j + ii] + dm) / d);
-            L[32 * j + ii] = (uint8_t)QK_MAX(0, QK_MIN(nmax, l));
-        }
+        kk->requant(32, x + 32 * j, d, dm, 1, 0, nmax, 0, L + 32 * j);
     }
 }
 
@@ -613,7 +615,7 @@ static void k4_ref_block(const qk_kernels *kk, const float *x, int nmax, float r
     pack_scale_min_k4(scales_out, ls, lm);
     *d = f2h(max_scale / 63.f);
     *dmin = f2h(max_min / 63.f);
-    k4_requantize(x, scales_out, *d, *dmin, nmax, L);
+    k4_requantize(kk, x, scales_out, *d, *dmin, nmax, L);
 }
 
 /* Q4_K / Q5_K with importance weights: weights qw*sqrt(sigma2 + x^2), sigma2 =
@@ -649,7 +651,7 @@ static void k4_imat_block(const qk_kernels *kk, const float *x, const float *qw,
     pack_scale_min_k4(scales_out, ls, lm);
     *d = f2h(d_block);
     *dmin = f2h(m_block);
-    k4_requantize(x, scales_out, *d, *dmin, nmax, L);
+    k4_requantize(kk, x, scales_out, *d, *dmin, nmax, L);
 }
 
 /* Q6_K: symmetric 6-bit levels per 16 by the grid search with weights x^2
@@ -678,11 +680,7 @@ static void q6_K_block(const qk_kernels *kk, const float *x, const float *qw, bl
     for (int j = 0; j < 16; ++j) {
         float d = h2f(y->d) * (float)y->scales[j];
         if (d == 0.f) continue;
-        for (int ii = 0; ii < 16; ++ii) {
-            int l = qk_nearest_int(x[16 * j + ii] / d);
-            l = QK_MAX(-32, QK_MIN(31, l));
-            L[16 * j + ii] = (int8_t)(l + 32);
-        }
+        kk->requant(16, x + 16 * j, d, 0.f, 0, -32, 31, 32, (uint8_t *)L + 16 * j);
     }
     pack_q6_K_levels(y, (const uint8_t *)L);
 }
@@ -701,7 +699,7 @@ static void row_q2_K(const qk_kernels *kk, const float *x, block_q2_K *y, int64_
 static void row_q3_K(const qk_kernels *kk, const float *x, block_q3_K *y, int64_t n, const float *qw) {
     for (int64_t i = 0; i < n / QK_K; ++i) {
         if (qw) q3_K_imat_block(kk, x + i * QK_K, qw + i * QK_K, &y[i]);
-        else q3_K_ref_block(x + i * QK_K, &y[i]);
+        else q3_K_ref_block(kk, x + i * QK_K, &y[i]);
     }
 }
 
@@ -875,7 +873,8 @@ static void quantize_one_row(const qk_kernels *kk, uint32_t type, const float *x
     case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)y, (size_t)n); break;
     case GGML_TYPE_Q4_0:
         if (qw) row_legacy_sym_imat(kk, x, y, n, qw, 8);
-        else quantize_row_q4_0_ref(x, (block_q4_0 *)y, n);
+        else if (kk == &qk_kernels_scalar) quantize_row_q4_0_ref(x, (block_q4_0 *)y, n);
+        else quantize_row_q4_0(x, (block_q4_0 *)y, n); /* quants.c fast path, same bytes */
         break;
     case GGML_TYPE_Q5_0:
         if (qw) row_legacy_sym_imat(kk, x, y, n, qw, 16);
@@ -889,7 +888,10 @@ static void quantize_one_row(const qk_kernels *kk, uint32_t type, const float *x
         if (qw) row_legacy_min_imat(kk, x, y, n, qw, 31);
         else quantize_row_q5_1_ref(x, (block_q5_1 *)y, n);
         break;
-    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)y, n); break; /* ggml ignores the imatrix */
+    case GGML_TYPE_Q8_0: /* ggml ignores the imatrix */
+        if (kk == &qk_kernels_scalar) quantize_row_q8_0_ref(x, (block_q8_0 *)y, n);
+        else quantize_row_q8_0(x, (block_q8_0 *)y, n);
+        break;
     case GGML_TYPE_Q2_K: row_q2_K(kk, x, (block_q2_K *)y, n, qw); break;
     case GGML_TYPE_Q3_K: row_q3_K(kk, x, (block_q3_K *)y, n, qw); break;
     case GGML_TYPE_Q4_K: row_q4_K(kk, x, (block_q4_K *)y, n, qw); break;

@@ -203,6 +203,104 @@ static void qkx_group(int cnt, int n, int nmax, const float *x, const float *w, 
     }
 }
 
+/* Q3_K reference search, one sub-block per lane. A lane whose sweep changed
+ * nothing has converged: further sweeps recompute the same values and change
+ * nothing again, so running all lanes until every lane converged (at most 5
+ * sweeps) equals the scalar early exit. */
+static void q3_group(int cnt, int n, int nmax, const float *x, int8_t *L, float *scale_out) {
+    _Alignas(32) float xt[MAX_N * LANES];
+    __m256i Lv[MAX_N];
+    for (int b = 0; b < LANES; ++b) {
+        const int src = b < cnt ? b : 0;
+        for (int i = 0; i < n; ++i) xt[i * LANES + b] = x[(size_t)src * n + i];
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 max = zero, amax = zero;
+    for (int i = 0; i < n; ++i) {
+        __m256 xv = _mm256_load_ps(xt + i * LANES);
+        __m256 ax = abs_v(xv);
+        __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = _mm256_blendv_ps(amax, ax, gt);
+        max = _mm256_blendv_ps(max, xv, gt);
+    }
+    const __m256 all_zero = _mm256_cmp_ps(amax, _mm256_set1_ps(QK_GROUP_MAX_EPS), _CMP_LT_OQ);
+    const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
+    __m256 sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+        __m256 xv = _mm256_load_ps(xt + i * LANES);
+        __m256i l = clamp_v(nearest_v(_mm256_mul_ps(iscale, xv)), -nmax, nmax - 1);
+        Lv[i] = l;
+        __m256 w = _mm256_mul_ps(xv, xv), fl = _mm256_cvtepi32_ps(l);
+        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, xv), fl));
+        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, fl), fl));
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        __m256 changed = zero;
+        for (int i = 0; i < n; ++i) {
+            __m256 xv = _mm256_load_ps(xt + i * LANES);
+            __m256 w = _mm256_mul_ps(xv, xv), wx = _mm256_mul_ps(w, xv);
+            __m256 fl = _mm256_cvtepi32_ps(Lv[i]);
+            __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, fl));
+            __m256 ok = _mm256_cmp_ps(slx, zero, _CMP_GT_OQ);
+            if (_mm256_movemask_ps(ok) == 0) continue;
+            __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, fl), fl));
+            __m256i nl = clamp_v(nearest_v(_mm256_div_ps(_mm256_mul_ps(xv, sl2), slx)), -nmax, nmax - 1);
+            ok = _mm256_and_ps(ok, _mm256_castsi256_ps(
+                _mm256_xor_si256(_mm256_cmpeq_epi32(nl, Lv[i]), _mm256_set1_epi32(-1))));
+            if (_mm256_movemask_ps(ok) == 0) continue;
+            __m256 fnl = _mm256_cvtepi32_ps(nl);
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(wx, fnl));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, fnl), fnl));
+            __m256 better = _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
+                                          _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2), _CMP_GT_OQ);
+            ok = _mm256_and_ps(ok, _mm256_and_ps(_mm256_cmp_ps(sl2, zero, _CMP_GT_OQ), better));
+            Lv[i] = _mm256_blendv_epi8(Lv[i], nl, _mm256_castps_si256(ok));
+            sumlx = _mm256_blendv_ps(sumlx, slx, ok);
+            suml2 = _mm256_blendv_ps(suml2, sl2, ok);
+            changed = _mm256_or_ps(changed, ok);
+        }
+        if (_mm256_movemask_ps(changed) == 0) break;
+    }
+    __m256 scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2), _mm256_cmp_ps(suml2, zero, _CMP_GT_OQ));
+    _Alignas(32) float sc[LANES];
+    _Alignas(32) int32_t lt[MAX_N * LANES];
+    _mm256_store_ps(sc, scale);
+    for (int i = 0; i < n; ++i) _mm256_store_si256((__m256i *)(lt + i * LANES), Lv[i]);
+    const int zmask = _mm256_movemask_ps(all_zero);
+    for (int b = 0; b < cnt; ++b) {
+        if (zmask & (1 << b)) {
+            memset(L + (size_t)b * n, 0, (size_t)n);
+            scale_out[b] = 0.f;
+            continue;
+        }
+        for (int i = 0; i < n; ++i) L[(size_t)b * n + i] = (int8_t)(lt[i * LANES + b] + nmax);
+        scale_out[b] = sc[b];
+    }
+}
+
+static void q3_avx2(int nb, int n, int nmax, const float *x, int8_t *L, float *scale) {
+    if (n > MAX_N || nb < 2) {
+        qk_kernels_scalar.q3(nb, n, nmax, x, L, scale);
+        return;
+    }
+    for (int g = 0; g < nb; g += LANES) {
+        int cnt = nb - g < LANES ? nb - g : LANES;
+        q3_group(cnt, n, nmax, x + (size_t)g * n, L + (size_t)g * n, scale + g);
+    }
+}
+
+static void requant_avx2(int n, const float *x, float d, float dm, int has_min, int lo, int hi, int off, uint8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d), vdm = _mm256_set1_ps(dm);
+    const __m256i voff = _mm256_set1_epi32(off);
+    for (int i = 0; i < n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        if (has_min) xv = _mm256_add_ps(xv, vdm);
+        __m256i l = _mm256_add_epi32(clamp_v(nearest_v(_mm256_div_ps(xv, vd)), lo, hi), voff);
+        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+        _mm_storel_epi64((__m128i *)(L + i), _mm_packus_epi16(w16, w16));
+    }
+}
+
 static void qx_avx2(int nb, int n, int nmax, const float *x, const float *w, int8_t *L, float *scale) {
     if (n > MAX_N || nb < 2) {
         qk_kernels_scalar.qx(nb, n, nmax, x, w, L, scale);
@@ -227,7 +325,7 @@ static void qkx_avx2(int nb, int n, int nmax, const float *x, const float *w, ui
     }
 }
 
-const qk_kernels qk_kernels_avx2 = { "avx2", qx_avx2, qkx_avx2 };
+const qk_kernels qk_kernels_avx2 = { "avx2", qx_avx2, qkx_avx2, q3_avx2, requant_avx2 };
 
 #else
 typedef int qf_quantize_codecs_avx2_unused; /* keep the translation unit non-empty */

@@ -25,6 +25,13 @@ typedef struct qk_kernels {
      * grid iscale = (rmin + rdelta*is + nmax) / (max - min), is = 0..nstep. */
     void (*qkx)(int nb, int n, int nmax, const float *x, const float *w, uint8_t *L,
                 float *scale, float *the_min, float rmin, float rdelta, int nstep, int use_mad);
+    /* Q3_K reference search (ggml make_q3_quants with rmse): weights x^2,
+     * start at -nmax/max, then up to 5 coordinate-descent sweeps. L in [0, 2*nmax). */
+    void (*q3)(int nb, int n, int nmax, const float *x, int8_t *L, float *scale);
+    /* Requantization against the final (rounded) scales, n a multiple of 8:
+     * L[i] = clamp(round((x[i] + dm) / d), lo, hi) + off, or round(x[i] / d)
+     * when !has_min (no addition, as in ggml). */
+    void (*requant)(int n, const float *x, float d, float dm, int has_min, int lo, int hi, int off, uint8_t *L);
 } qk_kernels;
 
 extern const qk_kernels qk_kernels_scalar;

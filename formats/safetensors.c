@@ -381,7 +381,7 @@ static void free_tensors(st_tensor *v, uint64_t n) {
 
 /* Sort all tensors by name; report duplicates (within or across shards). */
 static int finish_tensors(st_model *m, tlist *l, qf_err *err) {
-    qsort(l->v, l->n, sizeof *l->v, cmp_tensor_name);
+    if (l->n > 1) qsort(l->v, l->n, sizeof *l->v, cmp_tensor_name); /* l->v is NULL when empty */
     for (uint64_t i = 1; i < l->n; i++) {
         const st_tensor *a = &l->v[i - 1], *b = &l->v[i];
         if (strcmp(a->name, b->name) != 0) continue;
@@ -965,7 +965,7 @@ static int cmp_wtensor(const void *a, const void *b) {
 int st_writer_begin_data(st_writer *w) {
     if (w->rc) return w->rc;
     if (w->state != 0) return w_fail(w, QF_EINVAL, "begin_data called twice");
-    qsort(w->t, w->n, sizeof *w->t, cmp_wtensor);
+    if (w->n > 1) qsort(w->t, w->n, sizeof *w->t, cmp_wtensor); /* w->t is NULL when empty */
     for (uint64_t i = 1; i < w->n; i++)
         if (strcmp(w->t[i - 1].name, w->t[i].name) == 0)
             return w_fail(w, QF_EINVAL, "tensor '%s' added twice", w->t[i].name);

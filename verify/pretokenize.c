@@ -175,9 +175,16 @@ static int in_class(int cls, uint32_t c) {
     case CLS_PUNCT_DEFAULT:
         return c == '$' || c == '+' || c == '<' || c == '=' || c == '>' || c == '^' || c == '~' || c == '|' ||
                (qf_unicode_flags(c) & QF_UF_PUNCT) != 0;
-    case CLS_DS_LETTER: return in_ranges(regex_view(c), k_ds_letter, sizeof k_ds_letter / sizeof k_ds_letter[0]);
-    case CLS_DS_PUNCT: return in_ranges(regex_view(c), k_ds_punct, sizeof k_ds_punct / sizeof k_ds_punct[0]);
-    case CLS_CJK: return in_ranges(regex_view(c), k_cjk, sizeof k_cjk / sizeof k_cjk[0]);
+    /* ASCII answers first: these run once per character of whole corpora */
+    case CLS_DS_LETTER:
+        if (c < 0x80) return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+        return in_ranges(regex_view(c), k_ds_letter, sizeof k_ds_letter / sizeof k_ds_letter[0]);
+    case CLS_DS_PUNCT:
+        if (c < 0x80) return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x7E);
+        return in_ranges(regex_view(c), k_ds_punct, sizeof k_ds_punct / sizeof k_ds_punct[0]);
+    case CLS_CJK:
+        if (c < 0x800) return 0;
+        return in_ranges(regex_view(c), k_cjk, sizeof k_cjk / sizeof k_cjk[0]);
     case CLS_BLOOM:
         if (qf_unicode_is_whitespace(c)) return 0;
         for (size_t i = 0; i < sizeof k_bloom_stop / sizeof k_bloom_stop[0]; i++)

@@ -228,6 +228,37 @@ static int build_specials(qf_tokenizer *t) {
     return 0;
 }
 
+/* llama.cpp finds end-of-turn and fill-in-the-middle tokens by their text and
+ * makes them CONTROL whatever the file says (so e.g. deepseek-coder's
+ * USER_DEFINED "<｜fim▁hole｜>" is no longer cut out of text without
+ * parse_special). Lists as in llama.cpp's llama-vocab.cpp (early 2025). */
+static const char *const k_eog_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
+};
+static const char *const k_eot_texts[] = { /* only looked for when the file names no EOT token */
+    "<｜end▁of▁sentence｜>", "_<EOT>",
+};
+static const char *const k_fim_texts[] = {
+    "<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>",
+    "<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>",
+    "<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>",
+    "<|fim_pad|>", "<fim-pad>", "<PAD>", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<|file_sep|>",
+};
+
+static void retype_list(qf_tokenizer *t, const char *const *texts, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = hmap_get(&t->tokens, texts[i], strlen(texts[i]));
+        if (id >= 0) t->attr[id] = ATTR_CONTROL;
+    }
+}
+
+static void retype_control_looking(qf_tokenizer *t) {
+    retype_list(t, k_eog_texts, sizeof k_eog_texts / sizeof k_eog_texts[0]);
+    if (!(t->v->eot_id >= 0 && t->v->eot_id < t->v->n_tokens))
+        retype_list(t, k_eot_texts, sizeof k_eot_texts / sizeof k_eot_texts[0]);
+    retype_list(t, k_fim_texts, sizeof k_fim_texts / sizeof k_fim_texts[0]);
+}
+
 qf_tokenizer *qf_tokenizer_create(const qf_vocab *v, qf_err *err) {
     qf_tokenizer *t = NULL;
     if (!v || !v->tokens || !v->token_lens || v->n_tokens == 0) {
@@ -288,6 +319,8 @@ qf_tokenizer *qf_tokenizer_create(const qf_vocab *v, qf_err *err) {
     if (hmap_init(&t->tokens, v->n_tokens)) goto nomem;
     for (uint32_t i = 0; i < v->n_tokens; i++)
         if (v->token_lens[i] > 0) hmap_put(&t->tokens, v->tokens[i], v->token_lens[i], 0, (int32_t)i, 1);
+
+    retype_control_looking(t);
 
     if (t->kind == QF_TOKENIZER_BPE) {
         if (hmap_init(&t->merges, v->n_merges)) goto nomem;
@@ -798,7 +831,7 @@ int64_t qf_token_to_piece(const qf_tokenizer *t, int32_t id, int special, char *
     char_buf b = {0};
     piece(t, id, special, 0, &b);
     if (b.err) { free(b.p); return QF_ENOMEM; }
-    if (buf && cap) memcpy(buf, b.p, b.n < cap ? b.n : cap);
+    if (buf && cap && b.n) memcpy(buf, b.p, b.n < cap ? b.n : cap);
     int64_t n = (int64_t)b.n;
     free(b.p);
     return n;

@@ -64,7 +64,7 @@ case("bad-literal", image(header('"a":%s,"b":tru' % GOOD_A)), r"header: invalid 
 case("bad-escape", image(header('"a\\x":%s' % GOOD_A)), r"header: invalid json")
 case("lone-surrogate", image(header('"a\\ud800":%s' % GOOD_A)), r"header: invalid json: bad string")
 case("invalid-utf8-name", image(header('"a\xff":%s' % GOOD_A).encode("latin-1")), r"header: invalid json: bad string")
-case("deep-nesting", image('{"__metadata__":' + "[" * 1000 + "]" * 1000 + "}"), r"header: invalid json: nesting deeper than 512")
+case("deep-nesting", image('{"__metadata__":' + "[" * 1000 + "]" * 1000 + "}"), r"header: invalid json: nesting deeper than 128")
 # --- tensor entries --------------------------------------------------------
 case("entry-not-object", image(header('"a":5')), r"tensor 'a': entry is not an object")
 case("missing-dtype", image(header('"a":{"shape":[2,2],"data_offsets":[0,16]}')), r"tensor 'a': missing field 'dtype'")

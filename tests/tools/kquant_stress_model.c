@@ -30,7 +30,7 @@ static float unif(void) { return (float)((rng_u64() >> 40) + 0.5) / 16777216.f; 
 static float gauss(void) { return sqrtf(-2.f * logf(unif())) * cosf(6.2831853f * unif()); }
 
 static void stress_row(float *x, int64_t n, int64_t row) {
-    const int kind = (int)(row % 12);
+    const int kind = (int)(row % 13);
     for (int64_t j = 0; j < n; ++j) {
         float g = gauss();
         switch (kind) {
@@ -45,6 +45,7 @@ static void stress_row(float *x, int64_t n, int64_t row) {
         case 8: x[j] = g * 200.f; break;
         case 9: x[j] = g * 0.01f * (1.f + (float)(j % 7)); break;
         case 10: x[j] = (j / 8) % 2 ? 1e-30f * g : 0.02f * g; break;
+        case 11: x[j] = 1e-20f * g; break;
         default: x[j] = unif() < 0.5f ? 0.f : 0.02f * g; break;
         }
     }
@@ -80,7 +81,7 @@ int main(int argc, char **argv) {
             for (uint64_t j = 0; !rc && j < t->ne[0]; ++j) {
                 float v = expf(2.5f * gauss()) * 64.f;
                 if (j % 29 == 3) v = 0.f;                   /* dead input column */
-                if (j >= 32 && j < 64 && (i % 3) == 0) v = 0.f; /* a whole zero-weight block */
+                if (j >= 32 && j < 64 && (i % 3) == 0) v = 0.f; /* a zero-weight legacy block */
                 e->sum2[j] = v;
             }
             if (!rc) {

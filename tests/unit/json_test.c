@@ -171,6 +171,22 @@ static void test_nesting_and_iteration(qf_test *t) {
         }
         if (rc == 0) qf_json_free(&j);
     }
+    /* a million nested brackets are refused up front, not after a quadratic
+     * jsmn pass (that took ~6 s at 80k) */
+    size_t big = 1000000;
+    char *deep_buf = malloc(2 * big);
+    REQUIRE(t, deep_buf, "oom");
+    memset(deep_buf, '[', big);
+    memset(deep_buf + big, ']', big);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    qf_err_clear(&err);
+    int rc = qf_json_parse(&j, deep_buf, 2 * big, "deep.json", &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    CHECK(t, rc == QF_EFORMAT && strstr(err.msg, "nesting deeper") && strstr(err.msg, "(byte 128)"), "%s", err.msg);
+    CHECK(t, sec < 0.5, "rejecting took %.2f s", sec);
+    free(deep_buf);
 }
 
 static void test_malformed(qf_test *t) {

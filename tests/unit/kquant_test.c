@@ -275,6 +275,39 @@ static void test_q8_K_block_sums(qf_test *t) {
     CHECK(t, sqrt(e / s) < 0.01, "q8_K rel error %g", sqrt(e / s));
 }
 
+/* All-zero importance for a whole row (an input column range no token ever
+ * used) and all-zero rows must give finite blocks. llama-quantize at c392e50
+ * writes a NaN super-block scale for a zero-weight K-quant super-block (and
+ * then refuses the file); qforge writes scale 0 like newer ggml. */
+static void test_degenerate_rows_stay_finite(qf_test *t) {
+    rng r = { 4242 };
+    const int64_t n = 512;
+    float x[3 * 512], qw[512], y[512];
+    uint8_t q[3 * 2 * 292];
+    for (int64_t j = 0; j < n; ++j) {
+        x[j] = rng_gauss(&r);
+        x[n + j] = 0.f;
+        x[2 * n + j] = 1e-25f * rng_gauss(&r);
+        qw[j] = 0.f;
+    }
+    for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
+        const uint32_t type = QUANT_TYPES[ti];
+        for (int im = 0; im < 2; ++im) {
+            int64_t got = qf_quantize_rows(type, x, q, 3, n, im ? qw : NULL);
+            REQUIRE(t, got == 3 * (int64_t)row_bytes(type, n), "%s size", ggml_get_type_traits(type)->name);
+            for (int row = 0; row < 3; ++row) {
+                qf_dequantize_row_ref(type, q + row * row_bytes(type, n), y, n);
+                int finite = 1;
+                for (int64_t j = 0; j < n; ++j) finite &= isfinite(y[j]) != 0;
+                CHECK(t, finite, "%s%s row %d: non-finite output", ggml_get_type_traits(type)->name,
+                      im ? " (zero imatrix)" : "", row);
+                if (row == 1)
+                    for (int64_t j = 0; j < n; ++j) CHECK(t, y[j] == 0.f, "zero row must decode to 0");
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- oracles */
 
 /* Quantize every tensor of `ref` from the same-named tensor of `src` (widened
@@ -585,5 +618,6 @@ static void test_imatrix_rejects_bad_files(qf_test *t) {
 
 QF_TEST_MAIN(test_nearest_int_is_round_half_even, test_entry_errors, test_fast_kernels_equal_scalar,
              test_thread_count_does_not_change_bytes, test_imatrix_lowers_weighted_error, test_q8_K_block_sums,
+             test_degenerate_rows_stay_finite,
              test_oracle_synth_kquants, test_oracle_stories_imatrix, test_imatrix_dat_and_gguf_round_trip,
              test_imatrix_counts_and_experts, test_imatrix_rejects_bad_files)

@@ -221,6 +221,31 @@ static void test_buffer_basic(qf_test *t) {
     st_close(&m);
 }
 
+/* No tensors at all is a valid (if useless) file, both ways. */
+static void test_empty_checkpoint(qf_test *t) {
+    uint8_t buf[64];
+    size_t n = make_st(buf, sizeof buf, "{\"__metadata__\":{\"format\":\"pt\"}}", 0);
+    st_model m;
+    qf_err err = {0};
+    REQUIRE(t, st_open_buffer(&m, buf, n, "empty", &err) == 0, "%s", err.msg);
+    CHECK(t, m.n_tensors == 0 && m.n_meta == 1 && st_find(&m, "x") == NULL, "empty model");
+    st_close(&m);
+    n = make_st(buf, sizeof buf, "{}", 0);
+    REQUIRE(t, st_open_buffer(&m, buf, n, "empty", &err) == 0, "%s", err.msg);
+    CHECK(t, m.n_tensors == 0 && m.n_meta == 0, "{}");
+    st_close(&m);
+    char out[1024];
+    snprintf(out, sizeof out, "%s/st_empty.safetensors", qf_test_tmpdir());
+    st_writer *w = st_writer_create(out, &err);
+    REQUIRE(t, w, "%s", err.msg);
+    REQUIRE(t, st_writer_finish(w) == 0, "%s", err.msg);
+    size_t fn;
+    uint8_t *f = read_all(out, &fn);
+    CHECK(t, f && fn == 16 && f[0] == 8 && !memcmp(f + 8, "{}      ", 8), "empty file is 8 + '{}' padded to 8");
+    free(f);
+    unlink(out);
+}
+
 static void expect_buffer_error(qf_test *t, const char *header, size_t data_bytes, const char *want) {
     uint8_t buf[1024];
     size_t n = make_st(buf, sizeof buf, header, data_bytes);
@@ -578,6 +603,6 @@ static void test_sharded_from_real(qf_test *t) {
     st_close(&m);
 }
 
-QF_TEST_MAIN(test_stories260k, test_tinystories_3m, test_dtype_names, test_buffer_basic, test_buffer_errors,
+QF_TEST_MAIN(test_stories260k, test_tinystories_3m, test_dtype_names, test_buffer_basic, test_empty_checkpoint, test_buffer_errors,
              test_sharded_small, test_sharded_errors, test_open_errors, test_roundtrip_stories260k,
              test_roundtrip_tinystories_3m, test_writer_escapes, test_writer_errors, test_sharded_from_real)

@@ -1,0 +1,972 @@
+/* convert.c - HF checkpoint directory -> GGUF (see convert.h, docs/convert.md).
+ *
+ * What llama.cpp's convert_hf_to_gguf.py does, and so what we do:
+ *  - KV order: general.architecture, general.type, general.name/version/
+ *    organization/finetune/basename/size_label, the common hparams
+ *    (Model.set_gguf_parameters), general.file_type, the arch hook, the
+ *    tokenizer, general.quantization_version.
+ *  - tensor order: generated tensors (llama3 rope_freqs) first, then the
+ *    safetensors shards in file-name order, each shard's tensors sorted by
+ *    name (safetensors safe_open().keys() is sorted).
+ *  - tensor types: 1-D tensors, "*_norm.weight" and anything not ending in
+ *    ".weight" (biases) are F32; the rest follow --outtype; Q8_0 rows whose
+ *    length is not a multiple of 32 fall back to F16 (gguf-py QuantError).
+ *  - Llama/Mistral Q and K rows are permuted back from HF's rotate-half
+ *    layout: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2), with
+ *    n_head = num_attention_heads for q and num_key_value_heads for k.
+ * Conversions are row-wise and independent, so the output bytes do not
+ * depend on the number of threads.
+ */
+#include "convert.h"
+
+#include "arch.h"
+#include "gguf.h"
+#include "hf_tokenizer.h"
+#include "json.h"
+#include "numfmt.h"
+#include "quants.h"
+#include "safetensors.h"
+#include "vocab.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define DEFAULT_CHUNK_BYTES (16ull << 20)
+#define GGML_QUANT_VERSION 2
+
+/* llama.cpp LlamaFileType values written as general.file_type */
+enum { FTYPE_ALL_F32 = 0, FTYPE_MOSTLY_F16 = 1, FTYPE_MOSTLY_Q8_0 = 7, FTYPE_MOSTLY_BF16 = 32 };
+
+typedef struct plan_tensor {
+    char name[96];
+    const st_tensor *src;     /* NULL for generated tensors */
+    float *gen;               /* generated F32 data */
+    uint32_t n_dims;
+    uint64_t ne[GGUF_MAX_DIMS];  /* GGUF order: ne[0] = row length */
+    uint64_t n_elements;
+    uint32_t type;            /* output ggml type */
+    uint64_t nbytes;
+    uint8_t permute;
+    int64_t perm_heads;
+    uint32_t shard;
+    XXH128_hash_t hash;
+} plan_tensor;
+
+typedef struct conv {
+    const qf_convert_opts *o;
+    qf_err *err;
+    char *cfg_path;
+    qf_json cfg;
+    int has_cfg;
+    const qf_arch *arch;
+    qf_hparams hp;
+    st_model st;
+    int has_st;
+    qf_vocab vocab;
+    int has_vocab;
+    qf_hf_tokenizer_info tok;
+    plan_tensor *t;
+    uint64_t n_t;
+    uint32_t file_type;
+    uint64_t n_params;
+    uint32_t n_shards;
+    uint64_t bytes_total, bytes_done;
+    uint8_t *buf;             /* chunk output buffer (reused) */
+    size_t buf_cap;
+    char **done_paths;        /* finished shards (removed on failure) */
+    uint32_t n_done;
+    /* general.* */
+    char name[256], version[256], org[256], finetune[256], basename[256], size_label[256];
+    int has_version, has_org, has_finetune, has_basename, has_size_label;
+} conv;
+
+/* ---------------- small helpers ---------------- */
+
+static char *join_path(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t n = a;
+    if (n > 0 && p[n - 1] != '/') p[n++] = '/';
+    memcpy(p + n, name, b + 1);
+    return p;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+int qf_outtype_from_name(const char *s) {
+    if (!strcmp(s, "f32")) return QF_OUTTYPE_F32;
+    if (!strcmp(s, "f16")) return QF_OUTTYPE_F16;
+    if (!strcmp(s, "bf16")) return QF_OUTTYPE_BF16;
+    if (!strcmp(s, "q8_0")) return QF_OUTTYPE_Q8_0;
+    if (!strcmp(s, "auto")) return QF_OUTTYPE_AUTO;
+    return -1;
+}
+
+void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *buf, size_t cap) {
+    if (n <= 1) {
+        snprintf(buf, cap, "%s", out_path);
+        return;
+    }
+    size_t len = strlen(out_path);
+    if (ends_with(out_path, ".gguf")) len -= 5;
+    snprintf(buf, cap, "%.*s-%05u-of-%05u.gguf", (int)len, out_path, i + 1, n);
+}
+
+/* ---------------- config.json ---------------- */
+
+/* First present key (even if null), -1 if none: gguf-py find_hparam(). */
+static int cfg_first(const qf_json *j, const char *const *keys) {
+    for (; *keys; keys++) {
+        int t = qf_json_find(j, 0, *keys);
+        if (t >= 0) return t;
+    }
+    return -1;
+}
+
+/* Integer value at token t (t < 0 or null: *present = 0). */
+static int cfg_int_tok(conv *c, int t, const char *what, int64_t *v, int *present) {
+    *present = 0;
+    if (t < 0 || qf_json_is_null(&c->cfg, t)) return 0;
+    if (qf_json_type_of(&c->cfg, t) != QF_JSON_NUMBER || qf_json_get_int64(&c->cfg, t, v, NULL))
+        return qf_set_err(c->err, QF_EFORMAT, "%s: %s is not an integer (line %u)", c->cfg_path, what,
+                          qf_json_line(&c->cfg, t));
+    *present = 1;
+    return 0;
+}
+
+static int cfg_required_int(conv *c, const char *const *keys, int64_t *v) {
+    int present, rc = cfg_int_tok(c, cfg_first(&c->cfg, keys), keys[0], v, &present);
+    if (rc) return rc;
+    if (!present) return qf_set_err(c->err, QF_EFORMAT, "%s: missing %s", c->cfg_path, keys[0]);
+    if (*v <= 0) return qf_set_err(c->err, QF_EFORMAT, "%s: %s must be positive, got %lld", c->cfg_path, keys[0], (long long)*v);
+    return 0;
+}
+
+static int load_config(conv *c) {
+    c->cfg_path = join_path(c->o->model_dir, "config.json");
+    if (!c->cfg_path) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    struct stat st;
+    if (stat(c->o->model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return qf_set_err(c->err, QF_ENOTFOUND, "%s: not a model directory", c->o->model_dir);
+    if (stat(c->cfg_path, &st) != 0) return qf_set_err(c->err, QF_ENOTFOUND, "%s: not found", c->cfg_path);
+    int rc = qf_json_parse_file(&c->cfg, c->cfg_path, 0, c->err);
+    if (rc) return rc;
+    c->has_cfg = 1;
+    if (qf_json_type_of(&c->cfg, 0) != QF_JSON_OBJECT)
+        return qf_set_err(c->err, QF_EFORMAT, "%s: top level is not a json object", c->cfg_path);
+    int archs = qf_json_find(&c->cfg, 0, "architectures");
+    qf_json_iter it;
+    int first;
+    char cls[128] = "";
+    if (archs < 0 || qf_json_iter_begin(&it, &c->cfg, archs) || qf_json_type_of(&c->cfg, archs) != QF_JSON_ARRAY ||
+        !qf_json_iter_element(&it, &first) || qf_json_get_string_buf(&c->cfg, first, cls, sizeof cls, NULL, NULL))
+        return qf_set_err(c->err, QF_EFORMAT, "%s: no \"architectures\" list naming the model class", c->cfg_path);
+    c->arch = qf_arch_find(cls);
+    if (!c->arch)
+        return qf_set_err(c->err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", c->cfg_path,
+                          cls, qf_arch_supported_list());
+
+    static const char *const k_layer[] = {"n_layers", "num_hidden_layers", "n_layer", "num_layers", NULL};
+    static const char *const k_embd[] = {"hidden_size", "n_embd", NULL};
+    static const char *const k_ff[] = {"intermediate_size", "n_inner", NULL};
+    static const char *const k_head[] = {"num_attention_heads", "n_head", NULL};
+    static const char *const k_vocab[] = {"vocab_size", NULL};
+    qf_hparams *hp = &c->hp;
+    if ((rc = cfg_required_int(c, k_layer, &hp->n_layer))) return rc;
+    if ((rc = cfg_required_int(c, k_embd, &hp->n_embd))) return rc;
+    if ((rc = cfg_required_int(c, k_ff, &hp->n_ff))) return rc;
+    if ((rc = cfg_required_int(c, k_head, &hp->n_head))) return rc;
+    if ((rc = cfg_required_int(c, k_vocab, &hp->n_vocab))) return rc;
+    int present;
+    if ((rc = cfg_int_tok(c, qf_json_find(&c->cfg, 0, "num_key_value_heads"), "num_key_value_heads", &hp->n_head_kv,
+                          &present)))
+        return rc;
+    if (!present) hp->n_head_kv = hp->n_head;
+    if ((rc = cfg_int_tok(c, qf_json_find(&c->cfg, 0, "head_dim"), "head_dim", &hp->head_dim, &present))) return rc;
+    if (!present) {
+        if (hp->n_embd % hp->n_head)
+            return qf_set_err(c->err, QF_EFORMAT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
+                              c->cfg_path, (long long)hp->n_embd, (long long)hp->n_head);
+        hp->head_dim = hp->n_embd / hp->n_head;
+    }
+    if (hp->n_head_kv <= 0 || hp->head_dim <= 0 || hp->n_layer > 100000)
+        return qf_set_err(c->err, QF_EFORMAT, "%s: bad attention shape (num_key_value_heads %lld, head_dim %lld)",
+                          c->cfg_path, (long long)hp->n_head_kv, (long long)hp->head_dim);
+    int tie = qf_json_find(&c->cfg, 0, "tie_word_embeddings");
+    hp->tie_embeddings = 0;
+    if (tie >= 0 && qf_json_type_of(&c->cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(&c->cfg, tie, &hp->tie_embeddings, NULL);
+    return 0;
+}
+
+/* ---------------- tensor plan ---------------- */
+
+static int st_dtype_ok(st_dtype d) { return d == ST_F32 || d == ST_F16 || d == ST_BF16; }
+
+static uint32_t st_to_ggml(st_dtype d) {
+    return d == ST_F32 ? GGML_TYPE_F32 : d == ST_F16 ? GGML_TYPE_F16 : GGML_TYPE_BF16;
+}
+
+static const char *shard_name(const conv *c, const st_tensor *t) {
+    return base_name(c->st.shards[t->shard].path);
+}
+
+static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
+    int is_weight = ends_with(p->name, ".weight");
+    if (p->n_dims <= 1 || ends_with(p->name, "_norm.weight") || !is_weight) {
+        p->type = GGML_TYPE_F32;
+    } else {
+        switch (c->o->outtype) {
+        case QF_OUTTYPE_F32: p->type = GGML_TYPE_F32; break;
+        case QF_OUTTYPE_F16: p->type = GGML_TYPE_F16; break;
+        case QF_OUTTYPE_BF16: p->type = GGML_TYPE_BF16; break;
+        case QF_OUTTYPE_Q8_0: p->type = (p->ne[0] % QK8_0) ? GGML_TYPE_F16 : GGML_TYPE_Q8_0; break;
+        default: p->type = st_to_ggml(src); break;
+        }
+    }
+    uint64_t row;
+    unsigned long long total;
+    if (ggml_row_size(p->type, p->ne[0], &row) || qf_mul_u64(row, p->n_elements / p->ne[0], &total))
+        return qf_set_err(c->err, QF_ERANGE, "tensor '%s': size overflow", p->name);
+    p->nbytes = total;
+    return 0;
+}
+
+static int add_rope_freqs(conv *c) {
+    const qf_json *j = &c->cfg;
+    int rs = qf_json_find(j, 0, "rope_scaling");
+    if (rs < 0 || qf_json_type_of(j, rs) != QF_JSON_OBJECT || qf_json_size(j, rs) == 0) return 0;
+    int rt = qf_json_find(j, rs, "rope_type");
+    char type[32] = "";
+    if (rt < 0 || qf_json_get_string_buf(j, rt, type, sizeof type, NULL, NULL)) return 0;
+    for (char *p = type; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
+    if (strcmp(type, "llama3") != 0) return 0;
+    double base = 10000.0, factor = 8.0, low = 1.0, high = 4.0, old_ctx = 8192.0;
+    int t;
+    if ((t = qf_json_find(j, 0, "rope_theta")) >= 0) qf_json_get_double(j, t, &base, NULL);
+    if ((t = qf_json_find(j, rs, "factor")) >= 0) qf_json_get_double(j, t, &factor, NULL);
+    if ((t = qf_json_find(j, rs, "low_freq_factor")) >= 0) qf_json_get_double(j, t, &low, NULL);
+    if ((t = qf_json_find(j, rs, "high_freq_factor")) >= 0) qf_json_get_double(j, t, &high, NULL);
+    /* llama.cpp reads the top-level original_max_position_embeddings here */
+    if ((t = qf_json_find(j, 0, "original_max_position_embeddings")) >= 0) qf_json_get_double(j, t, &old_ctx, NULL);
+    int64_t dim = c->hp.head_dim;
+    plan_tensor *p = &c->t[c->n_t];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "rope_freqs.weight");
+    p->gen = malloc((size_t)(dim / 2 > 0 ? dim / 2 : 1) * sizeof(float));
+    if (!p->gen) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    c->n_t++;
+    if (qf_llama3_rope_factors(base, dim, factor, low, high, old_ctx, p->gen))
+        return qf_set_err(c->err, QF_EFORMAT, "%s: bad llama3 rope_scaling (head_dim %lld, low/high freq factors %g/%g)",
+                          c->cfg_path, (long long)dim, low, high);
+    p->n_dims = 1;
+    p->ne[0] = (uint64_t)(dim / 2);
+    p->ne[1] = p->ne[2] = p->ne[3] = 1;
+    p->n_elements = p->ne[0];
+    return choose_type(c, p, ST_F32);
+}
+
+static int cmp_shard(const void *a, const void *b, void *arg);
+
+static int plan_tensors(conv *c) {
+    const qf_arch *a = c->arch;
+    const qf_hparams *hp = &c->hp;
+    int rc = 0;
+    uint32_t n_rules;
+    const qf_tensor_rule *rules = qf_tensor_rules(&n_rules);
+    uint64_t slots = (uint64_t)n_rules * (uint64_t)(hp->n_layer + 1);
+    uint8_t *seen = calloc(slots, 1);
+    uint32_t *order = calloc(c->st.n_shards ? c->st.n_shards : 1, sizeof *order);
+    c->t = calloc(c->st.n_tensors + 1, sizeof *c->t);
+    if (!seen || !order || !c->t) {
+        rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (a->flags & QF_ARCH_ROPE_LLAMA3)
+        if ((rc = add_rope_freqs(c))) goto done;
+
+    /* shards in file-name order (convert_hf_to_gguf sorts the part names) */
+    for (uint32_t i = 0; i < c->st.n_shards; i++) order[i] = i;
+    for (uint32_t i = 1; i < c->st.n_shards; i++)   /* insertion sort: few shards */
+        for (uint32_t k = i; k > 0 && cmp_shard(&order[k - 1], &order[k], &c->st) > 0; k--) {
+            uint32_t tmp = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = tmp;
+        }
+    for (uint32_t si = 0; si < c->st.n_shards; si++) {
+        for (uint64_t i = 0; i < c->st.n_tensors; i++) {
+            const st_tensor *s = &c->st.tensors[i];
+            if (s->shard != order[si]) continue;
+            if (ends_with(s->name, ".attention.masked_bias") || ends_with(s->name, ".attention.bias") ||
+                ends_with(s->name, ".rotary_emb.inv_freq"))
+                continue;
+            plan_tensor *p = &c->t[c->n_t];
+            memset(p, 0, sizeof *p);
+            int64_t bid;
+            const qf_tensor_rule *r = qf_arch_map_tensor(a, s->name, p->name, sizeof p->name, &bid);
+            if (!r) {
+                rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: cannot map tensor '%s' for %s", shard_name(c, s), s->name,
+                                a->hf_class);
+                goto done;
+            }
+            if (bid >= hp->n_layer) {
+                rc = qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' is in block %lld but config.json has %lld layers",
+                                shard_name(c, s), s->name, (long long)bid, (long long)hp->n_layer);
+                goto done;
+            }
+            if (!st_dtype_ok(s->dtype)) {
+                rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
+                                shard_name(c, s), s->name, st_dtype_name(s->dtype));
+                goto done;
+            }
+            /* shape vs config.json */
+            uint32_t want_dims = r->shape[1] == QF_DIM_NONE ? 1 : 2;
+            int64_t want[2] = {qf_dim_value(hp, r->shape[0]), want_dims == 2 ? qf_dim_value(hp, r->shape[1]) : 0};
+            int ok = s->n_dims == want_dims && (int64_t)s->shape[0] == want[0] &&
+                     (want_dims == 1 || (int64_t)s->shape[1] == want[1]);
+            if (!ok) {
+                char got[128] = "", exp[160];
+                size_t o = 0;
+                for (uint32_t d = 0; d < s->n_dims && o < sizeof got; d++)
+                    o += (size_t)snprintf(got + o, sizeof got - o, "%s%llu", d ? ", " : "", (unsigned long long)s->shape[d]);
+                if (want_dims == 2)
+                    snprintf(exp, sizeof exp, "[%lld, %lld] (%s, %s)", (long long)want[0], (long long)want[1],
+                             qf_dim_name(r->shape[0]), qf_dim_name(r->shape[1]));
+                else
+                    snprintf(exp, sizeof exp, "[%lld] (%s)", (long long)want[0], qf_dim_name(r->shape[0]));
+                rc = qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' has shape [%s] but config.json implies %s",
+                                shard_name(c, s), s->name, got, exp);
+                goto done;
+            }
+            seen[(uint64_t)(r - rules) * (uint64_t)(hp->n_layer + 1) + (uint64_t)(bid + 1)] = 1;
+            p->src = s;
+            p->n_dims = s->n_dims;
+            for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) p->ne[d] = d < s->n_dims ? s->shape[s->n_dims - 1 - d] : 1;
+            p->n_elements = s->n_elements;
+            if ((a->flags & QF_ARCH_PERMUTE_QK) && r->permute != QF_PERMUTE_NONE) {
+                p->permute = r->permute;
+                p->perm_heads = r->permute == QF_PERMUTE_Q ? hp->n_head : hp->n_head_kv;
+                if (s->shape[0] % (uint64_t)(2 * p->perm_heads)) {
+                    rc = qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s': %llu rows cannot be split into %lld heads of even size",
+                                    shard_name(c, s), s->name, (unsigned long long)s->shape[0], (long long)p->perm_heads);
+                    goto done;
+                }
+            }
+            if ((rc = choose_type(c, p, s->dtype))) goto done;
+            c->n_t++;
+        }
+    }
+    /* every required tensor present? */
+    for (uint32_t ri = 0; ri < n_rules; ri++) {
+        const qf_tensor_rule *r = &rules[ri];
+        if ((r->only_if & a->flags) != r->only_if) continue;
+        int required = r->required_if == QF_RULE_ALWAYS || (r->required_if & a->flags);
+        if (strcmp(r->gguf, "output.weight") == 0) required = !hp->tie_embeddings;
+        if (!required) continue;
+        int per_layer = strchr(r->hf, '#') != NULL;
+        for (int64_t b = per_layer ? 0 : -1; b < (per_layer ? hp->n_layer : 0); b++) {
+            if (seen[(uint64_t)ri * (uint64_t)(hp->n_layer + 1) + (uint64_t)(b + 1)]) continue;
+            char name[160];
+            size_t o = 0;
+            for (const char *q = r->hf; *q && o + 24 < sizeof name; q++) {
+                if (*q == '#') o += (size_t)snprintf(name + o, sizeof name - o, "%lld", (long long)b);
+                else name[o++] = *q;
+            }
+            name[o] = 0;
+            rc = qf_set_err(c->err, QF_ENOTFOUND, "%s: missing tensor '%s'%s", c->o->model_dir, name,
+                            strcmp(r->gguf, "output.weight") == 0 ? " (config.json: tie_word_embeddings is false)" : "");
+            goto done;
+        }
+    }
+    for (uint64_t i = 0; i < c->n_t; i++) c->n_params += c->t[i].n_elements;
+done:
+    free(seen);
+    free(order);
+    return rc;
+}
+
+static int cmp_shard(const void *a, const void *b, void *arg) {
+    const st_model *m = arg;
+    return strcmp(base_name(m->shards[*(const uint32_t *)a].path), base_name(m->shards[*(const uint32_t *)b].path));
+}
+
+/* general.file_type: the --outtype, or for auto the first tensor's source type
+ * (llama.cpp's "auto" guesses from the first tensor as well). */
+static void pick_file_type(conv *c) {
+    switch (c->o->outtype) {
+    case QF_OUTTYPE_F32: c->file_type = FTYPE_ALL_F32; return;
+    case QF_OUTTYPE_F16: c->file_type = FTYPE_MOSTLY_F16; return;
+    case QF_OUTTYPE_BF16: c->file_type = FTYPE_MOSTLY_BF16; return;
+    case QF_OUTTYPE_Q8_0: c->file_type = FTYPE_MOSTLY_Q8_0; return;
+    default: break;
+    }
+    c->file_type = FTYPE_ALL_F32;
+    for (uint64_t i = 0; i < c->n_t; i++) {
+        if (!c->t[i].src) continue;
+        st_dtype d = c->t[i].src->dtype;
+        c->file_type = d == ST_F16 ? FTYPE_MOSTLY_F16 : d == ST_BF16 ? FTYPE_MOSTLY_BF16 : FTYPE_ALL_F32;
+        return;
+    }
+}
+
+/* ---------------- general.* (gguf-py Metadata) ---------------- */
+
+static void take_components(conv *c, const qf_model_id *m) {
+    if (!c->name[0] && m->has_name) qf_id_to_title(m->name, c->name, sizeof c->name);
+    if (!c->has_org && m->has_org) {
+        qf_id_to_title(m->org, c->org, sizeof c->org);
+        c->has_org = 1;
+    }
+#define TAKE(field)                                                   \
+    if (!c->has_##field && m->has_##field) {                          \
+        snprintf(c->field, sizeof c->field, "%s", m->field);          \
+        c->has_##field = 1;                                           \
+    }
+    TAKE(basename)
+    TAKE(finetune)
+    TAKE(version)
+    TAKE(size_label)
+#undef TAKE
+}
+
+static int name_model(conv *c) {
+    int have_name = 0;
+    /* config.json _name_or_path when it looks like "org/model" (at most one '/') */
+    int t = qf_json_find(&c->cfg, 0, "_name_or_path");
+    char id[512];
+    if (t >= 0 && qf_json_get_string_buf(&c->cfg, t, id, sizeof id, NULL, NULL) == 0) {
+        int slashes = 0;
+        for (const char *p = id; *p; p++) slashes += *p == '/';
+        if (slashes <= 1) {
+            qf_model_id m;
+            qf_model_id_components(id, (int64_t)c->n_params, &m);
+            take_components(c, &m);
+            have_name = c->name[0] != 0 || m.has_name;
+        }
+    }
+    /* the directory name */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", c->o->model_dir);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+    const char *dname = base_name(dir);
+    char real[PATH_MAX];
+    if (!strcmp(dname, ".") || !strcmp(dname, "..") || !*dname) {
+        if (realpath(c->o->model_dir, real)) dname = base_name(real);
+    }
+    qf_model_id m;
+    qf_model_id_components(dname, (int64_t)c->n_params, &m);
+    take_components(c, &m);
+    if (!c->name[0] && !have_name) snprintf(c->name, sizeof c->name, "%.255s", dname);
+    if (!c->has_size_label && c->n_params > 0) {
+        qf_size_label(c->n_params, c->size_label, sizeof c->size_label);
+        c->has_size_label = 1;
+    }
+    return 0;
+}
+
+/* ---------------- KV writing ---------------- */
+
+static int wr(conv *c, int rc, const char *key) {
+    if (rc && (!c->err || !c->err->msg[0])) qf_set_err(c->err, rc, "gguf writer: cannot set '%s'", key);
+    return rc;
+}
+
+static int arch_key(conv *c, char *key, size_t cap, const char *suffix) {
+    snprintf(key, cap, "%s.%s", c->arch->gguf_arch, suffix);
+    return 0;
+}
+
+static int kv_u32_from_cfg(conv *c, gguf_writer *w, const char *const *keys, const char *suffix) {
+    int64_t v;
+    int present;
+    int rc = cfg_int_tok(c, cfg_first(&c->cfg, keys), keys[0], &v, &present);
+    if (rc || !present) return rc;
+    char key[128];
+    arch_key(c, key, sizeof key, suffix);
+    if (v < 0 || v > UINT32_MAX)
+        return qf_set_err(c->err, QF_ERANGE, "%s: %s = %lld does not fit %s", c->cfg_path, keys[0], (long long)v, key);
+    return wr(c, gguf_writer_set_u32(w, key, (uint32_t)v), key);
+}
+
+static int kv_f32_from_cfg(conv *c, gguf_writer *w, const char *const *keys, const char *suffix) {
+    int t = cfg_first(&c->cfg, keys);
+    if (t < 0 || qf_json_is_null(&c->cfg, t)) return 0;
+    double v;
+    if (qf_json_type_of(&c->cfg, t) != QF_JSON_NUMBER || qf_json_get_double(&c->cfg, t, &v, NULL))
+        return qf_set_err(c->err, QF_EFORMAT, "%s: %s is not a number", c->cfg_path, keys[0]);
+    char key[128];
+    arch_key(c, key, sizeof key, suffix);
+    return wr(c, gguf_writer_set_f32(w, key, (float)v), key);
+}
+
+/* Model.set_gguf_parameters */
+static int write_common_params(conv *c, gguf_writer *w) {
+    static const char *const k_ctx[] = {"max_position_embeddings", "n_ctx", NULL};
+    static const char *const k_embd[] = {"hidden_size", "n_embd", NULL};
+    static const char *const k_ff[] = {"intermediate_size", "n_inner", NULL};
+    static const char *const k_head[] = {"num_attention_heads", "n_head", NULL};
+    static const char *const k_kv[] = {"num_key_value_heads", NULL};
+    static const char *const k_theta[] = {"rope_theta", NULL};
+    static const char *const k_rms[] = {"rms_norm_eps", NULL};
+    static const char *const k_norm[] = {"layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", NULL};
+    static const char *const k_exp[] = {"num_local_experts", NULL};
+    static const char *const k_exp_used[] = {"num_experts_per_tok", NULL};
+    static const char *const k_head_dim[] = {"head_dim", NULL};
+    char key[128];
+    int rc;
+    arch_key(c, key, sizeof key, "block_count");
+    if ((rc = wr(c, gguf_writer_set_u32(w, key, (uint32_t)c->hp.n_layer), key))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_ctx, "context_length"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_embd, "embedding_length"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_ff, "feed_forward_length"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_head, "attention.head_count"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_kv, "attention.head_count_kv"))) return rc;
+    if ((rc = kv_f32_from_cfg(c, w, k_theta, "rope.freq_base"))) return rc;
+    if ((rc = kv_f32_from_cfg(c, w, k_rms, "attention.layer_norm_rms_epsilon"))) return rc;
+    if ((rc = kv_f32_from_cfg(c, w, k_norm, "attention.layer_norm_epsilon"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_exp, "expert_count"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_exp_used, "expert_used_count"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.key_length"))) return rc;
+    if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.value_length"))) return rc;
+    return wr(c, gguf_writer_set_u32(w, "general.file_type", c->file_type), "general.file_type");
+}
+
+/* Tokenizer KVs in the order llama.cpp writes them (_set_vocab_sentencepiece /
+ * _set_vocab_gpt2, then SpecialVocab.add_to_gguf, then LlamaModel.set_vocab). */
+static int write_vocab(conv *c, gguf_writer *w) {
+    static const char *const id_keys[QF_SPECIAL_COUNT] = {
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
+        "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.cls_token_id",
+        "tokenizer.ggml.mask_token_id"};
+    const qf_vocab *v = &c->vocab;
+    int rc;
+    if ((rc = wr(c, gguf_writer_set_str(w, "tokenizer.ggml.model", v->model), "tokenizer.ggml.model"))) return rc;
+    if ((rc = wr(c, gguf_writer_set_str(w, "tokenizer.ggml.pre", v->pre), "tokenizer.ggml.pre"))) return rc;
+    uint64_t *lens = malloc((v->n_tokens ? v->n_tokens : 1) * sizeof *lens);
+    if (!lens) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < v->n_tokens; i++) lens[i] = v->token_lens[i];
+    rc = wr(c, gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, lens, v->n_tokens),
+            "tokenizer.ggml.tokens");
+    free(lens);
+    if (rc) return rc;
+    if (v->scores &&
+        (rc = wr(c, gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, v->scores, v->n_tokens),
+                 "tokenizer.ggml.scores")))
+        return rc;
+    if ((rc = wr(c, gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, v->types, v->n_tokens),
+                 "tokenizer.ggml.token_type")))
+        return rc;
+    if (v->n_merges &&
+        (rc = wr(c, gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v->merges, NULL, v->n_merges),
+                 "tokenizer.ggml.merges")))
+        return rc;
+    for (int i = 0; i < c->tok.n_special; i++) {
+        int kind = c->tok.special_order[i];
+        int64_t id = kind == QF_SPECIAL_BOS ? v->bos_id : kind == QF_SPECIAL_EOS ? v->eos_id
+                   : kind == QF_SPECIAL_UNK ? v->unk_id : kind == QF_SPECIAL_SEP ? v->sep_id
+                   : kind == QF_SPECIAL_PAD ? v->pad_id : kind == QF_SPECIAL_CLS ? v->cls_id : v->mask_id;
+        if (id < 0 || id > UINT32_MAX) continue;
+        if ((rc = wr(c, gguf_writer_set_u32(w, id_keys[kind], (uint32_t)id), id_keys[kind]))) return rc;
+    }
+    if (v->add_bos >= 0 &&
+        (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos), "tokenizer.ggml.add_bos_token")))
+        return rc;
+    if (v->add_eos >= 0 &&
+        (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos), "tokenizer.ggml.add_eos_token")))
+        return rc;
+    if (v->chat_template &&
+        (rc = wr(c, gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template), "tokenizer.chat_template")))
+        return rc;
+    if (c->arch->flags & QF_ARCH_SPACE_PREFIX) {
+        if (v->add_space_prefix >= 0 &&
+            (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix),
+                     "tokenizer.ggml.add_space_prefix")))
+            return rc;
+        /* LlamaModel.set_vocab: "granite small models" (vocab 49152) never add BOS */
+        if (c->hp.n_vocab == 49152 &&
+            (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", 0), "tokenizer.ggml.add_bos_token")))
+            return rc;
+    }
+    return 0;
+}
+
+static int write_all_kv(conv *c, gguf_writer *w) {
+    int rc;
+    if ((rc = wr(c, gguf_writer_set_str(w, "general.architecture", c->arch->gguf_arch), "general.architecture"))) return rc;
+    if ((rc = wr(c, gguf_writer_set_str(w, "general.type", "model"), "general.type"))) return rc;
+    if ((rc = wr(c, gguf_writer_set_str(w, "general.name", c->name), "general.name"))) return rc;
+    if (c->has_version && (rc = wr(c, gguf_writer_set_str(w, "general.version", c->version), "general.version"))) return rc;
+    if (c->has_org && (rc = wr(c, gguf_writer_set_str(w, "general.organization", c->org), "general.organization"))) return rc;
+    if (c->has_finetune && (rc = wr(c, gguf_writer_set_str(w, "general.finetune", c->finetune), "general.finetune")))
+        return rc;
+    if (c->has_basename && (rc = wr(c, gguf_writer_set_str(w, "general.basename", c->basename), "general.basename")))
+        return rc;
+    if (c->has_size_label &&
+        (rc = wr(c, gguf_writer_set_str(w, "general.size_label", c->size_label), "general.size_label")))
+        return rc;
+    if ((rc = write_common_params(c, w))) return rc;
+    if (c->arch->params && (rc = c->arch->params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+    if ((rc = write_vocab(c, w))) return rc;
+    return wr(c, gguf_writer_set_u32(w, "general.quantization_version", GGML_QUANT_VERSION),
+              "general.quantization_version");
+}
+
+/* ---------------- tensor data ---------------- */
+
+/* One row: n elements of src (dtype sd) -> dst (ggml type dt). `f` and `raw`
+ * are per-thread scratch of n floats each. */
+static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t dt, uint64_t n, float *f, float *raw) {
+    size_t es = st_dtype_size(sd);
+    if (st_to_ggml(sd) == dt) {   /* same precision: copy the bits */
+        memcpy(dst, src, n * es);
+        return;
+    }
+    const void *s = src;
+    if ((uintptr_t)src % es) {   /* safetensors offsets need not be aligned */
+        memcpy(raw, src, n * es);
+        s = raw;
+    }
+    const float *x;
+    if (sd == ST_F32) {
+        x = s;
+    } else if (sd == ST_F16) {
+        qf_f16_to_f32_row(s, f, n);
+        x = f;
+    } else {
+        qf_bf16_to_f32_row(s, f, n);
+        x = f;
+    }
+    switch (dt) {
+    case GGML_TYPE_F32: memcpy(dst, x, n * sizeof(float)); break;
+    case GGML_TYPE_F16: qf_f32_to_f16_row(x, (uint16_t *)(void *)dst, n); break;
+    case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)(void *)dst, n); break;
+    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
+    default: break;
+    }
+}
+
+/* Source row of output row r under the Q/K permutation. */
+static inline uint64_t permuted_row(uint64_t r, uint64_t group) {
+    uint64_t h = r / group, w = r % group, half = group / 2;
+    return h * group + (w % 2) * half + w / 2;
+}
+
+static void drop_pages(const void *p, size_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || n == 0) return;
+    uintptr_t a = (uintptr_t)p & ~((uintptr_t)ps - 1), b = ((uintptr_t)p + n) & ~((uintptr_t)ps - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static int ensure_buf(conv *c, size_t n) {
+    if (n <= c->buf_cap) return 0;
+    uint8_t *b = realloc(c->buf, n);
+    if (!b) return qf_set_err(c->err, QF_ENOMEM, "out of memory (%zu bytes for a conversion chunk)", n);
+    c->buf = b;
+    c->buf_cap = n;
+    return 0;
+}
+
+static void report(conv *c, uint64_t idx, const plan_tensor *p) {
+    if (!c->o->progress) return;
+    qf_convert_progress pr = {idx, c->n_t, p->name, c->bytes_done, c->bytes_total};
+    c->o->progress(&pr, c->o->progress_user);
+}
+
+static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
+    plan_tensor *p = &c->t[idx];
+    XXH3_state_t *hs = XXH3_createState();
+    float *scratch = NULL;
+    int rc = 0;
+    if (!hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    XXH3_128bits_reset(hs);
+    if (!p->src) {   /* generated, F32 */
+        rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes);
+        if (rc) goto done;
+        XXH3_128bits_update(hs, p->gen, p->nbytes);
+        c->bytes_done += p->nbytes;
+        report(c, idx, p);
+        goto done;
+    }
+    const st_tensor *s = p->src;
+    size_t es = st_dtype_size(s->dtype);
+    /* rows along HF dim 0; a permuted 1-D tensor (a bias) has rows of 1 */
+    uint64_t row_len = p->n_dims == 1 ? (p->permute ? 1 : p->ne[0]) : p->ne[0];
+    uint64_t n_rows = p->n_elements / row_len;
+    uint64_t group = p->permute ? n_rows / (uint64_t)p->perm_heads : 1;
+    uint64_t src_row_bytes = row_len * es, out_row_bytes;
+    ggml_row_size(p->type, row_len, &out_row_bytes);
+    uint64_t chunk = c->o->chunk_bytes ? c->o->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    /* both the source pages and the output buffer of a chunk stay <= chunk */
+    uint64_t row_bytes = src_row_bytes > out_row_bytes ? src_row_bytes : out_row_bytes;
+    uint64_t rows_per_chunk = chunk / row_bytes / group * group;
+    if (rows_per_chunk < group) rows_per_chunk = group;
+    if (rows_per_chunk > n_rows) rows_per_chunk = n_rows;
+    if ((rc = ensure_buf(c, (size_t)(rows_per_chunk * out_row_bytes)))) goto done;
+    int n_threads = omp_get_max_threads();
+    scratch = malloc((size_t)n_threads * 2 * row_len * sizeof(float));
+    if (!scratch) {
+        rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (uint64_t row0 = 0; row0 < n_rows; row0 += rows_per_chunk) {
+        uint64_t nr = n_rows - row0 < rows_per_chunk ? n_rows - row0 : rows_per_chunk;
+        const uint8_t *src = s->data;
+        uint8_t *dst = c->buf;
+        #pragma omp parallel for schedule(static) num_threads(n_threads)
+        for (int64_t i = 0; i < (int64_t)nr; i++) {
+            uint64_t r = row0 + (uint64_t)i;
+            uint64_t sr = p->permute ? permuted_row(r, group) : r;
+            float *f = scratch + (size_t)omp_get_thread_num() * 2 * row_len;
+            convert_row(src + sr * src_row_bytes, s->dtype, dst + (uint64_t)i * out_row_bytes, p->type, row_len, f,
+                        f + row_len);
+        }
+        size_t nbytes = (size_t)(nr * out_row_bytes);
+        XXH3_128bits_update(hs, c->buf, nbytes);
+        if ((rc = gguf_writer_write_tensor_data(w, c->buf, nbytes))) goto done;
+        drop_pages(s->data + row0 * src_row_bytes, (size_t)(nr * src_row_bytes));
+        c->bytes_done += nbytes;
+        report(c, idx, p);
+    }
+    st_release(&c->st, s);
+done:
+    if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
+    if (!rc) p->hash = XXH3_128bits_digest(hs);
+    XXH3_freeState(hs);
+    free(scratch);
+    return rc;
+}
+
+static int write_shard(conv *c, uint32_t s, const char *path, uint64_t first, uint64_t last) {
+    int rc = 0;
+    gguf_writer *w = gguf_writer_create(path, c->err);
+    if (!w) return c->err && c->err->code ? c->err->code : QF_EIO;
+    if (s == 0 && (rc = write_all_kv(c, w))) goto fail;
+    if (c->n_shards > 1) {   /* as llama-gguf-split writes them */
+        if ((rc = wr(c, gguf_writer_set_u16(w, "split.no", (uint16_t)s), "split.no"))) goto fail;
+        if ((rc = wr(c, gguf_writer_set_i32(w, "split.tensors.count", (int32_t)c->n_t), "split.tensors.count"))) goto fail;
+        if ((rc = wr(c, gguf_writer_set_u16(w, "split.count", (uint16_t)c->n_shards), "split.count"))) goto fail;
+    }
+    for (uint64_t i = first; i < last; i++) {
+        int64_t ti = gguf_writer_add_tensor(w, c->t[i].name, c->t[i].type, c->t[i].n_dims, c->t[i].ne);
+        if (ti < 0) {
+            rc = wr(c, (int)ti, c->t[i].name);
+            goto fail;
+        }
+    }
+    if ((rc = gguf_writer_begin_data(w))) goto fail;
+    for (uint64_t i = first; i < last; i++)
+        if ((rc = write_tensor(c, w, i))) goto fail;
+    rc = gguf_writer_finish(w);
+    w = NULL;
+    if (rc) goto fail;
+    return 0;
+fail:
+    if (c->err && !c->err->msg[0]) qf_set_err(c->err, rc ? rc : QF_EIO, "%s: write failed", path);
+    if (w) gguf_writer_abort(w);
+    return rc ? rc : QF_EIO;
+}
+
+/* ---------------- manifest ---------------- */
+
+static void hex128(XXH128_hash_t h, char out[33]) {
+    XXH128_canonical_t can;
+    XXH128_canonicalFromHash(&can, h);
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", can.digest[i]);
+}
+
+static int hash_file(const char *path, XXH128_hash_t *out, qf_err *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot open for hashing: %s", path, strerror(errno));
+    XXH3_state_t *hs = XXH3_createState();
+    size_t cap = 4u << 20;
+    char *buf = malloc(cap);
+    int rc = 0;
+    if (!hs || !buf) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    XXH3_128bits_reset(hs);
+    for (;;) {
+        ssize_t n = read(fd, buf, cap);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = qf_set_err(err, QF_EIO, "%s: read failed: %s", path, strerror(errno));
+            goto done;
+        }
+        if (n == 0) break;
+        XXH3_128bits_update(hs, buf, (size_t)n);
+    }
+    *out = XXH3_128bits_digest(hs);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+done:
+    if (hs) XXH3_freeState(hs);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+static int write_manifest(conv *c) {
+    size_t n = strlen(c->o->out_path);
+    char *path = malloc(n + 8), *tmp = malloc(n + 32);
+    FILE *fp = NULL;
+    int rc = 0;
+    if (!path || !tmp) {
+        rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    snprintf(path, n + 8, "%s.xxh", c->o->out_path);
+    snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
+    fp = fopen(tmp, "wb");
+    if (!fp) {
+        rc = qf_set_err(c->err, QF_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        goto done;
+    }
+    fprintf(fp, "# qforge-convert manifest v1: XXH3-128 (canonical hex) of each tensor's data and of each file\n");
+    char hex[33];
+    for (uint64_t i = 0; i < c->n_t; i++) {
+        hex128(c->t[i].hash, hex);
+        fprintf(fp, "tensor %s %s\n", hex, c->t[i].name);
+    }
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        char shard[PATH_MAX];
+        XXH128_hash_t h;
+        qf_convert_shard_path(c->o->out_path, s, c->n_shards, shard, sizeof shard);
+        if ((rc = hash_file(shard, &h, c->err))) goto done;
+        hex128(h, hex);
+        fprintf(fp, "file %s %s\n", hex, base_name(shard));
+    }
+    if (fflush(fp) || ferror(fp) || fsync(fileno(fp))) {
+        rc = qf_set_err(c->err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    if (fclose(fp)) {
+        fp = NULL;
+        rc = qf_set_err(c->err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    fp = NULL;
+    if (rename(tmp, path)) rc = qf_set_err(c->err, QF_EIO, "%s: rename failed: %s", path, strerror(errno));
+done:
+    if (fp) fclose(fp);
+    if (rc && tmp) unlink(tmp);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+/* ---------------- driver ---------------- */
+
+int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
+    conv cv;
+    conv *c = &cv;
+    memset(c, 0, sizeof *c);
+    c->o = o;
+    c->err = err;
+    qf_vocab_init(&c->vocab);
+    uint64_t *shard_first = NULL;
+    int rc;
+    if ((rc = load_config(c))) goto fail;
+    if ((rc = st_open(&c->st, o->model_dir, err))) goto fail;
+    c->has_st = 1;
+    if ((rc = qf_vocab_from_hf_dir_ex(&c->vocab, o->model_dir, &c->tok, err))) goto fail;
+    c->has_vocab = 1;
+    if ((int64_t)c->vocab.n_tokens != c->hp.n_vocab) {
+        rc = qf_set_err(err, QF_EMISMATCH, "%s: tokenizer has %u tokens but config.json vocab_size is %lld",
+                        o->model_dir, c->vocab.n_tokens, (long long)c->hp.n_vocab);
+        goto fail;
+    }
+    if ((rc = plan_tensors(c))) goto fail;
+    pick_file_type(c);
+    if ((rc = name_model(c))) goto fail;
+
+    /* shards: llama-gguf-split's rule, counting padded tensor sizes */
+    shard_first = calloc(c->n_t + 2, sizeof *shard_first);
+    if (!shard_first) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto fail;
+    }
+    c->n_shards = 1;
+    uint64_t cur = 0, cur_n = 0;
+    for (uint64_t i = 0; i < c->n_t; i++) {
+        uint64_t padded = (c->t[i].nbytes + GGUF_DEFAULT_ALIGNMENT - 1) / GGUF_DEFAULT_ALIGNMENT * GGUF_DEFAULT_ALIGNMENT;
+        if (o->split_max_size && cur_n > 0 && cur + padded > o->split_max_size) {
+            shard_first[c->n_shards++] = i;
+            cur = 0;
+            cur_n = 0;
+        }
+        cur += padded;
+        cur_n++;
+        c->t[i].shard = c->n_shards - 1;
+        c->bytes_total += c->t[i].nbytes;
+    }
+    shard_first[c->n_shards] = c->n_t;
+    if (c->n_shards > 65535) {
+        rc = qf_set_err(err, QF_ERANGE, "--split-max-size %llu gives %u shards (at most 65535)",
+                        (unsigned long long)o->split_max_size, c->n_shards);
+        goto fail;
+    }
+    c->done_paths = calloc(c->n_shards, sizeof *c->done_paths);
+    if (!c->done_paths) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        char path[PATH_MAX];
+        qf_convert_shard_path(o->out_path, s, c->n_shards, path, sizeof path);
+        if ((rc = write_shard(c, s, path, shard_first[s], shard_first[s + 1]))) goto fail;
+        c->done_paths[c->n_done] = strdup(path);
+        if (!c->done_paths[c->n_done]) {
+            unlink(path);
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto fail;
+        }
+        c->n_done++;
+    }
+    if (o->write_manifest && (rc = write_manifest(c))) goto fail;
+    if (res) {
+        res->n_shards = c->n_shards;
+        res->n_tensors = c->n_t;
+        res->n_params = c->n_params;
+        res->tensor_bytes = c->bytes_total;
+        res->file_type = c->file_type;
+    }
+    rc = 0;
+    goto cleanup;
+fail:
+    if (!rc) rc = QF_EIO;
+    if (err && !err->msg[0]) qf_set_err(err, rc, "conversion failed");
+    for (uint32_t i = 0; i < c->n_done; i++) unlink(c->done_paths[i]);
+cleanup:
+    for (uint32_t i = 0; i < c->n_done; i++) free(c->done_paths[i]);
+    free(c->done_paths);
+    free(shard_first);
+    if (c->t)
+        for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
+    free(c->t);
+    free(c->buf);
+    if (c->has_vocab) qf_vocab_free(&c->vocab);
+    if (c->has_st) st_close(&c->st);
+    if (c->has_cfg) qf_json_free(&c->cfg);
+    free(c->cfg_path);
+    return rc;
+}

@@ -1,0 +1,87 @@
+/* convert.h - Hugging Face checkpoint directory -> GGUF, streaming.
+ *
+ * qf_convert() reads config.json, the tokenizer files and the safetensors
+ * (single file or sharded via model.safetensors.index.json), and writes the
+ * GGUF that llama.cpp's convert_hf_to_gguf.py writes for the same input:
+ * same KV pairs in the same order, same tensor order, names, types and
+ * bytes (see docs/convert.md for the few documented differences).
+ *
+ * Memory: tensors are converted in chunks of at most `chunk_bytes` (default
+ * 16 MiB) of source data and of output data (a chunk is at least one head
+ * group of rows): the chunk's mmap pages are dropped after use and the
+ * output buffer is reused, so tensor buffers stay near 2 x chunk_bytes
+ * whatever the model size.
+ */
+#ifndef QF_CONVERT_H
+#define QF_CONVERT_H
+
+#include <stdint.h>
+
+#include "qf_error.h"
+
+typedef enum qf_outtype {
+    QF_OUTTYPE_AUTO = 0,   /* keep the source precision: F32 -> F32, F16 -> F16, BF16 -> BF16 */
+    QF_OUTTYPE_F32,
+    QF_OUTTYPE_F16,
+    QF_OUTTYPE_BF16,
+    QF_OUTTYPE_Q8_0,
+} qf_outtype;
+
+/* "f32" -> QF_OUTTYPE_F32 ...; -1 if unknown. */
+int qf_outtype_from_name(const char *s);
+
+typedef struct qf_convert_progress {
+    uint64_t tensor_index;   /* 0-based, in output order */
+    uint64_t n_tensors;
+    const char *name;        /* GGUF tensor name */
+    uint64_t bytes_done;     /* output tensor bytes written so far (all tensors) */
+    uint64_t bytes_total;
+} qf_convert_progress;
+
+typedef struct qf_convert_opts {
+    const char *model_dir;
+    const char *out_path;        /* OUT.gguf; shards become OUT-0000i-of-0000N.gguf */
+    qf_outtype outtype;
+    uint64_t split_max_size;     /* bytes of tensor data per shard, 0 = one file */
+    int write_manifest;          /* OUT.gguf.xxh: XXH3-128 of every tensor and file */
+    uint64_t chunk_bytes;        /* max source (and output) bytes per chunk, 0 = 16 MiB */
+    void (*progress)(const qf_convert_progress *p, void *user);
+    void *progress_user;
+} qf_convert_opts;
+
+typedef struct qf_convert_result {
+    uint32_t n_shards;
+    uint64_t n_tensors;
+    uint64_t n_params;
+    uint64_t tensor_bytes;       /* sum of output tensor sizes */
+    uint32_t file_type;          /* general.file_type written */
+} qf_convert_result;
+
+/* Convert; on failure nothing is left at the output path(s). `res` may be NULL. */
+int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err);
+
+/* GGUF path of shard i (0-based) of n for out_path (n == 1: out_path itself). */
+void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *buf, size_t cap);
+
+/* gguf-py size label for a parameter count ("260K", "3.4M", "7.2B"). */
+void qf_size_label(uint64_t n_params, char *buf, size_t cap);
+
+/* gguf-py Metadata.get_model_id_components() (the model-name heuristics). */
+typedef struct qf_model_id {
+    char name[256];          /* model name component ("" = none) */
+    char org[256];
+    char basename[256];
+    char finetune[256];
+    char version[256];
+    char size_label[256];
+    int has_name, has_org, has_basename, has_finetune, has_version, has_size_label;
+} qf_model_id;
+void qf_model_id_components(const char *model_id, int64_t total_params, qf_model_id *out);
+/* gguf-py Metadata.id_to_title() (ASCII letters only). */
+void qf_id_to_title(const char *s, char *buf, size_t cap);
+
+/* llama.cpp's llama3 rope scaling factors (rope_freqs.weight), dim/2 values. */
+int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_freq_factor, double high_freq_factor,
+                           double old_context_len, float *out);
+
+#endif

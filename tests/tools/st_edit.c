@@ -1,0 +1,75 @@
+/* st_edit - copy a safetensors checkpoint with edits, to build bad-input
+ * fixtures for tests/cli/convert_bad.sh.
+ *
+ *   st_edit IN OUT.safetensors [--drop NAME]... [--retype NAME DTYPE]...
+ *
+ * --drop leaves a tensor out; --retype relabels a tensor's dtype (same
+ * element size, bytes unchanged), e.g. an F32 weight as I32.
+ */
+#include "safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: st_edit IN OUT.safetensors [--drop NAME]... [--retype NAME DTYPE]...\n");
+        return 2;
+    }
+    const char *drop[64], *retype[64], *retype_to[64];
+    int n_drop = 0, n_retype = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--drop") && i + 1 < argc && n_drop < 64) {
+            drop[n_drop++] = argv[++i];
+        } else if (!strcmp(argv[i], "--retype") && i + 2 < argc && n_retype < 64) {
+            retype[n_retype] = argv[++i];
+            retype_to[n_retype++] = argv[++i];
+        } else {
+            fprintf(stderr, "st_edit: error: bad argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    qf_err err = {0};
+    st_model m;
+    if (st_open(&m, argv[1], &err)) {
+        fprintf(stderr, "st_edit: error: %s\n", err.msg);
+        return 1;
+    }
+    st_writer *w = st_writer_create(argv[2], &err);
+    int rc = w ? 0 : 1;
+    for (uint64_t i = 0; !rc && i < m.n_meta; i++) rc = st_writer_add_metadata(w, m.meta_keys[i], m.meta_values[i]);
+    for (uint64_t i = 0; !rc && i < m.n_tensors; i++) {
+        const st_tensor *t = &m.tensors[i];
+        int skip = 0;
+        for (int k = 0; k < n_drop; k++) skip |= !strcmp(drop[k], t->name);
+        if (skip) continue;
+        st_dtype d = t->dtype;
+        for (int k = 0; k < n_retype; k++)
+            if (!strcmp(retype[k], t->name)) {
+                int nd = st_dtype_from_name(retype_to[k], strlen(retype_to[k]));
+                if (nd < 0 || st_dtype_size((st_dtype)nd) != st_dtype_size(d)) {
+                    fprintf(stderr, "st_edit: error: cannot retype %s to %s\n", t->name, retype_to[k]);
+                    rc = 1;
+                    break;
+                }
+                d = (st_dtype)nd;
+            }
+        if (!rc) rc = st_writer_add_tensor(w, t->name, d, t->n_dims, t->shape);
+    }
+    if (!rc) rc = st_writer_begin_data(w);
+    for (uint64_t i = 0; !rc; i++) {
+        const char *name = st_writer_tensor_name(w, i);
+        if (!name) break;
+        const st_tensor *t = st_find(&m, name);
+        rc = st_writer_write(w, t->data, t->nbytes);
+    }
+    if (!rc) rc = st_writer_finish(w);
+    else if (w) st_writer_abort(w);
+    st_close(&m);
+    if (rc) {
+        fprintf(stderr, "st_edit: error: %s\n", err.msg[0] ? err.msg : "write failed");
+        return 1;
+    }
+    return 0;
+}

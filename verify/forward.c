@@ -1,0 +1,422 @@
+/* forward.c - llama-family forward pass over a batch of tokens of one sequence.
+ *
+ * Notation: T tokens in the batch, E = n_embd, H = n_head, Hkv = n_head_kv,
+ * Dk/Dv = head dims, F = n_ff, V = n_vocab, P = n_past (position of token 0).
+ *
+ *   x = embed(tokens)                                   [T, E]
+ *   for each layer:
+ *     xb = rmsnorm(x) * attn_norm                       [T, E]
+ *     q = xb Wq^T (+bq), k = xb Wk^T (+bk), v = xb Wv^T (+bv)
+ *     (qwen3) q, k = rmsnorm per head * q_norm/k_norm
+ *     q, k = rope(q, k, pos = P + t)
+ *     att[t, h] = softmax(q[t,h] . K[0..P+t, h/(H/Hkv)] / sqrt(Dk)) V
+ *     x += att Wo^T
+ *     xb = rmsnorm(x) * ffn_norm
+ *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
+ *   logits = (rmsnorm(x) * output_norm) Wout^T          [T, V]
+ */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml_types.h"
+#include "matmul.h"
+#include "numfmt.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define QF_FWD_AVX2 1
+#endif
+
+/* ------------------------------------------------------------------ */
+/* small vector kernels: each y[i] is computed the same way on every path */
+
+/* s[j] = sum_d q[d] * Kt[d * ldk + j] for j < n: the scores of one query
+ * against n keys stored transposed. Each s[j] sums over d in order with
+ * fused multiply-adds (vector and scalar paths agree bit for bit). */
+static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk, int64_t n, float *s) {
+    int64_t j = 0;
+#ifdef QF_FWD_AVX2
+    for (; j + 32 <= n; j += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t d = 0; d < Dk; d++) {
+            const __m256 qd = _mm256_set1_ps(q[d]);
+            const float *k = Kt + d * ldk + j;
+            a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k), a0);
+            a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), a1);
+            a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), a2);
+            a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), a3);
+        }
+        _mm256_storeu_ps(s + j, a0);
+        _mm256_storeu_ps(s + j + 8, a1);
+        _mm256_storeu_ps(s + j + 16, a2);
+        _mm256_storeu_ps(s + j + 24, a3);
+    }
+    for (; j + 8 <= n; j += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t d = 0; d < Dk; d++) a = _mm256_fmadd_ps(_mm256_set1_ps(q[d]), _mm256_loadu_ps(Kt + d * ldk + j), a);
+        _mm256_storeu_ps(s + j, a);
+    }
+    for (; j < n; j++) {
+        float a = 0.0f;
+        for (int64_t d = 0; d < Dk; d++) a = fmaf(q[d], Kt[d * ldk + j], a);
+        s[j] = a;
+    }
+#else
+    for (; j < n; j++) {
+        float a = 0.0f;
+        for (int64_t d = 0; d < Dk; d++) a += q[d] * Kt[d * ldk + j];
+        s[j] = a;
+    }
+#endif
+}
+
+/* out[d] = sum_j p[j] * V[j * Dv + d] for d < Dv, each summed over j in order
+ * with fused multiply-adds. */
+static void weighted_values(const float *p, const float *V, int64_t n, int64_t Dv, float *out) {
+    int64_t d = 0;
+#ifdef QF_FWD_AVX2
+    for (; d + 32 <= Dv; d += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const float *v = V + j * Dv + d;
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(out + d, a0);
+        _mm256_storeu_ps(out + d + 8, a1);
+        _mm256_storeu_ps(out + d + 16, a2);
+        _mm256_storeu_ps(out + d + 24, a3);
+    }
+    for (; d + 8 <= Dv; d += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + j * Dv + d), a);
+        _mm256_storeu_ps(out + d, a);
+    }
+    for (; d < Dv; d++) {
+        float a = 0.0f;
+        for (int64_t j = 0; j < n; j++) a = fmaf(p[j], V[j * Dv + d], a);
+        out[d] = a;
+    }
+#else
+    for (; d < Dv; d++) {
+        float a = 0.0f;
+        for (int64_t j = 0; j < n; j++) a += p[j] * V[j * Dv + d];
+        out[d] = a;
+    }
+#endif
+}
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; the mean is accumulated in double. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+static inline float round_f16(float x) { return qf_f16_to_f32(qf_f32_to_f16(x)); }
+
+static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
+    if (rc == QF_ENOMEM) return qf_set_err(err, rc, "out of memory in matmul '%s'", w->name);
+    return qf_set_err(err, rc, "cannot multiply with tensor '%s' (type %u)", w->name, w->type);
+}
+
+static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int64_t T, float *y, qf_err *err) {
+    if (c->hook) c->hook(c->hook_user, layer, w, x, T);
+    const uint32_t act = c->act_llamacpp ? qf_act_type_llamacpp(w->type) : GGML_TYPE_F32;
+    if (act != GGML_TYPE_F32) {
+        const int64_t n = w->n_in;
+        float *xr = c->xr;
+#pragma omp parallel for schedule(static) if (T * n >= 16384)
+        for (int64_t t = 0; t < T; t++) qf_round_activations(act, x + t * n, xr + t * n, n);
+        x = xr;
+    }
+    int rc = qf_matmul(w, x, T, y);
+    return rc < 0 ? failed_matmul(rc, w, err) : 0;
+}
+
+/* y[t, :] += b */
+static void add_bias(float *y, const qf_weight *b, int64_t T) {
+    if (!b->data) return;
+    const float *bias = b->data;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < b->n_in; i++) y[t * b->n_in + i] += bias[i];
+}
+
+/* ------------------------------------------------------------------ */
+
+int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_err *err) {
+    memset(c, 0, sizeof *c);
+    const qf_hparams *hp = &m->hp;
+    if (n_ctx <= 0 || n_batch <= 0)
+        return qf_set_err(err, QF_EINVAL, "context size %lld and batch %lld must be positive",
+                          (long long)n_ctx, (long long)n_batch);
+    if (n_batch > n_ctx) n_batch = n_ctx;
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->n_batch = n_batch;
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t QD = hp->n_head * hp->head_dim_k, KD = hp->n_head_kv * hp->head_dim_k;
+    const int64_t VD = hp->n_head_kv * hp->head_dim_v, OD = hp->n_head * hp->head_dim_v;
+    const size_t f = sizeof(float);
+    const size_t B = (size_t)n_batch, L = (size_t)hp->n_layer, N = (size_t)n_ctx;
+    c->x = malloc(B * E * f);
+    c->xb = malloc(B * E * f);
+    c->q = malloc(B * QD * f);
+    c->k = malloc(B * KD * f);
+    c->v = malloc(B * VD * f);
+    c->att = malloc(B * OD * f);
+    c->proj = malloc(B * E * f);
+    c->gate = malloc(B * F * f);
+    c->up = malloc(B * F * f);
+    c->k_cache = calloc(L * KD * N, f);
+    c->v_cache = calloc(L * VD * N, f);
+    c->rope_cos = malloc(N * (hp->n_rot / 2) * f);
+    c->rope_sin = malloc(N * (hp->n_rot / 2) * f);
+    c->logits = NULL; /* allocated on first use: callers usually pass their own buffer */
+    int64_t max_in = E > F ? E : F;
+    if (OD > max_in) max_in = OD;
+    c->xr = malloc(B * max_in * f);
+    c->act_llamacpp = 1;
+    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
+        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
+        qf_ctx_free(c);
+        return qf_set_err(err, QF_ENOMEM, "out of memory for a context of %lld tokens", (long long)n_ctx);
+    }
+
+    /* theta(pos, i) = pos * freq_scale * base^(-2i / n_rot) / freq_factor[i],
+     * computed in double and rounded once. */
+    const int64_t half = hp->n_rot / 2;
+    const float *ff = m->rope_freqs.data;
+    for (int64_t i = 0; i < half; i++) {
+        double inv_freq = pow((double)hp->rope_freq_base, -2.0 * (double)i / (double)hp->n_rot);
+        if (ff) inv_freq /= (double)ff[i];
+        for (int64_t p = 0; p < n_ctx; p++) {
+            double theta = (double)p * (double)hp->rope_freq_scale * inv_freq;
+            c->rope_cos[p * half + i] = (float)cos(theta);
+            c->rope_sin[p * half + i] = (float)sin(theta);
+        }
+    }
+    return 0;
+}
+
+void qf_ctx_free(qf_ctx *c) {
+    if (!c) return;
+    free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att);
+    free(c->proj); free(c->gate); free(c->up); free(c->k_cache); free(c->v_cache);
+    free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->xr);
+    memset(c, 0, sizeof *c);
+}
+
+void qf_ctx_reset(qf_ctx *c) { c->n_past = 0; }
+
+/* Rotate one head vector x[head_dim] in place at position pos. */
+static void rope_head(const qf_ctx *c, float *x, int64_t pos) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t half = hp->n_rot / 2;
+    const float *cs = c->rope_cos + pos * half, *sn = c->rope_sin + pos * half;
+    if (hp->rope_type == QF_ROPE_NORM) {
+        for (int64_t i = 0; i < half; i++) { /* pair (x[2i], x[2i+1]) */
+            float x0 = x[2 * i], x1 = x[2 * i + 1];
+            x[2 * i] = x0 * cs[i] - x1 * sn[i];
+            x[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+        }
+    } else {
+        for (int64_t i = 0; i < half; i++) { /* pair (x[i], x[i + n_rot/2]) */
+            float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * cs[i] - x1 * sn[i];
+            x[i + half] = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+
+/* att[t, h*Dv..] for all tokens t and query heads h of one layer.
+ * Query t sits at position P + t and sees keys 0..P+t (causal). */
+static int attention(qf_ctx *c, int64_t layer, int64_t T) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t H = hp->n_head, Hkv = hp->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int64_t N = c->n_ctx, P = c->n_past;
+    const int64_t group = H / Hkv; /* query heads per KV head */
+    const float scale = 1.0f / sqrtf((float)Dk);
+    const float *Kl = c->k_cache + layer * Hkv * Dk * N; /* [Hkv][Dk][N] */
+    const float *Vl = c->v_cache + layer * Hkv * N * Dv; /* [Hkv][N][Dv] */
+    int failed = 0;
+    const int64_t n_items = H * T;
+    int n_threads = 1;
+#ifdef _OPENMP
+    n_threads = omp_get_max_threads();
+#endif
+    if ((double)n_items * (double)(P + T) * (double)(Dk + Dv) < 32768.0) n_threads = 1;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *s = malloc((size_t)(P + T) * sizeof(float));
+        float *q16 = malloc((size_t)Dk * sizeof(float));
+        if (!s || !q16) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t item = 0; item < n_items; item++) {
+            if (!s || !q16) continue;
+            const int64_t h = item % H, t = item / H;
+            const int64_t n_keys = P + t + 1;
+            const int64_t kvh = h / group;
+            const float *q = c->q + t * H * Dk + h * Dk;
+            if (c->kv_f16) { /* llama.cpp converts q to the cache type for K^T q */
+                for (int64_t d = 0; d < Dk; d++) q16[d] = round_f16(q[d]);
+                q = q16;
+            }
+            const float *Kt = Kl + kvh * Dk * N;
+            const float *Vh = Vl + kvh * N * Dv;
+            float *out = c->att + t * H * Dv + h * Dv;
+
+            /* s[j] = q . k_j / sqrt(Dk) */
+            key_scores(q, Kt, N, Dk, n_keys, s);
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < n_keys; j++) {
+                s[j] *= scale;
+                if (s[j] > mx) mx = s[j];
+            }
+            /* softmax with the max subtracted; sum in double */
+            for (int64_t j = 0; j < n_keys; j++) s[j] = expf(s[j] - mx);
+            double sum = 0.0; /* a separate loop: no sum kept live across expf calls */
+            for (int64_t j = 0; j < n_keys; j++) sum += s[j];
+            const float inv = (float)(1.0 / sum);
+            /* p_j = s_j / sum; out = sum_j p_j v_j */
+            for (int64_t j = 0; j < n_keys; j++) s[j] = c->kv_f16 ? round_f16(s[j] * inv) : s[j] * inv;
+            weighted_values(s, Vh, n_keys, Dv, out);
+        }
+        free(s);
+        free(q16);
+    }
+    return failed ? QF_ENOMEM : 0;
+}
+
+int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, float *logits, qf_err *err) {
+    const qf_model *m = c->m;
+    const qf_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+    const int64_t H = hp->n_head, Hkv = hp->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int64_t N = c->n_ctx, P = c->n_past;
+    int rc;
+    if (T <= 0 || T > c->n_batch)
+        return qf_set_err(err, QF_EINVAL, "batch of %lld tokens (max %lld)", (long long)T, (long long)c->n_batch);
+    if (P + T > N)
+        return qf_set_err(err, QF_EINVAL, "context full: %lld + %lld tokens exceed %lld", (long long)P,
+                          (long long)T, (long long)N);
+    if (out_first < 0 || out_first > T) return qf_set_err(err, QF_EINVAL, "bad logits range");
+    if (!logits && T > out_first) {
+        if (!c->logits) c->logits = malloc((size_t)c->n_batch * (size_t)V * sizeof(float));
+        if (!c->logits) return qf_set_err(err, QF_ENOMEM, "out of memory for %lld x %lld logits",
+                                          (long long)c->n_batch, (long long)V);
+        logits = c->logits;
+    }
+
+    /* x = embed(tokens)  [T, E] */
+    for (int64_t t = 0; t < T; t++) {
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return qf_set_err(err, QF_EINVAL, "token id %d out of range (vocabulary %lld)", tokens[t], (long long)V);
+        if (qf_weight_row(&m->tok_embd, tokens[t], c->x + t * E) < 0)
+            return qf_set_err(err, QF_EUNSUPPORTED, "cannot read row of '%s'", m->tok_embd.name);
+    }
+
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const qf_layer *L = &m->layers[l];
+
+        /* attention block */
+        for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
+        if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
+        if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
+        if ((rc = matmul(c, (int)l, &L->wv, c->xb, T, c->v, err)) < 0) return rc; /* [T, Hkv*Dv] */
+        add_bias(c->q, &L->bq, T);
+        add_bias(c->k, &L->bk, T);
+        add_bias(c->v, &L->bv, T);
+        for (int64_t t = 0; t < T; t++) {
+            float *qt = c->q + t * H * Dk, *kt = c->k + t * Hkv * Dk;
+            if (L->q_norm.data) /* qwen3: RMSNorm of each head before RoPE */
+                for (int64_t h = 0; h < H; h++) rmsnorm(qt + h * Dk, qt + h * Dk, L->q_norm.data, Dk, hp->norm_eps);
+            if (L->k_norm.data)
+                for (int64_t h = 0; h < Hkv; h++) rmsnorm(kt + h * Dk, kt + h * Dk, L->k_norm.data, Dk, hp->norm_eps);
+            for (int64_t h = 0; h < H; h++) rope_head(c, qt + h * Dk, P + t);
+            for (int64_t h = 0; h < Hkv; h++) rope_head(c, kt + h * Dk, P + t);
+        }
+        /* append k (transposed) and v to the cache */
+        float *Kl = c->k_cache + l * Hkv * Dk * N, *Vl = c->v_cache + l * Hkv * N * Dv;
+        if (c->kv_f16) {
+            for (int64_t i = 0; i < T * Hkv * Dk; i++) c->k[i] = round_f16(c->k[i]);
+            for (int64_t i = 0; i < T * Hkv * Dv; i++) c->v[i] = round_f16(c->v[i]);
+        }
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t h = 0; h < Hkv; h++) {
+                for (int64_t d = 0; d < Dk; d++) Kl[(h * Dk + d) * N + P + t] = c->k[t * Hkv * Dk + h * Dk + d];
+                memcpy(Vl + (h * N + P + t) * Dv, c->v + t * Hkv * Dv + h * Dv, (size_t)Dv * sizeof(float));
+            }
+        }
+        if ((rc = attention(c, l, T)) < 0) return qf_set_err(err, rc, "out of memory in attention");
+        if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
+        for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
+
+        /* feed-forward block (SwiGLU) */
+        for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
+        if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
+        if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
+        for (int64_t i = 0; i < T * F; i++) {
+            const float g = c->gate[i];
+            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
+        }
+        if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
+        for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
+    }
+
+    /* logits for tokens out_first..T-1 */
+    const int64_t n_out = T - out_first;
+    if (n_out > 0) {
+        for (int64_t t = 0; t < n_out; t++)
+            rmsnorm(c->xb + t * E, c->x + (out_first + t) * E, m->output_norm.data, E, hp->norm_eps);
+        if ((rc = matmul(c, -1, &m->output, c->xb, n_out, logits, err)) < 0) return rc; /* [n_out, V] */
+    }
+    c->n_past += T;
+    return 0;
+}
+
+int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new, int kv_f16,
+                       int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
+                       int32_t *out, int64_t *n_out, qf_err *err) {
+    const int64_t V = m->hp.n_vocab;
+    *n_out = 0;
+    if (n_prompt <= 0) return qf_set_err(err, QF_EINVAL, "greedy decoding needs at least one prompt token");
+    qf_ctx c;
+    float *logits = malloc((size_t)V * sizeof(float));
+    if (!logits) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    int rc = qf_ctx_init(&c, m, n_prompt + n_new, n_prompt, err);
+    if (rc < 0) {
+        free(logits);
+        return rc;
+    }
+    c.kv_f16 = kv_f16;
+    memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
+    int64_t n = n_prompt;
+    /* the prompt in one batch (logits of its last token), then one token at a time */
+    rc = qf_forward(&c, prompt, n_prompt, n_prompt - 1, logits, err);
+    while (rc == 0 && n < n_prompt + n_new) {
+        int32_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = (int32_t)i;
+        out[n++] = best;
+        if ((is_stop && is_stop(stop_user, best)) || n == n_prompt + n_new) break;
+        rc = qf_forward(&c, &out[n - 1], 1, 0, logits, err);
+    }
+    *n_out = n;
+    qf_ctx_free(&c);
+    free(logits);
+    return rc;
+}

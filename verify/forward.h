@@ -1,0 +1,85 @@
+/* forward.h - the reference forward pass of a llama-family model (model.h).
+ *
+ * One sequence at a time: qf_forward() runs a batch of consecutive tokens at
+ * positions n_past .. n_past+n-1, appends their keys/values to the F32 KV
+ * cache and returns logits for the positions asked for. Perplexity calls it
+ * once per chunk after qf_ctx_reset(); generation calls it with one token at
+ * a time.
+ *
+ * Everything is computed in F32 (weights dequantized on the fly, see
+ * matmul.h). Results are bit-identical for any OpenMP thread count.
+ */
+#ifndef QF_FORWARD_H
+#define QF_FORWARD_H
+
+#include <stdint.h>
+
+#include "qf_error.h"
+#include "model.h"
+
+/* Called with the input of every weight matmul (for activation statistics):
+ * x is [T, w->n_in]. `layer` is -1 for the output projection. */
+typedef void (*qf_matmul_hook)(void *user, int layer, const qf_weight *w, const float *x, int64_t T);
+
+typedef struct qf_ctx {
+    const qf_model *m;
+    int64_t n_ctx;        /* KV capacity (positions) */
+    int64_t n_batch;      /* max tokens per qf_forward call */
+    int64_t n_past;       /* positions already in the KV cache */
+
+    /* activations, [n_batch, width] */
+    float *x;             /* [T, n_embd]  residual stream */
+    float *xb;            /* [T, n_embd]  normed input of a sub-block */
+    float *q;             /* [T, n_head * head_dim_k] */
+    float *k;             /* [T, n_head_kv * head_dim_k] */
+    float *v;             /* [T, n_head_kv * head_dim_v] */
+    float *att;           /* [T, n_head * head_dim_v] attention output */
+    float *proj;          /* [T, n_embd]  output of attn_output / ffn_down */
+    float *gate;          /* [T, n_ff] */
+    float *up;            /* [T, n_ff] */
+
+    /* KV cache. Keys are stored transposed so that a query's scores against
+     * all keys are a run of contiguous axpys:
+     *   k_cache [n_layer][n_head_kv][head_dim_k][n_ctx]
+     *   v_cache [n_layer][n_head_kv][n_ctx][head_dim_v] */
+    float *k_cache;
+    float *v_cache;
+
+    /* RoPE: cos/sin of theta(pos, i) for pos < n_ctx, i < n_rot/2 */
+    float *rope_cos;
+    float *rope_sin;
+
+    float *logits;        /* [n_batch, n_vocab], allocated when a caller passes none */
+    float *xr;            /* [T, max n_in] activations rounded for a matmul */
+
+    /* 1 (default): round each matmul's activations like llama.cpp's CPU
+     * backend (qf_act_type_llamacpp) so perplexities agree with
+     * llama-perplexity; 0: plain F32 activations. */
+    int act_llamacpp;
+    /* 1: emulate llama.cpp's F16 KV cache (its default, -ctk/-ctv f16): keys,
+     * values, queries and attention weights rounded to F16 before the two
+     * attention products. 0 (default): everything in F32 (-ctk f32 -ctv f32). */
+    int kv_f16;
+
+    qf_matmul_hook hook;  /* optional */
+    void *hook_user;
+} qf_ctx;
+
+int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_err *err);
+void qf_ctx_free(qf_ctx *c);
+void qf_ctx_reset(qf_ctx *c);  /* forget the sequence: n_past = 0 */
+
+/* Run tokens[0..n) at positions n_past.. and advance n_past by n.
+ * Writes the logits of tokens out_first..n-1 to logits[(t - out_first) * n_vocab]
+ * (logits NULL -> c->logits). out_first == n computes no logits. */
+int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, float *logits, qf_err *err);
+
+/* Greedy (argmax, first index on ties) decoding: run prompt[0..n_prompt)
+ * then append up to n_new tokens, stopping after a token for which
+ * is_stop(stop_user, id) is true (is_stop may be NULL). out must hold
+ * n_prompt + n_new ids; *n_out = prompt + generated count. kv_f16 as in qf_ctx. */
+int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new, int kv_f16,
+                       int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
+                       int32_t *out, int64_t *n_out, qf_err *err);
+
+#endif

@@ -1,0 +1,343 @@
+/* matmul.c - y[T, n_out] = x[T, n_in] W^T for any stored weight type (see matmul.h).
+ *
+ * Work is split in tiles of R weight rows. A tile is dequantized once into a
+ * per-thread F32 scratch (sized to stay in L2) and multiplied with all T token
+ * rows by a register-blocked kernel of up to 4 tokens x 3 rows.
+ *
+ * Summation order (the same in every kernel shape, so results never depend on
+ * the tiling or the thread count): 8 lane accumulators, lane j sums
+ * x[i]*w[i] for i = j, j+8, j+16, ... with fused multiply-adds (a partial last
+ * group is zero-padded), then the lanes are added as
+ * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) (llama.cpp tinyBLAS's order).
+ */
+#include "matmul.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml_types.h"
+#include "numfmt.h"
+#include "quants.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define QF_MATMUL_AVX2 1
+#endif
+
+#define MAX_NT 4 /* tokens per kernel call */
+#define MAX_NR 3 /* weight rows per kernel call */
+
+#ifdef QF_MATMUL_AVX2
+
+/* Lanes l0..l7 of 4 accumulators -> [sum a, sum b, sum c, sum d], each in the
+ * order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): the horizontal sum of
+ * llama.cpp's tinyBLAS, so F32 products round like llama.cpp's. */
+static inline __m128 hsum_x4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m128 a4 = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a)); /* l0+l4 .. l3+l7 */
+    __m128 b4 = _mm_add_ps(_mm256_extractf128_ps(b, 1), _mm256_castps256_ps128(b));
+    __m128 c4 = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
+    __m128 d4 = _mm_add_ps(_mm256_extractf128_ps(d, 1), _mm256_castps256_ps128(d));
+    _MM_TRANSPOSE4_PS(a4, b4, c4, d4); /* a4 = lane 0 of a, b, c, d; b4 = lane 1; ... */
+    return _mm_add_ps(_mm_add_ps(a4, c4), _mm_add_ps(b4, d4));
+}
+
+static const int32_t tail_mask_bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* y[t*ldy + r] = dot(x + t*ldx, w + r*ldw, n) for t < NT, r < NR. */
+static inline __attribute__((always_inline)) void kernel(int NT, int NR, const float *x, int64_t ldx,
+                                                         const float *w, int64_t ldw, int64_t n,
+                                                         float *y, int64_t ldy) {
+    __m256 acc[MAX_NT][MAX_NR];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 wv[MAX_NR];
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_ps(w + r * ldw + k);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m256 xv = _mm256_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+        }
+    }
+    if (k < n) {
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(tail_mask_bits + 8 - (n - k)));
+        __m256 wv[MAX_NR];
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) wv[r] = _mm256_maskload_ps(w + r * ldw + k, mask);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m256 xv = _mm256_maskload_ps(x + t * ldx + k, mask);
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+        }
+    }
+    const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 3
+    for (int r = 0; r < NR; r++) {
+        __m128 s = hsum_x4(acc[0][r], NT > 1 ? acc[1][r] : z, NT > 2 ? acc[2][r] : z, NT > 3 ? acc[3][r] : z);
+        float out[4];
+        _mm_storeu_ps(out, s);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = out[t];
+    }
+}
+
+#else /* portable fallback with the same lane structure */
+
+static inline void kernel(int NT, int NR, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                          int64_t n, float *y, int64_t ldy) {
+    for (int t = 0; t < NT; t++) {
+        for (int r = 0; r < NR; r++) {
+            float l[8] = {0};
+            for (int64_t k = 0; k < n; k++) l[k & 7] += x[t * ldx + k] * w[r * ldw + k];
+            y[t * ldy + r] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+        }
+    }
+}
+
+#endif
+
+/* Dispatch to a kernel instance with constant shape (the compiler then keeps
+ * the accumulators in registers). */
+static void kernel_any(int nt, int nr, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                       int64_t n, float *y, int64_t ldy) {
+#define K(a, b) kernel(a, b, x, ldx, w, ldw, n, y, ldy)
+    switch (nt * 4 + nr) {
+    case 4 * 4 + 3: K(4, 3); break;
+    case 4 * 4 + 2: K(4, 2); break;
+    case 4 * 4 + 1: K(4, 1); break;
+    case 3 * 4 + 3: K(3, 3); break;
+    case 3 * 4 + 2: K(3, 2); break;
+    case 3 * 4 + 1: K(3, 1); break;
+    case 2 * 4 + 3: K(2, 3); break;
+    case 2 * 4 + 2: K(2, 2); break;
+    case 2 * 4 + 1: K(2, 1); break;
+    case 1 * 4 + 3: K(1, 3); break;
+    case 1 * 4 + 2: K(1, 2); break;
+    default: K(1, 1); break;
+    }
+#undef K
+}
+
+float qf_dot_f32(const float *a, const float *b, int64_t n) {
+    float y;
+    kernel(1, 1, a, n, b, n, n, &y, 1);
+    return y;
+}
+
+/* Multiply weight rows wt[0..nr) (F32, stride n) with all T token rows. */
+static void tile_product(const float *x, int64_t T, const float *wt, int64_t nr, int64_t n,
+                         float *y, int64_t ldy) {
+    for (int64_t t0 = 0; t0 < T; t0 += MAX_NT) {
+        int nt = (int)(T - t0 < MAX_NT ? T - t0 : MAX_NT);
+        for (int64_t r0 = 0; r0 < nr; r0 += MAX_NR) {
+            int nrr = (int)(nr - r0 < MAX_NR ? nr - r0 : MAX_NR);
+            kernel_any(nt, nrr, x + t0 * n, n, wt + r0 * n, n, n, y + t0 * ldy + r0, ldy);
+        }
+    }
+}
+
+int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
+    const int64_t n_in = w->n_in, n_out = w->n_out;
+    const int is_f32 = w->type == GGML_TYPE_F32;
+    if (!w->data) return QF_EINVAL;
+    if (!is_f32 && !qf_has_dequantize(w->type)) return QF_EUNSUPPORTED;
+    if (T <= 0 || n_out <= 0) return 0;
+
+    int n_threads = 1;
+#ifdef _OPENMP
+    n_threads = omp_get_max_threads();
+#endif
+    /* Small products are not worth waking the other threads. */
+    const double work = (double)T * (double)n_in * (double)n_out;
+    if (work < 65536.0) n_threads = 1;
+
+    /* Tile: ~256 KiB of F32 weight rows, but small enough that every thread
+     * gets rows; a multiple of MAX_NR keeps the kernel at full width. */
+    int64_t R = (256 * 1024 / (int64_t)sizeof(float)) / n_in;
+    int64_t per_thread = (n_out + n_threads - 1) / n_threads;
+    if (R > per_thread) R = per_thread;
+    R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
+    if (R < MAX_NR) R = MAX_NR;
+    const int64_t n_tiles = (n_out + R - 1) / R;
+
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *scratch = NULL;
+        if (!is_f32) {
+            scratch = malloc((size_t)R * (size_t)n_in * sizeof(float));
+            if (!scratch) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t tile = 0; tile < n_tiles; tile++) {
+            if (!is_f32 && !scratch) continue;
+            const int64_t o0 = tile * R;
+            const int64_t nr = n_out - o0 < R ? n_out - o0 : R;
+            const float *wt;
+            if (is_f32) {
+                wt = (const float *)w->data + o0 * n_in;
+            } else {
+                const uint8_t *src = (const uint8_t *)w->data + (size_t)o0 * w->row_bytes;
+                for (int64_t r = 0; r < nr; r++)
+                    qf_dequantize_row(w->type, src + (size_t)r * w->row_bytes, scratch + r * n_in, n_in);
+                wt = scratch;
+            }
+            tile_product(x, T, wt, nr, n_in, y + o0, n_out);
+        }
+        free(scratch);
+    }
+    return failed ? QF_ENOMEM : 0;
+}
+
+int qf_matmul_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
+    const int64_t n_in = w->n_in, n_out = w->n_out;
+    if (!w->data) return QF_EINVAL;
+    float *row = malloc((size_t)n_in * sizeof(float));
+    if (!row) return QF_ENOMEM;
+    int rc = 0;
+    for (int64_t o = 0; o < n_out; o++) {
+        const uint8_t *src = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+        if (qf_dequantize_row_ref(w->type, src, row, n_in) != 0) {
+            rc = QF_EUNSUPPORTED;
+            break;
+        }
+        for (int64_t t = 0; t < T; t++) {
+            double s = 0.0;
+            for (int64_t i = 0; i < n_in; i++) s += (double)x[t * n_in + i] * (double)row[i];
+            y[t * n_out + o] = (float)s;
+        }
+    }
+    free(row);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* llama.cpp-compatible activation rounding (see matmul.h) */
+
+uint32_t qf_act_type_llamacpp(uint32_t weight_type) {
+    switch (weight_type) {
+    case GGML_TYPE_F16: return GGML_TYPE_F16;
+    case GGML_TYPE_BF16: return GGML_TYPE_BF16;
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q5_0:
+    case GGML_TYPE_Q8_0: return GGML_TYPE_Q8_0;
+    case GGML_TYPE_Q4_1:
+    case GGML_TYPE_Q5_1: return GGML_TYPE_Q8_1;
+    case GGML_TYPE_Q2_K:
+    case GGML_TYPE_Q3_K:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q5_K:
+    case GGML_TYPE_Q6_K: return GGML_TYPE_Q8_K;
+    default: return GGML_TYPE_F32;
+    }
+}
+
+/* Q8_0/Q8_1 as the AVX2 activation quantizer does it: d = amax/127 stored as
+ * F16, q = round-half-even(x * 127/amax). */
+static void round_q8_0(const float *x, float *out, int64_t n) {
+    for (int64_t b = 0; b < n; b += QK8_0) {
+        float amax = 0.0f;
+#ifdef QF_MATMUL_AVX2
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + b));
+        for (int j = 8; j < QK8_0; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + b + j)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        amax = _mm_cvtss_f32(m4);
+#else
+        for (int j = 0; j < QK8_0; j++) {
+            const float a = fabsf(x[b + j]);
+            if (a > amax) amax = a;
+        }
+#endif
+        const float d = qf_f16_to_f32(qf_f32_to_f16(amax / 127.0f));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+#ifdef QF_MATMUL_AVX2
+        const __m256 vid = _mm256_set1_ps(id), vd = _mm256_set1_ps(d);
+        for (int j = 0; j < QK8_0; j += 8) {
+            __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + b + j), vid),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_storeu_ps(out + b + j, _mm256_mul_ps(q, vd));
+        }
+#else
+        for (int j = 0; j < QK8_0; j++) out[b + j] = nearbyintf(x[b + j] * id) * d;
+#endif
+    }
+}
+
+/* Q8_K (ggml reference): the signed value of largest magnitude (first one on
+ * ties) sets iscale = -127/max, q = min(127, round-half-even(iscale * x)),
+ * d = 1/iscale (F32). */
+static void round_q8_K(const float *x, float *out, int64_t n) {
+    for (int64_t b = 0; b < n; b += QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            const float ax = fabsf(x[b + j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[b + j];
+            }
+        }
+        if (amax == 0.0f) {
+            memset(out + b, 0, QK_K * sizeof(float));
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        const float d = 1.0f / iscale;
+#ifdef QF_MATMUL_AVX2
+        const __m256 vis = _mm256_set1_ps(iscale), vd = _mm256_set1_ps(d), v127 = _mm256_set1_ps(127.0f);
+        for (int j = 0; j < QK_K; j += 8) {
+            __m256 q = _mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + b + j)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_storeu_ps(out + b + j, _mm256_mul_ps(_mm256_min_ps(q, v127), vd));
+        }
+#else
+        for (int j = 0; j < QK_K; j++) {
+            float q = nearbyintf(iscale * x[b + j]);
+            out[b + j] = (q > 127.0f ? 127.0f : q) * d;
+        }
+#endif
+    }
+}
+
+/* x -> half/bfloat16 -> float, a row at a time through the vectorized converters */
+static void round_16bit(uint32_t type, const float *x, float *out, int64_t n) {
+    uint16_t buf[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        const size_t k = (size_t)(n - i < 256 ? n - i : 256);
+        if (type == GGML_TYPE_F16) {
+            qf_f32_to_f16_row(x + i, buf, k);
+            qf_f16_to_f32_row(buf, out + i, k);
+        } else {
+            qf_f32_to_bf16_row(x + i, buf, k);
+            qf_bf16_to_f32_row(buf, out + i, k);
+        }
+    }
+}
+
+void qf_round_activations(uint32_t act_type, const float *x, float *out, int64_t n) {
+    switch (act_type) {
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: round_16bit(act_type, x, out, n); break;
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q8_1: round_q8_0(x, out, n); break;
+    case GGML_TYPE_Q8_K: round_q8_K(x, out, n); break;
+    default:
+        if (out != x) memcpy(out, x, (size_t)n * sizeof *out);
+        break;
+    }
+}

@@ -1,0 +1,109 @@
+/* model.h - a llama-family transformer loaded from a GGUF file.
+ *
+ * Weights stay where they are: every qf_weight points into the read-only
+ * mapping of the GGUF file, in its stored type (F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q2_K..Q6_K). Nothing is dequantized up front, so the
+ * memory used is the file (page cache) plus the activations of verify/forward.c.
+ *
+ * Shapes are written ggml-style, innermost first: a matrix W[n_in, n_out] has
+ * n_out rows of n_in elements, and y = W x maps n_in -> n_out.
+ *
+ * Supported architectures (general.architecture):
+ *   llama  - RMSNorm, GQA attention, "normal" RoPE (adjacent pairs), SwiGLU
+ *   qwen2  - llama + biases on Q/K/V, NEOX RoPE (rotate halves)
+ *   qwen3  - llama + RMSNorm of each Q/K head (attn_q_norm/attn_k_norm), NEOX RoPE
+ */
+#ifndef QF_MODEL_H
+#define QF_MODEL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "qf_error.h"
+#include "gguf.h"
+
+typedef enum qf_arch {
+    QF_ARCH_LLAMA = 0,
+    QF_ARCH_QWEN2 = 1,
+    QF_ARCH_QWEN3 = 2,
+} qf_arch;
+
+typedef enum qf_rope_type {
+    QF_ROPE_NORM = 0, /* rotate (x[2i], x[2i+1]): ggml "normal" mode, GGUF llama files */
+    QF_ROPE_NEOX = 1, /* rotate (x[i], x[i + n_rot/2]): GPT-NeoX / HF rotate_half */
+} qf_rope_type;
+
+/* A tensor view into the mapping. For a vector, n_out = 1. */
+typedef struct qf_weight {
+    const char *name;     /* the tensor's name in the file (owned by the gguf_file) */
+    const void *data;     /* NULL when the tensor is absent (optional tensors) */
+    uint32_t type;        /* ggml_type */
+    int64_t n_in;         /* ne[0]: row length */
+    int64_t n_out;        /* ne[1]: number of rows */
+    size_t row_bytes;     /* bytes of one stored row */
+} qf_weight;
+
+typedef struct qf_layer {
+    qf_weight attn_norm;  /* [n_embd]                          F32 */
+    qf_weight wq;         /* [n_embd, n_head    * head_dim_k]       */
+    qf_weight wk;         /* [n_embd, n_head_kv * head_dim_k]       */
+    qf_weight wv;         /* [n_embd, n_head_kv * head_dim_v]       */
+    qf_weight bq, bk, bv; /* biases (qwen2), same out dims      F32 */
+    qf_weight q_norm;     /* [head_dim_k] per-head RMSNorm (qwen3)  */
+    qf_weight k_norm;     /* [head_dim_k]                           */
+    qf_weight wo;         /* [n_head * head_dim_v, n_embd]          */
+    qf_weight ffn_norm;   /* [n_embd]                          F32 */
+    qf_weight ffn_gate;   /* [n_embd, n_ff]                         */
+    qf_weight ffn_up;     /* [n_embd, n_ff]                         */
+    qf_weight ffn_down;   /* [n_ff, n_embd]                         */
+} qf_layer;
+
+typedef struct qf_hparams {
+    qf_arch arch;
+    char arch_name[32];
+    int64_t n_vocab;
+    int64_t n_ctx_train;   /* <arch>.context_length */
+    int64_t n_embd;        /* <arch>.embedding_length */
+    int64_t n_layer;       /* <arch>.block_count */
+    int64_t n_ff;          /* <arch>.feed_forward_length */
+    int64_t n_head;        /* <arch>.attention.head_count */
+    int64_t n_head_kv;     /* <arch>.attention.head_count_kv (default n_head) */
+    int64_t head_dim_k;    /* <arch>.attention.key_length (default n_embd / n_head) */
+    int64_t head_dim_v;    /* <arch>.attention.value_length (default head_dim_k) */
+    int64_t n_rot;         /* <arch>.rope.dimension_count (default head_dim_k) */
+    float rope_freq_base;  /* <arch>.rope.freq_base (default 10000) */
+    float rope_freq_scale; /* 1 / <arch>.rope.scaling.factor for linear scaling, else 1 */
+    qf_rope_type rope_type;
+    float norm_eps;        /* <arch>.attention.layer_norm_rms_epsilon */
+} qf_hparams;
+
+typedef struct qf_model {
+    gguf_file file;        /* the open, mapped GGUF file (owns every weight's bytes) */
+    gguf_file *shards;     /* split models (gguf-split): shards 2..N; tensors are looked up in all */
+    uint32_t n_shards;     /* entries in shards (0 for a single file) */
+    qf_hparams hp;
+    qf_weight tok_embd;    /* [n_embd, n_vocab] */
+    qf_weight output_norm; /* [n_embd]          F32 */
+    qf_weight output;      /* [n_embd, n_vocab] (token_embd when tied) */
+    qf_weight rope_freqs;  /* [n_rot/2] F32 frequency divisors, optional (llama3 rope) */
+    int tied_output;       /* 1 when output.weight is absent and token_embd is used */
+    qf_layer *layers;      /* n_layer */
+    /* 1-D tensors (norms, biases, rope_freqs) not stored as F32 are widened
+     * to F32 at load (they are tiny) and their views repointed here. */
+    void **owned;
+    size_t n_owned;
+} qf_model;
+
+/* Open `path` (a GGUF file, or the first shard NAME-00001-of-0000N.gguf of a
+ * split model, whose other shards are opened from the same directory), read the hyperparameters and bind + validate every tensor.
+ * On error returns a negative QF_E* code with err = "path: problem" and
+ * leaves *m closed. */
+int qf_model_load(qf_model *m, const char *path, qf_err *err);
+void qf_model_free(qf_model *m);
+
+/* Dequantize row `row` of w (any stored type) into out[w->n_in]. */
+int qf_weight_row(const qf_weight *w, int64_t row, float *out);
+
+const char *qf_arch_name(qf_arch arch);
+
+#endif
