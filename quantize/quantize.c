@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "ggml_types.h"
 #include "manifest.h"
 #include "numfmt.h"
@@ -276,6 +277,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     qf_quant_plan plan;
     job j;
     int rc = 0, have_in = 0, have_im = 0, saved_threads = omp_get_max_threads();
+    char *converted = NULL; /* temp GGUF of a Hugging Face checkpoint input */
     memset(&j, 0, sizeof j);
     memset(&plan, 0, sizeof plan);
     qf_imatrix_init(&im);
@@ -284,17 +286,38 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     if (!o || !o->in_path || !o->out_path || !o->preset)
         return qf_set_err(err, QF_EINVAL, "quantize: input, output and type are required");
     struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_set_err(err, QF_EUNSUPPORTED,
-                          "%s: is a directory; convert a Hugging Face checkpoint with qforge-convert first", o->in_path);
-    if (same_file(o->in_path, o->out_path))
+    const int hf_dir = stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!hf_dir && same_file(o->in_path, o->out_path))
         return qf_set_err(err, QF_EINVAL, "%s: output is the input file; choose another output path", o->out_path);
     if (o->imatrix_path && same_file(o->imatrix_path, o->out_path))
         return qf_set_err(err, QF_EINVAL, "%s: output is the imatrix file; choose another output path", o->out_path);
     if (stat(o->out_path, &st) == 0 && S_ISDIR(st.st_mode))
         return qf_set_err(err, QF_EINVAL, "%s: output is a directory", o->out_path);
 
-    if ((rc = gguf_open(&in, o->in_path, err))) goto fail;
+    const char *in_path = o->in_path;
+    if (hf_dir) {
+        /* a Hugging Face checkpoint: convert it losslessly (qforge-convert
+         * --outtype auto) into a temp file next to the output first */
+        size_t n = strlen(o->out_path) + 64;
+        converted = malloc(n);
+        if (!converted) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(converted, n, "%s.convert.tmp.%ld.gguf", o->out_path, (long)getpid());
+        qf_convert_opts co;
+        memset(&co, 0, sizeof co);
+        co.model_dir = o->in_path;
+        co.out_path = converted;
+        co.outtype = QF_OUTTYPE_AUTO;
+        if ((rc = qf_convert(&co, NULL, err))) {
+            free(converted);
+            converted = NULL;
+            goto fail;
+        }
+        in_path = converted;
+    }
+    if ((rc = gguf_open(&in, in_path, err))) goto fail;
     have_in = 1;
     if (o->imatrix_path) {
         if ((rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto fail;
@@ -374,7 +397,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         if (rc) goto fail; /* the GGUF itself is complete and stays */
     }
     if (res) {
-        if (stat(o->in_path, &st) == 0) res->in_file_bytes = (uint64_t)st.st_size;
+        if (stat(in_path, &st) == 0) res->in_file_bytes = (uint64_t)st.st_size;
         if (stat(o->out_path, &st) == 0) res->out_file_bytes = (uint64_t)st.st_size;
         res->imatrix_entries = have_im ? im.n_entries : 0;
     }
@@ -400,5 +423,7 @@ done:
     qf_hasher_free(j.hasher);
     qf_imatrix_free(&im);
     if (have_in) gguf_close(&in);
+    if (converted) unlink(converted);
+    free(converted);
     return rc;
 }

@@ -223,9 +223,13 @@ typedef struct qf_quantize_result {
 } qf_quantize_result;
 
 /* Quantize o->in_path into o->out_path (temp file + rename: on failure
- * nothing is left behind and an existing output is untouched). The output
- * path must differ from the input (and imatrix) file. `res` may be NULL;
- * else free it with qf_quantize_result_free (also after a failure). */
+ * nothing is left behind and an existing output is untouched). in_path may
+ * also be a Hugging Face checkpoint directory: it is first converted
+ * losslessly (qf_convert, QF_OUTTYPE_AUTO: what `qforge-convert --outtype
+ * auto` writes) into a temp GGUF next to the output, removed afterwards.
+ * The output path must differ from the input (and imatrix) file. `res` may
+ * be NULL; else free it with qf_quantize_result_free (also after a failure).
+ * res->in_file_bytes is the size of the (converted) input GGUF. */
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err);
 void qf_quantize_result_free(qf_quantize_result *res);
 

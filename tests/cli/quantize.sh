@@ -80,16 +80,48 @@ if need_data peer-mix oracles/llamacpp/synth-tinyk-F16.gguf; then
   fi
 fi
 
+# --- a Hugging Face checkpoint: tinystories-distill-3M (BF16, rows of 256/768) --
+TS=models/tinystories-distill-3M
+if need_data hf-dir-input $TS/config.json; then
+  if ! "$QF_BIN/qforge-convert" --outtype auto "$QF_DATA/$TS" -o "$TMP/ts.gguf" >/dev/null 2>"$TMP/err"; then
+    fail hf-dir-input "qforge-convert: $(cat "$TMP/err")"
+  else
+    # a directory as IN is converted losslessly first: same bytes as convert + quantize
+    "$Q" -q "$TMP/ts.gguf" "$TMP/ts-a.gguf" Q4_K_M >/dev/null 2>&1
+    if "$Q" -q "$QF_DATA/$TS" "$TMP/ts-b.gguf" Q4_K_M >/dev/null 2>"$TMP/err" && cmp -s "$TMP/ts-a.gguf" "$TMP/ts-b.gguf" &&
+       [ -z "$(ls "$TMP" | grep '\.tmp\.')" ]; then pass hf-dir-input
+    else fail hf-dir-input "directory input differs from convert + quantize, or temp files left: $(cat "$TMP/err")"; fi
+    # BF16 input against the peer
+    if [ -x "$PEER_DIR/llama-quantize" ]; then
+      for t in Q4_K_M Q5_1; do
+        "$PEER_DIR/llama-quantize" "$TMP/ts.gguf" "$TMP/peer.gguf" $t 1 >/dev/null 2>&1
+        "$Q" -q "$TMP/ts.gguf" "$TMP/ours.gguf" $t >/dev/null 2>&1
+        if cmp -s "$TMP/peer.gguf" "$TMP/ours.gguf"; then pass "peer-bf16-$t"; else fail "peer-bf16-$t" "differs from llama-quantize"; fi
+      done
+    else
+      skip peer-bf16 "peer binary $PEER_DIR/llama-quantize not found"
+    fi
+  fi
+fi
+
 # --- every TYPE loads and scores in llama-perplexity -----------------------
 # (flags per shared/peers/llama.cpp/PROVENANCE.md: -t 1 -b <ctx>, F32 KV cache)
-for model in stories260K-F32 synth-tinyk-F16; do
-  need_data "ppl-$model" oracles/llamacpp/$model.gguf || continue
+[ -f "$TMP/ts.gguf" ] && ln -s "$TMP/ts.gguf" "$TMP/tinystories-distill-3M.gguf"
+for model in stories260K-F32 synth-tinyk-F16 tinystories-distill-3M; do
+  if [ $model = tinystories-distill-3M ]; then
+    need_data "ppl-$model" $TS/config.json || continue
+    src=$TMP/$model.gguf
+    [ -f "$src" ] || { fail "ppl-$model" "conversion failed"; continue; }
+  else
+    need_data "ppl-$model" oracles/llamacpp/$model.gguf || continue
+    src=$O/$model.gguf
+  fi
   if [ ! -x "$PEER_DIR/llama-perplexity" ] || [ ! -f "$WIKI" ]; then
     skip "ppl-$model" "llama-perplexity or $WIKI not found"; continue
   fi
   bad=
   for t in $TYPES; do
-    if ! "$Q" -q "$O/$model.gguf" "$TMP/p.gguf" $t >/dev/null 2>"$TMP/err"; then bad="$bad $t(quantize: $(cat "$TMP/err"))"; continue; fi
+    if ! "$Q" -q "$src" "$TMP/p.gguf" $t >/dev/null 2>"$TMP/err"; then bad="$bad $t(quantize: $(cat "$TMP/err"))"; continue; fi
     ppl=$("$PEER_DIR/llama-perplexity" -m "$TMP/p.gguf" -f "$WIKI" -c 128 --chunks 2 -t 1 -b 128 -ctk f32 -ctv f32 2>&1 |
           sed -n 's/.*Final estimate: PPL = \([0-9.eE+-]*\).*/\1/p')
     # finite and sane: a 512-token vocabulary bounds a working model's ppl well below 1e4
@@ -158,6 +190,7 @@ if need_data bad-inputs oracles/llamacpp/stories260K-F32.gguf; then
     "$Q" --imatrix "$TMP/other.dat" "$IN" "$TMP/existing.gguf" Q4_0
   if [ "$(cat "$TMP/existing.gguf")" = 'keep me' ] && [ -z "$(ls "$TMP" | grep '\.tmp\.')" ]; then pass nothing-left-behind
   else fail nothing-left-behind "existing output changed or temp files left: $(ls "$TMP" | grep '\.tmp\.')"; fi
-  expect_exit directory-input 1 'qforge-convert' -- "$Q" "$TMP" "$TMP/x.gguf" Q8_0
+  mkdir -p "$TMP/not-a-checkpoint"
+  expect_exit directory-input 1 'config.json' -- "$Q" "$TMP/not-a-checkpoint" "$TMP/x.gguf" Q8_0
 fi
 finish
