@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "calibrate.h"
@@ -92,6 +93,8 @@ static int ends_with(const char *s, const char *suffix) {
 /* Fail before the pass, not after it, if the output directory does not take
  * a new file: create and remove a probe next to the output. */
 static int probe_output(const char *path, qf_err *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return qf_set_err(err, QF_EINVAL, "%s: is a directory", path);
     size_t n = strlen(path) + 40;
     char *probe = malloc(n);
     if (!probe) return qf_set_err(err, QF_ENOMEM, "out of memory");
