@@ -32,26 +32,9 @@ static int file_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-/* Bytes of a whole file (malloc'd), or NULL. */
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-    if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(fp);
-    *n = (size_t)sz;
-    return b;
-}
-
 static int same_bytes(const char *a, const char *b) {
     size_t na, nb;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+    unsigned char *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -600,7 +583,7 @@ static void test_output_path_checks(qf_test *t) {
     qf_err err;
     REQUIRE(t, run(src, in_copy, "F32", NULL, NULL, &err) == 0, "%s", err.msg);
     size_t n0;
-    unsigned char *before = slurp(in_copy, &n0);
+    unsigned char *before = qf_test_read_file(in_copy, &n0);
 
     /* output == input, also through another spelling of the path */
     int rc = run(in_copy, in_copy, "Q8_0", NULL, NULL, &err);
@@ -610,7 +593,7 @@ static void test_output_path_checks(qf_test *t) {
     rc = run(in_copy, other, "Q8_0", NULL, NULL, &err);
     CHECK(t, rc == QF_EINVAL, "same file, other path: %d %s", rc, err.msg);
     size_t n1;
-    unsigned char *after = slurp(in_copy, &n1);
+    unsigned char *after = qf_test_read_file(in_copy, &n1);
     CHECK(t, before && after && n0 == n1 && !memcmp(before, after, n0), "input untouched");
     free(after);
 
@@ -629,7 +612,7 @@ static void test_output_path_checks(qf_test *t) {
     rc = run(in_copy, out, "Q8_0", "/nonexistent-imatrix.dat", &o, &err);
     CHECK(t, rc != 0, "missing imatrix must fail");
     size_t n2;
-    unsigned char *kept = slurp(out, &n2);
+    unsigned char *kept = qf_test_read_file(out, &n2);
     CHECK(t, kept && n2 == 17 && !memcmp(kept, "previous contents", 17), "existing output overwritten");
     free(kept);
     CHECK(t, count_prefixed(tmpdir, "quantize_test-paths-out.gguf.") == 0, "temp files left in %s", tmpdir);
