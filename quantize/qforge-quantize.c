@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,8 +39,9 @@ static void usage(FILE *fp) {
             "\n"
             "Quantize a GGUF model tensor by tensor, writing the bytes llama-quantize writes\n"
             "(llama.cpp c392e50) for the same input, TYPE and imatrix.\n"
-            "IN must be a GGUF file: convert a Hugging Face checkpoint with qforge-convert first\n"
-            "(direct HF input is not supported yet).\n"
+            "IN is a GGUF file or a Hugging Face checkpoint directory; a directory is first\n"
+            "converted losslessly (as qforge-convert --outtype auto) into a temp file next to\n"
+            "OUT, deleted afterwards (it needs that much free disk space).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
@@ -278,6 +280,10 @@ static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err
     qf_imatrix im;
     qf_imatrix_init(&im);
     memset(r, 0, sizeof *r);
+    struct stat st;
+    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: --dry-run needs a GGUF input (convert the checkpoint first)",
+                          o->in_path);
     int rc = gguf_open(&in, o->in_path, err);
     if (rc) return rc;
     if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
@@ -398,6 +404,9 @@ int main(int argc, char **argv) {
 
     qf_err err;
     qf_err_clear(&err);
+    struct stat st;
+    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
     qf_quantize_result r;
     rc = dry ? dry_run(&o, &r, &err) : qf_quantize(&o, &r, &err);
     if (ps.shown) fprintf(stderr, "\r%*s\r", 100, "");
