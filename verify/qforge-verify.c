@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qf_cli.h"
 #include "forward.h"
 #include "gate.h"
 #include "gguf.h"
@@ -95,51 +96,6 @@ static void usage(FILE *f) {
             DEFAULT_TOPK);
 }
 
-static int die(const char *msg) {
-    fprintf(stderr, PROG ": error: %s\n", msg);
-    return 1;
-}
-
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, PROG ": error: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see " PROG " --help)\n");
-    return 2;
-}
-
-static int parse_i64(const char *s, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Print a JSON string literal (or null). */
-static void json_str(FILE *f, const char *s) {
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p == '\r') fputs("\\r", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* A number, or null when it is not finite (JSON has no NaN/inf). */
 static void json_num(FILE *f, const char *fmt, double v) {
     if (isfinite(v)) fprintf(f, fmt, v);
@@ -168,7 +124,7 @@ typedef struct progress {
 
 static void progress_tty(void *user, int64_t chunk, int64_t n_chunks, double v) {
     const progress *pg = user;
-    const double dt = now_seconds() - pg->t0;
+    const double dt = qf_now_seconds() - pg->t0;
     const double tps = dt > 0 ? (double)((chunk + 1) * pg->n_ctx) / dt : 0.0;
     if (pg->kld)
         fprintf(stderr, "\rchunk %lld/%lld  %.0f tok/s  ppl %.4f  kld %.6f   ", (long long)(chunk + 1),
@@ -191,29 +147,29 @@ static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
     int32_t *prompt = NULL, *ids = NULL;
     int64_t n_prompt = 0, n_ids = 0;
     char *text = NULL, *prompt_text = NULL;
-    if (qf_text_encode(tx, o->prompt ? o->prompt : "", 1, &prompt, &n_prompt, &err) < 0) return die(err.msg);
+    if (qf_text_encode(tx, o->prompt ? o->prompt : "", 1, &prompt, &n_prompt, &err) < 0) return qf_cli_fail(PROG, "%s", err.msg);
     if (n_prompt == 0) {
         free(prompt);
-        return die("empty prompt and the vocabulary adds no BOS token");
+        return qf_cli_fail(PROG, "%s", "empty prompt and the vocabulary adds no BOS token");
     }
     ids = malloc((size_t)(n_prompt + o->n_generate) * sizeof *ids);
     if (!ids) {
-        die("out of memory");
+        qf_cli_fail(PROG, "%s", "out of memory");
         goto done;
     }
     if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, o->kv_f16, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
         qf_text_decode(tx, ids + n_prompt, n_ids - n_prompt, &text, &err) < 0 ||
         qf_text_decode(tx, ids, n_prompt, &prompt_text, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (o->json) {
         printf("{\"model\": ");
-        json_str(stdout, o->model);
+        qf_cli_json_str(stdout, o->model);
         printf(", \"prompt\": ");
-        json_str(stdout, prompt_text);
+        qf_cli_json_str(stdout, prompt_text);
         printf(", \"text\": ");
-        json_str(stdout, text);
+        qf_cli_json_str(stdout, text);
         printf(", \"n_prompt\": %lld, \"ids\": [", (long long)n_prompt);
         for (int64_t i = 0; i < n_ids; i++) printf("%s%d", i ? ", " : "", ids[i]);
         printf("]}\n");
@@ -295,15 +251,15 @@ static void print_json(const opts *o, const run *r) {
     FILE *f = stdout;
     const qf_kld_result *k = &r->kr;
     fprintf(f, "{\"model\": ");
-    json_str(f, o->model);
+    qf_cli_json_str(f, o->model);
     fprintf(f, ", \"base\": ");
-    json_str(f, o->base);
+    qf_cli_json_str(f, o->base);
     fprintf(f, ", \"base_logits\": ");
-    json_str(f, o->base_logits);
+    qf_cli_json_str(f, o->base_logits);
     fprintf(f, ", \"saved_logits\": ");
-    json_str(f, o->save_logits);
+    qf_cli_json_str(f, o->save_logits);
     fprintf(f, ", \"text\": ");
-    json_str(f, o->text_file ? o->text_file : o->ids_file);
+    qf_cli_json_str(f, o->text_file ? o->text_file : o->ids_file);
     fprintf(f, ", \"ctx\": %lld, \"n_tokens\": %lld, \"n_chunks\": %lld, \"n_scored\": %lld", (long long)o->n_ctx,
             (long long)r->n_tokens, (long long)r->n_chunks, (long long)r->n_scored);
     fprintf(f, ", \"ppl\": ");
@@ -413,14 +369,14 @@ static int parse_args(int argc, char **argv, opts *o) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_VAL()                                                      \
         do {                                                            \
-            if (!val) return usage_error("option %s needs a value", a); \
+            if (!val) return qf_cli_usage(PROG, "option %s needs a value", a); \
             i++;                                                        \
         } while (0)
 #define NUM(dst, minv)                                                  \
         do {                                                            \
             NEED_VAL();                                                 \
-            if (parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
-                return usage_error("bad number '%s'", val);             \
+            if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
+                return qf_cli_usage(PROG, "bad number '%s'", val);             \
         } while (0)
 #define GATE(gk)                                                                         \
         do {                                                                               \
@@ -428,7 +384,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             char msg[200];                                                                 \
             qf_gate g = {.kind = (gk)};                                                  \
             if (qf_gate_parse(gk, val, &g.limit, msg, sizeof msg) < 0)                   \
-                return usage_error("%s", msg);                                             \
+                return qf_cli_usage(PROG, "%s", msg);                                             \
             int slot = o->n_gates;                                                         \
             for (int s = 0; s < o->n_gates; s++)                                           \
                 if (o->gates[s].kind == (gk)) slot = s; /* the last one given counts */  \
@@ -463,7 +419,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->save_logits = val;
         } else if (!strcmp(a, "--logits-top")) {
             NUM(o->topk, 0);
-            if (o->topk > QF_LOGITS_MAX_K) return usage_error("--logits-top: at most " "4096" ", not %s", val);
+            if (o->topk > QF_LOGITS_MAX_K) return qf_cli_usage(PROG, "--logits-top: at most " "4096" ", not %s", val);
             topk_given = 1;
         } else if (!strcmp(a, "--manifest")) {
             NEED_VAL();
@@ -485,45 +441,45 @@ static int parse_args(int argc, char **argv, opts *o) {
             NEED_VAL();
             if (!strcmp(val, "f16")) o->kv_f16 = 1;
             else if (!strcmp(val, "f32")) o->kv_f16 = 0;
-            else return usage_error("--kv takes f32 or f16, not '%s'", val);
+            else return qf_cli_usage(PROG, "--kv takes f32 or f16, not '%s'", val);
         } else if (!strcmp(a, "--act")) {
             NEED_VAL();
             if (!strcmp(val, "f32")) o->act_f32 = 1;
             else if (!strcmp(val, "llamacpp")) o->act_f32 = 0;
-            else return usage_error("--act takes llamacpp or f32, not '%s'", val);
+            else return qf_cli_usage(PROG, "--act takes llamacpp or f32, not '%s'", val);
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = 1;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option '%s'", a);
+            return qf_cli_usage(PROG, "unknown option '%s'", a);
         } else if (!o->model) {
             o->model = a;
         } else {
-            return usage_error("unexpected argument '%s'", a);
+            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
 #undef NEED_VAL
 #undef NUM
 #undef GATE
     }
-    if (!o->model) return usage_error("%s", "no model given");
+    if (!o->model) return qf_cli_usage(PROG, "%s", "no model given");
     const int generating = o->n_generate >= 0;
     if (generating) {
         if (o->base || o->base_logits || o->save_logits || o->n_gates || o->text_file || o->ids_file)
-            return usage_error("%s", "--generate takes no -f/--tokens, base, saved logits or gates");
+            return qf_cli_usage(PROG, "%s", "--generate takes no -f/--tokens, base, saved logits or gates");
     } else {
-        if (!o->text_file && !o->ids_file) return usage_error("%s", "no text given (-f TEXT, --tokens IDS or --generate N)");
-        if (o->text_file && o->ids_file) return usage_error("%s", "-f and --tokens exclude each other");
+        if (!o->text_file && !o->ids_file) return qf_cli_usage(PROG, "%s", "no text given (-f TEXT, --tokens IDS or --generate N)");
+        if (o->text_file && o->ids_file) return qf_cli_usage(PROG, "%s", "-f and --tokens exclude each other");
     }
-    if (o->base && o->base_logits) return usage_error("%s", "--base and --base-logits exclude each other");
+    if (o->base && o->base_logits) return qf_cli_usage(PROG, "%s", "--base and --base-logits exclude each other");
     if (o->save_logits && o->base_logits)
-        return usage_error("%s", "--save-logits with --base-logits: the logits are already saved");
-    if (topk_given && !o->save_logits) return usage_error("%s", "--logits-top applies to --save-logits");
+        return qf_cli_usage(PROG, "%s", "--save-logits with --base-logits: the logits are already saved");
+    if (topk_given && !o->save_logits) return qf_cli_usage(PROG, "%s", "--logits-top applies to --save-logits");
     for (int i = 0; i < o->n_gates; i++)
         if (qf_gate_needs_base(o->gates[i].kind) && !o->base && !o->base_logits)
-            return usage_error("--%s needs a base (--base BASE or --base-logits FILE)", qf_gate_name(o->gates[i].kind));
+            return qf_cli_usage(PROG, "--%s needs a base (--base BASE or --base-logits FILE)", qf_gate_name(o->gates[i].kind));
     if (o->manifest && is_dir(o->model))
-        return usage_error("--manifest checks a GGUF file; %s is a directory", o->model);
+        return qf_cli_usage(PROG, "--manifest checks a GGUF file; %s is a directory", o->model);
     return -1;
 }
 
@@ -544,7 +500,7 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
     if (o.n_threads > 0) omp_set_num_threads((int)o.n_threads);
 #endif
-    const double t_start = now_seconds();
+    const double t_start = qf_now_seconds();
     int rc = 1;
     qf_err err = {0};
     qf_model m, base;
@@ -568,25 +524,25 @@ int main(int argc, char **argv) {
 
     /* 1. the manifest, before anything else */
     if (o.manifest) {
-        double t0 = now_seconds();
+        double t0 = qf_now_seconds();
         qf_manifest man;
         if (qf_manifest_read(&man, o.manifest, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         int mrc = qf_manifest_check_gguf(&man, o.model, NULL, &err);
         qf_manifest_free(&man);
         if (mrc < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
-        r.t_manifest = now_seconds() - t0;
+        r.t_manifest = qf_now_seconds() - t0;
     }
 
     /* 2. models and tokenizer */
-    double t0 = now_seconds();
+    double t0 = qf_now_seconds();
     if (qf_model_load(&m, o.model, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (o.n_generate >= 0) {
@@ -595,7 +551,7 @@ int main(int argc, char **argv) {
     }
     if (o.base) {
         if (qf_model_load(&base, o.base, &err) < 0 || qf_text_init_model(&btx, &base, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         if (base.hp.n_vocab != m.hp.n_vocab) {
@@ -611,33 +567,33 @@ int main(int argc, char **argv) {
         }
     }
     if (o.base_logits && qf_saved_logits_open(&saved, o.base_logits, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
-    r.t_load = now_seconds() - t0;
+    r.t_load = qf_now_seconds() - t0;
 
     /* 3. the text */
-    t0 = now_seconds();
+    t0 = qf_now_seconds();
     if (o.ids_file) {
         if (read_ids(o.ids_file, &ids, &n_ids, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
     } else {
         char *text = NULL;
         size_t len = 0;
         if (qf_read_text_any(o.text_file, &text, &len, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         int trc = qf_text_encode(&tx, text, 1, &ids, &n_ids, &err);
         free(text);
         if (trc < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
     }
-    r.t_tokenize = now_seconds() - t0;
+    r.t_tokenize = qf_now_seconds() - t0;
     r.n_tokens = n_ids;
 
     qf_ppl_params pp = {0};
@@ -653,11 +609,11 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (check_ids(o.model, ids, n_chunks * o.n_ctx, m.hp.n_vocab, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (o.base_logits && qf_saved_logits_check(&saved, m.hp.n_vocab, ids, n_ids, &pp, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     progress pg = {.n_ctx = o.n_ctx};
@@ -668,7 +624,7 @@ int main(int argc, char **argv) {
 
     /* 4. score */
     if (qf_model_source_init(&ms, &m, o.n_ctx, o.n_batch, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     ms.ctx.kv_f16 = o.kv_f16;
@@ -676,7 +632,7 @@ int main(int argc, char **argv) {
     qf_logits_source *model_src = &ms.src, *base_src = NULL;
     if (o.base) {
         if (qf_model_source_init(&bs, &base, o.n_ctx, o.n_batch, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         bs.ctx.kv_f16 = o.kv_f16;
@@ -689,18 +645,18 @@ int main(int argc, char **argv) {
     if (o.save_logits) {
         qf_logits_source **ref = base_src ? &base_src : &model_src;
         if (qf_logits_tee_open(&tee, *ref, o.save_logits, (uint32_t)o.topk, ids, n_ids, &pp, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         *ref = &tee.src;
     }
-    pg.t0 = now_seconds();
+    pg.t0 = qf_now_seconds();
     r.has_base = base_src != NULL;
     if (base_src) {
         pg.kld = 1;
         pg.kr = &r.kr;
         if (qf_kl_divergence(base_src, model_src, ids, n_ids, &pp, &r.kr, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         r.n_chunks = r.kr.n_chunks;
@@ -711,7 +667,7 @@ int main(int argc, char **argv) {
         r.base_tps = base_src->seconds > 0 ? (double)base_src->tokens_evaluated / base_src->seconds : 0.0;
     } else {
         if (qf_perplexity(model_src, ids, n_ids, &pp, &r.pr, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         r.n_chunks = r.pr.n_chunks;
@@ -722,7 +678,7 @@ int main(int argc, char **argv) {
     r.t_model = model_src->seconds;
     r.model_tps = model_src->seconds > 0 ? (double)model_src->tokens_evaluated / model_src->seconds : 0.0;
     if (o.save_logits && qf_logits_tee_finish(&tee, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
 
@@ -735,7 +691,7 @@ int main(int argc, char **argv) {
     }
     r.gates_pass = 1;
     for (int i = 0; i < o.n_gates; i++) r.gates_pass &= qf_gate_eval(&o.gates[i], &fig);
-    r.t_total = now_seconds() - t_start;
+    r.t_total = qf_now_seconds() - t_start;
     if (o.json) print_json(&o, &r);
     else print_text(&o, &r);
     fflush(stdout);
