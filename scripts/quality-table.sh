@@ -160,7 +160,8 @@ base_lp() {
 base_qv() {
   local m=$1 extra=()
   [ -s "$W/$m/log/base.qv" ] && return 0
-  [ "$HAVE_SAVED_LOGITS" = 1 ] && extra=(--save-logits "$W/$m/base.qfl")
+  # full F32 logits (--logits-top 0): KLD bit-identical to --base
+  [ "$HAVE_SAVED_LOGITS" = 1 ] && extra=(--save-logits "$W/$m/base.qfl" --logits-top 0)
   run "$W/$m/log/base.qv.tmp" "$QF_BIN/qforge-verify" "$W/$m/base.gguf" -f "$(eval_of "$m")" \
     -c $CTX --chunks "$(eval_chunks "$m")" -t 1 "${extra[@]}" &&
   mv "$W/$m/log/base.qv.tmp" "$W/$m/log/base.qv"
@@ -368,7 +369,7 @@ gen_tables() {
   [ "$REUSE" = 1 ] && echo "(--reuse: results of an earlier run in the work directory were kept; the times below are of this run only)"
   echo "in ${RUN_SECONDS} s wall time and ${CPU_SECONDS} s of CPU time ($JOBS jobs of one thread each, $(nproc) cores shared with other work)."
   echo "qforge-quantize --method search: $([ "$HAVE_SEARCH" = 1 ] && echo used || echo 'not available at this commit (no qforge search rows)')."
-  echo "qforge-verify base logits: $([ "$HAVE_SAVED_LOGITS" = 1 ] && echo 'saved once (--save-logits / --base-logits)' || echo 'recomputed per file (--base)')."
+  echo "qforge-verify base logits: $([ "$HAVE_SAVED_LOGITS" = 1 ] && echo 'saved once with full F32 logits (--save-logits --logits-top 0, then --base-logits)' || echo 'recomputed per file (--base)')."
   echo "llama.cpp: $PEER_VERSION."
   for m in $MODELS; do
     local base=$W/$m/base.gguf
