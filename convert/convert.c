@@ -23,7 +23,9 @@
 #include "gguf.h"
 #include "hf_tokenizer.h"
 #include "json.h"
+#include "manifest.h"
 #include "numfmt.h"
+#include "qf_util.h"
 #include "quants.h"
 #include "safetensors.h"
 #include "vocab.h"
@@ -38,7 +40,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #define DEFAULT_CHUNK_BYTES (16ull << 20)
 #define GGML_QUANT_VERSION 2
@@ -58,7 +59,7 @@ typedef struct plan_tensor {
     uint8_t permute;
     int64_t perm_heads;
     uint32_t shard;
-    XXH128_hash_t hash;
+    qf_hash128 hash;          /* XXH3-128 of the written data, for --manifest */
 } plan_tensor;
 
 typedef struct conv {
@@ -90,17 +91,6 @@ typedef struct conv {
 } conv;
 
 /* ---------------- small helpers ---------------- */
-
-static char *join_path(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    size_t n = a;
-    if (n > 0 && p[n - 1] != '/') p[n++] = '/';
-    memcpy(p + n, name, b + 1);
-    return p;
-}
 
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -162,7 +152,7 @@ static int cfg_required_int(conv *c, const char *const *keys, int64_t *v) {
 }
 
 static int load_config(conv *c) {
-    c->cfg_path = join_path(c->o->model_dir, "config.json");
+    c->cfg_path = qf_path_join(c->o->model_dir, "config.json");
     if (!c->cfg_path) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
     struct stat st;
     if (stat(c->o->model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -694,15 +684,14 @@ static void report(conv *c, uint64_t idx, const plan_tensor *p) {
 
 static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     plan_tensor *p = &c->t[idx];
-    XXH3_state_t *hs = XXH3_createState();
+    qf_hasher *hs = qf_hasher_new();
     float *scratch = NULL;
     int rc = 0;
     if (!hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
-    XXH3_128bits_reset(hs);
     if (!p->src) {   /* generated, F32 */
         rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes);
         if (rc) goto done;
-        XXH3_128bits_update(hs, p->gen, p->nbytes);
+        qf_hasher_update(hs, p->gen, p->nbytes);
         c->bytes_done += p->nbytes;
         report(c, idx, p);
         goto done;
@@ -741,7 +730,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
                         f + row_len);
         }
         size_t nbytes = (size_t)(nr * out_row_bytes);
-        XXH3_128bits_update(hs, c->buf, nbytes);
+        qf_hasher_update(hs, c->buf, nbytes);
         if ((rc = gguf_writer_write_tensor_data(w, c->buf, nbytes))) goto done;
         drop_pages(s->data + row0 * src_row_bytes, (size_t)(nr * src_row_bytes));
         c->bytes_done += nbytes;
@@ -750,8 +739,8 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     st_release(&c->st, s);
 done:
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
-    if (!rc) p->hash = XXH3_128bits_digest(hs);
-    XXH3_freeState(hs);
+    if (!rc) p->hash = qf_hasher_digest(hs);
+    qf_hasher_free(hs);
     free(scratch);
     return rc;
 }
@@ -788,89 +777,38 @@ fail:
 
 /* ---------------- manifest ---------------- */
 
-static void hex128(XXH128_hash_t h, char out[33]) {
-    XXH128_canonical_t can;
-    XXH128_canonicalFromHash(&can, h);
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", can.digest[i]);
-}
-
-static int hash_file(const char *path, XXH128_hash_t *out, qf_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot open for hashing: %s", path, strerror(errno));
-    XXH3_state_t *hs = XXH3_createState();
-    size_t cap = 4u << 20;
-    char *buf = malloc(cap);
-    int rc = 0;
-    if (!hs || !buf) {
-        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
-        goto done;
-    }
-    XXH3_128bits_reset(hs);
-    for (;;) {
-        ssize_t n = read(fd, buf, cap);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = qf_set_err(err, QF_EIO, "%s: read failed: %s", path, strerror(errno));
-            goto done;
-        }
-        if (n == 0) break;
-        XXH3_128bits_update(hs, buf, (size_t)n);
-    }
-    *out = XXH3_128bits_digest(hs);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-done:
-    if (hs) XXH3_freeState(hs);
-    free(buf);
-    close(fd);
-    return rc;
-}
-
+/* OUT.gguf.xxh in formats/manifest.h's format: every tensor's hash, computed
+ * while it was written, then every shard file's. */
 static int write_manifest(conv *c) {
     size_t n = strlen(c->o->out_path);
-    char *path = malloc(n + 8), *tmp = malloc(n + 32);
-    FILE *fp = NULL;
+    char *path = malloc(n + 8);
+    qf_manifest_tensor *mt = calloc(c->n_t ? c->n_t : 1, sizeof *mt);
+    char **files = calloc(c->n_shards, sizeof *files);
     int rc = 0;
-    if (!path || !tmp) {
+    if (!path || !mt || !files) {
         rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
         goto done;
     }
     snprintf(path, n + 8, "%s.xxh", c->o->out_path);
-    snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-    fp = fopen(tmp, "wb");
-    if (!fp) {
-        rc = qf_set_err(c->err, QF_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fprintf(fp, "# qforge-convert manifest v1: XXH3-128 (canonical hex) of each tensor's data and of each file\n");
-    char hex[33];
     for (uint64_t i = 0; i < c->n_t; i++) {
-        hex128(c->t[i].hash, hex);
-        fprintf(fp, "tensor %s %s\n", hex, c->t[i].name);
+        mt[i].name = c->t[i].name;
+        mt[i].hash = c->t[i].hash;
     }
     for (uint32_t s = 0; s < c->n_shards; s++) {
-        char shard[PATH_MAX];
-        XXH128_hash_t h;
-        qf_convert_shard_path(c->o->out_path, s, c->n_shards, shard, sizeof shard);
-        if ((rc = hash_file(shard, &h, c->err))) goto done;
-        hex128(h, hex);
-        fprintf(fp, "file %s %s\n", hex, base_name(shard));
+        files[s] = malloc(PATH_MAX);
+        if (!files[s]) {
+            rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+            goto done;
+        }
+        qf_convert_shard_path(c->o->out_path, s, c->n_shards, files[s], PATH_MAX);
     }
-    if (fflush(fp) || ferror(fp) || fsync(fileno(fp))) {
-        rc = qf_set_err(c->err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    if (fclose(fp)) {
-        fp = NULL;
-        rc = qf_set_err(c->err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fp = NULL;
-    if (rename(tmp, path)) rc = qf_set_err(c->err, QF_EIO, "%s: rename failed: %s", path, strerror(errno));
+    rc = qf_manifest_write(path, "qforge-convert", mt, c->n_t, (const char *const *)files, c->n_shards, c->err);
 done:
-    if (fp) fclose(fp);
-    if (rc && tmp) unlink(tmp);
+    if (files)
+        for (uint32_t s = 0; s < c->n_shards; s++) free(files[s]);
+    free(files);
+    free(mt);
     free(path);
-    free(tmp);
     return rc;
 }
 

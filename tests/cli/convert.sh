@@ -135,7 +135,9 @@ TABLE
 fi
 
 # --- memory: streaming keeps the peak RSS below even the largest tensor ---------
-if [ ! -x "$GEN" ] || [ ! -x /usr/bin/time ]; then
+if [ -n "${QF_ASAN:-}" ]; then
+  skip peak_rss "RSS is not meaningful under ASan"
+elif [ ! -x "$GEN" ] || [ ! -x /usr/bin/time ]; then
   skip peak_rss "$GEN or /usr/bin/time missing"
 else
   # one layer, hidden 2048, ffn 8192: ffn tensors are 8192 x 2048 = 67 MB in F32,
