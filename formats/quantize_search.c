@@ -38,13 +38,6 @@
 #include "quantize_search_kernels.h"
 #include "quants.h"
 
-#ifdef QS_EXPERIMENT
-int qs_exp[8];
-long qs_win[8];
-#define EXP(i, dflt) (qs_exp[i] ? qs_exp[i] : (dflt))
-#else
-#define EXP(i, dflt) (dflt)
-#endif
 #define QS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -61,6 +54,12 @@ static inline int round_clamp(float f, int lo, int hi) {
     return qk_nearest_int(f);
 }
 
+typedef struct search_ctx {
+    int effort;
+    qs_group_err_fn err; /* scalar or AVX2, same bits */
+    float f_a, f_b;      /* the sweeps' range of s, relative to nmax / range of x */
+} search_ctx;
+
 /* ------------------------------------------------------------------------ */
 /* weights                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -75,10 +74,22 @@ int qf_quantize_search_supports(uint32_t type) {
     }
 }
 
+/* Measured end to end (mean KLD against F32 on tinystories-distill-3M and
+ * stories260K, with and without imatrix; docs/quality-method.md): with 2-4
+ * bits per weight the magnitude term of qw*sqrt(sigma2 + x^2) lowers KLD
+ * (Q2_K by 16% against qw alone); for Q5_K, Q6_K and Q8_0 the plain
+ * importance weights qw (plain squared error without imatrix) are better;
+ * Q5_0/Q5_1 did best with qw alone without an imatrix and with the sigma
+ * form (ggml's for these types) with one. */
 int qf_search_weights_default(uint32_t type, int has_imatrix) {
-    (void)type;
-    (void)has_imatrix;
-    return QF_SEARCH_W_SIGMA;
+    switch (type) {
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+        return QF_SEARCH_W_IMAT;
+    case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+        return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
+    default:
+        return QF_SEARCH_W_SIGMA;
+    }
 }
 
 void qf_search_opts_init(qf_search_opts *o) {
@@ -298,25 +309,18 @@ static double sym_best(int n, const float *x, const float *w, int lo, int hi, fl
 }
 
 /* Weighted error of x ~ d*l with l = clamp(round(x/d)) for a given d. */
-static double sym_error_for(int n, const float *x, const float *w, int lo, int hi, float d, int8_t *L) {
-    double e = 0;
-    const float id = d != 0.f ? 1.f / d : 0.f;
-    for (int i = 0; i < n; ++i) {
-        const int l = d != 0.f ? round_clamp(x[i] * id, lo, hi) : 0;
-        L[i] = (int8_t)l;
-        const float diff = d * (float)l - x[i];
-        e += (double)w[i] * diff * diff;
-    }
-    return e;
+static inline double sym_error_for(const search_ctx *cx, int n, const float *x, const float *w, int lo, int hi,
+                                   float d, int8_t *L) {
+    return cx->err(x, w, n, d, 0.f, lo, hi, L);
 }
 
 /* Lloyd iterations with the stored (fp16) scale: levels for d, then d =
  * least squares for those levels, rounded to fp16. Returns the best error;
  * *d and L hold the best. */
-static double sym_polish_fp16(int n, const float *x, const float *w, int lo, int hi, float *d, int8_t *L) {
+static double sym_polish_fp16(const search_ctx *cx, int n, const float *x, const float *w, int lo, int hi, float *d, int8_t *L) {
     int8_t Lc[QS_MAXN];
     float dc = fp16_round(*d);
-    double best = sym_error_for(n, x, w, lo, hi, dc, L);
+    double best = sym_error_for(cx, n, x, w, lo, hi, dc, L);
     *d = dc;
     for (int it = 0; it < 4; ++it) {
         double sxl = 0, sll = 0;
@@ -327,7 +331,7 @@ static double sym_polish_fp16(int n, const float *x, const float *w, int lo, int
         if (!(sll > 0)) break;
         const float dn = fp16_round((float)(sxl / sll));
         if (dn == *d) break;
-        const double e = sym_error_for(n, x, w, lo, hi, dn, Lc);
+        const double e = sym_error_for(cx, n, x, w, lo, hi, dn, Lc);
         if (!(e < best)) break;
         best = e;
         *d = dn;
@@ -430,28 +434,21 @@ static double asym_sweep(int n, const float *x, const float *w, int nmax, float 
 }
 
 /* Weighted error of x ~ d*l + m with the optimal l for (d, m). */
-static double asym_error_for(int n, const float *x, const float *w, int nmax, float d, float m, uint8_t *L) {
-    double e = 0;
-    const float id = d != 0.f ? 1.f / d : 0.f;
-    for (int i = 0; i < n; ++i) {
-        const int l = d > 0.f ? round_clamp((x[i] - m) * id, 0, nmax) : 0;
-        L[i] = (uint8_t)l;
-        const float diff = d * (float)l + m - x[i];
-        e += (double)w[i] * diff * diff;
-    }
-    return e;
+static inline double asym_error_for(const search_ctx *cx, int n, const float *x, const float *w, int nmax, float d,
+                                    float m, uint8_t *L) {
+    return cx->err(x, w, n, d, -m, 0, nmax, (int8_t *)L);
 }
 
 /* Lloyd iterations for x ~ d*l + m; `round16` rounds d and m to fp16
  * (legacy Q4_1/Q5_1 store them so) or leaves them exact. */
-static double asym_polish(int n, const float *x, const float *w, int nmax, int min_nonpos, int round16, int iters,
+static double asym_polish(const search_ctx *cx, int n, const float *x, const float *w, int nmax, int min_nonpos, int round16, int iters,
                           float *d, float *m, uint8_t *L) {
     uint8_t Lc[QS_MAXN];
     if (round16) {
         *d = fp16_round(*d);
         *m = fp16_round(*m);
     }
-    double best = asym_error_for(n, x, w, nmax, *d, *m, L);
+    double best = asym_error_for(cx, n, x, w, nmax, *d, *m, L);
     for (int it = 0; it < iters; ++it) {
         double W, Sx, Sl, Sll, Sxl, dd, mm;
         asym_sums(n, x, w, L, &W, &Sx, &Sl, &Sll, &Sxl);
@@ -462,7 +459,7 @@ static double asym_polish(int n, const float *x, const float *w, int nmax, int m
             mn = fp16_round(mn);
         }
         if (dn == *d && mn == *m) break;
-        const double e = asym_error_for(n, x, w, nmax, dn, mn, Lc);
+        const double e = asym_error_for(cx, n, x, w, nmax, dn, mn, Lc);
         if (!(e < best)) break;
         best = e;
         *d = dn;
@@ -474,7 +471,7 @@ static double asym_polish(int n, const float *x, const float *w, int nmax, int m
 
 /* Best continuous asymmetric fit of one group: sweeps with two rounding
  * offsets, then Lloyd polish. Returns the error. */
-static double asym_best(int n, const float *x, const float *w, int nmax, int min_nonpos, float f_a, float f_b,
+static double asym_best(const search_ctx *cx, int n, const float *x, const float *w, int nmax, int min_nonpos, float f_a, float f_b,
                         float *d, float *m, uint8_t *L) {
     float xmin = x[0], xmax = x[0];
     for (int i = 1; i < n; ++i) {
@@ -492,7 +489,7 @@ static double asym_best(int n, const float *x, const float *w, int nmax, int min
         }
         *m = W > 0 ? (float)(Sx / W) : 0.f;
         if (min_nonpos && *m > 0.f) *m = 0.f;
-        return asym_error_for(n, x, w, nmax, 0.f, *m, L);
+        return asym_error_for(cx, n, x, w, nmax, 0.f, *m, L);
     }
     const float s0 = (float)nmax / (xmax - xmin);
     static const float offsets[2] = { 0.f, 0.35f };
@@ -508,7 +505,7 @@ static double asym_best(int n, const float *x, const float *w, int nmax, int min
             memcpy(L, Lc, (size_t)n);
         }
     }
-    return asym_polish(n, x, w, nmax, min_nonpos, 0, 3, d, m, L);
+    return asym_polish(cx, n, x, w, nmax, min_nonpos, 0, 3, d, m, L);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -576,12 +573,6 @@ static void pack_2bit(uint8_t *qs, const uint8_t *L) {
 /* legacy 32-blocks                                                         */
 /* ------------------------------------------------------------------------ */
 
-typedef struct search_ctx {
-    int effort;
-    qs_group_err_fn err; /* scalar or AVX2, same bits */
-    float f_a, f_b;      /* the sweeps' range of s, relative to nmax / range of x */
-} search_ctx;
-
 /* Where the optimal inverse scale of one group lies, relative to the
  * "largest element at the end of the range" scale (measured on
  * tinystories-distill-3M with and without imatrix: at least 99.9% of the
@@ -612,7 +603,7 @@ static void legacy_sym_block(const search_ctx *cx, const float *x, const float *
     float d = start_d;
     /* start 1: ggml's own scale, re-rounded against the stored fp16 value */
     if (isfinite(start_d)) {
-        double e = sym_polish_fp16(32, x, w, lo, hi, &d, Lc);
+        double e = sym_polish_fp16(cx, 32, x, w, lo, hi, &d, Lc);
         if (e < best) { best = e; *d_out = d; memcpy(L, Lc, 32); }
     }
     /* start 2: the exact sweep (not for Q8_0's 255 levels, where rounding
@@ -621,7 +612,7 @@ static void legacy_sym_block(const search_ctx *cx, const float *x, const float *
         double dd;
         sym_best(32, x, w, lo, hi, cx->f_a, cx->f_b, Lc, &dd);
         d = (float)dd;
-        double e = sym_polish_fp16(32, x, w, lo, hi, &d, Lc);
+        double e = sym_polish_fp16(cx, 32, x, w, lo, hi, &d, Lc);
         if (e < best) { best = e; *d_out = d; memcpy(L, Lc, 32); }
     } else {
         /* Q8_0: the scale that puts the largest element exactly at -128 or
@@ -633,7 +624,7 @@ static void legacy_sym_block(const search_ctx *cx, const float *x, const float *
             const float cand[2] = { max / (float)(max < 0 ? lo : hi), max / (float)(max < 0 ? hi : lo) };
             for (int k = 0; k < 2; ++k) {
                 d = cand[k];
-                double e = sym_polish_fp16(32, x, w, lo, hi, &d, Lc);
+                double e = sym_polish_fp16(cx, 32, x, w, lo, hi, &d, Lc);
                 if (e < best) { best = e; *d_out = d; memcpy(L, Lc, 32); }
             }
         }
@@ -649,11 +640,11 @@ static void legacy_asym_block(const search_ctx *cx, const float *x, const float 
     double best = INFINITY;
     float d = start_d, m = start_m;
     if (isfinite(start_d) && isfinite(start_m)) {
-        double e = asym_polish(32, x, w, nmax, 0, 1, 4, &d, &m, Lc);
+        double e = asym_polish(cx, 32, x, w, nmax, 0, 1, 4, &d, &m, Lc);
         if (e < best) { best = e; *d_out = d; *m_out = m; memcpy(L_out, Lc, 32); }
     }
-    asym_best(32, x, w, nmax, 0, cx->f_a, cx->f_b, &d, &m, Lc);
-    double e = asym_polish(32, x, w, nmax, 0, 1, 4, &d, &m, Lc);
+    asym_best(cx, 32, x, w, nmax, 0, cx->f_a, cx->f_b, &d, &m, Lc);
+    double e = asym_polish(cx, 32, x, w, nmax, 0, 1, 4, &d, &m, Lc);
     if (e < best) { best = e; *d_out = d; *m_out = m; memcpy(L_out, Lc, 32); }
     if (!(best < INFINITY)) { *d_out = 0.f; *m_out = 0.f; memset(L_out, 0, 32); }
 }
@@ -772,8 +763,9 @@ static void kasym_refine(const search_ctx *cx, const kgeom *g, const float *x, c
         for (int j = 0; j < g->nsub; ++j) {
             const int o = j * g->sub;
             int bs = st->sc[j], bm = st->mn[j];
-            for (int ds = -1; ds <= 1; ++ds) {
-                for (int dm = -1; dm <= 1; ++dm) {
+            const int R = cx->effort >= 2 ? 2 : 1;
+            for (int ds = -R; ds <= R; ++ds) {
+                for (int dm = -R; dm <= R; ++dm) {
                     const int s = st->sc[j] + ds, m = st->mn[j] + dm;
                     if ((ds == 0 && dm == 0) || s < 0 || s > g->schi || m < 0 || m > g->mmax) continue;
                     const double e = kasym_sub_err(cx, x + o, w + o, g->sub, g->qmax, st->D, st->M, s, m, qc);
@@ -846,26 +838,24 @@ static void kasym_init(const kgeom *g, const float *a, const float *b, float D, 
 
 static void search_block_kasym(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
                                const kstate *ggml_start, kstate *best) {
-    const int iters = EXP(2, cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6);
+    const int iters = cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6;
     float a[16], b[16];
     uint8_t Lc[32];
     float amax = 0.f, bmax = 0.f;
     for (int j = 0; j < g->nsub; ++j) {
         const int o = j * g->sub;
         float d = 0.f, m = 0.f;
-        asym_best(g->sub, x + o, w + o, g->qmax, 1, cx->f_a, cx->f_b, &d, &m, Lc);
+        asym_best(cx, g->sub, x + o, w + o, g->qmax, 1, cx->f_a, cx->f_b, &d, &m, Lc);
         a[j] = QS_MAX(0.f, d);
         b[j] = QS_MAX(0.f, -m);
         amax = QS_MAX(amax, a[j]);
         bmax = QS_MAX(bmax, b[j]);
     }
     *best = *ggml_start;
-    int win = 0;
-    if (EXP(0, 0) == 1) best->err = INFINITY;
-    else kasym_refine(cx, g, x, w, best, iters);
+    kasym_refine(cx, g, x, w, best, iters);
 
     static const float shrink[] = { 0.f, 0.5f, -0.5f, 1.0f, 2.0f };
-    const int nstarts = EXP(1, cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3);
+    const int nstarts = cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3;
     for (int k = 0; k < nstarts; ++k) {
         kstate st;
         const float D = fp16_round(amax / ((float)g->schi + shrink[k]));
@@ -873,13 +863,9 @@ static void search_block_kasym(const search_ctx *cx, const kgeom *g, const float
         if (!(D > 0.f)) continue;
         kasym_init(g, a, b, D, M, &st);
         kasym_refine(cx, g, x, w, &st, iters);
-        if (st.err < best->err) { *best = st; win = k + 1; }
+        if (st.err < best->err) *best = st;
     }
-#ifdef QS_EXPERIMENT
-    qs_win[win]++;
-#else
-    (void)win;
-#endif
+
 }
 
 /* ------------------------------------------------------------------------ */
@@ -912,9 +898,12 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
         int changed = 0;
         for (int j = 0; j < g->nsub; ++j) {
             const int o = j * g->sub, c = st->sc[j];
-            const int cand[5] = { c - 1, c + 1, -c, -c - 1, -c + 1 };
+            const int R = cx->effort >= 2 ? 2 : 1;
+            int cand[16], nc = 0;
+            for (int r = 1; r <= R; ++r) { cand[nc++] = c - r; cand[nc++] = c + r; }
+            cand[nc++] = -c; cand[nc++] = -c - 1; cand[nc++] = -c + 1;
             int bs = c;
-            for (int k = 0; k < 5; ++k) {
+            for (int k = 0; k < nc; ++k) {
                 const int s = cand[k];
                 if (s < g->sclo || s > g->schi || s == c) continue;
                 const double e = ksym_sub_err(cx, x + o, w + o, g->sub, g->qlo, g->qhi, st->D, s, qc);
@@ -958,7 +947,7 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
 
 static void search_block_ksym(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
                               const kstate *ggml_start, kstate *best) {
-    const int iters = EXP(2, cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6);
+    const int iters = cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6;
     float a[16];
     int8_t Lc[16];
     float amax = 0.f, max = 0.f;
@@ -970,13 +959,11 @@ static void search_block_ksym(const search_ctx *cx, const kgeom *g, const float 
         if (fabsf(a[j]) > amax) { amax = fabsf(a[j]); max = a[j]; }
     }
     *best = *ggml_start;
-    int win = 0;
-    if (EXP(0, 0) == 1) best->err = INFINITY;
-    else ksym_refine(cx, g, x, w, best, iters);
+    ksym_refine(cx, g, x, w, best, iters);
     if (!(amax > 0.f)) return;
 
     static const float shrink[] = { 0.f, 0.5f, -0.5f, 1.0f, 2.0f };
-    const int nstarts = EXP(1, cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3);
+    const int nstarts = cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3;
     for (int k = 0; k < nstarts; ++k) {
         kstate st;
         /* the largest-magnitude sub-scale at the long end (sclo) */
@@ -985,13 +972,9 @@ static void search_block_ksym(const search_ctx *cx, const kgeom *g, const float 
         st.D = D;
         for (int j = 0; j < g->nsub; ++j) st.sc[j] = round_clamp(a[j] / D, g->sclo, g->schi);
         ksym_refine(cx, g, x, w, &st, iters);
-        if (st.err < best->err) { *best = st; win = k + 1; }
+        if (st.err < best->err) *best = st;
     }
-#ifdef QS_EXPERIMENT
-    qs_win[win]++;
-#else
-    (void)win;
-#endif
+
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1168,7 +1151,11 @@ static void search_row(const search_ctx *cx, uint32_t type, const ggml_type_trai
         const uint8_t *eb = exact + b * tr->type_size;
         if (bs == QK_K) search_block_k(cx, type, xb, wb, eb, cand);
         else search_block_legacy(cx, type, xb, wb, eb, cand);
-        const int take = !keep_exact || block_error(type, cand, xb, wb, bs) < block_error(type, eb, xb, wb, bs);
+        int take = !keep_exact;
+        if (!take) {
+            const double ec = block_error(type, cand, xb, wb, bs), ee = block_error(type, eb, xb, wb, bs);
+            take = ec < ee || (isfinite(ec) && !isfinite(ee)); /* ties keep ggml's bytes */
+        }
         memcpy(y + b * tr->type_size, take ? cand : eb, tr->type_size);
     }
 }

@@ -29,6 +29,7 @@
 #include "numfmt.h"
 #include "quants.h"
 #include "quantize_codecs.h"
+#include "quantize_search.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
 #define IMATRIX_STR_MAX 127 /* llama-quantize copies the imatrix file/dataset into a char[128] override */
@@ -188,7 +189,8 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
             }
             int64_t bad = first_non_finite(GGML_TYPE_F32, x, nr * ne0);
             if (bad >= 0) return non_finite_error(j, t, (mat * rows_per_mat + r0) * ne0 + (uint64_t)bad);
-            int64_t n = qf_quantize_rows(t->type, x, j->out, (int64_t)nr, (int64_t)ne0, w);
+            int64_t n = t->search ? qf_quantize_rows_opt(t->type, x, j->out, (int64_t)nr, (int64_t)ne0, w)
+                                  : qf_quantize_rows(t->type, x, j->out, (int64_t)nr, (int64_t)ne0, w);
             if (n < 0)
                 return qf_set_err(j->err, (int)n, "%s: tensor '%s': quantizing to %s failed", j->o->out_path, t->name,
                                   tname(t->type));
