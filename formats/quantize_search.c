@@ -1,6 +1,6 @@
 /* quantize_search.c - error-minimizing quantizers for the ggml block formats.
  *
- * Objective per block: E = sum_i w_i (x_i - xhat_i)^2 (weights: search_row_weights).
+ * Objective per block: E = sum_i w_i (x_i - xhat_i)^2 (weights: qf_search_row_weights).
  * Building blocks (docs/quality-method.md has the math):
  *
  *  - sym_sweep: x ~ d*l, l = clamp(round(s*x), lo, hi). For a fixed integer
@@ -595,7 +595,7 @@ static void sweep_range(uint32_t type, int effort, float *f_a, float *f_b) {
 }
 
 /* Q4_0 / Q5_0 / Q8_0: x ~ d*l, l in [lo, hi], fp16 d. `start_d` is ggml's
- * stored d (a polish start). Returns the levels shifted by `off` in Lu. */
+ * stored d (a polish start). Writes the best d and the levels l (signed). */
 static void legacy_sym_block(const search_ctx *cx, const float *x, const float *w, int lo, int hi, float start_d,
                              float *d_out, int8_t *L_out) {
     int8_t L[32], Lc[32];

@@ -329,6 +329,23 @@ static void check_real(qf_test *t, const char *what, uint32_t type, const float 
 
 typedef struct margin { uint32_t type; double noimat, imat; } margin;
 
+/* Largest allowed error ratio search/exact per type, without / with the
+ * (synthetic, log-normal) imatrix. Measured worst ratios over the tensors
+ * below (stories260K blk.0.attn_q, blk.2.ffn_up, token_embd;
+ * tinystories-distill-3M layers.1 q_proj, layers.2 down_proj):
+ *   Q4_0 0.902 / 0.975   Q4_1 0.799 / 0.914   Q5_0 0.887 / 0.941
+ *   Q5_1 0.781 / 0.871   Q8_0 0.892 / 0.736   Q2_K 0.851 / 0.878
+ *   Q3_K 0.926 / 0.951   Q4_K 0.960 / 0.882   Q5_K 0.882 / 0.734
+ *   Q6_K 0.851 / 0.671
+ * The thresholds keep about half of each gain. */
+static const margin MARGINS[] = {
+    { GGML_TYPE_Q4_0, 0.95, 0.99 }, { GGML_TYPE_Q4_1, 0.90, 0.96 }, { GGML_TYPE_Q5_0, 0.94, 0.97 },
+    { GGML_TYPE_Q5_1, 0.89, 0.94 }, { GGML_TYPE_Q8_0, 0.95, 0.87 }, /* legacy first: stories260K uses these */
+    { GGML_TYPE_Q2_K, 0.93, 0.94 }, { GGML_TYPE_Q3_K, 0.96, 0.975 }, { GGML_TYPE_Q4_K, 0.98, 0.94 },
+    { GGML_TYPE_Q5_K, 0.94, 0.87 }, { GGML_TYPE_Q6_K, 0.93, 0.84 },
+};
+#define N_LEGACY_MARGINS 5
+
 /* stories260K: 64-long rows, legacy types only (K-quants need 256). */
 static void test_real_stories260K(qf_test *t) {
     char path[1024];
@@ -336,10 +353,7 @@ static void test_real_stories260K(qf_test *t) {
     gguf_file f;
     qf_err err = { 0 };
     REQUIRE(t, gguf_open(&f, path, &err) == 0, "%s", err.msg);
-    static const margin M[] = {
-        { GGML_TYPE_Q4_0, 0.92, 0.99 }, { GGML_TYPE_Q4_1, 0.88, 0.96 }, { GGML_TYPE_Q5_0, 0.92, 0.98 },
-        { GGML_TYPE_Q5_1, 0.88, 0.96 }, { GGML_TYPE_Q8_0, 0.92, 0.92 },
-    };
+    const margin *M = MARGINS;
     rng r = { 99 };
     const char *names[] = { "blk.0.attn_q.weight", "blk.2.ffn_up.weight", "token_embd.weight" };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; ++k) {
@@ -348,7 +362,7 @@ static void test_real_stories260K(qf_test *t) {
         const int64_t n = (int64_t)ti->ne[0], nrows = (int64_t)(ti->n_elements / ti->ne[0]);
         float *qw = malloc(n * sizeof *qw);
         fill_imatrix(&r, qw, n);
-        for (size_t m = 0; m < sizeof M / sizeof M[0]; ++m) {
+        for (size_t m = 0; m < N_LEGACY_MARGINS; ++m) {
             check_real(t, names[k], M[m].type, (const float *)ti->data, nrows, n, NULL, M[m].noimat);
             check_real(t, names[k], M[m].type, (const float *)ti->data, nrows, n, qw, M[m].imat);
         }
@@ -364,12 +378,7 @@ static void test_real_tinystories_distill_3M(qf_test *t) {
     st_model m;
     qf_err err = { 0 };
     REQUIRE(t, st_open(&m, path, &err) == 0, "%s", err.msg);
-    static const margin M[] = {
-        { GGML_TYPE_Q4_0, 0.92, 0.99 }, { GGML_TYPE_Q4_1, 0.88, 0.96 }, { GGML_TYPE_Q5_0, 0.92, 0.98 },
-        { GGML_TYPE_Q5_1, 0.88, 0.96 }, { GGML_TYPE_Q8_0, 0.92, 0.92 }, { GGML_TYPE_Q2_K, 0.94, 0.97 },
-        { GGML_TYPE_Q3_K, 0.96, 0.98 }, { GGML_TYPE_Q4_K, 0.98, 0.98 }, { GGML_TYPE_Q5_K, 0.95, 0.96 },
-        { GGML_TYPE_Q6_K, 0.94, 0.94 },
-    };
+    const margin *M = MARGINS;
     rng r = { 2024 };
     const char *names[] = { "model.layers.1.self_attn.q_proj.weight", "model.layers.2.mlp.down_proj.weight" };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; ++k) {
@@ -379,7 +388,7 @@ static void test_real_tinystories_distill_3M(qf_test *t) {
         float *x = malloc(ti->n_elements * sizeof *x), *qw = malloc(n * sizeof *qw);
         qf_bf16_to_f32_row((const uint16_t *)ti->data, x, ti->n_elements);
         fill_imatrix(&r, qw, n);
-        for (size_t j = 0; j < sizeof M / sizeof M[0]; ++j) {
+        for (size_t j = 0; j < sizeof MARGINS / sizeof MARGINS[0]; ++j) {
             check_real(t, names[k], M[j].type, x, nrows, n, NULL, M[j].noimat);
             check_real(t, names[k], M[j].type, x, nrows, n, qw, M[j].imat);
         }
