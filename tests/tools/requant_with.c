@@ -7,7 +7,9 @@
  * BASE: the F32/F16/BF16 model; TYPES: llama-quantize's output for it (its
  * metadata, tensor order and per-tensor types are copied). Every tensor whose
  * type has a search quantizer is re-quantized from BASE into the same type
- * (imatrix weights when IMATRIX has an entry for it, as llama-quantize does);
+ * (imatrix weights when IMATRIX has an entry for it and the type uses one, as
+ * llama-quantize and qforge-quantize do: the output equals
+ * qforge-quantize --method search for the same input, type and imatrix);
  * the other tensors (F32, F16, IQ4_NL, ...) are copied from TYPES.
  * --method exact uses qf_quantize_rows (must reproduce TYPES byte for byte).
  * --report prints, per re-quantized tensor, the weighted squared errors of
@@ -122,7 +124,9 @@ int main(int argc, char **argv) {
         }
         const int64_t n = (int64_t)t->ne[0], nrows = (int64_t)(t->n_elements / t->ne[0]);
         float *qw = NULL;
-        if (qf_imatrix_find(&im, t->name)) {
+        /* imatrix weights where llama-quantize (and qforge-quantize) use them:
+         * an entry exists and the type's ggml quantizer takes them (not Q8_0) */
+        if (qf_imatrix_find(&im, t->name) && qf_quantize_uses_imatrix(t->type)) {
             qw = malloc(n * sizeof(float));
             if (qf_imatrix_weights_for(&im, t->name, (uint64_t)n, 1, qw, &err)) {
                 fprintf(stderr, "requant_with: error: %s\n", err.msg);
