@@ -73,7 +73,7 @@ static int is_k_type(uint32_t t) {
 
 /* AUTO: the search lowered KLD against F32 for every K-quant preset measured,
  * with and without imatrix; for the legacy types it did without imatrix, but
- * with an imatrix Q4_1, Q5_0 and Q5_1 came out worse on stories260K
+ * with an imatrix Q4_1 and Q5_0 came out slightly worse on stories260K
  * (docs/quality-method.md), so legacy types keep llama-quantize's bytes. */
 int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type) {
     if (!qf_quantize_search_supports(type)) return 0;
