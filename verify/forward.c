@@ -182,13 +182,13 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     c->v_cache = calloc(L * VD * N, f);
     c->rope_cos = malloc(N * (hp->n_rot / 2) * f);
     c->rope_sin = malloc(N * (hp->n_rot / 2) * f);
-    c->logits = malloc(B * hp->n_vocab * f);
+    c->logits = NULL; /* allocated on first use: callers usually pass their own buffer */
     int64_t max_in = E > F ? E : F;
     if (OD > max_in) max_in = OD;
     c->xr = malloc(B * max_in * f);
     c->act_llamacpp = 1;
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
-        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->logits || !c->xr) {
+        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
         qf_ctx_free(c);
         return qf_set_err(err, QF_ENOMEM, "out of memory for a context of %lld tokens", (long long)n_ctx);
     }
@@ -314,7 +314,12 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         return qf_set_err(err, QF_EINVAL, "context full: %lld + %lld tokens exceed %lld", (long long)P,
                           (long long)T, (long long)N);
     if (out_first < 0 || out_first > T) return qf_set_err(err, QF_EINVAL, "bad logits range");
-    if (!logits) logits = c->logits;
+    if (!logits && T > out_first) {
+        if (!c->logits) c->logits = malloc((size_t)c->n_batch * (size_t)V * sizeof(float));
+        if (!c->logits) return qf_set_err(err, QF_ENOMEM, "out of memory for %lld x %lld logits",
+                                          (long long)c->n_batch, (long long)V);
+        logits = c->logits;
+    }
 
     /* x = embed(tokens)  [T, E] */
     for (int64_t t = 0; t < T; t++) {

@@ -49,7 +49,7 @@ typedef struct qf_ctx {
     float *rope_cos;
     float *rope_sin;
 
-    float *logits;        /* [n_batch, n_vocab], used when the caller passes none */
+    float *logits;        /* [n_batch, n_vocab], allocated when a caller passes none */
     float *xr;            /* [T, max n_in] activations rounded for a matmul */
 
     /* 1 (default): round each matmul's activations like llama.cpp's CPU

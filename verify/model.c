@@ -80,12 +80,61 @@ static int widen_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
     return 0;
 }
 
+/* A tensor by name, in the main file or any shard of a split model. */
+static const gguf_tensor_info *find_tensor(const qf_model *m, const char *name) {
+    const gguf_tensor_info *ti = gguf_find_tensor(&m->file, name);
+    for (uint32_t i = 0; !ti && i < m->n_shards; i++) ti = gguf_find_tensor(&m->shards[i], name);
+    return ti;
+}
+
+/* gguf-split layout: every shard carries split.no (0-based), split.count and
+ * split.tensors.count, and is named PREFIX-%05d-of-%05d.gguf (1-based). Open
+ * shards 2..N next to the first one and check that they belong together. */
+static int open_split_shards(qf_model *m, const char *path, qf_err *err) {
+    uint32_t count = 0, no = 0;
+    if (gguf_get_u32(&m->file, "split.count", &count) != 0 || count <= 1) return 0;
+    if (gguf_get_u32(&m->file, "split.no", &no) != 0 || no != 0)
+        return qf_set_err(err, QF_EINVAL, "%s: this is shard %u of a split model; open the first shard (-00001-of-%05u.gguf)",
+                          path, no + 1, count);
+    size_t len = strlen(path);
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "-00001-of-%05u.gguf", count);
+    size_t sl = strlen(suffix);
+    if (len < sl || strcmp(path + len - sl, suffix) != 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: split model (split.count %u) but the name does not end in '%s'",
+                          path, count, suffix);
+    m->shards = calloc(count - 1, sizeof *m->shards);
+    if (!m->shards) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+    char *name = malloc(len + 1);
+    if (!name) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+    int rc = 0;
+    uint64_t n_tensors = m->file.n_tensors;
+    for (uint32_t i = 1; i < count && rc == 0; i++) {
+        memcpy(name, path, len - sl);
+        snprintf(name + len - sl, sl + 1, "-%05u-of-%05u.gguf", i + 1, count);
+        gguf_file *f = &m->shards[m->n_shards];
+        if ((rc = gguf_open(f, name, err)) < 0) break;
+        m->n_shards++;
+        uint32_t fno = 0, fcount = 0;
+        if (gguf_get_u32(f, "split.no", &fno) != 0 || gguf_get_u32(f, "split.count", &fcount) != 0 ||
+            fno != i || fcount != count)
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: split.no/split.count do not say shard %u of %u", name, i + 1, count);
+        n_tensors += f->n_tensors;
+    }
+    uint32_t total = 0;
+    if (rc == 0 && gguf_get_u32(&m->file, "split.tensors.count", &total) == 0 && total != n_tensors)
+        rc = qf_set_err(err, QF_EMISMATCH, "%s: split.tensors.count is %u but the %u shards hold %llu tensors",
+                        path, total, count, (unsigned long long)n_tensors);
+    free(name);
+    return rc;
+}
+
 /* Bind tensor `name` with expected shape [n_in] (n_out == 0) or [n_in, n_out].
  * Missing + optional -> w->data = NULL and 0. */
 static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64_t n_out,
                 int optional, qf_err *err) {
     memset(w, 0, sizeof *w);
-    const gguf_tensor_info *ti = gguf_find_tensor(&m->file, name);
+    const gguf_tensor_info *ti = find_tensor(m, name);
     if (!ti) {
         if (optional) return 0;
         return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->file.path, name);
@@ -213,11 +262,12 @@ int qf_model_load(qf_model *m, const char *path, qf_err *err) {
         memset(m, 0, sizeof *m);
         return rc;
     }
+    if ((rc = open_split_shards(m, path, err)) < 0) goto fail;
     if ((rc = read_hparams(m, err)) < 0) goto fail;
     qf_hparams *hp = &m->hp;
 
     /* The vocabulary size comes from the embedding matrix. */
-    const gguf_tensor_info *te = gguf_find_tensor(&m->file, "token_embd.weight");
+    const gguf_tensor_info *te = find_tensor(m, "token_embd.weight");
     if (!te) {
         rc = qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", path);
         goto fail;
@@ -280,6 +330,8 @@ void qf_model_free(qf_model *m) {
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
+    for (uint32_t i = 0; i < m->n_shards; i++) gguf_close(&m->shards[i]);
+    free(m->shards);
     if (m->file.map || m->file.path) gguf_close(&m->file);
     memset(m, 0, sizeof *m);
 }

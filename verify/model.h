@@ -79,6 +79,8 @@ typedef struct qf_hparams {
 
 typedef struct qf_model {
     gguf_file file;        /* the open, mapped GGUF file (owns every weight's bytes) */
+    gguf_file *shards;     /* split models (gguf-split): shards 2..N; tensors are looked up in all */
+    uint32_t n_shards;     /* entries in shards (0 for a single file) */
     qf_hparams hp;
     qf_weight tok_embd;    /* [n_embd, n_vocab] */
     qf_weight output_norm; /* [n_embd]          F32 */
@@ -92,7 +94,8 @@ typedef struct qf_model {
     size_t n_owned;
 } qf_model;
 
-/* Open `path`, read the hyperparameters and bind + validate every tensor.
+/* Open `path` (a GGUF file, or the first shard NAME-00001-of-0000N.gguf of a
+ * split model, whose other shards are opened from the same directory), read the hyperparameters and bind + validate every tensor.
  * On error returns a negative QF_E* code with err = "path: problem" and
  * leaves *m closed. */
 int qf_model_load(qf_model *m, const char *path, qf_err *err);

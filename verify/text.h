@@ -35,4 +35,11 @@ void qf_text_bos(const qf_text *tx, int *add_bos, int32_t *bos_id);
 /* Whole file into a NUL-terminated buffer. */
 int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err);
 
+/* Text of a corpus file, for calibration: plain text, or gzip-compressed
+ * (recognized by its magic bytes, whatever the name); a name ending in
+ * ".jsonl" or ".jsonl.gz" is JSON Lines: one object per non-blank line, whose
+ * "text" strings are joined with "\n\n" (a line without a string "text" is
+ * an error naming the line). */
+int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err);
+
 #endif

@@ -18,12 +18,15 @@ peer_ppl() { # model chunks -> ppl on stdout
     sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'
 }
 
-check() { # name file chunks
-  local name=$1 rel=oracles/llamacpp/$2 chunks=$3
-  need_data "$name" "$rel" || return
+check() { # name file chunks (file relative to $QF_DATA/oracles/llamacpp, or an absolute path)
+  local name=$1 rel=oracles/llamacpp/$2 chunks=$3 path
+  case $2 in
+    /*) path=$2 ;;
+    *) need_data "$name" "$rel" || return; path=$QF_DATA/$rel ;;
+  esac
   local a b
-  a=$(peer_ppl "$QF_DATA/$rel" "$chunks")
-  b=$("$QF_BIN/qforge-verify" "$QF_DATA/$rel" -f "$QF_DATA/$TEXT" -c 128 --chunks "$chunks" -t 1 2>"$TMP/err" |
+  a=$(peer_ppl "$path" "$chunks")
+  b=$("$QF_BIN/qforge-verify" "$path" -f "$QF_DATA/$TEXT" -c 128 --chunks "$chunks" -t 1 2>"$TMP/err" |
     sed -n 's/^perplexity: \([0-9.]*\) .*/\1/p')
   if [ -z "$a" ]; then fail "$name" "llama-perplexity printed no estimate"; return; fi
   if [ -z "$b" ]; then fail "$name" "qforge-verify: $(cat "$TMP/err")"; return; fi
@@ -44,5 +47,23 @@ else
   check q4_0-100x128 stories260K-Q4_0.gguf 100
   check q4_k_m-100x128 stories260K-Q4_K_M.gguf 100
   check synth-q4_k_m-100x128 synth-tinyk-Q4_K_M.gguf 100
+  # models written by qforge-convert: tinystories-distill-3M (BF16 weights kept as
+  # BF16) and a synthetic qwen2 checkpoint (Q/K/V biases, NEOX RoPE)
+  QF_TOOLS=${QF_TOOLS:-build/tools}
+  if [ -x "$QF_BIN/qforge-convert" ] && need_data ts3m models/tinystories-distill-3M; then
+    if "$QF_BIN/qforge-convert" "$QF_DATA/models/tinystories-distill-3M" -o "$TMP/ts3m.gguf" --outtype auto >"$TMP/log" 2>&1; then
+      check ts3m-bf16-40x128 "$TMP/ts3m.gguf" 40
+    else
+      fail ts3m-bf16-40x128 "qforge-convert: $(tail -n 1 "$TMP/log")"
+    fi
+  fi
+  if [ -x "$QF_BIN/qforge-convert" ] && [ -x "$QF_TOOLS/gen_synth_model" ]; then
+    if "$QF_TOOLS/gen_synth_model" --arch qwen2 --out "$TMP/q2" --hidden 128 --ff 256 --layers 2 --heads 4 --kv-heads 2 --seed 3 >"$TMP/log" 2>&1 &&
+       "$QF_BIN/qforge-convert" "$TMP/q2" -o "$TMP/q2.gguf" --outtype f32 >"$TMP/log" 2>&1; then
+      check synth-qwen2-f32-20x128 "$TMP/q2.gguf" 20
+    else
+      fail synth-qwen2-f32-20x128 "$(tail -n 1 "$TMP/log")"
+    fi
+  fi
 fi
 finish

@@ -480,7 +480,7 @@ typedef void (*tensor_edit)(const gguf_tensor_info *ti, uint32_t *n_dims, uint64
 /* Copy src to dst: KVs (keys starting with "llama." renamed to "<arch>.") and
  * tensors (edit may change shape/data), plus extra zero tensors. */
 static int write_variant(const char *src, const char *dst, const char *arch, tensor_edit edit, const char **extra,
-                         const uint64_t *extra_len, int n_extra, qf_err *err) {
+                         const uint64_t *extra_len, int n_extra, float extra_value, qf_err *err) {
     gguf_file f;
     int rc = gguf_open(&f, src, err);
     if (rc < 0) return rc;
@@ -515,7 +515,8 @@ static int write_variant(const char *src, const char *dst, const char *arch, ten
     gguf_writer_begin_data(w);
     for (uint64_t i = 0; i < f.n_tensors; i++) gguf_writer_write_tensor_data(w, datas[i], sizes[i]);
     for (int e = 0; e < n_extra; e++) {
-        float *z = calloc(extra_len[e], sizeof(float));
+        float *z = malloc(extra_len[e] * sizeof(float));
+        for (uint64_t i = 0; i < extra_len[e]; i++) z[i] = extra_value;
         gguf_writer_write_tensor_data(w, z, extra_len[e] * sizeof(float));
         free(z);
     }
@@ -538,7 +539,7 @@ static void test_bad_shape_message(qf_test *t) {
     if (!qf_test_data(t, ORACLES "/stories260K-F32.gguf", src, sizeof src)) return;
     snprintf(dst, sizeof dst, "%s/engine_bad_k.gguf", qf_test_tmpdir());
     qf_err err = {0};
-    REQUIRE(t, write_variant(src, dst, "llama", edit_bad_k, NULL, NULL, 0, &err) == 0, "%s", err.msg);
+    REQUIRE(t, write_variant(src, dst, "llama", edit_bad_k, NULL, NULL, 0, 0.0f, &err) == 0, "%s", err.msg);
     qf_model m;
     int rc = qf_model_load(&m, dst, &err);
     CHECK(t, rc == QF_EMISMATCH && strstr(err.msg, "engine_bad_k.gguf: tensor 'blk.3.attn_k.weight' has shape [64, 16], expected [64, 32]"),
@@ -580,7 +581,7 @@ static void test_qwen2_layout_equals_llama(qf_test *t) {
             lens[l * 3 + k] = k == 0 ? 64 : 32;
         }
     qf_err err = {0};
-    REQUIRE(t, write_variant(src, dst, "qwen2", edit_unpermute_qk, bias_names, lens, 15, &err) == 0, "%s", err.msg);
+    REQUIRE(t, write_variant(src, dst, "qwen2", edit_unpermute_qk, bias_names, lens, 15, 0.0f, &err) == 0, "%s", err.msg);
     qf_model a, b;
     REQUIRE(t, qf_model_load(&a, src, &err) == 0, "%s", err.msg);
     int rc = qf_model_load(&b, dst, &err);
@@ -601,7 +602,62 @@ static void test_qwen2_layout_equals_llama(qf_test *t) {
     remove(dst);
 }
 
+/* qwen3 normalizes each query/key head (RMSNorm with attn_q_norm/attn_k_norm)
+ * before RoPE, so scaling the rows of attn_q by 3 and attn_k by 1/2 must not
+ * change the logits (up to eps): a check that both norms are applied. */
+static float qk_scale_q = 1.0f, qk_scale_k = 1.0f;
+static void edit_qwen3(const gguf_tensor_info *ti, uint32_t *n_dims, uint64_t *ne, const void **data, void **owned) {
+    edit_unpermute_qk(ti, n_dims, ne, data, owned);
+    const int is_q = strstr(ti->name, "attn_q.weight") != NULL, is_k = strstr(ti->name, "attn_k.weight") != NULL;
+    if (!is_q && !is_k) return;
+    float *w = *owned;
+    for (uint64_t i = 0; i < ne[0] * ne[1]; i++) w[i] *= is_q ? qk_scale_q : qk_scale_k;
+}
+
+static void test_qwen3_qk_norm(qf_test *t) {
+    char src[1024], dst1[1024], dst2[1024];
+    if (!qf_test_data(t, ORACLES "/stories260K-F32.gguf", src, sizeof src)) return;
+    snprintf(dst1, sizeof dst1, "%s/engine_qwen3_a.gguf", qf_test_tmpdir());
+    snprintf(dst2, sizeof dst2, "%s/engine_qwen3_b.gguf", qf_test_tmpdir());
+    const char *norm_names[10];
+    char names[10][64];
+    uint64_t lens[10];
+    for (int l = 0; l < 5; l++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(names[l * 2 + k], 64, "blk.%d.attn_%c_norm.weight", l, "qk"[k]);
+            norm_names[l * 2 + k] = names[l * 2 + k];
+            lens[l * 2 + k] = 8;
+        }
+    qf_err err = {0};
+    qk_scale_q = qk_scale_k = 1.0f;
+    REQUIRE(t, write_variant(src, dst1, "qwen3", edit_qwen3, norm_names, lens, 10, 1.0f, &err) == 0, "%s", err.msg);
+    qk_scale_q = 3.0f;
+    qk_scale_k = 0.5f;
+    REQUIRE(t, write_variant(src, dst2, "qwen3", edit_qwen3, norm_names, lens, 10, 1.0f, &err) == 0, "%s", err.msg);
+    qf_model a, b, ref;
+    REQUIRE(t, qf_model_load(&a, dst1, &err) == 0 && qf_model_load(&b, dst2, &err) == 0 && qf_model_load(&ref, src, &err) == 0,
+            "%s", err.msg);
+    CHECK(t, a.hp.arch == QF_ARCH_QWEN3 && a.layers[0].q_norm.data && a.layers[4].k_norm.data, "qwen3 tensors");
+    float *la = malloc(64 * 512 * sizeof(float)), *lb = malloc(64 * 512 * sizeof(float)), *lr = malloc(64 * 512 * sizeof(float));
+    logits_with_threads(t, &a, 1, la);
+    logits_with_threads(t, &b, 1, lb);
+    logits_with_threads(t, &ref, 1, lr);
+    double d_scaled = 0, d_llama = 0;
+    for (int i = 0; i < 64 * 512; i++) {
+        d_scaled = fmax(d_scaled, fabs((double)la[i] - lb[i]));
+        d_llama = fmax(d_llama, fabs((double)la[i] - lr[i]));
+    }
+    CHECK(t, d_scaled < 2e-3, "scaling q/k rows changed qwen3 logits by %g", d_scaled);
+    CHECK(t, d_llama > 0.1, "the q/k norms changed nothing (max diff to llama %g)", d_llama);
+    free(la); free(lb); free(lr);
+    qf_model_free(&a);
+    qf_model_free(&b);
+    qf_model_free(&ref);
+    remove(dst1);
+    remove(dst2);
+}
+
 QF_TEST_MAIN(test_sentence_nll_and_top5, test_greedy_matches_llamacpp, test_wikitext_chunk_nll,
              test_perplexity_matches_llama_perplexity, test_kld, test_matmul_matches_reference,
              test_activation_rounding, test_threads_bit_identical, test_bad_shape_message,
-             test_qwen2_layout_equals_llama)
+             test_qwen2_layout_equals_llama, test_qwen3_qk_norm)

@@ -1,0 +1,398 @@
+/* stats.c - the accumulators of calibrate.h (imatrix, hessian, absmean) and
+ * their kernels.
+ *
+ * Every statistic is a sum over tokens kept in double and added in token
+ * order. The products of two floats are exact in double, so the scalar
+ * reference (_ref) and the AVX2 kernels agree bit for bit whether or not the
+ * compiler fuses multiply and add; threads only split columns / tiles.
+ */
+#include "calibrate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define QF_STATS_AVX2 1
+#endif
+
+/* Work below this many multiply-adds stays on one thread. */
+#define PARALLEL_MIN_WORK (1 << 16)
+#define COL_BLOCK 64 /* columns per thread task (sumsq/sumabs) */
+#define TILE 32      /* Hessian tile side */
+
+/* ------------------------------------------------------------------ */
+/* kernels */
+
+void qf_sumsq_cols_ref(double *acc, const float *x, int64_t T, int64_t n, int64_t ld) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < n; j++) {
+            const double v = x[t * ld + j];
+            acc[j] += v * v;
+        }
+}
+
+void qf_sumabs_cols_ref(double *acc, const float *x, int64_t T, int64_t n, int64_t ld) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < n; j++) acc[j] += fabs((double)x[t * ld + j]);
+}
+
+/* Columns [j0, j1) of one kernel, sequential over t. */
+static void sumsq_block(double *acc, const float *x, int64_t T, int64_t j0, int64_t j1, int64_t ld) {
+    int64_t j = j0;
+#ifdef QF_STATS_AVX2
+    for (; j + 16 <= j1; j += 16) {
+        __m256d a0 = _mm256_loadu_pd(acc + j), a1 = _mm256_loadu_pd(acc + j + 4);
+        __m256d a2 = _mm256_loadu_pd(acc + j + 8), a3 = _mm256_loadu_pd(acc + j + 12);
+        for (int64_t t = 0; t < T; t++) {
+            const float *r = x + t * ld + j;
+            __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(r)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(r + 4));
+            __m256d v2 = _mm256_cvtps_pd(_mm_loadu_ps(r + 8)), v3 = _mm256_cvtps_pd(_mm_loadu_ps(r + 12));
+            a0 = _mm256_fmadd_pd(v0, v0, a0);
+            a1 = _mm256_fmadd_pd(v1, v1, a1);
+            a2 = _mm256_fmadd_pd(v2, v2, a2);
+            a3 = _mm256_fmadd_pd(v3, v3, a3);
+        }
+        _mm256_storeu_pd(acc + j, a0);
+        _mm256_storeu_pd(acc + j + 4, a1);
+        _mm256_storeu_pd(acc + j + 8, a2);
+        _mm256_storeu_pd(acc + j + 12, a3);
+    }
+    for (; j + 4 <= j1; j += 4) {
+        __m256d a = _mm256_loadu_pd(acc + j);
+        for (int64_t t = 0; t < T; t++) {
+            __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + t * ld + j));
+            a = _mm256_fmadd_pd(v, v, a);
+        }
+        _mm256_storeu_pd(acc + j, a);
+    }
+#endif
+    for (; j < j1; j++) {
+        double a = acc[j];
+        for (int64_t t = 0; t < T; t++) {
+            const double v = x[t * ld + j];
+            a += v * v;
+        }
+        acc[j] = a;
+    }
+}
+
+static void sumabs_block(double *acc, const float *x, int64_t T, int64_t j0, int64_t j1, int64_t ld) {
+    int64_t j = j0;
+#ifdef QF_STATS_AVX2
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    for (; j + 8 <= j1; j += 8) {
+        __m256d a0 = _mm256_loadu_pd(acc + j), a1 = _mm256_loadu_pd(acc + j + 4);
+        for (int64_t t = 0; t < T; t++) {
+            const float *r = x + t * ld + j;
+            a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, _mm256_cvtps_pd(_mm_loadu_ps(r))));
+            a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, _mm256_cvtps_pd(_mm_loadu_ps(r + 4))));
+        }
+        _mm256_storeu_pd(acc + j, a0);
+        _mm256_storeu_pd(acc + j + 4, a1);
+    }
+#endif
+    for (; j < j1; j++) {
+        double a = acc[j];
+        for (int64_t t = 0; t < T; t++) a += fabs((double)x[t * ld + j]);
+        acc[j] = a;
+    }
+}
+
+void qf_sumsq_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld) {
+    const int64_t nb = (n + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static) if (T * n >= PARALLEL_MIN_WORK && nb > 1)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < n ? j0 + COL_BLOCK : n;
+        sumsq_block(acc, x, T, j0, j1, ld);
+    }
+}
+
+void qf_sumabs_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld) {
+    const int64_t nb = (n + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static) if (T * n >= PARALLEL_MIN_WORK && nb > 1)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < n ? j0 + COL_BLOCK : n;
+        sumabs_block(acc, x, T, j0, j1, ld);
+    }
+}
+
+void qf_syrk_lower_ref(double *H, const float *x, int64_t T, int64_t n) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *r = x + t * n;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j <= i; j++) H[i * n + j] += (double)r[i] * (double)r[j];
+    }
+}
+
+/* Tile rows [i0, i1) x columns [j0, j1) of the lower triangle (j <= i),
+ * sequential over t. */
+static void syrk_tile(double *H, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int64_t j0,
+                      int64_t j1) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *r = x + t * n;
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t je = j1 < i + 1 ? j1 : i + 1;
+            double *h = H + i * n;
+            const double xi = r[i];
+            int64_t j = j0;
+#ifdef QF_STATS_AVX2
+            const __m256d vi = _mm256_set1_pd(xi);
+            for (; j + 4 <= je; j += 4)
+                _mm256_storeu_pd(h + j, _mm256_fmadd_pd(vi, _mm256_cvtps_pd(_mm_loadu_ps(r + j)), _mm256_loadu_pd(h + j)));
+#endif
+            for (; j < je; j++) h[j] += xi * (double)r[j];
+        }
+    }
+}
+
+void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n) {
+    const int64_t nt = (n + TILE - 1) / TILE;
+    const int64_t n_tiles = nt * (nt + 1) / 2; /* tiles (bi, bj), bj <= bi */
+#pragma omp parallel for schedule(dynamic, 1) if (T * n * n / 2 >= PARALLEL_MIN_WORK && n_tiles > 1)
+    for (int64_t k = 0; k < n_tiles; k++) {
+        /* k -> (bi, bj): bi = largest with bi*(bi+1)/2 <= k */
+        int64_t bi = (int64_t)((sqrt(8.0 * (double)k + 1.0) - 1.0) / 2.0);
+        while (bi * (bi + 1) / 2 > k) bi--;
+        while ((bi + 1) * (bi + 2) / 2 <= k) bi++;
+        const int64_t bj = k - bi * (bi + 1) / 2;
+        const int64_t i0 = bi * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
+        const int64_t j0 = bj * TILE, j1 = j0 + TILE < n ? j0 + TILE : n;
+        syrk_tile(H, x, T, n, i0, i1, j0, j1);
+    }
+}
+
+/* x must be finite: llama-imatrix stops on NaN/Inf too. */
+static int check_finite(const double *s, int64_t n, const char *what, qf_err *err) {
+    for (int64_t j = 0; j < n; j++)
+        if (!isfinite(s[j]))
+            return qf_set_err(err, QF_ERANGE, "non-finite activation statistics in the input of '%s' (column %lld)",
+                              what, (long long)j);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* imatrix: per target */
+
+typedef struct imatrix_acc {
+    qf_calib_acc base;
+    int n;
+    double **sum2;     /* [n][n_in] */
+    int64_t *tokens;   /* [n] */
+    int64_t *calls;    /* [n] */
+} imatrix_acc;
+
+static int imatrix_observe(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T,
+                           qf_err *err) {
+    imatrix_acc *im = (imatrix_acc *)a;
+    const qf_weight *w = cal->targets[index].w;
+    qf_sumsq_cols(im->sum2[index], x, T, w->n_in, w->n_in);
+    im->tokens[index] += T;
+    im->calls[index]++;
+    return check_finite(im->sum2[index], w->n_in, w->name, err);
+}
+
+static void imatrix_destroy(qf_calib_acc *a) {
+    imatrix_acc *im = (imatrix_acc *)a;
+    if (!im) return;
+    for (int i = 0; im->sum2 && i < im->n; i++) free(im->sum2[i]);
+    free(im->sum2);
+    free(im->tokens);
+    free(im->calls);
+    free(im);
+}
+
+int qf_calib_imatrix_new(const qf_calib *cal, qf_calib_acc **out, qf_err *err) {
+    *out = NULL;
+    imatrix_acc *im = calloc(1, sizeof *im);
+    if (!im) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    im->base.kind = "imatrix";
+    im->base.per_site = 0;
+    im->base.observe = imatrix_observe;
+    im->base.destroy = imatrix_destroy;
+    im->n = cal->n_targets;
+    im->sum2 = calloc((size_t)im->n + 1, sizeof *im->sum2);
+    im->tokens = calloc((size_t)im->n + 1, sizeof *im->tokens);
+    im->calls = calloc((size_t)im->n + 1, sizeof *im->calls);
+    int ok = im->sum2 && im->tokens && im->calls;
+    for (int i = 0; ok && i < im->n; i++) ok = (im->sum2[i] = calloc((size_t)cal->targets[i].w->n_in, sizeof(double))) != NULL;
+    if (!ok) {
+        imatrix_destroy(&im->base);
+        return qf_set_err(err, QF_ENOMEM, "out of memory for the imatrix sums");
+    }
+    *out = &im->base;
+    return 0;
+}
+
+const double *qf_calib_imatrix_sum2(const qf_calib_acc *a, int target, int64_t *n_tokens, int64_t *n_calls) {
+    const imatrix_acc *im = (const imatrix_acc *)a;
+    if (strcmp(a->kind, "imatrix") != 0 || target < 0 || target >= im->n) {
+        if (n_tokens) *n_tokens = 0;
+        if (n_calls) *n_calls = 0;
+        return NULL;
+    }
+    if (n_tokens) *n_tokens = im->tokens[target];
+    if (n_calls) *n_calls = im->calls[target];
+    return im->calls[target] ? im->sum2[target] : NULL;
+}
+
+int qf_calib_imatrix_export(const qf_calib *cal, const qf_calib_acc *a, uint32_t chunk_count, uint32_t chunk_size,
+                            const char *dataset, qf_imatrix *im, qf_err *err) {
+    if (strcmp(a->kind, "imatrix") != 0) return qf_set_err(err, QF_EINVAL, "not an imatrix accumulator");
+    const imatrix_acc *ia = (const imatrix_acc *)a;
+    int rc = 0;
+    for (int t = 0; t < ia->n; t++) {
+        if (ia->calls[t] == 0) continue; /* no data: no entry, as llama-imatrix */
+        const qf_weight *w = cal->targets[t].w;
+        if (w->n_in > UINT32_MAX) return qf_set_err(err, QF_ERANGE, "imatrix entry '%s' is too wide", w->name);
+        qf_imatrix_entry *e;
+        if ((rc = qf_imatrix_add(im, w->name, (uint32_t)w->n_in, 1, &e, err)) < 0) return rc;
+        for (int64_t j = 0; j < w->n_in; j++) e->sum2[j] = (float)ia->sum2[t][j];
+        e->counts[0] = (float)ia->tokens[t];
+        e->ncall = ia->calls[t];
+    }
+    if (dataset && (rc = qf_imatrix_add_dataset(im, dataset, err)) < 0) return rc;
+    im->chunk_count = chunk_count;
+    im->chunk_size = chunk_size;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* hessian: per site */
+
+typedef struct hessian_acc {
+    qf_calib_acc base;
+    int n;
+    int64_t *n_in;     /* [n] */
+    double **H;        /* [n][n_in * n_in] lower triangle, NULL for sites not collected */
+    int64_t *tokens;   /* [n] */
+} hessian_acc;
+
+static int hessian_observe(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T,
+                           qf_err *err) {
+    hessian_acc *h = (hessian_acc *)a;
+    if (!h->H[index]) return 0;
+    const int64_t n = h->n_in[index];
+    qf_syrk_lower(h->H[index], x, T, n);
+    h->tokens[index] += T;
+    for (int64_t i = 0; i < n; i++) /* the diagonal holds the largest magnitudes */
+        if (!isfinite(h->H[index][i * n + i]))
+            return qf_set_err(err, QF_ERANGE, "non-finite activation statistics at site '%s'", cal->sites[index].name);
+    return 0;
+}
+
+static void hessian_destroy(qf_calib_acc *a) {
+    hessian_acc *h = (hessian_acc *)a;
+    if (!h) return;
+    for (int i = 0; h->H && i < h->n; i++) free(h->H[i]);
+    free(h->H);
+    free(h->n_in);
+    free(h->tokens);
+    free(h);
+}
+
+int qf_calib_hessian_new(const qf_calib *cal, int layer_first, int layer_last, qf_calib_acc **out, qf_err *err) {
+    *out = NULL;
+    hessian_acc *h = calloc(1, sizeof *h);
+    if (!h) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    h->base.kind = "hessian";
+    h->base.per_site = 1;
+    h->base.observe = hessian_observe;
+    h->base.destroy = hessian_destroy;
+    h->n = cal->n_sites;
+    h->H = calloc((size_t)h->n + 1, sizeof *h->H);
+    h->n_in = calloc((size_t)h->n + 1, sizeof *h->n_in);
+    h->tokens = calloc((size_t)h->n + 1, sizeof *h->tokens);
+    if (!h->H || !h->n_in || !h->tokens) {
+        hessian_destroy(&h->base);
+        return qf_set_err(err, QF_ENOMEM, "out of memory");
+    }
+    for (int s = 0; s < h->n; s++) {
+        const qf_calib_site *site = &cal->sites[s];
+        const int layer = site->layer < 0 ? (int)cal->m->hp.n_layer : site->layer;
+        h->n_in[s] = site->n_in;
+        if (layer < layer_first || layer > layer_last) continue;
+        unsigned long long cells;
+        if (qf_mul_u64((unsigned long long)site->n_in, (unsigned long long)site->n_in, &cells) ||
+            cells > SIZE_MAX / sizeof(double) || !(h->H[s] = calloc((size_t)cells, sizeof(double)))) {
+            hessian_destroy(&h->base);
+            return qf_set_err(err, QF_ENOMEM, "out of memory for the hessian of '%s' (%lld x %lld doubles)", site->name,
+                              (long long)site->n_in, (long long)site->n_in);
+        }
+    }
+    *out = &h->base;
+    return 0;
+}
+
+int qf_calib_hessian_get(const qf_calib_acc *a, int site, double *out, int64_t *n_tokens, qf_err *err) {
+    const hessian_acc *h = (const hessian_acc *)a;
+    if (strcmp(a->kind, "hessian") != 0) return qf_set_err(err, QF_EINVAL, "not a hessian accumulator");
+    if (site < 0 || site >= h->n || !h->H[site])
+        return qf_set_err(err, QF_ENOTFOUND, "no hessian collected for site %d", site);
+    const int64_t n = h->n_in[site];
+    const double *H = h->H[site];
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) out[i * n + j] = j <= i ? H[i * n + j] : H[j * n + i];
+    if (n_tokens) *n_tokens = h->tokens[site];
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* absmean: per site */
+
+typedef struct absmean_acc {
+    qf_calib_acc base;
+    int n;
+    double **sum;      /* [n][n_in] */
+    int64_t *tokens;   /* [n] */
+} absmean_acc;
+
+static int absmean_observe(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T,
+                           qf_err *err) {
+    absmean_acc *am = (absmean_acc *)a;
+    const int64_t n = cal->sites[index].n_in;
+    qf_sumabs_cols(am->sum[index], x, T, n, n);
+    am->tokens[index] += T;
+    return check_finite(am->sum[index], n, cal->sites[index].name, err);
+}
+
+static void absmean_destroy(qf_calib_acc *a) {
+    absmean_acc *am = (absmean_acc *)a;
+    if (!am) return;
+    for (int i = 0; am->sum && i < am->n; i++) free(am->sum[i]);
+    free(am->sum);
+    free(am->tokens);
+    free(am);
+}
+
+int qf_calib_absmean_new(const qf_calib *cal, qf_calib_acc **out, qf_err *err) {
+    *out = NULL;
+    absmean_acc *am = calloc(1, sizeof *am);
+    if (!am) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    am->base.kind = "absmean";
+    am->base.per_site = 1;
+    am->base.observe = absmean_observe;
+    am->base.destroy = absmean_destroy;
+    am->n = cal->n_sites;
+    am->sum = calloc((size_t)am->n + 1, sizeof *am->sum);
+    am->tokens = calloc((size_t)am->n + 1, sizeof *am->tokens);
+    int ok = am->sum && am->tokens;
+    for (int i = 0; ok && i < am->n; i++) ok = (am->sum[i] = calloc((size_t)cal->sites[i].n_in, sizeof(double))) != NULL;
+    if (!ok) {
+        absmean_destroy(&am->base);
+        return qf_set_err(err, QF_ENOMEM, "out of memory for the mean |x| sums");
+    }
+    *out = &am->base;
+    return 0;
+}
+
+const double *qf_calib_absmean_sum(const qf_calib_acc *a, int site, int64_t *n_tokens) {
+    const absmean_acc *am = (const absmean_acc *)a;
+    if (strcmp(a->kind, "absmean") != 0 || site < 0 || site >= am->n) {
+        if (n_tokens) *n_tokens = 0;
+        return NULL;
+    }
+    if (n_tokens) *n_tokens = am->tokens[site];
+    return am->sum[site];
+}

@@ -1,0 +1,422 @@
+/* qforge-quantize - quantize a GGUF model the way llama-quantize does.
+ *
+ *   qforge-quantize IN.gguf OUT.gguf TYPE [options]
+ *
+ * Data (the summary, or --json) goes to stdout; progress, fallbacks and
+ * errors to stderr. Exit 0 ok, 1 failure, 2 usage error.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ggml_types.h"
+#include "gguf.h"
+#include "imatrix.h"
+#include "quantize.h"
+
+#define PROG "qforge-quantize"
+
+static const uint32_t tensor_types[] = {
+    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+    GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+};
+
+static const char *tname(uint32_t type) {
+    const ggml_type_traits *tt = ggml_get_type_traits(type);
+    return tt && tt->name ? tt->name : "?";
+}
+
+static void usage(FILE *fp) {
+    size_t n;
+    const qf_quant_preset *p = qf_quant_presets(&n);
+    fprintf(fp,
+            "usage: " PROG " IN.gguf OUT.gguf TYPE [options]\n"
+            "\n"
+            "Quantize a GGUF model tensor by tensor, writing the bytes llama-quantize writes\n"
+            "(llama.cpp c392e50) for the same input, TYPE and imatrix.\n"
+            "IN must be a GGUF file: convert a Hugging Face checkpoint with qforge-convert first\n"
+            "(direct HF input is not supported yet).\n"
+            "\n"
+            "TYPE (case-insensitive):\n");
+    for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
+    fprintf(fp,
+            "  Norms and other 1-D tensors stay as they are. Rows whose length the type cannot\n"
+            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0, then F16);\n"
+            "  every fallback is reported. docs/quantize.md has the full mix table.\n"
+            "\n"
+            "options:\n"
+            "  --imatrix FILE           importance matrix (llama-imatrix .dat or GGUF); its path is\n"
+            "                           recorded as given in quantize.imatrix.file\n"
+            "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
+            "                           (searched anywhere in the name; \\d allowed) get type T;\n"
+            "                           first match wins; repeatable. T is a tensor type:\n"
+            "                           ");
+    for (size_t i = 0; i < sizeof tensor_types / sizeof *tensor_types; i++)
+        fprintf(fp, "%s%s", tname(tensor_types[i]), i + 1 < sizeof tensor_types / sizeof *tensor_types ? " " : "\n");
+    fprintf(fp,
+            "  --output-tensor-type T   type of output.weight (and of a tied token_embd)\n"
+            "  --token-embedding-type T type of token_embd.weight\n"
+            "  --pure                   no mix rules: every quantizable tensor gets TYPE's base type\n"
+            "                           (overrides and shape fallbacks still apply)\n"
+            "  --allow-requantize       accept already-quantized input tensors (dequantize, then\n"
+            "                           quantize again; loses quality)\n"
+            "  --threads N              OpenMP threads (default: OMP_NUM_THREADS or all cores);\n"
+            "                           the output bytes are the same for any N\n"
+            "  --manifest               also write OUT.gguf.xxh: XXH3-128 of every tensor and the file\n"
+            "  --dry-run                print the per-tensor plan, write nothing\n"
+            "  --json                   print the summary as JSON\n"
+            "  --quiet                  no progress and no fallback lines on stderr\n"
+            "  -h, --help               this text\n"
+            "\n"
+            "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
+            "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
+            "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
+            "are released as they are consumed.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG ": error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see " PROG " --help)\n");
+    va_end(ap);
+    return 2;
+}
+
+static int parse_tensor_type(const char *s, uint32_t *out) {
+    int t = ggml_type_from_name(s);
+    if (t < 0) return -1;
+    for (size_t i = 0; i < sizeof tensor_types / sizeof *tensor_types; i++)
+        if (tensor_types[i] == (uint32_t)t) {
+            *out = (uint32_t)t;
+            return 0;
+        }
+    return -1;
+}
+
+static int bad_tensor_type(const char *opt, const char *s) {
+    char list[256] = "";
+    for (size_t i = 0; i < sizeof tensor_types / sizeof *tensor_types; i++) {
+        strncat(list, tname(tensor_types[i]), sizeof list - strlen(list) - 1);
+        strncat(list, " ", sizeof list - strlen(list) - 1);
+    }
+    return usage_error("%s: unknown tensor type '%s'; valid: %s", opt, s, list);
+}
+
+/* ---- progress on a terminal ---- */
+
+typedef struct progress_state {
+    double t0, last;
+    int shown;
+} progress_state;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void on_progress(const qf_quantize_progress *p, void *user) {
+    progress_state *ps = user;
+    double t = now_s();
+    int last = p->bytes_done >= p->bytes_total;
+    if (!last && t - ps->last < 0.1) return;
+    ps->last = t;
+    double el = t - ps->t0, mbs = el > 0 ? (double)p->bytes_done / 1e6 / el : 0;
+    double eta = p->bytes_done > 0 ? el * (double)(p->bytes_total - p->bytes_done) / (double)p->bytes_done : 0;
+    fprintf(stderr, "\r[%4llu/%4llu] %-40.40s %-6s %7.1f MB/s  ETA %5.0fs ", (unsigned long long)p->tensor_index + 1,
+            (unsigned long long)p->n_tensors, p->name, tname(p->type), mbs, eta);
+    ps->shown = 1;
+}
+
+/* ---- reports ---- */
+
+static void print_fallback(const qf_quant_tensor_plan *t) {
+    const ggml_type_traits *w = ggml_get_type_traits(t->wanted_type), *f = ggml_get_type_traits(t->table_fallback);
+    if (t->table_fallback != t->type && f)
+        fprintf(stderr, PROG ": fallback: %s: %s needs rows of a multiple of %u and %s of %u, ne0 is %llu -> %s\n",
+                t->name, w->name, w->block_size, f->name, f->block_size, (unsigned long long)t->ne[0], tname(t->type));
+    else
+        fprintf(stderr, PROG ": fallback: %s: %s needs rows of a multiple of %u, ne0 is %llu -> %s\n", t->name,
+                w->name, w->block_size, (unsigned long long)t->ne[0], tname(t->type));
+}
+
+static void json_str(FILE *fp, const char *s) {
+    fputc('"', fp);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') fprintf(fp, "\\%c", *c);
+        else if (*c < 0x20) fprintf(fp, "\\u%04x", *c);
+        else fputc(*c, fp);
+    }
+    fputc('"', fp);
+}
+
+static double bits_per_weight(const qf_quant_plan *p) {
+    return p->n_elements ? 8.0 * (double)p->out_tensor_bytes / (double)p->n_elements : 0;
+}
+
+static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, int dry_run) {
+    const qf_quant_plan *p = &r->plan;
+    FILE *fp = stdout;
+    fprintf(fp, "{\"input\": ");
+    json_str(fp, o->in_path);
+    fprintf(fp, ", \"output\": ");
+    json_str(fp, o->out_path);
+    fprintf(fp, ", \"type\": ");
+    json_str(fp, o->preset->name);
+    fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
+    fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
+            (unsigned long long)r->out_file_bytes);
+    fprintf(fp, ", \"input_tensor_bytes\": %llu, \"output_tensor_bytes\": %llu, \"n_elements\": %llu",
+            (unsigned long long)p->in_tensor_bytes, (unsigned long long)p->out_tensor_bytes,
+            (unsigned long long)p->n_elements);
+    fprintf(fp, ", \"bits_per_weight\": %.4f", bits_per_weight(p));
+    fprintf(fp, ",\n \"n_tensors\": %zu, \"converted\": %zu, \"copied\": %zu", p->n, p->n_converted,
+            p->n - p->n_converted);
+    fprintf(fp, ", \"types\": {");
+    int first = 1;
+    for (uint32_t ty = 0; ty < GGML_TYPE_COUNT; ty++)
+        if (p->type_count[ty]) {
+            fprintf(fp, "%s\"%s\": %zu", first ? "" : ", ", tname(ty), p->type_count[ty]);
+            first = 0;
+        }
+    fprintf(fp, "}");
+    if (o->imatrix_path) {
+        fprintf(fp, ",\n \"imatrix\": {\"file\": ");
+        json_str(fp, o->imatrix_path);
+        fprintf(fp, ", \"entries\": %zu, \"tensors_using_it\": %zu}", r->imatrix_entries, p->n_imatrix_used);
+    } else {
+        fprintf(fp, ",\n \"imatrix\": null");
+    }
+    fprintf(fp, ",\n \"n_fallbacks\": %zu, \"fallbacks\": [", p->n_fallbacks);
+    first = 1;
+    for (size_t i = 0; i < p->n; i++) {
+        const qf_quant_tensor_plan *t = &p->t[i];
+        if (!t->fallback) continue;
+        fprintf(fp, "%s\n  {\"tensor\": ", first ? "" : ",");
+        json_str(fp, t->name);
+        fprintf(fp, ", \"ne0\": %llu, \"wanted\": \"%s\", \"used\": \"%s\"}", (unsigned long long)t->ne[0],
+                tname(t->wanted_type), tname(t->type));
+        first = 0;
+    }
+    fprintf(fp, "],\n \"tensors\": [");
+    for (size_t i = 0; i < p->n; i++) {
+        const qf_quant_tensor_plan *t = &p->t[i];
+        fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
+        json_str(fp, t->name);
+        fprintf(fp, ", \"from\": \"%s\", \"type\": \"%s\", \"converted\": %s, \"imatrix\": %s, \"bytes\": %llu}",
+                tname(t->src_type), tname(t->type), t->convert ? "true" : "false", t->uses_imatrix ? "true" : "false",
+                (unsigned long long)t->out_nbytes);
+    }
+    fprintf(fp, "],\n \"manifest\": ");
+    if (o->write_manifest && !dry_run) {
+        fprintf(fp, "\"");
+        for (const char *c = o->out_path; *c; c++) {
+            if (*c == '"' || *c == '\\') fputc('\\', fp);
+            fputc(*c, fp);
+        }
+        fprintf(fp, ".xxh\"");
+    } else {
+        fprintf(fp, "null");
+    }
+    fprintf(fp, ", \"seconds\": %.3f}\n", r->seconds);
+}
+
+static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r) {
+    const qf_quant_plan *p = &r->plan;
+    printf("%s -> %s as %s (general.file_type %u)\n", o->in_path, o->out_path, o->preset->name, o->preset->ftype);
+    printf("  input:     %llu bytes, %zu tensors, %llu weights\n", (unsigned long long)r->in_file_bytes, p->n,
+           (unsigned long long)p->n_elements);
+    printf("  output:    %llu bytes (%.1f%% of the input), %.3f bits per weight\n",
+           (unsigned long long)r->out_file_bytes,
+           r->in_file_bytes ? 100.0 * (double)r->out_file_bytes / (double)r->in_file_bytes : 0.0,
+           bits_per_weight(p));
+    printf("  tensors:   %zu converted, %zu copied;", p->n_converted, p->n - p->n_converted);
+    for (uint32_t ty = 0; ty < GGML_TYPE_COUNT; ty++)
+        if (p->type_count[ty]) printf(" %s %zu", tname(ty), p->type_count[ty]);
+    printf("\n");
+    if (o->imatrix_path)
+        printf("  imatrix:   %s, %zu entries, used for %zu tensors\n", o->imatrix_path, r->imatrix_entries,
+               p->n_imatrix_used);
+    printf("  fallbacks: %zu\n", p->n_fallbacks);
+    if (o->write_manifest) printf("  manifest:  %s.xxh\n", o->out_path);
+    double s = r->seconds;
+    printf("  time:      %.2f s (%.1f MB/s of input)\n", s, s > 0 ? (double)p->in_tensor_bytes / 1e6 / s : 0.0);
+}
+
+static void print_plan(const qf_quant_plan *p) {
+    printf("%-40s %-16s %-7s %-7s %s\n", "tensor", "shape", "from", "to", "note");
+    for (size_t i = 0; i < p->n; i++) {
+        const qf_quant_tensor_plan *t = &p->t[i];
+        char shape[64];
+        int k = snprintf(shape, sizeof shape, "%llu", (unsigned long long)t->ne[0]);
+        for (uint32_t d = 1; d < t->n_dims && k > 0 && (size_t)k < sizeof shape; d++)
+            k += snprintf(shape + k, sizeof shape - (size_t)k, "x%llu", (unsigned long long)t->ne[d]);
+        char note[160] = "";
+        if (!t->quantizable) snprintf(note, sizeof note, "kept (not quantized)");
+        else if (!t->convert) snprintf(note, sizeof note, "copied (already %s)", tname(t->type));
+        if (t->fallback)
+            snprintf(note + strlen(note), sizeof note - strlen(note), "%sfallback from %s", note[0] ? ", " : "",
+                     tname(t->wanted_type));
+        if (t->override_index >= 0)
+            snprintf(note + strlen(note), sizeof note - strlen(note), "%s--tensor-type #%d", note[0] ? ", " : "",
+                     t->override_index + 1);
+        if (t->uses_imatrix) snprintf(note + strlen(note), sizeof note - strlen(note), "%simatrix", note[0] ? ", " : "");
+        printf("%-40s %-16s %-7s %-7s %s\n", t->name, shape, tname(t->src_type), tname(t->type), note);
+    }
+}
+
+/* --dry-run: the plan only. */
+static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err) {
+    gguf_file in;
+    qf_imatrix im;
+    qf_imatrix_init(&im);
+    memset(r, 0, sizeof *r);
+    int rc = gguf_open(&in, o->in_path, err);
+    if (rc) return rc;
+    if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
+    rc = qf_quant_plan_build(&r->plan, &in, o, o->imatrix_path ? &im : NULL, err);
+    r->in_file_bytes = in.map_size;
+    r->imatrix_entries = im.n_entries;
+    for (size_t i = 0; i < r->plan.n; i++) r->plan.t[i].src = NULL;
+done:
+    qf_imatrix_free(&im);
+    gguf_close(&in);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    qf_quantize_opts o;
+    qf_quantize_opts_init(&o);
+    const char *pos[3];
+    int n_pos = 0, quiet = 0, json = 0, dry = 0;
+    qf_tensor_type_override *ovs = NULL;
+    size_t n_ovs = 0;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        char opt[64];
+        if (strncmp(a, "--", 2) == 0 && strchr(a, '=') && (size_t)(strchr(a, '=') - a) < sizeof opt) {
+            size_t k = (size_t)(strchr(a, '=') - a);
+            memcpy(opt, a, k);
+            opt[k] = 0;
+            val = a + k + 1;
+            a = opt;
+        }
+#define NEEDS_VALUE()                                                             \
+    do {                                                                          \
+        if (!val) {                                                               \
+            if (i + 1 >= argc) return usage_error("%s needs a value", a);         \
+            val = argv[++i];                                                      \
+        }                                                                         \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            free(ovs);
+            return 0;
+        } else if (!strcmp(a, "--imatrix")) {
+            NEEDS_VALUE();
+            o.imatrix_path = val;
+        } else if (!strcmp(a, "--tensor-type")) {
+            NEEDS_VALUE();
+            const char *eq = strrchr(val, '=');
+            if (!eq || eq == val) return usage_error("--tensor-type '%s': expected PATTERN=TYPE", val);
+            uint32_t ty;
+            if (parse_tensor_type(eq + 1, &ty)) return bad_tensor_type("--tensor-type", eq + 1);
+            qf_tensor_type_override *nv = realloc(ovs, (n_ovs + 1) * sizeof *ovs);
+            char *pat = strndup(val, (size_t)(eq - val));
+            if (!nv || !pat) {
+                fprintf(stderr, PROG ": error: out of memory\n");
+                return 1;
+            }
+            ovs = nv;
+            ovs[n_ovs++] = (qf_tensor_type_override){pat, ty};
+        } else if (!strcmp(a, "--output-tensor-type") || !strcmp(a, "--token-embedding-type")) {
+            NEEDS_VALUE();
+            uint32_t ty;
+            if (parse_tensor_type(val, &ty)) return bad_tensor_type(a, val);
+            if (!strcmp(a, "--output-tensor-type")) o.output_tensor_type = (int)ty;
+            else o.token_embedding_type = (int)ty;
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            NEEDS_VALUE();
+            char *end;
+            long n = strtol(val, &end, 10);
+            if (*val == 0 || *end || n < 1 || n > 1024) return usage_error("--threads '%s': expected 1..1024", val);
+            o.n_threads = (int)n;
+        } else if (!strcmp(a, "--pure") && !val) {
+            o.pure = 1;
+        } else if (!strcmp(a, "--allow-requantize") && !val) {
+            o.allow_requantize = 1;
+        } else if (!strcmp(a, "--manifest") && !val) {
+            o.write_manifest = 1;
+        } else if (!strcmp(a, "--quiet") && !val) {
+            quiet = 1;
+        } else if (!strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--json") && !val) {
+            json = 1;
+        } else if (!strcmp(a, "--dry-run") && !val) {
+            dry = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", argv[i]);
+        } else {
+            if (n_pos == 3) return usage_error("unexpected argument '%s'", a);
+            pos[n_pos++] = a;
+        }
+#undef NEEDS_VALUE
+    }
+    if (n_pos < 3) return usage_error("expected IN.gguf OUT.gguf TYPE");
+    o.in_path = pos[0];
+    o.out_path = pos[1];
+    o.preset = qf_quant_preset_find(pos[2]);
+    if (!o.preset) {
+        size_t n;
+        const qf_quant_preset *p = qf_quant_presets(&n);
+        char list[512] = "";
+        for (size_t i = 0; i < n; i++) {
+            strncat(list, p[i].name, sizeof list - strlen(list) - 1);
+            if (i + 1 < n) strncat(list, " ", sizeof list - strlen(list) - 1);
+        }
+        return usage_error("unknown type '%s'; valid types: %s", pos[2], list);
+    }
+    o.overrides = ovs;
+    o.n_overrides = n_ovs;
+
+    progress_state ps = {now_s(), 0, 0};
+    if (!quiet && !dry && isatty(STDERR_FILENO)) {
+        o.progress = on_progress;
+        o.progress_user = &ps;
+    }
+
+    qf_err err;
+    qf_err_clear(&err);
+    qf_quantize_result r;
+    rc = dry ? dry_run(&o, &r, &err) : qf_quantize(&o, &r, &err);
+    if (ps.shown) fprintf(stderr, "\r%*s\r", 100, "");
+    if (rc) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg[0] ? err.msg : "quantization failed");
+    } else {
+        if (!quiet)
+            for (size_t i = 0; i < r.plan.n; i++)
+                if (r.plan.t[i].fallback) print_fallback(&r.plan.t[i]);
+        if (json) print_json(&o, &r, dry);
+        else if (dry) print_plan(&r.plan);
+        else print_summary(&o, &r);
+    }
+    qf_quantize_result_free(&r);
+    for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
+    free(ovs);
+    if (fflush(stdout) != 0 && !rc) {
+        fprintf(stderr, PROG ": error: writing to stdout failed: %s\n", strerror(errno));
+        return 1;
+    }
+    return rc ? 1 : 0;
+}

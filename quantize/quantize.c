@@ -1,0 +1,378 @@
+/* quantize.c - stream a GGUF model through the quantizers, tensor by tensor.
+ *
+ * Memory: the input is mmap'd and read one row chunk at a time; each chunk is
+ * widened to F32 (at most chunk_bytes, 32 MiB by default), quantized into a
+ * buffer of at most the same size, written, and the input pages it came from
+ * are released (madvise MADV_DONTNEED). So the working set is about
+ * 2 x chunk_bytes plus the metadata, whatever the model size.
+ *
+ * Determinism: rows are independent (the imatrix weights are per column and
+ * shared by all rows of a matrix), every row is converted by one thread, and
+ * nothing is reduced across rows, so the bytes do not depend on the thread
+ * count or the chunk size.
+ */
+#include "quantize.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ggml_types.h"
+#include "manifest.h"
+#include "numfmt.h"
+#include "quants.h"
+#include "quantize_codecs.h"
+
+#define DEFAULT_CHUNK_BYTES (32ull << 20)
+#define IMATRIX_STR_MAX 127 /* llama-quantize copies the imatrix file/dataset into a char[128] override */
+
+void qf_quantize_opts_init(qf_quantize_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->output_tensor_type = -1;
+    o->token_embedding_type = -1;
+}
+
+uint64_t qf_quantize_chunk_bytes(const qf_quantize_opts *o) {
+    return o && o->chunk_bytes ? o->chunk_bytes : DEFAULT_CHUNK_BYTES;
+}
+
+void qf_quantize_result_free(qf_quantize_result *res) {
+    if (!res) return;
+    qf_quant_plan_free(&res->plan);
+    memset(res, 0, sizeof *res);
+}
+
+static const char *tname(uint32_t type) {
+    const ggml_type_traits *tt = ggml_get_type_traits(type);
+    return tt && tt->name ? tt->name : "?";
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct job {
+    const qf_quantize_opts *o;
+    qf_err *err;
+    const gguf_file *in;
+    const qf_imatrix *im;
+    qf_quant_plan *plan;
+    gguf_writer *w;
+    float *f32;          /* chunk of rows widened to F32 */
+    uint8_t *out;        /* the same rows in the output type */
+    float *weights;      /* imatrix weights of the current tensor [n_mat][ne0] */
+    size_t weights_cap;
+    uint64_t chunk_bytes;
+    uint64_t bytes_done;
+    qf_hasher *hasher;   /* when writing a manifest */
+    qf_manifest_tensor *hashes;
+} job;
+
+/* Give back the input pages of [p, p+n) once they are consumed. */
+static void release_input(const job *j, const void *p, uint64_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || n == 0 || !j->in->map) return;
+    uintptr_t lo = (uintptr_t)p & ~((uintptr_t)ps - 1);
+    uintptr_t hi = (uintptr_t)p + n;
+    uintptr_t map_end = (uintptr_t)j->in->map + j->in->map_size;
+    if (hi > map_end) hi = map_end;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static void report(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
+    if (!j->o->progress) return;
+    qf_quantize_progress pr = {idx, j->plan->n, t->name, t->type, j->bytes_done, j->plan->in_tensor_bytes};
+    j->o->progress(&pr, j->o->progress_user);
+}
+
+static int put(job *j, const void *data, uint64_t n) {
+    if (j->hasher) qf_hasher_update(j->hasher, data, (size_t)n);
+    return gguf_writer_write_tensor_data(j->w, data, (size_t)n);
+}
+
+/* NaN/Inf check of data about to be copied or converted (llama.cpp's loader
+ * validates tensor data the same way). Returns the first bad index or -1. */
+static int64_t first_non_finite(uint32_t type, const void *data, uint64_t n) {
+    int64_t first = INT64_MAX;
+    if (type == GGML_TYPE_F32) {
+        const float *x = data;
+        #pragma omp parallel for reduction(min : first) schedule(static)
+        for (int64_t i = 0; i < (int64_t)n; i++)
+            if (!isfinite(x[i]) && i < first) first = i;
+    } else if (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) {
+        const uint16_t *h = data;
+        const uint16_t exp_mask = type == GGML_TYPE_F16 ? 0x7c00 : 0x7f80;
+        #pragma omp parallel for reduction(min : first) schedule(static)
+        for (int64_t i = 0; i < (int64_t)n; i++)
+            if ((h[i] & exp_mask) == exp_mask && i < first) first = i;
+    }
+    return first == INT64_MAX ? -1 : first;
+}
+
+static int non_finite_error(job *j, const qf_quant_tensor_plan *t, uint64_t where) {
+    return qf_set_err(j->err, QF_ERANGE, "%s: tensor '%s' has a non-finite value (nan or inf) near element %llu",
+                      j->in->path, t->name, (unsigned long long)where);
+}
+
+/* Copy a tensor whose type does not change, in chunk-sized pieces. */
+static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
+    const gguf_tensor_info *s = t->src;
+    const uint64_t elem_bytes = t->src_type == GGML_TYPE_F32 ? 4 : 2;
+    const uint64_t piece = j->chunk_bytes / 8 * 8;
+    for (uint64_t off = 0; off < s->nbytes; off += piece) {
+        uint64_t n = s->nbytes - off < piece ? s->nbytes - off : piece;
+        int64_t bad = first_non_finite(t->src_type, s->data + off, n / elem_bytes);
+        if (bad >= 0) return non_finite_error(j, t, off / elem_bytes + (uint64_t)bad);
+        int rc = put(j, s->data + off, n);
+        if (rc) return rc;
+        release_input(j, s->data + off, n);
+        j->bytes_done += n;
+        report(j, idx, t);
+    }
+    return 0;
+}
+
+/* Convert a tensor: rows -> F32 -> output type, one chunk of rows at a time.
+ * ne[0] is the row length; a matrix is ne[1] rows; ne[2] matrices (experts)
+ * each have their own imatrix weights; ne[3] repeats. */
+static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
+    const gguf_tensor_info *s = t->src;
+    const uint64_t ne0 = s->ne[0], rows_per_mat = s->ne[1], n_mat = s->ne[2], n_mats = s->ne[2] * s->ne[3];
+    uint64_t in_row, out_row;
+    ggml_row_size(t->src_type, ne0, &in_row);
+    ggml_row_size(t->type, ne0, &out_row);
+    uint64_t rows_per_chunk = j->chunk_bytes / (ne0 * sizeof(float));
+    if (rows_per_chunk < 1) rows_per_chunk = 1;
+    if (rows_per_chunk > rows_per_mat) rows_per_chunk = rows_per_mat;
+    int rc = 0;
+
+    const float *weights = NULL;
+    if (t->uses_imatrix) {
+        size_t need = (size_t)(ne0 * n_mat);
+        if (need > j->weights_cap) {
+            float *nw = realloc(j->weights, need * sizeof *nw);
+            if (!nw) return qf_set_err(j->err, QF_ENOMEM, "out of memory (imatrix weights of '%s')", t->name);
+            j->weights = nw;
+            j->weights_cap = need;
+        }
+        if ((rc = qf_imatrix_weights_for(j->im, t->name, ne0, n_mat, j->weights, j->err))) return rc;
+        weights = j->weights;
+    }
+
+    for (uint64_t mat = 0; mat < n_mats; mat++) {
+        const float *w = weights ? weights + (mat % n_mat) * ne0 : NULL;
+        for (uint64_t r0 = 0; r0 < rows_per_mat; r0 += rows_per_chunk) {
+            const uint64_t nr = rows_per_mat - r0 < rows_per_chunk ? rows_per_mat - r0 : rows_per_chunk;
+            const uint8_t *src = s->data + (mat * rows_per_mat + r0) * in_row;
+            const float *x = (const float *)src;
+            if (t->src_type != GGML_TYPE_F32 || ((uintptr_t)src & 3)) {
+                /* widen / dequantize, one row per iteration */
+                int fail = 0;
+                #pragma omp parallel for schedule(static) reduction(| : fail)
+                for (int64_t r = 0; r < (int64_t)nr; r++)
+                    fail |= qf_dequantize_row(t->src_type, src + (uint64_t)r * in_row, j->f32 + (uint64_t)r * ne0,
+                                              (int64_t)ne0) != 0;
+                if (fail)
+                    return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': cannot convert from %s",
+                                      j->in->path, t->name, tname(t->src_type));
+                x = j->f32;
+            }
+            int64_t bad = first_non_finite(GGML_TYPE_F32, x, nr * ne0);
+            if (bad >= 0) return non_finite_error(j, t, (mat * rows_per_mat + r0) * ne0 + (uint64_t)bad);
+            int64_t n = qf_quantize_rows(t->type, x, j->out, (int64_t)nr, (int64_t)ne0, w);
+            if (n < 0)
+                return qf_set_err(j->err, (int)n, "%s: tensor '%s': quantizing to %s failed", j->o->out_path, t->name,
+                                  tname(t->type));
+            if ((uint64_t)n != nr * out_row)
+                return qf_set_err(j->err, QF_EFORMAT, "%s: tensor '%s': quantizer wrote %lld bytes, expected %llu",
+                                  j->o->out_path, t->name, (long long)n, (unsigned long long)(nr * out_row));
+            if ((rc = put(j, j->out, (uint64_t)n))) return rc;
+            release_input(j, src, nr * in_row);
+            j->bytes_done += nr * in_row;
+            report(j, idx, t);
+        }
+    }
+    return 0;
+}
+
+/* Metadata as llama-quantize writes it: the input's KVs in order (split.*
+ * dropped), then general.quantization_version and general.file_type moved
+ * to the end (gguf_set_val removes and appends), then the imatrix record. */
+static int write_kvs(job *j) {
+    gguf_writer *w = j->w;
+    int rc = 0;
+    for (uint64_t i = 0; i < j->in->n_kv && !rc; i++) {
+        const gguf_kv *kv = &j->in->kv[i];
+        if (!strcmp(kv->key, "split.no") || !strcmp(kv->key, "split.count") || !strcmp(kv->key, "split.tensors.count"))
+            continue;
+        rc = gguf_writer_set_value(w, kv->key, &kv->value);
+    }
+    if (rc) return rc;
+    gguf_writer_remove_kv(w, "general.quantization_version");
+    if ((rc = gguf_writer_set_u32(w, "general.quantization_version", QF_QUANTIZATION_VERSION))) return rc;
+    gguf_writer_remove_kv(w, "general.file_type");
+    if ((rc = gguf_writer_set_u32(w, "general.file_type", j->o->preset->ftype))) return rc;
+    if (j->im) {
+        const qf_imatrix *im = j->im;
+        if ((rc = gguf_writer_set_strn(w, "quantize.imatrix.file", j->o->imatrix_path,
+                                       strnlen(j->o->imatrix_path, IMATRIX_STR_MAX))))
+            return rc;
+        if (im->n_datasets && im->datasets[0][0] &&
+            (rc = gguf_writer_set_strn(w, "quantize.imatrix.dataset", im->datasets[0],
+                                       strnlen(im->datasets[0], IMATRIX_STR_MAX))))
+            return rc;
+        if ((rc = gguf_writer_set_i32(w, "quantize.imatrix.entries_count", (int32_t)im->n_entries))) return rc;
+        if (im->chunk_count > 0 &&
+            (rc = gguf_writer_set_i32(w, "quantize.imatrix.chunks_count", (int32_t)im->chunk_count)))
+            return rc;
+    }
+    return 0;
+}
+
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err) {
+    const double t0 = now_seconds();
+    gguf_file in;
+    qf_imatrix im;
+    qf_quant_plan plan;
+    job j;
+    int rc = 0, have_in = 0, have_im = 0, saved_threads = omp_get_max_threads();
+    memset(&j, 0, sizeof j);
+    memset(&plan, 0, sizeof plan);
+    qf_imatrix_init(&im);
+    if (res) memset(res, 0, sizeof *res);
+
+    if (!o || !o->in_path || !o->out_path || !o->preset)
+        return qf_set_err(err, QF_EINVAL, "quantize: input, output and type are required");
+    struct stat st;
+    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return qf_set_err(err, QF_EUNSUPPORTED,
+                          "%s: is a directory; convert a Hugging Face checkpoint with qforge-convert first", o->in_path);
+    if (same_file(o->in_path, o->out_path))
+        return qf_set_err(err, QF_EINVAL, "%s: output is the input file; choose another output path", o->out_path);
+    if (o->imatrix_path && same_file(o->imatrix_path, o->out_path))
+        return qf_set_err(err, QF_EINVAL, "%s: output is the imatrix file; choose another output path", o->out_path);
+    if (stat(o->out_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return qf_set_err(err, QF_EINVAL, "%s: output is a directory", o->out_path);
+
+    if ((rc = gguf_open(&in, o->in_path, err))) goto fail;
+    have_in = 1;
+    if (o->imatrix_path) {
+        if ((rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto fail;
+        have_im = 1;
+    }
+    if ((rc = qf_quant_plan_build(&plan, &in, o, have_im ? &im : NULL, err))) goto fail;
+    if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
+
+    j.o = o;
+    j.err = err;
+    j.in = &in;
+    j.im = have_im ? &im : NULL;
+    j.plan = &plan;
+    j.chunk_bytes = qf_quantize_chunk_bytes(o);
+    /* the widest row decides the buffers: a chunk holds at least one row */
+    uint64_t max_row_f32 = 0;
+    for (size_t i = 0; i < plan.n; i++)
+        if (plan.t[i].convert && plan.t[i].ne[0] * 4 > max_row_f32) max_row_f32 = plan.t[i].ne[0] * 4;
+    if (max_row_f32) {
+        /* a chunk is at most chunk_bytes of F32 (or one row); its output is
+         * never larger, no output type takes more than 4 bytes an element */
+        uint64_t buf_bytes = j.chunk_bytes > max_row_f32 ? j.chunk_bytes : max_row_f32;
+        j.f32 = malloc((size_t)buf_bytes);
+        j.out = malloc((size_t)buf_bytes);
+        if (!j.f32 || !j.out) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory (2 x %llu bytes of conversion buffers)",
+                            (unsigned long long)buf_bytes);
+            goto fail;
+        }
+    }
+    if (o->write_manifest) {
+        j.hasher = qf_hasher_new();
+        j.hashes = calloc(plan.n ? plan.n : 1, sizeof *j.hashes);
+        if (!j.hasher || !j.hashes) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+
+    j.w = gguf_writer_create(o->out_path, err);
+    if (!j.w) {
+        rc = err && err->code ? err->code : QF_EIO;
+        goto fail;
+    }
+    if ((rc = write_kvs(&j))) goto fail;
+    for (size_t i = 0; i < plan.n; i++) {
+        int64_t ti = gguf_writer_add_tensor(j.w, plan.t[i].name, plan.t[i].type, plan.t[i].n_dims, plan.t[i].ne);
+        if (ti < 0) {
+            rc = (int)ti;
+            goto fail;
+        }
+    }
+    if ((rc = gguf_writer_begin_data(j.w))) goto fail;
+    for (size_t i = 0; i < plan.n; i++) {
+        const qf_quant_tensor_plan *t = &plan.t[i];
+        if (j.hasher) qf_hasher_reset(j.hasher);
+        rc = t->convert ? convert_tensor(&j, i, t) : copy_tensor(&j, i, t);
+        if (rc) goto fail;
+        if (j.hasher) j.hashes[i] = (qf_manifest_tensor){t->name, qf_hasher_digest(j.hasher)};
+    }
+    rc = gguf_writer_finish(j.w);
+    j.w = NULL;
+    if (rc) goto fail;
+
+    if (o->write_manifest) {
+        size_t n = strlen(o->out_path);
+        char *mpath = malloc(n + 5);
+        if (!mpath) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(mpath, n + 5, "%s.xxh", o->out_path);
+        const char *files[1] = {o->out_path};
+        rc = qf_manifest_write(mpath, "qforge-quantize", j.hashes, plan.n, files, 1, err);
+        free(mpath);
+        if (rc) goto fail; /* the GGUF itself is complete and stays */
+    }
+    if (res) {
+        if (stat(o->in_path, &st) == 0) res->in_file_bytes = (uint64_t)st.st_size;
+        if (stat(o->out_path, &st) == 0) res->out_file_bytes = (uint64_t)st.st_size;
+        res->imatrix_entries = have_im ? im.n_entries : 0;
+    }
+    rc = 0;
+    goto done;
+fail:
+    if (!rc) rc = QF_EIO;
+    if (err && !err->msg[0]) qf_set_err(err, rc, "%s: quantization failed", o->out_path);
+    if (j.w) gguf_writer_abort(j.w);
+done:
+    omp_set_num_threads(saved_threads);
+    for (size_t i = 0; i < plan.n; i++) plan.t[i].src = NULL; /* the input is closed below */
+    if (res) {
+        res->plan = plan;
+        res->seconds = now_seconds() - t0;
+    } else {
+        qf_quant_plan_free(&plan);
+    }
+    free(j.f32);
+    free(j.out);
+    free(j.weights);
+    free(j.hashes);
+    qf_hasher_free(j.hasher);
+    qf_imatrix_free(&im);
+    if (have_in) gguf_close(&in);
+    return rc;
+}
