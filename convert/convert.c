@@ -659,7 +659,7 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
     case GGML_TYPE_F32: memcpy(dst, x, n * sizeof(float)); break;
     case GGML_TYPE_F16: qf_f32_to_f16_row(x, (uint16_t *)(void *)dst, n); break;
     case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)(void *)dst, n); break;
-    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
+    case GGML_TYPE_Q8_0: quantize_row_q8_0(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
     default: break;
     }
 }
