@@ -2,7 +2,9 @@
 # bench/convert.sh - qforge-convert on a TinyLlama-1.1B-shaped BF16 checkpoint
 # in 2 safetensors shards (bench/gen-1b.sh) -> F16 and -> Q8_0: wall time,
 # input MB/s, peak RSS; and `cat` of the same input files (the read I/O
-# limit), plus `cat > file; sync file` (read + write of the same amount).
+# limit), plus `cat > file; sync file` (read + write + fsync of the same
+# amount, the limit for a tool that writes as much as it reads, as F16 does).
+# qforge-convert fsyncs its output before renaming it.
 #
 # Goals: qforge-convert >= 70% of cat's throughput; peak RSS < 300 MiB.
 #
@@ -45,6 +47,12 @@ cases=(
   "qforge-convert F16|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
   "qforge-convert Q8_0|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
 )
+# The same on one thread: the conversion itself is cheap next to the write,
+# and on a busy machine OpenMP's waiting threads cost more than they save.
+[ "$THREADS" != 1 ] && cases+=(
+  "qforge-convert F16 --threads 1|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads 1 --quiet"
+  "qforge-convert Q8_0 --threads 1|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads 1 --quiet"
+)
 [ -n "$peer" ] && cases+=(
   "convert_hf_to_gguf.py F16|python3 $peer $SYNTH_1B --outfile \$OUT --outtype f16"
   "convert_hf_to_gguf.py Q8_0|python3 $peer $SYNTH_1B --outfile \$OUT --outtype q8_0"
@@ -69,7 +77,7 @@ for rep in $(seq 1 "$REPS"); do
     done
   done
 done
-out_bytes_f16=""; rm -f "$out"
+rm -f "$out"
 
 echo "### convert: TinyLlama-1.1B-shaped BF16, 2 shards ($(awk -v b="$in_bytes" 'BEGIN { printf "%.0f", b / 1e6 }') MB)"
 echo
