@@ -180,6 +180,8 @@ int qf_calib_run(qf_calib *cal, const int32_t *tokens, int64_t n_tokens, const q
     ctx.kv_f16 = p->kv_f16;
     ctx.act_llamacpp = !p->act_f32;
     qf_calib_attach(cal, &ctx);
+    cal->failed = 0;
+    qf_err_clear(&cal->hook_err);
     const int want_output = cal->n_targets > 0 && cal->targets[cal->n_targets - 1].layer < 0;
     const double t0 = now_seconds();
     for (int64_t c = 0; c < n_chunks; c++) {

@@ -23,7 +23,9 @@
 #include "gguf.h"
 #include "hf_tokenizer.h"
 #include "json.h"
+#include "manifest.h"
 #include "numfmt.h"
+#include "qf_util.h"
 #include "quants.h"
 #include "safetensors.h"
 #include "vocab.h"
@@ -37,7 +39,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 /* Small chunks, converted on the calling thread and written at once, while
  * the output is still in the core's cache: write() copies it into the page
@@ -65,7 +66,7 @@ typedef struct plan_tensor {
     uint8_t permute;
     int64_t perm_heads;
     uint32_t shard;
-    XXH128_hash_t hash;
+    qf_hash128 hash;          /* XXH3-128 of the written data, for --manifest */
 } plan_tensor;
 
 typedef struct conv {
@@ -97,17 +98,6 @@ typedef struct conv {
 } conv;
 
 /* ---------------- small helpers ---------------- */
-
-static char *join_path(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    size_t n = a;
-    if (n > 0 && p[n - 1] != '/') p[n++] = '/';
-    memcpy(p + n, name, b + 1);
-    return p;
-}
 
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -141,35 +131,15 @@ void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *b
 /* ---------------- config.json ---------------- */
 
 /* First present key (even if null), -1 if none: gguf-py find_hparam(). */
-static int cfg_first(const qf_json *j, const char *const *keys) {
-    for (; *keys; keys++) {
-        int t = qf_json_find(j, 0, *keys);
-        if (t >= 0) return t;
-    }
-    return -1;
-}
+static int cfg_first(const qf_json *j, const char *const *keys) { return qf_hf_cfg_first(j, keys); }
 
 /* Integer value at token t (t < 0 or null: *present = 0). */
 static int cfg_int_tok(conv *c, int t, const char *what, int64_t *v, int *present) {
-    *present = 0;
-    if (t < 0 || qf_json_is_null(&c->cfg, t)) return 0;
-    if (qf_json_type_of(&c->cfg, t) != QF_JSON_NUMBER || qf_json_get_int64(&c->cfg, t, v, NULL))
-        return qf_set_err(c->err, QF_EFORMAT, "%s: %s is not an integer (line %u)", c->cfg_path, what,
-                          qf_json_line(&c->cfg, t));
-    *present = 1;
-    return 0;
-}
-
-static int cfg_required_int(conv *c, const char *const *keys, int64_t *v) {
-    int present, rc = cfg_int_tok(c, cfg_first(&c->cfg, keys), keys[0], v, &present);
-    if (rc) return rc;
-    if (!present) return qf_set_err(c->err, QF_EFORMAT, "%s: missing %s", c->cfg_path, keys[0]);
-    if (*v <= 0) return qf_set_err(c->err, QF_EFORMAT, "%s: %s must be positive, got %lld", c->cfg_path, keys[0], (long long)*v);
-    return 0;
+    return qf_hf_cfg_int(&c->cfg, c->cfg_path, t, what, v, present, c->err);
 }
 
 static int load_config(conv *c) {
-    c->cfg_path = join_path(c->o->model_dir, "config.json");
+    c->cfg_path = qf_path_join(c->o->model_dir, "config.json");
     if (!c->cfg_path) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
     struct stat st;
     if (stat(c->o->model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -178,50 +148,7 @@ static int load_config(conv *c) {
     int rc = qf_json_parse_file(&c->cfg, c->cfg_path, 0, c->err);
     if (rc) return rc;
     c->has_cfg = 1;
-    if (qf_json_type_of(&c->cfg, 0) != QF_JSON_OBJECT)
-        return qf_set_err(c->err, QF_EFORMAT, "%s: top level is not a json object", c->cfg_path);
-    int archs = qf_json_find(&c->cfg, 0, "architectures");
-    qf_json_iter it;
-    int first;
-    char cls[128] = "";
-    if (archs < 0 || qf_json_iter_begin(&it, &c->cfg, archs) || qf_json_type_of(&c->cfg, archs) != QF_JSON_ARRAY ||
-        !qf_json_iter_element(&it, &first) || qf_json_get_string_buf(&c->cfg, first, cls, sizeof cls, NULL, NULL))
-        return qf_set_err(c->err, QF_EFORMAT, "%s: no \"architectures\" list naming the model class", c->cfg_path);
-    c->arch = qf_arch_find(cls);
-    if (!c->arch)
-        return qf_set_err(c->err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", c->cfg_path,
-                          cls, qf_arch_supported_list());
-
-    static const char *const k_layer[] = {"n_layers", "num_hidden_layers", "n_layer", "num_layers", NULL};
-    static const char *const k_embd[] = {"hidden_size", "n_embd", NULL};
-    static const char *const k_ff[] = {"intermediate_size", "n_inner", NULL};
-    static const char *const k_head[] = {"num_attention_heads", "n_head", NULL};
-    static const char *const k_vocab[] = {"vocab_size", NULL};
-    qf_hparams *hp = &c->hp;
-    if ((rc = cfg_required_int(c, k_layer, &hp->n_layer))) return rc;
-    if ((rc = cfg_required_int(c, k_embd, &hp->n_embd))) return rc;
-    if ((rc = cfg_required_int(c, k_ff, &hp->n_ff))) return rc;
-    if ((rc = cfg_required_int(c, k_head, &hp->n_head))) return rc;
-    if ((rc = cfg_required_int(c, k_vocab, &hp->n_vocab))) return rc;
-    int present;
-    if ((rc = cfg_int_tok(c, qf_json_find(&c->cfg, 0, "num_key_value_heads"), "num_key_value_heads", &hp->n_head_kv,
-                          &present)))
-        return rc;
-    if (!present) hp->n_head_kv = hp->n_head;
-    if ((rc = cfg_int_tok(c, qf_json_find(&c->cfg, 0, "head_dim"), "head_dim", &hp->head_dim, &present))) return rc;
-    if (!present) {
-        if (hp->n_embd % hp->n_head)
-            return qf_set_err(c->err, QF_EFORMAT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
-                              c->cfg_path, (long long)hp->n_embd, (long long)hp->n_head);
-        hp->head_dim = hp->n_embd / hp->n_head;
-    }
-    if (hp->n_head_kv <= 0 || hp->head_dim <= 0 || hp->n_layer > 100000)
-        return qf_set_err(c->err, QF_EFORMAT, "%s: bad attention shape (num_key_value_heads %lld, head_dim %lld)",
-                          c->cfg_path, (long long)hp->n_head_kv, (long long)hp->head_dim);
-    int tie = qf_json_find(&c->cfg, 0, "tie_word_embeddings");
-    hp->tie_embeddings = 0;
-    if (tie >= 0 && qf_json_type_of(&c->cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(&c->cfg, tie, &hp->tie_embeddings, NULL);
-    return 0;
+    return qf_hf_config_read(&c->cfg, c->cfg_path, &c->arch, &c->hp, c->err);
 }
 
 /* ---------------- tensor plan ---------------- */
@@ -631,7 +558,8 @@ static int write_all_kv(conv *c, gguf_writer *w) {
         (rc = wr(c, gguf_writer_set_str(w, "general.size_label", c->size_label), "general.size_label")))
         return rc;
     if ((rc = write_common_params(c, w))) return rc;
-    if (c->arch->params && (rc = c->arch->params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+    qf_arch_params_hook params = qf_arch_params(c->arch);
+    if (params && (rc = params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
     if ((rc = write_vocab(c, w))) return rc;
     return wr(c, gguf_writer_set_u32(w, "general.quantization_version", GGML_QUANT_VERSION),
               "general.quantization_version");
@@ -701,15 +629,14 @@ static void report(conv *c, uint64_t idx, const plan_tensor *p) {
 
 static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     plan_tensor *p = &c->t[idx];
-    XXH3_state_t *hs = XXH3_createState();
+    qf_hasher *hs = qf_hasher_new();
     float *scratch = NULL;
     int rc = 0;
     if (!hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
-    XXH3_128bits_reset(hs);
     if (!p->src) {   /* generated, F32 */
         rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes);
         if (rc) goto done;
-        XXH3_128bits_update(hs, p->gen, p->nbytes);
+        qf_hasher_update(hs, p->gen, p->nbytes);
         c->bytes_done += p->nbytes;
         report(c, idx, p);
         goto done;
@@ -744,7 +671,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
                         scratch + row_len);
         }
         size_t nbytes = (size_t)(nr * out_row_bytes);
-        XXH3_128bits_update(hs, c->buf, nbytes);
+        qf_hasher_update(hs, c->buf, nbytes);
         if ((rc = gguf_writer_write_tensor_data(w, c->buf, nbytes))) goto done;
         drop_pages(s->data + row0 * src_row_bytes, (size_t)(nr * src_row_bytes));
         c->bytes_done += nbytes;
@@ -753,8 +680,8 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     st_release(&c->st, s);
 done:
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
-    if (!rc) p->hash = XXH3_128bits_digest(hs);
-    XXH3_freeState(hs);
+    if (!rc) p->hash = qf_hasher_digest(hs);
+    qf_hasher_free(hs);
     free(scratch);
     return rc;
 }
@@ -791,89 +718,38 @@ fail:
 
 /* ---------------- manifest ---------------- */
 
-static void hex128(XXH128_hash_t h, char out[33]) {
-    XXH128_canonical_t can;
-    XXH128_canonicalFromHash(&can, h);
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", can.digest[i]);
-}
-
-static int hash_file(const char *path, XXH128_hash_t *out, qf_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot open for hashing: %s", path, strerror(errno));
-    XXH3_state_t *hs = XXH3_createState();
-    size_t cap = 4u << 20;
-    char *buf = malloc(cap);
-    int rc = 0;
-    if (!hs || !buf) {
-        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
-        goto done;
-    }
-    XXH3_128bits_reset(hs);
-    for (;;) {
-        ssize_t n = read(fd, buf, cap);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = qf_set_err(err, QF_EIO, "%s: read failed: %s", path, strerror(errno));
-            goto done;
-        }
-        if (n == 0) break;
-        XXH3_128bits_update(hs, buf, (size_t)n);
-    }
-    *out = XXH3_128bits_digest(hs);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-done:
-    if (hs) XXH3_freeState(hs);
-    free(buf);
-    close(fd);
-    return rc;
-}
-
+/* OUT.gguf.xxh in formats/manifest.h's format: every tensor's hash, computed
+ * while it was written, then every shard file's. */
 static int write_manifest(conv *c) {
     size_t n = strlen(c->o->out_path);
-    char *path = malloc(n + 8), *tmp = malloc(n + 32);
-    FILE *fp = NULL;
+    char *path = malloc(n + 8);
+    qf_manifest_tensor *mt = calloc(c->n_t ? c->n_t : 1, sizeof *mt);
+    char **files = calloc(c->n_shards, sizeof *files);
     int rc = 0;
-    if (!path || !tmp) {
+    if (!path || !mt || !files) {
         rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
         goto done;
     }
     snprintf(path, n + 8, "%s.xxh", c->o->out_path);
-    snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-    fp = fopen(tmp, "wb");
-    if (!fp) {
-        rc = qf_set_err(c->err, QF_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fprintf(fp, "# qforge-convert manifest v1: XXH3-128 (canonical hex) of each tensor's data and of each file\n");
-    char hex[33];
     for (uint64_t i = 0; i < c->n_t; i++) {
-        hex128(c->t[i].hash, hex);
-        fprintf(fp, "tensor %s %s\n", hex, c->t[i].name);
+        mt[i].name = c->t[i].name;
+        mt[i].hash = c->t[i].hash;
     }
     for (uint32_t s = 0; s < c->n_shards; s++) {
-        char shard[PATH_MAX];
-        XXH128_hash_t h;
-        qf_convert_shard_path(c->o->out_path, s, c->n_shards, shard, sizeof shard);
-        if ((rc = hash_file(shard, &h, c->err))) goto done;
-        hex128(h, hex);
-        fprintf(fp, "file %s %s\n", hex, base_name(shard));
+        files[s] = malloc(PATH_MAX);
+        if (!files[s]) {
+            rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+            goto done;
+        }
+        qf_convert_shard_path(c->o->out_path, s, c->n_shards, files[s], PATH_MAX);
     }
-    if (fflush(fp) || ferror(fp) || fsync(fileno(fp))) {
-        rc = qf_set_err(c->err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    if (fclose(fp)) {
-        fp = NULL;
-        rc = qf_set_err(c->err, QF_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fp = NULL;
-    if (rename(tmp, path)) rc = qf_set_err(c->err, QF_EIO, "%s: rename failed: %s", path, strerror(errno));
+    rc = qf_manifest_write(path, "qforge-convert", mt, c->n_t, (const char *const *)files, c->n_shards, c->err);
 done:
-    if (fp) fclose(fp);
-    if (rc && tmp) unlink(tmp);
+    if (files)
+        for (uint32_t s = 0; s < c->n_shards; s++) free(files[s]);
+    free(files);
+    free(mt);
     free(path);
-    free(tmp);
     return rc;
 }
 

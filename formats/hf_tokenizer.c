@@ -34,6 +34,7 @@
  *   NormalizerSpec { string name = 1; bool add_dummy_prefix = 3 [default true]; }
  */
 #include "hf_tokenizer.h"
+#include "qf_util.h"
 #include "json.h"
 
 #include <errno.h>
@@ -59,25 +60,6 @@ static const char *const special_names[QF_SPECIAL_COUNT] = {"bos", "eos", "unk",
 static int is_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static char *join_path(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    size_t n = a;
-    if (n > 0 && p[n - 1] != '/') p[n++] = '/';
-    memcpy(p + n, name, b + 1);
-    return p;
-}
-
-static char *dup_bytes(const char *s, size_t len) {
-    char *p = malloc(len + 1);
-    if (!p) return NULL;
-    memcpy(p, s, len);
-    p[len] = 0;
-    return p;
 }
 
 /* Well-formed UTF-8 (RFC 3629)? */
@@ -154,7 +136,7 @@ static void vocab_put(qf_vocab *v, uint32_t id, char *s, size_t len) {
 }
 
 static int vocab_put_copy(qf_vocab *v, uint32_t id, const char *s, size_t len) {
-    char *p = dup_bytes(s, len);
+    char *p = qf_strndup(s, len);
     if (!p) return QF_ENOMEM;
     vocab_put(v, id, p, len);
     return 0;
@@ -421,34 +403,6 @@ static void files_free(hf_files *f) {
     free(f->p_merges);
 }
 
-static int read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return qf_set_err(err, QF_EIO, "%s: cannot open: %s", path, strerror(errno));
-    int rc = 0;
-    uint8_t *buf = NULL;
-    long n;
-    if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET)) {
-        rc = qf_set_err(err, QF_EIO, "%s: cannot seek: %s", path, strerror(errno));
-        goto done;
-    }
-    buf = malloc((size_t)n + 1);
-    if (!buf) {
-        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    if (n > 0 && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-        rc = qf_set_err(err, QF_EIO, "%s: read failed", path);
-        goto done;
-    }
-    *out = buf;
-    *size = (uint64_t)n;
-    buf = NULL;
-done:
-    free(buf);
-    fclose(fp);
-    return rc;
-}
-
 /* String value of member `key` of object `obj` as a malloc'd copy; NULL (rc 0)
  * when absent or not a string. */
 static int get_str_member(const qf_json *j, int obj, const char *key, char **out, size_t *len, qf_err *err) {
@@ -463,7 +417,7 @@ static int get_str_member(const qf_json *j, int obj, const char *key, char **out
 static int spm_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err *err) {
     uint8_t *buf = NULL;
     uint64_t size = 0;
-    int rc = read_file(f->p_spm, &buf, &size, err);
+    int rc = qf_read_file(f->p_spm, &buf, &size, err);
     if (rc) return rc;
     if (size >= 24 && memcmp(buf, "version https://git-lfs", 23) == 0) {
         rc = qf_set_err(err, QF_EFORMAT, "%s: is a git-lfs pointer, not the file (run git lfs pull)", f->p_spm);
@@ -706,7 +660,7 @@ static int bpe_load_merges(qf_vocab *v, hf_files *f, qf_err *err) {
     if (!is_file(f->p_merges)) return 0;
     uint8_t *buf = NULL;
     uint64_t size = 0;
-    int rc = read_file(f->p_merges, &buf, &size, err);
+    int rc = qf_read_file(f->p_merges, &buf, &size, err);
     if (rc) return rc;
     buf[size] = 0;
     uint64_t n_lines = 1;
@@ -977,12 +931,12 @@ int qf_vocab_from_hf_dir_ex(qf_vocab *v, const char *dir, qf_hf_tokenizer_info *
     f.dir = dir;
     f.vocab_size = -1;
     int rc = 0;
-    f.p_config = join_path(dir, "config.json");
-    f.p_tok_json = join_path(dir, "tokenizer.json");
-    f.p_tok_cfg = join_path(dir, "tokenizer_config.json");
-    f.p_spm = join_path(dir, "tokenizer.model");
-    f.p_added = join_path(dir, "added_tokens.json");
-    f.p_merges = join_path(dir, "merges.txt");
+    f.p_config = qf_path_join(dir, "config.json");
+    f.p_tok_json = qf_path_join(dir, "tokenizer.json");
+    f.p_tok_cfg = qf_path_join(dir, "tokenizer_config.json");
+    f.p_spm = qf_path_join(dir, "tokenizer.model");
+    f.p_added = qf_path_join(dir, "added_tokens.json");
+    f.p_merges = qf_path_join(dir, "merges.txt");
     if (!f.p_config || !f.p_tok_json || !f.p_tok_cfg || !f.p_spm || !f.p_added || !f.p_merges) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto fail;

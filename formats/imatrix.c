@@ -1,6 +1,7 @@
 /* imatrix.c - importance matrices: in-memory form, legacy .dat and GGUF I/O.
  * Formats are described in imatrix.h and docs/formats-kquants.md. */
 #include "imatrix.h"
+#include "qf_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,14 +47,6 @@ const qf_imatrix_entry *qf_imatrix_find(const qf_imatrix *im, const char *name) 
     for (size_t i = 0; i < im->n_entries; ++i)
         if (strcmp(im->entries[i].name, name) == 0) return &im->entries[i];
     return NULL;
-}
-
-static char *dup_n(const char *s, size_t n) {
-    char *p = malloc(n + 1);
-    if (!p) return NULL;
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
 }
 
 /* Add an entry taking `name` (malloc'd, length name_len) by ownership. */
@@ -110,13 +103,13 @@ int qf_imatrix_add(qf_imatrix *im, const char *name, uint32_t n_cols, uint32_t n
                    qf_err *err) {
     if (!name) return qf_set_err(err, QF_EINVAL, "imatrix: entry name is null");
     size_t len = strlen(name);
-    char *copy = dup_n(name, len);
+    char *copy = qf_strndup(name, len);
     if (!copy) return qf_set_err(err, QF_ENOMEM, "imatrix: out of memory");
     return add_entry_owned(im, copy, len, n_cols, n_mat, out, err);
 }
 
 static int add_dataset_n(qf_imatrix *im, const char *name, size_t len, qf_err *err) {
-    char *copy = dup_n(name, len);
+    char *copy = qf_strndup(name, len);
     char **grown = copy ? realloc(im->datasets, (im->n_datasets + 1) * sizeof *grown) : NULL;
     if (!grown) {
         free(copy);
@@ -225,7 +218,7 @@ int qf_imatrix_read_dat_buffer(qf_imatrix *im, const void *buf, size_t size, con
             goto fail;
         }
         if (r.left < (size_t)len) goto truncated;
-        char *ename = dup_n((const char *)r.p, (size_t)len);
+        char *ename = qf_strndup((const char *)r.p, (size_t)len);
         if (!ename) {
             rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", name);
             goto fail;
@@ -381,7 +374,7 @@ int qf_imatrix_read_gguf(qf_imatrix *im, const char *path, qf_err *err) {
         }
         if (!ends_with(ts->name, SUFFIX_SUM2)) continue; /* in_sum and other statistics: not used */
         const size_t base = strlen(ts->name) - strlen(SUFFIX_SUM2);
-        char *ename = dup_n(ts->name, base);
+        char *ename = qf_strndup(ts->name, base);
         free(counts_name);
         counts_name = malloc(base + strlen(SUFFIX_COUNTS) + 1);
         if (!ename || !counts_name) {

@@ -3,10 +3,17 @@
 # count invariance (byte-identical files), text input variants (.gz, JSONL),
 # bad inputs (exit 1, nothing left behind), and the peer llama.cpp (c392e50):
 #   - the 64 x 512 oracle .dat of llama-imatrix: same 35 entries and ncall,
-#     weights within 5e-4 relative (measured 1.70e-4);
+#     weights within 5e-4 relative, 2e-5 on average (measured 1.70e-4 and
+#     1.10e-5; an F32 KV cache instead of llama.cpp's F16 one gives 3.3e-5 on
+#     average, no BOS at chunk starts 1.7e-2);
 #   - fresh llama-imatrix runs (-c 128 --chunks 8 -t 1) on stories260K-F32
 #     and synth-tinyk-F16 (F16 weights: activations rounded like ggml), and
-#     we read llama-imatrix's .dat: within 5e-4 (measured 2.4e-4, 4.8e-5);
+#     we read llama-imatrix's .dat: max within 1e-3, mean within 3e-5
+#     (measured max 2.4e-4 / 4.8e-5, mean 1.1e-5 / 1.7e-6; an F32 KV cache
+#     gives a mean of 1.0e-4 on stories260K). The max over 1024 tokens is
+#     noisy (small columns): the mean is the discriminating check;
+#   - --process-output on an untied model (tinystories-distill-3M): 29
+#     entries with output.weight (measured max 1.5e-4, mean 4.9e-6);
 #   - llama-quantize --imatrix reads our .dat: Q4_K_M of stories260K-F32 (its
 #     imatrix-weighted tensors are Q5_0; stock llama-quantize refuses Q4_0 for
 #     this model, see the oracles' PROVENANCE.md) loads 35 entries and differs
@@ -78,6 +85,7 @@ if need_data model "$MODEL" && need_data text "$WIKI"; then
   expect_exit missing-model 1 "nope.gguf" -- "$CAL" "$TMP/nope.gguf" -f "$TMP/wiki.txt" -o "$TMP/out/b.gguf"
   expect_exit missing-text 1 "nope.txt" -- "$CAL" "$M" -f "$TMP/nope.txt" -o "$TMP/out/c.gguf"
   expect_exit unwritable-output 1 "cannot write" -- "$CAL" "$M" -f "$TMP/wiki.txt" -c 128 --chunks 1 -o "$TMP/nodir/x.gguf"
+  expect_exit output-is-a-directory 1 "is a directory" -- "$CAL" "$M" -f "$TMP/wiki.txt" -c 128 --chunks 1 -o "$TMP/out"
   touch "$TMP/out/file"
   expect_exit output-under-a-file 1 "cannot write" -- "$CAL" "$M" -f "$TMP/wiki.txt" -c 128 --chunks 1 -o "$TMP/out/file/x.dat"
   left=$(ls -A "$TMP/out" | grep -v '^file$')
@@ -90,7 +98,7 @@ if need_data model "$MODEL" && need_data text "$WIKI"; then
     # -f named as in the oracle (its dataset is "wiki.test.raw"), same file name
     if (cd "$QF_DATA/corpus/wikitext-2-raw" &&
         "$CAL" "$M" -f wiki.test.raw -c 512 --chunks 64 --quiet -o "$TMP/q/stories260K-imatrix-wiki64x512.dat"); then
-      if out=$("$CMP" "$TMP/q/stories260K-imatrix-wiki64x512.dat" "$QF_DATA/$ORACLE" --same-ncall --tol 5e-4); then
+      if out=$("$CMP" "$TMP/q/stories260K-imatrix-wiki64x512.dat" "$QF_DATA/$ORACLE" --same-ncall --tol 5e-4 --mean-tol 2e-5); then
         pass "oracle-64x512 ($out)"
       else
         fail oracle-64x512 "$out"
@@ -139,12 +147,28 @@ if need_data model "$MODEL" && need_data text "$WIKI"; then
         continue
       fi
       # and we read llama-imatrix's own .dat
-      if out=$("$CMP" "$TMP/ours.dat" "$TMP/peer.dat" --same-ncall --tol 5e-4); then
+      if out=$("$CMP" "$TMP/ours.dat" "$TMP/peer.dat" --same-ncall --tol 1e-3 --mean-tol 3e-5); then
         pass "$name ($out)"
       else
         fail "$name" "$out"
       fi
     done
+    # an untied output.weight with --process-output (tinystories-distill-3M,
+    # converted to F32 by qforge-convert): 28 block entries + output.weight
+    CONV=$(dirname "$CAL")/qforge-convert
+    if [ -x "$CONV" ] && need_data process-output models/tinystories-distill-3M; then
+      if ! "$CONV" "$QF_DATA/models/tinystories-distill-3M" -o "$TMP/ts3m.gguf" --outtype f32 >"$TMP/log" 2>&1; then
+        fail process-output "qforge-convert: $(tail -n 1 "$TMP/log")"
+      elif ! "$IMAT" -m "$TMP/ts3m.gguf" -f "$TMP/wiki.txt" -c 128 --chunks 8 -t 1 --process-output -o "$TMP/peer.dat" >"$TMP/peer.log" 2>&1; then
+        fail process-output "llama-imatrix failed: $(tail -n 1 "$TMP/peer.log")"
+      elif ! "$CAL" "$TMP/ts3m.gguf" -f "$TMP/wiki.txt" -c 128 --chunks 8 --process-output --quiet -o "$TMP/ours.dat"; then
+        fail process-output "qforge-calibrate failed"
+      elif out=$("$CMP" "$TMP/ours.dat" "$TMP/peer.dat" --same-ncall --tol 1e-3 --mean-tol 3e-5) && case "$out" in "entries 29/29,"*) true ;; *) false ;; esac; then
+        pass "process-output ($out)"
+      else
+        fail process-output "$out"
+      fi
+    fi
   fi
 fi
 finish

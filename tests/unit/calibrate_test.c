@@ -3,7 +3,9 @@
  *   - shared/oracles/llamacpp/stories260K-imatrix-wiki64x512.dat, made by
  *     `llama-imatrix -m stories260K-F32.gguf -f wiki.test.raw -c 512
  *     --chunks 64 -t 2`: same 35 entry names, ncall 64, and weights within
- *     5e-4 relative (measured 1.70e-4). A second accumulator in the same pass
+ *     5e-4 relative, 2e-5 on average (measured 1.70e-4 and 1.10e-5; with an
+ *     F32 KV cache instead of llama.cpp's F16 one the average is 3.3e-5, with
+ *     no BOS at chunk starts 1.7e-2). A second accumulator in the same pass
  *     sums in float in token order as llama-imatrix does: blk.0.attn_q (whose
  *     input is just the normed embedding) then agrees within 2e-7 (measured
  *     6.7e-8), so the rest is llama-imatrix's float summation plus activation
@@ -241,7 +243,8 @@ static void test_matches_llama_imatrix_oracle(qf_test *t) {
     REQUIRE(t, qf_calib_imatrix_export(&cal, acc, 64, 512, "wiki.test.raw", &ours, &err) == 0, "%s", err.msg);
     REQUIRE(t, qf_imatrix_read_dat(&oracle, op, &err) == 0, "%s", err.msg);
     CHECK(t, ours.n_entries == 35 && oracle.n_entries == 35, "entries %zu / %zu", ours.n_entries, oracle.n_entries);
-    double max_rel = 0, max_rel_f32 = 0, max_rel_f32_l0q = 0;
+    double max_rel = 0, max_rel_f32 = 0, max_rel_f32_l0q = 0, sum_rel = 0;
+    int64_t n_rel = 0;
     for (size_t i = 0; i < oracle.n_entries; i++) {
         const qf_imatrix_entry *eo = &oracle.entries[i];
         const qf_imatrix_entry *e = qf_imatrix_find(&ours, eo->name);
@@ -260,15 +263,19 @@ static void test_matches_llama_imatrix_oracle(qf_test *t) {
             const float vf = (f32->sum2[tg][j] / 32768.0f) * 64.0f / 64.0f;
             const double r = fabs((double)w[j] - wo[j]) / wo[j], rf = fabs((double)vf - wo[j]) / wo[j];
             if (r > max_rel) max_rel = r;
+            sum_rel += r;
+            n_rel++;
             if (rf > max_rel_f32) max_rel_f32 = rf;
             if (!strcmp(eo->name, "blk.0.attn_q.weight") && rf > max_rel_f32_l0q) max_rel_f32_l0q = rf;
         }
         free(w);
         free(wo);
     }
-    printf("  oracle 64x512: max rel diff %.3e (double sums), %.3e (float sums; blk.0.attn_q %.3e), %.0f tokens/s\n",
-           max_rel, max_rel_f32, max_rel_f32_l0q, st.tokens_per_second);
+    const double mean_rel = n_rel ? sum_rel / (double)n_rel : 1.0;
+    printf("  oracle 64x512: max rel diff %.3e mean %.3e (double sums), max %.3e (float sums; blk.0.attn_q %.3e), "
+           "%.0f tokens/s\n", max_rel, mean_rel, max_rel_f32, max_rel_f32_l0q, st.tokens_per_second);
     CHECK(t, max_rel < 5e-4, "max rel diff %.3e", max_rel);
+    CHECK(t, mean_rel < 2e-5, "mean rel diff %.3e", mean_rel); /* F32 KV cache: 3.3e-5 */
     CHECK(t, max_rel_f32 < 3e-4, "float sums: max rel diff %.3e", max_rel_f32);
     CHECK(t, max_rel_f32_l0q < 2e-7, "float sums, blk.0.attn_q: max rel diff %.3e", max_rel_f32_l0q);
     qf_imatrix_free(&ours);

@@ -25,18 +25,6 @@
 
 /* ---------------- helpers ---------------- */
 
-static int read_all(const char *path, uint8_t **buf, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    *buf = malloc((size_t)sz + 1);
-    *n = fread(*buf, 1, (size_t)sz, fp);
-    fclose(fp);
-    return *n == (size_t)sz ? 0 : -1;
-}
-
 static void out_path(const char *name, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/convert-%ld-%s", qf_test_tmpdir(), (long)getpid(), name);
 }
@@ -61,7 +49,7 @@ static int run_convert(qf_test *t, const char *model, const char *out, qf_outtyp
 static int same_file(qf_test *t, const char *a, const char *b) {
     uint8_t *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
-    if (read_all(a, &x, &nx) || read_all(b, &y, &ny)) {
+    if (qf_test_load(a, &x, &nx) || qf_test_load(b, &y, &ny)) {
         CHECK(t, 0, "cannot read %s or %s", a, b);
         free(x);
         free(y);
@@ -376,7 +364,7 @@ static void test_split_and_manifest(qf_test *t) {
             snprintf(full, sizeof full, "%s/%s", qf_test_tmpdir(), name);
             uint8_t *buf;
             size_t n;
-            if (read_all(full, &buf, &n)) {
+            if (qf_test_load(full, &buf, &n)) {
                 n_bad++;
                 continue;
             }

@@ -43,18 +43,6 @@ static void free_list(char **v, int n) {
     free(v);
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
 static int oracle_files(qf_test *t, char ***out, int *n) {
@@ -302,7 +290,7 @@ static void test_roundtrip_oracles(qf_test *t) {
         CHECK(t, rc == 0, "%s: rewrite: %s", files[i], e.msg);
         if (rc == 0) {
             size_t na, nb;
-            unsigned char *b = slurp(out, &nb);
+            unsigned char *b = qf_test_read_file(out, &nb);
             na = (size_t)g.map_size;
             size_t first = 0;
             while (first < na && first < nb && g.map[first] == b[first]) first++;
@@ -456,7 +444,7 @@ static void test_writer_value_types(qf_test *t) {
     snprintf(out2, sizeof out2, "%s/gguf_types2.gguf", qf_test_tmpdir());
     CHECK(t, rewrite(&g, out2, &e) == 0, "%s", e.msg);
     size_t n1, n2;
-    unsigned char *b1 = slurp(out, &n1), *b2 = slurp(out2, &n2);
+    unsigned char *b1 = qf_test_read_file(out, &n1), *b2 = qf_test_read_file(out2, &n2);
     CHECK(t, b1 && b2 && n1 == n2 && memcmp(b1, b2, n1) == 0, "rewrite identical");
     free(b1);
     free(b2);
@@ -685,7 +673,7 @@ static void test_truncations(qf_test *t) {
     char p[512];
     if (!qf_test_data(t, "oracles/llamacpp/stories260K-Q4_0.gguf", p, sizeof p)) return;
     size_t n;
-    unsigned char *b = slurp(p, &n);
+    unsigned char *b = qf_test_read_file(p, &n);
     REQUIRE(t, b, "read %s", p);
     gguf_file g;
     qf_err e = {0};

@@ -14,18 +14,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-static int read_all(const char *path, uint8_t **buf, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    *buf = malloc((size_t)sz + 1);
-    *n = fread(*buf, 1, (size_t)sz, fp);
-    fclose(fp);
-    return *n == (size_t)sz ? 0 : -1;
-}
-
 static void write_file(const char *dir, const char *name, const char *text) {
     char path[2400];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -41,7 +29,7 @@ static void copy_file(const char *src_dir, const char *dst_dir, const char *name
     snprintf(b, sizeof b, "%s/%s", dst_dir, name);
     uint8_t *buf;
     size_t n;
-    if (read_all(a, &buf, &n)) return;
+    if (qf_test_load(a, &buf, &n)) return;
     FILE *fp = fopen(b, "wb");
     if (fp) {
         fwrite(buf, 1, n, fp);
@@ -117,7 +105,7 @@ static void test_spm_parse_raw(qf_test *t) {
     if (!qf_test_data(t, "models/stories260K/tokenizer.model", path, sizeof path)) return;
     uint8_t *buf;
     size_t n;
-    REQUIRE(t, read_all(path, &buf, &n) == 0, "read %s", path);
+    REQUIRE(t, qf_test_load(path, &buf, &n) == 0, "read %s", path);
     qf_vocab v;
     qf_err err = {0};
     REQUIRE(t, qf_spm_parse(&v, buf, n, "tokenizer.model", NULL, &err) == 0, "%s", err.msg);
@@ -141,7 +129,7 @@ static void test_spm_corrupt(qf_test *t) {
     if (!qf_test_data(t, "models/stories260K/tokenizer.model", path, sizeof path)) return;
     uint8_t *buf;
     size_t n;
-    REQUIRE(t, read_all(path, &buf, &n) == 0, "read %s", path);
+    REQUIRE(t, qf_test_load(path, &buf, &n) == 0, "read %s", path);
     int n_err = 0;
     for (size_t len = 0; len < n; len += 7) {
         uint8_t *copy = malloc(len ? len : 1);

@@ -428,18 +428,6 @@ static void test_oracle_stories_imatrix(qf_test *t) {
 
 /* ---------------------------------------------------------------- imatrix */
 
-static int read_file(const char *path, uint8_t **buf, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    *buf = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = fread(*buf, 1, (size_t)sz, fp);
-    fclose(fp);
-    return *n == (size_t)sz ? 0 : -1;
-}
-
 static void test_imatrix_dat_and_gguf_round_trip(qf_test *t) {
     char im_path[1024], out[1024];
     if (!qf_test_data(t, ORACLES "/stories260K-imatrix-wiki64x512.dat", im_path, sizeof im_path)) return;
@@ -463,7 +451,7 @@ static void test_imatrix_dat_and_gguf_round_trip(qf_test *t) {
     REQUIRE(t, qf_imatrix_write_dat(&im, out, &err) == 0, "%s", err.msg);
     uint8_t *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
-    REQUIRE(t, read_file(im_path, &a, &na) == 0 && read_file(out, &b, &nb) == 0, "read back");
+    REQUIRE(t, qf_test_load(im_path, &a, &na) == 0 && qf_test_load(out, &b, &nb) == 0, "read back");
     CHECK(t, na == nb && memcmp(a, b, na) == 0, ".dat round trip differs (%zu vs %zu bytes)", na, nb);
     free(a); free(b);
 

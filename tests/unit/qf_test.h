@@ -80,6 +80,34 @@ static inline const char *qf_test_tmpdir(void) {
     return "build/tmp";
 }
 
+/* Read a whole file into a malloc'd buffer with a NUL after the last byte
+ * (*n = size). NULL if it cannot be read. */
+static inline void *qf_test_read_file(const char *path, size_t *n) {
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = NULL;
+    long sz = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        b = malloc((size_t)sz + 1);
+        if (b && sz > 0 && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
+            free(b);
+            b = NULL;
+        }
+    }
+    fclose(f);
+    if (!b) return NULL;
+    b[sz] = 0;
+    *n = (size_t)sz;
+    return b;
+}
+
+/* The same as 0 / -1 with the buffer in *buf. */
+static inline int qf_test_load(const char *path, unsigned char **buf, size_t *n) {
+    *buf = qf_test_read_file(path, n);
+    return *buf ? 0 : -1;
+}
+
 typedef void (*qf_test_fn)(qf_test *);
 
 static inline int qf_test_main(const char *suite, const char *names, qf_test_fn *fns, int n, int argc, char **argv) {

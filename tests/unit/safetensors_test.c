@@ -10,22 +10,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
 static int write_all(const char *path, const void *buf, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
@@ -102,7 +86,7 @@ static void test_stories260k(qf_test *t) {
      * header, then token_embedding_table [512,64], then rms_att [5,64]. */
     if (qf_test_data(t, "models/stories260K/original/stories260K.bin", bin, sizeof bin)) {
         size_t n;
-        uint8_t *b = read_all(bin, &n);
+        uint8_t *b = qf_test_read_file(bin, &n);
         REQUIRE(t, b && n == 1056540, "read %s", bin);
         x = st_find(&m, "model.embed_tokens.weight");
         CHECK(t, x && memcmp(x->data, b + 28, 512 * 64 * 4) == 0, "embed bytes differ from llama2.c file");
@@ -240,7 +224,7 @@ static void test_empty_checkpoint(qf_test *t) {
     REQUIRE(t, w, "%s", err.msg);
     REQUIRE(t, st_writer_finish(w) == 0, "%s", err.msg);
     size_t fn;
-    uint8_t *f = read_all(out, &fn);
+    uint8_t *f = qf_test_read_file(out, &fn);
     CHECK(t, f && fn == 16 && f[0] == 8 && !memcmp(f + 8, "{}      ", 8), "empty file is 8 + '{}' padded to 8");
     free(f);
     unlink(out);
@@ -420,7 +404,7 @@ static void roundtrip_model(qf_test *t, const char *rel, const char *tag) {
     snprintf(out, sizeof out, "%s/st_roundtrip_%s.safetensors", qf_test_tmpdir(), tag);
     REQUIRE(t, rewrite(&m, out, 100000, &err) == 0, "%s", err.msg);
     size_t na, nb;
-    uint8_t *a = read_all(path, &na), *b = read_all(out, &nb);
+    uint8_t *a = qf_test_read_file(path, &na), *b = qf_test_read_file(out, &nb);
     REQUIRE(t, a && b, "read back");
     CHECK(t, na == nb, "%s: size %zu, original %zu", tag, nb, na);
     size_t first_diff = 0;
@@ -470,7 +454,7 @@ static void test_writer_escapes(qf_test *t) {
     st_close(&m);
     /* the escaped header text is what serde_json writes */
     size_t n;
-    uint8_t *b = read_all(out, &n);
+    uint8_t *b = qf_test_read_file(out, &n);
     REQUIRE(t, b, "read");
     static const char want[] = "\"q\\\"uo\\\\te/\\u0001\\t\xc3\xa9\xf0\x9f\x98\x80\"";
     int found = 0;

@@ -21,22 +21,6 @@ static int read_line(const char *path, char *buf, size_t n) {
     return 0;
 }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
-    if (b && sz > 0 && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
 static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -88,7 +72,7 @@ static void test_bad_inputs(qf_test *t) {
         else check_msg(t, "st_open", path, err.msg, &re, pat);
 
         size_t sz;
-        uint8_t *buf = read_all(path, &sz);
+        uint8_t *buf = qf_test_read_file(path, &sz);
         CHECK(t, buf != NULL, "read %s", path);
         if (buf) {
             qf_err_clear(&err);

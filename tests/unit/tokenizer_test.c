@@ -22,28 +22,6 @@
 
 #define SEPARATOR "\n__ggml_vocab_test__\n"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 65536 * 2;
-            char *p = realloc(buf, cap + 1);
-            if (!p) { free(buf); fclose(f); return NULL; }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static int exists(const char *path) { return access(path, R_OK) == 0; }
 
 /* Load a vocab GGUF (path relative to QF_DATA) and build its tokenizer. */
@@ -136,9 +114,9 @@ static void run_oracle(qf_test *t, const char *name) {
     if (!load(t, gguf_rel, &l)) return;
     size_t ni = 0, no = 0;
     snprintf(path, sizeof path, "%s/%s.inp", qf_test_data_dir(), gguf_rel);
-    char *inp = slurp(path, &ni);
+    char *inp = qf_test_read_file(path, &ni);
     snprintf(path, sizeof path, "%s/%s.out", qf_test_data_dir(), gguf_rel);
-    char *out = slurp(path, &no);
+    char *out = qf_test_read_file(path, &no);
     REQUIRE(t, inp && out, "cannot read %s.inp/.out", gguf_rel);
     int n_cases = 0, n_bad = 0, n_lossy = 0;
     char *s = inp, *o = out;
@@ -209,7 +187,7 @@ static void run_roundtrip_only(qf_test *t, const char *name) {
     if (!load(t, rel, &l)) return;
     size_t ni = 0;
     snprintf(path, sizeof path, "%s/oracles/tokenizers/ggml-vocab-gpt-2.gguf.inp", qf_test_data_dir());
-    char *inp = slurp(path, &ni);
+    char *inp = qf_test_read_file(path, &ni);
     if (!inp) { qf_test_skip(t, "%s not found", path); unload(&l); return; }
     int n_cases = 0;
     for (char *s = inp, *end; (end = strstr(s, SEPARATOR)); s = end + strlen(SEPARATOR), n_cases++) {
@@ -319,7 +297,7 @@ static void test_stories_wikitext(qf_test *t) {
     loaded l;
     if (!load(t, "oracles/llamacpp/stories260K-F32.gguf", &l)) return;
     size_t len = 0;
-    char *text = slurp(path, &len);
+    char *text = qf_test_read_file(path, &len);
     REQUIRE(t, text, "cannot read %s", path);
     int32_t *ids = NULL;
     size_t n = 0;
@@ -429,13 +407,13 @@ static void build_cases(cases *c) {
     char path[1024];
     size_t len = 0;
     snprintf(path, sizeof path, "%s/oracles/tokenizers/ggml-vocab-gpt-2.gguf.inp", qf_test_data_dir());
-    char *inp = slurp(path, &len);
+    char *inp = qf_test_read_file(path, &len);
     if (inp) {
         for (char *s = inp, *end; (end = strstr(s, SEPARATOR)); s = end + strlen(SEPARATOR)) cases_add(c, s, (size_t)(end - s));
         free(inp);
     }
     snprintf(path, sizeof path, "%s/corpus/wikitext-2-raw/wiki.test.raw", qf_test_data_dir());
-    char *wiki = slurp(path, &len);
+    char *wiki = qf_test_read_file(path, &len);
     if (wiki) {
         /* 24 chunks of ~1.5 KB spread over the file, cut at line starts */
         for (int k = 0; k < 24; k++) {

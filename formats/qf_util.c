@@ -1,0 +1,54 @@
+#include "qf_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *qf_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t n = a;
+    if (n > 0 && p[n - 1] != '/') p[n++] = '/';
+    memcpy(p + n, name, b + 1);
+    return p;
+}
+
+char *qf_strndup(const char *s, size_t n) {
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    if (n) memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return qf_set_err(err, QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = 0;
+    uint8_t *buf = NULL;
+    long n;
+    if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET)) {
+        rc = qf_set_err(err, QF_EIO, "%s: cannot seek: %s", path, strerror(errno));
+        goto done;
+    }
+    buf = malloc((size_t)n + 1);
+    if (!buf) {
+        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (n > 0 && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+        rc = qf_set_err(err, QF_EIO, "%s: read failed", path);
+        goto done;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *size = (uint64_t)n;
+    buf = NULL;
+done:
+    free(buf);
+    fclose(fp);
+    return rc;
+}

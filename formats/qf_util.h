@@ -1,0 +1,19 @@
+/* qf_util.h - small helpers shared by the libraries (paths, strings, files). */
+#ifndef QF_UTIL_H
+#define QF_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qf_error.h"
+
+/* "dir/name" (no doubled slash), malloc'd; NULL when out of memory. */
+char *qf_path_join(const char *dir, const char *name);
+/* A NUL-terminated malloc'd copy of s[0..n); NULL when out of memory. */
+char *qf_strndup(const char *s, size_t n);
+/* Read a whole (small) file into a malloc'd buffer with a NUL after the last
+ * byte; errors name the path. Used for JSON/protobuf side files, never for
+ * tensor data (that is mmap'd). */
+int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err);
+
+#endif
