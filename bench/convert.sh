@@ -47,12 +47,6 @@ cases=(
   "qforge-convert F16|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
   "qforge-convert Q8_0|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
 )
-# The same on one thread: the conversion itself is cheap next to the write,
-# and on a busy machine OpenMP's waiting threads cost more than they save.
-[ "$THREADS" != 1 ] && cases+=(
-  "qforge-convert F16 --threads 1|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads 1 --quiet"
-  "qforge-convert Q8_0 --threads 1|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads 1 --quiet"
-)
 [ -n "$peer" ] && cases+=(
   "convert_hf_to_gguf.py F16|python3 $peer $SYNTH_1B --outfile \$OUT --outtype f16"
   "convert_hf_to_gguf.py Q8_0|python3 $peer $SYNTH_1B --outfile \$OUT --outtype q8_0"
