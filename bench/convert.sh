@@ -78,15 +78,16 @@ echo
 machine_header
 [ $cold = 0 ] && echo "- page cache could not be dropped: warm-cache runs only"
 echo
-echo "| run | page cache | wall s | input MB/s | peak RSS MiB | throughput vs cat (same cache) |"
-echo "| --- | --- | ---: | ---: | ---: | ---: |"
+echo "| run | page cache | wall s | input MB/s | peak RSS MiB | throughput vs cat (same cache) | vs cat > file + sync |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for cache in "${caches[@]}"; do
   cat_w=$(median ${WALL["cat|$cache"]:-})
+  cp_w=$(median ${WALL["cat > file + sync|$cache"]:-})
   for c in "${cases[@]}"; do
     name=${c%%|*}; key="$name|$cache"
-    if [ -z "${WALL[$key]:-}" ]; then echo "| $name | $cache | failed | - | - | - |"; continue; fi
+    if [ -z "${WALL[$key]:-}" ]; then echo "| $name | $cache | failed | - | - | - | - |"; continue; fi
     w=$(median ${WALL[$key]}); r=$(median ${RSS[$key]})
-    echo "| $name | $cache | $(fmt 2 "$w") | $(awk -v b="$in_bytes" -v w="$w" 'BEGIN { printf "%.0f", b / 1e6 / w }') | $(mib "$r") | $(ratio "$cat_w" "$w") |"
+    echo "| $name | $cache | $(fmt 2 "$w") | $(awk -v b="$in_bytes" -v w="$w" 'BEGIN { printf "%.0f", b / 1e6 / w }') | $(mib "$r") | $(ratio "$cat_w" "$w") | $(ratio "$cp_w" "$w") |"
   done
 done
 echo
