@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qf_cli.h"
 #include "calibrate.h"
 #include "imatrix.h"
 #include "model.h"
@@ -54,37 +55,6 @@ static void usage(FILE *f) {
             "to stdout. Exit 0 ok, 1 failure, 2 usage.\n");
 }
 
-static int die(const char *msg) {
-    fprintf(stderr, PROG ": error: %s\n", msg);
-    return 1;
-}
-
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, PROG ": error: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see " PROG " --help)\n");
-    return 2;
-}
-
-static int parse_i64(const char *s, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
@@ -129,14 +99,14 @@ int main(int argc, char **argv) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_VAL()                                                      \
         do {                                                            \
-            if (!val) return usage_error("option %s needs a value", a); \
+            if (!val) return qf_cli_usage(PROG, "option %s needs a value", a); \
             i++;                                                        \
         } while (0)
 #define NUM(dst, minv)                                                  \
         do {                                                            \
             NEED_VAL();                                                 \
-            if (parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
-                return usage_error("bad number '%s'", val);             \
+            if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
+                return qf_cli_usage(PROG, "bad number '%s'", val);             \
         } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
@@ -149,7 +119,7 @@ int main(int argc, char **argv) {
             out_path = val;
         } else if (!strcmp(a, "--output-format")) {
             NEED_VAL();
-            if (strcmp(val, "gguf") && strcmp(val, "dat")) return usage_error("--output-format takes gguf or dat, not '%s'", val);
+            if (strcmp(val, "gguf") && strcmp(val, "dat")) return qf_cli_usage(PROG, "--output-format takes gguf or dat, not '%s'", val);
             format = val;
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
             NUM(n_ctx, 1);
@@ -163,24 +133,24 @@ int main(int argc, char **argv) {
             NEED_VAL();
             if (!strcmp(val, "f16")) kv_f16 = 1;
             else if (!strcmp(val, "f32")) kv_f16 = 0;
-            else return usage_error("--kv takes f16 or f32, not '%s'", val);
+            else return qf_cli_usage(PROG, "--kv takes f16 or f32, not '%s'", val);
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option '%s'", a);
+            return qf_cli_usage(PROG, "unknown option '%s'", a);
         } else if (!model_path) {
             model_path = a;
         } else {
-            return usage_error("unexpected argument '%s'", a);
+            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
 #undef NEED_VAL
 #undef NUM
     }
-    if (!model_path) return usage_error("%s", "no model given");
-    if (!text_path) return usage_error("%s", "no calibration text given (-f TEXT)");
-    if (!*out_path) return usage_error("%s", "empty output name");
+    if (!model_path) return qf_cli_usage(PROG, "%s", "no model given");
+    if (!text_path) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");
+    if (!*out_path) return qf_cli_usage(PROG, "%s", "empty output name");
     const int as_dat = format ? !strcmp(format, "dat") : ends_with(out_path, ".dat");
 #ifdef _OPENMP
     if (n_threads > 0) omp_set_num_threads((int)n_threads);
@@ -204,13 +174,13 @@ int main(int argc, char **argv) {
 
     if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init(&tx, &m.file, &err) < 0 ||
         qf_read_text_any(text_path, &text, &text_len, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     /* like llama.cpp's -f: one trailing newline is dropped */
     if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
     if (qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     free(text);
@@ -221,7 +191,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (probe_output(out_path, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
 
@@ -229,11 +199,11 @@ int main(int argc, char **argv) {
     co.process_output = process_output;
     if (qf_calib_init(&cal, &m, &co, &err) < 0 || qf_calib_imatrix_new(&cal, &acc, &err) < 0 ||
         qf_calib_add(&cal, acc, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (cal.n_targets == 0) {
-        die("the model has no weights to collect");
+        qf_cli_fail(PROG, "%s", "the model has no weights to collect");
         goto done;
     }
     qf_calib_params p = {0};
@@ -244,11 +214,11 @@ int main(int argc, char **argv) {
     if (!quiet && !json && isatty(STDERR_FILENO)) p.progress = progress_tty;
     qf_calib_stats st;
     if (qf_calib_run(&cal, ids, n_ids, &p, &st, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (qf_calib_imatrix_export(&cal, acc, (uint32_t)st.n_chunks, (uint32_t)n_ctx, text_path, &im, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (im.n_entries == 0) {
@@ -257,16 +227,16 @@ int main(int argc, char **argv) {
         goto done;
     }
     if ((as_dat ? qf_imatrix_write_dat(&im, out_path, &err) : qf_imatrix_write_gguf(&im, out_path, &err)) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (json) {
         printf("{\"model\": ");
-        json_str(stdout, model_path);
+        qf_cli_json_str(stdout, model_path);
         printf(", \"text\": ");
-        json_str(stdout, text_path);
+        qf_cli_json_str(stdout, text_path);
         printf(", \"output\": ");
-        json_str(stdout, out_path);
+        qf_cli_json_str(stdout, out_path);
         printf(", \"format\": \"%s\", \"n_tokens_text\": %lld, \"n_ctx\": %lld, \"n_chunks\": %lld, \"n_tokens\": %lld",
                as_dat ? "dat" : "gguf", (long long)n_ids, (long long)n_ctx, (long long)st.n_chunks,
                (long long)st.n_tokens);

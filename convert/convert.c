@@ -14,8 +14,8 @@
  *  - Llama/Mistral Q and K rows are permuted back from HF's rotate-half
  *    layout: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2), with
  *    n_head = num_attention_heads for q and num_key_value_heads for k.
- * Conversions are row-wise and independent, so the output bytes do not
- * depend on the number of threads.
+ * Conversions are row-wise and run on the calling thread (see
+ * DEFAULT_CHUNK_BYTES), so the output bytes do not depend on --threads.
  */
 #include "convert.h"
 
@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_CHUNK_BYTES (16ull << 20)
+/* Small chunks, converted on the calling thread and written at once, while
+ * the output is still in the core's cache: write() copies it into the page
+ * cache, and from a multi-MiB buffer that copy runs from DRAM and cost 3-5x
+ * more kernel time than from a 256 KiB one (dd and qforge-convert on the
+ * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
+ * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
+ * used: a team barrier per chunk costs more than it saves, a lot more on a
+ * busy machine. */
+#define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 
 /* llama.cpp LlamaFileType values written as general.file_type */
@@ -124,31 +131,11 @@ void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *b
 /* ---------------- config.json ---------------- */
 
 /* First present key (even if null), -1 if none: gguf-py find_hparam(). */
-static int cfg_first(const qf_json *j, const char *const *keys) {
-    for (; *keys; keys++) {
-        int t = qf_json_find(j, 0, *keys);
-        if (t >= 0) return t;
-    }
-    return -1;
-}
+static int cfg_first(const qf_json *j, const char *const *keys) { return qf_hf_cfg_first(j, keys); }
 
 /* Integer value at token t (t < 0 or null: *present = 0). */
 static int cfg_int_tok(conv *c, int t, const char *what, int64_t *v, int *present) {
-    *present = 0;
-    if (t < 0 || qf_json_is_null(&c->cfg, t)) return 0;
-    if (qf_json_type_of(&c->cfg, t) != QF_JSON_NUMBER || qf_json_get_int64(&c->cfg, t, v, NULL))
-        return qf_set_err(c->err, QF_EFORMAT, "%s: %s is not an integer (line %u)", c->cfg_path, what,
-                          qf_json_line(&c->cfg, t));
-    *present = 1;
-    return 0;
-}
-
-static int cfg_required_int(conv *c, const char *const *keys, int64_t *v) {
-    int present, rc = cfg_int_tok(c, cfg_first(&c->cfg, keys), keys[0], v, &present);
-    if (rc) return rc;
-    if (!present) return qf_set_err(c->err, QF_EFORMAT, "%s: missing %s", c->cfg_path, keys[0]);
-    if (*v <= 0) return qf_set_err(c->err, QF_EFORMAT, "%s: %s must be positive, got %lld", c->cfg_path, keys[0], (long long)*v);
-    return 0;
+    return qf_hf_cfg_int(&c->cfg, c->cfg_path, t, what, v, present, c->err);
 }
 
 static int load_config(conv *c) {
@@ -161,50 +148,7 @@ static int load_config(conv *c) {
     int rc = qf_json_parse_file(&c->cfg, c->cfg_path, 0, c->err);
     if (rc) return rc;
     c->has_cfg = 1;
-    if (qf_json_type_of(&c->cfg, 0) != QF_JSON_OBJECT)
-        return qf_set_err(c->err, QF_EFORMAT, "%s: top level is not a json object", c->cfg_path);
-    int archs = qf_json_find(&c->cfg, 0, "architectures");
-    qf_json_iter it;
-    int first;
-    char cls[128] = "";
-    if (archs < 0 || qf_json_iter_begin(&it, &c->cfg, archs) || qf_json_type_of(&c->cfg, archs) != QF_JSON_ARRAY ||
-        !qf_json_iter_element(&it, &first) || qf_json_get_string_buf(&c->cfg, first, cls, sizeof cls, NULL, NULL))
-        return qf_set_err(c->err, QF_EFORMAT, "%s: no \"architectures\" list naming the model class", c->cfg_path);
-    c->arch = qf_arch_find(cls);
-    if (!c->arch)
-        return qf_set_err(c->err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", c->cfg_path,
-                          cls, qf_arch_supported_list());
-
-    static const char *const k_layer[] = {"n_layers", "num_hidden_layers", "n_layer", "num_layers", NULL};
-    static const char *const k_embd[] = {"hidden_size", "n_embd", NULL};
-    static const char *const k_ff[] = {"intermediate_size", "n_inner", NULL};
-    static const char *const k_head[] = {"num_attention_heads", "n_head", NULL};
-    static const char *const k_vocab[] = {"vocab_size", NULL};
-    qf_hparams *hp = &c->hp;
-    if ((rc = cfg_required_int(c, k_layer, &hp->n_layer))) return rc;
-    if ((rc = cfg_required_int(c, k_embd, &hp->n_embd))) return rc;
-    if ((rc = cfg_required_int(c, k_ff, &hp->n_ff))) return rc;
-    if ((rc = cfg_required_int(c, k_head, &hp->n_head))) return rc;
-    if ((rc = cfg_required_int(c, k_vocab, &hp->n_vocab))) return rc;
-    int present;
-    if ((rc = cfg_int_tok(c, qf_json_find(&c->cfg, 0, "num_key_value_heads"), "num_key_value_heads", &hp->n_head_kv,
-                          &present)))
-        return rc;
-    if (!present) hp->n_head_kv = hp->n_head;
-    if ((rc = cfg_int_tok(c, qf_json_find(&c->cfg, 0, "head_dim"), "head_dim", &hp->head_dim, &present))) return rc;
-    if (!present) {
-        if (hp->n_embd % hp->n_head)
-            return qf_set_err(c->err, QF_EFORMAT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
-                              c->cfg_path, (long long)hp->n_embd, (long long)hp->n_head);
-        hp->head_dim = hp->n_embd / hp->n_head;
-    }
-    if (hp->n_head_kv <= 0 || hp->head_dim <= 0 || hp->n_layer > 100000)
-        return qf_set_err(c->err, QF_EFORMAT, "%s: bad attention shape (num_key_value_heads %lld, head_dim %lld)",
-                          c->cfg_path, (long long)hp->n_head_kv, (long long)hp->head_dim);
-    int tie = qf_json_find(&c->cfg, 0, "tie_word_embeddings");
-    hp->tie_embeddings = 0;
-    if (tie >= 0 && qf_json_type_of(&c->cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(&c->cfg, tie, &hp->tie_embeddings, NULL);
-    return 0;
+    return qf_hf_config_read(&c->cfg, c->cfg_path, &c->arch, &c->hp, c->err);
 }
 
 /* ---------------- tensor plan ---------------- */
@@ -614,7 +558,8 @@ static int write_all_kv(conv *c, gguf_writer *w) {
         (rc = wr(c, gguf_writer_set_str(w, "general.size_label", c->size_label), "general.size_label")))
         return rc;
     if ((rc = write_common_params(c, w))) return rc;
-    if (c->arch->params && (rc = c->arch->params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+    qf_arch_params_hook params = qf_arch_params(c->arch);
+    if (params && (rc = params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
     if ((rc = write_vocab(c, w))) return rc;
     return wr(c, gguf_writer_set_u32(w, "general.quantization_version", GGML_QUANT_VERSION),
               "general.quantization_version");
@@ -649,7 +594,7 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
     case GGML_TYPE_F32: memcpy(dst, x, n * sizeof(float)); break;
     case GGML_TYPE_F16: qf_f32_to_f16_row(x, (uint16_t *)(void *)dst, n); break;
     case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)(void *)dst, n); break;
-    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
+    case GGML_TYPE_Q8_0: quantize_row_q8_0(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
     default: break;
     }
 }
@@ -711,8 +656,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     if (rows_per_chunk < group) rows_per_chunk = group;
     if (rows_per_chunk > n_rows) rows_per_chunk = n_rows;
     if ((rc = ensure_buf(c, (size_t)(rows_per_chunk * out_row_bytes)))) goto done;
-    int n_threads = omp_get_max_threads();
-    scratch = malloc((size_t)n_threads * 2 * row_len * sizeof(float));
+    scratch = malloc(2 * row_len * sizeof(float));
     if (!scratch) {
         rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
         goto done;
@@ -720,14 +664,11 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     for (uint64_t row0 = 0; row0 < n_rows; row0 += rows_per_chunk) {
         uint64_t nr = n_rows - row0 < rows_per_chunk ? n_rows - row0 : rows_per_chunk;
         const uint8_t *src = s->data;
-        uint8_t *dst = c->buf;
-        #pragma omp parallel for schedule(static) num_threads(n_threads)
-        for (int64_t i = 0; i < (int64_t)nr; i++) {
-            uint64_t r = row0 + (uint64_t)i;
+        for (uint64_t i = 0; i < nr; i++) {
+            uint64_t r = row0 + i;
             uint64_t sr = p->permute ? permuted_row(r, group) : r;
-            float *f = scratch + (size_t)omp_get_thread_num() * 2 * row_len;
-            convert_row(src + sr * src_row_bytes, s->dtype, dst + (uint64_t)i * out_row_bytes, p->type, row_len, f,
-                        f + row_len);
+            convert_row(src + sr * src_row_bytes, s->dtype, c->buf + i * out_row_bytes, p->type, row_len, scratch,
+                        scratch + row_len);
         }
         size_t nbytes = (size_t)(nr * out_row_bytes);
         qf_hasher_update(hs, c->buf, nbytes);

@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "qf_cli.h"
 #include "ggml_types.h"
 #include "gguf.h"
 #include "imatrix.h"
@@ -40,8 +42,9 @@ static void usage(FILE *fp) {
             "(llama.cpp c392e50): with --method exact, the bytes llama-quantize writes for the\n"
             "same input, TYPE and imatrix; with --method search, the same types and size with\n"
             "a lower error (see --method).\n"
-            "IN must be a GGUF file: convert a Hugging Face checkpoint with qforge-convert first\n"
-            "(direct HF input is not supported yet).\n"
+            "IN is a GGUF file or a Hugging Face checkpoint directory; a directory is first\n"
+            "converted losslessly (as qforge-convert --outtype auto) into a temp file next to\n"
+            "OUT, deleted afterwards (it needs that much free disk space).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
@@ -86,17 +89,6 @@ static void usage(FILE *fp) {
             "are released as they are consumed.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see " PROG " --help)\n");
-    va_end(ap);
-    return 2;
-}
-
 static int parse_tensor_type(const char *s, uint32_t *out) {
     int t = ggml_type_from_name(s);
     if (t < 0) return -1;
@@ -114,7 +106,7 @@ static int bad_tensor_type(const char *opt, const char *s) {
         strncat(list, tname(tensor_types[i]), sizeof list - strlen(list) - 1);
         strncat(list, " ", sizeof list - strlen(list) - 1);
     }
-    return usage_error("%s: unknown tensor type '%s'; valid: %s", opt, s, list);
+    return qf_cli_usage(PROG, "%s: unknown tensor type '%s'; valid: %s", opt, s, list);
 }
 
 /* ---- progress on a terminal ---- */
@@ -155,16 +147,6 @@ static void print_fallback(const qf_quant_tensor_plan *t) {
                 w->name, w->block_size, (unsigned long long)t->ne[0], tname(t->type));
 }
 
-static void json_str(FILE *fp, const char *s) {
-    fputc('"', fp);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\') fprintf(fp, "\\%c", *c);
-        else if (*c < 0x20) fprintf(fp, "\\u%04x", *c);
-        else fputc(*c, fp);
-    }
-    fputc('"', fp);
-}
-
 static double bits_per_weight(const qf_quant_plan *p) {
     return p->n_elements ? 8.0 * (double)p->out_tensor_bytes / (double)p->n_elements : 0;
 }
@@ -173,11 +155,11 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     const qf_quant_plan *p = &r->plan;
     FILE *fp = stdout;
     fprintf(fp, "{\"input\": ");
-    json_str(fp, o->in_path);
+    qf_cli_json_str(fp, o->in_path);
     fprintf(fp, ", \"output\": ");
-    json_str(fp, o->out_path);
+    qf_cli_json_str(fp, o->out_path);
     fprintf(fp, ", \"type\": ");
-    json_str(fp, o->preset->name);
+    qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
     fprintf(fp, ", \"method\": \"%s\", \"tensors_searched\": %zu", qf_quant_method_name(p->method), p->n_searched);
     fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
@@ -198,7 +180,7 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, "}");
     if (o->imatrix_path) {
         fprintf(fp, ",\n \"imatrix\": {\"file\": ");
-        json_str(fp, o->imatrix_path);
+        qf_cli_json_str(fp, o->imatrix_path);
         fprintf(fp, ", \"entries\": %zu, \"tensors_using_it\": %zu}", r->imatrix_entries, p->n_imatrix_used);
     } else {
         fprintf(fp, ",\n \"imatrix\": null");
@@ -209,7 +191,7 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
         const qf_quant_tensor_plan *t = &p->t[i];
         if (!t->fallback) continue;
         fprintf(fp, "%s\n  {\"tensor\": ", first ? "" : ",");
-        json_str(fp, t->name);
+        qf_cli_json_str(fp, t->name);
         fprintf(fp, ", \"ne0\": %llu, \"wanted\": \"%s\", \"used\": \"%s\"}", (unsigned long long)t->ne[0],
                 tname(t->wanted_type), tname(t->type));
         first = 0;
@@ -218,7 +200,7 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     for (size_t i = 0; i < p->n; i++) {
         const qf_quant_tensor_plan *t = &p->t[i];
         fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
-        json_str(fp, t->name);
+        qf_cli_json_str(fp, t->name);
         fprintf(fp,
                 ", \"from\": \"%s\", \"type\": \"%s\", \"converted\": %s, \"imatrix\": %s, \"search\": %s, "
                 "\"bytes\": %llu}",
@@ -291,6 +273,10 @@ static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err
     qf_imatrix im;
     qf_imatrix_init(&im);
     memset(r, 0, sizeof *r);
+    struct stat st;
+    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: --dry-run needs a GGUF input (convert the checkpoint first)",
+                          o->in_path);
     int rc = gguf_open(&in, o->in_path, err);
     if (rc) return rc;
     if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
@@ -328,7 +314,7 @@ int main(int argc, char **argv) {
 #define NEEDS_VALUE()                                                             \
     do {                                                                          \
         if (!val) {                                                               \
-            if (i + 1 >= argc) return usage_error("%s needs a value", a);         \
+            if (i + 1 >= argc) return qf_cli_usage(PROG, "%s needs a value", a);         \
             val = argv[++i];                                                      \
         }                                                                         \
     } while (0)
@@ -342,11 +328,11 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--method")) {
             NEEDS_VALUE();
             o.method = qf_quant_method_from_name(val);
-            if (o.method < 0) return usage_error("--method '%s': expected exact, search or auto", val);
+            if (o.method < 0) return qf_cli_usage(PROG, "--method '%s': expected exact, search or auto", val);
         } else if (!strcmp(a, "--tensor-type")) {
             NEEDS_VALUE();
             const char *eq = strrchr(val, '=');
-            if (!eq || eq == val) return usage_error("--tensor-type '%s': expected PATTERN=TYPE", val);
+            if (!eq || eq == val) return qf_cli_usage(PROG, "--tensor-type '%s': expected PATTERN=TYPE", val);
             uint32_t ty;
             if (parse_tensor_type(eq + 1, &ty)) return bad_tensor_type("--tensor-type", eq + 1);
             qf_tensor_type_override *nv = realloc(ovs, (n_ovs + 1) * sizeof *ovs);
@@ -367,7 +353,7 @@ int main(int argc, char **argv) {
             NEEDS_VALUE();
             char *end;
             long n = strtol(val, &end, 10);
-            if (*val == 0 || *end || n < 1 || n > 1024) return usage_error("--threads '%s': expected 1..1024", val);
+            if (*val == 0 || *end || n < 1 || n > 1024) return qf_cli_usage(PROG, "--threads '%s': expected 1..1024", val);
             o.n_threads = (int)n;
         } else if (!strcmp(a, "--pure") && !val) {
             o.pure = 1;
@@ -384,14 +370,14 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--dry-run") && !val) {
             dry = 1;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option '%s'", argv[i]);
+            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
-            if (n_pos == 3) return usage_error("unexpected argument '%s'", a);
+            if (n_pos == 3) return qf_cli_usage(PROG, "unexpected argument '%s'", a);
             pos[n_pos++] = a;
         }
 #undef NEEDS_VALUE
     }
-    if (n_pos < 3) return usage_error("expected IN.gguf OUT.gguf TYPE");
+    if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
     o.in_path = pos[0];
     o.out_path = pos[1];
     o.preset = qf_quant_preset_find(pos[2]);
@@ -403,7 +389,7 @@ int main(int argc, char **argv) {
             strncat(list, p[i].name, sizeof list - strlen(list) - 1);
             if (i + 1 < n) strncat(list, " ", sizeof list - strlen(list) - 1);
         }
-        return usage_error("unknown type '%s'; valid types: %s", pos[2], list);
+        return qf_cli_usage(PROG, "unknown type '%s'; valid types: %s", pos[2], list);
     }
     o.overrides = ovs;
     o.n_overrides = n_ovs;
@@ -416,6 +402,9 @@ int main(int argc, char **argv) {
 
     qf_err err;
     qf_err_clear(&err);
+    struct stat st;
+    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
     qf_quantize_result r;
     rc = dry ? dry_run(&o, &r, &err) : qf_quantize(&o, &r, &err);
     if (ps.shown) fprintf(stderr, "\r%*s\r", 100, "");

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "ggml_types.h"
 #include "manifest.h"
 #include "numfmt.h"
@@ -32,6 +33,7 @@
 #include "quantize_search.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
+#define DEFAULT_PARALLEL_MIN 65536 /* elements: a 256 x 256 matrix */
 #define IMATRIX_STR_MAX 127 /* llama-quantize copies the imatrix file/dataset into a char[128] override */
 
 void qf_quantize_opts_init(qf_quantize_opts *o) {
@@ -73,19 +75,24 @@ typedef struct job {
     float *weights;      /* imatrix weights of the current tensor [n_mat][ne0] */
     size_t weights_cap;
     uint64_t chunk_bytes;
+    uint64_t parallel_min; /* elements of a chunk below which one thread does it */
     uint64_t bytes_done;
     qf_hasher *hasher;   /* when writing a manifest */
     qf_manifest_tensor *hashes;
 } job;
 
-/* Give back the input pages of [p, p+n) once they are consumed. */
+/* Give back the input pages of [p, p+n) once they are consumed. The range is
+ * widened to 2 MiB boundaries: touching a page makes the kernel map its
+ * neighbours too (fault-around, large folios), including pages of tensors
+ * that were released already, and those would otherwise stay resident.
+ * Dropping a page that is still needed only costs a minor fault later. */
 static void release_input(const job *j, const void *p, uint64_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0 || n == 0 || !j->in->map) return;
-    uintptr_t lo = (uintptr_t)p & ~((uintptr_t)ps - 1);
-    uintptr_t hi = (uintptr_t)p + n;
-    uintptr_t map_end = (uintptr_t)j->in->map + j->in->map_size;
-    if (hi > map_end) hi = map_end;
+    const uintptr_t grain = (uintptr_t)2 << 20;
+    if (n == 0 || !j->in->map || !j->in->map_size) return;
+    uintptr_t map_lo = (uintptr_t)j->in->map, map_hi = map_lo + j->in->map_size;
+    uintptr_t lo = (uintptr_t)p & ~(grain - 1), hi = ((uintptr_t)p + n + grain - 1) & ~(grain - 1);
+    if (lo < map_lo) lo = map_lo; /* the mapping starts on a page boundary */
+    if (hi > map_hi) hi = map_hi;
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
@@ -102,17 +109,24 @@ static int put(job *j, const void *data, uint64_t n) {
 
 /* NaN/Inf check of data about to be copied or converted (llama.cpp's loader
  * validates tensor data the same way). Returns the first bad index or -1. */
-static int64_t first_non_finite(uint32_t type, const void *data, uint64_t n) {
+static int64_t first_non_finite_serial(const float *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (int64_t)i;
+    return -1;
+}
+
+static int64_t first_non_finite(const job *j, uint32_t type, const void *data, uint64_t n) {
     int64_t first = INT64_MAX;
+    const int n_threads = n >= 16 * j->parallel_min ? omp_get_max_threads() : 1;
     if (type == GGML_TYPE_F32) {
         const float *x = data;
-        #pragma omp parallel for reduction(min : first) schedule(static)
+        #pragma omp parallel for num_threads(n_threads) reduction(min : first) schedule(static)
         for (int64_t i = 0; i < (int64_t)n; i++)
             if (!isfinite(x[i]) && i < first) first = i;
     } else if (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) {
         const uint16_t *h = data;
         const uint16_t exp_mask = type == GGML_TYPE_F16 ? 0x7c00 : 0x7f80;
-        #pragma omp parallel for reduction(min : first) schedule(static)
+        #pragma omp parallel for num_threads(n_threads) reduction(min : first) schedule(static)
         for (int64_t i = 0; i < (int64_t)n; i++)
             if ((h[i] & exp_mask) == exp_mask && i < first) first = i;
     }
@@ -128,10 +142,10 @@ static int non_finite_error(job *j, const qf_quant_tensor_plan *t, uint64_t wher
 static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     const gguf_tensor_info *s = t->src;
     const uint64_t elem_bytes = t->src_type == GGML_TYPE_F32 ? 4 : 2;
-    const uint64_t piece = j->chunk_bytes / 8 * 8;
+    const uint64_t piece = j->chunk_bytes < 4096 ? 4096 : j->chunk_bytes / 8 * 8;
     for (uint64_t off = 0; off < s->nbytes; off += piece) {
         uint64_t n = s->nbytes - off < piece ? s->nbytes - off : piece;
-        int64_t bad = first_non_finite(t->src_type, s->data + off, n / elem_bytes);
+        int64_t bad = first_non_finite(j, t->src_type, s->data + off, n / elem_bytes);
         if (bad >= 0) return non_finite_error(j, t, off / elem_bytes + (uint64_t)bad);
         int rc = put(j, s->data + off, n);
         if (rc) return rc;
@@ -174,30 +188,45 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
         for (uint64_t r0 = 0; r0 < rows_per_mat; r0 += rows_per_chunk) {
             const uint64_t nr = rows_per_mat - r0 < rows_per_chunk ? rows_per_mat - r0 : rows_per_chunk;
             const uint8_t *src = s->data + (mat * rows_per_mat + r0) * in_row;
-            const float *x = (const float *)src;
-            if (t->src_type != GGML_TYPE_F32 || ((uintptr_t)src & 3)) {
-                /* widen / dequantize, one row per iteration */
-                int fail = 0;
-                #pragma omp parallel for schedule(static) reduction(| : fail)
-                for (int64_t r = 0; r < (int64_t)nr; r++)
-                    fail |= qf_dequantize_row(t->src_type, src + (uint64_t)r * in_row, j->f32 + (uint64_t)r * ne0,
-                                              (int64_t)ne0) != 0;
-                if (fail)
-                    return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': cannot convert from %s",
-                                      j->in->path, t->name, tname(t->src_type));
-                x = j->f32;
+            /* F32 input is used in place (when aligned); anything else is
+             * widened / dequantized into the chunk buffer */
+            const int in_place = t->src_type == GGML_TYPE_F32 && !((uintptr_t)src & 3);
+            const float *x = in_place ? (const float *)src : j->f32;
+            /* One parallel region per chunk, rows split evenly in order;
+             * small chunks stay on one thread (a parallel region costs more
+             * than it saves there, much more on a busy machine). */
+            const int n_threads = nr > 1 && nr * ne0 >= j->parallel_min ? omp_get_max_threads() : 1;
+            int64_t bad = INT64_MAX;
+            int fail = 0;
+            #pragma omp parallel num_threads(n_threads) reduction(min : bad) reduction(| : fail)
+            {
+                const uint64_t nt = (uint64_t)omp_get_num_threads(), it = (uint64_t)omp_get_thread_num();
+                const uint64_t a = nr * it / nt, b = nr * (it + 1) / nt;
+                for (uint64_t r = a; r < b && !fail; r++)
+                    if (!in_place)
+                        fail |= qf_dequantize_row(t->src_type, src + r * in_row, j->f32 + r * ne0, (int64_t)ne0) != 0;
+                if (!fail) {
+                    int64_t k = first_non_finite_serial(x + a * ne0, (b - a) * ne0);
+                    if (k >= 0) bad = (int64_t)(a * ne0) + k;
+                }
+                if (!fail && bad == INT64_MAX && b > a) {
+                    /* the search's own parallel loop runs on this thread
+                     * only (nested); rows are independent either way */
+                    int64_t n = t->search ? qf_quantize_rows_opt(t->type, x + a * ne0, j->out + a * out_row,
+                                                                 (int64_t)(b - a), (int64_t)ne0, w)
+                                          : qf_quantize_rows(t->type, x + a * ne0, j->out + a * out_row,
+                                                             (int64_t)(b - a), (int64_t)ne0, w);
+                    if (n < 0 || (uint64_t)n != (b - a) * out_row) fail |= 2;
+                }
             }
-            int64_t bad = first_non_finite(GGML_TYPE_F32, x, nr * ne0);
-            if (bad >= 0) return non_finite_error(j, t, (mat * rows_per_mat + r0) * ne0 + (uint64_t)bad);
-            int64_t n = t->search ? qf_quantize_rows_opt(t->type, x, j->out, (int64_t)nr, (int64_t)ne0, w)
-                                  : qf_quantize_rows(t->type, x, j->out, (int64_t)nr, (int64_t)ne0, w);
-            if (n < 0)
-                return qf_set_err(j->err, (int)n, "%s: tensor '%s': quantizing to %s failed", j->o->out_path, t->name,
-                                  tname(t->type));
-            if ((uint64_t)n != nr * out_row)
-                return qf_set_err(j->err, QF_EFORMAT, "%s: tensor '%s': quantizer wrote %lld bytes, expected %llu",
-                                  j->o->out_path, t->name, (long long)n, (unsigned long long)(nr * out_row));
-            if ((rc = put(j, j->out, (uint64_t)n))) return rc;
+            if (fail & 1)
+                return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': cannot convert from %s", j->in->path,
+                                  t->name, tname(t->src_type));
+            if (bad != INT64_MAX) return non_finite_error(j, t, (mat * rows_per_mat + r0) * ne0 + (uint64_t)bad);
+            if (fail)
+                return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': quantizing to %s failed", j->o->out_path,
+                                  t->name, tname(t->type));
+            if ((rc = put(j, j->out, nr * out_row))) return rc;
             release_input(j, src, nr * in_row);
             j->bytes_done += nr * in_row;
             report(j, idx, t);
@@ -253,6 +282,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     qf_quant_plan plan;
     job j;
     int rc = 0, have_in = 0, have_im = 0, saved_threads = omp_get_max_threads();
+    char *converted = NULL; /* temp GGUF of a Hugging Face checkpoint input */
     memset(&j, 0, sizeof j);
     memset(&plan, 0, sizeof plan);
     qf_imatrix_init(&im);
@@ -261,17 +291,38 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     if (!o || !o->in_path || !o->out_path || !o->preset)
         return qf_set_err(err, QF_EINVAL, "quantize: input, output and type are required");
     struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_set_err(err, QF_EUNSUPPORTED,
-                          "%s: is a directory; convert a Hugging Face checkpoint with qforge-convert first", o->in_path);
-    if (same_file(o->in_path, o->out_path))
+    const int hf_dir = stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!hf_dir && same_file(o->in_path, o->out_path))
         return qf_set_err(err, QF_EINVAL, "%s: output is the input file; choose another output path", o->out_path);
     if (o->imatrix_path && same_file(o->imatrix_path, o->out_path))
         return qf_set_err(err, QF_EINVAL, "%s: output is the imatrix file; choose another output path", o->out_path);
     if (stat(o->out_path, &st) == 0 && S_ISDIR(st.st_mode))
         return qf_set_err(err, QF_EINVAL, "%s: output is a directory", o->out_path);
 
-    if ((rc = gguf_open(&in, o->in_path, err))) goto fail;
+    const char *in_path = o->in_path;
+    if (hf_dir) {
+        /* a Hugging Face checkpoint: convert it losslessly (qforge-convert
+         * --outtype auto) into a temp file next to the output first */
+        size_t n = strlen(o->out_path) + 64;
+        converted = malloc(n);
+        if (!converted) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(converted, n, "%s.convert.tmp.%ld.gguf", o->out_path, (long)getpid());
+        qf_convert_opts co;
+        memset(&co, 0, sizeof co);
+        co.model_dir = o->in_path;
+        co.out_path = converted;
+        co.outtype = QF_OUTTYPE_AUTO;
+        if ((rc = qf_convert(&co, NULL, err))) {
+            free(converted);
+            converted = NULL;
+            goto fail;
+        }
+        in_path = converted;
+    }
+    if ((rc = gguf_open(&in, in_path, err))) goto fail;
     have_in = 1;
     if (o->imatrix_path) {
         if ((rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto fail;
@@ -286,6 +337,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     j.im = have_im ? &im : NULL;
     j.plan = &plan;
     j.chunk_bytes = qf_quantize_chunk_bytes(o);
+    j.parallel_min = o->parallel_min_elements ? o->parallel_min_elements : DEFAULT_PARALLEL_MIN;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;
     for (size_t i = 0; i < plan.n; i++)
@@ -350,7 +402,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         if (rc) goto fail; /* the GGUF itself is complete and stays */
     }
     if (res) {
-        if (stat(o->in_path, &st) == 0) res->in_file_bytes = (uint64_t)st.st_size;
+        if (stat(in_path, &st) == 0) res->in_file_bytes = (uint64_t)st.st_size;
         if (stat(o->out_path, &st) == 0) res->out_file_bytes = (uint64_t)st.st_size;
         res->imatrix_entries = have_im ? im.n_entries : 0;
     }
@@ -376,5 +428,7 @@ done:
     qf_hasher_free(j.hasher);
     qf_imatrix_free(&im);
     if (have_in) gguf_close(&in);
+    if (converted) unlink(converted);
+    free(converted);
     return rc;
 }

@@ -184,6 +184,7 @@ typedef struct qf_quantize_opts {
     int n_threads;                   /* OpenMP threads; 0 = OpenMP default */
     int write_manifest;              /* OUT.xxh: XXH3-128 of every tensor and of the file */
     uint64_t chunk_bytes;            /* F32 working set per step; 0 = default (32 MiB) */
+    uint64_t parallel_min_elements;  /* smaller chunks run on one thread; 0 = default (65536) */
     qf_quantize_progress_fn progress;
     void *progress_user;
 } qf_quantize_opts;
@@ -247,9 +248,13 @@ typedef struct qf_quantize_result {
 } qf_quantize_result;
 
 /* Quantize o->in_path into o->out_path (temp file + rename: on failure
- * nothing is left behind and an existing output is untouched). The output
- * path must differ from the input (and imatrix) file. `res` may be NULL;
- * else free it with qf_quantize_result_free (also after a failure). */
+ * nothing is left behind and an existing output is untouched). in_path may
+ * also be a Hugging Face checkpoint directory: it is first converted
+ * losslessly (qf_convert, QF_OUTTYPE_AUTO: what `qforge-convert --outtype
+ * auto` writes) into a temp GGUF next to the output, removed afterwards.
+ * The output path must differ from the input (and imatrix) file. `res` may
+ * be NULL; else free it with qf_quantize_result_free (also after a failure).
+ * res->in_file_bytes is the size of the (converted) input GGUF. */
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err);
 void qf_quantize_result_free(qf_quantize_result *res);
 

@@ -1,11 +1,16 @@
-/* model.c - bind a GGUF file's tensors to a llama-family model (see model.h). */
+/* model.c - bind a GGUF file's (or an HF directory's) tensors to a
+ * llama-family model (see model.h). */
 #include "model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ggml_types.h"
+#include "hf_arch.h"
+#include "json.h"
+#include "qf_util.h"
 #include "quants.h"
 
 const char *qf_arch_name(qf_arch arch) {
@@ -35,9 +40,9 @@ static int get_hp_i64(qf_model *m, const char *suffix, int required, int64_t *ou
     int rc = gguf_get_u64(&m->file, akey(m, suffix, key, sizeof key), &v);
     if (rc == QF_ENOTFOUND && !required) return 0;
     if (rc == QF_ENOTFOUND)
-        return qf_set_err(err, QF_EFORMAT, "%s: missing key '%s'", m->file.path, key);
+        return qf_set_err(err, QF_EFORMAT, "%s: missing key '%s'", m->path, key);
     if (rc < 0 || v > (uint64_t)1 << 40)
-        return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a valid count", m->file.path, key);
+        return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a valid count", m->path, key);
     *out = (int64_t)v;
     return 0;
 }
@@ -47,8 +52,8 @@ static int get_hp_f32(qf_model *m, const char *suffix, int required, float *out,
     int rc = gguf_get_f32(&m->file, akey(m, suffix, key, sizeof key), out);
     if (rc == QF_ENOTFOUND && !required) return 0;
     if (rc == QF_ENOTFOUND)
-        return qf_set_err(err, QF_EFORMAT, "%s: missing key '%s'", m->file.path, key);
-    if (rc < 0) return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a float", m->file.path, key);
+        return qf_set_err(err, QF_EFORMAT, "%s: missing key '%s'", m->path, key);
+    if (rc < 0) return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a float", m->path, key);
     return 0;
 }
 
@@ -59,20 +64,25 @@ static void shape_str(char *buf, size_t n, const int64_t *ne, int n_dims) {
     if (k > 0 && (size_t)k < n) snprintf(buf + k, n - k, "]");
 }
 
-/* Widen a small 1-D tensor to an owned F32 copy (norms/biases stored as F16 etc.). */
-static int widen_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
-    float *buf = malloc((size_t)w->n_in * sizeof(float));
-    void **owned = realloc(m->owned, (m->n_owned + 1) * sizeof *owned);
-    if (!buf || !owned) {
-        free(buf);
-        if (owned) m->owned = owned;
-        return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->file.path);
+/* Keep p (malloc'd) until qf_model_free; NULL p or no room -> NULL. */
+static void *own(qf_model *m, void *p) {
+    void **owned = p ? realloc(m->owned, (m->n_owned + 1) * sizeof *owned) : NULL;
+    if (!owned) {
+        free(p);
+        return NULL;
     }
     m->owned = owned;
-    m->owned[m->n_owned++] = buf;
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* Widen a small 1-D tensor to an owned F32 copy (norms/biases stored as F16 etc.). */
+static int widen_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
+    float *buf = own(m, malloc((size_t)w->n_in * sizeof(float)));
+    if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
     if (qf_dequantize_row(w->type, w->data, buf, w->n_in) != 0) {
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which cannot be read as f32",
-                          m->file.path, w->name, type_name(w->type));
+                          m->path, w->name, type_name(w->type));
     }
     w->data = buf;
     w->type = GGML_TYPE_F32;
@@ -129,21 +139,73 @@ static int open_split_shards(qf_model *m, const char *path, qf_err *err) {
     return rc;
 }
 
-/* Bind tensor `name` with expected shape [n_in] (n_out == 0) or [n_in, n_out].
- * Missing + optional -> w->data = NULL and 0. */
+/* A tensor as stored, from either source. */
+typedef struct tensor_view {
+    const char *name;     /* GGUF name, lives as long as the model */
+    const void *data;
+    uint32_t type;        /* ggml_type; GGML_TYPE_COUNT for a dtype verify cannot compute with */
+    const char *type_name;
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS]; /* ggml order: ne[0] = row length */
+} tensor_view;
+
+/* HF directory: GGUF name -> safetensors tensor, built once at load. */
+struct qf_hf_tensor {
+    char name[GGUF_MAX_NAME];
+    const st_tensor *t;
+};
+
+static uint32_t st_to_ggml(st_dtype d) {
+    switch (d) {
+    case ST_F32: return GGML_TYPE_F32;
+    case ST_F16: return GGML_TYPE_F16;
+    case ST_BF16: return GGML_TYPE_BF16;
+    default: return GGML_TYPE_COUNT;
+    }
+}
+
+static int find_view(qf_model *m, const char *name, tensor_view *v) {
+    memset(v, 0, sizeof *v);
+    if (!m->is_hf) {
+        const gguf_tensor_info *ti = find_tensor(m, name);
+        if (!ti) return 0;
+        v->name = ti->name;
+        v->data = ti->data;
+        v->type = ti->type;
+        v->type_name = type_name(ti->type);
+        v->n_dims = (int)ti->n_dims;
+        for (int i = 0; i < GGUF_MAX_DIMS; i++) v->ne[i] = (int64_t)ti->ne[i];
+        return 1;
+    }
+    for (uint64_t i = 0; i < m->n_hf_tensors; i++) {
+        if (strcmp(m->hf_tensors[i].name, name) != 0) continue;
+        const st_tensor *t = m->hf_tensors[i].t;
+        v->name = m->hf_tensors[i].name;
+        v->data = t->data;
+        v->type = st_to_ggml(t->dtype);
+        v->type_name = st_dtype_name(t->dtype);
+        v->n_dims = (int)t->n_dims;
+        for (int d = 0; d < GGUF_MAX_DIMS; d++) v->ne[d] = d < (int)t->n_dims ? (int64_t)t->shape[t->n_dims - 1 - d] : 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Bind tensor `name` (GGUF name) with expected shape [n_in] (n_out == 0) or
+ * [n_in, n_out]. Missing + optional -> w->data = NULL and 0. */
 static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64_t n_out,
                 int optional, qf_err *err) {
     memset(w, 0, sizeof *w);
-    const gguf_tensor_info *ti = find_tensor(m, name);
-    if (!ti) {
+    tensor_view tv;
+    if (!find_view(m, name, &tv)) {
         if (optional) return 0;
-        return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->file.path, name);
+        return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->path, name);
     }
     int want_dims = n_out ? 2 : 1;
     int64_t want[2] = {n_in, n_out};
     int64_t have[GGUF_MAX_DIMS];
-    int have_dims = (int)ti->n_dims;
-    for (int i = 0; i < GGUF_MAX_DIMS; i++) have[i] = (int64_t)ti->ne[i];
+    int have_dims = tv.n_dims;
+    for (int i = 0; i < GGUF_MAX_DIMS; i++) have[i] = tv.ne[i];
     /* A 1-D tensor may be stored as [n, 1]: trailing dims of 1 do not count. */
     while (have_dims > 1 && have[have_dims - 1] == 1) have_dims--;
     if (have_dims != want_dims || have[0] != want[0] || (n_out && have[1] != want[1])) {
@@ -151,18 +213,18 @@ static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64
         shape_str(hs, sizeof hs, have, have_dims);
         shape_str(ws, sizeof ws, want, want_dims);
         return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' has shape %s, expected %s",
-                          m->file.path, name, hs, ws);
+                          m->path, name, hs, ws);
     }
-    if (!qf_has_dequantize(ti->type))
+    if (tv.type >= GGML_TYPE_COUNT || !qf_has_dequantize(tv.type))
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which verify cannot compute with",
-                          m->file.path, name, type_name(ti->type));
+                          m->path, name, tv.type_name);
     uint64_t rb;
-    if (ggml_row_size(ti->type, (uint64_t)n_in, &rb) != 0)
+    if (ggml_row_size(tv.type, (uint64_t)n_in, &rb) != 0)
         return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' row of %lld elements does not fit type %s",
-                          m->file.path, name, (long long)n_in, type_name(ti->type));
-    w->name = ti->name;
-    w->data = ti->data;
-    w->type = ti->type;
+                          m->path, name, (long long)n_in, tv.type_name);
+    w->name = tv.name;
+    w->data = tv.data;
+    w->type = tv.type;
     w->n_in = n_in;
     w->n_out = n_out ? n_out : 1;
     w->row_bytes = (size_t)rb;
@@ -175,7 +237,7 @@ static int read_hparams(qf_model *m, qf_err *err) {
     int rc;
     char *arch = NULL;
     rc = gguf_get_str(&m->file, "general.architecture", &arch);
-    if (rc < 0) return qf_set_err(err, QF_EFORMAT, "%s: missing key 'general.architecture'", m->file.path);
+    if (rc < 0) return qf_set_err(err, QF_EFORMAT, "%s: missing key 'general.architecture'", m->path);
     if (strcmp(arch, "llama") == 0) {
         hp->arch = QF_ARCH_LLAMA;
         hp->rope_type = QF_ROPE_NORM;
@@ -187,7 +249,7 @@ static int read_hparams(qf_model *m, qf_err *err) {
         hp->rope_type = QF_ROPE_NEOX;
     } else {
         rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, qwen3)",
-                        m->file.path, arch);
+                        m->path, arch);
         free(arch);
         return rc;
     }
@@ -202,16 +264,16 @@ static int read_hparams(qf_model *m, qf_err *err) {
     hp->n_head_kv = hp->n_head;
     if ((rc = get_hp_i64(m, "attention.head_count_kv", 0, &hp->n_head_kv, err)) < 0) return rc;
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0)
-        return qf_set_err(err, QF_EFORMAT, "%s: hyperparameters must be positive", m->file.path);
+        return qf_set_err(err, QF_EFORMAT, "%s: hyperparameters must be positive", m->path);
     if (hp->n_head % hp->n_head_kv != 0)
         return qf_set_err(err, QF_EFORMAT, "%s: head_count %lld is not a multiple of head_count_kv %lld",
-                          m->file.path, (long long)hp->n_head, (long long)hp->n_head_kv);
+                          m->path, (long long)hp->n_head, (long long)hp->n_head_kv);
     hp->head_dim_k = 0;
     if ((rc = get_hp_i64(m, "attention.key_length", 0, &hp->head_dim_k, err)) < 0) return rc;
     if (hp->head_dim_k == 0) {
         if (hp->n_embd % hp->n_head != 0)
             return qf_set_err(err, QF_EFORMAT, "%s: embedding_length %lld is not a multiple of head_count %lld",
-                              m->file.path, (long long)hp->n_embd, (long long)hp->n_head);
+                              m->path, (long long)hp->n_embd, (long long)hp->n_head);
         hp->head_dim_k = hp->n_embd / hp->n_head;
     }
     hp->head_dim_v = hp->head_dim_k;
@@ -220,7 +282,7 @@ static int read_hparams(qf_model *m, qf_err *err) {
     if ((rc = get_hp_i64(m, "rope.dimension_count", 0, &hp->n_rot, err)) < 0) return rc;
     if (hp->head_dim_k <= 0 || hp->head_dim_v <= 0 || hp->n_rot <= 0 || hp->n_rot > hp->head_dim_k || hp->n_rot % 2)
         return qf_set_err(err, QF_EFORMAT, "%s: rope.dimension_count %lld does not fit head size %lld",
-                          m->file.path, (long long)hp->n_rot, (long long)hp->head_dim_k);
+                          m->path, (long long)hp->n_rot, (long long)hp->head_dim_k);
 
     hp->rope_freq_base = 10000.0f;
     if ((rc = get_hp_f32(m, "rope.freq_base", 0, &hp->rope_freq_base, err)) < 0) return rc;
@@ -238,63 +300,48 @@ static int read_hparams(qf_model *m, qf_err *err) {
         int ok = strcmp(stype, "none") == 0 || strcmp(stype, "linear") == 0;
         if (!ok) {
             rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: rope scaling '%s' is not supported (none, linear)",
-                            m->file.path, stype);
+                            m->path, stype);
             free(stype);
             return rc;
         }
         if (strcmp(stype, "none") == 0) factor = 0.0f;
         free(stype);
     } else if (rc != QF_ENOTFOUND) {
-        return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a string", m->file.path, key);
+        return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a string", m->path, key);
     }
     if (factor != 0.0f && factor != 1.0f) {
-        if (!(factor > 0.0f)) return qf_set_err(err, QF_EFORMAT, "%s: bad rope scaling factor", m->file.path);
+        if (!(factor > 0.0f)) return qf_set_err(err, QF_EFORMAT, "%s: bad rope scaling factor", m->path);
         hp->rope_freq_scale = 1.0f / factor;
     }
     return 0;
 }
 
-int qf_model_load(qf_model *m, const char *path, qf_err *err) {
-    int rc;
-    memset(m, 0, sizeof *m);
-    m->file.fd = -1;
-    if ((rc = gguf_open(&m->file, path, err)) < 0) {
-        memset(m, 0, sizeof *m);
-        return rc;
-    }
-    if ((rc = open_split_shards(m, path, err)) < 0) goto fail;
-    if ((rc = read_hparams(m, err)) < 0) goto fail;
+/* Bind every tensor for the hyperparameters in m->hp (both sources). */
+static int bind_all(qf_model *m, qf_err *err) {
     qf_hparams *hp = &m->hp;
-
+    int rc;
     /* The vocabulary size comes from the embedding matrix. */
-    const gguf_tensor_info *te = find_tensor(m, "token_embd.weight");
-    if (!te) {
-        rc = qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", path);
-        goto fail;
-    }
-    hp->n_vocab = te->n_dims >= 2 ? (int64_t)te->ne[1] : 0;
-    if (hp->n_vocab <= 0) {
-        rc = qf_set_err(err, QF_EFORMAT, "%s: tensor 'token_embd.weight' is not a matrix", path);
-        goto fail;
-    }
+    tensor_view te;
+    if (!find_view(m, "token_embd.weight", &te))
+        return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->path,
+                          m->is_hf ? "model.embed_tokens.weight" : "token_embd.weight");
+    hp->n_vocab = te.n_dims >= 2 ? te.ne[1] : 0;
+    if (hp->n_vocab <= 0) return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' is not a matrix", m->path, te.name);
     const int64_t E = hp->n_embd, V = hp->n_vocab;
     const int64_t QD = hp->n_head * hp->head_dim_k, KD = hp->n_head_kv * hp->head_dim_k;
     const int64_t VD = hp->n_head_kv * hp->head_dim_v, OD = hp->n_head * hp->head_dim_v;
 
-    if ((rc = bind(m, &m->tok_embd, "token_embd.weight", E, V, 0, err)) < 0) goto fail;
-    if ((rc = bind(m, &m->output_norm, "output_norm.weight", E, 0, 0, err)) < 0) goto fail;
-    if ((rc = bind(m, &m->output, "output.weight", E, V, 1, err)) < 0) goto fail;
+    if ((rc = bind(m, &m->tok_embd, "token_embd.weight", E, V, 0, err)) < 0) return rc;
+    if ((rc = bind(m, &m->output_norm, "output_norm.weight", E, 0, 0, err)) < 0) return rc;
+    if ((rc = bind(m, &m->output, "output.weight", E, V, 1, err)) < 0) return rc;
     if (!m->output.data) {
         m->output = m->tok_embd;
         m->tied_output = 1;
     }
-    if ((rc = bind(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, 1, err)) < 0) goto fail;
+    if ((rc = bind(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, 1, err)) < 0) return rc;
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-        goto fail;
-    }
+    if (!m->layers) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
     const int has_bias = hp->arch == QF_ARCH_QWEN2;
     const int has_qk_norm = hp->arch == QF_ARCH_QWEN3;
     for (int64_t l = 0; l < hp->n_layer; l++) {
@@ -302,7 +349,7 @@ int qf_model_load(qf_model *m, const char *path, qf_err *err) {
         char n[96];
 #define BIND(field, suffix, n_in, n_out, opt)                                    \
         snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);                 \
-        if ((rc = bind(m, &L->field, n, n_in, n_out, opt, err)) < 0) goto fail;
+        if ((rc = bind(m, &L->field, n, n_in, n_out, opt, err)) < 0) return rc;
         BIND(attn_norm, "attn_norm.weight", E, 0, 0);
         BIND(wq, "attn_q.weight", E, QD, 0);
         BIND(wk, "attn_k.weight", E, KD, 0);
@@ -320,8 +367,145 @@ int qf_model_load(qf_model *m, const char *path, qf_err *err) {
 #undef BIND
     }
     return 0;
-fail:
-    qf_model_free(m);
+}
+
+static int load_gguf(qf_model *m, const char *path, qf_err *err) {
+    int rc;
+    if ((rc = gguf_open(&m->file, path, err)) < 0) {
+        memset(&m->file, 0, sizeof m->file);
+        return rc;
+    }
+    m->path = m->file.path;
+    if ((rc = open_split_shards(m, path, err)) < 0) return rc;
+    if ((rc = read_hparams(m, err)) < 0) return rc;
+    return bind_all(m, err);
+}
+
+/* ---------------- HF directory ---------------- */
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+/* config.json -> m->hp, the way the converter would write the GGUF keys
+ * (convert/convert.c write_common_params + arch hooks) and model.c read them. */
+static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_err *err) {
+    qf_hf_hparams h;
+    qf_hf_runtime rt;
+    const qf_hf_arch *a;
+    int rc;
+    if ((rc = qf_hf_config_read(cfg, cfg_path, &a, &h, err)) < 0) return rc;
+    if ((rc = qf_hf_config_runtime(cfg, cfg_path, &rt, err)) < 0) return rc;
+    m->hf_arch = a;
+    qf_hparams *hp = &m->hp;
+    if (!strcmp(a->gguf_arch, "llama")) hp->arch = QF_ARCH_LLAMA;
+    else if (!strcmp(a->gguf_arch, "qwen2")) hp->arch = QF_ARCH_QWEN2;
+    else if (!strcmp(a->gguf_arch, "qwen3")) hp->arch = QF_ARCH_QWEN3;
+    else return qf_set_err(err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported", cfg_path, a->gguf_arch);
+    snprintf(hp->arch_name, sizeof hp->arch_name, "%s", a->gguf_arch);
+    /* HF keeps Q/K in rotate-half order for every architecture here */
+    hp->rope_type = QF_ROPE_NEOX;
+    hp->n_ctx_train = rt.n_ctx_train;
+    hp->n_embd = h.n_embd;
+    hp->n_layer = h.n_layer;
+    hp->n_ff = h.n_ff;
+    hp->n_head = h.n_head;
+    hp->n_head_kv = h.n_head_kv;
+    hp->head_dim_k = hp->head_dim_v = hp->n_rot = h.head_dim;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: num_attention_heads %lld is not a multiple of num_key_value_heads %lld",
+                          cfg_path, (long long)hp->n_head, (long long)hp->n_head_kv);
+    if (hp->n_rot % 2) return qf_set_err(err, QF_EFORMAT, "%s: head_dim %lld is odd", cfg_path, (long long)hp->n_rot);
+    hp->rope_freq_base = (float)rt.rope_theta;
+    hp->norm_eps = (float)rt.rms_norm_eps;
+    hp->rope_freq_scale = 1.0f;
+    const char *rs = rt.rope_scaling;
+    if (rs[0] == 0 || !strcmp(rs, "none") || !strcmp(rs, "default")) {
+        /* no scaling */
+    } else if (!strcmp(rs, "linear")) {
+        if (!(rt.rope_factor > 0.0)) return qf_set_err(err, QF_EFORMAT, "%s: bad rope_scaling factor", cfg_path);
+        hp->rope_freq_scale = (float)(1.0 / rt.rope_factor);
+    } else {
+        return qf_set_err(err, QF_EUNSUPPORTED,
+                          "%s: rope_scaling '%s' is not supported for HF directories (none, linear); convert the "
+                          "model to GGUF first",
+                          cfg_path, rs);
+    }
+    if (h.tie_embeddings == 0 && !st_find(&m->st, "lm_head.weight"))
+        return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor 'lm_head.weight' (config.json: tie_word_embeddings is false)",
+                          m->path);
+    return 0;
+}
+
+/* Name every safetensors tensor the GGUF way; unknown tensors are errors
+ * (they would change what the model computes). */
+static int hf_index(qf_model *m, qf_err *err) {
+    m->hf_tensors = calloc(m->st.n_tensors ? m->st.n_tensors : 1, sizeof *m->hf_tensors);
+    if (!m->hf_tensors) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
+    for (uint64_t i = 0; i < m->st.n_tensors; i++) {
+        const st_tensor *t = &m->st.tensors[i];
+        if (ends_with(t->name, ".attention.masked_bias") || ends_with(t->name, ".attention.bias") ||
+            ends_with(t->name, ".rotary_emb.inv_freq"))
+            continue; /* buffers, not weights (the converter skips them too) */
+        struct qf_hf_tensor *e = &m->hf_tensors[m->n_hf_tensors];
+        int64_t bid;
+        if (!qf_hf_map_tensor(m->hf_arch, t->name, e->name, sizeof e->name, &bid))
+            return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' is not part of a %s model", m->path, t->name,
+                              m->hf_arch->hf_class);
+        if (bid >= m->hp.n_layer)
+            return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' is in block %lld but config.json has %lld layers",
+                              m->path, t->name, (long long)bid, (long long)m->hp.n_layer);
+        e->t = t;
+        m->n_hf_tensors++;
+    }
+    return 0;
+}
+
+static int load_hf(qf_model *m, const char *dir, qf_err *err) {
+    int rc;
+    qf_json cfg;
+    memset(&cfg, 0, sizeof cfg);
+    m->is_hf = 1;
+    m->hf_dir = strdup(dir);
+    char *cfg_path = qf_path_join(dir, "config.json");
+    if (!m->hf_dir || !cfg_path) {
+        free(cfg_path);
+        return qf_set_err(err, QF_ENOMEM, "out of memory");
+    }
+    m->path = m->hf_dir;
+    struct stat st;
+    if (stat(cfg_path, &st) != 0) {
+        rc = qf_set_err(err, QF_ENOTFOUND, "%s: not a model directory (no config.json)", dir);
+        goto done;
+    }
+    if ((rc = qf_json_parse_file(&cfg, cfg_path, 0, err)) < 0) goto done;
+    /* the model class first: "not supported" says more than a missing shard */
+    const qf_hf_arch *a;
+    qf_hf_hparams h;
+    if ((rc = qf_hf_config_read(&cfg, cfg_path, &a, &h, err)) < 0) goto done;
+    if ((rc = st_open(&m->st, dir, err)) < 0) {
+        memset(&m->st, 0, sizeof m->st);
+        goto done;
+    }
+    if ((rc = hf_hparams(m, &cfg, cfg_path, err)) < 0) goto done;
+    if ((rc = hf_index(m, err)) < 0) goto done;
+    rc = bind_all(m, err);
+done:
+    qf_json_free(&cfg);
+    free(cfg_path);
+    return rc;
+}
+
+int qf_model_load(qf_model *m, const char *path, qf_err *err) {
+    int rc;
+    memset(m, 0, sizeof *m);
+    m->file.fd = -1;
+    m->path = path;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = load_hf(m, path, err);
+    else rc = load_gguf(m, path, err);
+    if (rc < 0) qf_model_free(m);
     return rc;
 }
 
@@ -330,6 +514,9 @@ void qf_model_free(qf_model *m) {
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
+    free(m->hf_tensors);
+    if (m->is_hf) st_close(&m->st);
+    free(m->hf_dir);
     for (uint32_t i = 0; i < m->n_shards; i++) gguf_close(&m->shards[i]);
     free(m->shards);
     if (m->file.map || m->file.path) gguf_close(&m->file);

@@ -1,9 +1,19 @@
-/* model.h - a llama-family transformer loaded from a GGUF file.
+/* model.h - a llama-family transformer loaded from a GGUF file or from a
+ * Hugging Face checkpoint directory (config.json + safetensors).
  *
  * Weights stay where they are: every qf_weight points into the read-only
- * mapping of the GGUF file, in its stored type (F32, F16, BF16, Q8_0, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q2_K..Q6_K). Nothing is dequantized up front, so the
- * memory used is the file (page cache) plus the activations of verify/forward.c.
+ * mapping of the GGUF file (or of the safetensors shards), in its stored type
+ * (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K). Nothing is
+ * dequantized up front, so the memory used is the file (page cache) plus the
+ * activations of verify/forward.c.
+ *
+ * An HF directory is bound tensor by tensor through the naming table of
+ * formats/hf_arch.h: a Linear weight [out, in] row-major is exactly a GGUF
+ * matrix [in, out], so no data moves. Q/K rows stay in HF's rotate-half
+ * order, so an HF llama runs with NEOX RoPE (the converter permutes the rows
+ * instead and the GGUF runs with normal RoPE: the same numbers). Weights are
+ * used as stored (F32, F16, BF16); qwen/llama rope scaling other than linear
+ * (llama3, yarn, ...) is refused for HF directories.
  *
  * Shapes are written ggml-style, innermost first: a matrix W[n_in, n_out] has
  * n_out rows of n_in elements, and y = W x maps n_in -> n_out.
@@ -21,6 +31,10 @@
 
 #include "qf_error.h"
 #include "gguf.h"
+#include "safetensors.h"
+
+struct qf_hf_arch;
+struct qf_hf_tensor;
 
 typedef enum qf_arch {
     QF_ARCH_LLAMA = 0,
@@ -78,9 +92,16 @@ typedef struct qf_hparams {
 } qf_hparams;
 
 typedef struct qf_model {
-    gguf_file file;        /* the open, mapped GGUF file (owns every weight's bytes) */
+    gguf_file file;        /* GGUF model: the open, mapped file (owns every weight's bytes) */
     gguf_file *shards;     /* split models (gguf-split): shards 2..N; tensors are looked up in all */
     uint32_t n_shards;     /* entries in shards (0 for a single file) */
+    int is_hf;             /* 1: loaded from an HF directory (st, hf_dir, hf_arch) */
+    st_model st;           /* HF model: the mapped safetensors shards (own the weights' bytes) */
+    char *hf_dir;
+    const struct qf_hf_arch *hf_arch;
+    struct qf_hf_tensor *hf_tensors; /* GGUF name -> safetensors tensor */
+    uint64_t n_hf_tensors;
+    const char *path;      /* the GGUF file or HF directory, for messages */
     qf_hparams hp;
     qf_weight tok_embd;    /* [n_embd, n_vocab] */
     qf_weight output_norm; /* [n_embd]          F32 */
@@ -94,8 +115,11 @@ typedef struct qf_model {
     size_t n_owned;
 } qf_model;
 
-/* Open `path` (a GGUF file, or the first shard NAME-00001-of-0000N.gguf of a
- * split model, whose other shards are opened from the same directory), read the hyperparameters and bind + validate every tensor.
+/* Open `path` (a GGUF file, the first shard NAME-00001-of-0000N.gguf of a
+ * split model, whose other shards are opened from the same directory, or a
+ * directory holding config.json and safetensors), read the hyperparameters
+ * and bind + validate every tensor. Weight names are GGUF names in every case
+ * (blk.N.attn_q.weight ...).
  * On error returns a negative QF_E* code with err = "path: problem" and
  * leaves *m closed. */
 int qf_model_load(qf_model *m, const char *path, qf_err *err);

@@ -60,6 +60,15 @@ static int source_chunk(qf_logits_source *src, int64_t chunk, const int32_t *tok
     return rc;
 }
 
+static int source_chunk_topk(qf_logits_source *src, int64_t chunk, const int32_t *tokens, int64_t n_ctx,
+                             int64_t first, qf_topk_rows *rows, qf_err *err) {
+    double t0 = now_seconds();
+    int rc = src->chunk_topk(src->self, chunk, tokens, n_ctx, first, rows, err);
+    src->seconds += now_seconds() - t0;
+    src->tokens_evaluated += n_ctx;
+    return rc;
+}
+
 /* ------------------------------------------------------------------ */
 
 /* max over the row (first index on ties) */
@@ -103,6 +112,13 @@ static int check_chunks(const int32_t *tokens, int64_t n_tokens, const qf_ppl_pa
     return 0;
 }
 
+int64_t qf_ppl_chunk_count(int64_t n_tokens, const qf_ppl_params *p) {
+    if (p->n_ctx < 4 || n_tokens < 2 * p->n_ctx) return 0;
+    int64_t n = n_tokens / p->n_ctx;
+    if (p->max_chunks > 0 && p->max_chunks < n) n = p->max_chunks;
+    return n;
+}
+
 static void chunk_tokens(int32_t *buf, const int32_t *tokens, int64_t chunk, const qf_ppl_params *p) {
     memcpy(buf, tokens + chunk * p->n_ctx, (size_t)p->n_ctx * sizeof *buf);
     if (p->add_bos) buf[0] = p->bos_id;
@@ -121,6 +137,8 @@ int qf_perplexity(qf_logits_source *src, const int32_t *tokens, int64_t n_tokens
     int64_t n_chunks;
     int rc = check_chunks(tokens, n_tokens, p, &n_chunks, err);
     if (rc < 0) return rc;
+    if (!src->chunk_logits)
+        return qf_set_err(err, QF_EINVAL, "saved top-k logits give no perplexity by themselves (use them as a base)");
     const int64_t n_ctx = p->n_ctx, first = n_ctx / 2, V = src->n_vocab;
     const int64_t n_scored = n_ctx - first - 1;
     int32_t *buf = malloc((size_t)n_ctx * sizeof *buf);
@@ -189,6 +207,7 @@ void qf_ppl_result_free(qf_ppl_result *r) {
 
 typedef struct kld_token {
     double nll, nll_base, kld;
+    double tail;          /* top-k base: its mass outside the top k */
     double p, p_base;
     int same_top;
 } kld_token;
@@ -210,6 +229,66 @@ static void kld_one(const float *lq, const float *lb, int64_t V, int32_t tok, kl
     o->p = exp(-o->nll);
     o->p_base = exp(-o->nll_base);
     o->same_top = iq == ib;
+    o->tail = 0.0;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* KLD against a top-k base row (see perplexity.h): the base's top k tokens
+ * one by one, everything else as one outcome. `sorted` is scratch for k ids. */
+static void kld_one_topk(const float *lq, int64_t V, const qf_topk_rows *rows, int64_t j, int32_t tok, int32_t *sorted,
+                         kld_token *o) {
+    const int64_t k = rows->k;
+    const int32_t *ids = rows->ids + j * k;
+    const float *lp = rows->logp + j * k;
+    float mq;
+    int64_t iq = argmax_f32(lq, V, &mq);
+    const double lseq = log_sum_exp_shifted(lq, V, mq);
+    /* renormalize the stored summary (fp16 log-probs) to a distribution */
+    double z = exp((double)rows->tail_logp[j]);
+    for (int64_t i = 0; i < k; i++) z += exp((double)lp[i]);
+    const double log_z = log(z);
+    /* the model's mass outside the base's top k, as a log-sum-exp over those
+     * tokens (no cancellation when it is tiny) */
+    memcpy(sorted, ids, (size_t)k * sizeof *sorted);
+    qsort(sorted, (size_t)k, sizeof *sorted, cmp_i32);
+    float mt = -INFINITY;
+    for (int64_t i = 0, s = 0; i < V; i++) {
+        if (s < k && sorted[s] == i) {
+            s++;
+            continue;
+        }
+        if (lq[i] > mt) mt = lq[i];
+    }
+    double kld = 0.0;
+    for (int64_t i = 0; i < k; i++) {
+        const double log_pb = (double)lp[i] - log_z;
+        const double log_pq = (double)(lq[ids[i]] - mq) - lseq;
+        kld += exp(log_pb) * (log_pb - log_pq);
+    }
+    const double log_rb = (double)rows->tail_logp[j] - log_z;
+    if (isfinite(log_rb) && mt > -INFINITY) {
+        double sum = 0.0;
+        for (int64_t i = 0, s = 0; i < V; i++) {
+            if (s < k && sorted[s] == i) {
+                s++;
+                continue;
+            }
+            sum += expf(lq[i] - mt);
+        }
+        const double log_rq = (double)(mt - mq) + log(sum) - lseq;
+        kld += exp(log_rb) * (log_rb - log_rq);
+    }
+    o->tail = exp(log_rb);
+    o->kld = kld;
+    o->nll = -((double)(lq[tok] - mq) - lseq);
+    o->nll_base = rows->tok_nll[j];
+    o->p = exp(-o->nll);
+    o->p_base = exp(-o->nll_base);
+    o->same_top = iq == ids[0];
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -236,17 +315,31 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
     if (base->n_vocab != model->n_vocab)
         return qf_set_err(err, QF_EMISMATCH, "vocabulary sizes differ: base %lld, model %lld",
                           (long long)base->n_vocab, (long long)model->n_vocab);
+    if (!model->chunk_logits || (!base->chunk_logits && (!base->chunk_topk || base->topk <= 0)))
+        return qf_set_err(err, QF_EINVAL, "a logits source without logits");
     const int64_t n_ctx = p->n_ctx, first = n_ctx / 2, V = model->n_vocab;
     const int64_t n_scored = n_ctx - first - 1;
+    const int use_topk = !base->chunk_logits;
+    const int64_t K = use_topk ? base->topk : 0;
     int32_t *buf = malloc((size_t)n_ctx * sizeof *buf);
-    float *lb = malloc((size_t)(n_ctx - first) * (size_t)V * sizeof(float));
+    float *lb = use_topk ? NULL : malloc((size_t)(n_ctx - first) * (size_t)V * sizeof(float));
     float *lq = malloc((size_t)(n_ctx - first) * (size_t)V * sizeof(float));
     kld_token *tk = malloc((size_t)n_scored * sizeof *tk);
     float *sorted = NULL;
+    qf_topk_rows rows = {.n_rows = n_scored, .k = K};
+    int32_t *id_scratch = NULL;
+    if (use_topk) {
+        rows.ids = malloc((size_t)(n_scored * K) * sizeof *rows.ids);
+        rows.logp = malloc((size_t)(n_scored * K) * sizeof *rows.logp);
+        rows.tail_logp = malloc((size_t)n_scored * sizeof *rows.tail_logp);
+        rows.tok_nll = malloc((size_t)n_scored * sizeof *rows.tok_nll);
+        id_scratch = malloc((size_t)(n_scored * K) * sizeof *id_scratch);
+    }
     r->chunk_kld = calloc((size_t)n_chunks, sizeof(double));
     r->chunk_ppl = calloc((size_t)n_chunks, sizeof(double));
     r->kld_values = malloc((size_t)(n_chunks * n_scored) * sizeof(float));
-    if (!buf || !lb || !lq || !tk || !r->chunk_kld || !r->chunk_ppl || !r->kld_values) {
+    if (!buf || (!use_topk && !lb) || !lq || !tk || !r->chunk_kld || !r->chunk_ppl || !r->kld_values ||
+        (use_topk && (!rows.ids || !rows.logp || !rows.tail_logp || !rows.tok_nll || !id_scratch))) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for %lld x %lld logits", (long long)n_ctx, (long long)V);
         goto fail;
     }
@@ -259,14 +352,22 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
     r->n_chunks = n_chunks;
     r->n_scored = n_scored;
     double s_nll = 0, s_nll2 = 0, s_nb = 0, s_nb2 = 0, s_nnb = 0, s_kld = 0, s_kld2 = 0;
-    double s_dp = 0, s_dp2 = 0;
+    double s_dp = 0, s_dp2 = 0, s_tail = 0;
     int64_t n_same = 0;
     for (int64_t c = 0; c < n_chunks; c++) {
         chunk_tokens(buf, tokens, c, p);
-        if ((rc = source_chunk(base, c, buf, n_ctx, first, lb, err)) < 0) goto fail;
+        if (use_topk) rc = source_chunk_topk(base, c, buf, n_ctx, first, &rows, err);
+        else rc = source_chunk(base, c, buf, n_ctx, first, lb, err);
+        if (rc < 0) goto fail;
         if ((rc = source_chunk(model, c, buf, n_ctx, first, lq, err)) < 0) goto fail;
+        if (use_topk) {
 #pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < n_scored; j++) kld_one(lq + j * V, lb + j * V, V, buf[first + j + 1], &tk[j]);
+            for (int64_t j = 0; j < n_scored; j++)
+                kld_one_topk(lq + j * V, V, &rows, j, buf[first + j + 1], id_scratch + j * K, &tk[j]);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int64_t j = 0; j < n_scored; j++) kld_one(lq + j * V, lb + j * V, V, buf[first + j + 1], &tk[j]);
+        }
         double chunk_kld = 0.0;
         for (int64_t j = 0; j < n_scored; j++) {
             const kld_token *o = &tk[j];
@@ -281,6 +382,7 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
             s_dp += dp;
             s_dp2 += dp * dp;
             n_same += o->same_top;
+            s_tail += o->tail;
             chunk_kld += o->kld;
             r->kld_values[r->count + j] = (float)o->kld;
         }
@@ -308,6 +410,7 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
     r->same_top_err = n > 1 ? sqrt(r->same_top * (1.0 - r->same_top) / (n - 1)) : 0.0;
     r->dp_mean = s_dp / n;
     r->dp_rms = sqrt(s_dp2 / n);
+    r->tail_mass = s_tail / n;
     sorted = malloc((size_t)r->count * sizeof(float));
     if (!sorted) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
@@ -316,19 +419,21 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
     memcpy(sorted, r->kld_values, (size_t)r->count * sizeof(float));
     qsort(sorted, (size_t)r->count, sizeof(float), cmp_float);
     for (int i = 0; i < QF_KLD_N_PCT; i++) r->kld_pct[i] = percentile_sorted(sorted, r->count, qf_kld_pct_levels[i]);
-    free(sorted);
-    free(buf);
-    free(lb);
-    free(lq);
-    free(tk);
-    return 0;
+    rc = 0;
+    goto done;
 fail:
+    qf_kld_result_free(r);
+done:
     free(sorted);
     free(buf);
     free(lb);
     free(lq);
     free(tk);
-    qf_kld_result_free(r);
+    free(rows.ids);
+    free(rows.logp);
+    free(rows.tail_logp);
+    free(rows.tok_nll);
+    free(id_scratch);
     return rc;
 }
 

@@ -1,14 +1,21 @@
 /* qforge-verify - reference inference: perplexity, KL-divergence against a
- * base model, and greedy generation (see docs/verify.md). */
+ * base model, pass/fail gates for CI, manifest checks, and greedy
+ * generation (see docs/verify.md). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "qf_cli.h"
 #include "forward.h"
+#include "gate.h"
 #include "gguf.h"
+#include "logits_file.h"
+#include "manifest.h"
 #include "model.h"
 #include "perplexity.h"
 #include "text.h"
@@ -18,81 +25,119 @@
 #endif
 
 #define PROG "qforge-verify"
+#define DEFAULT_TOPK 128
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: " PROG " MODEL.gguf -f TEXT [options]        perplexity (llama-perplexity's method)\n"
-            "       " PROG " MODEL.gguf -f TEXT --base BASE.gguf  + KL-divergence against BASE\n"
-            "       " PROG " MODEL.gguf --generate N [--prompt TEXT]  greedy decoding\n"
-            "\n"
-            "options:\n"
-            "  -f, --file TEXT      text to score (tokenized with the model's vocabulary, BOS first\n"
-            "                       when the vocabulary adds one)\n"
-            "  --tokens IDS         score these token ids instead (whitespace-separated, used as is)\n"
-            "  -c, --ctx N          tokens per chunk (default 512)\n"
-            "  -b, --batch N        tokens per forward call (default = ctx)\n"
-            "  --chunks N           score at most N chunks (default all)\n"
-            "  -t, --threads N      OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
-            "  --base BASE.gguf     also compute KL-divergence, top-1 agreement and ppl ratio vs BASE\n"
-            "  --kv f32|f16         KV cache precision (default f32 = llama.cpp -ctk f32 -ctv f32;\n"
-            "                       f16 emulates llama.cpp's default F16 cache)\n"
-            "  --generate N         generate N tokens greedily (argmax) after the prompt\n"
-            "  -p, --prompt TEXT    prompt for --generate (default: BOS only)\n"
-            "  --json               print the results as one JSON object\n"
-            "  -h, --help           this help\n"
-            "\n"
-            "Output: 'perplexity: X +/- Y' on stdout; the running per-chunk perplexity\n"
-            "([1]x,[2]y,...) on stderr when stderr is a terminal. Exit 0 ok, 1 failure, 2 usage.\n");
+"usage: " PROG " MODEL -f TEXT [options]                  perplexity (llama-perplexity's method)\n"
+"       " PROG " MODEL -f TEXT --base BASE [gates]        + KL-divergence, top-1 agreement, ppl ratio\n"
+"       " PROG " BASE  -f TEXT --save-logits FILE         score BASE once and keep what KLD needs\n"
+"       " PROG " MODEL -f TEXT --base-logits FILE [gates] KL-divergence against the saved base\n"
+"       " PROG " MODEL --generate N [--prompt TEXT]       greedy decoding\n"
+"\n"
+"MODEL and BASE are GGUF files or Hugging Face checkpoint directories (config.json,\n"
+"*.safetensors, tokenizer.model/tokenizer.json), so an unconverted checkpoint can be\n"
+"the base. The text is tokenized with MODEL's vocabulary (BOS first when it adds one).\n"
+"\n"
+"input:\n"
+"  -f, --file TEXT         text to score: plain UTF-8, gzip (.gz or any name), or JSONL\n"
+"                          (NAME.jsonl[.gz]: the \"text\" field of each line, records\n"
+"                          joined by a blank line)\n"
+"  --tokens IDS            score these whitespace-separated token ids instead (as is)\n"
+"  -c, --ctx N             tokens per chunk (default 512); the text needs 2*N tokens\n"
+"  --chunks N              score at most N chunks (default all)\n"
+"  -b, --batch N           tokens per forward call (default = ctx)\n"
+"  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+"  --kv f32|f16            KV cache precision (default f32 = llama.cpp -ctk f32 -ctv f32;\n"
+"                          f16 emulates llama.cpp's default F16 cache)\n"
+"  --act llamacpp|f32      activations of each matmul rounded to the weight type's dot\n"
+"                          type as llama.cpp's CPU backend does (default), or plain F32\n"
+"\n"
+"base (KL-divergence, top-1 agreement, perplexity ratio):\n"
+"  --base BASE             run BASE on the same chunks\n"
+"  --base-logits FILE      use logits saved by --save-logits instead of running BASE; the\n"
+"                          file records tokens, ctx and vocabulary and a mismatch is refused\n"
+"  --save-logits FILE      save the reference logits: BASE's with --base, else MODEL's\n"
+"  --logits-top K          --save-logits keeps the top K log-probs (fp16) + the rest's mass\n"
+"                          per position (default %d; 16+6K bytes); 0 = full F32 logits\n"
+"                          (4*n_vocab bytes, KLD bit-identical to --base). See docs/verify.md\n"
+"                          for the top-k error bound.\n"
+"\n"
+"gates (checked after scoring; any failure -> exit 3 and one line on stderr):\n"
+"  --max-ppl X             perplexity <= X\n"
+"  --max-ppl-increase PCT  100*(ppl/base_ppl - 1) <= PCT (needs a base)\n"
+"  --max-kld K             mean KL-divergence <= K (needs a base)\n"
+"  --min-top1 P            top-1 agreement >= P, a fraction (0.95) or a percentage\n"
+"                          (95%%) (needs a base)\n"
+"\n"
+"integrity:\n"
+"  --manifest FILE.xxh     before anything else, check the MODEL GGUF file against a\n"
+"                          qforge-convert --manifest file (XXH3-128 of every tensor and of\n"
+"                          the file); a mismatch names the tensor and exits 1\n"
+"\n"
+"generation:\n"
+"  --generate N            generate N tokens greedily (argmax) after the prompt\n"
+"  -p, --prompt TEXT       prompt for --generate (default: BOS only)\n"
+"\n"
+"output:\n"
+"  --json                  print all results as one JSON object on stdout\n"
+"  -q, --quiet             no progress on stderr (progress is shown only on a terminal:\n"
+"                          chunk n/N, tokens/s, running perplexity / KLD)\n"
+"  -h, --help              this help\n"
+"\n"
+"exit status: 0 ok (all gates passed), 1 failure (bad input, model, manifest mismatch,\n"
+"I/O), 2 usage error, 3 a gate failed.\n"
+"\n"
+"memory: the model and base are mapped read-only (page cache, never copied or\n"
+"dequantized); on top of that, per model run: KV cache 8*n_layer*ctx*n_head_kv*head_dim\n"
+"bytes, activations at most 4*batch*(7*n_embd + 3*n_ff) bytes, logits 4*(ctx/2)*n_vocab\n"
+"bytes; plus 4 bytes per text token, 8 per scored prediction (KLD percentiles) and the\n"
+"text itself. --base-logits maps its file instead of running BASE.\n",
+            DEFAULT_TOPK);
 }
 
-static int die(const char *msg) {
-    fprintf(stderr, PROG ": error: %s\n", msg);
-    return 1;
+/* A number, or null when it is not finite (JSON has no NaN/inf). */
+static void json_num(FILE *f, const char *fmt, double v) {
+    if (isfinite(v)) fprintf(f, fmt, v);
+    else fputs("null", f);
 }
 
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, PROG ": error: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see " PROG " --help)\n");
-    return 2;
-}
+typedef struct opts {
+    const char *model, *base, *base_logits, *save_logits, *manifest;
+    const char *text_file, *ids_file, *prompt;
+    int64_t n_ctx, n_batch, n_chunks, n_threads, n_generate, topk;
+    int json, quiet;
+    int kv_f16, act_f32;
+    qf_gate gates[QF_GATE_COUNT];
+    int n_gates;
+} opts;
 
-static int parse_i64(const char *s, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) return -1;
-    *out = v;
-    return 0;
-}
+/* ------------------------------------------------------------------ */
+/* progress on a terminal */
 
-/* Print a JSON string literal. */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p == '\r') fputs("\\r", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
+typedef struct progress {
+    double t0;
+    int64_t n_ctx;
+    int kld;                      /* the running value is a mean KLD */
+    const qf_kld_result *kr;      /* for the running ppl in KLD mode */
+} progress;
 
 static void progress_tty(void *user, int64_t chunk, int64_t n_chunks, double v) {
-    (void)user;
-    fprintf(stderr, "[%lld]%.4f,", (long long)(chunk + 1), v);
+    const progress *pg = user;
+    const double dt = qf_now_seconds() - pg->t0;
+    const double tps = dt > 0 ? (double)((chunk + 1) * pg->n_ctx) / dt : 0.0;
+    if (pg->kld)
+        fprintf(stderr, "\rchunk %lld/%lld  %.0f tok/s  ppl %.4f  kld %.6f   ", (long long)(chunk + 1),
+                (long long)n_chunks, tps, pg->kr->chunk_ppl[chunk], v);
+    else
+        fprintf(stderr, "\rchunk %lld/%lld  %.0f tok/s  ppl %.4f   ", (long long)(chunk + 1), (long long)n_chunks, tps,
+                v);
     if (chunk + 1 == n_chunks) fputc('\n', stderr);
     fflush(stderr);
 }
 
-typedef struct opts {
-    const char *model, *base, *text_file, *ids_file, *prompt;
-    int64_t n_ctx, n_batch, n_chunks, n_threads, n_generate;
-    int json;
-    int kv_f16;
-} opts;
+/* ------------------------------------------------------------------ */
+/* generation */
 
 static int stop_at_eog(const void *user, int32_t id) { return qf_text_is_eog(user, id); }
 
@@ -102,29 +147,29 @@ static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
     int32_t *prompt = NULL, *ids = NULL;
     int64_t n_prompt = 0, n_ids = 0;
     char *text = NULL, *prompt_text = NULL;
-    if (qf_text_encode(tx, o->prompt ? o->prompt : "", 1, &prompt, &n_prompt, &err) < 0) return die(err.msg);
+    if (qf_text_encode(tx, o->prompt ? o->prompt : "", 1, &prompt, &n_prompt, &err) < 0) return qf_cli_fail(PROG, "%s", err.msg);
     if (n_prompt == 0) {
         free(prompt);
-        return die("empty prompt and the vocabulary adds no BOS token");
+        return qf_cli_fail(PROG, "%s", "empty prompt and the vocabulary adds no BOS token");
     }
     ids = malloc((size_t)(n_prompt + o->n_generate) * sizeof *ids);
     if (!ids) {
-        die("out of memory");
+        qf_cli_fail(PROG, "%s", "out of memory");
         goto done;
     }
     if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, o->kv_f16, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
         qf_text_decode(tx, ids + n_prompt, n_ids - n_prompt, &text, &err) < 0 ||
         qf_text_decode(tx, ids, n_prompt, &prompt_text, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if (o->json) {
         printf("{\"model\": ");
-        json_str(stdout, o->model);
+        qf_cli_json_str(stdout, o->model);
         printf(", \"prompt\": ");
-        json_str(stdout, prompt_text);
+        qf_cli_json_str(stdout, prompt_text);
         printf(", \"text\": ");
-        json_str(stdout, text);
+        qf_cli_json_str(stdout, text);
         printf(", \"n_prompt\": %lld, \"ids\": [", (long long)n_prompt);
         for (int64_t i = 0; i < n_ids; i++) printf("%s%d", i ? ", " : "", ids[i]);
         printf("]}\n");
@@ -175,222 +220,503 @@ static int read_ids(const char *path, int32_t **out, int64_t *n_out, qf_err *err
         free(v);
         return rc;
     }
+    if (n == 0) {
+        free(v);
+        return qf_set_err(err, QF_EFORMAT, "%s: no token ids", path);
+    }
     *out = v;
     *n_out = n;
     return 0;
 }
 
-static void print_ppl_json(const opts *o, const qf_ppl_result *r, int64_t n_tokens) {
-    printf("{\"model\": ");
-    json_str(stdout, o->model);
-    printf(", \"n_ctx\": %lld, \"n_tokens\": %lld, \"n_chunks\": %lld, \"n_scored\": %lld",
-           (long long)o->n_ctx, (long long)n_tokens, (long long)r->n_chunks, (long long)r->count);
-    printf(", \"ppl\": %.6f, \"ppl_err\": %.6f, \"mean_nll\": %.8f", r->ppl, r->ppl_err, r->mean_nll);
-    printf(", \"seconds\": %.4f, \"tokens_per_second\": %.1f", r->seconds, r->tokens_per_second);
-    printf(", \"chunks\": [");
-    for (int64_t c = 0; c < r->n_chunks; c++)
-        printf("%s{\"nll\": %.8f, \"running_ppl\": %.6f}", c ? ", " : "", r->chunk_nll[c], r->running_ppl[c]);
-    printf("]}\n");
-}
+/* ------------------------------------------------------------------ */
+/* results */
 
-static void print_kld(const opts *o, const qf_kld_result *r, int64_t n_tokens) {
-    static const char *pct_names[QF_KLD_N_PCT] = {"max", "p99.9", "p99", "p95", "p90", "median",
-                                                   "p10", "p5", "p1", "p0.1", "min"};
-    if (o->json) {
-        printf("{\"model\": ");
-        json_str(stdout, o->model);
-        printf(", \"base\": ");
-        json_str(stdout, o->base);
-        printf(", \"n_ctx\": %lld, \"n_tokens\": %lld, \"n_chunks\": %lld, \"n_scored\": %lld",
-               (long long)o->n_ctx, (long long)n_tokens, (long long)r->n_chunks, (long long)r->count);
-        printf(", \"ppl\": %.6f, \"ppl_err\": %.6f, \"ppl_base\": %.6f, \"ppl_base_err\": %.6f", r->ppl, r->ppl_err,
-               r->ppl_base, r->ppl_base_err);
-        printf(", \"ppl_ratio\": %.6f, \"ln_ppl_ratio\": %.8f, \"ln_ppl_ratio_err\": %.8f", r->ppl_ratio,
-               r->ln_ppl_ratio, r->ln_ppl_ratio_err);
-        printf(", \"kld\": %.8f, \"kld_err\": %.8f", r->kld_mean, r->kld_err);
-        for (int i = 0; i < QF_KLD_N_PCT; i++) printf(", \"kld_%s\": %.8f", pct_names[i], r->kld_pct[i]);
-        printf(", \"same_top\": %.6f, \"same_top_err\": %.6f, \"dp_mean\": %.8f, \"dp_rms\": %.8f", r->same_top,
-               r->same_top_err, r->dp_mean, r->dp_rms);
-        printf(", \"chunks\": [");
-        for (int64_t c = 0; c < r->n_chunks; c++)
-            printf("%s{\"kld\": %.8f, \"running_ppl\": %.6f}", c ? ", " : "", r->chunk_kld[c], r->chunk_ppl[c]);
-        printf("]}\n");
-        return;
+typedef struct run {
+    int64_t n_tokens, n_chunks, n_scored;
+    int has_base;
+    int64_t base_topk;            /* k of a top-k --base-logits file, 0 otherwise */
+    qf_ppl_result pr;             /* without a base */
+    qf_kld_result kr;             /* with a base */
+    double ppl, ppl_err;
+    double t_manifest, t_load, t_tokenize, t_model, t_base, t_total;
+    double model_tps, base_tps;
+    int gates_pass;
+} run;
+
+static const char *pct_names[QF_KLD_N_PCT] = {"max", "p99.9", "p99", "p95", "p90", "median",
+                                              "p10", "p5", "p1", "p0.1", "min"};
+
+static void print_json(const opts *o, const run *r) {
+    FILE *f = stdout;
+    const qf_kld_result *k = &r->kr;
+    fprintf(f, "{\"model\": ");
+    qf_cli_json_str(f, o->model);
+    fprintf(f, ", \"base\": ");
+    qf_cli_json_str(f, o->base);
+    fprintf(f, ", \"base_logits\": ");
+    qf_cli_json_str(f, o->base_logits);
+    fprintf(f, ", \"saved_logits\": ");
+    qf_cli_json_str(f, o->save_logits);
+    fprintf(f, ", \"text\": ");
+    qf_cli_json_str(f, o->text_file ? o->text_file : o->ids_file);
+    fprintf(f, ", \"ctx\": %lld, \"n_tokens\": %lld, \"n_chunks\": %lld, \"n_scored\": %lld", (long long)o->n_ctx,
+            (long long)r->n_tokens, (long long)r->n_chunks, (long long)r->n_scored);
+    fprintf(f, ", \"ppl\": ");
+    json_num(f, "%.6f", r->ppl);
+    fprintf(f, ", \"ppl_err\": ");
+    json_num(f, "%.6f", r->ppl_err);
+    fprintf(f, ", \"mean_nll\": ");
+    json_num(f, "%.8f", r->has_base ? log(r->ppl) : r->pr.mean_nll);
+    if (r->has_base) {
+        fprintf(f, ", \"base_ppl\": ");
+        json_num(f, "%.6f", k->ppl_base);
+        fprintf(f, ", \"base_ppl_err\": ");
+        json_num(f, "%.6f", k->ppl_base_err);
+        fprintf(f, ", \"ppl_ratio\": ");
+        json_num(f, "%.8f", k->ppl_ratio);
+        fprintf(f, ", \"ppl_increase_pct\": ");
+        json_num(f, "%.6f", 100.0 * (k->ppl_ratio - 1.0));
+        fprintf(f, ", \"ln_ppl_ratio\": ");
+        json_num(f, "%.8f", k->ln_ppl_ratio);
+        fprintf(f, ", \"ln_ppl_ratio_err\": ");
+        json_num(f, "%.8f", k->ln_ppl_ratio_err);
+        fprintf(f, ", \"kld\": {\"mean\": ");
+        json_num(f, "%.8f", k->kld_mean);
+        fprintf(f, ", \"err\": ");
+        json_num(f, "%.8f", k->kld_err);
+        for (int i = 0; i < QF_KLD_N_PCT; i++) {
+            fprintf(f, ", \"%s\": ", pct_names[i]);
+            json_num(f, "%.8f", k->kld_pct[i]);
+        }
+        fprintf(f, "}, \"top1\": ");
+        json_num(f, "%.8f", k->same_top);
+        fprintf(f, ", \"top1_err\": ");
+        json_num(f, "%.8f", k->same_top_err);
+        fprintf(f, ", \"dp_mean\": ");
+        json_num(f, "%.8f", k->dp_mean);
+        fprintf(f, ", \"dp_rms\": ");
+        json_num(f, "%.8f", k->dp_rms);
+        fprintf(f, ", \"base_topk\": %lld, \"base_tail_mass\": ", (long long)r->base_topk);
+        json_num(f, "%.8f", r->base_topk ? k->tail_mass : NAN);
+    } else {
+        fprintf(f, ", \"base_ppl\": null, \"base_ppl_err\": null, \"ppl_ratio\": null, \"ppl_increase_pct\": null"
+                   ", \"ln_ppl_ratio\": null, \"ln_ppl_ratio_err\": null, \"kld\": null, \"top1\": null"
+                   ", \"top1_err\": null, \"dp_mean\": null, \"dp_rms\": null, \"base_topk\": null"
+                   ", \"base_tail_mass\": null");
     }
-    printf("perplexity: %.4f +/- %.5f\n", r->ppl, r->ppl_err);
-    printf("base perplexity: %.4f +/- %.5f\n", r->ppl_base, r->ppl_base_err);
-    printf("ppl ratio: %.6f (ln ratio %.6f +/- %.6f)\n", r->ppl_ratio, r->ln_ppl_ratio, r->ln_ppl_ratio_err);
-    printf("mean KLD: %.6f +/- %.6f\n", r->kld_mean, r->kld_err);
-    for (int i = 0; i < QF_KLD_N_PCT; i++) printf("KLD %-7s %.6f\n", pct_names[i], r->kld_pct[i]);
-    printf("same top: %.4f%% +/- %.4f%%\n", 100.0 * r->same_top, 100.0 * r->same_top_err);
-    printf("delta p: mean %.4f%%, rms %.4f%%\n", 100.0 * r->dp_mean, 100.0 * r->dp_rms);
+    fprintf(f, ", \"gates\": [");
+    for (int i = 0; i < o->n_gates; i++) {
+        const qf_gate *g = &o->gates[i];
+        fprintf(f, "%s{\"gate\": \"%s\", \"limit\": %.9g, \"value\": ", i ? ", " : "", qf_gate_name(g->kind), g->limit);
+        json_num(f, "%.9g", g->value);
+        fprintf(f, ", \"pass\": %s}", g->pass ? "true" : "false");
+    }
+    fprintf(f, "], \"gates_pass\": %s", r->gates_pass ? "true" : "false");
+    fprintf(f,
+            ", \"timings\": {\"manifest_s\": %.4f, \"load_s\": %.4f, \"tokenize_s\": %.4f, \"model_s\": %.4f, "
+            "\"base_s\": %.4f, \"total_s\": %.4f}",
+            r->t_manifest, r->t_load, r->t_tokenize, r->t_model, r->t_base, r->t_total);
+    fprintf(f, ", \"tokens_per_second\": %.1f, \"base_tokens_per_second\": ", r->model_tps);
+    json_num(f, "%.1f", r->has_base && r->t_base > 0 ? r->base_tps : NAN);
+    fprintf(f, ", \"chunks\": [");
+    for (int64_t c = 0; c < r->n_chunks; c++) {
+        if (r->has_base)
+            fprintf(f, "%s{\"kld\": %.8f, \"running_ppl\": %.6f}", c ? ", " : "", k->chunk_kld[c], k->chunk_ppl[c]);
+        else
+            fprintf(f, "%s{\"nll\": %.8f, \"running_ppl\": %.6f}", c ? ", " : "", r->pr.chunk_nll[c],
+                    r->pr.running_ppl[c]);
+    }
+    fprintf(f, "]}\n");
 }
 
-int main(int argc, char **argv) {
-    opts o = {0};
-    o.n_ctx = 512;
-    o.n_generate = -1;
+static void print_text(const opts *o, const run *r) {
+    const qf_kld_result *k = &r->kr;
+    printf("perplexity: %.4f +/- %.5f\n", r->ppl, r->ppl_err);
+    if (r->has_base) {
+        printf("base perplexity: %.4f +/- %.5f\n", k->ppl_base, k->ppl_base_err);
+        printf("ppl ratio: %.6f (ln ratio %.6f +/- %.6f)\n", k->ppl_ratio, k->ln_ppl_ratio, k->ln_ppl_ratio_err);
+        printf("mean KLD: %.6f +/- %.6f\n", k->kld_mean, k->kld_err);
+        for (int i = 0; i < QF_KLD_N_PCT; i++) printf("KLD %-7s %.6f\n", pct_names[i], k->kld_pct[i]);
+        printf("same top: %.4f%% +/- %.4f%%\n", 100.0 * k->same_top, 100.0 * k->same_top_err);
+        printf("delta p: mean %.4f%%, rms %.4f%%\n", 100.0 * k->dp_mean, 100.0 * k->dp_rms);
+        if (r->base_topk)
+            printf("base top-%lld: mean probability outside the top %lld %.6f (KLD grouped there)\n",
+                   (long long)r->base_topk, (long long)r->base_topk, k->tail_mass);
+    }
+    for (int i = 0; i < o->n_gates; i++) {
+        const qf_gate *g = &o->gates[i];
+        printf("gate %s %g: %.6g %s\n", qf_gate_name(g->kind), g->limit, g->value, g->pass ? "pass" : "FAIL");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The options; returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_ctx = 512;
+    o->n_generate = -1;
+    o->topk = DEFAULT_TOPK;
+    int topk_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL()                                                    \
-        do {                                                          \
-            if (!val) return usage_error("option %s needs a value", a); \
-            i++;                                                      \
+#define NEED_VAL()                                                      \
+        do {                                                            \
+            if (!val) return qf_cli_usage(PROG, "option %s needs a value", a); \
+            i++;                                                        \
         } while (0)
-#define NUM(dst, minv)                                                                           \
-        do {                                                                                     \
-            NEED_VAL();                                                                          \
-            if (parse_i64(val, &(dst)) < 0 || (dst) < (minv))                                     \
-                return usage_error("bad number '%s'", val);                                      \
+#define NUM(dst, minv)                                                  \
+        do {                                                            \
+            NEED_VAL();                                                 \
+            if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
+                return qf_cli_usage(PROG, "bad number '%s'", val);             \
+        } while (0)
+#define GATE(gk)                                                                         \
+        do {                                                                               \
+            NEED_VAL();                                                                    \
+            char msg[200];                                                                 \
+            qf_gate g = {.kind = (gk)};                                                  \
+            if (qf_gate_parse(gk, val, &g.limit, msg, sizeof msg) < 0)                   \
+                return qf_cli_usage(PROG, "%s", msg);                                             \
+            int slot = o->n_gates;                                                         \
+            for (int s = 0; s < o->n_gates; s++)                                           \
+                if (o->gates[s].kind == (gk)) slot = s; /* the last one given counts */  \
+            o->gates[slot] = g;                                                            \
+            if (slot == o->n_gates) o->n_gates++;                                          \
         } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();
-            o.text_file = val;
+            o->text_file = val;
         } else if (!strcmp(a, "--tokens")) {
             NEED_VAL();
-            o.ids_file = val;
+            o->ids_file = val;
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
-            NUM(o.n_ctx, 4);
+            NUM(o->n_ctx, 4);
         } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
-            NUM(o.n_batch, 1);
+            NUM(o->n_batch, 1);
         } else if (!strcmp(a, "--chunks")) {
-            NUM(o.n_chunks, 1);
+            NUM(o->n_chunks, 1);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NUM(o.n_threads, 1);
+            NUM(o->n_threads, 1);
         } else if (!strcmp(a, "--base")) {
             NEED_VAL();
-            o.base = val;
+            o->base = val;
+        } else if (!strcmp(a, "--base-logits")) {
+            NEED_VAL();
+            o->base_logits = val;
+        } else if (!strcmp(a, "--save-logits")) {
+            NEED_VAL();
+            o->save_logits = val;
+        } else if (!strcmp(a, "--logits-top")) {
+            NUM(o->topk, 0);
+            if (o->topk > QF_LOGITS_MAX_K) return qf_cli_usage(PROG, "--logits-top: at most " "4096" ", not %s", val);
+            topk_given = 1;
+        } else if (!strcmp(a, "--manifest")) {
+            NEED_VAL();
+            o->manifest = val;
+        } else if (!strcmp(a, "--max-ppl")) {
+            GATE(QF_GATE_MAX_PPL);
+        } else if (!strcmp(a, "--max-ppl-increase")) {
+            GATE(QF_GATE_MAX_PPL_INCREASE);
+        } else if (!strcmp(a, "--max-kld")) {
+            GATE(QF_GATE_MAX_KLD);
+        } else if (!strcmp(a, "--min-top1")) {
+            GATE(QF_GATE_MIN_TOP1);
         } else if (!strcmp(a, "--generate")) {
-            NUM(o.n_generate, 0);
+            NUM(o->n_generate, 0);
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             NEED_VAL();
-            o.prompt = val;
+            o->prompt = val;
         } else if (!strcmp(a, "--kv")) {
             NEED_VAL();
-            if (!strcmp(val, "f16")) o.kv_f16 = 1;
-            else if (!strcmp(val, "f32")) o.kv_f16 = 0;
-            else return usage_error("--kv takes f32 or f16, not '%s'", val);
+            if (!strcmp(val, "f16")) o->kv_f16 = 1;
+            else if (!strcmp(val, "f32")) o->kv_f16 = 0;
+            else return qf_cli_usage(PROG, "--kv takes f32 or f16, not '%s'", val);
+        } else if (!strcmp(a, "--act")) {
+            NEED_VAL();
+            if (!strcmp(val, "f32")) o->act_f32 = 1;
+            else if (!strcmp(val, "llamacpp")) o->act_f32 = 0;
+            else return qf_cli_usage(PROG, "--act takes llamacpp or f32, not '%s'", val);
         } else if (!strcmp(a, "--json")) {
-            o.json = 1;
+            o->json = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = 1;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option '%s'", a);
-        } else if (!o.model) {
-            o.model = a;
+            return qf_cli_usage(PROG, "unknown option '%s'", a);
+        } else if (!o->model) {
+            o->model = a;
         } else {
-            return usage_error("unexpected argument '%s'", a);
+            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
 #undef NEED_VAL
 #undef NUM
+#undef GATE
     }
-    if (!o.model) return usage_error("%s", "no model given");
-    int generating = o.n_generate >= 0;
-    if (!generating && !o.text_file && !o.ids_file) return usage_error("%s", "no text given (-f TEXT or --generate N)");
-    if (o.text_file && o.ids_file) return usage_error("%s", "-f and --tokens exclude each other");
-    if (generating && o.base) return usage_error("%s", "--base does not apply to --generate");
+    if (!o->model) return qf_cli_usage(PROG, "%s", "no model given");
+    const int generating = o->n_generate >= 0;
+    if (generating) {
+        if (o->base || o->base_logits || o->save_logits || o->n_gates || o->text_file || o->ids_file)
+            return qf_cli_usage(PROG, "%s", "--generate takes no -f/--tokens, base, saved logits or gates");
+    } else {
+        if (!o->text_file && !o->ids_file) return qf_cli_usage(PROG, "%s", "no text given (-f TEXT, --tokens IDS or --generate N)");
+        if (o->text_file && o->ids_file) return qf_cli_usage(PROG, "%s", "-f and --tokens exclude each other");
+    }
+    if (o->base && o->base_logits) return qf_cli_usage(PROG, "%s", "--base and --base-logits exclude each other");
+    if (o->save_logits && o->base_logits)
+        return qf_cli_usage(PROG, "%s", "--save-logits with --base-logits: the logits are already saved");
+    if (topk_given && !o->save_logits) return qf_cli_usage(PROG, "%s", "--logits-top applies to --save-logits");
+    for (int i = 0; i < o->n_gates; i++)
+        if (qf_gate_needs_base(o->gates[i].kind) && !o->base && !o->base_logits)
+            return qf_cli_usage(PROG, "--%s needs a base (--base BASE or --base-logits FILE)", qf_gate_name(o->gates[i].kind));
+    if (o->manifest && is_dir(o->model))
+        return qf_cli_usage(PROG, "--manifest checks a GGUF file; %s is a directory", o->model);
+    return -1;
+}
+
+/* Token ids must index the model's embedding. */
+static int check_ids(const char *model, const int32_t *ids, int64_t n, int64_t n_vocab, qf_err *err) {
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab)
+            return qf_set_err(err, QF_EMISMATCH,
+                              "%s: token %lld of the text has id %d, but the model's vocabulary has %lld tokens",
+                              model, (long long)i, ids[i], (long long)n_vocab);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    opts o;
+    int prc = parse_args(argc, argv, &o);
+    if (prc >= 0) return prc;
 #ifdef _OPENMP
     if (o.n_threads > 0) omp_set_num_threads((int)o.n_threads);
 #endif
-
+    const double t_start = qf_now_seconds();
     int rc = 1;
     qf_err err = {0};
     qf_model m, base;
     memset(&m, 0, sizeof m);
     memset(&base, 0, sizeof base);
-    qf_text tx;
+    qf_text tx, btx;
     memset(&tx, 0, sizeof tx);
+    memset(&btx, 0, sizeof btx);
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     qf_model_source ms, bs;
     memset(&ms, 0, sizeof ms);
     memset(&bs, 0, sizeof bs);
+    qf_saved_logits saved;
+    memset(&saved, 0, sizeof saved);
+    saved.fd = -1;
+    qf_logits_tee tee;
+    memset(&tee, 0, sizeof tee);
+    run r;
+    memset(&r, 0, sizeof r);
 
-    if (qf_model_load(&m, o.model, &err) < 0) {
-        die(err.msg);
+    /* 1. the manifest, before anything else */
+    if (o.manifest) {
+        double t0 = qf_now_seconds();
+        qf_manifest man;
+        if (qf_manifest_read(&man, o.manifest, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+        int mrc = qf_manifest_check_gguf(&man, o.model, NULL, &err);
+        qf_manifest_free(&man);
+        if (mrc < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+        r.t_manifest = qf_now_seconds() - t0;
+    }
+
+    /* 2. models and tokenizer */
+    double t0 = qf_now_seconds();
+    if (qf_model_load(&m, o.model, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
-    if (qf_text_init(&tx, &m.file, &err) < 0) {
-        die(err.msg);
-        goto done;
-    }
-    if (generating) {
+    if (o.n_generate >= 0) {
         rc = run_generate(&o, &m, &tx);
         goto done;
     }
+    if (o.base) {
+        if (qf_model_load(&base, o.base, &err) < 0 || qf_text_init_model(&btx, &base, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+        if (base.hp.n_vocab != m.hp.n_vocab) {
+            fprintf(stderr, PROG ": error: %s has a vocabulary of %lld tokens, %s has %lld\n", o.base,
+                    (long long)base.hp.n_vocab, o.model, (long long)m.hp.n_vocab);
+            goto done;
+        }
+        int64_t d = qf_text_vocab_diff(&tx, &btx);
+        if (d >= 0) {
+            fprintf(stderr, PROG ": error: %s and %s have different tokenizers (token %lld differs)\n", o.base,
+                    o.model, (long long)d);
+            goto done;
+        }
+    }
+    if (o.base_logits && qf_saved_logits_open(&saved, o.base_logits, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
+        goto done;
+    }
+    r.t_load = qf_now_seconds() - t0;
 
+    /* 3. the text */
+    t0 = qf_now_seconds();
     if (o.ids_file) {
         if (read_ids(o.ids_file, &ids, &n_ids, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
     } else {
         char *text = NULL;
         size_t len = 0;
-        if (qf_read_text_file(o.text_file, &text, &len, &err) < 0) {
-            die(err.msg);
+        if (qf_read_text_any(o.text_file, &text, &len, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         int trc = qf_text_encode(&tx, text, 1, &ids, &n_ids, &err);
         free(text);
         if (trc < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
     }
+    r.t_tokenize = qf_now_seconds() - t0;
+    r.n_tokens = n_ids;
 
     qf_ppl_params pp = {0};
     pp.n_ctx = o.n_ctx;
     pp.max_chunks = o.n_chunks;
     qf_text_bos(&tx, &pp.add_bos, &pp.bos_id);
-    if (isatty(STDERR_FILENO) && !o.json) pp.progress = progress_tty;
+    const int64_t n_chunks = qf_ppl_chunk_count(n_ids, &pp);
+    if (n_chunks <= 0) {
+        fprintf(stderr,
+                PROG ": error: %s: need at least %lld tokens for a context of %lld; the text has %lld tokens "
+                     "(use a longer text or a smaller -c)\n",
+                o.text_file ? o.text_file : o.ids_file, (long long)(2 * o.n_ctx), (long long)o.n_ctx, (long long)n_ids);
+        goto done;
+    }
+    if (check_ids(o.model, ids, n_chunks * o.n_ctx, m.hp.n_vocab, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
+        goto done;
+    }
+    if (o.base_logits && qf_saved_logits_check(&saved, m.hp.n_vocab, ids, n_ids, &pp, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
+        goto done;
+    }
+    progress pg = {.n_ctx = o.n_ctx};
+    if (!o.quiet && isatty(STDERR_FILENO)) {
+        pp.progress = progress_tty;
+        pp.progress_user = &pg;
+    }
 
+    /* 4. score */
     if (qf_model_source_init(&ms, &m, o.n_ctx, o.n_batch, &err) < 0) {
-        die(err.msg);
+        qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     ms.ctx.kv_f16 = o.kv_f16;
-    if (!o.base) {
-        qf_ppl_result r;
-        if (qf_perplexity(&ms.src, ids, n_ids, &pp, &r, &err) < 0) {
-            die(err.msg);
-            goto done;
-        }
-        if (o.json)
-            print_ppl_json(&o, &r, n_ids);
-        else
-            printf("perplexity: %.4f +/- %.5f\n", r.ppl, r.ppl_err);
-        qf_ppl_result_free(&r);
-    } else {
-        if (qf_model_load(&base, o.base, &err) < 0) {
-            die(err.msg);
-            goto done;
-        }
-        if (base.hp.n_vocab != m.hp.n_vocab) {
-            fprintf(stderr, PROG ": error: %s has %lld tokens, %s has %lld\n", o.base, (long long)base.hp.n_vocab,
-                    o.model, (long long)m.hp.n_vocab);
-            goto done;
-        }
+    ms.ctx.act_llamacpp = !o.act_f32;
+    qf_logits_source *model_src = &ms.src, *base_src = NULL;
+    if (o.base) {
         if (qf_model_source_init(&bs, &base, o.n_ctx, o.n_batch, &err) < 0) {
-            die(err.msg);
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
         bs.ctx.kv_f16 = o.kv_f16;
-        qf_kld_result r;
-        if (qf_kl_divergence(&bs.src, &ms.src, ids, n_ids, &pp, &r, &err) < 0) {
-            die(err.msg);
+        bs.ctx.act_llamacpp = !o.act_f32;
+        base_src = &bs.src;
+    } else if (o.base_logits) {
+        base_src = &saved.src;
+        r.base_topk = saved.src.topk;
+    }
+    if (o.save_logits) {
+        qf_logits_source **ref = base_src ? &base_src : &model_src;
+        if (qf_logits_tee_open(&tee, *ref, o.save_logits, (uint32_t)o.topk, ids, n_ids, &pp, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
-        print_kld(&o, &r, n_ids);
-        qf_kld_result_free(&r);
+        *ref = &tee.src;
     }
-    rc = 0;
+    pg.t0 = qf_now_seconds();
+    r.has_base = base_src != NULL;
+    if (base_src) {
+        pg.kld = 1;
+        pg.kr = &r.kr;
+        if (qf_kl_divergence(base_src, model_src, ids, n_ids, &pp, &r.kr, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+        r.n_chunks = r.kr.n_chunks;
+        r.n_scored = r.kr.count;
+        r.ppl = r.kr.ppl;
+        r.ppl_err = r.kr.ppl_err;
+        r.t_base = base_src->seconds;
+        r.base_tps = base_src->seconds > 0 ? (double)base_src->tokens_evaluated / base_src->seconds : 0.0;
+    } else {
+        if (qf_perplexity(model_src, ids, n_ids, &pp, &r.pr, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+        r.n_chunks = r.pr.n_chunks;
+        r.n_scored = r.pr.count;
+        r.ppl = r.pr.ppl;
+        r.ppl_err = r.pr.ppl_err;
+    }
+    r.t_model = model_src->seconds;
+    r.model_tps = model_src->seconds > 0 ? (double)model_src->tokens_evaluated / model_src->seconds : 0.0;
+    if (o.save_logits && qf_logits_tee_finish(&tee, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
+        goto done;
+    }
+
+    /* 5. gates */
+    qf_gate_figures fig = {.ppl = r.ppl, .has_base = r.has_base};
+    if (r.has_base) {
+        fig.base_ppl = r.kr.ppl_base;
+        fig.kld_mean = r.kr.kld_mean;
+        fig.top1 = r.kr.same_top;
+    }
+    r.gates_pass = 1;
+    for (int i = 0; i < o.n_gates; i++) r.gates_pass &= qf_gate_eval(&o.gates[i], &fig);
+    r.t_total = qf_now_seconds() - t_start;
+    if (o.json) print_json(&o, &r);
+    else print_text(&o, &r);
+    fflush(stdout);
+    if (!r.gates_pass) {
+        fprintf(stderr, PROG ": gate failed: ");
+        int first = 1;
+        for (int i = 0; i < o.n_gates; i++)
+            if (!o.gates[i].pass) {
+                fprintf(stderr, "%s%s", first ? "" : "; ", o.gates[i].reason);
+                first = 0;
+            }
+        fputc('\n', stderr);
+        rc = 3;
+    } else {
+        rc = 0;
+    }
 done:
+    qf_logits_tee_abort(&tee);
+    qf_saved_logits_close(&saved);
+    qf_ppl_result_free(&r.pr);
+    qf_kld_result_free(&r.kr);
     qf_model_source_free(&bs);
     qf_model_source_free(&ms);
     free(ids);
+    qf_text_free(&btx);
     qf_text_free(&tx);
     qf_model_free(&base);
     qf_model_free(&m);

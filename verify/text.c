@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <zlib.h>
 
+#include "hf_arch.h"
 #include "json.h"
 #include "tokenizer.h"
 #include "vocab.h"
@@ -17,24 +17,51 @@ typedef struct text_impl {
     qf_tokenizer *tok;
 } text_impl;
 
+/* Build the tokenizer over t->vocab (already filled). */
+static int init_from_vocab(qf_text *tx, text_impl *t, qf_err *err) {
+    t->tok = qf_tokenizer_create(&t->vocab, err);
+    if (!t->tok) {
+        int rc = err && err->code ? err->code : QF_EUNSUPPORTED;
+        qf_vocab_free(&t->vocab);
+        free(t);
+        return rc;
+    }
+    tx->impl = t;
+    return 0;
+}
+
 int qf_text_init(qf_text *tx, const gguf_file *f, qf_err *err) {
     tx->impl = NULL;
     text_impl *t = calloc(1, sizeof *t);
     if (!t) return qf_set_err(err, QF_ENOMEM, "out of memory");
     qf_vocab_init(&t->vocab);
     int rc = qf_vocab_from_gguf(&t->vocab, f, err);
-    if (rc < 0) goto fail;
-    t->tok = qf_tokenizer_create(&t->vocab, err);
-    if (!t->tok) {
-        rc = err && err->code ? err->code : QF_EUNSUPPORTED;
-        goto fail;
+    if (rc < 0) {
+        qf_vocab_free(&t->vocab);
+        free(t);
+        return rc;
     }
-    tx->impl = t;
-    return 0;
-fail:
-    qf_vocab_free(&t->vocab);
-    free(t);
-    return rc;
+    return init_from_vocab(tx, t, err);
+}
+
+int qf_text_init_model(qf_text *tx, const qf_model *m, qf_err *err) {
+    if (!m->is_hf) return qf_text_init(tx, &m->file, err);
+    tx->impl = NULL;
+    text_impl *t = calloc(1, sizeof *t);
+    if (!t) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    qf_vocab_init(&t->vocab);
+    int rc = qf_vocab_from_hf_dir(&t->vocab, m->hf_dir, err);
+    if (rc < 0) {
+        qf_vocab_free(&t->vocab);
+        free(t);
+        return rc;
+    }
+    /* What the converter writes (convert/convert.c write_vocab): the space
+     * prefix flag only for llama-style tokenizers, and llama.cpp's "granite
+     * small models never add BOS" rule. */
+    if (!(m->hf_arch->flags & QF_ARCH_SPACE_PREFIX)) t->vocab.add_space_prefix = -1;
+    else if (m->hp.n_vocab == 49152) t->vocab.add_bos = 0;
+    return init_from_vocab(tx, t, err);
 }
 
 void qf_text_free(qf_text *tx) {
@@ -97,177 +124,153 @@ int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, 
     return 0;
 }
 
+const struct qf_vocab *qf_text_vocab(const qf_text *tx) { return &((const text_impl *)tx->impl)->vocab; }
+
+int64_t qf_text_vocab_diff(const qf_text *a, const qf_text *b) {
+    const qf_vocab *x = qf_text_vocab(a), *y = qf_text_vocab(b);
+    const uint32_t n = x->n_tokens < y->n_tokens ? x->n_tokens : y->n_tokens;
+    for (uint32_t i = 0; i < n; i++)
+        if (x->token_lens[i] != y->token_lens[i] || memcmp(x->tokens[i], y->tokens[i], x->token_lens[i]) != 0)
+            return (int64_t)i;
+    return x->n_tokens == y->n_tokens ? -1 : (int64_t)n;
+}
+
 int qf_text_is_eog(const qf_text *tx, int32_t id) {
     const text_impl *t = tx->impl;
     return (id >= 0 && id == qf_tokenizer_eos(t->tok)) || (t->vocab.eot_id >= 0 && id == t->vocab.eot_id) ||
            (t->vocab.eom_id >= 0 && id == t->vocab.eom_id);
 }
 
-int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-    if (bad) {
-        free(buf);
-        return qf_set_err(err, QF_EIO, "%s: read error", path);
-    }
-    if (memchr(buf, 0, n)) {
-        free(buf);
-        return qf_set_err(err, QF_EFORMAT, "%s: not a text file (contains NUL bytes)", path);
-    }
-    buf[n] = 0;
-    *text = buf;
-    *len = n;
-    return 0;
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
 }
 
-/* Whole file, gunzipped when it is gzip (zlib passes other files through). */
-static int read_maybe_gz(const char *path, char **text, size_t *len, qf_err *err) {
+/* The raw bytes of a file, gunzipped when it is gzip (zlib reads plain files
+ * unchanged). */
+static int read_bytes(const char *path, char **out, size_t *n_out, qf_err *err) {
     errno = 0;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) return qf_set_err(err, errno ? QF_EIO : QF_ENOMEM, "%s: %s", path, errno ? strerror(errno) : "out of memory");
+    gzFile f = gzopen(path, "rb");
+    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, errno ? strerror(errno) : "cannot open");
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     int rc = 0;
     while (buf) {
         if (n + 1 >= cap) {
-            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
+            if (cap >= (size_t)1 << 40) {
+                rc = qf_set_err(err, QF_ERANGE, "%s: text larger than 1 TiB", path);
                 break;
             }
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) break;
             buf = nb;
         }
         size_t want = cap - n - 1;
         if (want > (1u << 30)) want = 1u << 30;
-        int k = gzread(gz, buf + n, (unsigned)want);
+        int k = gzread(f, buf + n, (unsigned)want);
         if (k < 0) {
             int zerr;
-            const char *msg = gzerror(gz, &zerr);
+            const char *msg = gzerror(f, &zerr);
             rc = qf_set_err(err, zerr == Z_ERRNO ? QF_EIO : QF_EFORMAT, "%s: %s", path,
                             zerr == Z_ERRNO ? strerror(errno) : msg);
             break;
         }
-        if (k == 0) break;
+        if (k == 0) {
+            /* end of input: Z_BUF_ERROR means it ended inside a gzip stream */
+            int zerr;
+            gzerror(f, &zerr);
+            if (zerr == Z_BUF_ERROR) rc = qf_set_err(err, QF_EFORMAT, "%s: truncated gzip data", path);
+            break;
+        }
         n += (size_t)k;
     }
-    gzclose(gz);
+    gzclose(f);
     if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
     if (rc < 0) {
         free(buf);
         return rc;
     }
     buf[n] = 0;
-    *text = buf;
-    *len = n;
+    *out = buf;
+    *n_out = n;
     return 0;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* The "text" members of the JSON Lines in buf[0..n), joined with "\n\n",
- * into *out (NUL-terminated). */
-static int jsonl_texts(const char *path, const char *buf, size_t n, char **out, size_t *out_len, qf_err *err) {
-    size_t cap = n + 1, len = 0; /* the texts are never longer than their JSON */
-    char *dst = malloc(cap);
-    if (!dst) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-    unsigned line_no = 0;
-    int rc = 0;
-    for (size_t pos = 0; pos < n;) {
-        const char *line = buf + pos;
-        const char *nl = memchr(line, '\n', n - pos);
-        size_t ll = nl ? (size_t)(nl - line) : n - pos;
-        pos += ll + (nl ? 1 : 0);
-        line_no++;
-        size_t k = 0;
-        while (k < ll && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
-        if (k == ll) continue; /* blank line */
-        char name[64];
-        snprintf(name, sizeof name, "line %u", line_no);
-        qf_json j;
-        if ((rc = qf_json_parse(&j, line, ll, name, err)) < 0) {
-            qf_err_prefix(err, path);
-            break;
-        }
-        int v = qf_json_type_of(&j, 0) == QF_JSON_OBJECT ? qf_json_find(&j, 0, "text") : -1;
-        char *s = NULL;
-        size_t sl = 0;
-        if (v < 0 || qf_json_type_of(&j, v) != QF_JSON_STRING || qf_json_get_string(&j, v, &s, &sl, NULL) < 0) {
-            qf_json_free(&j);
-            rc = qf_set_err(err, QF_EFORMAT, "%s: line %u: no string \"text\" member", path, line_no);
-            break;
-        }
-        qf_json_free(&j);
-        if (len > 0) { /* separator */
-            if (len + 2 + sl + 1 > cap) {
-                char *nb = realloc(dst, cap = len + 2 + sl + 1 + cap / 2);
-                if (!nb) {
-                    free(s);
-                    rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-                    break;
-                }
-                dst = nb;
+/* JSONL: the "text" of every record, joined by "\n\n". Rewrites in place
+ * (decoded strings are never longer than their JSON form). */
+static int join_jsonl(const char *path, char *buf, size_t n, size_t *n_out, qf_err *err) {
+    size_t out = 0, records = 0;
+    unsigned line = 0;
+    char *p = buf, *end = buf + n;
+    char name[300];
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        line++;
+        size_t len = (size_t)(le - p);
+        if (len && p[len - 1] == '\r') len--;
+        size_t ws = 0;
+        while (ws < len && (p[ws] == ' ' || p[ws] == '\t')) ws++;
+        if (ws < len) {
+            qf_json j;
+            snprintf(name, sizeof name, "%s: line %u", path, line);
+            int rc = qf_json_parse(&j, p, len, name, err);
+            if (rc < 0) return rc;
+            int tt = qf_json_type_of(&j, 0) == QF_JSON_OBJECT ? qf_json_find(&j, 0, "text") : -1;
+            if (tt < 0 || qf_json_type_of(&j, tt) != QF_JSON_STRING) {
+                qf_json_free(&j);
+                return qf_set_err(err, QF_EFORMAT, "%s: line %u: not a json object with a string \"text\" field", path,
+                                  line);
             }
-            dst[len++] = '\n';
-            dst[len++] = '\n';
+            char *s = NULL;
+            size_t sl = 0;
+            rc = qf_json_get_string(&j, tt, &s, &sl, err);
+            qf_json_free(&j);
+            if (rc < 0) return rc;
+            if (memchr(s, 0, sl)) {
+                free(s);
+                return qf_set_err(err, QF_EFORMAT, "%s: line %u: text contains U+0000", path, line);
+            }
+            /* out <= (p - buf): everything before this line has been consumed */
+            if (records++) {
+                buf[out++] = '\n';
+                buf[out++] = '\n';
+            }
+            memcpy(buf + out, s, sl);
+            out += sl;
+            free(s);
         }
-        memcpy(dst + len, s, sl);
-        len += sl;
-        free(s);
+        p = nl ? nl + 1 : end;
     }
-    if (rc < 0) {
-        free(dst);
-        return rc;
-    }
-    if (memchr(dst, 0, len)) {
-        free(dst);
-        return qf_set_err(err, QF_EFORMAT, "%s: a \"text\" contains U+0000", path);
-    }
-    dst[len] = 0;
-    *out = dst;
-    *out_len = len;
+    if (records == 0) return qf_set_err(err, QF_EFORMAT, "%s: no json records", path);
+    buf[out] = 0;
+    *n_out = out;
     return 0;
 }
 
 int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err) {
     char *buf = NULL;
     size_t n = 0;
-    *text = NULL;
-    *len = 0;
-    int rc = read_maybe_gz(path, &buf, &n, err);
+    int rc = read_bytes(path, &buf, &n, err);
     if (rc < 0) return rc;
+    if (n == 0) {
+        free(buf);
+        return qf_set_err(err, QF_EFORMAT, "%s: empty file", path);
+    }
     if (ends_with(path, ".jsonl") || ends_with(path, ".jsonl.gz")) {
-        rc = jsonl_texts(path, buf, n, text, len, err);
+        rc = join_jsonl(path, buf, n, &n, err);
+    } else if (memchr(buf, 0, n)) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: not a text file (contains NUL bytes)", path);
+    }
+    if (rc < 0) {
         free(buf);
         return rc;
-    }
-    if (memchr(buf, 0, n)) {
-        free(buf);
-        return qf_set_err(err, QF_EFORMAT, "%s: not a text file (contains NUL bytes)", path);
     }
     *text = buf;
     *len = n;
     return 0;
+}
+
+int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {
+    return qf_read_text_any(path, text, len, err);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "model.h"
 #include "qf_error.h"
 
 typedef struct qf_text {
@@ -16,6 +17,11 @@ typedef struct qf_text {
 } qf_text;
 
 int qf_text_init(qf_text *tx, const gguf_file *f, qf_err *err);
+/* The vocabulary of a loaded model: its GGUF file's, or for an HF directory
+ * the tokenizer files read as the converter reads them (formats/hf_tokenizer.c),
+ * with the converter's per-architecture rules applied, so that an HF
+ * directory and its converted GGUF tokenize text to the same ids. */
+int qf_text_init_model(qf_text *tx, const qf_model *m, qf_err *err);
 void qf_text_free(qf_text *tx);
 
 /* ids = tokenize(text); with add_special, BOS first when the vocabulary adds
@@ -25,6 +31,12 @@ int qf_text_encode(qf_text *tx, const char *text, int add_special, int32_t **ids
  * SentencePiece word keeps its leading space; control tokens render as
  * nothing). *text is malloc'd. */
 int qf_text_decode(qf_text *tx, const int32_t *ids, int64_t n_ids, char **text, qf_err *err);
+/* The vocabulary (for comparing two models' tokenizers). */
+const struct qf_vocab *qf_text_vocab(const qf_text *tx);
+/* -1 if a and b have the same tokens (count and text); else the first id
+ * that differs (min of the two counts when one is a prefix of the other). */
+int64_t qf_text_vocab_diff(const qf_text *a, const qf_text *b);
+
 /* End of generation (EOS/EOT). */
 int qf_text_is_eog(const qf_text *tx, int32_t id);
 
@@ -32,14 +44,17 @@ int qf_text_is_eog(const qf_text *tx, int32_t id);
  * llama.cpp's per-model default) and its id. */
 void qf_text_bos(const qf_text *tx, int *add_bos, int32_t *bos_id);
 
-/* Whole file into a NUL-terminated buffer. */
-int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err);
-
-/* Text of a corpus file, for calibration: plain text, or gzip-compressed
- * (recognized by its magic bytes, whatever the name); a name ending in
- * ".jsonl" or ".jsonl.gz" is JSON Lines: one object per non-blank line, whose
- * "text" strings are joined with "\n\n" (a line without a string "text" is
- * an error naming the line). */
+/* Text of a file (for scoring and calibration) into a NUL-terminated buffer:
+ *  - gzip-compressed files (magic 1f 8b, any name) are decompressed (zlib);
+ *  - NAME.jsonl / NAME.jsonl.gz: JSON Lines, one object per non-blank line;
+ *    the string field "text" of every record, joined with a blank line
+ *    ("\n\n") between records; a line that is not an object with a string
+ *    "text" is an error naming the line;
+ *  - anything else is plain text (UTF-8; NUL bytes are refused).
+ * An empty file, a JSONL file without records and a truncated gzip stream
+ * are errors. */
 int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err);
+/* The same (the engine's earlier name). */
+int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err);
 
 #endif

@@ -1,0 +1,287 @@
+/* hf_arch.c - Hugging Face checkpoint naming and config.json conventions
+ * (see hf_arch.h).
+ *
+ * Facts from llama.cpp convert_hf_to_gguf.py (gguf-py 0.15, the oracle
+ * version): LlamaModel is registered for LlamaForCausalLM and
+ * MistralForCausalLM (both "llama") and undoes HF's Q/K permutation;
+ * Qwen2Model ("qwen2") keeps Q/K as they are and has q/k/v biases; Qwen3
+ * ("qwen3") is Qwen2 plus per-head q/k RMSNorm weights.
+ */
+#include "hf_arch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------- tensor rules (gguf-py TensorNameMap) ----------------
+ * Shapes are HF's row-major shapes: a Linear weight is [out, in]. */
+#define V QF_DIM_VOCAB
+#define E QF_DIM_EMBD
+#define F QF_DIM_FF
+#define Q QF_DIM_Q
+#define K QF_DIM_KV
+#define H QF_DIM_HEAD
+#define N QF_DIM_NONE
+#define ALWAYS QF_RULE_ALWAYS
+#define OPTIONAL QF_RULE_OPTIONAL
+
+static const qf_tensor_rule rules[] = {
+    /* hf pattern                                   gguf pattern              shape  permute          only_if            required_if */
+    {"model.embed_tokens.weight",                   "token_embd.weight",      {V, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.norm.weight",                           "output_norm.weight",     {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    /* required unless tie_word_embeddings (checked by the converter) */
+    {"lm_head.weight",                              "output.weight",          {V, E}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+    {"model.layers.#.input_layernorm.weight",       "blk.#.attn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.self_attn.q_proj.weight",      "blk.#.attn_q.weight",    {Q, E}, QF_PERMUTE_Q,    0,                 ALWAYS},
+    {"model.layers.#.self_attn.k_proj.weight",      "blk.#.attn_k.weight",    {K, E}, QF_PERMUTE_K,    0,                 ALWAYS},
+    {"model.layers.#.self_attn.v_proj.weight",      "blk.#.attn_v.weight",    {K, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.self_attn.o_proj.weight",      "blk.#.attn_output.weight", {E, Q}, QF_PERMUTE_NONE, 0,               ALWAYS},
+    {"model.layers.#.self_attn.q_proj.bias",        "blk.#.attn_q.bias",      {Q, N}, QF_PERMUTE_Q,    0,                 QF_ARCH_QKV_BIAS},
+    {"model.layers.#.self_attn.k_proj.bias",        "blk.#.attn_k.bias",      {K, N}, QF_PERMUTE_K,    0,                 QF_ARCH_QKV_BIAS},
+    {"model.layers.#.self_attn.v_proj.bias",        "blk.#.attn_v.bias",      {K, N}, QF_PERMUTE_NONE, 0,                 QF_ARCH_QKV_BIAS},
+    {"model.layers.#.self_attn.o_proj.bias",        "blk.#.attn_output.bias", {E, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+    {"model.layers.#.self_attn.q_norm.weight",      "blk.#.attn_q_norm.weight", {H, N}, QF_PERMUTE_NONE, QF_ARCH_QK_NORM, ALWAYS},
+    {"model.layers.#.self_attn.k_norm.weight",      "blk.#.attn_k_norm.weight", {H, N}, QF_PERMUTE_NONE, QF_ARCH_QK_NORM, ALWAYS},
+    {"model.layers.#.post_attention_layernorm.weight", "blk.#.ffn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,               ALWAYS},
+    {"model.layers.#.mlp.gate_proj.weight",         "blk.#.ffn_gate.weight",  {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.mlp.up_proj.weight",           "blk.#.ffn_up.weight",    {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.mlp.down_proj.weight",         "blk.#.ffn_down.weight",  {E, F}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.mlp.gate_proj.bias",           "blk.#.ffn_gate.bias",    {F, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+    {"model.layers.#.mlp.up_proj.bias",             "blk.#.ffn_up.bias",      {F, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+    {"model.layers.#.mlp.down_proj.bias",           "blk.#.ffn_down.bias",    {E, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+};
+
+#undef V
+#undef E
+#undef F
+#undef Q
+#undef K
+#undef H
+#undef N
+
+const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n) {
+    *n = (uint32_t)(sizeof rules / sizeof rules[0]);
+    return rules;
+}
+
+/* ---------------- the table ---------------- */
+
+static const qf_hf_arch archs[] = {
+    /* HF class               GGUF arch  flags */
+    {"LlamaForCausalLM",   "llama", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX},
+    {"MistralForCausalLM", "llama", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX},
+    {"Qwen2ForCausalLM",   "qwen2", QF_ARCH_QKV_BIAS},
+    {"Qwen3ForCausalLM",   "qwen3", QF_ARCH_QK_NORM},
+};
+
+const qf_hf_arch *qf_hf_arch_find(const char *hf_class) {
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (strcmp(archs[i].hf_class, hf_class) == 0) return &archs[i];
+    return NULL;
+}
+
+const char *qf_hf_arch_supported_list(void) {
+    static char buf[512];
+    if (!buf[0]) {
+        size_t o = 0;
+        for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", i ? ", " : "", archs[i].hf_class);
+    }
+    return buf;
+}
+
+/* Match `name` against `pat` ('#' = a decimal block id without sign or
+ * leading zeros other than "0"). */
+static int match_pattern(const char *pat, const char *name, int64_t *bid) {
+    *bid = -1;
+    while (*pat) {
+        if (*pat == '#') {
+            if (*name < '0' || *name > '9') return 0;
+            if (name[0] == '0' && name[1] >= '0' && name[1] <= '9') return 0;
+            int64_t v = 0;
+            while (*name >= '0' && *name <= '9') {
+                v = v * 10 + (*name - '0');
+                if (v > 1000000) return 0;
+                name++;
+            }
+            *bid = v;
+            pat++;
+            continue;
+        }
+        if (*pat != *name) return 0;
+        pat++;
+        name++;
+    }
+    return *name == 0;
+}
+
+const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
+                                       int64_t *bid) {
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        const qf_tensor_rule *r = &rules[i];
+        if ((r->only_if & a->flags) != r->only_if) continue;
+        if (!match_pattern(r->hf, hf_name, bid)) continue;
+        size_t o = 0;
+        for (const char *p = r->gguf; *p && o + 1 < cap; p++) {
+            if (*p == '#') o += (size_t)snprintf(gguf_name + o, cap - o, "%lld", (long long)*bid);
+            else gguf_name[o++] = *p;
+        }
+        if (o >= cap) o = cap - 1;
+        gguf_name[o] = 0;
+        return r;
+    }
+    return NULL;
+}
+
+int64_t qf_hf_dim_value(const qf_hf_hparams *hp, uint8_t dim) {
+    switch (dim) {
+    case QF_DIM_VOCAB: return hp->n_vocab;
+    case QF_DIM_EMBD: return hp->n_embd;
+    case QF_DIM_FF: return hp->n_ff;
+    case QF_DIM_Q: return hp->n_head * hp->head_dim;
+    case QF_DIM_KV: return hp->n_head_kv * hp->head_dim;
+    case QF_DIM_HEAD: return hp->head_dim;
+    default: return 0;
+    }
+}
+
+const char *qf_hf_dim_name(uint8_t dim) {
+    switch (dim) {
+    case QF_DIM_VOCAB: return "vocab_size";
+    case QF_DIM_EMBD: return "hidden_size";
+    case QF_DIM_FF: return "intermediate_size";
+    case QF_DIM_Q: return "num_attention_heads*head_dim";
+    case QF_DIM_KV: return "num_key_value_heads*head_dim";
+    case QF_DIM_HEAD: return "head_dim";
+    default: return "-";
+    }
+}
+
+void qf_hf_tensor_name(const qf_tensor_rule *r, int64_t bid, char *buf, size_t cap) {
+    size_t o = 0;
+    if (cap == 0) return;
+    for (const char *p = r->hf; *p && o + 1 < cap; p++) {
+        if (*p == '#') o += (size_t)snprintf(buf + o, cap - o, "%lld", (long long)bid);
+        else buf[o++] = *p;
+    }
+    if (o >= cap) o = cap - 1;
+    buf[o] = 0;
+}
+
+/* ---------------- config.json ---------------- */
+
+int qf_hf_cfg_first(const qf_json *cfg, const char *const *keys) {
+    for (; *keys; keys++) {
+        int t = qf_json_find(cfg, 0, *keys);
+        if (t >= 0) return t;
+    }
+    return -1;
+}
+
+int qf_hf_cfg_int(const qf_json *cfg, const char *cfg_path, int t, const char *what, int64_t *v, int *present,
+                  qf_err *err) {
+    *present = 0;
+    if (t < 0 || qf_json_is_null(cfg, t)) return 0;
+    if (qf_json_type_of(cfg, t) != QF_JSON_NUMBER || qf_json_get_int64(cfg, t, v, NULL))
+        return qf_set_err(err, QF_EFORMAT, "%s: %s is not an integer (line %u)", cfg_path, what, qf_json_line(cfg, t));
+    *present = 1;
+    return 0;
+}
+
+static int cfg_required_int(const qf_json *cfg, const char *cfg_path, const char *const *keys, int64_t *v,
+                            qf_err *err) {
+    int present, rc = qf_hf_cfg_int(cfg, cfg_path, qf_hf_cfg_first(cfg, keys), keys[0], v, &present, err);
+    if (rc) return rc;
+    if (!present) return qf_set_err(err, QF_EFORMAT, "%s: missing %s", cfg_path, keys[0]);
+    if (*v <= 0) return qf_set_err(err, QF_EFORMAT, "%s: %s must be positive, got %lld", cfg_path, keys[0], (long long)*v);
+    return 0;
+}
+
+int qf_hf_config_read(const qf_json *cfg, const char *cfg_path, const qf_hf_arch **arch, qf_hf_hparams *hp,
+                      qf_err *err) {
+    int rc;
+    memset(hp, 0, sizeof *hp);
+    *arch = NULL;
+    if (qf_json_type_of(cfg, 0) != QF_JSON_OBJECT)
+        return qf_set_err(err, QF_EFORMAT, "%s: top level is not a json object", cfg_path);
+    int archs_tok = qf_json_find(cfg, 0, "architectures");
+    qf_json_iter it;
+    int first;
+    char cls[128] = "";
+    if (archs_tok < 0 || qf_json_iter_begin(&it, cfg, archs_tok) || qf_json_type_of(cfg, archs_tok) != QF_JSON_ARRAY ||
+        !qf_json_iter_element(&it, &first) || qf_json_get_string_buf(cfg, first, cls, sizeof cls, NULL, NULL))
+        return qf_set_err(err, QF_EFORMAT, "%s: no \"architectures\" list naming the model class", cfg_path);
+    *arch = qf_hf_arch_find(cls);
+    if (!*arch)
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", cfg_path,
+                          cls, qf_hf_arch_supported_list());
+
+    static const char *const k_layer[] = {"n_layers", "num_hidden_layers", "n_layer", "num_layers", NULL};
+    static const char *const k_embd[] = {"hidden_size", "n_embd", NULL};
+    static const char *const k_ff[] = {"intermediate_size", "n_inner", NULL};
+    static const char *const k_head[] = {"num_attention_heads", "n_head", NULL};
+    static const char *const k_vocab[] = {"vocab_size", NULL};
+    if ((rc = cfg_required_int(cfg, cfg_path, k_layer, &hp->n_layer, err))) return rc;
+    if ((rc = cfg_required_int(cfg, cfg_path, k_embd, &hp->n_embd, err))) return rc;
+    if ((rc = cfg_required_int(cfg, cfg_path, k_ff, &hp->n_ff, err))) return rc;
+    if ((rc = cfg_required_int(cfg, cfg_path, k_head, &hp->n_head, err))) return rc;
+    if ((rc = cfg_required_int(cfg, cfg_path, k_vocab, &hp->n_vocab, err))) return rc;
+    int present;
+    if ((rc = qf_hf_cfg_int(cfg, cfg_path, qf_json_find(cfg, 0, "num_key_value_heads"), "num_key_value_heads",
+                            &hp->n_head_kv, &present, err)))
+        return rc;
+    if (!present) hp->n_head_kv = hp->n_head;
+    if ((rc = qf_hf_cfg_int(cfg, cfg_path, qf_json_find(cfg, 0, "head_dim"), "head_dim", &hp->head_dim, &present, err)))
+        return rc;
+    if (!present) {
+        if (hp->n_embd % hp->n_head)
+            return qf_set_err(err, QF_EFORMAT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
+                              cfg_path, (long long)hp->n_embd, (long long)hp->n_head);
+        hp->head_dim = hp->n_embd / hp->n_head;
+    }
+    if (hp->n_head_kv <= 0 || hp->head_dim <= 0 || hp->n_layer > 100000)
+        return qf_set_err(err, QF_EFORMAT, "%s: bad attention shape (num_key_value_heads %lld, head_dim %lld)",
+                          cfg_path, (long long)hp->n_head_kv, (long long)hp->head_dim);
+    int tie = qf_json_find(cfg, 0, "tie_word_embeddings");
+    hp->tie_embeddings = 0;
+    if (tie >= 0 && qf_json_type_of(cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(cfg, tie, &hp->tie_embeddings, NULL);
+    return 0;
+}
+
+static int cfg_double(const qf_json *cfg, const char *cfg_path, int obj, const char *key, double *v, int *present,
+                      qf_err *err) {
+    int t = qf_json_find(cfg, obj, key);
+    *present = 0;
+    if (t < 0 || qf_json_is_null(cfg, t)) return 0;
+    if (qf_json_type_of(cfg, t) != QF_JSON_NUMBER || qf_json_get_double(cfg, t, v, NULL))
+        return qf_set_err(err, QF_EFORMAT, "%s: %s is not a number (line %u)", cfg_path, key, qf_json_line(cfg, t));
+    *present = 1;
+    return 0;
+}
+
+int qf_hf_config_runtime(const qf_json *cfg, const char *cfg_path, qf_hf_runtime *rt, qf_err *err) {
+    static const char *const k_ctx[] = {"max_position_embeddings", "n_ctx", NULL};
+    int rc, present;
+    memset(rt, 0, sizeof *rt);
+    rt->rope_theta = 10000.0;
+    rt->rope_factor = 1.0;
+    if ((rc = qf_hf_cfg_int(cfg, cfg_path, qf_hf_cfg_first(cfg, k_ctx), k_ctx[0], &rt->n_ctx_train, &present, err)))
+        return rc;
+    if ((rc = cfg_double(cfg, cfg_path, 0, "rms_norm_eps", &rt->rms_norm_eps, &present, err))) return rc;
+    if (!present) return qf_set_err(err, QF_EFORMAT, "%s: missing rms_norm_eps", cfg_path);
+    if (!(rt->rms_norm_eps >= 0.0)) return qf_set_err(err, QF_EFORMAT, "%s: rms_norm_eps is negative", cfg_path);
+    if ((rc = cfg_double(cfg, cfg_path, 0, "rope_theta", &rt->rope_theta, &present, err))) return rc;
+    if (!(rt->rope_theta > 0.0)) return qf_set_err(err, QF_EFORMAT, "%s: rope_theta must be positive", cfg_path);
+    int rs = qf_json_find(cfg, 0, "rope_scaling");
+    if (rs < 0 || qf_json_is_null(cfg, rs)) return 0;
+    if (qf_json_type_of(cfg, rs) != QF_JSON_OBJECT)
+        return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling is not an object (line %u)", cfg_path, qf_json_line(cfg, rs));
+    /* llama.cpp reads rope_scaling["type"]; newer configs say "rope_type" */
+    int t = qf_json_find(cfg, rs, "type");
+    if (t < 0) t = qf_json_find(cfg, rs, "rope_type");
+    if (t >= 0 && qf_json_get_string_buf(cfg, t, rt->rope_scaling, sizeof rt->rope_scaling, NULL, NULL))
+        return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling type is not a short string (line %u)", cfg_path,
+                          qf_json_line(cfg, t));
+    for (char *p = rt->rope_scaling; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
+    if ((rc = cfg_double(cfg, cfg_path, rs, "factor", &rt->rope_factor, &present, err))) return rc;
+    return 0;
+}

@@ -1,0 +1,21 @@
+/* qf_cli.h - small helpers for the programs (bin/qforge-*): error lines,
+ * number parsing, JSON strings, a clock. Library code never calls these:
+ * libraries do not print. */
+#ifndef QF_CLI_H
+#define QF_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* "PROG: error: <message>" on stderr; returns 1 (the failure exit code). */
+int qf_cli_fail(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same plus "(see PROG --help)"; returns 2 (the usage-error exit code). */
+int qf_cli_usage(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A whole-string base-10 integer; 0 on success, -1 otherwise. */
+int qf_parse_i64(const char *s, int64_t *out);
+/* A JSON string literal (null for NULL) with the required escapes. */
+void qf_cli_json_str(FILE *f, const char *s);
+/* Monotonic seconds, for rates and ETAs. */
+double qf_now_seconds(void);
+
+#endif

@@ -1,0 +1,354 @@
+/* logits_file.c - saved base logits, full or top-k (see logits_file.h). */
+#include "logits_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "numfmt.h"
+
+uint64_t qf_logits_row_bytes(qf_logits_kind kind, uint32_t k, int64_t n_vocab) {
+    if (kind == QF_LOGITS_FULL) return (uint64_t)n_vocab * sizeof(float);
+    uint64_t b = sizeof(qf_topk_row) + (uint64_t)k * (sizeof(int32_t) + sizeof(uint16_t));
+    return (b + 7) / 8 * 8;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void qf_logits_topk(const float *l, int64_t V, int64_t k, int32_t *ids, double *logp, double *tail_logp) {
+    if (k > V) k = V;
+    /* keep the k best seen so far, sorted by (logit desc, id asc); a later id
+     * with an equal logit never displaces an earlier one */
+    int64_t n = 0;
+    for (int64_t i = 0; i < V; i++) {
+        if (n == k && !(l[i] > l[ids[k - 1]])) continue;
+        int64_t pos = n < k ? n++ : k - 1;
+        while (pos > 0 && l[i] > l[ids[pos - 1]]) {
+            ids[pos] = ids[pos - 1];
+            pos--;
+        }
+        ids[pos] = (int32_t)i;
+    }
+    /* log-probabilities as qf_nll computes them: float max, sum of expf in double */
+    const float mx = l[ids[0]];
+    double sum = 0.0;
+    for (int64_t i = 0; i < V; i++) sum += expf(l[i] - mx);
+    const double lse = log(sum);
+    for (int64_t i = 0; i < k; i++) logp[i] = (double)(l[ids[i]] - mx) - lse;
+    /* the rest, summed on its own (1 - sum(top) would cancel) */
+    int32_t sorted[QF_LOGITS_MAX_K];
+    const int64_t ks = k < QF_LOGITS_MAX_K ? k : QF_LOGITS_MAX_K;
+    memcpy(sorted, ids, (size_t)ks * sizeof *sorted);
+    qsort(sorted, (size_t)ks, sizeof *sorted, cmp_i32);
+    double tail = 0.0;
+    for (int64_t i = 0, s = 0; i < V; i++) {
+        if (s < ks && sorted[s] == i) {
+            s++;
+            continue;
+        }
+        tail += expf(l[i] - mx);
+    }
+    *tail_logp = tail > 0.0 ? log(tail) - lse : -INFINITY;
+}
+
+/* ---------------- writing ---------------- */
+
+static int tee_chunk(void *self, int64_t chunk, const int32_t *tokens, int64_t n_ctx, int64_t first, float *logits,
+                     qf_err *err) {
+    qf_logits_tee *t = self;
+    int rc = t->inner->chunk_logits(t->inner->self, chunk, tokens, n_ctx, first, logits, err);
+    if (rc < 0) return rc;
+    if (chunk != t->next_chunk || chunk >= (int64_t)t->h.n_chunks || n_ctx != (int64_t)t->h.n_ctx)
+        return qf_set_err(err, QF_EINVAL, "%s: chunk %lld written out of order", t->path, (long long)chunk);
+    const int64_t V = (int64_t)t->h.n_vocab;
+    if (t->h.kind == QF_LOGITS_FULL) {
+        /* rows first .. n_ctx-1, exactly as produced */
+        if (fwrite(logits, sizeof(float) * (size_t)V, (size_t)t->h.rows_per_chunk, t->f) != t->h.rows_per_chunk)
+            return qf_set_err(err, QF_EIO, "%s: write failed: %s", t->tmp_path, strerror(errno));
+    } else {
+        const int64_t k = t->h.k;
+        for (uint64_t j = 0; j < t->h.rows_per_chunk; j++) {
+            const float *row = logits + j * V;
+            double tail;
+            qf_logits_topk(row, V, k, t->ids, t->logp, &tail);
+            qf_topk_row rh = {.tok_nll = qf_nll(row, V, tokens[first + (int64_t)j + 1]), .tail_logp = (float)tail};
+            uint8_t *p = t->row;
+            memset(p, 0, t->h.row_bytes);
+            memcpy(p, &rh, sizeof rh);
+            memcpy(p + sizeof rh, t->ids, (size_t)k * sizeof(int32_t));
+            uint16_t *h16 = (uint16_t *)(p + sizeof rh + (size_t)k * sizeof(int32_t));
+            for (int64_t i = 0; i < k; i++) {
+                float v = (float)t->logp[i];
+                if (v < -65504.0f) v = -65504.0f; /* stays finite in fp16 */
+                const uint16_t h = qf_f32_to_f16(v);
+                memcpy(&h16[i], &h, sizeof h);
+            }
+            if (fwrite(p, t->h.row_bytes, 1, t->f) != 1)
+                return qf_set_err(err, QF_EIO, "%s: write failed: %s", t->tmp_path, strerror(errno));
+        }
+    }
+    t->next_chunk++;
+    return 0;
+}
+
+static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+
+int qf_logits_tee_open(qf_logits_tee *t, qf_logits_source *inner, const char *path, uint32_t k,
+                       const int32_t *tokens, int64_t n_tokens, const qf_ppl_params *p, qf_err *err) {
+    memset(t, 0, sizeof *t);
+    int rc = 0;
+    const int64_t n_chunks = qf_ppl_chunk_count(n_tokens, p);
+    const int64_t V = inner->n_vocab;
+    if (n_chunks <= 0)
+        return qf_set_err(err, QF_EINVAL, "need at least %lld tokens for a context of %lld; the text has %lld tokens",
+                          (long long)(2 * p->n_ctx), (long long)p->n_ctx, (long long)n_tokens);
+    if (!inner->chunk_logits) return qf_set_err(err, QF_EINVAL, "%s: nothing to save: the source has no logits", path);
+    if (k > QF_LOGITS_MAX_K)
+        return qf_set_err(err, QF_EINVAL, "top-k of %u is more than %d", k, QF_LOGITS_MAX_K);
+    if ((int64_t)k >= V) k = 0; /* the whole vocabulary: keep it exactly */
+    qf_logits_header *h = &t->h;
+    memcpy(h->magic, QF_LOGITS_MAGIC, 8);
+    h->version = QF_LOGITS_VERSION;
+    h->kind = k ? QF_LOGITS_TOPK : QF_LOGITS_FULL;
+    h->k = k;
+    h->bos_id = p->add_bos ? p->bos_id : -1;
+    h->n_vocab = (uint64_t)V;
+    h->n_ctx = (uint64_t)p->n_ctx;
+    h->n_chunks = (uint64_t)n_chunks;
+    const int64_t first = p->n_ctx / 2;
+    h->rows_per_chunk = (uint64_t)(k ? p->n_ctx - first - 1 : p->n_ctx - first);
+    h->row_bytes = qf_logits_row_bytes(h->kind, k, V);
+    h->tokens_offset = sizeof *h;
+    h->data_offset = (h->tokens_offset + 4 * (uint64_t)n_chunks * (uint64_t)p->n_ctx + 63) / 64 * 64;
+
+    t->inner = inner;
+    t->src = *inner;
+    t->src.chunk_logits = tee_chunk;
+    t->src.chunk_topk = NULL;
+    t->src.topk = 0;
+    t->src.self = t;
+    t->src.seconds = 0;
+    t->src.tokens_evaluated = 0;
+    size_t n = strlen(path);
+    t->path = strdup(path);
+    t->tmp_path = malloc(n + 32);
+    t->row = malloc(h->row_bytes);
+    t->ids = malloc((k ? k : 1) * sizeof *t->ids);
+    t->logp = malloc((k ? k : 1) * sizeof *t->logp);
+    if (!t->path || !t->tmp_path || !t->row || !t->ids || !t->logp) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(t->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
+    t->f = fopen(t->tmp_path, "wb");
+    if (!t->f) {
+        rc = qf_set_err(err, QF_EIO, "%s: cannot create: %s", t->tmp_path, strerror(errno));
+        goto fail;
+    }
+    static const uint8_t zeros[64];
+    const uint64_t tok_bytes = 4 * (uint64_t)n_chunks * (uint64_t)p->n_ctx;
+    if (write_all(t->f, h, sizeof *h) || write_all(t->f, tokens, (size_t)tok_bytes) ||
+        write_all(t->f, zeros, (size_t)(h->data_offset - h->tokens_offset - tok_bytes))) {
+        rc = qf_set_err(err, QF_EIO, "%s: write failed: %s", t->tmp_path, strerror(errno));
+        goto fail;
+    }
+    return 0;
+fail:
+    qf_logits_tee_abort(t);
+    return rc;
+}
+
+int qf_logits_tee_finish(qf_logits_tee *t, qf_err *err) {
+    int rc = 0;
+    if (!t->f) return qf_set_err(err, QF_EINVAL, "%s: not open", t->path ? t->path : "logits file");
+    if (t->next_chunk != (int64_t)t->h.n_chunks) {
+        rc = qf_set_err(err, QF_EINVAL, "%s: %lld of %llu chunks written", t->path, (long long)t->next_chunk,
+                        (unsigned long long)t->h.n_chunks);
+        goto fail;
+    }
+    if (fflush(t->f) || ferror(t->f) || fsync(fileno(t->f))) {
+        rc = qf_set_err(err, QF_EIO, "%s: write failed: %s", t->tmp_path, strerror(errno));
+        goto fail;
+    }
+    int closed = fclose(t->f);
+    t->f = NULL;
+    if (closed) {
+        rc = qf_set_err(err, QF_EIO, "%s: write failed: %s", t->tmp_path, strerror(errno));
+        goto fail;
+    }
+    if (rename(t->tmp_path, t->path)) {
+        rc = qf_set_err(err, QF_EIO, "%s: rename failed: %s", t->path, strerror(errno));
+        goto fail;
+    }
+    free(t->tmp_path);
+    t->tmp_path = NULL; /* nothing left to remove */
+    qf_logits_tee_abort(t);
+    return 0;
+fail:
+    qf_logits_tee_abort(t);
+    return rc;
+}
+
+void qf_logits_tee_abort(qf_logits_tee *t) {
+    if (!t) return;
+    if (t->f) fclose(t->f);
+    if (t->tmp_path) unlink(t->tmp_path);
+    free(t->tmp_path);
+    free(t->path);
+    free(t->row);
+    free(t->ids);
+    free(t->logp);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---------------- reading ---------------- */
+
+static int saved_chunk_logits(void *self, int64_t chunk, const int32_t *tokens, int64_t n_ctx, int64_t first,
+                              float *logits, qf_err *err) {
+    qf_saved_logits *s = self;
+    (void)tokens;
+    if (chunk < 0 || chunk >= (int64_t)s->h.n_chunks || n_ctx != (int64_t)s->h.n_ctx || first != n_ctx / 2)
+        return qf_set_err(err, QF_EINVAL, "%s: no chunk %lld of %lld tokens", s->path, (long long)chunk,
+                          (long long)n_ctx);
+    const size_t bytes = (size_t)(s->h.rows_per_chunk * s->h.row_bytes);
+    memcpy(logits, s->map + s->h.data_offset + (uint64_t)chunk * bytes, bytes);
+    return 0;
+}
+
+static int saved_chunk_topk(void *self, int64_t chunk, const int32_t *tokens, int64_t n_ctx, int64_t first,
+                            qf_topk_rows *rows, qf_err *err) {
+    qf_saved_logits *s = self;
+    (void)tokens;
+    const int64_t k = s->h.k;
+    if (chunk < 0 || chunk >= (int64_t)s->h.n_chunks || n_ctx != (int64_t)s->h.n_ctx || first != n_ctx / 2 ||
+        rows->k != k || rows->n_rows != (int64_t)s->h.rows_per_chunk)
+        return qf_set_err(err, QF_EINVAL, "%s: no chunk %lld of %lld tokens", s->path, (long long)chunk,
+                          (long long)n_ctx);
+    const uint8_t *base = s->map + s->h.data_offset + (uint64_t)chunk * s->h.rows_per_chunk * s->h.row_bytes;
+    for (int64_t j = 0; j < rows->n_rows; j++) {
+        const uint8_t *p = base + (uint64_t)j * s->h.row_bytes;
+        qf_topk_row rh;
+        memcpy(&rh, p, sizeof rh);
+        rows->tok_nll[j] = rh.tok_nll;
+        rows->tail_logp[j] = rh.tail_logp;
+        memcpy(rows->ids + j * k, p + sizeof rh, (size_t)k * sizeof(int32_t));
+        const uint8_t *h16 = p + sizeof rh + (size_t)k * sizeof(int32_t);
+        for (int64_t i = 0; i < k; i++) {
+            uint16_t h;
+            memcpy(&h, h16 + 2 * i, sizeof h);
+            rows->logp[j * k + i] = qf_f16_to_f32(h);
+        }
+    }
+    return 0;
+}
+
+int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    int rc = 0;
+    s->path = strdup(path);
+    if (!s->path) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    s->fd = open(path, O_RDONLY);
+    struct stat st;
+    if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+        rc = qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    s->size = (uint64_t)st.st_size;
+    qf_logits_header *h = &s->h;
+    if (s->size < sizeof *h || pread(s->fd, h, sizeof *h, 0) != (ssize_t)sizeof *h ||
+        memcmp(h->magic, QF_LOGITS_MAGIC, 8) != 0) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: not a qforge logits file (no QFLOGITS header)", path);
+        goto fail;
+    }
+    if (h->version != QF_LOGITS_VERSION) {
+        rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: logits file version %u (this program reads %d)", path, h->version,
+                        QF_LOGITS_VERSION);
+        goto fail;
+    }
+    /* every field consistent with the others, and with the file size */
+    const int topk = h->kind == QF_LOGITS_TOPK;
+    unsigned long long tok_bytes, data_bytes, end;
+    int ok = (h->kind == QF_LOGITS_FULL || topk) && (topk ? h->k >= 1 && h->k <= QF_LOGITS_MAX_K : h->k == 0) &&
+             h->n_vocab >= 1 && h->n_vocab <= (1u << 30) && h->n_ctx >= 4 && h->n_ctx <= (1u << 30) &&
+             h->n_chunks >= 1 && (!topk || h->k < h->n_vocab) &&
+             h->rows_per_chunk == h->n_ctx - h->n_ctx / 2 - (topk ? 1 : 0) &&
+             h->row_bytes == qf_logits_row_bytes((qf_logits_kind)h->kind, h->k, (int64_t)h->n_vocab) &&
+             h->tokens_offset == sizeof *h && !qf_mul_u64(h->n_chunks, h->n_ctx * 4, &tok_bytes) &&
+             h->data_offset == (h->tokens_offset + tok_bytes + 63) / 64 * 64 &&
+             !qf_mul_u64(h->n_chunks * h->rows_per_chunk, h->row_bytes, &data_bytes) &&
+             !qf_add_u64(h->data_offset, data_bytes, &end) && h->n_chunks < (1ull << 32);
+    if (!ok) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: corrupt logits file header", path);
+        goto fail;
+    }
+    if (end != s->size) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: %llu bytes, the header describes %llu (truncated?)", path,
+                        (unsigned long long)s->size, end);
+        goto fail;
+    }
+    s->map = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, s->fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        rc = qf_set_err(err, QF_EIO, "%s: mmap failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    s->tokens = (const int32_t *)(s->map + h->tokens_offset);
+    s->src.n_vocab = (int64_t)h->n_vocab;
+    s->src.self = s;
+    if (topk) {
+        s->src.chunk_topk = saved_chunk_topk;
+        s->src.topk = h->k;
+    } else {
+        s->src.chunk_logits = saved_chunk_logits;
+    }
+    return 0;
+fail:
+    qf_saved_logits_close(s);
+    return rc;
+}
+
+int qf_saved_logits_check(const qf_saved_logits *s, int64_t n_vocab, const int32_t *tokens, int64_t n_tokens,
+                          const qf_ppl_params *p, qf_err *err) {
+    const qf_logits_header *h = &s->h;
+    if ((int64_t)h->n_vocab != n_vocab)
+        return qf_set_err(err, QF_EMISMATCH, "%s: saved for a vocabulary of %llu tokens, the model has %lld", s->path,
+                          (unsigned long long)h->n_vocab, (long long)n_vocab);
+    if ((int64_t)h->n_ctx != p->n_ctx)
+        return qf_set_err(err, QF_EMISMATCH, "%s: saved with a context of %llu tokens, this run uses %lld (use -c %llu)",
+                          s->path, (unsigned long long)h->n_ctx, (long long)p->n_ctx, (unsigned long long)h->n_ctx);
+    const int32_t bos = p->add_bos ? p->bos_id : -1;
+    if (h->bos_id != bos)
+        return qf_set_err(err, QF_EMISMATCH, "%s: saved with BOS %d at the start of each chunk, this vocabulary uses %d",
+                          s->path, h->bos_id, bos);
+    const int64_t n_chunks = qf_ppl_chunk_count(n_tokens, p);
+    if (n_chunks > (int64_t)h->n_chunks)
+        return qf_set_err(err, QF_EMISMATCH, "%s: holds %llu chunks, this run needs %lld (use --chunks %llu)", s->path,
+                          (unsigned long long)h->n_chunks, (long long)n_chunks, (unsigned long long)h->n_chunks);
+    for (int64_t i = 0; i < n_chunks * p->n_ctx; i++) {
+        int32_t saved;
+        memcpy(&saved, s->tokens + i, sizeof saved);
+        if (saved != tokens[i])
+            return qf_set_err(err, QF_EMISMATCH,
+                              "%s: saved for a different text: token %lld is %d in the file, %d here", s->path,
+                              (long long)i, saved, tokens[i]);
+    }
+    return 0;
+}
+
+void qf_saved_logits_close(qf_saved_logits *s) {
+    if (!s) return;
+    if (s->map) munmap((void *)s->map, s->size);
+    if (s->fd >= 0) close(s->fd);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+}
