@@ -14,8 +14,8 @@
  *  - Llama/Mistral Q and K rows are permuted back from HF's rotate-half
  *    layout: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2), with
  *    n_head = num_attention_heads for q and num_key_value_heads for k.
- * Conversions are row-wise and independent, so the output bytes do not
- * depend on the number of threads.
+ * Conversions are row-wise and run on the calling thread (see
+ * DEFAULT_CHUNK_BYTES), so the output bytes do not depend on --threads.
  */
 #include "convert.h"
 
@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_CHUNK_BYTES (16ull << 20)
+/* Small chunks, converted on the calling thread and written at once, while
+ * the output is still in the core's cache: write() copies it into the page
+ * cache, and from a multi-MiB buffer that copy runs from DRAM and cost 3-5x
+ * more kernel time than from a 256 KiB one (dd and qforge-convert on the
+ * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
+ * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
+ * used: a team barrier per chunk costs more than it saves, a lot more on a
+ * busy machine. */
+#define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 
 /* llama.cpp LlamaFileType values written as general.file_type */
@@ -587,7 +594,7 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
     case GGML_TYPE_F32: memcpy(dst, x, n * sizeof(float)); break;
     case GGML_TYPE_F16: qf_f32_to_f16_row(x, (uint16_t *)(void *)dst, n); break;
     case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)(void *)dst, n); break;
-    case GGML_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
+    case GGML_TYPE_Q8_0: quantize_row_q8_0(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
     default: break;
     }
 }
@@ -649,8 +656,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     if (rows_per_chunk < group) rows_per_chunk = group;
     if (rows_per_chunk > n_rows) rows_per_chunk = n_rows;
     if ((rc = ensure_buf(c, (size_t)(rows_per_chunk * out_row_bytes)))) goto done;
-    int n_threads = omp_get_max_threads();
-    scratch = malloc((size_t)n_threads * 2 * row_len * sizeof(float));
+    scratch = malloc(2 * row_len * sizeof(float));
     if (!scratch) {
         rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
         goto done;
@@ -658,14 +664,11 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
     for (uint64_t row0 = 0; row0 < n_rows; row0 += rows_per_chunk) {
         uint64_t nr = n_rows - row0 < rows_per_chunk ? n_rows - row0 : rows_per_chunk;
         const uint8_t *src = s->data;
-        uint8_t *dst = c->buf;
-        #pragma omp parallel for schedule(static) num_threads(n_threads)
-        for (int64_t i = 0; i < (int64_t)nr; i++) {
-            uint64_t r = row0 + (uint64_t)i;
+        for (uint64_t i = 0; i < nr; i++) {
+            uint64_t r = row0 + i;
             uint64_t sr = p->permute ? permuted_row(r, group) : r;
-            float *f = scratch + (size_t)omp_get_thread_num() * 2 * row_len;
-            convert_row(src + sr * src_row_bytes, s->dtype, dst + (uint64_t)i * out_row_bytes, p->type, row_len, f,
-                        f + row_len);
+            convert_row(src + sr * src_row_bytes, s->dtype, c->buf + i * out_row_bytes, p->type, row_len, scratch,
+                        scratch + row_len);
         }
         size_t nbytes = (size_t)(nr * out_row_bytes);
         qf_hasher_update(hs, c->buf, nbytes);

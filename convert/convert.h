@@ -7,7 +7,7 @@
  * bytes (see docs/convert.md for the few documented differences).
  *
  * Memory: tensors are converted in chunks of at most `chunk_bytes` (default
- * 16 MiB) of source data and of output data (a chunk is at least one head
+ * 256 KiB) of source data and of output data (a chunk is at least one head
  * group of rows): the chunk's mmap pages are dropped after use and the
  * output buffer is reused, so tensor buffers stay near 2 x chunk_bytes
  * whatever the model size.
@@ -44,7 +44,7 @@ typedef struct qf_convert_opts {
     qf_outtype outtype;
     uint64_t split_max_size;     /* bytes of tensor data per shard, 0 = one file */
     int write_manifest;          /* OUT.gguf.xxh: XXH3-128 of every tensor and file */
-    uint64_t chunk_bytes;        /* max source (and output) bytes per chunk, 0 = 16 MiB */
+    uint64_t chunk_bytes;        /* max source (and output) bytes per chunk, 0 = 256 KiB */
     void (*progress)(const qf_convert_progress *p, void *user);
     void *progress_user;
 } qf_convert_opts;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# bench/gen-1b.sh - generate (once) a TinyLlama-1.1B-shaped synthetic BF16
+# checkpoint in 2 safetensors shards, cached in $WORK/tinyllama-1b-synth.
+# Sourced by the other benchmarks (which then see SYNTH_1B), or run alone.
+# Random weights, real config.json and a SentencePiece tokenizer with 32000
+# pieces (tests/tools/gen_synth_model.c). About 2.2 GB.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SYNTH_1B=$WORK/tinyllama-1b-synth
+gen_1b() {
+  if [ -f "$SYNTH_1B/.complete" ]; then return 0; fi
+  local gen=$QF_TOOLS/gen_synth_model
+  [ -x "$gen" ] || die "$gen not built (run make)"
+  rm -rf "$SYNTH_1B" "$SYNTH_1B.tmp"
+  note "generating $SYNTH_1B (TinyLlama-1.1B shape, BF16, 2 shards)"
+  "$gen" --arch llama --out "$SYNTH_1B.tmp" --hidden 2048 --layers 22 --heads 32 --kv-heads 4 \
+    --ff 5632 --vocab 32000 --dtype bf16 --shards 2 --ctx 2048 >&2 || die "gen_synth_model failed"
+  touch "$SYNTH_1B.tmp/.complete"
+  mv "$SYNTH_1B.tmp" "$SYNTH_1B"
+}
+# gguf_1b_f16: $WORK/tinyllama-1b-F16.gguf, converted (once) by qforge-convert;
+# sets GGUF_1B_F16. Used by quantize.sh and verify.sh.
+gguf_1b_f16() {
+  GGUF_1B_F16=$WORK/tinyllama-1b-F16.gguf
+  [ -f "$GGUF_1B_F16" ] && return 0
+  [ -x "$QF_BIN/qforge-convert" ] || die "$QF_BIN/qforge-convert not built"
+  gen_1b
+  note "converting to $GGUF_1B_F16"
+  "$QF_BIN/qforge-convert" "$SYNTH_1B" -o "$GGUF_1B_F16" --outtype f16 --threads "$THREADS" --quiet ||
+    die "qforge-convert failed"
+}
+# peer_quantize IN OUT TYPE: llama-quantize (once; cached in WORK).
+peer_quantize() {
+  [ -f "$2" ] && return 0
+  note "llama-quantize $(basename "$1") -> $(basename "$2") ($3)"
+  "$PEER_BIN/llama-quantize" "$1" "$2.tmp" "$3" "$THREADS" >"$2.log" 2>&1 || { tail -3 "$2.log" >&2; rm -f "$2.tmp"; return 1; }
+  mv "$2.tmp" "$2"
+}
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then   # run alone: generate and show it
+  gen_1b
+  du -sh "$SYNTH_1B"
+fi
