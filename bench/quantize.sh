@@ -2,7 +2,8 @@
 # bench/quantize.sh - qforge-quantize vs llama-quantize on the
 # TinyLlama-1.1B-shaped F16 GGUF (bench/gen-1b.sh + qforge-convert): wall
 # time, input MB/s, peak RSS, for Q4_0, Q4_K_M, Q6_K; and whether the two
-# outputs are byte-identical. Goal: qforge throughput >= 1.0x llama.cpp.
+# outputs are byte-identical (--method exact; the search is timed in
+# docs/quality-method.md). Goal: qforge throughput >= 1.0x llama.cpp.
 # Then calibration: qforge-calibrate vs llama-imatrix tokens/s on stories260K
 # and tinystories-distill-3M (F32 GGUF), calib.txt, ctx 512, F16 KV cache
 # (both tools' default).
@@ -33,7 +34,7 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
       if [ $peer = 1 ] && timed "$logs/$rep-peer-$t.log" "$PEER_BIN/llama-quantize" "$GGUF_1B_F16" "$outp" "$t" "$THREADS"; then
         QW["peer|$t"]+="$T_WALL "; QR["peer|$t"]+="$T_RSS "
       fi
-      if timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" --threads "$THREADS" --quiet; then
+      if timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" --method exact --threads "$THREADS" --quiet; then
         QW["qf|$t"]+="$T_WALL "; QR["qf|$t"]+="$T_RSS "
       fi
       if [ -f "$outp" ] && [ -f "$outq" ]; then

@@ -13,6 +13,7 @@
 
 #include "ggml_types.h"
 #include "quantize_codecs.h"
+#include "quantize_search.h"
 
 /* ---------------- the type menu ---------------- */
 
@@ -50,6 +51,36 @@ const qf_quant_preset *qf_quant_preset_find(const char *name) {
 }
 
 int qf_quant_type_ok(uint32_t type) { return type < GGML_TYPE_COUNT && qf_quantize_supports(type); }
+
+/* ---------------- how blocks are chosen ---------------- */
+
+static const char *const method_names[] = { "exact", "search", "auto" };
+
+const char *qf_quant_method_name(int method) {
+    return method >= 0 && method < (int)(sizeof method_names / sizeof *method_names) ? method_names[method] : "?";
+}
+
+int qf_quant_method_from_name(const char *s) {
+    for (int i = 0; s && i < (int)(sizeof method_names / sizeof *method_names); i++)
+        if (strcasecmp(s, method_names[i]) == 0) return i;
+    return -1;
+}
+
+static int is_k_type(uint32_t t) {
+    return t == GGML_TYPE_Q2_K || t == GGML_TYPE_Q3_K || t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q5_K ||
+           t == GGML_TYPE_Q6_K;
+}
+
+/* AUTO: the search lowered KLD against F32 for every K-quant preset measured,
+ * with and without imatrix; for the legacy types it did without imatrix, but
+ * with an imatrix Q4_1 and Q5_0 came out slightly worse on stories260K
+ * (docs/quality-method.md), so legacy types keep llama-quantize's bytes. */
+int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type) {
+    if (!qf_quantize_search_supports(type)) return 0;
+    if (method == QF_QUANT_METHOD_SEARCH) return 1;
+    if (method == QF_QUANT_METHOD_AUTO) return p && is_k_type(p->base_type) && is_k_type(type);
+    return 0;
+}
 
 /* ---------------- which tensors, and what they are ---------------- */
 

@@ -19,6 +19,7 @@
 #include "ggml_types.h"
 #include "quants.h"
 #include "quantize_codecs.h"
+#include "quantize_search.h"
 
 static const char *tname(uint32_t type) {
     const ggml_type_traits *tt = ggml_get_type_traits(type);
@@ -208,6 +209,11 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
 
     model_facts(in, im, &plan->model);
     const qf_mix_model *m = &plan->model;
+    if (o->method < QF_QUANT_METHOD_EXACT || o->method > QF_QUANT_METHOD_AUTO) {
+        rc = qf_set_err(err, QF_EINVAL, "quantize: unknown method %d", o->method);
+        goto fail;
+    }
+    plan->method = o->method;
 
     /* imatrix: made for this model? */
     if (im) {
@@ -355,6 +361,10 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                 rc = qf_set_err(err, QF_EINVAL, "%s: tensor '%s': type %s needs an importance matrix entry (--imatrix)",
                                 path, s->name, tname(t->type));
                 goto fail;
+            }
+            if (qf_quant_method_searches(o->method, p, t->type)) {
+                t->search = 1;
+                plan->n_searched++;
             }
             plan->n_converted++;
         }

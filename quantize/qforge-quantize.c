@@ -38,8 +38,10 @@ static void usage(FILE *fp) {
     fprintf(fp,
             "usage: " PROG " IN.gguf OUT.gguf TYPE [options]\n"
             "\n"
-            "Quantize a GGUF model tensor by tensor, writing the bytes llama-quantize writes\n"
-            "(llama.cpp c392e50) for the same input, TYPE and imatrix.\n"
+            "Quantize a GGUF model tensor by tensor with llama-quantize's type choices\n"
+            "(llama.cpp c392e50): with --method exact, the bytes llama-quantize writes for the\n"
+            "same input, TYPE and imatrix; with --method search, the same types and size with\n"
+            "a lower error (see --method).\n"
             "IN is a GGUF file or a Hugging Face checkpoint directory; a directory is first\n"
             "converted losslessly (as qforge-convert --outtype auto) into a temp file next to\n"
             "OUT, deleted afterwards (it needs that much free disk space).\n"
@@ -54,6 +56,12 @@ static void usage(FILE *fp) {
             "options:\n"
             "  --imatrix FILE           importance matrix (llama-imatrix .dat or GGUF); its path is\n"
             "                           recorded as given in quantize.imatrix.file\n"
+            "  --method M               how blocks are chosen: exact (ggml's quantizers, byte-identical\n"
+            "                           to llama-quantize), search (per block the lowest weighted\n"
+            "                           error found, never above exact's; same types and size; 2-5x\n"
+            "                           slower), or auto (default): search for the Q2_K..Q6_K tensors\n"
+            "                           of the K-quant types (Q2_K..Q6_K, *_S/M/L), exact for all\n"
+            "                           else. docs/quality-method.md has the measurements\n"
             "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
             "                           (searched anywhere in the name; \\d allowed) get type T;\n"
             "                           first match wins; repeatable. T is a tensor type:\n"
@@ -153,6 +161,7 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
+    fprintf(fp, ", \"method\": \"%s\", \"tensors_searched\": %zu", qf_quant_method_name(p->method), p->n_searched);
     fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
             (unsigned long long)r->out_file_bytes);
     fprintf(fp, ", \"input_tensor_bytes\": %llu, \"output_tensor_bytes\": %llu, \"n_elements\": %llu",
@@ -192,9 +201,11 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
         const qf_quant_tensor_plan *t = &p->t[i];
         fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
         qf_cli_json_str(fp, t->name);
-        fprintf(fp, ", \"from\": \"%s\", \"type\": \"%s\", \"converted\": %s, \"imatrix\": %s, \"bytes\": %llu}",
+        fprintf(fp,
+                ", \"from\": \"%s\", \"type\": \"%s\", \"converted\": %s, \"imatrix\": %s, \"search\": %s, "
+                "\"bytes\": %llu}",
                 tname(t->src_type), tname(t->type), t->convert ? "true" : "false", t->uses_imatrix ? "true" : "false",
-                (unsigned long long)t->out_nbytes);
+                t->search ? "true" : "false", (unsigned long long)t->out_nbytes);
     }
     fprintf(fp, "],\n \"manifest\": ");
     if (o->write_manifest && !dry_run) {
@@ -226,6 +237,7 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
     if (o->imatrix_path)
         printf("  imatrix:   %s, %zu entries, used for %zu tensors\n", o->imatrix_path, r->imatrix_entries,
                p->n_imatrix_used);
+    printf("  method:    %s (%zu tensors searched)\n", qf_quant_method_name(p->method), p->n_searched);
     printf("  fallbacks: %zu\n", p->n_fallbacks);
     if (o->write_manifest) printf("  manifest:  %s.xxh\n", o->out_path);
     double s = r->seconds;
@@ -250,6 +262,7 @@ static void print_plan(const qf_quant_plan *p) {
             snprintf(note + strlen(note), sizeof note - strlen(note), "%s--tensor-type #%d", note[0] ? ", " : "",
                      t->override_index + 1);
         if (t->uses_imatrix) snprintf(note + strlen(note), sizeof note - strlen(note), "%simatrix", note[0] ? ", " : "");
+        if (t->search) snprintf(note + strlen(note), sizeof note - strlen(note), "%ssearch", note[0] ? ", " : "");
         printf("%-40s %-16s %-7s %-7s %s\n", t->name, shape, tname(t->src_type), tname(t->type), note);
     }
 }
@@ -280,6 +293,7 @@ done:
 int main(int argc, char **argv) {
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
+    o.method = QF_QUANT_METHOD_AUTO;
     const char *pos[3];
     int n_pos = 0, quiet = 0, json = 0, dry = 0;
     qf_tensor_type_override *ovs = NULL;
@@ -311,6 +325,10 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--imatrix")) {
             NEEDS_VALUE();
             o.imatrix_path = val;
+        } else if (!strcmp(a, "--method")) {
+            NEEDS_VALUE();
+            o.method = qf_quant_method_from_name(val);
+            if (o.method < 0) return qf_cli_usage(PROG, "--method '%s': expected exact, search or auto", val);
         } else if (!strcmp(a, "--tensor-type")) {
             NEEDS_VALUE();
             const char *eq = strrchr(val, '=');

@@ -30,6 +30,7 @@
 #include "numfmt.h"
 #include "quants.h"
 #include "quantize_codecs.h"
+#include "quantize_search.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
 #define DEFAULT_PARALLEL_MIN 65536 /* elements: a 256 x 256 matrix */
@@ -209,8 +210,12 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
                     if (k >= 0) bad = (int64_t)(a * ne0) + k;
                 }
                 if (!fail && bad == INT64_MAX && b > a) {
-                    int64_t n = qf_quantize_rows(t->type, x + a * ne0, j->out + a * out_row, (int64_t)(b - a),
-                                                 (int64_t)ne0, w);
+                    /* the search's own parallel loop runs on this thread
+                     * only (nested); rows are independent either way */
+                    int64_t n = t->search ? qf_quantize_rows_opt(t->type, x + a * ne0, j->out + a * out_row,
+                                                                 (int64_t)(b - a), (int64_t)ne0, w)
+                                          : qf_quantize_rows(t->type, x + a * ne0, j->out + a * out_row,
+                                                             (int64_t)(b - a), (int64_t)ne0, w);
                     if (n < 0 || (uint64_t)n != (b - a) * out_row) fail |= 2;
                 }
             }

@@ -130,6 +130,27 @@ uint32_t qf_shape_fallback(uint32_t type, uint64_t ne0, uint32_t *table_type);
 /* 1 if `type` can be written by qforge-quantize (qf_quantize_supports). */
 int qf_quant_type_ok(uint32_t type);
 
+/* ---------------- how blocks are chosen ---------------- */
+
+/* docs/quality-method.md. Both write the same types, so the same sizes and
+ * files that llama.cpp loads. The library default (0) is EXACT, the spec;
+ * qforge-quantize defaults to AUTO. */
+typedef enum qf_quant_method {
+    QF_QUANT_METHOD_EXACT = 0,  /* ggml's quantizers: byte-identical to llama-quantize */
+    QF_QUANT_METHOD_SEARCH = 1, /* formats/quantize_search.h: per block never a higher weighted error than
+                                   EXACT, lower KLD end to end */
+    QF_QUANT_METHOD_AUTO = 2,   /* SEARCH for the tensors of K-quant type (Q2_K..Q6_K) of a K-quant
+                                   preset, EXACT for everything else: legacy presets (with or without
+                                   imatrix) and legacy-type fallbacks stay byte-identical to
+                                   llama-quantize (the search lowered KLD for every K-quant case
+                                   measured, but not for every legacy type with an imatrix) */
+} qf_quant_method;
+
+const char *qf_quant_method_name(int method); /* "exact", "search", "auto" */
+int qf_quant_method_from_name(const char *s); /* case-insensitive; -1 if unknown */
+/* 1 if a tensor converted to `type` under preset p uses the search quantizer. */
+int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type);
+
 /* ---------------- options ---------------- */
 
 typedef struct qf_tensor_type_override {
@@ -159,6 +180,7 @@ typedef struct qf_quantize_opts {
     int allow_requantize;            /* allow already-quantized input tensors */
     int output_tensor_type;          /* ggml type for output.weight, or -1 */
     int token_embedding_type;        /* ggml type for token_embd.weight, or -1 */
+    int method;                      /* qf_quant_method (0 = EXACT) */
     int n_threads;                   /* OpenMP threads; 0 = OpenMP default */
     int write_manifest;              /* OUT.xxh: XXH3-128 of every tensor and of the file */
     uint64_t chunk_bytes;            /* F32 working set per step; 0 = default (32 MiB) */
@@ -187,6 +209,7 @@ typedef struct qf_quant_tensor_plan {
     int fallback;                /* wanted_type did not fit the row length */
     int convert;                 /* type != src->type: converted; else copied byte for byte */
     int uses_imatrix;            /* converted with imatrix weights */
+    int search;                  /* converted with the search quantizer (method SEARCH, a type it handles) */
     uint64_t out_nbytes;
 } qf_quant_tensor_plan;
 
@@ -197,6 +220,8 @@ typedef struct qf_quant_plan {
     size_t n_fallbacks;
     size_t n_converted;
     size_t n_imatrix_used;        /* tensors converted with imatrix weights */
+    int method;                   /* qf_quant_method as requested */
+    size_t n_searched;            /* tensors converted with the search quantizer */
     uint64_t in_tensor_bytes;     /* sum of input tensor sizes */
     uint64_t out_tensor_bytes;    /* sum of output tensor sizes */
     uint64_t n_elements;          /* all tensors */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # quantize.sh - qforge-quantize, the program:
-#  - byte identity with the llama-quantize oracle files (whole files),
-#  - the same bytes for 1 and 2 threads,
+#  - byte identity with the llama-quantize oracle files (whole files) and the
+#    peer (--method exact; the default searches K-quant presets, see
+#    tests/cli/quantize_search.sh),
+#  - the same bytes for 1 and 2 threads (default method),
 #  - the mix rules against the peer llama-quantize on a 16-layer GQA model,
 #  - every TYPE loads and scores in llama-perplexity (finite ppl),
 #  - bad inputs: exit codes, messages, nothing left behind.
@@ -22,14 +24,14 @@ ABS_Q=$(cd "$(dirname "$Q")" && pwd)/$(basename "$Q")
 # --- byte identity with the oracle files ---------------------------------
 for t in Q8_0 Q4_0 Q4_1 Q5_0 Q4_K_M; do
   need_data "oracle-stories260K-$t" oracles/llamacpp/stories260K-$t.gguf || continue
-  if ! "$Q" -q "$O/stories260K-F32.gguf" "$TMP/s-$t.gguf" $t >/dev/null 2>"$TMP/err"; then
+  if ! "$Q" -q --method exact "$O/stories260K-F32.gguf" "$TMP/s-$t.gguf" $t >/dev/null 2>"$TMP/err"; then
     fail "oracle-stories260K-$t" "$(cat "$TMP/err")"
   elif cmp -s "$TMP/s-$t.gguf" "$O/stories260K-$t.gguf"; then pass "oracle-stories260K-$t"
   else fail "oracle-stories260K-$t" "$(cmp "$TMP/s-$t.gguf" "$O/stories260K-$t.gguf" 2>&1 | head -n 1)"; fi
 done
 for t in Q2_K Q3_K_M Q4_K_M Q5_K_M Q6_K; do
   need_data "oracle-synth-tinyk-$t" oracles/llamacpp/synth-tinyk-$t.gguf || continue
-  if ! "$Q" -q "$O/synth-tinyk-F16.gguf" "$TMP/k-$t.gguf" $t >/dev/null 2>"$TMP/err"; then
+  if ! "$Q" -q --method exact "$O/synth-tinyk-F16.gguf" "$TMP/k-$t.gguf" $t >/dev/null 2>"$TMP/err"; then
     fail "oracle-synth-tinyk-$t" "$(cat "$TMP/err")"
   elif cmp -s "$TMP/k-$t.gguf" "$O/synth-tinyk-$t.gguf"; then pass "oracle-synth-tinyk-$t"
   else fail "oracle-synth-tinyk-$t" "$(cmp "$TMP/k-$t.gguf" "$O/synth-tinyk-$t.gguf" 2>&1 | head -n 1)"; fi
@@ -38,7 +40,7 @@ done
 # ("stories260K-imatrix-wiki64x512.dat"), so run from the oracle directory.
 for t in Q4_0 Q4_K_M; do
   need_data "oracle-stories260K-$t-imat" oracles/llamacpp/stories260K-$t-imat.gguf || continue
-  if ! (cd "$O" && "$ABS_Q" -q --imatrix stories260K-imatrix-wiki64x512.dat stories260K-F32.gguf \
+  if ! (cd "$O" && "$ABS_Q" -q --method exact --imatrix stories260K-imatrix-wiki64x512.dat stories260K-F32.gguf \
         "$ABS_TMP/si-$t.gguf" $t >/dev/null 2>"$ABS_TMP/err"); then
     fail "oracle-stories260K-$t-imat" "$(cat "$TMP/err")"
   elif cmp -s "$TMP/si-$t.gguf" "$O/stories260K-$t-imat.gguf"; then pass "oracle-stories260K-$t-imat"
@@ -72,7 +74,7 @@ if need_data peer-mix oracles/llamacpp/synth-tinyk-F16.gguf; then
       name="peer-mix-$t${mode:+-$mode}"
       if ! "$PEER_DIR/llama-quantize" "${args[@]}" "$TMP/mix.gguf" "$TMP/peer.gguf" $t 1 >"$TMP/peer.log" 2>&1; then
         fail "$name" "llama-quantize failed: $(tail -n 1 "$TMP/peer.log")"
-      elif ! "$Q" -q "${args[@]}" "$TMP/mix.gguf" "$TMP/ours.gguf" $t >/dev/null 2>"$TMP/err"; then
+      elif ! "$Q" -q --method exact "${args[@]}" "$TMP/mix.gguf" "$TMP/ours.gguf" $t >/dev/null 2>"$TMP/err"; then
         fail "$name" "$(cat "$TMP/err")"
       elif cmp -s "$TMP/peer.gguf" "$TMP/ours.gguf"; then pass "$name"
       else fail "$name" "$(cmp "$TMP/peer.gguf" "$TMP/ours.gguf" 2>&1 | head -n 1)"; fi
@@ -95,7 +97,7 @@ if need_data hf-dir-input $TS/config.json; then
     if [ -x "$PEER_DIR/llama-quantize" ]; then
       for t in Q4_K_M Q5_1; do
         "$PEER_DIR/llama-quantize" "$TMP/ts.gguf" "$TMP/peer.gguf" $t 1 >/dev/null 2>&1
-        "$Q" -q "$TMP/ts.gguf" "$TMP/ours.gguf" $t >/dev/null 2>&1
+        "$Q" -q --method exact "$TMP/ts.gguf" "$TMP/ours.gguf" $t >/dev/null 2>&1
         if cmp -s "$TMP/peer.gguf" "$TMP/ours.gguf"; then pass "peer-bf16-$t"; else fail "peer-bf16-$t" "differs from llama-quantize"; fi
       done
     else

@@ -1,0 +1,1217 @@
+/* quantize_search.c - error-minimizing quantizers for the ggml block formats.
+ *
+ * Objective per block: E = sum_i w_i (x_i - xhat_i)^2 (weights: qf_search_row_weights).
+ * Building blocks (docs/quality-method.md has the math):
+ *
+ *  - sym_sweep: x ~ d*l, l = clamp(round(s*x), lo, hi). For a fixed integer
+ *    assignment the best d is the weighted least-squares d = Sxl/Sll and the
+ *    error is Sxx - Sxl^2/Sll. As the inverse scale s grows, the assignment
+ *    changes one level at a time, at s = (l +- 1/2)/x_i. Sorting these events
+ *    and updating Sxl, Sll in O(1) per event visits EVERY assignment of the
+ *    form clamp(round(s x)) for s in [s_a, s_b], so the best one is found
+ *    exactly (the global optimum of the continuous-d problem has this form).
+ *  - asym_sweep: the same for x ~ d*l + m, l = clamp(round(s*(x - xmin) + c)),
+ *    with the 2x2 least-squares (d, m) per assignment.
+ *  - Lloyd polish: alternate "levels = rounding for the current (fp16!)
+ *    scales" and "scales = least squares for the current levels".
+ *  - K-quants: a coordinate descent over the INTEGER sub-block scales/mins
+ *    (each moves by -1/0/+1 to whatever gives the lowest block error with
+ *    re-rounded levels), alternating with a joint least-squares refit of the
+ *    fp16 super-block scale(s) d (and dmin), from several starts including
+ *    ggml's own result.
+ *
+ * Every candidate is scored by the error it really has (fp16-rounded scales,
+ * clamped levels); ggml's block is scored the same way through the reference
+ * dequantizer, and the better of the two is written (ties: ggml's bytes).
+ */
+#include "quantize_search.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml_types.h"
+#include "numfmt.h"
+#include "qf_error.h"
+#include "quantize_codecs.h"
+#include "quantize_kernels.h"
+#include "quantize_search_kernels.h"
+#include "quants.h"
+
+#define QS_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define QS_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Largest group searched at once (a Q4_K..Q6_K super-block). */
+#define QS_MAXN 256
+
+static inline float fp16_round(float f) { return qf_f16_to_f32(qf_f32_to_f16(f)); }
+
+/* clamp(round(f), lo, hi), round half to even; NaN -> lo. Clamps before
+ * rounding so qk_nearest_int stays in its valid range. */
+static inline int round_clamp(float f, int lo, int hi) {
+    if (!(f > (float)lo)) return lo;
+    if (!(f < (float)hi)) return hi;
+    return qk_nearest_int(f);
+}
+
+typedef struct search_ctx {
+    int effort;
+    qs_group_err_fn err; /* scalar or AVX2, same bits */
+    float f_a, f_b;      /* the sweeps' range of s, relative to nmax / range of x */
+} search_ctx;
+
+/* ------------------------------------------------------------------------ */
+/* weights                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int qf_quantize_search_supports(uint32_t type) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Measured end to end (mean KLD against F32 on tinystories-distill-3M and
+ * stories260K, with and without imatrix; docs/quality-method.md): with 2-4
+ * bits per weight the magnitude term of qw*sqrt(sigma2 + x^2) lowers KLD
+ * (Q2_K by 16% against qw alone); for Q5_K, Q6_K and Q8_0 the plain
+ * importance weights qw (plain squared error without imatrix) are better;
+ * Q5_0/Q5_1 did best with qw alone without an imatrix and with the sigma
+ * form (ggml's for these types) with one. */
+int qf_search_weights_default(uint32_t type, int has_imatrix) {
+    switch (type) {
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+        return QF_SEARCH_W_IMAT;
+    case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+        return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
+    default:
+        return QF_SEARCH_W_SIGMA;
+    }
+}
+
+void qf_search_opts_init(qf_search_opts *o) {
+    o->weights = QF_SEARCH_W_DEFAULT;
+    o->keep_exact = 1;
+    o->effort = 0;
+    o->force_scalar = 0;
+}
+
+static double mean_sq(const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += (double)x[i] * x[i];
+    return n ? s / (double)n : 0.0;
+}
+
+/* ggml's weights (docs/formats-kquants.md, tables "no imatrix" / "with imatrix"). */
+static void ggml_weights(uint32_t type, const float *x, int64_t n, const float *qw, float *w) {
+    const int kq = type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q4_K ||
+                   type == GGML_TYPE_Q5_K || type == GGML_TYPE_Q6_K;
+    if (!kq || (qw && type != GGML_TYPE_Q6_K)) {
+        for (int64_t b = 0; b < n; b += kq ? QK_K : n) {
+            const int64_t len = kq ? QK_K : n;
+            const float mult = type == GGML_TYPE_Q2_K || !kq ? 1.f : 2.f;
+            const float sigma2 = mult * (float)mean_sq(x + b, len);
+            for (int64_t i = b; i < b + len; ++i) w[i] = (qw ? qw[i] : 1.f) * sqrtf(sigma2 + x[i] * x[i]);
+        }
+        return;
+    }
+    if (qw) { /* Q6_K with imatrix: qw as is */
+        memcpy(w, qw, (size_t)n * sizeof *w);
+        return;
+    }
+    switch (type) {
+    case GGML_TYPE_Q2_K:
+        for (int64_t i = 0; i < n; ++i) w[i] = fabsf(x[i]);
+        break;
+    case GGML_TYPE_Q3_K: case GGML_TYPE_Q6_K:
+        for (int64_t i = 0; i < n; ++i) w[i] = x[i] * x[i];
+        break;
+    default: /* Q4_K / Q5_K: rms of the 32 + |x| */
+        for (int64_t b = 0; b < n; b += 32) {
+            const float rms = sqrtf((float)mean_sq(x + b, 32));
+            for (int64_t i = b; i < b + 32; ++i) w[i] = rms + fabsf(x[i]);
+        }
+        break;
+    }
+}
+
+int qf_search_row_weights(uint32_t type, int mode, const float *x, int64_t n, const float *qw, float *w) {
+    if (!x || !w || n <= 0) return QF_EINVAL;
+    if (mode == QF_SEARCH_W_DEFAULT) mode = qf_search_weights_default(type, qw != NULL);
+    switch (mode) {
+    case QF_SEARCH_W_IMAT:
+        for (int64_t i = 0; i < n; ++i) w[i] = qw ? qw[i] : 1.f;
+        return 0;
+    case QF_SEARCH_W_SIGMA: {
+        const float sigma2 = (float)mean_sq(x, n);
+        for (int64_t i = 0; i < n; ++i) w[i] = (qw ? qw[i] : 1.f) * sqrtf(sigma2 + x[i] * x[i]);
+        return 0;
+    }
+    case QF_SEARCH_W_X2: {
+        const float eps = (float)mean_sq(x, n) / 64.f;
+        for (int64_t i = 0; i < n; ++i) w[i] = (qw ? qw[i] : 1.f) * (eps + x[i] * x[i]);
+        return 0;
+    }
+    case QF_SEARCH_W_GGML:
+        ggml_weights(type, x, n, qw, w);
+        return 0;
+    default:
+        return QF_EINVAL;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* inner loop (scalar reference of quantize_search_avx2.c)                  */
+/* ------------------------------------------------------------------------ */
+
+float qs_group_err_scalar(const float *x, const float *w, int n, float d, float mo, int lo, int hi, int8_t *q) {
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float flo = (float)lo, fhi = (float)hi;
+    float acc[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
+    for (int i = 0; i < n; i += 8) {
+        for (int k = 0; k < 8; ++k) {
+            float f = (x[i + k] + mo) * id;
+            f = f > flo ? f : flo; /* NaN -> lo (maxps semantics) */
+            f = f < fhi ? f : fhi;
+            const float l = (f + 12582912.f) - 12582912.f; /* round half to even */
+            const float diff = (d * l - mo) - x[i + k];
+            acc[k] = acc[k] + w[i + k] * (diff * diff);
+            q[i + k] = (int8_t)(int)l;
+        }
+    }
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+/* ------------------------------------------------------------------------ */
+/* 1-D searches                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One level change: element i moves by dl (+1 or -1) at inverse scale s. */
+typedef struct sweep_event {
+    float s;
+    int16_t i;
+    int16_t dl;
+} sweep_event;
+
+#define QS_MAX_EVENTS 1100 /* >= n * (hi - lo) for every group searched here */
+
+/* Order events by s: counting sort into about one bucket per event, then
+ * insertion sort (the array is then nearly sorted, so this is linear in
+ * practice). Stable, so the events of one element keep their order. */
+static void sort_events(sweep_event *ev, int ne, float s_a, float s_b, sweep_event *tmp) {
+    if (ne < 2) return;
+    int nbk = 16;
+    while (nbk < ne && nbk < 1024) nbk *= 2;
+    int count[1024 + 1];
+    memset(count, 0, (size_t)(nbk + 1) * sizeof count[0]);
+    const float scale = (float)nbk / (s_b - s_a);
+    uint16_t bk[QS_MAX_EVENTS];
+    for (int k = 0; k < ne; ++k) {
+        float f = (ev[k].s - s_a) * scale;
+        int b = f > 0.f ? (int)f : 0;
+        b = QS_MIN(nbk - 1, b);
+        bk[k] = (uint16_t)b;
+        count[b + 1]++;
+    }
+    for (int b = 0; b < nbk; ++b) count[b + 1] += count[b];
+    for (int k = 0; k < ne; ++k) tmp[count[bk[k]]++] = ev[k];
+    for (int k = 1; k < ne; ++k) {
+        sweep_event e = tmp[k];
+        int j = k - 1;
+        while (j >= 0 && tmp[j].s > e.s) {
+            tmp[j + 1] = tmp[j];
+            --j;
+        }
+        tmp[j + 1] = e;
+    }
+    memcpy(ev, tmp, (size_t)ne * sizeof *ev);
+}
+
+/* Symmetric fit x ~ d*l, l in [lo, hi] (lo < 0 < hi), over every assignment
+ * l = clamp(round(s x)) for s in [s_a, s_b] (0 < s_a < s_b). Writes the best
+ * levels to L and their least-squares scale to *d; returns the error
+ * reduction Sxl^2/Sll (error = Sxx - that). */
+static double sym_sweep(int n, const float *x, const float *w, int lo, int hi, float s_a, float s_b, int8_t *L,
+                        double *d) {
+    int8_t cur[QS_MAXN];
+    double sxl = 0, sll = 0;
+    sweep_event ev[QS_MAX_EVENTS], tmp[QS_MAX_EVENTS];
+    int ne = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = round_clamp(s_a * x[i], lo, hi);
+        cur[i] = L[i] = (int8_t)l;
+        sxl += (double)w[i] * x[i] * l;
+        sll += (double)w[i] * l * l;
+        if (x[i] > 0.f) {
+            const float ix = 1.f / x[i];
+            for (int k = l; k < hi && ne < QS_MAX_EVENTS; ++k) {
+                const float s = ((float)k + 0.5f) * ix;
+                if (s > s_b) break;
+                ev[ne++] = (sweep_event){ s, (int16_t)i, 1 };
+            }
+        } else if (x[i] < 0.f) {
+            const float ix = 1.f / x[i];
+            for (int k = l; k > lo && ne < QS_MAX_EVENTS; --k) {
+                const float s = ((float)k - 0.5f) * ix;
+                if (s > s_b) break;
+                ev[ne++] = (sweep_event){ s, (int16_t)i, -1 };
+            }
+        }
+    }
+    sort_events(ev, ne, s_a, s_b, tmp);
+    double best = sll > 0 ? sxl * sxl / sll : 0.0;
+    int best_k = -1;
+    for (int k = 0; k < ne; ++k) {
+        const int i = ev[k].i, l0 = cur[i], l1 = l0 + ev[k].dl;
+        cur[i] = (int8_t)l1;
+        sxl += (double)w[i] * x[i] * (double)(l1 - l0);
+        sll += (double)w[i] * (double)(l1 * l1 - l0 * l0);
+        if (sll > 0 && sxl * sxl > best * sll) {
+            best = sxl * sxl / sll;
+            best_k = k;
+        }
+    }
+    for (int k = 0; k <= best_k; ++k) L[ev[k].i] = (int8_t)(L[ev[k].i] + ev[k].dl);
+    sxl = sll = 0;
+    for (int i = 0; i < n; ++i) {
+        sxl += (double)w[i] * x[i] * L[i];
+        sll += (double)w[i] * L[i] * L[i];
+    }
+    *d = sll > 0 ? sxl / sll : 0.0;
+    return sll > 0 ? sxl * sxl / sll : 0.0;
+}
+
+/* Best symmetric fit with the sign of s that puts the largest-magnitude
+ * element at the long end lo of the level range (ggml's convention; trying
+ * the other sign too changed the error by < 0.02% on real tensors, while
+ * doubling the cost). s is searched in [f_a, f_b] * (-lo) / max|x|. */
+static double sym_best(int n, const float *x, const float *w, int lo, int hi, float f_a, float f_b, int8_t *L,
+                       double *d) {
+    float amax = 0.f, max = 0.f;
+    for (int i = 0; i < n; ++i)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+    if (!(amax > 1e-30f) || !isfinite(amax)) {
+        memset(L, 0, (size_t)n);
+        *d = 0;
+        return 0;
+    }
+    const float s0 = (float)(-lo) / amax;
+    if (max < 0.f) return sym_sweep(n, x, w, lo, hi, f_a * s0, f_b * s0, L, d);
+    float xn[QS_MAXN];
+    for (int i = 0; i < n; ++i) xn[i] = -x[i];
+    double dn;
+    const double sc = sym_sweep(n, xn, w, lo, hi, f_a * s0, f_b * s0, L, &dn);
+    *d = -dn;
+    return sc;
+}
+
+/* Weighted error of x ~ d*l with l = clamp(round(x/d)) for a given d. */
+static inline double sym_error_for(const search_ctx *cx, int n, const float *x, const float *w, int lo, int hi,
+                                   float d, int8_t *L) {
+    return cx->err(x, w, n, d, 0.f, lo, hi, L);
+}
+
+/* Lloyd iterations with the stored (fp16) scale: levels for d, then d =
+ * least squares for those levels, rounded to fp16. Returns the best error;
+ * *d and L hold the best. */
+static double sym_polish_fp16(const search_ctx *cx, int n, const float *x, const float *w, int lo, int hi, float *d, int8_t *L) {
+    int8_t Lc[QS_MAXN];
+    float dc = fp16_round(*d);
+    double best = sym_error_for(cx, n, x, w, lo, hi, dc, L);
+    *d = dc;
+    for (int it = 0; it < 4; ++it) {
+        double sxl = 0, sll = 0;
+        for (int i = 0; i < n; ++i) {
+            sxl += (double)w[i] * x[i] * L[i];
+            sll += (double)w[i] * L[i] * L[i];
+        }
+        if (!(sll > 0)) break;
+        const float dn = fp16_round((float)(sxl / sll));
+        if (dn == *d) break;
+        const double e = sym_error_for(cx, n, x, w, lo, hi, dn, Lc);
+        if (!(e < best)) break;
+        best = e;
+        *d = dn;
+        memcpy(L, Lc, (size_t)n);
+    }
+    return best;
+}
+
+/* 2x2 weighted least squares for x ~ d*l + m given the sums; with
+ * min_nonpos, m is constrained to <= 0. Returns the error reduction
+ * (error = Sxx - value), or -1 if the system is singular. */
+static double asym_ls(double W, double Sx, double Sl, double Sll, double Sxl, int min_nonpos, double *d, double *m) {
+    const double D = W * Sll - Sl * Sl;
+    if (!(D > 1e-12 * W * Sll)) { /* all levels equal */
+        if (!(W > 0)) return -1;
+        *d = 0;
+        *m = Sx / W;
+        if (min_nonpos && *m > 0) { *m = 0; return 0; }
+        return Sx * Sx / W;
+    }
+    double dd = (W * Sxl - Sx * Sl) / D;
+    double mm = (Sll * Sx - Sl * Sxl) / D;
+    if (min_nonpos && mm > 0) {
+        if (!(Sll > 0)) return -1;
+        *d = Sxl / Sll;
+        *m = 0;
+        return Sxl * Sxl / Sll;
+    }
+    *d = dd;
+    *m = mm;
+    return dd * Sxl + mm * Sx;
+}
+
+static void asym_sums(int n, const float *x, const float *w, const uint8_t *L, double *W, double *Sx, double *Sl,
+                      double *Sll, double *Sxl) {
+    *W = *Sx = *Sl = *Sll = *Sxl = 0;
+    for (int i = 0; i < n; ++i) {
+        *W += w[i];
+        *Sx += (double)w[i] * x[i];
+        *Sl += (double)w[i] * L[i];
+        *Sll += (double)w[i] * L[i] * L[i];
+        *Sxl += (double)w[i] * x[i] * L[i];
+    }
+}
+
+/* The error reduction of the best (d, m) for the sums, as asym_ls, without
+ * computing d and m (one division). */
+static inline double asym_score(double W, double Sx, double Sl, double Sll, double Sxl, int min_nonpos) {
+    const double D = W * Sll - Sl * Sl;
+    if (!(D > 1e-12 * W * Sll)) return -1; /* all levels equal: the start covers it */
+    if (min_nonpos && Sll * Sx - Sl * Sxl > 0) return Sxl * Sxl / Sll;
+    return (W * Sxl * Sxl - 2 * Sl * Sx * Sxl + Sll * Sx * Sx) / D;
+}
+
+/* Asymmetric fit x ~ d*l + m, l in [0, nmax], over every assignment
+ * l = clamp(round(s (x - xmin) + c)) for s in [s_a, s_b]. Returns the error
+ * reduction; L, *d, *m hold the best. */
+static double asym_sweep(int n, const float *x, const float *w, int nmax, float xmin, float c, float s_a, float s_b,
+                         int min_nonpos, uint8_t *L, double *d, double *m) {
+    uint8_t cur[QS_MAXN];
+    double W = 0, Sx = 0, Sl = 0, Sll = 0, Sxl = 0;
+    sweep_event ev[QS_MAX_EVENTS], tmp[QS_MAX_EVENTS];
+    int ne = 0;
+    for (int i = 0; i < n; ++i) {
+        const float y = x[i] - xmin;
+        const int l = round_clamp(s_a * y + c, 0, nmax);
+        cur[i] = L[i] = (uint8_t)l;
+        W += w[i];
+        Sx += (double)w[i] * x[i];
+        Sl += (double)w[i] * l;
+        Sll += (double)w[i] * l * l;
+        Sxl += (double)w[i] * x[i] * l;
+        if (y > 0.f) {
+            const float iy = 1.f / y;
+            for (int k = l; k < nmax && ne < QS_MAX_EVENTS; ++k) {
+                const float s = ((float)k + 0.5f - c) * iy;
+                if (s > s_b) break;
+                ev[ne++] = (sweep_event){ s, (int16_t)i, 1 };
+            }
+        }
+    }
+    sort_events(ev, ne, s_a, s_b, tmp);
+    double best = asym_score(W, Sx, Sl, Sll, Sxl, min_nonpos);
+    int best_k = -1;
+    for (int k = 0; k < ne; ++k) {
+        const int i = ev[k].i, l0 = cur[i];
+        cur[i] = (uint8_t)(l0 + 1);
+        Sl += w[i];
+        Sll += (double)w[i] * (double)(2 * l0 + 1);
+        Sxl += (double)w[i] * x[i];
+        const double sc = asym_score(W, Sx, Sl, Sll, Sxl, min_nonpos);
+        if (sc > best) {
+            best = sc;
+            best_k = k;
+        }
+    }
+    for (int k = 0; k <= best_k; ++k) L[ev[k].i]++;
+    asym_sums(n, x, w, L, &W, &Sx, &Sl, &Sll, &Sxl);
+    return asym_ls(W, Sx, Sl, Sll, Sxl, min_nonpos, d, m);
+}
+
+/* Weighted error of x ~ d*l + m with the optimal l for (d, m). */
+static inline double asym_error_for(const search_ctx *cx, int n, const float *x, const float *w, int nmax, float d,
+                                    float m, uint8_t *L) {
+    return cx->err(x, w, n, d, -m, 0, nmax, (int8_t *)L);
+}
+
+/* Lloyd iterations for x ~ d*l + m; `round16` rounds d and m to fp16
+ * (legacy Q4_1/Q5_1 store them so) or leaves them exact. */
+static double asym_polish(const search_ctx *cx, int n, const float *x, const float *w, int nmax, int min_nonpos, int round16, int iters,
+                          float *d, float *m, uint8_t *L) {
+    uint8_t Lc[QS_MAXN];
+    if (round16) {
+        *d = fp16_round(*d);
+        *m = fp16_round(*m);
+    }
+    double best = asym_error_for(cx, n, x, w, nmax, *d, *m, L);
+    for (int it = 0; it < iters; ++it) {
+        double W, Sx, Sl, Sll, Sxl, dd, mm;
+        asym_sums(n, x, w, L, &W, &Sx, &Sl, &Sll, &Sxl);
+        if (asym_ls(W, Sx, Sl, Sll, Sxl, min_nonpos, &dd, &mm) < 0) break;
+        float dn = (float)dd, mn = (float)mm;
+        if (round16) {
+            dn = fp16_round(dn);
+            mn = fp16_round(mn);
+        }
+        if (dn == *d && mn == *m) break;
+        const double e = asym_error_for(cx, n, x, w, nmax, dn, mn, Lc);
+        if (!(e < best)) break;
+        best = e;
+        *d = dn;
+        *m = mn;
+        memcpy(L, Lc, (size_t)n);
+    }
+    return best;
+}
+
+/* Best continuous asymmetric fit of one group: sweeps with two rounding
+ * offsets, then Lloyd polish. Returns the error. */
+static double asym_best(const search_ctx *cx, int n, const float *x, const float *w, int nmax, int min_nonpos, float f_a, float f_b,
+                        float *d, float *m, uint8_t *L) {
+    float xmin = x[0], xmax = x[0];
+    for (int i = 1; i < n; ++i) {
+        xmin = QS_MIN(xmin, x[i]);
+        xmax = QS_MAX(xmax, x[i]);
+    }
+    if (min_nonpos && xmin > 0.f) xmin = 0.f;
+    if (!(xmax - xmin > 1e-30f) || !isfinite(xmax - xmin)) {
+        memset(L, 0, (size_t)n);
+        *d = 0.f;
+        double W = 0, Sx = 0;
+        for (int i = 0; i < n; ++i) {
+            W += w[i];
+            Sx += (double)w[i] * x[i];
+        }
+        *m = W > 0 ? (float)(Sx / W) : 0.f;
+        if (min_nonpos && *m > 0.f) *m = 0.f;
+        return asym_error_for(cx, n, x, w, nmax, 0.f, *m, L);
+    }
+    const float s0 = (float)nmax / (xmax - xmin);
+    static const float offsets[2] = { 0.f, 0.35f };
+    double best_sc = -1;
+    uint8_t Lc[QS_MAXN];
+    for (int k = 0; k < 2; ++k) {
+        double dd, mm;
+        double sc = asym_sweep(n, x, w, nmax, xmin, offsets[k], f_a * s0, f_b * s0, min_nonpos, Lc, &dd, &mm);
+        if (sc > best_sc) {
+            best_sc = sc;
+            *d = (float)dd;
+            *m = (float)mm;
+            memcpy(L, Lc, (size_t)n);
+        }
+    }
+    return asym_polish(cx, n, x, w, nmax, min_nonpos, 0, 3, d, m, L);
+}
+
+/* ------------------------------------------------------------------------ */
+/* packing (the layouts of formats/quants.h)                                */
+/* ------------------------------------------------------------------------ */
+
+static void pack_nibbles32(uint8_t qs[16], const uint8_t *L) {
+    for (int j = 0; j < 16; ++j) qs[j] = (uint8_t)((L[j] & 0xF) | ((L[j + 16] & 0xF) << 4));
+}
+
+static void pack_qh32(uint8_t qh_out[4], const uint8_t *L) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; ++j) qh |= (uint32_t)((L[j] >> 4) & 1) << j;
+    for (int k = 0; k < 4; ++k) qh_out[k] = (uint8_t)(qh >> (8 * k));
+}
+
+static void unpack_scale_min_k4(int j, const uint8_t q[12], int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static void pack_scale_min_k4(uint8_t q[12], const int *ls, const int *lm) {
+    for (int j = 0; j < 4; ++j) {
+        q[j] = (uint8_t)ls[j];
+        q[j + 4] = (uint8_t)lm[j];
+    }
+    for (int j = 4; j < 8; ++j) {
+        q[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+        q[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+        q[j] |= (uint8_t)((lm[j] >> 4) << 6);
+    }
+}
+
+static int unpack_scale_q3_K(const uint8_t q[12], int j) {
+    int lo = j < 8 ? (q[j] & 0xF) : (q[j - 8] >> 4);
+    int hi = (q[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+static void pack_scales_q3_K(uint8_t q[12], const int *sc) {
+    memset(q, 0, 12);
+    for (int j = 0; j < 16; ++j) {
+        int l = sc[j] + 32;
+        if (j < 8) q[j] = (uint8_t)(l & 0xF);
+        else q[j - 8] |= (uint8_t)((l & 0xF) << 4);
+        q[j % 4 + 8] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+    }
+}
+
+/* 2-bit fields: byte (j/4 + l) of each 128-half holds elements l, l+32,
+ * l+64, l+96 at bit offsets 0, 2, 4, 6. */
+static void pack_2bit(uint8_t *qs, const uint8_t *L) {
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] = (uint8_t)((L[j + l] & 3) | ((L[j + l + 32] & 3) << 2) | ((L[j + l + 64] & 3) << 4) |
+                                      ((L[j + l + 96] & 3) << 6));
+}
+
+/* ------------------------------------------------------------------------ */
+/* legacy 32-blocks                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Where the optimal inverse scale of one group lies, relative to the
+ * "largest element at the end of the range" scale (measured on
+ * tinystories-distill-3M with and without imatrix: at least 99.9% of the
+ * groups inside; docs/quality-method.md). */
+static void sweep_range(uint32_t type, int effort, float *f_a, float *f_b) {
+    float a, b;
+    switch (type) {
+    case GGML_TYPE_Q4_0: a = 0.75f; b = 1.15f; break;
+    case GGML_TYPE_Q5_0: a = 0.80f; b = 1.06f; break;
+    case GGML_TYPE_Q4_1: case GGML_TYPE_Q4_K: a = 0.80f; b = 1.10f; break;
+    case GGML_TYPE_Q5_1: case GGML_TYPE_Q5_K: a = 0.80f; b = 1.06f; break;
+    case GGML_TYPE_Q2_K: a = 0.75f; b = 1.40f; break;
+    case GGML_TYPE_Q3_K: a = 0.70f; b = 1.25f; break;
+    case GGML_TYPE_Q6_K: a = 0.70f; b = 1.04f; break;
+    default: a = 0.75f; b = 1.15f; break;
+    }
+    if (effort >= 2) { a -= 0.15f; b += 0.15f; }
+    *f_a = a;
+    *f_b = b;
+}
+
+/* Q4_0 / Q5_0 / Q8_0: x ~ d*l, l in [lo, hi], fp16 d. `start_d` is ggml's
+ * stored d (a polish start). Writes the best d and the levels l (signed). */
+static void legacy_sym_block(const search_ctx *cx, const float *x, const float *w, int lo, int hi, float start_d,
+                             float *d_out, int8_t *L_out) {
+    int8_t L[32], Lc[32];
+    double best = INFINITY;
+    float d = start_d;
+    /* start 1: ggml's own scale, re-rounded against the stored fp16 value */
+    if (isfinite(start_d)) {
+        double e = sym_polish_fp16(cx, 32, x, w, lo, hi, &d, Lc);
+        if (e < best) { best = e; *d_out = d; memcpy(L, Lc, 32); }
+    }
+    /* start 2: the exact sweep (not for Q8_0's 255 levels, where rounding
+     * dominates and the sweep would have thousands of events) */
+    if (hi - lo < 64) {
+        double dd;
+        sym_best(32, x, w, lo, hi, cx->f_a, cx->f_b, Lc, &dd);
+        d = (float)dd;
+        double e = sym_polish_fp16(cx, 32, x, w, lo, hi, &d, Lc);
+        if (e < best) { best = e; *d_out = d; memcpy(L, Lc, 32); }
+    } else {
+        /* Q8_0: the scale that puts the largest element exactly at -128 or
+         * 127, then polish */
+        float amax = 0.f, max = 0.f;
+        for (int i = 0; i < 32; ++i)
+            if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+        if (amax > 0.f) {
+            const float cand[2] = { max / (float)(max < 0 ? lo : hi), max / (float)(max < 0 ? hi : lo) };
+            for (int k = 0; k < 2; ++k) {
+                d = cand[k];
+                double e = sym_polish_fp16(cx, 32, x, w, lo, hi, &d, Lc);
+                if (e < best) { best = e; *d_out = d; memcpy(L, Lc, 32); }
+            }
+        }
+    }
+    if (!(best < INFINITY)) { *d_out = 0.f; memset(L, 0, 32); }
+    memcpy(L_out, L, 32);
+}
+
+/* Q4_1 / Q5_1: x ~ d*l + m, l in [0, nmax], fp16 d and m. */
+static void legacy_asym_block(const search_ctx *cx, const float *x, const float *w, int nmax, float start_d,
+                              float start_m, float *d_out, float *m_out, uint8_t *L_out) {
+    uint8_t Lc[32];
+    double best = INFINITY;
+    float d = start_d, m = start_m;
+    if (isfinite(start_d) && isfinite(start_m)) {
+        double e = asym_polish(cx, 32, x, w, nmax, 0, 1, 4, &d, &m, Lc);
+        if (e < best) { best = e; *d_out = d; *m_out = m; memcpy(L_out, Lc, 32); }
+    }
+    asym_best(cx, 32, x, w, nmax, 0, cx->f_a, cx->f_b, &d, &m, Lc);
+    double e = asym_polish(cx, 32, x, w, nmax, 0, 1, 4, &d, &m, Lc);
+    if (e < best) { best = e; *d_out = d; *m_out = m; memcpy(L_out, Lc, 32); }
+    if (!(best < INFINITY)) { *d_out = 0.f; *m_out = 0.f; memset(L_out, 0, 32); }
+}
+
+static void search_block_legacy(const search_ctx *cx, uint32_t type, const float *x, const float *w,
+                                const void *exact, void *out) {
+    switch (type) {
+    case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: {
+        const int K = type == GGML_TYPE_Q4_0 ? 8 : 16;
+        const qf_half dh = type == GGML_TYPE_Q4_0 ? ((const block_q4_0 *)exact)->d : ((const block_q5_0 *)exact)->d;
+        float d = 0.f;
+        int8_t L[32];
+        uint8_t Lu[32];
+        legacy_sym_block(cx, x, w, -K, K - 1, qf_f16_to_f32(dh), &d, L);
+        for (int i = 0; i < 32; ++i) Lu[i] = (uint8_t)(L[i] + K);
+        if (type == GGML_TYPE_Q4_0) {
+            block_q4_0 *y = out;
+            y->d = qf_f32_to_f16(d);
+            pack_nibbles32(y->qs, Lu);
+        } else {
+            block_q5_0 *y = out;
+            y->d = qf_f32_to_f16(d);
+            pack_nibbles32(y->qs, Lu);
+            pack_qh32(y->qh, Lu);
+        }
+        break;
+    }
+    case GGML_TYPE_Q8_0: {
+        const block_q8_0 *e = exact;
+        block_q8_0 *y = out;
+        float d = 0.f;
+        int8_t L[32];
+        legacy_sym_block(cx, x, w, -128, 127, qf_f16_to_f32(e->d), &d, L);
+        y->d = qf_f32_to_f16(d);
+        memcpy(y->qs, L, 32);
+        break;
+    }
+    case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1: {
+        const int nmax = type == GGML_TYPE_Q4_1 ? 15 : 31;
+        qf_half dh, mh;
+        if (type == GGML_TYPE_Q4_1) { dh = ((const block_q4_1 *)exact)->d; mh = ((const block_q4_1 *)exact)->m; }
+        else { dh = ((const block_q5_1 *)exact)->d; mh = ((const block_q5_1 *)exact)->m; }
+        float d = 0.f, m = 0.f;
+        uint8_t L[32];
+        legacy_asym_block(cx, x, w, nmax, qf_f16_to_f32(dh), qf_f16_to_f32(mh), &d, &m, L);
+        if (type == GGML_TYPE_Q4_1) {
+            block_q4_1 *y = out;
+            y->d = qf_f32_to_f16(d);
+            y->m = qf_f32_to_f16(m);
+            pack_nibbles32(y->qs, L);
+        } else {
+            block_q5_1 *y = out;
+            y->d = qf_f32_to_f16(d);
+            y->m = qf_f32_to_f16(m);
+            pack_nibbles32(y->qs, L);
+            pack_qh32(y->qh, L);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* K-quants with a min: Q2_K, Q4_K, Q5_K                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kgeom {
+    int nsub, sub;   /* sub-blocks per 256 and their length */
+    int qmax;        /* levels 0..qmax (asym) or qlo..qhi (sym) */
+    int qlo, qhi;
+    int sclo, schi;  /* integer sub-scale range */
+    int mmax;        /* integer min range 0..mmax (asym) */
+} kgeom;
+
+static const kgeom G_Q2_K = { 16, 16, 3, 0, 3, 0, 15, 15 };
+static const kgeom G_Q4_K = { 8, 32, 15, 0, 15, 0, 63, 63 };
+static const kgeom G_Q5_K = { 8, 32, 31, 0, 31, 0, 63, 63 };
+static const kgeom G_Q3_K = { 16, 16, 0, -4, 3, -32, 31, 0 };
+static const kgeom G_Q6_K = { 16, 16, 0, -32, 31, -128, 127, 0 };
+
+typedef struct kstate {
+    float D, M;             /* fp16 values */
+    int sc[16], mn[16];     /* integer sub-scales and mins */
+    int8_t q[QK_K];         /* levels: 0..qmax (asym) or qlo..qhi (sym) */
+    double err;
+} kstate;
+
+/* Error of one asymmetric sub-block for integer (sc, m): the levels are the
+ * optimal rounding, xhat = (D*sc)*q - (M*m) as the dequantizer computes it. */
+static inline double kasym_sub_err(const search_ctx *cx, const float *x, const float *w, int n, int qmax, float D,
+                                   float M, int sc, int m, int8_t *q) {
+    return cx->err(x, w, n, D * (float)sc, M * (float)m, 0, qmax, q);
+}
+
+static double kasym_total(const search_ctx *cx, const kgeom *g, const float *x, const float *w, kstate *st, double *sub_err) {
+    double e = 0;
+    for (int j = 0; j < g->nsub; ++j) {
+        const int o = j * g->sub;
+        sub_err[j] = kasym_sub_err(cx, x + o, w + o, g->sub, g->qmax, st->D, st->M, st->sc[j], st->mn[j], st->q + o);
+        e += sub_err[j];
+    }
+    return e;
+}
+
+/* Coordinate descent on the integer sub-scales/mins (each tries -1/0/+1 of
+ * both), alternating with the least-squares refit of (D, M) over the whole
+ * super-block: min sum w (D*u - M*v - x)^2 with u = sc_j*q, v = m_j. */
+static void kasym_refine(const search_ctx *cx, const kgeom *g, const float *x, const float *w, kstate *st, int iters) {
+    double sub_err[16];
+    int8_t qc[32];
+    st->err = kasym_total(cx, g, x, w, st, sub_err);
+    for (int it = 0; it < iters; ++it) {
+        int changed = 0;
+        for (int j = 0; j < g->nsub; ++j) {
+            const int o = j * g->sub;
+            int bs = st->sc[j], bm = st->mn[j];
+            const int R = cx->effort >= 2 ? 2 : 1;
+            for (int ds = -R; ds <= R; ++ds) {
+                for (int dm = -R; dm <= R; ++dm) {
+                    const int s = st->sc[j] + ds, m = st->mn[j] + dm;
+                    if ((ds == 0 && dm == 0) || s < 0 || s > g->schi || m < 0 || m > g->mmax) continue;
+                    const double e = kasym_sub_err(cx, x + o, w + o, g->sub, g->qmax, st->D, st->M, s, m, qc);
+                    if (e < sub_err[j]) {
+                        sub_err[j] = e;
+                        bs = s;
+                        bm = m;
+                        memcpy(st->q + o, qc, (size_t)g->sub);
+                    }
+                }
+            }
+            changed |= bs != st->sc[j] || bm != st->mn[j];
+            st->sc[j] = bs;
+            st->mn[j] = bm;
+        }
+        double err = 0;
+        for (int j = 0; j < g->nsub; ++j) err += sub_err[j];
+        st->err = err;
+        /* joint refit of D and M */
+        double Suu = 0, Suv = 0, Svv = 0, Sxu = 0, Sxv = 0;
+        for (int j = 0; j < g->nsub; ++j) {
+            const int o = j * g->sub;
+            const double v = st->mn[j];
+            for (int i = 0; i < g->sub; ++i) {
+                const double u = (double)st->sc[j] * st->q[o + i], wi = w[o + i], xi = x[o + i];
+                Suu += wi * u * u;
+                Suv += wi * u * v;
+                Svv += wi * v * v;
+                Sxu += wi * xi * u;
+                Sxv += wi * xi * v;
+            }
+        }
+        double Dn = st->D, Mn = st->M;
+        const double det = Suv * Suv - Suu * Svv;
+        if (Svv > 0 && fabs(det) > 1e-12 * Suu * Svv) {
+            Dn = (Suv * Sxv - Sxu * Svv) / det;
+            Mn = (Suu * Sxv - Suv * Sxu) / det;
+            if (Mn < 0) { Mn = 0; Dn = Suu > 0 ? Sxu / Suu : st->D; }
+        } else if (Suu > 0) {
+            Dn = Sxu / Suu;
+        }
+        kstate t = *st;
+        t.D = fp16_round((float)Dn);
+        t.M = fp16_round((float)Mn);
+        if (!(t.D > 0.f) || !isfinite(t.D) || !isfinite(t.M) || (t.D == st->D && t.M == st->M)) {
+            if (!changed) break;
+            continue;
+        }
+        double sub2[16];
+        t.err = kasym_total(cx, g, x, w, &t, sub2);
+        if (t.err < st->err) {
+            *st = t;
+            memcpy(sub_err, sub2, sizeof sub2);
+        } else if (!changed) {
+            break;
+        }
+    }
+}
+
+/* Integer sub-scales for super-scales (D, M) from continuous per-sub-block
+ * (scale a_j >= 0, min b_j >= 0). */
+static void kasym_init(const kgeom *g, const float *a, const float *b, float D, float M, kstate *st) {
+    st->D = D;
+    st->M = M;
+    for (int j = 0; j < g->nsub; ++j) {
+        st->sc[j] = D > 0.f ? round_clamp(a[j] / D, 0, g->schi) : 0;
+        st->mn[j] = M > 0.f ? round_clamp(b[j] / M, 0, g->mmax) : 0;
+    }
+}
+
+static void search_block_kasym(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
+                               const kstate *ggml_start, kstate *best) {
+    const int iters = cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6;
+    float a[16], b[16];
+    uint8_t Lc[32];
+    float amax = 0.f, bmax = 0.f;
+    for (int j = 0; j < g->nsub; ++j) {
+        const int o = j * g->sub;
+        float d = 0.f, m = 0.f;
+        asym_best(cx, g->sub, x + o, w + o, g->qmax, 1, cx->f_a, cx->f_b, &d, &m, Lc);
+        a[j] = QS_MAX(0.f, d);
+        b[j] = QS_MAX(0.f, -m);
+        amax = QS_MAX(amax, a[j]);
+        bmax = QS_MAX(bmax, b[j]);
+    }
+    *best = *ggml_start;
+    kasym_refine(cx, g, x, w, best, iters);
+
+    static const float shrink[] = { 0.f, 0.5f, -0.5f, 1.0f, 2.0f };
+    const int nstarts = cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3;
+    for (int k = 0; k < nstarts; ++k) {
+        kstate st;
+        const float D = fp16_round(amax / ((float)g->schi + shrink[k]));
+        const float M = fp16_round(bmax / ((float)g->mmax + shrink[k]));
+        if (!(D > 0.f)) continue;
+        kasym_init(g, a, b, D, M, &st);
+        kasym_refine(cx, g, x, w, &st, iters);
+        if (st.err < best->err) *best = st;
+    }
+
+}
+
+/* ------------------------------------------------------------------------ */
+/* symmetric K-quants: Q3_K, Q6_K                                           */
+/* ------------------------------------------------------------------------ */
+
+static inline double ksym_sub_err(const search_ctx *cx, const float *x, const float *w, int n, int lo, int hi,
+                                  float D, int sc, int8_t *q) {
+    return cx->err(x, w, n, D * (float)sc, 0.f, lo, hi, q);
+}
+
+static double ksym_total(const search_ctx *cx, const kgeom *g, const float *x, const float *w, kstate *st, double *sub_err) {
+    double e = 0;
+    for (int j = 0; j < g->nsub; ++j) {
+        const int o = j * g->sub;
+        sub_err[j] = ksym_sub_err(cx, x + o, w + o, g->sub, g->qlo, g->qhi, st->D, st->sc[j], st->q + o);
+        e += sub_err[j];
+    }
+    return e;
+}
+
+/* Coordinate descent on the signed integer sub-scales (-1/0/+1 and the
+ * negated scale, which moves the long end of the level range to the other
+ * side), alternating with the least-squares refit of D. */
+static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, const float *w, kstate *st, int iters) {
+    double sub_err[16];
+    int8_t qc[16];
+    st->err = ksym_total(cx, g, x, w, st, sub_err);
+    for (int it = 0; it < iters; ++it) {
+        int changed = 0;
+        for (int j = 0; j < g->nsub; ++j) {
+            const int o = j * g->sub, c = st->sc[j];
+            const int R = cx->effort >= 2 ? 2 : 1;
+            int cand[16], nc = 0;
+            for (int r = 1; r <= R; ++r) { cand[nc++] = c - r; cand[nc++] = c + r; }
+            cand[nc++] = -c; cand[nc++] = -c - 1; cand[nc++] = -c + 1;
+            int bs = c;
+            for (int k = 0; k < nc; ++k) {
+                const int s = cand[k];
+                if (s < g->sclo || s > g->schi || s == c) continue;
+                const double e = ksym_sub_err(cx, x + o, w + o, g->sub, g->qlo, g->qhi, st->D, s, qc);
+                if (e < sub_err[j]) {
+                    sub_err[j] = e;
+                    bs = s;
+                    memcpy(st->q + o, qc, (size_t)g->sub);
+                }
+            }
+            changed |= bs != c;
+            st->sc[j] = bs;
+        }
+        double err = 0;
+        for (int j = 0; j < g->nsub; ++j) err += sub_err[j];
+        st->err = err;
+        double Suu = 0, Sxu = 0;
+        for (int j = 0; j < g->nsub; ++j) {
+            const int o = j * g->sub;
+            for (int i = 0; i < g->sub; ++i) {
+                const double u = (double)st->sc[j] * st->q[o + i];
+                Suu += w[o + i] * u * u;
+                Sxu += w[o + i] * (double)x[o + i] * u;
+            }
+        }
+        kstate t = *st;
+        t.D = Suu > 0 ? fp16_round((float)(Sxu / Suu)) : st->D;
+        if (!isfinite(t.D) || t.D == st->D) {
+            if (!changed) break;
+            continue;
+        }
+        double sub2[16];
+        t.err = ksym_total(cx, g, x, w, &t, sub2);
+        if (t.err < st->err) {
+            *st = t;
+            memcpy(sub_err, sub2, sizeof sub2);
+        } else if (!changed) {
+            break;
+        }
+    }
+}
+
+static void search_block_ksym(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
+                              const kstate *ggml_start, kstate *best) {
+    const int iters = cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6;
+    float a[16];
+    int8_t Lc[16];
+    float amax = 0.f, max = 0.f;
+    for (int j = 0; j < g->nsub; ++j) {
+        const int o = j * g->sub;
+        double d;
+        sym_best(g->sub, x + o, w + o, g->qlo, g->qhi, cx->f_a, cx->f_b, Lc, &d);
+        a[j] = (float)d;
+        if (fabsf(a[j]) > amax) { amax = fabsf(a[j]); max = a[j]; }
+    }
+    *best = *ggml_start;
+    ksym_refine(cx, g, x, w, best, iters);
+    if (!(amax > 0.f)) return;
+
+    static const float shrink[] = { 0.f, 0.5f, -0.5f, 1.0f, 2.0f };
+    const int nstarts = cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3;
+    for (int k = 0; k < nstarts; ++k) {
+        kstate st;
+        /* the largest-magnitude sub-scale at the long end (sclo) */
+        const float D = fp16_round(max / ((float)g->sclo - shrink[k]));
+        if (!(D != 0.f) || !isfinite(D)) continue;
+        st.D = D;
+        for (int j = 0; j < g->nsub; ++j) st.sc[j] = round_clamp(a[j] / D, g->sclo, g->schi);
+        ksym_refine(cx, g, x, w, &st, iters);
+        if (st.err < best->err) *best = st;
+    }
+
+}
+
+/* ------------------------------------------------------------------------ */
+/* K-quant block <-> state                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void kstate_from_block(uint32_t type, const void *blk, kstate *st) {
+    memset(st, 0, sizeof *st);
+    switch (type) {
+    case GGML_TYPE_Q2_K: {
+        const block_q2_K *b = blk;
+        st->D = qf_f16_to_f32(b->d);
+        st->M = qf_f16_to_f32(b->dmin);
+        for (int j = 0; j < 16; ++j) {
+            st->sc[j] = b->scales[j] & 0xF;
+            st->mn[j] = b->scales[j] >> 4;
+        }
+        break;
+    }
+    case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: {
+        const uint8_t *scales = type == GGML_TYPE_Q4_K ? ((const block_q4_K *)blk)->scales : ((const block_q5_K *)blk)->scales;
+        const qf_half d = type == GGML_TYPE_Q4_K ? ((const block_q4_K *)blk)->d : ((const block_q5_K *)blk)->d;
+        const qf_half dm = type == GGML_TYPE_Q4_K ? ((const block_q4_K *)blk)->dmin : ((const block_q5_K *)blk)->dmin;
+        st->D = qf_f16_to_f32(d);
+        st->M = qf_f16_to_f32(dm);
+        for (int j = 0; j < 8; ++j) unpack_scale_min_k4(j, scales, &st->sc[j], &st->mn[j]);
+        break;
+    }
+    case GGML_TYPE_Q3_K: {
+        const block_q3_K *b = blk;
+        st->D = qf_f16_to_f32(b->d);
+        for (int j = 0; j < 16; ++j) st->sc[j] = unpack_scale_q3_K(b->scales, j);
+        break;
+    }
+    case GGML_TYPE_Q6_K: {
+        const block_q6_K *b = blk;
+        st->D = qf_f16_to_f32(b->d);
+        for (int j = 0; j < 16; ++j) st->sc[j] = b->scales[j];
+        break;
+    }
+    default:
+        break;
+    }
+    if (!isfinite(st->D)) st->D = 0.f;
+    if (!isfinite(st->M)) st->M = 0.f;
+}
+
+static void kstate_to_block(uint32_t type, const kstate *st, void *blk) {
+    uint8_t L[QK_K];
+    switch (type) {
+    case GGML_TYPE_Q2_K: {
+        block_q2_K *b = blk;
+        b->d = qf_f32_to_f16(st->D);
+        b->dmin = qf_f32_to_f16(st->M);
+        for (int j = 0; j < 16; ++j) b->scales[j] = (uint8_t)(st->sc[j] | (st->mn[j] << 4));
+        for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)st->q[i];
+        pack_2bit(b->qs, L);
+        break;
+    }
+    case GGML_TYPE_Q4_K: {
+        block_q4_K *b = blk;
+        b->d = qf_f32_to_f16(st->D);
+        b->dmin = qf_f32_to_f16(st->M);
+        pack_scale_min_k4(b->scales, st->sc, st->mn);
+        for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l)
+                b->qs[32 * c + l] = (uint8_t)(st->q[64 * c + l] | (st->q[64 * c + 32 + l] << 4));
+        break;
+    }
+    case GGML_TYPE_Q5_K: {
+        block_q5_K *b = blk;
+        b->d = qf_f32_to_f16(st->D);
+        b->dmin = qf_f32_to_f16(st->M);
+        pack_scale_min_k4(b->scales, st->sc, st->mn);
+        memset(b->qh, 0, sizeof b->qh);
+        for (int c = 0; c < 4; ++c) {
+            for (int l = 0; l < 32; ++l) {
+                const int l1 = st->q[64 * c + l], l2 = st->q[64 * c + 32 + l];
+                b->qs[32 * c + l] = (uint8_t)((l1 & 0xF) | ((l2 & 0xF) << 4));
+                b->qh[l] |= (uint8_t)(((l1 >> 4) & 1) << (2 * c));
+                b->qh[l] |= (uint8_t)(((l2 >> 4) & 1) << (2 * c + 1));
+            }
+        }
+        break;
+    }
+    case GGML_TYPE_Q3_K: {
+        block_q3_K *b = blk;
+        b->d = qf_f32_to_f16(st->D);
+        pack_scales_q3_K(b->scales, st->sc);
+        memset(b->hmask, 0, sizeof b->hmask);
+        for (int i = 0; i < QK_K; ++i) {
+            const int l = st->q[i] + 4; /* 0..7 */
+            b->hmask[i % 32] |= (uint8_t)((l >> 2) << (i / 32));
+            L[i] = (uint8_t)(l & 3);
+        }
+        pack_2bit(b->qs, L);
+        break;
+    }
+    case GGML_TYPE_Q6_K: {
+        block_q6_K *b = blk;
+        b->d = qf_f32_to_f16(st->D);
+        for (int j = 0; j < 16; ++j) b->scales[j] = (int8_t)st->sc[j];
+        for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)(st->q[i] + 32);
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t *q = L + 128 * h;
+            uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+            for (int l = 0; l < 32; ++l) {
+                ql[l] = (uint8_t)((q[l] & 0xF) | ((q[l + 64] & 0xF) << 4));
+                ql[l + 32] = (uint8_t)((q[l + 32] & 0xF) | ((q[l + 96] & 0xF) << 4));
+                qh[l] = (uint8_t)((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) |
+                                  ((q[l + 96] >> 4) << 6));
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static const kgeom *kgeom_for(uint32_t type) {
+    switch (type) {
+    case GGML_TYPE_Q2_K: return &G_Q2_K;
+    case GGML_TYPE_Q3_K: return &G_Q3_K;
+    case GGML_TYPE_Q4_K: return &G_Q4_K;
+    case GGML_TYPE_Q5_K: return &G_Q5_K;
+    case GGML_TYPE_Q6_K: return &G_Q6_K;
+    default: return NULL;
+    }
+}
+
+static void search_block_k(const search_ctx *cx, uint32_t type, const float *x, const float *w, const void *exact,
+                           void *out) {
+    const kgeom *g = kgeom_for(type);
+    kstate start, best;
+    kstate_from_block(type, exact, &start);
+    if (g->mmax) search_block_kasym(cx, g, x, w, &start, &best);
+    else search_block_ksym(cx, g, x, w, &start, &best);
+    kstate_to_block(type, &best, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* objective and driver                                                     */
+/* ------------------------------------------------------------------------ */
+
+static double block_error(uint32_t type, const void *blk, const float *x, const float *w, int n) {
+    float y[QK_K];
+    qf_dequantize_row_ref(type, blk, y, n);
+    double e = 0;
+    for (int i = 0; i < n; ++i) {
+        const double diff = (double)x[i] - (double)y[i];
+        e += (double)w[i] * diff * diff;
+    }
+    return e;
+}
+
+int64_t qf_search_block_errors(uint32_t type, const void *q, const float *x, const float *w, int64_t n,
+                               double *err) {
+    const ggml_type_traits *tr = ggml_get_type_traits(type);
+    if (!qf_quantize_search_supports(type) || !tr) return QF_EUNSUPPORTED;
+    if (!q || !x || !w || !err || n < 0 || n % tr->block_size) return QF_EINVAL;
+    const int bs = (int)tr->block_size;
+    for (int64_t b = 0; b < n / bs; ++b)
+        err[b] = block_error(type, (const uint8_t *)q + b * tr->type_size, x + b * bs, w + b * bs, bs);
+    return n / bs;
+}
+
+static void search_row(const search_ctx *cx, uint32_t type, const ggml_type_traits *tr, const float *x, const float *w,
+                       const uint8_t *exact, uint8_t *y, int64_t n, int keep_exact) {
+    const int bs = (int)tr->block_size;
+    uint8_t cand[sizeof(block_q8_K)];
+    for (int64_t b = 0; b < n / bs; ++b) {
+        const float *xb = x + b * bs, *wb = w + b * bs;
+        const uint8_t *eb = exact + b * tr->type_size;
+        if (bs == QK_K) search_block_k(cx, type, xb, wb, eb, cand);
+        else search_block_legacy(cx, type, xb, wb, eb, cand);
+        int take = !keep_exact;
+        if (!take) {
+            const double ec = block_error(type, cand, xb, wb, bs), ee = block_error(type, eb, xb, wb, bs);
+            take = ec < ee || (isfinite(ec) && !isfinite(ee)); /* ties keep ggml's bytes */
+        }
+        memcpy(y + b * tr->type_size, take ? cand : eb, tr->type_size);
+    }
+}
+
+int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                                const float *imatrix, const qf_search_opts *opts) {
+    qf_search_opts o;
+    if (opts) o = *opts;
+    else qf_search_opts_init(&o);
+    if (!qf_quantize_search_supports(type)) return QF_EUNSUPPORTED;
+    if (o.weights < 0 || o.weights >= QF_SEARCH_W_COUNT) return QF_EINVAL;
+    if (nrows < 0 || n_per_row < 0 || (nrows > 0 && n_per_row > 0 && (!src || !dst))) return QF_EINVAL;
+    const ggml_type_traits *tr = ggml_get_type_traits(type);
+    uint64_t row_size;
+    if (ggml_row_size(type, (uint64_t)n_per_row, &row_size) != 0) return QF_EINVAL;
+    unsigned long long total;
+    if (qf_mul_u64(row_size, (unsigned long long)nrows, &total) != 0 || total > (unsigned long long)INT64_MAX)
+        return QF_ERANGE;
+    if (n_per_row == 0 || nrows == 0) return (int64_t)total;
+    search_ctx cx = { o.effort, qs_group_err_scalar, 0.f, 0.f };
+#if defined(__AVX2__)
+    if (!o.force_scalar) cx.err = qs_group_err_avx2;
+#endif
+    sweep_range(type, o.effort, &cx.f_a, &cx.f_b);
+
+    int failed = 0;
+    #pragma omp parallel
+    {
+        float *w = malloc((size_t)n_per_row * sizeof *w);
+        uint8_t *exact = malloc(row_size);
+        if (!w || !exact) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        /* Rows are independent and each is searched sequentially: the bytes
+         * do not depend on the number of threads. */
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t r = 0; r < nrows; ++r) {
+            if (!w || !exact) continue;
+            const float *x = src + r * n_per_row;
+            uint8_t *y = (uint8_t *)dst + (uint64_t)r * row_size;
+            if (qf_quantize_rows(type, x, exact, 1, n_per_row, imatrix) < 0 ||
+                qf_search_row_weights(type, o.weights, x, n_per_row, imatrix, w) < 0) {
+                #pragma omp atomic write
+                failed = 1;
+                continue;
+            }
+            search_row(&cx, type, tr, x, w, exact, y, n_per_row, o.keep_exact);
+        }
+        free(w);
+        free(exact);
+    }
+    return failed ? QF_ENOMEM : (int64_t)total;
+}
+
+int64_t qf_quantize_rows_opt(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix) {
+    return qf_quantize_rows_opt_ex(type, src, dst, nrows, n_per_row, imatrix, NULL);
+}

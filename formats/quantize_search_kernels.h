@@ -1,0 +1,27 @@
+/* quantize_search_kernels.h - internal: the inner loop of the search
+ * quantizers (quantize_search.c), scalar and AVX2.
+ *
+ * qs_group_err: weighted squared error of a group of n values (n a multiple
+ * of 8) for a fixed scale d and offset mo, with the optimal levels
+ *     q_i = clamp(round((x_i + mo) / d), lo, hi)   (0 if d == 0)
+ *     err = sum_i w_i (d q_i - mo - x_i)^2
+ * ((x + mo) is multiplied by 1/d; xhat = d*q - mo is what the K-quant
+ * dequantizers compute for d = D*sc, mo = M*m). The sum runs in 8 float
+ * lanes (lane k takes the elements i = k mod 8) that are reduced in a fixed
+ * order, so the scalar and the AVX2 version return the same bits; the tests
+ * assert it.
+ */
+#ifndef QF_QUANTIZE_SEARCH_KERNELS_H
+#define QF_QUANTIZE_SEARCH_KERNELS_H
+
+#include <stdint.h>
+
+typedef float (*qs_group_err_fn)(const float *x, const float *w, int n, float d, float mo, int lo, int hi,
+                                 int8_t *q);
+
+float qs_group_err_scalar(const float *x, const float *w, int n, float d, float mo, int lo, int hi, int8_t *q);
+#if defined(__AVX2__)
+float qs_group_err_avx2(const float *x, const float *w, int n, float d, float mo, int lo, int hi, int8_t *q);
+#endif
+
+#endif
