@@ -95,7 +95,7 @@ fuzz:
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 
-DEBIAN_PKGS = zlib1g-dev libxxhash-dev libjsmn-dev gcc make clang libclang-rt-14-dev xxhash
+DEBIAN_PKGS = zlib1g-dev libxxhash-dev libjsmn-dev gcc make clang libclang-rt-14-dev xxhash time
 deps:
 	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all packages present"; \

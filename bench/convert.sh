@@ -22,7 +22,7 @@ have_qf qforge-convert || exit 0
 inputs=("$SYNTH_1B"/model-*.safetensors)
 in_bytes=$(bytes_of "${inputs[@]}")
 out=$WORK/convert-out.gguf
-logs=$WORK/logs-convert
+logs=$WORK/logs-convert; rm -rf "$logs"
 mkdir -p "$logs"
 
 cold=1

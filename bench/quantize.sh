@@ -15,7 +15,7 @@ TYPES=${TYPES:-Q4_0 Q4_K_M Q6_K}
 CALIB_CHUNKS=${CALIB_CHUNKS:-8}
 CALIB_TEXT=${CALIB_TEXT:-$QF_DATA/corpus/tinystories-gen/calib.txt}
 SECTIONS=${SECTIONS:-quantize calibrate}
-logs=$WORK/logs-quantize
+logs=$WORK/logs-quantize; rm -rf "$logs"
 mkdir -p "$logs"
 made=()
 med() { [ -n "${1// /}" ] && median $1 || echo -; }

@@ -26,7 +26,7 @@ MODELS=${MODELS:-stories260K ts3m 1b}   # which sections to run
 TEXT=${TEXT:-$QF_DATA/corpus/tinystories-gen/test.txt}
 ORACLES=$QF_DATA/oracles/llamacpp
 TS3M=$QF_DATA/models/tinystories-distill-3M
-logs=$WORK/logs-verify
+logs=$WORK/logs-verify; rm -rf "$logs"
 mkdir -p "$logs"
 
 have_qf qforge-verify || exit 0

@@ -123,7 +123,20 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
-static inline float round_f16(float x) { return qf_f16_to_f32(qf_f32_to_f16(x)); }
+/* x[i] = round_f16(x[i]) for i < n with the vectorized row converters
+ * (bit-identical to scalar qf_f16_to_f32(qf_f32_to_f16(x))), through a small stack buffer. */
+/* Matmul inputs are 64-byte aligned so that 32-byte loads of rows whose
+ * length is a multiple of 16 floats never split a cache line. */
+static float *alloc_matmul_input(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+static void round_f16_row(float *x, int64_t n) {
+    uint16_t h[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        const size_t m = (size_t)(n - i < 256 ? n - i : 256);
+        qf_f32_to_f16_row(x + i, h, m);
+        qf_f16_to_f32_row(h, x + i, m);
+    }
+}
 
 static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
     if (rc == QF_ENOMEM) return qf_set_err(err, rc, "out of memory in matmul '%s'", w->name);
@@ -170,13 +183,13 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     const size_t f = sizeof(float);
     const size_t B = (size_t)n_batch, L = (size_t)hp->n_layer, N = (size_t)n_ctx;
     c->x = malloc(B * E * f);
-    c->xb = malloc(B * E * f);
+    c->xb = alloc_matmul_input(B * E * f);
     c->q = malloc(B * QD * f);
     c->k = malloc(B * KD * f);
     c->v = malloc(B * VD * f);
-    c->att = malloc(B * OD * f);
+    c->att = alloc_matmul_input(B * OD * f);
     c->proj = malloc(B * E * f);
-    c->gate = malloc(B * F * f);
+    c->gate = alloc_matmul_input(B * F * f);
     c->up = malloc(B * F * f);
     c->k_cache = calloc(L * KD * N, f);
     c->v_cache = calloc(L * VD * N, f);
@@ -185,7 +198,7 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     c->logits = NULL; /* allocated on first use: callers usually pass their own buffer */
     int64_t max_in = E > F ? E : F;
     if (OD > max_in) max_in = OD;
-    c->xr = malloc(B * max_in * f);
+    c->xr = alloc_matmul_input(B * max_in * f);
     c->act_llamacpp = 1;
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
         !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
@@ -272,7 +285,8 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             const int64_t kvh = h / group;
             const float *q = c->q + t * H * Dk + h * Dk;
             if (c->kv_f16) { /* llama.cpp converts q to the cache type for K^T q */
-                for (int64_t d = 0; d < Dk; d++) q16[d] = round_f16(q[d]);
+                memcpy(q16, q, (size_t)Dk * sizeof(float));
+                round_f16_row(q16, Dk);
                 q = q16;
             }
             const float *Kt = Kl + kvh * Dk * N;
@@ -292,7 +306,8 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             for (int64_t j = 0; j < n_keys; j++) sum += s[j];
             const float inv = (float)(1.0 / sum);
             /* p_j = s_j / sum; out = sum_j p_j v_j */
-            for (int64_t j = 0; j < n_keys; j++) s[j] = c->kv_f16 ? round_f16(s[j] * inv) : s[j] * inv;
+            for (int64_t j = 0; j < n_keys; j++) s[j] *= inv;
+            if (c->kv_f16) round_f16_row(s, n_keys);
             weighted_values(s, Vh, n_keys, Dv, out);
         }
         free(s);
@@ -352,8 +367,8 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         /* append k (transposed) and v to the cache */
         float *Kl = c->k_cache + l * Hkv * Dk * N, *Vl = c->v_cache + l * Hkv * N * Dv;
         if (c->kv_f16) {
-            for (int64_t i = 0; i < T * Hkv * Dk; i++) c->k[i] = round_f16(c->k[i]);
-            for (int64_t i = 0; i < T * Hkv * Dv; i++) c->v[i] = round_f16(c->v[i]);
+            round_f16_row(c->k, T * Hkv * Dk);
+            round_f16_row(c->v, T * Hkv * Dv);
         }
         for (int64_t t = 0; t < T; t++) {
             for (int64_t h = 0; h < Hkv; h++) {

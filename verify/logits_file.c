@@ -250,6 +250,103 @@ static int saved_chunk_topk(void *self, int64_t chunk, const int32_t *tokens, in
     return 0;
 }
 
+/* Row j of chunk c of a llama.cpp file: scale, min, q[n_vocab]. */
+static const uint8_t *llamacpp_row(const qf_saved_logits *s, int64_t c, int64_t j, float *scale, float *min) {
+    const uint8_t *p = s->map + s->h.data_offset + ((uint64_t)c * s->h.rows_per_chunk + (uint64_t)j) * s->h.row_bytes;
+    memcpy(scale, p, sizeof *scale);
+    memcpy(min, p + 4, sizeof *min);
+    return p + 8;
+}
+
+static int llamacpp_chunk_logits(void *self, int64_t chunk, const int32_t *tokens, int64_t n_ctx, int64_t first,
+                                 float *logits, qf_err *err) {
+    qf_saved_logits *s = self;
+    const int64_t V = (int64_t)s->h.n_vocab, rows = (int64_t)s->h.rows_per_chunk;
+    if (chunk < 0 || chunk >= (int64_t)s->h.n_chunks || n_ctx != (int64_t)s->h.n_ctx || first != n_ctx / 2)
+        return qf_set_err(err, QF_EINVAL, "%s: no chunk %lld of %lld tokens", s->path, (long long)chunk,
+                          (long long)n_ctx);
+    for (int64_t j = 0; j < rows; j++) {
+        float scale, min;
+        const uint8_t *q = llamacpp_row(s, chunk, j, &scale, &min);
+        const int32_t tok = tokens[first + j + 1];
+        float *out = logits + j * V;
+        for (int64_t i = 0; i < V; i++) {
+            uint16_t qi;
+            memcpy(&qi, q + 2 * i, sizeof qi);
+            /* below the window: probability 0 (exp underflows to exactly 0
+             * in the KLD sum), unless it is the scored token */
+            out[i] = qi || i == tok ? scale * (float)qi + min : min - 1000.0f;
+        }
+    }
+    /* the last position predicts nothing and the file does not hold it */
+    memset(logits + rows * V, 0, (size_t)(n_ctx - first - rows) * (size_t)V * sizeof(float));
+    return 0;
+}
+
+static int open_llamacpp(qf_saved_logits *s, qf_err *err) {
+    int32_t dims[3]; /* n_ctx, n_vocab, n_chunks */
+    if (pread(s->fd, dims, sizeof dims, 8) != (ssize_t)sizeof dims)
+        return qf_set_err(err, QF_EIO, "%s: %s", s->path, strerror(errno));
+    if (dims[0] < 4 || dims[1] < 1 || dims[1] > (1 << 30) || dims[2] < 1)
+        return qf_set_err(err, QF_EFORMAT, "%s: corrupt llama.cpp logits header (n_ctx %d, n_vocab %d, n_chunk %d)",
+                          s->path, dims[0], dims[1], dims[2]);
+    qf_logits_header *h = &s->h;
+    h->kind = QF_LOGITS_LLAMACPP;
+    h->bos_id = -1;
+    h->n_ctx = (uint64_t)dims[0];
+    h->n_vocab = (uint64_t)dims[1];
+    h->n_chunks = (uint64_t)dims[2];
+    h->rows_per_chunk = h->n_ctx - h->n_ctx / 2 - 1;
+    h->row_bytes = 2 * (2 * ((h->n_vocab + 1) / 2) + 4);
+    h->tokens_offset = 20;
+    h->data_offset = 20 + 4 * h->n_chunks * h->n_ctx;
+    unsigned long long rows_bytes, end;
+    if (qf_mul_u64(h->n_chunks * h->rows_per_chunk, h->row_bytes, &rows_bytes) ||
+        qf_add_u64(h->data_offset, rows_bytes, &end) || end != s->size)
+        return qf_set_err(err, QF_EFORMAT, "%s: %llu bytes, its llama.cpp logits header describes more or less",
+                          s->path, (unsigned long long)s->size);
+    s->map = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, s->fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        return qf_set_err(err, QF_EIO, "%s: mmap failed: %s", s->path, strerror(errno));
+    }
+    s->tokens = (const int32_t *)(s->map + h->tokens_offset);
+    s->src.n_vocab = (int64_t)h->n_vocab;
+    s->src.self = s;
+    s->src.chunk_logits = llamacpp_chunk_logits;
+    return 0;
+}
+
+int qf_saved_logits_compare(const qf_saved_logits *s, int64_t chunk, const float *logits, qf_logprob_err *e,
+                            qf_err *err) {
+    if (s->h.kind != QF_LOGITS_LLAMACPP || chunk < 0 || chunk >= (int64_t)s->h.n_chunks)
+        return qf_set_err(err, QF_EINVAL, "%s: no llama.cpp chunk %lld to compare with", s->path, (long long)chunk);
+    const int64_t V = (int64_t)s->h.n_vocab;
+    for (int64_t j = 0; j < (int64_t)s->h.rows_per_chunk; j++) {
+        float scale, min;
+        const uint8_t *q = llamacpp_row(s, chunk, j, &scale, &min);
+        const float *l = logits + j * V;
+        /* log-softmax as qf_nll: float max, double sum of expf */
+        float mx = l[0];
+        for (int64_t i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        double sum = 0.0;
+        for (int64_t i = 0; i < V; i++) sum += expf(l[i] - mx);
+        const double lse = log(sum);
+        if (scale > e->step) e->step = scale;
+        for (int64_t i = 0; i < V; i++) {
+            uint16_t qi;
+            memcpy(&qi, q + 2 * i, sizeof qi);
+            if (!qi) continue;
+            const double d = fabs((double)(l[i] - mx) - lse - ((double)scale * qi + min));
+            if (d > e->max_abs) e->max_abs = d;
+            const double rel = expm1(d); /* |p/p_base - 1| <= e^d - 1 */
+            if (rel > e->max_rel) e->max_rel = rel;
+            e->n++;
+        }
+    }
+    return 0;
+}
+
 int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
     memset(s, 0, sizeof *s);
     s->fd = -1;
@@ -264,6 +361,12 @@ int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
     }
     s->size = (uint64_t)st.st_size;
     qf_logits_header *h = &s->h;
+    char magic[8];
+    if (s->size >= 20 && pread(s->fd, magic, 8, 0) == 8 && !memcmp(magic, QF_LLAMACPP_LOGITS_MAGIC, 8)) {
+        rc = open_llamacpp(s, err);
+        if (rc < 0) goto fail;
+        return 0;
+    }
     if (s->size < sizeof *h || pread(s->fd, h, sizeof *h, 0) != (ssize_t)sizeof *h ||
         memcmp(h->magic, QF_LOGITS_MAGIC, 8) != 0) {
         rc = qf_set_err(err, QF_EFORMAT, "%s: not a qforge logits file (no QFLOGITS header)", path);
@@ -326,7 +429,7 @@ int qf_saved_logits_check(const qf_saved_logits *s, int64_t n_vocab, const int32
         return qf_set_err(err, QF_EMISMATCH, "%s: saved with a context of %llu tokens, this run uses %lld (use -c %llu)",
                           s->path, (unsigned long long)h->n_ctx, (long long)p->n_ctx, (unsigned long long)h->n_ctx);
     const int32_t bos = p->add_bos ? p->bos_id : -1;
-    if (h->bos_id != bos)
+    if (h->kind != QF_LOGITS_LLAMACPP && h->bos_id != bos)
         return qf_set_err(err, QF_EMISMATCH, "%s: saved with BOS %d at the start of each chunk, this vocabulary uses %d",
                           s->path, h->bos_id, bos);
     const int64_t n_chunks = qf_ppl_chunk_count(n_tokens, p);

@@ -22,6 +22,21 @@
  *
  * A file written for other tokens, another context size, another vocabulary
  * or too few chunks is refused (qf_saved_logits_check).
+ *
+ * qf_saved_logits also reads llama-perplexity's --kl-divergence-base file
+ * (told apart by its magic "_logits_"; layout checked against a file written
+ * by the peer build, docs/verify.md):
+ *   char magic[8] "_logits_", int32 n_ctx, int32 n_vocab, int32 n_chunks,
+ *   int32 tokens[n_chunks * n_ctx] (as tokenized, before the BOS substitution),
+ *   then per scored position (n_ctx/2 .. n_ctx-2, n_ctx - n_ctx/2 - 1 rows per
+ *   chunk) nv = 2*((n_vocab+1)/2) + 4 uint16: float scale, float min in the
+ *   first 4, then q[n_vocab]: log p_i = scale * q_i + min over a 16-nat window
+ *   below the top log-prob (scale = 16/65535, min = max log p - 16); q_i = 0
+ *   marks a token at or below the window's floor.
+ * Such a base is served as log-probs (KLD and NLL do not change when a row is
+ * shifted), with a token below the window given probability 0 (llama.cpp's
+ * KLD skips them too) except the scored token, which counts as at the floor
+ * (llama.cpp's NLL of the base), so one row never holds an infinite NLL.
  */
 #ifndef QF_LOGITS_FILE_H
 #define QF_LOGITS_FILE_H
@@ -40,7 +55,12 @@
 typedef enum qf_logits_kind {
     QF_LOGITS_FULL = 0,
     QF_LOGITS_TOPK = 1,
+    QF_LOGITS_LLAMACPP = 2, /* only in memory: a llama-perplexity --kl-divergence-base file */
 } qf_logits_kind;
+
+#define QF_LLAMACPP_LOGITS_MAGIC "_logits_"
+/* log-probs more than this far below the top are clipped by llama-perplexity */
+#define QF_LLAMACPP_LOGITS_WINDOW 16.0
 
 typedef struct qf_logits_header {
     char magic[8];           /* "QFLOGITS" */
@@ -111,12 +131,29 @@ typedef struct qf_saved_logits {
     const int32_t *tokens;   /* [n_chunks * n_ctx], in the mapping */
 } qf_saved_logits;
 
-/* Open and validate the file's own consistency (magic, version, sizes). */
+/* Open and validate the file's own consistency (magic, version, sizes); a
+ * llama-perplexity --kl-divergence-base file is accepted as well (h.kind is
+ * then QF_LOGITS_LLAMACPP, h.bos_id -1 and not checked). */
 int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err);
 /* Refuse a file that does not fit this run: vocabulary, context size, BOS
  * rule, number of chunks, and the tokens of every chunk used. */
 int qf_saved_logits_check(const qf_saved_logits *s, int64_t n_vocab, const int32_t *tokens, int64_t n_tokens,
                           const qf_ppl_params *p, qf_err *err);
 void qf_saved_logits_close(qf_saved_logits *s);
+
+/* How far a model's log-probabilities are from a llama.cpp base's, over the
+ * tokens inside the base's 16-nat window (q > 0) of the scored positions. */
+typedef struct qf_logprob_err {
+    int64_t n;          /* log-probs compared */
+    double max_abs;     /* max |log p - log p_base| (nats) */
+    double max_rel;     /* max |p / p_base - 1|, the probabilities' relative error */
+    double step;        /* the base's quantization step (scale); a perfect match is within step/2 */
+} qf_logprob_err;
+
+/* Fold chunk `chunk` of a QF_LOGITS_LLAMACPP file into e (zero it first):
+ * logits[(pos - n_ctx/2) * n_vocab] are the model's logits of positions
+ * n_ctx/2 .. n_ctx-2 (as qf_logits_source.chunk_logits writes them). */
+int qf_saved_logits_compare(const qf_saved_logits *s, int64_t chunk, const float *logits, qf_logprob_err *e,
+                            qf_err *err);
 
 #endif

@@ -30,6 +30,11 @@
 
 #define MAX_NT 4 /* tokens per kernel call */
 #define MAX_NR 3 /* weight rows per kernel call */
+#define TILE_FLOATS (256 * 1024 / 4) /* F32 weights per tile (~256 KiB, L2) */
+#define K_BLOCK 512                  /* row length walked per pass (multiple of 8) */
+/* Accumulator sets a tile needs when rows are longer than K_BLOCK: a tile has
+ * at most TILE_FLOATS / (K_BLOCK + 1) rows, rounded up to MAX_NR. */
+#define ACC_GROUPS ((TILE_FLOATS / (K_BLOCK + 1) + 2 * MAX_NR - 1) / MAX_NR)
 
 #ifdef QF_MATMUL_AVX2
 
@@ -47,17 +52,23 @@ static inline __m128 hsum_x4(__m256 a, __m256 b, __m256 c, __m256 d) {
 
 static const int32_t tail_mask_bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-/* y[t*ldy + r] = dot(x + t*ldx, w + r*ldw, n) for t < NT, r < NR. */
+/* One k block [k0, k1) of y[t*ldy + r] = dot(x + t*ldx, w + r*ldw, n) for
+ * t < NT, r < NR. The 8-lane accumulators are carried between blocks in
+ * acc[(t*MAX_NR + r)*8 ..] (read when k0 > 0, written when k1 < n); the last
+ * block (k1 == n) adds the lanes and writes y. Every lane still sums the same
+ * products with the same FMAs in the same order as one pass over [0, n), so
+ * the result does not depend on the blocking. k0 is a multiple of 8. */
 static inline __attribute__((always_inline)) void kernel(int NT, int NR, const float *x, int64_t ldx,
-                                                         const float *w, int64_t ldw, int64_t n,
-                                                         float *y, int64_t ldy) {
+                                                         const float *w, int64_t ldw, int64_t k0, int64_t k1,
+                                                         int64_t n, float *acc_mem, float *y, int64_t ldy) {
     __m256 acc[MAX_NT][MAX_NR];
 #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
 #pragma GCC unroll 3
-        for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) {
+        for (int r = 0; r < NR; r++)
+            acc[t][r] = k0 > 0 ? _mm256_loadu_ps(acc_mem + (t * MAX_NR + r) * 8) : _mm256_setzero_ps();
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
         __m256 wv[MAX_NR];
 #pragma GCC unroll 3
         for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_ps(w + r * ldw + k);
@@ -68,8 +79,8 @@ static inline __attribute__((always_inline)) void kernel(int NT, int NR, const f
             for (int r = 0; r < NR; r++) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
         }
     }
-    if (k < n) {
-        const __m256i mask = _mm256_loadu_si256((const __m256i *)(tail_mask_bits + 8 - (n - k)));
+    if (k < k1) {
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(tail_mask_bits + 8 - (k1 - k)));
         __m256 wv[MAX_NR];
 #pragma GCC unroll 3
         for (int r = 0; r < NR; r++) wv[r] = _mm256_maskload_ps(w + r * ldw + k, mask);
@@ -79,6 +90,13 @@ static inline __attribute__((always_inline)) void kernel(int NT, int NR, const f
 #pragma GCC unroll 3
             for (int r = 0; r < NR; r++) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
         }
+    }
+    if (k1 < n) {
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) _mm256_storeu_ps(acc_mem + (t * MAX_NR + r) * 8, acc[t][r]);
+        return;
     }
     const __m256 z = _mm256_setzero_ps();
 #pragma GCC unroll 3
@@ -91,15 +109,16 @@ static inline __attribute__((always_inline)) void kernel(int NT, int NR, const f
     }
 }
 
-#else /* portable fallback with the same lane structure */
+#else /* portable fallback with the same lane structure and the same blocking */
 
 static inline void kernel(int NT, int NR, const float *x, int64_t ldx, const float *w, int64_t ldw,
-                          int64_t n, float *y, int64_t ldy) {
+                          int64_t k0, int64_t k1, int64_t n, float *acc_mem, float *y, int64_t ldy) {
     for (int t = 0; t < NT; t++) {
         for (int r = 0; r < NR; r++) {
-            float l[8] = {0};
-            for (int64_t k = 0; k < n; k++) l[k & 7] += x[t * ldx + k] * w[r * ldw + k];
-            y[t * ldy + r] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+            float *l = acc_mem + (t * MAX_NR + r) * 8;
+            if (k0 == 0) memset(l, 0, 8 * sizeof(float));
+            for (int64_t k = k0; k < k1; k++) l[k & 7] += x[t * ldx + k] * w[r * ldw + k];
+            if (k1 == n) y[t * ldy + r] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
         }
     }
 }
@@ -109,8 +128,8 @@ static inline void kernel(int NT, int NR, const float *x, int64_t ldx, const flo
 /* Dispatch to a kernel instance with constant shape (the compiler then keeps
  * the accumulators in registers). */
 static void kernel_any(int nt, int nr, const float *x, int64_t ldx, const float *w, int64_t ldw,
-                       int64_t n, float *y, int64_t ldy) {
-#define K(a, b) kernel(a, b, x, ldx, w, ldw, n, y, ldy)
+                       int64_t k0, int64_t k1, int64_t n, float *acc_mem, float *y, int64_t ldy) {
+#define K(a, b) kernel(a, b, x, ldx, w, ldw, k0, k1, n, acc_mem, y, ldy)
     switch (nt * 4 + nr) {
     case 4 * 4 + 3: K(4, 3); break;
     case 4 * 4 + 2: K(4, 2); break;
@@ -129,19 +148,29 @@ static void kernel_any(int nt, int nr, const float *x, int64_t ldx, const float 
 }
 
 float qf_dot_f32(const float *a, const float *b, int64_t n) {
-    float y;
-    kernel(1, 1, a, n, b, n, n, &y, 1);
+    float y, acc_mem[MAX_NT * MAX_NR * 8];
+    kernel(1, 1, a, n, b, n, 0, n, n, acc_mem, &y, 1);
     return y;
 }
 
-/* Multiply weight rows wt[0..nr) (F32, stride n) with all T token rows. */
+/* Multiply weight rows wt[0..nr) (F32, stride n) with all T token rows.
+ * The row length is walked in blocks of K_BLOCK floats so that the 4 token
+ * rows of a block stay in L1 while the tile's weight rows stream from L2
+ * (a whole 2048-float row for 4 tokens + 3 weights is 56 KiB, more than L1);
+ * the accumulators of all of the tile's rows are carried across blocks. */
 static void tile_product(const float *x, int64_t T, const float *wt, int64_t nr, int64_t n,
                          float *y, int64_t ldy) {
+    float acc_mem[ACC_GROUPS * MAX_NT * MAX_NR * 8]; /* one accumulator set per group of MAX_NR rows */
+    const int64_t kb = n > K_BLOCK ? K_BLOCK : n;    /* n <= K_BLOCK: one block, acc_mem[0..] only */
     for (int64_t t0 = 0; t0 < T; t0 += MAX_NT) {
         int nt = (int)(T - t0 < MAX_NT ? T - t0 : MAX_NT);
-        for (int64_t r0 = 0; r0 < nr; r0 += MAX_NR) {
-            int nrr = (int)(nr - r0 < MAX_NR ? nr - r0 : MAX_NR);
-            kernel_any(nt, nrr, x + t0 * n, n, wt + r0 * n, n, n, y + t0 * ldy + r0, ldy);
+        for (int64_t k0 = 0; k0 < n; k0 += kb) {
+            const int64_t k1 = n - k0 < kb ? n : k0 + kb;
+            for (int64_t r0 = 0; r0 < nr; r0 += MAX_NR) {
+                int nrr = (int)(nr - r0 < MAX_NR ? nr - r0 : MAX_NR);
+                float *am = acc_mem + (n > kb ? r0 / MAX_NR : 0) * (MAX_NT * MAX_NR * 8);
+                kernel_any(nt, nrr, x + t0 * n, n, wt + r0 * n, n, k0, k1, n, am, y + t0 * ldy + r0, ldy);
+            }
         }
     }
 }
@@ -163,7 +192,7 @@ int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
 
     /* Tile: ~256 KiB of F32 weight rows, but small enough that every thread
      * gets rows; a multiple of MAX_NR keeps the kernel at full width. */
-    int64_t R = (256 * 1024 / (int64_t)sizeof(float)) / n_in;
+    int64_t R = TILE_FLOATS / n_in;
     int64_t per_thread = (n_out + n_threads - 1) / n_threads;
     if (R > per_thread) R = per_thread;
     R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
@@ -175,7 +204,8 @@ int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
     {
         float *scratch = NULL;
         if (!is_f32) {
-            scratch = malloc((size_t)R * (size_t)n_in * sizeof(float));
+            /* 64-byte aligned: with rows a multiple of 16 floats no 32-byte load splits a cache line */
+            scratch = aligned_alloc(64, ((size_t)R * (size_t)n_in * sizeof(float) + 63) / 64 * 64);
             if (!scratch) {
 #pragma omp atomic write
                 failed = 1;

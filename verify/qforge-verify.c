@@ -56,7 +56,9 @@ static void usage(FILE *f) {
 "base (KL-divergence, top-1 agreement, perplexity ratio):\n"
 "  --base BASE             run BASE on the same chunks\n"
 "  --base-logits FILE      use logits saved by --save-logits instead of running BASE; the\n"
-"                          file records tokens, ctx and vocabulary and a mismatch is refused\n"
+"                          file records tokens, ctx and vocabulary and a mismatch is refused;\n"
+"                          llama-perplexity --kl-divergence-base files are read too, and the\n"
+"                          first chunk's log-probs are compared with theirs (base_logprob_*)\n"
 "  --save-logits FILE      save the reference logits: BASE's with --base, else MODEL's\n"
 "  --logits-top K          --save-logits keeps the top K log-probs (fp16) + the rest's mass\n"
 "                          per position (default %d; 16+6K bytes); 0 = full F32 logits\n"
@@ -236,6 +238,8 @@ typedef struct run {
     int64_t n_tokens, n_chunks, n_scored;
     int has_base;
     int64_t base_topk;            /* k of a top-k --base-logits file, 0 otherwise */
+    int base_llamacpp;            /* --base-logits is llama-perplexity's file: lpe is set */
+    qf_logprob_err lpe;           /* first chunk: model log-probs vs the llama.cpp file's */
     qf_ppl_result pr;             /* without a base */
     qf_kld_result kr;             /* with a base */
     double ppl, ppl_err;
@@ -243,6 +247,23 @@ typedef struct run {
     double model_tps, base_tps;
     int gates_pass;
 } run;
+
+/* Passes the model's logits through, and compares the first chunk's with a
+ * llama.cpp base file's log-probs. */
+typedef struct compare_source {
+    qf_logits_source src;
+    qf_logits_source *inner;
+    const qf_saved_logits *base;
+    qf_logprob_err *e;
+} compare_source;
+
+static int compare_chunk(void *self, int64_t chunk, const int32_t *tokens, int64_t n_ctx, int64_t first,
+                         float *logits, qf_err *err) {
+    compare_source *c = self;
+    int rc = c->inner->chunk_logits(c->inner->self, chunk, tokens, n_ctx, first, logits, err);
+    if (rc < 0 || chunk != 0) return rc;
+    return qf_saved_logits_compare(c->base, chunk, logits, c->e, err);
+}
 
 static const char *pct_names[QF_KLD_N_PCT] = {"max", "p99.9", "p99", "p95", "p90", "median",
                                               "p10", "p5", "p1", "p0.1", "min"};
@@ -299,11 +320,20 @@ static void print_json(const opts *o, const run *r) {
         json_num(f, "%.8f", k->dp_rms);
         fprintf(f, ", \"base_topk\": %lld, \"base_tail_mass\": ", (long long)r->base_topk);
         json_num(f, "%.8f", r->base_topk ? k->tail_mass : NAN);
+        fprintf(f, ", \"base_llamacpp\": %s, \"base_logprob_compared\": %lld, \"base_logprob_max_abs_err\": ",
+                r->base_llamacpp ? "true" : "false", (long long)r->lpe.n);
+        json_num(f, "%.9g", r->base_llamacpp ? r->lpe.max_abs : NAN);
+        fprintf(f, ", \"base_logprob_max_rel_err\": ");
+        json_num(f, "%.9g", r->base_llamacpp ? r->lpe.max_rel : NAN);
+        fprintf(f, ", \"base_logprob_step\": ");
+        json_num(f, "%.9g", r->base_llamacpp ? r->lpe.step : NAN);
     } else {
         fprintf(f, ", \"base_ppl\": null, \"base_ppl_err\": null, \"ppl_ratio\": null, \"ppl_increase_pct\": null"
                    ", \"ln_ppl_ratio\": null, \"ln_ppl_ratio_err\": null, \"kld\": null, \"top1\": null"
                    ", \"top1_err\": null, \"dp_mean\": null, \"dp_rms\": null, \"base_topk\": null"
-                   ", \"base_tail_mass\": null");
+                   ", \"base_tail_mass\": null, \"base_llamacpp\": false, \"base_logprob_compared\": 0"
+                   ", \"base_logprob_max_abs_err\": null, \"base_logprob_max_rel_err\": null"
+                   ", \"base_logprob_step\": null");
     }
     fprintf(f, ", \"gates\": [");
     for (int i = 0; i < o->n_gates; i++) {
@@ -343,6 +373,10 @@ static void print_text(const opts *o, const run *r) {
         if (r->base_topk)
             printf("base top-%lld: mean probability outside the top %lld %.6f (KLD grouped there)\n",
                    (long long)r->base_topk, (long long)r->base_topk, k->tail_mass);
+        if (r->base_llamacpp)
+            printf("log-probs vs llama.cpp (chunk 1, %lld in its 16-nat window): max abs err %.3g nats, "
+                   "max rel err of p %.3g (its quantization step %.3g)\n",
+                   (long long)r->lpe.n, r->lpe.max_abs, r->lpe.max_rel, r->lpe.step);
     }
     for (int i = 0; i < o->n_gates; i++) {
         const qf_gate *g = &o->gates[i];
@@ -519,6 +553,8 @@ int main(int argc, char **argv) {
     saved.fd = -1;
     qf_logits_tee tee;
     memset(&tee, 0, sizeof tee);
+    compare_source cmp;
+    memset(&cmp, 0, sizeof cmp);
     run r;
     memset(&r, 0, sizeof r);
 
@@ -641,6 +677,16 @@ int main(int argc, char **argv) {
     } else if (o.base_logits) {
         base_src = &saved.src;
         r.base_topk = saved.src.topk;
+        if (saved.h.kind == QF_LOGITS_LLAMACPP) {
+            r.base_llamacpp = 1;
+            cmp.inner = model_src;
+            cmp.base = &saved;
+            cmp.e = &r.lpe;
+            cmp.src = *model_src;
+            cmp.src.chunk_logits = compare_chunk;
+            cmp.src.self = &cmp;
+            model_src = &cmp.src;
+        }
     }
     if (o.save_logits) {
         qf_logits_source **ref = base_src ? &base_src : &model_src;
