@@ -97,17 +97,6 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL()                                                      \
-        do {                                                            \
-            if (!val) return qf_cli_usage(PROG, "option %s needs a value", a); \
-            i++;                                                        \
-        } while (0)
-#define NUM(dst, minv)                                                  \
-        do {                                                            \
-            NEED_VAL();                                                 \
-            if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
-                return qf_cli_usage(PROG, "bad number '%s'", val);             \
-        } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -145,8 +134,6 @@ int main(int argc, char **argv) {
         } else {
             return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
-#undef NEED_VAL
-#undef NUM
     }
     if (!model_path) return qf_cli_usage(PROG, "%s", "no model given");
     if (!text_path) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");

@@ -18,4 +18,20 @@ void qf_cli_json_str(FILE *f, const char *s);
 /* Monotonic seconds, for rates and ETAs. */
 double qf_now_seconds(void);
 
+/* Option parsing inside `for (int i = 1; i < argc; i++)` with locals
+ * `const char *a = argv[i]` and `const char *val = i + 1 < argc ? argv[i + 1] : NULL`
+ * and a PROG macro: take the option's value (usage error if absent), or take
+ * it as an integer >= minv. */
+#define NEED_VAL()                                                              \
+    do {                                                                        \
+        if (!val) return qf_cli_usage(PROG, "option %s needs a value", a);      \
+        i++;                                                                    \
+    } while (0)
+#define NUM(dst, minv)                                                          \
+    do {                                                                        \
+        NEED_VAL();                                                             \
+        if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))                    \
+            return qf_cli_usage(PROG, "bad number '%s'", val);                  \
+    } while (0)
+
 #endif

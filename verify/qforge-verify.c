@@ -401,17 +401,6 @@ static int parse_args(int argc, char **argv, opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL()                                                      \
-        do {                                                            \
-            if (!val) return qf_cli_usage(PROG, "option %s needs a value", a); \
-            i++;                                                        \
-        } while (0)
-#define NUM(dst, minv)                                                  \
-        do {                                                            \
-            NEED_VAL();                                                 \
-            if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))           \
-                return qf_cli_usage(PROG, "bad number '%s'", val);             \
-        } while (0)
 #define GATE(gk)                                                                         \
         do {                                                                               \
             NEED_VAL();                                                                    \
@@ -492,8 +481,6 @@ static int parse_args(int argc, char **argv, opts *o) {
         } else {
             return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
-#undef NEED_VAL
-#undef NUM
 #undef GATE
     }
     if (!o->model) return qf_cli_usage(PROG, "%s", "no model given");

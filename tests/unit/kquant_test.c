@@ -24,18 +24,7 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-typedef struct rng { uint64_t s; } rng;
-static uint64_t rng_u64(rng *r) {
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return r->s;
-}
-static float rng_unif(rng *r) { return (float)((rng_u64(r) >> 40) + 0.5) / 16777216.f; }
-static float rng_gauss(rng *r) {
-    float u = rng_unif(r), v = rng_unif(r);
-    return sqrtf(-2.f * logf(u)) * cosf(6.2831853f * v);
-}
+typedef qf_test_rng rng;
 
 /* Test rows with the awkward cases: outliers, all-zero and constant
  * sub-blocks, all-positive and all-negative runs, tiny values, exact ties. */
@@ -44,10 +33,10 @@ static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
         float *xr = x + row * n;
         const int kind = (int)(row % 8);
         for (int64_t j = 0; j < n; ++j) {
-            float g = rng_gauss(r);
+            float g = qf_test_rng_gauss(r);
             switch (kind) {
             case 0: xr[j] = 0.02f * g; break;
-            case 1: xr[j] = g * (rng_unif(r) < 0.02f ? 30.f : 1.f); break; /* outliers */
+            case 1: xr[j] = g * (qf_test_rng_unif(r) < 0.02f ? 30.f : 1.f); break; /* outliers */
             case 2: xr[j] = (j / 16) % 3 == 0 ? 0.f : g; break;              /* zero sub-blocks */
             case 3: xr[j] = (j / 32) % 2 ? 0.5f : fabsf(g); break;          /* constant / positive */
             case 4: xr[j] = -fabsf(g) * 1e-3f; break;                       /* all negative, small */
@@ -61,7 +50,7 @@ static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
 
 static void fill_imatrix(rng *r, float *qw, int64_t n, int with_zeros) {
     for (int64_t j = 0; j < n; ++j) {
-        float g = rng_gauss(r);
+        float g = qf_test_rng_gauss(r);
         qw[j] = expf(2.f * g); /* log-normal: strongly varying importance */
         if (with_zeros && j % 37 == 5) qw[j] = 0.f;
     }
@@ -225,7 +214,7 @@ static void test_imatrix_lowers_weighted_error(qf_test *t) {
     float *x = malloc(nrows * n * sizeof(float)), qw[512];
     uint8_t *q = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n));
     REQUIRE(t, x && q, "alloc");
-    for (int64_t i = 0; i < nrows * n; ++i) x[i] = rng_gauss(&r) * 0.02f;
+    for (int64_t i = 0; i < nrows * n; ++i) x[i] = qf_test_rng_gauss(&r) * 0.02f;
     fill_imatrix(&r, qw, n, 0);
     for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
         const uint32_t type = QUANT_TYPES[ti];
@@ -261,7 +250,7 @@ static void test_q8_K_block_sums(qf_test *t) {
     rng r = { 99 };
     float x[512], y[512];
     block_q8_K b[2];
-    for (int i = 0; i < 512; ++i) x[i] = rng_gauss(&r);
+    for (int i = 0; i < 512; ++i) x[i] = qf_test_rng_gauss(&r);
     quantize_row_q8_K_ref(x, b, 512);
     dequantize_row_q8_K_ref(b, y, 512);
     for (int blk = 0; blk < 2; ++blk)
@@ -285,9 +274,9 @@ static void test_degenerate_rows_stay_finite(qf_test *t) {
     float x[3 * 512], qw[512], y[512];
     uint8_t q[3 * 2 * 292];
     for (int64_t j = 0; j < n; ++j) {
-        x[j] = rng_gauss(&r);
+        x[j] = qf_test_rng_gauss(&r);
         x[n + j] = 0.f;
-        x[2 * n + j] = 1e-25f * rng_gauss(&r);
+        x[2 * n + j] = 1e-25f * qf_test_rng_gauss(&r);
         qw[j] = 0.f;
     }
     for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 typedef struct qf_test {
@@ -106,6 +108,22 @@ static inline void *qf_test_read_file(const char *path, size_t *n) {
 static inline int qf_test_load(const char *path, unsigned char **buf, size_t *n) {
     *buf = qf_test_read_file(path, n);
     return *buf ? 0 : -1;
+}
+
+/* A small deterministic generator for test data (xorshift64; seed != 0). */
+typedef struct qf_test_rng { uint64_t s; } qf_test_rng;
+static inline uint64_t qf_test_rng_u64(qf_test_rng *r) {
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return r->s;
+}
+/* Uniform in (0, 1). */
+static inline float qf_test_rng_unif(qf_test_rng *r) { return (float)((qf_test_rng_u64(r) >> 40) + 0.5) / 16777216.f; }
+/* Standard normal (Box-Muller). */
+static inline float qf_test_rng_gauss(qf_test_rng *r) {
+    float u = qf_test_rng_unif(r), v = qf_test_rng_unif(r);
+    return sqrtf(-2.f * logf(u)) * cosf(6.2831853f * v);
 }
 
 typedef void (*qf_test_fn)(qf_test *);

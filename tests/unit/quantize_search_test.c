@@ -26,18 +26,7 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-typedef struct rng { uint64_t s; } rng;
-static uint64_t rng_u64(rng *r) {
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return r->s;
-}
-static float rng_unif(rng *r) { return (float)((rng_u64(r) >> 40) + 0.5) / 16777216.f; }
-static float rng_gauss(rng *r) {
-    float u = rng_unif(r), v = rng_unif(r);
-    return sqrtf(-2.f * logf(u)) * cosf(6.2831853f * v);
-}
+typedef qf_test_rng rng;
 
 /* Rows with the awkward cases (kind 0 is plain gaussian). */
 static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
@@ -45,10 +34,10 @@ static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
         float *xr = x + row * n;
         const int kind = (int)(row % 9);
         for (int64_t j = 0; j < n; ++j) {
-            float g = rng_gauss(r);
+            float g = qf_test_rng_gauss(r);
             switch (kind) {
             case 0: xr[j] = 0.02f * g; break;
-            case 1: xr[j] = g * (rng_unif(r) < 0.02f ? 30.f : 1.f); break; /* outliers */
+            case 1: xr[j] = g * (qf_test_rng_unif(r) < 0.02f ? 30.f : 1.f); break; /* outliers */
             case 2: xr[j] = (j / 16) % 3 == 0 ? 0.f : g; break;              /* zero sub-blocks */
             case 3: xr[j] = (j / 32) % 2 ? 0.5f : fabsf(g); break;          /* constant / positive */
             case 4: xr[j] = -fabsf(g) * 1e-3f; break;                       /* all negative, small */
@@ -63,7 +52,7 @@ static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
 
 static void fill_imatrix(rng *r, float *qw, int64_t n) {
     for (int64_t j = 0; j < n; ++j) {
-        qw[j] = expf(2.f * rng_gauss(r)); /* log-normal: strongly varying importance */
+        qw[j] = expf(2.f * qf_test_rng_gauss(r)); /* log-normal: strongly varying importance */
         if (j % 37 == 5) qw[j] = 0.f;     /* dead input columns */
     }
 }
@@ -164,7 +153,7 @@ static void test_search_alone_beats_exact_on_gaussian_rows(qf_test *t) {
     const int64_t nrows = 16, n = 512;
     rng r = { 12345 };
     float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
-    for (int64_t i = 0; i < nrows * n; ++i) x[i] = 0.02f * rng_gauss(&r);
+    for (int64_t i = 0; i < nrows * n; ++i) x[i] = 0.02f * qf_test_rng_gauss(&r);
     fill_imatrix(&r, qw, n);
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
@@ -237,11 +226,11 @@ static void test_group_err_kernel_avx2_equals_scalar(qf_test *t) {
     for (int it = 0; it < 20000; ++it) {
         const int n = it % 2 ? 32 : 16;
         for (int i = 0; i < n; ++i) {
-            x[i] = rng_gauss(&r) * (it % 5 == 0 ? 1e-3f : 1.f);
-            w[i] = rng_unif(&r);
+            x[i] = qf_test_rng_gauss(&r) * (it % 5 == 0 ? 1e-3f : 1.f);
+            w[i] = qf_test_rng_unif(&r);
         }
-        const float d = (it % 97 == 0) ? 0.f : rng_gauss(&r) * 0.3f;
-        const float mo = it % 3 ? 0.f : fabsf(rng_gauss(&r));
+        const float d = (it % 97 == 0) ? 0.f : qf_test_rng_gauss(&r) * 0.3f;
+        const float mo = it % 3 ? 0.f : fabsf(qf_test_rng_gauss(&r));
         const int lo = it % 3 ? -32 : 0, hi = it % 3 ? 31 : 15;
         const float e1 = qs_group_err_scalar(x, w, n, d, mo, lo, hi, q1);
         const float e2 = qs_group_err_avx2(x, w, n, d, mo, lo, hi, q2);
