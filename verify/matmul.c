@@ -33,8 +33,12 @@
 
 #define MAX_NT 4 /* tokens per kernel call */
 #define MAX_NR 3 /* weight rows per kernel call */
+#ifndef TILE_FLOATS
 #define TILE_FLOATS (256 * 1024 / 4) /* F32 weights per tile (~256 KiB, L2) */
-#define K_BLOCK 512                  /* row length walked per pass (multiple of 8) */
+#endif
+#ifndef K_BLOCK
+#define K_BLOCK 512 /* row length walked per pass (multiple of 8) */
+#endif
 /* Accumulator sets a tile needs when rows are longer than K_BLOCK: a tile has
  * at most TILE_FLOATS / (K_BLOCK + 1) rows, rounded up to MAX_NR. */
 #define ACC_GROUPS ((TILE_FLOATS / (K_BLOCK + 1) + 2 * MAX_NR - 1) / MAX_NR)

@@ -7,7 +7,8 @@
  * TYPE with T random token rows REPS times and prints the best time and
  * GFLOP/s (2 * T * n_in * n_out / s), then the layer-weighted total (the 7
  * matmuls of one layer). Threads: OMP_NUM_THREADS. A benchmark, not a test:
- * the results are not checked (tests/unit/engine_test.c does that). */
+ * the results are not checked (tests/unit/engine_test.c does that).
+ * MATMUL_BENCH_CPU=1 times by process CPU time (see now()). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,14 @@
 #include "matmul.h"
 #include "numfmt.h"
 
+/* MATMUL_BENCH_CPU=1: time by process CPU time instead of the wall clock
+ * (with 1 thread on a busy machine, that leaves out the time the process
+ * waited for a CPU). */
+static int use_cpu_time;
+
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(use_cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -36,6 +42,8 @@ int main(int argc, char **argv) {
         printf("usage: matmul_bench [f32|f16|bf16 [T [REPS]]]\n");
         return 0;
     }
+    const char *cpu = getenv("MATMUL_BENCH_CPU");
+    use_cpu_time = cpu && !strcmp(cpu, "1");
     const char *tname = argc > 1 ? argv[1] : "f16";
     const int64_t T = argc > 2 ? atoll(argv[2]) : 512;
     const int reps = argc > 3 ? atoi(argv[3]) : 5;
