@@ -31,6 +31,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_FWD_AVX2 1
+#ifdef __AVX512F__
+#define QF_FWD_AVX512 1
+#endif
 #endif
 
 /* ------------------------------------------------------------------ */
@@ -41,6 +44,23 @@
  * fused multiply-adds (vector and scalar paths agree bit for bit). */
 static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk, int64_t n, float *s) {
     int64_t j = 0;
+#ifdef QF_FWD_AVX512
+    for (; j + 64 <= n; j += 64) { /* the same per-key FMA chains, 16 keys per register */
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t d = 0; d < Dk; d++) {
+            const __m512 qd = _mm512_set1_ps(q[d]);
+            const float *k = Kt + d * ldk + j;
+            a0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k), a0);
+            a1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 16), a1);
+            a2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 32), a2);
+            a3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 48), a3);
+        }
+        _mm512_storeu_ps(s + j, a0);
+        _mm512_storeu_ps(s + j + 16, a1);
+        _mm512_storeu_ps(s + j + 32, a2);
+        _mm512_storeu_ps(s + j + 48, a3);
+    }
+#endif
 #ifdef QF_FWD_AVX2
     for (; j + 32 <= n; j += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -80,6 +100,23 @@ static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk,
  * with fused multiply-adds. */
 static void weighted_values(const float *p, const float *V, int64_t n, int64_t Dv, float *out) {
     int64_t d = 0;
+#ifdef QF_FWD_AVX512
+    for (; d + 64 <= Dv; d += 64) { /* the same per-dimension FMA chains, 16 dimensions per register */
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            const float *v = V + j * Dv + d;
+            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v), a0);
+            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16), a1);
+            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 32), a2);
+            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 48), a3);
+        }
+        _mm512_storeu_ps(out + d, a0);
+        _mm512_storeu_ps(out + d + 16, a1);
+        _mm512_storeu_ps(out + d + 32, a2);
+        _mm512_storeu_ps(out + d + 48, a3);
+    }
+#endif
 #ifdef QF_FWD_AVX2
     for (; d + 32 <= Dv; d += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
