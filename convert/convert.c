@@ -185,32 +185,19 @@ static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
 }
 
 static int add_rope_freqs(conv *c) {
-    const qf_json *j = &c->cfg;
-    int rs = qf_json_find(j, 0, "rope_scaling");
-    if (rs < 0 || qf_json_type_of(j, rs) != QF_JSON_OBJECT || qf_json_size(j, rs) == 0) return 0;
-    int rt = qf_json_find(j, rs, "rope_type");
-    char type[32] = "";
-    if (rt < 0 || qf_json_get_string_buf(j, rt, type, sizeof type, NULL, NULL)) return 0;
-    for (char *p = type; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-    if (strcmp(type, "llama3") != 0) return 0;
-    double base = 10000.0, factor = 8.0, low = 1.0, high = 4.0, old_ctx = 8192.0;
-    int t;
-    if ((t = qf_json_find(j, 0, "rope_theta")) >= 0) qf_json_get_double(j, t, &base, NULL);
-    if ((t = qf_json_find(j, rs, "factor")) >= 0) qf_json_get_double(j, t, &factor, NULL);
-    if ((t = qf_json_find(j, rs, "low_freq_factor")) >= 0) qf_json_get_double(j, t, &low, NULL);
-    if ((t = qf_json_find(j, rs, "high_freq_factor")) >= 0) qf_json_get_double(j, t, &high, NULL);
-    /* llama.cpp reads the top-level original_max_position_embeddings here */
-    if ((t = qf_json_find(j, 0, "original_max_position_embeddings")) >= 0) qf_json_get_double(j, t, &old_ctx, NULL);
-    int64_t dim = c->hp.head_dim;
+    const int64_t dim = c->hp.head_dim;
     plan_tensor *p = &c->t[c->n_t];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "rope_freqs.weight");
     p->gen = malloc((size_t)(dim / 2 > 0 ? dim / 2 : 1) * sizeof(float));
     if (!p->gen) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    int present = 0, rc = qf_hf_llama3_rope_freqs(&c->cfg, c->cfg_path, dim, p->gen, &present, c->err);
+    if (rc < 0 || !present) {
+        free(p->gen);
+        p->gen = NULL;
+        return rc;
+    }
     c->n_t++;
-    if (qf_llama3_rope_factors(base, dim, factor, low, high, old_ctx, p->gen))
-        return qf_set_err(c->err, QF_EFORMAT, "%s: bad llama3 rope_scaling (head_dim %lld, low/high freq factors %g/%g)",
-                          c->cfg_path, (long long)dim, low, high);
     p->n_dims = 1;
     p->ne[0] = (uint64_t)(dim / 2);
     p->ne[1] = p->ne[2] = p->ne[3] = 1;

@@ -80,8 +80,6 @@ void qf_model_id_components(const char *model_id, int64_t total_params, qf_model
 /* gguf-py Metadata.id_to_title() (ASCII letters only). */
 void qf_id_to_title(const char *s, char *buf, size_t cap);
 
-/* llama.cpp's llama3 rope scaling factors (rope_freqs.weight), dim/2 values. */
-int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_freq_factor, double high_freq_factor,
-                           double old_context_len, float *out);
+/* qf_llama3_rope_factors lives in formats/hf_arch.h (verify uses it too). */
 
 #endif
