@@ -2,7 +2,10 @@
  *
  * Work is split in tiles of R weight rows. A tile is dequantized once into a
  * per-thread F32 scratch (sized to stay in L2) and multiplied with all T token
- * rows by a register-blocked kernel of up to 4 tokens x 3 rows.
+ * rows by a register-blocked kernel: with AVX-512, the tile is packed in
+ * row-pair panels and the kernel does up to 8 tokens x 6 rows (kernel16);
+ * with AVX2, up to 4 tokens x 3 rows of the plain F32 tile (F32 weights are
+ * used in place).
  *
  * Summation order (the same in every kernel shape, so results never depend on
  * the tiling or the thread count): 8 lane accumulators, lane j sums
