@@ -14,8 +14,9 @@
  *  - Llama/Mistral Q and K rows are permuted back from HF's rotate-half
  *    layout: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2), with
  *    n_head = num_attention_heads for q and num_key_value_heads for k.
- * Conversions are row-wise and run on the calling thread (see
- * DEFAULT_CHUNK_BYTES), so the output bytes do not depend on --threads.
+ * Conversions are row-wise and run on the calling thread, chunk by chunk;
+ * with 2 threads a writer thread writes the chunks in the order they were
+ * converted (chunk_pipe), so the output bytes do not depend on --threads.
  */
 #include "convert.h"
 
@@ -33,6 +34,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +43,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Small chunks, converted on the calling thread and written at once, while
- * the output is still in the core's cache: write() copies it into the page
- * cache, and from a multi-MiB buffer that copy runs from DRAM and cost 3-5x
- * more kernel time than from a 256 KiB one (dd and qforge-convert on the
- * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
- * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
- * used: a team barrier per chunk costs more than it saves, a lot more on a
- * busy machine. */
+/* Small chunks, written soon after they are converted, while the output is
+ * still in a cache: write() copies it into the page cache, and from a
+ * multi-MiB buffer that copy runs from DRAM and cost 3-5x more kernel time
+ * than from a 256 KiB one (dd and qforge-convert on the bench machine,
+ * docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
+ * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so a chunk is not
+ * split across threads (an OpenMP team barrier per chunk cost more than it
+ * saved); a second thread writes instead (chunk_pipe). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 
@@ -88,8 +91,10 @@ typedef struct conv {
     uint64_t n_params;
     uint32_t n_shards;
     uint64_t bytes_total, bytes_done;
-    uint8_t *buf;             /* chunk output buffer (reused) */
-    size_t buf_cap;
+    int n_threads;            /* >= 2: convert and write on two threads */
+    uint64_t src_done;        /* source bytes consumed, in plan order */
+    uint64_t pf_idx, pf_off;  /* readahead cursor: tensor index, byte offset in its source */
+    uint64_t pf_done;         /* source bytes advised so far, in plan order */
     char **done_paths;        /* finished shards (removed on failure) */
     uint32_t n_done;
     /* general.* */
@@ -612,13 +617,40 @@ static void drop_pages(const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static int ensure_buf(conv *c, size_t n) {
-    if (n <= c->buf_cap) return 0;
-    uint8_t *b = realloc(c->buf, n);
-    if (!b) return qf_set_err(c->err, QF_ENOMEM, "out of memory (%zu bytes for a conversion chunk)", n);
-    c->buf = b;
-    c->buf_cap = n;
-    return 0;
+/* Reading ahead: the source is an mmap, and a page fault reads only a small
+ * window synchronously, so on a cold page cache the converter would wait
+ * for the disk chunk after chunk. madvise(MADV_WILLNEED) starts the reads of
+ * the next READAHEAD_BYTES (in plan order, across tensors and shards) without
+ * waiting and without mapping anything (the pages go to the page cache, not
+ * to our RSS); the chunks behind the cursor are dropped (drop_pages). */
+#define READAHEAD_BYTES (32ull << 20)
+
+static void advise_willneed(const void *p, size_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || n == 0) return;
+    uintptr_t a = (uintptr_t)p & ~((uintptr_t)ps - 1), b = (uintptr_t)p + n;
+    madvise((void *)a, b - a, MADV_WILLNEED);   /* a hint: failure only costs speed */
+}
+
+/* Advise the source bytes up to READAHEAD_BYTES past c->src_done. Called per
+ * chunk; each call advises at most what the cursor moved since the last one
+ * (plus the first window). */
+static void read_ahead(conv *c) {
+    uint64_t want = c->src_done + READAHEAD_BYTES;
+    while (c->pf_done < want && c->pf_idx < c->n_t) {
+        const st_tensor *s = c->t[c->pf_idx].src;
+        uint64_t size = s ? s->nbytes : 0;
+        if (c->pf_off >= size) {
+            c->pf_idx++;
+            c->pf_off = 0;
+            continue;
+        }
+        uint64_t k = size - c->pf_off;
+        if (k > want - c->pf_done) k = want - c->pf_done;
+        advise_willneed(s->data + c->pf_off, (size_t)k);
+        c->pf_off += k;
+        c->pf_done += k;
+    }
 }
 
 static void report(conv *c, uint64_t idx, const plan_tensor *p) {
@@ -627,61 +659,208 @@ static void report(conv *c, uint64_t idx, const plan_tensor *p) {
     c->o->progress(&pr, c->o->progress_user);
 }
 
-static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
-    plan_tensor *p = &c->t[idx];
-    qf_hasher *hs = qf_hasher_new();
-    float *scratch = NULL;
+/* How a source tensor is cut into chunks. */
+typedef struct chunking {
+    uint64_t row_len, n_rows;
+    uint64_t group;            /* rows of one permuted head group (1 if not permuted) */
+    uint64_t src_row_bytes, out_row_bytes;
+    uint64_t rows_per_chunk;
+} chunking;
+
+static void chunking_of(const conv *c, const plan_tensor *p, chunking *g) {
+    const st_tensor *s = p->src;
+    /* rows along HF dim 0; a permuted 1-D tensor (a bias) has rows of 1 */
+    g->row_len = p->n_dims == 1 ? (p->permute ? 1 : p->ne[0]) : p->ne[0];
+    g->n_rows = p->n_elements / g->row_len;
+    g->group = p->permute ? g->n_rows / (uint64_t)p->perm_heads : 1;
+    g->src_row_bytes = g->row_len * st_dtype_size(s->dtype);
+    ggml_row_size(p->type, g->row_len, &g->out_row_bytes);
+    uint64_t chunk = c->o->chunk_bytes ? c->o->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    /* both the source pages and the output buffer of a chunk stay <= chunk */
+    uint64_t row_bytes = g->src_row_bytes > g->out_row_bytes ? g->src_row_bytes : g->out_row_bytes;
+    g->rows_per_chunk = chunk / row_bytes / g->group * g->group;
+    if (g->rows_per_chunk < g->group) g->rows_per_chunk = g->group;
+    if (g->rows_per_chunk > g->n_rows) g->rows_per_chunk = g->n_rows;
+}
+
+/* ---------------- the write stage ----------------
+ * One thread: each chunk is converted and then written by the calling thread.
+ * Two threads (--threads >= 2): a 2-stage pipeline: the calling thread
+ * converts chunk i+1 into one slot of a small ring while a writer thread
+ * write()s chunk i from another. The writer takes the chunks in the order
+ * they were queued, so the file is the same byte sequence either way. */
+#define PIPE_SLOTS 4
+
+typedef struct chunk_pipe {
+    gguf_writer *w;
+    int threaded;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;         /* any change of filled, written, closing */
+    uint8_t *slot[PIPE_SLOTS]; /* conversion buffers (one when not threaded) */
+    const void *data[PIPE_SLOTS];
+    size_t len[PIPE_SLOTS];
+    unsigned filled, written;  /* chunks queued by the converter, written by the writer */
+    int closing;               /* no more chunks will be queued */
+    int rc;                    /* the writer's first error; later chunks are dropped */
+} chunk_pipe;
+
+static void *pipe_writer(void *arg) {
+    chunk_pipe *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (q->written == q->filled && !q->closing) pthread_cond_wait(&q->cv, &q->mu);
+        if (q->written == q->filled) break;   /* closing, all written */
+        unsigned i = q->written % PIPE_SLOTS;
+        const void *d = q->data[i];
+        size_t n = q->len[i];
+        int failed = q->rc;
+        pthread_mutex_unlock(&q->mu);
+        int rc = failed ? failed : gguf_writer_write_tensor_data(q->w, d, n);
+        pthread_mutex_lock(&q->mu);
+        if (rc && !q->rc) q->rc = rc;
+        q->written++;
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Slots of `slot_bytes` each; threaded if want_thread and a thread starts. */
+static int pipe_open(chunk_pipe *q, gguf_writer *w, int want_thread, size_t slot_bytes, qf_err *err) {
+    memset(q, 0, sizeof *q);
+    q->w = w;
+    int n = want_thread ? PIPE_SLOTS : 1;
+    for (int i = 0; i < n; i++)
+        if (!(q->slot[i] = malloc(slot_bytes ? slot_bytes : 1)))
+            return qf_set_err(err, QF_ENOMEM, "out of memory (%zu bytes for a conversion chunk)", slot_bytes);
+    if (!want_thread) return 0;
+    if (pthread_mutex_init(&q->mu, NULL)) return 0;
+    if (pthread_cond_init(&q->cv, NULL)) {
+        pthread_mutex_destroy(&q->mu);
+        return 0;
+    }
+    if (pthread_create(&q->th, NULL, pipe_writer, q)) {   /* no thread: write on the calling one */
+        pthread_cond_destroy(&q->cv);
+        pthread_mutex_destroy(&q->mu);
+        return 0;
+    }
+    q->threaded = 1;
+    return 0;
+}
+
+/* The buffer to convert the next chunk into: waits until the writer is done
+ * with it. NULL once the writer failed (its rc in *rc). */
+static uint8_t *pipe_slot(chunk_pipe *q, int *rc) {
+    if (!q->threaded) return q->slot[0];
+    pthread_mutex_lock(&q->mu);
+    while (q->filled - q->written >= PIPE_SLOTS && !q->rc) pthread_cond_wait(&q->cv, &q->mu);
+    *rc = q->rc;
+    uint8_t *b = q->rc ? NULL : q->slot[q->filled % PIPE_SLOTS];
+    pthread_mutex_unlock(&q->mu);
+    return b;
+}
+
+/* Queue n bytes at data (a slot from pipe_slot, or memory that stays valid
+ * until pipe_close) for writing; threaded: returns the writer's error so far. */
+static int pipe_push(chunk_pipe *q, const void *data, size_t n) {
+    if (!q->threaded) return gguf_writer_write_tensor_data(q->w, data, n);
+    pthread_mutex_lock(&q->mu);
+    while (q->filled - q->written >= PIPE_SLOTS && !q->rc) pthread_cond_wait(&q->cv, &q->mu);
+    int rc = q->rc;
+    if (!rc) {
+        q->data[q->filled % PIPE_SLOTS] = data;
+        q->len[q->filled % PIPE_SLOTS] = n;
+        q->filled++;
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* Waits until every queued chunk is written; frees q. The writer's error. */
+static int pipe_close(chunk_pipe *q) {
     int rc = 0;
-    if (!hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
-    if (!p->src) {   /* generated, F32 */
-        rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes);
-        if (rc) goto done;
-        qf_hasher_update(hs, p->gen, p->nbytes);
+    if (q->threaded) {
+        pthread_mutex_lock(&q->mu);
+        q->closing = 1;
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+        pthread_join(q->th, NULL);
+        rc = q->rc;
+        pthread_cond_destroy(&q->cv);
+        pthread_mutex_destroy(&q->mu);
+        q->threaded = 0;
+    }
+    for (int i = 0; i < PIPE_SLOTS; i++) free(q->slot[i]);
+    memset(q->slot, 0, sizeof q->slot);
+    return rc;
+}
+
+/* Convert tensor idx chunk by chunk and queue the chunks on q. `scratch`
+ * holds 2 x the longest row of floats. */
+static int write_tensor(conv *c, chunk_pipe *q, uint64_t idx, float *scratch) {
+    plan_tensor *p = &c->t[idx];
+    /* the tensor hashes are only for the manifest: XXH3 is ~6% of the time */
+    qf_hasher *hs = c->o->write_manifest ? qf_hasher_new() : NULL;
+    int rc = 0;
+    if (c->o->write_manifest && !hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    if (!p->src) {   /* generated, F32; lives until the end of qf_convert */
+        if (hs) qf_hasher_update(hs, p->gen, p->nbytes);
+        if ((rc = pipe_push(q, p->gen, p->nbytes))) goto done;
         c->bytes_done += p->nbytes;
         report(c, idx, p);
         goto done;
     }
     const st_tensor *s = p->src;
-    size_t es = st_dtype_size(s->dtype);
-    /* rows along HF dim 0; a permuted 1-D tensor (a bias) has rows of 1 */
-    uint64_t row_len = p->n_dims == 1 ? (p->permute ? 1 : p->ne[0]) : p->ne[0];
-    uint64_t n_rows = p->n_elements / row_len;
-    uint64_t group = p->permute ? n_rows / (uint64_t)p->perm_heads : 1;
-    uint64_t src_row_bytes = row_len * es, out_row_bytes;
-    ggml_row_size(p->type, row_len, &out_row_bytes);
-    uint64_t chunk = c->o->chunk_bytes ? c->o->chunk_bytes : DEFAULT_CHUNK_BYTES;
-    /* both the source pages and the output buffer of a chunk stay <= chunk */
-    uint64_t row_bytes = src_row_bytes > out_row_bytes ? src_row_bytes : out_row_bytes;
-    uint64_t rows_per_chunk = chunk / row_bytes / group * group;
-    if (rows_per_chunk < group) rows_per_chunk = group;
-    if (rows_per_chunk > n_rows) rows_per_chunk = n_rows;
-    if ((rc = ensure_buf(c, (size_t)(rows_per_chunk * out_row_bytes)))) goto done;
-    scratch = malloc(2 * row_len * sizeof(float));
-    if (!scratch) {
-        rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (uint64_t row0 = 0; row0 < n_rows; row0 += rows_per_chunk) {
-        uint64_t nr = n_rows - row0 < rows_per_chunk ? n_rows - row0 : rows_per_chunk;
-        const uint8_t *src = s->data;
+    chunking g;
+    chunking_of(c, p, &g);
+    for (uint64_t row0 = 0; row0 < g.n_rows; row0 += g.rows_per_chunk) {
+        uint64_t nr = g.n_rows - row0 < g.rows_per_chunk ? g.n_rows - row0 : g.rows_per_chunk;
+        read_ahead(c);
+        uint8_t *out = pipe_slot(q, &rc);
+        if (!out) goto done;
         for (uint64_t i = 0; i < nr; i++) {
             uint64_t r = row0 + i;
-            uint64_t sr = p->permute ? permuted_row(r, group) : r;
-            convert_row(src + sr * src_row_bytes, s->dtype, c->buf + i * out_row_bytes, p->type, row_len, scratch,
-                        scratch + row_len);
+            uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
+            convert_row(s->data + sr * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type, g.row_len,
+                        scratch, scratch + g.row_len);
         }
-        size_t nbytes = (size_t)(nr * out_row_bytes);
-        qf_hasher_update(hs, c->buf, nbytes);
-        if ((rc = gguf_writer_write_tensor_data(w, c->buf, nbytes))) goto done;
-        drop_pages(s->data + row0 * src_row_bytes, (size_t)(nr * src_row_bytes));
+        drop_pages(s->data + row0 * g.src_row_bytes, (size_t)(nr * g.src_row_bytes));
+        size_t nbytes = (size_t)(nr * g.out_row_bytes);
+        if (hs) qf_hasher_update(hs, out, nbytes);
+        if ((rc = pipe_push(q, out, nbytes))) goto done;
+        c->src_done += nr * g.src_row_bytes;
         c->bytes_done += nbytes;
         report(c, idx, p);
     }
     st_release(&c->st, s);
 done:
+    /* a writer error has its message already (set before q->rc) */
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
-    if (!rc) p->hash = qf_hasher_digest(hs);
-    qf_hasher_free(hs);
+    if (!rc && hs) p->hash = qf_hasher_digest(hs);
+    if (hs) qf_hasher_free(hs);
+    return rc;
+}
+
+/* Tensors [first, last) through one pipe. */
+static int write_tensors(conv *c, gguf_writer *w, uint64_t first, uint64_t last) {
+    size_t slot_bytes = 0;
+    uint64_t max_row = 1;
+    for (uint64_t i = first; i < last; i++) {
+        if (!c->t[i].src) continue;
+        chunking g;
+        chunking_of(c, &c->t[i], &g);
+        if (g.rows_per_chunk * g.out_row_bytes > slot_bytes) slot_bytes = (size_t)(g.rows_per_chunk * g.out_row_bytes);
+        if (g.row_len > max_row) max_row = g.row_len;
+    }
+    float *scratch = malloc(2 * (size_t)max_row * sizeof(float));
+    if (!scratch) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    chunk_pipe q;
+    int rc = pipe_open(&q, w, c->n_threads >= 2, slot_bytes, c->err);
+    for (uint64_t i = first; !rc && i < last; i++) rc = write_tensor(c, &q, i, scratch);
+    int wrc = pipe_close(&q);
+    if (!rc) rc = wrc;
     free(scratch);
     return rc;
 }
@@ -690,6 +869,7 @@ static int write_shard(conv *c, uint32_t s, const char *path, uint64_t first, ui
     int rc = 0;
     gguf_writer *w = gguf_writer_create(path, c->err);
     if (!w) return c->err && c->err->code ? c->err->code : QF_EIO;
+    if (c->o->fsync_output && (rc = gguf_writer_set_fsync(w, 1))) goto fail;
     if (s == 0 && (rc = write_all_kv(c, w))) goto fail;
     if (c->n_shards > 1) {   /* as llama-gguf-split writes them */
         if ((rc = wr(c, gguf_writer_set_u16(w, "split.no", (uint16_t)s), "split.no"))) goto fail;
@@ -704,8 +884,7 @@ static int write_shard(conv *c, uint32_t s, const char *path, uint64_t first, ui
         }
     }
     if ((rc = gguf_writer_begin_data(w))) goto fail;
-    for (uint64_t i = first; i < last; i++)
-        if ((rc = write_tensor(c, w, i))) goto fail;
+    if ((rc = write_tensors(c, w, first, last))) goto fail;
     rc = gguf_writer_finish(w);
     w = NULL;
     if (rc) goto fail;
@@ -761,6 +940,7 @@ int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
     memset(c, 0, sizeof *c);
     c->o = o;
     c->err = err;
+    c->n_threads = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
     qf_vocab_init(&c->vocab);
     uint64_t *shard_first = NULL;
     int rc;
@@ -842,7 +1022,6 @@ cleanup:
     if (c->t)
         for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
     free(c->t);
-    free(c->buf);
     if (c->has_vocab) qf_vocab_free(&c->vocab);
     if (c->has_st) st_close(&c->st);
     if (c->has_cfg) qf_json_free(&c->cfg);

@@ -45,6 +45,9 @@ typedef struct qf_convert_opts {
     uint64_t split_max_size;     /* bytes of tensor data per shard, 0 = one file */
     int write_manifest;          /* OUT.gguf.xxh: XXH3-128 of every tensor and file */
     uint64_t chunk_bytes;        /* max source (and output) bytes per chunk, 0 = 256 KiB */
+    int n_threads;               /* 1: convert and write on one thread; >= 2: a converter and a
+                                    writer thread; 0: 2 if omp_get_max_threads() >= 2 */
+    int fsync_output;            /* fsync each file before its rename (gguf_writer_set_fsync) */
     void (*progress)(const qf_convert_progress *p, void *user);
     void *progress_user;
 } qf_convert_opts;
