@@ -15,6 +15,14 @@
 # The peer (llama.cpp's convert_hf_to_gguf.py) runs only if PEER_CONVERT
 # points at it and python3 can import numpy, torch and sentencepiece.
 #
+# The cases run in a different order in every repetition (rotated by one), so
+# a disturbance that hits whatever runs first after the page cache is dropped
+# (seen here: cold `cat` at 2.4-8.8 s in one run while `cat > file` read the
+# same files cold in 1.6-2.4 s) is spread over all rows.
+#
+# QF_BIN_BEFORE=dir adds rows for dir/qforge-convert (an older build: A/B in
+# the same session, interleaved with the rest).
+#
 #   THREADS=2 WORK=build/bench REPS=3 KEEP=0 bash bench/convert.sh
 . "$(dirname "$0")/gen-1b.sh"
 gen_1b
@@ -48,8 +56,15 @@ cases=(
   "cat > file + sync|cat \$IN > \$OUT && sync \$OUT"
   "qforge-convert F16|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
   "qforge-convert Q8_0|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
+  "qforge-convert F16 --threads 1|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads 1 --quiet"
   "qforge-convert F16 --fsync|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet --fsync"
 )
+if [ -n "${QF_BIN_BEFORE:-}" ] && [ -x "$QF_BIN_BEFORE/qforge-convert" ]; then
+  cases+=(
+    "before: qforge-convert F16|$QF_BIN_BEFORE/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
+    "before: qforge-convert Q8_0|$QF_BIN_BEFORE/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
+  )
+fi
 [ -n "$peer" ] && cases+=(
   "convert_hf_to_gguf.py F16|python3 $peer $SYNTH_1B --outfile \$OUT --outtype f16"
   "convert_hf_to_gguf.py Q8_0|python3 $peer $SYNTH_1B --outfile \$OUT --outtype q8_0"
@@ -60,7 +75,9 @@ declare -A WALL RSS
 export IN="${inputs[*]}" OUT=$out
 for rep in $(seq 1 "$REPS"); do
   for cache in "${caches[@]}"; do
-    for c in "${cases[@]}"; do
+    n=${#cases[@]}
+    for k in $(seq 0 $((n - 1))); do
+      c=${cases[$(( (k + rep - 1) % n ))]}
       name=${c%%|*}; cmd=${c#*|}
       rm -f "$out"
       if [ "$cache" = cold ]; then drop_caches; else cat "${inputs[@]}" >/dev/null; fi
@@ -80,6 +97,7 @@ echo "### convert: TinyLlama-1.1B-shaped BF16, 2 shards ($(awk -v b="$in_bytes" 
 echo
 machine_header
 [ $cold = 0 ] && echo "- page cache could not be dropped: warm-cache runs only"
+[ -n "${QF_BIN_BEFORE:-}" ] && echo "- before rows: $QF_BIN_BEFORE/qforge-convert"
 echo
 echo "| run | page cache | wall s | input MB/s | peak RSS MiB | throughput vs cat (same cache) | vs cold cat (the goal) | vs cat > file | vs cat > file + sync |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
