@@ -8,9 +8,10 @@
  *
  * Memory: tensors are converted in chunks of at most `chunk_bytes` (default
  * 256 KiB) of source data and of output data (a chunk is at least one head
- * group of rows): the chunk's mmap pages are dropped after use and the
- * output buffer is reused, so tensor buffers stay near 2 x chunk_bytes
- * whatever the model size.
+ * group of rows): the source is read() into one reused buffer and the output
+ * goes to one of at most 4 reused buffers, so tensor buffers stay near
+ * 5 x chunk_bytes whatever the model size. The shards' mmaps are used for
+ * their headers only.
  */
 #ifndef QF_CONVERT_H
 #define QF_CONVERT_H

@@ -47,13 +47,13 @@ static void usage(FILE *fp) {
             "\n"
             "supported architectures: %s\n"
             "\n"
-            "memory: streaming. Tensors are read from the mmap'd shards in chunks of <= 256 KiB\n"
-            "of source (the next 32 MiB are read ahead into the page cache, not into memory of\n"
-            "this process) and converted into one of 4 output buffers of <= 256 KiB (1 with\n"
-            "--threads 1); source pages are dropped after use.\n"
+            "memory: streaming. Tensors are read (read(), not mapped) in chunks of <= 256 KiB\n"
+            "of source into one buffer and converted into one of 4 output buffers of <= 256 KiB\n"
+            "(1 with --threads 1); the next 32 MiB of source are read ahead into the page\n"
+            "cache, which is not memory of this process.\n"
             "  peak RSS <= largest output tensor + 64 MiB\n"
             "in practice a few MiB + tokenizer and metadata, whatever the model size\n"
-            "(measured 10-11 MiB converting a 2.2 GB TinyLlama-1.1B-shaped model).\n"
+            "(measured 6-7 MiB converting a 2.2 GB TinyLlama-1.1B-shaped model).\n"
             "exit status: 0 ok, 1 error (no output file is left behind), 2 usage error.\n",
             prog, qf_arch_supported_list());
 }
