@@ -56,7 +56,6 @@ cases=(
   "cat > file + sync|cat \$IN > \$OUT && sync \$OUT"
   "qforge-convert F16|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
   "qforge-convert Q8_0|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
-  "qforge-convert F16 --threads 1|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads 1 --quiet"
   "qforge-convert F16 --fsync|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet --fsync"
 )
 if [ -n "${QF_BIN_BEFORE:-}" ] && [ -x "$QF_BIN_BEFORE/qforge-convert" ]; then

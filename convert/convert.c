@@ -14,9 +14,8 @@
  *  - Llama/Mistral Q and K rows are permuted back from HF's rotate-half
  *    layout: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2), with
  *    n_head = num_attention_heads for q and num_key_value_heads for k.
- * Conversions are row-wise and run on the calling thread, chunk by chunk;
- * with 2 threads a writer thread writes the chunks in the order they were
- * converted (chunk_pipe), so the output bytes do not depend on --threads.
+ * Conversions are row-wise and run on the calling thread, chunk by chunk
+ * (see DEFAULT_CHUNK_BYTES), so the output bytes do not depend on --threads.
  */
 #include "convert.h"
 
@@ -34,22 +33,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <omp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Small chunks, written soon after they are converted, while the output is
- * still in a cache: write() copies it into the page cache, and from a
- * multi-MiB buffer that copy runs from DRAM and cost 3-5x more kernel time
- * than from a 256 KiB one (dd and qforge-convert on the bench machine,
- * docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
- * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so a chunk is not
- * split across threads (an OpenMP team barrier per chunk cost more than it
- * saved); a second thread writes instead (chunk_pipe). */
+/* Small chunks, converted on the calling thread and written at once, while
+ * the output is still in the core's cache: write() copies it into the page
+ * cache, and from a multi-MiB buffer that copy runs from DRAM and cost 3-5x
+ * more kernel time than from a 256 KiB one (dd and qforge-convert on the
+ * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
+ * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
+ * used: an OpenMP team barrier per chunk cost more than it saved, and a
+ * 2-stage pipeline (a converter thread and a writer thread with a ring of 4
+ * chunk buffers; commit f4c0e68) was no faster in 8 interleaved A/B sets on
+ * the 2-core bench machine and used ~0.1 s more CPU (docs/convert.md "Speed"). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 
@@ -90,7 +89,6 @@ typedef struct conv {
     uint64_t n_params;
     uint32_t n_shards;
     uint64_t bytes_total, bytes_done;
-    int n_threads;            /* >= 2: convert and write on two threads */
     uint64_t src_done;        /* source bytes consumed, in plan order */
     uint64_t pf_idx, pf_off;  /* readahead cursor: tensor index, byte offset in its source */
     uint64_t pf_done;         /* source bytes advised so far, in plan order */
@@ -679,122 +677,6 @@ static void chunking_of(const conv *c, const plan_tensor *p, chunking *g) {
     if (g->rows_per_chunk > g->n_rows) g->rows_per_chunk = g->n_rows;
 }
 
-/* ---------------- the write stage ----------------
- * One thread: each chunk is converted and then written by the calling thread.
- * Two threads (--threads >= 2): a 2-stage pipeline: the calling thread
- * converts chunk i+1 into one slot of a small ring while a writer thread
- * write()s chunk i from another. The writer takes the chunks in the order
- * they were queued, so the file is the same byte sequence either way. */
-#define PIPE_SLOTS 4
-
-typedef struct chunk_pipe {
-    gguf_writer *w;
-    int threaded;
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;         /* any change of filled, written, closing */
-    uint8_t *slot[PIPE_SLOTS]; /* conversion buffers (one when not threaded) */
-    const void *data[PIPE_SLOTS];
-    size_t len[PIPE_SLOTS];
-    unsigned filled, written;  /* chunks queued by the converter, written by the writer */
-    int closing;               /* no more chunks will be queued */
-    int rc;                    /* the writer's first error; later chunks are dropped */
-} chunk_pipe;
-
-static void *pipe_writer(void *arg) {
-    chunk_pipe *q = arg;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (q->written == q->filled && !q->closing) pthread_cond_wait(&q->cv, &q->mu);
-        if (q->written == q->filled) break;   /* closing, all written */
-        unsigned i = q->written % PIPE_SLOTS;
-        const void *d = q->data[i];
-        size_t n = q->len[i];
-        int failed = q->rc;
-        pthread_mutex_unlock(&q->mu);
-        int rc = failed ? failed : gguf_writer_write_tensor_data(q->w, d, n);
-        pthread_mutex_lock(&q->mu);
-        if (rc && !q->rc) q->rc = rc;
-        q->written++;
-        pthread_cond_broadcast(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
-/* Slots of `slot_bytes` each; threaded if want_thread and a thread starts. */
-static int pipe_open(chunk_pipe *q, gguf_writer *w, int want_thread, size_t slot_bytes, qf_err *err) {
-    memset(q, 0, sizeof *q);
-    q->w = w;
-    int n = want_thread ? PIPE_SLOTS : 1;
-    for (int i = 0; i < n; i++)
-        if (!(q->slot[i] = malloc(slot_bytes ? slot_bytes : 1)))
-            return qf_set_err(err, QF_ENOMEM, "out of memory (%zu bytes for a conversion chunk)", slot_bytes);
-    if (!want_thread) return 0;
-    if (pthread_mutex_init(&q->mu, NULL)) return 0;
-    if (pthread_cond_init(&q->cv, NULL)) {
-        pthread_mutex_destroy(&q->mu);
-        return 0;
-    }
-    if (pthread_create(&q->th, NULL, pipe_writer, q)) {   /* no thread: write on the calling one */
-        pthread_cond_destroy(&q->cv);
-        pthread_mutex_destroy(&q->mu);
-        return 0;
-    }
-    q->threaded = 1;
-    return 0;
-}
-
-/* The buffer to convert the next chunk into: waits until the writer is done
- * with it. NULL once the writer failed (its rc in *rc). */
-static uint8_t *pipe_slot(chunk_pipe *q, int *rc) {
-    if (!q->threaded) return q->slot[0];
-    pthread_mutex_lock(&q->mu);
-    while (q->filled - q->written >= PIPE_SLOTS && !q->rc) pthread_cond_wait(&q->cv, &q->mu);
-    *rc = q->rc;
-    uint8_t *b = q->rc ? NULL : q->slot[q->filled % PIPE_SLOTS];
-    pthread_mutex_unlock(&q->mu);
-    return b;
-}
-
-/* Queue n bytes at data (a slot from pipe_slot, or memory that stays valid
- * until pipe_close) for writing; threaded: returns the writer's error so far. */
-static int pipe_push(chunk_pipe *q, const void *data, size_t n) {
-    if (!q->threaded) return gguf_writer_write_tensor_data(q->w, data, n);
-    pthread_mutex_lock(&q->mu);
-    while (q->filled - q->written >= PIPE_SLOTS && !q->rc) pthread_cond_wait(&q->cv, &q->mu);
-    int rc = q->rc;
-    if (!rc) {
-        q->data[q->filled % PIPE_SLOTS] = data;
-        q->len[q->filled % PIPE_SLOTS] = n;
-        q->filled++;
-        pthread_cond_broadcast(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-/* Waits until every queued chunk is written; frees q. The writer's error. */
-static int pipe_close(chunk_pipe *q) {
-    int rc = 0;
-    if (q->threaded) {
-        pthread_mutex_lock(&q->mu);
-        q->closing = 1;
-        pthread_cond_broadcast(&q->cv);
-        pthread_mutex_unlock(&q->mu);
-        pthread_join(q->th, NULL);
-        rc = q->rc;
-        pthread_cond_destroy(&q->cv);
-        pthread_mutex_destroy(&q->mu);
-        q->threaded = 0;
-    }
-    for (int i = 0; i < PIPE_SLOTS; i++) free(q->slot[i]);
-    memset(q->slot, 0, sizeof q->slot);
-    return rc;
-}
-
-/* Convert tensor idx chunk by chunk and queue the chunks on q. `scratch`
- * holds 2 x the longest row of floats. */
 /* n bytes at off of fd, all of them. */
 static int read_full(int fd, uint8_t *p, size_t n, uint64_t off) {
     while (n) {
@@ -809,7 +691,10 @@ static int read_full(int fd, uint8_t *p, size_t n, uint64_t off) {
     return 0;
 }
 
-static int write_tensor(conv *c, chunk_pipe *q, uint64_t idx, float *scratch, uint8_t *inbuf) {
+/* Convert tensor idx chunk by chunk (source rows read into `inbuf`,
+ * converted into `out`) and write the chunks. `scratch` holds 2 x the
+ * longest row of floats. */
+static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, uint8_t *inbuf, uint8_t *out) {
     plan_tensor *p = &c->t[idx];
     /* the tensor hashes are only for the manifest: XXH3 is ~6% of the time */
     qf_hasher *hs = c->o->write_manifest ? qf_hasher_new() : NULL;
@@ -817,7 +702,7 @@ static int write_tensor(conv *c, chunk_pipe *q, uint64_t idx, float *scratch, ui
     if (c->o->write_manifest && !hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
     if (!p->src) {   /* generated, F32; lives until the end of qf_convert */
         if (hs) qf_hasher_update(hs, p->gen, p->nbytes);
-        if ((rc = pipe_push(q, p->gen, p->nbytes))) goto done;
+        if ((rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes))) goto done;
         c->bytes_done += p->nbytes;
         report(c, idx, p);
         goto done;
@@ -843,8 +728,6 @@ static int write_tensor(conv *c, chunk_pipe *q, uint64_t idx, float *scratch, ui
             }
             rows = inbuf;
         }
-        uint8_t *out = pipe_slot(q, &rc);
-        if (!out) goto done;
         for (uint64_t i = 0; i < nr; i++) {
             uint64_t r = row0 + i;
             uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
@@ -853,45 +736,38 @@ static int write_tensor(conv *c, chunk_pipe *q, uint64_t idx, float *scratch, ui
         }
         size_t nbytes = (size_t)(nr * g.out_row_bytes);
         if (hs) qf_hasher_update(hs, out, nbytes);
-        if ((rc = pipe_push(q, out, nbytes))) goto done;
+        if ((rc = gguf_writer_write_tensor_data(w, out, nbytes))) goto done;
         c->src_done += nr * g.src_row_bytes;
         c->bytes_done += nbytes;
         report(c, idx, p);
     }
 done:
-    /* a writer error has its message already (set before q->rc) */
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
     if (!rc && hs) p->hash = qf_hasher_digest(hs);
     if (hs) qf_hasher_free(hs);
     return rc;
 }
 
-/* Tensors [first, last) through one pipe. */
+/* Tensors [first, last), buffers sized for the largest chunk. */
 static int write_tensors(conv *c, gguf_writer *w, uint64_t first, uint64_t last) {
-    size_t slot_bytes = 0, in_bytes = 1;
+    size_t out_bytes = 1, in_bytes = 1;
     uint64_t max_row = 1;
     for (uint64_t i = first; i < last; i++) {
         if (!c->t[i].src) continue;
         chunking g;
         chunking_of(c, &c->t[i], &g);
-        if (g.rows_per_chunk * g.out_row_bytes > slot_bytes) slot_bytes = (size_t)(g.rows_per_chunk * g.out_row_bytes);
+        if (g.rows_per_chunk * g.out_row_bytes > out_bytes) out_bytes = (size_t)(g.rows_per_chunk * g.out_row_bytes);
         if (g.row_len > max_row) max_row = g.row_len;
         if (g.rows_per_chunk * g.src_row_bytes > in_bytes) in_bytes = (size_t)(g.rows_per_chunk * g.src_row_bytes);
     }
     float *scratch = malloc(2 * (size_t)max_row * sizeof(float));
-    uint8_t *inbuf = malloc(in_bytes);
-    if (!scratch || !inbuf) {
-        free(scratch);
-        free(inbuf);
-        return qf_set_err(c->err, QF_ENOMEM, "out of memory");
-    }
-    chunk_pipe q;
-    int rc = pipe_open(&q, w, c->n_threads >= 2, slot_bytes, c->err);
-    for (uint64_t i = first; !rc && i < last; i++) rc = write_tensor(c, &q, i, scratch, inbuf);
-    int wrc = pipe_close(&q);
-    if (!rc) rc = wrc;
+    uint8_t *inbuf = malloc(in_bytes), *out = malloc(out_bytes);
+    int rc = 0;
+    if (!scratch || !inbuf || !out) rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    for (uint64_t i = first; !rc && i < last; i++) rc = write_tensor(c, w, i, scratch, inbuf, out);
     free(scratch);
     free(inbuf);
+    free(out);
     return rc;
 }
 
@@ -970,7 +846,6 @@ int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
     memset(c, 0, sizeof *c);
     c->o = o;
     c->err = err;
-    c->n_threads = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
     qf_vocab_init(&c->vocab);
     uint64_t *shard_first = NULL;
     int rc;

@@ -33,10 +33,9 @@ static void usage(FILE *fp) {
             "                           llama-gguf-split writes them\n"
             "  --manifest               also write OUT.gguf.xxh: XXH3-128 of every tensor's\n"
             "                           data and of every output file\n"
-            "  --threads N              1: convert and write on one thread; 2 or more: one thread\n"
-            "                           converts chunk i+1 while another writes chunk i (more than\n"
-            "                           2 are not used). Default: 2 if OMP_NUM_THREADS or the CPU\n"
-            "                           count allows. The output is identical for any N\n"
+            "  --threads N              accepted for compatibility and ignored: conversion and\n"
+            "                           writing run on one thread (a converter/writer thread\n"
+            "                           pair measured no faster); the output is the same for any N\n"
             "  --fsync                  fsync each output file before renaming it into place and\n"
             "                           the directory after (durable against a power loss; hands\n"
             "                           the data to the disk every 8 MiB so the final wait is short).\n"
@@ -48,9 +47,9 @@ static void usage(FILE *fp) {
             "supported architectures: %s\n"
             "\n"
             "memory: streaming. Tensors are read (read(), not mapped) in chunks of <= 256 KiB\n"
-            "of source into one buffer and converted into one of 4 output buffers of <= 256 KiB\n"
-            "(1 with --threads 1); the next 32 MiB of source are read ahead into the page\n"
-            "cache, which is not memory of this process.\n"
+            "of source into one buffer and converted into one output buffer of <= 256 KiB;\n"
+            "the next 32 MiB of source are read ahead into the page cache, which is not\n"
+            "memory of this process.\n"
             "  peak RSS <= largest output tensor + 64 MiB\n"
             "in practice a few MiB + tokenizer and metadata, whatever the model size\n"
             "(measured 6-7 MiB converting a 2.2 GB TinyLlama-1.1B-shaped model).\n"
@@ -169,7 +168,6 @@ int main(int argc, char **argv) {
     /* a file size limit (ulimit -f) must surface as EFBIG from write(), not kill us */
     signal(SIGXFSZ, SIG_IGN);
     if (threads > 0) omp_set_num_threads(threads);
-    o.n_threads = threads;
     o.model_dir = model_dir;
     o.out_path = out;
     progress_state ps;

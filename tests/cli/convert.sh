@@ -134,9 +134,9 @@ qwen3 blk\.1\.attn_q_norm\.weight\s+F32\s+\[16\] 25
 TABLE
 fi
 
-# --- the converter/writer pipeline: same bytes for any --threads, with --fsync, --manifest ---
+# --- chunked read()/convert/write: same bytes for any --threads, with --fsync, --manifest ---
 # 2 input shards, llama3 rope (a generated tensor first), Q/K permutation, and
-# tensors of several 256 KiB chunks, so the 4-slot ring wraps around many times
+# tensors of several 256 KiB chunks
 if [ ! -x "$GEN" ]; then
   skip pipeline_identical "$GEN not built"
 else
@@ -151,7 +151,7 @@ else
     for x in 2 s d; do
       cmp -s "$TMP/pipe-1.gguf" "$TMP/pipe-$x.gguf" || { ok=0; why="$why; pipe-$x differs from --threads 1"; }
     done
-    # the tensor hashes of the manifest (computed on the converting thread) match the file
+    # the manifest's tensor hashes do not depend on --threads either
     if [ $ok = 1 ]; then
       "$CONV" "$TMP/pipe" -o "$TMP/pipe-m1.gguf" --outtype $t --threads 1 --manifest
       diff <(grep '^tensor' "$TMP/pipe-2.gguf.xxh") <(grep '^tensor' "$TMP/pipe-m1.gguf.xxh") >/dev/null ||
