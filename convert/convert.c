@@ -47,8 +47,9 @@
  * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
  * used: an OpenMP team barrier per chunk cost more than it saved, and a
  * 2-stage pipeline (a converter thread and a writer thread with a ring of 4
- * chunk buffers; commit f4c0e68) was no faster in 8 interleaved A/B sets on
- * the 2-core bench machine and used ~0.1 s more CPU (docs/convert.md "Speed"). */
+ * chunk buffers; commits 4b7368a..9970047) was no faster in 12 interleaved
+ * A/B comparisons on the 2-core bench machine and used ~0.1 s more CPU
+ * (docs/convert.md "Speed"). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 
@@ -612,8 +613,8 @@ static inline uint64_t permuted_row(uint64_t r, uint64_t group) {
  * through the shard's mmap: faulting the mapping in and madvise(DONTNEED)ing
  * it behind the cursor cost more kernel time than the copy of read(), and
  * read() leaves nothing mapped (RSS stays at the buffers). Measured on the
- * 1.1B-shaped BF16 -> F16 (docs/benchmarks.md "convert"): warm 1.73 s vs
- * 2.22 s, cold 2.95 s vs 3.45 s (medians of 4 interleaved runs).
+ * 1.1B-shaped BF16 -> F16 of bench/convert.sh (docs/design.md): warm 1.73 s
+ * vs 2.22 s, cold 2.95 s vs 3.45 s (medians of 4 interleaved runs).
  *
  * Reading ahead: on a cold page cache a read() that finds no page waits for
  * the disk. posix_fadvise(WILLNEED) starts the reads of the next
