@@ -168,10 +168,12 @@ static int is_k_type(uint32_t type) { return type == GGML_TYPE_Q4_K || type == G
 static int has_min(uint32_t type) {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
 }
+#ifdef QF_Q8_AVX2
 /* weights whose integers are >= 0 need no sign trick in maddubs */
 static int is_unsigned(uint32_t type) {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
 }
+#endif
 
 int qf_matmul_q8_supported(uint32_t type) {
     switch (type) {
