@@ -243,8 +243,10 @@ static void get_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
-int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
-                     int16_t *mins) {
+/* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
+ * AVX2 version below, and the tests check that both matmuls agree bit for bit). */
+static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
+                          int16_t *mins) {
     switch (type) {
     case GGML_TYPE_Q8_0: {
         const block_q8_0 *x = row;
@@ -343,6 +345,93 @@ int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float
     }
 }
 
+#ifdef QF_Q8_AVX2
+/* AVX2 nibble/bit unpacking of the quants (scales and mins as in the reference). */
+int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
+                     int16_t *mins) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    switch (type) {
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q4_1: {
+        const int is1 = type == GGML_TYPE_Q4_1;
+        const __m128i off = _mm_set1_epi8(is1 ? 0 : 8);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *qs;
+            if (is1) {
+                const block_q4_1 *x = (const block_q4_1 *)row + b;
+                d[b] = qf_f16_to_f32(x->d);
+                m[b] = qf_f16_to_f32(x->m);
+                qs = x->qs;
+            } else {
+                const block_q4_0 *x = (const block_q4_0 *)row + b;
+                d[b] = qf_f16_to_f32(x->d);
+                qs = x->qs;
+            }
+            const __m128i v = _mm_loadu_si128((const __m128i *)qs);
+            _mm_storeu_si128((__m128i *)(q + 32 * b), _mm_sub_epi8(_mm_and_si128(v, m4), off));
+            _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), off));
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_K: {
+        const block_q4_K *x = row;
+        const __m256i m4y = _mm256_set1_epi8(0x0F);
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            m[b] = qf_f16_to_f32(x[b].dmin);
+            for (int g = 0; g < 8; g++) {
+                int s, mn;
+                get_scale_min_k4(g, x[b].scales, &s, &mn);
+                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
+                mins[8 * b + g] = (int16_t)mn;
+            }
+            for (int j = 0; j < 4; j++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
+                _mm256_storeu_si256((__m256i *)(q + QK_K * b + 64 * j), _mm256_and_si256(v, m4y));
+                _mm256_storeu_si256((__m256i *)(q + QK_K * b + 64 * j + 32),
+                                    _mm256_and_si256(_mm256_srli_epi16(v, 4), m4y));
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q6_K: {
+        const block_q6_K *x = row;
+        const __m256i m4y = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), o32 = _mm256_set1_epi8(32);
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            memcpy(sc + 16 * b, x[b].scales, 16);
+            for (int h = 0; h < 2; h++) {
+                const __m256i L0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
+                const __m256i L1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
+                const __m256i H = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+                int8_t *qb = q + QK_K * b + 128 * h;
+                /* low 4 bits | 2 high bits << 4, minus 32 (shifts by 16-bit lanes, then masked per byte) */
+                const __m256i q0 = _mm256_or_si256(_mm256_and_si256(L0, m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(H, m3), 4));
+                const __m256i q1 = _mm256_or_si256(_mm256_and_si256(L1, m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2), m3), 4));
+                const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4), m3), 4));
+                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 6), m3), 4));
+                _mm256_storeu_si256((__m256i *)qb, _mm256_sub_epi8(q0, o32));
+                _mm256_storeu_si256((__m256i *)(qb + 32), _mm256_sub_epi8(q1, o32));
+                _mm256_storeu_si256((__m256i *)(qb + 64), _mm256_sub_epi8(q2, o32));
+                _mm256_storeu_si256((__m256i *)(qb + 96), _mm256_sub_epi8(q3, o32));
+            }
+        }
+        return 0;
+    }
+    default: return unpack_row_ref(type, row, n, q, d, m, sc, mins);
+    }
+}
+#else
+int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
+                     int16_t *mins) {
+    return unpack_row_ref(type, row, n, q, d, m, sc, mins);
+}
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Scalar reference */
 
@@ -404,7 +493,7 @@ int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
     for (int64_t t = 0; t < T; t++)
         quantize_act_row(k, has_min(w->type), x + t * n, act + (size_t)t * arb, n, 1);
     for (int64_t o = 0; o < w->n_out; o++) {
-        qf_unpack_row_q8(w->type, (const uint8_t *)w->data + (size_t)o * w->row_bytes, n, q, d, m, sc, mins);
+        unpack_row_ref(w->type, (const uint8_t *)w->data + (size_t)o * w->row_bytes, n, q, d, m, sc, mins);
         for (int64_t t = 0; t < T; t++)
             y[t * w->n_out + o] = dot_ref(w->type, n, q, d, m, sc, mins, act_view(act + (size_t)t * arb, k, n));
     }
