@@ -23,6 +23,7 @@
 
 #include "ggml_types.h"
 #include "matmul.h"
+#include "matmul_q8.h"
 #include "numfmt.h"
 
 #ifdef _OPENMP
@@ -182,6 +183,12 @@ static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
 
 static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int64_t T, float *y, qf_err *err) {
     if (c->hook) c->hook(c->hook_user, layer, w, x, T);
+    int rc;
+    if (c->act_llamacpp && qf_matmul_q8_supported(w->type)) { /* integer dots on x quantized to Q8 (once, inside) */
+        const int fits = qf_matmul_q8_work_bytes(w->type, w->n_in, T) <= (size_t)(T * w->n_in) * sizeof(float);
+        rc = qf_matmul_q8(w, x, T, y, fits ? c->xr : NULL);
+        return rc < 0 ? failed_matmul(rc, w, err) : 0;
+    }
     const uint32_t act = c->act_llamacpp ? qf_act_type_llamacpp(w->type) : GGML_TYPE_F32;
     if (act != GGML_TYPE_F32) {
         const int64_t n = w->n_in;
@@ -190,7 +197,7 @@ static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int6
         for (int64_t t = 0; t < T; t++) qf_round_activations(act, x + t * n, xr + t * n, n);
         x = xr;
     }
-    int rc = qf_matmul(w, x, T, y);
+    rc = qf_matmul(w, x, T, y);
     return rc < 0 ? failed_matmul(rc, w, err) : 0;
 }
 

@@ -50,11 +50,14 @@ typedef struct qf_ctx {
     float *rope_sin;
 
     float *logits;        /* [n_batch, n_vocab], allocated when a caller passes none */
-    float *xr;            /* [T, max n_in] activations rounded for a matmul */
+    float *xr;            /* [T, max n_in] activations rounded for a matmul, or the
+                           * Q8 blocks of qf_matmul_q8 (fewer bytes) */
 
-    /* 1 (default): round each matmul's activations like llama.cpp's CPU
+    /* 1 (default): quantize each matmul's activations like llama.cpp's CPU
      * backend (qf_act_type_llamacpp) so perplexities agree with
-     * llama-perplexity; 0: plain F32 activations. */
+     * llama-perplexity: integer dot products (qf_matmul_q8) for the types it
+     * has, rounded activations + the F32 kernel for the others;
+     * 0: plain F32 activations, F32 kernel. */
     int act_llamacpp;
     /* 1: emulate llama.cpp's F16 KV cache (its default, -ctk/-ctv f16): keys,
      * values, queries and attention weights rounded to F16 before the two

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ggml_types.h"
+#include "matmul_q8.h"
 #include "numfmt.h"
 #include "quants.h"
 
@@ -461,72 +462,24 @@ uint32_t qf_act_type_llamacpp(uint32_t weight_type) {
     }
 }
 
-/* Q8_0/Q8_1 as the AVX2 activation quantizer does it: d = amax/127 stored as
- * F16, q = round-half-even(x * 127/amax). */
+/* Q8_0/Q8_1 and Q8_K: x' = q*d with the q and d of the shared activation
+ * quantizers (matmul_q8.h), the ones the integer-dot path multiplies with. */
 static void round_q8_0(const float *x, float *out, int64_t n) {
+    int8_t q[QK8_0];
+    float d;
     for (int64_t b = 0; b < n; b += QK8_0) {
-        float amax = 0.0f;
-#ifdef QF_MATMUL_AVX2
-        const __m256 sign = _mm256_set1_ps(-0.0f);
-        __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + b));
-        for (int j = 8; j < QK8_0; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + b + j)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        amax = _mm_cvtss_f32(m4);
-#else
-        for (int j = 0; j < QK8_0; j++) {
-            const float a = fabsf(x[b + j]);
-            if (a > amax) amax = a;
-        }
-#endif
-        const float d = qf_f16_to_f32(qf_f32_to_f16(amax / 127.0f));
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-#ifdef QF_MATMUL_AVX2
-        const __m256 vid = _mm256_set1_ps(id), vd = _mm256_set1_ps(d);
-        for (int j = 0; j < QK8_0; j += 8) {
-            __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + b + j), vid),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm256_storeu_ps(out + b + j, _mm256_mul_ps(q, vd));
-        }
-#else
-        for (int j = 0; j < QK8_0; j++) out[b + j] = nearbyintf(x[b + j] * id) * d;
-#endif
+        qf_quantize_q8_0_block(x + b, q, &d, NULL);
+        for (int j = 0; j < QK8_0; j++) out[b + j] = (float)q[j] * d;
     }
 }
 
-/* Q8_K (ggml reference): the signed value of largest magnitude (first one on
- * ties) sets iscale = -127/max, q = min(127, round-half-even(iscale * x)),
- * d = 1/iscale (F32). */
 static void round_q8_K(const float *x, float *out, int64_t n) {
+    int8_t q[QK_K];
+    int16_t sum32[QK_K / 32];
+    float d;
     for (int64_t b = 0; b < n; b += QK_K) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK_K; j++) {
-            const float ax = fabsf(x[b + j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[b + j];
-            }
-        }
-        if (amax == 0.0f) {
-            memset(out + b, 0, QK_K * sizeof(float));
-            continue;
-        }
-        const float iscale = -127.0f / max;
-        const float d = 1.0f / iscale;
-#ifdef QF_MATMUL_AVX2
-        const __m256 vis = _mm256_set1_ps(iscale), vd = _mm256_set1_ps(d), v127 = _mm256_set1_ps(127.0f);
-        for (int j = 0; j < QK_K; j += 8) {
-            __m256 q = _mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + b + j)),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm256_storeu_ps(out + b + j, _mm256_mul_ps(_mm256_min_ps(q, v127), vd));
-        }
-#else
-        for (int j = 0; j < QK_K; j++) {
-            float q = nearbyintf(iscale * x[b + j]);
-            out[b + j] = (q > 127.0f ? 127.0f : q) * d;
-        }
-#endif
+        qf_quantize_q8_K_block(x + b, q, &d, sum32);
+        for (int j = 0; j < QK_K; j++) out[b + j] = (float)q[j] * d;
     }
 }
 

@@ -34,7 +34,8 @@ float qf_dot_f32(const float *a, const float *b, int64_t n);
  * Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K blocks of 256 for the K-quants)
  * and takes integer/low-precision dot products. To score like
  * llama-perplexity we round activations the same way and keep the rest in
- * F32: x' = dequant(quant(x)).
+ * F32: x' = dequant(quant(x)). (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K weights
+ * take integer dot products instead, matmul_q8.h, with the same quantizer.)
  * qf_act_type_llamacpp returns GGML_TYPE_F32 when no rounding applies. */
 uint32_t qf_act_type_llamacpp(uint32_t weight_type);
 /* out[0..n) = x rounded through act_type (n a multiple of its block size). */

@@ -1,0 +1,225 @@
+/* matmul_q8_test.c - the integer-dot matmul (verify/matmul_q8.c): fast vs
+ * scalar reference bit for bit, the unpacked integers vs the reference
+ * dequantizers, the shared activation quantizers vs their scalar specs and
+ * vs qf_round_activations, and the result vs the F32 path on rounded x. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ggml_types.h"
+#include "matmul.h"
+#include "matmul_q8.h"
+#include "numfmt.h"
+#include "qf_test.h"
+#include "quants.h"
+
+static qf_test_rng rng = {0x9E3779B97F4A7C15ull};
+static uint32_t rnd(void) { return (uint32_t)(qf_test_rng_u64(&rng) >> 32); }
+static float frand(void) { return qf_test_rng_unif(&rng) * 2.0f - 1.0f; }
+static qf_half small_half(void) { return qf_f32_to_f16(0.001f + 0.02f * (float)(rnd() % 1000) / 1000.0f); }
+
+static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+                                 GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+#define N_TYPES (sizeof types / sizeof types[0])
+
+/* Random valid rows: random bytes, block scales set to small finite halves. */
+static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *row_bytes) {
+    uint64_t rb;
+    if (ggml_row_size(type, (uint64_t)n_in, &rb) != 0) return NULL;
+    uint8_t *w = malloc(rb * (size_t)n_out);
+    if (!w) return NULL;
+    for (size_t i = 0; i < rb * (size_t)n_out; i++) w[i] = (uint8_t)rnd();
+    const ggml_type_traits *tr = ggml_get_type_traits(type);
+    for (size_t b = 0; b < rb * (size_t)n_out / tr->type_size; b++) {
+        void *blk = w + b * tr->type_size;
+        switch (type) {
+        case GGML_TYPE_Q4_0: ((block_q4_0 *)blk)->d = small_half(); break;
+        case GGML_TYPE_Q4_1: ((block_q4_1 *)blk)->d = small_half(); ((block_q4_1 *)blk)->m = small_half(); break;
+        case GGML_TYPE_Q5_0: ((block_q5_0 *)blk)->d = small_half(); break;
+        case GGML_TYPE_Q5_1: ((block_q5_1 *)blk)->d = small_half(); ((block_q5_1 *)blk)->m = small_half(); break;
+        case GGML_TYPE_Q8_0: ((block_q8_0 *)blk)->d = small_half(); break;
+        case GGML_TYPE_Q4_K: ((block_q4_K *)blk)->d = small_half(); ((block_q4_K *)blk)->dmin = small_half(); break;
+        case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = small_half(); break;
+        }
+    }
+    *row_bytes = (size_t)rb;
+    return w;
+}
+
+/* Activations like a network's: mostly small, a few outliers, some exact
+ * zeros and a block of all zeros (d = 0). */
+static void random_x(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = frand();
+        if (rnd() % 50 == 0) x[i] *= 30.0f;
+        if (rnd() % 40 == 0) x[i] = 0.0f;
+    }
+    if (n >= 512) memset(x + 256, 0, 256 * sizeof(float));
+}
+
+static void test_quantizers_match_spec(qf_test *t) {
+    float x[QK_K];
+    int bad0 = 0, badK = 0;
+    for (int it = 0; it < 200; it++) {
+        random_x(x, QK_K);
+        if (it % 3 == 0) { x[7] = -100.0f; x[100] = 100.0f; } /* tie in |x|: the first one becomes -127 */
+        if (it == 1) memset(x, 0, sizeof x);
+        int8_t q1[QK_K], q2[QK_K];
+        float d1, d2, s1, s2;
+        for (int b = 0; b < QK_K; b += 32) {
+            qf_quantize_q8_0_block(x + b, q1, &d1, &s1);
+            qf_quantize_q8_0_block_ref(x + b, q2, &d2, &s2);
+            if (memcmp(q1, q2, 32) || memcmp(&d1, &d2, 4) || memcmp(&s1, &s2, 4)) bad0++;
+        }
+        int16_t S1[8], S2[8];
+        qf_quantize_q8_K_block(x, q1, &d1, S1);
+        qf_quantize_q8_K_block_ref(x, q2, &d2, S2);
+        if (memcmp(q1, q2, QK_K) || memcmp(&d1, &d2, 4) || memcmp(S1, S2, sizeof S1)) badK++;
+        if (it % 3 == 0 && it != 0) CHECK(t, q2[7] == -127 && q2[100] == 127, "q8_K tie: %d %d", q2[7], q2[100]);
+        /* qf_round_activations is q*d of the same quantizers */
+        float r[QK_K];
+        qf_round_activations(GGML_TYPE_Q8_K, x, r, QK_K);
+        for (int j = 0; j < QK_K; j++)
+            if (r[j] != (float)q2[j] * d2) badK++;
+        qf_round_activations(GGML_TYPE_Q8_0, x, r, QK_K);
+        for (int b = 0; b < QK_K; b += 32) {
+            qf_quantize_q8_0_block_ref(x + b, q2, &d2, &s2);
+            for (int j = 0; j < 32; j++)
+                if (r[b + j] != (float)q2[j] * d2) bad0++;
+        }
+    }
+    CHECK(t, bad0 == 0, "%d q8_0 blocks differ from the spec", bad0);
+    CHECK(t, badK == 0, "%d q8_K blocks differ from the spec", badK);
+    /* a hand-checked block: amax 4 -> d = f16(4/127), s = f16(4/127 * sum q) */
+    float xb[32];
+    for (int j = 0; j < 32; j++) xb[j] = j == 3 ? 4.0f : j == 9 ? -2.0f : 0.0f;
+    int8_t q[32];
+    float d, s;
+    qf_quantize_q8_0_block(xb, q, &d, &s);
+    CHECK(t, q[3] == 127 && q[9] == -64 && q[0] == 0, "q %d %d %d", q[3], q[9], q[0]); /* -63.5 -> -64 (even) */
+    CHECK(t, d == qf_f16_to_f32(qf_f32_to_f16(4.0f / 127.0f)), "d %g", d);
+    CHECK(t, s == qf_f16_to_f32(qf_f32_to_f16(4.0f / 127.0f * 63.0f)), "s %g", s);
+}
+
+/* The unpacked integers reproduce the reference dequantizer exactly. */
+static void test_unpack_matches_dequantize(qf_test *t) {
+    const int64_t n = 2 * QK_K;
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t type = types[ti];
+        size_t rb;
+        void *w = random_weights(type, n, 4, &rb);
+        REQUIRE(t, w, "weights");
+        int8_t q[2 * QK_K], sc[2 * QK_K / 16];
+        float d[16], m[16], ref[2 * QK_K];
+        int16_t mins[16];
+        int bad = 0;
+        for (int r = 0; r < 4; r++) {
+            const void *row = (const uint8_t *)w + r * rb;
+            CHECK(t, qf_unpack_row_q8(type, row, n, q, d, m, sc, mins) == 0, "unpack %u", type);
+            qf_dequantize_row_ref(type, row, ref, n);
+            for (int64_t i = 0; i < n; i++) {
+                float v;
+                switch (type) {
+                case GGML_TYPE_Q4_1:
+                case GGML_TYPE_Q5_1: v = (float)q[i] * d[i / 32] + m[i / 32]; break;
+                case GGML_TYPE_Q4_K: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i] - m[i / 256] * (float)mins[i / 32]; break;
+                case GGML_TYPE_Q6_K: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
+                default: v = (float)q[i] * d[i / 32]; break;
+                }
+                if (memcmp(&v, &ref[i], 4) != 0) bad++;
+            }
+        }
+        CHECK(t, bad == 0, "%s: %d unpacked values differ from dequantize_ref", ggml_get_type_traits(type)->name, bad);
+        free(w);
+    }
+    CHECK(t, qf_unpack_row_q8(GGML_TYPE_Q5_K, NULL, 256, NULL, NULL, NULL, NULL, NULL) == QF_EUNSUPPORTED, "q5_K");
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* Fast == reference bit for bit (any T, rows in several tiles, 1 or 2
+ * threads), and close to the F32 path fed the rounded activations. */
+static void test_fast_matches_reference(qf_test *t) {
+    static const int64_t Ts[] = {1, 2, 3, 5, 9};
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t type = types[ti];
+        const char *name = ggml_get_type_traits(type)->name;
+        const int k = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K;
+        const int64_t n_in = k ? 3 * QK_K : 5 * 32, n_out = k ? 301 : 1000; /* several tiles per thread */
+        qf_weight w = {.name = "w", .type = type, .n_in = n_in, .n_out = n_out};
+        void *data = random_weights(type, n_in, n_out, &w.row_bytes);
+        float *x = malloc(9 * n_in * sizeof(float)), *xr = malloc(9 * n_in * sizeof(float));
+        float *y = malloc(9 * n_out * sizeof(float)), *y2 = malloc(9 * n_out * sizeof(float));
+        float *yr = malloc(9 * n_out * sizeof(float)), *yf = malloc(9 * n_out * sizeof(float));
+        float *row = malloc(n_in * sizeof(float));
+        REQUIRE(t, data && x && xr && y && y2 && yr && yf && row, "alloc");
+        w.data = data;
+        random_x(x, 9 * n_in);
+        for (size_t kk = 0; kk < sizeof Ts / sizeof Ts[0]; kk++) {
+            const int64_t T = Ts[kk];
+            set_threads(1);
+            CHECK(t, qf_matmul_q8(&w, x, T, y, NULL) == 0, "%s: fast", name);
+            set_threads(2);
+            CHECK(t, qf_matmul_q8(&w, x, T, y2, NULL) == 0, "%s: fast 2 threads", name);
+            CHECK(t, qf_matmul_q8_ref(&w, x, T, yr) == 0, "%s: ref", name);
+            CHECK(t, memcmp(y, yr, T * n_out * sizeof(float)) == 0, "%s T=%lld: fast != ref", name, (long long)T);
+            CHECK(t, memcmp(y, y2, T * n_out * sizeof(float)) == 0, "%s T=%lld: 1 vs 2 threads", name, (long long)T);
+            /* the F32 path on x rounded the same way: only the F32 summation differs */
+            for (int64_t tt = 0; tt < T; tt++)
+                qf_round_activations(qf_act_type_llamacpp(type), x + tt * n_in, xr + tt * n_in, n_in);
+            CHECK(t, qf_matmul(&w, xr, T, yf) == 0, "%s: f32 path", name);
+            double worst = 0;
+            for (int64_t o = 0; o < n_out; o++) {
+                qf_dequantize_row_ref(type, (const uint8_t *)data + o * w.row_bytes, row, n_in);
+                for (int64_t tt = 0; tt < T; tt++) {
+                    double mag = 0;
+                    for (int64_t i = 0; i < n_in; i++) mag += fabs((double)xr[tt * n_in + i] * row[i]);
+                    double e = fabs((double)y[tt * n_out + o] - yf[tt * n_out + o]) / (mag + 1e-30);
+                    if (e > worst) worst = e;
+                }
+            }
+            /* Q4_1/Q5_1: Q8_1's s = d*sum(q) is stored as F16 (rel. error 2^-11 on the m*s term) */
+            const double tol = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 ? 2e-3 : 2e-6;
+            CHECK(t, worst < tol, "%s T=%lld: relative difference to the f32 path %.3g", name, (long long)T, worst);
+        }
+        free(data); free(x); free(xr); free(y); free(y2); free(yr); free(yf); free(row);
+    }
+    set_threads(2);
+}
+
+/* A hand-computed product: Q8_0 weights q = 1..32 (d = 1), x = 1 everywhere
+ * (q = 127, d = f16(1/127)): y = 528 * 127 * f16(1/127). */
+static void test_hand_checked_q8_0(qf_test *t) {
+    block_q8_0 wb[2];
+    for (int b = 0; b < 2; b++) {
+        wb[b].d = qf_f32_to_f16(1.0f);
+        for (int j = 0; j < 32; j++) wb[b].qs[j] = (int8_t)(j + 1);
+    }
+    qf_weight w = {.name = "w", .type = GGML_TYPE_Q8_0, .n_in = 32, .n_out = 2, .row_bytes = sizeof(block_q8_0), .data = wb};
+    float x[32], y[2];
+    for (int j = 0; j < 32; j++) x[j] = 1.0f;
+    REQUIRE(t, qf_matmul_q8(&w, x, 1, y, NULL) == 0, "matmul");
+    const float d = qf_f16_to_f32(qf_f32_to_f16(1.0f / 127.0f));
+    /* lane l: 127 * (4l+1 + 4l+2 + 4l+3 + 4l+4) = 127 * (16l + 10), each times d exactly once */
+    float lanes[8];
+    for (int l = 0; l < 8; l++) lanes[l] = fmaf(d, (float)(127 * (16 * l + 10)), 0.0f);
+    const float want = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+    CHECK(t, y[0] == want && y[1] == want, "y %.9g %.9g, want %.9g", y[0], y[1], want);
+    CHECK(t, fabsf(y[0] - 528.0f) < 528.0f * 1e-3f, "y %.9g ~ 528", y[0]);
+    CHECK(t, qf_matmul_q8_supported(GGML_TYPE_Q5_K) == 0 && qf_matmul_q8_supported(GGML_TYPE_F16) == 0, "supported");
+    qf_weight bad = w;
+    bad.n_in = 48;
+    CHECK(t, qf_matmul_q8(&bad, x, 1, y, NULL) == QF_EUNSUPPORTED, "n_in not a multiple of 32");
+}
+
+QF_TEST_MAIN(test_quantizers_match_spec, test_unpack_matches_dequantize, test_fast_matches_reference,
+             test_hand_checked_q8_0)

@@ -1,0 +1,806 @@
+/* matmul_q8.c - integer-dot matmul for quantized weights (see matmul_q8.h).
+ *
+ * Plan of qf_matmul_q8:
+ *   1. quantize every token row of x once (Q8_0/Q8_1/Q8_K, the shared
+ *      quantizers below) into "act rows": int8 q[n] | float d[nb] | then
+ *      float s[nb] (Q8_1) or int16 S32[n/32] (Q8_K: sums of 32 q);
+ *   2. split the output rows in tiles (OpenMP, dynamic); a tile's weight rows
+ *      are unpacked once into int8 values + float scales (qf_unpack_row_q8;
+ *      K-quant sub-block scales expanded to one int8 per lane pair) and
+ *      multiplied with all T token rows by a kernel of up to 4 tokens x 3 rows,
+ *      so a weight block is loaded once per 4 tokens.
+ * The unpacking is amortized over the T tokens; the kernel does the integer
+ * products with maddubs/madd (or the VNNI dpbusd when compiled in, which gives
+ * the same exact int32 lane sums) and accumulates in F32 in the order of
+ * matmul_q8.h.
+ */
+#include "matmul_q8.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml_types.h"
+#include "numfmt.h"
+#include "qf_error.h"
+#include "quants.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define QF_Q8_AVX2 1
+#endif
+
+#define MAX_NT 4 /* tokens per kernel call */
+#define MAX_NR 3 /* weight rows per kernel call */
+#define TILE_BYTES (192 * 1024) /* unpacked weight rows per tile (L2) */
+
+/* ------------------------------------------------------------------ */
+/* Activation quantizers */
+
+void qf_quantize_q8_0_block_ref(const float x[32], int8_t q[32], float *d, float *s) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        const float a = fabsf(x[j]);
+        if (a > amax) amax = a;
+    }
+    const float d32 = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < 32; j++) {
+        q[j] = (int8_t)nearbyintf(x[j] * id);
+        sum += q[j];
+    }
+    *d = qf_f16_to_f32(qf_f32_to_f16(d32));
+    if (s) *s = qf_f16_to_f32(qf_f32_to_f16(d32 * (float)sum));
+}
+
+void qf_quantize_q8_0_block(const float x[32], int8_t q[32], float *d, float *s) {
+#ifdef QF_Q8_AVX2
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(x + 8 * j);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d32 = amax / 127.0f;
+    const __m256 vid = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i i[4];
+    for (int j = 0; j < 4; j++)
+        i[j] = _mm256_cvtps_epi32(
+            _mm256_round_ps(_mm256_mul_ps(v[j], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (s) {
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        *s = qf_f16_to_f32(qf_f32_to_f16(d32 * (float)_mm_cvtsi128_si32(t4)));
+    }
+    /* packs work per 128-bit half: bytes come out as 4-element groups
+     * 0 2 4 6 1 3 5 7; the permute puts them back in order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+    *d = qf_f16_to_f32(qf_f32_to_f16(d32));
+#else
+    qf_quantize_q8_0_block_ref(x, q, d, s);
+#endif
+}
+
+void qf_quantize_q8_K_block_ref(const float x[256], int8_t q[256], float *d, int16_t sum32[8]) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK_K; j++) {
+        const float ax = fabsf(x[j]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[j];
+        }
+    }
+    if (amax == 0.0f) {
+        *d = 0.0f;
+        memset(q, 0, QK_K);
+        memset(sum32, 0, 8 * sizeof *sum32);
+        return;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < QK_K; j++) {
+        const float v = nearbyintf(iscale * x[j]);
+        q[j] = (int8_t)(v > 127.0f ? 127.0f : v);
+    }
+    for (int g = 0; g < 8; g++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += q[32 * g + j];
+        sum32[g] = (int16_t)sum;
+    }
+    *d = 1.0f / iscale;
+}
+
+void qf_quantize_q8_K_block(const float x[256], int8_t q[256], float *d, int16_t sum32[8]) {
+#ifdef QF_Q8_AVX2
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
+    for (int j = 8; j < QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0.0f) {
+        *d = 0.0f;
+        memset(q, 0, QK_K);
+        memset(sum32, 0, 8 * sizeof *sum32);
+        return;
+    }
+    int first = 0; /* the first element of largest magnitude sets the sign */
+    while (fabsf(x[first]) != amax) first++;
+    const float iscale = -127.0f / x[first];
+    const __m256 vis = _mm256_set1_ps(iscale), v127 = _mm256_set1_ps(127.0f);
+    for (int g = 0; g < 8; g++) {
+        __m256i i[4];
+        for (int j = 0; j < 4; j++) {
+            __m256 v = _mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + 32 * g + 8 * j)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            i[j] = _mm256_cvtps_epi32(_mm256_min_ps(v, v127));
+        }
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        sum32[g] = (int16_t)_mm_cvtsi128_si32(t4);
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + 32 * g), p);
+    }
+    *d = 1.0f / iscale;
+#else
+    qf_quantize_q8_K_block_ref(x, q, d, sum32);
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* Row layouts */
+
+static int is_k_type(uint32_t type) { return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K; }
+static int has_min(uint32_t type) {
+    return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
+}
+#ifdef QF_Q8_AVX2
+/* weights whose integers are >= 0 need no sign trick in maddubs */
+static int is_unsigned(uint32_t type) {
+    return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
+}
+#endif
+
+int qf_matmul_q8_supported(uint32_t type) {
+    switch (type) {
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q4_1:
+    case GGML_TYPE_Q5_0:
+    case GGML_TYPE_Q5_1:
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+static size_t up64(size_t n) { return (n + 63) / 64 * 64; }
+
+/* act row: q[n] | d[nb] | s[nb] (32-blocks) or S32[n/32] (Q8_K) */
+typedef struct {
+    const int8_t *q;
+    const float *d;
+    const float *s;
+    const int16_t *S32;
+} act_row;
+
+static size_t act_row_bytes(int k, int64_t n) {
+    const size_t nb = (size_t)(n / (k ? QK_K : 32));
+    return k ? up64((size_t)n + 4 * nb + 2 * (size_t)(n / 32)) : up64((size_t)n + 8 * nb);
+}
+
+static act_row act_view(const uint8_t *p, int k, int64_t n) {
+    act_row a = {(const int8_t *)p, (const float *)(p + n), NULL, NULL};
+    if (k) a.S32 = (const int16_t *)(p + n + 4 * (n / QK_K));
+    else a.s = (const float *)(p + n + 4 * (n / 32));
+    return a;
+}
+
+static void quantize_act_row(int k, int want_s, const float *x, uint8_t *p, int64_t n, int ref) {
+    int8_t *q = (int8_t *)p;
+    if (k) {
+        float *d = (float *)(p + n);
+        int16_t *S32 = (int16_t *)(p + n + 4 * (n / QK_K));
+        for (int64_t b = 0; b < n / QK_K; b++)
+            (ref ? qf_quantize_q8_K_block_ref : qf_quantize_q8_K_block)(x + b * QK_K, q + b * QK_K, d + b,
+                                                                         S32 + 8 * b);
+    } else {
+        float *d = (float *)(p + n), *s = (float *)(p + n + 4 * (n / 32));
+        for (int64_t b = 0; b < n / 32; b++)
+            (ref ? qf_quantize_q8_0_block_ref : qf_quantize_q8_0_block)(x + b * 32, q + b * 32, d + b,
+                                                                         want_s ? s + b : NULL);
+    }
+}
+
+size_t qf_matmul_q8_work_bytes(uint32_t type, int64_t n_in, int64_t T) {
+    return act_row_bytes(is_k_type(type), n_in) * (size_t)T;
+}
+
+/* ------------------------------------------------------------------ */
+/* Weight unpacking */
+
+static void get_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
+ * AVX2 version below, and the tests check that both matmuls agree bit for bit). */
+static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
+                          int16_t *mins) {
+    switch (type) {
+    case GGML_TYPE_Q8_0: {
+        const block_q8_0 *x = row;
+        for (int64_t b = 0; b < n / 32; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            memcpy(q + 32 * b, x[b].qs, 32);
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_0: {
+        const block_q4_0 *x = row;
+        for (int64_t b = 0; b < n / 32; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            for (int j = 0; j < 16; j++) {
+                q[32 * b + j] = (int8_t)((x[b].qs[j] & 0xF) - 8);
+                q[32 * b + j + 16] = (int8_t)((x[b].qs[j] >> 4) - 8);
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_1: {
+        const block_q4_1 *x = row;
+        for (int64_t b = 0; b < n / 32; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            m[b] = qf_f16_to_f32(x[b].m);
+            for (int j = 0; j < 16; j++) {
+                q[32 * b + j] = (int8_t)(x[b].qs[j] & 0xF);
+                q[32 * b + j + 16] = (int8_t)(x[b].qs[j] >> 4);
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q5_0:
+    case GGML_TYPE_Q5_1: {
+        const int is1 = type == GGML_TYPE_Q5_1;
+        const size_t bs = is1 ? sizeof(block_q5_1) : sizeof(block_q5_0);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = (const uint8_t *)row + (size_t)b * bs;
+            const uint8_t *qh_bytes = is1 ? ((const block_q5_1 *)blk)->qh : ((const block_q5_0 *)blk)->qh;
+            const uint8_t *qs = is1 ? ((const block_q5_1 *)blk)->qs : ((const block_q5_0 *)blk)->qs;
+            const uint32_t qh = (uint32_t)qh_bytes[0] | (uint32_t)qh_bytes[1] << 8 | (uint32_t)qh_bytes[2] << 16 |
+                                (uint32_t)qh_bytes[3] << 24;
+            const int off = is1 ? 0 : 16;
+            if (is1) {
+                d[b] = qf_f16_to_f32(((const block_q5_1 *)blk)->d);
+                m[b] = qf_f16_to_f32(((const block_q5_1 *)blk)->m);
+            } else {
+                d[b] = qf_f16_to_f32(((const block_q5_0 *)blk)->d);
+            }
+            for (int j = 0; j < 16; j++) {
+                q[32 * b + j] = (int8_t)(((qs[j] & 0xF) | (((qh >> j) << 4) & 0x10)) - off);
+                q[32 * b + j + 16] = (int8_t)(((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - off);
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_K: {
+        const block_q4_K *x = row;
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            m[b] = qf_f16_to_f32(x[b].dmin);
+            for (int g = 0; g < 8; g++) {
+                int s, mn;
+                get_scale_min_k4(g, x[b].scales, &s, &mn);
+                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
+                mins[8 * b + g] = (int16_t)mn;
+            }
+            int8_t *qb = q + QK_K * b;
+            for (int j = 0; j < 4; j++) /* 64 elements: low nibbles, then high nibbles of 32 bytes */
+                for (int l = 0; l < 32; l++) {
+                    qb[64 * j + l] = (int8_t)(x[b].qs[32 * j + l] & 0xF);
+                    qb[64 * j + 32 + l] = (int8_t)(x[b].qs[32 * j + l] >> 4);
+                }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q6_K: {
+        const block_q6_K *x = row;
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            memcpy(sc + 16 * b, x[b].scales, 16);
+            for (int h = 0; h < 2; h++) { /* two halves of 128: ql 64 bytes, qh 32 bytes each */
+                const uint8_t *ql = x[b].ql + 64 * h, *qh = x[b].qh + 32 * h;
+                int8_t *qb = q + QK_K * b + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                    qb[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+                    qb[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                    qb[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                    qb[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+                }
+            }
+        }
+        return 0;
+    }
+    default: return QF_EUNSUPPORTED;
+    }
+}
+
+#ifdef QF_Q8_AVX2
+/* AVX2 nibble/bit unpacking of the quants (scales and mins as in the reference). */
+int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
+                     int16_t *mins) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    switch (type) {
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q4_1: {
+        const int is1 = type == GGML_TYPE_Q4_1;
+        const __m128i off = _mm_set1_epi8(is1 ? 0 : 8);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *qs;
+            if (is1) {
+                const block_q4_1 *x = (const block_q4_1 *)row + b;
+                d[b] = qf_f16_to_f32(x->d);
+                m[b] = qf_f16_to_f32(x->m);
+                qs = x->qs;
+            } else {
+                const block_q4_0 *x = (const block_q4_0 *)row + b;
+                d[b] = qf_f16_to_f32(x->d);
+                qs = x->qs;
+            }
+            const __m128i v = _mm_loadu_si128((const __m128i *)qs);
+            _mm_storeu_si128((__m128i *)(q + 32 * b), _mm_sub_epi8(_mm_and_si128(v, m4), off));
+            _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), off));
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q4_K: {
+        const block_q4_K *x = row;
+        const __m256i m4y = _mm256_set1_epi8(0x0F);
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            m[b] = qf_f16_to_f32(x[b].dmin);
+            for (int g = 0; g < 8; g++) {
+                int s, mn;
+                get_scale_min_k4(g, x[b].scales, &s, &mn);
+                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
+                mins[8 * b + g] = (int16_t)mn;
+            }
+            for (int j = 0; j < 4; j++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
+                _mm256_storeu_si256((__m256i *)(q + QK_K * b + 64 * j), _mm256_and_si256(v, m4y));
+                _mm256_storeu_si256((__m256i *)(q + QK_K * b + 64 * j + 32),
+                                    _mm256_and_si256(_mm256_srli_epi16(v, 4), m4y));
+            }
+        }
+        return 0;
+    }
+    case GGML_TYPE_Q6_K: {
+        const block_q6_K *x = row;
+        const __m256i m4y = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), o32 = _mm256_set1_epi8(32);
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            d[b] = qf_f16_to_f32(x[b].d);
+            memcpy(sc + 16 * b, x[b].scales, 16);
+            for (int h = 0; h < 2; h++) {
+                const __m256i L0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
+                const __m256i L1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
+                const __m256i H = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+                int8_t *qb = q + QK_K * b + 128 * h;
+                /* low 4 bits | 2 high bits << 4, minus 32 (shifts by 16-bit lanes, then masked per byte) */
+                const __m256i q0 = _mm256_or_si256(_mm256_and_si256(L0, m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(H, m3), 4));
+                const __m256i q1 = _mm256_or_si256(_mm256_and_si256(L1, m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2), m3), 4));
+                const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4), m3), 4));
+                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4y),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 6), m3), 4));
+                _mm256_storeu_si256((__m256i *)qb, _mm256_sub_epi8(q0, o32));
+                _mm256_storeu_si256((__m256i *)(qb + 32), _mm256_sub_epi8(q1, o32));
+                _mm256_storeu_si256((__m256i *)(qb + 64), _mm256_sub_epi8(q2, o32));
+                _mm256_storeu_si256((__m256i *)(qb + 96), _mm256_sub_epi8(q3, o32));
+            }
+        }
+        return 0;
+    }
+    default: return unpack_row_ref(type, row, n, q, d, m, sc, mins);
+    }
+}
+#else
+int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
+                     int16_t *mins) {
+    return unpack_row_ref(type, row, n, q, d, m, sc, mins);
+}
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Scalar reference */
+
+static float hsum8_ref(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
+/* One y element: weight row as unpacked integers, token as an act row. */
+static float dot_ref(uint32_t type, int64_t n, const int8_t *wq, const float *wd, const float *wm, const int8_t *wsc,
+                     const int16_t *wmins, act_row a) {
+    float acc[8] = {0};
+    if (!is_k_type(type)) {
+        float summ = 0.0f;
+        for (int64_t b = 0; b < n / 32; b++) {
+            int32_t lane[8] = {0};
+            for (int e = 0; e < 32; e++) lane[e >> 2] += (int32_t)wq[32 * b + e] * a.q[32 * b + e];
+            const float scale = wd[b] * a.d[b];
+            for (int l = 0; l < 8; l++) acc[l] = fmaf(scale, (float)lane[l], acc[l]);
+            if (has_min(type)) {
+                const float ms = wm[b] * a.s[b];
+                summ = summ + ms;
+            }
+        }
+        const float y = hsum8_ref(acc);
+        return has_min(type) ? y + summ : y;
+    }
+    float accm[4] = {0};
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        int32_t lane[8] = {0};
+        for (int e = 0; e < QK_K; e++)
+            lane[(e & 31) >> 2] += (int32_t)wsc[16 * b + e / 16] * ((int32_t)wq[QK_K * b + e] * a.q[QK_K * b + e]);
+        const float scale = a.d[b] * wd[b];
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(scale, (float)lane[l], acc[l]);
+        if (has_min(type)) {
+            const float dmin = -(a.d[b] * wm[b]);
+            const int16_t *mn = wmins + 8 * b, *S = a.S32 + 8 * b;
+            for (int k = 0; k < 4; k++)
+                accm[k] = fmaf(dmin, (float)((int32_t)mn[2 * k] * S[2 * k] + (int32_t)mn[2 * k + 1] * S[2 * k + 1]),
+                               accm[k]);
+        }
+    }
+    const float y = hsum8_ref(acc);
+    return has_min(type) ? y + ((accm[0] + accm[2]) + (accm[1] + accm[3])) : y;
+}
+
+int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
+    const int64_t n = w->n_in;
+    const int k = is_k_type(w->type);
+    if (!w->data) return QF_EINVAL;
+    if (!qf_matmul_q8_supported(w->type) || n % (k ? QK_K : 32) != 0) return QF_EUNSUPPORTED;
+    const size_t arb = act_row_bytes(k, n);
+    uint8_t *act = malloc(arb * (size_t)(T > 0 ? T : 1));
+    int8_t *q = malloc((size_t)n), *sc = malloc((size_t)n / 16 + 1);
+    float *d = malloc(((size_t)n / 32 + 1) * sizeof(float)), *m = malloc(((size_t)n / 32 + 1) * sizeof(float));
+    int16_t *mins = malloc(((size_t)n / 32 + 1) * sizeof(int16_t));
+    int rc = 0;
+    if (!act || !q || !sc || !d || !m || !mins) {
+        rc = QF_ENOMEM;
+        goto done;
+    }
+    for (int64_t t = 0; t < T; t++)
+        quantize_act_row(k, has_min(w->type), x + t * n, act + (size_t)t * arb, n, 1);
+    for (int64_t o = 0; o < w->n_out; o++) {
+        unpack_row_ref(w->type, (const uint8_t *)w->data + (size_t)o * w->row_bytes, n, q, d, m, sc, mins);
+        for (int64_t t = 0; t < T; t++)
+            y[t * w->n_out + o] = dot_ref(w->type, n, q, d, m, sc, mins, act_view(act + (size_t)t * arb, k, n));
+    }
+done:
+    free(act);
+    free(q);
+    free(sc);
+    free(d);
+    free(m);
+    free(mins);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fast path */
+
+/* Unpacked weight row in a tile: q[n] | d[nb] | m[nb] | scx[n/2] | mins[n/32].
+ * scx: for each 32 elements 16 int8, [sc(16e) x 8, sc(16e+16) x 8], the
+ * scales of the 16 int16 pair sums maddubs makes of those 32 products. */
+typedef struct {
+    size_t d, m, scx, mins, bytes;
+} wlayout;
+
+static wlayout wrow_layout(uint32_t type, int64_t n) {
+    const size_t nb = (size_t)(n / (is_k_type(type) ? QK_K : 32));
+    wlayout L;
+    L.d = up64((size_t)n);
+    L.m = L.d + up64(4 * nb);
+    L.scx = L.m + up64(4 * nb);
+    L.mins = L.scx + (is_k_type(type) ? up64((size_t)n / 2) : 0);
+    L.bytes = L.mins + (is_k_type(type) ? up64(2 * (size_t)(n / 32)) : 0);
+    return L;
+}
+
+static void unpack_tile_row(uint32_t type, const void *src, int64_t n, uint8_t *dst, wlayout L, int8_t *sc_tmp) {
+    qf_unpack_row_q8(type, src, n, (int8_t *)dst, (float *)(dst + L.d), (float *)(dst + L.m), sc_tmp,
+                     (int16_t *)(dst + L.mins));
+    if (is_k_type(type)) {
+        int8_t *scx = (int8_t *)(dst + L.scx);
+        for (int64_t g = 0; g < n / 32; g++) {
+            memset(scx + 16 * g, sc_tmp[2 * g], 8);
+            memset(scx + 16 * g + 8, sc_tmp[2 * g + 1], 8);
+        }
+    }
+}
+
+#ifdef QF_Q8_AVX2
+
+static inline float hsum8(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v)); /* l0+l4 .. l3+l7 */
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+/* 8 int32 lanes, lane l = sum of the 4 products of bytes 4l..4l+3 of
+ * u (unsigned) and s (signed); exact (no pair of products reaches 2^15). */
+static inline __m256i dot4(__m256i u, __m256i s) {
+#if defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Q8_0 family: y[t*ldy + r] for t < NT, r < NR over all nb blocks. */
+static inline __attribute__((always_inline)) void kernel32(int NT, int NR, int SIGNED, int MIN, const uint8_t *w,
+                                                           size_t wstride, wlayout L, const uint8_t *a, size_t astride,
+                                                           int64_t n, float *y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    __m256 acc[MAX_NT][MAX_NR];
+    float summ[MAX_NT][MAX_NR];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) {
+            acc[t][r] = _mm256_setzero_ps();
+            summ[t][r] = 0.0f;
+        }
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wq[MAX_NR], wu[MAX_NR];
+        __m256 wd[MAX_NR];
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) {
+            wq[r] = _mm256_loadu_si256((const __m256i *)(w + r * wstride + 32 * b));
+            wu[r] = SIGNED ? _mm256_sign_epi8(wq[r], wq[r]) : wq[r];
+            wd[r] = _mm256_broadcast_ss((const float *)(w + r * wstride + L.d) + b);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + t * astride + 32 * b));
+            const __m256 xd = _mm256_broadcast_ss((const float *)(a + t * astride + n) + b);
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) {
+                const __m256i lanes = dot4(wu[r], SIGNED ? _mm256_sign_epi8(xq, wq[r]) : xq);
+                acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], xd), _mm256_cvtepi32_ps(lanes), acc[t][r]);
+                if (MIN) {
+                    const float ms = ((const float *)(w + r * wstride + L.m))[b] *
+                                     ((const float *)(a + t * astride + n + 4 * nb))[b];
+                    summ[t][r] = summ[t][r] + ms;
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) {
+            const float v = hsum8(acc[t][r]);
+            y[t * ldy + r] = MIN ? v + summ[t][r] : v;
+        }
+}
+
+/* K-quants (Q4_K: unsigned with mins, Q6_K: signed). */
+static inline __attribute__((always_inline)) void kernelK(int NT, int NR, int SIGNED, int MIN, const uint8_t *w,
+                                                          size_t wstride, wlayout L, const uint8_t *a, size_t astride,
+                                                          int64_t n, float *y, int64_t ldy) {
+    const int64_t nb = n / QK_K;
+    __m256 acc[MAX_NT][MAX_NR];
+    __m128 accm[MAX_NT][MAX_NR];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) {
+            acc[t][r] = _mm256_setzero_ps();
+            accm[t][r] = _mm_setzero_ps();
+        }
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i sumi[MAX_NT][MAX_NR];
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) sumi[t][r] = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+            const int64_t e = QK_K * b + 32 * g;
+            __m256i wq[MAX_NR], wu[MAX_NR], sc[MAX_NR];
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) {
+                wq[r] = _mm256_loadu_si256((const __m256i *)(w + r * wstride + e));
+                wu[r] = SIGNED ? _mm256_sign_epi8(wq[r], wq[r]) : wq[r];
+                sc[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + r * wstride + L.scx + e / 2)));
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + t * astride + e));
+#pragma GCC unroll 3
+                for (int r = 0; r < NR; r++) {
+                    const __m256i p16 = _mm256_maddubs_epi16(wu[r], SIGNED ? _mm256_sign_epi8(xq, wq[r]) : xq);
+                    sumi[t][r] = _mm256_add_epi32(sumi[t][r], _mm256_madd_epi16(p16, sc[r]));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const float xd = ((const float *)(a + t * astride + n))[b];
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) {
+                const float wd = ((const float *)(w + r * wstride + L.d))[b];
+                acc[t][r] = _mm256_fmadd_ps(_mm256_set1_ps(xd * wd), _mm256_cvtepi32_ps(sumi[t][r]), acc[t][r]);
+                if (MIN) {
+                    const float dmin = -(xd * ((const float *)(w + r * wstride + L.m))[b]);
+                    const __m128i mn = _mm_loadu_si128((const __m128i *)(w + r * wstride + L.mins) + b);
+                    const __m128i S = _mm_loadu_si128((const __m128i *)(a + t * astride + n + 4 * nb) + b);
+                    accm[t][r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mn, S)), accm[t][r]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; r++) {
+            const float v = hsum8(acc[t][r]);
+            if (MIN) {
+                __m128 m = accm[t][r];
+                m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                m = _mm_add_ss(m, _mm_movehdup_ps(m));
+                y[t * ldy + r] = v + _mm_cvtss_f32(m);
+            } else {
+                y[t * ldy + r] = v;
+            }
+        }
+}
+
+#define KERNEL_SHAPES(KF, S, M)                                                 \
+    switch (nt * 4 + nr) {                                                      \
+    case 4 * 4 + 3: KF(4, 3, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 4 * 4 + 2: KF(4, 2, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 4 * 4 + 1: KF(4, 1, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 3 * 4 + 3: KF(3, 3, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 3 * 4 + 2: KF(3, 2, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 3 * 4 + 1: KF(3, 1, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 2 * 4 + 3: KF(2, 3, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 2 * 4 + 2: KF(2, 2, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 2 * 4 + 1: KF(2, 1, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 1 * 4 + 3: KF(1, 3, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    case 1 * 4 + 2: KF(1, 2, S, M, w, ws, L, a, as, n, y, ldy); break;          \
+    default: KF(1, 1, S, M, w, ws, L, a, as, n, y, ldy); break;                 \
+    }
+
+static void kernel_signed32(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
+                            int64_t n, float *y, int64_t ldy) {
+    KERNEL_SHAPES(kernel32, 1, 0)
+}
+static void kernel_min32(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
+                         int64_t n, float *y, int64_t ldy) {
+    KERNEL_SHAPES(kernel32, 0, 1)
+}
+static void kernel_q4K(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
+                       int64_t n, float *y, int64_t ldy) {
+    KERNEL_SHAPES(kernelK, 0, 1)
+}
+static void kernel_q6K(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
+                       int64_t n, float *y, int64_t ldy) {
+    KERNEL_SHAPES(kernelK, 1, 0)
+}
+
+#endif /* QF_Q8_AVX2 */
+
+typedef void (*kernel_fn)(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
+                          int64_t n, float *y, int64_t ldy);
+
+/* Without AVX2: the reference dot on the unpacked tile rows. */
+static void kernel_portable(uint32_t type, int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a,
+                            size_t as, int64_t n, float *y, int64_t ldy, const int8_t *sc16) {
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *wr = w + r * ws;
+            y[t * ldy + r] = dot_ref(type, n, (const int8_t *)wr, (const float *)(wr + L.d), (const float *)(wr + L.m),
+                                     sc16 + r * (n / 16), (const int16_t *)(wr + L.mins),
+                                     act_view(a + t * as, is_k_type(type), n));
+        }
+}
+
+int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work) {
+    const int64_t n = w->n_in, n_out = w->n_out;
+    const uint32_t type = w->type;
+    const int k = is_k_type(type);
+    if (!w->data) return QF_EINVAL;
+    if (!qf_matmul_q8_supported(type) || n % (k ? QK_K : 32) != 0) return QF_EUNSUPPORTED;
+    if (T <= 0 || n_out <= 0) return 0;
+
+    const size_t arb = act_row_bytes(k, n);
+    uint8_t *act = work, *owned = NULL;
+    if (!act) {
+        act = owned = aligned_alloc(64, arb * (size_t)T);
+        if (!act) return QF_ENOMEM;
+    }
+    const wlayout L = wrow_layout(type, n);
+    kernel_fn kf = NULL;
+#ifdef QF_Q8_AVX2
+    kf = type == GGML_TYPE_Q4_K   ? kernel_q4K
+         : type == GGML_TYPE_Q6_K ? kernel_q6K
+         : is_unsigned(type)      ? kernel_min32
+                                  : kernel_signed32;
+#endif
+
+    int n_threads = 1;
+#ifdef _OPENMP
+    n_threads = omp_get_max_threads();
+#endif
+    const double flops = (double)T * (double)n * (double)n_out;
+    if (flops < 65536.0) n_threads = 1;
+    /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */
+    int64_t R = (int64_t)(TILE_BYTES / L.bytes);
+    const int64_t per_thread = (n_out + n_threads - 1) / n_threads;
+    if (R > per_thread) R = per_thread;
+    R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
+    if (R < MAX_NR) R = MAX_NR;
+    const int64_t n_tiles = (n_out + R - 1) / R;
+
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++) quantize_act_row(k, has_min(type), x + t * n, act + (size_t)t * arb, n, 0);
+        /* the implicit barrier: every act row is ready */
+        uint8_t *tile = aligned_alloc(64, (size_t)R * L.bytes);
+        int8_t *sc16 = malloc((size_t)R * (size_t)(n / 16) + 1);
+        if (!tile || !sc16) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ti = 0; ti < n_tiles; ti++) {
+            if (!tile || !sc16) continue;
+            const int64_t o0 = ti * R;
+            const int64_t nr = n_out - o0 < R ? n_out - o0 : R;
+            for (int64_t r = 0; r < nr; r++)
+                unpack_tile_row(type, (const uint8_t *)w->data + (size_t)(o0 + r) * w->row_bytes, n,
+                                tile + (size_t)r * L.bytes, L, sc16 + r * (n / 16));
+            for (int64_t t0 = 0; t0 < T; t0 += MAX_NT) {
+                const int nt = (int)(T - t0 < MAX_NT ? T - t0 : MAX_NT);
+                for (int64_t r0 = 0; r0 < nr; r0 += MAX_NR) {
+                    const int nrr = (int)(nr - r0 < MAX_NR ? nr - r0 : MAX_NR);
+                    const uint8_t *wt = tile + (size_t)r0 * L.bytes, *at = act + (size_t)t0 * arb;
+                    float *yt = y + t0 * n_out + o0 + r0;
+                    if (kf) kf(nt, nrr, wt, L.bytes, L, at, arb, n, yt, n_out);
+                    else kernel_portable(type, nt, nrr, wt, L.bytes, L, at, arb, n, yt, n_out, sc16 + r0 * (n / 16));
+                }
+            }
+        }
+        free(tile);
+        free(sc16);
+    }
+    free(owned);
+    return failed ? QF_ENOMEM : 0;
+}
