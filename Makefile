@@ -36,7 +36,7 @@ TESTS    = $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 TOOL_SRC = $(wildcard tests/tools/*.c scripts/*.c)
 TOOLS    = $(patsubst %.c,$(B)/tools/%,$(notdir $(TOOL_SRC)))
 
-.PHONY: all check asan fuzz deps demo clean bench
+.PHONY: all check variants asan fuzz deps demo clean bench
 all: $(PROGS) $(TESTS) $(TOOLS)
 
 # libraries -------------------------------------------------------------
@@ -72,8 +72,21 @@ $(B)/tools/%: %.c $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
 
-check: all
-	QF_BIN=$(BIN) QF_TOOLS=$(B)/tools tests/run.sh $(B)
+# The kernels' other instruction-set paths, which a native build on this
+# machine would not run: AVX2 without AVX-512/VNNI, and plain x86-64 (the
+# portable fallbacks). Only their unit tests are built (a few seconds).
+KERNEL_TESTS = quants_test kquant_test quantize_search_test matmul_q8_test engine_test numfmt_test
+ifeq ($(shell uname -m),x86_64)
+VARIANTS = build-avx2:-march=native~-mno-avx512f~-mno-avxvnni build-x86-64:-march=x86-64
+endif
+VARIANT_DIRS = $(foreach v,$(VARIANTS),$(word 1,$(subst :, ,$(v))))
+variants:
+	@for v in $(VARIANTS); do d=$${v%%:*}; a=$$(echo "$${v#*:}" | tr '~' ' '); \
+	  $(MAKE) --no-print-directory B=$$d BIN=$$d/bin ARCH="$$a" $(foreach t,$(KERNEL_TESTS),$$d/tests/$(t)) >/dev/null || exit 1; \
+	done
+
+check: all variants
+	QF_BIN=$(BIN) QF_TOOLS=$(B)/tools tests/run.sh $(B) $(VARIANT_DIRS)
 
 asan:
 	$(MAKE) B=build-asan BIN=build-asan/bin OPT="-O1 -g" \
@@ -110,6 +123,6 @@ bench: all
 	@for s in bench/*.sh; do bash $$s; done
 
 clean:
-	rm -rf build build-asan build-fuzz bin
+	rm -rf build build-asan build-fuzz build-avx2 build-x86-64 bin
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

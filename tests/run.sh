@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # tests/run.sh - run every unit test binary and every shell test, add up the
 # PASS/FAIL/SKIP lines, and end with "N passed, N failed, N skipped".
-# Usage: tests/run.sh [BUILD_DIR] (default build); QF_BIN selects the tools.
+# Usage: tests/run.sh [BUILD_DIR [VARIANT_DIR...]] (default build); QF_BIN selects
+# the tools. Each VARIANT_DIR holds unit tests built for another instruction set
+# (make check: the AVX2 and plain x86-64 paths of the kernels); they are run
+# too, their lines tagged with the directory name.
 set -u
 build=${1:-build}
+shift $(( $# > 0 ? 1 : 0 ))
 export QF_BIN=${QF_BIN:-bin}
 export QF_DATA=${QF_DATA:-../shared}
 # Idle OpenMP workers sleep instead of spinning: on a busy 2-core machine
@@ -26,6 +30,15 @@ run_one() {
 for t in "$build"/tests/*_test; do
   [ -x "$t" ] || continue
   run_one "$t"
+done
+for v in "$@"; do
+  tag=$(basename "$v")
+  for t in "$v"/tests/*_test; do
+    [ -x "$t" ] || continue
+    "$t" >"$out" 2>&1 || status=1
+    sed -E "s/^(PASS|FAIL|SKIP) /\1 $tag:/" "$out" >>"$log"
+    sed -E "s/^(PASS|FAIL|SKIP) /\1 $tag:/" "$out" | grep -Ev '^(PASS |[0-9]+ passed, )'
+  done
 done
 for s in tests/cli/*.sh; do
   [ -f "$s" ] || continue

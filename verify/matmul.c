@@ -128,7 +128,7 @@ static inline void kernel(int NT, int NR, const float *x, int64_t ldx, const flo
         for (int r = 0; r < NR; r++) {
             float *l = acc_mem + (t * MAX_NR + r) * 8;
             if (k0 == 0) memset(l, 0, 8 * sizeof(float));
-            for (int64_t k = k0; k < k1; k++) l[k & 7] += x[t * ldx + k] * w[r * ldw + k];
+            for (int64_t k = k0; k < k1; k++) l[k & 7] = fmaf(x[t * ldx + k], w[r * ldw + k], l[k & 7]);
             if (k1 == n) y[t * ldy + r] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
         }
     }
