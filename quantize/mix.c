@@ -301,14 +301,16 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
- * llama.cpp c392e50 sends Q2_K/Q3_K to IQ4_NL (not produced here; current
- * llama.cpp uses Q4_0, as we do) and aborts for the legacy types (the oracle
- * files were made with F16 there). */
+ * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
+ * IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * still does not divide. For the 32-block types themselves (legacy and
+ * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
+ * there, as the legacy oracle files were made (PROVENANCE.md). */
 static const struct {
     uint32_t from, to;
 } fallback_table[] = {
-    {GGML_TYPE_Q2_K, GGML_TYPE_Q4_0},
-    {GGML_TYPE_Q3_K, GGML_TYPE_Q4_0},
+    {GGML_TYPE_Q2_K, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_Q3_K, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},
@@ -317,6 +319,7 @@ static const struct {
     {GGML_TYPE_Q5_0, GGML_TYPE_F16},
     {GGML_TYPE_Q5_1, GGML_TYPE_F16},
     {GGML_TYPE_Q8_0, GGML_TYPE_F16},
+    {GGML_TYPE_IQ4_NL, GGML_TYPE_F16},
 };
 
 static int fits(uint32_t type, uint64_t ne0) {
