@@ -88,6 +88,9 @@ int qf_search_weights_default(uint32_t type, int has_imatrix) {
         return QF_SEARCH_W_IMAT;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
         return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
+    case GGML_TYPE_IQ4_NL: /* stories260K, held-out text: sigma -5.6% KLD vs exact without
+                              imatrix; with one sigma was +3.9%, qw alone +0.03% */
+        return has_imatrix ? QF_SEARCH_W_IMAT : QF_SEARCH_W_SIGMA;
     default:
         return QF_SEARCH_W_SIGMA;
     }

@@ -121,7 +121,8 @@ static void test_shape_fallbacks(qf_test *t) {
         {GGML_TYPE_Q4_K, 256, GGML_TYPE_Q4_K, GGML_TYPE_Q4_K}, {GGML_TYPE_Q4_K, 64, GGML_TYPE_Q5_0, GGML_TYPE_Q5_0},
         {GGML_TYPE_Q4_K, 172, GGML_TYPE_Q5_0, GGML_TYPE_F16},  {GGML_TYPE_Q5_K, 64, GGML_TYPE_Q5_1, GGML_TYPE_Q5_1},
         {GGML_TYPE_Q6_K, 64, GGML_TYPE_Q8_0, GGML_TYPE_Q8_0},  {GGML_TYPE_Q6_K, 172, GGML_TYPE_Q8_0, GGML_TYPE_F16},
-        {GGML_TYPE_Q2_K, 96, GGML_TYPE_Q4_0, GGML_TYPE_Q4_0},  {GGML_TYPE_Q3_K, 64, GGML_TYPE_Q4_0, GGML_TYPE_Q4_0},
+        {GGML_TYPE_Q2_K, 96, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_NL}, {GGML_TYPE_Q3_K, 64, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_NL},
+        {GGML_TYPE_Q3_K, 172, GGML_TYPE_IQ4_NL, GGML_TYPE_F16}, {GGML_TYPE_IQ4_NL, 172, GGML_TYPE_F16, GGML_TYPE_F16},
         {GGML_TYPE_Q8_0, 172, GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_Q4_0, 33, GGML_TYPE_F16, GGML_TYPE_F16},
         {GGML_TYPE_F16, 7, GGML_TYPE_F16, GGML_TYPE_F16},      {GGML_TYPE_BF16, 7, GGML_TYPE_BF16, GGML_TYPE_BF16},
     };
@@ -321,7 +322,7 @@ static void test_chunk_size_and_threads_do_not_change_bytes(qf_test *t) {
 /* Relative RMS error of dequantized output vs input, by output type. */
 static double max_rel_rmse(uint32_t type) {
     /* measured maxima on stories260K and synth-tinyk: f16 2.1e-4, bf16 2.0e-3,
-     * q8_0 6.2e-3, q6_K 0.018, q5_* 0.050, q4_* 0.096, q3_K 0.151, q2_K 0.298 */
+     * q8_0 6.2e-3, q6_K 0.018, q5_* 0.050, q4_* 0.096, iq4_nl 0.071, q3_K 0.151, q2_K 0.298 */
     switch (type) {
     case GGML_TYPE_F32: return 0;
     case GGML_TYPE_F16: return 5e-4;
@@ -329,7 +330,7 @@ static double max_rel_rmse(uint32_t type) {
     case GGML_TYPE_Q8_0: return 0.009;
     case GGML_TYPE_Q6_K: return 0.025;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q5_K: return 0.06;
-    case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q4_K: return 0.12;
+    case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q4_K: case GGML_TYPE_IQ4_NL: return 0.12;
     case GGML_TYPE_Q3_K: return 0.2;
     case GGML_TYPE_Q2_K: return 0.4;
     }
