@@ -29,6 +29,7 @@ static const qf_quant_preset presets[] = {
     {"Q4_K_S", QF_FTYPE_MOSTLY_Q4_K_S, GGML_TYPE_Q4_K, "Q4_K; attn_v Q5_K (first 4), ffn_down Q5_K (first n/8); output Q6_K"},
     {"Q4_1",   QF_FTYPE_MOSTLY_Q4_1,   GGML_TYPE_Q4_1, "5.00 bpw legacy: scale + min per 32; output Q6_K"},
     {"Q4_0",   QF_FTYPE_MOSTLY_Q4_0,   GGML_TYPE_Q4_0, "4.50 bpw legacy: scale per 32; output Q6_K"},
+    {"IQ4_NL", QF_FTYPE_MOSTLY_IQ4_NL, GGML_TYPE_IQ4_NL, "4.50 bpw: scale + non-linear 4-bit levels per 32; attn_v Q5_K if GQA >= 4; output Q6_K"},
     {"Q3_K_L", QF_FTYPE_MOSTLY_Q3_K_L, GGML_TYPE_Q3_K, "Q3_K; attn_v, attn_output, ffn_down Q5_K; output Q6_K"},
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
@@ -73,9 +74,10 @@ static int is_k_type(uint32_t t) {
 
 /* AUTO (docs/quantize.md, measurements in docs/quality.md and
  * docs/quality-method.md):
- *  - K-quant presets: search every tensor that has a search, the shape
- *    fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD against
- *    llama.cpp's file in every such row measured, with and without imatrix;
+ *  - K-quant presets and IQ4_NL: search every tensor that has a search,
+ *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD
+ *    against llama.cpp's file in every such row measured, with and without
+ *    imatrix;
  *  - legacy presets without an imatrix: exact, byte-identical to
  *    llama-quantize (the issue requires it);
  *  - legacy presets with an imatrix: search, except for Q4_1 and Q5_0
@@ -85,7 +87,7 @@ int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type
     if (!qf_quantize_search_supports(type)) return 0;
     if (method == QF_QUANT_METHOD_SEARCH) return 1;
     if (method != QF_QUANT_METHOD_AUTO || !p) return 0;
-    if (is_k_type(p->base_type)) return 1;
+    if (is_k_type(p->base_type) || p->base_type == GGML_TYPE_IQ4_NL) return 1;
     return has_imatrix && type != GGML_TYPE_Q4_1 && type != GGML_TYPE_Q5_0;
 }
 
@@ -173,6 +175,7 @@ typedef enum {
     MODEL_EXPERTS8,    /* n_expert == 8 */
     MODEL_NOT_EXPERTS8,
     MODEL_IMATRIX,     /* an imatrix was given */
+    MODEL_NO_IMATRIX,
 } model_cond;
 typedef enum {
     LAYERS_ALL,
@@ -208,6 +211,7 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
+    {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_4,    GGML_TYPE_Q5_K},
 
     {ANY_PRESET,               QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q8_0},
@@ -224,6 +228,7 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_FFN_DOWN,    ARCH_NOT_FALCON, MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
     /* with an imatrix, Q4_0/Q5_0 guard the first ffn_down layers with the min variant */
     {QF_FTYPE_MOSTLY_Q4_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q4_1},
     {QF_FTYPE_MOSTLY_Q5_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q5_1},
@@ -231,6 +236,7 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q3_K},
@@ -256,6 +262,7 @@ static int model_holds(model_cond c, const qf_mix_model *m) {
     case MODEL_EXPERTS8: return m->n_expert == 8;
     case MODEL_NOT_EXPERTS8: return m->n_expert != 8;
     case MODEL_IMATRIX: return m->has_imatrix != 0;
+    case MODEL_NO_IMATRIX: return m->has_imatrix == 0;
     }
     return 0;
 }
