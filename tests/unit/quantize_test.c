@@ -66,7 +66,7 @@ static void test_presets_and_ftypes(qf_test *t) {
         {"Q5_1", 9, GGML_TYPE_Q5_1},     {"Q2_K", 10, GGML_TYPE_Q2_K},    {"Q3_K_S", 11, GGML_TYPE_Q3_K},
         {"Q3_K_M", 12, GGML_TYPE_Q3_K},  {"Q3_K_L", 13, GGML_TYPE_Q3_K},  {"Q4_K_S", 14, GGML_TYPE_Q4_K},
         {"Q4_K_M", 15, GGML_TYPE_Q4_K},  {"Q5_K_S", 16, GGML_TYPE_Q5_K},  {"Q5_K_M", 17, GGML_TYPE_Q5_K},
-        {"Q6_K", 18, GGML_TYPE_Q6_K},    {"BF16", 32, GGML_TYPE_BF16},
+        {"Q6_K", 18, GGML_TYPE_Q6_K},    {"IQ4_NL", 25, GGML_TYPE_IQ4_NL}, {"BF16", 32, GGML_TYPE_BF16},
     };
     size_t n;
     qf_quant_presets(&n);
@@ -78,7 +78,7 @@ static void test_presets_and_ftypes(qf_test *t) {
               p->ftype, tn(p->base_type));
     }
     CHECK(t, qf_quant_preset_find("q4_k_m") == qf_quant_preset_find("Q4_K_M"), "case-insensitive");
-    CHECK(t, qf_quant_preset_find("Q4_K") == NULL && qf_quant_preset_find("IQ4_NL") == NULL, "unknown names");
+    CHECK(t, qf_quant_preset_find("Q4_K") == NULL && qf_quant_preset_find("IQ4_XS") == NULL, "unknown names");
 }
 
 static void test_use_more_bits(qf_test *t) {
@@ -203,7 +203,14 @@ static void test_mix_rules_32_layers(qf_test *t) {
     CHECK(t, mix("Q4_0", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q4_1, "Q4_0 imatrix 3");
     CHECK(t, mix("Q4_0", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_Q4_0, "Q4_0 imatrix 4");
     CHECK(t, mix("Q5_0", &m, QF_ROLE_FFN_DOWN, 0, 32, 4096) == GGML_TYPE_Q5_1, "Q5_0 imatrix");
+    /* IQ4_NL: ffn_down Q5_K in the first n/8 layers only without an imatrix; attn_v Q5_K with GQA >= 4 */
+    CHECK(t, mix("IQ4_NL", &m, QF_ROLE_FFN_DOWN, 0, 32, 4096) == GGML_TYPE_IQ4_NL, "IQ4_NL imatrix ffn_down 0");
     m.has_imatrix = 0;
+    CHECK(t, mix("IQ4_NL", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q5_K, "IQ4_NL ffn_down 3");
+    CHECK(t, mix("IQ4_NL", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ4_NL, "IQ4_NL ffn_down 4");
+    CHECK(t, mix("IQ4_NL", &m, QF_ROLE_ATTN_V, 9, 32, 4096) == GGML_TYPE_Q5_K, "IQ4_NL attn_v gqa 4");
+    CHECK(t, mix("IQ4_NL", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q6_K, "IQ4_NL output Q6_K");
+    CHECK(t, mix("IQ4_NL", &m, QF_ROLE_ATTN_Q, 0, 32, 4096) == GGML_TYPE_IQ4_NL, "IQ4_NL attn_q");
     /* 70B: attn_v Q3_K/Q4_K -> Q5_K */
     m.is_70b = 1;
     CHECK(t, mix("Q4_K_M", &m, QF_ROLE_ATTN_V, 11, 80, 8192) == GGML_TYPE_Q5_K, "70B attn_v");
