@@ -2,17 +2,26 @@
 # bench/convert.sh - qforge-convert on a TinyLlama-1.1B-shaped BF16 checkpoint
 # in 2 safetensors shards (bench/gen-1b.sh) -> F16 and -> Q8_0: wall time,
 # input MB/s, peak RSS; and `cat` of the same input files (the read I/O
-# limit), plus `cat > file; sync file` (read + write + fsync of the same
-# amount, the limit for a tool that writes as much as it reads, as F16 does).
-# qforge-convert fsyncs its output before renaming it.
+# limit), plus `cat > file` (read + write of the same amount into the page
+# cache, the limit for a tool that writes as much as it reads, as F16 does)
+# and `cat > file; sync file` (the same + fsync, the limit for --fsync).
+# qforge-convert does not fsync by default (--fsync: the F16 --fsync row).
 #
-# Goals: qforge-convert >= 70% of cat's throughput; peak RSS < 300 MiB.
+# Goals: qforge-convert >= 70% of cold cat's throughput; peak RSS < 300 MiB.
 #
 # Page cache: "cold" runs drop the page cache first (echo 3 >
 # /proc/sys/vm/drop_caches, needs root); "warm" runs read inputs that are
 # already cached. Without root only warm runs are made, and the script says so.
 # The peer (llama.cpp's convert_hf_to_gguf.py) runs only if PEER_CONVERT
 # points at it and python3 can import numpy, torch and sentencepiece.
+#
+# The cases run in a different order in every repetition (rotated by one), so
+# a disturbance that hits whatever runs first after the page cache is dropped
+# (seen here: cold `cat` at 2.4-8.8 s in one run while `cat > file` read the
+# same files cold in 1.6-2.4 s) is spread over all rows.
+#
+# QF_BIN_BEFORE=dir adds rows for dir/qforge-convert (an older build: A/B in
+# the same session, interleaved with the rest).
 #
 #   THREADS=2 WORK=build/bench REPS=3 KEEP=0 bash bench/convert.sh
 . "$(dirname "$0")/gen-1b.sh"
@@ -43,10 +52,18 @@ fi
 # Each case: name|command (run with bash -c; $IN = inputs, $OUT = output file).
 cases=(
   "cat|cat \$IN > /dev/null"
+  "cat > file|cat \$IN > \$OUT"
   "cat > file + sync|cat \$IN > \$OUT && sync \$OUT"
   "qforge-convert F16|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
   "qforge-convert Q8_0|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
+  "qforge-convert F16 --fsync|$QF_BIN/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet --fsync"
 )
+if [ -n "${QF_BIN_BEFORE:-}" ] && [ -x "$QF_BIN_BEFORE/qforge-convert" ]; then
+  cases+=(
+    "before: qforge-convert F16|$QF_BIN_BEFORE/qforge-convert $SYNTH_1B -o \$OUT --outtype f16 --threads $THREADS --quiet"
+    "before: qforge-convert Q8_0|$QF_BIN_BEFORE/qforge-convert $SYNTH_1B -o \$OUT --outtype q8_0 --threads $THREADS --quiet"
+  )
+fi
 [ -n "$peer" ] && cases+=(
   "convert_hf_to_gguf.py F16|python3 $peer $SYNTH_1B --outfile \$OUT --outtype f16"
   "convert_hf_to_gguf.py Q8_0|python3 $peer $SYNTH_1B --outfile \$OUT --outtype q8_0"
@@ -57,7 +74,9 @@ declare -A WALL RSS
 export IN="${inputs[*]}" OUT=$out
 for rep in $(seq 1 "$REPS"); do
   for cache in "${caches[@]}"; do
-    for c in "${cases[@]}"; do
+    n=${#cases[@]}
+    for k in $(seq 0 $((n - 1))); do
+      c=${cases[$(( (k + rep - 1) % n ))]}
       name=${c%%|*}; cmd=${c#*|}
       rm -f "$out"
       if [ "$cache" = cold ]; then drop_caches; else cat "${inputs[@]}" >/dev/null; fi
@@ -77,17 +96,20 @@ echo "### convert: TinyLlama-1.1B-shaped BF16, 2 shards ($(awk -v b="$in_bytes" 
 echo
 machine_header
 [ $cold = 0 ] && echo "- page cache could not be dropped: warm-cache runs only"
+[ -n "${QF_BIN_BEFORE:-}" ] && echo "- before rows: $QF_BIN_BEFORE/qforge-convert"
 echo
-echo "| run | page cache | wall s | input MB/s | peak RSS MiB | throughput vs cat (same cache) | vs cat > file + sync |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| run | page cache | wall s | input MB/s | peak RSS MiB | throughput vs cat (same cache) | vs cold cat (the goal) | vs cat > file | vs cat > file + sync |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for cache in "${caches[@]}"; do
   cat_w=$(median ${WALL["cat|$cache"]:-})
+  cold_w=$(median ${WALL["cat|cold"]:-})
+  cf_w=$(median ${WALL["cat > file|$cache"]:-})
   cp_w=$(median ${WALL["cat > file + sync|$cache"]:-})
   for c in "${cases[@]}"; do
     name=${c%%|*}; key="$name|$cache"
-    if [ -z "${WALL[$key]:-}" ]; then echo "| $name | $cache | failed | - | - | - | - |"; continue; fi
+    if [ -z "${WALL[$key]:-}" ]; then echo "| $name | $cache | failed | - | - | - | - | - | - |"; continue; fi
     w=$(median ${WALL[$key]}); r=$(median ${RSS[$key]})
-    echo "| $name | $cache | $(fmt 2 "$w") | $(awk -v b="$in_bytes" -v w="$w" 'BEGIN { printf "%.0f", b / 1e6 / w }') | $(mib "$r") | $(ratio "$cat_w" "$w") | $(ratio "$cp_w" "$w") |"
+    echo "| $name | $cache | $(fmt 2 "$w") | $(awk -v b="$in_bytes" -v w="$w" 'BEGIN { printf "%.0f", b / 1e6 / w }') | $(mib "$r") | $(ratio "$cat_w" "$w") | $(ratio "$cold_w" "$w") | $(ratio "$cf_w" "$w") | $(ratio "$cp_w" "$w") |"
   done
 done
 echo

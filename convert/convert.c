@@ -14,8 +14,8 @@
  *  - Llama/Mistral Q and K rows are permuted back from HF's rotate-half
  *    layout: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2), with
  *    n_head = num_attention_heads for q and num_key_value_heads for k.
- * Conversions are row-wise and run on the calling thread (see
- * DEFAULT_CHUNK_BYTES), so the output bytes do not depend on --threads.
+ * Conversions are row-wise and run on the calling thread, chunk by chunk
+ * (see DEFAULT_CHUNK_BYTES), so the output bytes do not depend on --threads.
  */
 #include "convert.h"
 
@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,8 +45,11 @@
  * more kernel time than from a 256 KiB one (dd and qforge-convert on the
  * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
  * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
- * used: a team barrier per chunk costs more than it saves, a lot more on a
- * busy machine. */
+ * used: an OpenMP team barrier per chunk cost more than it saved, and a
+ * 2-stage pipeline (a converter thread and a writer thread with a ring of 4
+ * chunk buffers; commits 4b7368a..9970047) was no faster in 12 interleaved
+ * A/B comparisons on the 2-core bench machine and used ~0.1 s more CPU
+ * (docs/convert.md "Speed"). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 
@@ -88,8 +90,9 @@ typedef struct conv {
     uint64_t n_params;
     uint32_t n_shards;
     uint64_t bytes_total, bytes_done;
-    uint8_t *buf;             /* chunk output buffer (reused) */
-    size_t buf_cap;
+    uint64_t src_done;        /* source bytes consumed, in plan order */
+    uint64_t pf_idx, pf_off;  /* readahead cursor: tensor index, byte offset in its source */
+    uint64_t pf_done;         /* source bytes advised so far, in plan order */
     char **done_paths;        /* finished shards (removed on failure) */
     uint32_t n_done;
     /* general.* */
@@ -185,32 +188,19 @@ static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
 }
 
 static int add_rope_freqs(conv *c) {
-    const qf_json *j = &c->cfg;
-    int rs = qf_json_find(j, 0, "rope_scaling");
-    if (rs < 0 || qf_json_type_of(j, rs) != QF_JSON_OBJECT || qf_json_size(j, rs) == 0) return 0;
-    int rt = qf_json_find(j, rs, "rope_type");
-    char type[32] = "";
-    if (rt < 0 || qf_json_get_string_buf(j, rt, type, sizeof type, NULL, NULL)) return 0;
-    for (char *p = type; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-    if (strcmp(type, "llama3") != 0) return 0;
-    double base = 10000.0, factor = 8.0, low = 1.0, high = 4.0, old_ctx = 8192.0;
-    int t;
-    if ((t = qf_json_find(j, 0, "rope_theta")) >= 0) qf_json_get_double(j, t, &base, NULL);
-    if ((t = qf_json_find(j, rs, "factor")) >= 0) qf_json_get_double(j, t, &factor, NULL);
-    if ((t = qf_json_find(j, rs, "low_freq_factor")) >= 0) qf_json_get_double(j, t, &low, NULL);
-    if ((t = qf_json_find(j, rs, "high_freq_factor")) >= 0) qf_json_get_double(j, t, &high, NULL);
-    /* llama.cpp reads the top-level original_max_position_embeddings here */
-    if ((t = qf_json_find(j, 0, "original_max_position_embeddings")) >= 0) qf_json_get_double(j, t, &old_ctx, NULL);
-    int64_t dim = c->hp.head_dim;
+    const int64_t dim = c->hp.head_dim;
     plan_tensor *p = &c->t[c->n_t];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "rope_freqs.weight");
     p->gen = malloc((size_t)(dim / 2 > 0 ? dim / 2 : 1) * sizeof(float));
     if (!p->gen) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    int present = 0, rc = qf_hf_llama3_rope_freqs(&c->cfg, c->cfg_path, dim, p->gen, &present, c->err);
+    if (rc < 0 || !present) {
+        free(p->gen);
+        p->gen = NULL;
+        return rc;
+    }
     c->n_t++;
-    if (qf_llama3_rope_factors(base, dim, factor, low, high, old_ctx, p->gen))
-        return qf_set_err(c->err, QF_EFORMAT, "%s: bad llama3 rope_scaling (head_dim %lld, low/high freq factors %g/%g)",
-                          c->cfg_path, (long long)dim, low, high);
     p->n_dims = 1;
     p->ne[0] = (uint64_t)(dim / 2);
     p->ne[1] = p->ne[2] = p->ne[3] = 1;
@@ -605,20 +595,44 @@ static inline uint64_t permuted_row(uint64_t r, uint64_t group) {
     return h * group + (w % 2) * half + w / 2;
 }
 
-static void drop_pages(const void *p, size_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0 || n == 0) return;
-    uintptr_t a = (uintptr_t)p & ~((uintptr_t)ps - 1), b = ((uintptr_t)p + n) & ~((uintptr_t)ps - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
+/* Reading. The source rows of a chunk are read() from the shard file into a
+ * buffer (pread at the tensor's file offset) instead of being touched
+ * through the shard's mmap: faulting the mapping in and madvise(DONTNEED)ing
+ * it behind the cursor cost more kernel time than the copy of read(), and
+ * read() leaves nothing mapped (RSS stays at the buffers). Measured on the
+ * 1.1B-shaped BF16 -> F16 of bench/convert.sh (docs/design.md): warm 1.73 s
+ * vs 2.22 s, cold 2.95 s vs 3.45 s (medians of 4 interleaved runs).
+ *
+ * Reading ahead: on a cold page cache a read() that finds no page waits for
+ * the disk. posix_fadvise(WILLNEED) starts the reads of the next
+ * READAHEAD_BYTES of source in plan order (across tensors, which need not be
+ * in file order, and shards) without waiting; the pages go to the page cache,
+ * not to this process. The window is topped up in steps of half its size so
+ * the kernel gets large reads. Without it, cold runs took 6-7 s instead of
+ * ~3 s. */
+#define READAHEAD_BYTES (32ull << 20)
 
-static int ensure_buf(conv *c, size_t n) {
-    if (n <= c->buf_cap) return 0;
-    uint8_t *b = realloc(c->buf, n);
-    if (!b) return qf_set_err(c->err, QF_ENOMEM, "out of memory (%zu bytes for a conversion chunk)", n);
-    c->buf = b;
-    c->buf_cap = n;
-    return 0;
+/* Advise the source bytes up to READAHEAD_BYTES past c->src_done, once less
+ * than half of that is advised ahead. */
+static void read_ahead(conv *c) {
+    uint64_t want = c->src_done + READAHEAD_BYTES;
+    if (c->pf_done > c->src_done + READAHEAD_BYTES / 2) return;
+    while (c->pf_done < want && c->pf_idx < c->n_t) {
+        const st_tensor *s = c->t[c->pf_idx].src;
+        uint64_t size = s ? s->nbytes : 0;
+        if (c->pf_off >= size) {
+            c->pf_idx++;
+            c->pf_off = 0;
+            continue;
+        }
+        uint64_t k = size - c->pf_off;
+        if (k > want - c->pf_done) k = want - c->pf_done;
+        const st_shard *sh = &c->st.shards[s->shard];
+        if (sh->fd >= 0)   /* a hint: failure only costs speed */
+            posix_fadvise(sh->fd, (off_t)(s->file_offset + c->pf_off), (off_t)k, POSIX_FADV_WILLNEED);
+        c->pf_off += k;
+        c->pf_done += k;
+    }
 }
 
 static void report(conv *c, uint64_t idx, const plan_tensor *p) {
@@ -627,62 +641,121 @@ static void report(conv *c, uint64_t idx, const plan_tensor *p) {
     c->o->progress(&pr, c->o->progress_user);
 }
 
-static int write_tensor(conv *c, gguf_writer *w, uint64_t idx) {
+/* How a source tensor is cut into chunks. */
+typedef struct chunking {
+    uint64_t row_len, n_rows;
+    uint64_t group;            /* rows of one permuted head group (1 if not permuted) */
+    uint64_t src_row_bytes, out_row_bytes;
+    uint64_t rows_per_chunk;
+} chunking;
+
+static void chunking_of(const conv *c, const plan_tensor *p, chunking *g) {
+    const st_tensor *s = p->src;
+    /* rows along HF dim 0; a permuted 1-D tensor (a bias) has rows of 1 */
+    g->row_len = p->n_dims == 1 ? (p->permute ? 1 : p->ne[0]) : p->ne[0];
+    g->n_rows = p->n_elements / g->row_len;
+    g->group = p->permute ? g->n_rows / (uint64_t)p->perm_heads : 1;
+    g->src_row_bytes = g->row_len * st_dtype_size(s->dtype);
+    ggml_row_size(p->type, g->row_len, &g->out_row_bytes);
+    uint64_t chunk = c->o->chunk_bytes ? c->o->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    /* both the source pages and the output buffer of a chunk stay <= chunk */
+    uint64_t row_bytes = g->src_row_bytes > g->out_row_bytes ? g->src_row_bytes : g->out_row_bytes;
+    g->rows_per_chunk = chunk / row_bytes / g->group * g->group;
+    if (g->rows_per_chunk < g->group) g->rows_per_chunk = g->group;
+    if (g->rows_per_chunk > g->n_rows) g->rows_per_chunk = g->n_rows;
+}
+
+/* n bytes at off of fd, all of them. */
+static int read_full(int fd, uint8_t *p, size_t n, uint64_t off) {
+    while (n) {
+        ssize_t k = pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -errno;
+        if (k == 0) return -EIO;   /* the file shrank since it was opened */
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Convert tensor idx chunk by chunk (source rows read into `inbuf`,
+ * converted into `out`) and write the chunks. `scratch` holds 2 x the
+ * longest row of floats. */
+static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, uint8_t *inbuf, uint8_t *out) {
     plan_tensor *p = &c->t[idx];
-    qf_hasher *hs = qf_hasher_new();
-    float *scratch = NULL;
+    /* the tensor hashes are only for the manifest: XXH3 is ~6% of the time */
+    qf_hasher *hs = c->o->write_manifest ? qf_hasher_new() : NULL;
     int rc = 0;
-    if (!hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
-    if (!p->src) {   /* generated, F32 */
-        rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes);
-        if (rc) goto done;
-        qf_hasher_update(hs, p->gen, p->nbytes);
+    if (c->o->write_manifest && !hs) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    if (!p->src) {   /* generated, F32; lives until the end of qf_convert */
+        if (hs) qf_hasher_update(hs, p->gen, p->nbytes);
+        if ((rc = gguf_writer_write_tensor_data(w, p->gen, p->nbytes))) goto done;
         c->bytes_done += p->nbytes;
         report(c, idx, p);
         goto done;
     }
     const st_tensor *s = p->src;
-    size_t es = st_dtype_size(s->dtype);
-    /* rows along HF dim 0; a permuted 1-D tensor (a bias) has rows of 1 */
-    uint64_t row_len = p->n_dims == 1 ? (p->permute ? 1 : p->ne[0]) : p->ne[0];
-    uint64_t n_rows = p->n_elements / row_len;
-    uint64_t group = p->permute ? n_rows / (uint64_t)p->perm_heads : 1;
-    uint64_t src_row_bytes = row_len * es, out_row_bytes;
-    ggml_row_size(p->type, row_len, &out_row_bytes);
-    uint64_t chunk = c->o->chunk_bytes ? c->o->chunk_bytes : DEFAULT_CHUNK_BYTES;
-    /* both the source pages and the output buffer of a chunk stay <= chunk */
-    uint64_t row_bytes = src_row_bytes > out_row_bytes ? src_row_bytes : out_row_bytes;
-    uint64_t rows_per_chunk = chunk / row_bytes / group * group;
-    if (rows_per_chunk < group) rows_per_chunk = group;
-    if (rows_per_chunk > n_rows) rows_per_chunk = n_rows;
-    if ((rc = ensure_buf(c, (size_t)(rows_per_chunk * out_row_bytes)))) goto done;
-    scratch = malloc(2 * row_len * sizeof(float));
-    if (!scratch) {
-        rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (uint64_t row0 = 0; row0 < n_rows; row0 += rows_per_chunk) {
-        uint64_t nr = n_rows - row0 < rows_per_chunk ? n_rows - row0 : rows_per_chunk;
-        const uint8_t *src = s->data;
+    const st_shard *sh = &c->st.shards[s->shard];
+    int use_read = sh->fd >= 0;   /* else the data is a caller's buffer */
+    chunking g;
+    chunking_of(c, p, &g);
+    for (uint64_t row0 = 0; row0 < g.n_rows; row0 += g.rows_per_chunk) {
+        uint64_t nr = g.n_rows - row0 < g.rows_per_chunk ? g.n_rows - row0 : g.rows_per_chunk;
+        size_t src_bytes = (size_t)(nr * g.src_row_bytes);
+        read_ahead(c);
+        /* the chunk's source rows [row0, row0 + nr): whole head groups, so
+         * the permutation stays inside them */
+        const uint8_t *rows = s->data + row0 * g.src_row_bytes;
+        if (use_read) {
+            int e = read_full(sh->fd, inbuf, src_bytes, s->file_offset + row0 * g.src_row_bytes);
+            if (e) {
+                rc = qf_set_err(c->err, QF_EIO, "%s: reading tensor '%s' failed: %s", sh->path, s->name,
+                                e == -EIO ? "unexpected end of file" : strerror(-e));
+                goto done;
+            }
+            rows = inbuf;
+        }
         for (uint64_t i = 0; i < nr; i++) {
             uint64_t r = row0 + i;
-            uint64_t sr = p->permute ? permuted_row(r, group) : r;
-            convert_row(src + sr * src_row_bytes, s->dtype, c->buf + i * out_row_bytes, p->type, row_len, scratch,
-                        scratch + row_len);
+            uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
+            convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type, g.row_len,
+                        scratch, scratch + g.row_len);
         }
-        size_t nbytes = (size_t)(nr * out_row_bytes);
-        qf_hasher_update(hs, c->buf, nbytes);
-        if ((rc = gguf_writer_write_tensor_data(w, c->buf, nbytes))) goto done;
-        drop_pages(s->data + row0 * src_row_bytes, (size_t)(nr * src_row_bytes));
+        size_t nbytes = (size_t)(nr * g.out_row_bytes);
+        if (hs) qf_hasher_update(hs, out, nbytes);
+        if ((rc = gguf_writer_write_tensor_data(w, out, nbytes))) goto done;
+        c->src_done += nr * g.src_row_bytes;
         c->bytes_done += nbytes;
         report(c, idx, p);
     }
-    st_release(&c->st, s);
 done:
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
-    if (!rc) p->hash = qf_hasher_digest(hs);
-    qf_hasher_free(hs);
+    if (!rc && hs) p->hash = qf_hasher_digest(hs);
+    if (hs) qf_hasher_free(hs);
+    return rc;
+}
+
+/* Tensors [first, last), buffers sized for the largest chunk. */
+static int write_tensors(conv *c, gguf_writer *w, uint64_t first, uint64_t last) {
+    size_t out_bytes = 1, in_bytes = 1;
+    uint64_t max_row = 1;
+    for (uint64_t i = first; i < last; i++) {
+        if (!c->t[i].src) continue;
+        chunking g;
+        chunking_of(c, &c->t[i], &g);
+        if (g.rows_per_chunk * g.out_row_bytes > out_bytes) out_bytes = (size_t)(g.rows_per_chunk * g.out_row_bytes);
+        if (g.row_len > max_row) max_row = g.row_len;
+        if (g.rows_per_chunk * g.src_row_bytes > in_bytes) in_bytes = (size_t)(g.rows_per_chunk * g.src_row_bytes);
+    }
+    float *scratch = malloc(2 * (size_t)max_row * sizeof(float));
+    uint8_t *inbuf = malloc(in_bytes), *out = malloc(out_bytes);
+    int rc = 0;
+    if (!scratch || !inbuf || !out) rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+    for (uint64_t i = first; !rc && i < last; i++) rc = write_tensor(c, w, i, scratch, inbuf, out);
     free(scratch);
+    free(inbuf);
+    free(out);
     return rc;
 }
 
@@ -690,6 +763,7 @@ static int write_shard(conv *c, uint32_t s, const char *path, uint64_t first, ui
     int rc = 0;
     gguf_writer *w = gguf_writer_create(path, c->err);
     if (!w) return c->err && c->err->code ? c->err->code : QF_EIO;
+    if (c->o->fsync_output && (rc = gguf_writer_set_fsync(w, 1))) goto fail;
     if (s == 0 && (rc = write_all_kv(c, w))) goto fail;
     if (c->n_shards > 1) {   /* as llama-gguf-split writes them */
         if ((rc = wr(c, gguf_writer_set_u16(w, "split.no", (uint16_t)s), "split.no"))) goto fail;
@@ -704,8 +778,7 @@ static int write_shard(conv *c, uint32_t s, const char *path, uint64_t first, ui
         }
     }
     if ((rc = gguf_writer_begin_data(w))) goto fail;
-    for (uint64_t i = first; i < last; i++)
-        if ((rc = write_tensor(c, w, i))) goto fail;
+    if ((rc = write_tensors(c, w, first, last))) goto fail;
     rc = gguf_writer_finish(w);
     w = NULL;
     if (rc) goto fail;
@@ -842,7 +915,6 @@ cleanup:
     if (c->t)
         for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
     free(c->t);
-    free(c->buf);
     if (c->has_vocab) qf_vocab_free(&c->vocab);
     if (c->has_st) st_close(&c->st);
     if (c->has_cfg) qf_json_free(&c->cfg);

@@ -8,9 +8,10 @@
  *
  * Memory: tensors are converted in chunks of at most `chunk_bytes` (default
  * 256 KiB) of source data and of output data (a chunk is at least one head
- * group of rows): the chunk's mmap pages are dropped after use and the
- * output buffer is reused, so tensor buffers stay near 2 x chunk_bytes
- * whatever the model size.
+ * group of rows): the source is read() into one reused buffer and the output
+ * goes to another, so tensor buffers stay near 2 x chunk_bytes whatever the
+ * model size. The shards' mmaps are used for
+ * their headers only.
  */
 #ifndef QF_CONVERT_H
 #define QF_CONVERT_H
@@ -45,6 +46,7 @@ typedef struct qf_convert_opts {
     uint64_t split_max_size;     /* bytes of tensor data per shard, 0 = one file */
     int write_manifest;          /* OUT.gguf.xxh: XXH3-128 of every tensor and file */
     uint64_t chunk_bytes;        /* max source (and output) bytes per chunk, 0 = 256 KiB */
+    int fsync_output;            /* fsync each file before its rename (gguf_writer_set_fsync) */
     void (*progress)(const qf_convert_progress *p, void *user);
     void *progress_user;
 } qf_convert_opts;
@@ -80,8 +82,6 @@ void qf_model_id_components(const char *model_id, int64_t total_params, qf_model
 /* gguf-py Metadata.id_to_title() (ASCII letters only). */
 void qf_id_to_title(const char *s, char *buf, size_t cap);
 
-/* llama.cpp's llama3 rope scaling factors (rope_freqs.weight), dim/2 values. */
-int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_freq_factor, double high_freq_factor,
-                           double old_context_len, float *out);
+/* qf_llama3_rope_factors lives in formats/hf_arch.h (verify uses it too). */
 
 #endif

@@ -307,33 +307,3 @@ void qf_model_id_components(const char *model_id, int64_t total_params, qf_model
         out->basename[0] = 0;
     }
 }
-
-/* ---------------- llama3 rope factors ----------------
- * LlamaModel.generate_extra_tensors computes in float32 torch arithmetic:
- *   freqs = 1 / base ** (arange(0, dim, 2) / dim)
- *   wavelen = 2*pi / freq; < high_freq_wavelen -> 1; > low_freq_wavelen -> factor;
- *   else smooth = (old_ctx / wavelen - low) / (high - low); 1 / ((1 - smooth) / factor + smooth)
- * We follow the float32 steps; pow is evaluated in double and rounded once. */
-int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_freq_factor, double high_freq_factor,
-                           double old_context_len, float *out) {
-    if (dim <= 0 || dim % 2) return -1;
-    float low_wavelen = (float)(old_context_len / low_freq_factor);
-    float high_wavelen = (float)(old_context_len / high_freq_factor);
-    if (low_wavelen == high_wavelen) return -1;
-    for (int64_t i = 0; i < dim / 2; i++) {
-        float e = (float)(2 * i) / (float)dim;
-        float p = (float)pow((double)(float)base, (double)e);
-        float freq = 1.0f / p;
-        float wavelen = (float)(2.0 * M_PI) / freq;
-        if (wavelen < high_wavelen) {
-            out[i] = 1.0f;
-        } else if (wavelen > low_wavelen) {
-            out[i] = (float)factor;
-        } else {
-            float smooth = ((float)old_context_len / wavelen - (float)low_freq_factor) /
-                           (float)(high_freq_factor - low_freq_factor);
-            out[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
-        }
-    }
-    return 0;
-}

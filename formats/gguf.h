@@ -129,12 +129,20 @@ size_t gguf_vtype_size(uint32_t t);
  * Usage: w = gguf_writer_create(path); set KVs; add tensor infos (in data order);
  * gguf_writer_begin_data(); gguf_writer_write_tensor_data() for each tensor in
  * order (may be called in several pieces per tensor); gguf_writer_finish()
- * fsyncs and renames the temp file onto `path`. On any error or
- * gguf_writer_abort() the temp file is removed and `path` is untouched.
- * The writer never holds tensor data: it streams. */
+ * closes the temp file (checking close()'s result) and renames it onto
+ * `path`. On any error or gguf_writer_abort() the temp file is removed and
+ * `path` is untouched. The writer never holds tensor data: it streams.
+ * Durability is opt-in (gguf_writer_set_fsync): by default the data is left
+ * in the page cache for the kernel to write back, as cp and llama.cpp's
+ * tools do; a failed process still never leaves a partial file. */
 typedef struct gguf_writer gguf_writer;
 
 gguf_writer *gguf_writer_create(const char *path, qf_err *err);
+/* on != 0: gguf_writer_finish() fsyncs the file before the rename and the
+ * directory after it, and while writing, every few MiB of data are handed
+ * to the kernel for writeback (sync_file_range) so the final fsync has
+ * little left to wait for. Default off. Call before the first write. */
+int gguf_writer_set_fsync(gguf_writer *w, int on);
 int gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment); /* also writes general.alignment */
 /* KV setters replace an existing key of the same name (keeps first position). */
 int gguf_writer_set_u8(gguf_writer *w, const char *key, uint8_t v);

@@ -9,6 +9,7 @@
  */
 #include "hf_arch.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -283,5 +284,59 @@ int qf_hf_config_runtime(const qf_json *cfg, const char *cfg_path, qf_hf_runtime
                           qf_json_line(cfg, t));
     for (char *p = rt->rope_scaling; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
     if ((rc = cfg_double(cfg, cfg_path, rs, "factor", &rt->rope_factor, &present, err))) return rc;
+    return 0;
+}
+
+/* ---------------- llama3 rope factors ----------------
+ * LlamaModel.generate_extra_tensors computes in float32 torch arithmetic:
+ *   freqs = 1 / base ** (arange(0, dim, 2) / dim)
+ *   wavelen = 2*pi / freq; < high_freq_wavelen -> 1; > low_freq_wavelen -> factor;
+ *   else smooth = (old_ctx / wavelen - low) / (high - low); 1 / ((1 - smooth) / factor + smooth)
+ * We follow the float32 steps; pow is evaluated in double and rounded once. */
+int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_freq_factor, double high_freq_factor,
+                           double old_context_len, float *out) {
+    if (dim <= 0 || dim % 2) return -1;
+    float low_wavelen = (float)(old_context_len / low_freq_factor);
+    float high_wavelen = (float)(old_context_len / high_freq_factor);
+    if (low_wavelen == high_wavelen) return -1;
+    for (int64_t i = 0; i < dim / 2; i++) {
+        float e = (float)(2 * i) / (float)dim;
+        float p = (float)pow((double)(float)base, (double)e);
+        float freq = 1.0f / p;
+        float wavelen = (float)(2.0 * M_PI) / freq;
+        if (wavelen < high_wavelen) {
+            out[i] = 1.0f;
+        } else if (wavelen > low_wavelen) {
+            out[i] = (float)factor;
+        } else {
+            float smooth = ((float)old_context_len / wavelen - (float)low_freq_factor) /
+                           (float)(high_freq_factor - low_freq_factor);
+            out[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
+        }
+    }
+    return 0;
+}
+
+int qf_hf_llama3_rope_freqs(const qf_json *cfg, const char *cfg_path, int64_t head_dim, float *out, int *present,
+                            qf_err *err) {
+    *present = 0;
+    int rs = qf_json_find(cfg, 0, "rope_scaling");
+    if (rs < 0 || qf_json_type_of(cfg, rs) != QF_JSON_OBJECT || qf_json_size(cfg, rs) == 0) return 0;
+    int t = qf_json_find(cfg, rs, "rope_type");
+    char type[32] = "";
+    if (t < 0 || qf_json_get_string_buf(cfg, t, type, sizeof type, NULL, NULL)) return 0;
+    for (char *p = type; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
+    if (strcmp(type, "llama3") != 0) return 0;
+    double base = 10000.0, factor = 8.0, low = 1.0, high = 4.0, old_ctx = 8192.0;
+    if ((t = qf_json_find(cfg, 0, "rope_theta")) >= 0) qf_json_get_double(cfg, t, &base, NULL);
+    if ((t = qf_json_find(cfg, rs, "factor")) >= 0) qf_json_get_double(cfg, t, &factor, NULL);
+    if ((t = qf_json_find(cfg, rs, "low_freq_factor")) >= 0) qf_json_get_double(cfg, t, &low, NULL);
+    if ((t = qf_json_find(cfg, rs, "high_freq_factor")) >= 0) qf_json_get_double(cfg, t, &high, NULL);
+    /* llama.cpp reads the top-level original_max_position_embeddings here */
+    if ((t = qf_json_find(cfg, 0, "original_max_position_embeddings")) >= 0) qf_json_get_double(cfg, t, &old_ctx, NULL);
+    if (qf_llama3_rope_factors(base, head_dim, factor, low, high, old_ctx, out))
+        return qf_set_err(err, QF_EFORMAT, "%s: bad llama3 rope_scaling (head_dim %lld, low/high freq factors %g/%g)",
+                          cfg_path, (long long)head_dim, low, high);
+    *present = 1;
     return 0;
 }

@@ -114,4 +114,20 @@ typedef struct qf_hf_runtime {
 } qf_hf_runtime;
 int qf_hf_config_runtime(const qf_json *cfg, const char *cfg_path, qf_hf_runtime *rt, qf_err *err);
 
+/* llama.cpp's llama3 rope scaling factors (the rope_freqs.weight tensor its
+ * converter generates), dim/2 values: LlamaModel.generate_extra_tensors of
+ * convert_hf_to_gguf.py. Returns 0, or -1 for an odd dim or low == high. */
+int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_freq_factor, double high_freq_factor,
+                           double old_context_len, float *out);
+
+/* When config.json asks for llama3 rope scaling (rope_scaling.rope_type
+ * "llama3", read as llama.cpp's converter reads it, with its defaults:
+ * factor 8, low_freq_factor 1, high_freq_factor 4, top-level
+ * original_max_position_embeddings 8192, rope_theta 10000), fill
+ * out[0..head_dim/2) and set *present = 1; otherwise *present = 0.
+ * Convert writes these values as rope_freqs.weight, and verify uses them for
+ * an HF directory, so both see the same frequencies. */
+int qf_hf_llama3_rope_freqs(const qf_json *cfg, const char *cfg_path, int64_t head_dim, float *out, int *present,
+                            qf_err *err);
+
 #endif

@@ -72,10 +72,63 @@ static inline __m256 round_half_away(__m256 v) {
     return _mm256_add_ps(t, _mm256_and_ps(up, step));
 }
 
+/* Lane-wise maxima of 8 vectors -> [hmax(a[0]), ..., hmax(a[7])]. The inputs
+ * hold no NaN, so the order of the max operations does not matter. */
+static inline __m256 hmax8_x8(const __m256 a[8]) {
+    __m256 s01 = _mm256_max_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
+    __m256 s23 = _mm256_max_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
+    __m256 s45 = _mm256_max_ps(_mm256_unpacklo_ps(a[4], a[5]), _mm256_unpackhi_ps(a[4], a[5]));
+    __m256 s67 = _mm256_max_ps(_mm256_unpacklo_ps(a[6], a[7]), _mm256_unpackhi_ps(a[6], a[7]));
+    /* per 128-bit half: [a0, a1, a2, a3] (resp. a4..a7) reduced over that half */
+    __m256 u = _mm256_max_ps(_mm256_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 w = _mm256_max_ps(_mm256_shuffle_ps(s45, s67, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(s45, s67, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_max_ps(_mm256_permute2f128_ps(u, w, 0x20), _mm256_permute2f128_ps(u, w, 0x31));
+}
+
+/* 32 floats -> 32 signed bytes round_half_away(x * id), as the reference. */
+static inline void q8_0_bytes(const __m256 v[4], float id, int8_t *qs) {
+    const __m256i low_byte = _mm256_set1_epi32(0xFF);
+    __m256i q[4];
+    for (int r = 0; r < 4; r++) {
+        __m256 rounded = round_half_away(_mm256_mul_ps(v[r], _mm256_set1_ps(id)));
+        /* cvtps gives INT32_MIN for NaN/huge, like the scalar path; keep the low byte */
+        q[r] = _mm256_and_si256(_mm256_cvtps_epi32(rounded), low_byte);
+    }
+    _mm256_storeu_si256((__m256i *)qs, pack_u8x32(q[0], q[1], q[2], q[3]));
+}
+
+/* Eight blocks at a time: their scales d = amax/127, id = 1/d and the F16
+ * conversion of d are computed in one vector each (the same IEEE operations
+ * as the scalar reference, and F16C's round-to-nearest-even equals
+ * qf_f32_to_f16 on every input), which takes the serial per-block scale
+ * arithmetic off the critical path. */
 void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) {
     const int64_t nb = k / QK8_0;
-    const __m256i low_byte = _mm256_set1_epi32(0xFF);
-    for (int64_t i = 0; i < nb; i++, x += QK8_0) {
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8, x += 8 * QK8_0) {
+        __m256 amax[8];
+        for (int b = 0; b < 8; b++) {
+            amax[b] = _mm256_setzero_ps();
+            for (int r = 0; r < 4; r++) /* NaN lanes keep amax, like fmaxf */
+                amax[b] = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + b * QK8_0 + 8 * r)), amax[b]);
+        }
+        const __m256 d = _mm256_div_ps(hmax8_x8(amax), _mm256_set1_ps((1 << 7) - 1));
+        const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        const __m256 id = _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), d));
+        uint16_t dh[8];
+        float idv[8];
+        _mm_storeu_si128((__m128i *)dh, _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_storeu_ps(idv, id);
+        for (int b = 0; b < 8; b++) {
+            __m256 v[4];
+            for (int r = 0; r < 4; r++) v[r] = _mm256_loadu_ps(x + b * QK8_0 + 8 * r);
+            y[i + b].d = dh[b];
+            q8_0_bytes(v, idv[b], y[i + b].qs);
+        }
+    }
+    for (; i < nb; i++, x += QK8_0) {
         __m256 v[4], amax = _mm256_setzero_ps();
         for (int r = 0; r < 4; r++) {
             v[r] = _mm256_loadu_ps(x + 8 * r);
@@ -84,13 +137,7 @@ void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) {
         const float d = hmax8(amax) / ((1 << 7) - 1);
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = qf_f32_to_f16(d);
-        __m256i q[4];
-        for (int r = 0; r < 4; r++) {
-            __m256 rounded = round_half_away(_mm256_mul_ps(v[r], _mm256_set1_ps(id)));
-            /* cvtps gives INT32_MIN for NaN/huge, like the scalar path; keep the low byte */
-            q[r] = _mm256_and_si256(_mm256_cvtps_epi32(rounded), low_byte);
-        }
-        _mm256_storeu_si256((__m256i *)y[i].qs, pack_u8x32(q[0], q[1], q[2], q[3]));
+        q8_0_bytes(v, id, y[i].qs);
     }
 }
 

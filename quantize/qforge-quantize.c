@@ -80,6 +80,9 @@ static void usage(FILE *fp) {
             "  --threads N              OpenMP threads (default: OMP_NUM_THREADS or all cores);\n"
             "                           the output bytes are the same for any N\n"
             "  --manifest               also write OUT.gguf.xxh: XXH3-128 of every tensor and the file\n"
+            "  --fsync                  fsync the output before renaming it into place (durable\n"
+            "                           against a power loss; default off, as llama-quantize: the\n"
+            "                           temp file + rename already means no partial file on failure)\n"
             "  --dry-run                print the per-tensor plan, write nothing\n"
             "  --json                   print the summary as JSON\n"
             "  --quiet                  no progress and no fallback lines on stderr\n"
@@ -363,6 +366,8 @@ int main(int argc, char **argv) {
             o.allow_requantize = 1;
         } else if (!strcmp(a, "--manifest") && !val) {
             o.write_manifest = 1;
+        } else if (!strcmp(a, "--fsync") && !val) {
+            o.fsync_output = 1;
         } else if (!strcmp(a, "--quiet") && !val) {
             quiet = 1;
         } else if (!strcmp(a, "-q")) {

@@ -368,6 +368,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         rc = err && err->code ? err->code : QF_EIO;
         goto fail;
     }
+    if (o->fsync_output && (rc = gguf_writer_set_fsync(j.w, 1))) goto fail;
     if ((rc = write_kvs(&j))) goto fail;
     for (size_t i = 0; i < plan.n; i++) {
         int64_t ti = gguf_writer_add_tensor(j.w, plan.t[i].name, plan.t[i].type, plan.t[i].n_dims, plan.t[i].ne);

@@ -185,6 +185,7 @@ typedef struct qf_quantize_opts {
     int method;                      /* qf_quant_method (0 = EXACT) */
     int n_threads;                   /* OpenMP threads; 0 = OpenMP default */
     int write_manifest;              /* OUT.xxh: XXH3-128 of every tensor and of the file */
+    int fsync_output;                /* fsync OUT before the rename (gguf_writer_set_fsync) */
     uint64_t chunk_bytes;            /* F32 working set per step; 0 = default (32 MiB) */
     uint64_t parallel_min_elements;  /* smaller chunks run on one thread; 0 = default (65536) */
     qf_quantize_progress_fn progress;

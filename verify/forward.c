@@ -31,6 +31,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_FWD_AVX2 1
+#ifdef __AVX512F__
+#define QF_FWD_AVX512 1
+#endif
 #endif
 
 /* ------------------------------------------------------------------ */
@@ -41,6 +44,23 @@
  * fused multiply-adds (vector and scalar paths agree bit for bit). */
 static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk, int64_t n, float *s) {
     int64_t j = 0;
+#ifdef QF_FWD_AVX512
+    for (; j + 64 <= n; j += 64) { /* the same per-key FMA chains, 16 keys per register */
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t d = 0; d < Dk; d++) {
+            const __m512 qd = _mm512_set1_ps(q[d]);
+            const float *k = Kt + d * ldk + j;
+            a0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k), a0);
+            a1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 16), a1);
+            a2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 32), a2);
+            a3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 48), a3);
+        }
+        _mm512_storeu_ps(s + j, a0);
+        _mm512_storeu_ps(s + j + 16, a1);
+        _mm512_storeu_ps(s + j + 32, a2);
+        _mm512_storeu_ps(s + j + 48, a3);
+    }
+#endif
 #ifdef QF_FWD_AVX2
     for (; j + 32 <= n; j += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -80,6 +100,23 @@ static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk,
  * with fused multiply-adds. */
 static void weighted_values(const float *p, const float *V, int64_t n, int64_t Dv, float *out) {
     int64_t d = 0;
+#ifdef QF_FWD_AVX512
+    for (; d + 64 <= Dv; d += 64) { /* the same per-dimension FMA chains, 16 dimensions per register */
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            const float *v = V + j * Dv + d;
+            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v), a0);
+            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16), a1);
+            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 32), a2);
+            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 48), a3);
+        }
+        _mm512_storeu_ps(out + d, a0);
+        _mm512_storeu_ps(out + d + 16, a1);
+        _mm512_storeu_ps(out + d + 32, a2);
+        _mm512_storeu_ps(out + d + 48, a3);
+    }
+#endif
 #ifdef QF_FWD_AVX2
     for (; d + 32 <= Dv; d += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -156,6 +193,13 @@ static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int6
     int rc = qf_matmul(w, x, T, y);
     return rc < 0 ? failed_matmul(rc, w, err) : 0;
 }
+
+/* Element-wise passes over [T, n] (norms, RoPE, SwiGLU, residuals) are split
+ * among the threads by token when there are at least this many elements:
+ * every element is computed the same way on any thread, so results do not
+ * depend on the thread count, and the other thread does not idle in
+ * OpenMP's wait between two matmuls. */
+#define PAR_MIN 65536
 
 /* y[t, :] += b */
 static void add_bias(float *y, const qf_weight *b, int64_t T) {
@@ -348,6 +392,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         const qf_layer *L = &m->layers[l];
 
         /* attention block */
+#pragma omp parallel for schedule(static) if (T * E >= PAR_MIN)
         for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
         if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
         if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
@@ -355,6 +400,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         add_bias(c->q, &L->bq, T);
         add_bias(c->k, &L->bk, T);
         add_bias(c->v, &L->bv, T);
+#pragma omp parallel for schedule(static) if (T * (H + Hkv) * Dk >= PAR_MIN)
         for (int64_t t = 0; t < T; t++) {
             float *qt = c->q + t * H * Dk, *kt = c->k + t * Hkv * Dk;
             if (L->q_norm.data) /* qwen3: RMSNorm of each head before RoPE */
@@ -378,23 +424,31 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         }
         if ((rc = attention(c, l, T)) < 0) return qf_set_err(err, rc, "out of memory in attention");
         if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
-        for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
 
-        /* feed-forward block (SwiGLU) */
-        for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
+        /* x += att Wo^T, then the feed-forward block (SwiGLU) */
+#pragma omp parallel for schedule(static) if (T * E >= PAR_MIN)
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t i = t * E; i < (t + 1) * E; i++) c->x[i] += c->proj[i];
+            rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
+        }
         if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
         if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
-        for (int64_t i = 0; i < T * F; i++) {
-            const float g = c->gate[i];
-            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
+#pragma omp parallel for schedule(static) if (T * F >= PAR_MIN)
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t i = t * F; i < (t + 1) * F; i++) {
+                const float g = c->gate[i];
+                c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
+            }
         }
         if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
+#pragma omp parallel for schedule(static) if (T * E >= PAR_MIN)
         for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
     }
 
     /* logits for tokens out_first..T-1 */
     const int64_t n_out = T - out_first;
     if (n_out > 0) {
+#pragma omp parallel for schedule(static) if (n_out * E >= PAR_MIN)
         for (int64_t t = 0; t < n_out; t++)
             rmsnorm(c->xb + t * E, c->x + (out_first + t) * E, m->output_norm.data, E, hp->norm_eps);
         if ((rc = matmul(c, -1, &m->output, c->xb, n_out, logits, err)) < 0) return rc; /* [n_out, V] */

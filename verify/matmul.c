@@ -2,7 +2,10 @@
  *
  * Work is split in tiles of R weight rows. A tile is dequantized once into a
  * per-thread F32 scratch (sized to stay in L2) and multiplied with all T token
- * rows by a register-blocked kernel of up to 4 tokens x 3 rows.
+ * rows by a register-blocked kernel: with AVX-512, the tile is packed in
+ * row-pair panels and the kernel does up to 8 tokens x 6 rows (kernel16);
+ * with AVX2, up to 4 tokens x 3 rows of the plain F32 tile (F32 weights are
+ * used in place).
  *
  * Summation order (the same in every kernel shape, so results never depend on
  * the tiling or the thread count): 8 lane accumulators, lane j sums
@@ -26,12 +29,19 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_MATMUL_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define QF_MATMUL_AVX512 1
+#endif
 #endif
 
 #define MAX_NT 4 /* tokens per kernel call */
 #define MAX_NR 3 /* weight rows per kernel call */
+#ifndef TILE_FLOATS
 #define TILE_FLOATS (256 * 1024 / 4) /* F32 weights per tile (~256 KiB, L2) */
-#define K_BLOCK 512                  /* row length walked per pass (multiple of 8) */
+#endif
+#ifndef K_BLOCK
+#define K_BLOCK 512 /* row length walked per pass (multiple of 8) */
+#endif
 /* Accumulator sets a tile needs when rows are longer than K_BLOCK: a tile has
  * at most TILE_FLOATS / (K_BLOCK + 1) rows, rounded up to MAX_NR. */
 #define ACC_GROUPS ((TILE_FLOATS / (K_BLOCK + 1) + 2 * MAX_NR - 1) / MAX_NR)
@@ -125,6 +135,7 @@ static inline void kernel(int NT, int NR, const float *x, int64_t ldx, const flo
 
 #endif
 
+#ifndef QF_MATMUL_AVX512
 /* Dispatch to a kernel instance with constant shape (the compiler then keeps
  * the accumulators in registers). */
 static void kernel_any(int nt, int nr, const float *x, int64_t ldx, const float *w, int64_t ldw,
@@ -147,12 +158,170 @@ static void kernel_any(int nt, int nr, const float *x, int64_t ldx, const float 
 #undef K
 }
 
+#endif
+
+#ifdef QF_MATMUL_AVX512
+/* AVX-512 path: the same 8-lane sums, two at a time. The weight tile is
+ * packed in row pairs: panel p holds, for each 8-float step s of the row,
+ * the 16 floats w[2p][8s..8s+8), w[2p+1][8s..8s+8) (zero past n, and a
+ * zero row when the tile has an odd row count). A 512-bit accumulator then
+ * holds the 8 lanes of (token t, row 2p) in its low half and of (t, 2p+1)
+ * in its high half; each token's 8 activations are broadcast to both
+ * halves. Every lane sums the same products with the same FMAs in the same
+ * order as the AVX2 kernel, so results are bit-identical to it, with twice
+ * the work per instruction and 24 accumulators (8 tokens x 3 pairs). */
+#define MAX_NT16 8 /* tokens per kernel call */
+#define MAX_NP16 3 /* row pairs per kernel call */
+#define ACC_GROUPS16 ((TILE_FLOATS / (K_BLOCK + 1) + 4 * MAX_NP16 - 1) / (2 * MAX_NP16))
+
+static inline __attribute__((always_inline)) void kernel16(int NT, int NP, const float *x, int64_t ldx,
+                                                           const float *panel, int64_t ldp, int64_t k0,
+                                                           int64_t k1, int64_t n, int nr, float *acc_mem,
+                                                           float *y, int64_t ldy) {
+    __m512 acc[MAX_NT16][MAX_NP16];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++)
+            acc[t][p] = k0 > 0 ? _mm512_loadu_ps(acc_mem + (t * MAX_NP16 + p) * 16) : _mm512_setzero_ps();
+    int64_t k = k0;
+    const float *ws = panel + k0 * 2; /* step k/8 starts at float 16 * (k/8) = 2k */
+    for (; k + 8 <= k1; k += 8, ws += 16) {
+        __m512 wv[MAX_NP16];
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++) wv[p] = _mm512_load_ps(ws + p * ldp);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const __m512 xv = _mm512_broadcast_f32x8(_mm256_loadu_ps(x + t * ldx + k));
+#pragma GCC unroll 3
+            for (int p = 0; p < NP; p++) acc[t][p] = _mm512_fmadd_ps(xv, wv[p], acc[t][p]);
+        }
+    }
+    if (k < k1) { /* partial last step: x masked to 0, the panel is zero-padded */
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(tail_mask_bits + 8 - (k1 - k)));
+        __m512 wv[MAX_NP16];
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++) wv[p] = _mm512_load_ps(ws + p * ldp);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const __m512 xv = _mm512_broadcast_f32x8(_mm256_maskload_ps(x + t * ldx + k, mask));
+#pragma GCC unroll 3
+            for (int p = 0; p < NP; p++) acc[t][p] = _mm512_fmadd_ps(xv, wv[p], acc[t][p]);
+        }
+    }
+    if (k1 < n) {
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++)
+#pragma GCC unroll 3
+            for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc_mem + (t * MAX_NP16 + p) * 16, acc[t][p]);
+        return;
+    }
+    const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 3
+    for (int p = 0; p < NP; p++) {
+#pragma GCC unroll 2
+        for (int half = 0; half < 2; half++) {
+            const int r = 2 * p + half;
+            if (r >= nr) break;
+#define H(t) (NT > (t) ? (half ? _mm512_extractf32x8_ps(acc[t][p], 1) : _mm512_castps512_ps256(acc[t][p])) : z)
+            float out[8];
+            _mm_storeu_ps(out, hsum_x4(H(0), H(1), H(2), H(3)));
+            if (NT > 4) _mm_storeu_ps(out + 4, hsum_x4(H(4), H(5), H(6), H(7)));
+#undef H
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) y[t * ldy + r] = out[t];
+        }
+    }
+}
+
+static void kernel16_any(int nt, int np, const float *x, int64_t ldx, const float *panel, int64_t ldp,
+                         int64_t k0, int64_t k1, int64_t n, int nr, float *acc_mem, float *y, int64_t ldy) {
+#define K(a, b) \
+    case (a) * 4 + (b): kernel16(a, b, x, ldx, panel, ldp, k0, k1, n, nr, acc_mem, y, ldy); break
+    switch (nt * 4 + np) {
+        K(8, 3); K(8, 2); K(8, 1); K(7, 3); K(7, 2); K(7, 1); K(6, 3); K(6, 2); K(6, 1);
+        K(5, 3); K(5, 2); K(5, 1); K(4, 3); K(4, 2); K(4, 1); K(3, 3); K(3, 2); K(3, 1);
+        K(2, 3); K(2, 2); K(2, 1); K(1, 3); K(1, 2);
+    default: kernel16(1, 1, x, ldx, panel, ldp, k0, k1, n, nr, acc_mem, y, ldy); break;
+    }
+#undef K
+}
+
+/* Panel stride (floats) of a row pair of length n: ceil(n/8) steps of 16. */
+static int64_t panel_stride(int64_t n) { return (n + 7) / 8 * 16; }
+
+/* Pack weight rows o0..o0+nr of w into row-pair panels (layout above);
+ * rowbuf holds 2 dequantized rows for the types without a direct path. */
+static void pack_tile(const qf_weight *w, int64_t o0, int64_t nr, float *panels, float *rowbuf) {
+    const int64_t n = w->n_in, ldp = panel_stride(n), full = n / 8 * 8;
+    const uint8_t *base = (const uint8_t *)w->data + (size_t)o0 * w->row_bytes;
+    for (int64_t p = 0; p < (nr + 1) / 2; p++) {
+        float *dst = panels + p * ldp;
+        for (int half = 0; half < 2; half++) {
+            const int64_t r = 2 * p + half;
+            float *d = dst + 8 * half;
+            if (r >= nr) { /* odd row count: a zero row */
+                for (int64_t s = 0; s < ldp / 16; s++) _mm256_store_ps(d + 16 * s, _mm256_setzero_ps());
+                continue;
+            }
+            const uint8_t *src = base + (size_t)r * w->row_bytes;
+            const float *row;
+            int64_t k = 0;
+            if (w->type == GGML_TYPE_F16) { /* converted straight into the panel */
+                const uint16_t *h = (const uint16_t *)src;
+                for (; k < full; k += 8)
+                    _mm256_store_ps(d + 2 * k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + k))));
+                if (k < n) {
+                    float last[8] = {0};
+                    qf_f16_to_f32_row(h + k, last, (size_t)(n - k));
+                    _mm256_store_ps(d + 2 * k, _mm256_loadu_ps(last));
+                }
+                continue;
+            } else if (w->type == GGML_TYPE_F32) {
+                row = (const float *)src;
+            } else {
+                qf_dequantize_row(w->type, src, rowbuf, n);
+                row = rowbuf;
+            }
+            for (; k < full; k += 8) _mm256_store_ps(d + 2 * k, _mm256_loadu_ps(row + k));
+            if (k < n) { /* partial last step, zero-padded */
+                float last[8] = {0};
+                memcpy(last, row + k, (size_t)(n - k) * sizeof(float));
+                _mm256_store_ps(d + 2 * k, _mm256_loadu_ps(last));
+            }
+        }
+    }
+}
+
+/* tile_product for packed panels: tokens in blocks of MAX_NT16, the row in
+ * K_BLOCK blocks (x block of 8 tokens: 16 KiB, in L1), MAX_NP16 pairs per call. */
+static void tile_product16(const float *x, int64_t T, const float *panels, int64_t nr, int64_t n,
+                           float *y, int64_t ldy) {
+    float acc_mem[ACC_GROUPS16 * MAX_NT16 * MAX_NP16 * 16];
+    const int64_t kb = n > K_BLOCK ? K_BLOCK : n, ldp = panel_stride(n);
+    const int64_t rows_per_call = 2 * MAX_NP16;
+    for (int64_t t0 = 0; t0 < T; t0 += MAX_NT16) {
+        const int nt = (int)(T - t0 < MAX_NT16 ? T - t0 : MAX_NT16);
+        for (int64_t k0 = 0; k0 < n; k0 += kb) {
+            const int64_t k1 = n - k0 < kb ? n : k0 + kb;
+            for (int64_t r0 = 0; r0 < nr; r0 += rows_per_call) {
+                const int nrr = (int)(nr - r0 < rows_per_call ? nr - r0 : rows_per_call);
+                float *am = acc_mem + (n > kb ? r0 / rows_per_call : 0) * (MAX_NT16 * MAX_NP16 * 16);
+                kernel16_any(nt, (nrr + 1) / 2, x + t0 * n, n, panels + r0 / 2 * ldp, ldp, k0, k1, n, nrr, am,
+                             y + t0 * ldy + r0, ldy);
+            }
+        }
+    }
+}
+#endif /* QF_MATMUL_AVX512 */
+
 float qf_dot_f32(const float *a, const float *b, int64_t n) {
     float y, acc_mem[MAX_NT * MAX_NR * 8];
     kernel(1, 1, a, n, b, n, 0, n, n, acc_mem, &y, 1);
     return y;
 }
 
+#ifndef QF_MATMUL_AVX512
 /* Multiply weight rows wt[0..nr) (F32, stride n) with all T token rows.
  * The row length is walked in blocks of K_BLOCK floats so that the 4 token
  * rows of a block stay in L1 while the tile's weight rows stream from L2
@@ -174,6 +343,7 @@ static void tile_product(const float *x, int64_t T, const float *wt, int64_t nr,
         }
     }
 }
+#endif
 
 int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
@@ -191,31 +361,45 @@ int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
     if (work < 65536.0) n_threads = 1;
 
     /* Tile: ~256 KiB of F32 weight rows, but small enough that every thread
-     * gets rows; a multiple of MAX_NR keeps the kernel at full width. */
+     * gets rows; a multiple of the kernel's row count keeps it at full width. */
+#ifdef QF_MATMUL_AVX512
+    const int64_t row_step = 2 * MAX_NP16;
+    const size_t row_floats = (size_t)panel_stride(n_in) / 2; /* packed floats per row */
+    const int pack = 1;                                      /* every type goes through the packed tile */
+#else
+    const int64_t row_step = MAX_NR;
+    const size_t row_floats = (size_t)n_in;
+    const int pack = !is_f32;
+#endif
     int64_t R = TILE_FLOATS / n_in;
     int64_t per_thread = (n_out + n_threads - 1) / n_threads;
     if (R > per_thread) R = per_thread;
-    R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
-    if (R < MAX_NR) R = MAX_NR;
+    R = (R + row_step - 1) / row_step * row_step;
+    if (R < row_step) R = row_step;
     const int64_t n_tiles = (n_out + R - 1) / R;
 
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
-        float *scratch = NULL;
-        if (!is_f32) {
+        float *scratch = NULL, *rowbuf = NULL;
+        if (pack) {
             /* 64-byte aligned: with rows a multiple of 16 floats no 32-byte load splits a cache line */
-            scratch = aligned_alloc(64, ((size_t)R * (size_t)n_in * sizeof(float) + 63) / 64 * 64);
-            if (!scratch) {
+            scratch = aligned_alloc(64, ((size_t)R * row_floats * sizeof(float) + 63) / 64 * 64);
+            rowbuf = malloc((size_t)n_in * sizeof(float));
+            if (!scratch || !rowbuf) {
 #pragma omp atomic write
                 failed = 1;
             }
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < n_tiles; tile++) {
-            if (!is_f32 && !scratch) continue;
+            if (pack && (!scratch || !rowbuf)) continue;
             const int64_t o0 = tile * R;
             const int64_t nr = n_out - o0 < R ? n_out - o0 : R;
+#ifdef QF_MATMUL_AVX512
+            pack_tile(w, o0, nr, scratch, rowbuf);
+            tile_product16(x, T, scratch, nr, n_in, y + o0, n_out);
+#else
             const float *wt;
             if (is_f32) {
                 wt = (const float *)w->data + o0 * n_in;
@@ -226,8 +410,10 @@ int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
                 wt = scratch;
             }
             tile_product(x, T, wt, nr, n_in, y + o0, n_out);
+#endif
         }
         free(scratch);
+        free(rowbuf);
     }
     return failed ? QF_ENOMEM : 0;
 }

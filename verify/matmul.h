@@ -5,8 +5,8 @@
  *   y: [T, n_out] F32, y[t][o] = sum_i x[t][i] * W[o][i]
  *
  * The fast version dequantizes a tile of weight rows into a small F32 scratch
- * (so the dequantization is amortized over all T tokens) and runs an AVX2/FMA
- * dot-product kernel against every token row. Threads (OpenMP) split the
+ * (so the dequantization is amortized over all T tokens) and runs an AVX-512
+ * or AVX2/FMA dot-product kernel against every token row (see matmul.c). Threads (OpenMP) split the
  * output rows; every y[t][o] is computed by one thread with the same
  * summation order whatever the tiling, so y is bit-identical for any thread
  * count.

@@ -339,6 +339,14 @@ static int bind_all(qf_model *m, qf_err *err) {
         m->tied_output = 1;
     }
     if ((rc = bind(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, 1, err)) < 0) return rc;
+    if (!m->rope_freqs.data && m->hf_rope_freqs) {
+        m->rope_freqs.name = "rope_freqs.weight";
+        m->rope_freqs.data = m->hf_rope_freqs;
+        m->rope_freqs.type = GGML_TYPE_F32;
+        m->rope_freqs.n_in = hp->n_rot / 2;
+        m->rope_freqs.n_out = 1;
+        m->rope_freqs.row_bytes = (size_t)(hp->n_rot / 2) * sizeof(float);
+    }
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
@@ -426,10 +434,20 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
     } else if (!strcmp(rs, "linear")) {
         if (!(rt.rope_factor > 0.0)) return qf_set_err(err, QF_EFORMAT, "%s: bad rope_scaling factor", cfg_path);
         hp->rope_freq_scale = (float)(1.0 / rt.rope_factor);
+    } else if (!strcmp(rs, "llama3") && (a->flags & QF_ARCH_ROPE_LLAMA3)) {
+        /* the same per-frequency divisors the converter writes as rope_freqs.weight */
+        float *ff = own(m, malloc((size_t)(hp->n_rot / 2) * sizeof(float)));
+        int present = 0;
+        if (!ff) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", cfg_path);
+        if ((rc = qf_hf_llama3_rope_freqs(cfg, cfg_path, hp->n_rot, ff, &present, err)) < 0) return rc;
+        if (!present) /* "type": "llama3" without "rope_type": llama.cpp's converter ignores it too */
+            return qf_set_err(err, QF_EUNSUPPORTED, "%s: rope_scaling llama3 without \"rope_type\" is not supported",
+                              cfg_path);
+        m->hf_rope_freqs = ff;
     } else {
         return qf_set_err(err, QF_EUNSUPPORTED,
-                          "%s: rope_scaling '%s' is not supported for HF directories (none, linear); convert the "
-                          "model to GGUF first",
+                          "%s: rope_scaling '%s' is not supported for HF directories (none, linear, llama3); "
+                          "convert the model to GGUF first",
                           cfg_path, rs);
     }
     if (h.tie_embeddings == 0 && !st_find(&m->st, "lm_head.weight"))

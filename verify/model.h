@@ -107,6 +107,8 @@ typedef struct qf_model {
     qf_weight output_norm; /* [n_embd]          F32 */
     qf_weight output;      /* [n_embd, n_vocab] (token_embd when tied) */
     qf_weight rope_freqs;  /* [n_rot/2] F32 frequency divisors, optional (llama3 rope) */
+    float *hf_rope_freqs;  /* HF directory with llama3 rope_scaling: the divisors computed from config.json
+                            * (owned), bound as rope_freqs like the converter's generated tensor */
     int tied_output;       /* 1 when output.weight is absent and token_embd is used */
     qf_layer *layers;      /* n_layer */
     /* 1-D tensors (norms, biases, rope_freqs) not stored as F32 are widened

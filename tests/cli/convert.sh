@@ -134,6 +134,35 @@ qwen3 blk\.1\.attn_q_norm\.weight\s+F32\s+\[16\] 25
 TABLE
 fi
 
+# --- chunked read()/convert/write: same bytes for any --threads, with --fsync, --manifest ---
+# 2 input shards, llama3 rope (a generated tensor first), Q/K permutation, and
+# tensors of several 256 KiB chunks
+if [ ! -x "$GEN" ]; then
+  skip pipeline_identical "$GEN not built"
+else
+  "$GEN" --arch llama --out "$TMP/pipe" --hidden 512 --ff 1536 --layers 2 --heads 8 --kv-heads 2 --vocab 4096 \
+    --dtype bf16 --shards 2 --rope-scaling llama3 >/dev/null 2>&1
+  for t in f16 q8_0; do
+    ok=1; why=""
+    "$CONV" "$TMP/pipe" -o "$TMP/pipe-1.gguf" --outtype $t --threads 1 || { ok=0; why="threads 1 failed"; }
+    "$CONV" "$TMP/pipe" -o "$TMP/pipe-2.gguf" --outtype $t --threads 2 --manifest || { ok=0; why="threads 2 failed"; }
+    "$CONV" "$TMP/pipe" -o "$TMP/pipe-s.gguf" --outtype $t --threads 2 --fsync || { ok=0; why="--fsync failed"; }
+    "$CONV" "$TMP/pipe" -o "$TMP/pipe-d.gguf" --outtype $t || { ok=0; why="default threads failed"; }
+    for x in 2 s d; do
+      cmp -s "$TMP/pipe-1.gguf" "$TMP/pipe-$x.gguf" || { ok=0; why="$why; pipe-$x differs from --threads 1"; }
+    done
+    # the manifest's tensor hashes do not depend on --threads either
+    if [ $ok = 1 ]; then
+      "$CONV" "$TMP/pipe" -o "$TMP/pipe-m1.gguf" --outtype $t --threads 1 --manifest
+      diff <(grep '^tensor' "$TMP/pipe-2.gguf.xxh") <(grep '^tensor' "$TMP/pipe-m1.gguf.xxh") >/dev/null ||
+        { ok=0; why="manifest tensor hashes differ between --threads 1 and 2"; }
+    fi
+    [ $ok = 1 ] && pass pipeline_identical_$t || fail pipeline_identical_$t "$why"
+    rm -f "$TMP"/pipe-*.gguf "$TMP"/pipe-*.xxh
+  done
+  rm -rf "$TMP/pipe"
+fi
+
 # --- memory: streaming keeps the peak RSS below even the largest tensor ---------
 if [ -n "${QF_ASAN:-}" ]; then
   skip peak_rss "RSS is not meaningful under ASan"

@@ -109,6 +109,23 @@ if [ $rc -eq 1 ] && printf '%s' "$err" | grep -qi "file too large" && [ -z "$(ls
   pass write_failure_efbig
 else fail write_failure_efbig "exit $rc: $err; left: $(ls -A "$TMP/out-ulimit")"; fi
 
+# a full disk: write() fails with ENOSPC (without and with --fsync), no file left.
+# Needs a small tmpfs, so root; skipped otherwise.
+mkdir -p "$TMP/out-full"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=1M qf-convert-full "$TMP/out-full" 2>/dev/null; then
+  for fs in "" --fsync; do
+    err=$("$CONV" "$M" -o "$TMP/out-full/x.gguf" --outtype f32 $fs 2>&1 >/dev/null); rc=$?
+    left=$(ls -A "$TMP/out-full")
+    if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] &&
+       printf '%s' "$err" | grep -q "^qforge-convert: error: .*x.gguf: write failed: No space left on device" && [ -z "$left" ]; then
+      pass "write_failure_enospc${fs:+_fsync}"
+    else fail "write_failure_enospc${fs:+_fsync}" "exit $rc: $err; left: $left"; fi
+  done
+  umount "$TMP/out-full"
+else
+  skip write_failure_enospc "needs root to mount a 1 MiB tmpfs"
+fi
+
 # a later shard cannot be renamed into place: the finished first shard is removed
 mkdir -p "$TMP/out-split/x-00002-of-00002.gguf/blocker"
 err=$("$CONV" "$M" -o "$TMP/out-split/x.gguf" --outtype f32 --split-max-size 1M 2>&1 >/dev/null); rc=$?

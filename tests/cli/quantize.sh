@@ -154,6 +154,11 @@ if need_data outputs oracles/llamacpp/stories260K-F32.gguf; then
      [ "$(grep -c '^tensor [0-9a-f]\{32\} ' "$TMP/man.gguf.xxh")" = 47 ] &&
      grep -q '^file [0-9a-f]\{32\} man.gguf$' "$TMP/man.gguf.xxh"; then pass manifest
   else fail manifest "OUT.gguf.xxh missing or incomplete"; fi
+  # --fsync changes durability, not bytes
+  if "$Q" -q --fsync "$O/stories260K-F32.gguf" "$TMP/fs.gguf" Q8_0 >/dev/null 2>&1 &&
+     "$Q" -q "$O/stories260K-F32.gguf" "$TMP/nofs.gguf" Q8_0 >/dev/null 2>&1 &&
+     cmp -s "$TMP/fs.gguf" "$TMP/nofs.gguf"; then pass fsync_same_bytes
+  else fail fsync_same_bytes "--fsync failed or changed the output"; fi
   rm -f "$TMP/dry.gguf"
   if "$Q" -q --dry-run "$O/stories260K-F32.gguf" "$TMP/dry.gguf" Q4_K_M | grep -q '^blk.2.attn_v.weight .* q8_0 .*fallback from q6_K' &&
      [ ! -e "$TMP/dry.gguf" ]; then pass dry-run

@@ -250,6 +250,24 @@ if [ -x "$CONV" ] && need_data hf-bf16 models/tinystories-distill-3M && need_dat
   done
 fi
 
+# llama3 rope scaling in an HF directory: verify computes the rope_freqs divisors the
+# converter writes, so the directory and its GGUF agree; without them the numbers change
+GEN=${QF_TOOLS:-build/tools}/gen_synth_model
+if [ -x "$GEN" ] && [ -x "$CONV" ]; then
+  "$GEN" --arch llama --out "$TMP/l3" --dtype f32 --rope-scaling llama3 >/dev/null 2>&1
+  "$GEN" --arch llama --out "$TMP/l3plain" --dtype f32 >/dev/null 2>&1
+  "$CONV" "$TMP/l3" -o "$TMP/l3.gguf" -q >/dev/null 2>&1
+  # the random model barely depends on position, so compare distributions (KLD), not ppl
+  kld3() { "$V" "$TMP/l3" -f "$TEXT" -c 128 --chunks 3 -t 1 --act f32 --base "$1" --json 2>"$TMP/err" |
+             sed -n 's/.*"kld": {"mean": \([0-9.e-]*\),.*/\1/p'; }
+  a=$(kld3 "$TMP/l3.gguf"); c=$(kld3 "$TMP/l3plain")
+  if [ -n "$a" ] && [ -n "$c" ] && awk -v a="$a" -v c="$c" 'BEGIN { exit !(a <= 1e-8 && c >= 1e-7) }'; then
+    pass hf-dir-llama3-rope
+  else fail hf-dir-llama3-rope "KLD vs its GGUF $a (want <= 1e-8), vs the unscaled model $c (want >= 1e-7) $(cat "$TMP/err")"; fi
+else
+  skip hf-dir-llama3-rope "$GEN or $CONV not built"
+fi
+
 # ---------------------------------------------------------------- text formats
 gzip -c "$TEXT" >"$TMP/wiki.gz"
 a=$("$V" "$F32" -f "$TMP/wiki.gz" -c 128 --chunks 4 -t 1); b=$("$V" "$F32" -f "$TEXT" -c 128 --chunks 4 -t 1)

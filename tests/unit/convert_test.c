@@ -14,6 +14,7 @@
 
 #include "convert.h"
 #include "gguf.h"
+#include "hf_arch.h"
 #include "numfmt.h"
 #include "safetensors.h"
 

@@ -396,6 +396,67 @@ static void test_matmul_matches_reference(qf_test *t) {
     }
 }
 
+/* The F32/F16/BF16 fast path's summation order, spelled out: lane j of 8
+ * sums x[i]*w[i] for i = j, j+8, ... with fused multiply-adds (the last
+ * group zero-padded), then ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), as
+ * llama.cpp's tinyBLAS adds them. */
+static float dot_tinyblas_order(const float *x, const float *w, int64_t n) {
+    float l[8] = {0};
+    int64_t i = 0;
+    for (; i < n; i++) l[i & 7] = fmaf(x[i], w[i], l[i & 7]);
+    for (; i & 7; i++) l[i & 7] = fmaf(0.0f, 0.0f, l[i & 7]);
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+/* qf_matmul on F32/F16/BF16 weights equals that order bit for bit, for every
+ * kernel shape (token and row remainders), k blocking (rows longer than one
+ * block, with a partial last group of 8) and thread count. */
+static void test_matmul_summation_order(qf_test *t) {
+    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+    static const int64_t n_ins[] = {172, 1100}; /* 1100 = 2 blocks of 512 + 76 (9 groups of 8 + 4) */
+    static const int64_t Ts[] = {1, 5, 9, 13};
+    const int64_t n_out = 301;
+    for (size_t ti = 0; ti < 3; ti++) {
+        for (size_t ni = 0; ni < 2; ni++) {
+            const int64_t n_in = n_ins[ni];
+            qf_weight w = {.name = "w", .type = types[ti], .n_in = n_in, .n_out = n_out};
+            void *data = random_weights(w.type, n_in, n_out, &w.row_bytes);
+            float *x = malloc(13 * n_in * sizeof(float)), *y = malloc(13 * n_out * sizeof(float));
+            float *wf = malloc(n_out * n_in * sizeof(float));
+            REQUIRE(t, data && x && y && wf, "alloc");
+            w.data = data;
+            for (int64_t o = 0; o < n_out; o++)
+                qf_dequantize_row_ref(w.type, (const uint8_t *)data + o * w.row_bytes, wf + o * n_in, n_in);
+            for (int64_t i = 0; i < 13 * n_in; i++) x[i] = frand();
+            for (int threads = 1; threads <= 2; threads++) {
+#ifdef _OPENMP
+                omp_set_num_threads(threads);
+#endif
+                for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+                    const int64_t T = Ts[k];
+                    CHECK(t, qf_matmul(&w, x, T, y) == 0, "matmul failed");
+                    int64_t bad = 0;
+                    for (int64_t tt = 0; tt < T; tt++)
+                        for (int64_t o = 0; o < n_out; o++) {
+                            const float want = dot_tinyblas_order(x + tt * n_in, wf + o * n_in, n_in);
+                            if (memcmp(&want, &y[tt * n_out + o], sizeof want) != 0) bad++;
+                        }
+                    CHECK(t, bad == 0, "type %u n_in %lld T %lld threads %d: %lld of %lld outputs differ from the lane order",
+                          w.type, (long long)n_in, (long long)T, threads, (long long)bad, (long long)(T * n_out));
+                }
+            }
+            free(data); free(x); free(y); free(wf);
+        }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    float a[13], b[13];
+    for (int i = 0; i < 13; i++) a[i] = frand(), b[i] = frand();
+    const float d = qf_dot_f32(a, b, 13), want = dot_tinyblas_order(a, b, 13);
+    CHECK(t, memcmp(&d, &want, sizeof d) == 0, "qf_dot_f32 %.9g, lane order %.9g", d, want);
+}
+
 /* llama.cpp activation rounding: the formats' own definitions */
 static void test_activation_rounding(qf_test *t) {
     float x[QK_K], r[QK_K];
@@ -658,6 +719,6 @@ static void test_qwen3_qk_norm(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_sentence_nll_and_top5, test_greedy_matches_llamacpp, test_wikitext_chunk_nll,
-             test_perplexity_matches_llama_perplexity, test_kld, test_matmul_matches_reference,
+             test_perplexity_matches_llama_perplexity, test_kld, test_matmul_matches_reference, test_matmul_summation_order,
              test_activation_rounding, test_threads_bit_identical, test_bad_shape_message,
              test_qwen2_layout_equals_llama, test_qwen3_qk_norm)

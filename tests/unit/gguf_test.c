@@ -582,6 +582,85 @@ static void test_writer_errors(qf_test *t) {
     unlink(out);
 }
 
+/* ---- writer: --fsync (early writeback + fsync) and the direct-write path ----
+ * 20 MiB of tensor data (more than two 8 MiB writeback steps) in pieces of
+ * 1 byte .. 300 KiB, so buffered small pieces and directly written large ones
+ * interleave: the file must be the same with fsync off and on, and read back
+ * as written. */
+static void test_writer_fsync(qf_test *t) {
+    const char *tmp = qf_test_tmpdir();
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/gguf_fsync_off.gguf", tmp);
+    snprintf(b, sizeof b, "%s/gguf_fsync_on.gguf", tmp);
+    qf_err e = {0};
+    /* set_fsync after data is an error and fails the writer: nothing is left */
+    {
+        static const uint64_t ne1[1] = {100};
+        static const uint8_t some[10] = {0};
+        gguf_writer *w = gguf_writer_create(a, &e);
+        REQUIRE(t, w, "%s", e.msg);
+        gguf_writer_add_tensor(w, "a", GGML_TYPE_I8, 1, ne1);
+        gguf_writer_begin_data(w);
+        gguf_writer_write_tensor_data(w, some, sizeof some);
+        CHECK(t, gguf_writer_set_fsync(w, 1) == QF_EINVAL && strstr(e.msg, "gguf_writer_set_fsync after data"), "%s",
+              e.msg);
+        gguf_writer_write_tensor_data(w, some, sizeof some);
+        CHECK(t, gguf_writer_finish(w) != 0 && !file_exists(a) && !dir_has_prefix(tmp, "gguf_fsync_off.gguf"),
+              "late set_fsync: the writer must refuse to finish");
+    }
+    for (int on = 0; on < 2; on++) {
+        const char *path = on ? b : a;
+        static const uint64_t ne[2][1] = {{12u << 20}, {(8u << 20) + 5}};
+        qf_err_clear(&e);
+        gguf_writer *w = gguf_writer_create(path, &e);
+        REQUIRE(t, w, "%s", e.msg);
+        CHECK(t, gguf_writer_set_fsync(w, on) == 0, "%s", e.msg);
+        gguf_writer_set_str(w, "general.architecture", "llama");
+        gguf_writer_add_tensor(w, "a", GGML_TYPE_I8, 1, ne[0]);
+        gguf_writer_add_tensor(w, "b", GGML_TYPE_I8, 1, ne[1]);
+        CHECK(t, gguf_writer_begin_data(w) == 0, "%s", e.msg);
+        static uint8_t buf[300 << 10];
+        static const size_t piece[] = {1, 100, 65535, 65536, 300 << 10, 4096, 70000, 3};
+        uint64_t left = ne[0][0] + ne[1][0], pos = 0;
+        int rc = 0;
+        for (size_t k = 0; !rc && left; k++) {
+            size_t n = piece[k % (sizeof piece / sizeof *piece)];
+            if (n > left) n = (size_t)left;
+            for (size_t j = 0; j < n; j++) buf[j] = (uint8_t)((pos + j) * 2654435761u >> 24);
+            rc = gguf_writer_write_tensor_data(w, buf, n);
+            pos += n;
+            left -= n;
+        }
+        CHECK(t, rc == 0 && gguf_writer_finish(w) == 0, "fsync %d: %s", on, e.msg);
+    }
+    /* same bytes, and the data reads back as written */
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    REQUIRE(t, fa && fb, "outputs missing");
+    int same = 1, ca, cb;
+    do {
+        ca = fgetc(fa);
+        cb = fgetc(fb);
+        if (ca != cb) same = 0;
+    } while (same && ca != EOF);
+    fclose(fa);
+    fclose(fb);
+    CHECK(t, same, "fsync on and off wrote different files");
+    gguf_file g;
+    qf_err_clear(&e);
+    REQUIRE(t, gguf_open(&g, b, &e) == 0 && g.n_tensors == 2, "%s", e.msg);
+    uint64_t pos = 0, bad = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const uint8_t *d = g.tensors[i].data;
+        for (uint64_t j = 0; j < g.tensors[i].nbytes; j++, pos++)
+            bad += d[j] != (uint8_t)(pos * 2654435761u >> 24);
+    }
+    CHECK(t, pos == (20u << 20) + 5 && bad == 0, "%llu of %llu bytes differ", (unsigned long long)bad,
+          (unsigned long long)pos);
+    gguf_close(&g);
+    unlink(a);
+    unlink(b);
+}
+
 /* ---- reader: a few malformed buffers (the CLI bad-inputs test has more) ---- */
 
 static size_t put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); return 4; }
@@ -699,4 +778,4 @@ static void test_truncations(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_type_traits, test_read_stories, test_read_vocab, test_roundtrip_oracles, test_writer_value_types,
-             test_writer_errors, test_reader_rejects, test_truncations)
+             test_writer_errors, test_writer_fsync, test_reader_rejects, test_truncations)

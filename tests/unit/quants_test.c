@@ -204,6 +204,14 @@ static void test_quantize_fast_equals_ref(qf_test *t) {
     }
     CHECK(t, bad8 == 0, "q8_0: %d of %d blocks differ", bad8, K / 32);
     CHECK(t, bad4 == 0, "q4_0: %d of %d blocks differ", bad4, K / 32);
+    /* a block count that is not a multiple of the fast path's 8-block groups, shifted by
+     * one block so that every flavour lands in another group position */
+    const int64_t nb_odd = K / 32 - 5;
+    quantize_row_q8_0_ref(x + 32, a8, 32 * nb_odd);
+    quantize_row_q8_0(x + 32, b8, 32 * nb_odd);
+    bad8 = 0;
+    for (int64_t b = 0; b < nb_odd; b++) bad8 += memcmp(&a8[b], &b8[b], sizeof a8[b]) != 0;
+    CHECK(t, bad8 == 0, "q8_0 (%lld blocks): %d differ", (long long)nb_odd, bad8);
     /* the all-zero and mixed-sign-zero blocks keep ggml's d = -0 */
     CHECK(t, b4[FLAV_ZERO].d == 0x8000 && b4[FLAV_NEGZERO].d == 0x8000, "zero blocks d=0x%04x 0x%04x",
           b4[FLAV_ZERO].d, b4[FLAV_NEGZERO].d);

@@ -23,6 +23,7 @@
 
 #include "gate.h"
 #include "logits_file.h"
+#include "hf_arch.h"
 #include "model.h"
 #include "perplexity.h"
 #include "text.h"
@@ -440,24 +441,41 @@ static void test_hf_dir_errors(qf_test *t) {
     qf_err_clear(&err);
     CHECK(t, qf_model_load(&m, dir, &err) == QF_EUNSUPPORTED && strstr(err.msg, "architecture 'GPT2LMHeadModel'"), "%s",
           err.msg);
-    /* llama3 rope scaling is refused for HF directories */
-    FILE *f = fopen(q, "wb");
+    /* rope scaling in an HF directory: llama3 gives the converter's rope_freqs divisors,
+     * yarn is refused */
     char src[1024];
     snprintf(src, sizeof src, "%s/config.json", hf);
     FILE *g = fopen(src, "rb");
-    REQUIRE(t, f && g, "open");
+    REQUIRE(t, g != NULL, "open");
     char buf[4096];
     size_t n = fread(buf, 1, sizeof buf - 1, g);
     fclose(g);
     buf[n] = 0;
     char *rs = strstr(buf, "\"rope_scaling\": null");
     REQUIRE(t, rs != NULL, "config.json has no rope_scaling null");
-    fprintf(f, "%.*s\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}%s", (int)(rs - buf), buf,
-            rs + strlen("\"rope_scaling\": null"));
-    fclose(f);
-    qf_err_clear(&err);
-    CHECK(t, qf_model_load(&m, dir, &err) == QF_EUNSUPPORTED && strstr(err.msg, "rope_scaling 'llama3' is not supported"),
-          "%s", err.msg);
+    static const char *const scalings[] = {"{\"rope_type\": \"llama3\", \"factor\": 8.0}", "{\"type\": \"yarn\", \"factor\": 4.0}"};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(q, "wb");
+        REQUIRE(t, f != NULL, "open");
+        fprintf(f, "%.*s\"rope_scaling\": %s%s", (int)(rs - buf), buf, scalings[k], rs + strlen("\"rope_scaling\": null"));
+        fclose(f);
+        qf_err_clear(&err);
+        int rc = qf_model_load(&m, dir, &err);
+        if (k == 0) {
+            CHECK(t, rc == 0, "%s", err.msg);
+            if (rc == 0) {
+                /* stories260K: head_dim 8, rope_theta 10000 (default), factors 8/1/4, 8192 */
+                float want[4];
+                REQUIRE(t, qf_llama3_rope_factors(10000.0, m.hp.n_rot, 8.0, 1.0, 4.0, 8192.0, want) == 0, "factors");
+                CHECK(t, m.rope_freqs.data && m.rope_freqs.n_in == m.hp.n_rot / 2 &&
+                             !memcmp(m.rope_freqs.data, want, sizeof(float) * (size_t)(m.hp.n_rot / 2)),
+                      "rope_freqs not bound to the llama3 factors");
+                qf_model_free(&m);
+            }
+        } else {
+            CHECK(t, rc == QF_EUNSUPPORTED && strstr(err.msg, "rope_scaling 'yarn' is not supported"), "%s", err.msg);
+        }
+    }
     snprintf(q, sizeof q, "%s/config.json", dir);
     unlink(q);
     snprintf(q, sizeof q, "%s/model.safetensors", dir);

@@ -1,0 +1,104 @@
+/* matmul_bench - time qf_matmul at the TinyLlama-1.1B shapes.
+ *
+ *   matmul_bench [TYPE [T [REPS]]]     TYPE f32|f16|bf16 (default f16), T tokens (512), REPS (5)
+ *
+ * For each shape n_in -> n_out (2048 -> 2048 (wq, wo), 2048 -> 256 (wk, wv),
+ * 2048 -> 5632 (gate, up), 5632 -> 2048 (down)) multiplies random weights of
+ * TYPE with T random token rows REPS times and prints the best time and
+ * GFLOP/s (2 * T * n_in * n_out / s), then the layer-weighted total (the 7
+ * matmuls of one layer). Threads: OMP_NUM_THREADS. A benchmark, not a test:
+ * the results are not checked (tests/unit/engine_test.c does that).
+ * MATMUL_BENCH_CPU=1 times by process CPU time (see now()). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ggml_types.h"
+#include "matmul.h"
+#include "numfmt.h"
+
+/* MATMUL_BENCH_CPU=1: time by process CPU time instead of the wall clock
+ * (with 1 thread on a busy machine, that leaves out the time the process
+ * waited for a CPU). */
+static int use_cpu_time;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(use_cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) {
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (float)((rng * 2685821657736338717ull) >> 40) / 16777216.0f * 2.0f - 1.0f;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: matmul_bench [f32|f16|bf16 [T [REPS]]]\n");
+        return 0;
+    }
+    const char *cpu = getenv("MATMUL_BENCH_CPU");
+    use_cpu_time = cpu && !strcmp(cpu, "1");
+    const char *tname = argc > 1 ? argv[1] : "f16";
+    const int64_t T = argc > 2 ? atoll(argv[2]) : 512;
+    const int reps = argc > 3 ? atoi(argv[3]) : 5;
+    uint32_t type;
+    if (!strcmp(tname, "f32")) type = GGML_TYPE_F32;
+    else if (!strcmp(tname, "f16")) type = GGML_TYPE_F16;
+    else if (!strcmp(tname, "bf16")) type = GGML_TYPE_BF16;
+    else {
+        fprintf(stderr, "matmul_bench: error: unknown type '%s'\n", tname);
+        return 2;
+    }
+    if (T <= 0 || reps <= 0) {
+        fprintf(stderr, "matmul_bench: error: T and REPS must be positive\n");
+        return 2;
+    }
+    static const int64_t shapes[][3] = {{2048, 2048, 2}, {2048, 256, 2}, {2048, 5632, 2}, {5632, 2048, 1}};
+    double total_s = 0, total_flop = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t n_in = shapes[s][0], n_out = shapes[s][1], per_layer = shapes[s][2];
+        const size_t esize = type == GGML_TYPE_F32 ? 4 : 2;
+        uint8_t *wd = malloc((size_t)n_in * (size_t)n_out * esize);
+        float *x = aligned_alloc(64, (size_t)T * (size_t)n_in * sizeof(float));
+        float *y = malloc((size_t)T * (size_t)n_out * sizeof(float));
+        if (!wd || !x || !y) {
+            fprintf(stderr, "matmul_bench: error: out of memory\n");
+            return 1;
+        }
+        for (int64_t i = 0; i < n_in * n_out; i++) {
+            const float v = frand() * 0.05f;
+            if (type == GGML_TYPE_F32) ((float *)wd)[i] = v;
+            else if (type == GGML_TYPE_F16) ((uint16_t *)wd)[i] = qf_f32_to_f16(v);
+            else ((uint16_t *)wd)[i] = qf_f32_to_bf16(v);
+        }
+        for (int64_t i = 0; i < T * n_in; i++) x[i] = frand();
+        qf_weight w = {.name = "w", .data = wd, .type = type, .n_in = n_in, .n_out = n_out,
+                       .row_bytes = (size_t)n_in * esize};
+        double best = 1e30;
+        for (int r = 0; r < reps; r++) {
+            const double t0 = now();
+            if (qf_matmul(&w, x, T, y) != 0) {
+                fprintf(stderr, "matmul_bench: error: qf_matmul failed\n");
+                return 1;
+            }
+            const double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        const double flop = 2.0 * (double)T * (double)n_in * (double)n_out;
+        printf("%s T=%lld %5lld -> %5lld: %8.2f ms  %6.1f GFLOP/s  (y[0]=%g)\n", tname, (long long)T,
+               (long long)n_in, (long long)n_out, best * 1e3, flop / best * 1e-9, (double)y[0]);
+        total_s += best * per_layer;
+        total_flop += flop * per_layer;
+        free(wd);
+        free(x);
+        free(y);
+    }
+    printf("%s T=%lld layer: %8.2f ms  %6.1f GFLOP/s\n", tname, (long long)T, total_s * 1e3, total_flop / total_s * 1e-9);
+    return 0;
+}
