@@ -836,6 +836,92 @@ void qf_quantize_row_q5_K_imat(const float *x, block_q5_K *y, int64_t n, const f
 void qf_quantize_row_q6_K_imat(const float *x, block_q6_K *y, int64_t n, const float *qw) { row_q6_K(&qk_kernels_scalar, x, y, n, qw); }
 
 /* ------------------------------------------------------------------------ */
+/* IQ4_NL (ggml quantize_iq4_nl, 7 extra scale tries)                       */
+/* ------------------------------------------------------------------------ */
+
+/* Index of the level of kvalues_iq4nl nearest to v; a tie goes to the upper
+ * level, below/above the table to the end levels, NaN to 15 (as ggml's
+ * bisection resolves them). */
+int qf_iq4_nl_nearest(float v) {
+    if (v <= (float)kvalues_iq4nl[0]) return 0;
+    if (v >= (float)kvalues_iq4nl[15]) return 15;
+    int lo = 0, hi = 15; /* invariant: kvalues[lo] <= v < kvalues[hi] (NaN: lo moves up) */
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (v < (float)kvalues_iq4nl[mid]) hi = mid;
+        else lo = mid;
+    }
+    return v - (float)kvalues_iq4nl[hi - 1] < (float)kvalues_iq4nl[hi] - v ? hi - 1 : hi;
+}
+
+/* Weighted fit of x ~ d*kvalues[L] for levels L = nearest(id * x):
+ * sumqx = sum w q x, sumq2 = sum w q^2 (q = the level's value), in order. */
+static void iq4_nl_fit(const float *x, const float *w, float id, uint8_t *L, float *sumqx, float *sumq2) {
+    float sqx = 0.f, sq2 = 0.f;
+    for (int j = 0; j < QK4_NL; ++j) {
+        const int l = qf_iq4_nl_nearest(id * x[j]);
+        const float q = (float)kvalues_iq4nl[l];
+        if (L) L[j] = (uint8_t)l;
+        sqx += w[j] * q * x[j];
+        sq2 += w[j] * q * q;
+    }
+    *sumqx = sqx;
+    *sumq2 = sq2;
+}
+
+/* One block of 32. Weights: x^2 without an imatrix, else
+ * qw * sqrt(sigma2 + x^2) with sigma2 = 2 * mean x^2 of the block. The scale
+ * starts at d = max/127 (the largest-magnitude element on level -127, with
+ * its sign), is refit by weighted least squares d = sumqx/sumq2 for the
+ * rounded levels, and then 15 more inverse scales (itry - 127)/max, itry =
+ * -7..7, are tried; the one with the largest sumqx^2/sumq2 (= the smallest
+ * weighted error after the refit) wins. The levels are finally re-rounded
+ * against the unrounded winning d. */
+static void iq4_nl_block(const float *x, const float *qw, block_iq4_nl *y) {
+    float w[QK4_NL];
+    uint8_t L[QK4_NL];
+    if (qw) {
+        float sigma2 = 0.f;
+        for (int j = 0; j < QK4_NL; ++j) sigma2 += x[j] * x[j];
+        sigma2 *= 2.f / QK4_NL;
+        for (int j = 0; j < QK4_NL; ++j) w[j] = qw[j] * sqrtf(sigma2 + x[j] * x[j]);
+    } else {
+        for (int j = 0; j < QK4_NL; ++j) w[j] = x[j] * x[j];
+    }
+    float amax = 0.f, max = 0.f;
+    for (int j = 0; j < QK4_NL; ++j) {
+        const float ax = fabsf(x[j]);
+        if (ax > amax) { amax = ax; max = x[j]; }
+    }
+    float d = 0.f;
+    if (amax >= QK_GROUP_MAX_EPS) {
+        const float v0 = (float)kvalues_iq4nl[0];
+        float sumqx, sumq2;
+        iq4_nl_fit(x, w, 1.f / (-max / v0), NULL, &sumqx, &sumq2);
+        d = sumqx / sumq2;
+        float best = d * sumqx;
+        for (int itry = -7; itry <= 7; ++itry) {
+            iq4_nl_fit(x, w, (float)(itry + kvalues_iq4nl[0]) / max, NULL, &sumqx, &sumq2);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+    }
+    y->d = f2h(d);
+    const float id = d != 0.f ? 1.f / d : 0.f; /* NaN d (all weights 0) stays NaN, as in ggml */
+    for (int j = 0; j < QK4_NL; ++j) L[j] = (uint8_t)qf_iq4_nl_nearest(id * x[j]);
+    pack_q4_legacy(y->qs, L);
+}
+
+static void row_iq4_nl(const float *x, block_iq4_nl *y, int64_t n, const float *qw) {
+    for (int64_t b = 0; b < n / QK4_NL; ++b) iq4_nl_block(x + b * QK4_NL, qw ? qw + b * QK4_NL : NULL, y + b);
+}
+
+void quantize_row_iq4_nl_ref(const float *x, block_iq4_nl *y, int64_t k) { row_iq4_nl(x, y, k, NULL); }
+void qf_quantize_row_iq4_nl_imat(const float *x, block_iq4_nl *y, int64_t n, const float *qw) { row_iq4_nl(x, y, n, qw); }
+
+/* ------------------------------------------------------------------------ */
 /* generic entry                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -844,7 +930,7 @@ int qf_quantize_supports(uint32_t type) {
     case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16:
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
-    case GGML_TYPE_Q8_K:
+    case GGML_TYPE_Q8_K: case GGML_TYPE_IQ4_NL:
         return 1;
     default:
         return 0;
@@ -859,6 +945,7 @@ int qf_quantize_uses_imatrix(uint32_t type) {
     switch (type) {
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+    case GGML_TYPE_IQ4_NL:
         return 1;
     default:
         return 0;
@@ -898,6 +985,7 @@ static void quantize_one_row(const qk_kernels *kk, uint32_t type, const float *x
     case GGML_TYPE_Q5_K: row_q5_K(kk, x, (block_q5_K *)y, n, qw); break;
     case GGML_TYPE_Q6_K: row_q6_K(kk, x, (block_q6_K *)y, n, qw); break;
     case GGML_TYPE_Q8_K: quantize_row_q8_K_ref(x, (block_q8_K *)y, n); break;
+    case GGML_TYPE_IQ4_NL: row_iq4_nl(x, (block_iq4_nl *)y, n, qw); break;
     default: break;
     }
 }

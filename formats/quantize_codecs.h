@@ -50,6 +50,15 @@ void qf_quantize_row_q4_K_imat(const float *x, block_q4_K *y, int64_t n_per_row,
 void qf_quantize_row_q5_K_imat(const float *x, block_q5_K *y, int64_t n_per_row, const float *qw);
 void qf_quantize_row_q6_K_imat(const float *x, block_q6_K *y, int64_t n_per_row, const float *qw);
 
+/* ---- IQ4_NL (ggml quantize_iq4_nl); k % 32 == 0 ----
+ * The _ref version is what ggml writes without an imatrix (weights x^2), the
+ * _imat one with (weights qw * sqrt(sigma2 + x^2)). Both are scalar; there
+ * is no faster twin (the type is only a shape fallback on small rows). */
+void quantize_row_iq4_nl_ref(const float *x, block_iq4_nl *y, int64_t k);
+void qf_quantize_row_iq4_nl_imat(const float *x, block_iq4_nl *y, int64_t n_per_row, const float *qw);
+/* Index of the level of kvalues_iq4nl nearest to v (ties: the upper one). */
+int qf_iq4_nl_nearest(float v);
+
 /* ---- generic entry ----
  * Quantize nrows x n_per_row floats (row-major) into dst as ggml type `type`.
  * imatrix: n_per_row weights shared by all rows, or NULL. It is ignored by
@@ -58,7 +67,7 @@ void qf_quantize_row_q6_K_imat(const float *x, block_q6_K *y, int64_t n_per_row,
  * code: QF_EUNSUPPORTED (no quantizer for the type), QF_EINVAL (n_per_row not
  * a multiple of the block size, negative sizes, NULL pointers, or an imatrix
  * missing for a type that requires one).
- * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q8_K. */
+ * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q8_K, IQ4_NL. */
 int64_t qf_quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);
 /* Same bytes, scalar search kernels only (the spec the fast path is tested against). */

@@ -13,6 +13,7 @@
  *   Q5_0  d, qh[4], qs[16]   x = d*(q-16), bit j of qh = bit 4 of elem j
  *   Q5_1  d, m, qh[4], qs    x = d*q + m
  *   Q8_0  d, qs[32] int8     x = d*q
+ *   IQ4_NL d, qs[16]         x = d*kvalues_iq4nl[q], nibbles as Q4_0
  *   Q2_K..Q6_K: 256-element super-blocks of 16 or 32-element sub-blocks with
  *   quantized sub-scales; see each dequantizer below.
  */
@@ -215,6 +216,25 @@ void dequantize_row_q8_0_ref(const block_q8_0 *x, float *y, int64_t k) {
     }
 }
 
+/* ---------------- IQ4_NL ---------------- */
+
+/* ggml-common.h kvalues_iq4nl: 16 levels, denser near zero, asymmetric
+ * (-127 .. 113), so the scale d can put the largest element on -127. */
+const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* IQ4_NL: x = d * kvalues_iq4nl[q]; byte j holds element j (low nibble) and
+ * element j+16 (high nibble). */
+void dequantize_row_iq4_nl_ref(const block_iq4_nl *x, float *y, int64_t k) {
+    const int64_t nb = k / QK4_NL;
+    for (int64_t i = 0; i < nb; i++, y += QK4_NL) {
+        const float d = fp16(x[i].d);
+        for (int j = 0; j < QK4_NL / 2; j++) {
+            y[j] = d * (float)kvalues_iq4nl[x[i].qs[j] & 0x0F];
+            y[j + QK4_NL / 2] = d * (float)kvalues_iq4nl[x[i].qs[j] >> 4];
+        }
+    }
+}
+
 /* ---------------- K-quant dequantizers ---------------- */
 
 /* Q2_K: 16 sub-blocks of 16. scales[s] = scale (low nibble) | min (high nibble).
@@ -380,7 +400,7 @@ static void bf16_row(const void *src, float *dst, int64_t k) { qf_bf16_to_f32_ro
 #define ADAPT(t)                                                                                    \
     static void dq_##t##_ref(const void *s, float *d, int64_t k) { dequantize_row_##t##_ref(s, d, k); } \
     static void dq_##t(const void *s, float *d, int64_t k) { dequantize_row_##t(s, d, k); }
-ADAPT(q4_0) ADAPT(q4_1) ADAPT(q5_0) ADAPT(q5_1) ADAPT(q8_0)
+ADAPT(q4_0) ADAPT(q4_1) ADAPT(q5_0) ADAPT(q5_1) ADAPT(q8_0) ADAPT(iq4_nl)
 ADAPT(q2_K) ADAPT(q3_K) ADAPT(q4_K) ADAPT(q5_K) ADAPT(q6_K) ADAPT(q8_K)
 #undef ADAPT
 
@@ -400,6 +420,7 @@ static const codec codecs[] = {
     {GGML_TYPE_Q5_0, QK5_0, dq_q5_0_ref, dq_q5_0},
     {GGML_TYPE_Q5_1, QK5_1, dq_q5_1_ref, dq_q5_1},
     {GGML_TYPE_Q8_0, QK8_0, dq_q8_0_ref, dq_q8_0},
+    {GGML_TYPE_IQ4_NL, QK4_NL, dq_iq4_nl_ref, dq_iq4_nl},
     {GGML_TYPE_Q2_K, QK_K, dq_q2_K_ref, dq_q2_K},
     {GGML_TYPE_Q3_K, QK_K, dq_q3_K_ref, dq_q3_K},
     {GGML_TYPE_Q4_K, QK_K, dq_q4_K_ref, dq_q4_K},

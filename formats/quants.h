@@ -17,6 +17,7 @@
 #define QK5_0 32
 #define QK5_1 32
 #define QK8_0 32
+#define QK4_NL 32
 #define QK_K 256
 #define K_SCALE_SIZE 12
 
@@ -32,6 +33,12 @@ typedef struct { qf_half d; qf_half m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } b
 static_assert(sizeof(block_q5_1) == 24, "block_q5_1 size");
 typedef struct { qf_half d; int8_t qs[QK8_0]; } block_q8_0;
 static_assert(sizeof(block_q8_0) == 34, "block_q8_0 size");
+/* IQ4_NL: x = d * kvalues_iq4nl[q], q a 4-bit index into a fixed non-linear
+ * table; nibbles packed as in Q4_0 (byte j: elem j low, elem j+16 high). */
+typedef struct { qf_half d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
+static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl size");
+/* The 16 levels of IQ4_NL (ggml-common.h kvalues_iq4nl), ascending. */
+extern const int8_t kvalues_iq4nl[16];
 
 typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; qf_half d; qf_half dmin; } block_q2_K;
 static_assert(sizeof(block_q2_K) == 84, "block_q2_K size");
@@ -59,6 +66,7 @@ void dequantize_row_q4_1_ref(const block_q4_1 *x, float *y, int64_t k);
 void dequantize_row_q5_0_ref(const block_q5_0 *x, float *y, int64_t k);
 void dequantize_row_q5_1_ref(const block_q5_1 *x, float *y, int64_t k);
 void dequantize_row_q8_0_ref(const block_q8_0 *x, float *y, int64_t k);
+void dequantize_row_iq4_nl_ref(const block_iq4_nl *x, float *y, int64_t k);
 void dequantize_row_q2_K_ref(const block_q2_K *x, float *y, int64_t k);
 void dequantize_row_q3_K_ref(const block_q3_K *x, float *y, int64_t k);
 void dequantize_row_q4_K_ref(const block_q4_K *x, float *y, int64_t k);
@@ -67,7 +75,7 @@ void dequantize_row_q6_K_ref(const block_q6_K *x, float *y, int64_t k);
 void dequantize_row_q8_K_ref(const block_q8_K *x, float *y, int64_t k);
 
 /* Fast versions (formats/quants_avx2.c): AVX2 where compiled in (Q4_0/Q8_0
- * quantize; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, Q8_K dequantize), otherwise the
+ * quantize; Q4_0, Q4_1, Q8_0, IQ4_NL, Q4_K, Q6_K, Q8_K dequantize), otherwise the
  * reference. Bit-identical to the _ref functions for every input. */
 void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k);
 void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k);
@@ -76,6 +84,7 @@ void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k);
 void dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t k);
 void dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t k);
 void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k);
+void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k);
 void dequantize_row_q2_K(const block_q2_K *x, float *y, int64_t k);
 void dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k);
 void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k);

@@ -221,6 +221,21 @@ void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k) {
     }
 }
 
+/* IQ4_NL: the table lookup is a byte shuffle (16 entries = one 128-bit
+ * register), then the same float(q) * d as the reference (d * q and q * d
+ * are the same IEEE product). */
+void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k) {
+    const int64_t nb = k / QK4_NL;
+    const __m128i table = _mm_loadu_si128((const __m128i *)kvalues_iq4nl);
+    for (int64_t i = 0; i < nb; i++, y += QK4_NL) {
+        const __m256 d = _mm256_set1_ps(qf_f16_to_f32(x[i].d));
+        __m128i lo, hi;
+        split_nibbles(_mm_loadu_si128((const __m128i *)x[i].qs), &lo, &hi);
+        store_scaled16(y, _mm_shuffle_epi8(table, lo), d);
+        store_scaled16(y + 16, _mm_shuffle_epi8(table, hi), d);
+    }
+}
+
 /* Same scale/min unpacking as quants.c (kept local: it is static there). */
 static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
     if (j < 4) {
@@ -306,6 +321,7 @@ void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) { quantize_row_
 void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k) { dequantize_row_q4_0_ref(x, y, k); }
 void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k) { dequantize_row_q4_1_ref(x, y, k); }
 void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k) { dequantize_row_q8_0_ref(x, y, k); }
+void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k) { dequantize_row_iq4_nl_ref(x, y, k); }
 void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k) { dequantize_row_q4_K_ref(x, y, k); }
 void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k) { dequantize_row_q6_K_ref(x, y, k); }
 void dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k) { dequantize_row_q8_K_ref(x, y, k); }

@@ -29,6 +29,7 @@ static const qf_quant_preset presets[] = {
     {"Q4_K_S", QF_FTYPE_MOSTLY_Q4_K_S, GGML_TYPE_Q4_K, "Q4_K; attn_v Q5_K (first 4), ffn_down Q5_K (first n/8); output Q6_K"},
     {"Q4_1",   QF_FTYPE_MOSTLY_Q4_1,   GGML_TYPE_Q4_1, "5.00 bpw legacy: scale + min per 32; output Q6_K"},
     {"Q4_0",   QF_FTYPE_MOSTLY_Q4_0,   GGML_TYPE_Q4_0, "4.50 bpw legacy: scale per 32; output Q6_K"},
+    {"IQ4_NL", QF_FTYPE_MOSTLY_IQ4_NL, GGML_TYPE_IQ4_NL, "4.50 bpw: scale + non-linear 4-bit levels per 32; attn_v Q5_K if GQA >= 4; output Q6_K"},
     {"Q3_K_L", QF_FTYPE_MOSTLY_Q3_K_L, GGML_TYPE_Q3_K, "Q3_K; attn_v, attn_output, ffn_down Q5_K; output Q6_K"},
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
@@ -71,15 +72,23 @@ static int is_k_type(uint32_t t) {
            t == GGML_TYPE_Q6_K;
 }
 
-/* AUTO: the search lowered KLD against F32 for every K-quant preset measured,
- * with and without imatrix; for the legacy types it did without imatrix, but
- * with an imatrix Q4_1 and Q5_0 came out slightly worse on stories260K
- * (docs/quality-method.md), so legacy types keep llama-quantize's bytes. */
-int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type) {
+/* AUTO (docs/quantize.md, measurements in docs/quality.md and
+ * docs/quality-method.md):
+ *  - K-quant presets and IQ4_NL: search every tensor that has a search,
+ *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD
+ *    against llama.cpp's file in every such row measured, with and without
+ *    imatrix;
+ *  - legacy presets without an imatrix: exact, byte-identical to
+ *    llama-quantize (the issue requires it);
+ *  - legacy presets with an imatrix: search, except for Q4_1 and Q5_0
+ *    tensors, where it came out slightly worse than exact on stories260K
+ *    (+2.1% / +0.4% KLD) although it lowers their weighted error. */
+int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type, int has_imatrix) {
     if (!qf_quantize_search_supports(type)) return 0;
     if (method == QF_QUANT_METHOD_SEARCH) return 1;
-    if (method == QF_QUANT_METHOD_AUTO) return p && is_k_type(p->base_type) && is_k_type(type);
-    return 0;
+    if (method != QF_QUANT_METHOD_AUTO || !p) return 0;
+    if (is_k_type(p->base_type) || p->base_type == GGML_TYPE_IQ4_NL) return 1;
+    return has_imatrix && type != GGML_TYPE_Q4_1 && type != GGML_TYPE_Q5_0;
 }
 
 /* ---------------- which tensors, and what they are ---------------- */
@@ -166,6 +175,7 @@ typedef enum {
     MODEL_EXPERTS8,    /* n_expert == 8 */
     MODEL_NOT_EXPERTS8,
     MODEL_IMATRIX,     /* an imatrix was given */
+    MODEL_NO_IMATRIX,
 } model_cond;
 typedef enum {
     LAYERS_ALL,
@@ -201,6 +211,7 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
+    {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_4,    GGML_TYPE_Q5_K},
 
     {ANY_PRESET,               QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q8_0},
@@ -217,6 +228,7 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_FFN_DOWN,    ARCH_NOT_FALCON, MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
     /* with an imatrix, Q4_0/Q5_0 guard the first ffn_down layers with the min variant */
     {QF_FTYPE_MOSTLY_Q4_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q4_1},
     {QF_FTYPE_MOSTLY_Q5_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q5_1},
@@ -224,6 +236,7 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q3_K},
@@ -249,6 +262,7 @@ static int model_holds(model_cond c, const qf_mix_model *m) {
     case MODEL_EXPERTS8: return m->n_expert == 8;
     case MODEL_NOT_EXPERTS8: return m->n_expert != 8;
     case MODEL_IMATRIX: return m->has_imatrix != 0;
+    case MODEL_NO_IMATRIX: return m->has_imatrix == 0;
     }
     return 0;
 }
@@ -301,14 +315,16 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
- * llama.cpp c392e50 sends Q2_K/Q3_K to IQ4_NL (not produced here; current
- * llama.cpp uses Q4_0, as we do) and aborts for the legacy types (the oracle
- * files were made with F16 there). */
+ * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
+ * IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * still does not divide. For the 32-block types themselves (legacy and
+ * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
+ * there, as the legacy oracle files were made (PROVENANCE.md). */
 static const struct {
     uint32_t from, to;
 } fallback_table[] = {
-    {GGML_TYPE_Q2_K, GGML_TYPE_Q4_0},
-    {GGML_TYPE_Q3_K, GGML_TYPE_Q4_0},
+    {GGML_TYPE_Q2_K, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_Q3_K, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},
@@ -317,6 +333,7 @@ static const struct {
     {GGML_TYPE_Q5_0, GGML_TYPE_F16},
     {GGML_TYPE_Q5_1, GGML_TYPE_F16},
     {GGML_TYPE_Q8_0, GGML_TYPE_F16},
+    {GGML_TYPE_IQ4_NL, GGML_TYPE_F16},
 };
 
 static int fits(uint32_t type, uint64_t ne0) {

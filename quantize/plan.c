@@ -362,7 +362,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                                 path, s->name, tname(t->type));
                 goto fail;
             }
-            if (qf_quant_method_searches(o->method, p, t->type)) {
+            if (qf_quant_method_searches(o->method, p, t->type, im != NULL)) {
                 t->search = 1;
                 plan->n_searched++;
             }

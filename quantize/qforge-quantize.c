@@ -25,6 +25,7 @@
 static const uint32_t tensor_types[] = {
     GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
     GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+    GGML_TYPE_IQ4_NL,
 };
 
 static const char *tname(uint32_t type) {
@@ -50,7 +51,7 @@ static void usage(FILE *fp) {
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
     fprintf(fp,
             "  Norms and other 1-D tensors stay as they are. Rows whose length the type cannot\n"
-            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0, then F16);\n"
+            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->IQ4_NL, then F16);\n"
             "  every fallback is reported. docs/quantize.md has the full mix table.\n"
             "\n"
             "options:\n"
@@ -59,9 +60,10 @@ static void usage(FILE *fp) {
             "  --method M               how blocks are chosen: exact (ggml's quantizers, byte-identical\n"
             "                           to llama-quantize), search (per block the lowest weighted\n"
             "                           error found, never above exact's; same types and size; 2-5x\n"
-            "                           slower), or auto (default): search for the Q2_K..Q6_K tensors\n"
-            "                           of the K-quant types (Q2_K..Q6_K, *_S/M/L), exact for all\n"
-            "                           else. docs/quality-method.md has the measurements\n"
+            "                           slower), or auto (default): search for every tensor of the\n"
+            "                           K-quant types (Q2_K..Q6_K, *_S/M/L) and IQ4_NL, and for the\n"
+            "                           legacy types with --imatrix (but Q4_1/Q5_0 tensors); exact for\n"
+            "                           legacy types without imatrix. docs/quantize.md has the reasons\n"
             "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
             "                           (searched anywhere in the name; \\d allowed) get type T;\n"
             "                           first match wins; repeatable. T is a tensor type:\n"

@@ -45,6 +45,7 @@ enum {
     QF_FTYPE_MOSTLY_Q5_K_S = 16,
     QF_FTYPE_MOSTLY_Q5_K_M = 17,
     QF_FTYPE_MOSTLY_Q6_K = 18,
+    QF_FTYPE_MOSTLY_IQ4_NL = 25,
     QF_FTYPE_MOSTLY_BF16 = 32,
 };
 
@@ -123,7 +124,7 @@ int qf_use_more_bits(int i, int n);
 
 /* Shape fallback. If `type` fits rows of ne0 elements, returns it. Else
  * returns the table's replacement (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0,
- * Q2_K/Q3_K->Q4_0, legacy types -> F16), or F16 if that does not fit either.
+ * Q2_K/Q3_K->IQ4_NL, legacy types and IQ4_NL -> F16), or F16 if that does not fit either.
  * *table_type (may be NULL) receives the table's replacement (the first step). */
 uint32_t qf_shape_fallback(uint32_t type, uint64_t ne0, uint32_t *table_type);
 
@@ -139,17 +140,18 @@ typedef enum qf_quant_method {
     QF_QUANT_METHOD_EXACT = 0,  /* ggml's quantizers: byte-identical to llama-quantize */
     QF_QUANT_METHOD_SEARCH = 1, /* formats/quantize_search.h: per block never a higher weighted error than
                                    EXACT, lower KLD end to end */
-    QF_QUANT_METHOD_AUTO = 2,   /* SEARCH for the tensors of K-quant type (Q2_K..Q6_K) of a K-quant
-                                   preset, EXACT for everything else: legacy presets (with or without
-                                   imatrix) and legacy-type fallbacks stay byte-identical to
-                                   llama-quantize (the search lowered KLD for every K-quant case
-                                   measured, but not for every legacy type with an imatrix) */
+    QF_QUANT_METHOD_AUTO = 2,   /* SEARCH for every tensor of a K-quant preset (Q2_K..Q6_K and their
+                                   shape fallbacks IQ4_NL/Q5_0/Q5_1/Q8_0), and for the legacy presets
+                                   with an imatrix (except Q4_1/Q5_0 tensors); EXACT for the legacy
+                                   presets without imatrix, which stay byte-identical to
+                                   llama-quantize. See qf_quant_method_searches (mix.c). */
 } qf_quant_method;
 
 const char *qf_quant_method_name(int method); /* "exact", "search", "auto" */
 int qf_quant_method_from_name(const char *s); /* case-insensitive; -1 if unknown */
-/* 1 if a tensor converted to `type` under preset p uses the search quantizer. */
-int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type);
+/* 1 if a tensor converted to `type` under preset p uses the search quantizer
+ * (has_imatrix: an imatrix was given for the run). */
+int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type, int has_imatrix);
 
 /* ---------------- options ---------------- */
 

@@ -344,8 +344,7 @@ row() {
   local pcell="—"
   if [ -n "$p" ]; then pcell="$p ± $pe"
   elif [ -s "$W/$m/score/$k.qv.err" ]; then
-    pcell="n/a: $(grep -o 'has type [a-z0-9_]*, which verify cannot compute with' "$W/$m/score/$k.qv.err" | sed 's/, which verify cannot compute with/ (not in verify)/; s/has type //')"
-    [ "$pcell" = "n/a: " ] && pcell="error"
+    pcell="error: $(head -n 1 "$W/$m/score/$k.qv.err" | sed 's/^qforge-verify: error: //' | cut -c 1-80)"
   fi
   R_SIZE=$(data_bytes_of "$f") R_KLD=$kl R_KLDLP=$kl2
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' \

@@ -450,7 +450,8 @@ uint32_t qf_act_type_llamacpp(uint32_t weight_type) {
     case GGML_TYPE_BF16: return GGML_TYPE_BF16;
     case GGML_TYPE_Q4_0:
     case GGML_TYPE_Q5_0:
-    case GGML_TYPE_Q8_0: return GGML_TYPE_Q8_0;
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_IQ4_NL: return GGML_TYPE_Q8_0;
     case GGML_TYPE_Q4_1:
     case GGML_TYPE_Q5_1: return GGML_TYPE_Q8_1;
     case GGML_TYPE_Q2_K:

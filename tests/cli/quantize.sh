@@ -61,14 +61,15 @@ fi
 
 # --- mix rules against the peer llama-quantize ----------------------------
 # 16 layers (use_more_bits, n/8, n/16 all pick layers), GQA 4, untied output,
-# every row 256 long; with and without an imatrix.
+# every row 256 long; with and without an imatrix. IQ4_NL: attn_v Q5_K (GQA 4),
+# ffn_down Q5_K in the first n/8 layers only without an imatrix.
 if need_data peer-mix oracles/llamacpp/synth-tinyk-F16.gguf; then
   if [ ! -x "$PEER_DIR/llama-quantize" ]; then
     skip peer-mix "peer binary $PEER_DIR/llama-quantize not found"
   elif ! "$QF_TOOLS/quant_mix_model" "$O/synth-tinyk-F16.gguf" "$TMP/mix.gguf" "$TMP/mix.dat" 16 1 2>"$TMP/err"; then
     fail peer-mix "quant_mix_model: $(cat "$TMP/err")"
   else
-    for run in Q2_K: Q3_K_M: Q4_K_S: Q4_K_M: Q5_K_M: Q4_K_M:imat Q4_0:imat Q5_0:imat Q3_K_L:imat; do
+    for run in Q2_K: Q3_K_M: Q4_K_S: Q4_K_M: Q5_K_M: Q4_K_M:imat Q4_0:imat Q5_0:imat Q3_K_L:imat IQ4_NL: IQ4_NL:imat; do
       t=${run%%:*}; mode=${run#*:}; args=()
       [ "$mode" = imat ] && args=(--imatrix "$TMP/mix.dat")
       name="peer-mix-$t${mode:+-$mode}"

@@ -4,9 +4,9 @@
 #     llama-quantize), on a model full of corner cases (kquant_stress_model),
 #     with and without imatrix, for every preset; its bytes do not depend on
 #     the thread count;
-#   - the default (auto) is search for the K-type tensors of K-quant presets
-#     and exact for everything else (legacy presets, with or without imatrix,
-#     and legacy-type fallbacks keep the llama-quantize bytes);
+#   - the default (auto) is search for every tensor of a K-quant preset and
+#     for legacy presets with an imatrix (Q4_1/Q5_0 tensors excepted), exact
+#     for legacy presets without imatrix (the llama-quantize bytes);
 #   - llama.cpp loads and runs a search file, and it is closer to the F32
 #     model (mean KLD over the same tokens) than llama-quantize's.
 . "$(dirname "$0")/../lib.sh"
@@ -40,17 +40,29 @@ if need_data same-types "$TEMPLATE"; then
   fi
 fi
 
-# auto: search for the K-type tensors of K-quant presets, exact for the rest
+# auto: search for every tensor of a K-quant preset (fallbacks included) and
+# for legacy presets with an imatrix (but Q4_1/Q5_0 tensors stay exact); exact
+# for legacy presets without imatrix (the llama-quantize bytes)
 if need_data default-method "$S260" && [ -s "$TMP/stress.gguf" ]; then
   bad=""
   run() { "$Q" -q "$@" >/dev/null 2>&1 || bad="$bad (failed: $*)"; }
-  run "$QF_DATA/$S260" "$TMP/a.gguf" Q4_0; run "$QF_DATA/$S260" "$TMP/x.gguf" Q4_0 --method exact
-  cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad Q4_0-not-exact"
+  for t in Q4_0 Q5_1 Q8_0; do
+    run "$QF_DATA/$S260" "$TMP/a.gguf" $t; run "$QF_DATA/$S260" "$TMP/x.gguf" $t --method exact
+    cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad $t-not-exact"
+  done
   run "$TMP/stress.gguf" "$TMP/a.gguf" Q4_0 --imatrix "$TMP/stress.dat"
-  run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_0 --imatrix "$TMP/stress.dat" --method exact
-  cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad Q4_0-imatrix-not-exact"
-  run "$QF_DATA/$S260" "$TMP/a.gguf" Q4_K_M; run "$QF_DATA/$S260" "$TMP/x.gguf" Q4_K_M --method exact
-  cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad legacy-fallbacks-not-exact"
+  run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_0 --imatrix "$TMP/stress.dat" --method search
+  cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad Q4_0-imatrix-not-search"
+  for t in Q4_1 Q5_0; do # Q4_1/Q5_0 tensors exact, the rest (output Q6_K) searched
+    n_legacy=$("$Q" "$TMP/stress.gguf" "$TMP/a.gguf" $t --imatrix "$TMP/stress.dat" --dry-run 2>/dev/null | grep -ci "$t.* search")
+    [ "$n_legacy" = 0 ] || bad="$bad $t-imatrix-searched-$t-tensors($n_legacy)"
+    "$Q" "$TMP/stress.gguf" "$TMP/a.gguf" $t --imatrix "$TMP/stress.dat" --dry-run 2>/dev/null | grep -qi "q6_K.* search" ||
+      bad="$bad $t-imatrix-output-not-searched"
+  done
+  for t in Q4_K_M Q2_K Q3_K_M; do # stories260K: only fallbacks (Q5_0/IQ4_NL/Q8_0), all searched
+    run "$QF_DATA/$S260" "$TMP/a.gguf" $t; run "$QF_DATA/$S260" "$TMP/x.gguf" $t --method search
+    cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad $t-fallbacks-not-search"
+  done
   run "$TMP/stress.gguf" "$TMP/a.gguf" Q4_K_M; run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_K_M --method search
   cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad Q4_K_M-not-search"
   "$Q" "$TMP/stress.gguf" "$TMP/a.gguf" Q4_K_M --json 2>/dev/null | grep -q '"method": "auto", "tensors_searched": [1-9]' ||

@@ -300,8 +300,8 @@ if [ -x "$EDIT" ]; then
     "$V" "$TMP/small-vocab.gguf" -f "$TEXT" $R
   expect_exit base-vocab-mismatch 1 'small-vocab.gguf has a vocabulary of 256 tokens, .*stories260K-F32.gguf has 512' -- \
     "$V" "$F32" -f "$TEXT" $R --base "$TMP/small-vocab.gguf"
-  "$EDIT" "$F32" "$TMP/iq.gguf" --retype blk.0.attn_q.weight iq4_nl
-  expect_exit unsupported-type 1 "iq.gguf: tensor 'blk.0.attn_q.weight' has type iq4_nl, which verify cannot compute with" -- \
+  "$EDIT" "$F32" "$TMP/iq.gguf" --retype blk.0.attn_q.weight mxfp4
+  expect_exit unsupported-type 1 "iq.gguf: tensor 'blk.0.attn_q.weight' has type mxfp4, which verify cannot compute with" -- \
     "$V" "$TMP/iq.gguf" -f "$TEXT" $R
   # saved logits for another vocabulary (ids < 256 so that the small model can take them)
   seq 0 255 | awk '{ print $1 % 200 + 3 }' | tr '\n' ' ' >"$TMP/ids.txt"

@@ -47,6 +47,21 @@ else
   check q4_0-100x128 stories260K-Q4_0.gguf 100
   check q4_k_m-100x128 stories260K-Q4_K_M.gguf 100
   check synth-q4_k_m-100x128 synth-tinyk-Q4_K_M.gguf 100
+  # IQ4_NL (activations rounded to Q8_0): llama-quantize's stories260K Q2_K
+  # (31 of 47 tensors IQ4_NL: the Q2_K/Q3_K shape fallback), plain and with
+  # the oracle imatrix
+  QUANT=$QF_DATA/peers/llama.cpp/bin/llama-quantize
+  for mode in plain imatrix; do
+    [ -x "$QUANT" ] || { skip "iq4_nl-$mode" "peer binary $QUANT not found"; continue; }
+    need_data "iq4_nl-$mode" oracles/llamacpp/stories260K-F32.gguf || continue
+    args=()
+    [ $mode = imatrix ] && args=(--imatrix "$QF_DATA/oracles/llamacpp/stories260K-imatrix-wiki64x512.dat")
+    if "$QUANT" "${args[@]}" "$QF_DATA/oracles/llamacpp/stories260K-F32.gguf" "$TMP/q2k-$mode.gguf" Q2_K 1 >"$TMP/log" 2>&1; then
+      check "iq4_nl-q2_k-$mode-100x128" "$TMP/q2k-$mode.gguf" 100
+    else
+      fail "iq4_nl-$mode" "llama-quantize: $(tail -n 1 "$TMP/log")"
+    fi
+  done
   # models written by qforge-convert: tinystories-distill-3M (BF16 weights kept as
   # BF16) and a synthetic qwen2 checkpoint (Q/K/V biases, NEOX RoPE)
   QF_TOOLS=${QF_TOOLS:-build/tools}

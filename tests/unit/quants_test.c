@@ -27,7 +27,7 @@ static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 typedef struct { uint32_t type; const char *name; int block; int bytes; } geom;
 static const geom geoms[] = {
     {GGML_TYPE_F32, "f32", 1, 4},      {GGML_TYPE_F16, "f16", 1, 2},      {GGML_TYPE_BF16, "bf16", 1, 2},
-    {GGML_TYPE_Q4_0, "q4_0", 32, 18},  {GGML_TYPE_Q4_1, "q4_1", 32, 20},  {GGML_TYPE_Q5_0, "q5_0", 32, 22},
+    {GGML_TYPE_Q4_0, "q4_0", 32, 18},  {GGML_TYPE_IQ4_NL, "iq4_nl", 32, 18}, {GGML_TYPE_Q4_1, "q4_1", 32, 20},  {GGML_TYPE_Q5_0, "q5_0", 32, 22},
     {GGML_TYPE_Q5_1, "q5_1", 32, 24},  {GGML_TYPE_Q8_0, "q8_0", 32, 34},  {GGML_TYPE_Q2_K, "q2_K", 256, 84},
     {GGML_TYPE_Q3_K, "q3_K", 256, 110}, {GGML_TYPE_Q4_K, "q4_K", 256, 144}, {GGML_TYPE_Q5_K, "q5_K", 256, 176},
     {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292},
@@ -243,6 +243,34 @@ static void test_dequantize_fast_equals_ref(qf_test *t) {
     CHECK(t, memcmp(a, b, sizeof(float) * 32 * 256) == 0, "q4_0 of quantized data");
 }
 
+/* IQ4_NL by hand: d = 0.5 (fp16 0x3800), byte j = (j) | (15 - j) << 4, so
+ * element j is 0.5 * table[j] and element j+16 is 0.5 * table[15 - j], with
+ * the table written out here (ggml-common.h kvalues_iq4nl), not taken from
+ * the library. */
+static void test_iq4_nl_by_hand(qf_test *t) {
+    static const int table[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    block_iq4_nl b[2];
+    b[0].d = 0x3800; /* 0.5 */
+    b[1].d = 0xC400; /* -4 */
+    for (int j = 0; j < 16; j++) {
+        b[0].qs[j] = (uint8_t)(j | (15 - j) << 4);
+        b[1].qs[j] = (uint8_t)(7 | 8 << 4);
+    }
+    float y[64], z[64];
+    dequantize_row_iq4_nl_ref(b, y, 64);
+    dequantize_row_iq4_nl(b, z, 64);
+    int bad = 0;
+    for (int j = 0; j < 16; j++) {
+        bad += y[j] != 0.5f * (float)table[j];
+        bad += y[j + 16] != 0.5f * (float)table[15 - j];
+        bad += y[32 + j] != 40.0f || y[48 + j] != -4.0f;
+    }
+    CHECK(t, bad == 0, "%d values differ from the spec (y[0]=%g y[16]=%g y[32]=%g)", bad, y[0], y[16], y[32]);
+    CHECK(t, memcmp(y, z, sizeof y) == 0, "fast != ref");
+    CHECK(t, qf_has_dequantize(GGML_TYPE_IQ4_NL), "registered");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_IQ4_NL, b, z, 48) == -1, "k not a multiple of 32 -> -1");
+}
+
 static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
@@ -258,4 +286,4 @@ static void test_generic_entry_points(qf_test *t) {
 
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
-             test_generic_entry_points)
+             test_generic_entry_points, test_iq4_nl_by_hand)
