@@ -40,117 +40,58 @@
 /* ------------------------------------------------------------------ */
 /* small vector kernels: each y[i] is computed the same way on every path */
 
-/* s[j] = sum_d q[d] * Kt[d * ldk + j] for j < n: the scores of one query
- * against n keys stored transposed. Each s[j] sums over d in order with
- * fused multiply-adds (vector and scalar paths agree bit for bit). */
-static void key_scores(const float *q, const float *Kt, int64_t ldk, int64_t Dk, int64_t n, float *s) {
+/* out[j] = sum_i a[i] * M[i * ldm + j] for j < n, i < k: a row vector times a
+ * row-major matrix. Each out[j] sums over i in order with fused multiply-adds,
+ * so the AVX-512, AVX2 and scalar paths agree bit for bit. Attention uses it
+ * twice: the scores of one query against n keys stored transposed
+ * (a = q [Dk], M = K^T [Dk, n]) and the weighted sum of the values
+ * (a = p [n_keys], M = V [n_keys, Dv]). */
+static void row_times_matrix(const float *a, const float *M, int64_t ldm, int64_t k, int64_t n, float *out) {
     int64_t j = 0;
 #ifdef QF_FWD_AVX512
-    for (; j + 64 <= n; j += 64) { /* the same per-key FMA chains, 16 keys per register */
+    for (; j + 64 <= n; j += 64) { /* 16 columns per register, 4 registers */
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t d = 0; d < Dk; d++) {
-            const __m512 qd = _mm512_set1_ps(q[d]);
-            const float *k = Kt + d * ldk + j;
-            a0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k), a0);
-            a1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 16), a1);
-            a2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 32), a2);
-            a3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 48), a3);
+        for (int64_t i = 0; i < k; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            const float *m = M + i * ldm + j;
+            a0 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(m), a0);
+            a1 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(m + 16), a1);
+            a2 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(m + 32), a2);
+            a3 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(m + 48), a3);
         }
-        _mm512_storeu_ps(s + j, a0);
-        _mm512_storeu_ps(s + j + 16, a1);
-        _mm512_storeu_ps(s + j + 32, a2);
-        _mm512_storeu_ps(s + j + 48, a3);
+        _mm512_storeu_ps(out + j, a0);
+        _mm512_storeu_ps(out + j + 16, a1);
+        _mm512_storeu_ps(out + j + 32, a2);
+        _mm512_storeu_ps(out + j + 48, a3);
     }
 #endif
 #ifdef QF_FWD_AVX2
     for (; j + 32 <= n; j += 32) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t d = 0; d < Dk; d++) {
-            const __m256 qd = _mm256_set1_ps(q[d]);
-            const float *k = Kt + d * ldk + j;
-            a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k), a0);
-            a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), a1);
-            a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), a2);
-            a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), a3);
+        for (int64_t i = 0; i < k; i++) {
+            const __m256 ai = _mm256_set1_ps(a[i]);
+            const float *m = M + i * ldm + j;
+            a0 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(m), a0);
+            a1 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(m + 8), a1);
+            a2 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(m + 16), a2);
+            a3 = _mm256_fmadd_ps(ai, _mm256_loadu_ps(m + 24), a3);
         }
-        _mm256_storeu_ps(s + j, a0);
-        _mm256_storeu_ps(s + j + 8, a1);
-        _mm256_storeu_ps(s + j + 16, a2);
-        _mm256_storeu_ps(s + j + 24, a3);
+        _mm256_storeu_ps(out + j, a0);
+        _mm256_storeu_ps(out + j + 8, a1);
+        _mm256_storeu_ps(out + j + 16, a2);
+        _mm256_storeu_ps(out + j + 24, a3);
     }
     for (; j + 8 <= n; j += 8) {
-        __m256 a = _mm256_setzero_ps();
-        for (int64_t d = 0; d < Dk; d++) a = _mm256_fmadd_ps(_mm256_set1_ps(q[d]), _mm256_loadu_ps(Kt + d * ldk + j), a);
-        _mm256_storeu_ps(s + j, a);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < k; i++) acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), _mm256_loadu_ps(M + i * ldm + j), acc);
+        _mm256_storeu_ps(out + j, acc);
     }
+#endif
     for (; j < n; j++) {
-        float a = 0.0f;
-        for (int64_t d = 0; d < Dk; d++) a = fmaf(q[d], Kt[d * ldk + j], a);
-        s[j] = a;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < k; i++) acc = fmaf(a[i], M[i * ldm + j], acc);
+        out[j] = acc;
     }
-#else
-    for (; j < n; j++) {
-        float a = 0.0f;
-        for (int64_t d = 0; d < Dk; d++) a += q[d] * Kt[d * ldk + j];
-        s[j] = a;
-    }
-#endif
-}
-
-/* out[d] = sum_j p[j] * V[j * Dv + d] for d < Dv, each summed over j in order
- * with fused multiply-adds. */
-static void weighted_values(const float *p, const float *V, int64_t n, int64_t Dv, float *out) {
-    int64_t d = 0;
-#ifdef QF_FWD_AVX512
-    for (; d + 64 <= Dv; d += 64) { /* the same per-dimension FMA chains, 16 dimensions per register */
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t j = 0; j < n; j++) {
-            const __m512 pj = _mm512_set1_ps(p[j]);
-            const float *v = V + j * Dv + d;
-            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v), a0);
-            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16), a1);
-            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 32), a2);
-            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 48), a3);
-        }
-        _mm512_storeu_ps(out + d, a0);
-        _mm512_storeu_ps(out + d + 16, a1);
-        _mm512_storeu_ps(out + d + 32, a2);
-        _mm512_storeu_ps(out + d + 48, a3);
-    }
-#endif
-#ifdef QF_FWD_AVX2
-    for (; d + 32 <= Dv; d += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t j = 0; j < n; j++) {
-            const __m256 pj = _mm256_set1_ps(p[j]);
-            const float *v = V + j * Dv + d;
-            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
-            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
-            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
-            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
-        }
-        _mm256_storeu_ps(out + d, a0);
-        _mm256_storeu_ps(out + d + 8, a1);
-        _mm256_storeu_ps(out + d + 16, a2);
-        _mm256_storeu_ps(out + d + 24, a3);
-    }
-    for (; d + 8 <= Dv; d += 8) {
-        __m256 a = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n; j++) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + j * Dv + d), a);
-        _mm256_storeu_ps(out + d, a);
-    }
-    for (; d < Dv; d++) {
-        float a = 0.0f;
-        for (int64_t j = 0; j < n; j++) a = fmaf(p[j], V[j * Dv + d], a);
-        out[d] = a;
-    }
-#else
-    for (; d < Dv; d++) {
-        float a = 0.0f;
-        for (int64_t j = 0; j < n; j++) a += p[j] * V[j * Dv + d];
-        out[d] = a;
-    }
-#endif
 }
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; the mean is accumulated in double. */
@@ -345,7 +286,7 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             float *out = c->att + t * H * Dv + h * Dv;
 
             /* s[j] = q . k_j / sqrt(Dk) */
-            key_scores(q, Kt, N, Dk, n_keys, s);
+            row_times_matrix(q, Kt, N, Dk, n_keys, s); /* s[j] = q . k_j */
             float mx = -INFINITY;
             for (int64_t j = 0; j < n_keys; j++) {
                 s[j] *= scale;
@@ -359,7 +300,7 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             /* p_j = s_j / sum; out = sum_j p_j v_j */
             for (int64_t j = 0; j < n_keys; j++) s[j] *= inv;
             if (c->kv_f16) round_f16_row(s, n_keys);
-            weighted_values(s, Vh, n_keys, Dv, out);
+            row_times_matrix(s, Vh, Dv, n_keys, Dv, out); /* out = sum_j p_j v_j */
         }
         free(s);
         free(q16);
