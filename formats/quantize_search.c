@@ -885,6 +885,10 @@ static const kgeom G_Q5_K = { 8, 32, 31, 0, 31, 0, 63, 63 };
 static const kgeom G_Q3_K = { 16, 16, 0, -4, 3, -32, 31, 0 };
 static const kgeom G_Q6_K = { 16, 16, 0, -32, 31, -128, 127, 0 };
 
+/* Descent rounds of QF_SEARCH_EFFORT_FAST (each stops early once nothing
+ * moves). */
+#define FAST_ITERS 3
+
 typedef struct kstate {
     float D, M;             /* fp16 values */
     int sc[16], mn[16];     /* integer sub-scales and mins */
@@ -997,6 +1001,11 @@ static void kasym_init(const kgeom *g, const float *a, const float *b, float D, 
 static void search_block_kasym(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
                                const kstate *ggml_start, kstate *best) {
     const int iters = cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6;
+    if (cx->effort == QF_SEARCH_EFFORT_FAST) { /* descent from ggml's block only */
+        *best = *ggml_start;
+        kasym_refine(cx, g, x, w, best, FAST_ITERS);
+        return;
+    }
     float a[16], b[16];
     uint8_t Lc[32];
     float amax = 0.f, bmax = 0.f;
@@ -1106,6 +1115,11 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
 static void search_block_ksym(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
                               const kstate *ggml_start, kstate *best) {
     const int iters = cx->effort == 1 ? 3 : cx->effort >= 2 ? 10 : 6;
+    if (cx->effort == QF_SEARCH_EFFORT_FAST) {
+        *best = *ggml_start;
+        ksym_refine(cx, g, x, w, best, FAST_ITERS);
+        return;
+    }
     float a[16];
     int8_t Lc[16];
     float amax = 0.f, max = 0.f;

@@ -77,6 +77,7 @@ typedef struct job {
     uint64_t chunk_bytes;
     uint64_t parallel_min; /* elements of a chunk below which one thread does it */
     uint64_t bytes_done;
+    qf_search_opts search; /* for the tensors with plan.t[].search */
     qf_hasher *hasher;   /* when writing a manifest */
     qf_manifest_tensor *hashes;
 } job;
@@ -212,8 +213,8 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
                 if (!fail && bad == INT64_MAX && b > a) {
                     /* the search's own parallel loop runs on this thread
                      * only (nested); rows are independent either way */
-                    int64_t n = t->search ? qf_quantize_rows_opt(t->type, x + a * ne0, j->out + a * out_row,
-                                                                 (int64_t)(b - a), (int64_t)ne0, w)
+                    int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, x + a * ne0, j->out + a * out_row,
+                                                                    (int64_t)(b - a), (int64_t)ne0, w, &j->search)
                                           : qf_quantize_rows(t->type, x + a * ne0, j->out + a * out_row,
                                                              (int64_t)(b - a), (int64_t)ne0, w);
                     if (n < 0 || (uint64_t)n != (b - a) * out_row) fail |= 2;
@@ -338,6 +339,10 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     j.plan = &plan;
     j.chunk_bytes = qf_quantize_chunk_bytes(o);
     j.parallel_min = o->parallel_min_elements ? o->parallel_min_elements : DEFAULT_PARALLEL_MIN;
+    /* auto trades part of the K-quant search's gain for llama-quantize's
+     * speed; --method search is the full search (qf_quant_method) */
+    qf_search_opts_init(&j.search);
+    if (o->method == QF_QUANT_METHOD_AUTO) j.search.effort = QF_SEARCH_EFFORT_FAST;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;
     for (size_t i = 0; i < plan.n; i++)

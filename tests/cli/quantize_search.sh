@@ -4,7 +4,8 @@
 #     llama-quantize), on a model full of corner cases (kquant_stress_model),
 #     with and without imatrix, for every preset; its bytes do not depend on
 #     the thread count;
-#   - the default (auto) is search for every tensor of a K-quant preset and
+#   - the default (auto) is search for every tensor of a K-quant preset (the
+#     fast search for the K-quant blocks, the full one for the 32-blocks) and
 #     for legacy presets with an imatrix (Q4_1/Q5_0 tensors excepted), exact
 #     for legacy presets without imatrix (the llama-quantize bytes);
 #   - llama.cpp loads and runs a search file, and it is closer to the F32
@@ -50,8 +51,9 @@ if need_data default-method "$S260" && [ -s "$TMP/stress.gguf" ]; then
     run "$QF_DATA/$S260" "$TMP/a.gguf" $t; run "$QF_DATA/$S260" "$TMP/x.gguf" $t --method exact
     cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad $t-not-exact"
   done
-  run "$TMP/stress.gguf" "$TMP/a.gguf" Q4_0 --imatrix "$TMP/stress.dat"
-  run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_0 --imatrix "$TMP/stress.dat" --method search
+  # (--pure: no Q6_K output tensor, whose K-quant blocks auto searches faster)
+  run "$TMP/stress.gguf" "$TMP/a.gguf" Q4_0 --pure --imatrix "$TMP/stress.dat"
+  run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_0 --pure --imatrix "$TMP/stress.dat" --method search
   cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad Q4_0-imatrix-not-search"
   for t in Q4_1 Q5_0; do # Q4_1/Q5_0 tensors exact, the rest (output Q6_K) searched
     n_legacy=$("$Q" "$TMP/stress.gguf" "$TMP/a.gguf" $t --imatrix "$TMP/stress.dat" --dry-run 2>/dev/null | grep -ci "$t.* search")
@@ -63,8 +65,15 @@ if need_data default-method "$S260" && [ -s "$TMP/stress.gguf" ]; then
     run "$QF_DATA/$S260" "$TMP/a.gguf" $t; run "$QF_DATA/$S260" "$TMP/x.gguf" $t --method search
     cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad $t-fallbacks-not-search"
   done
-  run "$TMP/stress.gguf" "$TMP/a.gguf" Q4_K_M; run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_K_M --method search
-  cmp -s "$TMP/a.gguf" "$TMP/x.gguf" || bad="$bad Q4_K_M-not-search"
+  # K-quant blocks: auto is the fast search (QF_SEARCH_EFFORT_FAST), neither
+  # exact nor the full search, same types and size, any thread count
+  run "$TMP/stress.gguf" "$TMP/a.gguf" Q4_K_M --threads 2; run "$TMP/stress.gguf" "$TMP/a1.gguf" Q4_K_M --threads 1
+  run "$TMP/stress.gguf" "$TMP/x.gguf" Q4_K_M --method search; run "$TMP/stress.gguf" "$TMP/e.gguf" Q4_K_M --method exact
+  cmp -s "$TMP/a.gguf" "$TMP/x.gguf" && bad="$bad Q4_K_M-auto-is-full-search"
+  cmp -s "$TMP/a.gguf" "$TMP/e.gguf" && bad="$bad Q4_K_M-auto-is-exact"
+  cmp -s "$TMP/a.gguf" "$TMP/a1.gguf" || bad="$bad Q4_K_M-auto-threads"
+  [ "$(types_of "$TMP/a.gguf")" = "$(types_of "$TMP/e.gguf")" ] || bad="$bad Q4_K_M-auto-types"
+  [ "$(stat -c %s "$TMP/a.gguf")" = "$(stat -c %s "$TMP/e.gguf")" ] || bad="$bad Q4_K_M-auto-size"
   "$Q" "$TMP/stress.gguf" "$TMP/a.gguf" Q4_K_M --json 2>/dev/null | grep -q '"method": "auto", "tensors_searched": [1-9]' ||
     bad="$bad json"
   if [ -z "$bad" ]; then pass default-method; else fail default-method "$bad"; fi
