@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/quantize.sh - qforge-quantize vs llama-quantize on the
 # TinyLlama-1.1B-shaped F16 GGUF (bench/gen-1b.sh + qforge-convert): wall
-# time, input MB/s, peak RSS, for Q4_0, Q4_K_M, Q6_K; and whether the two
-# outputs are byte-identical (--method exact; the search is timed in
-# docs/quality-method.md). Goal: qforge throughput >= 1.0x llama.cpp.
+# time, input MB/s, peak RSS, for Q4_0, Q4_K_M, Q6_K, both with qforge's
+# default (--method auto: the fast search for K-quant blocks, exact for
+# legacy types without imatrix) and with --method exact, which must be
+# byte-identical to llama-quantize's output. Goal: qforge throughput >= 1.0x
+# llama.cpp.
 # Then calibration: qforge-calibrate vs llama-imatrix tokens/s on stories260K
 # and tinystories-distill-3M (F32 GGUF), calib.txt, ctx 512, F16 KV cache
 # (both tools' default).
@@ -37,10 +39,14 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
       if timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" --method exact --threads "$THREADS" --quiet; then
         QW["qf|$t"]+="$T_WALL "; QR["qf|$t"]+="$T_RSS "
       fi
+      if timed "$logs/$rep-qa-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq.auto" "$t" --threads "$THREADS" --quiet; then
+        QW["qa|$t"]+="$T_WALL "; QR["qa|$t"]+="$T_RSS "
+      fi
+      rm -f "$outq.auto"
       if [ -f "$outp" ] && [ -f "$outq" ]; then
         if cmp -s "$outp" "$outq"; then SAME[$t]=yes; else SAME[$t]=no; fi
       fi
-      note "run $rep $t: llama-quantize $(echo ${QW["peer|$t"]:-} | awk '{print $NF}')s, qforge-quantize $(echo ${QW["qf|$t"]:-} | awk '{print $NF}')s, identical ${SAME[$t]:-?}"
+      note "run $rep $t: llama-quantize $(echo ${QW["peer|$t"]:-} | awk '{print $NF}')s, qforge-quantize exact $(echo ${QW["qf|$t"]:-} | awk '{print $NF}')s (identical ${SAME[$t]:-?}), default $(echo ${QW["qa|$t"]:-} | awk '{print $NF}')s"
     done
   done
   rm -f "$outp" "$outq"
@@ -49,13 +55,17 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
   machine_header
   [ $peer = 0 ] && echo "- llama-quantize not found: peer columns skipped"
   echo
-  echo "| type | llama.cpp wall s | qforge wall s | llama.cpp MB/s | qforge MB/s | ratio | llama.cpp RSS MiB | qforge RSS MiB | byte-identical |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  echo "| type | qforge method | llama.cpp wall s | qforge wall s | llama.cpp MB/s | qforge MB/s | ratio | llama.cpp RSS MiB | qforge RSS MiB | byte-identical |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
   for t in $TYPES; do
-    pw=$(med "${QW["peer|$t"]:-}"); qw=$(med "${QW["qf|$t"]:-}")
+    pw=$(med "${QW["peer|$t"]:-}")
     pm=$(awk -v b="$in_bytes" -v w="$pw" 'BEGIN { if (w == "-") print "-"; else printf "%.1f", b / 1e6 / w }')
-    qm=$(awk -v b="$in_bytes" -v w="$qw" 'BEGIN { if (w == "-") print "-"; else printf "%.1f", b / 1e6 / w }')
-    echo "| $t | $(fmt 2 "$pw") | $(fmt 2 "$qw") | $pm | $qm | $(ratio "$qm" "$pm") | $(mib "$(med "${QR["peer|$t"]:-}")") | $(mib "$(med "${QR["qf|$t"]:-}")") | ${SAME[$t]:--} |"
+    for k in qa qf; do
+      qw=$(med "${QW["$k|$t"]:-}")
+      qm=$(awk -v b="$in_bytes" -v w="$qw" 'BEGIN { if (w == "-") print "-"; else printf "%.1f", b / 1e6 / w }')
+      if [ $k = qa ]; then m="default (auto)"; same="-"; else m="exact"; same=${SAME[$t]:--}; fi
+      echo "| $t | $m | $(fmt 2 "$pw") | $(fmt 2 "$qw") | $pm | $qm | $(ratio "$qm" "$pm") | $(mib "$(med "${QR["peer|$t"]:-}")") | $(mib "$(med "${QR["$k|$t"]:-}")") | $same |"
+    done
   done
   echo
   echo "MB/s = input file bytes / wall time (the whole process: read, quantize, write); ratio = qforge MB/s / llama.cpp MB/s."

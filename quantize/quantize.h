@@ -144,7 +144,9 @@ typedef enum qf_quant_method {
                                    shape fallbacks IQ4_NL/Q5_0/Q5_1/Q8_0), and for the legacy presets
                                    with an imatrix (except Q4_1/Q5_0 tensors); EXACT for the legacy
                                    presets without imatrix, which stay byte-identical to
-                                   llama-quantize. See qf_quant_method_searches (mix.c). */
+                                   llama-quantize. See qf_quant_method_searches (mix.c). The
+                                   K-quant blocks are searched with QF_SEARCH_EFFORT_FAST (about
+                                   5x faster than SEARCH's full effort, part of its gain). */
 } qf_quant_method;
 
 const char *qf_quant_method_name(int method); /* "exact", "search", "auto" */
