@@ -839,10 +839,10 @@ void qf_quantize_row_q6_K_imat(const float *x, block_q6_K *y, int64_t n, const f
 /* IQ4_NL (ggml quantize_iq4_nl, 7 extra scale tries)                       */
 /* ------------------------------------------------------------------------ */
 
-/* Index of the level of kvalues_iq4nl nearest to v; a tie goes to the upper
- * level, below/above the table to the end levels, NaN to 15 (as ggml's
- * bisection resolves them). */
-int qf_iq4_nl_nearest(float v) {
+/* The spec: ggml's bisection. Index of the level of kvalues_iq4nl nearest to
+ * v; a tie goes to the upper level, below/above the table to the end levels,
+ * NaN to 15. */
+int qf_iq4_nl_nearest_ref(float v) {
     if (v <= (float)kvalues_iq4nl[0]) return 0;
     if (v >= (float)kvalues_iq4nl[15]) return 15;
     int lo = 0, hi = 15; /* invariant: kvalues[lo] <= v < kvalues[hi] (NaN: lo moves up) */
@@ -853,6 +853,10 @@ int qf_iq4_nl_nearest(float v) {
     }
     return v - (float)kvalues_iq4nl[hi - 1] < (float)kvalues_iq4nl[hi] - v ? hi - 1 : hi;
 }
+
+/* (V[i] + V[i+1]) / 2, exact in float (half-integers). */
+const float qf_iq4_nl_midpoints[15] = { -115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                        7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f };
 
 /* Weighted fit of x ~ d*kvalues[L] for levels L = nearest(id * x):
  * sumqx = sum w q x, sumq2 = sum w q^2 (q = the level's value), in order. */

@@ -5,6 +5,7 @@
  * stories260K imatrix-quantized files must come out byte-identical. The rest
  * are invariants: AVX2 == scalar, thread-count independence, weighting
  * lowers the weighted error, imatrix file round trips. */
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -87,6 +88,44 @@ static float *tensor_as_f32(const gguf_tensor_info *t) {
     default: free(out); return NULL;
     }
     return out;
+}
+
+/* The branch-free IQ4_NL level lookup gives the bisection's index (the
+ * spec) for every float; all 2^32 were compared once (docs/formats-codecs.md),
+ * here: the midpoints and levels and 64 floats on each side of them, random
+ * bit patterns, random values over the table range, and the special values. */
+static void test_iq4_nl_nearest_equals_ref(qf_test *t) {
+    long bad = 0, n = 0;
+    float first_bad = 0.f;
+#define IQ4_CHECK(v)                                                                     \
+    do {                                                                                 \
+        const float v_ = (v);                                                            \
+        n++;                                                                             \
+        if (qf_iq4_nl_nearest(v_) != qf_iq4_nl_nearest_ref(v_) && bad++ == 0) first_bad = v_; \
+    } while (0)
+    for (int i = 0; i < 15; ++i)
+        CHECK(t, qf_iq4_nl_midpoints[i] == 0.5f * (float)(kvalues_iq4nl[i] + kvalues_iq4nl[i + 1]),
+              "midpoint %d is %g", i, qf_iq4_nl_midpoints[i]);
+    for (int i = 0; i < 31; ++i) {
+        const float c = i % 2 ? qf_iq4_nl_midpoints[i / 2] : (float)kvalues_iq4nl[i / 2];
+        for (int s = -1; s <= 1; s += 2) {
+            float v = c;
+            for (int k = 0; k <= 64; ++k, v = nextafterf(v, s * INFINITY)) IQ4_CHECK(v);
+        }
+    }
+    qf_test_rng r = { 0x1234567ull };
+    for (int k = 0; k < 1000000; ++k) {
+        uint32_t b = (uint32_t)qf_test_rng_u64(&r);
+        float v;
+        memcpy(&v, &b, sizeof v);
+        IQ4_CHECK(v);
+        IQ4_CHECK(280.f * qf_test_rng_unif(&r) - 140.f);
+    }
+    const float special[] = { 0.f, -0.f, INFINITY, -INFINITY, NAN, -NAN, FLT_MAX, -FLT_MAX, FLT_MIN, -FLT_MIN,
+                              1e-45f, -1e-45f, 127.f, -128.f, 113.f, 200.f };
+    for (size_t k = 0; k < sizeof special / sizeof *special; ++k) IQ4_CHECK(special[k]);
+#undef IQ4_CHECK
+    CHECK(t, bad == 0, "%ld of %ld values differ from the bisection (first: %a)", bad, n, first_bad);
 }
 
 /* --------------------------------------------------------------- basics */
@@ -593,7 +632,7 @@ static void test_imatrix_rejects_bad_files(qf_test *t) {
     qf_imatrix_free(&im);
 }
 
-QF_TEST_MAIN(test_nearest_int_is_round_half_even, test_entry_errors, test_fast_kernels_equal_scalar,
+QF_TEST_MAIN(test_nearest_int_is_round_half_even, test_iq4_nl_nearest_equals_ref, test_entry_errors, test_fast_kernels_equal_scalar,
              test_thread_count_does_not_change_bytes, test_imatrix_lowers_weighted_error, test_q8_K_block_sums,
              test_degenerate_rows_stay_finite,
              test_oracle_synth_kquants, test_oracle_stories_imatrix, test_imatrix_dat_and_gguf_round_trip,
