@@ -33,4 +33,24 @@ float qs_group_err_avx2(const float *x, const float *w, int n, float d, float mo
     return _mm_cvtss_f32(s);
 }
 
+void qs_grid_err_avx2(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err) {
+    const __m256 vlo = _mm256_set1_ps((float)lo), vhi = _mm256_set1_ps((float)hi), zero = _mm256_setzero_ps();
+    const __m256 magic = _mm256_set1_ps(12582912.f);
+    for (int k = 0; k < QS_GRID; k += 8) {
+        const __m256 vd = _mm256_loadu_ps(d + k);
+        /* 1/d, 0 where d == 0 (IEEE division: the scalar 1.f / d) */
+        const __m256 vid = _mm256_andnot_ps(_mm256_cmp_ps(vd, zero, _CMP_EQ_OQ), _mm256_div_ps(_mm256_set1_ps(1.f), vd));
+        __m256 acc = zero;
+        for (int i = 0; i < n; ++i) {
+            const __m256 xv = _mm256_set1_ps(x[i]);
+            __m256 f = _mm256_mul_ps(xv, vid);
+            f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi); /* NaN -> lo, as the scalar version */
+            const __m256 l = _mm256_sub_ps(_mm256_add_ps(f, magic), magic);
+            const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vd, l), xv);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[i]), _mm256_mul_ps(diff, diff)));
+        }
+        _mm256_storeu_ps(err + k, acc);
+    }
+}
+
 #endif

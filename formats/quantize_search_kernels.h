@@ -11,6 +11,14 @@
  * order, so the scalar and the AVX2 version return the same bits; the tests
  * assert it.
  */
+/*
+ * qs_grid_err: the errors of QS_GRID candidate scales d[k] (symmetric, no
+ * offset) on one group of n values at once:
+ *     q = clamp(round(x_i * (1/d[k])), lo, hi)  (1/d = 0 if d == 0)
+ *     err[k] = sum_i w_i (d[k] q - x_i)^2, summed over i in order.
+ * The AVX2 version runs one candidate per lane, so the same operations in
+ * the same order give the same bits as the scalar one.
+ */
 #ifndef QF_QUANTIZE_SEARCH_KERNELS_H
 #define QF_QUANTIZE_SEARCH_KERNELS_H
 
@@ -22,6 +30,15 @@ typedef float (*qs_group_err_fn)(const float *x, const float *w, int n, float d,
 float qs_group_err_scalar(const float *x, const float *w, int n, float d, float mo, int lo, int hi, int8_t *q);
 #if defined(__AVX2__)
 float qs_group_err_avx2(const float *x, const float *w, int n, float d, float mo, int lo, int hi, int8_t *q);
+#endif
+
+#define QS_GRID 16 /* candidates per qs_grid_err call (a multiple of 8) */
+
+typedef void (*qs_grid_err_fn)(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err);
+
+void qs_grid_err_scalar(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err);
+#if defined(__AVX2__)
+void qs_grid_err_avx2(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err);
 #endif
 
 #endif

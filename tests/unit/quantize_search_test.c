@@ -217,10 +217,12 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
 }
 
 /* QF_SEARCH_EFFORT_FAST (qforge-quantize's default for K-quant blocks): per
- * block never worse than exact, never better than the full search (it is
- * the full search's first descent with fewer rounds; 1e-4 relative slack
- * for the float vs double scoring of near-ties), the same bytes as the full
- * search for the 32-blocks, independent of threads and kernels, and on
+ * block never worse than exact; for Q2_K/Q4_K/Q5_K never better than the
+ * full search (it is the full search's first descent with fewer rounds; 1e-4
+ * relative slack for the float vs double scoring of near-ties), for
+ * Q3_K/Q6_K (a grid-seeded start instead) at least half of the full
+ * search's gain over exact in total on gaussian rows; the same bytes as the
+ * full search for the 32-blocks, independent of threads and kernels, and on
  * gaussian rows clearly better than exact in total. */
 static void test_fast_effort(qf_test *t) {
     const int64_t nrows = 27, n = 512;
@@ -233,6 +235,7 @@ static void test_fast_effort(qf_test *t) {
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const int is_k = ggml_get_type_traits(type)->block_size == QK_K;
+        const int is_ksym = type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
         const size_t bytes = row_bytes(type, n) * nrows;
         uint8_t *e = malloc(bytes), *f = malloc(bytes), *f1 = malloc(bytes), *s = malloc(bytes);
         double *be = malloc((size_t)(n / 32) * sizeof *be), *bf = malloc((size_t)(n / 32) * sizeof *bf),
@@ -271,11 +274,11 @@ static void test_fast_effort(qf_test *t) {
             }
             CHECK(t, worse == 0, "%s imat=%d: fast worse than exact on %lld of %lld blocks", tname(type), im,
                   (long long)worse, (long long)nb);
-            CHECK(t, above_full == 0, "%s imat=%d: full search worse than fast on %lld of %lld blocks", tname(type),
-                  im, (long long)above_full, (long long)nb);
-            /* measured on these rows: fast 2-15% below exact in total, full 3-31% */
-            CHECK(t, tf < 0.995 * te && ts <= tf, "%s imat=%d: gaussian totals exact %.6g fast %.6g full %.6g",
-                  tname(type), im, te, tf, ts);
+            CHECK(t, is_ksym || above_full == 0, "%s imat=%d: full search worse than fast on %lld of %lld blocks",
+                  tname(type), im, (long long)above_full, (long long)nb);
+            /* measured on these rows: fast 1.6-24% below exact in total, full 3-31% */
+            CHECK(t, tf < 0.995 * te && (is_ksym ? te - tf >= 0.5 * (te - ts) : ts <= tf),
+                  "%s imat=%d: gaussian totals exact %.6g fast %.6g full %.6g", tname(type), im, te, tf, ts);
             printf("# %s imat=%d gaussian: exact %.4g fast %.4g (%.1f%%) full %.4g (%.1f%%)\n", tname(type), im, te,
                    tf, 100 * (tf / te - 1), ts, 100 * (ts / te - 1));
         }
@@ -292,7 +295,7 @@ static void test_group_err_kernel_avx2_equals_scalar(qf_test *t) {
     rng r = { 4242 };
     float x[32], w[32];
     int8_t q1[32], q2[32];
-    int mismatches = 0;
+    int mismatches = 0, grid_mismatches = 0;
     for (int it = 0; it < 20000; ++it) {
         const int n = it % 2 ? 32 : 16;
         for (int i = 0; i < n; ++i) {
@@ -305,8 +308,15 @@ static void test_group_err_kernel_avx2_equals_scalar(qf_test *t) {
         const float e1 = qs_group_err_scalar(x, w, n, d, mo, lo, hi, q1);
         const float e2 = qs_group_err_avx2(x, w, n, d, mo, lo, hi, q2);
         mismatches += memcmp(&e1, &e2, sizeof e1) != 0 || memcmp(q1, q2, (size_t)n) != 0;
+        /* the grid kernel: QS_GRID scales at once, some 0 */
+        float dg[QS_GRID], g1[QS_GRID], g2[QS_GRID];
+        for (int k = 0; k < QS_GRID; ++k) dg[k] = (it + k) % 53 == 0 ? 0.f : qf_test_rng_gauss(&r) * 0.3f;
+        qs_grid_err_scalar(x, w, n, dg, lo, hi, g1);
+        qs_grid_err_avx2(x, w, n, dg, lo, hi, g2);
+        grid_mismatches += memcmp(g1, g2, sizeof g1) != 0;
     }
     CHECK(t, mismatches == 0, "%d of 20000 groups differ", mismatches);
+    CHECK(t, grid_mismatches == 0, "qs_grid_err: %d of 20000 groups differ", grid_mismatches);
 #else
     qf_test_skip(t, "built without AVX2");
 #endif
