@@ -43,11 +43,12 @@ typedef struct qf_search_opts {
     int weights;    /* qf_search_weights */
     int keep_exact; /* 1: per block keep ggml's result if it is at least as good (the default);
                        0: search result only (for measuring the search itself) */
-    int effort;     /* QF_SEARCH_EFFORT_FAST (-1): for the K-quant super-blocks, only the
-                       coordinate descent from ggml's own block (no sweep starts; about 8x
-                       faster, about two thirds of the KLD gain, docs/quality-method.md);
-                       the 32-blocks are searched as with 0. 0 = default; 1 = fewer
-                       starts/iterations; 2 = more */
+    int effort;     /* QF_SEARCH_EFFORT_FAST (-1): for the K-quant super-blocks one start
+                       only, no sweeps (about 8x faster than 0; docs/quality-method.md,
+                       "The fast search"): Q2_K/Q4_K/Q5_K descend from ggml's own block,
+                       Q3_K/Q6_K from a start seeded by a 16-point scale grid per
+                       sub-block; the 32-blocks are searched as with 0. 0 = default;
+                       1 = fewer starts/iterations; 2 = more */
     int force_scalar; /* 1: scalar inner loop even where AVX2 is compiled in (same bytes; for tests) */
 } qf_search_opts;
 
