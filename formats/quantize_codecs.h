@@ -60,8 +60,8 @@ void qf_quantize_row_iq4_nl_imat(const float *x, block_iq4_nl *y, int64_t n_per_
  * below/above the table: 0/15; NaN: 15). _ref is ggml's bisection, the
  * spec. qf_iq4_nl_nearest counts the midpoints at or below v instead: no
  * branch to mispredict (the bisection was 44% of IQ4_NL quantization), and
- * the same index for every one of the 2^32 floats (checked exhaustively
- * once, sampled in tests/unit/quants_test.c): near a midpoint the float
+ * the same index for every one of the 2^32 floats (all of them:
+ * build/tools/iq4nl_nearest_exhaustive; sampled in tests/unit/kquant_test.c): near a midpoint the float
  * differences v - V[l] are exact, so "v - V[l] < V[l+1] - v" is "v < mid". */
 int qf_iq4_nl_nearest_ref(float v);
 extern const float qf_iq4_nl_midpoints[15];

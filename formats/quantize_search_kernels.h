@@ -10,8 +10,7 @@
  * lanes (lane k takes the elements i = k mod 8) that are reduced in a fixed
  * order, so the scalar and the AVX2 version return the same bits; the tests
  * assert it.
- */
-/*
+ *
  * qs_grid_err: the errors of QS_GRID candidate scales d[k] (symmetric, no
  * offset) on one group of n values at once:
  *     q = clamp(round(x_i * (1/d[k])), lo, hi)  (1/d = 0 if d == 0)
