@@ -89,7 +89,7 @@ machine_header() {
 # commit, machine, load at start and end, the invocation with every knob's
 # value) and the list of distinct commands it timed to
 # $RESULTS/<YYYY-MM-DD-HHMM>-<bench>.md (a -2, -3 suffix if that exists).
-# A script that printed nothing (gen-1b.sh alone) writes no record.
+# A script that printed nothing writes no record.
 REC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=${RESULTS:-$REC_ROOT/bench/results}
 RECORD=${RECORD:-1}
@@ -145,7 +145,8 @@ record_finish() {
   exit "$rc"
 }
 
-if [ "$RECORD" = 1 ] && [ "$BENCH" != lib ]; then
+# gen-1b.sh run alone is a generator, not a benchmark: no record.
+if [ "$RECORD" = 1 ] && [ "$BENCH" != lib ] && [ "$BENCH" != gen-1b ]; then
   REC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/qf-bench.XXXXXX") || die "mktemp failed"
   REC_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
   REC_STAMP=$(date -u '+%Y-%m-%d-%H%M')
