@@ -7,6 +7,8 @@
 #   KEEP=1             keep large generated files (default: delete them at the end)
 #   QF_BIN=bin  QF_TOOLS=build/tools  QF_DATA=../shared
 #   PEER_BIN=$QF_DATA/peers/llama.cpp/bin
+#   RECORD=1           write the run record (below); RECORD=0: stdout only
+#   RESULTS=bench/results  where run records go
 #
 # Measurements use /usr/bin/time -v (GNU time): wall clock ("Elapsed") and
 # peak resident set size ("Maximum resident set size"). The A/B runs of two
@@ -49,6 +51,7 @@ have_qf() {
 # Returns cmd's exit status.
 timed() {
   local log=$1; shift
+  record_cmd "$@"
   "$GNU_TIME" -v -o "$log.time" "$@" >"$log" 2>&1
   local rc=$?
   T_WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ {
@@ -80,3 +83,74 @@ machine_header() {
   echo "- threads: $THREADS, runs per cell: $REPS (median reported), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)$(
     [ -r /proc/pressure/cpu ] && awk '/^some/ { sub("avg60=", "", $3); printf ", CPU pressure (share of the last 60 s some task waited for a CPU): %s%%", $3 }' /proc/pressure/cpu)"
 }
+
+# Run record. Everything a bench script prints on stdout is held back and,
+# when the script exits, printed and also written with a header (date,
+# commit, machine, load at start and end, the invocation with every knob's
+# value) and the list of distinct commands it timed to
+# $RESULTS/<YYYY-MM-DD-HHMM>-<bench>.md (a -2, -3 suffix if that exists).
+# A script that printed nothing writes no record.
+REC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=${RESULTS:-$REC_ROOT/bench/results}
+RECORD=${RECORD:-1}
+REC_DIR=
+
+# record_cmd cmd...: remember a timed command for the record.
+record_cmd() { [ -n "$REC_DIR" ] && printf '%s\n' "$*" >>"$REC_DIR/commands"; return 0; }
+
+# record_knobs: NAME=value for every ${NAME:-default} knob of this script and
+# its libraries that is set, i.e. the invocation that repeats the run.
+record_knobs() {
+  local name out=
+  for name in $(cat "$0" "$REC_ROOT/bench/lib.sh" "$REC_ROOT/bench/gen-1b.sh" 2>/dev/null |
+                grep -o '\${[A-Z][A-Z0-9_]*:-' | tr -d '${:-' | awk '!seen[$0]++'); do
+    case $name in RESULTS|RECORD|GNU_TIME) continue ;; esac
+    [ -n "${!name+x}" ] || continue
+    case ${!name} in *[[:space:]]*) out+="$name=\"${!name}\" " ;; *) out+="$name=${!name} " ;; esac
+  done
+  printf '%s' "$out"
+}
+
+record_finish() {
+  local rc=$?
+  exec 1>&3 3>&-
+  cat "$REC_DIR/stdout"
+  if [ -s "$REC_DIR/stdout" ]; then
+    mkdir -p "$RESULTS"
+    local f=$RESULTS/$REC_STAMP-$BENCH.md n=2
+    while [ -e "$f" ]; do f=$RESULTS/$REC_STAMP-$BENCH-$n.md; n=$((n + 1)); done
+    {
+      echo "# $BENCH benchmark, $REC_DATE"
+      echo
+      echo "- date: $REC_DATE to $(date -u '+%H:%M UTC')"
+      echo "- commit: $(git -C "$REC_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REC_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+      echo "- machine: $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), nproc $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) of $(nproc --all) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+      echo "- load at start: $REC_LOAD0"
+      echo "- load at end: $(uptime | sed 's/^ *//')"
+      echo "- command: \`$(record_knobs)bash bench/$BENCH.sh\`"
+      [ "$rc" = 0 ] || echo "- exit status: $rc (the run did not finish; tables may be missing)"
+      echo
+      cat "$REC_DIR/stdout"
+      if [ -s "$REC_DIR/commands" ]; then
+        echo
+        echo "Commands timed (each run \`REPS\` times, interleaved):"
+        echo
+        echo '```'
+        awk '!seen[$0]++' "$REC_DIR/commands"
+        echo '```'
+      fi
+    } >"$f.tmp" && mv "$f.tmp" "$f" && note "run record: ${f#"$REC_ROOT"/}"
+  fi
+  rm -rf "$REC_DIR"
+  exit "$rc"
+}
+
+# gen-1b.sh run alone is a generator, not a benchmark: no record.
+if [ "$RECORD" = 1 ] && [ "$BENCH" != lib ] && [ "$BENCH" != gen-1b ]; then
+  REC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/qf-bench.XXXXXX") || die "mktemp failed"
+  REC_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+  REC_STAMP=$(date -u '+%Y-%m-%d-%H%M')
+  REC_LOAD0=$(uptime | sed 's/^ *//')
+  exec 3>&1 >"$REC_DIR/stdout"
+  trap record_finish EXIT
+fi
