@@ -1,4 +1,4 @@
-/* quantize_search_test.c - the error-minimizing quantizers (quantize_search.h).
+/* quantize_search_test.c - the error-minimizing quantizers (quantize/search.h).
  *
  * Invariants: per block, the search's weighted squared error is never above
  * the exact (ggml) path's, for every type, weight mode, with and without
@@ -17,10 +17,9 @@
 #include "gguf.h"
 #include "numfmt.h"
 #include "qf_error.h"
-#include "quantize_codecs.h"
-#include "quantize_search.h"
-#include "quantize_search_kernels.h"
-#include "quants.h"
+#include "codecs.h"
+#include "search.h"
+#include "search_kernels.h"
 #include "safetensors.h"
 #include "qf_test.h"
 

@@ -3,7 +3,7 @@
  * legacy codec, and fast == ref bit for bit on random, zero, subnormal, huge
  * and non-finite inputs. The llama.cpp oracles are in quants_oracle_test.c. */
 #include "qf_test.h"
-#include "quants.h"
+#include "codecs.h"
 #include "numfmt.h"
 #include "ggml_types.h"
 

@@ -1,6 +1,6 @@
-/* quantize_search.h - lower-error quantizers for the same GGUF block formats.
+/* search.h - lower-error quantizers for the same GGUF block formats.
  *
- * qf_quantize_rows() (quantize_codecs.h) writes exactly what llama-quantize
+ * qf_quantize_rows() (formats/codecs.h) writes exactly what llama-quantize
  * writes. The functions here write blocks of the SAME types (so llama.cpp
  * loads and runs the files unchanged) but choose the scales, mins and levels
  * by an explicit search that minimizes the weighted squared error of each
