@@ -142,7 +142,7 @@ void dequantize_row_q8_K_ref(const block_q8_K *x, float *y, int64_t k) {
 static float qp_search(int n, int nmax, const float *x, uint8_t *L, const float *w) {
     float max = 0.f;
     for (int i = 0; i < n; ++i) max = QK_MAX(max, x[i]);
-    if (max == 0.f) { /* exactly zero at c392e50 (newer ggml: < GROUP_MAX_EPS) */
+    if (max == 0.f) { /* exactly zero, as the ggml this reproduces (newer ggml: < GROUP_MAX_EPS) */
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }

@@ -75,21 +75,19 @@ int qf_quantize_search_supports(uint32_t type) {
     }
 }
 
-/* Measured end to end (mean KLD against F32 on tinystories-distill-3M and
- * stories260K, with and without imatrix; docs/quality-method.md): with 2-4
- * bits per weight the magnitude term of qw*sqrt(sigma2 + x^2) lowers KLD
- * (Q2_K by 16% against qw alone); for Q5_K, Q6_K and Q8_0 the plain
- * importance weights qw (plain squared error without imatrix) are better;
- * Q5_0/Q5_1 did best with qw alone without an imatrix and with the sigma
- * form (ggml's for these types) with one. */
+/* The weights that give the lowest end-to-end KLD per type
+ * (docs/quality-method.md has the evaluation): with 2-4 bits per weight the
+ * magnitude term of qw*sqrt(sigma2 + x^2); for Q5_K, Q6_K and Q8_0 the plain
+ * importance weights qw (plain squared error without imatrix); for Q5_0/Q5_1
+ * qw alone without an imatrix and the sigma form (ggml's for these types)
+ * with one; for IQ4_NL the sigma form without an imatrix and qw with one. */
 int qf_search_weights_default(uint32_t type, int has_imatrix) {
     switch (type) {
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
         return QF_SEARCH_W_IMAT;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
         return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
-    case GGML_TYPE_IQ4_NL: /* stories260K, held-out text: sigma -5.6% KLD vs exact without
-                              imatrix; with one sigma was +3.9%, qw alone +0.03% */
+    case GGML_TYPE_IQ4_NL:
         return has_imatrix ? QF_SEARCH_W_IMAT : QF_SEARCH_W_SIGMA;
     default:
         return QF_SEARCH_W_SIGMA;
@@ -316,8 +314,8 @@ static double sym_sweep(int n, const float *x, const float *w, int lo, int hi, f
 
 /* Best symmetric fit with the sign of s that puts the largest-magnitude
  * element at the long end lo of the level range (ggml's convention; trying
- * the other sign too changed the error by < 0.02% on real tensors, while
- * doubling the cost). s is searched in [f_a, f_b] * (-lo) / max|x|. */
+ * the other sign too would double the cost for a negligible gain,
+ * docs/quality-method.md). s is searched in [f_a, f_b] * (-lo) / max|x|. */
 static double sym_best(int n, const float *x, const float *w, int lo, int hi, float f_a, float f_b, int8_t *L,
                        double *d) {
     float amax = 0.f, max = 0.f;
@@ -543,9 +541,8 @@ static double asym_best(const search_ctx *cx, int n, const float *x, const float
 /* ------------------------------------------------------------------------ */
 
 /* Where the optimal inverse scale of one group lies, relative to the
- * "largest element at the end of the range" scale (measured on
- * tinystories-distill-3M with and without imatrix: at least 99.9% of the
- * groups inside; docs/quality-method.md). */
+ * "largest element at the end of the range" scale: a range that holds the
+ * optimum of nearly every group of real tensors (docs/quality-method.md). */
 static void sweep_range(uint32_t type, int effort, float *f_a, float *f_b) {
     float a, b;
     switch (type) {
@@ -1073,9 +1070,8 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
  * the exact sweep: QS_GRID inverse scales spread over the sweep's range,
  * all scored in one qs_grid_err call, the best refit by least squares; then
  * the super-scale for the largest one at the long end, and one descent
- * round. (Measured on gaussian rows, tests/unit/quantize_search_test.c:
- * Q6_K -13%/-24% error against exact without/with imatrix, the full search
- * -16%/-31%, the descent from ggml's block -3%/-3.5%.) ggml's block stays
+ * round (docs/quality-method.md, "The fast search", compares it with the
+ * full search and the descent from ggml's block). ggml's block stays
  * the result when the seed is degenerate; search_row keeps whichever of the
  * two has the lower error. */
 static void ksym_fast(const search_ctx *cx, const kgeom *g, const float *x, const float *w,

@@ -42,7 +42,7 @@ for m in $models; do
         done
     done
     "$bin/qforge-verify" "$m-Q4_K_M-auto.gguf" -f "$test_text" --base "$m-f32.gguf" -c 128 --chunks 4 --json \
-        2>run.err | jq -S 'walk(if type == "object" then with_entries(select(.key | test("time|second|per_s|tok_s|elapsed|rss|thread"; "i") | not)) else . end)' \
+        2>run.err | jq -S 'walk(if type == "object" then with_entries(select(.key | test("^timings$|_s$|time|second|elapsed|rss|thread"; "i") | not)) else . end)' \
         > "$m-verify.json" || { echo "hash-outputs: error: verify failed on $m" >&2; cat run.err >&2; exit 1; }
 done
 
