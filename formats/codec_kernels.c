@@ -21,6 +21,24 @@
 /* scalar search kernels (the spec)                                         */
 /* ------------------------------------------------------------------------ */
 
+/* Levels l = clamp(round(iscale * x), -nmax, nmax - 1) and their weighted
+ * sums sumlx = sum w x l, suml2 = sum w l^2 in ggml's order; L[i] = l + off
+ * unless L is NULL. */
+static void round_sym(int n, int nmax, float iscale, const float *x, const float *w, int8_t *L, int off,
+                      float *sumlx, float *suml2) {
+    float slx = 0.f, sl2 = 0.f;
+    for (int i = 0; i < n; ++i) {
+        int l = qk_nearest_int(iscale * x[i]);
+        l = QK_MAX(-nmax, QK_MIN(nmax - 1, l));
+        if (L) L[i] = (int8_t)(l + off);
+        float fl = (float)l;
+        slx += w[i] * x[i] * fl;
+        sl2 += w[i] * fl * fl;
+    }
+    *sumlx = slx;
+    *suml2 = sl2;
+}
+
 /* Symmetric grid search: start from iscale = -nmax/max (max = the element of
  * largest magnitude, with its sign), round, fit the least-squares scale
  * sum(w x l)/sum(w l^2); then try iscale = -(nmax + 0.1 is)/max for
@@ -33,28 +51,14 @@ static float qx_search_one(int n, int nmax, const float *x, const float *w, int8
         return 0.f;
     }
     float iscale = (float)-nmax / max;
-    float sumlx = 0.f, suml2 = 0.f;
-    for (int i = 0; i < n; ++i) {
-        int l = qk_nearest_int(iscale * x[i]);
-        l = QK_MAX(-nmax, QK_MIN(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        float fl = (float)l;
-        sumlx += w[i] * x[i] * fl;
-        suml2 += w[i] * fl * fl;
-    }
+    float sumlx, suml2;
+    round_sym(n, nmax, iscale, x, w, L, nmax, &sumlx, &suml2);
     float scale = suml2 != 0.f ? sumlx / suml2 : 0.f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
         iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0.f;
-        for (int i = 0; i < n; ++i) {
-            int l = qk_nearest_int(iscale * x[i]);
-            l = QK_MAX(-nmax, QK_MIN(nmax - 1, l));
-            float fl = (float)l;
-            sumlx += w[i] * x[i] * fl;
-            suml2 += w[i] * fl * fl;
-        }
+        round_sym(n, nmax, iscale, x, w, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0.f && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i) {
                 int l = qk_nearest_int(iscale * x[i]);
@@ -151,6 +155,7 @@ static void qkx_scalar(int nb, int n, int nmax, const float *x, const float *w, 
                                   &the_min[b], rmin, rdelta, nstep, use_mad);
 }
 
+#define QK_Q3_MAXN 32 /* longest q3 problem (codec_kernels.h) */
 static float q3_search(int n, int nmax, const float *x, int8_t *L);
 
 static void q3_scalar(int nb, int n, int nmax, const float *x, int8_t *L, float *scale) {
@@ -190,15 +195,10 @@ static float q3_search(int n, int nmax, const float *x, int8_t *L) {
         return 0.f;
     }
     float iscale = (float)-nmax / max;
-    float sumlx = 0.f, suml2 = 0.f;
-    for (int i = 0; i < n; ++i) {
-        int l = qk_nearest_int(iscale * x[i]);
-        l = QK_MAX(-nmax, QK_MIN(nmax - 1, l));
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float x2[QK_Q3_MAXN];
+    for (int i = 0; i < n; ++i) x2[i] = x[i] * x[i];
+    float sumlx, suml2;
+    round_sym(n, nmax, iscale, x, x2, L, 0, &sumlx, &suml2);
     for (int itry = 0; itry < 5; ++itry) {
         int n_changed = 0;
         for (int i = 0; i < n; ++i) {

@@ -33,7 +33,7 @@ typedef struct qk_kernels {
     void (*qkx)(int nb, int n, int nmax, const float *x, const float *w, uint8_t *L,
                 float *scale, float *the_min, float rmin, float rdelta, int nstep, int use_mad);
     /* Q3_K reference search (ggml make_q3_quants with rmse): weights x^2,
-     * start at -nmax/max, then up to 5 coordinate-descent sweeps. L in [0, 2*nmax). */
+     * start at -nmax/max, then up to 5 coordinate-descent sweeps. L in [0, 2*nmax), n <= 32. */
     void (*q3)(int nb, int n, int nmax, const float *x, int8_t *L, float *scale);
     /* Requantization against the final (rounded) scales, n a multiple of 8:
      * L[i] = clamp(round((x[i] + dm) / d), lo, hi) + off, or round(x[i] / d)
