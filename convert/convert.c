@@ -26,7 +26,7 @@
 #include "manifest.h"
 #include "numfmt.h"
 #include "qf_util.h"
-#include "quants.h"
+#include "codecs.h"
 #include "safetensors.h"
 #include "vocab.h"
 
@@ -580,13 +580,7 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
         qf_bf16_to_f32_row(s, f, n);
         x = f;
     }
-    switch (dt) {
-    case GGML_TYPE_F32: memcpy(dst, x, n * sizeof(float)); break;
-    case GGML_TYPE_F16: qf_f32_to_f16_row(x, (uint16_t *)(void *)dst, n); break;
-    case GGML_TYPE_BF16: qf_f32_to_bf16_row(x, (uint16_t *)(void *)dst, n); break;
-    case GGML_TYPE_Q8_0: quantize_row_q8_0(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
-    default: break;
-    }
+    qf_quantize_rows(dt, x, dst, 1, (int64_t)n, NULL); /* the planned types all have a codec */
 }
 
 /* Source row of output row r under the Q/K permutation. */

@@ -1,4 +1,4 @@
-/* ggml_types.h - ggml tensor type ids and their traits (GGUF stores these ids).
+/* ggml_types.h - ggml tensor type ids and the type-traits table (GGUF stores these ids).
  * Ids and block geometry per ggml include/ggml.h and gguf-py constants.py. */
 #ifndef QF_GGML_TYPES_H
 #define QF_GGML_TYPES_H
@@ -45,11 +45,30 @@ typedef enum ggml_type {
     GGML_TYPE_COUNT = 40,
 } ggml_type;
 
+struct qk_kernels;
+/* Row dequantizer: k elements (a multiple of the block size) from src to dst. */
+typedef void (*ggml_to_float_fn)(const void *src, float *dst, int64_t k);
+/* Row quantizer: n elements of x into y with the scale-search kernel set kk
+ * (formats/codec_kernels.h); qw = the imatrix row or NULL. */
+typedef void (*ggml_from_float_fn)(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+
+/* What an importance matrix does to a type's quantizer. */
+enum { GGML_IMATRIX_IGNORED = 0, GGML_IMATRIX_USED = 1, GGML_IMATRIX_REQUIRED = 2 };
+
+/* One row of the type-traits table: everything the rest of the code needs to
+ * know about a type, so adding a block type means adding its codec file and
+ * one row here (formats/ggml_types.c). */
 typedef struct ggml_type_traits {
     const char *name;      /* "q4_0"; NULL for ids that are not (or no longer) types */
     uint32_t block_size;   /* elements per block (1 for plain types) */
     uint32_t type_size;    /* bytes per block */
     int is_quantized;
+    uint32_t vec_dot_type; /* the type llama.cpp's CPU backend rounds activations to for a
+                              dot product with this weight type (F32: no rounding) */
+    int imatrix;           /* GGML_IMATRIX_*: what ggml's quantizer does with an imatrix */
+    ggml_to_float_fn to_float;     /* fastest dequantizer; NULL: no codec */
+    ggml_to_float_fn to_float_ref; /* the scalar reference (the spec) */
+    ggml_from_float_fn from_float; /* quantizer; NULL: cannot be written */
 } ggml_type_traits;
 
 /* NULL if id is unknown/removed. */

@@ -12,8 +12,8 @@
 #include <strings.h>
 
 #include "ggml_types.h"
-#include "quantize_codecs.h"
-#include "quantize_search.h"
+#include "codecs.h"
+#include "search.h"
 
 /* ---------------- the type menu ---------------- */
 

@@ -17,9 +17,8 @@
 #include <string.h>
 
 #include "ggml_types.h"
-#include "quants.h"
-#include "quantize_codecs.h"
-#include "quantize_search.h"
+#include "codecs.h"
+#include "search.h"
 
 static const char *tname(uint32_t type) {
     const ggml_type_traits *tt = ggml_get_type_traits(type);

@@ -28,9 +28,8 @@
 #include "ggml_types.h"
 #include "manifest.h"
 #include "numfmt.h"
-#include "quants.h"
-#include "quantize_codecs.h"
-#include "quantize_search.h"
+#include "codecs.h"
+#include "search.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
 #define DEFAULT_PARALLEL_MIN 65536 /* elements: a 256 x 256 matrix */

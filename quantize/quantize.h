@@ -3,7 +3,7 @@
  * qf_quantize() reads a GGUF model, picks a ggml type for every tensor
  * (the type menu, llama.cpp's per-tensor mix rules, --tensor-type overrides,
  * shape fallbacks), converts tensor by tensor (input -> F32 -> target type
- * with formats/quantize_codecs.h) and streams the result through the GGUF
+ * with formats/codecs.h) and streams the result through the GGUF
  * writer. The output is byte-identical to llama-quantize (llama.cpp c392e50)
  * for the same input, type and imatrix; see docs/quantize.md.
  *
@@ -138,7 +138,7 @@ int qf_quant_type_ok(uint32_t type);
  * qforge-quantize defaults to AUTO. */
 typedef enum qf_quant_method {
     QF_QUANT_METHOD_EXACT = 0,  /* ggml's quantizers: byte-identical to llama-quantize */
-    QF_QUANT_METHOD_SEARCH = 1, /* formats/quantize_search.h: per block never a higher weighted error than
+    QF_QUANT_METHOD_SEARCH = 1, /* quantize/search.h: per block never a higher weighted error than
                                    EXACT, lower KLD end to end */
     QF_QUANT_METHOD_AUTO = 2,   /* SEARCH for every tensor of a K-quant preset (Q2_K..Q6_K and their
                                    shape fallbacks IQ4_NL/Q5_0/Q5_1/Q8_0), and for the legacy presets

@@ -22,7 +22,7 @@
 #include "ggml_types.h"
 #include "matmul_q8.h"
 #include "numfmt.h"
-#include "quants.h"
+#include "codecs.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -445,22 +445,8 @@ int qf_matmul_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
 /* llama.cpp-compatible activation rounding (see matmul.h) */
 
 uint32_t qf_act_type_llamacpp(uint32_t weight_type) {
-    switch (weight_type) {
-    case GGML_TYPE_F16: return GGML_TYPE_F16;
-    case GGML_TYPE_BF16: return GGML_TYPE_BF16;
-    case GGML_TYPE_Q4_0:
-    case GGML_TYPE_Q5_0:
-    case GGML_TYPE_Q8_0:
-    case GGML_TYPE_IQ4_NL: return GGML_TYPE_Q8_0;
-    case GGML_TYPE_Q4_1:
-    case GGML_TYPE_Q5_1: return GGML_TYPE_Q8_1;
-    case GGML_TYPE_Q2_K:
-    case GGML_TYPE_Q3_K:
-    case GGML_TYPE_Q4_K:
-    case GGML_TYPE_Q5_K:
-    case GGML_TYPE_Q6_K: return GGML_TYPE_Q8_K;
-    default: return GGML_TYPE_F32;
-    }
+    const ggml_type_traits *tt = ggml_get_type_traits(weight_type);
+    return tt ? tt->vec_dot_type : GGML_TYPE_F32;
 }
 
 /* Q8_0/Q8_1 and Q8_K: x' = q*d with the q and d of the shared activation

@@ -1,8 +1,9 @@
 /* matmul_q8.c - integer-dot matmul for quantized weights (see matmul_q8.h).
  *
  * Plan of qf_matmul_q8:
- *   1. quantize every token row of x once (Q8_0/Q8_1/Q8_K, the shared
- *      quantizers below) into "act rows": int8 q[n] | float d[nb] | then
+ *   1. quantize every token row of x once (Q8_0/Q8_1/Q8_K, the activation
+ *      quantizers of formats/codec_legacy.h and codec_kquants.h) into
+ *      "act rows": int8 q[n] | float d[nb] | then
  *      float s[nb] (Q8_1) or int16 S32[n/32] (Q8_K: sums of 32 q);
  *   2. split the output rows in tiles (OpenMP, dynamic); a tile's weight rows
  *      are unpacked once into int8 values + float scales (qf_unpack_row_q8;
@@ -23,7 +24,7 @@
 #include "ggml_types.h"
 #include "numfmt.h"
 #include "qf_error.h"
-#include "quants.h"
+#include "codecs.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,130 +37,6 @@
 #define MAX_NT 4 /* tokens per kernel call */
 #define MAX_NR 3 /* weight rows per kernel call */
 #define TILE_BYTES (192 * 1024) /* unpacked weight rows per tile (L2) */
-
-/* ------------------------------------------------------------------ */
-/* Activation quantizers */
-
-void qf_quantize_q8_0_block_ref(const float x[32], int8_t q[32], float *d, float *s) {
-    float amax = 0.0f;
-    for (int j = 0; j < 32; j++) {
-        const float a = fabsf(x[j]);
-        if (a > amax) amax = a;
-    }
-    const float d32 = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    int sum = 0;
-    for (int j = 0; j < 32; j++) {
-        q[j] = (int8_t)nearbyintf(x[j] * id);
-        sum += q[j];
-    }
-    *d = qf_f16_to_f32(qf_f32_to_f16(d32));
-    if (s) *s = qf_f16_to_f32(qf_f32_to_f16(d32 * (float)sum));
-}
-
-void qf_quantize_q8_0_block(const float x[32], int8_t q[32], float *d, float *s) {
-#ifdef QF_Q8_AVX2
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v[4];
-    for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(x + 8 * j);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d32 = amax / 127.0f;
-    const __m256 vid = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-    __m256i i[4];
-    for (int j = 0; j < 4; j++)
-        i[j] = _mm256_cvtps_epi32(
-            _mm256_round_ps(_mm256_mul_ps(v[j], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if (s) {
-        __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
-        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
-        *s = qf_f16_to_f32(qf_f32_to_f16(d32 * (float)_mm_cvtsi128_si32(t4)));
-    }
-    /* packs work per 128-bit half: bytes come out as 4-element groups
-     * 0 2 4 6 1 3 5 7; the permute puts them back in order */
-    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
-    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256((__m256i *)q, p);
-    *d = qf_f16_to_f32(qf_f32_to_f16(d32));
-#else
-    qf_quantize_q8_0_block_ref(x, q, d, s);
-#endif
-}
-
-void qf_quantize_q8_K_block_ref(const float x[256], int8_t q[256], float *d, int16_t sum32[8]) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < QK_K; j++) {
-        const float ax = fabsf(x[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[j];
-        }
-    }
-    if (amax == 0.0f) {
-        *d = 0.0f;
-        memset(q, 0, QK_K);
-        memset(sum32, 0, 8 * sizeof *sum32);
-        return;
-    }
-    const float iscale = -127.0f / max;
-    for (int j = 0; j < QK_K; j++) {
-        const float v = nearbyintf(iscale * x[j]);
-        q[j] = (int8_t)(v > 127.0f ? 127.0f : v);
-    }
-    for (int g = 0; g < 8; g++) {
-        int sum = 0;
-        for (int j = 0; j < 32; j++) sum += q[32 * g + j];
-        sum32[g] = (int16_t)sum;
-    }
-    *d = 1.0f / iscale;
-}
-
-void qf_quantize_q8_K_block(const float x[256], int8_t q[256], float *d, int16_t sum32[8]) {
-#ifdef QF_Q8_AVX2
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
-    for (int j = 8; j < QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    if (amax == 0.0f) {
-        *d = 0.0f;
-        memset(q, 0, QK_K);
-        memset(sum32, 0, 8 * sizeof *sum32);
-        return;
-    }
-    int first = 0; /* the first element of largest magnitude sets the sign */
-    while (fabsf(x[first]) != amax) first++;
-    const float iscale = -127.0f / x[first];
-    const __m256 vis = _mm256_set1_ps(iscale), v127 = _mm256_set1_ps(127.0f);
-    for (int g = 0; g < 8; g++) {
-        __m256i i[4];
-        for (int j = 0; j < 4; j++) {
-            __m256 v = _mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + 32 * g + 8 * j)),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            i[j] = _mm256_cvtps_epi32(_mm256_min_ps(v, v127));
-        }
-        __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
-        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
-        sum32[g] = (int16_t)_mm_cvtsi128_si32(t4);
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(q + 32 * g), p);
-    }
-    *d = 1.0f / iscale;
-#else
-    qf_quantize_q8_K_block_ref(x, q, d, sum32);
-#endif
-}
 
 /* ------------------------------------------------------------------ */
 /* Row layouts */
@@ -233,16 +110,6 @@ size_t qf_matmul_q8_work_bytes(uint32_t type, int64_t n_in, int64_t T) {
 /* ------------------------------------------------------------------ */
 /* Weight unpacking */
 
-static void get_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 /* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
  * AVX2 version below, and the tests check that both matmuls agree bit for bit). */
 static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
@@ -309,8 +176,8 @@ static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
             d[b] = qf_f16_to_f32(x[b].d);
             m[b] = qf_f16_to_f32(x[b].dmin);
             for (int g = 0; g < 8; g++) {
-                int s, mn;
-                get_scale_min_k4(g, x[b].scales, &s, &mn);
+                uint8_t s, mn;
+                qf_get_scale_min_k4(g, x[b].scales, &s, &mn);
                 sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
                 mins[8 * b + g] = (int16_t)mn;
             }
@@ -380,8 +247,8 @@ int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float
             d[b] = qf_f16_to_f32(x[b].d);
             m[b] = qf_f16_to_f32(x[b].dmin);
             for (int g = 0; g < 8; g++) {
-                int s, mn;
-                get_scale_min_k4(g, x[b].scales, &s, &mn);
+                uint8_t s, mn;
+                qf_get_scale_min_k4(g, x[b].scales, &s, &mn);
                 sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
                 mins[8 * b + g] = (int16_t)mn;
             }

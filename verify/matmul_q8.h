@@ -45,18 +45,8 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
 /* Scalar reference (the spec): the same quantization and summation order. */
 int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y);
 
-/* The shared activation quantizers (also behind qf_round_activations).
- * Q8_0 / Q8_1, as llama.cpp's AVX2 quantize_row_q8_0/q8_1: amax = max |x|,
- * d = f16(amax/127) (returned as float), q = round-half-even(x * 127/amax),
- * *s = f16((amax/127) * sum(q)) (Q8_1's s; pass NULL to skip). */
-void qf_quantize_q8_0_block(const float x[32], int8_t q[32], float *d, float *s);
-/* Q8_K (ggml's reference): max = the x of largest |x| (the first on ties),
- * iscale = -127/max, q = min(127, round-half-even(iscale*x)), d = 1/iscale;
- * all zero when max == 0. sum32[j] = sum of q[32j..32j+32). */
-void qf_quantize_q8_K_block(const float x[256], int8_t q[256], float *d, int16_t sum32[8]);
-/* Scalar versions of the two (the spec the fast ones are tested against). */
-void qf_quantize_q8_0_block_ref(const float x[32], int8_t q[32], float *d, float *s);
-void qf_quantize_q8_K_block_ref(const float x[256], int8_t q[256], float *d, int16_t sum32[8]);
+/* The activation quantizers (qf_quantize_q8_0_block, qf_quantize_q8_K_block)
+ * are block codecs: formats/codec_legacy.h and formats/codec_kquants.h. */
 
 /* A weight row as integers (exposed for the tests): q[n] int8 values such that
  *   Q4_0, Q5_0, Q8_0: w[i] = q[i]*d[i/32]

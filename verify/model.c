@@ -11,7 +11,7 @@
 #include "hf_arch.h"
 #include "json.h"
 #include "qf_util.h"
-#include "quants.h"
+#include "codecs.h"
 
 const char *qf_arch_name(qf_arch arch) {
     switch (arch) {

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "quantize_codecs.h"
+#include "codecs.h"
 
 int main(void) {
     long long bad = 0;

@@ -16,7 +16,7 @@
 #include "gguf.h"
 #include "imatrix.h"
 #include "numfmt.h"
-#include "quantize_codecs.h"
+#include "codecs.h"
 
 static float *as_f32(const gguf_tensor_info *t) {
     float *out = malloc(t->n_elements * sizeof(float));

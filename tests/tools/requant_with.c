@@ -23,8 +23,8 @@
 #include "gguf.h"
 #include "imatrix.h"
 #include "numfmt.h"
-#include "quantize_codecs.h"
-#include "quantize_search.h"
+#include "codecs.h"
+#include "search.h"
 
 static float *as_f32(const gguf_tensor_info *t) {
     float *out = malloc(t->n_elements * sizeof(float));

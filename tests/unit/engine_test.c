@@ -25,7 +25,7 @@
 #include "model.h"
 #include "numfmt.h"
 #include "perplexity.h"
-#include "quants.h"
+#include "codecs.h"
 #include "text.h"
 
 #define ORACLES "oracles/llamacpp"

@@ -16,9 +16,8 @@
 #include "gguf.h"
 #include "imatrix.h"
 #include "numfmt.h"
-#include "quantize_codecs.h"
-#include "quantize_kernels.h"
-#include "quants.h"
+#include "codecs.h"
+#include "codec_kernels.h"
 #include "qf_test.h"
 
 #define ORACLES "oracles/llamacpp"

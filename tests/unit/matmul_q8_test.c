@@ -14,7 +14,7 @@
 #include "matmul_q8.h"
 #include "numfmt.h"
 #include "qf_test.h"
-#include "quants.h"
+#include "codecs.h"
 
 static qf_test_rng rng = {0x9E3779B97F4A7C15ull};
 static uint32_t rnd(void) { return (uint32_t)(qf_test_rng_u64(&rng) >> 32); }

@@ -1,4 +1,4 @@
-/* quantize_search_test.c - the error-minimizing quantizers (quantize_search.h).
+/* quantize_search_test.c - the error-minimizing quantizers (quantize/search.h).
  *
  * Invariants: per block, the search's weighted squared error is never above
  * the exact (ggml) path's, for every type, weight mode, with and without
@@ -6,7 +6,7 @@
  * depend on the thread count or on AVX2 vs scalar; the blocks decode with
  * the reference dequantizers to finite values; and on real weights
  * (stories260K, tinystories-distill-3M) the weighted error is lower than
- * ggml's by at least a margin measured beforehand (docs/quality-method.md). */
+ * ggml's by at least a margin measured beforehand (docs/quality.md). */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -17,10 +17,9 @@
 #include "gguf.h"
 #include "numfmt.h"
 #include "qf_error.h"
-#include "quantize_codecs.h"
-#include "quantize_search.h"
-#include "quantize_search_kernels.h"
-#include "quants.h"
+#include "codecs.h"
+#include "search.h"
+#include "search_kernels.h"
 #include "safetensors.h"
 #include "qf_test.h"
 
@@ -374,7 +373,7 @@ static void test_api_errors(qf_test *t) {
 
 /* Quantize real rows with both paths and check the invariant and a margin:
  * the summed weighted error of the search must be at most max_ratio times
- * ggml's (the measured ratios are in docs/quality-method.md; the thresholds
+ * ggml's (the measured ratios are in docs/quality.md; the thresholds
  * here keep about half of the measured gain). */
 static void check_real(qf_test *t, const char *what, uint32_t type, const float *x, int64_t nrows, int64_t n,
                        const float *qw, double max_ratio) {

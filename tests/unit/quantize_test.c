@@ -17,7 +17,7 @@
 #include "imatrix.h"
 #include "manifest.h"
 #include "quantize.h"
-#include "quants.h"
+#include "codecs.h"
 #include "qf_test.h"
 
 #define ORACLES "oracles/llamacpp"

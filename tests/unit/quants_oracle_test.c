@@ -11,7 +11,7 @@
 #include "qf_test.h"
 #include "gguf.h"
 #include "numfmt.h"
-#include "quants.h"
+#include "codecs.h"
 
 #include <math.h>
 #include <stdint.h>

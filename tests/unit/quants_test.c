@@ -3,7 +3,7 @@
  * legacy codec, and fast == ref bit for bit on random, zero, subnormal, huge
  * and non-finite inputs. The llama.cpp oracles are in quants_oracle_test.c. */
 #include "qf_test.h"
-#include "quants.h"
+#include "codecs.h"
 #include "numfmt.h"
 #include "ggml_types.h"
 
@@ -284,6 +284,41 @@ static void test_generic_entry_points(qf_test *t) {
     CHECK(t, qf_dequantize_row(GGML_TYPE_F32, &one, y, 1) == 0 && y[0] == 1.5f, "f32 copy");
 }
 
+/* The traits table against lists kept here (what llama.cpp's CPU backend and
+ * ggml's quantizers do per type): which types have a dequantizer and a
+ * quantizer, what an imatrix does to them, and the activation type of their
+ * dot products. */
+static void test_traits_table(qf_test *t) {
+    static const uint32_t dequant[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+                                       GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
+                                       GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K};
+    static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
+                                         GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL};
+    static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
+    static const struct { uint32_t w, act; } dot[] = {
+        {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
+        {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0}, {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0}, {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0},
+        {GGML_TYPE_Q4_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q5_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K},
+        {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
+        {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K},
+    };
+    for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
+        int in_dequant = 0, in_uses = 0, in_needs = 0;
+        uint32_t act = GGML_TYPE_F32;
+        for (size_t i = 0; i < sizeof dequant / sizeof dequant[0]; i++) in_dequant |= dequant[i] == ty;
+        for (size_t i = 0; i < sizeof uses_imat / sizeof uses_imat[0]; i++) in_uses |= uses_imat[i] == ty;
+        for (size_t i = 0; i < sizeof needs_imat / sizeof needs_imat[0]; i++) in_needs |= needs_imat[i] == ty;
+        for (size_t i = 0; i < sizeof dot / sizeof dot[0]; i++) if (dot[i].w == ty) act = dot[i].act;
+        CHECK(t, qf_has_dequantize(ty) == in_dequant, "type %u dequantize", ty);
+        CHECK(t, qf_quantize_supports(ty) == in_dequant, "type %u quantize", ty);
+        CHECK(t, qf_quantize_uses_imatrix(ty) == in_uses, "type %u uses imatrix", ty);
+        CHECK(t, qf_quantize_requires_imatrix(ty) == in_needs, "type %u requires imatrix", ty);
+        const ggml_type_traits *tt = ggml_get_type_traits(ty);
+        if (tt) CHECK(t, tt->vec_dot_type == act, "type %u vec_dot_type %u", ty, tt->vec_dot_type);
+        if (tt) CHECK(t, !tt->from_float == !tt->to_float && !tt->to_float == !tt->to_float_ref, "type %u codec", ty);
+    }
+}
+
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
-             test_generic_entry_points, test_iq4_nl_by_hand)
+             test_generic_entry_points, test_iq4_nl_by_hand, test_traits_table)

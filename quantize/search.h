@@ -1,6 +1,6 @@
-/* quantize_search.h - lower-error quantizers for the same GGUF block formats.
+/* search.h - lower-error quantizers for the same GGUF block formats.
  *
- * qf_quantize_rows() (quantize_codecs.h) writes exactly what llama-quantize
+ * qf_quantize_rows() (formats/codecs.h) writes exactly what llama-quantize
  * writes. The functions here write blocks of the SAME types (so llama.cpp
  * loads and runs the files unchanged) but choose the scales, mins and levels
  * by an explicit search that minimizes the weighted squared error of each
@@ -24,7 +24,7 @@
 
 /* The per-element weights w_i of the objective. */
 typedef enum qf_search_weights {
-    QF_SEARCH_W_DEFAULT = 0, /* the measured best: see qf_search_weights_default() */
+    QF_SEARCH_W_DEFAULT = 0, /* the best per type: see qf_search_weights_default() */
     QF_SEARCH_W_IMAT = 1,    /* w = qw (1 without an imatrix): the diagonal estimate of the
                                 output error E[((W - What) a)^2] */
     QF_SEARCH_W_SIGMA = 2,   /* w = qw * sqrt(sigma2 + x^2), sigma2 = mean x^2 of the row
@@ -44,7 +44,7 @@ typedef struct qf_search_opts {
     int keep_exact; /* 1: per block keep ggml's result if it is at least as good (the default);
                        0: search result only (for measuring the search itself) */
     int effort;     /* QF_SEARCH_EFFORT_FAST (-1): for the K-quant super-blocks one start
-                       only, no sweeps (about 8x faster than 0; docs/quality-method.md,
+                       only, no sweeps (much faster than 0; docs/quality-method.md,
                        "The fast search"): Q2_K/Q4_K/Q5_K descend from ggml's own block,
                        Q3_K/Q6_K from a start seeded by a 16-point scale grid per
                        sub-block; the 32-blocks are searched as with 0. 0 = default;

@@ -1,12 +1,12 @@
-/* quantize_codecs_avx2.c - AVX2 versions of the scale searches.
+/* codec_kernels_avx2.c - AVX2 versions of the scale searches (codec_kernels.h).
  *
  * One independent problem (sub-block) per 32-bit lane, 8 at a time. Each lane
  * performs exactly the scalar sequence of IEEE single-precision operations of
- * quantize_codecs.c (mul/add/sub/div are correctly rounded in SIMD as in
+ * codec_kernels.c (mul/add/sub/div are correctly rounded in SIMD as in
  * scalar SSE; no FMA is used), and branches become per-lane blends, so the
  * results are bit-identical to the scalar kernels; kquant_test asserts it.
  */
-#include "quantize_kernels.h"
+#include "codec_kernels.h"
 
 #if defined(__AVX2__)
 
@@ -328,5 +328,5 @@ static void qkx_avx2(int nb, int n, int nmax, const float *x, const float *w, ui
 const qk_kernels qk_kernels_avx2 = { "avx2", qx_avx2, qkx_avx2, q3_avx2, requant_avx2 };
 
 #else
-typedef int qf_quantize_codecs_avx2_unused; /* keep the translation unit non-empty */
+typedef int qf_codec_kernels_avx2_unused; /* keep the translation unit non-empty */
 #endif

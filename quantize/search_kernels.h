@@ -1,5 +1,5 @@
-/* quantize_search_kernels.h - internal: the inner loop of the search
- * quantizers (quantize_search.c), scalar and AVX2.
+/* search_kernels.h - internal: the inner loop of the search
+ * quantizers (search.c), scalar and AVX2.
  *
  * qs_group_err: weighted squared error of a group of n values (n a multiple
  * of 8) for a fixed scale d and offset mo, with the optimal levels

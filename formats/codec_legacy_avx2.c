@@ -1,64 +1,23 @@
-/* quants_avx2.c - AVX2 versions of the hot block codecs.
+/* codec_legacy_avx2.c - AVX2 versions of the hot legacy block codecs
+ * (codec_legacy.h).
  *
  * Every function here computes exactly what its scalar `_ref` twin in
- * quants.c computes: the same IEEE operations (multiply, then add/subtract:
- * no FMA, which would round once instead of twice), the same per-block scale
- * arithmetic done in scalar float, and the same truncating/rounding
- * conversions. tests/unit/quants_test.c checks fast == ref bit for bit on
- * random, zero, subnormal and huge inputs. Types without a vector version
- * forward to the reference.
+ * codec_legacy.c computes: the same IEEE operations (multiply, then
+ * add/subtract: no FMA, which would round once instead of twice), the same
+ * per-block scale arithmetic done in scalar float, and the same
+ * truncating/rounding conversions. tests/unit/quants_test.c checks fast == ref
+ * bit for bit on random, zero, subnormal and huge inputs. Types without a
+ * vector version forward to the reference.
  */
-#include "quants.h"
+#include "codec_legacy.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "codec_avx2.h"
 #include "numfmt.h"
 
 #ifdef __AVX2__
-#include <immintrin.h>
-
-/* 8 signed bytes (low half of v) -> 8 floats. */
-static inline __m256 i8x8_to_f32(__m128i v) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
-}
-
-/* 16 signed bytes -> y[0..15] = float(q) * d. */
-static inline void store_scaled16(float *y, __m128i q, __m256 d) {
-    _mm256_storeu_ps(y, _mm256_mul_ps(i8x8_to_f32(q), d));
-    _mm256_storeu_ps(y + 8, _mm256_mul_ps(i8x8_to_f32(_mm_srli_si128(q, 8)), d));
-}
-
-/* 16 signed bytes -> y[0..15] = float(q) * d + m. */
-static inline void store_muladd16(float *y, __m128i q, __m256 d, __m256 m) {
-    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_mul_ps(i8x8_to_f32(q), d), m));
-    _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_mul_ps(i8x8_to_f32(_mm_srli_si128(q, 8)), d), m));
-}
-
-/* 16 signed bytes -> y[0..15] = d * float(q) - m. */
-static inline void store_affine16(float *y, __m128i q, __m256 d, __m256 m) {
-    _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(d, i8x8_to_f32(q)), m));
-    _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(d, i8x8_to_f32(_mm_srli_si128(q, 8))), m));
-}
-
-/* 4 vectors of 32-bit lanes holding 0..255 -> 32 bytes in element order. */
-static inline __m256i pack_u8x32(__m256i a, __m256i b, __m256i c, __m256i d) {
-    __m256i ab = _mm256_packus_epi32(a, b); /* per lane: a0-3 b0-3 | a4-7 b4-7 */
-    __m256i cd = _mm256_packus_epi32(c, d);
-    __m256i abcd = _mm256_packus_epi16(ab, cd); /* a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7 */
-    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
-static inline float hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-static inline __m256 abs_ps(__m256 v) {
-    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
-}
 
 /* ---------------- quantize ---------------- */
 
@@ -142,7 +101,7 @@ void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) {
 }
 
 /* The element of largest magnitude with its sign, first on ties, +0 if all
- * are zero (see signed_absmax in quants.c). */
+ * are zero (see qk_signed_absmax). */
 static inline float signed_absmax32(const float *x, const __m256 v[4]) {
     __m256 amax = _mm256_setzero_ps();
     for (int r = 0; r < 4; r++) amax = _mm256_max_ps(abs_ps(v[r]), amax); /* NaN lanes keep amax, like fmaxf */
@@ -179,14 +138,8 @@ void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k) {
     }
 }
 
-/* ---------------- dequantize ---------------- */
 
-/* 16 packed bytes -> (low nibbles, high nibbles) as unsigned bytes. */
-static inline void split_nibbles(__m128i raw, __m128i *lo, __m128i *hi) {
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    *lo = _mm_and_si128(raw, mask);
-    *hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-}
+/* ---------------- dequantize ---------------- */
 
 void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k) {
     const int64_t nb = k / QK4_0;
@@ -221,97 +174,36 @@ void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k) {
     }
 }
 
-/* IQ4_NL: the table lookup is a byte shuffle (16 entries = one 128-bit
- * register), then the same float(q) * d as the reference (d * q and q * d
- * are the same IEEE product). */
-void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k) {
-    const int64_t nb = k / QK4_NL;
-    const __m128i table = _mm_loadu_si128((const __m128i *)kvalues_iq4nl);
-    for (int64_t i = 0; i < nb; i++, y += QK4_NL) {
-        const __m256 d = _mm256_set1_ps(qf_f16_to_f32(x[i].d));
-        __m128i lo, hi;
-        split_nibbles(_mm_loadu_si128((const __m128i *)x[i].qs), &lo, &hi);
-        store_scaled16(y, _mm_shuffle_epi8(table, lo), d);
-        store_scaled16(y + 16, _mm_shuffle_epi8(table, hi), d);
+/* The llama.cpp AVX2 activation quantizer, as qf_quantize_q8_0_block_ref. */
+void qf_quantize_q8_0_block(const float x[32], int8_t q[32], float *d, float *s) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(x + 8 * j);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d32 = amax / 127.0f;
+    const __m256 vid = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i i[4];
+    for (int j = 0; j < 4; j++)
+        i[j] = _mm256_cvtps_epi32(
+            _mm256_round_ps(_mm256_mul_ps(v[j], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (s) {
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        *s = qf_f16_to_f32(qf_f32_to_f16(d32 * (float)_mm_cvtsi128_si32(t4)));
     }
-}
-
-/* Same scale/min unpacking as quants.c (kept local: it is static there). */
-static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k) {
-    const int64_t nb = k / QK_K;
-    for (int64_t i = 0; i < nb; i++) {
-        const float d = qf_f16_to_f32(x[i].d), dmin = qf_f16_to_f32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        for (int j = 0; j < QK_K / 32; j += 2, q += 32, y += 64) {
-            uint8_t sc, m;
-            scale_min_k4(j, x[i].scales, &sc, &m);
-            const __m256 d1 = _mm256_set1_ps(d * sc), m1 = _mm256_set1_ps(dmin * m);
-            scale_min_k4(j + 1, x[i].scales, &sc, &m);
-            const __m256 d2 = _mm256_set1_ps(d * sc), m2 = _mm256_set1_ps(dmin * m);
-            for (int h = 0; h < 32; h += 16) {
-                __m128i lo, hi;
-                split_nibbles(_mm_loadu_si128((const __m128i *)(q + h)), &lo, &hi);
-                store_affine16(y + h, lo, d1, m1);
-                store_affine16(y + 32 + h, hi, d2, m2);
-            }
-        }
-    }
-}
-
-/* Q6_K, one 128-element half: quants of rows r = 0..3 (elements 32r..32r+31). */
-static inline void q6_K_rows(const uint8_t *ql, const uint8_t *qh, __m256i rows[4]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-    const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-    const __m256i lows[4] = {
-        _mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
-        _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-    };
-    for (int r = 0; r < 4; r++) {
-        __m256i high = _mm256_and_si256(_mm256_srli_epi16(h, 2 * r), m2);
-        __m256i q = _mm256_or_si256(lows[r], _mm256_slli_epi16(high, 4)); /* 0..63 */
-        rows[r] = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
-    }
-}
-
-void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k) {
-    const int64_t nb = k / QK_K;
-    for (int64_t i = 0; i < nb; i++) {
-        const float d = qf_f16_to_f32(x[i].d);
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *sc = x[i].scales;
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128) {
-            __m256i rows[4];
-            q6_K_rows(ql, qh, rows);
-            for (int r = 0; r < 4; r++) {
-                /* (d*sc)*q, as the reference multiplies */
-                const __m256 s0 = _mm256_set1_ps(d * (float)sc[2 * r]);
-                const __m256 s1 = _mm256_set1_ps(d * (float)sc[2 * r + 1]);
-                store_scaled16(y + 32 * r, _mm256_castsi256_si128(rows[r]), s0);
-                store_scaled16(y + 32 * r + 16, _mm256_extracti128_si256(rows[r], 1), s1);
-            }
-        }
-    }
-}
-
-void dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k) {
-    const int64_t nb = k / QK_K;
-    for (int64_t i = 0; i < nb; i++, y += QK_K) {
-        const __m256 d = _mm256_set1_ps(x[i].d);
-        for (int j = 0; j < QK_K; j += 16)
-            store_scaled16(y + j, _mm_loadu_si128((const __m128i *)(x[i].qs + j)), d);
-    }
+    /* packs work per 128-bit half: bytes come out as 4-element groups
+     * 0 2 4 6 1 3 5 7; the permute puts them back in order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+    *d = qf_f16_to_f32(qf_f32_to_f16(d32));
 }
 
 #else /* no AVX2: the references are the fast versions */
@@ -321,16 +213,10 @@ void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k) { quantize_row_
 void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k) { dequantize_row_q4_0_ref(x, y, k); }
 void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k) { dequantize_row_q4_1_ref(x, y, k); }
 void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k) { dequantize_row_q8_0_ref(x, y, k); }
-void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k) { dequantize_row_iq4_nl_ref(x, y, k); }
-void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k) { dequantize_row_q4_K_ref(x, y, k); }
-void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k) { dequantize_row_q6_K_ref(x, y, k); }
-void dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k) { dequantize_row_q8_K_ref(x, y, k); }
+void qf_quantize_q8_0_block(const float x[32], int8_t q[32], float *d, float *s) { qf_quantize_q8_0_block_ref(x, q, d, s); }
 
 #endif
 
-/* No vector version yet (rarely on a hot path). */
+/* No vector version (rarely on a hot path). */
 void dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t k) { dequantize_row_q5_0_ref(x, y, k); }
 void dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t k) { dequantize_row_q5_1_ref(x, y, k); }
-void dequantize_row_q2_K(const block_q2_K *x, float *y, int64_t k) { dequantize_row_q2_K_ref(x, y, k); }
-void dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k) { dequantize_row_q3_K_ref(x, y, k); }
-void dequantize_row_q5_K(const block_q5_K *x, float *y, int64_t k) { dequantize_row_q5_K_ref(x, y, k); }

@@ -1,9 +1,9 @@
-/* quantize_search_avx2.c - AVX2 version of the search's inner loop
- * (quantize_search_kernels.h). Eight elements per vector; the same IEEE
+/* search_avx2.c - AVX2 version of the search's inner loop
+ * (search_kernels.h). Eight elements per vector; the same IEEE
  * single-precision operations as qs_group_err_scalar in the same order (no
  * FMA), lane k accumulating the elements k mod 8, reduced in the scalar
  * version's order: bit-identical results. */
-#include "quantize_search_kernels.h"
+#include "search_kernels.h"
 
 #if defined(__AVX2__)
 

@@ -1,4 +1,4 @@
-/* quantize_search.c - error-minimizing quantizers for the ggml block formats.
+/* search.c - error-minimizing quantizers for the ggml block formats.
  *
  * Objective per block: E = sum_i w_i (x_i - xhat_i)^2 (weights: qf_search_row_weights).
  * Building blocks (docs/quality-method.md has the math):
@@ -24,7 +24,7 @@
  * clamped levels); ggml's block is scored the same way through the reference
  * dequantizer, and the better of the two is written (ties: ggml's bytes).
  */
-#include "quantize_search.h"
+#include "search.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,10 +33,9 @@
 #include "ggml_types.h"
 #include "numfmt.h"
 #include "qf_error.h"
-#include "quantize_codecs.h"
-#include "quantize_kernels.h"
-#include "quantize_search_kernels.h"
-#include "quants.h"
+#include "codecs.h"
+#include "codec_kernels.h"
+#include "search_kernels.h"
 
 #define QS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QS_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -76,21 +75,19 @@ int qf_quantize_search_supports(uint32_t type) {
     }
 }
 
-/* Measured end to end (mean KLD against F32 on tinystories-distill-3M and
- * stories260K, with and without imatrix; docs/quality-method.md): with 2-4
- * bits per weight the magnitude term of qw*sqrt(sigma2 + x^2) lowers KLD
- * (Q2_K by 16% against qw alone); for Q5_K, Q6_K and Q8_0 the plain
- * importance weights qw (plain squared error without imatrix) are better;
- * Q5_0/Q5_1 did best with qw alone without an imatrix and with the sigma
- * form (ggml's for these types) with one. */
+/* The weights that give the lowest end-to-end KLD per type
+ * (docs/quality-method.md has the evaluation): with 2-4 bits per weight the
+ * magnitude term of qw*sqrt(sigma2 + x^2); for Q5_K, Q6_K and Q8_0 the plain
+ * importance weights qw (plain squared error without imatrix); for Q5_0/Q5_1
+ * qw alone without an imatrix and the sigma form (ggml's for these types)
+ * with one; for IQ4_NL the sigma form without an imatrix and qw with one. */
 int qf_search_weights_default(uint32_t type, int has_imatrix) {
     switch (type) {
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
         return QF_SEARCH_W_IMAT;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
         return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
-    case GGML_TYPE_IQ4_NL: /* stories260K, held-out text: sigma -5.6% KLD vs exact without
-                              imatrix; with one sigma was +3.9%, qw alone +0.03% */
+    case GGML_TYPE_IQ4_NL:
         return has_imatrix ? QF_SEARCH_W_IMAT : QF_SEARCH_W_SIGMA;
     default:
         return QF_SEARCH_W_SIGMA;
@@ -178,7 +175,7 @@ int qf_search_row_weights(uint32_t type, int mode, const float *x, int64_t n, co
 }
 
 /* ------------------------------------------------------------------------ */
-/* inner loop (scalar reference of quantize_search_avx2.c)                  */
+/* inner loop (scalar reference of search_avx2.c)                           */
 /* ------------------------------------------------------------------------ */
 
 float qs_group_err_scalar(const float *x, const float *w, int n, float d, float mo, int lo, int hi, int8_t *q) {
@@ -317,8 +314,8 @@ static double sym_sweep(int n, const float *x, const float *w, int lo, int hi, f
 
 /* Best symmetric fit with the sign of s that puts the largest-magnitude
  * element at the long end lo of the level range (ggml's convention; trying
- * the other sign too changed the error by < 0.02% on real tensors, while
- * doubling the cost). s is searched in [f_a, f_b] * (-lo) / max|x|. */
+ * the other sign too would double the cost for a negligible gain,
+ * docs/quality-method.md). s is searched in [f_a, f_b] * (-lo) / max|x|. */
 static double sym_best(int n, const float *x, const float *w, int lo, int hi, float f_a, float f_b, int8_t *L,
                        double *d) {
     float amax = 0.f, max = 0.f;
@@ -540,74 +537,12 @@ static double asym_best(const search_ctx *cx, int n, const float *x, const float
 }
 
 /* ------------------------------------------------------------------------ */
-/* packing (the layouts of formats/quants.h)                                */
-/* ------------------------------------------------------------------------ */
-
-static void pack_nibbles32(uint8_t qs[16], const uint8_t *L) {
-    for (int j = 0; j < 16; ++j) qs[j] = (uint8_t)((L[j] & 0xF) | ((L[j + 16] & 0xF) << 4));
-}
-
-static void pack_qh32(uint8_t qh_out[4], const uint8_t *L) {
-    uint32_t qh = 0;
-    for (int j = 0; j < 32; ++j) qh |= (uint32_t)((L[j] >> 4) & 1) << j;
-    for (int k = 0; k < 4; ++k) qh_out[k] = (uint8_t)(qh >> (8 * k));
-}
-
-static void unpack_scale_min_k4(int j, const uint8_t q[12], int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
-static void pack_scale_min_k4(uint8_t q[12], const int *ls, const int *lm) {
-    for (int j = 0; j < 4; ++j) {
-        q[j] = (uint8_t)ls[j];
-        q[j + 4] = (uint8_t)lm[j];
-    }
-    for (int j = 4; j < 8; ++j) {
-        q[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-        q[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-        q[j] |= (uint8_t)((lm[j] >> 4) << 6);
-    }
-}
-
-static int unpack_scale_q3_K(const uint8_t q[12], int j) {
-    int lo = j < 8 ? (q[j] & 0xF) : (q[j - 8] >> 4);
-    int hi = (q[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return (lo | (hi << 4)) - 32;
-}
-
-static void pack_scales_q3_K(uint8_t q[12], const int *sc) {
-    memset(q, 0, 12);
-    for (int j = 0; j < 16; ++j) {
-        int l = sc[j] + 32;
-        if (j < 8) q[j] = (uint8_t)(l & 0xF);
-        else q[j - 8] |= (uint8_t)((l & 0xF) << 4);
-        q[j % 4 + 8] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
-    }
-}
-
-/* 2-bit fields: byte (j/4 + l) of each 128-half holds elements l, l+32,
- * l+64, l+96 at bit offsets 0, 2, 4, 6. */
-static void pack_2bit(uint8_t *qs, const uint8_t *L) {
-    for (int j = 0; j < QK_K; j += 128)
-        for (int l = 0; l < 32; ++l)
-            qs[j / 4 + l] = (uint8_t)((L[j + l] & 3) | ((L[j + l + 32] & 3) << 2) | ((L[j + l + 64] & 3) << 4) |
-                                      ((L[j + l + 96] & 3) << 6));
-}
-
-/* ------------------------------------------------------------------------ */
 /* legacy 32-blocks                                                         */
 /* ------------------------------------------------------------------------ */
 
 /* Where the optimal inverse scale of one group lies, relative to the
- * "largest element at the end of the range" scale (measured on
- * tinystories-distill-3M with and without imatrix: at least 99.9% of the
- * groups inside; docs/quality-method.md). */
+ * "largest element at the end of the range" scale: a range that holds the
+ * optimum of nearly every group of real tensors (docs/quality-method.md). */
 static void sweep_range(uint32_t type, int effort, float *f_a, float *f_b) {
     float a, b;
     switch (type) {
@@ -694,12 +629,11 @@ static void search_block_legacy(const search_ctx *cx, uint32_t type, const float
         if (type == GGML_TYPE_Q4_0) {
             block_q4_0 *y = out;
             y->d = qf_f32_to_f16(d);
-            pack_nibbles32(y->qs, Lu);
+            qf_pack_q4_legacy(y->qs, Lu);
         } else {
             block_q5_0 *y = out;
             y->d = qf_f32_to_f16(d);
-            pack_nibbles32(y->qs, Lu);
-            pack_qh32(y->qh, Lu);
+            qf_pack_q5_legacy(y->qs, y->qh, Lu);
         }
         break;
     }
@@ -725,13 +659,12 @@ static void search_block_legacy(const search_ctx *cx, uint32_t type, const float
             block_q4_1 *y = out;
             y->d = qf_f32_to_f16(d);
             y->m = qf_f32_to_f16(m);
-            pack_nibbles32(y->qs, L);
+            qf_pack_q4_legacy(y->qs, L);
         } else {
             block_q5_1 *y = out;
             y->d = qf_f32_to_f16(d);
             y->m = qf_f32_to_f16(m);
-            pack_nibbles32(y->qs, L);
-            pack_qh32(y->qh, L);
+            qf_pack_q5_legacy(y->qs, y->qh, L);
         }
         break;
     }
@@ -882,7 +815,7 @@ static void search_block_iq4_nl(const float *x, const float *w, const block_iq4_
         }
     }
     y->d = qf_f32_to_f16(best_d);
-    pack_nibbles32(y->qs, L);
+    qf_pack_q4_legacy(y->qs, L);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1137,9 +1070,8 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
  * the exact sweep: QS_GRID inverse scales spread over the sweep's range,
  * all scored in one qs_grid_err call, the best refit by least squares; then
  * the super-scale for the largest one at the long end, and one descent
- * round. (Measured on gaussian rows, tests/unit/quantize_search_test.c:
- * Q6_K -13%/-24% error against exact without/with imatrix, the full search
- * -16%/-31%, the descent from ggml's block -3%/-3.5%.) ggml's block stays
+ * round (docs/quality-method.md, "The fast search", compares it with the
+ * full search and the descent from ggml's block). ggml's block stays
  * the result when the seed is degenerate; search_row keeps whichever of the
  * two has the lower error. */
 static void ksym_fast(const search_ctx *cx, const kgeom *g, const float *x, const float *w,
@@ -1241,13 +1173,18 @@ static void kstate_from_block(uint32_t type, const void *blk, kstate *st) {
         const qf_half dm = type == GGML_TYPE_Q4_K ? ((const block_q4_K *)blk)->dmin : ((const block_q5_K *)blk)->dmin;
         st->D = qf_f16_to_f32(d);
         st->M = qf_f16_to_f32(dm);
-        for (int j = 0; j < 8; ++j) unpack_scale_min_k4(j, scales, &st->sc[j], &st->mn[j]);
+        for (int j = 0; j < 8; ++j) {
+            uint8_t sc, mn;
+            qf_get_scale_min_k4(j, scales, &sc, &mn);
+            st->sc[j] = sc;
+            st->mn[j] = mn;
+        }
         break;
     }
     case GGML_TYPE_Q3_K: {
         const block_q3_K *b = blk;
         st->D = qf_f16_to_f32(b->d);
-        for (int j = 0; j < 16; ++j) st->sc[j] = unpack_scale_q3_K(b->scales, j);
+        for (int j = 0; j < 16; ++j) st->sc[j] = qf_get_scale_q3_K(b->scales, j);
         break;
     }
     case GGML_TYPE_Q6_K: {
@@ -1263,6 +1200,16 @@ static void kstate_from_block(uint32_t type, const void *blk, kstate *st) {
     if (!isfinite(st->M)) st->M = 0.f;
 }
 
+/* Q4_K/Q5_K: the state's eight 6-bit scales and mins into the 12 scale bytes. */
+static void pack_scale_min(uint8_t scales[12], const kstate *st) {
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; ++j) {
+        ls[j] = (uint8_t)st->sc[j];
+        lm[j] = (uint8_t)st->mn[j];
+    }
+    qf_pack_scale_min_k4(scales, ls, lm);
+}
+
 static void kstate_to_block(uint32_t type, const kstate *st, void *blk) {
     uint8_t L[QK_K];
     switch (type) {
@@ -1272,46 +1219,35 @@ static void kstate_to_block(uint32_t type, const kstate *st, void *blk) {
         b->dmin = qf_f32_to_f16(st->M);
         for (int j = 0; j < 16; ++j) b->scales[j] = (uint8_t)(st->sc[j] | (st->mn[j] << 4));
         for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)st->q[i];
-        pack_2bit(b->qs, L);
+        qf_pack_2bit(b->qs, L);
         break;
     }
     case GGML_TYPE_Q4_K: {
         block_q4_K *b = blk;
         b->d = qf_f32_to_f16(st->D);
         b->dmin = qf_f32_to_f16(st->M);
-        pack_scale_min_k4(b->scales, st->sc, st->mn);
-        for (int c = 0; c < 4; ++c)
-            for (int l = 0; l < 32; ++l)
-                b->qs[32 * c + l] = (uint8_t)(st->q[64 * c + l] | (st->q[64 * c + 32 + l] << 4));
+        pack_scale_min(b->scales, st);
+        for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)st->q[i];
+        qf_pack_q4_K_levels(b->qs, L);
         break;
     }
     case GGML_TYPE_Q5_K: {
         block_q5_K *b = blk;
         b->d = qf_f32_to_f16(st->D);
         b->dmin = qf_f32_to_f16(st->M);
-        pack_scale_min_k4(b->scales, st->sc, st->mn);
-        memset(b->qh, 0, sizeof b->qh);
-        for (int c = 0; c < 4; ++c) {
-            for (int l = 0; l < 32; ++l) {
-                const int l1 = st->q[64 * c + l], l2 = st->q[64 * c + 32 + l];
-                b->qs[32 * c + l] = (uint8_t)((l1 & 0xF) | ((l2 & 0xF) << 4));
-                b->qh[l] |= (uint8_t)(((l1 >> 4) & 1) << (2 * c));
-                b->qh[l] |= (uint8_t)(((l2 >> 4) & 1) << (2 * c + 1));
-            }
-        }
+        pack_scale_min(b->scales, st);
+        for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)st->q[i];
+        qf_pack_q5_K_levels(b, L);
         break;
     }
     case GGML_TYPE_Q3_K: {
         block_q3_K *b = blk;
         b->d = qf_f32_to_f16(st->D);
-        pack_scales_q3_K(b->scales, st->sc);
-        memset(b->hmask, 0, sizeof b->hmask);
-        for (int i = 0; i < QK_K; ++i) {
-            const int l = st->q[i] + 4; /* 0..7 */
-            b->hmask[i % 32] |= (uint8_t)((l >> 2) << (i / 32));
-            L[i] = (uint8_t)(l & 3);
-        }
-        pack_2bit(b->qs, L);
+        int ls[16];
+        for (int j = 0; j < 16; ++j) ls[j] = st->sc[j] + 32;
+        qf_pack_scales_q3_K(b->scales, ls);
+        for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)(st->q[i] + 4); /* 0..7 */
+        qf_pack_q3_K_levels(b, L);
         break;
     }
     case GGML_TYPE_Q6_K: {
@@ -1319,16 +1255,7 @@ static void kstate_to_block(uint32_t type, const kstate *st, void *blk) {
         b->d = qf_f32_to_f16(st->D);
         for (int j = 0; j < 16; ++j) b->scales[j] = (int8_t)st->sc[j];
         for (int i = 0; i < QK_K; ++i) L[i] = (uint8_t)(st->q[i] + 32);
-        for (int h = 0; h < 2; ++h) {
-            const uint8_t *q = L + 128 * h;
-            uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-            for (int l = 0; l < 32; ++l) {
-                ql[l] = (uint8_t)((q[l] & 0xF) | ((q[l + 64] & 0xF) << 4));
-                ql[l + 32] = (uint8_t)((q[l + 32] & 0xF) | ((q[l + 96] & 0xF) << 4));
-                qh[l] = (uint8_t)((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) |
-                                  ((q[l + 96] >> 4) << 6));
-            }
-        }
+        qf_pack_q6_K_levels(b, L);
         break;
     }
     default:
