@@ -73,7 +73,7 @@ static int is_k_type(uint32_t t) {
 }
 
 /* AUTO (docs/quantize.md, measurements in docs/quality.md and
- * docs/quality-method.md):
+ * docs/quality.md):
  *  - K-quant presets and IQ4_NL: search every tensor that has a search,
  *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD
  *    against llama.cpp's file in every such row measured, with and without

@@ -133,7 +133,7 @@ int qf_quant_type_ok(uint32_t type);
 
 /* ---------------- how blocks are chosen ---------------- */
 
-/* docs/quality-method.md. Both write the same types, so the same sizes and
+/* docs/quality.md. Both write the same types, so the same sizes and
  * files that llama.cpp loads. The library default (0) is EXACT, the spec;
  * qforge-quantize defaults to AUTO. */
 typedef enum qf_quant_method {

@@ -1,7 +1,7 @@
 /* search.c - error-minimizing quantizers for the ggml block formats.
  *
  * Objective per block: E = sum_i w_i (x_i - xhat_i)^2 (weights: qf_search_row_weights).
- * Building blocks (docs/quality-method.md has the math):
+ * Building blocks (docs/quality.md has the math):
  *
  *  - sym_sweep: x ~ d*l, l = clamp(round(s*x), lo, hi). For a fixed integer
  *    assignment the best d is the weighted least-squares d = Sxl/Sll and the
@@ -76,7 +76,7 @@ int qf_quantize_search_supports(uint32_t type) {
 }
 
 /* The weights that give the lowest end-to-end KLD per type
- * (docs/quality-method.md has the evaluation): with 2-4 bits per weight the
+ * (docs/quality.md has the evaluation): with 2-4 bits per weight the
  * magnitude term of qw*sqrt(sigma2 + x^2); for Q5_K, Q6_K and Q8_0 the plain
  * importance weights qw (plain squared error without imatrix); for Q5_0/Q5_1
  * qw alone without an imatrix and the sigma form (ggml's for these types)
@@ -315,7 +315,7 @@ static double sym_sweep(int n, const float *x, const float *w, int lo, int hi, f
 /* Best symmetric fit with the sign of s that puts the largest-magnitude
  * element at the long end lo of the level range (ggml's convention; trying
  * the other sign too would double the cost for a negligible gain,
- * docs/quality-method.md). s is searched in [f_a, f_b] * (-lo) / max|x|. */
+ * docs/quality.md). s is searched in [f_a, f_b] * (-lo) / max|x|. */
 static double sym_best(int n, const float *x, const float *w, int lo, int hi, float f_a, float f_b, int8_t *L,
                        double *d) {
     float amax = 0.f, max = 0.f;
@@ -542,7 +542,7 @@ static double asym_best(const search_ctx *cx, int n, const float *x, const float
 
 /* Where the optimal inverse scale of one group lies, relative to the
  * "largest element at the end of the range" scale: a range that holds the
- * optimum of nearly every group of real tensors (docs/quality-method.md). */
+ * optimum of nearly every group of real tensors (docs/quality.md). */
 static void sweep_range(uint32_t type, int effort, float *f_a, float *f_b) {
     float a, b;
     switch (type) {
@@ -1070,7 +1070,7 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
  * the exact sweep: QS_GRID inverse scales spread over the sweep's range,
  * all scored in one qs_grid_err call, the best refit by least squares; then
  * the super-scale for the largest one at the long end, and one descent
- * round (docs/quality-method.md, "The fast search", compares it with the
+ * round (docs/quality.md, "The fast search", compares it with the
  * full search and the descent from ggml's block). ggml's block stays
  * the result when the seed is degenerate; search_row keeps whichever of the
  * two has the lower error. */

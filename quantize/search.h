@@ -11,7 +11,7 @@
  * instead of ggml's fixed heuristic grids. The exact (ggml) result of every
  * block is computed too, scored with the same E, and kept whenever it is at
  * least as good: per block, E(search) <= E(exact) always holds, and equal
- * blocks keep ggml's bytes. docs/quality-method.md has the math and the
+ * blocks keep ggml's bytes. docs/quality.md has the math and the
  * measurements.
  *
  * Rows are independent and each row is searched sequentially, so the output
@@ -44,7 +44,7 @@ typedef struct qf_search_opts {
     int keep_exact; /* 1: per block keep ggml's result if it is at least as good (the default);
                        0: search result only (for measuring the search itself) */
     int effort;     /* QF_SEARCH_EFFORT_FAST (-1): for the K-quant super-blocks one start
-                       only, no sweeps (much faster than 0; docs/quality-method.md,
+                       only, no sweeps (much faster than 0; docs/quality.md,
                        "The fast search"): Q2_K/Q4_K/Q5_K descend from ggml's own block,
                        Q3_K/Q6_K from a start seeded by a 16-point scale grid per
                        sub-block; the 32-blocks are searched as with 0. 0 = default;
