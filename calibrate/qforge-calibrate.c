@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "qf_cli.h"
+#include "qf_tmpfile.h"
 #include "calibrate.h"
 #include "imatrix.h"
 #include "model.h"
@@ -91,6 +92,7 @@ static void progress_tty(void *user, int64_t done, int64_t n_chunks, int64_t tok
 }
 
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
     int64_t n_ctx = 512, n_chunks = 0, n_threads = 0;
     int process_output = 0, quiet = 0, json = 0, kv_f16 = 1;

@@ -1,5 +1,6 @@
 /* qforge-convert - Hugging Face checkpoint directory -> GGUF (see docs/convert.md). */
 #include "convert.h"
+#include "qf_tmpfile.h"
 #include "arch.h"
 
 #include <errno.h>
@@ -99,6 +100,7 @@ static void on_progress(const qf_convert_progress *p, void *user) {
 }
 
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_dir = NULL, *out = NULL;
     qf_convert_opts o;
     memset(&o, 0, sizeof o);

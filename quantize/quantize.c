@@ -29,6 +29,7 @@
 #include "manifest.h"
 #include "numfmt.h"
 #include "quants.h"
+#include "qf_tmpfile.h"
 #include "quantize_codecs.h"
 #include "quantize_search.h"
 
@@ -311,12 +312,14 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
             goto fail;
         }
         snprintf(converted, n, "%s.convert.tmp.%ld.gguf", o->out_path, (long)getpid());
+        qf_tmpfile_track(converted); /* removed on a fatal signal too */
         qf_convert_opts co;
         memset(&co, 0, sizeof co);
         co.model_dir = o->in_path;
         co.out_path = converted;
         co.outtype = QF_OUTTYPE_AUTO;
         if ((rc = qf_convert(&co, NULL, err))) {
+            qf_tmpfile_forget(converted);
             free(converted);
             converted = NULL;
             goto fail;
@@ -435,6 +438,7 @@ done:
     qf_imatrix_free(&im);
     if (have_in) gguf_close(&in);
     if (converted) unlink(converted);
+    qf_tmpfile_forget(converted);
     free(converted);
     return rc;
 }

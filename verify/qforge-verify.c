@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "qf_cli.h"
+#include "qf_tmpfile.h"
 #include "forward.h"
 #include "gate.h"
 #include "gguf.h"
@@ -515,6 +516,7 @@ static int check_ids(const char *model, const int32_t *ids, int64_t n, int64_t n
 }
 
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     opts o;
     int prc = parse_args(argc, argv, &o);
     if (prc >= 0) return prc;
