@@ -38,6 +38,9 @@ static void usage(FILE *f) {
             "                          llama.cpp of 2025-02 (llama-quantize --imatrix) reads only .dat\n"
             "  -c, --ctx N             tokens per chunk (default 512); each chunk starts from an empty\n"
             "                          KV cache with BOS as its first token\n"
+            "                          (at most the model's training context: longer is refused)\n"
+            "  --allow-long-ctx        run a --ctx longer than the model's training context anyway\n"
+            "                          (with a warning)\n"
             "  --chunks N              process at most N chunks (default: all full chunks of the text)\n"
             "  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); the\n"
             "                          output is byte-identical for any thread count\n"
@@ -95,7 +98,7 @@ int main(int argc, char **argv) {
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
     int64_t n_ctx = 512, n_chunks = 0, n_threads = 0;
-    int process_output = 0, quiet = 0, json = 0, kv_f16 = 1;
+    int process_output = 0, quiet = 0, json = 0, kv_f16 = 1, allow_long_ctx = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -118,6 +121,8 @@ int main(int argc, char **argv) {
             NUM(n_chunks, 1);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             NUM(n_threads, 1);
+        } else if (!strcmp(a, "--allow-long-ctx")) {
+            allow_long_ctx = 1;
         } else if (!strcmp(a, "--process-output")) {
             process_output = 1;
         } else if (!strcmp(a, "--kv")) {
@@ -161,11 +166,13 @@ int main(int argc, char **argv) {
     size_t text_len = 0;
     qf_calib_acc *acc = NULL;
 
-    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init(&tx, &m.file, &err) < 0 ||
+    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0 ||
         qf_read_text_any(text_path, &text, &text_len, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
+    if ((rc = qf_cli_check_ctx(PROG, model_path, n_ctx, m.hp.n_ctx_train, allow_long_ctx, quiet))) goto done;
+    rc = 1;
     /* like llama.cpp's -f: one trailing newline is dropped */
     if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
     if (qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) < 0) {

@@ -56,3 +56,18 @@ double qf_now_seconds(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet) {
+    if (n_ctx_train <= 0 || n_ctx <= n_ctx_train) return 0;
+    if (!allow) {
+        fprintf(stderr,
+                "%s: error: a context of %lld tokens exceeds %s's training context of %lld (positions beyond it "
+                "give meaningless numbers); use -c %lld or less, or --allow-long-ctx to run anyway\n",
+                prog, (long long)n_ctx, model, (long long)n_ctx_train, (long long)n_ctx_train);
+        return 2;
+    }
+    if (!quiet)
+        fprintf(stderr, "%s: warning: a context of %lld tokens exceeds %s's training context of %lld\n", prog,
+                (long long)n_ctx, model, (long long)n_ctx_train);
+    return 0;
+}

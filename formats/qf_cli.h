@@ -17,6 +17,11 @@ int qf_parse_i64(const char *s, int64_t *out);
 void qf_cli_json_str(FILE *f, const char *s);
 /* Monotonic seconds, for rates and ETAs. */
 double qf_now_seconds(void);
+/* A context of n_ctx tokens on a model trained on n_ctx_train (0: unknown):
+ * beyond it, refuse with an error line naming --allow-long-ctx (returns 2,
+ * the usage exit code) unless allow is set, then warn (unless quiet) and
+ * return 0. */
+int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet);
 
 /* Option parsing inside `for (int i = 1; i < argc; i++)` with locals
  * `const char *a = argv[i]` and `const char *val = i + 1 < argc ? argv[i + 1] : NULL`
