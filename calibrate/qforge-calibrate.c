@@ -146,6 +146,8 @@ int main(int argc, char **argv) {
     if (!text_path) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");
     if (!*out_path) return qf_cli_usage(PROG, "%s", "empty output name");
     const int as_dat = format ? !strcmp(format, "dat") : ends_with(out_path, ".dat");
+    char *snapshot = NULL; /* a hub cache name resolved */
+    if (!(model_path = qf_cli_model_arg(PROG, model_path, &snapshot))) return 1;
 #ifdef _OPENMP
     if (n_threads > 0) omp_set_num_threads((int)n_threads);
 #endif
@@ -251,5 +253,6 @@ done:
     free(text);
     qf_text_free(&tx);
     qf_model_free(&m);
+    free(snapshot);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include "manifest.h"
 #include "numfmt.h"
 #include "qf_util.h"
+#include "hf_cache.h"
 #include "quants.h"
 #include "safetensors.h"
 #include "vocab.h"
@@ -392,14 +393,19 @@ static int name_model(conv *c) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
     const char *dname = base_name(dir);
-    char real[PATH_MAX];
+    char real[PATH_MAX], repo[512];
     if (!strcmp(dname, ".") || !strcmp(dname, "..") || !*dname) {
         if (realpath(c->o->model_dir, real)) dname = base_name(real);
     }
+    /* a hub cache snapshot is named by its commit: take the repo id */
+    if (qf_hf_cache_repo_id(c->o->model_dir, repo, sizeof repo) ||
+        (realpath(c->o->model_dir, real) && qf_hf_cache_repo_id(real, repo, sizeof repo)))
+        dname = repo;
     qf_model_id m;
     qf_model_id_components(dname, (int64_t)c->n_params, &m);
     take_components(c, &m);
     if (!c->name[0] && !have_name) snprintf(c->name, sizeof c->name, "%.255s", dname);
+    if (c->o->model_name && *c->o->model_name) snprintf(c->name, sizeof c->name, "%.255s", c->o->model_name);
     if (!c->has_size_label && c->n_params > 0) {
         qf_size_label(c->n_params, c->size_label, sizeof c->size_label);
         c->has_size_label = 1;

@@ -1,4 +1,5 @@
 #include "qf_cli.h"
+#include "hf_cache.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -70,4 +71,15 @@ int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t
         fprintf(stderr, "%s: warning: a context of %lld tokens exceeds %s's training context of %lld\n", prog,
                 (long long)n_ctx, model, (long long)n_ctx_train);
     return 0;
+}
+
+const char *qf_cli_model_arg(const char *prog, const char *arg, char **owned) {
+    qf_err err = {0};
+    *owned = NULL;
+    int rc = qf_hf_cache_resolve(arg, owned, &err);
+    if (rc < 0) {
+        qf_cli_fail(prog, "%s", err.msg);
+        return NULL;
+    }
+    return rc ? *owned : arg;
 }

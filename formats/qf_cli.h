@@ -22,6 +22,10 @@ double qf_now_seconds(void);
  * the usage exit code) unless allow is set, then warn (unless quiet) and
  * return 0. */
 int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet);
+/* A model argument with Hugging Face cache names resolved (hf_cache.h): the
+ * snapshot directory (in *owned, to free) or arg itself; NULL after printing
+ * the error when a cache entry is unusable. */
+const char *qf_cli_model_arg(const char *prog, const char *arg, char **owned);
 
 /* Option parsing inside `for (int i = 1; i < argc; i++)` with locals
  * `const char *a = argv[i]` and `const char *val = i + 1 < argc ? argv[i + 1] : NULL`

@@ -389,7 +389,9 @@ int main(int argc, char **argv) {
 #undef NEEDS_VALUE
     }
     if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
-    o.in_path = pos[0];
+    char *snapshot = NULL; /* a hub cache name resolved */
+    o.in_path = qf_cli_model_arg(PROG, pos[0], &snapshot);
+    if (!o.in_path) return 1;
     o.out_path = pos[1];
     o.preset = qf_quant_preset_find(pos[2]);
     if (!o.preset) {
@@ -430,6 +432,7 @@ int main(int argc, char **argv) {
         else print_summary(&o, &r);
     }
     qf_quantize_result_free(&r);
+    free(snapshot);
     for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
     free(ovs);
     if (fflush(stdout) != 0 && !rc) {

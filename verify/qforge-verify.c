@@ -532,6 +532,9 @@ int main(int argc, char **argv) {
     opts o;
     int prc = parse_args(argc, argv, &o);
     if (prc >= 0) return prc;
+    char *snap_model = NULL, *snap_base = NULL; /* hub cache names resolved */
+    if (!(o.model = qf_cli_model_arg(PROG, o.model, &snap_model))) return 1;
+    if (o.base && !(o.base = qf_cli_model_arg(PROG, o.base, &snap_base))) return 1;
 #ifdef _OPENMP
     if (o.n_threads > 0) omp_set_num_threads((int)o.n_threads);
 #endif
@@ -771,5 +774,7 @@ done:
     qf_text_free(&tx);
     qf_model_free(&base);
     qf_model_free(&m);
+    free(snap_model);
+    free(snap_base);
     return rc;
 }

@@ -87,4 +87,55 @@ if need_data hf-calibrate "$HF" && need_data hf-calibrate "$GG" && need_data hf-
     fi
   fi
 fi
+
+# --- Hugging Face hub cache: a fake tree (refs/main, snapshots/<rev>/ symlinks into blobs/)
+if need_data hf-cache "$HF"; then
+  R=$TMP/hfhome/hub/models--karpathy--stories260K
+  rev=0123456789abcdef0123456789abcdef01234567
+  mkdir -p "$R/blobs" "$R/refs" "$R/snapshots/$rev" "$R/snapshots/feedface"
+  printf '%s' "$rev" >"$R/refs/main"
+  for f in "$QF_DATA/$HF"/*; do
+    [ -f "$f" ] || continue
+    h=$(sha256sum "$f" | cut -c1-64)
+    cp "$f" "$R/blobs/$h"
+    ln -s "../../blobs/$h" "$R/snapshots/$rev/$(basename "$f")"
+  done
+  name_of() { "$I" "$1" | sed -n 's/^ *general.name: string "\(.*\)"$/\1/p'; }
+  if "$C" "$R" -o "$TMP/root.gguf" --quiet 2>"$TMP/hc.err" && "$C" "$QF_DATA/$HF" -o "$TMP/plain.gguf" --quiet 2>>"$TMP/hc.err"; then
+    n=$(name_of "$TMP/root.gguf")
+    if [ "$n" = stories260K ]; then pass hf-cache-root-name; else fail hf-cache-root-name "general.name '$n'"; fi
+    # the same tensors as the plain directory (the metadata differs only by the organization)
+    if out=$("$C" "$R/snapshots/$rev" -o "$TMP/snap.gguf" --quiet 2>&1) && cmp -s "$TMP/root.gguf" "$TMP/snap.gguf"; then
+      pass hf-cache-snapshot-dir
+    else fail hf-cache-snapshot-dir "snapshot dir gives another file: $out"; fi
+  else
+    fail hf-cache-root-name "$(cat "$TMP/hc.err")"
+  fi
+  if HF_HOME=$TMP/hfhome "$C" karpathy/stories260K -o "$TMP/id.gguf" --quiet 2>"$TMP/id.err" &&
+     cmp -s "$TMP/root.gguf" "$TMP/id.gguf"; then pass hf-cache-repo-id
+  else fail hf-cache-repo-id "org/name under \$HF_HOME/hub: $(cat "$TMP/id.err")"; fi
+  if HF_HOME=$TMP/hfhome "$C" karpathy/stories260K -o "$TMP/mn.gguf" --quiet --model-name "My Tiny Model" &&
+     [ "$(name_of "$TMP/mn.gguf")" = "My Tiny Model" ]; then pass model-name
+  else fail model-name "general.name '$(name_of "$TMP/mn.gguf")'"; fi
+  # the other tools take the same names
+  gen=$(HF_HOME=$TMP/hfhome "$V" karpathy/stories260K --generate 8 -t 1 2>&1)
+  ref=$("$V" "$QF_DATA/$HF" --generate 8 -t 1 2>&1)
+  if [ -n "$ref" ] && [ "$gen" = "$ref" ]; then pass hf-cache-verify; else fail hf-cache-verify "'$gen' vs '$ref'"; fi
+  if HF_HOME=$TMP/hfhome "$Q" karpathy/stories260K "$TMP/q8.gguf" Q8_0 --quiet >/dev/null 2>"$TMP/q.err" &&
+     HF_HOME=$TMP/hfhome "$I" karpathy/stories260K >/dev/null 2>>"$TMP/q.err" &&
+     [ "$(name_of "$TMP/q8.gguf")" = stories260K ]; then pass hf-cache-quantize-inspect
+  else fail hf-cache-quantize-inspect "$(cat "$TMP/q.err") name '$(name_of "$TMP/q8.gguf")'"; fi
+  if [ -s "$TMP/wiki.txt" ]; then
+    if HF_HOME=$TMP/hfhome "$CAL" karpathy/stories260K -f "$TMP/wiki.txt" -c 128 --chunks 2 -o "$TMP/hc.imatrix" --quiet; then
+      pass hf-cache-calibrate; else fail hf-cache-calibrate "calibrate on org/name failed"; fi
+  fi
+  # HF_HUB_CACHE wins over HF_HOME; an unknown id is an ordinary missing path
+  if HF_HOME=/nonexistent HF_HUB_CACHE=$TMP/hfhome/hub "$I" karpathy/stories260K >/dev/null 2>&1; then pass hf-hub-cache
+  else fail hf-hub-cache "HF_HUB_CACHE not used"; fi
+  expect_exit hf-cache-unknown-id 1 "nobody/nothing" -- env HF_HOME="$TMP/hfhome" "$C" nobody/nothing -o "$TMP/x.gguf"
+  # refs/main naming a snapshot that is not there: one clear line
+  printf 'deadbeef' >"$R/refs/main"
+  expect_exit hf-cache-missing-snapshot 1 "snapshot deadbeef of refs/main is not in the cache" -- \
+    env HF_HOME="$TMP/hfhome" "$C" karpathy/stories260K -o "$TMP/x.gguf"
+fi
 finish
