@@ -275,6 +275,19 @@ static void print_plan(const qf_quant_plan *p) {
     }
 }
 
+/* The plan's totals: sizes of tensor data in and out, bits per weight, and
+ * how many tensors get each type. */
+static void print_plan_totals(const qf_quant_plan *p) {
+    printf("total: %zu tensors, %llu weights: tensor data %.2f MB -> %.2f MB (%.1f%%), %.3f bits per weight\n", p->n,
+           (unsigned long long)p->n_elements, (double)p->in_tensor_bytes / 1e6, (double)p->out_tensor_bytes / 1e6,
+           p->in_tensor_bytes ? 100.0 * (double)p->out_tensor_bytes / (double)p->in_tensor_bytes : 0.0,
+           bits_per_weight(p));
+    printf("types:");
+    for (uint32_t ty = 0; ty < GGML_TYPE_COUNT; ty++)
+        if (p->type_count[ty]) printf(" %s %zu", tname(ty), p->type_count[ty]);
+    printf(" (%zu converted, %zu copied, %zu fallbacks)\n", p->n_converted, p->n - p->n_converted, p->n_fallbacks);
+}
+
 /* --dry-run: the plan only. */
 static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err) {
     gguf_file in;
@@ -428,7 +441,10 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < r.plan.n; i++)
                 if (r.plan.t[i].fallback) print_fallback(&r.plan.t[i]);
         if (json) print_json(&o, &r, dry);
-        else if (dry) print_plan(&r.plan);
+        else if (dry) {
+            print_plan(&r.plan);
+            print_plan_totals(&r.plan);
+        }
         else print_summary(&o, &r);
     }
     qf_quantize_result_free(&r);
