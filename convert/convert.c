@@ -21,6 +21,7 @@
 
 #include "arch.h"
 #include "gguf.h"
+#include "gguf_split.h"
 #include "hf_tokenizer.h"
 #include "json.h"
 #include "manifest.h"
@@ -123,13 +124,7 @@ int qf_outtype_from_name(const char *s) {
 }
 
 void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *buf, size_t cap) {
-    if (n <= 1) {
-        snprintf(buf, cap, "%s", out_path);
-        return;
-    }
-    size_t len = strlen(out_path);
-    if (ends_with(out_path, ".gguf")) len -= 5;
-    snprintf(buf, cap, "%.*s-%05u-of-%05u.gguf", (int)len, out_path, i + 1, n);
+    gguf_split_path(out_path, i, n, buf, cap);
 }
 
 /* ---------------- config.json ---------------- */
