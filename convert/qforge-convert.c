@@ -63,24 +63,7 @@ static void usage(FILE *fp) {
             prog, qf_arch_supported_list());
 }
 
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || s[0] == '-') return -1;
-    uint64_t mul = 1;
-    switch (*end) {
-    case 0: break;
-    case 'K': case 'k': mul = 1000ull; end++; break;
-    case 'M': case 'm': mul = 1000ull * 1000; end++; break;
-    case 'G': case 'g': mul = 1000ull * 1000 * 1000; end++; break;
-    case 'T': case 't': mul = 1000ull * 1000 * 1000 * 1000; end++; break;
-    default: return -1;
-    }
-    if (*end || v == 0 || v > UINT64_MAX / mul) return -1;
-    *out = v * mul;
-    return 0;
-}
+static int parse_size(const char *s, uint64_t *out) { return qf_parse_size(s, out); }
 
 typedef struct progress_state {
     struct timespec t0;

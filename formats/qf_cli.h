@@ -13,6 +13,9 @@ int qf_cli_fail(const char *prog, const char *fmt, ...) __attribute__((format(pr
 int qf_cli_usage(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A whole-string base-10 integer; 0 on success, -1 otherwise. */
 int qf_parse_i64(const char *s, int64_t *out);
+/* A positive byte count with an optional K, M, G or T suffix (10^3..10^12);
+ * 0 on success, -1 otherwise. */
+int qf_parse_size(const char *s, uint64_t *out);
 /* A JSON string literal (null for NULL) with the required escapes. */
 void qf_cli_json_str(FILE *f, const char *s);
 /* Monotonic seconds, for rates and ETAs. */
