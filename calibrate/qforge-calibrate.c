@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "qf_cli.h"
+#include "qf_tmpfile.h"
 #include "calibrate.h"
 #include "imatrix.h"
 #include "model.h"
@@ -22,8 +23,10 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: " PROG " MODEL.gguf -f TEXT [-o imatrix.gguf] [options]\n"
+            "usage: " PROG " MODEL -f TEXT [-o imatrix.gguf] [--in-file IMATRIX]... [options]\n"
+            "       " PROG " --in-file IMATRIX --in-file IMATRIX... [-o imatrix.gguf]   (merge)\n"
             "\n"
+            "MODEL is a GGUF file or a Hugging Face checkpoint directory (or hub cache name).\n"
             "Runs the model over calibration text and writes an importance matrix: for every\n"
             "weight matrix of the blocks (blk.*), the sum over tokens of the square of each input\n"
             "column and the token count (what llama-imatrix collects, with the same chunking).\n"
@@ -37,11 +40,20 @@ static void usage(FILE *f) {
             "                          llama.cpp of 2025-02 (llama-quantize --imatrix) reads only .dat\n"
             "  -c, --ctx N             tokens per chunk (default 512); each chunk starts from an empty\n"
             "                          KV cache with BOS as its first token\n"
+            "                          (at most the model's training context: longer is refused)\n"
+            "  --allow-long-ctx        run a --ctx longer than the model's training context anyway\n"
+            "                          (with a warning)\n"
             "  --chunks N              process at most N chunks (default: all full chunks of the text)\n"
             "  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); the\n"
             "                          output is byte-identical for any thread count\n"
             "  --process-output        also collect output.weight (not a tied token_embd)\n"
             "  --kv f16|f32            KV cache precision (default f16, as llama-imatrix)\n"
+            "  --in-file FILE          add this imatrix (.gguf or .dat; repeatable) to the result:\n"
+            "                          sums and token counts are added, so every input weighs by\n"
+            "                          its tokens (a legacy .dat counts chunks: scaled by --ctx);\n"
+            "                          without -f the inputs are only merged (no model needed)\n"
+            "  --save-every N          also write the output every N chunks (the partial result so\n"
+            "                          far, --in-file inputs included), so a stopped run keeps it\n"
             "  --quiet                 no progress, no summary\n"
             "  --json                  print the summary as one JSON object\n"
             "  -h, --help              this help\n"
@@ -90,10 +102,52 @@ static void progress_tty(void *user, int64_t done, int64_t n_chunks, int64_t tok
     fflush(stderr);
 }
 
+/* The result so far: the pass's statistics (when acc is set) plus the
+ * --in-file inputs, into an initialized, empty im. */
+typedef struct partial {
+    qf_calib *cal;
+    qf_calib_acc *acc;
+    const qf_imatrix *inputs;
+    int64_t n_ctx;
+    const char *dataset, *out_path;
+    int as_dat;
+    int64_t every;
+    int tty;
+    qf_err err; /* first failure of a partial save */
+} partial;
+
+static int result_so_far(const partial *pt, uint32_t chunks, qf_imatrix *im, qf_err *err) {
+    if (pt->acc && qf_calib_imatrix_export(pt->cal, pt->acc, chunks, (uint32_t)pt->n_ctx, pt->dataset, im, err) < 0)
+        return -1;
+    if (pt->inputs->n_entries && qf_imatrix_merge(im, pt->inputs, (uint32_t)pt->n_ctx, "--in-file", err) < 0) return -1;
+    return 0;
+}
+
+static int write_imatrix(const qf_imatrix *im, const char *path, int as_dat, qf_err *err) {
+    return as_dat ? qf_imatrix_write_dat(im, path, err) : qf_imatrix_write_gguf(im, path, err);
+}
+
+/* After every chunk: the tty progress line, and every pt->every chunks the
+ * partial result written to the output. */
+static void on_chunk(void *user, int64_t done, int64_t n_chunks, int64_t tokens, double seconds) {
+    partial *pt = user;
+    if (pt->tty) progress_tty(NULL, done, n_chunks, tokens, seconds);
+    if (pt->every <= 0 || done % pt->every != 0 || done == n_chunks || pt->err.code) return;
+    qf_imatrix im;
+    qf_imatrix_init(&im);
+    if (result_so_far(pt, (uint32_t)done, &im, &pt->err) == 0 && im.n_entries)
+        write_imatrix(&im, pt->out_path, pt->as_dat, &pt->err);
+    qf_imatrix_free(&im);
+}
+
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
-    int64_t n_ctx = 512, n_chunks = 0, n_threads = 0;
-    int process_output = 0, quiet = 0, json = 0, kv_f16 = 1;
+    int64_t n_ctx = 512, n_chunks = 0, n_threads = 0, save_every = 0;
+    const char **in_files = calloc((size_t)argc, sizeof *in_files);
+    int n_in = 0;
+    if (!in_files) return qf_cli_fail(PROG, "%s", "out of memory");
+    int process_output = 0, quiet = 0, json = 0, kv_f16 = 1, allow_long_ctx = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -116,6 +170,13 @@ int main(int argc, char **argv) {
             NUM(n_chunks, 1);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             NUM(n_threads, 1);
+        } else if (!strcmp(a, "--in-file")) {
+            NEED_VAL();
+            in_files[n_in++] = val;
+        } else if (!strcmp(a, "--save-every")) {
+            NUM(save_every, 1);
+        } else if (!strcmp(a, "--allow-long-ctx")) {
+            allow_long_ctx = 1;
         } else if (!strcmp(a, "--process-output")) {
             process_output = 1;
         } else if (!strcmp(a, "--kv")) {
@@ -135,10 +196,16 @@ int main(int argc, char **argv) {
             return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
     }
-    if (!model_path) return qf_cli_usage(PROG, "%s", "no model given");
-    if (!text_path) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");
+    const int merge_only = n_in > 0 && !text_path;
+    if (merge_only && model_path)
+        return qf_cli_usage(PROG, "%s", "a model without -f TEXT: give calibration text, or only --in-file files to merge");
+    if (!model_path && !merge_only) return qf_cli_usage(PROG, "%s", "no model given");
+    if (!text_path && !merge_only) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");
+    if (merge_only && save_every) return qf_cli_usage(PROG, "%s", "--save-every needs a calibration pass (-f TEXT)");
     if (!*out_path) return qf_cli_usage(PROG, "%s", "empty output name");
     const int as_dat = format ? !strcmp(format, "dat") : ends_with(out_path, ".dat");
+    char *snapshot = NULL; /* a hub cache name resolved */
+    if (model_path && !(model_path = qf_cli_model_arg(PROG, model_path, &snapshot))) return 1;
 #ifdef _OPENMP
     if (n_threads > 0) omp_set_num_threads((int)n_threads);
 #endif
@@ -158,12 +225,47 @@ int main(int argc, char **argv) {
     char *text = NULL;
     size_t text_len = 0;
     qf_calib_acc *acc = NULL;
+    qf_imatrix inputs;
+    qf_imatrix_init(&inputs);
+    partial pt = {.inputs = &inputs, .n_ctx = n_ctx, .dataset = text_path, .out_path = out_path, .as_dat = as_dat,
+                  .every = save_every};
 
-    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init(&tx, &m.file, &err) < 0 ||
+    for (int i = 0; i < n_in; i++) {
+        qf_imatrix one;
+        qf_imatrix_init(&one);
+        int mrc = qf_imatrix_read(&one, in_files[i], &err);
+        if (mrc == 0) mrc = qf_imatrix_merge(&inputs, &one, (uint32_t)n_ctx, in_files[i], &err);
+        qf_imatrix_free(&one);
+        if (mrc < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+    }
+    if (merge_only) {
+        if (probe_output(out_path, &err) < 0 || write_imatrix(&inputs, out_path, as_dat, &err) < 0) {
+            qf_cli_fail(PROG, "%s", err.msg);
+            goto done;
+        }
+        if (json) {
+            printf("{\"merged\": %d, \"output\": ", n_in);
+            qf_cli_json_str(stdout, out_path);
+            printf(", \"format\": \"%s\", \"entries\": %zu, \"n_chunks\": %u}\n", as_dat ? "dat" : "gguf",
+                   inputs.n_entries, inputs.chunk_count);
+        } else if (!quiet) {
+            printf("imatrix: merged %d files: %zu entries, %u chunks -> %s (%s)\n", n_in, inputs.n_entries,
+                   inputs.chunk_count, out_path, as_dat ? "legacy .dat" : "gguf");
+        }
+        rc = 0;
+        goto done;
+    }
+
+    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0 ||
         qf_read_text_any(text_path, &text, &text_len, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
+    if ((rc = qf_cli_check_ctx(PROG, model_path, n_ctx, m.hp.n_ctx_train, allow_long_ctx, quiet))) goto done;
+    rc = 1;
     /* like llama.cpp's -f: one trailing newline is dropped */
     if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
     if (qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) < 0) {
@@ -198,13 +300,23 @@ int main(int argc, char **argv) {
     p.max_chunks = n_chunks;
     p.kv_f16 = kv_f16;
     qf_text_bos(&tx, &p.add_bos, &p.bos_id);
-    if (!quiet && !json && isatty(STDERR_FILENO)) p.progress = progress_tty;
+    pt.cal = &cal;
+    pt.acc = acc;
+    pt.tty = !quiet && !json && isatty(STDERR_FILENO);
+    if (pt.tty || save_every) {
+        p.progress = on_chunk;
+        p.progress_user = &pt;
+    }
     qf_calib_stats st;
     if (qf_calib_run(&cal, ids, n_ids, &p, &st, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
-    if (qf_calib_imatrix_export(&cal, acc, (uint32_t)st.n_chunks, (uint32_t)n_ctx, text_path, &im, &err) < 0) {
+    if (pt.err.code) {
+        qf_cli_fail(PROG, "%s", pt.err.msg);
+        goto done;
+    }
+    if (result_so_far(&pt, (uint32_t)st.n_chunks, &im, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
@@ -213,7 +325,7 @@ int main(int argc, char **argv) {
                 (long long)cal.opt.min_tokens, (long long)n_ctx);
         goto done;
     }
-    if ((as_dat ? qf_imatrix_write_dat(&im, out_path, &err) : qf_imatrix_write_gguf(&im, out_path, &err)) < 0) {
+    if (write_imatrix(&im, out_path, as_dat, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
@@ -242,5 +354,8 @@ done:
     free(text);
     qf_text_free(&tx);
     qf_model_free(&m);
+    free(snapshot);
+    qf_imatrix_free(&inputs);
+    free(in_files);
     return rc;
 }

@@ -21,12 +21,14 @@
 
 #include "arch.h"
 #include "gguf.h"
+#include "gguf_split.h"
 #include "hf_tokenizer.h"
 #include "json.h"
 #include "manifest.h"
 #include "numfmt.h"
 #include "qf_util.h"
 #include "codecs.h"
+#include "hf_cache.h"
 #include "safetensors.h"
 #include "vocab.h"
 
@@ -122,13 +124,7 @@ int qf_outtype_from_name(const char *s) {
 }
 
 void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *buf, size_t cap) {
-    if (n <= 1) {
-        snprintf(buf, cap, "%s", out_path);
-        return;
-    }
-    size_t len = strlen(out_path);
-    if (ends_with(out_path, ".gguf")) len -= 5;
-    snprintf(buf, cap, "%.*s-%05u-of-%05u.gguf", (int)len, out_path, i + 1, n);
+    gguf_split_path(out_path, i, n, buf, cap);
 }
 
 /* ---------------- config.json ---------------- */
@@ -392,14 +388,19 @@ static int name_model(conv *c) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
     const char *dname = base_name(dir);
-    char real[PATH_MAX];
+    char real[PATH_MAX], repo[512];
     if (!strcmp(dname, ".") || !strcmp(dname, "..") || !*dname) {
         if (realpath(c->o->model_dir, real)) dname = base_name(real);
     }
+    /* a hub cache snapshot is named by its commit: take the repo id */
+    if (qf_hf_cache_repo_id(c->o->model_dir, repo, sizeof repo) ||
+        (realpath(c->o->model_dir, real) && qf_hf_cache_repo_id(real, repo, sizeof repo)))
+        dname = repo;
     qf_model_id m;
     qf_model_id_components(dname, (int64_t)c->n_params, &m);
     take_components(c, &m);
     if (!c->name[0] && !have_name) snprintf(c->name, sizeof c->name, "%.255s", dname);
+    if (c->o->model_name && *c->o->model_name) snprintf(c->name, sizeof c->name, "%.255s", c->o->model_name);
     if (!c->has_size_label && c->n_params > 0) {
         qf_size_label(c->n_params, c->size_label, sizeof c->size_label);
         c->has_size_label = 1;

@@ -47,6 +47,7 @@ typedef struct qf_convert_opts {
     int write_manifest;          /* OUT.gguf.xxh: XXH3-128 of every tensor and file */
     uint64_t chunk_bytes;        /* max source (and output) bytes per chunk, 0 = 256 KiB */
     int fsync_output;            /* fsync each file before its rename (gguf_writer_set_fsync) */
+    const char *model_name;      /* general.name to write instead of the derived one, or NULL */
     void (*progress)(const qf_convert_progress *p, void *user);
     void *progress_user;
 } qf_convert_opts;

@@ -1,5 +1,7 @@
 /* qforge-convert - Hugging Face checkpoint directory -> GGUF (see docs/convert.md). */
 #include "convert.h"
+#include "qf_tmpfile.h"
+#include "qf_cli.h"
 #include "arch.h"
 
 #include <errno.h>
@@ -19,7 +21,9 @@ static void usage(FILE *fp) {
             "\n"
             "Convert a Hugging Face checkpoint directory (config.json, *.safetensors,\n"
             "tokenizer files) to GGUF, writing what llama.cpp's convert_hf_to_gguf.py\n"
-            "writes for the same input.\n"
+            "writes for the same input. MODEL_DIR may also be a Hugging Face hub cache\n"
+            "entry: models--ORG--NAME, or ORG/NAME found under $HF_HOME/hub (default\n"
+            "~/.cache/huggingface/hub); the snapshot of refs/main is read.\n"
             "\n"
             "options:\n"
             "  -o, --outfile OUT.gguf   output file (written to a temp file, then renamed)\n"
@@ -31,6 +35,8 @@ static void usage(FILE *fp) {
             "                           (N may end in K, M, G, T = 10^3..10^12), named\n"
             "                           OUT-00001-of-0000N.gguf with split.* keys as\n"
             "                           llama-gguf-split writes them\n"
+            "  --model-name NAME        general.name to write (default: from config.json\n"
+            "                           _name_or_path, else the directory or cache repo name)\n"
             "  --manifest               also write OUT.gguf.xxh: XXH3-128 of every tensor's\n"
             "                           data and of every output file\n"
             "  --threads N              accepted for compatibility and ignored: conversion and\n"
@@ -57,24 +63,7 @@ static void usage(FILE *fp) {
             prog, qf_arch_supported_list());
 }
 
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || s[0] == '-') return -1;
-    uint64_t mul = 1;
-    switch (*end) {
-    case 0: break;
-    case 'K': case 'k': mul = 1000ull; end++; break;
-    case 'M': case 'm': mul = 1000ull * 1000; end++; break;
-    case 'G': case 'g': mul = 1000ull * 1000 * 1000; end++; break;
-    case 'T': case 't': mul = 1000ull * 1000 * 1000 * 1000; end++; break;
-    default: return -1;
-    }
-    if (*end || v == 0 || v > UINT64_MAX / mul) return -1;
-    *out = v * mul;
-    return 0;
-}
+static int parse_size(const char *s, uint64_t *out) { return qf_parse_size(s, out); }
 
 typedef struct progress_state {
     struct timespec t0;
@@ -99,6 +88,7 @@ static void on_progress(const qf_convert_progress *p, void *user) {
 }
 
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_dir = NULL, *out = NULL;
     qf_convert_opts o;
     memset(&o, 0, sizeof o);
@@ -129,6 +119,10 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: error: bad --split-max-size '%s' (e.g. 4G, 500M)\n", prog, val);
                 return 2;
             }
+            i++;
+        } else if (!strcmp(a, "--model-name")) {
+            if (!val) goto missing;
+            o.model_name = val;
             i++;
         } else if (!strcmp(a, "--manifest")) {
             o.write_manifest = 1;
@@ -168,7 +162,9 @@ int main(int argc, char **argv) {
     /* a file size limit (ulimit -f) must surface as EFBIG from write(), not kill us */
     signal(SIGXFSZ, SIG_IGN);
     if (threads > 0) omp_set_num_threads(threads);
-    o.model_dir = model_dir;
+    char *snapshot = NULL; /* a hub cache name resolved */
+    o.model_dir = qf_cli_model_arg(prog, model_dir, &snapshot);
+    if (!o.model_dir) return 1;
     o.out_path = out;
     progress_state ps;
     memset(&ps, 0, sizeof ps);
@@ -181,6 +177,7 @@ int main(int argc, char **argv) {
     qf_err err = {0};
     qf_convert_result res;
     int rc = qf_convert(&o, &res, &err);
+    free(snapshot);
     if (ps.active) fputc('\n', stderr);
     if (rc) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "conversion failed");

@@ -11,6 +11,7 @@
  * file costs O(metadata) time and memory whatever the header claims. */
 #define _GNU_SOURCE /* sync_file_range */
 #include "gguf.h"
+#include "qf_tmpfile.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -790,32 +791,19 @@ gguf_writer *gguf_writer_create(const char *path, qf_err *err) {
     w->err = err ? err : &w->own_err;
     w->fd = -1;
     w->alignment = GGUF_DEFAULT_ALIGNMENT;
-    size_t n = path ? strlen(path) : 0;
     w->path = path ? strdup(path) : NULL;
-    w->tmp_path = malloc(n + 40);
     w->buf = malloc(WBUF_SIZE);
     if (!path || !*path) {
         qf_set_err(err, QF_EINVAL, "gguf writer: empty output path");
         goto fail;
     }
-    if (!w->path || !w->tmp_path || !w->buf) {
+    if (!w->path || !w->buf) {
         qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    /* Temp file next to the target so rename() is atomic; O_EXCL + a unique
-     * suffix instead of mkstemp so the final file gets the usual umask mode. */
-    static unsigned counter;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(w->tmp_path, n + 40, "%s.tmp.%ld.%u", path, (long)getpid(),
-                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-        w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (w->fd >= 0 || errno != EEXIST) break;
-    }
-    if (w->fd < 0) {
-        qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot create temp file %s: %s", path,
-                   w->tmp_path, strerror(errno));
-        goto fail;
-    }
+    /* Temp file next to the target so rename() is atomic (qf_tmpfile.h) */
+    w->fd = qf_tmpfile_create(path, &w->tmp_path, err);
+    if (w->fd < 0) goto fail;
     return w;
 fail:
     free(w->path);
@@ -843,6 +831,7 @@ void gguf_writer_abort(gguf_writer *w) {
     if (!w) return;
     if (w->fd >= 0) close(w->fd);
     if (w->tmp_path) unlink(w->tmp_path);
+    qf_tmpfile_forget(w->tmp_path);
     writer_free(w);
 }
 
@@ -1223,6 +1212,7 @@ int gguf_writer_finish(gguf_writer *w) {
         gguf_writer_abort(w);
         return rc;
     }
+    qf_tmpfile_forget(w->tmp_path);
     /* make the rename durable */
     char *dir = w->fsync_on ? strdup(w->path) : NULL;
     if (dir) {

@@ -1,6 +1,7 @@
 /* imatrix.c - importance matrices: in-memory form, legacy .dat and GGUF I/O.
  * Formats are described in imatrix.h and docs/formats-kquants.md. */
 #include "imatrix.h"
+#include "qf_tmpfile.h"
 #include "qf_util.h"
 
 #include <errno.h>
@@ -473,30 +474,17 @@ static int fwrite_i32(FILE *fp, int32_t v) {
     return fwrite(b, 1, 4, fp) == 4 ? 0 : -1;
 }
 
-/* Create a unique "<path>.tmp.<pid>.<n>" next to path (O_EXCL, mode 0666
- * before umask, like the final file should have). */
+/* Create a unique "<path>.tmp.<pid>.<n>" next to path (qf_tmpfile.h). */
 static int open_temp(const char *path, FILE **out, char **tmp_path, qf_err *err) {
-    static unsigned counter;
-    size_t n = strlen(path) + 48;
-    char *tmp = malloc(n);
-    if (!tmp) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-        snprintf(tmp, n, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        int rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot create temp file: %s", path,
-                            strerror(errno));
-        free(tmp);
-        return rc;
-    }
+    char *tmp = NULL;
+    int fd = qf_tmpfile_create(path, &tmp, err);
+    if (fd < 0) return fd;
     FILE *fp = fdopen(fd, "wb");
     if (!fp) {
         int rc = qf_set_err(err, QF_EIO, "%s: cannot open temp file: %s", path, strerror(errno));
         close(fd);
         unlink(tmp);
+        qf_tmpfile_forget(tmp);
         free(tmp);
         return rc;
     }
@@ -571,6 +559,7 @@ int qf_imatrix_write_dat(const qf_imatrix *im, const char *path, qf_err *err) {
     }
     fp = NULL;
     if (rename(tmp, path) != 0) goto io_fail;
+    qf_tmpfile_forget(tmp);
     free(tmp);
     free(vals);
     return QF_OK;
@@ -579,6 +568,7 @@ io_fail:
 fail:
     if (fp) fclose(fp);
     unlink(tmp);
+    qf_tmpfile_forget(tmp);
     free(tmp);
     free(vals);
     return rc;

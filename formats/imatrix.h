@@ -77,6 +77,16 @@ int qf_imatrix_weights_for(const qf_imatrix *im, const char *name, uint64_t n_pe
  * counts finite and >= 0. QF_ERANGE / QF_EFORMAT with the entry named. */
 int qf_imatrix_validate(const qf_imatrix *im, qf_err *err);
 
+/* Add src's statistics into dst (initialized, possibly empty): per entry
+ * sum2 and counts are added, so each input weighs by its token count;
+ * entries only in src are appended, datasets appended, chunk counts added.
+ * A legacy src (chunk_size 0: counts are calls, i.e. chunks) is scaled to
+ * tokens by legacy_chunk_size first, as llama-imatrix converts legacy files.
+ * An entry with another shape -> QF_EMISMATCH naming src_name and the entry.
+ * (formats/imatrix_merge.c) */
+int qf_imatrix_merge(qf_imatrix *dst, const qf_imatrix *src, uint32_t legacy_chunk_size, const char *src_name,
+                     qf_err *err);
+
 /* Readers fill an initialized, empty `im` (freed again on error) and validate. */
 int qf_imatrix_read(qf_imatrix *im, const char *path, qf_err *err); /* detects the format */
 int qf_imatrix_read_dat(qf_imatrix *im, const char *path, qf_err *err);

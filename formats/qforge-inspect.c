@@ -10,6 +10,7 @@
  * with the reader's message and exit 1. */
 #include "gguf.h"
 #include "safetensors.h"
+#include "qf_cli.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -439,7 +440,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     qf_err err = {0};
+    char *snapshot = NULL; /* a hub cache name resolved */
+    if (!(path = qf_cli_model_arg(prog, path, &snapshot))) return 1;
     int rc = is_gguf(path) ? inspect_gguf(path, json, tensors, &err) : inspect_st(path, json, tensors, &err);
+    free(snapshot);
     if (rc) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "failed");
         return 1;

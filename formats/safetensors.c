@@ -13,6 +13,7 @@
  */
 #include "safetensors.h"
 #include "json.h"
+#include "qf_tmpfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -811,23 +812,18 @@ st_writer *st_writer_create(const char *path, qf_err *err) {
     }
     w->err = err;
     w->path = strdup(path);
-    size_t pl = strlen(path) + 16;
-    w->tmp_path = malloc(pl);
-    if (!w->path || !w->tmp_path) goto oom;
-    snprintf(w->tmp_path, pl, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(w->tmp_path);
+    if (!w->path) goto oom;
+    int fd = qf_tmpfile_create(path, &w->tmp_path, err); /* qf_tmpfile.h */
     if (fd < 0) {
-        qf_set_err(err, QF_EIO, "%s: cannot create temp file %s: %s", path, w->tmp_path, strerror(errno));
-        free(w->tmp_path);
         free(w->path);
         free(w);
         return NULL;
     }
-    (void)fchmod(fd, 0644);
     w->f = fdopen(fd, "wb");
     if (!w->f) {
         close(fd);
         unlink(w->tmp_path);
+        qf_tmpfile_forget(w->tmp_path);
         goto oom;
     }
     setvbuf(w->f, NULL, _IOFBF, 1 << 20);
@@ -1053,6 +1049,7 @@ static void writer_free(st_writer *w) {
         w->f = NULL;
         unlink(w->tmp_path);
     }
+    qf_tmpfile_forget(w->tmp_path);
     for (uint64_t i = 0; i < w->n; i++) free(w->t[i].name);
     for (uint64_t i = 0; i < w->n_meta; i++) {
         free(w->meta_k[i]);

@@ -78,13 +78,14 @@ static int absent_or_fail(int rc, const char *path, const char *key, qf_err *err
 
 /* Short string key copied into a fixed buffer. */
 static int get_name(const gguf_file *f, const char *key, char *dst, size_t cap, int required, qf_err *err) {
+    const char *path = f->path ? f->path : "(gguf)";
     char *s = NULL;
     int rc = gguf_get_str(f, key, &s);
     if (rc == QF_ENOTFOUND && !required) return 0;
-    if (rc == QF_ENOTFOUND) return qf_set_err(err, QF_ENOTFOUND, "%s: no %s (not a model with a vocabulary?)", f->path, key);
-    if (rc) return absent_or_fail(rc, f->path, key, err);
+    if (rc == QF_ENOTFOUND) return qf_set_err(err, QF_ENOTFOUND, "%s: no %s (not a model with a vocabulary?)", path, key);
+    if (rc) return absent_or_fail(rc, path, key, err);
     if (strlen(s) >= cap) {
-        rc = qf_set_err(err, QF_EFORMAT, "%s: %s value is %zu bytes, at most %zu supported", f->path, key, strlen(s), cap - 1);
+        rc = qf_set_err(err, QF_EFORMAT, "%s: %s value is %zu bytes, at most %zu supported", path, key, strlen(s), cap - 1);
     } else {
         memcpy(dst, s, strlen(s) + 1);
     }

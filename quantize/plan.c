@@ -50,6 +50,13 @@ static int order_cmp(const void *a, const void *b) {
 }
 
 /* First value of an integer KV that may be a per-layer array; 0 if absent. */
+/* By a scan: `in` may be the view of a split model (qf_quant_input). */
+static int has_tensor(const gguf_file *in, const char *name) {
+    for (uint64_t i = 0; i < in->n_tensors; i++)
+        if (!strcmp(in->tensors[i].name, name)) return 1;
+    return 0;
+}
+
 static int kv_int(const gguf_file *f, const char *key, int *out) {
     const gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv) return QF_ENOTFOUND;
@@ -172,11 +179,6 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
     if (o->token_embedding_type >= 0 && !qf_quant_type_ok((uint32_t)o->token_embedding_type))
         return qf_set_err(err, QF_EUNSUPPORTED, "quantize: token embedding type %s cannot be written",
                           tname((uint32_t)o->token_embedding_type));
-    int split_count = 0;
-    if (!kv_int(in, "split.count", &split_count) && split_count > 1)
-        return qf_set_err(err, QF_EUNSUPPORTED,
-                          "%s: is shard of a split model (split.count %d); merge it with llama-gguf-split --merge first",
-                          path, split_count);
 
     /* --tensor-type regexes */
     if (o->n_overrides) {
@@ -218,7 +220,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
     if (im) {
         size_t matched = 0;
         for (size_t i = 0; i < im->n_entries; i++)
-            if (gguf_find_tensor(in, im->entries[i].name)) matched++;
+            if (has_tensor(in, im->entries[i].name)) matched++;
         if (im->n_entries == 0) {
             rc = qf_set_err(err, QF_EMISMATCH, "imatrix: no entries");
             goto fail;

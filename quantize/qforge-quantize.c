@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "qf_cli.h"
+#include "qf_tmpfile.h"
 #include "ggml_types.h"
 #include "gguf.h"
 #include "imatrix.h"
@@ -38,6 +39,9 @@ static void usage(FILE *fp) {
     const qf_quant_preset *p = qf_quant_presets(&n);
     fprintf(fp,
             "usage: " PROG " IN.gguf OUT.gguf TYPE [options]\n"
+            "\n"
+            "IN is a GGUF file, the first shard of a split model (all shards are read), or a\n"
+            "Hugging Face checkpoint directory or hub cache name (converted first).\n"
             "\n"
             "Quantize a GGUF model tensor by tensor with llama-quantize's type choices\n"
             "(llama.cpp c392e50): with --method exact, the bytes llama-quantize writes for the\n"
@@ -85,7 +89,13 @@ static void usage(FILE *fp) {
             "  --fsync                  fsync the output before renaming it into place (durable\n"
             "                           against a power loss; default off, as llama-quantize: the\n"
             "                           temp file + rename already means no partial file on failure)\n"
-            "  --dry-run                print the per-tensor plan, write nothing\n"
+            "  --split-max-size N       split the output into shards of at most N bytes of tensor\n"
+            "                           data (N may end in K, M, G, T = 10^3..10^12), named\n"
+            "                           OUT-00001-of-0000N.gguf with split.* keys as llama-gguf-split\n"
+            "                           writes them\n"
+            "  --keep-split             a split input (IN-00001-of-0000N.gguf: all its shards are\n"
+            "                           read) gives an output split the same way\n"
+            "  --dry-run                print the per-tensor plan and its totals, write nothing\n"
             "  --json                   print the summary as JSON\n"
             "  --quiet                  no progress and no fallback lines on stderr\n"
             "  -h, --help               this text\n"
@@ -274,9 +284,22 @@ static void print_plan(const qf_quant_plan *p) {
     }
 }
 
+/* The plan's totals: sizes of tensor data in and out, bits per weight, and
+ * how many tensors get each type. */
+static void print_plan_totals(const qf_quant_plan *p) {
+    printf("total: %zu tensors, %llu weights: tensor data %.2f MB -> %.2f MB (%.1f%%), %.3f bits per weight\n", p->n,
+           (unsigned long long)p->n_elements, (double)p->in_tensor_bytes / 1e6, (double)p->out_tensor_bytes / 1e6,
+           p->in_tensor_bytes ? 100.0 * (double)p->out_tensor_bytes / (double)p->in_tensor_bytes : 0.0,
+           bits_per_weight(p));
+    printf("types:");
+    for (uint32_t ty = 0; ty < GGML_TYPE_COUNT; ty++)
+        if (p->type_count[ty]) printf(" %s %zu", tname(ty), p->type_count[ty]);
+    printf(" (%zu converted, %zu copied, %zu fallbacks)\n", p->n_converted, p->n - p->n_converted, p->n_fallbacks);
+}
+
 /* --dry-run: the plan only. */
 static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err) {
-    gguf_file in;
+    qf_quant_input in;
     qf_imatrix im;
     qf_imatrix_init(&im);
     memset(r, 0, sizeof *r);
@@ -284,20 +307,21 @@ static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err
     if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: --dry-run needs a GGUF input (convert the checkpoint first)",
                           o->in_path);
-    int rc = gguf_open(&in, o->in_path, err);
+    int rc = qf_quant_input_open(&in, o->in_path, err);
     if (rc) return rc;
     if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
-    rc = qf_quant_plan_build(&r->plan, &in, o, o->imatrix_path ? &im : NULL, err);
-    r->in_file_bytes = in.map_size;
+    rc = qf_quant_plan_build(&r->plan, &in.all, o, o->imatrix_path ? &im : NULL, err);
+    r->in_file_bytes = in.file_bytes;
     r->imatrix_entries = im.n_entries;
     for (size_t i = 0; i < r->plan.n; i++) r->plan.t[i].src = NULL;
 done:
     qf_imatrix_free(&im);
-    gguf_close(&in);
+    qf_quant_input_close(&in);
     return rc;
 }
 
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
@@ -378,6 +402,12 @@ int main(int argc, char **argv) {
             json = 1;
         } else if (!strcmp(a, "--dry-run") && !val) {
             dry = 1;
+        } else if (!strcmp(a, "--split-max-size")) {
+            NEEDS_VALUE();
+            if (qf_parse_size(val, &o.split_max_size))
+                return qf_cli_usage(PROG, "--split-max-size '%s': expected a size (e.g. 4G, 500M)", val);
+        } else if (!strcmp(a, "--keep-split") && !val) {
+            o.keep_split = 1;
         } else if (a[0] == '-' && a[1]) {
             return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
@@ -387,7 +417,10 @@ int main(int argc, char **argv) {
 #undef NEEDS_VALUE
     }
     if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
-    o.in_path = pos[0];
+    if (o.keep_split && o.split_max_size) return qf_cli_usage(PROG, "--keep-split and --split-max-size exclude each other");
+    char *snapshot = NULL; /* a hub cache name resolved */
+    o.in_path = qf_cli_model_arg(PROG, pos[0], &snapshot);
+    if (!o.in_path) return 1;
     o.out_path = pos[1];
     o.preset = qf_quant_preset_find(pos[2]);
     if (!o.preset) {
@@ -424,10 +457,14 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < r.plan.n; i++)
                 if (r.plan.t[i].fallback) print_fallback(&r.plan.t[i]);
         if (json) print_json(&o, &r, dry);
-        else if (dry) print_plan(&r.plan);
+        else if (dry) {
+            print_plan(&r.plan);
+            print_plan_totals(&r.plan);
+        }
         else print_summary(&o, &r);
     }
     qf_quantize_result_free(&r);
+    free(snapshot);
     for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
     free(ovs);
     if (fflush(stdout) != 0 && !rc) {

@@ -30,6 +30,8 @@
 #include "numfmt.h"
 #include "codecs.h"
 #include "search.h"
+#include "qf_tmpfile.h"
+#include "gguf_split.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
 #define DEFAULT_PARALLEL_MIN 65536 /* elements: a 256 x 256 matrix */
@@ -66,6 +68,7 @@ typedef struct job {
     const qf_quantize_opts *o;
     qf_err *err;
     const gguf_file *in;
+    const qf_quant_input *input; /* the files behind `in` (a split model: several) */
     const qf_imatrix *im;
     qf_quant_plan *plan;
     gguf_writer *w;
@@ -88,8 +91,9 @@ typedef struct job {
  * Dropping a page that is still needed only costs a minor fault later. */
 static void release_input(const job *j, const void *p, uint64_t n) {
     const uintptr_t grain = (uintptr_t)2 << 20;
-    if (n == 0 || !j->in->map || !j->in->map_size) return;
-    uintptr_t map_lo = (uintptr_t)j->in->map, map_hi = map_lo + j->in->map_size;
+    const gguf_file *f = n ? qf_quant_input_file_of(j->input, p) : NULL;
+    if (!f) return;
+    uintptr_t map_lo = (uintptr_t)f->map, map_hi = map_lo + f->map_size;
     uintptr_t lo = (uintptr_t)p & ~(grain - 1), hi = ((uintptr_t)p + n + grain - 1) & ~(grain - 1);
     if (lo < map_lo) lo = map_lo; /* the mapping starts on a page boundary */
     if (hi > map_hi) hi = map_hi;
@@ -275,14 +279,128 @@ static int same_file(const char *a, const char *b) {
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* The output files: one, or the shards of a split output (--split-max-size,
+ * --keep-split), named and keyed as llama-gguf-split writes them. */
+typedef struct out_shards {
+    uint32_t n;
+    uint32_t *of;        /* per plan tensor: its shard */
+    char **paths;        /* n output paths */
+    gguf_writer **w;     /* n writers, open while the data is written */
+    uint32_t n_renamed;  /* shards already renamed into place */
+    int complete;        /* all of them: the output stays */
+} out_shards;
+
+/* Which shard each tensor goes to and the shard paths; an output path that
+ * is one of the input files is refused. */
+static int plan_shards(out_shards *os, const qf_quantize_opts *o, const qf_quant_input *in, const qf_quant_plan *plan,
+                       qf_err *err) {
+    os->of = calloc(plan->n ? plan->n : 1, sizeof *os->of);
+    if (!os->of) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    os->n = 1;
+    if (o->keep_split) {
+        os->n = 1 + in->n_shards;
+        for (size_t i = 0; i < plan->n; i++) os->of[i] = in->shard_of[plan->t[i].src - in->all.tensors];
+    } else if (o->split_max_size) { /* llama-gguf-split's rule, counting padded tensor sizes */
+        uint64_t cur = 0, cur_n = 0;
+        for (size_t i = 0; i < plan->n; i++) {
+            const uint64_t padded = (plan->t[i].out_nbytes + GGUF_DEFAULT_ALIGNMENT - 1) / GGUF_DEFAULT_ALIGNMENT *
+                                    GGUF_DEFAULT_ALIGNMENT;
+            if (cur_n > 0 && cur + padded > o->split_max_size) {
+                os->n++;
+                cur = cur_n = 0;
+            }
+            cur += padded;
+            cur_n++;
+            os->of[i] = os->n - 1;
+        }
+        if (os->n > 65535)
+            return qf_set_err(err, QF_ERANGE, "--split-max-size %llu gives %u shards (at most 65535)",
+                              (unsigned long long)o->split_max_size, os->n);
+    }
+    os->paths = calloc(os->n, sizeof *os->paths);
+    os->w = calloc(os->n, sizeof *os->w);
+    if (!os->paths || !os->w) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    const size_t cap = strlen(o->out_path) + 32;
+    for (uint32_t s = 0; s < os->n; s++) {
+        if (!(os->paths[s] = malloc(cap))) return qf_set_err(err, QF_ENOMEM, "out of memory");
+        gguf_split_path(o->out_path, s, os->n, os->paths[s], cap);
+        for (uint32_t k = 0; k <= in->n_shards; k++) {
+            const char *ip = k ? in->shards[k - 1].path : in->first.path;
+            if (ip && same_file(ip, os->paths[s]))
+                return qf_set_err(err, QF_EINVAL, "%s: output is an input file; choose another output path",
+                                  os->paths[s]);
+        }
+    }
+    return 0;
+}
+
+/* Create every shard's writer: metadata (the first shard), split.* keys,
+ * tensor table; ready for data. */
+static int open_shards(out_shards *os, job *j) {
+    int rc = 0;
+    for (uint32_t s = 0; s < os->n && !rc; s++) {
+        j->w = os->w[s] = gguf_writer_create(os->paths[s], j->err);
+        if (!j->w) return j->err && j->err->code ? j->err->code : QF_EIO;
+        if (j->o->fsync_output && (rc = gguf_writer_set_fsync(j->w, 1))) break;
+        if (s == 0 && (rc = write_kvs(j))) break;
+        if (os->n > 1 && ((rc = gguf_writer_set_u16(j->w, "split.no", (uint16_t)s)) ||
+                          (rc = gguf_writer_set_i32(j->w, "split.tensors.count", (int32_t)j->plan->n)) ||
+                          (rc = gguf_writer_set_u16(j->w, "split.count", (uint16_t)os->n))))
+            break;
+        for (size_t i = 0; i < j->plan->n && !rc; i++) {
+            const qf_quant_tensor_plan *t = &j->plan->t[i];
+            int64_t ti = os->of[i] == s ? gguf_writer_add_tensor(j->w, t->name, t->type, t->n_dims, t->ne) : 0;
+            if (ti < 0) rc = (int)ti;
+        }
+        if (!rc) rc = gguf_writer_begin_data(j->w);
+    }
+    j->w = NULL;
+    return rc;
+}
+
+/* Finish (rename into place) every shard. Until the last one is in place,
+ * the finished ones are recorded like temp files: a fatal signal removes
+ * them, and so does close_shards after a failure. */
+static int finish_shards(out_shards *os) {
+    for (uint32_t s = 0; s < os->n; s++) {
+        int rc = gguf_writer_finish(os->w[s]);
+        os->w[s] = NULL;
+        if (rc) return rc;
+        if (os->n > 1) qf_tmpfile_track(os->paths[s]);
+        os->n_renamed++;
+    }
+    os->complete = 1;
+    for (uint32_t s = 0; s < os->n && os->n > 1; s++) qf_tmpfile_forget(os->paths[s]);
+    return 0;
+}
+
+/* Abort unfinished shards, remove finished ones of an incomplete output. */
+static void close_shards(out_shards *os) {
+    for (uint32_t s = 0; s < os->n; s++) {
+        if (os->w && os->w[s]) gguf_writer_abort(os->w[s]);
+        if (!os->complete && s < os->n_renamed) {
+            unlink(os->paths[s]);
+            qf_tmpfile_forget(os->paths[s]);
+        }
+        if (os->paths) free(os->paths[s]);
+    }
+    free(os->paths);
+    free(os->w);
+    free(os->of);
+    memset(os, 0, sizeof *os);
+}
+
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err) {
     const double t0 = now_seconds();
-    gguf_file in;
+    qf_quant_input qin;
     qf_imatrix im;
     qf_quant_plan plan;
     job j;
     int rc = 0, have_in = 0, have_im = 0, saved_threads = omp_get_max_threads();
     char *converted = NULL; /* temp GGUF of a Hugging Face checkpoint input */
+    out_shards os;
+    memset(&os, 0, sizeof os);
+    memset(&qin, 0, sizeof qin);
     memset(&j, 0, sizeof j);
     memset(&plan, 0, sizeof plan);
     qf_imatrix_init(&im);
@@ -310,30 +428,34 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
             goto fail;
         }
         snprintf(converted, n, "%s.convert.tmp.%ld.gguf", o->out_path, (long)getpid());
+        qf_tmpfile_track(converted); /* removed on a fatal signal too */
         qf_convert_opts co;
         memset(&co, 0, sizeof co);
         co.model_dir = o->in_path;
         co.out_path = converted;
         co.outtype = QF_OUTTYPE_AUTO;
         if ((rc = qf_convert(&co, NULL, err))) {
+            qf_tmpfile_forget(converted);
             free(converted);
             converted = NULL;
             goto fail;
         }
         in_path = converted;
     }
-    if ((rc = gguf_open(&in, in_path, err))) goto fail;
+    if ((rc = qf_quant_input_open(&qin, in_path, err))) goto fail;
     have_in = 1;
     if (o->imatrix_path) {
         if ((rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto fail;
         have_im = 1;
     }
-    if ((rc = qf_quant_plan_build(&plan, &in, o, have_im ? &im : NULL, err))) goto fail;
+    if ((rc = qf_quant_plan_build(&plan, &qin.all, o, have_im ? &im : NULL, err))) goto fail;
+    if ((rc = plan_shards(&os, o, &qin, &plan, err))) goto fail;
     if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
 
     j.o = o;
     j.err = err;
-    j.in = &in;
+    j.in = &qin.all;
+    j.input = &qin;
     j.im = have_im ? &im : NULL;
     j.plan = &plan;
     j.chunk_bytes = qf_quantize_chunk_bytes(o);
@@ -367,31 +489,17 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         }
     }
 
-    j.w = gguf_writer_create(o->out_path, err);
-    if (!j.w) {
-        rc = err && err->code ? err->code : QF_EIO;
-        goto fail;
-    }
-    if (o->fsync_output && (rc = gguf_writer_set_fsync(j.w, 1))) goto fail;
-    if ((rc = write_kvs(&j))) goto fail;
-    for (size_t i = 0; i < plan.n; i++) {
-        int64_t ti = gguf_writer_add_tensor(j.w, plan.t[i].name, plan.t[i].type, plan.t[i].n_dims, plan.t[i].ne);
-        if (ti < 0) {
-            rc = (int)ti;
-            goto fail;
-        }
-    }
-    if ((rc = gguf_writer_begin_data(j.w))) goto fail;
+    if ((rc = open_shards(&os, &j))) goto fail;
     for (size_t i = 0; i < plan.n; i++) {
         const qf_quant_tensor_plan *t = &plan.t[i];
+        j.w = os.w[os.of[i]];
         if (j.hasher) qf_hasher_reset(j.hasher);
         rc = t->convert ? convert_tensor(&j, i, t) : copy_tensor(&j, i, t);
         if (rc) goto fail;
         if (j.hasher) j.hashes[i] = (qf_manifest_tensor){t->name, qf_hasher_digest(j.hasher)};
     }
-    rc = gguf_writer_finish(j.w);
     j.w = NULL;
-    if (rc) goto fail;
+    if ((rc = finish_shards(&os))) goto fail;
 
     if (o->write_manifest) {
         size_t n = strlen(o->out_path);
@@ -401,14 +509,14 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
             goto fail;
         }
         snprintf(mpath, n + 5, "%s.xxh", o->out_path);
-        const char *files[1] = {o->out_path};
-        rc = qf_manifest_write(mpath, "qforge-quantize", j.hashes, plan.n, files, 1, err);
+        rc = qf_manifest_write(mpath, "qforge-quantize", j.hashes, plan.n, (const char *const *)os.paths, os.n, err);
         free(mpath);
         if (rc) goto fail; /* the GGUF itself is complete and stays */
     }
     if (res) {
-        if (stat(in_path, &st) == 0) res->in_file_bytes = (uint64_t)st.st_size;
-        if (stat(o->out_path, &st) == 0) res->out_file_bytes = (uint64_t)st.st_size;
+        res->in_file_bytes = qin.file_bytes;
+        for (uint32_t s = 0; s < os.n; s++)
+            if (stat(os.paths[s], &st) == 0) res->out_file_bytes += (uint64_t)st.st_size;
         res->imatrix_entries = have_im ? im.n_entries : 0;
     }
     rc = 0;
@@ -416,8 +524,8 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
 fail:
     if (!rc) rc = QF_EIO;
     if (err && !err->msg[0]) qf_set_err(err, rc, "%s: quantization failed", o->out_path);
-    if (j.w) gguf_writer_abort(j.w);
 done:
+    close_shards(&os);
     omp_set_num_threads(saved_threads);
     for (size_t i = 0; i < plan.n; i++) plan.t[i].src = NULL; /* the input is closed below */
     if (res) {
@@ -432,8 +540,9 @@ done:
     free(j.hashes);
     qf_hasher_free(j.hasher);
     qf_imatrix_free(&im);
-    if (have_in) gguf_close(&in);
+    if (have_in) qf_quant_input_close(&qin);
     if (converted) unlink(converted);
+    qf_tmpfile_forget(converted);
     free(converted);
     return rc;
 }

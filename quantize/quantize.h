@@ -190,6 +190,9 @@ typedef struct qf_quantize_opts {
     int fsync_output;                /* fsync OUT before the rename (gguf_writer_set_fsync) */
     uint64_t chunk_bytes;            /* F32 working set per step; 0 = default (32 MiB) */
     uint64_t parallel_min_elements;  /* smaller chunks run on one thread; 0 = default (65536) */
+    uint64_t split_max_size;         /* split the output: at most this many bytes of tensor data
+                                      * per shard (llama-gguf-split's rule); 0 = no limit */
+    int keep_split;                  /* a split input gives the same shards (tensor for tensor) */
     qf_quantize_progress_fn progress;
     void *progress_user;
 } qf_quantize_opts;
@@ -241,6 +244,29 @@ typedef struct qf_quant_plan {
 int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quantize_opts *o, const qf_imatrix *im,
                         qf_err *err);
 void qf_quant_plan_free(qf_quant_plan *plan);
+
+/* ---------------- the input (input.c) ---------------- */
+
+/* One GGUF file or every shard of a split model (formats/gguf_split.h), seen
+ * as one file: `all` has the first file's metadata and the tensors of all
+ * shards in shard order (a view: only qf_quant_input_close frees it; no
+ * gguf_find_tensor on it). shard_of[i] is the shard of all.tensors[i]. */
+typedef struct qf_quant_input {
+    gguf_file first;
+    gguf_file *shards;            /* shards 2..N */
+    uint32_t n_shards;
+    gguf_file all;
+    uint32_t *shard_of;
+    uint64_t file_bytes;          /* all files */
+    int open;
+} qf_quant_input;
+
+/* Open path (with its other shards when it is the first shard of a split
+ * model); errors name the file. */
+int qf_quant_input_open(qf_quant_input *in, const char *path, qf_err *err);
+void qf_quant_input_close(qf_quant_input *in);
+/* The mapping of whichever file holds p, or NULL. */
+const gguf_file *qf_quant_input_file_of(const qf_quant_input *in, const void *p);
 
 /* ---------------- the whole job (quantize.c) ---------------- */
 

@@ -21,10 +21,25 @@ fi
 echo "== convert: $model -> $out/model-f32.gguf"
 "$bin/qforge-convert" "$model" -o "$out/model-f32.gguf" --outtype f32 --manifest
 "$bin/qforge-inspect" "$out/model-f32.gguf" | head -n 20
+# qforge-quantize with its per-tensor fallback lines summarised in one line
+quantize() {
+  local log rc=0 n
+  log=$(mktemp)
+  "$bin/qforge-quantize" "$@" 2>"$log" || rc=$?
+  grep -v ': fallback: ' "$log" >&2 || true
+  n=$(grep -c ': fallback: ' "$log" || true)
+  if [ "$n" -gt 0 ]; then
+    echo "qforge-quantize: $n tensors fell back to another type (rows not a multiple of the block size):" \
+      "$(sed -n 's/^.*: fallback: [^:]*: \([^ ]*\) needs.* -> \(.*\)$/\1->\2/p' "$log" | sort | uniq -c |
+         awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}'); --dry-run lists them"
+  fi
+  rm -f "$log"
+  return $rc
+}
 if [ -x "$bin/qforge-quantize" ]; then
   echo "== quantize: Q8_0 and Q4_K_M"
-  "$bin/qforge-quantize" "$out/model-f32.gguf" "$out/model-q8_0.gguf" Q8_0
-  "$bin/qforge-quantize" "$out/model-f32.gguf" "$out/model-q4_k_m.gguf" Q4_K_M
+  quantize "$out/model-f32.gguf" "$out/model-q8_0.gguf" Q8_0
+  quantize "$out/model-f32.gguf" "$out/model-q4_k_m.gguf" Q4_K_M
 fi
 echo "== verify: perplexity of the F32 file (4 chunks of 128 tokens)"
 "$bin/qforge-verify" "$out/model-f32.gguf" -f "$text" --ctx 128 --chunks 4 --manifest "$out/model-f32.gguf.xxh"

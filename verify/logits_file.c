@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "numfmt.h"
+#include "qf_tmpfile.h"
 
 uint64_t qf_logits_row_bytes(qf_logits_kind kind, uint32_t k, int64_t n_vocab) {
     if (kind == QF_LOGITS_FULL) return (uint64_t)n_vocab * sizeof(float);
@@ -137,19 +138,22 @@ int qf_logits_tee_open(qf_logits_tee *t, qf_logits_source *inner, const char *pa
     t->src.self = t;
     t->src.seconds = 0;
     t->src.tokens_evaluated = 0;
-    size_t n = strlen(path);
     t->path = strdup(path);
-    t->tmp_path = malloc(n + 32);
     t->row = malloc(h->row_bytes);
     t->ids = malloc((k ? k : 1) * sizeof *t->ids);
     t->logp = malloc((k ? k : 1) * sizeof *t->logp);
-    if (!t->path || !t->tmp_path || !t->row || !t->ids || !t->logp) {
+    if (!t->path || !t->row || !t->ids || !t->logp) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto fail;
     }
-    snprintf(t->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
-    t->f = fopen(t->tmp_path, "wb");
+    int fd = qf_tmpfile_create(path, &t->tmp_path, err); /* qf_tmpfile.h */
+    if (fd < 0) {
+        rc = fd;
+        goto fail;
+    }
+    t->f = fdopen(fd, "wb");
     if (!t->f) {
+        close(fd);
         rc = qf_set_err(err, QF_EIO, "%s: cannot create: %s", t->tmp_path, strerror(errno));
         goto fail;
     }
@@ -188,6 +192,7 @@ int qf_logits_tee_finish(qf_logits_tee *t, qf_err *err) {
         rc = qf_set_err(err, QF_EIO, "%s: rename failed: %s", t->path, strerror(errno));
         goto fail;
     }
+    qf_tmpfile_forget(t->tmp_path);
     free(t->tmp_path);
     t->tmp_path = NULL; /* nothing left to remove */
     qf_logits_tee_abort(t);
@@ -201,6 +206,7 @@ void qf_logits_tee_abort(qf_logits_tee *t) {
     if (!t) return;
     if (t->f) fclose(t->f);
     if (t->tmp_path) unlink(t->tmp_path);
+    qf_tmpfile_forget(t->tmp_path);
     free(t->tmp_path);
     free(t->path);
     free(t->row);

@@ -9,6 +9,7 @@
 
 #include "ggml_types.h"
 #include "hf_arch.h"
+#include "gguf_split.h"
 #include "json.h"
 #include "qf_util.h"
 #include "codecs.h"
@@ -97,46 +98,10 @@ static const gguf_tensor_info *find_tensor(const qf_model *m, const char *name) 
     return ti;
 }
 
-/* gguf-split layout: every shard carries split.no (0-based), split.count and
- * split.tensors.count, and is named PREFIX-%05d-of-%05d.gguf (1-based). Open
- * shards 2..N next to the first one and check that they belong together. */
+/* gguf-split layout (formats/gguf_split.h): open shards 2..N next to the
+ * first one and check that they belong together. */
 static int open_split_shards(qf_model *m, const char *path, qf_err *err) {
-    uint32_t count = 0, no = 0;
-    if (gguf_get_u32(&m->file, "split.count", &count) != 0 || count <= 1) return 0;
-    if (gguf_get_u32(&m->file, "split.no", &no) != 0 || no != 0)
-        return qf_set_err(err, QF_EINVAL, "%s: this is shard %u of a split model; open the first shard (-00001-of-%05u.gguf)",
-                          path, no + 1, count);
-    size_t len = strlen(path);
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "-00001-of-%05u.gguf", count);
-    size_t sl = strlen(suffix);
-    if (len < sl || strcmp(path + len - sl, suffix) != 0)
-        return qf_set_err(err, QF_EFORMAT, "%s: split model (split.count %u) but the name does not end in '%s'",
-                          path, count, suffix);
-    m->shards = calloc(count - 1, sizeof *m->shards);
-    if (!m->shards) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-    char *name = malloc(len + 1);
-    if (!name) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-    int rc = 0;
-    uint64_t n_tensors = m->file.n_tensors;
-    for (uint32_t i = 1; i < count && rc == 0; i++) {
-        memcpy(name, path, len - sl);
-        snprintf(name + len - sl, sl + 1, "-%05u-of-%05u.gguf", i + 1, count);
-        gguf_file *f = &m->shards[m->n_shards];
-        if ((rc = gguf_open(f, name, err)) < 0) break;
-        m->n_shards++;
-        uint32_t fno = 0, fcount = 0;
-        if (gguf_get_u32(f, "split.no", &fno) != 0 || gguf_get_u32(f, "split.count", &fcount) != 0 ||
-            fno != i || fcount != count)
-            rc = qf_set_err(err, QF_EMISMATCH, "%s: split.no/split.count do not say shard %u of %u", name, i + 1, count);
-        n_tensors += f->n_tensors;
-    }
-    uint32_t total = 0;
-    if (rc == 0 && gguf_get_u32(&m->file, "split.tensors.count", &total) == 0 && total != n_tensors)
-        rc = qf_set_err(err, QF_EMISMATCH, "%s: split.tensors.count is %u but the %u shards hold %llu tensors",
-                        path, total, count, (unsigned long long)n_tensors);
-    free(name);
-    return rc;
+    return gguf_split_open_rest(&m->file, path, &m->shards, &m->n_shards, err);
 }
 
 /* A tensor as stored, from either source. */
@@ -535,8 +500,7 @@ void qf_model_free(qf_model *m) {
     free(m->hf_tensors);
     if (m->is_hf) st_close(&m->st);
     free(m->hf_dir);
-    for (uint32_t i = 0; i < m->n_shards; i++) gguf_close(&m->shards[i]);
-    free(m->shards);
+    gguf_split_close(m->shards, m->n_shards);
     if (m->file.map || m->file.path) gguf_close(&m->file);
     memset(m, 0, sizeof *m);
 }

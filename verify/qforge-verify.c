@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "qf_cli.h"
+#include "qf_tmpfile.h"
 #include "forward.h"
 #include "gate.h"
 #include "gguf.h"
@@ -44,7 +45,9 @@ static void usage(FILE *f) {
 "                          (NAME.jsonl[.gz]: the \"text\" field of each line, records\n"
 "                          joined by a blank line)\n"
 "  --tokens IDS            score these whitespace-separated token ids instead (as is)\n"
-"  -c, --ctx N             tokens per chunk (default 512); the text needs 2*N tokens\n"
+"  -c, --ctx N             tokens per chunk (default 512); the text needs 2*N tokens; at\n"
+"                          most the model's training context (longer is refused)\n"
+"  --allow-long-ctx        score a --ctx longer than the training context anyway (warns)\n"
 "  --chunks N              score at most N chunks (default all)\n"
 "  -b, --batch N           tokens per forward call (default = ctx)\n"
 "  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
@@ -108,7 +111,7 @@ typedef struct opts {
     const char *model, *base, *base_logits, *save_logits, *manifest;
     const char *text_file, *ids_file, *prompt;
     int64_t n_ctx, n_batch, n_chunks, n_threads, n_generate, topk;
-    int json, quiet;
+    int json, quiet, allow_long_ctx;
     int kv_f16, act_f32;
     qf_gate gates[QF_GATE_COUNT];
     int n_gates;
@@ -373,10 +376,18 @@ static void print_text(const opts *o, const run *r) {
         if (r->base_topk)
             printf("base top-%lld: mean probability outside the top %lld %.6f (KLD grouped there)\n",
                    (long long)r->base_topk, (long long)r->base_topk, k->tail_mass);
-        if (r->base_llamacpp)
-            printf("log-probs vs llama.cpp (chunk 1, %lld in its 16-nat window): max abs err %.3g nats, "
-                   "max rel err of p %.3g (its quantization step %.3g)\n",
-                   (long long)r->lpe.n, r->lpe.max_abs, r->lpe.max_rel, r->lpe.step);
+        /* The llama-perplexity file also holds the first chunk's log-probs:
+         * equal to MODEL's within the file's step when MODEL is the model
+         * llama.cpp scored (a check of this engine), else the models'
+         * difference, which the KLD above already measures. */
+        if (r->base_llamacpp && r->lpe.max_abs <= 2 * r->lpe.step)
+            printf("llama.cpp base file: chunk 1 log-probs agree with it within %.3g nats (%lld compared, "
+                   "file step %.3g): the same numbers as llama.cpp\n",
+                   r->lpe.max_abs, (long long)r->lpe.n, r->lpe.step);
+        else if (r->base_llamacpp)
+            printf("llama.cpp base file: chunk 1 log-probs differ from it by up to %.3g nats: MODEL is not the "
+                   "model llama.cpp scored (e.g. a quantization of it), the KLD above measures the difference\n",
+                   r->lpe.max_abs);
     }
     for (int i = 0; i < o->n_gates; i++) {
         const qf_gate *g = &o->gates[i];
@@ -470,6 +481,8 @@ static int parse_args(int argc, char **argv, opts *o) {
             if (!strcmp(val, "f32")) o->act_f32 = 1;
             else if (!strcmp(val, "llamacpp")) o->act_f32 = 0;
             else return qf_cli_usage(PROG, "--act takes llamacpp or f32, not '%s'", val);
+        } else if (!strcmp(a, "--allow-long-ctx")) {
+            o->allow_long_ctx = 1;
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -515,9 +528,13 @@ static int check_ids(const char *model, const int32_t *ids, int64_t n, int64_t n
 }
 
 int main(int argc, char **argv) {
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     opts o;
     int prc = parse_args(argc, argv, &o);
     if (prc >= 0) return prc;
+    char *snap_model = NULL, *snap_base = NULL; /* hub cache names resolved */
+    if (!(o.model = qf_cli_model_arg(PROG, o.model, &snap_model))) return 1;
+    if (o.base && !(o.base = qf_cli_model_arg(PROG, o.base, &snap_base))) return 1;
 #ifdef _OPENMP
     if (o.n_threads > 0) omp_set_num_threads((int)o.n_threads);
 #endif
@@ -589,6 +606,10 @@ int main(int argc, char **argv) {
             goto done;
         }
     }
+    if ((rc = qf_cli_check_ctx(PROG, o.model, o.n_ctx, m.hp.n_ctx_train, o.allow_long_ctx, o.quiet)) ||
+        (o.base && (rc = qf_cli_check_ctx(PROG, o.base, o.n_ctx, base.hp.n_ctx_train, o.allow_long_ctx, o.quiet))))
+        goto done;
+    rc = 1;
     if (o.base_logits && qf_saved_logits_open(&saved, o.base_logits, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
@@ -753,5 +774,7 @@ done:
     qf_text_free(&tx);
     qf_model_free(&base);
     qf_model_free(&m);
+    free(snap_model);
+    free(snap_base);
     return rc;
 }
