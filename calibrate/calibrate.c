@@ -179,6 +179,7 @@ int qf_calib_run(qf_calib *cal, const int32_t *tokens, int64_t n_tokens, const q
     }
     ctx.kv_f16 = p->kv_f16;
     ctx.act_llamacpp = !p->act_f32;
+    ctx.n_threads = cal->opt.n_threads;
     qf_calib_attach(cal, &ctx);
     cal->failed = 0;
     qf_err_clear(&cal->hook_err);

@@ -14,10 +14,6 @@
 #include "model.h"
 #include "text.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define PROG "qforge-calibrate"
 
 static void usage(FILE *f) {
@@ -38,14 +34,16 @@ static void usage(FILE *f) {
             "  -c, --ctx N             tokens per chunk (default 512); each chunk starts from an empty\n"
             "                          KV cache with BOS as its first token\n"
             "  --chunks N              process at most N chunks (default: all full chunks of the text)\n"
-            "  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); the\n"
-            "                          output is byte-identical for any thread count\n"
+            "  -t, --threads N         threads, 1 to 4x the cores (default: OMP_NUM_THREADS or all\n"
+            "                          cores); the output is byte-identical for any thread count\n"
             "  --process-output        also collect output.weight (not a tied token_embd)\n"
             "  --kv f16|f32            KV cache precision (default f16, as llama-imatrix)\n"
             "  --quiet                 no progress, no summary\n"
             "  --json                  print the summary as one JSON object\n"
             "  -h, --help              this help\n"
+            "  --version               version, commit, build flags and instruction sets\n"
             "\n"
+            "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the model file (mapped) + the text (read whole) + 4 bytes per token + the\n"
             "engine for one chunk (KV cache n_layer * ctx * (k+v width) * 4 bytes, activations\n"
             "min(ctx,512) * widest layer * ~40 bytes) + 8 bytes per input column of every\n"
@@ -53,11 +51,6 @@ static void usage(FILE *f) {
             "\n"
             "Progress (chunk n/N, tokens/s, ETA) goes to stderr when it is a terminal; the summary\n"
             "to stdout. Exit 0 ok, 1 failure, 2 usage.\n");
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 /* Fail before the pass, not after it, if the output directory does not take
@@ -91,14 +84,19 @@ static void progress_tty(void *user, int64_t done, int64_t n_chunks, int64_t tok
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
     int64_t n_ctx = 512, n_chunks = 0, n_threads = 0;
     int process_output = 0, quiet = 0, json = 0, kv_f16 = 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        qf_arg arg;
+        qf_arg_split(&arg, argc, argv, i);
+        const char *a = arg.name, *val = arg.val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            qf_cli_version(PROG);
             return 0;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();
@@ -115,7 +113,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--chunks")) {
             NUM(n_chunks, 1);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NUM(n_threads, 1);
+            THREADS(n_threads);
         } else if (!strcmp(a, "--process-output")) {
             process_output = 1;
         } else if (!strcmp(a, "--kv")) {
@@ -128,20 +126,21 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", a);
+            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else if (!model_path) {
             model_path = a;
         } else {
             return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
+        QF_ARG_END();
     }
     if (!model_path) return qf_cli_usage(PROG, "%s", "no model given");
     if (!text_path) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");
     if (!*out_path) return qf_cli_usage(PROG, "%s", "empty output name");
-    const int as_dat = format ? !strcmp(format, "dat") : ends_with(out_path, ".dat");
-#ifdef _OPENMP
-    if (n_threads > 0) omp_set_num_threads((int)n_threads);
-#endif
+    const int as_dat = format ? !strcmp(format, "dat") : qf_ends_with(out_path, ".dat");
+    int threads;
+    int trc = qf_cli_threads(PROG, n_threads, &threads);
+    if (trc >= 0) return trc;
 
     int rc = 1;
     qf_err err = {0};
@@ -184,6 +183,7 @@ int main(int argc, char **argv) {
 
     qf_calib_options co = {0};
     co.process_output = process_output;
+    co.n_threads = threads;
     if (qf_calib_init(&cal, &m, &co, &err) < 0 || qf_calib_imatrix_new(&cal, &acc, &err) < 0 ||
         qf_calib_add(&cal, acc, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);

@@ -83,6 +83,9 @@ static inline int qf_iq4_nl_nearest(float v) {
  * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q8_K, IQ4_NL. */
 int64_t qf_quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);
+/* The same bytes, rows split over up to n_threads threads. */
+int64_t qf_quantize_rows_mt(uint32_t type, const float *src, void *dst, int64_t nrows,
+                            int64_t n_per_row, const float *imatrix, int n_threads);
 /* Same bytes, scalar search kernels only (the spec the fast path is tested against). */
 int64_t qf_quantize_rows_ref(uint32_t type, const float *src, void *dst, int64_t nrows,
                              int64_t n_per_row, const float *imatrix);

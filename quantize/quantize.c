@@ -28,12 +28,13 @@
 #include "ggml_types.h"
 #include "manifest.h"
 #include "numfmt.h"
+#include "qf_threads.h"
 #include "quants.h"
 #include "quantize_codecs.h"
 #include "quantize_search.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
-#define DEFAULT_PARALLEL_MIN 65536 /* elements: a 256 x 256 matrix */
+#define DEFAULT_PARALLEL_MIN QF_PAR_MIN_WORK /* elements: a 256 x 256 matrix */
 #define IMATRIX_STR_MAX 127 /* llama-quantize copies the imatrix file/dataset into a char[128] override */
 
 void qf_quantize_opts_init(qf_quantize_opts *o) {
@@ -118,7 +119,8 @@ static int64_t first_non_finite_serial(const float *x, uint64_t n) {
 
 static int64_t first_non_finite(const job *j, uint32_t type, const void *data, uint64_t n) {
     int64_t first = INT64_MAX;
-    const int n_threads = n >= 16 * j->parallel_min ? omp_get_max_threads() : 1;
+    /* a cheap test per element: worth threads only for 16x the chunk threshold */
+    const int n_threads = qf_threads_for_min((double)n, 16.0 * (double)j->parallel_min, j->o->n_threads);
     if (type == GGML_TYPE_F32) {
         const float *x = data;
         #pragma omp parallel for num_threads(n_threads) reduction(min : first) schedule(static)
@@ -196,7 +198,7 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
             /* One parallel region per chunk, rows split evenly in order;
              * small chunks stay on one thread (a parallel region costs more
              * than it saves there, much more on a busy machine). */
-            const int n_threads = nr > 1 && nr * ne0 >= j->parallel_min ? omp_get_max_threads() : 1;
+            const int n_threads = qf_threads_for_min(nr > 1 ? (double)(nr * ne0) : 0.0, (double)j->parallel_min, j->o->n_threads);
             int64_t bad = INT64_MAX;
             int fail = 0;
             #pragma omp parallel num_threads(n_threads) reduction(min : bad) reduction(| : fail)
@@ -282,7 +284,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     qf_imatrix im;
     qf_quant_plan plan;
     job j;
-    int rc = 0, have_in = 0, have_im = 0, saved_threads = omp_get_max_threads();
+    int rc = 0, have_in = 0, have_im = 0;
     char *converted = NULL; /* temp GGUF of a Hugging Face checkpoint input */
     memset(&j, 0, sizeof j);
     memset(&plan, 0, sizeof plan);
@@ -330,7 +332,6 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         have_im = 1;
     }
     if ((rc = qf_quant_plan_build(&plan, &in, o, have_im ? &im : NULL, err))) goto fail;
-    if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
 
     j.o = o;
     j.err = err;
@@ -419,7 +420,6 @@ fail:
     if (err && !err->msg[0]) qf_set_err(err, rc, "%s: quantization failed", o->out_path);
     if (j.w) gguf_writer_abort(j.w);
 done:
-    omp_set_num_threads(saved_threads);
     for (size_t i = 0; i < plan.n; i++) plan.t[i].src = NULL; /* the input is closed below */
     if (res) {
         res->plan = plan;
