@@ -102,11 +102,6 @@ typedef struct conv {
 
 /* ---------------- small helpers ---------------- */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && memcmp(s + a - b, suffix, b) == 0;
-}
-
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
@@ -127,7 +122,7 @@ void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *b
         return;
     }
     size_t len = strlen(out_path);
-    if (ends_with(out_path, ".gguf")) len -= 5;
+    if (qf_ends_with(out_path, ".gguf")) len -= 5;
     snprintf(buf, cap, "%.*s-%05u-of-%05u.gguf", (int)len, out_path, i + 1, n);
 }
 
@@ -167,8 +162,8 @@ static const char *shard_name(const conv *c, const st_tensor *t) {
 }
 
 static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
-    int is_weight = ends_with(p->name, ".weight");
-    if (p->n_dims <= 1 || ends_with(p->name, "_norm.weight") || !is_weight) {
+    int is_weight = qf_ends_with(p->name, ".weight");
+    if (p->n_dims <= 1 || qf_ends_with(p->name, "_norm.weight") || !is_weight) {
         p->type = GGML_TYPE_F32;
     } else {
         switch (c->o->outtype) {
@@ -239,8 +234,8 @@ static int plan_tensors(conv *c) {
         for (uint64_t i = 0; i < c->st.n_tensors; i++) {
             const st_tensor *s = &c->st.tensors[i];
             if (s->shard != order[si]) continue;
-            if (ends_with(s->name, ".attention.masked_bias") || ends_with(s->name, ".attention.bias") ||
-                ends_with(s->name, ".rotary_emb.inv_freq"))
+            if (qf_ends_with(s->name, ".attention.masked_bias") || qf_ends_with(s->name, ".attention.bias") ||
+                qf_ends_with(s->name, ".rotary_emb.inv_freq"))
                 continue;
             plan_tensor *p = &c->t[c->n_t];
             memset(p, 0, sizeof *p);

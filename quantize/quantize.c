@@ -12,6 +12,7 @@
  * count or the chunk size.
  */
 #include "quantize.h"
+#include "qf_util.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -56,12 +57,6 @@ void qf_quantize_result_free(qf_quantize_result *res) {
 static const char *tname(uint32_t type) {
     const ggml_type_traits *tt = ggml_get_type_traits(type);
     return tt && tt->name ? tt->name : "?";
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 typedef struct job {
@@ -279,7 +274,7 @@ static int same_file(const char *a, const char *b) {
 }
 
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err) {
-    const double t0 = now_seconds();
+    const double t0 = qf_now_seconds();
     gguf_file in;
     qf_imatrix im;
     qf_quant_plan plan;
@@ -423,7 +418,7 @@ done:
     for (size_t i = 0; i < plan.n; i++) plan.t[i].src = NULL; /* the input is closed below */
     if (res) {
         res->plan = plan;
-        res->seconds = now_seconds() - t0;
+        res->seconds = qf_now_seconds() - t0;
     } else {
         qf_quant_plan_free(&plan);
     }

@@ -1,5 +1,6 @@
 /* perplexity.c - chunked perplexity and KL-divergence (see perplexity.h). */
 #include "perplexity.h"
+#include "qf_util.h"
 #include "qf_threads.h"
 
 #include <math.h>
@@ -8,12 +9,6 @@
 #include <time.h>
 
 const double qf_kld_pct_levels[QF_KLD_N_PCT] = {100.0, 99.9, 99.0, 95.0, 90.0, 50.0, 10.0, 5.0, 1.0, 0.1, 0.0};
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ */
 /* model source: the forward pass */
@@ -54,18 +49,18 @@ void qf_model_source_free(qf_model_source *ms) {
 
 static int source_chunk(qf_logits_source *src, int64_t chunk, const int32_t *tokens, int64_t n_ctx,
                         int64_t first, float *logits, qf_err *err) {
-    double t0 = now_seconds();
+    double t0 = qf_now_seconds();
     int rc = src->chunk_logits(src->self, chunk, tokens, n_ctx, first, logits, err);
-    src->seconds += now_seconds() - t0;
+    src->seconds += qf_now_seconds() - t0;
     src->tokens_evaluated += n_ctx;
     return rc;
 }
 
 static int source_chunk_topk(qf_logits_source *src, int64_t chunk, const int32_t *tokens, int64_t n_ctx,
                              int64_t first, qf_topk_rows *rows, qf_err *err) {
-    double t0 = now_seconds();
+    double t0 = qf_now_seconds();
     int rc = src->chunk_topk(src->self, chunk, tokens, n_ctx, first, rows, err);
-    src->seconds += now_seconds() - t0;
+    src->seconds += qf_now_seconds() - t0;
     src->tokens_evaluated += n_ctx;
     return rc;
 }
