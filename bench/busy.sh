@@ -64,6 +64,7 @@ run_cell() {
 }
 
 uptime_start=$(uptime)
+header=$(machine_header)
 for rep in $(seq "$REPS"); do
   for load in quiet loaded; do
     [ $load = loaded ] && start_hogs
@@ -81,7 +82,7 @@ rec=bench/results/$(date -u +%Y-%m-%d)-busy.md
 {
   echo "# busy machine: 1 vs $N threads, quiet and loaded"
   echo
-  machine_header
+  echo "$header"
   echo "- uptime at start: $uptime_start"
   echo "- uptime at end: $uptime_end"
   echo "- loaded: $HOGS extra busy loops (bash \`while :; do :; done\`), one per core"
