@@ -168,4 +168,8 @@ void qf_cli_version(const char *prog) {
     if (__builtin_cpu_supports("avx512vnni")) printf(" avx512vnni");
     printf("\n");
 #endif
+#ifdef _OPENMP
+    const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
+    printf("openmp wait policy: %s%s%s\n", wp ? wp : "libgomp default", sc ? ", GOMP_SPINCOUNT=" : "", sc ? sc : "");
+#endif
 }

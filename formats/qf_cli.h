@@ -20,7 +20,8 @@ int qf_parse_i64(const char *s, int64_t *out);
 /* A JSON string literal (null for NULL) with the required escapes. */
 void qf_cli_json_str(FILE *f, const char *s);
 /* --version on stdout: version, git commit, compiler and flags, the
- * instruction sets compiled in and those of this CPU. */
+ * instruction sets compiled in and those of this CPU, the OpenMP wait policy
+ * in effect. */
 void qf_cli_version(const char *prog);
 
 /* Every program calls this first. OpenMP's default makes idle threads spin

@@ -407,6 +407,7 @@ static int is_gguf(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     const char *path = NULL;
     int json = 0, tensors = 0;
     for (int i = 1; i < argc; i++) {
