@@ -52,6 +52,17 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# --version: the commit and the build flags, compiled into qf_cli.o, which is
+# rebuilt when they change (the stamp file is rewritten only then).
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+VERSION_DEFS = -DQF_GIT_COMMIT='"$(GIT_COMMIT)"' -DQF_BUILD_FLAGS='"$(strip $(CC) $(subst ",,$(CFLAGS) $(EXTRA_CFLAGS)))"'
+$(B)/obj/formats/qf_cli.o: ALL_CFLAGS += $(VERSION_DEFS)
+$(B)/obj/formats/qf_cli.o: $(B)/version.stamp
+$(B)/version.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo '$(subst ','',$(VERSION_DEFS))' | cmp -s - $@ || echo '$(subst ','',$(VERSION_DEFS))' > $@
+.PHONY: FORCE
+
 # programs: bin/qforge-x from <dir>/qforge-x.c ---------------------------
 vpath qforge-%.c $(LIBDIRS)
 $(BIN)/qforge-%: $(B)/obj/prog/qforge-%.o $(LIBS)

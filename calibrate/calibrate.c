@@ -1,6 +1,7 @@
 /* calibrate.c - target/site tables, the matmul hook and the chunked pass
  * (see calibrate.h). The statistics themselves live in stats.c. */
 #include "calibrate.h"
+#include "qf_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +10,6 @@
 
 #define DEFAULT_MIN_TOKENS 16 /* llama-imatrix skips smaller batches */
 #define DEFAULT_UBATCH 512    /* llama.cpp's default n_ubatch */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* llama-imatrix's filter: "blk.*", and "output.weight" with --process-output. */
 static int collected(const qf_calib *cal, const qf_weight *w) {
@@ -179,11 +174,12 @@ int qf_calib_run(qf_calib *cal, const int32_t *tokens, int64_t n_tokens, const q
     }
     ctx.kv_f16 = p->kv_f16;
     ctx.act_llamacpp = !p->act_f32;
+    ctx.n_threads = cal->opt.n_threads;
     qf_calib_attach(cal, &ctx);
     cal->failed = 0;
     qf_err_clear(&cal->hook_err);
     const int want_output = cal->n_targets > 0 && cal->targets[cal->n_targets - 1].layer < 0;
-    const double t0 = now_seconds();
+    const double t0 = qf_now_seconds();
     for (int64_t c = 0; c < n_chunks; c++) {
         memcpy(chunk, tokens + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
         if (p->add_bos) chunk[0] = p->bos_id;
@@ -200,10 +196,10 @@ int qf_calib_run(qf_calib *cal, const int32_t *tokens, int64_t n_tokens, const q
         }
         st->n_chunks = c + 1;
         st->n_tokens = (c + 1) * n_ctx;
-        st->seconds = now_seconds() - t0;
+        st->seconds = qf_now_seconds() - t0;
         if (p->progress) p->progress(p->progress_user, c + 1, n_chunks, st->n_tokens, st->seconds);
     }
-    st->seconds = now_seconds() - t0;
+    st->seconds = qf_now_seconds() - t0;
     st->tokens_per_second = st->seconds > 0 ? (double)st->n_tokens / st->seconds : 0.0;
 done:
     qf_ctx_free(&ctx);

@@ -93,7 +93,7 @@ typedef struct qf_calib_acc qf_calib_acc;
 /* An accumulator. observe() gets x [T, n_in] of target `index` (per_site 0:
  * once per collected weight matmul) or of site `index` (per_site 1: once per
  * distinct input, at the site's first weight). It must be deterministic and
- * may use OpenMP inside. destroy() frees the accumulator itself. */
+ * may use up to cal->opt.n_threads OpenMP threads inside. destroy() frees the accumulator itself. */
 struct qf_calib_acc {
     const char *kind;         /* "imatrix", "hessian", "absmean", ... */
     int per_site;
@@ -106,6 +106,7 @@ struct qf_calib_acc {
 typedef struct qf_calib_options {
     int process_output;       /* also collect "output.weight" (llama-imatrix --process-output) */
     int64_t min_tokens;       /* skip calls with fewer tokens; 0 -> 16 (llama-imatrix) */
+    int n_threads;            /* threads of the pass and the accumulators (<= 1: one) */
 } qf_calib_options;
 
 struct qf_calib {
@@ -197,13 +198,13 @@ const double *qf_calib_absmean_sum(const qf_calib_acc *a, int site, int64_t *n_t
 
 /* Kernels, exposed for tests: acc[j] += x[t][j]^2 (resp. |x[t][j]|) for
  * t < T in order, j < n (x row stride ld). _ref is the scalar specification;
- * the fast versions give bit-identical results. */
+ * the fast versions give bit-identical results on any n_threads. */
 void qf_sumsq_cols_ref(double *acc, const float *x, int64_t T, int64_t n, int64_t ld);
-void qf_sumsq_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld);
+void qf_sumsq_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld, int n_threads);
 void qf_sumabs_cols_ref(double *acc, const float *x, int64_t T, int64_t n, int64_t ld);
-void qf_sumabs_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld);
+void qf_sumabs_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld, int n_threads);
 /* H[i*n + j] += sum_t x[t][i] x[t][j] for j <= i (lower triangle), in token order. */
 void qf_syrk_lower_ref(double *H, const float *x, int64_t T, int64_t n);
-void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n);
+void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n, int n_threads);
 
 #endif

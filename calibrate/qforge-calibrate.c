@@ -15,10 +15,6 @@
 #include "model.h"
 #include "text.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define PROG "qforge-calibrate"
 
 static void usage(FILE *f) {
@@ -44,8 +40,8 @@ static void usage(FILE *f) {
             "  --allow-long-ctx        run a --ctx longer than the model's training context anyway\n"
             "                          (with a warning)\n"
             "  --chunks N              process at most N chunks (default: all full chunks of the text)\n"
-            "  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores); the\n"
-            "                          output is byte-identical for any thread count\n"
+            "  -t, --threads N         threads, 1 to 4x the cores (default: OMP_NUM_THREADS or all\n"
+            "                          cores); the output is byte-identical for any thread count\n"
             "  --process-output        also collect output.weight (not a tied token_embd)\n"
             "  --kv f16|f32            KV cache precision (default f16, as llama-imatrix)\n"
             "  --in-file FILE          add this imatrix (.gguf or .dat; repeatable) to the result:\n"
@@ -57,7 +53,9 @@ static void usage(FILE *f) {
             "  --quiet                 no progress, no summary\n"
             "  --json                  print the summary as one JSON object\n"
             "  -h, --help              this help\n"
+            "  --version               version, commit, build flags and instruction sets\n"
             "\n"
+            "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the model file (mapped) + the text (read whole) + 4 bytes per token + the\n"
             "engine for one chunk (KV cache n_layer * ctx * (k+v width) * 4 bytes, activations\n"
             "min(ctx,512) * widest layer * ~40 bytes) + 8 bytes per input column of every\n"
@@ -65,11 +63,6 @@ static void usage(FILE *f) {
             "\n"
             "Progress (chunk n/N, tokens/s, ETA) goes to stderr when it is a terminal; the summary\n"
             "to stdout. Exit 0 ok, 1 failure, 2 usage.\n");
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 /* Fail before the pass, not after it, if the output directory does not take
@@ -141,6 +134,7 @@ static void on_chunk(void *user, int64_t done, int64_t n_chunks, int64_t tokens,
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
     int64_t n_ctx = 512, n_chunks = 0, n_threads = 0, save_every = 0;
@@ -149,10 +143,14 @@ int main(int argc, char **argv) {
     if (!in_files) return qf_cli_fail(PROG, "%s", "out of memory");
     int process_output = 0, quiet = 0, json = 0, kv_f16 = 1, allow_long_ctx = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        qf_arg arg;
+        qf_arg_split(&arg, argc, argv, i);
+        const char *a = arg.name, *val = arg.val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            qf_cli_version(PROG);
             return 0;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();
@@ -169,7 +167,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--chunks")) {
             NUM(n_chunks, 1);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NUM(n_threads, 1);
+            THREADS(n_threads);
         } else if (!strcmp(a, "--in-file")) {
             NEED_VAL();
             in_files[n_in++] = val;
@@ -189,12 +187,13 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", a);
+            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else if (!model_path) {
             model_path = a;
         } else {
             return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
+        QF_ARG_END();
     }
     const int merge_only = n_in > 0 && !text_path;
     if (merge_only && model_path)
@@ -203,12 +202,12 @@ int main(int argc, char **argv) {
     if (!text_path && !merge_only) return qf_cli_usage(PROG, "%s", "no calibration text given (-f TEXT)");
     if (merge_only && save_every) return qf_cli_usage(PROG, "%s", "--save-every needs a calibration pass (-f TEXT)");
     if (!*out_path) return qf_cli_usage(PROG, "%s", "empty output name");
-    const int as_dat = format ? !strcmp(format, "dat") : ends_with(out_path, ".dat");
+    const int as_dat = format ? !strcmp(format, "dat") : qf_ends_with(out_path, ".dat");
     char *snapshot = NULL; /* a hub cache name resolved */
     if (model_path && !(model_path = qf_cli_model_arg(PROG, model_path, &snapshot))) return 1;
-#ifdef _OPENMP
-    if (n_threads > 0) omp_set_num_threads((int)n_threads);
-#endif
+    int threads;
+    int trc = qf_cli_threads(PROG, n_threads, &threads);
+    if (trc >= 0) return trc;
 
     int rc = 1;
     qf_err err = {0};
@@ -286,6 +285,7 @@ int main(int argc, char **argv) {
 
     qf_calib_options co = {0};
     co.process_output = process_output;
+    co.n_threads = threads;
     if (qf_calib_init(&cal, &m, &co, &err) < 0 || qf_calib_imatrix_new(&cal, &acc, &err) < 0 ||
         qf_calib_add(&cal, acc, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);

@@ -7,6 +7,7 @@
  * compiler fuses multiply and add; threads only split columns / tiles.
  */
 #include "calibrate.h"
+#include "qf_threads.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,8 +18,6 @@
 #define QF_STATS_AVX2 1
 #endif
 
-/* Work below this many multiply-adds stays on one thread. */
-#define PARALLEL_MIN_WORK (1 << 16)
 #define COL_BLOCK 64 /* columns per thread task (sumsq/sumabs) */
 #define TILE 32      /* Hessian tile side */
 
@@ -100,18 +99,18 @@ static void sumabs_block(double *acc, const float *x, int64_t T, int64_t j0, int
     }
 }
 
-void qf_sumsq_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld) {
+void qf_sumsq_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld, int n_threads) {
     const int64_t nb = (n + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for schedule(static) if (T * n >= PARALLEL_MIN_WORK && nb > 1)
+#pragma omp parallel for schedule(static) num_threads(qf_threads_for(nb > 1 ? (double)(T * n) : 0.0, n_threads))
     for (int64_t b = 0; b < nb; b++) {
         const int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < n ? j0 + COL_BLOCK : n;
         sumsq_block(acc, x, T, j0, j1, ld);
     }
 }
 
-void qf_sumabs_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld) {
+void qf_sumabs_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t ld, int n_threads) {
     const int64_t nb = (n + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for schedule(static) if (T * n >= PARALLEL_MIN_WORK && nb > 1)
+#pragma omp parallel for schedule(static) num_threads(qf_threads_for(nb > 1 ? (double)(T * n) : 0.0, n_threads))
     for (int64_t b = 0; b < nb; b++) {
         const int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < n ? j0 + COL_BLOCK : n;
         sumabs_block(acc, x, T, j0, j1, ld);
@@ -147,10 +146,10 @@ static void syrk_tile(double *H, const float *x, int64_t T, int64_t n, int64_t i
     }
 }
 
-void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n) {
+void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n, int n_threads) {
     const int64_t nt = (n + TILE - 1) / TILE;
     const int64_t n_tiles = nt * (nt + 1) / 2; /* tiles (bi, bj), bj <= bi */
-#pragma omp parallel for schedule(dynamic, 1) if (T * n * n / 2 >= PARALLEL_MIN_WORK && n_tiles > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for(n_tiles > 1 ? (double)(T * n * n / 2) : 0.0, n_threads))
     for (int64_t k = 0; k < n_tiles; k++) {
         /* k -> (bi, bj): bi = largest with bi*(bi+1)/2 <= k */
         int64_t bi = (int64_t)((sqrt(8.0 * (double)k + 1.0) - 1.0) / 2.0);
@@ -187,7 +186,7 @@ static int imatrix_observe(qf_calib_acc *a, const qf_calib *cal, int index, cons
                            qf_err *err) {
     imatrix_acc *im = (imatrix_acc *)a;
     const qf_weight *w = cal->targets[index].w;
-    qf_sumsq_cols(im->sum2[index], x, T, w->n_in, w->n_in);
+    qf_sumsq_cols(im->sum2[index], x, T, w->n_in, w->n_in, cal->opt.n_threads);
     im->tokens[index] += T;
     im->calls[index]++;
     return check_finite(im->sum2[index], w->n_in, w->name, err);
@@ -274,7 +273,7 @@ static int hessian_observe(qf_calib_acc *a, const qf_calib *cal, int index, cons
     hessian_acc *h = (hessian_acc *)a;
     if (!h->H[index]) return 0;
     const int64_t n = h->n_in[index];
-    qf_syrk_lower(h->H[index], x, T, n);
+    qf_syrk_lower(h->H[index], x, T, n, cal->opt.n_threads);
     h->tokens[index] += T;
     for (int64_t i = 0; i < n; i++) /* the diagonal holds the largest magnitudes */
         if (!isfinite(h->H[index][i * n + i]))
@@ -352,7 +351,7 @@ static int absmean_observe(qf_calib_acc *a, const qf_calib *cal, int index, cons
                            qf_err *err) {
     absmean_acc *am = (absmean_acc *)a;
     const int64_t n = cal->sites[index].n_in;
-    qf_sumabs_cols(am->sum[index], x, T, n, n);
+    qf_sumabs_cols(am->sum[index], x, T, n, n, cal->opt.n_threads);
     am->tokens[index] += T;
     return check_finite(am->sum[index], n, cal->sites[index].name, err);
 }

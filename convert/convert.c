@@ -104,11 +104,6 @@ typedef struct conv {
 
 /* ---------------- small helpers ---------------- */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && memcmp(s + a - b, suffix, b) == 0;
-}
-
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
@@ -163,8 +158,8 @@ static const char *shard_name(const conv *c, const st_tensor *t) {
 }
 
 static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
-    int is_weight = ends_with(p->name, ".weight");
-    if (p->n_dims <= 1 || ends_with(p->name, "_norm.weight") || !is_weight) {
+    int is_weight = qf_ends_with(p->name, ".weight");
+    if (p->n_dims <= 1 || qf_ends_with(p->name, "_norm.weight") || !is_weight) {
         p->type = GGML_TYPE_F32;
     } else {
         switch (c->o->outtype) {
@@ -235,8 +230,8 @@ static int plan_tensors(conv *c) {
         for (uint64_t i = 0; i < c->st.n_tensors; i++) {
             const st_tensor *s = &c->st.tensors[i];
             if (s->shard != order[si]) continue;
-            if (ends_with(s->name, ".attention.masked_bias") || ends_with(s->name, ".attention.bias") ||
-                ends_with(s->name, ".rotary_emb.inv_freq"))
+            if (qf_ends_with(s->name, ".attention.masked_bias") || qf_ends_with(s->name, ".attention.bias") ||
+                qf_ends_with(s->name, ".rotary_emb.inv_freq"))
                 continue;
             plan_tensor *p = &c->t[c->n_t];
             memset(p, 0, sizeof *p);

@@ -3,17 +3,17 @@
 #include "qf_tmpfile.h"
 #include "qf_cli.h"
 #include "arch.h"
+#include "qf_cli.h"
 
 #include <errno.h>
-#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-static const char *prog = "qforge-convert";
+#define PROG "qforge-convert"
+static const char *prog = PROG;
 
 static void usage(FILE *fp) {
     fprintf(fp,
@@ -39,16 +39,19 @@ static void usage(FILE *fp) {
             "                           _name_or_path, else the directory or cache repo name)\n"
             "  --manifest               also write OUT.gguf.xxh: XXH3-128 of every tensor's\n"
             "                           data and of every output file\n"
-            "  --threads N              accepted for compatibility and ignored: conversion and\n"
-            "                           writing run on one thread (a converter/writer thread\n"
-            "                           pair measured no faster); the output is the same for any N\n"
+            "  -t, --threads N          1 to 4x the cores; accepted for compatibility and ignored:\n"
+            "                           conversion and writing run on one thread (a converter/\n"
+            "                           writer thread pair measured no faster)\n"
             "  --fsync                  fsync each output file before renaming it into place and\n"
             "                           the directory after (durable against a power loss; hands\n"
             "                           the data to the disk every 8 MiB so the final wait is short).\n"
             "                           Default off, as cp and llama.cpp: the temp file + rename\n"
             "                           already means a failed run leaves no partial file\n"
-            "  --quiet                  no progress output\n"
+            "  -q, --quiet              no progress output\n"
             "  -h, --help               this help\n"
+            "  --version                version, commit, build flags and instruction sets\n"
+            "\n"
+            "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "\n"
             "supported architectures: %s\n"
             "\n"
@@ -66,19 +69,13 @@ static void usage(FILE *fp) {
 static int parse_size(const char *s, uint64_t *out) { return qf_parse_size(s, out); }
 
 typedef struct progress_state {
-    struct timespec t0;
+    double t0;
     int active;
 } progress_state;
 
-static double now_since(const struct timespec *t0) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
-}
-
 static void on_progress(const qf_convert_progress *p, void *user) {
     progress_state *ps = user;
-    double dt = now_since(&ps->t0);
+    double dt = qf_now_seconds() - ps->t0;
     double mbs = dt > 0 ? (double)p->bytes_done / 1e6 / dt : 0.0;
     double eta = (p->bytes_done > 0 && dt > 0) ? dt * (double)(p->bytes_total - p->bytes_done) / (double)p->bytes_done : 0.0;
     fprintf(stderr, "\r[%*llu/%llu] %-40.40s %8.1f MB/s  ETA %5.0fs", (int)snprintf(NULL, 0, "%llu", (unsigned long long)p->n_tensors),
@@ -88,87 +85,67 @@ static void on_progress(const qf_convert_progress *p, void *user) {
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     const char *model_dir = NULL, *out = NULL;
     qf_convert_opts o;
     memset(&o, 0, sizeof o);
     o.outtype = QF_OUTTYPE_F16;
-    int quiet = 0, threads = 0;
+    int quiet = 0;
+    int64_t threads = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        qf_arg arg;
+        qf_arg_split(&arg, argc, argv, i);
+        const char *a = arg.name, *val = arg.val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--version")) {
+            qf_cli_version(PROG);
+            return 0;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--outfile")) {
-            if (!val) goto missing;
+            NEED_VAL();
             out = val;
-            i++;
         } else if (!strcmp(a, "--outtype")) {
-            if (!val) goto missing;
+            NEED_VAL();
             int t = qf_outtype_from_name(val);
-            if (t < 0) {
-                fprintf(stderr, "%s: error: unknown --outtype '%s' (f32, f16, bf16, q8_0, auto)\n", prog, val);
-                return 2;
-            }
+            if (t < 0) return qf_cli_usage(PROG, "--outtype: unknown type '%s' (f32, f16, bf16, q8_0, auto)", val);
             o.outtype = (qf_outtype)t;
-            i++;
         } else if (!strcmp(a, "--split-max-size")) {
-            if (!val) goto missing;
-            if (parse_size(val, &o.split_max_size)) {
-                fprintf(stderr, "%s: error: bad --split-max-size '%s' (e.g. 4G, 500M)\n", prog, val);
-                return 2;
-            }
-            i++;
+            NEED_VAL();
+            if (parse_size(val, &o.split_max_size))
+                return qf_cli_usage(PROG, "--split-max-size: expected a size of at least 1 byte (e.g. 4G, 500M), not '%s'", val);
         } else if (!strcmp(a, "--model-name")) {
-            if (!val) goto missing;
+            NEED_VAL();
             o.model_name = val;
-            i++;
         } else if (!strcmp(a, "--manifest")) {
             o.write_manifest = 1;
         } else if (!strcmp(a, "--fsync")) {
             o.fsync_output = 1;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            if (!val) goto missing;
-            char *end;
-            long n = strtol(val, &end, 10);
-            if (*end || n < 1 || n > 4096) {
-                fprintf(stderr, "%s: error: bad --threads '%s'\n", prog, val);
-                return 2;
-            }
-            threads = (int)n;
-            i++;
+            THREADS(threads); /* conversion is single-threaded: checked, then ignored */
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "%s: error: unknown option '%s' (see --help)\n", prog, a);
-            return 2;
+            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else if (!model_dir) {
             model_dir = a;
         } else {
-            fprintf(stderr, "%s: error: unexpected argument '%s'\n", prog, a);
-            return 2;
+            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
-        continue;
-    missing:
-        fprintf(stderr, "%s: error: option %s needs a value\n", prog, a);
-        return 2;
+        QF_ARG_END();
     }
-    if (!model_dir || !out) {
-        fprintf(stderr, "%s: error: %s\n", prog, !model_dir ? "missing MODEL_DIR" : "missing -o OUT.gguf");
-        usage(stderr);
-        return 2;
-    }
+    if (!model_dir || !out) return qf_cli_usage(PROG, "%s", !model_dir ? "missing MODEL_DIR" : "missing -o OUT.gguf");
+    (void)threads; /* validated only */
     /* a file size limit (ulimit -f) must surface as EFBIG from write(), not kill us */
     signal(SIGXFSZ, SIG_IGN);
-    if (threads > 0) omp_set_num_threads(threads);
     char *snapshot = NULL; /* a hub cache name resolved */
     o.model_dir = qf_cli_model_arg(prog, model_dir, &snapshot);
     if (!o.model_dir) return 1;
     o.out_path = out;
     progress_state ps;
     memset(&ps, 0, sizeof ps);
-    clock_gettime(CLOCK_MONOTONIC, &ps.t0);
+    ps.t0 = qf_now_seconds();
     int show = !quiet && isatty(2);
     if (show) {
         o.progress = on_progress;
@@ -186,6 +163,6 @@ int main(int argc, char **argv) {
     if (show)
         fprintf(stderr, "%s: wrote %s: %llu tensors, %llu parameters, %.1f MB in %u file%s, %.1fs\n", prog, out,
                 (unsigned long long)res.n_tensors, (unsigned long long)res.n_params, (double)res.tensor_bytes / 1e6,
-                res.n_shards, res.n_shards == 1 ? "" : "s", now_since(&ps.t0));
+                res.n_shards, res.n_shards == 1 ? "" : "s", qf_now_seconds() - ps.t0);
     return 0;
 }

@@ -48,7 +48,7 @@ int qf_quantize_uses_imatrix(uint32_t type) {
 const char *qf_quantize_kernel_name(void) { return qk_kernels_fast()->name; }
 
 static int64_t quantize_rows(const qk_kernels *kk, uint32_t type, const float *src, void *dst, int64_t nrows,
-                             int64_t n_per_row, const float *imatrix) {
+                             int64_t n_per_row, const float *imatrix, int n_threads) {
     if (!qf_quantize_supports(type)) return QF_EUNSUPPORTED;
     if (nrows < 0 || n_per_row < 0 || (nrows > 0 && n_per_row > 0 && (!src || !dst))) return QF_EINVAL;
     if (qf_quantize_requires_imatrix(type) && !imatrix) return QF_EINVAL;
@@ -63,7 +63,7 @@ static int64_t quantize_rows(const qk_kernels *kk, uint32_t type, const float *s
 
     /* Rows are independent: each thread writes whole rows, so the bytes do
      * not depend on the number of threads or the schedule. */
-    #pragma omp parallel for schedule(dynamic, 1) if (nrows > 1)
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nrows > 1 && n_threads > 1 ? n_threads : 1)
     for (int64_t r = 0; r < nrows; ++r)
         from_float(kk, src + r * n_per_row, (uint8_t *)dst + (uint64_t)r * row_size, n_per_row, qw);
     return (int64_t)total;
@@ -71,10 +71,15 @@ static int64_t quantize_rows(const qk_kernels *kk, uint32_t type, const float *s
 
 int64_t qf_quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                          const float *imatrix) {
-    return quantize_rows(qk_kernels_fast(), type, src, dst, nrows, n_per_row, imatrix);
+    return quantize_rows(qk_kernels_fast(), type, src, dst, nrows, n_per_row, imatrix, 1);
+}
+
+int64_t qf_quantize_rows_mt(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                            const float *imatrix, int n_threads) {
+    return quantize_rows(qk_kernels_fast(), type, src, dst, nrows, n_per_row, imatrix, n_threads);
 }
 
 int64_t qf_quantize_rows_ref(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix) {
-    return quantize_rows(&qk_kernels_scalar, type, src, dst, nrows, n_per_row, imatrix);
+    return quantize_rows(&qk_kernels_scalar, type, src, dst, nrows, n_per_row, imatrix, 1);
 }

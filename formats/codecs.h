@@ -38,8 +38,8 @@ int qf_has_dequantize(uint32_t type);
  * Quantize nrows x n_per_row floats (row-major) into dst as ggml type `type`.
  * imatrix: n_per_row weights shared by all rows, or NULL. It is ignored by
  * types whose ggml quantizer ignores it (Q8_0, F32, F16, BF16, Q8_K).
- * Rows run in parallel with OpenMP (rows are independent, so output bytes do
- * not depend on the thread count) with the AVX2 search kernels when the build
+ * One thread (qf_quantize_rows_mt splits rows over threads; the bytes do not
+ * depend on the thread count), with the AVX2 search kernels when the build
  * has them. Returns the number of bytes written (nrows * row size), or a
  * negative QF_E* code: QF_EUNSUPPORTED (no quantizer for the type), QF_EINVAL
  * (n_per_row not a multiple of the block size, negative sizes, NULL pointers,
@@ -47,6 +47,9 @@ int qf_has_dequantize(uint32_t type);
  * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q8_K, IQ4_NL. */
 int64_t qf_quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);
+/* The same bytes, rows split over up to n_threads threads. */
+int64_t qf_quantize_rows_mt(uint32_t type, const float *src, void *dst, int64_t nrows,
+                            int64_t n_per_row, const float *imatrix, int n_threads);
 /* Same bytes, scalar search kernels only (the spec the fast path is tested against). */
 int64_t qf_quantize_rows_ref(uint32_t type, const float *src, void *dst, int64_t nrows,
                              int64_t n_per_row, const float *imatrix);

@@ -322,11 +322,6 @@ int qf_imatrix_read_dat(qf_imatrix *im, const char *path, qf_err *err) {
 /* GGUF                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && memcmp(s + a - b, suffix, b) == 0;
-}
-
 int qf_imatrix_read_gguf(qf_imatrix *im, const char *path, qf_err *err) {
     gguf_file f;
     int rc = gguf_open(&f, path, err);
@@ -362,7 +357,7 @@ int qf_imatrix_read_gguf(qf_imatrix *im, const char *path, qf_err *err) {
 
     for (uint64_t t = 0; t < f.n_tensors; ++t) {
         const gguf_tensor_info *ts = &f.tensors[t];
-        if (ends_with(ts->name, SUFFIX_COUNTS)) {
+        if (qf_ends_with(ts->name, SUFFIX_COUNTS)) {
             size_t base = strlen(ts->name) - strlen(SUFFIX_COUNTS);
             char probe[256];
             if (base + strlen(SUFFIX_SUM2) < sizeof probe) {
@@ -373,7 +368,7 @@ int qf_imatrix_read_gguf(qf_imatrix *im, const char *path, qf_err *err) {
             rc = qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' has no matching %s tensor", path, ts->name, SUFFIX_SUM2);
             goto fail;
         }
-        if (!ends_with(ts->name, SUFFIX_SUM2)) continue; /* in_sum and other statistics: not used */
+        if (!qf_ends_with(ts->name, SUFFIX_SUM2)) continue; /* in_sum and other statistics: not used */
         const size_t base = strlen(ts->name) - strlen(SUFFIX_SUM2);
         char *ename = qf_strndup(ts->name, base);
         free(counts_name);

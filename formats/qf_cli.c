@@ -4,7 +4,12 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 int qf_cli_fail(const char *prog, const char *fmt, ...) {
     va_list ap;
@@ -52,10 +57,122 @@ void qf_cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-double qf_now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+int qf_cli_bad_range(const char *prog, const char *opt, const char *val, int64_t minv, int64_t maxv) {
+    if (maxv == INT64_MAX) return qf_cli_usage(prog, "%s: expected an integer >= %lld, not '%s'", opt, (long long)minv, val);
+    return qf_cli_usage(prog, "%s: expected an integer from %lld to %lld, not '%s'", opt, (long long)minv,
+                        (long long)maxv, val);
+}
+
+void qf_arg_split(qf_arg *g, int argc, char **argv, int i) {
+    const char *s = argv[i], *eq = strchr(s, '=');
+    memset(g, 0, sizeof *g);
+    g->name = s;
+    g->val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (s[0] == '-' && s[1] == '-' && eq && (size_t)(eq - s) < sizeof g->buf) {
+        memcpy(g->buf, s, (size_t)(eq - s));
+        g->name = g->buf;
+        g->val = eq + 1;
+        g->inline_val = 1;
+    }
+}
+
+void qf_cli_wait_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* not re-executed: the setting would not take effect; leave no trace */
+    unsetenv("OMP_WAIT_POLICY");
+}
+
+static int n_procs(void) {
+#ifdef _OPENMP
+    int n = omp_get_num_procs();
+#else
+    int n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 0 ? n : 1;
+}
+
+int qf_cli_threads_max(void) { return 4 * n_procs(); }
+
+int qf_cli_threads(const char *prog, int64_t given, int *out) {
+    if (given > 0) {
+        *out = (int)given;
+        return -1;
+    }
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) {
+        /* OpenMP's form: a list "N[,N...]"; the first level counts here */
+        char first[32];
+        size_t k = strcspn(env, ",");
+        int64_t n;
+        if (k >= sizeof first) k = sizeof first - 1;
+        memcpy(first, env, k);
+        first[k] = 0;
+        if (qf_parse_i64(first, &n) < 0 || n < 1 || n > qf_cli_threads_max())
+            return qf_cli_usage(prog, "OMP_NUM_THREADS=%s: expected an integer from 1 to %d", env, qf_cli_threads_max());
+        *out = (int)n;
+        return -1;
+    }
+    *out = n_procs();
+    return -1;
+}
+
+#ifndef QF_GIT_COMMIT
+#define QF_GIT_COMMIT "unknown"
+#endif
+#ifndef QF_BUILD_FLAGS
+#define QF_BUILD_FLAGS "unknown"
+#endif
+
+void qf_cli_version(const char *prog) {
+    printf("%s %s (commit %s)\n", prog, QF_VERSION, QF_GIT_COMMIT);
+    printf("built with: %s\n", QF_BUILD_FLAGS);
+    printf("compiled for:");
+#if defined(__x86_64__)
+    printf(" x86-64");
+#elif defined(__aarch64__)
+    printf(" aarch64");
+#endif
+#ifdef __AVX2__
+    printf(" avx2");
+#endif
+#ifdef __FMA__
+    printf(" fma");
+#endif
+#ifdef __F16C__
+    printf(" f16c");
+#endif
+#ifdef __AVX512F__
+    printf(" avx512f");
+#endif
+#ifdef __AVX512BW__
+    printf(" avx512bw");
+#endif
+#ifdef __AVX512VNNI__
+    printf(" avx512vnni");
+#endif
+#ifdef __AVXVNNI__
+    printf(" avxvnni");
+#endif
+#ifdef _OPENMP
+    printf(" openmp");
+#endif
+    printf("\n");
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    printf("this cpu:");
+    if (__builtin_cpu_supports("avx2")) printf(" avx2");
+    if (__builtin_cpu_supports("fma")) printf(" fma");
+    if (__builtin_cpu_supports("avx512f")) printf(" avx512f");
+    if (__builtin_cpu_supports("avx512bw")) printf(" avx512bw");
+    if (__builtin_cpu_supports("avx512vnni")) printf(" avx512vnni");
+    printf("\n");
+#endif
+#ifdef _OPENMP
+    const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
+    printf("openmp wait policy: %s%s%s\n", wp ? wp : "libgomp default", sc ? ", GOMP_SPINCOUNT=" : "", sc ? sc : "");
+#endif
 }
 
 int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet) {

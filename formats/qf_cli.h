@@ -1,11 +1,15 @@
 /* qf_cli.h - small helpers for the programs (bin/qforge-*): error lines,
- * number parsing, JSON strings, a clock. Library code never calls these:
- * libraries do not print. */
+ * option parsing, numbers, JSON strings, thread counts, --version. Library
+ * code never calls these: libraries do not print. */
 #ifndef QF_CLI_H
 #define QF_CLI_H
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "qf_util.h"
+
+#define QF_VERSION "0.1.0"
 
 /* "PROG: error: <message>" on stderr; returns 1 (the failure exit code). */
 int qf_cli_fail(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -18,8 +22,6 @@ int qf_parse_i64(const char *s, int64_t *out);
 int qf_parse_size(const char *s, uint64_t *out);
 /* A JSON string literal (null for NULL) with the required escapes. */
 void qf_cli_json_str(FILE *f, const char *s);
-/* Monotonic seconds, for rates and ETAs. */
-double qf_now_seconds(void);
 /* A context of n_ctx tokens on a model trained on n_ctx_train (0: unknown):
  * beyond it, refuse with an error line naming --allow-long-ctx (returns 2,
  * the usage exit code) unless allow is set, then warn (unless quiet) and
@@ -29,21 +31,68 @@ int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t
  * snapshot directory (in *owned, to free) or arg itself; NULL after printing
  * the error when a cache entry is unusable. */
 const char *qf_cli_model_arg(const char *prog, const char *arg, char **owned);
+/* --version on stdout: version, git commit, compiler and flags, the
+ * instruction sets compiled in and those of this CPU, the OpenMP wait policy
+ * in effect. */
+void qf_cli_version(const char *prog);
 
-/* Option parsing inside `for (int i = 1; i < argc; i++)` with locals
- * `const char *a = argv[i]` and `const char *val = i + 1 < argc ? argv[i + 1] : NULL`
- * and a PROG macro: take the option's value (usage error if absent), or take
- * it as an integer >= minv. */
+/* Every program calls this first. OpenMP's default makes idle threads spin
+ * for a while before sleeping, which on a busy machine (a CI runner) takes
+ * the cores the working threads need: 2 threads ran several times slower
+ * than 1. libgomp reads its settings when it is loaded, so when the user set
+ * neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT the program re-executes itself
+ * once with OMP_WAIT_POLICY=passive (idle threads sleep at once). Returns
+ * (and the program goes on with OpenMP's default) if that fails. */
+void qf_cli_wait_policy(char **argv);
+
+/* The most threads -t accepts: 4 x the processors this process may use. */
+int qf_cli_threads_max(void);
+/* The thread count to pass to the libraries: `given` (-t, 0 = not given),
+ * else OMP_NUM_THREADS, else the processors this process may use. Returns -1
+ * and sets *out, or prints a usage error naming OMP_NUM_THREADS and returns 2. */
+int qf_cli_threads(const char *prog, int64_t given, int *out);
+
+/* One argument of the option loop: "--name=value" is split at the first
+ * '='; otherwise the value, if the option takes one, is the next argument. */
+typedef struct qf_arg {
+    const char *name;   /* the option as written, without "=value" */
+    const char *val;    /* after '=', else the next argument (NULL at the end) */
+    int inline_val;     /* the value came after '=' */
+    int used;           /* the option took its value */
+    char buf[64];
+} qf_arg;
+void qf_arg_split(qf_arg *g, int argc, char **argv, int i);
+
+/* Option parsing inside `for (int i = 1; i < argc; i++)` that starts with
+ *   qf_arg arg; qf_arg_split(&arg, argc, argv, i);
+ *   const char *a = arg.name, *val = arg.val;
+ * and ends with QF_ARG_END(); with a PROG macro. NEED_VAL takes the option's
+ * value (usage error if absent); NUM / NUM_RANGE take it as an integer in
+ * [minv, maxv]; QF_ARG_END refuses "--flag=value" for an option without a
+ * value. Usage errors name the option and the accepted range. */
 #define NEED_VAL()                                                              \
     do {                                                                        \
         if (!val) return qf_cli_usage(PROG, "option %s needs a value", a);      \
-        i++;                                                                    \
+        if (!arg.inline_val) i++;                                               \
+        arg.used = 1;                                                           \
     } while (0)
-#define NUM(dst, minv)                                                          \
+#define NUM_RANGE(dst, minv, maxv)                                              \
     do {                                                                        \
         NEED_VAL();                                                             \
-        if (qf_parse_i64(val, &(dst)) < 0 || (dst) < (minv))                    \
-            return qf_cli_usage(PROG, "bad number '%s'", val);                  \
+        int64_t num_;                                                           \
+        if (qf_parse_i64(val, &num_) < 0 || num_ < (minv) || num_ > (maxv))      \
+            return qf_cli_bad_range(PROG, a, val, (minv), (maxv));              \
+        (dst) = num_;                                                           \
     } while (0)
+#define NUM(dst, minv) NUM_RANGE(dst, minv, INT64_MAX)
+#define THREADS(dst) NUM_RANGE(dst, 1, qf_cli_threads_max())
+#define QF_ARG_END()                                                            \
+    do {                                                                        \
+        if (arg.inline_val && !arg.used)                                        \
+            return qf_cli_usage(PROG, "option %s takes no value", a);           \
+    } while (0)
+
+/* "OPT: expected an integer from MIN to MAX (or >= MIN), not 'VAL'"; returns 2. */
+int qf_cli_bad_range(const char *prog, const char *opt, const char *val, int64_t minv, int64_t maxv);
 
 #endif

@@ -15,5 +15,11 @@ char *qf_strndup(const char *s, size_t n);
  * byte; errors name the path. Used for JSON/protobuf side files, never for
  * tensor data (that is mmap'd). */
 int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err);
+/* 1 if s ends with suffix. */
+int qf_ends_with(const char *s, const char *suffix);
+/* 1 if path names a directory (following symlinks). */
+int qf_is_dir(const char *path);
+/* Monotonic seconds, for rates and ETAs. */
+double qf_now_seconds(void);
 
 #endif

@@ -9,6 +9,7 @@
  * Both readers validate the whole file first, so a malformed file fails
  * with the reader's message and exit 1. */
 #include "gguf.h"
+#include "qf_cli.h"
 #include "safetensors.h"
 #include "qf_cli.h"
 
@@ -20,7 +21,8 @@
 
 typedef unsigned long long ull;
 
-static const char *prog = "qforge-inspect";
+#define PROG "qforge-inspect"
+static const char *prog = PROG;
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -34,6 +36,7 @@ static void usage(FILE *o) {
             "              safetensors shapes row-major; offset = absolute file offset)\n"
             "  --json      print one JSON object instead of text\n"
             "  -h, --help  this help\n"
+            "  --version   version, commit, build flags and instruction sets\n"
             "\n"
             "Exit status: 0 ok, 1 unreadable or malformed file, 2 usage error.\n",
             prog);
@@ -390,18 +393,12 @@ static int inspect_st(const char *path, int json, int tensors, qf_err *err) {
 
 /* ------------------------------------------------------------------ */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* GGUF by extension or magic; everything else goes to the safetensors
  * reader, whose message then names the problem. */
 static int is_gguf(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
-    if (ends_with(path, ".gguf")) return 1;
-    if (ends_with(path, ".safetensors") || ends_with(path, ".json")) return 0;
+    if (qf_is_dir(path)) return 0;
+    if (qf_ends_with(path, ".gguf")) return 1;
+    if (qf_ends_with(path, ".safetensors") || qf_ends_with(path, ".json")) return 0;
     FILE *f = fopen(path, "rb");
     if (!f) return 1; /* let gguf_open name the open error */
     char m[4] = {0};
@@ -411,12 +408,18 @@ static int is_gguf(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     const char *path = NULL;
     int json = 0, tensors = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        qf_arg arg;
+        qf_arg_split(&arg, argc, argv, i);
+        const char *a = arg.name;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            qf_cli_version(PROG);
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
@@ -425,20 +428,15 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--") == 0 && i + 1 < argc && !path) {
             path = argv[++i];
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "%s: error: unknown option '%s' (see --help)\n", prog, a);
-            return 2;
+            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else if (path) {
-            fprintf(stderr, "%s: error: more than one input given ('%s' and '%s')\n", prog, path, a);
-            return 2;
+            return qf_cli_usage(PROG, "more than one input given ('%s' and '%s')", path, a);
         } else {
             path = a;
         }
+        QF_ARG_END();
     }
-    if (!path) {
-        fprintf(stderr, "%s: error: no input file given\n", prog);
-        usage(stderr);
-        return 2;
-    }
+    if (!path) return qf_cli_usage(PROG, "no input file given");
     qf_err err = {0};
     char *snapshot = NULL; /* a hub cache name resolved */
     if (!(path = qf_cli_model_arg(prog, path, &snapshot))) return 1;

@@ -12,6 +12,7 @@
  * padded with spaces to a multiple of 8; data contiguous in the same order.
  */
 #include "safetensors.h"
+#include "qf_util.h"
 #include "json.h"
 #include "qf_tmpfile.h"
 
@@ -672,11 +673,6 @@ fail:
     return rc;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static int path_exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -704,10 +700,10 @@ static int resolve_dir(const char *dir, char **out, qf_err *err) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
-        if (ends_with(e->d_name, ".safetensors.index.json")) {
+        if (qf_ends_with(e->d_name, ".safetensors.index.json")) {
             n_index++;
             snprintf(index, sizeof index, "%s", e->d_name);
-        } else if (ends_with(e->d_name, ".safetensors")) {
+        } else if (qf_ends_with(e->d_name, ".safetensors")) {
             n_single++;
             snprintf(single, sizeof single, "%s", e->d_name);
         }
@@ -741,7 +737,7 @@ int st_open(st_model *m, const char *path, qf_err *err) {
         if (rc) return rc;
         path = resolved;
     }
-    if (ends_with(path, ".json")) rc = open_index(m, path, err);
+    if (qf_ends_with(path, ".json")) rc = open_index(m, path, err);
     else rc = open_single(m, path, err);
     free(resolved);
     if (rc) st_close(m);

@@ -6,6 +6,7 @@
  * the same tables in prose.
  */
 #include "quantize.h"
+#include "qf_util.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -99,11 +100,6 @@ uint32_t qf_tensor_n_dims(const uint64_t ne[GGUF_MAX_DIMS]) {
     return 1;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
 /* Tensors llama-quantize never quantizes although they are 2-D weights. */
 static const char *const never_quantized_substr[] = {
     "_norm.weight",               /* norms (1-D anyway in llama models) */
@@ -123,7 +119,7 @@ static const char *const never_quantized_exact[] = {
 };
 
 int qf_tensor_is_quantizable(const char *name, uint32_t n_dims) {
-    if (n_dims < 2 || !ends_with(name, "weight")) return 0;
+    if (n_dims < 2 || !qf_ends_with(name, "weight")) return 0;
     for (size_t i = 0; i < sizeof never_quantized_substr / sizeof *never_quantized_substr; i++)
         if (strstr(name, never_quantized_substr[i])) return 0;
     for (size_t i = 0; i < sizeof never_quantized_exact / sizeof *never_quantized_exact; i++)

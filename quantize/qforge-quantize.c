@@ -83,8 +83,8 @@ static void usage(FILE *fp) {
             "                           (overrides and shape fallbacks still apply)\n"
             "  --allow-requantize       accept already-quantized input tensors (dequantize, then\n"
             "                           quantize again; loses quality)\n"
-            "  --threads N              OpenMP threads (default: OMP_NUM_THREADS or all cores);\n"
-            "                           the output bytes are the same for any N\n"
+            "  -t, --threads N          threads, 1 to 4x the cores (default: OMP_NUM_THREADS or all\n"
+            "                           cores); the output bytes are the same for any N\n"
             "  --manifest               also write OUT.gguf.xxh: XXH3-128 of every tensor and the file\n"
             "  --fsync                  fsync the output before renaming it into place (durable\n"
             "                           against a power loss; default off, as llama-quantize: the\n"
@@ -99,7 +99,9 @@ static void usage(FILE *fp) {
             "  --json                   print the summary as JSON\n"
             "  --quiet                  no progress and no fallback lines on stderr\n"
             "  -h, --help               this text\n"
+            "  --version                version, commit, build flags and instruction sets\n"
             "\n"
+            "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
             "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
@@ -133,15 +135,9 @@ typedef struct progress_state {
     int shown;
 } progress_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void on_progress(const qf_quantize_progress *p, void *user) {
     progress_state *ps = user;
-    double t = now_s();
+    double t = qf_now_seconds();
     int last = p->bytes_done >= p->bytes_total;
     if (!last && t - ps->last < 0.1) return;
     ps->last = t;
@@ -321,36 +317,29 @@ done:
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
     const char *pos[3];
     int n_pos = 0, quiet = 0, json = 0, dry = 0;
+    int64_t n_threads = 0;
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
 
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        char opt[64];
-        if (strncmp(a, "--", 2) == 0 && strchr(a, '=') && (size_t)(strchr(a, '=') - a) < sizeof opt) {
-            size_t k = (size_t)(strchr(a, '=') - a);
-            memcpy(opt, a, k);
-            opt[k] = 0;
-            val = a + k + 1;
-            a = opt;
-        }
-#define NEEDS_VALUE()                                                             \
-    do {                                                                          \
-        if (!val) {                                                               \
-            if (i + 1 >= argc) return qf_cli_usage(PROG, "%s needs a value", a);         \
-            val = argv[++i];                                                      \
-        }                                                                         \
-    } while (0)
+        qf_arg arg;
+        qf_arg_split(&arg, argc, argv, i);
+        const char *a = arg.name, *val = arg.val;
+#define NEEDS_VALUE() NEED_VAL()
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            free(ovs);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            qf_cli_version(PROG);
             free(ovs);
             return 0;
         } else if (!strcmp(a, "--imatrix")) {
@@ -381,26 +370,22 @@ int main(int argc, char **argv) {
             if (!strcmp(a, "--output-tensor-type")) o.output_tensor_type = (int)ty;
             else o.token_embedding_type = (int)ty;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            NEEDS_VALUE();
-            char *end;
-            long n = strtol(val, &end, 10);
-            if (*val == 0 || *end || n < 1 || n > 1024) return qf_cli_usage(PROG, "--threads '%s': expected 1..1024", val);
-            o.n_threads = (int)n;
-        } else if (!strcmp(a, "--pure") && !val) {
+            THREADS(n_threads);
+        } else if (!strcmp(a, "--pure")) {
             o.pure = 1;
-        } else if (!strcmp(a, "--allow-requantize") && !val) {
+        } else if (!strcmp(a, "--allow-requantize")) {
             o.allow_requantize = 1;
-        } else if (!strcmp(a, "--manifest") && !val) {
+        } else if (!strcmp(a, "--manifest")) {
             o.write_manifest = 1;
-        } else if (!strcmp(a, "--fsync") && !val) {
+        } else if (!strcmp(a, "--fsync")) {
             o.fsync_output = 1;
-        } else if (!strcmp(a, "--quiet") && !val) {
+        } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (!strcmp(a, "-q")) {
             quiet = 1;
-        } else if (!strcmp(a, "--json") && !val) {
+        } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(a, "--dry-run") && !val) {
+        } else if (!strcmp(a, "--dry-run")) {
             dry = 1;
         } else if (!strcmp(a, "--split-max-size")) {
             NEEDS_VALUE();
@@ -414,10 +399,14 @@ int main(int argc, char **argv) {
             if (n_pos == 3) return qf_cli_usage(PROG, "unexpected argument '%s'", a);
             pos[n_pos++] = a;
         }
+        QF_ARG_END();
 #undef NEEDS_VALUE
     }
     if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
     if (o.keep_split && o.split_max_size) return qf_cli_usage(PROG, "--keep-split and --split-max-size exclude each other");
+    int threads;
+    if ((rc = qf_cli_threads(PROG, n_threads, &threads)) >= 0) return rc;
+    o.n_threads = threads;
     char *snapshot = NULL; /* a hub cache name resolved */
     o.in_path = qf_cli_model_arg(PROG, pos[0], &snapshot);
     if (!o.in_path) return 1;
@@ -436,7 +425,7 @@ int main(int argc, char **argv) {
     o.overrides = ovs;
     o.n_overrides = n_ovs;
 
-    progress_state ps = {now_s(), 0, 0};
+    progress_state ps = {qf_now_seconds(), 0, 0};
     if (!quiet && !dry && isatty(STDERR_FILENO)) {
         o.progress = on_progress;
         o.progress_user = &ps;

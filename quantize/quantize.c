@@ -12,6 +12,7 @@
  * count or the chunk size.
  */
 #include "quantize.h"
+#include "qf_util.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -32,9 +33,10 @@
 #include "search.h"
 #include "qf_tmpfile.h"
 #include "gguf_split.h"
+#include "qf_threads.h"
 
 #define DEFAULT_CHUNK_BYTES (32ull << 20)
-#define DEFAULT_PARALLEL_MIN 65536 /* elements: a 256 x 256 matrix */
+#define DEFAULT_PARALLEL_MIN QF_PAR_MIN_WORK /* elements: a 256 x 256 matrix */
 #define IMATRIX_STR_MAX 127 /* llama-quantize copies the imatrix file/dataset into a char[128] override */
 
 void qf_quantize_opts_init(qf_quantize_opts *o) {
@@ -56,12 +58,6 @@ void qf_quantize_result_free(qf_quantize_result *res) {
 static const char *tname(uint32_t type) {
     const ggml_type_traits *tt = ggml_get_type_traits(type);
     return tt && tt->name ? tt->name : "?";
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 typedef struct job {
@@ -121,7 +117,8 @@ static int64_t first_non_finite_serial(const float *x, uint64_t n) {
 
 static int64_t first_non_finite(const job *j, uint32_t type, const void *data, uint64_t n) {
     int64_t first = INT64_MAX;
-    const int n_threads = n >= 16 * j->parallel_min ? omp_get_max_threads() : 1;
+    /* a cheap test per element: worth threads only for 16x the chunk threshold */
+    const int n_threads = qf_threads_for_min((double)n, 16.0 * (double)j->parallel_min, j->o->n_threads);
     if (type == GGML_TYPE_F32) {
         const float *x = data;
         #pragma omp parallel for num_threads(n_threads) reduction(min : first) schedule(static)
@@ -199,7 +196,7 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
             /* One parallel region per chunk, rows split evenly in order;
              * small chunks stay on one thread (a parallel region costs more
              * than it saves there, much more on a busy machine). */
-            const int n_threads = nr > 1 && nr * ne0 >= j->parallel_min ? omp_get_max_threads() : 1;
+            const int n_threads = qf_threads_for_min(nr > 1 ? (double)(nr * ne0) : 0.0, (double)j->parallel_min, j->o->n_threads);
             int64_t bad = INT64_MAX;
             int fail = 0;
             #pragma omp parallel num_threads(n_threads) reduction(min : bad) reduction(| : fail)
@@ -391,12 +388,12 @@ static void close_shards(out_shards *os) {
 }
 
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err) {
-    const double t0 = now_seconds();
+    const double t0 = qf_now_seconds();
     qf_quant_input qin;
     qf_imatrix im;
     qf_quant_plan plan;
     job j;
-    int rc = 0, have_in = 0, have_im = 0, saved_threads = omp_get_max_threads();
+    int rc = 0, have_in = 0, have_im = 0;
     char *converted = NULL; /* temp GGUF of a Hugging Face checkpoint input */
     out_shards os;
     memset(&os, 0, sizeof os);
@@ -450,7 +447,6 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     }
     if ((rc = qf_quant_plan_build(&plan, &qin.all, o, have_im ? &im : NULL, err))) goto fail;
     if ((rc = plan_shards(&os, o, &qin, &plan, err))) goto fail;
-    if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
 
     j.o = o;
     j.err = err;
@@ -526,11 +522,10 @@ fail:
     if (err && !err->msg[0]) qf_set_err(err, rc, "%s: quantization failed", o->out_path);
 done:
     close_shards(&os);
-    omp_set_num_threads(saved_threads);
     for (size_t i = 0; i < plan.n; i++) plan.t[i].src = NULL; /* the input is closed below */
     if (res) {
         res->plan = plan;
-        res->seconds = now_seconds() - t0;
+        res->seconds = qf_now_seconds() - t0;
     } else {
         qf_quant_plan_free(&plan);
     }

@@ -185,7 +185,7 @@ typedef struct qf_quantize_opts {
     int output_tensor_type;          /* ggml type for output.weight, or -1 */
     int token_embedding_type;        /* ggml type for token_embd.weight, or -1 */
     int method;                      /* qf_quant_method (0 = EXACT) */
-    int n_threads;                   /* OpenMP threads; 0 = OpenMP default */
+    int n_threads;                   /* threads (qf_threads.h); <= 1: one */
     int write_manifest;              /* OUT.xxh: XXH3-128 of every tensor and of the file */
     int fsync_output;                /* fsync OUT before the rename (gguf_writer_set_fsync) */
     uint64_t chunk_bytes;            /* F32 working set per step; 0 = default (32 MiB) */

@@ -99,6 +99,7 @@ void qf_search_opts_init(qf_search_opts *o) {
     o->keep_exact = 1;
     o->effort = 0;
     o->force_scalar = 0;
+    o->n_threads = 1;
 }
 
 static double mean_sq(const float *x, int64_t n) {
@@ -1354,7 +1355,7 @@ int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int6
     sweep_range(type, o.effort, &cx.f_a, &cx.f_b);
 
     int failed = 0;
-    #pragma omp parallel
+    #pragma omp parallel num_threads(nrows > 1 && o.n_threads > 1 ? o.n_threads : 1)
     {
         float *w = malloc((size_t)n_per_row * sizeof *w);
         uint8_t *exact = malloc(row_size);

@@ -50,9 +50,10 @@ typedef struct qf_search_opts {
                        sub-block; the 32-blocks are searched as with 0. 0 = default;
                        1 = fewer starts/iterations; 2 = more */
     int force_scalar; /* 1: scalar inner loop even where AVX2 is compiled in (same bytes; for tests) */
+    int n_threads;  /* rows split over up to this many threads (same bytes); <= 1: one */
 } qf_search_opts;
 
-/* Defaults: weights QF_SEARCH_W_DEFAULT, keep_exact 1, effort 0, force_scalar 0. */
+/* Defaults: weights QF_SEARCH_W_DEFAULT, keep_exact 1, effort 0, force_scalar 0, n_threads 1. */
 void qf_search_opts_init(qf_search_opts *o);
 
 /* The weight mode QF_SEARCH_W_DEFAULT stands for, for `type` with or

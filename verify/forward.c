@@ -26,9 +26,7 @@
 #include "matmul_q8.h"
 #include "numfmt.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "qf_threads.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_FWD_AVX2 1
@@ -127,27 +125,28 @@ static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int6
     int rc;
     if (c->act_llamacpp && qf_matmul_q8_supported(w->type)) { /* integer dots on x quantized to Q8 (once, inside) */
         const int fits = qf_matmul_q8_work_bytes(w->type, w->n_in, T) <= (size_t)(T * w->n_in) * sizeof(float);
-        rc = qf_matmul_q8(w, x, T, y, fits ? c->xr : NULL);
+        rc = qf_matmul_q8(w, x, T, y, fits ? c->xr : NULL, c->n_threads);
         return rc < 0 ? failed_matmul(rc, w, err) : 0;
     }
     const uint32_t act = c->act_llamacpp ? qf_act_type_llamacpp(w->type) : GGML_TYPE_F32;
     if (act != GGML_TYPE_F32) {
         const int64_t n = w->n_in;
         float *xr = c->xr;
-#pragma omp parallel for schedule(static) if (T * n >= 16384)
+/* rounding to a block type: about four operations per element */
+#pragma omp parallel for schedule(static) num_threads(qf_threads_for(4.0 * (double)(T * n), c->n_threads))
         for (int64_t t = 0; t < T; t++) qf_round_activations(act, x + t * n, xr + t * n, n);
         x = xr;
     }
-    rc = qf_matmul(w, x, T, y);
+    rc = qf_matmul(w, x, T, y, c->n_threads);
     return rc < 0 ? failed_matmul(rc, w, err) : 0;
 }
 
 /* Element-wise passes over [T, n] (norms, RoPE, SwiGLU, residuals) are split
- * among the threads by token when there are at least this many elements:
+ * among the threads by token when they are large enough (qf_threads_for):
  * every element is computed the same way on any thread, so results do not
  * depend on the thread count, and the other thread does not idle in
  * OpenMP's wait between two matmuls. */
-#define PAR_MIN 65536
+#define PAR(work) num_threads(qf_threads_for((double)(work), c->n_threads))
 
 /* y[t, :] += b */
 static void add_bias(float *y, const qf_weight *b, int64_t T) {
@@ -192,6 +191,7 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     if (OD > max_in) max_in = OD;
     c->xr = alloc_matmul_input(B * max_in * f);
     c->act_llamacpp = 1;
+    c->n_threads = 1;
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
         !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
         qf_ctx_free(c);
@@ -256,11 +256,8 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
     const float *Vl = c->v_cache + layer * Hkv * N * Dv; /* [Hkv][N][Dv] */
     int failed = 0;
     const int64_t n_items = H * T;
-    int n_threads = 1;
-#ifdef _OPENMP
-    n_threads = omp_get_max_threads();
-#endif
-    if ((double)n_items * (double)(P + T) * (double)(Dk + Dv) < 32768.0) n_threads = 1;
+    /* up to (P+T)*(Dk+Dv) multiply-adds per item, plus the softmax: counted twice */
+    const int n_threads = qf_threads_for(2.0 * (double)n_items * (double)(P + T) * (double)(Dk + Dv), c->n_threads);
 #pragma omp parallel num_threads(n_threads)
     {
         float *s = malloc((size_t)(P + T) * sizeof(float));
@@ -340,7 +337,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         const qf_layer *L = &m->layers[l];
 
         /* attention block */
-#pragma omp parallel for schedule(static) if (T * E >= PAR_MIN)
+#pragma omp parallel for schedule(static) PAR(T * E)
         for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
         if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
         if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
@@ -348,7 +345,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         add_bias(c->q, &L->bq, T);
         add_bias(c->k, &L->bk, T);
         add_bias(c->v, &L->bv, T);
-#pragma omp parallel for schedule(static) if (T * (H + Hkv) * Dk >= PAR_MIN)
+#pragma omp parallel for schedule(static) PAR(T * (H + Hkv) * Dk)
         for (int64_t t = 0; t < T; t++) {
             float *qt = c->q + t * H * Dk, *kt = c->k + t * Hkv * Dk;
             if (L->q_norm.data) /* qwen3: RMSNorm of each head before RoPE */
@@ -374,14 +371,14 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
 
         /* x += att Wo^T, then the feed-forward block (SwiGLU) */
-#pragma omp parallel for schedule(static) if (T * E >= PAR_MIN)
+#pragma omp parallel for schedule(static) PAR(T * E)
         for (int64_t t = 0; t < T; t++) {
             for (int64_t i = t * E; i < (t + 1) * E; i++) c->x[i] += c->proj[i];
             rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
         }
         if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
         if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
-#pragma omp parallel for schedule(static) if (T * F >= PAR_MIN)
+#pragma omp parallel for schedule(static) PAR(T * F)
         for (int64_t t = 0; t < T; t++) {
             for (int64_t i = t * F; i < (t + 1) * F; i++) {
                 const float g = c->gate[i];
@@ -389,14 +386,14 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
             }
         }
         if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
-#pragma omp parallel for schedule(static) if (T * E >= PAR_MIN)
+#pragma omp parallel for schedule(static) PAR(T * E)
         for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
     }
 
     /* logits for tokens out_first..T-1 */
     const int64_t n_out = T - out_first;
     if (n_out > 0) {
-#pragma omp parallel for schedule(static) if (n_out * E >= PAR_MIN)
+#pragma omp parallel for schedule(static) PAR(n_out * E)
         for (int64_t t = 0; t < n_out; t++)
             rmsnorm(c->xb + t * E, c->x + (out_first + t) * E, m->output_norm.data, E, hp->norm_eps);
         if ((rc = matmul(c, -1, &m->output, c->xb, n_out, logits, err)) < 0) return rc; /* [n_out, V] */
@@ -406,7 +403,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
 }
 
 int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new, int kv_f16,
-                       int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
+                       int n_threads, int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
                        int32_t *out, int64_t *n_out, qf_err *err) {
     const int64_t V = m->hp.n_vocab;
     *n_out = 0;
@@ -420,6 +417,7 @@ int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_promp
         return rc;
     }
     c.kv_f16 = kv_f16;
+    c.n_threads = n_threads;
     memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
     int64_t n = n_prompt;
     /* the prompt in one batch (logits of its last token), then one token at a time */

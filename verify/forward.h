@@ -7,7 +7,7 @@
  * a time.
  *
  * Everything is computed in F32 (weights dequantized on the fly, see
- * matmul.h). Results are bit-identical for any OpenMP thread count.
+ * matmul.h). Results are bit-identical for any thread count (qf_ctx.n_threads).
  */
 #ifndef QF_FORWARD_H
 #define QF_FORWARD_H
@@ -63,6 +63,8 @@ typedef struct qf_ctx {
      * values, queries and attention weights rounded to F16 before the two
      * attention products. 0 (default): everything in F32 (-ctk f32 -ctv f32). */
     int kv_f16;
+    /* threads for each step (qf_threads.h); qf_ctx_init sets 1 */
+    int n_threads;
 
     qf_matmul_hook hook;  /* optional */
     void *hook_user;
@@ -82,7 +84,7 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, f
  * is_stop(stop_user, id) is true (is_stop may be NULL). out must hold
  * n_prompt + n_new ids; *n_out = prompt + generated count. kv_f16 as in qf_ctx. */
 int qf_generate_greedy(const qf_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new, int kv_f16,
-                       int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
+                       int n_threads, int (*is_stop)(const void *stop_user, int32_t id), const void *stop_user,
                        int32_t *out, int64_t *n_out, qf_err *err);
 
 #endif

@@ -24,9 +24,7 @@
 #include "numfmt.h"
 #include "codecs.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "qf_threads.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_MATMUL_AVX2 1
@@ -346,20 +344,14 @@ static void tile_product(const float *x, int64_t T, const float *wt, int64_t nr,
 }
 #endif
 
-int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y) {
+int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y, int n_threads_max) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
     const int is_f32 = w->type == GGML_TYPE_F32;
     if (!w->data) return QF_EINVAL;
     if (!is_f32 && !qf_has_dequantize(w->type)) return QF_EUNSUPPORTED;
     if (T <= 0 || n_out <= 0) return 0;
 
-    int n_threads = 1;
-#ifdef _OPENMP
-    n_threads = omp_get_max_threads();
-#endif
-    /* Small products are not worth waking the other threads. */
-    const double work = (double)T * (double)n_in * (double)n_out;
-    if (work < 65536.0) n_threads = 1;
+    const int n_threads = qf_threads_for((double)T * (double)n_in * (double)n_out, n_threads_max);
 
     /* Tile: ~256 KiB of F32 weight rows, but small enough that every thread
      * gets rows; a multiple of the kernel's row count keeps it at full width. */

@@ -18,8 +18,9 @@
 
 #include "model.h"
 
-/* Returns 0, QF_EUNSUPPORTED for a type without a dequantizer, QF_ENOMEM. */
-int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y);
+/* On up to n_threads threads (<= 1: the caller's only). Returns 0,
+ * QF_EUNSUPPORTED for a type without a dequantizer, QF_ENOMEM. */
+int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y, int n_threads);
 
 /* Scalar reference: dequantize with the reference codec, dot in double. */
 int qf_matmul_ref(const qf_weight *w, const float *x, int64_t T, float *y);

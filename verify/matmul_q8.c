@@ -26,9 +26,7 @@
 #include "qf_error.h"
 #include "codecs.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "qf_threads.h"
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_Q8_AVX2 1
@@ -597,7 +595,7 @@ static void kernel_portable(uint32_t type, int nt, int nr, const uint8_t *w, siz
         }
 }
 
-int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work) {
+int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work, int n_threads_max) {
     const int64_t n = w->n_in, n_out = w->n_out;
     const uint32_t type = w->type;
     const int k = is_k_type(type);
@@ -620,12 +618,7 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
                                   : kernel_signed32;
 #endif
 
-    int n_threads = 1;
-#ifdef _OPENMP
-    n_threads = omp_get_max_threads();
-#endif
-    const double flops = (double)T * (double)n * (double)n_out;
-    if (flops < 65536.0) n_threads = 1;
+    const int n_threads = qf_threads_for((double)T * (double)n * (double)n_out, n_threads_max);
     /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */
     int64_t R = (int64_t)(TILE_BYTES / L.bytes);
     const int64_t per_thread = (n_out + n_threads - 1) / n_threads;

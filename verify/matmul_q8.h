@@ -38,9 +38,9 @@ int qf_matmul_q8_supported(uint32_t weight_type);
 size_t qf_matmul_q8_work_bytes(uint32_t weight_type, int64_t n_in, int64_t T);
 
 /* y = quant(x) W^T. work: NULL (allocated here) or 64-byte aligned memory of
- * qf_matmul_q8_work_bytes. Returns 0, QF_EUNSUPPORTED for a type without an
+ * qf_matmul_q8_work_bytes; on up to n_threads threads. Returns 0, QF_EUNSUPPORTED for a type without an
  * integer kernel (or n_in not a multiple of its block), QF_ENOMEM. */
-int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work);
+int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work, int n_threads);
 
 /* Scalar reference (the spec): the same quantization and summation order. */
 int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y);

@@ -356,11 +356,6 @@ static int load_gguf(qf_model *m, const char *path, qf_err *err) {
 
 /* ---------------- HF directory ---------------- */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && memcmp(s + a - b, suffix, b) == 0;
-}
-
 /* config.json -> m->hp, the way the converter would write the GGUF keys
  * (convert/convert.c write_common_params + arch hooks) and model.c read them. */
 static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_err *err) {
@@ -428,8 +423,8 @@ static int hf_index(qf_model *m, qf_err *err) {
     if (!m->hf_tensors) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
     for (uint64_t i = 0; i < m->st.n_tensors; i++) {
         const st_tensor *t = &m->st.tensors[i];
-        if (ends_with(t->name, ".attention.masked_bias") || ends_with(t->name, ".attention.bias") ||
-            ends_with(t->name, ".rotary_emb.inv_freq"))
+        if (qf_ends_with(t->name, ".attention.masked_bias") || qf_ends_with(t->name, ".attention.bias") ||
+            qf_ends_with(t->name, ".rotary_emb.inv_freq"))
             continue; /* buffers, not weights (the converter skips them too) */
         struct qf_hf_tensor *e = &m->hf_tensors[m->n_hf_tensors];
         int64_t bid;

@@ -1,5 +1,7 @@
 /* perplexity.c - chunked perplexity and KL-divergence (see perplexity.h). */
 #include "perplexity.h"
+#include "qf_util.h"
+#include "qf_threads.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -7,12 +9,6 @@
 #include <time.h>
 
 const double qf_kld_pct_levels[QF_KLD_N_PCT] = {100.0, 99.9, 99.0, 95.0, 90.0, 50.0, 10.0, 5.0, 1.0, 0.1, 0.0};
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ */
 /* model source: the forward pass */
@@ -53,18 +49,18 @@ void qf_model_source_free(qf_model_source *ms) {
 
 static int source_chunk(qf_logits_source *src, int64_t chunk, const int32_t *tokens, int64_t n_ctx,
                         int64_t first, float *logits, qf_err *err) {
-    double t0 = now_seconds();
+    double t0 = qf_now_seconds();
     int rc = src->chunk_logits(src->self, chunk, tokens, n_ctx, first, logits, err);
-    src->seconds += now_seconds() - t0;
+    src->seconds += qf_now_seconds() - t0;
     src->tokens_evaluated += n_ctx;
     return rc;
 }
 
 static int source_chunk_topk(qf_logits_source *src, int64_t chunk, const int32_t *tokens, int64_t n_ctx,
                              int64_t first, qf_topk_rows *rows, qf_err *err) {
-    double t0 = now_seconds();
+    double t0 = qf_now_seconds();
     int rc = src->chunk_topk(src->self, chunk, tokens, n_ctx, first, rows, err);
-    src->seconds += now_seconds() - t0;
+    src->seconds += qf_now_seconds() - t0;
     src->tokens_evaluated += n_ctx;
     return rc;
 }
@@ -165,7 +161,7 @@ int qf_perplexity(qf_logits_source *src, const int32_t *tokens, int64_t n_tokens
         if ((rc = source_chunk(src, c, buf, n_ctx, first, logits, err)) < 0) goto fail;
         /* position first+j predicts the token at first+j+1 (the original,
          * never the BOS substitute: j+1 >= 1) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)n_scored * (double)V, p->n_threads))
         for (int64_t j = 0; j < n_scored; j++) nll[j] = qf_nll(logits + j * V, V, buf[first + j + 1]);
         double chunk_sum = 0.0;
         for (int64_t j = 0; j < n_scored; j++) {
@@ -352,6 +348,7 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
     r->n_chunks = n_chunks;
     r->n_scored = n_scored;
     double s_nll = 0, s_nll2 = 0, s_nb = 0, s_nb2 = 0, s_nnb = 0, s_kld = 0, s_kld2 = 0;
+    const int n_threads = qf_threads_for((double)n_scored * (double)V, p->n_threads);
     double s_dp = 0, s_dp2 = 0, s_tail = 0;
     int64_t n_same = 0;
     for (int64_t c = 0; c < n_chunks; c++) {
@@ -361,11 +358,11 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
         if (rc < 0) goto fail;
         if ((rc = source_chunk(model, c, buf, n_ctx, first, lq, err)) < 0) goto fail;
         if (use_topk) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(n_threads)
             for (int64_t j = 0; j < n_scored; j++)
                 kld_one_topk(lq + j * V, V, &rows, j, buf[first + j + 1], id_scratch + j * K, &tk[j]);
         } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(n_threads)
             for (int64_t j = 0; j < n_scored; j++) kld_one(lq + j * V, lb + j * V, V, buf[first + j + 1], &tk[j]);
         }
         double chunk_kld = 0.0;

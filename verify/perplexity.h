@@ -75,6 +75,7 @@ typedef struct qf_ppl_params {
     int32_t bos_id;
     qf_chunk_progress progress; /* optional, called after each chunk with the running PPL / mean KLD */
     void *progress_user;
+    int n_threads;          /* threads for the per-position NLL/KLD (<= 1: one) */
 } qf_ppl_params;
 
 typedef struct qf_ppl_result {

@@ -21,10 +21,6 @@
 #include "perplexity.h"
 #include "text.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define PROG "qforge-verify"
 #define DEFAULT_TOPK 128
 
@@ -50,7 +46,8 @@ static void usage(FILE *f) {
 "  --allow-long-ctx        score a --ctx longer than the training context anyway (warns)\n"
 "  --chunks N              score at most N chunks (default all)\n"
 "  -b, --batch N           tokens per forward call (default = ctx)\n"
-"  -t, --threads N         OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+"  -t, --threads N         threads, 1 to 4x the cores (default: OMP_NUM_THREADS or all\n"
+"                          cores); results are identical for any count\n"
 "  --kv f32|f16            KV cache precision (default f32 = llama.cpp -ctk f32 -ctv f32;\n"
 "                          f16 emulates llama.cpp's default F16 cache)\n"
 "  --act llamacpp|f32      activations of each matmul rounded to the weight type's dot\n"
@@ -89,7 +86,9 @@ static void usage(FILE *f) {
 "  -q, --quiet             no progress on stderr (progress is shown only on a terminal:\n"
 "                          chunk n/N, tokens/s, running perplexity / KLD)\n"
 "  -h, --help              this help\n"
+"  --version               version, commit, build flags and instruction sets\n"
 "\n"
+"Options take their value as --opt VALUE or --opt=VALUE.\n"
 "exit status: 0 ok (all gates passed), 1 failure (bad input, model, manifest mismatch,\n"
 "I/O), 2 usage error, 3 a gate failed.\n"
 "\n"
@@ -111,6 +110,7 @@ typedef struct opts {
     const char *model, *base, *base_logits, *save_logits, *manifest;
     const char *text_file, *ids_file, *prompt;
     int64_t n_ctx, n_batch, n_chunks, n_threads, n_generate, topk;
+    int threads;                  /* resolved: -t, OMP_NUM_THREADS or the cores */
     int json, quiet, allow_long_ctx;
     int kv_f16, act_f32;
     qf_gate gates[QF_GATE_COUNT];
@@ -162,7 +162,7 @@ static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
         qf_cli_fail(PROG, "%s", "out of memory");
         goto done;
     }
-    if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, o->kv_f16, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
+    if (qf_generate_greedy(m, prompt, n_prompt, o->n_generate, o->kv_f16, o->threads, stop_at_eog, tx, ids, &n_ids, &err) < 0 ||
         qf_text_decode(tx, ids + n_prompt, n_ids - n_prompt, &text, &err) < 0 ||
         qf_text_decode(tx, ids, n_prompt, &prompt_text, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
@@ -397,11 +397,6 @@ static void print_text(const opts *o, const run *r) {
 
 /* ------------------------------------------------------------------ */
 
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* The options; returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
@@ -410,8 +405,9 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->topk = DEFAULT_TOPK;
     int topk_given = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        qf_arg arg;
+        qf_arg_split(&arg, argc, argv, i);
+        const char *a = arg.name, *val = arg.val;
 #define GATE(gk)                                                                         \
         do {                                                                               \
             NEED_VAL();                                                                    \
@@ -428,6 +424,9 @@ static int parse_args(int argc, char **argv, opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--version")) {
+            qf_cli_version(PROG);
+            return 0;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();
             o->text_file = val;
@@ -441,7 +440,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--chunks")) {
             NUM(o->n_chunks, 1);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NUM(o->n_threads, 1);
+            THREADS(o->n_threads);
         } else if (!strcmp(a, "--base")) {
             NEED_VAL();
             o->base = val;
@@ -452,8 +451,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             NEED_VAL();
             o->save_logits = val;
         } else if (!strcmp(a, "--logits-top")) {
-            NUM(o->topk, 0);
-            if (o->topk > QF_LOGITS_MAX_K) return qf_cli_usage(PROG, "--logits-top: at most " "4096" ", not %s", val);
+            NUM_RANGE(o->topk, 0, QF_LOGITS_MAX_K);
             topk_given = 1;
         } else if (!strcmp(a, "--manifest")) {
             NEED_VAL();
@@ -488,12 +486,13 @@ static int parse_args(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = 1;
         } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", a);
+            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else if (!o->model) {
             o->model = a;
         } else {
             return qf_cli_usage(PROG, "unexpected argument '%s'", a);
         }
+        QF_ARG_END();
 #undef GATE
     }
     if (!o->model) return qf_cli_usage(PROG, "%s", "no model given");
@@ -512,9 +511,9 @@ static int parse_args(int argc, char **argv, opts *o) {
     for (int i = 0; i < o->n_gates; i++)
         if (qf_gate_needs_base(o->gates[i].kind) && !o->base && !o->base_logits)
             return qf_cli_usage(PROG, "--%s needs a base (--base BASE or --base-logits FILE)", qf_gate_name(o->gates[i].kind));
-    if (o->manifest && is_dir(o->model))
+    if (o->manifest && qf_is_dir(o->model))
         return qf_cli_usage(PROG, "--manifest checks a GGUF file; %s is a directory", o->model);
-    return -1;
+    return qf_cli_threads(PROG, o->n_threads, &o->threads);
 }
 
 /* Token ids must index the model's embedding. */
@@ -528,6 +527,7 @@ static int check_ids(const char *model, const int32_t *ids, int64_t n, int64_t n
 }
 
 int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
     opts o;
     int prc = parse_args(argc, argv, &o);
@@ -535,9 +535,6 @@ int main(int argc, char **argv) {
     char *snap_model = NULL, *snap_base = NULL; /* hub cache names resolved */
     if (!(o.model = qf_cli_model_arg(PROG, o.model, &snap_model))) return 1;
     if (o.base && !(o.base = qf_cli_model_arg(PROG, o.base, &snap_base))) return 1;
-#ifdef _OPENMP
-    if (o.n_threads > 0) omp_set_num_threads((int)o.n_threads);
-#endif
     const double t_start = qf_now_seconds();
     int rc = 1;
     qf_err err = {0};
@@ -643,6 +640,7 @@ int main(int argc, char **argv) {
     qf_ppl_params pp = {0};
     pp.n_ctx = o.n_ctx;
     pp.max_chunks = o.n_chunks;
+    pp.n_threads = o.threads;
     qf_text_bos(&tx, &pp.add_bos, &pp.bos_id);
     const int64_t n_chunks = qf_ppl_chunk_count(n_ids, &pp);
     if (n_chunks <= 0) {
@@ -672,6 +670,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     ms.ctx.kv_f16 = o.kv_f16;
+    ms.ctx.n_threads = o.threads;
     ms.ctx.act_llamacpp = !o.act_f32;
     qf_logits_source *model_src = &ms.src, *base_src = NULL;
     if (o.base) {
@@ -680,6 +679,7 @@ int main(int argc, char **argv) {
             goto done;
         }
         bs.ctx.kv_f16 = o.kv_f16;
+        bs.ctx.n_threads = o.threads;
         bs.ctx.act_llamacpp = !o.act_f32;
         base_src = &bs.src;
     } else if (o.base_logits) {

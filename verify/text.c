@@ -1,5 +1,6 @@
 /* text.c - text <-> ids glue for the engine programs (see text.h). */
 #include "text.h"
+#include "qf_util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -141,11 +142,6 @@ int qf_text_is_eog(const qf_text *tx, int32_t id) {
            (t->vocab.eom_id >= 0 && id == t->vocab.eom_id);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && memcmp(s + a - b, suffix, b) == 0;
-}
-
 /* The raw bytes of a file, gunzipped when it is gzip (zlib reads plain files
  * unchanged). */
 static int read_bytes(const char *path, char **out, size_t *n_out, qf_err *err) {
@@ -257,7 +253,7 @@ int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err) {
         free(buf);
         return qf_set_err(err, QF_EFORMAT, "%s: empty file", path);
     }
-    if (ends_with(path, ".jsonl") || ends_with(path, ".jsonl.gz")) {
+    if (qf_ends_with(path, ".jsonl") || qf_ends_with(path, ".jsonl.gz")) {
         rc = join_jsonl(path, buf, n, &n, err);
     } else if (memchr(buf, 0, n)) {
         rc = qf_set_err(err, QF_EFORMAT, "%s: not a text file (contains NUL bytes)", path);

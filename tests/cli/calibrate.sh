@@ -36,7 +36,7 @@ if "$CAL" --help | grep -q "Memory:"; then pass help; else fail help "no memory 
 expect_exit no-args 2 "no model" -- "$CAL"
 expect_exit no-text 2 "no calibration text" -- "$CAL" model.gguf
 expect_exit bad-format 2 "gguf or dat" -- "$CAL" model.gguf -f x --output-format bin
-expect_exit bad-ctx 2 "bad number" -- "$CAL" model.gguf -f x -c 0
+expect_exit bad-ctx 2 "-c: expected an integer >= 1, not '0'" -- "$CAL" model.gguf -f x -c 0
 
 if need_data model "$MODEL" && need_data text "$WIKI"; then
   M=$QF_DATA/$MODEL

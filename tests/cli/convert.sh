@@ -20,9 +20,9 @@ if "$CONV" --help | grep -q "peak RSS <= largest output tensor + 64 MiB"; then p
 else fail help_states_memory_bound "--help does not state the memory bound"; fi
 expect_exit usage_no_args 2 "missing MODEL_DIR" -- "$CONV"
 expect_exit usage_no_out 2 "missing -o" -- "$CONV" "$M"
-expect_exit usage_bad_outtype 2 "unknown --outtype 'q4_0'" -- "$CONV" "$M" -o "$TMP/x.gguf" --outtype q4_0
-expect_exit usage_bad_split 2 "bad --split-max-size" -- "$CONV" "$M" -o "$TMP/x.gguf" --split-max-size 12X
-expect_exit usage_bad_threads 2 "bad --threads" -- "$CONV" "$M" -o "$TMP/x.gguf" --threads 0
+expect_exit usage_bad_outtype 2 "--outtype: unknown type 'q4_0'" -- "$CONV" "$M" -o "$TMP/x.gguf" --outtype q4_0
+expect_exit usage_bad_split 2 "--split-max-size: expected a size" -- "$CONV" "$M" -o "$TMP/x.gguf" --split-max-size 12X
+expect_exit usage_bad_threads 2 "--threads: expected an integer from 1 to [0-9]+, not '0'" -- "$CONV" "$M" -o "$TMP/x.gguf" --threads 0
 
 # --- byte identity with convert_hf_to_gguf.py -----------------------------
 if need_data identical_f32 models/stories260K && need_data identical_f32 oracles/llamacpp/stories260K-F32.gguf; then

@@ -10,7 +10,7 @@ TEXT=corpus/wikitext-2-raw/wiki.test.raw
 if "$V" --help | grep -q -- '--generate'; then pass help; else fail help "--help does not describe --generate"; fi
 expect_exit no-args 2 'error: no model given' -- "$V"
 expect_exit bad-option 2 "unknown option '--bogus'" -- "$V" x.gguf -f x.txt --bogus
-expect_exit bad-number 2 "bad number 'abc'" -- "$V" x.gguf -f x.txt -c abc
+expect_exit bad-number 2 "-c: expected an integer >= 4, not 'abc'" -- "$V" x.gguf -f x.txt -c abc
 expect_exit missing-model 1 '^qforge-verify: error: nope.gguf: ' -- "$V" nope.gguf -f x.txt
 
 if need_data ppl "$M" && need_data ppl "$TEXT"; then

@@ -8,6 +8,7 @@
  * has an entry for it) and compared byte for byte with REF's data.
  * Prints one line per mismatching tensor and a summary; exit 0 if every
  * tensor matches, 1 on a mismatch, 2 on usage/IO errors. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,7 @@ int main(int argc, char **argv) {
             with_imat += qf_quantize_uses_imatrix(rt->type);
         }
         uint8_t *q = malloc(rt->nbytes ? rt->nbytes : 1);
-        int64_t got = qf_quantize_rows(rt->type, x, q, nrows, n, w);
+        int64_t got = qf_quantize_rows_mt(rt->type, x, q, nrows, n, w, omp_get_num_procs());
         compared++;
         if (got != (int64_t)rt->nbytes) {
             printf("MISMATCH %s (%s): quantizer returned %lld, expected %llu bytes\n", rt->name, tname, (long long)got,

@@ -9,6 +9,7 @@
  * matmuls of one layer). Threads: OMP_NUM_THREADS. A benchmark, not a test:
  * the results are not checked (tests/unit/engine_test.c does that).
  * MATMUL_BENCH_CPU=1 times by process CPU time (see now()). */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,7 @@ int main(int argc, char **argv) {
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
             const double t0 = now();
-            if (qf_matmul(&w, x, T, y) != 0) {
+            if (qf_matmul(&w, x, T, y, omp_get_max_threads()) != 0) {
                 fprintf(stderr, "matmul_bench: error: qf_matmul failed\n");
                 return 1;
             }

@@ -15,6 +15,7 @@
  * --report prints, per re-quantized tensor, the weighted squared errors of
  * TYPES' data (ggml) and of ours under two weightings: the search's objective
  * and the plain imatrix weights (qw, or 1 without an imatrix), and ratios. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,7 @@ int main(int argc, char **argv) {
     int exact = 0, report = 0;
     qf_search_opts opts;
     qf_search_opts_init(&opts);
+    opts.n_threads = omp_get_num_procs();
     for (int i = 4; i < argc; ++i) {
         if (!strcmp(argv[i], "--imatrix") && i + 1 < argc) imat_path = argv[++i];
         else if (!strcmp(argv[i], "--method") && i + 1 < argc) {
@@ -137,7 +139,7 @@ int main(int argc, char **argv) {
             }
         }
         uint8_t *q = malloc(t->nbytes);
-        int64_t got = exact ? qf_quantize_rows(t->type, x, q, nrows, n, qw)
+        int64_t got = exact ? qf_quantize_rows_mt(t->type, x, q, nrows, n, qw, opts.n_threads)
                             : qf_quantize_rows_opt_ex(t->type, x, q, nrows, n, qw, &opts);
         if (got != (int64_t)t->nbytes) {
             fprintf(stderr, "requant_with: error: %s: quantizer returned %lld\n", t->name, (long long)got);

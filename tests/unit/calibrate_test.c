@@ -40,14 +40,6 @@
 /* REQUIRE for functions returning 0 on failure */
 #define REQUIRE0(t, cond, ...) do { if (!(cond)) { qf_test_fail((t), __FILE__, __LINE__, "required: " #cond " -- " __VA_ARGS__); return 0; } } while (0)
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* xorshift64*, uniform in [-1, 1) */
     rng_state ^= rng_state >> 12;
@@ -65,19 +57,22 @@ static void test_kernels_match_reference(qf_test *t) {
         REQUIRE(t, x && a && b, "alloc");
         for (int64_t i = 0; i < T * ld; i++) x[i] = frand() * (i % 7 == 0 ? 1e3f : 1.0f);
         for (int64_t j = 0; j < n; j++) a[j] = b[j] = j * 0.25;
+        for (int nt = 1; nt <= 3; nt += 2) { /* one thread, and more threads than tiles for the small sizes */
+        for (int64_t j = 0; j < n; j++) a[j] = b[j] = j * 0.25;
         qf_sumsq_cols_ref(a, x, T, n, ld);
-        qf_sumsq_cols(b, x, T, n, ld);
-        CHECK(t, memcmp(a, b, (size_t)n * sizeof *a) == 0, "sumsq T=%lld n=%lld", (long long)T, (long long)n);
+        qf_sumsq_cols(b, x, T, n, ld, nt);
+        CHECK(t, memcmp(a, b, (size_t)n * sizeof *a) == 0, "sumsq T=%lld n=%lld threads %d", (long long)T, (long long)n, nt);
         qf_sumabs_cols_ref(a, x, T, n, ld);
-        qf_sumabs_cols(b, x, T, n, ld);
-        CHECK(t, memcmp(a, b, (size_t)n * sizeof *a) == 0, "sumabs T=%lld n=%lld", (long long)T, (long long)n);
+        qf_sumabs_cols(b, x, T, n, ld, nt);
+        CHECK(t, memcmp(a, b, (size_t)n * sizeof *a) == 0, "sumabs T=%lld n=%lld threads %d", (long long)T, (long long)n, nt);
         memset(a, 0, (size_t)(n * n) * sizeof *a);
         memset(b, 0, (size_t)(n * n) * sizeof *b);
         qf_syrk_lower_ref(a, x, T, n); /* x read with stride n: the first T*n values */
-        qf_syrk_lower(b, x, T, n);
+        qf_syrk_lower(b, x, T, n, nt);
         qf_syrk_lower_ref(a, x + 1, T - 1, n); /* a second, unaligned call accumulates */
-        qf_syrk_lower(b, x + 1, T - 1, n);
-        CHECK(t, memcmp(a, b, (size_t)(n * n) * sizeof *a) == 0, "syrk T=%lld n=%lld", (long long)T, (long long)n);
+        qf_syrk_lower(b, x + 1, T - 1, n, nt);
+        CHECK(t, memcmp(a, b, (size_t)(n * n) * sizeof *a) == 0, "syrk T=%lld n=%lld threads %d", (long long)T, (long long)n, nt);
+        }
         int upper_zero = 1;
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = i + 1; j < n; j++) upper_zero &= b[i * n + j] == 0.0;
@@ -198,7 +193,7 @@ static void test_tables_stories260K(qf_test *t) {
     REQUIRE(t, qf_model_load(&m, mp, &err) == 0, "%s", err.msg);
     for (int po = 0; po <= 1; po++) {
         qf_calib cal;
-        qf_calib_options o = {po, 0};
+        qf_calib_options o = {.process_output = po};
         REQUIRE(t, qf_calib_init(&cal, &m, &o, &err) == 0, "%s", err.msg);
         /* tied output: token_embd is never collected, even with --process-output */
         CHECK(t, cal.n_targets == 35 && cal.n_sites == 20, "targets %d sites %d", cal.n_targets, cal.n_sites);
@@ -225,7 +220,6 @@ static void test_matches_llama_imatrix_oracle(qf_test *t) {
     if (!qf_test_data(t, ORACLES "/stories260K-imatrix-wiki64x512.dat", op, sizeof op)) return;
     fixture fx;
     if (!fixture_load(t, &fx, ORACLES "/stories260K-F32.gguf")) return;
-    set_threads(1);
     qf_err err = {0};
     qf_calib cal;
     qf_calib_acc *acc = NULL;
@@ -307,8 +301,8 @@ static int cholesky_ok(const double *H, int64_t n, double eps) {
 static int run_all(qf_test *t, fixture *fx, int threads, qf_calib *cal, qf_calib_acc **im, qf_calib_acc **h,
                    qf_calib_acc **am) {
     qf_err err = {0};
-    set_threads(threads);
-    REQUIRE0(t, qf_calib_init(cal, &fx->m, NULL, &err) == 0, "%s", err.msg);
+    qf_calib_options o = {.n_threads = threads};
+    REQUIRE0(t, qf_calib_init(cal, &fx->m, &o, &err) == 0, "%s", err.msg);
     REQUIRE0(t, qf_calib_imatrix_new(cal, im, &err) == 0 && qf_calib_add(cal, *im, &err) == 0, "%s", err.msg);
     REQUIRE0(t, qf_calib_hessian_new(cal, 0, 1000, h, &err) == 0 && qf_calib_add(cal, *h, &err) == 0, "%s", err.msg);
     REQUIRE0(t, qf_calib_absmean_new(cal, am, &err) == 0 && qf_calib_add(cal, *am, &err) == 0, "%s", err.msg);
@@ -368,7 +362,6 @@ static void test_thread_count_invariance(qf_test *t) {
     qf_calib_acc *im1, *h1, *am1, *im2, *h2, *am2;
     if (!run_all(t, &fx, 1, &c1, &im1, &h1, &am1)) return;
     if (!run_all(t, &fx, 2, &c2, &im2, &h2, &am2)) return;
-    set_threads(1);
     qf_err err = {0};
     int same = 1;
     for (int k = 0; k < c1.n_targets; k++) {
@@ -396,7 +389,6 @@ static void test_thread_count_invariance(qf_test *t) {
 static void test_small_batches_and_short_text(qf_test *t) {
     fixture fx;
     if (!fixture_load(t, &fx, ORACLES "/stories260K-F32.gguf")) return;
-    set_threads(1);
     qf_err err = {0};
     qf_calib cal;
     qf_calib_acc *acc;
@@ -420,7 +412,6 @@ static void test_small_batches_and_short_text(qf_test *t) {
 static void test_imatrix_file_round_trips(qf_test *t) {
     fixture fx;
     if (!fixture_load(t, &fx, ORACLES "/stories260K-F32.gguf")) return;
-    set_threads(1);
     qf_err err = {0};
     qf_calib cal;
     qf_calib_acc *acc;
@@ -428,7 +419,7 @@ static void test_imatrix_file_round_trips(qf_test *t) {
     qf_imatrix_init(&im);
     qf_imatrix_init(&g);
     qf_imatrix_init(&d);
-    qf_calib_options o = {0, 0};
+    qf_calib_options o = {0};
     REQUIRE(t, qf_calib_init(&cal, &fx.m, &o, &err) == 0, "%s", err.msg);
     REQUIRE(t, qf_calib_imatrix_new(&cal, &acc, &err) == 0 && qf_calib_add(&cal, acc, &err) == 0, "%s", err.msg);
     qf_calib_params p = params(&fx, 128, 3);

@@ -32,18 +32,8 @@
 
 static const int32_t lily_ids[16] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426};
 
-/* The machine's 2 cores are shared with other jobs: spinning OpenMP threads
- * make small forward passes much slower there, so tests run on one thread
- * (the thread-count test sets its own). */
-static void one_thread(void) {
-#ifdef _OPENMP
-    omp_set_num_threads(1);
-#endif
-}
-
 static int load(qf_test *t, const char *rel, qf_model *m) {
     char path[1024];
-    one_thread();
     if (!qf_test_data(t, rel, path, sizeof path)) return 0;
     qf_err err = {0};
     int rc = qf_model_load(m, path, &err);
@@ -158,7 +148,7 @@ static void test_greedy_matches_llamacpp(qf_test *t) {
         int64_t n = 0;
         int32_t bos = 1;
         /* the oracle ran with llama.cpp's default F16 KV cache */
-        int rc = qf_generate_greedy(&m, &bos, 1, 60, 1, NULL, NULL, got, &n, &err);
+        int rc = qf_generate_greedy(&m, &bos, 1, 60, 1, 1, NULL, NULL, got, &n, &err);
         CHECK(t, rc == 0 && n == 61, "%s: %s", files[i], err.msg);
         int first_diff = -1;
         for (int k = 0; k < 61 && first_diff < 0; k++)
@@ -379,7 +369,7 @@ static void test_matmul_matches_reference(qf_test *t) {
         for (int64_t i = 0; i < 9 * n_in; i++) x[i] = frand();
         for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
             const int64_t T = Ts[k];
-            CHECK(t, qf_matmul(&w, x, T, y) == 0 && qf_matmul_ref(&w, x, T, yr) == 0, "%s: matmul failed", tr->name);
+            CHECK(t, qf_matmul(&w, x, T, y, 1) == 0 && qf_matmul_ref(&w, x, T, yr) == 0, "%s: matmul failed", tr->name);
             double worst = 0;
             for (int64_t o = 0; o < n_out; o++) {
                 qf_dequantize_row_ref(type, (const uint8_t *)data + o * w.row_bytes, row, n_in);
@@ -429,12 +419,9 @@ static void test_matmul_summation_order(qf_test *t) {
                 qf_dequantize_row_ref(w.type, (const uint8_t *)data + o * w.row_bytes, wf + o * n_in, n_in);
             for (int64_t i = 0; i < 13 * n_in; i++) x[i] = frand();
             for (int threads = 1; threads <= 2; threads++) {
-#ifdef _OPENMP
-                omp_set_num_threads(threads);
-#endif
                 for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
                     const int64_t T = Ts[k];
-                    CHECK(t, qf_matmul(&w, x, T, y) == 0, "matmul failed");
+                    CHECK(t, qf_matmul(&w, x, T, y, threads) == 0, "matmul failed");
                     int64_t bad = 0;
                     for (int64_t tt = 0; tt < T; tt++)
                         for (int64_t o = 0; o < n_out; o++) {
@@ -448,9 +435,6 @@ static void test_matmul_summation_order(qf_test *t) {
             free(data); free(x); free(y); free(wf);
         }
     }
-#ifdef _OPENMP
-    omp_set_num_threads(2);
-#endif
     float a[13], b[13];
     for (int i = 0; i < 13; i++) a[i] = frand(), b[i] = frand();
     const float d = qf_dot_f32(a, b, 13), want = dot_tinyblas_order(a, b, 13);
@@ -483,16 +467,12 @@ static void test_activation_rounding(qf_test *t) {
 /* ------------------------------------------------------------------ */
 
 static void logits_with_threads(qf_test *t, const qf_model *m, int n_threads, float *out) {
-#ifdef _OPENMP
-    omp_set_num_threads(n_threads);
-#else
-    (void)n_threads;
-#endif
     int32_t toks[64];
     for (int i = 0; i < 64; i++) toks[i] = i < 16 ? lily_ids[i] : (int32_t)(3 + (i * 37) % 500);
     qf_err err = {0};
     qf_ctx c;
     REQUIRE(t, qf_ctx_init(&c, m, 64, 64, &err) == 0, "%s", err.msg);
+    c.n_threads = n_threads;
     CHECK(t, qf_forward(&c, toks, 64, 0, out, &err) == 0, "%s", err.msg);
     qf_ctx_free(&c);
 }
@@ -520,14 +500,8 @@ static void test_threads_bit_identical(qf_test *t) {
     REQUIRE(t, data && x && y1 && y2, "alloc");
     w.data = data;
     for (int i = 0; i < 13 * 512; i++) x[i] = frand();
-#ifdef _OPENMP
-    omp_set_num_threads(1);
-#endif
-    qf_matmul(&w, x, 13, y1);
-#ifdef _OPENMP
-    omp_set_num_threads(2);
-#endif
-    qf_matmul(&w, x, 13, y2);
+    qf_matmul(&w, x, 13, y1, 1);
+    qf_matmul(&w, x, 13, y2, 2);
     CHECK(t, memcmp(y1, y2, 13 * 301 * sizeof(float)) == 0, "matmul differs between 1 and 2 threads");
     free(data); free(x); free(y1); free(y2);
 }

@@ -212,21 +212,17 @@ static void test_thread_count_does_not_change_bytes(qf_test *t) {
     REQUIRE(t, x && ref && got, "alloc");
     fill_rows(&r, x, nrows, n);
     fill_imatrix(&r, qw, n, 1);
-    const int saved = omp_get_max_threads();
     for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
         const uint32_t type = QUANT_TYPES[ti];
         const size_t nb = nrows * row_bytes(type, n);
-        omp_set_num_threads(1);
         qf_quantize_rows(type, x, ref, nrows, n, qw);
         for (int nt = 2; nt <= 3; ++nt) {
-            omp_set_num_threads(nt);
             memset(got, 0, nb);
-            qf_quantize_rows(type, x, got, nrows, n, qw);
+            qf_quantize_rows_mt(type, x, got, nrows, n, qw, nt);
             CHECK(t, memcmp(ref, got, nb) == 0, "%s: %d threads differ from 1 thread",
                   ggml_get_type_traits(type)->name, nt);
         }
     }
-    omp_set_num_threads(saved);
     free(x); free(ref); free(got);
 }
 

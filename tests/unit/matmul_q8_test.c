@@ -138,14 +138,6 @@ static void test_unpack_matches_dequantize(qf_test *t) {
     CHECK(t, qf_unpack_row_q8(GGML_TYPE_Q5_K, NULL, 256, NULL, NULL, NULL, NULL, NULL) == QF_EUNSUPPORTED, "q5_K");
 }
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 /* Fast == reference bit for bit (any T, rows in several tiles, 1 or 2
  * threads), and close to the F32 path fed the rounded activations. */
 static void test_fast_matches_reference(qf_test *t) {
@@ -166,17 +158,15 @@ static void test_fast_matches_reference(qf_test *t) {
         random_x(x, 9 * n_in);
         for (size_t kk = 0; kk < sizeof Ts / sizeof Ts[0]; kk++) {
             const int64_t T = Ts[kk];
-            set_threads(1);
-            CHECK(t, qf_matmul_q8(&w, x, T, y, NULL) == 0, "%s: fast", name);
-            set_threads(2);
-            CHECK(t, qf_matmul_q8(&w, x, T, y2, NULL) == 0, "%s: fast 2 threads", name);
+            CHECK(t, qf_matmul_q8(&w, x, T, y, NULL, 1) == 0, "%s: fast", name);
+            CHECK(t, qf_matmul_q8(&w, x, T, y2, NULL, 2) == 0, "%s: fast 2 threads", name);
             CHECK(t, qf_matmul_q8_ref(&w, x, T, yr) == 0, "%s: ref", name);
             CHECK(t, memcmp(y, yr, T * n_out * sizeof(float)) == 0, "%s T=%lld: fast != ref", name, (long long)T);
             CHECK(t, memcmp(y, y2, T * n_out * sizeof(float)) == 0, "%s T=%lld: 1 vs 2 threads", name, (long long)T);
             /* the F32 path on x rounded the same way: only the F32 summation differs */
             for (int64_t tt = 0; tt < T; tt++)
                 qf_round_activations(qf_act_type_llamacpp(type), x + tt * n_in, xr + tt * n_in, n_in);
-            CHECK(t, qf_matmul(&w, xr, T, yf) == 0, "%s: f32 path", name);
+            CHECK(t, qf_matmul(&w, xr, T, yf, 1) == 0, "%s: f32 path", name);
             double worst = 0;
             for (int64_t o = 0; o < n_out; o++) {
                 qf_dequantize_row_ref(type, (const uint8_t *)data + o * w.row_bytes, row, n_in);
@@ -193,7 +183,6 @@ static void test_fast_matches_reference(qf_test *t) {
         }
         free(data); free(x); free(xr); free(y); free(y2); free(yr); free(yf); free(row);
     }
-    set_threads(2);
 }
 
 /* A hand-computed product: Q8_0 weights q = 1..32 (d = 1), x = 1 everywhere
@@ -207,7 +196,7 @@ static void test_hand_checked_q8_0(qf_test *t) {
     qf_weight w = {.name = "w", .type = GGML_TYPE_Q8_0, .n_in = 32, .n_out = 2, .row_bytes = sizeof(block_q8_0), .data = wb};
     float x[32], y[2];
     for (int j = 0; j < 32; j++) x[j] = 1.0f;
-    REQUIRE(t, qf_matmul_q8(&w, x, 1, y, NULL) == 0, "matmul");
+    REQUIRE(t, qf_matmul_q8(&w, x, 1, y, NULL, 1) == 0, "matmul");
     const float d = qf_f16_to_f32(qf_f32_to_f16(1.0f / 127.0f));
     /* lane l: 127 * (4l+1 + 4l+2 + 4l+3 + 4l+4) = 127 * (16l + 10), each times d exactly once */
     float lanes[8];
@@ -218,7 +207,7 @@ static void test_hand_checked_q8_0(qf_test *t) {
     CHECK(t, qf_matmul_q8_supported(GGML_TYPE_Q5_K) == 0 && qf_matmul_q8_supported(GGML_TYPE_F16) == 0, "supported");
     qf_weight bad = w;
     bad.n_in = 48;
-    CHECK(t, qf_matmul_q8(&bad, x, 1, y, NULL) == QF_EUNSUPPORTED, "n_in not a multiple of 32");
+    CHECK(t, qf_matmul_q8(&bad, x, 1, y, NULL, 1) == QF_EUNSUPPORTED, "n_in not a multiple of 32");
 }
 
 QF_TEST_MAIN(test_quantizers_match_spec, test_unpack_matches_dequantize, test_fast_matches_reference,

@@ -188,7 +188,6 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
     float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
     fill_rows(&r, x, nrows, n);
     fill_imatrix(&r, qw, n);
-    const int saved = omp_get_max_threads();
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const size_t bytes = row_bytes(type, n) * nrows;
@@ -198,11 +197,12 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
             qf_search_opts o;
             qf_search_opts_init(&o);
             o.force_scalar = 1;
-            omp_set_num_threads(1);
             qf_quantize_rows_opt_ex(type, x, ref, nrows, n, w, &o);
             for (int nt = 1; nt <= 3; ++nt) {
-                omp_set_num_threads(nt);
-                qf_quantize_rows_opt(type, x, q, nrows, n, w);
+                qf_search_opts of;
+                qf_search_opts_init(&of);
+                of.n_threads = nt;
+                qf_quantize_rows_opt_ex(type, x, q, nrows, n, w, &of);
                 CHECK(t, !memcmp(ref, q, bytes), "%s imat=%d: %d threads (fast kernel) differ from 1 thread scalar",
                       tname(type), im, nt);
             }
@@ -210,7 +210,6 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
         free(ref);
         free(q);
     }
-    omp_set_num_threads(saved);
     free(x);
     free(qw);
 }
@@ -230,7 +229,6 @@ static void test_fast_effort(qf_test *t) {
     fill_rows(&r, x, nrows, n);
     for (int64_t i = 0; i < 9 * n; ++i) x[i] = 0.02f * qf_test_rng_gauss(&r); /* rows 0-8: gaussian */
     fill_imatrix(&r, qw, n);
-    const int saved = omp_get_max_threads();
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const int is_k = ggml_get_type_traits(type)->block_size == QK_K;
@@ -247,10 +245,10 @@ static void test_fast_effort(qf_test *t) {
             REQUIRE(t, qf_quantize_rows(type, x, e, nrows, n, iw) == (int64_t)bytes, "%s exact", tname(type));
             REQUIRE(t, qf_quantize_rows_opt_ex(type, x, s, nrows, n, iw, &o) == (int64_t)bytes, "%s full", tname(type));
             o.effort = QF_SEARCH_EFFORT_FAST;
-            omp_set_num_threads(3);
+            o.n_threads = 3;
             REQUIRE(t, qf_quantize_rows_opt_ex(type, x, f, nrows, n, iw, &o) == (int64_t)bytes, "%s fast", tname(type));
             o.force_scalar = 1;
-            omp_set_num_threads(1);
+            o.n_threads = 1;
             qf_quantize_rows_opt_ex(type, x, f1, nrows, n, iw, &o);
             CHECK(t, !memcmp(f, f1, bytes), "%s imat=%d: fast, 3 threads AVX2 vs 1 thread scalar differ", tname(type), im);
             if (!is_k) {
@@ -283,7 +281,6 @@ static void test_fast_effort(qf_test *t) {
         }
         free(e); free(f); free(f1); free(s); free(be); free(bf); free(bs); free(w);
     }
-    omp_set_num_threads(saved);
     free(x);
     free(qw);
 }
