@@ -391,7 +391,7 @@ int main(int argc, char **argv) {
             NEEDS_VALUE();
             if (qf_parse_size(val, &o.split_max_size))
                 return qf_cli_usage(PROG, "--split-max-size '%s': expected a size (e.g. 4G, 500M)", val);
-        } else if (!strcmp(a, "--keep-split") && !val) {
+        } else if (!strcmp(a, "--keep-split")) {
             o.keep_split = 1;
         } else if (a[0] == '-' && a[1]) {
             return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);

@@ -16,7 +16,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 expect_exit merge-model-without-text 2 "a model without -f TEXT" -- "$CAL" m.gguf --in-file a.gguf
 expect_exit save-every-merge-only 2 "--save-every needs a calibration pass" -- "$CAL" --in-file a.gguf --save-every 2
-expect_exit save-every-bad 2 "bad number" -- "$CAL" m.gguf -f x --save-every 0
+expect_exit save-every-bad 2 "--save-every: expected an integer >= 1" -- "$CAL" m.gguf -f x --save-every 0
 expect_exit merge-missing-input 1 "nope.gguf" -- "$CAL" --in-file nope.gguf -o "$TMP/x.gguf"
 
 if need_data merge "$MODEL" && need_data merge "$WIKI"; then
