@@ -142,6 +142,28 @@ static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, i
     return 0;
 }
 
+/* The input of a group that reads rmsnorm(x) * nw straight from the hidden
+ * states (attn_in, output_in): computed as the engine does, no block run. */
+static void norm_capture(run *r, const float *nw, capture *cap) {
+    const int64_t E = r->m->hp.n_embd;
+    *cap = (capture){NULL, E, r->H, r->abs, 0};
+    memset(r->H, 0, (size_t)(E * E) * sizeof *r->H);
+    memset(r->abs, 0, (size_t)E * sizeof *r->abs);
+    for (int64_t k = 0; k < r->n_chunks; k++) {
+        const float *xk = r->hs.x + k * r->ctx * E;
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < r->ctx; t++) {
+            const float *x = xk + t * E;
+            double ss = 0.0;
+            for (int64_t i = 0; i < E; i++) ss += (double)x[i] * (double)x[i];
+            const float scale = 1.0f / sqrtf((float)(ss / (double)E) + r->m->hp.norm_eps);
+            for (int64_t i = 0; i < E; i++) r->xbuf[t * E + i] = (x[i] * scale) * nw[i];
+        }
+        capture_hook(cap, -1, NULL, r->xbuf, r->ctx);
+    }
+    symmetrize(r->H, E);
+}
+
 static int call_group(run *r, qf_lw_group *g, const capture *cap, qf_err *err) {
     g->n_layer = (int)r->m->hp.n_layer;
     g->H = r->H;
@@ -174,7 +196,8 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
         const int first = groups[gi].first;
         const int64_t n_in = orig[first]->n_in;
         capture cap;
-        if ((rc = pass(r, l, &Lq, slots[first], n_in, 0, &cap, err))) return rc;
+        if (gi == 0) norm_capture(r, L0->attn_norm.data, &cap);
+        else if ((rc = pass(r, l, &Lq, slots[first], n_in, 0, &cap, err))) return rc;
         qf_lw_group g;
         memset(&g, 0, sizeof g);
         g.layer = (int)l;
@@ -196,23 +219,9 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
 static int output_group(run *r, float *wout, qf_err *err) {
     const qf_model *m = r->m;
     const int64_t E = m->hp.n_embd;
-    const float *nw = m->output_norm.data;
     progress(r, (int)m->hp.n_layer, "output_in");
-    memset(r->H, 0, (size_t)(E * E) * sizeof *r->H);
-    memset(r->abs, 0, (size_t)E * sizeof *r->abs);
-    capture cap = {NULL, E, r->H, r->abs, 0};
-    for (int64_t k = 0; k < r->n_chunks; k++) {
-        const float *xk = r->hs.x + k * r->ctx * E;
-        for (int64_t t = 0; t < r->ctx; t++) { /* rmsnorm * output_norm, as the engine computes it */
-            const float *x = xk + t * E;
-            double ss = 0.0;
-            for (int64_t i = 0; i < E; i++) ss += (double)x[i] * (double)x[i];
-            const float scale = 1.0f / sqrtf((float)(ss / (double)E) + m->hp.norm_eps);
-            for (int64_t i = 0; i < E; i++) r->xbuf[t * E + i] = (x[i] * scale) * nw[i];
-        }
-        capture_hook(&cap, -1, NULL, r->xbuf, r->ctx);
-    }
-    symmetrize(r->H, E);
+    capture cap;
+    norm_capture(r, m->output_norm.data, &cap);
     int rc = weight_f32(&m->output, wout, err);
     if (rc) return rc;
     qf_lw_group g;

@@ -8,6 +8,11 @@
 #include "quants.h"
 #include "quantize_codecs.h"
 #include "quantize_search.h"
+#include "calibrate.h"
+#include "forward.h"
+#include "layerwise.h"
+#include "model.h"
+#include "text.h"
 
 static const uint32_t TYPES[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                  GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
@@ -298,5 +303,90 @@ static void test_grid_pack(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
+/* The layer-sequential pipeline with a function that leaves the weights as
+ * they are sees exactly what qforge-calibrate's Hessian accumulator sees
+ * (same chunks, F32 activations and KV cache): every group's H equals the
+ * site's, bit for bit, in forward order (q,k,v) -> o -> (gate,up) -> down
+ * of every block, then output. */
+typedef struct lw_check {
+    qf_test *t;
+    const qf_calib *cal;
+    const qf_calib_acc *acc;
+    int next_site;
+    int bad;
+} lw_check;
+
+static int lw_compare(void *user, const qf_lw_group *g, qf_err *err) {
+    lw_check *c = user;
+    const qf_calib_site *site = &c->cal->sites[c->next_site];
+    if (site->layer != g->layer || site->kind != g->kind || site->n_in != g->n_in) {
+        c->bad++;
+        return 0;
+    }
+    double *H = malloc((size_t)(g->n_in * g->n_in) * sizeof *H);
+    int64_t tokens = 0;
+    if (qf_calib_hessian_get(c->acc, c->next_site, H, &tokens, err) < 0) return err->code;
+    if (tokens != g->n_tokens || memcmp(H, g->H, (size_t)(g->n_in * g->n_in) * sizeof *H) != 0) c->bad++;
+    free(H);
+    c->next_site++;
+    return 0;
+}
+
+static void test_layerwise_matches_calibrate(qf_test *t) {
+    char mp[4096], tp[4096];
+    if (!qf_test_data(t, "models/stories260K", mp, sizeof mp) ||
+        !qf_test_data(t, "corpus/tinystories-gen/calib.txt", tp, sizeof tp))
+        return;
+    qf_model m;
+    qf_text tx;
+    qf_err err = {0};
+    REQUIRE(t, qf_model_load(&m, mp, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_text_init_model(&tx, &m, &err) == 0, "%s", err.msg);
+    char *text;
+    size_t len;
+    int32_t *ids;
+    int64_t n_ids;
+    REQUIRE(t, qf_read_text_any(tp, &text, &len, &err) == 0, "%s", err.msg);
+    text[len < 20000 ? len : 20000] = 0;
+    REQUIRE(t, qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) == 0, "%s", err.msg);
+    qf_calib cal;
+    qf_calib_options co = {0};
+    co.process_output = 1;
+    co.min_tokens = 1;
+    qf_calib_acc *acc;
+    REQUIRE(t, qf_calib_init(&cal, &m, &co, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_calib_hessian_new(&cal, 0, (int)m.hp.n_layer, &acc, &err) == 0 && qf_calib_add(&cal, acc, &err) == 0,
+            "%s", err.msg);
+    qf_calib_params cp = {0};
+    cp.n_ctx = 64;
+    cp.max_chunks = 3;
+    cp.act_f32 = 1;
+    qf_text_bos(&tx, &cp.add_bos, &cp.bos_id);
+    qf_calib_stats cst;
+    REQUIRE(t, qf_calib_run(&cal, ids, n_ids, &cp, &cst, &err) == 0, "%s", err.msg);
+    qf_lw_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n_ctx = 64;
+    lp.max_chunks = 3;
+    lp.add_bos = cp.add_bos;
+    lp.bos_id = cp.bos_id;
+    lp.mem_budget = 1; /* the hidden states go to the temp file: that path too */
+    lw_check c = {t, &cal, acc, 0, 0};
+    qf_lw_stats st;
+    CHECK(t, qf_layerwise_run(&m, ids, n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+    CHECK(t, c.bad == 0 && c.next_site == cal.n_sites, "%d of %d sites differ (%d visited)", c.bad, cal.n_sites,
+          c.next_site);
+    CHECK(t, st.spilled == 1 && st.n_chunks == 3, "spilled %d chunks %lld", st.spilled, (long long)st.n_chunks);
+    /* fewer tokens than one chunk: a clear error */
+    memset(&err, 0, sizeof err);
+    CHECK(t, qf_layerwise_run(&m, ids, 10, &lp, lw_compare, &c, &st, &err) == QF_EINVAL &&
+                 strstr(err.msg, "fewer than one chunk"), "%s", err.msg);
+    qf_calib_free(&cal);
+    free(ids);
+    free(text);
+    qf_text_free(&tx);
+    qf_model_free(&m);
+}
+
+QF_TEST_MAIN(test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
