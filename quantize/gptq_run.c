@@ -25,6 +25,8 @@ void qf_gptq_blocks_free(uint8_t **blocks, size_t n) {
     free(blocks);
 }
 
+#define LOSS_ROWS 256
+
 typedef struct state {
     const qf_quant_plan *plan;
     const qf_imatrix *im;
@@ -121,10 +123,22 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         tr.type = t->type;
         tr.damp = info.damp;
         tr.retries = info.retries;
-        const double ref = qf_gptq_output_error(W, NULL, w->n_out, n_in, g->H);
-        tr.loss = qf_gptq_output_error(W, Q, w->n_out, n_in, g->H) / ref;
-        if ((rc = rtn_values(s, t->type, W, w->n_out, n_in)) == 0)
-            tr.loss_rtn = qf_gptq_output_error(W, s->rtn, w->n_out, n_in, g->H) / ref;
+        /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
+        const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+        float *smp = malloc((size_t)(3 * nr * n_in) * sizeof *smp);
+        if (!smp) rc = QF_ENOMEM;
+        if (!rc && (rc = rtn_values(s, t->type, W, w->n_out, n_in)) == 0) {
+            const size_t rb = (size_t)n_in * sizeof *smp;
+            for (int64_t r = 0; r < nr; r++) {
+                memcpy(smp + r * n_in, W + r * step * n_in, rb);
+                memcpy(smp + (nr + r) * n_in, Q + r * step * n_in, rb);
+                memcpy(smp + (2 * nr + r) * n_in, s->rtn + r * step * n_in, rb);
+            }
+            const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H);
+            tr.loss = qf_gptq_output_error(smp, smp + nr * n_in, nr, n_in, g->H) / ref;
+            tr.loss_rtn = qf_gptq_output_error(smp, smp + 2 * nr * n_in, nr, n_in, g->H) / ref;
+        }
+        free(smp);
         memcpy(W, Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
         free(Q);
         s->blocks[pi] = dst;
