@@ -20,6 +20,7 @@
 #include "gguf.h"
 #include "imatrix.h"
 #include "quantize.h"
+#include "gptq_run.h"
 
 #define PROG "qforge-quantize"
 
@@ -70,6 +71,17 @@ static void usage(FILE *fp) {
             "                           (about 2.5x exact's time, part of the gain), and for the legacy\n"
             "                           types with --imatrix (but Q4_1/Q5_0 tensors); exact for\n"
             "                           legacy types without imatrix. docs/quantize.md has the reasons\n"
+            "                           gptq: GPTQ from calibration text (--calib) for every linear\n"
+            "                           (same types, sizes and fallbacks; token_embd as auto), see\n"
+            "                           docs/gptq.md\n"
+            "  --calib TEXT             gptq: calibration text (plain, .gz, .jsonl)\n"
+            "  --calib-ctx N            gptq: tokens per chunk (default 512)\n"
+            "  --calib-chunks N         gptq: at most N chunks (default: all full chunks)\n"
+            "  --damp X                 gptq: damping, fraction of the mean Hessian diagonal (default\n"
+            "                           0.01; raised 10x up to 3 times if needed, reported)\n"
+            "  --act-order              gptq: columns by descending activation energy\n"
+            "  --mem-budget SIZE        gptq: hidden states kept in RAM up to SIZE (bytes, K/M/G\n"
+            "                           suffix; default a quarter of RAM), beyond in a temp file\n"
             "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
             "                           (searched anywhere in the name; \\d allowed) get type T;\n"
             "                           first match wins; repeatable. T is a tensor type:\n"
@@ -105,7 +117,11 @@ static void usage(FILE *fp) {
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
             "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
-            "are released as they are consumed.\n");
+            "are released as they are consumed.\n"
+            "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
+            "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
+            "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
+            "quantized linears, until written).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
@@ -134,6 +150,17 @@ typedef struct progress_state {
     double t0, last;
     int shown;
 } progress_state;
+
+static void on_gptq_progress(void *user, int layer, int n_layer, const char *stage) {
+    progress_state *ps = user;
+    double el = qf_now_seconds() - ps->t0;
+    double eta = layer > 0 && layer < n_layer ? el * (double)(n_layer - layer) / (double)layer : 0;
+    if (layer < n_layer)
+        fprintf(stderr, "\r[gptq] layer %3d/%-3d %-12s %6.0fs  ETA %5.0fs ", layer + 1, n_layer, stage, el, eta);
+    else
+        fprintf(stderr, "\r[gptq] output          %-12s %6.0fs              ", stage, el);
+    ps->shown = 1;
+}
 
 static void on_progress(const qf_quantize_progress *p, void *user) {
     progress_state *ps = user;
@@ -231,6 +258,20 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     } else {
         fprintf(fp, "null");
     }
+    if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
+        const qf_gptq_report *g = o->gptq_report;
+        fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
+                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"tensors\": [",
+                (long long)g->n_chunks, (long long)g->n_tokens, (unsigned long long)g->hidden_bytes,
+                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried);
+        for (size_t i = 0; i < g->n; i++) {
+            fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
+            qf_cli_json_str(fp, g->t[i].name);
+            fprintf(fp, ", \"type\": \"%s\", \"loss\": %.6g, \"loss_rtn\": %.6g, \"damp\": %g, \"retries\": %d}",
+                    tname(g->t[i].type), g->t[i].loss, g->t[i].loss_rtn, g->t[i].damp, g->t[i].retries);
+        }
+        fprintf(fp, "]}");
+    }
     fprintf(fp, ", \"seconds\": %.3f}\n", r->seconds);
 }
 
@@ -252,6 +293,19 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
                p->n_imatrix_used);
     printf("  method:    %s (%zu tensors searched)\n", qf_quant_method_name(p->method), p->n_searched);
     printf("  fallbacks: %zu\n", p->n_fallbacks);
+    if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ) {
+        const qf_gptq_report *g = o->gptq_report;
+        double lg = 0, lr = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            lg += g->t[i].loss;
+            lr += g->t[i].loss_rtn;
+        }
+        printf("  gptq:      %zu tensors, mean relative output error %.4g (round-to-nearest %.4g);\n"
+               "             %lld chunks, %lld tokens; forward %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
+               g->n, g->n ? lg / (double)g->n : 0.0, g->n ? lr / (double)g->n : 0.0, (long long)g->n_chunks,
+               (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
+               g->spilled ? "; hidden states spilled to disk" : "");
+    }
     if (o->write_manifest) printf("  manifest:  %s.xxh\n", o->out_path);
     double s = r->seconds;
     printf("  time:      %.2f s (%.1f MB/s of input)\n", s, s > 0 ? (double)p->in_tensor_bytes / 1e6 / s : 0.0);
@@ -325,6 +379,10 @@ int main(int argc, char **argv) {
     const char *pos[3];
     int n_pos = 0, quiet = 0, json = 0, dry = 0;
     int64_t n_threads = 0;
+    qf_gptq_run_opts gopt;
+    memset(&gopt, 0, sizeof gopt);
+    qf_gptq_report grep_;
+    memset(&grep_, 0, sizeof grep_);
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
@@ -348,7 +406,37 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--method")) {
             NEEDS_VALUE();
             o.method = qf_quant_method_from_name(val);
-            if (o.method < 0) return qf_cli_usage(PROG, "--method '%s': expected exact, search or auto", val);
+            if (o.method < 0) return qf_cli_usage(PROG, "--method '%s': expected exact, search, auto or gptq", val);
+        } else if (!strcmp(a, "--calib")) {
+            NEEDS_VALUE();
+            gopt.calib_path = val;
+        } else if (!strcmp(a, "--calib-ctx") || !strcmp(a, "--calib-chunks")) {
+            NEEDS_VALUE();
+            char *end;
+            long long n = strtoll(val, &end, 10);
+            if (*val == 0 || *end || n < 1 || n > (1ll << 30))
+                return qf_cli_usage(PROG, "%s '%s': expected a positive count", a, val);
+            if (!strcmp(a, "--calib-ctx")) gopt.n_ctx = n;
+            else gopt.max_chunks = n;
+        } else if (!strcmp(a, "--damp")) {
+            NEEDS_VALUE();
+            char *end;
+            double d = strtod(val, &end);
+            if (*val == 0 || *end || !(d > 0) || !(d < 1e6))
+                return qf_cli_usage(PROG, "--damp '%s': expected a number > 0", val);
+            gopt.damp = d;
+        } else if (!strcmp(a, "--act-order")) {
+            gopt.act_order = 1;
+        } else if (!strcmp(a, "--mem-budget")) {
+            NEEDS_VALUE();
+            char *end;
+            double b = strtod(val, &end), mul = 1;
+            if (*end == 'k' || *end == 'K') mul = 1024.0, end++;
+            else if (*end == 'm' || *end == 'M') mul = 1048576.0, end++;
+            else if (*end == 'g' || *end == 'G') mul = 1073741824.0, end++;
+            if (*val == 0 || *end || !(b > 0) || b * mul > 1e18)
+                return qf_cli_usage(PROG, "--mem-budget '%s': expected a size", val);
+            gopt.mem_budget = (uint64_t)(b * mul);
         } else if (!strcmp(a, "--tensor-type")) {
             NEEDS_VALUE();
             const char *eq = strrchr(val, '=');
@@ -407,6 +495,7 @@ int main(int argc, char **argv) {
     int threads;
     if ((rc = qf_cli_threads(PROG, n_threads, &threads)) >= 0) return rc;
     o.n_threads = threads;
+    gopt.n_threads = threads;
     char *snapshot = NULL; /* a hub cache name resolved */
     o.in_path = qf_cli_model_arg(PROG, pos[0], &snapshot);
     if (!o.in_path) return 1;
@@ -424,11 +513,21 @@ int main(int argc, char **argv) {
     }
     o.overrides = ovs;
     o.n_overrides = n_ovs;
+    if (o.method == QF_QUANT_METHOD_GPTQ && !gopt.calib_path)
+        return qf_cli_usage(PROG, "%s", "--method gptq needs --calib TEXT");
+    if (o.method != QF_QUANT_METHOD_GPTQ &&
+        (gopt.calib_path || gopt.damp > 0 || gopt.act_order || gopt.n_ctx || gopt.max_chunks || gopt.mem_budget))
+        return qf_cli_usage(PROG, "%s",
+                            "--calib, --calib-ctx, --calib-chunks, --damp, --act-order and --mem-budget need --method gptq");
+    o.gptq = &gopt;
+    o.gptq_report = &grep_;
 
     progress_state ps = {qf_now_seconds(), 0, 0};
     if (!quiet && !dry && isatty(STDERR_FILENO)) {
         o.progress = on_progress;
         o.progress_user = &ps;
+        gopt.progress = on_gptq_progress;
+        gopt.progress_user = &ps;
     }
 
     qf_err err;
@@ -453,6 +552,7 @@ int main(int argc, char **argv) {
         else print_summary(&o, &r);
     }
     qf_quantize_result_free(&r);
+    qf_gptq_report_free(&grep_);
     free(snapshot);
     for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
     free(ovs);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "convert.h"
+#include "gptq_run.h"
 #include "ggml_types.h"
 #include "manifest.h"
 #include "numfmt.h"
@@ -76,6 +77,7 @@ typedef struct job {
     uint64_t parallel_min; /* elements of a chunk below which one thread does it */
     uint64_t bytes_done;
     qf_search_opts search; /* for the tensors with plan.t[].search */
+    uint8_t **gptq;      /* method GPTQ: output bytes per plan tensor (NULL: the usual path) */
     qf_hasher *hasher;   /* when writing a manifest */
     qf_manifest_tensor *hashes;
 } job;
@@ -171,6 +173,12 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     if (rows_per_chunk > rows_per_mat) rows_per_chunk = rows_per_mat;
     int rc = 0;
 
+    if (j->gptq && j->gptq[idx]) { /* computed by qf_gptq_run */
+        if ((rc = put(j, j->gptq[idx], t->out_nbytes))) return rc;
+        j->bytes_done += s->nbytes;
+        report(j, idx, t);
+        return 0;
+    }
     const float *weights = NULL;
     if (t->uses_imatrix) {
         size_t need = (size_t)(ne0 * n_mat);
@@ -447,6 +455,9 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     }
     if ((rc = qf_quant_plan_build(&plan, &qin.all, o, have_im ? &im : NULL, err))) goto fail;
     if ((rc = plan_shards(&os, o, &qin, &plan, err))) goto fail;
+    if (o->method == QF_QUANT_METHOD_GPTQ &&
+        (rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, o->gptq, &j.gptq, o->gptq_report, err)))
+        goto fail;
 
     j.o = o;
     j.err = err;
@@ -459,7 +470,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     /* auto trades part of the K-quant search's gain for llama-quantize's
      * speed; --method search is the full search (qf_quant_method) */
     qf_search_opts_init(&j.search);
-    if (o->method == QF_QUANT_METHOD_AUTO) j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if (o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ) j.search.effort = QF_SEARCH_EFFORT_FAST;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;
     for (size_t i = 0; i < plan.n; i++)
@@ -532,6 +543,7 @@ done:
     free(j.f32);
     free(j.out);
     free(j.weights);
+    qf_gptq_blocks_free(j.gptq, plan.n);
     free(j.hashes);
     qf_hasher_free(j.hasher);
     qf_imatrix_free(&im);

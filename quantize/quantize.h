@@ -147,9 +147,11 @@ typedef enum qf_quant_method {
                                    llama-quantize. See qf_quant_method_searches (mix.c). The
                                    K-quant blocks are searched with QF_SEARCH_EFFORT_FAST (about
                                    5x faster than SEARCH's full effort, part of its gain). */
+    QF_QUANT_METHOD_GPTQ = 3,   /* GPTQ on calibration text (gptq_run.h, opts.gptq) for the linears of
+                                   every GPTQ type; the other tensors as AUTO */
 } qf_quant_method;
 
-const char *qf_quant_method_name(int method); /* "exact", "search", "auto" */
+const char *qf_quant_method_name(int method); /* "exact", "search", "auto", "gptq" */
 int qf_quant_method_from_name(const char *s); /* case-insensitive; -1 if unknown */
 /* 1 if a tensor converted to `type` under preset p uses the search quantizer
  * (has_imatrix: an imatrix was given for the run). */
@@ -173,6 +175,9 @@ typedef struct qf_quantize_progress {
 
 typedef void (*qf_quantize_progress_fn)(const qf_quantize_progress *p, void *user);
 
+struct qf_gptq_run_opts;
+struct qf_gptq_report;
+
 typedef struct qf_quantize_opts {
     const char *in_path;
     const char *out_path;
@@ -195,6 +200,8 @@ typedef struct qf_quantize_opts {
     int keep_split;                  /* a split input gives the same shards (tensor for tensor) */
     qf_quantize_progress_fn progress;
     void *progress_user;
+    const struct qf_gptq_run_opts *gptq; /* method GPTQ: calibration and solver options */
+    struct qf_gptq_report *gptq_report;  /* method GPTQ: filled with per-tensor losses (may be NULL) */
 } qf_quantize_opts;
 
 void qf_quantize_opts_init(qf_quantize_opts *o); /* zero, types -1 */

@@ -305,11 +305,85 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
     return failed ? QF_ENOMEM : 0;
 }
 
+/* One transformer block on c->x [T, E] in place (tokens at positions
+ * n_past..n_past+T-1; KV cache slot `l`), with the block's weights L. */
+static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t H = hp->n_head, Hkv = hp->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int64_t N = c->n_ctx, P = c->n_past;
+    int rc;
+
+    /* attention block */
+#pragma omp parallel for schedule(static) PAR(T * E)
+    for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
+    if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
+    if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
+    if ((rc = matmul(c, (int)l, &L->wv, c->xb, T, c->v, err)) < 0) return rc; /* [T, Hkv*Dv] */
+    add_bias(c->q, &L->bq, T);
+    add_bias(c->k, &L->bk, T);
+    add_bias(c->v, &L->bv, T);
+#pragma omp parallel for schedule(static) PAR(T * (H + Hkv) * Dk)
+    for (int64_t t = 0; t < T; t++) {
+        float *qt = c->q + t * H * Dk, *kt = c->k + t * Hkv * Dk;
+        if (L->q_norm.data) /* qwen3: RMSNorm of each head before RoPE */
+            for (int64_t h = 0; h < H; h++) rmsnorm(qt + h * Dk, qt + h * Dk, L->q_norm.data, Dk, hp->norm_eps);
+        if (L->k_norm.data)
+            for (int64_t h = 0; h < Hkv; h++) rmsnorm(kt + h * Dk, kt + h * Dk, L->k_norm.data, Dk, hp->norm_eps);
+        for (int64_t h = 0; h < H; h++) rope_head(c, qt + h * Dk, P + t);
+        for (int64_t h = 0; h < Hkv; h++) rope_head(c, kt + h * Dk, P + t);
+    }
+    /* append k (transposed) and v to the cache */
+    float *Kl = c->k_cache + l * Hkv * Dk * N, *Vl = c->v_cache + l * Hkv * N * Dv;
+    if (c->kv_f16) {
+        round_f16_row(c->k, T * Hkv * Dk);
+        round_f16_row(c->v, T * Hkv * Dv);
+    }
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t h = 0; h < Hkv; h++) {
+            for (int64_t d = 0; d < Dk; d++) Kl[(h * Dk + d) * N + P + t] = c->k[t * Hkv * Dk + h * Dk + d];
+            memcpy(Vl + (h * N + P + t) * Dv, c->v + t * Hkv * Dv + h * Dv, (size_t)Dv * sizeof(float));
+        }
+    }
+    if ((rc = attention(c, l, T)) < 0) return qf_set_err(err, rc, "out of memory in attention");
+    if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
+
+    /* x += att Wo^T, then the feed-forward block (SwiGLU) */
+#pragma omp parallel for schedule(static) PAR(T * E)
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = t * E; i < (t + 1) * E; i++) c->x[i] += c->proj[i];
+        rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
+    }
+    if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
+    if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
+#pragma omp parallel for schedule(static) PAR(T * F)
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = t * F; i < (t + 1) * F; i++) {
+            const float g = c->gate[i];
+            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
+        }
+    }
+    if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
+#pragma omp parallel for schedule(static) PAR(T * E)
+    for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
+    return 0;
+}
+
+int qf_forward_layer(qf_ctx *c, int64_t layer, const qf_layer *L, float *x, int64_t T, qf_err *err) {
+    if (T <= 0 || T > c->n_batch || c->n_past + T > c->n_ctx || layer < 0 || layer >= c->m->hp.n_layer)
+        return qf_set_err(err, QF_EINVAL, "layer %lld: batch of %lld tokens at %lld does not fit", (long long)layer,
+                          (long long)T, (long long)c->n_past);
+    const size_t bytes = (size_t)(T * c->m->hp.n_embd) * sizeof(float);
+    memcpy(c->x, x, bytes);
+    int rc = forward_layer(c, layer, L, T, err);
+    if (rc == 0) memcpy(x, c->x, bytes);
+    return rc;
+}
+
 int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, float *logits, qf_err *err) {
     const qf_model *m = c->m;
     const qf_hparams *hp = &m->hp;
-    const int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
-    const int64_t H = hp->n_head, Hkv = hp->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
+    const int64_t E = hp->n_embd, V = hp->n_vocab;
     const int64_t N = c->n_ctx, P = c->n_past;
     int rc;
     if (T <= 0 || T > c->n_batch)
@@ -333,62 +407,8 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
             return qf_set_err(err, QF_EUNSUPPORTED, "cannot read row of '%s'", m->tok_embd.name);
     }
 
-    for (int64_t l = 0; l < hp->n_layer; l++) {
-        const qf_layer *L = &m->layers[l];
-
-        /* attention block */
-#pragma omp parallel for schedule(static) PAR(T * E)
-        for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
-        if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
-        if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
-        if ((rc = matmul(c, (int)l, &L->wv, c->xb, T, c->v, err)) < 0) return rc; /* [T, Hkv*Dv] */
-        add_bias(c->q, &L->bq, T);
-        add_bias(c->k, &L->bk, T);
-        add_bias(c->v, &L->bv, T);
-#pragma omp parallel for schedule(static) PAR(T * (H + Hkv) * Dk)
-        for (int64_t t = 0; t < T; t++) {
-            float *qt = c->q + t * H * Dk, *kt = c->k + t * Hkv * Dk;
-            if (L->q_norm.data) /* qwen3: RMSNorm of each head before RoPE */
-                for (int64_t h = 0; h < H; h++) rmsnorm(qt + h * Dk, qt + h * Dk, L->q_norm.data, Dk, hp->norm_eps);
-            if (L->k_norm.data)
-                for (int64_t h = 0; h < Hkv; h++) rmsnorm(kt + h * Dk, kt + h * Dk, L->k_norm.data, Dk, hp->norm_eps);
-            for (int64_t h = 0; h < H; h++) rope_head(c, qt + h * Dk, P + t);
-            for (int64_t h = 0; h < Hkv; h++) rope_head(c, kt + h * Dk, P + t);
-        }
-        /* append k (transposed) and v to the cache */
-        float *Kl = c->k_cache + l * Hkv * Dk * N, *Vl = c->v_cache + l * Hkv * N * Dv;
-        if (c->kv_f16) {
-            round_f16_row(c->k, T * Hkv * Dk);
-            round_f16_row(c->v, T * Hkv * Dv);
-        }
-        for (int64_t t = 0; t < T; t++) {
-            for (int64_t h = 0; h < Hkv; h++) {
-                for (int64_t d = 0; d < Dk; d++) Kl[(h * Dk + d) * N + P + t] = c->k[t * Hkv * Dk + h * Dk + d];
-                memcpy(Vl + (h * N + P + t) * Dv, c->v + t * Hkv * Dv + h * Dv, (size_t)Dv * sizeof(float));
-            }
-        }
-        if ((rc = attention(c, l, T)) < 0) return qf_set_err(err, rc, "out of memory in attention");
-        if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
-
-        /* x += att Wo^T, then the feed-forward block (SwiGLU) */
-#pragma omp parallel for schedule(static) PAR(T * E)
-        for (int64_t t = 0; t < T; t++) {
-            for (int64_t i = t * E; i < (t + 1) * E; i++) c->x[i] += c->proj[i];
-            rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
-        }
-        if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
-        if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
-#pragma omp parallel for schedule(static) PAR(T * F)
-        for (int64_t t = 0; t < T; t++) {
-            for (int64_t i = t * F; i < (t + 1) * F; i++) {
-                const float g = c->gate[i];
-                c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
-            }
-        }
-        if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
-#pragma omp parallel for schedule(static) PAR(T * E)
-        for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
-    }
+    for (int64_t l = 0; l < hp->n_layer; l++)
+        if ((rc = forward_layer(c, l, &m->layers[l], T, err)) < 0) return rc;
 
     /* logits for tokens out_first..T-1 */
     const int64_t n_out = T - out_first;

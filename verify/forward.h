@@ -79,6 +79,15 @@ void qf_ctx_reset(qf_ctx *c);  /* forget the sequence: n_past = 0 */
  * (logits NULL -> c->logits). out_first == n computes no logits. */
 int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, float *logits, qf_err *err);
 
+/* One transformer block alone: x [T, n_embd] (hidden states entering block
+ * `layer`) is replaced by the block's output, computed with the weights L
+ * (m->layers[layer] or a modified copy, e.g. quantized) exactly as
+ * qf_forward computes that block. Tokens sit at positions n_past..n_past+T-1
+ * and their K/V go into the cache slot of `layer`; n_past is not advanced
+ * (the caller runs the chunk through every block, then resets). The matmul
+ * hook is called as in qf_forward. */
+int qf_forward_layer(qf_ctx *c, int64_t layer, const qf_layer *L, float *x, int64_t T, qf_err *err);
+
 /* Greedy (argmax, first index on ties) decoding: run prompt[0..n_prompt)
  * then append up to n_new tokens, stopping after a token for which
  * is_stop(stop_user, id) is true (is_stop may be NULL). out must hold

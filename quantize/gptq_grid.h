@@ -1,0 +1,69 @@
+/* gptq_grid.h - a GGUF block type seen as the grid GPTQ rounds onto.
+ *
+ * A block of `block` weights (32 or 256) stores some scales (d, dmin, 4/6/8-bit
+ * sub-block scales) and one level index per weight. Once the scales are
+ * fixed, every weight of a sub-block of `sub` weights can take one of `nlev`
+ * values: levels[u] = what the reference dequantizer returns for index u.
+ * GPTQ fixes the scales of a block from the error-updated weights (fit),
+ * reads the level tables (levels), rounds each weight to one of them and
+ * finally stores the chosen indices (pack). The dequantized block is then
+ * exactly the level values GPTQ used.
+ *
+ * Index u per type (u = 0..nlev-1, the stored value):
+ *   Q4_0 q=u-8; Q4_1 q=u; Q5_0 q=u-16; Q5_1 q=u; Q8_0 q=u-127 (-128 unused:
+ *   llama.cpp's int8 dot products take |q|); IQ4_NL kvalues_iq4nl[u];
+ *   Q2_K u; Q3_K q=u-4; Q4_K u; Q5_K u; Q6_K q=u-32.
+ */
+#ifndef QF_GPTQ_GRID_H
+#define QF_GPTQ_GRID_H
+
+#include <stddef.h>
+#include <math.h>
+#include <stdint.h>
+
+typedef struct qf_gptq_grid {
+    uint32_t type;      /* ggml type */
+    int block;          /* weights per block */
+    int sub;            /* weights sharing one level table */
+    int nlev;           /* levels per table */
+    size_t block_bytes;
+} qf_gptq_grid;
+
+/* Fill g for `type`; 0, or -1 if the type is not a GPTQ grid. */
+int qf_gptq_grid_get(uint32_t type, qf_gptq_grid *g);
+
+/* How the block scales are fitted to the current weights. */
+enum { QF_GPTQ_FIT_EXACT = 0, QF_GPTQ_FIT_SEARCH = 1 };
+
+/* Fit the scales of one block to x[block] (the codec's own quantizer:
+ * ggml's exact one, importance-weighted with qw[block] when qw is not NULL,
+ * or the search quantizer) and write the whole block to blk. Returns 0 or a
+ * negative QF_E* code from the codec. */
+int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int fit, void *blk);
+
+/* levels[s * nlev + u] for every sub-block s < block/sub: the dequantized
+ * value of index u under blk's stored scales. Overwrites blk's indices
+ * (pack them afterwards). */
+void qf_gptq_grid_levels(const qf_gptq_grid *g, void *blk, float *levels);
+
+/* Store the indices u[block] into blk, keeping its scales. */
+void qf_gptq_grid_pack(const qf_gptq_grid *g, const uint8_t *u, void *blk);
+
+/* Index of the level nearest to v in lev[nlev]. The levels of a table are
+ * monotone (ascending or descending: a negative scale), so a bisection finds
+ * the first level at or past v and the nearer of it and its predecessor
+ * wins (ties: the lower index). */
+static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
+    const int asc = lev[nlev - 1] >= lev[0];
+    int lo = 0, hi = nlev;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (asc ? lev[mid] >= v : lev[mid] <= v) hi = mid;
+        else lo = mid + 1;
+    }
+    if (lo == nlev) return nlev - 1;
+    if (lo == 0) return 0;
+    return fabsf(v - lev[lo - 1]) <= fabsf(lev[lo] - v) ? lo - 1 : lo;
+}
+
+#endif

@@ -1,0 +1,217 @@
+/* gptq_run.c - GPTQ over a whole model (gptq_run.h). */
+#include "gptq_run.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml_types.h"
+#include "gptq.h"
+#include "gptq_grid.h"
+#include "layerwise.h"
+#include "model.h"
+#include "codecs.h"
+#include "text.h"
+
+void qf_gptq_report_free(qf_gptq_report *r) {
+    if (!r) return;
+    free(r->t);
+    memset(r, 0, sizeof *r);
+}
+
+void qf_gptq_blocks_free(uint8_t **blocks, size_t n) {
+    if (!blocks) return;
+    for (size_t i = 0; i < n; i++) free(blocks[i]);
+    free(blocks);
+}
+
+#define LOSS_ROWS 256
+
+typedef struct state {
+    const qf_quant_plan *plan;
+    const qf_imatrix *im;
+    const qf_gptq_run_opts *o;
+    uint8_t **blocks;
+    qf_gptq_report *rep;
+    size_t cap;
+    float *qw;               /* fit weights [n_in] */
+    float *rtn;              /* scratch for the RTN comparison */
+    uint8_t *rtn_q;
+} state;
+
+static long find_plan(const qf_quant_plan *plan, const char *name) {
+    for (size_t i = 0; i < plan->n; i++)
+        if (!strcmp(plan->t[i].name, name)) return (long)i;
+    return -1;
+}
+
+static int add_report(state *s, const qf_gptq_tensor_report *t) {
+    if (!s->rep) return 0;
+    if (s->rep->n == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 64;
+        qf_gptq_tensor_report *nt = realloc(s->rep->t, nc * sizeof *nt);
+        if (!nt) return QF_ENOMEM;
+        s->rep->t = nt;
+        s->cap = nc;
+    }
+    s->rep->t[s->rep->n++] = *t;
+    return 0;
+}
+
+/* ggml's round-to-nearest of W, dequantized into s->rtn. */
+static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, int64_t n_in) {
+    uint64_t rs;
+    ggml_row_size(type, (uint64_t)n_in, &rs);
+    float *f = realloc(s->rtn, (size_t)(n_out * n_in) * sizeof *f);
+    if (!f) return QF_ENOMEM;
+    s->rtn = f;
+    uint8_t *q = realloc(s->rtn_q, (size_t)(rs * (uint64_t)n_out));
+    if (!q) return QF_ENOMEM;
+    s->rtn_q = q;
+    if (qf_quantize_rows(type, W, q, n_out, n_in, NULL) < 0) return QF_EUNSUPPORTED;
+    for (int64_t r = 0; r < n_out; r++) qf_dequantize_row_ref(type, q + r * rs, f + r * n_in, n_in);
+    return 0;
+}
+
+/* The group function: GPTQ for every tensor of the group that has a GPTQ type. */
+static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
+    state *s = user;
+    const int64_t n_in = g->n_in;
+    float *qw = realloc(s->qw, (size_t)n_in * sizeof *qw);
+    if (!qw) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    s->qw = qw;
+    for (int i = 0; i < g->n; i++) {
+        const qf_weight *w = g->w[i];
+        const long pi = find_plan(s->plan, w->name);
+        if (pi < 0) continue;
+        const qf_quant_tensor_plan *t = &s->plan->t[pi];
+        if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != 1) continue;
+        /* fit weights: the imatrix if it has the tensor, else mean x^2 */
+        int have = 0;
+        if (s->im) {
+            qf_err e2 = {0};
+            have = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0;
+        }
+        if (!have)
+            for (int64_t j = 0; j < n_in; j++)
+                qw[j] = (float)(g->H[j * n_in + j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1));
+        qf_gptq_opts go;
+        qf_gptq_opts_init(&go);
+        if (s->o->damp > 0) go.damp = s->o->damp;
+        go.act_order = s->o->act_order;
+        go.fit = QF_GPTQ_FIT_SEARCH;
+        go.fit_weights = qw;
+        go.n_threads = s->o->n_threads;
+        uint8_t *dst = malloc((size_t)t->out_nbytes);
+        float *W = g->wf[i];
+        if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+        float *Q = malloc((size_t)(w->n_out * n_in) * sizeof *Q);
+        if (!Q) {
+            free(dst);
+            return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+        }
+        qf_gptq_info info;
+        int rc = qf_gptq_quantize(t->type, W, w->n_out, n_in, g->H, &go, dst, Q, &info, err);
+        if (rc) {
+            free(dst);
+            free(Q);
+            qf_err_prefix(err, w->name);
+            return rc;
+        }
+        qf_gptq_tensor_report tr;
+        memset(&tr, 0, sizeof tr);
+        snprintf(tr.name, sizeof tr.name, "%s", w->name);
+        tr.type = t->type;
+        tr.damp = info.damp;
+        tr.retries = info.retries;
+        /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
+        const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+        float *smp = malloc((size_t)(3 * nr * n_in) * sizeof *smp);
+        if (!smp) rc = QF_ENOMEM;
+        if (!rc && (rc = rtn_values(s, t->type, W, w->n_out, n_in)) == 0) {
+            const size_t rb = (size_t)n_in * sizeof *smp;
+            for (int64_t r = 0; r < nr; r++) {
+                memcpy(smp + r * n_in, W + r * step * n_in, rb);
+                memcpy(smp + (nr + r) * n_in, Q + r * step * n_in, rb);
+                memcpy(smp + (2 * nr + r) * n_in, s->rtn + r * step * n_in, rb);
+            }
+            const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H, s->o->n_threads);
+            tr.loss = qf_gptq_output_error(smp, smp + nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
+            tr.loss_rtn = qf_gptq_output_error(smp, smp + 2 * nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
+        }
+        free(smp);
+        memcpy(W, Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
+        free(Q);
+        s->blocks[pi] = dst;
+        if (s->rep && info.retries) s->rep->retried++;
+        if (rc || add_report(s, &tr)) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
+                uint8_t ***blocks_out, qf_gptq_report *rep, qf_err *err) {
+    *blocks_out = NULL;
+    if (rep) memset(rep, 0, sizeof *rep);
+    if (!o || !o->calib_path) return qf_set_err(err, QF_EINVAL, "gptq: a calibration text is required (--calib)");
+    if (o->damp < 0 || o->damp != o->damp) return qf_set_err(err, QF_EINVAL, "gptq: damping must be positive");
+    qf_model m;
+    qf_text tx;
+    memset(&m, 0, sizeof m);
+    memset(&tx, 0, sizeof tx);
+    char *text = NULL;
+    size_t text_len = 0;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    state s;
+    memset(&s, 0, sizeof s);
+    int rc = qf_model_load(&m, model_path, err);
+    if (rc) return rc;
+    if ((rc = qf_text_init(&tx, &m.file, err)) || (rc = qf_read_text_any(o->calib_path, &text, &text_len, err)))
+        goto done;
+    if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
+    if ((rc = qf_text_encode(&tx, text, 1, &ids, &n_ids, err))) goto done;
+    s.plan = plan;
+    s.im = im;
+    s.o = o;
+    s.rep = rep;
+    s.blocks = calloc(plan->n ? plan->n : 1, sizeof *s.blocks);
+    if (!s.blocks) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    qf_lw_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
+    lp.max_chunks = o->max_chunks;
+    qf_text_bos(&tx, &lp.add_bos, &lp.bos_id);
+    lp.mem_budget = o->mem_budget;
+    lp.n_threads = o->n_threads;
+    lp.progress = o->progress;
+    lp.progress_user = o->progress_user;
+    qf_lw_stats st;
+    rc = qf_layerwise_run(&m, ids, n_ids, &lp, on_group, &s, &st, err);
+    if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, o->calib_path);
+    if (rep) {
+        rep->n_chunks = st.n_chunks;
+        rep->n_tokens = st.n_tokens;
+        rep->hidden_bytes = st.hidden_bytes;
+        rep->spilled = st.spilled;
+        rep->forward_seconds = st.forward_seconds;
+        rep->solve_seconds = st.callback_seconds;
+    }
+done:
+    if (rc) {
+        qf_gptq_blocks_free(s.blocks, plan->n);
+    } else {
+        *blocks_out = s.blocks;
+    }
+    free(s.qw);
+    free(s.rtn);
+    free(s.rtn_q);
+    free(ids);
+    free(text);
+    qf_text_free(&tx);
+    qf_model_free(&m);
+    return rc;
+}

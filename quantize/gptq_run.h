@@ -1,0 +1,64 @@
+/* gptq_run.h - qforge-quantize --method gptq: GPTQ of every linear on the
+ * layer-sequential pipeline (layerwise.h), for the types the plan chose.
+ *
+ * For each group of linears sharing an input, every tensor whose planned
+ * type is a GPTQ grid (gptq.h) is quantized with the group's H; its blocks
+ * are kept for the writer and its dequantized values replace the weights
+ * for the following groups and blocks. Tensors of other types (F16
+ * fallbacks, ...) and token_embd go through the plan's usual method.
+ * Block scales are fitted with the search quantizer (ggml's own for IQ4_NL)
+ * weighted by the imatrix when one is given, else by diag(H) / tokens
+ * (the imatrix the same calibration would give).
+ */
+#ifndef QF_GPTQ_RUN_H
+#define QF_GPTQ_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imatrix.h"
+#include "qf_error.h"
+#include "quantize.h"
+
+typedef struct qf_gptq_run_opts {
+    const char *calib_path;   /* calibration text (qf_read_text_any formats) */
+    int64_t n_ctx;            /* tokens per chunk; 0 -> 512 */
+    int64_t max_chunks;       /* <= 0: all full chunks */
+    double damp;              /* relative damping; 0 -> 0.01 */
+    int act_order;
+    uint64_t mem_budget;      /* hidden states in RAM up to this; 0 -> a quarter of RAM */
+    int n_threads;            /* threads (same bytes for any count); <= 1: one */
+    void (*progress)(void *user, int layer, int n_layer, const char *stage);
+    void *progress_user;
+} qf_gptq_run_opts;
+
+typedef struct qf_gptq_tensor_report {
+    char name[96];
+    uint32_t type;
+    double loss;              /* ||WX - QX||^2 / ||WX||^2 on the calibration inputs, GPTQ
+                                 (over at most 256 evenly spaced rows of W) */
+    double loss_rtn;          /* the same for ggml's round-to-nearest (exact, no imatrix) */
+    double damp;              /* damping used */
+    int retries;
+} qf_gptq_tensor_report;
+
+typedef struct qf_gptq_report {
+    size_t n;
+    qf_gptq_tensor_report *t; /* in pipeline order */
+    int64_t n_chunks, n_tokens;
+    uint64_t hidden_bytes;
+    int spilled;
+    double forward_seconds, solve_seconds;
+    int retried;              /* tensors whose damping was raised */
+} qf_gptq_report;
+
+void qf_gptq_report_free(qf_gptq_report *r);
+
+/* Run GPTQ for the tensors of `plan` on the model at model_path. On
+ * success blocks[i] holds the output bytes of plan->t[i] (NULL for tensors
+ * left to the usual path); free with qf_gptq_blocks_free. */
+int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
+                uint8_t ***blocks, qf_gptq_report *rep, qf_err *err);
+void qf_gptq_blocks_free(uint8_t **blocks, size_t n);
+
+#endif

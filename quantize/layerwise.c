@@ -1,0 +1,345 @@
+/* layerwise.c - the layer-sequential calibration pipeline (layerwise.h). */
+#include "layerwise.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "qf_threads.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The hidden states: malloc'd, or a mapping of an unlinked temporary file. */
+typedef struct hidden {
+    float *x;
+    size_t bytes;
+    int mapped;
+} hidden;
+
+static int hidden_alloc(hidden *h, size_t bytes, uint64_t budget, const char *tmp_dir, qf_err *err) {
+    memset(h, 0, sizeof *h);
+    h->bytes = bytes;
+    if (bytes <= budget) {
+        h->x = malloc(bytes);
+        if (h->x) return 0;
+    }
+    const char *dir = tmp_dir ? tmp_dir : getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qforge-hidden-XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot create a temporary file for the hidden states", dir);
+    unlink(path);
+    if (ftruncate(fd, (off_t)bytes) != 0) {
+        close(fd);
+        return qf_set_err(err, QF_EIO, "%s: no room for %zu bytes of hidden states", dir, bytes);
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return qf_set_err(err, QF_EIO, "%s: cannot map the hidden-state file", dir);
+    h->x = p;
+    h->mapped = 1;
+    return 0;
+}
+
+static void hidden_free(hidden *h) {
+    if (h->mapped) munmap(h->x, h->bytes);
+    else free(h->x);
+    memset(h, 0, sizeof *h);
+}
+
+/* Accumulates the input of one weight (the group's first) from the engine's matmul hook. */
+typedef struct capture {
+    const qf_weight *target;
+    int64_t n;
+    double *H;    /* lower triangle */
+    double *abs;
+    int64_t tokens;
+    int n_threads;
+} capture;
+
+static void capture_hook(void *user, int layer, const qf_weight *w, const float *x, int64_t T) {
+    capture *c = user;
+    if (w != c->target) return;
+    qf_syrk_lower(c->H, x, T, c->n, c->n_threads);
+    qf_sumabs_cols(c->abs, x, T, c->n, c->n, c->n_threads);
+    c->tokens += T;
+}
+
+/* w's values as F32 into out[n_out * n_in]; QF_ERANGE on a non-finite value. */
+static int weight_f32(const qf_weight *w, float *out, qf_err *err) {
+    for (int64_t r = 0; r < w->n_out; r++) {
+        float *row = out + r * w->n_in;
+        if (qf_weight_row(w, r, row) < 0)
+            return qf_set_err(err, QF_EUNSUPPORTED, "tensor '%s': cannot read type %u", w->name, w->type);
+        for (int64_t j = 0; j < w->n_in; j++)
+            if (!isfinite(row[j]))
+                return qf_set_err(err, QF_ERANGE, "tensor '%s' has a non-finite value (nan or inf) at row %lld",
+                                  w->name, (long long)r);
+    }
+    return 0;
+}
+
+static qf_weight f32_view(const qf_weight *w, const float *data) {
+    qf_weight v = *w;
+    v.data = data;
+    v.type = 0; /* GGML_TYPE_F32 */
+    v.row_bytes = (size_t)w->n_in * sizeof(float);
+    return v;
+}
+
+/* Mirror the accumulated lower triangle into the full matrix. */
+static void symmetrize(double *H, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < i; j++) H[j * n + i] = H[i * n + j];
+}
+
+typedef struct run {
+    const qf_model *m;
+    const qf_lw_params *p;
+    qf_ctx c;
+    hidden hs;
+    float *xbuf;             /* one chunk [ctx, E] */
+    int64_t n_chunks, ctx;
+    double *H, *abs;         /* sized for the widest input */
+    qf_lw_group_fn fn;
+    void *user;
+    qf_lw_stats *st;
+} run;
+
+/* Run every chunk through block l (weights L) and accumulate the input of
+ * `target`; in place on the hidden states when `advance`. */
+static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, int64_t n_in, int advance,
+                capture *cap, qf_err *err) {
+    const int64_t E = r->m->hp.n_embd;
+    if (target) {
+        *cap = (capture){target, n_in, r->H, r->abs, 0, r->c.n_threads};
+        memset(r->H, 0, (size_t)(n_in * n_in) * sizeof *r->H);
+        memset(r->abs, 0, (size_t)n_in * sizeof *r->abs);
+        r->c.hook = capture_hook;
+        r->c.hook_user = cap;
+    } else {
+        r->c.hook = NULL;
+    }
+    for (int64_t k = 0; k < r->n_chunks; k++) {
+        float *xk = r->hs.x + k * r->ctx * E;
+        float *x = advance ? xk : r->xbuf;
+        if (!advance) memcpy(x, xk, (size_t)(r->ctx * E) * sizeof *x);
+        r->c.n_past = 0;
+        int rc = qf_forward_layer(&r->c, l, L, x, r->ctx, err);
+        if (rc) return rc;
+    }
+    r->c.hook = NULL;
+    if (target) symmetrize(r->H, n_in);
+    return 0;
+}
+
+/* The input of a group that reads rmsnorm(x) * nw straight from the hidden
+ * states (attn_in, output_in): computed as the engine does, no block run. */
+static void norm_capture(run *r, const float *nw, capture *cap) {
+    const int64_t E = r->m->hp.n_embd;
+    *cap = (capture){NULL, E, r->H, r->abs, 0, r->c.n_threads};
+    memset(r->H, 0, (size_t)(E * E) * sizeof *r->H);
+    memset(r->abs, 0, (size_t)E * sizeof *r->abs);
+    for (int64_t k = 0; k < r->n_chunks; k++) {
+        const float *xk = r->hs.x + k * r->ctx * E;
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(r->ctx * E), r->c.n_threads))
+        for (int64_t t = 0; t < r->ctx; t++) {
+            const float *x = xk + t * E;
+            double ss = 0.0;
+            for (int64_t i = 0; i < E; i++) ss += (double)x[i] * (double)x[i];
+            const float scale = 1.0f / sqrtf((float)(ss / (double)E) + r->m->hp.norm_eps);
+            for (int64_t i = 0; i < E; i++) r->xbuf[t * E + i] = (x[i] * scale) * nw[i];
+        }
+        capture_hook(cap, -1, NULL, r->xbuf, r->ctx);
+    }
+    symmetrize(r->H, E);
+}
+
+static int call_group(run *r, qf_lw_group *g, const capture *cap, qf_err *err) {
+    g->n_layer = (int)r->m->hp.n_layer;
+    g->H = r->H;
+    g->abs_sum = r->abs;
+    g->n_tokens = cap->tokens;
+    const double t0 = now_seconds();
+    int rc = r->fn(r->user, g, err);
+    r->st->callback_seconds += now_seconds() - t0;
+    return rc;
+}
+
+static void progress(run *r, int layer, const char *stage) {
+    if (r->p->progress) r->p->progress(r->p->progress_user, layer, (int)r->m->hp.n_layer, stage);
+}
+
+/* The four groups of block l, then the pass that moves the hidden states on. */
+static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
+    const qf_layer *L0 = &r->m->layers[l];
+    qf_layer Lq = *L0;
+    qf_weight *slots[7] = {&Lq.wq, &Lq.wk, &Lq.wv, &Lq.wo, &Lq.ffn_gate, &Lq.ffn_up, &Lq.ffn_down};
+    const qf_weight *orig[7] = {&L0->wq, &L0->wk, &L0->wv, &L0->wo, &L0->ffn_gate, &L0->ffn_up, &L0->ffn_down};
+    static const struct { qf_site_kind kind; int first, n; const char *stage; } groups[4] = {
+        {QF_SITE_ATTN_IN, 0, 3, "attn_in"}, {QF_SITE_ATTN_OUT, 3, 1, "attn_out"},
+        {QF_SITE_FFN_IN, 4, 2, "ffn_in"},   {QF_SITE_FFN_DOWN, 6, 1, "ffn_down_in"}};
+    int rc;
+    for (int i = 0; i < 7; i++)
+        if ((rc = weight_f32(orig[i], wf[i], err))) return rc;
+    for (int gi = 0; gi < 4; gi++) {
+        progress(r, (int)l, groups[gi].stage);
+        const int first = groups[gi].first;
+        const int64_t n_in = orig[first]->n_in;
+        capture cap;
+        if (gi == 0) norm_capture(r, L0->attn_norm.data, &cap);
+        else if ((rc = pass(r, l, &Lq, slots[first], n_in, 0, &cap, err))) return rc;
+        qf_lw_group g;
+        memset(&g, 0, sizeof g);
+        g.layer = (int)l;
+        g.kind = groups[gi].kind;
+        g.n = groups[gi].n;
+        g.n_in = n_in;
+        for (int i = 0; i < g.n; i++) {
+            g.w[i] = orig[first + i];
+            g.wf[i] = wf[first + i];
+        }
+        if ((rc = call_group(r, &g, &cap, err))) return rc;
+        for (int i = 0; i < g.n; i++) *slots[first + i] = f32_view(orig[first + i], wf[first + i]);
+    }
+    progress(r, (int)l, "advance");
+    return pass(r, l, &Lq, NULL, 0, 1, NULL, err);
+}
+
+/* OUTPUT: the final norm's outputs of every token, then the group. */
+static int output_group(run *r, float *wout, qf_err *err) {
+    const qf_model *m = r->m;
+    const int64_t E = m->hp.n_embd;
+    progress(r, (int)m->hp.n_layer, "output_in");
+    capture cap;
+    norm_capture(r, m->output_norm.data, &cap);
+    int rc = weight_f32(&m->output, wout, err);
+    if (rc) return rc;
+    qf_lw_group g;
+    memset(&g, 0, sizeof g);
+    g.layer = -1;
+    g.kind = QF_SITE_OUTPUT;
+    g.n = 1;
+    g.n_in = E;
+    g.w[0] = &m->output;
+    g.wf[0] = wout;
+    return call_group(r, &g, &cap, err);
+}
+
+uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
+    const qf_hparams *hp = &m->hp;
+    const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
+    const uint64_t QD = (uint64_t)(hp->n_head * hp->head_dim_k), KD = (uint64_t)(hp->n_head_kv * hp->head_dim_k);
+    const uint64_t VD = (uint64_t)(hp->n_head_kv * hp->head_dim_v), OD = (uint64_t)(hp->n_head * hp->head_dim_v);
+    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + 3 * E * F);
+    if (!m->tied_output) {
+        const uint64_t ob = 4 * E * (uint64_t)hp->n_vocab;
+        if (ob > wb) wb = ob;
+    }
+    uint64_t n_in = E > F ? E : F;
+    if (OD > n_in) n_in = OD;
+    return wb + 8 * n_in * n_in + 8 * n_in + 4 * (uint64_t)n_ctx * E +
+           4 * (uint64_t)n_ctx * (10 * (n_in > E ? n_in : E) + (uint64_t)hp->n_layer * (KD + VD));
+}
+
+int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
+                     qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err) {
+    const qf_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, ctx = p->n_ctx;
+    qf_lw_stats st_local;
+    if (!st) st = &st_local;
+    memset(st, 0, sizeof *st);
+    if (ctx <= 0) return qf_set_err(err, QF_EINVAL, "calibration context %lld must be positive", (long long)ctx);
+    int64_t n_chunks = n_tokens / ctx;
+    if (p->max_chunks > 0 && n_chunks > p->max_chunks) n_chunks = p->max_chunks;
+    if (n_chunks < 1)
+        return qf_set_err(err, QF_EINVAL, "calibration text has %lld tokens, fewer than one chunk of %lld",
+                          (long long)n_tokens, (long long)ctx);
+    run r;
+    memset(&r, 0, sizeof r);
+    r.m = m;
+    r.p = p;
+    r.n_chunks = n_chunks;
+    r.ctx = ctx;
+    r.fn = fn;
+    r.user = user;
+    r.st = st;
+    const double t0 = now_seconds();
+    uint64_t budget = p->mem_budget;
+    if (!budget) budget = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 4;
+    const size_t hbytes = (size_t)(n_chunks * ctx * E) * sizeof(float);
+    int64_t n_in_max = E > hp->n_ff ? E : hp->n_ff;
+    if (hp->n_head * hp->head_dim_v > n_in_max) n_in_max = hp->n_head * hp->head_dim_v;
+    float *wf[7] = {0}, *wout = NULL;
+    int rc = hidden_alloc(&r.hs, hbytes, budget, p->tmp_dir, err);
+    if (rc) return rc;
+    st->n_chunks = n_chunks;
+    st->n_tokens = n_chunks * ctx;
+    st->hidden_bytes = hbytes;
+    st->spilled = r.hs.mapped;
+    if ((rc = qf_ctx_init(&r.c, m, ctx, ctx, err))) goto done;
+    r.c.n_threads = p->n_threads > 1 ? p->n_threads : 1;
+    r.c.act_llamacpp = 0; /* plain F32 activations: the inputs GPTQ's H describes */
+    r.c.kv_f16 = 0;
+    r.xbuf = malloc((size_t)(ctx * E) * sizeof *r.xbuf);
+    r.H = malloc((size_t)(n_in_max * n_in_max) * sizeof *r.H);
+    r.abs = malloc((size_t)n_in_max * sizeof *r.abs);
+    if (!r.xbuf || !r.H || !r.abs) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
+        goto done;
+    }
+    /* embeddings of every chunk (first token BOS when the vocabulary adds one) */
+    for (int64_t k = 0; k < n_chunks; k++) {
+        for (int64_t t = 0; t < ctx; t++) {
+            int32_t id = tokens[k * ctx + t];
+            if (t == 0 && p->add_bos) id = p->bos_id;
+            if (id < 0 || id >= hp->n_vocab) {
+                rc = qf_set_err(err, QF_EINVAL, "token id %d out of range", id);
+                goto done;
+            }
+            if (qf_weight_row(&m->tok_embd, id, r.hs.x + (k * ctx + t) * E) < 0) {
+                rc = qf_set_err(err, QF_EUNSUPPORTED, "cannot read row of '%s'", m->tok_embd.name);
+                goto done;
+            }
+        }
+    }
+    for (int64_t l = 0; l < hp->n_layer && !rc; l++) {
+        const qf_layer *L = &m->layers[l];
+        const qf_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (int i = 0; i < 7; i++) { /* sized per block: shapes may differ between blocks */
+            free(wf[i]);
+            wf[i] = malloc((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float));
+            if (!wf[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the weights of block %lld", (long long)l);
+        }
+        if (!rc) rc = block(&r, l, wf, err);
+    }
+    for (int i = 0; i < 7; i++) {
+        free(wf[i]);
+        wf[i] = NULL;
+    }
+    if (!rc && !m->tied_output && m->output.data) {
+        wout = malloc((size_t)(m->output.n_in * m->output.n_out) * sizeof *wout);
+        rc = wout ? output_group(&r, wout, err) : qf_set_err(err, QF_ENOMEM, "out of memory for output.weight");
+    }
+done:
+    st->forward_seconds = now_seconds() - t0 - st->callback_seconds;
+    free(wout);
+    for (int i = 0; i < 7; i++) free(wf[i]);
+    free(r.xbuf);
+    free(r.H);
+    free(r.abs);
+    qf_ctx_free(&r.c);
+    hidden_free(&r.hs);
+    return rc;
+}

@@ -1,0 +1,81 @@
+/* layerwise.h - the layer-sequential ("true sequential") calibration pipeline.
+ *
+ * The calibration chunks' hidden states [n_chunks * ctx, n_embd] F32 enter
+ * block l after blocks 0..l-1 have been replaced by their quantized
+ * versions. Inside a block the linears are visited in groups that read the
+ * same input, in forward order:
+ *
+ *   ATTN_IN  (attn_q, attn_k, attn_v)  ATTN_OUT (attn_output)
+ *   FFN_IN   (ffn_gate, ffn_up)        FFN_DOWN (ffn_down)
+ *
+ * and, after the last block, OUTPUT (output.weight, unless tied) reading the
+ * final norm's output. Before each group the chunks run through the block
+ * with the groups already visited replaced, and the group's input is
+ * accumulated: H = sum over tokens of x x^T (double, lower triangle with
+ * qf_syrk_lower, then mirrored) and sum |x_j|. The caller's function gets the
+ * group with its weights as F32 and may overwrite them (e.g. with their
+ * quantized values); the next groups and blocks then run with what it left.
+ *
+ * Memory: the hidden states (4 * n_chunks * ctx * n_embd B) stay in RAM up
+ * to mem_budget and are otherwise kept in an unlinked temporary file
+ * (mapped; the kernel pages it), plus one block's weights as F32, the
+ * group's H (8 * n_in^2 B), the engine for one chunk.
+ * Bytes: everything is deterministic for any thread count (engine, syrk).
+ */
+#ifndef QF_LAYERWISE_H
+#define QF_LAYERWISE_H
+
+#include <stdint.h>
+
+#include "calibrate.h"
+#include "model.h"
+#include "qf_error.h"
+
+typedef struct qf_lw_group {
+    int layer;                /* block index; -1 for OUTPUT */
+    int n_layer;
+    qf_site_kind kind;        /* calibrate.h's sites: ATTN_IN, ATTN_OUT, FFN_IN, FFN_DOWN, OUTPUT */
+    int n;                    /* linears reading this input (1..3), forward order */
+    const qf_weight *w[3];    /* the model's tensors (names, shapes, stored data) */
+    float *wf[3];             /* their values as F32 [n_out * n_in]; may be overwritten */
+    int64_t n_in;
+    const double *H;          /* [n_in * n_in] full symmetric: sum over tokens of x x^T */
+    const double *abs_sum;    /* [n_in] sum over tokens of |x_j| */
+    int64_t n_tokens;
+} qf_lw_group;
+
+typedef int (*qf_lw_group_fn)(void *user, const qf_lw_group *g, qf_err *err);
+
+typedef struct qf_lw_params {
+    int64_t n_ctx;            /* tokens per chunk */
+    int64_t max_chunks;       /* <= 0: all full chunks */
+    int add_bos;              /* chunk's first token replaced by bos_id */
+    int32_t bos_id;
+    uint64_t mem_budget;      /* bytes of hidden states kept in RAM; 0: a quarter of physical RAM */
+    const char *tmp_dir;      /* for the spill file; NULL: $TMPDIR or /tmp */
+    int n_threads;            /* threads for the engine and the accumulators; <= 1: one */
+    /* progress: layer (n_layer = output), stage name ("attn_in", ...) */
+    void (*progress)(void *user, int layer, int n_layer, const char *stage);
+    void *progress_user;
+} qf_lw_params;
+
+typedef struct qf_lw_stats {
+    int64_t n_chunks;
+    int64_t n_tokens;
+    uint64_t hidden_bytes;
+    int spilled;              /* hidden states in a temporary file */
+    double forward_seconds;   /* engine passes and accumulation */
+    double callback_seconds;  /* time spent in the group function */
+} qf_lw_stats;
+
+/* Run the pipeline over tokens[n_tokens]; fn is called once per group.
+ * QF_EINVAL if the text holds fewer than one chunk; QF_ERANGE for
+ * non-finite weights; the group function's error is returned as is. */
+int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
+                     qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err);
+
+/* Memory the pipeline needs besides the hidden states and the model mapping
+ * (F32 weights of the widest block, the largest H, engine buffers), bytes. */
+uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx);
+
+#endif

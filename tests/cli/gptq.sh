@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# gptq.sh - qforge-quantize --method gptq end to end: stories260K (HF directory
+# and GGUF input) and tinystories-distill-3M with TinyStories calibration text;
+# llama.cpp loads and runs the files; bytes identical for 1 and 2 threads;
+# KL-divergence against the base below the default method's; bad inputs.
+. "$(dirname "$0")/../lib.sh"
+Q=$QF_BIN/qforge-quantize
+V=$QF_BIN/qforge-verify
+PEER=$QF_DATA/peers/llama.cpp/bin/llama-perplexity
+CAL=corpus/tinystories-gen/calib.txt
+EVAL=corpus/tinystories-gen/test.txt
+S260=models/stories260K
+TS3M=models/tinystories-distill-3M
+kld_mean() { sed -n 's/.*"kld": {"mean": \([-0-9.e]*\).*/\1/p' "$1"; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+need_data s260 "$S260" && need_data calib "$CAL" && need_data eval "$EVAL" || { finish; exit; }
+CALF=$QF_DATA/$CAL
+G="--method gptq --calib $CALF --calib-ctx 128 --calib-chunks 4 --quiet"
+
+# ---- files that llama.cpp runs, thread-count determinism
+for ty in Q4_0 Q4_K_M; do
+  if ! "$Q" "$QF_DATA/$S260" "$TMP/s-$ty-t1.gguf" $ty $G -t 1 >/dev/null 2>"$TMP/err"; then
+    fail "s260-$ty" "$(cat "$TMP/err")"; continue
+  fi
+  pass "s260-$ty"
+  "$Q" "$QF_DATA/$S260" "$TMP/s-$ty-t2.gguf" $ty $G -t 2 >/dev/null 2>"$TMP/err" &&
+    cmp -s "$TMP/s-$ty-t1.gguf" "$TMP/s-$ty-t2.gguf" && pass "s260-$ty-threads" ||
+    fail "s260-$ty-threads" "1 and 2 threads differ $(cat "$TMP/err")"
+  if [ -x "$PEER" ]; then
+    out=$("$PEER" -m "$TMP/s-$ty-t1.gguf" -f "$QF_DATA/$EVAL" -t 1 -b 128 -c 128 --chunks 4 -ctk f32 -ctv f32 2>&1)
+    case $out in *"Final estimate: PPL = "*) pass "s260-$ty-llamacpp" ;;
+      *) fail "s260-$ty-llamacpp" "llama-perplexity: $(printf '%s' "$out" | tail -n 2)" ;; esac
+  else
+    skip "s260-$ty-llamacpp" "peer binary $PEER not found"
+  fi
+done
+
+# ---- the same sizes as the default method, and a lower KL-divergence against the base
+if [ -f "$TMP/s-Q4_0-t1.gguf" ]; then
+  "$Q" "$QF_DATA/$S260" "$TMP/s-auto.gguf" Q4_0 --quiet -t 2 >/dev/null 2>&1
+  [ "$(stat -c %s "$TMP/s-auto.gguf")" = "$(stat -c %s "$TMP/s-Q4_0-t1.gguf")" ] && pass s260-same-size ||
+    fail s260-same-size "gptq and auto files differ in size"
+  R="-f $QF_DATA/$EVAL -c 128 --chunks 20 -t 2 --base $QF_DATA/$S260 --json"
+  "$V" "$TMP/s-Q4_0-t1.gguf" $R >"$TMP/g.json" 2>"$TMP/err" && "$V" "$TMP/s-auto.gguf" $R >"$TMP/a.json" 2>>"$TMP/err"
+  kg=$(kld_mean "$TMP/g.json"); ka=$(kld_mean "$TMP/a.json")
+  if [ -n "$kg" ] && [ -n "$ka" ] && lt "$kg" "$ka"; then pass s260-q4_0-kld; else fail s260-q4_0-kld "gptq $kg, auto $ka $(cat "$TMP/err")"; fi
+fi
+if need_data ts3m "$TS3M"; then
+  G3="--method gptq --calib $CALF --calib-ctx 128 --calib-chunks 8 --quiet -t 2"
+  if "$Q" "$QF_DATA/$TS3M" "$TMP/t-g.gguf" Q4_K_M $G3 >/dev/null 2>"$TMP/err" &&
+     "$Q" "$QF_DATA/$TS3M" "$TMP/t-a.gguf" Q4_K_M --quiet -t 2 >/dev/null 2>>"$TMP/err"; then
+    R="-f $QF_DATA/$EVAL -c 128 --chunks 10 -t 2 --base $QF_DATA/$TS3M --json"
+    "$V" "$TMP/t-g.gguf" $R >"$TMP/g.json" 2>"$TMP/err" && "$V" "$TMP/t-a.gguf" $R >"$TMP/a.json" 2>>"$TMP/err"
+    kg=$(kld_mean "$TMP/g.json"); ka=$(kld_mean "$TMP/a.json")
+    if [ -n "$kg" ] && [ -n "$ka" ] && lt "$kg" "$ka"; then pass ts3m-q4_k_m-kld; else fail ts3m-q4_k_m-kld "gptq $kg, auto $ka $(cat "$TMP/err")"; fi
+  else
+    fail ts3m-q4_k_m-kld "$(cat "$TMP/err")"
+  fi
+fi
+
+# ---- --json: per-tensor loss next to round-to-nearest's
+"$Q" "$QF_DATA/$S260" "$TMP/j.gguf" Q4_0 $G --json >"$TMP/j.json" 2>"$TMP/err"
+n=$(grep -c '"loss": ' "$TMP/j.json")
+if [ "$n" -ge 30 ] && grep -q '"loss_rtn": ' "$TMP/j.json"; then pass json-losses; else fail json-losses "$n tensors: $(cat "$TMP/err")"; fi
+
+# ---- bad inputs: one line, exit 1 (2 for usage), no output file
+head -c 200 "$CALF" >"$TMP/short.txt"
+expect_exit short-calib 1 'fewer than one chunk' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method gptq --calib "$TMP/short.txt" --quiet
+[ ! -e "$TMP/bad.gguf" ] && pass short-calib-no-output || fail short-calib-no-output "output left behind"
+expect_exit damp-zero 2 'damp' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method gptq --calib "$CALF" --damp 0
+expect_exit damp-negative 2 'damp' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method gptq --calib "$CALF" --damp -1
+expect_exit no-calib 2 'needs --calib' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method gptq
+expect_exit calib-without-gptq 2 'need --method gptq' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --calib "$CALF"
+expect_exit unknown-type 2 'unknown type' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q9_X --method gptq --calib "$CALF"
+expect_exit missing-calib 1 'nope.txt' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method gptq --calib "$TMP/nope.txt" --quiet
+# a NaN in blk.2.ffn_up.weight of an F32 GGUF
+if "$QF_BIN/qforge-convert" "$QF_DATA/$S260" -o "$TMP/f32.gguf" --outtype f32 >/dev/null 2>&1; then
+  off=$("$QF_BIN/qforge-inspect" "$TMP/f32.gguf" --tensors | awk '$2 == "blk.2.ffn_up.weight" { print $(NF-1) }')
+  printf '\000\000\300\177' | dd of="$TMP/f32.gguf" bs=1 seek=$((off + 40)) conv=notrunc 2>/dev/null
+  expect_exit nan-weight 1 'blk.2.ffn_up.weight.*non-finite' -- "$Q" "$TMP/f32.gguf" "$TMP/bad.gguf" Q4_0 $G
+  [ ! -e "$TMP/bad.gguf" ] && pass nan-no-output || fail nan-no-output "output left behind"
+else
+  fail nan-weight "qforge-convert failed"
+fi
+finish

@@ -1,0 +1,391 @@
+/* gptq_test.c - the GPTQ solver and its block grids (quantize/gptq.h). */
+#include <omp.h>
+
+#include "qf_test.h"
+#include "ggml_types.h"
+#include "gptq.h"
+#include "gptq_grid.h"
+#include "codecs.h"
+#include "codecs.h"
+#include "search.h"
+#include "calibrate.h"
+#include "forward.h"
+#include "layerwise.h"
+#include "model.h"
+#include "text.h"
+
+static const uint32_t TYPES[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+                                 GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+                                 GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+#define N_TYPES (sizeof TYPES / sizeof TYPES[0])
+
+static const char *tname(uint32_t t) { return ggml_get_type_traits(t)->name; }
+static size_t row_size(uint32_t t, int64_t n) {
+    uint64_t r;
+    ggml_row_size(t, (uint64_t)n, &r);
+    return (size_t)r;
+}
+static int is_kquant(uint32_t t) { return t >= GGML_TYPE_Q2_K && t <= GGML_TYPE_Q6_K; }
+
+/* X [N, n]: correlated inputs x = A z with a random mixing that has a few
+ * strong directions, and channel scales that vary (like LLM activations). */
+static float *make_inputs(uint64_t seed, int64_t N, int64_t n) {
+    qf_test_rng r = {seed};
+    float *X = malloc((size_t)(N * n) * sizeof *X), *scale = malloc((size_t)n * sizeof *scale);
+    const int64_t k = 8; /* shared factors */
+    float *F = malloc((size_t)(k * n) * sizeof *F);
+    for (int64_t j = 0; j < n; j++) scale[j] = 0.2f + 2.0f * qf_test_rng_unif(&r);
+    for (int64_t i = 0; i < k * n; i++) F[i] = qf_test_rng_gauss(&r);
+    for (int64_t t = 0; t < N; t++) {
+        float z[8];
+        for (int64_t i = 0; i < k; i++) z[i] = qf_test_rng_gauss(&r);
+        for (int64_t j = 0; j < n; j++) {
+            float v = 0.5f * qf_test_rng_gauss(&r);
+            for (int64_t i = 0; i < k; i++) v += z[i] * F[i * n + j];
+            X[t * n + j] = v * scale[j];
+        }
+    }
+    free(scale);
+    free(F);
+    return X;
+}
+
+static double *hessian(const float *X, int64_t N, int64_t n) {
+    double *H = calloc((size_t)(n * n), sizeof *H);
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) H[i * n + j] += (double)X[t * n + i] * X[t * n + j];
+    return H;
+}
+
+static float *gauss(uint64_t seed, int64_t n) {
+    qf_test_rng r = {seed};
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = qf_test_rng_gauss(&r);
+    return x;
+}
+
+static float *dequant(uint32_t type, const void *q, int64_t rows, int64_t n) {
+    float *y = malloc((size_t)(rows * n) * sizeof *y);
+    const size_t rs = row_size(type, n);
+    for (int64_t r = 0; r < rows; r++) qf_dequantize_row_ref(type, (const uint8_t *)q + r * rs, y + r * n, n);
+    return y;
+}
+
+/* H = I: no error is propagated, so GPTQ is the grid's round-to-nearest with
+ * the codec's own (ggml exact) scales. For the K-quants ggml itself rounds
+ * every weight to the nearest level of the stored scales: same bytes. For
+ * Q4_0..Q8_0 and IQ4_NL ggml rounds with the unrounded 1/d: same scales, and
+ * where a weight differs GPTQ's level is at least as near the weight. */
+static void test_identity_is_exact(qf_test *t) {
+    const int64_t rows = 8, n = 512;
+    double *H = calloc((size_t)(n * n), sizeof *H);
+    for (int64_t i = 0; i < n; i++) H[i * n + i] = 1;
+    float *W = gauss(7, rows * n);
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t type = TYPES[ti];
+        const size_t rs = row_size(type, n);
+        uint8_t *a = malloc(rows * rs), *b = malloc(rows * rs);
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        qf_err err = {0};
+        REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, a, NULL, NULL, &err) == 0, "%s: %s", tname(type), err.msg);
+        REQUIRE(t, qf_quantize_rows(type, W, b, rows, n, NULL) == (int64_t)(rows * rs), "%s", tname(type));
+        if (is_kquant(type)) {
+            CHECK(t, memcmp(a, b, rows * rs) == 0, "%s: bytes differ from ggml", tname(type));
+        } else {
+            float *ya = dequant(type, a, rows, n), *yb = dequant(type, b, rows, n);
+            qf_gptq_grid g;
+            qf_gptq_grid_get(type, &g);
+            int64_t worse = 0, differ = 0, scale_differ = 0;
+            for (int64_t i = 0; i < rows * n; i++) {
+                differ += ya[i] != yb[i];
+                worse += fabsf(W[i] - ya[i]) > fabsf(W[i] - yb[i]);
+            }
+            for (int64_t blk = 0; blk < rows * n / g.block; blk++) /* the fp16 scales lead every legacy block */
+                scale_differ += memcmp(a + blk * g.block_bytes, b + blk * g.block_bytes, 2) != 0;
+            CHECK(t, worse == 0 && scale_differ == 0, "%s: %lld weights farther, %lld scales differ", tname(type),
+                  (long long)worse, (long long)scale_differ);
+            CHECK(t, differ * 100 < rows * n, "%s: %lld of %lld weights differ from ggml", tname(type), (long long)differ,
+                  (long long)(rows * n));
+            free(ya);
+            free(yb);
+        }
+        free(a);
+        free(b);
+    }
+    free(H);
+    free(W);
+}
+
+/* On correlated inputs GPTQ's output error is below round-to-nearest
+ * (ggml exact) and below the search quantizer with the imatrix (diag H),
+ * for every type and several seeds; the written blocks dequantize to exactly
+ * the weights GPTQ accounted for. */
+static void test_beats_rtn_and_search(qf_test *t) {
+    const int64_t rows = 32, n = 256, N = 1024;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        float *X = make_inputs(seed * 977, N, n);
+        double *H = hessian(X, N, n);
+        float *imat = malloc((size_t)n * sizeof *imat);
+        for (int64_t j = 0; j < n; j++) imat[j] = (float)(H[j * n + j] / (double)N);
+        float *W = gauss(seed * 31 + 5, rows * n);
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            const uint32_t type = TYPES[ti];
+            const size_t rs = row_size(type, n);
+            uint8_t *q = malloc(rows * rs), *qr = malloc(rows * rs), *qs = malloc(rows * rs);
+            float *acc = malloc((size_t)(rows * n) * sizeof *acc);
+            for (int act = 0; act <= 1; act++) {
+                qf_gptq_opts o;
+                qf_gptq_opts_init(&o);
+                o.act_order = act;
+                o.fit = QF_GPTQ_FIT_SEARCH;
+                o.fit_weights = imat;
+                qf_err err = {0};
+                REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, q, acc, NULL, &err) == 0, "%s: %s", tname(type),
+                        err.msg);
+                float *yq = dequant(type, q, rows, n);
+                CHECK(t, memcmp(yq, acc, (size_t)(rows * n) * sizeof *acc) == 0,
+                      "%s act %d seed %llu: dequantized blocks differ from the accounted weights", tname(type), act,
+                      (unsigned long long)seed);
+                qf_quantize_rows(type, W, qr, rows, n, NULL);
+                int64_t ns = qf_quantize_search_supports(type) ? qf_quantize_rows_opt(type, W, qs, rows, n, imat)
+                                                               : qf_quantize_rows(type, W, qs, rows, n, imat);
+                REQUIRE(t, ns == (int64_t)(rows * rs), "%s", tname(type));
+                float *yr = dequant(type, qr, rows, n), *ys = dequant(type, qs, rows, n);
+                const double eg = qf_gptq_output_error(W, yq, rows, n, H, 2);
+                const double er = qf_gptq_output_error(W, yr, rows, n, H, 2);
+                const double es = qf_gptq_output_error(W, ys, rows, n, H, 2);
+                CHECK(t, eg < er && eg < es, "%s act %d seed %llu: gptq %.4g rtn %.4g search %.4g", tname(type), act,
+                      (unsigned long long)seed, eg, er, es);
+                if (getenv("QF_GPTQ_VERBOSE"))
+                    fprintf(stderr, "%-7s act %d seed %llu: gptq/rtn %.3f gptq/search %.3f\n", tname(type), act,
+                            (unsigned long long)seed, eg / er, eg / es);
+                free(yq);
+                free(yr);
+                free(ys);
+            }
+            free(q);
+            free(qr);
+            free(qs);
+            free(acc);
+        }
+        free(X);
+        free(H);
+        free(imat);
+        free(W);
+    }
+}
+
+/* Zero input columns (dead) and duplicated columns make H singular: the
+ * damping handles them, the output is finite and dequantizes to the
+ * accounted weights. */
+static void test_singular_hessian(qf_test *t) {
+    const int64_t rows = 16, n = 256, N = 512;
+    float *X = make_inputs(99, N, n);
+    for (int64_t tk = 0; tk < N; tk++) {
+        for (int64_t j = 0; j < 32; j++) X[tk * n + j] = 0;               /* dead */
+        for (int64_t j = 64; j < 96; j++) X[tk * n + j] = X[tk * n + 100]; /* duplicates */
+    }
+    double *H = hessian(X, N, n);
+    float *W = gauss(3, rows * n);
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t type = TYPES[ti];
+        const size_t rs = row_size(type, n);
+        uint8_t *q = malloc(rows * rs);
+        float *acc = malloc((size_t)(rows * n) * sizeof *acc);
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        o.act_order = (int)(ti & 1);
+        qf_gptq_info info;
+        qf_err err = {0};
+        REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, q, acc, &info, &err) == 0, "%s: %s", tname(type), err.msg);
+        CHECK(t, info.n_dead == 32, "%s: %lld dead", tname(type), (long long)info.n_dead);
+        float *y = dequant(type, q, rows, n);
+        int finite = 1;
+        for (int64_t i = 0; i < rows * n; i++) finite &= isfinite(y[i]) != 0;
+        CHECK(t, finite, "%s: non-finite output", tname(type));
+        CHECK(t, memcmp(y, acc, (size_t)(rows * n) * sizeof *y) == 0, "%s: output differs from accounted", tname(type));
+        free(y);
+        free(q);
+        free(acc);
+    }
+    free(X);
+    free(H);
+    free(W);
+}
+
+/* An indefinite H (eigenvalue -1.5 against mean diagonal 1) needs the damping
+ * raised 10x three times (0.01, 0.1, 1 fail; 10 works): reported in info;
+ * with fewer retries allowed, or a NaN in H, a clear error and no output. */
+static void test_retry_and_failure(qf_test *t) {
+    const int64_t n = 32, rows = 2;
+    double *H = calloc((size_t)(n * n), sizeof *H);
+    for (int64_t i = 0; i < n; i++) H[i * n + i] = 1;
+    H[0 * n + 1] = H[1 * n + 0] = 2.5; /* eigenvalues 3.5 and -1.5 */
+    float *W = gauss(11, rows * n);
+    uint8_t q[2 * sizeof(block_q8_0)];
+    float acc[64];
+    qf_gptq_opts o;
+    qf_gptq_opts_init(&o);
+    qf_gptq_info info;
+    qf_err err = {0};
+    CHECK(t, qf_gptq_quantize(GGML_TYPE_Q8_0, W, rows, n, H, &o, q, acc, &info, &err) == 0, "%s", err.msg);
+    CHECK(t, info.retries == 3 && fabs(info.damp - 10.0) < 1e-9, "retries %d damp %g", info.retries, info.damp);
+    int finite = 1;
+    for (int i = 0; i < 64; i++) finite &= isfinite(acc[i]) != 0;
+    CHECK(t, finite, "non-finite");
+    o.max_retries = 2;
+    memset(&err, 0, sizeof err);
+    CHECK(t, qf_gptq_quantize(GGML_TYPE_Q8_0, W, rows, n, H, &o, q, acc, &info, &err) == QF_ERANGE, "rc");
+    CHECK(t, strstr(err.msg, "singular") != NULL, "message: %s", err.msg);
+    H[5 * n + 5] = NAN;
+    o.max_retries = 3;
+    memset(&err, 0, sizeof err);
+    CHECK(t, qf_gptq_quantize(GGML_TYPE_Q8_0, W, rows, n, H, &o, q, acc, &info, &err) == QF_ERANGE, "nan H accepted");
+    memset(&err, 0, sizeof err);
+    CHECK(t, qf_gptq_quantize(GGML_TYPE_Q8_0, W, rows, 33, H, &o, q, acc, &info, &err) == QF_EINVAL, "bad width");
+    CHECK(t, qf_gptq_quantize(GGML_TYPE_F16, W, rows, n, H, &o, q, acc, &info, &err) == QF_EUNSUPPORTED, "F16");
+    free(H);
+    free(W);
+}
+
+/* Bytes identical with 1 and 2 threads (act-order on, so the permutation
+ * and the block fits are exercised). */
+static void test_threads(qf_test *t) {
+    const int64_t rows = 37, n = 512, N = 600;
+    float *X = make_inputs(5, N, n);
+    double *H = hessian(X, N, n);
+    float *W = gauss(17, rows * n);
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t type = TYPES[ti];
+        const size_t rs = row_size(type, n);
+        uint8_t *a = malloc(rows * rs), *b = malloc(rows * rs);
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        o.act_order = 1;
+        o.fit = QF_GPTQ_FIT_SEARCH;
+        qf_err err = {0};
+        o.n_threads = 1;
+        REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, a, NULL, NULL, &err) == 0, "%s", err.msg);
+        o.n_threads = 2;
+        REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, b, NULL, NULL, &err) == 0, "%s", err.msg);
+        CHECK(t, memcmp(a, b, rows * rs) == 0, "%s: 1 vs 2 threads differ", tname(type));
+        free(a);
+        free(b);
+    }
+    free(X);
+    free(H);
+    free(W);
+}
+
+/* Every type's packing: random indices packed into a fitted block
+ * dequantize to the level tables' values. */
+static void test_grid_pack(qf_test *t) {
+    qf_test_rng r = {1234};
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        qf_gptq_grid g;
+        REQUIRE(t, qf_gptq_grid_get(TYPES[ti], &g) == 0, "grid");
+        float *x = gauss(ti + 1, g.block);
+        uint8_t blk[256], u[256];
+        float lev[16 * 255], y[256];
+        REQUIRE(t, qf_gptq_grid_fit(&g, x, NULL, QF_GPTQ_FIT_EXACT, blk) == 0, "fit");
+        qf_gptq_grid_levels(&g, blk, lev);
+        for (int i = 0; i < g.block; i++) u[i] = (uint8_t)(qf_test_rng_u64(&r) % (uint64_t)g.nlev);
+        qf_gptq_grid_pack(&g, u, blk);
+        qf_dequantize_row_ref(g.type, blk, y, g.block);
+        int bad = 0;
+        for (int i = 0; i < g.block; i++) bad += y[i] != lev[(i / g.sub) * g.nlev + u[i]];
+        CHECK(t, bad == 0, "%s: %d elements", tname(g.type), bad);
+        free(x);
+    }
+}
+
+/* The layer-sequential pipeline with a function that leaves the weights as
+ * they are sees exactly what qforge-calibrate's Hessian accumulator sees
+ * (same chunks, F32 activations and KV cache): every group's H equals the
+ * site's, bit for bit, in forward order (q,k,v) -> o -> (gate,up) -> down
+ * of every block, then output. */
+typedef struct lw_check {
+    qf_test *t;
+    const qf_calib *cal;
+    const qf_calib_acc *acc;
+    int next_site;
+    int bad;
+} lw_check;
+
+static int lw_compare(void *user, const qf_lw_group *g, qf_err *err) {
+    lw_check *c = user;
+    const qf_calib_site *site = &c->cal->sites[c->next_site];
+    if (site->layer != g->layer || site->kind != g->kind || site->n_in != g->n_in) {
+        c->bad++;
+        return 0;
+    }
+    double *H = malloc((size_t)(g->n_in * g->n_in) * sizeof *H);
+    int64_t tokens = 0;
+    if (qf_calib_hessian_get(c->acc, c->next_site, H, &tokens, err) < 0) return err->code;
+    if (tokens != g->n_tokens || memcmp(H, g->H, (size_t)(g->n_in * g->n_in) * sizeof *H) != 0) c->bad++;
+    free(H);
+    c->next_site++;
+    return 0;
+}
+
+static void test_layerwise_matches_calibrate(qf_test *t) {
+    char mp[4096], tp[4096];
+    if (!qf_test_data(t, "models/stories260K", mp, sizeof mp) ||
+        !qf_test_data(t, "corpus/tinystories-gen/calib.txt", tp, sizeof tp))
+        return;
+    qf_model m;
+    qf_text tx;
+    qf_err err = {0};
+    REQUIRE(t, qf_model_load(&m, mp, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_text_init_model(&tx, &m, &err) == 0, "%s", err.msg);
+    char *text;
+    size_t len;
+    int32_t *ids;
+    int64_t n_ids;
+    REQUIRE(t, qf_read_text_any(tp, &text, &len, &err) == 0, "%s", err.msg);
+    text[len < 20000 ? len : 20000] = 0;
+    REQUIRE(t, qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) == 0, "%s", err.msg);
+    qf_calib cal;
+    qf_calib_options co = {0};
+    co.process_output = 1;
+    co.min_tokens = 1;
+    qf_calib_acc *acc;
+    REQUIRE(t, qf_calib_init(&cal, &m, &co, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_calib_hessian_new(&cal, 0, (int)m.hp.n_layer, &acc, &err) == 0 && qf_calib_add(&cal, acc, &err) == 0,
+            "%s", err.msg);
+    qf_calib_params cp = {0};
+    cp.n_ctx = 64;
+    cp.max_chunks = 3;
+    cp.act_f32 = 1;
+    qf_text_bos(&tx, &cp.add_bos, &cp.bos_id);
+    qf_calib_stats cst;
+    REQUIRE(t, qf_calib_run(&cal, ids, n_ids, &cp, &cst, &err) == 0, "%s", err.msg);
+    qf_lw_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n_ctx = 64;
+    lp.max_chunks = 3;
+    lp.add_bos = cp.add_bos;
+    lp.bos_id = cp.bos_id;
+    lp.mem_budget = 1; /* the hidden states go to the temp file: that path too */
+    lp.n_threads = 2;
+    lw_check c = {t, &cal, acc, 0, 0};
+    qf_lw_stats st;
+    CHECK(t, qf_layerwise_run(&m, ids, n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+    CHECK(t, c.bad == 0 && c.next_site == cal.n_sites, "%d of %d sites differ (%d visited)", c.bad, cal.n_sites,
+          c.next_site);
+    CHECK(t, st.spilled == 1 && st.n_chunks == 3, "spilled %d chunks %lld", st.spilled, (long long)st.n_chunks);
+    /* fewer tokens than one chunk: a clear error */
+    memset(&err, 0, sizeof err);
+    CHECK(t, qf_layerwise_run(&m, ids, 10, &lp, lw_compare, &c, &st, &err) == QF_EINVAL &&
+                 strstr(err.msg, "fewer than one chunk"), "%s", err.msg);
+    qf_calib_free(&cal);
+    free(ids);
+    free(text);
+    qf_text_free(&tx);
+    qf_model_free(&m);
+}
+
+QF_TEST_MAIN(test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
+             test_retry_and_failure, test_threads)
