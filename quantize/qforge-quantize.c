@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "qf_cli.h"
+#include "budget.h"
 #include "ggml_types.h"
 #include "gguf.h"
 #include "imatrix.h"
@@ -86,6 +87,20 @@ static void usage(FILE *fp) {
             "                           against a power loss; default off, as llama-quantize: the\n"
             "                           temp file + rename already means no partial file on failure)\n"
             "  --dry-run                print the per-tensor plan, write nothing\n"
+            "\n"
+            "size budgets (instead of TYPE: " PROG " IN.gguf OUT.gguf --target-size 4.2G):\n"
+            "  --target-size SIZE       output file of at most SIZE bytes (K/M/G/T: powers of 1024,\n"
+            "                           KB/MB/GB/TB: of 1000)\n"
+            "  --target-bpw X           at most X bits per weight (tensor bytes x 8 / all weights)\n"
+            "  --fit-vram SIZE          weights + F16 KV cache for --fit-ctx N tokens (default 4096)\n"
+            "                           + a compute allowance of 4 B x --fit-batch N (default 512) x\n"
+            "                           (n_vocab + n_head x ctx + 2 n_ff + 4 n_embd) within SIZE\n"
+            "  --sensitivity-cache F    where the measured errors are kept (default IN.gguf.qfsens,\n"
+            "                           or ~/.cache/qforge/ if IN's directory is read-only)\n"
+            "  Every quantizable tensor gets the type (F16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0\n"
+            "  IQ4_NL Q3_K Q2_K, after shape fallbacks) that minimises the summed imatrix-weighted\n"
+            "  error within the budget; --method and --imatrix apply as usual. The plan (type,\n"
+            "  bytes, predicted error per tensor) is printed; docs/quantize.md, \"Size budgets\".\n"
             "  --json                   print the summary as JSON\n"
             "  --quiet                  no progress and no fallback lines on stderr\n"
             "  -h, --help               this text\n"
@@ -297,6 +312,144 @@ done:
     return rc;
 }
 
+/* ---- size budgets (budget.h) ---- */
+
+typedef struct budget_args {
+    int mode;          /* qf_budget_mode, 0: none */
+    uint64_t size;
+    double bpw;
+    int64_t ctx, batch;
+    const char *cache;
+} budget_args;
+
+/* Default sidecar: IN.qfsens next to the input, else in the user's cache directory. */
+static char *default_cache_path(const char *in) {
+    char *dir = strdup(in), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (!dir) return NULL;
+    if (slash) *slash = 0;
+    int writable = access(slash ? (dir[0] ? dir : "/") : ".", W_OK) == 0;
+    free(dir);
+    size_t n = strlen(in) + 512;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    if (writable) {
+        snprintf(p, n, "%s.qfsens", in);
+        return p;
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
+    if (xdg && *xdg) snprintf(p, n, "%s/qforge", xdg);
+    else if (home && *home) snprintf(p, n, "%s/.cache/qforge", home);
+    else {
+        free(p);
+        return NULL;
+    }
+    char *cut = strrchr(p, '/');
+    *cut = 0;
+    mkdir(p, 0755);
+    *cut = '/';
+    mkdir(p, 0755);
+    snprintf(p + strlen(p), n - strlen(p), "/%s.qfsens", base);
+    return p;
+}
+
+static void print_budget(const qf_budget_request *rq, const qf_budget_plan *bp, const char *cache, int json) {
+    const qf_sensitivity *s = &bp->sens;
+    static const char *mode_names[] = {"", "target-size", "target-bpw", "fit-vram"};
+    if (json) {
+        printf("{\"budget\": {\"mode\": \"%s\", \"request\": ", mode_names[rq->mode]);
+        if (rq->mode == QF_BUDGET_BPW) printf("%.6g", rq->bpw);
+        else printf("%llu", (unsigned long long)rq->size);
+        printf(", \"tensor_budget\": %llu, \"tensor_bytes\": %llu, \"fixed_bytes\": %llu, \"header_bound\": %llu",
+               (unsigned long long)bp->budget, (unsigned long long)bp->tensor_bytes,
+               (unsigned long long)bp->fixed_bytes, (unsigned long long)bp->header_bytes);
+        printf(", \"smallest\": %llu, \"predicted_error\": %.9g, \"file_type\": %u, \"method\": \"%s\"",
+               (unsigned long long)bp->min_total, bp->err, bp->file_type, qf_quant_method_name(rq->method));
+        printf(", \"sensitivity_cached\": %s, \"sensitivity_cache\": ", bp->cached ? "true" : "false");
+        if (cache) qf_cli_json_str(stdout, cache);
+        else printf("null");
+        if (rq->mode == QF_BUDGET_VRAM)
+            printf(",\n  \"vram\": {\"total\": %llu, \"kv_cache\": %llu, \"compute\": %llu, \"weights\": %llu, "
+                   "\"ctx\": %llu, \"batch\": %llu}",
+                   (unsigned long long)bp->vram.vram, (unsigned long long)bp->vram.kv_bytes,
+                   (unsigned long long)bp->vram.compute_bytes,
+                   (unsigned long long)(bp->tensor_bytes + bp->fixed_bytes), (unsigned long long)bp->vram.ctx,
+                   (unsigned long long)bp->vram.batch);
+        printf(",\n  \"tensors\": [");
+        for (size_t i = 0; i < s->n; i++) {
+            const qf_budget_cand *c = &s->t[i].cand[bp->choice[i]];
+            printf("%s\n   {\"name\": ", i ? "," : "");
+            qf_cli_json_str(stdout, s->t[i].name);
+            printf(", \"type\": \"%s\", \"bytes\": %llu, \"predicted_error\": %.9g}", tname(c->type),
+                   (unsigned long long)c->bytes, c->err);
+        }
+        printf("]}");
+        return;
+    }
+    printf("budget (%s): %llu bytes for the quantizable tensors, %llu used; predicted error %.6g\n",
+           mode_names[rq->mode], (unsigned long long)bp->budget, (unsigned long long)bp->tensor_bytes, bp->err);
+    printf("  sensitivities: %s (%s)\n", bp->cached ? "cached" : "measured", cache ? cache : "not kept");
+    if (rq->mode == QF_BUDGET_VRAM) {
+        const qf_vram_fit *v = &bp->vram;
+        printf("  vram %llu = weights %llu + KV cache %llu (F16, %llu tokens x %llu K+V values over %d layers x 2 B)"
+               " + compute %llu (4 B x batch %llu x (%llu + %d x %llu + 2 x %llu + 4 x %llu)) + free %llu\n",
+               (unsigned long long)v->vram, (unsigned long long)(bp->tensor_bytes + bp->fixed_bytes),
+               (unsigned long long)v->kv_bytes, (unsigned long long)v->ctx, (unsigned long long)v->kv_width,
+               v->n_layer, (unsigned long long)v->compute_bytes, (unsigned long long)v->batch,
+               (unsigned long long)v->n_vocab, v->n_head, (unsigned long long)v->ctx, (unsigned long long)v->n_ff,
+               (unsigned long long)v->n_embd,
+               (unsigned long long)(v->vram - v->kv_bytes - v->compute_bytes - bp->tensor_bytes - bp->fixed_bytes));
+    }
+    printf("%-40s %-7s %12s %14s\n", "tensor", "type", "bytes", "pred. error");
+    for (size_t i = 0; i < s->n; i++) {
+        const qf_budget_cand *c = &s->t[i].cand[bp->choice[i]];
+        printf("%-40s %-7s %12llu %14.6g\n", s->t[i].name, tname(c->type), (unsigned long long)c->bytes, c->err);
+    }
+}
+
+/* A budgeted run: plan by sensitivity, print the plan, quantize unless dry. */
+static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int json, int quiet) {
+    qf_err err;
+    qf_err_clear(&err);
+    struct stat st;
+    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return qf_cli_fail(PROG, "%s: a size budget needs a GGUF input (convert the checkpoint first)", o->in_path);
+    char *cache = ba->cache ? strdup(ba->cache) : default_cache_path(o->in_path);
+    qf_budget_request rq = {o->in_path, o->imatrix_path, cache, o->method, o->preset, ba->mode,
+                            ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch};
+    qf_budget_plan bp;
+    if (!quiet && !json) fprintf(stderr, PROG ": measuring or loading tensor sensitivities\n");
+    int rc = qf_budget_plan_make(&rq, &bp, &err);
+    if (rc) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg[0] ? err.msg : "budget planning failed");
+        qf_budget_plan_free(&bp);
+        free(cache);
+        return 1;
+    }
+    print_budget(&rq, &bp, cache, json);
+    if (!dry) {
+        o->type_table = bp.table;
+        o->n_type_table = bp.sens.n;
+        o->file_type = bp.file_type;
+        qf_quantize_result r;
+        rc = qf_quantize(o, &r, &err);
+        if (rc) fprintf(stderr, PROG ": error: %s\n", err.msg[0] ? err.msg : "quantization failed");
+        else if (json)
+            printf(",\n \"output\": {\"path\": \"%s\", \"bytes\": %llu, \"tensor_bytes\": %llu, \"bits_per_weight\": %.4f, "
+                   "\"file_type\": %u, \"seconds\": %.3f}",
+                   o->out_path, (unsigned long long)r.out_file_bytes, (unsigned long long)r.plan.out_tensor_bytes,
+                   bits_per_weight(&r.plan), bp.file_type, r.seconds);
+        else
+            printf("wrote %s: %llu bytes, %.4f bits per weight, general.file_type %u, %.2f s\n", o->out_path,
+                   (unsigned long long)r.out_file_bytes, bits_per_weight(&r.plan), bp.file_type, r.seconds);
+        qf_quantize_result_free(&r);
+    }
+    if (json) printf("}\n");
+    qf_budget_plan_free(&bp);
+    free(cache);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
@@ -306,6 +459,7 @@ int main(int argc, char **argv) {
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
+    budget_args ba = {0, 0, 0, 4096, 512, NULL};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -378,6 +532,30 @@ int main(int argc, char **argv) {
             json = 1;
         } else if (!strcmp(a, "--dry-run") && !val) {
             dry = 1;
+        } else if (!strcmp(a, "--target-size") || !strcmp(a, "--fit-vram")) {
+            NEEDS_VALUE();
+            if (qf_parse_size(val, &ba.size) || ba.size == 0)
+                return qf_cli_usage(PROG, "%s '%s': expected a size such as 4.2G, 512M or 1000000", a, val);
+            if (ba.mode) return qf_cli_usage(PROG, "give one of --target-size, --target-bpw, --fit-vram");
+            ba.mode = !strcmp(a, "--target-size") ? QF_BUDGET_SIZE : QF_BUDGET_VRAM;
+        } else if (!strcmp(a, "--target-bpw")) {
+            NEEDS_VALUE();
+            char *end;
+            ba.bpw = strtod(val, &end);
+            if (*val == 0 || *end || !(ba.bpw > 0 && ba.bpw <= 64))
+                return qf_cli_usage(PROG, "--target-bpw '%s': expected bits per weight in (0, 64]", val);
+            if (ba.mode) return qf_cli_usage(PROG, "give one of --target-size, --target-bpw, --fit-vram");
+            ba.mode = QF_BUDGET_BPW;
+        } else if (!strcmp(a, "--fit-ctx") || !strcmp(a, "--fit-batch")) {
+            NEEDS_VALUE();
+            int64_t v;
+            if (qf_parse_i64(val, &v) || v < 1 || v > (1 << 24))
+                return qf_cli_usage(PROG, "%s '%s': expected 1..16777216", a, val);
+            if (!strcmp(a, "--fit-ctx")) ba.ctx = v;
+            else ba.batch = v;
+        } else if (!strcmp(a, "--sensitivity-cache")) {
+            NEEDS_VALUE();
+            ba.cache = val;
         } else if (a[0] == '-' && a[1]) {
             return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
@@ -385,6 +563,18 @@ int main(int argc, char **argv) {
             pos[n_pos++] = a;
         }
 #undef NEEDS_VALUE
+    }
+    if (ba.mode) {
+        if (n_pos != 2) return qf_cli_usage(PROG, "a size budget replaces TYPE: expected IN.gguf OUT.gguf");
+        if (n_ovs || o.pure || o.output_tensor_type >= 0 || o.token_embedding_type >= 0)
+            return qf_cli_usage(PROG, "a size budget chooses every tensor's type: no --tensor-type, --pure, "
+                                      "--output-tensor-type or --token-embedding-type");
+        o.in_path = pos[0];
+        o.out_path = pos[1];
+        o.preset = qf_quant_preset_find("Q4_K_M"); /* method rule of the K-quant mixes (qf_quant_method_searches) */
+        rc = run_budget(&o, &ba, dry, json, quiet);
+        free(ovs);
+        return rc;
     }
     if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
     o.in_path = pos[0];
