@@ -16,6 +16,8 @@
 #include "quants.h"
 #include "quantize_codecs.h"
 #include "quantize_search.h"
+#include "perplexity.h"
+#include "text.h"
 
 #define CHUNK_F32_BYTES (8ull << 20)
 #define CACHE_MAGIC "qforge-sensitivity 1"
@@ -611,6 +613,15 @@ int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err 
     if (rc) return rc;
     char key[33];
     if ((rc = qf_sensitivity_key(rq->in_path, rq->imatrix_path, rq->method, key, err))) goto done;
+    if (rq->calib_path) { /* the role weights depend on the text and how much of it is used */
+        struct stat st;
+        uint64_t parts[4] = {0, (uint64_t)rq->calib_ctx, (uint64_t)rq->calib_chunks, 0};
+        if ((rc = hash_file(rq->calib_path, 0, &parts[0], &st, err))) goto done;
+        parts[3] = XXH3_64bits(key, 32);
+        XXH128_hash_t k = XXH3_128bits(parts, sizeof parts);
+        snprintf(key, sizeof key, "%016llx%016llx", (unsigned long long)k.high64, (unsigned long long)k.low64);
+    }
+    for (int r = 0; r < QF_ROLE_COUNT; r++) bp->role_scale[r] = 1.0;
     if (rq->cache_path) {
         rc = qf_sensitivity_load(&bp->sens, rq->cache_path, key, err);
         if (rc == 0) bp->cached = 1;
@@ -623,9 +634,14 @@ int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err 
         }
         if ((rc = qf_sensitivity_measure(&bp->sens, &in, have_im ? &im : NULL, rq->method, rq->policy, err)))
             goto done;
+        if (rq->calib_path &&
+            (rc = qf_sensitivity_calibrate_roles(&bp->sens, rq->qopts, rq->calib_path, rq->calib_ctx,
+                                                 rq->calib_chunks, rq->qopts->out_path, bp->role_scale, err)))
+            goto done;
         snprintf(bp->sens.key, sizeof bp->sens.key, "%s", key);
         if (rq->cache_path && (rc = qf_sensitivity_save(&bp->sens, rq->cache_path, err))) goto done;
     }
+    bp->calibrated = rq->calib_path != NULL;
     const qf_sensitivity *s = &bp->sens;
     bp->align = rq->mode == QF_BUDGET_BPW ? 1 : 32;
     bp->fixed_bytes = bp->align == 1 ? s->fixed_raw : s->fixed_bytes;
@@ -686,4 +702,167 @@ done:
     if (have_im) qf_imatrix_free(&im);
     gguf_close(&in);
     return rc;
+}
+
+/* ---------------- end-to-end role weights ---------------- */
+
+/* A logits source that evaluates the base model once per chunk and serves
+ * the kept logits afterwards. */
+typedef struct memo_source {
+    qf_logits_source src;
+    qf_logits_source *inner;
+    float **chunks; /* [n_chunks][(n_ctx - first) * n_vocab] */
+    int64_t n_chunks;
+} memo_source;
+
+static int memo_chunk_logits(void *self, int64_t chunk, const int32_t *tokens, int64_t n_ctx, int64_t first,
+                             float *logits, qf_err *err) {
+    memo_source *m = self;
+    const size_t n = (size_t)((n_ctx - first) * m->src.n_vocab);
+    if (chunk < 0 || chunk >= m->n_chunks) return qf_set_err(err, QF_EINVAL, "budget: chunk %lld", (long long)chunk);
+    if (!m->chunks[chunk]) {
+        int rc = m->inner->chunk_logits(m->inner->self, chunk, tokens, n_ctx, first, logits, err);
+        if (rc < 0) return rc;
+        if (!(m->chunks[chunk] = malloc(n * sizeof(float)))) return qf_set_err(err, QF_ENOMEM, "out of memory");
+        memcpy(m->chunks[chunk], logits, n * sizeof(float));
+        return 0;
+    }
+    memcpy(logits, m->chunks[chunk], n * sizeof(float));
+    return 0;
+}
+
+/* Probe candidate of a tensor: bits per weight nearest 4.5. */
+static size_t probe_cand(const qf_budget_tensor *t) {
+    size_t best = 0;
+    double bd = 1e30;
+    for (size_t c = 0; c < t->n_cand; c++) {
+        double bpw = 8.0 * (double)t->cand[c].bytes / (double)t->n_elements, d = fabs(bpw - 4.5);
+        if (d < bd) {
+            bd = d;
+            best = c;
+        }
+    }
+    return best;
+}
+
+/* KLD of `path` against the memoized base on the tokens. */
+static int probe_kld(const char *path, memo_source *base, const int32_t *ids, int64_t n_ids, const qf_ppl_params *pp,
+                     double *kld, qf_err *err) {
+    qf_model m;
+    int rc = qf_model_load(&m, path, err);
+    if (rc < 0) return rc;
+    qf_model_source ms;
+    if ((rc = qf_model_source_init(&ms, &m, pp->n_ctx, pp->n_ctx, err)) < 0) {
+        qf_model_free(&m);
+        return rc;
+    }
+    qf_kld_result r;
+    memset(&r, 0, sizeof r);
+    rc = qf_kl_divergence(&base->src, &ms.src, ids, n_ids, pp, &r, err);
+    if (rc >= 0) *kld = r.kld_mean;
+    qf_kld_result_free(&r);
+    qf_model_source_free(&ms);
+    qf_model_free(&m);
+    return rc < 0 ? rc : 0;
+}
+
+int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o, const char *calib_path,
+                                   int64_t n_ctx, int64_t n_chunks, const char *probe_dir_file,
+                                   double scale[QF_ROLE_COUNT], qf_err *err) {
+    for (int r = 0; r < QF_ROLE_COUNT; r++) scale[r] = 1.0;
+    qf_model base;
+    qf_text tx;
+    memset(&tx, 0, sizeof tx);
+    int rc = qf_model_load(&base, o->in_path, err);
+    if (rc < 0) return rc;
+    char *text = NULL, *probe = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    int have_src = 0, have_tx = 0;
+    qf_model_source bs;
+    memo_source memo;
+    memset(&memo, 0, sizeof memo);
+    qf_tensor_type_override *table = NULL;
+    gguf_file in;
+    int have_in = 0;
+    if ((rc = qf_text_init_model(&tx, &base, err)) < 0) goto done;
+    have_tx = 1;
+    if ((rc = qf_read_text_any(calib_path, &text, &len, err)) < 0) goto done;
+    if ((rc = qf_text_encode(&tx, text, 1, &ids, &n_ids, err)) < 0) goto done;
+    qf_ppl_params pp;
+    memset(&pp, 0, sizeof pp);
+    pp.n_ctx = n_ctx;
+    pp.max_chunks = n_chunks;
+    qf_text_bos(&tx, &pp.add_bos, &pp.bos_id);
+    const int64_t nc = qf_ppl_chunk_count(n_ids, &pp);
+    if (nc <= 0) {
+        rc = qf_set_err(err, QF_EINVAL, "%s: needs at least %lld tokens for role weights (has %lld)", calib_path,
+                        (long long)(2 * n_ctx), (long long)n_ids);
+        goto done;
+    }
+    if ((rc = qf_model_source_init(&bs, &base, n_ctx, n_ctx, err)) < 0) goto done;
+    have_src = 1;
+    memo.inner = &bs.src;
+    memo.n_chunks = nc;
+    memo.src.n_vocab = bs.src.n_vocab;
+    memo.src.chunk_logits = memo_chunk_logits;
+    memo.src.self = &memo;
+    memo.chunks = calloc((size_t)nc, sizeof *memo.chunks);
+    table = calloc(s->n ? s->n : 1, sizeof *table);
+    probe = malloc(strlen(probe_dir_file) + 64);
+    if (!memo.chunks || !table || !probe) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = gguf_open(&in, o->in_path, err))) goto done;
+    have_in = 1;
+    snprintf(probe, strlen(probe_dir_file) + 64, "%s.probe.tmp.%ld.gguf", probe_dir_file, (long)getpid());
+    for (int role = 0; role < QF_ROLE_COUNT; role++) {
+        double pred = 0;
+        size_t n_role = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            const gguf_tensor_info *ti = gguf_find_tensor(&in, s->t[i].name);
+            uint32_t ty = ti ? ti->type : GGML_TYPE_F32; /* unchanged */
+            if ((int)qf_tensor_role_of(s->t[i].name) == role) {
+                const qf_budget_cand *c = &s->t[i].cand[probe_cand(&s->t[i])];
+                ty = c->type;
+                pred += c->err;
+                n_role++;
+            }
+            table[i] = (qf_tensor_type_override){s->t[i].name, ty};
+        }
+        if (!n_role) continue;
+        qf_quantize_opts po = *o;
+        po.out_path = probe;
+        po.type_table = table;
+        po.n_type_table = s->n;
+        po.write_manifest = 0;
+        po.progress = NULL;
+        if ((rc = qf_quantize(&po, NULL, err))) goto done;
+        double kld = 0;
+        rc = probe_kld(probe, &memo, ids, n_ids, &pp, &kld, err);
+        unlink(probe);
+        if (rc) goto done;
+        /* a probe below the measurement's resolution still counts a little */
+        if (kld < 1e-7) kld = 1e-7;
+        if (pred > 0) scale[role] = kld / pred;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const double f = scale[qf_tensor_role_of(s->t[i].name)];
+        for (size_t c = 0; c < s->t[i].n_cand; c++) s->t[i].cand[c].err *= f;
+    }
+    rc = 0;
+done:
+    if (have_in) gguf_close(&in);
+    for (int64_t c = 0; c < memo.n_chunks && memo.chunks; c++) free(memo.chunks[c]);
+    free(memo.chunks);
+    free(table);
+    free(probe);
+    if (have_src) qf_model_source_free(&bs);
+    if (have_tx) qf_text_free(&tx);
+    free(text);
+    free(ids);
+    qf_model_free(&base);
+    return rc < 0 ? rc : 0;
 }

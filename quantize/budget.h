@@ -137,6 +137,9 @@ typedef struct qf_budget_request {
     uint64_t size;            /* SIZE or VRAM bytes */
     double bpw;
     uint64_t ctx, batch;      /* VRAM mode */
+    const char *calib_path;   /* text for the role weights (qf_sensitivity_calibrate_roles), or NULL */
+    int64_t calib_ctx, calib_chunks;
+    const qf_quantize_opts *qopts; /* method, imatrix, threads and output path for the probes */
 } qf_budget_request;
 
 typedef struct qf_budget_plan {
@@ -144,6 +147,8 @@ typedef struct qf_budget_plan {
     size_t *choice;             /* [sens.n] */
     qf_tensor_type_override *table; /* [sens.n]: name (borrowed from sens) -> type, for qf_quantize_opts */
     int cached;                 /* the sensitivities came from the cache */
+    int calibrated;             /* errors scaled by measured role weights (predicted KLD) */
+    double role_scale[QF_ROLE_COUNT]; /* when measured now (not cached) */
     uint32_t align;             /* padding the allocation counted (32, or 1 for bpw) */
     uint64_t header_bytes;      /* SIZE: estimated metadata bytes (an upper bound) */
     uint64_t fixed_bytes;       /* tensors kept as they are */
@@ -160,3 +165,19 @@ typedef struct qf_budget_plan {
  * too small. Free bp with qf_budget_plan_free also after a failure. */
 int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err *err);
 void qf_budget_plan_free(qf_budget_plan *bp);
+
+/* ---------------- end-to-end role weights ---------------- */
+
+/* Make the errors of different roles comparable: for every role present
+ * (attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down, output,
+ * token_embd, other), quantize only that role's tensors to their probe
+ * candidate (bits per weight nearest 4.5) into a temp file next to
+ * probe_dir_file, run it and the original over the first n_chunks chunks of
+ * n_ctx tokens of the calibration text, and scale the role's errors (all
+ * candidates) by  KLD(role probe) / predicted error of the probe,  so that
+ * the summed error predicts the KL-divergence. scale[] receives the factors
+ * (1 for absent roles). o gives the method, imatrix and threads; its type
+ * fields are ignored. */
+int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o, const char *calib_path,
+                                   int64_t n_ctx, int64_t n_chunks, const char *probe_dir_file,
+                                   double scale[QF_ROLE_COUNT], qf_err *err);

@@ -320,6 +320,8 @@ typedef struct budget_args {
     double bpw;
     int64_t ctx, batch;
     const char *cache;
+    const char *calib;
+    int64_t calib_ctx, calib_chunks;
 } budget_args;
 
 /* Default sidecar: IN.qfsens next to the input, else in the user's cache directory. */
@@ -365,7 +367,8 @@ static void print_budget(const qf_budget_request *rq, const qf_budget_plan *bp, 
                (unsigned long long)bp->fixed_bytes, (unsigned long long)bp->header_bytes);
         printf(", \"smallest\": %llu, \"predicted_error\": %.9g, \"file_type\": %u, \"method\": \"%s\"",
                (unsigned long long)bp->min_total, bp->err, bp->file_type, qf_quant_method_name(rq->method));
-        printf(", \"sensitivity_cached\": %s, \"sensitivity_cache\": ", bp->cached ? "true" : "false");
+        printf(", \"sensitivity_cached\": %s, \"role_weights\": %s, \"sensitivity_cache\": ",
+               bp->cached ? "true" : "false", bp->calibrated ? "true" : "false");
         if (cache) qf_cli_json_str(stdout, cache);
         else printf("null");
         if (rq->mode == QF_BUDGET_VRAM)
@@ -388,7 +391,14 @@ static void print_budget(const qf_budget_request *rq, const qf_budget_plan *bp, 
     }
     printf("budget (%s): %llu bytes for the quantizable tensors, %llu used; predicted error %.6g\n",
            mode_names[rq->mode], (unsigned long long)bp->budget, (unsigned long long)bp->tensor_bytes, bp->err);
-    printf("  sensitivities: %s (%s)\n", bp->cached ? "cached" : "measured", cache ? cache : "not kept");
+    printf("  sensitivities: %s (%s)%s\n", bp->cached ? "cached" : "measured", cache ? cache : "not kept",
+           bp->calibrated ? ", role weights from --calib (predicted error ~ KLD)" : "");
+    if (bp->calibrated && !bp->cached) {
+        printf("  role weights:");
+        for (int r = 0; r < QF_ROLE_COUNT; r++)
+            if (bp->role_scale[r] != 1.0) printf(" %s %.3g", qf_tensor_role_name((qf_tensor_role)r), bp->role_scale[r]);
+        printf("\n");
+    }
     if (rq->mode == QF_BUDGET_VRAM) {
         const qf_vram_fit *v = &bp->vram;
         printf("  vram %llu = weights %llu + KV cache %llu (F16, %llu tokens x %llu K+V values over %d layers x 2 B)"
@@ -416,7 +426,8 @@ static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int j
         return qf_cli_fail(PROG, "%s: a size budget needs a GGUF input (convert the checkpoint first)", o->in_path);
     char *cache = ba->cache ? strdup(ba->cache) : default_cache_path(o->in_path);
     qf_budget_request rq = {o->in_path, o->imatrix_path, cache, o->method, o->preset, ba->mode,
-                            ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch};
+                            ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch,
+                            ba->calib, ba->calib_ctx, ba->calib_chunks, o};
     qf_budget_plan bp;
     if (!quiet && !json) fprintf(stderr, PROG ": measuring or loading tensor sensitivities\n");
     int rc = qf_budget_plan_make(&rq, &bp, &err);
@@ -459,7 +470,7 @@ int main(int argc, char **argv) {
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
-    budget_args ba = {0, 0, 0, 4096, 512, NULL};
+    budget_args ba = {0, 0, 0, 4096, 512, NULL, NULL, 128, 8};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -553,6 +564,16 @@ int main(int argc, char **argv) {
                 return qf_cli_usage(PROG, "%s '%s': expected 1..16777216", a, val);
             if (!strcmp(a, "--fit-ctx")) ba.ctx = v;
             else ba.batch = v;
+        } else if (!strcmp(a, "--calib")) {
+            NEEDS_VALUE();
+            ba.calib = val;
+        } else if (!strcmp(a, "--calib-ctx") || !strcmp(a, "--calib-chunks")) {
+            NEEDS_VALUE();
+            int64_t v;
+            if (qf_parse_i64(val, &v) || v < 1 || v > (1 << 20))
+                return qf_cli_usage(PROG, "%s '%s': expected 1..1048576", a, val);
+            if (!strcmp(a, "--calib-ctx")) ba.calib_ctx = v;
+            else ba.calib_chunks = v;
         } else if (!strcmp(a, "--sensitivity-cache")) {
             NEEDS_VALUE();
             ba.cache = val;
