@@ -452,12 +452,14 @@ static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int j
         qf_quantize_result r;
         rc = qf_quantize(o, &r, &err);
         if (rc) fprintf(stderr, PROG ": error: %s\n", err.msg[0] ? err.msg : "quantization failed");
-        else if (json)
-            printf(",\n \"output\": {\"path\": \"%s\", \"bytes\": %llu, \"tensor_bytes\": %llu, \"bits_per_weight\": %.4f, "
+        else if (json) {
+            printf(",\n \"output\": {\"path\": ");
+            qf_cli_json_str(stdout, o->out_path);
+            printf(", \"bytes\": %llu, \"tensor_bytes\": %llu, \"bits_per_weight\": %.4f, "
                    "\"file_type\": %u, \"seconds\": %.3f}",
-                   o->out_path, (unsigned long long)r.out_file_bytes, (unsigned long long)r.plan.out_tensor_bytes,
+                   (unsigned long long)r.out_file_bytes, (unsigned long long)r.plan.out_tensor_bytes,
                    bits_per_weight(&r.plan), bp.file_type, r.seconds);
-        else
+        } else
             printf("wrote %s: %llu bytes, %.4f bits per weight, general.file_type %u, %.2f s\n", o->out_path,
                    (unsigned long long)r.out_file_bytes, bits_per_weight(&r.plan), bp.file_type, r.seconds);
         qf_quantize_result_free(&r);
