@@ -103,8 +103,8 @@ static void usage(FILE *fp) {
             "                           role's errors to predict KL-divergence (recommended; without\n"
             "                           it errors of different roles are not comparable)\n"
             "  --calib-ctx N, --calib-chunks N  tokens per chunk (128) and chunks (8) of TEXT\n"
-            "  --sensitivity-cache F    where the measured errors are kept (default IN.gguf.qfsens,\n"
-            "                           or ~/.cache/qforge/ if IN's directory is read-only)\n"
+            "  --sensitivity-cache F    where the measured errors are kept (default\n"
+            "                           ${XDG_CACHE_HOME:-~/.cache}/qforge/NAME.qfsens, NAME = IN's name)\n"
             "  Every quantizable tensor gets the type (F16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0\n"
             "  IQ4_NL Q3_K Q2_K, after shape fallbacks) that minimises the summed imatrix-weighted\n"
             "  error within the budget; --method and --imatrix apply as usual. The plan (type,\n"
@@ -331,32 +331,23 @@ typedef struct budget_args {
     int64_t calib_ctx, calib_chunks;
 } budget_args;
 
-/* Default sidecar: IN.qfsens next to the input, else in the user's cache directory. */
+/* Default sidecar: $XDG_CACHE_HOME/qforge/NAME.qfsens (else ~/.cache/qforge/),
+ * NAME the input's file name; NULL (not kept) without either variable. The
+ * key inside decides whether it is reused. */
 static char *default_cache_path(const char *in) {
-    char *dir = strdup(in), *slash = dir ? strrchr(dir, '/') : NULL;
-    if (!dir) return NULL;
-    if (slash) *slash = 0;
-    int writable = access(slash ? (dir[0] ? dir : "/") : ".", W_OK) == 0;
-    free(dir);
-    size_t n = strlen(in) + 512;
-    char *p = malloc(n);
-    if (!p) return NULL;
-    if (writable) {
-        snprintf(p, n, "%s.qfsens", in);
-        return p;
-    }
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
-    if (xdg && *xdg) snprintf(p, n, "%s/qforge", xdg);
-    else if (home && *home) snprintf(p, n, "%s/.cache/qforge", home);
+    size_t n = strlen(base) + (xdg ? strlen(xdg) : 0) + (home ? strlen(home) : 0) + 64;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    if (xdg && *xdg) snprintf(p, n, "%s", xdg);
+    else if (home && *home) snprintf(p, n, "%s/.cache", home);
     else {
         free(p);
         return NULL;
     }
-    char *cut = strrchr(p, '/');
-    *cut = 0;
     mkdir(p, 0755);
-    *cut = '/';
+    snprintf(p + strlen(p), n - strlen(p), "/qforge");
     mkdir(p, 0755);
     snprintf(p + strlen(p), n - strlen(p), "/%s.qfsens", base);
     return p;
