@@ -231,6 +231,19 @@ static void test_cache_round_trip(qf_test *t) {
     CHECK(t, qf_sensitivity_load(&r, path, s.key, &err) == QF_ENOTFOUND, "absent");
 }
 
+/* general.file_type: llama.cpp's guess from the type most tensors have. */
+static void test_file_type(qf_test *t) {
+    qf_budget_tensor ts[3] = {{.n_cand = 2, .cand = {{GGML_TYPE_Q4_K, 1, 0}, {GGML_TYPE_Q6_K, 2, 0}}},
+                              {.n_cand = 2, .cand = {{GGML_TYPE_Q4_K, 1, 0}, {GGML_TYPE_Q6_K, 2, 0}}},
+                              {.n_cand = 2, .cand = {{GGML_TYPE_Q3_K, 1, 0}, {GGML_TYPE_Q6_K, 2, 0}}}};
+    size_t ch[3] = {0, 0, 1};
+    CHECK(t, qf_budget_file_type(ts, 3, ch) == QF_FTYPE_MOSTLY_Q4_K_M, "Q4_K majority");
+    size_t ch2[3] = {1, 1, 0};
+    CHECK(t, qf_budget_file_type(ts, 3, ch2) == QF_FTYPE_MOSTLY_Q6_K, "Q6_K majority");
+    size_t ch3[3] = {1, 0, 0};
+    CHECK(t, qf_budget_file_type(ts, 3, ch3) == QF_FTYPE_MOSTLY_Q3_K_M, "tie: the lower type id (Q3_K) first");
+}
+
 static void test_parse_size(qf_test *t) {
     uint64_t v;
     CHECK(t, qf_parse_size("1000000", &v) == 0 && v == 1000000, "plain");
@@ -303,4 +316,4 @@ static void test_measure_stories260k(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_allocator_vs_brute_force, test_allocator_exact_at_lagrangian_budgets, test_allocator_degenerate,
-             test_cache_round_trip, test_parse_size, test_measure_stories260k)
+             test_cache_round_trip, test_file_type, test_parse_size, test_measure_stories260k)
