@@ -427,6 +427,9 @@ static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int j
                             ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch,
                             ba->calib, ba->calib_ctx, ba->calib_chunks, o};
     qf_budget_plan bp;
+    if (!quiet && !ba->calib)
+        fprintf(stderr, PROG ": warning: no --calib TEXT: the errors of different roles are not comparable and the "
+                             "plan can be much worse than a preset (docs/quantize.md, \"Size budgets\")\n");
     if (!quiet && !json) fprintf(stderr, PROG ": measuring or loading tensor sensitivities\n");
     int rc = qf_budget_plan_make(&rq, &bp, &err);
     if (rc) {
