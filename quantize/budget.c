@@ -168,7 +168,7 @@ static int cand_cmp(const void *a, const void *b) {
 /* Measure the error of every candidate of tensor s. */
 static int measure_tensor(meas *m, const gguf_file *in, const qf_imatrix *im, const gguf_tensor_info *s,
                           qf_budget_tensor *bt, qf_err *err) {
-    const uint64_t ne0 = s->ne[0], rows_per_mat = s->ne[1] * 1, n_mat = s->ne[2], n_mats = s->ne[2] * s->ne[3];
+    const uint64_t ne0 = s->ne[0], rows_per_mat = s->ne[1], n_mat = s->ne[2], n_mats = s->ne[2] * s->ne[3];
     const qf_imatrix_entry *e = im ? qf_imatrix_find(im, s->name) : NULL;
     if (e && (uint64_t)e->n_cols * e->n_mat != ne0 * n_mat) e = NULL; /* as plan.c: token_embd only */
     if (e) {
