@@ -284,6 +284,7 @@ done:
  *   totals <n tensors> <fixed bytes> <fixed raw> <n elements>
  *   tensor <name> <n elements> <n candidates>
  *   cand <ggml type> <bytes> <error %.17g>      (n candidates lines)
+ *   end
  */
 
 int qf_sensitivity_save(const qf_sensitivity *s, const char *path, qf_err *err) {
@@ -305,6 +306,7 @@ int qf_sensitivity_save(const qf_sensitivity *s, const char *path, qf_err *err) 
         for (size_t c = 0; c < t->n_cand; c++)
             fprintf(f, "cand %u %llu %.17g\n", t->cand[c].type, (unsigned long long)t->cand[c].bytes, t->cand[c].err);
     }
+    fprintf(f, "end\n");
     int bad = ferror(f);
     bad |= fclose(f) != 0;
     int rc = 0;
@@ -365,6 +367,7 @@ int qf_sensitivity_load(qf_sensitivity *s, const char *path, const char *key, qf
             t->cand[c] = (qf_budget_cand){ty, b, e};
         }
     }
+    if (!fgets(line, sizeof line, f) || strcmp(line, "end\n") != 0) goto bad; /* a cut file */
     fclose(f);
     return 0;
 bad:

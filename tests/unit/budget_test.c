@@ -7,6 +7,7 @@
 #include "convert.h"
 #include "ggml_types.h"
 #include "qf_test.h"
+#include "qf_util.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void) { /* splitmix64 */
@@ -231,6 +232,61 @@ static void test_cache_round_trip(qf_test *t) {
     CHECK(t, qf_sensitivity_load(&r, path, s.key, &err) == QF_ENOTFOUND, "absent");
 }
 
+/* Every truncation and many single-byte corruptions of a valid sidecar load
+ * cleanly or fail with QF_EFORMAT / QF_ENOTFOUND (no crash, nothing half
+ * filled: a failed load leaves an empty struct). */
+static void test_cache_corrupt(qf_test *t) {
+    char path[] = "/tmp/qf-budget-corrupt.XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(t, fd >= 0, "mkstemp");
+    close(fd);
+    qf_budget_tensor ts[2] = {{.name = "blk.0.ffn_up.weight", .n_elements = 8192, .n_cand = 3,
+                               .cand = {{GGML_TYPE_Q2_K, 2688, 9.5}, {GGML_TYPE_Q4_K, 4608, 1.25},
+                                        {GGML_TYPE_Q8_0, 8704, 0.01}}},
+                              {.name = "output.weight", .n_elements = 256, .n_cand = 1,
+                               .cand = {{GGML_TYPE_F16, 512, 0}}}};
+    qf_sensitivity s = {.key = "00112233445566778899aabbccddeeff", .n = 2, .t = ts, .n_elements = 8448};
+    qf_err err;
+    REQUIRE(t, qf_sensitivity_save(&s, path, &err) == 0, "%s", err.msg);
+    uint8_t *buf;
+    uint64_t size;
+    REQUIRE(t, qf_read_file(path, &buf, &size, &err) == 0, "%s", err.msg);
+    int n_ok = 0, n_bad = 0;
+    for (uint64_t cut = 0; cut <= size; cut++) {
+        for (int flip = -1; flip < 3; flip++) {
+            FILE *f = fopen(path, "w");
+            REQUIRE(t, f, "rewrite");
+            fwrite(buf, 1, (size_t)cut, f);
+            fclose(f);
+            if (flip >= 0 && cut > 0) { /* corrupt one byte of the prefix */
+                f = fopen(path, "r+");
+                const uint64_t at = (rnd() % cut);
+                fseek(f, (long)at, SEEK_SET);
+                static const char junk[3] = {'9', ' ', '\n'};
+                fputc(junk[flip], f);
+                fclose(f);
+            }
+            qf_sensitivity r;
+            int rc = qf_sensitivity_load(&r, path, s.key, &err);
+            CHECK(t, rc == 0 || rc == QF_EFORMAT || rc == QF_ENOTFOUND, "cut %llu flip %d: rc %d",
+                  (unsigned long long)cut, flip, rc);
+            if (rc == 0) {
+                n_ok++;
+                for (size_t i = 0; i < r.n; i++)
+                    CHECK(t, r.t[i].n_cand >= 1 && r.t[i].n_cand <= QF_BUDGET_MAX_CAND, "cand count");
+                qf_sensitivity_free(&r);
+            } else {
+                n_bad++;
+                CHECK(t, r.n == 0 && r.t == NULL, "a failed load leaves an empty struct");
+            }
+        }
+    }
+    /* a cut file never loads: only the whole file (with or without a harmless flip) does */
+    CHECK(t, n_ok >= 1 && n_ok <= 4 && n_bad > (int)size, "ok %d, refused %d", n_ok, n_bad);
+    free(buf);
+    unlink(path);
+}
+
 /* general.file_type: llama.cpp's guess from the type most tensors have. */
 static void test_file_type(qf_test *t) {
     qf_budget_tensor ts[3] = {{.n_cand = 2, .cand = {{GGML_TYPE_Q4_K, 1, 0}, {GGML_TYPE_Q6_K, 2, 0}}},
@@ -316,4 +372,4 @@ static void test_measure_stories260k(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_allocator_vs_brute_force, test_allocator_exact_at_lagrangian_budgets, test_allocator_degenerate,
-             test_cache_round_trip, test_file_type, test_parse_size, test_measure_stories260k)
+             test_cache_round_trip, test_cache_corrupt, test_file_type, test_parse_size, test_measure_stories260k)
