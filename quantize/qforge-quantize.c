@@ -590,9 +590,12 @@ int main(int argc, char **argv) {
     }
     if (ba.mode) {
         if (n_pos != 2) return qf_cli_usage(PROG, "a size budget replaces TYPE: expected IN.gguf OUT.gguf");
-        if (n_ovs || o.pure || o.output_tensor_type >= 0 || o.token_embedding_type >= 0)
+        if (n_ovs || o.pure || o.output_tensor_type >= 0 || o.token_embedding_type >= 0) {
+            for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
+            free(ovs);
             return qf_cli_usage(PROG, "a size budget chooses every tensor's type: no --tensor-type, --pure, "
                                       "--output-tensor-type or --token-embedding-type");
+        }
         o.in_path = pos[0];
         o.out_path = pos[1];
         o.preset = qf_quant_preset_find("Q4_K_M"); /* method rule of the K-quant mixes (qf_quant_method_searches) */
