@@ -301,6 +301,11 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                 want = (uint32_t)o->token_embedding_type;
             if (o->output_tensor_type >= 0 && strcmp(s->name, "output.weight") == 0)
                 want = (uint32_t)o->output_tensor_type;
+            for (size_t r = 0; r < o->n_type_table; r++)
+                if (strcmp(o->type_table[r].pattern, s->name) == 0) {
+                    want = o->type_table[r].type;
+                    break;
+                }
             t->wanted_type = want;
             t->type = qf_shape_fallback(want, ne0, &t->table_fallback);
             t->fallback = t->type != want;

@@ -16,6 +16,7 @@
 
 #include "qf_cli.h"
 #include "qf_tmpfile.h"
+#include "budget.h"
 #include "ggml_types.h"
 #include "gguf.h"
 #include "imatrix.h"
@@ -112,6 +113,27 @@ static void usage(FILE *fp) {
             "  --quiet                  no progress and no fallback lines on stderr\n"
             "  -h, --help               this text\n"
             "  --version                version, commit, build flags and instruction sets\n"
+            "\n"
+            "size budgets (instead of TYPE: " PROG " IN.gguf OUT.gguf --target-size 4.2G):\n"
+            "  --target-size SIZE       output file of at most SIZE bytes (K/M/G/T: powers of 1024,\n"
+            "                           KB/MB/GB/TB: of 1000)\n"
+            "  --target-bpw X           at most X bits per weight (tensor bytes x 8 / all weights)\n"
+            "  --fit-vram SIZE          weights + F16 KV cache for --fit-ctx N tokens (default 4096)\n"
+            "                           + a compute allowance of 4 B x --fit-batch N (default 512) x\n"
+            "                           (n_vocab + n_head x ctx + 2 n_ff + 4 n_embd) within SIZE\n"
+            "  --calib TEXT             role weights: quantize each role (attn_q, ffn_down, output...)\n"
+            "                           alone, run it over TEXT against the original and scale the\n"
+            "                           role's errors to predict KL-divergence (recommended; without\n"
+            "                           it errors of different roles are not comparable)\n"
+            "  --calib-ctx N, --calib-chunks N  tokens per chunk (128) and chunks (8) of TEXT\n"
+            "  --sensitivity-cache F    where the measured errors are kept (default\n"
+            "                           ${XDG_CACHE_HOME:-~/.cache}/qforge/NAME.qfsens, NAME = IN's name)\n"
+            "  Every quantizable tensor gets the type (F16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0\n"
+            "  IQ4_NL Q3_K Q2_K, after shape fallbacks) that minimises the summed imatrix-weighted\n"
+            "  error within the budget; --method and --imatrix apply as usual. The plan (type,\n"
+            "  bytes, predicted error per tensor) is printed; docs/quantize.md, \"Size budgets\".\n"
+            "  Memory: measuring holds 3 chunks of rows of at most 8 MiB as F32; --calib also\n"
+            "  loads the model and one probe file at a time (written next to OUT, then deleted).\n"
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
@@ -370,6 +392,151 @@ done:
     return rc;
 }
 
+/* ---- size budgets (budget.h) ---- */
+
+typedef struct budget_args {
+    int mode;          /* qf_budget_mode, 0: none */
+    uint64_t size;
+    double bpw;
+    int64_t ctx, batch;
+    const char *cache;
+    const char *calib;
+    int64_t calib_ctx, calib_chunks;
+} budget_args;
+
+/* Default sidecar: $XDG_CACHE_HOME/qforge/NAME.qfsens (else ~/.cache/qforge/),
+ * NAME the input's file name; NULL (not kept) without either variable. The
+ * key inside decides whether it is reused. */
+static char *default_cache_path(const char *in) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
+    size_t n = strlen(base) + (xdg ? strlen(xdg) : 0) + (home ? strlen(home) : 0) + 64;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    if (xdg && *xdg) snprintf(p, n, "%s", xdg);
+    else if (home && *home) snprintf(p, n, "%s/.cache", home);
+    else {
+        free(p);
+        return NULL;
+    }
+    mkdir(p, 0755);
+    snprintf(p + strlen(p), n - strlen(p), "/qforge");
+    mkdir(p, 0755);
+    snprintf(p + strlen(p), n - strlen(p), "/%s.qfsens", base);
+    return p;
+}
+
+static void print_budget(const qf_budget_request *rq, const qf_budget_plan *bp, const char *cache, int json) {
+    const qf_sensitivity *s = &bp->sens;
+    static const char *mode_names[] = {"", "target-size", "target-bpw", "fit-vram"};
+    if (json) {
+        printf("{\"budget\": {\"mode\": \"%s\", \"request\": ", mode_names[rq->mode]);
+        if (rq->mode == QF_BUDGET_BPW) printf("%.6g", rq->bpw);
+        else printf("%llu", (unsigned long long)rq->size);
+        printf(", \"tensor_budget\": %llu, \"tensor_bytes\": %llu, \"fixed_bytes\": %llu, \"header_bound\": %llu",
+               (unsigned long long)bp->budget, (unsigned long long)bp->tensor_bytes,
+               (unsigned long long)bp->fixed_bytes, (unsigned long long)bp->header_bytes);
+        printf(", \"smallest\": %llu, \"predicted_error\": %.9g, \"file_type\": %u, \"method\": \"%s\"",
+               (unsigned long long)bp->min_total, bp->err, bp->file_type, qf_quant_method_name(rq->method));
+        printf(", \"sensitivity_cached\": %s, \"role_weights\": %s, \"sensitivity_cache\": ",
+               bp->cached ? "true" : "false", bp->calibrated ? "true" : "false");
+        if (cache) qf_cli_json_str(stdout, cache);
+        else printf("null");
+        if (rq->mode == QF_BUDGET_VRAM)
+            printf(",\n  \"vram\": {\"total\": %llu, \"kv_cache\": %llu, \"compute\": %llu, \"weights\": %llu, "
+                   "\"ctx\": %llu, \"batch\": %llu}",
+                   (unsigned long long)bp->vram.vram, (unsigned long long)bp->vram.kv_bytes,
+                   (unsigned long long)bp->vram.compute_bytes,
+                   (unsigned long long)(bp->tensor_bytes + bp->fixed_bytes), (unsigned long long)bp->vram.ctx,
+                   (unsigned long long)bp->vram.batch);
+        printf(",\n  \"tensors\": [");
+        for (size_t i = 0; i < s->n; i++) {
+            const qf_budget_cand *c = &s->t[i].cand[bp->choice[i]];
+            printf("%s\n   {\"name\": ", i ? "," : "");
+            qf_cli_json_str(stdout, s->t[i].name);
+            printf(", \"type\": \"%s\", \"bytes\": %llu, \"predicted_error\": %.9g}", tname(c->type),
+                   (unsigned long long)c->bytes, c->err);
+        }
+        printf("]}");
+        return;
+    }
+    printf("budget (%s): %llu bytes for the quantizable tensors, %llu used; predicted error %.6g\n",
+           mode_names[rq->mode], (unsigned long long)bp->budget, (unsigned long long)bp->tensor_bytes, bp->err);
+    printf("  sensitivities: %s (%s)%s\n", bp->cached ? "cached" : "measured", cache ? cache : "not kept",
+           bp->calibrated ? ", role weights from --calib (predicted error ~ KLD)" : "");
+    if (bp->calibrated && !bp->cached) {
+        printf("  role weights:");
+        for (int r = 0; r < QF_ROLE_COUNT; r++)
+            if (bp->role_scale[r] != 1.0) printf(" %s %.3g", qf_tensor_role_name((qf_tensor_role)r), bp->role_scale[r]);
+        printf("\n");
+    }
+    if (rq->mode == QF_BUDGET_VRAM) {
+        const qf_vram_fit *v = &bp->vram;
+        printf("  vram %llu = weights %llu + KV cache %llu (F16, %llu tokens x %llu K+V values over %d layers x 2 B)"
+               " + compute %llu (4 B x batch %llu x (%llu + %d x %llu + 2 x %llu + 4 x %llu)) + free %llu\n",
+               (unsigned long long)v->vram, (unsigned long long)(bp->tensor_bytes + bp->fixed_bytes),
+               (unsigned long long)v->kv_bytes, (unsigned long long)v->ctx, (unsigned long long)v->kv_width,
+               v->n_layer, (unsigned long long)v->compute_bytes, (unsigned long long)v->batch,
+               (unsigned long long)v->n_vocab, v->n_head, (unsigned long long)v->ctx, (unsigned long long)v->n_ff,
+               (unsigned long long)v->n_embd,
+               (unsigned long long)(v->vram - v->kv_bytes - v->compute_bytes - bp->tensor_bytes - bp->fixed_bytes));
+    }
+    printf("%-40s %-7s %12s %14s\n", "tensor", "type", "bytes", "pred. error");
+    for (size_t i = 0; i < s->n; i++) {
+        const qf_budget_cand *c = &s->t[i].cand[bp->choice[i]];
+        printf("%-40s %-7s %12llu %14.6g\n", s->t[i].name, tname(c->type), (unsigned long long)c->bytes, c->err);
+    }
+}
+
+/* A budgeted run: plan by sensitivity, print the plan, quantize unless dry. */
+static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int json, int quiet) {
+    qf_err err;
+    qf_err_clear(&err);
+    struct stat st;
+    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return qf_cli_fail(PROG, "%s: a size budget needs a GGUF input (convert the checkpoint first)", o->in_path);
+    char *cache = ba->cache ? strdup(ba->cache) : default_cache_path(o->in_path);
+    qf_budget_request rq = {o->in_path, o->imatrix_path, cache, o->method, o->preset, ba->mode,
+                            ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch,
+                            ba->calib, ba->calib_ctx, ba->calib_chunks, o};
+    qf_budget_plan bp;
+    if (!quiet && !ba->calib)
+        fprintf(stderr, PROG ": warning: no --calib TEXT: the errors of different roles are not comparable and the "
+                             "plan can be much worse than a preset (docs/quantize.md, \"Size budgets\")\n");
+    if (!quiet && !json) fprintf(stderr, PROG ": measuring or loading tensor sensitivities\n");
+    int rc = qf_budget_plan_make(&rq, &bp, &err);
+    if (rc) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg[0] ? err.msg : "budget planning failed");
+        qf_budget_plan_free(&bp);
+        free(cache);
+        return 1;
+    }
+    print_budget(&rq, &bp, cache, json);
+    if (!dry) {
+        o->type_table = bp.table;
+        o->n_type_table = bp.sens.n;
+        o->file_type = bp.file_type;
+        qf_quantize_result r;
+        rc = qf_quantize(o, &r, &err);
+        if (rc) fprintf(stderr, PROG ": error: %s\n", err.msg[0] ? err.msg : "quantization failed");
+        else if (json) {
+            printf(",\n \"output\": {\"path\": ");
+            qf_cli_json_str(stdout, o->out_path);
+            printf(", \"bytes\": %llu, \"tensor_bytes\": %llu, \"bits_per_weight\": %.4f, "
+                   "\"file_type\": %u, \"seconds\": %.3f}",
+                   (unsigned long long)r.out_file_bytes, (unsigned long long)r.plan.out_tensor_bytes,
+                   bits_per_weight(&r.plan), bp.file_type, r.seconds);
+        } else
+            printf("wrote %s: %llu bytes, %.4f bits per weight, general.file_type %u, %.2f s\n", o->out_path,
+                   (unsigned long long)r.out_file_bytes, bits_per_weight(&r.plan), bp.file_type, r.seconds);
+        qf_quantize_result_free(&r);
+    }
+    if (json) printf("}\n");
+    qf_budget_plan_free(&bp);
+    free(cache);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
@@ -386,6 +553,7 @@ int main(int argc, char **argv) {
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
+    budget_args ba = {0, 0, 0, 4096, 512, NULL, NULL, 128, 8};
 
     for (int i = 1; i < argc; i++) {
         qf_arg arg;
@@ -481,6 +649,30 @@ int main(int argc, char **argv) {
                 return qf_cli_usage(PROG, "--split-max-size '%s': expected a size (e.g. 4G, 500M)", val);
         } else if (!strcmp(a, "--keep-split")) {
             o.keep_split = 1;
+        } else if (!strcmp(a, "--target-size") || !strcmp(a, "--fit-vram")) {
+            NEEDS_VALUE();
+            if (qf_budget_parse_size(val, &ba.size) || ba.size == 0)
+                return qf_cli_usage(PROG, "%s '%s': expected a size such as 4.2G, 512M or 1000000", a, val);
+            if (ba.mode) return qf_cli_usage(PROG, "give one of --target-size, --target-bpw, --fit-vram");
+            ba.mode = !strcmp(a, "--target-size") ? QF_BUDGET_SIZE : QF_BUDGET_VRAM;
+        } else if (!strcmp(a, "--target-bpw")) {
+            NEEDS_VALUE();
+            char *end;
+            ba.bpw = strtod(val, &end);
+            if (*val == 0 || *end || !(ba.bpw > 0 && ba.bpw <= 64))
+                return qf_cli_usage(PROG, "--target-bpw '%s': expected bits per weight in (0, 64]", val);
+            if (ba.mode) return qf_cli_usage(PROG, "give one of --target-size, --target-bpw, --fit-vram");
+            ba.mode = QF_BUDGET_BPW;
+        } else if (!strcmp(a, "--fit-ctx") || !strcmp(a, "--fit-batch")) {
+            NEEDS_VALUE();
+            int64_t v;
+            if (qf_parse_i64(val, &v) || v < 1 || v > (1 << 24))
+                return qf_cli_usage(PROG, "%s '%s': expected 1..16777216", a, val);
+            if (!strcmp(a, "--fit-ctx")) ba.ctx = v;
+            else ba.batch = v;
+        } else if (!strcmp(a, "--sensitivity-cache")) {
+            NEEDS_VALUE();
+            ba.cache = val;
         } else if (a[0] == '-' && a[1]) {
             return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
@@ -490,12 +682,41 @@ int main(int argc, char **argv) {
         QF_ARG_END();
 #undef NEEDS_VALUE
     }
-    if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
-    if (o.keep_split && o.split_max_size) return qf_cli_usage(PROG, "--keep-split and --split-max-size exclude each other");
     int threads;
     if ((rc = qf_cli_threads(PROG, n_threads, &threads)) >= 0) return rc;
     o.n_threads = threads;
     gopt.n_threads = threads;
+    if (ba.mode) {
+        /* --calib and its chunking feed the role weights of the plan */
+        ba.calib = gopt.calib_path;
+        if (gopt.n_ctx) ba.calib_ctx = gopt.n_ctx;
+        if (gopt.max_chunks) ba.calib_chunks = gopt.max_chunks;
+        if (o.method == QF_QUANT_METHOD_GPTQ || gopt.damp > 0 || gopt.act_order || gopt.mem_budget) {
+            free(ovs);
+            return qf_cli_usage(PROG, "a size budget takes --method exact, search or auto (not gptq)");
+        }
+        if (n_pos != 2) return qf_cli_usage(PROG, "a size budget replaces TYPE: expected IN.gguf OUT.gguf");
+        if (n_ovs || o.pure || o.output_tensor_type >= 0 || o.token_embedding_type >= 0) {
+            for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
+            free(ovs);
+            return qf_cli_usage(PROG, "a size budget chooses every tensor's type: no --tensor-type, --pure, "
+                                      "--output-tensor-type or --token-embedding-type");
+        }
+        char *bsnap = NULL; /* a hub cache name resolved */
+        o.in_path = qf_cli_model_arg(PROG, pos[0], &bsnap);
+        if (!o.in_path) {
+            free(ovs);
+            return 1;
+        }
+        o.out_path = pos[1];
+        o.preset = qf_quant_preset_find("Q4_K_M"); /* method rule of the K-quant mixes (qf_quant_method_searches) */
+        rc = run_budget(&o, &ba, dry, json, quiet);
+        free(ovs);
+        free(bsnap);
+        return rc;
+    }
+    if (n_pos < 3) return qf_cli_usage(PROG, "expected IN.gguf OUT.gguf TYPE");
+    if (o.keep_split && o.split_max_size) return qf_cli_usage(PROG, "--keep-split and --split-max-size exclude each other");
     char *snapshot = NULL; /* a hub cache name resolved */
     o.in_path = qf_cli_model_arg(PROG, pos[0], &snapshot);
     if (!o.in_path) return 1;

@@ -260,7 +260,7 @@ static int write_kvs(job *j) {
     gguf_writer_remove_kv(w, "general.quantization_version");
     if ((rc = gguf_writer_set_u32(w, "general.quantization_version", QF_QUANTIZATION_VERSION))) return rc;
     gguf_writer_remove_kv(w, "general.file_type");
-    if ((rc = gguf_writer_set_u32(w, "general.file_type", j->o->preset->ftype))) return rc;
+    if ((rc = gguf_writer_set_u32(w, "general.file_type", j->o->file_type ? j->o->file_type : j->o->preset->ftype))) return rc;
     if (j->im) {
         const qf_imatrix *im = j->im;
         if ((rc = gguf_writer_set_strn(w, "quantize.imatrix.file", j->o->imatrix_path,

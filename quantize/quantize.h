@@ -185,6 +185,10 @@ typedef struct qf_quantize_opts {
     const char *imatrix_path;        /* NULL: no imatrix. Recorded as given in quantize.imatrix.file */
     const qf_tensor_type_override *overrides;
     size_t n_overrides;
+    const qf_tensor_type_override *type_table; /* exact tensor names -> type (a budget plan, budget.h):
+                                        wins over the mix rules and all overrides; NULL: none */
+    size_t n_type_table;
+    uint32_t file_type;              /* general.file_type to write; 0: the preset's ftype */
     int pure;                        /* no mix rules: every quantizable tensor gets base_type */
     int allow_requantize;            /* allow already-quantized input tensors */
     int output_tensor_type;          /* ggml type for output.weight, or -1 */
