@@ -22,6 +22,8 @@
 
 #define PROG "qforge-quantize"
 
+#include "qforge_quantize_fp8.inc"
+
 static const uint32_t tensor_types[] = {
     GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
     GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
@@ -298,6 +300,8 @@ done:
 }
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* TYPE FP8 / FP8_DYNAMIC: the FP8 checkpoint writer */
+        if (fp8_is_type(argv[i])) return fp8_main(argc, argv);
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
