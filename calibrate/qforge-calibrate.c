@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
     size_t text_len = 0;
     qf_calib_acc *acc = NULL;
 
-    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init(&tx, &m.file, &err) < 0 ||
+    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0 ||
         qf_read_text_any(text_path, &text, &text_len, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;

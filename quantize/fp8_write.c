@@ -428,6 +428,20 @@ static void rm_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* A new directory "out_dir.tmp-PID-N" with the usual (umask) permissions,
+ * unlike mkdtemp's 0700. -1 with errno on failure. */
+static int make_tmp_dir(char *buf, size_t cap, const char *out_dir) {
+    for (unsigned k = 0; k < 1000; k++) {
+        if ((size_t)snprintf(buf, cap, "%s.tmp-%ld-%u", out_dir, (long)getpid(), k) >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        if (mkdir(buf, 0777) == 0) return 0;
+        if (errno != EEXIST) return -1;
+    }
+    return -1;
+}
+
 int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *err) {
     wctx w;
     memset(&w, 0, sizeof w);
@@ -476,7 +490,7 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     }
     uint32_t n_shards = shard + 1;
     /* temp directory next to out_dir, renamed at the end */
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", o->out_dir) >= sizeof tmp || !mkdtemp(tmp)) {
+    if (make_tmp_dir(tmp, sizeof tmp, o->out_dir) != 0) {
         rc = qf_set_err(err, QF_EIO, "%s: cannot create a temp directory next to it: %s", o->out_dir, strerror(errno));
         tmp[0] = 0;
         goto done;
