@@ -257,7 +257,7 @@ static int plan(wctx *w, const qf_hf_arch *a) {
         int li = (int)w->n_lins++;
         size_t base = strlen(t->name) - strlen("weight");
         if ((rc = add_job(w, t->name, WEIGHT, li, NULL, ST_F8_E4M3, 2, t->shape[0], t->shape[1]))) return rc;
-        snprintf(nm, sizeof nm, "%s_scale", t->name);
+        snprintf(nm, sizeof nm, "%s_scale%s", t->name, w->o->block_fp8_layout ? "_inv" : "");
         if (w->o->scheme == QF_FP8_TENSOR) rc = add_job(w, nm, WSCALE, li, NULL, t->dtype, 1, 1, 1);
         else if (w->o->scheme == QF_FP8_CHANNEL) rc = add_job(w, nm, WSCALE, li, NULL, t->dtype, 2, t->shape[0], 1);
         else rc = add_job(w, nm, WSCALE, li, NULL, t->dtype, 2, (uint64_t)L->nbr, (uint64_t)L->nbc);
@@ -342,6 +342,11 @@ static int write_index(wctx *w, const char *dir, uint32_t n_shards, uint64_t tot
 
 /* The compressed-tensors quantization_config (docs/formats.md lists each field's source). */
 static void write_qconfig(FILE *f, const qf_fp8_write_opts *o) {
+    if (o->block_fp8_layout) {
+        fprintf(f, "  \"quantization_config\": {\n    \"activation_scheme\": \"dynamic\",\n    \"fmt\": \"e4m3\",\n"
+                   "    \"quant_method\": \"fp8\",\n    \"weight_block_size\": [128, 128]\n  }\n");
+        return;
+    }
     const char *ws = qf_fp8_scheme_name(o->scheme);
     fprintf(f, "  \"quantization_config\": {\n    \"config_groups\": {\n      \"group_0\": {\n");
     if (o->static_act)
@@ -456,6 +461,10 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     if (!cfg_path) return qf_set_err(err, QF_ENOMEM, "out of memory");
     if (stat(o->out_dir, &sb) == 0) {
         rc = qf_set_err(err, QF_EINVAL, "%s: already exists (not overwritten)", o->out_dir);
+        goto done;
+    }
+    if (o->block_fp8_layout && (o->scheme != QF_FP8_BLOCK || o->static_act)) {
+        rc = qf_set_err(err, QF_EINVAL, "the quant_method fp8 layout has 128x128 block scales and no input scales");
         goto done;
     }
     if ((rc = qf_json_parse_file(&cfg, cfg_path, 0, err))) goto done;

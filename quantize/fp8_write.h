@@ -40,6 +40,10 @@ typedef struct qf_fp8_write_opts {
     const float *act_amax;
     size_t n_act;
     uint64_t max_shard_bytes;     /* 0: 5 GB (transformers' default) */
+    /* 1: instead of compressed-tensors, the quant_method "fp8" layout of
+     * DeepSeek-V3/Qwen3-FP8 releases (block scheme only: weight_scale_inv,
+     * weight_block_size [128, 128], no input scales); for test fixtures */
+    int block_fp8_layout;
 } qf_fp8_write_opts;
 
 typedef struct qf_fp8_write_result {
