@@ -498,6 +498,9 @@ static int hf_index(qf_model *m, qf_err *err) {
             continue; /* buffers, not weights (the converter skips them too) */
         if (m->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(t->name))
             continue; /* FP8 scales: read with their weight (bind_fp8) */
+        if (m->fp8.kind == QF_FP8_KIND_NONE && t->dtype == ST_F8_E4M3)
+            return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' is F8_E4M3 but config.json has no quantization_config",
+                              m->path, t->name);
         struct qf_hf_tensor *e = &m->hf_tensors[m->n_hf_tensors];
         int64_t bid;
         if (!qf_hf_map_tensor(m->hf_arch, t->name, e->name, sizeof e->name, &bid))
