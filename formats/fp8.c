@@ -8,6 +8,10 @@
 
 #include "numfmt.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 /* ---------------- row codec ---------------- */
 
 int64_t qf_fp8_encode_row_ref(const float *x, float scale, uint8_t *codes, int64_t n) {
@@ -18,8 +22,50 @@ int64_t qf_fp8_encode_row_ref(const float *x, float scale, uint8_t *codes, int64
     return -1;
 }
 
+#ifdef __AVX2__
+/* 8 lanes of qf_f32_to_e4m3(x / scale) for finite x, as int32 codes:
+ * normals round the f32 bits at mantissa bit 20 (RNE, the carry moves into
+ * the exponent), subnormals (|y| < 2^-6) are rint(|y| * 2^9) (exact scaling,
+ * cvtps rounds to nearest even; 8 is the smallest normal's code), beyond 448
+ * saturates (Inf included), NaN gives 0x7F. */
+static inline __m256i e4m3_x8(__m256 y) {
+    const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i u = _mm256_castps_si256(y);
+    __m256i a = _mm256_and_si256(u, absmask);
+    __m256i v = _mm256_sub_epi32(a, _mm256_set1_epi32(120 << 23)); /* rebias 127 -> 7 */
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(v, 20), _mm256_set1_epi32(1));
+    __m256i normal = _mm256_srli_epi32(_mm256_add_epi32(v, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFFF))), 20);
+    __m256 ay = _mm256_castsi256_ps(a);
+    __m256i sub = _mm256_cvtps_epi32(_mm256_mul_ps(ay, _mm256_set1_ps(512.0f)));
+    __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(121 << 23), a);       /* |y| < 2^-6 */
+    __m256i code = _mm256_blendv_epi8(normal, sub, is_sub);
+    __m256i is_big = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x43E00000));      /* |y| > 448 */
+    code = _mm256_blendv_epi8(code, _mm256_set1_epi32(0x7E), is_big);
+    __m256i is_nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
+    code = _mm256_blendv_epi8(code, _mm256_set1_epi32(0x7F), is_nan);
+    __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
+    return _mm256_or_si256(code, sign);
+}
+#endif
+
 int64_t qf_fp8_encode_row(const float *x, float scale, uint8_t *codes, int64_t n) {
-    return qf_fp8_encode_row_ref(x, scale, codes, n);
+    int64_t i = 0;
+#ifdef __AVX2__
+    const __m256 s = _mm256_set1_ps(scale);
+    const __m256i expmask = _mm256_set1_epi32(0x7F800000);
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        __m256i e = _mm256_and_si256(_mm256_castps_si256(xv), expmask);
+        if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(e, expmask))) break; /* NaN/Inf: the scalar loop finds it */
+        __m256i c = e4m3_x8(_mm256_div_ps(xv, s));
+        __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+        __m128i w16 = _mm_packus_epi32(lo, hi);
+        __m128i b8 = _mm_packus_epi16(w16, w16);
+        _mm_storel_epi64((__m128i *)(void *)(codes + i), b8);
+    }
+#endif
+    int64_t bad = qf_fp8_encode_row_ref(x + i, scale, codes + i, n - i);
+    return bad < 0 ? -1 : i + bad;
 }
 
 /* The 256 decoded codes (NaN for 0x7F/0xFF), built once. */

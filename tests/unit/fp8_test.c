@@ -126,6 +126,52 @@ static void test_row_codec(qf_test *t) {
     CHECK(t, qf_fp8_encode_row(x, scale, a, N) == 5, "Inf found at its index");
 }
 
+/* The (vectorized) row encoder equals the scalar reference bit for bit on
+ * every boundary value, f32 subnormals, saturation and random values, for
+ * several scales. */
+static void test_row_fast_vs_ref(qf_test *t) {
+    enum { N = 200003 };
+    float *x = malloc(N * sizeof *x);
+    uint8_t *a = malloc(N), *b = malloc(N);
+    REQUIRE(t, x && a && b, "alloc");
+    int64_t n = 0;
+    for (int c = 0; c < 0x7E; c++) {
+        float lo = (float)e4m3_def(c), mid = (float)((e4m3_def(c) + e4m3_def(c + 1)) / 2);
+        float xs[] = {lo, nextafterf(lo, INFINITY), nextafterf(lo, 0), mid, nextafterf(mid, 0), nextafterf(mid, INFINITY)};
+        for (size_t i = 0; i < 6; i++) {
+            x[n++] = xs[i];
+            x[n++] = -xs[i];
+        }
+    }
+    float sp[] = {448.0f, 464.0f, nextafterf(464.0f, 0), 480.0f, 1e30f, 3.4e38f, 1e-40f, -1e-45f, 0.0f, -0.0f, 0x1p-10f};
+    for (size_t i = 0; i < sizeof sp / sizeof *sp; i++) x[n++] = sp[i];
+    uint64_t r = 99;
+    while (n < N) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t u = (uint32_t)(r >> 32);
+        x[n++] = ldexpf(1.0f + (float)(u >> 9 & 0x3FFFFF) / 4194304.0f, (int)(u % 48) - 36) * ((u & 1) ? -1.0f : 1.0f);
+    }
+    float scales[] = {1.0f, 0.0371f, 3.3e-3f, 7.0f, 1e-20f};
+    int bad = 0;
+    for (size_t k = 0; k < sizeof scales / sizeof *scales; k++) {
+        for (int64_t off = 0; off < 3; off++) { /* unaligned starts and odd lengths */
+            CHECK(t, qf_fp8_encode_row(x + off, scales[k], a, N - off) == -1, "finite");
+            qf_fp8_encode_row_ref(x + off, scales[k], b, N - off);
+            for (int64_t i = 0; i < N - off; i++) bad += a[i] != b[i];
+        }
+    }
+    CHECK(t, bad == 0, "%d codes differ between the row encoder and the reference", bad);
+    for (int64_t p = 0; p < 40; p += 13) { /* a NaN anywhere is found at its index */
+        float keep = x[p * 7 + 3];
+        x[p * 7 + 3] = NAN;
+        CHECK(t, qf_fp8_encode_row(x, 1.0f, a, N) == p * 7 + 3, "NaN index %lld", (long long)(p * 7 + 3));
+        x[p * 7 + 3] = keep;
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
 /* ---- a tiny llama checkpoint in a temp dir ---- */
 
 static const char *CONFIG =
@@ -348,5 +394,5 @@ static void test_config_errors(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_decode_all_codes, test_encode_boundaries, test_encode_random, test_row_codec,
+QF_TEST_MAIN(test_decode_all_codes, test_encode_boundaries, test_encode_random, test_row_codec, test_row_fast_vs_ref,
              test_write_read_round_trip, test_write_refuses_nan, test_config_errors)
