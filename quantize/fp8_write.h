@@ -18,7 +18,8 @@
  * any failure nothing is left. out_dir must not exist. NaN/Inf weights are
  * refused with the tensor and element named.
  * Memory: one row of the widest tensor as F32 plus the scales; tensors are
- * read through the mapping and released as they are consumed.
+ * read through the mapping and released as they are consumed, so the peak is
+ * about the largest copied tensor's pages (the embeddings).
  */
 #ifndef QF_FP8_WRITE_H
 #define QF_FP8_WRITE_H

@@ -51,6 +51,7 @@ static void usage(FILE *fp) {
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
+    fprintf(fp, "  FP8_DYNAMIC, FP8: an FP8 checkpoint directory for vLLM instead (qforge-quantize IN OUTDIR FP8 --help)\n");
     fprintf(fp,
             "  Norms and other 1-D tensors stay as they are. Rows whose length the type cannot\n"
             "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->IQ4_NL, then F16);\n"
