@@ -111,6 +111,18 @@ static int str_is(const qf_json *j, int tok, const char *s) {
     return tok >= 0 && qf_json_string_eq(j, tok, s, strlen(s));
 }
 
+/* A [rows, cols] block shape (each 1 .. 2^20) at token bs into v; 0 if bs is not one. */
+static int block_pair(const qf_json *j, int bs, int64_t v[2]) {
+    v[0] = v[1] = 0;
+    if (bs >= 0 && qf_json_type_of(j, bs) == QF_JSON_ARRAY && qf_json_size(j, bs) == 2) {
+        qf_json_iter it;
+        int e, k = 0;
+        qf_json_iter_begin(&it, j, bs);
+        while (qf_json_iter_element(&it, &e)) qf_json_get_int64(j, e, &v[k++], NULL);
+    }
+    return v[0] > 0 && v[1] > 0 && v[0] <= (1 << 20) && v[1] <= (1 << 20);
+}
+
 /* weights.strategy / block_structure of one compressed-tensors config group. */
 static int ct_group(const qf_json *j, int group, const char *cfg_path, qf_fp8_config *c, qf_err *err) {
     int w = qf_json_find(j, group, "weights");
@@ -124,14 +136,8 @@ static int ct_group(const qf_json *j, int group, const char *cfg_path, qf_fp8_co
     int st = qf_json_find(j, w, "strategy");
     if (str_is(j, st, "block")) {
         int bs = qf_json_find(j, w, "block_structure");
-        int64_t v[2] = {0, 0};
-        if (bs >= 0 && qf_json_type_of(j, bs) == QF_JSON_ARRAY && qf_json_size(j, bs) == 2) {
-            qf_json_iter it;
-            int e, k = 0;
-            qf_json_iter_begin(&it, j, bs);
-            while (qf_json_iter_element(&it, &e)) qf_json_get_int64(j, e, &v[k++], NULL);
-        }
-        if (v[0] <= 0 || v[1] <= 0 || v[0] > (1 << 20) || v[1] > (1 << 20))
+        int64_t v[2];
+        if (!block_pair(j, bs, v))
             return qf_set_err(err, QF_EFORMAT, "%s: quantization_config: strategy block needs block_structure [rows, cols]",
                               cfg_path);
         c->block_rows = v[0];
@@ -175,14 +181,8 @@ int qf_fp8_config_read(const qf_json *j, const char *cfg_path, qf_fp8_config *c,
     }
     if (str_is(j, qm, "fp8")) {
         int bs = qf_json_find(j, q, "weight_block_size");
-        int64_t v[2] = {0, 0};
-        if (bs >= 0 && qf_json_type_of(j, bs) == QF_JSON_ARRAY && qf_json_size(j, bs) == 2) {
-            qf_json_iter it;
-            int e, k = 0;
-            qf_json_iter_begin(&it, j, bs);
-            while (qf_json_iter_element(&it, &e)) qf_json_get_int64(j, e, &v[k++], NULL);
-        }
-        if (v[0] <= 0 || v[1] <= 0 || v[0] > (1 << 20) || v[1] > (1 << 20))
+        int64_t v[2];
+        if (!block_pair(j, bs, v))
             return qf_set_err(err, QF_EUNSUPPORTED,
                               "%s: quantization_config: quant_method fp8 needs weight_block_size [rows, cols]", cfg_path);
         c->kind = QF_FP8_KIND_BLOCK;
