@@ -24,6 +24,7 @@
 #include "gguf_split.h"
 #include "hf_tokenizer.h"
 #include "json.h"
+#include "fp8.h"
 #include "manifest.h"
 #include "numfmt.h"
 #include "qf_util.h"
@@ -61,6 +62,7 @@ enum { FTYPE_ALL_F32 = 0, FTYPE_MOSTLY_F16 = 1, FTYPE_MOSTLY_Q8_0 = 7, FTYPE_MOS
 typedef struct plan_tensor {
     char name[96];
     const st_tensor *src;     /* NULL for generated tensors */
+    qf_fp8_weight *fp8;       /* F8_E4M3 source: its scales (owned), else NULL */
     float *gen;               /* generated F32 data */
     uint32_t n_dims;
     uint64_t ne[GGUF_MAX_DIMS];  /* GGUF order: ne[0] = row length */
@@ -83,6 +85,7 @@ typedef struct conv {
     qf_hparams hp;
     st_model st;
     int has_st;
+    qf_fp8_config fp8;        /* config.json quantization_config (FP8 checkpoints) */
     qf_vocab vocab;
     int has_vocab;
     qf_hf_tokenizer_info tok;
@@ -233,6 +236,8 @@ static int plan_tensors(conv *c) {
             if (qf_ends_with(s->name, ".attention.masked_bias") || qf_ends_with(s->name, ".attention.bias") ||
                 qf_ends_with(s->name, ".rotary_emb.inv_freq"))
                 continue;
+            if (c->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(s->name))
+                continue;   /* read with its FP8 weight */
             plan_tensor *p = &c->t[c->n_t];
             memset(p, 0, sizeof *p);
             int64_t bid;
@@ -247,7 +252,15 @@ static int plan_tensors(conv *c) {
                                 shard_name(c, s), s->name, (long long)bid, (long long)hp->n_layer);
                 goto done;
             }
-            if (!st_dtype_ok(s->dtype)) {
+            if (s->dtype == ST_F8_E4M3) {
+                qf_fp8_weight *fw = calloc(1, sizeof *fw);
+                if (!fw) {
+                    rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
+                    goto done;
+                }
+                p->fp8 = fw;   /* freed with the plan, also on failure */
+                if ((rc = qf_fp8_weight_bind(&c->st, &c->fp8, s, shard_name(c, s), fw, c->err))) goto done;
+            } else if (!st_dtype_ok(s->dtype)) {
                 rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
                                 shard_name(c, s), s->name, st_dtype_name(s->dtype));
                 goto done;
@@ -670,7 +683,7 @@ static int read_full(int fd, uint8_t *p, size_t n, uint64_t off) {
 }
 
 /* Convert tensor idx chunk by chunk (source rows read into `inbuf`,
- * converted into `out`) and write the chunks. `scratch` holds 2 x the
+ * converted into `out`) and write the chunks. `scratch` holds 3 x the
  * longest row of floats. */
 static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, uint8_t *inbuf, uint8_t *out) {
     plan_tensor *p = &c->t[idx];
@@ -709,6 +722,13 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
         for (uint64_t i = 0; i < nr; i++) {
             uint64_t r = row0 + i;
             uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
+            if (p->fp8) {   /* scale * e4m3(code) in F32, then to the output type */
+                float *deq = scratch + 2 * g.row_len;
+                qf_fp8_dequant_row(p->fp8, (int64_t)sr, rows + (sr - row0) * g.src_row_bytes, deq);
+                convert_row((const uint8_t *)deq, ST_F32, out + i * g.out_row_bytes, p->type, g.row_len, scratch,
+                            scratch + g.row_len);
+                continue;
+            }
             convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type, g.row_len,
                         scratch, scratch + g.row_len);
         }
@@ -738,7 +758,7 @@ static int write_tensors(conv *c, gguf_writer *w, uint64_t first, uint64_t last)
         if (g.row_len > max_row) max_row = g.row_len;
         if (g.rows_per_chunk * g.src_row_bytes > in_bytes) in_bytes = (size_t)(g.rows_per_chunk * g.src_row_bytes);
     }
-    float *scratch = malloc(2 * (size_t)max_row * sizeof(float));
+    float *scratch = malloc(3 * (size_t)max_row * sizeof(float));
     uint8_t *inbuf = malloc(in_bytes), *out = malloc(out_bytes);
     int rc = 0;
     if (!scratch || !inbuf || !out) rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
@@ -828,6 +848,7 @@ int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
     uint64_t *shard_first = NULL;
     int rc;
     if ((rc = load_config(c))) goto fail;
+    if ((rc = qf_fp8_config_read(&c->cfg, c->cfg_path, &c->fp8, err))) goto fail;
     if ((rc = st_open(&c->st, o->model_dir, err))) goto fail;
     c->has_st = 1;
     if ((rc = qf_vocab_from_hf_dir_ex(&c->vocab, o->model_dir, &c->tok, err))) goto fail;
@@ -902,8 +923,13 @@ cleanup:
     for (uint32_t i = 0; i < c->n_done; i++) free(c->done_paths[i]);
     free(c->done_paths);
     free(shard_first);
-    if (c->t)
+    if (c->t) {
         for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
+        for (uint64_t i = 0; i <= c->st.n_tensors; i++) {   /* the plan's slots, a failed one included */
+            if (c->t[i].fp8) qf_fp8_weight_free(c->t[i].fp8);
+            free(c->t[i].fp8);
+        }
+    }
     free(c->t);
     if (c->has_vocab) qf_vocab_free(&c->vocab);
     if (c->has_st) st_close(&c->st);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "ggml_types.h"
+#include "fp8.h"
 #include "matmul.h"
 #include "matmul_q8.h"
 #include "numfmt.h"
@@ -123,6 +124,15 @@ static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
 static int matmul(qf_ctx *c, int layer, const qf_weight *w, const float *x, int64_t T, float *y, qf_err *err) {
     if (c->hook) c->hook(c->hook_user, layer, w, x, T);
     int rc;
+    if (c->act_fp8 && w->act_scale > 0) { /* W8A8: activations through E4M3 with the static scale */
+        const int64_t n = w->n_in;
+        float *xr = c->xr;
+        memcpy(xr, x, (size_t)(T * n) * sizeof(float));
+#pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(T * n), c->n_threads))
+        for (int64_t t = 0; t < T; t++) qf_fp8_fake_quant_row(xr + t * n, w->act_scale, n);
+        rc = qf_matmul(w, xr, T, y, c->n_threads);
+        return rc < 0 ? failed_matmul(rc, w, err) : 0;
+    }
     if (c->act_llamacpp && qf_matmul_q8_supported(w->type)) { /* integer dots on x quantized to Q8 (once, inside) */
         const int fits = qf_matmul_q8_work_bytes(w->type, w->n_in, T) <= (size_t)(T * w->n_in) * sizeof(float);
         rc = qf_matmul_q8(w, x, T, y, fits ? c->xr : NULL, c->n_threads);
@@ -192,6 +202,7 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     c->xr = alloc_matmul_input(B * max_in * f);
     c->act_llamacpp = 1;
     c->n_threads = 1;
+    c->act_fp8 = 1;
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
         !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
         qf_ctx_free(c);

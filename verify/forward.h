@@ -66,6 +66,11 @@ typedef struct qf_ctx {
     /* threads for each step (qf_threads.h); qf_ctx_init sets 1 */
     int n_threads;
 
+    /* 1 (default): weights with a static FP8 input scale (an FP8 checkpoint's
+     * input_scale) get their activations rounded through E4M3 first,
+     * e4m3(x / s) * s, as a W8A8 engine computes; 0: plain activations. */
+    int act_fp8;
+
     qf_matmul_hook hook;  /* optional */
     void *hook_user;
 } qf_ctx;

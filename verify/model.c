@@ -112,6 +112,7 @@ typedef struct tensor_view {
     const char *type_name;
     int n_dims;
     int64_t ne[GGUF_MAX_DIMS]; /* ggml order: ne[0] = row length */
+    const st_tensor *st;  /* HF source tensor (NULL for GGUF) */
 } tensor_view;
 
 /* HF directory: GGUF name -> safetensors tensor, built once at load. */
@@ -149,10 +150,38 @@ static int find_view(qf_model *m, const char *name, tensor_view *v) {
         v->data = t->data;
         v->type = st_to_ggml(t->dtype);
         v->type_name = st_dtype_name(t->dtype);
+        v->st = t;
         v->n_dims = (int)t->n_dims;
         for (int d = 0; d < GGUF_MAX_DIMS; d++) v->ne[d] = d < (int)t->n_dims ? (int64_t)t->shape[t->n_dims - 1 - d] : 1;
         return 1;
     }
+    return 0;
+}
+
+/* An FP8 weight of an HF checkpoint: dequantized at load into an owned F32
+ * copy (scale * e4m3(code), exact), its static input scale kept for the
+ * W8A8 emulation (forward.h act_fp8). Bad scales -> QF_EFORMAT/EMISMATCH. */
+static int bind_fp8(qf_model *m, qf_weight *w, const char *name, const st_tensor *t, qf_err *err) {
+    qf_fp8_weight fw;
+    int rc = qf_fp8_weight_bind(&m->st, &m->fp8, t, m->path, &fw, err);
+    if (rc < 0) return rc;
+    size_t n = (size_t)(fw.n_out * fw.n_in);
+    float *buf = own(m, malloc((n ? n : 1) * sizeof(float)));
+    if (!buf) {
+        qf_fp8_weight_free(&fw);
+        return qf_set_err(err, QF_ENOMEM, "%s: out of memory dequantizing '%s'", m->path, t->name);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < fw.n_out; r++)
+        qf_fp8_dequant_row(&fw, r, t->data + (size_t)r * (size_t)fw.n_in, buf + (size_t)r * (size_t)fw.n_in);
+    w->name = name;
+    w->data = buf;
+    w->type = GGML_TYPE_F32;
+    w->n_in = fw.n_in;
+    w->n_out = fw.n_out;
+    w->row_bytes = (size_t)fw.n_in * sizeof(float);
+    w->act_scale = fw.input_scale;
+    qf_fp8_weight_free(&fw);
     return 0;
 }
 
@@ -180,6 +209,7 @@ static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64
         return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' has shape %s, expected %s",
                           m->path, name, hs, ws);
     }
+    if (tv.st && tv.st->dtype == ST_F8_E4M3 && n_out) return bind_fp8(m, w, tv.name, tv.st, err);
     if (tv.type >= GGML_TYPE_COUNT || !qf_has_dequantize(tv.type))
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which verify cannot compute with",
                           m->path, name, tv.type_name);
@@ -426,6 +456,11 @@ static int hf_index(qf_model *m, qf_err *err) {
         if (qf_ends_with(t->name, ".attention.masked_bias") || qf_ends_with(t->name, ".attention.bias") ||
             qf_ends_with(t->name, ".rotary_emb.inv_freq"))
             continue; /* buffers, not weights (the converter skips them too) */
+        if (m->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(t->name))
+            continue; /* FP8 scales: read with their weight (bind_fp8) */
+        if (m->fp8.kind == QF_FP8_KIND_NONE && t->dtype == ST_F8_E4M3)
+            return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' is F8_E4M3 but config.json has no quantization_config",
+                              m->path, t->name);
         struct qf_hf_tensor *e = &m->hf_tensors[m->n_hf_tensors];
         int64_t bid;
         if (!qf_hf_map_tensor(m->hf_arch, t->name, e->name, sizeof e->name, &bid))
@@ -462,6 +497,7 @@ static int load_hf(qf_model *m, const char *dir, qf_err *err) {
     const qf_hf_arch *a;
     qf_hf_hparams h;
     if ((rc = qf_hf_config_read(&cfg, cfg_path, &a, &h, err)) < 0) goto done;
+    if ((rc = qf_fp8_config_read(&cfg, cfg_path, &m->fp8, err)) < 0) goto done;
     if ((rc = st_open(&m->st, dir, err)) < 0) {
         memset(&m->st, 0, sizeof m->st);
         goto done;

@@ -32,6 +32,7 @@
 #include "qf_error.h"
 #include "gguf.h"
 #include "safetensors.h"
+#include "fp8.h"
 
 struct qf_hf_arch;
 struct qf_hf_tensor;
@@ -55,6 +56,7 @@ typedef struct qf_weight {
     int64_t n_in;         /* ne[0]: row length */
     int64_t n_out;        /* ne[1]: number of rows */
     size_t row_bytes;     /* bytes of one stored row */
+    float act_scale;      /* > 0: the FP8 checkpoint's static input scale (forward.h act_fp8) */
 } qf_weight;
 
 typedef struct qf_layer {
@@ -101,6 +103,8 @@ typedef struct qf_model {
     const struct qf_hf_arch *hf_arch;
     struct qf_hf_tensor *hf_tensors; /* GGUF name -> safetensors tensor */
     uint64_t n_hf_tensors;
+    qf_fp8_config fp8;     /* HF model: its quantization_config (FP8 weights are dequantized
+                            * to F32 at load, see docs/formats.md "FP8 checkpoints") */
     const char *path;      /* the GGUF file or HF directory, for messages */
     qf_hparams hp;
     qf_weight tok_embd;    /* [n_embd, n_vocab] */

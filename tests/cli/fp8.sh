@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# tests/cli/fp8.sh - FP8 checkpoints end to end: qforge-quantize FP8_DYNAMIC/FP8
+# writes compressed-tensors directories (every one checked by fp8_tool check
+# against docs/formats.md's rules); verify/calibrate/convert read them and
+# block-scaled quant_method "fp8" checkpoints; bad FP8 inputs fail cleanly.
+. tests/lib.sh
+Q=$QF_BIN/qforge-quantize
+V=$QF_BIN/qforge-verify
+C=$QF_BIN/qforge-convert
+CAL=$QF_BIN/qforge-calibrate
+TOOLS=${QF_TOOLS:-build/tools}
+FT=$TOOLS/fp8_tool
+ST_EDIT=$TOOLS/st_edit
+GEN=$TOOLS/gen_synth_model
+TEXT=$QF_DATA/corpus/tinystories-gen/test.txt
+CALIB=$QF_DATA/corpus/tinystories-gen/calib.txt
+S=$QF_DATA/models/stories260K
+D=$QF_DATA/models/tinystories-distill-3M
+
+for b in "$Q" "$V" "$C" "$CAL" "$FT" "$ST_EDIT" "$GEN"; do
+  if [ ! -x "$b" ]; then fail build "$b not built"; finish; exit; fi
+done
+if ! need_data models models/stories260K || ! need_data models2 models/tinystories-distill-3M ||
+   ! need_data text corpus/tinystories-gen/test.txt; then finish; exit; fi
+
+# json_field FILE KEY: the number after "KEY": in a one-line JSON
+json_field() { sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" "$1"; }
+
+# write NAME IN TYPE [args]: write $TMP/NAME and run the schema checker on it
+write() {
+  local name=$1 in=$2 type=$3; shift 3
+  local out err
+  if ! err=$("$Q" "$in" "$TMP/$name" "$type" --quiet "$@" 2>&1 >/dev/null); then fail "write_$name" "$err"; return 1; fi
+  if ! out=$("$FT" check "$TMP/$name" 2>&1); then fail "write_$name" "schema: $out"; return 1; fi
+  pass "write_$name"
+}
+
+# --- writing: both models, every scheme, dynamic and static ---
+for m in S D; do
+  src=${!m}
+  for sch in channel tensor block; do write "${m}_dyn_$sch" "$src" FP8_DYNAMIC --fp8-scheme "$sch"; done
+  for sch in channel tensor; do
+    write "${m}_static_$sch" "$src" FP8 --fp8-scheme "$sch" --calib "$CALIB" --ctx 128 --chunks 4
+  done
+done
+write D_sharded "$D" FP8_DYNAMIC --max-shard-size 1000000
+n=$(ls "$TMP"/D_sharded/model-0000*-of-0000*.safetensors 2>/dev/null | wc -l)
+if [ "$n" -gt 1 ] && [ -f "$TMP/D_sharded/model.safetensors.index.json" ]; then pass sharded_files
+else fail sharded_files "$n shards"; fi
+if cmp -s "$D/tokenizer.json" "$TMP/D_dyn_channel/tokenizer.json" &&
+   cmp -s "$D/generation_config.json" "$TMP/D_dyn_channel/generation_config.json"; then pass side_files_copied
+else fail side_files_copied "tokenizer/generation files differ"; fi
+# same bytes whatever the thread count
+if OMP_NUM_THREADS=1 "$Q" "$D" "$TMP/D_dyn_channel_t1" FP8_DYNAMIC --quiet >/dev/null &&
+   cmp -s "$TMP/D_dyn_channel/model.safetensors" "$TMP/D_dyn_channel_t1/model.safetensors"; then pass threads_same_bytes
+else fail threads_same_bytes "1-thread output differs"; fi
+
+# --- round trip: FP8 dir -> F32 GGUF holds scale * e4m3(code); same ppl ---
+for m in S_dyn_channel D_dyn_tensor D_dyn_block; do
+  [ -d "$TMP/$m" ] || continue
+  if ! err=$("$C" "$TMP/$m" -o "$TMP/$m.gguf" --outtype f32 2>&1 >/dev/null); then fail "convert_$m" "$err"; continue; fi
+  if out=$("$FT" compare "$TMP/$m" "$TMP/$m.gguf" 2>&1); then pass "dequantized_equal_$m"; else fail "dequantized_equal_$m" "$out"; fi
+  "$V" "$TMP/$m" -f "$TEXT" -c 128 --chunks 4 --act f32 --json >"$TMP/$m.dir.json" 2>/dev/null
+  "$V" "$TMP/$m.gguf" -f "$TEXT" -c 128 --chunks 4 --act f32 --json >"$TMP/$m.gguf.json" 2>/dev/null
+  # the HF directory runs NEOX RoPE on HF-ordered Q/K, the GGUF normal RoPE on
+  # permuted rows: the same math, summed in another order (1e-8 in mean NLL,
+  # as for any HF directory vs its F32 GGUF)
+  a=$(json_field "$TMP/$m.dir.json" mean_nll); b=$(json_field "$TMP/$m.gguf.json" mean_nll)
+  if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(d < 1e-6 && d > -1e-6) }'; then
+    pass "same_ppl_dir_gguf_$m"; else fail "same_ppl_dir_gguf_$m" "nll '$a' vs '$b'"; fi
+done
+
+# --- quality sanity: FP8 close to the original (KLD gate) ---
+if [ -d "$TMP/D_static_channel" ]; then
+  if "$V" "$TMP/D_static_channel" -f "$TEXT" -c 128 --chunks 4 --base "$D" --max-kld 0.01 >/dev/null 2>&1; then
+    pass static_fp8_kld_gate; else fail static_fp8_kld_gate "KLD above 0.01 or verify failed"; fi
+  # the W8A8 emulation is on by default with input scales: plain F32 activations differ
+  "$V" "$TMP/D_static_channel" -f "$TEXT" -c 128 --chunks 2 --json >"$TMP/act1.json" 2>/dev/null
+  "$V" "$TMP/D_static_channel" -f "$TEXT" -c 128 --chunks 2 --json --act f32 >"$TMP/act0.json" 2>/dev/null
+  a=$(json_field "$TMP/act1.json" mean_nll); b=$(json_field "$TMP/act0.json" mean_nll)
+  if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then pass act_fp8_emulated; else fail act_fp8_emulated "nll '$a' vs '$b'"; fi
+fi
+if [ -d "$TMP/D_dyn_channel" ] && "$CAL" "$TMP/D_dyn_channel" -f "$CALIB" -o "$TMP/im.gguf" -c 128 --chunks 2 >/dev/null 2>&1
+then pass calibrate_reads_fp8; else fail calibrate_reads_fp8 "qforge-calibrate failed on an FP8 directory"; fi
+
+# --- block-scaled quant_method "fp8" input (128x128, partial edge blocks) ---
+if "$GEN" --arch llama --out "$TMP/syn" --hidden 256 --ff 320 --layers 2 --heads 4 --kv-heads 2 --dtype bf16 >/dev/null &&
+   "$FT" blockckpt "$TMP/syn" "$TMP/synblk" >/dev/null; then
+  if "$C" "$TMP/synblk" -o "$TMP/synblk.gguf" --outtype f32 >/dev/null 2>&1 &&
+     out=$("$FT" compare "$TMP/synblk" "$TMP/synblk.gguf" 2>&1); then pass block_fp8_convert_exact
+  else fail block_fp8_convert_exact "$out"; fi
+  if "$V" "$TMP/synblk.gguf" -f "$TEXT" -c 128 --chunks 4 --base "$TMP/syn" --max-ppl-increase 1 >/dev/null 2>&1; then
+    pass block_fp8_ppl_near_bf16; else fail block_fp8_ppl_near_bf16 "ppl more than 1% above the BF16 original"; fi
+  if "$C" "$TMP/synblk" -o "$TMP/synblk-q8.gguf" --outtype q8_0 >/dev/null 2>&1 &&
+     "$Q" "$TMP/synblk" "$TMP/synblk-q4km.gguf" Q4_K_M --quiet >/dev/null 2>&1 && [ -s "$TMP/synblk-q4km.gguf" ]; then
+    pass block_fp8_to_quant_types; else fail block_fp8_to_quant_types "Q8_0 / Q4_K_M from FP8 failed"; fi
+else
+  fail block_fp8_fixture "could not build the block-scaled fixture"
+fi
+
+# --- bad FP8 inputs: one error line naming the file, exit 1, no output ---
+# bad NAME REGEX DIR: convert, verify and quantize all refuse DIR
+bad() {
+  local name=$1 re=$2 dir=$3 err rc
+  rm -rf "$TMP/bo"; mkdir -p "$TMP/bo"
+  err=$("$C" "$dir" -o "$TMP/bo/x.gguf" --outtype f32 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 1 ] || [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re" ||
+     [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "convert: exit $rc: $err"; return; fi
+  err=$("$V" "$dir" -f "$TEXT" -c 128 --chunks 1 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re"; then fail "bad_$name" "verify: exit $rc: $err"; return; fi
+  err=$("$Q" "$dir" "$TMP/bo/q.gguf" Q8_0 --quiet 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 1 ] || [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize: exit $rc: $err"; return; fi
+  pass "bad_$name"
+}
+F=$TMP/S_dyn_channel
+W=model.layers.1.self_attn.q_proj.weight
+if [ -d "$F" ]; then
+  fx() { rm -rf "$TMP/$1"; cp -r "$F" "$TMP/$1"; echo "$TMP/$1"; }
+  d=$(fx missing_scale); "$ST_EDIT" "$F/model.safetensors" "$d/model.safetensors" --drop "${W}_scale"
+  bad missing_scale "(model.safetensors|missing_scale): missing scale tensor '${W}_scale' of FP8 weight" "$d"
+  d=$(fx misshaped_scale); "$FT" reshape "$F/model.safetensors" "$d/model.safetensors" "${W}_scale" 1 64
+  bad misshaped_scale "scale tensor '${W}_scale' has shape \[1, 64\], expected" "$d"
+  for v in nan 0 -0.5; do
+    d=$(fx "scale_$v"); "$FT" poke "$d" "${W}_scale" 7 "$v"
+    bad "scale_$v" "scale tensor '${W}_scale' element 7 is .* \(scales must be finite and > 0\)" "$d"
+  done
+  d=$(fx unknown_qc); sed -i 's/"quant_method": "compressed-tensors"/"quant_method": "bitsandbytes"/' "$d/config.json"
+  bad unknown_quant_method "unknown_qc/config.json: quantization_config: unknown quant_method 'bitsandbytes'" "$d"
+  d=$(fx unknown_format); sed -i 's/"format": "float-quantized"/"format": "pack-quantized"/' "$d/config.json"
+  bad unknown_format "unknown_format/config.json: .*format must be \"float-quantized\"" "$d"
+  d=$(fx no_qc); sed -i '/"quantization_config"/,$d' "$d/config.json"; sed -i '$ s/,$//' "$d/config.json"; echo "}" >>"$d/config.json"
+  bad fp8_without_config "tensor '.*' is F8_E4M3 but config.json has no quantization_config" "$d"
+fi
+if [ -d "$TMP/synblk" ]; then
+  d=$TMP/blk_bad_scale; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
+  "$FT" poke "$d" model.layers.0.mlp.down_proj.weight_scale_inv 1 0
+  bad block_zero_scale "weight_scale_inv' element 1 is 0" "$d"
+fi
+
+# --- writer refusals ---
+d=$TMP/nan_weight; rm -rf "$d"; cp -r "$S" "$d"; "$FT" poke "$d" model.layers.2.mlp.up_proj.weight 200 nan
+expect_exit writer_nan_weight 1 "tensor 'model.layers.2.mlp.up_proj.weight' element \[3, 8\] is NaN" -- "$Q" "$d" "$TMP/nan_out" FP8_DYNAMIC
+if [ -e "$TMP/nan_out" ] || ls "$TMP" | grep -q '^nan_out.tmp'; then fail writer_no_partial_output "output left"; else pass writer_no_partial_output; fi
+expect_exit writer_existing_dir 1 "already exists" -- "$Q" "$D" "$TMP/D_dyn_channel" FP8_DYNAMIC
+expect_exit writer_static_needs_calib 2 "needs --calib" -- "$Q" "$D" "$TMP/x1" FP8
+expect_exit writer_bad_scheme 2 "--fp8-scheme" -- "$Q" "$D" "$TMP/x2" FP8_DYNAMIC --fp8-scheme row
+expect_exit writer_gguf_input 1 "needs a Hugging Face checkpoint directory" -- "$Q" "$TMP/S_dyn_channel.gguf" "$TMP/x3" FP8_DYNAMIC
+expect_exit writer_already_quantized 1 "already quantized" -- "$Q" "$TMP/S_dyn_channel" "$TMP/x4" FP8_DYNAMIC
+finish
