@@ -1,5 +1,6 @@
 /* qforge-convert - Hugging Face checkpoint directory -> GGUF (see docs/convert.md). */
 #include "convert.h"
+#include "qf_io.h"
 #include "arch.h"
 
 #include <errno.h>
@@ -179,6 +180,10 @@ int main(int argc, char **argv) {
         o.progress_user = &ps;
     }
     qf_err err = {0};
+    if (qf_check_output(out, &model_dir, 1, &err) < 0) {
+        fprintf(stderr, "%s: error: %s\n", prog, err.msg);
+        return 1;
+    }
     qf_convert_result res;
     int rc = qf_convert(&o, &res, &err);
     if (ps.active) fputc('\n', stderr);

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "qf_io.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c assumes a little-endian host (GGUF files are little-endian)"
@@ -526,9 +527,9 @@ int gguf_open(gguf_file *f, const char *path, qf_err *err) {
     int rc = init_file(f, path, err);
     if (rc) return rc;
     struct stat st;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd = qf_open_input(path, err);
     if (f->fd < 0) {
-        rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = f->fd;
         goto fail;
     }
     if (fstat(f->fd, &st) != 0) {

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "qf_io.h"
 
 /* ---------------- strings ---------------- */
 
@@ -423,9 +424,9 @@ int qf_json_parse_file(qf_json *j, const char *path, size_t max_size, qf_err *er
     char *buf = NULL;
     memset(j, 0, sizeof *j);
     if (!max_size) max_size = (size_t)1 << 30;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = qf_open_input(path, err);
     if (fd < 0) {
-        rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = fd;
         goto fail;
     }
     struct stat sb;

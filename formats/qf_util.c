@@ -1,4 +1,5 @@
 #include "qf_util.h"
+#include "qf_io.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -25,8 +26,8 @@ char *qf_strndup(const char *s, size_t n) {
 }
 
 int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return qf_set_err(err, QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp = qf_fopen_input(path, err);
+    if (!fp) return err ? err->code : QF_EIO;
     int rc = 0;
     uint8_t *buf = NULL;
     long n;

@@ -8,6 +8,7 @@
  * Totals: tensor count, parameters, data bytes, bits per weight.
  * Both readers validate the whole file first, so a malformed file fails
  * with the reader's message and exit 1. */
+#include "qf_io.h"
 #include "gguf.h"
 #include "safetensors.h"
 
@@ -401,12 +402,26 @@ static int is_gguf(const char *path) {
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
     if (ends_with(path, ".gguf")) return 1;
     if (ends_with(path, ".safetensors") || ends_with(path, ".json")) return 0;
-    FILE *f = fopen(path, "rb");
+    qf_err err = {0};
+    FILE *f = qf_fopen_input(path, &err);
     if (!f) return 1; /* let gguf_open name the open error */
     char m[4] = {0};
     size_t n = fread(m, 1, 4, f);
     fclose(f);
     return n == 4 && memcmp(m, "GGUF", 4) == 0;
+}
+
+/* Fail for a file that is neither GGUF nor safetensors by its first bytes. */
+static int refuse_other(const char *path, qf_err *err) {
+    unsigned char h[64];
+    FILE *f = qf_fopen_input(path, err);
+    if (!f) return err->code;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    const char *kind = qf_sniff(h, n);
+    if (!strcmp(kind, "text") || !strcmp(kind, "gzip data"))
+        return qf_set_err(err, QF_EFORMAT, "%s: not a GGUF or safetensors file (it looks like %s)", path, kind);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -439,7 +454,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     qf_err err = {0};
-    int rc = is_gguf(path) ? inspect_gguf(path, json, tensors, &err) : inspect_st(path, json, tensors, &err);
+    struct stat st;
+    const int dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    int rc = !dir && refuse_other(path, &err) ? 1 : is_gguf(path) ? inspect_gguf(path, json, tensors, &err)
+                                                                   : inspect_st(path, json, tensors, &err);
     if (rc) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "failed");
         return 1;

@@ -19,6 +19,7 @@
 #include "gguf.h"
 #include "imatrix.h"
 #include "quantize.h"
+#include "qf_io.h"
 
 #define PROG "qforge-quantize"
 
@@ -415,6 +416,11 @@ int main(int argc, char **argv) {
     if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
         fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
     qf_quantize_result r;
+    const char *inputs[] = {o.in_path, o.imatrix_path};
+    if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg);
+        return 1;
+    }
     rc = dry ? dry_run(&o, &r, &err) : qf_quantize(&o, &r, &err);
     if (ps.shown) fprintf(stderr, "\r%*s\r", 100, "");
     if (rc) {

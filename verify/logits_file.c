@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "numfmt.h"
+#include "qf_io.h"
 
 uint64_t qf_logits_row_bytes(qf_logits_kind kind, uint32_t k, int64_t n_vocab) {
     if (kind == QF_LOGITS_FULL) return (uint64_t)n_vocab * sizeof(float);
@@ -400,9 +401,13 @@ int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
     int rc = 0;
     s->path = strdup(path);
     if (!s->path) return qf_set_err(err, QF_ENOMEM, "out of memory");
-    s->fd = open(path, O_RDONLY);
+    s->fd = qf_open_input(path, err);
+    if (s->fd < 0) {
+        rc = s->fd;
+        goto fail;
+    }
     struct stat st;
-    if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+    if (fstat(s->fd, &st) != 0) {
         rc = qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
         goto fail;
     }

@@ -15,6 +15,7 @@
 #include "gate.h"
 #include "gguf.h"
 #include "logits_file.h"
+#include "qf_io.h"
 #include "manifest.h"
 #include "model.h"
 #include "perplexity.h"
@@ -94,7 +95,7 @@ static void usage(FILE *f) {
 "dequantized); on top of that, per model run: KV cache 8*n_layer*ctx*n_head_kv*head_dim\n"
 "bytes, activations at most 4*batch*(7*n_embd + 3*n_ff) bytes, logits 4*(ctx/2)*n_vocab\n"
 "bytes; plus 4 bytes per text token, 8 per scored prediction (KLD percentiles) and the\n"
-"text itself. --base-logits maps its file instead of running BASE.\n",
+"text itself (with --chunks N, about as much of it as N chunks need). --base-logits maps its file instead of running BASE.\n",
             DEFAULT_TOPK);
 }
 
@@ -189,8 +190,8 @@ done:
 
 /* Read whitespace-separated token ids. */
 static int read_ids(const char *path, int32_t **out, int64_t *n_out, qf_err *err) {
-    FILE *f = fopen(path, "r");
-    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
+    FILE *f = qf_fopen_input(path, err);
+    if (!f) return err->code;
     int64_t n = 0, cap = 4096;
     int32_t *v = malloc((size_t)cap * sizeof *v);
     long long x;
@@ -603,15 +604,10 @@ int main(int argc, char **argv) {
             goto done;
         }
     } else {
-        char *text = NULL;
-        size_t len = 0;
-        if (qf_read_text_any(o.text_file, &text, &len, &err) < 0) {
-            qf_cli_fail(PROG, "%s", err.msg);
-            goto done;
-        }
-        int trc = qf_text_encode(&tx, text, 1, &ids, &n_ids, &err);
-        free(text);
-        if (trc < 0) {
+        /* with --chunks, only as much text as those chunks need */
+        const int64_t nc = o.n_chunks > 2 ? o.n_chunks : 2;
+        const int64_t need = o.n_chunks > 0 && nc <= INT64_MAX / o.n_ctx ? nc * o.n_ctx : 0;
+        if (qf_text_encode_file(&tx, o.text_file, need, 0, &ids, &n_ids, &err) < 0) {
             qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
@@ -674,6 +670,11 @@ int main(int argc, char **argv) {
             cmp.src.self = &cmp;
             model_src = &cmp.src;
         }
+    }
+    const char *inputs[] = {o.model, o.base, o.base_logits, o.text_file, o.ids_file, o.manifest};
+    if (o.save_logits && qf_check_output(o.save_logits, inputs, 6, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
+        goto done;
     }
     if (o.save_logits) {
         qf_logits_source **ref = base_src ? &base_src : &model_src;

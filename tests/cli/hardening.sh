@@ -73,4 +73,103 @@ if [ -x "$LP" ] && "$LP" -m "$F32" -f "$TEXT" -t 1 -b 64 -c 64 --chunks 2 --kl-d
 else
   skip llamacpp-logits "peer llama-perplexity not available"
 fi
+
+# ------------------------------------------------ 4. FIFOs never block
+mkfifo "$TMP/fifo"
+IM=$O/stories260K-imatrix-wiki64x512.dat
+run_to 20 fifo-inspect 1 'fifo: is a FIFO, not a regular file' -- "$B/qforge-inspect" "$TMP/fifo"
+run_to 20 fifo-verify-model 1 'fifo: is a FIFO' -- "$B/qforge-verify" "$TMP/fifo" -f "$TEXT" $R
+run_to 20 fifo-verify-base 1 'fifo: is a FIFO' -- "$B/qforge-verify" "$F32" -f "$TEXT" $R --base "$TMP/fifo"
+run_to 20 fifo-verify-text 1 'fifo: is a FIFO' -- "$B/qforge-verify" "$F32" -f "$TMP/fifo" $R
+run_to 20 fifo-verify-base-logits 1 'fifo: is a FIFO' -- "$B/qforge-verify" "$F32" -f "$TEXT" $R --base-logits "$TMP/fifo"
+run_to 20 fifo-quantize-model 1 'fifo: is a FIFO' -- "$B/qforge-quantize" "$TMP/fifo" "$TMP/q.gguf" Q8_0
+run_to 20 fifo-quantize-imatrix 1 'fifo: is a FIFO' -- "$B/qforge-quantize" --imatrix "$TMP/fifo" "$F32" "$TMP/q.gguf" Q4_K_M
+run_to 20 fifo-calibrate-model 1 'fifo: is a FIFO' -- "$B/qforge-calibrate" "$TMP/fifo" -f "$TEXT" -o "$TMP/i.gguf"
+run_to 20 fifo-calibrate-text 1 'fifo: is a FIFO' -- "$B/qforge-calibrate" "$F32" -f "$TMP/fifo" -o "$TMP/i.gguf"
+run_to 20 devzero-verify-text 1 '/dev/zero: is a character device' -- "$B/qforge-verify" "$F32" -f /dev/zero $R
+[ -e "$TMP/q.gguf" ] || [ -e "$TMP/i.gguf" ] && fail fifo-no-output "an output was written"
+
+# ------------------------------------------------ 5. an output is never an input
+cp "$F32" "$TMP/s.gguf"; cp "$TEXT" "$TMP/t.txt"
+sum0=$(cat "$TMP/s.gguf" "$TMP/t.txt" | cksum)
+expect_exit out-calibrate-onto-model 1 's.gguf: is also an input' -- \
+  "$B/qforge-calibrate" "$TMP/s.gguf" -f "$TMP/t.txt" -c 64 --chunks 1 -o "$TMP/s.gguf"
+expect_exit out-calibrate-onto-text 1 't.txt: is also an input' -- \
+  "$B/qforge-calibrate" "$TMP/s.gguf" -f "$TMP/t.txt" -c 64 --chunks 1 -o "$TMP/t.txt" --output-format dat
+expect_exit out-save-logits-onto-model 1 's.gguf: is also an input' -- \
+  "$B/qforge-verify" "$TMP/s.gguf" -f "$TMP/t.txt" $R --save-logits "$TMP/s.gguf"
+ln -f "$TMP/s.gguf" "$TMP/s-hardlink.gguf"
+expect_exit out-save-logits-onto-base 1 's.gguf: is also an input' -- \
+  "$B/qforge-verify" "$F32" -f "$TMP/t.txt" $R --base "$TMP/s-hardlink.gguf" --save-logits "$TMP/s.gguf"
+expect_exit out-save-logits-onto-text 1 't.txt: is also an input' -- \
+  "$B/qforge-verify" "$TMP/s.gguf" -f "$TMP/t.txt" $R --save-logits "$TMP/t.txt"
+expect_exit out-quantize-onto-model 1 's.gguf: is also an input' -- \
+  "$B/qforge-quantize" "$TMP/s.gguf" "$TMP/s.gguf" Q8_0
+cp "$IM" "$TMP/im.dat"
+expect_exit out-quantize-onto-imatrix 1 'im.dat: is also an input' -- \
+  "$B/qforge-quantize" --imatrix "$TMP/im.dat" "$TMP/s.gguf" "$TMP/im.dat" Q4_K_M
+cmp -s "$IM" "$TMP/im.dat" || fail out-quantize-onto-imatrix "the imatrix changed"
+if need_data hf-dir models/stories260K/config.json; then
+  cp -r "$QF_DATA/models/stories260K" "$TMP/hf"
+  hsum0=$(find "$TMP/hf" -type f | sort | xargs cat | cksum)
+  for f in $(cd "$TMP/hf" && ls *.safetensors config.json); do
+    expect_exit "out-convert-onto-$f" 1 "is a file of the input checkpoint" -- \
+      "$B/qforge-convert" "$TMP/hf" -o "$TMP/hf/$f"
+    expect_exit "out-quantize-onto-$f" 1 "is a file of the input checkpoint" -- \
+      "$B/qforge-quantize" "$TMP/hf" "$TMP/hf/$f" Q8_0
+  done
+  [ "$(find "$TMP/hf" -type f ! -name model.gguf | sort | xargs cat | cksum)" = "$hsum0" ] && pass out-hf-dir-intact || fail out-hf-dir-intact "checkpoint changed"
+  # a new GGUF inside the checkpoint directory is fine
+  "$B/qforge-convert" "$TMP/hf" -o "$TMP/hf/model.gguf" -q >/dev/null 2>&1 && pass out-convert-into-dir ||
+    fail out-convert-into-dir "convert into the checkpoint directory failed"
+fi
+[ "$(cat "$TMP/s.gguf" "$TMP/t.txt" | cksum)" = "$sum0" ] && pass out-inputs-intact || fail out-inputs-intact "an input changed"
+
+# ------------------------------------------------ 6. outputs that are not regular files
+run_to 20 out-fifo 1 'fifo: is a FIFO: refusing to replace it' -- "$B/qforge-quantize" "$F32" "$TMP/fifo" Q8_0
+[ -p "$TMP/fifo" ] && pass out-fifo-kept || fail out-fifo-kept "the FIFO was replaced"
+mkdir "$TMP/adir"
+expect_exit out-dir 1 'adir: is a directory' -- "$B/qforge-verify" "$F32" -f "$TEXT" $R --save-logits "$TMP/adir"
+run_to 20 out-chardev 1 '/dev/null: is a character device' -- "$B/qforge-calibrate" "$F32" -f "$TEXT" -c 64 --chunks 1 -o /dev/null
+: >"$TMP/target.gguf"; ln -s "$TMP/target.gguf" "$TMP/link.gguf"
+"$B/qforge-quantize" "$F32" "$TMP/link.gguf" Q8_0 -q >/dev/null 2>&1 && [ -f "$TMP/link.gguf" ] &&
+  pass out-symlink-to-file || fail out-symlink-to-file "a symlink to a regular file as output failed"
+
+# ------------------------------------------------ 3. text read only as far as the chunks need
+if [ -x /usr/bin/time ]; then
+  for i in 1 2 3 4 5 6 7 8 9 10; do cat "$QF_DATA/$WIKI"; done >"$TMP/big.txt"   # 13 MB
+  /usr/bin/time -v "$B/qforge-verify" "$F32" -f "$TMP/big.txt" -c 64 --chunks 2 -t 1 >"$TMP/big.out" 2>"$TMP/big.err"
+  rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$TMP/big.err")
+  # the whole text tokenized takes ~25 bytes per byte (~330 MB); 2 chunks need a few kB
+  if [ -n "$rss" ] && [ "$rss" -lt 60000 ] && grep -q '^perplexity: ' "$TMP/big.out"; then pass text-prefix-rss
+  else fail text-prefix-rss "peak RSS ${rss:-?} kB for 2 chunks of a 13 MB text (want < 60000)"; fi
+  /usr/bin/time -v "$B/qforge-calibrate" "$F32" -f "$TMP/big.txt" -c 64 --chunks 2 -t 1 -o "$TMP/big.gguf" --quiet 2>"$TMP/bigc.err"
+  rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$TMP/bigc.err")
+  if [ -n "$rss" ] && [ "$rss" -lt 60000 ] && [ -s "$TMP/big.gguf" ]; then pass calibrate-text-prefix-rss
+  else fail calibrate-text-prefix-rss "peak RSS ${rss:-?} kB for 2 chunks of a 13 MB text (want < 60000)"; fi
+else
+  skip text-prefix-rss "/usr/bin/time not installed (make deps)"
+fi
+# a prefix gives the same result as the whole text (the first 8 chunks of 1.3 MB)
+"$B/qforge-verify" "$F32" -f "$QF_DATA/$WIKI" -c 256 --chunks 8 -t 1 --json >"$TMP/pre.json" 2>/dev/null
+head -c 400000 "$QF_DATA/$WIKI" >"$TMP/cut.txt"
+"$B/qforge-verify" "$F32" -f "$TMP/cut.txt" -c 256 --chunks 8 -t 1 --json >"$TMP/cut.json" 2>/dev/null
+p1=$(sed -n 's/.*"ppl": \([-0-9.e]*\).*/\1/p' "$TMP/pre.json"); p2=$(sed -n 's/.*"ppl": \([-0-9.e]*\).*/\1/p' "$TMP/cut.json")
+[ -n "$p1" ] && [ "$p1" = "$p2" ] && pass text-prefix-same-ppl || fail text-prefix-same-ppl "ppl $p1 (prefix read) vs $p2 (400 kB cut)"
+
+# ------------------------------------------------ 19. wrong kind of file
+printf '# a readme\n\nSome text that is not a model.\n' >"$TMP/README.md"
+expect_exit wrong-kind-inspect-text 1 'README.md: not a GGUF or safetensors file \(it looks like text\)' -- "$B/qforge-inspect" "$TMP/README.md"
+gzip -c "$TMP/README.md" >"$TMP/readme.gz"
+expect_exit wrong-kind-inspect-gzip 1 'readme.gz: not a GGUF or safetensors file \(it looks like gzip data\)' -- "$B/qforge-inspect" "$TMP/readme.gz"
+expect_exit wrong-kind-imatrix-text 1 'README.md: not an imatrix file \(.dat or GGUF\): it looks like text' -- \
+  "$B/qforge-quantize" --imatrix "$TMP/README.md" "$F32" "$TMP/q.gguf" Q4_K_M
+expect_exit wrong-kind-imatrix-safetensors 1 'not an imatrix file \(.dat or GGUF\): it looks like a safetensors file' -- \
+  "$B/qforge-quantize" --imatrix "$QF_DATA/models/stories260K/model.safetensors" "$F32" "$TMP/q.gguf" Q4_K_M
+expect_exit wrong-kind-model-text 1 'README.md: .*not a gguf file' -- "$B/qforge-verify" "$TMP/README.md" -f "$TEXT" $R
+if [ -d "$TMP/hf" ]; then
+  cp -r "$TMP/hf" "$TMP/hf-text"; cp "$TMP/README.md" "$TMP/hf-text/model.safetensors"
+  expect_exit wrong-kind-safetensors-text 1 'model.safetensors: not a safetensors file \(it looks like text\)' -- \
+    "$B/qforge-convert" "$TMP/hf-text" -o "$TMP/x.gguf"
+fi
 finish
