@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -558,12 +559,27 @@ static int write_all_kv(conv *c, gguf_writer *w) {
 /* ---------------- tensor data ---------------- */
 
 /* One row: n elements of src (dtype sd) -> dst (ggml type dt). `f` and `raw`
- * are per-thread scratch of n floats each. */
-static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t dt, uint64_t n, float *f, float *raw) {
+ * are per-thread scratch of n floats each. Returns the index of the first
+ * element the output cannot hold (NaN, inf, or beyond fp16 for F16/Q8_0),
+ * its value in *bad; -1 when the row is fine. */
+static int64_t convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t dt, uint64_t n, float *f,
+                           float *raw, float *bad) {
     size_t es = st_dtype_size(sd);
+    const float limit = dt == GGML_TYPE_F16 || dt == GGML_TYPE_Q8_0 ? QF_F16_MAX : INFINITY;
     if (st_to_ggml(sd) == dt) {   /* same precision: copy the bits */
         memcpy(dst, src, n * es);
-        return;
+        if (sd != ST_F32) { /* NaN/inf: all exponent bits set */
+            const uint16_t mask = sd == ST_F16 ? 0x7c00 : 0x7f80;
+            for (uint64_t i = 0; i < n; i++) {
+                uint16_t h;
+                memcpy(&h, src + 2 * i, 2);
+                if ((h & mask) == mask) {
+                    *bad = sd == ST_F16 ? qf_f16_to_f32(h) : qf_bf16_to_f32(h);
+                    return (int64_t)i;
+                }
+            }
+            return -1;
+        }
     }
     const void *s = src;
     if ((uintptr_t)src % es) {   /* safetensors offsets need not be aligned */
@@ -580,6 +596,12 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
         qf_bf16_to_f32_row(s, f, n);
         x = f;
     }
+    const int64_t k = qf_f32_first_beyond(x, (size_t)n, limit);
+    if (k >= 0) {
+        *bad = x[k];
+        return k;
+    }
+    if (st_to_ggml(sd) == dt) return -1; /* F32 copied above */
     switch (dt) {
     case GGML_TYPE_F32: memcpy(dst, x, n * sizeof(float)); break;
     case GGML_TYPE_F16: qf_f32_to_f16_row(x, (uint16_t *)(void *)dst, n); break;
@@ -587,6 +609,7 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
     case GGML_TYPE_Q8_0: quantize_row_q8_0(x, (block_q8_0 *)(void *)dst, (int64_t)n); break;
     default: break;
     }
+    return -1;
 }
 
 /* Source row of output row r under the Q/K permutation. */
@@ -719,8 +742,19 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
         for (uint64_t i = 0; i < nr; i++) {
             uint64_t r = row0 + i;
             uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
-            convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type, g.row_len,
-                        scratch, scratch + g.row_len);
+            float v;
+            int64_t k = convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type,
+                                    g.row_len, scratch, scratch + g.row_len, &v);
+            if (k >= 0) {
+                const unsigned long long el = (unsigned long long)(sr * g.row_len + (uint64_t)k);
+                rc = isfinite(v) ? qf_set_err(c->err, QF_ERANGE,
+                                              "%s: tensor '%s': element %llu is %g, beyond what %s holds (|x| <= %g, fp16)",
+                                              sh->path, s->name, el, (double)v, p->type == GGML_TYPE_F16 ? "f16" : "q8_0",
+                                              (double)QF_F16_MAX)
+                                 : qf_set_err(c->err, QF_ERANGE, "%s: tensor '%s': element %llu is %g", sh->path, s->name,
+                                              el, (double)v);
+                goto done;
+            }
         }
         size_t nbytes = (size_t)(nr * g.out_row_bytes);
         if (hs) qf_hasher_update(hs, out, nbytes);

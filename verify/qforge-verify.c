@@ -711,7 +711,12 @@ int main(int argc, char **argv) {
     }
     r.t_model = model_src->seconds;
     r.model_tps = model_src->seconds > 0 ? (double)model_src->tokens_evaluated / model_src->seconds : 0.0;
-    if (o.save_logits && qf_logits_tee_finish(&tee, &err) < 0) {
+    /* a NaN or infinite figure is a failure, never a result (nor a saved base) */
+    const char *not_finite = !isfinite(r.ppl) ? "the perplexity"
+                             : r.has_base && !isfinite(r.kr.ppl_base) ? "the base's perplexity"
+                             : r.has_base && !isfinite(r.kr.kld_mean) ? "the KL-divergence"
+                                                                       : NULL;
+    if (!not_finite && o.save_logits && qf_logits_tee_finish(&tee, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
@@ -729,7 +734,11 @@ int main(int argc, char **argv) {
     if (o.json) print_json(&o, &r);
     else print_text(&o, &r);
     fflush(stdout);
-    if (!r.gates_pass) {
+    if (not_finite) {
+        fprintf(stderr, PROG ": error: %s is not finite: the model's logits overflow (NaN or infinite weights?)%s\n",
+                not_finite, o.save_logits ? "; no logits saved" : "");
+        rc = 1;
+    } else if (!r.gates_pass) {
         fprintf(stderr, PROG ": gate failed: ");
         int first = 1;
         for (int i = 0; i < o.n_gates; i++)

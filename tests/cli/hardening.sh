@@ -130,7 +130,13 @@ run_to 20 out-fifo 1 'fifo: is a FIFO: refusing to replace it' -- "$B/qforge-qua
 [ -p "$TMP/fifo" ] && pass out-fifo-kept || fail out-fifo-kept "the FIFO was replaced"
 mkdir "$TMP/adir"
 expect_exit out-dir 1 'adir: is a directory' -- "$B/qforge-verify" "$F32" -f "$TEXT" $R --save-logits "$TMP/adir"
-run_to 20 out-chardev 1 '/dev/null: is a character device' -- "$B/qforge-calibrate" "$F32" -f "$TEXT" -c 64 --chunks 1 -o /dev/null
+# a device node of our own (never /dev/null itself: a broken tool would replace it)
+if mknod "$TMP/null" c 1 3 2>/dev/null; then
+  run_to 20 out-chardev 1 'null: is a character device' -- "$B/qforge-calibrate" "$F32" -f "$TEXT" -c 64 --chunks 1 -o "$TMP/null"
+  [ -c "$TMP/null" ] && pass out-chardev-kept || fail out-chardev-kept "the device node was replaced"
+else
+  skip out-chardev "cannot create a device node here (not root)"
+fi
 : >"$TMP/target.gguf"; ln -s "$TMP/target.gguf" "$TMP/link.gguf"
 "$B/qforge-quantize" "$F32" "$TMP/link.gguf" Q8_0 -q >/dev/null 2>&1 && [ -f "$TMP/link.gguf" ] &&
   pass out-symlink-to-file || fail out-symlink-to-file "a symlink to a regular file as output failed"
@@ -171,5 +177,40 @@ if [ -d "$TMP/hf" ]; then
   cp -r "$TMP/hf" "$TMP/hf-text"; cp "$TMP/README.md" "$TMP/hf-text/model.safetensors"
   expect_exit wrong-kind-safetensors-text 1 'model.safetensors: not a safetensors file \(it looks like text\)' -- \
     "$B/qforge-convert" "$TMP/hf-text" -o "$TMP/x.gguf"
+fi
+
+# ------------------------------------------------ 7. infinities and NaN never reach an artifact
+"$T/gguf_edit" "$F32" "$TMP/big-w.gguf" --poke blk.0.attn_q.weight 5 1e38 &&
+"$T/gguf_edit" "$F32" "$TMP/nan-w.gguf" --poke blk.1.ffn_up.weight 7 nan || fail fixtures "gguf_edit failed"
+for t in Q8_0 Q4_0 F16 Q4_K_M; do
+  expect_exit "inf-scale-quantize-$t" 1 "tensor 'blk.0.attn_q.weight': element 5 is 1e\+38, beyond what [a-z0-9_]+ holds" -- \
+    "$B/qforge-quantize" "$TMP/big-w.gguf" "$TMP/inf-$t.gguf" "$t"
+  [ -e "$TMP/inf-$t.gguf" ] && fail "inf-scale-quantize-$t" "an output was written"
+done
+"$B/qforge-quantize" "$TMP/big-w.gguf" "$TMP/big-bf16.gguf" BF16 -q >/dev/null 2>&1 &&
+  pass big-weight-bf16-ok || fail big-weight-bf16-ok "1e38 fits bf16 but was refused"
+expect_exit nan-quantize 1 "tensor 'blk.1.ffn_up.weight' has a non-finite value \(nan or inf\) near element 7" -- \
+  "$B/qforge-quantize" "$TMP/nan-w.gguf" "$TMP/nan-q.gguf" Q8_0
+expect_exit verify-nan-ppl 1 'the perplexity is not finite' -- "$B/qforge-verify" "$TMP/nan-w.gguf" -f "$TEXT" $R
+expect_exit verify-nan-no-save 1 'no logits saved' -- "$B/qforge-verify" "$TMP/nan-w.gguf" -f "$TEXT" $R --save-logits "$TMP/nan.qfl"
+[ -e "$TMP/nan.qfl" ] && fail verify-nan-no-save "logits of a NaN model were saved"
+if [ -d "$TMP/hf" ]; then
+  rm -f "$TMP/hf/model.gguf"
+  for v in nan inf -inf; do
+    cp -r "$TMP/hf" "$TMP/hf-$v"
+    "$T/st_edit" "$TMP/hf/model.safetensors" "$TMP/hf-$v/model.safetensors" --poke model.layers.0.mlp.up_proj.weight 9 "$v"
+    for ty in f32 f16 bf16 q8_0; do
+      expect_exit "convert-$v-$ty" 1 "tensor 'model.layers.0.mlp.up_proj.weight': element 9 is -?(nan|inf)" -- \
+        "$B/qforge-convert" "$TMP/hf-$v" -o "$TMP/c-$v-$ty.gguf" --outtype $ty
+    done
+  done
+  cp -r "$TMP/hf" "$TMP/hf-big"
+  "$T/st_edit" "$TMP/hf/model.safetensors" "$TMP/hf-big/model.safetensors" --poke model.layers.0.mlp.up_proj.weight 9 1e38
+  for ty in f16 q8_0; do
+    expect_exit "convert-f16-overflow-$ty" 1 "element 9 is 1e\+38, beyond what $ty holds" -- \
+      "$B/qforge-convert" "$TMP/hf-big" -o "$TMP/c-big-$ty.gguf" --outtype $ty
+  done
+  "$B/qforge-convert" "$TMP/hf-big" -o "$TMP/c-big-f32.gguf" --outtype f32 -q >/dev/null 2>&1 &&
+    pass convert-big-f32-ok || fail convert-big-f32-ok "1e38 fits f32 but was refused"
 fi
 finish
