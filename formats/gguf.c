@@ -395,6 +395,8 @@ static int parse(gguf_file *f, qf_err *err) {
             uint32_t a = kv->value.u32;
             if (a == 0 || (a & (a - 1)))
                 return qf_set_err(err, QF_EFORMAT, "%s: general.alignment %u is not a nonzero power of two", nm, a);
+            /* the spec asks for a multiple of 8; less would misalign f32/f64 data */
+            if (a < 8) return qf_set_err(err, QF_EFORMAT, "%s: general.alignment %u is not a multiple of 8", nm, a);
             f->alignment = a;
         }
     }
@@ -920,9 +922,9 @@ static int writer_put(gguf_writer *w, const char *key, bytes enc) {
     uint32_t type = ld_u32(enc.p);
     if (strcmp(key, "general.alignment") == 0) {
         uint32_t a = type == GGUF_VT_UINT32 ? ld_u32(enc.p + 4) : 0;
-        if (type != GGUF_VT_UINT32 || a == 0 || (a & (a - 1))) {
+        if (type != GGUF_VT_UINT32 || a < 8 || (a & (a - 1))) {
             free(enc.p);
-            return wfail(w, QF_EINVAL, "%s: general.alignment must be a uint32 nonzero power of two", w->path);
+            return wfail(w, QF_EINVAL, "%s: general.alignment must be a uint32 power of two, at least 8", w->path);
         }
         w->alignment = a;
     }

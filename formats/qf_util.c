@@ -53,3 +53,24 @@ done:
     fclose(fp);
     return rc;
 }
+
+const char *qf_term_safe(const char *s, char *buf, size_t cap) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (p[i] && p[i] >= 0x20 && p[i] != 0x7f && p[i] != '\\') i++;
+    if (!p[i]) return s;
+    if (cap < 8) return "?";
+    size_t n = 0;
+    for (i = 0; p[i] && n + 5 < cap; i++) {
+        const unsigned char c = p[i];
+        if (c == '\n') n += (size_t)snprintf(buf + n, cap - n, "\\n");
+        else if (c == '\r') n += (size_t)snprintf(buf + n, cap - n, "\\r");
+        else if (c == '\t') n += (size_t)snprintf(buf + n, cap - n, "\\t");
+        else if (c == '\\') n += (size_t)snprintf(buf + n, cap - n, "\\\\");
+        else if (c < 0x20 || c == 0x7f) n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", c);
+        else buf[n++] = (char)c;
+    }
+    if (p[i]) memcpy(buf + (n < cap - 4 ? n : cap - 4), "...", 4);
+    else buf[n] = 0;
+    return buf;
+}

@@ -16,4 +16,10 @@ char *qf_strndup(const char *s, size_t n);
  * tensor data (that is mmap'd). */
 int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err);
 
+/* s itself when it holds nothing a terminal would act on; else a copy in
+ * buf[cap] with control bytes (ESC, CR, LF, ...), DEL and backslashes written
+ * as C escapes (\x1b, \r, \n, \\), cut with "..." when buf is full. For
+ * printing names read from files (GGUF keys, tensor names) as text. */
+const char *qf_term_safe(const char *s, char *buf, size_t cap);
+
 #endif

@@ -9,6 +9,7 @@
  * Both readers validate the whole file first, so a malformed file fails
  * with the reader's message and exit 1. */
 #include "qf_io.h"
+#include "qf_util.h"
 #include "gguf.h"
 #include "safetensors.h"
 
@@ -285,8 +286,9 @@ static int inspect_gguf(const char *path, int json, int tensors, qf_err *err) {
                 g.version, g.alignment, (ull)g.map_size, (ull)g.data_offset);
         fprintf(o, "metadata: %llu keys\n", (ull)g.n_kv);
         for (uint64_t i = 0; i < g.n_kv; i++) {
+            char esc[512];
             fputs("  ", o);
-            fputs(g.kv[i].key, o);
+            fputs(qf_term_safe(g.kv[i].key, esc, sizeof esc), o);
             fputs(": ", o);
             put_value(o, &g.kv[i].value, 0);
             fputc('\n', o);
@@ -301,7 +303,9 @@ static int inspect_gguf(const char *path, int json, int tensors, qf_err *err) {
                 for (uint32_t d = 0; d < t->n_dims; d++)
                     k += snprintf(shape + k, sizeof shape - k, "%s%llu", d ? ", " : "", (ull)t->ne[d]);
                 snprintf(shape + k, sizeof shape - k, "]");
-                fprintf(o, "  %-5llu %-40s %-8s %-24s %12llu %12llu\n", (ull)i, t->name, gguf_type_name(t->type), shape,
+                char esc[512];
+                fprintf(o, "  %-5llu %-40s %-8s %-24s %12llu %12llu\n", (ull)i, qf_term_safe(t->name, esc, sizeof esc),
+                        gguf_type_name(t->type), shape,
                         (ull)(g.data_offset + t->offset), (ull)t->nbytes);
             }
         }
@@ -363,7 +367,8 @@ static int inspect_st(const char *path, int json, int tensors, qf_err *err) {
                     (ull)m.shards[i].size, (ull)m.shards[i].data_start, (ull)m.shards[i].n_tensors);
         fprintf(o, "metadata: %llu keys\n", (ull)m.n_meta);
         for (uint64_t i = 0; i < m.n_meta; i++) {
-            fprintf(o, "  %s: ", m.meta_keys[i]);
+            char esc[512];
+            fprintf(o, "  %s: ", qf_term_safe(m.meta_keys[i], esc, sizeof esc));
             put_str(o, m.meta_values[i], strlen(m.meta_values[i]), 0, TEXT_STR_MAX);
             fputc('\n', o);
         }
@@ -378,7 +383,9 @@ static int inspect_st(const char *path, int json, int tensors, qf_err *err) {
                 for (uint32_t d = 0; d < t->n_dims && k < (int)sizeof shape - 24; d++)
                     k += snprintf(shape + k, sizeof shape - k, "%s%llu", d ? ", " : "", (ull)t->shape[d]);
                 snprintf(shape + k, sizeof shape - k, "]");
-                fprintf(o, "  %-5llu %-48s %-8s %-24s %5u %12llu %12llu\n", (ull)i, t->name, st_dtype_name(t->dtype),
+                char esc[512];
+                fprintf(o, "  %-5llu %-48s %-8s %-24s %5u %12llu %12llu\n", (ull)i, qf_term_safe(t->name, esc, sizeof esc),
+                        st_dtype_name(t->dtype),
                         shape, t->shard, (ull)t->file_offset, (ull)t->nbytes);
             }
         }

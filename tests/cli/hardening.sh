@@ -213,4 +213,28 @@ if [ -d "$TMP/hf" ]; then
   "$B/qforge-convert" "$TMP/hf-big" -o "$TMP/c-big-f32.gguf" --outtype f32 -q >/dev/null 2>&1 &&
     pass convert-big-f32-ok || fail convert-big-f32-ok "1e38 fits f32 but was refused"
 fi
+
+# ------------------------------------------------ 8. hyperparameters that overflow the shapes
+"$T/gguf_edit" "$F32" "$TMP/h33.gguf" --set llama.attention.head_count u64 8589934592 \
+  --set llama.attention.head_count_kv u64 8589934592 --set llama.attention.key_length u64 8589934592 &&
+"$T/gguf_edit" "$F32" "$TMP/theta0.gguf" --set llama.rope.freq_base f32 0 || fail fixtures "gguf_edit failed"
+expect_exit heads-2-33 1 'h33.gguf: 8589934592 heads of 8589934592 x [0-9]+ are too large' -- \
+  "$B/qforge-verify" "$TMP/h33.gguf" -f "$TEXT" $R
+expect_exit rope-theta-0 1 'theta0.gguf: rope frequency base 0 is not a positive number' -- \
+  "$B/qforge-verify" "$TMP/theta0.gguf" -f "$TEXT" $R
+# general.alignment 1 and 4 (not multiples of 8): tests/bad-inputs/gguf/alignment-{1,4}.gguf
+
+# ------------------------------------------------ 9. names with terminal escapes are printed escaped
+ESC=$(printf '\033')
+"$T/gguf_edit" "$F32" "$TMP/esc.gguf" --set "$(printf 'evil.\033[31mkey\rX')" str x \
+  --rename blk.0.attn_q.weight "$(printf 'blk.0.attn_q\033]0;pwn\007.weight')" || fail fixtures "gguf_edit failed"
+"$B/qforge-inspect" "$TMP/esc.gguf" --tensors >"$TMP/esc.txt" 2>&1
+if grep -q "$ESC" "$TMP/esc.txt" || grep -q "$(printf '\r')" "$TMP/esc.txt"; then fail inspect-escapes "raw ESC/CR in the output"
+elif grep -qF 'evil.\x1b[31mkey\rX' "$TMP/esc.txt" && grep -qF 'blk.0.attn_q\x1b]0;pwn\x07.weight' "$TMP/esc.txt"; then
+  pass inspect-escapes
+else fail inspect-escapes "escaped key/name not found"; fi
+"$B/qforge-quantize" "$TMP/esc.gguf" "$TMP/x.gguf" Q8_0 --dry-run >"$TMP/dry.txt" 2>&1
+if grep -q "$ESC" "$TMP/dry.txt"; then fail dry-run-escapes "raw ESC in the output"
+elif grep -qF 'blk.0.attn_q\x1b]0;pwn\x07.weight' "$TMP/dry.txt"; then pass dry-run-escapes
+else fail dry-run-escapes "escaped name not found"; fi
 finish
