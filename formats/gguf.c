@@ -1241,3 +1241,33 @@ int gguf_writer_finish(gguf_writer *w) {
     writer_free(w);
     return 0;
 }
+
+int gguf_split_keys(const gguf_file *f, uint32_t *no, uint32_t *count, uint64_t *total, qf_err *err) {
+    static const char *const keys[3] = {"split.no", "split.count", "split.tensors.count"};
+    const char *nm = f->path ? f->path : "gguf";
+    int64_t v[3];
+    int present = 0;
+    for (int i = 0; i < 3; i++) {
+        const gguf_kv *kv = gguf_find_kv(f, keys[i]);
+        if (!kv) continue;
+        present++;
+        if (gguf_get_i64(f, keys[i], &v[i]) != 0)
+            return qf_set_err(err, QF_EFORMAT, "%s: %s has type %s; it must be an integer", nm, keys[i],
+                              gguf_vtype_name(kv->value.type));
+    }
+    *no = 0;
+    *count = 1;
+    *total = f->n_tensors;
+    if (present == 0) return 0;
+    if (present != 3) return qf_set_err(err, QF_EFORMAT, "%s: split.no, split.count and split.tensors.count must come together", nm);
+    if (v[1] < 1 || v[1] > 99999) return qf_set_err(err, QF_EFORMAT, "%s: split.count %lld is not in 1..99999", nm, (long long)v[1]);
+    if (v[0] < 0 || v[0] >= v[1])
+        return qf_set_err(err, QF_EFORMAT, "%s: split.no %lld is not in 0..%lld", nm, (long long)v[0], (long long)v[1] - 1);
+    if (v[2] < (int64_t)f->n_tensors)
+        return qf_set_err(err, QF_EFORMAT, "%s: split.tensors.count %lld is less than the %llu tensors of this shard", nm,
+                          (long long)v[2], (unsigned long long)f->n_tensors);
+    *no = (uint32_t)v[0];
+    *count = (uint32_t)v[1];
+    *total = (uint64_t)v[2];
+    return 0;
+}

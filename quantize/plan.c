@@ -173,10 +173,12 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
     if (o->token_embedding_type >= 0 && !qf_quant_type_ok((uint32_t)o->token_embedding_type))
         return qf_set_err(err, QF_EUNSUPPORTED, "quantize: token embedding type %s cannot be written",
                           tname((uint32_t)o->token_embedding_type));
-    int split_count = 0;
-    if (!kv_int(in, "split.count", &split_count) && split_count > 1)
+    uint32_t split_no, split_count;
+    uint64_t split_total;
+    if ((rc = gguf_split_keys(in, &split_no, &split_count, &split_total, err)) < 0) return rc;
+    if (split_count > 1)
         return qf_set_err(err, QF_EUNSUPPORTED,
-                          "%s: is shard of a split model (split.count %d); merge it with llama-gguf-split --merge first",
+                          "%s: is shard of a split model (split.count %u); merge it with llama-gguf-split --merge first",
                           path, split_count);
 
     /* --tensor-type regexes */

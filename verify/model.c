@@ -103,8 +103,10 @@ static const gguf_tensor_info *find_tensor(const qf_model *m, const char *name) 
  * shards 2..N next to the first one and check that they belong together. */
 static int open_split_shards(qf_model *m, const char *path, qf_err *err) {
     uint32_t count = 0, no = 0;
-    if (gguf_get_u32(&m->file, "split.count", &count) != 0 || count <= 1) return 0;
-    if (gguf_get_u32(&m->file, "split.no", &no) != 0 || no != 0)
+    uint64_t total = 0;
+    int rc = gguf_split_keys(&m->file, &no, &count, &total, err);
+    if (rc < 0 || count <= 1) return rc;
+    if (no != 0)
         return qf_set_err(err, QF_EINVAL, "%s: this is shard %u of a split model; open the first shard (-00001-of-%05u.gguf)",
                           path, no + 1, count);
     size_t len = strlen(path);
@@ -118,7 +120,8 @@ static int open_split_shards(qf_model *m, const char *path, qf_err *err) {
     if (!m->shards) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
     char *name = malloc(len + 1);
     if (!name) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
-    int rc = 0;
+    char *arch = NULL;
+    gguf_get_str(&m->file, "general.architecture", &arch);
     uint64_t n_tensors = m->file.n_tensors;
     for (uint32_t i = 1; i < count && rc == 0; i++) {
         memcpy(name, path, len - sl);
@@ -127,15 +130,22 @@ static int open_split_shards(qf_model *m, const char *path, qf_err *err) {
         if ((rc = gguf_open(f, name, err)) < 0) break;
         m->n_shards++;
         uint32_t fno = 0, fcount = 0;
-        if (gguf_get_u32(f, "split.no", &fno) != 0 || gguf_get_u32(f, "split.count", &fcount) != 0 ||
-            fno != i || fcount != count)
-            rc = qf_set_err(err, QF_EMISMATCH, "%s: split.no/split.count do not say shard %u of %u", name, i + 1, count);
+        uint64_t ftotal = 0;
+        char *farch = NULL;
+        if ((rc = gguf_split_keys(f, &fno, &fcount, &ftotal, err)) < 0) break;
+        if (fno != i || fcount != count || ftotal != total)
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: split keys do not say shard %u of %u (%llu tensors)", name, i + 1,
+                            count, (unsigned long long)total);
+        else if (gguf_get_str(f, "general.architecture", &farch) == 0 && (!arch || strcmp(arch, farch)))
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: architecture '%s', the first shard's is '%s'", name, farch,
+                            arch ? arch : "(none)");
+        free(farch);
         n_tensors += f->n_tensors;
     }
-    uint32_t total = 0;
-    if (rc == 0 && gguf_get_u32(&m->file, "split.tensors.count", &total) == 0 && total != n_tensors)
-        rc = qf_set_err(err, QF_EMISMATCH, "%s: split.tensors.count is %u but the %u shards hold %llu tensors",
-                        path, total, count, (unsigned long long)n_tensors);
+    if (rc == 0 && total != n_tensors)
+        rc = qf_set_err(err, QF_EMISMATCH, "%s: split.tensors.count is %llu but the %u shards hold %llu tensors",
+                        path, (unsigned long long)total, count, (unsigned long long)n_tensors);
+    free(arch);
     free(name);
     return rc;
 }

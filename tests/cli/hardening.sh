@@ -237,4 +237,32 @@ else fail inspect-escapes "escaped key/name not found"; fi
 if grep -q "$ESC" "$TMP/dry.txt"; then fail dry-run-escapes "raw ESC in the output"
 elif grep -qF 'blk.0.attn_q\x1b]0;pwn\x07.weight' "$TMP/dry.txt"; then pass dry-run-escapes
 else fail dry-run-escapes "escaped name not found"; fi
+
+# ------------------------------------------------ 10. split GGUF keys
+if [ -d "$TMP/hf" ]; then
+  mkdir "$TMP/sp" && "$B/qforge-convert" "$TMP/hf" -o "$TMP/sp/m.gguf" --outtype f32 --split-max-size 400K -q >/dev/null 2>&1 ||
+    fail split-fixture "convert --split-max-size failed"
+  S1=$TMP/sp/m-00001-of-00003.gguf S2=$TMP/sp/m-00002-of-00003.gguf
+  "$B/qforge-verify" "$S1" -f "$TEXT" $R >/dev/null 2>&1 && pass split-ok || fail split-ok "the split model does not verify"
+  # split.count 0 or a string in shard 1: quantize used to write the first shard's tensors only
+  "$T/gguf_edit" "$S1" "$TMP/count0.gguf" --set split.count u32 0
+  "$T/gguf_edit" "$S1" "$TMP/countstr.gguf" --set split.count str 3
+  "$T/gguf_edit" "$S1" "$TMP/total-1.gguf" --set split.tensors.count i32 -1
+  expect_exit split-count-0 1 'count0.gguf: split.count 0 is not in 1..99999' -- "$B/qforge-quantize" "$TMP/count0.gguf" "$TMP/q.gguf" Q8_0
+  expect_exit split-count-string 1 'countstr.gguf: split.count has type string; it must be an integer' -- \
+    "$B/qforge-quantize" "$TMP/countstr.gguf" "$TMP/q.gguf" Q8_0
+  expect_exit split-count-0-verify 1 'split.count 0 is not in 1..99999' -- "$B/qforge-verify" "$TMP/count0.gguf" -f "$TEXT" $R
+  expect_exit split-tensors-count-negative 1 'total-1.gguf: split.tensors.count -1 is less than' -- \
+    "$B/qforge-quantize" "$TMP/total-1.gguf" "$TMP/q.gguf" Q8_0
+  [ -e "$TMP/q.gguf" ] && fail split-no-output "quantize wrote an output from a broken split"
+  # a shard of another architecture, a shard that lies about the total, a FIFO as a shard
+  cp -r "$TMP/sp" "$TMP/sp-arch"; "$T/gguf_edit" "$S2" "$TMP/sp-arch/m-00002-of-00003.gguf" --set general.architecture str qwen2
+  expect_exit split-other-arch 1 "m-00002-of-00003.gguf: architecture 'qwen2', the first shard's is 'llama'" -- \
+    "$B/qforge-verify" "$TMP/sp-arch/m-00001-of-00003.gguf" -f "$TEXT" $R
+  cp -r "$TMP/sp" "$TMP/sp-total"; "$T/gguf_edit" "$S2" "$TMP/sp-total/m-00002-of-00003.gguf" --set split.tensors.count i32 46
+  expect_exit split-total-differs 1 'm-00002-of-00003.gguf: split keys do not say shard 2 of 3' -- \
+    "$B/qforge-verify" "$TMP/sp-total/m-00001-of-00003.gguf" -f "$TEXT" $R
+  cp -r "$TMP/sp" "$TMP/sp-fifo"; rm "$TMP/sp-fifo/m-00002-of-00003.gguf"; mkfifo "$TMP/sp-fifo/m-00002-of-00003.gguf"
+  run_to 20 fifo-split-shard 1 'm-00002-of-00003.gguf: is a FIFO' -- "$B/qforge-verify" "$TMP/sp-fifo/m-00001-of-00003.gguf" -f "$TEXT" $R
+fi
 finish
