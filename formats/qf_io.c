@@ -110,9 +110,9 @@ int qf_check_output(const char *out, const char *const *inputs, size_t n, qf_err
     for (size_t i = 0; i < n; i++) {
         if (!inputs[i] || stat(inputs[i], &st) != 0) continue;
         if (st.st_dev == ls.st_dev && st.st_ino == ls.st_ino)
-            return qf_set_err(err, QF_EINVAL, "%s: is also an input (%s): refusing to overwrite it", out, inputs[i]);
+            return qf_set_err(err, QF_EINVAL, "%s: output is the input file %s; choose another output path", out, inputs[i]);
         if (S_ISDIR(st.st_mode) && checkpoint_file(base) && inside_dir(out, &st))
-            return qf_set_err(err, QF_EINVAL, "%s: is a file of the input checkpoint %s: refusing to overwrite it",
+            return qf_set_err(err, QF_EINVAL, "%s: output is a file of the input checkpoint %s; choose another output path",
                               out, inputs[i]);
     }
     return 0;

@@ -92,30 +92,30 @@ run_to 20 devzero-verify-text 1 '/dev/zero: is a character device' -- "$B/qforge
 # ------------------------------------------------ 5. an output is never an input
 cp "$F32" "$TMP/s.gguf"; cp "$TEXT" "$TMP/t.txt"
 sum0=$(cat "$TMP/s.gguf" "$TMP/t.txt" | cksum)
-expect_exit out-calibrate-onto-model 1 's.gguf: is also an input' -- \
+expect_exit out-calibrate-onto-model 1 's.gguf: output is the input file' -- \
   "$B/qforge-calibrate" "$TMP/s.gguf" -f "$TMP/t.txt" -c 64 --chunks 1 -o "$TMP/s.gguf"
-expect_exit out-calibrate-onto-text 1 't.txt: is also an input' -- \
+expect_exit out-calibrate-onto-text 1 't.txt: output is the input file' -- \
   "$B/qforge-calibrate" "$TMP/s.gguf" -f "$TMP/t.txt" -c 64 --chunks 1 -o "$TMP/t.txt" --output-format dat
-expect_exit out-save-logits-onto-model 1 's.gguf: is also an input' -- \
+expect_exit out-save-logits-onto-model 1 's.gguf: output is the input file' -- \
   "$B/qforge-verify" "$TMP/s.gguf" -f "$TMP/t.txt" $R --save-logits "$TMP/s.gguf"
 ln -f "$TMP/s.gguf" "$TMP/s-hardlink.gguf"
-expect_exit out-save-logits-onto-base 1 's.gguf: is also an input' -- \
+expect_exit out-save-logits-onto-base 1 's.gguf: output is the input file' -- \
   "$B/qforge-verify" "$F32" -f "$TMP/t.txt" $R --base "$TMP/s-hardlink.gguf" --save-logits "$TMP/s.gguf"
-expect_exit out-save-logits-onto-text 1 't.txt: is also an input' -- \
+expect_exit out-save-logits-onto-text 1 't.txt: output is the input file' -- \
   "$B/qforge-verify" "$TMP/s.gguf" -f "$TMP/t.txt" $R --save-logits "$TMP/t.txt"
-expect_exit out-quantize-onto-model 1 's.gguf: is also an input' -- \
+expect_exit out-quantize-onto-model 1 's.gguf: output is the input file' -- \
   "$B/qforge-quantize" "$TMP/s.gguf" "$TMP/s.gguf" Q8_0
 cp "$IM" "$TMP/im.dat"
-expect_exit out-quantize-onto-imatrix 1 'im.dat: is also an input' -- \
+expect_exit out-quantize-onto-imatrix 1 'im.dat: output is the input file' -- \
   "$B/qforge-quantize" --imatrix "$TMP/im.dat" "$TMP/s.gguf" "$TMP/im.dat" Q4_K_M
 cmp -s "$IM" "$TMP/im.dat" || fail out-quantize-onto-imatrix "the imatrix changed"
 if need_data hf-dir models/stories260K/config.json; then
   cp -r "$QF_DATA/models/stories260K" "$TMP/hf"
   hsum0=$(find "$TMP/hf" -type f | sort | xargs cat | cksum)
   for f in $(cd "$TMP/hf" && ls *.safetensors config.json); do
-    expect_exit "out-convert-onto-$f" 1 "is a file of the input checkpoint" -- \
+    expect_exit "out-convert-onto-$f" 1 "output is a file of the input checkpoint" -- \
       "$B/qforge-convert" "$TMP/hf" -o "$TMP/hf/$f"
-    expect_exit "out-quantize-onto-$f" 1 "is a file of the input checkpoint" -- \
+    expect_exit "out-quantize-onto-$f" 1 "output is a file of the input checkpoint" -- \
       "$B/qforge-quantize" "$TMP/hf" "$TMP/hf/$f" Q8_0
   done
   [ "$(find "$TMP/hf" -type f ! -name model.gguf | sort | xargs cat | cksum)" = "$hsum0" ] && pass out-hf-dir-intact || fail out-hf-dir-intact "checkpoint changed"
