@@ -152,6 +152,10 @@ static int load_config(conv *c) {
     int rc = qf_json_parse_file(&c->cfg, c->cfg_path, 0, c->err);
     if (rc) return rc;
     c->has_cfg = 1;
+    /* refuse now what verify would refuse or mis-run later */
+    qf_hf_runtime rt;
+    if ((rc = qf_json_check_unique_keys(&c->cfg, c->err)) || (rc = qf_hf_config_runtime(&c->cfg, c->cfg_path, &rt, c->err)))
+        return rc;
     return qf_hf_config_read(&c->cfg, c->cfg_path, &c->arch, &c->hp, c->err);
 }
 

@@ -265,4 +265,33 @@ if [ -d "$TMP/hf" ]; then
   cp -r "$TMP/sp" "$TMP/sp-fifo"; rm "$TMP/sp-fifo/m-00002-of-00003.gguf"; mkfifo "$TMP/sp-fifo/m-00002-of-00003.gguf"
   run_to 20 fifo-split-shard 1 'm-00002-of-00003.gguf: is a FIFO' -- "$B/qforge-verify" "$TMP/sp-fifo/m-00001-of-00003.gguf" -f "$TEXT" $R
 fi
+
+# ------------------------------------------------ 11. config values verify would refuse or mis-run
+if [ -d "$TMP/hf" ]; then
+  rm -f "$TMP/hf/model.gguf"
+  # cfg NAME SED: a copy of the checkpoint with config.json edited
+  cfg() { rm -rf "$TMP/cfg-$1"; cp -r "$TMP/hf" "$TMP/cfg-$1"; sed -i "$2" "$TMP/cfg-$1/config.json"; }
+  cfg theta0 's/"rope_theta": 10000.0/"rope_theta": 0/'
+  expect_exit convert-rope-theta-0 1 'config.json: rope_theta must be positive' -- "$B/qforge-convert" "$TMP/cfg-theta0" -o "$TMP/c.gguf"
+  cfg noeps '/"rms_norm_eps"/d'
+  expect_exit convert-no-rms-norm-eps 1 'config.json: missing rms_norm_eps' -- "$B/qforge-convert" "$TMP/cfg-noeps" -o "$TMP/c.gguf"
+  cfg negfactor 's/"rope_scaling": null/"rope_scaling": {"type": "linear", "factor": -2}/'
+  expect_exit convert-rope-factor-negative 1 'rope_scaling factor is -2; it must be positive' -- \
+    "$B/qforge-convert" "$TMP/cfg-negfactor" -o "$TMP/c.gguf"
+  cfg strfactor 's/"rope_scaling": null/"rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": "1"}/'
+  expect_exit convert-rope-factor-string 1 'low_freq_factor is not a number' -- \
+    "$B/qforge-convert" "$TMP/cfg-strfactor" -o "$TMP/c.gguf"
+  cfg dupkey 's/"rope_theta": 10000.0,/"rope_theta": 10000.0, "rope_theta": 500000.0,/'
+  expect_exit convert-duplicate-key 1 'config.json: invalid json: duplicate key "rope_theta" at line' -- \
+    "$B/qforge-convert" "$TMP/cfg-dupkey" -o "$TMP/c.gguf"
+  [ -e "$TMP/c.gguf" ] && fail convert-config-no-output "an output was written"
+fi
+if [ -x "$T/gen_synth_model" ] && command -v perl >/dev/null; then
+  "$T/gen_synth_model" --arch qwen2 --out "$TMP/q2" >/dev/null 2>&1 && cp -r "$TMP/q2" "$TMP/q2m" &&
+    perl -0pi -e 's/"merges": \[.*?\n    \]/"merges": "a b"/s' "$TMP/q2m/tokenizer.json"
+  "$B/qforge-convert" "$TMP/q2" -o "$TMP/q2.gguf" -q >/dev/null 2>&1 && pass convert-bpe-ok || fail convert-bpe-ok "synthetic qwen2 does not convert"
+  expect_exit convert-merges-string 1 'tokenizer.json: model.merges is not an array' -- "$B/qforge-convert" "$TMP/q2m" -o "$TMP/q2m.gguf"
+else
+  skip convert-merges-string "gen_synth_model or perl missing"
+fi
 finish
