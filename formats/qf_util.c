@@ -27,7 +27,7 @@ char *qf_strndup(const char *s, size_t n) {
 
 int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err) {
     FILE *fp = qf_fopen_input(path, err);
-    if (!fp) return err ? err->code : QF_EIO;
+    if (!fp) return err ? (err->code = QF_EIO) : QF_EIO; /* any open failure is QF_EIO here */
     int rc = 0;
     uint8_t *buf = NULL;
     long n;

@@ -154,7 +154,7 @@ static int ends_with(const char *s, const char *suffix) {
 static int read_bytes(const char *path, size_t limit, char **out, size_t *n_out, int *more, qf_err *err) {
     *more = 0;
     int fd = qf_open_input(path, err);
-    if (fd < 0) return fd;
+    if (fd < 0) return err ? (err->code = QF_EIO) : QF_EIO; /* any open failure is QF_EIO here */
     errno = 0;
     gzFile f = gzdopen(fd, "rb");
     if (!f) {
