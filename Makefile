@@ -3,7 +3,7 @@
 #   make            build bin/qforge-* and the libraries (build/lib*.a)
 #   make check      build and run the whole test suite (tests/run.sh)
 #   make asan       build with ASan+UBSan into build-asan/ and run the suite
-#   make fuzz       libFuzzer targets for the parsers (FUZZ_SECONDS=60)
+#   make fuzz       libFuzzer targets for the parsers (FUZZ_SECONDS=60, inputs <= 64 KiB)
 #   make deps       install missing Debian packages (root), else print the command
 #   make demo       convert -> quantize -> verify on the default model
 #
@@ -111,12 +111,12 @@ FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz
 fuzz:
 	$(MAKE) B=build-fuzz BIN=build-fuzz/bin CC=clang OPT="-O1 -g" ARCH=-march=native \
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
-	  build-fuzz/libqf_formats.a
+	  build-fuzz/libqf_verify.a build-fuzz/libqf_formats.a
 	@for f in tests/fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
-	  clang -O1 -g -march=native -std=c11 -D_DEFAULT_SOURCE -Iformats -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $$f build-fuzz/libqf_formats.a -lz -lxxhash -lm -fopenmp -o build-fuzz/$$n || exit 1; \
+	  clang -O1 -g -march=native -std=c11 -D_DEFAULT_SOURCE -Iformats -Iverify -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $$f build-fuzz/libqf_verify.a build-fuzz/libqf_formats.a -lz -lxxhash -lm -fopenmp -o build-fuzz/$$n || exit 1; \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 
 DEBIAN_PKGS = zlib1g-dev libxxhash-dev libjsmn-dev gcc make clang libclang-rt-14-dev xxhash time

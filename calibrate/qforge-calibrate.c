@@ -11,6 +11,7 @@
 #include "qf_cli.h"
 #include "qf_tmpfile.h"
 #include "calibrate.h"
+#include "qf_io.h"
 #include "imatrix.h"
 #include "model.h"
 #include "text.h"
@@ -56,10 +57,10 @@ static void usage(FILE *f) {
             "  --version               version, commit, build flags and instruction sets\n"
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
-            "Memory: the model file (mapped) + the text (read whole) + 4 bytes per token + the\n"
-            "engine for one chunk (KV cache n_layer * ctx * (k+v width) * 4 bytes, activations\n"
-            "min(ctx,512) * widest layer * ~40 bytes) + 8 bytes per input column of every\n"
-            "collected weight. The text needs at least one chunk (ctx tokens).\n"
+            "Memory: the model file (mapped) + the text (with --chunks N, about what N chunks\n"
+            "need) + 4 bytes per token + the engine for one chunk (KV cache n_layer * ctx *\n"
+            "(k+v width) * 4 bytes, activations min(ctx,512) * widest layer * ~40 bytes) + 8\n"
+            "bytes per input column of every collected weight. The text needs at least one chunk (ctx tokens).\n"
             "\n"
             "Progress (chunk n/N, tokens/s, ETA) goes to stderr when it is a terminal; the summary\n"
             "to stdout. Exit 0 ok, 1 failure, 2 usage.\n");
@@ -221,8 +222,6 @@ int main(int argc, char **argv) {
     qf_imatrix_init(&im);
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    char *text = NULL;
-    size_t text_len = 0;
     qf_calib_acc *acc = NULL;
     qf_imatrix inputs;
     qf_imatrix_init(&inputs);
@@ -258,27 +257,26 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0 ||
-        qf_read_text_any(text_path, &text, &text_len, &err) < 0) {
+    /* like llama.cpp's -f: one trailing newline is dropped; with --chunks,
+     * only as much text as those chunks need is read */
+    const int64_t need = n_chunks > 0 && n_chunks <= INT64_MAX / n_ctx ? n_chunks * n_ctx : 0;
+    if (qf_model_load(&m, model_path, &err) < 0 || qf_text_init_model(&tx, &m, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
     if ((rc = qf_cli_check_ctx(PROG, model_path, n_ctx, m.hp.n_ctx_train, allow_long_ctx, quiet))) goto done;
     rc = 1;
-    /* like llama.cpp's -f: one trailing newline is dropped */
-    if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
-    if (qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) < 0) {
+    if (qf_text_encode_file(&tx, text_path, need, 1, &ids, &n_ids, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
-    free(text);
-    text = NULL;
     if (n_ids < n_ctx) {
         fprintf(stderr, PROG ": error: %s: %lld tokens, fewer than one chunk of %lld (use a longer text or a smaller --ctx)\n",
                 text_path, (long long)n_ids, (long long)n_ctx);
         goto done;
     }
-    if (probe_output(out_path, &err) < 0) {
+    const char *inputs[] = {model_path, text_path};
+    if (qf_check_output(out_path, inputs, 2, &err) < 0 || probe_output(out_path, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
@@ -351,7 +349,6 @@ done:
     qf_imatrix_free(&im);
     qf_calib_free(&cal);
     free(ids);
-    free(text);
     qf_text_free(&tx);
     qf_model_free(&m);
     free(snapshot);

@@ -38,6 +38,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -145,6 +146,10 @@ static int load_config(conv *c) {
     int rc = qf_json_parse_file(&c->cfg, c->cfg_path, 0, c->err);
     if (rc) return rc;
     c->has_cfg = 1;
+    /* refuse now what verify would refuse or mis-run later */
+    qf_hf_runtime rt;
+    if ((rc = qf_json_check_unique_keys(&c->cfg, c->err)) || (rc = qf_hf_config_runtime(&c->cfg, c->cfg_path, &rt, c->err)))
+        return rc;
     return qf_hf_config_read(&c->cfg, c->cfg_path, &c->arch, &c->hp, c->err);
 }
 
@@ -567,12 +572,27 @@ static int write_all_kv(conv *c, gguf_writer *w) {
 /* ---------------- tensor data ---------------- */
 
 /* One row: n elements of src (dtype sd) -> dst (ggml type dt). `f` and `raw`
- * are per-thread scratch of n floats each. */
-static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t dt, uint64_t n, float *f, float *raw) {
+ * are per-thread scratch of n floats each. Returns the index of the first
+ * element the output cannot hold (NaN, inf, or beyond fp16 for F16/Q8_0),
+ * its value in *bad; -1 when the row is fine. */
+static int64_t convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t dt, uint64_t n, float *f,
+                           float *raw, float *bad) {
     size_t es = st_dtype_size(sd);
+    const float limit = dt == GGML_TYPE_F16 || dt == GGML_TYPE_Q8_0 ? QF_F16_MAX : INFINITY;
     if (st_to_ggml(sd) == dt) {   /* same precision: copy the bits */
         memcpy(dst, src, n * es);
-        return;
+        if (sd != ST_F32) { /* NaN/inf: all exponent bits set */
+            const uint16_t mask = sd == ST_F16 ? 0x7c00 : 0x7f80;
+            for (uint64_t i = 0; i < n; i++) {
+                uint16_t h;
+                memcpy(&h, src + 2 * i, 2);
+                if ((h & mask) == mask) {
+                    *bad = sd == ST_F16 ? qf_f16_to_f32(h) : qf_bf16_to_f32(h);
+                    return (int64_t)i;
+                }
+            }
+            return -1;
+        }
     }
     const void *s = src;
     if ((uintptr_t)src % es) {   /* safetensors offsets need not be aligned */
@@ -589,7 +609,14 @@ static void convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32_t 
         qf_bf16_to_f32_row(s, f, n);
         x = f;
     }
+    const int64_t k = qf_f32_first_beyond(x, (size_t)n, limit);
+    if (k >= 0) {
+        *bad = x[k];
+        return k;
+    }
+    if (st_to_ggml(sd) == dt) return -1; /* F32 copied above */
     qf_quantize_rows(dt, x, dst, 1, (int64_t)n, NULL); /* the planned types all have a codec */
+    return -1;
 }
 
 /* Source row of output row r under the Q/K permutation. */
@@ -722,15 +749,27 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
         for (uint64_t i = 0; i < nr; i++) {
             uint64_t r = row0 + i;
             uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
-            if (p->fp8) {   /* scale * e4m3(code) in F32, then to the output type */
+            float v;
+            int64_t k;
+            if (p->fp8) { /* scale * e4m3(code) in F32, then to the output type */
                 float *deq = scratch + 2 * g.row_len;
                 qf_fp8_dequant_row(p->fp8, (int64_t)sr, rows + (sr - row0) * g.src_row_bytes, deq);
-                convert_row((const uint8_t *)deq, ST_F32, out + i * g.out_row_bytes, p->type, g.row_len, scratch,
-                            scratch + g.row_len);
-                continue;
+                k = convert_row((const uint8_t *)deq, ST_F32, out + i * g.out_row_bytes, p->type, g.row_len, scratch,
+                                scratch + g.row_len, &v);
+            } else {
+                k = convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type,
+                                g.row_len, scratch, scratch + g.row_len, &v);
             }
-            convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type, g.row_len,
-                        scratch, scratch + g.row_len);
+            if (k >= 0) {
+                const unsigned long long el = (unsigned long long)(sr * g.row_len + (uint64_t)k);
+                rc = isfinite(v) ? qf_set_err(c->err, QF_ERANGE,
+                                              "%s: tensor '%s': element %llu is %g, beyond what %s holds (|x| <= %g, fp16)",
+                                              sh->path, s->name, el, (double)v, p->type == GGML_TYPE_F16 ? "f16" : "q8_0",
+                                              (double)QF_F16_MAX)
+                                 : qf_set_err(c->err, QF_ERANGE, "%s: tensor '%s': element %llu is %g", sh->path, s->name,
+                                              el, (double)v);
+                goto done;
+            }
         }
         size_t nbytes = (size_t)(nr * g.out_row_bytes);
         if (hs) qf_hasher_update(hs, out, nbytes);

@@ -2,6 +2,7 @@
 #include "convert.h"
 #include "qf_tmpfile.h"
 #include "qf_cli.h"
+#include "qf_io.h"
 #include "arch.h"
 #include "qf_cli.h"
 
@@ -152,6 +153,10 @@ int main(int argc, char **argv) {
         o.progress_user = &ps;
     }
     qf_err err = {0};
+    if (qf_check_output(out, &model_dir, 1, &err) < 0) {
+        fprintf(stderr, "%s: error: %s\n", prog, err.msg);
+        return 1;
+    }
     qf_convert_result res;
     int rc = qf_convert(&o, &res, &err);
     free(snapshot);

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "qf_io.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c assumes a little-endian host (GGUF files are little-endian)"
@@ -395,6 +396,8 @@ static int parse(gguf_file *f, qf_err *err) {
             uint32_t a = kv->value.u32;
             if (a == 0 || (a & (a - 1)))
                 return qf_set_err(err, QF_EFORMAT, "%s: general.alignment %u is not a nonzero power of two", nm, a);
+            /* the spec asks for a multiple of 8; less would misalign f32/f64 data */
+            if (a < 8) return qf_set_err(err, QF_EFORMAT, "%s: general.alignment %u is not a multiple of 8", nm, a);
             f->alignment = a;
         }
     }
@@ -527,9 +530,9 @@ int gguf_open(gguf_file *f, const char *path, qf_err *err) {
     int rc = init_file(f, path, err);
     if (rc) return rc;
     struct stat st;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd = qf_open_input(path, err);
     if (f->fd < 0) {
-        rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = f->fd;
         goto fail;
     }
     if (fstat(f->fd, &st) != 0) {
@@ -908,9 +911,9 @@ static int writer_put(gguf_writer *w, const char *key, bytes enc) {
     uint32_t type = ld_u32(enc.p);
     if (strcmp(key, "general.alignment") == 0) {
         uint32_t a = type == GGUF_VT_UINT32 ? ld_u32(enc.p + 4) : 0;
-        if (type != GGUF_VT_UINT32 || a == 0 || (a & (a - 1))) {
+        if (type != GGUF_VT_UINT32 || a < 8 || (a & (a - 1))) {
             free(enc.p);
-            return wfail(w, QF_EINVAL, "%s: general.alignment must be a uint32 nonzero power of two", w->path);
+            return wfail(w, QF_EINVAL, "%s: general.alignment must be a uint32 power of two, at least 8", w->path);
         }
         w->alignment = a;
     }
@@ -1226,5 +1229,35 @@ int gguf_writer_finish(gguf_writer *w) {
         free(dir);
     }
     writer_free(w);
+    return 0;
+}
+
+int gguf_split_keys(const gguf_file *f, uint32_t *no, uint32_t *count, uint64_t *total, qf_err *err) {
+    static const char *const keys[3] = {"split.no", "split.count", "split.tensors.count"};
+    const char *nm = f->path ? f->path : "gguf";
+    int64_t v[3];
+    int present = 0;
+    for (int i = 0; i < 3; i++) {
+        const gguf_kv *kv = gguf_find_kv(f, keys[i]);
+        if (!kv) continue;
+        present++;
+        if (gguf_get_i64(f, keys[i], &v[i]) != 0)
+            return qf_set_err(err, QF_EFORMAT, "%s: %s has type %s; it must be an integer", nm, keys[i],
+                              gguf_vtype_name(kv->value.type));
+    }
+    *no = 0;
+    *count = 1;
+    *total = f->n_tensors;
+    if (present == 0) return 0;
+    if (present != 3) return qf_set_err(err, QF_EFORMAT, "%s: split.no, split.count and split.tensors.count must come together", nm);
+    if (v[1] < 1 || v[1] > 99999) return qf_set_err(err, QF_EFORMAT, "%s: split.count %lld is not in 1..99999", nm, (long long)v[1]);
+    if (v[0] < 0 || v[0] >= v[1])
+        return qf_set_err(err, QF_EFORMAT, "%s: split.no %lld is not in 0..%lld", nm, (long long)v[0], (long long)v[1] - 1);
+    if (v[2] < (int64_t)f->n_tensors)
+        return qf_set_err(err, QF_EFORMAT, "%s: split.tensors.count %lld is less than the %llu tensors of this shard", nm,
+                          (long long)v[2], (unsigned long long)f->n_tensors);
+    *no = (uint32_t)v[0];
+    *count = (uint32_t)v[1];
+    *total = (uint64_t)v[2];
     return 0;
 }

@@ -122,6 +122,12 @@ int gguf_get_str(const gguf_file *f, const char *key, char **out);
 int gguf_get_arr(const gguf_file *f, const char *key, uint32_t elem_type, uint64_t *n, const void **data);
 
 const char *gguf_vtype_name(uint32_t t);
+
+/* The gguf-split keys of f, validated: a file without split.* keys is shard
+ * 0 of 1 (*total = its tensor count). Otherwise split.no, split.count and
+ * split.tensors.count must all be integers, 1 <= count <= 99999, no < count
+ * and total >= f's tensors; fails naming the file and the key. */
+int gguf_split_keys(const gguf_file *f, uint32_t *no, uint32_t *count, uint64_t *total, qf_err *err);
 /* Bytes of one element of a fixed-size value type; 0 for STRING/ARRAY/unknown. */
 size_t gguf_vtype_size(uint32_t t);
 

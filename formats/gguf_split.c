@@ -8,10 +8,12 @@
 int gguf_split_open_rest(const gguf_file *first, const char *path, gguf_file **shards, uint32_t *n_shards,
                          qf_err *err) {
     uint32_t count = 0, no = 0;
+    uint64_t total = 0;
     *shards = NULL;
     *n_shards = 0;
-    if (gguf_get_u32(first, "split.count", &count) != 0 || count <= 1) return 0;
-    if (gguf_get_u32(first, "split.no", &no) != 0 || no != 0)
+    int rc = gguf_split_keys(first, &no, &count, &total, err);
+    if (rc < 0 || count <= 1) return rc;
+    if (no != 0)
         return qf_set_err(err, QF_EINVAL, "%s: this is shard %u of a split model; open the first shard (-00001-of-%05u.gguf)",
                           path, no + 1, count);
     size_t len = strlen(path);
@@ -27,7 +29,8 @@ int gguf_split_open_rest(const gguf_file *first, const char *path, gguf_file **s
         free(name);
         return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
     }
-    int rc = 0;
+    char *arch = NULL;
+    gguf_get_str(first, "general.architecture", &arch);
     uint64_t n_tensors = first->n_tensors;
     for (uint32_t i = 1; i < count && rc == 0; i++) {
         memcpy(name, path, len - sl);
@@ -36,15 +39,22 @@ int gguf_split_open_rest(const gguf_file *first, const char *path, gguf_file **s
         if ((rc = gguf_open(f, name, err)) < 0) break;
         (*n_shards)++;
         uint32_t fno = 0, fcount = 0;
-        if (gguf_get_u32(f, "split.no", &fno) != 0 || gguf_get_u32(f, "split.count", &fcount) != 0 ||
-            fno != i || fcount != count)
-            rc = qf_set_err(err, QF_EMISMATCH, "%s: split.no/split.count do not say shard %u of %u", name, i + 1, count);
+        uint64_t ftotal = 0;
+        char *farch = NULL;
+        if ((rc = gguf_split_keys(f, &fno, &fcount, &ftotal, err)) < 0) break;
+        if (fno != i || fcount != count || ftotal != total)
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: split keys do not say shard %u of %u (%llu tensors)", name, i + 1,
+                            count, (unsigned long long)total);
+        else if (gguf_get_str(f, "general.architecture", &farch) == 0 && (!arch || strcmp(arch, farch)))
+            rc = qf_set_err(err, QF_EMISMATCH, "%s: architecture '%s', the first shard's is '%s'", name, farch,
+                            arch ? arch : "(none)");
+        free(farch);
         n_tensors += f->n_tensors;
     }
-    uint32_t total = 0;
-    if (rc == 0 && gguf_get_u32(first, "split.tensors.count", &total) == 0 && total != n_tensors)
-        rc = qf_set_err(err, QF_EMISMATCH, "%s: split.tensors.count is %u but the %u shards hold %llu tensors",
-                        path, total, count, (unsigned long long)n_tensors);
+    if (rc == 0 && total != n_tensors)
+        rc = qf_set_err(err, QF_EMISMATCH, "%s: split.tensors.count is %llu but the %u shards hold %llu tensors",
+                        path, (unsigned long long)total, count, (unsigned long long)n_tensors);
+    free(arch);
     free(name);
     return rc;
 }

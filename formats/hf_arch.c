@@ -283,7 +283,16 @@ int qf_hf_config_runtime(const qf_json *cfg, const char *cfg_path, qf_hf_runtime
         return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling type is not a short string (line %u)", cfg_path,
                           qf_json_line(cfg, t));
     for (char *p = rt->rope_scaling; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-    if ((rc = cfg_double(cfg, cfg_path, rs, "factor", &rt->rope_factor, &present, err))) return rc;
+    /* every scaling number given must be a positive number */
+    static const char *const k_pos[] = {"factor", "low_freq_factor", "high_freq_factor",
+                                        "original_max_position_embeddings", NULL};
+    for (int i = 0; k_pos[i]; i++) {
+        double x = 0.0;
+        if ((rc = cfg_double(cfg, cfg_path, rs, k_pos[i], &x, &present, err))) return rc;
+        if (present && !(x > 0.0 && x < 1e300))
+            return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling %s is %g; it must be positive", cfg_path, k_pos[i], x);
+        if (present && i == 0) rt->rope_factor = x;
+    }
     return 0;
 }
 

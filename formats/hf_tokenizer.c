@@ -386,6 +386,7 @@ static int load_json_if_present(qf_json *j, const char *path, int *present, qf_e
     int rc = qf_json_parse_file(j, path, 0, err);
     if (rc) return rc;
     *present = 1;
+    if ((rc = qf_json_check_unique_keys(j, err))) return rc;
     if (qf_json_type_of(j, 0) != QF_JSON_OBJECT)
         return qf_set_err(err, QF_EFORMAT, "%s: top level is not a json object", path);
     return 0;
@@ -642,6 +643,9 @@ done:
 static int bpe_load_merges(qf_vocab *v, hf_files *f, qf_err *err) {
     const qf_json *j = &f->tok_json;
     int mg = qf_json_find_path(j, 0, "model", "merges", NULL);
+    if (mg >= 0 && qf_json_type_of(j, mg) != QF_JSON_ARRAY && !qf_json_is_null(j, mg))
+        return qf_set_err(err, QF_EFORMAT, "%s: model.merges is not an array (line %u)", f->p_tok_json,
+                          qf_json_line(j, mg));
     if (mg >= 0 && qf_json_type_of(j, mg) == QF_JSON_ARRAY && qf_json_size(j, mg) > 0) {
         uint32_t n = qf_json_size(j, mg);
         v->merges = calloc(n, sizeof *v->merges);

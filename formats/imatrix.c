@@ -3,6 +3,7 @@
 #include "imatrix.h"
 #include "qf_tmpfile.h"
 #include "qf_util.h"
+#include "qf_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -286,8 +287,8 @@ fail:
 static int map_file(const char *path, void **buf, size_t *size, qf_err *err) {
     *buf = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = qf_open_input(path, err);
+    if (fd < 0) return fd;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
@@ -430,12 +431,16 @@ fail:
 }
 
 int qf_imatrix_read(qf_imatrix *im, const char *path, qf_err *err) {
-    uint8_t magic[4] = { 0 };
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t got = fread(magic, 1, 4, fp);
+    uint8_t magic[64] = { 0 };
+    FILE *fp = qf_fopen_input(path, err);
+    if (!fp) return err ? err->code : QF_EIO;
+    size_t got = fread(magic, 1, sizeof magic, fp);
     fclose(fp);
-    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return qf_imatrix_read_gguf(im, path, err);
+    if (got >= 4 && memcmp(magic, "GGUF", 4) == 0) return qf_imatrix_read_gguf(im, path, err);
+    /* a .dat starts with two small int32 counts, never with 8 text bytes */
+    const char *kind = qf_sniff(magic, got);
+    if (strcmp(kind, "binary data") && (strcmp(kind, "text") || got >= 8))
+        return qf_set_err(err, QF_EFORMAT, "%s: not an imatrix file (.dat or GGUF): it looks like %s", path, kind);
     return qf_imatrix_read_dat(im, path, err);
 }
 

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "qf_io.h"
 
 /* ---------------- strings ---------------- */
 
@@ -423,9 +424,9 @@ int qf_json_parse_file(qf_json *j, const char *path, size_t max_size, qf_err *er
     char *buf = NULL;
     memset(j, 0, sizeof *j);
     if (!max_size) max_size = (size_t)1 << 30;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = qf_open_input(path, err);
     if (fd < 0) {
-        rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = fd;
         goto fail;
     }
     struct stat sb;
@@ -685,4 +686,52 @@ int qf_json_get_bool(const qf_json *j, int tok, int *out, qf_err *err) {
 
 int qf_json_is_null(const qf_json *j, int tok) {
     return qf_json_type_of(j, tok) == QF_JSON_NULL;
+}
+
+typedef struct key_ref {
+    const char *p;
+    uint32_t len, tok;
+} key_ref;
+
+static int cmp_key_ref(const void *a, const void *b) {
+    const key_ref *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->p, y->p, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->tok < y->tok ? -1 : x->tok > y->tok;
+}
+
+int qf_json_check_unique_keys(const qf_json *j, qf_err *err) {
+    key_ref *keys = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (uint32_t o = 0; o < j->n_tokens && !rc; o++) {
+        if (j->toks[o].type != QF_JSON_OBJECT || j->toks[o].size < 2) continue;
+        const uint32_t n = j->toks[o].size;
+        if (n > cap) {
+            key_ref *nk = realloc(keys, (size_t)n * sizeof *nk);
+            if (!nk) {
+                rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", j->name);
+                break;
+            }
+            keys = nk;
+            cap = n;
+        }
+        qf_json_iter it;
+        int k, v;
+        uint32_t m = 0;
+        qf_json_iter_begin(&it, j, (int)o);
+        while (qf_json_iter_member(&it, &k, &v) && m < n) {
+            const qf_json_tok *t = &j->toks[k];
+            keys[m++] = (key_ref){j->text + t->start, t->end - t->start, (uint32_t)k};
+        }
+        qsort(keys, m, sizeof *keys, cmp_key_ref);
+        for (uint32_t i = 1; i < m && !rc; i++)
+            if (keys[i].len == keys[i - 1].len && !memcmp(keys[i].p, keys[i - 1].p, keys[i].len))
+                rc = json_fail(j, err, QF_EFORMAT, j->toks[keys[i].tok].start, "duplicate key \"%.*s\"",
+                               (int)(keys[i].len > 64 ? 64 : keys[i].len), keys[i].p);
+    }
+    free(keys);
+    return rc;
 }

@@ -62,6 +62,10 @@ int qf_json_parse(qf_json *j, const char *text, size_t len, const char *name, qf
 /* Read and parse a whole file (owned by j). max_size 0 = 1 GiB cap. */
 int qf_json_parse_file(qf_json *j, const char *path, size_t max_size, qf_err *err);
 void qf_json_free(qf_json *j);
+/* Fail when any object has the same key twice (compared as written, escapes
+ * undecoded), naming the key and its line: the reader itself lets the first
+ * win, which hides a second value the author may have meant. */
+int qf_json_check_unique_keys(const qf_json *j, qf_err *err);
 
 /* Type of token `tok` (0 if tok is out of range). */
 qf_json_type qf_json_type_of(const qf_json *j, int tok);

@@ -11,6 +11,7 @@
 
 #include "gguf.h"
 #include "qf_util.h"
+#include "qf_io.h"
 
 struct qf_hasher {
     XXH3_state_t *st;
@@ -64,10 +65,9 @@ int qf_hash_file(const char *path, qf_hash128 *out, qf_err *err) {
     const size_t cap = 4u << 20;
     char *buf = malloc(cap);
     qf_hasher *h = qf_hasher_new();
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = qf_open_input(path, err);
     if (fd < 0) {
-        rc = qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open for hashing: %s", path,
-                        strerror(errno));
+        rc = fd;
         goto done;
     }
     if (!buf || !h) {

@@ -205,3 +205,9 @@ void qf_f32_to_bf16_row(const float *src, uint16_t *dst, size_t n) {
 #endif
     for (; i < n; i++) dst[i] = qf_f32_to_bf16(src[i]);
 }
+
+int64_t qf_f32_first_beyond(const float *x, size_t n, float limit) {
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(x[i]) <= limit && fabsf(x[i]) < INFINITY)) return (int64_t)i;
+    return -1;
+}

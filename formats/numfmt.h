@@ -22,6 +22,12 @@ uint8_t qf_f32_to_e5m2(float f);
 /* Row converters (vectorized where the CPU allows; bit-identical to scalar). */
 void qf_f16_to_f32_row(const uint16_t *src, float *dst, size_t n);
 void qf_f32_to_f16_row(const float *src, uint16_t *dst, size_t n);
+
+/* Largest finite fp16 value: the bound on values written as F16, and on the
+ * values of a block type, whose scales are fp16. */
+#define QF_F16_MAX 65504.0f
+/* Index of the first x[i] that is NaN, +-inf or has |x[i]| > limit, or -1. */
+int64_t qf_f32_first_beyond(const float *x, size_t n, float limit);
 void qf_bf16_to_f32_row(const uint16_t *src, float *dst, size_t n);
 void qf_f32_to_bf16_row(const float *src, uint16_t *dst, size_t n);
 

@@ -1,4 +1,5 @@
 #include "qf_util.h"
+#include "qf_io.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -27,8 +28,8 @@ char *qf_strndup(const char *s, size_t n) {
 }
 
 int qf_read_file(const char *path, uint8_t **out, uint64_t *size, qf_err *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return qf_set_err(err, QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp = qf_fopen_input(path, err);
+    if (!fp) return err ? (err->code = QF_EIO) : QF_EIO; /* any open failure is QF_EIO here */
     int rc = 0;
     uint8_t *buf = NULL;
     long n;
@@ -69,4 +70,25 @@ double qf_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *qf_term_safe(const char *s, char *buf, size_t cap) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (p[i] && p[i] >= 0x20 && p[i] != 0x7f && p[i] != '\\') i++;
+    if (!p[i]) return s;
+    if (cap < 8) return "?";
+    size_t n = 0;
+    for (i = 0; p[i] && n + 5 < cap; i++) {
+        const unsigned char c = p[i];
+        if (c == '\n') n += (size_t)snprintf(buf + n, cap - n, "\\n");
+        else if (c == '\r') n += (size_t)snprintf(buf + n, cap - n, "\\r");
+        else if (c == '\t') n += (size_t)snprintf(buf + n, cap - n, "\\t");
+        else if (c == '\\') n += (size_t)snprintf(buf + n, cap - n, "\\\\");
+        else if (c < 0x20 || c == 0x7f) n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", c);
+        else buf[n++] = (char)c;
+    }
+    if (p[i]) memcpy(buf + (n < cap - 4 ? n : cap - 4), "...", 4);
+    else buf[n] = 0;
+    return buf;
 }

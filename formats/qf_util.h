@@ -22,4 +22,10 @@ int qf_is_dir(const char *path);
 /* Monotonic seconds, for rates and ETAs. */
 double qf_now_seconds(void);
 
+/* s itself when it holds nothing a terminal would act on; else a copy in
+ * buf[cap] with control bytes (ESC, CR, LF, ...), DEL and backslashes written
+ * as C escapes (\x1b, \r, \n, \\), cut with "..." when buf is full. For
+ * printing names read from files (GGUF keys, tensor names) as text. */
+const char *qf_term_safe(const char *s, char *buf, size_t cap);
+
 #endif

@@ -8,6 +8,8 @@
  * Totals: tensor count, parameters, data bytes, bits per weight.
  * Both readers validate the whole file first, so a malformed file fails
  * with the reader's message and exit 1. */
+#include "qf_io.h"
+#include "qf_util.h"
 #include "gguf.h"
 #include "qf_cli.h"
 #include "safetensors.h"
@@ -288,8 +290,9 @@ static int inspect_gguf(const char *path, int json, int tensors, qf_err *err) {
                 g.version, g.alignment, (ull)g.map_size, (ull)g.data_offset);
         fprintf(o, "metadata: %llu keys\n", (ull)g.n_kv);
         for (uint64_t i = 0; i < g.n_kv; i++) {
+            char esc[512];
             fputs("  ", o);
-            fputs(g.kv[i].key, o);
+            fputs(qf_term_safe(g.kv[i].key, esc, sizeof esc), o);
             fputs(": ", o);
             put_value(o, &g.kv[i].value, 0);
             fputc('\n', o);
@@ -304,7 +307,9 @@ static int inspect_gguf(const char *path, int json, int tensors, qf_err *err) {
                 for (uint32_t d = 0; d < t->n_dims; d++)
                     k += snprintf(shape + k, sizeof shape - k, "%s%llu", d ? ", " : "", (ull)t->ne[d]);
                 snprintf(shape + k, sizeof shape - k, "]");
-                fprintf(o, "  %-5llu %-40s %-8s %-24s %12llu %12llu\n", (ull)i, t->name, gguf_type_name(t->type), shape,
+                char esc[512];
+                fprintf(o, "  %-5llu %-40s %-8s %-24s %12llu %12llu\n", (ull)i, qf_term_safe(t->name, esc, sizeof esc),
+                        gguf_type_name(t->type), shape,
                         (ull)(g.data_offset + t->offset), (ull)t->nbytes);
             }
         }
@@ -366,7 +371,8 @@ static int inspect_st(const char *path, int json, int tensors, qf_err *err) {
                     (ull)m.shards[i].size, (ull)m.shards[i].data_start, (ull)m.shards[i].n_tensors);
         fprintf(o, "metadata: %llu keys\n", (ull)m.n_meta);
         for (uint64_t i = 0; i < m.n_meta; i++) {
-            fprintf(o, "  %s: ", m.meta_keys[i]);
+            char esc[512];
+            fprintf(o, "  %s: ", qf_term_safe(m.meta_keys[i], esc, sizeof esc));
             put_str(o, m.meta_values[i], strlen(m.meta_values[i]), 0, TEXT_STR_MAX);
             fputc('\n', o);
         }
@@ -381,7 +387,9 @@ static int inspect_st(const char *path, int json, int tensors, qf_err *err) {
                 for (uint32_t d = 0; d < t->n_dims && k < (int)sizeof shape - 24; d++)
                     k += snprintf(shape + k, sizeof shape - k, "%s%llu", d ? ", " : "", (ull)t->shape[d]);
                 snprintf(shape + k, sizeof shape - k, "]");
-                fprintf(o, "  %-5llu %-48s %-8s %-24s %5u %12llu %12llu\n", (ull)i, t->name, st_dtype_name(t->dtype),
+                char esc[512];
+                fprintf(o, "  %-5llu %-48s %-8s %-24s %5u %12llu %12llu\n", (ull)i, qf_term_safe(t->name, esc, sizeof esc),
+                        st_dtype_name(t->dtype),
                         shape, t->shard, (ull)t->file_offset, (ull)t->nbytes);
             }
         }
@@ -399,12 +407,26 @@ static int is_gguf(const char *path) {
     if (qf_is_dir(path)) return 0;
     if (qf_ends_with(path, ".gguf")) return 1;
     if (qf_ends_with(path, ".safetensors") || qf_ends_with(path, ".json")) return 0;
-    FILE *f = fopen(path, "rb");
+    qf_err err = {0};
+    FILE *f = qf_fopen_input(path, &err);
     if (!f) return 1; /* let gguf_open name the open error */
     char m[4] = {0};
     size_t n = fread(m, 1, 4, f);
     fclose(f);
     return n == 4 && memcmp(m, "GGUF", 4) == 0;
+}
+
+/* Fail for a file that is neither GGUF nor safetensors by its first bytes. */
+static int refuse_other(const char *path, qf_err *err) {
+    unsigned char h[64];
+    FILE *f = qf_fopen_input(path, err);
+    if (!f) return err->code;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    const char *kind = qf_sniff(h, n);
+    if (!strcmp(kind, "text") || !strcmp(kind, "gzip data"))
+        return qf_set_err(err, QF_EFORMAT, "%s: not a GGUF or safetensors file (it looks like %s)", path, kind);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -440,7 +462,9 @@ int main(int argc, char **argv) {
     qf_err err = {0};
     char *snapshot = NULL; /* a hub cache name resolved */
     if (!(path = qf_cli_model_arg(prog, path, &snapshot))) return 1;
-    int rc = is_gguf(path) ? inspect_gguf(path, json, tensors, &err) : inspect_st(path, json, tensors, &err);
+    const int dir = qf_is_dir(path);
+    int rc = !dir && refuse_other(path, &err) ? 1 : is_gguf(path) ? inspect_gguf(path, json, tensors, &err)
+                                                                   : inspect_st(path, json, tensors, &err);
     free(snapshot);
     if (rc) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "failed");

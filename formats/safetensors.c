@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "qf_io.h"
 
 /* ---------------- dtypes ---------------- */
 
@@ -281,6 +282,11 @@ static int parse_shard(st_model *m, uint32_t si, tlist *out, qf_err *err) {
         goto fail;
     }
     uint64_t hlen = rd_le64(sh->map);
+    const char *kind = qf_sniff(sh->map, sh->size < 64 ? (size_t)sh->size : 64);
+    if (hlen > sh->size - 8 && (!strcmp(kind, "text") || !strcmp(kind, "a GGUF file") || !strcmp(kind, "gzip data"))) {
+        rc = qf_set_err(err, QF_EFORMAT, "%s: not a safetensors file (it looks like %s)", file, kind);
+        goto fail;
+    }
     if (hlen > ST_MAX_HEADER) {
         rc = qf_set_err(err, QF_EFORMAT, "%s: header length %llu exceeds the %u byte limit", file,
                         (unsigned long long)hlen, ST_MAX_HEADER);
@@ -454,9 +460,8 @@ static int map_shard(st_model *m, uint32_t si, const char *path, qf_err *err) {
     sh->fd = -1;
     sh->path = strdup(path);
     if (!sh->path) return qf_set_err(err, QF_ENOMEM, "out of memory");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return qf_set_err(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = qf_open_input(path, err);
+    if (fd < 0) return fd;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;

@@ -22,6 +22,8 @@
 #include "imatrix.h"
 #include "quantize.h"
 #include "gptq_run.h"
+#include "qf_io.h"
+#include "qf_util.h"
 
 #define PROG "qforge-quantize"
 
@@ -204,11 +206,13 @@ static void on_progress(const qf_quantize_progress *p, void *user) {
 
 static void print_fallback(const qf_quant_tensor_plan *t) {
     const ggml_type_traits *w = ggml_get_type_traits(t->wanted_type), *f = ggml_get_type_traits(t->table_fallback);
+    char esc[512];
     if (t->table_fallback != t->type && f)
         fprintf(stderr, PROG ": fallback: %s: %s needs rows of a multiple of %u and %s of %u, ne0 is %llu -> %s\n",
-                t->name, w->name, w->block_size, f->name, f->block_size, (unsigned long long)t->ne[0], tname(t->type));
+                qf_term_safe(t->name, esc, sizeof esc), w->name, w->block_size, f->name, f->block_size, (unsigned long long)t->ne[0], tname(t->type));
     else
-        fprintf(stderr, PROG ": fallback: %s: %s needs rows of a multiple of %u, ne0 is %llu -> %s\n", t->name,
+        fprintf(stderr, PROG ": fallback: %s: %s needs rows of a multiple of %u, ne0 is %llu -> %s\n",
+                qf_term_safe(t->name, esc, sizeof esc),
                 w->name, w->block_size, (unsigned long long)t->ne[0], tname(t->type));
 }
 
@@ -355,7 +359,9 @@ static void print_plan(const qf_quant_plan *p) {
                      t->override_index + 1);
         if (t->uses_imatrix) snprintf(note + strlen(note), sizeof note - strlen(note), "%simatrix", note[0] ? ", " : "");
         if (t->search) snprintf(note + strlen(note), sizeof note - strlen(note), "%ssearch", note[0] ? ", " : "");
-        printf("%-40s %-16s %-7s %-7s %s\n", t->name, shape, tname(t->src_type), tname(t->type), note);
+        char esc[512];
+        printf("%-40s %-16s %-7s %-7s %s\n", qf_term_safe(t->name, esc, sizeof esc), shape, tname(t->src_type),
+               tname(t->type), note);
     }
 }
 
@@ -762,6 +768,11 @@ int main(int argc, char **argv) {
     if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
         fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
     qf_quantize_result r;
+    const char *inputs[] = {o.in_path, o.imatrix_path};
+    if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {
+        fprintf(stderr, PROG ": error: %s\n", err.msg);
+        return 1;
+    }
     rc = dry ? dry_run(&o, &r, &err) : qf_quantize(&o, &r, &err);
     if (ps.shown) fprintf(stderr, "\r%*s\r", 100, "");
     if (rc) {

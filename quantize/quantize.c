@@ -111,12 +111,6 @@ static int put(job *j, const void *data, uint64_t n) {
 
 /* NaN/Inf check of data about to be copied or converted (llama.cpp's loader
  * validates tensor data the same way). Returns the first bad index or -1. */
-static int64_t first_non_finite_serial(const float *x, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) return (int64_t)i;
-    return -1;
-}
-
 static int64_t first_non_finite(const job *j, uint32_t type, const void *data, uint64_t n) {
     int64_t first = INT64_MAX;
     /* a cheap test per element: worth threads only for 16x the chunk threshold */
@@ -139,6 +133,13 @@ static int64_t first_non_finite(const job *j, uint32_t type, const void *data, u
 static int non_finite_error(job *j, const qf_quant_tensor_plan *t, uint64_t where) {
     return qf_set_err(j->err, QF_ERANGE, "%s: tensor '%s' has a non-finite value (nan or inf) near element %llu",
                       j->in->path, t->name, (unsigned long long)where);
+}
+
+/* A value a tensor's output type cannot hold: NaN, inf, or beyond fp16. */
+static int beyond_error(job *j, const qf_quant_tensor_plan *t, float v, uint64_t where) {
+    if (!isfinite(v)) return non_finite_error(j, t, where);
+    return qf_set_err(j->err, QF_ERANGE, "%s: tensor '%s': element %llu is %g, beyond what %s holds (|x| <= %g, fp16)",
+                      j->in->path, t->name, (unsigned long long)where, (double)v, tname(t->type), (double)QF_F16_MAX);
 }
 
 /* Copy a tensor whose type does not change, in chunk-sized pieces. */
@@ -168,6 +169,8 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     uint64_t in_row, out_row;
     ggml_row_size(t->src_type, ne0, &in_row);
     ggml_row_size(t->type, ne0, &out_row);
+    /* F16 and the block types (fp16 scales) hold at most QF_F16_MAX */
+    const float limit = t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_BF16 ? INFINITY : QF_F16_MAX;
     uint64_t rows_per_chunk = j->chunk_bytes / (ne0 * sizeof(float));
     if (rows_per_chunk < 1) rows_per_chunk = 1;
     if (rows_per_chunk > rows_per_mat) rows_per_chunk = rows_per_mat;
@@ -215,7 +218,7 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
                     if (!in_place)
                         fail |= qf_dequantize_row(t->src_type, src + r * in_row, j->f32 + r * ne0, (int64_t)ne0) != 0;
                 if (!fail) {
-                    int64_t k = first_non_finite_serial(x + a * ne0, (b - a) * ne0);
+                    int64_t k = qf_f32_first_beyond(x + a * ne0, (size_t)((b - a) * ne0), limit);
                     if (k >= 0) bad = (int64_t)(a * ne0) + k;
                 }
                 if (!fail && bad == INT64_MAX && b > a) {
@@ -231,7 +234,7 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
             if (fail & 1)
                 return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': cannot convert from %s", j->in->path,
                                   t->name, tname(t->src_type));
-            if (bad != INT64_MAX) return non_finite_error(j, t, (mat * rows_per_mat + r0) * ne0 + (uint64_t)bad);
+            if (bad != INT64_MAX) return beyond_error(j, t, x[bad], (mat * rows_per_mat + r0) * ne0 + (uint64_t)bad);
             if (fail)
                 return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': quantizing to %s failed", j->o->out_path,
                                   t->name, tname(t->type));

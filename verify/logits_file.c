@@ -12,6 +12,7 @@
 
 #include "numfmt.h"
 #include "qf_tmpfile.h"
+#include "qf_io.h"
 
 uint64_t qf_logits_row_bytes(qf_logits_kind kind, uint32_t k, int64_t n_vocab) {
     if (kind == QF_LOGITS_FULL) return (uint64_t)n_vocab * sizeof(float);
@@ -226,6 +227,41 @@ static int saved_chunk_logits(void *self, int64_t chunk, const int32_t *tokens, 
                           (long long)n_ctx);
     const size_t bytes = (size_t)(s->h.rows_per_chunk * s->h.row_bytes);
     memcpy(logits, s->map + s->h.data_offset + (uint64_t)chunk * bytes, bytes);
+    const int64_t n = (int64_t)s->h.rows_per_chunk * (int64_t)s->h.n_vocab;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(logits[i]) <= 1e30f)) /* also NaN; 1e30 keeps log-softmax free of inf - inf */
+            return qf_set_err(err, QF_EFORMAT, "%s: chunk %lld: logit %lld is %g", s->path, (long long)chunk,
+                              (long long)i, (double)logits[i]);
+    return 0;
+}
+
+/* One decoded top-k row must be a distribution over distinct tokens of the
+ * vocabulary: ids in range and unique, log-probs finite and <= 0, the rest's
+ * mass -inf or <= 0, the whole summing to about 1, the token's NLL finite
+ * and >= 0. Fails naming the chunk and row. */
+static int check_topk_row(const qf_saved_logits *s, int64_t chunk, int64_t j, const int32_t *ids, const float *logp,
+                          float tail_logp, double tok_nll, qf_err *err) {
+    const int64_t k = s->h.k, V = (int64_t)s->h.n_vocab;
+    int32_t sorted[QF_LOGITS_MAX_K];
+    const char *bad = NULL;
+    double z = tail_logp == -INFINITY ? 0.0 : exp((double)tail_logp);
+    if (isnan(tail_logp) || tail_logp > 0.0f) bad = "the rest's log-probability";
+    else if (!isfinite(tok_nll) || tok_nll < 0.0) bad = "the token's NLL";
+    for (int64_t i = 0; i < k && !bad; i++) {
+        if (ids[i] < 0 || ids[i] >= V) bad = "a token id";
+        else if (!isfinite(logp[i]) || logp[i] > 0.0f) bad = "a log-probability";
+        else z += exp((double)logp[i]);
+        sorted[i] = ids[i];
+    }
+    if (!bad) {
+        qsort(sorted, (size_t)k, sizeof *sorted, cmp_i32);
+        for (int64_t i = 1; i < k && !bad; i++)
+            if (sorted[i] == sorted[i - 1]) bad = "a repeated token id";
+        if (!bad && !(z > 0.5 && z < 2.0)) bad = "the probabilities' sum";
+    }
+    if (bad)
+        return qf_set_err(err, QF_EFORMAT, "%s: chunk %lld row %lld: corrupt top-k row (%s)", s->path,
+                          (long long)chunk, (long long)j, bad);
     return 0;
 }
 
@@ -252,15 +288,25 @@ static int saved_chunk_topk(void *self, int64_t chunk, const int32_t *tokens, in
             memcpy(&h, h16 + 2 * i, sizeof h);
             rows->logp[j * k + i] = qf_f16_to_f32(h);
         }
+        int rc = check_topk_row(s, chunk, j, rows->ids + j * k, rows->logp + j * k, rh.tail_logp, rh.tok_nll, err);
+        if (rc < 0) return rc;
     }
     return 0;
 }
 
-/* Row j of chunk c of a llama.cpp file: scale, min, q[n_vocab]. */
-static const uint8_t *llamacpp_row(const qf_saved_logits *s, int64_t c, int64_t j, float *scale, float *min) {
+/* Row j of chunk c of a llama.cpp file: scale, min, q[n_vocab]; NULL (err
+ * set) when the scale is not in (0, 1] or the min not a finite log-probability
+ * floor (llama-perplexity writes 16/65535 and max log p - 16). */
+static const uint8_t *llamacpp_row(const qf_saved_logits *s, int64_t c, int64_t j, float *scale, float *min,
+                                   qf_err *err) {
     const uint8_t *p = s->map + s->h.data_offset + ((uint64_t)c * s->h.rows_per_chunk + (uint64_t)j) * s->h.row_bytes;
     memcpy(scale, p, sizeof *scale);
     memcpy(min, p + 4, sizeof *min);
+    if (!(*scale > 0.0f && *scale <= 1.0f && *min >= -1e6f && *min <= 0.0f)) {
+        qf_set_err(err, QF_EFORMAT, "%s: chunk %lld row %lld: corrupt llama.cpp logits row (scale %g, min %g)",
+                   s->path, (long long)c, (long long)j, (double)*scale, (double)*min);
+        return NULL;
+    }
     return p + 8;
 }
 
@@ -273,7 +319,8 @@ static int llamacpp_chunk_logits(void *self, int64_t chunk, const int32_t *token
                           (long long)n_ctx);
     for (int64_t j = 0; j < rows; j++) {
         float scale, min;
-        const uint8_t *q = llamacpp_row(s, chunk, j, &scale, &min);
+        const uint8_t *q = llamacpp_row(s, chunk, j, &scale, &min, err);
+        if (!q) return QF_EFORMAT;
         const int32_t tok = tokens[first + j + 1];
         float *out = logits + j * V;
         for (int64_t i = 0; i < V; i++) {
@@ -330,7 +377,8 @@ int qf_saved_logits_compare(const qf_saved_logits *s, int64_t chunk, const float
     const int64_t V = (int64_t)s->h.n_vocab;
     for (int64_t j = 0; j < (int64_t)s->h.rows_per_chunk; j++) {
         float scale, min;
-        const uint8_t *q = llamacpp_row(s, chunk, j, &scale, &min);
+        const uint8_t *q = llamacpp_row(s, chunk, j, &scale, &min, err);
+        if (!q) return QF_EFORMAT;
         const float *l = logits + j * V;
         /* log-softmax as qf_nll: float max, double sum of expf */
         float mx = l[0];
@@ -359,9 +407,13 @@ int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
     int rc = 0;
     s->path = strdup(path);
     if (!s->path) return qf_set_err(err, QF_ENOMEM, "out of memory");
-    s->fd = open(path, O_RDONLY);
+    s->fd = qf_open_input(path, err);
+    if (s->fd < 0) {
+        rc = s->fd;
+        goto fail;
+    }
     struct stat st;
-    if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+    if (fstat(s->fd, &st) != 0) {
         rc = qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
         goto fail;
     }
@@ -385,7 +437,7 @@ int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
     }
     /* every field consistent with the others, and with the file size */
     const int topk = h->kind == QF_LOGITS_TOPK;
-    unsigned long long tok_bytes, data_bytes, end;
+    unsigned long long tok_bytes = 0, data_bytes = 0, end = 0;
     int ok = (h->kind == QF_LOGITS_FULL || topk) && (topk ? h->k >= 1 && h->k <= QF_LOGITS_MAX_K : h->k == 0) &&
              h->n_vocab >= 1 && h->n_vocab <= (1u << 30) && h->n_ctx >= 4 && h->n_ctx <= (1u << 30) &&
              h->n_chunks >= 1 && (!topk || h->k < h->n_vocab) &&
@@ -394,7 +446,9 @@ int qf_saved_logits_open(qf_saved_logits *s, const char *path, qf_err *err) {
              h->tokens_offset == sizeof *h && !qf_mul_u64(h->n_chunks, h->n_ctx * 4, &tok_bytes) &&
              h->data_offset == (h->tokens_offset + tok_bytes + 63) / 64 * 64 &&
              !qf_mul_u64(h->n_chunks * h->rows_per_chunk, h->row_bytes, &data_bytes) &&
-             !qf_add_u64(h->data_offset, data_bytes, &end) && h->n_chunks < (1ull << 32);
+             !qf_add_u64(h->data_offset, data_bytes, &end) && h->n_chunks < (1ull << 32) &&
+             (h->bos_id >= -1 && (int64_t)h->bos_id < (int64_t)h->n_vocab);
+    for (size_t i = 0; i < sizeof h->reserved; i++) ok = ok && !h->reserved[i];
     if (!ok) {
         rc = qf_set_err(err, QF_EFORMAT, "%s: corrupt logits file header", path);
         goto fail;

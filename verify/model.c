@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -322,6 +323,17 @@ static int bind_all(qf_model *m, qf_err *err) {
                           m->is_hf ? "model.embed_tokens.weight" : "token_embd.weight");
     hp->n_vocab = te.n_dims >= 2 ? te.ne[1] : 0;
     if (hp->n_vocab <= 0) return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' is not a matrix", m->path, te.name);
+    /* every width below must fit (each factor is at most 2^40) */
+    const int64_t lim = (int64_t)1 << 40;
+    if (hp->head_dim_k > lim / hp->n_head || hp->head_dim_v > lim / hp->n_head)
+        return qf_set_err(err, QF_EFORMAT, "%s: %lld heads of %lld x %lld are too large", m->path,
+                          (long long)hp->n_head, (long long)hp->head_dim_k, (long long)hp->head_dim_v);
+    if (!(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base))
+        return qf_set_err(err, QF_EFORMAT, "%s: rope frequency base %g is not a positive number", m->path,
+                          (double)hp->rope_freq_base);
+    if (!(hp->norm_eps >= 0.0f) || !isfinite(hp->norm_eps))
+        return qf_set_err(err, QF_EFORMAT, "%s: norm epsilon %g is not a non-negative number", m->path,
+                          (double)hp->norm_eps);
     const int64_t E = hp->n_embd, V = hp->n_vocab;
     const int64_t QD = hp->n_head * hp->head_dim_k, KD = hp->n_head_kv * hp->head_dim_k;
     const int64_t VD = hp->n_head_kv * hp->head_dim_v, OD = hp->n_head * hp->head_dim_v;

@@ -16,6 +16,7 @@
 #include "gate.h"
 #include "gguf.h"
 #include "logits_file.h"
+#include "qf_io.h"
 #include "manifest.h"
 #include "model.h"
 #include "perplexity.h"
@@ -96,7 +97,7 @@ static void usage(FILE *f) {
 "dequantized); on top of that, per model run: KV cache 8*n_layer*ctx*n_head_kv*head_dim\n"
 "bytes, activations at most 4*batch*(7*n_embd + 3*n_ff) bytes, logits 4*(ctx/2)*n_vocab\n"
 "bytes; plus 4 bytes per text token, 8 per scored prediction (KLD percentiles) and the\n"
-"text itself. --base-logits maps its file instead of running BASE.\n",
+"text itself (with --chunks N, about as much of it as N chunks need). --base-logits maps its file instead of running BASE.\n",
             DEFAULT_TOPK);
 }
 
@@ -192,8 +193,8 @@ done:
 
 /* Read whitespace-separated token ids. */
 static int read_ids(const char *path, int32_t **out, int64_t *n_out, qf_err *err) {
-    FILE *f = fopen(path, "r");
-    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
+    FILE *f = qf_fopen_input(path, err);
+    if (!f) return err->code;
     int64_t n = 0, cap = 4096;
     int32_t *v = malloc((size_t)cap * sizeof *v);
     long long x;
@@ -621,15 +622,10 @@ int main(int argc, char **argv) {
             goto done;
         }
     } else {
-        char *text = NULL;
-        size_t len = 0;
-        if (qf_read_text_any(o.text_file, &text, &len, &err) < 0) {
-            qf_cli_fail(PROG, "%s", err.msg);
-            goto done;
-        }
-        int trc = qf_text_encode(&tx, text, 1, &ids, &n_ids, &err);
-        free(text);
-        if (trc < 0) {
+        /* with --chunks, only as much text as those chunks need */
+        const int64_t nc = o.n_chunks > 2 ? o.n_chunks : 2;
+        const int64_t need = o.n_chunks > 0 && nc <= INT64_MAX / o.n_ctx ? nc * o.n_ctx : 0;
+        if (qf_text_encode_file(&tx, o.text_file, need, 0, &ids, &n_ids, &err) < 0) {
             qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
@@ -696,6 +692,11 @@ int main(int argc, char **argv) {
             model_src = &cmp.src;
         }
     }
+    const char *inputs[] = {o.model, o.base, o.base_logits, o.text_file, o.ids_file, o.manifest};
+    if (o.save_logits && qf_check_output(o.save_logits, inputs, 6, &err) < 0) {
+        qf_cli_fail(PROG, "%s", err.msg);
+        goto done;
+    }
     if (o.save_logits) {
         qf_logits_source **ref = base_src ? &base_src : &model_src;
         if (qf_logits_tee_open(&tee, *ref, o.save_logits, (uint32_t)o.topk, ids, n_ids, &pp, &err) < 0) {
@@ -731,7 +732,12 @@ int main(int argc, char **argv) {
     }
     r.t_model = model_src->seconds;
     r.model_tps = model_src->seconds > 0 ? (double)model_src->tokens_evaluated / model_src->seconds : 0.0;
-    if (o.save_logits && qf_logits_tee_finish(&tee, &err) < 0) {
+    /* a NaN or infinite figure is a failure, never a result (nor a saved base) */
+    const char *not_finite = !isfinite(r.ppl) ? "the perplexity"
+                             : r.has_base && !isfinite(r.kr.ppl_base) ? "the base's perplexity"
+                             : r.has_base && !isfinite(r.kr.kld_mean) ? "the KL-divergence"
+                                                                       : NULL;
+    if (!not_finite && o.save_logits && qf_logits_tee_finish(&tee, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
@@ -749,7 +755,11 @@ int main(int argc, char **argv) {
     if (o.json) print_json(&o, &r);
     else print_text(&o, &r);
     fflush(stdout);
-    if (!r.gates_pass) {
+    if (not_finite) {
+        fprintf(stderr, PROG ": error: %s is not finite: the model's logits overflow (NaN or infinite weights?)%s\n",
+                not_finite, o.save_logits ? "; no logits saved" : "");
+        rc = 1;
+    } else if (!r.gates_pass) {
         fprintf(stderr, PROG ": gate failed: ");
         int first = 1;
         for (int i = 0; i < o.n_gates; i++)

@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "hf_arch.h"
 #include "json.h"
+#include "qf_io.h"
 #include "tokenizer.h"
 #include "vocab.h"
 
@@ -142,16 +144,28 @@ int qf_text_is_eog(const qf_text *tx, int32_t id) {
            (t->vocab.eom_id >= 0 && id == t->vocab.eom_id);
 }
 
-/* The raw bytes of a file, gunzipped when it is gzip (zlib reads plain files
- * unchanged). */
-static int read_bytes(const char *path, char **out, size_t *n_out, qf_err *err) {
+/* The raw bytes of a regular file, gunzipped when it is gzip (zlib reads
+ * plain files unchanged); at most `limit` bytes (0: all), *more set when the
+ * file holds more. */
+static int read_bytes(const char *path, size_t limit, char **out, size_t *n_out, int *more, qf_err *err) {
+    *more = 0;
+    int fd = qf_open_input(path, err);
+    if (fd < 0) return err ? (err->code = QF_EIO) : QF_EIO; /* any open failure is QF_EIO here */
     errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return qf_set_err(err, QF_EIO, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     int rc = 0;
     while (buf) {
+        if (limit && n >= limit) {
+            char c;
+            *more = gzread(f, &c, 1) == 1;
+            break;
+        }
         if (n + 1 >= cap) {
             if (cap >= (size_t)1 << 40) {
                 rc = qf_set_err(err, QF_ERANGE, "%s: text larger than 1 TiB", path);
@@ -163,6 +177,7 @@ static int read_bytes(const char *path, char **out, size_t *n_out, qf_err *err) 
         }
         size_t want = cap - n - 1;
         if (want > (1u << 30)) want = 1u << 30;
+        if (limit && want > limit - n) want = limit - n;
         int k = gzread(f, buf + n, (unsigned)want);
         if (k < 0) {
             int zerr;
@@ -244,11 +259,19 @@ static int join_jsonl(const char *path, char *buf, size_t n, size_t *n_out, qf_e
     return 0;
 }
 
-int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err) {
+/* qf_read_text_any on at most `limit` bytes (0: all) of the file; when it
+ * holds more (*more set), the text ends at the last newline read. */
+static int read_text_prefix(const char *path, size_t limit, char **text, size_t *len, int *more, qf_err *err) {
     char *buf = NULL;
     size_t n = 0;
-    int rc = read_bytes(path, &buf, &n, err);
+    int rc = read_bytes(path, limit, &buf, &n, more, err);
     if (rc < 0) return rc;
+    if (*more) {
+        size_t cut = n;
+        while (cut > 0 && buf[cut - 1] != '\n') cut--;
+        if (cut) n = cut;
+        buf[n] = 0;
+    }
     if (n == 0) {
         free(buf);
         return qf_set_err(err, QF_EFORMAT, "%s: empty file", path);
@@ -265,6 +288,35 @@ int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err) {
     *text = buf;
     *len = n;
     return 0;
+}
+
+int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err) {
+    int more;
+    return read_text_prefix(path, 0, text, len, &more, err);
+}
+
+int qf_text_encode_file(qf_text *tx, const char *path, int64_t need, int drop_newline, int32_t **ids,
+                        int64_t *n_ids, qf_err *err) {
+    /* tokens near the cut may differ from the whole text's: keep a margin */
+    const int64_t margin = 1024;
+    /* a first guess of 8 bytes per token, at least 64 KiB */
+    size_t limit = 0;
+    if (need > 0) limit = need < ((int64_t)1 << 40) / 8 ? (size_t)(need + margin) * 8 : (size_t)1 << 43;
+    if (need > 0 && limit < ((size_t)1 << 16)) limit = (size_t)1 << 16;
+    for (;;) {
+        char *text = NULL;
+        size_t len = 0;
+        int more = 0;
+        int rc = read_text_prefix(path, limit, &text, &len, &more, err);
+        if (rc < 0) return rc;
+        if (!more && drop_newline && len > 0 && text[len - 1] == '\n') text[--len] = 0;
+        rc = qf_text_encode(tx, text, 1, ids, n_ids, err);
+        free(text);
+        if (rc < 0 || !more || *n_ids >= need + margin) return rc;
+        free(*ids);
+        *ids = NULL;
+        limit = limit > ((size_t)1 << 40) / 4 ? 0 : limit * 4;
+    }
 }
 
 int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err) {

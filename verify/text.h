@@ -54,6 +54,16 @@ void qf_text_bos(const qf_text *tx, int *add_bos, int32_t *bos_id);
  * An empty file, a JSONL file without records and a truncated gzip stream
  * are errors. */
 int qf_read_text_any(const char *path, char **text, size_t *len, qf_err *err);
+/* Read PATH as qf_read_text_any and tokenize it with BOS (qf_text_encode),
+ * but only as far as `need` tokens require (need <= 0: the whole file): a
+ * prefix of 8 bytes per token needed (at least 64 KiB), then 4x larger ones,
+ * each cut at a newline, until it gives need + 1024 tokens (tokens near the
+ * cut are left unused) or the file ends.
+ * drop_newline: drop one trailing newline of the whole text (llama.cpp -f).
+ * Memory: the prefix read (at most 4x what the tokens need) and the
+ * tokenizer's work on it (about 25 bytes per text byte). */
+int qf_text_encode_file(qf_text *tx, const char *path, int64_t need, int drop_newline, int32_t **ids,
+                        int64_t *n_ids, qf_err *err);
 /* The same (the engine's earlier name). */
 int qf_read_text_file(const char *path, char **text, size_t *len, qf_err *err);
 

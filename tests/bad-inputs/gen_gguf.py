@@ -108,6 +108,10 @@ case("alignment-0", r"general.alignment 0 is not a nonzero power of two",
      gguf(kvs=DEFAULT_KVS + [kv("general.alignment", U32, struct.pack("<I", 0))]))
 case("alignment-3", r"general.alignment 3 is not a nonzero power of two",
      gguf(kvs=DEFAULT_KVS + [kv("general.alignment", U32, struct.pack("<I", 3))]))
+case("alignment-1", r"general.alignment 1 is not a multiple of 8",
+     gguf(kvs=DEFAULT_KVS + [kv("general.alignment", U32, struct.pack("<I", 1))]))
+case("alignment-4", r"general.alignment 4 is not a multiple of 8",
+     gguf(kvs=DEFAULT_KVS + [kv("general.alignment", U32, struct.pack("<I", 4))]))
 case("alignment-not-u32", r"general.alignment has type uint64; it must be uint32",
      gguf(kvs=DEFAULT_KVS + [kv("general.alignment", U64, struct.pack("<Q", 32))]))
 case("tensor-name-past-eof", r"tensor 0: name length 9999 at offset [0-9]+ exceeds file size",

@@ -1,11 +1,13 @@
 /* st_edit - copy a safetensors checkpoint with edits, to build bad-input
  * fixtures for tests/cli/convert_bad.sh.
  *
- *   st_edit IN OUT.safetensors [--drop NAME]... [--retype NAME DTYPE]...
+ *   st_edit IN OUT.safetensors [--drop NAME]... [--retype NAME DTYPE]... [--poke NAME INDEX VALUE]...
  *
  * --drop leaves a tensor out; --retype relabels a tensor's dtype (same
- * element size, bytes unchanged), e.g. an F32 weight as I32.
+ * element size, bytes unchanged), e.g. an F32 weight as I32; --poke sets
+ * element INDEX of an F32/F16/BF16 tensor to VALUE (strtof: "nan", "inf").
  */
+#include "numfmt.h"
 #include "safetensors.h"
 
 #include <stdio.h>
@@ -17,10 +19,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: st_edit IN OUT.safetensors [--drop NAME]... [--retype NAME DTYPE]...\n");
         return 2;
     }
-    const char *drop[64], *retype[64], *retype_to[64];
-    int n_drop = 0, n_retype = 0;
+    const char *drop[64], *retype[64], *retype_to[64], *poke[64][3];
+    int n_drop = 0, n_retype = 0, n_poke = 0;
     for (int i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--drop") && i + 1 < argc && n_drop < 64) {
+        if (!strcmp(argv[i], "--poke") && i + 3 < argc && n_poke < 64) {
+            for (int k = 0; k < 3; k++) poke[n_poke][k] = argv[i + 1 + k];
+            n_poke++;
+            i += 3;
+        } else if (!strcmp(argv[i], "--drop") && i + 1 < argc && n_drop < 64) {
             drop[n_drop++] = argv[++i];
         } else if (!strcmp(argv[i], "--retype") && i + 2 < argc && n_retype < 64) {
             retype[n_retype] = argv[++i];
@@ -62,7 +68,25 @@ int main(int argc, char **argv) {
         const char *name = st_writer_tensor_name(w, i);
         if (!name) break;
         const st_tensor *t = st_find(&m, name);
-        rc = st_writer_write(w, t->data, t->nbytes);
+        uint8_t *b = malloc((size_t)t->nbytes + 1);
+        if (!b) {
+            rc = 1;
+            break;
+        }
+        memcpy(b, t->data, (size_t)t->nbytes);
+        const size_t es = st_dtype_size(t->dtype);
+        for (int k = 0; k < n_poke; k++) {
+            uint64_t at = strtoull(poke[k][1], NULL, 0);
+            float v = strtof(poke[k][2], NULL);
+            if (strcmp(poke[k][0], name) || (at + 1) * es > t->nbytes) continue;
+            if (t->dtype == ST_F32) memcpy(b + 4 * at, &v, 4);
+            else if (t->dtype == ST_F16 || t->dtype == ST_BF16) {
+                uint16_t h = t->dtype == ST_F16 ? qf_f32_to_f16(v) : qf_f32_to_bf16(v);
+                memcpy(b + 2 * at, &h, 2);
+            }
+        }
+        rc = st_writer_write(w, b, t->nbytes);
+        free(b);
     }
     if (!rc) rc = st_writer_finish(w);
     else if (w) st_writer_abort(w);
