@@ -416,7 +416,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         float *W = g->wf[i];
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (best[j] * best[j]);
         for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * best[k % n_in];
-        if (!s->o->no_clip && i >= clip_from && (rc = clip_tensor(s, t, Ws, n_out, n_in, qws, Hs, err))) break;
+        if (!s->o->no_clip && !s->o->gptq && i >= clip_from && (rc = clip_tensor(s, t, Ws, n_out, n_in, qws, Hs, err))) break;
         if (i == defer_idx) {
             defer->active = 1;
             defer->pi = pi[i];

@@ -38,8 +38,10 @@
  * d^T H_bb d (d = codec result - unclamped weights, H_bb the block's part
  * of the scaled H) wins. The stored block is a standard block.
  *
- * awq+gptq: after scaling and clipping, GPTQ (gptq.h) quantizes W' with
- * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs.
+ * awq+gptq: after scaling, GPTQ (gptq.h) quantizes W' with
+ * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. No clipping
+ * there: GPTQ compensates each rounding error itself, and clipping chosen
+ * for the codec's rounding raised the KLD (docs/awq.md).
  *
  * Bytes do not depend on the thread count. Memory: that of --method gptq
  * plus, per block, a copy of v and up as F32 and of two input Hessians
@@ -61,7 +63,7 @@ typedef struct qf_awq_run_opts {
     const qf_gptq_run_opts *calib; /* calibration text, chunks, memory, progress; damping/act-order for awq+gptq */
     int gptq;                      /* 1: awq+gptq */
     double alpha;                  /* < 0: search the grid; else every group uses this alpha */
-    int no_clip;                   /* 1: no clipping search */
+    int no_clip;                   /* 1: no clipping search (awq+gptq never clips) */
 } qf_awq_run_opts;
 
 typedef struct qf_awq_group_report {

@@ -73,7 +73,7 @@ static void usage(FILE *fp) {
             "                           docs/gptq.md\n"
             "                           awq: activation-aware per-channel scales folded into the\n"
             "                           norms / v / up rows, and clipping, from --calib (docs/awq.md)\n"
-            "                           awq+gptq: awq's scales and clipping, then GPTQ onto the grid\n"
+            "                           awq+gptq: awq's scales, then GPTQ onto the grid\n"
             "  --calib TEXT             gptq, awq: calibration text (plain, .gz, .jsonl)\n"
             "  --calib-ctx N            gptq: tokens per chunk (default 512)\n"
             "  --calib-chunks N         gptq: at most N chunks (default: all full chunks)\n"
