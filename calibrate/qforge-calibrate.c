@@ -240,7 +240,7 @@ int main(int argc, char **argv) {
         }
     }
     if (merge_only) {
-        if (probe_output(out_path, &err) < 0 || write_imatrix(&inputs, out_path, as_dat, &err) < 0) {
+        if (qf_check_output(out_path, (const char *const *)in_files, n_in, &err) < 0 || probe_output(out_path, &err) < 0 || write_imatrix(&inputs, out_path, as_dat, &err) < 0) {
             qf_cli_fail(PROG, "%s", err.msg);
             goto done;
         }
@@ -275,8 +275,10 @@ int main(int argc, char **argv) {
                 text_path, (long long)n_ids, (long long)n_ctx);
         goto done;
     }
-    const char *inputs[] = {model_path, text_path};
-    if (qf_check_output(out_path, inputs, 2, &err) < 0 || probe_output(out_path, &err) < 0) {
+    const char *io_in[2 + 64] = {model_path, text_path};
+    int n_io = 2;
+    for (int i = 0; i < n_in && n_io < (int)(sizeof io_in / sizeof *io_in); i++) io_in[n_io++] = in_files[i];
+    if (qf_check_output(out_path, io_in, n_io, &err) < 0 || probe_output(out_path, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }

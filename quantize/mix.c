@@ -56,7 +56,7 @@ int qf_quant_type_ok(uint32_t type) { return type < GGML_TYPE_COUNT && qf_quanti
 
 /* ---------------- how blocks are chosen ---------------- */
 
-static const char *const method_names[] = { "exact", "search", "auto", "gptq" };
+static const char *const method_names[] = { "exact", "search", "auto", "gptq", "awq", "awq+gptq" };
 
 const char *qf_quant_method_name(int method) {
     return method >= 0 && method < (int)(sizeof method_names / sizeof *method_names) ? method_names[method] : "?";
@@ -87,6 +87,7 @@ static int is_k_type(uint32_t t) {
 int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type, int has_imatrix) {
     if (!qf_quantize_search_supports(type)) return 0;
     if (method == QF_QUANT_METHOD_GPTQ) method = QF_QUANT_METHOD_AUTO; /* the tensors GPTQ leaves */
+    if (method == QF_QUANT_METHOD_AWQ || method == QF_QUANT_METHOD_AWQ_GPTQ) method = QF_QUANT_METHOD_AUTO;
     if (method == QF_QUANT_METHOD_SEARCH) return 1;
     if (method != QF_QUANT_METHOD_AUTO || !p) return 0;
     if (is_k_type(p->base_type) || p->base_type == GGML_TYPE_IQ4_NL) return 1;

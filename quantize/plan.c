@@ -210,7 +210,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
 
     model_facts(in, im, &plan->model);
     const qf_mix_model *m = &plan->model;
-    if (o->method < QF_QUANT_METHOD_EXACT || o->method > QF_QUANT_METHOD_GPTQ) {
+    if (o->method < QF_QUANT_METHOD_EXACT || o->method > QF_QUANT_METHOD_AWQ_GPTQ) {
         rc = qf_set_err(err, QF_EINVAL, "quantize: unknown method %d", o->method);
         goto fail;
     }

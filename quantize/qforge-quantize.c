@@ -24,6 +24,7 @@
 #include "gptq_run.h"
 #include "qf_io.h"
 #include "qf_util.h"
+#include "awq.h"
 
 #define PROG "qforge-quantize"
 
@@ -80,12 +81,17 @@ static void usage(FILE *fp) {
             "                           gptq: GPTQ from calibration text (--calib) for every linear\n"
             "                           (same types, sizes and fallbacks; token_embd as auto), see\n"
             "                           docs/gptq.md\n"
-            "  --calib TEXT             gptq: calibration text (plain, .gz, .jsonl)\n"
+            "                           awq: activation-aware per-channel scales folded into the\n"
+            "                           norms / v / up rows, and clipping, from --calib (docs/awq.md)\n"
+            "                           awq+gptq: awq's scales, then GPTQ onto the grid\n"
+            "  --calib TEXT             gptq, awq: calibration text (plain, .gz, .jsonl)\n"
             "  --calib-ctx N            gptq: tokens per chunk (default 512)\n"
             "  --calib-chunks N         gptq: at most N chunks (default: all full chunks)\n"
             "  --damp X                 gptq: damping, fraction of the mean Hessian diagonal (default\n"
             "                           0.01; raised 10x up to 3 times if needed, reported)\n"
             "  --act-order              gptq: columns by descending activation energy\n"
+            "  --awq-alpha X            awq: use alpha X in [0, 1) for every group (no search)\n"
+            "  --awq-no-clip            awq: no clipping search\n"
             "  --mem-budget SIZE        gptq: hidden states kept in RAM up to SIZE (bytes, K/M/G\n"
             "                           suffix; default a quarter of RAM), beyond in a temp file\n"
             "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
@@ -148,7 +154,9 @@ static void usage(FILE *fp) {
             "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
             "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
             "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
-            "quantized linears, until written).\n");
+            "quantized linears, until written).\n"
+            "--method awq / awq+gptq: as gptq, plus a block's v and up as F32 and two input\n"
+            "Hessians (awq+gptq).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
@@ -287,6 +295,20 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     } else {
         fprintf(fp, "null");
     }
+    if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ) && !dry_run) {
+        const qf_awq_report *a = o->awq_report;
+        fprintf(fp, ",\n \"awq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
+                "\"forward_seconds\": %.3f, \"search_seconds\": %.3f, \"groups\": [",
+                (long long)a->n_chunks, (long long)a->n_tokens, (unsigned long long)a->hidden_bytes,
+                a->spilled ? "true" : "false", a->forward_seconds, a->search_seconds);
+        for (size_t i = 0; i < a->n; i++) {
+            fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
+            qf_cli_json_str(fp, a->g[i].name);
+            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, \"loss_final\": %.6g}",
+                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].loss0, a->g[i].loss, a->g[i].loss_final);
+        }
+        fprintf(fp, "]}");
+    }
     if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
         const qf_gptq_report *g = o->gptq_report;
         fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
@@ -334,6 +356,21 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
                g->n, g->n ? lg / (double)g->n : 0.0, g->n ? lr / (double)g->n : 0.0, (long long)g->n_chunks,
                (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
                g->spilled ? "; hidden states spilled to disk" : "");
+    }
+    if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ)) {
+        const qf_awq_report *a = o->awq_report;
+        double l0 = 0, l = 0, lf = 0, al = 0;
+        for (size_t i = 0; i < a->n; i++) {
+            l0 += a->g[i].loss0;
+            l += a->g[i].loss;
+            lf += a->g[i].loss_final;
+            al += a->g[i].alpha;
+        }
+        const double n = a->n ? (double)a->n : 1.0;
+        printf("  awq:       %zu groups, mean alpha %.2f, mean relative output error %.4g at alpha 0, %.4g scaled,\n"
+               "             %.4g written; %lld chunks, %lld tokens; forward %.2f s, search %.2f s%s\n",
+               a->n, al / n, l0 / n, l / n, lf / n, (long long)a->n_chunks, (long long)a->n_tokens,
+               a->forward_seconds, a->search_seconds, a->spilled ? "; hidden states spilled to disk" : "");
     }
     if (o->write_manifest) printf("  manifest:  %s.xxh\n", o->out_path);
     double s = r->seconds;
@@ -561,6 +598,11 @@ int main(int argc, char **argv) {
     memset(&gopt, 0, sizeof gopt);
     qf_gptq_report grep_;
     memset(&grep_, 0, sizeof grep_);
+    qf_awq_run_opts aopt;
+    memset(&aopt, 0, sizeof aopt);
+    aopt.alpha = -1;
+    qf_awq_report arep;
+    memset(&arep, 0, sizeof arep);
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
@@ -585,7 +627,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--method")) {
             NEEDS_VALUE();
             o.method = qf_quant_method_from_name(val);
-            if (o.method < 0) return qf_cli_usage(PROG, "--method '%s': expected exact, search, auto or gptq", val);
+            if (o.method < 0) return qf_cli_usage(PROG, "--method '%s': expected exact, search, auto, gptq, awq or awq+gptq", val);
         } else if (!strcmp(a, "--calib")) {
             NEEDS_VALUE();
             gopt.calib_path = val;
@@ -604,6 +646,15 @@ int main(int argc, char **argv) {
             if (*val == 0 || *end || !(d > 0) || !(d < 1e6))
                 return qf_cli_usage(PROG, "--damp '%s': expected a number > 0", val);
             gopt.damp = d;
+        } else if (!strcmp(a, "--awq-alpha")) {
+            NEEDS_VALUE();
+            char *end;
+            double x = strtod(val, &end);
+            if (*val == 0 || *end || !(x >= 0) || !(x < 1))
+                return qf_cli_usage(PROG, "--awq-alpha '%s': expected a number in [0, 1)", val);
+            aopt.alpha = x;
+        } else if (!strcmp(a, "--awq-no-clip")) {
+            aopt.no_clip = 1;
         } else if (!strcmp(a, "--act-order")) {
             gopt.act_order = 1;
         } else if (!strcmp(a, "--mem-budget")) {
@@ -702,9 +753,9 @@ int main(int argc, char **argv) {
         ba.calib = gopt.calib_path;
         if (gopt.n_ctx) ba.calib_ctx = gopt.n_ctx;
         if (gopt.max_chunks) ba.calib_chunks = gopt.max_chunks;
-        if (o.method == QF_QUANT_METHOD_GPTQ || gopt.damp > 0 || gopt.act_order || gopt.mem_budget) {
+        if (o.method == QF_QUANT_METHOD_GPTQ || o.method == QF_QUANT_METHOD_AWQ || o.method == QF_QUANT_METHOD_AWQ_GPTQ || gopt.damp > 0 || gopt.act_order || gopt.mem_budget) {
             free(ovs);
-            return qf_cli_usage(PROG, "a size budget takes --method exact, search or auto (not gptq)");
+            return qf_cli_usage(PROG, "a size budget takes --method exact, search or auto (not gptq or awq)");
         }
         if (n_pos != 2) return qf_cli_usage(PROG, "a size budget replaces TYPE: expected IN.gguf OUT.gguf");
         if (n_ovs || o.pure || o.output_tensor_type >= 0 || o.token_embedding_type >= 0) {
@@ -745,13 +796,22 @@ int main(int argc, char **argv) {
     }
     o.overrides = ovs;
     o.n_overrides = n_ovs;
-    if (o.method == QF_QUANT_METHOD_GPTQ && !gopt.calib_path)
-        return qf_cli_usage(PROG, "%s", "--method gptq needs --calib TEXT");
-    if (o.method != QF_QUANT_METHOD_GPTQ &&
+    const int awq = o.method == QF_QUANT_METHOD_AWQ || o.method == QF_QUANT_METHOD_AWQ_GPTQ;
+    if ((o.method == QF_QUANT_METHOD_GPTQ || awq) && !gopt.calib_path)
+        return qf_cli_usage(PROG, "--method %s needs --calib TEXT", qf_quant_method_name(o.method));
+    if (!awq && (aopt.alpha >= 0 || aopt.no_clip))
+        return qf_cli_usage(PROG, "%s", "--awq-alpha and --awq-no-clip need --method awq or awq+gptq");
+    if ((o.method == QF_QUANT_METHOD_AWQ) && (gopt.damp > 0 || gopt.act_order))
+        return qf_cli_usage(PROG, "%s", "--damp and --act-order need --method gptq or awq+gptq");
+    if (o.method != QF_QUANT_METHOD_GPTQ && !awq &&
         (gopt.calib_path || gopt.damp > 0 || gopt.act_order || gopt.n_ctx || gopt.max_chunks || gopt.mem_budget))
         return qf_cli_usage(PROG, "%s",
                             "--calib, --calib-ctx, --calib-chunks, --damp, --act-order and --mem-budget need --method gptq");
     o.gptq = &gopt;
+    aopt.calib = &gopt;
+    aopt.gptq = o.method == QF_QUANT_METHOD_AWQ_GPTQ;
+    o.awq = &aopt;
+    o.awq_report = &arep;
     o.gptq_report = &grep_;
 
     progress_state ps = {qf_now_seconds(), 0, 0};
@@ -790,6 +850,7 @@ int main(int argc, char **argv) {
     }
     qf_quantize_result_free(&r);
     qf_gptq_report_free(&grep_);
+    qf_awq_report_free(&arep);
     free(snapshot);
     for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
     free(ovs);

@@ -27,6 +27,7 @@
 
 #include "convert.h"
 #include "gptq_run.h"
+#include "awq.h"
 #include "ggml_types.h"
 #include "manifest.h"
 #include "numfmt.h"
@@ -147,6 +148,13 @@ static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     const gguf_tensor_info *s = t->src;
     const uint64_t elem_bytes = t->src_type == GGML_TYPE_F32 ? 4 : 2;
     const uint64_t piece = j->chunk_bytes < 4096 ? 4096 : j->chunk_bytes / 8 * 8;
+    if (j->gptq && j->gptq[idx]) { /* rescaled by qf_awq_run (a norm or bias taking AWQ's scales) */
+        int rc = put(j, j->gptq[idx], t->out_nbytes);
+        if (rc) return rc;
+        j->bytes_done += s->nbytes;
+        report(j, idx, t);
+        return 0;
+    }
     for (uint64_t off = 0; off < s->nbytes; off += piece) {
         uint64_t n = s->nbytes - off < piece ? s->nbytes - off : piece;
         int64_t bad = first_non_finite(j, t->src_type, s->data + off, n / elem_bytes);
@@ -463,6 +471,11 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         goto fail;
 
     j.o = o;
+    qf_search_opts_init(&j.search);
+    j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if ((o->method == QF_QUANT_METHOD_AWQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
+        (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.gptq, o->awq_report, err)))
+        goto fail;
     j.err = err;
     j.in = &qin.all;
     j.input = &qin;
@@ -473,7 +486,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     /* auto trades part of the K-quant search's gain for llama-quantize's
      * speed; --method search is the full search (qf_quant_method) */
     qf_search_opts_init(&j.search);
-    if (o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ) j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if (o->method == QF_QUANT_METHOD_AUTO || o->method >= QF_QUANT_METHOD_GPTQ) j.search.effort = QF_SEARCH_EFFORT_FAST;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;
     for (size_t i = 0; i < plan.n; i++)

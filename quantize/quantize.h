@@ -149,9 +149,11 @@ typedef enum qf_quant_method {
                                    5x faster than SEARCH's full effort, part of its gain). */
     QF_QUANT_METHOD_GPTQ = 3,   /* GPTQ on calibration text (gptq_run.h, opts.gptq) for the linears of
                                    every GPTQ type; the other tensors as AUTO */
+    QF_QUANT_METHOD_AWQ = 4,      /* AWQ scales and clipping (awq.h, opts.awq) folded into the model */
+    QF_QUANT_METHOD_AWQ_GPTQ = 5, /* AWQ scales and clipping, then GPTQ onto the grid */
 } qf_quant_method;
 
-const char *qf_quant_method_name(int method); /* "exact", "search", "auto", "gptq" */
+const char *qf_quant_method_name(int method); /* "exact", "search", "auto", "gptq", "awq", "awq+gptq" */
 int qf_quant_method_from_name(const char *s); /* case-insensitive; -1 if unknown */
 /* 1 if a tensor converted to `type` under preset p uses the search quantizer
  * (has_imatrix: an imatrix was given for the run). */
@@ -177,6 +179,8 @@ typedef void (*qf_quantize_progress_fn)(const qf_quantize_progress *p, void *use
 
 struct qf_gptq_run_opts;
 struct qf_gptq_report;
+struct qf_awq_run_opts;
+struct qf_awq_report;
 
 typedef struct qf_quantize_opts {
     const char *in_path;
@@ -206,6 +210,8 @@ typedef struct qf_quantize_opts {
     void *progress_user;
     const struct qf_gptq_run_opts *gptq; /* method GPTQ: calibration and solver options */
     struct qf_gptq_report *gptq_report;  /* method GPTQ: filled with per-tensor losses (may be NULL) */
+    const struct qf_awq_run_opts *awq;   /* methods AWQ, AWQ_GPTQ: options (calibration via awq->calib) */
+    struct qf_awq_report *awq_report;    /* methods AWQ, AWQ_GPTQ: per-group alphas and losses (may be NULL) */
 } qf_quantize_opts;
 
 void qf_quantize_opts_init(qf_quantize_opts *o); /* zero, types -1 */

@@ -1,0 +1,558 @@
+/* awq.c - activation-aware scaling and clipping on the layer-sequential
+ * pipeline (awq.h). */
+#include "awq.h"
+#include "qf_threads.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml_types.h"
+#include "gptq.h"
+#include "gptq_grid.h"
+#include "layerwise.h"
+#include "model.h"
+#include "codecs.h"
+#include "search.h"
+#include "text.h"
+
+#define AWQ_GRID 20     /* alpha = i / AWQ_GRID, i < AWQ_GRID */
+#define CLIP_STEPS 10   /* shrink = 1 - i / 20, i < CLIP_STEPS */
+
+void qf_awq_report_free(qf_awq_report *r) {
+    if (!r) return;
+    free(r->g);
+    memset(r, 0, sizeof *r);
+}
+
+void qf_awq_scales(const double *m, const int64_t *cls, int64_t n, int64_t n_cls, double alpha, float *s) {
+    if (alpha == 0) {
+        for (int64_t j = 0; j < n; j++) s[j] = 1.0f;
+        return;
+    }
+    /* per class: the mean of its channels' means, to the power alpha */
+    double *cm = calloc((size_t)n_cls, sizeof *cm);
+    int64_t *cnt = calloc((size_t)n_cls, sizeof *cnt);
+    if (!cm || !cnt) { /* no memory: no scaling (s = 1 is always valid) */
+        for (int64_t j = 0; j < n; j++) s[j] = 1.0f;
+        free(cm);
+        free(cnt);
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t c = cls ? cls[j] : j;
+        cm[c] += m[j];
+        cnt[c]++;
+    }
+    double mx = 0, mn = INFINITY;
+    for (int64_t c = 0; c < n_cls; c++) {
+        double v = cnt[c] ? cm[c] / (double)cnt[c] : 0.0;
+        v = pow(v > 1e-12 ? v : 1e-12, alpha);
+        if (v < 1e-4) v = 1e-4;
+        cm[c] = v;
+        if (cnt[c]) {
+            if (v > mx) mx = v;
+            if (v < mn) mn = v;
+        }
+    }
+    const double norm = sqrt(mx * mn);
+    for (int64_t j = 0; j < n; j++) s[j] = (float)(cm[cls ? cls[j] : j] / norm);
+    free(cm);
+    free(cnt);
+}
+
+/* A linear whose output rows wait for the next group's scale (v for
+ * attn_out, up for ffn_down): its input-scaled, clipped weights. */
+typedef struct deferred {
+    int active;
+    long pi;                 /* plan index */
+    const qf_weight *w;
+    float *buf;              /* the pipeline's F32 weights of this tensor */
+    float *W;                /* W diag(s_in), clipped [n_out * n_in] */
+    float *s_in;             /* [n_in] */
+    float *qw;               /* fit weights / s_in^2 [n_in] */
+    double *Hs;              /* scaled input Hessian [n_in^2] (awq+gptq), else NULL */
+    int64_t n_out, n_in;
+} deferred;
+
+typedef struct state {
+    const qf_model *m;
+    const qf_quant_plan *plan;
+    const qf_imatrix *im;
+    const qf_awq_run_opts *o;
+    const qf_search_opts *search;
+    uint8_t **out;
+    qf_awq_report *rep;
+    size_t cap;
+    deferred v, up;
+} state;
+
+static void deferred_free(deferred *d) {
+    free(d->W);
+    free(d->s_in);
+    free(d->qw);
+    free(d->Hs);
+    memset(d, 0, sizeof *d);
+}
+
+static long find_plan(const qf_quant_plan *plan, const char *name) {
+    for (size_t i = 0; i < plan->n; i++)
+        if (!strcmp(plan->t[i].name, name)) return (long)i;
+    return -1;
+}
+
+/* The codec's quantization of W [n_out * n_in] as the plan's type and
+ * quantizer into dst (n_out rows), dequantized into Q. Rows in parallel. */
+static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
+                          const float *qw, uint8_t *dst, float *Q, qf_err *err) {
+    uint64_t rs;
+    if (ggml_row_size(t->type, (uint64_t)n_in, &rs) != 0)
+        return qf_set_err(err, QF_EINVAL, "tensor '%s': rows of %lld do not fit type %u", t->name, (long long)n_in,
+                          t->type);
+    if (!qf_quantize_uses_imatrix(t->type)) qw = NULL; /* as the usual path: Q8_0's search runs unweighted */
+    int fail = 0;
+    #pragma omp parallel for schedule(dynamic, 4) reduction(| : fail) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
+    for (int64_t r = 0; r < n_out; r++) {
+        uint8_t *d = dst + (uint64_t)r * rs;
+        const int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, W + r * n_in, d, 1, n_in, qw, s->search)
+                                    : qf_quantize_rows(t->type, W + r * n_in, d, 1, n_in, qw);
+        if (n != (int64_t)rs || qf_dequantize_row_ref(t->type, d, Q + r * n_in, n_in) != 0) fail = 1;
+    }
+    if (fail) return qf_set_err(err, QF_EUNSUPPORTED, "tensor '%s': quantizing to type %u failed", t->name, t->type);
+    return 0;
+}
+
+/* What is written: GPTQ with the scaled Hessian (awq+gptq, a GPTQ type) or the codec. */
+static int final_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
+                          const float *qw, const double *Hs, uint8_t *dst, float *Q, qf_err *err) {
+    if (!s->o->gptq || !Hs || !qf_gptq_supports(t->type)) return codec_quantize(s, t, W, n_out, n_in, qw, dst, Q, err);
+    qf_gptq_opts go;
+    qf_gptq_opts_init(&go);
+    if (s->o->calib->damp > 0) go.damp = s->o->calib->damp;
+    go.act_order = s->o->calib->act_order;
+    go.fit = QF_GPTQ_FIT_SEARCH;
+    go.fit_weights = qw;
+    go.n_threads = s->o->calib->n_threads;
+    qf_gptq_info info;
+    int rc = qf_gptq_quantize(t->type, W, n_out, n_in, Hs, &go, dst, Q, &info, err);
+    if (rc) qf_err_prefix(err, t->name);
+    return rc;
+}
+
+/* Hs = diag(1/s) H diag(1/s). */
+static void scale_hessian(const double *H, const float *sc, int64_t n, double *Hs, int n_threads) {
+    #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n * n), n_threads))
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) Hs[i * n + j] = H[i * n + j] / ((double)sc[i] * (double)sc[j]);
+}
+
+/* Clipping search: per codec block of every row of W [n_out * n_in]
+ * (scaled weights, fit weights qw, scaled Hessian Hs), the shrink whose
+ * codec result has the least block output error; W is clamped in place. */
+static int clip_tensor(const state *s, const qf_quant_tensor_plan *t, float *W, int64_t n_out, int64_t n_in,
+                       const float *qw, const double *Hs, qf_err *err) {
+    const ggml_type_traits *tt = ggml_get_type_traits(t->type);
+    if (!tt || tt->block_size <= 1) return 0;
+    const int64_t B = tt->block_size, nb = n_in / B;
+    uint64_t rs;
+    ggml_row_size(t->type, (uint64_t)n_in, &rs);
+    float *Wc = malloc((size_t)(n_out * n_in) * sizeof *Wc);
+    float *Q = malloc((size_t)(n_out * n_in) * sizeof *Q);
+    uint8_t *tmp = malloc((size_t)(rs * (uint64_t)n_out));
+    double *best = malloc((size_t)(n_out * nb) * sizeof *best);
+    uint8_t *pick = calloc((size_t)(n_out * nb), 1);
+    int rc = 0;
+    if (!Wc || !Q || !tmp || !best || !pick) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory clipping '%s'", t->name);
+        goto done;
+    }
+    for (int i = 0; i < CLIP_STEPS && !rc; i++) {
+        const float shrink = 1.0f - (float)i / 20.0f;
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
+        for (int64_t k = 0; k < n_out * nb; k++) {
+            const float *w = W + k * B;
+            float *c = Wc + k * B, mx = 0;
+            for (int64_t j = 0; j < B; j++) mx = fmaxf(mx, fabsf(w[j]));
+            const float lim = shrink * mx;
+            for (int64_t j = 0; j < B; j++) c[j] = fminf(fmaxf(w[j], -lim), lim);
+        }
+        if ((rc = codec_quantize(s, t, Wc, n_out, n_in, qw, tmp, Q, err))) break;
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
+        for (int64_t k = 0; k < n_out * nb; k++) {
+            const int64_t b0 = (k % nb) * B;
+            double e = 0;
+            for (int64_t a = 0; a < B; a++) {
+                const double da = (double)Q[k * B + a] - (double)W[k * B + a];
+                const double *h = Hs + (b0 + a) * n_in + b0;
+                double row = 0;
+                for (int64_t c = 0; c < B; c++) row += h[c] * ((double)Q[k * B + c] - (double)W[k * B + c]);
+                e += da * row;
+            }
+            if (i == 0 || e < best[k]) {
+                best[k] = e;
+                pick[k] = (uint8_t)i;
+            }
+        }
+    }
+    if (!rc) {
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
+        for (int64_t k = 0; k < n_out * nb; k++) {
+            float *w = W + k * B, mx = 0;
+            for (int64_t j = 0; j < B; j++) mx = fmaxf(mx, fabsf(w[j]));
+            const float lim = (1.0f - (float)pick[k] / 20.0f) * mx;
+            for (int64_t j = 0; j < B; j++) w[j] = fminf(fmaxf(w[j], -lim), lim);
+        }
+    }
+done:
+    free(Wc);
+    free(Q);
+    free(tmp);
+    free(best);
+    free(pick);
+    return rc;
+}
+
+/* Fit weights of tensor w: the imatrix's if it has the tensor, else mean x^2 (diag H / tokens). */
+static void fit_weights(const state *s, const qf_weight *w, const double *H, int64_t n_in, int64_t tokens, float *qw) {
+    if (s->im) {
+        qf_err e2 = {0};
+        if (qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0) return;
+    }
+    for (int64_t j = 0; j < n_in; j++) qw[j] = (float)(H[j * n_in + j] / (double)(tokens > 0 ? tokens : 1));
+}
+
+/* Relative output error of the group's tensors quantized with scale sc. */
+static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
+                      const double *ref, float *Ws, float *Q, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
+    const int64_t n_in = g->n_in;
+    double num = 0, den = 0;
+    for (int i = 0; i < g->n; i++) {
+        const int64_t n_out = g->w[i]->n_out;
+        const float *W = g->wf[i];
+        for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
+        for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
+        int rc = codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
+        if (rc) return rc;
+        for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
+        num += qf_gptq_output_error(W, Q, n_out, n_in, g->H, s->o->calib->n_threads);
+        den += ref[i];
+    }
+    *loss = den > 0 ? num / den : 0;
+    return 0;
+}
+
+static int add_report(state *s, const qf_awq_group_report *r) {
+    if (!s->rep) return 0;
+    if (s->rep->n == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 64;
+        qf_awq_group_report *ng = realloc(s->rep->g, nc * sizeof *ng);
+        if (!ng) return QF_ENOMEM;
+        s->rep->g = ng;
+        s->cap = nc;
+    }
+    s->rep->g[s->rep->n++] = *r;
+    return 0;
+}
+
+/* out[pi] = the F32 vector v[n] / div[n] (a norm or a bias), checked against the plan. */
+static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n, qf_err *err) {
+    const long pi = find_plan(s->plan, v->name);
+    if (pi < 0) return qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", v->name);
+    const qf_quant_tensor_plan *t = &s->plan->t[pi];
+    if (t->type != GGML_TYPE_F32 || t->out_nbytes != (uint64_t)n * 4)
+        return qf_set_err(err, QF_EUNSUPPORTED, "awq: '%s' must be stored as F32 to take the scales", v->name);
+    float *o = malloc((size_t)n * sizeof *o);
+    if (!o) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    const float *x = v->data;
+    for (int64_t j = 0; j < n; j++) o[j] = x[j] / div[j];
+    free(s->out[pi]);
+    s->out[pi] = (uint8_t *)o;
+    return 0;
+}
+
+/* Quantize a deferred tensor now that its output rows' scale is known
+ * (row r divided by srow[r]); its bias (if any) is divided too. */
+static int finish_deferred(state *s, deferred *d, const float *srow, const qf_weight *bias, double *err_out,
+                           qf_err *err) {
+    if (!d->active) return 0;
+    const qf_quant_tensor_plan *t = &s->plan->t[d->pi];
+    const int64_t n_out = d->n_out, n_in = d->n_in;
+    for (int64_t r = 0; r < n_out; r++)
+        for (int64_t j = 0; j < n_in; j++) d->W[r * n_in + j] /= srow[r];
+    uint8_t *dst = malloc((size_t)t->out_nbytes);
+    float *Q = malloc((size_t)(n_out * n_in) * sizeof *Q);
+    int rc = 0;
+    if (!dst || !Q) rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
+    if (!rc) rc = final_quantize(s, t, d->W, n_out, n_in, d->qw, d->Hs, dst, Q, err);
+    if (!rc) {
+        for (int64_t r = 0; r < n_out; r++)
+            for (int64_t j = 0; j < n_in; j++) d->buf[r * n_in + j] = srow[r] * Q[r * n_in + j] / d->s_in[j];
+        free(s->out[d->pi]);
+        s->out[d->pi] = dst;
+        dst = NULL;
+        if (bias && bias->data) rc = put_vector(s, bias, srow, n_out, err);
+    }
+    (void)err_out;
+    free(dst);
+    free(Q);
+    deferred_free(d);
+    return rc;
+}
+
+/* One group: scale search, clipping, quantization; the producer of the
+ * group's input (v or up, deferred) gets its rows divided by the scale. */
+static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
+    state *s = user;
+    const qf_model *m = s->m;
+    const qf_hparams *hp = &m->hp;
+    const int64_t n_in = g->n_in;
+    const qf_layer *L = g->layer >= 0 ? &m->layers[g->layer] : NULL;
+    const qf_weight *norm = NULL, *bias = NULL;
+    deferred *producer = NULL, *defer = NULL;
+    int defer_idx = -1, clip_from = 0;
+    int64_t *cls = NULL, n_cls = n_in;
+    qf_awq_group_report gr;
+    memset(&gr, 0, sizeof gr);
+    switch (g->kind) {
+    case QF_SITE_ATTN_IN:
+        norm = &L->attn_norm, defer = &s->v, defer_idx = 2, clip_from = 2; /* no clipping for q, k */
+        snprintf(gr.name, sizeof gr.name, "blk.%d.attn_in", g->layer);
+        break;
+    case QF_SITE_FFN_IN:
+        norm = &L->ffn_norm, defer = &s->up, defer_idx = 1;
+        snprintf(gr.name, sizeof gr.name, "blk.%d.ffn_in", g->layer);
+        break;
+    case QF_SITE_OUTPUT:
+        norm = &m->output_norm;
+        snprintf(gr.name, sizeof gr.name, "output");
+        break;
+    case QF_SITE_ATTN_OUT:
+        producer = &s->v, bias = &L->bv;
+        snprintf(gr.name, sizeof gr.name, "blk.%d.attn_out", g->layer);
+        break;
+    case QF_SITE_FFN_DOWN:
+        producer = &s->up;
+        snprintf(gr.name, sizeof gr.name, "blk.%d.ffn_down", g->layer);
+        break;
+    default:
+        return qf_set_err(err, QF_EINVAL, "awq: unknown group kind %d", (int)g->kind);
+    }
+    long pi[3];
+    float *qw[3] = {0};
+    double ref[3] = {0};
+    int64_t max_out = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->w[i]->n_out > max_out) max_out = g->w[i]->n_out;
+    float *sc = calloc((size_t)n_in, sizeof *sc), *best = malloc((size_t)n_in * sizeof *best);
+    float *qws = malloc((size_t)n_in * sizeof *qws);
+    double *mean = malloc((size_t)n_in * sizeof *mean);
+    float *Ws = malloc((size_t)(max_out * n_in) * sizeof *Ws), *Q = malloc((size_t)(max_out * n_in) * sizeof *Q);
+    uint8_t *tmp = malloc((size_t)(max_out * n_in) * 4);
+    double *Hs = malloc((size_t)(n_in * n_in) * sizeof *Hs);
+    int rc = 0;
+    if (!sc || !best || !qws || !mean || !Ws || !Q || !tmp || !Hs) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory for group %s", gr.name);
+        goto done;
+    }
+    for (int i = 0; i < g->n && !rc; i++) {
+        pi[i] = find_plan(s->plan, g->w[i]->name);
+        qw[i] = malloc((size_t)n_in * sizeof *qw[i]);
+        if (pi[i] < 0) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", g->w[i]->name);
+        else if (!qw[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        else {
+            fit_weights(s, g->w[i], g->H, n_in, g->n_tokens, qw[i]);
+            ref[i] = qf_gptq_output_error(g->wf[i], NULL, g->w[i]->n_out, n_in, g->H, s->o->calib->n_threads);
+        }
+    }
+    if (rc) goto done;
+    for (int64_t j = 0; j < n_in; j++) mean[j] = g->abs_sum[j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1);
+    /* which scales can be folded */
+    int fold = 1;
+    if (producer) {
+        fold = producer->active;
+        if (fold && g->kind == QF_SITE_ATTN_OUT) {
+            const int64_t hd = hp->head_dim_v, grp = hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 0;
+            fold = hd > 0 && grp > 0 && hp->n_head % hp->n_head_kv == 0 && n_in == hp->n_head * hd &&
+                   producer->n_out == hp->n_head_kv * hd;
+            if (fold) {
+                cls = malloc((size_t)n_in * sizeof *cls);
+                if (!cls) {
+                    rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+                    goto done;
+                }
+                for (int64_t c = 0; c < n_in; c++) cls[c] = (c / hd / grp) * hd + c % hd;
+                n_cls = hp->n_head_kv * hd;
+            }
+        } else if (fold) {
+            fold = producer->n_out == n_in;
+        }
+    }
+    gr.folded = fold;
+    /* scale search: alpha = 0 first, a larger alpha only if strictly better */
+    qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
+    if ((rc = group_loss(s, g, pi, qw, sc, ref, Ws, Q, tmp, qws, &gr.loss0, err))) goto done;
+    gr.loss = gr.loss0;
+    memcpy(best, sc, (size_t)n_in * sizeof *sc);
+    if (fold) {
+        for (int a = 1; a < AWQ_GRID; a++) {
+            const double alpha = s->o->alpha >= 0 ? s->o->alpha : (double)a / AWQ_GRID;
+            double l;
+            qf_awq_scales(mean, cls, n_in, n_cls, alpha, sc);
+            if ((rc = group_loss(s, g, pi, qw, sc, ref, Ws, Q, tmp, qws, &l, err))) goto done;
+            if (s->o->alpha >= 0 || l < gr.loss) {
+                gr.loss = l;
+                gr.alpha = alpha;
+                memcpy(best, sc, (size_t)n_in * sizeof *sc);
+            }
+            if (s->o->alpha >= 0) break;
+        }
+    }
+    scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
+    /* clip and quantize every tensor; the deferred one waits for its row scale */
+    double num = 0, den = 0;
+    for (int i = 0; i < g->n && !rc; i++) {
+        const qf_quant_tensor_plan *t = &s->plan->t[pi[i]];
+        const int64_t n_out = g->w[i]->n_out;
+        float *W = g->wf[i];
+        for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (best[j] * best[j]);
+        for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * best[k % n_in];
+        if (!s->o->no_clip && !s->o->gptq && i >= clip_from && (rc = clip_tensor(s, t, Ws, n_out, n_in, qws, Hs, err))) break;
+        if (i == defer_idx) {
+            defer->active = 1;
+            defer->pi = pi[i];
+            defer->w = g->w[i];
+            defer->buf = W;
+            defer->n_out = n_out;
+            defer->n_in = n_in;
+            defer->W = malloc((size_t)(n_out * n_in) * sizeof *defer->W);
+            defer->s_in = malloc((size_t)n_in * sizeof *defer->s_in);
+            defer->qw = malloc((size_t)n_in * sizeof *defer->qw);
+            if (s->o->gptq) defer->Hs = malloc((size_t)(n_in * n_in) * sizeof *defer->Hs);
+            if (!defer->W || !defer->s_in || !defer->qw || (s->o->gptq && !defer->Hs)) {
+                rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
+                break;
+            }
+            memcpy(defer->W, Ws, (size_t)(n_out * n_in) * sizeof *Ws);
+            memcpy(defer->s_in, best, (size_t)n_in * sizeof *best);
+            memcpy(defer->qw, qws, (size_t)n_in * sizeof *qws);
+            if (defer->Hs) memcpy(defer->Hs, Hs, (size_t)(n_in * n_in) * sizeof *Hs);
+            /* the next group's input is computed with the codec's result for now */
+            if ((rc = codec_quantize(s, t, Ws, n_out, n_in, qws, tmp, Q, err))) break;
+        } else {
+            uint8_t *dst = malloc((size_t)t->out_nbytes);
+            if (!dst) {
+                rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
+                break;
+            }
+            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, dst, Q, err))) {
+                free(dst);
+                break;
+            }
+            free(s->out[pi[i]]);
+            s->out[pi[i]] = dst;
+        }
+        for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
+        num += qf_gptq_output_error(W, Q, n_out, n_in, g->H, s->o->calib->n_threads);
+        den += ref[i];
+        memcpy(W, Q, (size_t)(n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
+    }
+    if (rc) goto done;
+    gr.loss_final = den > 0 ? num / den : 0;
+    if (norm && (rc = put_vector(s, norm, best, n_in, err))) goto done;
+    if (producer && producer->active) {
+        /* the producer's row scale: the class's scale (o: per v row; down: per up row) */
+        float *srow = malloc((size_t)producer->n_out * sizeof *srow);
+        if (!srow) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int64_t r = 0; r < producer->n_out; r++) srow[r] = 1.0f;
+        if (fold)
+            for (int64_t c = 0; c < n_in; c++) srow[cls ? cls[c] : c] = best[c];
+        rc = finish_deferred(s, producer, srow, fold ? bias : NULL, NULL, err);
+        free(srow);
+        if (rc) goto done;
+    }
+    if (add_report(s, &gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+done:
+    for (int i = 0; i < g->n; i++) free(qw[i]);
+    free(sc);
+    free(best);
+    free(qws);
+    free(mean);
+    free(Ws);
+    free(Q);
+    free(tmp);
+    free(Hs);
+    free(cls);
+    return rc;
+}
+
+int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_awq_run_opts *o,
+               const qf_search_opts *search, uint8_t ***out, qf_awq_report *rep, qf_err *err) {
+    *out = NULL;
+    if (rep) memset(rep, 0, sizeof *rep);
+    if (!o || !o->calib || !o->calib->calib_path)
+        return qf_set_err(err, QF_EINVAL, "awq: a calibration text is required (--calib)");
+    if (o->alpha >= 1.0) return qf_set_err(err, QF_EINVAL, "awq: alpha must be in [0, 1)");
+    const qf_gptq_run_opts *c = o->calib;
+    qf_model m;
+    qf_text tx;
+    memset(&m, 0, sizeof m);
+    memset(&tx, 0, sizeof tx);
+    char *text = NULL;
+    size_t text_len = 0;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    state s;
+    memset(&s, 0, sizeof s);
+    int rc = qf_model_load(&m, model_path, err);
+    if (rc) return rc;
+    if ((rc = qf_text_init(&tx, &m.file, err)) || (rc = qf_read_text_any(c->calib_path, &text, &text_len, err)))
+        goto done;
+    if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
+    if ((rc = qf_text_encode(&tx, text, 1, &ids, &n_ids, err))) goto done;
+    s.m = &m;
+    s.plan = plan;
+    s.im = im;
+    s.o = o;
+    s.search = search;
+    s.rep = rep;
+    s.out = calloc(plan->n ? plan->n : 1, sizeof *s.out);
+    if (!s.out) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    qf_lw_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n_ctx = c->n_ctx > 0 ? c->n_ctx : 512;
+    lp.max_chunks = c->max_chunks;
+    qf_text_bos(&tx, &lp.add_bos, &lp.bos_id);
+    lp.mem_budget = c->mem_budget;
+    lp.n_threads = c->n_threads;
+    lp.progress = c->progress;
+    lp.progress_user = c->progress_user;
+    qf_lw_stats st;
+    rc = qf_layerwise_run(&m, ids, n_ids, &lp, on_group, &s, &st, err);
+    if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, c->calib_path);
+    if (!rc && (s.v.active || s.up.active)) rc = qf_set_err(err, QF_EINVAL, "awq: a block ended with an unfinished fold");
+    if (rep) {
+        rep->n_chunks = st.n_chunks;
+        rep->n_tokens = st.n_tokens;
+        rep->hidden_bytes = st.hidden_bytes;
+        rep->spilled = st.spilled;
+        rep->forward_seconds = st.forward_seconds;
+        rep->search_seconds = st.callback_seconds;
+    }
+done:
+    deferred_free(&s.v);
+    deferred_free(&s.up);
+    if (rc) qf_gptq_blocks_free(s.out, plan->n);
+    else *out = s.out;
+    free(ids);
+    free(text);
+    qf_text_free(&tx);
+    qf_model_free(&m);
+    return rc;
+}

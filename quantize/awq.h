@@ -1,0 +1,102 @@
+/* awq.h - qforge-quantize --method awq / awq+gptq: activation-aware scaling
+ * (Lin et al. 2023, "AWQ") folded into a standard GGUF, on the
+ * layer-sequential pipeline (layerwise.h).
+ *
+ * For a group of linears reading the same input x [n_in], a per-channel
+ * scale s > 0 is searched: W' = W diag(s), x' = x / s, where the division
+ * is folded into the operation producing x (so the model computes the same
+ * function before quantization, exactly up to float rounding):
+ *
+ *   group (linears)       input produced by          fold x / s into
+ *   attn_in (q, k, v)     attn_norm (RMSNorm)        attn_norm.weight / s
+ *   attn_out (o)          attention (linear in v)    v's output rows / s  (and v's bias)
+ *   ffn_in (gate, up)     ffn_norm (RMSNorm)         ffn_norm.weight / s
+ *   ffn_down (down)       silu(gate) * up            up's output rows / s
+ *   output (output)       output_norm (untied only)  output_norm.weight / s
+ *
+ * attn_out with GQA: o's input column c = head h, dim d reads v row
+ * (h / (n_head / n_head_kv)) * head_dim_v + d, so several o columns read the
+ * same v row; the scale is therefore one per v row (the mean |x| of a v row
+ * is the mean over the o columns reading it) and broadcast to those columns.
+ * Qwen2's q/k/v biases are added after the projection, so input scaling does
+ * not touch them; v's bias is divided with v's rows for the attn_out fold.
+ * Qwen3's q_norm/k_norm act on q/k after the projection: the attn_in fold
+ * (into attn_norm) leaves q and k unchanged, so it stays exact. A tied
+ * output (token_embd) is not scaled (it is also the embedding table).
+ *
+ * s = m^alpha, m = mean |x| per channel over the calibration tokens, for
+ * alpha in {0, 0.05, ..., 0.95}, normalised by sqrt(max s * min s). The
+ * loss of an alpha is the group's relative output error
+ * sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2 (through H = X X^T), where
+ * Q_i = deq(codec(W_i diag(s))) diag(1/s) uses the tensor's planned type and
+ * quantizer (search or exact, fit weights = imatrix / s^2); alpha = 0
+ * (s = 1) is in the grid, so the chosen loss never exceeds the un-scaled one.
+ *
+ * Clipping (all but q and k): per codec block of each row, the weights are
+ * clamped to +-shrink * max|w| (shrink = 1 - i/20, i = 0..9) before the
+ * codec fits the block; the shrink with the least block output error
+ * d^T H_bb d (d = codec result - unclamped weights, H_bb the block's part
+ * of the scaled H) wins. The stored block is a standard block.
+ *
+ * awq+gptq: after scaling, GPTQ (gptq.h) quantizes W' with
+ * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. No clipping
+ * there: GPTQ compensates each rounding error itself, and clipping chosen
+ * for the codec's rounding raised the KLD (docs/awq.md).
+ *
+ * Bytes do not depend on the thread count. Memory: that of --method gptq
+ * plus, per block, a copy of v and up as F32 and of two input Hessians
+ * (awq+gptq), and the quantized tensors until written.
+ */
+#ifndef QF_AWQ_H
+#define QF_AWQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gptq_run.h"
+#include "imatrix.h"
+#include "qf_error.h"
+#include "quantize.h"
+#include "search.h"
+
+typedef struct qf_awq_run_opts {
+    const qf_gptq_run_opts *calib; /* calibration text, chunks, memory, progress; damping/act-order for awq+gptq */
+    int gptq;                      /* 1: awq+gptq */
+    double alpha;                  /* < 0: search the grid; else every group uses this alpha */
+    int no_clip;                   /* 1: no clipping search (awq+gptq never clips) */
+} qf_awq_run_opts;
+
+typedef struct qf_awq_group_report {
+    char name[64];                 /* "blk.3.attn_in", ..., "output" */
+    double alpha;                  /* chosen */
+    double loss0;                  /* relative output error at alpha = 0 (no clipping) */
+    double loss;                   /* at the chosen alpha (no clipping) */
+    double loss_final;             /* of what is written (clipping, GPTQ), relative */
+    int folded;                    /* 0: scale 1 (no fold possible) */
+} qf_awq_group_report;
+
+typedef struct qf_awq_report {
+    size_t n;
+    qf_awq_group_report *g;        /* in pipeline order */
+    int64_t n_chunks, n_tokens;
+    uint64_t hidden_bytes;
+    int spilled;
+    double forward_seconds, search_seconds;
+} qf_awq_report;
+
+void qf_awq_report_free(qf_awq_report *r);
+
+/* The scale of one group for a given alpha: s[n] from the channel means
+ * m[n] (mean |x|), classes cls[n] (channels sharing a scale; NULL: each its
+ * own) with n_cls classes. alpha = 0 gives s = 1. */
+void qf_awq_scales(const double *m, const int64_t *cls, int64_t n, int64_t n_cls, double alpha, float *s);
+
+/* Run AWQ (and GPTQ with o->gptq) over the model at model_path for the
+ * tensors of `plan`. On success out[i] holds the output bytes of plan->t[i]
+ * (quantized linears and rescaled norms/biases; NULL for tensors left to
+ * the usual path); free with qf_gptq_blocks_free. search: the options of the
+ * search quantizer for tensors whose plan says search. */
+int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_awq_run_opts *o,
+               const qf_search_opts *search, uint8_t ***out, qf_awq_report *rep, qf_err *err);
+
+#endif
