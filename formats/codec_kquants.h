@@ -9,7 +9,7 @@
  *
  * All float arithmetic is single precision in ggml's evaluation order; the
  * codec files must be compiled without -ffast-math and without FP contraction
- * (-std=c11 implies -ffp-contract=off), see docs/formats-kquants.md.
+ * (-std=c11 implies -ffp-contract=off), see docs/formats-codecs.md.
  */
 #ifndef QF_CODEC_KQUANTS_H
 #define QF_CODEC_KQUANTS_H

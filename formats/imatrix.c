@@ -1,5 +1,5 @@
 /* imatrix.c - importance matrices: in-memory form, legacy .dat and GGUF I/O.
- * Formats are described in imatrix.h and docs/formats-kquants.md. */
+ * Formats are described in imatrix.h and docs/formats-codecs.md. */
 #include "imatrix.h"
 #include "qf_tmpfile.h"
 #include "qf_util.h"

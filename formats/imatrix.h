@@ -6,7 +6,7 @@
  * tokens. The quantizers weight column j by its mean square activation
  * sum2[j] / count (qf_imatrix_entry_weights).
  *
- * Two file formats (docs/formats-kquants.md):
+ * Two file formats (docs/formats-codecs.md):
  *  - GGUF (llama.cpp mid-2025+): general.type = "imatrix", imatrix.datasets
  *    (string array), imatrix.chunk_count (u32), imatrix.chunk_size (u32);
  *    per entry W two F32 tensors "W.in_sum2" [n_cols, n_mat] (sum of x^2)

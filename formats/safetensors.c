@@ -3,7 +3,7 @@
  *
  * Reader: every shard is mmap'd read-only; tensor data is never copied, a
  * st_tensor points into its shard's mapping. The JSON header is validated
- * completely before anything is returned (rules in docs/formats-safetensors.md),
+ * completely before anything is returned (rules in docs/formats.md),
  * so callers can trust dtype/shape/nbytes/data.
  *
  * Writer: produces the bytes Hugging Face's safetensors library writes for a

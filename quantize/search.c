@@ -108,7 +108,7 @@ static double mean_sq(const float *x, int64_t n) {
     return n ? s / (double)n : 0.0;
 }
 
-/* ggml's weights (docs/formats-kquants.md, tables "no imatrix" / "with imatrix"). */
+/* ggml's weights (docs/formats-codecs.md, tables "no imatrix" / "with imatrix"). */
 static void ggml_weights(uint32_t type, const float *x, int64_t n, const float *qw, float *w) {
     if (type == GGML_TYPE_IQ4_NL) { /* x^2, or qw * sqrt(sigma2 + x^2) with sigma2 = 2 * mean x^2 of the 32 */
         for (int64_t b = 0; b < n; b += QK4_NL) {

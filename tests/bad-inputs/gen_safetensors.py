@@ -8,7 +8,7 @@ tests/unit/st_bad_inputs_test.c. The files are checked in; rerun this
 (python3 tests/bad-inputs/gen_safetensors.py) after editing. Apart from the
 framing cases, every file is a small valid checkpoint (tensors a: F32 [2,2],
 b: F32 [2]) with exactly one rule of the reader broken
-(docs/formats-safetensors.md). Regression inputs found by the fuzzer are
+(docs/formats.md). Regression inputs found by the fuzzer are
 added as raw bytes at the end.
 """
 import os
