@@ -97,12 +97,6 @@ static void deferred_free(deferred *d) {
     memset(d, 0, sizeof *d);
 }
 
-static long find_plan(const qf_quant_plan *plan, const char *name) {
-    for (size_t i = 0; i < plan->n; i++)
-        if (!strcmp(plan->t[i].name, name)) return (long)i;
-    return -1;
-}
-
 /* The codec's quantization of W [n_out * n_in] as the plan's type and
  * quantizer into dst (n_out rows), dequantized into Q. Rows in parallel. */
 static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
@@ -258,7 +252,7 @@ static int add_report(state *s, const qf_awq_group_report *r) {
 
 /* out[pi] = the F32 vector v[n] / div[n] (a norm or a bias), checked against the plan. */
 static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n, qf_err *err) {
-    const long pi = find_plan(s->plan, v->name);
+    const long pi = qf_quant_plan_find(s->plan, v->name);
     if (pi < 0) return qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", v->name);
     const qf_quant_tensor_plan *t = &s->plan->t[pi];
     if (t->type != GGML_TYPE_F32 || t->out_nbytes != (uint64_t)n * 4)
@@ -357,7 +351,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         goto done;
     }
     for (int i = 0; i < g->n && !rc; i++) {
-        pi[i] = find_plan(s->plan, g->w[i]->name);
+        pi[i] = qf_quant_plan_find(s->plan, g->w[i]->name);
         qw[i] = malloc((size_t)n_in * sizeof *qw[i]);
         if (pi[i] < 0) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", g->w[i]->name);
         else if (!qw[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");

@@ -40,12 +40,6 @@ typedef struct state {
     uint8_t *rtn_q;
 } state;
 
-static long find_plan(const qf_quant_plan *plan, const char *name) {
-    for (size_t i = 0; i < plan->n; i++)
-        if (!strcmp(plan->t[i].name, name)) return (long)i;
-    return -1;
-}
-
 static int add_report(state *s, const qf_gptq_tensor_report *t) {
     if (!s->rep) return 0;
     if (s->rep->n == s->cap) {
@@ -83,7 +77,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     s->qw = qw;
     for (int i = 0; i < g->n; i++) {
         const qf_weight *w = g->w[i];
-        const long pi = find_plan(s->plan, w->name);
+        const long pi = qf_quant_plan_find(s->plan, w->name);
         if (pi < 0) continue;
         const qf_quant_tensor_plan *t = &s->plan->t[pi];
         if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != 1) continue;
