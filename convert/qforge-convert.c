@@ -98,11 +98,7 @@ int main(int argc, char **argv) {
         qf_arg arg;
         qf_arg_split(&arg, argc, argv, i);
         const char *a = arg.name, *val = arg.val;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            qf_cli_version(PROG);
+        if (qf_cli_info_opt(PROG, a, usage)) {
             return 0;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--outfile")) {
             NEED_VAL();

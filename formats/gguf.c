@@ -631,13 +631,20 @@ sgn:
     return 0;
 }
 
-int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out) {
+/* The integer value of key as value_int gives it; QF_ENOTFOUND, or QF_EFORMAT if not an integer. */
+static int get_int(const gguf_file *f, const char *key, uint64_t *u, int64_t *s, int *neg) {
     const gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv) return QF_ENOTFOUND;
+    return value_int(&kv->value, u, s, neg);
+}
+
+int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out) {
     uint64_t u;
     int64_t s;
     int neg;
-    if (value_int(&kv->value, &u, &s, &neg) || neg) return QF_EFORMAT;
+    int rc = get_int(f, key, &u, &s, &neg);
+    if (rc) return rc;
+    if (neg) return QF_EFORMAT;
     *out = u;
     return 0;
 }
@@ -652,12 +659,11 @@ int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out) {
 }
 
 int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out) {
-    const gguf_kv *kv = gguf_find_kv(f, key);
-    if (!kv) return QF_ENOTFOUND;
     uint64_t u;
     int64_t s;
     int neg;
-    if (value_int(&kv->value, &u, &s, &neg)) return QF_EFORMAT;
+    int rc = get_int(f, key, &u, &s, &neg);
+    if (rc) return rc;
     if (!neg && u > (uint64_t)INT64_MAX) return QF_EFORMAT;
     *out = s;
     return 0;

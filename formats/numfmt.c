@@ -117,14 +117,20 @@ float qf_e4m3_to_f32(uint8_t v) {
     return (v & 0x80) ? -m : m;
 }
 
-uint8_t qf_f32_to_e4m3(float f) {
+/* f as an FP8 code with mbits mantissa bits and exponent bias `bias`, the
+ * magnitude's code capped at max_code; NaN -> 0x7F with f's sign. */
+static uint8_t f32_to_fp8(float f, int mbits, int bias, uint32_t max_code) {
     uint32_t u = f32_bits(f);
     uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
     uint32_t a = u & 0x7FFFFFFFu;
     if (a > 0x7F800000u) return sign | 0x7F;
-    uint32_t code = encode_magnitude(a, 3, 7);
-    if (code > 0x7E) code = 0x7E; /* satfinite: beyond 448 (and Inf) -> 448 */
+    uint32_t code = encode_magnitude(a, mbits, bias);
+    if (code > max_code) code = max_code;
     return sign | (uint8_t)code;
+}
+
+uint8_t qf_f32_to_e4m3(float f) {
+    return f32_to_fp8(f, 3, 7, 0x7E); /* satfinite: beyond 448 (and Inf) -> 448 */
 }
 
 float qf_e5m2_to_f32(uint8_t v) {
@@ -134,13 +140,7 @@ float qf_e5m2_to_f32(uint8_t v) {
 }
 
 uint8_t qf_f32_to_e5m2(float f) {
-    uint32_t u = f32_bits(f);
-    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
-    uint32_t a = u & 0x7FFFFFFFu;
-    if (a > 0x7F800000u) return sign | 0x7F;
-    uint32_t code = encode_magnitude(a, 2, 15);
-    if (code > 0x7C) code = 0x7C; /* overflow (and Inf) -> Inf */
-    return sign | (uint8_t)code;
+    return f32_to_fp8(f, 2, 15, 0x7C); /* overflow (and Inf) -> Inf */
 }
 
 /* ---------------- row converters ---------------- */

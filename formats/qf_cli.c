@@ -175,6 +175,13 @@ void qf_cli_version(const char *prog) {
 #endif
 }
 
+int qf_cli_info_opt(const char *prog, const char *opt, void (*usage)(FILE *)) {
+    if (!strcmp(opt, "-h") || !strcmp(opt, "--help")) usage(stdout);
+    else if (!strcmp(opt, "--version")) qf_cli_version(prog);
+    else return 0;
+    return 1;
+}
+
 int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet) {
     if (n_ctx_train <= 0 || n_ctx <= n_ctx_train) return 0;
     if (!allow) {

@@ -35,6 +35,10 @@ const char *qf_cli_model_arg(const char *prog, const char *arg, char **owned);
  * instruction sets compiled in and those of this CPU, the OpenMP wait policy
  * in effect. */
 void qf_cli_version(const char *prog);
+/* The options every program answers alike: -h/--help (usage on stdout) and
+ * --version. Returns 1 when opt was one of them and has been answered (the
+ * program then exits 0), else 0. */
+int qf_cli_info_opt(const char *prog, const char *opt, void (*usage)(FILE *));
 
 /* Every program calls this first. OpenMP's default makes idle threads spin
  * for a while before sleeping, which on a busy machine (a CI runner) takes

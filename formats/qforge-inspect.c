@@ -437,11 +437,7 @@ int main(int argc, char **argv) {
         qf_arg arg;
         qf_arg_split(&arg, argc, argv, i);
         const char *a = arg.name;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            qf_cli_version(PROG);
+        if (qf_cli_info_opt(PROG, a, usage)) {
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;

@@ -11,6 +11,7 @@
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
+#include "calib_text.h"
 #include "layerwise.h"
 #include "model.h"
 #include "codecs.h"
@@ -94,12 +95,6 @@ static void deferred_free(deferred *d) {
     free(d->qw);
     free(d->Hs);
     memset(d, 0, sizeof *d);
-}
-
-static long find_plan(const qf_quant_plan *plan, const char *name) {
-    for (size_t i = 0; i < plan->n; i++)
-        if (!strcmp(plan->t[i].name, name)) return (long)i;
-    return -1;
 }
 
 /* The codec's quantization of W [n_out * n_in] as the plan's type and
@@ -257,7 +252,7 @@ static int add_report(state *s, const qf_awq_group_report *r) {
 
 /* out[pi] = the F32 vector v[n] / div[n] (a norm or a bias), checked against the plan. */
 static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n, qf_err *err) {
-    const long pi = find_plan(s->plan, v->name);
+    const long pi = qf_quant_plan_find(s->plan, v->name);
     if (pi < 0) return qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", v->name);
     const qf_quant_tensor_plan *t = &s->plan->t[pi];
     if (t->type != GGML_TYPE_F32 || t->out_nbytes != (uint64_t)n * 4)
@@ -356,7 +351,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         goto done;
     }
     for (int i = 0; i < g->n && !rc; i++) {
-        pi[i] = find_plan(s->plan, g->w[i]->name);
+        pi[i] = qf_quant_plan_find(s->plan, g->w[i]->name);
         qw[i] = malloc((size_t)n_in * sizeof *qw[i]);
         if (pi[i] < 0) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", g->w[i]->name);
         else if (!qw[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
@@ -496,24 +491,12 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     if (!o || !o->calib || !o->calib->calib_path)
         return qf_set_err(err, QF_EINVAL, "awq: a calibration text is required (--calib)");
     if (o->alpha >= 1.0) return qf_set_err(err, QF_EINVAL, "awq: alpha must be in [0, 1)");
-    const qf_gptq_run_opts *c = o->calib;
-    qf_model m;
-    qf_text tx;
-    memset(&m, 0, sizeof m);
-    memset(&tx, 0, sizeof tx);
-    char *text = NULL;
-    size_t text_len = 0;
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
+    qf_calib_text ct;
     state s;
     memset(&s, 0, sizeof s);
-    int rc = qf_model_load(&m, model_path, err);
-    if (rc) return rc;
-    if ((rc = qf_text_init(&tx, &m.file, err)) || (rc = qf_read_text_any(c->calib_path, &text, &text_len, err)))
-        goto done;
-    if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
-    if ((rc = qf_text_encode(&tx, text, 1, &ids, &n_ids, err))) goto done;
-    s.m = &m;
+    int rc = qf_calib_text_open(&ct, model_path, o->calib->calib_path, err);
+    if (rc) goto done;
+    s.m = &ct.m;
     s.plan = plan;
     s.im = im;
     s.o = o;
@@ -524,18 +507,8 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto done;
     }
-    qf_lw_params lp;
-    memset(&lp, 0, sizeof lp);
-    lp.n_ctx = c->n_ctx > 0 ? c->n_ctx : 512;
-    lp.max_chunks = c->max_chunks;
-    qf_text_bos(&tx, &lp.add_bos, &lp.bos_id);
-    lp.mem_budget = c->mem_budget;
-    lp.n_threads = c->n_threads;
-    lp.progress = c->progress;
-    lp.progress_user = c->progress_user;
     qf_lw_stats st;
-    rc = qf_layerwise_run(&m, ids, n_ids, &lp, on_group, &s, &st, err);
-    if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, c->calib_path);
+    rc = qf_calib_text_run(&ct, o->calib, on_group, &s, &st, err);
     if (!rc && (s.v.active || s.up.active)) rc = qf_set_err(err, QF_EINVAL, "awq: a block ended with an unfinished fold");
     if (rep) {
         rep->n_chunks = st.n_chunks;
@@ -550,9 +523,6 @@ done:
     deferred_free(&s.up);
     if (rc) qf_gptq_blocks_free(s.out, plan->n);
     else *out = s.out;
-    free(ids);
-    free(text);
-    qf_text_free(&tx);
-    qf_model_free(&m);
+    qf_calib_text_free(&ct);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
+#include "calib_text.h"
 #include "layerwise.h"
 #include "model.h"
 #include "codecs.h"
@@ -38,12 +39,6 @@ typedef struct state {
     float *rtn;              /* scratch for the RTN comparison */
     uint8_t *rtn_q;
 } state;
-
-static long find_plan(const qf_quant_plan *plan, const char *name) {
-    for (size_t i = 0; i < plan->n; i++)
-        if (!strcmp(plan->t[i].name, name)) return (long)i;
-    return -1;
-}
 
 static int add_report(state *s, const qf_gptq_tensor_report *t) {
     if (!s->rep) return 0;
@@ -82,7 +77,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     s->qw = qw;
     for (int i = 0; i < g->n; i++) {
         const qf_weight *w = g->w[i];
-        const long pi = find_plan(s->plan, w->name);
+        const long pi = qf_quant_plan_find(s->plan, w->name);
         if (pi < 0) continue;
         const qf_quant_tensor_plan *t = &s->plan->t[pi];
         if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != 1) continue;
@@ -155,22 +150,11 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     if (rep) memset(rep, 0, sizeof *rep);
     if (!o || !o->calib_path) return qf_set_err(err, QF_EINVAL, "gptq: a calibration text is required (--calib)");
     if (o->damp < 0 || o->damp != o->damp) return qf_set_err(err, QF_EINVAL, "gptq: damping must be positive");
-    qf_model m;
-    qf_text tx;
-    memset(&m, 0, sizeof m);
-    memset(&tx, 0, sizeof tx);
-    char *text = NULL;
-    size_t text_len = 0;
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
+    qf_calib_text ct;
     state s;
     memset(&s, 0, sizeof s);
-    int rc = qf_model_load(&m, model_path, err);
-    if (rc) return rc;
-    if ((rc = qf_text_init(&tx, &m.file, err)) || (rc = qf_read_text_any(o->calib_path, &text, &text_len, err)))
-        goto done;
-    if (text_len > 0 && text[text_len - 1] == '\n') text[--text_len] = 0;
-    if ((rc = qf_text_encode(&tx, text, 1, &ids, &n_ids, err))) goto done;
+    int rc = qf_calib_text_open(&ct, model_path, o->calib_path, err);
+    if (rc) goto done;
     s.plan = plan;
     s.im = im;
     s.o = o;
@@ -180,18 +164,8 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto done;
     }
-    qf_lw_params lp;
-    memset(&lp, 0, sizeof lp);
-    lp.n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
-    lp.max_chunks = o->max_chunks;
-    qf_text_bos(&tx, &lp.add_bos, &lp.bos_id);
-    lp.mem_budget = o->mem_budget;
-    lp.n_threads = o->n_threads;
-    lp.progress = o->progress;
-    lp.progress_user = o->progress_user;
     qf_lw_stats st;
-    rc = qf_layerwise_run(&m, ids, n_ids, &lp, on_group, &s, &st, err);
-    if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, o->calib_path);
+    rc = qf_calib_text_run(&ct, o, on_group, &s, &st, err);
     if (rep) {
         rep->n_chunks = st.n_chunks;
         rep->n_tokens = st.n_tokens;
@@ -209,9 +183,6 @@ done:
     free(s.qw);
     free(s.rtn);
     free(s.rtn_q);
-    free(ids);
-    free(text);
-    qf_text_free(&tx);
-    qf_model_free(&m);
+    qf_calib_text_free(&ct);
     return rc;
 }

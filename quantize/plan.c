@@ -151,6 +151,12 @@ static char *translate_regex(const char *pat) {
     return out;
 }
 
+long qf_quant_plan_find(const qf_quant_plan *plan, const char *name) {
+    for (size_t i = 0; i < plan->n; i++)
+        if (!strcmp(plan->t[i].name, name)) return (long)i;
+    return -1;
+}
+
 void qf_quant_plan_free(qf_quant_plan *plan) {
     if (!plan) return;
     for (size_t i = 0; i < plan->n; i++) free(plan->t[i].name);

@@ -613,12 +613,7 @@ int main(int argc, char **argv) {
         qf_arg_split(&arg, argc, argv, i);
         const char *a = arg.name, *val = arg.val;
 #define NEEDS_VALUE() NEED_VAL()
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            free(ovs);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            qf_cli_version(PROG);
+        if (qf_cli_info_opt(PROG, a, usage)) {
             free(ovs);
             return 0;
         } else if (!strcmp(a, "--imatrix")) {

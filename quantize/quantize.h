@@ -261,6 +261,8 @@ typedef struct qf_quant_plan {
 int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quantize_opts *o, const qf_imatrix *im,
                         qf_err *err);
 void qf_quant_plan_free(qf_quant_plan *plan);
+/* The index of the tensor called name in the plan, or -1. */
+long qf_quant_plan_find(const qf_quant_plan *plan, const char *name);
 
 /* ---------------- the input (input.c) ---------------- */
 

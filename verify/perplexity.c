@@ -108,6 +108,15 @@ static int check_chunks(const int32_t *tokens, int64_t n_tokens, const qf_ppl_pa
     return 0;
 }
 
+/* Every one of tokens[n] is a vocabulary id (0..V-1); QF_EINVAL naming the first that is not. */
+static int check_ids(const int32_t *tokens, int64_t n, int64_t V, qf_err *err) {
+    for (int64_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return qf_set_err(err, QF_EINVAL, "token %lld has id %d, outside the vocabulary of %lld", (long long)t,
+                              tokens[t], (long long)V);
+    return 0;
+}
+
 int64_t qf_ppl_chunk_count(int64_t n_tokens, const qf_ppl_params *p) {
     if (p->n_ctx < 4 || n_tokens < 2 * p->n_ctx) return 0;
     int64_t n = n_tokens / p->n_ctx;
@@ -146,12 +155,7 @@ int qf_perplexity(qf_logits_source *src, const int32_t *tokens, int64_t n_tokens
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for %lld x %lld logits", (long long)n_ctx, (long long)V);
         goto fail;
     }
-    for (int64_t t = 0; t < n_chunks * n_ctx; t++)
-        if (tokens[t] < 0 || tokens[t] >= V) {
-            rc = qf_set_err(err, QF_EINVAL, "token %lld has id %d, outside the vocabulary of %lld",
-                            (long long)t, tokens[t], (long long)V);
-            goto fail;
-        }
+    if ((rc = check_ids(tokens, n_chunks * n_ctx, V, err)) < 0) goto fail;
     r->n_chunks = n_chunks;
     r->n_scored = n_scored;
     const double s0 = src->seconds;
@@ -339,12 +343,7 @@ int qf_kl_divergence(qf_logits_source *base, qf_logits_source *model, const int3
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for %lld x %lld logits", (long long)n_ctx, (long long)V);
         goto fail;
     }
-    for (int64_t t = 0; t < n_chunks * n_ctx; t++)
-        if (tokens[t] < 0 || tokens[t] >= V) {
-            rc = qf_set_err(err, QF_EINVAL, "token %lld has id %d, outside the vocabulary of %lld",
-                            (long long)t, tokens[t], (long long)V);
-            goto fail;
-        }
+    if ((rc = check_ids(tokens, n_chunks * n_ctx, V, err)) < 0) goto fail;
     r->n_chunks = n_chunks;
     r->n_scored = n_scored;
     double s_nll = 0, s_nll2 = 0, s_nb = 0, s_nb2 = 0, s_nnb = 0, s_kld = 0, s_kld2 = 0;

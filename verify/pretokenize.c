@@ -230,6 +230,21 @@ static void cut(cutter *c, size_t end) {
 #define FL(pos) ((pos) < hi ? qf_unicode_flags(cp[pos]) : 0u)
 #define CP(pos) ((pos) < hi ? cp[pos] : 0xFFFFFFFFu)
 
+static uint32_t ascii_lower(uint32_t ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
+
+/* Length of the contraction 's|'t|'re|'ve|'m|'ll|'d at pos, 0 if there is none;
+ * fold: ASCII letters in either case. */
+static size_t contraction_len(const uint32_t *cp, size_t pos, size_t hi, int fold) {
+    if (cp[pos] != '\'' || pos + 1 >= hi) return 0;
+    uint32_t n1 = fold ? ascii_lower(cp[pos + 1]) : cp[pos + 1];
+    if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') return 2;
+    if (pos + 2 < hi) {
+        uint32_t n2 = fold ? ascii_lower(cp[pos + 2]) : cp[pos + 2];
+        if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) return 3;
+    }
+    return 0;
+}
+
 static void split_gpt2(const uint32_t *cp, size_t lo, size_t hi, cutter *c) {
     const unsigned LNW = QF_UF_LETTER | QF_UF_NUMBER | QF_UF_WHITESPACE;
     size_t pos = lo;
@@ -237,16 +252,8 @@ static void split_gpt2(const uint32_t *cp, size_t lo, size_t hi, cutter *c) {
         uint32_t ch = cp[pos];
         unsigned f = FL(pos);
         /* 's|'t|'re|'ve|'m|'ll|'d */
-        if (ch == '\'' && pos + 1 < hi) {
-            uint32_t n1 = cp[pos + 1];
-            if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') { pos += 2; cut(c, pos); continue; }
-            if (pos + 2 < hi) {
-                uint32_t n2 = cp[pos + 2];
-                if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
-                    pos += 3; cut(c, pos); continue;
-                }
-            }
-        }
+        size_t n_c = contraction_len(cp, pos, hi, 0);
+        if (n_c) { pos += n_c; cut(c, pos); continue; }
         unsigned f2 = ch == ' ' ? FL(pos + 1) : f;
         /* ' ?\p{L}+', ' ?\p{N}+' */
         if (f2 & (QF_UF_LETTER | QF_UF_NUMBER)) {
@@ -273,8 +280,6 @@ static void split_gpt2(const uint32_t *cp, size_t lo, size_t hi, cutter *c) {
     }
 }
 
-static uint32_t ascii_lower(uint32_t ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
-
 static void split_llama3(const uint32_t *cp, size_t lo, size_t hi, size_t max_digits, cutter *c) {
     const unsigned LNW = QF_UF_LETTER | QF_UF_NUMBER | QF_UF_WHITESPACE;
     size_t pos = lo;
@@ -282,16 +287,8 @@ static void split_llama3(const uint32_t *cp, size_t lo, size_t hi, size_t max_di
         uint32_t ch = cp[pos];
         unsigned f = FL(pos);
         /* (?i:'s|'t|'re|'ve|'m|'ll|'d) (no non-ASCII code point lowercases to these letters) */
-        if (ch == '\'' && pos + 1 < hi) {
-            uint32_t n1 = ascii_lower(cp[pos + 1]);
-            if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') { pos += 2; cut(c, pos); continue; }
-            if (pos + 2 < hi) {
-                uint32_t n2 = ascii_lower(cp[pos + 2]);
-                if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
-                    pos += 3; cut(c, pos); continue;
-                }
-            }
-        }
+        size_t n_c = contraction_len(cp, pos, hi, 1);
+        if (n_c) { pos += n_c; cut(c, pos); continue; }
         /* [^\r\n\p{L}\p{N}]?\p{L}+ */
         if (!(ch == '\r' || ch == '\n' || (f & QF_UF_NUMBER))) {
             if ((f & QF_UF_LETTER) || (FL(pos + 1) & QF_UF_LETTER)) {

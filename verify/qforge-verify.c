@@ -422,11 +422,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->gates[slot] = g;                                                            \
             if (slot == o->n_gates) o->n_gates++;                                          \
         } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            qf_cli_version(PROG);
+        if (qf_cli_info_opt(PROG, a, usage)) {
             return 0;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();

@@ -1,0 +1,39 @@
+/* calib_text.c - model, calibration tokens and pipeline run for GPTQ and AWQ (calib_text.h). */
+#include "calib_text.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *calib_path, qf_err *err) {
+    memset(ct, 0, sizeof *ct);
+    int rc = qf_model_load(&ct->m, model_path, err);
+    if (rc) return rc;
+    if ((rc = qf_text_init(&ct->tx, &ct->m.file, err)) ||
+        (rc = qf_read_text_any(calib_path, &ct->text, &ct->text_len, err)))
+        return rc;
+    if (ct->text_len > 0 && ct->text[ct->text_len - 1] == '\n') ct->text[--ct->text_len] = 0;
+    return qf_text_encode(&ct->tx, ct->text, 1, &ct->ids, &ct->n_ids, err);
+}
+
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, qf_lw_group_fn fn, void *user, qf_lw_stats *st,
+                      qf_err *err) {
+    qf_lw_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
+    lp.max_chunks = o->max_chunks;
+    qf_text_bos(&ct->tx, &lp.add_bos, &lp.bos_id);
+    lp.mem_budget = o->mem_budget;
+    lp.n_threads = o->n_threads;
+    lp.progress = o->progress;
+    lp.progress_user = o->progress_user;
+    int rc = qf_layerwise_run(&ct->m, ct->ids, ct->n_ids, &lp, fn, user, st, err);
+    if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, o->calib_path);
+    return rc;
+}
+
+void qf_calib_text_free(qf_calib_text *ct) {
+    free(ct->ids);
+    free(ct->text);
+    qf_text_free(&ct->tx);
+    qf_model_free(&ct->m);
+}

@@ -1,0 +1,40 @@
+/* calib_text.h - the calibration run GPTQ and AWQ share: the model, the
+ * calibration text encoded with the model's tokenizer, and the
+ * layer-sequential pipeline (layerwise.h) run over it with the options of
+ * qf_gptq_run_opts (chunks, context, memory, threads, progress).
+ */
+#ifndef QF_CALIB_TEXT_H
+#define QF_CALIB_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gptq_run.h"
+#include "layerwise.h"
+#include "model.h"
+#include "qf_error.h"
+#include "text.h"
+
+typedef struct qf_calib_text {
+    qf_model m;
+    qf_text tx;
+    char *text;               /* the calibration text, final newline removed */
+    size_t text_len;
+    int32_t *ids;             /* [n_ids] its tokens, special tokens added */
+    int64_t n_ids;
+} qf_calib_text;
+
+/* Load the model at model_path and encode the text at calib_path; fails with
+ * the loader's, reader's or tokenizer's error. Free with qf_calib_text_free
+ * (also after a failure). */
+int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *calib_path, qf_err *err);
+
+/* Run the pipeline over the text with o's chunks, context (0 -> 512), memory,
+ * threads and progress; fn is called per group. A too-short text's error
+ * names o->calib_path; other errors as qf_layerwise_run. */
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, qf_lw_group_fn fn, void *user, qf_lw_stats *st,
+                      qf_err *err);
+
+void qf_calib_text_free(qf_calib_text *ct);
+
+#endif
