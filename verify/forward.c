@@ -188,7 +188,7 @@ static int check_ctx_size(const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_
     const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff, f = sizeof(float);
     uint64_t kv, per_tok, batch, total;
     int ovf = __builtin_mul_overflow((uint64_t)hp->n_layer, KD + VD, &kv) ||
-              __builtin_mul_overflow(kv, (uint64_t)n_ctx * f, &kv);
+              __builtin_mul_overflow(kv, (uint64_t)n_ctx, &kv) || __builtin_mul_overflow(kv, f, &kv);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     const double mem = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
     char need[32], have[32];
@@ -203,7 +203,7 @@ static int check_ctx_size(const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_
     per_tok = 3 * E + QD + KD + VD + 2 * OD + 3 * F;
     ovf = __builtin_mul_overflow(per_tok * f, (uint64_t)n_batch, &batch) ||
           __builtin_add_overflow(kv, batch, &total) ||
-          __builtin_add_overflow(total, (uint64_t)n_ctx * (uint64_t)hp->n_rot * f, &total);
+          __builtin_add_overflow(total, (uint64_t)hp->n_rot * f * (uint64_t)n_ctx, &total);
     if (ovf || (mem > 0 && (double)total > mem)) {
         fmt_bytes(need, sizeof need, (double)per_tok * (double)f * (double)n_batch + (double)kv);
         return qf_set_err(err, QF_ENOMEM, "%s: buffers for ctx %lld and batch %lld would need %s, more than this "
