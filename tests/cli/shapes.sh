@@ -97,4 +97,28 @@ out=$( (ulimit -v 4000000; timeout -s KILL 60 "$B/qforge-verify" "$TMP/ctx.gguf"
   pass ctx-verify || fail ctx-verify "exit $rc: $out"
 bounded ctx-calibrate 1 "wiki.txt: 12329 tokens, fewer than one chunk of 1099511627777" -- \
   "$B/qforge-calibrate" "$TMP/ctx.gguf" -f "$TEXT" -c 1099511627777 --chunks 1 -t 1 --allow-long-ctx --quiet -o "$TMP/out.gguf"
+
+# the same lies in an HF checkpoint's config.json, through verify, calibrate and convert
+if need_data hf models/stories260K/config.json; then
+  # hf NAME KEY VALUE REGEX: the checkpoint with config.json's KEY set to VALUE
+  hf() {
+    local d=$TMP/hf-$1
+    cp -r "$QF_DATA/models/stories260K" "$d"
+    sed -i "s/\"$2\": [0-9]*/\"$2\": $3/" "$d/config.json"
+    grep -q "\"$2\": $3" "$d/config.json" || { fail "setup-hf-$1" "config.json edit failed"; return; }
+    bounded "hf-$1-verify" 1 "$4" -- "$B/qforge-verify" "$d" -f "$TEXT" -c 64 --chunks 1 -t 1
+    bounded "hf-$1-calibrate" 1 "$4" -- "$B/qforge-calibrate" "$d" -f "$TEXT" -c 64 --chunks 1 -t 1 -o "$TMP/out.gguf"
+    bounded "hf-$1-convert" 1 "${5:-$4}" -- "$B/qforge-convert" "$d" -o "$TMP/out.gguf"
+    rm -rf "$d"
+  }
+  hf l4e9 num_hidden_layers 4000000000 "config.json: num_hidden_layers 4000000000 is too large for any model"
+  hf l31 num_hidden_layers 2147483648 "config.json: num_hidden_layers 2147483648 is too large for any model"
+  hf l6 num_hidden_layers 6 "hf-l6: config.json num_hidden_layers is 6 but the file has tensors for 5 blocks" \
+    "hf-l6: missing tensor 'model.layers.5.input_layernorm.weight'"
+  hf h31 num_attention_heads 2147483648 "(num_attention_heads gives query rows 17179869184|num_attention_heads\*head_dim)"
+  hf hd40 head_dim 1099511627776 "config.json: head_dim 1099511627776 is too large for any model"
+  hf e40 hidden_size 1099511627776 "hidden_size"
+  hf kv0 num_key_value_heads 0 "config.json: num_key_value_heads 0 must be positive"
+  hf kv3 num_key_value_heads 3 "num_key_value_heads"
+fi
 finish
