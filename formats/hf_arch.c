@@ -239,9 +239,35 @@ int qf_hf_config_read(const qf_json *cfg, const char *cfg_path, const qf_hf_arch
                               cfg_path, (long long)hp->n_embd, (long long)hp->n_head);
         hp->head_dim = hp->n_embd / hp->n_head;
     }
-    if (hp->n_head_kv <= 0 || hp->head_dim <= 0 || hp->n_layer > 100000)
-        return qf_set_err(err, QF_EFORMAT, "%s: bad attention shape (num_key_value_heads %lld, head_dim %lld)",
-                          cfg_path, (long long)hp->n_head_kv, (long long)hp->head_dim);
+    if (hp->n_head_kv <= 0 || hp->head_dim <= 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: %s %lld must be positive", cfg_path,
+                          hp->n_head_kv <= 0 ? "num_key_value_heads" : "head_dim",
+                          (long long)(hp->n_head_kv <= 0 ? hp->n_head_kv : hp->head_dim));
+    if (hp->n_layer > 100000) {
+        const char *const *k = k_layer;
+        while (k[1] && qf_json_find(cfg, 0, *k) < 0) k++;
+        return qf_set_err(err, QF_EFORMAT, "%s: %s %lld is too large for any model", cfg_path, *k,
+                          (long long)hp->n_layer);
+    }
+    /* each count and every width sized from them fits 2^40 (no model comes near) */
+    const int64_t lim = (int64_t)1 << 40;
+    const struct { const char *key; int64_t v; } big[] = {
+        {k_embd[0], hp->n_embd}, {k_ff[0], hp->n_ff},
+        {k_head[0], hp->n_head}, {k_vocab[0], hp->n_vocab}, {"num_key_value_heads", hp->n_head_kv},
+        {"head_dim", hp->head_dim}};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        if (big[i].v > lim)
+            return qf_set_err(err, QF_EFORMAT, "%s: %s %lld is too large for any model", cfg_path, big[i].key,
+                              (long long)big[i].v);
+    /* per-head buffers (RoPE tables) are sized from head_dim before any tensor is seen */
+    if (hp->head_dim > 65536)
+        return qf_set_err(err, QF_EFORMAT, "%s: head_dim %lld is too large for any model (at most 65536)", cfg_path,
+                          (long long)hp->head_dim);
+    if (hp->head_dim > lim / hp->n_head || hp->head_dim > lim / hp->n_head_kv)
+        return qf_set_err(err, QF_EFORMAT, "%s: %s %lld times head_dim %lld is too large for any model", cfg_path,
+                          hp->head_dim > lim / hp->n_head ? "num_attention_heads" : "num_key_value_heads",
+                          (long long)(hp->head_dim > lim / hp->n_head ? hp->n_head : hp->n_head_kv),
+                          (long long)hp->head_dim);
     int tie = qf_json_find(cfg, 0, "tie_word_embeddings");
     hp->tie_embeddings = 0;
     if (tie >= 0 && qf_json_type_of(cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(cfg, tie, &hp->tie_embeddings, NULL);

@@ -85,18 +85,45 @@ static int kv_int(const gguf_file *f, const char *key, int *out) {
     return 0;
 }
 
-static void model_facts(const gguf_file *in, const qf_imatrix *im, qf_mix_model *m) {
+/* A present count key that cannot be read as an int -> QF_EFORMAT naming it. */
+static int bad_count(const gguf_file *in, const char *key, int rc, qf_err *err) {
+    uint64_t v = 0;
+    if (rc == QF_ERANGE && gguf_get_u64(in, key, &v) == 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is %llu, beyond any model", in->path, key,
+                          (unsigned long long)v);
+    return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is not a count", in->path, key);
+}
+
+/* The mix rules' facts about the model; a block_count that disagrees with the
+ * file's blk.N tensors, or head counts that cannot be, -> QF_EFORMAT. */
+static int model_facts(const gguf_file *in, const qf_imatrix *im, qf_mix_model *m, qf_err *err) {
     memset(m, 0, sizeof *m);
     char *arch = NULL;
+    int rc = 0;
     if (gguf_get_str(in, "general.architecture", &arch)) arch = NULL;
     if (arch) {
         char key[256];
+        int have = 0, r;
+        for (uint64_t i = 0; i < in->n_tensors; i++) {
+            int l = layer_of(in->tensors[i].name);
+            if (l >= have) have = l + 1;
+        }
         snprintf(key, sizeof key, "%s.block_count", arch);
-        kv_int(in, key, &m->n_layer);
+        uint64_t n_layer = 0;
+        if ((r = kv_int(in, key, &m->n_layer)) && (r != QF_ERANGE || gguf_get_u64(in, key, &n_layer)))
+            rc = r == QF_ENOTFOUND ? 0 : bad_count(in, key, r, err);
+        else if (!r) n_layer = (uint64_t)m->n_layer;
+        if (!rc && r != QF_ENOTFOUND && have && n_layer != (uint64_t)have)
+            rc = qf_set_err(err, QF_EFORMAT, "%s: key '%s' is %llu but the file has tensors for %d blocks", in->path,
+                            key, (unsigned long long)n_layer, have);
         snprintf(key, sizeof key, "%s.attention.head_count", arch);
-        kv_int(in, key, &m->n_head);
+        if (!rc && (r = kv_int(in, key, &m->n_head)) && r != QF_ENOTFOUND) rc = bad_count(in, key, r, err);
         snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
-        if (kv_int(in, key, &m->n_head_kv)) m->n_head_kv = m->n_head;
+        if (!rc && (r = kv_int(in, key, &m->n_head_kv)) && r != QF_ENOTFOUND) rc = bad_count(in, key, r, err);
+        else if (r == QF_ENOTFOUND) m->n_head_kv = m->n_head;
+        else if (!rc && m->n_head > 0 && (m->n_head_kv == 0 || m->n_head % m->n_head_kv))
+            rc = qf_set_err(err, QF_EFORMAT, "%s: key '%s' (%d) does not divide head_count %d", in->path, key,
+                            m->n_head_kv, m->n_head);
         snprintf(key, sizeof key, "%s.expert_count", arch);
         kv_int(in, key, &m->n_expert);
         m->is_falcon = strcmp(arch, "falcon") == 0;
@@ -114,6 +141,7 @@ static void model_facts(const gguf_file *in, const qf_imatrix *im, qf_mix_model 
         if (strcmp(name, "output.weight") == 0) m->has_output = 1;
     }
     m->has_imatrix = im != NULL;
+    return rc;
 }
 
 /* POSIX ERE has no \d; accept it (outside brackets) as llama.cpp's ECMAScript regexes do. */
@@ -214,7 +242,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
         }
     }
 
-    model_facts(in, im, &plan->model);
+    if ((rc = model_facts(in, im, &plan->model, err))) goto fail;
     const qf_mix_model *m = &plan->model;
     if (o->method < QF_QUANT_METHOD_EXACT || o->method > QF_QUANT_METHOD_AWQ_GPTQ) {
         rc = qf_set_err(err, QF_EINVAL, "quantize: unknown method %d", o->method);

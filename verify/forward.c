@@ -19,7 +19,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ggml_types.h"
 #include "fp8.h"
@@ -168,6 +170,48 @@ static void add_bias(float *y, const qf_weight *b, int64_t T) {
 
 /* ------------------------------------------------------------------ */
 
+/* "2.7 TB": a byte count for a message. */
+static void fmt_bytes(char *buf, size_t n, double bytes) {
+    static const char *const unit[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
+    int u = 0;
+    while (bytes >= 1000.0 && u < 6) bytes /= 1000.0, u++;
+    snprintf(buf, n, "%.1f %s", bytes, unit[u]);
+}
+
+/* The engine's buffer sizes for n_ctx/n_batch, overflow-checked and bounded
+ * by the machine's memory before anything is allocated; too large -> QF_ENOMEM
+ * with a message naming the quantity and its size. */
+static int check_ctx_size(const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_err *err) {
+    const qf_hparams *hp = &m->hp;
+    const uint64_t KD = (uint64_t)(hp->n_head_kv * hp->head_dim_k), VD = (uint64_t)(hp->n_head_kv * hp->head_dim_v);
+    const uint64_t QD = (uint64_t)(hp->n_head * hp->head_dim_k), OD = (uint64_t)(hp->n_head * hp->head_dim_v);
+    const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff, f = sizeof(float);
+    uint64_t kv, per_tok, batch, total;
+    int ovf = __builtin_mul_overflow((uint64_t)hp->n_layer, KD + VD, &kv) ||
+              __builtin_mul_overflow(kv, (uint64_t)n_ctx, &kv) || __builtin_mul_overflow(kv, f, &kv);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const double mem = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    char need[32], have[32];
+    fmt_bytes(have, sizeof have, mem);
+    if (ovf || (mem > 0 && (double)kv > mem)) {
+        fmt_bytes(need, sizeof need,
+                  (double)hp->n_layer * (double)(KD + VD) * (double)n_ctx * (double)f);
+        return qf_set_err(err, QF_ENOMEM, "%s: KV cache for ctx %lld would need %s (block_count %lld x %llu K+V "
+                          "values per token), more than this machine's %s", m->path, (long long)n_ctx, need,
+                          (long long)hp->n_layer, (unsigned long long)(KD + VD), have);
+    }
+    per_tok = 3 * E + QD + KD + VD + 2 * OD + 3 * F;
+    ovf = __builtin_mul_overflow(per_tok * f, (uint64_t)n_batch, &batch) ||
+          __builtin_add_overflow(kv, batch, &total) ||
+          __builtin_add_overflow(total, (uint64_t)hp->n_rot * f * (uint64_t)n_ctx, &total);
+    if (ovf || (mem > 0 && (double)total > mem)) {
+        fmt_bytes(need, sizeof need, (double)per_tok * (double)f * (double)n_batch + (double)kv);
+        return qf_set_err(err, QF_ENOMEM, "%s: buffers for ctx %lld and batch %lld would need %s, more than this "
+                          "machine's %s", m->path, (long long)n_ctx, (long long)n_batch, need, have);
+    }
+    return 0;
+}
+
 int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_err *err) {
     memset(c, 0, sizeof *c);
     const qf_hparams *hp = &m->hp;
@@ -175,6 +219,8 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
         return qf_set_err(err, QF_EINVAL, "context size %lld and batch %lld must be positive",
                           (long long)n_ctx, (long long)n_batch);
     if (n_batch > n_ctx) n_batch = n_ctx;
+    int rc = check_ctx_size(m, n_ctx, n_batch, err);
+    if (rc < 0) return rc;
     c->m = m;
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
@@ -206,7 +252,7 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
         !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
         qf_ctx_free(c);
-        return qf_set_err(err, QF_ENOMEM, "out of memory for a context of %lld tokens", (long long)n_ctx);
+        return qf_set_err(err, QF_ENOMEM, "%s: out of memory for a context of %lld tokens", m->path, (long long)n_ctx);
     }
 
     /* theta(pos, i) = pos * freq_scale * base^(-2i / n_rot) / freq_factor[i],

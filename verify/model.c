@@ -231,7 +231,7 @@ static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64
 static int read_hparams(qf_model *m, qf_err *err) {
     qf_hparams *hp = &m->hp;
     int rc;
-    char *arch = NULL;
+    char key[128], *arch = NULL;
     rc = gguf_get_str(&m->file, "general.architecture", &arch);
     if (rc < 0) return qf_set_err(err, QF_EFORMAT, "%s: missing key 'general.architecture'", m->path);
     if (strcmp(arch, "llama") == 0) {
@@ -259,11 +259,17 @@ static int read_hparams(qf_model *m, qf_err *err) {
     if ((rc = get_hp_i64(m, "attention.head_count", 1, &hp->n_head, err)) < 0) return rc;
     hp->n_head_kv = hp->n_head;
     if ((rc = get_hp_i64(m, "attention.head_count_kv", 0, &hp->n_head_kv, err)) < 0) return rc;
-    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0)
-        return qf_set_err(err, QF_EFORMAT, "%s: hyperparameters must be positive", m->path);
+    const struct { const char *suffix; int64_t v; } pos[] = {
+        {"embedding_length", hp->n_embd}, {"block_count", hp->n_layer}, {"feed_forward_length", hp->n_ff},
+        {"attention.head_count", hp->n_head}, {"attention.head_count_kv", hp->n_head_kv}};
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+        if (pos[i].v <= 0)
+            return qf_set_err(err, QF_EFORMAT, "%s: key '%s' is %lld, not a positive count", m->path,
+                              akey(m, pos[i].suffix, key, sizeof key), (long long)pos[i].v);
     if (hp->n_head % hp->n_head_kv != 0)
-        return qf_set_err(err, QF_EFORMAT, "%s: head_count %lld is not a multiple of head_count_kv %lld",
-                          m->path, (long long)hp->n_head, (long long)hp->n_head_kv);
+        return qf_set_err(err, QF_EFORMAT, "%s: key '%s' (%lld) does not divide head_count %lld", m->path,
+                          akey(m, "attention.head_count_kv", key, sizeof key), (long long)hp->n_head_kv,
+                          (long long)hp->n_head);
     hp->head_dim_k = 0;
     if ((rc = get_hp_i64(m, "attention.key_length", 0, &hp->head_dim_k, err)) < 0) return rc;
     if (hp->head_dim_k == 0) {
@@ -287,7 +293,7 @@ static int read_hparams(qf_model *m, qf_err *err) {
     /* RoPE scaling: linear divides positions by the factor; anything else
      * (yarn, longrope) changes the attention math and is refused. */
     hp->rope_freq_scale = 1.0f;
-    char key[128], *stype = NULL;
+    char *stype = NULL;
     float factor = 0.0f;
     if ((rc = get_hp_f32(m, "rope.scaling.factor", 0, &factor, err)) < 0) return rc;
     if (factor == 0.0f && (rc = get_hp_f32(m, "rope.scale_linear", 0, &factor, err)) < 0) return rc;
@@ -312,6 +318,83 @@ static int read_hparams(qf_model *m, qf_err *err) {
     return 0;
 }
 
+/* Where a hyperparameter came from: the GGUF key or the config.json field. */
+enum { HP_EMBD, HP_LAYER, HP_FF, HP_HEAD, HP_HEAD_KV, HP_HEAD_DIM_K, HP_HEAD_DIM_V };
+static const char *hp_key(const qf_model *m, int which, char *buf, size_t n) {
+    static const char *const gguf[] = {"embedding_length", "block_count", "feed_forward_length",
+                                       "attention.head_count", "attention.head_count_kv",
+                                       "attention.key_length", "attention.value_length"};
+    static const char *const hf[] = {"hidden_size", "num_hidden_layers", "intermediate_size",
+                                     "num_attention_heads", "num_key_value_heads", "head_dim", "head_dim"};
+    if (m->is_hf) snprintf(buf, n, "config.json %s", hf[which]);
+    else snprintf(buf, n, "key '%s.%s'", m->hp.arch_name, gguf[which]);
+    return buf;
+}
+
+/* Block index of a "blk.N." tensor name, or -1. */
+static int64_t block_of(const char *name) {
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    char *end;
+    long long b = strtoll(name + 4, &end, 10);
+    return end != name + 4 && *end == '.' && b >= 0 ? (int64_t)b : -1;
+}
+
+/* Blocks the file (or checkpoint) holds tensors for: 1 + the highest "blk.N". */
+static int64_t file_blocks(const qf_model *m) {
+    int64_t n = 0, b;
+    if (m->is_hf) {
+        for (uint64_t i = 0; i < m->n_hf_tensors; i++)
+            if ((b = block_of(m->hf_tensors[i].name)) >= n) n = b + 1;
+        return n;
+    }
+    for (uint32_t s = 0; s <= m->n_shards; s++) {
+        const gguf_file *f = s ? &m->shards[s - 1] : &m->file;
+        for (uint64_t i = 0; i < f->n_tensors; i++)
+            if ((b = block_of(f->tensors[i].name)) >= n) n = b + 1;
+    }
+    return n;
+}
+
+/* A width the hyperparameters imply against the tensor that has it (its
+ * dimension `dim`), so a lying key is named before anything is sized from it;
+ * a missing tensor is left for bind() to report. Mismatch -> QF_EMISMATCH. */
+static int check_width(qf_model *m, const char *tensor, int dim, int64_t want, int which, const char *what,
+                       qf_err *err) {
+    tensor_view tv;
+    if (!find_view(m, tensor, &tv) || tv.ne[dim] == want) return 0;
+    char k[160];
+    return qf_set_err(err, QF_EMISMATCH, "%s: %s gives %s %lld but tensor '%s' has %lld", m->path,
+                      hp_key(m, which, k, sizeof k), what, (long long)want, tv.name, (long long)tv.ne[dim]);
+}
+
+/* Every quantity sized from the hyperparameters checked against the tensors
+ * actually present, before any allocation. Mismatch -> QF_EMISMATCH. */
+static int check_hparams(qf_model *m, qf_err *err) {
+    const qf_hparams *hp = &m->hp;
+    char k[160], k2[160];
+    int64_t have = file_blocks(m);
+    if (hp->n_layer != have)
+        return qf_set_err(err, QF_EMISMATCH, "%s: %s is %lld but the file has tensors for %lld blocks", m->path,
+                          hp_key(m, HP_LAYER, k, sizeof k), (long long)hp->n_layer, (long long)have);
+    const int64_t lim = (int64_t)1 << 40;
+    if (hp->head_dim_k > lim / hp->n_head || hp->head_dim_v > lim / hp->n_head)
+        return qf_set_err(err, QF_EFORMAT, "%s: %s (%lld) times %s (%lld) overflows", m->path,
+                          hp_key(m, HP_HEAD, k, sizeof k), (long long)hp->n_head,
+                          hp_key(m, hp->head_dim_k > lim / hp->n_head ? HP_HEAD_DIM_K : HP_HEAD_DIM_V, k2, sizeof k2),
+                          (long long)(hp->head_dim_k > hp->head_dim_v ? hp->head_dim_k : hp->head_dim_v));
+    int rc;
+    if ((rc = check_width(m, "token_embd.weight", 0, hp->n_embd, HP_EMBD, "a width of", err)) < 0) return rc;
+    if ((rc = check_width(m, "blk.0.attn_q.weight", 1, hp->n_head * hp->head_dim_k, HP_HEAD, "query rows", err)) < 0)
+        return rc;
+    if ((rc = check_width(m, "blk.0.attn_k.weight", 1, hp->n_head_kv * hp->head_dim_k, HP_HEAD_KV, "key rows", err)) < 0)
+        return rc;
+    if ((rc = check_width(m, "blk.0.attn_v.weight", 1, hp->n_head_kv * hp->head_dim_v, HP_HEAD_DIM_V, "value rows",
+                          err)) < 0)
+        return rc;
+    if ((rc = check_width(m, "blk.0.ffn_up.weight", 1, hp->n_ff, HP_FF, "feed-forward rows", err)) < 0) return rc;
+    return 0;
+}
+
 /* Bind every tensor for the hyperparameters in m->hp (both sources). */
 static int bind_all(qf_model *m, qf_err *err) {
     qf_hparams *hp = &m->hp;
@@ -323,11 +406,8 @@ static int bind_all(qf_model *m, qf_err *err) {
                           m->is_hf ? "model.embed_tokens.weight" : "token_embd.weight");
     hp->n_vocab = te.n_dims >= 2 ? te.ne[1] : 0;
     if (hp->n_vocab <= 0) return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' is not a matrix", m->path, te.name);
-    /* every width below must fit (each factor is at most 2^40) */
-    const int64_t lim = (int64_t)1 << 40;
-    if (hp->head_dim_k > lim / hp->n_head || hp->head_dim_v > lim / hp->n_head)
-        return qf_set_err(err, QF_EFORMAT, "%s: %lld heads of %lld x %lld are too large", m->path,
-                          (long long)hp->n_head, (long long)hp->head_dim_k, (long long)hp->head_dim_v);
+    /* every width below must fit and match the file before anything is sized from it */
+    if ((rc = check_hparams(m, err)) < 0) return rc;
     if (!(hp->rope_freq_base > 0.0f) || !isfinite(hp->rope_freq_base))
         return qf_set_err(err, QF_EFORMAT, "%s: rope frequency base %g is not a positive number", m->path,
                           (double)hp->rope_freq_base);

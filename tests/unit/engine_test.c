@@ -583,6 +583,23 @@ static void test_bad_shape_message(qf_test *t) {
     remove(dst);
 }
 
+/* A context whose KV cache cannot fit is refused by size, before allocating
+ * (n_layer 5 x 64 K+V values x 4 bytes x 2^40 tokens = 1.4 PB; 2^62 overflows). */
+static void test_ctx_too_large(qf_test *t) {
+    qf_model m;
+    if (!load(t, ORACLES "/stories260K-F32.gguf", &m)) return;
+    qf_err err = {0};
+    qf_ctx c;
+    int rc = qf_ctx_init(&c, &m, (int64_t)1 << 40, 512, &err);
+    CHECK(t, rc == QF_ENOMEM && strstr(err.msg, "stories260K-F32.gguf: KV cache for ctx 1099511627776 would need 1.4 PB"),
+          "rc %d: %s", rc, err.msg);
+    err = (qf_err){0};
+    rc = qf_ctx_init(&c, &m, (int64_t)1 << 62, 512, &err);
+    CHECK(t, rc == QF_ENOMEM && strstr(err.msg, "KV cache for ctx 4611686018427387904 would need"), "rc %d: %s", rc,
+          err.msg);
+    qf_model_free(&m);
+}
+
 /* llama GGUFs store Q/K rows permuted for ggml's "normal" RoPE (pairs
  * 2i, 2i+1). Undoing the permutation gives the HF layout that NEOX RoPE
  * (halves i, i + d/2) expects: qwen2 with zero biases must then give the
@@ -694,5 +711,5 @@ static void test_qwen3_qk_norm(qf_test *t) {
 
 QF_TEST_MAIN(test_sentence_nll_and_top5, test_greedy_matches_llamacpp, test_wikitext_chunk_nll,
              test_perplexity_matches_llama_perplexity, test_kld, test_matmul_matches_reference, test_matmul_summation_order,
-             test_activation_rounding, test_threads_bit_identical, test_bad_shape_message,
+             test_activation_rounding, test_threads_bit_identical, test_bad_shape_message, test_ctx_too_large,
              test_qwen2_layout_equals_llama, test_qwen3_qk_norm)
