@@ -134,14 +134,11 @@ static void on_chunk(void *user, int64_t done, int64_t n_chunks, int64_t tokens,
     qf_imatrix_free(&im);
 }
 
-int main(int argc, char **argv) {
-    qf_cli_wait_policy(argv);
-    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+/* The program proper; in_files holds room for argc --in-file names. */
+static int calibrate_main(int argc, char **argv, const char **in_files) {
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
     int64_t n_ctx = 512, n_chunks = 0, n_threads = 0, save_every = 0;
-    const char **in_files = calloc((size_t)argc, sizeof *in_files);
     int n_in = 0;
-    if (!in_files) return qf_cli_fail(PROG, "%s", "out of memory");
     int process_output = 0, quiet = 0, json = 0, kv_f16 = 1, allow_long_ctx = 0;
     for (int i = 1; i < argc; i++) {
         qf_arg arg;
@@ -351,6 +348,15 @@ done:
     qf_model_free(&m);
     free(snapshot);
     qf_imatrix_free(&inputs);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+    const char **in_files = calloc((size_t)argc, sizeof *in_files);
+    if (!in_files) return qf_cli_fail(PROG, "%s", "out of memory");
+    int rc = calibrate_main(argc, argv, in_files);
     free(in_files);
     return rc;
 }

@@ -247,6 +247,10 @@ static int compare(const char *dir, const char *gpath) {
         qf_fp8_weight_free(&fw);
         n++;
     }
+    gguf_close(&g);
+    st_close(&m);
+    qf_json_free(&j);
+    free(cp);
     if (!n) return fail("%s: %s", dir, "no FP8 weights");
     printf("ok %llu FP8 weights equal scale * e4m3(code) in %s\n", (unsigned long long)n, gpath);
     return 0;
