@@ -6,7 +6,7 @@
 #      (bench/gen-1b.sh): the sidecar is written by tests/tools/budget_synth_cache
 #      (real candidates and bytes, synthetic errors: the planning work does not
 #      depend on their values), then --dry-run plans are timed.
-# Writes bench/results/budget-<date>.md (and prints it).
+# Writes bench/results/<date>-budget.md (and prints it).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/gen-1b.sh"
 Q=$QF_BIN/qforge-quantize
@@ -14,7 +14,7 @@ TS3M=$QF_DATA/models/tinystories-distill-3M
 CALIB_TEXT=$QF_DATA/corpus/tinystories-gen/calib.txt
 logs=$WORK/budget-logs
 mkdir -p "$logs" bench/results
-out=bench/results/budget-$(date -u +%Y%m%d-%H%M).md
+out=bench/results/$(date -u +%Y-%m-%d-%H%M)-budget.md
 made=()
 {
   echo "# size budgets"

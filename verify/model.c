@@ -172,8 +172,7 @@ static int bind_fp8(qf_model *m, qf_weight *w, const char *name, const st_tensor
         qf_fp8_weight_free(&fw);
         return qf_set_err(err, QF_ENOMEM, "%s: out of memory dequantizing '%s'", m->path, t->name);
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < fw.n_out; r++)
+    for (int64_t r = 0; r < fw.n_out; r++) /* one thread: model loading has no thread count */
         qf_fp8_dequant_row(&fw, r, t->data + (size_t)r * (size_t)fw.n_in, buf + (size_t)r * (size_t)fw.n_in);
     w->name = name;
     w->data = buf;
