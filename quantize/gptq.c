@@ -12,7 +12,7 @@
 #include "gptq_kernels.h"
 #include "qf_threads.h"
 
-#define ROW_TILE 16 /* rows swept together by one thread */
+#define ROW_TILE 24 /* rows swept together by one thread */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -28,6 +28,7 @@ int qf_gptq_supports(uint32_t type) {
 }
 
 #define NB 64 /* panel width of the blocked factorisation and inverse */
+#define RB 96 /* rows per task of the factorisation's panel update */
 
 /* Scalar reference: L, the lower Cholesky factor of A [n*n] (lower triangle
  * read), in place; the strict upper triangle is zeroed. Every entry is the
@@ -90,13 +91,26 @@ static void panel_rows(double *A, int64_t n, int64_t j0, int64_t j1, int64_t r0,
         for (int64_t j = 0; j < w; j++) A[(r0 + r) * n + j0 + j] = t[j][r];
 }
 
-/* Blocked right-looking Cholesky, bit-identical to cholesky_ref: per panel
- * of NB columns, factor its diagonal block, solve the rows below it, then
- * subtract the panel's contribution from the trailing lower triangle with
- * the GEMM kernel (rows split over threads). PT [NB * n] is scratch. */
+/* Blocked left-looking Cholesky, bit-identical to cholesky_ref: per panel
+ * of NB columns, subtract the finished columns' products from the panel with
+ * the GEMM kernel (rows split over threads), factor its diagonal block, then
+ * solve the rows below it. PT [NB * n] is scratch. */
 static int cholesky_blocked(double *A, int64_t n, int nt, double *PT) {
     for (int64_t j0 = 0; j0 < n; j0 += NB) {
-        const int64_t j1 = j0 + NB < n ? j0 + NB : n, w = j1 - j0, m = n - j1;
+        const int64_t j1 = j0 + NB < n ? j0 + NB : n, w = j1 - j0;
+        if (j0 > 0) {
+            #pragma omp parallel num_threads(qf_threads_for((double)(n - j0) * w * j0, nt))
+            {
+                #pragma omp for schedule(static)
+                for (int64_t k = 0; k < j0; k++) /* PT[k][c] = L[j0 + c][k] */
+                    for (int64_t c = 0; c < w; c++) PT[k * w + c] = A[(j0 + c) * n + k];
+                #pragma omp for schedule(dynamic, 1)
+                for (int64_t r0 = j0; r0 < n; r0 += RB) {
+                    const int64_t nr = n - r0 < RB ? n - r0 : RB;
+                    qf_gemm_sub_f64(A + r0 * n + j0, n, A + r0 * n, n, PT, w, nr, w, j0);
+                }
+            }
+        }
         for (int64_t j = j0; j < j1; j++) { /* diagonal block, as cholesky_ref */
             double *Lj = A + j * n, p = Lj[j];
             for (int64_t k = j0; k < j; k++) p = fma(-Lj[k], Lj[k], p);
@@ -108,21 +122,8 @@ static int cholesky_blocked(double *A, int64_t n, int nt, double *PT) {
                 Li[j] = a / Lj[j];
             }
         }
-        if (m == 0) break;
-        const int th = qf_threads_for((double)m * w * (w + m / 2), nt);
-        #pragma omp parallel num_threads(th)
-        {
-            #pragma omp for schedule(static)
-            for (int64_t r0 = j1; r0 < n; r0 += 8) panel_rows(A, n, j0, j1, r0, (int)(n - r0 < 8 ? n - r0 : 8));
-            #pragma omp for schedule(static)
-            for (int64_t j = j1; j < n; j++) /* PT[k][j - j1] = L[j][k] */
-                for (int64_t k = 0; k < w; k++) PT[k * m + (j - j1)] = A[j * n + j0 + k];
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t r0 = j1; r0 < n; r0 += NB) {
-                const int64_t r1 = r0 + NB < n ? r0 + NB : n;
-                qf_gemm_sub_f64(A + r0 * n + j1, n, A + r0 * n + j0, n, PT, m, r1 - r0, r1 - j1, w);
-            }
-        }
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n - j1) * w * w / 2, nt))
+        for (int64_t r0 = j1; r0 < n; r0 += 8) panel_rows(A, n, j0, j1, r0, (int)(n - r0 < 8 ? n - r0 : 8));
     }
     for (int64_t i = 0; i < n; i++) memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof *A);
     return 0;

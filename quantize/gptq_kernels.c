@@ -1,7 +1,7 @@
 /* gptq_kernels.c - C -= A B with a fixed per-element fma chain (gptq_kernels.h).
  *
  * The fast path walks K in chunks (KC rows of B stay in cache), N in panels
- * of NV vectors and M in groups of 4 rows: a 4 x NV tile of C lives in
+ * of NV vectors and M in groups of MR rows: an MR x NV tile of C lives in
  * registers while the chunk's k run in order. Columns left over after the
  * panels go one vector at a time, the last few scalar; every path applies
  * the same fma chain, so they all agree with the reference.
@@ -36,10 +36,11 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
         }
 }
 
-/* The vector type V of VL lanes of T and its operations; a 4 x NV register
+/* The vector type V of VL lanes of T and its operations; an MR x NV register
  * tile; GEMM_SUB(name, T, fma) defines name() over them. */
 #if defined(__AVX512F__)
 #define NV 4
+#define MR 6
 #define VF __m512
 #define VF_L 16
 #define VF_LOAD _mm512_loadu_ps
@@ -54,6 +55,7 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
 #define VD_FNMADD _mm512_fnmadd_pd
 #elif defined(__AVX2__) && defined(__FMA__)
 #define NV 2
+#define MR 4
 #define VF __m256
 #define VF_L 8
 #define VF_LOAD _mm256_loadu_ps
@@ -69,23 +71,34 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
 #endif
 
 #ifdef NV
+#define UNROLL _Pragma("GCC unroll 8")
 /* fnmadd(a, b, c) = -(a * b) + c rounded once = fma(-a, b, c). */
 #define GEMM_SUB(name, T, V, L, LOAD, STORE, SET1, FNMADD, SFMA)                                                  \
-    /* C[4 x NV*L] -= A[4 x K] B[K x NV*L] in registers. */                                                       \
+    /* C[MR x NV*L] -= A[MR x K] B[K x NV*L] in registers. */                                                       \
     static void name##_tile(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {    \
-        V c[4][NV];                                                                                               \
-        for (int r = 0; r < 4; r++)                                                                               \
-            for (int v = 0; v < NV; v++) c[r][v] = LOAD(C + r * ldc + v * L);                                     \
+        V c[MR][NV];                                                                                               \
+        UNROLL for (int r = 0; r < MR; r++)                                                                        \
+            UNROLL for (int v = 0; v < NV; v++) c[r][v] = LOAD(C + r * ldc + v * L);                              \
         for (int64_t k = 0; k < K; k++) {                                                                         \
             V b[NV];                                                                                              \
-            for (int v = 0; v < NV; v++) b[v] = LOAD(B + k * ldb + v * L);                                        \
-            for (int r = 0; r < 4; r++) {                                                                         \
+            UNROLL for (int v = 0; v < NV; v++) b[v] = LOAD(B + k * ldb + v * L);                                 \
+            UNROLL for (int r = 0; r < MR; r++) {                                                                  \
                 const V a = SET1(A[r * lda + k]);                                                                 \
-                for (int v = 0; v < NV; v++) c[r][v] = FNMADD(a, b[v], c[r][v]);                                  \
+                UNROLL for (int v = 0; v < NV; v++) c[r][v] = FNMADD(a, b[v], c[r][v]);                           \
             }                                                                                                     \
         }                                                                                                         \
-        for (int r = 0; r < 4; r++)                                                                               \
-            for (int v = 0; v < NV; v++) STORE(C + r * ldc + v * L, c[r][v]);                                     \
+        UNROLL for (int r = 0; r < MR; r++)                                                                        \
+            UNROLL for (int v = 0; v < NV; v++) STORE(C + r * ldc + v * L, c[r][v]);                              \
+    }                                                                                                             \
+    /* One row of a panel: C[1 x NV*L] -= A[1 x K] B[K x NV*L]. */                                              \
+    static void name##_line(T *C, const T *A, const T *B, int64_t ldb, int64_t K) {                               \
+        V c[NV];                                                                                                  \
+        UNROLL for (int v = 0; v < NV; v++) c[v] = LOAD(C + v * L);                                               \
+        for (int64_t k = 0; k < K; k++) {                                                                         \
+            const V a = SET1(A[k]);                                                                               \
+            UNROLL for (int v = 0; v < NV; v++) c[v] = FNMADD(a, LOAD(B + k * ldb + v * L), c[v]);                \
+        }                                                                                                         \
+        UNROLL for (int v = 0; v < NV; v++) STORE(C + v * L, c[v]);                                               \
     }                                                                                                             \
     /* One row, columns [j, N): vectors, then scalars. */                                                         \
     static void name##_row(T *C, const T *A, const T *B, int64_t ldb, int64_t j, int64_t N, int64_t K) {          \
@@ -108,8 +121,8 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
             const T *Ak = A + k0, *Bk = B + k0 * ldb;                                                             \
             for (int64_t j = 0; j < Np; j += P) {                                                                 \
                 int64_t i = 0;                                                                                    \
-                for (; i + 4 <= M; i += 4) name##_tile(C + i * ldc + j, ldc, Ak + i * lda, lda, Bk + j, ldb, kc); \
-                for (; i < M; i++) name##_row(C + i * ldc, Ak + i * lda, Bk, ldb, j, j + P, kc);                  \
+                for (; i + MR <= M; i += MR) name##_tile(C + i * ldc + j, ldc, Ak + i * lda, lda, Bk + j, ldb, kc); \
+                for (; i < M; i++) name##_line(C + i * ldc + j, Ak + i * lda, Bk + j, ldb, kc);                        \
             }                                                                                                     \
             if (Np < N)                                                                                           \
                 for (int64_t i = 0; i < M; i++) name##_row(C + i * ldc, Ak + i * lda, Bk, ldb, Np, N, kc);        \
