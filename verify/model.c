@@ -544,8 +544,7 @@ static int hf_index(qf_model *m, qf_err *err) {
     if (!m->hf_tensors) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
     for (uint64_t i = 0; i < m->st.n_tensors; i++) {
         const st_tensor *t = &m->st.tensors[i];
-        if (qf_ends_with(t->name, ".attention.masked_bias") || qf_ends_with(t->name, ".attention.bias") ||
-            qf_ends_with(t->name, ".rotary_emb.inv_freq"))
+        if (qf_hf_skip_tensor(m->hf_arch, t->name))
             continue; /* buffers, not weights (the converter skips them too) */
         if (m->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(t->name))
             continue; /* FP8 scales: read with their weight (bind_fp8) */
