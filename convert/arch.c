@@ -138,7 +138,7 @@ static int granite_params(const qf_arch *a, const qf_json *cfg, const qf_hparams
 /* ---------------- the table ---------------- */
 
 qf_arch_params_hook qf_arch_common_params(const qf_arch *a) {
-    return (a->flags & QF_ARCH_GEMMA) ? gemma_common : NULL;
+    return (a->flags & QF_ARCH_GEMMA_FAMILY) ? gemma_common : NULL;
 }
 
 

@@ -303,7 +303,7 @@ static int plan_tensors(conv *c) {
                 }
             }
             if ((rc = choose_type(c, p, s->dtype))) goto done;
-            p->add_one = (a->flags & QF_ARCH_GEMMA) && qf_ends_with(s->name, "norm.weight") && p->type == GGML_TYPE_F32;
+            p->add_one = (a->flags & QF_ARCH_GEMMA_FAMILY) && qf_ends_with(s->name, "norm.weight") && p->type == GGML_TYPE_F32;
             c->n_t++;
         }
     }
@@ -541,7 +541,7 @@ static int write_vocab(conv *c, gguf_writer *w) {
     if (v->chat_template &&
         (rc = wr(c, gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template), "tokenizer.chat_template")))
         return rc;
-    if (c->arch->flags & QF_ARCH_GEMMA) {
+    if (c->arch->flags & QF_ARCH_GEMMA_FAMILY) {
         /* GemmaModel.set_vocab names <end_of_turn> (id 107) as EOT; Gemma2Model does not */
         if (!(c->arch->flags & QF_ARCH_SANDWICH_NORM) && v->n_tokens > 107 &&
             (rc = wr(c, gguf_writer_set_u32(w, "tokenizer.ggml.eot_token_id", 107), "tokenizer.ggml.eot_token_id")))

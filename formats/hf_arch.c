@@ -34,7 +34,7 @@ static const qf_tensor_rule rules[] = {
     {"model.embed_tokens.weight",                   "token_embd.weight",      {V, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     {"model.norm.weight",                           "output_norm.weight",     {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     /* required unless tie_word_embeddings (checked by the converter) */
-    {"lm_head.weight",                              "output.weight",          {V, E}, QF_PERMUTE_NONE, 0,                 OPTIONAL, QF_ARCH_GEMMA},
+    {"lm_head.weight",                              "output.weight",          {V, E}, QF_PERMUTE_NONE, 0,                 OPTIONAL, QF_ARCH_GEMMA_FAMILY},
     {"model.layers.#.input_layernorm.weight",       "blk.#.attn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     {"model.layers.#.self_attn.q_proj.weight",      "blk.#.attn_q.weight",    {Q, E}, QF_PERMUTE_Q,    0,                 ALWAYS},
     {"model.layers.#.self_attn.k_proj.weight",      "blk.#.attn_k.weight",    {K, E}, QF_PERMUTE_K,    0,                 ALWAYS},
@@ -81,8 +81,8 @@ static const qf_hf_arch archs[] = {
     {"MistralForCausalLM", "llama", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX},
     {"Qwen2ForCausalLM",   "qwen2", QF_ARCH_QKV_BIAS},
     {"Qwen3ForCausalLM",   "qwen3", QF_ARCH_QK_NORM},
-    {"GemmaForCausalLM",   "gemma", QF_ARCH_GEMMA},
-    {"Gemma2ForCausalLM",  "gemma2", QF_ARCH_GEMMA | QF_ARCH_SANDWICH_NORM},
+    {"GemmaForCausalLM",   "gemma", QF_ARCH_GEMMA_FAMILY},
+    {"Gemma2ForCausalLM",  "gemma2", QF_ARCH_GEMMA_FAMILY | QF_ARCH_SANDWICH_NORM},
     {"GraniteForCausalLM", "granite", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX | QF_ARCH_NO_HEAD_DIM},
 };
 
@@ -107,7 +107,7 @@ int qf_hf_skip_tensor(const qf_hf_arch *a, const char *name) {
         qf_ends_with(name, ".rotary_emb.inv_freq"))
         return 1;
     /* llama.cpp's Gemma converters drop lm_head (always the tied embedding) */
-    return (a->flags & QF_ARCH_GEMMA) && strcmp(name, "lm_head.weight") == 0;
+    return (a->flags & QF_ARCH_GEMMA_FAMILY) && strcmp(name, "lm_head.weight") == 0;
 }
 
 /* Match `name` against `pat` ('#' = a decimal block id without sign or
@@ -290,7 +290,7 @@ int qf_hf_config_read(const qf_json *cfg, const char *cfg_path, const qf_hf_arch
                           (long long)(hp->head_dim > lim / hp->n_head ? hp->n_head : hp->n_head_kv),
                           (long long)hp->head_dim);
     int tie = qf_json_find(cfg, 0, "tie_word_embeddings");
-    hp->tie_embeddings = ((*arch)->flags & QF_ARCH_GEMMA) != 0; /* the HF config class default */
+    hp->tie_embeddings = ((*arch)->flags & QF_ARCH_GEMMA_FAMILY) != 0; /* the HF config class default */
     if (tie >= 0 && qf_json_type_of(cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(cfg, tie, &hp->tie_embeddings, NULL);
     return 0;
 }

@@ -38,7 +38,7 @@ enum {
     QF_ARCH_QK_NORM = 1u << 2,     /* per-head RMSNorm on q and k (Qwen3) */
     QF_ARCH_ROPE_LLAMA3 = 1u << 3, /* rope_scaling.rope_type "llama3" -> rope_freqs.weight */
     QF_ARCH_SPACE_PREFIX = 1u << 4,/* tokenizer_config add_prefix_space -> tokenizer.ggml.add_space_prefix */
-    QF_ARCH_GEMMA = 1u << 5,       /* Gemma family: RMSNorm weights stored as w for (1 + w), the converter adds 1;
+    QF_ARCH_GEMMA_FAMILY = 1u << 5,       /* Gemma family: RMSNorm weights stored as w for (1 + w), the converter adds 1;
                                     * embeddings scaled by sqrt(n_embd); output tied (lm_head dropped);
                                     * tie_word_embeddings defaults to true; GELU-tanh gated MLP */
     QF_ARCH_SANDWICH_NORM = 1u << 6, /* Gemma 2: norms after attention and after the MLP too */
