@@ -86,6 +86,8 @@ static const qf_hf_arch archs[] = {
     {"GraniteForCausalLM", "granite", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX | QF_ARCH_NO_HEAD_DIM},
 };
 
+const qf_hf_arch *qf_hf_arch_at(size_t i) { return i < sizeof archs / sizeof archs[0] ? &archs[i] : NULL; }
+
 const qf_hf_arch *qf_hf_arch_find(const char *hf_class) {
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (strcmp(archs[i].hf_class, hf_class) == 0) return &archs[i];

@@ -80,6 +80,8 @@ typedef struct qf_hf_hparams {
 } qf_hf_hparams;
 
 const qf_hf_arch *qf_hf_arch_find(const char *hf_class);
+/* The i-th known class (table order), NULL past the end. */
+const qf_hf_arch *qf_hf_arch_at(size_t i);
 /* "LlamaForCausalLM, MistralForCausalLM, ..." */
 const char *qf_hf_arch_supported_list(void);
 
