@@ -78,10 +78,10 @@ void qf_arg_split(qf_arg *g, int argc, char **argv, int i) {
 
 void qf_cli_wait_policy(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    if (setenv("GOMP_SPINCOUNT", QF_CLI_SPINCOUNT, 1) != 0) return;
     execv("/proc/self/exe", argv);
     /* not re-executed: the setting would not take effect; leave no trace */
-    unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
 }
 
 static int n_procs(void) {
