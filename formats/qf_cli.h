@@ -17,8 +17,12 @@ int qf_cli_fail(const char *prog, const char *fmt, ...) __attribute__((format(pr
 int qf_cli_usage(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A whole-string base-10 integer; 0 on success, -1 otherwise. */
 int qf_parse_i64(const char *s, int64_t *out);
-/* A positive byte count with an optional K, M, G or T suffix (10^3..10^12);
- * 0 on success, -1 otherwise. */
+/* A byte count: a decimal number ("4.2") with an optional suffix K, M, G or T
+ * (powers of 1024 when k_is_1024, else of 1000), KiB..TiB (always 1024),
+ * KB..TB (always 1000) or B; rounded to whole bytes. 0 on success, -1 for
+ * anything else (negative, trailing text, >= 1.8e19). */
+int qf_parse_bytes(const char *s, int k_is_1024, uint64_t *out);
+/* A positive byte count as gguf-split reads it (K = 1000); 0 or -1. */
 int qf_parse_size(const char *s, uint64_t *out);
 /* A JSON string literal (null for NULL) with the required escapes. */
 void qf_cli_json_str(FILE *f, const char *s);
