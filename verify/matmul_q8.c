@@ -108,6 +108,19 @@ size_t qf_matmul_q8_work_bytes(uint32_t type, int64_t n_in, int64_t T) {
 /* ------------------------------------------------------------------ */
 /* Weight unpacking */
 
+/* One Q4_K super-block's scales: d, dmin, the 8 6-bit sub-block scales
+ * (each twice: the 16-element groups the kernels use) and the 8 mins. */
+static void q4k_scales(const block_q4_K *x, float *d, float *m, int8_t *sc, int16_t *mins) {
+    *d = qf_f16_to_f32(x->d);
+    *m = qf_f16_to_f32(x->dmin);
+    for (int g = 0; g < 8; g++) {
+        uint8_t s, mn;
+        qf_get_scale_min_k4(g, x->scales, &s, &mn);
+        sc[2 * g] = sc[2 * g + 1] = (int8_t)s;
+        mins[g] = (int16_t)mn;
+    }
+}
+
 /* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
  * AVX2 version below, and the tests check that both matmuls agree bit for bit). */
 static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
@@ -171,14 +184,7 @@ static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
     case GGML_TYPE_Q4_K: {
         const block_q4_K *x = row;
         for (int64_t b = 0; b < n / QK_K; b++) {
-            d[b] = qf_f16_to_f32(x[b].d);
-            m[b] = qf_f16_to_f32(x[b].dmin);
-            for (int g = 0; g < 8; g++) {
-                uint8_t s, mn;
-                qf_get_scale_min_k4(g, x[b].scales, &s, &mn);
-                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
-                mins[8 * b + g] = (int16_t)mn;
-            }
+            q4k_scales(&x[b], d + b, m + b, sc + 16 * b, mins + 8 * b);
             int8_t *qb = q + QK_K * b;
             for (int j = 0; j < 4; j++) /* 64 elements: low nibbles, then high nibbles of 32 bytes */
                 for (int l = 0; l < 32; l++) {
@@ -242,14 +248,7 @@ int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float
         const block_q4_K *x = row;
         const __m256i m4y = _mm256_set1_epi8(0x0F);
         for (int64_t b = 0; b < n / QK_K; b++) {
-            d[b] = qf_f16_to_f32(x[b].d);
-            m[b] = qf_f16_to_f32(x[b].dmin);
-            for (int g = 0; g < 8; g++) {
-                uint8_t s, mn;
-                qf_get_scale_min_k4(g, x[b].scales, &s, &mn);
-                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
-                mins[8 * b + g] = (int16_t)mn;
-            }
+            q4k_scales(&x[b], d + b, m + b, sc + 16 * b, mins + 8 * b);
             for (int j = 0; j < 4; j++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
                 _mm256_storeu_si256((__m256i *)(q + QK_K * b + 64 * j), _mm256_and_si256(v, m4y));
