@@ -5,7 +5,11 @@
  * version): LlamaModel is registered for LlamaForCausalLM and
  * MistralForCausalLM (both "llama") and undoes HF's Q/K permutation;
  * Qwen2Model ("qwen2") keeps Q/K as they are and has q/k/v biases; Qwen3
- * ("qwen3") is Qwen2 plus per-head q/k RMSNorm weights.
+ * ("qwen3") is Qwen2 plus per-head q/k RMSNorm weights. GemmaModel
+ * ("gemma") and Gemma2Model ("gemma2") keep Q/K, add 1 to every norm weight
+ * and drop lm_head; Gemma 2's post_attention_layernorm is the attention
+ * output's norm and pre_feedforward_layernorm the MLP input's. GraniteModel
+ * ("granite") is LlamaModel without head_dim.
  */
 #include "hf_arch.h"
 #include "qf_util.h"

@@ -274,7 +274,7 @@ static int read_hparams(qf_model *m, qf_err *err) {
         hp->arch = QF_ARCH_QWEN3;
         hp->rope_type = QF_ROPE_NEOX;
     } else if (strcmp(arch, "gemma") == 0 || strcmp(arch, "gemma2") == 0) {
-        hp->arch = arch[5] ? QF_ARCH_GEMMA2 : QF_ARCH_GEMMA;
+        hp->arch = strcmp(arch, "gemma2") == 0 ? QF_ARCH_GEMMA2 : QF_ARCH_GEMMA;
         hp->rope_type = QF_ROPE_NEOX;
     } else if (strcmp(arch, "granite") == 0) {
         hp->arch = QF_ARCH_GRANITE;
