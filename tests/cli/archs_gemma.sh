@@ -88,9 +88,10 @@ if [ ! -x "$PEER/llama-imatrix" ] || [ ! -x "$PEER/llama-quantize" ]; then
   skip imatrix "peer llama-imatrix / llama-quantize not found"
 else
   for a in gemma gemma2 granite; do
-    # Gemma 2: 26 layers of fp16-table GELU; an input one float32 ulp away can
-    # pick the neighbouring table entry, and the inputs of ffn_down (the GELU
-    # outputs) differ in a few columns by up to 2.4e-3 (mean 8e-5)
+    # Gemma 2: 26 layers of fp16-table GELU and an F16 KV cache; an input one
+    # float32 ulp away can round to the neighbouring fp16 value, and the inputs
+    # of ffn_down (the GELU outputs) differ in a few columns by up to 2.4e-3
+    # (mean 8e-5; 6e-4 / 2.6e-5 with an F32 KV cache, checked below)
     tol="--tol 1e-3 --mean-tol 3e-5"; [ $a = gemma2 ] && tol="--tol 5e-3 --mean-tol 2e-4"
     if ! "$PEER/llama-imatrix" -m "$TMP/$a-f32.gguf" -f "$TMP/cal.txt" -c 128 --chunks 8 -t 1 -o "$TMP/$a-peer.dat" >"$TMP/log" 2>&1; then
       fail imatrix_$a "llama-imatrix failed: $(tail -n 1 "$TMP/log")"; continue
@@ -100,6 +101,14 @@ else
     fi
     if out=$("$CMP" "$TMP/$a-ours.dat" "$TMP/$a-peer.dat" --same-ncall $tol); then pass "imatrix_$a ($out)"
     else fail imatrix_$a "$out"; fi
+    if [ $a = gemma2 ]; then # with an F32 KV cache (no fp16 rounding of q, k, v, p) the usual tolerance holds
+      if "$PEER/llama-imatrix" -m "$TMP/$a-f32.gguf" -f "$TMP/cal.txt" -c 128 --chunks 8 -t 1 -ctk f32 -ctv f32 \
+           -o "$TMP/peer32.dat" >"$TMP/log" 2>&1 &&
+         "$CAL" "$TMP/$a-f32.gguf" -f "$TMP/cal.txt" -c 128 --chunks 8 --kv f32 --quiet -o "$TMP/ours32.dat" &&
+         out=$("$CMP" "$TMP/ours32.dat" "$TMP/peer32.dat" --same-ncall --tol 1e-3 --mean-tol 3e-5); then
+        pass "imatrix_${a}_kv_f32 ($out)"
+      else fail imatrix_${a}_kv_f32 "${out:-$(tail -n 1 "$TMP/log")}"; fi
+    fi
     bad=""
     for p in Q4_K_M IQ4_NL Q4_0; do
       "$PEER/llama-quantize" --imatrix "$TMP/$a-peer.dat" "$TMP/$a-f32.gguf" "$TMP/peer.gguf" $p 1 >"$TMP/log" 2>&1 || { bad="$bad $p(peer failed)"; continue; }
