@@ -17,6 +17,7 @@ VER=$QF_BIN/qforge-verify
 QNT=$QF_BIN/qforge-quantize
 CAL=$QF_BIN/qforge-calibrate
 CMP=${QF_TOOLS:-build/tools}/imatrix_compare
+[ -d "$QF_DATA" ] && QF_DATA=$(cd "$QF_DATA" && pwd) # absolute: the fixture below symlinks into it
 A=$QF_DATA/oracles/llamacpp/archs
 PEER=$QF_DATA/peers/llama.cpp/bin
 TEXT=$QF_DATA/corpus/tinystories-gen/test.txt
@@ -43,6 +44,31 @@ for a in gemma gemma2 gemma2-l46 granite; do
     else fail convert_${a}_$t "differs from ref-$t.gguf: $(cmp "$TMP/$a-$t.gguf" "$A/$a/ref-$t.gguf")"; fi
   done
 done
+
+# an F16 checkpoint's norm gets its +1 in F16 (llama.cpp adds it before the
+# F32 write, in the source precision): the BF16 norm relabelled as F16
+if command -v python3 >/dev/null 2>&1 && [ -x "${QF_TOOLS:-build/tools}/st_edit" ]; then
+  mkdir -p "$TMP/g16"
+  for f in config.json tokenizer.model tokenizer_config.json; do ln -s "$A/gemma/hf/$f" "$TMP/g16/$f"; done
+  if "${QF_TOOLS:-build/tools}/st_edit" "$A/gemma/hf/model.safetensors" "$TMP/g16/model.safetensors" \
+       --retype model.norm.weight F16 && "$CONV" "$TMP/g16" -o "$TMP/g16.gguf" --outtype f32 --quiet &&
+     "$QF_BIN/qforge-inspect" "$TMP/g16/model.safetensors" --tensors --json >"$TMP/st.json" &&
+     "$QF_BIN/qforge-inspect" "$TMP/g16.gguf" --tensors --json >"$TMP/gg.json" &&
+     err=$(python3 - "$TMP" <<'PY' 2>&1
+import json, struct, sys
+d = sys.argv[1]
+st = {t["name"]: t for t in json.load(open(d + "/st.json"))["tensors"]}["model.norm.weight"]
+gg = {t["name"]: t for t in json.load(open(d + "/gg.json"))["tensors"]}["output_norm.weight"]
+raw = open(d + "/g16/model.safetensors", "rb").read()[st["offset"]:st["offset"] + 128]
+out = struct.unpack("<64f", open(d + "/g16.gguf", "rb").read()[gg["offset"]:gg["offset"] + 256])
+want = [struct.unpack("<e", struct.pack("<e", x + 1.0))[0] for x in struct.unpack("<64e", raw)]
+f32 = [struct.unpack("<f", struct.pack("<f", x + 1.0))[0] for x in struct.unpack("<64e", raw)]
+assert list(out) == want, "output_norm is not f16(w + 1)"
+assert want != f32, "fixture does not tell F16 from F32 addition"
+PY
+); then pass convert_gemma_f16_norm_plus_one
+  else fail convert_gemma_f16_norm_plus_one "${err:-convert or inspect failed}"; fi
+else skip convert_gemma_f16_norm_plus_one "python3 or st_edit not found"; fi
 
 # --- verify: greedy text and perplexity ----------------------------------------
 # llama-simple -n 20 "Once upon a time" prints the BOS piece first; --generate does not
