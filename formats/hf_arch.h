@@ -29,6 +29,9 @@ typedef enum qf_dim {
     QF_DIM_Q,       /* num_attention_heads * head_dim */
     QF_DIM_KV,      /* num_key_value_heads * head_dim */
     QF_DIM_HEAD,    /* head_dim */
+    QF_DIM_QKV,     /* (num_attention_heads + 2 * num_key_value_heads) * head_dim: a fused q/k/v */
+    QF_DIM_FF2,     /* 2 * intermediate_size: a fused gate/up */
+    QF_DIM_EXPERT,  /* num_local_experts */
 } qf_dim;
 
 /* Architecture flags: they switch table rows on and pick the shared rules. */
@@ -38,18 +41,23 @@ enum {
     QF_ARCH_QK_NORM = 1u << 2,     /* per-head RMSNorm on q and k (Qwen3) */
     QF_ARCH_ROPE_LLAMA3 = 1u << 3, /* rope_scaling.rope_type "llama3" -> rope_freqs.weight */
     QF_ARCH_SPACE_PREFIX = 1u << 4,/* tokenizer_config add_prefix_space -> tokenizer.ggml.add_space_prefix */
+    QF_ARCH_FUSED = 1u << 5,       /* Phi-3: fused qkv_proj and gate_up_proj instead of q/k/v and gate/up */
+    QF_ARCH_MOE = 1u << 6,         /* Mixtral: a router and per-expert w1/w2/w3 instead of the mlp */
 };
 
 enum { QF_PERMUTE_NONE = 0, QF_PERMUTE_Q, QF_PERMUTE_K };
 
-/* One HF <-> GGUF tensor rule. */
+/* One HF <-> GGUF tensor rule. An HF pattern with '%' (an expert id) names
+ * one expert's matrix; the converter stacks the experts of a block into one
+ * 3-D GGUF tensor [n_expert, rows, cols]. */
 typedef struct qf_tensor_rule {
-    const char *hf;         /* pattern, '#' = block id */
+    const char *hf;         /* pattern, '#' = block id, '%' = expert id */
     const char *gguf;       /* pattern, '#' = block id */
     uint8_t shape[2];       /* HF row-major shape; shape[1] == QF_DIM_NONE for 1-D */
     uint8_t permute;        /* QF_PERMUTE_* (only when the arch has QF_ARCH_PERMUTE_QK) */
     uint32_t only_if;       /* rule exists only for archs with these flags (0 = all) */
     uint32_t required_if;   /* required for archs with these flags (QF_RULE_ALWAYS = all) */
+    uint32_t not_if;        /* rule does not exist for archs with any of these flags */
 } qf_tensor_rule;
 
 #define QF_RULE_ALWAYS 0xFFFFFFFFu
@@ -65,6 +73,7 @@ typedef struct qf_hf_arch {
 /* The shape hyper-parameters of config.json. */
 typedef struct qf_hf_hparams {
     int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    int64_t n_expert, n_expert_used; /* num_local_experts, num_experts_per_tok (0 without MoE) */
     int tie_embeddings;     /* config.json tie_word_embeddings (default 0) */
 } qf_hf_hparams;
 
@@ -81,6 +90,12 @@ const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n);
  * the rule; NULL if nothing matches. */
 const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
                                        int64_t *bid);
+/* qf_hf_map_tensor that also returns the expert id of an expert rule (-1
+ * for the others). */
+const qf_tensor_rule *qf_hf_map_tensor_x(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
+                                         int64_t *bid, int64_t *xid);
+/* 1 when rule r exists for arch a. */
+int qf_hf_rule_applies(const qf_hf_arch *a, const qf_tensor_rule *r);
 /* The HF name of rule r for block bid (the inverse of qf_hf_map_tensor). */
 void qf_hf_tensor_name(const qf_tensor_rule *r, int64_t bid, char *buf, size_t cap);
 
@@ -129,5 +144,14 @@ int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_f
  * an HF directory, so both see the same frequencies. */
 int qf_hf_llama3_rope_freqs(const qf_json *cfg, const char *cfg_path, int64_t head_dim, float *out, int *present,
                             qf_err *err);
+
+/* Phi-3 longrope (rope_scaling type "longrope" or "su"): the long_factor
+ * and short_factor lists (malloc'd, *n = rope_dim / 2 values each, as
+ * llama.cpp's converter requires) and the attention factor it writes,
+ * sqrt(1 + ln(max_pos / orig_max_pos) / ln(orig_max_pos)) when max_pos >
+ * orig_max_pos, else 1. No rope_scaling: *present = 0. Another type, a
+ * missing or wrong-length list -> QF_EFORMAT / QF_EUNSUPPORTED. */
+int qf_hf_longrope(const qf_json *cfg, const char *cfg_path, int64_t rope_dim, float **long_f, float **short_f,
+                   int64_t *n, double *attn_factor, int *present, qf_err *err);
 
 #endif
