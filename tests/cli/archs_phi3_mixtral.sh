@@ -11,7 +11,8 @@
 #     rules: attn_v/attn_k Q8_0, attn_output Q5_K);
 #   - calibrate: the imatrix of llama-imatrix (per-expert counts for MoE);
 #   - gptq runs on phi3 and beats exact Q4_K_M in KLD; awq (phi3, MoE) and
-#     gptq (MoE) refuse with one line.
+#     gptq (MoE) refuse with one line;
+#   - FP8_DYNAMIC keeps fused qkv and experts in BF16 (listed in "ignore").
 . "$(dirname "$0")/../lib.sh"
 QF_TOOLS=${QF_TOOLS:-build/tools}
 CONV=$QF_BIN/qforge-convert; VER=$QF_BIN/qforge-verify; Q=$QF_BIN/qforge-quantize; CAL=$QF_BIN/qforge-calibrate
@@ -139,6 +140,28 @@ if [ -f "$TMP/mixtral-f32.gguf" ]; then
     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method gptq --calib "$CALIB"
   expect_exit awq-mixtral 1 "awq does not support mixture-of-experts models" -- \
     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
+fi
+
+# FP8 (compressed-tensors): the fused phi3 qkv and the experts/router stay
+# BF16 and are listed in "ignore"; the phi3 result runs as an HF directory
+for a in phi3 mixtral; do
+  need_data "fp8-$a" "$A/$a/hf" || continue
+  if "$Q" "$QF_DATA/$A/$a/hf" "$TMP/fp8-$a" FP8_DYNAMIC --quiet >/dev/null 2>&1; then
+    [ $a = phi3 ] && kept=model.layers.1.self_attn.qkv_proj || kept=model.layers.1.block_sparse_moe.experts.3.w2
+    types=$("$QF_BIN/qforge-inspect" "$TMP/fp8-$a" --tensors)
+    if grep -q "\"$kept\"" "$TMP/fp8-$a/config.json" && printf '%s\n' "$types" | grep -q "$kept.weight  *BF16" &&
+       printf '%s\n' "$types" | grep -q "layers.1.self_attn.o_proj.weight  *F8_E4M3"; then
+      pass "fp8-$a ($kept kept and ignored)"
+    else
+      fail "fp8-$a" "$kept not kept in BF16 / not in ignore, or o_proj not FP8"
+    fi
+  else
+    fail "fp8-$a" "FP8_DYNAMIC failed"
+  fi
+done
+if [ -d "$TMP/fp8-phi3" ]; then
+  k=$(kld_of "$TMP/fp8-phi3" -f "$TXT" -c 128 --chunks 20 -t 2 --base "$QF_DATA/$A/phi3/ref-f32.gguf")
+  if [ -n "$k" ] && awk -v k="$k" 'BEGIN { exit !(k < 0.01) }'; then pass "fp8-phi3-kld ($k)"; else fail fp8-phi3-kld "KLD '$k'"; fi
 fi
 
 # a Mixtral checkpoint with an expert missing: one line naming the block
