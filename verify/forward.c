@@ -7,12 +7,17 @@
  *   for each layer:
  *     xb = rmsnorm(x) * attn_norm                       [T, E]
  *     q = xb Wq^T (+bq), k = xb Wk^T (+bk), v = xb Wv^T (+bv)
+ *       (phi3: [q k v] = xb Wqkv^T)
  *     (qwen3) q, k = rmsnorm per head * q_norm/k_norm
  *     q, k = rope(q, k, pos = P + t)
- *     att[t, h] = softmax(q[t,h] . K[0..P+t, h/(H/Hkv)] / sqrt(Dk)) V
+ *     att[t, h] = softmax(q[t,h] . K[j0..P+t, h/(H/Hkv)] / sqrt(Dk)) V
+ *       (j0 = 0, or P+t+1-n_swa with a sliding window)
  *     x += att Wo^T
  *     xb = rmsnorm(x) * ffn_norm
  *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
+ *       (phi3: [gate up] = xb Wup^T; MoE: sum over the top-k experts e of
+ *        w_e * (silu(xb Wgate_e^T) * (xb Wup_e^T)) Wdown_e^T, w = renormalized
+ *        softmax(xb Wrouter^T))
  *   logits = (rmsnorm(x) * output_norm) Wout^T          [T, V]
  */
 #include "forward.h"
