@@ -103,6 +103,7 @@ typedef struct conv {
     uint64_t bytes_total, bytes_done;
     uint64_t src_done;        /* source bytes consumed, in plan order */
     uint64_t pf_idx, pf_off;  /* readahead cursor: tensor index, byte offset in its source */
+    uint32_t pf_part;         /* readahead cursor: the part of a stacked tensor */
     uint64_t pf_done;         /* source bytes advised so far, in plan order */
     char **done_paths;        /* finished shards (removed on failure) */
     uint32_t n_done;
@@ -801,10 +802,16 @@ static void read_ahead(conv *c) {
     uint64_t want = c->src_done + READAHEAD_BYTES;
     if (c->pf_done > c->src_done + READAHEAD_BYTES / 2) return;
     while (c->pf_done < want && c->pf_idx < c->n_t) {
-        const st_tensor *s = c->t[c->pf_idx].src;
+        const plan_tensor *pt = &c->t[c->pf_idx];
+        const st_tensor *s = pt->parts ? pt->parts[c->pf_part] : pt->src;
         uint64_t size = s ? s->nbytes : 0;
-        if (c->pf_off >= size) {
-            c->pf_idx++;
+        if (c->pf_off >= size) {   /* the next part of a stacked tensor, or the next tensor */
+            if (pt->parts && c->pf_part + 1 < pt->n_parts) {
+                c->pf_part++;
+            } else {
+                c->pf_idx++;
+                c->pf_part = 0;
+            }
             c->pf_off = 0;
             continue;
         }
