@@ -513,7 +513,7 @@ static int write_vocab(conv *c, gguf_writer *w) {
     if ((rc = wr(c, gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, v->types, v->n_tokens),
                  "tokenizer.ggml.token_type")))
         return rc;
-    if (v->n_merges &&
+    if (v->n_merges && !v->hf.enabled &&
         (rc = wr(c, gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v->merges, NULL, v->n_merges),
                  "tokenizer.ggml.merges")))
         return rc;
