@@ -225,6 +225,11 @@ static int plan_tensors(conv *c) {
     }
     if (a->flags & QF_ARCH_ROPE_LLAMA3)
         if ((rc = add_rope_freqs(c))) goto done;
+    const qf_tensor_rule *embd_rule = NULL;
+    for (uint32_t ri = 0; ri < n_rules; ri++)
+        if (strcmp(rules[ri].gguf, "token_embd.weight") == 0) embd_rule = &rules[ri];
+    int embd_in_lm_head = hp->tie_embeddings && embd_rule && !st_find(&c->st, embd_rule->hf) &&
+                          st_find(&c->st, "lm_head.weight");
 
     /* shards in file-name order (convert_hf_to_gguf sorts the part names) */
     for (uint32_t i = 0; i < c->st.n_shards; i++) order[i] = i;
@@ -256,6 +261,11 @@ static int plan_tensors(conv *c) {
                 rc = qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' is in block %lld but config.json has %lld layers",
                                 shard_name(c, s), s->name, (long long)bid, (long long)hp->n_layer);
                 goto done;
+            }
+            if (embd_in_lm_head && strcmp(p->name, "output.weight") == 0) {
+                /* tied embeddings stored only as lm_head.weight: that matrix is token_embd */
+                r = embd_rule;
+                snprintf(p->name, sizeof p->name, "token_embd.weight");
             }
             if (s->dtype == ST_F8_E4M3) {
                 qf_fp8_weight *fw = calloc(1, sizeof *fw);

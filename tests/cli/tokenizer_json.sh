@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# tokenizer_json.sh - checkpoints as people download them: a Llama whose
+# tokenizer ships only as tokenizer.json (SentencePiece-style BPE: Prepend +
+# Replace normalizer, byte_fallback, no tokenizer.model), tied embeddings
+# stored only as lm_head.weight, and tokenizer.json layouts that are refused.
+# Oracle: the same checkpoint with its tokenizer.model (stories260K ships
+# both), converted and scored by the same tools, and llama.cpp's
+# llama-tokenize on both GGUF files. (The hand-made fixture with an
+# independent HF BPE reference is tests/unit/hf_spbpe_test.c.)
+. "$(dirname "$0")/../lib.sh"
+C=$QF_BIN/qforge-convert
+V=$QF_BIN/qforge-verify
+HF=models/stories260K
+TXT=corpus/tinystories-gen/test.txt
+LT=$QF_DATA/peers/llama.cpp/bin/llama-tokenize
+
+ppl_of() { # MODEL: the perplexity qforge-verify prints for $TMP/t.txt
+  "$V" "$1" -f "$TMP/t.txt" -c 128 --chunks 8 --json --quiet -t 1 2>>"$TMP/verr" | grep -o '"ppl": [0-9.]*'
+}
+
+if need_data json-only "$HF" && need_data json-only "$TXT"; then
+  src=$(cd "$QF_DATA/$HF" && pwd)
+  mkdir -p "$TMP/json"
+  for f in config.json generation_config.json model.safetensors special_tokens_map.json tokenizer.json tokenizer_config.json; do
+    ln -s "$src/$f" "$TMP/json/$f"
+  done
+  head -c 20000 "$QF_DATA/$TXT" >"$TMP/t.txt"
+
+  # --- convert accepts it and writes a llama vocabulary
+  if "$C" "$TMP/json" -o "$TMP/json.gguf" --quiet 2>"$TMP/e" && "$C" "$src" -o "$TMP/spm.gguf" --quiet 2>>"$TMP/e"; then
+    pass json-only-convert
+  else
+    fail json-only-convert "$(cat "$TMP/e")"
+  fi
+
+  # --- verify: the HF directory without tokenizer.model tokenizes like the one with it
+  # (same weights, same HF path: equal perplexity means equal token ids), and
+  # the two GGUF files agree the same way
+  a=$(ppl_of "$TMP/json"); b=$(ppl_of "$src"); g1=$(ppl_of "$TMP/json.gguf"); g2=$(ppl_of "$TMP/spm.gguf")
+  if [ -n "$a" ] && [ "$a" = "$b" ] && [ -n "$g1" ] && [ "$g1" = "$g2" ]; then pass json-only-verify
+  else fail json-only-verify "HF dirs: '$a' vs '$b'; GGUFs: '$g1' vs '$g2'; $(head -3 "$TMP/verr")"; fi
+
+  # --- llama.cpp tokenizes the tokenizer.json-only GGUF like the tokenizer.model one
+  if [ ! -x "$LT" ]; then
+    skip json-only-llamacpp "llama-tokenize not found under $QF_DATA/peers"
+  elif "$LT" -m "$TMP/json.gguf" -f "$TMP/t.txt" --ids --no-bos --log-disable >"$TMP/j.ids" 2>/dev/null &&
+       "$LT" -m "$TMP/spm.gguf" -f "$TMP/t.txt" --ids --no-bos --log-disable >"$TMP/s.ids" 2>/dev/null &&
+       [ -s "$TMP/j.ids" ] && cmp -s "$TMP/j.ids" "$TMP/s.ids"; then
+    pass json-only-llamacpp
+  else
+    fail json-only-llamacpp "llama-tokenize ids differ between the two GGUF files"
+  fi
+
+  # --- tied embeddings stored only as lm_head.weight
+  if ! command -v python3 >/dev/null 2>&1; then
+    skip tied-lm-head "python3 not found (used to rename a safetensors tensor)"
+  else
+    mkdir -p "$TMP/tied"
+    for f in config.json tokenizer.json tokenizer_config.json; do ln -s "$src/$f" "$TMP/tied/$f"; done
+    python3 - "$src/model.safetensors" "$TMP/tied/model.safetensors" <<'EOF'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+h['lm_head.weight'] = h.pop('model.embed_tokens.weight')
+s = json.dumps(h).encode()
+s += b' ' * (-len(s) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(s)) + s + b[8 + n:])
+EOF
+    if "$C" "$TMP/tied" -o "$TMP/tied.gguf" --quiet 2>"$TMP/e2"; then
+      names=$("$QF_BIN/qforge-inspect" "$TMP/tied.gguf" --tensors 2>&1 | grep -Eo ' (token_embd|output)\.weight' | tr -d ' ' | sort -u | tr '\n' ' ')
+      t1=$(ppl_of "$TMP/tied"); t2=$(ppl_of "$TMP/tied.gguf")
+      if [ "$names" = "token_embd.weight " ] && [ -n "$t1" ] && [ "$t1" = "$a" ] && [ "$t2" = "$g1" ]; then pass tied-lm-head
+      else fail tied-lm-head "tensors '$names'; ppl HF $t1 (want $a), GGUF $t2 (want $g1)"; fi
+    else
+      fail tied-lm-head "$(cat "$TMP/e2")"
+    fi
+  fi
+
+  # --- refused layouts: one line naming tokenizer.json, exit 1, no output
+  mkdir -p "$TMP/bad"
+  for f in config.json model.safetensors; do ln -s "$src/$f" "$TMP/bad/$f"; done
+  sed 's/"type": *"Prepend"/"type": "NFKC_X"/' "$src/tokenizer.json" >"$TMP/bad/tokenizer.json"
+  if grep -q NFKC_X "$TMP/bad/tokenizer.json"; then
+    expect_exit refused-normalizer 1 '^qforge-convert: error: .*tokenizer\.json.*(normalizer|pre-tokenizer)' -- \
+      "$C" "$TMP/bad" -o "$TMP/bad.gguf"
+    if [ -e "$TMP/bad.gguf" ]; then fail refused-no-output "bad.gguf was written"; else pass refused-no-output; fi
+    expect_exit refused-normalizer-verify 1 'tokenizer\.json' -- "$V" "$TMP/bad" -f "$TMP/t.txt" -c 128 --chunks 1
+  else
+    skip refused-normalizer "stories260K's tokenizer.json has no Prepend normalizer to alter"
+  fi
+fi
+finish
