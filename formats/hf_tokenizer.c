@@ -22,6 +22,11 @@
  *   - pre: from the pre-tokenizer regex (llama.cpp hashes a tokenization with
  *     transformers instead; we have no transformers, so we recognise the
  *     regexes of the supported families and refuse anything else).
+ *  SentencePiece-style BPE in tokenizer.json (gguf-py LlamaHfVocab), told
+ *  apart from byte-level BPE by its normalizer (Prepend/Replace "▁") or
+ *  Metaspace pre-tokenizer: model "llama", types as above plus BYTE for
+ *  "<0xXX>" and UNKNOWN for model.unk_token; scores from merge ranks instead
+ *  of llama.cpp's constant -1000 (spm_bpe_scores says why).
  *  Special ids (gguf-py SpecialVocab): see hf_tokenizer.h.
  *
  * The SentencePiece ModelProto is read with a small protobuf wire reader

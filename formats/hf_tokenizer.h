@@ -11,7 +11,10 @@
  *     + added_tokens.json   {content: id} -> USER_DEFINED, score -1000
  *     + tokenizer_config.json added_tokens_decoder -> CONTROL / USER_DEFINED
  *   tokenizer.json          byte-level BPE (only when there is no tokenizer.model)
- *                           -> model "gpt2", merges, pre-tokenizer name
+ *                           -> model "gpt2", merges, pre-tokenizer name;
+ *                           SentencePiece-style BPE (Prepend/Replace "▁" normalizer
+ *                           or Metaspace) -> model "llama", scores from merge ranks,
+ *                           merges and HF options kept in v->hf (not written)
  *   special tokens          tokenizer_config.json {bos,eos,unk,sep,pad,cls,mask}_token
  *                           looked up in tokenizer.json added_tokens, then
  *                           config.json {typ}_token_id for the ones still unset;
