@@ -746,6 +746,84 @@ static void test_llamacpp_on_converted(qf_test *t) {
     fx_free(&f);
 }
 
+
+/* stories260K's own tokenizer.json (no tokenizer.model): the reference on its
+ * vocabulary and merges == qforge on the directory == llama-tokenize on the
+ * GGUF llama.cpp's converter made from its tokenizer.model (the oracle). */
+static void test_stories260k_tokenizer_json(qf_test *t) {
+    char src[1024], oracle[1024], peer[1024], dir[1024], cmd[4096];
+    if (!qf_test_data(t, "models/stories260K/tokenizer.json", src, sizeof src)) return;
+    if (!qf_test_data(t, "oracles/llamacpp/stories260K-F32.gguf", oracle, sizeof oracle)) return;
+    if (!qf_test_data(t, "peers/llama.cpp/bin/llama-tokenize", peer, sizeof peer)) return;
+    fresh_dir("s260", dir, sizeof dir);
+    REQUIRE(t, dir[0], "mkdir");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", src, dir);
+    REQUIRE(t, system(cmd) == 0, "%s", cmd);
+    qf_vocab v;
+    REQUIRE(t, load_hf(t, dir, &v), "load");
+    CHECK(t, v.hf.enabled && v.hf.byte_fallback && v.n_tokens == 512, "stories260K tokenizer.json layout");
+    fixture f;
+    memset(&f, 0, sizeof f);
+    f.bytes = v.hf.byte_fallback;
+    f.fuse_unk = v.hf.fuse_unk;
+    for (uint32_t i = 0; i < v.n_tokens && i < MAXTOK; i++) f.tok[f.n_tok++] = strdup(v.tokens[i]);
+    for (uint32_t i = 0; i < v.n_merges && i < MAXTOK; i++) {
+        const char *sp = strchr(v.merges[i] + 1, ' ');
+        REQUIRE(t, sp, "merge %u", i);
+        f.merge_a[f.n_merges] = strndup(v.merges[i], (size_t)(sp - v.merges[i]));
+        f.merge_b[f.n_merges++] = strdup(sp + 1);
+    }
+    cases c;
+    build_cases(&c);
+    for (int i = 0; i < c.n; i++) {   /* no "<sep/>" token here: keep cases apart with "</s>" */
+        char *p = strstr(c.s[i], "</s>");
+        while (p) { memcpy(p, "<//>", 4); p = strstr(p, "</s>"); }
+    }
+    size_t n_ids = 0;
+    int bad = compare_qforge(t, &f, &v, &c, &n_ids);
+    CHECK(t, bad == 0, "qforge on the directory: %d of %d cases differ from the reference", bad, c.n);
+    /* llama-tokenize on the tokenizer.model conversion, cases joined by </s> (cut as special) */
+    char txt[1100];
+    snprintf(txt, sizeof txt, "%s/cases.txt", dir);
+    FILE *fp = fopen(txt, "wb");
+    REQUIRE(t, fp, "write %s", txt);
+    for (int i = 0; i < c.n; i++) {
+        if (i) fputs("</s>", fp);
+        fwrite(c.s[i], 1, c.len[i], fp);
+    }
+    fclose(fp);
+    ids got[128];
+    memset(got, 0, sizeof got);
+    /* peer_tokenize joins with "<sep/>"; here the file is joined already */
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' -f '%s' --ids --no-bos --no-escape --log-disable 2>/dev/null", peer, oracle, txt);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(t, p, "run %s", peer);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    int status = pclose(p);
+    buf[n] = 0;
+    char *q = strchr(buf, '[');
+    REQUIRE(t, status == 0 && q, "llama-tokenize failed: %s", cmd);
+    int ci = 0;
+    for (q++;;) {
+        while (*q == ' ' || *q == ',') q++;
+        if (*q == ']' || *q == 0) break;
+        long id = strtol(q, &q, 10);
+        if (id == 2) { ci++; continue; }
+        if (ci < c.n) ids_add(&got[ci], (int32_t)id);
+    }
+    CHECK(t, ci + 1 == c.n, "llama-tokenize gave %d cases", ci + 1);
+    size_t n2 = 0, bad_ids = 0;
+    int bad2 = count_diff(&f, &c, got, &n2, &bad_ids);
+    CHECK(t, bad2 == 0, "llama-tokenize on the tokenizer.model GGUF: %d cases / %zu ids differ", bad2, bad_ids);
+    printf("  stories260K: %d cases, %zu chars, %zu ids; qforge (HF dir) %d, llama.cpp (tokenizer.model GGUF) %d cases differ\n",
+           c.n, count_chars(&c), n_ids, bad, bad2);
+    for (int i = 0; i < c.n; i++) free(got[i].p);
+    cases_free(&c);
+    fx_free(&f);
+    qf_vocab_free(&v);
+}
+
 /* Layouts we do not run are refused with a message naming the file. */
 static void test_refused(qf_test *t) {
     char dir[1024];
@@ -780,4 +858,4 @@ static void test_refused(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_reference_by_hand, test_vocab_layout, test_hf_dir_matches_reference, test_llamacpp_on_converted,
-             test_refused)
+             test_stories260k_tokenizer_json, test_refused)
