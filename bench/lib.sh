@@ -79,7 +79,7 @@ machine_header() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(nproc --all) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
-  echo "- OpenMP: OMP_NUM_THREADS=$OMP_NUM_THREADS, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} (unset: the qforge tools choose the passive wait; llama.cpp's programs, OpenMP builds too, keep libgomp's default: spin, then sleep)"
+  echo "- OpenMP: OMP_NUM_THREADS=$OMP_NUM_THREADS, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} (unset: the qforge tools choose a bounded spin, GOMP_SPINCOUNT=$("$QF_BIN/qforge-verify" --version 2>/dev/null | sed -n 's/.*GOMP_SPINCOUNT=//p'); llama.cpp's programs, OpenMP builds too, keep libgomp's default: spin 300000 rounds, then sleep)"
   echo "- threads: $THREADS, runs per cell: $REPS (median reported), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)$(
     [ -r /proc/pressure/cpu ] && awk '/^some/ { sub("avg60=", "", $3); printf ", CPU pressure (share of the last 60 s some task waited for a CPU): %s%%", $3 }' /proc/pressure/cpu)"
 }
