@@ -961,6 +961,7 @@ int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
         res->n_params = c->n_params;
         res->tensor_bytes = c->bytes_total;
         res->file_type = c->file_type;
+        res->tokenizer_unmerged = c->tok.spm_bpe_unmerged;
     }
     rc = 0;
     goto cleanup;

@@ -159,6 +159,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "conversion failed");
         return 1;
     }
+    if (!quiet && res.tokenizer_unmerged)
+        fprintf(stderr, "%s: warning: %s/tokenizer.json: %u token pairs concatenate to a token without a merge line; "
+                "llama.cpp may tokenize some text unlike Hugging Face (see docs/tokenizers.md)\n", prog, o.model_dir,
+                res.tokenizer_unmerged);
     if (show)
         fprintf(stderr, "%s: wrote %s: %llu tensors, %llu parameters, %.1f MB in %u file%s, %.1fs\n", prog, out,
                 (unsigned long long)res.n_tensors, (unsigned long long)res.n_params, (double)res.tensor_bytes / 1e6,

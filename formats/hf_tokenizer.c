@@ -800,10 +800,14 @@ static int spm_bpe_detect(const qf_json *j, const char *path, qf_hf_bpe *hf, int
     return 0;
 }
 
-/* Token text -> id (open addressing over the vocabulary's own strings). */
+/* String -> index (open addressing over borrowed strings: the vocabulary's
+ * tokens or the merge lines). The first index of equal strings wins, as HF's
+ * vocabulary map holds one id per text. */
 typedef struct text_index {
-    int32_t *slot;   /* id, -1 empty */
+    int32_t *slot;   /* index, -1 empty */
     size_t mask;
+    char *const *str;
+    const uint32_t *len;   /* NULL: strlen */
 } text_index;
 
 static uint64_t text_hash(const char *s, size_t n) {
@@ -812,31 +816,53 @@ static uint64_t text_hash(const char *s, size_t n) {
     return h ^ (h >> 31);
 }
 
-static int text_index_build(text_index *x, const qf_vocab *v) {
+static size_t text_len(const text_index *x, int32_t i) { return x->len ? x->len[i] : strlen(x->str[i]); }
+
+static int32_t text_index_get(const text_index *x, const char *s, size_t n) {
+    for (size_t i = text_hash(s, n) & x->mask;; i = (i + 1) & x->mask) {
+        int32_t o = x->slot[i];
+        if (o < 0) return -1;
+        if (text_len(x, o) == n && memcmp(x->str[o], s, n) == 0) return o;
+    }
+}
+
+static int text_index_build(text_index *x, char *const *str, const uint32_t *len, uint32_t n) {
     size_t cap = 16;
-    while (cap < 2 * (size_t)v->n_tokens + 1) cap *= 2;
+    while (cap < 2 * (size_t)n + 1) cap *= 2;
     x->slot = malloc(cap * sizeof *x->slot);
     if (!x->slot) return QF_ENOMEM;
     memset(x->slot, 0xFF, cap * sizeof *x->slot);
     x->mask = cap - 1;
-    for (uint32_t id = 0; id < v->n_tokens; id++) {
-        size_t i = text_hash(v->tokens[id], v->token_lens[id]) & x->mask;
-        for (;; i = (i + 1) & x->mask) {
-            int32_t o = x->slot[i];
-            if (o < 0) { x->slot[i] = (int32_t)id; break; }
-            if (v->token_lens[o] == v->token_lens[id] && memcmp(v->tokens[o], v->tokens[id], v->token_lens[id]) == 0)
-                break;   /* first id wins, as HF's vocab map holds one id per text */
-        }
+    x->str = str;
+    x->len = len;
+    for (uint32_t id = 0; id < n; id++) {
+        size_t l = text_len(x, (int32_t)id);
+        if (text_index_get(x, str[id], l) >= 0) continue;
+        size_t i = text_hash(str[id], l) & x->mask;
+        while (x->slot[i] >= 0) i = (i + 1) & x->mask;
+        x->slot[i] = (int32_t)id;
     }
     return 0;
 }
 
-static int32_t text_index_get(const text_index *x, const qf_vocab *v, const char *s, size_t n) {
-    for (size_t i = text_hash(s, n) & x->mask;; i = (i + 1) & x->mask) {
-        int32_t o = x->slot[i];
-        if (o < 0) return -1;
-        if (v->token_lens[o] == n && memcmp(v->tokens[o], s, n) == 0) return o;
+/* Pairs of tokens whose concatenation is a NORMAL token while "a b" is no
+ * merge line (split at every UTF-8 character boundary of each token). */
+static uint32_t count_unmerged(const qf_vocab *v, const text_index *tok, const text_index *mrg, char *buf) {
+    uint32_t n = 0;
+    for (uint32_t id = 0; id < v->n_tokens; id++) {
+        const char *t = v->tokens[id];
+        uint32_t len = v->token_lens[id];
+        if (v->types[id] != QF_TOKEN_NORMAL) continue;
+        for (uint32_t i = 1; i < len; i++) {
+            if (((unsigned char)t[i] & 0xC0) == 0x80) continue;
+            if (text_index_get(tok, t, i) < 0 || text_index_get(tok, t + i, len - i) < 0) continue;
+            memcpy(buf, t, i);
+            buf[i] = ' ';
+            memcpy(buf + i + 1, t + i, len - i);
+            n += text_index_get(mrg, buf, len + 1) < 0;
+        }
     }
+    return n;
 }
 
 /* "<0xXX>" with two hex digits: a byte token (gguf-py's LlamaHfVocab test). */
@@ -848,42 +874,55 @@ static int is_byte_token(const char *s, size_t n) {
 /* Scores from merge ranks: the token made by merge r (first merge that makes
  * it) scores -r, every other token -(n_merges + 1). llama.cpp's SentencePiece
  * tokenizer merges the best-scoring concatenation first, so its order is then
- * HF's lowest-rank-first order. Also types byte tokens and the unk token. */
-static int spm_bpe_scores(qf_vocab *v, const char *unk, size_t unk_len, qf_err *err) {
-    text_index x;
-    if (text_index_build(&x, v)) return qf_set_err(err, QF_ENOMEM, "out of memory");
-    v->scores = malloc((v->n_tokens ? v->n_tokens : 1) * sizeof *v->scores);
+ * HF's lowest-rank-first order. Also types byte tokens and the unk token, and
+ * counts the pairs where that equivalence fails (*unmerged). Fails only on
+ * memory. */
+static int spm_bpe_scores(qf_vocab *v, const char *unk, size_t unk_len, uint32_t *unmerged, qf_err *err) {
+    text_index x = {0}, mx = {0};
     char *cat = NULL;
-    size_t cat_cap = 0;
+    size_t cat_cap = 0, max_len = 0;
     int rc = 0;
-    if (!v->scores) { rc = qf_set_err(err, QF_ENOMEM, "out of memory"); goto done; }
+    v->scores = malloc((v->n_tokens ? v->n_tokens : 1) * sizeof *v->scores);
+    if (!v->scores || text_index_build(&x, v->tokens, v->token_lens, v->n_tokens) ||
+        text_index_build(&mx, v->merges, NULL, v->n_merges)) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
     float floor_score = -(float)v->n_merges - 1.0f;
-    for (uint32_t i = 0; i < v->n_tokens; i++) v->scores[i] = floor_score;
+    for (uint32_t i = 0; i < v->n_tokens; i++) {
+        v->scores[i] = floor_score;
+        if (v->token_lens[i] > max_len) max_len = v->token_lens[i];
+    }
     for (uint32_t r = 0; r < v->n_merges; r++) {
         const char *m = v->merges[r];
         const char *sp = m[0] ? strchr(m + 1, ' ') : NULL;
         if (!sp) continue;
         size_t la = (size_t)(sp - m), lb = strlen(sp + 1);
-        if (la + lb > cat_cap) {
-            char *p = realloc(cat, la + lb + 1);
+        if (la + lb + 2 > cat_cap) {
+            char *p = realloc(cat, la + lb + 2);
             if (!p) { rc = qf_set_err(err, QF_ENOMEM, "out of memory"); goto done; }
             cat = p;
-            cat_cap = la + lb;
+            cat_cap = la + lb + 2;
         }
         memcpy(cat, m, la);
         memcpy(cat + la, sp + 1, lb);
-        int32_t id = text_index_get(&x, v, cat, la + lb);
+        int32_t id = text_index_get(&x, cat, la + lb);
         if (id >= 0 && v->scores[id] == floor_score) v->scores[id] = -(float)r;
     }
     for (uint32_t i = 0; i < v->n_tokens; i++)
         if (v->types[i] == QF_TOKEN_NORMAL && is_byte_token(v->tokens[i], v->token_lens[i])) v->types[i] = QF_TOKEN_BYTE;
     if (unk) {
-        v->hf.unk_id = text_index_get(&x, v, unk, unk_len);
+        v->hf.unk_id = text_index_get(&x, unk, unk_len);
         if (v->hf.unk_id >= 0) v->types[v->hf.unk_id] = QF_TOKEN_UNKNOWN;
     }
+    char *buf = malloc(max_len + 2);
+    if (!buf) { rc = qf_set_err(err, QF_ENOMEM, "out of memory"); goto done; }
+    *unmerged = count_unmerged(v, &x, &mx, buf);
+    free(buf);
 done:
     free(cat);
     free(x.slot);
+    free(mx.slot);
     return rc;
 }
 
@@ -1032,7 +1071,7 @@ static int bpe_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err
     char *unk = NULL;
     size_t unk_len = 0;
     if ((rc = get_str_member(j, model, "unk_token", &unk, &unk_len, err))) return rc;
-    rc = spm_bpe_scores(v, unk, unk_len, err);
+    rc = spm_bpe_scores(v, unk, unk_len, &info->spm_bpe_unmerged, err);
     free(unk);
     return rc;
 }

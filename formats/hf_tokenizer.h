@@ -50,6 +50,11 @@ typedef struct qf_hf_tokenizer_info {
     uint32_t spm_n_pieces;
     /* tokenizer.json: the pre-tokenizer regex that decided `pre` ("" if none). */
     char pre_regex[512];
+    /* tokenizer.json SentencePiece-style BPE: pairs of tokens whose
+     * concatenation is a token but not a merge line. llama.cpp merges such a
+     * pair where HF does not, so with any of them the GGUF may tokenize some
+     * text differently from HF (docs/tokenizers.md). */
+    uint32_t spm_bpe_unmerged;
 } qf_hf_tokenizer_info;
 
 /* Like qf_vocab_from_hf_dir; `info` may be NULL. */

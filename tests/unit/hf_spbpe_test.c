@@ -480,7 +480,11 @@ static void test_vocab_layout(qf_test *t) {
     REQUIRE(t, dir[0], "mkdir");
     fx_write(&f, dir);
     qf_vocab v;
-    REQUIRE(t, load_hf(t, dir, &v), "load");
+    qf_hf_tokenizer_info info;
+    qf_err lerr = {0};
+    REQUIRE(t, qf_vocab_from_hf_dir_ex(&v, dir, &info, &lerr) == 0, "%s", lerr.msg);
+    printf("  trained fixture: %d tokens, %d merges, %u token pairs without a merge line\n", f.n_tok, f.n_merges,
+           info.spm_bpe_unmerged);
     CHECK(t, strcmp(v.model, "llama") == 0 && strcmp(v.pre, "default") == 0, "model %s pre %s", v.model, v.pre);
     CHECK(t, v.n_tokens == 512 && (int)v.n_merges == f.n_merges, "tokens %u merges %u", v.n_tokens, v.n_merges);
     CHECK(t, v.hf.enabled && v.hf.byte_fallback && v.hf.fuse_unk && v.hf.prepend == QF_HF_PREPEND_ALWAYS && !v.hf.split,
@@ -596,6 +600,52 @@ static void test_reference_by_hand(qf_test *t) {
         qf_vocab_free(&v);
     }
     free(o.p);
+    fx_free(&f);
+}
+
+
+/* The documented limit of rank scores: "▁ab" is a token but neither "▁a b"
+ * nor "▁ ab" is a merge. HF never makes it; llama.cpp's rule (concatenation
+ * is a token) does. The loader counts such pairs (convert warns) and the
+ * HF directory still tokenizes like HF. */
+static void test_unmerged_pair_limit(qf_test *t) {
+    fixture f;
+    memset(&f, 0, sizeof f);
+    const char *toks[] = {"<unk>", "<s>", "</s>", SP, "a", "b", SP "a", "ab", SP "ab"};
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) f.tok[f.n_tok++] = strdup(toks[i]);
+    const char *ma[] = {SP, "a"}, *mb[] = {"a", "b"};
+    for (int i = 0; i < 2; i++) { f.merge_a[i] = strdup(ma[i]); f.merge_b[i] = strdup(mb[i]); f.n_merges++; }
+    char dir[1024];
+    fresh_dir("unmerged", dir, sizeof dir);
+    REQUIRE(t, dir[0], "mkdir");
+    fx_write(&f, dir);
+    qf_vocab v;
+    qf_hf_tokenizer_info info;
+    qf_err err = {0};
+    REQUIRE(t, qf_vocab_from_hf_dir_ex(&v, dir, &info, &err) == 0, "%s", err.msg);
+    CHECK(t, info.spm_bpe_unmerged == 2, "unmerged pairs %u (want 2: ▁a+b, ▁+ab)", info.spm_bpe_unmerged);
+    ids want = {0};
+    ref_encode(&f, "ab", 2, &want);
+    CHECK(t, want.n == 2 && want.p[0] == 6 && want.p[1] == 5, "HF: ab -> [▁a, b]");
+    qf_err e2 = {0};
+    qf_tokenizer *hf = qf_tokenizer_create(&v, &e2);
+    REQUIRE(t, hf, "%s", e2.msg);
+    int32_t *ids1 = NULL, *ids2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    CHECK(t, qf_tokenize(hf, "ab", 2, 0, 0, &ids1, &n1, &e2) == 0 && n1 == 2 && ids1[0] == 6 && ids1[1] == 5,
+          "HF dir: ab -> %zu ids", n1);
+    /* the same vocabulary as the GGUF holds it (llama.cpp's rules) */
+    v.hf.enabled = 0;
+    qf_tokenizer *gg = qf_tokenizer_create(&v, &e2);
+    REQUIRE(t, gg, "%s", e2.msg);
+    CHECK(t, qf_tokenize(gg, "ab", 2, 0, 0, &ids2, &n2, &e2) == 0 && n2 == 1 && ids2[0] == 8, "GGUF rules: ab -> %zu ids",
+          n2);
+    free(ids1);
+    free(ids2);
+    free(want.p);
+    qf_tokenizer_free(hf);
+    qf_tokenizer_free(gg);
+    qf_vocab_free(&v);
     fx_free(&f);
 }
 
@@ -857,5 +907,5 @@ static void test_refused(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_reference_by_hand, test_vocab_layout, test_hf_dir_matches_reference, test_llamacpp_on_converted,
+QF_TEST_MAIN(test_reference_by_hand, test_unmerged_pair_limit, test_vocab_layout, test_hf_dir_matches_reference, test_llamacpp_on_converted,
              test_stories260k_tokenizer_json, test_refused)
