@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------- fixture: corpus, trainer, tokenizer.json ---------------- */
@@ -874,6 +875,56 @@ static void test_stories260k_tokenizer_json(qf_test *t) {
     qf_vocab_free(&v);
 }
 
+
+/* All of wiki.test.raw: stories260K's tokenizer.json under HF rules gives
+ * the ids of its tokenizer.model conversion (806,355 tokens, llama.cpp's rules,
+ * the count in corpus PROVENANCE), in bounded time. */
+static void test_stories260k_wikitext(qf_test *t) {
+    char src[1024], oracle[1024], wiki[1024], dir[1024], cmd[4096];
+    if (!qf_test_data(t, "models/stories260K/tokenizer.json", src, sizeof src)) return;
+    if (!qf_test_data(t, "oracles/llamacpp/stories260K-F32.gguf", oracle, sizeof oracle)) return;
+    if (!qf_test_data(t, "corpus/wikitext-2-raw/wiki.test.raw", wiki, sizeof wiki)) return;
+    fresh_dir("s260w", dir, sizeof dir);
+    REQUIRE(t, dir[0], "mkdir");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", src, dir);
+    REQUIRE(t, system(cmd) == 0, "%s", cmd);
+    qf_vocab hv, gv;
+    REQUIRE(t, load_hf(t, dir, &hv), "load");
+    gguf_file g;
+    qf_err err = {0};
+    REQUIRE(t, gguf_open(&g, oracle, &err) == 0, "%s", err.msg);
+    int rc = qf_vocab_from_gguf(&gv, &g, &err);
+    gguf_close(&g);
+    REQUIRE(t, rc == 0, "%s", err.msg);
+    qf_tokenizer *ht = qf_tokenizer_create(&hv, &err), *gt = qf_tokenizer_create(&gv, &err);
+    REQUIRE(t, ht && gt, "%s", err.msg);
+    size_t len = 0;
+    char *text = qf_test_read_file(wiki, &len);
+    REQUIRE(t, text, "read %s", wiki);
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(t, qf_tokenize(ht, text, len, 0, 0, &a, &na, &err) == 0, "%s", err.msg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(t, qf_tokenize(gt, text, len, 0, 0, &b, &nb, &err) == 0, "%s", err.msg);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    size_t first = 0;
+    while (first < na && first < nb && a[first] == b[first]) first++;
+    CHECK(t, na == 806355 && nb == 806355 && first == na, "HF rules %zu ids, GGUF rules %zu, first difference at %zu", na,
+          nb, first);
+    CHECK(t, dt < 10.0, "HF rules took %.1f s (a quadratic merge loop would take minutes)", dt);
+    printf("  wiki.test.raw: %zu bytes, %zu ids, HF rules == tokenizer.model GGUF: %s (%.2f s, machine under load)\n", len, na,
+           first == na && na == nb ? "yes" : "no", dt);
+    free(a);
+    free(b);
+    free(text);
+    qf_tokenizer_free(ht);
+    qf_tokenizer_free(gt);
+    qf_vocab_free(&hv);
+    qf_vocab_free(&gv);
+}
+
 /* Layouts we do not run are refused with a message naming the file. */
 static void test_refused(qf_test *t) {
     char dir[1024];
@@ -908,4 +959,4 @@ static void test_refused(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_reference_by_hand, test_unmerged_pair_limit, test_vocab_layout, test_hf_dir_matches_reference, test_llamacpp_on_converted,
-             test_stories260k_tokenizer_json, test_refused)
+             test_stories260k_tokenizer_json, test_stories260k_wikitext, test_refused)
