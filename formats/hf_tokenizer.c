@@ -816,8 +816,10 @@ static uint64_t text_hash(const char *s, size_t n) {
     return h ^ (h >> 31);
 }
 
+/* Byte length of string i of the index. */
 static size_t text_len(const text_index *x, int32_t i) { return x->len ? x->len[i] : strlen(x->str[i]); }
 
+/* Index of the string s[0..n), or -1. */
 static int32_t text_index_get(const text_index *x, const char *s, size_t n) {
     for (size_t i = text_hash(s, n) & x->mask;; i = (i + 1) & x->mask) {
         int32_t o = x->slot[i];
@@ -826,6 +828,7 @@ static int32_t text_index_get(const text_index *x, const char *s, size_t n) {
     }
 }
 
+/* Index str[0..n) (lengths from len, or strlen when NULL); fails only on memory. */
 static int text_index_build(text_index *x, char *const *str, const uint32_t *len, uint32_t n) {
     size_t cap = 16;
     while (cap < 2 * (size_t)n + 1) cap *= 2;

@@ -597,6 +597,8 @@ static void hf_try_pair(session *s, int32_t left, int32_t right) {
     heap_push(s, g);
 }
 
+/* Append a symbol (bytes [off, off+n) of s->word, or the fixed token id) to
+ * the list; fails only on memory. */
 static int hf_push_symbol(session *s, uint32_t off, uint32_t n, int32_t id) {
     if (s->n_sym == s->cap_sym) {
         size_t cap = s->cap_sym ? 2 * s->cap_sym : 64;
@@ -653,6 +655,8 @@ static int hf_symbols(session *s, const char *w, size_t n) {
     return rc;
 }
 
+/* BPE of one word w[0..n) with HF's rules, ids appended to out; s->err set
+ * on failure (memory). */
 static void hf_word(session *s, const char *w, size_t n, ids_buf *out) {
     const qf_tokenizer *t = s->t;
     if (n == 0) return;
