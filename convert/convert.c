@@ -962,6 +962,7 @@ int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
         res->tensor_bytes = c->bytes_total;
         res->file_type = c->file_type;
         res->tokenizer_unmerged = c->tok.spm_bpe_unmerged;
+        res->tokenizer_missing_bytes = c->tok.spm_bpe_missing_bytes;
     }
     rc = 0;
     goto cleanup;

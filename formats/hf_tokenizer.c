@@ -878,9 +878,9 @@ static int is_byte_token(const char *s, size_t n) {
  * it) scores -r, every other token -(n_merges + 1). llama.cpp's SentencePiece
  * tokenizer merges the best-scoring concatenation first, so its order is then
  * HF's lowest-rank-first order. Also types byte tokens and the unk token, and
- * counts the pairs where that equivalence fails (*unmerged). Fails only on
- * memory. */
-static int spm_bpe_scores(qf_vocab *v, const char *unk, size_t unk_len, uint32_t *unmerged, qf_err *err) {
+ * counts in info the pairs where that equivalence fails and the missing byte
+ * tokens. Fails only on memory. */
+static int spm_bpe_scores(qf_vocab *v, const char *unk, size_t unk_len, qf_hf_tokenizer_info *info, qf_err *err) {
     text_index x = {0}, mx = {0};
     char *cat = NULL;
     size_t cat_cap = 0, max_len = 0;
@@ -914,13 +914,19 @@ static int spm_bpe_scores(qf_vocab *v, const char *unk, size_t unk_len, uint32_t
     }
     for (uint32_t i = 0; i < v->n_tokens; i++)
         if (v->types[i] == QF_TOKEN_NORMAL && is_byte_token(v->tokens[i], v->token_lens[i])) v->types[i] = QF_TOKEN_BYTE;
+    info->spm_bpe_missing_bytes = 0;
+    for (int b = 0; b < 256; b++) {
+        static const char hex[] = "0123456789ABCDEF";
+        char name[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        info->spm_bpe_missing_bytes += text_index_get(&x, name, 6) < 0;
+    }
     if (unk) {
         v->hf.unk_id = text_index_get(&x, unk, unk_len);
         if (v->hf.unk_id >= 0) v->types[v->hf.unk_id] = QF_TOKEN_UNKNOWN;
     }
     char *buf = malloc(max_len + 2);
     if (!buf) { rc = qf_set_err(err, QF_ENOMEM, "out of memory"); goto done; }
-    *unmerged = count_unmerged(v, &x, &mx, buf);
+    info->spm_bpe_unmerged = count_unmerged(v, &x, &mx, buf);
     free(buf);
 done:
     free(cat);
@@ -1074,7 +1080,7 @@ static int bpe_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err
     char *unk = NULL;
     size_t unk_len = 0;
     if ((rc = get_str_member(j, model, "unk_token", &unk, &unk_len, err))) return rc;
-    rc = spm_bpe_scores(v, unk, unk_len, &info->spm_bpe_unmerged, err);
+    rc = spm_bpe_scores(v, unk, unk_len, info, err);
     free(unk);
     return rc;
 }

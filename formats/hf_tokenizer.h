@@ -55,6 +55,10 @@ typedef struct qf_hf_tokenizer_info {
      * pair where HF does not, so with any of them the GGUF may tokenize some
      * text differently from HF (docs/tokenizers.md). */
     uint32_t spm_bpe_unmerged;
+    /* tokenizer.json SentencePiece-style BPE: how many of the 256 <0xXX>
+     * byte tokens are missing (llama.cpp aborts on a character outside a
+     * vocabulary that lacks them; HF gives unk). */
+    uint32_t spm_bpe_missing_bytes;
 } qf_hf_tokenizer_info;
 
 /* Like qf_vocab_from_hf_dir; `info` may be NULL. */

@@ -68,6 +68,31 @@ if need_data json-only "$HF" && need_data json-only "$TXT"; then
     fail unmerged-warning "stderr: $(cat "$TMP/e3" "$TMP/e4" 2>/dev/null | head -3)"
   fi
 
+  # --- no <0xXX> byte tokens (renamed, byte_fallback off): convert warns that llama.cpp aborts
+  # on unknown characters; qforge-verify on the directory gives unk as HF does and runs
+  if command -v python3 >/dev/null 2>&1; then
+    mkdir -p "$TMP/nob"
+    for f in config.json model.safetensors tokenizer_config.json; do ln -s "$src/$f" "$TMP/nob/$f"; done
+    python3 - "$src/tokenizer.json" "$TMP/nob/tokenizer.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1], encoding='utf-8'))
+j['model']['vocab'] = {('<b%s>' % k[3:5] if k.startswith('<0x') and len(k) == 6 else k): i
+                       for k, i in j['model']['vocab'].items()}
+j['model']['byte_fallback'] = False
+json.dump(j, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=False)
+EOF
+    for i in $(seq 1 400); do printf 'Lily saw \xe6\x9d\xb1\xe4\xba\xac and a \xf0\x9f\x98\x80 dog.\n'; done >"$TMP/u.txt"
+    if "$C" "$TMP/nob" -o "$TMP/nob.gguf" 2>"$TMP/e5" &&
+       grep -Eq '^qforge-convert: warning: .*tokenizer\.json: 256 of the 256 <0xXX> byte tokens are missing' "$TMP/e5" &&
+       "$V" "$TMP/nob" -f "$TMP/u.txt" -c 64 --chunks 1 --quiet >/dev/null 2>"$TMP/e6"; then
+      pass no-byte-tokens
+    else
+      fail no-byte-tokens "$(cat "$TMP/e5" "$TMP/e6" 2>/dev/null | head -3)"
+    fi
+  else
+    skip no-byte-tokens "python3 not found (used to edit tokenizer.json)"
+  fi
+
   # --- tied embeddings stored only as lm_head.weight
   if ! command -v python3 >/dev/null 2>&1; then
     skip tied-lm-head "python3 not found (used to rename a safetensors tensor)"

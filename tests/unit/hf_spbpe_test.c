@@ -487,6 +487,7 @@ static void test_vocab_layout(qf_test *t) {
     printf("  trained fixture: %d tokens, %d merges, %u token pairs without a merge line\n", f.n_tok, f.n_merges,
            info.spm_bpe_unmerged);
     CHECK(t, strcmp(v.model, "llama") == 0 && strcmp(v.pre, "default") == 0, "model %s pre %s", v.model, v.pre);
+    CHECK(t, info.spm_bpe_missing_bytes == 0, "missing byte tokens %u", info.spm_bpe_missing_bytes);
     CHECK(t, v.n_tokens == 512 && (int)v.n_merges == f.n_merges, "tokens %u merges %u", v.n_tokens, v.n_merges);
     CHECK(t, v.hf.enabled && v.hf.byte_fallback && v.hf.fuse_unk && v.hf.prepend == QF_HF_PREPEND_ALWAYS && !v.hf.split,
           "hf flags");
@@ -625,6 +626,7 @@ static void test_unmerged_pair_limit(qf_test *t) {
     qf_err err = {0};
     REQUIRE(t, qf_vocab_from_hf_dir_ex(&v, dir, &info, &err) == 0, "%s", err.msg);
     CHECK(t, info.spm_bpe_unmerged == 2, "unmerged pairs %u (want 2: ▁a+b, ▁+ab)", info.spm_bpe_unmerged);
+    CHECK(t, info.spm_bpe_missing_bytes == 256, "missing byte tokens %u", info.spm_bpe_missing_bytes);
     ids want = {0};
     ref_encode(&f, "ab", 2, &want);
     CHECK(t, want.n == 2 && want.p[0] == 6 && want.p[1] == 5, "HF: ab -> [▁a, b]");
