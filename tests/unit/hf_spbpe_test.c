@@ -49,7 +49,8 @@ typedef struct fixture {
     int n_added;
     int bytes;               /* <0xXX> tokens present, byte_fallback */
     int fuse_unk;
-    int metaspace;           /* Metaspace pre-tokenizer (split, prepend always) instead of the normalizer */
+    int metaspace;           /* Metaspace pre-tokenizer instead of the normalizer: 1 split + prepend
+                              * always, 2 no split + prepend first (transformers' legacy=false Llama) */
 } fixture;
 
 static const char *const k_corpus[] = {
@@ -218,9 +219,12 @@ static void fx_write(const fixture *f, const char *dir) {
                     "\"special\": %s}", f->added_special[i] ? "true" : "false");
     }
     fputs("],\n", fp);
-    if (f->metaspace)
+    if (f->metaspace == 1)
         fputs(" \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"" SP "\", "
               "\"prepend_scheme\": \"always\", \"split\": true},\n", fp);
+    else if (f->metaspace == 2)
+        fputs(" \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"" SP "\", "
+              "\"prepend_scheme\": \"first\", \"split\": false},\n", fp);
     else
         fputs(" \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"" SP "\"}, "
               "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"" SP "\"}]},\n"
@@ -319,12 +323,13 @@ static void ref_word(const fixture *f, const char *w, ids *out) {
     }
 }
 
-/* A piece of text between added tokens. */
-static void ref_piece(const fixture *f, const char *s, size_t len, ids *out) {
+/* A piece of text between added tokens (`first`: it starts the text). */
+static void ref_piece(const fixture *f, const char *s, size_t len, int first, ids *out) {
     if (len == 0) return;
     int lead = s[0] == ' ';
-    char *norm = normalize(s, len, f->metaspace ? !lead : 1);
-    if (!f->metaspace) {
+    int prepend = f->metaspace == 0 ? 1 : f->metaspace == 1 ? !lead : first && !lead;
+    char *norm = normalize(s, len, prepend);
+    if (f->metaspace != 1) {
         ref_word(f, norm, out);
     } else {
         /* Metaspace split: every "▁" starts a word */
@@ -358,12 +363,12 @@ static void ref_encode(const fixture *f, const char *s, size_t len, ids *out) {
             if (l <= len - i && memcmp(s + i, all[a], l) == 0 && l > hl) { hit = a; hl = l; }
         }
         if (hit < 0) { i++; continue; }
-        ref_piece(f, s + start, i - start, out);
+        ref_piece(f, s + start, i - start, start == 0, out);
         ids_add(out, id[hit]);
         i += hl;
         start = i;
     }
-    ref_piece(f, s + start, len - start, out);
+    ref_piece(f, s + start, len - start, start == 0, out);
 }
 
 /* ---------------- test text ---------------- */
@@ -536,7 +541,7 @@ static void test_vocab_layout(qf_test *t) {
 /* HF directory: qforge's tokenizer == the reference, per layout. */
 static void test_hf_dir_matches_reference(qf_test *t) {
     static const struct { const char *name; int bytes, fuse, meta; } layouts[] = {
-        {"bytes", 1, 1, 0}, {"unk-fused", 0, 1, 0}, {"unk-each", 0, 0, 0}, {"metaspace", 1, 1, 1},
+        {"bytes", 1, 1, 0}, {"unk-fused", 0, 1, 0}, {"unk-each", 0, 0, 0}, {"metaspace", 1, 1, 1}, {"metaspace-first", 1, 1, 2},
     };
     cases c;
     build_cases(&c);
@@ -549,6 +554,10 @@ static void test_hf_dir_matches_reference(qf_test *t) {
         fx_write(&f, dir);
         qf_vocab v;
         if (load_hf(t, dir, &v)) {
+            static const int want_prepend[] = {QF_HF_PREPEND_ALWAYS, QF_HF_PREPEND_META, QF_HF_PREPEND_META_FIRST};
+            CHECK(t, v.hf.enabled && v.hf.byte_fallback == layouts[l].bytes && v.hf.fuse_unk == layouts[l].fuse &&
+                         v.hf.split == (layouts[l].meta == 1) && v.hf.prepend == want_prepend[layouts[l].meta],
+                  "%s: options read from tokenizer.json", layouts[l].name);
             size_t n_ids = 0;
             int bad = compare_qforge(t, &f, &v, &c, &n_ids);
             CHECK(t, bad == 0, "%s: %d of %d cases differ", layouts[l].name, bad, c.n);
