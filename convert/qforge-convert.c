@@ -17,6 +17,12 @@
 static const char *prog = PROG;
 
 static void usage(FILE *fp) {
+    char archs[1024];
+    size_t o = 0;
+    const qf_arch *a;
+    archs[0] = 0;
+    for (size_t i = 0; (a = qf_hf_arch_at(i)) && o < sizeof archs; i++)
+        o += (size_t)snprintf(archs + o, sizeof archs - o, "  %-24s -> %s\n", a->hf_class, a->gguf_arch);
     fprintf(fp,
             "usage: %s MODEL_DIR -o OUT.gguf [options]\n"
             "\n"
@@ -54,7 +60,9 @@ static void usage(FILE *fp) {
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "\n"
-            "supported architectures: %s\n"
+            "supported architectures (config.json \"architectures\" -> GGUF general.architecture;\n"
+            "docs/convert.md lists what differs between them):\n"
+            "%s"
             "\n"
             "memory: streaming. Tensors are read (read(), not mapped) in chunks of <= 256 KiB\n"
             "of source into one buffer and converted into one output buffer of <= 256 KiB;\n"
@@ -64,7 +72,7 @@ static void usage(FILE *fp) {
             "in practice a few MiB + tokenizer and metadata, whatever the model size\n"
             "(measured 6-7 MiB converting a 2.2 GB TinyLlama-1.1B-shaped model).\n"
             "exit status: 0 ok, 1 error (no output file is left behind), 2 usage error.\n",
-            prog, qf_arch_supported_list());
+            prog, archs);
 }
 
 typedef struct progress_state {
