@@ -133,4 +133,66 @@ for pre in tekken deepseek-v3; do
   b=$("$V" "$TMP/$pre.gguf" -f "$TMP/pre.txt" -c 64 -t 1 2>&1 | grep '^perplexity')
   if [ -n "$a" ] && [ "$a" = "$b" ]; then pass "$pre-peer-tokens"; else fail "$pre-peer-tokens" "llama.cpp ids '$a', ours '$b'"; fi
 done
+
+# --- model card and named chat templates (gguf-py Metadata, GGUFWriter.add_chat_template)
+d=$TMP/qwen-card
+cp -r "$TMP/qwen" "$d"
+cat >"$d/README.md" <<'CARD'
+---
+license: apache-2.0
+language:
+- en
+- fr
+tags:
+  - text-generation
+pipeline_tag: text-generation
+datasets: [HuggingFaceFW/fineweb-edu]
+base_model: Qwen/Qwen2.5-0.5B-Instruct
+model_creator: Jane Doe
+---
+# Tiny
+CARD
+perl -0pi -e 's/"chat_template": "(?:[^"\\]|\\.)*"/"chat_template": [{"name": "default", "template": "{{ d }}"}, {"name": "tool_use", "template": "{{ t }}"}, {"name": "rag v2", "template": "{{ r }}"}]/' \
+  "$d/tokenizer_config.json"
+if "$C" "$d" -o "$TMP/card.gguf" --quiet 2>"$TMP/card.err"; then
+  "$I" "$TMP/card.gguf" --json >"$TMP/card.json"
+  kv() { grep -F "\"$1\": " "$TMP/card.json" | head -1 | sed 's/^ *"[^"]*": //; s/,$//'; }
+  ok=1 why=
+  while IFS='|' read -r k v; do
+    got=$(kv "$k")
+    if [ "$got" != "$v" ]; then ok=0 why="$why $k='$got'"; fi
+  done <<'WANT'
+general.author|{"type": "string", "value": "Jane Doe"}
+general.license|{"type": "string", "value": "apache-2.0"}
+general.base_model.count|{"type": "uint32", "value": 1}
+general.base_model.0.name|{"type": "string", "value": "Qwen2.5 0.5B Instruct"}
+general.base_model.0.organization|{"type": "string", "value": "Qwen"}
+general.base_model.0.repo_url|{"type": "string", "value": "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct"}
+general.dataset.count|{"type": "uint32", "value": 1}
+general.dataset.0.name|{"type": "string", "value": "Fineweb Edu"}
+general.tags|{"type": "array", "value": {"type": "array", "elem_type": "string", "count": 2, "head": ["text-generation", "text-generation"]}}
+general.languages|{"type": "array", "value": {"type": "array", "elem_type": "string", "count": 2, "head": ["en", "fr"]}}
+tokenizer.chat_template.tool_use|{"type": "string", "value": "{{ t }}"}
+tokenizer.chat_template.rag_v2|{"type": "string", "value": "{{ r }}"}
+tokenizer.chat_templates|{"type": "array", "value": {"type": "array", "elem_type": "string", "count": 2, "head": ["tool_use", "rag_v2"]}}
+tokenizer.chat_template|{"type": "string", "value": "{{ d }}"}
+WANT
+  if [ $ok = 1 ]; then pass card-metadata; else fail card-metadata "$why"; fi
+  # gguf-py's key order: the named templates, their list, then the default template
+  order=$(grep -oE '"tokenizer\.chat_template[s.a-z_0-9]*"' "$TMP/card.json" | tr -d '"' | tr '\n' ' ')
+  if [ "$order" = "tokenizer.chat_template.tool_use tokenizer.chat_template.rag_v2 tokenizer.chat_templates tokenizer.chat_template " ]; then
+    pass chat-template-order
+  else fail chat-template-order "$order"; fi
+  # general.* order: author right after name, the card's keys after size_label
+  gorder=$(grep -oE '"general\.[a-z_.0-9]*"' "$TMP/card.json" | tr -d '"' | head -8 | tr '\n' ' ')
+  if [ "$gorder" = "general.architecture general.type general.name general.author general.size_label general.license general.base_model.count general.base_model.0.name " ]; then
+    pass card-key-order
+  else fail card-key-order "$gorder"; fi
+else
+  fail card-metadata "$(cat "$TMP/card.err")"
+fi
+# no README and a plain template: none of these keys
+if "$I" "$TMP/plain.gguf" --json | grep -qE '"general\.(author|license|tags|languages|base_model)|chat_templates'; then
+  fail card-absent "keys written without a model card"
+else pass card-absent; fi
 finish
