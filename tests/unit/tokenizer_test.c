@@ -532,6 +532,55 @@ static void build_cases(cases *c) {
  * llama-tokenize in one run; its ids are split at the separator again. */
 #define PEER_SEP "\x01qforge-separator\x01"
 
+/* GPT-2's byte-to-symbol map (bytes_to_unicode): printable Latin-1 bytes
+ * stand for themselves, the others for U+0100 onwards in byte order. */
+static size_t byte_level(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned b = (unsigned char)s[i], cp = b;
+        if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174))) {
+            unsigned k = 0;
+            for (unsigned x = 0; x < b; x++)
+                if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174))) k++;
+            cp = 256 + k;
+        }
+        o += qf_utf8_encode(cp, out + o);
+    }
+    out[o] = 0;
+    return o;
+}
+
+/* Byte-level tokens for the words (and " word") of the fixed strings that the
+ * vocabulary lacks. A pre-tokenizer with ignore_merges (llama-bpe, tekken)
+ * emits a piece that is a whole token as that token, so these make the
+ * pieces' boundaries visible in the ids: "ÄBC" cut as Ä|BC is two tokens or
+ * more, kept whole it is one. Returns how many (malloc'd) went into out. */
+static size_t word_tokens(const qf_vocab *v, char **out, size_t cap) {
+    size_t n = 0;
+    for (size_t k = 0; k < sizeof k_fixed / sizeof k_fixed[0]; k++) {
+        const char *s = k_fixed[k];
+        for (size_t i = 0; s[i];) {
+            while (s[i] == ' ' || s[i] == '\n') i++;
+            size_t j = i;
+            while (s[j] && s[j] != ' ' && s[j] != '\n') j++;
+            for (int lead = 0; lead < 2 && j > i && n < cap; lead++) {
+                size_t a = lead && i > 0 && s[i - 1] == ' ' ? i - 1 : i;
+                if (lead && a == i) continue;
+                char buf[512];
+                if ((j - a) * 2 + 1 > sizeof buf) continue;
+                size_t bl = byte_level(s + a, j - a, buf);
+                int seen = 0;
+                for (uint32_t id = 0; id < v->n_tokens && !seen; id++)
+                    seen = v->token_lens[id] == bl && memcmp(v->tokens[id], buf, bl) == 0;
+                for (size_t m = 0; m < n && !seen; m++) seen = strcmp(out[m], buf) == 0;
+                if (!seen && (out[n] = strdup(buf))) n++;
+            }
+            i = j;
+        }
+    }
+    return n;
+}
+
 static int write_peer_vocab(qf_test *t, const char *src_rel, const char *pre, const char *out, int32_t *sep_id) {
     char src[1024];
     if (!qf_test_data(t, src_rel, src, sizeof src)) return 0;
@@ -541,22 +590,33 @@ static int write_peer_vocab(qf_test *t, const char *src_rel, const char *pre, co
     if (gguf_open(&f, src, &err)) { CHECK(t, 0, "%s", err.msg); return 0; }
     int rc = qf_vocab_from_gguf(&v, &f, &err);
     if (rc) { CHECK(t, 0, "%s", err.msg); gguf_close(&f); return 0; }
-    /* append the separator as a USER_DEFINED token */
-    uint32_t n = v.n_tokens;
-    char **toks = realloc(v.tokens, (n + 1) * sizeof *toks);
+    /* append the separator as a USER_DEFINED token and, for byte-level
+     * vocabularies, whole-word tokens (see word_tokens) */
+    char *words[512];
+    size_t n_words = strcmp(v.model, "gpt2") == 0 ? word_tokens(&v, words, 512) : 0;
+    uint32_t n = v.n_tokens, add = 1 + (uint32_t)n_words;
+    char **toks = realloc(v.tokens, (n + add) * sizeof *toks);
     if (toks) v.tokens = toks;
-    uint32_t *lens = realloc(v.token_lens, (n + 1) * sizeof *lens);
+    uint32_t *lens = realloc(v.token_lens, (n + add) * sizeof *lens);
     if (lens) v.token_lens = lens;
-    int32_t *types = realloc(v.types, (n + 1) * sizeof *types);
+    int32_t *types = realloc(v.types, (n + add) * sizeof *types);
     if (types) v.types = types;
-    float *scores = v.scores ? realloc(v.scores, (n + 1) * sizeof *scores) : NULL;
+    float *scores = v.scores ? realloc(v.scores, (n + add) * sizeof *scores) : NULL;
     if (scores) v.scores = scores;
     if (!toks || !lens || !types || (v.scores && !scores)) {
         CHECK(t, 0, "out of memory");
+        for (size_t i = 0; i < n_words; i++) free(words[i]);
         qf_vocab_free(&v);
         gguf_close(&f);
         return 0;
     }
+    for (size_t i = 0; i < n_words; i++) {
+        v.tokens[n + i] = words[i];
+        v.token_lens[n + i] = (uint32_t)strlen(words[i]);
+        v.types[n + i] = QF_TOKEN_NORMAL;
+        if (v.scores) v.scores[n + i] = 0.0f;
+    }
+    n += (uint32_t)n_words;
     v.tokens[n] = strdup(PEER_SEP);
     v.token_lens[n] = (uint32_t)strlen(PEER_SEP);
     v.types[n] = QF_TOKEN_USER_DEFINED;
