@@ -67,8 +67,6 @@ static void usage(FILE *fp) {
             prog, qf_arch_supported_list());
 }
 
-static int parse_size(const char *s, uint64_t *out) { return qf_parse_size(s, out); }
-
 typedef struct progress_state {
     double t0;
     int active;
@@ -110,7 +108,7 @@ int main(int argc, char **argv) {
             o.outtype = (qf_outtype)t;
         } else if (!strcmp(a, "--split-max-size")) {
             NEED_VAL();
-            if (parse_size(val, &o.split_max_size))
+            if (qf_parse_size(val, &o.split_max_size))
                 return qf_cli_usage(PROG, "--split-max-size: expected a size of at least 1 byte (e.g. 4G, 500M), not '%s'", val);
         } else if (!strcmp(a, "--model-name")) {
             NEED_VAL();
