@@ -123,6 +123,13 @@ for pre in tekken deepseek-v3; do
   cp -r "$TMP/qwen" "$d"
   NEWRX=$TMP/$pre.rx perl -0pi -e 'BEGIN { open F, "<", $ENV{NEWRX}; local $/; $n = <F>; chomp $n }
     s/\{"type": "Split", "pattern": \{"Regex": "(?:[^"\\]|\\.)*"\}[^}]*\}/$n/' "$d/tokenizer.json"
+  if [ "$pre" = tekken ]; then
+    # whole-word tokens (ids 500..507 renamed): tekken skips BPE for a piece that is a token, so
+    # its cuts show in the ids ("iPhone" is i|Phone, " brownFox" is " brown"|Fox, " ÄBC" is " Ä"|BC)
+    perl -pi -e 's/^(\s*)"(?:[^"\\]|\\.)*": (50[0-7]),/$1 . {500 => q("iPhone"), 501 => q("\\u0120HELLOworld"),
+      502 => q("\\u0120\\u00c3\\u0126BC"), 503 => q("Phone"), 504 => q("\\u0120QUICK"), 505 => q("\\u0120brownFox"),
+      506 => q("Fox"), 507 => q("\\u0120brown")}->{$2} . ": $2,"/e' "$d/tokenizer.json"
+  fi
   if ! "$C" "$d" -o "$TMP/$pre.gguf" --quiet 2>"$TMP/pre.err"; then fail "$pre-convert" "$(cat "$TMP/pre.err")"; continue; fi
   got=$("$I" "$TMP/$pre.gguf" | sed -n 's/^ *tokenizer.ggml.pre: string "\(.*\)"$/\1/p')
   if [ "$got" = "$pre" ]; then pass "$pre-convert"; else fail "$pre-convert" "tokenizer.ggml.pre '$got'"; continue; fi
@@ -132,6 +139,10 @@ for pre in tekken deepseek-v3; do
   a=$("$V" "$TMP/$pre.gguf" --tokens "$TMP/$pre.ids" -c 64 -t 1 2>&1 | grep '^perplexity')
   b=$("$V" "$TMP/$pre.gguf" -f "$TMP/pre.txt" -c 64 -t 1 2>&1 | grep '^perplexity')
   if [ -n "$a" ] && [ "$a" = "$b" ]; then pass "$pre-peer-tokens"; else fail "$pre-peer-tokens" "llama.cpp ids '$a', ours '$b'"; fi
+  # verify on the Hugging Face directory itself tokenizes the same way
+  a=$("$V" "$d" --tokens "$TMP/$pre.ids" -c 64 -t 1 2>&1 | grep '^perplexity')
+  b=$("$V" "$d" -f "$TMP/pre.txt" -c 64 -t 1 2>&1 | grep '^perplexity')
+  if [ -n "$a" ] && [ "$a" = "$b" ]; then pass "$pre-hf-dir-tokens"; else fail "$pre-hf-dir-tokens" "llama.cpp ids '$a', ours '$b'"; fi
 done
 
 # --- model card and named chat templates (gguf-py Metadata, GGUFWriter.add_chat_template)
