@@ -95,6 +95,11 @@ for d in pt1 pt2; do
   expect_exit "$d-inspect" 1 "$RE" -- "$I" "$TMP/$d"
   if [ -e "$TMP/x.gguf" ] || [ -e "$TMP/x.imatrix" ]; then fail "$d-no-output" "an output was written"; else pass "$d-no-output"; fi
 done
+# the .bin file itself named where a GGUF or checkpoint is expected
+F=$TMP/pt1/pytorch_model.bin
+expect_exit pt-file-quantize 1 "looks like a PyTorch checkpoint: give a GGUF file or a safetensors" -- "$Q" "$F" "$TMP/x.gguf" Q8_0
+expect_exit pt-file-verify 1 "looks like a PyTorch checkpoint: give a GGUF file or a safetensors" -- "$V" "$F" --generate 2
+expect_exit pt-file-inspect 1 "a PyTorch checkpoint, not safetensors; qforge reads safetensors only" -- "$I" "$F"
 # the error lines: exactly one "error:" line per tool
 n=$("$C" "$TMP/pt1" -o "$TMP/x.gguf" 2>&1 | grep -c 'error:')
 if [ "$n" = 1 ]; then pass pt-one-line; else fail pt-one-line "$n error lines"; fi
