@@ -4,7 +4,7 @@
  *   - \s is the Unicode White_Space property (std::regex sees ASCII white
  *     space, and llama.cpp rewrites every non-ASCII White_Space code point to
  *     U+000B before matching);
- *   - \p{L}, \p{N}, \p{P} are the General_Category major classes;
+ *   - \p{L}, \p{N}, \p{P}, \p{M}, \p{S} are the General_Category major classes;
  *   - literal code point classes (deepseek ranges) are tested on the text
  *     after that White_Space rewrite, so e.g. U+3000 never matches "　-。".
  * Matching is leftmost-first, like ECMAScript regex search: at each start
@@ -26,8 +26,8 @@ enum rule_kind {
                          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+   (D = digits) */
     RULE_CLASS,       /* <prefix>?<class><rep> */
     RULE_TRAILING_WS, /* \s+$ */
-    RULE_TEKKEN,      /* llama.cpp's rewrite of tekken's regex, see split_tekken */
-    RULE_DEEPSEEK3,   /* deepseek-v3's third regex, see split_deepseek3 */
+    RULE_TEKKEN,      /* llama.cpp's rewrite of tekken's regex, see match_tekken */
+    RULE_DEEPSEEK3,   /* deepseek-v3's third regex, see match_deepseek3 */
 };
 
 enum char_class {
