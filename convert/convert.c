@@ -30,6 +30,7 @@
 #include "qf_util.h"
 #include "codecs.h"
 #include "hf_cache.h"
+#include "model_card.h"
 #include "safetensors.h"
 #include "vocab.h"
 
@@ -111,6 +112,8 @@ typedef struct conv {
     /* general.* */
     char name[256], version[256], org[256], finetune[256], basename[256], size_label[256];
     int has_version, has_org, has_finetune, has_basename, has_size_label;
+    qf_model_card card; /* README.md front matter */
+    qf_card_meta meta;  /* the general.* values it gives */
 } conv;
 
 /* ---------------- small helpers ---------------- */
@@ -521,8 +524,32 @@ static void take_components(conv *c, const qf_model_id *m) {
 #undef TAKE
 }
 
+/* The model card's values come first (gguf-py applies them before the
+ * _name_or_path and directory heuristics, which only fill what is unset). */
+static int card_components(conv *c) {
+    int rc = qf_model_card_load(&c->card, c->o->model_dir, c->err);
+    if (!rc) rc = qf_card_meta_from(&c->meta, &c->card, (int64_t)c->n_params, c->err);
+    if (rc) return rc;
+    const qf_card_meta *m = &c->meta;
+    if (m->name) snprintf(c->name, sizeof c->name, "%.255s", m->name);
+#define CARD(field, src)                                                   \
+    if (m->src) {                                                          \
+        snprintf(c->field, sizeof c->field, "%.255s", m->src);             \
+        c->has_##field = 1;                                                \
+    }
+    CARD(version, version)
+    CARD(org, organization)
+    CARD(finetune, finetune)
+    CARD(basename, basename)
+    CARD(size_label, size_label)
+#undef CARD
+    return 0;
+}
+
 static int name_model(conv *c) {
     int have_name = 0;
+    int rc = card_components(c);
+    if (rc) return rc;
     /* config.json _name_or_path when it looks like "org/model" (at most one '/') */
     int t = qf_json_find(&c->cfg, 0, "_name_or_path");
     char id[512];
@@ -695,6 +722,7 @@ static int write_vocab(conv *c, gguf_writer *w) {
     if (v->add_eos >= 0 &&
         (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos), "tokenizer.ggml.add_eos_token")))
         return rc;
+    if ((rc = qf_write_named_chat_templates(c->o->model_dir, w, c->err))) return rc;
     if (v->chat_template &&
         (rc = wr(c, gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template), "tokenizer.chat_template")))
         return rc;
@@ -726,15 +754,21 @@ static int write_all_kv(conv *c, gguf_writer *w) {
     if (early && (rc = early(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.type", "model"), "general.type"))) return rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.name", c->name), "general.name"))) return rc;
+    if (c->meta.author && (rc = wr(c, gguf_writer_set_str(w, "general.author", c->meta.author), "general.author")))
+        return rc;
     if (c->has_version && (rc = wr(c, gguf_writer_set_str(w, "general.version", c->version), "general.version"))) return rc;
     if (c->has_org && (rc = wr(c, gguf_writer_set_str(w, "general.organization", c->org), "general.organization"))) return rc;
     if (c->has_finetune && (rc = wr(c, gguf_writer_set_str(w, "general.finetune", c->finetune), "general.finetune")))
         return rc;
     if (c->has_basename && (rc = wr(c, gguf_writer_set_str(w, "general.basename", c->basename), "general.basename")))
         return rc;
+    if (c->meta.description &&
+        (rc = wr(c, gguf_writer_set_str(w, "general.description", c->meta.description), "general.description")))
+        return rc;
     if (c->has_size_label &&
         (rc = wr(c, gguf_writer_set_str(w, "general.size_label", c->size_label), "general.size_label")))
         return rc;
+    if ((rc = qf_card_meta_write(&c->meta, w, c->err))) return rc;
     qf_arch_own_params_hook own = qf_arch_own_params(c->arch);
     if (own) {
         if ((rc = own(c->arch, &c->cfg, &c->hp, c->file_type, w, c->err))) return rc;
@@ -1171,6 +1205,8 @@ cleanup:
     }
     free(c->t);
     if (c->has_vocab) qf_vocab_free(&c->vocab);
+    qf_card_meta_free(&c->meta);
+    qf_model_card_free(&c->card);
     if (c->has_st) st_close(&c->st);
     if (c->has_cfg) qf_json_free(&c->cfg);
     free(c->cfg_path);

@@ -533,15 +533,38 @@ done:
 
 /* ---------------- byte-level BPE path ---------------- */
 
+/* A Split regex as text with line breaks spelled \r and \n (tokenizer.json
+ * files write them either way: as JSON escapes of the characters, or as the
+ * regex escapes). */
+static void regex_canon(const char *src, char *dst, size_t cap) {
+    size_t o = 0;
+    for (; *src && o + 3 < cap; src++) {
+        if (*src == '\r' || *src == '\n') {
+            dst[o++] = '\\';
+            dst[o++] = *src == '\r' ? 'r' : 'n';
+        } else {
+            dst[o++] = *src;
+        }
+    }
+    dst[o] = 0;
+}
+
+#define MAX_SPLITS 4
+
 static int bpe_detect_pre(const qf_json *j, const char *path, char *pre, size_t pre_cap, qf_hf_tokenizer_info *info,
                           qf_err *err) {
-    static const struct { const char *regex, *pre; } known[] = {
+    /* The Split regexes (in order) of the pre-tokenizers llama.cpp names
+     * (convert_hf_to_gguf.py tells them apart by hashing a tokenization). */
+    static const struct { const char *pre; int n; const char *regex[MAX_SPLITS]; } known[] = {
         /* Llama 3 (tiktoken cl100k-style, digits in groups of 1-3) */
-        {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-         "llama-bpe"},
+        {"llama-bpe", 1, {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
         /* Qwen 2 / 2.5 / 3 (single digits) */
-        {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-         "qwen2"},
+        {"qwen2", 1, {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+        /* Mistral Nemo and later Mistral releases (tekken) */
+        {"tekken", 1, {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+        /* DeepSeek V3 / R1: digits, then CJK ideographs and kana ([一-龥぀-ゟ゠-ヿ]+), then words */
+        {"deepseek-v3", 3, {"\\p{N}{1,3}", "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+",
+                            "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
     };
     int pt = qf_json_find(j, 0, "pre_tokenizer");
     if (pt < 0 || qf_json_type_of(j, pt) != QF_JSON_OBJECT)
@@ -562,12 +585,13 @@ static int bpe_detect_pre(const qf_json *j, const char *path, char *pre, size_t 
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer ByteLevel without regex", path);
     }
     if (strcmp(type, "Sequence") != 0)
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer type '%s' (supported: llama-bpe, qwen2, gpt-2)",
+        return qf_set_err(err, QF_EUNSUPPORTED,
+                          "%s: unknown pre-tokenizer type '%s' (supported: llama-bpe, qwen2, tekken, deepseek-v3, gpt-2)",
                           path, type);
     int seq = qf_json_find(j, pt, "pretokenizers");
     qf_json_iter it;
     int el;
-    char regex[512] = "";
+    char regex[MAX_SPLITS][512];
     int has_bytelevel = 0, n_split = 0;
     if (seq < 0 || qf_json_iter_begin(&it, j, seq))
         return qf_set_err(err, QF_EFORMAT, "%s: pre_tokenizer Sequence without pretokenizers", path);
@@ -578,24 +602,32 @@ static int bpe_detect_pre(const qf_json *j, const char *path, char *pre, size_t 
         if (strcmp(et, "ByteLevel") == 0) {
             has_bytelevel = 1;
         } else if (strcmp(et, "Split") == 0) {
+            char raw[512];
             int rx = qf_json_find_path(j, el, "pattern", "Regex", NULL);
-            n_split++;
-            if (rx < 0 || qf_json_get_string_buf(j, rx, regex, sizeof regex, NULL, NULL))
+            if (rx < 0 || qf_json_get_string_buf(j, rx, raw, sizeof raw, NULL, NULL))
                 return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer (Split without a regex)", path);
+            if (n_split == MAX_SPLITS)
+                return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer (more than %d Split steps)", path,
+                                  MAX_SPLITS);
+            regex_canon(raw, regex[n_split++], sizeof regex[0]);
         } else {
-            return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer step '%s' (supported: llama-bpe, qwen2, gpt-2)",
+            return qf_set_err(err, QF_EUNSUPPORTED,
+                              "%s: unknown pre-tokenizer step '%s' (supported: llama-bpe, qwen2, tekken, deepseek-v3, gpt-2)",
                               path, et);
         }
     }
-    if (info) snprintf(info->pre_regex, sizeof info->pre_regex, "%s", regex);
-    if (has_bytelevel && n_split == 1)
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            if (strcmp(regex, known[i].regex) == 0) {
-                snprintf(pre, pre_cap, "%s", known[i].pre);
-                return 0;
-            }
-    return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer (split regex '%s'); supported: llama-bpe, qwen2, gpt-2",
-                      path, regex);
+    if (info) snprintf(info->pre_regex, sizeof info->pre_regex, "%s", n_split ? regex[n_split - 1] : "");
+    for (size_t i = 0; has_bytelevel && i < sizeof known / sizeof known[0]; i++) {
+        int same = known[i].n == n_split;
+        for (int k = 0; same && k < n_split; k++) same = strcmp(regex[k], known[i].regex[k]) == 0;
+        if (same) {
+            snprintf(pre, pre_cap, "%s", known[i].pre);
+            return 0;
+        }
+    }
+    return qf_set_err(err, QF_EUNSUPPORTED,
+                      "%s: unknown pre-tokenizer (split regex '%s'); supported: llama-bpe, qwen2, tekken, deepseek-v3, gpt-2",
+                      path, n_split ? regex[n_split - 1] : "");
 }
 
 /* "a b" from a merges entry: a string, or a [left, right] pair whose inner
