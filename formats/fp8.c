@@ -85,6 +85,38 @@ void qf_fp8_decode_row(const uint8_t *codes, float scale, float *out, int64_t n)
     for (int64_t i = 0; i < n; i++) out[i] = scale * t[codes[i]];
 }
 
+double qf_fp8_sqerr_row_ref(const float *x, float scale, int64_t n) {
+    const float *t = lut();
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)x[i] - (double)(scale * t[qf_f32_to_e4m3(x[i] / scale)]);
+        e += d * d;
+    }
+    return e;
+}
+
+double qf_fp8_sqerr_row(const float *x, float scale, int64_t n) {
+    int64_t i = 0;
+    double e = 0;
+#ifdef __AVX2__
+    const float *t = lut();
+    const __m256 s = _mm256_set1_ps(scale);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        __m256 q = _mm256_mul_ps(s, _mm256_i32gather_ps(t, e4m3_x8(_mm256_div_ps(xv, s)), 4));
+        __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), _mm256_cvtps_pd(_mm256_castps256_ps128(q)));
+        __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(q, 1)));
+        acc0 = _mm256_add_pd(acc0, _mm256_mul_pd(lo, lo));
+        acc1 = _mm256_add_pd(acc1, _mm256_mul_pd(hi, hi));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(acc0, acc1));
+    e = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+    return e + qf_fp8_sqerr_row_ref(x + i, scale, n - i);
+}
+
 void qf_fp8_fake_quant_row(float *x, float scale, int64_t n) {
     const float *t = lut();
     for (int64_t i = 0; i < n; i++) x[i] = scale * t[qf_f32_to_e4m3(x[i] / scale)];

@@ -96,6 +96,63 @@ static int scale_of(wctx *w, const char *what, st_dtype d, float amax, float *ou
     return 0;
 }
 
+/* Candidate k of a scale group whose largest |value| is amax: amax / 448 *
+ * 2^((k - MSE_BELOW) / MSE_PER_OCTAVE) rounded to dtype d; 0 if unusable. A
+ * factor below 1 saturates the largest values, above 1 moves every value to
+ * another point of E4M3's grid (an octave apart the grid repeats). */
+#define MSE_CANDIDATES 32
+#define MSE_PER_OCTAVE 32
+#define MSE_BELOW 16
+static float mse_candidate(st_dtype d, float amax, int k) {
+    float s = round_to(d, amax / QF_FP8_E4M3_MAX * exp2f((float)(k - MSE_BELOW) / MSE_PER_OCTAVE));
+    return s > 0 && isfinite(s) ? s : 0;
+}
+
+/* Second pass over L's rows: each scale group's squared round-trip error under
+ * every candidate; L->scale[g] becomes the least-error candidate (ties keep
+ * the amax scale, then the smaller k). Fails only when out of memory. */
+static int mse_scales(wctx *w, linear *L, const float *amax, size_t n) {
+    const qf_fp8_scheme sc = w->o->scheme;
+    const st_dtype d = L->src->dtype;
+    double *e = calloc(n * MSE_CANDIDATES, sizeof *e);
+    float *cand = malloc(n * MSE_CANDIDATES * sizeof *cand);
+    if (!e || !cand) {
+        free(e);
+        free(cand);
+        return qf_set_err(w->err, QF_ENOMEM, "out of memory");
+    }
+    for (size_t g = 0; g < n; g++)
+        for (int k = 0; k < MSE_CANDIDATES; k++) cand[g * MSE_CANDIDATES + k] = amax[g] > 0 ? mse_candidate(d, amax[g], k) : 0;
+    const int64_t seg = sc == QF_FP8_BLOCK ? FP8_BLOCK : L->n_in;
+    for (int64_t r = 0; r < L->n_out; r++) {
+        read_row(L->src, r, L->n_in, w->row);
+        for (int64_t c0 = 0; c0 < L->n_in; c0 += seg) {
+            int64_t m = L->n_in - c0 < seg ? L->n_in - c0 : seg;
+            size_t g = sc == QF_FP8_TENSOR ? 0 : sc == QF_FP8_CHANNEL ? (size_t)r : (size_t)((r / FP8_BLOCK) * L->nbc + c0 / FP8_BLOCK);
+            const float *cg = cand + g * MSE_CANDIDATES;
+            double *eg = e + g * MSE_CANDIDATES;
+            double v = 0;
+            for (int k = 0; k < MSE_CANDIDATES; k++) {
+                if (!(cg[k] > 0)) continue;
+                if (k == 0 || cg[k] != cg[k - 1]) v = qf_fp8_sqerr_row(w->row + c0, cg[k], m);
+                eg[k] += v;
+            }
+        }
+    }
+    for (size_t g = 0; g < n; g++) {
+        const float *cg = cand + g * MSE_CANDIDATES;
+        const double *eg = e + g * MSE_CANDIDATES;
+        if (!(amax[g] > 0) || cg[MSE_BELOW] != L->scale[g]) continue; /* all-zero group: scale 1 */
+        int best = MSE_BELOW;
+        for (int k = 0; k < MSE_CANDIDATES; k++)
+            if (cg[k] > 0 && eg[k] < eg[best]) best = k;
+        L->scale[g] = cg[best];
+    }
+    free(e);
+    free(cand);
+    return 0;
+}
+
 /* Pass over the rows of L: the weight scales of the chosen scheme. */
 static int compute_scales(wctx *w, linear *L) {
     const qf_fp8_scheme sc = w->o->scheme;
@@ -122,6 +179,7 @@ static int compute_scales(wctx *w, linear *L) {
     }
     int rc = 0;
     for (size_t k = 0; k < n && !rc; k++) rc = scale_of(w, L->src->name, L->src->dtype, amax[k], &L->scale[k]);
+    if (!rc && w->o->scale_mode == QF_FP8_SCALE_MSE) rc = mse_scales(w, L, amax, n);
     free(amax);
     return rc;
 }
