@@ -133,6 +133,18 @@ const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name,
     return NULL;
 }
 
+const qf_tensor_rule *qf_hf_map_gguf_tensor(const qf_hf_arch *a, const char *gguf_name, char *hf_name, size_t cap,
+                                            int64_t *bid) {
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        const qf_tensor_rule *r = &rules[i];
+        if ((r->only_if & a->flags) != r->only_if) continue;
+        if (!match_pattern(r->gguf, gguf_name, bid)) continue;
+        qf_hf_tensor_name(r, *bid, hf_name, cap);
+        return r;
+    }
+    return NULL;
+}
+
 int64_t qf_hf_dim_value(const qf_hf_hparams *hp, uint8_t dim) {
     switch (dim) {
     case QF_DIM_VOCAB: return hp->n_vocab;

@@ -81,6 +81,11 @@ const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n);
  * the rule; NULL if nothing matches. */
 const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
                                        int64_t *bid);
+/* The inverse: match a GGUF tensor name against the GGUF side of the rules
+ * of arch `a` (the first matching rule wins); writes the HF name. NULL if
+ * nothing matches. */
+const qf_tensor_rule *qf_hf_map_gguf_tensor(const qf_hf_arch *a, const char *gguf_name, char *hf_name, size_t cap,
+                                            int64_t *bid);
 /* The HF name of rule r for block bid (the inverse of qf_hf_map_tensor). */
 void qf_hf_tensor_name(const qf_tensor_rule *r, int64_t bid, char *buf, size_t cap);
 

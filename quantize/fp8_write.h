@@ -1,7 +1,9 @@
 /* fp8_write.h - write an FP8 checkpoint in the compressed-tensors
  * "float-quantized" layout vLLM loads (docs/formats.md, "FP8 checkpoints").
  *
- * From a Hugging Face directory (F32/F16/BF16 safetensors): every Linear
+ * From a Hugging Face directory (F32/F16/BF16 safetensors), or a GGUF of one
+ * in F32/F16/BF16 (tensors renamed back to their HF names, Q/K rows back in
+ * HF order; config.json and tokenizer files from hf_dir): every Linear
  * weight of the blocks (q, k, v, o, gate, up, down projections) becomes
  *   X.weight        F8_E4M3 [out, in], code = e4m3(W / scale) (RNE, saturating)
  *   X.weight_scale  source dtype; [1] (tensor), [out, 1] (channel) or
@@ -39,7 +41,9 @@ typedef enum qf_fp8_scale_mode {
 } qf_fp8_scale_mode;
 
 typedef struct qf_fp8_write_opts {
-    const char *in_dir;
+    const char *in_dir;           /* HF directory, or an F32/F16/BF16 GGUF file */
+    const char *hf_dir;           /* GGUF input: the HF directory whose config.json and
+                                   * tokenizer files go with it (the GGUF holds neither) */
     const char *out_dir;
     qf_fp8_scheme scheme;         /* weights: tensor, channel or block (128 x 128) */
     qf_fp8_scale_mode scale_mode; /* how each weight scale is chosen */

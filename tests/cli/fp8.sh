@@ -55,6 +55,17 @@ if OMP_NUM_THREADS=1 "$Q" "$D" "$TMP/D_dyn_channel_t1" FP8_DYNAMIC --quiet >/dev
    cmp -s "$TMP/D_dyn_channel/model.safetensors" "$TMP/D_dyn_channel_t1/model.safetensors"; then pass threads_same_bytes
 else fail threads_same_bytes "1-thread output differs"; fi
 
+# --- GGUF input: a lossless GGUF of the HF directory gives the same bytes ---
+for m in S:f32:channel D:bf16:channel D:bf16:block; do
+  IFS=: read -r v ot sch <<<"$m"; src=${!v}
+  g=$TMP/${v}_$ot.gguf
+  [ -f "$g" ] || "$C" "$src" -o "$g" --outtype "$ot" >/dev/null 2>&1
+  [ -d "$TMP/${v}_dyn_$sch" ] || continue
+  if err=$("$Q" "$g" "$TMP/${v}_gguf_$sch" FP8_DYNAMIC --fp8-scheme "$sch" --hf-dir "$src" --quiet 2>&1 >/dev/null) &&
+     diff -r "$TMP/${v}_dyn_$sch" "$TMP/${v}_gguf_$sch" >/dev/null; then pass "gguf_input_same_bytes_${v}_$sch"
+  else fail "gguf_input_same_bytes_${v}_$sch" "$err"; fi
+done
+
 # --- round trip: FP8 dir -> F32 GGUF holds scale * e4m3(code); same ppl ---
 for m in S_dyn_channel D_dyn_tensor D_dyn_block; do
   [ -d "$TMP/$m" ] || continue
@@ -144,6 +155,10 @@ if [ -e "$TMP/nan_out" ] || ls "$TMP" | grep -q '^nan_out.tmp'; then fail writer
 expect_exit writer_existing_dir 1 "already exists" -- "$Q" "$D" "$TMP/D_dyn_channel" FP8_DYNAMIC
 expect_exit writer_static_needs_calib 2 "needs --calib" -- "$Q" "$D" "$TMP/x1" FP8
 expect_exit writer_bad_scheme 2 "--fp8-scheme" -- "$Q" "$D" "$TMP/x2" FP8_DYNAMIC --fp8-scheme row
-expect_exit writer_gguf_input 1 "needs a Hugging Face checkpoint directory" -- "$Q" "$TMP/S_dyn_channel.gguf" "$TMP/x3" FP8_DYNAMIC
+expect_exit writer_gguf_needs_hf_dir 2 "needs --hf-dir" -- "$Q" "$TMP/S_dyn_channel.gguf" "$TMP/x3" FP8_DYNAMIC
+if "$C" "$S" -o "$TMP/S_q8.gguf" --outtype q8_0 >/dev/null 2>&1; then
+  expect_exit writer_gguf_quantized 1 "tensor '.*' is q8_0 \(FP8 output needs an F32, F16 or BF16 GGUF\)" -- \
+    "$Q" "$TMP/S_q8.gguf" "$TMP/x5" FP8_DYNAMIC --hf-dir "$S"
+fi
 expect_exit writer_already_quantized 1 "already quantized" -- "$Q" "$TMP/S_dyn_channel" "$TMP/x4" FP8_DYNAMIC
 finish
