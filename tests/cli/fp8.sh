@@ -146,6 +146,27 @@ if [ -d "$TMP/synblk" ]; then
   d=$TMP/blk_bad_scale; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
   "$FT" poke "$d" model.layers.0.mlp.down_proj.weight_scale_inv 1 0
   bad block_zero_scale "weight_scale_inv' element 1 is 0" "$d"
+  B=model.layers.1.self_attn.k_proj.weight
+  d=$TMP/blk_missing; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
+  "$ST_EDIT" "$TMP/synblk/model.safetensors" "$d/model.safetensors" --drop "${B}_scale_inv"
+  bad block_missing_scale "missing scale tensor '${B}_scale_inv' of FP8 weight" "$d"
+  d=$TMP/blk_misshaped; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
+  "$FT" reshape "$TMP/synblk/model.safetensors" "$d/model.safetensors" "${B}_scale_inv" 2 1
+  bad block_misshaped_scale "scale tensor '${B}_scale_inv' has shape \[2, 1\], expected" "$d"
+  d=$TMP/blk_neg; rm -rf "$d"; cp -r "$TMP/synblk" "$d"; "$FT" poke "$d" "${B}_scale_inv" 0 -1
+  bad block_negative_scale "weight_scale_inv' element 0 is -1" "$d"
+  d=$TMP/blk_nosize; rm -rf "$d"; cp -r "$TMP/synblk" "$d"; sed -i 's/"weight_block_size": \[128, 128\]/"weight_block_size": null/' "$d/config.json"
+  bad block_no_block_size "blk_nosize/config.json: quantization_config" "$d"
+fi
+if [ -d "$TMP/S_static_channel" ]; then
+  IS=model.layers.0.mlp.up_proj.input_scale
+  for v in nan 0; do
+    d=$TMP/is_$v; rm -rf "$d"; cp -r "$TMP/S_static_channel" "$d"; "$FT" poke "$d" "$IS" 0 "$v"
+    bad "input_scale_$v" "scale tensor '$IS' element 0 is .* \(scales must be finite and > 0\)" "$d"
+  done
+  d2=$TMP/unknown_strategy; rm -rf "$d2"; cp -r "$TMP/S_static_channel" "$d2"
+  sed -i 's/"strategy": "channel"/"strategy": "attn_head"/' "$d2/config.json"
+  bad unknown_strategy "unknown_strategy/config.json: quantization_config" "$d2"
 fi
 
 # --- writer refusals ---
