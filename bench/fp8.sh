@@ -2,10 +2,10 @@
 # bench/fp8.sh - FP8 checkpoints on the TinyLlama-1.1B-shaped BF16 model
 # (bench/gen-1b.sh): wall time and peak RSS of
 #   - qforge-quantize IN OUT FP8_DYNAMIC (the FP8 writer: channel scales, mse
-#     and amax scale choice; block scales)
+#     and amax scale choice)
 #   - qforge-convert of a synthetic 128x128 block-scaled quant_method "fp8"
 #     checkpoint (written from the same model by build/tools/fp8_tool
-#     blockckpt) -> BF16 GGUF and -> Q8_0 GGUF, next to qforge-convert of the
+#     blockckpt) -> BF16 GGUF, next to qforge-convert of the
 #     BF16 original -> BF16 (the same output bytes without FP8 dequantization)
 # Runs are interleaved (case order rotated every repetition); tables give the
 # median. The generated model is kept (it may be a shared cache); outputs go
@@ -33,9 +33,7 @@ O=$OUT_DIR/out
 cases=(
   "quantize FP8_DYNAMIC channel, mse scales|$QF_BIN/qforge-quantize $SYNTH_1B $O FP8_DYNAMIC --quiet"
   "quantize FP8_DYNAMIC channel, amax scales|$QF_BIN/qforge-quantize $SYNTH_1B $O FP8_DYNAMIC --fp8-scale amax --quiet"
-  "quantize FP8_DYNAMIC block, mse scales|$QF_BIN/qforge-quantize $SYNTH_1B $O FP8_DYNAMIC --fp8-scheme block --quiet"
   "convert block-FP8 -> BF16|$QF_BIN/qforge-convert $BLK -o $O --outtype bf16 --threads $THREADS --quiet"
-  "convert block-FP8 -> Q8_0|$QF_BIN/qforge-convert $BLK -o $O --outtype q8_0 --threads $THREADS --quiet"
   "convert BF16 original -> BF16|$QF_BIN/qforge-convert $SYNTH_1B -o $O --outtype bf16 --threads $THREADS --quiet"
 )
 declare -A WALL RSS
