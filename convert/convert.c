@@ -71,6 +71,7 @@ typedef struct plan_tensor {
     uint32_t type;            /* output ggml type */
     uint64_t nbytes;
     uint8_t permute;
+    uint8_t add_one;          /* Gemma norm: stored w, written as 1 + w (F32 output) */
     int64_t perm_heads;
     uint32_t shard;
     qf_hash128 hash;          /* XXH3-128 of the written data, for --manifest */
@@ -238,9 +239,7 @@ static int plan_tensors(conv *c) {
         for (uint64_t i = 0; i < c->st.n_tensors; i++) {
             const st_tensor *s = &c->st.tensors[i];
             if (s->shard != order[si]) continue;
-            if (qf_ends_with(s->name, ".attention.masked_bias") || qf_ends_with(s->name, ".attention.bias") ||
-                qf_ends_with(s->name, ".rotary_emb.inv_freq"))
-                continue;
+            if (qf_hf_skip_tensor(a, s->name)) continue;
             if (c->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(s->name))
                 continue;   /* read with its FP8 weight */
             plan_tensor *p = &c->t[c->n_t];
@@ -304,13 +303,14 @@ static int plan_tensors(conv *c) {
                 }
             }
             if ((rc = choose_type(c, p, s->dtype))) goto done;
+            p->add_one = (a->flags & QF_ARCH_GEMMA_FAMILY) && qf_ends_with(s->name, "norm.weight") && p->type == GGML_TYPE_F32;
             c->n_t++;
         }
     }
     /* every required tensor present? */
     for (uint32_t ri = 0; ri < n_rules; ri++) {
         const qf_tensor_rule *r = &rules[ri];
-        if ((r->only_if & a->flags) != r->only_if) continue;
+        if (!qf_hf_rule_applies(r, a->flags)) continue;
         int required = r->required_if == QF_RULE_ALWAYS || (r->required_if & a->flags);
         if (strcmp(r->gguf, "output.weight") == 0) required = !hp->tie_embeddings;
         if (!required) continue;
@@ -471,6 +471,11 @@ static int write_common_params(conv *c, gguf_writer *w) {
     static const char *const k_head_dim[] = {"head_dim", NULL};
     char key[128];
     int rc;
+    qf_arch_params_hook own = qf_arch_common_params(c->arch);
+    if (own) {
+        if ((rc = own(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+        return wr(c, gguf_writer_set_u32(w, "general.file_type", c->file_type), "general.file_type");
+    }
     arch_key(c, key, sizeof key, "block_count");
     if ((rc = wr(c, gguf_writer_set_u32(w, key, (uint32_t)c->hp.n_layer), key))) return rc;
     if ((rc = kv_u32_from_cfg(c, w, k_ctx, "context_length"))) return rc;
@@ -483,8 +488,10 @@ static int write_common_params(conv *c, gguf_writer *w) {
     if ((rc = kv_f32_from_cfg(c, w, k_norm, "attention.layer_norm_epsilon"))) return rc;
     if ((rc = kv_u32_from_cfg(c, w, k_exp, "expert_count"))) return rc;
     if ((rc = kv_u32_from_cfg(c, w, k_exp_used, "expert_used_count"))) return rc;
-    if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.key_length"))) return rc;
-    if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.value_length"))) return rc;
+    if (!(c->arch->flags & QF_ARCH_NO_HEAD_DIM)) {
+        if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.key_length"))) return rc;
+        if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.value_length"))) return rc;
+    }
     return wr(c, gguf_writer_set_u32(w, "general.file_type", c->file_type), "general.file_type");
 }
 
@@ -534,6 +541,14 @@ static int write_vocab(conv *c, gguf_writer *w) {
     if (v->chat_template &&
         (rc = wr(c, gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template), "tokenizer.chat_template")))
         return rc;
+    if (c->arch->flags & QF_ARCH_GEMMA_FAMILY) {
+        /* GemmaModel.set_vocab names <end_of_turn> (id 107) as EOT; Gemma2Model does not */
+        if (!(c->arch->flags & QF_ARCH_SANDWICH_NORM) && v->n_tokens > 107 &&
+            (rc = wr(c, gguf_writer_set_u32(w, "tokenizer.ggml.eot_token_id", 107), "tokenizer.ggml.eot_token_id")))
+            return rc;
+        if ((rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", 0), "tokenizer.ggml.add_space_prefix")))
+            return rc;
+    }
     if (c->arch->flags & QF_ARCH_SPACE_PREFIX) {
         if (v->add_space_prefix >= 0 &&
             (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix),
@@ -617,6 +632,15 @@ static int64_t convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32
     if (st_to_ggml(sd) == dt) return -1; /* F32 copied above */
     qf_quantize_rows(dt, x, dst, 1, (int64_t)n, NULL); /* the planned types all have a codec */
     return -1;
+}
+
+/* y[i] = 1 + y[i], computed as llama.cpp's converter does: in F32 after
+ * the BF16 upcast, in F16 (rounded) for an F16 source. */
+static void add_one_row(float *y, uint64_t n, st_dtype src) {
+    for (uint64_t i = 0; i < n; i++) {
+        y[i] += 1.0f;
+        if (src == ST_F16) y[i] = qf_f16_to_f32(qf_f32_to_f16(y[i]));
+    }
 }
 
 /* Source row of output row r under the Q/K permutation. */
@@ -760,6 +784,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
                 k = convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type,
                                 g.row_len, scratch, scratch + g.row_len, &v);
             }
+            if (k < 0 && p->add_one) add_one_row((float *)(out + i * g.out_row_bytes), g.row_len, s->dtype);
             if (k >= 0) {
                 const unsigned long long el = (unsigned long long)(sr * g.row_len + (uint64_t)k);
                 rc = isfinite(v) ? qf_set_err(c->err, QF_ERANGE,

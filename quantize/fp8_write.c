@@ -420,11 +420,15 @@ static int exact_in(const srct *t, st_dtype d) {
 
 /* The tensors of a GGUF under their HF names (arch a's rules), shapes checked
  * against config.json; Q/K rows are read back in HF order. rope_freqs (made
- * by the converter from config.json) is left out. A copied F32 tensor whose
+ * by the converter from config.json) is left out. Gemma-family GGUFs (norms
+ * stored as 1 + w) are refused. A copied F32 tensor whose
  * values are all exact in the model's dtype (model_dtype: config.json's
  * torch_dtype; converters keep norms in F32) is written back in it. Quantized
  * GGUF types and tensors without an HF name are refused. */
 static int srcs_from_gguf(wctx *w, const qf_hf_arch *a, const qf_hf_hparams *hp, st_dtype model_dtype) {
+    if (a->flags & QF_ARCH_GEMMA_FAMILY) /* the converter changed the norms' values (1 + w) */
+        return qf_set_err(w->err, QF_EUNSUPPORTED, "%s: GGUF input of %s is not supported (use the HF directory)",
+                          w->o->in_dir, a->hf_class);
     int rc = srcs_alloc(w, w->gg.n_tensors);
     for (uint64_t i = 0; i < w->gg.n_tensors && !rc; i++) {
         const gguf_tensor_info *g = &w->gg.tensors[i];
