@@ -155,7 +155,11 @@ void qf_fp8_dequant_row(const qf_fp8_weight *fw, int64_t row, const uint8_t *cod
         return;
     }
     const float *srow = fw->scale + (row / fw->block_rows) * fw->n_block_cols;
-    for (int64_t c = 0; c < fw->n_in; c++) out[c] = srow[c / fw->block_cols] * t[codes[c]];
+    for (int64_t c0 = 0, b = 0; c0 < fw->n_in; c0 += fw->block_cols, b++) {
+        const int64_t end = c0 + fw->block_cols < fw->n_in ? c0 + fw->block_cols : fw->n_in;
+        const float s = srow[b];
+        for (int64_t c = c0; c < end; c++) out[c] = s * t[codes[c]];
+    }
 }
 
 const char *qf_fp8_scheme_name(qf_fp8_scheme s) {
