@@ -17,6 +17,7 @@
 #include "hf_arch.h"
 #include "json.h"
 #include "numfmt.h"
+#include "qf_tmpfile.h"
 #include "qf_util.h"
 #include "safetensors.h"
 
@@ -72,6 +73,8 @@ typedef struct wctx {
     size_t n_jobs;
     linear *lins;
     size_t n_lins;
+    char **tracked;            /* temp paths recorded for removal on a fatal signal */
+    size_t n_tracked;
     float *row;                /* n_in of the widest tensor */
     uint8_t *buf;              /* one output row */
 } wctx;
@@ -468,6 +471,15 @@ static int srcs_from_gguf(wctx *w, const qf_hf_arch *a, const qf_hf_hparams *hp,
 
 /* ---------------- files ---------------- */
 
+/* Record a path of the temp directory (or the directory) for removal on a
+ * fatal signal (qf_tmpfile_track; nothing unless the program installed it). */
+static void track(wctx *w, const char *path) {
+    char **t = realloc(w->tracked, (w->n_tracked + 1) * sizeof *t);
+    if (!t) return;
+    w->tracked = t;
+    if ((t[w->n_tracked] = strdup(path))) qf_tmpfile_track(t[w->n_tracked++]);
+}
+
 static int shard_path(char *buf, size_t cap, const char *dir, uint32_t s, uint32_t n) {
     if (n == 1) return snprintf(buf, cap, "%s/model.safetensors", dir) >= (int)cap;
     return snprintf(buf, cap, "%s/model-%05u-of-%05u.safetensors", dir, s + 1, n) >= (int)cap;
@@ -477,6 +489,7 @@ static int write_shard(wctx *w, const char *dir, uint32_t s, uint32_t n_shards) 
     char path[PATH_MAX];
     if (shard_path(path, sizeof path, dir, s, n_shards))
         return qf_set_err(w->err, QF_ERANGE, "%s: path too long", dir);
+    track(w, path);
     st_writer *sw = st_writer_create(path, w->err);
     if (!sw) return QF_EIO;
     st_writer_add_metadata(sw, "format", "pt");
@@ -511,6 +524,7 @@ static void json_str(FILE *f, const char *s) {
 
 static int write_index(wctx *w, const char *dir, uint32_t n_shards, uint64_t total) {
     char *path = qf_path_join(dir, "model.safetensors.index.json");
+    if (path) track(w, path);
     FILE *f = path ? fopen(path, "w") : NULL;
     if (!f) {
         int rc = qf_set_err(w->err, QF_EIO, "%s: cannot create model.safetensors.index.json", dir);
@@ -575,6 +589,7 @@ static int write_config(wctx *w, const char *dir, const char *text, size_t len) 
         body--;
     int empty = text[body - 1] == '{';
     char *path = qf_path_join(dir, "config.json");
+    if (path) track(w, path);
     FILE *f = path ? fopen(path, "w") : NULL;
     if (!f) {
         free(path);
@@ -599,6 +614,7 @@ static int copy_file(wctx *w, const char *from_dir, const char *to_dir, const ch
         uint8_t *data = NULL;
         uint64_t n = 0;
         if ((rc = qf_read_file(src, &data, &n, w->err)) == 0) {
+            track(w, dst);
             FILE *f = fopen(dst, "wb");
             if (!f || fwrite(data, 1, (size_t)n, f) != n) rc = qf_set_err(w->err, QF_EIO, "%s: cannot write", dst);
             if (f && fclose(f) != 0 && !rc) rc = qf_set_err(w->err, QF_EIO, "%s: cannot write", dst);
@@ -626,11 +642,12 @@ static void rm_dir(const char *dir) {
     rmdir(dir);
 }
 
-/* A new directory "out_dir.tmp-PID-N" with the usual (umask) permissions,
- * unlike mkdtemp's 0700. -1 with errno on failure. */
+/* A new directory "out_dir.tmp.PID.N" (the temp name of qf_tmpfile.h) with
+ * the usual (umask) permissions, unlike mkdtemp's 0700. -1 with errno on
+ * failure. */
 static int make_tmp_dir(char *buf, size_t cap, const char *out_dir) {
     for (unsigned k = 0; k < 1000; k++) {
-        if ((size_t)snprintf(buf, cap, "%s.tmp-%ld-%u", out_dir, (long)getpid(), k) >= cap) {
+        if ((size_t)snprintf(buf, cap, "%s.tmp.%ld.%u", out_dir, (long)getpid(), k) >= cap) {
             errno = ENAMETOOLONG;
             return -1;
         }
@@ -714,6 +731,7 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
         tmp[0] = 0;
         goto done;
     }
+    track(&w, tmp);
     for (uint32_t s = 0; s < n_shards && !rc; s++) rc = write_shard(&w, tmp, s, n_shards);
     if (!rc && n_shards > 1) rc = write_index(&w, tmp, n_shards, total);
     if (!rc) rc = write_config(&w, tmp, cfg.text, cfg.len);
@@ -735,6 +753,11 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     }
 done:
     if (tmp[0]) rm_dir(tmp);
+    for (size_t i = 0; i < w.n_tracked; i++) {
+        qf_tmpfile_forget(w.tracked[i]);
+        free(w.tracked[i]);
+    }
+    free(w.tracked);
     if (w.lins)
         for (size_t i = 0; i < w.n_lins; i++) free(w.lins[i].scale);
     free(w.lins);
