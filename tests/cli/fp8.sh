@@ -65,6 +65,13 @@ for m in S:f32:channel D:bf16:channel D:bf16:block; do
      diff -r "$TMP/${v}_dyn_$sch" "$TMP/${v}_gguf_$sch" >/dev/null; then pass "gguf_input_same_bytes_${v}_$sch"
   else fail "gguf_input_same_bytes_${v}_$sch" "$err"; fi
 done
+# static FP8 calibrates on the GGUF: the same input scales
+if [ -d "$TMP/D_static_channel" ] && [ -f "$TMP/D_bf16.gguf" ]; then
+  if err=$("$Q" "$TMP/D_bf16.gguf" "$TMP/D_gguf_static" FP8 --hf-dir "$D" --calib "$CALIB" --ctx 128 --chunks 4 --quiet \
+       2>&1 >/dev/null) && diff -r "$TMP/D_static_channel" "$TMP/D_gguf_static" >/dev/null; then
+    pass gguf_input_same_bytes_D_static
+  else fail gguf_input_same_bytes_D_static "$err"; fi
+fi
 
 # --- round trip: FP8 dir -> F32 GGUF holds scale * e4m3(code); same ppl ---
 for m in S_dyn_channel D_dyn_tensor D_dyn_block; do
