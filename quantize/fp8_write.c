@@ -18,6 +18,7 @@
 #include "json.h"
 #include "numfmt.h"
 #include "qf_tmpfile.h"
+#include "quantize.h"
 #include "qf_util.h"
 #include "safetensors.h"
 
@@ -66,7 +67,7 @@ typedef struct wctx {
     qf_err *err;
     const char *hf_dir;        /* config.json and the tokenizer files */
     st_model st;               /* HF input */
-    gguf_file gg;              /* GGUF input */
+    qf_quant_input gg;         /* GGUF input (all shards of a split one) */
     srct *srcs;
     size_t n_srcs;
     job *jobs;
@@ -432,9 +433,9 @@ static int srcs_from_gguf(wctx *w, const qf_hf_arch *a, const qf_hf_hparams *hp,
     if (a->flags & QF_ARCH_GEMMA_FAMILY) /* the converter changed the norms' values (1 + w) */
         return qf_set_err(w->err, QF_EUNSUPPORTED, "%s: GGUF input of %s is not supported (use the HF directory)",
                           w->o->in_dir, a->hf_class);
-    int rc = srcs_alloc(w, w->gg.n_tensors);
-    for (uint64_t i = 0; i < w->gg.n_tensors && !rc; i++) {
-        const gguf_tensor_info *g = &w->gg.tensors[i];
+    int rc = srcs_alloc(w, w->gg.all.n_tensors);
+    for (uint64_t i = 0; i < w->gg.all.n_tensors && !rc; i++) {
+        const gguf_tensor_info *g = &w->gg.all.tensors[i];
         if (!strcmp(g->name, "rope_freqs.weight")) continue;
         srct *s = &w->srcs[w->n_srcs];
         int64_t bid;
@@ -692,7 +693,7 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
         goto done;
     }
     if (gguf_in) {
-        if ((rc = gguf_open(&w.gg, o->in_dir, err))) goto done;
+        if ((rc = qf_quant_input_open(&w.gg, o->in_dir, err))) goto done;
         has_gg = 1;
         int td = qf_json_find(&cfg, 0, "torch_dtype");
         st_dtype model_dtype = td >= 0 && qf_json_string_eq(&cfg, td, "bfloat16", 8) ? ST_BF16
@@ -766,7 +767,7 @@ done:
     free(w.buf);
     free(w.srcs);
     if (has_st) st_close(&w.st);
-    if (has_gg) gguf_close(&w.gg);
+    if (has_gg) qf_quant_input_close(&w.gg);
     qf_json_free(&cfg);
     free(cfg_path);
     return rc;

@@ -65,6 +65,12 @@ for m in S:f32:channel D:bf16:channel D:bf16:block; do
      diff -r "$TMP/${v}_dyn_$sch" "$TMP/${v}_gguf_$sch" >/dev/null; then pass "gguf_input_same_bytes_${v}_$sch"
   else fail "gguf_input_same_bytes_${v}_$sch" "$err"; fi
 done
+# a split GGUF: every shard is read
+if [ -d "$TMP/D_dyn_channel" ] && "$C" "$D" -o "$TMP/Dsplit.gguf" --outtype bf16 --split-max-size 1000000 --quiet >/dev/null 2>&1; then
+  if err=$("$Q" "$TMP/Dsplit-00001-of-0000"*.gguf "$TMP/D_split_fp8" FP8_DYNAMIC --hf-dir "$D" --quiet 2>&1 >/dev/null) &&
+     diff -r "$TMP/D_dyn_channel" "$TMP/D_split_fp8" >/dev/null; then pass gguf_input_split_same_bytes
+  else fail gguf_input_split_same_bytes "$err"; fi
+fi
 # static FP8 calibrates on the GGUF: the same input scales
 if [ -d "$TMP/D_static_channel" ] && [ -f "$TMP/D_bf16.gguf" ]; then
   if err=$("$Q" "$TMP/D_bf16.gguf" "$TMP/D_gguf_static" FP8 --hf-dir "$D" --calib "$CALIB" --ctx 128 --chunks 4 --quiet \
