@@ -167,6 +167,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "conversion failed");
         return 1;
     }
+    if (!quiet && res.tokenizer_unmerged)
+        fprintf(stderr, "%s: warning: %s/tokenizer.json: %u token pairs concatenate to a token without a merge line; "
+                "llama.cpp may tokenize some text unlike Hugging Face (see docs/tokenizers.md)\n", prog, o.model_dir,
+                res.tokenizer_unmerged);
+    if (!quiet && res.tokenizer_missing_bytes)
+        fprintf(stderr, "%s: warning: %s/tokenizer.json: %u of the 256 <0xXX> byte tokens are missing; llama.cpp "
+                "aborts on text with a character outside the vocabulary (Hugging Face gives unk)\n", prog, o.model_dir,
+                res.tokenizer_missing_bytes);
     if (show)
         fprintf(stderr, "%s: wrote %s: %llu tensors, %llu parameters, %.1f MB in %u file%s, %.1fs\n", prog, out,
                 (unsigned long long)res.n_tensors, (unsigned long long)res.n_params, (double)res.tensor_bytes / 1e6,

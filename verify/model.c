@@ -653,6 +653,8 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
     }
     arch_defaults(hp);
     if ((rc = hf_arch_scales(hp, cfg, cfg_path, err)) < 0) return rc;
+    m->hf_embd_in_lm_head = h.tie_embeddings && !st_find(&m->st, "model.embed_tokens.weight") &&
+                            st_find(&m->st, "lm_head.weight");
     if (h.tie_embeddings == 0 && !(a->flags & QF_ARCH_GEMMA_FAMILY) && !st_find(&m->st, "lm_head.weight"))
         return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor 'lm_head.weight' (config.json: tie_word_embeddings is false)",
                           m->path);
@@ -681,6 +683,8 @@ static int hf_index(qf_model *m, qf_err *err) {
         if (bid >= m->hp.n_layer)
             return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' is in block %lld but config.json has %lld layers",
                               m->path, t->name, (long long)bid, (long long)m->hp.n_layer);
+        if (m->hf_embd_in_lm_head && strcmp(e->name, "output.weight") == 0)
+            snprintf(e->name, sizeof e->name, "token_embd.weight");
         e->t = t;
         m->n_hf_tensors++;
     }

@@ -127,6 +127,7 @@ typedef struct qf_model {
     char *hf_dir;
     const struct qf_hf_arch *hf_arch;
     struct qf_hf_tensor *hf_tensors; /* GGUF name -> safetensors tensor */
+    int hf_embd_in_lm_head; /* tied embeddings stored only as lm_head.weight: it is token_embd */
     uint64_t n_hf_tensors;
     qf_fp8_config fp8;     /* HF model: its quantization_config (FP8 weights are dequantized
                             * to F32 at load, see docs/formats.md "FP8 checkpoints") */
