@@ -48,6 +48,7 @@ static inline __m256i e4m3_x8(__m256 y) {
 }
 #endif
 
+#ifdef __AVX2__
 /* 8 lanes of e4m3_decode(qf_f32_to_e4m3(y)) for finite y, computed in place:
  * normals keep 3 mantissa bits (RNE at bit 20, the carry moves into the
  * exponent), subnormals (|y| < 2^-6) are rint(|y| * 2^9) / 2^9, beyond 448
@@ -67,6 +68,7 @@ static inline __m256 e4m3_round_x8(__m256 y) {
     v = _mm256_min_ps(v, _mm256_set1_ps(QF_FP8_E4M3_MAX));
     return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_andnot_si256(absmask, u)));
 }
+#endif
 
 int64_t qf_fp8_encode_row(const float *x, float scale, uint8_t *codes, int64_t n) {
     int64_t i = 0;
