@@ -646,13 +646,20 @@ static void rm_dir(const char *dir) {
 /* A new directory "out_dir.tmp.PID.N" (the temp name of qf_tmpfile.h) with
  * the usual (umask) permissions, unlike mkdtemp's 0700. -1 with errno on
  * failure. */
-static int make_tmp_dir(char *buf, size_t cap, const char *out_dir) {
+static int make_tmp_dir(wctx *w, char *buf, size_t cap, const char *out_dir) {
     for (unsigned k = 0; k < 1000; k++) {
         if ((size_t)snprintf(buf, cap, "%s.tmp.%ld.%u", out_dir, (long)getpid(), k) >= cap) {
             errno = ENAMETOOLONG;
             return -1;
         }
+        track(w, buf); /* before it exists: a signal right after mkdir still removes it */
         if (mkdir(buf, 0777) == 0) return 0;
+        int e = errno;
+        if (w->n_tracked && !strcmp(w->tracked[w->n_tracked - 1], buf)) {
+            qf_tmpfile_forget(w->tracked[--w->n_tracked]);
+            free(w->tracked[w->n_tracked]);
+        }
+        errno = e;
         if (errno != EEXIST) return -1;
     }
     return -1;
@@ -727,12 +734,11 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     }
     uint32_t n_shards = shard + 1;
     /* temp directory next to out_dir, renamed at the end */
-    if (make_tmp_dir(tmp, sizeof tmp, o->out_dir) != 0) {
+    if (make_tmp_dir(&w, tmp, sizeof tmp, o->out_dir) != 0) {
         rc = qf_set_err(err, QF_EIO, "%s: cannot create a temp directory next to it: %s", o->out_dir, strerror(errno));
         tmp[0] = 0;
         goto done;
     }
-    track(&w, tmp);
     for (uint32_t s = 0; s < n_shards && !rc; s++) rc = write_shard(&w, tmp, s, n_shards);
     if (!rc && n_shards > 1) rc = write_index(&w, tmp, n_shards, total);
     if (!rc) rc = write_config(&w, tmp, cfg.text, cfg.len);
