@@ -48,6 +48,28 @@ static inline __m256i e4m3_x8(__m256 y) {
 }
 #endif
 
+#ifdef __AVX2__
+/* 8 lanes of e4m3_decode(qf_f32_to_e4m3(y)) for finite y, computed in place:
+ * normals keep 3 mantissa bits (RNE at bit 20, the carry moves into the
+ * exponent), subnormals (|y| < 2^-6) are rint(|y| * 2^9) / 2^9, beyond 448
+ * saturates; the sign is put back. */
+static inline __m256 e4m3_round_x8(__m256 y) {
+    const __m256i absmask = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i u = _mm256_castps_si256(y);
+    __m256i a = _mm256_and_si256(u, absmask);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
+    __m256i nb = _mm256_and_si256(_mm256_add_epi32(a, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFFF))),
+                                  _mm256_set1_epi32((int)0xFFF00000u));
+    __m256 ay = _mm256_castsi256_ps(a);
+    __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtps_epi32(_mm256_mul_ps(ay, _mm256_set1_ps(512.0f)))),
+                               _mm256_set1_ps(1.0f / 512.0f));
+    __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(121 << 23), a); /* |y| < 2^-6 */
+    __m256 v = _mm256_blendv_ps(_mm256_castsi256_ps(nb), sub, _mm256_castsi256_ps(is_sub));
+    v = _mm256_min_ps(v, _mm256_set1_ps(QF_FP8_E4M3_MAX));
+    return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_andnot_si256(absmask, u)));
+}
+#endif
+
 int64_t qf_fp8_encode_row(const float *x, float scale, uint8_t *codes, int64_t n) {
     int64_t i = 0;
 #ifdef __AVX2__
@@ -85,6 +107,43 @@ void qf_fp8_decode_row(const uint8_t *codes, float scale, float *out, int64_t n)
     for (int64_t i = 0; i < n; i++) out[i] = scale * t[codes[i]];
 }
 
+double qf_fp8_sqerr_row_ref(const float *x, float scale, int64_t n) {
+    const float *t = lut();
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)x[i] - (double)(scale * t[qf_f32_to_e4m3(x[i] / scale)]);
+        e += d * d;
+    }
+    return e;
+}
+
+double qf_fp8_sqerr_row(const float *x, float scale, int64_t n) {
+    int64_t i = 0;
+    double e = 0;
+#ifdef __AVX2__
+    const __m256 s = _mm256_set1_ps(scale);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    __m256 accf = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        __m256 y = _mm256_div_ps(xv, s);
+        __m256 d = _mm256_sub_ps(y, e4m3_round_x8(y)); /* in units of scale */
+        accf = _mm256_add_ps(accf, _mm256_mul_ps(d, d));
+        if (((i + 8) & 1023) == 0) { /* into double every 128 vectors */
+            acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(accf)));
+            acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(accf, 1)));
+            accf = _mm256_setzero_ps();
+        }
+    }
+    acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(accf)));
+    acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(accf, 1)));
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(acc0, acc1));
+    e = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) * (double)scale * (double)scale;
+#endif
+    return e + qf_fp8_sqerr_row_ref(x + i, scale, n - i);
+}
+
 void qf_fp8_fake_quant_row(float *x, float scale, int64_t n) {
     const float *t = lut();
     for (int64_t i = 0; i < n; i++) x[i] = scale * t[qf_f32_to_e4m3(x[i] / scale)];
@@ -98,7 +157,11 @@ void qf_fp8_dequant_row(const qf_fp8_weight *fw, int64_t row, const uint8_t *cod
         return;
     }
     const float *srow = fw->scale + (row / fw->block_rows) * fw->n_block_cols;
-    for (int64_t c = 0; c < fw->n_in; c++) out[c] = srow[c / fw->block_cols] * t[codes[c]];
+    for (int64_t c0 = 0, b = 0; c0 < fw->n_in; c0 += fw->block_cols, b++) {
+        const int64_t end = c0 + fw->block_cols < fw->n_in ? c0 + fw->block_cols : fw->n_in;
+        const float s = srow[b];
+        for (int64_t c = c0; c < end; c++) out[c] = s * t[codes[c]];
+    }
 }
 
 const char *qf_fp8_scheme_name(qf_fp8_scheme s) {

@@ -35,6 +35,15 @@ int64_t qf_fp8_encode_row(const float *x, float scale, uint8_t *codes, int64_t n
 int64_t qf_fp8_encode_row_ref(const float *x, float scale, uint8_t *codes, int64_t n);
 /* out[i] = scale * e4m3_decode(codes[i]) (exact in F32 up to the product's rounding). */
 void qf_fp8_decode_row(const uint8_t *codes, float scale, float *out, int64_t n);
+/* Squared error of one scale: sum over i of (x[i] - scale * e4m3(x[i] / scale))^2
+ * for finite x (what qf_fp8_encode_row then qf_fp8_decode_row would lose).
+ * _ref is the scalar specification (double sum); the default one may be
+ * vectorized: it squares x / scale - e4m3(x / scale) in float, sums them in
+ * float within runs of 1024 values and scales by scale^2 (equal to the
+ * reference within about 1e-5 relative, plus 1e-24 * scale^2 per value from
+ * float underflow; |x / scale| must stay below 1e18). */
+double qf_fp8_sqerr_row(const float *x, float scale, int64_t n);
+double qf_fp8_sqerr_row_ref(const float *x, float scale, int64_t n);
 /* x rounded through E4M3 with a static scale: e4m3(x / s) * s (W8A8 activations). */
 void qf_fp8_fake_quant_row(float *x, float scale, int64_t n);
 

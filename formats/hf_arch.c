@@ -187,6 +187,19 @@ const qf_tensor_rule *qf_hf_map_tensor_x(const qf_hf_arch *a, const char *hf_nam
     return NULL;
 }
 
+const qf_tensor_rule *qf_hf_map_gguf_tensor(const qf_hf_arch *a, const char *gguf_name, char *hf_name, size_t cap,
+                                            int64_t *bid) {
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        const qf_tensor_rule *r = &rules[i];
+        int64_t xid;
+        if (!qf_hf_rule_applies(r, a->flags) || strchr(r->hf, '%')) continue; /* stacked experts: no one HF name */
+        if (!match_pattern(r->gguf, gguf_name, bid, &xid)) continue;
+        qf_hf_tensor_name(r, *bid, hf_name, cap);
+        return r;
+    }
+    return NULL;
+}
+
 int64_t qf_hf_dim_value(const qf_hf_hparams *hp, uint8_t dim) {
     switch (dim) {
     case QF_DIM_VOCAB: return hp->n_vocab;

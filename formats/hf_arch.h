@@ -102,6 +102,11 @@ const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n);
  * the rule; NULL if nothing matches. */
 const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
                                        int64_t *bid);
+/* The inverse: match a GGUF tensor name against the GGUF side of the rules
+ * of arch `a` (the first matching rule wins); writes the HF name. NULL if
+ * nothing matches, and for stacked expert tensors (no single HF name). */
+const qf_tensor_rule *qf_hf_map_gguf_tensor(const qf_hf_arch *a, const char *gguf_name, char *hf_name, size_t cap,
+                                            int64_t *bid);
 /* qf_hf_map_tensor that also returns the expert id of an expert rule (-1
  * for the others). */
 const qf_tensor_rule *qf_hf_map_tensor_x(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,

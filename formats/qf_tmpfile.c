@@ -51,13 +51,17 @@ void qf_tmpfile_forget(const char *tmp_path) {
     }
 }
 
-/* Unlink every recorded name, then die of the signal as without a handler
- * (SA_RESETHAND restored the default action; the signal stays blocked while
- * this runs and is delivered again when it returns). */
+/* Unlink every recorded name, then rmdir them (a recorded temp directory,
+ * emptied by the first pass when its files are recorded too), then die of
+ * the signal as without a handler (SA_RESETHAND restored the default action;
+ * the signal stays blocked while this runs and is delivered again when it
+ * returns). */
 static void on_fatal_signal(int sig) {
     int saved = errno;
     for (int i = 0; i < SLOTS; i++)
         if (atomic_load(&slots[i].state) == 2) unlink(slots[i].name);
+    for (int i = 0; i < SLOTS; i++)
+        if (atomic_load(&slots[i].state) == 2) rmdir(slots[i].name);
     errno = saved;
     raise(sig);
 }

@@ -27,7 +27,9 @@
 int qf_tmpfile_create(const char *path, char **tmp_path, qf_err *err);
 
 /* Record tmp_path (a file this process is writing and will rename or
- * remove) for removal on a fatal signal; a no-op before qf_tmpfile_install().
+ * remove, or a temp directory whose files are recorded too: the handler
+ * unlinks every name, then removes the directories) for removal on a fatal
+ * signal; a no-op before qf_tmpfile_install().
  * When the table is full the file is simply not recorded. */
 void qf_tmpfile_track(const char *tmp_path);
 

@@ -8,24 +8,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ggml_types.h"
+#include "gguf.h"
 #include "hf_arch.h"
 #include "json.h"
 #include "numfmt.h"
+#include "qf_tmpfile.h"
+#include "quantize.h"
 #include "qf_util.h"
 #include "safetensors.h"
 
 #define FP8_BLOCK 128
 #define DEFAULT_SHARD_BYTES 5000000000ull
 
+/* One source tensor under its HF name: a safetensors tensor, or a GGUF
+ * tensor whose rows may be in GGUF's permuted Q/K order. */
+typedef struct srct {
+    char name[320];
+    st_dtype dtype;            /* F32, F16 or BF16 */
+    uint32_t n_dims;
+    uint64_t shape[ST_MAX_DIMS]; /* row-major (HF order) */
+    uint64_t nbytes;
+    const uint8_t *data;       /* into the input's mapping */
+    const st_tensor *st;       /* HF input: the tensor (for st_release) */
+    uint64_t perm_group;       /* GGUF Q/K: rows of one permuted head group; 0: HF row order */
+    st_dtype keep_dtype;       /* dtype a copied tensor is written in (F32 GGUF norms: the model's) */
+} srct;
+
 /* One written tensor. */
 typedef struct job {
     char name[320];            /* HF name as written */
     int kind;                  /* KEEP, WEIGHT, WSCALE, ISCALE */
     int lin;                   /* index into linears (quantized kinds) */
-    const st_tensor *src;      /* KEEP: the source tensor */
+    const srct *src;           /* KEEP: the source tensor */
     st_dtype dtype;
     uint32_t n_dims;
     uint64_t shape[2];
@@ -37,7 +56,7 @@ enum { KEEP = 0, WEIGHT = 1, WSCALE = 2, ISCALE = 3 };
 
 /* One quantized Linear. */
 typedef struct linear {
-    const st_tensor *src;      /* [out, in] F32/F16/BF16 */
+    const srct *src;           /* [out, in] F32/F16/BF16 */
     char gguf[96];
     int64_t n_out, n_in, nbr, nbc;
     float *scale;              /* computed on first use, freed after the weight_scale */
@@ -47,11 +66,17 @@ typedef struct linear {
 typedef struct wctx {
     const qf_fp8_write_opts *o;
     qf_err *err;
-    st_model st;
+    const char *hf_dir;        /* config.json and the tokenizer files */
+    st_model st;               /* HF input */
+    qf_quant_input gg;         /* GGUF input (all shards of a split one) */
+    srct *srcs;
+    size_t n_srcs;
     job *jobs;
     size_t n_jobs;
     linear *lins;
     size_t n_lins;
+    char **tracked;            /* temp paths recorded for removal on a fatal signal */
+    size_t n_tracked;
     float *row;                /* n_in of the widest tensor */
     uint8_t *buf;              /* one output row */
 } wctx;
@@ -67,9 +92,17 @@ int qf_fp8_is_linear(const char *g) {
     return 0;
 }
 
-/* Row r of a 2-D F32/F16/BF16 tensor as F32 (the mapping need not be aligned). */
-static void read_row(const st_tensor *t, int64_t r, int64_t n, float *out) {
-    const uint8_t *p = t->data + (size_t)r * (size_t)n * st_dtype_size(t->dtype);
+/* GGUF row holding HF row r when GGUF interleaves the two rotary halves of
+ * each head group of `group` rows (the inverse of convert's permutation). */
+static uint64_t gguf_row_of(uint64_t r, uint64_t group) {
+    uint64_t h = r / group, q = r % group, half = group / 2;
+    return h * group + (q < half ? 2 * q : 2 * (q - half) + 1);
+}
+
+/* Row r (HF order) of a 2-D F32/F16/BF16 tensor as F32 (the mapping need not be aligned). */
+static void read_row(const srct *t, int64_t r, int64_t n, float *out) {
+    uint64_t row = t->perm_group ? gguf_row_of((uint64_t)r, t->perm_group) : (uint64_t)r;
+    const uint8_t *p = t->data + (size_t)row * (size_t)n * st_dtype_size(t->dtype);
     if (t->dtype == ST_F32) {
         memcpy(out, p, (size_t)n * 4);
         return;
@@ -94,6 +127,63 @@ static int scale_of(wctx *w, const char *what, st_dtype d, float amax, float *ou
         return qf_set_err(w->err, QF_ERANGE, "%s: %s: max |value| %g gives no usable scale in %s", w->o->in_dir, what,
                           (double)amax, st_dtype_name(d));
     *out = s;
+    return 0;
+}
+
+/* Candidate k of a scale group whose largest |value| is amax: amax / 448 *
+ * 2^((k - MSE_BELOW) / MSE_PER_OCTAVE) rounded to dtype d; 0 if unusable. A
+ * factor below 1 saturates the largest values, above 1 moves every value to
+ * another point of E4M3's grid (an octave apart the grid repeats). */
+#define MSE_CANDIDATES 32
+#define MSE_PER_OCTAVE 32
+#define MSE_BELOW 16
+static float mse_candidate(st_dtype d, float amax, int k) {
+    float s = round_to(d, amax / QF_FP8_E4M3_MAX * exp2f((float)(k - MSE_BELOW) / MSE_PER_OCTAVE));
+    return s > 0 && isfinite(s) ? s : 0;
+}
+
+/* Second pass over L's rows: each scale group's squared round-trip error under
+ * every candidate; L->scale[g] becomes the least-error candidate (ties keep
+ * the amax scale, then the smaller k). Fails only when out of memory. */
+static int mse_scales(wctx *w, linear *L, const float *amax, size_t n) {
+    const qf_fp8_scheme sc = w->o->scheme;
+    const st_dtype d = L->src->dtype;
+    double *e = calloc(n * MSE_CANDIDATES, sizeof *e);
+    float *cand = malloc(n * MSE_CANDIDATES * sizeof *cand);
+    if (!e || !cand) {
+        free(e);
+        free(cand);
+        return qf_set_err(w->err, QF_ENOMEM, "out of memory");
+    }
+    for (size_t g = 0; g < n; g++)
+        for (int k = 0; k < MSE_CANDIDATES; k++) cand[g * MSE_CANDIDATES + k] = amax[g] > 0 ? mse_candidate(d, amax[g], k) : 0;
+    const int64_t seg = sc == QF_FP8_BLOCK ? FP8_BLOCK : L->n_in;
+    for (int64_t r = 0; r < L->n_out; r++) {
+        read_row(L->src, r, L->n_in, w->row);
+        for (int64_t c0 = 0; c0 < L->n_in; c0 += seg) {
+            int64_t m = L->n_in - c0 < seg ? L->n_in - c0 : seg;
+            size_t g = sc == QF_FP8_TENSOR ? 0 : sc == QF_FP8_CHANNEL ? (size_t)r : (size_t)((r / FP8_BLOCK) * L->nbc + c0 / FP8_BLOCK);
+            const float *cg = cand + g * MSE_CANDIDATES;
+            double *eg = e + g * MSE_CANDIDATES;
+            double v = 0;
+            for (int k = 0; k < MSE_CANDIDATES; k++) {
+                if (!(cg[k] > 0)) continue;
+                if (k == 0 || cg[k] != cg[k - 1]) v = qf_fp8_sqerr_row(w->row + c0, cg[k], m);
+                eg[k] += v;
+            }
+        }
+    }
+    for (size_t g = 0; g < n; g++) {
+        const float *cg = cand + g * MSE_CANDIDATES;
+        const double *eg = e + g * MSE_CANDIDATES;
+        if (!(amax[g] > 0) || cg[MSE_BELOW] != L->scale[g]) continue; /* all-zero group: scale 1 */
+        int best = MSE_BELOW;
+        for (int k = 0; k < MSE_CANDIDATES; k++)
+            if (cg[k] > 0 && eg[k] < eg[best]) best = k;
+        L->scale[g] = cg[best];
+    }
+    free(e);
+    free(cand);
     return 0;
 }
 
@@ -123,6 +213,7 @@ static int compute_scales(wctx *w, linear *L) {
     }
     int rc = 0;
     for (size_t k = 0; k < n && !rc; k++) rc = scale_of(w, L->src->name, L->src->dtype, amax[k], &L->scale[k]);
+    if (!rc && w->o->scale_mode == QF_FP8_SCALE_MSE) rc = mse_scales(w, L, amax, n);
     free(amax);
     return rc;
 }
@@ -142,11 +233,32 @@ static int write_floats(wctx *w, st_writer *sw, st_dtype d, const float *v, size
     return 0;
 }
 
+/* Drop the pages of a consumed source tensor (the mapping is read-only). */
+static void release(wctx *w, const srct *t) {
+    if (t->st) {
+        st_release(&w->st, t->st);
+        return;
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)t->data & ~(page - 1), hi = ((uintptr_t)t->data + t->nbytes + page - 1) & ~(page - 1);
+    if (t->nbytes) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 static int emit(wctx *w, st_writer *sw, job *j) {
     int rc = 0;
+    if (j->kind == KEEP && j->dtype != j->src->dtype) { /* F32 -> the model's dtype, exact (srcs_from_gguf) */
+        const uint64_t n = j->src->nbytes / 4;
+        for (uint64_t i = 0; i < n && !rc; i++) {
+            float v;
+            memcpy(&v, j->src->data + 4 * i, 4);
+            rc = write_floats(w, sw, j->dtype, &v, 1);
+        }
+        release(w, j->src);
+        return rc;
+    }
     if (j->kind == KEEP) {
         rc = st_writer_write(sw, j->src->data, (size_t)j->src->nbytes);
-        st_release(&w->st, j->src);
+        release(w, j->src);
         return rc;
     }
     linear *L = &w->lins[j->lin];
@@ -184,13 +296,13 @@ static int emit(wctx *w, st_writer *sw, job *j) {
                               L->src->name, (long long)r, (long long)bad);
         rc = st_writer_write(sw, w->buf, (size_t)L->n_in);
     }
-    st_release(&w->st, L->src);
+    release(w, L->src);
     return rc;
 }
 
 /* ---------------- plan ---------------- */
 
-static int add_job(wctx *w, const char *name, int kind, int lin, const st_tensor *src, st_dtype d, uint32_t nd,
+static int add_job(wctx *w, const char *name, int kind, int lin, const srct *src, st_dtype d, uint32_t nd,
                    uint64_t d0, uint64_t d1) {
     job *j = &w->jobs[w->n_jobs++];
     memset(j, 0, sizeof *j);
@@ -218,13 +330,12 @@ static float act_amax_of(const qf_fp8_write_opts *o, const char *gguf, int *foun
 }
 
 static int plan(wctx *w, const qf_hf_arch *a) {
-    const st_model *m = &w->st;
-    w->jobs = calloc(3 * m->n_tensors + 1, sizeof *w->jobs);
-    w->lins = calloc(m->n_tensors + 1, sizeof *w->lins);
+    w->jobs = calloc(3 * w->n_srcs + 1, sizeof *w->jobs);
+    w->lins = calloc(w->n_srcs + 1, sizeof *w->lins);
     if (!w->jobs || !w->lins) return qf_set_err(w->err, QF_ENOMEM, "out of memory");
     uint64_t max_in = 1;
-    for (uint64_t i = 0; i < m->n_tensors; i++) {
-        const st_tensor *t = &m->tensors[i];
+    for (size_t i = 0; i < w->n_srcs; i++) {
+        const srct *t = &w->srcs[i];
         char g[96], nm[320];
         int64_t bid;
         int rc;
@@ -234,13 +345,13 @@ static int plan(wctx *w, const qf_hf_arch *a) {
         const int mapped = t->n_dims == 2 && qf_hf_map_tensor(a, t->name, g, sizeof g, &bid);
         int lin = mapped && qf_fp8_is_linear(g);
         if (!lin) {
-            if ((rc = add_job(w, t->name, KEEP, -1, t, t->dtype, t->n_dims, t->n_dims ? t->shape[0] : 1,
+            if ((rc = add_job(w, t->name, KEEP, -1, t, t->keep_dtype, t->n_dims, t->n_dims ? t->shape[0] : 1,
                               t->n_dims > 1 ? t->shape[1] : 1)))
                 return rc;
             /* fused (phi3 attn_qkv), expert and router matrices stay as they are */
             w->jobs[w->n_jobs - 1].kept_linear = mapped && !strncmp(g, "blk.", 4) && qf_ends_with(t->name, ".weight");
             w->jobs[w->n_jobs - 1].n_dims = t->n_dims; /* scalars and 3-D+ copied as they are */
-            w->jobs[w->n_jobs - 1].nbytes = t->nbytes;
+            w->jobs[w->n_jobs - 1].nbytes = t->nbytes / st_dtype_size(t->dtype) * st_dtype_size(t->keep_dtype);
             continue;
         }
         linear *L = &w->lins[w->n_lins];
@@ -277,7 +388,102 @@ static int plan(wctx *w, const qf_hf_arch *a) {
     return 0;
 }
 
+/* ---------------- sources ---------------- */
+
+static int cmp_src(const void *a, const void *b) { return strcmp(((const srct *)a)->name, ((const srct *)b)->name); }
+
+static int srcs_alloc(wctx *w, uint64_t n) {
+    w->srcs = calloc(n + 1, sizeof *w->srcs);
+    return w->srcs ? 0 : qf_set_err(w->err, QF_ENOMEM, "out of memory");
+}
+
+/* The tensors of an HF directory as they are. */
+static int srcs_from_st(wctx *w) {
+    int rc = srcs_alloc(w, w->st.n_tensors);
+    for (uint64_t i = 0; i < w->st.n_tensors && !rc; i++) {
+        const st_tensor *t = &w->st.tensors[i];
+        srct *s = &w->srcs[w->n_srcs++];
+        if ((size_t)snprintf(s->name, sizeof s->name, "%s", t->name) >= sizeof s->name)
+            return qf_set_err(w->err, QF_ERANGE, "%s: tensor name '%s' is too long", w->o->in_dir, t->name);
+        s->dtype = t->dtype;
+        s->n_dims = t->n_dims;
+        memcpy(s->shape, t->shape, sizeof s->shape);
+        s->nbytes = t->nbytes;
+        s->data = t->data;
+        s->st = t;
+        s->keep_dtype = t->dtype;
+    }
+    return rc;
+}
+
+/* 1 if every F32 value of t is exact in dtype d. */
+static int exact_in(const srct *t, st_dtype d) {
+    for (uint64_t i = 0; i < t->nbytes / 4; i++) {
+        float v;
+        memcpy(&v, t->data + 4 * i, 4);
+        if (round_to(d, v) != v && !(v != v)) return 0;
+    }
+    return 1;
+}
+
+/* The tensors of a GGUF under their HF names (arch a's rules), shapes checked
+ * against config.json; Q/K rows are read back in HF order. rope_freqs (made
+ * by the converter from config.json) is left out. Gemma-family GGUFs (norms
+ * stored as 1 + w) are refused. A copied F32 tensor whose
+ * values are all exact in the model's dtype (model_dtype: config.json's
+ * torch_dtype; converters keep norms in F32) is written back in it. Quantized
+ * GGUF types and tensors without an HF name are refused. */
+static int srcs_from_gguf(wctx *w, const qf_hf_arch *a, const qf_hf_hparams *hp, st_dtype model_dtype) {
+    if (a->flags & QF_ARCH_GEMMA_FAMILY) /* the converter changed the norms' values (1 + w) */
+        return qf_set_err(w->err, QF_EUNSUPPORTED, "%s: GGUF input of %s is not supported (use the HF directory)",
+                          w->o->in_dir, a->hf_class);
+    int rc = srcs_alloc(w, w->gg.all.n_tensors);
+    for (uint64_t i = 0; i < w->gg.all.n_tensors && !rc; i++) {
+        const gguf_tensor_info *g = &w->gg.all.tensors[i];
+        if (!strcmp(g->name, "rope_freqs.weight")) continue;
+        srct *s = &w->srcs[w->n_srcs];
+        int64_t bid;
+        const qf_tensor_rule *r = qf_hf_map_gguf_tensor(a, g->name, s->name, sizeof s->name, &bid);
+        if (!r)
+            return qf_set_err(w->err, QF_EUNSUPPORTED, "%s: tensor '%s' has no Hugging Face name for %s", w->o->in_dir,
+                              g->name, a->hf_class);
+        if (g->type != GGML_TYPE_F32 && g->type != GGML_TYPE_F16 && g->type != GGML_TYPE_BF16)
+            return qf_set_err(w->err, QF_EUNSUPPORTED,
+                              "%s: tensor '%s' is %s (FP8 output needs an F32, F16 or BF16 GGUF)", w->o->in_dir,
+                              g->name, ggml_get_type_traits(g->type) ? ggml_get_type_traits(g->type)->name : "an unknown type");
+        s->dtype = g->type == GGML_TYPE_F32 ? ST_F32 : g->type == GGML_TYPE_F16 ? ST_F16 : ST_BF16;
+        s->n_dims = g->n_dims;
+        for (uint32_t d = 0; d < g->n_dims; d++) s->shape[d] = g->ne[g->n_dims - 1 - d];
+        int64_t want0 = qf_hf_dim_value(hp, r->shape[0]), want1 = r->shape[1] ? qf_hf_dim_value(hp, r->shape[1]) : 0;
+        if (g->n_dims != (r->shape[1] ? 2u : 1u) || (int64_t)s->shape[0] != want0 ||
+            (r->shape[1] && (int64_t)s->shape[1] != want1))
+            return qf_set_err(w->err, QF_EFORMAT, "%s: tensor '%s' does not have the shape config.json gives", w->o->in_dir,
+                              g->name);
+        s->nbytes = g->nbytes;
+        s->data = g->data;
+        s->keep_dtype = s->dtype;
+        if (s->dtype == ST_F32 && model_dtype != ST_F32 && exact_in(s, model_dtype)) s->keep_dtype = model_dtype;
+        if ((a->flags & QF_ARCH_PERMUTE_QK) && r->permute != QF_PERMUTE_NONE) {
+            if (g->n_dims != 2)
+                return qf_set_err(w->err, QF_EUNSUPPORTED, "%s: tensor '%s': permuted 1-D tensors are not supported",
+                                  w->o->in_dir, g->name);
+            s->perm_group = s->shape[0] / (uint64_t)(r->permute == QF_PERMUTE_Q ? hp->n_head : hp->n_head_kv);
+        }
+        w->n_srcs++;
+    }
+    return rc;
+}
+
 /* ---------------- files ---------------- */
+
+/* Record a path of the temp directory (or the directory) for removal on a
+ * fatal signal (qf_tmpfile_track; nothing unless the program installed it). */
+static void track(wctx *w, const char *path) {
+    char **t = realloc(w->tracked, (w->n_tracked + 1) * sizeof *t);
+    if (!t) return;
+    w->tracked = t;
+    if ((t[w->n_tracked] = strdup(path))) qf_tmpfile_track(t[w->n_tracked++]);
+}
 
 static int shard_path(char *buf, size_t cap, const char *dir, uint32_t s, uint32_t n) {
     if (n == 1) return snprintf(buf, cap, "%s/model.safetensors", dir) >= (int)cap;
@@ -288,6 +494,7 @@ static int write_shard(wctx *w, const char *dir, uint32_t s, uint32_t n_shards) 
     char path[PATH_MAX];
     if (shard_path(path, sizeof path, dir, s, n_shards))
         return qf_set_err(w->err, QF_ERANGE, "%s: path too long", dir);
+    track(w, path);
     st_writer *sw = st_writer_create(path, w->err);
     if (!sw) return QF_EIO;
     st_writer_add_metadata(sw, "format", "pt");
@@ -322,6 +529,7 @@ static void json_str(FILE *f, const char *s) {
 
 static int write_index(wctx *w, const char *dir, uint32_t n_shards, uint64_t total) {
     char *path = qf_path_join(dir, "model.safetensors.index.json");
+    if (path) track(w, path);
     FILE *f = path ? fopen(path, "w") : NULL;
     if (!f) {
         int rc = qf_set_err(w->err, QF_EIO, "%s: cannot create model.safetensors.index.json", dir);
@@ -394,6 +602,7 @@ static int write_config(wctx *w, const char *dir, const char *text, size_t len) 
         body--;
     int empty = text[body - 1] == '{';
     char *path = qf_path_join(dir, "config.json");
+    if (path) track(w, path);
     FILE *f = path ? fopen(path, "w") : NULL;
     if (!f) {
         free(path);
@@ -418,6 +627,7 @@ static int copy_file(wctx *w, const char *from_dir, const char *to_dir, const ch
         uint8_t *data = NULL;
         uint64_t n = 0;
         if ((rc = qf_read_file(src, &data, &n, w->err)) == 0) {
+            track(w, dst);
             FILE *f = fopen(dst, "wb");
             if (!f || fwrite(data, 1, (size_t)n, f) != n) rc = qf_set_err(w->err, QF_EIO, "%s: cannot write", dst);
             if (f && fclose(f) != 0 && !rc) rc = qf_set_err(w->err, QF_EIO, "%s: cannot write", dst);
@@ -445,15 +655,23 @@ static void rm_dir(const char *dir) {
     rmdir(dir);
 }
 
-/* A new directory "out_dir.tmp-PID-N" with the usual (umask) permissions,
- * unlike mkdtemp's 0700. -1 with errno on failure. */
-static int make_tmp_dir(char *buf, size_t cap, const char *out_dir) {
+/* A new directory "out_dir.tmp.PID.N" (the temp name of qf_tmpfile.h) with
+ * the usual (umask) permissions, unlike mkdtemp's 0700. -1 with errno on
+ * failure. */
+static int make_tmp_dir(wctx *w, char *buf, size_t cap, const char *out_dir) {
     for (unsigned k = 0; k < 1000; k++) {
-        if ((size_t)snprintf(buf, cap, "%s.tmp-%ld-%u", out_dir, (long)getpid(), k) >= cap) {
+        if ((size_t)snprintf(buf, cap, "%s.tmp.%ld.%u", out_dir, (long)getpid(), k) >= cap) {
             errno = ENAMETOOLONG;
             return -1;
         }
+        track(w, buf); /* before it exists: a signal right after mkdir still removes it */
         if (mkdir(buf, 0777) == 0) return 0;
+        int e = errno;
+        if (w->n_tracked && !strcmp(w->tracked[w->n_tracked - 1], buf)) {
+            qf_tmpfile_forget(w->tracked[--w->n_tracked]);
+            free(w->tracked[w->n_tracked]);
+        }
+        errno = e;
         if (errno != EEXIST) return -1;
     }
     return -1;
@@ -466,10 +684,15 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     w.err = err;
     qf_json cfg;
     memset(&cfg, 0, sizeof cfg);
-    char *cfg_path = qf_path_join(o->in_dir, "config.json");
-    char tmp[PATH_MAX] = "";
-    int rc, has_st = 0;
     struct stat sb;
+    const int gguf_in = stat(o->in_dir, &sb) == 0 && !S_ISDIR(sb.st_mode);
+    w.hf_dir = gguf_in ? o->hf_dir : o->in_dir;
+    if (!w.hf_dir)
+        return qf_set_err(err, QF_EINVAL, "%s: a GGUF input needs the Hugging Face directory of its config.json and "
+                                          "tokenizer files (hf_dir)", o->in_dir);
+    char *cfg_path = qf_path_join(w.hf_dir, "config.json");
+    char tmp[PATH_MAX] = "";
+    int rc, has_st = 0, has_gg = 0;
     if (!cfg_path) return qf_set_err(err, QF_ENOMEM, "out of memory");
     if (stat(o->out_dir, &sb) == 0) {
         rc = qf_set_err(err, QF_EINVAL, "%s: already exists (not overwritten)", o->out_dir);
@@ -488,8 +711,20 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
                         cfg_path);
         goto done;
     }
-    if ((rc = st_open(&w.st, o->in_dir, err))) goto done;
-    has_st = 1;
+    if (gguf_in) {
+        if ((rc = qf_quant_input_open(&w.gg, o->in_dir, err))) goto done;
+        has_gg = 1;
+        int td = qf_json_find(&cfg, 0, "torch_dtype");
+        st_dtype model_dtype = td >= 0 && qf_json_string_eq(&cfg, td, "bfloat16", 8) ? ST_BF16
+                               : td >= 0 && qf_json_string_eq(&cfg, td, "float16", 7) ? ST_F16 : ST_F32;
+        rc = srcs_from_gguf(&w, a, &hp, model_dtype);
+    } else {
+        if ((rc = st_open(&w.st, o->in_dir, err))) goto done;
+        has_st = 1;
+        rc = srcs_from_st(&w);
+    }
+    if (rc) goto done;
+    if (w.n_srcs > 1) qsort(w.srcs, w.n_srcs, sizeof *w.srcs, cmp_src);
     if ((rc = plan(&w, a))) goto done;
     if (w.n_lins == 0) {
         rc = qf_set_err(err, QF_ENOTFOUND, "%s: no Linear weights of blocks to quantize", o->in_dir);
@@ -511,7 +746,7 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     }
     uint32_t n_shards = shard + 1;
     /* temp directory next to out_dir, renamed at the end */
-    if (make_tmp_dir(tmp, sizeof tmp, o->out_dir) != 0) {
+    if (make_tmp_dir(&w, tmp, sizeof tmp, o->out_dir) != 0) {
         rc = qf_set_err(err, QF_EIO, "%s: cannot create a temp directory next to it: %s", o->out_dir, strerror(errno));
         tmp[0] = 0;
         goto done;
@@ -522,7 +757,7 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     static const char *const side[] = {"tokenizer.json",    "tokenizer_config.json", "special_tokens_map.json",
                                        "tokenizer.model",   "generation_config.json", "vocab.json",
                                        "merges.txt",        "added_tokens.json",      "chat_template.jinja"};
-    for (size_t i = 0; i < sizeof side / sizeof *side && !rc; i++) rc = copy_file(&w, o->in_dir, tmp, side[i]);
+    for (size_t i = 0; i < sizeof side / sizeof *side && !rc; i++) rc = copy_file(&w, w.hf_dir, tmp, side[i]);
     if (!rc && rename(tmp, o->out_dir) != 0)
         rc = qf_set_err(err, QF_EIO, "%s: cannot rename %s into place: %s", o->out_dir, tmp, strerror(errno));
     if (!rc) {
@@ -537,13 +772,20 @@ int qf_fp8_write(const qf_fp8_write_opts *o, qf_fp8_write_result *res, qf_err *e
     }
 done:
     if (tmp[0]) rm_dir(tmp);
+    for (size_t i = 0; i < w.n_tracked; i++) {
+        qf_tmpfile_forget(w.tracked[i]);
+        free(w.tracked[i]);
+    }
+    free(w.tracked);
     if (w.lins)
         for (size_t i = 0; i < w.n_lins; i++) free(w.lins[i].scale);
     free(w.lins);
     free(w.jobs);
     free(w.row);
     free(w.buf);
+    free(w.srcs);
     if (has_st) st_close(&w.st);
+    if (has_gg) qf_quant_input_close(&w.gg);
     qf_json_free(&cfg);
     free(cfg_path);
     return rc;

@@ -55,6 +55,30 @@ if OMP_NUM_THREADS=1 "$Q" "$D" "$TMP/D_dyn_channel_t1" FP8_DYNAMIC --quiet >/dev
    cmp -s "$TMP/D_dyn_channel/model.safetensors" "$TMP/D_dyn_channel_t1/model.safetensors"; then pass threads_same_bytes
 else fail threads_same_bytes "1-thread output differs"; fi
 
+# --- GGUF input: a lossless GGUF of the HF directory gives the same bytes ---
+for m in S:f32:channel D:bf16:channel D:bf16:block; do
+  IFS=: read -r v ot sch <<<"$m"; src=${!v}
+  g=$TMP/${v}_$ot.gguf
+  [ -f "$g" ] || "$C" "$src" -o "$g" --outtype "$ot" >/dev/null 2>&1
+  [ -d "$TMP/${v}_dyn_$sch" ] || continue
+  if err=$("$Q" "$g" "$TMP/${v}_gguf_$sch" FP8_DYNAMIC --fp8-scheme "$sch" --hf-dir "$src" --quiet 2>&1 >/dev/null) &&
+     diff -r "$TMP/${v}_dyn_$sch" "$TMP/${v}_gguf_$sch" >/dev/null; then pass "gguf_input_same_bytes_${v}_$sch"
+  else fail "gguf_input_same_bytes_${v}_$sch" "$err"; fi
+done
+# a split GGUF: every shard is read
+if [ -d "$TMP/D_dyn_channel" ] && "$C" "$D" -o "$TMP/Dsplit.gguf" --outtype bf16 --split-max-size 1000000 --quiet >/dev/null 2>&1; then
+  if err=$("$Q" "$TMP/Dsplit-00001-of-0000"*.gguf "$TMP/D_split_fp8" FP8_DYNAMIC --hf-dir "$D" --quiet 2>&1 >/dev/null) &&
+     diff -r "$TMP/D_dyn_channel" "$TMP/D_split_fp8" >/dev/null; then pass gguf_input_split_same_bytes
+  else fail gguf_input_split_same_bytes "$err"; fi
+fi
+# static FP8 calibrates on the GGUF: the same input scales
+if [ -d "$TMP/D_static_channel" ] && [ -f "$TMP/D_bf16.gguf" ]; then
+  if err=$("$Q" "$TMP/D_bf16.gguf" "$TMP/D_gguf_static" FP8 --hf-dir "$D" --calib "$CALIB" --ctx 128 --chunks 4 --quiet \
+       2>&1 >/dev/null) && diff -r "$TMP/D_static_channel" "$TMP/D_gguf_static" >/dev/null; then
+    pass gguf_input_same_bytes_D_static
+  else fail gguf_input_same_bytes_D_static "$err"; fi
+fi
+
 # --- round trip: FP8 dir -> F32 GGUF holds scale * e4m3(code); same ppl ---
 for m in S_dyn_channel D_dyn_tensor D_dyn_block; do
   [ -d "$TMP/$m" ] || continue
@@ -135,6 +159,27 @@ if [ -d "$TMP/synblk" ]; then
   d=$TMP/blk_bad_scale; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
   "$FT" poke "$d" model.layers.0.mlp.down_proj.weight_scale_inv 1 0
   bad block_zero_scale "weight_scale_inv' element 1 is 0" "$d"
+  B=model.layers.1.self_attn.k_proj.weight
+  d=$TMP/blk_missing; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
+  "$ST_EDIT" "$TMP/synblk/model.safetensors" "$d/model.safetensors" --drop "${B}_scale_inv"
+  bad block_missing_scale "missing scale tensor '${B}_scale_inv' of FP8 weight" "$d"
+  d=$TMP/blk_misshaped; rm -rf "$d"; cp -r "$TMP/synblk" "$d"
+  "$FT" reshape "$TMP/synblk/model.safetensors" "$d/model.safetensors" "${B}_scale_inv" 2 1
+  bad block_misshaped_scale "scale tensor '${B}_scale_inv' has shape \[2, 1\], expected" "$d"
+  d=$TMP/blk_neg; rm -rf "$d"; cp -r "$TMP/synblk" "$d"; "$FT" poke "$d" "${B}_scale_inv" 0 -1
+  bad block_negative_scale "weight_scale_inv' element 0 is -1" "$d"
+  d=$TMP/blk_nosize; rm -rf "$d"; cp -r "$TMP/synblk" "$d"; sed -i 's/"weight_block_size": \[128, 128\]/"weight_block_size": null/' "$d/config.json"
+  bad block_no_block_size "blk_nosize/config.json: quantization_config" "$d"
+fi
+if [ -d "$TMP/S_static_channel" ]; then
+  IS=model.layers.0.mlp.up_proj.input_scale
+  for v in nan 0; do
+    d=$TMP/is_$v; rm -rf "$d"; cp -r "$TMP/S_static_channel" "$d"; "$FT" poke "$d" "$IS" 0 "$v"
+    bad "input_scale_$v" "scale tensor '$IS' element 0 is .* \(scales must be finite and > 0\)" "$d"
+  done
+  d2=$TMP/unknown_strategy; rm -rf "$d2"; cp -r "$TMP/S_static_channel" "$d2"
+  sed -i 's/"strategy": "channel"/"strategy": "attn_head"/' "$d2/config.json"
+  bad unknown_strategy "unknown_strategy/config.json: quantization_config" "$d2"
 fi
 
 # --- writer refusals ---
@@ -144,6 +189,10 @@ if [ -e "$TMP/nan_out" ] || ls "$TMP" | grep -q '^nan_out.tmp'; then fail writer
 expect_exit writer_existing_dir 1 "already exists" -- "$Q" "$D" "$TMP/D_dyn_channel" FP8_DYNAMIC
 expect_exit writer_static_needs_calib 2 "needs --calib" -- "$Q" "$D" "$TMP/x1" FP8
 expect_exit writer_bad_scheme 2 "--fp8-scheme" -- "$Q" "$D" "$TMP/x2" FP8_DYNAMIC --fp8-scheme row
-expect_exit writer_gguf_input 1 "needs a Hugging Face checkpoint directory" -- "$Q" "$TMP/S_dyn_channel.gguf" "$TMP/x3" FP8_DYNAMIC
+expect_exit writer_gguf_needs_hf_dir 2 "needs --hf-dir" -- "$Q" "$TMP/S_dyn_channel.gguf" "$TMP/x3" FP8_DYNAMIC
+if "$C" "$S" -o "$TMP/S_q8.gguf" --outtype q8_0 >/dev/null 2>&1; then
+  expect_exit writer_gguf_quantized 1 "tensor '.*' is q8_0 \(FP8 output needs an F32, F16 or BF16 GGUF\)" -- \
+    "$Q" "$TMP/S_q8.gguf" "$TMP/x5" FP8_DYNAMIC --hf-dir "$S"
+fi
 expect_exit writer_already_quantized 1 "already quantized" -- "$Q" "$TMP/S_dyn_channel" "$TMP/x4" FP8_DYNAMIC
 finish

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # interrupt.sh - a signal mid-write leaves no temp file and no output:
-# convert, quantize and verify --save-logits are stopped (SIGSTOP) once their
+# convert, quantize (the FP8 writer too) and verify --save-logits are stopped (SIGSTOP) once their
 # temp file exists, sent SIGINT/SIGTERM/SIGHUP, resumed, and must die of that
 # signal with nothing left next to the output. A later run removes the temp
 # files of dead processes and keeps those of live ones.
@@ -65,6 +65,10 @@ fi
 
 interrupt convert-int INT "$TMP/c.gguf" -- "$C" "$TMP/big" -o "$TMP/c.gguf" --outtype f32 -t 1
 interrupt convert-hup HUP "$TMP/c.gguf" -- "$C" "$TMP/big" -o "$TMP/c.gguf" --outtype f32 -t 1
+
+# the FP8 writer's temp directory OUT.tmp.PID.N goes with its files
+interrupt fp8-int INT "$TMP/f8" -- "$Q" "$TMP/big" "$TMP/f8" FP8_DYNAMIC
+interrupt fp8-term TERM "$TMP/f8" -- "$Q" "$TMP/big" "$TMP/f8" FP8_DYNAMIC --fp8-scheme block
 
 if "$C" "$TMP/big" -o "$TMP/big.gguf" --outtype f32 --quiet >/dev/null 2>"$TMP/conv.err"; then
   interrupt quantize-int INT "$TMP/q.gguf" -- "$Q" "$TMP/big.gguf" "$TMP/q.gguf" Q6_K -t 1 --quiet

@@ -172,6 +172,50 @@ static void test_row_fast_vs_ref(qf_test *t) {
     free(b);
 }
 
+/* The squared-error kernel against its scalar reference (and against a
+ * direct encode + decode), for unaligned starts, odd lengths and scales that
+ * saturate part of the row. */
+static void test_sqerr_fast_vs_ref(qf_test *t) {
+    enum { N = 4099 };
+    float x[N], back[N];
+    uint8_t codes[N];
+    uint64_t r = 7;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = ((float)(r >> 40) / 16777216.0f - 0.5f) * ((i % 53) ? 1.0f : 40.0f);
+    }
+    float scales[] = {20.0f / 448, 1.0f / 448, 0.3f / 448, 1e-3f};
+    int bad = 0;
+    for (size_t k = 0; k < sizeof scales / sizeof *scales; k++)
+        for (int off = 0; off < 3; off++) {
+            int64_t n = N - off - 2 * (int)k;
+            double a = qf_fp8_sqerr_row(x + off, scales[k], n), b = qf_fp8_sqerr_row_ref(x + off, scales[k], n);
+            qf_fp8_encode_row_ref(x + off, scales[k], codes, n);
+            qf_fp8_decode_row(codes, scales[k], back, n);
+            double c = 0;
+            for (int64_t i = 0; i < n; i++) c += ((double)x[off + i] - back[i]) * ((double)x[off + i] - back[i]);
+            bad += !(fabs(a - b) <= 1e-5 * b) || c != b; /* the kernel sums in float within 1024-value runs */
+        }
+    CHECK(t, bad == 0, "%d squared errors differ from the reference or from encode + decode", bad);
+    /* one value per 8-lane vector (the rest 0, which adds exactly 0): every
+     * code, midpoint and their neighbours, subnormals and saturation; a value
+     * rounded to another code would be off by a whole step */
+    int bad1 = 0;
+    for (int c = 0; c < 0x7E; c++) {
+        float lo = (float)e4m3_def(c), mid = (float)((e4m3_def(c) + e4m3_def(c + 1)) / 2);
+        float vs[] = {lo, nextafterf(lo, INFINITY), nextafterf(lo, 0), mid, nextafterf(mid, 0), nextafterf(mid, INFINITY),
+                      448.0f, 464.0f, nextafterf(464.0f, 0), 1e15f, 1e-40f};
+        for (size_t i = 0; i < sizeof vs / sizeof *vs; i++)
+            for (int sg = 0; sg < 2; sg++) {
+                float v8[8] = {0};
+                v8[c % 8] = sg ? -vs[i] : vs[i];
+                double a = qf_fp8_sqerr_row(v8, 1.0f, 8), e = qf_fp8_sqerr_row_ref(v8, 1.0f, 8);
+                bad1 += !(fabs(a - e) <= 1e-6 * e + 1e-24);
+            }
+    }
+    CHECK(t, bad1 == 0, "%d single values round differently in the vector kernel", bad1);
+}
+
 /* ---- a tiny llama checkpoint in a temp dir ---- */
 
 static const char *CONFIG =
@@ -339,6 +383,87 @@ static void test_write_read_round_trip(qf_test *t) {
     rm_rf(base);
 }
 
+/* MSE scales: every scale is a candidate amax/448 * 2^(k/32) (k = -16..15)
+ * rounded to BF16, its group's round-trip error is at most the amax scale's,
+ * for most groups strictly less, and dequantization stays scale * e4m3(code). */
+static void test_write_mse_scales(qf_test *t) {
+    char base[] = "/tmp/qf-fp8-test-XXXXXX";
+    REQUIRE(t, mkdtemp(base), "temp dir");
+    char in[300], out[300];
+    snprintf(in, sizeof in, "%s/in", base);
+    REQUIRE(t, make_model(in, 0) == 0, "synthetic model");
+    qf_fp8_scheme schemes[] = {QF_FP8_TENSOR, QF_FP8_CHANNEL, QF_FP8_BLOCK};
+    for (int si = 0; si < 3; si++) {
+        snprintf(out, sizeof out, "%s/out%d", base, si);
+        qf_fp8_write_opts o = {0};
+        qf_err err = {0};
+        o.in_dir = in;
+        o.out_dir = out;
+        o.scheme = schemes[si];
+        o.scale_mode = QF_FP8_SCALE_MSE;
+        REQUIRE(t, qf_fp8_write(&o, NULL, &err) == 0, "write: %s", err.msg);
+        st_model src, m;
+        qf_json cfg;
+        qf_fp8_config fc;
+        char *cp = qf_path_join(out, "config.json");
+        REQUIRE(t, st_open(&src, in, &err) == 0 && st_open(&m, out, &err) == 0, "%s", err.msg);
+        REQUIRE(t, qf_json_parse_file(&cfg, cp, 0, &err) == 0 && qf_fp8_config_read(&cfg, cp, &fc, &err) == 0, "%s",
+                err.msg);
+        int n_groups = 0, n_better = 0, bad_worse = 0, bad_cand = 0, bad_exact = 0;
+        for (uint64_t i = 0; i < m.n_tensors; i++) {
+            const st_tensor *q = &m.tensors[i];
+            if (q->dtype != ST_F8_E4M3) continue;
+            qf_fp8_weight fw;
+            REQUIRE(t, qf_fp8_weight_bind(&m, &fc, q, out, &fw, &err) == 0, "%s", err.msg);
+            const st_tensor *s = st_find(&src, q->name);
+            int64_t br = fw.scheme == QF_FP8_CHANNEL ? 1 : fw.scheme == QF_FP8_TENSOR ? fw.n_out : 128;
+            int64_t bc = fw.scheme == QF_FP8_BLOCK ? 128 : fw.n_in;
+            float *g = malloc((size_t)(fw.n_out * fw.n_in) * sizeof *g), *row = malloc((size_t)fw.n_in * sizeof *row);
+            for (int64_t r0 = 0; r0 < fw.n_out; r0++) {
+                qf_fp8_dequant_row(&fw, r0, q->data + r0 * fw.n_in, row);
+                for (int64_t c = 0; c < fw.n_in; c++) {
+                    float want = qf_fp8_scale_at(&fw, r0, c) * qf_e4m3_to_f32(q->data[r0 * fw.n_in + c]);
+                    bad_exact += memcmp(&row[c], &want, 4) != 0;
+                }
+            }
+            for (int64_t r0 = 0; r0 < fw.n_out; r0 += br)
+                for (int64_t c0 = 0; c0 < fw.n_in; c0 += bc) {
+                    int64_t nr = fw.n_out - r0 < br ? fw.n_out - r0 : br, nc = fw.n_in - c0 < bc ? fw.n_in - c0 : bc;
+                    float amax = 0;
+                    for (int64_t a = 0; a < nr; a++)
+                        for (int64_t c = 0; c < nc; c++) {
+                            uint16_t h;
+                            memcpy(&h, s->data + 2 * ((r0 + a) * fw.n_in + c0 + c), 2);
+                            g[a * nc + c] = qf_bf16_to_f32(h);
+                            if (fabsf(g[a * nc + c]) > amax) amax = fabsf(g[a * nc + c]);
+                        }
+                    float sc = qf_fp8_scale_at(&fw, r0, c0), s0 = qf_bf16_to_f32(qf_f32_to_bf16(amax / 448.0f));
+                    int is_cand = 0;
+                    for (int k = -16; k < 16; k++)
+                        is_cand |= sc == qf_bf16_to_f32(qf_f32_to_bf16(amax / 448.0f * exp2f((float)k / 32)));
+                    double e = qf_fp8_sqerr_row_ref(g, sc, nr * nc), e0 = qf_fp8_sqerr_row_ref(g, s0, nr * nc);
+                    n_groups++;
+                    bad_cand += !is_cand;
+                    bad_worse += e > e0 * (1 + 1e-12);
+                    n_better += e < e0;
+                }
+            free(g);
+            free(row);
+            qf_fp8_weight_free(&fw);
+        }
+        const char *nm = qf_fp8_scheme_name(schemes[si]);
+        CHECK(t, bad_exact == 0, "%s: %d dequantized values != scale * e4m3(code)", nm, bad_exact);
+        CHECK(t, bad_cand == 0, "%s: %d of %d scales are not a candidate", nm, bad_cand, n_groups);
+        CHECK(t, bad_worse == 0, "%s: %d of %d groups have more error than amax/448", nm, bad_worse, n_groups);
+        CHECK(t, n_better * 2 > n_groups, "%s: only %d of %d groups improved on amax/448", nm, n_better, n_groups);
+        qf_json_free(&cfg);
+        free(cp);
+        st_close(&m);
+        st_close(&src);
+    }
+    rm_rf(base);
+}
+
 /* A NaN weight: an error naming the tensor and element, and no output directory. */
 static void test_write_refuses_nan(qf_test *t) {
     char base[] = "/tmp/qf-fp8-test-XXXXXX";
@@ -395,4 +520,4 @@ static void test_config_errors(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_decode_all_codes, test_encode_boundaries, test_encode_random, test_row_codec, test_row_fast_vs_ref,
-             test_write_read_round_trip, test_write_refuses_nan, test_config_errors)
+             test_sqerr_fast_vs_ref, test_write_read_round_trip, test_write_mse_scales, test_write_refuses_nan, test_config_errors)
