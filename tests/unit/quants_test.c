@@ -30,7 +30,7 @@ static const geom geoms[] = {
     {GGML_TYPE_Q4_0, "q4_0", 32, 18},  {GGML_TYPE_IQ4_NL, "iq4_nl", 32, 18}, {GGML_TYPE_Q4_1, "q4_1", 32, 20},  {GGML_TYPE_Q5_0, "q5_0", 32, 22},
     {GGML_TYPE_Q5_1, "q5_1", 32, 24},  {GGML_TYPE_Q8_0, "q8_0", 32, 34},  {GGML_TYPE_Q2_K, "q2_K", 256, 84},
     {GGML_TYPE_Q3_K, "q3_K", 256, 110}, {GGML_TYPE_Q4_K, "q4_K", 256, 144}, {GGML_TYPE_Q5_K, "q5_K", 256, 176},
-    {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292},
+    {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292}, {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136},
 };
 enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
 static const char *ggml_type_name_or(uint32_t type) {
@@ -271,6 +271,37 @@ static void test_iq4_nl_by_hand(qf_test *t) {
     CHECK(t, qf_dequantize_row(GGML_TYPE_IQ4_NL, b, z, 48) == -1, "k not a multiple of 32 -> -1");
 }
 
+/* IQ4_XS by hand: d = 0.5; sub-block ib has the 6-bit scale ls = 8*ib + 3
+ * (low nibbles in scales_l, high 2 bits in scales_h), so its elements are
+ * 0.5 * (ls - 32) * table[q]; nibbles as in IQ4_NL (byte j: elem j low,
+ * elem j+16 high). The table is the one of the IQ4_NL test. */
+static void test_iq4_xs_by_hand(qf_test *t) {
+    static const int table[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    block_iq4_xs b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3800;
+    for (int ib = 0; ib < 8; ib++) {
+        const int ls = 8 * ib + 3;
+        b.scales_l[ib / 2] |= (uint8_t)((ls & 15) << 4 * (ib % 2));
+        b.scales_h |= (uint16_t)((ls >> 4) << 2 * ib);
+        for (int j = 0; j < 16; j++) b.qs[16 * ib + j] = (uint8_t)(((j + ib) & 15) | (15 - j) << 4);
+    }
+    float y[256], z[256];
+    dequantize_row_iq4_xs_ref(&b, y, 256);
+    dequantize_row_iq4_xs(&b, z, 256);
+    int bad = 0;
+    for (int ib = 0; ib < 8; ib++) {
+        const float dl = 0.5f * (float)(8 * ib + 3 - 32);
+        for (int j = 0; j < 16; j++) {
+            bad += y[32 * ib + j] != dl * (float)table[(j + ib) & 15];
+            bad += y[32 * ib + 16 + j] != dl * (float)table[15 - j];
+        }
+    }
+    CHECK(t, bad == 0, "%d values differ from the spec (y[0]=%g y[255]=%g)", bad, y[0], y[255]);
+    CHECK(t, memcmp(y, z, sizeof y) == 0, "fast != ref");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_IQ4_XS, &b, z, 128) == -1, "k not a multiple of 256 -> -1");
+}
+
 static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
@@ -291,16 +322,18 @@ static void test_generic_entry_points(qf_test *t) {
 static void test_traits_table(qf_test *t) {
     static const uint32_t dequant[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
                                        GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
-                                       GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K};
+                                       GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
+                                       GGML_TYPE_IQ4_XS};
     static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
-                                         GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL};
+                                         GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
+                                         GGML_TYPE_IQ4_XS};
     static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
     static const struct { uint32_t w, act; } dot[] = {
         {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
         {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0}, {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0}, {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0},
         {GGML_TYPE_Q4_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q5_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
-        {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K},
+        {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K},
     };
     for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
         int in_dequant = 0, in_uses = 0, in_needs = 0;
@@ -321,4 +354,4 @@ static void test_traits_table(qf_test *t) {
 
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
-             test_generic_entry_points, test_iq4_nl_by_hand, test_traits_table)
+             test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_traits_table)
