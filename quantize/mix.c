@@ -32,6 +32,8 @@ static const qf_quant_preset presets[] = {
     {"Q4_0",   QF_FTYPE_MOSTLY_Q4_0,   GGML_TYPE_Q4_0, "4.50 bpw legacy: scale per 32; output Q6_K"},
     {"IQ4_NL", QF_FTYPE_MOSTLY_IQ4_NL, GGML_TYPE_IQ4_NL, "4.50 bpw: scale + non-linear 4-bit levels per 32; attn_v Q5_K if GQA >= 4; output Q6_K"},
     {"IQ4_XS", QF_FTYPE_MOSTLY_IQ4_XS, GGML_TYPE_IQ4_XS, "4.25 bpw: IQ4_NL levels, 6-bit scale per 32 in 256-blocks; attn_v Q5_K if GQA >= 4; output Q6_K"},
+    {"IQ3_M",  QF_FTYPE_MOSTLY_IQ3_M,  GGML_TYPE_IQ3_S,  "3.66 bpw mix: IQ3_S; attn_v, attn_output Q4_K, ffn_down Q4_K (first n/8); output Q6_K"},
+    {"IQ3_S",  QF_FTYPE_MOSTLY_IQ3_S,  GGML_TYPE_IQ3_S,  "3.44 bpw: grid of 512 4-tuples, sign bits, 4-bit scale per 32; attn_v Q4_K if GQA >= 4; output Q6_K"},
     {"Q3_K_L", QF_FTYPE_MOSTLY_Q3_K_L, GGML_TYPE_Q3_K, "Q3_K; attn_v, attn_output, ffn_down Q5_K; output Q6_K"},
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
@@ -212,6 +214,8 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_S,    QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_4,    GGML_TYPE_Q5_K},
 
@@ -230,6 +234,8 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_FFN_DOWN,    ARCH_NOT_FALCON, MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_MORE_BITS,  GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
     /* with an imatrix, Q4_0/Q5_0 guard the first ffn_down layers with the min variant */
     {QF_FTYPE_MOSTLY_Q4_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q4_1},
@@ -240,6 +246,9 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_S,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q3_K},
@@ -249,6 +258,7 @@ static const struct mix_rule {
 
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q6_K},
 };
@@ -319,7 +329,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
  * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
- * IQ4_NL, IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * IQ4_NL, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
  * still does not divide. For the 32-block types themselves (legacy and
  * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
  * there, as the legacy oracle files were made (PROVENANCE.md). */
@@ -329,6 +339,7 @@ static const struct {
     {GGML_TYPE_Q2_K, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q3_K, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ3_S, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # iquant_peer.sh - the i-quant types and presets against the peer binaries
 # (llama.cpp c392e50: llama-quantize, llama-imatrix, llama-perplexity):
+#   - grids: blocks walking every grid index, and random blocks, dequantized
+#     by llama-quantize (to F32) and by qforge, bit for bit (tests/tools/iq_probe);
 #   - codecs: every i-quant type on the corner-case stress model, quantized
 #     with qf_quantize_rows and compared byte for byte with llama-quantize's
 #     tensors (kquant_compare), with and without an imatrix;
@@ -17,7 +19,11 @@ TEXT=corpus/wikitext-2-raw/wiki.test.raw
 Q=$QF_BIN/qforge-quantize
 
 # The finished i-quant presets (each also a tensor type of the same name).
-PRESETS="IQ4_XS"
+PRESETS="IQ4_XS IQ3_S IQ3_M"
+# The finished i-quant tensor types (stress model and the dequantization probe).
+TYPES="IQ4_XS IQ3_S"
+# Types with a grid (probed against the peer's dequantization).
+GRIDS="IQ3_S"
 
 # exact_vs_peer NAME IN.gguf PRESET [IMATRIX]: qforge-quantize --method exact
 # writes llama-quantize's bytes.
@@ -62,7 +68,7 @@ if need_data stress "$TEMPLATE"; then
   if ! "$QF_TOOLS/kquant_stress_model" "$QF_DATA/$TEMPLATE" "$TMP/stress.gguf" "$TMP/stress.dat" 7 2>"$TMP/err"; then
     fail stress "kquant_stress_model: $(cat "$TMP/err")"
   else
-    for t in $PRESETS; do
+    for t in $TYPES; do
       for mode in plain imatrix; do
         args=(); im=
         [ $mode = imatrix ] && { args=(--imatrix "$TMP/stress.dat"); im=$TMP/stress.dat; }
@@ -76,6 +82,21 @@ if need_data stress "$TEMPLATE"; then
       done
     done
   fi
+fi
+
+# --- grids and sign tables: the peer dequantizes probe blocks -------------
+if need_data grids "$TEMPLATE" && [ -s "$TMP/stress.gguf" ]; then
+  for t in $GRIDS; do
+    if ! "$QF_TOOLS/iq_probe" make "$TMP/stress.gguf" "$t" "$TMP/probe.gguf" 2>"$TMP/err"; then
+      fail "grid-$t" "iq_probe: $(cat "$TMP/err")"
+    elif ! "$PEERS/llama-quantize" --allow-requantize "$TMP/probe.gguf" "$TMP/probe-f32.gguf" F32 1 >"$TMP/q.log" 2>&1; then
+      fail "grid-$t" "llama-quantize failed: $(tail -n 1 "$TMP/q.log")"
+    elif out=$("$QF_TOOLS/iq_probe" check "$TMP/probe.gguf" "$TMP/probe-f32.gguf" 2>&1); then
+      pass "grid-$t ($out)"
+    else
+      fail "grid-$t" "$out"
+    fi
+  done
 fi
 
 # --- mix rules: 16 layers, GQA 4, untied output, rows of 256 ----------------

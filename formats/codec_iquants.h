@@ -1,0 +1,45 @@
+/* codec_iquants.h - the grid i-quants: 256-element super-blocks whose
+ * groups of 4 (IQ3) or 8 (IQ2, IQ1) weights are indices into a fixed
+ * codebook ("grid") of points, with separate sign bits and per-32 (or per-16)
+ * sub-block scales. Layouts and codecs; the scalar references
+ * (codec_iquants.c) reproduce ggml bit for bit.
+ *
+ *   IQ3_S  (3.44 bpw): x = d * (1 + 2*sc) * grid[idx][j] * sign, grid of 512 4-tuples
+ *                      of odd levels 1..15, 9-bit indices (qs + one qh bit),
+ *                      one sign bit per weight, 4-bit sc per 32.
+ */
+#ifndef QF_CODEC_IQUANTS_H
+#define QF_CODEC_IQUANTS_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "codec_legacy.h" /* qf_half */
+
+#define QK_IQ 256
+
+/* IQ3_S: sub-block ib (32 weights) = groups g = 0..7 of 4; group g's grid
+ * index is qs[8ib+g] | (qh[ib] >> g & 1) << 8, its signs are bits 4(g%2)..
+ * of signs[4ib + g/2] (bit set: negative); sc = scales[ib/2] >> 4*(ib%2) & 15. */
+typedef struct {
+    qf_half d;
+    uint8_t qs[QK_IQ / 4];
+    uint8_t qh[QK_IQ / 32];
+    uint8_t signs[QK_IQ / 8];
+    uint8_t scales[QK_IQ / 64];
+} block_iq3_s;
+static_assert(sizeof(block_iq3_s) == 110, "block_iq3_s size");
+extern const uint32_t qf_iq3s_grid[512];
+
+void dequantize_row_iq3_s_ref(const block_iq3_s *x, float *y, int64_t k);
+void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k); /* AVX2 where compiled in */
+/* ggml quantize_iq3_s (QK_IQ | k): weights x^2 without an imatrix, else
+ * qw * sqrt(sigma2 + x^2), sigma2 = 2 * mean x^2 of the 256. Returns 0, or -1
+ * if the grid's neighbour index could not be built (never for this grid). */
+int qf_quantize_row_iq3_s(const float *x, block_iq3_s *y, int64_t k, const float *qw);
+
+/* Row quantizers for the traits table (ggml_types.c). */
+struct qk_kernels;
+void qk_from_float_iq3_s(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+
+#endif
