@@ -88,6 +88,46 @@ const uint32_t qf_iq3s_grid[512] = {
     0x0f090307, 0x0f090501, 0x0f090b01, 0x0f0b0505, 0x0f0b0905, 0x0f0d0105, 0x0f0d0703, 0x0f0f0101,
 };
 
+/* IQ3_XXS's 256 grid points, element j in byte j, levels 4, 12, 20, .., 52
+ * and 62 (8l + 4 for l = 0..6, then 62), in ascending order of the code
+ * sum_j l_j << 3j. Derived like qf_iq3s_grid: iq_probe's index walk with
+ * d = 4, scale 0 (db = 1) and sign index 0 (all positive), dequantized by
+ * llama-quantize; checked the same way by tests/cli/iquant_peer.sh. */
+const uint32_t qf_iq3xxs_grid[256] = {
+    0x04040404, 0x04040414, 0x04040424, 0x04040c0c, 0x04040c1c, 0x04040c3e, 0x04041404, 0x04041414,
+    0x04041c0c, 0x04042414, 0x04043e1c, 0x04043e2c, 0x040c040c, 0x040c041c, 0x040c0c04, 0x040c0c14,
+    0x040c140c, 0x040c142c, 0x040c1c04, 0x040c1c14, 0x040c240c, 0x040c2c24, 0x040c3e04, 0x04140404,
+    0x04140414, 0x04140424, 0x04140c0c, 0x04141404, 0x04141414, 0x04141c0c, 0x04141c1c, 0x04141c3e,
+    0x04142c0c, 0x04142c3e, 0x04143e2c, 0x041c040c, 0x041c043e, 0x041c0c04, 0x041c0c14, 0x041c142c,
+    0x041c3e04, 0x04240c1c, 0x04241c3e, 0x04242424, 0x04242c3e, 0x04243e1c, 0x04243e2c, 0x042c040c,
+    0x042c043e, 0x042c1c14, 0x042c2c14, 0x04341c2c, 0x04343424, 0x043e0c04, 0x043e0c24, 0x043e0c34,
+    0x043e241c, 0x043e340c, 0x0c04040c, 0x0c04041c, 0x0c040c04, 0x0c040c14, 0x0c04140c, 0x0c04141c,
+    0x0c041c04, 0x0c041c14, 0x0c041c24, 0x0c04243e, 0x0c042c04, 0x0c0c0404, 0x0c0c0414, 0x0c0c0c0c,
+    0x0c0c1404, 0x0c0c1414, 0x0c14040c, 0x0c14041c, 0x0c140c04, 0x0c140c14, 0x0c14140c, 0x0c141c04,
+    0x0c143e14, 0x0c1c0404, 0x0c1c0414, 0x0c1c1404, 0x0c1c1c0c, 0x0c1c2434, 0x0c1c3434, 0x0c24040c,
+    0x0c24042c, 0x0c242c04, 0x0c2c1404, 0x0c2c1424, 0x0c2c2434, 0x0c2c3e0c, 0x0c34042c, 0x0c3e1414,
+    0x0c3e2404, 0x14040404, 0x14040414, 0x14040c0c, 0x14040c1c, 0x14041404, 0x14041414, 0x14041434,
+    0x14041c0c, 0x14042414, 0x140c040c, 0x140c041c, 0x140c042c, 0x140c0c04, 0x140c0c14, 0x140c140c,
+    0x140c1c04, 0x140c341c, 0x140c343e, 0x140c3e04, 0x14140404, 0x14140414, 0x14140c0c, 0x14140c3e,
+    0x14141404, 0x14141414, 0x14141c3e, 0x14142404, 0x14142c2c, 0x141c040c, 0x141c0c04, 0x141c0c24,
+    0x141c3e04, 0x141c3e24, 0x14241c2c, 0x14242c1c, 0x142c041c, 0x142c143e, 0x142c240c, 0x142c3e24,
+    0x143e040c, 0x143e041c, 0x143e0c34, 0x143e242c, 0x1c04040c, 0x1c040c04, 0x1c040c14, 0x1c04140c,
+    0x1c04141c, 0x1c042c04, 0x1c04342c, 0x1c043e14, 0x1c0c0404, 0x1c0c0414, 0x1c0c1404, 0x1c0c1c0c,
+    0x1c0c2424, 0x1c0c2434, 0x1c14040c, 0x1c14041c, 0x1c140c04, 0x1c14142c, 0x1c142c14, 0x1c143e14,
+    0x1c1c0c0c, 0x1c1c1c1c, 0x1c241c04, 0x1c24243e, 0x1c243e14, 0x1c2c0404, 0x1c2c0434, 0x1c2c1414,
+    0x1c2c2c2c, 0x1c340c24, 0x1c341c34, 0x1c34341c, 0x1c3e1c1c, 0x1c3e3404, 0x24040424, 0x24040c3e,
+    0x24041c2c, 0x24041c3e, 0x24042c1c, 0x24042c3e, 0x240c3e24, 0x24141404, 0x24141c3e, 0x24142404,
+    0x24143404, 0x24143434, 0x241c043e, 0x241c242c, 0x24240424, 0x24242c0c, 0x24243424, 0x242c142c,
+    0x242c241c, 0x242c3e04, 0x243e042c, 0x243e0c04, 0x243e0c14, 0x243e1c04, 0x2c040c14, 0x2c04240c,
+    0x2c043e04, 0x2c0c0404, 0x2c0c0434, 0x2c0c1434, 0x2c0c2c2c, 0x2c140c24, 0x2c141c14, 0x2c143e14,
+    0x2c1c0414, 0x2c1c2c1c, 0x2c240c04, 0x2c24141c, 0x2c24143e, 0x2c243e14, 0x2c2c0414, 0x2c2c1c0c,
+    0x2c342c04, 0x2c3e1424, 0x2c3e2414, 0x34041424, 0x34042424, 0x34042434, 0x34043424, 0x340c140c,
+    0x340c340c, 0x34140c3e, 0x34143424, 0x341c1c04, 0x341c1c34, 0x34242424, 0x342c042c, 0x342c2c14,
+    0x34341c1c, 0x343e041c, 0x343e140c, 0x3e04041c, 0x3e04042c, 0x3e04043e, 0x3e040c04, 0x3e041c14,
+    0x3e042c14, 0x3e0c1434, 0x3e0c2404, 0x3e140c14, 0x3e14242c, 0x3e142c14, 0x3e1c0404, 0x3e1c0c2c,
+    0x3e1c1c1c, 0x3e1c3404, 0x3e24140c, 0x3e24240c, 0x3e2c0404, 0x3e2c0414, 0x3e2c1424, 0x3e341c04,
+};
+
 /* The quantizer's view of a grid of 4-tuples of odd levels 2l+1, l in 0..7:
  * map[code] = the grid index of the point with levels l_j (code = sum l_j <<
  * 3j), or -(1 + offset) for a point off the grid, where neighbours[offset] =
@@ -161,6 +201,22 @@ static void iq3_index_build(iq3_index *ix, const uint32_t *grid, int n_grid, int
         for (int j = 0; j < n; ++j) nb[at++] = (uint16_t)dist2[2 * j + 1];
     }
     ix->neighbours = nb;
+}
+
+/* The 256 grid's off-grid codes have at most 2 shells of neighbours. */
+#define IQ3XXS_NEIGHBOURS_CAP 32768
+static uint16_t iq3xxs_neighbours[IQ3XXS_NEIGHBOURS_CAP];
+static uint32_t iq3xxs_levels[256]; /* the grid as levels 2l+1, which the quantizer fits */
+static iq3_index iq3xxs_index;
+static pthread_once_t iq3xxs_once = PTHREAD_ONCE_INIT;
+
+static void iq3xxs_index_init(void) {
+    for (int i = 0; i < 256; ++i) {
+        uint32_t v = 0;
+        for (int j = 0; j < 4; ++j) v |= (uint32_t)(2 * ((((qf_iq3xxs_grid[i] >> 8 * j) & 0xFF) - 4) / 8) + 1) << 8 * j;
+        iq3xxs_levels[i] = v;
+    }
+    iq3_index_build(&iq3xxs_index, iq3xxs_levels, 256, 2, iq3xxs_neighbours, IQ3XXS_NEIGHBOURS_CAP);
 }
 
 static void iq3s_index_init(void) {
@@ -352,4 +408,159 @@ int qf_quantize_row_iq3_s(const float *x, block_iq3_s *y, int64_t k, const float
 
 void qk_from_float_iq3_s(const qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw) {
     if (qf_quantize_row_iq3_s(x, (block_iq3_s *)y, n, qw) != 0) memset(y, 0, (size_t)(n / QK_IQ) * sizeof(block_iq3_s));
+}
+
+/* ------------------------------------------------------------------------ */
+/* IQ3_XXS                                                                  */
+/* ------------------------------------------------------------------------ */
+
+void dequantize_row_iq3_xxs_ref(const block_iq3_xxs *x, float *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK_IQ; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < QK_IQ / 32; ib++) {
+            uint32_t ss;
+            memcpy(&ss, x[i].qs + QK_IQ / 4 + 4 * ib, 4);
+            const float db = d * (0.5f + (float)(ss >> 28)) * 0.5f;
+            for (int g = 0; g < 8; g++, y += 4) {
+                const uint8_t *pg = (const uint8_t *)&qf_iq3xxs_grid[x[i].qs[8 * ib + g]];
+                const uint8_t s = (uint8_t)(qf_iq_signs((ss >> 7 * (g / 2)) & 127) >> 4 * (g % 2));
+                for (int j = 0; j < 4; j++) {
+                    const float v = db * (float)pg[j];
+                    y[j] = (s >> j) & 1 ? -v : v;
+                }
+            }
+        }
+    }
+}
+
+/* Magnitudes and sign bits of 32 weights in 4 groups of 8 with an even number
+ * of negative signs each: if a group has an odd count, the weight with the
+ * smallest w*x^2 (first on ties) is taken with the wrong sign (its xval goes
+ * negative). block_signs gets the low 7 bits of each group's pattern. */
+static void iq3_xxs_signs(const float *xb, const float *weight, float *xval, uint8_t block_signs[4]) {
+    for (int k = 0; k < 4; ++k) {
+        int nflip = 0;
+        uint8_t s = 0;
+        for (int i = 0; i < 8; ++i) {
+            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
+            else { xval[8 * k + i] = -xb[8 * k + i]; ++nflip; s |= (uint8_t)(1 << i); }
+        }
+        if (nflip % 2) {
+            int imin = 0;
+            float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+            for (int i = 1; i < 8; ++i) {
+                const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                if (ax < min) { min = ax; imin = i; }
+            }
+            xval[8 * k + imin] = -xval[8 * k + imin];
+            s ^= (uint8_t)(1 << imin);
+        }
+        block_signs[k] = s & 127;
+    }
+}
+
+/* One 256-block (ggml quantize_row_iq3_xxs_impl with the 256 grid): as
+ * IQ3_S but with even-parity signs (iq3_xxs_signs), 31 trials
+ * (is = -15..15), a zero threshold of 1e-8, only the off-grid groups
+ * re-rounded after the trials, and d = max scale / 31 written as d * 1.0125.
+ * A zero sub-block keeps index 0, sign 0 and scale 0. */
+static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int8_t *L, int *on_grid) {
+    const iq3_index *ix = &iq3xxs_index;
+    float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
+    int8_t Laux[32];
+    int on_grid_aux[8];
+    uint8_t block_signs[4];
+    uint32_t ss[QK_IQ / 32] = {0};
+    memset(y, 0, sizeof *y);
+    float sumx2 = 0.f;
+    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
+    const float sigma2 = 2 * sumx2 / QK_IQ;
+    float max_scale = 0.f;
+    for (int ib = 0; ib < QK_IQ / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        for (int i = 0; i < 32; ++i)
+            weight[i] = qw ? qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
+        for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
+        iq3_xxs_signs(xb, weight, xval, block_signs);
+        float max = xval[0];
+        for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
+        if (max < 1e-8f) {
+            scales[ib] = 0;
+            memset(L, 0, 32);
+            continue;
+        }
+        float best = 0.f, scale = max / 15;
+        for (int is = -15; is <= 15; ++is) {
+            const float id = (15 + (float)is * 0.2f) / max;
+            const float this_scale = 1 / id;
+            for (int k = 0; k < 8; ++k) {
+                const int code = iq3_code(xval + 4 * k, id, Laux + 4 * k);
+                on_grid_aux[k] = ix->map[code] >= 0;
+                if (!on_grid_aux[k]) iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k);
+            }
+            float sumqx, sumq2;
+            iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, 32);
+                memcpy(on_grid, on_grid_aux, sizeof on_grid_aux);
+            }
+        }
+        int n_off = 0;
+        for (int k = 0; k < 8; ++k) n_off += !on_grid[k];
+        if (n_off > 0 && scale > 0) {
+            const float id = 1 / scale;
+            for (int k = 0; k < 8; ++k) {
+                if (on_grid[k]) continue;
+                const int code = iq3_code(xval + 4 * k, id, NULL);
+                int gi = ix->map[code];
+                if (gi < 0) gi = iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, scale, L + 4 * k);
+                int8_t pg[4];
+                grid_point(ix->grid, gi, pg);
+                for (int i = 0; i < 4; ++i) L[4 * k + i] = (int8_t)((pg[i] - 1) / 2);
+            }
+            float sumqx, sumq2;
+            iq3_sums(weight, xval, L, &sumqx, &sumq2);
+            if (sumq2 > 0) scale = sumqx / sumq2;
+        }
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 4; ++k) block_signs[k] = (uint8_t)(~block_signs[k] & 127);
+        }
+        for (int k = 0; k < 8; ++k) {
+            int code = 0;
+            for (int i = 0; i < 4; ++i) code |= L[4 * k + i] << 3 * i;
+            y->qs[8 * ib + k] = (uint8_t)QK_MAX(0, ix->map[code]); /* always on the grid here */
+        }
+        ss[ib] = block_signs[0] | (uint32_t)block_signs[1] << 7 | (uint32_t)block_signs[2] << 14 |
+                 (uint32_t)block_signs[3] << 21;
+        scales[ib] = scale;
+        max_scale = QK_MAX(max_scale, scale);
+    }
+    if (!max_scale) {
+        memset(y, 0, sizeof *y);
+        return;
+    }
+    const float d = max_scale / 31;
+    y->d = f2h(d * 1.0125f);
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_IQ / 32; ++ib) {
+        const int l = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib] - 1))));
+        ss[ib] |= (uint32_t)l << 28;
+    }
+    memcpy(y->qs + QK_IQ / 4, ss, sizeof ss);
+}
+
+int qf_quantize_row_iq3_xxs(const float *x, block_iq3_xxs *y, int64_t k, const float *qw) {
+    pthread_once(&iq3xxs_once, iq3xxs_index_init);
+    if (!iq3xxs_index.neighbours) return -1;
+    int8_t L[32] = {0};
+    int on_grid[8] = {0};
+    for (int64_t b = 0; b < k / QK_IQ; ++b) iq3_xxs_block(x + b * QK_IQ, qw ? qw + b * QK_IQ : NULL, y + b, L, on_grid);
+    return 0;
+}
+
+void qk_from_float_iq3_xxs(const qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw) {
+    if (qf_quantize_row_iq3_xxs(x, (block_iq3_xxs *)y, n, qw) != 0) memset(y, 0, (size_t)(n / QK_IQ) * sizeof(block_iq3_xxs));
 }

@@ -7,6 +7,9 @@
  *   IQ3_S  (3.44 bpw): x = d * (1 + 2*sc) * grid[idx][j] * sign, grid of 512 4-tuples
  *                      of odd levels 1..15, 9-bit indices (qs + one qh bit),
  *                      one sign bit per weight, 4-bit sc per 32.
+ *   IQ3_XXS (3.06 bpw): x = d * (0.5 + sc) * 0.5 * grid[idx][j] * sign, grid of 256
+ *                      4-tuples of levels 4, 12, .., 52, 62; 8-bit indices; signs
+ *                      as 7-bit indices per 8 weights (even parity); 4-bit sc per 32.
  */
 #ifndef QF_CODEC_IQUANTS_H
 #define QF_CODEC_IQUANTS_H
@@ -38,8 +41,30 @@ void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k); /* AVX2 wh
  * if the grid's neighbour index could not be built (never for this grid). */
 int qf_quantize_row_iq3_s(const float *x, block_iq3_s *y, int64_t k, const float *qw);
 
+/* IQ3_XXS: sub-block ib = groups g = 0..7 of 4 weights with 8-bit grid
+ * indices qs[8ib+g] into 256 points; the 32-bit word
+ * ss = qs[64+4ib .. 64+4ib+4) (little-endian) holds four 7-bit sign indices
+ * (pair l = groups 2l, 2l+1: ss >> 7l & 127, expanded to 8 signs with even
+ * parity) and the 4-bit scale ss >> 28: db = d * (0.5 + sc) * 0.5. */
+typedef struct {
+    qf_half d;
+    uint8_t qs[3 * QK_IQ / 8];
+} block_iq3_xxs;
+static_assert(sizeof(block_iq3_xxs) == 98, "block_iq3_xxs size");
+extern const uint32_t qf_iq3xxs_grid[256];
+
+/* The 8 sign bits of a 7-bit sign index: bit 7 set when i has an odd number
+ * of bits, so every pattern has an even number of negative signs. */
+static inline uint8_t qf_iq_signs(int i) { return (uint8_t)(i | (__builtin_parity((unsigned)i) << 7)); }
+
+void dequantize_row_iq3_xxs_ref(const block_iq3_xxs *x, float *y, int64_t k);
+void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k);
+/* ggml quantize_iq3_xxs; as qf_quantize_row_iq3_s. */
+int qf_quantize_row_iq3_xxs(const float *x, block_iq3_xxs *y, int64_t k, const float *qw);
+
 /* Row quantizers for the traits table (ggml_types.c). */
 struct qk_kernels;
 void qk_from_float_iq3_s(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+void qk_from_float_iq3_xxs(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
 
 #endif

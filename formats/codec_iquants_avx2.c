@@ -33,9 +33,23 @@ void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k) {
         }
     }
 }
+void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK_IQ; i++) {
+        const float d = qf_f16_to_f32(x[i].d);
+        for (int ib = 0; ib < QK_IQ / 32; ib++) {
+            uint32_t ss;
+            memcpy(&ss, x[i].qs + QK_IQ / 4 + 4 * ib, 4);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (float)(ss >> 28)) * 0.5f);
+            for (int l = 0; l < 4; l++, y += 8)
+                store_grid8(y, qf_iq3xxs_grid[x[i].qs[8 * ib + 2 * l]], qf_iq3xxs_grid[x[i].qs[8 * ib + 2 * l + 1]], db,
+                            qf_iq_signs((ss >> 7 * l) & 127));
+        }
+    }
+}
 
 #else
 
 void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k) { dequantize_row_iq3_s_ref(x, y, k); }
+void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k) { dequantize_row_iq3_xxs_ref(x, y, k); }
 
 #endif

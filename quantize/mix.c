@@ -34,6 +34,7 @@ static const qf_quant_preset presets[] = {
     {"IQ4_XS", QF_FTYPE_MOSTLY_IQ4_XS, GGML_TYPE_IQ4_XS, "4.25 bpw: IQ4_NL levels, 6-bit scale per 32 in 256-blocks; attn_v Q5_K if GQA >= 4; output Q6_K"},
     {"IQ3_M",  QF_FTYPE_MOSTLY_IQ3_M,  GGML_TYPE_IQ3_S,  "3.66 bpw mix: IQ3_S; attn_v, attn_output Q4_K, ffn_down Q4_K (first n/8); output Q6_K"},
     {"IQ3_S",  QF_FTYPE_MOSTLY_IQ3_S,  GGML_TYPE_IQ3_S,  "3.44 bpw: grid of 512 4-tuples, sign bits, 4-bit scale per 32; attn_v Q4_K if GQA >= 4; output Q6_K"},
+    {"IQ3_XS", QF_FTYPE_MOSTLY_IQ3_XS, GGML_TYPE_IQ3_S,  "3.3 bpw mix: IQ3_S; attn_q, attn_k and middle ffn_gate/ffn_up IQ3_XXS; attn_v Q4_K if GQA >= 4; output Q6_K"},
     {"Q3_K_L", QF_FTYPE_MOSTLY_Q3_K_L, GGML_TYPE_Q3_K, "Q3_K; attn_v, attn_output, ffn_down Q5_K; output Q6_K"},
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
@@ -186,16 +187,16 @@ typedef enum {
     LAYERS_FIRST_16TH, /* i < n/16 */
     LAYERS_FIRST_2,    /* i < 2 */
     LAYERS_FIRST_4,    /* i < 4 */
+    LAYERS_MIDDLE,     /* n/8 <= i < 7n/8 */
 } layer_cond;
 
 #define ANY_PRESET UINT32_MAX /* rule for every quantized preset */
 #define KEEP UINT32_MAX       /* stay at the preset's base type (and stop) */
 
-/* For attn_v, i/n = index among the attn_v tensors / n_attn_v; for ffn_down
- * i/n = layer / n_layer. The first row that matches wins; no row: base type.
+/* For attn_v, i/n = index among the attn_v tensors / n_attn_v; for ffn_down,
+ * ffn_gate and ffn_up i/n = layer / n_layer. The first row that matches wins; no row: base type.
  * output.weight (and token_embd when there is no output.weight) is handled
- * in qf_mix_type below; token_embd, attn_q, ffn_gate, ffn_up and anything
- * else keep the base type with every preset here. */
+ * in qf_mix_type below; tensors no row matches keep the base type. */
 static const struct mix_rule {
     uint32_t ftype;
     qf_tensor_role role;
@@ -215,11 +216,16 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ3_S,    QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_4,    GGML_TYPE_Q5_K},
 
     {ANY_PRESET,               QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q8_0},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_Q,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_FFN_GATE,    ARCH_ANY,        MODEL_ANY,           LAYERS_MIDDLE,     GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_FFN_UP,      ARCH_ANY,        MODEL_ANY,           LAYERS_MIDDLE,     GGML_TYPE_IQ3_XXS},
 
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q3_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_16TH, GGML_TYPE_Q5_K},
@@ -288,6 +294,7 @@ static int layers_hold(layer_cond c, int i, int n) {
     case LAYERS_FIRST_16TH: return i < n / 16;
     case LAYERS_FIRST_2: return i < 2;
     case LAYERS_FIRST_4: return i < 4;
+    case LAYERS_MIDDLE: return i >= n / 8 && i < 7 * n / 8;
     }
     return 0;
 }
@@ -329,7 +336,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
  * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
- * IQ4_NL, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * IQ4_NL, IQ3_XXS, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
  * still does not divide. For the 32-block types themselves (legacy and
  * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
  * there, as the legacy oracle files were made (PROVENANCE.md). */
@@ -340,6 +347,7 @@ static const struct {
     {GGML_TYPE_Q3_K, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ3_S, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},

@@ -3,7 +3,8 @@
 # (llama.cpp c392e50: llama-quantize, llama-imatrix, llama-perplexity):
 #   - grids: blocks walking every grid index, and random blocks, dequantized
 #     by llama-quantize (to F32) and by qforge, bit for bit (tests/tools/iq_probe);
-#   - codecs: every i-quant type on the corner-case stress model, quantized
+#   - codecs: every i-quant type on the corner-case stress model (--pure: every
+#     2-D tensor of the type), quantized
 #     with qf_quantize_rows and compared byte for byte with llama-quantize's
 #     tensors (kquant_compare), with and without an imatrix;
 #   - mix rules: qforge-quantize --method exact against llama-quantize on the
@@ -19,11 +20,11 @@ TEXT=corpus/wikitext-2-raw/wiki.test.raw
 Q=$QF_BIN/qforge-quantize
 
 # The finished i-quant presets (each also a tensor type of the same name).
-PRESETS="IQ4_XS IQ3_S IQ3_M"
+PRESETS="IQ4_XS IQ3_S IQ3_M IQ3_XS"
 # The finished i-quant tensor types (stress model and the dequantization probe).
-TYPES="IQ4_XS IQ3_S"
+TYPES="IQ4_XS IQ3_S IQ3_XXS"
 # Types with a grid (probed against the peer's dequantization).
-GRIDS="IQ3_S"
+GRIDS="IQ3_S IQ3_XXS"
 
 # exact_vs_peer NAME IN.gguf PRESET [IMATRIX]: qforge-quantize --method exact
 # writes llama-quantize's bytes.
@@ -72,7 +73,7 @@ if need_data stress "$TEMPLATE"; then
       for mode in plain imatrix; do
         args=(); im=
         [ $mode = imatrix ] && { args=(--imatrix "$TMP/stress.dat"); im=$TMP/stress.dat; }
-        if ! "$PEERS/llama-quantize" "${args[@]}" "$TMP/stress.gguf" "$TMP/out.gguf" "$t" 1 >"$TMP/q.log" 2>&1; then
+        if ! "$PEERS/llama-quantize" --pure "${args[@]}" "$TMP/stress.gguf" "$TMP/out.gguf" "$t" 1 >"$TMP/q.log" 2>&1; then
           fail "stress-$t-$mode" "llama-quantize failed: $(tail -n 1 "$TMP/q.log")"
         elif out=$("$QF_TOOLS/kquant_compare" "$TMP/stress.gguf" "$TMP/out.gguf" $im 2>&1); then
           pass "stress-$t-$mode"

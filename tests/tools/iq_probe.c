@@ -50,6 +50,14 @@ static void probe_block(uint32_t type, int b, uint8_t *blk, size_t size) {
         memset(q->scales, 0, sizeof q->scales); /* db = d * (1 + 2*0) */
         break;
     }
+    case GGML_TYPE_IQ3_XXS: { /* d, qs[64] 8-bit indices, 8 words of signs + scale */
+        block_iq3_xxs *q = (block_iq3_xxs *)blk;
+        q->d = 0x4400; /* 4.0: db = 4 * (0.5 + 0) * 0.5 = 1 */
+        if (b >= 256 / 64) break;
+        for (int k = 0; k < 64; k++) q->qs[k] = (uint8_t)(64 * b + k);
+        memset(q->qs + 64, 0, 32);
+        break;
+    }
     default: break;
     }
 }

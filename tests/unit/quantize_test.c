@@ -68,6 +68,7 @@ static void test_presets_and_ftypes(qf_test *t) {
         {"Q4_K_M", 15, GGML_TYPE_Q4_K},  {"Q5_K_S", 16, GGML_TYPE_Q5_K},  {"Q5_K_M", 17, GGML_TYPE_Q5_K},
         {"Q6_K", 18, GGML_TYPE_Q6_K},    {"IQ4_NL", 25, GGML_TYPE_IQ4_NL}, {"BF16", 32, GGML_TYPE_BF16},
         {"IQ4_XS", 30, GGML_TYPE_IQ4_XS}, {"IQ3_S", 26, GGML_TYPE_IQ3_S},   {"IQ3_M", 27, GGML_TYPE_IQ3_S},
+        {"IQ3_XS", 22, GGML_TYPE_IQ3_S},
     };
     size_t n;
     qf_quant_presets(&n);
@@ -227,6 +228,12 @@ static void test_mix_rules_32_layers(qf_test *t) {
     CHECK(t, mix("IQ3_M", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_M ffn_down 4");
     CHECK(t, mix("IQ3_M", &m, QF_ROLE_ATTN_OUTPUT, 4, 32, 4096) == GGML_TYPE_Q4_K, "IQ3_M attn_output");
     CHECK(t, mix("IQ3_M", &m, QF_ROLE_ATTN_Q, 4, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_M attn_q");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_Q, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_q");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_K, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_k");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 3, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_up 3");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_up 4");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_GATE, 27, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_gate 27");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_GATE, 28, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_gate 28");
     m.has_imatrix = 1;
     CHECK(t, mix("IQ4_XS", &m, QF_ROLE_FFN_DOWN, 0, 32, 4096) == GGML_TYPE_IQ4_XS, "IQ4_XS imatrix ffn_down 0");
     m.has_imatrix = 0;
@@ -348,7 +355,7 @@ static void test_chunk_size_and_threads_do_not_change_bytes(qf_test *t) {
 /* Relative RMS error of dequantized output vs input, by output type. */
 static double max_rel_rmse(uint32_t type) {
     /* measured maxima on stories260K and synth-tinyk: f16 2.1e-4, bf16 2.0e-3,
-     * q8_0 6.2e-3, q6_K 0.018, q5_* 0.050, q4_* 0.096, iq4_nl 0.071, iq4_xs 0.077, iq3_s 0.165, q3_K 0.151, q2_K 0.298 */
+     * q8_0 6.2e-3, q6_K 0.018, q5_* 0.050, q4_* 0.096, iq4_nl 0.071, iq4_xs 0.077, iq3_s 0.165, iq3_xxs 0.214, q3_K 0.151, q2_K 0.298 */
     switch (type) {
     case GGML_TYPE_F32: return 0;
     case GGML_TYPE_F16: return 5e-4;
@@ -358,6 +365,7 @@ static double max_rel_rmse(uint32_t type) {
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q5_K: return 0.06;
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q4_K: case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS: return 0.12;
     case GGML_TYPE_Q3_K: case GGML_TYPE_IQ3_S: return 0.2;
+    case GGML_TYPE_IQ3_XXS: return 0.26;
     case GGML_TYPE_Q2_K: return 0.4;
     }
     return 0;

@@ -31,7 +31,7 @@ static const geom geoms[] = {
     {GGML_TYPE_Q5_1, "q5_1", 32, 24},  {GGML_TYPE_Q8_0, "q8_0", 32, 34},  {GGML_TYPE_Q2_K, "q2_K", 256, 84},
     {GGML_TYPE_Q3_K, "q3_K", 256, 110}, {GGML_TYPE_Q4_K, "q4_K", 256, 144}, {GGML_TYPE_Q5_K, "q5_K", 256, 176},
     {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292}, {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136},
-    {GGML_TYPE_IQ3_S, "iq3_s", 256, 110},
+    {GGML_TYPE_IQ3_S, "iq3_s", 256, 110},   {GGML_TYPE_IQ3_XXS, "iq3_xxs", 256, 98},
 };
 enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
 static const char *ggml_type_name_or(uint32_t type) {
@@ -331,6 +331,29 @@ static void test_iq3_s_grid(qf_test *t) {
     CHECK(t, e / n < 2e-3, "grid points come back with relative error %g", e / n); /* d is stored x1.033: ~1e-3 */
 }
 
+/* IQ3_XXS: grid levels 8l+4 (l < 7) or 62, codes ascending; the sign
+ * expansion has even parity and keeps the 7 index bits. */
+static void test_iq3_xxs_grid_and_signs(qf_test *t) {
+    int bad = 0, prev = -1;
+    for (int i = 0; i < 256; i++) {
+        int code = 0;
+        for (int j = 0; j < 4; j++) {
+            const int v = (qf_iq3xxs_grid[i] >> 8 * j) & 0xFF;
+            bad += !(v == 62 || (v % 8 == 4 && v <= 52));
+            code |= ((v - 4) / 8) << 3 * j;
+        }
+        bad += code <= prev;
+        prev = code;
+    }
+    CHECK(t, bad == 0, "%d grid violations", bad);
+    bad = 0;
+    for (int i = 0; i < 128; i++) {
+        const int s = qf_iq_signs(i), n = __builtin_popcount((unsigned)s);
+        bad += (s & 127) != i || n % 2 != 0;
+    }
+    CHECK(t, bad == 0, "%d sign patterns wrong", bad);
+}
+
 static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
@@ -352,10 +375,10 @@ static void test_traits_table(qf_test *t) {
     static const uint32_t dequant[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
                                        GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
                                        GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
-                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S};
+                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS};
     static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
                                          GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
-                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S};
+                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS};
     static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
     static const struct { uint32_t w, act; } dot[] = {
         {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
@@ -363,7 +386,7 @@ static void test_traits_table(qf_test *t) {
         {GGML_TYPE_Q4_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q5_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K},
-        {GGML_TYPE_IQ3_S, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ3_S, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ3_XXS, GGML_TYPE_Q8_K},
     };
     for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
         int in_dequant = 0, in_uses = 0, in_needs = 0;
@@ -384,4 +407,4 @@ static void test_traits_table(qf_test *t) {
 
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
-             test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_iq3_s_grid, test_traits_table)
+             test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_iq3_s_grid, test_iq3_xxs_grid_and_signs, test_traits_table)
