@@ -564,3 +564,318 @@ int qf_quantize_row_iq3_xxs(const float *x, block_iq3_xxs *y, int64_t k, const f
 void qk_from_float_iq3_xxs(const qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw) {
     if (qf_quantize_row_iq3_xxs(x, (block_iq3_xxs *)y, n, qw) != 0) memset(y, 0, (size_t)(n / QK_IQ) * sizeof(block_iq3_xxs));
 }
+
+/* ------------------------------------------------------------------------ */
+/* IQ2 grids: 8-tuples of 3 levels                                          */
+/* ------------------------------------------------------------------------ */
+
+/* IQ2_XXS's 256 grid points, element j in byte j, levels 8, 25, 43 (l = 0, 1,
+ * 2), in ascending order of the code sum_j l_j << 2j. Derived like
+ * qf_iq3s_grid: iq_probe's index walk with d = 8, scale 0 (db = 1), sign
+ * index 0, dequantized by llama-quantize; tests/cli/iquant_peer.sh repeats it. */
+const uint64_t qf_iq2xxs_grid[256] = {
+    0x0808080808080808ull, 0x080808080808082bull, 0x0808080808081919ull, 0x0808080808082b08ull,
+    0x0808080808082b2bull, 0x0808080808190819ull, 0x0808080808191908ull, 0x08080808082b0808ull,
+    0x08080808082b082bull, 0x08080808082b2b08ull, 0x08080808082b2b2bull, 0x0808080819080819ull,
+    0x0808080819081908ull, 0x0808080819190808ull, 0x0808080819192b08ull, 0x08080808192b0819ull,
+    0x08080808192b1908ull, 0x080808082b080808ull, 0x080808082b08082bull, 0x080808082b082b2bull,
+    0x080808082b2b082bull, 0x0808081908080819ull, 0x0808081908081908ull, 0x0808081908190808ull,
+    0x0808081908191919ull, 0x0808081919080808ull, 0x080808192b081908ull, 0x080808192b192b08ull,
+    0x0808082b08080808ull, 0x0808082b0808082bull, 0x0808082b082b082bull, 0x0808082b2b08082bull,
+    0x0808190808080819ull, 0x0808190808081908ull, 0x0808190808190808ull, 0x08081908082b0819ull,
+    0x08081908082b1908ull, 0x0808190819080808ull, 0x080819081908082bull, 0x0808190819082b08ull,
+    0x08081908192b0808ull, 0x080819082b080819ull, 0x080819082b081908ull, 0x080819082b190808ull,
+    0x080819082b2b1908ull, 0x0808191908080808ull, 0x080819190808082bull, 0x0808191908082b08ull,
+    0x08081919082b0808ull, 0x080819191908192bull, 0x08081919192b2b19ull, 0x080819192b080808ull,
+    0x080819192b190819ull, 0x0808192b08082b19ull, 0x0808192b08190808ull, 0x0808192b19080808ull,
+    0x0808192b2b081908ull, 0x0808192b2b2b1908ull, 0x08082b0808080808ull, 0x08082b0808081919ull,
+    0x08082b0808082b08ull, 0x08082b0808191908ull, 0x08082b08082b2b08ull, 0x08082b0819080819ull,
+    0x08082b0819081908ull, 0x08082b0819190808ull, 0x08082b081919082bull, 0x08082b082b082b08ull,
+    0x08082b1908081908ull, 0x08082b1919080808ull, 0x08082b2b0808082bull, 0x08082b2b08191908ull,
+    0x0819080808080819ull, 0x0819080808081908ull, 0x0819080808190808ull, 0x08190808082b0819ull,
+    0x0819080819080808ull, 0x08190808192b0808ull, 0x081908082b081908ull, 0x081908082b190808ull,
+    0x081908082b191919ull, 0x0819081908080808ull, 0x0819081908082b08ull, 0x08190819082b0808ull,
+    0x0819081919190808ull, 0x0819081919192b2bull, 0x081908192b080808ull, 0x0819082b082b1908ull,
+    0x0819082b19081919ull, 0x0819190808080808ull, 0x0819190808082b08ull, 0x08191908082b0808ull,
+    0x08191908082b1919ull, 0x0819190819082b19ull, 0x081919082b080808ull, 0x0819191908192b08ull,
+    0x08191919192b082bull, 0x0819192b08080808ull, 0x0819192b0819192bull, 0x08192b0808080819ull,
+    0x08192b0808081908ull, 0x08192b0808190808ull, 0x08192b0819080808ull, 0x08192b082b080819ull,
+    0x08192b1908080808ull, 0x08192b1908081919ull, 0x08192b192b2b0808ull, 0x08192b2b19190819ull,
+    0x082b080808080808ull, 0x082b08080808082bull, 0x082b080808082b2bull, 0x082b080819081908ull,
+    0x082b0808192b0819ull, 0x082b08082b080808ull, 0x082b08082b08082bull, 0x082b0819082b2b19ull,
+    0x082b081919082b08ull, 0x082b082b08080808ull, 0x082b082b0808082bull, 0x082b190808080819ull,
+    0x082b190808081908ull, 0x082b190808190808ull, 0x082b190819080808ull, 0x082b19081919192bull,
+    0x082b191908080808ull, 0x082b191919080819ull, 0x082b1919192b1908ull, 0x082b192b2b190808ull,
+    0x082b2b0808082b08ull, 0x082b2b08082b0808ull, 0x082b2b082b191908ull, 0x082b2b2b19081908ull,
+    0x1908080808080819ull, 0x1908080808081908ull, 0x1908080808190808ull, 0x1908080808192b08ull,
+    0x19080808082b0819ull, 0x19080808082b1908ull, 0x1908080819080808ull, 0x1908080819082b08ull,
+    0x190808081919192bull, 0x19080808192b0808ull, 0x190808082b080819ull, 0x190808082b081908ull,
+    0x190808082b190808ull, 0x1908081908080808ull, 0x19080819082b0808ull, 0x19080819192b0819ull,
+    0x190808192b080808ull, 0x190808192b081919ull, 0x1908082b08080819ull, 0x1908082b08190808ull,
+    0x1908082b19082b08ull, 0x1908082b1919192bull, 0x1908082b192b2b08ull, 0x1908190808080808ull,
+    0x1908190808082b08ull, 0x19081908082b0808ull, 0x190819082b080808ull, 0x190819082b192b19ull,
+    0x190819190819082bull, 0x19081919082b1908ull, 0x1908192b08080808ull, 0x19082b0808080819ull,
+    0x19082b0808081908ull, 0x19082b0808190808ull, 0x19082b0819080808ull, 0x19082b0819081919ull,
+    0x19082b1908080808ull, 0x19082b1919192b08ull, 0x19082b19192b0819ull, 0x19082b192b08082bull,
+    0x19082b2b19081919ull, 0x19082b2b2b190808ull, 0x1919080808080808ull, 0x1919080808082b08ull,
+    0x1919080808190819ull, 0x1919080808192b19ull, 0x19190808082b0808ull, 0x191908082b080808ull,
+    0x191908082b082b08ull, 0x1919081908081908ull, 0x191908191908082bull, 0x191908192b2b1908ull,
+    0x1919082b2b190819ull, 0x191919082b190808ull, 0x191919082b19082bull, 0x1919191908082b2bull,
+    0x1919192b08080819ull, 0x1919192b19191908ull, 0x19192b0808080808ull, 0x19192b0808190819ull,
+    0x19192b0808192b19ull, 0x19192b08192b1908ull, 0x19192b1919080808ull, 0x19192b2b08082b08ull,
+    0x192b080808081908ull, 0x192b080808190808ull, 0x192b080819080808ull, 0x192b0808192b2b08ull,
+    0x192b081908080808ull, 0x192b081919191919ull, 0x192b082b08192b08ull, 0x192b082b192b0808ull,
+    0x192b190808080808ull, 0x192b190808081919ull, 0x192b191908190808ull, 0x192b19190819082bull,
+    0x192b19192b081908ull, 0x192b2b081908082bull, 0x2b08080808080808ull, 0x2b0808080808082bull,
+    0x2b08080808082b2bull, 0x2b08080819080819ull, 0x2b0808082b08082bull, 0x2b08081908081908ull,
+    0x2b08081908192b08ull, 0x2b08081919080808ull, 0x2b08082b08190819ull, 0x2b08190808080819ull,
+    0x2b08190808081908ull, 0x2b08190808190808ull, 0x2b08190808191919ull, 0x2b08190819080808ull,
+    0x2b081908192b0808ull, 0x2b08191908080808ull, 0x2b0819191908192bull, 0x2b0819192b191908ull,
+    0x2b08192b08082b19ull, 0x2b08192b19080808ull, 0x2b08192b192b0808ull, 0x2b082b080808082bull,
+    0x2b082b1908081908ull, 0x2b082b2b08190819ull, 0x2b19080808081908ull, 0x2b19080808190808ull,
+    0x2b190808082b1908ull, 0x2b19080819080808ull, 0x2b1908082b2b0819ull, 0x2b1908190819192bull,
+    0x2b1908192b080808ull, 0x2b19082b19081919ull, 0x2b19190808080808ull, 0x2b191908082b082bull,
+    0x2b19190819081908ull, 0x2b19191919190819ull, 0x2b192b082b080819ull, 0x2b192b19082b0808ull,
+    0x2b2b08080808082bull, 0x2b2b080819190808ull, 0x2b2b08082b081919ull, 0x2b2b081908082b19ull,
+    0x2b2b082b08080808ull, 0x2b2b190808192b08ull, 0x2b2b2b0819190808ull, 0x2b2b2b1908081908ull,
+};
+
+/* As iq3_index for 8-tuples of levels 2l+1, l in 0..2 (codes < 43692, ggml's
+ * kmap size: 0xAAAA is the largest code of levels <= 2). */
+#define IQ2_MAP_SIZE 43692
+typedef struct {
+    uint64_t grid[1024]; /* levels 2l+1 */
+    int n_grid;
+    int map[IQ2_MAP_SIZE];
+    uint16_t *neighbours;
+} iq2_index;
+
+static void grid8_point(const uint64_t *grid, int j, int8_t pg[8]) { memcpy(pg, &grid[j], 8); }
+
+static int nearest_shells8(const uint64_t *grid, int n_grid, int code, int nshell, int *dist2) {
+    int8_t pos[8], pg[8];
+    for (int k = 0; k < 8; ++k) pos[k] = (int8_t)(2 * ((code >> 2 * k) & 3) + 1);
+    for (int j = 0; j < n_grid; ++j) {
+        grid8_point(grid, j, pg);
+        int d2 = 0;
+        for (int k = 0; k < 8; ++k) d2 += (pg[k] - pos[k]) * (pg[k] - pos[k]);
+        dist2[2 * j] = d2;
+        dist2[2 * j + 1] = j;
+    }
+    qsort(dist2, (size_t)n_grid, 2 * sizeof(int), cmp_dist);
+    int n = 0, d2 = dist2[0], have = 1;
+    for (int j = 0; j < n_grid; ++j) {
+        if (dist2[2 * j] > d2) {
+            if (have == nshell) break;
+            d2 = dist2[2 * j];
+            ++have;
+        }
+        ++n;
+    }
+    return n;
+}
+
+/* Builds ix from a dequantization grid whose byte values are the levels in
+ * `levels[3]` ascending; nb/cap as iq3_index_build. */
+static void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8_t levels[3], int nshell,
+                            uint16_t *nb, size_t cap) {
+    ix->n_grid = n_grid;
+    for (int i = 0; i < IQ2_MAP_SIZE; ++i) ix->map[i] = -1;
+    for (int j = 0; j < n_grid; ++j) {
+        uint64_t v = 0;
+        int code = 0;
+        for (int k = 0; k < 8; ++k) {
+            const uint8_t b = (uint8_t)(deq[j] >> 8 * k);
+            const int l = b == levels[0] ? 0 : b == levels[1] ? 1 : 2;
+            v |= (uint64_t)(2 * l + 1) << 8 * k;
+            code |= l << 2 * k;
+        }
+        ix->grid[j] = v;
+        ix->map[code] = j;
+    }
+    static int dist2[2 * 1024];
+    size_t at = 0;
+    for (int i = 0; i < IQ2_MAP_SIZE; ++i) {
+        if (ix->map[i] >= 0) continue;
+        const int n = nearest_shells8(ix->grid, n_grid, i, nshell, dist2);
+        if (at + 1 + (size_t)n > cap) return;
+        ix->map[i] = -(int)(at + 1);
+        nb[at++] = (uint16_t)n;
+        for (int j = 0; j < n; ++j) nb[at++] = (uint16_t)dist2[2 * j + 1];
+    }
+    ix->neighbours = nb;
+}
+
+/* As iq3_best_neighbour for groups of 8. */
+static int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L) {
+    const uint16_t *nb = ix->neighbours + (-ix->map[code] - 1);
+    float best_d2 = FLT_MAX;
+    int best = nb[1];
+    for (int j = 1; j <= nb[0]; ++j) {
+        int8_t pg[8];
+        grid8_point(ix->grid, nb[j], pg);
+        float d2 = 0.f;
+        for (int i = 0; i < 8; ++i) {
+            const float diff = scale * (float)pg[i] - xval[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best_d2) {
+            best_d2 = d2;
+            best = nb[j];
+        }
+    }
+    int8_t pg[8];
+    grid8_point(ix->grid, best, pg);
+    for (int i = 0; i < 8; ++i) L[i] = (int8_t)((pg[i] - 1) / 2);
+    return best;
+}
+
+/* The levels of a group of 8 for the inverse scale id (l in 0..2), as the code. */
+static int iq2_code(const float *xval, float id, int8_t *L) {
+    int code = 0;
+    for (int i = 0; i < 8; ++i) {
+        const int l = QK_MAX(0, QK_MIN(2, qk_nearest_int(0.5f * (id * xval[i] - 1))));
+        if (L) L[i] = (int8_t)l;
+        code |= l << 2 * i;
+    }
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* IQ2_XXS                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define IQ2XXS_NEIGHBOURS_CAP (1 << 20)
+static uint16_t iq2xxs_neighbours[IQ2XXS_NEIGHBOURS_CAP];
+static iq2_index iq2xxs_index;
+static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT;
+static void iq2xxs_index_init(void) {
+    static const uint8_t levels[3] = {8, 25, 43};
+    iq2_index_build(&iq2xxs_index, qf_iq2xxs_grid, 256, levels, 2, iq2xxs_neighbours, IQ2XXS_NEIGHBOURS_CAP);
+}
+
+void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK_IQ; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < QK_IQ / 32; ib++) {
+            uint32_t w[2];
+            memcpy(w, x[i].qs + 4 * ib, 8);
+            const float db = d * (0.5f + (float)(w[1] >> 28)) * 0.25f;
+            for (int l = 0; l < 4; l++, y += 8) {
+                const uint8_t *pg = (const uint8_t *)&qf_iq2xxs_grid[(w[0] >> 8 * l) & 0xFF];
+                const uint8_t s = qf_iq_signs((w[1] >> 7 * l) & 127);
+                for (int j = 0; j < 8; j++) {
+                    const float v = db * (float)pg[j];
+                    y[j] = (s >> j) & 1 ? -v : v;
+                }
+            }
+        }
+    }
+}
+
+/* One 256-block (ggml quantize_row_iq2_xxs_impl): weights qw * sqrt(sigma2 +
+ * x^2) with sigma2 = mean x^2 (no factor 2 here); signs as IQ3_XXS
+ * (iq3_xxs_signs); the start scale from make_qp_quants(32, 4) on the
+ * magnitudes, eff_max = 3 * it, then 13 trials id = (5 + 0.1 is)/eff_max,
+ * is = -6..6, rounding groups of 8 to the grid (neighbours from 2 shells),
+ * best least-squares fit; off-grid groups of the winner re-rounded and the
+ * scale refit; d = max scale / 31 (no fudge factor). L and the on-grid
+ * flags persist across sub-blocks as in ggml. */
+static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int8_t *L, int *on_grid) {
+    const iq2_index *ix = &iq2xxs_index;
+    float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
+    int8_t Laux[32];
+    int on_grid_aux[4];
+    uint8_t block_signs[4];
+    uint32_t q2[2 * (QK_IQ / 32)] = {0};
+    memset(y, 0, sizeof *y);
+    float sumx2 = 0.f;
+    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
+    const float sigma2 = sumx2 / QK_IQ;
+    float max_scale = 0.f;
+    for (int ib = 0; ib < QK_IQ / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        for (int i = 0; i < 32; ++i) weight[i] = qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]);
+        for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
+        iq3_xxs_signs(xb, weight, xval, block_signs);
+        float max = xval[0];
+        for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
+        if (max < QK_GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            memset(L, 0, 32);
+            continue;
+        }
+        float scale = qk_qp_search(32, 4, xval, (uint8_t *)L, weight);
+        const float eff_max = scale * 3;
+        float best = 0.f;
+        for (int is = -6; is <= 6; ++is) {
+            const float id = (5 + (float)is * 0.1f) / eff_max;
+            const float this_scale = 1 / id;
+            for (int k = 0; k < 4; ++k) {
+                const int code = iq2_code(xval + 8 * k, id, Laux + 8 * k);
+                on_grid_aux[k] = ix->map[code] >= 0;
+                if (!on_grid_aux[k]) iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
+            }
+            float sumqx, sumq2;
+            iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, 32);
+                memcpy(on_grid, on_grid_aux, sizeof on_grid_aux);
+            }
+        }
+        int n_off = 0;
+        for (int k = 0; k < 4; ++k) n_off += !on_grid[k];
+        if (n_off > 0 && scale > 0) {
+            const float id = 1 / scale;
+            for (int k = 0; k < 4; ++k) {
+                const int code = iq2_code(xval + 8 * k, id, NULL);
+                int gi = ix->map[code];
+                if (gi < 0) gi = iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
+                int8_t pg[8];
+                grid8_point(ix->grid, gi, pg);
+                for (int i = 0; i < 8; ++i) L[8 * k + i] = (int8_t)((pg[i] - 1) / 2);
+            }
+            float sumqx, sumq2;
+            iq3_sums(weight, xval, L, &sumqx, &sumq2);
+            if (sumq2 > 0) scale = sumqx / sumq2;
+        }
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 4; ++k) block_signs[k] = (uint8_t)(~block_signs[k] & 127);
+        }
+        for (int k = 0; k < 4; ++k) {
+            int code = 0;
+            for (int i = 0; i < 8; ++i) code |= L[8 * k + i] << 2 * i;
+            const int gi = code < IQ2_MAP_SIZE ? QK_MAX(0, ix->map[code]) : 0; /* on the grid here */
+            q2[2 * ib] |= (uint32_t)gi << 8 * k;
+            q2[2 * ib + 1] |= (uint32_t)block_signs[k] << 7 * k;
+        }
+        scales[ib] = scale;
+        max_scale = QK_MAX(max_scale, scale);
+    }
+    if (!max_scale) return;
+    const float d = max_scale / 31;
+    y->d = f2h(d);
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_IQ / 32; ++ib) {
+        const int l = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib] - 1))));
+        q2[2 * ib + 1] |= (uint32_t)l << 28;
+    }
+    memcpy(y->qs, q2, sizeof q2);
+}
+
+int qf_quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t k, const float *qw) {
+    if (!qw) return -1;
+    pthread_once(&iq2xxs_once, iq2xxs_index_init);
+    if (!iq2xxs_index.neighbours) return -1;
+    int8_t L[32] = {0};
+    int on_grid[4] = {0};
+    for (int64_t b = 0; b < k / QK_IQ; ++b) iq2_xxs_block(x + b * QK_IQ, qw + b * QK_IQ, y + b, L, on_grid);
+    return 0;
+}
+
+void qk_from_float_iq2_xxs(const qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw) {
+    if (qf_quantize_row_iq2_xxs(x, (block_iq2_xxs *)y, n, qw) != 0) memset(y, 0, (size_t)(n / QK_IQ) * sizeof(block_iq2_xxs));
+}

@@ -10,6 +10,8 @@
  *   IQ3_XXS (3.06 bpw): x = d * (0.5 + sc) * 0.5 * grid[idx][j] * sign, grid of 256
  *                      4-tuples of levels 4, 12, .., 52, 62; 8-bit indices; signs
  *                      as 7-bit indices per 8 weights (even parity); 4-bit sc per 32.
+ *   IQ2_XXS (2.06 bpw): x = d * (0.5 + sc) * 0.25 * grid[idx][j] * sign, grid of 256
+ *                      8-tuples of levels 8, 25, 43; signs as IQ3_XXS; 4-bit sc per 32.
  */
 #ifndef QF_CODEC_IQUANTS_H
 #define QF_CODEC_IQUANTS_H
@@ -62,9 +64,28 @@ void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k);
 /* ggml quantize_iq3_xxs; as qf_quantize_row_iq3_s. */
 int qf_quantize_row_iq3_xxs(const float *x, block_iq3_xxs *y, int64_t k, const float *qw);
 
+/* IQ2_XXS: sub-block ib (32 weights) = words w0, w1 at qs[4ib], qs[4ib+2]
+ * (little-endian): byte l of w0 is the grid index of weights 8l..8l+7 (256
+ * points of 8 levels 8, 25, 43), bits 7l..7l+6 of w1 their sign index
+ * (qf_iq_signs) and bits 28..31 the scale: db = d * (0.5 + sc) * 0.25. */
+typedef struct {
+    qf_half d;
+    uint16_t qs[QK_IQ / 8];
+} block_iq2_xxs;
+static_assert(sizeof(block_iq2_xxs) == 66, "block_iq2_xxs size");
+extern const uint64_t qf_iq2xxs_grid[256];
+
+void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k);
+void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k);
+/* ggml quantize_iq2_xxs: qw (the imatrix row) is required; -1 without it.
+ * Not yet byte-identical to llama-quantize on every block (a rare block gets
+ * another sub-scale; see docs/formats-codecs.md), so no preset offers it. */
+int qf_quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t k, const float *qw);
+
 /* Row quantizers for the traits table (ggml_types.c). */
 struct qk_kernels;
 void qk_from_float_iq3_s(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+void qk_from_float_iq2_xxs(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
 void qk_from_float_iq3_xxs(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
 
 #endif

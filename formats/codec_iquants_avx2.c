@@ -46,10 +46,26 @@ void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k) {
         }
     }
 }
+/* 8 grid bytes -> 8 floats db * g, negated where the sign bits s are set. */
+void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK_IQ; i++) {
+        const float d = qf_f16_to_f32(x[i].d);
+        for (int ib = 0; ib < QK_IQ / 32; ib++) {
+            uint32_t w[2];
+            memcpy(w, x[i].qs + 4 * ib, 8);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (float)(w[1] >> 28)) * 0.25f);
+            for (int l = 0; l < 4; l++, y += 8) {
+                const uint64_t g = qf_iq2xxs_grid[(w[0] >> 8 * l) & 0xFF];
+                store_grid8(y, (uint32_t)g, (uint32_t)(g >> 32), db, qf_iq_signs((w[1] >> 7 * l) & 127));
+            }
+        }
+    }
+}
 
 #else
 
 void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k) { dequantize_row_iq3_s_ref(x, y, k); }
 void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k) { dequantize_row_iq3_xxs_ref(x, y, k); }
+void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k) { dequantize_row_iq2_xxs_ref(x, y, k); }
 
 #endif

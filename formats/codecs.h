@@ -7,7 +7,7 @@
  *   codec_legacy.{h,c}     Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (+ the Q8_0/Q8_1 activation quantizer)
  *   codec_kquants.{h,c}    Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K
  *   codec_iq4nl.{h,c}      IQ4_NL IQ4_XS
- *   codec_iquants.{h,c}    the grid i-quants: IQ3_S IQ3_XXS
+ *   codec_iquants.{h,c}    the grid i-quants: IQ3_S IQ3_XXS IQ2_XXS
  *   codec_*_avx2.c         the vector twins, bit-identical to the scalar references
  *   codec_kernels.{h,c}    internal: ggml's scale searches shared by the
  *                          weighted quantizers (scalar; codec_kernels_avx2.c)
@@ -60,9 +60,10 @@ int64_t qf_quantize_rows_ref(uint32_t type, const float *src, void *dst, int64_t
 /* 1 if qf_quantize_rows() can produce `type`. */
 int qf_quantize_supports(uint32_t type);
 /* 1 if ggml refuses to quantize `type` without an imatrix (IQ2_XXS, IQ2_XS,
- * IQ1_S; none of them is produced here). */
+ * IQ1_S; of these only IQ2_XXS has a quantizer here, offered by no preset). */
 int qf_quantize_requires_imatrix(uint32_t type);
-/* 1 if an imatrix changes what qf_quantize_rows() writes for `type`. */
+/* 1 if an imatrix changes what qf_quantize_rows() writes for `type` (types
+ * that require one included). */
 int qf_quantize_uses_imatrix(uint32_t type);
 
 /* Which search kernels qf_quantize_rows() uses: "avx2" or "scalar". */

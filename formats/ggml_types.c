@@ -42,7 +42,7 @@ static void bf16_from_float(const struct qk_kernels *kk, const float *x, void *y
 #define ADAPT(t)                                                                                        \
     static void t##_to_float_ref(const void *s, float *d, int64_t k) { dequantize_row_##t##_ref(s, d, k); } \
     static void t##_to_float(const void *s, float *d, int64_t k) { dequantize_row_##t(s, d, k); }
-ADAPT(q4_0) ADAPT(q4_1) ADAPT(q5_0) ADAPT(q5_1) ADAPT(q8_0) ADAPT(iq4_nl) ADAPT(iq4_xs) ADAPT(iq3_s) ADAPT(iq3_xxs)
+ADAPT(q4_0) ADAPT(q4_1) ADAPT(q5_0) ADAPT(q5_1) ADAPT(q8_0) ADAPT(iq4_nl) ADAPT(iq4_xs) ADAPT(iq3_s) ADAPT(iq3_xxs) ADAPT(iq2_xxs)
 ADAPT(q2_K) ADAPT(q3_K) ADAPT(q4_K) ADAPT(q5_K) ADAPT(q6_K) ADAPT(q8_K)
 #undef ADAPT
 
@@ -67,7 +67,7 @@ static const ggml_type_traits type_traits[GGML_TYPE_COUNT] = {
     [GGML_TYPE_Q5_K]    = {"q5_K",     256,  176,  1, GGML_TYPE_Q8_K, USE, BLOCK(q5_K)},
     [GGML_TYPE_Q6_K]    = {"q6_K",     256,  210,  1, GGML_TYPE_Q8_K, USE, BLOCK(q6_K)},
     [GGML_TYPE_Q8_K]    = {"q8_K",     256,  292,  1, GGML_TYPE_F32,  IGN, BLOCK(q8_K)},
-    [GGML_TYPE_IQ2_XXS] = {"iq2_xxs",  256,  66,   1, GGML_TYPE_F32,  REQ, NULL, NULL, NULL},
+    [GGML_TYPE_IQ2_XXS] = {"iq2_xxs",  256,  66,   1, GGML_TYPE_Q8_K, REQ, BLOCK(iq2_xxs)},
     [GGML_TYPE_IQ2_XS]  = {"iq2_xs",   256,  74,   1, GGML_TYPE_F32,  REQ, NULL, NULL, NULL},
     [GGML_TYPE_IQ3_XXS] = {"iq3_xxs",  256,  98,   1, GGML_TYPE_Q8_K, USE, BLOCK(iq3_xxs)},
     [GGML_TYPE_IQ1_S]   = {"iq1_s",    256,  50,   1, GGML_TYPE_F32,  REQ, NULL, NULL, NULL},

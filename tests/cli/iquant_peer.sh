@@ -24,7 +24,7 @@ PRESETS="IQ4_XS IQ3_S IQ3_M IQ3_XS"
 # The finished i-quant tensor types (stress model and the dequantization probe).
 TYPES="IQ4_XS IQ3_S IQ3_XXS"
 # Types with a grid (probed against the peer's dequantization).
-GRIDS="IQ3_S IQ3_XXS"
+GRIDS="IQ3_S IQ3_XXS IQ2_XXS"
 
 # exact_vs_peer NAME IN.gguf PRESET [IMATRIX]: qforge-quantize --method exact
 # writes llama-quantize's bytes.

@@ -58,6 +58,17 @@ static void probe_block(uint32_t type, int b, uint8_t *blk, size_t size) {
         memset(q->qs + 64, 0, 32);
         break;
     }
+    case GGML_TYPE_IQ2_XXS: { /* d, 8 x (4 indices, signs + scale) */
+        block_iq2_xxs *q = (block_iq2_xxs *)blk;
+        q->d = 0x4800; /* 8.0: db = 8 * (0.5 + 0) * 0.25 = 1 */
+        if (b >= 256 / 32) break;
+        uint8_t *qs = (uint8_t *)q->qs;
+        for (int ib = 0; ib < 8; ib++) {
+            for (int l = 0; l < 4; l++) qs[8 * ib + l] = (uint8_t)(32 * b + 4 * ib + l);
+            memset(qs + 8 * ib + 4, 0, 4);
+        }
+        break;
+    }
     default: break;
     }
 }

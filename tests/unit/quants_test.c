@@ -32,6 +32,7 @@ static const geom geoms[] = {
     {GGML_TYPE_Q3_K, "q3_K", 256, 110}, {GGML_TYPE_Q4_K, "q4_K", 256, 144}, {GGML_TYPE_Q5_K, "q5_K", 256, 176},
     {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292}, {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136},
     {GGML_TYPE_IQ3_S, "iq3_s", 256, 110},   {GGML_TYPE_IQ3_XXS, "iq3_xxs", 256, 98},
+    {GGML_TYPE_IQ2_XXS, "iq2_xxs", 256, 66},
 };
 enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
 static const char *ggml_type_name_or(uint32_t type) {
@@ -358,8 +359,8 @@ static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
     CHECK(t, qf_has_dequantize(GGML_TYPE_Q4_K) && qf_has_dequantize(GGML_TYPE_BF16), "supported types");
-    CHECK(t, !qf_has_dequantize(GGML_TYPE_IQ2_XXS) && !qf_has_dequantize(GGML_TYPE_Q8_1), "unsupported types");
-    CHECK(t, qf_dequantize_row(GGML_TYPE_IQ2_XXS, buf, y, 256) == -1, "no codec -> -1");
+    CHECK(t, !qf_has_dequantize(GGML_TYPE_TQ1_0) && !qf_has_dequantize(GGML_TYPE_Q8_1), "unsupported types");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_TQ1_0, buf, y, 256) == -1, "no codec -> -1");
     CHECK(t, qf_dequantize_row(GGML_TYPE_Q4_K, buf, y, 128) == -1, "k not a multiple of 256 -> -1");
     CHECK(t, qf_dequantize_row_ref(GGML_TYPE_Q8_0, buf, y, 33) == -1, "k not a multiple of 32 -> -1");
     CHECK(t, qf_dequantize_row(GGML_TYPE_Q8_0, buf, y, 32) == 0 && y[0] == 0.0f, "zero block");
@@ -375,10 +376,10 @@ static void test_traits_table(qf_test *t) {
     static const uint32_t dequant[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
                                        GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
                                        GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
-                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS};
+                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
     static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
                                          GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
-                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS};
+                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
     static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
     static const struct { uint32_t w, act; } dot[] = {
         {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
@@ -387,6 +388,7 @@ static void test_traits_table(qf_test *t) {
         {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K},
         {GGML_TYPE_IQ3_S, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ3_XXS, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ2_XXS, GGML_TYPE_Q8_K},
     };
     for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
         int in_dequant = 0, in_uses = 0, in_needs = 0;
