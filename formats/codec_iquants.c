@@ -778,14 +778,13 @@ void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k) {
  * (iq3_xxs_signs); the start scale from make_qp_quants(32, 4) on the
  * magnitudes, eff_max = 3 * it, then 13 trials id = (5 + 0.1 is)/eff_max,
  * is = -6..6, rounding groups of 8 to the grid (neighbours from 2 shells),
- * best least-squares fit; off-grid groups of the winner re-rounded and the
- * scale refit; d = max scale / 31 (no fudge factor). L and the on-grid
- * flags persist across sub-blocks as in ggml. */
-static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int8_t *L, int *on_grid) {
+ * best least-squares fit; then every group is re-rounded at the winning
+ * scale (off-grid codes to their best neighbour) and the scale refit;
+ * d = max scale / 31 (no fudge factor). */
+static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int8_t *L) {
     const iq2_index *ix = &iq2xxs_index;
     float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
     int8_t Laux[32];
-    int on_grid_aux[4];
     uint8_t block_signs[4];
     uint32_t q2[2 * (QK_IQ / 32)] = {0};
     memset(y, 0, sizeof *y);
@@ -813,8 +812,7 @@ static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int
             const float this_scale = 1 / id;
             for (int k = 0; k < 4; ++k) {
                 const int code = iq2_code(xval + 8 * k, id, Laux + 8 * k);
-                on_grid_aux[k] = ix->map[code] >= 0;
-                if (!on_grid_aux[k]) iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
+                if (ix->map[code] < 0) iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
             }
             float sumqx, sumq2;
             iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
@@ -822,12 +820,9 @@ static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int
                 scale = sumqx / sumq2;
                 best = scale * sumqx;
                 memcpy(L, Laux, 32);
-                memcpy(on_grid, on_grid_aux, sizeof on_grid_aux);
             }
         }
-        int n_off = 0;
-        for (int k = 0; k < 4; ++k) n_off += !on_grid[k];
-        if (n_off > 0 && scale > 0) {
+        if (scale > 0) {
             const float id = 1 / scale;
             for (int k = 0; k < 4; ++k) {
                 const int code = iq2_code(xval + 8 * k, id, NULL);
@@ -871,8 +866,7 @@ int qf_quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t k, const f
     pthread_once(&iq2xxs_once, iq2xxs_index_init);
     if (!iq2xxs_index.neighbours) return -1;
     int8_t L[32] = {0};
-    int on_grid[4] = {0};
-    for (int64_t b = 0; b < k / QK_IQ; ++b) iq2_xxs_block(x + b * QK_IQ, qw + b * QK_IQ, y + b, L, on_grid);
+    for (int64_t b = 0; b < k / QK_IQ; ++b) iq2_xxs_block(x + b * QK_IQ, qw + b * QK_IQ, y + b, L);
     return 0;
 }
 

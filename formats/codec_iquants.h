@@ -77,9 +77,7 @@ extern const uint64_t qf_iq2xxs_grid[256];
 
 void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k);
 void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k);
-/* ggml quantize_iq2_xxs: qw (the imatrix row) is required; -1 without it.
- * Not yet byte-identical to llama-quantize on every block (a rare block gets
- * another sub-scale; see docs/formats-codecs.md), so no preset offers it. */
+/* ggml quantize_iq2_xxs: qw (the imatrix row) is required; -1 without it. */
 int qf_quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t k, const float *qw);
 
 /* Row quantizers for the traits table (ggml_types.c). */

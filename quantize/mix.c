@@ -39,6 +39,7 @@ static const qf_quant_preset presets[] = {
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
     {"Q2_K",   QF_FTYPE_MOSTLY_Q2_K,   GGML_TYPE_Q2_K, "Q2_K; attn_v, attn_output, ffn_down Q3_K; output Q6_K"},
+    {"IQ2_XXS", QF_FTYPE_MOSTLY_IQ2_XXS, GGML_TYPE_IQ2_XXS, "2.06 bpw (needs --imatrix): grid of 256 8-tuples; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
     {"F16",    QF_FTYPE_MOSTLY_F16,    GGML_TYPE_F16,  "16-bit IEEE half for every 2-D weight"},
     {"BF16",   QF_FTYPE_MOSTLY_BF16,   GGML_TYPE_BF16, "16-bit bfloat for every 2-D weight"},
     {"F32",    QF_FTYPE_ALL_F32,       GGML_TYPE_F32,  "32-bit float for every 2-D weight"},
@@ -55,6 +56,8 @@ const qf_quant_preset *qf_quant_preset_find(const char *name) {
         if (strcasecmp(presets[i].name, name) == 0) return &presets[i];
     return NULL;
 }
+
+int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) { return p && p->ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
 
 int qf_quant_type_ok(uint32_t type) { return type < GGML_TYPE_COUNT && qf_quantize_supports(type); }
 
@@ -299,6 +302,26 @@ static int layers_hold(layer_cond c, int i, int n) {
     return 0;
 }
 
+/* 1 for the presets of llama.cpp's 2-bit-and-below branch (IQ2_*, IQ1_*),
+ * whose tensor rules replace the general ones below. */
+static int is_low_bit_preset(uint32_t ftype) { return ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
+
+/* llama.cpp's rules for the low-bit presets (after output.weight):
+ * token_embd Q2_K; attn_v Q4_K with GQA >= 4 or >= 4 experts, else Q2_K;
+ * attn_k Q4_K with 8 experts; ffn_down Q2_K in the first n/8 layers;
+ * attn_output Q5_K with 8 experts; everything else the base type. */
+static uint32_t low_bit_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_role role, int i, int n) {
+    const int n_gqa = m->n_head_kv > 0 ? m->n_head / m->n_head_kv : 0;
+    switch (role) {
+    case QF_ROLE_TOKEN_EMBD: return GGML_TYPE_Q2_K;
+    case QF_ROLE_ATTN_V: return n_gqa >= 4 || m->n_expert >= 4 ? GGML_TYPE_Q4_K : GGML_TYPE_Q2_K;
+    case QF_ROLE_ATTN_K: return m->n_expert == 8 ? GGML_TYPE_Q4_K : p->base_type;
+    case QF_ROLE_FFN_DOWN: return i < n / 8 ? GGML_TYPE_Q2_K : p->base_type;
+    case QF_ROLE_ATTN_OUTPUT: return m->n_expert == 8 ? GGML_TYPE_Q5_K : p->base_type;
+    default: return p->base_type;
+    }
+}
+
 uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_role role, int i, int n,
                      uint64_t ne0, int output_type) {
     const uint32_t base = p->base_type;
@@ -311,8 +334,10 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
     if (role == QF_ROLE_OUTPUT || (role == QF_ROLE_TOKEN_EMBD && !m->has_output)) {
         if (output_type >= 0) return (uint32_t)output_type;
         if (m->is_falcon || ne0 % bt->block_size != 0) return GGML_TYPE_Q8_0;
+        if (is_low_bit_preset(p->ftype)) return GGML_TYPE_Q5_K;
         return base == GGML_TYPE_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_Q6_K;
     }
+    if (is_low_bit_preset(p->ftype)) return low_bit_type(p, m, role, i, n);
 
     uint32_t type = base;
     for (size_t r = 0; r < sizeof mix_rules / sizeof *mix_rules; r++) {
@@ -336,7 +361,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
  * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
- * IQ4_NL, IQ3_XXS, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * IQ4_NL, IQ2_XXS, IQ3_XXS, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
  * still does not divide. For the 32-block types themselves (legacy and
  * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
  * there, as the legacy oracle files were made (PROVENANCE.md). */
@@ -348,6 +373,7 @@ static const struct {
     {GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ3_S, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},

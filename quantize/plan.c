@@ -207,6 +207,9 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
     if (!p) return qf_set_err(err, QF_EINVAL, "quantize: no target type given");
     if (!qf_quant_type_ok(p->base_type))
         return qf_set_err(err, QF_EUNSUPPORTED, "quantize: type %s cannot be written", p->name);
+    if (!im && qf_quant_preset_requires_imatrix(p))
+        return qf_set_err(err, QF_EINVAL, "%s: type %s needs an importance matrix (--imatrix), as in llama-quantize",
+                          path, p->name);
     if (o->output_tensor_type >= 0 && !qf_quant_type_ok((uint32_t)o->output_tensor_type))
         return qf_set_err(err, QF_EUNSUPPORTED, "quantize: output tensor type %s cannot be written",
                           tname((uint32_t)o->output_tensor_type));

@@ -45,6 +45,7 @@ enum {
     QF_FTYPE_MOSTLY_Q5_K_S = 16,
     QF_FTYPE_MOSTLY_Q5_K_M = 17,
     QF_FTYPE_MOSTLY_Q6_K = 18,
+    QF_FTYPE_MOSTLY_IQ2_XXS = 19,
     QF_FTYPE_MOSTLY_IQ3_XS = 22,
     QF_FTYPE_MOSTLY_IQ4_NL = 25,
     QF_FTYPE_MOSTLY_IQ3_S = 26,
@@ -68,6 +69,9 @@ typedef struct qf_quant_preset {
 const qf_quant_preset *qf_quant_presets(size_t *n);
 /* Preset by name (case-insensitive), or NULL. */
 const qf_quant_preset *qf_quant_preset_find(const char *name);
+/* 1 if llama-quantize refuses the preset without an imatrix whatever the
+ * model (IQ2_XXS; llama.cpp also lists IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
+int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
 
 /* ---------------- per-tensor rules (mix.c) ---------------- */
 

@@ -20,17 +20,31 @@ TEXT=corpus/wikitext-2-raw/wiki.test.raw
 Q=$QF_BIN/qforge-quantize
 
 # The finished i-quant presets (each also a tensor type of the same name).
-PRESETS="IQ4_XS IQ3_S IQ3_M IQ3_XS"
+PRESETS="IQ4_XS IQ3_S IQ3_M IQ3_XS IQ2_XXS"
+# Presets llama-quantize refuses without an imatrix (qforge-quantize must too, exit 1).
+NEED_IMATRIX="IQ2_XXS"
 # The finished i-quant tensor types (stress model and the dequantization probe).
 TYPES="IQ4_XS IQ3_S IQ3_XXS"
 # Types with a grid (probed against the peer's dequantization).
 GRIDS="IQ3_S IQ3_XXS IQ2_XXS"
 
 # exact_vs_peer NAME IN.gguf PRESET [IMATRIX]: qforge-quantize --method exact
-# writes llama-quantize's bytes.
+# writes llama-quantize's bytes (or, for a NEED_IMATRIX preset without one,
+# both refuse and nothing is written).
 exact_vs_peer() {
   local name=$1 in=$2 t=$3 args=()
   [ -n "$4" ] && args=(--imatrix "$4")
+  if [ -z "$4" ] && [[ " $NEED_IMATRIX " == *" $t "* ]]; then
+    rm -f "$TMP/peer.gguf" "$TMP/ours.gguf"
+    "$PEERS/llama-quantize" "$in" "$TMP/peer.gguf" "$t" 1 >"$TMP/peer.log" 2>&1; local rp=$?
+    "$Q" -q --method exact "$in" "$TMP/ours.gguf" "$t" >/dev/null 2>"$TMP/err"; local ro=$?
+    if [ $rp -ne 0 ] && [ $ro -eq 1 ] && [ ! -e "$TMP/ours.gguf" ] && grep -q "importance matrix" "$TMP/err"; then
+      pass "$name (refused: $(head -n 1 "$TMP/err" | cut -c1-80))"
+    else
+      fail "$name" "expected both to refuse without an imatrix: llama-quantize exit $rp, qforge-quantize exit $ro"
+    fi
+    return
+  fi
   if ! "$PEERS/llama-quantize" "${args[@]}" "$in" "$TMP/peer.gguf" "$t" 1 >"$TMP/peer.log" 2>&1; then
     fail "$name" "llama-quantize failed: $(tail -n 1 "$TMP/peer.log")"
   elif ! "$Q" -q --method exact "${args[@]}" "$in" "$TMP/ours.gguf" "$t" >/dev/null 2>"$TMP/err"; then

@@ -68,7 +68,7 @@ static void test_presets_and_ftypes(qf_test *t) {
         {"Q4_K_M", 15, GGML_TYPE_Q4_K},  {"Q5_K_S", 16, GGML_TYPE_Q5_K},  {"Q5_K_M", 17, GGML_TYPE_Q5_K},
         {"Q6_K", 18, GGML_TYPE_Q6_K},    {"IQ4_NL", 25, GGML_TYPE_IQ4_NL}, {"BF16", 32, GGML_TYPE_BF16},
         {"IQ4_XS", 30, GGML_TYPE_IQ4_XS}, {"IQ3_S", 26, GGML_TYPE_IQ3_S},   {"IQ3_M", 27, GGML_TYPE_IQ3_S},
-        {"IQ3_XS", 22, GGML_TYPE_IQ3_S},
+        {"IQ3_XS", 22, GGML_TYPE_IQ3_S},  {"IQ2_XXS", 19, GGML_TYPE_IQ2_XXS},
     };
     size_t n;
     qf_quant_presets(&n);
@@ -229,6 +229,13 @@ static void test_mix_rules_32_layers(qf_test *t) {
     CHECK(t, mix("IQ3_M", &m, QF_ROLE_ATTN_OUTPUT, 4, 32, 4096) == GGML_TYPE_Q4_K, "IQ3_M attn_output");
     CHECK(t, mix("IQ3_M", &m, QF_ROLE_ATTN_Q, 4, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_M attn_q");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_Q, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_q");
+    /* IQ2_XXS: llama.cpp's low-bit branch (GQA 4 here) */
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_ATTN_V, 4, 32, 4096) == GGML_TYPE_Q4_K, "IQ2_XXS attn_v gqa 4");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q2_K, "IQ2_XXS ffn_down 3");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ2_XXS ffn_down 4");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q5_K, "IQ2_XXS output");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_TOKEN_EMBD, 0, 0, 4096) == GGML_TYPE_Q2_K, "IQ2_XXS token_embd");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_ATTN_OUTPUT, 0, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ2_XXS attn_output");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_K, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_k");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 3, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_up 3");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_up 4");
@@ -391,6 +398,11 @@ static void every_type_reads_back(qf_test *t, const char *data_rel) {
         o.out_path = out;
         o.preset = p;
         int rc = qf_quantize(&o, &res, &err);
+        if (qf_quantize_requires_imatrix(p->base_type)) { /* refused without one (tests/cli/iquant_peer.sh has the files) */
+            CHECK(t, rc != 0 && strstr(err.msg, "importance matrix"), "%s without imatrix: rc %d", p->name, rc);
+            if (rc == 0) qf_quantize_result_free(&res);
+            continue;
+        }
         CHECK(t, rc == 0, "%s: %s", p->name, err.msg);
         gguf_file q;
         if (rc || gguf_open(&q, out, &err)) {
