@@ -114,3 +114,93 @@ void qf_quantize_row_iq4_nl_imat(const float *x, block_iq4_nl *y, int64_t n, con
 void qk_from_float_iq4_nl(const qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw) {
     row_iq4_nl(x, (block_iq4_nl *)y, n, qw);
 }
+
+/* ------------------------------------------------------------------------ */
+/* IQ4_XS (ggml quantize_iq4_xs: quantize_row_iq4_nl_impl with 256/32)      */
+/* ------------------------------------------------------------------------ */
+
+/* The 6-bit scale of sub-block ib, 0..63 (stored with a +32 offset). */
+static int iq4_xs_scale(const block_iq4_xs *b, int ib) {
+    return ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0x0F) | (((b->scales_h >> 2 * ib) & 3) << 4);
+}
+
+/* IQ4_XS: x = (d * (ls - 32)) * kvalues_iq4nl[q], per 32-element sub-block. */
+void dequantize_row_iq4_xs_ref(const block_iq4_xs *x, float *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK_IQ4_XS; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < QK_IQ4_XS / 32; ib++, y += 32) {
+            const float dl = d * (float)(iq4_xs_scale(&x[i], ib) - 32);
+            const uint8_t *qs = x[i].qs + 16 * ib;
+            for (int j = 0; j < 16; j++) {
+                y[j] = dl * (float)kvalues_iq4nl[qs[j] & 0x0F];
+                y[j + 16] = dl * (float)kvalues_iq4nl[qs[j] >> 4];
+            }
+        }
+    }
+}
+
+/* The best float scale of one 32-element sub-block, as IQ4_NL's search
+ * (iq4_nl_block) finds it, for weights w; 0 for an all-(near-)zero block. */
+static float iq4_xs_sub_scale(const float *x, const float *w) {
+    const float max = qk_signed_absmax(x, 32);
+    if (fabsf(max) < QK_GROUP_MAX_EPS) return 0.f;
+    float sumqx, sumq2;
+    iq4_nl_fit(x, w, 1.f / (-max / (float)kvalues_iq4nl[0]), NULL, &sumqx, &sumq2);
+    float d = sumqx / sumq2, best = d * sumqx;
+    for (int itry = -7; itry <= 7; ++itry) {
+        iq4_nl_fit(x, w, (float)(itry + kvalues_iq4nl[0]) / max, NULL, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+        }
+    }
+    return d;
+}
+
+/* One super-block: the eight sub-block scales are searched as in IQ4_NL
+ * (weights x^2, or qw * sqrt(sigma2 + x^2) with sigma2 = 2 * mean x^2 of
+ * the 256), the super-scale is d = -s/32 for the sub-scale s of largest
+ * magnitude (first on ties), each sub-scale is rounded to l = round(s/d)
+ * clamped to [-32, 31], and the levels are re-rounded against d*l. */
+static void iq4_xs_block(const float *x, const float *qw, block_iq4_xs *y) {
+    float w[32], scales[QK_IQ4_XS / 32];
+    uint8_t L[QK_IQ4_XS];
+    float sigma2 = 0.f;
+    for (int j = 0; j < QK_IQ4_XS; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / QK_IQ4_XS;
+    float max_scale = 0.f, amax_scale = 0.f;
+    for (int ib = 0; ib < QK_IQ4_XS / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        for (int j = 0; j < 32; ++j)
+            w[j] = qw ? qw[32 * ib + j] * sqrtf(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+        scales[ib] = iq4_xs_sub_scale(xb, w);
+        if (fabsf(scales[ib]) > amax_scale) {
+            amax_scale = fabsf(scales[ib]);
+            max_scale = scales[ib];
+        }
+    }
+    const float d = -max_scale / 32;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    y->d = f2h(d);
+    y->scales_h = 0;
+    for (int ib = 0; ib < QK_IQ4_XS / 32; ++ib) {
+        const int l = QK_MAX(-32, QK_MIN(31, qk_nearest_int(id * scales[ib])));
+        const float dl = d * (float)l;
+        const float idl = dl != 0.f ? 1.f / dl : 0.f;
+        for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)qf_iq4_nl_nearest(idl * x[32 * ib + j]);
+        const int ls = l + 32;
+        if (ib % 2 == 0) y->scales_l[ib / 2] = (uint8_t)(ls & 0x0F);
+        else y->scales_l[ib / 2] |= (uint8_t)((ls & 0x0F) << 4);
+        y->scales_h |= (uint16_t)((ls >> 4) << 2 * ib);
+    }
+    for (int ib = 0; ib < QK_IQ4_XS / 32; ++ib) qf_pack_q4_legacy(y->qs + 16 * ib, L + 32 * ib);
+}
+
+void qf_quantize_row_iq4_xs(const float *x, block_iq4_xs *y, int64_t k, const float *qw) {
+    for (int64_t b = 0; b < k / QK_IQ4_XS; ++b)
+        iq4_xs_block(x + b * QK_IQ4_XS, qw ? qw + b * QK_IQ4_XS : NULL, y + b);
+}
+
+void qk_from_float_iq4_xs(const qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw) {
+    qf_quantize_row_iq4_xs(x, (block_iq4_xs *)y, n, qw);
+}

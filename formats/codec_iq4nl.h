@@ -1,7 +1,9 @@
-/* codec_iq4nl.h - IQ4_NL: 32-element blocks of 4-bit indices into a fixed
- * non-linear table, x = d * kvalues_iq4nl[q]; nibbles packed as in Q4_0
- * (byte j: elem j low, elem j+16 high). Layout and codecs; the scalar
- * references (codec_iq4nl.c) reproduce ggml bit for bit. */
+/* codec_iq4nl.h - IQ4_NL and IQ4_XS, the two types on the fixed non-linear
+ * 4-bit table kvalues_iq4nl. IQ4_NL: 32-element blocks, x = d * V[q];
+ * IQ4_XS: 256-element super-blocks of eight 32-element sub-blocks, each with
+ * a 6-bit signed sub-scale, x = d * (ls - 32) * V[q]. Nibbles are packed as in
+ * Q4_0 (byte j of a 32-group: elem j low, elem j+16 high). Layouts and
+ * codecs; the scalar references (codec_iq4nl.c) reproduce ggml bit for bit. */
 #ifndef QF_CODEC_IQ4NL_H
 #define QF_CODEC_IQ4NL_H
 
@@ -14,6 +16,19 @@
 
 typedef struct { qf_half d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
 static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl size");
+#define QK_IQ4_XS 256
+
+/* IQ4_XS super-block: sub-block ib (0..7) has the 6-bit scale
+ * ls = (scales_l[ib/2] >> 4*(ib%2) & 15) | ((scales_h >> 2*ib & 3) << 4),
+ * and its 32 nibbles in qs[16*ib .. 16*ib+16). */
+typedef struct {
+    qf_half d;
+    uint16_t scales_h;
+    uint8_t scales_l[QK_IQ4_XS / 64];
+    uint8_t qs[QK_IQ4_XS / 2];
+} block_iq4_xs;
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs size");
+
 /* The 16 levels of IQ4_NL (ggml-common.h kvalues_iq4nl), ascending. */
 extern const int8_t kvalues_iq4nl[16];
 
@@ -26,6 +41,12 @@ void qf_quantize_row_iq4_nl_imat(const float *x, block_iq4_nl *y, int64_t n_per_
 
 void dequantize_row_iq4_nl_ref(const block_iq4_nl *x, float *y, int64_t k);
 void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k); /* AVX2 where compiled in */
+
+/* ggml quantize_iq4_xs (QK_IQ4_XS | k): qw NULL = weights x^2, else
+ * qw * sqrt(sigma2 + x^2) with sigma2 over the super-block. Scalar only. */
+void qf_quantize_row_iq4_xs(const float *x, block_iq4_xs *y, int64_t k, const float *qw);
+void dequantize_row_iq4_xs_ref(const block_iq4_xs *x, float *y, int64_t k);
+void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t k); /* AVX2 where compiled in */
 
 /* Index of the level of kvalues_iq4nl nearest to v (ties: the upper one;
  * below/above the table: 0/15; NaN: 15). _ref is ggml's bisection, the
@@ -49,5 +70,6 @@ static inline int qf_iq4_nl_nearest(float v) {
  * quantizer. Types whose ggml quantizer ignores the imatrix ignore qw. */
 struct qk_kernels;
 void qk_from_float_iq4_nl(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+void qk_from_float_iq4_xs(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
 
 #endif

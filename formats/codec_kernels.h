@@ -65,6 +65,10 @@ static inline float qk_signed_absmax(const float *x, int n) {
     return max;
 }
 
+/* ggml make_qp_quants: non-negative x[n] to levels L in [0, nmax] with one
+ * float scale (returned; 0 for an all-zero x), weights w (codec_kquants.c). */
+float qk_qp_search(int n, int nmax, const float *x, uint8_t *L, const float *w);
+
 /* The kernel set qf_quantize_rows() uses: AVX2 where compiled in, else scalar. */
 const qk_kernels *qk_kernels_fast(void);
 

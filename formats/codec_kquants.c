@@ -139,7 +139,7 @@ void dequantize_row_q8_K_ref(const block_q8_K *x, float *y, int64_t k) {
  * pick the best of iscale = (nmax + 0.1 is)/max, is = -4..4, by weighted
  * squared error, then coordinate descent as in q3_search. L is uint8_t like
  * ggml's, including its wrap-around for a (theoretical) negative level. */
-static float qp_search(int n, int nmax, const float *x, uint8_t *L, const float *w) {
+float qk_qp_search(int n, int nmax, const float *x, uint8_t *L, const float *w) {
     float max = 0.f;
     for (int i = 0; i < n; ++i) max = QK_MAX(max, x[i]);
     if (max == 0.f) { /* exactly zero, as the ggml this reproduces (newer ggml: < GROUP_MAX_EPS) */
@@ -349,8 +349,8 @@ static void q2_K_imat_block(const qk_kernels *kk, const float *x, const float *q
     }
     kk->qkx(16, 16, 3, x, w, L, scales, mins, -0.9f, 0.05f, 36, 0);
 
-    float dm = qp_search(16, 15, scales, Ls, sw);
-    float mm = qp_search(16, 15, mins, Lm, sw);
+    float dm = qk_qp_search(16, 15, scales, Ls, sw);
+    float mm = qk_qp_search(16, 15, mins, Lm, sw);
     y->d = f2h(dm);
     y->dmin = f2h(mm);
     dm = h2f(y->d);
@@ -497,8 +497,8 @@ static void k4_imat_block(const qk_kernels *kk, const float *x, const float *qw,
     }
     kk->qkx(8, 32, nmax, x, w, L, scales, mins, -0.9f, 0.05f, 36, 0);
     uint8_t ls[8], lm[8];
-    float d_block = qp_search(8, 63, scales, ls, sw);
-    float m_block = qp_search(8, 63, mins, lm, sw);
+    float d_block = qk_qp_search(8, 63, scales, ls, sw);
+    float m_block = qk_qp_search(8, 63, mins, lm, sw);
     if (nmax == 31) {
         /* ggml clamps here for Q5_K only; it matters only if a level wrapped
          * (a negative scale or min), which we reproduce as well */

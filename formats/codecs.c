@@ -42,7 +42,7 @@ int qf_quantize_requires_imatrix(uint32_t type) {
 
 int qf_quantize_uses_imatrix(uint32_t type) {
     const ggml_type_traits *tt = ggml_get_type_traits(type);
-    return tt && tt->from_float && tt->imatrix == GGML_IMATRIX_USED;
+    return tt && tt->from_float && (tt->imatrix == GGML_IMATRIX_USED || tt->imatrix == GGML_IMATRIX_REQUIRED);
 }
 
 const char *qf_quantize_kernel_name(void) { return qk_kernels_fast()->name; }

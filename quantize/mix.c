@@ -31,10 +31,15 @@ static const qf_quant_preset presets[] = {
     {"Q4_1",   QF_FTYPE_MOSTLY_Q4_1,   GGML_TYPE_Q4_1, "5.00 bpw legacy: scale + min per 32; output Q6_K"},
     {"Q4_0",   QF_FTYPE_MOSTLY_Q4_0,   GGML_TYPE_Q4_0, "4.50 bpw legacy: scale per 32; output Q6_K"},
     {"IQ4_NL", QF_FTYPE_MOSTLY_IQ4_NL, GGML_TYPE_IQ4_NL, "4.50 bpw: scale + non-linear 4-bit levels per 32; attn_v Q5_K if GQA >= 4; output Q6_K"},
+    {"IQ4_XS", QF_FTYPE_MOSTLY_IQ4_XS, GGML_TYPE_IQ4_XS, "4.25 bpw: IQ4_NL levels, 6-bit scale per 32 in 256-blocks; attn_v Q5_K if GQA >= 4; output Q6_K"},
+    {"IQ3_M",  QF_FTYPE_MOSTLY_IQ3_M,  GGML_TYPE_IQ3_S,  "3.66 bpw mix: IQ3_S; attn_v, attn_output Q4_K, ffn_down Q4_K (first n/8); output Q6_K"},
+    {"IQ3_S",  QF_FTYPE_MOSTLY_IQ3_S,  GGML_TYPE_IQ3_S,  "3.44 bpw: grid of 512 4-tuples, sign bits, 4-bit scale per 32; attn_v Q4_K if GQA >= 4; output Q6_K"},
+    {"IQ3_XS", QF_FTYPE_MOSTLY_IQ3_XS, GGML_TYPE_IQ3_S,  "3.3 bpw mix: IQ3_S; attn_q, attn_k and middle ffn_gate/ffn_up IQ3_XXS; attn_v Q4_K if GQA >= 4; output Q6_K"},
     {"Q3_K_L", QF_FTYPE_MOSTLY_Q3_K_L, GGML_TYPE_Q3_K, "Q3_K; attn_v, attn_output, ffn_down Q5_K; output Q6_K"},
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
     {"Q2_K",   QF_FTYPE_MOSTLY_Q2_K,   GGML_TYPE_Q2_K, "Q2_K; attn_v, attn_output, ffn_down Q3_K; output Q6_K"},
+    {"IQ2_XXS", QF_FTYPE_MOSTLY_IQ2_XXS, GGML_TYPE_IQ2_XXS, "2.06 bpw (needs --imatrix): grid of 256 8-tuples; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
     {"F16",    QF_FTYPE_MOSTLY_F16,    GGML_TYPE_F16,  "16-bit IEEE half for every 2-D weight"},
     {"BF16",   QF_FTYPE_MOSTLY_BF16,   GGML_TYPE_BF16, "16-bit bfloat for every 2-D weight"},
     {"F32",    QF_FTYPE_ALL_F32,       GGML_TYPE_F32,  "32-bit float for every 2-D weight"},
@@ -51,6 +56,8 @@ const qf_quant_preset *qf_quant_preset_find(const char *name) {
         if (strcasecmp(presets[i].name, name) == 0) return &presets[i];
     return NULL;
 }
+
+int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) { return p && p->ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
 
 int qf_quant_type_ok(uint32_t type) { return type < GGML_TYPE_COUNT && qf_quantize_supports(type); }
 
@@ -75,7 +82,8 @@ static int is_k_type(uint32_t t) {
 
 /* AUTO (docs/quantize.md, measurements in docs/quality.md and
  * docs/quality.md):
- *  - K-quant presets and IQ4_NL: search every tensor that has a search,
+ *  - K-quant presets, IQ4_NL and IQ4_XS: search every tensor that has a search
+ *    (IQ4_XS tensors themselves have none and stay exact),
  *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD
  *    against llama.cpp's file in every such row measured, with and without
  *    imatrix;
@@ -90,7 +98,7 @@ int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type
     if (method == QF_QUANT_METHOD_AWQ || method == QF_QUANT_METHOD_AWQ_GPTQ) method = QF_QUANT_METHOD_AUTO;
     if (method == QF_QUANT_METHOD_SEARCH) return 1;
     if (method != QF_QUANT_METHOD_AUTO || !p) return 0;
-    if (is_k_type(p->base_type) || p->base_type == GGML_TYPE_IQ4_NL) return 1;
+    if (is_k_type(p->base_type) || p->base_type == GGML_TYPE_IQ4_NL || p->base_type == GGML_TYPE_IQ4_XS) return 1;
     return has_imatrix && type != GGML_TYPE_Q4_1 && type != GGML_TYPE_Q5_0;
 }
 
@@ -182,16 +190,16 @@ typedef enum {
     LAYERS_FIRST_16TH, /* i < n/16 */
     LAYERS_FIRST_2,    /* i < 2 */
     LAYERS_FIRST_4,    /* i < 4 */
+    LAYERS_MIDDLE,     /* n/8 <= i < 7n/8 */
 } layer_cond;
 
 #define ANY_PRESET UINT32_MAX /* rule for every quantized preset */
 #define KEEP UINT32_MAX       /* stay at the preset's base type (and stop) */
 
-/* For attn_v, i/n = index among the attn_v tensors / n_attn_v; for ffn_down
- * i/n = layer / n_layer. The first row that matches wins; no row: base type.
+/* For attn_v, i/n = index among the attn_v tensors / n_attn_v; for ffn_down,
+ * ffn_gate and ffn_up i/n = layer / n_layer. The first row that matches wins; no row: base type.
  * output.weight (and token_embd when there is no output.weight) is handled
- * in qf_mix_type below; token_embd, attn_q, ffn_gate, ffn_up and anything
- * else keep the base type with every preset here. */
+ * in qf_mix_type below; tensors no row matches keep the base type. */
 static const struct mix_rule {
     uint32_t ftype;
     qf_tensor_role role;
@@ -210,9 +218,17 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_S,    QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_4,    GGML_TYPE_Q5_K},
 
     {ANY_PRESET,               QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q8_0},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_Q,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_FFN_GATE,    ARCH_ANY,        MODEL_ANY,           LAYERS_MIDDLE,     GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_FFN_UP,      ARCH_ANY,        MODEL_ANY,           LAYERS_MIDDLE,     GGML_TYPE_IQ3_XXS},
 
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q3_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_16TH, GGML_TYPE_Q5_K},
@@ -227,6 +243,9 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q6_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_FFN_DOWN,    ARCH_NOT_FALCON, MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_MORE_BITS,  GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q5_K},
     /* with an imatrix, Q4_0/Q5_0 guard the first ffn_down layers with the min variant */
     {QF_FTYPE_MOSTLY_Q4_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q4_1},
     {QF_FTYPE_MOSTLY_Q5_0,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_IMATRIX,       LAYERS_FIRST_8TH,  GGML_TYPE_Q5_1},
@@ -235,6 +254,10 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q3_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ4_NL,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_S,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q3_K},
@@ -244,6 +267,7 @@ static const struct mix_rule {
 
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q5_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q6_K},
 };
@@ -273,8 +297,29 @@ static int layers_hold(layer_cond c, int i, int n) {
     case LAYERS_FIRST_16TH: return i < n / 16;
     case LAYERS_FIRST_2: return i < 2;
     case LAYERS_FIRST_4: return i < 4;
+    case LAYERS_MIDDLE: return i >= n / 8 && i < 7 * n / 8;
     }
     return 0;
+}
+
+/* 1 for the presets of llama.cpp's 2-bit-and-below branch (IQ2_*, IQ1_*),
+ * whose tensor rules replace the general ones below. */
+static int is_low_bit_preset(uint32_t ftype) { return ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
+
+/* llama.cpp's rules for the low-bit presets (after output.weight):
+ * token_embd Q2_K; attn_v Q4_K with GQA >= 4 or >= 4 experts, else Q2_K;
+ * attn_k Q4_K with 8 experts; ffn_down Q2_K in the first n/8 layers;
+ * attn_output Q5_K with 8 experts; everything else the base type. */
+static uint32_t low_bit_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_role role, int i, int n) {
+    const int n_gqa = m->n_head_kv > 0 ? m->n_head / m->n_head_kv : 0;
+    switch (role) {
+    case QF_ROLE_TOKEN_EMBD: return GGML_TYPE_Q2_K;
+    case QF_ROLE_ATTN_V: return n_gqa >= 4 || m->n_expert >= 4 ? GGML_TYPE_Q4_K : GGML_TYPE_Q2_K;
+    case QF_ROLE_ATTN_K: return m->n_expert == 8 ? GGML_TYPE_Q4_K : p->base_type;
+    case QF_ROLE_FFN_DOWN: return i < n / 8 ? GGML_TYPE_Q2_K : p->base_type;
+    case QF_ROLE_ATTN_OUTPUT: return m->n_expert == 8 ? GGML_TYPE_Q5_K : p->base_type;
+    default: return p->base_type;
+    }
 }
 
 uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_role role, int i, int n,
@@ -289,8 +334,10 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
     if (role == QF_ROLE_OUTPUT || (role == QF_ROLE_TOKEN_EMBD && !m->has_output)) {
         if (output_type >= 0) return (uint32_t)output_type;
         if (m->is_falcon || ne0 % bt->block_size != 0) return GGML_TYPE_Q8_0;
+        if (is_low_bit_preset(p->ftype)) return GGML_TYPE_Q5_K;
         return base == GGML_TYPE_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_Q6_K;
     }
+    if (is_low_bit_preset(p->ftype)) return low_bit_type(p, m, role, i, n);
 
     uint32_t type = base;
     for (size_t r = 0; r < sizeof mix_rules / sizeof *mix_rules; r++) {
@@ -314,7 +361,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
  * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
- * IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * IQ4_NL, IQ2_XXS, IQ3_XXS, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
  * still does not divide. For the 32-block types themselves (legacy and
  * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
  * there, as the legacy oracle files were made (PROVENANCE.md). */
@@ -323,6 +370,10 @@ static const struct {
 } fallback_table[] = {
     {GGML_TYPE_Q2_K, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q3_K, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ3_S, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},

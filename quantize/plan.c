@@ -207,6 +207,9 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
     if (!p) return qf_set_err(err, QF_EINVAL, "quantize: no target type given");
     if (!qf_quant_type_ok(p->base_type))
         return qf_set_err(err, QF_EUNSUPPORTED, "quantize: type %s cannot be written", p->name);
+    if (!im && qf_quant_preset_requires_imatrix(p))
+        return qf_set_err(err, QF_EINVAL, "%s: type %s needs an importance matrix (--imatrix), as in llama-quantize",
+                          path, p->name);
     if (o->output_tensor_type >= 0 && !qf_quant_type_ok((uint32_t)o->output_tensor_type))
         return qf_set_err(err, QF_EUNSUPPORTED, "quantize: output tensor type %s cannot be written",
                           tname((uint32_t)o->output_tensor_type));
@@ -279,7 +282,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
 
     const uint32_t base = p->base_type;
     const int base_quantized = ggml_get_type_traits(base)->is_quantized;
-    int i_attn_v = 0, i_ffn_down = 0;
+    int i_attn_v = 0, i_ffn_down = 0, i_ffn_gate = 0, i_ffn_up = 0;
     for (uint64_t k = 0; k < in->n_tensors; k++) {
         const gguf_tensor_info *s = &in->tensors[keys[k].index];
         qf_quant_tensor_plan *t = &plan->t[plan->n];
@@ -309,7 +312,9 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                 if (t->role == QF_ROLE_ATTN_V) {
                     i = i_attn_v++;
                     n = m->n_attn_v;
-                } else if (t->role == QF_ROLE_FFN_DOWN) {
+                } else if (t->role == QF_ROLE_FFN_DOWN || t->role == QF_ROLE_FFN_GATE || t->role == QF_ROLE_FFN_UP) {
+                    int *counter = t->role == QF_ROLE_FFN_DOWN ? &i_ffn_down
+                                 : t->role == QF_ROLE_FFN_GATE ? &i_ffn_gate : &i_ffn_up;
                     n = m->n_layer;
                     if (m->n_expert > 1) {
                         /* experts are not in layer order: read the layer off the name */
@@ -319,9 +324,9 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                             goto fail;
                         }
                     } else {
-                        i = i_ffn_down;
+                        i = *counter;
                     }
-                    i_ffn_down++;
+                    (*counter)++;
                 }
                 want = qf_mix_type(p, m, t->role, i, n, ne0, o->output_tensor_type);
             }

@@ -45,7 +45,12 @@ enum {
     QF_FTYPE_MOSTLY_Q5_K_S = 16,
     QF_FTYPE_MOSTLY_Q5_K_M = 17,
     QF_FTYPE_MOSTLY_Q6_K = 18,
+    QF_FTYPE_MOSTLY_IQ2_XXS = 19,
+    QF_FTYPE_MOSTLY_IQ3_XS = 22,
     QF_FTYPE_MOSTLY_IQ4_NL = 25,
+    QF_FTYPE_MOSTLY_IQ3_S = 26,
+    QF_FTYPE_MOSTLY_IQ3_M = 27,
+    QF_FTYPE_MOSTLY_IQ4_XS = 30,
     QF_FTYPE_MOSTLY_BF16 = 32,
 };
 
@@ -64,6 +69,9 @@ typedef struct qf_quant_preset {
 const qf_quant_preset *qf_quant_presets(size_t *n);
 /* Preset by name (case-insensitive), or NULL. */
 const qf_quant_preset *qf_quant_preset_find(const char *name);
+/* 1 if llama-quantize refuses the preset without an imatrix whatever the
+ * model (IQ2_XXS; llama.cpp also lists IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
+int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
 
 /* ---------------- per-tensor rules (mix.c) ---------------- */
 
@@ -124,7 +132,7 @@ int qf_use_more_bits(int i, int n);
 
 /* Shape fallback. If `type` fits rows of ne0 elements, returns it. Else
  * returns the table's replacement (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0,
- * Q2_K/Q3_K->IQ4_NL, legacy types and IQ4_NL -> F16), or F16 if that does not fit either.
+ * Q2_K/Q3_K/IQ3_S/IQ4_XS->IQ4_NL, legacy types and IQ4_NL -> F16), or F16 if that does not fit either.
  * *table_type (may be NULL) receives the table's replacement (the first step). */
 uint32_t qf_shape_fallback(uint32_t type, uint64_t ne0, uint32_t *table_type);
 

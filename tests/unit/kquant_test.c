@@ -140,7 +140,8 @@ static void test_nearest_int_is_round_half_even(qf_test *t) {
 static void test_entry_errors(qf_test *t) {
     float x[512] = { 0 };
     uint8_t y[4096];
-    CHECK(t, qf_quantize_rows(GGML_TYPE_IQ2_XXS, x, y, 1, 256, NULL) == QF_EUNSUPPORTED, "iq2_xxs unsupported");
+    CHECK(t, qf_quantize_rows(GGML_TYPE_TQ1_0, x, y, 1, 256, NULL) == QF_EUNSUPPORTED, "tq1_0 unsupported");
+    CHECK(t, qf_quantize_rows(GGML_TYPE_IQ2_XXS, x, y, 1, 256, NULL) == QF_EINVAL, "iq2_xxs without imatrix");
     CHECK(t, qf_quantize_rows(GGML_TYPE_Q4_K, x, y, 1, 128, NULL) == QF_EINVAL, "row of 128 for q4_K");
     CHECK(t, qf_quantize_rows(GGML_TYPE_Q4_0, x, y, 1, 48, NULL) == QF_EINVAL, "row of 48 for q4_0");
     CHECK(t, qf_quantize_rows(GGML_TYPE_Q4_0, x, y, -1, 32, NULL) == QF_EINVAL, "negative rows");

@@ -67,6 +67,8 @@ static void test_presets_and_ftypes(qf_test *t) {
         {"Q3_K_M", 12, GGML_TYPE_Q3_K},  {"Q3_K_L", 13, GGML_TYPE_Q3_K},  {"Q4_K_S", 14, GGML_TYPE_Q4_K},
         {"Q4_K_M", 15, GGML_TYPE_Q4_K},  {"Q5_K_S", 16, GGML_TYPE_Q5_K},  {"Q5_K_M", 17, GGML_TYPE_Q5_K},
         {"Q6_K", 18, GGML_TYPE_Q6_K},    {"IQ4_NL", 25, GGML_TYPE_IQ4_NL}, {"BF16", 32, GGML_TYPE_BF16},
+        {"IQ4_XS", 30, GGML_TYPE_IQ4_XS}, {"IQ3_S", 26, GGML_TYPE_IQ3_S},   {"IQ3_M", 27, GGML_TYPE_IQ3_S},
+        {"IQ3_XS", 22, GGML_TYPE_IQ3_S},  {"IQ2_XXS", 19, GGML_TYPE_IQ2_XXS},
     };
     size_t n;
     qf_quant_presets(&n);
@@ -78,7 +80,7 @@ static void test_presets_and_ftypes(qf_test *t) {
               p->ftype, tn(p->base_type));
     }
     CHECK(t, qf_quant_preset_find("q4_k_m") == qf_quant_preset_find("Q4_K_M"), "case-insensitive");
-    CHECK(t, qf_quant_preset_find("Q4_K") == NULL && qf_quant_preset_find("IQ4_XS") == NULL, "unknown names");
+    CHECK(t, qf_quant_preset_find("Q4_K") == NULL && qf_quant_preset_find("IQ4_XT") == NULL, "unknown names");
 }
 
 static void test_use_more_bits(qf_test *t) {
@@ -124,6 +126,7 @@ static void test_shape_fallbacks(qf_test *t) {
         {GGML_TYPE_Q2_K, 96, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_NL}, {GGML_TYPE_Q3_K, 64, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_NL},
         {GGML_TYPE_Q3_K, 172, GGML_TYPE_IQ4_NL, GGML_TYPE_F16}, {GGML_TYPE_IQ4_NL, 172, GGML_TYPE_F16, GGML_TYPE_F16},
         {GGML_TYPE_Q8_0, 172, GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_Q4_0, 33, GGML_TYPE_F16, GGML_TYPE_F16},
+        {GGML_TYPE_IQ4_XS, 64, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_NL}, {GGML_TYPE_IQ3_S, 96, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_NL}, {GGML_TYPE_IQ4_XS, 172, GGML_TYPE_IQ4_NL, GGML_TYPE_F16},
         {GGML_TYPE_F16, 7, GGML_TYPE_F16, GGML_TYPE_F16},      {GGML_TYPE_BF16, 7, GGML_TYPE_BF16, GGML_TYPE_BF16},
     };
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
@@ -211,6 +214,36 @@ static void test_mix_rules_32_layers(qf_test *t) {
     CHECK(t, mix("IQ4_NL", &m, QF_ROLE_ATTN_V, 9, 32, 4096) == GGML_TYPE_Q5_K, "IQ4_NL attn_v gqa 4");
     CHECK(t, mix("IQ4_NL", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q6_K, "IQ4_NL output Q6_K");
     CHECK(t, mix("IQ4_NL", &m, QF_ROLE_ATTN_Q, 0, 32, 4096) == GGML_TYPE_IQ4_NL, "IQ4_NL attn_q");
+    /* IQ4_XS: the same rules as IQ4_NL */
+    CHECK(t, mix("IQ4_XS", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q5_K, "IQ4_XS ffn_down 3");
+    CHECK(t, mix("IQ4_XS", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ4_XS, "IQ4_XS ffn_down 4");
+    CHECK(t, mix("IQ4_XS", &m, QF_ROLE_ATTN_V, 9, 32, 4096) == GGML_TYPE_Q5_K, "IQ4_XS attn_v gqa 4");
+    CHECK(t, mix("IQ4_XS", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q6_K, "IQ4_XS output Q6_K");
+    CHECK(t, mix("IQ4_XS", &m, QF_ROLE_ATTN_Q, 0, 32, 4096) == GGML_TYPE_IQ4_XS, "IQ4_XS attn_q");
+    /* IQ3_S / IQ3_M */
+    CHECK(t, mix("IQ3_S", &m, QF_ROLE_ATTN_V, 9, 32, 4096) == GGML_TYPE_Q4_K, "IQ3_S attn_v gqa 4");
+    CHECK(t, mix("IQ3_S", &m, QF_ROLE_FFN_DOWN, 0, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_S ffn_down");
+    CHECK(t, mix("IQ3_S", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q6_K, "IQ3_S output");
+    CHECK(t, mix("IQ3_M", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q4_K, "IQ3_M ffn_down 3");
+    CHECK(t, mix("IQ3_M", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_M ffn_down 4");
+    CHECK(t, mix("IQ3_M", &m, QF_ROLE_ATTN_OUTPUT, 4, 32, 4096) == GGML_TYPE_Q4_K, "IQ3_M attn_output");
+    CHECK(t, mix("IQ3_M", &m, QF_ROLE_ATTN_Q, 4, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_M attn_q");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_Q, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_q");
+    /* IQ2_XXS: llama.cpp's low-bit branch (GQA 4 here) */
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_ATTN_V, 4, 32, 4096) == GGML_TYPE_Q4_K, "IQ2_XXS attn_v gqa 4");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q2_K, "IQ2_XXS ffn_down 3");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ2_XXS ffn_down 4");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q5_K, "IQ2_XXS output");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_TOKEN_EMBD, 0, 0, 4096) == GGML_TYPE_Q2_K, "IQ2_XXS token_embd");
+    CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_ATTN_OUTPUT, 0, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ2_XXS attn_output");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_K, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_k");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 3, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_up 3");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_up 4");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_GATE, 27, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_gate 27");
+    CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_GATE, 28, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_gate 28");
+    m.has_imatrix = 1;
+    CHECK(t, mix("IQ4_XS", &m, QF_ROLE_FFN_DOWN, 0, 32, 4096) == GGML_TYPE_IQ4_XS, "IQ4_XS imatrix ffn_down 0");
+    m.has_imatrix = 0;
     /* 70B: attn_v Q3_K/Q4_K -> Q5_K */
     m.is_70b = 1;
     CHECK(t, mix("Q4_K_M", &m, QF_ROLE_ATTN_V, 11, 80, 8192) == GGML_TYPE_Q5_K, "70B attn_v");
@@ -329,7 +362,7 @@ static void test_chunk_size_and_threads_do_not_change_bytes(qf_test *t) {
 /* Relative RMS error of dequantized output vs input, by output type. */
 static double max_rel_rmse(uint32_t type) {
     /* measured maxima on stories260K and synth-tinyk: f16 2.1e-4, bf16 2.0e-3,
-     * q8_0 6.2e-3, q6_K 0.018, q5_* 0.050, q4_* 0.096, iq4_nl 0.071, q3_K 0.151, q2_K 0.298 */
+     * q8_0 6.2e-3, q6_K 0.018, q5_* 0.050, q4_* 0.096, iq4_nl 0.071, iq4_xs 0.077, iq3_s 0.165, iq3_xxs 0.214, q3_K 0.151, q2_K 0.298 */
     switch (type) {
     case GGML_TYPE_F32: return 0;
     case GGML_TYPE_F16: return 5e-4;
@@ -337,8 +370,9 @@ static double max_rel_rmse(uint32_t type) {
     case GGML_TYPE_Q8_0: return 0.009;
     case GGML_TYPE_Q6_K: return 0.025;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q5_K: return 0.06;
-    case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q4_K: case GGML_TYPE_IQ4_NL: return 0.12;
-    case GGML_TYPE_Q3_K: return 0.2;
+    case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q4_K: case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS: return 0.12;
+    case GGML_TYPE_Q3_K: case GGML_TYPE_IQ3_S: return 0.2;
+    case GGML_TYPE_IQ3_XXS: return 0.26;
     case GGML_TYPE_Q2_K: return 0.4;
     }
     return 0;
@@ -364,6 +398,11 @@ static void every_type_reads_back(qf_test *t, const char *data_rel) {
         o.out_path = out;
         o.preset = p;
         int rc = qf_quantize(&o, &res, &err);
+        if (qf_quantize_requires_imatrix(p->base_type)) { /* refused without one (tests/cli/iquant_peer.sh has the files) */
+            CHECK(t, rc != 0 && strstr(err.msg, "importance matrix"), "%s without imatrix: rc %d", p->name, rc);
+            if (rc == 0) qf_quantize_result_free(&res);
+            continue;
+        }
         CHECK(t, rc == 0, "%s: %s", p->name, err.msg);
         gguf_file q;
         if (rc || gguf_open(&q, out, &err)) {

@@ -30,7 +30,9 @@ static const geom geoms[] = {
     {GGML_TYPE_Q4_0, "q4_0", 32, 18},  {GGML_TYPE_IQ4_NL, "iq4_nl", 32, 18}, {GGML_TYPE_Q4_1, "q4_1", 32, 20},  {GGML_TYPE_Q5_0, "q5_0", 32, 22},
     {GGML_TYPE_Q5_1, "q5_1", 32, 24},  {GGML_TYPE_Q8_0, "q8_0", 32, 34},  {GGML_TYPE_Q2_K, "q2_K", 256, 84},
     {GGML_TYPE_Q3_K, "q3_K", 256, 110}, {GGML_TYPE_Q4_K, "q4_K", 256, 144}, {GGML_TYPE_Q5_K, "q5_K", 256, 176},
-    {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292},
+    {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292}, {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136},
+    {GGML_TYPE_IQ3_S, "iq3_s", 256, 110},   {GGML_TYPE_IQ3_XXS, "iq3_xxs", 256, 98},
+    {GGML_TYPE_IQ2_XXS, "iq2_xxs", 256, 66},
 };
 enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
 static const char *ggml_type_name_or(uint32_t type) {
@@ -271,12 +273,94 @@ static void test_iq4_nl_by_hand(qf_test *t) {
     CHECK(t, qf_dequantize_row(GGML_TYPE_IQ4_NL, b, z, 48) == -1, "k not a multiple of 32 -> -1");
 }
 
+/* IQ4_XS by hand: d = 0.5; sub-block ib has the 6-bit scale ls = 8*ib + 3
+ * (low nibbles in scales_l, high 2 bits in scales_h), so its elements are
+ * 0.5 * (ls - 32) * table[q]; nibbles as in IQ4_NL (byte j: elem j low,
+ * elem j+16 high). The table is the one of the IQ4_NL test. */
+static void test_iq4_xs_by_hand(qf_test *t) {
+    static const int table[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    block_iq4_xs b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3800;
+    for (int ib = 0; ib < 8; ib++) {
+        const int ls = 8 * ib + 3;
+        b.scales_l[ib / 2] |= (uint8_t)((ls & 15) << 4 * (ib % 2));
+        b.scales_h |= (uint16_t)((ls >> 4) << 2 * ib);
+        for (int j = 0; j < 16; j++) b.qs[16 * ib + j] = (uint8_t)(((j + ib) & 15) | (15 - j) << 4);
+    }
+    float y[256], z[256];
+    dequantize_row_iq4_xs_ref(&b, y, 256);
+    dequantize_row_iq4_xs(&b, z, 256);
+    int bad = 0;
+    for (int ib = 0; ib < 8; ib++) {
+        const float dl = 0.5f * (float)(8 * ib + 3 - 32);
+        for (int j = 0; j < 16; j++) {
+            bad += y[32 * ib + j] != dl * (float)table[(j + ib) & 15];
+            bad += y[32 * ib + 16 + j] != dl * (float)table[15 - j];
+        }
+    }
+    CHECK(t, bad == 0, "%d values differ from the spec (y[0]=%g y[255]=%g)", bad, y[0], y[255]);
+    CHECK(t, memcmp(y, z, sizeof y) == 0, "fast != ref");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_IQ4_XS, &b, z, 128) == -1, "k not a multiple of 256 -> -1");
+}
+
+/* IQ3_S's grid (derived from the peer, checked against it by
+ * tests/cli/iquant_peer.sh): 512 distinct points of odd levels 1..15 in
+ * ascending code order; a block of grid points (d = 1, scale 1) quantizes
+ * to a block that dequantizes to them again, up to the fp16 scale. */
+static void test_iq3_s_grid(qf_test *t) {
+    int bad = 0, prev = -1;
+    for (int i = 0; i < 512; i++) {
+        int code = 0;
+        for (int j = 0; j < 4; j++) {
+            const int v = (qf_iq3s_grid[i] >> 8 * j) & 0xFF;
+            bad += v < 1 || v > 15 || v % 2 == 0;
+            code |= ((v - 1) / 2) << 3 * j;
+        }
+        bad += code <= prev;
+        prev = code;
+    }
+    CHECK(t, bad == 0, "%d grid violations", bad);
+    float x[256], y[256];
+    for (int g = 0; g < 64; g++)
+        for (int j = 0; j < 4; j++) x[4 * g + j] = (float)((qf_iq3s_grid[(g * 37) % 512] >> 8 * j) & 0xFF) * (g % 3 ? 1 : -1);
+    block_iq3_s b;
+    REQUIRE(t, qf_quantize_row_iq3_s(x, &b, 256, NULL) == 0, "quantize");
+    dequantize_row_iq3_s_ref(&b, y, 256);
+    double e = 0, n = 0;
+    for (int i = 0; i < 256; i++) { e += (x[i] - y[i]) * (x[i] - y[i]); n += x[i] * x[i]; }
+    CHECK(t, e / n < 2e-3, "grid points come back with relative error %g", e / n); /* d is stored x1.033: ~1e-3 */
+}
+
+/* IQ3_XXS: grid levels 8l+4 (l < 7) or 62, codes ascending; the sign
+ * expansion has even parity and keeps the 7 index bits. */
+static void test_iq3_xxs_grid_and_signs(qf_test *t) {
+    int bad = 0, prev = -1;
+    for (int i = 0; i < 256; i++) {
+        int code = 0;
+        for (int j = 0; j < 4; j++) {
+            const int v = (qf_iq3xxs_grid[i] >> 8 * j) & 0xFF;
+            bad += !(v == 62 || (v % 8 == 4 && v <= 52));
+            code |= ((v - 4) / 8) << 3 * j;
+        }
+        bad += code <= prev;
+        prev = code;
+    }
+    CHECK(t, bad == 0, "%d grid violations", bad);
+    bad = 0;
+    for (int i = 0; i < 128; i++) {
+        const int s = qf_iq_signs(i), n = __builtin_popcount((unsigned)s);
+        bad += (s & 127) != i || n % 2 != 0;
+    }
+    CHECK(t, bad == 0, "%d sign patterns wrong", bad);
+}
+
 static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
     CHECK(t, qf_has_dequantize(GGML_TYPE_Q4_K) && qf_has_dequantize(GGML_TYPE_BF16), "supported types");
-    CHECK(t, !qf_has_dequantize(GGML_TYPE_IQ2_XXS) && !qf_has_dequantize(GGML_TYPE_Q8_1), "unsupported types");
-    CHECK(t, qf_dequantize_row(GGML_TYPE_IQ2_XXS, buf, y, 256) == -1, "no codec -> -1");
+    CHECK(t, !qf_has_dequantize(GGML_TYPE_TQ1_0) && !qf_has_dequantize(GGML_TYPE_Q8_1), "unsupported types");
+    CHECK(t, qf_dequantize_row(GGML_TYPE_TQ1_0, buf, y, 256) == -1, "no codec -> -1");
     CHECK(t, qf_dequantize_row(GGML_TYPE_Q4_K, buf, y, 128) == -1, "k not a multiple of 256 -> -1");
     CHECK(t, qf_dequantize_row_ref(GGML_TYPE_Q8_0, buf, y, 33) == -1, "k not a multiple of 32 -> -1");
     CHECK(t, qf_dequantize_row(GGML_TYPE_Q8_0, buf, y, 32) == 0 && y[0] == 0.0f, "zero block");
@@ -291,16 +375,20 @@ static void test_generic_entry_points(qf_test *t) {
 static void test_traits_table(qf_test *t) {
     static const uint32_t dequant[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
                                        GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
-                                       GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K};
+                                       GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
+                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
     static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
-                                         GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL};
+                                         GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
+                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
     static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
     static const struct { uint32_t w, act; } dot[] = {
         {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
         {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0}, {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0}, {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0},
         {GGML_TYPE_Q4_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q5_1, GGML_TYPE_Q8_1}, {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
-        {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K},
+        {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ3_S, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ3_XXS, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ2_XXS, GGML_TYPE_Q8_K},
     };
     for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
         int in_dequant = 0, in_uses = 0, in_needs = 0;
@@ -321,4 +409,4 @@ static void test_traits_table(qf_test *t) {
 
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
-             test_generic_entry_points, test_iq4_nl_by_hand, test_traits_table)
+             test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_iq3_s_grid, test_iq3_xxs_grid_and_signs, test_traits_table)

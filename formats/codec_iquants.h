@@ -1,0 +1,89 @@
+/* codec_iquants.h - the grid i-quants: 256-element super-blocks whose
+ * groups of 4 (IQ3) or 8 (IQ2, IQ1) weights are indices into a fixed
+ * codebook ("grid") of points, with separate sign bits and per-32 (or per-16)
+ * sub-block scales. Layouts and codecs; the scalar references
+ * (codec_iquants.c) reproduce ggml bit for bit.
+ *
+ *   IQ3_S  (3.44 bpw): x = d * (1 + 2*sc) * grid[idx][j] * sign, grid of 512 4-tuples
+ *                      of odd levels 1..15, 9-bit indices (qs + one qh bit),
+ *                      one sign bit per weight, 4-bit sc per 32.
+ *   IQ3_XXS (3.06 bpw): x = d * (0.5 + sc) * 0.5 * grid[idx][j] * sign, grid of 256
+ *                      4-tuples of levels 4, 12, .., 52, 62; 8-bit indices; signs
+ *                      as 7-bit indices per 8 weights (even parity); 4-bit sc per 32.
+ *   IQ2_XXS (2.06 bpw): x = d * (0.5 + sc) * 0.25 * grid[idx][j] * sign, grid of 256
+ *                      8-tuples of levels 8, 25, 43; signs as IQ3_XXS; 4-bit sc per 32.
+ */
+#ifndef QF_CODEC_IQUANTS_H
+#define QF_CODEC_IQUANTS_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "codec_legacy.h" /* qf_half */
+
+#define QK_IQ 256
+
+/* IQ3_S: sub-block ib (32 weights) = groups g = 0..7 of 4; group g's grid
+ * index is qs[8ib+g] | (qh[ib] >> g & 1) << 8, its signs are bits 4(g%2)..
+ * of signs[4ib + g/2] (bit set: negative); sc = scales[ib/2] >> 4*(ib%2) & 15. */
+typedef struct {
+    qf_half d;
+    uint8_t qs[QK_IQ / 4];
+    uint8_t qh[QK_IQ / 32];
+    uint8_t signs[QK_IQ / 8];
+    uint8_t scales[QK_IQ / 64];
+} block_iq3_s;
+static_assert(sizeof(block_iq3_s) == 110, "block_iq3_s size");
+extern const uint32_t qf_iq3s_grid[512];
+
+void dequantize_row_iq3_s_ref(const block_iq3_s *x, float *y, int64_t k);
+void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k); /* AVX2 where compiled in */
+/* ggml quantize_iq3_s (QK_IQ | k): weights x^2 without an imatrix, else
+ * qw * sqrt(sigma2 + x^2), sigma2 = 2 * mean x^2 of the 256. Returns 0, or -1
+ * if the grid's neighbour index could not be built (never for this grid). */
+int qf_quantize_row_iq3_s(const float *x, block_iq3_s *y, int64_t k, const float *qw);
+
+/* IQ3_XXS: sub-block ib = groups g = 0..7 of 4 weights with 8-bit grid
+ * indices qs[8ib+g] into 256 points; the 32-bit word
+ * ss = qs[64+4ib .. 64+4ib+4) (little-endian) holds four 7-bit sign indices
+ * (pair l = groups 2l, 2l+1: ss >> 7l & 127, expanded to 8 signs with even
+ * parity) and the 4-bit scale ss >> 28: db = d * (0.5 + sc) * 0.5. */
+typedef struct {
+    qf_half d;
+    uint8_t qs[3 * QK_IQ / 8];
+} block_iq3_xxs;
+static_assert(sizeof(block_iq3_xxs) == 98, "block_iq3_xxs size");
+extern const uint32_t qf_iq3xxs_grid[256];
+
+/* The 8 sign bits of a 7-bit sign index: bit 7 set when i has an odd number
+ * of bits, so every pattern has an even number of negative signs. */
+static inline uint8_t qf_iq_signs(int i) { return (uint8_t)(i | (__builtin_parity((unsigned)i) << 7)); }
+
+void dequantize_row_iq3_xxs_ref(const block_iq3_xxs *x, float *y, int64_t k);
+void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k);
+/* ggml quantize_iq3_xxs; as qf_quantize_row_iq3_s. */
+int qf_quantize_row_iq3_xxs(const float *x, block_iq3_xxs *y, int64_t k, const float *qw);
+
+/* IQ2_XXS: sub-block ib (32 weights) = words w0, w1 at qs[4ib], qs[4ib+2]
+ * (little-endian): byte l of w0 is the grid index of weights 8l..8l+7 (256
+ * points of 8 levels 8, 25, 43), bits 7l..7l+6 of w1 their sign index
+ * (qf_iq_signs) and bits 28..31 the scale: db = d * (0.5 + sc) * 0.25. */
+typedef struct {
+    qf_half d;
+    uint16_t qs[QK_IQ / 8];
+} block_iq2_xxs;
+static_assert(sizeof(block_iq2_xxs) == 66, "block_iq2_xxs size");
+extern const uint64_t qf_iq2xxs_grid[256];
+
+void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k);
+void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k);
+/* ggml quantize_iq2_xxs: qw (the imatrix row) is required; -1 without it. */
+int qf_quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t k, const float *qw);
+
+/* Row quantizers for the traits table (ggml_types.c). */
+struct qk_kernels;
+void qk_from_float_iq3_s(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+void qk_from_float_iq2_xxs(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+void qk_from_float_iq3_xxs(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
+
+#endif
