@@ -2,6 +2,7 @@
  * pipeline (awq.h). */
 #include "awq.h"
 #include "qf_threads.h"
+#include "qf_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -217,9 +218,85 @@ static void fit_weights(const state *s, const qf_weight *w, const double *H, int
     for (int64_t j = 0; j < n_in; j++) qw[j] = (float)(H[j * n_in + j] / (double)(tokens > 0 ? tokens : 1));
 }
 
-/* Relative output error of the group's tensors quantized with scale sc. */
+/* The quadratic-form kernel works on 64-column panels of H and 4-row tiles of E. */
+#define QP 64
+#define QR 4
+#define QI 512  /* rows of an H panel accumulated in float before the dot is taken in double */
+
+typedef float v16 __attribute__((vector_size(64)));
+
+int64_t qf_awq_qf_pad(int64_t n) { return (n + QP - 1) / QP * QP; }
+
+float *qf_awq_qf_hessian(const double *H, int64_t n, int n_threads) {
+    const int64_t np = qf_awq_qf_pad(n);
+    float *Hf = aligned_alloc(64, (size_t)(n * np) * sizeof *Hf);
+    if (!Hf) return NULL;
+    #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n * n), n_threads))
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < n; j++) Hf[i * np + j] = (float)H[i * n + j];
+        for (int64_t j = n; j < np; j++) Hf[i * np + j] = 0.0f;
+    }
+    return Hf;
+}
+
+/* e[r][J]-block dot of 4 rows with f accumulated over H rows i0..i1 of panel jb. */
+static void qf_tile(const float *E, int64_t np, int64_t r0, int64_t jb, int64_t i0, int64_t i1, const float *Hf,
+                    double part[QR]) {
+    v16 f[QR][QP / 16];
+    memset(f, 0, sizeof f);
+    for (int64_t i = i0; i < i1; i++) {
+        const v16 *h = (const v16 *)(Hf + i * np + jb);
+        for (int r = 0; r < QR; r++) {
+            const float e = E[(r0 + r) * np + i];
+            for (int k = 0; k < QP / 16; k++) f[r][k] += e * h[k];
+        }
+    }
+    for (int r = 0; r < QR; r++) {
+        const v16 *er = (const v16 *)(E + (r0 + r) * np + jb);
+        v16 acc = {0};
+        for (int k = 0; k < QP / 16; k++) acc += er[k] * f[r][k];
+        double d = 0;
+        for (int l = 0; l < 16; l++) d += (double)acc[l];
+        part[r] += d;
+    }
+}
+
+double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const float *Hf, int n_threads) {
+    /* E: [pad4(n_out) * np] (zero padding), Hf: [n_in * np] (qf_awq_qf_hessian).
+     * sum_r e_r^T H e_r = sum_J e_rJ . (H_JJ e_rJ + 2 sum_{I<J} H_IJ^T e_rI), one
+     * column panel J per task; every (row, panel) partial is summed in a fixed order */
+    const int64_t np = qf_awq_qf_pad(n_in), nj = np / QP, ro = (n_out + QR - 1) / QR * QR;
+    double *part = calloc((size_t)(ro * nj), sizeof *part);
+    if (!part) return NAN;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)n_out * n_in * n_in / 2, n_threads))
+    for (int64_t J = 0; J < nj; J++) {
+        const int64_t jb = J * QP, jend = jb + QP < n_in ? jb + QP : n_in;
+        for (int64_t r0 = 0; r0 < ro; r0 += QR) {
+            double off[QR] = {0}, diag[QR] = {0};
+            for (int64_t i0 = 0; i0 < jb; i0 += QI) qf_tile(E, np, r0, jb, i0, i0 + QI < jb ? i0 + QI : jb, Hf, off);
+            qf_tile(E, np, r0, jb, jb, jend, Hf, diag);
+            for (int r = 0; r < QR; r++) part[(r0 + r) * nj + J] = 2.0 * off[r] + diag[r];
+        }
+    }
+    double total = 0;
+    for (int64_t k = 0; k < ro * nj; k++) total += part[k];
+    free(part);
+    return total;
+}
+
+/* E = W - Q (Q NULL: 0) into the padded layout of qf_awq_quad_error. */
+static void error_rows(const float *W, const float *Q, int64_t n_out, int64_t n_in, float *E) {
+    const int64_t np = qf_awq_qf_pad(n_in), ro = (n_out + QR - 1) / QR * QR;
+    memset(E, 0, (size_t)(ro * np) * sizeof *E);
+    for (int64_t r = 0; r < n_out; r++)
+        for (int64_t j = 0; j < n_in; j++) E[r * np + j] = W[r * n_in + j] - (Q ? Q[r * n_in + j] : 0.0f);
+}
+
+/* Relative output error of the group's tensors quantized with scale sc
+ * (through the float Hessian Hf). */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
-                      const double *ref, float *Ws, float *Q, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
+                      const double *ref, const float *Hf, float *Ws, float *Q, float *E, uint8_t *tmp, float *qws,
+                      double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
     for (int i = 0; i < g->n; i++) {
@@ -230,7 +307,8 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
         int rc = codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
-        num += qf_gptq_output_error(W, Q, n_out, n_in, g->H, s->o->calib->n_threads);
+        error_rows(W, Q, n_out, n_in, E);
+        num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
         den += ref[i];
     }
     *loss = den > 0 ? num / den : 0;
@@ -309,6 +387,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     int64_t *cls = NULL, n_cls = n_in;
     qf_awq_group_report gr;
     memset(&gr, 0, sizeof gr);
+    const double t0 = qf_now_seconds();
     switch (g->kind) {
     case QF_SITE_ATTN_IN:
         norm = &L->attn_norm, defer = &s->v, defer_idx = 2, clip_from = 2; /* no clipping for q, k */
@@ -345,8 +424,11 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     float *Ws = malloc((size_t)(max_out * n_in) * sizeof *Ws), *Q = malloc((size_t)(max_out * n_in) * sizeof *Q);
     uint8_t *tmp = malloc((size_t)(max_out * n_in) * 4);
     double *Hs = malloc((size_t)(n_in * n_in) * sizeof *Hs);
+    const int64_t np = qf_awq_qf_pad(n_in), ro = (max_out + QR - 1) / QR * QR;
+    float *E = aligned_alloc(64, (size_t)(ro * np) * sizeof *E);
+    float *Hf = qf_awq_qf_hessian(g->H, n_in, s->o->calib->n_threads);
     int rc = 0;
-    if (!sc || !best || !qws || !mean || !Ws || !Q || !tmp || !Hs) {
+    if (!sc || !best || !qws || !mean || !Ws || !Q || !tmp || !Hs || !E || !Hf) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for group %s", gr.name);
         goto done;
     }
@@ -357,7 +439,8 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         else if (!qw[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         else {
             fit_weights(s, g->w[i], g->H, n_in, g->n_tokens, qw[i]);
-            ref[i] = qf_gptq_output_error(g->wf[i], NULL, g->w[i]->n_out, n_in, g->H, s->o->calib->n_threads);
+            error_rows(g->wf[i], NULL, g->w[i]->n_out, n_in, E);
+            ref[i] = qf_awq_quad_error(E, g->w[i]->n_out, n_in, Hf, s->o->calib->n_threads);
         }
     }
     if (rc) goto done;
@@ -386,7 +469,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     gr.folded = fold;
     /* scale search: alpha = 0 first, a larger alpha only if strictly better */
     qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
-    if ((rc = group_loss(s, g, pi, qw, sc, ref, Ws, Q, tmp, qws, &gr.loss0, err))) goto done;
+    if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Ws, Q, E, tmp, qws, &gr.loss0, err))) goto done;
     gr.loss = gr.loss0;
     memcpy(best, sc, (size_t)n_in * sizeof *sc);
     if (fold) {
@@ -394,7 +477,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             const double alpha = s->o->alpha >= 0 ? s->o->alpha : (double)a / AWQ_GRID;
             double l;
             qf_awq_scales(mean, cls, n_in, n_cls, alpha, sc);
-            if ((rc = group_loss(s, g, pi, qw, sc, ref, Ws, Q, tmp, qws, &l, err))) goto done;
+            if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Ws, Q, E, tmp, qws, &l, err))) goto done;
             if (s->o->alpha >= 0 || l < gr.loss) {
                 gr.loss = l;
                 gr.alpha = alpha;
@@ -448,7 +531,8 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             s->out[pi[i]] = dst;
         }
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
-        num += qf_gptq_output_error(W, Q, n_out, n_in, g->H, s->o->calib->n_threads);
+        error_rows(W, Q, n_out, n_in, E);
+        num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
         den += ref[i];
         memcpy(W, Q, (size_t)(n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
     }
@@ -469,6 +553,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         free(srow);
         if (rc) goto done;
     }
+    gr.seconds = qf_now_seconds() - t0;
     if (add_report(s, &gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
 done:
     for (int i = 0; i < g->n; i++) free(qw[i]);
@@ -480,6 +565,8 @@ done:
     free(Q);
     free(tmp);
     free(Hs);
+    free(E);
+    free(Hf);
     free(cls);
     return rc;
 }
