@@ -373,6 +373,49 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
     return rc;
 }
 
+/* The architecture rules (llama/Mistral, qwen2, qwen3: all the loader
+ * accepts): per group, what produces its input and takes x / s.
+ *   fold: NORM - the RMSNorm weight before the group (exact: the norm is
+ *         linear in its weight); ROWS - the output rows of the linear that
+ *         produced the input (v for o, up for down), divided as they wait
+ *         in `deferred`.
+ * Qwen2 q/k/v biases are added after the projection: the NORM fold of
+ * attn_in leaves them alone; v's bias is divided with v's rows (ROWS fold
+ * of attn_out). Qwen3's q_norm/k_norm normalise q and k after the
+ * projection, which the attn_in fold leaves unchanged: exact, untouched.
+ * A tied output (token_embd, also the embedding table) is not scaled. */
+typedef enum { FOLD_NORM, FOLD_ROWS } fold_kind;
+typedef enum { SRC_NONE, SRC_V, SRC_UP } deferred_src;
+typedef struct awq_rule {
+    qf_site_kind kind;
+    const char *name;
+    fold_kind fold;
+    deferred_src from;   /* ROWS: whose rows take the scale */
+    deferred_src defers; /* the group's linear whose rows wait for the next group: v, up */
+    int defer_idx;       /* its index in the group */
+    int clip_from;       /* linears before this index are not clipped (q, k, as AWQ) */
+} awq_rule;
+
+static const awq_rule awq_rules[] = {
+    {QF_SITE_ATTN_IN, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, 2},    /* q, k, v <- attn_norm */
+    {QF_SITE_ATTN_OUT, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, 0}, /* o <- v rows (+ bv), GQA classes */
+    {QF_SITE_FFN_IN, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, 0},     /* gate, up <- ffn_norm */
+    {QF_SITE_FFN_DOWN, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, 0}, /* down <- up rows */
+    {QF_SITE_OUTPUT, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, 0},  /* output <- output_norm (untied) */
+};
+
+/* The norm before a NORM group; NULL for ROWS groups. */
+static const qf_weight *rule_norm(const qf_model *m, const qf_layer *L, qf_site_kind k) {
+    switch (k) {
+    case QF_SITE_ATTN_IN: return &L->attn_norm;
+    case QF_SITE_FFN_IN: return &L->ffn_norm;
+    case QF_SITE_OUTPUT: return &m->output_norm;
+    default: return NULL;
+    }
+}
+
+static deferred *rule_src(state *s, deferred_src d) { return d == SRC_V ? &s->v : d == SRC_UP ? &s->up : NULL; }
+
 /* One group: scale search, clipping, quantization; the producer of the
  * group's input (v or up, deferred) gets its rows divided by the scale. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
@@ -388,30 +431,17 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     qf_awq_group_report gr;
     memset(&gr, 0, sizeof gr);
     const double t0 = qf_now_seconds();
-    switch (g->kind) {
-    case QF_SITE_ATTN_IN:
-        norm = &L->attn_norm, defer = &s->v, defer_idx = 2, clip_from = 2; /* no clipping for q, k */
-        snprintf(gr.name, sizeof gr.name, "blk.%d.attn_in", g->layer);
-        break;
-    case QF_SITE_FFN_IN:
-        norm = &L->ffn_norm, defer = &s->up, defer_idx = 1;
-        snprintf(gr.name, sizeof gr.name, "blk.%d.ffn_in", g->layer);
-        break;
-    case QF_SITE_OUTPUT:
-        norm = &m->output_norm;
-        snprintf(gr.name, sizeof gr.name, "output");
-        break;
-    case QF_SITE_ATTN_OUT:
-        producer = &s->v, bias = &L->bv;
-        snprintf(gr.name, sizeof gr.name, "blk.%d.attn_out", g->layer);
-        break;
-    case QF_SITE_FFN_DOWN:
-        producer = &s->up;
-        snprintf(gr.name, sizeof gr.name, "blk.%d.ffn_down", g->layer);
-        break;
-    default:
+    const awq_rule *rule = NULL;
+    for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
+        if (awq_rules[k].kind == g->kind) rule = &awq_rules[k];
+    if (!rule || (g->layer < 0) != (g->kind == QF_SITE_OUTPUT))
         return qf_set_err(err, QF_EINVAL, "awq: unknown group kind %d", (int)g->kind);
-    }
+    if (L) snprintf(gr.name, sizeof gr.name, "blk.%d.%s", g->layer, rule->name);
+    else snprintf(gr.name, sizeof gr.name, "%s", rule->name);
+    if (rule->fold == FOLD_NORM) norm = rule_norm(m, L, g->kind);
+    producer = rule_src(s, rule->from);
+    if (rule->from == SRC_V) bias = &L->bv;
+    defer = rule_src(s, rule->defers), defer_idx = rule->defer_idx, clip_from = rule->clip_from;
     long pi[3];
     float *qw[3] = {0};
     double ref[3] = {0};
