@@ -223,7 +223,30 @@ static void fit_weights(const state *s, const qf_weight *w, const double *H, int
 #define QR 4
 #define QI 512  /* rows of an H panel accumulated in float before the dot is taken in double */
 
-typedef float v16 __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 vf;
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_load_ps(p)
+#define VSET1(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+typedef __m256 vf;
+#define VW 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_load_ps(p)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#else
+typedef float vf __attribute__((vector_size(16)));
+#define VW 4
+#define VZERO() ((vf){0, 0, 0, 0})
+#define VLOAD(p) (*(const vf *)(p))
+#define VSET1(x) ((vf){0, 0, 0, 0} + (x))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#endif
 
 int64_t qf_awq_qf_pad(int64_t n) { return (n + QP - 1) / QP * QP; }
 
@@ -239,25 +262,38 @@ float *qf_awq_qf_hessian(const double *H, int64_t n, int n_threads) {
     return Hf;
 }
 
-/* e[r][J]-block dot of 4 rows with f accumulated over H rows i0..i1 of panel jb. */
+/* part[r] += e_r[jb..jb+QP) . f_r for the 4 rows r0.. of E, where
+ * f_r = sum over H rows i in [i0, i1) of e_r[i] * H[i][jb..jb+QP): the
+ * panel in strips of 2 vectors, 8 accumulators (4 rows x 2) in registers. */
 static void qf_tile(const float *E, int64_t np, int64_t r0, int64_t jb, int64_t i0, int64_t i1, const float *Hf,
                     double part[QR]) {
-    v16 f[QR][QP / 16];
-    memset(f, 0, sizeof f);
-    for (int64_t i = i0; i < i1; i++) {
-        const v16 *h = (const v16 *)(Hf + i * np + jb);
-        for (int r = 0; r < QR; r++) {
-            const float e = E[(r0 + r) * np + i];
-            for (int k = 0; k < QP / 16; k++) f[r][k] += e * h[k];
+    const float *e0 = E + r0 * np, *e1 = e0 + np, *e2 = e1 + np, *e3 = e2 + np;
+    for (int64_t c = jb; c < jb + QP; c += 2 * VW) {
+        vf a0 = VZERO(), a1 = VZERO(), b0 = VZERO(), b1 = VZERO(), c0 = VZERO(), c1 = VZERO(), d0 = VZERO(),
+           d1 = VZERO();
+        for (int64_t i = i0; i < i1; i++) {
+            const float *h = Hf + i * np + c;
+            const vf h0 = VLOAD(h), h1 = VLOAD(h + VW);
+            vf x = VSET1(e0[i]);
+            a0 = VFMA(x, h0, a0), a1 = VFMA(x, h1, a1);
+            x = VSET1(e1[i]);
+            b0 = VFMA(x, h0, b0), b1 = VFMA(x, h1, b1);
+            x = VSET1(e2[i]);
+            c0 = VFMA(x, h0, c0), c1 = VFMA(x, h1, c1);
+            x = VSET1(e3[i]);
+            d0 = VFMA(x, h0, d0), d1 = VFMA(x, h1, d1);
         }
-    }
-    for (int r = 0; r < QR; r++) {
-        const v16 *er = (const v16 *)(E + (r0 + r) * np + jb);
-        v16 acc = {0};
-        for (int k = 0; k < QP / 16; k++) acc += er[k] * f[r][k];
-        double d = 0;
-        for (int l = 0; l < 16; l++) d += (double)acc[l];
-        part[r] += d;
+        float f[QR][2 * VW] __attribute__((aligned(64)));
+        memcpy(f[0], &a0, sizeof a0), memcpy(f[0] + VW, &a1, sizeof a1);
+        memcpy(f[1], &b0, sizeof b0), memcpy(f[1] + VW, &b1, sizeof b1);
+        memcpy(f[2], &c0, sizeof c0), memcpy(f[2] + VW, &c1, sizeof c1);
+        memcpy(f[3], &d0, sizeof d0), memcpy(f[3] + VW, &d1, sizeof d1);
+        for (int r = 0; r < QR; r++) {
+            const float *er = E + (r0 + r) * np + c;
+            double d = 0;
+            for (int l = 0; l < 2 * VW; l++) d += (double)er[l] * (double)f[r][l];
+            part[r] += d;
+        }
     }
 }
 
@@ -293,10 +329,11 @@ static void error_rows(const float *W, const float *Q, int64_t n_out, int64_t n_
 }
 
 /* Relative output error of the group's tensors quantized with scale sc
- * (through the float Hessian Hf). */
+ * (through the float Hessian Hf): by the codec (Hs NULL) or by what is
+ * written (final_quantize; GPTQ with Hs = the scaled Hessian for awq+gptq). */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
-                      const double *ref, const float *Hf, float *Ws, float *Q, float *E, uint8_t *tmp, float *qws,
-                      double *loss, qf_err *err) {
+                      const double *ref, const float *Hf, const double *Hs, float *Ws, float *Q, float *E, uint8_t *tmp,
+                      float *qws, double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
     for (int i = 0; i < g->n; i++) {
@@ -304,7 +341,8 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
         const float *W = g->wf[i];
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
         for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
-        int rc = codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
+        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, Hs, tmp, Q, err)
+                    : codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -499,7 +537,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     gr.folded = fold;
     /* scale search: alpha = 0 first, a larger alpha only if strictly better */
     qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
-    if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Ws, Q, E, tmp, qws, &gr.loss0, err))) goto done;
+    if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, NULL, Ws, Q, E, tmp, qws, &gr.loss0, err))) goto done;
     gr.loss = gr.loss0;
     memcpy(best, sc, (size_t)n_in * sizeof *sc);
     if (fold) {
@@ -507,13 +545,28 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             const double alpha = s->o->alpha >= 0 ? s->o->alpha : (double)a / AWQ_GRID;
             double l;
             qf_awq_scales(mean, cls, n_in, n_cls, alpha, sc);
-            if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Ws, Q, E, tmp, qws, &l, err))) goto done;
+            if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, NULL, Ws, Q, E, tmp, qws, &l, err))) goto done;
             if (s->o->alpha >= 0 || l < gr.loss) {
                 gr.loss = l;
                 gr.alpha = alpha;
                 memcpy(best, sc, (size_t)n_in * sizeof *sc);
             }
             if (s->o->alpha >= 0) break;
+        }
+    }
+    if (s->o->gptq && s->o->alpha < 0 && gr.alpha > 0) {
+        /* awq+gptq: GPTQ compensates much of what the scale buys, so the
+         * chosen scale must also beat alpha 0 (plain GPTQ) with GPTQ itself */
+        double lg0, lga;
+        scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
+        if ((rc = group_loss(s, g, pi, qw, best, ref, Hf, Hs, Ws, Q, E, tmp, qws, &lga, err))) goto done;
+        qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
+        scale_hessian(g->H, sc, n_in, Hs, s->o->calib->n_threads);
+        if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Hs, Ws, Q, E, tmp, qws, &lg0, err))) goto done;
+        if (!(lga < lg0)) {
+            memcpy(best, sc, (size_t)n_in * sizeof *sc);
+            gr.alpha = 0;
+            gr.loss = gr.loss0;
         }
     }
     scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
@@ -545,8 +598,9 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             memcpy(defer->s_in, best, (size_t)n_in * sizeof *best);
             memcpy(defer->qw, qws, (size_t)n_in * sizeof *qws);
             if (defer->Hs) memcpy(defer->Hs, Hs, (size_t)(n_in * n_in) * sizeof *Hs);
-            /* the next group's input is computed with the codec's result for now */
-            if ((rc = codec_quantize(s, t, Ws, n_out, n_in, qws, tmp, Q, err))) break;
+            /* the next group's input is computed with what would be written
+             * without the row scale (the codecs and GPTQ scale with a row) */
+            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, tmp, Q, err))) break;
         } else {
             uint8_t *dst = malloc((size_t)t->out_nbytes);
             if (!dst) {
