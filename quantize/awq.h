@@ -39,9 +39,11 @@
  * of the scaled H) wins. The stored block is a standard block.
  *
  * awq+gptq: after scaling, GPTQ (gptq.h) quantizes W' with
- * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. No clipping
- * there: GPTQ compensates each rounding error itself, and clipping chosen
- * for the codec's rounding raised the KLD (docs/awq.md).
+ * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. The alpha
+ * found with the codec is kept only if it also lowers the group's loss
+ * under GPTQ (else alpha 0, which is plain GPTQ). No clipping there: GPTQ
+ * compensates each rounding error itself, and clipping chosen for the
+ * codec's rounding raised the KLD (docs/awq.md).
  *
  * Bytes do not depend on the thread count. Memory: that of --method gptq
  * plus, per block, a copy of v and up as F32 and of two input Hessians
