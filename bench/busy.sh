@@ -2,18 +2,20 @@
 # bench/busy.sh - threads on a busy machine: 1 vs N threads of qforge-verify,
 # qforge-calibrate and qforge-quantize, with the machine as it is ("quiet")
 # and with one extra CPU-bound process per core ("loaded", HOGS busy loops),
-# for the tools' default wait policy and for libgomp's own default (idle
-# threads spin GOMP_SPINCOUNT=300000 rounds before sleeping: what the tools
-# did before they chose the passive wait). Goal: N threads never much slower
-# than 1 (ratio t1/tN >= 0.8) under load, and unchanged speed when quiet.
+# for each OpenMP wait policy in POLICIES: "default" (the tools' own choice,
+# a bounded spin), "passive" (idle threads sleep at once) and "spinN" (idle
+# threads spin N rounds before sleeping; spin300000 is libgomp's default).
+# Goal: N threads never much slower than 1 (ratio t1/tN >= 0.8) under load,
+# and the quiet machine as fast as with libgomp's default.
 #
 # Each repetition runs every cell once, quiet cells first, then the loaded
 # ones (hogs started and stopped around them), so a burst of outside load
 # hits all cells alike; the table reports the median wall time. The record
 # (date, commit, machine, load, commands, table) goes to
-# bench/results/DATE-busy.md and to stdout.
+# bench/results/DATE-HHMM-busy.md and to stdout.
 #
-#   REPS=3 N=2 HOGS=$(nproc) VERIFY_CHUNKS=10 CALIB_CHUNKS=8 bash bench/busy.sh
+#   REPS=3 N=2 HOGS=$(nproc) VERIFY_CHUNKS=10 CALIB_CHUNKS=8 \
+#     POLICIES="default passive spin300000" bash bench/busy.sh
 . "$(dirname "$0")/lib.sh"
 N=${N:-2}
 HOGS=${HOGS:-$(nproc)}
@@ -36,13 +38,17 @@ if [ ! -f "$QIN" ]; then
 fi
 
 # tool -> command (the thread count is appended as -t T)
+# verify-260K is the smallest case (stories260K, ctx 128: milliseconds per
+# parallel region, the worst for waking threads); the others run on
+# tinystories-distill-3M as F32.
 declare -A CMD=(
-  [verify]="$QF_BIN/qforge-verify $MODEL -f $TEXT --ctx 128 --chunks $VERIFY_CHUNKS"
-  [calibrate]="$QF_BIN/qforge-calibrate $MODEL -f $TEXT --ctx 128 --chunks $CALIB_CHUNKS --quiet -o $WORK/busy-imatrix.gguf"
+  [verify-260K]="$QF_BIN/qforge-verify $MODEL -f $TEXT --ctx 128 --chunks $VERIFY_CHUNKS"
+  [verify-3M]="$QF_BIN/qforge-verify $QIN -f $TEXT --ctx 512 --chunks $VERIFY_CHUNKS"
+  [calibrate]="$QF_BIN/qforge-calibrate $QIN -f $TEXT --ctx 512 --chunks $CALIB_CHUNKS --quiet -o $WORK/busy-imatrix.gguf"
   [quantize]="$QF_BIN/qforge-quantize $QIN $WORK/busy-q4km.gguf Q4_K_M --quiet"
 )
-TOOLS="verify calibrate quantize"
-POLICIES="default spin"
+TOOLS="verify-260K verify-3M calibrate quantize"
+POLICIES=${POLICIES:-default passive spin300000}
 
 hog_pids=()
 start_hogs() { for _ in $(seq "$HOGS"); do (while :; do :; done) & hog_pids+=($!); done; }
@@ -53,11 +59,13 @@ trap stop_hogs EXIT
 declare -A W
 run_cell() {
   local load=$1 tool=$2 pol=$3 t=$4 rep=$5 log=$logs/$1-$2-$3-t$4-$5
-  if [ "$pol" = spin ]; then
-    env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=300000 $GNU_TIME -v -o "$log.time" ${CMD[$tool]} -t "$t" >"$log" 2>&1
-  else
-    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT $GNU_TIME -v -o "$log.time" ${CMD[$tool]} -t "$t" >"$log" 2>&1
-  fi || { note "failed: $tool -t $t ($load, $pol): $(tail -2 "$log")"; return; }
+  local envs=(-u OMP_WAIT_POLICY -u GOMP_SPINCOUNT)
+  case $pol in
+    passive) envs=(-u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive) ;;
+    spin*) envs=(-u OMP_WAIT_POLICY GOMP_SPINCOUNT=${pol#spin}) ;;
+  esac
+  env "${envs[@]}" $GNU_TIME -v -o "$log.time" ${CMD[$tool]} -t "$t" >"$log" 2>&1 ||
+    { note "failed: $tool -t $t ($load, $pol): $(tail -2 "$log")"; return; }
   local w
   w=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$log.time")
   W[$load,$tool,$pol,$t]+="$w "
@@ -78,7 +86,7 @@ done
 uptime_end=$(uptime)
 
 mkdir -p bench/results
-rec=bench/results/$(date -u +%Y-%m-%d)-busy.md
+rec=bench/results/$(date -u +%Y-%m-%d-%H%M)-busy.md
 {
   echo "# busy machine: 1 vs $N threads, quiet and loaded"
   echo
@@ -86,8 +94,9 @@ rec=bench/results/$(date -u +%Y-%m-%d)-busy.md
   echo "- uptime at start: $uptime_start"
   echo "- uptime at end: $uptime_end"
   echo "- loaded: $HOGS extra busy loops (bash \`while :; do :; done\`), one per core"
-  echo "- policy default: the tools' own choice (environment without OMP_WAIT_POLICY/GOMP_SPINCOUNT);"
-  echo "  spin: GOMP_SPINCOUNT=300000 (libgomp's default spin, the tools' behaviour before the passive wait)"
+  echo "- policies: default = the tools' own choice (environment without OMP_WAIT_POLICY/GOMP_SPINCOUNT;"
+  echo "  $($QF_BIN/qforge-verify --version | grep 'wait policy' | sed 's/^openmp //')); passive = OMP_WAIT_POLICY=passive;"
+  echo "  spinN = GOMP_SPINCOUNT=N (spin300000 is libgomp's default)"
   echo
   echo "commands (each with -t 1 and -t $N):"
   echo

@@ -6,7 +6,7 @@
 #   REPS=3             runs per measurement; the tables report the median
 #   KEEP=1             keep large generated files (default: delete them at the end)
 #   QF_BIN=bin  QF_TOOLS=build/tools  QF_DATA=../shared
-#   PEER_BIN=$QF_DATA/peers/llama.cpp/bin
+#   PEER_BIN=$QF_DATA/peers/llama.cpp/bin (default: the build matching the tools' ISA)
 #   RECORD=1           write the run record (below); RECORD=0: stdout only
 #   RESULTS=bench/results  where run records go
 #
@@ -22,7 +22,14 @@ KEEP=${KEEP:-0}
 QF_BIN=${QF_BIN:-bin}
 QF_TOOLS=${QF_TOOLS:-build/tools}
 QF_DATA=${QF_DATA:-../shared}
-PEER_BIN=${PEER_BIN:-$QF_DATA/peers/llama.cpp/bin}
+# qf_isa: avx512 when QF_BIN's tools were compiled with AVX-512, else avx2.
+qf_isa() { "$QF_BIN/qforge-verify" --version 2>/dev/null | grep -q '^compiled for:.* avx512f' && echo avx512 || echo avx2; }
+# The peer is llama.cpp built for the same instruction set: bin-avx512 for an
+# AVX-512 qforge build when present, else the portable AVX2 build in bin.
+if [ -z "${PEER_BIN:-}" ]; then
+  PEER_BIN=$QF_DATA/peers/llama.cpp/bin
+  [ "$(qf_isa)" = avx512 ] && [ -d "$QF_DATA/peers/llama.cpp/bin-avx512" ] && PEER_BIN=$QF_DATA/peers/llama.cpp/bin-avx512
+fi
 GNU_TIME=${GNU_TIME:-/usr/bin/time}
 export OMP_NUM_THREADS=$THREADS
 mkdir -p "$WORK"
@@ -79,7 +86,8 @@ machine_header() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(nproc --all) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
-  echo "- OpenMP: OMP_NUM_THREADS=$OMP_NUM_THREADS, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} (unset: the qforge tools choose the passive wait; llama.cpp's programs, OpenMP builds too, keep libgomp's default: spin, then sleep)"
+  echo "- OpenMP: OMP_NUM_THREADS=$OMP_NUM_THREADS, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} (unset: the qforge tools choose a bounded spin, GOMP_SPINCOUNT=$("$QF_BIN/qforge-verify" --version 2>/dev/null | sed -n 's/.*GOMP_SPINCOUNT=//p'); llama.cpp's programs, OpenMP builds too, keep libgomp's default: spin 300000 rounds, then sleep)"
+  echo "- instruction sets: qforge $QF_BIN built for $(qf_isa) ($("$QF_BIN/qforge-verify" --version 2>/dev/null | sed -n 's/^compiled for: //p')); peer $PEER_BIN"
   echo "- threads: $THREADS, runs per cell: $REPS (median reported), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)$(
     [ -r /proc/pressure/cpu ] && awk '/^some/ { sub("avg60=", "", $3); printf ", CPU pressure (share of the last 60 s some task waited for a CPU): %s%%", $3 }' /proc/pressure/cpu)"
 }

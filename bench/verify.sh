@@ -15,13 +15,24 @@
 # (llama.cpp: "prompt eval time"; qforge: tokens_per_second of --json);
 # wall is the whole process (load + tokenize + score) from /usr/bin/time.
 #
+# Decoding (DECODE=1): the 1.1B shape's F16, Q8_0, Q4_0, Q4_K_M and Q6_K
+# files with batch 1 (one token per forward call, as generation runs) at
+# context DECODE_CTX, DECODE_CHUNKS chunks: the matrix-vector path.
+#
+# The peer is the llama.cpp build for the instruction set the qforge tools
+# were compiled for (bench/lib.sh); bench/pairs.sh runs both ISA pairs.
+#
 #   THREADS=2 WORK=build/bench REPS=3 KEEP=0 CHUNKS_SMALL=4 CHUNKS_1B=1 \
-#   KV16_1B=0 MODELS="stories260K ts3m 1b" bash bench/verify.sh
+#   KV16_1B=0 DECODE=1 DECODE_CTX=64 DECODE_CHUNKS=1 \
+#   MODELS="stories260K ts3m 1b" bash bench/verify.sh
 . "$(dirname "$0")/gen-1b.sh"
 CTX=${CTX:-512}
 CHUNKS_SMALL=${CHUNKS_SMALL:-4}
 CHUNKS_1B=${CHUNKS_1B:-1}
 KV16_1B=${KV16_1B:-0}
+DECODE=${DECODE:-1}
+DECODE_CTX=${DECODE_CTX:-64}
+DECODE_CHUNKS=${DECODE_CHUNKS:-1}
 MODELS=${MODELS:-stories260K ts3m 1b}   # which sections to run
 TEXT=${TEXT:-$QF_DATA/corpus/tinystories-gen/test.txt}
 ORACLES=$QF_DATA/oracles/llamacpp
@@ -34,7 +45,7 @@ peer=1; have_peer llama-perplexity || peer=0
 quant=1; have_peer llama-quantize || quant=0
 [ -f "$TEXT" ] || die "text $TEXT not found (set QF_DATA or TEXT)"
 
-# cases: "model|type|kv|file|chunks"
+# cases: "model|type|kv|file|chunks[|ctx|batch]" (default ctx = batch = CTX)
 cases=()
 want() { [[ " $MODELS " == *" $1 "* ]]; }
 want stories260K && for t in F32 F16 Q8_0 Q4_0 Q4_K_M; do
@@ -69,10 +80,13 @@ if want 1b && [ "$CHUNKS_1B" -gt 0 ]; then
   gguf_1b_f16
   cases+=("TinyLlama-1.1B-shape|F16|f32|$GGUF_1B_F16|$CHUNKS_1B")
   [ "$KV16_1B" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f16|$GGUF_1B_F16|$CHUNKS_1B")
+  [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f32|$GGUF_1B_F16|$DECODE_CHUNKS|$DECODE_CTX|1")
   if [ $quant = 1 ]; then
-    for t in Q8_0 Q4_0 Q4_K_M; do
+    for t in Q8_0 Q4_0 Q4_K_M Q6_K; do
       f=$WORK/tinyllama-1b-$t.gguf
-      peer_quantize "$GGUF_1B_F16" "$f" "$t" && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$CHUNKS_1B")
+      peer_quantize "$GGUF_1B_F16" "$f" "$t" || continue
+      [ $t != Q6_K ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$CHUNKS_1B")
+      [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$DECODE_CHUNKS|$DECODE_CTX|1")
       made+=("$f" "$f.log")
     done
   fi
@@ -80,19 +94,19 @@ if want 1b && [ "$CHUNKS_1B" -gt 0 ]; then
 fi
 
 declare -A E W R P   # eval tok/s, wall s, peak RSS KiB, ppl; key "tool|case index"
-run_peer() { # idx kv file chunks
+run_peer() { # idx kv file chunks ctx batch
   local kvf=(-ctk f32 -ctv f32); [ "$2" = f16 ] && kvf=()
   local log=$logs/$rep-peer-$1.log
-  timed "$log" "$PEER_BIN/llama-perplexity" -m "$3" -f "$TEXT" -t "$THREADS" -c "$CTX" -b "$CTX" \
+  timed "$log" "$PEER_BIN/llama-perplexity" -m "$3" -f "$TEXT" -t "$THREADS" -c "$5" -b "$6" \
     --chunks "$4" "${kvf[@]}" || return
   E["peer|$1"]+="$(sed -n 's/.*prompt eval time = *\([0-9.]*\) ms \/ *\([0-9]*\) tokens.*/\2 \1/p' "$log" |
     awk '{ printf "%.3f", $1 / ($2 / 1000) }') "
   W["peer|$1"]+="$T_WALL "; R["peer|$1"]+="$T_RSS "
   P["peer|$1"]=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$log")
 }
-run_qf() { # idx kv file chunks
+run_qf() { # idx kv file chunks ctx batch
   local log=$logs/$rep-qf-$1.log
-  timed "$log" "$QF_BIN/qforge-verify" "$3" -f "$TEXT" -t "$THREADS" -c "$CTX" -b "$CTX" \
+  timed "$log" "$QF_BIN/qforge-verify" "$3" -f "$TEXT" -t "$THREADS" -c "$5" -b "$6" \
     --chunks "$4" --kv "$2" --json || return
   E["qf|$1"]+="$(grep -o '"tokens_per_second": [0-9.]*' "$log" | awk '{ print $2 }') "
   W["qf|$1"]+="$T_WALL "; R["qf|$1"]+="$T_RSS "
@@ -101,9 +115,9 @@ run_qf() { # idx kv file chunks
 
 for rep in $(seq 1 "$REPS"); do
   for i in "${!cases[@]}"; do
-    IFS='|' read -r model type kv file chunks <<<"${cases[$i]}"
-    [ $peer = 1 ] && run_peer "$i" "$kv" "$file" "$chunks"
-    run_qf "$i" "$kv" "$file" "$chunks"
+    IFS='|' read -r model type kv file chunks ctx batch <<<"${cases[$i]}"
+    [ $peer = 1 ] && run_peer "$i" "$kv" "$file" "$chunks" "${ctx:-$CTX}" "${batch:-$CTX}"
+    run_qf "$i" "$kv" "$file" "$chunks" "${ctx:-$CTX}" "${batch:-$CTX}"
     note "run $rep: $model $type kv=$kv: llama $(echo ${E["peer|$i"]:-} | awk '{print $NF}') tok/s, qforge $(echo ${E["qf|$i"]:-} | awk '{print $NF}') tok/s"
   done
 done
@@ -112,17 +126,17 @@ med() { [ -n "${1// /}" ] && median $1 || echo -; }
 echo "### verify: perplexity throughput, qforge-verify vs llama-perplexity"
 echo
 machine_header
-echo "- text: $(basename "$(dirname "$TEXT")")/$(basename "$TEXT"), ctx $CTX (batch = ctx), chunks: $CHUNKS_SMALL for the small models, $CHUNKS_1B for the 1.1B shape"
+echo "- text: $(basename "$(dirname "$TEXT")")/$(basename "$TEXT"), ctx $CTX (batch = ctx), chunks: $CHUNKS_SMALL for the small models, $CHUNKS_1B for the 1.1B shape; decoding rows: ctx $DECODE_CTX, batch 1, $DECODE_CHUNKS chunk(s)"
 [ $peer = 0 ] && echo "- llama-perplexity not found: peer columns skipped"
 echo
-echo "| model | type | KV | llama.cpp eval tok/s | qforge eval tok/s | ratio | llama.cpp wall s | qforge wall s | wall ratio | llama.cpp RSS MiB | qforge RSS MiB | llama.cpp ppl | qforge ppl |"
-echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| model | type | KV | ctx / batch | llama.cpp eval tok/s | qforge eval tok/s | ratio | llama.cpp wall s | qforge wall s | wall ratio | llama.cpp RSS MiB | qforge RSS MiB | llama.cpp ppl | qforge ppl |"
+echo "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for i in "${!cases[@]}"; do
-  IFS='|' read -r model type kv file chunks <<<"${cases[$i]}"
+  IFS='|' read -r model type kv file chunks ctx batch <<<"${cases[$i]}"
   pe=$(med "${E["peer|$i"]:-}"); qe=$(med "${E["qf|$i"]:-}")
   pw=$(med "${W["peer|$i"]:-}"); qw=$(med "${W["qf|$i"]:-}")
   pr=$(med "${R["peer|$i"]:-}"); qr=$(med "${R["qf|$i"]:-}")
-  echo "| $model | $type | ${kv^^} | $(fmt 1 "$pe") | $(fmt 1 "$qe") | $(ratio "$qe" "$pe") | $(fmt 2 "$pw") | $(fmt 2 "$qw") | $(ratio "$pw" "$qw") | $(mib "$pr") | $(mib "$qr") | ${P["peer|$i"]:--} | ${P["qf|$i"]:--} |"
+  echo "| $model | $type | ${kv^^} | ${ctx:-$CTX} / ${batch:-$CTX} | $(fmt 1 "$pe") | $(fmt 1 "$qe") | $(ratio "$qe" "$pe") | $(fmt 2 "$pw") | $(fmt 2 "$qw") | $(ratio "$pw" "$qw") | $(mib "$pr") | $(mib "$qr") | ${P["peer|$i"]:--} | ${P["qf|$i"]:--} |"
 done
 echo
 echo "ratio = qforge eval tok/s / llama.cpp eval tok/s; wall ratio = llama.cpp wall / qforge wall (both > 1 = qforge faster)."

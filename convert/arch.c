@@ -4,7 +4,10 @@
  * Facts from llama.cpp convert_hf_to_gguf.py (gguf-py 0.15, the oracle
  * version): LlamaModel writes vocab_size, rope.dimension_count and linear
  * rope scaling; Qwen2Model (and Qwen3, which inherits it) writes yarn rope
- * scaling.
+ * scaling. GemmaModel and Gemma2Model write their own hparams (no
+ * rope.freq_base, key/value length from head_dim); Gemma2 adds the two
+ * soft-caps and the sliding window; GraniteModel is LlamaModel without
+ * head_dim plus its four multipliers.
  */
 #include "arch.h"
 
@@ -77,10 +80,72 @@ static int qwen2_params(const qf_arch *a, const qf_json *cfg, const qf_hparams *
     return set_u32_key(w, a, "rope.scaling.original_context_length", orig, err);
 }
 
+/* A required number of config.json. */
+static int cfg_number(const qf_json *cfg, const char *key, double *v, qf_err *err) {
+    int t = qf_json_find(cfg, 0, key);
+    if (t < 0 || qf_json_type_of(cfg, t) != QF_JSON_NUMBER || qf_json_get_double(cfg, t, v, NULL))
+        return qf_set_err(err, QF_EFORMAT, "config.json: %s is missing or not a number", key);
+    return 0;
+}
+
+/* GemmaModel.set_gguf_parameters (Gemma2Model's starts the same way) */
+static int gemma_common(const qf_arch *a, const qf_json *cfg, const qf_hparams *hp, gguf_writer *w, qf_err *err) {
+    int rc;
+    double ctx, eps;
+    if ((rc = cfg_number(cfg, "max_position_embeddings", &ctx, err))) return rc;
+    if ((rc = cfg_number(cfg, "rms_norm_eps", &eps, err))) return rc;
+    if ((rc = set_u32_key(w, a, "context_length", (int64_t)ctx, err))) return rc;
+    if ((rc = set_u32_key(w, a, "embedding_length", hp->n_embd, err))) return rc;
+    if ((rc = set_u32_key(w, a, "block_count", hp->n_layer, err))) return rc;
+    if ((rc = set_u32_key(w, a, "feed_forward_length", hp->n_ff, err))) return rc;
+    if ((rc = set_u32_key(w, a, "attention.head_count", hp->n_head, err))) return rc;
+    if ((rc = set_u32_key(w, a, "attention.head_count_kv", hp->n_head_kv, err))) return rc;
+    if ((rc = set_f32_key(w, a, "attention.layer_norm_rms_epsilon", eps, err))) return rc;
+    if ((rc = set_u32_key(w, a, "attention.key_length", hp->head_dim, err))) return rc;
+    return set_u32_key(w, a, "attention.value_length", hp->head_dim, err);
+}
+
+/* Gemma2Model.set_gguf_parameters after the common part */
+static int gemma2_params(const qf_arch *a, const qf_json *cfg, const qf_hparams *hp, gguf_writer *w, qf_err *err) {
+    (void)hp;
+    int rc;
+    double attn_cap, final_cap, window;
+    if ((rc = cfg_number(cfg, "attn_logit_softcapping", &attn_cap, err))) return rc;
+    if ((rc = cfg_number(cfg, "final_logit_softcapping", &final_cap, err))) return rc;
+    if ((rc = cfg_number(cfg, "sliding_window", &window, err))) return rc;
+    if ((rc = set_f32_key(w, a, "attn_logit_softcapping", attn_cap, err))) return rc;
+    if ((rc = set_f32_key(w, a, "final_logit_softcapping", final_cap, err))) return rc;
+    return set_u32_key(w, a, "attention.sliding_window", (int64_t)window, err);
+}
+
+/* GraniteModel.set_gguf_parameters: LlamaModel's, then each multiplier that is present and non-zero */
+static int granite_params(const qf_arch *a, const qf_json *cfg, const qf_hparams *hp, gguf_writer *w, qf_err *err) {
+    static const char *const keys[][2] = {{"attention_multiplier", "attention.scale"},
+                                          {"embedding_multiplier", "embedding_scale"},
+                                          {"residual_multiplier", "residual_scale"},
+                                          {"logits_scaling", "logit_scale"}};
+    int rc = llama_params(a, cfg, hp, w, err);
+    for (size_t i = 0; !rc && i < sizeof keys / sizeof keys[0]; i++) {
+        int t = qf_json_find(cfg, 0, keys[i][0]);
+        double v = 0.0;
+        if (t < 0 || qf_json_type_of(cfg, t) != QF_JSON_NUMBER || qf_json_get_double(cfg, t, &v, NULL) || v == 0.0)
+            continue;
+        rc = set_f32_key(w, a, keys[i][1], v, err);
+    }
+    return rc;
+}
+
 /* ---------------- the table ---------------- */
+
+qf_arch_params_hook qf_arch_common_params(const qf_arch *a) {
+    return (a->flags & QF_ARCH_GEMMA_FAMILY) ? gemma_common : NULL;
+}
+
 
 qf_arch_params_hook qf_arch_params(const qf_arch *a) {
     if (strcmp(a->gguf_arch, "llama") == 0) return llama_params;
     if (strcmp(a->gguf_arch, "qwen2") == 0 || strcmp(a->gguf_arch, "qwen3") == 0) return qwen2_params;
+    if (strcmp(a->gguf_arch, "gemma2") == 0) return gemma2_params;
+    if (strcmp(a->gguf_arch, "granite") == 0) return granite_params;
     return NULL;
 }

@@ -27,6 +27,10 @@ typedef int (*qf_arch_params_hook)(const qf_arch *a, const qf_json *cfg, const q
                                    gguf_writer *w, qf_err *err);
 /* The hook of arch `a` (NULL if none). */
 qf_arch_params_hook qf_arch_params(const qf_arch *a);
+/* For archs whose converter class writes its own hparams instead of
+ * Model.set_gguf_parameters (Gemma): the hook that replaces the common keys
+ * (general.file_type still follows them); NULL = the common keys. */
+qf_arch_params_hook qf_arch_common_params(const qf_arch *a);
 
 static inline const qf_arch *qf_arch_find(const char *hf_class) { return qf_hf_arch_find(hf_class); }
 static inline const char *qf_arch_supported_list(void) { return qf_hf_arch_supported_list(); }

@@ -30,6 +30,7 @@
 #include "qf_util.h"
 #include "codecs.h"
 #include "hf_cache.h"
+#include "model_card.h"
 #include "safetensors.h"
 #include "vocab.h"
 
@@ -71,6 +72,7 @@ typedef struct plan_tensor {
     uint32_t type;            /* output ggml type */
     uint64_t nbytes;
     uint8_t permute;
+    uint8_t add_one;          /* Gemma norm: stored w, written as 1 + w (F32 output) */
     int64_t perm_heads;
     uint32_t shard;
     qf_hash128 hash;          /* XXH3-128 of the written data, for --manifest */
@@ -104,6 +106,8 @@ typedef struct conv {
     /* general.* */
     char name[256], version[256], org[256], finetune[256], basename[256], size_label[256];
     int has_version, has_org, has_finetune, has_basename, has_size_label;
+    qf_model_card card; /* README.md front matter */
+    qf_card_meta meta;  /* the general.* values it gives */
 } conv;
 
 /* ---------------- small helpers ---------------- */
@@ -225,6 +229,11 @@ static int plan_tensors(conv *c) {
     }
     if (a->flags & QF_ARCH_ROPE_LLAMA3)
         if ((rc = add_rope_freqs(c))) goto done;
+    const qf_tensor_rule *embd_rule = NULL;
+    for (uint32_t ri = 0; ri < n_rules; ri++)
+        if (strcmp(rules[ri].gguf, "token_embd.weight") == 0) embd_rule = &rules[ri];
+    int embd_in_lm_head = hp->tie_embeddings && embd_rule && !st_find(&c->st, embd_rule->hf) &&
+                          st_find(&c->st, "lm_head.weight");
 
     /* shards in file-name order (convert_hf_to_gguf sorts the part names) */
     for (uint32_t i = 0; i < c->st.n_shards; i++) order[i] = i;
@@ -238,9 +247,7 @@ static int plan_tensors(conv *c) {
         for (uint64_t i = 0; i < c->st.n_tensors; i++) {
             const st_tensor *s = &c->st.tensors[i];
             if (s->shard != order[si]) continue;
-            if (qf_ends_with(s->name, ".attention.masked_bias") || qf_ends_with(s->name, ".attention.bias") ||
-                qf_ends_with(s->name, ".rotary_emb.inv_freq"))
-                continue;
+            if (qf_hf_skip_tensor(a, s->name)) continue;
             if (c->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(s->name))
                 continue;   /* read with its FP8 weight */
             plan_tensor *p = &c->t[c->n_t];
@@ -256,6 +263,11 @@ static int plan_tensors(conv *c) {
                 rc = qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' is in block %lld but config.json has %lld layers",
                                 shard_name(c, s), s->name, (long long)bid, (long long)hp->n_layer);
                 goto done;
+            }
+            if (embd_in_lm_head && strcmp(p->name, "output.weight") == 0) {
+                /* tied embeddings stored only as lm_head.weight: that matrix is token_embd */
+                r = embd_rule;
+                snprintf(p->name, sizeof p->name, "token_embd.weight");
             }
             if (s->dtype == ST_F8_E4M3) {
                 qf_fp8_weight *fw = calloc(1, sizeof *fw);
@@ -304,13 +316,14 @@ static int plan_tensors(conv *c) {
                 }
             }
             if ((rc = choose_type(c, p, s->dtype))) goto done;
+            p->add_one = (a->flags & QF_ARCH_GEMMA_FAMILY) && qf_ends_with(s->name, "norm.weight") && p->type == GGML_TYPE_F32;
             c->n_t++;
         }
     }
     /* every required tensor present? */
     for (uint32_t ri = 0; ri < n_rules; ri++) {
         const qf_tensor_rule *r = &rules[ri];
-        if ((r->only_if & a->flags) != r->only_if) continue;
+        if (!qf_hf_rule_applies(r, a->flags)) continue;
         int required = r->required_if == QF_RULE_ALWAYS || (r->required_if & a->flags);
         if (strcmp(r->gguf, "output.weight") == 0) required = !hp->tie_embeddings;
         if (!required) continue;
@@ -380,8 +393,32 @@ static void take_components(conv *c, const qf_model_id *m) {
 #undef TAKE
 }
 
+/* The model card's values come first (gguf-py applies them before the
+ * _name_or_path and directory heuristics, which only fill what is unset). */
+static int card_components(conv *c) {
+    int rc = qf_model_card_load(&c->card, c->o->model_dir, c->err);
+    if (!rc) rc = qf_card_meta_from(&c->meta, &c->card, (int64_t)c->n_params, c->err);
+    if (rc) return rc;
+    const qf_card_meta *m = &c->meta;
+    if (m->name) snprintf(c->name, sizeof c->name, "%.255s", m->name);
+#define CARD(field, src)                                                   \
+    if (m->src) {                                                          \
+        snprintf(c->field, sizeof c->field, "%.255s", m->src);             \
+        c->has_##field = 1;                                                \
+    }
+    CARD(version, version)
+    CARD(org, organization)
+    CARD(finetune, finetune)
+    CARD(basename, basename)
+    CARD(size_label, size_label)
+#undef CARD
+    return 0;
+}
+
 static int name_model(conv *c) {
     int have_name = 0;
+    int rc = card_components(c);
+    if (rc) return rc;
     /* config.json _name_or_path when it looks like "org/model" (at most one '/') */
     int t = qf_json_find(&c->cfg, 0, "_name_or_path");
     char id[512];
@@ -471,6 +508,11 @@ static int write_common_params(conv *c, gguf_writer *w) {
     static const char *const k_head_dim[] = {"head_dim", NULL};
     char key[128];
     int rc;
+    qf_arch_params_hook own = qf_arch_common_params(c->arch);
+    if (own) {
+        if ((rc = own(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+        return wr(c, gguf_writer_set_u32(w, "general.file_type", c->file_type), "general.file_type");
+    }
     arch_key(c, key, sizeof key, "block_count");
     if ((rc = wr(c, gguf_writer_set_u32(w, key, (uint32_t)c->hp.n_layer), key))) return rc;
     if ((rc = kv_u32_from_cfg(c, w, k_ctx, "context_length"))) return rc;
@@ -483,8 +525,10 @@ static int write_common_params(conv *c, gguf_writer *w) {
     if ((rc = kv_f32_from_cfg(c, w, k_norm, "attention.layer_norm_epsilon"))) return rc;
     if ((rc = kv_u32_from_cfg(c, w, k_exp, "expert_count"))) return rc;
     if ((rc = kv_u32_from_cfg(c, w, k_exp_used, "expert_used_count"))) return rc;
-    if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.key_length"))) return rc;
-    if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.value_length"))) return rc;
+    if (!(c->arch->flags & QF_ARCH_NO_HEAD_DIM)) {
+        if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.key_length"))) return rc;
+        if ((rc = kv_u32_from_cfg(c, w, k_head_dim, "attention.value_length"))) return rc;
+    }
     return wr(c, gguf_writer_set_u32(w, "general.file_type", c->file_type), "general.file_type");
 }
 
@@ -513,7 +557,7 @@ static int write_vocab(conv *c, gguf_writer *w) {
     if ((rc = wr(c, gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, v->types, v->n_tokens),
                  "tokenizer.ggml.token_type")))
         return rc;
-    if (v->n_merges &&
+    if (v->n_merges && !v->hf.enabled &&
         (rc = wr(c, gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v->merges, NULL, v->n_merges),
                  "tokenizer.ggml.merges")))
         return rc;
@@ -531,9 +575,18 @@ static int write_vocab(conv *c, gguf_writer *w) {
     if (v->add_eos >= 0 &&
         (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos), "tokenizer.ggml.add_eos_token")))
         return rc;
+    if ((rc = qf_write_named_chat_templates(c->o->model_dir, w, c->err))) return rc;
     if (v->chat_template &&
         (rc = wr(c, gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template), "tokenizer.chat_template")))
         return rc;
+    if (c->arch->flags & QF_ARCH_GEMMA_FAMILY) {
+        /* GemmaModel.set_vocab names <end_of_turn> (id 107) as EOT; Gemma2Model does not */
+        if (!(c->arch->flags & QF_ARCH_SANDWICH_NORM) && v->n_tokens > 107 &&
+            (rc = wr(c, gguf_writer_set_u32(w, "tokenizer.ggml.eot_token_id", 107), "tokenizer.ggml.eot_token_id")))
+            return rc;
+        if ((rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", 0), "tokenizer.ggml.add_space_prefix")))
+            return rc;
+    }
     if (c->arch->flags & QF_ARCH_SPACE_PREFIX) {
         if (v->add_space_prefix >= 0 &&
             (rc = wr(c, gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix),
@@ -552,15 +605,21 @@ static int write_all_kv(conv *c, gguf_writer *w) {
     if ((rc = wr(c, gguf_writer_set_str(w, "general.architecture", c->arch->gguf_arch), "general.architecture"))) return rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.type", "model"), "general.type"))) return rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.name", c->name), "general.name"))) return rc;
+    if (c->meta.author && (rc = wr(c, gguf_writer_set_str(w, "general.author", c->meta.author), "general.author")))
+        return rc;
     if (c->has_version && (rc = wr(c, gguf_writer_set_str(w, "general.version", c->version), "general.version"))) return rc;
     if (c->has_org && (rc = wr(c, gguf_writer_set_str(w, "general.organization", c->org), "general.organization"))) return rc;
     if (c->has_finetune && (rc = wr(c, gguf_writer_set_str(w, "general.finetune", c->finetune), "general.finetune")))
         return rc;
     if (c->has_basename && (rc = wr(c, gguf_writer_set_str(w, "general.basename", c->basename), "general.basename")))
         return rc;
+    if (c->meta.description &&
+        (rc = wr(c, gguf_writer_set_str(w, "general.description", c->meta.description), "general.description")))
+        return rc;
     if (c->has_size_label &&
         (rc = wr(c, gguf_writer_set_str(w, "general.size_label", c->size_label), "general.size_label")))
         return rc;
+    if ((rc = qf_card_meta_write(&c->meta, w, c->err))) return rc;
     if ((rc = write_common_params(c, w))) return rc;
     qf_arch_params_hook params = qf_arch_params(c->arch);
     if (params && (rc = params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
@@ -617,6 +676,15 @@ static int64_t convert_row(const uint8_t *src, st_dtype sd, uint8_t *dst, uint32
     if (st_to_ggml(sd) == dt) return -1; /* F32 copied above */
     qf_quantize_rows(dt, x, dst, 1, (int64_t)n, NULL); /* the planned types all have a codec */
     return -1;
+}
+
+/* y[i] = 1 + y[i], computed as llama.cpp's converter does: in F32 after
+ * the BF16 upcast, in F16 (rounded) for an F16 source. */
+static void add_one_row(float *y, uint64_t n, st_dtype src) {
+    for (uint64_t i = 0; i < n; i++) {
+        y[i] += 1.0f;
+        if (src == ST_F16) y[i] = qf_f16_to_f32(qf_f32_to_f16(y[i]));
+    }
 }
 
 /* Source row of output row r under the Q/K permutation. */
@@ -760,6 +828,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
                 k = convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type,
                                 g.row_len, scratch, scratch + g.row_len, &v);
             }
+            if (k < 0 && p->add_one) add_one_row((float *)(out + i * g.out_row_bytes), g.row_len, s->dtype);
             if (k >= 0) {
                 const unsigned long long el = (unsigned long long)(sr * g.row_len + (uint64_t)k);
                 rc = isfinite(v) ? qf_set_err(c->err, QF_ERANGE,
@@ -951,6 +1020,8 @@ int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
         res->n_params = c->n_params;
         res->tensor_bytes = c->bytes_total;
         res->file_type = c->file_type;
+        res->tokenizer_unmerged = c->tok.spm_bpe_unmerged;
+        res->tokenizer_missing_bytes = c->tok.spm_bpe_missing_bytes;
     }
     rc = 0;
     goto cleanup;
@@ -971,6 +1042,8 @@ cleanup:
     }
     free(c->t);
     if (c->has_vocab) qf_vocab_free(&c->vocab);
+    qf_card_meta_free(&c->meta);
+    qf_model_card_free(&c->card);
     if (c->has_st) st_close(&c->st);
     if (c->has_cfg) qf_json_free(&c->cfg);
     free(c->cfg_path);

@@ -58,6 +58,8 @@ typedef struct qf_convert_result {
     uint64_t n_params;
     uint64_t tensor_bytes;       /* sum of output tensor sizes */
     uint32_t file_type;          /* general.file_type written */
+    uint32_t tokenizer_unmerged; /* qf_hf_tokenizer_info.spm_bpe_unmerged: > 0 -> llama.cpp may tokenize unlike HF */
+    uint32_t tokenizer_missing_bytes; /* qf_hf_tokenizer_info.spm_bpe_missing_bytes */
 } qf_convert_result;
 
 /* Convert; on failure nothing is left at the output path(s). `res` may be NULL. */

@@ -17,6 +17,12 @@
 static const char *prog = PROG;
 
 static void usage(FILE *fp) {
+    char archs[1024];
+    size_t o = 0;
+    const qf_arch *a;
+    archs[0] = 0;
+    for (size_t i = 0; (a = qf_hf_arch_at(i)) && o < sizeof archs; i++)
+        o += (size_t)snprintf(archs + o, sizeof archs - o, "  %-24s -> %s\n", a->hf_class, a->gguf_arch);
     fprintf(fp,
             "usage: %s MODEL_DIR -o OUT.gguf [options]\n"
             "\n"
@@ -54,7 +60,9 @@ static void usage(FILE *fp) {
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "\n"
-            "supported architectures: %s\n"
+            "supported architectures (config.json \"architectures\" -> GGUF general.architecture;\n"
+            "docs/convert.md lists what differs between them):\n"
+            "%s"
             "\n"
             "memory: streaming. Tensors are read (read(), not mapped) in chunks of <= 256 KiB\n"
             "of source into one buffer and converted into one output buffer of <= 256 KiB;\n"
@@ -64,10 +72,8 @@ static void usage(FILE *fp) {
             "in practice a few MiB + tokenizer and metadata, whatever the model size\n"
             "(measured 6-7 MiB converting a 2.2 GB TinyLlama-1.1B-shaped model).\n"
             "exit status: 0 ok, 1 error (no output file is left behind), 2 usage error.\n",
-            prog, qf_arch_supported_list());
+            prog, archs);
 }
-
-static int parse_size(const char *s, uint64_t *out) { return qf_parse_size(s, out); }
 
 typedef struct progress_state {
     double t0;
@@ -110,7 +116,7 @@ int main(int argc, char **argv) {
             o.outtype = (qf_outtype)t;
         } else if (!strcmp(a, "--split-max-size")) {
             NEED_VAL();
-            if (parse_size(val, &o.split_max_size))
+            if (qf_parse_size(val, &o.split_max_size))
                 return qf_cli_usage(PROG, "--split-max-size: expected a size of at least 1 byte (e.g. 4G, 500M), not '%s'", val);
         } else if (!strcmp(a, "--model-name")) {
             NEED_VAL();
@@ -161,6 +167,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "conversion failed");
         return 1;
     }
+    if (!quiet && res.tokenizer_unmerged)
+        fprintf(stderr, "%s: warning: %s/tokenizer.json: %u token pairs concatenate to a token without a merge line; "
+                "llama.cpp may tokenize some text unlike Hugging Face (see docs/tokenizers.md)\n", prog, o.model_dir,
+                res.tokenizer_unmerged);
+    if (!quiet && res.tokenizer_missing_bytes)
+        fprintf(stderr, "%s: warning: %s/tokenizer.json: %u of the 256 <0xXX> byte tokens are missing; llama.cpp "
+                "aborts on text with a character outside the vocabulary (Hugging Face gives unk)\n", prog, o.model_dir,
+                res.tokenizer_missing_bytes);
     if (show)
         fprintf(stderr, "%s: wrote %s: %llu tensors, %llu parameters, %.1f MB in %u file%s, %.1fs\n", prog, out,
                 (unsigned long long)res.n_tensors, (unsigned long long)res.n_params, (double)res.tensor_bytes / 1e6,

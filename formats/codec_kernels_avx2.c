@@ -39,12 +39,28 @@ static void gather_lanes(int cnt, int n, const float *x, const float *w, float *
     }
 }
 
-static void qx_group(int cnt, int n, int nmax, const float *x, const float *w, int8_t *L, float *scale_out) {
-    _Alignas(32) float xt[MAX_N * LANES], wt[MAX_N * LANES];
-    _Alignas(32) int32_t Lcur[MAX_N * LANES];
-    __m256i Lc[MAX_N];
-    gather_lanes(cnt, n, x, w, xt, wt);
+/* Back from lanes to sub-blocks: the levels of lane b (transposed, plus
+ * offset) to L[b*n..], its scale to scale_out[b]; an all-zero lane gives
+ * zero levels and a zero scale. */
+static void scatter_lanes(int cnt, int n, const int32_t *lt, int offset, __m256 scale, __m256 all_zero, int8_t *L,
+                          float *scale_out) {
+    _Alignas(32) float sc[LANES];
+    _mm256_store_ps(sc, scale);
+    const int zmask = _mm256_movemask_ps(all_zero);
+    for (int b = 0; b < cnt; ++b) {
+        if (zmask & (1 << b)) {
+            memset(L + (size_t)b * n, 0, (size_t)n);
+            scale_out[b] = 0.f;
+            continue;
+        }
+        for (int i = 0; i < n; ++i) L[(size_t)b * n + i] = (int8_t)(lt[i * LANES + b] + offset);
+        scale_out[b] = sc[b];
+    }
+}
 
+/* Per lane, the value of largest magnitude over n transposed elements (the
+ * first one on ties, as the scalar loop) and that magnitude. */
+static void signed_absmax_v(const float *xt, int n, __m256 *max_out, __m256 *amax_out) {
     __m256 max = _mm256_setzero_ps(), amax = _mm256_setzero_ps();
     for (int i = 0; i < n; ++i) {
         __m256 xv = _mm256_load_ps(xt + i * LANES);
@@ -53,6 +69,18 @@ static void qx_group(int cnt, int n, int nmax, const float *x, const float *w, i
         amax = _mm256_blendv_ps(amax, ax, gt);
         max = _mm256_blendv_ps(max, xv, gt);
     }
+    *max_out = max;
+    *amax_out = amax;
+}
+
+static void qx_group(int cnt, int n, int nmax, const float *x, const float *w, int8_t *L, float *scale_out) {
+    _Alignas(32) float xt[MAX_N * LANES], wt[MAX_N * LANES];
+    _Alignas(32) int32_t Lcur[MAX_N * LANES];
+    __m256i Lc[MAX_N];
+    gather_lanes(cnt, n, x, w, xt, wt);
+
+    __m256 max, amax;
+    signed_absmax_v(xt, n, &max, &amax);
     const __m256 zero = _mm256_setzero_ps();
     const __m256 all_zero = _mm256_cmp_ps(amax, _mm256_set1_ps(QK_GROUP_MAX_EPS), _CMP_LT_OQ);
     const __m256i vnmax = _mm256_set1_epi32(nmax);
@@ -97,18 +125,7 @@ static void qx_group(int cnt, int n, int nmax, const float *x, const float *w, i
         best = _mm256_blendv_ps(best, _mm256_mul_ps(new_scale, sumlx), upd);
     }
 
-    _Alignas(32) float sc[LANES];
-    _mm256_store_ps(sc, scale);
-    const int zmask = _mm256_movemask_ps(all_zero);
-    for (int b = 0; b < cnt; ++b) {
-        if (zmask & (1 << b)) {
-            memset(L + (size_t)b * n, 0, (size_t)n);
-            scale_out[b] = 0.f;
-            continue;
-        }
-        for (int i = 0; i < n; ++i) L[(size_t)b * n + i] = (int8_t)Lcur[i * LANES + b];
-        scale_out[b] = sc[b];
-    }
+    scatter_lanes(cnt, n, Lcur, 0, scale, all_zero, L, scale_out);
 }
 
 static void qkx_group(int cnt, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scale_out,
@@ -215,14 +232,8 @@ static void q3_group(int cnt, int n, int nmax, const float *x, int8_t *L, float 
         for (int i = 0; i < n; ++i) xt[i * LANES + b] = x[(size_t)src * n + i];
     }
     const __m256 zero = _mm256_setzero_ps();
-    __m256 max = zero, amax = zero;
-    for (int i = 0; i < n; ++i) {
-        __m256 xv = _mm256_load_ps(xt + i * LANES);
-        __m256 ax = abs_v(xv);
-        __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
-        amax = _mm256_blendv_ps(amax, ax, gt);
-        max = _mm256_blendv_ps(max, xv, gt);
-    }
+    __m256 max, amax;
+    signed_absmax_v(xt, n, &max, &amax);
     const __m256 all_zero = _mm256_cmp_ps(amax, _mm256_set1_ps(QK_GROUP_MAX_EPS), _CMP_LT_OQ);
     const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
     __m256 sumlx = zero, suml2 = zero;
@@ -262,20 +273,9 @@ static void q3_group(int cnt, int n, int nmax, const float *x, int8_t *L, float 
         if (_mm256_movemask_ps(changed) == 0) break;
     }
     __m256 scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2), _mm256_cmp_ps(suml2, zero, _CMP_GT_OQ));
-    _Alignas(32) float sc[LANES];
     _Alignas(32) int32_t lt[MAX_N * LANES];
-    _mm256_store_ps(sc, scale);
     for (int i = 0; i < n; ++i) _mm256_store_si256((__m256i *)(lt + i * LANES), Lv[i]);
-    const int zmask = _mm256_movemask_ps(all_zero);
-    for (int b = 0; b < cnt; ++b) {
-        if (zmask & (1 << b)) {
-            memset(L + (size_t)b * n, 0, (size_t)n);
-            scale_out[b] = 0.f;
-            continue;
-        }
-        for (int i = 0; i < n; ++i) L[(size_t)b * n + i] = (int8_t)(lt[i * LANES + b] + nmax);
-        scale_out[b] = sc[b];
-    }
+    scatter_lanes(cnt, n, lt, nmax, scale, all_zero, L, scale_out);
 }
 
 static void q3_avx2(int nb, int n, int nmax, const float *x, int8_t *L, float *scale) {

@@ -79,16 +79,24 @@ void quantize_row_q4_0_ref(const float *x, block_q4_0 *y, int64_t k) {
     }
 }
 
+/* The asymmetric blocks' step d = (max-min)/nmax and offset min, stored as
+ * F16 in *d16 and *m16; *min and the inverse step *id (0 when d is 0) are
+ * what the levels are computed from. */
+static void asym_scale(const float *x, int n, int nmax, float *min, float *id, uint16_t *d16, uint16_t *m16) {
+    float max;
+    block_min_max(x, n, min, &max);
+    const float d = (max - *min) / nmax;
+    *id = d ? 1.0f / d : 0.0f;
+    *d16 = qf_f32_to_f16(d);
+    *m16 = qf_f32_to_f16(*min);
+}
+
 /* Q4_1: d = (max-min)/15, q = trunc((x-min)/d + 0.5) capped at 15. */
 void quantize_row_q4_1_ref(const float *x, block_q4_1 *y, int64_t k) {
     const int64_t nb = k / QK4_1;
     for (int64_t i = 0; i < nb; i++, x += QK4_1) {
-        float min, max;
-        block_min_max(x, QK4_1, &min, &max);
-        const float d = (max - min) / ((1 << 4) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qf_f32_to_f16(d);
-        y[i].m = qf_f32_to_f16(min);
+        float min, id;
+        asym_scale(x, QK4_1, 15, &min, &id, &y[i].d, &y[i].m);
         for (int j = 0; j < QK4_1 / 2; j++) {
             const uint8_t q0 = (uint8_t)QK_MIN(15, trunc_i8((x[j] - min) * id + 0.5f));
             const uint8_t q1 = (uint8_t)QK_MIN(15, trunc_i8((x[j + QK4_1 / 2] - min) * id + 0.5f));
@@ -114,13 +122,9 @@ void quantize_row_q5_0_ref(const float *x, block_q5_0 *y, int64_t k) {
 void quantize_row_q5_1_ref(const float *x, block_q5_1 *y, int64_t k) {
     const int64_t nb = k / QK5_1;
     for (int64_t i = 0; i < nb; i++, x += QK5_1) {
-        float min, max;
-        block_min_max(x, QK5_1, &min, &max);
-        const float d = (max - min) / ((1 << 5) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
+        float min, id;
         uint8_t q[QK5_1];
-        y[i].d = qf_f32_to_f16(d);
-        y[i].m = qf_f32_to_f16(min);
+        asym_scale(x, QK5_1, 31, &min, &id, &y[i].d, &y[i].m);
         for (int j = 0; j < QK5_1; j++) q[j] = trunc_low_byte((x[j] - min) * id + 0.5f);
         qf_pack_q5_legacy(y[i].qs, y[i].qh, q);
     }

@@ -333,9 +333,13 @@ static int parse(gguf_file *f, qf_err *err) {
         return qf_set_err(err, QF_EFORMAT, "%s: truncated header: file size %llu is smaller than the 24-byte gguf header",
                           nm, (ull)r.size);
     uint32_t magic = ld_u32(r.p);
+    /* torch.save output: a zip archive, or a pickle of protocol 2 to 5 */
+    int torch = !memcmp(r.p, "PK\x03\x04", 4) || (r.p[0] == 0x80 && r.p[1] >= 2 && r.p[1] <= 5);
     if (magic != GGUF_MAGIC)
-        return qf_set_err(err, QF_EFORMAT, "%s: bad magic '%s' (expected 'GGUF'): not a gguf file", nm,
-                          show(sb, sizeof sb, (const char *)r.p, 4));
+        return qf_set_err(err, QF_EFORMAT, "%s: bad magic '%s' (expected 'GGUF'): not a gguf file%s", nm,
+                          show(sb, sizeof sb, (const char *)r.p, 4),
+                          torch ? " (it looks like a PyTorch checkpoint: give a GGUF file or a safetensors checkpoint "
+                                  "directory)" : "");
     if (r.size < 24)
         return qf_set_err(err, QF_EFORMAT, "%s: truncated header: file size %llu is smaller than the 24-byte gguf header",
                           nm, (ull)r.size);

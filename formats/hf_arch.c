@@ -5,9 +5,14 @@
  * version): LlamaModel is registered for LlamaForCausalLM and
  * MistralForCausalLM (both "llama") and undoes HF's Q/K permutation;
  * Qwen2Model ("qwen2") keeps Q/K as they are and has q/k/v biases; Qwen3
- * ("qwen3") is Qwen2 plus per-head q/k RMSNorm weights.
+ * ("qwen3") is Qwen2 plus per-head q/k RMSNorm weights. GemmaModel
+ * ("gemma") and Gemma2Model ("gemma2") keep Q/K, add 1 to every norm weight
+ * and drop lm_head; Gemma 2's post_attention_layernorm is the attention
+ * output's norm and pre_feedforward_layernorm the MLP input's. GraniteModel
+ * ("granite") is LlamaModel without head_dim.
  */
 #include "hf_arch.h"
+#include "qf_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,12 +30,15 @@
 #define ALWAYS QF_RULE_ALWAYS
 #define OPTIONAL QF_RULE_OPTIONAL
 
+/* rows leave trailing fields they do not need (unless) at zero */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const qf_tensor_rule rules[] = {
     /* hf pattern                                   gguf pattern              shape  permute          only_if            required_if */
     {"model.embed_tokens.weight",                   "token_embd.weight",      {V, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     {"model.norm.weight",                           "output_norm.weight",     {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     /* required unless tie_word_embeddings (checked by the converter) */
-    {"lm_head.weight",                              "output.weight",          {V, E}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+    {"lm_head.weight",                              "output.weight",          {V, E}, QF_PERMUTE_NONE, 0,                 OPTIONAL, QF_ARCH_GEMMA_FAMILY},
     {"model.layers.#.input_layernorm.weight",       "blk.#.attn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     {"model.layers.#.self_attn.q_proj.weight",      "blk.#.attn_q.weight",    {Q, E}, QF_PERMUTE_Q,    0,                 ALWAYS},
     {"model.layers.#.self_attn.k_proj.weight",      "blk.#.attn_k.weight",    {K, E}, QF_PERMUTE_K,    0,                 ALWAYS},
@@ -42,7 +50,11 @@ static const qf_tensor_rule rules[] = {
     {"model.layers.#.self_attn.o_proj.bias",        "blk.#.attn_output.bias", {E, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
     {"model.layers.#.self_attn.q_norm.weight",      "blk.#.attn_q_norm.weight", {H, N}, QF_PERMUTE_NONE, QF_ARCH_QK_NORM, ALWAYS},
     {"model.layers.#.self_attn.k_norm.weight",      "blk.#.attn_k_norm.weight", {H, N}, QF_PERMUTE_NONE, QF_ARCH_QK_NORM, ALWAYS},
-    {"model.layers.#.post_attention_layernorm.weight", "blk.#.ffn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,               ALWAYS},
+    {"model.layers.#.post_attention_layernorm.weight", "blk.#.ffn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,               ALWAYS, QF_ARCH_SANDWICH_NORM},
+    /* Gemma 2: post_attention_layernorm is a norm of the attention output, pre_feedforward_layernorm the MLP's input norm */
+    {"model.layers.#.post_attention_layernorm.weight", "blk.#.post_attention_norm.weight", {E, N}, QF_PERMUTE_NONE, QF_ARCH_SANDWICH_NORM, ALWAYS},
+    {"model.layers.#.pre_feedforward_layernorm.weight", "blk.#.ffn_norm.weight", {E, N}, QF_PERMUTE_NONE, QF_ARCH_SANDWICH_NORM, ALWAYS},
+    {"model.layers.#.post_feedforward_layernorm.weight", "blk.#.post_ffw_norm.weight", {E, N}, QF_PERMUTE_NONE, QF_ARCH_SANDWICH_NORM, ALWAYS},
     {"model.layers.#.mlp.gate_proj.weight",         "blk.#.ffn_gate.weight",  {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     {"model.layers.#.mlp.up_proj.weight",           "blk.#.ffn_up.weight",    {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
     {"model.layers.#.mlp.down_proj.weight",         "blk.#.ffn_down.weight",  {E, F}, QF_PERMUTE_NONE, 0,                 ALWAYS},
@@ -50,6 +62,7 @@ static const qf_tensor_rule rules[] = {
     {"model.layers.#.mlp.up_proj.bias",             "blk.#.ffn_up.bias",      {F, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
     {"model.layers.#.mlp.down_proj.bias",           "blk.#.ffn_down.bias",    {E, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
 };
+#pragma GCC diagnostic pop
 
 #undef V
 #undef E
@@ -72,7 +85,12 @@ static const qf_hf_arch archs[] = {
     {"MistralForCausalLM", "llama", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX},
     {"Qwen2ForCausalLM",   "qwen2", QF_ARCH_QKV_BIAS},
     {"Qwen3ForCausalLM",   "qwen3", QF_ARCH_QK_NORM},
+    {"GemmaForCausalLM",   "gemma", QF_ARCH_GEMMA_FAMILY},
+    {"Gemma2ForCausalLM",  "gemma2", QF_ARCH_GEMMA_FAMILY | QF_ARCH_SANDWICH_NORM},
+    {"GraniteForCausalLM", "granite", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX | QF_ARCH_NO_HEAD_DIM},
 };
+
+const qf_hf_arch *qf_hf_arch_at(size_t i) { return i < sizeof archs / sizeof archs[0] ? &archs[i] : NULL; }
 
 const qf_hf_arch *qf_hf_arch_find(const char *hf_class) {
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
@@ -88,6 +106,14 @@ const char *qf_hf_arch_supported_list(void) {
             o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", i ? ", " : "", archs[i].hf_class);
     }
     return buf;
+}
+
+int qf_hf_skip_tensor(const qf_hf_arch *a, const char *name) {
+    if (qf_ends_with(name, ".attention.masked_bias") || qf_ends_with(name, ".attention.bias") ||
+        qf_ends_with(name, ".rotary_emb.inv_freq"))
+        return 1;
+    /* llama.cpp's Gemma converters drop lm_head (always the tied embedding) */
+    return (a->flags & QF_ARCH_GEMMA_FAMILY) && strcmp(name, "lm_head.weight") == 0;
 }
 
 /* Match `name` against `pat` ('#' = a decimal block id without sign or
@@ -119,7 +145,7 @@ const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name,
                                        int64_t *bid) {
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
         const qf_tensor_rule *r = &rules[i];
-        if ((r->only_if & a->flags) != r->only_if) continue;
+        if (!qf_hf_rule_applies(r, a->flags)) continue;
         if (!match_pattern(r->hf, hf_name, bid)) continue;
         size_t o = 0;
         for (const char *p = r->gguf; *p && o + 1 < cap; p++) {
@@ -233,6 +259,7 @@ int qf_hf_config_read(const qf_json *cfg, const char *cfg_path, const qf_hf_arch
     if (!present) hp->n_head_kv = hp->n_head;
     if ((rc = qf_hf_cfg_int(cfg, cfg_path, qf_json_find(cfg, 0, "head_dim"), "head_dim", &hp->head_dim, &present, err)))
         return rc;
+    if ((*arch)->flags & QF_ARCH_NO_HEAD_DIM) present = 0;
     if (!present) {
         if (hp->n_embd % hp->n_head)
             return qf_set_err(err, QF_EFORMAT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
@@ -269,7 +296,7 @@ int qf_hf_config_read(const qf_json *cfg, const char *cfg_path, const qf_hf_arch
                           (long long)(hp->head_dim > lim / hp->n_head ? hp->n_head : hp->n_head_kv),
                           (long long)hp->head_dim);
     int tie = qf_json_find(cfg, 0, "tie_word_embeddings");
-    hp->tie_embeddings = 0;
+    hp->tie_embeddings = ((*arch)->flags & QF_ARCH_GEMMA_FAMILY) != 0; /* the HF config class default */
     if (tie >= 0 && qf_json_type_of(cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(cfg, tie, &hp->tie_embeddings, NULL);
     return 0;
 }

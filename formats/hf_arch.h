@@ -38,6 +38,11 @@ enum {
     QF_ARCH_QK_NORM = 1u << 2,     /* per-head RMSNorm on q and k (Qwen3) */
     QF_ARCH_ROPE_LLAMA3 = 1u << 3, /* rope_scaling.rope_type "llama3" -> rope_freqs.weight */
     QF_ARCH_SPACE_PREFIX = 1u << 4,/* tokenizer_config add_prefix_space -> tokenizer.ggml.add_space_prefix */
+    QF_ARCH_GEMMA_FAMILY = 1u << 5,       /* Gemma family: RMSNorm weights stored as w for (1 + w), the converter adds 1;
+                                    * embeddings scaled by sqrt(n_embd); output tied (lm_head dropped);
+                                    * tie_word_embeddings defaults to true; GELU-tanh gated MLP */
+    QF_ARCH_SANDWICH_NORM = 1u << 6, /* Gemma 2: norms after attention and after the MLP too */
+    QF_ARCH_NO_HEAD_DIM = 1u << 7, /* config.json head_dim is ignored (Granite): n_embd / n_head */
 };
 
 enum { QF_PERMUTE_NONE = 0, QF_PERMUTE_Q, QF_PERMUTE_K };
@@ -50,7 +55,13 @@ typedef struct qf_tensor_rule {
     uint8_t permute;        /* QF_PERMUTE_* (only when the arch has QF_ARCH_PERMUTE_QK) */
     uint32_t only_if;       /* rule exists only for archs with these flags (0 = all) */
     uint32_t required_if;   /* required for archs with these flags (QF_RULE_ALWAYS = all) */
+    uint32_t unless;        /* rule does not exist for archs with any of these flags (0 = none) */
 } qf_tensor_rule;
+
+/* Rule r applies to arch flags f. */
+static inline int qf_hf_rule_applies(const qf_tensor_rule *r, uint32_t f) {
+    return (r->only_if & f) == r->only_if && !(r->unless & f);
+}
 
 #define QF_RULE_ALWAYS 0xFFFFFFFFu
 #define QF_RULE_OPTIONAL 0u
@@ -69,6 +80,8 @@ typedef struct qf_hf_hparams {
 } qf_hf_hparams;
 
 const qf_hf_arch *qf_hf_arch_find(const char *hf_class);
+/* The i-th known class (table order), NULL past the end. */
+const qf_hf_arch *qf_hf_arch_at(size_t i);
 /* "LlamaForCausalLM, MistralForCausalLM, ..." */
 const char *qf_hf_arch_supported_list(void);
 
@@ -81,6 +94,9 @@ const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n);
  * the rule; NULL if nothing matches. */
 const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
                                        int64_t *bid);
+/* 1 when HF tensor `name` is not a weight of arch `a` and is skipped (buffers
+ * such as rotary_emb.inv_freq; Gemma's lm_head), 0 otherwise. */
+int qf_hf_skip_tensor(const qf_hf_arch *a, const char *name);
 /* The HF name of rule r for block bid (the inverse of qf_hf_map_tensor). */
 void qf_hf_tensor_name(const qf_tensor_rule *r, int64_t bid, char *buf, size_t cap);
 

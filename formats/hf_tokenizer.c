@@ -22,6 +22,11 @@
  *   - pre: from the pre-tokenizer regex (llama.cpp hashes a tokenization with
  *     transformers instead; we have no transformers, so we recognise the
  *     regexes of the supported families and refuse anything else).
+ *  SentencePiece-style BPE in tokenizer.json (gguf-py LlamaHfVocab), told
+ *  apart from byte-level BPE by its normalizer (Prepend/Replace "▁") or
+ *  Metaspace pre-tokenizer: model "llama", types as above plus BYTE for
+ *  "<0xXX>" and UNKNOWN for model.unk_token; scores from merge ranks instead
+ *  of llama.cpp's constant -1000 (spm_bpe_scores says why).
  *  Special ids (gguf-py SpecialVocab): see hf_tokenizer.h.
  *
  * The SentencePiece ModelProto is read with a small protobuf wire reader
@@ -528,15 +533,38 @@ done:
 
 /* ---------------- byte-level BPE path ---------------- */
 
+/* A Split regex as text with line breaks spelled \r and \n (tokenizer.json
+ * files write them either way: as JSON escapes of the characters, or as the
+ * regex escapes). */
+static void regex_canon(const char *src, char *dst, size_t cap) {
+    size_t o = 0;
+    for (; *src && o + 3 < cap; src++) {
+        if (*src == '\r' || *src == '\n') {
+            dst[o++] = '\\';
+            dst[o++] = *src == '\r' ? 'r' : 'n';
+        } else {
+            dst[o++] = *src;
+        }
+    }
+    dst[o] = 0;
+}
+
+#define MAX_SPLITS 4
+
 static int bpe_detect_pre(const qf_json *j, const char *path, char *pre, size_t pre_cap, qf_hf_tokenizer_info *info,
                           qf_err *err) {
-    static const struct { const char *regex, *pre; } known[] = {
+    /* The Split regexes (in order) of the pre-tokenizers llama.cpp names
+     * (convert_hf_to_gguf.py tells them apart by hashing a tokenization). */
+    static const struct { const char *pre; int n; const char *regex[MAX_SPLITS]; } known[] = {
         /* Llama 3 (tiktoken cl100k-style, digits in groups of 1-3) */
-        {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-         "llama-bpe"},
+        {"llama-bpe", 1, {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
         /* Qwen 2 / 2.5 / 3 (single digits) */
-        {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-         "qwen2"},
+        {"qwen2", 1, {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+        /* Mistral Nemo and later Mistral releases (tekken) */
+        {"tekken", 1, {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+        /* DeepSeek V3 / R1: digits, then CJK ideographs and kana ([一-龥぀-ゟ゠-ヿ]+), then words */
+        {"deepseek-v3", 3, {"\\p{N}{1,3}", "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+",
+                            "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
     };
     int pt = qf_json_find(j, 0, "pre_tokenizer");
     if (pt < 0 || qf_json_type_of(j, pt) != QF_JSON_OBJECT)
@@ -557,12 +585,13 @@ static int bpe_detect_pre(const qf_json *j, const char *path, char *pre, size_t 
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer ByteLevel without regex", path);
     }
     if (strcmp(type, "Sequence") != 0)
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer type '%s' (supported: llama-bpe, qwen2, gpt-2)",
+        return qf_set_err(err, QF_EUNSUPPORTED,
+                          "%s: unknown pre-tokenizer type '%s' (supported: llama-bpe, qwen2, tekken, deepseek-v3, gpt-2)",
                           path, type);
     int seq = qf_json_find(j, pt, "pretokenizers");
     qf_json_iter it;
     int el;
-    char regex[512] = "";
+    char regex[MAX_SPLITS][512];
     int has_bytelevel = 0, n_split = 0;
     if (seq < 0 || qf_json_iter_begin(&it, j, seq))
         return qf_set_err(err, QF_EFORMAT, "%s: pre_tokenizer Sequence without pretokenizers", path);
@@ -573,24 +602,32 @@ static int bpe_detect_pre(const qf_json *j, const char *path, char *pre, size_t 
         if (strcmp(et, "ByteLevel") == 0) {
             has_bytelevel = 1;
         } else if (strcmp(et, "Split") == 0) {
+            char raw[512];
             int rx = qf_json_find_path(j, el, "pattern", "Regex", NULL);
-            n_split++;
-            if (rx < 0 || qf_json_get_string_buf(j, rx, regex, sizeof regex, NULL, NULL))
+            if (rx < 0 || qf_json_get_string_buf(j, rx, raw, sizeof raw, NULL, NULL))
                 return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer (Split without a regex)", path);
+            if (n_split == MAX_SPLITS)
+                return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer (more than %d Split steps)", path,
+                                  MAX_SPLITS);
+            regex_canon(raw, regex[n_split++], sizeof regex[0]);
         } else {
-            return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer step '%s' (supported: llama-bpe, qwen2, gpt-2)",
+            return qf_set_err(err, QF_EUNSUPPORTED,
+                              "%s: unknown pre-tokenizer step '%s' (supported: llama-bpe, qwen2, tekken, deepseek-v3, gpt-2)",
                               path, et);
         }
     }
-    if (info) snprintf(info->pre_regex, sizeof info->pre_regex, "%s", regex);
-    if (has_bytelevel && n_split == 1)
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            if (strcmp(regex, known[i].regex) == 0) {
-                snprintf(pre, pre_cap, "%s", known[i].pre);
-                return 0;
-            }
-    return qf_set_err(err, QF_EUNSUPPORTED, "%s: unknown pre-tokenizer (split regex '%s'); supported: llama-bpe, qwen2, gpt-2",
-                      path, regex);
+    if (info) snprintf(info->pre_regex, sizeof info->pre_regex, "%s", n_split ? regex[n_split - 1] : "");
+    for (size_t i = 0; has_bytelevel && i < sizeof known / sizeof known[0]; i++) {
+        int same = known[i].n == n_split;
+        for (int k = 0; same && k < n_split; k++) same = strcmp(regex[k], known[i].regex[k]) == 0;
+        if (same) {
+            snprintf(pre, pre_cap, "%s", known[i].pre);
+            return 0;
+        }
+    }
+    return qf_set_err(err, QF_EUNSUPPORTED,
+                      "%s: unknown pre-tokenizer (split regex '%s'); supported: llama-bpe, qwen2, tekken, deepseek-v3, gpt-2",
+                      path, n_split ? regex[n_split - 1] : "");
 }
 
 /* "a b" from a merges entry: a string, or a [left, right] pair whose inner
@@ -702,6 +739,258 @@ static int bpe_load_merges(qf_vocab *v, hf_files *f, qf_err *err) {
     return 0;
 }
 
+
+/* ---------------- SentencePiece-style BPE in tokenizer.json ---------------- */
+
+#define META "\xE2\x96\x81"   /* U+2581, SentencePiece's space */
+
+/* Whether member `key` of `obj` is the string `lit`. */
+static int member_is(const qf_json *j, int obj, const char *key, const char *lit) {
+    int t = qf_json_find(j, obj, key);
+    return t >= 0 && qf_json_type_of(j, t) == QF_JSON_STRING && qf_json_string_eq(j, t, lit, strlen(lit));
+}
+
+/* One normalizer step of the SentencePiece-style family: Prepend("▁") or
+ * Replace(" " -> "▁"); sets the flags, fails on any other step. */
+static int spm_norm_step(const qf_json *j, int el, int *prepend, int *replace, const char *path, qf_err *err) {
+    if (member_is(j, el, "type", "Prepend") && member_is(j, el, "prepend", META)) {
+        *prepend = 1;
+        return 0;
+    }
+    int pat = qf_json_find_path(j, el, "pattern", "String", NULL);
+    if (member_is(j, el, "type", "Replace") && pat >= 0 && qf_json_string_eq(j, pat, " ", 1) &&
+        member_is(j, el, "content", META)) {
+        *replace = 1;
+        return 0;
+    }
+    char type[64] = "";
+    int t = qf_json_find(j, el, "type");
+    if (t >= 0) qf_json_get_string_buf(j, t, type, sizeof type, NULL, NULL);
+    return qf_set_err(err, QF_EUNSUPPORTED, "%s: line %u: normalizer step '%s' is not supported for sentencepiece-style "
+                      "bpe (supported: Prepend \"\xE2\x96\x81\", Replace \" \" -> \"\xE2\x96\x81\")", path,
+                      qf_json_line(j, el), type);
+}
+
+/* Recognise a SentencePiece-style BPE: normalizer Prepend/Replace, or a
+ * Metaspace pre-tokenizer. *is_spm = 0 (rc 0) for anything else (byte-level
+ * BPE); an SPM-style file with steps we do not run is an error. */
+static int spm_bpe_detect(const qf_json *j, const char *path, qf_hf_bpe *hf, int *is_spm, qf_err *err) {
+    int prepend = 0, replace = 0, rc;
+    *is_spm = 0;
+    int norm = qf_json_find(j, 0, "normalizer"), pt = qf_json_find(j, 0, "pre_tokenizer");
+    int meta = pt >= 0 && qf_json_type_of(j, pt) == QF_JSON_OBJECT && member_is(j, pt, "type", "Metaspace");
+    int has_norm = norm >= 0 && qf_json_type_of(j, norm) == QF_JSON_OBJECT;
+    int norm_spm = has_norm && (member_is(j, norm, "type", "Sequence") || member_is(j, norm, "type", "Prepend") ||
+                                member_is(j, norm, "type", "Replace"));
+    if (norm_spm && member_is(j, norm, "type", "Sequence")) {
+        /* only a sequence made of Prepend("▁") / Replace(" ", "▁") is ours */
+        int seq = qf_json_find(j, norm, "normalizers");
+        qf_json_iter it;
+        int el, ok = seq >= 0 && qf_json_iter_begin(&it, j, seq) == 0 && qf_json_size(j, seq) > 0;
+        if (ok)
+            while (qf_json_iter_element(&it, &el))
+                if (!(member_is(j, el, "type", "Prepend") || member_is(j, el, "type", "Replace"))) ok = 0;
+        norm_spm = ok;
+    }
+    if (!meta && !norm_spm) return 0;
+    if (norm_spm) {
+        if (member_is(j, norm, "type", "Sequence")) {
+            qf_json_iter it;
+            int el;
+            qf_json_iter_begin(&it, j, qf_json_find(j, norm, "normalizers"));
+            while (qf_json_iter_element(&it, &el))
+                if ((rc = spm_norm_step(j, el, &prepend, &replace, path, err))) return rc;
+        } else if ((rc = spm_norm_step(j, norm, &prepend, &replace, path, err))) {
+            return rc;
+        }
+    } else if (has_norm) {
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: normalizer with a Metaspace pre-tokenizer is not supported", path);
+    }
+    if (pt >= 0 && !qf_json_is_null(j, pt) && !meta)
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: sentencepiece-style bpe with a pre-tokenizer other than Metaspace "
+                          "is not supported", path);
+    hf->prepend = prepend ? QF_HF_PREPEND_ALWAYS : QF_HF_PREPEND_NONE;
+    if (meta) {
+        if (prepend || !member_is(j, pt, "replacement", META))
+            return qf_set_err(err, QF_EUNSUPPORTED, "%s: Metaspace pre-tokenizer with a replacement other than "
+                              "\"\xE2\x96\x81\" (or after a Prepend normalizer) is not supported", path);
+        int split = 1, aps = 1;
+        int t = qf_json_find(j, pt, "split");
+        if (t >= 0 && qf_json_type_of(j, t) == QF_JSON_BOOL) qf_json_get_bool(j, t, &split, NULL);
+        t = qf_json_find(j, pt, "add_prefix_space");   /* older files */
+        if (t >= 0 && qf_json_type_of(j, t) == QF_JSON_BOOL) qf_json_get_bool(j, t, &aps, NULL);
+        hf->split = split;
+        hf->prepend = aps ? QF_HF_PREPEND_META : QF_HF_PREPEND_NONE;
+        if (member_is(j, pt, "prepend_scheme", "first")) hf->prepend = QF_HF_PREPEND_META_FIRST;
+        else if (member_is(j, pt, "prepend_scheme", "never")) hf->prepend = QF_HF_PREPEND_NONE;
+        else if (member_is(j, pt, "prepend_scheme", "always")) hf->prepend = QF_HF_PREPEND_META;
+    } else if (!replace) {
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: sentencepiece-style normalizer without Replace(\" \" -> "
+                          "\"\xE2\x96\x81\") is not supported", path);
+    }
+    *is_spm = 1;
+    return 0;
+}
+
+/* String -> index (open addressing over borrowed strings: the vocabulary's
+ * tokens or the merge lines). The first index of equal strings wins, as HF's
+ * vocabulary map holds one id per text. */
+typedef struct text_index {
+    int32_t *slot;   /* index, -1 empty */
+    size_t mask;
+    char *const *str;
+    const uint32_t *len;   /* NULL: strlen */
+} text_index;
+
+static uint64_t text_hash(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h ^ (h >> 31);
+}
+
+/* Byte length of string i of the index. */
+static size_t text_len(const text_index *x, int32_t i) { return x->len ? x->len[i] : strlen(x->str[i]); }
+
+/* Index of the string s[0..n), or -1. */
+static int32_t text_index_get(const text_index *x, const char *s, size_t n) {
+    for (size_t i = text_hash(s, n) & x->mask;; i = (i + 1) & x->mask) {
+        int32_t o = x->slot[i];
+        if (o < 0) return -1;
+        if (text_len(x, o) == n && memcmp(x->str[o], s, n) == 0) return o;
+    }
+}
+
+/* Index str[0..n) (lengths from len, or strlen when NULL); fails only on memory. */
+static int text_index_build(text_index *x, char *const *str, const uint32_t *len, uint32_t n) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n + 1) cap *= 2;
+    x->slot = malloc(cap * sizeof *x->slot);
+    if (!x->slot) return QF_ENOMEM;
+    memset(x->slot, 0xFF, cap * sizeof *x->slot);
+    x->mask = cap - 1;
+    x->str = str;
+    x->len = len;
+    for (uint32_t id = 0; id < n; id++) {
+        size_t l = text_len(x, (int32_t)id);
+        if (text_index_get(x, str[id], l) >= 0) continue;
+        size_t i = text_hash(str[id], l) & x->mask;
+        while (x->slot[i] >= 0) i = (i + 1) & x->mask;
+        x->slot[i] = (int32_t)id;
+    }
+    return 0;
+}
+
+/* Pairs of tokens whose concatenation is a NORMAL token while "a b" is no
+ * merge line (split at every UTF-8 character boundary of each token). */
+static uint32_t count_unmerged(const qf_vocab *v, const text_index *tok, const text_index *mrg, char *buf) {
+    uint32_t n = 0;
+    for (uint32_t id = 0; id < v->n_tokens; id++) {
+        const char *t = v->tokens[id];
+        uint32_t len = v->token_lens[id];
+        if (v->types[id] != QF_TOKEN_NORMAL) continue;
+        for (uint32_t i = 1; i < len; i++) {
+            if (((unsigned char)t[i] & 0xC0) == 0x80) continue;
+            if (text_index_get(tok, t, i) < 0 || text_index_get(tok, t + i, len - i) < 0) continue;
+            memcpy(buf, t, i);
+            buf[i] = ' ';
+            memcpy(buf + i + 1, t + i, len - i);
+            n += text_index_get(mrg, buf, len + 1) < 0;
+        }
+    }
+    return n;
+}
+
+/* "<0xXX>" with two hex digits: a byte token (gguf-py's LlamaHfVocab test). */
+static int is_byte_token(const char *s, size_t n) {
+    return n == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>' && strchr("0123456789ABCDEFabcdef", s[3]) &&
+           s[3] && strchr("0123456789ABCDEFabcdef", s[4]) && s[4];
+}
+
+/* Scores from merge ranks: the token made by merge r (first merge that makes
+ * it) scores -r, every other token -(n_merges + 1). llama.cpp's SentencePiece
+ * tokenizer merges the best-scoring concatenation first, so its order is then
+ * HF's lowest-rank-first order. Also types byte tokens and the unk token, and
+ * counts in info the pairs where that equivalence fails and the missing byte
+ * tokens. Fails only on memory. */
+static int spm_bpe_scores(qf_vocab *v, const char *unk, size_t unk_len, qf_hf_tokenizer_info *info, qf_err *err) {
+    text_index x = {0}, mx = {0};
+    char *cat = NULL;
+    size_t cat_cap = 0, max_len = 0;
+    int rc = 0;
+    v->scores = malloc((v->n_tokens ? v->n_tokens : 1) * sizeof *v->scores);
+    if (!v->scores || text_index_build(&x, v->tokens, v->token_lens, v->n_tokens) ||
+        text_index_build(&mx, v->merges, NULL, v->n_merges)) {
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    float floor_score = -(float)v->n_merges - 1.0f;
+    for (uint32_t i = 0; i < v->n_tokens; i++) {
+        v->scores[i] = floor_score;
+        if (v->token_lens[i] > max_len) max_len = v->token_lens[i];
+    }
+    for (uint32_t r = 0; r < v->n_merges; r++) {
+        const char *m = v->merges[r];
+        const char *sp = m[0] ? strchr(m + 1, ' ') : NULL;
+        if (!sp) continue;
+        size_t la = (size_t)(sp - m), lb = strlen(sp + 1);
+        if (la + lb + 2 > cat_cap) {
+            char *p = realloc(cat, la + lb + 2);
+            if (!p) { rc = qf_set_err(err, QF_ENOMEM, "out of memory"); goto done; }
+            cat = p;
+            cat_cap = la + lb + 2;
+        }
+        memcpy(cat, m, la);
+        memcpy(cat + la, sp + 1, lb);
+        int32_t id = text_index_get(&x, cat, la + lb);
+        if (id >= 0 && v->scores[id] == floor_score) v->scores[id] = -(float)r;
+    }
+    for (uint32_t i = 0; i < v->n_tokens; i++)
+        if (v->types[i] == QF_TOKEN_NORMAL && is_byte_token(v->tokens[i], v->token_lens[i])) v->types[i] = QF_TOKEN_BYTE;
+    info->spm_bpe_missing_bytes = 0;
+    for (int b = 0; b < 256; b++) {
+        static const char hex[] = "0123456789ABCDEF";
+        char name[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        info->spm_bpe_missing_bytes += text_index_get(&x, name, 6) < 0;
+    }
+    if (unk) {
+        v->hf.unk_id = text_index_get(&x, unk, unk_len);
+        if (v->hf.unk_id >= 0) v->types[v->hf.unk_id] = QF_TOKEN_UNKNOWN;
+    }
+    char *buf = malloc(max_len + 2);
+    if (!buf) { rc = qf_set_err(err, QF_ENOMEM, "out of memory"); goto done; }
+    info->spm_bpe_unmerged = count_unmerged(v, &x, &mx, buf);
+    free(buf);
+done:
+    free(cat);
+    free(x.slot);
+    free(mx.slot);
+    return rc;
+}
+
+/* The model.* options of a SentencePiece-style BPE; refuses the ones we do
+ * not run (subword prefixes/suffixes, dropout). */
+static int spm_bpe_options(const qf_json *j, int model, qf_hf_bpe *hf, const char *path, qf_err *err) {
+    static const char *const refused[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (size_t i = 0; i < 2; i++) {
+        int t = qf_json_find(j, model, refused[i]);
+        if (t >= 0 && !qf_json_is_null(j, t) && !(qf_json_type_of(j, t) == QF_JSON_STRING && qf_json_string_eq(j, t, "", 0)))
+            return qf_set_err(err, QF_EUNSUPPORTED, "%s: model.%s is not supported for sentencepiece-style bpe", path,
+                              refused[i]);
+    }
+    int t = qf_json_find(j, model, "dropout");
+    double d = 0;
+    if (t >= 0 && !qf_json_is_null(j, t) && (qf_json_get_double(j, t, &d, NULL) || d != 0.0))
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: model.dropout is not supported (tokenization would be random)", path);
+    const struct { const char *key; int *dst; } flags[] = {
+        {"byte_fallback", &hf->byte_fallback}, {"fuse_unk", &hf->fuse_unk}, {"ignore_merges", &hf->ignore_merges}};
+    for (size_t i = 0; i < 3; i++) {
+        t = qf_json_find(j, model, flags[i].key);
+        if (t >= 0 && qf_json_type_of(j, t) == QF_JSON_BOOL) qf_json_get_bool(j, t, flags[i].dst, NULL);
+    }
+    hf->enabled = 1;
+    return 0;
+}
+
 static int bpe_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err *err) {
     const qf_json *j = &f->tok_json;
     const char *path = f->p_tok_json;
@@ -714,15 +1003,24 @@ static int bpe_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err
         return qf_set_err(err, QF_EUNSUPPORTED, "%s: tokenizer model type '%s' is not supported without tokenizer.model "
                           "(supported: byte-level BPE)", path, type);
     int bf = qf_json_find(j, model, "byte_fallback");
-    int byte_fallback = 0;
+    int byte_fallback = 0, spm_style = 0;
     if (bf >= 0 && qf_json_type_of(j, bf) == QF_JSON_BOOL) qf_json_get_bool(j, bf, &byte_fallback, NULL);
-    if (byte_fallback)
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: sentencepiece-style BPE (byte_fallback) needs tokenizer.model", path);
+    if ((rc = spm_bpe_detect(j, path, &v->hf, &spm_style, err))) return rc;
+    if (byte_fallback && !spm_style)
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: bpe with byte_fallback needs a sentencepiece-style normalizer "
+                          "(Prepend/Replace \"\xE2\x96\x81\") or a Metaspace pre-tokenizer", path);
     int vocab = qf_json_find(j, model, "vocab");
     if (vocab < 0 || qf_json_type_of(j, vocab) != QF_JSON_OBJECT)
         return qf_set_err(err, QF_EFORMAT, "%s: model.vocab is missing or not an object", path);
-    snprintf(v->model, sizeof v->model, "gpt2");
-    if ((rc = bpe_detect_pre(j, path, v->pre, sizeof v->pre, info, err))) return rc;
+    if (spm_style) {
+        /* gguf-py's LlamaHfVocab: a SentencePiece vocabulary without tokenizer.model */
+        if ((rc = spm_bpe_options(j, model, &v->hf, path, err))) return rc;
+        snprintf(v->model, sizeof v->model, "llama");
+        snprintf(v->pre, sizeof v->pre, "default");
+    } else {
+        snprintf(v->model, sizeof v->model, "gpt2");
+        if ((rc = bpe_detect_pre(j, path, v->pre, sizeof v->pre, info, err))) return rc;
+    }
 
     /* collect (id, text, added, special) */
     int added = qf_json_find(j, 0, "added_tokens");
@@ -810,7 +1108,13 @@ static int bpe_load(qf_vocab *v, hf_files *f, qf_hf_tokenizer_info *info, qf_err
         if (vocab_put_copy(v, i, buf, (size_t)len)) return qf_set_err(err, QF_ENOMEM, "out of memory");
         v->types[i] = QF_TOKEN_UNUSED;
     }
-    return bpe_load_merges(v, f, err);
+    if ((rc = bpe_load_merges(v, f, err)) || !spm_style) return rc;
+    char *unk = NULL;
+    size_t unk_len = 0;
+    if ((rc = get_str_member(j, model, "unk_token", &unk, &unk_len, err))) return rc;
+    rc = spm_bpe_scores(v, unk, unk_len, info, err);
+    free(unk);
+    return rc;
 }
 
 /* ---------------- special tokens (gguf-py SpecialVocab) ---------------- */
@@ -967,7 +1271,8 @@ int qf_vocab_from_hf_dir_ex(qf_vocab *v, const char *dir, qf_hf_tokenizer_info *
     }
     if (rc) goto fail;
     /* SentencePiece: SpecialVocab(n_vocab=len(tokens)); BPE: unbounded */
-    if ((rc = load_special(v, &f, info, spm, err))) goto fail;
+    if ((rc = load_special(v, &f, info, spm || v->hf.enabled, err))) goto fail;
+    if (v->hf.enabled && v->hf.prepend == QF_HF_PREPEND_NONE) v->add_space_prefix = 0;
     files_free(&f);
     return 0;
 fail:

@@ -11,7 +11,10 @@
  *     + added_tokens.json   {content: id} -> USER_DEFINED, score -1000
  *     + tokenizer_config.json added_tokens_decoder -> CONTROL / USER_DEFINED
  *   tokenizer.json          byte-level BPE (only when there is no tokenizer.model)
- *                           -> model "gpt2", merges, pre-tokenizer name
+ *                           -> model "gpt2", merges, pre-tokenizer name;
+ *                           SentencePiece-style BPE (Prepend/Replace "▁" normalizer
+ *                           or Metaspace) -> model "llama", scores from merge ranks,
+ *                           merges and HF options kept in v->hf (not written)
  *   special tokens          tokenizer_config.json {bos,eos,unk,sep,pad,cls,mask}_token
  *                           looked up in tokenizer.json added_tokens, then
  *                           config.json {typ}_token_id for the ones still unset;
@@ -47,6 +50,15 @@ typedef struct qf_hf_tokenizer_info {
     uint32_t spm_n_pieces;
     /* tokenizer.json: the pre-tokenizer regex that decided `pre` ("" if none). */
     char pre_regex[512];
+    /* tokenizer.json SentencePiece-style BPE: pairs of tokens whose
+     * concatenation is a token but not a merge line. llama.cpp merges such a
+     * pair where HF does not, so with any of them the GGUF may tokenize some
+     * text differently from HF (docs/tokenizers.md). */
+    uint32_t spm_bpe_unmerged;
+    /* tokenizer.json SentencePiece-style BPE: how many of the 256 <0xXX>
+     * byte tokens are missing (llama.cpp aborts on a character outside a
+     * vocabulary that lacks them; HF gives unk). */
+    uint32_t spm_bpe_missing_bytes;
 } qf_hf_tokenizer_info;
 
 /* Like qf_vocab_from_hf_dir; `info` may be NULL. */

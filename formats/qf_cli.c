@@ -78,10 +78,10 @@ void qf_arg_split(qf_arg *g, int argc, char **argv, int i) {
 
 void qf_cli_wait_policy(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    if (setenv("GOMP_SPINCOUNT", QF_CLI_SPINCOUNT, 1) != 0) return;
     execv("/proc/self/exe", argv);
     /* not re-executed: the setting would not take effect; leave no trace */
-    unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
 }
 
 static int n_procs(void) {
@@ -208,21 +208,40 @@ const char *qf_cli_model_arg(const char *prog, const char *arg, char **owned) {
     return rc ? *owned : arg;
 }
 
-int qf_parse_size(const char *s, uint64_t *out) {
+int qf_parse_bytes(const char *s, int k_is_1024, uint64_t *out) {
+    if (!s || !*s || *s == '-' || *s == '+') return -1;
     char *end;
     errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || s[0] == '-') return -1;
-    uint64_t mul = 1;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0)) return -1;
+    double k = k_is_1024 ? 1024.0 : 1000.0, mul = 1;
+    int e = 0; /* power of k */
     switch (*end) {
-    case 0: break;
-    case 'K': case 'k': mul = 1000ull; end++; break;
-    case 'M': case 'm': mul = 1000ull * 1000; end++; break;
-    case 'G': case 'g': mul = 1000ull * 1000 * 1000; end++; break;
-    case 'T': case 't': mul = 1000ull * 1000 * 1000 * 1000; end++; break;
+    case 'K': case 'k': e = 1; break;
+    case 'M': case 'm': e = 2; break;
+    case 'G': case 'g': e = 3; break;
+    case 'T': case 't': e = 4; break;
+    case 'B': case 0: break;
     default: return -1;
     }
-    if (*end || v == 0 || v > UINT64_MAX / mul) return -1;
-    *out = v * mul;
+    if (e) {
+        end++;
+        if (!strcmp(end, "iB")) k = 1024.0, end += 2;
+        else if (!strcmp(end, "B")) k = 1000.0, end++;
+    } else if (*end == 'B') {
+        end++;
+    }
+    if (*end) return -1;
+    for (int i = 0; i < e; i++) mul *= k;
+    double b = v * mul;
+    if (b >= 1.8e19) return -1;
+    *out = (uint64_t)(b + 0.5);
+    return 0;
+}
+
+int qf_parse_size(const char *s, uint64_t *out) {
+    uint64_t v;
+    if (qf_parse_bytes(s, 0, &v) || v == 0) return -1;
+    *out = v;
     return 0;
 }

@@ -17,8 +17,12 @@ int qf_cli_fail(const char *prog, const char *fmt, ...) __attribute__((format(pr
 int qf_cli_usage(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A whole-string base-10 integer; 0 on success, -1 otherwise. */
 int qf_parse_i64(const char *s, int64_t *out);
-/* A positive byte count with an optional K, M, G or T suffix (10^3..10^12);
- * 0 on success, -1 otherwise. */
+/* A byte count: a decimal number ("4.2") with an optional suffix K, M, G or T
+ * (powers of 1024 when k_is_1024, else of 1000), KiB..TiB (always 1024),
+ * KB..TB (always 1000) or B; rounded to whole bytes. 0 on success, -1 for
+ * anything else (negative, trailing text, >= 1.8e19). */
+int qf_parse_bytes(const char *s, int k_is_1024, uint64_t *out);
+/* A positive byte count as gguf-split reads it (K = 1000); 0 or -1. */
 int qf_parse_size(const char *s, uint64_t *out);
 /* A JSON string literal (null for NULL) with the required escapes. */
 void qf_cli_json_str(FILE *f, const char *s);
@@ -40,13 +44,19 @@ void qf_cli_version(const char *prog);
  * program then exits 0), else 0. */
 int qf_cli_info_opt(const char *prog, const char *opt, void (*usage)(FILE *));
 
-/* Every program calls this first. OpenMP's default makes idle threads spin
- * for a while before sleeping, which on a busy machine (a CI runner) takes
- * the cores the working threads need: 2 threads ran several times slower
- * than 1. libgomp reads its settings when it is loaded, so when the user set
- * neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT the program re-executes itself
- * once with OMP_WAIT_POLICY=passive (idle threads sleep at once). Returns
- * (and the program goes on with OpenMP's default) if that fails. */
+/* Idle OpenMP threads spin this many rounds (a few microseconds) before
+ * sleeping: long enough to catch the next parallel region of a busy loop on
+ * a quiet machine, short enough not to take a loaded machine's cores from
+ * the working threads (bench/busy.sh measures the choice). */
+#define QF_CLI_SPINCOUNT "1000"
+
+/* Every program calls this first. libgomp's default spin (300000 rounds)
+ * takes the cores the working threads need on a busy machine (a CI runner);
+ * sleeping at once (passive) costs time on a quiet one. libgomp reads its
+ * settings when it is loaded, so when the user set neither OMP_WAIT_POLICY
+ * nor GOMP_SPINCOUNT the program re-executes itself once with
+ * GOMP_SPINCOUNT=QF_CLI_SPINCOUNT. Returns (and the program goes on with
+ * OpenMP's default) if that fails. */
 void qf_cli_wait_policy(char **argv);
 
 /* The most threads -t accepts: 4 x the processors this process may use. */

@@ -96,20 +96,23 @@ static int inside_dir(const char *out, const struct stat *d) {
 }
 
 int qf_check_output(const char *out, const char *const *inputs, size_t n, qf_err *err) {
-    struct stat ls, st;
+    struct stat ls, st, target;
     if (lstat(out, &ls) != 0) return 0; /* a new file */
-    if (S_ISLNK(ls.st_mode)) {
-        if (stat(out, &st) == 0 && !S_ISREG(st.st_mode))
-            return qf_set_err(err, QF_EINVAL, "%s: is a link to %s: refusing to replace it", out, qf_file_kind(st.st_mode));
-        return 0; /* the link is replaced, never its target */
-    }
-    if (!S_ISREG(ls.st_mode))
+    int link = S_ISLNK(ls.st_mode);
+    if (link) {
+        if (stat(out, &target) != 0) return 0; /* a dangling link is replaced */
+        if (!S_ISREG(target.st_mode))
+            return qf_set_err(err, QF_EINVAL, "%s: is a link to %s: refusing to replace it", out, qf_file_kind(target.st_mode));
+    } else if (!S_ISREG(ls.st_mode)) {
         return qf_set_err(err, QF_EINVAL, "%s: is %s: refusing to replace it", out, qf_file_kind(ls.st_mode));
+    }
     const char *base = strrchr(out, '/');
     base = base ? base + 1 : out;
     for (size_t i = 0; i < n; i++) {
         if (!inputs[i] || stat(inputs[i], &st) != 0) continue;
-        if (st.st_dev == ls.st_dev && st.st_ino == ls.st_ino)
+        /* a link is replaced, never its target; still, neither may be an input */
+        if ((st.st_dev == ls.st_dev && st.st_ino == ls.st_ino) ||
+            (link && st.st_dev == target.st_dev && st.st_ino == target.st_ino))
             return qf_set_err(err, QF_EINVAL, "%s: output is the input file %s; choose another output path", out, inputs[i]);
         if (S_ISDIR(st.st_mode) && checkpoint_file(base) && inside_dir(out, &st))
             return qf_set_err(err, QF_EINVAL, "%s: output is a file of the input checkpoint %s; choose another output path",

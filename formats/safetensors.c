@@ -683,6 +683,27 @@ static int path_exists(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* Is name a PyTorch checkpoint file as Hugging Face repos ship them
+ * (pytorch_model.bin, pytorch_model-00001-of-00002.bin and its index,
+ * consolidated.00.pth, *.pt)? */
+static int torch_checkpoint_name(const char *name) {
+    return (!strncmp(name, "pytorch_model", 13) && (qf_ends_with(name, ".bin") || qf_ends_with(name, ".bin.index.json"))) ||
+           qf_ends_with(name, ".pth") || qf_ends_with(name, ".pt");
+}
+
+/* Does the file start like torch.save output: a zip archive, or a pickle
+ * (protocol 2 to 5)? */
+static int torch_magic(const char *path) {
+    unsigned char h[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+    if (f) fclose(f);
+    return (n == 4 && !memcmp(h, "PK\x03\x04", 4)) || (n >= 2 && h[0] == 0x80 && h[1] >= 2 && h[1] <= 5);
+}
+
+#define TORCH_ADVICE "qforge reads safetensors only (model.safetensors, or model-*.safetensors with " \
+                     "model.safetensors.index.json): download the repo's safetensors files"
+
 /* Pick the file to open inside a model directory. */
 static int resolve_dir(const char *dir, char **out, qf_err *err) {
     static const char *const preferred[] = {"model.safetensors.index.json", "model.safetensors"};
@@ -700,11 +721,13 @@ static int resolve_dir(const char *dir, char **out, qf_err *err) {
     }
     DIR *d = opendir(dir);
     if (!d) return qf_set_err(err, QF_EIO, "%s: cannot open directory: %s", dir, strerror(errno));
-    char index[1024] = "", single[1024] = "";
+    char index[1024] = "", single[1024] = "", torch[1024] = "";
     int n_index = 0, n_single = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
+        if (torch_checkpoint_name(e->d_name) && (!torch[0] || strcmp(e->d_name, torch) < 0))
+            snprintf(torch, sizeof torch, "%s", e->d_name);
         if (qf_ends_with(e->d_name, ".safetensors.index.json")) {
             n_index++;
             snprintf(index, sizeof index, "%s", e->d_name);
@@ -722,6 +745,9 @@ static int resolve_dir(const char *dir, char **out, qf_err *err) {
     else if (n_single == 1) pick = single;
     else if (n_single > 1)
         return qf_set_err(err, QF_EINVAL, "%s: %d .safetensors files and no index; open one explicitly", dir, n_single);
+    else if (torch[0])
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: holds a PyTorch checkpoint (%s) and no safetensors; " TORCH_ADVICE, dir,
+                          torch);
     else return qf_set_err(err, QF_ENOTFOUND, "%s: no .safetensors file or index in the directory", dir);
     char *p = malloc(dl + strlen(pick) + 2);
     if (!p) return qf_set_err(err, QF_ENOMEM, "out of memory");
@@ -742,7 +768,11 @@ int st_open(st_model *m, const char *path, qf_err *err) {
         if (rc) return rc;
         path = resolved;
     }
-    if (qf_ends_with(path, ".json")) rc = open_index(m, path, err);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if ((torch_checkpoint_name(base) || qf_ends_with(base, ".bin")) && torch_magic(path))
+        rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: a PyTorch checkpoint, not safetensors; " TORCH_ADVICE, path);
+    else if (qf_ends_with(path, ".json")) rc = open_index(m, path, err);
     else rc = open_single(m, path, err);
     free(resolved);
     if (rc) st_close(m);

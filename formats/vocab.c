@@ -44,6 +44,7 @@ void qf_vocab_init(qf_vocab *v) {
     memset(v, 0, sizeof *v);
     for (size_t i = 0; i < N_IDS; i++) *id_field(v, i) = -1;
     v->add_bos = v->add_eos = v->add_space_prefix = -1;
+    v->hf.unk_id = -1;
 }
 
 void qf_vocab_free(qf_vocab *v) {
@@ -203,7 +204,8 @@ int qf_vocab_write_gguf(const qf_vocab *v, gguf_writer *w) {
     if ((rc = gguf_writer_set_arr_str(w, KEY_TOKENS, (const char *const *)v->tokens, lens, v->n_tokens))) goto done;
     if (v->scores && (rc = gguf_writer_set_arr(w, KEY_SCORES, GGUF_VT_FLOAT32, v->scores, v->n_tokens))) goto done;
     if (v->types && (rc = gguf_writer_set_arr(w, KEY_TYPES, GGUF_VT_INT32, v->types, v->n_tokens))) goto done;
-    if (v->merges && (rc = gguf_writer_set_arr_str(w, KEY_MERGES, (const char *const *)v->merges, NULL, v->n_merges)))
+    /* HF SentencePiece-style merges: llama.cpp's "llama" model does not read them */
+    if (v->merges && !v->hf.enabled && (rc = gguf_writer_set_arr_str(w, KEY_MERGES, (const char *const *)v->merges, NULL, v->n_merges)))
         goto done;
     for (size_t i = 0; i < N_IDS; i++) {
         int64_t id = id_value(v, i);

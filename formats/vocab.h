@@ -26,6 +26,25 @@ typedef enum qf_token_type {
     QF_TOKEN_BYTE = 6,
 } qf_token_type;
 
+/* How HF tokenizers runs a tokenizer.json BPE model (model.* options and
+ * the SentencePiece-style normalizer / Metaspace pre-tokenizer). */
+typedef enum qf_hf_prepend {
+    QF_HF_PREPEND_NONE = 0,     /* no "▁" prepended */
+    QF_HF_PREPEND_ALWAYS = 1,   /* normalizer Prepend("▁"): every non-empty text piece */
+    QF_HF_PREPEND_META = 2,     /* Metaspace prepend_scheme "always": unless the piece starts with "▁" */
+    QF_HF_PREPEND_META_FIRST = 3, /* Metaspace "first": only the piece that starts the text */
+} qf_hf_prepend;
+
+typedef struct qf_hf_bpe {
+    int enabled;           /* 1: merges (kept in qf_vocab.merges) apply by rank, lowest first */
+    int byte_fallback;     /* model.byte_fallback: unknown characters -> <0xXX> tokens */
+    int fuse_unk;          /* model.fuse_unk: one unk id per run of unknown characters */
+    int ignore_merges;     /* model.ignore_merges: a word that is a token is kept whole */
+    int split;             /* Metaspace split: words start at each "▁" (no merge across) */
+    int prepend;           /* qf_hf_prepend */
+    int64_t unk_id;        /* model.unk_token's id, -1 if none (unknown characters are dropped) */
+} qf_hf_bpe;
+
 typedef struct qf_vocab {
     char model[32];        /* tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), ... */
     char pre[64];          /* tokenizer.ggml.pre: "default", "llama-bpe", "qwen2", ... ("" if absent) */
@@ -42,6 +61,11 @@ typedef struct qf_vocab {
     int add_eos;           /* -1 absent, 0/1 */
     int add_space_prefix;  /* -1 absent, 0/1 (tokenizer.ggml.add_space_prefix) */
     char *chat_template;   /* NULL if absent */
+    /* Hugging Face tokenizer.json semantics of a SentencePiece-style BPE
+     * (model "llama" read from tokenizer.json alone). Set only by
+     * qf_vocab_from_hf_dir; never read from or written to GGUF (the GGUF gets
+     * rank-derived scores instead, see docs/tokenizers.md). */
+    qf_hf_bpe hf;
 } qf_vocab;
 
 void qf_vocab_init(qf_vocab *v);   /* zero + ids/flags to -1 */

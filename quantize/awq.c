@@ -411,8 +411,9 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
     return rc;
 }
 
-/* The architecture rules (llama/Mistral, qwen2, qwen3: all the loader
- * accepts): per group, what produces its input and takes x / s.
+/* The architecture rules (llama/Mistral, qwen2, qwen3, gemma, gemma2,
+ * granite: all the loader accepts): per group, what produces its input and
+ * takes x / s.
  *   fold: NORM - the RMSNorm weight before the group (exact: the norm is
  *         linear in its weight); ROWS - the output rows of the linear that
  *         produced the input (v for o, up for down), divided as they wait
@@ -421,6 +422,8 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
  * attn_in leaves them alone; v's bias is divided with v's rows (ROWS fold
  * of attn_out). Qwen3's q_norm/k_norm normalise q and k after the
  * projection, which the attn_in fold leaves unchanged: exact, untouched.
+ * Gemma 2's post-norms act on the o and down outputs, which no fold
+ * changes; GELU(gate) * up is linear in up like SiLU(gate) * up.
  * A tied output (token_embd, also the embedding table) is not scaled. */
 typedef enum { FOLD_NORM, FOLD_ROWS } fold_kind;
 typedef enum { SRC_NONE, SRC_V, SRC_UP } deferred_src;

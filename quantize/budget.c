@@ -570,26 +570,6 @@ uint32_t qf_budget_file_type(const qf_budget_tensor *t, size_t n, const size_t *
     }
 }
 
-int qf_budget_parse_size(const char *s, uint64_t *out) {
-    if (!s || !*s) return QF_EINVAL;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !(v >= 0)) return QF_EINVAL;
-    static const struct { const char *suf; double mul; } sufs[] = {
-        {"", 1},          {"B", 1},          {"K", 1024.0},    {"KiB", 1024.0},   {"KB", 1e3},
-        {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},     {"G", 1073741824.0}, {"GiB", 1073741824.0},
-        {"GB", 1e9},      {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
-    };
-    for (size_t i = 0; i < sizeof sufs / sizeof *sufs; i++)
-        if (strcmp(end, sufs[i].suf) == 0) {
-            double b = v * sufs[i].mul;
-            if (b >= 1.8e19) return QF_EINVAL;
-            *out = (uint64_t)(b + 0.5);
-            return 0;
-        }
-    return QF_EINVAL;
-}
 
 /* ---------------- one budgeted plan ---------------- */
 

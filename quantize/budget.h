@@ -112,10 +112,6 @@ int qf_vram_fit_compute(const gguf_file *in, uint64_t vram, uint64_t ctx, uint64
  * the quantized tensors; Q4_K -> Q4_K_M, Q3_K -> Q3_K_M, Q5_K -> Q5_K_M). */
 uint32_t qf_budget_file_type(const qf_budget_tensor *t, size_t n, const size_t *choice);
 
-/* Parse a byte count: "1000000", "4.2G", "512M", "24GiB" (K/M/G/T and
- * KiB/MiB/GiB/TiB: powers of 1024), "4GB" (KB/MB/GB/TB: powers of 1000).
- * Returns 0 or QF_EINVAL. */
-int qf_budget_parse_size(const char *s, uint64_t *out);
 
 #endif
 

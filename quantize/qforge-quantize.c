@@ -92,8 +92,8 @@ static void usage(FILE *fp) {
             "  --act-order              gptq: columns by descending activation energy\n"
             "  --awq-alpha X            awq: use alpha X in [0, 1) for every group (no search)\n"
             "  --awq-no-clip            awq: no clipping search\n"
-            "  --mem-budget SIZE        gptq: hidden states kept in RAM up to SIZE (bytes, K/M/G\n"
-            "                           suffix; default a quarter of RAM), beyond in a temp file\n"
+            "  --mem-budget SIZE        gptq: hidden states kept in RAM up to SIZE (a size as for\n"
+            "                           --target-size; default a quarter of RAM), beyond in a temp file\n"
             "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
             "                           (searched anywhere in the name; \\d allowed) get type T;\n"
             "                           first match wins; repeatable. T is a tensor type:\n"
@@ -656,14 +656,8 @@ int main(int argc, char **argv) {
             gopt.act_order = 1;
         } else if (!strcmp(a, "--mem-budget")) {
             NEEDS_VALUE();
-            char *end;
-            double b = strtod(val, &end), mul = 1;
-            if (*end == 'k' || *end == 'K') mul = 1024.0, end++;
-            else if (*end == 'm' || *end == 'M') mul = 1048576.0, end++;
-            else if (*end == 'g' || *end == 'G') mul = 1073741824.0, end++;
-            if (*val == 0 || *end || !(b > 0) || b * mul > 1e18)
+            if (qf_parse_bytes(val, 1, &gopt.mem_budget) || gopt.mem_budget == 0)
                 return qf_cli_usage(PROG, "--mem-budget '%s': expected a size", val);
-            gopt.mem_budget = (uint64_t)(b * mul);
         } else if (!strcmp(a, "--tensor-type")) {
             NEEDS_VALUE();
             const char *eq = strrchr(val, '=');
@@ -708,7 +702,7 @@ int main(int argc, char **argv) {
             o.keep_split = 1;
         } else if (!strcmp(a, "--target-size") || !strcmp(a, "--fit-vram")) {
             NEEDS_VALUE();
-            if (qf_budget_parse_size(val, &ba.size) || ba.size == 0)
+            if (qf_parse_bytes(val, 1, &ba.size) || ba.size == 0)
                 return qf_cli_usage(PROG, "%s '%s': expected a size such as 4.2G, 512M or 1000000", a, val);
             if (ba.mode) return qf_cli_usage(PROG, "give one of --target-size, --target-bpw, --fit-vram");
             ba.mode = !strcmp(a, "--target-size") ? QF_BUDGET_SIZE : QF_BUDGET_VRAM;

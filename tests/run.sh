@@ -11,10 +11,10 @@ build=${1:-build}
 shift $(( $# > 0 ? 1 : 0 ))
 export QF_BIN=${QF_BIN:-bin}
 export QF_DATA=${QF_DATA:-../shared}
-# The tools choose OpenMP's passive wait themselves (qf_cli_wait_policy): the
+# The tools choose a bounded OpenMP spin themselves (qf_cli_wait_policy): the
 # shell tests run them with the environment as given. The unit test binaries
-# do not, so they get it here (on a busy machine spinning idle threads slow
-# the multi-thread tests down several-fold; outputs do not change).
+# do not, so they get the passive wait here (on a busy machine spinning idle
+# threads slow the multi-thread tests down several-fold; outputs do not change).
 unit_wait=${OMP_WAIT_POLICY:-passive}
 if [ ! -d "$QF_DATA" ]; then
   echo "note: test data directory $QF_DATA not found: tests that need it will SKIP"

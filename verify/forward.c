@@ -14,6 +14,14 @@
  *     xb = rmsnorm(x) * ffn_norm
  *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
  *   logits = (rmsnorm(x) * output_norm) Wout^T          [T, V]
+ *
+ * Architecture variants (model.h): x = embed * embd_scale; q *= q_scale; the
+ * scores are scaled by kq_scale (not 1/sqrt(Dk)), soft-capped
+ * (cap * tanh(s / cap)) and, on even layers with n_swa > 0, limited to the
+ * last n_swa positions; each sub-block output may pass a post-norm
+ * (post_attn_norm, post_ffw_norm) and is multiplied by residual_scale before
+ * the residual add; the MLP may be GELU-gated; logits are divided by
+ * logit_scale and soft-capped by final_softcap.
  */
 #include "forward.h"
 
@@ -30,6 +38,7 @@
 #include "numfmt.h"
 
 #include "qf_threads.h"
+#include <pthread.h>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_FWD_AVX2 1
@@ -116,6 +125,29 @@ static void round_f16_row(float *x, int64_t n) {
         qf_f32_to_f16_row(x + i, h, m);
         qf_f16_to_f32_row(h, x + i, m);
     }
+}
+
+/* ggml-cpu's GELU (tanh form) goes through a table: x is rounded to fp16
+ * and the table holds fp16(gelu(x)) for every fp16 x; x <= -10 gives 0 and
+ * x >= 10 gives x. The table is a constant, filled once. */
+static float gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static float gelu_tanh(float x) {
+    const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, a = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + a * x * x)));
+}
+
+static void gelu_table_fill(void) {
+    for (uint32_t i = 0; i < (1u << 16); i++)
+        gelu_table[i] = qf_f16_to_f32(qf_f32_to_f16(gelu_tanh(qf_f16_to_f32((uint16_t)i))));
+}
+
+/* y = gelu(x) as llama.cpp's CPU backend computes it. */
+static inline float gelu_ggml(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return gelu_table[qf_f32_to_f16(x)];
 }
 
 static int failed_matmul(int rc, const qf_weight *w, qf_err *err) {
@@ -308,7 +340,9 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
     const int64_t H = hp->n_head, Hkv = hp->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
     const int64_t N = c->n_ctx, P = c->n_past;
     const int64_t group = H / Hkv; /* query heads per KV head */
-    const float scale = 1.0f / sqrtf((float)Dk);
+    const float scale = hp->kq_scale, cap = hp->attn_softcap;
+    /* Gemma 2: even layers see only the last n_swa positions */
+    const int64_t window = hp->n_swa > 0 && layer % 2 == 0 ? hp->n_swa : 0;
     const float *Kl = c->k_cache + layer * Hkv * Dk * N; /* [Hkv][Dk][N] */
     const float *Vl = c->v_cache + layer * Hkv * N * Dv; /* [Hkv][N][Dv] */
     int failed = 0;
@@ -339,20 +373,23 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
             const float *Vh = Vl + kvh * N * Dv;
             float *out = c->att + t * H * Dv + h * Dv;
 
-            /* s[j] = q . k_j / sqrt(Dk) */
+            /* s[j] = q . k_j * scale, soft-capped; keys before j0 are outside the window */
             row_times_matrix(q, Kt, N, Dk, n_keys, s); /* s[j] = q . k_j */
+            const int64_t j0 = window && n_keys > window ? n_keys - window : 0;
             float mx = -INFINITY;
-            for (int64_t j = 0; j < n_keys; j++) {
+            for (int64_t j = j0; j < n_keys; j++) {
                 s[j] *= scale;
+                if (cap > 0.0f) s[j] = tanhf(s[j] * (1.0f / cap)) * cap;
                 if (s[j] > mx) mx = s[j];
             }
             /* softmax with the max subtracted; sum in double */
-            for (int64_t j = 0; j < n_keys; j++) s[j] = expf(s[j] - mx);
+            for (int64_t j = 0; j < j0; j++) s[j] = 0.0f;
+            for (int64_t j = j0; j < n_keys; j++) s[j] = expf(s[j] - mx);
             double sum = 0.0; /* a separate loop: no sum kept live across expf calls */
-            for (int64_t j = 0; j < n_keys; j++) sum += s[j];
+            for (int64_t j = j0; j < n_keys; j++) sum += s[j];
             const float inv = (float)(1.0 / sum);
             /* p_j = s_j / sum; out = sum_j p_j v_j */
-            for (int64_t j = 0; j < n_keys; j++) s[j] *= inv;
+            for (int64_t j = j0; j < n_keys; j++) s[j] *= inv;
             if (c->kv_f16) round_f16_row(s, n_keys);
             row_times_matrix(s, Vh, Dv, n_keys, Dv, out); /* out = sum_j p_j v_j */
         }
@@ -360,6 +397,16 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
         free(q16);
     }
     return failed ? QF_ENOMEM : 0;
+}
+
+/* x[E] += sub-block output y[E]: y is first normed by `post` (when the
+ * layer has it) and scaled by residual_scale (when not 1). y is clobbered. */
+static void residual_add(float *x, float *y, const qf_weight *post, const qf_hparams *hp) {
+    const int64_t E = hp->n_embd;
+    if (post->data) rmsnorm(y, y, post->data, E, hp->norm_eps);
+    if (hp->residual_scale != 1.0f)
+        for (int64_t i = 0; i < E; i++) y[i] *= hp->residual_scale;
+    for (int64_t i = 0; i < E; i++) x[i] += y[i];
 }
 
 /* One transformer block on c->x [T, E] in place (tokens at positions
@@ -389,6 +436,8 @@ static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_
             for (int64_t h = 0; h < Hkv; h++) rmsnorm(kt + h * Dk, kt + h * Dk, L->k_norm.data, Dk, hp->norm_eps);
         for (int64_t h = 0; h < H; h++) rope_head(c, qt + h * Dk, P + t);
         for (int64_t h = 0; h < Hkv; h++) rope_head(c, kt + h * Dk, P + t);
+        if (hp->q_scale != 1.0f) /* gemma: the query is scaled, not the scores */
+            for (int64_t i = 0; i < H * Dk; i++) qt[i] *= hp->q_scale;
     }
     /* append k (transposed) and v to the cache */
     float *Kl = c->k_cache + l * Hkv * Dk * N, *Vl = c->v_cache + l * Hkv * N * Dv;
@@ -408,21 +457,23 @@ static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_
     /* x += att Wo^T, then the feed-forward block (SwiGLU) */
 #pragma omp parallel for schedule(static) PAR(T * E)
     for (int64_t t = 0; t < T; t++) {
-        for (int64_t i = t * E; i < (t + 1) * E; i++) c->x[i] += c->proj[i];
+        residual_add(c->x + t * E, c->proj + t * E, &L->post_attn_norm, hp);
         rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
     }
     if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
     if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
+    if (hp->ffn_act == QF_FFN_GELU) pthread_once(&gelu_once, gelu_table_fill);
 #pragma omp parallel for schedule(static) PAR(T * F)
     for (int64_t t = 0; t < T; t++) {
         for (int64_t i = t * F; i < (t + 1) * F; i++) {
             const float g = c->gate[i];
-            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
+            if (hp->ffn_act == QF_FFN_GELU) c->gate[i] = gelu_ggml(g) * c->up[i]; /* gelu(g) * u */
+            else c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
         }
     }
     if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
 #pragma omp parallel for schedule(static) PAR(T * E)
-    for (int64_t i = 0; i < T * E; i++) c->x[i] += c->proj[i];
+    for (int64_t t = 0; t < T; t++) residual_add(c->x + t * E, c->proj + t * E, &L->post_ffw_norm, hp);
     return 0;
 }
 
@@ -462,6 +513,8 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
             return qf_set_err(err, QF_EINVAL, "token id %d out of range (vocabulary %lld)", tokens[t], (long long)V);
         if (qf_weight_row(&m->tok_embd, tokens[t], c->x + t * E) < 0)
             return qf_set_err(err, QF_EUNSUPPORTED, "cannot read row of '%s'", m->tok_embd.name);
+        if (hp->embd_scale != 1.0f)
+            for (int64_t i = 0; i < E; i++) c->x[t * E + i] *= hp->embd_scale;
     }
 
     for (int64_t l = 0; l < hp->n_layer; l++)
@@ -474,6 +527,16 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         for (int64_t t = 0; t < n_out; t++)
             rmsnorm(c->xb + t * E, c->x + (out_first + t) * E, m->output_norm.data, E, hp->norm_eps);
         if ((rc = matmul(c, -1, &m->output, c->xb, n_out, logits, err)) < 0) return rc; /* [n_out, V] */
+        if (hp->logit_scale != 1.0f || hp->final_softcap > 0.0f) {
+            const float inv_scale = 1.0f / hp->logit_scale, cap = hp->final_softcap;
+#pragma omp parallel for schedule(static) PAR(n_out * V)
+            for (int64_t i = 0; i < n_out * V; i++) {
+                float y = logits[i];
+                if (hp->logit_scale != 1.0f) y *= inv_scale;
+                if (cap > 0.0f) y = tanhf(y * (1.0f / cap)) * cap;
+                logits[i] = y;
+            }
+        }
     }
     c->n_past += T;
     return 0;

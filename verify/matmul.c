@@ -314,6 +314,44 @@ static void tile_product16(const float *x, int64_t T, const float *panels, int64
 }
 #endif /* QF_MATMUL_AVX512 */
 
+#ifdef QF_MATMUL_AVX2
+/* Batch 1, F32 or F16 rows: one token against every row, read in place (no
+ * tile packing). The lanes take the same FMAs in the same order as the tiled
+ * kernels (zero-padded last step, then the tinyBLAS lane order), so results
+ * are bit-identical to them. */
+static float gemv_row(uint32_t type, const void *src, const float *x, int64_t n) {
+    const int64_t full = n / 8 * 8;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t k = 0;
+    if (type == GGML_TYPE_F16) {
+        const uint16_t *h = src;
+        for (; k < full; k += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + k))), acc);
+    } else {
+        const float *f = src;
+        for (; k < full; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(f + k), acc);
+    }
+    if (k < n) {
+        float last[8] = {0};
+        if (type == GGML_TYPE_F16) qf_f16_to_f32_row((const uint16_t *)src + k, last, (size_t)(n - k));
+        else memcpy(last, (const float *)src + k, (size_t)(n - k) * sizeof(float));
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(tail_mask_bits + 8 - (n - k)));
+        acc = _mm256_fmadd_ps(_mm256_maskload_ps(x + k, mask), _mm256_loadu_ps(last), acc);
+    }
+    const __m128 a4 = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc)); /* l0+l4 .. l3+l7 */
+    _Alignas(16) float l[4];
+    _mm_store_ps(l, a4);
+    return (l[0] + l[2]) + (l[1] + l[3]);
+}
+
+/* y[r] = dot(x, row r) for every row of an F32 or F16 weight. */
+static void gemv(const qf_weight *w, const float *x, float *y, int n_threads) {
+    const uint8_t *data = w->data;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t r = 0; r < w->n_out; r++) y[r] = gemv_row(w->type, data + (size_t)r * w->row_bytes, x, w->n_in);
+}
+#endif
+
 float qf_dot_f32(const float *a, const float *b, int64_t n) {
     float y, acc_mem[MAX_NT * MAX_NR * 8];
     kernel(1, 1, a, n, b, n, 0, n, n, acc_mem, &y, 1);
@@ -352,6 +390,12 @@ int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y, int n_thr
     if (T <= 0 || n_out <= 0) return 0;
 
     const int n_threads = qf_threads_for((double)T * (double)n_in * (double)n_out, n_threads_max);
+#ifdef QF_MATMUL_AVX2
+    if (T == 1 && (is_f32 || w->type == GGML_TYPE_F16)) {
+        gemv(w, x, y, n_threads);
+        return 0;
+    }
+#endif
 
     /* Tile: ~256 KiB of F32 weight rows, but small enough that every thread
      * gets rows; a multiple of the kernel's row count keeps it at full width. */

@@ -108,6 +108,19 @@ size_t qf_matmul_q8_work_bytes(uint32_t type, int64_t n_in, int64_t T) {
 /* ------------------------------------------------------------------ */
 /* Weight unpacking */
 
+/* One Q4_K super-block's scales: d, dmin, the 8 6-bit sub-block scales
+ * (each twice: the 16-element groups the kernels use) and the 8 mins. */
+static void q4k_scales(const block_q4_K *x, float *d, float *m, int8_t *sc, int16_t *mins) {
+    *d = qf_f16_to_f32(x->d);
+    *m = qf_f16_to_f32(x->dmin);
+    for (int g = 0; g < 8; g++) {
+        uint8_t s, mn;
+        qf_get_scale_min_k4(g, x->scales, &s, &mn);
+        sc[2 * g] = sc[2 * g + 1] = (int8_t)s;
+        mins[g] = (int16_t)mn;
+    }
+}
+
 /* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
  * AVX2 version below, and the tests check that both matmuls agree bit for bit). */
 static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
@@ -171,14 +184,7 @@ static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
     case GGML_TYPE_Q4_K: {
         const block_q4_K *x = row;
         for (int64_t b = 0; b < n / QK_K; b++) {
-            d[b] = qf_f16_to_f32(x[b].d);
-            m[b] = qf_f16_to_f32(x[b].dmin);
-            for (int g = 0; g < 8; g++) {
-                uint8_t s, mn;
-                qf_get_scale_min_k4(g, x[b].scales, &s, &mn);
-                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
-                mins[8 * b + g] = (int16_t)mn;
-            }
+            q4k_scales(&x[b], d + b, m + b, sc + 16 * b, mins + 8 * b);
             int8_t *qb = q + QK_K * b;
             for (int j = 0; j < 4; j++) /* 64 elements: low nibbles, then high nibbles of 32 bytes */
                 for (int l = 0; l < 32; l++) {
@@ -242,14 +248,7 @@ int qf_unpack_row_q8(uint32_t type, const void *row, int64_t n, int8_t *q, float
         const block_q4_K *x = row;
         const __m256i m4y = _mm256_set1_epi8(0x0F);
         for (int64_t b = 0; b < n / QK_K; b++) {
-            d[b] = qf_f16_to_f32(x[b].d);
-            m[b] = qf_f16_to_f32(x[b].dmin);
-            for (int g = 0; g < 8; g++) {
-                uint8_t s, mn;
-                qf_get_scale_min_k4(g, x[b].scales, &s, &mn);
-                sc[16 * b + 2 * g] = sc[16 * b + 2 * g + 1] = (int8_t)s;
-                mins[8 * b + g] = (int16_t)mn;
-            }
+            q4k_scales(&x[b], d + b, m + b, sc + 16 * b, mins + 8 * b);
             for (int j = 0; j < 4; j++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
                 _mm256_storeu_si256((__m256i *)(q + QK_K * b + 64 * j), _mm256_and_si256(v, m4y));
@@ -578,6 +577,149 @@ static void kernel_q6K(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, c
     KERNEL_SHAPES(kernelK, 1, 0)
 }
 
+/* ---- Batch 1: rows straight from the blocks ----
+ * One token against every row: unpacking a row into the tile costs more than
+ * its dot product, so these read the blocks and unpack in registers. Each is
+ * kernel32/kernelK with NT = NR = 1 on the same integer vectors in the same
+ * order, so the results are bit-identical to the tiled path. */
+
+static inline float h2f(qf_half h) {
+#ifdef __F16C__
+    return _cvtsh_ss(h);
+#else
+    return qf_f16_to_f32(h);
+#endif
+}
+
+/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements. */
+static float gemv_legacy(uint32_t type, const void *row, const uint8_t *a, int64_t n) {
+    const int64_t nb = n / 32;
+    const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + 32 * b));
+        __m256i wq;
+        float wd;
+        if (type == GGML_TYPE_Q8_0) {
+            const block_q8_0 *x = (const block_q8_0 *)row + b;
+            wq = _mm256_loadu_si256((const __m256i *)x->qs);
+            wd = h2f(x->d);
+        } else {
+            const uint8_t *qs = type == GGML_TYPE_Q4_0 ? ((const block_q4_0 *)row + b)->qs : ((const block_q4_1 *)row + b)->qs;
+            const __m128i v = _mm_loadu_si128((const __m128i *)qs);
+            wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+            if (type == GGML_TYPE_Q4_0) {
+                wq = _mm256_sub_epi8(wq, _mm256_set1_epi8(8));
+                wd = h2f(((const block_q4_0 *)row + b)->d);
+            } else {
+                wd = h2f(((const block_q4_1 *)row + b)->d);
+            }
+        }
+        if (type == GGML_TYPE_Q4_1) {
+            const __m256i lanes = dot4(wq, xq);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(wd), _mm256_set1_ps(xd[b])), _mm256_cvtepi32_ps(lanes), acc);
+            summ = summ + h2f(((const block_q4_1 *)row + b)->m) * xs[b];
+        } else {
+            const __m256i lanes = dot4(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(wd), _mm256_set1_ps(xd[b])), _mm256_cvtepi32_ps(lanes), acc);
+        }
+    }
+    const float v = hsum8(acc);
+    return type == GGML_TYPE_Q4_1 ? v + summ : v;
+}
+
+/* The int32 lanes of one 32-element group: unsigned weights wu (the signs
+ * moved onto the activations for a signed type), 16-bit scales sc. */
+static inline __m256i group_dot(__m256i wq, int is_signed, __m256i xq, __m256i sc) {
+    const __m256i wu = is_signed ? _mm256_sign_epi8(wq, wq) : wq;
+    const __m256i p16 = _mm256_maddubs_epi16(wu, is_signed ? _mm256_sign_epi8(xq, wq) : xq);
+    return _mm256_madd_epi16(p16, sc);
+}
+
+/* Q4_K row of n elements (n a multiple of 256) against a Q8_K row. */
+static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const float *xd = (const float *)(a + n);
+    const int16_t *S = (const int16_t *)(a + n + 4 * nb);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t sc[8], mn[8];
+        for (int g = 0; g < 8; g++) qf_get_scale_min_k4(g, x[b].scales, &sc[g], &mn[g]);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) { /* 64 elements: the low, then the high nibbles of 32 bytes */
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
+            const uint8_t *xq = a + QK_K * b + 64 * j;
+            sumi = _mm256_add_epi32(sumi, group_dot(_mm256_and_si256(v, m4), 0, _mm256_loadu_si256((const __m256i *)xq),
+                                                    _mm256_set1_epi16(sc[2 * j])));
+            sumi = _mm256_add_epi32(sumi, group_dot(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 0,
+                                                    _mm256_loadu_si256((const __m256i *)(xq + 32)),
+                                                    _mm256_set1_epi16(sc[2 * j + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+        const float dmin = -(xd[b] * h2f(x[b].dmin));
+        const __m128i mnv = _mm_setr_epi16(mn[0], mn[1], mn[2], mn[3], mn[4], mn[5], mn[6], mn[7]);
+        const __m128i Sv = _mm_loadu_si128((const __m128i *)(S + 8 * b));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mnv, Sv)), accm);
+    }
+    const float v = hsum8(acc);
+    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
+    return v + _mm_cvtss_f32(accm);
+}
+
+/* Q6_K row of n elements against a Q8_K row. */
+static float gemv_q6K(const block_q6_K *x, const uint8_t *a, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const float *xd = (const float *)(a + n);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m3 = _mm256_set1_epi8(0x03);
+    const __m256i off = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) { /* two halves of 128: ql 64 bytes, qh 32 bytes each */
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const int g = 4 * h + k; /* 32-element group in the super-block */
+                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(x[b].scales[2 * g + 1]), _mm_set1_epi16(x[b].scales[2 * g]));
+                const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + QK_K * b + 32 * g));
+                sumi = _mm256_add_epi32(sumi, group_dot(_mm256_sub_epi8(q[k], off), 1, xq, sc));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum8(acc);
+}
+
+static int gemv_supported(uint32_t type) {
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q4_K ||
+           type == GGML_TYPE_Q6_K;
+}
+
+/* y[r] for every row r of w against the one quantized activation row a. */
+static void gemv(const qf_weight *w, const uint8_t *a, float *y, int n_threads) {
+    const int64_t n = w->n_in, n_out = w->n_out;
+    const uint8_t *data = w->data;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t r = 0; r < n_out; r++) {
+        const void *row = data + (size_t)r * w->row_bytes;
+        y[r] = w->type == GGML_TYPE_Q4_K   ? gemv_q4K(row, a, n)
+               : w->type == GGML_TYPE_Q6_K ? gemv_q6K(row, a, n)
+                                           : gemv_legacy(w->type, row, a, n);
+    }
+}
+
 #endif /* QF_Q8_AVX2 */
 
 typedef void (*kernel_fn)(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
@@ -619,6 +761,14 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
 #endif
 
     const int n_threads = qf_threads_for((double)T * (double)n * (double)n_out, n_threads_max);
+#ifdef QF_Q8_AVX2
+    if (T == 1 && gemv_supported(type)) {
+        quantize_act_row(k, has_min(type), x, act, n, 0);
+        gemv(w, act, y, n_threads);
+        free(owned);
+        return 0;
+    }
+#endif
     /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */
     int64_t R = (int64_t)(TILE_BYTES / L.bytes);
     const int64_t per_thread = (n_out + n_threads - 1) / n_threads;

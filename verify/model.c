@@ -14,12 +14,16 @@
 #include "json.h"
 #include "qf_util.h"
 #include "codecs.h"
+#include "numfmt.h"
 
 const char *qf_arch_name(qf_arch arch) {
     switch (arch) {
     case QF_ARCH_LLAMA: return "llama";
     case QF_ARCH_QWEN2: return "qwen2";
     case QF_ARCH_QWEN3: return "qwen3";
+    case QF_ARCH_GEMMA: return "gemma";
+    case QF_ARCH_GEMMA2: return "gemma2";
+    case QF_ARCH_GRANITE: return "granite";
     }
     return "?";
 }
@@ -131,6 +135,13 @@ static uint32_t st_to_ggml(st_dtype d) {
     }
 }
 
+/* The safetensors dtype of GGUF-named tensor `name` of an HF model (ST_F32 if unknown). */
+static st_dtype find_st_dtype(const qf_model *m, const char *name) {
+    for (uint64_t i = 0; i < m->n_hf_tensors; i++)
+        if (strcmp(m->hf_tensors[i].name, name) == 0) return m->hf_tensors[i].t->dtype;
+    return ST_F32;
+}
+
 static int find_view(qf_model *m, const char *name, tensor_view *v) {
     memset(v, 0, sizeof *v);
     if (!m->is_hf) {
@@ -227,6 +238,26 @@ static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64
     return 0;
 }
 
+/* The per-architecture constants once the shape is known (both sources). */
+static void arch_defaults(qf_hparams *hp) {
+    const int gemma = hp->arch == QF_ARCH_GEMMA || hp->arch == QF_ARCH_GEMMA2;
+    hp->ffn_act = gemma ? QF_FFN_GELU : QF_FFN_SILU;
+    hp->embd_scale = gemma ? sqrtf((float)hp->n_embd) : 1.0f;
+    hp->q_scale = gemma ? 1.0f / sqrtf((float)hp->head_dim_k) : 1.0f;
+    hp->kq_scale = gemma ? 1.0f : 1.0f / sqrtf((float)hp->head_dim_k);
+    hp->attn_softcap = hp->final_softcap = 0.0f;
+    hp->residual_scale = hp->logit_scale = 1.0f;
+    hp->n_swa = 0;
+}
+
+/* Granite's attention, embedding, residual and logit multipliers (0 = unset). */
+static void granite_scales(qf_hparams *hp, const float v[4]) {
+    if (v[0] != 0.0f) hp->kq_scale = v[0];
+    if (v[1] != 0.0f) hp->embd_scale = v[1];
+    if (v[2] != 0.0f) hp->residual_scale = v[2];
+    if (v[3] != 0.0f) hp->logit_scale = v[3];
+}
+
 static int read_hparams(qf_model *m, qf_err *err) {
     qf_hparams *hp = &m->hp;
     int rc;
@@ -242,8 +273,15 @@ static int read_hparams(qf_model *m, qf_err *err) {
     } else if (strcmp(arch, "qwen3") == 0) {
         hp->arch = QF_ARCH_QWEN3;
         hp->rope_type = QF_ROPE_NEOX;
+    } else if (strcmp(arch, "gemma") == 0 || strcmp(arch, "gemma2") == 0) {
+        hp->arch = strcmp(arch, "gemma2") == 0 ? QF_ARCH_GEMMA2 : QF_ARCH_GEMMA;
+        hp->rope_type = QF_ROPE_NEOX;
+    } else if (strcmp(arch, "granite") == 0) {
+        hp->arch = QF_ARCH_GRANITE;
+        hp->rope_type = QF_ROPE_NORM;
     } else {
-        rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, qwen3)",
+        rc = qf_set_err(err, QF_EUNSUPPORTED,
+                        "%s: architecture '%s' is not supported (llama, qwen2, qwen3, gemma, gemma2, granite)",
                         m->path, arch);
         free(arch);
         return rc;
@@ -313,6 +351,23 @@ static int read_hparams(qf_model *m, qf_err *err) {
     if (factor != 0.0f && factor != 1.0f) {
         if (!(factor > 0.0f)) return qf_set_err(err, QF_EFORMAT, "%s: bad rope scaling factor", m->path);
         hp->rope_freq_scale = 1.0f / factor;
+    }
+    arch_defaults(hp);
+    if (hp->arch == QF_ARCH_GEMMA2) {
+        /* llama.cpp keys the Q scale on the model size: 46 layers (27B) use n_embd / n_head */
+        if (hp->n_layer == 46) hp->q_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+        hp->attn_softcap = 50.0f;
+        hp->final_softcap = 30.0f;
+        if ((rc = get_hp_f32(m, "attn_logit_softcapping", 0, &hp->attn_softcap, err)) < 0) return rc;
+        if ((rc = get_hp_f32(m, "final_logit_softcapping", 0, &hp->final_softcap, err)) < 0) return rc;
+        if ((rc = get_hp_i64(m, "attention.sliding_window", 1, &hp->n_swa, err)) < 0) return rc;
+    }
+    if (hp->arch == QF_ARCH_GRANITE) {
+        float v[4] = {0, 0, 0, 0};
+        static const char *const keys[4] = {"attention.scale", "embedding_scale", "residual_scale", "logit_scale"};
+        for (int i = 0; i < 4; i++)
+            if ((rc = get_hp_f32(m, keys[i], 0, &v[i], err)) < 0) return rc;
+        granite_scales(hp, v);
     }
     return 0;
 }
@@ -394,6 +449,22 @@ static int check_hparams(qf_model *m, qf_err *err) {
     return 0;
 }
 
+/* An HF Gemma norm holds w for (1 + w): an owned F32 copy with the 1 added
+ * as the converter adds it (F32 sums; an F16 source rounded back to F16). */
+static int gemma_norm_plus_one(qf_model *m, qf_weight *w, qf_err *err) {
+    if (!w->data) return 0;
+    const int f16 = w->name && m->is_hf && find_st_dtype(m, w->name) == ST_F16;
+    float *buf = own(m, malloc((size_t)w->n_in * sizeof(float)));
+    if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
+    memcpy(buf, w->data, (size_t)w->n_in * sizeof(float)); /* 1-D tensors are F32 after bind() */
+    for (int64_t i = 0; i < w->n_in; i++) {
+        buf[i] += 1.0f;
+        if (f16) buf[i] = qf_f16_to_f32(qf_f32_to_f16(buf[i]));
+    }
+    w->data = buf;
+    return 0;
+}
+
 /* Bind every tensor for the hyperparameters in m->hp (both sources). */
 static int bind_all(qf_model *m, qf_err *err) {
     qf_hparams *hp = &m->hp;
@@ -420,6 +491,9 @@ static int bind_all(qf_model *m, qf_err *err) {
     if ((rc = bind(m, &m->tok_embd, "token_embd.weight", E, V, 0, err)) < 0) return rc;
     if ((rc = bind(m, &m->output_norm, "output_norm.weight", E, 0, 0, err)) < 0) return rc;
     if ((rc = bind(m, &m->output, "output.weight", E, V, 1, err)) < 0) return rc;
+    if (m->is_hf && (hp->arch == QF_ARCH_GEMMA || hp->arch == QF_ARCH_GEMMA2) &&
+        (rc = gemma_norm_plus_one(m, &m->output_norm, err)) < 0)
+        return rc;
     if (!m->output.data) {
         m->output = m->tok_embd;
         m->tied_output = 1;
@@ -458,6 +532,13 @@ static int bind_all(qf_model *m, qf_err *err) {
         BIND(ffn_gate, "ffn_gate.weight", E, hp->n_ff, 0);
         BIND(ffn_up, "ffn_up.weight", E, hp->n_ff, 0);
         BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, 0);
+        BIND(post_attn_norm, "post_attention_norm.weight", E, 0, hp->arch != QF_ARCH_GEMMA2);
+        BIND(post_ffw_norm, "post_ffw_norm.weight", E, 0, hp->arch != QF_ARCH_GEMMA2);
+        if (m->is_hf && (hp->arch == QF_ARCH_GEMMA || hp->arch == QF_ARCH_GEMMA2)) {
+            qf_weight *norms[] = {&L->attn_norm, &L->ffn_norm, &L->post_attn_norm, &L->post_ffw_norm};
+            for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++)
+                if ((rc = gemma_norm_plus_one(m, norms[i], err)) < 0) return rc;
+        }
 #undef BIND
     }
     return 0;
@@ -477,6 +558,42 @@ static int load_gguf(qf_model *m, const char *path, qf_err *err) {
 
 /* ---------------- HF directory ---------------- */
 
+/* A number of config.json: absent or null leaves *v; else it must be a number. */
+static int cfg_num(const qf_json *cfg, const char *cfg_path, const char *key, float *v, qf_err *err) {
+    int t = qf_json_find(cfg, 0, key);
+    double d;
+    if (t < 0 || qf_json_is_null(cfg, t)) return 0;
+    if (qf_json_type_of(cfg, t) != QF_JSON_NUMBER || qf_json_get_double(cfg, t, &d, NULL))
+        return qf_set_err(err, QF_EFORMAT, "%s: %s is not a number (line %u)", cfg_path, key, qf_json_line(cfg, t));
+    *v = (float)d;
+    return 0;
+}
+
+/* Gemma 2's query scale, soft-caps and window, Granite's multipliers, from
+ * config.json (HF's semantics; the converter writes the same numbers). */
+static int hf_arch_scales(qf_hparams *hp, const qf_json *cfg, const char *cfg_path, qf_err *err) {
+    int rc;
+    if (hp->arch == QF_ARCH_GEMMA2) {
+        float qpas = (float)hp->head_dim_k, window = 0.0f;
+        if ((rc = cfg_num(cfg, cfg_path, "query_pre_attn_scalar", &qpas, err)) < 0) return rc;
+        if ((rc = cfg_num(cfg, cfg_path, "attn_logit_softcapping", &hp->attn_softcap, err)) < 0) return rc;
+        if ((rc = cfg_num(cfg, cfg_path, "final_logit_softcapping", &hp->final_softcap, err)) < 0) return rc;
+        if ((rc = cfg_num(cfg, cfg_path, "sliding_window", &window, err)) < 0) return rc;
+        if (!(qpas > 0.0f)) return qf_set_err(err, QF_EFORMAT, "%s: query_pre_attn_scalar must be positive", cfg_path);
+        hp->q_scale = 1.0f / sqrtf(qpas);
+        hp->n_swa = window > 0.0f ? (int64_t)window : 0;
+    }
+    if (hp->arch == QF_ARCH_GRANITE) {
+        float v[4] = {0, 0, 0, 0};
+        static const char *const keys[4] = {"attention_multiplier", "embedding_multiplier", "residual_multiplier",
+                                            "logits_scaling"};
+        for (int i = 0; i < 4; i++)
+            if ((rc = cfg_num(cfg, cfg_path, keys[i], &v[i], err)) < 0) return rc;
+        granite_scales(hp, v);
+    }
+    return 0;
+}
+
 /* config.json -> m->hp, the way the converter would write the GGUF keys
  * (convert/convert.c write_common_params + arch hooks) and model.c read them. */
 static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_err *err) {
@@ -491,6 +608,9 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
     if (!strcmp(a->gguf_arch, "llama")) hp->arch = QF_ARCH_LLAMA;
     else if (!strcmp(a->gguf_arch, "qwen2")) hp->arch = QF_ARCH_QWEN2;
     else if (!strcmp(a->gguf_arch, "qwen3")) hp->arch = QF_ARCH_QWEN3;
+    else if (!strcmp(a->gguf_arch, "gemma")) hp->arch = QF_ARCH_GEMMA;
+    else if (!strcmp(a->gguf_arch, "gemma2")) hp->arch = QF_ARCH_GEMMA2;
+    else if (!strcmp(a->gguf_arch, "granite")) hp->arch = QF_ARCH_GRANITE;
     else return qf_set_err(err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported", cfg_path, a->gguf_arch);
     snprintf(hp->arch_name, sizeof hp->arch_name, "%s", a->gguf_arch);
     /* HF keeps Q/K in rotate-half order for every architecture here */
@@ -531,7 +651,11 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
                           "convert the model to GGUF first",
                           cfg_path, rs);
     }
-    if (h.tie_embeddings == 0 && !st_find(&m->st, "lm_head.weight"))
+    arch_defaults(hp);
+    if ((rc = hf_arch_scales(hp, cfg, cfg_path, err)) < 0) return rc;
+    m->hf_embd_in_lm_head = h.tie_embeddings && !st_find(&m->st, "model.embed_tokens.weight") &&
+                            st_find(&m->st, "lm_head.weight");
+    if (h.tie_embeddings == 0 && !(a->flags & QF_ARCH_GEMMA_FAMILY) && !st_find(&m->st, "lm_head.weight"))
         return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor 'lm_head.weight' (config.json: tie_word_embeddings is false)",
                           m->path);
     return 0;
@@ -544,8 +668,7 @@ static int hf_index(qf_model *m, qf_err *err) {
     if (!m->hf_tensors) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
     for (uint64_t i = 0; i < m->st.n_tensors; i++) {
         const st_tensor *t = &m->st.tensors[i];
-        if (qf_ends_with(t->name, ".attention.masked_bias") || qf_ends_with(t->name, ".attention.bias") ||
-            qf_ends_with(t->name, ".rotary_emb.inv_freq"))
+        if (qf_hf_skip_tensor(m->hf_arch, t->name))
             continue; /* buffers, not weights (the converter skips them too) */
         if (m->fp8.kind != QF_FP8_KIND_NONE && qf_fp8_is_scale_name(t->name))
             continue; /* FP8 scales: read with their weight (bind_fp8) */
@@ -560,6 +683,8 @@ static int hf_index(qf_model *m, qf_err *err) {
         if (bid >= m->hp.n_layer)
             return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' is in block %lld but config.json has %lld layers",
                               m->path, t->name, (long long)bid, (long long)m->hp.n_layer);
+        if (m->hf_embd_in_lm_head && strcmp(e->name, "output.weight") == 0)
+            snprintf(e->name, sizeof e->name, "token_embd.weight");
         e->t = t;
         m->n_hf_tensors++;
     }

@@ -22,6 +22,12 @@
  *   llama  - RMSNorm, GQA attention, "normal" RoPE (adjacent pairs), SwiGLU
  *   qwen2  - llama + biases on Q/K/V, NEOX RoPE (rotate halves)
  *   qwen3  - llama + RMSNorm of each Q/K head (attn_q_norm/attn_k_norm), NEOX RoPE
+ *   gemma  - embeddings x sqrt(n_embd), NEOX RoPE, Q pre-scaled, GELU-tanh gated MLP
+ *            (GGUF norms hold 1 + w; an HF directory's w gets the 1 added at load), tied output
+ *   gemma2 - gemma + norms of the attention and MLP outputs (post_attention_norm,
+ *            post_ffw_norm), tanh soft-caps of attention scores and logits, a sliding
+ *            window on even layers
+ *   granite- llama + multipliers: embeddings, attention scale, residual branches, 1/logits
  */
 #ifndef QF_MODEL_H
 #define QF_MODEL_H
@@ -41,7 +47,15 @@ typedef enum qf_arch {
     QF_ARCH_LLAMA = 0,
     QF_ARCH_QWEN2 = 1,
     QF_ARCH_QWEN3 = 2,
+    QF_ARCH_GEMMA = 3,
+    QF_ARCH_GEMMA2 = 4,
+    QF_ARCH_GRANITE = 5,
 } qf_arch;
+
+typedef enum qf_ffn_act {
+    QF_FFN_SILU = 0,     /* SwiGLU: silu(gate) * up */
+    QF_FFN_GELU = 1,     /* GEGLU: gelu_tanh(gate) * up, through llama.cpp's fp16 table (forward.h) */
+} qf_ffn_act;
 
 typedef enum qf_rope_type {
     QF_ROPE_NORM = 0, /* rotate (x[2i], x[2i+1]): ggml "normal" mode, GGUF llama files */
@@ -72,6 +86,8 @@ typedef struct qf_layer {
     qf_weight ffn_gate;   /* [n_embd, n_ff]                         */
     qf_weight ffn_up;     /* [n_embd, n_ff]                         */
     qf_weight ffn_down;   /* [n_ff, n_embd]                         */
+    qf_weight post_attn_norm; /* [n_embd] norm of the attention output (gemma2) */
+    qf_weight post_ffw_norm;  /* [n_embd] norm of the MLP output (gemma2)       */
 } qf_layer;
 
 typedef struct qf_hparams {
@@ -91,6 +107,15 @@ typedef struct qf_hparams {
     float rope_freq_scale; /* 1 / <arch>.rope.scaling.factor for linear scaling, else 1 */
     qf_rope_type rope_type;
     float norm_eps;        /* <arch>.attention.layer_norm_rms_epsilon */
+    qf_ffn_act ffn_act;
+    float embd_scale;      /* x = embed * embd_scale (1: none); gemma sqrt(n_embd), granite embedding_scale */
+    float q_scale;         /* q *= q_scale before the scores (1: none; gemma 1/sqrt(head dim)) */
+    float kq_scale;        /* scores *= kq_scale (1/sqrt(head_dim_k); granite attention.scale; gemma 1) */
+    float attn_softcap;    /* > 0: scores = tanh(scores / cap) * cap (gemma2) */
+    float final_softcap;   /* > 0: the same on the logits (gemma2) */
+    float residual_scale;  /* sub-block outputs scaled before the residual add (1: none; granite) */
+    float logit_scale;     /* logits divided by it (1: none; granite) */
+    int64_t n_swa;         /* > 0: sliding window on layers with swa_even (key j seen iff pos - j < n_swa) */
 } qf_hparams;
 
 typedef struct qf_model {
@@ -102,6 +127,7 @@ typedef struct qf_model {
     char *hf_dir;
     const struct qf_hf_arch *hf_arch;
     struct qf_hf_tensor *hf_tensors; /* GGUF name -> safetensors tensor */
+    int hf_embd_in_lm_head; /* tied embeddings stored only as lm_head.weight: it is token_embd */
     uint64_t n_hf_tensors;
     qf_fp8_config fp8;     /* HF model: its quantization_config (FP8 weights are dequantized
                             * to F32 at load, see docs/formats.md "FP8 checkpoints") */

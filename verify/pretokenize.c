@@ -4,7 +4,7 @@
  *   - \s is the Unicode White_Space property (std::regex sees ASCII white
  *     space, and llama.cpp rewrites every non-ASCII White_Space code point to
  *     U+000B before matching);
- *   - \p{L}, \p{N}, \p{P} are the General_Category major classes;
+ *   - \p{L}, \p{N}, \p{P}, \p{M}, \p{S} are the General_Category major classes;
  *   - literal code point classes (deepseek ranges) are tested on the text
  *     after that White_Space rewrite, so e.g. U+3000 never matches "　-。".
  * Matching is leftmost-first, like ECMAScript regex search: at each start
@@ -26,6 +26,8 @@ enum rule_kind {
                          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+   (D = digits) */
     RULE_CLASS,       /* <prefix>?<class><rep> */
     RULE_TRAILING_WS, /* \s+$ */
+    RULE_TEKKEN,      /* llama.cpp's rewrite of tekken's regex, see match_tekken */
+    RULE_DEEPSEEK3,   /* deepseek-v3's third regex, see match_deepseek3 */
 };
 
 enum char_class {
@@ -40,10 +42,11 @@ enum char_class {
     CLS_DS_PUNCT,    /* [!-/:-~！-／：-～‘-‟　-。] */
     CLS_CJK,         /* [一-龥ࠀ-一가-퟿] */
     CLS_BLOOM,       /* [^(\s|.,!?…。，、।۔،)] */
+    CLS_DS3_CJK,     /* [一-龥぀-ゟ゠-ヿ] (deepseek-v3: CJK ideographs, hiragana, katakana) */
 };
 
 enum prefix { PREFIX_NONE, PREFIX_OPT_WS /* \s? */, PREFIX_OPT_SPACE /* " ?" */ };
-enum rep { REP_ONE, REP_PLUS, REP_THREE };
+enum rep { REP_ONE, REP_PLUS, REP_THREE, REP_UPTO3 /* {1,3} */ };
 
 typedef struct rule {
     unsigned char kind, cls, prefix, rep, digits;
@@ -63,6 +66,8 @@ struct qf_pretok {
 #define LLAMA3(d) {RULE_LLAMA3, 0, 0, 0, (d)}
 #define CLASS(c, p, r) {RULE_CLASS, (c), (p), (r), 0}
 #define TRAILING_WS {RULE_TRAILING_WS, 0, 0, 0, 0}
+#define TEKKEN {RULE_TEKKEN, 0, 0, 0, 0}
+#define DEEPSEEK3 {RULE_DEEPSEEK3, 0, 0, 0, 0}
 
 /* From llama.cpp's llama-vocab.cpp (pre-type names, regex lists, flags) at
  * commit c392e50, the version whose test vectors tests/unit checks. */
@@ -91,11 +96,13 @@ static const qf_pretok k_pretoks[] = {
     {{"roberta-bpe"}, 1, {GPT2}, 0, 0, 0},
     {{"bloom", "poro-chat", "gpt3-finnish"}, 1, {CLASS(CLS_BLOOM, PREFIX_OPT_SPACE, REP_PLUS)}, 0, 0, 0},
     {{"viking"}, 2, {CLASS(CLS_BLOOM, PREFIX_OPT_SPACE, REP_PLUS), CLASS(CLS_NUMBER, PREFIX_NONE, REP_ONE)}, 0, 0, 0},
+    {{"tekken"}, 1, {TEKKEN}, 1, 1, 0},
+    {{"deepseek-v3"}, 3,
+     {CLASS(CLS_NUMBER, PREFIX_NONE, REP_UPTO3), CLASS(CLS_DS3_CJK, PREFIX_NONE, REP_PLUS), DEEPSEEK3}, 0, 0, 0},
 };
 
-/* Pre-tokenizers llama.cpp knows but whose regexes need features (lookahead
- * inside repetitions, \p{M}/\p{S} classes, alternation groups) not matched here. */
-static const char *const k_unsupported[] = {"deepseek-v3", "tekken", "chameleon"};
+/* Pre-tokenizers llama.cpp knows that are not matched here. */
+static const char *const k_unsupported[] = {"chameleon"};
 
 const qf_pretok *qf_pretok_find(const char *name, int *status) {
     if (!name || !*name) name = "default";
@@ -148,6 +155,7 @@ static const cp_range k_ds_punct[] = {
     {0x21, 0x2F}, {0x3A, 0x7E}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002},
 };
 static const cp_range k_cjk[] = {{0x4E00, 0x9FA5}, {0x0800, 0x4E00}, {0xAC00, 0xD7FF}};
+static const cp_range k_ds3_cjk[] = {{0x4E00, 0x9FA5}, {0x3040, 0x309F}, {0x30A0, 0x30FF}};
 static const uint32_t k_bloom_stop[] = {'(', '|', '.', ',', '!', '?', 0x2026, 0x3002, 0xFF0C, 0x3001,
                                         0x0964, 0x06D4, 0x060C, ')'};
 
@@ -185,6 +193,9 @@ static int in_class(int cls, uint32_t c) {
     case CLS_CJK:
         if (c < 0x800) return 0;
         return in_ranges(regex_view(c), k_cjk, sizeof k_cjk / sizeof k_cjk[0]);
+    case CLS_DS3_CJK:
+        if (c < 0x3040) return 0;
+        return in_ranges(c, k_ds3_cjk, sizeof k_ds3_cjk / sizeof k_ds3_cjk[0]);
     case CLS_BLOOM:
         if (qf_unicode_is_whitespace(c)) return 0;
         for (size_t i = 0; i < sizeof k_bloom_stop / sizeof k_bloom_stop[0]; i++)
@@ -345,6 +356,9 @@ static void split_class(const uint32_t *cp, size_t lo, size_t hi, const rule *r,
             else if (r->rep == REP_PLUS) {
                 end = body + 1;
                 while (end < hi && in_class(r->cls, cp[end])) end++;
+            } else if (r->rep == REP_UPTO3) {
+                end = body + 1;
+                while (end < hi && end < body + 3 && in_class(r->cls, cp[end])) end++;
             } else if (body + 2 < hi && in_class(r->cls, cp[body + 1]) && in_class(r->cls, cp[body + 2])) {
                 end = body + 3;
             }
@@ -355,6 +369,127 @@ static void split_class(const uint32_t *cp, size_t lo, size_t hi, const rule *r,
         pos = end;
     }
     cut(c, hi);
+}
+
+/* ---- regexes matched one alternative at a time ---------------------------------
+ * llama.cpp runs tekken's and deepseek-v3's regexes through std::regex on a
+ * "collapsed" copy of the text: ASCII stays as it is; any other code point
+ * becomes one byte standing for its class (White_Space -> \v, else the byte
+ * for L, N, P, M or S, else one for "other"), and each \p{X} of the regex
+ * becomes that byte plus X's ASCII members. So a non-ASCII letter has no
+ * case there: both [^a-z] and [^A-Z] accept it. Each match_* returns the
+ * end of the match at pos, or pos when nothing matches there. */
+
+typedef size_t (*match_fn)(const uint32_t *cp, size_t pos, size_t hi);
+
+/* Leftmost-first search of m through [lo, hi): matches and gaps become pieces. */
+static void split_matches(const uint32_t *cp, size_t lo, size_t hi, match_fn m, cutter *c) {
+    size_t pos = lo;
+    while (pos < hi) {
+        size_t end = m(cp, pos, hi);
+        if (end <= pos) { pos++; continue; }
+        cut(c, pos);
+        cut(c, end);
+        pos = end;
+    }
+}
+
+/* \s*[\r\n]+|\s+(?!\S)|\s+ at pos. */
+static size_t match_ws_tail(const uint32_t *cp, size_t pos, size_t hi) {
+    size_t n_ws = 0, crlf_end = 0;
+    while (FL(pos + n_ws) & QF_UF_WHITESPACE) {
+        if (cp[pos + n_ws] == '\r' || cp[pos + n_ws] == '\n') crlf_end = pos + n_ws + 1;
+        n_ws++;
+    }
+    if (crlf_end) return crlf_end;                          /* \s*[\r\n]+: up to the last line break */
+    if (n_ws > 1 && pos + n_ws < hi) return pos + n_ws - 1; /* \s+(?!\S): the last blank starts the next word */
+    return pos + n_ws;                                      /* \s+ (or no match) */
+}
+
+static int ascii_alpha(uint32_t c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+
+/* tekken's "upper" [^a-z] and "lower" [^A-Z] letters; other scripts count as both. */
+static int tk_upper(uint32_t c, unsigned f) { return (f & QF_UF_LETTER) && !(c >= 'a' && c <= 'z'); }
+static int tk_lower(uint32_t c, unsigned f) { return (f & QF_UF_LETTER) && !(c >= 'A' && c <= 'Z'); }
+
+/* End of U*L+ | U+L* from the letter at s (U = tk_upper, L = tk_lower), with
+ * the backtracking of U* that gives the regex's answer: when no ASCII lower
+ * case follows the U run, U*L+ ends just after the run's last caseless letter. */
+static size_t tekken_word_end(const uint32_t *cp, size_t s, size_t hi) {
+    size_t k = s, last_caseless = SIZE_MAX;
+    while (tk_upper(CP(k), FL(k))) {
+        if (cp[k] >= 0x80) last_caseless = k;
+        k++;
+    }
+    if (CP(k) >= 'a' && CP(k) <= 'z') {
+        while (tk_lower(CP(k), FL(k))) k++;
+        return k;
+    }
+    return last_caseless != SIZE_MAX ? last_caseless + 1 : k;
+}
+
+/* llama.cpp's tekken regex (the tokenizer.json one with \p{Lu}.. classes
+ * rewritten as lookaheads over [^a-z] / [^A-Z]):
+ *   [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+
+ *   |[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*
+ *   |\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static size_t match_tekken(const uint32_t *cp, size_t pos, size_t hi) {
+    const unsigned LNW = QF_UF_LETTER | QF_UF_NUMBER | QF_UF_WHITESPACE;
+    uint32_t ch = cp[pos];
+    unsigned f = FL(pos);
+    if (f & QF_UF_LETTER) return tekken_word_end(cp, pos, hi);
+    if (!(f & QF_UF_NUMBER) && ch != '\r' && ch != '\n' && (FL(pos + 1) & QF_UF_LETTER))
+        return tekken_word_end(cp, pos + 1, hi); /* one leading non-letter joins the word */
+    if (f & QF_UF_NUMBER) return pos + 1;
+    size_t b = pos + (ch == ' ' && FL(pos + 1) && !(FL(pos + 1) & LNW));
+    if (!(FL(b) & LNW) && FL(b)) {
+        size_t e = b + 1;
+        while (FL(e) && !(FL(e) & LNW)) e++;
+        while (CP(e) == '\r' || CP(e) == '\n' || CP(e) == '/') e++;
+        return e;
+    }
+    return match_ws_tail(cp, pos, hi);
+}
+
+/* \p{P} or \p{S} in deepseek-v3's collapsed regex: for ASCII the members
+ * llama.cpp lists, which leave out '~'. */
+static int ds3_punct_sym(uint32_t c, unsigned f) {
+    if (c < 0x80) return c > 0x20 && c < 0x7E && !ascii_alpha(c) && !(c >= '0' && c <= '9');
+    return !(f & QF_UF_WHITESPACE) && (f & (QF_UF_PUNCT | QF_UF_SYMBOL));
+}
+
+static int ds3_letter_mark(uint32_t c, unsigned f) {
+    return !(f & QF_UF_WHITESPACE) && (f & (QF_UF_LETTER | QF_UF_MARK));
+}
+
+/* deepseek-v3's third regex:
+ *   [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+
+ *   | ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * (digits and CJK were cut out by the two regexes before it). */
+static size_t match_deepseek3(const uint32_t *cp, size_t pos, size_t hi) {
+    uint32_t ch = cp[pos];
+    unsigned f = FL(pos);
+    if (ch > 0x20 && ch < 0x7F && !ascii_alpha(ch) && !(ch >= '0' && ch <= '9') && ascii_alpha(CP(pos + 1))) {
+        size_t e = pos + 2;
+        while (ascii_alpha(CP(e))) e++;
+        return e;
+    }
+    size_t s = pos;
+    if (!(f & QF_UF_LETTER) && !ds3_punct_sym(ch, f) && ch != '\r' && ch != '\n' && ds3_letter_mark(CP(pos + 1), FL(pos + 1)))
+        s = pos + 1; /* one leading character joins the word */
+    if (ds3_letter_mark(CP(s), FL(s))) {
+        size_t e = s + 1;
+        while (ds3_letter_mark(CP(e), FL(e))) e++;
+        return e;
+    }
+    size_t b = pos + (ch == ' ' && ds3_punct_sym(CP(pos + 1), FL(pos + 1)));
+    if (ds3_punct_sym(CP(b), FL(b)) && b < hi) {
+        size_t e = b + 1;
+        while (ds3_punct_sym(CP(e), FL(e)) && e < hi) e++;
+        while (CP(e) == '\r' || CP(e) == '\n') e++;
+        return e;
+    }
+    return match_ws_tail(cp, pos, hi);
 }
 
 static void split_trailing_ws(const uint32_t *cp, size_t lo, size_t hi, cutter *c) {
@@ -382,6 +517,8 @@ int qf_pretok_split(const qf_pretok *p, const uint32_t *cp, size_t n, qf_seglist
             case RULE_GPT2: split_gpt2(cp, lo, hi, &c); break;
             case RULE_LLAMA3: split_llama3(cp, lo, hi, r->digits, &c); break;
             case RULE_CLASS: split_class(cp, lo, hi, r, &c); break;
+            case RULE_TEKKEN: split_matches(cp, lo, hi, match_tekken, &c); break;
+            case RULE_DEEPSEEK3: split_matches(cp, lo, hi, match_deepseek3, &c); break;
             default: split_trailing_ws(cp, lo, hi, &c); break;
             }
             cut(&c, hi); /* anything after the last match is a piece too */

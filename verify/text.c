@@ -61,8 +61,9 @@ int qf_text_init_model(qf_text *tx, const qf_model *m, qf_err *err) {
     }
     /* What the converter writes (convert/convert.c write_vocab): the space
      * prefix flag only for llama-style tokenizers, and llama.cpp's "granite
-     * small models never add BOS" rule. */
-    if (!(m->hf_arch->flags & QF_ARCH_SPACE_PREFIX)) t->vocab.add_space_prefix = -1;
+     * small models never add BOS" rule; the Gemma family writes false. */
+    if (m->hf_arch->flags & QF_ARCH_GEMMA_FAMILY) t->vocab.add_space_prefix = 0;
+    else if (!(m->hf_arch->flags & QF_ARCH_SPACE_PREFIX)) t->vocab.add_space_prefix = -1;
     else if (m->hp.n_vocab == 49152) t->vocab.add_bos = 0;
     return init_from_vocab(tx, t, err);
 }

@@ -110,6 +110,8 @@ struct qf_tokenizer {
     const qf_pretok *pre; /* BPE only */
     int32_t bos, eos, unk;
     int add_bos, add_eos, add_space_prefix, ignore_merges;
+    int hf;                /* SPM vocabulary run with HF tokenizers' BPE rules (v->hf) */
+    int32_t hf_byte[256];  /* HF byte fallback: "<0xXX>" -> id, -1 if none */
     uint8_t *attr;         /* n_tokens */
     hmap tokens;           /* text -> id (last id wins, as in llama.cpp) */
     hmap merges;           /* "a b" -> rank (first line wins) */
@@ -322,6 +324,22 @@ qf_tokenizer *qf_tokenizer_create(const qf_vocab *v, qf_err *err) {
 
     retype_control_looking(t);
 
+    t->hf = t->kind == QF_TOKENIZER_SPM && v->hf.enabled;
+    if (t->hf) {
+        /* HF keeps the last of duplicate merges (a map built in order) */
+        if (hmap_init(&t->merges, v->n_merges)) goto nomem;
+        for (uint32_t i = 0; i < v->n_merges; i++) {
+            const char *m = v->merges[i];
+            const char *sp = m[0] ? strchr(m + 1, ' ') : NULL;
+            if (sp) hmap_put(&t->merges, m, (uint32_t)strlen(m), (uint32_t)(sp - m), (int32_t)i, 1);
+        }
+        for (int b = 0; b < 256; b++) {
+            static const char digits[] = "0123456789ABCDEF";
+            char hex[6] = {'<', '0', 'x', digits[b >> 4], digits[b & 15], '>'};
+            t->hf_byte[b] = hmap_get(&t->tokens, hex, 6);
+        }
+        t->unk = v->hf.unk_id >= 0 && v->hf.unk_id < v->n_tokens ? (int32_t)v->hf.unk_id : -1;
+    }
     if (t->kind == QF_TOKENIZER_BPE) {
         if (hmap_init(&t->merges, v->n_merges)) goto nomem;
         for (uint32_t i = 0; i < v->n_merges; i++) {
@@ -398,6 +416,7 @@ static void chars_push(char_buf *b, const char *s, size_t n) {
 typedef struct symbol {
     uint32_t off, n; /* bytes in the session text; n == 0 once merged away */
     int32_t prev, next;
+    int32_t id;      /* HF: a fixed token (byte fallback, unk) that never merges; -1 otherwise */
 } symbol;
 
 typedef struct bigram {
@@ -478,6 +497,7 @@ static int make_symbols(session *s, size_t len) {
         y->off = (uint32_t)off;
         y->n = (uint32_t)n;
         y->prev = (int32_t)s->n_sym - 1;
+        y->id = -1;
         off += n;
         y->next = off == len ? -1 : (int32_t)s->n_sym + 1;
         s->n_sym++;
@@ -561,6 +581,129 @@ static void spm_fragment(session *s, char_buf *buf, const char *frag, size_t len
             if (b >= 0) ids_push(out, b);
         }
     }
+}
+
+
+/* ---- SentencePiece-style BPE with HF tokenizers' rules ---------------------------- */
+
+/* HF: the pair merges when "a b" is a merge line; fixed tokens never merge. */
+static void hf_try_pair(session *s, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return;
+    const symbol *a = &s->sym[left], *b = &s->sym[right];
+    if (a->id >= 0 || b->id >= 0) return;
+    int32_t rank = merge_rank(&s->t->merges, s->text + a->off, a->n, s->text + b->off, b->n);
+    if (rank < 0) return;
+    bigram g = {left, right, -(float)rank, a->n + b->n};
+    heap_push(s, g);
+}
+
+/* Append a symbol (bytes [off, off+n) of s->word, or the fixed token id) to
+ * the list; fails only on memory. */
+static int hf_push_symbol(session *s, uint32_t off, uint32_t n, int32_t id) {
+    if (s->n_sym == s->cap_sym) {
+        size_t cap = s->cap_sym ? 2 * s->cap_sym : 64;
+        symbol *p = realloc(s->sym, cap * sizeof *p);
+        if (!p) return QF_ENOMEM;
+        s->sym = p;
+        s->cap_sym = cap;
+    }
+    symbol *y = &s->sym[s->n_sym];
+    *y = (symbol){off, n, (int32_t)s->n_sym - 1, -1, id};
+    if (s->n_sym) s->sym[s->n_sym - 1].next = (int32_t)s->n_sym;
+    s->n_sym++;
+    return 0;
+}
+
+/* The initial symbols of word w[0..n) as HF's BPE makes them: each character
+ * that is a token; else its <0xXX> tokens (byte_fallback, all bytes needed);
+ * else unk, one per run of unknown characters with fuse_unk. A pending unk is
+ * emitted when the next known character comes (byte fallback does not flush
+ * it, as in HF). Known characters are copied to s->word so that neighbours
+ * stay contiguous there. */
+static int hf_symbols(session *s, const char *w, size_t n) {
+    const qf_tokenizer *t = s->t;
+    int32_t unk_pending = 0;
+    int rc = 0;
+    s->word.n = 0;
+    s->n_sym = 0;
+    s->n_heap = 0;
+    for (size_t off = 0; off < n && !rc;) {
+        size_t cl = qf_utf8_len((unsigned char)w[off]);
+        if (cl > n - off) cl = n - off;
+        const char *c = w + off;
+        off += cl;
+        if (hmap_get(&t->tokens, c, cl) >= 0) {
+            if (unk_pending) rc = hf_push_symbol(s, (uint32_t)s->word.n, 1, t->unk);
+            unk_pending = 0;
+            if (!rc) rc = hf_push_symbol(s, (uint32_t)s->word.n, (uint32_t)cl, -1);
+            chars_push(&s->word, c, cl);
+            continue;
+        }
+        int bytes_ok = t->v->hf.byte_fallback;
+        for (size_t k = 0; k < cl && bytes_ok; k++) bytes_ok = t->hf_byte[(unsigned char)c[k]] >= 0;
+        if (bytes_ok) {
+            for (size_t k = 0; k < cl && !rc; k++) rc = hf_push_symbol(s, (uint32_t)s->word.n, 1, t->hf_byte[(unsigned char)c[k]]);
+            continue;
+        }
+        if (t->unk < 0) continue;   /* no unk token: the character is dropped */
+        if (unk_pending && !t->v->hf.fuse_unk) rc = hf_push_symbol(s, (uint32_t)s->word.n, 1, t->unk);
+        unk_pending = 1;
+    }
+    if (!rc && unk_pending) rc = hf_push_symbol(s, (uint32_t)s->word.n, 1, t->unk);
+    if (!rc && s->word.err) rc = s->word.err;
+    s->text = s->word.p;
+    return rc;
+}
+
+/* BPE of one word w[0..n) with HF's rules, ids appended to out; s->err set
+ * on failure (memory). */
+static void hf_word(session *s, const char *w, size_t n, ids_buf *out) {
+    const qf_tokenizer *t = s->t;
+    if (n == 0) return;
+    if (t->v->hf.ignore_merges) {
+        int32_t id = hmap_get(&t->tokens, w, n);
+        if (id >= 0) { ids_push(out, id); return; }
+    }
+    int rc = hf_symbols(s, w, n);
+    if (rc) { s->err = rc; return; }
+    run_merges(s, hf_try_pair);
+    if (s->err) return;
+    for (int32_t i = s->n_sym ? 0 : -1; i >= 0; i = s->sym[i].next) {
+        const symbol *y = &s->sym[i];
+        int32_t id = y->id >= 0 ? y->id : hmap_get(&t->tokens, s->text + y->off, y->n);
+        if (id < 0) id = t->unk;   /* a merge whose result is no token (HF refuses such files) */
+        if (id >= 0) ids_push(out, id);
+    }
+}
+
+/* Normalize a text piece as the tokenizer.json says (spaces -> U+2581, the
+ * prepend rule; `first`: the piece starts the text), split it into words
+ * (Metaspace split: each U+2581 starts one) and run BPE on each. */
+static void hf_fragment(session *s, char_buf *buf, const char *frag, size_t len, int first, ids_buf *out) {
+    const qf_hf_bpe *hf = &s->t->v->hf;
+    buf->n = 0;
+    if (len == 0) return;
+    int lead_space = frag[0] == ' ' || (len >= 3 && memcmp(frag, "\xE2\x96\x81", 3) == 0);
+    if (hf->prepend == QF_HF_PREPEND_ALWAYS || (hf->prepend == QF_HF_PREPEND_META && !lead_space) ||
+        (hf->prepend == QF_HF_PREPEND_META_FIRST && first && !lead_space))
+        chars_push(buf, "\xE2\x96\x81", 3);
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (frag[i] != ' ') continue;
+        chars_push(buf, frag + run, i - run);
+        chars_push(buf, "\xE2\x96\x81", 3);
+        run = i + 1;
+    }
+    chars_push(buf, frag + run, len - run);
+    if (buf->err) { s->err = buf->err; return; }
+    size_t start = 0;
+    for (size_t i = 1; hf->split && i + 3 <= buf->n && !s->err; i++) {
+        if (memcmp(buf->p + i, "\xE2\x96\x81", 3) != 0) continue;
+        hf_word(s, buf->p + start, i - start, out);
+        start = i;
+        i += 2;
+    }
+    if (!s->err) hf_word(s, buf->p + start, buf->n - start, out);
 }
 
 /* ---- BPE ------------------------------------------------------------------------ */
@@ -747,7 +890,8 @@ int qf_tokenize(const qf_tokenizer *t, const char *text, size_t len, int add_spe
             prev_special = 1;
             continue;
         }
-        if (t->kind == QF_TOKENIZER_SPM) spm_fragment(&s, &buf, text + f->off, f->len, t->add_space_prefix && prev_special, &ids);
+        if (t->hf) hf_fragment(&s, &buf, text + f->off, f->len, f->off == 0, &ids);
+        else if (t->kind == QF_TOKENIZER_SPM) spm_fragment(&s, &buf, text + f->off, f->len, t->add_space_prefix && prev_special, &ids);
         else bpe_fragment(&s, text + f->off, f->len, &ids);
         prev_special = 0;
     }

@@ -21,11 +21,11 @@ for t in $TOOLS; do
      && printf '%s' "$out" | grep -q '^built with: ' && printf '%s' "$out" | grep -q '^compiled for: '; then
     pass "$t-version"
   else fail "$t-version" "exit $rc: $out"; fi
-  # the passive wait unless the user chose a policy (qf_cli_wait_policy)
+  # a bounded spin unless the user chose a policy (qf_cli_wait_policy)
   w1=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$b" --version | grep '^openmp wait policy: ')
   w2=$(env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=active "$b" --version | grep '^openmp wait policy: ')
   w3=$(env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1000 "$b" --version | grep '^openmp wait policy: ')
-  if [ "$w1" = "openmp wait policy: passive" ] && [ "$w2" = "openmp wait policy: active" ] \
+  if [ "$w1" = "openmp wait policy: libgomp default, GOMP_SPINCOUNT=1000" ] && [ "$w2" = "openmp wait policy: active" ] \
      && [ "$w3" = "openmp wait policy: libgomp default, GOMP_SPINCOUNT=1000" ]; then pass "$t-wait-policy"
   else fail "$t-wait-policy" "unset: '$w1'; OMP_WAIT_POLICY=active: '$w2'; GOMP_SPINCOUNT=1000: '$w3'"; fi
   expect_exit "$t-unknown-option" 2 "^qforge-$t: error: unknown option '--bogus=1'" -- "$b" --bogus=1

@@ -300,18 +300,6 @@ static void test_file_type(qf_test *t) {
     CHECK(t, qf_budget_file_type(ts, 3, ch3) == QF_FTYPE_MOSTLY_Q3_K_M, "tie: the lower type id (Q3_K) first");
 }
 
-static void test_parse_size(qf_test *t) {
-    uint64_t v;
-    CHECK(t, qf_budget_parse_size("1000000", &v) == 0 && v == 1000000, "plain");
-    CHECK(t, qf_budget_parse_size("4.2G", &v) == 0 && v == 4509715661ull, "%llu", (unsigned long long)v);
-    CHECK(t, qf_budget_parse_size("24GiB", &v) == 0 && v == 24ull << 30, "GiB");
-    CHECK(t, qf_budget_parse_size("4GB", &v) == 0 && v == 4000000000ull, "GB");
-    CHECK(t, qf_budget_parse_size("512M", &v) == 0 && v == 512ull << 20, "M");
-    CHECK(t, qf_budget_parse_size("12x", &v) == QF_EINVAL && qf_budget_parse_size("", &v) == QF_EINVAL &&
-                 qf_budget_parse_size("-1G", &v) == QF_EINVAL && qf_budget_parse_size("nanG", &v) == QF_EINVAL,
-          "bad sizes");
-}
-
 /* On stories260K: every tensor has candidates in bytes order; the error falls
  * as the bits rise within the legacy types (Q4_0 > Q5_0 > Q8_0, Q4_1 > Q5_1 >
  * Q8_0) and the K-quants where the rows fit them (Q2_K > .. > Q6_K > Q8_0);
@@ -372,4 +360,4 @@ static void test_measure_stories260k(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_allocator_vs_brute_force, test_allocator_exact_at_lagrangian_budgets, test_allocator_degenerate,
-             test_cache_round_trip, test_cache_corrupt, test_file_type, test_parse_size, test_measure_stories260k)
+             test_cache_round_trip, test_cache_corrupt, test_file_type, test_measure_stories260k)

@@ -1,5 +1,5 @@
-/* cli_test - the programs' shared helpers: option splitting, thread counts
- * and the one parallelisation threshold. */
+/* cli_test - the programs' shared helpers: option splitting, byte counts,
+ * thread counts and the one parallelisation threshold. */
 #include <stdlib.h>
 
 #include "qf_test.h"
@@ -45,4 +45,25 @@ static void test_thread_count(qf_test *t) {
     CHECK(t, qf_cli_threads("p", 0, &n) == -1 && n >= 1 && n * 4 == max, "default: the processors (%d)", n);
 }
 
-QF_TEST_MAIN(test_arg_split, test_threads_for, test_thread_count)
+/* Byte counts: both K conventions, the explicit KiB/KB suffixes, decimals,
+ * and what is refused. */
+static void test_parse_bytes(qf_test *t) {
+    uint64_t v = 0;
+    CHECK(t, qf_parse_bytes("1000000", 1, &v) == 0 && v == 1000000, "plain");
+    CHECK(t, qf_parse_bytes("4.2G", 1, &v) == 0 && v == 4509715661ull, "%llu", (unsigned long long)v);
+    CHECK(t, qf_parse_bytes("4.2G", 0, &v) == 0 && v == 4200000000ull, "%llu", (unsigned long long)v);
+    CHECK(t, qf_parse_bytes("24GiB", 0, &v) == 0 && v == 24ull << 30, "GiB");
+    CHECK(t, qf_parse_bytes("4GB", 1, &v) == 0 && v == 4000000000ull, "GB");
+    CHECK(t, qf_parse_bytes("512M", 1, &v) == 0 && v == 512ull << 20, "M");
+    CHECK(t, qf_parse_bytes("512m", 0, &v) == 0 && v == 512000000ull, "m");
+    CHECK(t, qf_parse_bytes("2T", 1, &v) == 0 && v == 2ull << 40, "T");
+    CHECK(t, qf_parse_bytes("100B", 1, &v) == 0 && v == 100, "B");
+    CHECK(t, qf_parse_bytes("0", 1, &v) == 0 && v == 0, "zero");
+    const char *bad[] = {"", "12x", "-1G", "+1G", "nanG", "inf", "1GiBx", "G", "1e30", "1 G"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(t, qf_parse_bytes(bad[i], 1, &v) == -1, "'%s' refused", bad[i]);
+    CHECK(t, qf_parse_size("4G", &v) == 0 && v == 4000000000ull, "split size");
+    CHECK(t, qf_parse_size("0", &v) == -1, "split size 0 refused");
+}
+
+QF_TEST_MAIN(test_arg_split, test_threads_for, test_thread_count, test_parse_bytes)

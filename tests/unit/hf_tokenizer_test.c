@@ -262,6 +262,50 @@ static void test_bpe_tokenizer_json(qf_test *t) {
     qf_vocab_free(&w);
 }
 
+/* tokenizer.json pre-tokenizers as Mistral Nemo (tekken) and DeepSeek V3 ship
+ * them; deepseek-v3's third regex holds real CR/LF characters (JSON \r\n). */
+static void test_bpe_pre_names(qf_test *t) {
+    static const char *const splits[] = {
+        /* tekken */
+        "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?[\\\\p{Lu}\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}"
+        "\\\\p{M}]*[\\\\p{Ll}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]+|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?[\\\\p{Lu}\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}"
+        "\\\\p{M}]+[\\\\p{Ll}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]*|\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n/]*|\\\\s*[\\\\r\\\\n]+"
+        "|\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\", \"invert\": false},",
+        /* deepseek-v3: three Splits, kana range start U+3040 written as a JSON escape */
+        "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{N}{1,3}\"}, \"behavior\": \"Isolated\", \"invert\": false},"
+        "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[\xe4\xb8\x80-\xe9\xbe\xa5\\u3040-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+\"},"
+        " \"behavior\": \"Isolated\", \"invert\": false},"
+        "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[!\\\"#$%&'()*+,\\\\-./:;<=>?@\\\\[\\\\\\\\\\\\]^_`{|}~][A-Za-z]+|"
+        "[^\\r\\n\\\\p{L}\\\\p{P}\\\\p{S}]?[\\\\p{L}\\\\p{M}]+| ?[\\\\p{P}\\\\p{S}]+[\\r\\n]*|\\\\s*[\\r\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+        " \"behavior\": \"Isolated\", \"invert\": false},",
+    };
+    static const char *const want[] = {"tekken", "deepseek-v3"};
+    for (int k = 0; k < 2; k++) {
+        char dir[1024], js[4096];
+        fresh_dir(k ? "predsv3" : "pretekken", dir, sizeof dir);
+        REQUIRE(t, dir[0], "mkdir");
+        snprintf(js, sizeof js,
+                 "{\"added_tokens\": [], \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [%s"
+                 "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]},"
+                 " \"decoder\": {\"type\": \"ByteLevel\"},"
+                 " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}",
+                 splits[k]);
+        write_file(dir, "tokenizer.json", js);
+        qf_vocab v;
+        qf_err err = {0};
+        REQUIRE(t, qf_vocab_from_hf_dir(&v, dir, &err) == 0, "%s: %s", want[k], err.msg);
+        CHECK(t, strcmp(v.pre, want[k]) == 0, "pre '%s', want '%s'", v.pre, want[k]);
+        qf_vocab_free(&v);
+        /* one character off: refused, with the regex in the message */
+        char *x = strstr(js, "\\\\p{N}");
+        REQUIRE(t, x, "fixture");
+        x[4] = 'L';
+        write_file(dir, "tokenizer.json", js);
+        CHECK(t, qf_vocab_from_hf_dir(&v, dir, &err) == QF_EUNSUPPORTED && strstr(err.msg, "unknown pre-tokenizer"),
+              "%s: %s", want[k], err.msg);
+    }
+}
+
 static void test_bpe_errors(qf_test *t) {
     char dir[1024];
     fresh_dir("bpebad", dir, sizeof dir);
@@ -311,4 +355,4 @@ static void test_looks_special(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_spm_matches_llamacpp, test_spm_parse_raw, test_spm_corrupt, test_spm_added_and_padding,
-             test_bpe_tokenizer_json, test_bpe_errors, test_looks_special)
+             test_bpe_tokenizer_json, test_bpe_pre_names, test_bpe_errors, test_looks_special)

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "pretokenize.h"
 #include "tokenizer.h"
+#include "unicode.h"
 #include "vocab.h"
 
 #define SEPARATOR "\n__ggml_vocab_test__\n"
@@ -319,6 +321,69 @@ static void test_stories_wikitext(qf_test *t) {
     unload(&l);
 }
 
+/* ---- pre-tokenizer splits derived by hand from the regexes ------------------------- */
+
+/* Pieces of text under pre-tokenizer pre, joined by '|'. */
+static void split_pieces(qf_test *t, const char *pre, const char *text, char *out, size_t cap) {
+    int status = -1;
+    const qf_pretok *p = qf_pretok_find(pre, &status);
+    out[0] = 0;
+    REQUIRE(t, p && status == QF_PRETOK_OK, "pre-tokenizer %s not found", pre);
+    size_t len = strlen(text), n = 0;
+    uint32_t cps[256];
+    for (size_t i = 0, used; i < len && n < 256; i += used) cps[n++] = qf_utf8_decode(text + i, len - i, &used);
+    qf_seglist segs = {0}, scratch = {0};
+    REQUIRE(t, qf_pretok_split(p, cps, n, &segs, &scratch) == 0, "split failed");
+    size_t at = 0, k = 0;
+    for (size_t s = 0; s < segs.n; s++) {
+        if (s && at + 1 < cap) out[at++] = '|';
+        for (size_t j = 0; j < segs.len[s] && at + 5 < cap; j++) at += qf_utf8_encode(cps[k++], out + at);
+    }
+    out[at] = 0;
+    qf_seglist_free(&segs);
+    qf_seglist_free(&scratch);
+}
+
+/* Each expectation follows the regex by hand (leftmost match, alternatives in
+ * order, greedy with backtracking), on llama.cpp's view of the classes. */
+static void test_pretok_hand_splits(qf_test *t) {
+    static const struct { const char *pre, *text, *want; } cases[] = {
+        /* tekken: U*L+ | U+L* with U = [^a-z] letters, L = [^A-Z] letters */
+        {"tekken", "Hello World", "Hello| World"},
+        {"tekken", "HELLOworld", "HELLOworld"},          /* U* = HELLO, L+ = world */
+        {"tekken", "iPhone", "i|Phone"},                 /* L+ stops at P */
+        {"tekken", "ABC def", "ABC| def"},               /* U*L+ fails, U+L* */
+        {"tekken", "\xc3\x84" "BC", "\xc3\x84|BC"},      /* U* backtracks to the caseless Ä for L+ */
+        {"tekken", "\xc3\x84\xc3\x96" "BC", "\xc3\x84\xc3\x96|BC"},
+        {"tekken", "don't", "don|'t"},                   /* no contractions: ' joins t */
+        {"tekken", "1234", "1|2|3|4"},
+        {"tekken", "a/b//\n", "a|/b|//\n"},              /* [\r\n/]* after punctuation */
+        {"tekken", "x \n\n y", "x| \n\n| y"},            /* \s*[\r\n]+ */
+        {"tekken", "  Hi", " | Hi"},                     /* \s+(?!\S) */
+        {"tekken", "e\xcc\x81x", "e|\xcc\x81x"},         /* a mark is no letter, but may lead one */
+        {"tekken", "(x)!!", "(x|)!!"},
+        /* deepseek-v3: \p{N}{1,3}, then [一-龥぀-ゟ゠-ヿ]+, then the word regex */
+        {"deepseek-v3", "Hello, world!", "Hello|,| world|!"},
+        {"deepseek-v3", "12345", "123|45"},
+        {"deepseek-v3", "3.14", "3|.|14"},
+        {"deepseek-v3", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88" "abc",
+         "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88|abc"},
+        {"deepseek-v3", "'s .Net", "'s| .|Net"},         /* ASCII punct + ASCII letters; " ?[\p{P}\p{S}]+" */
+        {"deepseek-v3", "x\xcc\x81y", "x\xcc\x81y"},     /* [\p{L}\p{M}]+ */
+        {"deepseek-v3", "\xc2\xa0\xc3\xa9", "\xc2\xa0\xc3\xa9"}, /* non-ASCII blank leads a word */
+        {"deepseek-v3", "a.\xc3\xa9", "a|.|\xc3\xa9"},   /* . is \p{P}: no prefix, A-Za-z only after it */
+        {"deepseek-v3", "~\xc3\xa9", "~\xc3\xa9"},       /* ~ is not in llama.cpp's ASCII \p{S} */
+        {"deepseek-v3", "x\x01\x02y", "x|\x01|\x02y"},   /* a control character: gap, or leads a word */
+        {"deepseek-v3", "ab\n\n cd", "ab|\n\n| cd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[1024];
+        split_pieces(t, cases[i].pre, cases[i].text, got, sizeof got);
+        CHECK(t, strcmp(got, cases[i].want) == 0, "%s: \"%s\" -> \"%s\", want \"%s\"", cases[i].pre, cases[i].text, got,
+              cases[i].want);
+    }
+}
+
 /* ---- errors ------------------------------------------------------------------------- */
 
 static qf_tokenizer *make_tiny(qf_vocab *v, const char *model, const char *pre, qf_err *err) {
@@ -343,8 +408,8 @@ static void test_unsupported(qf_test *t) {
     CHECK(t, !tk && err.code == QF_EUNSUPPORTED, "bert accepted");
     CHECK(t, strcmp(err.msg, "tokenizer model 'bert' is not supported (supported: llama, gpt2)") == 0, "msg '%s'", err.msg);
     qf_err_clear(&err);
-    tk = make_tiny(&v, "gpt2", "tekken", &err);
-    CHECK(t, !tk && err.code == QF_EUNSUPPORTED && strstr(err.msg, "'tekken'"), "msg '%s'", err.msg);
+    tk = make_tiny(&v, "gpt2", "chameleon", &err);
+    CHECK(t, !tk && err.code == QF_EUNSUPPORTED && strstr(err.msg, "'chameleon'"), "msg '%s'", err.msg);
     qf_err_clear(&err);
     tk = make_tiny(&v, "gpt2", "no-such-pre", &err);
     CHECK(t, !tk && err.code == QF_EUNSUPPORTED && strstr(err.msg, "unknown") && strstr(err.msg, "'no-such-pre'"),
@@ -374,6 +439,25 @@ static const char *const k_pool[] = {
     "\xe1\x9a\x80", "\xcd\xb8", "\xee\x80\x80", "🦙", "😁", "👍🏽", "🏳️‍🌈", "\xcc\x81", "x\xcc\x81", "\xff", "\x80",
     "\xe2\x82", "\xf0\x9f", "\xc3", "\x01", "\x7f", "�", "I've", " don't", "HELLO", "Hello", " world", "3.14",
     "1,000", "x=1;", "<s>", "</s>", "<unk>", "<|endoftext|>", "<|EOT|>", "<｜fim▁hole｜>", "<｜end▁of▁sentence｜>", "▁", "▁▁",
+};
+
+/* Whole strings for the letter-case, mark, slash and symbol rules of tekken
+ * and deepseek-v3 (every pre-tokenizer's peer run gets them). */
+static const char *const k_fixed[] = {
+    "iPhone HELLOworld \xc3\x84" "BC \xc3\x84\xc3\x96" "BC McDonald's ABC def",
+    "a/b//\n/\r\n x/ /y //\n\n",
+    "~\xc3\xa9 ~ ~~\xc3\xa9 a~b $x +\xc3\xa9 `q",
+    "e\xcc\x81x x\xcc\x81y \xcc\x81\xcc\x81 caf\xc3\xa9",
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88\xe3\x81\xb2\xe3\x82\x89" "abc\xe3\x83\xbc",
+    "12345 3.14 1,000,000 x1y22z333",
+    "\xc3\x9c" "BER \xc3\x89TAT \xc3\x87" "A \xc3\x80LA \xc3\x98RE \xc3\x85SA \xc3\x91" "ANDU \xc5\x92UVRE \xc3\x86ON \xc3\x90" "AS \xc3\x9e" "AT \xc3\x81RMANN \xc3\x8dSLAND \xc3\x93LAFUR \xc3\x9aLFAR \xc3\x96STERREICH \xc3\x84RGER \xc3\x88RE \xc3\x8aTRE \xc3\x89" "COLE \xc3\x89GLISE \xc3\x89LITE \xc3\x89MILE \xc3\x89RIC \xc3\x89TUDE \xc3\x89V\xc3\x89NEMENT \xc3\x84LTERE \xc3\x96" "FFENTLICH \xc3\x9c" "BERALL",
+    "'s .Net (x)!! 'S 'Re",
+    "\xc2\xa0\xc3\xa9\xe3\x80\x80x \xe2\x80\xa8y",
+    "x\x01\x02y \x7f" "a",
+    "\xc7\x84" "emo \xc7\x85" "emo \xc7\x86" "emo \xca\xb0" "ello",
+    "\xd9\xa3\xd9\xa4\xd9\xa5\xd9\xa6 \xe2\x85\xab\xe2\x85\xab",
+    "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1 \xd0\x9c\xd0\x9e\xd0\xa1\xd0\x9a\xd0\x92\xd0\x90 \xd0\x9c\xd0\xbe\xd1\x81\xd0\xba\xd0\xb2\xd0\xb0",
+    "\xe2\x82\xac" "5 \xc2\xa9\xc2\xae \xe2\x88\x91x \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99",
 };
 
 static uint32_t rng_next(uint64_t *s) {
@@ -425,6 +509,7 @@ static void build_cases(cases *c) {
         }
         free(wiki);
     }
+    for (size_t k = 0; k < sizeof k_fixed / sizeof k_fixed[0]; k++) cases_add(c, k_fixed[k], strlen(k_fixed[k]));
     uint64_t seed = 20261123;
     size_t n_pool = sizeof k_pool / sizeof k_pool[0];
     for (int k = 0; k < 300; k++) {
@@ -447,6 +532,55 @@ static void build_cases(cases *c) {
  * llama-tokenize in one run; its ids are split at the separator again. */
 #define PEER_SEP "\x01qforge-separator\x01"
 
+/* GPT-2's byte-to-symbol map (bytes_to_unicode): printable Latin-1 bytes
+ * stand for themselves, the others for U+0100 onwards in byte order. */
+static size_t byte_level(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned b = (unsigned char)s[i], cp = b;
+        if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174))) {
+            unsigned k = 0;
+            for (unsigned x = 0; x < b; x++)
+                if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174))) k++;
+            cp = 256 + k;
+        }
+        o += qf_utf8_encode(cp, out + o);
+    }
+    out[o] = 0;
+    return o;
+}
+
+/* Byte-level tokens for the words (and " word") of the fixed strings that the
+ * vocabulary lacks. A pre-tokenizer with ignore_merges (llama-bpe, tekken)
+ * emits a piece that is a whole token as that token, so these make the
+ * pieces' boundaries visible in the ids: "ÄBC" cut as Ä|BC is two tokens or
+ * more, kept whole it is one. Returns how many (malloc'd) went into out. */
+static size_t word_tokens(const qf_vocab *v, char **out, size_t cap) {
+    size_t n = 0;
+    for (size_t k = 0; k < sizeof k_fixed / sizeof k_fixed[0]; k++) {
+        const char *s = k_fixed[k];
+        for (size_t i = 0; s[i];) {
+            while (s[i] == ' ' || s[i] == '\n') i++;
+            size_t j = i;
+            while (s[j] && s[j] != ' ' && s[j] != '\n') j++;
+            for (int lead = 0; lead < 2 && j > i && n < cap; lead++) {
+                size_t a = lead && i > 0 && s[i - 1] == ' ' ? i - 1 : i;
+                if (lead && a == i) continue;
+                char buf[512];
+                if ((j - a) * 2 + 1 > sizeof buf) continue;
+                size_t bl = byte_level(s + a, j - a, buf);
+                int seen = 0;
+                for (uint32_t id = 0; id < v->n_tokens && !seen; id++)
+                    seen = v->token_lens[id] == bl && memcmp(v->tokens[id], buf, bl) == 0;
+                for (size_t m = 0; m < n && !seen; m++) seen = strcmp(out[m], buf) == 0;
+                if (!seen && (out[n] = strdup(buf))) n++;
+            }
+            i = j;
+        }
+    }
+    return n;
+}
+
 static int write_peer_vocab(qf_test *t, const char *src_rel, const char *pre, const char *out, int32_t *sep_id) {
     char src[1024];
     if (!qf_test_data(t, src_rel, src, sizeof src)) return 0;
@@ -456,22 +590,33 @@ static int write_peer_vocab(qf_test *t, const char *src_rel, const char *pre, co
     if (gguf_open(&f, src, &err)) { CHECK(t, 0, "%s", err.msg); return 0; }
     int rc = qf_vocab_from_gguf(&v, &f, &err);
     if (rc) { CHECK(t, 0, "%s", err.msg); gguf_close(&f); return 0; }
-    /* append the separator as a USER_DEFINED token */
-    uint32_t n = v.n_tokens;
-    char **toks = realloc(v.tokens, (n + 1) * sizeof *toks);
+    /* append the separator as a USER_DEFINED token and, for byte-level
+     * vocabularies, whole-word tokens (see word_tokens) */
+    char *words[512];
+    size_t n_words = strcmp(v.model, "gpt2") == 0 ? word_tokens(&v, words, 512) : 0;
+    uint32_t n = v.n_tokens, add = 1 + (uint32_t)n_words;
+    char **toks = realloc(v.tokens, (n + add) * sizeof *toks);
     if (toks) v.tokens = toks;
-    uint32_t *lens = realloc(v.token_lens, (n + 1) * sizeof *lens);
+    uint32_t *lens = realloc(v.token_lens, (n + add) * sizeof *lens);
     if (lens) v.token_lens = lens;
-    int32_t *types = realloc(v.types, (n + 1) * sizeof *types);
+    int32_t *types = realloc(v.types, (n + add) * sizeof *types);
     if (types) v.types = types;
-    float *scores = v.scores ? realloc(v.scores, (n + 1) * sizeof *scores) : NULL;
+    float *scores = v.scores ? realloc(v.scores, (n + add) * sizeof *scores) : NULL;
     if (scores) v.scores = scores;
     if (!toks || !lens || !types || (v.scores && !scores)) {
         CHECK(t, 0, "out of memory");
+        for (size_t i = 0; i < n_words; i++) free(words[i]);
         qf_vocab_free(&v);
         gguf_close(&f);
         return 0;
     }
+    for (size_t i = 0; i < n_words; i++) {
+        v.tokens[n + i] = words[i];
+        v.token_lens[n + i] = (uint32_t)strlen(words[i]);
+        v.types[n + i] = QF_TOKEN_NORMAL;
+        if (v.scores) v.scores[n + i] = 0.0f;
+    }
+    n += (uint32_t)n_words;
     v.tokens[n] = strdup(PEER_SEP);
     v.token_lens[n] = (uint32_t)strlen(PEER_SEP);
     v.types[n] = QF_TOKEN_USER_DEFINED;
@@ -599,6 +744,8 @@ PEER(deepseek_llm, GPT2_VOCAB, "deepseek-llm")
 PEER(deepseek_coder, GPT2_VOCAB, "deepseek-coder")
 PEER(bloom, GPT2_VOCAB, "bloom")
 PEER(viking, GPT2_VOCAB, "viking")
+PEER(tekken, GPT2_VOCAB, "tekken")
+PEER(deepseek_v3, GPT2_VOCAB, "deepseek-v3")
 PEER(deepseek_llm_own_vocab, "oracles/tokenizers/ggml-vocab-deepseek-llm.gguf", NULL)
 PEER(mpt_own_vocab, "oracles/tokenizers/ggml-vocab-mpt.gguf", NULL)
 PEER(spm_llama, "oracles/tokenizers/ggml-vocab-llama-spm.gguf", NULL)
@@ -616,6 +763,7 @@ QF_TEST_MAIN(test_oracle_llama_spm, test_oracle_phi_3, test_oracle_gpt_2, test_o
              test_roundtrip_gpt_neox, test_stories_sentence, test_stories_parse_special, test_stories_wikitext,
              test_unsupported, test_peer_llama_bpe, test_peer_qwen2, test_peer_gpt_2, test_peer_default, test_peer_falcon,
              test_peer_starcoder, test_peer_deepseek_llm, test_peer_deepseek_coder, test_peer_bloom, test_peer_viking,
+             test_peer_tekken, test_peer_deepseek_v3, test_pretok_hand_splits,
              test_peer_deepseek_llm_own_vocab, test_peer_mpt_own_vocab, test_peer_spm_llama, test_peer_spm_stories260k,
              test_peer_deepseek_coder_own_vocab, test_peer_special_spm_llama, test_peer_special_gpt_2,
              test_peer_special_deepseek_coder)
