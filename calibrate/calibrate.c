@@ -58,7 +58,8 @@ int qf_calib_init(qf_calib *cal, const qf_model *m, const qf_calib_options *opt,
     if (opt) cal->opt = *opt;
     if (cal->opt.min_tokens <= 0) cal->opt.min_tokens = DEFAULT_MIN_TOKENS;
     const int64_t L = m->hp.n_layer;
-    const size_t max_targets = (size_t)L * 7 + 1, max_sites = (size_t)L * 4 + 1;
+    const size_t X = (size_t)m->hp.n_expert; /* MoE: 3 expert views and 2 sites per expert, and the router */
+    const size_t max_targets = (size_t)L * (7 + 3 * X + 1) + 1, max_sites = (size_t)L * (5 + 2 * X) + 1;
     cal->targets = calloc(max_targets, sizeof *cal->targets);
     cal->sites = calloc(max_sites, sizeof *cal->sites);
     if (!cal->targets || !cal->sites) {
@@ -68,12 +69,27 @@ int qf_calib_init(qf_calib *cal, const qf_model *m, const qf_calib_options *opt,
     for (int64_t l = 0; l < L; l++) {
         const qf_layer *ly = &m->layers[l];
         const qf_weight *attn_in[3] = {&ly->wq, &ly->wk, &ly->wv};
+        const qf_weight *qkv[1] = {&ly->wqkv};
         const qf_weight *attn_out[1] = {&ly->wo};
         const qf_weight *ffn_in[2] = {&ly->ffn_gate, &ly->ffn_up};
+        const qf_weight *gate_up[1] = {&ly->ffn_gate_up};
         const qf_weight *ffn_down[1] = {&ly->ffn_down};
-        add_site(cal, (int)l, QF_SITE_ATTN_IN, attn_in, 3);
+        if (ly->wqkv.data) add_site(cal, (int)l, QF_SITE_ATTN_IN, qkv, 1);
+        else add_site(cal, (int)l, QF_SITE_ATTN_IN, attn_in, 3);
         add_site(cal, (int)l, QF_SITE_ATTN_OUT, attn_out, 1);
-        add_site(cal, (int)l, QF_SITE_FFN_IN, ffn_in, 2);
+        if (ly->gate_exps) { /* MoE: the router, then each expert's matrices */
+            const qf_weight *router[1] = {&ly->ffn_gate_inp};
+            add_site(cal, (int)l, QF_SITE_FFN_IN, router, 1);
+            for (size_t e = 0; e < X; e++) {
+                const qf_weight *x_in[2] = {&ly->gate_exps[e], &ly->up_exps[e]};
+                const qf_weight *x_down[1] = {&ly->down_exps[e]};
+                add_site(cal, (int)l, QF_SITE_FFN_IN, x_in, 2);
+                add_site(cal, (int)l, QF_SITE_FFN_DOWN, x_down, 1);
+            }
+            continue;
+        }
+        if (ly->ffn_gate_up.data) add_site(cal, (int)l, QF_SITE_FFN_IN, gate_up, 1);
+        else add_site(cal, (int)l, QF_SITE_FFN_IN, ffn_in, 2);
         add_site(cal, (int)l, QF_SITE_FFN_DOWN, ffn_down, 1);
     }
     const qf_weight *out[1] = {&m->output};
@@ -126,7 +142,8 @@ void qf_calib_hook(void *user, int layer, const qf_weight *w, const float *x, in
     const int t = cal->n_targets ? target_of(cal, w) : -1;
     if (t < 0) return;
     cal->n_calls++;
-    if (T < cal->opt.min_tokens) {
+    /* llama-imatrix takes every call of an expert product, whatever its size */
+    if (T < cal->opt.min_tokens && w->n_expert == 0) {
         cal->n_calls_skipped++;
         return;
     }

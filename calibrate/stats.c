@@ -236,6 +236,40 @@ const double *qf_calib_imatrix_sum2(const qf_calib_acc *a, int target, int64_t *
     return im->calls[target] ? im->sum2[target] : NULL;
 }
 
+/* The entry of the stacked expert tensor whose expert-0 view is target t0:
+ * n_mat = n_expert matrices, each with its own sums and token count (the
+ * tokens routed to it), ncall = the calls of the expert product, as
+ * llama-imatrix keeps them. A tensor with an expert that saw no token is
+ * left out, as llama-imatrix does ("partial data"). */
+static int export_experts(const qf_calib *cal, const imatrix_acc *ia, int t0, qf_imatrix *im, qf_err *err) {
+    const qf_weight *w0 = cal->targets[t0].w;
+    const int32_t X = w0->n_expert;
+    int *idx = malloc((size_t)X * sizeof *idx);
+    if (!idx) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    int found = 0, rc = 0;
+    for (int t = 0; t < ia->n; t++) {
+        const qf_weight *w = cal->targets[t].w;
+        if (w->n_expert == X && w->expert >= 0 && w->expert < X && strcmp(w->name, w0->name) == 0) {
+            idx[w->expert] = t;
+            found++;
+        }
+    }
+    int partial = found != X;
+    for (int32_t e = 0; !partial && e < X; e++) partial = ia->tokens[idx[e]] == 0;
+    if (!partial) {
+        qf_imatrix_entry *e;
+        if ((rc = qf_imatrix_add(im, w0->name, (uint32_t)w0->n_in, (uint32_t)X, &e, err)) == 0) {
+            for (int32_t x = 0; x < X; x++) {
+                for (int64_t j = 0; j < w0->n_in; j++) e->sum2[(size_t)x * w0->n_in + j] = (float)ia->sum2[idx[x]][j];
+                e->counts[x] = (float)ia->tokens[idx[x]];
+            }
+            e->ncall = ia->calls[t0];
+        }
+    }
+    free(idx);
+    return rc;
+}
+
 int qf_calib_imatrix_export(const qf_calib *cal, const qf_calib_acc *a, uint32_t chunk_count, uint32_t chunk_size,
                             const char *dataset, qf_imatrix *im, qf_err *err) {
     if (strcmp(a->kind, "imatrix") != 0) return qf_set_err(err, QF_EINVAL, "not an imatrix accumulator");
@@ -244,6 +278,10 @@ int qf_calib_imatrix_export(const qf_calib *cal, const qf_calib_acc *a, uint32_t
     for (int t = 0; t < ia->n; t++) {
         if (ia->calls[t] == 0) continue; /* no data: no entry, as llama-imatrix */
         const qf_weight *w = cal->targets[t].w;
+        if (w->n_expert > 0) { /* one entry per stacked tensor, from its expert 0 */
+            if (w->expert == 0 && (rc = export_experts(cal, ia, t, im, err)) < 0) return rc;
+            continue;
+        }
         if (w->n_in > UINT32_MAX) return qf_set_err(err, QF_ERANGE, "imatrix entry '%s' is too wide", w->name);
         qf_imatrix_entry *e;
         if ((rc = qf_imatrix_add(im, w->name, (uint32_t)w->n_in, 1, &e, err)) < 0) return rc;

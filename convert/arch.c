@@ -12,6 +12,7 @@
 #include "arch.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------------- metadata hooks ---------------- */
@@ -80,6 +81,65 @@ static int qwen2_params(const qf_arch *a, const qf_json *cfg, const qf_hparams *
     return set_u32_key(w, a, "rope.scaling.original_context_length", orig, err);
 }
 
+/* int config.json value of the first present key; missing -> QF_EFORMAT. */
+static int cfg_req_int(const qf_json *cfg, const char *const *keys, int64_t *v, qf_err *err) {
+    int present, rc = qf_hf_cfg_int(cfg, "config.json", qf_hf_cfg_first(cfg, keys), keys[0], v, &present, err);
+    if (rc) return rc;
+    return present ? 0 : qf_set_err(err, QF_EFORMAT, "config.json: missing %s", keys[0]);
+}
+
+/* Phi3MiniModel.set_gguf_parameters: its own key set and order, the
+ * sliding window always (0 when config.json has null: Phi-4's full
+ * attention). */
+static int phi3_params(const qf_arch *a, const qf_json *cfg, const qf_hparams *hp, uint32_t file_type, gguf_writer *w,
+                       qf_err *err) {
+    static const char *const k_ctx[] = {"n_positions", "max_position_embeddings", NULL};
+    static const char *const k_orig[] = {"original_max_position_embeddings", NULL};
+    static const char *const k_ff[] = {"intermediate_size", NULL};
+    static const char *const k_theta[] = {"rope_theta", NULL};
+    static const char *const k_eps[] = {"rms_norm_eps", NULL};
+    int64_t ctx, orig, ff;
+    double theta, eps;
+    int rc;
+    if ((rc = cfg_req_int(cfg, k_ctx, &ctx, err)) || (rc = cfg_req_int(cfg, k_orig, &orig, err)) ||
+        (rc = cfg_req_int(cfg, k_ff, &ff, err)))
+        return rc;
+    int t = qf_hf_cfg_first(cfg, k_theta);
+    if (t < 0 || qf_json_get_double(cfg, t, &theta, NULL)) return qf_set_err(err, QF_EFORMAT, "config.json: missing rope_theta");
+    t = qf_hf_cfg_first(cfg, k_eps);
+    if (t < 0 || qf_json_get_double(cfg, t, &eps, NULL)) return qf_set_err(err, QF_EFORMAT, "config.json: missing rms_norm_eps");
+    int64_t swa = 0;
+    t = qf_json_find(cfg, 0, "sliding_window");
+    if (t >= 0 && !qf_json_is_null(cfg, t) && qf_json_get_int64(cfg, t, &swa, NULL))
+        return qf_set_err(err, QF_EFORMAT, "config.json: sliding_window is not an integer");
+    if ((rc = set_u32_key(w, a, "context_length", ctx, err))) return rc;
+    if ((rc = set_u32_key(w, a, "rope.scaling.original_context_length", orig, err))) return rc;
+    if ((rc = set_u32_key(w, a, "embedding_length", hp->n_embd, err))) return rc;
+    if ((rc = set_u32_key(w, a, "feed_forward_length", ff, err))) return rc;
+    if ((rc = set_u32_key(w, a, "block_count", hp->n_layer, err))) return rc;
+    if ((rc = set_u32_key(w, a, "attention.head_count", hp->n_head, err))) return rc;
+    if ((rc = set_u32_key(w, a, "attention.head_count_kv", hp->n_head_kv, err))) return rc;
+    if ((rc = set_f32_key(w, a, "attention.layer_norm_rms_epsilon", eps, err))) return rc;
+    if ((rc = set_u32_key(w, a, "rope.dimension_count", hp->n_embd / hp->n_head, err))) return rc;
+    if ((rc = set_f32_key(w, a, "rope.freq_base", theta, err))) return rc;
+    if (gguf_writer_set_u32(w, "general.file_type", file_type))
+        return qf_set_err(err, QF_ENOMEM, "gguf writer: cannot set general.file_type");
+    return set_u32_key(w, a, "attention.sliding_window", swa, err);
+}
+
+/* Phi3MiniModel.generate_extra_tensors: the longrope attention factor. */
+static int phi3_early_params(const qf_arch *a, const qf_json *cfg, const qf_hparams *hp, gguf_writer *w, qf_err *err) {
+    float *lf, *sf;
+    int64_t n;
+    double attn_factor;
+    int present;
+    int rc = qf_hf_longrope(cfg, "config.json", hp->n_embd / hp->n_head, &lf, &sf, &n, &attn_factor, &present, err);
+    if (rc || !present) return rc;
+    free(lf);
+    free(sf);
+    return set_f32_key(w, a, "rope.scaling.attn_factor", attn_factor, err);
+}
+
 /* A required number of config.json. */
 static int cfg_number(const qf_json *cfg, const char *key, double *v, qf_err *err) {
     int t = qf_json_find(cfg, 0, key);
@@ -136,6 +196,14 @@ static int granite_params(const qf_arch *a, const qf_json *cfg, const qf_hparams
 }
 
 /* ---------------- the table ---------------- */
+
+qf_arch_own_params_hook qf_arch_own_params(const qf_arch *a) {
+    return strcmp(a->gguf_arch, "phi3") == 0 ? phi3_params : NULL;
+}
+
+qf_arch_params_hook qf_arch_early_params(const qf_arch *a) {
+    return strcmp(a->gguf_arch, "phi3") == 0 ? phi3_early_params : NULL;
+}
 
 qf_arch_params_hook qf_arch_common_params(const qf_arch *a) {
     return (a->flags & QF_ARCH_GEMMA_FAMILY) ? gemma_common : NULL;

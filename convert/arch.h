@@ -32,6 +32,17 @@ qf_arch_params_hook qf_arch_params(const qf_arch *a);
  * (general.file_type still follows them); NULL = the common keys. */
 qf_arch_params_hook qf_arch_common_params(const qf_arch *a);
 
+/* Writes every <arch>.* KV and general.file_type in place of the common
+ * ones, for archs whose converter class does not call the base class
+ * (Phi3MiniModel.set_gguf_parameters). NULL for the others. */
+typedef int (*qf_arch_own_params_hook)(const qf_arch *a, const qf_json *cfg, const qf_hparams *hp, uint32_t file_type,
+                                       gguf_writer *w, qf_err *err);
+qf_arch_own_params_hook qf_arch_own_params(const qf_arch *a);
+/* KV pairs written right after general.architecture: gguf-py adds them while
+ * it generates tensors, before general.type (Phi-3 longrope attn_factor).
+ * NULL if none. */
+qf_arch_params_hook qf_arch_early_params(const qf_arch *a);
+
 static inline const qf_arch *qf_arch_find(const char *hf_class) { return qf_hf_arch_find(hf_class); }
 static inline const char *qf_arch_supported_list(void) { return qf_hf_arch_supported_list(); }
 static inline const qf_tensor_rule *qf_tensor_rules(uint32_t *n) { return qf_hf_tensor_rules(n); }

@@ -57,13 +57,18 @@
  * (docs/convert.md "Speed"). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
+/* plan slots beyond one per source tensor: generated tensors (rope_freqs, or
+ * Phi-3's two longrope factor sets) */
+#define PLAN_EXTRA 2
 
 /* llama.cpp LlamaFileType values written as general.file_type */
 enum { FTYPE_ALL_F32 = 0, FTYPE_MOSTLY_F16 = 1, FTYPE_MOSTLY_Q8_0 = 7, FTYPE_MOSTLY_BF16 = 32 };
 
 typedef struct plan_tensor {
     char name[96];
-    const st_tensor *src;     /* NULL for generated tensors */
+    const st_tensor *src;     /* NULL for generated tensors; the first part of a stacked one */
+    const st_tensor **parts;  /* MoE experts stacked into one 3-D tensor, in expert order (owned), else NULL */
+    uint32_t n_parts;
     qf_fp8_weight *fp8;       /* F8_E4M3 source: its scales (owned), else NULL */
     float *gen;               /* generated F32 data */
     uint32_t n_dims;
@@ -100,6 +105,7 @@ typedef struct conv {
     uint64_t bytes_total, bytes_done;
     uint64_t src_done;        /* source bytes consumed, in plan order */
     uint64_t pf_idx, pf_off;  /* readahead cursor: tensor index, byte offset in its source */
+    uint32_t pf_part;         /* readahead cursor: the part of a stacked tensor */
     uint64_t pf_done;         /* source bytes advised so far, in plan order */
     char **done_paths;        /* finished shards (removed on failure) */
     uint32_t n_done;
@@ -171,7 +177,9 @@ static const char *shard_name(const conv *c, const st_tensor *t) {
 
 static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
     int is_weight = qf_ends_with(p->name, ".weight");
-    if (p->n_dims <= 1 || qf_ends_with(p->name, "_norm.weight") || !is_weight) {
+    /* gguf-py keeps the MoE router (ffn_gate_inp) in F32 as well */
+    if (p->n_dims <= 1 || qf_ends_with(p->name, "_norm.weight") || !is_weight ||
+        qf_ends_with(p->name, "ffn_gate_inp.weight")) {
         p->type = GGML_TYPE_F32;
     } else {
         switch (c->o->outtype) {
@@ -211,7 +219,129 @@ static int add_rope_freqs(conv *c) {
     return choose_type(c, p, ST_F32);
 }
 
+/* Phi3MiniModel.generate_extra_tensors: rope_scaling longrope (or "su")
+ * -> rope_factors_long.weight and rope_factors_short.weight (F32, head_dim/2
+ * values each, from config.json). Other archs or no rope_scaling: nothing. */
+static int add_longrope_factors(conv *c) {
+    if (strcmp(c->arch->gguf_arch, "phi3") != 0) return 0;
+    float *f[2] = {NULL, NULL};
+    int64_t n = 0;
+    int present = 0;
+    double attn_factor;
+    /* rope_dims = n_embd // n_head in Phi3MiniModel */
+    int rc = qf_hf_longrope(&c->cfg, c->cfg_path, c->hp.n_embd / c->hp.n_head, &f[0], &f[1], &n, &attn_factor,
+                            &present, c->err);
+    if (rc || !present) return rc;
+    static const char *const names[2] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+    for (int k = 0; k < 2; k++) {
+        plan_tensor *p = &c->t[c->n_t++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->name, sizeof p->name, "%s", names[k]);
+        p->gen = f[k];
+        p->n_dims = 1;
+        p->ne[0] = (uint64_t)n;
+        p->ne[1] = p->ne[2] = p->ne[3] = 1;
+        p->n_elements = p->ne[0];
+        if ((rc = choose_type(c, p, ST_F32))) {
+            if (k == 0) free(f[1]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int cmp_shard(const void *a, const void *b, void *arg);
+
+/* Source tensor s against the shape config.json implies for rule r. */
+static int check_shape(conv *c, const st_tensor *s, const qf_tensor_rule *r) {
+    const qf_hparams *hp = &c->hp;
+    uint32_t want_dims = r->shape[1] == QF_DIM_NONE ? 1 : 2;
+    int64_t want[2] = {qf_dim_value(hp, r->shape[0]), want_dims == 2 ? qf_dim_value(hp, r->shape[1]) : 0};
+    int ok = s->n_dims == want_dims && (int64_t)s->shape[0] == want[0] &&
+             (want_dims == 1 || (int64_t)s->shape[1] == want[1]);
+    if (ok) return 0;
+    char got[128] = "", exp[160];
+    size_t o = 0;
+    for (uint32_t d = 0; d < s->n_dims && o < sizeof got; d++)
+        o += (size_t)snprintf(got + o, sizeof got - o, "%s%llu", d ? ", " : "", (unsigned long long)s->shape[d]);
+    if (want_dims == 2)
+        snprintf(exp, sizeof exp, "[%lld, %lld] (%s, %s)", (long long)want[0], (long long)want[1],
+                 qf_dim_name(r->shape[0]), qf_dim_name(r->shape[1]));
+    else
+        snprintf(exp, sizeof exp, "[%lld] (%s)", (long long)want[0], qf_dim_name(r->shape[0]));
+    return qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' has shape [%s] but config.json implies %s",
+                      shard_name(c, s), s->name, got, exp);
+}
+
+/* MoE experts waiting to be stacked: slot [block][matrix][expert], matrix =
+ * w1, w2, w3 in rule order. */
+typedef struct moe_pending {
+    const st_tensor **slot;
+    const qf_tensor_rule *rule[3];
+    uint32_t n_rule;
+    int64_t *count;           /* per block */
+} moe_pending;
+
+/* Record expert xid's matrix of rule r in block bid; when the block has all
+ * 3 x n_expert of them, append the three stacked tensors (w1, w2, w3 order,
+ * as llama.cpp's converter emits them). Duplicates or ids beyond
+ * num_local_experts -> QF_EMISMATCH. */
+static int add_expert(conv *c, moe_pending *m, const st_tensor *s, const qf_tensor_rule *r, int64_t bid, int64_t xid) {
+    const int64_t X = c->hp.n_expert;
+    if (xid >= X)
+        return qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' is expert %lld but config.json has %lld experts",
+                          shard_name(c, s), s->name, (long long)xid, (long long)X);
+    uint32_t k = 0;
+    while (k < m->n_rule && m->rule[k] != r) k++;
+    if (k == m->n_rule) {
+        if (k == 3) return qf_set_err(c->err, QF_EUNSUPPORTED, "%s: unexpected expert tensor '%s'", shard_name(c, s), s->name);
+        m->rule[m->n_rule++] = r;
+    }
+    const st_tensor **slot = &m->slot[((uint64_t)bid * 3 + k) * (uint64_t)X + (uint64_t)xid];
+    if (*slot) return qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' appears twice", shard_name(c, s), s->name);
+    *slot = s;
+    if (++m->count[bid] < 3 * X) return 0;
+    if (m->n_rule != 3) return qf_set_err(c->err, QF_EMISMATCH, "%s: block %lld: expert matrices missing", c->o->model_dir, (long long)bid);
+    for (uint32_t j = 0; j < 3; j++) { /* in table order: w1, w2, w3 */
+        uint32_t kj = 0;   /* the slot row of the j-th expert rule of the table */
+        for (uint32_t q = 0; q < 3; q++) {
+            int rank = 0;
+            for (uint32_t q2 = 0; q2 < 3; q2++) rank += m->rule[q2] < m->rule[q];
+            if (rank == (int)j) kj = q;
+        }
+        const qf_tensor_rule *lowest = m->rule[kj];
+        plan_tensor *p = &c->t[c->n_t];
+        memset(p, 0, sizeof *p);
+        size_t o = 0;
+        for (const char *g = lowest->gguf; *g && o + 24 < sizeof p->name; g++) {
+            if (*g == '#') o += (size_t)snprintf(p->name + o, sizeof p->name - o, "%lld", (long long)bid);
+            else p->name[o++] = *g;
+        }
+        p->name[o] = 0;
+        p->parts = malloc((size_t)X * sizeof *p->parts);
+        if (!p->parts) return qf_set_err(c->err, QF_ENOMEM, "out of memory");
+        const st_tensor **row = &m->slot[((uint64_t)bid * 3 + kj) * (uint64_t)X];
+        for (int64_t e = 0; e < X; e++) {
+            p->parts[e] = row[e];
+            if (row[e]->dtype != row[0]->dtype)
+                return qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' has dtype %s, expert 0 has %s",
+                                  shard_name(c, row[e]), row[e]->name, st_dtype_name(row[e]->dtype),
+                                  st_dtype_name(row[0]->dtype));
+        }
+        p->n_parts = (uint32_t)X;
+        p->src = row[0];
+        p->n_dims = 3;
+        p->ne[0] = row[0]->shape[1];
+        p->ne[1] = row[0]->shape[0];
+        p->ne[2] = (uint64_t)X;
+        p->ne[3] = 1;
+        p->n_elements = p->ne[0] * p->ne[1] * p->ne[2];
+        c->n_t++;
+        int rc = choose_type(c, p, row[0]->dtype);
+        if (rc) return rc;
+    }
+    return 0;
+}
 
 static int plan_tensors(conv *c) {
     const qf_arch *a = c->arch;
@@ -222,13 +352,19 @@ static int plan_tensors(conv *c) {
     uint64_t slots = (uint64_t)n_rules * (uint64_t)(hp->n_layer + 1);
     uint8_t *seen = calloc(slots, 1);
     uint32_t *order = calloc(c->st.n_shards ? c->st.n_shards : 1, sizeof *order);
-    c->t = calloc(c->st.n_tensors + 1, sizeof *c->t);
-    if (!seen || !order || !c->t) {
+    c->t = calloc(c->st.n_tensors + PLAN_EXTRA, sizeof *c->t);
+    moe_pending moe = {0};
+    if (a->flags & QF_ARCH_MOE) {
+        moe.slot = calloc((size_t)(hp->n_layer * 3 * hp->n_expert), sizeof *moe.slot);
+        moe.count = calloc((size_t)hp->n_layer, sizeof *moe.count);
+    }
+    if (!seen || !order || !c->t || ((a->flags & QF_ARCH_MOE) && (!moe.slot || !moe.count))) {
         rc = qf_set_err(c->err, QF_ENOMEM, "out of memory");
         goto done;
     }
     if (a->flags & QF_ARCH_ROPE_LLAMA3)
         if ((rc = add_rope_freqs(c))) goto done;
+    if ((rc = add_longrope_factors(c))) goto done;
     const qf_tensor_rule *embd_rule = NULL;
     for (uint32_t ri = 0; ri < n_rules; ri++)
         if (strcmp(rules[ri].gguf, "token_embd.weight") == 0) embd_rule = &rules[ri];
@@ -252,8 +388,8 @@ static int plan_tensors(conv *c) {
                 continue;   /* read with its FP8 weight */
             plan_tensor *p = &c->t[c->n_t];
             memset(p, 0, sizeof *p);
-            int64_t bid;
-            const qf_tensor_rule *r = qf_arch_map_tensor(a, s->name, p->name, sizeof p->name, &bid);
+            int64_t bid, xid;
+            const qf_tensor_rule *r = qf_hf_map_tensor_x(a, s->name, p->name, sizeof p->name, &bid, &xid);
             if (!r) {
                 rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: cannot map tensor '%s' for %s", shard_name(c, s), s->name,
                                 a->hf_class);
@@ -282,24 +418,10 @@ static int plan_tensors(conv *c) {
                                 shard_name(c, s), s->name, st_dtype_name(s->dtype));
                 goto done;
             }
-            /* shape vs config.json */
-            uint32_t want_dims = r->shape[1] == QF_DIM_NONE ? 1 : 2;
-            int64_t want[2] = {qf_dim_value(hp, r->shape[0]), want_dims == 2 ? qf_dim_value(hp, r->shape[1]) : 0};
-            int ok = s->n_dims == want_dims && (int64_t)s->shape[0] == want[0] &&
-                     (want_dims == 1 || (int64_t)s->shape[1] == want[1]);
-            if (!ok) {
-                char got[128] = "", exp[160];
-                size_t o = 0;
-                for (uint32_t d = 0; d < s->n_dims && o < sizeof got; d++)
-                    o += (size_t)snprintf(got + o, sizeof got - o, "%s%llu", d ? ", " : "", (unsigned long long)s->shape[d]);
-                if (want_dims == 2)
-                    snprintf(exp, sizeof exp, "[%lld, %lld] (%s, %s)", (long long)want[0], (long long)want[1],
-                             qf_dim_name(r->shape[0]), qf_dim_name(r->shape[1]));
-                else
-                    snprintf(exp, sizeof exp, "[%lld] (%s)", (long long)want[0], qf_dim_name(r->shape[0]));
-                rc = qf_set_err(c->err, QF_EMISMATCH, "%s: tensor '%s' has shape [%s] but config.json implies %s",
-                                shard_name(c, s), s->name, got, exp);
-                goto done;
+            if ((rc = check_shape(c, s, r))) goto done;
+            if (xid >= 0) { /* one expert's matrix: stacked once the block has them all */
+                if ((rc = add_expert(c, &moe, s, r, bid, xid))) goto done;
+                continue;
             }
             seen[(uint64_t)(r - rules) * (uint64_t)(hp->n_layer + 1) + (uint64_t)(bid + 1)] = 1;
             p->src = s;
@@ -323,7 +445,7 @@ static int plan_tensors(conv *c) {
     /* every required tensor present? */
     for (uint32_t ri = 0; ri < n_rules; ri++) {
         const qf_tensor_rule *r = &rules[ri];
-        if (!qf_hf_rule_applies(r, a->flags)) continue;
+        if (!qf_hf_rule_applies(r, a->flags) || strchr(r->hf, '%')) continue;   /* experts: checked below */
         int required = r->required_if == QF_RULE_ALWAYS || (r->required_if & a->flags);
         if (strcmp(r->gguf, "output.weight") == 0) required = !hp->tie_embeddings;
         if (!required) continue;
@@ -342,8 +464,17 @@ static int plan_tensors(conv *c) {
             goto done;
         }
     }
+    for (int64_t b = 0; moe.count && b < hp->n_layer; b++)
+        if (moe.count[b] != 3 * hp->n_expert) {
+            rc = qf_set_err(c->err, QF_ENOTFOUND, "%s: block %lld has %lld of its %lld expert matrices (w1/w2/w3 x %lld experts)",
+                            c->o->model_dir, (long long)b, (long long)moe.count[b], (long long)(3 * hp->n_expert),
+                            (long long)hp->n_expert);
+            goto done;
+        }
     for (uint64_t i = 0; i < c->n_t; i++) c->n_params += c->t[i].n_elements;
 done:
+    free(moe.slot);
+    free(moe.count);
     free(seen);
     free(order);
     return rc;
@@ -452,7 +583,23 @@ static int name_model(conv *c) {
     if (!c->name[0] && !have_name) snprintf(c->name, sizeof c->name, "%.255s", dname);
     if (c->o->model_name && *c->o->model_name) snprintf(c->name, sizeof c->name, "%.255s", c->o->model_name);
     if (!c->has_size_label && c->n_params > 0) {
-        qf_size_label(c->n_params, c->size_label, sizeof c->size_label);
+        /* gguf-py: "<n_expert>x<shared + one expert's parameters>" for MoE */
+        uint64_t shared = 0, per_expert = 0, n_x = 0;
+        for (uint64_t i = 0; i < c->n_t; i++) {
+            if (c->t[i].n_parts) {
+                per_expert += c->t[i].n_elements / c->t[i].n_parts;
+                n_x = c->t[i].n_parts;
+            } else {
+                shared += c->t[i].n_elements;
+            }
+        }
+        if (n_x) {
+            char l[64];
+            qf_size_label(shared + per_expert, l, sizeof l);
+            snprintf(c->size_label, sizeof c->size_label, "%llux%s", (unsigned long long)n_x, l);
+        } else {
+            qf_size_label(c->n_params, c->size_label, sizeof c->size_label);
+        }
         c->has_size_label = 1;
     }
     return 0;
@@ -603,6 +750,8 @@ static int write_vocab(conv *c, gguf_writer *w) {
 static int write_all_kv(conv *c, gguf_writer *w) {
     int rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.architecture", c->arch->gguf_arch), "general.architecture"))) return rc;
+    qf_arch_params_hook early = qf_arch_early_params(c->arch);
+    if (early && (rc = early(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.type", "model"), "general.type"))) return rc;
     if ((rc = wr(c, gguf_writer_set_str(w, "general.name", c->name), "general.name"))) return rc;
     if (c->meta.author && (rc = wr(c, gguf_writer_set_str(w, "general.author", c->meta.author), "general.author")))
@@ -620,9 +769,14 @@ static int write_all_kv(conv *c, gguf_writer *w) {
         (rc = wr(c, gguf_writer_set_str(w, "general.size_label", c->size_label), "general.size_label")))
         return rc;
     if ((rc = qf_card_meta_write(&c->meta, w, c->err))) return rc;
-    if ((rc = write_common_params(c, w))) return rc;
-    qf_arch_params_hook params = qf_arch_params(c->arch);
-    if (params && (rc = params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+    qf_arch_own_params_hook own = qf_arch_own_params(c->arch);
+    if (own) {
+        if ((rc = own(c->arch, &c->cfg, &c->hp, c->file_type, w, c->err))) return rc;
+    } else {
+        if ((rc = write_common_params(c, w))) return rc;
+        qf_arch_params_hook params = qf_arch_params(c->arch);
+        if (params && (rc = params(c->arch, &c->cfg, &c->hp, w, c->err))) return rc;
+    }
     if ((rc = write_vocab(c, w))) return rc;
     return wr(c, gguf_writer_set_u32(w, "general.quantization_version", GGML_QUANT_VERSION),
               "general.quantization_version");
@@ -716,10 +870,16 @@ static void read_ahead(conv *c) {
     uint64_t want = c->src_done + READAHEAD_BYTES;
     if (c->pf_done > c->src_done + READAHEAD_BYTES / 2) return;
     while (c->pf_done < want && c->pf_idx < c->n_t) {
-        const st_tensor *s = c->t[c->pf_idx].src;
+        const plan_tensor *pt = &c->t[c->pf_idx];
+        const st_tensor *s = pt->parts ? pt->parts[c->pf_part] : pt->src;
         uint64_t size = s ? s->nbytes : 0;
-        if (c->pf_off >= size) {
-            c->pf_idx++;
+        if (c->pf_off >= size) {   /* the next part of a stacked tensor, or the next tensor */
+            if (pt->parts && c->pf_part + 1 < pt->n_parts) {
+                c->pf_part++;
+            } else {
+                c->pf_idx++;
+                c->pf_part = 0;
+            }
             c->pf_off = 0;
             continue;
         }
@@ -751,7 +911,7 @@ static void chunking_of(const conv *c, const plan_tensor *p, chunking *g) {
     const st_tensor *s = p->src;
     /* rows along HF dim 0; a permuted 1-D tensor (a bias) has rows of 1 */
     g->row_len = p->n_dims == 1 ? (p->permute ? 1 : p->ne[0]) : p->ne[0];
-    g->n_rows = p->n_elements / g->row_len;
+    g->n_rows = (p->parts ? p->n_elements / p->n_parts : p->n_elements) / g->row_len; /* per part */
     g->group = p->permute ? g->n_rows / (uint64_t)p->perm_heads : 1;
     g->src_row_bytes = g->row_len * st_dtype_size(s->dtype);
     ggml_row_size(p->type, g->row_len, &g->out_row_bytes);
@@ -793,11 +953,12 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
         report(c, idx, p);
         goto done;
     }
-    const st_tensor *s = p->src;
-    const st_shard *sh = &c->st.shards[s->shard];
-    int use_read = sh->fd >= 0;   /* else the data is a caller's buffer */
     chunking g;
     chunking_of(c, p, &g);
+    for (uint32_t part = 0; part < (p->parts ? p->n_parts : 1); part++) { /* stacked experts: one after another */
+    const st_tensor *s = p->parts ? p->parts[part] : p->src;
+    const st_shard *sh = &c->st.shards[s->shard];
+    int use_read = sh->fd >= 0;   /* else the data is a caller's buffer */
     for (uint64_t row0 = 0; row0 < g.n_rows; row0 += g.rows_per_chunk) {
         uint64_t nr = g.n_rows - row0 < g.rows_per_chunk ? g.n_rows - row0 : g.rows_per_chunk;
         size_t src_bytes = (size_t)(nr * g.src_row_bytes);
@@ -846,6 +1007,7 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
         c->src_done += nr * g.src_row_bytes;
         c->bytes_done += nbytes;
         report(c, idx, p);
+    }
     }
 done:
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
@@ -1035,7 +1197,8 @@ cleanup:
     free(shard_first);
     if (c->t) {
         for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
-        for (uint64_t i = 0; i <= c->st.n_tensors; i++) {   /* the plan's slots, a failed one included */
+        for (uint64_t i = 0; i < c->st.n_tensors + PLAN_EXTRA; i++) {   /* the plan's slots, a failed one included */
+            free(c->t[i].parts);
             if (c->t[i].fp8) qf_fp8_weight_free(c->t[i].fp8);
             free(c->t[i].fp8);
         }

@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------------- tensor rules (gguf-py TensorNameMap) ----------------
@@ -26,6 +27,11 @@
 #define Q QF_DIM_Q
 #define K QF_DIM_KV
 #define H QF_DIM_HEAD
+#define QKV QF_DIM_QKV
+#define F2 QF_DIM_FF2
+#define X QF_DIM_EXPERT
+#define FUSED QF_ARCH_FUSED
+#define MOE QF_ARCH_MOE
 #define N QF_DIM_NONE
 #define ALWAYS QF_RULE_ALWAYS
 #define OPTIONAL QF_RULE_OPTIONAL
@@ -40,9 +46,9 @@ static const qf_tensor_rule rules[] = {
     /* required unless tie_word_embeddings (checked by the converter) */
     {"lm_head.weight",                              "output.weight",          {V, E}, QF_PERMUTE_NONE, 0,                 OPTIONAL, QF_ARCH_GEMMA_FAMILY},
     {"model.layers.#.input_layernorm.weight",       "blk.#.attn_norm.weight", {E, N}, QF_PERMUTE_NONE, 0,                 ALWAYS},
-    {"model.layers.#.self_attn.q_proj.weight",      "blk.#.attn_q.weight",    {Q, E}, QF_PERMUTE_Q,    0,                 ALWAYS},
-    {"model.layers.#.self_attn.k_proj.weight",      "blk.#.attn_k.weight",    {K, E}, QF_PERMUTE_K,    0,                 ALWAYS},
-    {"model.layers.#.self_attn.v_proj.weight",      "blk.#.attn_v.weight",    {K, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.self_attn.q_proj.weight",      "blk.#.attn_q.weight",    {Q, E}, QF_PERMUTE_Q,    0,                 ALWAYS, FUSED},
+    {"model.layers.#.self_attn.k_proj.weight",      "blk.#.attn_k.weight",    {K, E}, QF_PERMUTE_K,    0,                 ALWAYS, FUSED},
+    {"model.layers.#.self_attn.v_proj.weight",      "blk.#.attn_v.weight",    {K, E}, QF_PERMUTE_NONE, 0,                 ALWAYS, FUSED},
     {"model.layers.#.self_attn.o_proj.weight",      "blk.#.attn_output.weight", {E, Q}, QF_PERMUTE_NONE, 0,               ALWAYS},
     {"model.layers.#.self_attn.q_proj.bias",        "blk.#.attn_q.bias",      {Q, N}, QF_PERMUTE_Q,    0,                 QF_ARCH_QKV_BIAS},
     {"model.layers.#.self_attn.k_proj.bias",        "blk.#.attn_k.bias",      {K, N}, QF_PERMUTE_K,    0,                 QF_ARCH_QKV_BIAS},
@@ -55,12 +61,20 @@ static const qf_tensor_rule rules[] = {
     {"model.layers.#.post_attention_layernorm.weight", "blk.#.post_attention_norm.weight", {E, N}, QF_PERMUTE_NONE, QF_ARCH_SANDWICH_NORM, ALWAYS},
     {"model.layers.#.pre_feedforward_layernorm.weight", "blk.#.ffn_norm.weight", {E, N}, QF_PERMUTE_NONE, QF_ARCH_SANDWICH_NORM, ALWAYS},
     {"model.layers.#.post_feedforward_layernorm.weight", "blk.#.post_ffw_norm.weight", {E, N}, QF_PERMUTE_NONE, QF_ARCH_SANDWICH_NORM, ALWAYS},
-    {"model.layers.#.mlp.gate_proj.weight",         "blk.#.ffn_gate.weight",  {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
-    {"model.layers.#.mlp.up_proj.weight",           "blk.#.ffn_up.weight",    {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS},
-    {"model.layers.#.mlp.down_proj.weight",         "blk.#.ffn_down.weight",  {E, F}, QF_PERMUTE_NONE, 0,                 ALWAYS},
+    {"model.layers.#.mlp.gate_proj.weight",         "blk.#.ffn_gate.weight",  {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS, FUSED | MOE},
+    {"model.layers.#.mlp.up_proj.weight",           "blk.#.ffn_up.weight",    {F, E}, QF_PERMUTE_NONE, 0,                 ALWAYS, FUSED | MOE},
+    {"model.layers.#.mlp.down_proj.weight",         "blk.#.ffn_down.weight",  {E, F}, QF_PERMUTE_NONE, 0,                 ALWAYS, MOE},
     {"model.layers.#.mlp.gate_proj.bias",           "blk.#.ffn_gate.bias",    {F, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
     {"model.layers.#.mlp.up_proj.bias",             "blk.#.ffn_up.bias",      {F, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
     {"model.layers.#.mlp.down_proj.bias",           "blk.#.ffn_down.bias",    {E, N}, QF_PERMUTE_NONE, 0,                 OPTIONAL},
+    /* Phi-3 (Phi3MiniModel): q/k/v and gate/up fused; gate is the first half of gate_up */
+    {"model.layers.#.self_attn.qkv_proj.weight",    "blk.#.attn_qkv.weight",  {QKV, E}, QF_PERMUTE_NONE, FUSED,           ALWAYS},
+    {"model.layers.#.mlp.gate_up_proj.weight",      "blk.#.ffn_up.weight",    {F2, E}, QF_PERMUTE_NONE, FUSED,            ALWAYS},
+    /* Mixtral: router and experts (w1 = gate, w2 = down, w3 = up) */
+    {"model.layers.#.block_sparse_moe.gate.weight", "blk.#.ffn_gate_inp.weight", {X, E}, QF_PERMUTE_NONE, MOE,            ALWAYS},
+    {"model.layers.#.block_sparse_moe.experts.%.w1.weight", "blk.#.ffn_gate_exps.weight", {F, E}, QF_PERMUTE_NONE, MOE,   ALWAYS},
+    {"model.layers.#.block_sparse_moe.experts.%.w2.weight", "blk.#.ffn_down_exps.weight", {E, F}, QF_PERMUTE_NONE, MOE,   ALWAYS},
+    {"model.layers.#.block_sparse_moe.experts.%.w3.weight", "blk.#.ffn_up_exps.weight",   {F, E}, QF_PERMUTE_NONE, MOE,   ALWAYS},
 };
 #pragma GCC diagnostic pop
 
@@ -70,6 +84,11 @@ static const qf_tensor_rule rules[] = {
 #undef Q
 #undef K
 #undef H
+#undef QKV
+#undef F2
+#undef X
+#undef FUSED
+#undef MOE
 #undef N
 
 const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n) {
@@ -88,6 +107,8 @@ static const qf_hf_arch archs[] = {
     {"GemmaForCausalLM",   "gemma", QF_ARCH_GEMMA_FAMILY},
     {"Gemma2ForCausalLM",  "gemma2", QF_ARCH_GEMMA_FAMILY | QF_ARCH_SANDWICH_NORM},
     {"GraniteForCausalLM", "granite", QF_ARCH_PERMUTE_QK | QF_ARCH_ROPE_LLAMA3 | QF_ARCH_SPACE_PREFIX | QF_ARCH_NO_HEAD_DIM},
+    {"Phi3ForCausalLM",    "phi3",  QF_ARCH_FUSED},
+    {"MixtralForCausalLM", "llama", QF_ARCH_PERMUTE_QK | QF_ARCH_SPACE_PREFIX | QF_ARCH_MOE},
 };
 
 const qf_hf_arch *qf_hf_arch_at(size_t i) { return i < sizeof archs / sizeof archs[0] ? &archs[i] : NULL; }
@@ -118,10 +139,11 @@ int qf_hf_skip_tensor(const qf_hf_arch *a, const char *name) {
 
 /* Match `name` against `pat` ('#' = a decimal block id without sign or
  * leading zeros other than "0"). */
-static int match_pattern(const char *pat, const char *name, int64_t *bid) {
+static int match_pattern(const char *pat, const char *name, int64_t *bid, int64_t *xid) {
     *bid = -1;
+    *xid = -1;
     while (*pat) {
-        if (*pat == '#') {
+        if (*pat == '#' || *pat == '%') {
             if (*name < '0' || *name > '9') return 0;
             if (name[0] == '0' && name[1] >= '0' && name[1] <= '9') return 0;
             int64_t v = 0;
@@ -130,7 +152,7 @@ static int match_pattern(const char *pat, const char *name, int64_t *bid) {
                 if (v > 1000000) return 0;
                 name++;
             }
-            *bid = v;
+            *(*pat == '#' ? bid : xid) = v;
             pat++;
             continue;
         }
@@ -143,10 +165,16 @@ static int match_pattern(const char *pat, const char *name, int64_t *bid) {
 
 const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
                                        int64_t *bid) {
+    int64_t xid;
+    return qf_hf_map_tensor_x(a, hf_name, gguf_name, cap, bid, &xid);
+}
+
+const qf_tensor_rule *qf_hf_map_tensor_x(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
+                                         int64_t *bid, int64_t *xid) {
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
         const qf_tensor_rule *r = &rules[i];
         if (!qf_hf_rule_applies(r, a->flags)) continue;
-        if (!match_pattern(r->hf, hf_name, bid)) continue;
+        if (!match_pattern(r->hf, hf_name, bid, xid)) continue;
         size_t o = 0;
         for (const char *p = r->gguf; *p && o + 1 < cap; p++) {
             if (*p == '#') o += (size_t)snprintf(gguf_name + o, cap - o, "%lld", (long long)*bid);
@@ -167,6 +195,9 @@ int64_t qf_hf_dim_value(const qf_hf_hparams *hp, uint8_t dim) {
     case QF_DIM_Q: return hp->n_head * hp->head_dim;
     case QF_DIM_KV: return hp->n_head_kv * hp->head_dim;
     case QF_DIM_HEAD: return hp->head_dim;
+    case QF_DIM_QKV: return (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
+    case QF_DIM_FF2: return 2 * hp->n_ff;
+    case QF_DIM_EXPERT: return hp->n_expert;
     default: return 0;
     }
 }
@@ -179,6 +210,9 @@ const char *qf_hf_dim_name(uint8_t dim) {
     case QF_DIM_Q: return "num_attention_heads*head_dim";
     case QF_DIM_KV: return "num_key_value_heads*head_dim";
     case QF_DIM_HEAD: return "head_dim";
+    case QF_DIM_QKV: return "(num_attention_heads+2*num_key_value_heads)*head_dim";
+    case QF_DIM_FF2: return "2*intermediate_size";
+    case QF_DIM_EXPERT: return "num_local_experts";
     default: return "-";
     }
 }
@@ -295,6 +329,15 @@ int qf_hf_config_read(const qf_json *cfg, const char *cfg_path, const qf_hf_arch
                           hp->head_dim > lim / hp->n_head ? "num_attention_heads" : "num_key_value_heads",
                           (long long)(hp->head_dim > lim / hp->n_head ? hp->n_head : hp->n_head_kv),
                           (long long)hp->head_dim);
+    if ((*arch)->flags & QF_ARCH_MOE) {
+        static const char *const k_exp[] = {"num_local_experts", NULL};
+        static const char *const k_used[] = {"num_experts_per_tok", NULL};
+        if ((rc = cfg_required_int(cfg, cfg_path, k_exp, &hp->n_expert, err))) return rc;
+        if ((rc = cfg_required_int(cfg, cfg_path, k_used, &hp->n_expert_used, err))) return rc;
+        if (hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert)
+            return qf_set_err(err, QF_EFORMAT, "%s: num_experts_per_tok %lld / num_local_experts %lld is not a valid MoE",
+                              cfg_path, (long long)hp->n_expert_used, (long long)hp->n_expert);
+    }
     int tie = qf_json_find(cfg, 0, "tie_word_embeddings");
     hp->tie_embeddings = ((*arch)->flags & QF_ARCH_GEMMA_FAMILY) != 0; /* the HF config class default */
     if (tie >= 0 && qf_json_type_of(cfg, tie) == QF_JSON_BOOL) qf_json_get_bool(cfg, tie, &hp->tie_embeddings, NULL);
@@ -399,6 +442,76 @@ int qf_hf_llama3_rope_freqs(const qf_json *cfg, const char *cfg_path, int64_t he
     if (qf_llama3_rope_factors(base, head_dim, factor, low, high, old_ctx, out))
         return qf_set_err(err, QF_EFORMAT, "%s: bad llama3 rope_scaling (head_dim %lld, low/high freq factors %g/%g)",
                           cfg_path, (long long)head_dim, low, high);
+    *present = 1;
+    return 0;
+}
+
+/* ---------------- Phi-3 longrope ---------------- */
+
+/* The number list cfg[rs][key] into a new array of n floats. */
+static int float_list(const qf_json *cfg, const char *cfg_path, int rs, const char *key, int64_t n, float **out,
+                      qf_err *err) {
+    *out = NULL;
+    int t = qf_json_find(cfg, rs, key);
+    if (t < 0 || qf_json_type_of(cfg, t) != QF_JSON_ARRAY)
+        return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling has no %s list", cfg_path, key);
+    if ((int64_t)qf_json_size(cfg, t) != n)
+        return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling %s has %lld values; head_dim/2 is %lld", cfg_path, key,
+                          (long long)qf_json_size(cfg, t), (long long)n);
+    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
+    if (!f) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    qf_json_iter it;
+    int el, i = 0;
+    qf_json_iter_begin(&it, cfg, t);
+    while (qf_json_iter_element(&it, &el)) {
+        double v;
+        if (qf_json_type_of(cfg, el) != QF_JSON_NUMBER || qf_json_get_double(cfg, el, &v, NULL) || !(v > 0.0)) {
+            free(f);
+            return qf_set_err(err, QF_EFORMAT, "%s: rope_scaling %s[%d] is not a positive number (line %u)", cfg_path,
+                              key, i, qf_json_line(cfg, el));
+        }
+        f[i++] = (float)v;
+    }
+    *out = f;
+    return 0;
+}
+
+int qf_hf_longrope(const qf_json *cfg, const char *cfg_path, int64_t rope_dim, float **long_f, float **short_f,
+                   int64_t *n, double *attn_factor, int *present, qf_err *err) {
+    *present = 0;
+    *long_f = *short_f = NULL;
+    *n = rope_dim / 2;
+    *attn_factor = 1.0;
+    int rs = qf_json_find(cfg, 0, "rope_scaling");
+    if (rs < 0 || qf_json_is_null(cfg, rs)) return 0;
+    char type[32] = "";
+    int t = qf_json_find(cfg, rs, "type");
+    if (qf_json_type_of(cfg, rs) != QF_JSON_OBJECT || t < 0 ||
+        qf_json_get_string_buf(cfg, t, type, sizeof type, NULL, NULL))
+        return 0; /* the converter returns without a type */
+    for (char *p = type; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
+    if (!type[0]) return 0;
+    if (strcmp(type, "longrope") != 0 && strcmp(type, "su") != 0)
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: Phi-3 rope_scaling '%s' is not supported (longrope, su)", cfg_path,
+                          type);
+    static const char *const k_max[] = {"n_positions", "max_position_embeddings", NULL};
+    int64_t max_pos, orig;
+    int has_max, has_orig, rc;
+    if ((rc = qf_hf_cfg_int(cfg, cfg_path, qf_hf_cfg_first(cfg, k_max), k_max[1], &max_pos, &has_max, err))) return rc;
+    if ((rc = qf_hf_cfg_int(cfg, cfg_path, qf_json_find(cfg, 0, "original_max_position_embeddings"),
+                            "original_max_position_embeddings", &orig, &has_orig, err)))
+        return rc;
+    if (!has_max || !has_orig || max_pos <= 0 || orig <= 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: longrope needs positive max_position_embeddings and "
+                          "original_max_position_embeddings", cfg_path);
+    double scale = (double)max_pos / (double)orig;
+    *attn_factor = scale > 1.0 ? sqrt(1.0 + log(scale) / log((double)orig)) : 1.0;
+    if ((rc = float_list(cfg, cfg_path, rs, "long_factor", *n, long_f, err))) return rc;
+    if ((rc = float_list(cfg, cfg_path, rs, "short_factor", *n, short_f, err))) {
+        free(*long_f);
+        *long_f = NULL;
+        return rc;
+    }
     *present = 1;
     return 0;
 }

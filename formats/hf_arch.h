@@ -29,6 +29,9 @@ typedef enum qf_dim {
     QF_DIM_Q,       /* num_attention_heads * head_dim */
     QF_DIM_KV,      /* num_key_value_heads * head_dim */
     QF_DIM_HEAD,    /* head_dim */
+    QF_DIM_QKV,     /* (num_attention_heads + 2 * num_key_value_heads) * head_dim: a fused q/k/v */
+    QF_DIM_FF2,     /* 2 * intermediate_size: a fused gate/up */
+    QF_DIM_EXPERT,  /* num_local_experts */
 } qf_dim;
 
 /* Architecture flags: they switch table rows on and pick the shared rules. */
@@ -43,13 +46,17 @@ enum {
                                     * tie_word_embeddings defaults to true; GELU-tanh gated MLP */
     QF_ARCH_SANDWICH_NORM = 1u << 6, /* Gemma 2: norms after attention and after the MLP too */
     QF_ARCH_NO_HEAD_DIM = 1u << 7, /* config.json head_dim is ignored (Granite): n_embd / n_head */
+    QF_ARCH_FUSED = 1u << 8,       /* Phi-3: fused qkv_proj and gate_up_proj instead of q/k/v and gate/up */
+    QF_ARCH_MOE = 1u << 9,         /* Mixtral: a router and per-expert w1/w2/w3 instead of the mlp */
 };
 
 enum { QF_PERMUTE_NONE = 0, QF_PERMUTE_Q, QF_PERMUTE_K };
 
-/* One HF <-> GGUF tensor rule. */
+/* One HF <-> GGUF tensor rule. An HF pattern with '%' (an expert id) names
+ * one expert's matrix; the converter stacks the experts of a block into one
+ * 3-D GGUF tensor [n_expert, rows, cols]. */
 typedef struct qf_tensor_rule {
-    const char *hf;         /* pattern, '#' = block id */
+    const char *hf;         /* pattern, '#' = block id, '%' = expert id */
     const char *gguf;       /* pattern, '#' = block id */
     uint8_t shape[2];       /* HF row-major shape; shape[1] == QF_DIM_NONE for 1-D */
     uint8_t permute;        /* QF_PERMUTE_* (only when the arch has QF_ARCH_PERMUTE_QK) */
@@ -76,6 +83,7 @@ typedef struct qf_hf_arch {
 /* The shape hyper-parameters of config.json. */
 typedef struct qf_hf_hparams {
     int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    int64_t n_expert, n_expert_used; /* num_local_experts, num_experts_per_tok (0 without MoE) */
     int tie_embeddings;     /* config.json tie_word_embeddings (default 0) */
 } qf_hf_hparams;
 
@@ -94,6 +102,10 @@ const qf_tensor_rule *qf_hf_tensor_rules(uint32_t *n);
  * the rule; NULL if nothing matches. */
 const qf_tensor_rule *qf_hf_map_tensor(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
                                        int64_t *bid);
+/* qf_hf_map_tensor that also returns the expert id of an expert rule (-1
+ * for the others). */
+const qf_tensor_rule *qf_hf_map_tensor_x(const qf_hf_arch *a, const char *hf_name, char *gguf_name, size_t cap,
+                                         int64_t *bid, int64_t *xid);
 /* 1 when HF tensor `name` is not a weight of arch `a` and is skipped (buffers
  * such as rotary_emb.inv_freq; Gemma's lm_head), 0 otherwise. */
 int qf_hf_skip_tensor(const qf_hf_arch *a, const char *name);
@@ -145,5 +157,14 @@ int qf_llama3_rope_factors(double base, int64_t dim, double factor, double low_f
  * an HF directory, so both see the same frequencies. */
 int qf_hf_llama3_rope_freqs(const qf_json *cfg, const char *cfg_path, int64_t head_dim, float *out, int *present,
                             qf_err *err);
+
+/* Phi-3 longrope (rope_scaling type "longrope" or "su"): the long_factor
+ * and short_factor lists (malloc'd, *n = rope_dim / 2 values each, as
+ * llama.cpp's converter requires) and the attention factor it writes,
+ * sqrt(1 + ln(max_pos / orig_max_pos) / ln(orig_max_pos)) when max_pos >
+ * orig_max_pos, else 1. No rope_scaling: *present = 0. Another type, a
+ * missing or wrong-length list -> QF_EFORMAT / QF_EUNSUPPORTED. */
+int qf_hf_longrope(const qf_json *cfg, const char *cfg_path, int64_t rope_dim, float **long_f, float **short_f,
+                   int64_t *n, double *attn_factor, int *present, qf_err *err);
 
 #endif

@@ -670,6 +670,17 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     memset(&s, 0, sizeof s);
     int rc = qf_calib_text_open(&ct, model_path, o->calib->calib_path, err);
     if (rc) goto done;
+    /* the scales are folded into the rows of v and up, which fused or
+     * expert projections do not have on their own */
+    if (ct.m.hp.n_expert > 0 || ct.m.layers[0].wqkv.data) {
+        const int moe = ct.m.hp.n_expert > 0;
+        rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: awq does not support %s (%s); use --method %s", model_path,
+                        moe ? "mixture-of-experts models" : "phi3",
+                        moe ? "each expert sees only its routed tokens"
+                            : "its fused attn_qkv and gate/up leave no separate v and up rows to fold the scales into",
+                        moe ? "exact, search or auto" : "gptq, exact, search or auto");
+        goto done;
+    }
     s.m = &ct.m;
     s.plan = plan;
     s.im = im;

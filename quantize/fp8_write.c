@@ -31,6 +31,7 @@ typedef struct job {
     uint64_t shape[2];
     uint64_t nbytes;
     uint32_t shard;
+    int kept_linear;           /* KEEP: a block matrix (a Linear) left unquantized: listed in "ignore" */
 } job;
 enum { KEEP = 0, WEIGHT = 1, WSCALE = 2, ISCALE = 3 };
 
@@ -230,11 +231,14 @@ static int plan(wctx *w, const qf_hf_arch *a) {
         if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
             return qf_set_err(w->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (FP8 output needs F32, F16 or BF16)",
                               w->o->in_dir, t->name, st_dtype_name(t->dtype));
-        int lin = t->n_dims == 2 && qf_hf_map_tensor(a, t->name, g, sizeof g, &bid) && qf_fp8_is_linear(g);
+        const int mapped = t->n_dims == 2 && qf_hf_map_tensor(a, t->name, g, sizeof g, &bid);
+        int lin = mapped && qf_fp8_is_linear(g);
         if (!lin) {
             if ((rc = add_job(w, t->name, KEEP, -1, t, t->dtype, t->n_dims, t->n_dims ? t->shape[0] : 1,
                               t->n_dims > 1 ? t->shape[1] : 1)))
                 return rc;
+            /* fused (phi3 attn_qkv), expert and router matrices stay as they are */
+            w->jobs[w->n_jobs - 1].kept_linear = mapped && !strncmp(g, "blk.", 4) && qf_ends_with(t->name, ".weight");
             w->jobs[w->n_jobs - 1].n_dims = t->n_dims; /* scalars and 3-D+ copied as they are */
             w->jobs[w->n_jobs - 1].nbytes = t->nbytes;
             continue;
@@ -341,7 +345,7 @@ static int write_index(wctx *w, const char *dir, uint32_t n_shards, uint64_t tot
 }
 
 /* The compressed-tensors quantization_config (docs/formats.md lists each field's source). */
-static void write_qconfig(FILE *f, const qf_fp8_write_opts *o) {
+static void write_qconfig(FILE *f, const qf_fp8_write_opts *o, const wctx *w) {
     if (o->block_fp8_layout) {
         fprintf(f, "  \"quantization_config\": {\n    \"activation_scheme\": \"dynamic\",\n    \"fmt\": \"e4m3\",\n"
                    "    \"quant_method\": \"fp8\",\n    \"weight_block_size\": [128, 128]\n  }\n");
@@ -367,7 +371,15 @@ static void write_qconfig(FILE *f, const qf_fp8_write_opts *o) {
                "\"strategy\": \"%s\", \"symmetric\": true, \"type\": \"float\"}\n",
             o->scheme == QF_FP8_BLOCK ? "[128, 128]" : "null", ws);
     fprintf(f, "      }\n    },\n    \"format\": \"float-quantized\",\n    \"global_compression_ratio\": null,\n"
-               "    \"ignore\": [\"lm_head\"],\n    \"kv_cache_scheme\": null,\n"
+               "    \"ignore\": [\"lm_head\"");
+    for (size_t i = 0; i < w->n_jobs; i++) { /* the module names of the block matrices kept unquantized */
+        if (!w->jobs[i].kept_linear) continue;
+        char mod[320];
+        snprintf(mod, sizeof mod, "%.*s", (int)(strlen(w->jobs[i].name) - strlen(".weight")), w->jobs[i].name);
+        fprintf(f, ", ");
+        json_str(f, mod);
+    }
+    fprintf(f, "],\n    \"kv_cache_scheme\": null,\n"
                "    \"quant_method\": \"compressed-tensors\",\n    \"quantization_status\": \"compressed\",\n"
                "    \"sparsity_config\": {},\n    \"transform_config\": {},\n    \"version\": \"0.10.2\"\n  }\n");
 }
@@ -389,7 +401,7 @@ static int write_config(wctx *w, const char *dir, const char *text, size_t len) 
     }
     fwrite(text, 1, body, f);
     fprintf(f, "%s\n", empty ? "" : ",");
-    write_qconfig(f, w->o);
+    write_qconfig(f, w->o, w);
     fprintf(f, "}\n");
     int bad = ferror(f);
     bad |= fclose(f) != 0;

@@ -181,18 +181,38 @@ static void progress(run *r, int layer, const char *stage) {
     if (r->p->progress) r->p->progress(r->p->progress_user, layer, (int)r->m->hp.n_layer, stage);
 }
 
+/* The seven weight slots of a block, in group order: q, k, v, o, gate, up,
+ * down; a fused block (phi3) has attn_qkv in the q slot and the fused
+ * gate/up in the gate slot, the k, v and up slots empty. */
+static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], const qf_weight *orig[7]) {
+    const int fused = L->wqkv.data != NULL;
+    qf_layer dummy;
+    if (!Lq) Lq = &dummy;
+    qf_weight *s[7] = {fused ? &Lq->wqkv : &Lq->wq, &Lq->wk, &Lq->wv, &Lq->wo,
+                       fused ? &Lq->ffn_gate_up : &Lq->ffn_gate, &Lq->ffn_up, &Lq->ffn_down};
+    const qf_weight *o[7] = {fused ? &L->wqkv : &L->wq, &L->wk, &L->wv, &L->wo,
+                             fused ? &L->ffn_gate_up : &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+    for (int i = 0; i < 7; i++) {
+        const int empty = fused && (i == 1 || i == 2 || i == 5);
+        if (slots) slots[i] = empty ? NULL : s[i];
+        orig[i] = empty ? NULL : o[i];
+    }
+    return fused;
+}
+
 /* The four groups of block l, then the pass that moves the hidden states on. */
 static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
     const qf_layer *L0 = &r->m->layers[l];
     qf_layer Lq = *L0;
-    qf_weight *slots[7] = {&Lq.wq, &Lq.wk, &Lq.wv, &Lq.wo, &Lq.ffn_gate, &Lq.ffn_up, &Lq.ffn_down};
-    const qf_weight *orig[7] = {&L0->wq, &L0->wk, &L0->wv, &L0->wo, &L0->ffn_gate, &L0->ffn_up, &L0->ffn_down};
-    static const struct { qf_site_kind kind; int first, n; const char *stage; } groups[4] = {
-        {QF_SITE_ATTN_IN, 0, 3, "attn_in"}, {QF_SITE_ATTN_OUT, 3, 1, "attn_out"},
-        {QF_SITE_FFN_IN, 4, 2, "ffn_in"},   {QF_SITE_FFN_DOWN, 6, 1, "ffn_down_in"}};
+    qf_weight *slots[7];
+    const qf_weight *orig[7];
+    const int fused = block_slots(L0, &Lq, slots, orig);
+    const struct { qf_site_kind kind; int first, n; const char *stage; } groups[4] = {
+        {QF_SITE_ATTN_IN, 0, fused ? 1 : 3, "attn_in"}, {QF_SITE_ATTN_OUT, 3, 1, "attn_out"},
+        {QF_SITE_FFN_IN, 4, fused ? 1 : 2, "ffn_in"},   {QF_SITE_FFN_DOWN, 6, 1, "ffn_down_in"}};
     int rc;
     for (int i = 0; i < 7; i++)
-        if ((rc = weight_f32(orig[i], wf[i], err))) return rc;
+        if (orig[i] && (rc = weight_f32(orig[i], wf[i], err))) return rc;
     for (int gi = 0; gi < 4; gi++) {
         progress(r, (int)l, groups[gi].stage);
         const int first = groups[gi].first;
@@ -261,6 +281,10 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     if (!st) st = &st_local;
     memset(st, 0, sizeof *st);
     if (ctx <= 0) return qf_set_err(err, QF_EINVAL, "calibration context %lld must be positive", (long long)ctx);
+    if (hp->n_expert > 0) /* each expert sees only its routed tokens: no per-expert pipeline here */
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: mixture-of-experts models (%lld experts) are not supported by the "
+                          "layer-wise GPTQ/AWQ pipeline; use --method exact, search or auto", m->path,
+                          (long long)hp->n_expert);
     int64_t n_chunks = n_tokens / ctx;
     if (p->max_chunks > 0 && n_chunks > p->max_chunks) n_chunks = p->max_chunks;
     if (n_chunks < 1)
@@ -316,9 +340,12 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     }
     for (int64_t l = 0; l < hp->n_layer && !rc; l++) {
         const qf_layer *L = &m->layers[l];
-        const qf_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        const qf_weight *ws[7];
+        block_slots(L, NULL, NULL, ws);
         for (int i = 0; i < 7; i++) { /* sized per block: shapes may differ between blocks */
             free(wf[i]);
+            wf[i] = NULL;
+            if (!ws[i]) continue;
             wf[i] = malloc((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float));
             if (!wf[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the weights of block %lld", (long long)l);
         }

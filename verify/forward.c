@@ -7,17 +7,21 @@
  *   for each layer:
  *     xb = rmsnorm(x) * attn_norm                       [T, E]
  *     q = xb Wq^T (+bq), k = xb Wk^T (+bk), v = xb Wv^T (+bv)
+ *       (phi3: [q k v] = xb Wqkv^T)
  *     (qwen3) q, k = rmsnorm per head * q_norm/k_norm
  *     q, k = rope(q, k, pos = P + t)
  *     att[t, h] = softmax(q[t,h] . K[0..P+t, h/(H/Hkv)] / sqrt(Dk)) V
  *     x += att Wo^T
  *     xb = rmsnorm(x) * ffn_norm
  *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
+ *       (phi3: [gate up] = xb Wup^T; MoE: sum over the top-k experts e of
+ *        w_e * (silu(xb Wgate_e^T) * (xb Wup_e^T)) Wdown_e^T, w = renormalized
+ *        softmax(xb Wrouter^T))
  *   logits = (rmsnorm(x) * output_norm) Wout^T          [T, V]
  *
  * Architecture variants (model.h): x = embed * embd_scale; q *= q_scale; the
  * scores are scaled by kq_scale (not 1/sqrt(Dk)), soft-capped
- * (cap * tanh(s / cap)) and, on even layers with n_swa > 0, limited to the
+ * (cap * tanh(s / cap)) and, on even layers (every layer for phi3) with n_swa > 0, limited to the
  * last n_swa positions; each sub-block output may pass a post-norm
  * (post_attn_norm, post_ffw_norm) and is multiplied by residual_scale before
  * the residual add; the MLP may be GELU-gated; logits are divided by
@@ -233,6 +237,8 @@ static int check_ctx_size(const qf_model *m, int64_t n_ctx, int64_t n_batch, qf_
                           (long long)hp->n_layer, (unsigned long long)(KD + VD), have);
     }
     per_tok = 3 * E + QD + KD + VD + 2 * OD + 3 * F;
+    if (hp->arch == QF_ARCH_PHI3) per_tok += QD + KD + VD + 2 * F;
+    if (hp->n_expert > 0) per_tok += (uint64_t)hp->n_expert + (uint64_t)hp->n_expert_used * (E + 2) + 3 * E + 1;
     ovf = __builtin_mul_overflow(per_tok * f, (uint64_t)n_batch, &batch) ||
           __builtin_add_overflow(kv, batch, &total) ||
           __builtin_add_overflow(total, (uint64_t)hp->n_rot * f * (uint64_t)n_ctx, &total);
@@ -275,6 +281,23 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     c->rope_cos = malloc(N * (hp->n_rot / 2) * f);
     c->rope_sin = malloc(N * (hp->n_rot / 2) * f);
     c->logits = NULL; /* allocated on first use: callers usually pass their own buffer */
+    int extra_ok = 1;
+    if (hp->arch == QF_ARCH_PHI3) {
+        c->qkv = malloc(B * (QD + KD + VD) * f);
+        c->gate_up = malloc(B * 2 * F * f);
+        extra_ok = c->qkv && c->gate_up;
+    }
+    if (hp->n_expert > 0) {
+        const size_t X = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used;
+        c->router = malloc(B * X * f);
+        c->sel = malloc(B * K * sizeof *c->sel);
+        c->sel_w = malloc(B * K * f);
+        c->rows = malloc(B * sizeof *c->rows);
+        c->xe = alloc_matmul_input(B * E * f);
+        c->de = malloc(B * E * f);
+        c->moe_out = malloc(B * K * E * f);
+        extra_ok = c->router && c->sel && c->sel_w && c->rows && c->xe && c->de && c->moe_out;
+    }
     int64_t max_in = E > F ? E : F;
     if (OD > max_in) max_in = OD;
     c->xr = alloc_matmul_input(B * max_in * f);
@@ -282,22 +305,26 @@ int qf_ctx_init(qf_ctx *c, const qf_model *m, int64_t n_ctx, int64_t n_batch, qf
     c->n_threads = 1;
     c->act_fp8 = 1;
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->proj || !c->gate || !c->up ||
-        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr) {
+        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin || !c->xr || !extra_ok) {
         qf_ctx_free(c);
         return qf_set_err(err, QF_ENOMEM, "%s: out of memory for a context of %lld tokens", m->path, (long long)n_ctx);
     }
 
     /* theta(pos, i) = pos * freq_scale * base^(-2i / n_rot) / freq_factor[i],
-     * computed in double and rounded once. */
+     * computed in double and rounded once; cos and sin are scaled by the
+     * attention factor (longrope). Longrope takes its long factors when the
+     * context exceeds the original one, as llama.cpp decides by n_ctx. */
     const int64_t half = hp->n_rot / 2;
     const float *ff = m->rope_freqs.data;
+    if (!ff && m->rope_long.data) ff = n_ctx > hp->n_ctx_orig ? m->rope_long.data : m->rope_short.data;
+    const double mscale = hp->rope_attn_factor > 0.0f ? (double)hp->rope_attn_factor : 1.0;
     for (int64_t i = 0; i < half; i++) {
         double inv_freq = pow((double)hp->rope_freq_base, -2.0 * (double)i / (double)hp->n_rot);
         if (ff) inv_freq /= (double)ff[i];
         for (int64_t p = 0; p < n_ctx; p++) {
             double theta = (double)p * (double)hp->rope_freq_scale * inv_freq;
-            c->rope_cos[p * half + i] = (float)cos(theta);
-            c->rope_sin[p * half + i] = (float)sin(theta);
+            c->rope_cos[p * half + i] = (float)(cos(theta) * mscale);
+            c->rope_sin[p * half + i] = (float)(sin(theta) * mscale);
         }
     }
     return 0;
@@ -308,6 +335,8 @@ void qf_ctx_free(qf_ctx *c) {
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att);
     free(c->proj); free(c->gate); free(c->up); free(c->k_cache); free(c->v_cache);
     free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->xr);
+    free(c->qkv); free(c->gate_up); free(c->router); free(c->sel); free(c->sel_w); free(c->rows);
+    free(c->xe); free(c->de); free(c->moe_out);
     memset(c, 0, sizeof *c);
 }
 
@@ -341,8 +370,8 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
     const int64_t N = c->n_ctx, P = c->n_past;
     const int64_t group = H / Hkv; /* query heads per KV head */
     const float scale = hp->kq_scale, cap = hp->attn_softcap;
-    /* Gemma 2: even layers see only the last n_swa positions */
-    const int64_t window = hp->n_swa > 0 && layer % 2 == 0 ? hp->n_swa : 0;
+    /* Gemma 2: even layers see only the last n_swa positions; Phi-3: every layer */
+    const int64_t window = hp->n_swa > 0 && (hp->swa_all_layers || layer % 2 == 0) ? hp->n_swa : 0;
     const float *Kl = c->k_cache + layer * Hkv * Dk * N; /* [Hkv][Dk][N] */
     const float *Vl = c->v_cache + layer * Hkv * N * Dv; /* [Hkv][N][Dv] */
     int failed = 0;
@@ -399,6 +428,79 @@ static int attention(qf_ctx *c, int64_t layer, int64_t T) {
     return failed ? QF_ENOMEM : 0;
 }
 
+/* Route token t: softmax of its router logits r[X] in place, the K best
+ * experts (highest first, lower id first on ties) into sel[K] and their
+ * probabilities, renormalized to sum 1, into w[K]. */
+static void route_token(float *r, int64_t X, int64_t K, int32_t *sel, float *w) {
+    float mx = -INFINITY;
+    for (int64_t e = 0; e < X; e++) mx = r[e] > mx ? r[e] : mx;
+    double sum = 0.0;
+    for (int64_t e = 0; e < X; e++) sum += (r[e] = expf(r[e] - mx));
+    for (int64_t e = 0; e < X; e++) r[e] = (float)(r[e] / sum);
+    float wsum = 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+        int32_t best = -1;
+        for (int64_t e = 0; e < X; e++) {
+            int taken = 0;
+            for (int64_t j = 0; j < k; j++) taken |= sel[j] == e;
+            if (!taken && (best < 0 || r[e] > r[best])) best = (int32_t)e;
+        }
+        sel[k] = best;
+        w[k] = r[best];
+        wsum += w[k];
+    }
+    for (int64_t k = 0; k < K; k++) w[k] /= wsum;
+}
+
+/* The MoE feed-forward of block l on the normed c->xb [T, E] into c->proj
+ * [T, E]: per token the K routed experts' SwiGLU outputs, weighted and summed
+ * in slot order. Each expert runs once on the tokens routed to it (the
+ * matmul hook sees its view, also with 0 tokens, so statistics count calls
+ * as llama.cpp's per-batch expert product does). */
+static int moe_ffn(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert, K = hp->n_expert_used;
+    int rc;
+    if ((rc = matmul(c, (int)l, &L->ffn_gate_inp, c->xb, T, c->router, err)) < 0) return rc; /* [T, X] */
+    for (int64_t t = 0; t < T; t++) route_token(c->router + t * X, X, K, c->sel + t * K, c->sel_w + t * K);
+    for (int64_t e = 0; e < X; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++)
+                if (c->sel[t * K + k] == e) {
+                    c->rows[n] = (int32_t)(t * K + k); /* token t, slot k */
+                    memcpy(c->xe + n * E, c->xb + t * E, (size_t)E * sizeof(float));
+                    n++;
+                }
+        if (n == 0) { /* no token: only the hooks hear of the call */
+            if (c->hook) {
+                c->hook(c->hook_user, (int)l, &L->gate_exps[e], c->xe, 0);
+                c->hook(c->hook_user, (int)l, &L->up_exps[e], c->xe, 0);
+                c->hook(c->hook_user, (int)l, &L->down_exps[e], c->gate, 0);
+            }
+            continue;
+        }
+        if ((rc = matmul(c, (int)l, &L->gate_exps[e], c->xe, n, c->gate, err)) < 0) return rc; /* [n, F] */
+        if ((rc = matmul(c, (int)l, &L->up_exps[e], c->xe, n, c->up, err)) < 0) return rc;     /* [n, F] */
+        for (int64_t i = 0; i < n * F; i++) {
+            const float g = c->gate[i];
+            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];
+        }
+        if ((rc = matmul(c, (int)l, &L->down_exps[e], c->gate, n, c->de, err)) < 0) return rc; /* [n, E] */
+        for (int64_t r = 0; r < n; r++)
+            memcpy(c->moe_out + (int64_t)c->rows[r] * E, c->de + r * E, (size_t)E * sizeof(float));
+    }
+    for (int64_t t = 0; t < T; t++) {
+        float *out = c->proj + t * E;
+        for (int64_t i = 0; i < E; i++) out[i] = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            const float w = c->sel_w[t * K + k], *o = c->moe_out + (t * K + k) * E;
+            for (int64_t i = 0; i < E; i++) out[i] += o[i] * w;
+        }
+    }
+    return 0;
+}
+
 /* x[E] += sub-block output y[E]: y is first normed by `post` (when the
  * layer has it) and scaled by residual_scale (when not 1). y is clobbered. */
 static void residual_add(float *x, float *y, const qf_weight *post, const qf_hparams *hp) {
@@ -421,9 +523,19 @@ static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_
     /* attention block */
 #pragma omp parallel for schedule(static) PAR(T * E)
     for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
-    if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
-    if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
-    if ((rc = matmul(c, (int)l, &L->wv, c->xb, T, c->v, err)) < 0) return rc; /* [T, Hkv*Dv] */
+    if (L->wqkv.data) { /* phi3: one projection [T, H*Dk + Hkv*Dk + Hkv*Dv], split */
+        const int64_t QD = H * Dk, KD = Hkv * Dk, VD = Hkv * Dv, W = QD + KD + VD;
+        if ((rc = matmul(c, (int)l, &L->wqkv, c->xb, T, c->qkv, err)) < 0) return rc;
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(c->q + t * QD, c->qkv + t * W, (size_t)QD * sizeof(float));
+            memcpy(c->k + t * KD, c->qkv + t * W + QD, (size_t)KD * sizeof(float));
+            memcpy(c->v + t * VD, c->qkv + t * W + QD + KD, (size_t)VD * sizeof(float));
+        }
+    } else {
+        if ((rc = matmul(c, (int)l, &L->wq, c->xb, T, c->q, err)) < 0) return rc; /* [T, H*Dk]   */
+        if ((rc = matmul(c, (int)l, &L->wk, c->xb, T, c->k, err)) < 0) return rc; /* [T, Hkv*Dk] */
+        if ((rc = matmul(c, (int)l, &L->wv, c->xb, T, c->v, err)) < 0) return rc; /* [T, Hkv*Dv] */
+    }
     add_bias(c->q, &L->bq, T);
     add_bias(c->k, &L->bk, T);
     add_bias(c->v, &L->bv, T);
@@ -460,8 +572,22 @@ static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_
         residual_add(c->x + t * E, c->proj + t * E, &L->post_attn_norm, hp);
         rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
     }
-    if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
-    if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
+    if (L->gate_exps) { /* mixture of experts */
+        if ((rc = moe_ffn(c, l, L, T, err)) < 0) return rc;
+#pragma omp parallel for schedule(static) PAR(T * E)
+        for (int64_t t = 0; t < T; t++) residual_add(c->x + t * E, c->proj + t * E, &L->post_ffw_norm, hp);
+        return 0;
+    }
+    if (L->ffn_gate_up.data) { /* phi3: [T, 2F] = gate rows, then up rows */
+        if ((rc = matmul(c, (int)l, &L->ffn_gate_up, c->xb, T, c->gate_up, err)) < 0) return rc;
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(c->gate + t * F, c->gate_up + t * 2 * F, (size_t)F * sizeof(float));
+            memcpy(c->up + t * F, c->gate_up + t * 2 * F + F, (size_t)F * sizeof(float));
+        }
+    } else {
+        if ((rc = matmul(c, (int)l, &L->ffn_gate, c->xb, T, c->gate, err)) < 0) return rc; /* [T, F] */
+        if ((rc = matmul(c, (int)l, &L->ffn_up, c->xb, T, c->up, err)) < 0) return rc;     /* [T, F] */
+    }
     if (hp->ffn_act == QF_FFN_GELU) pthread_once(&gelu_once, gelu_table_fill);
 #pragma omp parallel for schedule(static) PAR(T * F)
     for (int64_t t = 0; t < T; t++) {

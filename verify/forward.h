@@ -37,6 +37,16 @@ typedef struct qf_ctx {
     float *proj;          /* [T, n_embd]  output of attn_output / ffn_down */
     float *gate;          /* [T, n_ff] */
     float *up;            /* [T, n_ff] */
+    float *qkv;           /* phi3: [T, (n_head + 2 n_head_kv) * head_dim] fused projection, else NULL */
+    float *gate_up;       /* phi3: [T, 2 n_ff] fused gate/up projection, else NULL */
+    /* MoE (n_expert > 0), else NULL */
+    float *router;        /* [T, n_expert] router logits, then probabilities */
+    int32_t *sel;         /* [T, n_expert_used] chosen experts, best first */
+    float *sel_w;         /* [T, n_expert_used] their weights (renormalized) */
+    int32_t *rows;        /* [T] tokens routed to the expert at hand */
+    float *xe;            /* [T, n_embd] their normed inputs */
+    float *de;            /* [T, n_embd] the expert's outputs */
+    float *moe_out;       /* [T, n_expert_used, n_embd] per-slot outputs */
 
     /* KV cache. Keys are stored transposed so that a query's scores against
      * all keys are a run of contiguous axpys:

@@ -24,6 +24,7 @@ const char *qf_arch_name(qf_arch arch) {
     case QF_ARCH_GEMMA: return "gemma";
     case QF_ARCH_GEMMA2: return "gemma2";
     case QF_ARCH_GRANITE: return "granite";
+    case QF_ARCH_PHI3: return "phi3";
     }
     return "?";
 }
@@ -248,6 +249,7 @@ static void arch_defaults(qf_hparams *hp) {
     hp->attn_softcap = hp->final_softcap = 0.0f;
     hp->residual_scale = hp->logit_scale = 1.0f;
     hp->n_swa = 0;
+    hp->swa_all_layers = 0;
 }
 
 /* Granite's attention, embedding, residual and logit multipliers (0 = unset). */
@@ -279,9 +281,12 @@ static int read_hparams(qf_model *m, qf_err *err) {
     } else if (strcmp(arch, "granite") == 0) {
         hp->arch = QF_ARCH_GRANITE;
         hp->rope_type = QF_ROPE_NORM;
+    } else if (strcmp(arch, "phi3") == 0) {
+        hp->arch = QF_ARCH_PHI3;
+        hp->rope_type = QF_ROPE_NEOX;
     } else {
         rc = qf_set_err(err, QF_EUNSUPPORTED,
-                        "%s: architecture '%s' is not supported (llama, qwen2, qwen3, gemma, gemma2, granite)",
+                        "%s: architecture '%s' is not supported (llama, qwen2, qwen3, gemma, gemma2, granite, phi3)",
                         m->path, arch);
         free(arch);
         return rc;
@@ -325,6 +330,17 @@ static int read_hparams(qf_model *m, qf_err *err) {
 
     hp->rope_freq_base = 10000.0f;
     if ((rc = get_hp_f32(m, "rope.freq_base", 0, &hp->rope_freq_base, err)) < 0) return rc;
+    if ((rc = get_hp_i64(m, "expert_count", 0, &hp->n_expert, err)) < 0) return rc;
+    if ((rc = get_hp_i64(m, "expert_used_count", 0, &hp->n_expert_used, err)) < 0) return rc;
+    if (hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert || (hp->n_expert > 0 && hp->n_expert_used <= 0))
+        return qf_set_err(err, QF_EFORMAT, "%s: expert_used_count %lld / expert_count %lld is not a valid MoE", m->path,
+                          (long long)hp->n_expert_used, (long long)hp->n_expert);
+    if ((rc = get_hp_i64(m, "rope.scaling.original_context_length", 0, &hp->n_ctx_orig, err)) < 0) return rc;
+    hp->rope_attn_factor = 1.0f;
+    if ((rc = get_hp_f32(m, "rope.scaling.attn_factor", 0, &hp->rope_attn_factor, err)) < 0) return rc;
+    if (!(hp->rope_attn_factor > 0.0f) || !isfinite(hp->rope_attn_factor))
+        return qf_set_err(err, QF_EFORMAT, "%s: rope.scaling.attn_factor %g is not a positive number", m->path,
+                          (double)hp->rope_attn_factor);
     if ((rc = get_hp_f32(m, "attention.layer_norm_rms_epsilon", 1, &hp->norm_eps, err)) < 0) return rc;
 
     /* RoPE scaling: linear divides positions by the factor; anything else
@@ -353,6 +369,10 @@ static int read_hparams(qf_model *m, qf_err *err) {
         hp->rope_freq_scale = 1.0f / factor;
     }
     arch_defaults(hp);
+    if (hp->arch == QF_ARCH_PHI3) { /* every layer, 0 = none (Phi-4) */
+        if ((rc = get_hp_i64(m, "attention.sliding_window", 0, &hp->n_swa, err)) < 0) return rc;
+        hp->swa_all_layers = 1;
+    }
     if (hp->arch == QF_ARCH_GEMMA2) {
         /* llama.cpp keys the Q scale on the model size: 46 layers (27B) use n_embd / n_head */
         if (hp->n_layer == 46) hp->q_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
@@ -445,7 +465,46 @@ static int check_hparams(qf_model *m, qf_err *err) {
     if ((rc = check_width(m, "blk.0.attn_v.weight", 1, hp->n_head_kv * hp->head_dim_v, HP_HEAD_DIM_V, "value rows",
                           err)) < 0)
         return rc;
-    if ((rc = check_width(m, "blk.0.ffn_up.weight", 1, hp->n_ff, HP_FF, "feed-forward rows", err)) < 0) return rc;
+    /* phi3's ffn_up is gate and up fused: 2 n_ff rows */
+    const int64_t up_rows = hp->arch == QF_ARCH_PHI3 ? 2 * hp->n_ff : hp->n_ff;
+    if ((rc = check_width(m, "blk.0.ffn_up.weight", 1, up_rows, HP_FF, "feed-forward rows", err)) < 0) return rc;
+    return 0;
+}
+
+/* Bind the 3-D MoE tensor `name` [n_in, n_out, n_expert] as n_expert views
+ * (owned array in *views). Missing -> QF_ENOTFOUND, other shape ->
+ * QF_EMISMATCH. */
+static int bind_experts(qf_model *m, qf_weight **views, const char *name, int64_t n_in, int64_t n_out, qf_err *err) {
+    const int64_t X = m->hp.n_expert;
+    tensor_view tv;
+    if (!find_view(m, name, &tv)) return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->path, name);
+    if (tv.n_dims != 3 || tv.ne[0] != n_in || tv.ne[1] != n_out || tv.ne[2] != X) {
+        char hs[96], ws[96];
+        const int64_t want[3] = {n_in, n_out, X};
+        shape_str(hs, sizeof hs, tv.ne, tv.n_dims);
+        shape_str(ws, sizeof ws, want, 3);
+        return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' has shape %s, expected %s", m->path, name, hs, ws);
+    }
+    if (tv.type >= GGML_TYPE_COUNT || !qf_has_dequantize(tv.type))
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which verify cannot compute with",
+                          m->path, name, tv.type_name);
+    uint64_t rb;
+    if (ggml_row_size(tv.type, (uint64_t)n_in, &rb) != 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' row of %lld elements does not fit type %s", m->path, name,
+                          (long long)n_in, tv.type_name);
+    qf_weight *v = own(m, calloc((size_t)X, sizeof *v));
+    if (!v) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
+    for (int64_t e = 0; e < X; e++) {
+        v[e].name = tv.name;
+        v[e].data = (const uint8_t *)tv.data + (size_t)e * (size_t)n_out * (size_t)rb;
+        v[e].type = tv.type;
+        v[e].n_in = n_in;
+        v[e].n_out = n_out;
+        v[e].row_bytes = (size_t)rb;
+        v[e].expert = (int32_t)e;
+        v[e].n_expert = (int32_t)X;
+    }
+    *views = v;
     return 0;
 }
 
@@ -508,6 +567,25 @@ static int bind_all(qf_model *m, qf_err *err) {
         m->rope_freqs.row_bytes = (size_t)(hp->n_rot / 2) * sizeof(float);
     }
 
+    /* phi3 longrope: both factor sets or neither */
+    if ((rc = bind(m, &m->rope_long, "rope_factors_long.weight", hp->n_rot / 2, 0, 1, err)) < 0) return rc;
+    if ((rc = bind(m, &m->rope_short, "rope_factors_short.weight", hp->n_rot / 2, 0, 1, err)) < 0) return rc;
+    if (!m->rope_long.data && m->hf_rope_long) {
+        const float *src[2] = {m->hf_rope_long, m->hf_rope_short};
+        qf_weight *dst[2] = {&m->rope_long, &m->rope_short};
+        for (int k = 0; k < 2; k++) {
+            dst[k]->name = k ? "rope_factors_short.weight" : "rope_factors_long.weight";
+            dst[k]->data = src[k];
+            dst[k]->type = GGML_TYPE_F32;
+            dst[k]->n_in = hp->n_rot / 2;
+            dst[k]->n_out = 1;
+            dst[k]->row_bytes = (size_t)(hp->n_rot / 2) * sizeof(float);
+        }
+    }
+    if (!m->rope_long.data != !m->rope_short.data)
+        return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->path,
+                          m->rope_long.data ? "rope_factors_short.weight" : "rope_factors_long.weight");
+
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
     const int has_bias = hp->arch == QF_ARCH_QWEN2;
@@ -518,10 +596,15 @@ static int bind_all(qf_model *m, qf_err *err) {
 #define BIND(field, suffix, n_in, n_out, opt)                                    \
         snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);                 \
         if ((rc = bind(m, &L->field, n, n_in, n_out, opt, err)) < 0) return rc;
+        const int fused = hp->arch == QF_ARCH_PHI3, moe = hp->n_expert > 0;
         BIND(attn_norm, "attn_norm.weight", E, 0, 0);
-        BIND(wq, "attn_q.weight", E, QD, 0);
-        BIND(wk, "attn_k.weight", E, KD, 0);
-        BIND(wv, "attn_v.weight", E, VD, 0);
+        if (fused) {
+            BIND(wqkv, "attn_qkv.weight", E, QD + KD + VD, 0);
+        } else {
+            BIND(wq, "attn_q.weight", E, QD, 0);
+            BIND(wk, "attn_k.weight", E, KD, 0);
+            BIND(wv, "attn_v.weight", E, VD, 0);
+        }
         BIND(bq, "attn_q.bias", QD, 0, !has_bias);
         BIND(bk, "attn_k.bias", KD, 0, !has_bias);
         BIND(bv, "attn_v.bias", VD, 0, !has_bias);
@@ -529,9 +612,23 @@ static int bind_all(qf_model *m, qf_err *err) {
         BIND(k_norm, "attn_k_norm.weight", hp->head_dim_k, 0, !has_qk_norm);
         BIND(wo, "attn_output.weight", OD, E, 0);
         BIND(ffn_norm, "ffn_norm.weight", E, 0, 0);
-        BIND(ffn_gate, "ffn_gate.weight", E, hp->n_ff, 0);
-        BIND(ffn_up, "ffn_up.weight", E, hp->n_ff, 0);
-        BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, 0);
+        if (moe) {
+            BIND(ffn_gate_inp, "ffn_gate_inp.weight", E, hp->n_expert, 0);
+#define BIND_X(field, suffix, n_in, n_out)                                       \
+            snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);             \
+            if ((rc = bind_experts(m, &L->field, n, n_in, n_out, err)) < 0) return rc;
+            BIND_X(gate_exps, "ffn_gate_exps.weight", E, hp->n_ff);
+            BIND_X(up_exps, "ffn_up_exps.weight", E, hp->n_ff);
+            BIND_X(down_exps, "ffn_down_exps.weight", hp->n_ff, E);
+#undef BIND_X
+        } else if (fused) {
+            BIND(ffn_gate_up, "ffn_up.weight", E, 2 * hp->n_ff, 0);
+            BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, 0);
+        } else {
+            BIND(ffn_gate, "ffn_gate.weight", E, hp->n_ff, 0);
+            BIND(ffn_up, "ffn_up.weight", E, hp->n_ff, 0);
+            BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, 0);
+        }
         BIND(post_attn_norm, "post_attention_norm.weight", E, 0, hp->arch != QF_ARCH_GEMMA2);
         BIND(post_ffw_norm, "post_ffw_norm.weight", E, 0, hp->arch != QF_ARCH_GEMMA2);
         if (m->is_hf && (hp->arch == QF_ARCH_GEMMA || hp->arch == QF_ARCH_GEMMA2)) {
@@ -611,6 +708,7 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
     else if (!strcmp(a->gguf_arch, "gemma")) hp->arch = QF_ARCH_GEMMA;
     else if (!strcmp(a->gguf_arch, "gemma2")) hp->arch = QF_ARCH_GEMMA2;
     else if (!strcmp(a->gguf_arch, "granite")) hp->arch = QF_ARCH_GRANITE;
+    else if (!strcmp(a->gguf_arch, "phi3")) hp->arch = QF_ARCH_PHI3;
     else return qf_set_err(err, QF_EUNSUPPORTED, "%s: architecture '%s' is not supported", cfg_path, a->gguf_arch);
     snprintf(hp->arch_name, sizeof hp->arch_name, "%s", a->gguf_arch);
     /* HF keeps Q/K in rotate-half order for every architecture here */
@@ -635,6 +733,8 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
     } else if (!strcmp(rs, "linear")) {
         if (!(rt.rope_factor > 0.0)) return qf_set_err(err, QF_EFORMAT, "%s: bad rope_scaling factor", cfg_path);
         hp->rope_freq_scale = (float)(1.0 / rt.rope_factor);
+    } else if ((!strcmp(rs, "longrope") || !strcmp(rs, "su")) && hp->arch == QF_ARCH_PHI3) {
+        /* factor sets and attention factor: read below */
     } else if (!strcmp(rs, "llama3") && (a->flags & QF_ARCH_ROPE_LLAMA3)) {
         /* the same per-frequency divisors the converter writes as rope_freqs.weight */
         float *ff = own(m, malloc((size_t)(hp->n_rot / 2) * sizeof(float)));
@@ -647,11 +747,37 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
         m->hf_rope_freqs = ff;
     } else {
         return qf_set_err(err, QF_EUNSUPPORTED,
-                          "%s: rope_scaling '%s' is not supported for HF directories (none, linear, llama3); "
+                          "%s: rope_scaling '%s' is not supported for HF directories (none, linear, llama3, phi3 longrope); "
                           "convert the model to GGUF first",
                           cfg_path, rs);
     }
     arch_defaults(hp);
+    if (a->flags & QF_ARCH_MOE) /* experts are separate tensors in HF; the engine runs them stacked */
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: %s (mixture of experts) runs from a GGUF file only; "
+                          "convert the model with qforge-convert first", cfg_path, a->hf_class);
+    hp->rope_attn_factor = 1.0f;
+    if (hp->arch == QF_ARCH_PHI3) {
+        /* as the converter writes them: sliding window (null -> 0) on every layer, longrope */
+        hp->swa_all_layers = 1;
+        int t = qf_json_find(cfg, 0, "sliding_window");
+        if (t >= 0 && !qf_json_is_null(cfg, t) && qf_json_get_int64(cfg, t, &hp->n_swa, NULL))
+            return qf_set_err(err, QF_EFORMAT, "%s: sliding_window is not an integer", cfg_path);
+        if (hp->n_swa < 0) return qf_set_err(err, QF_EFORMAT, "%s: sliding_window is negative", cfg_path);
+        float *lf, *sf;
+        int64_t n;
+        double af;
+        int present;
+        if ((rc = qf_hf_longrope(cfg, cfg_path, hp->n_embd / hp->n_head, &lf, &sf, &n, &af, &present, err)) < 0)
+            return rc;
+        if (present) {
+            if (!own(m, lf) | !own(m, sf)) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", cfg_path);
+            m->hf_rope_long = lf;
+            m->hf_rope_short = sf;
+            hp->rope_attn_factor = (float)af;
+            int o = qf_json_find(cfg, 0, "original_max_position_embeddings");
+            if (o >= 0) qf_json_get_int64(cfg, o, &hp->n_ctx_orig, NULL);
+        }
+    }
     if ((rc = hf_arch_scales(hp, cfg, cfg_path, err)) < 0) return rc;
     m->hf_embd_in_lm_head = h.tie_embeddings && !st_find(&m->st, "model.embed_tokens.weight") &&
                             st_find(&m->st, "lm_head.weight");

@@ -28,6 +28,12 @@
  *            post_ffw_norm), tanh soft-caps of attention scores and logits, a sliding
  *            window on even layers
  *   granite- llama + multipliers: embeddings, attention scale, residual branches, 1/logits
+ *   phi3   - llama with fused attn_qkv and gate/up (ffn_up [n_embd, 2 n_ff]),
+ *            NEOX RoPE, sliding-window attention on every layer, longrope
+ *            factor sets (rope_factors_long/short) and attention factor
+ *   llama with expert_count (Mixtral) - the FFN is a mixture of experts:
+ *            softmax router, top expert_used_count experts, their weights
+ *            renormalized to sum 1
  */
 #ifndef QF_MODEL_H
 #define QF_MODEL_H
@@ -50,6 +56,7 @@ typedef enum qf_arch {
     QF_ARCH_GEMMA = 3,
     QF_ARCH_GEMMA2 = 4,
     QF_ARCH_GRANITE = 5,
+    QF_ARCH_PHI3 = 6,
 } qf_arch;
 
 typedef enum qf_ffn_act {
@@ -71,6 +78,8 @@ typedef struct qf_weight {
     int64_t n_out;        /* ne[1]: number of rows */
     size_t row_bytes;     /* bytes of one stored row */
     float act_scale;      /* > 0: the FP8 checkpoint's static input scale (forward.h act_fp8) */
+    int32_t expert;       /* MoE: which expert of a stacked 3-D tensor this view is */
+    int32_t n_expert;     /* MoE: > 0 for an expert view (the tensor's expert count), else 0 */
 } qf_weight;
 
 typedef struct qf_layer {
@@ -88,6 +97,14 @@ typedef struct qf_layer {
     qf_weight ffn_down;   /* [n_ff, n_embd]                         */
     qf_weight post_attn_norm; /* [n_embd] norm of the attention output (gemma2) */
     qf_weight post_ffw_norm;  /* [n_embd] norm of the MLP output (gemma2)       */
+    /* phi3: fused projections instead of wq/wk/wv and ffn_gate/ffn_up */
+    qf_weight wqkv;       /* [n_embd, (n_head + 2 n_head_kv) * head_dim_k]: q rows, then k, then v */
+    qf_weight ffn_gate_up;/* [n_embd, 2 n_ff] "ffn_up.weight": gate rows, then up rows */
+    /* MoE (llama with expert_count): router and per-expert views */
+    qf_weight ffn_gate_inp;  /* [n_embd, n_expert]                 F32 */
+    qf_weight *gate_exps;    /* n_expert views [n_embd, n_ff] of ffn_gate_exps */
+    qf_weight *up_exps;      /* n_expert views [n_embd, n_ff] of ffn_up_exps */
+    qf_weight *down_exps;    /* n_expert views [n_ff, n_embd] of ffn_down_exps */
 } qf_layer;
 
 typedef struct qf_hparams {
@@ -115,7 +132,13 @@ typedef struct qf_hparams {
     float final_softcap;   /* > 0: the same on the logits (gemma2) */
     float residual_scale;  /* sub-block outputs scaled before the residual add (1: none; granite) */
     float logit_scale;     /* logits divided by it (1: none; granite) */
-    int64_t n_swa;         /* > 0: sliding window on layers with swa_even (key j seen iff pos - j < n_swa) */
+    int64_t n_swa;         /* > 0: sliding window (key j seen iff pos - j < n_swa) on the even layers,
+                            * or on every layer with swa_all_layers */
+    int swa_all_layers;    /* phi3: the window applies to every layer */
+    int64_t n_expert;      /* <arch>.expert_count (0: dense) */
+    int64_t n_expert_used; /* <arch>.expert_used_count */
+    int64_t n_ctx_orig;    /* <arch>.rope.scaling.original_context_length: longrope picks its long factors above it */
+    float rope_attn_factor;/* <arch>.rope.scaling.attn_factor (default 1): cos and sin are scaled by it */
 } qf_hparams;
 
 typedef struct qf_model {
@@ -137,8 +160,12 @@ typedef struct qf_model {
     qf_weight output_norm; /* [n_embd]          F32 */
     qf_weight output;      /* [n_embd, n_vocab] (token_embd when tied) */
     qf_weight rope_freqs;  /* [n_rot/2] F32 frequency divisors, optional (llama3 rope) */
+    qf_weight rope_long;   /* [n_rot/2] F32 longrope divisors for contexts > n_ctx_orig (phi3), optional */
+    qf_weight rope_short;  /* [n_rot/2] F32 longrope divisors for shorter contexts, optional */
     float *hf_rope_freqs;  /* HF directory with llama3 rope_scaling: the divisors computed from config.json
                             * (owned), bound as rope_freqs like the converter's generated tensor */
+    float *hf_rope_long, *hf_rope_short; /* HF phi3 directory with longrope: the factor lists of
+                            * config.json (owned), bound as rope_factors_long/short */
     int tied_output;       /* 1 when output.weight is absent and token_embd is used */
     qf_layer *layers;      /* n_layer */
     /* 1-D tensors (norms, biases, rope_freqs) not stored as F32 are widened

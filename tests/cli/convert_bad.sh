@@ -43,7 +43,7 @@ d=$(fixture corrupt_config); printf '{"architectures": ["LlamaForCausalLM"], ' >
 bad corrupt_config "config.json" "$d"
 
 d=$(fixture unknown_arch); sed -i 's/LlamaForCausalLM/GPT2LMHeadModel/' "$d/config.json"
-bad unknown_arch "config.json: architecture 'GPT2LMHeadModel' is not supported \(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, " "$d"
+bad unknown_arch "config.json: architecture 'GPT2LMHeadModel' is not supported \(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, .*Phi3ForCausalLM.*MixtralForCausalLM" "$d"
 
 d=$(fixture shape_mismatch); sed -i 's/"intermediate_size": 172/"intermediate_size": 176/' "$d/config.json"
 bad shape_mismatch "tensor 'model.layers.0.mlp.down_proj.weight' has shape \[64, 172\] but config.json implies \[64, 176\] \(hidden_size, intermediate_size\)" "$d"

@@ -6,10 +6,10 @@
  * tests (other architectures, sharding, BF16, tied/untied), by the demo when
  * the shared models are absent, and by the 1B-shape benchmarks.
  *
- *   gen_synth_model --arch llama|mistral|qwen2|qwen3 --out DIR
+ *   gen_synth_model --arch llama|mistral|qwen2|qwen3|mixtral --out DIR
  *       [--hidden 64] [--ff 128] [--layers 2] [--heads 4] [--kv-heads 2]
  *       [--head-dim N] [--vocab 512] [--ctx 512] [--tie] [--dtype f32|f16|bf16]
- *       [--shards 1] [--seed 1] [--rope-scaling llama3]
+ *       [--shards 1] [--seed 1] [--rope-scaling llama3] [--experts 8 --experts-used 2 (mixtral)]
  *
  * Memory: one tensor chunk at a time (weights are streamed to the writer).
  */
@@ -24,12 +24,13 @@
 #include "safetensors.h"
 
 typedef struct synth_cfg {
-    const char *arch;      /* llama | mistral | qwen2 | qwen3 */
+    const char *arch;      /* llama | mistral | qwen2 | qwen3 | mixtral */
     const char *out;
     int hidden, ff, layers, heads, kv_heads, head_dim, vocab, ctx, tie, shards;
     uint64_t seed;
     st_dtype dtype;
     int rope_llama3;
+    int experts, experts_used; /* mixtral */
 } synth_cfg;
 
 static int is_qwen(const synth_cfg *c) { return strncmp(c->arch, "qwen", 4) == 0; }
@@ -116,9 +117,22 @@ static int build_specs(const synth_cfg *c, tensor_spec *specs) {
         }
         LAYER("self_attn.o_proj.weight", H, q_dim);
         LAYER("post_attention_layernorm.weight", H, 0);
-        LAYER("mlp.gate_proj.weight", F, H);
-        LAYER("mlp.up_proj.weight", F, H);
-        LAYER("mlp.down_proj.weight", H, F);
+        if (strcmp(c->arch, "mixtral") == 0) { /* router, then w1 = gate, w2 = down, w3 = up per expert */
+            LAYER("block_sparse_moe.gate.weight", (uint64_t)c->experts, H);
+            for (int e = 0; e < c->experts; e++) {
+                char x[96];
+                snprintf(x, sizeof x, "block_sparse_moe.experts.%d.w1.weight", e);
+                snprintf(nm, sizeof nm, "model.layers.%d.%s", l, x); n = add_spec(specs, n, nm, F, H);
+                snprintf(x, sizeof x, "block_sparse_moe.experts.%d.w2.weight", e);
+                snprintf(nm, sizeof nm, "model.layers.%d.%s", l, x); n = add_spec(specs, n, nm, H, F);
+                snprintf(x, sizeof x, "block_sparse_moe.experts.%d.w3.weight", e);
+                snprintf(nm, sizeof nm, "model.layers.%d.%s", l, x); n = add_spec(specs, n, nm, F, H);
+            }
+        } else {
+            LAYER("mlp.gate_proj.weight", F, H);
+            LAYER("mlp.up_proj.weight", F, H);
+            LAYER("mlp.down_proj.weight", H, F);
+        }
 #undef LAYER
     }
     n = add_spec(specs, n, "model.norm.weight", H, 0);
@@ -167,7 +181,7 @@ static const tensor_spec *find_spec(const tensor_spec *specs, int n, const char 
 }
 
 static int write_weights(const synth_cfg *c, qf_err *err) {
-    int cap = 16 + c->layers * 16;
+    int cap = 16 + c->layers * (16 + 3 * c->experts);
     tensor_spec *specs = calloc(cap, sizeof *specs);
     if (!specs) return qf_set_err(err, QF_ENOMEM, "out of memory");
     int n = build_specs(c, specs);
@@ -235,6 +249,7 @@ static int write_config(const synth_cfg *c, qf_err *err) {
     if (!f) return qf_set_err(err, QF_EIO, "%s: %s", path, strerror(errno));
     const char *cls = strcmp(c->arch, "llama") == 0 ? "LlamaForCausalLM"
                     : strcmp(c->arch, "mistral") == 0 ? "MistralForCausalLM"
+                    : strcmp(c->arch, "mixtral") == 0 ? "MixtralForCausalLM"
                     : strcmp(c->arch, "qwen2") == 0 ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM";
     int bos = is_qwen(c) ? c->vocab - 3 : 1, eos = is_qwen(c) ? c->vocab - 3 : 2;
     fprintf(f, "{\n  \"architectures\": [\n    \"%s\"\n  ],\n", cls);
@@ -253,6 +268,8 @@ static int write_config(const synth_cfg *c, qf_err *err) {
         fprintf(f, "  \"rope_scaling\": null,\n");
     fprintf(f, "  \"rope_theta\": %s,\n", is_qwen(c) ? "1000000.0" : c->rope_llama3 ? "500000.0" : "10000.0");
     if (strcmp(c->arch, "mistral") == 0) fprintf(f, "  \"sliding_window\": null,\n");
+    if (strcmp(c->arch, "mixtral") == 0)
+        fprintf(f, "  \"num_local_experts\": %d,\n  \"num_experts_per_tok\": %d,\n", c->experts, c->experts_used);
     if (is_qwen(c)) fprintf(f, "  \"use_sliding_window\": false,\n  \"sliding_window\": %d,\n  \"max_window_layers\": %d,\n", c->ctx, c->layers);
     if (strcmp(c->arch, "qwen2") == 0) fprintf(f, "  \"attention_bias\": true,\n");
     fprintf(f, "  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"%s\",\n", c->tie ? "true" : "false", dtype_torch(c->dtype));
@@ -506,9 +523,10 @@ static int write_bpe_tokenizer(const synth_cfg *c, qf_err *err) {
 /* ------------------------------------------------------------------ main */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: gen_synth_model --arch llama|mistral|qwen2|qwen3 --out DIR [--hidden 64] [--ff 128]\n"
+    fprintf(f, "usage: gen_synth_model --arch llama|mistral|qwen2|qwen3|mixtral --out DIR [--hidden 64] [--ff 128]\n"
                "       [--layers 2] [--heads 4] [--kv-heads 2] [--head-dim N] [--vocab 512] [--ctx 512]\n"
-               "       [--tie] [--dtype f32|f16|bf16] [--shards 1] [--seed 1] [--rope-scaling llama3]\n");
+               "       [--tie] [--dtype f32|f16|bf16] [--shards 1] [--seed 1] [--rope-scaling llama3]\n"
+               "       [--experts N --experts-used K] (mixtral)\n");
 }
 
 int main(int argc, char **argv) {
@@ -521,7 +539,7 @@ int main(int argc, char **argv) {
 #define INTOPT(flag, field) if (strcmp(a, flag) == 0 && v) { c.field = atoi(v); i++; continue; }
         INTOPT("--hidden", hidden) INTOPT("--ff", ff) INTOPT("--layers", layers) INTOPT("--heads", heads)
         INTOPT("--kv-heads", kv_heads) INTOPT("--head-dim", head_dim) INTOPT("--vocab", vocab)
-        INTOPT("--ctx", ctx) INTOPT("--shards", shards)
+        INTOPT("--ctx", ctx) INTOPT("--shards", shards) INTOPT("--experts", experts) INTOPT("--experts-used", experts_used)
 #undef INTOPT
         if (strcmp(a, "--arch") == 0 && v) { c.arch = v; i++; }
         else if (strcmp(a, "--out") == 0 && v) { c.out = v; i++; }
@@ -536,7 +554,13 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "gen_synth_model: error: unknown option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!c.out) { usage(stderr); return 2; }
-    if (strcmp(c.arch, "llama") && strcmp(c.arch, "mistral") && strcmp(c.arch, "qwen2") && strcmp(c.arch, "qwen3")) {
+    if (strcmp(c.arch, "mixtral") == 0 && (c.experts < 1 || c.experts_used < 1 || c.experts_used > c.experts)) {
+        fprintf(stderr, "gen_synth_model: error: mixtral needs --experts N and --experts-used K (1 <= K <= N)\n");
+        return 2;
+    }
+    if (strcmp(c.arch, "mixtral") != 0) c.experts = 0;
+    if (strcmp(c.arch, "llama") && strcmp(c.arch, "mistral") && strcmp(c.arch, "qwen2") && strcmp(c.arch, "qwen3") &&
+        strcmp(c.arch, "mixtral")) {
         fprintf(stderr, "gen_synth_model: error: unknown arch '%s'\n", c.arch);
         return 2;
     }

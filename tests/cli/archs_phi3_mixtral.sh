@@ -1,0 +1,176 @@
+#!/bin/bash
+# tests/cli/archs_phi3_mixtral.sh - Phi-3 (fused qkv and gate/up, longrope)
+# and Mixtral (MoE) against llama.cpp c392e50 (oracles/llamacpp/archs,
+# PROVENANCE.md there):
+#   - convert: F32 and F16 files byte-identical to the converter's oracles;
+#   - verify: perplexity (c=128, 20 chunks) within 0.1% of llama-perplexity's
+#     (ref.json), the HF directories too (phi3), greedy text equal to
+#     llama-simple's;
+#   - quantize --method exact: byte-identical to llama-quantize on the
+#     converted files, and on a synthetic 8-expert model (the n_expert == 8
+#     rules: attn_v/attn_k Q8_0, attn_output Q5_K);
+#   - calibrate: the imatrix of llama-imatrix (per-expert counts for MoE);
+#   - gptq runs on phi3 and beats exact Q4_K_M in KLD; awq (phi3, MoE) and
+#     gptq (MoE) refuse with one line;
+#   - FP8_DYNAMIC keeps fused qkv and experts in BF16 (listed in "ignore").
+. "$(dirname "$0")/../lib.sh"
+QF_TOOLS=${QF_TOOLS:-build/tools}
+CONV=$QF_BIN/qforge-convert; VER=$QF_BIN/qforge-verify; Q=$QF_BIN/qforge-quantize; CAL=$QF_BIN/qforge-calibrate
+PEERS=$QF_DATA/peers/llama.cpp/bin
+A=oracles/llamacpp/archs
+TXT=$QF_DATA/corpus/tinystories-gen/test.txt
+
+# ref.json value: the perplexity of the F32/F16 file, or the greedy stdout
+ref_ppl() { sed -n 's/.*"ppl": \([0-9.]*\).*/\1/p' <(tr ',' '\n' <"$QF_DATA/$A/$1/ref.json") | sed -n "${2}p"; }
+# |a/b - 1| <= tol
+within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a / b - 1; if (d < 0) d = -d; exit !(d <= t) }'; }
+ppl_of() { "$VER" "$@" --json 2>/dev/null | tr ',' '\n' | sed -n 's/^ *"ppl": \([0-9.]*\)$/\1/p' | head -n 1; }
+kld_of() { "$VER" "$@" --json 2>/dev/null | tr -d '\n ' | sed -n 's/.*"kld":{"mean":\([0-9.e-]*\).*/\1/p'; }
+
+for a in phi3 phi3-longrope mixtral; do
+  need_data "$a" "$A/$a/hf" || continue
+  # convert
+  for t in f32 f16; do
+    if "$CONV" "$QF_DATA/$A/$a/hf" -o "$TMP/$a-$t.gguf" --outtype "$t" --quiet &&
+       cmp -s "$TMP/$a-$t.gguf" "$QF_DATA/$A/$a/ref-$t.gguf"; then
+      pass "convert-$a-$t"
+    else
+      fail "convert-$a-$t" "not byte-identical to $A/$a/ref-$t.gguf"
+    fi
+  done
+  # perplexity: F32 (1st ppl in ref.json) and F16 (2nd) against llama-perplexity
+  for t in f32 f16; do
+    [ "$t" = f32 ] && k=1 || k=2
+    want=$(ref_ppl "$a" "$k"); got=$(ppl_of "$TMP/$a-$t.gguf" -f "$TXT" -c 128 --chunks 20 -t 2)
+    if [ -n "$got" ] && within "$got" "$want" 1e-3; then pass "ppl-$a-$t ($got vs llama.cpp $want)"
+    else fail "ppl-$a-$t" "qforge $got vs llama-perplexity $want"; fi
+  done
+  # greedy: llama-simple's stdout (ref.json stdout_hex) is the BOS piece, the text and a newline
+  hex=$(grep -o '"stdout_hex": "[0-9a-f]*"' "$QF_DATA/$A/$a/ref.json" | head -n 1 | sed 's/.*: "\(.*\)"/\1/')
+  want=$(printf "$(printf '%s' "$hex" | sed 's/../\\x&/g')" | od -An -tx1 | tr -d ' \n')
+  got=$( (printf '<s>'; "$VER" "$TMP/$a-f32.gguf" --generate 20 --prompt "Once upon a time" 2>/dev/null | tail -n 1) |
+        od -An -tx1 | tr -d ' \n')
+  if [ -n "$hex" ] && [ "$got" = "$want" ]; then pass "greedy-$a"; else fail "greedy-$a" "$got vs $want"; fi
+done
+
+# HF directories: the engine runs phi3 from safetensors (BF16 weights, so
+# not the F32 file's number: within 0.1% of it), refuses MoE
+for a in phi3 phi3-longrope; do
+  need_data "hf-$a" "$A/$a/hf" || continue
+  want=$(ref_ppl "$a" 1); got=$(ppl_of "$QF_DATA/$A/$a/hf" -f "$TXT" -c 128 --chunks 20 -t 2)
+  if [ -n "$got" ] && within "$got" "$want" 1e-3; then pass "ppl-hf-$a ($got vs $want)"
+  else fail "ppl-hf-$a" "qforge $got vs llama-perplexity $want"; fi
+done
+if need_data hf-mixtral "$A/mixtral/hf"; then
+  expect_exit verify-hf-mixtral 1 "runs from a GGUF file only; convert" -- "$VER" "$QF_DATA/$A/mixtral/hf" -f "$TXT" -c 128
+fi
+
+# exact quantize against llama-quantize
+LQ=$PEERS/llama-quantize
+if [ ! -x "$LQ" ]; then
+  skip quantize "peer binary $LQ not found"
+else
+  for a in phi3-longrope mixtral; do
+    [ -f "$TMP/$a-f32.gguf" ] || continue
+    for T in Q8_0 Q4_0 Q4_K_M Q3_K_M IQ4_NL; do
+      "$LQ" "$TMP/$a-f32.gguf" "$TMP/ref.gguf" "$T" 1 >/dev/null 2>&1 &&
+        "$Q" "$TMP/$a-f32.gguf" "$TMP/ours.gguf" "$T" --method exact --quiet >/dev/null 2>&1 &&
+        cmp -s "$TMP/ref.gguf" "$TMP/ours.gguf" && pass "quantize-$a-$T" || fail "quantize-$a-$T" "differs from llama-quantize"
+    done
+  done
+  # 8 experts, rows of 256 (k-quants apply): the n_expert == 8 rules
+  GEN=$QF_TOOLS/gen_synth_model
+  if [ -x "$GEN" ] && "$GEN" --arch mixtral --experts 8 --experts-used 2 --hidden 256 --ff 512 --layers 4 --heads 8 \
+       --kv-heads 2 --dtype bf16 --out "$TMP/m8" >/dev/null && "$CONV" "$TMP/m8" -o "$TMP/m8.gguf" --outtype f32 --quiet; then
+    for T in Q4_K_M Q2_K Q3_K_M IQ4_NL; do
+      "$LQ" "$TMP/m8.gguf" "$TMP/ref.gguf" "$T" 1 >/dev/null 2>&1 &&
+        "$Q" "$TMP/m8.gguf" "$TMP/ours.gguf" "$T" --method exact --quiet >/dev/null 2>&1 &&
+        cmp -s "$TMP/ref.gguf" "$TMP/ours.gguf" && pass "quantize-8x-$T" || fail "quantize-8x-$T" "differs from llama-quantize"
+    done
+    types=$("$QF_BIN/qforge-inspect" "$TMP/ours.gguf" --tensors | awk '$2 ~ /^blk\.1\.attn_(v|k|output)\.weight$/ { print $2, $3 }')
+    if printf '%s\n' "$types" | grep -q "attn_v.weight Q8_0" && printf '%s\n' "$types" | grep -q "attn_output.weight Q5_K"; then
+      pass "quantize-8x-rules (IQ4_NL: attn_v Q8_0, attn_output Q5_K)"
+    else
+      fail "quantize-8x-rules" "$types"
+    fi
+  else
+    fail quantize-8x "could not make the 8-expert model"
+  fi
+fi
+
+# imatrix against llama-imatrix (-c 128, 8 chunks)
+IMAT=$PEERS/llama-imatrix
+if [ ! -x "$IMAT" ] || [ ! -x "$QF_TOOLS/imatrix_compare" ]; then
+  skip imatrix "llama-imatrix or imatrix_compare not found"
+else
+  for a in phi3 mixtral; do
+    [ -f "$TMP/$a-f32.gguf" ] || continue
+    if "$IMAT" -m "$TMP/$a-f32.gguf" -f "$TXT" -c 128 --chunks 8 -t 1 -o "$TMP/peer.dat" >"$TMP/peer.log" 2>&1 &&
+       "$CAL" "$TMP/$a-f32.gguf" -f "$TXT" -c 128 --chunks 8 --quiet -o "$TMP/ours.dat" &&
+       out=$("$QF_TOOLS/imatrix_compare" "$TMP/ours.dat" "$TMP/peer.dat" --same-ncall --tol 1e-3 --mean-tol 3e-5); then
+      pass "imatrix-$a ($out)"
+    else
+      fail "imatrix-$a" "${out:-run failed: $(tail -n 1 "$TMP/peer.log")}"
+    fi
+  done
+fi
+
+# GPTQ on phi3: lower KLD than exact Q4_K_M; AWQ and MoE refuse
+if [ -f "$TMP/phi3-f32.gguf" ]; then
+  CALIB=$QF_DATA/corpus/tinystories-gen/train.txt
+  "$Q" "$TMP/phi3-f32.gguf" "$TMP/exact.gguf" Q4_K_M --method exact --quiet >/dev/null 2>&1
+  if "$Q" "$TMP/phi3-f32.gguf" "$TMP/gptq.gguf" Q4_K_M --method gptq --calib "$CALIB" --calib-ctx 128 \
+       --calib-chunks 8 --quiet >/dev/null 2>"$TMP/gptq.err"; then
+    ke=$(kld_of "$TMP/exact.gguf" -f "$TXT" -c 128 --chunks 20 -t 2 --base "$TMP/phi3-f32.gguf")
+    kg=$(kld_of "$TMP/gptq.gguf" -f "$TXT" -c 128 --chunks 20 -t 2 --base "$TMP/phi3-f32.gguf")
+    if [ -n "$ke" ] && [ -n "$kg" ] && awk -v g="$kg" -v e="$ke" 'BEGIN { exit !(g < e) }'; then
+      pass "gptq-phi3 (KLD $kg vs exact $ke)"
+    else
+      fail "gptq-phi3" "KLD gptq '$kg' vs exact '$ke'"
+    fi
+  else
+    fail "gptq-phi3" "$(cat "$TMP/gptq.err")"
+  fi
+  expect_exit awq-phi3 1 "awq does not support phi3 \(its fused attn_qkv" -- \
+    "$Q" "$TMP/phi3-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
+fi
+if [ -f "$TMP/mixtral-f32.gguf" ]; then
+  CALIB=$QF_DATA/corpus/tinystories-gen/train.txt
+  expect_exit gptq-mixtral 1 "mixture-of-experts models \(4 experts\) are not supported by the layer-wise GPTQ/AWQ" -- \
+    "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method gptq --calib "$CALIB"
+  expect_exit awq-mixtral 1 "awq does not support mixture-of-experts models" -- \
+    "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
+fi
+
+# FP8 (compressed-tensors): the fused phi3 qkv and the experts/router stay
+# BF16 and are listed in "ignore"; the phi3 result runs as an HF directory
+for a in phi3 mixtral; do
+  need_data "fp8-$a" "$A/$a/hf" || continue
+  if "$Q" "$QF_DATA/$A/$a/hf" "$TMP/fp8-$a" FP8_DYNAMIC --quiet >/dev/null 2>&1; then
+    [ $a = phi3 ] && kept=model.layers.1.self_attn.qkv_proj || kept=model.layers.1.block_sparse_moe.experts.3.w2
+    types=$("$QF_BIN/qforge-inspect" "$TMP/fp8-$a" --tensors)
+    if grep -q "\"$kept\"" "$TMP/fp8-$a/config.json" && printf '%s\n' "$types" | grep -q "$kept.weight  *BF16" &&
+       printf '%s\n' "$types" | grep -q "layers.1.self_attn.o_proj.weight  *F8_E4M3"; then
+      pass "fp8-$a ($kept kept and ignored)"
+    else
+      fail "fp8-$a" "$kept not kept in BF16 / not in ignore, or o_proj not FP8"
+    fi
+  else
+    fail "fp8-$a" "FP8_DYNAMIC failed"
+  fi
+done
+if [ -d "$TMP/fp8-phi3" ]; then
+  k=$(kld_of "$TMP/fp8-phi3" -f "$TXT" -c 128 --chunks 20 -t 2 --base "$QF_DATA/$A/phi3/ref-f32.gguf")
+  if [ -n "$k" ] && awk -v k="$k" 'BEGIN { exit !(k < 0.01) }'; then pass "fp8-phi3-kld ($k)"; else fail fp8-phi3-kld "KLD '$k'"; fi
+fi
+
+# a Mixtral checkpoint with an expert missing: one line naming the block
+if need_data missing-expert "$A/mixtral/hf" && [ -x "$QF_TOOLS/st_edit" ]; then
+  mkdir -p "$TMP/mx" && cp "$QF_DATA/$A/mixtral/hf/"* "$TMP/mx/"
+  sed -i '/layers.0.block_sparse_moe.experts.3.w2.weight/d' "$TMP/mx/model.safetensors.index.json"
+  "$QF_TOOLS/st_edit" "$QF_DATA/$A/mixtral/hf/model-00001-of-00002.safetensors" "$TMP/mx/model-00001-of-00002.safetensors" \
+    --drop model.layers.0.block_sparse_moe.experts.3.w2.weight >/dev/null 2>&1
+  expect_exit missing-expert 1 "block 0 has 11 of its 12 expert matrices" -- "$CONV" "$TMP/mx" -o "$TMP/mx.gguf"
+  [ -e "$TMP/mx.gguf" ] && fail missing-expert-output "a partial output was left" || pass missing-expert-output
+fi
+finish
