@@ -412,8 +412,8 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
 }
 
 /* The architecture rules (llama/Mistral, qwen2, qwen3, gemma, gemma2,
- * granite: all the loader accepts): per group, what produces its input and
- * takes x / s.
+ * granite; phi3's fused attn_qkv and mixture-of-experts models are refused
+ * in qf_awq_run): per group, what produces its input and takes x / s.
  *   fold: NORM - the RMSNorm weight before the group (exact: the norm is
  *         linear in its weight); ROWS - the output rows of the linear that
  *         produced the input (v for o, up for down), divided as they wait
