@@ -9,9 +9,10 @@
 
 #include "ggml_types.h"
 #include "gptq_grid.h"
+#include "gptq_kernels.h"
 #include "qf_threads.h"
 
-#define ROW_TILE 8 /* rows swept together by one thread */
+#define ROW_TILE 24 /* rows swept together by one thread */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -26,52 +27,135 @@ int qf_gptq_supports(uint32_t type) {
     return qf_gptq_grid_get(type, &g) == 0;
 }
 
-/* sum a[i] * b[i], i < n, with four partial sums in a fixed order. */
-static double dot(const double *a, const double *b, int64_t n) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
+#define NB 64 /* panel width of the blocked factorisation and inverse */
+#define RB 96 /* rows per task of the factorisation's panel update */
 
-/* In-place lower Cholesky factor of A [n*n] (lower triangle read and
- * written). Returns 0, or -1 at a pivot that is not positive and finite. */
-static int cholesky_lower(double *A, int64_t n, int nt) {
+/* Scalar reference: L, the lower Cholesky factor of A [n*n] (lower triangle
+ * read), in place; the strict upper triangle is zeroed. Every entry is the
+ * chain a = fma(-l_ik, l_jk, a) over k = 0..j-1 in order, then / l_jj.
+ * Returns 0, or -1 at a pivot that is not positive and finite. */
+static int cholesky_ref(double *A, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
-        double *Lj = A + j * n;
-        const double p = Lj[j] - dot(Lj, Lj, j);
+        double *Lj = A + j * n, p = Lj[j];
+        for (int64_t k = 0; k < j; k++) p = fma(-Lj[k], Lj[k], p);
         if (!(p > 0) || !isfinite(p)) return -1;
-        const double djj = sqrt(p);
-        Lj[j] = djj;
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for_min((double)((n - j) * j), 32768, nt))
+        Lj[j] = sqrt(p);
         for (int64_t i = j + 1; i < n; i++) {
-            double *Li = A + i * n;
-            Li[j] = (Li[j] - dot(Li, Lj, j)) / djj;
+            double *Li = A + i * n, a = Li[j];
+            for (int64_t k = 0; k < j; k++) a = fma(-Li[k], Lj[k], a);
+            Li[j] = a / Lj[j];
         }
     }
+    for (int64_t i = 0; i < n; i++) memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof *A);
     return 0;
 }
 
-/* With L in the lower triangle of A (diagonal included), write column j of
- * L^-1 as row j of the strict upper triangle (A[j*n + i], i > j) and its
- * diagonal into dinv[j]. Columns are independent. */
-static void invert_lower(double *A, double *dinv, int64_t n, int nt) {
-    #pragma omp parallel for schedule(dynamic, 16) num_threads(qf_threads_for((double)n * n * n / 6, nt))
-    for (int64_t j = 0; j < n; j++) {
-        double *Tj = A + j * n; /* T[j][i] = (L^-1)[i][j] */
-        dinv[j] = 1.0 / A[j * n + j];
-        for (int64_t i = j + 1; i < n; i++) {
-            const double *Li = A + i * n;
-            double s = Li[j] * dinv[j];
-            s += dot(Li + j + 1, Tj + j + 1, i - j - 1);
-            Tj[i] = -s / Li[i];
+/* Scalar reference: X = L^-1 in place (L lower with zeros above), row by
+ * row: x_ic = (delta_ic - sum_{k<i} l_ik x_kc) / l_ii as a chain over k in
+ * order; row [n] is scratch. */
+static void invert_lower_ref(double *A, int64_t n, double *row) {
+    for (int64_t i = 0; i < n; i++) {
+        const double *Li = A + i * n;
+        for (int64_t c = 0; c <= i; c++) {
+            double a = c == i;
+            for (int64_t k = c; k < i; k++) a = fma(-Li[k], A[k * n + c], a);
+            row[c] = a / Li[i];
         }
+        memcpy(A + i * n, row, (size_t)(i + 1) * sizeof *row);
+    }
+}
+
+/* Rows [r0, r0 + nr) (nr <= 8) of the panel [j0, j1) below its diagonal
+ * block: each row solved against the factored diagonal block, eight rows side
+ * by side in the vector lanes (the chain of cholesky_ref per entry). */
+static void panel_rows(double *A, int64_t n, int64_t j0, int64_t j1, int64_t r0, int nr) {
+    double t[NB][8];
+    const int64_t w = j1 - j0;
+    for (int64_t j = 0; j < w; j++)
+        for (int r = 0; r < 8; r++) t[j][r] = r < nr ? A[(r0 + r) * n + j0 + j] : 0;
+    for (int64_t j = 0; j < w; j++) {
+        const double *Lj = A + (j0 + j) * n + j0;
+        double acc[8];
+        #pragma omp simd
+        for (int r = 0; r < 8; r++) acc[r] = t[j][r];
+        for (int64_t k = 0; k < j; k++) {
+            const double l = Lj[k];
+            #pragma omp simd
+            for (int r = 0; r < 8; r++) acc[r] = fma(-t[k][r], l, acc[r]);
+        }
+        const double d = Lj[j];
+        #pragma omp simd
+        for (int r = 0; r < 8; r++) t[j][r] = acc[r] / d;
+    }
+    for (int r = 0; r < nr; r++)
+        for (int64_t j = 0; j < w; j++) A[(r0 + r) * n + j0 + j] = t[j][r];
+}
+
+/* Blocked left-looking Cholesky, bit-identical to cholesky_ref: per panel
+ * of NB columns, subtract the finished columns' products from the panel with
+ * the GEMM kernel (rows split over threads), factor its diagonal block, then
+ * solve the rows below it. PT [NB * n] is scratch. */
+static int cholesky_blocked(double *A, int64_t n, int nt, double *PT) {
+    for (int64_t j0 = 0; j0 < n; j0 += NB) {
+        const int64_t j1 = j0 + NB < n ? j0 + NB : n, w = j1 - j0;
+        if (j0 > 0) {
+            #pragma omp parallel num_threads(qf_threads_for((double)(n - j0) * w * j0, nt))
+            {
+                #pragma omp for schedule(static)
+                for (int64_t k = 0; k < j0; k++) /* PT[k][c] = L[j0 + c][k] */
+                    for (int64_t c = 0; c < w; c++) PT[k * w + c] = A[(j0 + c) * n + k];
+                #pragma omp for schedule(dynamic, 1)
+                for (int64_t r0 = j0; r0 < n; r0 += RB) {
+                    const int64_t nr = n - r0 < RB ? n - r0 : RB;
+                    qf_gemm_sub_f64(A + r0 * n + j0, n, A + r0 * n, n, PT, w, nr, w, j0);
+                }
+            }
+        }
+        for (int64_t j = j0; j < j1; j++) { /* diagonal block, as cholesky_ref */
+            double *Lj = A + j * n, p = Lj[j];
+            for (int64_t k = j0; k < j; k++) p = fma(-Lj[k], Lj[k], p);
+            if (!(p > 0) || !isfinite(p)) return -1;
+            Lj[j] = sqrt(p);
+            for (int64_t i = j + 1; i < j1; i++) {
+                double *Li = A + i * n, a = Li[j];
+                for (int64_t k = j0; k < j; k++) a = fma(-Li[k], Lj[k], a);
+                Li[j] = a / Lj[j];
+            }
+        }
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n - j1) * w * w / 2, nt))
+        for (int64_t r0 = j1; r0 < n; r0 += 8) panel_rows(A, n, j0, j1, r0, (int)(n - r0 < 8 ? n - r0 : 8));
+    }
+    for (int64_t i = 0; i < n; i++) memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof *A);
+    return 0;
+}
+
+/* Blocked in-place X = L^-1, bit-identical to invert_lower_ref: per block of
+ * NB rows, every column tile (split over threads) gets the rows' products
+ * with the finished rows above from the GEMM kernel, then the in-block
+ * substitution; the block's rows are written back at the end. T [NB * n]
+ * is scratch. */
+static void invert_lower_blocked(double *A, int64_t n, int nt, double *T) {
+    for (int64_t i0 = 0; i0 < n; i0 += NB) {
+        const int64_t i1 = i0 + NB < n ? i0 + NB : n, w = i1 - i0;
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)w * i0 * i0 / 2, nt))
+        for (int64_t c0 = 0; c0 < i1; c0 += NB) {
+            const int64_t c1 = c0 + NB < i1 ? c0 + NB : i1;
+            for (int64_t r = 0; r < w; r++)
+                for (int64_t c = c0; c < c1; c++) T[r * n + c] = i0 + r == c;
+            if (i0 > c0) qf_gemm_sub_f64(T + c0, n, A + i0 * n + c0, n, A + c0 * n + c0, n, w, c1 - c0, i0 - c0);
+            for (int64_t r = 0; r < w; r++) {
+                const double *Li = A + (i0 + r) * n;
+                double *Tr = T + r * n;
+                for (int64_t k = i0; k < i0 + r; k++) {
+                    const double l = Li[k], *Tk = T + (k - i0) * n;
+                    #pragma omp simd
+                    for (int64_t c = c0; c < c1; c++) Tr[c] = fma(-l, Tk[c], Tr[c]);
+                }
+                const double d = Li[i0 + r];
+                for (int64_t c = c0; c < c1; c++) Tr[c] /= d;
+            }
+        }
+        for (int64_t r = 0; r < w; r++) memcpy(A + (i0 + r) * n, T + r * n, (size_t)i1 * sizeof *T);
     }
 }
 
@@ -81,9 +165,9 @@ int qf_gptq_factor(const double *H, int64_t n, const int64_t *perm, const qf_gpt
         if (!isfinite(H[i]))
             return qf_set_err(err, QF_ERANGE, "hessian (%lld inputs) has a non-finite entry", (long long)n);
     double *A = malloc((size_t)(n * n) * sizeof *A), *diag = malloc((size_t)n * sizeof *diag),
-           *dinv = malloc((size_t)n * sizeof *dinv);
-    if (!A || !diag || !dinv) {
-        free(A); free(diag); free(dinv);
+           *scr = malloc((size_t)(NB * n) * sizeof *scr);
+    if (!A || !diag || !scr) {
+        free(A); free(diag); free(scr);
         return qf_set_err(err, QF_ENOMEM, "out of memory for a %lld x %lld hessian", (long long)n, (long long)n);
     }
     double mean = 0;
@@ -109,22 +193,23 @@ int qf_gptq_factor(const double *H, int64_t n, const int64_t *perm, const qf_gpt
             }
             A[a * n + a] = diag[pa] + damp * mean;
         }
-        if (cholesky_lower(A, n, o->n_threads) == 0) { rc = 0; break; }
+        if ((o->reference ? cholesky_ref(A, n) : cholesky_blocked(A, n, o->n_threads, scr)) == 0) { rc = 0; break; }
     }
     if (rc == 0) {
         /* A = L L^T  =>  (P^T H P)^-1 = U^T U with U = J L^-1 J (upper) */
-        invert_lower(A, dinv, n, o->n_threads);
+        if (o->reference) invert_lower_ref(A, n, scr);
+        else invert_lower_blocked(A, n, o->n_threads, scr);
         #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)n * n, o->n_threads))
         for (int64_t i = 0; i < n; i++) {
             float *Ui = U + i * n;
+            const double *Xi = A + (n - 1 - i) * n; /* U[i][j] = X[n-1-i][n-1-j] */
             for (int64_t j = 0; j < i; j++) Ui[j] = 0;
-            Ui[i] = (float)dinv[n - 1 - i];
-            for (int64_t j = i + 1; j < n; j++) Ui[j] = (float)A[(n - 1 - j) * n + (n - 1 - i)];
+            for (int64_t j = i; j < n; j++) Ui[j] = (float)Xi[n - 1 - j];
         }
         for (int64_t i = 0; i < n * n && rc == 0; i++)
             if (!isfinite(U[i])) rc = -1;
     }
-    free(A); free(diag); free(dinv);
+    free(A); free(diag); free(scr);
     if (info) {
         info->damp = damp;
         info->retries = tries > max_retries ? max_retries : tries;
@@ -193,18 +278,19 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
                 if (q_out) q_out[(r0 + r) * n + j] = q;
                 const float err = (w[k] - q) / Uk[k];
                 s->e[r * batch + (k - i1)] = err;
-                for (int64_t m = k + 1; m < i2; m++) w[m] -= err * Uk[m];
+                if (o->reference)
+                    for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
+                else {
+                    #pragma omp simd
+                    for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
+                }
             }
         }
-        /* lazy update of the columns after the batch */
-        for (int r = 0; r < nr; r++) {
-            float *w = s->w + r * n;
-            for (int64_t k = i1; k < i2; k++) {
-                const float err = s->e[r * batch + (k - i1)];
-                const float *Uk = U + k * n;
-                for (int64_t m = i2; m < n; m++) w[m] -= err * Uk[m];
-            }
-        }
+        /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */
+        if (o->reference)
+            qf_gemm_sub_f32_ref(s->w + i2, n, s->e, batch, U + i1 * n + i2, n, nr, n - i2, i2 - i1);
+        else
+            qf_gemm_sub_f32(s->w + i2, n, s->e, batch, U + i1 * n + i2, n, nr, n - i2, i2 - i1);
     }
     for (int r = 0; r < nr; r++) {
         uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
@@ -285,26 +371,36 @@ done:
     return rc;
 }
 
+#define ERR_ROWS 64  /* rows of W per pass of the output error */
+#define ERR_COLS 256 /* columns of H per task */
+
+/* D H for ERR_ROWS rows at a time, columns of H split over threads (each
+ * entry is the kernel's fixed chain), then per row the sum of d_i (D H)_i in
+ * order: the same value for any thread count. */
 double qf_gptq_output_error(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H,
                             int n_threads) {
-    double *per_row = malloc((size_t)n_out * sizeof *per_row);
-    if (!per_row) return NAN;
-    int failed = 0;
-    #pragma omp parallel num_threads(qf_threads_for((double)n_out * n_in * n_in, n_threads))
-    {
-        double *d = malloc((size_t)n_in * sizeof *d);
-        #pragma omp for schedule(dynamic, 4)
-        for (int64_t r = 0; r < n_out; r++) {
-            if (!d) { failed = 1; continue; }
-            for (int64_t j = 0; j < n_in; j++) d[j] = (double)W[r * n_in + j] - (Q ? (double)Q[r * n_in + j] : 0.0);
-            double s = 0;
-            for (int64_t i = 0; i < n_in; i++) s += d[i] * dot(H + i * n_in, d, n_in);
-            per_row[r] = s;
-        }
-        free(d);
+    const int64_t n = n_in, rows = n_out < ERR_ROWS ? n_out : ERR_ROWS;
+    double *D = malloc((size_t)(rows * n) * sizeof *D), *Y = malloc((size_t)(rows * n) * sizeof *Y);
+    if (!D || !Y) {
+        free(D); free(Y);
+        return NAN;
     }
     double total = 0;
-    for (int64_t r = 0; r < n_out; r++) total += per_row[r];
-    free(per_row);
-    return failed ? NAN : total;
+    for (int64_t r0 = 0; r0 < n_out; r0 += rows) {
+        const int64_t nr = n_out - r0 < rows ? n_out - r0 : rows;
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t j = 0; j < n; j++)
+                D[r * n + j] = (double)W[(r0 + r) * n + j] - (Q ? (double)Q[(r0 + r) * n + j] : 0.0);
+        memset(Y, 0, (size_t)(nr * n) * sizeof *Y);
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)nr * n * n, n_threads))
+        for (int64_t c0 = 0; c0 < n; c0 += ERR_COLS) /* Y = -D H */
+            qf_gemm_sub_f64(Y + c0, n, D, n, H + c0, n, nr, n - c0 < ERR_COLS ? n - c0 : ERR_COLS, n);
+        for (int64_t r = 0; r < nr; r++) {
+            double s = 0;
+            for (int64_t j = 0; j < n; j++) s = fma(-D[r * n + j], Y[r * n + j], s);
+            total += s;
+        }
+    }
+    free(D); free(Y);
+    return total;
 }

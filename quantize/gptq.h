@@ -41,6 +41,7 @@ typedef struct qf_gptq_opts {
     int fit;                 /* QF_GPTQ_FIT_EXACT / QF_GPTQ_FIT_SEARCH (gptq_grid.h) */
     const float *fit_weights; /* n_in importance weights for the block fits, or NULL (ggml's unweighted fit) */
     int n_threads;           /* threads for the factorisation and the row sweep (same bytes for any); default 1 */
+    int reference;           /* 1: the scalar reference kernels (the same bytes, slowly; for tests) */
 } qf_gptq_opts;
 
 void qf_gptq_opts_init(qf_gptq_opts *o);

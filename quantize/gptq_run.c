@@ -11,6 +11,7 @@
 #include "calib_text.h"
 #include "layerwise.h"
 #include "model.h"
+#include "numfmt.h"
 #include "codecs.h"
 #include "text.h"
 
@@ -68,6 +69,12 @@ static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, in
     return 0;
 }
 
+/* x[n] rounded in place to what a tensor of type F16 or BF16 stores. */
+static void round_to_stored(uint32_t type, float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        x[i] = type == GGML_TYPE_F16 ? qf_f16_to_f32(qf_f32_to_f16(x[i])) : qf_bf16_to_f32(qf_f32_to_bf16(x[i]));
+}
+
 /* The group function: GPTQ for every tensor of the group that has a GPTQ type. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     state *s = user;
@@ -80,6 +87,10 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         const long pi = qf_quant_plan_find(s->plan, w->name);
         if (pi < 0) continue;
         const qf_quant_tensor_plan *t = &s->plan->t[pi];
+        if (t->convert && (t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16)) {
+            round_to_stored(t->type, g->wf[i], w->n_out * n_in); /* the next groups see what the file holds */
+            continue;
+        }
         if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != 1) continue;
         /* fit weights: the imatrix if it has the tensor, else mean x^2 */
         int have = 0;

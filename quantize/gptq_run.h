@@ -5,7 +5,8 @@
  * type is a GPTQ grid (gptq.h) is quantized with the group's H; its blocks
  * are kept for the writer and its dequantized values replace the weights
  * for the following groups and blocks. Tensors of other types (F16
- * fallbacks, ...) and token_embd go through the plan's usual method.
+ * fallbacks, ...) and token_embd go through the plan's usual method; the
+ * following groups see F16 / BF16 linears rounded as the file stores them.
  * Block scales are fitted with the search quantizer (ggml's own for IQ4_NL)
  * weighted by the imatrix when one is given, else by diag(H) / tokens
  * (the imatrix the same calibration would give).

@@ -5,6 +5,7 @@
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
+#include "gptq_kernels.h"
 #include "codecs.h"
 #include "codecs.h"
 #include "search.h"
@@ -387,5 +388,97 @@ static void test_layerwise_matches_calibrate(qf_test *t) {
     qf_model_free(&m);
 }
 
-QF_TEST_MAIN(test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
+/* The vector GEMM kernels equal the scalar reference bit for bit on shapes
+ * that exercise the register tiles, the row and column leftovers and the K
+ * chunks. */
+static void test_kernels_match_reference(qf_test *t) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {5, 37, 3}, {16, 128, 128}, {13, 200, 300}, {4, 64, 256},
+                                        {7, 300, 513}, {64, 96, 64}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        const int64_t lda = K + 3, ldb = N + 5, ldc = N + 1;
+        float *A = gauss(100 + si, M * lda), *B = gauss(200 + si, K * ldb), *C = gauss(300 + si, M * ldc);
+        float *C2 = malloc((size_t)(M * ldc) * sizeof *C2);
+        memcpy(C2, C, (size_t)(M * ldc) * sizeof *C2);
+        qf_gemm_sub_f32(C, ldc, A, lda, B, ldb, M, N, K);
+        qf_gemm_sub_f32_ref(C2, ldc, A, lda, B, ldb, M, N, K);
+        CHECK(t, memcmp(C, C2, (size_t)(M * ldc) * sizeof *C) == 0, "f32 %lldx%lldx%lld differs", (long long)M,
+              (long long)N, (long long)K);
+        double *Ad = malloc((size_t)(M * lda) * sizeof *Ad), *Bd = malloc((size_t)(K * ldb) * sizeof *Bd),
+               *Cd = malloc((size_t)(M * ldc) * sizeof *Cd), *Cd2 = malloc((size_t)(M * ldc) * sizeof *Cd2);
+        for (int64_t i = 0; i < M * lda; i++) Ad[i] = (double)A[i] / 3;
+        for (int64_t i = 0; i < K * ldb; i++) Bd[i] = (double)B[i] / 7;
+        for (int64_t i = 0; i < M * ldc; i++) Cd[i] = Cd2[i] = (double)C2[i];
+        qf_gemm_sub_f64(Cd, ldc, Ad, lda, Bd, ldb, M, N, K);
+        qf_gemm_sub_f64_ref(Cd2, ldc, Ad, lda, Bd, ldb, M, N, K);
+        CHECK(t, memcmp(Cd, Cd2, (size_t)(M * ldc) * sizeof *Cd) == 0, "f64 %lldx%lldx%lld differs", (long long)M,
+              (long long)N, (long long)K);
+        free(A); free(B); free(C); free(C2); free(Ad); free(Bd); free(Cd); free(Cd2);
+    }
+}
+
+/* The blocked, threaded factorisation and sweep give the reference's bytes:
+ * the factor U bit for bit (sizes that are not a multiple of the panel,
+ * dead columns, act-order), and every type's blocks. */
+static void test_fast_equals_reference(qf_test *t) {
+    static const int64_t sizes[] = {333, 224, 768};
+    for (size_t si = 0; si < 3; si++) {
+        const int64_t n = sizes[si], N = n + 64, rows = 21;
+        float *X = make_inputs(40 + si, N, n);
+        for (int64_t tk = 0; tk < N; tk++) X[tk * n + 5] = 0; /* a dead input */
+        double *H = hessian(X, N, n);
+        float *U1 = malloc((size_t)(n * n) * sizeof *U1), *U2 = malloc((size_t)(n * n) * sizeof *U2);
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        qf_err err = {0};
+        o.reference = 1;
+        REQUIRE(t, qf_gptq_factor(H, n, NULL, &o, U1, NULL, &err) == 0, "%s", err.msg);
+        o.reference = 0;
+        o.n_threads = 3;
+        REQUIRE(t, qf_gptq_factor(H, n, NULL, &o, U2, NULL, &err) == 0, "%s", err.msg);
+        CHECK(t, memcmp(U1, U2, (size_t)(n * n) * sizeof *U1) == 0, "n=%lld: blocked factor differs", (long long)n);
+        /* U^T U = (H + damp)^-1: check one column of (H + damp) U^T U = I */
+        double mean = 0;
+        for (int64_t j = 0; j < n; j++) mean += H[j * n + j] > 0 ? H[j * n + j] : 1;
+        mean /= (double)n;
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t c = n / 2;
+            double s = 0;
+            for (int64_t k = 0; k < n; k++) {
+                double hk = k == i ? (H[i * n + i] > 0 ? H[i * n + i] : 1) + 0.01 * mean : H[i * n + k];
+                double uu = 0; /* (U^T U)[k][c] */
+                for (int64_t m = 0; m <= (k < c ? k : c); m++) uu += (double)U1[m * n + k] * U1[m * n + c];
+                s += hk * uu;
+            }
+            const double d = fabs(s - (i == c));
+            if (d > worst) worst = d;
+        }
+        CHECK(t, worst < 1e-3, "n=%lld: (H + damp) U^T U deviates from I by %g", (long long)n, worst);
+        free(U1); free(U2);
+        float *W = gauss(70 + si, rows * n);
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            const uint32_t type = TYPES[ti];
+            qf_gptq_grid g;
+            qf_gptq_grid_get(type, &g);
+            if (n % g.block) continue;
+            const size_t rs = row_size(type, n);
+            uint8_t *a = malloc(rows * rs), *b = malloc(rows * rs);
+            qf_gptq_opts_init(&o);
+            o.act_order = si != 1;
+            o.fit = QF_GPTQ_FIT_SEARCH;
+            o.reference = 1;
+            REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, a, NULL, NULL, &err) == 0, "%s", err.msg);
+            o.reference = 0;
+            o.n_threads = 3;
+            REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, b, NULL, NULL, &err) == 0, "%s", err.msg);
+            CHECK(t, memcmp(a, b, rows * rs) == 0, "%s n=%lld: fast sweep differs from the reference", tname(type),
+                  (long long)n);
+            free(a); free(b);
+        }
+        free(W); free(X); free(H);
+    }
+}
+
+QF_TEST_MAIN(test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
