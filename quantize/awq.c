@@ -2,6 +2,7 @@
  * pipeline (awq.h). */
 #include "awq.h"
 #include "qf_threads.h"
+#include "qf_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -217,9 +218,122 @@ static void fit_weights(const state *s, const qf_weight *w, const double *H, int
     for (int64_t j = 0; j < n_in; j++) qw[j] = (float)(H[j * n_in + j] / (double)(tokens > 0 ? tokens : 1));
 }
 
-/* Relative output error of the group's tensors quantized with scale sc. */
+/* The quadratic-form kernel works on 64-column panels of H and 4-row tiles of E. */
+#define QP 64
+#define QR 4
+#define QI 512  /* rows of an H panel accumulated in float before the dot is taken in double */
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 vf;
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_load_ps(p)
+#define VSET1(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+typedef __m256 vf;
+#define VW 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_load_ps(p)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#else
+typedef float vf __attribute__((vector_size(16)));
+#define VW 4
+#define VZERO() ((vf){0, 0, 0, 0})
+#define VLOAD(p) (*(const vf *)(p))
+#define VSET1(x) ((vf){0, 0, 0, 0} + (x))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+int64_t qf_awq_qf_pad(int64_t n) { return (n + QP - 1) / QP * QP; }
+
+float *qf_awq_qf_hessian(const double *H, int64_t n, int n_threads) {
+    const int64_t np = qf_awq_qf_pad(n);
+    float *Hf = aligned_alloc(64, (size_t)(n * np) * sizeof *Hf);
+    if (!Hf) return NULL;
+    #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n * n), n_threads))
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < n; j++) Hf[i * np + j] = (float)H[i * n + j];
+        for (int64_t j = n; j < np; j++) Hf[i * np + j] = 0.0f;
+    }
+    return Hf;
+}
+
+/* part[r] += e_r[jb..jb+QP) . f_r for the 4 rows r0.. of E, where
+ * f_r = sum over H rows i in [i0, i1) of e_r[i] * H[i][jb..jb+QP): the
+ * panel in strips of 2 vectors, 8 accumulators (4 rows x 2) in registers. */
+static void qf_tile(const float *E, int64_t np, int64_t r0, int64_t jb, int64_t i0, int64_t i1, const float *Hf,
+                    double part[QR]) {
+    const float *e0 = E + r0 * np, *e1 = e0 + np, *e2 = e1 + np, *e3 = e2 + np;
+    for (int64_t c = jb; c < jb + QP; c += 2 * VW) {
+        vf a0 = VZERO(), a1 = VZERO(), b0 = VZERO(), b1 = VZERO(), c0 = VZERO(), c1 = VZERO(), d0 = VZERO(),
+           d1 = VZERO();
+        for (int64_t i = i0; i < i1; i++) {
+            const float *h = Hf + i * np + c;
+            const vf h0 = VLOAD(h), h1 = VLOAD(h + VW);
+            vf x = VSET1(e0[i]);
+            a0 = VFMA(x, h0, a0), a1 = VFMA(x, h1, a1);
+            x = VSET1(e1[i]);
+            b0 = VFMA(x, h0, b0), b1 = VFMA(x, h1, b1);
+            x = VSET1(e2[i]);
+            c0 = VFMA(x, h0, c0), c1 = VFMA(x, h1, c1);
+            x = VSET1(e3[i]);
+            d0 = VFMA(x, h0, d0), d1 = VFMA(x, h1, d1);
+        }
+        float f[QR][2 * VW] __attribute__((aligned(64)));
+        memcpy(f[0], &a0, sizeof a0), memcpy(f[0] + VW, &a1, sizeof a1);
+        memcpy(f[1], &b0, sizeof b0), memcpy(f[1] + VW, &b1, sizeof b1);
+        memcpy(f[2], &c0, sizeof c0), memcpy(f[2] + VW, &c1, sizeof c1);
+        memcpy(f[3], &d0, sizeof d0), memcpy(f[3] + VW, &d1, sizeof d1);
+        for (int r = 0; r < QR; r++) {
+            const float *er = E + (r0 + r) * np + c;
+            double d = 0;
+            for (int l = 0; l < 2 * VW; l++) d += (double)er[l] * (double)f[r][l];
+            part[r] += d;
+        }
+    }
+}
+
+double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const float *Hf, int n_threads) {
+    /* E: [pad4(n_out) * np] (zero padding), Hf: [n_in * np] (qf_awq_qf_hessian).
+     * sum_r e_r^T H e_r = sum_J e_rJ . (H_JJ e_rJ + 2 sum_{I<J} H_IJ^T e_rI), one
+     * column panel J per task; every (row, panel) partial is summed in a fixed order */
+    const int64_t np = qf_awq_qf_pad(n_in), nj = np / QP, ro = (n_out + QR - 1) / QR * QR;
+    double *part = calloc((size_t)(ro * nj), sizeof *part);
+    if (!part) return NAN;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)n_out * n_in * n_in / 2, n_threads))
+    for (int64_t J = 0; J < nj; J++) {
+        const int64_t jb = J * QP, jend = jb + QP < n_in ? jb + QP : n_in;
+        for (int64_t r0 = 0; r0 < ro; r0 += QR) {
+            double off[QR] = {0}, diag[QR] = {0};
+            for (int64_t i0 = 0; i0 < jb; i0 += QI) qf_tile(E, np, r0, jb, i0, i0 + QI < jb ? i0 + QI : jb, Hf, off);
+            qf_tile(E, np, r0, jb, jb, jend, Hf, diag);
+            for (int r = 0; r < QR; r++) part[(r0 + r) * nj + J] = 2.0 * off[r] + diag[r];
+        }
+    }
+    double total = 0;
+    for (int64_t k = 0; k < ro * nj; k++) total += part[k];
+    free(part);
+    return total;
+}
+
+/* E = W - Q (Q NULL: 0) into the padded layout of qf_awq_quad_error. */
+static void error_rows(const float *W, const float *Q, int64_t n_out, int64_t n_in, float *E) {
+    const int64_t np = qf_awq_qf_pad(n_in), ro = (n_out + QR - 1) / QR * QR;
+    memset(E, 0, (size_t)(ro * np) * sizeof *E);
+    for (int64_t r = 0; r < n_out; r++)
+        for (int64_t j = 0; j < n_in; j++) E[r * np + j] = W[r * n_in + j] - (Q ? Q[r * n_in + j] : 0.0f);
+}
+
+/* Relative output error of the group's tensors quantized with scale sc
+ * (through the float Hessian Hf): by the codec (Hs NULL) or by what is
+ * written (final_quantize; GPTQ with Hs = the scaled Hessian for awq+gptq). */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
-                      const double *ref, float *Ws, float *Q, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
+                      const double *ref, const float *Hf, const double *Hs, float *Ws, float *Q, float *E, uint8_t *tmp,
+                      float *qws, double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
     for (int i = 0; i < g->n; i++) {
@@ -227,10 +341,12 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
         const float *W = g->wf[i];
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
         for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
-        int rc = codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
+        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, Hs, tmp, Q, err)
+                    : codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
-        num += qf_gptq_output_error(W, Q, n_out, n_in, g->H, s->o->calib->n_threads);
+        error_rows(W, Q, n_out, n_in, E);
+        num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
         den += ref[i];
     }
     *loss = den > 0 ? num / den : 0;
@@ -295,6 +411,52 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
     return rc;
 }
 
+/* The architecture rules (llama/Mistral, qwen2, qwen3, gemma, gemma2,
+ * granite; phi3's fused attn_qkv and mixture-of-experts models are refused
+ * in qf_awq_run): per group, what produces its input and takes x / s.
+ *   fold: NORM - the RMSNorm weight before the group (exact: the norm is
+ *         linear in its weight); ROWS - the output rows of the linear that
+ *         produced the input (v for o, up for down), divided as they wait
+ *         in `deferred`.
+ * Qwen2 q/k/v biases are added after the projection: the NORM fold of
+ * attn_in leaves them alone; v's bias is divided with v's rows (ROWS fold
+ * of attn_out). Qwen3's q_norm/k_norm normalise q and k after the
+ * projection, which the attn_in fold leaves unchanged: exact, untouched.
+ * Gemma 2's post-norms act on the o and down outputs, which no fold
+ * changes; GELU(gate) * up is linear in up like SiLU(gate) * up.
+ * A tied output (token_embd, also the embedding table) is not scaled. */
+typedef enum { FOLD_NORM, FOLD_ROWS } fold_kind;
+typedef enum { SRC_NONE, SRC_V, SRC_UP } deferred_src;
+typedef struct awq_rule {
+    qf_site_kind kind;
+    const char *name;
+    fold_kind fold;
+    deferred_src from;   /* ROWS: whose rows take the scale */
+    deferred_src defers; /* the group's linear whose rows wait for the next group: v, up */
+    int defer_idx;       /* its index in the group */
+    int clip_from;       /* linears before this index are not clipped (q, k, as AWQ) */
+} awq_rule;
+
+static const awq_rule awq_rules[] = {
+    {QF_SITE_ATTN_IN, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, 2},    /* q, k, v <- attn_norm */
+    {QF_SITE_ATTN_OUT, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, 0}, /* o <- v rows (+ bv), GQA classes */
+    {QF_SITE_FFN_IN, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, 0},     /* gate, up <- ffn_norm */
+    {QF_SITE_FFN_DOWN, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, 0}, /* down <- up rows */
+    {QF_SITE_OUTPUT, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, 0},  /* output <- output_norm (untied) */
+};
+
+/* The norm before a NORM group; NULL for ROWS groups. */
+static const qf_weight *rule_norm(const qf_model *m, const qf_layer *L, qf_site_kind k) {
+    switch (k) {
+    case QF_SITE_ATTN_IN: return &L->attn_norm;
+    case QF_SITE_FFN_IN: return &L->ffn_norm;
+    case QF_SITE_OUTPUT: return &m->output_norm;
+    default: return NULL;
+    }
+}
+
+static deferred *rule_src(state *s, deferred_src d) { return d == SRC_V ? &s->v : d == SRC_UP ? &s->up : NULL; }
+
 /* One group: scale search, clipping, quantization; the producer of the
  * group's input (v or up, deferred) gets its rows divided by the scale. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
@@ -309,30 +471,18 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     int64_t *cls = NULL, n_cls = n_in;
     qf_awq_group_report gr;
     memset(&gr, 0, sizeof gr);
-    switch (g->kind) {
-    case QF_SITE_ATTN_IN:
-        norm = &L->attn_norm, defer = &s->v, defer_idx = 2, clip_from = 2; /* no clipping for q, k */
-        snprintf(gr.name, sizeof gr.name, "blk.%d.attn_in", g->layer);
-        break;
-    case QF_SITE_FFN_IN:
-        norm = &L->ffn_norm, defer = &s->up, defer_idx = 1;
-        snprintf(gr.name, sizeof gr.name, "blk.%d.ffn_in", g->layer);
-        break;
-    case QF_SITE_OUTPUT:
-        norm = &m->output_norm;
-        snprintf(gr.name, sizeof gr.name, "output");
-        break;
-    case QF_SITE_ATTN_OUT:
-        producer = &s->v, bias = &L->bv;
-        snprintf(gr.name, sizeof gr.name, "blk.%d.attn_out", g->layer);
-        break;
-    case QF_SITE_FFN_DOWN:
-        producer = &s->up;
-        snprintf(gr.name, sizeof gr.name, "blk.%d.ffn_down", g->layer);
-        break;
-    default:
+    const double t0 = qf_now_seconds();
+    const awq_rule *rule = NULL;
+    for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
+        if (awq_rules[k].kind == g->kind) rule = &awq_rules[k];
+    if (!rule || (g->layer < 0) != (g->kind == QF_SITE_OUTPUT))
         return qf_set_err(err, QF_EINVAL, "awq: unknown group kind %d", (int)g->kind);
-    }
+    if (L) snprintf(gr.name, sizeof gr.name, "blk.%d.%s", g->layer, rule->name);
+    else snprintf(gr.name, sizeof gr.name, "%s", rule->name);
+    if (rule->fold == FOLD_NORM) norm = rule_norm(m, L, g->kind);
+    producer = rule_src(s, rule->from);
+    if (rule->from == SRC_V) bias = &L->bv;
+    defer = rule_src(s, rule->defers), defer_idx = rule->defer_idx, clip_from = rule->clip_from;
     long pi[3];
     float *qw[3] = {0};
     double ref[3] = {0};
@@ -345,8 +495,11 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     float *Ws = malloc((size_t)(max_out * n_in) * sizeof *Ws), *Q = malloc((size_t)(max_out * n_in) * sizeof *Q);
     uint8_t *tmp = malloc((size_t)(max_out * n_in) * 4);
     double *Hs = malloc((size_t)(n_in * n_in) * sizeof *Hs);
+    const int64_t np = qf_awq_qf_pad(n_in), ro = (max_out + QR - 1) / QR * QR;
+    float *E = aligned_alloc(64, (size_t)(ro * np) * sizeof *E);
+    float *Hf = qf_awq_qf_hessian(g->H, n_in, s->o->calib->n_threads);
     int rc = 0;
-    if (!sc || !best || !qws || !mean || !Ws || !Q || !tmp || !Hs) {
+    if (!sc || !best || !qws || !mean || !Ws || !Q || !tmp || !Hs || !E || !Hf) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for group %s", gr.name);
         goto done;
     }
@@ -357,7 +510,8 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         else if (!qw[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         else {
             fit_weights(s, g->w[i], g->H, n_in, g->n_tokens, qw[i]);
-            ref[i] = qf_gptq_output_error(g->wf[i], NULL, g->w[i]->n_out, n_in, g->H, s->o->calib->n_threads);
+            error_rows(g->wf[i], NULL, g->w[i]->n_out, n_in, E);
+            ref[i] = qf_awq_quad_error(E, g->w[i]->n_out, n_in, Hf, s->o->calib->n_threads);
         }
     }
     if (rc) goto done;
@@ -386,7 +540,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     gr.folded = fold;
     /* scale search: alpha = 0 first, a larger alpha only if strictly better */
     qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
-    if ((rc = group_loss(s, g, pi, qw, sc, ref, Ws, Q, tmp, qws, &gr.loss0, err))) goto done;
+    if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, NULL, Ws, Q, E, tmp, qws, &gr.loss0, err))) goto done;
     gr.loss = gr.loss0;
     memcpy(best, sc, (size_t)n_in * sizeof *sc);
     if (fold) {
@@ -394,13 +548,28 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             const double alpha = s->o->alpha >= 0 ? s->o->alpha : (double)a / AWQ_GRID;
             double l;
             qf_awq_scales(mean, cls, n_in, n_cls, alpha, sc);
-            if ((rc = group_loss(s, g, pi, qw, sc, ref, Ws, Q, tmp, qws, &l, err))) goto done;
+            if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, NULL, Ws, Q, E, tmp, qws, &l, err))) goto done;
             if (s->o->alpha >= 0 || l < gr.loss) {
                 gr.loss = l;
                 gr.alpha = alpha;
                 memcpy(best, sc, (size_t)n_in * sizeof *sc);
             }
             if (s->o->alpha >= 0) break;
+        }
+    }
+    if (s->o->gptq && s->o->alpha < 0 && gr.alpha > 0) {
+        /* awq+gptq: GPTQ compensates much of what the scale buys, so the
+         * chosen scale must also beat alpha 0 (plain GPTQ) with GPTQ itself */
+        double lg0, lga;
+        scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
+        if ((rc = group_loss(s, g, pi, qw, best, ref, Hf, Hs, Ws, Q, E, tmp, qws, &lga, err))) goto done;
+        qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
+        scale_hessian(g->H, sc, n_in, Hs, s->o->calib->n_threads);
+        if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Hs, Ws, Q, E, tmp, qws, &lg0, err))) goto done;
+        if (!(lga < lg0)) {
+            memcpy(best, sc, (size_t)n_in * sizeof *sc);
+            gr.alpha = 0;
+            gr.loss = gr.loss0;
         }
     }
     scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
@@ -432,8 +601,9 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             memcpy(defer->s_in, best, (size_t)n_in * sizeof *best);
             memcpy(defer->qw, qws, (size_t)n_in * sizeof *qws);
             if (defer->Hs) memcpy(defer->Hs, Hs, (size_t)(n_in * n_in) * sizeof *Hs);
-            /* the next group's input is computed with the codec's result for now */
-            if ((rc = codec_quantize(s, t, Ws, n_out, n_in, qws, tmp, Q, err))) break;
+            /* the next group's input is computed with what would be written
+             * without the row scale (the codecs and GPTQ scale with a row) */
+            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, tmp, Q, err))) break;
         } else {
             uint8_t *dst = malloc((size_t)t->out_nbytes);
             if (!dst) {
@@ -448,7 +618,8 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             s->out[pi[i]] = dst;
         }
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
-        num += qf_gptq_output_error(W, Q, n_out, n_in, g->H, s->o->calib->n_threads);
+        error_rows(W, Q, n_out, n_in, E);
+        num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
         den += ref[i];
         memcpy(W, Q, (size_t)(n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
     }
@@ -469,6 +640,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         free(srow);
         if (rc) goto done;
     }
+    gr.seconds = qf_now_seconds() - t0;
     if (add_report(s, &gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
 done:
     for (int i = 0; i < g->n; i++) free(qw[i]);
@@ -480,6 +652,8 @@ done:
     free(Q);
     free(tmp);
     free(Hs);
+    free(E);
+    free(Hf);
     free(cls);
     return rc;
 }

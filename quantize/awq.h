@@ -39,9 +39,11 @@
  * of the scaled H) wins. The stored block is a standard block.
  *
  * awq+gptq: after scaling, GPTQ (gptq.h) quantizes W' with
- * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. No clipping
- * there: GPTQ compensates each rounding error itself, and clipping chosen
- * for the codec's rounding raised the KLD (docs/awq.md).
+ * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. The alpha
+ * found with the codec is kept only if it also lowers the group's loss
+ * under GPTQ (else alpha 0, which is plain GPTQ). No clipping there: GPTQ
+ * compensates each rounding error itself, and clipping chosen for the
+ * codec's rounding raised the KLD (docs/awq.md).
  *
  * Bytes do not depend on the thread count. Memory: that of --method gptq
  * plus, per block, a copy of v and up as F32 and of two input Hessians
@@ -73,6 +75,7 @@ typedef struct qf_awq_group_report {
     double loss;                   /* at the chosen alpha (no clipping) */
     double loss_final;             /* of what is written (clipping, GPTQ), relative */
     int folded;                    /* 0: scale 1 (no fold possible) */
+    double seconds;                /* wall time of the group's search and quantization */
 } qf_awq_group_report;
 
 typedef struct qf_awq_report {
@@ -90,6 +93,17 @@ void qf_awq_report_free(qf_awq_report *r);
  * m[n] (mean |x|), classes cls[n] (channels sharing a scale; NULL: each its
  * own) with n_cls classes. alpha = 0 gives s = 1. */
 void qf_awq_scales(const double *m, const int64_t *cls, int64_t n, int64_t n_cls, double alpha, float *s);
+
+/* The output error sum_r e_r^T H e_r of the rows of E, in float with
+ * double partial sums (the scale search's loss kernel). Layout: H as
+ * qf_awq_qf_hessian returns it (n_in rows of qf_awq_qf_pad(n_in) floats,
+ * 64-byte aligned, zero padding); E [ceil(n_out / 4) * 4 rows of
+ * qf_awq_qf_pad(n_in)], 64-byte aligned, zero padding. Symmetric H: only
+ * the 64-column panels on and above the diagonal are read. The result does
+ * not depend on n_threads. NAN when out of memory. */
+int64_t qf_awq_qf_pad(int64_t n);
+float *qf_awq_qf_hessian(const double *H, int64_t n, int n_threads); /* NULL: no memory; free() it */
+double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const float *Hf, int n_threads);
 
 /* Run AWQ (and GPTQ with o->gptq) over the model at model_path for the
  * tensors of `plan`. On success out[i] holds the output bytes of plan->t[i]

@@ -1,50 +1,67 @@
 #!/usr/bin/env bash
-# awq-quality.sh - mean KLD against the base of tinystories-distill-3M quantized by
-# search (the default with an imatrix), awq, gptq, awq+gptq and llama.cpp with its
-# imatrix, at equal size; scored by qforge-verify --base on held-out text.
-#
-#   scripts/awq-quality.sh [TYPES...]     (default: Q4_0 Q3_K_M Q4_K_M Q2_K)
-#
-# Calibration: CAL chunks of 512 tokens of corpus/tinystories-gen/calib.txt (the same
-# chunks for both imatrices and for GPTQ/AWQ); evaluation: EVAL chunks of 512 of
-# test.txt. Prints one table row per type; work files in $WORK (build/awq-quality).
-set -u
-QF_BIN=${QF_BIN:-bin}
-QF_DATA=${QF_DATA:-../shared}
-PEER=${QF_PEER:-$QF_DATA/peers/llama.cpp/bin}
-W=${WORK:-build/awq-quality}
-CAL=${CAL:-8}
-EVAL=${EVAL:-20}
-T=${THREADS:-2}
-TYPES=${*:-Q4_0 Q3_K_M Q4_K_M Q2_K}
-CALF=$QF_DATA/corpus/tinystories-gen/calib.txt
-EVALF=$QF_DATA/corpus/tinystories-gen/test.txt
+# scripts/awq-quality.sh [WORKDIR] - the AWQ quality table of docs/awq.md and docs/quality.md:
+# tinystories-distill-3M, calibration corpus/tinystories-gen/calib.txt (CHUNKS chunks of 512
+# tokens for llama-imatrix, qforge-calibrate, GPTQ and AWQ alike), mean KLD against the base on
+# test.txt (20 chunks of 512), scored by qforge-verify and by llama-perplexity --kl-divergence
+# (F32 KV cache). Columns: qforge search (the default with an imatrix), awq, gptq, awq+gptq (every
+# qforge method with the qforge imatrix of the same chunks) and llama.cpp with its own imatrix;
+# every file of a row has the same size (checked). Writes the table and the command to
+# bench/results/DATE-awq-quality.md (RECORD=0: stdout only).
+# Environment: QF_BIN (bin), QF_DATA (../shared), CHUNKS (32), TYPES, THREADS (2).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+B=${QF_BIN:-bin}; D=${QF_DATA:-../shared}; P=$D/peers/llama.cpp/bin
+W=${1:-build/awq-quality}; CH=${CHUNKS:-32}; TH=${THREADS:-2}
+TYPES=${TYPES:-"Q4_K_M Q4_0 Q3_K_M Q2_K"}
+C=$D/corpus/tinystories-gen/calib.txt; T=$D/corpus/tinystories-gen/test.txt
 mkdir -p "$W"
 die() { echo "awq-quality.sh: error: $*" >&2; exit 1; }
-[ -s "$W/base.gguf" ] || "$QF_BIN/qforge-convert" "$QF_DATA/models/tinystories-distill-3M" -o "$W/base.gguf" --outtype auto \
-  >/dev/null 2>&1 || die "convert failed"
-[ -s "$W/im.gguf" ] || "$QF_BIN/qforge-calibrate" "$W/base.gguf" -f "$CALF" -c 512 --chunks "$CAL" -o "$W/im.gguf" \
-  -t "$T" --process-output --quiet >/dev/null || die "qforge-calibrate failed"
-[ -s "$W/im-lc.dat" ] || "$PEER/llama-imatrix" -m "$W/base.gguf" -f "$CALF" -c 512 --chunks "$CAL" -o "$W/im-lc.dat" \
-  -t "$T" >"$W/im-lc.log" 2>&1 || die "llama-imatrix failed"
-C="--calib $CALF --calib-ctx 512 --calib-chunks $CAL"
-kld() { # FILE -> mean KLD
-  "$QF_BIN/qforge-verify" "$1" -f "$EVALF" -c 512 --chunks "$EVAL" -t "$T" --base "$W/base.gguf" --json 2>/dev/null |
-    sed -n 's/.*"kld": {"mean": \([-0-9.e]*\).*/\1/p'
+[ -d "$D/models/tinystories-distill-3M" ] || { echo "SKIP: $D/models/tinystories-distill-3M not found"; exit 0; }
+START=$(date -u '+%Y-%m-%d %H:%M'); L0=$(cut -d' ' -f1-3 /proc/loadavg)
+[ -s "$W/base.gguf" ] || "$B/qforge-convert" "$D/models/tinystories-distill-3M" -o "$W/base.gguf" --outtype auto --quiet || die convert
+[ -s "$W/base.logits" ] || "$B/qforge-verify" "$W/base.gguf" -f "$T" -c 512 --chunks 20 -t "$TH" --save-logits "$W/base.logits" >/dev/null || die base
+[ -s "$W/base.kld" ] || "$P/llama-perplexity" -m "$W/base.gguf" -f "$T" -c 512 --chunks 20 -ctk f32 -ctv f32 -t "$TH" \
+  --kl-divergence-base "$W/base.kld" >"$W/lc-base.log" 2>&1 || die llama-perplexity
+[ -s "$W/imatrix-lc.dat" ] || "$P/llama-imatrix" -m "$W/base.gguf" -f "$C" -o "$W/imatrix-lc.dat" -c 512 --chunks "$CH" -t "$TH" \
+  >"$W/lc-imatrix.log" 2>&1 || die llama-imatrix
+[ -s "$W/imatrix-qf.gguf" ] || "$B/qforge-calibrate" "$W/base.gguf" -f "$C" -o "$W/imatrix-qf.gguf" -c 512 --chunks "$CH" -t "$TH" --quiet || die calibrate
+score() { # FILE -> "qforge-verify KLD / llama-perplexity KLD"
+  local a b
+  a=$("$B/qforge-verify" "$1" -f "$T" -c 512 --chunks 20 -t "$TH" --base-logits "$W/base.logits" | sed -n 's/.*mean KLD: \([0-9.e-]*\).*/\1/p')
+  b=$("$P/llama-perplexity" -m "$1" -f "$T" -c 512 --chunks 20 -ctk f32 -ctv f32 -t "$TH" --kl-divergence-base "$W/base.kld" \
+    --kl-divergence 2>&1 | sed -n 's/^Mean *KLD: *\([0-9.e-]*\).*/\1/p' | head -1)
+  echo "$a / $b"
 }
-echo "| type | search | awq | gptq | awq+gptq | llama.cpp imatrix | bytes (qforge / llama.cpp) |"
-echo "|---|---|---|---|---|---|---|"
+TAB=$W/table.md
+{
+  echo "| type | search | awq | gptq | awq+gptq | llama.cpp imatrix | awq+gptq / llama.cpp | bytes |"
+  echo "|---|---|---|---|---|---|---|---|"
+} >"$TAB"
 for ty in $TYPES; do
-  row="| $ty"
+  [ -s "$W/lc-$ty.gguf" ] || "$P/llama-quantize" --imatrix "$W/imatrix-lc.dat" "$W/base.gguf" "$W/lc-$ty.gguf" "$ty" "$TH" \
+    >"$W/lc-$ty.log" 2>&1 || die "llama-quantize $ty"
+  row="| $ty"; sizes=""
   for m in search awq gptq awq+gptq; do
     f=$W/$m-$ty.gguf
-    case $m in search) extra=() ;; *) extra=($C) ;; esac
-    [ -s "$f" ] || "$QF_BIN/qforge-quantize" "$W/base.gguf" "$f" "$ty" --method "$m" --imatrix "$W/im.gguf" "${extra[@]}" \
-      -t "$T" --quiet --json >"$W/$m-$ty.json" 2>"$W/$m-$ty.err" || { row="$row | failed"; continue; }
-    row="$row | $(kld "$f")"
+    case $m in search) extra=() ;; *) extra=(--calib "$C" --calib-ctx 512 --calib-chunks "$CH") ;; esac
+    [ -s "$f" ] || "$B/qforge-quantize" "$W/base.gguf" "$f" "$ty" --method "$m" --imatrix "$W/imatrix-qf.gguf" "${extra[@]}" \
+      -t "$TH" --quiet --json >"$W/$m-$ty.json" || die "qforge-quantize --method $m $ty"
+    s=$(score "$f"); row+=" | $s"; eval "s_${m//[+]/_}=\"\$s\""
+    sizes+=" $(stat -c %s "$f")"
   done
-  f=$W/lc-$ty.gguf
-  [ -s "$f" ] || "$PEER/llama-quantize" --imatrix "$W/im-lc.dat" "$W/base.gguf" "$f" "$ty" "$T" >"$W/lc-$ty.log" 2>&1
-  row="$row | $(kld "$f") | $(stat -c %s "$W/awq-$ty.gguf" 2>/dev/null) / $(stat -c %s "$f" 2>/dev/null) |"
-  echo "$row"
+  s=$(score "$W/lc-$ty.gguf"); sizes+=" $(stat -c %s "$W/lc-$ty.gguf")"
+  [ "$(echo $sizes | tr ' ' '\n' | sort -u | wc -l)" = 1 ] || die "$ty: file sizes differ:$sizes"
+  r=$(awk -v g="$s_awq_gptq" -v l="$s" 'BEGIN { split(g, x, " / "); split(l, y, " / "); printf "%.2f / %.2f", x[1] / y[1], x[2] / y[2] }')
+  echo "$row | $s | $r | ${sizes##* } |" | tee -a "$TAB"
 done
+[ "${RECORD:-1}" = 1 ] || exit 0
+R=bench/results/$(date -u '+%Y-%m-%d-%H%M')-awq-quality.md
+{
+  echo "# awq-quality.sh record"
+  echo "- date: $START - $(date -u '+%H:%M') UTC, commit $(git rev-parse --short HEAD 2>/dev/null), load average $L0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end ($(nproc) CPUs)"
+  echo "- command: CHUNKS=$CH THREADS=$TH TYPES=\"$TYPES\" scripts/awq-quality.sh"
+  echo "- cells: mean KLD against the base, qforge-verify / llama-perplexity --kl-divergence (-ctk f32 -ctv f32); lower is better"
+  echo
+  cat "$TAB"
+} >"$R"
+echo "record: $R"

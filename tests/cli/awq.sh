@@ -4,7 +4,7 @@
 # the original's within 1e-5 relative: stories260K, tinystories-distill-3M,
 # synthetic Qwen2 with biases and Qwen3 with q/k norms, both GQA); alpha 0
 # without clipping is byte-identical to the default method with the same
-# imatrix; the chosen scales never raise a group's loss over alpha 0;
+# imatrix, and awq+gptq's is gptq's; the chosen scales never raise a group's loss over alpha 0;
 # llama.cpp runs the files; 1 and 2 threads give the same bytes; bad inputs.
 . "$(dirname "$0")/../lib.sh"
 Q=$QF_BIN/qforge-quantize
@@ -58,6 +58,16 @@ if "$QF_BIN/qforge-convert" "$QF_DATA/$S260" -o "$TMP/s.gguf" --outtype f32 >/de
   done
 else
   fail alpha0-bytes "convert or calibrate failed"
+fi
+
+# ---- awq+gptq at alpha 0: plain GPTQ's bytes (distill-3M: no fallback types, whose
+# rounding the two pipelines pass on differently)
+if [ -s "$TMP/ts3m-f32.gguf" ]; then
+  G="--calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet -t 2"
+  "$Q" "$QF_DATA/$TS3M" "$TMP/g0-awq.gguf" Q4_0 --method awq+gptq --awq-alpha 0 $G >/dev/null 2>"$TMP/err" &&
+    "$Q" "$QF_DATA/$TS3M" "$TMP/g0-gptq.gguf" Q4_0 --method gptq $G >/dev/null 2>>"$TMP/err" &&
+    cmp -s "$TMP/g0-awq.gguf" "$TMP/g0-gptq.gguf" && pass alpha0-awq+gptq-is-gptq ||
+    fail alpha0-awq+gptq-is-gptq "awq+gptq --awq-alpha 0 differs from gptq $(cat "$TMP/err")"
 fi
 
 # ---- files llama.cpp runs; 1 vs 2 threads; --json losses never above alpha 0

@@ -6,6 +6,9 @@
 
 #include "awq.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static void test_alpha0_is_identity(qf_test *t) {
     double m[5] = {0.1, 3.0, 0.0, 7.5, 1e-9};
     float s[5];
@@ -48,4 +51,42 @@ static void test_dead_channel_finite(qf_test *t) {
     for (int j = 0; j < 3; j++) CHECK(t, isfinite(s[j]) && s[j] > 0, "s[%d] = %g", j, s[j]);
 }
 
-QF_TEST_MAIN(test_alpha0_is_identity, test_normalised, test_classes_share, test_dead_channel_finite)
+/* The loss kernel against the plain double sum, for shapes with padding
+ * (n_in not a multiple of 64, n_out not of 4), and thread-count independence. */
+static void test_quad_error(qf_test *t) {
+    const int64_t shapes[3][2] = {{5, 70}, {9, 130}, {4, 64}};
+    for (int c = 0; c < 3; c++) {
+        const int64_t no = shapes[c][0], n = shapes[c][1], np = qf_awq_qf_pad(n), ro = (no + 3) / 4 * 4;
+        double *X = malloc((size_t)(n * 3 * n) * sizeof *X), *H = calloc((size_t)(n * n), sizeof *H);
+        float *E = aligned_alloc(64, (size_t)(ro * np) * sizeof *E);
+        uint32_t st = 12345u + (uint32_t)c;
+        for (int64_t k = 0; k < n * 3 * n; k++) {
+            st = st * 1664525u + 1013904223u;
+            X[k] = ((double)(st >> 8) / 16777216.0 - 0.5) * (1.0 + (double)(k % n) / (double)n);
+        }
+        for (int64_t i = 0; i < n; i++) /* H = X X^T: positive semi-definite */
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t k = 0; k < 3 * n; k++) H[i * n + j] += X[i * 3 * n + k] * X[j * 3 * n + k];
+        memset(E, 0, (size_t)(ro * np) * sizeof *E);
+        for (int64_t r = 0; r < no; r++)
+            for (int64_t j = 0; j < n; j++) {
+                st = st * 1664525u + 1013904223u;
+                E[r * np + j] = (float)((double)(st >> 8) / 16777216.0 - 0.5);
+            }
+        double ref = 0;
+        for (int64_t r = 0; r < no; r++)
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < n; j++) ref += (double)E[r * np + i] * H[i * n + j] * (double)E[r * np + j];
+        float *Hf = qf_awq_qf_hessian(H, n, 1);
+        const double q1 = qf_awq_quad_error(E, no, n, Hf, 1), q2 = qf_awq_quad_error(E, no, n, Hf, 2);
+        CHECK(t, fabs(q1 - ref) <= 1e-5 * fabs(ref), "%lldx%lld: kernel %.9g, reference %.9g", (long long)no, (long long)n,
+              q1, ref);
+        CHECK(t, q1 == q2, "%lldx%lld: 1 thread %.17g, 2 threads %.17g", (long long)no, (long long)n, q1, q2);
+        free(X);
+        free(H);
+        free(E);
+        free(Hf);
+    }
+}
+
+QF_TEST_MAIN(test_quad_error, test_alpha0_is_identity, test_normalised, test_classes_share, test_dead_channel_finite)
