@@ -295,6 +295,37 @@ static void iq3_sums(const float *w, const float *xval, const int8_t *L, float *
     *sumq2 = sq2;
 }
 
+/* The trial scales of one sub-block: inverse scales (15 + 0.2 is)/max for
+ * is = -n_trials..n_trials, each rounding the 8 groups of 4 to the grid (an
+ * off-grid group to its best neighbour); the trial with the largest
+ * (sum w x q)^2 / sum w q^2 sets L[32], on_grid[8] and the returned scale
+ * (max/15 when no trial has a positive sum w q^2; L and on_grid are then
+ * left as they were). */
+static float iq3_scale_search(const iq3_index *ix, const float *weight, const float *xval, const float *waux,
+                              float max, int n_trials, int8_t *L, int *on_grid) {
+    int8_t Laux[32];
+    int on_grid_aux[8];
+    float best = 0.f, scale = max / 15;
+    for (int is = -n_trials; is <= n_trials; ++is) {
+        const float id = (15 + (float)is * 0.2f) / max;
+        const float this_scale = 1 / id;
+        for (int k = 0; k < 8; ++k) {
+            const int code = iq3_code(xval + 4 * k, id, Laux + 4 * k);
+            on_grid_aux[k] = ix->map[code] >= 0;
+            if (!on_grid_aux[k]) iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k);
+        }
+        float sumqx, sumq2;
+        iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            memcpy(L, Laux, 32);
+            memcpy(on_grid, on_grid_aux, sizeof on_grid_aux);
+        }
+    }
+    return scale;
+}
+
 /* One 256-block (ggml quantize_row_iq3_s_impl, sub-blocks of 32). Per
  * sub-block: magnitudes |x| and sign bits; 19 trial inverse scales
  * (15 + 0.2 is)/max, is = -9..9, each rounding groups of 4 to the grid
@@ -307,8 +338,7 @@ static void iq3_sums(const float *w, const float *xval, const int8_t *L, float *
 static void iq3_s_block(const float *x, const float *qw, block_iq3_s *y, int8_t *L) {
     const iq3_index *ix = &iq3s_index;
     float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
-    int8_t Laux[32];
-    int on_grid[8], on_grid_aux[8];
+    int on_grid[8];
     uint8_t block_signs[4];
     memset(y, 0, sizeof *y);
     uint8_t *qs = y->qs, *signs = y->signs;
@@ -335,25 +365,8 @@ static void iq3_s_block(const float *x, const float *qw, block_iq3_s *y, int8_t 
             scales[ib] = 0;
             continue;
         }
-        float best = 0.f, scale = max / 15;
         for (int k = 0; k < 8; ++k) on_grid[k] = 0;
-        for (int is = -9; is <= 9; ++is) {
-            const float id = (15 + (float)is * 0.2f) / max;
-            const float this_scale = 1 / id;
-            for (int k = 0; k < 8; ++k) {
-                const int code = iq3_code(xval + 4 * k, id, Laux + 4 * k);
-                on_grid_aux[k] = ix->map[code] >= 0;
-                if (!on_grid_aux[k]) iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k);
-            }
-            float sumqx, sumq2;
-            iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                memcpy(L, Laux, 32);
-                memcpy(on_grid, on_grid_aux, sizeof on_grid);
-            }
-        }
+        float scale = iq3_scale_search(ix, weight, xval, waux, max, 9, L, on_grid);
         int n_off = 0;
         for (int k = 0; k < 8; ++k) n_off += !on_grid[k];
         if (n_off > 0 && scale > 0) {
@@ -467,8 +480,6 @@ static void iq3_xxs_signs(const float *xb, const float *weight, float *xval, uin
 static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int8_t *L, int *on_grid) {
     const iq3_index *ix = &iq3xxs_index;
     float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
-    int8_t Laux[32];
-    int on_grid_aux[8];
     uint8_t block_signs[4];
     uint32_t ss[QK_IQ / 32] = {0};
     memset(y, 0, sizeof *y);
@@ -489,24 +500,7 @@ static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int
             memset(L, 0, 32);
             continue;
         }
-        float best = 0.f, scale = max / 15;
-        for (int is = -15; is <= 15; ++is) {
-            const float id = (15 + (float)is * 0.2f) / max;
-            const float this_scale = 1 / id;
-            for (int k = 0; k < 8; ++k) {
-                const int code = iq3_code(xval + 4 * k, id, Laux + 4 * k);
-                on_grid_aux[k] = ix->map[code] >= 0;
-                if (!on_grid_aux[k]) iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k);
-            }
-            float sumqx, sumq2;
-            iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                memcpy(L, Laux, 32);
-                memcpy(on_grid, on_grid_aux, sizeof on_grid_aux);
-            }
-        }
+        float scale = iq3_scale_search(ix, weight, xval, waux, max, 15, L, on_grid);
         int n_off = 0;
         for (int k = 0; k < 8; ++k) n_off += !on_grid[k];
         if (n_off > 0 && scale > 0) {

@@ -92,3 +92,13 @@ const char *qf_term_safe(const char *s, char *buf, size_t cap) {
     else buf[n] = 0;
     return buf;
 }
+
+int qf_grow(void **arr, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap) return 0;
+    const size_t nc = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, nc * elem);
+    if (!p) return QF_ENOMEM;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}

@@ -21,6 +21,10 @@ int qf_ends_with(const char *s, const char *suffix);
 int qf_is_dir(const char *path);
 /* Monotonic seconds, for rates and ETAs. */
 double qf_now_seconds(void);
+/* Room for one more element in the growable array *arr of *n elements of
+ * elem bytes and capacity *cap (doubling, from 64). 0, or QF_ENOMEM with the
+ * array unchanged. */
+int qf_grow(void **arr, size_t *cap, size_t n, size_t elem);
 
 /* s itself when it holds nothing a terminal would act on; else a copy in
  * buf[cap] with control bytes (ESC, CR, LF, ...), DEL and backslashes written

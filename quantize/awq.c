@@ -355,13 +355,9 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
 
 static int add_report(state *s, const qf_awq_group_report *r) {
     if (!s->rep) return 0;
-    if (s->rep->n == s->cap) {
-        size_t nc = s->cap ? 2 * s->cap : 64;
-        qf_awq_group_report *ng = realloc(s->rep->g, nc * sizeof *ng);
-        if (!ng) return QF_ENOMEM;
-        s->rep->g = ng;
-        s->cap = nc;
-    }
+    void *g = s->rep->g;
+    if (qf_grow(&g, &s->cap, s->rep->n, sizeof *r)) return QF_ENOMEM;
+    s->rep->g = g;
     s->rep->g[s->rep->n++] = *r;
     return 0;
 }

@@ -1,5 +1,6 @@
 /* gptq_run.c - GPTQ over a whole model (gptq_run.h). */
 #include "gptq_run.h"
+#include "qf_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -43,13 +44,9 @@ typedef struct state {
 
 static int add_report(state *s, const qf_gptq_tensor_report *t) {
     if (!s->rep) return 0;
-    if (s->rep->n == s->cap) {
-        size_t nc = s->cap ? 2 * s->cap : 64;
-        qf_gptq_tensor_report *nt = realloc(s->rep->t, nc * sizeof *nt);
-        if (!nt) return QF_ENOMEM;
-        s->rep->t = nt;
-        s->cap = nc;
-    }
+    void *a = s->rep->t;
+    if (qf_grow(&a, &s->cap, s->rep->n, sizeof *t)) return QF_ENOMEM;
+    s->rep->t = a;
     s->rep->t[s->rep->n++] = *t;
     return 0;
 }

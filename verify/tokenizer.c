@@ -550,13 +550,9 @@ static void session_free(session *s) {
     qf_seglist_free(&s->scratch);
 }
 
-/* ---- SPM ------------------------------------------------------------------------ */
-
-static void spm_fragment(session *s, char_buf *buf, const char *frag, size_t len, int space_prefix, ids_buf *out) {
-    const qf_tokenizer *t = s->t;
-    /* spaces are U+2581 in SentencePiece vocabularies */
-    buf->n = 0;
-    if (space_prefix) chars_push(buf, "\xE2\x96\x81", 3);
+/* Append frag[len] to buf with every ' ' written as U+2581 ("▁"), the
+ * SentencePiece space. */
+static void push_spaces_as_u2581(char_buf *buf, const char *frag, size_t len) {
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         if (frag[i] != ' ') continue;
@@ -565,6 +561,16 @@ static void spm_fragment(session *s, char_buf *buf, const char *frag, size_t len
         run = i + 1;
     }
     chars_push(buf, frag + run, len - run);
+}
+
+/* ---- SPM ------------------------------------------------------------------------ */
+
+static void spm_fragment(session *s, char_buf *buf, const char *frag, size_t len, int space_prefix, ids_buf *out) {
+    const qf_tokenizer *t = s->t;
+    /* spaces are U+2581 in SentencePiece vocabularies */
+    buf->n = 0;
+    if (space_prefix) chars_push(buf, "\xE2\x96\x81", 3);
+    push_spaces_as_u2581(buf, frag, len);
     if (buf->err) { s->err = buf->err; return; }
     s->text = buf->p;
     int rc = make_symbols(s, buf->n);
@@ -687,14 +693,7 @@ static void hf_fragment(session *s, char_buf *buf, const char *frag, size_t len,
     if (hf->prepend == QF_HF_PREPEND_ALWAYS || (hf->prepend == QF_HF_PREPEND_META && !lead_space) ||
         (hf->prepend == QF_HF_PREPEND_META_FIRST && first && !lead_space))
         chars_push(buf, "\xE2\x96\x81", 3);
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (frag[i] != ' ') continue;
-        chars_push(buf, frag + run, i - run);
-        chars_push(buf, "\xE2\x96\x81", 3);
-        run = i + 1;
-    }
-    chars_push(buf, frag + run, len - run);
+    push_spaces_as_u2581(buf, frag, len);
     if (buf->err) { s->err = buf->err; return; }
     size_t start = 0;
     for (size_t i = 1; hf->split && i + 3 <= buf->n && !s->err; i++) {
