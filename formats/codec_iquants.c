@@ -153,6 +153,22 @@ static int cmp_dist(const void *a, const void *b) {
     return l[0] < r[0] ? -1 : l[0] > r[0] ? 1 : l[1] < r[1] ? -1 : l[1] > r[1] ? 1 : 0;
 }
 
+/* Sorts the (d2, index) pairs of dist2[2*n_grid] by distance, then index;
+ * returns how many points the nshell nearest distinct distances hold. */
+static int sort_shells(int *dist2, int n_grid, int nshell) {
+    qsort(dist2, (size_t)n_grid, 2 * sizeof(int), cmp_dist);
+    int n = 0, d2 = dist2[0], have = 1;
+    for (int j = 0; j < n_grid; ++j) {
+        if (dist2[2 * j] > d2) {
+            if (have == nshell) break;
+            d2 = dist2[2 * j];
+            ++have;
+        }
+        ++n;
+    }
+    return n;
+}
+
 /* Sorts the grid by distance to the point of `code`; returns how many points
  * the nshell nearest shells hold and leaves them first in dist2 (d2, index). */
 static int nearest_shells(const uint32_t *grid, int n_grid, int code, int nshell, int *dist2) {
@@ -165,17 +181,7 @@ static int nearest_shells(const uint32_t *grid, int n_grid, int code, int nshell
         dist2[2 * j] = d2;
         dist2[2 * j + 1] = j;
     }
-    qsort(dist2, (size_t)n_grid, 2 * sizeof(int), cmp_dist);
-    int n = 0, d2 = dist2[0], have = 1;
-    for (int j = 0; j < n_grid; ++j) {
-        if (dist2[2 * j] > d2) {
-            if (have == nshell) break;
-            d2 = dist2[2 * j];
-            ++have;
-        }
-        ++n;
-    }
-    return n;
+    return sort_shells(dist2, n_grid, nshell);
 }
 
 /* Builds ix for grid (n_grid points) into nb (cap entries); ix->neighbours
@@ -656,17 +662,7 @@ static int nearest_shells8(const uint64_t *grid, int n_grid, int code, int nshel
         dist2[2 * j] = d2;
         dist2[2 * j + 1] = j;
     }
-    qsort(dist2, (size_t)n_grid, 2 * sizeof(int), cmp_dist);
-    int n = 0, d2 = dist2[0], have = 1;
-    for (int j = 0; j < n_grid; ++j) {
-        if (dist2[2 * j] > d2) {
-            if (have == nshell) break;
-            d2 = dist2[2 * j];
-            ++have;
-        }
-        ++n;
-    }
-    return n;
+    return sort_shells(dist2, n_grid, nshell);
 }
 
 /* Builds ix from a dequantization grid whose byte values are the levels in
