@@ -146,7 +146,7 @@ static void test_fast_matches_reference(qf_test *t) {
         const uint32_t type = types[ti];
         const char *name = ggml_get_type_traits(type)->name;
         const int k = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K;
-        const int64_t n_in = k ? 3 * QK_K : 5 * 32, n_out = k ? 301 : 1000; /* several tiles per thread */
+        const int64_t n_in = k ? 3 * QK_K : 5 * 32, n_out = k ? 301 : 1001; /* several tiles per thread, a partial group of 4 rows */
         qf_weight w = {.name = "w", .type = type, .n_in = n_in, .n_out = n_out};
         void *data = random_weights(type, n_in, n_out, &w.row_bytes);
         float *x = malloc(9 * n_in * sizeof(float)), *xr = malloc(9 * n_in * sizeof(float));
