@@ -125,17 +125,54 @@ void qf_syrk_lower_ref(double *H, const float *x, int64_t T, int64_t n) {
     }
 }
 
+#ifdef QF_STATS_AVX2
+/* H[i..i+4)[j..j+8) over all T tokens, held in registers: each element still
+ * takes its products in token order, so the sums equal the reference. */
+static void syrk_block4x8(double *H, const float *x, int64_t T, int64_t n, int64_t i, int64_t j) {
+    __m256d acc[4][2];
+    for (int r = 0; r < 4; r++) {
+        acc[r][0] = _mm256_loadu_pd(H + (i + r) * n + j);
+        acc[r][1] = _mm256_loadu_pd(H + (i + r) * n + j + 4);
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const float *row = x + t * n;
+        const __m256d xj0 = _mm256_cvtps_pd(_mm_loadu_ps(row + j)), xj1 = _mm256_cvtps_pd(_mm_loadu_ps(row + j + 4));
+        for (int r = 0; r < 4; r++) {
+            const __m256d xi = _mm256_set1_pd((double)row[i + r]);
+            acc[r][0] = _mm256_fmadd_pd(xi, xj0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_pd(xi, xj1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        _mm256_storeu_pd(H + (i + r) * n + j, acc[r][0]);
+        _mm256_storeu_pd(H + (i + r) * n + j + 4, acc[r][1]);
+    }
+}
+#endif
+
 /* Tile rows [i0, i1) x columns [j0, j1) of the lower triangle (j <= i),
- * sequential over t. */
+ * sequential over t for every element. With AVX2 the 4x8 blocks that lie
+ * wholly below the diagonal are summed in registers first (H is then read
+ * and written once per block, not once per token); the rest of each row,
+ * from jc[i], element by element. */
 static void syrk_tile(double *H, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int64_t j0,
                       int64_t j1) {
+    int64_t jc[TILE];
+    for (int64_t i = i0; i < i1; i++) jc[i - i0] = j0;
+#ifdef QF_STATS_AVX2
+    for (int64_t ib = i0; ib + 4 <= i1; ib += 4) {
+        int64_t jb = j0;
+        for (; jb + 8 <= j1 && jb + 8 <= ib + 1; jb += 8) syrk_block4x8(H, x, T, n, ib, jb);
+        for (int r = 0; r < 4; r++) jc[ib + r - i0] = jb;
+    }
+#endif
     for (int64_t t = 0; t < T; t++) {
         const float *r = x + t * n;
         for (int64_t i = i0; i < i1; i++) {
             const int64_t je = j1 < i + 1 ? j1 : i + 1;
             double *h = H + i * n;
             const double xi = r[i];
-            int64_t j = j0;
+            int64_t j = jc[i - i0];
 #ifdef QF_STATS_AVX2
             const __m256d vi = _mm256_set1_pd(xi);
             for (; j + 4 <= je; j += 4)
