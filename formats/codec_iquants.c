@@ -229,18 +229,17 @@ static void iq3s_index_init(void) {
     iq3_index_build(&iq3s_index, qf_iq3s_grid, 512, 3, iq3s_neighbours, IQ3S_NEIGHBOURS_CAP);
 }
 
-/* Among the neighbours of an off-grid point, the grid point g minimising
- * sum w_i (scale*g_i - x_i)^2 (first on ties); its levels go to L. */
-static int iq3_best_neighbour(const iq3_index *ix, int code, const float *xval, const float *w, float scale,
-                              int8_t *L) {
-    const uint16_t *nb = ix->neighbours + (-ix->map[code] - 1);
+/* Among the neighbours nb[1..nb[0]] of an off-grid point, the grid point g
+ * (a row of dim level bytes of grid) minimising sum w_i (scale*g_i - x_i)^2,
+ * the first on ties; its levels (g-1)/2 go to L. */
+static int best_neighbour(const uint8_t *grid, int dim, const uint16_t *nb, const float *xval, const float *w,
+                          float scale, int8_t *L) {
     float best_d2 = FLT_MAX;
     int best = nb[1];
     for (int j = 1; j <= nb[0]; ++j) {
-        int8_t pg[4];
-        grid_point(ix->grid, nb[j], pg);
+        const int8_t *pg = (const int8_t *)grid + (size_t)nb[j] * dim;
         float d2 = 0.f;
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < dim; ++i) {
             const float diff = scale * (float)pg[i] - xval[i];
             d2 += w[i] * diff * diff;
         }
@@ -249,10 +248,15 @@ static int iq3_best_neighbour(const iq3_index *ix, int code, const float *xval, 
             best = nb[j];
         }
     }
-    int8_t pg[4];
-    grid_point(ix->grid, best, pg);
-    for (int i = 0; i < 4; ++i) L[i] = (int8_t)((pg[i] - 1) / 2);
+    const int8_t *pg = (const int8_t *)grid + (size_t)best * dim;
+    for (int i = 0; i < dim; ++i) L[i] = (int8_t)((pg[i] - 1) / 2);
     return best;
+}
+
+/* best_neighbour for a group of 4 of an IQ3 grid. */
+static int iq3_best_neighbour(const iq3_index *ix, int code, const float *xval, const float *w, float scale,
+                              int8_t *L) {
+    return best_neighbour((const uint8_t *)ix->grid, 4, ix->neighbours + (-ix->map[code] - 1), xval, w, scale, L);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -696,28 +700,9 @@ static void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, cons
     ix->neighbours = nb;
 }
 
-/* As iq3_best_neighbour for groups of 8. */
+/* best_neighbour for a group of 8 of an IQ2 grid. */
 static int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L) {
-    const uint16_t *nb = ix->neighbours + (-ix->map[code] - 1);
-    float best_d2 = FLT_MAX;
-    int best = nb[1];
-    for (int j = 1; j <= nb[0]; ++j) {
-        int8_t pg[8];
-        grid8_point(ix->grid, nb[j], pg);
-        float d2 = 0.f;
-        for (int i = 0; i < 8; ++i) {
-            const float diff = scale * (float)pg[i] - xval[i];
-            d2 += w[i] * diff * diff;
-        }
-        if (d2 < best_d2) {
-            best_d2 = d2;
-            best = nb[j];
-        }
-    }
-    int8_t pg[8];
-    grid8_point(ix->grid, best, pg);
-    for (int i = 0; i < 8; ++i) L[i] = (int8_t)((pg[i] - 1) / 2);
-    return best;
+    return best_neighbour((const uint8_t *)ix->grid, 8, ix->neighbours + (-ix->map[code] - 1), xval, w, scale, L);
 }
 
 /* The levels of a group of 8 for the inverse scale id (l in 0..2), as the code. */
