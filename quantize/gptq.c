@@ -159,18 +159,88 @@ static void invert_lower_blocked(double *A, int64_t n, int nt, double *T) {
     }
 }
 
-int qf_gptq_factor(const double *H, int64_t n, const int64_t *perm, const qf_gptq_opts *o, float *U,
-                   qf_gptq_info *info, qf_err *err) {
+/* H's diagonal blocks (NB x NB, full) into band [n * NB], or back (restore). */
+static void band_copy(double *H, int64_t n, double *band, int restore) {
+    for (int64_t j0 = 0; j0 < n; j0 += NB) {
+        const int64_t w = j0 + NB < n ? NB : n - j0;
+        for (int64_t r = 0; r < w; r++) {
+            double *h = H + (j0 + r) * n + j0, *b = band + (j0 + r) * NB;
+            if (restore) memcpy(h, b, (size_t)w * sizeof *h);
+            else memcpy(b, h, (size_t)w * sizeof *h);
+        }
+    }
+}
+
+/* X = L^-1 (lower triangle of B) into U, the upper factor in column order,
+ * in place: U[k][k + t] = X[n-1-k][n-1-k-t] goes to the first floats of X's
+ * row n-1-k, so U[k][m] = base[k * ldu + m] with base at row n-1 and
+ * ldu = -(2n + 1) floats. tmp [n_threads * n] floats. QF_ERANGE on a
+ * non-finite entry. */
+static int lower_inverse_to_u(double *B, int64_t n, int nt, float *tmp) {
+    int bad = 0;
+    #pragma omp parallel num_threads(qf_threads_for((double)n * n, nt))
+    {
+        float *row = tmp + (int64_t)omp_get_thread_num() * n;
+        #pragma omp for schedule(static) reduction(| : bad)
+        for (int64_t r = 0; r < n; r++) {
+            const double *X = B + r * n;
+            for (int64_t t = 0; t <= r; t++) {
+                row[t] = (float)X[r - t];
+                if (!isfinite(row[t])) bad = 1;
+            }
+            memcpy((float *)(B + r * n), row, (size_t)(r + 1) * sizeof *row);
+        }
+    }
+    return bad ? -1 : 0;
+}
+
+typedef struct col_key { double h; int64_t j; } col_key;
+static int by_desc_diag(const void *a, const void *b) {
+    const col_key *x = a, *y = b;
+    if (x->h != y->h) return x->h > y->h ? -1 : 1;
+    return x->j < y->j ? -1 : x->j > y->j;
+}
+
+/* qf_gptq_prepare with the column order perm_in (NULL: act-order's when
+ * o->act_order, else the identity). */
+static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_opts *o, qf_gptq_prep *p,
+                   qf_err *err) {
+    memset(p, 0, sizeof *p);
+    qf_gptq_opts dflt;
+    if (!o) {
+        qf_gptq_opts_init(&dflt);
+        o = &dflt;
+    }
     for (int64_t i = 0; i < n * n; i++)
         if (!isfinite(H[i]))
             return qf_set_err(err, QF_ERANGE, "hessian (%lld inputs) has a non-finite entry", (long long)n);
-    double *A = malloc((size_t)(n * n) * sizeof *A), *diag = malloc((size_t)n * sizeof *diag),
-           *scr = malloc((size_t)(NB * n) * sizeof *scr);
-    if (!A || !diag || !scr) {
-        free(A); free(diag); free(scr);
+    const int nt = o->n_threads > 1 ? o->n_threads : 1;
+    p->H = H;
+    p->n = n;
+    p->diag = malloc((size_t)n * sizeof *p->diag);
+    p->band = malloc((size_t)(NB * n) * sizeof *p->band);
+    double *scr = malloc((size_t)(NB * n) * sizeof *scr);
+    float *tmp = malloc((size_t)(nt * n) * sizeof *tmp);
+    const int permuted = perm_in || o->act_order;
+    if (permuted) p->perm = malloc((size_t)n * sizeof *p->perm);
+    if (!p->diag || !p->band || !scr || !tmp || (permuted && !p->perm)) {
+        free(scr); free(tmp);
+        qf_gptq_prep_free(p);
         return qf_set_err(err, QF_ENOMEM, "out of memory for a %lld x %lld hessian", (long long)n, (long long)n);
     }
-    double mean = 0;
+    band_copy(H, n, p->band, 0);
+    const int64_t *perm = NULL;
+    if (perm_in) {
+        memcpy(p->perm, perm_in, (size_t)n * sizeof *p->perm);
+        perm = p->perm;
+    } else if (o->act_order) {
+        col_key *keys = (col_key *)scr; /* n keys fit in NB * n doubles */
+        for (int64_t j = 0; j < n; j++) keys[j] = (col_key){H[j * n + j], j};
+        qsort(keys, (size_t)n, sizeof *keys, by_desc_diag);
+        for (int64_t k = 0; k < n; k++) p->perm[k] = keys[k].j;
+        perm = p->perm;
+    }
+    double mean = 0, *diag = p->diag;
     int64_t n_dead = 0;
     for (int64_t j = 0; j < n; j++) {
         diag[j] = H[j * n + j];
@@ -178,47 +248,88 @@ int qf_gptq_factor(const double *H, int64_t n, const int64_t *perm, const qf_gpt
         mean += diag[j];
     }
     mean /= (double)n;
-    const double damp0 = o && o->damp > 0 ? o->damp : 0.01;
-    const int max_retries = o && o->max_retries > 0 ? o->max_retries : 3;
+    const double damp0 = o->damp > 0 ? o->damp : 0.01;
+    const int max_retries = o->max_retries > 0 ? o->max_retries : 3;
     int rc = -1, tries = 0;
     double damp = damp0;
     for (; tries <= max_retries; tries++, damp *= 10) {
-        /* A = J P^T (H + damp) P J: permuted, then reversed (see U below) */
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)n * n, o->n_threads))
+        /* lower triangle := J P^T (H + damp) P J (permuted, then reversed; see
+         * U below), read from the strict upper triangle, which keeps H */
+        if (tries) band_copy(H, n, p->band, 1);
+        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)n * n, nt))
         for (int64_t a = 0; a < n; a++) {
             const int64_t pa = perm ? perm[n - 1 - a] : n - 1 - a;
             for (int64_t b = 0; b < a; b++) {
                 const int64_t pb = perm ? perm[n - 1 - b] : n - 1 - b;
-                A[a * n + b] = pa == pb ? 0 : H[pa * n + pb];
+                H[a * n + b] = pa < pb ? H[pa * n + pb] : H[pb * n + pa];
             }
-            A[a * n + a] = diag[pa] + damp * mean;
+            H[a * n + a] = diag[pa] + damp * mean;
         }
-        if ((o->reference ? cholesky_ref(A, n) : cholesky_blocked(A, n, o->n_threads, scr)) == 0) { rc = 0; break; }
+        if ((o->reference ? cholesky_ref(H, n) : cholesky_blocked(H, n, nt, scr)) == 0) { rc = 0; break; }
     }
     if (rc == 0) {
         /* A = L L^T  =>  (P^T H P)^-1 = U^T U with U = J L^-1 J (upper) */
-        if (o->reference) invert_lower_ref(A, n, scr);
-        else invert_lower_blocked(A, n, o->n_threads, scr);
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)n * n, o->n_threads))
-        for (int64_t i = 0; i < n; i++) {
-            float *Ui = U + i * n;
-            const double *Xi = A + (n - 1 - i) * n; /* U[i][j] = X[n-1-i][n-1-j] */
-            for (int64_t j = 0; j < i; j++) Ui[j] = 0;
-            for (int64_t j = i; j < n; j++) Ui[j] = (float)Xi[n - 1 - j];
-        }
-        for (int64_t i = 0; i < n * n && rc == 0; i++)
-            if (!isfinite(U[i])) rc = -1;
+        if (o->reference) invert_lower_ref(H, n, scr);
+        else invert_lower_blocked(H, n, nt, scr);
+        rc = lower_inverse_to_u(H, n, nt, tmp);
     }
-    free(A); free(diag); free(scr);
-    if (info) {
-        info->damp = damp;
-        info->retries = tries > max_retries ? max_retries : tries;
-        info->n_dead = n_dead;
-    }
-    if (rc)
+    free(scr); free(tmp);
+    p->info.damp = damp;
+    p->info.retries = tries > max_retries ? max_retries : tries;
+    p->info.n_dead = n_dead;
+    p->U = (const float *)(H + (n - 1) * n);
+    p->ldu = -(2 * n + 1);
+    if (rc) {
+        const qf_gptq_info keep = p->info;
+        qf_gptq_prep_free(p);
+        p->info = keep;
         return qf_set_err(err, QF_ERANGE, "hessian (%lld inputs) stays singular at damping %g after %d retries",
                           (long long)n, damp / 10, max_retries);
+    }
     return 0;
+}
+
+int qf_gptq_prepare(double *H, int64_t n, const qf_gptq_opts *o, qf_gptq_prep *p, qf_err *err) {
+    return prepare(H, n, NULL, o, p, err);
+}
+
+void qf_gptq_prep_free(qf_gptq_prep *p) {
+    if (!p) return;
+    if (p->H && p->band) { /* the strict upper triangle outside the diagonal blocks still holds H */
+        double *H = p->H;
+        const int64_t n = p->n;
+        band_copy(H, n, p->band, 1);
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t j_end = i / NB * NB; /* columns left of i's diagonal block */
+            for (int64_t j = 0; j < j_end; j++) H[i * n + j] = H[j * n + i];
+        }
+    }
+    free(p->diag); free(p->band); free(p->perm);
+    memset(p, 0, sizeof *p);
+}
+
+int qf_gptq_factor(const double *H, int64_t n, const int64_t *perm, const qf_gptq_opts *o, float *U,
+                   qf_gptq_info *info, qf_err *err) {
+    double *B = malloc((size_t)(n * n) * sizeof *B);
+    if (!B) return qf_set_err(err, QF_ENOMEM, "out of memory for a %lld x %lld hessian", (long long)n, (long long)n);
+    memcpy(B, H, (size_t)(n * n) * sizeof *B);
+    qf_gptq_opts oo;
+    if (o) oo = *o;
+    else qf_gptq_opts_init(&oo);
+    oo.act_order = 0;
+    qf_gptq_prep p;
+    int rc = prepare(B, n, perm, &oo, &p, err);
+    if (rc == 0) {
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < i; j++) U[i * n + j] = 0;
+            for (int64_t j = i; j < n; j++) U[i * n + j] = p.U[i * p.ldu + j];
+        }
+        if (info) *info = p.info;
+        p.H = NULL; /* B is scratch: nothing to restore */
+        qf_gptq_prep_free(&p);
+    }
+    free(B);
+    return rc;
 }
 
 /* One thread's sweep state for a tile of up to ROW_TILE rows. */
@@ -251,7 +362,7 @@ static int fix_block(sweep *s, int r, int64_t b, const int64_t *inv, const qf_gp
 }
 
 /* GPTQ over rows [r0, r0 + nr) of W. */
-static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float *U, const int64_t *perm,
+static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float *U, int64_t ldu, const int64_t *perm,
                       const int64_t *inv, const uint8_t *fix_at, const qf_gptq_opts *o, uint8_t *dst,
                       size_t row_bytes, float *q_out) {
     const qf_gptq_grid *g = s->g;
@@ -263,7 +374,7 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
         for (int64_t k = i1; k < i2; k++) {
             const int64_t j = perm ? perm[k] : k;
-            const float *Uk = U + k * n;
+            const float *Uk = U + k * ldu;
             for (int r = 0; r < nr; r++) {
                 uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
                 if (fix_at[k]) {
@@ -288,9 +399,9 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         }
         /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */
         if (o->reference)
-            qf_gemm_sub_f32_ref(s->w + i2, n, s->e, batch, U + i1 * n + i2, n, nr, n - i2, i2 - i1);
+            qf_gemm_sub_f32_ref(s->w + i2, n, s->e, batch, U + i1 * ldu + i2, ldu, nr, n - i2, i2 - i1);
         else
-            qf_gemm_sub_f32(s->w + i2, n, s->e, batch, U + i1 * n + i2, n, nr, n - i2, i2 - i1);
+            qf_gemm_sub_f32(s->w + i2, n, s->e, batch, U + i1 * ldu + i2, ldu, nr, n - i2, i2 - i1);
     }
     for (int r = 0; r < nr; r++) {
         uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
@@ -300,50 +411,33 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
     return 0;
 }
 
-typedef struct col_key { double h; int64_t j; } col_key;
-static int by_desc_diag(const void *a, const void *b) {
-    const col_key *x = a, *y = b;
-    if (x->h != y->h) return x->h > y->h ? -1 : 1;
-    return x->j < y->j ? -1 : x->j > y->j;
-}
-
-int qf_gptq_quantize(uint32_t type, const float *W, int64_t n_out, int64_t n_in, const double *H,
-                     const qf_gptq_opts *opts, void *dst, float *q_out, qf_gptq_info *info, qf_err *err) {
+int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf_gptq_prep *p,
+                          const qf_gptq_opts *opts, void *dst, float *q_out, qf_err *err) {
     qf_gptq_grid g;
     qf_gptq_opts o;
     if (opts) o = *opts;
     else qf_gptq_opts_init(&o);
     if (o.batch <= 0) o.batch = 128;
+    const int64_t n = p->n;
     if (qf_gptq_grid_get(type, &g))
         return qf_set_err(err, QF_EUNSUPPORTED, "gptq: type %u is not a supported block type", type);
-    if (n_in <= 0 || n_out <= 0 || n_in % g.block)
-        return qf_set_err(err, QF_EINVAL, "gptq: row length %lld is not a multiple of %d", (long long)n_in, g.block);
-    const int64_t n = n_in, nb = n / g.block;
+    if (n <= 0 || n_out <= 0 || n % g.block)
+        return qf_set_err(err, QF_EINVAL, "gptq: row length %lld is not a multiple of %d", (long long)n, g.block);
+    const int64_t nb = n / g.block, *perm = p->perm;
     const size_t row_bytes = (size_t)nb * g.block_bytes;
-    float *U = malloc((size_t)(n * n) * sizeof *U);
-    int64_t *perm = o.act_order ? malloc((size_t)n * sizeof *perm) : NULL;
-    int64_t *inv = o.act_order ? malloc((size_t)n * sizeof *inv) : NULL;
+    int64_t *inv = perm ? malloc((size_t)n * sizeof *inv) : NULL;
     uint8_t *fix_at = calloc((size_t)n, 1), *seen = calloc((size_t)nb, 1);
-    col_key *keys = o.act_order ? malloc((size_t)n * sizeof *keys) : NULL;
     int rc = 0;
-    if (!U || !fix_at || !seen || (o.act_order && (!perm || !inv || !keys))) {
+    if (!fix_at || !seen || (perm && !inv)) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for gptq on %lld x %lld", (long long)n_out, (long long)n);
         goto done;
     }
-    if (o.act_order) {
-        for (int64_t j = 0; j < n; j++) keys[j] = (col_key){H[j * n + j], j};
-        qsort(keys, (size_t)n, sizeof *keys, by_desc_diag);
-        for (int64_t k = 0; k < n; k++) {
-            perm[k] = keys[k].j;
-            inv[keys[k].j] = k;
-        }
-    }
+    if (perm)
+        for (int64_t k = 0; k < n; k++) inv[perm[k]] = k;
     for (int64_t k = 0; k < n; k++) { /* a block is fitted when the sweep first reaches one of its columns */
         const int64_t b = (perm ? perm[k] : k) / g.block;
         if (!seen[b]) seen[b] = fix_at[k] = 1;
     }
-    if ((rc = qf_gptq_factor(H, n, perm, &o, U, info, err))) goto done;
-
     const int64_t n_tiles = (n_out + ROW_TILE - 1) / ROW_TILE;
     int failed = 0;
     #pragma omp parallel num_threads(qf_threads_for((double)n_out * n * n, o.n_threads))
@@ -360,14 +454,38 @@ int qf_gptq_quantize(uint32_t type, const float *W, int64_t n_out, int64_t n_in,
             if (!ok) { failed = QF_ENOMEM; continue; }
             const int64_t r0 = t * ROW_TILE;
             const int nr = (int)(n_out - r0 < ROW_TILE ? n_out - r0 : ROW_TILE);
-            int r = sweep_rows(&s, W, r0, nr, U, perm, inv, fix_at, &o, dst, row_bytes, q_out);
+            int r = sweep_rows(&s, W, r0, nr, p->U, p->ldu, perm, inv, fix_at, &o, dst, row_bytes, q_out);
             if (r) failed = r;
         }
         free(s.w); free(s.lev); free(s.u); free(s.e); free(s.xb);
     }
     if (failed) rc = qf_set_err(err, failed, "gptq: %s", failed == QF_ENOMEM ? "out of memory" : "block fit failed");
 done:
-    free(U); free(perm); free(inv); free(fix_at); free(seen); free(keys);
+    free(inv); free(fix_at); free(seen);
+    return rc;
+}
+
+int qf_gptq_quantize(uint32_t type, const float *W, int64_t n_out, int64_t n_in, const double *H,
+                     const qf_gptq_opts *opts, void *dst, float *q_out, qf_gptq_info *info, qf_err *err) {
+    qf_gptq_grid g;
+    if (qf_gptq_grid_get(type, &g))
+        return qf_set_err(err, QF_EUNSUPPORTED, "gptq: type %u is not a supported block type", type);
+    if (n_in <= 0 || n_out <= 0 || n_in % g.block)
+        return qf_set_err(err, QF_EINVAL, "gptq: row length %lld is not a multiple of %d", (long long)n_in, g.block);
+    double *B = malloc((size_t)(n_in * n_in) * sizeof *B);
+    if (!B) return qf_set_err(err, QF_ENOMEM, "out of memory for gptq on %lld x %lld", (long long)n_out, (long long)n_in);
+    memcpy(B, H, (size_t)(n_in * n_in) * sizeof *B);
+    qf_gptq_prep p;
+    int rc = qf_gptq_prepare(B, n_in, opts, &p, err);
+    if (rc == 0) {
+        if (info) *info = p.info;
+        rc = qf_gptq_quantize_prep(type, W, n_out, &p, opts, dst, q_out, err);
+        p.H = NULL; /* B is a copy: nothing to restore */
+        qf_gptq_prep_free(&p);
+    } else if (info) {
+        *info = p.info;
+    }
+    free(B);
     return rc;
 }
 

@@ -22,8 +22,11 @@
  *
  * Rows are independent given U: threads split rows, each row is computed the
  * same way on any thread, so the bytes do not depend on the thread count.
- * Memory: H and its factor in double (2 * 8 * n_in^2 B) plus U in float
- * (4 * n_in^2 B), plus per thread a few rows.
+ * Memory: the factorisation runs in place in H's n_in x n_in doubles
+ * (qf_gptq_prepare): H's strict upper triangle is kept, the lower triangle
+ * becomes the Cholesky factor, its inverse, then U in float; H is restored
+ * afterwards. So one linear needs 8 * n_in^2 B (H) + 8 * 65 * n_in B, plus
+ * per thread a few rows; qf_gptq_quantize (H const) adds a copy of H.
  */
 #ifndef QF_GPTQ_H
 #define QF_GPTQ_H
@@ -54,6 +57,32 @@ typedef struct qf_gptq_info {
 
 /* 1 if `type` is a GPTQ grid (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K). */
 int qf_gptq_supports(uint32_t type);
+
+/* The factor of one H, shared by every linear that reads the same input. */
+typedef struct qf_gptq_prep {
+    int64_t n;
+    const float *U;          /* U[k][m] = U[k * ldu + m] for m >= k: upper factor of (H + damp)^-1, */
+    int64_t ldu;             /* columns in act-order; it lives inside H's lower triangle */
+    int64_t *perm;           /* [n] act-order column order (perm[k] = original column), or NULL */
+    qf_gptq_info info;
+    double *H;               /* the caller's H, restored by qf_gptq_prep_free */
+    double *diag, *band;     /* H's diagonal and its 64 x 64 diagonal blocks */
+} qf_gptq_prep;
+
+/* Factor H [n*n] (full, exactly symmetric, finite) in place for GPTQ:
+ * damping, dead columns, act-order (o->act_order) and the retries at 10x
+ * damping as above. H's values are not available until qf_gptq_prep_free,
+ * which puts them back bit for bit. QF_ERANGE (H stays singular or is not
+ * finite; H is then restored already), QF_ENOMEM. */
+int qf_gptq_prepare(double *H, int64_t n, const qf_gptq_opts *o, qf_gptq_prep *p, qf_err *err);
+
+/* GPTQ of W [n_out * p->n] with a prepared factor: as qf_gptq_quantize.
+ * q_out may be W itself (each row tile is read before it is written). */
+int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf_gptq_prep *p,
+                          const qf_gptq_opts *o, void *dst, float *q_out, qf_err *err);
+
+/* Restore H and free the factor; safe on a zeroed or freed prep. */
+void qf_gptq_prep_free(qf_gptq_prep *p);
 
 /* The upper Cholesky factor U of (H + damp)^-1 in column order perm
  * (perm[k] = original column; NULL: identity): U [n*n] row-major float.

@@ -34,10 +34,13 @@ typedef struct state {
     const qf_quant_plan *plan;
     const qf_imatrix *im;
     const qf_gptq_run_opts *o;
-    uint8_t **blocks;
+    qf_blockstore *store;
     qf_gptq_report *rep;
     size_t cap;
     float *qw;               /* fit weights [n_in] */
+    double *hdiag;           /* diag(H) [n_in], read before H is factored */
+    uint8_t *dst;            /* one tensor's blocks */
+    size_t dst_cap;
     float *rtn;              /* scratch for the RTN comparison */
     uint8_t *rtn_q;
 } state;
@@ -51,18 +54,15 @@ static int add_report(state *s, const qf_gptq_tensor_report *t) {
     return 0;
 }
 
-/* ggml's round-to-nearest of W, dequantized into s->rtn. */
-static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, int64_t n_in) {
+/* ggml's round-to-nearest of the rows W [n_out * n_in], dequantized into out. */
+static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, int64_t n_in, float *out) {
     uint64_t rs;
     ggml_row_size(type, (uint64_t)n_in, &rs);
-    float *f = realloc(s->rtn, (size_t)(n_out * n_in) * sizeof *f);
-    if (!f) return QF_ENOMEM;
-    s->rtn = f;
     uint8_t *q = realloc(s->rtn_q, (size_t)(rs * (uint64_t)n_out));
     if (!q) return QF_ENOMEM;
     s->rtn_q = q;
     if (qf_quantize_rows(type, W, q, n_out, n_in, NULL) < 0) return QF_EUNSUPPORTED;
-    for (int64_t r = 0; r < n_out; r++) qf_dequantize_row_ref(type, q + r * rs, f + r * n_in, n_in);
+    for (int64_t r = 0; r < n_out; r++) qf_dequantize_row_ref(type, q + r * rs, out + r * n_in, n_in);
     return 0;
 }
 
@@ -72,14 +72,82 @@ static void round_to_stored(uint32_t type, float *x, int64_t n) {
         x[i] = type == GGML_TYPE_F16 ? qf_f16_to_f32(qf_f32_to_f16(x[i])) : qf_bf16_to_f32(qf_f32_to_bf16(x[i]));
 }
 
-/* The group function: GPTQ for every tensor of the group that has a GPTQ type. */
+/* One GPTQ tensor of a group: its loss sample (W, Q, RTN rows) and report. */
+typedef struct pending {
+    qf_gptq_tensor_report tr;
+    float *smp;              /* [3 * nr * n_in]: rows of W, of Q, of RTN */
+    int64_t nr;
+} pending;
+
+/* GPTQ of group member i with the group's factor: blocks to the store, W
+ * replaced by its quantized values, the loss sample kept in pd. */
+static int gptq_tensor(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi,
+                       const qf_gptq_prep *prep, pending *pd, qf_err *err) {
+    const qf_weight *w = g->w[i];
+    const int64_t n_in = g->n_in;
+    float *qw = s->qw, *W = g->wf[i];
+    /* fit weights: the imatrix if it has the tensor, else mean x^2 */
+    int have = 0;
+    if (s->im) {
+        qf_err e2 = {0};
+        have = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0;
+    }
+    if (!have)
+        for (int64_t j = 0; j < n_in; j++) qw[j] = (float)(s->hdiag[j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1));
+    qf_gptq_opts go;
+    qf_gptq_opts_init(&go);
+    if (s->o->damp > 0) go.damp = s->o->damp;
+    go.act_order = s->o->act_order;
+    go.fit = QF_GPTQ_FIT_SEARCH;
+    go.fit_weights = qw;
+    go.n_threads = s->o->n_threads;
+    if (t->out_nbytes > s->dst_cap) {
+        uint8_t *d = realloc(s->dst, (size_t)t->out_nbytes);
+        if (!d) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+        s->dst = d;
+        s->dst_cap = (size_t)t->out_nbytes;
+    }
+    /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
+    const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+    const size_t rb = (size_t)n_in * sizeof *pd->smp;
+    memset(pd, 0, sizeof *pd);
+    pd->smp = malloc(3 * (size_t)nr * rb);
+    if (!pd->smp) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    pd->nr = nr;
+    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + r * n_in, W + r * step * n_in, rb);
+    int rc = qf_gptq_quantize_prep(t->type, W, w->n_out, prep, &go, s->dst, W, err);
+    if (rc) {
+        qf_err_prefix(err, w->name);
+        return rc;
+    }
+    if ((rc = qf_blockstore_put(s->store, (size_t)pi, s->dst, t->out_nbytes, err))) return rc;
+    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * step * n_in, rb);
+    if (rtn_values(s, t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
+        return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    snprintf(pd->tr.name, sizeof pd->tr.name, "%s", w->name);
+    pd->tr.type = t->type;
+    pd->tr.damp = prep->info.damp;
+    pd->tr.retries = prep->info.retries;
+    return 0;
+}
+
+/* The group function: GPTQ for every tensor of the group that has a GPTQ
+ * type, with one factorisation of the group's H (in place, restored before
+ * the losses are measured on it). */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     state *s = user;
     const int64_t n_in = g->n_in;
     float *qw = realloc(s->qw, (size_t)n_in * sizeof *qw);
-    if (!qw) return qf_set_err(err, QF_ENOMEM, "out of memory");
-    s->qw = qw;
-    for (int i = 0; i < g->n; i++) {
+    if (qw) s->qw = qw;
+    double *hd = qw ? realloc(s->hdiag, (size_t)n_in * sizeof *hd) : NULL;
+    if (!hd) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    s->hdiag = hd;
+    for (int64_t j = 0; j < n_in; j++) hd[j] = g->H[j * n_in + j];
+    pending pd[3];
+    int n_pd = 0, rc = 0;
+    qf_gptq_prep prep;
+    memset(&prep, 0, sizeof prep);
+    for (int i = 0; i < g->n && !rc; i++) {
         const qf_weight *w = g->w[i];
         const long pi = qf_quant_plan_find(s->plan, w->name);
         if (pi < 0) continue;
@@ -89,72 +157,40 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             continue;
         }
         if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != 1) continue;
-        /* fit weights: the imatrix if it has the tensor, else mean x^2 */
-        int have = 0;
-        if (s->im) {
-            qf_err e2 = {0};
-            have = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0;
-        }
-        if (!have)
-            for (int64_t j = 0; j < n_in; j++)
-                qw[j] = (float)(g->H[j * n_in + j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1));
-        qf_gptq_opts go;
-        qf_gptq_opts_init(&go);
-        if (s->o->damp > 0) go.damp = s->o->damp;
-        go.act_order = s->o->act_order;
-        go.fit = QF_GPTQ_FIT_SEARCH;
-        go.fit_weights = qw;
-        go.n_threads = s->o->n_threads;
-        uint8_t *dst = malloc((size_t)t->out_nbytes);
-        float *W = g->wf[i];
-        if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-        float *Q = malloc((size_t)(w->n_out * n_in) * sizeof *Q);
-        if (!Q) {
-            free(dst);
-            return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-        }
-        qf_gptq_info info;
-        int rc = qf_gptq_quantize(t->type, W, w->n_out, n_in, g->H, &go, dst, Q, &info, err);
-        if (rc) {
-            free(dst);
-            free(Q);
-            qf_err_prefix(err, w->name);
-            return rc;
-        }
-        qf_gptq_tensor_report tr;
-        memset(&tr, 0, sizeof tr);
-        snprintf(tr.name, sizeof tr.name, "%s", w->name);
-        tr.type = t->type;
-        tr.damp = info.damp;
-        tr.retries = info.retries;
-        /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
-        const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
-        float *smp = malloc((size_t)(3 * nr * n_in) * sizeof *smp);
-        if (!smp) rc = QF_ENOMEM;
-        if (!rc && (rc = rtn_values(s, t->type, W, w->n_out, n_in)) == 0) {
-            const size_t rb = (size_t)n_in * sizeof *smp;
-            for (int64_t r = 0; r < nr; r++) {
-                memcpy(smp + r * n_in, W + r * step * n_in, rb);
-                memcpy(smp + (nr + r) * n_in, Q + r * step * n_in, rb);
-                memcpy(smp + (2 * nr + r) * n_in, s->rtn + r * step * n_in, rb);
+        if (!prep.H) {
+            qf_gptq_opts go;
+            qf_gptq_opts_init(&go);
+            if (s->o->damp > 0) go.damp = s->o->damp;
+            go.act_order = s->o->act_order;
+            go.n_threads = s->o->n_threads;
+            if ((rc = qf_gptq_prepare(g->H, n_in, &go, &prep, err))) {
+                qf_err_prefix(err, w->name);
+                break;
             }
-            const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H, s->o->n_threads);
-            tr.loss = qf_gptq_output_error(smp, smp + nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
-            tr.loss_rtn = qf_gptq_output_error(smp, smp + 2 * nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
         }
-        free(smp);
-        memcpy(W, Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
-        free(Q);
-        s->blocks[pi] = dst;
-        if (s->rep && info.retries) s->rep->retried++;
-        if (rc || add_report(s, &tr)) return qf_set_err(err, QF_ENOMEM, "out of memory");
+        rc = gptq_tensor(s, g, i, t, pi, &prep, &pd[n_pd], err);
+        n_pd++;
     }
-    return 0;
+    qf_gptq_prep_free(&prep); /* H is whole again */
+    for (int k = 0; k < n_pd; k++) {
+        if (!rc) {
+            const int64_t nr = pd[k].nr;
+            const float *smp = pd[k].smp;
+            const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H, s->o->n_threads);
+            pd[k].tr.loss = qf_gptq_output_error(smp, smp + nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
+            pd[k].tr.loss_rtn = qf_gptq_output_error(smp, smp + 2 * nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
+            if (s->rep && pd[k].tr.retries) s->rep->retried++;
+            if (add_report(s, &pd[k].tr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        }
+        free(pd[k].smp);
+    }
+    return rc;
 }
 
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
-                uint8_t ***blocks_out, qf_gptq_report *rep, qf_err *err) {
-    *blocks_out = NULL;
+                qf_blockstore *store, qf_gptq_report *rep, qf_err *err) {
+    memset(store, 0, sizeof *store);
+    store->fd = -1;
     if (rep) memset(rep, 0, sizeof *rep);
     if (!o || !o->calib_path) return qf_set_err(err, QF_EINVAL, "gptq: a calibration text is required (--calib)");
     if (o->damp < 0 || o->damp != o->damp) return qf_set_err(err, QF_EINVAL, "gptq: damping must be positive");
@@ -167,11 +203,8 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     s.im = im;
     s.o = o;
     s.rep = rep;
-    s.blocks = calloc(plan->n ? plan->n : 1, sizeof *s.blocks);
-    if (!s.blocks) {
-        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
-        goto done;
-    }
+    s.store = store;
+    if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
     rc = qf_calib_text_run(&ct, o, on_group, &s, &st, err);
     if (rep) {
@@ -183,12 +216,10 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
         rep->solve_seconds = st.callback_seconds;
     }
 done:
-    if (rc) {
-        qf_gptq_blocks_free(s.blocks, plan->n);
-    } else {
-        *blocks_out = s.blocks;
-    }
+    if (rc) qf_blockstore_close(store);
     free(s.qw);
+    free(s.hdiag);
+    free(s.dst);
     free(s.rtn);
     free(s.rtn_q);
     qf_calib_text_free(&ct);

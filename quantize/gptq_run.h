@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blockstore.h"
 #include "imatrix.h"
 #include "qf_error.h"
 #include "quantize.h"
@@ -56,10 +57,13 @@ typedef struct qf_gptq_report {
 void qf_gptq_report_free(qf_gptq_report *r);
 
 /* Run GPTQ for the tensors of `plan` on the model at model_path. On
- * success blocks[i] holds the output bytes of plan->t[i] (NULL for tensors
- * left to the usual path); free with qf_gptq_blocks_free. */
+ * success the store (opened here, in $TMPDIR) holds the output bytes of
+ * plan->t[i] in slot i (empty for tensors left to the usual path); close it
+ * with qf_blockstore_close. On failure it is closed already. */
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
-                uint8_t ***blocks, qf_gptq_report *rep, qf_err *err);
+                qf_blockstore *store, qf_gptq_report *rep, qf_err *err);
+
+/* Free per-tensor output buffers (qf_awq_run's). */
 void qf_gptq_blocks_free(uint8_t **blocks, size_t n);
 
 #endif

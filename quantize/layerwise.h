@@ -39,7 +39,8 @@ typedef struct qf_lw_group {
     const qf_weight *w[3];    /* the model's tensors (names, shapes, stored data) */
     float *wf[3];             /* their values as F32 [n_out * n_in]; may be overwritten */
     int64_t n_in;
-    const double *H;          /* [n_in * n_in] full symmetric: sum over tokens of x x^T */
+    double *H;                /* [n_in * n_in] full symmetric: sum over tokens of x x^T; the
+                                 function may use it as workspace if it puts it back */
     const double *abs_sum;    /* [n_in] sum over tokens of |x_j| */
     int64_t n_tokens;
 } qf_lw_group;

@@ -78,7 +78,8 @@ typedef struct job {
     uint64_t parallel_min; /* elements of a chunk below which one thread does it */
     uint64_t bytes_done;
     qf_search_opts search; /* for the tensors with plan.t[].search */
-    uint8_t **gptq;      /* method GPTQ: output bytes per plan tensor (NULL: the usual path) */
+    uint8_t **gptq;      /* method AWQ: output bytes per plan tensor (NULL: the usual path) */
+    qf_blockstore store; /* method GPTQ: output bytes per plan tensor (empty: the usual path) */
     qf_hasher *hasher;   /* when writing a manifest */
     qf_manifest_tensor *hashes;
 } job;
@@ -184,8 +185,19 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     if (rows_per_chunk > rows_per_mat) rows_per_chunk = rows_per_mat;
     int rc = 0;
 
-    if (j->gptq && j->gptq[idx]) { /* computed by qf_gptq_run */
+    if (j->gptq && j->gptq[idx]) { /* computed by qf_awq_run */
         if ((rc = put(j, j->gptq[idx], t->out_nbytes))) return rc;
+        j->bytes_done += s->nbytes;
+        report(j, idx, t);
+        return 0;
+    }
+    if (qf_blockstore_size(&j->store, idx)) { /* computed by qf_gptq_run: read back piece by piece */
+        const uint64_t n = t->out_nbytes, piece = j->chunk_bytes > out_row ? j->chunk_bytes : out_row;
+        for (uint64_t off = 0; off < n && !rc; off += piece) {
+            const uint64_t len = n - off < piece ? n - off : piece;
+            if (!(rc = qf_blockstore_read(&j->store, idx, off, j->out, len, j->err))) rc = put(j, j->out, len);
+        }
+        if (rc) return rc;
         j->bytes_done += s->nbytes;
         report(j, idx, t);
         return 0;
@@ -467,7 +479,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     if ((rc = qf_quant_plan_build(&plan, &qin.all, o, have_im ? &im : NULL, err))) goto fail;
     if ((rc = plan_shards(&os, o, &qin, &plan, err))) goto fail;
     if (o->method == QF_QUANT_METHOD_GPTQ &&
-        (rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, o->gptq, &j.gptq, o->gptq_report, err)))
+        (rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, o->gptq, &j.store, o->gptq_report, err)))
         goto fail;
 
     j.o = o;
@@ -560,6 +572,7 @@ done:
     free(j.out);
     free(j.weights);
     qf_gptq_blocks_free(j.gptq, plan.n);
+    qf_blockstore_close(&j.store);
     free(j.hashes);
     qf_hasher_free(j.hasher);
     qf_imatrix_free(&im);
