@@ -26,7 +26,9 @@ typedef struct hidden {
     int mapped;
 } hidden;
 
-static int hidden_alloc(hidden *h, size_t bytes, uint64_t budget, const char *tmp_dir, qf_err *err) {
+/* bytes in RAM when they fit the budget, else in an unlinked file in tmp_dir;
+ * `what` names the contents in messages. */
+static int hidden_alloc(hidden *h, size_t bytes, uint64_t budget, const char *tmp_dir, const char *what, qf_err *err) {
     memset(h, 0, sizeof *h);
     h->bytes = bytes;
     if (bytes <= budget) {
@@ -38,15 +40,15 @@ static int hidden_alloc(hidden *h, size_t bytes, uint64_t budget, const char *tm
     char path[4096];
     snprintf(path, sizeof path, "%s/qforge-hidden-XXXXXX", dir);
     int fd = mkstemp(path);
-    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot create a temporary file for the hidden states", dir);
+    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot create a temporary file for the %s", dir, what);
     unlink(path);
     if (ftruncate(fd, (off_t)bytes) != 0) {
         close(fd);
-        return qf_set_err(err, QF_EIO, "%s: no room for %zu bytes of hidden states", dir, bytes);
+        return qf_set_err(err, QF_EIO, "%s: no room for %zu bytes of %s", dir, bytes, what);
     }
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    if (p == MAP_FAILED) return qf_set_err(err, QF_EIO, "%s: cannot map the hidden-state file", dir);
+    if (p == MAP_FAILED) return qf_set_err(err, QF_EIO, "%s: cannot map the temporary file of the %s", dir, what);
     h->x = p;
     h->mapped = 1;
     return 0;
@@ -56,6 +58,32 @@ static void hidden_free(hidden *h) {
     if (h->mapped) munmap(h->x, h->bytes);
     else free(h->x);
     memset(h, 0, sizeof *h);
+}
+
+/* Drop the resident pages of [p, p + n) inside the mapping [map, map + size)
+ * (page-aligned start); the data stays in the file / page cache and a later
+ * access faults it back in. */
+static void release_range(const void *map, uint64_t size, const void *p, uint64_t n) {
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), m0 = (uintptr_t)map, m1 = m0 + size;
+    uintptr_t lo = (uintptr_t)p & ~(pg - 1), hi = ((uintptr_t)p + n + pg - 1) & ~(pg - 1);
+    if (lo < m0) lo = m0;
+    if (hi > ((m1 + pg - 1) & ~(pg - 1))) hi = (m1 + pg - 1) & ~(pg - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* Give back the pages of weight w if they lie in one of the model's GGUF
+ * mappings (read-only, so nothing is lost); other storage is left alone. */
+static void release_weight(const qf_model *m, const qf_weight *w) {
+    if (!w || !w->data || m->is_hf) return;
+    const uint8_t *p = w->data;
+    const uint64_t n = (uint64_t)w->n_out * (uint64_t)w->row_bytes;
+    for (uint32_t s = 0; s <= m->n_shards; s++) {
+        const gguf_file *f = s == 0 ? &m->file : &m->shards[s - 1];
+        if (f->map && p >= f->map && p + n <= f->map + f->map_size) {
+            release_range(f->map, f->map_size, p, n);
+            return;
+        }
+    }
 }
 
 /* Accumulates the input of one weight (the group's first) from the engine's matmul hook. */
@@ -109,13 +137,49 @@ typedef struct run {
     const qf_lw_params *p;
     qf_ctx c;
     hidden hs;
+    hidden wmap;             /* the F32 weights of one block, in an unlinked file */
     float *xbuf;             /* one chunk [ctx, E] */
     int64_t n_chunks, ctx;
-    double *H, *abs;         /* sized for the widest input */
+    double *H, *abs;         /* sized for the widest input; H is an anonymous mapping */
+    size_t h_bytes;
     qf_lw_group_fn fn;
     void *user;
     qf_lw_stats *st;
 } run;
+
+/* The seven weight slots of a block, in group order: q, k, v, o, gate, up,
+ * down; a fused block (phi3) has attn_qkv in the q slot and the fused
+ * gate/up in the gate slot, the k, v and up slots empty. */
+static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], const qf_weight *orig[7]) {
+    const int fused = L->wqkv.data != NULL;
+    qf_layer dummy;
+    if (!Lq) Lq = &dummy;
+    qf_weight *s[7] = {fused ? &Lq->wqkv : &Lq->wq, &Lq->wk, &Lq->wv, &Lq->wo,
+                       fused ? &Lq->ffn_gate_up : &Lq->ffn_gate, &Lq->ffn_up, &Lq->ffn_down};
+    const qf_weight *o[7] = {fused ? &L->wqkv : &L->wq, &L->wk, &L->wv, &L->wo,
+                             fused ? &L->ffn_gate_up : &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+    for (int i = 0; i < 7; i++) {
+        const int empty = fused && (i == 1 || i == 2 || i == 5);
+        if (slots) slots[i] = empty ? NULL : s[i];
+        orig[i] = empty ? NULL : o[i];
+    }
+    return fused;
+}
+
+/* H := 0 by returning its pages (they read as zeros again), so that only the
+ * part an accumulation writes, the lower triangle, becomes resident. */
+static void h_clear(run *r) {
+    madvise(r->H, r->h_bytes, MADV_DONTNEED);
+}
+
+/* Drop the resident pages of block l's weights: the F32 copies (written
+ * back to their file) and the model's mapping. */
+static void release_block(run *r, int64_t l) {
+    if (r->wmap.x) madvise(r->wmap.x, r->wmap.bytes, MADV_DONTNEED);
+    const qf_weight *orig[7];
+    block_slots(&r->m->layers[l], NULL, NULL, orig);
+    for (int i = 0; i < 7; i++) release_weight(r->m, orig[i]);
+}
 
 /* Run every chunk through block l (weights L) and accumulate the input of
  * `target`; in place on the hidden states when `advance`. */
@@ -124,7 +188,7 @@ static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, i
     const int64_t E = r->m->hp.n_embd;
     if (target) {
         *cap = (capture){target, n_in, r->H, r->abs, 0, r->c.n_threads};
-        memset(r->H, 0, (size_t)(n_in * n_in) * sizeof *r->H);
+        h_clear(r);
         memset(r->abs, 0, (size_t)n_in * sizeof *r->abs);
         r->c.hook = capture_hook;
         r->c.hook_user = cap;
@@ -140,6 +204,7 @@ static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, i
         if (rc) return rc;
     }
     r->c.hook = NULL;
+    release_block(r, l);
     if (target) symmetrize(r->H, n_in);
     return 0;
 }
@@ -149,7 +214,7 @@ static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, i
 static void norm_capture(run *r, const float *nw, capture *cap) {
     const int64_t E = r->m->hp.n_embd;
     *cap = (capture){NULL, E, r->H, r->abs, 0, r->c.n_threads};
-    memset(r->H, 0, (size_t)(E * E) * sizeof *r->H);
+    h_clear(r);
     memset(r->abs, 0, (size_t)E * sizeof *r->abs);
     for (int64_t k = 0; k < r->n_chunks; k++) {
         const float *xk = r->hs.x + k * r->ctx * E;
@@ -181,25 +246,6 @@ static void progress(run *r, int layer, const char *stage) {
     if (r->p->progress) r->p->progress(r->p->progress_user, layer, (int)r->m->hp.n_layer, stage);
 }
 
-/* The seven weight slots of a block, in group order: q, k, v, o, gate, up,
- * down; a fused block (phi3) has attn_qkv in the q slot and the fused
- * gate/up in the gate slot, the k, v and up slots empty. */
-static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], const qf_weight *orig[7]) {
-    const int fused = L->wqkv.data != NULL;
-    qf_layer dummy;
-    if (!Lq) Lq = &dummy;
-    qf_weight *s[7] = {fused ? &Lq->wqkv : &Lq->wq, &Lq->wk, &Lq->wv, &Lq->wo,
-                       fused ? &Lq->ffn_gate_up : &Lq->ffn_gate, &Lq->ffn_up, &Lq->ffn_down};
-    const qf_weight *o[7] = {fused ? &L->wqkv : &L->wq, &L->wk, &L->wv, &L->wo,
-                             fused ? &L->ffn_gate_up : &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-    for (int i = 0; i < 7; i++) {
-        const int empty = fused && (i == 1 || i == 2 || i == 5);
-        if (slots) slots[i] = empty ? NULL : s[i];
-        orig[i] = empty ? NULL : o[i];
-    }
-    return fused;
-}
-
 /* The four groups of block l, then the pass that moves the hidden states on. */
 static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
     const qf_layer *L0 = &r->m->layers[l];
@@ -211,8 +257,6 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
         {QF_SITE_ATTN_IN, 0, fused ? 1 : 3, "attn_in"}, {QF_SITE_ATTN_OUT, 3, 1, "attn_out"},
         {QF_SITE_FFN_IN, 4, fused ? 1 : 2, "ffn_in"},   {QF_SITE_FFN_DOWN, 6, 1, "ffn_down_in"}};
     int rc;
-    for (int i = 0; i < 7; i++)
-        if (orig[i] && (rc = weight_f32(orig[i], wf[i], err))) return rc;
     for (int gi = 0; gi < 4; gi++) {
         progress(r, (int)l, groups[gi].stage);
         const int first = groups[gi].first;
@@ -229,9 +273,13 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
         for (int i = 0; i < g.n; i++) {
             g.w[i] = orig[first + i];
             g.wf[i] = wf[first + i];
+            if ((rc = weight_f32(orig[first + i], wf[first + i], err))) return rc;
+            release_weight(r->m, orig[first + i]);
         }
         if ((rc = call_group(r, &g, &cap, err))) return rc;
         for (int i = 0; i < g.n; i++) *slots[first + i] = f32_view(orig[first + i], wf[first + i]);
+        release_block(r, l); /* the next pass faults back what it reads */
+        h_clear(r);
     }
     progress(r, (int)l, "advance");
     return pass(r, l, &Lq, NULL, 0, 1, NULL, err);
@@ -246,6 +294,7 @@ static int output_group(run *r, float *wout, qf_err *err) {
     norm_capture(r, m->output_norm.data, &cap);
     int rc = weight_f32(&m->output, wout, err);
     if (rc) return rc;
+    release_weight(m, &m->output);
     qf_lw_group g;
     memset(&g, 0, sizeof g);
     g.layer = -1;
@@ -306,8 +355,21 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     int64_t n_in_max = E > hp->n_ff ? E : hp->n_ff;
     if (hp->n_head * hp->head_dim_v > n_in_max) n_in_max = hp->n_head * hp->head_dim_v;
     float *wf[7] = {0}, *wout = NULL;
-    int rc = hidden_alloc(&r.hs, hbytes, budget, p->tmp_dir, err);
+    int rc = hidden_alloc(&r.hs, hbytes, budget, p->tmp_dir, "hidden states", err);
     if (rc) return rc;
+    /* the F32 weights of the largest block, each tensor page-aligned, in a
+     * file: only the group being solved and what a pass reads stay resident */
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t wbytes = pg;
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const qf_weight *ws[7];
+        block_slots(&m->layers[l], NULL, NULL, ws);
+        size_t b = 0;
+        for (int i = 0; i < 7; i++)
+            if (ws[i]) b += ((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float) + pg - 1) / pg * pg;
+        if (b > wbytes) wbytes = b;
+    }
+    if ((rc = hidden_alloc(&r.wmap, wbytes, 0, p->tmp_dir, "block weights", err))) goto done;
     st->n_chunks = n_chunks;
     st->n_tokens = n_chunks * ctx;
     st->hidden_bytes = hbytes;
@@ -317,7 +379,9 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     r.c.act_llamacpp = 0; /* plain F32 activations: the inputs GPTQ's H describes */
     r.c.kv_f16 = 0;
     r.xbuf = malloc((size_t)(ctx * E) * sizeof *r.xbuf);
-    r.H = malloc((size_t)(n_in_max * n_in_max) * sizeof *r.H);
+    r.h_bytes = (size_t)(n_in_max * n_in_max) * sizeof *r.H;
+    r.H = mmap(NULL, r.h_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r.H == MAP_FAILED) r.H = NULL;
     r.abs = malloc((size_t)n_in_max * sizeof *r.abs);
     if (!r.xbuf || !r.H || !r.abs) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
@@ -342,19 +406,14 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         const qf_layer *L = &m->layers[l];
         const qf_weight *ws[7];
         block_slots(L, NULL, NULL, ws);
-        for (int i = 0; i < 7; i++) { /* sized per block: shapes may differ between blocks */
-            free(wf[i]);
-            wf[i] = NULL;
-            if (!ws[i]) continue;
-            wf[i] = malloc((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float));
-            if (!wf[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the weights of block %lld", (long long)l);
+        size_t off = 0;
+        for (int i = 0; i < 7; i++) { /* placed per block: shapes may differ between blocks */
+            wf[i] = ws[i] ? (float *)((uint8_t *)r.wmap.x + off) : NULL;
+            if (ws[i]) off += ((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float) + pg - 1) / pg * pg;
         }
-        if (!rc) rc = block(&r, l, wf, err);
+        rc = block(&r, l, wf, err);
     }
-    for (int i = 0; i < 7; i++) {
-        free(wf[i]);
-        wf[i] = NULL;
-    }
+    hidden_free(&r.wmap);
     if (!rc && !m->tied_output && m->output.data) {
         wout = malloc((size_t)(m->output.n_in * m->output.n_out) * sizeof *wout);
         rc = wout ? output_group(&r, wout, err) : qf_set_err(err, QF_ENOMEM, "out of memory for output.weight");
@@ -362,9 +421,9 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
 done:
     st->forward_seconds = now_seconds() - t0 - st->callback_seconds;
     free(wout);
-    for (int i = 0; i < 7; i++) free(wf[i]);
+    if (r.wmap.x) hidden_free(&r.wmap);
     free(r.xbuf);
-    free(r.H);
+    if (r.H) munmap(r.H, r.h_bytes);
     free(r.abs);
     qf_ctx_free(&r.c);
     hidden_free(&r.hs);
