@@ -35,6 +35,31 @@ peer_quantize() {
   "$PEER_BIN/llama-quantize" "$1" "$2.tmp" "$3" "$THREADS" >"$2.log" 2>&1 || { tail -3 "$2.log" >&2; rm -f "$2.tmp"; return 1; }
   mv "$2.tmp" "$2"
 }
+# gguf_70b_f16 L: a Llama-3-70B-shaped synthetic model with L layers (hidden
+# 8192, FFN 28672, 64 heads / 8 KV heads, vocab 128256; random BF16
+# weights, SentencePiece tokenizer) converted to $WORK/llama70b-${L}l-F16.gguf
+# (once); the HF directory is deleted after conversion. Sets GGUF_70B_F16 and
+# CONVERT_70B_LOG (the convert run's GNU time log, empty when cached).
+# Disk: about 2 * (2.1 + 1.7 L) GB while converting, 2.1 + 1.7 L GB after.
+gguf_70b_f16() {
+  local L=$1 hf=$WORK/llama70b-${1}l
+  GGUF_70B_F16=$WORK/llama70b-${L}l-F16.gguf
+  CONVERT_70B_LOG=
+  [ -f "$GGUF_70B_F16" ] && return 0
+  if [ ! -f "$hf/.complete" ]; then
+    note "generating $hf (Llama-3-70B widths, $L layers, BF16)"
+    rm -rf "$hf" "$hf.tmp"
+    "$QF_TOOLS/gen_synth_model" --arch llama --out "$hf.tmp" --hidden 8192 --layers "$L" --heads 64 --kv-heads 8 \
+      --ff 28672 --vocab 128256 --dtype bf16 --shards 2 --ctx 8192 >&2 || die "gen_synth_model failed"
+    touch "$hf.tmp/.complete"
+    mv "$hf.tmp" "$hf"
+  fi
+  note "converting to $GGUF_70B_F16"
+  CONVERT_70B_LOG=$WORK/llama70b-${L}l-convert.log
+  timed "$CONVERT_70B_LOG" "$QF_BIN/qforge-convert" "$hf" -o "$GGUF_70B_F16" --outtype f16 --threads "$THREADS" --quiet ||
+    die "qforge-convert $hf failed"
+  [ "$KEEP" = 1 ] || rm -rf "$hf"
+}
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then   # run alone: generate and show it
   gen_1b
   du -sh "$SYNTH_1B"
