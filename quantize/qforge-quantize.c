@@ -22,6 +22,7 @@
 #include "imatrix.h"
 #include "quantize.h"
 #include "gptq_run.h"
+#include "memplan.h"
 #include "qf_io.h"
 #include "qf_util.h"
 #include "awq.h"
@@ -119,7 +120,8 @@ static void usage(FILE *fp) {
             "                           writes them\n"
             "  --keep-split             a split input (IN-00001-of-0000N.gguf: all its shards are\n"
             "                           read) gives an output split the same way\n"
-            "  --dry-run                print the per-tensor plan and its totals, write nothing\n"
+            "  --dry-run                print the per-tensor plan, its totals and the predicted peak\n"
+            "                           RSS and disk of the run (see Memory below), write nothing\n"
             "  --json                   print the summary as JSON\n"
             "  --quiet                  no progress and no fallback lines on stderr\n"
             "  -h, --help               this text\n"
@@ -151,12 +153,17 @@ static void usage(FILE *fp) {
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
             "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
             "are released as they are consumed.\n"
-            "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
-            "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
-            "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
-            "quantized linears, until written).\n"
-            "--method awq / awq+gptq: as gptq, plus a block's v and up as F32 and two input\n"
-            "Hessians (awq+gptq).\n");
+            "With --method gptq add, besides hidden states of 4 * chunks * ctx * n_embd bytes\n"
+            "(in RAM up to --mem-budget) and the engine's buffers, the largest of:\n"
+            "  solving a group of linears with n inputs: 8 * n^2 (the Hessian, factored in\n"
+            "  place) + the group's weights as F32 + one tensor's output blocks;\n"
+            "  collecting a group's inputs: 4 * n^2 + the block's weights as F32;\n"
+            "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its input bytes.\n"
+            "Independent of depth: finished tensors go to a temporary file (disk: their\n"
+            "size, plus one block's weights as F32). Llama-3-70B widths (n = 28672 for\n"
+            "ffn_down): about 7.5 GiB. --dry-run prints the prediction for a given input.\n"
+            "--method awq / awq+gptq: as gptq, plus a second Hessian, a block's v and up as\n"
+            "F32, and the output blocks of every linear (held until written).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
@@ -228,6 +235,23 @@ static double bits_per_weight(const qf_quant_plan *p) {
     return p->n_elements ? 8.0 * (double)p->out_tensor_bytes / (double)p->n_elements : 0;
 }
 
+/* The predicted peak RSS and disk of running the plan (memplan.h). */
+static void predict(const qf_quantize_opts *o, const qf_quantize_result *r, qf_quant_mem *m) {
+    const uint64_t meta = r->in_file_bytes > r->plan.in_tensor_bytes ? r->in_file_bytes - r->plan.in_tensor_bytes : 0;
+    qf_quant_predict_memory(&r->plan, meta, o, m);
+}
+
+static void print_prediction(const qf_quantize_opts *o, const qf_quantize_result *r) {
+    qf_quant_mem m;
+    predict(o, r, &m);
+    const double MiB = 1048576.0;
+    printf("predicted: peak RSS %.1f MiB (at %s); disk %.1f MiB at the fullest (output %.1f MiB, temporary %.1f MiB)",
+           (double)m.peak_rss / MiB, m.peak_at, (double)m.disk_peak / MiB, (double)m.out_bytes / MiB,
+           (double)m.tmp_bytes / MiB);
+    if (m.n_chunks) printf("; %lld calibration chunks", (long long)m.n_chunks);
+    printf("\n");
+}
+
 static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, int dry_run) {
     const qf_quant_plan *p = &r->plan;
     FILE *fp = stdout;
@@ -238,6 +262,14 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
+    if (dry_run) {
+        qf_quant_mem m;
+        predict(o, r, &m);
+        fprintf(fp, ",\n \"predicted\": {\"peak_rss\": %llu, \"peak_at\": \"%s\", \"output_bytes\": %llu, "
+                "\"temp_bytes\": %llu, \"disk_peak\": %llu, \"calib_chunks\": %lld}",
+                (unsigned long long)m.peak_rss, m.peak_at, (unsigned long long)m.out_bytes,
+                (unsigned long long)m.tmp_bytes, (unsigned long long)m.disk_peak, (long long)m.n_chunks);
+    }
     fprintf(fp, ", \"method\": \"%s\", \"tensors_searched\": %zu", qf_quant_method_name(p->method), p->n_searched);
     fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
             (unsigned long long)r->out_file_bytes);
@@ -834,6 +866,7 @@ int main(int argc, char **argv) {
         else if (dry) {
             print_plan(&r.plan);
             print_plan_totals(&r.plan);
+            print_prediction(&o, &r);
         }
         else print_summary(&o, &r);
     }

@@ -64,6 +64,41 @@ fi
 n=$(grep -c '"loss": ' "$TMP/j.json")
 if [ "$n" -ge 30 ] && grep -q '"loss_rtn": ' "$TMP/j.json"; then pass json-losses; else fail json-losses "$n tensors: $(cat "$TMP/err")"; fi
 
+# ---- --dry-run's predicted peak RSS against GNU time's measured one (within
+# PRED_MARGIN, a fraction of the prediction), for gptq and exact, and the
+# predicted output size against the file written
+PRED_MARGIN=0.35
+pred_check() { # NAME IN METHOD-ARGS...
+  local name=$1 in=$2; shift 2
+  local pj pred out meas
+  pj=$("$Q" "$in" "$TMP/p.gguf" Q4_K_M "$@" -t 2 --dry-run --json 2>/dev/null)
+  pred=$(printf '%s' "$pj" | sed -n 's/.*"peak_rss": \([0-9]*\).*/\1/p')
+  out=$(printf '%s' "$pj" | sed -n 's/.*"output_bytes": \([0-9]*\), "temp.*/\1/p')
+  if ! /usr/bin/time -v -o "$TMP/p.time" "$Q" "$in" "$TMP/p.gguf" Q4_K_M "$@" -t 2 --quiet >/dev/null 2>"$TMP/err"; then
+    fail "$name" "run failed: $(cat "$TMP/err")"; return
+  fi
+  meas=$(awk -F': ' '/Maximum resident set size/ { print $2 * 1024 }' "$TMP/p.time")
+  if [ -n "$pred" ] && awk -v p="$pred" -v m="$meas" -v f="$PRED_MARGIN" 'BEGIN { exit !(m >= p * (1 - f) && m <= p * (1 + f)) }' &&
+     awk -v p="$out" -v m="$(stat -c %s "$TMP/p.gguf")" 'BEGIN { exit !(m <= p && m >= p * 0.99) }'; then
+    pass "$name"
+  else
+    fail "$name" "predicted peak RSS $pred B, measured $meas B (margin $PRED_MARGIN); output predicted $out B, written $(stat -c %s "$TMP/p.gguf") B"
+  fi
+  rm -f "$TMP/p.gguf"
+}
+if [ -x /usr/bin/time ] && [ -f "$TMP/s-Q4_0-t1.gguf" ]; then
+  "$QF_BIN/qforge-convert" "$QF_DATA/$S260" -o "$TMP/s260.gguf" --outtype auto --quiet
+  pred_check predict-rss-s260-gptq "$TMP/s260.gguf" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
+  pred_check predict-rss-s260-exact "$TMP/s260.gguf" --method exact
+  if [ -d "$QF_DATA/$TS3M" ]; then
+    "$QF_BIN/qforge-convert" "$QF_DATA/$TS3M" -o "$TMP/ts3m.gguf" --outtype auto --quiet
+    pred_check predict-rss-ts3m-gptq "$TMP/ts3m.gguf" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
+    pred_check predict-rss-ts3m-exact "$TMP/ts3m.gguf" --method exact
+  fi
+else
+  skip predict-rss "GNU time (/usr/bin/time) or the stories260K run is missing"
+fi
+
 # ---- bad inputs: one line, exit 1 (2 for usage), no output file
 head -c 200 "$CALF" >"$TMP/short.txt"
 expect_exit short-calib 1 'fewer than one chunk' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method gptq --calib "$TMP/short.txt" --quiet
