@@ -73,10 +73,9 @@ static void release_range(const void *map, uint64_t size, const void *p, uint64_
 
 /* Give back the pages of weight w if they lie in one of the model's GGUF
  * mappings (read-only, so nothing is lost); other storage is left alone. */
-static void release_weight(const qf_model *m, const qf_weight *w) {
-    if (!w || !w->data || m->is_hf) return;
-    const uint8_t *p = w->data;
-    const uint64_t n = (uint64_t)w->n_out * (uint64_t)w->row_bytes;
+static void release_bytes(const qf_model *m, const void *data, uint64_t n) {
+    if (!data || m->is_hf) return;
+    const uint8_t *p = data;
     for (uint32_t s = 0; s <= m->n_shards; s++) {
         const gguf_file *f = s == 0 ? &m->file : &m->shards[s - 1];
         if (f->map && p >= f->map && p + n <= f->map + f->map_size) {
@@ -84,6 +83,10 @@ static void release_weight(const qf_model *m, const qf_weight *w) {
             return;
         }
     }
+}
+
+static void release_weight(const qf_model *m, const qf_weight *w) {
+    if (w) release_bytes(m, w->data, (uint64_t)w->n_out * (uint64_t)w->row_bytes);
 }
 
 /* Accumulates the input of one weight (the group's first) from the engine's matmul hook. */
@@ -104,9 +107,15 @@ static void capture_hook(void *user, int layer, const qf_weight *w, const float 
     c->tokens += T;
 }
 
-/* w's values as F32 into out[n_out * n_in]; QF_ERANGE on a non-finite value. */
-static int weight_f32(const qf_weight *w, float *out, qf_err *err) {
+#define RELEASE_BYTES (64 << 20) /* stored bytes converted between releases of their pages */
+
+/* w's values as F32 into out[n_out * n_in], the stored pages given back as
+ * they are read (m's mapping); QF_ERANGE on a non-finite value. */
+static int weight_f32(const qf_model *m, const qf_weight *w, float *out, qf_err *err) {
+    const int64_t step = RELEASE_BYTES / (w->row_bytes ? w->row_bytes : 1) + 1;
     for (int64_t r = 0; r < w->n_out; r++) {
+        if (r && r % step == 0)
+            release_bytes(m, (const uint8_t *)w->data + (r - step) * w->row_bytes, (uint64_t)step * w->row_bytes);
         float *row = out + r * w->n_in;
         if (qf_weight_row(w, r, row) < 0)
             return qf_set_err(err, QF_EUNSUPPORTED, "tensor '%s': cannot read type %u", w->name, w->type);
@@ -273,7 +282,7 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
         for (int i = 0; i < g.n; i++) {
             g.w[i] = orig[first + i];
             g.wf[i] = wf[first + i];
-            if ((rc = weight_f32(orig[first + i], wf[first + i], err))) return rc;
+            if ((rc = weight_f32(r->m, orig[first + i], wf[first + i], err))) return rc;
             release_weight(r->m, orig[first + i]);
         }
         if ((rc = call_group(r, &g, &cap, err))) return rc;
@@ -292,7 +301,7 @@ static int output_group(run *r, float *wout, qf_err *err) {
     progress(r, (int)m->hp.n_layer, "output_in");
     capture cap;
     norm_capture(r, m->output_norm.data, &cap);
-    int rc = weight_f32(&m->output, wout, err);
+    int rc = weight_f32(m, &m->output, wout, err);
     if (rc) return rc;
     release_weight(m, &m->output);
     qf_lw_group g;

@@ -158,7 +158,7 @@ static void usage(FILE *fp) {
             "  solving a group of linears with n inputs: 8 * n^2 (the Hessian, factored in\n"
             "  place) + the group's weights as F32 + one tensor's output blocks;\n"
             "  collecting a group's inputs: 4 * n^2 + the block's weights as F32;\n"
-            "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its input bytes.\n"
+            "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its output blocks.\n"
             "Independent of depth: finished tensors go to a temporary file (disk: their\n"
             "size, plus one block's weights as F32). Llama-3-70B widths (n = 28672 for\n"
             "ffn_down): about 7.5 GiB. --dry-run prints the prediction for a given input.\n"
