@@ -31,7 +31,7 @@ int qf_gptq_supports(uint32_t type) {
 #define RB 96 /* rows per task of the factorisation's panel update */
 
 /* Scalar reference: L, the lower Cholesky factor of A [n*n] (lower triangle
- * read), in place; the strict upper triangle is zeroed. Every entry is the
+ * read), in place; the strict upper triangle is not touched. Every entry is the
  * chain a = fma(-l_ik, l_jk, a) over k = 0..j-1 in order, then / l_jj.
  * Returns 0, or -1 at a pivot that is not positive and finite. */
 static int cholesky_ref(double *A, int64_t n) {
@@ -46,7 +46,6 @@ static int cholesky_ref(double *A, int64_t n) {
             Li[j] = a / Lj[j];
         }
     }
-    for (int64_t i = 0; i < n; i++) memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof *A);
     return 0;
 }
 
@@ -94,7 +93,8 @@ static void panel_rows(double *A, int64_t n, int64_t j0, int64_t j1, int64_t r0,
 /* Blocked left-looking Cholesky, bit-identical to cholesky_ref: per panel
  * of NB columns, subtract the finished columns' products from the panel with
  * the GEMM kernel (rows split over threads), factor its diagonal block, then
- * solve the rows below it. PT [NB * n] is scratch. */
+ * solve the rows below it. PT [NB * n] is scratch. Of the strict upper
+ * triangle only the NB x NB diagonal blocks are overwritten. */
 static int cholesky_blocked(double *A, int64_t n, int nt, double *PT) {
     for (int64_t j0 = 0; j0 < n; j0 += NB) {
         const int64_t j1 = j0 + NB < n ? j0 + NB : n, w = j1 - j0;
@@ -125,14 +125,15 @@ static int cholesky_blocked(double *A, int64_t n, int nt, double *PT) {
         #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n - j1) * w * w / 2, nt))
         for (int64_t r0 = j1; r0 < n; r0 += 8) panel_rows(A, n, j0, j1, r0, (int)(n - r0 < 8 ? n - r0 : 8));
     }
-    for (int64_t i = 0; i < n; i++) memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof *A);
     return 0;
 }
 
 /* Blocked in-place X = L^-1, bit-identical to invert_lower_ref: per block of
  * NB rows, every column tile (split over threads) gets the rows' products
  * with the finished rows above from the GEMM kernel, then the in-block
- * substitution; the block's rows are written back at the end. T [NB * n]
+ * substitution; the block's rows are written back at the end (zeros above
+ * the diagonal inside the NB x NB diagonal blocks; the rest of the strict
+ * upper triangle is not touched). T [NB * n]
  * is scratch. */
 static void invert_lower_blocked(double *A, int64_t n, int nt, double *T) {
     for (int64_t i0 = 0; i0 < n; i0 += NB) {

@@ -480,5 +480,60 @@ static void test_fast_equals_reference(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
+/* The in-place factor: qf_gptq_prep_free puts H back bit for bit (plain,
+ * act-order, after a damping retry, after a failure), and one factor shared
+ * by several tensors (with q_out = W, in place) gives each tensor the bytes
+ * and values of its own qf_gptq_quantize. */
+static void shared_factor(qf_test *t, int64_t n) {
+    const int64_t N = n + 80, rows = 29;
+    float *X = make_inputs(77, N, n);
+    for (int64_t tk = 0; tk < N; tk++) X[tk * n + 7] = 0; /* a dead input */
+    double *H = hessian(X, N, n), *H0 = malloc((size_t)(n * n) * sizeof *H0);
+    memcpy(H0, H, (size_t)(n * n) * sizeof *H0);
+    qf_err err = {0};
+    for (int mode = 0; mode < 3; mode++) {
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        o.act_order = mode == 1;
+        o.n_threads = 2;
+        o.fit = QF_GPTQ_FIT_SEARCH;
+        qf_gptq_prep p;
+        REQUIRE(t, qf_gptq_prepare(H, n, &o, &p, &err) == 0, "%s", err.msg);
+        for (size_t ti = 0; ti < N_TYPES; ti += mode + 1) {
+            const uint32_t type = TYPES[ti];
+            if (n % ggml_get_type_traits(type)->block_size) continue;
+            const size_t rs = row_size(type, n);
+            float *W = gauss(300 + ti, rows * n), *Wq = malloc((size_t)(rows * n) * sizeof *Wq),
+                  *Q = malloc((size_t)(rows * n) * sizeof *Q);
+            uint8_t *a = malloc(rows * rs), *b = malloc(rows * rs);
+            memcpy(Wq, W, (size_t)(rows * n) * sizeof *W);
+            REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H0, &o, a, Q, NULL, &err) == 0, "%s", err.msg);
+            REQUIRE(t, qf_gptq_quantize_prep(type, Wq, rows, &p, &o, b, Wq, &err) == 0, "%s", err.msg);
+            CHECK(t, memcmp(a, b, rows * rs) == 0, "%s mode %d: shared factor gives other bytes", tname(type), mode);
+            CHECK(t, memcmp(Q, Wq, (size_t)(rows * n) * sizeof *Q) == 0, "%s mode %d: in-place values differ",
+                  tname(type), mode);
+            free(W); free(Wq); free(Q); free(a); free(b);
+        }
+        qf_gptq_prep_free(&p);
+        CHECK(t, memcmp(H, H0, (size_t)(n * n) * sizeof *H) == 0, "mode %d: H not restored", mode);
+    }
+    /* a retry (an indefinite H that damping 10x fixes) and a failure leave H whole too */
+    for (int64_t j = 0; j < n; j++) H[j * n + j] -= 0.02 * H0[j * n + j];
+    memcpy(H0, H, (size_t)(n * n) * sizeof *H0);
+    qf_gptq_opts o;
+    qf_gptq_opts_init(&o);
+    o.damp = 1e-6;
+    qf_gptq_prep p;
+    const int rc = qf_gptq_prepare(H, n, &o, &p, &err);
+    if (rc == 0) qf_gptq_prep_free(&p);
+    CHECK(t, memcmp(H, H0, (size_t)(n * n) * sizeof *H) == 0, "H not restored after rc %d", rc);
+    free(X); free(H); free(H0);
+}
+
+static void test_shared_factor(qf_test *t) {
+    shared_factor(t, 544); /* not a multiple of the 64-wide diagonal blocks: legacy types */
+    shared_factor(t, 512);
+}
+
+QF_TEST_MAIN(test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
