@@ -48,15 +48,18 @@ static void usage(FILE *fp) {
             "usage: " PROG " IN.gguf OUT.gguf TYPE [options]\n"
             "\n"
             "IN is a GGUF file, the first shard of a split model (all shards are read), or a\n"
-            "Hugging Face checkpoint directory or hub cache name (converted first).\n"
+            "Hugging Face checkpoint directory or hub cache name (read on the fly).\n"
             "\n"
             "Quantize a GGUF model tensor by tensor with llama-quantize's type choices\n"
             "(llama.cpp c392e50): with --method exact, the bytes llama-quantize writes for the\n"
             "same input, TYPE and imatrix; with --method search, the same types and size with\n"
             "a lower error (see --method).\n"
-            "IN is a GGUF file or a Hugging Face checkpoint directory; a directory is first\n"
-            "converted losslessly (as qforge-convert --outtype auto) into a temp file next to\n"
-            "OUT, deleted afterwards (it needs that much free disk space).\n"
+            "IN is a GGUF file or a Hugging Face checkpoint directory (F32/F16/BF16, or FP8:\n"
+            "compressed-tensors or block-scaled quant_method fp8). A directory is read as the\n"
+            "GGUF qforge-convert --outtype auto would write from it (FP8 weights as F32\n"
+            "scale * e4m3), streaming, no file written: the output equals converting first.\n"
+            "Only --method gptq/awq/awq+gptq convert a directory into a temp file next to OUT\n"
+            "first (deleted afterwards; it needs that much free disk space).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
@@ -150,7 +153,8 @@ static void usage(FILE *fp) {
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
             "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
-            "are released as they are consumed.\n"
+            "are released as they are consumed. A directory input adds one more such chunk\n"
+            "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
             "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
             "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
@@ -814,8 +818,9 @@ int main(int argc, char **argv) {
     qf_err err;
     qf_err_clear(&err);
     struct stat st;
-    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
+    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode) && (o.method == QF_QUANT_METHOD_GPTQ || awq))
+        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first (--method %s)\n",
+                o.in_path, qf_quant_method_name(o.method));
     qf_quantize_result r;
     const char *inputs[] = {o.in_path, o.imatrix_path};
     if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {
