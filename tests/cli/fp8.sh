@@ -122,8 +122,50 @@ else
   fail block_fp8_fixture "could not build the block-scaled fixture"
 fi
 
+# --- quantize reads FP8 directories directly: the bytes of converting first ---
+# (tensor and channel scales, 128x128 block-scaled quant_method "fp8"; the
+# two-step input is convert --outtype auto, which keeps FP8 weights as F32)
+CALF=$QF_DATA/corpus/tinystories-gen/calib.txt
+for m in S_dyn_channel D_dyn_tensor D_dyn_block synblk; do
+  [ -d "$TMP/$m" ] || continue
+  if ! err=$("$C" "$TMP/$m" -o "$TMP/$m.auto.gguf" --outtype auto 2>&1 >/dev/null); then fail "direct_$m" "convert: $err"; continue; fi
+  types="Q4_K_M Q6_K Q8_0 IQ4_NL Q5_0 BF16"
+  for ty in $types; do
+    if err=$("$Q" "$TMP/$m" "$TMP/$m.$ty.direct.gguf" "$ty" --quiet 2>&1 >/dev/null) &&
+       "$Q" "$TMP/$m.auto.gguf" "$TMP/$m.$ty.two.gguf" "$ty" --quiet >/dev/null 2>&1 &&
+       cmp -s "$TMP/$m.$ty.direct.gguf" "$TMP/$m.$ty.two.gguf"; then pass "direct_same_bytes_${m}_$ty"
+    else fail "direct_same_bytes_${m}_$ty" "$err"; fi
+    rm -f "$TMP/$m.$ty.two.gguf"
+  done
+  # the quantized tensors do not depend on how the F32 values arrive: an F32 GGUF gives them too
+  if [ "$m" = D_dyn_block ] && "$C" "$TMP/$m" -o "$TMP/$m.f32.gguf" --outtype f32 >/dev/null 2>&1 &&
+     "$Q" "$TMP/$m.f32.gguf" "$TMP/$m.q4f32.gguf" Q4_K_M --quiet >/dev/null 2>&1 &&
+     cmp -s "$TMP/$m.Q4_K_M.direct.gguf" "$TMP/$m.q4f32.gguf"; then pass direct_same_bytes_as_f32_gguf
+  elif [ "$m" = D_dyn_block ]; then fail direct_same_bytes_as_f32_gguf "Q4_K_M from the F32 GGUF differs"; fi
+done
+# gptq (its calibration pass converts to a temp GGUF first): the same bytes as the two steps
+if [ -f "$TMP/S_dyn_channel.auto.gguf" ]; then
+  G="--method gptq --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
+  if err=$("$Q" "$TMP/S_dyn_channel" "$TMP/S_gptq_direct.gguf" Q4_K_M $G 2>&1 >/dev/null) &&
+     "$Q" "$TMP/S_dyn_channel.auto.gguf" "$TMP/S_gptq_two.gguf" Q4_K_M $G >/dev/null 2>&1 &&
+     cmp -s "$TMP/S_gptq_direct.gguf" "$TMP/S_gptq_two.gguf"; then pass direct_same_bytes_gptq
+  else fail direct_same_bytes_gptq "$err"; fi
+fi
+# no file but the output is created: every openat with O_CREAT is OUT's temp file
+if ! command -v strace >/dev/null 2>&1; then skip direct_no_temp_file "strace not installed"
+elif [ -d "$TMP/synblk" ]; then
+  mkdir -p "$TMP/nt"; rm -f "$TMP/nt/"*
+  if strace -f -qq -e trace=openat,open,creat -o "$TMP/nt.trace" "$Q" "$TMP/synblk" "$TMP/nt/out.gguf" Q4_K_M --quiet >/dev/null 2>&1; then
+    created=$(grep -E 'O_CREAT|creat\(' "$TMP/nt.trace" | grep -v '= -1' | sed -n 's/.*"\([^"]*\)".*/\1/p' | sort -u)
+    others=$(printf '%s\n' "$created" | grep -v "^$TMP/nt/out\.gguf\.tmp\." | grep -v '^$')
+    if [ -n "$created" ] && [ -z "$others" ] && [ "$(ls "$TMP/nt")" = out.gguf ]; then pass direct_no_temp_file
+    else fail direct_no_temp_file "created: $(printf '%s ' $created)"; fi
+  else fail direct_no_temp_file "quantize under strace failed"; fi
+fi
+
 # --- bad FP8 inputs: one error line naming the file, exit 1, no output ---
-# bad NAME REGEX DIR: convert, verify and quantize all refuse DIR
+# bad NAME REGEX DIR: convert, verify and quantize (reading DIR directly) all refuse DIR
+# with one line matching REGEX, exit 1, nothing written
 bad() {
   local name=$1 re=$2 dir=$3 err rc
   rm -rf "$TMP/bo"; mkdir -p "$TMP/bo"
@@ -132,8 +174,9 @@ bad() {
      [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "convert: exit $rc: $err"; return; fi
   err=$("$V" "$dir" -f "$TEXT" -c 128 --chunks 1 2>&1 >/dev/null); rc=$?
   if [ $rc -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re"; then fail "bad_$name" "verify: exit $rc: $err"; return; fi
-  err=$("$Q" "$dir" "$TMP/bo/q.gguf" Q8_0 --quiet 2>&1 >/dev/null); rc=$?
-  if [ $rc -ne 1 ] || [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize: exit $rc: $err"; return; fi
+  err=$("$Q" "$dir" "$TMP/bo/q.gguf" Q4_K_M --quiet 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 1 ] || [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re" ||
+     [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize: exit $rc: $err"; return; fi
   pass "bad_$name"
 }
 F=$TMP/S_dyn_channel
