@@ -11,7 +11,8 @@
 #     (streamed, no GGUF written in between) next to the two steps it
 #     replaces (qforge-convert --outtype auto, FP8 weights as F32, then
 #     qforge-quantize of that GGUF -> Q8_0; the bytes are compared) and to
-#     qforge-quantize of the BF16 original directory -> Q8_0
+#     qforge-quantize of the BF16 original directory -> Q8_0; and the same
+#     direct read -> Q4_K_M (the K-quant search costs more CPU per byte)
 # CASES=REGEX runs only the cases whose name matches (default: all).
 # Runs are interleaved (case order rotated every repetition); tables give the
 # median. The generated model is kept (it may be a shared cache); outputs go
@@ -43,6 +44,7 @@ cases=(
   "convert BF16 original -> BF16|$QF_BIN/qforge-convert $SYNTH_1B -o $O --outtype bf16 --threads $THREADS --quiet"
   "quantize block-FP8 dir -> Q8_0, read directly|$QF_BIN/qforge-quantize $BLK $O Q8_0 --threads $THREADS --quiet"
   "convert block-FP8 -> auto (F32) GGUF, then quantize -> Q8_0|$QF_BIN/qforge-convert $BLK -o $O.f32.gguf --outtype auto --threads $THREADS --quiet && $QF_BIN/qforge-quantize $O.f32.gguf $O Q8_0 --threads $THREADS --quiet; rc=\$?; rm -f $O.f32.gguf; exit \$rc"
+  "quantize block-FP8 dir -> Q4_K_M, read directly|$QF_BIN/qforge-quantize $BLK $O Q4_K_M --threads $THREADS --quiet"
   "quantize BF16 original dir -> Q8_0|$QF_BIN/qforge-quantize $SYNTH_1B $O Q8_0 --threads $THREADS --quiet"
 )
 CASES=${CASES:-}

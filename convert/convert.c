@@ -42,6 +42,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Small chunks, converted on the calling thread and written at once, while
@@ -1131,6 +1132,11 @@ static int conv_prepare(conv *c, const qf_convert_opts *o, qf_err *err) {
         return qf_set_err(err, QF_EMISMATCH, "%s: tokenizer has %u tokens but config.json vocab_size is %lld",
                           o->model_dir, c->vocab.n_tokens, (long long)c->hp.n_vocab);
     if ((rc = plan_tensors(c))) return rc;
+    /* the FP8 scales were read through the shards' mappings: give those
+     * pages back (the tensor data is read with pread, not mapped) */
+    for (uint32_t i = 0; c->fp8.kind != QF_FP8_KIND_NONE && i < c->st.n_shards; i++)
+        if (c->st.shards[i].fd >= 0 && c->st.shards[i].map && c->st.shards[i].size)
+            madvise((void *)c->st.shards[i].map, (size_t)c->st.shards[i].size, MADV_DONTNEED);
     pick_file_type(c);
     return name_model(c);
 }
