@@ -416,7 +416,7 @@ static int plan_tensors(conv *c) {
                 p->fp8 = fw;   /* freed with the plan, also on failure */
                 if ((rc = qf_fp8_weight_bind(&c->st, &c->fp8, s, shard_name(c, s), fw, c->err))) goto done;
             } else if (!st_dtype_ok(s->dtype)) {
-                rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
+                rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16; F8_E4M3 with a quantization_config)",
                                 shard_name(c, s), s->name, st_dtype_name(s->dtype));
                 goto done;
             }

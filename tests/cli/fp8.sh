@@ -191,6 +191,16 @@ if [ -d "$F" ]; then
     d=$(fx "scale_$v"); "$FT" poke "$d" "${W}_scale" 7 "$v"
     bad "scale_$v" "scale tensor '${W}_scale' element 7 is .* \(scales must be finite and > 0\)" "$d"
   done
+  d=$(fx scale_i32); "$ST_EDIT" "$F/model.safetensors" "$d/model.safetensors" --retype "${W}_scale" I32
+  bad scale_dtype "scale tensor '${W}_scale' has dtype I32 \(want F32, F16 or BF16\)" "$d"
+  d=$(fx scale_inf); "$FT" poke "$d" "${W}_scale" 3 inf
+  bad scale_inf "scale tensor '${W}_scale' element 3 is inf \(scales must be finite and > 0\)" "$d"
+  d=$(fx weight_e5m2); "$ST_EDIT" "$F/model.safetensors" "$d/model.safetensors" --retype "$W" F8_E5M2
+  bad weight_e5m2 "tensor '($W|blk.1.attn_q.weight)' has (dtype|type) F8_E5M2" "$d"
+  d=$(fx qc_string); sed -i 's/"quantization_config": {/"quantization_config": "fp8", "x": {/' "$d/config.json"
+  bad qc_not_object "qc_string/config.json: quantization_config is not an object" "$d"
+  d=$(fx qc_4bit); sed -i 's/"num_bits": 8/"num_bits": 4/g' "$d/config.json"
+  bad qc_4bit "qc_4bit/config.json: quantization_config: only 8-bit float weights are supported" "$d"
   d=$(fx unknown_qc); sed -i 's/"quant_method": "compressed-tensors"/"quant_method": "bitsandbytes"/' "$d/config.json"
   bad unknown_quant_method "unknown_qc/config.json: quantization_config: unknown quant_method 'bitsandbytes'" "$d"
   d=$(fx unknown_format); sed -i 's/"format": "float-quantized"/"format": "pack-quantized"/' "$d/config.json"
@@ -223,6 +233,51 @@ if [ -d "$TMP/S_static_channel" ]; then
   d2=$TMP/unknown_strategy; rm -rf "$d2"; cp -r "$TMP/S_static_channel" "$d2"
   sed -i 's/"strategy": "channel"/"strategy": "attn_head"/' "$d2/config.json"
   bad unknown_strategy "unknown_strategy/config.json: quantization_config" "$d2"
+fi
+
+# --- fuzz: random bytes in the safetensors header, the scale values and config.json's
+# quantization_config of an FP8 directory; quantize (reading it directly) must exit 0
+# or 1 with at most one stderr line, never crash, and leave nothing on failure ---
+if [ -d "$F" ] && command -v python3 >/dev/null 2>&1; then
+  bad_fuzz= n_refused=0
+  for i in $(seq 1 40); do
+    d=$TMP/fz; rm -rf "$d" "$TMP/fo"; cp -r "$F" "$d"; mkdir -p "$TMP/fo"
+    python3 - "$d" "$i" <<'PY'
+import json, random, struct, sys
+d, seed = sys.argv[1], int(sys.argv[2])
+rng = random.Random(seed)
+p = d + "/model.safetensors"
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+hdr = json.loads(b[8:8 + n])
+kind = seed % 3
+if kind == 0:    # header bytes
+    for _ in range(rng.randint(1, 3)):
+        b[8 + rng.randrange(n)] = rng.randrange(256)
+elif kind == 1:  # the bytes of a scale tensor
+    names = sorted(k for k in hdr if k.endswith("_scale"))
+    o0, o1 = hdr[rng.choice(names)]["data_offsets"]
+    for _ in range(rng.randint(1, 4)):
+        b[8 + n + rng.randrange(o0, o1)] = rng.randrange(256)
+else:            # config.json's quantization_config text
+    c = open(d + "/config.json").read()
+    k = c.index('"quantization_config"')
+    i = rng.randrange(k, len(c) - 1)
+    c = c[:i] + rng.choice('{}[]":,0-9e ax') + c[i + 1:]
+    open(d + "/config.json", "w").write(c)
+open(p, "wb").write(b)
+PY
+    err=$("$Q" "$d" "$TMP/fo/q.gguf" Q4_K_M --quiet 2>&1 >/dev/null); rc=$?
+    nl=$(printf '%s' "$err" | grep -c .)
+    if { [ $rc -ne 0 ] && [ $rc -ne 1 ]; } || [ "$nl" -gt 1 ] || { [ $rc -eq 1 ] && [ -n "$(ls -A "$TMP/fo")" ]; }; then
+      bad_fuzz="seed $i: exit $rc, $nl lines: $err"; break
+    fi
+    [ $rc -eq 1 ] && n_refused=$((n_refused + 1))
+  done
+  # most corruptions must be caught (a few land in JSON whitespace or give valid scales)
+  [ -z "$bad_fuzz" ] && [ $n_refused -lt 20 ] && bad_fuzz="only $n_refused of 40 corrupted inputs refused"
+  if [ -z "$bad_fuzz" ]; then pass fuzz_fp8_dir_quantize; else fail fuzz_fp8_dir_quantize "$bad_fuzz"; fi
+  echo "# fuzz: $n_refused of 40 corrupted FP8 directories refused, the rest quantized" >&2
 fi
 
 # --- writer refusals ---
