@@ -64,8 +64,8 @@ for rep in $(seq 1 "$REPS"); do
       WALL[$name]+="$T_WALL "; RSS[$name]+="$T_RSS "
       note "$name run $rep: ${T_WALL}s, ${T_RSS} KiB"
       case $name in # the Q8_0 files of the direct and the two-step runs, compared once both exist
-        *"read directly"*) mv "$O" "$O.direct" ;;
-        *"then quantize"*) mv "$O" "$O.two" ;;
+        *"Q8_0, read directly"*) mv "$O" "$O.direct" ;;
+        *"then quantize -> Q8_0"*) mv "$O" "$O.two" ;;
       esac
     fi
   done
