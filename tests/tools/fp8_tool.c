@@ -19,7 +19,8 @@
  *                                    over them, for E4M3 with tensor / channel /
  *                                    128x128 block / 32-element group scales (amax
  *                                    and mse scale choice) and for Q8_0, Q6_K
- *                                    (rows they block; else "-")
+ *                                    (rows they block; else "-"); totals over all
+ *                                    of them and over those Q8_0 blocks
  *   fp8_tool reshape IN OUT TENSOR D0 D1
  *                                    copy safetensors IN to OUT with TENSOR's shape
  *                                    relabelled [D0, D1] (same element count)
@@ -347,7 +348,7 @@ static int rtn_error(const char *dir) {
     st_model m;
     qf_err err = {0};
     if (st_open(&m, dir, &err)) return fail("%s%s", err.msg, "");
-    double tot[E_N] = {0}, tot_w[E_N] = {0};
+    double tot[E_N] = {0}, tot_w[E_N] = {0}, tot8[E_N] = {0}, tot8_w[E_N] = {0};
     printf("%-44s", "tensor");
     for (int k = 0; k < E_N; k++) printf(" %12s", k < E_Q8_0 ? e_names[k] + 5 : e_names[k]);
     printf("\n");
@@ -386,6 +387,10 @@ static int rtn_error(const char *dir) {
             printf(" %12.3e", e[k] / w2);
             tot[k] += e[k];
             tot_w[k] += w2;
+            if (e[E_Q8_0] >= 0) {
+                tot8[k] += e[k];
+                tot8_w[k] += w2;
+            }
         }
         printf("\n");
         free(W);
@@ -396,6 +401,11 @@ static int rtn_error(const char *dir) {
     printf("%-44s", "all (of the tensors with a value)");
     for (int k = 0; k < E_N; k++) {
         if (tot_w[k] > 0) printf(" %12.3e", tot[k] / tot_w[k]);
+        else printf(" %12s", "-");
+    }
+    printf("\n%-44s", "all that q8_0 blocks (rows % 32 == 0)");
+    for (int k = 0; k < E_N; k++) {
+        if (tot8_w[k] > 0) printf(" %12.3e", tot8[k] / tot8_w[k]);
         else printf(" %12s", "-");
     }
     printf("\n");
