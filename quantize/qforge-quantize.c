@@ -242,6 +242,8 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
+    static const char *const reads[] = {"gguf", "directory", "directory via a temp gguf"};
+    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 2 ? r->in_read : 0]);
     fprintf(fp, ", \"method\": \"%s\", \"tensors_searched\": %zu", qf_quant_method_name(p->method), p->n_searched);
     fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
             (unsigned long long)r->out_file_bytes);
@@ -427,15 +429,12 @@ static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err
     qf_imatrix im;
     qf_imatrix_init(&im);
     memset(r, 0, sizeof *r);
-    struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: --dry-run needs a GGUF input (convert the checkpoint first)",
-                          o->in_path);
-    int rc = qf_quant_input_open(&in, o->in_path, err);
+    int rc = qf_quant_input_open(&in, o->in_path, err); /* a directory: its header only, nothing converted */
     if (rc) return rc;
     if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
     rc = qf_quant_plan_build(&r->plan, &in.all, o, o->imatrix_path ? &im : NULL, err);
     r->in_file_bytes = in.file_bytes;
+    r->in_read = in.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
     r->imatrix_entries = im.n_entries;
     for (size_t i = 0; i < r->plan.n; i++) r->plan.t[i].src = NULL;
 done:

@@ -587,6 +587,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         for (uint32_t s = 0; s < os.n; s++)
             if (stat(os.paths[s], &st) == 0) res->out_file_bytes += (uint64_t)st.st_size;
         res->imatrix_entries = have_im ? im.n_entries : 0;
+        res->in_read = converted ? QF_QUANT_READ_TEMP_GGUF : qin.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
     }
     rc = 0;
     goto done;

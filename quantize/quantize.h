@@ -307,11 +307,18 @@ int qf_quant_input_read(qf_quant_input *in, uint64_t i, uint64_t row0, uint64_t 
 
 /* ---------------- the whole job (quantize.c) ---------------- */
 
+enum {
+    QF_QUANT_READ_GGUF = 0,       /* a GGUF file (or split model), memory-mapped */
+    QF_QUANT_READ_DIRECTORY = 1,  /* a checkpoint directory, rows converted on the fly */
+    QF_QUANT_READ_TEMP_GGUF = 2,  /* a checkpoint directory converted into a temp GGUF first (GPTQ, AWQ) */
+};
+
 typedef struct qf_quantize_result {
     qf_quant_plan plan;           /* what was done, tensor by tensor */
     uint64_t in_file_bytes;
     uint64_t out_file_bytes;
     size_t imatrix_entries;       /* entries in the imatrix file (0 without) */
+    int in_read;                  /* how the input was read: QF_QUANT_READ_* */
     double seconds;
 } qf_quantize_result;
 

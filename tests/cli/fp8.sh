@@ -151,6 +151,15 @@ if [ -f "$TMP/S_dyn_channel.auto.gguf" ]; then
      cmp -s "$TMP/S_gptq_direct.gguf" "$TMP/S_gptq_two.gguf"; then pass direct_same_bytes_gptq
   else fail direct_same_bytes_gptq "$err"; fi
 fi
+# --json says how the input was read; --dry-run plans a directory without converting it
+if [ -d "$TMP/synblk" ]; then
+  j=$("$Q" "$TMP/synblk" "$TMP/rd.gguf" Q8_0 --json 2>/dev/null)
+  jd=$("$Q" "$TMP/synblk" "$TMP/rd2.gguf" Q4_K_M --dry-run --json 2>/dev/null)
+  jg=$("$Q" "$TMP/synblk" "$TMP/rd3.gguf" Q4_K_M --method gptq --calib "$CALF" --calib-ctx 64 --calib-chunks 1 --json 2>/dev/null)
+  if printf '%s' "$j" | grep -q '"input_read": "directory"' && printf '%s' "$jd" | grep -q '"input_read": "directory"' &&
+     printf '%s' "$jg" | grep -q '"input_read": "directory via a temp gguf"' && [ ! -e "$TMP/rd2.gguf" ]; then pass json_input_read
+  else fail json_input_read "$(printf '%s' "$j$jd$jg" | grep -o '"input_read": "[^"]*"' | tr '\n' ' ')"; fi
+fi
 # no file but the output is created: every openat with O_CREAT is OUT's temp file
 if ! command -v strace >/dev/null 2>&1; then skip direct_no_temp_file "strace not installed"
 elif [ -d "$TMP/synblk" ]; then
