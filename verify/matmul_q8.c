@@ -591,8 +591,10 @@ static inline float h2f(qf_half h) {
 #endif
 }
 
-/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements. */
-static float gemv_legacy(uint32_t type, const void *row, const uint8_t *a, int64_t n) {
+/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements;
+ * `type` is a constant at each call site, so each type gets its own loop. */
+static inline __attribute__((always_inline)) float gemv_legacy(uint32_t type, const void *row, const uint8_t *a,
+                                                                 int64_t n) {
     const int64_t nb = n / 32;
     const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -714,9 +716,13 @@ static void gemv(const qf_weight *w, const uint8_t *a, float *y, int n_threads) 
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t r = 0; r < n_out; r++) {
         const void *row = data + (size_t)r * w->row_bytes;
-        y[r] = w->type == GGML_TYPE_Q4_K   ? gemv_q4K(row, a, n)
-               : w->type == GGML_TYPE_Q6_K ? gemv_q6K(row, a, n)
-                                           : gemv_legacy(w->type, row, a, n);
+        switch (w->type) {
+        case GGML_TYPE_Q4_K: y[r] = gemv_q4K(row, a, n); break;
+        case GGML_TYPE_Q6_K: y[r] = gemv_q6K(row, a, n); break;
+        case GGML_TYPE_Q8_0: y[r] = gemv_legacy(GGML_TYPE_Q8_0, row, a, n); break;
+        case GGML_TYPE_Q4_0: y[r] = gemv_legacy(GGML_TYPE_Q4_0, row, a, n); break;
+        default: y[r] = gemv_legacy(GGML_TYPE_Q4_1, row, a, n); break;
+        }
     }
 }
 
