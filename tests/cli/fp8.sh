@@ -143,6 +143,13 @@ for m in S_dyn_channel D_dyn_tensor D_dyn_block synblk; do
      cmp -s "$TMP/$m.Q4_K_M.direct.gguf" "$TMP/$m.q4f32.gguf"; then pass direct_same_bytes_as_f32_gguf
   elif [ "$m" = D_dyn_block ]; then fail direct_same_bytes_as_f32_gguf "Q4_K_M from the F32 GGUF differs"; fi
 done
+# the same bytes for any thread count
+if [ -f "$TMP/D_dyn_block.Q4_K_M.direct.gguf" ] &&
+   OMP_NUM_THREADS=1 "$Q" "$TMP/D_dyn_block" "$TMP/D_blk_t1.gguf" Q4_K_M --quiet >/dev/null 2>&1 &&
+   "$Q" "$TMP/D_dyn_block" "$TMP/D_blk_t3.gguf" Q4_K_M --threads 3 --quiet >/dev/null 2>&1 &&
+   cmp -s "$TMP/D_blk_t1.gguf" "$TMP/D_dyn_block.Q4_K_M.direct.gguf" && cmp -s "$TMP/D_blk_t3.gguf" "$TMP/D_blk_t1.gguf"; then
+  pass direct_threads_same_bytes
+else fail direct_threads_same_bytes "1, 3 and default threads differ"; fi
 # gptq (its calibration pass converts to a temp GGUF first): the same bytes as the two steps
 if [ -f "$TMP/S_dyn_channel.auto.gguf" ]; then
   G="--method gptq --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
