@@ -4,7 +4,10 @@
  * widened to F32 (at most chunk_bytes, 32 MiB by default), quantized into a
  * buffer of at most the same size, written, and the input pages it came from
  * are released (madvise MADV_DONTNEED). So the working set is about
- * 2 x chunk_bytes plus the metadata, whatever the model size.
+ * 2 x chunk_bytes plus the metadata, whatever the model size. A checkpoint
+ * directory is read through qf_quant_input_read instead: each chunk's rows
+ * are converted from the safetensors into one more buffer of chunk_bytes
+ * (and convert's source rows of that chunk), nothing is mapped.
  *
  * Determinism: rows are independent (the imatrix weights are per column and
  * shared by all rows of a matrix), every row is converted by one thread, and
