@@ -8,6 +8,7 @@
  *   codec_kquants.{h,c}    Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K
  *   codec_iq4nl.{h,c}      IQ4_NL IQ4_XS
  *   codec_iquants.{h,c}    the grid i-quants: IQ3_S IQ3_XXS IQ2_XXS
+ *   codec_iq1.{h,c}        the 1-bit grid i-quants: IQ1_S IQ1_M
  *   codec_*_avx2.c         the vector twins, bit-identical to the scalar references
  *   codec_kernels.{h,c}    internal: ggml's scale searches shared by the
  *                          weighted quantizers (scalar; codec_kernels_avx2.c)
@@ -23,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "codec_iq1.h"
 #include "codec_iq4nl.h"
 #include "codec_iquants.h"
 #include "codec_kquants.h"
