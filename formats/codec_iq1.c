@@ -323,34 +323,61 @@ void qk_from_float_iq1_s(const qk_kernels *kk, const float *x, void *y, int64_t 
  * with shift pattern s: bit 1 of s is group 0's minus, bit 0 group 1's. */
 static const float *iq1_m_levels(int s, int k) { return (k == 0 ? s >> 1 : s & 1) ? iq1_xm : iq1_xp; }
 
+/* Adds sorted weight j at level lev to the 4 patterns' sums: t holds
+ * (w q) x and (w q) q per j, level and shift (+: 0, -: 1); patterns 0..3 are
+ * the (group 0, group 1) shifts ++, +-, -+, --. */
+typedef struct {
+    float qx[16][3][2], q2[16][3][2];
+    int second[16]; /* the weight is in group 1 */
+} iq1_m_terms;
+
+static inline void iq1_m_add(const iq1_m_terms *t, int j, int lev, float sqx[4], float sq2[4]) {
+    const int s = t->second[j];
+    sqx[0] += t->qx[j][lev][0];
+    sq2[0] += t->q2[j][lev][0];
+    sqx[3] += t->qx[j][lev][1];
+    sq2[3] += t->q2[j][lev][1];
+    sqx[1] += t->qx[j][lev][s];
+    sq2[1] += t->q2[j][lev][s];
+    sqx[2] += t->qx[j][lev][!s];
+    sq2[2] += t->q2[j][lev][!s];
+}
+
 /* One 16-weight sub-block of IQ1_M (ggml quantize_row_iq1_m_impl): as IQ1_S
  * but each of the two groups of 8 has its own shift, so every split is
- * scored for the 4 shift patterns, with the sums accumulated weight by
- * weight in sorted order (no prefix sums, as ggml). Writes qs and the low
- * qh bits; returns the scale, *shift gets the pattern 0..3. */
+ * scored for the 4 shift patterns, each sum accumulated weight by weight in
+ * sorted order from 0 (as ggml; the sums of the weights below i1 and below
+ * i2 are shared between splits since they are the same float additions).
+ * Writes qs and the low qh bits; returns the scale, *shift gets the pattern
+ * 0..3. */
 static float iq1_m_sub_block(const float *xb, const float *weight, float max, block_iq1_m *y, int ib, int *shift) {
     iq1_pair p[16];
     int8_t L[16];
+    iq1_m_terms t;
     iq1_sort(xb, 16, p);
+    for (int j = 0; j < 16; ++j) {
+        const int i = p[j].i;
+        t.second[j] = i >= 8;
+        for (int lev = 0; lev < 3; ++lev) {
+            const float wp = weight[i] * iq1_xp[lev], wm = weight[i] * iq1_xm[lev];
+            t.qx[j][lev][0] = wp * xb[i];
+            t.q2[j][lev][0] = wp * iq1_xp[lev];
+            t.qx[j][lev][1] = wm * xb[i];
+            t.q2[j][lev][1] = wm * iq1_xm[lev];
+        }
+    }
     float best_score = -FLT_MAX, scale = max;
     int best1 = 0, best2 = 0, best_k = 0;
+    float p0qx[4] = {0}, p0q2[4] = {0}; /* weights j < i1 at level 0 */
     for (int i1 = 0; i1 <= 16; ++i1) {
+        float rqx[4], rq2[4]; /* then i1 <= j < i2 at level 1 */
+        memcpy(rqx, p0qx, sizeof rqx);
+        memcpy(rq2, p0q2, sizeof rq2);
         for (int i2 = i1; i2 <= 16; ++i2) {
-            float sumqx[4] = {0}, sumq2[4] = {0};
-            for (int j = 0; j < 16; ++j) {
-                const int i = p[j].i, lev = j < i1 ? 0 : j < i2 ? 1 : 2;
-                const float wp = weight[i] * iq1_xp[lev], wm = weight[i] * iq1_xm[lev];
-                /* patterns 0..3 = (group 0, group 1) shifts ++, +-, -+, -- */
-                const int second = i >= 8;
-                sumqx[0] += wp * xb[i];
-                sumq2[0] += wp * iq1_xp[lev];
-                sumqx[3] += wm * xb[i];
-                sumq2[3] += wm * iq1_xm[lev];
-                sumqx[1] += (second ? wm : wp) * xb[i];
-                sumq2[1] += second ? wm * iq1_xm[lev] : wp * iq1_xp[lev];
-                sumqx[2] += (second ? wp : wm) * xb[i];
-                sumq2[2] += second ? wp * iq1_xp[lev] : wm * iq1_xm[lev];
-            }
+            float sumqx[4], sumq2[4]; /* then j >= i2 at level 2 */
+            memcpy(sumqx, rqx, sizeof sumqx);
+            memcpy(sumq2, rq2, sizeof sumq2);
+            for (int j = i2; j < 16; ++j) iq1_m_add(&t, j, 2, sumqx, sumq2);
             for (int k = 0; k < 4; ++k) {
                 if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best_score * sumq2[k]) {
                     scale = sumqx[k] / sumq2[k];
@@ -360,7 +387,9 @@ static float iq1_m_sub_block(const float *xb, const float *weight, float max, bl
                     best_k = k;
                 }
             }
+            if (i2 < 16) iq1_m_add(&t, i2, 1, rqx, rq2);
         }
+        if (i1 < 16) iq1_m_add(&t, i1, 0, p0qx, p0q2);
     }
     iq1_split_levels(p, 16, best1, best2, L);
     if (scale < 0) {
