@@ -47,10 +47,12 @@ enum {
     QF_FTYPE_MOSTLY_Q6_K = 18,
     QF_FTYPE_MOSTLY_IQ2_XXS = 19,
     QF_FTYPE_MOSTLY_IQ3_XS = 22,
+    QF_FTYPE_MOSTLY_IQ1_S = 24,
     QF_FTYPE_MOSTLY_IQ4_NL = 25,
     QF_FTYPE_MOSTLY_IQ3_S = 26,
     QF_FTYPE_MOSTLY_IQ3_M = 27,
     QF_FTYPE_MOSTLY_IQ4_XS = 30,
+    QF_FTYPE_MOSTLY_IQ1_M = 31,
     QF_FTYPE_MOSTLY_BF16 = 32,
 };
 
@@ -70,7 +72,7 @@ const qf_quant_preset *qf_quant_presets(size_t *n);
 /* Preset by name (case-insensitive), or NULL. */
 const qf_quant_preset *qf_quant_preset_find(const char *name);
 /* 1 if llama-quantize refuses the preset without an imatrix whatever the
- * model (IQ2_XXS; llama.cpp also lists IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
+ * model (IQ2_XXS, IQ1_S, IQ1_M; llama.cpp also lists IQ2_XS, IQ2_S, Q2_K_S). */
 int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
 
 /* ---------------- per-tensor rules (mix.c) ---------------- */
