@@ -24,6 +24,9 @@ CTX=${CTX:-512}
 TYPE=${TYPE:-Q4_K_M}
 LAYERS=${LAYERS:-11 22}
 CELLS=${CELLS:-gptq peer awq}
+# SHAPE=mid: a smaller Llama shape (hidden 1024, ff 2816, 16/4 heads, vocab 32000) generated at
+# every depth in LAYERS, for quick depth checks of peak RSS; default the 1.1B shape
+SHAPE=${SHAPE:-1b}
 CALIB_TEXT=${CALIB_TEXT:-$QF_DATA/corpus/wikitext-2-raw/wiki.test.raw}
 logs=$WORK/logs-gptq; rm -rf "$logs"
 mkdir -p "$logs"
@@ -37,15 +40,17 @@ have_qf qforge-quantize || exit 0
 
 # model_for L: sets MODEL to the F16 GGUF of the 1.1B shape with L layers.
 model_for() {
-  if [ "$1" = 22 ]; then gguf_1b_f16; MODEL=$GGUF_1B_F16; return 0; fi
-  local hf=$WORK/tinyllama-1b-${1}l
-  MODEL=$WORK/tinyllama-1b-${1}l-F16.gguf
+  local dims="--hidden 2048 --heads 32 --kv-heads 4 --ff 5632" tag=tinyllama-1b
+  [ "$SHAPE" = mid ] && dims="--hidden 1024 --heads 16 --kv-heads 4 --ff 2816" && tag=llama-mid
+  if [ "$1" = 22 ] && [ "$SHAPE" != mid ]; then gguf_1b_f16; MODEL=$GGUF_1B_F16; return 0; fi
+  local hf=$WORK/$tag-${1}l
+  MODEL=$WORK/$tag-${1}l-F16.gguf
   [ -f "$MODEL" ] && return 0
   if [ ! -f "$hf/.complete" ]; then
-    note "generating $hf (1.1B shape, $1 layers)"
+    note "generating $hf ($tag shape, $1 layers)"
     rm -rf "$hf"
-    "$QF_TOOLS/gen_synth_model" --arch llama --out "$hf" --hidden 2048 --layers "$1" --heads 32 --kv-heads 4 \
-      --ff 5632 --vocab 32000 --dtype bf16 --shards 1 --ctx 2048 >&2 || die "gen_synth_model failed"
+    "$QF_TOOLS/gen_synth_model" --arch llama --out "$hf" $dims --layers "$1" \
+      --vocab 32000 --dtype bf16 --shards 1 --ctx 2048 >&2 || die "gen_synth_model failed"
     touch "$hf/.complete"
   fi
   "$QF_BIN/qforge-convert" "$hf" -o "$MODEL" --outtype f16 --threads "$THREADS" --quiet || die "qforge-convert $hf failed"
@@ -55,7 +60,7 @@ model_for() {
 deepest=$(printf '%s\n' $LAYERS | sort -n | tail -1)
 out=$WORK/gptq-out.gguf
 peer=0; want peer && have_peer llama-perplexity && peer=1
-declare -A W R FW SW TOK PT
+declare -A W R FW SW TOK PT PR
 for rep in $(seq 1 "$REPS"); do
   for L in $LAYERS; do
     model_for "$L"
@@ -68,6 +73,9 @@ for rep in $(seq 1 "$REPS"); do
       if timed "$logs/$rep-$m-$L.log" "$QF_BIN/qforge-quantize" "$MODEL" "$out" "$TYPE" --method "$m" --calib "$CALIB_TEXT" \
            --calib-ctx "$CTX" --calib-chunks "$CHUNKS" --threads "$THREADS" --json; then
         W[$k]+="$T_WALL "; R[$k]+="$T_RSS "
+        [ "$m" = gptq ] && PR[$k]=$("$QF_BIN/qforge-quantize" "$MODEL" "$out" "$TYPE" --method gptq --calib "$CALIB_TEXT" \
+          --calib-ctx "$CTX" --calib-chunks "$CHUNKS" --threads "$THREADS" --dry-run --json 2>/dev/null |
+          sed -n 's/.*"peak_rss": \([0-9]*\).*/\1/p')
         FW[$k]+="$(jnum "$logs/$rep-$m-$L.log" forward_seconds) "
         if [ "$m" = awq ]; then SW[$k]+="$(jnum "$logs/$rep-$m-$L.log" search_seconds) "
         else SW[$k]+="$(jnum "$logs/$rep-$m-$L.log" solve_seconds) "; fi
@@ -85,19 +93,20 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 
-echo "Model: the TinyLlama-1.1B-shaped synthetic model (hidden 2048, ff 5632, 32/4 heads, vocab 32000, random"
+if [ "$SHAPE" = mid ]; then echo "Model: a Llama-shaped synthetic model (hidden 1024, ff 2816, 16/4 heads, vocab 32000, random"
+else echo "Model: the TinyLlama-1.1B-shaped synthetic model (hidden 2048, ff 5632, 32/4 heads, vocab 32000, random"; fi
 echo "BF16 weights, F16 GGUF), target $TYPE, calibration $(basename "$CALIB_TEXT"): $CHUNKS chunks of $CTX tokens,"
 echo "$THREADS threads, median of $REPS run(s). Loss and quality are not measured here (random weights)."
 echo
 if want gptq; then
-  echo "| layers | method | wall s | peak RSS MiB | forward s | forward tok/s | solve s | solve s / layer |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| layers | method | wall s | peak RSS MiB | --dry-run predicted MiB | forward s | forward tok/s | solve s | solve s / layer |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for L in $LAYERS; do
     for m in gptq awq awq+gptq; do
       k="$m|$L"; [ -n "${W[$k]:-}" ] || continue
       f=$(med "${FW[$k]}"); s=$(med "${SW[$k]}")
       tps=$(awk -v t="${TOK[$k]:-}" -v f="$f" 'BEGIN { if (t == "" || f == "-" || f == 0) print "-"; else printf "%.0f", t / f }')
-      echo "| $L | $m | $(fmt 1 "$(med "${W[$k]}")") | $(mib "$(med "${R[$k]}")") | $(fmt 1 "$f") | $tps | $(fmt 1 "$s")$([ "$m" = awq ] && echo " (search)") | $(awk -v s="$s" -v l="$L" 'BEGIN { if (s == "-") print "-"; else printf "%.2f", s / l }') |"
+      echo "| $L | $m | $(fmt 1 "$(med "${W[$k]}")") | $(mib "$(med "${R[$k]}")") | $(awk -v b="${PR[$k]:-}" 'BEGIN { if (b == "") print "-"; else printf "%.0f", b / 1048576 }') | $(fmt 1 "$f") | $tps | $(fmt 1 "$s")$([ "$m" = awq ] && echo " (search)") | $(awk -v s="$s" -v l="$L" 'BEGIN { if (s == "-") print "-"; else printf "%.2f", s / l }') |"
     done
   done
   echo
