@@ -41,8 +41,10 @@ for L in $LAYERS70; do
        --chunks "$CHUNKS" -t "$THREADS" --quiet; then
     echo "| $L | calibrate (imatrix) | $(fmt 1 "$T_WALL") | $(mib "$T_RSS") | |"
   fi
-  if timed "$logs/$L-gptq.log" "$QF_BIN/qforge-quantize" "$GGUF_70B_F16" "$q" "$TYPE" --method gptq --calib "$CALIB_TEXT" \
+  if ! timed "$logs/$L-gptq.log" "$QF_BIN/qforge-quantize" "$GGUF_70B_F16" "$q" "$TYPE" --method gptq --calib "$CALIB_TEXT" \
        --calib-ctx "$CTX" --calib-chunks "$CHUNKS" --threads "$THREADS" --json; then
+    echo "| $L | quantize --method gptq | $(fmt 1 "$T_WALL") | $(mib "$T_RSS") | did not finish ($(sed -n 's/^Command terminated by //p;s/^.*Exit status: \([1-9].*\)/exit \1/p' "$logs/$L-gptq.log.time" | head -1)): wall and peak RSS up to the stop |"
+  else
     GW[$L]=$T_WALL; GR[$L]=$T_RSS
     echo "| $L | quantize --method gptq | $(fmt 1 "$T_WALL") | $(mib "$T_RSS") | forward $(fmt 1 "$(jnum "$logs/$L-gptq.log" forward_seconds)") s, solve $(fmt 1 "$(jnum "$logs/$L-gptq.log" solve_seconds)") s; output $(gib "$(bytes_of "$q")") GiB |"
     if timed "$logs/$L-verify-base.log" "$QF_BIN/qforge-verify" "$GGUF_70B_F16" -f "$CALIB_TEXT" -c "$CTX" --chunks "$CHUNKS" \
