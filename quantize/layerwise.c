@@ -178,7 +178,7 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
 /* H := 0 by returning its pages (they read as zeros again), so that only the
  * part an accumulation writes, the lower triangle, becomes resident. */
 static void h_clear(run *r) {
-    madvise(r->H, r->h_bytes, MADV_DONTNEED);
+    if (madvise(r->H, r->h_bytes, MADV_DONTNEED) != 0) memset(r->H, 0, r->h_bytes);
 }
 
 /* Drop the resident pages of block l's weights: the F32 copies (written

@@ -18,8 +18,12 @@
  *
  * Memory: the hidden states (4 * n_chunks * ctx * n_embd B) stay in RAM up
  * to mem_budget and are otherwise kept in an unlinked temporary file
- * (mapped; the kernel pages it), plus one block's weights as F32, the
- * group's H (8 * n_in^2 B), the engine for one chunk.
+ * (mapped; the kernel pages it), plus the group's H (8 * n_in^2 B; while it
+ * accumulates only its lower triangle is resident) and the engine for one
+ * chunk. The block's weights as F32 live in another unlinked file: a group's
+ * own are converted just before its function runs, and the resident pages
+ * of the F32 weights, of H and of the model's mapping are given back after
+ * each pass and group, so the resident set does not grow with depth.
  * Bytes: everything is deterministic for any thread count (engine, syrk).
  */
 #ifndef QF_LAYERWISE_H
