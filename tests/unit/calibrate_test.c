@@ -72,6 +72,21 @@ static void test_kernels_match_reference(qf_test *t) {
         qf_syrk_lower_ref(a, x + 1, T - 1, n); /* a second, unaligned call accumulates */
         qf_syrk_lower(b, x + 1, T - 1, n, nt);
         CHECK(t, memcmp(a, b, (size_t)(n * n) * sizeof *a) == 0, "syrk T=%lld n=%lld threads %d", (long long)T, (long long)n, nt);
+        /* row panels of 32 and 64 rows give the same rows, bit for bit */
+        for (int64_t pr = 32; pr <= 64; pr += 32) {
+            double *p = calloc((size_t)(pr * n), sizeof *p);
+            REQUIRE(t, p, "alloc");
+            int same = 1;
+            for (int64_t i0 = 0; i0 < n; i0 += pr) {
+                const int64_t i1 = i0 + pr < n ? i0 + pr : n;
+                memset(p, 0, (size_t)(pr * n) * sizeof *p);
+                qf_syrk_lower_rows(p, x, T, n, i0, i1, nt);
+                qf_syrk_lower_rows(p, x + 1, T - 1, n, i0, i1, nt);
+                same &= memcmp(p, b + i0 * n, (size_t)((i1 - i0) * n) * sizeof *p) == 0;
+            }
+            CHECK(t, same, "syrk rows %lld T=%lld n=%lld threads %d", (long long)pr, (long long)T, (long long)n, nt);
+            free(p);
+        }
         }
         int upper_zero = 1;
         for (int64_t i = 0; i < n; i++)
