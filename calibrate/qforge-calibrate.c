@@ -15,8 +15,15 @@
 #include "imatrix.h"
 #include "model.h"
 #include "text.h"
+#ifdef QF_MPI
+#include "qf_mpi.h"
+#endif
 
 #define PROG "qforge-calibrate"
+
+/* With several MPI ranks (qforge-calibrate-mpi): the chunks are split among
+ * them and rank 0 alone writes. */
+static qf_dist *g_dist;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -118,6 +125,7 @@ static int result_so_far(const partial *pt, uint32_t chunks, qf_imatrix *im, qf_
 }
 
 static int write_imatrix(const qf_imatrix *im, const char *path, int as_dat, qf_err *err) {
+    if (qf_dist_rank(g_dist) != 0) return 0;
     return as_dat ? qf_imatrix_write_dat(im, path, err) : qf_imatrix_write_gguf(im, path, err);
 }
 
@@ -279,6 +287,7 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
     qf_calib_options co = {0};
     co.process_output = process_output;
     co.n_threads = threads;
+    co.dist = g_dist;
     if (qf_calib_init(&cal, &m, &co, &err) < 0 || qf_calib_imatrix_new(&cal, &acc, &err) < 0 ||
         qf_calib_add(&cal, acc, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
@@ -307,6 +316,10 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
     }
     if (pt.err.code) {
         qf_cli_fail(PROG, "%s", pt.err.msg);
+        goto done;
+    }
+    if (qf_dist_rank(g_dist) != 0) { /* the sums are on rank 0 */
+        rc = 0;
         goto done;
     }
     if (result_so_far(&pt, (uint32_t)st.n_chunks, &im, &err) < 0) {
@@ -354,9 +367,14 @@ done:
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+#ifdef QF_MPI
+    g_dist = qf_mpi_start(&argc, &argv, PROG);
+#endif
     const char **in_files = calloc((size_t)argc, sizeof *in_files);
-    if (!in_files) return qf_cli_fail(PROG, "%s", "out of memory");
-    int rc = calibrate_main(argc, argv, in_files);
+    int rc = in_files ? calibrate_main(argc, argv, in_files) : qf_cli_fail(PROG, "%s", "out of memory");
     free(in_files);
+#ifdef QF_MPI
+    rc = qf_mpi_finish(g_dist, rc);
+#endif
     return rc;
 }

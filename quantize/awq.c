@@ -664,7 +664,7 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     qf_calib_text ct;
     state s;
     memset(&s, 0, sizeof s);
-    int rc = qf_calib_text_open(&ct, model_path, o->calib->calib_path, err);
+    int rc = qf_dist_check(o->calib->dist, qf_calib_text_open(&ct, model_path, o->calib->calib_path, err), err);
     if (rc) goto done;
     /* the scales are folded into the rows of v and up, which fused or
      * expert projections do not have on their own */
@@ -689,7 +689,7 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
         goto done;
     }
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o->calib, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o->calib, 1, on_group, &s, &st, err); /* every rank: the folds change its own state */
     if (!rc && (s.v.active || s.up.active)) rc = qf_set_err(err, QF_EINVAL, "awq: a block ended with an unfinished fold");
     if (rep) {
         rep->n_chunks = st.n_chunks;

@@ -161,7 +161,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     qf_calib_text ct;
     state s;
     memset(&s, 0, sizeof s);
-    int rc = qf_calib_text_open(&ct, model_path, o->calib_path, err);
+    int rc = qf_dist_check(o->dist, qf_calib_text_open(&ct, model_path, o->calib_path, err), err);
     if (rc) goto done;
     s.plan = plan;
     s.im = im;
@@ -173,7 +173,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
         goto done;
     }
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o, 0, on_group, &s, &st, err);
     if (rep) {
         rep->n_chunks = st.n_chunks;
         rep->n_tokens = st.n_tokens;

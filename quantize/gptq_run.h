@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "imatrix.h"
+#include "qf_dist.h"
 #include "qf_error.h"
 #include "quantize.h"
 
@@ -31,6 +32,8 @@ typedef struct qf_gptq_run_opts {
     int n_threads;            /* threads (same bytes for any count); <= 1: one */
     void (*progress)(void *user, int layer, int n_layer, const char *stage);
     void *progress_user;
+    qf_dist *dist;            /* calibration chunks split across ranks (qf_dist.h): GPTQ solves on
+                                 rank 0, which alone gets the blocks; NULL: one process */
 } qf_gptq_run_opts;
 
 typedef struct qf_gptq_tensor_report {

@@ -16,6 +16,9 @@
 
 #include "qf_cli.h"
 #include "qf_tmpfile.h"
+#ifdef QF_MPI
+#include "qf_mpi.h"
+#endif
 #include "budget.h"
 #include "ggml_types.h"
 #include "gguf.h"
@@ -585,9 +588,11 @@ static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int j
     return rc ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
-    qf_cli_wait_policy(argv);
-    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+/* With several MPI ranks (qforge-quantize-mpi): the calibration chunks of
+ * gptq / awq are split among them and rank 0 alone writes. */
+static qf_dist *g_dist;
+
+static int quantize_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) /* TYPE FP8 / FP8_DYNAMIC: the FP8 checkpoint writer */
         if (fp8_is_type(argv[i])) return fp8_main(argc, argv);
     qf_quantize_opts o;
@@ -802,6 +807,8 @@ int main(int argc, char **argv) {
     o.awq = &aopt;
     o.awq_report = &arep;
     o.gptq_report = &grep_;
+    o.dist = g_dist;
+    gopt.dist = g_dist;
 
     progress_state ps = {qf_now_seconds(), 0, 0};
     if (!quiet && !dry && isatty(STDERR_FILENO)) {
@@ -848,4 +855,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+#ifdef QF_MPI
+    g_dist = qf_mpi_start(&argc, &argv, PROG);
+#endif
+    int rc = quantize_main(argc, argv);
+#ifdef QF_MPI
+    rc = qf_mpi_finish(g_dist, rc);
+#endif
+    return rc;
 }

@@ -476,6 +476,10 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     if ((o->method == QF_QUANT_METHOD_AWQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
         (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.gptq, o->awq_report, err)))
         goto fail;
+    if (qf_dist_rank(o->dist) != 0) { /* the other ranks helped with the calibration; rank 0 writes */
+        rc = 0;
+        goto done;
+    }
     j.err = err;
     j.in = &qin.all;
     j.input = &qin;

@@ -220,6 +220,8 @@ typedef struct qf_quantize_opts {
     struct qf_gptq_report *gptq_report;  /* method GPTQ: filled with per-tensor losses (may be NULL) */
     const struct qf_awq_run_opts *awq;   /* methods AWQ, AWQ_GPTQ: options (calibration via awq->calib) */
     struct qf_awq_report *awq_report;    /* methods AWQ, AWQ_GPTQ: per-group alphas and losses (may be NULL) */
+    struct qf_dist *dist;                /* several ranks (qf_dist.h): the calibration is split (pass the same
+                                            to gptq->dist), rank 0 alone writes; NULL: one process */
 } qf_quantize_opts;
 
 void qf_quantize_opts_init(qf_quantize_opts *o); /* zero, types -1 */
