@@ -43,8 +43,10 @@ int qf_dist_same(qf_dist *d, const void *data, size_t bytes, const char *what, q
     const uint64_t mine[2] = {(uint64_t)bytes, fnv1a(data, bytes)};
     uint64_t root[2] = {mine[0], mine[1]};
     qf_dist_bcast(d, root, sizeof root);
-    if (root[0] != mine[0] || root[1] != mine[1])
-        return qf_set_err(err, QF_EMISMATCH, "%s differs from rank 0's (%llu vs %llu bytes)", what,
+    if (root[0] != mine[0])
+        return qf_set_err(err, QF_EMISMATCH, "%s differs from rank 0's (%llu bytes, rank 0 %llu)", what,
                           (unsigned long long)mine[0], (unsigned long long)root[0]);
+    if (root[1] != mine[1])
+        return qf_set_err(err, QF_EMISMATCH, "%s differs from rank 0's (same length, other content)", what);
     return 0;
 }

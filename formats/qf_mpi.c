@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <time.h>
 
 #define PIECE_DOUBLES ((size_t)1 << 24) /* per message: MPI counts are int */
 #define PIECE_BYTES ((size_t)1 << 30)
@@ -28,9 +29,23 @@ static void die(const char *what) {
     exit(1);
 }
 
+/* Wait for r, sleeping between polls (up to 1 ms): a rank waiting for rank
+ * 0's solve leaves the cores to it instead of spinning in MPI's busy wait. */
+static void wait_idle(MPI_Request *r) {
+    struct timespec ts = {0, 1000};
+    for (int done = 0;;) {
+        MPI_Test(r, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        nanosleep(&ts, NULL);
+        if (ts.tv_nsec < 1000000) ts.tv_nsec *= 2;
+    }
+}
+
 static int agree(qf_dist *d, int failed) {
     int mine = failed ? d->rank : d->size, lowest = d->size;
-    MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Request r;
+    MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r);
+    wait_idle(&r);
     return lowest < d->size ? lowest : -1;
 }
 
@@ -41,14 +56,18 @@ static void reduce_ordered(qf_dist *d, double *acc, const double *part, size_t n
     for (size_t i0 = 0; i0 < n; i0 += PIECE_DOUBLES) {
         const size_t m = n - i0 < PIECE_DOUBLES ? n - i0 : PIECE_DOUBLES;
         if (d->rank != 0) {
-            MPI_Send(part + i0, (int)m, MPI_DOUBLE, 0, TAG_PART, MPI_COMM_WORLD);
+            MPI_Request q;
+            MPI_Isend(part + i0, (int)m, MPI_DOUBLE, 0, TAG_PART, MPI_COMM_WORLD, &q);
+            wait_idle(&q);
             continue;
         }
         for (size_t i = 0; i < m; i++) acc[i0 + i] += part[i0 + i];
         if (n_parts > 1 && !g.scratch && !(g.scratch = malloc(PIECE_DOUBLES * sizeof *g.scratch)))
             die("out of memory for a reduction buffer");
         for (int r = 1; r < n_parts; r++) {
-            MPI_Recv(g.scratch, (int)m, MPI_DOUBLE, r, TAG_PART, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Request q;
+            MPI_Irecv(g.scratch, (int)m, MPI_DOUBLE, r, TAG_PART, MPI_COMM_WORLD, &q);
+            wait_idle(&q);
             for (size_t i = 0; i < m; i++) acc[i0 + i] += g.scratch[i];
         }
     }
@@ -57,7 +76,9 @@ static void reduce_ordered(qf_dist *d, double *acc, const double *part, size_t n
 static void bcast(qf_dist *d, void *buf, size_t bytes) {
     for (size_t o = 0; o < bytes; o += PIECE_BYTES) {
         const size_t m = bytes - o < PIECE_BYTES ? bytes - o : PIECE_BYTES;
-        MPI_Bcast((char *)buf + o, (int)m, MPI_BYTE, 0, MPI_COMM_WORLD);
+        MPI_Request r;
+        MPI_Ibcast((char *)buf + o, (int)m, MPI_BYTE, 0, MPI_COMM_WORLD, &r);
+        wait_idle(&r);
     }
 }
 
@@ -145,10 +166,9 @@ int qf_mpi_finish(qf_dist *d, int rc) {
         if (k >= 0) fprintf(stderr, "%s: error: rank %d: %s\n", g.prog, k, cause);
         if (k == 0 && rc > 1) code = rc; /* usage */
     }
-    MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
     free(text);
     free(g.scratch);
     fclose(g.cap);
     MPI_Finalize();
-    return code;
+    return d->rank == 0 ? code : 0; /* rank 0's code is the job's (mpirun reports the first non-zero) */
 }

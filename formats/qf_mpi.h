@@ -21,8 +21,8 @@
 qf_dist *qf_mpi_start(int *argc, char ***argv, const char *prog);
 
 /* Agree on rc across the ranks, print the job's error line on rank 0,
- * MPI_Finalize; returns the exit code of this process (the same on every
- * rank: rank 0's). */
+ * MPI_Finalize; returns the exit code of this process: the job's on rank 0,
+ * 0 on the others (mpirun then exits with rank 0's). */
 int qf_mpi_finish(qf_dist *d, int rc);
 
 #endif
