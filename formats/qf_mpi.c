@@ -158,12 +158,14 @@ int qf_mpi_finish(qf_dist *d, int rc) {
     if (d->rank == 0) {
         char pre[256];
         snprintf(pre, sizeof pre, "%s: error: ", g.prog);
-        for (const char *p = text ? text : ""; *p;) { /* rank 0's other lines: warnings, usage */
+        int shown = 0;
+        for (const char *p = text ? text : ""; *p;) { /* rank 0's lines; its error line tagged, in place */
             const size_t len = strcspn(p, "\n");
             if (strncmp(p, pre, strlen(pre)) != 0) fprintf(stderr, "%.*s\n", (int)len, p);
+            else if (k == 0 && !shown++) fprintf(stderr, "%s: error: rank 0: %s\n", g.prog, cause);
             p += len + (p[len] == '\n');
         }
-        if (k >= 0) fprintf(stderr, "%s: error: rank %d: %s\n", g.prog, k, cause);
+        if (k > 0 || (k == 0 && !shown)) fprintf(stderr, "%s: error: rank %d: %s\n", g.prog, k, cause);
         if (k == 0 && rc > 1) code = rc; /* usage */
     }
     free(text);

@@ -594,7 +594,7 @@ static qf_dist *g_dist;
 
 static int quantize_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) /* TYPE FP8 / FP8_DYNAMIC: the FP8 checkpoint writer */
-        if (fp8_is_type(argv[i])) return fp8_main(argc, argv);
+        if (fp8_is_type(argv[i])) return qf_dist_rank(g_dist) ? 0 : fp8_main(argc, argv); /* not split: rank 0's */
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
@@ -766,7 +766,7 @@ static int quantize_main(int argc, char **argv) {
         }
         o.out_path = pos[1];
         o.preset = qf_quant_preset_find("Q4_K_M"); /* method rule of the K-quant mixes (qf_quant_method_searches) */
-        rc = run_budget(&o, &ba, dry, json, quiet);
+        rc = qf_dist_rank(g_dist) ? 0 : run_budget(&o, &ba, dry, json, quiet); /* not split: rank 0's */
         free(ovs);
         free(bsnap);
         return rc;
@@ -809,6 +809,13 @@ static int quantize_main(int argc, char **argv) {
     o.gptq_report = &grep_;
     o.dist = g_dist;
     gopt.dist = g_dist;
+    if (qf_dist_rank(g_dist) != 0 && (dry || (o.method != QF_QUANT_METHOD_GPTQ && !awq))) {
+        /* only the calibration of gptq / awq is split; rank 0 does the rest */
+        free(snapshot);
+        for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
+        free(ovs);
+        return 0;
+    }
 
     progress_state ps = {qf_now_seconds(), 0, 0};
     if (!quiet && !dry && isatty(STDERR_FILENO)) {
