@@ -408,11 +408,7 @@ int qf_matmul(const qf_weight *w, const float *x, int64_t T, float *y, int n_thr
     const size_t row_floats = (size_t)n_in;
     const int pack = !is_f32;
 #endif
-    int64_t R = TILE_FLOATS / n_in;
-    int64_t per_thread = (n_out + n_threads - 1) / n_threads;
-    if (R > per_thread) R = per_thread;
-    R = (R + row_step - 1) / row_step * row_step;
-    if (R < row_step) R = row_step;
+    const int64_t R = qf_tile_rows(TILE_FLOATS / n_in, n_out, n_threads, row_step);
     const int64_t n_tiles = (n_out + R - 1) / R;
 
     int failed = 0;

@@ -770,11 +770,7 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     }
 #endif
     /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */
-    int64_t R = (int64_t)(TILE_BYTES / L.bytes);
-    const int64_t per_thread = (n_out + n_threads - 1) / n_threads;
-    if (R > per_thread) R = per_thread;
-    R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
-    if (R < MAX_NR) R = MAX_NR;
+    const int64_t R = qf_tile_rows((int64_t)(TILE_BYTES / L.bytes), n_out, n_threads, MAX_NR);
     const int64_t n_tiles = (n_out + R - 1) / R;
 
     int failed = 0;
