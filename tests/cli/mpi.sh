@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mpi.sh - the MPI builds (make MPI=1: qforge-calibrate-mpi, qforge-quantize-mpi)
 # under mpirun -np 2: the imatrix of qforge-calibrate and the GPTQ and AWQ
-# files of qforge-quantize are byte-identical to -np 1 and to the plain
+# files of qforge-quantize are byte-identical to -np 1 (up to 4) and to the plain
 # (MPI-free) programs, whose chunk-order sums they share; a rank given a
 # missing calibration file, or another text than rank 0's, fails the whole
 # job with exit 1, one "error: rank K:" line and no output file. SKIP when
@@ -56,7 +56,7 @@ same_bytes calibrate-np1-np2-np3-plain "$TMP/cal-plain.gguf" "$TMP/cal-np1.gguf"
 "${MPIRUN[@]}" -np 2 "$CALM" "$QF_DATA/$TS3M" "${C[@]}" --process-output -o "$TMP/po-np2.dat" >/dev/null 2>&1
 same_bytes calibrate-process-output-dat-np2-plain "$TMP/po-plain.dat" "$TMP/po-np2.dat"
 
-# ---- qforge-quantize: gptq (Q4_K_M of tinystories-distill-3M: q4_K / q6_K grids), awq+gptq
+# ---- qforge-quantize: gptq (Q4_K_M of tinystories-distill-3M: q4_K / q6_K grids; stories260K Q4_0), awq+gptq
 G=(--calib "$CALF" --calib-ctx 128 --calib-chunks 3 --quiet -t 1)
 "$Q" "$QF_DATA/$TS3M" "$TMP/gptq-plain.gguf" Q4_K_M --method gptq "${G[@]}" >/dev/null 2>"$TMP/err" ||
   fail gptq "plain: $(cat "$TMP/err")"
@@ -65,6 +65,10 @@ for np in 1 2; do
     >/dev/null 2>"$TMP/err" || fail "gptq-np$np" "$(head -n 3 "$TMP/err")"
 done
 same_bytes gptq-np1-np2-plain "$TMP/gptq-plain.gguf" "$TMP/gptq-np1.gguf" "$TMP/gptq-np2.gguf"
+# more ranks than chunks: rank 3 holds none and still takes part
+"$Q" "$M" "$TMP/s-plain.gguf" Q4_0 --method gptq "${G[@]}" >/dev/null 2>&1
+"${MPIRUN[@]}" -np 4 "$QM" "$M" "$TMP/s-np4.gguf" Q4_0 --method gptq "${G[@]}" >/dev/null 2>&1
+same_bytes gptq-np4-3-chunks-plain "$TMP/s-plain.gguf" "$TMP/s-np4.gguf"
 "$Q" "$M" "$TMP/awq-plain.gguf" Q4_0 --method awq+gptq "${G[@]}" >/dev/null 2>&1
 "${MPIRUN[@]}" -np 2 "$QM" "$M" "$TMP/awq-np2.gguf" Q4_0 --method awq+gptq "${G[@]}" >/dev/null 2>&1
 same_bytes awq+gptq-np2-plain "$TMP/awq-plain.gguf" "$TMP/awq-np2.gguf"
