@@ -66,8 +66,10 @@ static void usage(FILE *f) {
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the model file (mapped) + the text (with --chunks N, about what N chunks\n"
             "need) + 4 bytes per token + the engine for one chunk (KV cache n_layer * ctx *\n"
-            "(k+v width) * 4 bytes, activations min(ctx,512) * widest layer * ~40 bytes) + 8\n"
-            "bytes per input column of every collected weight. The text needs at least one chunk (ctx tokens).\n"
+            "(k+v width) * 4 bytes, activations min(ctx,512) * widest layer * ~40 bytes) + 16\n"
+            "bytes per input column of every collected weight (a chunk's sums and the total). The\n"
+            "text needs at least one chunk (ctx tokens). The MPI build (qforge-calibrate-mpi, make\n"
+            "MPI=1) splits the chunks across mpirun's ranks, same bytes for any count (docs/mpi.md).\n"
             "\n"
             "Progress (chunk n/N, tokens/s, ETA) goes to stderr when it is a terminal; the summary\n"
             "to stdout. Exit 0 ok, 1 failure, 2 usage.\n");

@@ -159,7 +159,10 @@ static void usage(FILE *fp) {
             "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
             "quantized linears, until written).\n"
             "--method awq / awq+gptq: as gptq, plus a block's v and up as F32 and two input\n"
-            "Hessians (awq+gptq).\n");
+            "Hessians (awq+gptq).\n"
+            "The calibration sums a chunk's Hessian in row panels of at most 64 MiB. The MPI build\n"
+            "(qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration chunks across mpirun's\n"
+            "ranks, same bytes for any count (docs/mpi.md).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
