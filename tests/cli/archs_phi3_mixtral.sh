@@ -4,8 +4,8 @@
 # PROVENANCE.md there):
 #   - convert: F32 and F16 files byte-identical to the converter's oracles;
 #   - verify: perplexity (c=128, 20 chunks) within 0.1% of llama-perplexity's
-#     (ref.json), the HF directories too (phi3), greedy text equal to
-#     llama-simple's;
+#     (ref.json), the HF directories too (phi3; mixtral against its converted
+#     BF16 file, and its imatrix), greedy text equal to llama-simple's;
 #   - quantize --method exact: byte-identical to llama-quantize on the
 #     converted files, and on a synthetic 8-expert model (the n_expert == 8
 #     rules: attn_v/attn_k Q8_0, attn_output Q5_K);
@@ -61,8 +61,24 @@ for a in phi3 phi3-longrope; do
   if [ -n "$got" ] && within "$got" "$want" 1e-3; then pass "ppl-hf-$a ($got vs $want)"
   else fail "ppl-hf-$a" "qforge $got vs llama-perplexity $want"; fi
 done
+# Mixtral from its HF directory (separate expert matrices, BF16 router read
+# as F32 as the converter writes it): the perplexity of the BF16 GGUF the
+# converter makes (only the q/k permutation's summation order differs), and
+# the imatrix of that file
 if need_data hf-mixtral "$A/mixtral/hf"; then
-  expect_exit verify-hf-mixtral 1 "runs from a GGUF file only; convert" -- "$VER" "$QF_DATA/$A/mixtral/hf" -f "$TXT" -c 128
+  "$CONV" "$QF_DATA/$A/mixtral/hf" -o "$TMP/mixtral-bf16.gguf" --outtype bf16 --quiet
+  want=$(ppl_of "$TMP/mixtral-bf16.gguf" -f "$TXT" -c 128 --chunks 20 -t 2)
+  got=$(ppl_of "$QF_DATA/$A/mixtral/hf" -f "$TXT" -c 128 --chunks 20 -t 2)
+  if [ -n "$got" ] && [ -n "$want" ] && within "$got" "$want" 1e-4; then pass "ppl-hf-mixtral ($got vs GGUF $want)"
+  else fail "ppl-hf-mixtral" "HF dir '$got' vs converted GGUF '$want'"; fi
+  if [ -x "$QF_TOOLS/imatrix_compare" ] &&
+     "$CAL" "$QF_DATA/$A/mixtral/hf" -f "$TXT" -c 128 --chunks 8 --quiet -o "$TMP/hf.dat" &&
+     "$CAL" "$TMP/mixtral-bf16.gguf" -f "$TXT" -c 128 --chunks 8 --quiet -o "$TMP/gguf.dat" &&
+     out=$("$QF_TOOLS/imatrix_compare" "$TMP/hf.dat" "$TMP/gguf.dat" --same-ncall --tol 2e-3 --mean-tol 1e-4); then
+    pass "calibrate-hf-mixtral ($out)"
+  else
+    fail "calibrate-hf-mixtral" "${out:-calibrate failed on the HF directory}"
+  fi
 fi
 
 # exact quantize against llama-quantize
@@ -171,6 +187,8 @@ if need_data missing-expert "$A/mixtral/hf" && [ -x "$QF_TOOLS/st_edit" ]; then
   "$QF_TOOLS/st_edit" "$QF_DATA/$A/mixtral/hf/model-00001-of-00002.safetensors" "$TMP/mx/model-00001-of-00002.safetensors" \
     --drop model.layers.0.block_sparse_moe.experts.3.w2.weight >/dev/null 2>&1
   expect_exit missing-expert 1 "block 0 has 11 of its 12 expert matrices" -- "$CONV" "$TMP/mx" -o "$TMP/mx.gguf"
+  expect_exit missing-expert-verify 1 "missing expert 3 of tensor 'blk.0.ffn_down_exps.weight'" -- \
+    "$VER" "$TMP/mx" -f "$TXT" -c 128
   [ -e "$TMP/mx.gguf" ] && fail missing-expert-output "a partial output was left" || pass missing-expert-output
 fi
 finish
