@@ -314,12 +314,15 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
         const qf_gptq_report *g = o->gptq_report;
         fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
-                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"tensors\": [",
+                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"experts_without_tokens\": %d, "
+                "\"tensors\": [",
                 (long long)g->n_chunks, (long long)g->n_tokens, (unsigned long long)g->hidden_bytes,
-                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried);
+                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried, g->no_token_experts);
         for (size_t i = 0; i < g->n; i++) {
             fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
             qf_cli_json_str(fp, g->t[i].name);
+            if (g->t[i].expert >= 0)
+                fprintf(fp, ", \"expert\": %d, \"no_tokens\": %s", g->t[i].expert, g->t[i].no_tokens ? "true" : "false");
             fprintf(fp, ", \"type\": \"%s\", \"loss\": %.6g, \"loss_rtn\": %.6g, \"damp\": %g, \"retries\": %d}",
                     tname(g->t[i].type), g->t[i].loss, g->t[i].loss_rtn, g->t[i].damp, g->t[i].retries);
         }
@@ -353,11 +356,15 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
             lg += g->t[i].loss;
             lr += g->t[i].loss_rtn;
         }
+        const size_t n_solved = g->n - (size_t)g->no_token_experts; /* the others have no loss */
         printf("  gptq:      %zu tensors, mean relative output error %.4g (round-to-nearest %.4g);\n"
                "             %lld chunks, %lld tokens; forward %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
-               g->n, g->n ? lg / (double)g->n : 0.0, g->n ? lr / (double)g->n : 0.0, (long long)g->n_chunks,
+               n_solved, n_solved ? lg / (double)n_solved : 0.0, n_solved ? lr / (double)n_solved : 0.0, (long long)g->n_chunks,
                (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
                g->spilled ? "; hidden states spilled to disk" : "");
+        if (g->no_token_experts)
+            printf("  gptq:      %d expert matrices saw no calibration token: quantized without GPTQ, as the usual path does\n",
+                   g->no_token_experts);
     }
     if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ)) {
         const qf_awq_report *a = o->awq_report;

@@ -10,8 +10,10 @@
 #     converted files, and on a synthetic 8-expert model (the n_expert == 8
 #     rules: attn_v/attn_k Q8_0, attn_output Q5_K);
 #   - calibrate: the imatrix of llama-imatrix (per-expert counts for MoE);
-#   - gptq runs on phi3 and beats exact Q4_K_M in KLD; awq (phi3, MoE) and
-#     gptq (MoE) refuse with one line;
+#   - gptq runs on phi3 and beats exact Q4_K_M in KLD; gptq on mixtral
+#     (per-expert Hessians) loads in llama-perplexity with a KLD not above
+#     search's, and experts without tokens are written as exact; awq (phi3,
+#     MoE) refuses with one line;
 #   - FP8_DYNAMIC keeps fused qkv and experts in BF16 (listed in "ignore").
 . "$(dirname "$0")/../lib.sh"
 QF_TOOLS=${QF_TOOLS:-build/tools}
@@ -152,8 +154,55 @@ if [ -f "$TMP/phi3-f32.gguf" ]; then
 fi
 if [ -f "$TMP/mixtral-f32.gguf" ]; then
   CALIB=$QF_DATA/corpus/tinystories-gen/train.txt
-  expect_exit gptq-mixtral 1 "mixture-of-experts models \(4 experts\) are not supported by the layer-wise GPTQ/AWQ" -- \
-    "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method gptq --calib "$CALIB"
+  # GPTQ with per-expert Hessians: llama-perplexity loads the file, and its
+  # KLD (llama.cpp's own) is not above search's at the same type and size
+  LP=$QF_DATA/peers/llama.cpp/bin-avx512/llama-perplexity
+  grep -q avx512f /proc/cpuinfo || LP=$PEERS/llama-perplexity
+  lp_kld() { "$LP" -m "$1" -f "$TXT" -c 128 -b 128 -t 2 -ctk f32 -ctv f32 --chunks 20 --kl-divergence-base "$TMP/mx-base.kld" \
+               --kl-divergence 2>/dev/null | sed -n 's/^Mean *KLD: *\([0-9.]*\).*/\1/p'; }
+  if [ ! -x "$LP" ]; then
+    skip gptq-mixtral "peer llama-perplexity not found"
+  elif "$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-gptq.gguf" Q4_0 --method gptq --calib "$CALIB" --calib-ctx 128 \
+         --calib-chunks 8 --quiet >/dev/null 2>"$TMP/gptq.err" &&
+       "$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-search.gguf" Q4_0 --method search --quiet >/dev/null 2>&1 &&
+       "$LP" -m "$TMP/mixtral-f32.gguf" -f "$TXT" -c 128 -b 128 -t 2 -ctk f32 -ctv f32 --chunks 20 \
+         --kl-divergence-base "$TMP/mx-base.kld" >/dev/null 2>&1; then
+    kg=$(lp_kld "$TMP/mx-gptq.gguf"); ks=$(lp_kld "$TMP/mx-search.gguf")
+    if [ -n "$kg" ] && [ -n "$ks" ] && awk -v g="$kg" -v s="$ks" 'BEGIN { exit !(g <= s) }'; then
+      pass "gptq-mixtral (llama-perplexity KLD $kg vs search $ks)"
+    else
+      fail "gptq-mixtral" "llama-perplexity KLD gptq '$kg' vs search '$ks'"
+    fi
+  else
+    fail "gptq-mixtral" "$(cat "$TMP/gptq.err")"
+  fi
+  # one calibration token: the experts it is not routed to have no H and are
+  # written as the usual path (exact rounding under gptq) writes them
+  slice() { # FILE TENSOR EXPERT -> checksum of that expert's bytes (4 experts)
+    "$QF_BIN/qforge-inspect" "$1" --tensors | awk -v t="$2" '$2 == t { print $(NF-1), $NF }' | {
+      read -r off n; tail -c +$((off + $3 * n / 4 + 1)) "$1" | head -c $((n / 4)) | cksum; }
+  }
+  if out=$("$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-one.gguf" Q4_0 --method gptq --calib "$CALIB" --calib-ctx 1 \
+             --calib-chunks 1 --json 2>/dev/null) &&
+     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-exact.gguf" Q4_0 --method exact --quiet >/dev/null 2>&1; then
+    n=$(printf '%s' "$out" | sed -n 's/.*"experts_without_tokens": \([0-9]*\).*/\1/p')
+    bad=""; same=0
+    for t in ffn_gate_exps ffn_up_exps ffn_down_exps; do
+      for e in 0 1 2 3; do
+        if printf '%s\n' "$out" | grep -q "\"blk.0.$t.weight\", \"expert\": $e, \"no_tokens\": true"; then
+          [ "$(slice "$TMP/mx-one.gguf" blk.0.$t.weight $e)" = "$(slice "$TMP/mx-exact.gguf" blk.0.$t.weight $e)" ] &&
+            same=$((same + 1)) || bad="$bad $t/$e"
+        fi
+      done
+    done
+    if [ "${n:-0}" -gt 0 ] && [ "$same" -gt 0 ] && [ -z "$bad" ]; then
+      pass "gptq-mixtral-no-tokens ($n expert matrices reported; block 0's $same equal to exact's)"
+    else
+      fail "gptq-mixtral-no-tokens" "reported '$n', equal $same, differing:$bad"
+    fi
+  else
+    fail "gptq-mixtral-no-tokens" "quantize failed"
+  fi
   expect_exit awq-mixtral 1 "awq does not support mixture-of-experts models" -- \
     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
 fi
