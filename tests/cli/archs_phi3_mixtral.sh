@@ -12,8 +12,9 @@
 #   - calibrate: the imatrix of llama-imatrix (per-expert counts for MoE);
 #   - gptq runs on phi3 and beats exact Q4_K_M in KLD; gptq on mixtral
 #     (per-expert Hessians) loads in llama-perplexity with a KLD not above
-#     search's, and experts without tokens are written as exact; awq (phi3,
-#     MoE) refuses with one line;
+#     search's, and experts without tokens are written as exact; awq on
+#     phi3 folds into row ranges of the fused tensors (exact in F32, KLD below
+#     search's); awq on MoE refuses with one line;
 #   - FP8_DYNAMIC keeps fused qkv and experts in BF16 (listed in "ignore").
 . "$(dirname "$0")/../lib.sh"
 QF_TOOLS=${QF_TOOLS:-build/tools}
@@ -149,8 +150,39 @@ if [ -f "$TMP/phi3-f32.gguf" ]; then
   else
     fail "gptq-phi3" "$(cat "$TMP/gptq.err")"
   fi
-  expect_exit awq-phi3 1 "awq does not support phi3 \(its fused attn_qkv" -- \
-    "$Q" "$TMP/phi3-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
+fi
+# AWQ on phi3: o's scale folds into the v rows of attn_qkv, down's into the up
+# half of gate_up; folded but not quantized (F32, no clipping) the logits
+# equal the original's within 1e-5 relative, and the folds did change the file
+for a in phi3 phi3-longrope; do
+  [ -f "$TMP/$a-f32.gguf" ] || continue
+  CALIB=$QF_DATA/corpus/tinystories-gen/train.txt
+  if "$Q" "$TMP/$a-f32.gguf" "$TMP/$a-awqx.gguf" F32 --method awq --awq-alpha 0.5 --awq-no-clip --calib "$CALIB" \
+       --calib-ctx 64 --calib-chunks 2 --quiet >/dev/null 2>"$TMP/err" && ! cmp -s "$TMP/$a-f32.gguf" "$TMP/$a-awqx.gguf"; then
+    head -c 4000 "$TXT" >"$TMP/text.txt"
+    d=$("$QF_TOOLS/logits_diff" "$TMP/$a-f32.gguf" "$TMP/$a-awqx.gguf" "$TMP/text.txt" 48 2>"$TMP/err")
+    if [ -n "$d" ] && awk -v d="$d" 'BEGIN { exit !(d <= 1e-5) }'; then pass "awq-exact-$a (rel. logit diff $d)"
+    else fail "awq-exact-$a" "relative logit difference '$d' > 1e-5 $(cat "$TMP/err")"; fi
+  else
+    fail "awq-exact-$a" "awq F32 failed or left the file unchanged: $(cat "$TMP/err")"
+  fi
+done
+# and quantized: every group folded, KLD below search's at Q4_0
+if [ -f "$TMP/phi3-f32.gguf" ]; then
+  CALIB=$QF_DATA/corpus/tinystories-gen/train.txt
+  if out=$("$Q" "$TMP/phi3-f32.gguf" "$TMP/awq.gguf" Q4_0 --method awq --calib "$CALIB" --calib-ctx 128 --calib-chunks 8 \
+             --json 2>/dev/null) && "$Q" "$TMP/phi3-f32.gguf" "$TMP/search.gguf" Q4_0 --method search --quiet >/dev/null 2>&1; then
+    ka=$(kld_of "$TMP/awq.gguf" -f "$TXT" -c 128 --chunks 20 -t 2 --base "$TMP/phi3-f32.gguf")
+    ks=$(kld_of "$TMP/search.gguf" -f "$TXT" -c 128 --chunks 20 -t 2 --base "$TMP/phi3-f32.gguf")
+    nf=$(printf '%s' "$out" | grep -c '"folded": false')
+    if [ "$nf" = 0 ] && [ -n "$ka" ] && [ -n "$ks" ] && awk -v a="$ka" -v s="$ks" 'BEGIN { exit !(a < s) }'; then
+      pass "awq-phi3 (KLD $ka vs search $ks, every group folded)"
+    else
+      fail "awq-phi3" "KLD awq '$ka' vs search '$ks', $nf groups not folded"
+    fi
+  else
+    fail "awq-phi3" "quantize failed"
+  fi
 fi
 if [ -f "$TMP/mixtral-f32.gguf" ]; then
   CALIB=$QF_DATA/corpus/tinystories-gen/train.txt
@@ -203,7 +235,7 @@ if [ -f "$TMP/mixtral-f32.gguf" ]; then
   else
     fail "gptq-mixtral-no-tokens" "quantize failed"
   fi
-  expect_exit awq-mixtral 1 "awq does not support mixture-of-experts models" -- \
+  expect_exit awq-mixtral 1 "awq does not support mixture-of-experts models \(each expert sees only its routed tokens\); use --method gptq" -- \
     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
 fi
 
