@@ -211,11 +211,17 @@ done:
     return rc;
 }
 
-/* Fit weights of tensor w: the imatrix's if it has the tensor, else mean x^2 (diag H / tokens). */
+/* Fit weights of tensor w: the imatrix's (an expert view: its expert's) if
+ * it has the tensor, else mean x^2 (diag H / tokens). */
 static void fit_weights(const state *s, const qf_weight *w, const double *H, int64_t n_in, int64_t tokens, float *qw) {
     if (s->im) {
         qf_err e2 = {0};
-        if (qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0) return;
+        const int64_t X = w->n_expert > 0 ? w->n_expert : 1;
+        float *all = X > 1 ? malloc((size_t)(X * n_in) * sizeof *all) : qw;
+        int ok = all && qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, (uint64_t)X, all, &e2) == 0;
+        if (ok && X > 1) memcpy(qw, all + (int64_t)w->expert * n_in, (size_t)n_in * sizeof *qw);
+        if (X > 1) free(all);
+        if (ok) return;
     }
     for (int64_t j = 0; j < n_in; j++) qw[j] = (float)(H[j * n_in + j] / (double)(tokens > 0 ? tokens : 1));
 }
@@ -380,6 +386,24 @@ static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n,
     return 0;
 }
 
+/* Where the bytes of w go: a new buffer for the whole tensor, or for an
+ * expert view its slice of the stacked tensor's buffer (allocated with the
+ * first expert to arrive). NULL when out of memory. */
+static uint8_t *out_dst(state *s, long pi, const qf_weight *w, int *owned) {
+    const qf_quant_tensor_plan *t = &s->plan->t[pi];
+    *owned = w->n_expert == 0;
+    if (*owned) return malloc((size_t)t->out_nbytes);
+    if (!s->out[pi] && !(s->out[pi] = calloc(1, (size_t)t->out_nbytes))) return NULL;
+    return s->out[pi] + (size_t)w->expert * (size_t)(t->out_nbytes / (uint64_t)w->n_expert);
+}
+
+/* Keep what out_dst gave once it is filled (an owned buffer replaces the tensor's). */
+static void out_commit(state *s, long pi, uint8_t *dst, int owned) {
+    if (!owned) return;
+    free(s->out[pi]);
+    s->out[pi] = dst;
+}
+
 /* Quantize a deferred tensor now that its output rows' scale is known
  * (row row0 + r divided by srow[r], r < n_rows; the other rows keep 1);
  * its bias (if any) is divided too. */
@@ -393,7 +417,8 @@ static int finish_deferred(state *s, deferred *d, const float *srow_range, const
     for (int64_t r = 0; r < n_out; r++) srow[r] = r >= d->row0 && r < d->row0 + d->n_rows ? srow_range[r - d->row0] : 1.0f;
     for (int64_t r = 0; r < n_out; r++)
         for (int64_t j = 0; j < n_in; j++) d->W[r * n_in + j] /= srow[r];
-    uint8_t *dst = malloc((size_t)t->out_nbytes);
+    int owned;
+    uint8_t *dst = out_dst(s, d->pi, d->w, &owned);
     float *Q = malloc((size_t)(n_out * n_in) * sizeof *Q);
     int rc = 0;
     if (!dst || !Q) rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
@@ -401,13 +426,12 @@ static int finish_deferred(state *s, deferred *d, const float *srow_range, const
     if (!rc) {
         for (int64_t r = 0; r < n_out; r++)
             for (int64_t j = 0; j < n_in; j++) d->buf[r * n_in + j] = srow[r] * Q[r * n_in + j] / d->s_in[j];
-        free(s->out[d->pi]);
-        s->out[d->pi] = dst;
+        out_commit(s, d->pi, dst, owned);
         dst = NULL;
         if (bias && bias->data) rc = put_vector(s, bias, srow, n_out, err);
     }
     (void)err_out;
-    free(dst);
+    if (owned) free(dst);
     free(Q);
     free(srow);
     deferred_free(d);
@@ -415,7 +439,7 @@ static int finish_deferred(state *s, deferred *d, const float *srow_range, const
 }
 
 /* The architecture rules (llama/Mistral, qwen2, qwen3, gemma, gemma2,
- * granite, phi3; mixture-of-experts models are refused in qf_awq_run): per
+ * granite, phi3, mixtral): per
  * group, what produces its input and takes x / s.
  *   fold: NORM - the RMSNorm weight before the group (exact: the norm is
  *         linear in its weight); ROWS - the output rows of the linear that
@@ -429,18 +453,26 @@ static int finish_deferred(state *s, deferred *d, const float *srow_range, const
  * NORM fold divides the weight the engine multiplies by, as for Llama.
  * Gemma 2's post-norms act on the o and down outputs, which no fold
  * changes; GELU(gate) * up is linear in up like SiLU(gate) * up.
+ * Mixture of experts (per-expert groups, layerwise.h): an expert's gate/up
+ * get no scale, since their input is ffn_norm's output, which the router
+ * and every other expert read too (one scale for all of them would have to
+ * be searched over all experts at once and multiplied into the router's
+ * columns); they are clipped. Each expert's down folds into its own up rows
+ * as in a dense block. An expert no token reached is quantized as the usual
+ * path does (no_token_group).
  * Phi-3's fused projections are one-tensor groups whose producer rows are a
  * row range: o's scale divides the v rows of attn_qkv (rows n_head + n_head_kv
  * heads on), down's the up half of gate_up (rows n_ff on; gate is the first
  * half, inside SiLU, and keeps its rows). Only attn_qkv's v rows are clipped
  * (q and k are not, as AWQ leaves them).
  * A tied output (token_embd, also the embedding table) is not scaled. */
-typedef enum { FOLD_NORM, FOLD_ROWS } fold_kind;
+typedef enum { FOLD_NORM, FOLD_ROWS, FOLD_NONE } fold_kind;
+typedef enum { BLK_ANY, BLK_DENSE, BLK_FUSED, BLK_EXPERT } block_kind;
 typedef enum { SRC_NONE, SRC_V, SRC_UP } deferred_src;
 typedef enum { ROWS_ALL, ROWS_QKV_V, ROWS_GATE_UP_UP } row_range;
 typedef struct awq_rule {
     qf_site_kind kind;
-    int fused;           /* 1: phi3's fused attn_qkv and gate_up block, 0: separate linears, -1: either */
+    block_kind blk;      /* separate linears, phi3's fused ones, one expert's (MoE), or any */
     const char *name;
     fold_kind fold;
     deferred_src from;   /* ROWS: whose rows take the scale */
@@ -452,13 +484,14 @@ typedef struct awq_rule {
 } awq_rule;
 
 static const awq_rule awq_rules[] = {
-    {QF_SITE_ATTN_IN, 0, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, ROWS_ALL, 2, ROWS_ALL},        /* q, k, v <- attn_norm */
-    {QF_SITE_ATTN_IN, 1, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 0, ROWS_QKV_V, 0, ROWS_QKV_V},    /* qkv <- attn_norm */
-    {QF_SITE_ATTN_OUT, -1, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},    /* o <- v rows (+ bv), GQA classes */
-    {QF_SITE_FFN_IN, 0, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL},         /* gate, up <- ffn_norm */
-    {QF_SITE_FFN_IN, 1, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 0, ROWS_GATE_UP_UP, 0, ROWS_ALL},  /* gate_up <- ffn_norm */
-    {QF_SITE_FFN_DOWN, -1, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},   /* down <- up rows */
-    {QF_SITE_OUTPUT, -1, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},     /* output <- output_norm (untied) */
+    {QF_SITE_ATTN_IN, BLK_DENSE, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, ROWS_ALL, 2, ROWS_ALL},       /* q, k, v <- attn_norm */
+    {QF_SITE_ATTN_IN, BLK_FUSED, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 0, ROWS_QKV_V, 0, ROWS_QKV_V},   /* qkv <- attn_norm */
+    {QF_SITE_ATTN_OUT, BLK_ANY, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},      /* o <- v rows (+ bv), GQA classes */
+    {QF_SITE_FFN_IN, BLK_DENSE, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL},        /* gate, up <- ffn_norm */
+    {QF_SITE_FFN_IN, BLK_FUSED, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 0, ROWS_GATE_UP_UP, 0, ROWS_ALL}, /* gate_up <- ffn_norm */
+    {QF_SITE_FFN_IN, BLK_EXPERT, "ffn_in", FOLD_NONE, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL},       /* gate_e, up_e: clip only */
+    {QF_SITE_FFN_DOWN, BLK_ANY, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},     /* down(_e) <- up(_e) rows */
+    {QF_SITE_OUTPUT, BLK_ANY, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},       /* output <- output_norm (untied) */
 };
 
 /* The first row and count of range rr in a linear of n_out rows. */
@@ -482,6 +515,53 @@ static const qf_weight *rule_norm(const qf_model *m, const qf_layer *L, qf_site_
 
 static deferred *rule_src(state *s, deferred_src d) { return d == SRC_V ? &s->v : d == SRC_UP ? &s->up : NULL; }
 
+/* A group no calibration token reached (an expert the router never
+ * chose): no scale, no clipping; each tensor quantized as the usual path
+ * does (the plan's quantizer, its imatrix slice when the plan uses one)
+ * and reported. A waiting producer is finished unscaled. */
+static int no_token_group(state *s, const qf_lw_group *g, qf_awq_group_report *gr, qf_err *err) {
+    const int64_t n_in = g->n_in;
+    int rc = 0;
+    gr->no_tokens = 1;
+    for (int i = 0; i < g->n && !rc; i++) {
+        const qf_weight *w = g->w[i];
+        const long pi = qf_quant_plan_find(s->plan, w->name);
+        if (pi < 0) return qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", w->name);
+        const qf_quant_tensor_plan *t = &s->plan->t[pi];
+        const int64_t X = w->n_expert > 0 ? w->n_expert : 1;
+        float *all = malloc((size_t)(X * n_in) * sizeof *all), *Q = malloc((size_t)(w->n_out * n_in) * sizeof *Q);
+        int owned = 1;
+        uint8_t *dst = all && Q ? out_dst(s, pi, w, &owned) : NULL;
+        const float *qw = NULL;
+        if (!dst) rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+        else if (t->uses_imatrix && s->im &&
+                 !(rc = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, (uint64_t)X, all, err)))
+            qw = all + (w->n_expert > 0 ? (int64_t)w->expert : 0) * n_in;
+        if (!rc) rc = codec_quantize(s, t, g->wf[i], w->n_out, n_in, qw, dst, Q, err);
+        if (!rc) {
+            out_commit(s, pi, dst, owned);
+            memcpy(g->wf[i], Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see them */
+        } else if (owned) {
+            free(dst);
+        }
+        free(all);
+        free(Q);
+    }
+    const awq_rule *rule = NULL;
+    for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
+        if (awq_rules[k].kind == g->kind) rule = &awq_rules[k];
+    deferred *producer = rule ? rule_src(s, rule->from) : NULL;
+    if (!rc && producer && producer->active) {
+        float *one = malloc((size_t)producer->n_rows * sizeof *one);
+        if (!one) return qf_set_err(err, QF_ENOMEM, "out of memory");
+        for (int64_t r = 0; r < producer->n_rows; r++) one[r] = 1.0f;
+        rc = finish_deferred(s, producer, one, NULL, NULL, err);
+        free(one);
+    }
+    if (!rc && add_report(s, gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+    return rc;
+}
+
 /* One group: scale search, clipping, quantization; the producer of the
  * group's input (v or up, deferred) gets its rows divided by the scale. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
@@ -498,13 +578,15 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     memset(&gr, 0, sizeof gr);
     const double t0 = qf_now_seconds();
     const awq_rule *rule = NULL;
-    const int fused = L && L->wqkv.data != NULL;
+    const block_kind bk = g->expert >= 0 ? BLK_EXPERT : L && L->wqkv.data ? BLK_FUSED : BLK_DENSE;
     for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
-        if (awq_rules[k].kind == g->kind && (awq_rules[k].fused < 0 || awq_rules[k].fused == fused)) rule = &awq_rules[k];
+        if (awq_rules[k].kind == g->kind && (awq_rules[k].blk == BLK_ANY || awq_rules[k].blk == bk)) rule = &awq_rules[k];
     if (!rule || (g->layer < 0) != (g->kind == QF_SITE_OUTPUT))
         return qf_set_err(err, QF_EINVAL, "awq: unknown group kind %d", (int)g->kind);
-    if (L) snprintf(gr.name, sizeof gr.name, "blk.%d.%s", g->layer, rule->name);
+    if (L && g->expert >= 0) snprintf(gr.name, sizeof gr.name, "blk.%d.%s.expert%d", g->layer, rule->name, g->expert);
+    else if (L) snprintf(gr.name, sizeof gr.name, "blk.%d.%s", g->layer, rule->name);
     else snprintf(gr.name, sizeof gr.name, "%s", rule->name);
+    if (g->n_tokens == 0) return no_token_group(s, g, &gr, err);
     if (rule->fold == FOLD_NORM) norm = rule_norm(m, L, g->kind);
     producer = rule_src(s, rule->from);
     if (rule->from == SRC_V) bias = &L->bv;
@@ -543,7 +625,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     if (rc) goto done;
     for (int64_t j = 0; j < n_in; j++) mean[j] = g->abs_sum[j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1);
     /* which scales can be folded */
-    int fold = 1;
+    int fold = rule->fold != FOLD_NONE;
     if (producer) {
         fold = producer->active;
         if (fold && g->kind == QF_SITE_ATTN_OUT) {
@@ -641,17 +723,17 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
              * without the row scale (the codecs and GPTQ scale with a row) */
             if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, tmp, Q, err))) break;
         } else {
-            uint8_t *dst = malloc((size_t)t->out_nbytes);
+            int owned;
+            uint8_t *dst = out_dst(s, pi[i], g->w[i], &owned);
             if (!dst) {
                 rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
                 break;
             }
             if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, dst, Q, err))) {
-                free(dst);
+                if (owned) free(dst);
                 break;
             }
-            free(s->out[pi[i]]);
-            s->out[pi[i]] = dst;
+            out_commit(s, pi[i], dst, owned);
         }
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -706,12 +788,6 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     memset(&s, 0, sizeof s);
     int rc = qf_calib_text_open(&ct, model_path, o->calib->calib_path, err);
     if (rc) goto done;
-    /* the ffn_in scale would fold into the norm every expert and the router share */
-    if (ct.m.hp.n_expert > 0) {
-        rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: awq does not support mixture-of-experts models (each expert sees "
-                        "only its routed tokens); use --method gptq, exact, search or auto", model_path);
-        goto done;
-    }
     s.m = &ct.m;
     s.plan = plan;
     s.im = im;

@@ -14,7 +14,8 @@
 #     (per-expert Hessians) loads in llama-perplexity with a KLD not above
 #     search's, and experts without tokens are written as exact; awq on
 #     phi3 folds into row ranges of the fused tensors (exact in F32, KLD below
-#     search's); awq on MoE refuses with one line;
+#     search's); awq on mixtral folds exactly (F32) and loads in
+#     llama-perplexity, KLD below exact's (awq+gptq not above search's);
 #   - FP8_DYNAMIC keeps fused qkv and experts in BF16 (listed in "ignore").
 . "$(dirname "$0")/../lib.sh"
 QF_TOOLS=${QF_TOOLS:-build/tools}
@@ -235,8 +236,52 @@ if [ -f "$TMP/mixtral-f32.gguf" ]; then
   else
     fail "gptq-mixtral-no-tokens" "quantize failed"
   fi
-  expect_exit awq-mixtral 1 "awq does not support mixture-of-experts models \(each expert sees only its routed tokens\); use --method gptq" -- \
-    "$Q" "$TMP/mixtral-f32.gguf" "$TMP/x.gguf" Q4_K_M --method awq --calib "$CALIB"
+  # AWQ on MoE: attention and each expert's down fold (exact in F32), expert
+  # gate/up are clipped only; llama-perplexity loads the files
+  if "$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-awqx.gguf" F32 --method awq --awq-alpha 0.5 --awq-no-clip --calib "$CALIB" \
+       --calib-ctx 64 --calib-chunks 2 --quiet >/dev/null 2>"$TMP/err" && ! cmp -s "$TMP/mixtral-f32.gguf" "$TMP/mx-awqx.gguf"; then
+    head -c 4000 "$TXT" >"$TMP/text.txt"
+    d=$("$QF_TOOLS/logits_diff" "$TMP/mixtral-f32.gguf" "$TMP/mx-awqx.gguf" "$TMP/text.txt" 48 2>"$TMP/err")
+    if [ -n "$d" ] && awk -v d="$d" 'BEGIN { exit !(d <= 1e-5) }'; then pass "awq-exact-mixtral (rel. logit diff $d)"
+    else fail "awq-exact-mixtral" "relative logit difference '$d' > 1e-5 $(cat "$TMP/err")"; fi
+  else
+    fail "awq-exact-mixtral" "awq F32 failed or left the file unchanged: $(cat "$TMP/err")"
+  fi
+  if [ -x "$LP" ] && [ -f "$TMP/mx-base.kld" ] &&
+     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-awq.gguf" Q4_0 --method awq --calib "$CALIB" --calib-ctx 128 --calib-chunks 8 \
+       --quiet >/dev/null 2>"$TMP/err" &&
+     "$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-awqg.gguf" Q4_0 --method awq+gptq --calib "$CALIB" --calib-ctx 128 \
+       --calib-chunks 8 --quiet >/dev/null 2>>"$TMP/err"; then
+    ka=$(lp_kld "$TMP/mx-awq.gguf"); kag=$(lp_kld "$TMP/mx-awqg.gguf"); ke=$(lp_kld "$TMP/mx-exact.gguf")
+    if [ -n "$ka" ] && [ -n "$kag" ] && [ -n "$ke" ] && [ -n "$ks" ] &&
+       awk -v a="$ka" -v e="$ke" -v ag="$kag" -v s="$ks" 'BEGIN { exit !(a < e && ag <= s) }'; then
+      pass "awq-mixtral (llama-perplexity KLD awq $ka < exact $ke; awq+gptq $kag <= search $ks)"
+    else
+      fail "awq-mixtral" "KLD awq '$ka' exact '$ke' awq+gptq '$kag' search '$ks'"
+    fi
+  else
+    fail "awq-mixtral" "$(cat "$TMP/err")"
+  fi
+  if out=$("$Q" "$TMP/mixtral-f32.gguf" "$TMP/mx-awq1.gguf" Q4_0 --method awq --calib "$CALIB" --calib-ctx 1 \
+             --calib-chunks 1 --json 2>/dev/null); then
+    n=$(printf '%s\n' "$out" | grep -c '"no_tokens": true')
+    bad=""; same=0
+    for e in 0 1 2 3; do
+      if printf '%s\n' "$out" | grep -q "\"blk.0.ffn_in.expert$e\", .*\"no_tokens\": true"; then
+        for t in ffn_gate_exps ffn_up_exps ffn_down_exps; do
+          [ "$(slice "$TMP/mx-awq1.gguf" blk.0.$t.weight $e)" = "$(slice "$TMP/mx-exact.gguf" blk.0.$t.weight $e)" ] &&
+            same=$((same + 1)) || bad="$bad $t/$e"
+        done
+      fi
+    done
+    if [ "$n" -gt 0 ] && [ "$same" -gt 0 ] && [ -z "$bad" ]; then
+      pass "awq-mixtral-no-tokens ($n expert groups reported; block 0's $same matrices equal to exact's)"
+    else
+      fail "awq-mixtral-no-tokens" "reported '$n', equal $same, differing:$bad"
+    fi
+  else
+    fail "awq-mixtral-no-tokens" "quantize failed"
+  fi
 fi
 
 # FP8 (compressed-tensors): the fused phi3 qkv and the experts/router stay
