@@ -40,6 +40,8 @@ static const qf_quant_preset presets[] = {
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
     {"Q2_K",   QF_FTYPE_MOSTLY_Q2_K,   GGML_TYPE_Q2_K, "Q2_K; attn_v, attn_output, ffn_down Q3_K; output Q6_K"},
     {"IQ2_XXS", QF_FTYPE_MOSTLY_IQ2_XXS, GGML_TYPE_IQ2_XXS, "2.06 bpw (needs --imatrix): grid of 256 8-tuples; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
+    {"IQ1_M",  QF_FTYPE_MOSTLY_IQ1_M,  GGML_TYPE_IQ1_M, "1.75 bpw (needs --imatrix): ternary grid of 2048 8-tuples, shift per 8, scale per 16; attn_output IQ2_XXS; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
+    {"IQ1_S",  QF_FTYPE_MOSTLY_IQ1_S,  GGML_TYPE_IQ1_S, "1.56 bpw (needs --imatrix): ternary grid of 2048 8-tuples, shift and scale per 32; attn_output IQ2_XXS; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
     {"F16",    QF_FTYPE_MOSTLY_F16,    GGML_TYPE_F16,  "16-bit IEEE half for every 2-D weight"},
     {"BF16",   QF_FTYPE_MOSTLY_BF16,   GGML_TYPE_BF16, "16-bit bfloat for every 2-D weight"},
     {"F32",    QF_FTYPE_ALL_F32,       GGML_TYPE_F32,  "32-bit float for every 2-D weight"},
@@ -57,7 +59,10 @@ const qf_quant_preset *qf_quant_preset_find(const char *name) {
     return NULL;
 }
 
-int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) { return p && p->ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
+int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) {
+    return p && (p->ftype == QF_FTYPE_MOSTLY_IQ2_XXS || p->ftype == QF_FTYPE_MOSTLY_IQ1_S ||
+                 p->ftype == QF_FTYPE_MOSTLY_IQ1_M);
+}
 
 int qf_quant_type_ok(uint32_t type) { return type < GGML_TYPE_COUNT && qf_quantize_supports(type); }
 
@@ -304,12 +309,16 @@ static int layers_hold(layer_cond c, int i, int n) {
 
 /* 1 for the presets of llama.cpp's 2-bit-and-below branch (IQ2_*, IQ1_*),
  * whose tensor rules replace the general ones below. */
-static int is_low_bit_preset(uint32_t ftype) { return ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
+static int is_low_bit_preset(uint32_t ftype) {
+    return ftype == QF_FTYPE_MOSTLY_IQ2_XXS ||
+           ftype == QF_FTYPE_MOSTLY_IQ1_S || ftype == QF_FTYPE_MOSTLY_IQ1_M;
+}
 
 /* llama.cpp's rules for the low-bit presets (after output.weight):
  * token_embd Q2_K; attn_v Q4_K with GQA >= 4 or >= 4 experts, else Q2_K;
  * attn_k Q4_K with 8 experts; ffn_down Q2_K in the first n/8 layers;
- * attn_output Q5_K with 8 experts; everything else the base type. */
+ * attn_output Q5_K with 8 experts, else IQ2_XXS for IQ1_S and IQ1_M;
+ * everything else the base type. */
 static uint32_t low_bit_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_role role, int i, int n) {
     const int n_gqa = m->n_head_kv > 0 ? m->n_head / m->n_head_kv : 0;
     switch (role) {
@@ -317,7 +326,10 @@ static uint32_t low_bit_type(const qf_quant_preset *p, const qf_mix_model *m, qf
     case QF_ROLE_ATTN_V: return n_gqa >= 4 || m->n_expert >= 4 ? GGML_TYPE_Q4_K : GGML_TYPE_Q2_K;
     case QF_ROLE_ATTN_K: return m->n_expert == 8 ? GGML_TYPE_Q4_K : p->base_type;
     case QF_ROLE_FFN_DOWN: return i < n / 8 ? GGML_TYPE_Q2_K : p->base_type;
-    case QF_ROLE_ATTN_OUTPUT: return m->n_expert == 8 ? GGML_TYPE_Q5_K : p->base_type;
+    case QF_ROLE_ATTN_OUTPUT:
+        if (m->n_expert == 8) return GGML_TYPE_Q5_K;
+        if (p->ftype == QF_FTYPE_MOSTLY_IQ1_S || p->ftype == QF_FTYPE_MOSTLY_IQ1_M) return GGML_TYPE_IQ2_XXS;
+        return p->base_type;
     default: return p->base_type;
     }
 }
@@ -361,7 +373,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
  * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
- * IQ4_NL, IQ2_XXS, IQ3_XXS, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * IQ4_NL, IQ2_XXS, IQ3_XXS, IQ3_S, IQ4_XS, IQ1_S and IQ1_M -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
  * still does not divide. For the 32-block types themselves (legacy and
  * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
  * there, as the legacy oracle files were made (PROVENANCE.md). */
@@ -374,6 +386,8 @@ static const struct {
     {GGML_TYPE_IQ3_S, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ1_S, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ1_M, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},

@@ -21,12 +21,19 @@ Q=$QF_BIN/qforge-quantize
 
 # The finished i-quant presets (each also a tensor type of the same name).
 PRESETS="IQ4_XS IQ3_S IQ3_M IQ3_XS IQ2_XXS"
+PRESETS="$PRESETS IQ1_S IQ1_M"
 # Presets llama-quantize refuses without an imatrix (qforge-quantize must too, exit 1).
 NEED_IMATRIX="IQ2_XXS"
+NEED_IMATRIX="$NEED_IMATRIX IQ1_S IQ1_M"
 # The finished i-quant tensor types (stress model and the dequantization probe).
 TYPES="IQ4_XS IQ3_S IQ3_XXS"
 # Types with a grid (probed against the peer's dequantization).
 GRIDS="IQ3_S IQ3_XXS IQ2_XXS"
+GRIDS="$GRIDS IQ1_S IQ1_M"
+# Types whose peer quantizer needs an imatrix without zero weights (the stress
+# model's zero-importance columns abort llama-quantize): compared on the mix
+# model, --pure, token_embd and output Q8_0.
+PURE_IMATRIX_TYPES="IQ1_S IQ1_M"
 
 # exact_vs_peer NAME IN.gguf PRESET [IMATRIX]: qforge-quantize --method exact
 # writes llama-quantize's bytes (or, for a NEED_IMATRIX preset without one,
@@ -123,6 +130,16 @@ if need_data mix "$TEMPLATE"; then
       exact_vs_peer "mix-$t-plain" "$TMP/mix.gguf" "$t"
       exact_vs_peer "mix-$t-imatrix" "$TMP/mix.gguf" "$t" "$TMP/mix.dat"
     done
+    for t in $PURE_IMATRIX_TYPES; do
+      if ! "$PEERS/llama-quantize" --pure --token-embedding-type q8_0 --output-tensor-type q8_0 --imatrix "$TMP/mix.dat" \
+           "$TMP/mix.gguf" "$TMP/out.gguf" "$t" 1 >"$TMP/q.log" 2>&1; then
+        fail "pure-$t-imatrix" "llama-quantize failed: $(tail -n 1 "$TMP/q.log")"
+      elif out=$("$QF_TOOLS/kquant_compare" "$TMP/mix.gguf" "$TMP/out.gguf" "$TMP/mix.dat" 2>&1); then
+        pass "pure-$t-imatrix"
+      else
+        fail "pure-$t-imatrix" "$(printf '%s' "$out" | head -n 3 | tr '\n' ' ')"
+      fi
+    done
   fi
 fi
 
@@ -137,7 +154,11 @@ if need_data distill "$TS/config.json" && need_data distill-text "$TEXT"; then
     for t in $PRESETS; do
       exact_vs_peer "distill-$t-plain" "$TMP/ts.gguf" "$t"
       exact_vs_peer "distill-$t-imatrix" "$TMP/ts.gguf" "$t" "$TMP/ts.dat"
-      [ -s "$TMP/peer.gguf" ] && ppl_vs_peer "distill-$t-imatrix-ppl-40x128" "$TMP/peer.gguf" 40
+      # The 1-bit files sit at ppl 130-190, where a last-bit difference that flips an 8-bit
+      # activation rounding moves a chunk's ppl far more: IQ1_M measured -0.10% at 20 chunks,
+      # -0.11% at 40 and +0.006% at 80 (IQ1_S -0.002%, +0.05%, +0.05%); they get 80.
+      c=40; case $t in IQ1_*) c=80 ;; esac
+      [ -s "$TMP/peer.gguf" ] && ppl_vs_peer "distill-$t-imatrix-ppl-${c}x128" "$TMP/peer.gguf" $c
     done
   fi
 fi
