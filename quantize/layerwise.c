@@ -271,9 +271,25 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
     return fused;
 }
 
-/* The four groups of block l, then the pass that moves the hidden states on. */
-static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
+/* Run one group: its input captured (by norm_capture for attn_in, else a
+ * pass with the earlier groups replaced in Lq), the caller's function, then
+ * its tensors' views in Lq (dst[i]) pointed at the F32 values left in wf[i]. */
+static int run_group(run *r, int64_t l, qf_layer *Lq, qf_lw_group *g, qf_weight *const dst[3], qf_err *err) {
+    g->layer = (int)l;
+    int rc = g->kind == QF_SITE_ATTN_IN ? norm_capture(r, r->m->layers[l].attn_norm.data, err)
+                                        : pass(r, l, Lq, dst[0], g->n_in, 0, err);
+    if (rc || (rc = call_group(r, g, err))) return rc;
+    for (int i = 0; i < g->n; i++) *dst[i] = f32_view(g->w[i], g->wf[i]);
+    return 0;
+}
+
+/* The groups of block l: attn_in, attn_out, then ffn_in and ffn_down, or
+ * for MoE per expert e its ffn_in and ffn_down (layerwise.h), then the pass
+ * that moves the hidden states on. wx[3 * n_expert]: F32 room for the
+ * experts' gate, up, down matrices (expert-major). */
+static int block(run *r, int64_t l, float *wf[7], float **wx, qf_err *err) {
     const qf_layer *L0 = &r->m->layers[l];
+    const int64_t X = r->m->hp.n_expert;
     qf_layer Lq = *L0;
     qf_weight *slots[7];
     const qf_weight *orig[7];
@@ -281,30 +297,63 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
     const struct { qf_site_kind kind; int first, n; const char *stage; } groups[4] = {
         {QF_SITE_ATTN_IN, 0, fused ? 1 : 3, "attn_in"}, {QF_SITE_ATTN_OUT, 3, 1, "attn_out"},
         {QF_SITE_FFN_IN, 4, fused ? 1 : 2, "ffn_in"},   {QF_SITE_FFN_DOWN, 6, 1, "ffn_down_in"}};
-    int rc;
-    for (int i = 0; i < 7; i++)
-        if (orig[i] && (rc = weight_f32(orig[i], wf[i], err))) return rc;
-    for (int gi = 0; gi < 4; gi++) {
-        progress(r, (int)l, groups[gi].stage);
+    qf_weight *xv = NULL; /* [gate views X][up views X][down views X], replaced as they are quantized */
+    int rc = 0;
+    if (X > 0) {
+        if (!(xv = malloc((size_t)(3 * X) * sizeof *xv)))
+            return qf_set_err(err, QF_ENOMEM, "out of memory for the experts of block %lld", (long long)l);
+        memcpy(xv, L0->gate_exps, (size_t)X * sizeof *xv);
+        memcpy(xv + X, L0->up_exps, (size_t)X * sizeof *xv);
+        memcpy(xv + 2 * X, L0->down_exps, (size_t)X * sizeof *xv);
+        Lq.gate_exps = xv, Lq.up_exps = xv + X, Lq.down_exps = xv + 2 * X;
+    }
+    for (int i = 0; i < 7 && !rc; i++)
+        if (orig[i] && orig[i]->data) rc = weight_f32(orig[i], wf[i], err);
+    for (int gi = 0; gi < 4 && !rc; gi++) {
         const int first = groups[gi].first;
-        const int64_t n_in = orig[first]->n_in;
-        if ((rc = gi == 0 ? norm_capture(r, L0->attn_norm.data, err) : pass(r, l, &Lq, slots[first], n_in, 0, err)))
-            return rc;
+        if (gi >= 2 && X > 0) break;
+        progress(r, (int)l, groups[gi].stage);
         qf_lw_group g;
         memset(&g, 0, sizeof g);
-        g.layer = (int)l;
+        g.expert = -1;
         g.kind = groups[gi].kind;
         g.n = groups[gi].n;
-        g.n_in = n_in;
+        g.n_in = orig[first]->n_in;
+        qf_weight *dst[3] = {0};
         for (int i = 0; i < g.n; i++) {
             g.w[i] = orig[first + i];
             g.wf[i] = wf[first + i];
+            dst[i] = slots[first + i];
         }
-        if ((rc = call_group(r, &g, err))) return rc;
-        for (int i = 0; i < g.n; i++) *slots[first + i] = f32_view(orig[first + i], wf[first + i]);
+        rc = run_group(r, l, &Lq, &g, dst, err);
     }
-    progress(r, (int)l, "advance");
-    return pass(r, l, &Lq, NULL, 0, 1, err);
+    for (int64_t e = 0; e < X && !rc; e++) {
+        const qf_weight *ow[3] = {&L0->gate_exps[e], &L0->up_exps[e], &L0->down_exps[e]};
+        for (int i = 0; i < 3 && !rc; i++) rc = weight_f32(ow[i], wx[3 * e + i], err);
+        for (int down = 0; down < 2 && !rc; down++) {
+            const int first = down ? 2 : 0;
+            progress(r, (int)l, down ? "expert_down_in" : "expert_in");
+            qf_lw_group g;
+            memset(&g, 0, sizeof g);
+            g.expert = (int)e;
+            g.kind = down ? QF_SITE_FFN_DOWN : QF_SITE_FFN_IN;
+            g.n = down ? 1 : 2;
+            g.n_in = ow[first]->n_in;
+            qf_weight *dst[3] = {0};
+            for (int i = 0; i < g.n; i++) {
+                g.w[i] = ow[first + i];
+                g.wf[i] = wx[3 * e + first + i];
+                dst[i] = xv + (first + i) * X + e;
+            }
+            rc = run_group(r, l, &Lq, &g, dst, err);
+        }
+    }
+    if (!rc) {
+        progress(r, (int)l, "advance");
+        rc = pass(r, l, &Lq, NULL, 0, 1, err);
+    }
+    free(xv);
+    return rc;
 }
 
 /* OUTPUT: the final norm's outputs of every token, then the group. */
@@ -317,6 +366,7 @@ static int output_group(run *r, float *wout, qf_err *err) {
     qf_lw_group g;
     memset(&g, 0, sizeof g);
     g.layer = -1;
+    g.expert = -1;
     g.kind = QF_SITE_OUTPUT;
     g.n = 1;
     g.n_in = E;
@@ -330,7 +380,8 @@ uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
     const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
     const uint64_t QD = (uint64_t)(hp->n_head * hp->head_dim_k), KD = (uint64_t)(hp->n_head_kv * hp->head_dim_k);
     const uint64_t VD = (uint64_t)(hp->n_head_kv * hp->head_dim_v), OD = (uint64_t)(hp->n_head * hp->head_dim_v);
-    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + 3 * E * F);
+    const uint64_t n_ffn = hp->n_expert > 0 ? (uint64_t)hp->n_expert : 1; /* MoE: every expert's matrices */
+    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + n_ffn * 3 * E * F);
     if (!m->tied_output) {
         const uint64_t ob = 4 * E * (uint64_t)hp->n_vocab;
         if (ob > wb) wb = ob;
@@ -350,10 +401,6 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     if (!st) st = &st_local;
     memset(st, 0, sizeof *st);
     if (ctx <= 0) return qf_set_err(err, QF_EINVAL, "calibration context %lld must be positive", (long long)ctx);
-    if (hp->n_expert > 0) /* each expert sees only its routed tokens: no per-expert pipeline here */
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: mixture-of-experts models (%lld experts) are not supported by the "
-                          "layer-wise GPTQ/AWQ pipeline; use --method exact, search or auto", m->path,
-                          (long long)hp->n_expert);
     int64_t n_chunks = n_tokens / ctx;
     if (p->max_chunks > 0 && n_chunks > p->max_chunks) n_chunks = p->max_chunks;
     if (n_chunks < 1)
@@ -379,8 +426,14 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     int64_t n_in_max = E > hp->n_ff ? E : hp->n_ff;
     if (hp->n_head * hp->head_dim_v > n_in_max) n_in_max = hp->n_head * hp->head_dim_v;
     float *wf[7] = {0}, *wout = NULL;
+    const int64_t X = hp->n_expert;
+    float **wx = calloc((size_t)(3 * X + 1), sizeof *wx); /* MoE: gate, up, down of every expert */
+    if (!wx) return qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
     int rc = hidden_alloc(&r.hs, hbytes, budget, p->tmp_dir, err);
-    if (rc) return rc;
+    if (rc) {
+        free(wx);
+        return rc;
+    }
     st->n_chunks = n_chunks;
     st->n_tokens = n_chunks * ctx;
     st->hidden_bytes = hbytes;
@@ -424,11 +477,17 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         for (int i = 0; i < 7; i++) { /* sized per block: shapes may differ between blocks */
             free(wf[i]);
             wf[i] = NULL;
-            if (!ws[i]) continue;
+            if (!ws[i] || !ws[i]->data) continue; /* MoE: no dense FFN */
             wf[i] = malloc((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float));
             if (!wf[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the weights of block %lld", (long long)l);
         }
-        if (!rc) rc = block(&r, l, wf, err);
+        for (int64_t i = 0; i < 3 * X && !rc; i++) {
+            const qf_weight *w = i % 3 == 0 ? &L->gate_exps[i / 3] : i % 3 == 1 ? &L->up_exps[i / 3] : &L->down_exps[i / 3];
+            free(wx[i]);
+            wx[i] = malloc((size_t)(w->n_in * w->n_out) * sizeof(float));
+            if (!wx[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the experts of block %lld", (long long)l);
+        }
+        if (!rc) rc = block(&r, l, wf, wx, err);
     }
     for (int i = 0; i < 7; i++) {
         free(wf[i]);
@@ -442,6 +501,8 @@ done:
     st->forward_seconds = now_seconds() - t0 - st->callback_seconds;
     free(wout);
     for (int i = 0; i < 7; i++) free(wf[i]);
+    for (int64_t i = 0; i < 3 * X; i++) free(wx[i]);
+    free(wx);
     free(r.xbuf);
     free(r.xcap);
     free(r.H);

@@ -160,7 +160,8 @@ static void usage(FILE *fp) {
             "are released as they are consumed. A directory input adds one more such chunk\n"
             "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
-            "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
+            "--mem-budget), one block's weights as F32 (twice; with every expert's for\n"
+            "mixture-of-experts models), the largest Hessian and its\n"
             "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
             "quantized linears, until written).\n"
             "--method awq / awq+gptq: as gptq, plus a block's v and up as F32 and two input\n"
@@ -317,22 +318,25 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
         for (size_t i = 0; i < a->n; i++) {
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
-            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, \"loss_final\": %.6g, "
-                    "\"seconds\": %.3f}",
-                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].loss0, a->g[i].loss, a->g[i].loss_final,
-                    a->g[i].seconds);
+            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
+                    "\"loss_final\": %.6g, \"seconds\": %.3f}",
+                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
+                    a->g[i].loss, a->g[i].loss_final, a->g[i].seconds);
         }
         fprintf(fp, "]}");
     }
     if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
         const qf_gptq_report *g = o->gptq_report;
         fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
-                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"tensors\": [",
+                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"experts_without_tokens\": %d, "
+                "\"tensors\": [",
                 (long long)g->n_chunks, (long long)g->n_tokens, (unsigned long long)g->hidden_bytes,
-                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried);
+                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried, g->no_token_experts);
         for (size_t i = 0; i < g->n; i++) {
             fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
             qf_cli_json_str(fp, g->t[i].name);
+            if (g->t[i].expert >= 0)
+                fprintf(fp, ", \"expert\": %d, \"no_tokens\": %s", g->t[i].expert, g->t[i].no_tokens ? "true" : "false");
             fprintf(fp, ", \"type\": \"%s\", \"loss\": %.6g, \"loss_rtn\": %.6g, \"damp\": %g, \"retries\": %d}",
                     tname(g->t[i].type), g->t[i].loss, g->t[i].loss_rtn, g->t[i].damp, g->t[i].retries);
         }
@@ -366,11 +370,15 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
             lg += g->t[i].loss;
             lr += g->t[i].loss_rtn;
         }
+        const size_t n_solved = g->n - (size_t)g->no_token_experts; /* the others have no loss */
         printf("  gptq:      %zu tensors, mean relative output error %.4g (round-to-nearest %.4g);\n"
                "             %lld chunks, %lld tokens; forward %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
-               g->n, g->n ? lg / (double)g->n : 0.0, g->n ? lr / (double)g->n : 0.0, (long long)g->n_chunks,
+               n_solved, n_solved ? lg / (double)n_solved : 0.0, n_solved ? lr / (double)n_solved : 0.0, (long long)g->n_chunks,
                (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
                g->spilled ? "; hidden states spilled to disk" : "");
+        if (g->no_token_experts)
+            printf("  gptq:      %d expert matrices saw no calibration token: quantized without GPTQ, as the usual path does\n",
+                   g->no_token_experts);
     }
     if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ)) {
         const qf_awq_report *a = o->awq_report;
