@@ -46,15 +46,10 @@
 
 /* Small chunks, converted on the calling thread and written at once, while
  * the output is still in the core's cache: write() copies it into the page
- * cache, and from a multi-MiB buffer that copy runs from DRAM and cost 3-5x
- * more kernel time than from a 256 KiB one (dd and qforge-convert on the
- * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
- * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
- * used: an OpenMP team barrier per chunk cost more than it saved, and a
- * 2-stage pipeline (a converter thread and a writer thread with a ring of 4
- * chunk buffers; commits 4b7368a..9970047) was no faster in 12 interleaved
- * A/B comparisons on the 2-core bench machine and used ~0.1 s more CPU
- * (docs/convert.md "Speed"). */
+ * cache, and that copy is cheapest from a cache-sized buffer. The conversion
+ * itself (BF16/F16/F32 -> F32/F16/BF16/Q8_0, AVX2) is a small part of the
+ * time, so threads are not used: neither an OpenMP team per chunk nor a
+ * converter/writer thread pair paid for itself (docs/convert.md "Speed"). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 /* plan slots beyond one per source tensor: generated tensors (rope_freqs, or
@@ -850,18 +845,15 @@ static inline uint64_t permuted_row(uint64_t r, uint64_t group) {
 /* Reading. The source rows of a chunk are read() from the shard file into a
  * buffer (pread at the tensor's file offset) instead of being touched
  * through the shard's mmap: faulting the mapping in and madvise(DONTNEED)ing
- * it behind the cursor cost more kernel time than the copy of read(), and
- * read() leaves nothing mapped (RSS stays at the buffers). Measured on the
- * 1.1B-shaped BF16 -> F16 of bench/convert.sh (docs/design.md): warm 1.73 s
- * vs 2.22 s, cold 2.95 s vs 3.45 s (medians of 4 interleaved runs).
+ * it behind the cursor costs more kernel time than the copy of read(), and
+ * read() leaves nothing mapped (RSS stays at the buffers).
  *
  * Reading ahead: on a cold page cache a read() that finds no page waits for
  * the disk. posix_fadvise(WILLNEED) starts the reads of the next
  * READAHEAD_BYTES of source in plan order (across tensors, which need not be
  * in file order, and shards) without waiting; the pages go to the page cache,
  * not to this process. The window is topped up in steps of half its size so
- * the kernel gets large reads. Without it, cold runs took 6-7 s instead of
- * ~3 s. */
+ * the kernel gets large reads. */
 #define READAHEAD_BYTES (32ull << 20)
 
 /* Advise the source bytes up to READAHEAD_BYTES past c->src_done, once less

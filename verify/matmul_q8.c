@@ -635,8 +635,10 @@ static inline float h2f(qf_half h) {
 #endif
 }
 
-/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements. */
-static float gemv_legacy(uint32_t type, const void *row, const uint8_t *a, int64_t n) {
+/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements;
+ * `type` is a constant at each call site, so each type gets its own loop. */
+static inline __attribute__((always_inline)) float gemv_legacy(uint32_t type, const void *row, const uint8_t *a,
+                                                                 int64_t n) {
     const int64_t nb = n / 32;
     const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -682,6 +684,19 @@ static inline __m256i group_dot(__m256i wq, int is_signed, __m256i xq, __m256i s
     return _mm256_madd_epi16(p16, sc);
 }
 
+/* The eight 6-bit scales and mins of a Q4_K super-block from its 12 packed
+ * bytes, four at a time (qf_get_scale_min_k4 one by one is the reference). */
+static inline void q4K_scales_mins(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = u[0] & 0x3f3f3f3fu;
+    o[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    o[2] = u[1] & 0x3f3f3f3fu;
+    o[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    memcpy(sc, o, 8);
+    memcpy(mn, o + 2, 8);
+}
+
 /* Q4_K row of n elements (n a multiple of 256) against a Q8_K row. */
 static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
     const int64_t nb = n / QK_K;
@@ -692,7 +707,7 @@ static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
     __m128 accm = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         uint8_t sc[8], mn[8];
-        for (int g = 0; g < 8; g++) qf_get_scale_min_k4(g, x[b].scales, &sc[g], &mn[g]);
+        q4K_scales_mins(x[b].scales, sc, mn);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) { /* 64 elements: the low, then the high nibbles of 32 bytes */
             const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
@@ -705,7 +720,7 @@ static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
         const float dmin = -(xd[b] * h2f(x[b].dmin));
-        const __m128i mnv = _mm_setr_epi16(mn[0], mn[1], mn[2], mn[3], mn[4], mn[5], mn[6], mn[7]);
+        const __m128i mnv = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
         const __m128i Sv = _mm_loadu_si128((const __m128i *)(S + 8 * b));
         accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mnv, Sv)), accm);
     }
@@ -758,9 +773,13 @@ static void gemv(const qf_weight *w, const uint8_t *a, float *y, int n_threads) 
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t r = 0; r < n_out; r++) {
         const void *row = data + (size_t)r * w->row_bytes;
-        y[r] = w->type == GGML_TYPE_Q4_K   ? gemv_q4K(row, a, n)
-               : w->type == GGML_TYPE_Q6_K ? gemv_q6K(row, a, n)
-                                           : gemv_legacy(w->type, row, a, n);
+        switch (w->type) {
+        case GGML_TYPE_Q4_K: y[r] = gemv_q4K(row, a, n); break;
+        case GGML_TYPE_Q6_K: y[r] = gemv_q6K(row, a, n); break;
+        case GGML_TYPE_Q8_0: y[r] = gemv_legacy(GGML_TYPE_Q8_0, row, a, n); break;
+        case GGML_TYPE_Q4_0: y[r] = gemv_legacy(GGML_TYPE_Q4_0, row, a, n); break;
+        default: y[r] = gemv_legacy(GGML_TYPE_Q4_1, row, a, n); break;
+        }
     }
 }
 
@@ -814,11 +833,7 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     }
 #endif
     /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */
-    int64_t R = (int64_t)(TILE_BYTES / L.bytes);
-    const int64_t per_thread = (n_out + n_threads - 1) / n_threads;
-    if (R > per_thread) R = per_thread;
-    R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
-    if (R < MAX_NR) R = MAX_NR;
+    const int64_t R = qf_tile_rows((int64_t)(TILE_BYTES / L.bytes), n_out, n_threads, MAX_NR);
     const int64_t n_tiles = (n_out + R - 1) / R;
 
     int failed = 0;
