@@ -154,6 +154,16 @@ if need_data mix "$TEMPLATE"; then
   fi
 fi
 
+# --- shape fallbacks: stories260K (rows 64 and 172: IQ2_*/IQ3_XXS/Q2_K ->
+# IQ4_NL -> F16, tied output) with the oracle imatrix ------------------------
+FALLBACK_PRESETS="IQ2_XS IQ2_S IQ2_M IQ3_XXS Q2_K_S"
+S260=oracles/llamacpp/stories260K-F32.gguf S260_IM=oracles/llamacpp/stories260K-imatrix-wiki64x512.dat
+if need_data fallbacks "$S260" && need_data fallbacks "$S260_IM"; then
+  for t in $FALLBACK_PRESETS; do
+    exact_vs_peer "stories260K-$t-imatrix" "$QF_DATA/$S260" "$t" "$QF_DATA/$S260_IM"
+  done
+fi
+
 # --- tinystories-distill-3M: F32, imatrix from llama-imatrix, then ppl -------
 TS=models/tinystories-distill-3M
 if need_data distill "$TS/config.json" && need_data distill-text "$TEXT"; then
