@@ -25,6 +25,7 @@
 #include "numfmt.h"
 #include "qf_error.h"
 #include "codecs.h"
+#include "matmul_iq1.h"
 
 #include "qf_threads.h"
 #if defined(__AVX2__) && defined(__FMA__)
@@ -41,7 +42,10 @@
 
 /* IQ2_XS and IQ2_S are signed 256-blocks with a scale per 16 (as Q6_K, no min). */
 static int is_iq2_type(uint32_t type) { return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S; }
-static int is_k_type(uint32_t type) { return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || is_iq2_type(type); }
+static int is_iq1(uint32_t type) { return type == GGML_TYPE_IQ1_S || type == GGML_TYPE_IQ1_M; }
+static int is_k_type(uint32_t type) {
+    return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || is_iq2_type(type) || is_iq1(type);
+}
 static int has_min(uint32_t type) {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
 }
@@ -62,7 +66,9 @@ int qf_matmul_q8_supported(uint32_t type) {
     case GGML_TYPE_Q4_K:
     case GGML_TYPE_Q6_K:
     case GGML_TYPE_IQ2_XS:
-    case GGML_TYPE_IQ2_S: return 1;
+    case GGML_TYPE_IQ2_S:
+    case GGML_TYPE_IQ1_S:
+    case GGML_TYPE_IQ1_M: return 1;
     default: return 0;
     }
 }
@@ -400,7 +406,13 @@ int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
     }
     for (int64_t t = 0; t < T; t++)
         quantize_act_row(k, has_min(w->type), x + t * n, act + (size_t)t * arb, n, 1);
-    for (int64_t o = 0; o < w->n_out; o++) {
+    for (int64_t o = 0; is_iq1(w->type) && o < w->n_out; o++) /* dots straight from the blocks */
+        for (int64_t t = 0; t < T; t++) {
+            const act_row a = act_view(act + (size_t)t * arb, k, n);
+            const void *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            y[t * w->n_out + o] = (w->type == GGML_TYPE_IQ1_S ? qf_dot_iq1_s_ref : qf_dot_iq1_m_ref)(row, a.q, a.d, a.S32, n);
+        }
+    for (int64_t o = 0; !is_iq1(w->type) && o < w->n_out; o++) {
         unpack_row_ref(w->type, (const uint8_t *)w->data + (size_t)o * w->row_bytes, n, q, d, m, sc, mins);
         for (int64_t t = 0; t < T; t++)
             y[t * w->n_out + o] = dot_ref(w->type, n, q, d, m, sc, mins, act_view(act + (size_t)t * arb, k, n));
@@ -800,6 +812,29 @@ static void kernel_portable(uint32_t type, int nt, int nr, const uint8_t *w, siz
         }
 }
 
+/* IQ1_S / IQ1_M: the act rows, then every (token, row) dot read straight
+ * from the blocks (matmul_iq1.h), rows split over the threads. */
+static void iq1_matmul(const qf_weight *w, const float *x, int64_t T, float *y, uint8_t *act, size_t arb,
+                       int n_threads_max) {
+    const int64_t n = w->n_in, n_out = w->n_out;
+    float (*dot)(const void *, const int8_t *, const float *, const int16_t *, int64_t) =
+        w->type == GGML_TYPE_IQ1_S ? qf_dot_iq1_s : qf_dot_iq1_m;
+    const int n_threads = qf_threads_for((double)T * (double)n * (double)n_out, n_threads_max);
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++) quantize_act_row(1, 0, x + t * n, act + (size_t)t * arb, n, 0);
+#pragma omp for schedule(static)
+        for (int64_t o = 0; o < n_out; o++) {
+            const void *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            for (int64_t t = 0; t < T; t++) {
+                const act_row a = act_view(act + (size_t)t * arb, 1, n);
+                y[t * n_out + o] = dot(row, a.q, a.d, a.S32, n);
+            }
+        }
+    }
+}
+
 int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work, int n_threads_max) {
     const int64_t n = w->n_in, n_out = w->n_out;
     const uint32_t type = w->type;
@@ -813,6 +848,11 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     if (!act) {
         act = owned = aligned_alloc(64, arb * (size_t)T);
         if (!act) return QF_ENOMEM;
+    }
+    if (is_iq1(type)) {
+        iq1_matmul(w, x, T, y, act, arb, n_threads_max);
+        free(owned);
+        return 0;
     }
     const wlayout L = wrow_layout(type, n);
     kernel_fn kf = NULL;

@@ -25,6 +25,8 @@ static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ2_XS,
                                  GGML_TYPE_IQ2_S};
 #define N_TYPES (sizeof types / sizeof types[0])
+/* The types multiplied straight from their blocks (no unpacked rows). */
+static const uint32_t block_dot_types[] = {GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
 
 /* Random valid rows: random bytes, block scales set to small finite halves. */
 static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *row_bytes) {
@@ -46,6 +48,13 @@ static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *
         case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = small_half(); break;
         case GGML_TYPE_IQ2_XS: ((block_iq2_xs *)blk)->d = small_half(); break;
         case GGML_TYPE_IQ2_S: ((block_iq2_s *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ1_S: ((block_iq1_s *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ1_M: { /* d's four nibbles in the top of the four scale words */
+            const qf_half d = small_half();
+            uint8_t *s = ((block_iq1_m *)blk)->scales;
+            for (int k = 0; k < 4; k++) s[2 * k + 1] = (uint8_t)((s[2 * k + 1] & 0x0F) | ((d >> 4 * k) & 0xF) << 4);
+            break;
+        }
         }
     }
     *row_bytes = (size_t)rb;
@@ -147,8 +156,9 @@ static void test_unpack_matches_dequantize(qf_test *t) {
  * threads), and close to the F32 path fed the rounded activations. */
 static void test_fast_matches_reference(qf_test *t) {
     static const int64_t Ts[] = {1, 2, 3, 5, 9};
-    for (size_t ti = 0; ti < N_TYPES; ti++) {
-        const uint32_t type = types[ti];
+    const size_t n_block_dot = sizeof block_dot_types / sizeof *block_dot_types;
+    for (size_t ti = 0; ti < N_TYPES + n_block_dot; ti++) {
+        const uint32_t type = ti < N_TYPES ? types[ti] : block_dot_types[ti - N_TYPES];
         const char *name = ggml_get_type_traits(type)->name;
         const int k = ggml_get_type_traits(type)->block_size == QK_K;
         const int64_t n_in = k ? 3 * QK_K : 5 * 32, n_out = k ? 301 : 1001; /* several tiles per thread, a partial group of 4 rows */
