@@ -49,15 +49,18 @@ static void usage(FILE *fp) {
             "usage: " PROG " IN.gguf OUT.gguf TYPE [options]\n"
             "\n"
             "IN is a GGUF file, the first shard of a split model (all shards are read), or a\n"
-            "Hugging Face checkpoint directory or hub cache name (converted first).\n"
+            "Hugging Face checkpoint directory or hub cache name (read on the fly).\n"
             "\n"
             "Quantize a GGUF model tensor by tensor with llama-quantize's type choices\n"
             "(llama.cpp c392e50): with --method exact, the bytes llama-quantize writes for the\n"
             "same input, TYPE and imatrix; with --method search, the same types and size with\n"
             "a lower error (see --method).\n"
-            "IN is a GGUF file or a Hugging Face checkpoint directory; a directory is first\n"
-            "converted losslessly (as qforge-convert --outtype auto) into a temp file next to\n"
-            "OUT, deleted afterwards (it needs that much free disk space).\n"
+            "IN is a GGUF file or a Hugging Face checkpoint directory (F32/F16/BF16, or FP8:\n"
+            "compressed-tensors or block-scaled quant_method fp8). A directory is read as the\n"
+            "GGUF qforge-convert --outtype auto would write from it (FP8 weights as F32\n"
+            "scale * e4m3), streaming, no file written: the output equals converting first.\n"
+            "Only --method gptq/awq/awq+gptq convert a directory into a temp file next to OUT\n"
+            "first (deleted afterwards; it needs that much free disk space).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
@@ -151,7 +154,8 @@ static void usage(FILE *fp) {
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
             "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
-            "are released as they are consumed.\n"
+            "are released as they are consumed. A directory input adds one more such chunk\n"
+            "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
             "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
             "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
@@ -239,6 +243,8 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
+    static const char *const reads[] = {"gguf", "directory", "directory via a temp gguf"};
+    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 2 ? r->in_read : 0]);
     fprintf(fp, ", \"method\": \"%s\", \"tensors_searched\": %zu", qf_quant_method_name(p->method), p->n_searched);
     fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
             (unsigned long long)r->out_file_bytes);
@@ -424,15 +430,12 @@ static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err
     qf_imatrix im;
     qf_imatrix_init(&im);
     memset(r, 0, sizeof *r);
-    struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: --dry-run needs a GGUF input (convert the checkpoint first)",
-                          o->in_path);
-    int rc = qf_quant_input_open(&in, o->in_path, err);
+    int rc = qf_quant_input_open(&in, o->in_path, err); /* a directory: its header only, nothing converted */
     if (rc) return rc;
     if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
     rc = qf_quant_plan_build(&r->plan, &in.all, o, o->imatrix_path ? &im : NULL, err);
     r->in_file_bytes = in.file_bytes;
+    r->in_read = in.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
     r->imatrix_entries = im.n_entries;
     for (size_t i = 0; i < r->plan.n; i++) r->plan.t[i].src = NULL;
 done:
@@ -815,8 +818,9 @@ int main(int argc, char **argv) {
     qf_err err;
     qf_err_clear(&err);
     struct stat st;
-    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
+    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode) && (o.method == QF_QUANT_METHOD_GPTQ || awq))
+        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first (--method %s)\n",
+                o.in_path, qf_quant_method_name(o.method));
     qf_quantize_result r;
     const char *inputs[] = {o.in_path, o.imatrix_path};
     if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {

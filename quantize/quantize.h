@@ -290,7 +290,9 @@ long qf_quant_plan_find(const qf_quant_plan *plan, const char *name);
  * as one file: `all` has the first file's metadata and the tensors of all
  * shards in shard order (a view: only qf_quant_input_close frees it; no
  * gguf_find_tensor on it). shard_of[i] is the shard of all.tensors[i]. */
+struct qf_convert_source;
 typedef struct qf_quant_input {
+    struct qf_convert_source *src; /* a checkpoint directory read on the fly (convert.h), else NULL */
     gguf_file first;
     gguf_file *shards;            /* shards 2..N */
     uint32_t n_shards;
@@ -301,27 +303,45 @@ typedef struct qf_quant_input {
 } qf_quant_input;
 
 /* Open path (with its other shards when it is the first shard of a split
- * model); errors name the file. */
+ * model); errors name the file. A Hugging Face checkpoint directory
+ * (F32/F16/BF16 or FP8) is opened as the GGUF `qforge-convert --outtype
+ * auto` would write from it (FP8 weights dequantized to F32), without
+ * writing it: `all` then has no tensor data, rows come from
+ * qf_quant_input_read. */
 int qf_quant_input_open(qf_quant_input *in, const char *path, qf_err *err);
 void qf_quant_input_close(qf_quant_input *in);
 /* The mapping of whichever file holds p, or NULL. */
 const gguf_file *qf_quant_input_file_of(const qf_quant_input *in, const void *p);
+/* Rows [row0, row0 + nr) of all.tensors[i] (rows of ne[0] elements) into
+ * dst, in the tensor's type: from the file (a copy) or, for a directory,
+ * converted from the checkpoint. Fails naming the file and tensor. */
+int qf_quant_input_read(qf_quant_input *in, uint64_t i, uint64_t row0, uint64_t nr, void *dst, qf_err *err);
 
 /* ---------------- the whole job (quantize.c) ---------------- */
+
+enum {
+    QF_QUANT_READ_GGUF = 0,       /* a GGUF file (or split model), memory-mapped */
+    QF_QUANT_READ_DIRECTORY = 1,  /* a checkpoint directory, rows converted on the fly */
+    QF_QUANT_READ_TEMP_GGUF = 2,  /* a checkpoint directory converted into a temp GGUF first (GPTQ, AWQ) */
+};
 
 typedef struct qf_quantize_result {
     qf_quant_plan plan;           /* what was done, tensor by tensor */
     uint64_t in_file_bytes;
     uint64_t out_file_bytes;
     size_t imatrix_entries;       /* entries in the imatrix file (0 without) */
+    int in_read;                  /* how the input was read: QF_QUANT_READ_* */
     double seconds;
 } qf_quantize_result;
 
 /* Quantize o->in_path into o->out_path (temp file + rename: on failure
  * nothing is left behind and an existing output is untouched). in_path may
- * also be a Hugging Face checkpoint directory: it is first converted
- * losslessly (qf_convert, QF_OUTTYPE_AUTO: what `qforge-convert --outtype
- * auto` writes) into a temp GGUF next to the output, removed afterwards.
+ * also be a Hugging Face checkpoint directory (F32/F16/BF16 or FP8): it is
+ * read as the GGUF `qforge-convert --outtype auto` would write from it
+ * (qf_quant_input_open), streaming, no temp file; the output equals
+ * converting first and quantizing that GGUF. Methods GPTQ and AWQ still
+ * convert a directory into a temp GGUF next to the output first (their
+ * calibration pass loads the model in GGUF row order), removed afterwards.
  * The output path must differ from the input (and imatrix) file. `res` may
  * be NULL; else free it with qf_quantize_result_free (also after a failure).
  * res->in_file_bytes is the size of the (converted) input GGUF. */
