@@ -37,7 +37,7 @@ static const uint32_t tensor_types[] = {
     GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
     GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
     GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
-    GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
+    GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
 };
 
 static const char *tname(uint32_t type) {
@@ -70,7 +70,7 @@ static void usage(FILE *fp) {
     fprintf(fp, "  FP8_DYNAMIC, FP8: an FP8 checkpoint directory for vLLM instead (qforge-quantize IN OUTDIR FP8 --help)\n");
     fprintf(fp,
             "  Norms and other 1-D tensors stay as they are. Rows whose length the type cannot\n"
-            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ1_*/IQ2_XXS/IQ3_*/IQ4_XS->IQ4_NL, then F16);\n"
+            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ1_*/IQ2_*/IQ3_*/IQ4_XS->IQ4_NL, then F16);\n"
             "  every fallback is reported. docs/quantize.md has the full mix table.\n"
             "\n"
             "options:\n"
