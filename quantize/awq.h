@@ -75,6 +75,8 @@ typedef struct qf_awq_group_report {
     double loss;                   /* at the chosen alpha (no clipping) */
     double loss_final;             /* of what is written (clipping, GPTQ), relative */
     int folded;                    /* 0: scale 1 (no fold possible) */
+    int no_tokens;                 /* an expert no calibration token reached: quantized as the usual
+                                      path does, no scale, no clipping, losses 0 */
     double seconds;                /* wall time of the group's search and quantization */
 } qf_awq_group_report;
 

@@ -402,10 +402,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                     plan->n_imatrix_used++;
                 }
             }
-            /* llama-quantize also wants one for IQ1_M, except token_embd and output */
-            const int iq1_m_needs = t->type == GGML_TYPE_IQ1_M && strcmp(s->name, "token_embd.weight") != 0 &&
-                                    strcmp(s->name, "output.weight") != 0;
-            if (!t->uses_imatrix && (qf_quantize_requires_imatrix(t->type) || iq1_m_needs)) {
+            if (!t->uses_imatrix && (qf_quantize_requires_imatrix(t->type) || qf_mix_requires_imatrix(p, t->type, s->name))) {
                 rc = qf_set_err(err, QF_EINVAL, "%s: tensor '%s': type %s needs an importance matrix entry (--imatrix)",
                                 path, s->name, tname(t->type));
                 goto fail;

@@ -16,6 +16,9 @@
 
 #include "qf_cli.h"
 #include "qf_tmpfile.h"
+#ifdef QF_MPI
+#include "qf_mpi.h"
+#endif
 #include "budget.h"
 #include "ggml_types.h"
 #include "gguf.h"
@@ -35,7 +38,7 @@ static const uint32_t tensor_types[] = {
     GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
     GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
     GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
-    GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
+    GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
 };
 
 static const char *tname(uint32_t type) {
@@ -68,7 +71,7 @@ static void usage(FILE *fp) {
     fprintf(fp, "  FP8_DYNAMIC, FP8: an FP8 checkpoint directory for vLLM instead (qforge-quantize IN OUTDIR FP8 --help)\n");
     fprintf(fp,
             "  Norms and other 1-D tensors stay as they are. Rows whose length the type cannot\n"
-            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ1_*/IQ2_XXS/IQ3_*/IQ4_XS->IQ4_NL, then F16);\n"
+            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ1_*/IQ2_*/IQ3_*/IQ4_XS->IQ4_NL, then F16);\n"
             "  every fallback is reported. docs/quantize.md has the full mix table.\n"
             "\n"
             "options:\n"
@@ -162,13 +165,17 @@ static void usage(FILE *fp) {
             "(in RAM up to --mem-budget) and the engine's buffers, the largest of:\n"
             "  solving a group of linears with n inputs: 8 * n^2 (the Hessian, factored in\n"
             "  place) + the group's weights as F32 + one tensor's output blocks;\n"
-            "  collecting a group's inputs: 4 * n^2 + the block's weights as F32;\n"
+            "  collecting a group's inputs: 4 * n^2 + the block's weights as F32 + one\n"
+            "  panel of a chunk's Hessian (at most 64 MiB);\n"
             "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its output blocks.\n"
             "Independent of depth: finished tensors go to a temporary file (disk: their\n"
             "size, plus one block's weights as F32). Llama-3-70B widths (n = 28672 for\n"
-            "ffn_down): about 7.5 GiB. --dry-run prints the prediction for a given input.\n"
+            "ffn_down): about 7.5 GiB. Mixture-of-experts models hold every expert's\n"
+            "weights of a block as F32. --dry-run prints the prediction for a given input.\n"
             "--method awq / awq+gptq: as gptq, plus a second Hessian, a block's v and up as\n"
-            "F32, and the output blocks of every linear (held until written).\n");
+            "F32, and the output blocks of every linear (held until written).\n"
+            "The MPI build (qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration\n"
+            "chunks across mpirun's ranks, same bytes for any count (docs/mpi.md).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
@@ -343,22 +350,25 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
         for (size_t i = 0; i < a->n; i++) {
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
-            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, \"loss_final\": %.6g, "
-                    "\"seconds\": %.3f}",
-                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].loss0, a->g[i].loss, a->g[i].loss_final,
-                    a->g[i].seconds);
+            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
+                    "\"loss_final\": %.6g, \"seconds\": %.3f}",
+                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
+                    a->g[i].loss, a->g[i].loss_final, a->g[i].seconds);
         }
         fprintf(fp, "]}");
     }
     if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
         const qf_gptq_report *g = o->gptq_report;
         fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
-                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"tensors\": [",
+                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"experts_without_tokens\": %d, "
+                "\"tensors\": [",
                 (long long)g->n_chunks, (long long)g->n_tokens, (unsigned long long)g->hidden_bytes,
-                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried);
+                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried, g->no_token_experts);
         for (size_t i = 0; i < g->n; i++) {
             fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
             qf_cli_json_str(fp, g->t[i].name);
+            if (g->t[i].expert >= 0)
+                fprintf(fp, ", \"expert\": %d, \"no_tokens\": %s", g->t[i].expert, g->t[i].no_tokens ? "true" : "false");
             fprintf(fp, ", \"type\": \"%s\", \"loss\": %.6g, \"loss_rtn\": %.6g, \"damp\": %g, \"retries\": %d}",
                     tname(g->t[i].type), g->t[i].loss, g->t[i].loss_rtn, g->t[i].damp, g->t[i].retries);
         }
@@ -392,11 +402,15 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
             lg += g->t[i].loss;
             lr += g->t[i].loss_rtn;
         }
+        const size_t n_solved = g->n - (size_t)g->no_token_experts; /* the others have no loss */
         printf("  gptq:      %zu tensors, mean relative output error %.4g (round-to-nearest %.4g);\n"
                "             %lld chunks, %lld tokens; forward %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
-               g->n, g->n ? lg / (double)g->n : 0.0, g->n ? lr / (double)g->n : 0.0, (long long)g->n_chunks,
+               n_solved, n_solved ? lg / (double)n_solved : 0.0, n_solved ? lr / (double)n_solved : 0.0, (long long)g->n_chunks,
                (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
                g->spilled ? "; hidden states spilled to disk" : "");
+        if (g->no_token_experts)
+            printf("  gptq:      %d expert matrices saw no calibration token: quantized without GPTQ, as the usual path does\n",
+                   g->no_token_experts);
     }
     if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ)) {
         const qf_awq_report *a = o->awq_report;
@@ -621,11 +635,13 @@ static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int j
     return rc ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
-    qf_cli_wait_policy(argv);
-    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+/* With several MPI ranks (qforge-quantize-mpi): the calibration chunks of
+ * gptq / awq are split among them and rank 0 alone writes. */
+static qf_dist *g_dist;
+
+static int quantize_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) /* TYPE FP8 / FP8_DYNAMIC: the FP8 checkpoint writer */
-        if (fp8_is_type(argv[i])) return fp8_main(argc, argv);
+        if (fp8_is_type(argv[i])) return qf_dist_rank(g_dist) ? 0 : fp8_main(argc, argv); /* not split: rank 0's */
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
@@ -797,7 +813,7 @@ int main(int argc, char **argv) {
         }
         o.out_path = pos[1];
         o.preset = qf_quant_preset_find("Q4_K_M"); /* method rule of the K-quant mixes (qf_quant_method_searches) */
-        rc = run_budget(&o, &ba, dry, json, quiet);
+        rc = qf_dist_rank(g_dist) ? 0 : run_budget(&o, &ba, dry, json, quiet); /* not split: rank 0's */
         free(ovs);
         free(bsnap);
         return rc;
@@ -838,6 +854,15 @@ int main(int argc, char **argv) {
     o.awq = &aopt;
     o.awq_report = &arep;
     o.gptq_report = &grep_;
+    o.dist = g_dist;
+    gopt.dist = g_dist;
+    if (qf_dist_rank(g_dist) != 0 && (dry || (o.method != QF_QUANT_METHOD_GPTQ && !awq))) {
+        /* only the calibration of gptq / awq is split; rank 0 does the rest */
+        free(snapshot);
+        for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
+        free(ovs);
+        return 0;
+    }
 
     progress_state ps = {qf_now_seconds(), 0, 0};
     if (!quiet && !dry && isatty(STDERR_FILENO)) {
@@ -886,4 +911,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+#ifdef QF_MPI
+    g_dist = qf_mpi_start(&argc, &argv, PROG);
+#endif
+    int rc = quantize_main(argc, argv);
+#ifdef QF_MPI
+    rc = qf_mpi_finish(g_dist, rc);
+#endif
+    return rc;
 }

@@ -514,16 +514,22 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     }
     if ((rc = qf_quant_plan_build(&plan, &qin.all, o, have_im ? &im : NULL, err))) goto fail;
     if ((rc = plan_shards(&os, o, &qin, &plan, err))) goto fail;
-    if (o->method == QF_QUANT_METHOD_GPTQ &&
-        (rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, o->gptq, &j.store, o->gptq_report, err)))
-        goto fail;
-
-    j.o = o;
     qf_search_opts_init(&j.search);
     j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if (o->method == QF_QUANT_METHOD_GPTQ) {
+        qf_gptq_run_opts go = *o->gptq; /* experts without calibration tokens take the usual path's search */
+        go.search = &j.search;
+        if ((rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, &go, &j.store, o->gptq_report, err))) goto fail;
+    }
+
+    j.o = o;
     if ((o->method == QF_QUANT_METHOD_AWQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
         (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.gptq, o->awq_report, err)))
         goto fail;
+    if (qf_dist_rank(o->dist) != 0) { /* the other ranks helped with the calibration; rank 0 writes */
+        rc = 0;
+        goto done;
+    }
     j.err = err;
     j.in = &qin.all;
     j.input = j.input_rw = &qin;

@@ -46,11 +46,16 @@ enum {
     QF_FTYPE_MOSTLY_Q5_K_M = 17,
     QF_FTYPE_MOSTLY_Q6_K = 18,
     QF_FTYPE_MOSTLY_IQ2_XXS = 19,
+    QF_FTYPE_MOSTLY_IQ2_XS = 20,
+    QF_FTYPE_MOSTLY_Q2_K_S = 21,
     QF_FTYPE_MOSTLY_IQ3_XS = 22,
+    QF_FTYPE_MOSTLY_IQ3_XXS = 23,
     QF_FTYPE_MOSTLY_IQ1_S = 24,
     QF_FTYPE_MOSTLY_IQ4_NL = 25,
     QF_FTYPE_MOSTLY_IQ3_S = 26,
     QF_FTYPE_MOSTLY_IQ3_M = 27,
+    QF_FTYPE_MOSTLY_IQ2_S = 28,
+    QF_FTYPE_MOSTLY_IQ2_M = 29,
     QF_FTYPE_MOSTLY_IQ4_XS = 30,
     QF_FTYPE_MOSTLY_IQ1_M = 31,
     QF_FTYPE_MOSTLY_BF16 = 32,
@@ -72,8 +77,13 @@ const qf_quant_preset *qf_quant_presets(size_t *n);
 /* Preset by name (case-insensitive), or NULL. */
 const qf_quant_preset *qf_quant_preset_find(const char *name);
 /* 1 if llama-quantize refuses the preset without an imatrix whatever the
- * model (IQ2_XXS, IQ1_S, IQ1_M; llama.cpp also lists IQ2_XS, IQ2_S, Q2_K_S). */
+ * model (IQ2_XXS, IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
 int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
+/* 1 if llama-quantize refuses to write the tensor `name` as `type` under
+ * preset p without an imatrix entry for it ("very low-bit"): IQ2_XXS,
+ * IQ2_XS, IQ2_S, IQ1_S; IQ1_M except token_embd and output; Q2_K under
+ * Q2_K_S except token_embd. */
+int qf_mix_requires_imatrix(const qf_quant_preset *p, uint32_t type, const char *name);
 
 /* ---------------- per-tensor rules (mix.c) ---------------- */
 
@@ -222,6 +232,8 @@ typedef struct qf_quantize_opts {
     struct qf_gptq_report *gptq_report;  /* method GPTQ: filled with per-tensor losses (may be NULL) */
     const struct qf_awq_run_opts *awq;   /* methods AWQ, AWQ_GPTQ: options (calibration via awq->calib) */
     struct qf_awq_report *awq_report;    /* methods AWQ, AWQ_GPTQ: per-group alphas and losses (may be NULL) */
+    struct qf_dist *dist;                /* several ranks (qf_dist.h): the calibration is split (pass the same
+                                            to gptq->dist), rank 0 alone writes; NULL: one process */
 } qf_quantize_opts;
 
 void qf_quantize_opts_init(qf_quantize_opts *o); /* zero, types -1 */

@@ -40,8 +40,12 @@
 /* ------------------------------------------------------------------ */
 /* Row layouts */
 
+/* IQ2_XS and IQ2_S are signed 256-blocks with a scale per 16 (as Q6_K, no min). */
+static int is_iq2_type(uint32_t type) { return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S; }
 static int is_iq1(uint32_t type) { return type == GGML_TYPE_IQ1_S || type == GGML_TYPE_IQ1_M; }
-static int is_k_type(uint32_t type) { return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || is_iq1(type); }
+static int is_k_type(uint32_t type) {
+    return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || is_iq2_type(type) || is_iq1(type);
+}
 static int has_min(uint32_t type) {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
 }
@@ -61,6 +65,8 @@ int qf_matmul_q8_supported(uint32_t type) {
     case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q4_K:
     case GGML_TYPE_Q6_K:
+    case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_S:
     case GGML_TYPE_IQ1_S:
     case GGML_TYPE_IQ1_M: return 1;
     default: return 0;
@@ -123,6 +129,44 @@ static void q4k_scales(const block_q4_K *x, float *d, float *m, int8_t *sc, int1
         sc[2 * g] = sc[2 * g + 1] = (int8_t)s;
         mins[g] = (int16_t)mn;
     }
+}
+
+/* IQ2_XS / IQ2_S rows as signed grid values q = +-g (|q| <= 43), the scales
+ * 2 sc + 1 per 16 and d = d_w / 8: (d * (2sc+1)) * q is the reference
+ * dequantization d_w * (0.5 + sc) * 0.25 * g exactly, and llama.cpp's AVX2
+ * dot (integer sums with 2sc+1, FMA by d_w*d_x per lane, 0.125 * hsum at the
+ * end) is this order scaled by the exact power of two 1/8. */
+static int unpack_iq2_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, int8_t *sc) {
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *scales;
+        if (type == GGML_TYPE_IQ2_XS) {
+            const block_iq2_xs *x = (const block_iq2_xs *)row + b;
+            d[b] = qf_f16_to_f32(x->d) * 0.125f;
+            scales = x->scales;
+            for (int g = 0; g < 32; g++) {
+                const uint64_t pt = qf_iq2xs_grid[x->qs[g] & 511];
+                const uint8_t s = qf_iq_signs(x->qs[g] >> 9);
+                for (int j = 0; j < 8; j++) {
+                    const int v = (int)((pt >> 8 * j) & 0xFF);
+                    q[QK_K * b + 8 * g + j] = (int8_t)((s >> j) & 1 ? -v : v);
+                }
+            }
+        } else {
+            const block_iq2_s *x = (const block_iq2_s *)row + b;
+            d[b] = qf_f16_to_f32(x->d) * 0.125f;
+            scales = x->scales;
+            for (int g = 0; g < 32; g++) {
+                const uint64_t pt = qf_iq2s_grid[x->qs[g] | (((x->qh[g / 4] >> 2 * (g % 4)) & 3) << 8)];
+                const uint8_t s = x->qs[QK_K / 8 + g];
+                for (int j = 0; j < 8; j++) {
+                    const int v = (int)((pt >> 8 * j) & 0xFF);
+                    q[QK_K * b + 8 * g + j] = (int8_t)((s >> j) & 1 ? -v : v);
+                }
+            }
+        }
+        for (int k = 0; k < 16; k++) sc[16 * b + k] = (int8_t)(2 * ((scales[k / 2] >> 4 * (k % 2)) & 0x0F) + 1);
+    }
+    return 0;
 }
 
 /* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
@@ -216,6 +260,8 @@ static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
         }
         return 0;
     }
+    case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_S: return unpack_iq2_ref(type, row, n, q, d, sc);
     default: return QF_EUNSUPPORTED;
     }
 }
@@ -812,7 +858,7 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     kernel_fn kf = NULL;
 #ifdef QF_Q8_AVX2
     kf = type == GGML_TYPE_Q4_K   ? kernel_q4K
-         : type == GGML_TYPE_Q6_K ? kernel_q6K
+         : type == GGML_TYPE_Q6_K || is_iq2_type(type) ? kernel_q6K
          : is_unsigned(type)      ? kernel_min32
                                   : kernel_signed32;
 #endif

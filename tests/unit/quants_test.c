@@ -34,6 +34,7 @@ static const geom geoms[] = {
     {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292}, {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136},
     {GGML_TYPE_IQ3_S, "iq3_s", 256, 110},   {GGML_TYPE_IQ3_XXS, "iq3_xxs", 256, 98},
     {GGML_TYPE_IQ2_XXS, "iq2_xxs", 256, 66},
+    {GGML_TYPE_IQ2_XS, "iq2_xs", 256, 74},  {GGML_TYPE_IQ2_S, "iq2_s", 256, 82},
     {GGML_TYPE_IQ1_S, "iq1_s", 256, 50},    {GGML_TYPE_IQ1_M, "iq1_m", 256, 56},
 };
 enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
@@ -431,6 +432,90 @@ static void test_iq1_by_hand(qf_test *t) {
     }
 }
 
+/* IQ2_XS and IQ2_S grids: distinct 8-tuples of the levels 8, 25, 43 in
+ * ascending code order (512 and 1024 points). By hand: a block whose groups
+ * name grid points through every index/sign/scale field (IQ2_XS: index |
+ * sign index << 9; IQ2_S: 8 low index bits, 2 high bits per group in qh,
+ * one sign byte per group), dequantized against values computed here from
+ * the field positions of the format. Grid points quantize back to
+ * themselves, up to the fp16 scale. */
+static int iq2_grid_violations(const uint64_t *grid, int n) {
+    int bad = 0, prev = -1;
+    for (int i = 0; i < n; i++) {
+        int code = 0;
+        for (int j = 0; j < 8; j++) {
+            const int v = (int)((grid[i] >> 8 * j) & 0xFF);
+            const int l = v == 8 ? 0 : v == 25 ? 1 : v == 43 ? 2 : -1;
+            bad += l < 0;
+            code |= (l & 3) << 2 * j;
+        }
+        bad += code <= prev;
+        prev = code;
+    }
+    return bad;
+}
+
+static void test_iq2_xs_s_grids(qf_test *t) {
+    CHECK(t, iq2_grid_violations(qf_iq2xs_grid, 512) == 0, "iq2_xs grid violations");
+    CHECK(t, iq2_grid_violations(qf_iq2s_grid, 1024) == 0, "iq2_s grid violations");
+    block_iq2_xs bx;
+    block_iq2_s bs;
+    memset(&bx, 0, sizeof bx);
+    memset(&bs, 0, sizeof bs);
+    bx.d = bs.d = 0x4800; /* 8: db = 8 * (0.5 + sc) * 0.25 = 1 + 2 sc */
+    for (int ib = 0; ib < 8; ib++) bx.scales[ib] = bs.scales[ib] = (uint8_t)((2 * ib) | (2 * ib + 1) << 4);
+    for (int g = 0; g < 32; g++) {
+        bx.qs[g] = (uint16_t)((g * 17 + 3) % 512 | ((g * 5) % 128) << 9);
+        const int idx = (g * 33 + 7) % 1024;
+        bs.qs[g] = (uint8_t)(idx & 255);
+        bs.qh[g / 4] |= (uint8_t)((idx >> 8) << 2 * (g % 4));
+        bs.qs[32 + g] = (uint8_t)(g * 29 + 1);
+    }
+    float yx[256], ys[256], z[256];
+    dequantize_row_iq2_xs_ref(&bx, yx, 256);
+    dequantize_row_iq2_s_ref(&bs, ys, 256);
+    int bad = 0;
+    for (int g = 0; g < 32; g++) {
+        const float db = 1.0f + 2.0f * (float)(g / 2); /* sub-block of 16 = g/2 */
+        const int sx = (g * 5) % 128, sxx = sx | (__builtin_popcount((unsigned)sx) & 1) << 7;
+        const int sg = (uint8_t)(g * 29 + 1);
+        for (int j = 0; j < 8; j++) {
+            const float vx = db * (float)((qf_iq2xs_grid[(g * 17 + 3) % 512] >> 8 * j) & 0xFF);
+            const float vs = db * (float)((qf_iq2s_grid[(g * 33 + 7) % 1024] >> 8 * j) & 0xFF);
+            bad += yx[8 * g + j] != ((sxx >> j) & 1 ? -vx : vx);
+            bad += ys[8 * g + j] != ((sg >> j) & 1 ? -vs : vs);
+        }
+    }
+    CHECK(t, bad == 0, "%d values differ from the field layout", bad);
+    dequantize_row_iq2_xs(&bx, z, 256);
+    CHECK(t, memcmp(yx, z, sizeof z) == 0, "iq2_xs fast != ref");
+    dequantize_row_iq2_s(&bs, z, 256);
+    CHECK(t, memcmp(ys, z, sizeof z) == 0, "iq2_s fast != ref");
+
+    float x[256], y[256], w[256];
+    for (int g = 0; g < 32; g++)
+        for (int j = 0; j < 8; j++) {
+            /* even sign count per group, so IQ2_XS's parity rule keeps them */
+            const float s = (j < 2 && g % 3 == 0) ? -1.f : 1.f;
+            x[8 * g + j] = (float)((qf_iq2s_grid[(g * 37) % 1024] >> 8 * j) & 0xFF) * s;
+        }
+    for (int i = 0; i < 256; i++) w[i] = 1.0f;
+    REQUIRE(t, qf_quantize_row_iq2_s(x, &bs, 256, w) == 0, "quantize iq2_s");
+    dequantize_row_iq2_s_ref(&bs, y, 256);
+    double e = 0, n = 0;
+    for (int i = 0; i < 256; i++) { e += (x[i] - y[i]) * (x[i] - y[i]); n += x[i] * x[i]; }
+    CHECK(t, e / n < 1e-2, "iq2_s grid points come back with relative error %g", e / n); /* d stored x0.9875, 4-bit sub-scales */
+    CHECK(t, qf_quantize_row_iq2_xs(x, &bx, 256, NULL) == -1, "iq2_xs needs an imatrix");
+    for (int g = 0; g < 32; g++)
+        for (int j = 0; j < 8; j++)
+            x[8 * g + j] = (float)((qf_iq2xs_grid[(g * 37) % 512] >> 8 * j) & 0xFF) * ((j < 2 && g % 3 == 0) ? -1.f : 1.f);
+    REQUIRE(t, qf_quantize_row_iq2_xs(x, &bx, 256, w) == 0, "quantize iq2_xs");
+    dequantize_row_iq2_xs_ref(&bx, y, 256);
+    e = n = 0;
+    for (int i = 0; i < 256; i++) { e += (x[i] - y[i]) * (x[i] - y[i]); n += x[i] * x[i]; }
+    CHECK(t, e / n < 1e-2, "iq2_xs grid points come back with relative error %g", e / n);
+}
+
 static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
@@ -453,11 +538,11 @@ static void test_traits_table(qf_test *t) {
                                        GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
                                        GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
                                        GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
-                                       GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
+                                       GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
     static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
                                          GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
                                          GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
-                                         GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
+                                         GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
     static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
     static const struct { uint32_t w, act; } dot[] = {
         {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
@@ -466,7 +551,7 @@ static void test_traits_table(qf_test *t) {
         {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K},
         {GGML_TYPE_IQ3_S, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ3_XXS, GGML_TYPE_Q8_K},
-        {GGML_TYPE_IQ2_XXS, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ2_XXS, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ2_XS, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ2_S, GGML_TYPE_Q8_K},
         {GGML_TYPE_IQ1_S, GGML_TYPE_Q8_K},  {GGML_TYPE_IQ1_M, GGML_TYPE_Q8_K},
     };
     for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
@@ -489,4 +574,4 @@ static void test_traits_table(qf_test *t) {
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
              test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_iq3_s_grid, test_iq3_xxs_grid_and_signs, test_traits_table,
-             test_iq1_by_hand)
+             test_iq1_by_hand, test_iq2_xs_s_grids)
