@@ -29,7 +29,7 @@
 #   --reuse     keep what an earlier run in DIR produced (for re-rendering the tables)
 #   --types L   only these types (space-separated, e.g. "Q4_K_M Q4_0 Q3_K_M Q2_K"); default all
 # Environment: QF_BIN (bin), QF_DATA (../shared), QF_PEER ($QF_DATA/peers/llama.cpp/bin),
-#   CALQ (calibration chunks of the calibrated methods, default 32; --quick 4).
+#   CALQ (calibration chunks of the calibrated methods, default 32; --quick 4), MODELS ("s260 ts3m").
 # Exit status: 0 ok, 1 a step of qforge's pipeline failed (the tables say which), 2 usage.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +64,7 @@ TYPES=${ONLY_TYPES:-"Q4_0 Q4_K_M Q5_K_M Q6_K Q3_K_M Q2_K"}
 CAL_TYPES="Q4_K_M Q4_0 Q3_K_M Q2_K"   # types of the calibrated methods (and their goals)
 CAL_PIPES="qg qw qz"                  # gptq, awq, awq+gptq
 REFS="F16 Q8_0"
-MODELS="s260 ts3m"
+MODELS=${MODELS:-"s260 ts3m"}   # s260 stories260K, ts3m tinystories-distill-3M
 # chunks of CTX tokens: calibration / evaluation
 if [ "$QUICK" = 1 ]; then
   CAL_s260=4 EVAL_s260=3 CAL_ts3m=4 EVAL_ts3m=3
