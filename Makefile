@@ -5,6 +5,8 @@
 #   make asan       build with ASan+UBSan into build-asan/ and run the suite
 #   make fuzz       libFuzzer targets for the parsers (FUZZ_SECONDS=60, inputs <= 64 KiB)
 #   make deps       install missing Debian packages (root), else print the command
+#   make MPI=1      also bin/qforge-calibrate-mpi and bin/qforge-quantize-mpi (Open MPI's
+#                   mpicc; the libraries stay MPI-free: formats/qf_mpi.c is linked into these only)
 #   make demo       convert -> quantize -> verify on the default model
 #
 # Layout: every <dir>/qforge-*.c is a program; every other <dir>/*.c is
@@ -27,7 +29,7 @@ MODEL    ?= $(QF_DATA)/models/stories260K
 export QF_DATA
 
 LIBDIRS  = quantize calibrate verify convert formats
-lib_src  = $(filter-out $(1)/qforge-%.c,$(wildcard $(1)/*.c))
+lib_src  = $(filter-out $(1)/qforge-%.c $(1)/qf_mpi.c,$(wildcard $(1)/*.c))
 LIBS     = $(foreach d,$(LIBDIRS),$(B)/libqf_$(d).a)
 PROG_SRC = $(wildcard $(foreach d,$(LIBDIRS),$(d)/qforge-*.c))
 PROGS    = $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
@@ -36,8 +38,9 @@ TESTS    = $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 TOOL_SRC = $(wildcard tests/tools/*.c scripts/*.c)
 TOOLS    = $(patsubst %.c,$(B)/tools/%,$(notdir $(TOOL_SRC)))
 
-.PHONY: all check variants asan fuzz deps demo clean bench
-all: $(PROGS) $(TESTS) $(TOOLS)
+.PHONY: all check variants mpi asan fuzz deps demo clean bench
+MPI_PROGS = $(BIN)/qforge-calibrate-mpi $(BIN)/qforge-quantize-mpi
+all: $(PROGS) $(TESTS) $(TOOLS) $(if $(filter 1,$(MPI)),$(MPI_PROGS))
 
 # libraries -------------------------------------------------------------
 define LIB_RULES
@@ -72,6 +75,26 @@ $(B)/obj/prog/qforge-%.o: qforge-%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# MPI programs (make MPI=1): the program compiled with -DQF_MPI and linked
+# with formats/qf_mpi.c by mpicc, over the same MPI-free libraries.
+MPICC ?= mpicc
+ifeq ($(MPI),1)
+$(BIN)/qforge-%-mpi: $(B)/obj/mpi/qforge-%.o $(B)/obj/mpi/qf_mpi.o $(LIBS)
+	@mkdir -p $(@D)
+	OMPI_CC=$(CC) $(MPICC) $(ALL_CFLAGS) $(B)/obj/mpi/qforge-$*.o $(B)/obj/mpi/qf_mpi.o -o $@ -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+$(B)/obj/mpi/qforge-%.o: qforge-%.c
+	@mkdir -p $(@D)
+	OMPI_CC=$(CC) $(MPICC) $(ALL_CFLAGS) -DQF_MPI -c $< -o $@
+$(B)/obj/mpi/qf_mpi.o: formats/qf_mpi.c
+	@mkdir -p $(@D)
+	OMPI_CC=$(CC) $(MPICC) $(ALL_CFLAGS) -c $< -o $@
+endif
+.PRECIOUS: $(B)/obj/mpi/%.o
+# the MPI programs when mpicc exists (make check builds them for tests/cli/mpi.sh)
+mpi:
+	@if command -v $(MPICC) >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 $(MPI_PROGS); \
+	else echo "mpi: $(MPICC) not found: no MPI programs (make deps installs Open MPI)"; fi
+
 # unit tests --------------------------------------------------------------
 $(B)/tests/%_test: tests/unit/%_test.c $(LIBS)
 	@mkdir -p $(@D)
@@ -96,7 +119,7 @@ variants:
 	  $(MAKE) --no-print-directory B=$$d BIN=$$d/bin ARCH="$$a" $(foreach t,$(KERNEL_TESTS),$$d/tests/$(t)) >/dev/null || exit 1; \
 	done
 
-check: all variants
+check: all variants mpi
 	QF_BIN=$(BIN) QF_TOOLS=$(B)/tools tests/run.sh $(B) $(VARIANT_DIRS)
 
 asan:
@@ -119,7 +142,7 @@ fuzz:
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 
-DEBIAN_PKGS = zlib1g-dev libxxhash-dev libjsmn-dev gcc make clang libclang-rt-14-dev xxhash time
+DEBIAN_PKGS = zlib1g-dev libxxhash-dev libjsmn-dev gcc make clang libclang-rt-14-dev xxhash time libopenmpi-dev openmpi-bin
 deps:
 	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all packages present"; \
@@ -130,8 +153,9 @@ deps:
 demo: deps all
 	@bash scripts/demo.sh "$(MODEL)"
 
+# every benchmark (helpers lib.sh, gen-1b.sh and the pairs.sh driver are not benchmarks)
 bench: all
-	@for s in bench/*.sh; do bash $$s; done
+	@for s in bench/*.sh; do case $$s in */lib.sh|*/gen-1b.sh|*/pairs.sh) continue;; esac; bash $$s; done
 
 clean:
 	rm -rf build build-asan build-fuzz build-avx2 build-x86-64 bin

@@ -7,6 +7,13 @@
 #     checkpoint (written from the same model by build/tools/fp8_tool
 #     blockckpt) -> BF16 GGUF, next to qforge-convert of the
 #     BF16 original -> BF16 (the same output bytes without FP8 dequantization)
+#   - qforge-quantize reading that block-scaled checkpoint directly -> Q8_0
+#     (streamed, no GGUF written in between) next to the two steps it
+#     replaces (qforge-convert --outtype auto, FP8 weights as F32, then
+#     qforge-quantize of that GGUF -> Q8_0; the bytes are compared) and to
+#     qforge-quantize of the BF16 original directory -> Q8_0; and the same
+#     direct read -> Q4_K_M (the K-quant search costs more CPU per byte)
+# CASES=REGEX runs only the cases whose name matches (default: all).
 # Runs are interleaved (case order rotated every repetition); tables give the
 # median. The generated model is kept (it may be a shared cache); outputs go
 # to $OUT_DIR and are deleted at the end unless KEEP=1.
@@ -35,7 +42,17 @@ cases=(
   "quantize FP8_DYNAMIC channel, amax scales|$QF_BIN/qforge-quantize $SYNTH_1B $O FP8_DYNAMIC --fp8-scale amax --quiet"
   "convert block-FP8 -> BF16|$QF_BIN/qforge-convert $BLK -o $O --outtype bf16 --threads $THREADS --quiet"
   "convert BF16 original -> BF16|$QF_BIN/qforge-convert $SYNTH_1B -o $O --outtype bf16 --threads $THREADS --quiet"
+  "quantize block-FP8 dir -> Q8_0, read directly|$QF_BIN/qforge-quantize $BLK $O Q8_0 --threads $THREADS --quiet"
+  "convert block-FP8 -> auto (F32) GGUF, then quantize -> Q8_0|$QF_BIN/qforge-convert $BLK -o $O.f32.gguf --outtype auto --threads $THREADS --quiet && $QF_BIN/qforge-quantize $O.f32.gguf $O Q8_0 --threads $THREADS --quiet; rc=\$?; rm -f $O.f32.gguf; exit \$rc"
+  "quantize block-FP8 dir -> Q4_K_M, read directly|$QF_BIN/qforge-quantize $BLK $O Q4_K_M --threads $THREADS --quiet"
+  "quantize BF16 original dir -> Q8_0|$QF_BIN/qforge-quantize $SYNTH_1B $O Q8_0 --threads $THREADS --quiet"
 )
+CASES=${CASES:-}
+if [ -n "$CASES" ]; then
+  keep=()
+  for c in "${cases[@]}"; do [[ ${c%%|*} =~ $CASES ]] && keep+=("$c"); done
+  cases=("${keep[@]}")
+fi
 declare -A WALL RSS
 for rep in $(seq 1 "$REPS"); do
   n=${#cases[@]}
@@ -46,10 +63,19 @@ for rep in $(seq 1 "$REPS"); do
     if timed "$logs/$rep-${name//[^A-Za-z0-9_]/_}.log" bash -c "$cmd"; then
       WALL[$name]+="$T_WALL "; RSS[$name]+="$T_RSS "
       note "$name run $rep: ${T_WALL}s, ${T_RSS} KiB"
+      case $name in # the Q8_0 files of the direct and the two-step runs, compared once both exist
+        *"Q8_0, read directly"*) mv "$O" "$O.direct" ;;
+        *"then quantize -> Q8_0"*) mv "$O" "$O.two" ;;
+      esac
     fi
   done
 done
 rm -rf "$O"
+same=
+if [ -f "$O.direct" ] && [ -f "$O.two" ]; then
+  if cmp -s "$O.direct" "$O.two"; then same="byte-identical"; else same="DIFFERENT"; fi
+fi
+rm -f "$O.direct" "$O.two"
 
 echo "### FP8: TinyLlama-1.1B-shaped BF16 ($(awk -v b="$in_bytes" 'BEGIN { printf "%.0f", b / 1e6 }') MB), block-scaled FP8 copy ($(awk -v b="$blk_bytes" 'BEGIN { printf "%.0f", b / 1e6 }') MB)"
 echo
@@ -65,4 +91,5 @@ for c in "${cases[@]}"; do
   b=$in_bytes; case $name in *block-FP8*) b=$blk_bytes ;; esac
   echo "| $name | $(fmt 2 "$w") | $(mib "$r") | $(awk -v b="$b" -v w="$w" 'BEGIN { printf "%.0f", b / 1e6 / w }') |"
 done
+[ -z "$same" ] || { echo; echo "Q8_0 read directly vs converted first: $same."; }
 [ "$KEEP" = 1 ] || rm -rf "$BLK"

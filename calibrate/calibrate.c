@@ -168,6 +168,24 @@ void qf_calib_attach(qf_calib *cal, qf_ctx *c) {
     c->hook_user = cal;
 }
 
+/* One chunk from an empty KV cache, in forward calls of at most n_ubatch
+ * tokens; fails with the engine's or an accumulator's error. */
+static int run_chunk(qf_calib *cal, qf_ctx *ctx, int32_t *chunk, const int32_t *tokens, int64_t n_ctx,
+                     int64_t n_ubatch, const qf_calib_params *p, int want_output, qf_err *err) {
+    memcpy(chunk, tokens, (size_t)n_ctx * sizeof *chunk);
+    if (p->add_bos) chunk[0] = p->bos_id;
+    qf_ctx_reset(ctx);
+    for (int64_t b0 = 0; b0 < n_ctx; b0 += n_ubatch) {
+        const int64_t nb = n_ctx - b0 < n_ubatch ? n_ctx - b0 : n_ubatch;
+        /* logits (the output matmul) only when the output is collected */
+        int rc = qf_forward(ctx, chunk + b0, nb, want_output ? 0 : nb, NULL, err);
+        if (rc < 0) return rc;
+        if (cal->failed)
+            return qf_set_err(err, cal->hook_err.code ? cal->hook_err.code : QF_EINVAL, "%s", cal->hook_err.msg);
+    }
+    return 0;
+}
+
 int qf_calib_run(qf_calib *cal, const int32_t *tokens, int64_t n_tokens, const qf_calib_params *p,
                  qf_calib_stats *st, qf_err *err) {
     memset(st, 0, sizeof *st);
@@ -196,25 +214,34 @@ int qf_calib_run(qf_calib *cal, const int32_t *tokens, int64_t n_tokens, const q
     cal->failed = 0;
     qf_err_clear(&cal->hook_err);
     const int want_output = cal->n_targets > 0 && cal->targets[cal->n_targets - 1].layer < 0;
+    qf_dist *d = cal->opt.dist;
+    const int64_t size = qf_dist_size(d), rank = qf_dist_rank(d);
+    if ((rc = qf_dist_same(d, tokens, (size_t)(n_chunks * n_ctx) * sizeof *tokens, "the calibration text", err)))
+        goto done;
     const double t0 = qf_now_seconds();
-    for (int64_t c = 0; c < n_chunks; c++) {
-        memcpy(chunk, tokens + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
-        if (p->add_bos) chunk[0] = p->bos_id;
-        qf_ctx_reset(&ctx);
-        for (int64_t b0 = 0; b0 < n_ctx; b0 += n_ubatch) {
-            const int64_t nb = n_ctx - b0 < n_ubatch ? n_ctx - b0 : n_ubatch;
-            /* logits (the output matmul) only when the output is collected */
-            rc = qf_forward(&ctx, chunk + b0, nb, want_output ? 0 : nb, NULL, err);
-            if (rc < 0) goto done;
-            if (cal->failed) {
-                rc = qf_set_err(err, cal->hook_err.code ? cal->hook_err.code : QF_EINVAL, "%s", cal->hook_err.msg);
-                goto done;
-            }
-        }
-        st->n_chunks = c + 1;
-        st->n_tokens = (c + 1) * n_ctx;
+    /* round j: chunk j*size + rank here; the chunks' sums added in chunk order */
+    for (int64_t j = 0; j * size < n_chunks; j++) {
+        const int64_t c = j * size + rank, n_parts = n_chunks - j * size < size ? n_chunks - j * size : size;
+        for (int i = 0; i < cal->n_accs; i++)
+            if (cal->accs[i]->n_part) memset(cal->accs[i]->part, 0, cal->accs[i]->n_part * sizeof(double));
+        if (c < n_chunks) rc = run_chunk(cal, &ctx, chunk, tokens + c * n_ctx, n_ctx, n_ubatch, p, want_output, err);
+        if ((rc = qf_dist_check(d, rc, err))) goto done;
+        for (int i = 0; i < cal->n_accs; i++)
+            if (cal->accs[i]->n_part)
+                qf_dist_reduce(d, cal->accs[i]->total, cal->accs[i]->part, cal->accs[i]->n_part, (int)n_parts);
+        const int64_t done_chunks = j * size + n_parts;
+        st->n_chunks = done_chunks;
+        st->n_tokens = done_chunks * n_ctx;
         st->seconds = qf_now_seconds() - t0;
-        if (p->progress) p->progress(p->progress_user, c + 1, n_chunks, st->n_tokens, st->seconds);
+        if (p->progress) p->progress(p->progress_user, done_chunks, n_chunks, st->n_tokens, st->seconds);
+    }
+    if (size > 1) { /* the call counts of every rank, on rank 0 */
+        double calls[2] = {(double)cal->n_calls, (double)cal->n_calls_skipped}, sum[2] = {0, 0};
+        qf_dist_reduce(d, sum, calls, 2, (int)(n_chunks < size ? n_chunks : size));
+        if (rank == 0) {
+            cal->n_calls = (int64_t)sum[0];
+            cal->n_calls_skipped = (int64_t)sum[1];
+        }
     }
     st->seconds = qf_now_seconds() - t0;
     st->tokens_per_second = st->seconds > 0 ? (double)st->n_tokens / st->seconds : 0.0;

@@ -39,15 +39,17 @@
  * the BOS included.
  *
  * Determinism: every accumulator sums each statistic in double, sequentially
- * over the tokens in order; threads split columns (or Hessian tiles), never a
- * sum. The engine itself is bit-identical for any thread count, so results
- * are too.
+ * over the tokens of a chunk in order, from zero; the chunks' sums are then
+ * added in chunk order (qf_dist.h). Threads split columns (or Hessian
+ * tiles), never a sum, and ranks split chunks: the engine is bit-identical
+ * for any thread count, so results are the same bytes for any number of
+ * threads and ranks. With opt.dist the totals are complete on rank 0 only.
  *
  * Memory: the model mapping + the engine context (KV cache n_layer * n_ctx *
  * (k+v widths) * 4 B, activations n_ubatch * max width * 4 B * ~10) + per
- * accumulator: imatrix 8 B per input column of every collected weight;
- * absmean 8 B per site column; hessian 8 * n_in^2 B per site (restrict it to
- * a layer range for big models).
+ * accumulator (twice: the chunk's sums and the total): imatrix 8 B per input
+ * column of every collected weight; absmean 8 B per site column; hessian
+ * 8 * n_in^2 B per site (restrict it to a layer range for big models).
  */
 #ifndef QF_CALIBRATE_H
 #define QF_CALIBRATE_H
@@ -59,6 +61,7 @@
 #include "model.h"
 #include "forward.h"
 #include "imatrix.h"
+#include "qf_dist.h"
 
 typedef enum qf_site_kind {
     QF_SITE_ATTN_IN = 0,
@@ -93,12 +96,17 @@ typedef struct qf_calib_acc qf_calib_acc;
 /* An accumulator. observe() gets x [T, n_in] of target `index` (per_site 0:
  * once per collected weight matmul) or of site `index` (per_site 1: once per
  * distinct input, at the site's first weight). It must be deterministic and
- * may use up to cal->opt.n_threads OpenMP threads inside. destroy() frees the accumulator itself. */
+ * may use up to cal->opt.n_threads OpenMP threads inside. destroy() frees the accumulator itself.
+ * All its state is the flat array part[n_part]: the sums of the current
+ * chunk, which the pass zeroes before each chunk and then adds into
+ * total[n_part] in chunk order (qf_dist.h); the results are read from total. */
 struct qf_calib_acc {
     const char *kind;         /* "imatrix", "hessian", "absmean", ... */
     int per_site;
     int (*observe)(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T, qf_err *err);
     void (*destroy)(qf_calib_acc *a);
+    double *part, *total;     /* [n_part] each */
+    size_t n_part;
 };
 
 #define QF_CALIB_MAX_ACCS 8
@@ -107,6 +115,7 @@ typedef struct qf_calib_options {
     int process_output;       /* also collect "output.weight" (llama-imatrix --process-output) */
     int64_t min_tokens;       /* skip calls with fewer tokens; 0 -> 16 (llama-imatrix) */
     int n_threads;            /* threads of the pass and the accumulators (<= 1: one) */
+    qf_dist *dist;            /* chunks split across ranks (qf_dist.h); NULL: one process */
 } qf_calib_options;
 
 struct qf_calib {
@@ -206,5 +215,8 @@ void qf_sumabs_cols(double *acc, const float *x, int64_t T, int64_t n, int64_t l
 /* H[i*n + j] += sum_t x[t][i] x[t][j] for j <= i (lower triangle), in token order. */
 void qf_syrk_lower_ref(double *H, const float *x, int64_t T, int64_t n);
 void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n, int n_threads);
+/* The same for rows [i0, i1) only (i0 a multiple of 32), row i stored at
+ * P + (i - i0) * n: a row panel of H, bit-identical to qf_syrk_lower's rows. */
+void qf_syrk_lower_rows(double *P, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int n_threads);
 
 #endif

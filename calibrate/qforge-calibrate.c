@@ -15,8 +15,15 @@
 #include "imatrix.h"
 #include "model.h"
 #include "text.h"
+#ifdef QF_MPI
+#include "qf_mpi.h"
+#endif
 
 #define PROG "qforge-calibrate"
+
+/* With several MPI ranks (qforge-calibrate-mpi): the chunks are split among
+ * them and rank 0 alone writes. */
+static qf_dist *g_dist;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -59,8 +66,10 @@ static void usage(FILE *f) {
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the model file (mapped) + the text (with --chunks N, about what N chunks\n"
             "need) + 4 bytes per token + the engine for one chunk (KV cache n_layer * ctx *\n"
-            "(k+v width) * 4 bytes, activations min(ctx,512) * widest layer * ~40 bytes) + 8\n"
-            "bytes per input column of every collected weight. The text needs at least one chunk (ctx tokens).\n"
+            "(k+v width) * 4 bytes, activations min(ctx,512) * widest layer * ~40 bytes) + 16\n"
+            "bytes per input column of every collected weight (a chunk's sums and the total). The\n"
+            "text needs at least one chunk (ctx tokens). The MPI build (qforge-calibrate-mpi, make\n"
+            "MPI=1) splits the chunks across mpirun's ranks, same bytes for any count (docs/mpi.md).\n"
             "\n"
             "Progress (chunk n/N, tokens/s, ETA) goes to stderr when it is a terminal; the summary\n"
             "to stdout. Exit 0 ok, 1 failure, 2 usage.\n");
@@ -118,6 +127,7 @@ static int result_so_far(const partial *pt, uint32_t chunks, qf_imatrix *im, qf_
 }
 
 static int write_imatrix(const qf_imatrix *im, const char *path, int as_dat, qf_err *err) {
+    if (qf_dist_rank(g_dist) != 0) return 0;
     return as_dat ? qf_imatrix_write_dat(im, path, err) : qf_imatrix_write_gguf(im, path, err);
 }
 
@@ -279,6 +289,7 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
     qf_calib_options co = {0};
     co.process_output = process_output;
     co.n_threads = threads;
+    co.dist = g_dist;
     if (qf_calib_init(&cal, &m, &co, &err) < 0 || qf_calib_imatrix_new(&cal, &acc, &err) < 0 ||
         qf_calib_add(&cal, acc, &err) < 0) {
         qf_cli_fail(PROG, "%s", err.msg);
@@ -307,6 +318,10 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
     }
     if (pt.err.code) {
         qf_cli_fail(PROG, "%s", pt.err.msg);
+        goto done;
+    }
+    if (qf_dist_rank(g_dist) != 0) { /* the sums are on rank 0 */
+        rc = 0;
         goto done;
     }
     if (result_so_far(&pt, (uint32_t)st.n_chunks, &im, &err) < 0) {
@@ -354,9 +369,14 @@ done:
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+#ifdef QF_MPI
+    g_dist = qf_mpi_start(&argc, &argv, PROG);
+#endif
     const char **in_files = calloc((size_t)argc, sizeof *in_files);
-    if (!in_files) return qf_cli_fail(PROG, "%s", "out of memory");
-    int rc = calibrate_main(argc, argv, in_files);
+    int rc = in_files ? calibrate_main(argc, argv, in_files) : qf_cli_fail(PROG, "%s", "out of memory");
     free(in_files);
+#ifdef QF_MPI
+    rc = qf_mpi_finish(g_dist, rc);
+#endif
     return rc;
 }

@@ -129,10 +129,10 @@ void qf_syrk_lower_ref(double *H, const float *x, int64_t T, int64_t n) {
 /* H[i..i+4)[j..j+8) over all T tokens, held in registers: each element still
  * takes its products in token order, so the sums equal the reference. */
 static void syrk_block4x8(double *H, const float *x, int64_t T, int64_t n, int64_t i, int64_t j) {
-    __m256d acc[4][2];
+    __m256d acc[4][2]; /* H points at row i's storage */
     for (int r = 0; r < 4; r++) {
-        acc[r][0] = _mm256_loadu_pd(H + (i + r) * n + j);
-        acc[r][1] = _mm256_loadu_pd(H + (i + r) * n + j + 4);
+        acc[r][0] = _mm256_loadu_pd(H + r * n + j);
+        acc[r][1] = _mm256_loadu_pd(H + r * n + j + 4);
     }
     for (int64_t t = 0; t < T; t++) {
         const float *row = x + t * n;
@@ -144,25 +144,25 @@ static void syrk_block4x8(double *H, const float *x, int64_t T, int64_t n, int64
         }
     }
     for (int r = 0; r < 4; r++) {
-        _mm256_storeu_pd(H + (i + r) * n + j, acc[r][0]);
-        _mm256_storeu_pd(H + (i + r) * n + j + 4, acc[r][1]);
+        _mm256_storeu_pd(H + r * n + j, acc[r][0]);
+        _mm256_storeu_pd(H + r * n + j + 4, acc[r][1]);
     }
 }
 #endif
 
 /* Tile rows [i0, i1) x columns [j0, j1) of the lower triangle (j <= i),
- * sequential over t for every element. With AVX2 the 4x8 blocks that lie
+ * sequential over t for every element; row i is stored at H + (i - r0) * n. With AVX2 the 4x8 blocks that lie
  * wholly below the diagonal are summed in registers first (H is then read
  * and written once per block, not once per token); the rest of each row,
  * from jc[i], element by element. */
-static void syrk_tile(double *H, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int64_t j0,
-                      int64_t j1) {
+static void syrk_tile(double *H, int64_t r0, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1,
+                      int64_t j0, int64_t j1) {
     int64_t jc[TILE];
     for (int64_t i = i0; i < i1; i++) jc[i - i0] = j0;
 #ifdef QF_STATS_AVX2
     for (int64_t ib = i0; ib + 4 <= i1; ib += 4) {
         int64_t jb = j0;
-        for (; jb + 8 <= j1 && jb + 8 <= ib + 1; jb += 8) syrk_block4x8(H, x, T, n, ib, jb);
+        for (; jb + 8 <= j1 && jb + 8 <= ib + 1; jb += 8) syrk_block4x8(H + (ib - r0) * n, x, T, n, ib, jb);
         for (int r = 0; r < 4; r++) jc[ib + r - i0] = jb;
     }
 #endif
@@ -170,7 +170,7 @@ static void syrk_tile(double *H, const float *x, int64_t T, int64_t n, int64_t i
         const float *r = x + t * n;
         for (int64_t i = i0; i < i1; i++) {
             const int64_t je = j1 < i + 1 ? j1 : i + 1;
-            double *h = H + i * n;
+            double *h = H + (i - r0) * n;
             const double xi = r[i];
             int64_t j = jc[i - i0];
 #ifdef QF_STATS_AVX2
@@ -184,18 +184,24 @@ static void syrk_tile(double *H, const float *x, int64_t T, int64_t n, int64_t i
 }
 
 void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n, int n_threads) {
-    const int64_t nt = (n + TILE - 1) / TILE;
-    const int64_t n_tiles = nt * (nt + 1) / 2; /* tiles (bi, bj), bj <= bi */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for(n_tiles > 1 ? (double)(T * n * n / 2) : 0.0, n_threads))
-    for (int64_t k = 0; k < n_tiles; k++) {
+    qf_syrk_lower_rows(H, x, T, n, 0, n, n_threads);
+}
+
+void qf_syrk_lower_rows(double *P, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int n_threads) {
+    const int64_t b0 = i0 / TILE, nt = (i1 + TILE - 1) / TILE;
+    const int64_t n_tiles = nt * (nt + 1) / 2 - b0 * (b0 + 1) / 2; /* tiles (bi, bj), b0 <= bi < nt, bj <= bi */
+    const int64_t base = b0 * (b0 + 1) / 2;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for(n_tiles > 1 ? (double)(T * n * (i1 - i0) / 2) : 0.0, n_threads))
+    for (int64_t kk = 0; kk < n_tiles; kk++) {
         /* k -> (bi, bj): bi = largest with bi*(bi+1)/2 <= k */
+        const int64_t k = base + kk;
         int64_t bi = (int64_t)((sqrt(8.0 * (double)k + 1.0) - 1.0) / 2.0);
         while (bi * (bi + 1) / 2 > k) bi--;
         while ((bi + 1) * (bi + 2) / 2 <= k) bi++;
         const int64_t bj = k - bi * (bi + 1) / 2;
-        const int64_t i0 = bi * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
+        const int64_t r0 = bi * TILE, r1 = r0 + TILE < i1 ? r0 + TILE : i1;
         const int64_t j0 = bj * TILE, j1 = j0 + TILE < n ? j0 + TILE : n;
-        syrk_tile(H, x, T, n, i0, i1, j0, j1);
+        syrk_tile(P, i0, x, T, n, r0, r1, j0, j1);
     }
 }
 
@@ -208,34 +214,51 @@ static int check_finite(const double *s, int64_t n, const char *what, qf_err *er
     return 0;
 }
 
+/* The flat part/total arrays of an accumulator (calibrate.h). */
+static int alloc_flat(qf_calib_acc *a, size_t n) {
+    a->n_part = n;
+    a->part = calloc(n + 1, sizeof *a->part);
+    a->total = calloc(n + 1, sizeof *a->total);
+    return a->part && a->total ? 0 : -1;
+}
+
+static void free_flat(qf_calib_acc *a) {
+    free(a->part);
+    free(a->total);
+}
+
 /* ------------------------------------------------------------------ */
 /* imatrix: per target */
 
+/* flat layout: sum2 of target t at off[t] (n_in doubles), then the token
+ * counts [n], then the call counts [n] (integers, exact in double) */
 typedef struct imatrix_acc {
     qf_calib_acc base;
     int n;
-    double **sum2;     /* [n][n_in] */
-    int64_t *tokens;   /* [n] */
-    int64_t *calls;    /* [n] */
+    size_t *off;       /* [n] */
+    size_t n_sum;
 } imatrix_acc;
+
+static const double *im_sum(const imatrix_acc *im, int t) { return im->base.total + im->off[t]; }
+static int64_t im_tokens(const imatrix_acc *im, int t) { return (int64_t)im->base.total[im->n_sum + (size_t)t]; }
+static int64_t im_calls(const imatrix_acc *im, int t) { return (int64_t)im->base.total[im->n_sum + (size_t)(im->n + t)]; }
 
 static int imatrix_observe(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T,
                            qf_err *err) {
     imatrix_acc *im = (imatrix_acc *)a;
     const qf_weight *w = cal->targets[index].w;
-    qf_sumsq_cols(im->sum2[index], x, T, w->n_in, w->n_in, cal->opt.n_threads);
-    im->tokens[index] += T;
-    im->calls[index]++;
-    return check_finite(im->sum2[index], w->n_in, w->name, err);
+    double *s = a->part + im->off[index];
+    qf_sumsq_cols(s, x, T, w->n_in, w->n_in, cal->opt.n_threads);
+    a->part[im->n_sum + (size_t)index] += (double)T;
+    a->part[im->n_sum + (size_t)(im->n + index)] += 1.0;
+    return check_finite(s, w->n_in, w->name, err);
 }
 
 static void imatrix_destroy(qf_calib_acc *a) {
     imatrix_acc *im = (imatrix_acc *)a;
     if (!im) return;
-    for (int i = 0; im->sum2 && i < im->n; i++) free(im->sum2[i]);
-    free(im->sum2);
-    free(im->tokens);
-    free(im->calls);
+    free(im->off);
+    free_flat(a);
     free(im);
 }
 
@@ -248,12 +271,13 @@ int qf_calib_imatrix_new(const qf_calib *cal, qf_calib_acc **out, qf_err *err) {
     im->base.observe = imatrix_observe;
     im->base.destroy = imatrix_destroy;
     im->n = cal->n_targets;
-    im->sum2 = calloc((size_t)im->n + 1, sizeof *im->sum2);
-    im->tokens = calloc((size_t)im->n + 1, sizeof *im->tokens);
-    im->calls = calloc((size_t)im->n + 1, sizeof *im->calls);
-    int ok = im->sum2 && im->tokens && im->calls;
-    for (int i = 0; ok && i < im->n; i++) ok = (im->sum2[i] = calloc((size_t)cal->targets[i].w->n_in, sizeof(double))) != NULL;
-    if (!ok) {
+    im->off = calloc((size_t)im->n + 1, sizeof *im->off);
+    int ok = im->off != NULL;
+    for (int i = 0; ok && i < im->n; i++) {
+        im->off[i] = im->n_sum;
+        im->n_sum += (size_t)cal->targets[i].w->n_in;
+    }
+    if (!ok || alloc_flat(&im->base, im->n_sum + 2 * (size_t)im->n) < 0) {
         imatrix_destroy(&im->base);
         return qf_set_err(err, QF_ENOMEM, "out of memory for the imatrix sums");
     }
@@ -268,9 +292,9 @@ const double *qf_calib_imatrix_sum2(const qf_calib_acc *a, int target, int64_t *
         if (n_calls) *n_calls = 0;
         return NULL;
     }
-    if (n_tokens) *n_tokens = im->tokens[target];
-    if (n_calls) *n_calls = im->calls[target];
-    return im->calls[target] ? im->sum2[target] : NULL;
+    if (n_tokens) *n_tokens = im_tokens(im, target);
+    if (n_calls) *n_calls = im_calls(im, target);
+    return im_calls(im, target) ? im_sum(im, target) : NULL;
 }
 
 /* The entry of the stacked expert tensor whose expert-0 view is target t0:
@@ -292,15 +316,15 @@ static int export_experts(const qf_calib *cal, const imatrix_acc *ia, int t0, qf
         }
     }
     int partial = found != X;
-    for (int32_t e = 0; !partial && e < X; e++) partial = ia->tokens[idx[e]] == 0;
+    for (int32_t e = 0; !partial && e < X; e++) partial = im_tokens(ia, idx[e]) == 0;
     if (!partial) {
         qf_imatrix_entry *e;
         if ((rc = qf_imatrix_add(im, w0->name, (uint32_t)w0->n_in, (uint32_t)X, &e, err)) == 0) {
             for (int32_t x = 0; x < X; x++) {
-                for (int64_t j = 0; j < w0->n_in; j++) e->sum2[(size_t)x * w0->n_in + j] = (float)ia->sum2[idx[x]][j];
-                e->counts[x] = (float)ia->tokens[idx[x]];
+                for (int64_t j = 0; j < w0->n_in; j++) e->sum2[(size_t)x * w0->n_in + j] = (float)im_sum(ia, idx[x])[j];
+                e->counts[x] = (float)im_tokens(ia, idx[x]);
             }
-            e->ncall = ia->calls[t0];
+            e->ncall = im_calls(ia, t0);
         }
     }
     free(idx);
@@ -313,7 +337,7 @@ int qf_calib_imatrix_export(const qf_calib *cal, const qf_calib_acc *a, uint32_t
     const imatrix_acc *ia = (const imatrix_acc *)a;
     int rc = 0;
     for (int t = 0; t < ia->n; t++) {
-        if (ia->calls[t] == 0) continue; /* no data: no entry, as llama-imatrix */
+        if (im_calls(ia, t) == 0) continue; /* no data: no entry, as llama-imatrix */
         const qf_weight *w = cal->targets[t].w;
         if (w->n_expert > 0) { /* one entry per stacked tensor, from its expert 0 */
             if (w->expert == 0 && (rc = export_experts(cal, ia, t, im, err)) < 0) return rc;
@@ -322,9 +346,10 @@ int qf_calib_imatrix_export(const qf_calib *cal, const qf_calib_acc *a, uint32_t
         if (w->n_in > UINT32_MAX) return qf_set_err(err, QF_ERANGE, "imatrix entry '%s' is too wide", w->name);
         qf_imatrix_entry *e;
         if ((rc = qf_imatrix_add(im, w->name, (uint32_t)w->n_in, 1, &e, err)) < 0) return rc;
-        for (int64_t j = 0; j < w->n_in; j++) e->sum2[j] = (float)ia->sum2[t][j];
-        e->counts[0] = (float)ia->tokens[t];
-        e->ncall = ia->calls[t];
+        const double *sum = im_sum(ia, t);
+        for (int64_t j = 0; j < w->n_in; j++) e->sum2[j] = (float)sum[j];
+        e->counts[0] = (float)im_tokens(ia, t);
+        e->ncall = im_calls(ia, t);
     }
     if (dataset && (rc = qf_imatrix_add_dataset(im, dataset, err)) < 0) return rc;
     im->chunk_count = chunk_count;
@@ -335,23 +360,26 @@ int qf_calib_imatrix_export(const qf_calib *cal, const qf_calib_acc *a, uint32_t
 /* ------------------------------------------------------------------ */
 /* hessian: per site */
 
+/* flat layout: the lower triangle of H of site s at off[s] (n_in^2
+ * doubles, SIZE_MAX: not collected), then the token counts [n] */
 typedef struct hessian_acc {
     qf_calib_acc base;
     int n;
     int64_t *n_in;     /* [n] */
-    double **H;        /* [n][n_in * n_in] lower triangle, NULL for sites not collected */
-    int64_t *tokens;   /* [n] */
+    size_t *off;       /* [n] */
+    size_t n_sum;
 } hessian_acc;
 
 static int hessian_observe(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T,
                            qf_err *err) {
     hessian_acc *h = (hessian_acc *)a;
-    if (!h->H[index]) return 0;
+    if (h->off[index] == SIZE_MAX) return 0;
     const int64_t n = h->n_in[index];
-    qf_syrk_lower(h->H[index], x, T, n, cal->opt.n_threads);
-    h->tokens[index] += T;
+    double *H = a->part + h->off[index];
+    qf_syrk_lower(H, x, T, n, cal->opt.n_threads);
+    a->part[h->n_sum + (size_t)index] += (double)T;
     for (int64_t i = 0; i < n; i++) /* the diagonal holds the largest magnitudes */
-        if (!isfinite(h->H[index][i * n + i]))
+        if (!isfinite(H[i * n + i]))
             return qf_set_err(err, QF_ERANGE, "non-finite activation statistics at site '%s'", cal->sites[index].name);
     return 0;
 }
@@ -359,10 +387,9 @@ static int hessian_observe(qf_calib_acc *a, const qf_calib *cal, int index, cons
 static void hessian_destroy(qf_calib_acc *a) {
     hessian_acc *h = (hessian_acc *)a;
     if (!h) return;
-    for (int i = 0; h->H && i < h->n; i++) free(h->H[i]);
-    free(h->H);
     free(h->n_in);
-    free(h->tokens);
+    free(h->off);
+    free_flat(a);
     free(h);
 }
 
@@ -375,10 +402,9 @@ int qf_calib_hessian_new(const qf_calib *cal, int layer_first, int layer_last, q
     h->base.observe = hessian_observe;
     h->base.destroy = hessian_destroy;
     h->n = cal->n_sites;
-    h->H = calloc((size_t)h->n + 1, sizeof *h->H);
     h->n_in = calloc((size_t)h->n + 1, sizeof *h->n_in);
-    h->tokens = calloc((size_t)h->n + 1, sizeof *h->tokens);
-    if (!h->H || !h->n_in || !h->tokens) {
+    h->off = calloc((size_t)h->n + 1, sizeof *h->off);
+    if (!h->n_in || !h->off) {
         hessian_destroy(&h->base);
         return qf_set_err(err, QF_ENOMEM, "out of memory");
     }
@@ -386,14 +412,21 @@ int qf_calib_hessian_new(const qf_calib *cal, int layer_first, int layer_last, q
         const qf_calib_site *site = &cal->sites[s];
         const int layer = site->layer < 0 ? (int)cal->m->hp.n_layer : site->layer;
         h->n_in[s] = site->n_in;
+        h->off[s] = SIZE_MAX;
         if (layer < layer_first || layer > layer_last) continue;
-        unsigned long long cells;
+        unsigned long long cells, sum;
         if (qf_mul_u64((unsigned long long)site->n_in, (unsigned long long)site->n_in, &cells) ||
-            cells > SIZE_MAX / sizeof(double) || !(h->H[s] = calloc((size_t)cells, sizeof(double)))) {
+            qf_add_u64(cells, h->n_sum, &sum) || sum > SIZE_MAX / sizeof(double) / 2) {
             hessian_destroy(&h->base);
             return qf_set_err(err, QF_ENOMEM, "out of memory for the hessian of '%s' (%lld x %lld doubles)", site->name,
                               (long long)site->n_in, (long long)site->n_in);
         }
+        h->off[s] = h->n_sum;
+        h->n_sum = (size_t)sum;
+    }
+    if (alloc_flat(&h->base, h->n_sum + (size_t)h->n) < 0) {
+        hessian_destroy(&h->base);
+        return qf_set_err(err, QF_ENOMEM, "out of memory for the hessians (2 x %zu doubles)", h->n_sum);
     }
     *out = &h->base;
     return 0;
@@ -402,41 +435,42 @@ int qf_calib_hessian_new(const qf_calib *cal, int layer_first, int layer_last, q
 int qf_calib_hessian_get(const qf_calib_acc *a, int site, double *out, int64_t *n_tokens, qf_err *err) {
     const hessian_acc *h = (const hessian_acc *)a;
     if (strcmp(a->kind, "hessian") != 0) return qf_set_err(err, QF_EINVAL, "not a hessian accumulator");
-    if (site < 0 || site >= h->n || !h->H[site])
+    if (site < 0 || site >= h->n || h->off[site] == SIZE_MAX)
         return qf_set_err(err, QF_ENOTFOUND, "no hessian collected for site %d", site);
     const int64_t n = h->n_in[site];
-    const double *H = h->H[site];
+    const double *H = a->total + h->off[site];
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) out[i * n + j] = j <= i ? H[i * n + j] : H[j * n + i];
-    if (n_tokens) *n_tokens = h->tokens[site];
+    if (n_tokens) *n_tokens = (int64_t)a->total[h->n_sum + (size_t)site];
     return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* absmean: per site */
 
+/* flat layout: sum |x| of site s at off[s] (n_in doubles), then the token counts [n] */
 typedef struct absmean_acc {
     qf_calib_acc base;
     int n;
-    double **sum;      /* [n][n_in] */
-    int64_t *tokens;   /* [n] */
+    size_t *off;       /* [n] */
+    size_t n_sum;
 } absmean_acc;
 
 static int absmean_observe(qf_calib_acc *a, const qf_calib *cal, int index, const float *x, int64_t T,
                            qf_err *err) {
     absmean_acc *am = (absmean_acc *)a;
     const int64_t n = cal->sites[index].n_in;
-    qf_sumabs_cols(am->sum[index], x, T, n, n, cal->opt.n_threads);
-    am->tokens[index] += T;
-    return check_finite(am->sum[index], n, cal->sites[index].name, err);
+    double *s = a->part + am->off[index];
+    qf_sumabs_cols(s, x, T, n, n, cal->opt.n_threads);
+    a->part[am->n_sum + (size_t)index] += (double)T;
+    return check_finite(s, n, cal->sites[index].name, err);
 }
 
 static void absmean_destroy(qf_calib_acc *a) {
     absmean_acc *am = (absmean_acc *)a;
     if (!am) return;
-    for (int i = 0; am->sum && i < am->n; i++) free(am->sum[i]);
-    free(am->sum);
-    free(am->tokens);
+    free(am->off);
+    free_flat(a);
     free(am);
 }
 
@@ -449,11 +483,13 @@ int qf_calib_absmean_new(const qf_calib *cal, qf_calib_acc **out, qf_err *err) {
     am->base.observe = absmean_observe;
     am->base.destroy = absmean_destroy;
     am->n = cal->n_sites;
-    am->sum = calloc((size_t)am->n + 1, sizeof *am->sum);
-    am->tokens = calloc((size_t)am->n + 1, sizeof *am->tokens);
-    int ok = am->sum && am->tokens;
-    for (int i = 0; ok && i < am->n; i++) ok = (am->sum[i] = calloc((size_t)cal->sites[i].n_in, sizeof(double))) != NULL;
-    if (!ok) {
+    am->off = calloc((size_t)am->n + 1, sizeof *am->off);
+    int ok = am->off != NULL;
+    for (int i = 0; ok && i < am->n; i++) {
+        am->off[i] = am->n_sum;
+        am->n_sum += (size_t)cal->sites[i].n_in;
+    }
+    if (!ok || alloc_flat(&am->base, am->n_sum + (size_t)am->n) < 0) {
         absmean_destroy(&am->base);
         return qf_set_err(err, QF_ENOMEM, "out of memory for the mean |x| sums");
     }
@@ -467,6 +503,6 @@ const double *qf_calib_absmean_sum(const qf_calib_acc *a, int site, int64_t *n_t
         if (n_tokens) *n_tokens = 0;
         return NULL;
     }
-    if (n_tokens) *n_tokens = am->tokens[site];
-    return am->sum[site];
+    if (n_tokens) *n_tokens = (int64_t)a->total[am->n_sum + (size_t)site];
+    return a->total + am->off[site];
 }

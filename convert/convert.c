@@ -42,19 +42,15 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Small chunks, converted on the calling thread and written at once, while
  * the output is still in the core's cache: write() copies it into the page
- * cache, and from a multi-MiB buffer that copy runs from DRAM and cost 3-5x
- * more kernel time than from a 256 KiB one (dd and qforge-convert on the
- * bench machine, docs/benchmarks.md). The conversion itself (BF16/F16/F32 ->
- * F32/F16/BF16/Q8_0, AVX2) is a small part of the time, so threads are not
- * used: an OpenMP team barrier per chunk cost more than it saved, and a
- * 2-stage pipeline (a converter thread and a writer thread with a ring of 4
- * chunk buffers; commits 4b7368a..9970047) was no faster in 12 interleaved
- * A/B comparisons on the 2-core bench machine and used ~0.1 s more CPU
- * (docs/convert.md "Speed"). */
+ * cache, and that copy is cheapest from a cache-sized buffer. The conversion
+ * itself (BF16/F16/F32 -> F32/F16/BF16/Q8_0, AVX2) is a small part of the
+ * time, so threads are not used: neither an OpenMP team per chunk nor a
+ * converter/writer thread pair paid for itself (docs/convert.md "Speed"). */
 #define DEFAULT_CHUNK_BYTES (256ull << 10)
 #define GGML_QUANT_VERSION 2
 /* plan slots beyond one per source tensor: generated tensors (rope_freqs, or
@@ -187,7 +183,8 @@ static int choose_type(conv *c, plan_tensor *p, st_dtype src) {
         case QF_OUTTYPE_F16: p->type = GGML_TYPE_F16; break;
         case QF_OUTTYPE_BF16: p->type = GGML_TYPE_BF16; break;
         case QF_OUTTYPE_Q8_0: p->type = (p->ne[0] % QK8_0) ? GGML_TYPE_F16 : GGML_TYPE_Q8_0; break;
-        default: p->type = st_to_ggml(src); break;
+        /* an FP8 weight's values, scale * e4m3(code), need F32 to stay exact */
+        default: p->type = src == ST_F8_E4M3 ? GGML_TYPE_F32 : st_to_ggml(src); break;
         }
     }
     uint64_t row;
@@ -414,7 +411,7 @@ static int plan_tensors(conv *c) {
                 p->fp8 = fw;   /* freed with the plan, also on failure */
                 if ((rc = qf_fp8_weight_bind(&c->st, &c->fp8, s, shard_name(c, s), fw, c->err))) goto done;
             } else if (!st_dtype_ok(s->dtype)) {
-                rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
+                rc = qf_set_err(c->err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16; F8_E4M3 with a quantization_config)",
                                 shard_name(c, s), s->name, st_dtype_name(s->dtype));
                 goto done;
             }
@@ -850,18 +847,15 @@ static inline uint64_t permuted_row(uint64_t r, uint64_t group) {
 /* Reading. The source rows of a chunk are read() from the shard file into a
  * buffer (pread at the tensor's file offset) instead of being touched
  * through the shard's mmap: faulting the mapping in and madvise(DONTNEED)ing
- * it behind the cursor cost more kernel time than the copy of read(), and
- * read() leaves nothing mapped (RSS stays at the buffers). Measured on the
- * 1.1B-shaped BF16 -> F16 of bench/convert.sh (docs/design.md): warm 1.73 s
- * vs 2.22 s, cold 2.95 s vs 3.45 s (medians of 4 interleaved runs).
+ * it behind the cursor costs more kernel time than the copy of read(), and
+ * read() leaves nothing mapped (RSS stays at the buffers).
  *
  * Reading ahead: on a cold page cache a read() that finds no page waits for
  * the disk. posix_fadvise(WILLNEED) starts the reads of the next
  * READAHEAD_BYTES of source in plan order (across tensors, which need not be
  * in file order, and shards) without waiting; the pages go to the page cache,
  * not to this process. The window is topped up in steps of half its size so
- * the kernel gets large reads. Without it, cold runs took 6-7 s instead of
- * ~3 s. */
+ * the kernel gets large reads. */
 #define READAHEAD_BYTES (32ull << 20)
 
 /* Advise the source bytes up to READAHEAD_BYTES past c->src_done, once less
@@ -937,6 +931,51 @@ static int read_full(int fd, uint8_t *p, size_t n, uint64_t off) {
     return 0;
 }
 
+/* Source rows [row0, row0 + nr) of part `part` of p (rows of g->row_len
+ * elements) converted into out (nr * g->out_row_bytes). The source rows read
+ * are those of the whole head groups holding them (the permutation stays
+ * inside a group); `inbuf` holds them, `scratch` 3 x row_len floats. */
+static int convert_rows(conv *c, const plan_tensor *p, const chunking *g, uint32_t part, uint64_t row0, uint64_t nr,
+                        uint8_t *inbuf, float *scratch, uint8_t *out) {
+    const st_tensor *s = p->parts ? p->parts[part] : p->src;
+    const st_shard *sh = &c->st.shards[s->shard];
+    const uint64_t src0 = row0 / g->group * g->group, src1 = (row0 + nr + g->group - 1) / g->group * g->group;
+    const uint8_t *rows = s->data + src0 * g->src_row_bytes;
+    if (sh->fd >= 0) { /* else the data is a caller's buffer */
+        int e = read_full(sh->fd, inbuf, (size_t)((src1 - src0) * g->src_row_bytes), s->file_offset + src0 * g->src_row_bytes);
+        if (e)
+            return qf_set_err(c->err, QF_EIO, "%s: reading tensor '%s' failed: %s", sh->path, s->name,
+                              e == -EIO ? "unexpected end of file" : strerror(-e));
+        rows = inbuf;
+    }
+    for (uint64_t i = 0; i < nr; i++) {
+        uint64_t r = row0 + i;
+        uint64_t sr = p->permute ? permuted_row(r, g->group) : r;
+        float v;
+        int64_t k;
+        if (p->fp8) { /* scale * e4m3(code) in F32, then to the output type */
+            float *deq = scratch + 2 * g->row_len;
+            qf_fp8_dequant_row(p->fp8, (int64_t)sr, rows + (sr - src0) * g->src_row_bytes, deq);
+            k = convert_row((const uint8_t *)deq, ST_F32, out + i * g->out_row_bytes, p->type, g->row_len, scratch,
+                            scratch + g->row_len, &v);
+        } else {
+            k = convert_row(rows + (sr - src0) * g->src_row_bytes, s->dtype, out + i * g->out_row_bytes, p->type,
+                            g->row_len, scratch, scratch + g->row_len, &v);
+        }
+        if (k < 0 && p->add_one) add_one_row((float *)(out + i * g->out_row_bytes), g->row_len, s->dtype);
+        if (k >= 0) {
+            const unsigned long long el = (unsigned long long)(sr * g->row_len + (uint64_t)k);
+            return isfinite(v) ? qf_set_err(c->err, QF_ERANGE,
+                                            "%s: tensor '%s': element %llu is %g, beyond what %s holds (|x| <= %g, fp16)",
+                                            sh->path, s->name, el, (double)v, p->type == GGML_TYPE_F16 ? "f16" : "q8_0",
+                                            (double)QF_F16_MAX)
+                               : qf_set_err(c->err, QF_ERANGE, "%s: tensor '%s': element %llu is %g", sh->path, s->name,
+                                            el, (double)v);
+        }
+    }
+    return 0;
+}
+
 /* Convert tensor idx chunk by chunk (source rows read into `inbuf`,
  * converted into `out`) and write the chunks. `scratch` holds 3 x the
  * longest row of floats. */
@@ -956,58 +995,17 @@ static int write_tensor(conv *c, gguf_writer *w, uint64_t idx, float *scratch, u
     chunking g;
     chunking_of(c, p, &g);
     for (uint32_t part = 0; part < (p->parts ? p->n_parts : 1); part++) { /* stacked experts: one after another */
-    const st_tensor *s = p->parts ? p->parts[part] : p->src;
-    const st_shard *sh = &c->st.shards[s->shard];
-    int use_read = sh->fd >= 0;   /* else the data is a caller's buffer */
-    for (uint64_t row0 = 0; row0 < g.n_rows; row0 += g.rows_per_chunk) {
-        uint64_t nr = g.n_rows - row0 < g.rows_per_chunk ? g.n_rows - row0 : g.rows_per_chunk;
-        size_t src_bytes = (size_t)(nr * g.src_row_bytes);
-        read_ahead(c);
-        /* the chunk's source rows [row0, row0 + nr): whole head groups, so
-         * the permutation stays inside them */
-        const uint8_t *rows = s->data + row0 * g.src_row_bytes;
-        if (use_read) {
-            int e = read_full(sh->fd, inbuf, src_bytes, s->file_offset + row0 * g.src_row_bytes);
-            if (e) {
-                rc = qf_set_err(c->err, QF_EIO, "%s: reading tensor '%s' failed: %s", sh->path, s->name,
-                                e == -EIO ? "unexpected end of file" : strerror(-e));
-                goto done;
-            }
-            rows = inbuf;
+        for (uint64_t row0 = 0; row0 < g.n_rows; row0 += g.rows_per_chunk) {
+            uint64_t nr = g.n_rows - row0 < g.rows_per_chunk ? g.n_rows - row0 : g.rows_per_chunk;
+            read_ahead(c);
+            if ((rc = convert_rows(c, p, &g, part, row0, nr, inbuf, scratch, out))) goto done;
+            size_t nbytes = (size_t)(nr * g.out_row_bytes);
+            if (hs) qf_hasher_update(hs, out, nbytes);
+            if ((rc = gguf_writer_write_tensor_data(w, out, nbytes))) goto done;
+            c->src_done += nr * g.src_row_bytes;
+            c->bytes_done += nbytes;
+            report(c, idx, p);
         }
-        for (uint64_t i = 0; i < nr; i++) {
-            uint64_t r = row0 + i;
-            uint64_t sr = p->permute ? permuted_row(r, g.group) : r;
-            float v;
-            int64_t k;
-            if (p->fp8) { /* scale * e4m3(code) in F32, then to the output type */
-                float *deq = scratch + 2 * g.row_len;
-                qf_fp8_dequant_row(p->fp8, (int64_t)sr, rows + (sr - row0) * g.src_row_bytes, deq);
-                k = convert_row((const uint8_t *)deq, ST_F32, out + i * g.out_row_bytes, p->type, g.row_len, scratch,
-                                scratch + g.row_len, &v);
-            } else {
-                k = convert_row(rows + (sr - row0) * g.src_row_bytes, s->dtype, out + i * g.out_row_bytes, p->type,
-                                g.row_len, scratch, scratch + g.row_len, &v);
-            }
-            if (k < 0 && p->add_one) add_one_row((float *)(out + i * g.out_row_bytes), g.row_len, s->dtype);
-            if (k >= 0) {
-                const unsigned long long el = (unsigned long long)(sr * g.row_len + (uint64_t)k);
-                rc = isfinite(v) ? qf_set_err(c->err, QF_ERANGE,
-                                              "%s: tensor '%s': element %llu is %g, beyond what %s holds (|x| <= %g, fp16)",
-                                              sh->path, s->name, el, (double)v, p->type == GGML_TYPE_F16 ? "f16" : "q8_0",
-                                              (double)QF_F16_MAX)
-                                 : qf_set_err(c->err, QF_ERANGE, "%s: tensor '%s': element %llu is %g", sh->path, s->name,
-                                              el, (double)v);
-                goto done;
-            }
-        }
-        size_t nbytes = (size_t)(nr * g.out_row_bytes);
-        if (hs) qf_hasher_update(hs, out, nbytes);
-        if ((rc = gguf_writer_write_tensor_data(w, out, nbytes))) goto done;
-        c->src_done += nr * g.src_row_bytes;
-        c->bytes_done += nbytes;
-        report(c, idx, p);
-    }
     }
 done:
     if (rc && c->err && !c->err->msg[0]) qf_set_err(c->err, rc, "%s: writing tensor '%s' failed", c->o->out_path, p->name);
@@ -1108,29 +1106,61 @@ done:
 
 /* ---------------- driver ---------------- */
 
-int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
-    conv cv;
-    conv *c = &cv;
+/* Everything before the tensor data: config, quantization_config,
+ * safetensors, tokenizer, the tensor plan and the names. */
+static int conv_prepare(conv *c, const qf_convert_opts *o, qf_err *err) {
     memset(c, 0, sizeof *c);
     c->o = o;
     c->err = err;
     qf_vocab_init(&c->vocab);
+    int rc;
+    if ((rc = load_config(c))) return rc;
+    if ((rc = qf_fp8_config_read(&c->cfg, c->cfg_path, &c->fp8, err))) return rc;
+    if ((rc = st_open(&c->st, o->model_dir, err))) return rc;
+    c->has_st = 1;
+    if ((rc = qf_vocab_from_hf_dir_ex(&c->vocab, o->model_dir, &c->tok, err))) return rc;
+    c->has_vocab = 1;
+    if ((int64_t)c->vocab.n_tokens != c->hp.n_vocab)
+        return qf_set_err(err, QF_EMISMATCH, "%s: tokenizer has %u tokens but config.json vocab_size is %lld",
+                          o->model_dir, c->vocab.n_tokens, (long long)c->hp.n_vocab);
+    if ((rc = plan_tensors(c))) return rc;
+    /* the FP8 scales were read through the shards' mappings: give those
+     * pages back (the tensor data is read with pread, not mapped) */
+    for (uint32_t i = 0; c->fp8.kind != QF_FP8_KIND_NONE && i < c->st.n_shards; i++)
+        if (c->st.shards[i].fd >= 0 && c->st.shards[i].map && c->st.shards[i].size)
+            madvise((void *)c->st.shards[i].map, (size_t)c->st.shards[i].size, MADV_DONTNEED);
+    pick_file_type(c);
+    return name_model(c);
+}
+
+/* Free what conv_prepare (and the writing) allocated. */
+static void conv_free(conv *c) {
+    for (uint32_t i = 0; i < c->n_done; i++) free(c->done_paths[i]);
+    free(c->done_paths);
+    if (c->t) {
+        for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
+        for (uint64_t i = 0; i < c->st.n_tensors + PLAN_EXTRA; i++) {   /* the plan's slots, a failed one included */
+            free(c->t[i].parts);
+            if (c->t[i].fp8) qf_fp8_weight_free(c->t[i].fp8);
+            free(c->t[i].fp8);
+        }
+    }
+    free(c->t);
+    if (c->has_vocab) qf_vocab_free(&c->vocab);
+    qf_card_meta_free(&c->meta);
+    qf_model_card_free(&c->card);
+    if (c->has_st) st_close(&c->st);
+    if (c->has_cfg) qf_json_free(&c->cfg);
+    free(c->cfg_path);
+    memset(c, 0, sizeof *c);
+}
+
+int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err) {
+    conv cv;
+    conv *c = &cv;
     uint64_t *shard_first = NULL;
     int rc;
-    if ((rc = load_config(c))) goto fail;
-    if ((rc = qf_fp8_config_read(&c->cfg, c->cfg_path, &c->fp8, err))) goto fail;
-    if ((rc = st_open(&c->st, o->model_dir, err))) goto fail;
-    c->has_st = 1;
-    if ((rc = qf_vocab_from_hf_dir_ex(&c->vocab, o->model_dir, &c->tok, err))) goto fail;
-    c->has_vocab = 1;
-    if ((int64_t)c->vocab.n_tokens != c->hp.n_vocab) {
-        rc = qf_set_err(err, QF_EMISMATCH, "%s: tokenizer has %u tokens but config.json vocab_size is %lld",
-                        o->model_dir, c->vocab.n_tokens, (long long)c->hp.n_vocab);
-        goto fail;
-    }
-    if ((rc = plan_tensors(c))) goto fail;
-    pick_file_type(c);
-    if ((rc = name_model(c))) goto fail;
+    if ((rc = conv_prepare(c, o, err))) goto fail;
 
     /* shards: llama-gguf-split's rule, counting padded tensor sizes */
     shard_first = calloc(c->n_t + 2, sizeof *shard_first);
@@ -1192,23 +1222,103 @@ fail:
     if (err && !err->msg[0]) qf_set_err(err, rc, "conversion failed");
     for (uint32_t i = 0; i < c->n_done; i++) unlink(c->done_paths[i]);
 cleanup:
-    for (uint32_t i = 0; i < c->n_done; i++) free(c->done_paths[i]);
-    free(c->done_paths);
     free(shard_first);
-    if (c->t) {
-        for (uint64_t i = 0; i < c->n_t; i++) free(c->t[i].gen);
-        for (uint64_t i = 0; i < c->st.n_tensors + PLAN_EXTRA; i++) {   /* the plan's slots, a failed one included */
-            free(c->t[i].parts);
-            if (c->t[i].fp8) qf_fp8_weight_free(c->t[i].fp8);
-            free(c->t[i].fp8);
-        }
-    }
-    free(c->t);
-    if (c->has_vocab) qf_vocab_free(&c->vocab);
-    qf_card_meta_free(&c->meta);
-    qf_model_card_free(&c->card);
-    if (c->has_st) st_close(&c->st);
-    if (c->has_cfg) qf_json_free(&c->cfg);
-    free(c->cfg_path);
+    conv_free(c);
     return rc;
+}
+
+/* ---------------- the checkpoint as a GGUF read on the fly ---------------- */
+
+struct qf_convert_source {
+    qf_convert_opts opts; /* a copy: the plan points at it */
+    conv c;
+    gguf_file file;       /* header only */
+    uint8_t *inbuf;       /* source rows of one read */
+    size_t inbuf_cap;
+    float *scratch;       /* 3 x the longest row */
+};
+
+int qf_convert_source_open(qf_convert_source **out, const qf_convert_opts *o, qf_err *err) {
+    *out = NULL;
+    qf_convert_source *s = calloc(1, sizeof *s);
+    if (!s) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    s->file.fd = -1;
+    s->opts = *o;
+    conv *c = &s->c;
+    int rc = conv_prepare(c, &s->opts, err);
+    uint64_t max_row = 1;
+    for (uint64_t i = 0; !rc && i < c->n_t; i++)
+        if (c->t[i].ne[0] > max_row) max_row = c->t[i].ne[0];
+    if (!rc && !(s->scratch = malloc(3 * (size_t)max_row * sizeof(float))))
+        rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+    gguf_writer *w = rc ? NULL : gguf_writer_create_mem(o->model_dir, err);
+    if (!rc && !w) rc = err && err->code ? err->code : QF_ENOMEM;
+    if (!rc) rc = write_all_kv(c, w);
+    for (uint64_t i = 0; !rc && i < c->n_t; i++) {
+        int64_t ti = gguf_writer_add_tensor(w, c->t[i].name, c->t[i].type, c->t[i].n_dims, c->t[i].ne);
+        if (ti < 0) rc = wr(c, (int)ti, c->t[i].name);
+    }
+    if (w) {
+        int hrc = gguf_writer_to_header(w, &s->file, err); /* frees w */
+        if (!rc) rc = hrc;
+    }
+    if (rc) {
+        qf_convert_source_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+const gguf_file *qf_convert_source_file(const qf_convert_source *s) { return &s->file; }
+
+int qf_convert_source_read(qf_convert_source *s, uint64_t idx, uint64_t row0, uint64_t nr, void *dst, qf_err *err) {
+    conv *c = &s->c;
+    c->err = err;
+    if (idx >= c->n_t) return qf_set_err(err, QF_EINVAL, "%s: no tensor %llu", c->o->model_dir, (unsigned long long)idx);
+    const plan_tensor *p = &c->t[idx];
+    uint64_t row_bytes;
+    ggml_row_size(p->type, p->ne[0], &row_bytes);
+    const uint64_t n_rows = p->n_elements / p->ne[0];
+    if (row0 > n_rows || nr > n_rows - row0)
+        return qf_set_err(err, QF_EINVAL, "%s: tensor '%s': rows [%llu, %llu) of %llu", c->o->model_dir, p->name,
+                          (unsigned long long)row0, (unsigned long long)(row0 + nr), (unsigned long long)n_rows);
+    if (!p->src) { /* generated, F32 */
+        memcpy(dst, (const uint8_t *)p->gen + row0 * row_bytes, (size_t)(nr * row_bytes));
+        return 0;
+    }
+    chunking g;
+    chunking_of(c, p, &g);
+    /* GGUF rows of ne[0] elements -> source rows of g.row_len (ne[0], or 1
+     * for a permuted bias), part by part */
+    const uint64_t per = p->ne[0] / g.row_len;
+    uint64_t r = row0 * per, end = (row0 + nr) * per;
+    uint8_t *o = dst;
+    while (r < end) {
+        const uint32_t part = (uint32_t)(r / g.n_rows);
+        const uint64_t pr = r % g.n_rows;
+        const uint64_t k = end - r < g.n_rows - pr ? end - r : g.n_rows - pr;
+        const uint64_t src_rows = (pr + k + g.group - 1) / g.group * g.group - pr / g.group * g.group;
+        const size_t need = (size_t)(src_rows * g.src_row_bytes);
+        if (need > s->inbuf_cap) {
+            uint8_t *nb = realloc(s->inbuf, need);
+            if (!nb) return qf_set_err(err, QF_ENOMEM, "out of memory (%zu bytes of source rows)", need);
+            s->inbuf = nb;
+            s->inbuf_cap = need;
+        }
+        int rc = convert_rows(c, p, &g, part, pr, k, s->inbuf, s->scratch, o);
+        if (rc) return rc;
+        o += k * g.out_row_bytes;
+        r += k;
+    }
+    return 0;
+}
+
+void qf_convert_source_close(qf_convert_source *s) {
+    if (!s) return;
+    if (s->file.arena) gguf_close(&s->file);
+    conv_free(&s->c);
+    free(s->inbuf);
+    free(s->scratch);
+    free(s);
 }

@@ -18,10 +18,11 @@
 
 #include <stdint.h>
 
+#include "gguf.h"
 #include "qf_error.h"
 
 typedef enum qf_outtype {
-    QF_OUTTYPE_AUTO = 0,   /* keep the source precision: F32 -> F32, F16 -> F16, BF16 -> BF16 */
+    QF_OUTTYPE_AUTO = 0,   /* keep the source precision: F32 -> F32, F16 -> F16, BF16 -> BF16, FP8 -> F32 */
     QF_OUTTYPE_F32,
     QF_OUTTYPE_F16,
     QF_OUTTYPE_BF16,
@@ -64,6 +65,26 @@ typedef struct qf_convert_result {
 
 /* Convert; on failure nothing is left at the output path(s). `res` may be NULL. */
 int qf_convert(const qf_convert_opts *o, qf_convert_result *res, qf_err *err);
+
+/* A checkpoint read as the GGUF qf_convert would write from it (one file),
+ * without writing it: the KV pairs and tensor table as a gguf_file whose
+ * tensors have no data (data == NULL; gguf_writer_to_header), and their
+ * rows converted on request, so a consumer (qforge-quantize) streams the
+ * checkpoint as if it were that GGUF. Memory: the source rows of one read
+ * (whole head groups) plus 3 rows of F32; no file is written. opts:
+ * model_dir, outtype (and chunk_bytes, unused); the rest is ignored. */
+typedef struct qf_convert_source qf_convert_source;
+
+/* Open; fails as qf_convert would on the same directory (nothing written). */
+int qf_convert_source_open(qf_convert_source **out, const qf_convert_opts *o, qf_err *err);
+/* The GGUF that qf_convert would write (header only; tensor i of it is plan tensor i). */
+const gguf_file *qf_convert_source_file(const qf_convert_source *s);
+/* Rows [row0, row0 + nr) of tensor idx (rows of ne[0] elements, over
+ * ne[1..3]) in its GGUF type into dst: the bytes qf_convert writes there.
+ * Fails on a read error or a value the type cannot hold (naming the file,
+ * tensor and element). */
+int qf_convert_source_read(qf_convert_source *s, uint64_t idx, uint64_t row0, uint64_t nr, void *dst, qf_err *err);
+void qf_convert_source_close(qf_convert_source *s);
 
 /* GGUF path of shard i (0-based) of n for out_path (n == 1: out_path itself). */
 void qf_convert_shard_path(const char *out_path, uint32_t i, uint32_t n, char *buf, size_t cap);

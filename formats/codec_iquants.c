@@ -456,12 +456,12 @@ void dequantize_row_iq3_xxs_ref(const block_iq3_xxs *x, float *y, int64_t k) {
     }
 }
 
-/* Magnitudes and sign bits of 32 weights in 4 groups of 8 with an even number
+/* Magnitudes and sign bits of n_groups groups of 8 weights with an even number
  * of negative signs each: if a group has an odd count, the weight with the
  * smallest w*x^2 (first on ties) is taken with the wrong sign (its xval goes
  * negative). block_signs gets the low 7 bits of each group's pattern. */
-static void iq3_xxs_signs(const float *xb, const float *weight, float *xval, uint8_t block_signs[4]) {
-    for (int k = 0; k < 4; ++k) {
+void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups) {
+    for (int k = 0; k < n_groups; ++k) {
         int nflip = 0;
         uint8_t s = 0;
         for (int i = 0; i < 8; ++i) {
@@ -483,7 +483,7 @@ static void iq3_xxs_signs(const float *xb, const float *weight, float *xval, uin
 }
 
 /* One 256-block (ggml quantize_row_iq3_xxs_impl with the 256 grid): as
- * IQ3_S but with even-parity signs (iq3_xxs_signs), 31 trials
+ * IQ3_S but with even-parity signs (iq_even_signs), 31 trials
  * (is = -15..15), a zero threshold of 1e-8, only the off-grid groups
  * re-rounded after the trials, and d = max scale / 31 written as d * 1.0125.
  * A zero sub-block keeps index 0, sign 0 and scale 0. */
@@ -502,7 +502,7 @@ static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int
         for (int i = 0; i < 32; ++i)
             weight[i] = qw ? qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
         for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
-        iq3_xxs_signs(xb, weight, xval, block_signs);
+        iq_even_signs(xb, weight, xval, block_signs, 4);
         float max = xval[0];
         for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
         if (max < 1e-8f) {
@@ -644,16 +644,6 @@ const uint64_t qf_iq2xxs_grid[256] = {
     0x2b2b082b08080808ull, 0x2b2b190808192b08ull, 0x2b2b2b0819190808ull, 0x2b2b2b1908081908ull,
 };
 
-/* As iq3_index for 8-tuples of levels 2l+1, l in 0..2 (codes < 43692, ggml's
- * kmap size: 0xAAAA is the largest code of levels <= 2). */
-#define IQ2_MAP_SIZE 43692
-typedef struct {
-    uint64_t grid[1024]; /* levels 2l+1 */
-    int n_grid;
-    int map[IQ2_MAP_SIZE];
-    uint16_t *neighbours;
-} iq2_index;
-
 static void grid8_point(const uint64_t *grid, int j, int8_t pg[8]) { memcpy(pg, &grid[j], 8); }
 
 static int nearest_shells8(const uint64_t *grid, int n_grid, int code, int nshell, int *dist2) {
@@ -671,8 +661,8 @@ static int nearest_shells8(const uint64_t *grid, int n_grid, int code, int nshel
 
 /* Builds ix from a dequantization grid whose byte values are the levels in
  * `levels[3]` ascending; nb/cap as iq3_index_build. */
-static void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8_t levels[3], int nshell,
-                            uint16_t *nb, size_t cap) {
+void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8_t levels[3], int nshell,
+                     uint16_t *nb, size_t cap) {
     ix->n_grid = n_grid;
     for (int i = 0; i < IQ2_MAP_SIZE; ++i) ix->map[i] = -1;
     for (int j = 0; j < n_grid; ++j) {
@@ -687,7 +677,7 @@ static void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, cons
         ix->grid[j] = v;
         ix->map[code] = j;
     }
-    static int dist2[2 * 1024];
+    int dist2[2 * 1024];
     size_t at = 0;
     for (int i = 0; i < IQ2_MAP_SIZE; ++i) {
         if (ix->map[i] >= 0) continue;
@@ -701,12 +691,12 @@ static void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, cons
 }
 
 /* best_neighbour for a group of 8 of an IQ2 grid. */
-static int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L) {
+int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L) {
     return best_neighbour((const uint8_t *)ix->grid, 8, ix->neighbours + (-ix->map[code] - 1), xval, w, scale, L);
 }
 
 /* The levels of a group of 8 for the inverse scale id (l in 0..2), as the code. */
-static int iq2_code(const float *xval, float id, int8_t *L) {
+int iq2_code(const float *xval, float id, int8_t *L) {
     int code = 0;
     for (int i = 0; i < 8; ++i) {
         const int l = QK_MAX(0, QK_MIN(2, qk_nearest_int(0.5f * (id * xval[i] - 1))));
@@ -750,7 +740,7 @@ void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k) {
 
 /* One 256-block (ggml quantize_row_iq2_xxs_impl): weights qw * sqrt(sigma2 +
  * x^2) with sigma2 = mean x^2 (no factor 2 here); signs as IQ3_XXS
- * (iq3_xxs_signs); the start scale from make_qp_quants(32, 4) on the
+ * (iq_even_signs); the start scale from make_qp_quants(32, 4) on the
  * magnitudes, eff_max = 3 * it, then 13 trials id = (5 + 0.1 is)/eff_max,
  * is = -6..6, rounding groups of 8 to the grid (neighbours from 2 shells),
  * best least-squares fit; then every group is re-rounded at the winning
@@ -771,7 +761,7 @@ static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int
         const float *xb = x + 32 * ib;
         for (int i = 0; i < 32; ++i) weight[i] = qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]);
         for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
-        iq3_xxs_signs(xb, weight, xval, block_signs);
+        iq_even_signs(xb, weight, xval, block_signs, 4);
         float max = xval[0];
         for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
         if (max < QK_GROUP_MAX_EPS) {

@@ -17,6 +17,7 @@
 #define QF_CODEC_IQUANTS_H
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "codec_legacy.h" /* qf_half */
@@ -79,6 +80,35 @@ void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k);
 void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k);
 /* ggml quantize_iq2_xxs: qw (the imatrix row) is required; -1 without it. */
 int qf_quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t k, const float *qw);
+
+/* Shared by the grid codecs (codec_iquants.c, codec_iq2.c): ggml's
+ * quantizer view of a grid of 8-tuples of the levels 2l+1, l in 0..2.
+ * map[code] (code = sum l_j << 2j < 43692, ggml's kmap size: 0xAAAA is the
+ * largest code of levels <= 2) is the grid index of the point, or
+ * -(1 + offset) for a point off the grid, where neighbours[offset] = n and
+ * neighbours[offset+1..n] are the grid points in its nshell nearest distance
+ * shells, by (squared distance, index). */
+#define IQ2_MAP_SIZE 43692
+typedef struct {
+    uint64_t grid[1024]; /* levels 2l+1 */
+    int n_grid;
+    int map[IQ2_MAP_SIZE];
+    uint16_t *neighbours; /* NULL until built, or if they did not fit */
+} iq2_index;
+/* Builds ix from a dequantization grid deq (n_grid <= 1024 points) whose
+ * bytes are the levels[3] (ascending) into nb (cap entries). */
+void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8_t levels[3], int nshell,
+                     uint16_t *nb, size_t cap);
+/* The levels of a group of 8 for the inverse scale id (l = round((id x - 1)/2)
+ * clamped to 0..2) into L (if not NULL), as the code. */
+int iq2_code(const float *xval, float id, int8_t *L);
+/* For an off-grid code: the neighbour g minimising sum w_i (scale g_i - x_i)^2
+ * (first on ties); its levels go to L, its index is returned. */
+int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L);
+/* Magnitudes xval and 7-bit sign indices of n_groups groups of 8 weights, an
+ * even number of minus signs per group (the smallest w x^2 takes the wrong
+ * sign when the count is odd, as ggml). */
+void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups);
 
 /* Row quantizers for the traits table (ggml_types.c). */
 struct qk_kernels;

@@ -8,6 +8,8 @@
  *   codec_kquants.{h,c}    Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K
  *   codec_iq4nl.{h,c}      IQ4_NL IQ4_XS
  *   codec_iquants.{h,c}    the grid i-quants: IQ3_S IQ3_XXS IQ2_XXS
+ *   codec_iq1.{h,c}        the 1-bit grid i-quants: IQ1_S IQ1_M
+ *   codec_iq2.{h,c}        the 16-weight-scale grid i-quants: IQ2_XS IQ2_S
  *   codec_*_avx2.c         the vector twins, bit-identical to the scalar references
  *   codec_kernels.{h,c}    internal: ggml's scale searches shared by the
  *                          weighted quantizers (scalar; codec_kernels_avx2.c)
@@ -23,6 +25,8 @@
 
 #include <stdint.h>
 
+#include "codec_iq1.h"
+#include "codec_iq2.h"
 #include "codec_iq4nl.h"
 #include "codec_iquants.h"
 #include "codec_kquants.h"
@@ -47,7 +51,7 @@ int qf_has_dequantize(uint32_t type);
  * (n_per_row not a multiple of the block size, negative sizes, NULL pointers,
  * or an imatrix missing for a type that requires one).
  * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q8_K, IQ4_NL,
- * IQ4_XS, IQ3_S, IQ3_XXS, IQ2_XXS (imatrix required). */
+ * IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XXS, IQ2_XS and IQ1_S (the last three: imatrix required), IQ1_M. */
 int64_t qf_quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);
 /* The same bytes, rows split over up to n_threads threads. */
@@ -60,7 +64,7 @@ int64_t qf_quantize_rows_ref(uint32_t type, const float *src, void *dst, int64_t
 /* 1 if qf_quantize_rows() can produce `type`. */
 int qf_quantize_supports(uint32_t type);
 /* 1 if ggml refuses to quantize `type` without an imatrix (IQ2_XXS, IQ2_XS,
- * IQ1_S; of these only IQ2_XXS has a quantizer here). */
+ * IQ1_S). */
 int qf_quantize_requires_imatrix(uint32_t type);
 /* 1 if an imatrix changes what qf_quantize_rows() writes for `type` (types
  * that require one included). */

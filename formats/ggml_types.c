@@ -43,6 +43,8 @@ static void bf16_from_float(const struct qk_kernels *kk, const float *x, void *y
     static void t##_to_float_ref(const void *s, float *d, int64_t k) { dequantize_row_##t##_ref(s, d, k); } \
     static void t##_to_float(const void *s, float *d, int64_t k) { dequantize_row_##t(s, d, k); }
 ADAPT(q4_0) ADAPT(q4_1) ADAPT(q5_0) ADAPT(q5_1) ADAPT(q8_0) ADAPT(iq4_nl) ADAPT(iq4_xs) ADAPT(iq3_s) ADAPT(iq3_xxs) ADAPT(iq2_xxs)
+ADAPT(iq2_xs) ADAPT(iq2_s)
+ADAPT(iq1_s) ADAPT(iq1_m)
 ADAPT(q2_K) ADAPT(q3_K) ADAPT(q4_K) ADAPT(q5_K) ADAPT(q6_K) ADAPT(q8_K)
 #undef ADAPT
 
@@ -68,19 +70,19 @@ static const ggml_type_traits type_traits[GGML_TYPE_COUNT] = {
     [GGML_TYPE_Q6_K]    = {"q6_K",     256,  210,  1, GGML_TYPE_Q8_K, USE, BLOCK(q6_K)},
     [GGML_TYPE_Q8_K]    = {"q8_K",     256,  292,  1, GGML_TYPE_F32,  IGN, BLOCK(q8_K)},
     [GGML_TYPE_IQ2_XXS] = {"iq2_xxs",  256,  66,   1, GGML_TYPE_Q8_K, REQ, BLOCK(iq2_xxs)},
-    [GGML_TYPE_IQ2_XS]  = {"iq2_xs",   256,  74,   1, GGML_TYPE_F32,  REQ, NULL, NULL, NULL},
+    [GGML_TYPE_IQ2_XS]  = {"iq2_xs",   256,  74,   1, GGML_TYPE_Q8_K, REQ, BLOCK(iq2_xs)},
     [GGML_TYPE_IQ3_XXS] = {"iq3_xxs",  256,  98,   1, GGML_TYPE_Q8_K, USE, BLOCK(iq3_xxs)},
-    [GGML_TYPE_IQ1_S]   = {"iq1_s",    256,  50,   1, GGML_TYPE_F32,  REQ, NULL, NULL, NULL},
+    [GGML_TYPE_IQ1_S]   = {"iq1_s",    256,  50,   1, GGML_TYPE_Q8_K, REQ, BLOCK(iq1_s)},
     [GGML_TYPE_IQ4_NL]  = {"iq4_nl",   32,   18,   1, GGML_TYPE_Q8_0, USE, BLOCK(iq4_nl)},
     [GGML_TYPE_IQ3_S]   = {"iq3_s",    256,  110,  1, GGML_TYPE_Q8_K, USE, BLOCK(iq3_s)},
-    [GGML_TYPE_IQ2_S]   = {"iq2_s",    256,  82,   1, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
+    [GGML_TYPE_IQ2_S]   = {"iq2_s",    256,  82,   1, GGML_TYPE_Q8_K, USE, BLOCK(iq2_s)},
     [GGML_TYPE_IQ4_XS]  = {"iq4_xs",   256,  136,  1, GGML_TYPE_Q8_K, USE, BLOCK(iq4_xs)},
     [GGML_TYPE_I8]      = {"i8",       1,    1,    0, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
     [GGML_TYPE_I16]     = {"i16",      1,    2,    0, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
     [GGML_TYPE_I32]     = {"i32",      1,    4,    0, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
     [GGML_TYPE_I64]     = {"i64",      1,    8,    0, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
     [GGML_TYPE_F64]     = {"f64",      1,    8,    0, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
-    [GGML_TYPE_IQ1_M]   = {"iq1_m",    256,  56,   1, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
+    [GGML_TYPE_IQ1_M]   = {"iq1_m",    256,  56,   1, GGML_TYPE_Q8_K, USE, BLOCK(iq1_m)},
     [GGML_TYPE_BF16]    = {"bf16",     1,    2,    0, GGML_TYPE_BF16, IGN, bf16_to_float, bf16_to_float_ref, bf16_from_float},
     [GGML_TYPE_TQ1_0]   = {"tq1_0",    256,  54,   1, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},
     [GGML_TYPE_TQ2_0]   = {"tq2_0",    256,  66,   1, GGML_TYPE_F32,  IGN, NULL, NULL, NULL},

@@ -87,6 +87,8 @@ typedef struct name_index {
 typedef struct gguf_internal {
     arena_block *blocks;
     int owns_map;
+    int owns_buf;    /* f->map is malloc'd (gguf_writer_to_header) */
+    int header_only; /* no data section: tensors' data stay NULL */
     name_index kv_index, tensor_index;
     uint64_t kv_cap, tensor_cap;
 } gguf_internal;
@@ -470,7 +472,7 @@ static int parse(gguf_file *f, qf_err *err) {
     uint64_t header_end = r.pos;
     if (__builtin_add_overflow(header_end, (a - header_end % a) % a, &f->data_offset))
         return qf_set_err(err, QF_EFORMAT, "%s: data offset overflows", nm);
-    if (f->n_tensors == 0) return 0;
+    if (f->n_tensors == 0 || in->header_only) return 0;
     if (f->data_offset > r.size)
         return qf_set_err(err, QF_EFORMAT, "%s: data section starts at %llu, past the end of the file (size %llu)", nm,
                           (ull)f->data_offset, (ull)r.size);
@@ -578,6 +580,7 @@ void gguf_close(gguf_file *f) {
     gguf_internal *in = f->arena;
     if (in) {
         if (in->owns_map && f->map) munmap((void *)f->map, (size_t)f->map_size);
+        if (in->owns_buf) free((void *)f->map);
         for (arena_block *b = in->blocks, *nx; b; b = nx) {
             nx = b->next;
             free(b);
@@ -824,6 +827,61 @@ fail:
     free(w->buf);
     free(w);
     return NULL;
+}
+
+static uint64_t pad_to(uint64_t x, uint64_t a) { return (a - x % a) % a; }
+
+gguf_writer *gguf_writer_create_mem(const char *name, qf_err *err) {
+    gguf_writer *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(name ? name : "<memory>"))) {
+        free(w);
+        qf_set_err(err, QF_ENOMEM, "%s: out of memory", name ? name : "gguf");
+        return NULL;
+    }
+    w->err = err ? err : &w->own_err;
+    w->fd = -1;
+    w->alignment = GGUF_DEFAULT_ALIGNMENT;
+    return w;
+}
+
+static void writer_free(gguf_writer *w);
+
+int gguf_writer_to_header(gguf_writer *w, gguf_file *f, qf_err *err) {
+    int rc = wcheck(w);
+    bytes b = {0};
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    if (!w) return qf_set_err(err, QF_EINVAL, "gguf writer: none");
+    if (!rc && w->started) rc = wfail(w, QF_EINVAL, "%s: gguf_writer_to_header after begin_data", w->path);
+    uint64_t off = 0;
+    int bad = 0;
+    if (!rc) {
+        bad = bytes_u32(&b, GGUF_MAGIC) || bytes_u32(&b, GGUF_VERSION) || bytes_u64(&b, w->n_t) ||
+              bytes_u64(&b, w->n_kv);
+        for (uint64_t i = 0; i < w->n_kv && !bad; i++) {
+            uint64_t len = strlen(w->kv[i].key);
+            bad = bytes_u64(&b, len) || bytes_put(&b, w->kv[i].key, len) || bytes_put(&b, w->kv[i].enc.p, w->kv[i].enc.n);
+        }
+        for (uint64_t i = 0; i < w->n_t && !bad; i++) { /* offsets as begin_data lays them out */
+            const wtensor *t = &w->t[i];
+            uint64_t len = strlen(t->name);
+            bad = bytes_u64(&b, len) || bytes_put(&b, t->name, len) || bytes_u32(&b, t->n_dims) ||
+                  bytes_put(&b, t->ne, 8 * (size_t)t->n_dims) || bytes_u32(&b, t->type) || bytes_u64(&b, off);
+            off += t->nbytes + pad_to(t->nbytes, w->alignment);
+        }
+        if (bad) rc = wfail(w, QF_ENOMEM, "%s: out of memory", w->path);
+    }
+    if (!rc && !(rc = init_file(f, w->path, err))) {
+        gguf_internal *in = f->arena;
+        in->owns_buf = in->header_only = 1;
+        f->map = b.p;
+        f->map_size = b.n;
+        b.p = NULL;
+        rc = open_common(f, err);
+    }
+    free(b.p);
+    writer_free(w);
+    return rc;
 }
 
 static void writer_free(gguf_writer *w) {
@@ -1138,7 +1196,6 @@ static int out_zeros(gguf_writer *w, uint64_t n) {
     return 0;
 }
 
-static uint64_t pad_to(uint64_t x, uint64_t a) { return (a - x % a) % a; }
 
 int gguf_writer_begin_data(gguf_writer *w) {
     int rc = wcheck(w);

@@ -144,6 +144,15 @@ size_t gguf_vtype_size(uint32_t t);
 typedef struct gguf_writer gguf_writer;
 
 gguf_writer *gguf_writer_create(const char *path, qf_err *err);
+/* A writer without a file, for a GGUF that is described but never written
+ * (a model read on the fly, as if from the file it would be): set KVs and add
+ * tensor infos as usual, then gguf_writer_to_header() instead of
+ * begin_data. `name` is what f->path and messages say. */
+gguf_writer *gguf_writer_create_mem(const char *name, qf_err *err);
+/* Parse w's KV pairs and tensor table into f as gguf_open would (same
+ * checks), a file without data: every tensor's data is NULL, f->map holds
+ * the header only (owned by f), f->fd is -1. Frees w, also on failure. */
+int gguf_writer_to_header(gguf_writer *w, gguf_file *f, qf_err *err);
 /* on != 0: gguf_writer_finish() fsyncs the file before the rename and the
  * directory after it, and while writing, every few MiB of data are handed
  * to the kernel for writeback (sync_file_range) so the final fsync has

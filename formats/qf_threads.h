@@ -26,4 +26,14 @@ static inline int qf_threads_for(double work, int n_threads) {
     return qf_threads_for_min(work, QF_PAR_MIN_WORK, n_threads);
 }
 
+/* Rows per tile when `fit` rows fill the cache budget: at most an equal
+ * share of the n_rows per thread so every thread gets work, rounded up to a
+ * multiple of `step` (the kernel's row block) and at least one step. */
+static inline int64_t qf_tile_rows(int64_t fit, int64_t n_rows, int n_threads, int64_t step) {
+    const int64_t per_thread = (n_rows + n_threads - 1) / n_threads;
+    int64_t r = fit < per_thread ? fit : per_thread;
+    r = (r + step - 1) / step * step;
+    return r < step ? step : r;
+}
+
 #endif

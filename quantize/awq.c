@@ -76,6 +76,8 @@ typedef struct deferred {
     float *qw;               /* fit weights / s_in^2 [n_in] */
     double *Hs;              /* scaled input Hessian [n_in^2] (awq+gptq), else NULL */
     int64_t n_out, n_in;
+    int64_t row0, n_rows;    /* the rows that take the next group's scale: all, or v's of a fused
+                                attn_qkv, up's of a fused gate_up */
 } deferred;
 
 typedef struct state {
@@ -209,11 +211,17 @@ done:
     return rc;
 }
 
-/* Fit weights of tensor w: the imatrix's if it has the tensor, else mean x^2 (diag H / tokens). */
+/* Fit weights of tensor w: the imatrix's (an expert view: its expert's) if
+ * it has the tensor, else mean x^2 (diag H / tokens). */
 static void fit_weights(const state *s, const qf_weight *w, const double *H, int64_t n_in, int64_t tokens, float *qw) {
     if (s->im) {
         qf_err e2 = {0};
-        if (qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0) return;
+        const int64_t X = w->n_expert > 0 ? w->n_expert : 1;
+        float *all = X > 1 ? malloc((size_t)(X * n_in) * sizeof *all) : qw;
+        int ok = all && qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, (uint64_t)X, all, &e2) == 0;
+        if (ok && X > 1) memcpy(qw, all + (int64_t)w->expert * n_in, (size_t)n_in * sizeof *qw);
+        if (X > 1) free(all);
+        if (ok) return;
     }
     for (int64_t j = 0; j < n_in; j++) qw[j] = (float)(H[j * n_in + j] / (double)(tokens > 0 ? tokens : 1));
 }
@@ -395,16 +403,39 @@ static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n,
     return 0;
 }
 
+/* Where the bytes of w go: a new buffer for the whole tensor, or for an
+ * expert view its slice of the stacked tensor's buffer (allocated with the
+ * first expert to arrive). NULL when out of memory. */
+static uint8_t *out_dst(state *s, long pi, const qf_weight *w, int *owned) {
+    const qf_quant_tensor_plan *t = &s->plan->t[pi];
+    *owned = w->n_expert == 0;
+    if (*owned) return malloc((size_t)t->out_nbytes);
+    if (!s->out[pi] && !(s->out[pi] = calloc(1, (size_t)t->out_nbytes))) return NULL;
+    return s->out[pi] + (size_t)w->expert * (size_t)(t->out_nbytes / (uint64_t)w->n_expert);
+}
+
+/* Keep what out_dst gave once it is filled (an owned buffer replaces the tensor's). */
+static void out_commit(state *s, long pi, uint8_t *dst, int owned) {
+    if (!owned) return;
+    free(s->out[pi]);
+    s->out[pi] = dst;
+}
+
 /* Quantize a deferred tensor now that its output rows' scale is known
- * (row r divided by srow[r]); its bias (if any) is divided too. */
-static int finish_deferred(state *s, deferred *d, const float *srow, const qf_weight *bias, double *err_out,
+ * (row row0 + r divided by srow[r], r < n_rows; the other rows keep 1);
+ * its bias (if any) is divided too. */
+static int finish_deferred(state *s, deferred *d, const float *srow_range, const qf_weight *bias, double *err_out,
                            qf_err *err) {
     if (!d->active) return 0;
     const qf_quant_tensor_plan *t = &s->plan->t[d->pi];
     const int64_t n_out = d->n_out, n_in = d->n_in;
+    float *srow = malloc((size_t)n_out * sizeof *srow);
+    if (!srow) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    for (int64_t r = 0; r < n_out; r++) srow[r] = r >= d->row0 && r < d->row0 + d->n_rows ? srow_range[r - d->row0] : 1.0f;
     for (int64_t r = 0; r < n_out; r++)
         for (int64_t j = 0; j < n_in; j++) d->W[r * n_in + j] /= srow[r];
-    uint8_t *dst = malloc((size_t)t->out_nbytes);
+    int owned;
+    uint8_t *dst = out_dst(s, d->pi, d->w, &owned);
     float *Q = malloc((size_t)(n_out * n_in) * sizeof *Q);
     int rc = 0;
     if (!dst || !Q) rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
@@ -412,21 +443,21 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
     if (!rc) {
         for (int64_t r = 0; r < n_out; r++)
             for (int64_t j = 0; j < n_in; j++) d->buf[r * n_in + j] = srow[r] * Q[r * n_in + j] / d->s_in[j];
-        free(s->out[d->pi]);
-        s->out[d->pi] = dst;
+        out_commit(s, d->pi, dst, owned);
         dst = NULL;
         if (bias && bias->data) rc = put_vector(s, bias, srow, n_out, err);
     }
     (void)err_out;
-    free(dst);
+    if (owned) free(dst);
     free(Q);
+    free(srow);
     deferred_free(d);
     return rc;
 }
 
 /* The architecture rules (llama/Mistral, qwen2, qwen3, gemma, gemma2,
- * granite; phi3's fused attn_qkv and mixture-of-experts models are refused
- * in qf_awq_run): per group, what produces its input and takes x / s.
+ * granite, phi3, mixtral): per
+ * group, what produces its input and takes x / s.
  *   fold: NORM - the RMSNorm weight before the group (exact: the norm is
  *         linear in its weight); ROWS - the output rows of the linear that
  *         produced the input (v for o, up for down), divided as they wait
@@ -435,8 +466,22 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
  * attn_in leaves them alone; v's bias is divided with v's rows (ROWS fold
  * of attn_out). Qwen3's q_norm/k_norm normalise q and k after the
  * projection, which the attn_in fold leaves unchanged: exact, untouched.
+ * Gemma's norms hold 1 + w in the GGUF (the converter adds the 1), so the
+ * NORM fold divides the weight the engine multiplies by, as for Llama.
  * Gemma 2's post-norms act on the o and down outputs, which no fold
  * changes; GELU(gate) * up is linear in up like SiLU(gate) * up.
+ * Mixture of experts (per-expert groups, layerwise.h): an expert's gate/up
+ * get no scale, since their input is ffn_norm's output, which the router
+ * and every other expert read too (one scale for all of them would have to
+ * be searched over all experts at once and multiplied into the router's
+ * columns); they are clipped. Each expert's down folds into its own up rows
+ * as in a dense block. An expert no token reached is quantized as the usual
+ * path does (no_token_group).
+ * Phi-3's fused projections are one-tensor groups whose producer rows are a
+ * row range: o's scale divides the v rows of attn_qkv (rows n_head + n_head_kv
+ * heads on), down's the up half of gate_up (rows n_ff on; gate is the first
+ * half, inside SiLU, and keeps its rows). Only attn_qkv's v rows are clipped
+ * (q and k are not, as AWQ leaves them).
  * A tied output (token_embd, also the embedding table) is not scaled.
  * search: the scale search runs by default on the single-linear groups (o,
  * down, output). The norm-fed groups (q/k/v, gate/up) sum linears whose
@@ -444,26 +489,43 @@ static int finish_deferred(state *s, deferred *d, const float *srow, const qf_we
  * SiLU for gate), which their group loss weighs alike: scales that lowered
  * that loss raised the model's KLD (docs/awq.md), so they keep scale 1
  * unless all_groups is set (clipping still applies to them). */
-typedef enum { FOLD_NORM, FOLD_ROWS } fold_kind;
+typedef enum { FOLD_NORM, FOLD_ROWS, FOLD_NONE } fold_kind;
+typedef enum { BLK_ANY, BLK_DENSE, BLK_FUSED, BLK_EXPERT } block_kind;
 typedef enum { SRC_NONE, SRC_V, SRC_UP } deferred_src;
+typedef enum { ROWS_ALL, ROWS_QKV_V, ROWS_GATE_UP_UP } row_range;
 typedef struct awq_rule {
     qf_site_kind kind;
+    block_kind blk;      /* separate linears, phi3's fused ones, one expert's (MoE), or any */
     const char *name;
     fold_kind fold;
     deferred_src from;   /* ROWS: whose rows take the scale */
     deferred_src defers; /* the group's linear whose rows wait for the next group: v, up */
     int defer_idx;       /* its index in the group */
+    row_range defer_rows;/* which of its rows wait */
     int clip_from;       /* linears before this index are not clipped (q, k, as AWQ) */
+    row_range clip_rows; /* the rows of the clipped linears that are clipped */
     int search;          /* scale search by default (else scale 1 unless all_groups or a fixed alpha) */
 } awq_rule;
 
 static const awq_rule awq_rules[] = {
-    {QF_SITE_ATTN_IN, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, 2, 0},    /* q, k, v <- attn_norm */
-    {QF_SITE_ATTN_OUT, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, 0, 1}, /* o <- v rows (+ bv), GQA classes */
-    {QF_SITE_FFN_IN, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, 0, 0},     /* gate, up <- ffn_norm */
-    {QF_SITE_FFN_DOWN, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, 0, 1}, /* down <- up rows */
-    {QF_SITE_OUTPUT, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, 0, 1},  /* output <- output_norm (untied) */
+    {QF_SITE_ATTN_IN, BLK_DENSE, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, ROWS_ALL, 2, ROWS_ALL, 0},       /* q, k, v <- attn_norm */
+    {QF_SITE_ATTN_IN, BLK_FUSED, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 0, ROWS_QKV_V, 0, ROWS_QKV_V, 0},   /* qkv <- attn_norm */
+    {QF_SITE_ATTN_OUT, BLK_ANY, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL, 1},      /* o <- v rows (+ bv), GQA classes */
+    {QF_SITE_FFN_IN, BLK_DENSE, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL, 0},        /* gate, up <- ffn_norm */
+    {QF_SITE_FFN_IN, BLK_FUSED, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 0, ROWS_GATE_UP_UP, 0, ROWS_ALL, 0}, /* gate_up <- ffn_norm */
+    {QF_SITE_FFN_IN, BLK_EXPERT, "ffn_in", FOLD_NONE, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL, 0},       /* gate_e, up_e: clip only */
+    {QF_SITE_FFN_DOWN, BLK_ANY, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL, 1},     /* down(_e) <- up(_e) rows */
+    {QF_SITE_OUTPUT, BLK_ANY, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL, 1},       /* output <- output_norm (untied) */
 };
+
+/* The first row and count of range rr in a linear of n_out rows. */
+static void rule_rows(const qf_hparams *hp, row_range rr, int64_t n_out, int64_t *row0, int64_t *n) {
+    switch (rr) {
+    case ROWS_QKV_V: *row0 = (hp->n_head + hp->n_head_kv) * hp->head_dim_k, *n = hp->n_head_kv * hp->head_dim_v; break;
+    case ROWS_GATE_UP_UP: *row0 = hp->n_ff, *n = hp->n_ff; break;
+    default: *row0 = 0, *n = n_out; break;
+    }
+}
 
 /* The norm before a NORM group; NULL for ROWS groups. */
 static const qf_weight *rule_norm(const qf_model *m, const qf_layer *L, qf_site_kind k) {
@@ -476,6 +538,53 @@ static const qf_weight *rule_norm(const qf_model *m, const qf_layer *L, qf_site_
 }
 
 static deferred *rule_src(state *s, deferred_src d) { return d == SRC_V ? &s->v : d == SRC_UP ? &s->up : NULL; }
+
+/* A group no calibration token reached (an expert the router never
+ * chose): no scale, no clipping; each tensor quantized as the usual path
+ * does (the plan's quantizer, its imatrix slice when the plan uses one)
+ * and reported. A waiting producer is finished unscaled. */
+static int no_token_group(state *s, const qf_lw_group *g, qf_awq_group_report *gr, qf_err *err) {
+    const int64_t n_in = g->n_in;
+    int rc = 0;
+    gr->no_tokens = 1;
+    for (int i = 0; i < g->n && !rc; i++) {
+        const qf_weight *w = g->w[i];
+        const long pi = qf_quant_plan_find(s->plan, w->name);
+        if (pi < 0) return qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", w->name);
+        const qf_quant_tensor_plan *t = &s->plan->t[pi];
+        const int64_t X = w->n_expert > 0 ? w->n_expert : 1;
+        float *all = malloc((size_t)(X * n_in) * sizeof *all), *Q = malloc((size_t)(w->n_out * n_in) * sizeof *Q);
+        int owned = 1;
+        uint8_t *dst = all && Q ? out_dst(s, pi, w, &owned) : NULL;
+        const float *qw = NULL;
+        if (!dst) rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+        else if (t->uses_imatrix && s->im &&
+                 !(rc = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, (uint64_t)X, all, err)))
+            qw = all + (w->n_expert > 0 ? (int64_t)w->expert : 0) * n_in;
+        if (!rc) rc = codec_quantize(s, t, g->wf[i], w->n_out, n_in, qw, dst, Q, err);
+        if (!rc) {
+            out_commit(s, pi, dst, owned);
+            memcpy(g->wf[i], Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see them */
+        } else if (owned) {
+            free(dst);
+        }
+        free(all);
+        free(Q);
+    }
+    const awq_rule *rule = NULL;
+    for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
+        if (awq_rules[k].kind == g->kind) rule = &awq_rules[k];
+    deferred *producer = rule ? rule_src(s, rule->from) : NULL;
+    if (!rc && producer && producer->active) {
+        float *one = malloc((size_t)producer->n_rows * sizeof *one);
+        if (!one) return qf_set_err(err, QF_ENOMEM, "out of memory");
+        for (int64_t r = 0; r < producer->n_rows; r++) one[r] = 1.0f;
+        rc = finish_deferred(s, producer, one, NULL, NULL, err);
+        free(one);
+    }
+    if (!rc && add_report(s, gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+    return rc;
+}
 
 /* One group: scale search, clipping, quantization; the producer of the
  * group's input (v or up, deferred) gets its rows divided by the scale. */
@@ -493,12 +602,15 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     memset(&gr, 0, sizeof gr);
     const double t0 = qf_now_seconds();
     const awq_rule *rule = NULL;
+    const block_kind bk = g->expert >= 0 ? BLK_EXPERT : L && L->wqkv.data ? BLK_FUSED : BLK_DENSE;
     for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
-        if (awq_rules[k].kind == g->kind) rule = &awq_rules[k];
+        if (awq_rules[k].kind == g->kind && (awq_rules[k].blk == BLK_ANY || awq_rules[k].blk == bk)) rule = &awq_rules[k];
     if (!rule || (g->layer < 0) != (g->kind == QF_SITE_OUTPUT))
         return qf_set_err(err, QF_EINVAL, "awq: unknown group kind %d", (int)g->kind);
-    if (L) snprintf(gr.name, sizeof gr.name, "blk.%d.%s", g->layer, rule->name);
+    if (L && g->expert >= 0) snprintf(gr.name, sizeof gr.name, "blk.%d.%s.expert%d", g->layer, rule->name, g->expert);
+    else if (L) snprintf(gr.name, sizeof gr.name, "blk.%d.%s", g->layer, rule->name);
     else snprintf(gr.name, sizeof gr.name, "%s", rule->name);
+    if (g->n_tokens == 0) return no_token_group(s, g, &gr, err);
     if (rule->fold == FOLD_NORM) norm = rule_norm(m, L, g->kind);
     producer = rule_src(s, rule->from);
     if (rule->from == SRC_V) bias = &L->bv;
@@ -538,13 +650,13 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     if (rc) goto done;
     for (int64_t j = 0; j < n_in; j++) mean[j] = g->abs_sum[j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1);
     /* which scales can be folded */
-    int fold = 1;
+    int fold = rule->fold != FOLD_NONE;
     if (producer) {
         fold = producer->active;
         if (fold && g->kind == QF_SITE_ATTN_OUT) {
             const int64_t hd = hp->head_dim_v, grp = hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 0;
             fold = hd > 0 && grp > 0 && hp->n_head % hp->n_head_kv == 0 && n_in == hp->n_head * hd &&
-                   producer->n_out == hp->n_head_kv * hd;
+                   producer->n_rows == hp->n_head_kv * hd;
             if (fold) {
                 cls = malloc((size_t)n_in * sizeof *cls);
                 if (!cls) {
@@ -555,7 +667,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 n_cls = hp->n_head_kv * hd;
             }
         } else if (fold) {
-            fold = producer->n_out == n_in;
+            fold = producer->n_rows == n_in;
         }
     }
     gr.folded = fold;
@@ -605,7 +717,9 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             }
             for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (best[j] * best[j]);
             for (int64_t k = 0; k < n_out * n_in; k++) Wc[i][k] = g->wf[i][k] * best[k % n_in];
-            rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i], n_out, n_in, qws, Hs, err);
+            int64_t c0, nc;
+            rule_rows(hp, rule->clip_rows, n_out, &c0, &nc);
+            rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, Hs, err);
         }
         double lc;
         if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, Ws, Qg, E, tmp, qws, &lc, err))) goto done;
@@ -634,6 +748,12 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             defer->buf = W;
             defer->n_out = n_out;
             defer->n_in = n_in;
+            rule_rows(hp, rule->defer_rows, n_out, &defer->row0, &defer->n_rows);
+            if (defer->row0 < 0 || defer->row0 + defer->n_rows > n_out) {
+                rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' has %lld rows, fewer than its fold needs", t->name,
+                                (long long)n_out);
+                break;
+            }
             defer->W = malloc((size_t)(n_out * n_in) * sizeof *defer->W);
             defer->s_in = malloc((size_t)n_in * sizeof *defer->s_in);
             defer->qw = malloc((size_t)n_in * sizeof *defer->qw);
@@ -650,17 +770,17 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
              * without the row scale (the codecs and GPTQ scale with a row) */
             if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, tmp, Q, err))) break;
         } else {
-            uint8_t *dst = malloc((size_t)t->out_nbytes);
+            int owned;
+            uint8_t *dst = out_dst(s, pi[i], g->w[i], &owned);
             if (!dst) {
                 rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
                 break;
             }
             if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, dst, Q, err))) {
-                free(dst);
+                if (owned) free(dst);
                 break;
             }
-            free(s->out[pi[i]]);
-            s->out[pi[i]] = dst;
+            out_commit(s, pi[i], dst, owned);
         }
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -673,12 +793,12 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     if (norm && (rc = put_vector(s, norm, best, n_in, err))) goto done;
     if (producer && producer->active) {
         /* the producer's row scale: the class's scale (o: per v row; down: per up row) */
-        float *srow = malloc((size_t)producer->n_out * sizeof *srow);
+        float *srow = malloc((size_t)producer->n_rows * sizeof *srow);
         if (!srow) {
             rc = qf_set_err(err, QF_ENOMEM, "out of memory");
             goto done;
         }
-        for (int64_t r = 0; r < producer->n_out; r++) srow[r] = 1.0f;
+        for (int64_t r = 0; r < producer->n_rows; r++) srow[r] = 1.0f;
         if (fold)
             for (int64_t c = 0; c < n_in; c++) srow[cls ? cls[c] : c] = best[c];
         rc = finish_deferred(s, producer, srow, fold ? bias : NULL, NULL, err);
@@ -717,19 +837,8 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     qf_calib_text ct;
     state s;
     memset(&s, 0, sizeof s);
-    int rc = qf_calib_text_open(&ct, model_path, o->calib->calib_path, err);
+    int rc = qf_dist_check(o->calib->dist, qf_calib_text_open(&ct, model_path, o->calib->calib_path, err), err);
     if (rc) goto done;
-    /* the scales are folded into the rows of v and up, which fused or
-     * expert projections do not have on their own */
-    if (ct.m.hp.n_expert > 0 || ct.m.layers[0].wqkv.data) {
-        const int moe = ct.m.hp.n_expert > 0;
-        rc = qf_set_err(err, QF_EUNSUPPORTED, "%s: awq does not support %s (%s); use --method %s", model_path,
-                        moe ? "mixture-of-experts models" : "phi3",
-                        moe ? "each expert sees only its routed tokens"
-                            : "its fused attn_qkv and gate/up leave no separate v and up rows to fold the scales into",
-                        moe ? "exact, search or auto" : "gptq, exact, search or auto");
-        goto done;
-    }
     s.m = &ct.m;
     s.plan = plan;
     s.im = im;
@@ -742,7 +851,7 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
         goto done;
     }
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o->calib, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o->calib, 1, on_group, &s, &st, err); /* every rank: the folds change its own state */
     if (!rc && (s.v.active || s.up.active)) rc = qf_set_err(err, QF_EINVAL, "awq: a block ended with an unfinished fold");
     if (rep) {
         rep->n_chunks = st.n_chunks;

@@ -79,6 +79,8 @@ typedef struct qf_awq_group_report {
     double loss_final;             /* of what is written (clipping, GPTQ), relative */
     int folded;                    /* 0: scale 1 (no fold possible) */
     int clipped;                   /* 1: clipping kept (it lowered the measured loss) */
+    int no_tokens;                 /* an expert no calibration token reached: quantized as the usual
+                                      path does, no scale, no clipping, losses 0 */
     double seconds;                /* wall time of the group's search and quantization */
 } qf_awq_group_report;
 

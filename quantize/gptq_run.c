@@ -14,6 +14,7 @@
 #include "model.h"
 #include "numfmt.h"
 #include "codecs.h"
+#include "search.h"
 #include "text.h"
 
 void qf_gptq_report_free(qf_gptq_report *r) {
@@ -72,14 +73,84 @@ static void round_to_stored(uint32_t type, float *x, int64_t n) {
         x[i] = type == GGML_TYPE_F16 ? qf_f16_to_f32(qf_f32_to_f16(x[i])) : qf_bf16_to_f32(qf_f32_to_bf16(x[i]));
 }
 
-/* The group function: GPTQ for every tensor of the group that has a GPTQ type. */
+/* The fit weights of w (n_in values) into qw: the imatrix's (expert e's
+ * matrix for an expert view) if it has the tensor, else diag(H) / tokens,
+ * else (no tokens) all 1. */
+static void fit_weights(state *s, const qf_lw_group *g, const qf_weight *w, float *qw, float *xbuf) {
+    const int64_t n_in = g->n_in;
+    const int expert = g->expert >= 0 && w->n_expert > 0;
+    if (s->im) {
+        qf_err e2 = {0};
+        float *out = expert ? xbuf : qw;
+        if (qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, expert ? (uint64_t)w->n_expert : 1, out, &e2) == 0) {
+            if (expert) memcpy(qw, xbuf + (int64_t)w->expert * n_in, (size_t)n_in * sizeof *qw);
+            return;
+        }
+    }
+    for (int64_t j = 0; j < n_in; j++)
+        qw[j] = g->n_tokens > 0 ? (float)(g->H[j * n_in + j] / (double)g->n_tokens) : 1.0f;
+}
+
+/* Where the bytes of w go: the tensor's own buffer, or for an expert view
+ * its slice of the stacked tensor's buffer (allocated with the first expert
+ * to arrive). NULL when out of memory. */
+static uint8_t *dst_for(state *s, long pi, const qf_quant_tensor_plan *t, const qf_weight *w, int *owned) {
+    *owned = w->n_expert == 0;
+    if (*owned) return malloc((size_t)t->out_nbytes);
+    if (!s->blocks[pi] && !(s->blocks[pi] = calloc(1, (size_t)t->out_nbytes))) return NULL;
+    return s->blocks[pi] + (size_t)w->expert * (size_t)(t->out_nbytes / (uint64_t)w->n_expert);
+}
+
+/* An expert view no calibration token reached, quantized into its slice as
+ * the plan's usual path does (search or ggml's rounding, with the
+ * expert's imatrix weights when the plan uses them) and reported; W is
+ * replaced by the dequantized values. xbuf: room for every expert's weights. */
+static int usual_path(state *s, const qf_quant_tensor_plan *t, const qf_weight *w, float *W, float *xbuf, qf_err *err) {
+    const int64_t n_in = w->n_in;
+    const float *qw = NULL;
+    if (t->uses_imatrix && s->im) {
+        int rc = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, (uint64_t)w->n_expert, xbuf, err);
+        if (rc) return rc;
+        qw = xbuf + (int64_t)w->expert * n_in;
+    }
+    int owned;
+    uint8_t *dst = dst_for(s, qf_quant_plan_find(s->plan, w->name), t, w, &owned);
+    if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    qf_search_opts so;
+    qf_search_opts_init(&so);
+    const int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, W, dst, w->n_out, n_in, qw, s->o->search ? s->o->search : &so)
+                                : qf_quantize_rows(t->type, W, dst, w->n_out, n_in, qw);
+    if (n < 0) return qf_set_err(err, QF_EUNSUPPORTED, "tensor '%s': quantizing expert %d to type %u failed", w->name,
+                                 (int)w->expert, t->type);
+    uint64_t rs;
+    ggml_row_size(t->type, (uint64_t)n_in, &rs);
+    for (int64_t r = 0; r < w->n_out; r++) qf_dequantize_row_ref(t->type, dst + r * rs, W + r * n_in, n_in);
+    qf_gptq_tensor_report tr;
+    memset(&tr, 0, sizeof tr);
+    snprintf(tr.name, sizeof tr.name, "%s", w->name);
+    tr.type = t->type;
+    tr.expert = w->expert;
+    tr.no_tokens = 1;
+    if (s->rep) s->rep->no_token_experts++;
+    return add_report(s, &tr) ? qf_set_err(err, QF_ENOMEM, "out of memory") : 0;
+}
+
+/* The group function: GPTQ for every tensor of the group that has a GPTQ
+ * type; an expert no calibration token reached (H = 0) takes the usual path. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     state *s = user;
     const int64_t n_in = g->n_in;
     float *qw = realloc(s->qw, (size_t)n_in * sizeof *qw);
     if (!qw) return qf_set_err(err, QF_ENOMEM, "out of memory");
     s->qw = qw;
-    for (int i = 0; i < g->n; i++) {
+    const int no_tokens = g->n_tokens == 0;
+    float *xbuf = NULL;
+    if (g->expert >= 0) {
+        xbuf = malloc((size_t)(g->w[0]->n_expert * n_in) * sizeof *xbuf);
+        if (!xbuf) return qf_set_err(err, QF_ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    for (int i = 0; i < g->n && !rc; i++) {
         const qf_weight *w = g->w[i];
         const long pi = qf_quant_plan_find(s->plan, w->name);
         if (pi < 0) continue;
@@ -88,16 +159,13 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             round_to_stored(t->type, g->wf[i], w->n_out * n_in); /* the next groups see what the file holds */
             continue;
         }
-        if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != 1) continue;
-        /* fit weights: the imatrix if it has the tensor, else mean x^2 */
-        int have = 0;
-        if (s->im) {
-            qf_err e2 = {0};
-            have = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, 1, qw, &e2) == 0;
+        const int64_t n_mat = w->n_expert > 0 ? w->n_expert : 1;
+        if (!t->convert || !qf_gptq_supports(t->type) || t->ne[2] * t->ne[3] != n_mat) continue;
+        if (no_tokens) { /* H = 0: nothing to fit to; the usual path's bytes */
+            if ((rc = usual_path(s, t, w, g->wf[i], xbuf, err))) break;
+            continue;
         }
-        if (!have)
-            for (int64_t j = 0; j < n_in; j++)
-                qw[j] = (float)(g->H[j * n_in + j] / (double)(g->n_tokens > 0 ? g->n_tokens : 1));
+        fit_weights(s, g, w, qw, xbuf);
         qf_gptq_opts go;
         qf_gptq_opts_init(&go);
         if (s->o->damp > 0) go.damp = s->o->damp;
@@ -105,21 +173,22 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         go.fit = QF_GPTQ_FIT_SEARCH;
         go.fit_weights = qw;
         go.n_threads = s->o->n_threads;
-        uint8_t *dst = malloc((size_t)t->out_nbytes);
+        int owned;
+        uint8_t *dst = dst_for(s, pi, t, w, &owned);
         float *W = g->wf[i];
-        if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
         float *Q = malloc((size_t)(w->n_out * n_in) * sizeof *Q);
-        if (!Q) {
-            free(dst);
-            return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+        if (!dst || !Q) {
+            if (owned) free(dst);
+            free(Q);
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+            break;
         }
         qf_gptq_info info;
-        int rc = qf_gptq_quantize(t->type, W, w->n_out, n_in, g->H, &go, dst, Q, &info, err);
-        if (rc) {
-            free(dst);
+        if ((rc = qf_gptq_quantize(t->type, W, w->n_out, n_in, g->H, &go, dst, Q, &info, err))) {
+            if (owned) free(dst);
             free(Q);
             qf_err_prefix(err, w->name);
-            return rc;
+            break;
         }
         qf_gptq_tensor_report tr;
         memset(&tr, 0, sizeof tr);
@@ -127,6 +196,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         tr.type = t->type;
         tr.damp = info.damp;
         tr.retries = info.retries;
+        tr.expert = w->n_expert > 0 ? w->expert : -1;
         /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
         const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
         float *smp = malloc((size_t)(3 * nr * n_in) * sizeof *smp);
@@ -145,11 +215,12 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         free(smp);
         memcpy(W, Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see the quantized weights */
         free(Q);
-        s->blocks[pi] = dst;
+        if (owned) s->blocks[pi] = dst;
         if (s->rep && info.retries) s->rep->retried++;
-        if (rc || add_report(s, &tr)) return qf_set_err(err, QF_ENOMEM, "out of memory");
+        if (rc || add_report(s, &tr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
     }
-    return 0;
+    free(xbuf);
+    return rc;
 }
 
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
@@ -161,7 +232,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     qf_calib_text ct;
     state s;
     memset(&s, 0, sizeof s);
-    int rc = qf_calib_text_open(&ct, model_path, o->calib_path, err);
+    int rc = qf_dist_check(o->dist, qf_calib_text_open(&ct, model_path, o->calib_path, err), err);
     if (rc) goto done;
     s.plan = plan;
     s.im = im;
@@ -173,7 +244,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
         goto done;
     }
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o, 0, on_group, &s, &st, err);
     if (rep) {
         rep->n_chunks = st.n_chunks;
         rep->n_tokens = st.n_tokens;

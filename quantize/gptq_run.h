@@ -9,7 +9,9 @@
  * following groups see F16 / BF16 linears rounded as the file stores them.
  * Block scales are fitted with the search quantizer (ggml's own for IQ4_NL)
  * weighted by the imatrix when one is given, else by diag(H) / tokens
- * (the imatrix the same calibration would give).
+ * (the imatrix the same calibration would give). Mixture-of-experts models:
+ * each expert's matrices with the H of its routed tokens (layerwise.h), its
+ * bytes in its slice of the stacked tensor.
  */
 #ifndef QF_GPTQ_RUN_H
 #define QF_GPTQ_RUN_H
@@ -18,6 +20,7 @@
 #include <stdint.h>
 
 #include "imatrix.h"
+#include "qf_dist.h"
 #include "qf_error.h"
 #include "quantize.h"
 
@@ -31,6 +34,10 @@ typedef struct qf_gptq_run_opts {
     int n_threads;            /* threads (same bytes for any count); <= 1: one */
     void (*progress)(void *user, int layer, int n_layer, const char *stage);
     void *progress_user;
+    qf_dist *dist;            /* calibration chunks split across ranks (qf_dist.h): GPTQ solves on
+                                 rank 0, which alone gets the blocks; NULL: one process */
+    const struct qf_search_opts *search; /* the plan's search options, for experts no calibration token
+                                            reached (quantized as the usual path would); NULL: defaults */
 } qf_gptq_run_opts;
 
 typedef struct qf_gptq_tensor_report {
@@ -41,6 +48,9 @@ typedef struct qf_gptq_tensor_report {
     double loss_rtn;          /* the same for ggml's round-to-nearest (exact, no imatrix) */
     double damp;              /* damping used */
     int retries;
+    int expert;               /* MoE: the expert of the stacked tensor, else -1 */
+    int no_tokens;            /* an expert no calibration token was routed to: quantized by the plan's
+                                 usual path (search or rounding), losses 0 */
 } qf_gptq_tensor_report;
 
 typedef struct qf_gptq_report {
@@ -51,6 +61,7 @@ typedef struct qf_gptq_report {
     int spilled;
     double forward_seconds, solve_seconds;
     int retried;              /* tensors whose damping was raised */
+    int no_token_experts;     /* expert matrices quantized without calibration (no routed token) */
 } qf_gptq_report;
 
 void qf_gptq_report_free(qf_gptq_report *r);

@@ -58,22 +58,20 @@ static void hidden_free(hidden *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* Accumulates the input of one weight (the group's first) from the engine's matmul hook. */
+/* Keeps the input of one weight (the group's first) of the current chunk,
+ * from the engine's matmul hook. */
 typedef struct capture {
     const qf_weight *target;
+    float *x;     /* [ctx, n] */
     int64_t n;
-    double *H;    /* lower triangle */
-    double *abs;
-    int64_t tokens;
-    int n_threads;
+    int64_t T;    /* tokens kept */
 } capture;
 
 static void capture_hook(void *user, int layer, const qf_weight *w, const float *x, int64_t T) {
     capture *c = user;
     if (w != c->target) return;
-    qf_syrk_lower(c->H, x, T, c->n, c->n_threads);
-    qf_sumabs_cols(c->abs, x, T, c->n, c->n, c->n_threads);
-    c->tokens += T;
+    memcpy(c->x + c->T * c->n, x, (size_t)(T * c->n) * sizeof *x);
+    c->T += T;
 }
 
 /* w's values as F32 into out[n_out * n_in]; QF_ERANGE on a non-finite value. */
@@ -104,77 +102,150 @@ static void symmetrize(double *H, int64_t n) {
         for (int64_t j = 0; j < i; j++) H[j * n + i] = H[i * n + j];
 }
 
+/* H is summed per chunk in row panels of at most this many doubles (or 32
+ * rows), each panel added into H in chunk order (qf_dist.h). */
+#define PANEL_CELLS ((int64_t)1 << 23)
+
+static int64_t panel_rows(int64_t n) {
+    int64_t rows = PANEL_CELLS / n / 32 * 32;
+    if (rows < 32) rows = 32;
+    return rows < n ? rows : n;
+}
+
 typedef struct run {
     const qf_model *m;
     const qf_lw_params *p;
+    qf_dist *d;
+    int64_t size, rank;      /* chunk k runs on rank k % size, as its local chunk k / size */
     qf_ctx c;
-    hidden hs;
+    hidden hs;               /* this rank's chunks */
     float *xbuf;             /* one chunk [ctx, E] */
+    float *xcap;             /* one chunk's group input [ctx, n_in] */
     int64_t n_chunks, ctx;
-    double *H, *abs;         /* sized for the widest input */
+    double *H;               /* [n_in * n_in], sized for the widest input; NULL on ranks that never need it */
+    double *abs;             /* [n_in + 1]: sum |x_j|, then the token count */
+    double *P, *abs_part;    /* one chunk's panel of H and its sum |x_j| */
     qf_lw_group_fn fn;
     void *user;
     qf_lw_stats *st;
 } run;
 
-/* Run every chunk through block l (weights L) and accumulate the input of
- * `target`; in place on the hidden states when `advance`. */
+static int64_t n_parts(const run *r, int64_t j) {
+    const int64_t left = r->n_chunks - j * r->size;
+    return left < r->size ? left : r->size;
+}
+
+static void begin_sums(run *r, int64_t n) {
+    if (r->H) memset(r->H, 0, (size_t)(n * n) * sizeof *r->H);
+    memset(r->abs, 0, (size_t)(n + 1) * sizeof *r->abs);
+}
+
+/* Round j's chunk sums of x [T, n] (has: this rank holds a chunk) added
+ * into H's lower triangle, panel by panel, and into abs, in chunk order. */
+static void add_round(run *r, int64_t j, const float *x, int64_t T, int64_t n, int has) {
+    const int nt = r->c.n_threads;
+    const int64_t rows = panel_rows(n), np = n_parts(r, j);
+    for (int64_t i0 = 0; i0 < n; i0 += rows) {
+        const int64_t i1 = i0 + rows < n ? i0 + rows : n;
+        if (has) {
+            memset(r->P, 0, (size_t)((i1 - i0) * n) * sizeof *r->P);
+            qf_syrk_lower_rows(r->P, x, T, n, i0, i1, nt);
+        }
+        qf_dist_reduce(r->d, r->H ? r->H + i0 * n : NULL, has ? r->P : NULL, (size_t)((i1 - i0) * n), (int)np);
+    }
+    if (has) {
+        memset(r->abs_part, 0, (size_t)(n + 1) * sizeof *r->abs_part);
+        qf_sumabs_cols(r->abs_part, x, T, n, n, nt);
+        r->abs_part[n] = (double)T;
+    }
+    qf_dist_reduce(r->d, r->abs, has ? r->abs_part : NULL, (size_t)(n + 1), (int)np);
+}
+
+/* Run every chunk through block l (weights L); with a target, sum its
+ * input (H, abs); in place on the hidden states when `advance`. */
 static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, int64_t n_in, int advance,
-                capture *cap, qf_err *err) {
+                qf_err *err) {
     const int64_t E = r->m->hp.n_embd;
+    capture cap = {target, r->xcap, n_in, 0};
     if (target) {
-        *cap = (capture){target, n_in, r->H, r->abs, 0, r->c.n_threads};
-        memset(r->H, 0, (size_t)(n_in * n_in) * sizeof *r->H);
-        memset(r->abs, 0, (size_t)n_in * sizeof *r->abs);
+        begin_sums(r, n_in);
         r->c.hook = capture_hook;
-        r->c.hook_user = cap;
+        r->c.hook_user = &cap;
     } else {
         r->c.hook = NULL;
     }
-    for (int64_t k = 0; k < r->n_chunks; k++) {
-        float *xk = r->hs.x + k * r->ctx * E;
-        float *x = advance ? xk : r->xbuf;
-        if (!advance) memcpy(x, xk, (size_t)(r->ctx * E) * sizeof *x);
-        r->c.n_past = 0;
-        int rc = qf_forward_layer(&r->c, l, L, x, r->ctx, err);
-        if (rc) return rc;
+    for (int64_t j = 0; j * r->size < r->n_chunks; j++) {
+        const int has = j * r->size + r->rank < r->n_chunks;
+        int rc = 0;
+        cap.T = 0;
+        if (has) {
+            float *xk = r->hs.x + j * r->ctx * E;
+            float *x = advance ? xk : r->xbuf;
+            if (!advance) memcpy(x, xk, (size_t)(r->ctx * E) * sizeof *x);
+            r->c.n_past = 0;
+            rc = qf_forward_layer(&r->c, l, L, x, r->ctx, err);
+        }
+        if (!target) {
+            if (rc) return rc;
+            continue;
+        }
+        if ((rc = qf_dist_check(r->d, rc, err))) return rc;
+        add_round(r, j, cap.x, cap.T, n_in, has);
     }
     r->c.hook = NULL;
-    if (target) symmetrize(r->H, n_in);
+    if (target && r->H) symmetrize(r->H, n_in);
     return 0;
 }
 
 /* The input of a group that reads rmsnorm(x) * nw straight from the hidden
  * states (attn_in, output_in): computed as the engine does, no block run. */
-static void norm_capture(run *r, const float *nw, capture *cap) {
+static int norm_capture(run *r, const float *nw, qf_err *err) {
     const int64_t E = r->m->hp.n_embd;
-    *cap = (capture){NULL, E, r->H, r->abs, 0, r->c.n_threads};
-    memset(r->H, 0, (size_t)(E * E) * sizeof *r->H);
-    memset(r->abs, 0, (size_t)E * sizeof *r->abs);
-    for (int64_t k = 0; k < r->n_chunks; k++) {
-        const float *xk = r->hs.x + k * r->ctx * E;
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(r->ctx * E), r->c.n_threads))
-        for (int64_t t = 0; t < r->ctx; t++) {
-            const float *x = xk + t * E;
-            double ss = 0.0;
-            for (int64_t i = 0; i < E; i++) ss += (double)x[i] * (double)x[i];
-            const float scale = 1.0f / sqrtf((float)(ss / (double)E) + r->m->hp.norm_eps);
-            for (int64_t i = 0; i < E; i++) r->xbuf[t * E + i] = (x[i] * scale) * nw[i];
+    begin_sums(r, E);
+    for (int64_t j = 0; j * r->size < r->n_chunks; j++) {
+        const int has = j * r->size + r->rank < r->n_chunks;
+        if (has) {
+            const float *xk = r->hs.x + j * r->ctx * E;
+            #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(r->ctx * E), r->c.n_threads))
+            for (int64_t t = 0; t < r->ctx; t++) {
+                const float *x = xk + t * E;
+                double ss = 0.0;
+                for (int64_t i = 0; i < E; i++) ss += (double)x[i] * (double)x[i];
+                const float scale = 1.0f / sqrtf((float)(ss / (double)E) + r->m->hp.norm_eps);
+                for (int64_t i = 0; i < E; i++) r->xbuf[t * E + i] = (x[i] * scale) * nw[i];
+            }
         }
-        capture_hook(cap, -1, NULL, r->xbuf, r->ctx);
+        int rc = qf_dist_check(r->d, 0, err);
+        if (rc) return rc;
+        add_round(r, j, r->xbuf, r->ctx, E, has);
     }
-    symmetrize(r->H, E);
+    if (r->H) symmetrize(r->H, E);
+    return 0;
 }
 
-static int call_group(run *r, qf_lw_group *g, const capture *cap, qf_err *err) {
+/* The group function, with the sums on rank 0: there alone, its F32 weights
+ * then sent to every rank for the passes that follow (p->fn_all_ranks 0), or
+ * on every rank, the sums sent first (fn_all_ranks 1). */
+static int call_group(run *r, qf_lw_group *g, qf_err *err) {
+    const int64_t n = g->n_in;
+    const int many = r->size > 1, all = r->p->fn_all_ranks;
+    if (many && all) {
+        int rc = qf_dist_check(r->d, 0, err);
+        if (rc) return rc;
+        qf_dist_bcast(r->d, r->H, (size_t)(n * n) * sizeof *r->H);
+        qf_dist_bcast(r->d, r->abs, (size_t)(n + 1) * sizeof *r->abs);
+    }
     g->n_layer = (int)r->m->hp.n_layer;
     g->H = r->H;
     g->abs_sum = r->abs;
-    g->n_tokens = cap->tokens;
+    g->n_tokens = (int64_t)r->abs[n];
     const double t0 = now_seconds();
-    int rc = r->fn(r->user, g, err);
+    int rc = !many || all || r->rank == 0 ? r->fn(r->user, g, err) : 0;
     r->st->callback_seconds += now_seconds() - t0;
-    return rc;
+    if (!many) return rc;
+    if ((rc = qf_dist_check(r->d, rc, err)) || all || g->layer < 0) return rc;
+    for (int i = 0; i < g->n; i++) qf_dist_bcast(r->d, g->wf[i], (size_t)(g->w[i]->n_out * n) * sizeof *g->wf[i]);
+    return 0;
 }
 
 static void progress(run *r, int layer, const char *stage) {
@@ -200,9 +271,25 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
     return fused;
 }
 
-/* The four groups of block l, then the pass that moves the hidden states on. */
-static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
+/* Run one group: its input captured (by norm_capture for attn_in, else a
+ * pass with the earlier groups replaced in Lq), the caller's function, then
+ * its tensors' views in Lq (dst[i]) pointed at the F32 values left in wf[i]. */
+static int run_group(run *r, int64_t l, qf_layer *Lq, qf_lw_group *g, qf_weight *const dst[3], qf_err *err) {
+    g->layer = (int)l;
+    int rc = g->kind == QF_SITE_ATTN_IN ? norm_capture(r, r->m->layers[l].attn_norm.data, err)
+                                        : pass(r, l, Lq, dst[0], g->n_in, 0, err);
+    if (rc || (rc = call_group(r, g, err))) return rc;
+    for (int i = 0; i < g->n; i++) *dst[i] = f32_view(g->w[i], g->wf[i]);
+    return 0;
+}
+
+/* The groups of block l: attn_in, attn_out, then ffn_in and ffn_down, or
+ * for MoE per expert e its ffn_in and ffn_down (layerwise.h), then the pass
+ * that moves the hidden states on. wx[3 * n_expert]: F32 room for the
+ * experts' gate, up, down matrices (expert-major). */
+static int block(run *r, int64_t l, float *wf[7], float **wx, qf_err *err) {
     const qf_layer *L0 = &r->m->layers[l];
+    const int64_t X = r->m->hp.n_expert;
     qf_layer Lq = *L0;
     qf_weight *slots[7];
     const qf_weight *orig[7];
@@ -210,31 +297,63 @@ static int block(run *r, int64_t l, float *wf[7], qf_err *err) {
     const struct { qf_site_kind kind; int first, n; const char *stage; } groups[4] = {
         {QF_SITE_ATTN_IN, 0, fused ? 1 : 3, "attn_in"}, {QF_SITE_ATTN_OUT, 3, 1, "attn_out"},
         {QF_SITE_FFN_IN, 4, fused ? 1 : 2, "ffn_in"},   {QF_SITE_FFN_DOWN, 6, 1, "ffn_down_in"}};
-    int rc;
-    for (int i = 0; i < 7; i++)
-        if (orig[i] && (rc = weight_f32(orig[i], wf[i], err))) return rc;
-    for (int gi = 0; gi < 4; gi++) {
-        progress(r, (int)l, groups[gi].stage);
+    qf_weight *xv = NULL; /* [gate views X][up views X][down views X], replaced as they are quantized */
+    int rc = 0;
+    if (X > 0) {
+        if (!(xv = malloc((size_t)(3 * X) * sizeof *xv)))
+            return qf_set_err(err, QF_ENOMEM, "out of memory for the experts of block %lld", (long long)l);
+        memcpy(xv, L0->gate_exps, (size_t)X * sizeof *xv);
+        memcpy(xv + X, L0->up_exps, (size_t)X * sizeof *xv);
+        memcpy(xv + 2 * X, L0->down_exps, (size_t)X * sizeof *xv);
+        Lq.gate_exps = xv, Lq.up_exps = xv + X, Lq.down_exps = xv + 2 * X;
+    }
+    for (int i = 0; i < 7 && !rc; i++)
+        if (orig[i] && orig[i]->data) rc = weight_f32(orig[i], wf[i], err);
+    for (int gi = 0; gi < 4 && !rc; gi++) {
         const int first = groups[gi].first;
-        const int64_t n_in = orig[first]->n_in;
-        capture cap;
-        if (gi == 0) norm_capture(r, L0->attn_norm.data, &cap);
-        else if ((rc = pass(r, l, &Lq, slots[first], n_in, 0, &cap, err))) return rc;
+        if (gi >= 2 && X > 0) break;
+        progress(r, (int)l, groups[gi].stage);
         qf_lw_group g;
         memset(&g, 0, sizeof g);
-        g.layer = (int)l;
+        g.expert = -1;
         g.kind = groups[gi].kind;
         g.n = groups[gi].n;
-        g.n_in = n_in;
+        g.n_in = orig[first]->n_in;
+        qf_weight *dst[3] = {0};
         for (int i = 0; i < g.n; i++) {
             g.w[i] = orig[first + i];
             g.wf[i] = wf[first + i];
+            dst[i] = slots[first + i];
         }
-        if ((rc = call_group(r, &g, &cap, err))) return rc;
-        for (int i = 0; i < g.n; i++) *slots[first + i] = f32_view(orig[first + i], wf[first + i]);
+        rc = run_group(r, l, &Lq, &g, dst, err);
     }
-    progress(r, (int)l, "advance");
-    return pass(r, l, &Lq, NULL, 0, 1, NULL, err);
+    for (int64_t e = 0; e < X && !rc; e++) {
+        const qf_weight *ow[3] = {&L0->gate_exps[e], &L0->up_exps[e], &L0->down_exps[e]};
+        for (int i = 0; i < 3 && !rc; i++) rc = weight_f32(ow[i], wx[3 * e + i], err);
+        for (int down = 0; down < 2 && !rc; down++) {
+            const int first = down ? 2 : 0;
+            progress(r, (int)l, down ? "expert_down_in" : "expert_in");
+            qf_lw_group g;
+            memset(&g, 0, sizeof g);
+            g.expert = (int)e;
+            g.kind = down ? QF_SITE_FFN_DOWN : QF_SITE_FFN_IN;
+            g.n = down ? 1 : 2;
+            g.n_in = ow[first]->n_in;
+            qf_weight *dst[3] = {0};
+            for (int i = 0; i < g.n; i++) {
+                g.w[i] = ow[first + i];
+                g.wf[i] = wx[3 * e + first + i];
+                dst[i] = xv + (first + i) * X + e;
+            }
+            rc = run_group(r, l, &Lq, &g, dst, err);
+        }
+    }
+    if (!rc) {
+        progress(r, (int)l, "advance");
+        rc = pass(r, l, &Lq, NULL, 0, 1, err);
+    }
+    free(xv);
+    return rc;
 }
 
 /* OUTPUT: the final norm's outputs of every token, then the group. */
@@ -242,19 +361,18 @@ static int output_group(run *r, float *wout, qf_err *err) {
     const qf_model *m = r->m;
     const int64_t E = m->hp.n_embd;
     progress(r, (int)m->hp.n_layer, "output_in");
-    capture cap;
-    norm_capture(r, m->output_norm.data, &cap);
-    int rc = weight_f32(&m->output, wout, err);
-    if (rc) return rc;
+    int rc = norm_capture(r, m->output_norm.data, err);
+    if (rc || (rc = weight_f32(&m->output, wout, err))) return rc;
     qf_lw_group g;
     memset(&g, 0, sizeof g);
     g.layer = -1;
+    g.expert = -1;
     g.kind = QF_SITE_OUTPUT;
     g.n = 1;
     g.n_in = E;
     g.w[0] = &m->output;
     g.wf[0] = wout;
-    return call_group(r, &g, &cap, err);
+    return call_group(r, &g, err);
 }
 
 uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
@@ -262,14 +380,16 @@ uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
     const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
     const uint64_t QD = (uint64_t)(hp->n_head * hp->head_dim_k), KD = (uint64_t)(hp->n_head_kv * hp->head_dim_k);
     const uint64_t VD = (uint64_t)(hp->n_head_kv * hp->head_dim_v), OD = (uint64_t)(hp->n_head * hp->head_dim_v);
-    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + 3 * E * F);
+    const uint64_t n_ffn = hp->n_expert > 0 ? (uint64_t)hp->n_expert : 1; /* MoE: every expert's matrices */
+    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + n_ffn * 3 * E * F);
     if (!m->tied_output) {
         const uint64_t ob = 4 * E * (uint64_t)hp->n_vocab;
         if (ob > wb) wb = ob;
     }
     uint64_t n_in = E > F ? E : F;
     if (OD > n_in) n_in = OD;
-    return wb + 8 * n_in * n_in + 8 * n_in + 4 * (uint64_t)n_ctx * E +
+    const uint64_t panel = (uint64_t)panel_rows((int64_t)n_in) * n_in;
+    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) +
            4 * (uint64_t)n_ctx * (10 * (n_in > E ? n_in : E) + (uint64_t)hp->n_layer * (KD + VD));
 }
 
@@ -281,10 +401,6 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     if (!st) st = &st_local;
     memset(st, 0, sizeof *st);
     if (ctx <= 0) return qf_set_err(err, QF_EINVAL, "calibration context %lld must be positive", (long long)ctx);
-    if (hp->n_expert > 0) /* each expert sees only its routed tokens: no per-expert pipeline here */
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: mixture-of-experts models (%lld experts) are not supported by the "
-                          "layer-wise GPTQ/AWQ pipeline; use --method exact, search or auto", m->path,
-                          (long long)hp->n_expert);
     int64_t n_chunks = n_tokens / ctx;
     if (p->max_chunks > 0 && n_chunks > p->max_chunks) n_chunks = p->max_chunks;
     if (n_chunks < 1)
@@ -294,6 +410,9 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     memset(&r, 0, sizeof r);
     r.m = m;
     r.p = p;
+    r.d = p->dist;
+    r.size = qf_dist_size(p->dist);
+    r.rank = qf_dist_rank(p->dist);
     r.n_chunks = n_chunks;
     r.ctx = ctx;
     r.fn = fn;
@@ -302,12 +421,19 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     const double t0 = now_seconds();
     uint64_t budget = p->mem_budget;
     if (!budget) budget = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 4;
-    const size_t hbytes = (size_t)(n_chunks * ctx * E) * sizeof(float);
+    const int64_t n_local = r.rank < n_chunks ? (n_chunks - r.rank + r.size - 1) / r.size : 0;
+    const size_t hbytes = (size_t)((n_local ? n_local : 1) * ctx * E) * sizeof(float);
     int64_t n_in_max = E > hp->n_ff ? E : hp->n_ff;
     if (hp->n_head * hp->head_dim_v > n_in_max) n_in_max = hp->n_head * hp->head_dim_v;
     float *wf[7] = {0}, *wout = NULL;
+    const int64_t X = hp->n_expert;
+    float **wx = calloc((size_t)(3 * X + 1), sizeof *wx); /* MoE: gate, up, down of every expert */
+    if (!wx) return qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
     int rc = hidden_alloc(&r.hs, hbytes, budget, p->tmp_dir, err);
-    if (rc) return rc;
+    if (rc) {
+        free(wx);
+        return rc;
+    }
     st->n_chunks = n_chunks;
     st->n_tokens = n_chunks * ctx;
     st->hidden_bytes = hbytes;
@@ -316,15 +442,20 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     r.c.n_threads = p->n_threads > 1 ? p->n_threads : 1;
     r.c.act_llamacpp = 0; /* plain F32 activations: the inputs GPTQ's H describes */
     r.c.kv_f16 = 0;
+    const int64_t p_cells = panel_rows(n_in_max) * n_in_max;
     r.xbuf = malloc((size_t)(ctx * E) * sizeof *r.xbuf);
-    r.H = malloc((size_t)(n_in_max * n_in_max) * sizeof *r.H);
-    r.abs = malloc((size_t)n_in_max * sizeof *r.abs);
-    if (!r.xbuf || !r.H || !r.abs) {
+    r.xcap = malloc((size_t)(ctx * n_in_max) * sizeof *r.xcap);
+    if (r.rank == 0 || p->fn_all_ranks) r.H = malloc((size_t)(n_in_max * n_in_max) * sizeof *r.H);
+    r.abs = malloc((size_t)(n_in_max + 1) * sizeof *r.abs);
+    r.abs_part = malloc((size_t)(n_in_max + 1) * sizeof *r.abs_part);
+    r.P = malloc((size_t)p_cells * sizeof *r.P);
+    if (!r.xbuf || !r.xcap || (!r.H && (r.rank == 0 || p->fn_all_ranks)) || !r.abs || !r.abs_part || !r.P) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
         goto done;
     }
-    /* embeddings of every chunk (first token BOS when the vocabulary adds one) */
-    for (int64_t k = 0; k < n_chunks; k++) {
+    /* embeddings of this rank's chunks (first token BOS when the vocabulary adds one) */
+    for (int64_t j = 0; j < n_local; j++) {
+        const int64_t k = j * r.size + r.rank;
         for (int64_t t = 0; t < ctx; t++) {
             int32_t id = tokens[k * ctx + t];
             if (t == 0 && p->add_bos) id = p->bos_id;
@@ -332,12 +463,13 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
                 rc = qf_set_err(err, QF_EINVAL, "token id %d out of range", id);
                 goto done;
             }
-            if (qf_weight_row(&m->tok_embd, id, r.hs.x + (k * ctx + t) * E) < 0) {
+            if (qf_weight_row(&m->tok_embd, id, r.hs.x + (j * ctx + t) * E) < 0) {
                 rc = qf_set_err(err, QF_EUNSUPPORTED, "cannot read row of '%s'", m->tok_embd.name);
                 goto done;
             }
         }
     }
+    rc = qf_dist_same(r.d, tokens, (size_t)(n_chunks * ctx) * sizeof *tokens, "the calibration text", err);
     for (int64_t l = 0; l < hp->n_layer && !rc; l++) {
         const qf_layer *L = &m->layers[l];
         const qf_weight *ws[7];
@@ -345,11 +477,17 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         for (int i = 0; i < 7; i++) { /* sized per block: shapes may differ between blocks */
             free(wf[i]);
             wf[i] = NULL;
-            if (!ws[i]) continue;
+            if (!ws[i] || !ws[i]->data) continue; /* MoE: no dense FFN */
             wf[i] = malloc((size_t)(ws[i]->n_in * ws[i]->n_out) * sizeof(float));
             if (!wf[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the weights of block %lld", (long long)l);
         }
-        if (!rc) rc = block(&r, l, wf, err);
+        for (int64_t i = 0; i < 3 * X && !rc; i++) {
+            const qf_weight *w = i % 3 == 0 ? &L->gate_exps[i / 3] : i % 3 == 1 ? &L->up_exps[i / 3] : &L->down_exps[i / 3];
+            free(wx[i]);
+            wx[i] = malloc((size_t)(w->n_in * w->n_out) * sizeof(float));
+            if (!wx[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the experts of block %lld", (long long)l);
+        }
+        if (!rc) rc = block(&r, l, wf, wx, err);
     }
     for (int i = 0; i < 7; i++) {
         free(wf[i]);
@@ -363,9 +501,14 @@ done:
     st->forward_seconds = now_seconds() - t0 - st->callback_seconds;
     free(wout);
     for (int i = 0; i < 7; i++) free(wf[i]);
+    for (int64_t i = 0; i < 3 * X; i++) free(wx[i]);
+    free(wx);
     free(r.xbuf);
+    free(r.xcap);
     free(r.H);
     free(r.abs);
+    free(r.abs_part);
+    free(r.P);
     qf_ctx_free(&r.c);
     hidden_free(&r.hs);
     return rc;

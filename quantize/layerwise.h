@@ -9,17 +9,28 @@
  *   FFN_IN   (ffn_gate, ffn_up)        FFN_DOWN (ffn_down)
  *
  * and, after the last block, OUTPUT (output.weight, unless tied) reading the
- * final norm's output. Before each group the chunks run through the block
+ * final norm's output. A mixture-of-experts block has, instead of the two
+ * FFN groups, per expert e in order FFN_IN (gate_e, up_e) and FFN_DOWN
+ * (down_e), each H summed over the tokens the router sends to e only,
+ * unweighted by the router's probabilities (a token that routes nowhere near
+ * e says nothing about e; n_tokens may be 0). The router stays as stored. Before each group the chunks run through the block
  * with the groups already visited replaced, and the group's input is
  * accumulated: H = sum over tokens of x x^T (double, lower triangle with
- * qf_syrk_lower, then mirrored) and sum |x_j|. The caller's function gets the
+ * qf_syrk_lower, then mirrored) and sum |x_j|, each summed per chunk and
+ * the chunks' sums added in chunk order (H in row panels of at most 64 MiB);
+ * with p->dist the chunks are split across ranks (chunk k on rank
+ * k % size) and added on rank 0 in the same order: the same bytes for any
+ * number of ranks (qf_dist.h). The caller's function gets the
  * group with its weights as F32 and may overwrite them (e.g. with their
  * quantized values); the next groups and blocks then run with what it left.
  *
- * Memory: the hidden states (4 * n_chunks * ctx * n_embd B) stay in RAM up
- * to mem_budget and are otherwise kept in an unlinked temporary file
- * (mapped; the kernel pages it), plus one block's weights as F32, the
- * group's H (8 * n_in^2 B), the engine for one chunk.
+ * Memory: the hidden states (4 * n_chunks * ctx * n_embd B, divided among
+ * the ranks) stay in RAM up to mem_budget and are otherwise kept in an
+ * unlinked temporary file (mapped; the kernel pages it), plus one block's
+ * weights as F32 (all its experts for MoE), the group's H (8 * n_in^2 B;
+ * not on ranks > 0 when fn runs on rank 0 only), one panel of a chunk's H
+ * (up to 64 MiB), one chunk's group input (4 * ctx * n_in B), the engine
+ * for one chunk.
  * Bytes: everything is deterministic for any thread count (engine, syrk).
  */
 #ifndef QF_LAYERWISE_H
@@ -29,10 +40,13 @@
 
 #include "calibrate.h"
 #include "model.h"
+#include "qf_dist.h"
 #include "qf_error.h"
 
 typedef struct qf_lw_group {
     int layer;                /* block index; -1 for OUTPUT */
+    int expert;               /* MoE FFN groups: the expert whose views w[] are (of the stacked
+                                 tensors named w[i]->name), H from its routed tokens only; else -1 */
     int n_layer;
     qf_site_kind kind;        /* calibrate.h's sites: ATTN_IN, ATTN_OUT, FFN_IN, FFN_DOWN, OUTPUT */
     int n;                    /* linears reading this input (1..3), forward order */
@@ -57,6 +71,10 @@ typedef struct qf_lw_params {
     /* progress: layer (n_layer = output), stage name ("attn_in", ...) */
     void (*progress)(void *user, int layer, int n_layer, const char *stage);
     void *progress_user;
+    qf_dist *dist;            /* chunks split across ranks (qf_dist.h); NULL: one process */
+    int fn_all_ranks;         /* with dist: 0 runs fn on rank 0 only (it may change only the
+                                 group's wf, which are then sent to every rank); 1 runs it on
+                                 every rank with the same sums */
 } qf_lw_params;
 
 typedef struct qf_lw_stats {

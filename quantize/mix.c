@@ -39,7 +39,14 @@ static const qf_quant_preset presets[] = {
     {"Q3_K_M", QF_FTYPE_MOSTLY_Q3_K_M, GGML_TYPE_Q3_K, "Q3_K; attn_v Q5_K (first 2) else Q4_K, attn_output, ffn_down Q4_K; output Q6_K"},
     {"Q3_K_S", QF_FTYPE_MOSTLY_Q3_K_S, GGML_TYPE_Q3_K, "Q3_K; output Q6_K"},
     {"Q2_K",   QF_FTYPE_MOSTLY_Q2_K,   GGML_TYPE_Q2_K, "Q2_K; attn_v, attn_output, ffn_down Q3_K; output Q6_K"},
+    {"IQ3_XXS", QF_FTYPE_MOSTLY_IQ3_XXS, GGML_TYPE_IQ3_XXS, "3.06 bpw (needs --imatrix for its IQ2_S): grid of 256 4-tuples; attn_q, attn_k IQ2_S; attn_output, token_embd IQ3_S; output Q5_K"},
+    {"Q2_K_S", QF_FTYPE_MOSTLY_Q2_K_S, GGML_TYPE_Q2_K, "Q2_K (needs --imatrix); attn_v Q4_K if GQA >= 4, ffn_down Q4_K (first n/8); output Q6_K"},
+    {"IQ2_M",  QF_FTYPE_MOSTLY_IQ2_M,  GGML_TYPE_IQ2_S,  "2.7 bpw mix (needs --imatrix for its IQ2_S): IQ2_S; attn_v, attn_output, ffn_down (first n/8), token_embd IQ3_S; output Q5_K"},
+    {"IQ2_S",  QF_FTYPE_MOSTLY_IQ2_S,  GGML_TYPE_IQ2_XS, "2.5 bpw mix (needs --imatrix): IQ2_XS; attn_v, attn_output, ffn_down (first n/8), token_embd IQ3_S; output Q5_K"},
+    {"IQ2_XS", QF_FTYPE_MOSTLY_IQ2_XS, GGML_TYPE_IQ2_XS, "2.31 bpw (needs --imatrix): grid of 512 8-tuples, 4-bit scale per 16; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
     {"IQ2_XXS", QF_FTYPE_MOSTLY_IQ2_XXS, GGML_TYPE_IQ2_XXS, "2.06 bpw (needs --imatrix): grid of 256 8-tuples; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
+    {"IQ1_M",  QF_FTYPE_MOSTLY_IQ1_M,  GGML_TYPE_IQ1_M, "1.75 bpw (needs --imatrix): ternary grid of 2048 8-tuples, shift per 8, scale per 16; attn_output IQ2_XXS; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
+    {"IQ1_S",  QF_FTYPE_MOSTLY_IQ1_S,  GGML_TYPE_IQ1_S, "1.56 bpw (needs --imatrix): ternary grid of 2048 8-tuples, shift and scale per 32; attn_output IQ2_XXS; attn_v, ffn_down (first n/8), token_embd Q2_K; output Q5_K"},
     {"F16",    QF_FTYPE_MOSTLY_F16,    GGML_TYPE_F16,  "16-bit IEEE half for every 2-D weight"},
     {"BF16",   QF_FTYPE_MOSTLY_BF16,   GGML_TYPE_BF16, "16-bit bfloat for every 2-D weight"},
     {"F32",    QF_FTYPE_ALL_F32,       GGML_TYPE_F32,  "32-bit float for every 2-D weight"},
@@ -57,7 +64,25 @@ const qf_quant_preset *qf_quant_preset_find(const char *name) {
     return NULL;
 }
 
-int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) { return p && p->ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
+int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) {
+    return p && (p->ftype == QF_FTYPE_MOSTLY_IQ2_XXS || p->ftype == QF_FTYPE_MOSTLY_IQ2_XS ||
+                 p->ftype == QF_FTYPE_MOSTLY_IQ2_S || p->ftype == QF_FTYPE_MOSTLY_Q2_K_S ||
+                 p->ftype == QF_FTYPE_MOSTLY_IQ1_S || p->ftype == QF_FTYPE_MOSTLY_IQ1_M);
+}
+
+int qf_mix_requires_imatrix(const qf_quant_preset *p, uint32_t type, const char *name) {
+    const int is_embd = name && strcmp(name, "token_embd.weight") == 0;
+    const int is_output = name && strcmp(name, "output.weight") == 0;
+    switch (type) {
+    case GGML_TYPE_IQ2_XXS:
+    case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_S:
+    case GGML_TYPE_IQ1_S: return 1;
+    case GGML_TYPE_IQ1_M: return !is_embd && !is_output;
+    case GGML_TYPE_Q2_K: return p && p->ftype == QF_FTYPE_MOSTLY_Q2_K_S && !is_embd;
+    default: return 0;
+    }
+}
 
 int qf_quant_type_ok(uint32_t type) { return type < GGML_TYPE_COUNT && qf_quantize_supports(type); }
 
@@ -212,6 +237,9 @@ static const struct mix_rule {
     {ANY_PRESET,               QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q8_0},
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q3_K},
+    {QF_FTYPE_MOSTLY_Q2_K_S,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_GQA4,          LAYERS_ALL,        GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_ALL,        GGML_TYPE_IQ3_S},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_2,    GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_V,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q5_K},
@@ -227,10 +255,15 @@ static const struct mix_rule {
     {ANY_PRESET,               QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q8_0},
     {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_XXS},
     {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_ATTN_Q,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_XXS},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_ATTN_K,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ2_S},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_ATTN_Q,      ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ2_S},
     {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_FFN_GATE,    ARCH_ANY,        MODEL_ANY,           LAYERS_MIDDLE,     GGML_TYPE_IQ3_XXS},
     {QF_FTYPE_MOSTLY_IQ3_XS,   QF_ROLE_FFN_UP,      ARCH_ANY,        MODEL_ANY,           LAYERS_MIDDLE,     GGML_TYPE_IQ3_XXS},
 
     {QF_FTYPE_MOSTLY_Q2_K,     QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q3_K},
+    {QF_FTYPE_MOSTLY_Q2_K_S,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_8TH,  GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_FIRST_8TH,  GGML_TYPE_Q4_K},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_NO_IMATRIX,    LAYERS_ALL,        GGML_TYPE_Q3_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_FFN_DOWN,    ARCH_ANY,        MODEL_ANY,           LAYERS_FIRST_16TH, GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_FFN_DOWN,    ARCH_NOT_FALCON, MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_FFN_DOWN,    ARCH_FALCON,     MODEL_ANY,           LAYERS_MORE_BITS,  GGML_TYPE_Q4_K},
@@ -257,6 +290,8 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_IQ4_XS,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ3_S,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_IQ3_S},
     {QF_FTYPE_MOSTLY_IQ3_M,    QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q4_K_S,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q4_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_EXPERTS8,      LAYERS_ALL,        GGML_TYPE_Q5_K},
@@ -264,6 +299,8 @@ static const struct mix_rule {
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_OUTPUT, ARCH_NOT_FALCON, MODEL_NOT_EXPERTS8,  LAYERS_ALL,        GGML_TYPE_Q5_K},
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_OUTPUT, ARCH_FALCON,     MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
+
+    {QF_FTYPE_MOSTLY_IQ3_XXS,  QF_ROLE_TOKEN_EMBD,  ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_IQ3_S},
 
     {QF_FTYPE_MOSTLY_Q3_K_M,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
     {QF_FTYPE_MOSTLY_Q3_K_L,   QF_ROLE_ATTN_QKV,    ARCH_ANY,        MODEL_ANY,           LAYERS_ALL,        GGML_TYPE_Q4_K},
@@ -304,20 +341,34 @@ static int layers_hold(layer_cond c, int i, int n) {
 
 /* 1 for the presets of llama.cpp's 2-bit-and-below branch (IQ2_*, IQ1_*),
  * whose tensor rules replace the general ones below. */
-static int is_low_bit_preset(uint32_t ftype) { return ftype == QF_FTYPE_MOSTLY_IQ2_XXS; }
+static int is_low_bit_preset(uint32_t ftype) {
+    return ftype == QF_FTYPE_MOSTLY_IQ2_XXS || ftype == QF_FTYPE_MOSTLY_IQ2_XS || ftype == QF_FTYPE_MOSTLY_IQ2_S ||
+           ftype == QF_FTYPE_MOSTLY_IQ2_M || ftype == QF_FTYPE_MOSTLY_IQ1_S || ftype == QF_FTYPE_MOSTLY_IQ1_M;
+}
 
-/* llama.cpp's rules for the low-bit presets (after output.weight):
- * token_embd Q2_K; attn_v Q4_K with GQA >= 4 or >= 4 experts, else Q2_K;
- * attn_k Q4_K with 8 experts; ffn_down Q2_K in the first n/8 layers;
- * attn_output Q5_K with 8 experts; everything else the base type. */
+/* IQ2_S and IQ2_M guard their sensitive tensors with IQ3_S where the other
+ * low-bit presets use Q2_K. */
+static int is_iq2_sm_preset(uint32_t ftype) { return ftype == QF_FTYPE_MOSTLY_IQ2_S || ftype == QF_FTYPE_MOSTLY_IQ2_M; }
+
+/* llama.cpp's rules for the low-bit presets (after output.weight), with
+ * G = IQ3_S for IQ2_S/IQ2_M and Q2_K for the others: token_embd G; attn_v
+ * Q4_K with GQA >= 4 or >= 4 experts, else G; attn_k Q4_K with 8 experts;
+ * ffn_down G in the first n/8 layers; attn_output Q5_K with 8 experts, else
+ * IQ3_S for IQ2_S/IQ2_M and IQ2_XXS for IQ1_S/IQ1_M; everything else the
+ * base type. */
 static uint32_t low_bit_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_role role, int i, int n) {
     const int n_gqa = m->n_head_kv > 0 ? m->n_head / m->n_head_kv : 0;
+    const int sm = is_iq2_sm_preset(p->ftype);
+    const uint32_t guard = sm ? GGML_TYPE_IQ3_S : GGML_TYPE_Q2_K;
     switch (role) {
-    case QF_ROLE_TOKEN_EMBD: return GGML_TYPE_Q2_K;
-    case QF_ROLE_ATTN_V: return n_gqa >= 4 || m->n_expert >= 4 ? GGML_TYPE_Q4_K : GGML_TYPE_Q2_K;
+    case QF_ROLE_TOKEN_EMBD: return guard;
+    case QF_ROLE_ATTN_V: return n_gqa >= 4 || m->n_expert >= 4 ? GGML_TYPE_Q4_K : guard;
     case QF_ROLE_ATTN_K: return m->n_expert == 8 ? GGML_TYPE_Q4_K : p->base_type;
-    case QF_ROLE_FFN_DOWN: return i < n / 8 ? GGML_TYPE_Q2_K : p->base_type;
-    case QF_ROLE_ATTN_OUTPUT: return m->n_expert == 8 ? GGML_TYPE_Q5_K : p->base_type;
+    case QF_ROLE_FFN_DOWN: return i < n / 8 ? guard : p->base_type;
+    case QF_ROLE_ATTN_OUTPUT:
+        if (m->n_expert == 8) return GGML_TYPE_Q5_K;
+        if (p->ftype == QF_FTYPE_MOSTLY_IQ1_S || p->ftype == QF_FTYPE_MOSTLY_IQ1_M) return GGML_TYPE_IQ2_XXS;
+        return sm ? GGML_TYPE_IQ3_S : p->base_type;
     default: return p->base_type;
     }
 }
@@ -334,7 +385,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
     if (role == QF_ROLE_OUTPUT || (role == QF_ROLE_TOKEN_EMBD && !m->has_output)) {
         if (output_type >= 0) return (uint32_t)output_type;
         if (m->is_falcon || ne0 % bt->block_size != 0) return GGML_TYPE_Q8_0;
-        if (is_low_bit_preset(p->ftype)) return GGML_TYPE_Q5_K;
+        if (is_low_bit_preset(p->ftype) || p->ftype == QF_FTYPE_MOSTLY_IQ3_XXS) return GGML_TYPE_Q5_K;
         return base == GGML_TYPE_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_Q6_K;
     }
     if (is_low_bit_preset(p->ftype)) return low_bit_type(p, m, role, i, n);
@@ -361,7 +412,7 @@ uint32_t qf_mix_type(const qf_quant_preset *p, const qf_mix_model *m, qf_tensor_
 /* When the row length ne0 is not a multiple of a type's block, use the
  * closest type with 32-element blocks; F16 when even that does not fit.
  * This is llama.cpp c392e50's table (llama_tensor_get_type): Q2_K/Q3_K ->
- * IQ4_NL, IQ2_XXS, IQ3_XXS, IQ3_S and IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
+ * IQ4_NL, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS, IQ1_S and IQ1_M -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if the row
  * still does not divide. For the 32-block types themselves (legacy and
  * IQ4_NL) c392e50 aborts with "Unsupported tensor size"; we write F16
  * there, as the legacy oracle files were made (PROVENANCE.md). */
@@ -374,6 +425,10 @@ static const struct {
     {GGML_TYPE_IQ3_S, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ2_XS, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ2_S, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ1_S, GGML_TYPE_IQ4_NL},
+    {GGML_TYPE_IQ1_M, GGML_TYPE_IQ4_NL},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q5_0},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q5_1},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_0},

@@ -402,7 +402,7 @@ int qf_quant_plan_build(qf_quant_plan *plan, const gguf_file *in, const qf_quant
                     plan->n_imatrix_used++;
                 }
             }
-            if (!t->uses_imatrix && qf_quantize_requires_imatrix(t->type)) {
+            if (!t->uses_imatrix && (qf_quantize_requires_imatrix(t->type) || qf_mix_requires_imatrix(p, t->type, s->name))) {
                 rc = qf_set_err(err, QF_EINVAL, "%s: tensor '%s': type %s needs an importance matrix entry (--imatrix)",
                                 path, s->name, tname(t->type));
                 goto fail;

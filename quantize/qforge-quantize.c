@@ -16,6 +16,9 @@
 
 #include "qf_cli.h"
 #include "qf_tmpfile.h"
+#ifdef QF_MPI
+#include "qf_mpi.h"
+#endif
 #include "budget.h"
 #include "ggml_types.h"
 #include "gguf.h"
@@ -34,6 +37,7 @@ static const uint32_t tensor_types[] = {
     GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
     GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
     GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
+    GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M,
 };
 
 static const char *tname(uint32_t type) {
@@ -48,22 +52,25 @@ static void usage(FILE *fp) {
             "usage: " PROG " IN.gguf OUT.gguf TYPE [options]\n"
             "\n"
             "IN is a GGUF file, the first shard of a split model (all shards are read), or a\n"
-            "Hugging Face checkpoint directory or hub cache name (converted first).\n"
+            "Hugging Face checkpoint directory or hub cache name (read on the fly).\n"
             "\n"
             "Quantize a GGUF model tensor by tensor with llama-quantize's type choices\n"
             "(llama.cpp c392e50): with --method exact, the bytes llama-quantize writes for the\n"
             "same input, TYPE and imatrix; with --method search, the same types and size with\n"
             "a lower error (see --method).\n"
-            "IN is a GGUF file or a Hugging Face checkpoint directory; a directory is first\n"
-            "converted losslessly (as qforge-convert --outtype auto) into a temp file next to\n"
-            "OUT, deleted afterwards (it needs that much free disk space).\n"
+            "IN is a GGUF file or a Hugging Face checkpoint directory (F32/F16/BF16, or FP8:\n"
+            "compressed-tensors or block-scaled quant_method fp8). A directory is read as the\n"
+            "GGUF qforge-convert --outtype auto would write from it (FP8 weights as F32\n"
+            "scale * e4m3), streaming, no file written: the output equals converting first.\n"
+            "Only --method gptq/awq/awq+gptq convert a directory into a temp file next to OUT\n"
+            "first (deleted afterwards; it needs that much free disk space).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
     fprintf(fp, "  FP8_DYNAMIC, FP8: an FP8 checkpoint directory for vLLM instead (qforge-quantize IN OUTDIR FP8 --help)\n");
     fprintf(fp,
             "  Norms and other 1-D tensors stay as they are. Rows whose length the type cannot\n"
-            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ2_XXS/IQ3_*/IQ4_XS->IQ4_NL, then F16);\n"
+            "  block fall back (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ1_*/IQ2_*/IQ3_*/IQ4_XS->IQ4_NL, then F16);\n"
             "  every fallback is reported. docs/quantize.md has the full mix table.\n"
             "\n"
             "options:\n"
@@ -152,13 +159,18 @@ static void usage(FILE *fp) {
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
             "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
-            "are released as they are consumed.\n"
+            "are released as they are consumed. A directory input adds one more such chunk\n"
+            "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add: hidden states 4 * chunks * ctx * n_embd bytes (up to\n"
-            "--mem-budget), one block's weights as F32 (twice), the largest Hessian and its\n"
+            "--mem-budget), one block's weights as F32 (twice; with every expert's for\n"
+            "mixture-of-experts models), the largest Hessian and its\n"
             "factor (8 * 2 * n_in^2 + 4 * n_in^2 bytes), and the GPTQ output blocks (the\n"
             "quantized linears, until written).\n"
             "--method awq / awq+gptq: as gptq, plus a block's v and up as F32 and two input\n"
-            "Hessians (awq+gptq).\n");
+            "Hessians (awq+gptq).\n"
+            "The calibration sums a chunk's Hessian in row panels of at most 64 MiB. The MPI build\n"
+            "(qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration chunks across mpirun's\n"
+            "ranks, same bytes for any count (docs/mpi.md).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
@@ -240,6 +252,8 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
+    static const char *const reads[] = {"gguf", "directory", "directory via a temp gguf"};
+    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 2 ? r->in_read : 0]);
     fprintf(fp, ", \"method\": \"%s\", \"tensors_searched\": %zu", qf_quant_method_name(p->method), p->n_searched);
     fprintf(fp, ",\n \"input_bytes\": %llu, \"output_bytes\": %llu", (unsigned long long)r->in_file_bytes,
             (unsigned long long)r->out_file_bytes);
@@ -306,22 +320,25 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
         for (size_t i = 0; i < a->n; i++) {
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
-            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, \"clipped\": %s, "
-                    "\"loss_final\": %.6g, \"seconds\": %.3f}",
-                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].loss0, a->g[i].loss,
-                    a->g[i].clipped ? "true" : "false", a->g[i].loss_final, a->g[i].seconds);
+            fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
+                    "\"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
+                    a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
+                    a->g[i].loss, a->g[i].clipped ? "true" : "false", a->g[i].loss_final, a->g[i].seconds);
         }
         fprintf(fp, "]}");
     }
     if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
         const qf_gptq_report *g = o->gptq_report;
         fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
-                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"tensors\": [",
+                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"experts_without_tokens\": %d, "
+                "\"tensors\": [",
                 (long long)g->n_chunks, (long long)g->n_tokens, (unsigned long long)g->hidden_bytes,
-                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried);
+                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried, g->no_token_experts);
         for (size_t i = 0; i < g->n; i++) {
             fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
             qf_cli_json_str(fp, g->t[i].name);
+            if (g->t[i].expert >= 0)
+                fprintf(fp, ", \"expert\": %d, \"no_tokens\": %s", g->t[i].expert, g->t[i].no_tokens ? "true" : "false");
             fprintf(fp, ", \"type\": \"%s\", \"loss\": %.6g, \"loss_rtn\": %.6g, \"damp\": %g, \"retries\": %d}",
                     tname(g->t[i].type), g->t[i].loss, g->t[i].loss_rtn, g->t[i].damp, g->t[i].retries);
         }
@@ -355,11 +372,15 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
             lg += g->t[i].loss;
             lr += g->t[i].loss_rtn;
         }
+        const size_t n_solved = g->n - (size_t)g->no_token_experts; /* the others have no loss */
         printf("  gptq:      %zu tensors, mean relative output error %.4g (round-to-nearest %.4g);\n"
                "             %lld chunks, %lld tokens; forward %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
-               g->n, g->n ? lg / (double)g->n : 0.0, g->n ? lr / (double)g->n : 0.0, (long long)g->n_chunks,
+               n_solved, n_solved ? lg / (double)n_solved : 0.0, n_solved ? lr / (double)n_solved : 0.0, (long long)g->n_chunks,
                (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
                g->spilled ? "; hidden states spilled to disk" : "");
+        if (g->no_token_experts)
+            printf("  gptq:      %d expert matrices saw no calibration token: quantized without GPTQ, as the usual path does\n",
+                   g->no_token_experts);
     }
     if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ)) {
         const qf_awq_report *a = o->awq_report;
@@ -425,15 +446,12 @@ static int dry_run(const qf_quantize_opts *o, qf_quantize_result *r, qf_err *err
     qf_imatrix im;
     qf_imatrix_init(&im);
     memset(r, 0, sizeof *r);
-    struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: --dry-run needs a GGUF input (convert the checkpoint first)",
-                          o->in_path);
-    int rc = qf_quant_input_open(&in, o->in_path, err);
+    int rc = qf_quant_input_open(&in, o->in_path, err); /* a directory: its header only, nothing converted */
     if (rc) return rc;
     if (o->imatrix_path && (rc = qf_imatrix_read(&im, o->imatrix_path, err))) goto done;
     rc = qf_quant_plan_build(&r->plan, &in.all, o, o->imatrix_path ? &im : NULL, err);
     r->in_file_bytes = in.file_bytes;
+    r->in_read = in.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
     r->imatrix_entries = im.n_entries;
     for (size_t i = 0; i < r->plan.n; i++) r->plan.t[i].src = NULL;
 done:
@@ -587,11 +605,13 @@ static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int j
     return rc ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
-    qf_cli_wait_policy(argv);
-    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+/* With several MPI ranks (qforge-quantize-mpi): the calibration chunks of
+ * gptq / awq are split among them and rank 0 alone writes. */
+static qf_dist *g_dist;
+
+static int quantize_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) /* TYPE FP8 / FP8_DYNAMIC: the FP8 checkpoint writer */
-        if (fp8_is_type(argv[i])) return fp8_main(argc, argv);
+        if (fp8_is_type(argv[i])) return qf_dist_rank(g_dist) ? 0 : fp8_main(argc, argv); /* not split: rank 0's */
     qf_quantize_opts o;
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
@@ -765,7 +785,7 @@ int main(int argc, char **argv) {
         }
         o.out_path = pos[1];
         o.preset = qf_quant_preset_find("Q4_K_M"); /* method rule of the K-quant mixes (qf_quant_method_searches) */
-        rc = run_budget(&o, &ba, dry, json, quiet);
+        rc = qf_dist_rank(g_dist) ? 0 : run_budget(&o, &ba, dry, json, quiet); /* not split: rank 0's */
         free(ovs);
         free(bsnap);
         return rc;
@@ -806,6 +826,15 @@ int main(int argc, char **argv) {
     o.awq = &aopt;
     o.awq_report = &arep;
     o.gptq_report = &grep_;
+    o.dist = g_dist;
+    gopt.dist = g_dist;
+    if (qf_dist_rank(g_dist) != 0 && (dry || (o.method != QF_QUANT_METHOD_GPTQ && !awq))) {
+        /* only the calibration of gptq / awq is split; rank 0 does the rest */
+        free(snapshot);
+        for (size_t i = 0; i < n_ovs; i++) free((char *)ovs[i].pattern);
+        free(ovs);
+        return 0;
+    }
 
     progress_state ps = {qf_now_seconds(), 0, 0};
     if (!quiet && !dry && isatty(STDERR_FILENO)) {
@@ -818,8 +847,9 @@ int main(int argc, char **argv) {
     qf_err err;
     qf_err_clear(&err);
     struct stat st;
-    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first\n", o.in_path);
+    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode) && (o.method == QF_QUANT_METHOD_GPTQ || awq))
+        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first (--method %s)\n",
+                o.in_path, qf_quant_method_name(o.method));
     qf_quantize_result r;
     const char *inputs[] = {o.in_path, o.imatrix_path};
     if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {
@@ -852,4 +882,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    qf_cli_wait_policy(argv);
+    qf_tmpfile_install(); /* a fatal signal removes the temp output files */
+#ifdef QF_MPI
+    g_dist = qf_mpi_start(&argc, &argv, PROG);
+#endif
+    int rc = quantize_main(argc, argv);
+#ifdef QF_MPI
+    rc = qf_mpi_finish(g_dist, rc);
+#endif
+    return rc;
 }

@@ -4,7 +4,10 @@
  * widened to F32 (at most chunk_bytes, 32 MiB by default), quantized into a
  * buffer of at most the same size, written, and the input pages it came from
  * are released (madvise MADV_DONTNEED). So the working set is about
- * 2 x chunk_bytes plus the metadata, whatever the model size.
+ * 2 x chunk_bytes plus the metadata, whatever the model size. A checkpoint
+ * directory is read through qf_quant_input_read instead: each chunk's rows
+ * are converted from the safetensors into one more buffer of chunk_bytes
+ * (and convert's source rows of that chunk), nothing is mapped.
  *
  * Determinism: rows are independent (the imatrix weights are per column and
  * shared by all rows of a matrix), every row is converted by one thread, and
@@ -66,10 +69,12 @@ typedef struct job {
     const qf_quantize_opts *o;
     qf_err *err;
     const gguf_file *in;
-    const qf_quant_input *input; /* the files behind `in` (a split model: several) */
+    const qf_quant_input *input; /* the files behind `in` (a split model: several; or a directory) */
     const qf_imatrix *im;
     qf_quant_plan *plan;
     gguf_writer *w;
+    qf_quant_input *input_rw;    /* the same, for reading a checkpoint directory's rows */
+    uint8_t *rows;       /* a directory input: the chunk's rows in the input type */
     float *f32;          /* chunk of rows widened to F32 */
     uint8_t *out;        /* the same rows in the output type */
     float *weights;      /* imatrix weights of the current tensor [n_mat][ne0] */
@@ -90,7 +95,7 @@ typedef struct job {
  * Dropping a page that is still needed only costs a minor fault later. */
 static void release_input(const job *j, const void *p, uint64_t n) {
     const uintptr_t grain = (uintptr_t)2 << 20;
-    const gguf_file *f = n ? qf_quant_input_file_of(j->input, p) : NULL;
+    const gguf_file *f = n && !j->input->src ? qf_quant_input_file_of(j->input, p) : NULL;
     if (!f) return;
     uintptr_t map_lo = (uintptr_t)f->map, map_hi = map_lo + f->map_size;
     uintptr_t lo = (uintptr_t)p & ~(grain - 1), hi = ((uintptr_t)p + n + grain - 1) & ~(grain - 1);
@@ -143,6 +148,26 @@ static int beyond_error(job *j, const qf_quant_tensor_plan *t, float v, uint64_t
                       j->in->path, t->name, (unsigned long long)where, (double)v, tname(t->type), (double)QF_F16_MAX);
 }
 
+/* Copy a tensor of a directory input whose type does not change, a chunk
+ * of rows at a time (the reader checks every value). */
+static int copy_rows(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
+    const gguf_tensor_info *s = t->src;
+    uint64_t row;
+    ggml_row_size(t->src_type, s->ne[0], &row);
+    const uint64_t n_rows = s->n_elements / s->ne[0];
+    uint64_t per = j->chunk_bytes / row;
+    if (per < 1) per = 1;
+    for (uint64_t r0 = 0; r0 < n_rows; r0 += per) {
+        const uint64_t nr = n_rows - r0 < per ? n_rows - r0 : per;
+        int rc = qf_quant_input_read(j->input_rw, (uint64_t)(s - j->in->tensors), r0, nr, j->rows, j->err);
+        if (!rc) rc = put(j, j->rows, nr * row);
+        if (rc) return rc;
+        j->bytes_done += nr * row;
+        report(j, idx, t);
+    }
+    return 0;
+}
+
 /* Copy a tensor whose type does not change, in chunk-sized pieces. */
 static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     const gguf_tensor_info *s = t->src;
@@ -155,6 +180,7 @@ static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
         report(j, idx, t);
         return 0;
     }
+    if (j->input->src) return copy_rows(j, idx, t);
     for (uint64_t off = 0; off < s->nbytes; off += piece) {
         uint64_t n = s->nbytes - off < piece ? s->nbytes - off : piece;
         int64_t bad = first_non_finite(j, t->src_type, s->data + off, n / elem_bytes);
@@ -208,6 +234,12 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
         for (uint64_t r0 = 0; r0 < rows_per_mat; r0 += rows_per_chunk) {
             const uint64_t nr = rows_per_mat - r0 < rows_per_chunk ? rows_per_mat - r0 : rows_per_chunk;
             const uint8_t *src = s->data + (mat * rows_per_mat + r0) * in_row;
+            if (j->input->src) { /* a directory: the rows converted from the checkpoint */
+                if ((rc = qf_quant_input_read(j->input_rw, (uint64_t)(s - j->in->tensors), mat * rows_per_mat + r0, nr,
+                                              j->rows, j->err)))
+                    return rc;
+                src = j->rows;
+            }
             /* F32 input is used in place (when aligned); anything else is
              * widened / dequantized into the chunk buffer */
             const int in_place = t->src_type == GGML_TYPE_F32 && !((uintptr_t)src & 3);
@@ -434,7 +466,11 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         return qf_set_err(err, QF_EINVAL, "%s: output is a directory", o->out_path);
 
     const char *in_path = o->in_path;
-    if (hf_dir) {
+    /* GPTQ and AWQ calibrate on the model loaded from a file in GGUF row
+     * order: for them a directory is converted into a temp GGUF first */
+    const int calibrated = o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ ||
+                           o->method == QF_QUANT_METHOD_AWQ_GPTQ;
+    if (hf_dir && calibrated) {
         /* a Hugging Face checkpoint: convert it losslessly (qforge-convert
          * --outtype auto) into a temp file next to the output first */
         size_t n = strlen(o->out_path) + 64;
@@ -466,19 +502,26 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     }
     if ((rc = qf_quant_plan_build(&plan, &qin.all, o, have_im ? &im : NULL, err))) goto fail;
     if ((rc = plan_shards(&os, o, &qin, &plan, err))) goto fail;
-    if (o->method == QF_QUANT_METHOD_GPTQ &&
-        (rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, o->gptq, &j.gptq, o->gptq_report, err)))
-        goto fail;
+    qf_search_opts_init(&j.search);
+    j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if (o->method == QF_QUANT_METHOD_GPTQ) {
+        qf_gptq_run_opts go = *o->gptq; /* experts without calibration tokens take the usual path's search */
+        go.search = &j.search;
+        if ((rc = qf_gptq_run(in_path, &plan, have_im ? &im : NULL, &go, &j.gptq, o->gptq_report, err))) goto fail;
+    }
 
     j.o = o;
-    qf_search_opts_init(&j.search);
-    if (o->method != QF_QUANT_METHOD_AWQ) j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if (o->method == QF_QUANT_METHOD_AWQ) qf_search_opts_init(&j.search); /* awq's codec: --method search's full effort */
     if ((o->method == QF_QUANT_METHOD_AWQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
         (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.gptq, o->awq_report, err)))
         goto fail;
+    if (qf_dist_rank(o->dist) != 0) { /* the other ranks helped with the calibration; rank 0 writes */
+        rc = 0;
+        goto done;
+    }
     j.err = err;
     j.in = &qin.all;
-    j.input = &qin;
+    j.input = j.input_rw = &qin;
     j.im = have_im ? &im : NULL;
     j.plan = &plan;
     j.chunk_bytes = qf_quantize_chunk_bytes(o);
@@ -501,6 +544,19 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         if (!j.f32 || !j.out) {
             rc = qf_set_err(err, QF_ENOMEM, "out of memory (2 x %llu bytes of conversion buffers)",
                             (unsigned long long)buf_bytes);
+            goto fail;
+        }
+    }
+    if (qin.src) { /* a chunk's rows in the input type: at most chunk_bytes (or one row) of F32 */
+        uint64_t max_row_in = 0;
+        for (size_t i = 0; i < plan.n; i++) {
+            uint64_t rb;
+            ggml_row_size(plan.t[i].src_type, plan.t[i].ne[0], &rb);
+            if (rb > max_row_in) max_row_in = rb;
+        }
+        uint64_t rows_bytes = j.chunk_bytes > max_row_in ? j.chunk_bytes : max_row_in;
+        if (!(j.rows = malloc((size_t)rows_bytes))) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory (%llu bytes of input rows)", (unsigned long long)rows_bytes);
             goto fail;
         }
     }
@@ -542,6 +598,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         for (uint32_t s = 0; s < os.n; s++)
             if (stat(os.paths[s], &st) == 0) res->out_file_bytes += (uint64_t)st.st_size;
         res->imatrix_entries = have_im ? im.n_entries : 0;
+        res->in_read = converted ? QF_QUANT_READ_TEMP_GGUF : qin.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
     }
     rc = 0;
     goto done;
@@ -557,6 +614,7 @@ done:
     } else {
         qf_quant_plan_free(&plan);
     }
+    free(j.rows);
     free(j.f32);
     free(j.out);
     free(j.weights);

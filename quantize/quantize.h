@@ -46,11 +46,18 @@ enum {
     QF_FTYPE_MOSTLY_Q5_K_M = 17,
     QF_FTYPE_MOSTLY_Q6_K = 18,
     QF_FTYPE_MOSTLY_IQ2_XXS = 19,
+    QF_FTYPE_MOSTLY_IQ2_XS = 20,
+    QF_FTYPE_MOSTLY_Q2_K_S = 21,
     QF_FTYPE_MOSTLY_IQ3_XS = 22,
+    QF_FTYPE_MOSTLY_IQ3_XXS = 23,
+    QF_FTYPE_MOSTLY_IQ1_S = 24,
     QF_FTYPE_MOSTLY_IQ4_NL = 25,
     QF_FTYPE_MOSTLY_IQ3_S = 26,
     QF_FTYPE_MOSTLY_IQ3_M = 27,
+    QF_FTYPE_MOSTLY_IQ2_S = 28,
+    QF_FTYPE_MOSTLY_IQ2_M = 29,
     QF_FTYPE_MOSTLY_IQ4_XS = 30,
+    QF_FTYPE_MOSTLY_IQ1_M = 31,
     QF_FTYPE_MOSTLY_BF16 = 32,
 };
 
@@ -70,8 +77,13 @@ const qf_quant_preset *qf_quant_presets(size_t *n);
 /* Preset by name (case-insensitive), or NULL. */
 const qf_quant_preset *qf_quant_preset_find(const char *name);
 /* 1 if llama-quantize refuses the preset without an imatrix whatever the
- * model (IQ2_XXS; llama.cpp also lists IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
+ * model (IQ2_XXS, IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
 int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
+/* 1 if llama-quantize refuses to write the tensor `name` as `type` under
+ * preset p without an imatrix entry for it ("very low-bit"): IQ2_XXS,
+ * IQ2_XS, IQ2_S, IQ1_S; IQ1_M except token_embd and output; Q2_K under
+ * Q2_K_S except token_embd. */
+int qf_mix_requires_imatrix(const qf_quant_preset *p, uint32_t type, const char *name);
 
 /* ---------------- per-tensor rules (mix.c) ---------------- */
 
@@ -220,6 +232,8 @@ typedef struct qf_quantize_opts {
     struct qf_gptq_report *gptq_report;  /* method GPTQ: filled with per-tensor losses (may be NULL) */
     const struct qf_awq_run_opts *awq;   /* methods AWQ, AWQ_GPTQ: options (calibration via awq->calib) */
     struct qf_awq_report *awq_report;    /* methods AWQ, AWQ_GPTQ: per-group alphas and losses (may be NULL) */
+    struct qf_dist *dist;                /* several ranks (qf_dist.h): the calibration is split (pass the same
+                                            to gptq->dist), rank 0 alone writes; NULL: one process */
 } qf_quantize_opts;
 
 void qf_quantize_opts_init(qf_quantize_opts *o); /* zero, types -1 */
@@ -278,7 +292,9 @@ long qf_quant_plan_find(const qf_quant_plan *plan, const char *name);
  * as one file: `all` has the first file's metadata and the tensors of all
  * shards in shard order (a view: only qf_quant_input_close frees it; no
  * gguf_find_tensor on it). shard_of[i] is the shard of all.tensors[i]. */
+struct qf_convert_source;
 typedef struct qf_quant_input {
+    struct qf_convert_source *src; /* a checkpoint directory read on the fly (convert.h), else NULL */
     gguf_file first;
     gguf_file *shards;            /* shards 2..N */
     uint32_t n_shards;
@@ -289,27 +305,45 @@ typedef struct qf_quant_input {
 } qf_quant_input;
 
 /* Open path (with its other shards when it is the first shard of a split
- * model); errors name the file. */
+ * model); errors name the file. A Hugging Face checkpoint directory
+ * (F32/F16/BF16 or FP8) is opened as the GGUF `qforge-convert --outtype
+ * auto` would write from it (FP8 weights dequantized to F32), without
+ * writing it: `all` then has no tensor data, rows come from
+ * qf_quant_input_read. */
 int qf_quant_input_open(qf_quant_input *in, const char *path, qf_err *err);
 void qf_quant_input_close(qf_quant_input *in);
 /* The mapping of whichever file holds p, or NULL. */
 const gguf_file *qf_quant_input_file_of(const qf_quant_input *in, const void *p);
+/* Rows [row0, row0 + nr) of all.tensors[i] (rows of ne[0] elements) into
+ * dst, in the tensor's type: from the file (a copy) or, for a directory,
+ * converted from the checkpoint. Fails naming the file and tensor. */
+int qf_quant_input_read(qf_quant_input *in, uint64_t i, uint64_t row0, uint64_t nr, void *dst, qf_err *err);
 
 /* ---------------- the whole job (quantize.c) ---------------- */
+
+enum {
+    QF_QUANT_READ_GGUF = 0,       /* a GGUF file (or split model), memory-mapped */
+    QF_QUANT_READ_DIRECTORY = 1,  /* a checkpoint directory, rows converted on the fly */
+    QF_QUANT_READ_TEMP_GGUF = 2,  /* a checkpoint directory converted into a temp GGUF first (GPTQ, AWQ) */
+};
 
 typedef struct qf_quantize_result {
     qf_quant_plan plan;           /* what was done, tensor by tensor */
     uint64_t in_file_bytes;
     uint64_t out_file_bytes;
     size_t imatrix_entries;       /* entries in the imatrix file (0 without) */
+    int in_read;                  /* how the input was read: QF_QUANT_READ_* */
     double seconds;
 } qf_quantize_result;
 
 /* Quantize o->in_path into o->out_path (temp file + rename: on failure
  * nothing is left behind and an existing output is untouched). in_path may
- * also be a Hugging Face checkpoint directory: it is first converted
- * losslessly (qf_convert, QF_OUTTYPE_AUTO: what `qforge-convert --outtype
- * auto` writes) into a temp GGUF next to the output, removed afterwards.
+ * also be a Hugging Face checkpoint directory (F32/F16/BF16 or FP8): it is
+ * read as the GGUF `qforge-convert --outtype auto` would write from it
+ * (qf_quant_input_open), streaming, no temp file; the output equals
+ * converting first and quantizing that GGUF. Methods GPTQ and AWQ still
+ * convert a directory into a temp GGUF next to the output first (their
+ * calibration pass loads the model in GGUF row order), removed afterwards.
  * The output path must differ from the input (and imatrix) file. `res` may
  * be NULL; else free it with qf_quantize_result_free (also after a failure).
  * res->in_file_bytes is the size of the (converted) input GGUF. */

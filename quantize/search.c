@@ -47,6 +47,20 @@ static inline float fp16_round(float f) { return qf_f16_to_f32(qf_f32_to_f16(f))
 
 /* clamp(round(f), lo, hi), round half to even; NaN -> lo. Clamps before
  * rounding so qk_nearest_int stays in its valid range. */
+/* The index of the first smallest of n floats (NaN never smaller),
+ * without branches: the order of the values is data, not a pattern the
+ * branch predictor could learn. */
+static inline int argmin_first(const float *v, int n) {
+    int kb = 0;
+    float eb = v[0];
+    for (int k = 1; k < n; ++k) {
+        const int lt = v[k] < eb;
+        kb = lt ? k : kb;
+        eb = lt ? v[k] : eb;
+    }
+    return kb;
+}
+
 static inline int round_clamp(float f, int lo, int hi) {
     if (!(f > (float)lo)) return lo;
     if (!(f < (float)hi)) return hi;
@@ -1093,9 +1107,7 @@ static void ksym_fast(const search_ctx *cx, const kgeom *g, const float *x, cons
             d[k] = m / ((float)g->qlo * f);
         }
         cx->grid(x + o, w + o, g->sub, d, g->qlo, g->qhi, err);
-        int kb = 0;
-        for (int k = 1; k < QS_GRID; ++k)
-            if (err[k] < err[kb]) kb = k;
+        const int kb = argmin_first(err, QS_GRID);
         int8_t q[16];
         cx->err(x + o, w + o, g->sub, d[kb], 0.f, g->qlo, g->qhi, q);
         double sxl = 0, sll = 0;
@@ -1289,15 +1301,29 @@ static void search_block_k(const search_ctx *cx, uint32_t type, const float *x, 
 /* objective and driver                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* sum_i w_i (x_i - y_i)^2 in double, in 8 lanes (lane k takes the elements
+ * i = k mod 8, n a multiple of 8) added up in lane order at the end: the
+ * lanes break the dependency chain, and the order is fixed, so the result
+ * does not depend on how the compiler vectorizes it. */
+static double weighted_sq_error(const float *x, const float *y, const float *w, int n) {
+    double lane[8] = { 0 };
+    for (int i = 0; i < n; i += 8)
+        for (int k = 0; k < 8; ++k) {
+            const double diff = (double)x[i + k] - (double)y[i + k];
+            lane[k] += (double)w[i + k] * diff * diff;
+        }
+    double e = 0;
+    for (int k = 0; k < 8; ++k) e += lane[k];
+    return e;
+}
+
+/* The weighted squared error of one quantized block against x (n values,
+ * a multiple of 8); the dequantization is exact, so any implementation of it
+ * gives the same floats. */
 static double block_error(uint32_t type, const void *blk, const float *x, const float *w, int n) {
     float y[QK_K];
-    qf_dequantize_row_ref(type, blk, y, n);
-    double e = 0;
-    for (int i = 0; i < n; ++i) {
-        const double diff = (double)x[i] - (double)y[i];
-        e += (double)w[i] * diff * diff;
-    }
-    return e;
+    qf_dequantize_row(type, blk, y, n);
+    return weighted_sq_error(x, y, w, n);
 }
 
 int64_t qf_search_block_errors(uint32_t type, const void *q, const float *x, const float *w, int64_t n,

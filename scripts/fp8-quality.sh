@@ -8,7 +8,8 @@
 #   llama-perplexity --kl-divergence on a GGUF holding the same weights (an
 #     FP8 directory converted to F32 = scale * e4m3(code) exactly; llama.cpp
 #     has no FP8 activations, so FP8 static is scored weights-only there)
-# The base is the lossless GGUF of the HF directory (F32 / BF16).
+# The base is the lossless GGUF of the HF directory (F32 / BF16). Then the
+# weights' relative round-trip error per scheme (build/tools/fp8_tool rtn-error).
 #
 #   scripts/fp8-quality.sh [--work DIR] [--chunks N]
 #
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 QF_BIN=${QF_BIN:-bin}
 QF_DATA=${QF_DATA:-../shared}
 QF_PEER=${QF_PEER:-$QF_DATA/peers/llama.cpp}
+QF_TOOLS=${QF_TOOLS:-build/tools}
 TH=${THREADS:-2}
 RESULTS=${RESULTS:-bench/results}
 W=build/fp8-quality
@@ -62,6 +64,11 @@ for m in stories260K tinystories-distill-3M; do
   done
   "$QF_BIN/qforge-quantize" "$src" "$d/fp8-dynamic-channel-amax" FP8_DYNAMIC --fp8-scale amax >/dev/null || die fp8
   files+=("$d/fp8-dynamic-channel-amax")
+  "$QF_BIN/qforge-quantize" "$src" "$d/fp8-dynamic-block" FP8_DYNAMIC --fp8-scheme block >/dev/null || die fp8
+  files+=("$d/fp8-dynamic-block")
+  # llama.cpp's Q6_K with token_embd and output kept in the base precision, as the FP8 files keep them
+  "$P/llama-quantize" --output-tensor-type $ot --token-embedding-type $ot "$d/base.gguf" "$d/llamacpp-Q6_K-embd-$ot.gguf" \
+    Q6_K "$TH" >"$d/lq-Q6_K-embd.log" 2>&1 && files+=("$d/llamacpp-Q6_K-embd-$ot.gguf")
   for t in Q8_0 Q6_K; do
     "$QF_BIN/qforge-quantize" "$d/base.gguf" "$d/qforge-$t.gguf" $t -t "$TH" --quiet >/dev/null || die "quantize $t"
     files+=("$d/qforge-$t.gguf")
@@ -90,6 +97,18 @@ for m in stories260K tinystories-distill-3M; do
     printf '| %s | %s | %s | %.4f | %.6f | %.2f%% | %s | %s |\n' "$m" "$(basename "$f")" "$bytes" "$ppl" "$kld" \
       "$(awk -v x="$top1" 'BEGIN { print 100 * x }')" "${lppl:--}" "${lkld:--}"
   done
+done
+echo
+echo "Relative squared round-trip error sum (w - q(w))^2 / sum w^2 over the *_proj weights whose rows Q8_0 blocks"
+echo "(build/tools/fp8_tool rtn-error; E4M3 32-group is no vLLM layout, for comparison):"
+echo
+for m in stories260K tinystories-distill-3M; do
+  "$QF_TOOLS/fp8_tool" rtn-error "$QF_DATA/models/$m" >"$W/$m.rtn" || die "fp8_tool rtn-error $m"
+  if [ $m = stories260K ]; then
+    echo "| model | E4M3 tensor amax | tensor mse | channel amax | channel mse | 128x128 block mse | 32-group mse | Q8_0 | Q6_K |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  fi
+  printf '| %s |' "$m"; grep '^all that q8_0' "$W/$m.rtn" | awk '{ for (i = NF - 7; i <= NF; i++) printf " %s |", $i; print "" }'
 done
 } | tee "$out"
 mkdir -p "$RESULTS"

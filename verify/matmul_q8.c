@@ -25,6 +25,7 @@
 #include "numfmt.h"
 #include "qf_error.h"
 #include "codecs.h"
+#include "matmul_iq1.h"
 
 #include "qf_threads.h"
 #if defined(__AVX2__) && defined(__FMA__)
@@ -39,7 +40,12 @@
 /* ------------------------------------------------------------------ */
 /* Row layouts */
 
-static int is_k_type(uint32_t type) { return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K; }
+/* IQ2_XS and IQ2_S are signed 256-blocks with a scale per 16 (as Q6_K, no min). */
+static int is_iq2_type(uint32_t type) { return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S; }
+static int is_iq1(uint32_t type) { return type == GGML_TYPE_IQ1_S || type == GGML_TYPE_IQ1_M; }
+static int is_k_type(uint32_t type) {
+    return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || is_iq2_type(type) || is_iq1(type);
+}
 static int has_min(uint32_t type) {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
 }
@@ -58,7 +64,11 @@ int qf_matmul_q8_supported(uint32_t type) {
     case GGML_TYPE_Q5_1:
     case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q4_K:
-    case GGML_TYPE_Q6_K: return 1;
+    case GGML_TYPE_Q6_K:
+    case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_S:
+    case GGML_TYPE_IQ1_S:
+    case GGML_TYPE_IQ1_M: return 1;
     default: return 0;
     }
 }
@@ -119,6 +129,44 @@ static void q4k_scales(const block_q4_K *x, float *d, float *m, int8_t *sc, int1
         sc[2 * g] = sc[2 * g + 1] = (int8_t)s;
         mins[g] = (int16_t)mn;
     }
+}
+
+/* IQ2_XS / IQ2_S rows as signed grid values q = +-g (|q| <= 43), the scales
+ * 2 sc + 1 per 16 and d = d_w / 8: (d * (2sc+1)) * q is the reference
+ * dequantization d_w * (0.5 + sc) * 0.25 * g exactly, and llama.cpp's AVX2
+ * dot (integer sums with 2sc+1, FMA by d_w*d_x per lane, 0.125 * hsum at the
+ * end) is this order scaled by the exact power of two 1/8. */
+static int unpack_iq2_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, int8_t *sc) {
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *scales;
+        if (type == GGML_TYPE_IQ2_XS) {
+            const block_iq2_xs *x = (const block_iq2_xs *)row + b;
+            d[b] = qf_f16_to_f32(x->d) * 0.125f;
+            scales = x->scales;
+            for (int g = 0; g < 32; g++) {
+                const uint64_t pt = qf_iq2xs_grid[x->qs[g] & 511];
+                const uint8_t s = qf_iq_signs(x->qs[g] >> 9);
+                for (int j = 0; j < 8; j++) {
+                    const int v = (int)((pt >> 8 * j) & 0xFF);
+                    q[QK_K * b + 8 * g + j] = (int8_t)((s >> j) & 1 ? -v : v);
+                }
+            }
+        } else {
+            const block_iq2_s *x = (const block_iq2_s *)row + b;
+            d[b] = qf_f16_to_f32(x->d) * 0.125f;
+            scales = x->scales;
+            for (int g = 0; g < 32; g++) {
+                const uint64_t pt = qf_iq2s_grid[x->qs[g] | (((x->qh[g / 4] >> 2 * (g % 4)) & 3) << 8)];
+                const uint8_t s = x->qs[QK_K / 8 + g];
+                for (int j = 0; j < 8; j++) {
+                    const int v = (int)((pt >> 8 * j) & 0xFF);
+                    q[QK_K * b + 8 * g + j] = (int8_t)((s >> j) & 1 ? -v : v);
+                }
+            }
+        }
+        for (int k = 0; k < 16; k++) sc[16 * b + k] = (int8_t)(2 * ((scales[k / 2] >> 4 * (k % 2)) & 0x0F) + 1);
+    }
+    return 0;
 }
 
 /* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
@@ -212,6 +260,8 @@ static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
         }
         return 0;
     }
+    case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_S: return unpack_iq2_ref(type, row, n, q, d, sc);
     default: return QF_EUNSUPPORTED;
     }
 }
@@ -356,7 +406,13 @@ int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y) {
     }
     for (int64_t t = 0; t < T; t++)
         quantize_act_row(k, has_min(w->type), x + t * n, act + (size_t)t * arb, n, 1);
-    for (int64_t o = 0; o < w->n_out; o++) {
+    for (int64_t o = 0; is_iq1(w->type) && o < w->n_out; o++) /* dots straight from the blocks */
+        for (int64_t t = 0; t < T; t++) {
+            const act_row a = act_view(act + (size_t)t * arb, k, n);
+            const void *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            y[t * w->n_out + o] = (w->type == GGML_TYPE_IQ1_S ? qf_dot_iq1_s_ref : qf_dot_iq1_m_ref)(row, a.q, a.d, a.S32, n);
+        }
+    for (int64_t o = 0; !is_iq1(w->type) && o < w->n_out; o++) {
         unpack_row_ref(w->type, (const uint8_t *)w->data + (size_t)o * w->row_bytes, n, q, d, m, sc, mins);
         for (int64_t t = 0; t < T; t++)
             y[t * w->n_out + o] = dot_ref(w->type, n, q, d, m, sc, mins, act_view(act + (size_t)t * arb, k, n));
@@ -591,8 +647,10 @@ static inline float h2f(qf_half h) {
 #endif
 }
 
-/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements. */
-static float gemv_legacy(uint32_t type, const void *row, const uint8_t *a, int64_t n) {
+/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements;
+ * `type` is a constant at each call site, so each type gets its own loop. */
+static inline __attribute__((always_inline)) float gemv_legacy(uint32_t type, const void *row, const uint8_t *a,
+                                                                 int64_t n) {
     const int64_t nb = n / 32;
     const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -638,6 +696,19 @@ static inline __m256i group_dot(__m256i wq, int is_signed, __m256i xq, __m256i s
     return _mm256_madd_epi16(p16, sc);
 }
 
+/* The eight 6-bit scales and mins of a Q4_K super-block from its 12 packed
+ * bytes, four at a time (qf_get_scale_min_k4 one by one is the reference). */
+static inline void q4K_scales_mins(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = u[0] & 0x3f3f3f3fu;
+    o[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    o[2] = u[1] & 0x3f3f3f3fu;
+    o[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    memcpy(sc, o, 8);
+    memcpy(mn, o + 2, 8);
+}
+
 /* Q4_K row of n elements (n a multiple of 256) against a Q8_K row. */
 static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
     const int64_t nb = n / QK_K;
@@ -648,7 +719,7 @@ static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
     __m128 accm = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         uint8_t sc[8], mn[8];
-        for (int g = 0; g < 8; g++) qf_get_scale_min_k4(g, x[b].scales, &sc[g], &mn[g]);
+        q4K_scales_mins(x[b].scales, sc, mn);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) { /* 64 elements: the low, then the high nibbles of 32 bytes */
             const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
@@ -661,7 +732,7 @@ static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
         const float dmin = -(xd[b] * h2f(x[b].dmin));
-        const __m128i mnv = _mm_setr_epi16(mn[0], mn[1], mn[2], mn[3], mn[4], mn[5], mn[6], mn[7]);
+        const __m128i mnv = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
         const __m128i Sv = _mm_loadu_si128((const __m128i *)(S + 8 * b));
         accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mnv, Sv)), accm);
     }
@@ -714,9 +785,13 @@ static void gemv(const qf_weight *w, const uint8_t *a, float *y, int n_threads) 
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t r = 0; r < n_out; r++) {
         const void *row = data + (size_t)r * w->row_bytes;
-        y[r] = w->type == GGML_TYPE_Q4_K   ? gemv_q4K(row, a, n)
-               : w->type == GGML_TYPE_Q6_K ? gemv_q6K(row, a, n)
-                                           : gemv_legacy(w->type, row, a, n);
+        switch (w->type) {
+        case GGML_TYPE_Q4_K: y[r] = gemv_q4K(row, a, n); break;
+        case GGML_TYPE_Q6_K: y[r] = gemv_q6K(row, a, n); break;
+        case GGML_TYPE_Q8_0: y[r] = gemv_legacy(GGML_TYPE_Q8_0, row, a, n); break;
+        case GGML_TYPE_Q4_0: y[r] = gemv_legacy(GGML_TYPE_Q4_0, row, a, n); break;
+        default: y[r] = gemv_legacy(GGML_TYPE_Q4_1, row, a, n); break;
+        }
     }
 }
 
@@ -737,6 +812,29 @@ static void kernel_portable(uint32_t type, int nt, int nr, const uint8_t *w, siz
         }
 }
 
+/* IQ1_S / IQ1_M: the act rows, then every (token, row) dot read straight
+ * from the blocks (matmul_iq1.h), rows split over the threads. */
+static void iq1_matmul(const qf_weight *w, const float *x, int64_t T, float *y, uint8_t *act, size_t arb,
+                       int n_threads_max) {
+    const int64_t n = w->n_in, n_out = w->n_out;
+    float (*dot)(const void *, const int8_t *, const float *, const int16_t *, int64_t) =
+        w->type == GGML_TYPE_IQ1_S ? qf_dot_iq1_s : qf_dot_iq1_m;
+    const int n_threads = qf_threads_for((double)T * (double)n * (double)n_out, n_threads_max);
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++) quantize_act_row(1, 0, x + t * n, act + (size_t)t * arb, n, 0);
+#pragma omp for schedule(static)
+        for (int64_t o = 0; o < n_out; o++) {
+            const void *row = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+            for (int64_t t = 0; t < T; t++) {
+                const act_row a = act_view(act + (size_t)t * arb, 1, n);
+                y[t * n_out + o] = dot(row, a.q, a.d, a.S32, n);
+            }
+        }
+    }
+}
+
 int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *work, int n_threads_max) {
     const int64_t n = w->n_in, n_out = w->n_out;
     const uint32_t type = w->type;
@@ -751,11 +849,16 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
         act = owned = aligned_alloc(64, arb * (size_t)T);
         if (!act) return QF_ENOMEM;
     }
+    if (is_iq1(type)) {
+        iq1_matmul(w, x, T, y, act, arb, n_threads_max);
+        free(owned);
+        return 0;
+    }
     const wlayout L = wrow_layout(type, n);
     kernel_fn kf = NULL;
 #ifdef QF_Q8_AVX2
     kf = type == GGML_TYPE_Q4_K   ? kernel_q4K
-         : type == GGML_TYPE_Q6_K ? kernel_q6K
+         : type == GGML_TYPE_Q6_K || is_iq2_type(type) ? kernel_q6K
          : is_unsigned(type)      ? kernel_min32
                                   : kernel_signed32;
 #endif
@@ -770,11 +873,7 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     }
 #endif
     /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */
-    int64_t R = (int64_t)(TILE_BYTES / L.bytes);
-    const int64_t per_thread = (n_out + n_threads - 1) / n_threads;
-    if (R > per_thread) R = per_thread;
-    R = (R + MAX_NR - 1) / MAX_NR * MAX_NR;
-    if (R < MAX_NR) R = MAX_NR;
+    const int64_t R = qf_tile_rows((int64_t)(TILE_BYTES / L.bytes), n_out, n_threads, MAX_NR);
     const int64_t n_tiles = (n_out + R - 1) / R;
 
     int failed = 0;

@@ -97,6 +97,22 @@ static int widen_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
     return 0;
 }
 
+/* Widen a matrix to an owned F32 copy: the MoE router of an HF checkpoint,
+ * which the converter always writes as F32. Unreadable type -> QF_EUNSUPPORTED. */
+static int widen_matrix_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
+    if (w->type == GGML_TYPE_F32) return 0;
+    float *buf = own(m, malloc((size_t)(w->n_in * w->n_out) * sizeof(float)));
+    if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
+    for (int64_t r = 0; r < w->n_out; r++)
+        if (qf_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, buf + r * w->n_in, w->n_in))
+            return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which cannot be read as f32",
+                              m->path, w->name, type_name(w->type));
+    w->data = buf;
+    w->type = GGML_TYPE_F32;
+    w->row_bytes = (size_t)w->n_in * sizeof(float);
+    return 0;
+}
+
 /* A tensor by name, in the main file or any shard of a split model. */
 static const gguf_tensor_info *find_tensor(const qf_model *m, const char *name) {
     const gguf_tensor_info *ti = gguf_find_tensor(&m->file, name);
@@ -125,6 +141,7 @@ typedef struct tensor_view {
 struct qf_hf_tensor {
     char name[GGUF_MAX_NAME];
     const st_tensor *t;
+    int64_t expert;       /* MoE: the expert id of one matrix of a stacked GGUF tensor, else -1 */
 };
 
 static uint32_t st_to_ggml(st_dtype d) {
@@ -471,11 +488,51 @@ static int check_hparams(qf_model *m, qf_err *err) {
     return 0;
 }
 
+/* Bind the n_expert separate HF matrices [n_in, n_out] that the GGUF stacks
+ * as `name` as n_expert views (owned array in *views), expert e from
+ * "...experts.e..."; they must share one dtype. Missing -> QF_ENOTFOUND,
+ * other shape or dtype -> QF_EMISMATCH. */
+static int bind_hf_experts(qf_model *m, qf_weight **views, const char *name, int64_t n_in, int64_t n_out,
+                           qf_err *err) {
+    const int64_t X = m->hp.n_expert;
+    qf_weight *v = own(m, calloc((size_t)X, sizeof *v));
+    if (!v) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
+    for (int64_t e = 0; e < X; e++) {
+        const struct qf_hf_tensor *h = NULL;
+        for (uint64_t i = 0; i < m->n_hf_tensors && !h; i++)
+            if (m->hf_tensors[i].expert == e && strcmp(m->hf_tensors[i].name, name) == 0) h = &m->hf_tensors[i];
+        if (!h) return qf_set_err(err, QF_ENOTFOUND, "%s: missing expert %lld of tensor '%s'", m->path, (long long)e, name);
+        const st_tensor *t = h->t;
+        if (t->n_dims != 2 || (int64_t)t->shape[1] != n_in || (int64_t)t->shape[0] != n_out)
+            return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' is not a [%lld, %lld] matrix", m->path, t->name,
+                              (long long)n_out, (long long)n_in);
+        const uint32_t type = st_to_ggml(t->dtype);
+        if (e > 0 && type != v[0].type)
+            return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' has dtype %s, expert 0 has another", m->path,
+                              t->name, st_dtype_name(t->dtype));
+        uint64_t rb;
+        if (type >= GGML_TYPE_COUNT || ggml_row_size(type, (uint64_t)n_in, &rb) != 0)
+            return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s, which verify cannot compute with",
+                              m->path, t->name, st_dtype_name(t->dtype));
+        v[e].name = h->name;
+        v[e].data = t->data;
+        v[e].type = type;
+        v[e].n_in = n_in;
+        v[e].n_out = n_out;
+        v[e].row_bytes = (size_t)rb;
+        v[e].expert = (int32_t)e;
+        v[e].n_expert = (int32_t)X;
+    }
+    *views = v;
+    return 0;
+}
+
 /* Bind the 3-D MoE tensor `name` [n_in, n_out, n_expert] as n_expert views
  * (owned array in *views). Missing -> QF_ENOTFOUND, other shape ->
  * QF_EMISMATCH. */
 static int bind_experts(qf_model *m, qf_weight **views, const char *name, int64_t n_in, int64_t n_out, qf_err *err) {
     const int64_t X = m->hp.n_expert;
+    if (m->is_hf) return bind_hf_experts(m, views, name, n_in, n_out, err);
     tensor_view tv;
     if (!find_view(m, name, &tv)) return qf_set_err(err, QF_ENOTFOUND, "%s: missing tensor '%s'", m->path, name);
     if (tv.n_dims != 3 || tv.ne[0] != n_in || tv.ne[1] != n_out || tv.ne[2] != X) {
@@ -614,6 +671,7 @@ static int bind_all(qf_model *m, qf_err *err) {
         BIND(ffn_norm, "ffn_norm.weight", E, 0, 0);
         if (moe) {
             BIND(ffn_gate_inp, "ffn_gate_inp.weight", E, hp->n_expert, 0);
+            if (m->is_hf && (rc = widen_matrix_to_f32(m, &L->ffn_gate_inp, err)) < 0) return rc;
 #define BIND_X(field, suffix, n_in, n_out)                                       \
             snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);             \
             if ((rc = bind_experts(m, &L->field, n, n_in, n_out, err)) < 0) return rc;
@@ -752,9 +810,11 @@ static int hf_hparams(qf_model *m, const qf_json *cfg, const char *cfg_path, qf_
                           cfg_path, rs);
     }
     arch_defaults(hp);
-    if (a->flags & QF_ARCH_MOE) /* experts are separate tensors in HF; the engine runs them stacked */
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: %s (mixture of experts) runs from a GGUF file only; "
-                          "convert the model with qforge-convert first", cfg_path, a->hf_class);
+    hp->n_expert = h.n_expert;
+    hp->n_expert_used = h.n_expert_used;
+    if (hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert || (hp->n_expert > 0 && hp->n_expert_used <= 0))
+        return qf_set_err(err, QF_EFORMAT, "%s: num_experts_per_tok %lld / num_local_experts %lld is not a valid MoE",
+                          cfg_path, (long long)hp->n_expert_used, (long long)hp->n_expert);
     hp->rope_attn_factor = 1.0f;
     if (hp->arch == QF_ARCH_PHI3) {
         /* as the converter writes them: sliding window (null -> 0) on every layer, longrope */
@@ -803,7 +863,7 @@ static int hf_index(qf_model *m, qf_err *err) {
                               m->path, t->name);
         struct qf_hf_tensor *e = &m->hf_tensors[m->n_hf_tensors];
         int64_t bid;
-        if (!qf_hf_map_tensor(m->hf_arch, t->name, e->name, sizeof e->name, &bid))
+        if (!qf_hf_map_tensor_x(m->hf_arch, t->name, e->name, sizeof e->name, &bid, &e->expert))
             return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' is not part of a %s model", m->path, t->name,
                               m->hf_arch->hf_class);
         if (bid >= m->hp.n_layer)

@@ -9,7 +9,7 @@
 #  - qforge-quantize --method exact: byte-identical to the peer llama-quantize
 #    for every preset, with and without an imatrix;
 #  - qforge-calibrate: the imatrix of the peer llama-imatrix within tolerance;
-#  - --method gptq / awq: run, and lower KL-divergence than exact.
+#  - --method gptq / awq: run, and lower KL-divergence than exact (gemma, gemma2, granite).
 # The perplexity of every arch and file type is also in tests/unit/archs_gemma_test.c.
 . tests/lib.sh
 CONV=$QF_BIN/qforge-convert
@@ -162,7 +162,7 @@ done
 
 # --- GPTQ and AWQ run and beat exact on KL-divergence ---------------------------
 kld() { "$VER" "$1" --base "$2" -f "$TEXT" -c 128 --chunks 8 --json 2>/dev/null | grep -o '"kld": {"mean": [0-9.]*' | grep -o '[0-9.]*$'; }
-for a in gemma2 granite; do
+for a in gemma gemma2 granite; do
   "$QNT" "$TMP/$a-f32.gguf" "$TMP/$a-exact.gguf" Q4_0 --method exact --quiet >/dev/null 2>&1
   k0=$(kld "$TMP/$a-exact.gguf" "$TMP/$a-f32.gguf")
   for m in gptq awq; do

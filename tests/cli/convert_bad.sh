@@ -91,7 +91,7 @@ if [ -x "$ST_EDIT" ]; then
 
   d=$(fixture int_weight)
   "$ST_EDIT" "$M/model.safetensors" "$d/model.safetensors" --retype model.layers.0.mlp.up_proj.weight I32
-  bad unsupported_dtype "tensor 'model.layers.0.mlp.up_proj.weight' has dtype I32 \(supported: F32, F16, BF16\)" "$d"
+  bad unsupported_dtype "tensor 'model.layers.0.mlp.up_proj.weight' has dtype I32 \(supported: F32, F16, BF16; F8_E4M3 with a quantization_config\)" "$d"
 else
   skip missing_tensor "$ST_EDIT not built"
   skip unsupported_dtype "$ST_EDIT not built"

@@ -122,8 +122,66 @@ else
   fail block_fp8_fixture "could not build the block-scaled fixture"
 fi
 
+# --- quantize reads FP8 directories directly: the bytes of converting first ---
+# (tensor and channel scales, 128x128 block-scaled quant_method "fp8"; the
+# two-step input is convert --outtype auto, which keeps FP8 weights as F32)
+CALF=$QF_DATA/corpus/tinystories-gen/calib.txt
+for m in S_dyn_channel D_dyn_tensor D_dyn_block synblk; do
+  [ -d "$TMP/$m" ] || continue
+  if ! err=$("$C" "$TMP/$m" -o "$TMP/$m.auto.gguf" --outtype auto 2>&1 >/dev/null); then fail "direct_$m" "convert: $err"; continue; fi
+  types="Q4_K_M Q6_K Q8_0 IQ4_NL Q5_0 BF16"
+  for ty in $types; do
+    if err=$("$Q" "$TMP/$m" "$TMP/$m.$ty.direct.gguf" "$ty" --quiet 2>&1 >/dev/null) &&
+       "$Q" "$TMP/$m.auto.gguf" "$TMP/$m.$ty.two.gguf" "$ty" --quiet >/dev/null 2>&1 &&
+       cmp -s "$TMP/$m.$ty.direct.gguf" "$TMP/$m.$ty.two.gguf"; then pass "direct_same_bytes_${m}_$ty"
+    else fail "direct_same_bytes_${m}_$ty" "$err"; fi
+    rm -f "$TMP/$m.$ty.two.gguf"
+  done
+  # the quantized tensors do not depend on how the F32 values arrive: an F32 GGUF gives them too
+  if [ "$m" = D_dyn_block ] && "$C" "$TMP/$m" -o "$TMP/$m.f32.gguf" --outtype f32 >/dev/null 2>&1 &&
+     "$Q" "$TMP/$m.f32.gguf" "$TMP/$m.q4f32.gguf" Q4_K_M --quiet >/dev/null 2>&1 &&
+     cmp -s "$TMP/$m.Q4_K_M.direct.gguf" "$TMP/$m.q4f32.gguf"; then pass direct_same_bytes_as_f32_gguf
+  elif [ "$m" = D_dyn_block ]; then fail direct_same_bytes_as_f32_gguf "Q4_K_M from the F32 GGUF differs"; fi
+done
+# the same bytes for any thread count
+if [ -f "$TMP/D_dyn_block.Q4_K_M.direct.gguf" ] &&
+   OMP_NUM_THREADS=1 "$Q" "$TMP/D_dyn_block" "$TMP/D_blk_t1.gguf" Q4_K_M --quiet >/dev/null 2>&1 &&
+   "$Q" "$TMP/D_dyn_block" "$TMP/D_blk_t3.gguf" Q4_K_M --threads 3 --quiet >/dev/null 2>&1 &&
+   cmp -s "$TMP/D_blk_t1.gguf" "$TMP/D_dyn_block.Q4_K_M.direct.gguf" && cmp -s "$TMP/D_blk_t3.gguf" "$TMP/D_blk_t1.gguf"; then
+  pass direct_threads_same_bytes
+else fail direct_threads_same_bytes "1, 3 and default threads differ"; fi
+# gptq (its calibration pass converts to a temp GGUF first): the same bytes as the two steps
+if [ -f "$TMP/S_dyn_channel.auto.gguf" ]; then
+  G="--method gptq --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
+  if err=$("$Q" "$TMP/S_dyn_channel" "$TMP/S_gptq_direct.gguf" Q4_K_M $G 2>&1 >/dev/null) &&
+     "$Q" "$TMP/S_dyn_channel.auto.gguf" "$TMP/S_gptq_two.gguf" Q4_K_M $G >/dev/null 2>&1 &&
+     cmp -s "$TMP/S_gptq_direct.gguf" "$TMP/S_gptq_two.gguf"; then pass direct_same_bytes_gptq
+  else fail direct_same_bytes_gptq "$err"; fi
+fi
+# --json says how the input was read; --dry-run plans a directory without converting it
+if [ -d "$TMP/synblk" ]; then
+  j=$("$Q" "$TMP/synblk" "$TMP/rd.gguf" Q8_0 --json 2>/dev/null)
+  jd=$("$Q" "$TMP/synblk" "$TMP/rd2.gguf" Q4_K_M --dry-run --json 2>/dev/null)
+  jg=$("$Q" "$TMP/synblk" "$TMP/rd3.gguf" Q4_K_M --method gptq --calib "$CALF" --calib-ctx 64 --calib-chunks 1 --json 2>/dev/null)
+  if printf '%s' "$j" | grep -q '"input_read": "directory"' && printf '%s' "$jd" | grep -q '"input_read": "directory"' &&
+     printf '%s' "$jg" | grep -q '"input_read": "directory via a temp gguf"' && [ ! -e "$TMP/rd2.gguf" ]; then pass json_input_read
+  else fail json_input_read "$(printf '%s' "$j$jd$jg" | grep -o '"input_read": "[^"]*"' | tr '\n' ' ')"; fi
+fi
+# no file but the output is created: every openat with O_CREAT is OUT's temp file
+if ! command -v strace >/dev/null 2>&1; then skip direct_no_temp_file "strace not installed"
+elif [ -d "$TMP/synblk" ]; then
+  mkdir -p "$TMP/nt"; rm -f "$TMP/nt/"*
+  if strace -f -qq -e trace=openat,open,creat -o "$TMP/nt.trace" "$Q" "$TMP/synblk" "$TMP/nt/out.gguf" Q4_K_M --quiet >/dev/null 2>&1; then
+    created=$(grep -E 'O_CREAT|creat\(' "$TMP/nt.trace" | grep -v '= -1' | sed -n 's/.*"\([^"]*\)".*/\1/p' | sort -u)
+    others=$(printf '%s\n' "$created" | grep -v "^$TMP/nt/out\.gguf\.tmp\." | grep -v '^$')
+    if [ -n "$created" ] && [ -z "$others" ] && [ "$(ls "$TMP/nt")" = out.gguf ]; then pass direct_no_temp_file
+    else fail direct_no_temp_file "created: $(printf '%s ' $created)"; fi
+  else fail direct_no_temp_file "quantize under strace failed"; fi
+fi
+
 # --- bad FP8 inputs: one error line naming the file, exit 1, no output ---
-# bad NAME REGEX DIR: convert, verify and quantize all refuse DIR
+# bad NAME REGEX DIR: convert, verify and quantize (reading DIR directly) all refuse DIR
+# with one line matching REGEX, exit 1, nothing written
 bad() {
   local name=$1 re=$2 dir=$3 err rc
   rm -rf "$TMP/bo"; mkdir -p "$TMP/bo"
@@ -132,8 +190,9 @@ bad() {
      [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "convert: exit $rc: $err"; return; fi
   err=$("$V" "$dir" -f "$TEXT" -c 128 --chunks 1 2>&1 >/dev/null); rc=$?
   if [ $rc -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re"; then fail "bad_$name" "verify: exit $rc: $err"; return; fi
-  err=$("$Q" "$dir" "$TMP/bo/q.gguf" Q8_0 --quiet 2>&1 >/dev/null); rc=$?
-  if [ $rc -ne 1 ] || [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize: exit $rc: $err"; return; fi
+  err=$("$Q" "$dir" "$TMP/bo/q.gguf" Q4_K_M --quiet 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 1 ] || [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re" ||
+     [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize: exit $rc: $err"; return; fi
   pass "bad_$name"
 }
 F=$TMP/S_dyn_channel
@@ -148,6 +207,16 @@ if [ -d "$F" ]; then
     d=$(fx "scale_$v"); "$FT" poke "$d" "${W}_scale" 7 "$v"
     bad "scale_$v" "scale tensor '${W}_scale' element 7 is .* \(scales must be finite and > 0\)" "$d"
   done
+  d=$(fx scale_i32); "$ST_EDIT" "$F/model.safetensors" "$d/model.safetensors" --retype "${W}_scale" I32
+  bad scale_dtype "scale tensor '${W}_scale' has dtype I32 \(want F32, F16 or BF16\)" "$d"
+  d=$(fx scale_inf); "$FT" poke "$d" "${W}_scale" 3 inf
+  bad scale_inf "scale tensor '${W}_scale' element 3 is inf \(scales must be finite and > 0\)" "$d"
+  d=$(fx weight_e5m2); "$ST_EDIT" "$F/model.safetensors" "$d/model.safetensors" --retype "$W" F8_E5M2
+  bad weight_e5m2 "tensor '($W|blk.1.attn_q.weight)' has (dtype|type) F8_E5M2" "$d"
+  d=$(fx qc_string); sed -i 's/"quantization_config": {/"quantization_config": "fp8", "x": {/' "$d/config.json"
+  bad qc_not_object "qc_string/config.json: quantization_config is not an object" "$d"
+  d=$(fx qc_4bit); sed -i 's/"num_bits": 8/"num_bits": 4/g' "$d/config.json"
+  bad qc_4bit "qc_4bit/config.json: quantization_config: only 8-bit float weights are supported" "$d"
   d=$(fx unknown_qc); sed -i 's/"quant_method": "compressed-tensors"/"quant_method": "bitsandbytes"/' "$d/config.json"
   bad unknown_quant_method "unknown_qc/config.json: quantization_config: unknown quant_method 'bitsandbytes'" "$d"
   d=$(fx unknown_format); sed -i 's/"format": "float-quantized"/"format": "pack-quantized"/' "$d/config.json"
@@ -180,6 +249,51 @@ if [ -d "$TMP/S_static_channel" ]; then
   d2=$TMP/unknown_strategy; rm -rf "$d2"; cp -r "$TMP/S_static_channel" "$d2"
   sed -i 's/"strategy": "channel"/"strategy": "attn_head"/' "$d2/config.json"
   bad unknown_strategy "unknown_strategy/config.json: quantization_config" "$d2"
+fi
+
+# --- fuzz: random bytes in the safetensors header, the scale values and config.json's
+# quantization_config of an FP8 directory; quantize (reading it directly) must exit 0
+# or 1 with at most one stderr line, never crash, and leave nothing on failure ---
+if [ -d "$F" ] && command -v python3 >/dev/null 2>&1; then
+  bad_fuzz= n_refused=0
+  for i in $(seq 1 40); do
+    d=$TMP/fz; rm -rf "$d" "$TMP/fo"; cp -r "$F" "$d"; mkdir -p "$TMP/fo"
+    python3 - "$d" "$i" <<'PY'
+import json, random, struct, sys
+d, seed = sys.argv[1], int(sys.argv[2])
+rng = random.Random(seed)
+p = d + "/model.safetensors"
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+hdr = json.loads(b[8:8 + n])
+kind = seed % 3
+if kind == 0:    # header bytes
+    for _ in range(rng.randint(1, 3)):
+        b[8 + rng.randrange(n)] = rng.randrange(256)
+elif kind == 1:  # the bytes of a scale tensor
+    names = sorted(k for k in hdr if k.endswith("_scale"))
+    o0, o1 = hdr[rng.choice(names)]["data_offsets"]
+    for _ in range(rng.randint(1, 4)):
+        b[8 + n + rng.randrange(o0, o1)] = rng.randrange(256)
+else:            # config.json's quantization_config text
+    c = open(d + "/config.json").read()
+    k = c.index('"quantization_config"')
+    i = rng.randrange(k, len(c) - 1)
+    c = c[:i] + rng.choice('{}[]":,0-9e ax') + c[i + 1:]
+    open(d + "/config.json", "w").write(c)
+open(p, "wb").write(b)
+PY
+    err=$("$Q" "$d" "$TMP/fo/q.gguf" Q4_K_M --quiet 2>&1 >/dev/null); rc=$?
+    nl=$(printf '%s' "$err" | grep -c .)
+    if { [ $rc -ne 0 ] && [ $rc -ne 1 ]; } || [ "$nl" -gt 1 ] || { [ $rc -eq 1 ] && [ -n "$(ls -A "$TMP/fo")" ]; }; then
+      bad_fuzz="seed $i: exit $rc, $nl lines: $err"; break
+    fi
+    [ $rc -eq 1 ] && n_refused=$((n_refused + 1))
+  done
+  # most corruptions must be caught (a few land in JSON whitespace or give valid scales)
+  [ -z "$bad_fuzz" ] && [ $n_refused -lt 20 ] && bad_fuzz="only $n_refused of 40 corrupted inputs refused"
+  if [ -z "$bad_fuzz" ]; then pass fuzz_fp8_dir_quantize; else fail fuzz_fp8_dir_quantize "$bad_fuzz"; fi
+  echo "# fuzz: $n_refused of 40 corrupted FP8 directories refused, the rest quantized" >&2
 fi
 
 # --- writer refusals ---

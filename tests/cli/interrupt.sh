@@ -73,23 +73,10 @@ interrupt fp8-term TERM "$TMP/f8" -- "$Q" "$TMP/big" "$TMP/f8" FP8_DYNAMIC --fp8
 if "$C" "$TMP/big" -o "$TMP/big.gguf" --outtype f32 --quiet >/dev/null 2>"$TMP/conv.err"; then
   interrupt quantize-int INT "$TMP/q.gguf" -- "$Q" "$TMP/big.gguf" "$TMP/q.gguf" Q6_K -t 1 --quiet
   interrupt quantize-term TERM "$TMP/q.gguf" -- "$Q" "$TMP/big.gguf" "$TMP/q.gguf" Q6_K -t 1 --quiet
-  # an HF directory input is converted to OUT.convert.tmp.PID.gguf first: removed too
-  rm -f "$TMP"/q2.gguf*
-  env --default-signal=INT "$Q" "$TMP/big" "$TMP/q2.gguf" Q6_K -t 1 --quiet >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 1 3000); do
-    [ -e "$TMP/q2.gguf.convert.tmp.$pid.gguf" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.01
-  done
-  if [ -e "$TMP/q2.gguf.convert.tmp.$pid.gguf" ]; then
-    kill -STOP "$pid"; kill -INT "$pid"; kill -CONT "$pid"; wait "$pid" 2>/dev/null
-    left=$(ls "$TMP"/q2.gguf* 2>/dev/null)
-    if [ -z "$left" ]; then pass quantize-hf-int; else fail quantize-hf-int "left behind: $left"; fi
-  else
-    wait "$pid"
-    skip quantize-hf-int "the run ended before its converted temp file was seen"
-  fi
+  # an HF directory input is read directly: only OUT's temp file exists, removed too
+  interrupt quantize-hf-int INT "$TMP/q2.gguf" -- "$Q" "$TMP/big" "$TMP/q2.gguf" Q6_K -t 1 --quiet
+  if compgen -G "$TMP/q2.gguf.convert.tmp.*" >/dev/null; then fail quantize-hf-no-convert-tmp "a converted temp GGUF was written"
+  else pass quantize-hf-no-convert-tmp; fi
 else
   fail quantize-int "setup convert failed: $(cat "$TMP/conv.err")"
 fi

@@ -21,12 +21,32 @@ Q=$QF_BIN/qforge-quantize
 
 # The finished i-quant presets (each also a tensor type of the same name).
 PRESETS="IQ4_XS IQ3_S IQ3_M IQ3_XS IQ2_XXS"
+PRESETS="$PRESETS IQ2_XS IQ2_S IQ2_M IQ3_XXS Q2_K_S"
+PRESETS="$PRESETS IQ1_S IQ1_M"
 # Presets llama-quantize refuses without an imatrix (qforge-quantize must too, exit 1).
 NEED_IMATRIX="IQ2_XXS"
+# (IQ2_M and IQ3_XXS: their IQ2_S tensors need one; both models here have rows of 256)
+NEED_IMATRIX="$NEED_IMATRIX IQ2_XS IQ2_S IQ2_M IQ3_XXS Q2_K_S"
+NEED_IMATRIX="$NEED_IMATRIX IQ1_S IQ1_M"
 # The finished i-quant tensor types (stress model and the dequantization probe).
 TYPES="IQ4_XS IQ3_S IQ3_XXS"
 # Types with a grid (probed against the peer's dequantization).
 GRIDS="IQ3_S IQ3_XXS IQ2_XXS"
+GRIDS="$GRIDS IQ2_XS IQ2_S"
+GRIDS="$GRIDS IQ1_S IQ1_M"
+# Types llama-quantize writes only with an imatrix, and only for tensors that
+# have an entry: the stress model runs them with token_embd as Q8_0; IQ2_S
+# through the IQ2_M preset (whose base type it is; IQ2_S's base is IQ2_XS).
+IMATRIX_TYPES="IQ2_XS:IQ2_XS IQ2_S:IQ2_M"
+# Presets whose 40-chunk perplexity is too noisy for 0.1% at 2-3 bits: the
+# activations rounded to Q8_K turn float-order differences into rounding
+# flips (their KLD to llama.cpp's logits is ~1e-4 for pure Q4_K too); 100
+# chunks average that out (measured: within 0.03%).
+PPL_100="IQ2_XS IQ2_S IQ2_M IQ3_XXS Q2_K_S"
+# Types whose peer quantizer needs an imatrix without zero weights (the stress
+# model's zero-importance columns abort llama-quantize): compared on the mix
+# model, --pure, token_embd and output Q8_0.
+PURE_IMATRIX_TYPES="IQ1_S IQ1_M"
 
 # exact_vs_peer NAME IN.gguf PRESET [IMATRIX]: qforge-quantize --method exact
 # writes llama-quantize's bytes (or, for a NEED_IMATRIX preset without one,
@@ -99,6 +119,21 @@ if need_data stress "$TEMPLATE"; then
   fi
 fi
 
+# --- IQ2_XS / IQ2_S on the stress model (imatrix only) ----------------------
+if [ -s "$TMP/stress.gguf" ]; then
+  for tp in $IMATRIX_TYPES; do
+    t=${tp%%:*} preset=${tp#*:}
+    if ! "$PEERS/llama-quantize" --pure --token-embedding-type q8_0 --imatrix "$TMP/stress.dat" "$TMP/stress.gguf" \
+         "$TMP/out.gguf" "$preset" 1 >"$TMP/q.log" 2>&1; then
+      fail "stress-$t-imatrix" "llama-quantize failed: $(tail -n 1 "$TMP/q.log")"
+    elif out=$("$QF_TOOLS/kquant_compare" "$TMP/stress.gguf" "$TMP/out.gguf" "$TMP/stress.dat" 2>&1); then
+      pass "stress-$t-imatrix"
+    else
+      fail "stress-$t-imatrix" "$(printf '%s' "$out" | head -n 3 | tr '\n' ' ')"
+    fi
+  done
+fi
+
 # --- grids and sign tables: the peer dequantizes probe blocks -------------
 if need_data grids "$TEMPLATE" && [ -s "$TMP/stress.gguf" ]; then
   for t in $GRIDS; do
@@ -123,7 +158,27 @@ if need_data mix "$TEMPLATE"; then
       exact_vs_peer "mix-$t-plain" "$TMP/mix.gguf" "$t"
       exact_vs_peer "mix-$t-imatrix" "$TMP/mix.gguf" "$t" "$TMP/mix.dat"
     done
+    for t in $PURE_IMATRIX_TYPES; do
+      if ! "$PEERS/llama-quantize" --pure --token-embedding-type q8_0 --output-tensor-type q8_0 --imatrix "$TMP/mix.dat" \
+           "$TMP/mix.gguf" "$TMP/out.gguf" "$t" 1 >"$TMP/q.log" 2>&1; then
+        fail "pure-$t-imatrix" "llama-quantize failed: $(tail -n 1 "$TMP/q.log")"
+      elif out=$("$QF_TOOLS/kquant_compare" "$TMP/mix.gguf" "$TMP/out.gguf" "$TMP/mix.dat" 2>&1); then
+        pass "pure-$t-imatrix"
+      else
+        fail "pure-$t-imatrix" "$(printf '%s' "$out" | head -n 3 | tr '\n' ' ')"
+      fi
+    done
   fi
+fi
+
+# --- shape fallbacks: stories260K (rows 64 and 172: IQ2_*/IQ3_XXS/Q2_K ->
+# IQ4_NL -> F16, tied output) with the oracle imatrix ------------------------
+FALLBACK_PRESETS="IQ2_XS IQ2_S IQ2_M IQ3_XXS Q2_K_S"
+S260=oracles/llamacpp/stories260K-F32.gguf S260_IM=oracles/llamacpp/stories260K-imatrix-wiki64x512.dat
+if need_data fallbacks "$S260" && need_data fallbacks "$S260_IM"; then
+  for t in $FALLBACK_PRESETS; do
+    exact_vs_peer "stories260K-$t-imatrix" "$QF_DATA/$S260" "$t" "$QF_DATA/$S260_IM"
+  done
 fi
 
 # --- tinystories-distill-3M: F32, imatrix from llama-imatrix, then ppl -------
@@ -137,7 +192,12 @@ if need_data distill "$TS/config.json" && need_data distill-text "$TEXT"; then
     for t in $PRESETS; do
       exact_vs_peer "distill-$t-plain" "$TMP/ts.gguf" "$t"
       exact_vs_peer "distill-$t-imatrix" "$TMP/ts.gguf" "$t" "$TMP/ts.dat"
-      [ -s "$TMP/peer.gguf" ] && ppl_vs_peer "distill-$t-imatrix-ppl-40x128" "$TMP/peer.gguf" 40
+      # The 1-bit files sit at ppl 130-190, where a last-bit difference that flips an 8-bit
+      # activation rounding moves a chunk's ppl far more: IQ1_M measured -0.10% at 20 chunks,
+      # -0.11% at 40 and +0.006% at 80 (IQ1_S -0.002%, +0.05%, +0.05%); they get 80.
+      c=40; case $t in IQ1_*) c=80 ;; esac
+      [[ " $PPL_100 " == *" $t "* ]] && c=100
+      [ -s "$TMP/peer.gguf" ] && ppl_vs_peer "distill-$t-imatrix-ppl-${c}x128" "$TMP/peer.gguf" $c
     done
   fi
 fi

@@ -83,13 +83,30 @@ if need_data peer-mix oracles/llamacpp/synth-tinyk-F16.gguf; then
   fi
 fi
 
+# --- checkpoint directories of every architecture fixture read directly (generated
+# rope/longrope tensors, Gemma's 1 + w norms, stacked Mixtral experts, permuted Q/K):
+# the bytes of convert --outtype auto then quantize ---
+A=oracles/llamacpp/archs
+if need_data archs-dir-input $A/mixtral/hf/config.json; then
+  bad=
+  for a in gemma gemma2 granite mixtral phi3 phi3-longrope; do
+    h=$QF_DATA/$A/$a/hf
+    [ -d "$h" ] || continue
+    "$QF_BIN/qforge-convert" --outtype auto "$h" -o "$TMP/arch.gguf" >/dev/null 2>&1 || { bad="$bad $a(convert)"; continue; }
+    "$Q" -q "$TMP/arch.gguf" "$TMP/arch-a.gguf" Q4_K_M >/dev/null 2>&1
+    "$Q" -q "$h" "$TMP/arch-b.gguf" Q4_K_M >/dev/null 2>&1 && cmp -s "$TMP/arch-a.gguf" "$TMP/arch-b.gguf" || bad="$bad $a"
+  done
+  rm -f "$TMP"/arch*.gguf
+  if [ -z "$bad" ]; then pass archs-dir-input; else fail archs-dir-input "directory read differs:$bad"; fi
+fi
+
 # --- a Hugging Face checkpoint: tinystories-distill-3M (BF16, rows of 256/768) --
 TS=models/tinystories-distill-3M
 if need_data hf-dir-input $TS/config.json; then
   if ! "$QF_BIN/qforge-convert" --outtype auto "$QF_DATA/$TS" -o "$TMP/ts.gguf" >/dev/null 2>"$TMP/err"; then
     fail hf-dir-input "qforge-convert: $(cat "$TMP/err")"
   else
-    # a directory as IN is converted losslessly first: same bytes as convert + quantize
+    # a directory as IN is read as the GGUF convert --outtype auto writes: same bytes as convert + quantize
     "$Q" -q "$TMP/ts.gguf" "$TMP/ts-a.gguf" Q4_K_M >/dev/null 2>&1
     if "$Q" -q "$QF_DATA/$TS" "$TMP/ts-b.gguf" Q4_K_M >/dev/null 2>"$TMP/err" && cmp -s "$TMP/ts-a.gguf" "$TMP/ts-b.gguf" &&
        [ -z "$(ls "$TMP" | grep '\.tmp\.')" ]; then pass hf-dir-input

@@ -13,6 +13,14 @@
  *                                    (weight_scale_inv), like DeepSeek-V3 releases
  *   fp8_tool poke PATH TENSOR I V    set element I of TENSOR (F32/F16/BF16) in the
  *                                    safetensors file or directory PATH to V, in place
+ *   fp8_tool rtn-error DIR           relative squared round-trip error
+ *                                    sum (w - q(w))^2 / sum w^2 of every 2-D
+ *                                    *_proj.weight of DIR (F32/F16/BF16), summed
+ *                                    over them, for E4M3 with tensor / channel /
+ *                                    128x128 block / 32-element group scales (amax
+ *                                    and mse scale choice) and for Q8_0, Q6_K
+ *                                    (rows they block; else "-"); totals over all
+ *                                    of them and over those Q8_0 blocks
  *   fp8_tool reshape IN OUT TENSOR D0 D1
  *                                    copy safetensors IN to OUT with TENSOR's shape
  *                                    relabelled [D0, D1] (same element count)
@@ -25,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codecs.h"
 #include "fp8.h"
 #include "fp8_write.h"
 #include "gguf.h"
@@ -307,7 +316,105 @@ static int reshape(const char *in, const char *out, const char *name, uint64_t d
     return 0;
 }
 
+/* Squared round-trip error of x[n] through E4M3 with one scale: amax / 448,
+ * or (mse) the least of the 32 candidates amax / 448 * 2^(k/32), k = -16..15. */
+static double e4m3_err(const float *x, int64_t n, int mse) {
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    if (amax == 0) return 0;
+    double best = qf_fp8_sqerr_row_ref(x, amax / 448.0f, n);
+    for (int k = -16; mse && k < 16; k++) {
+        double e = qf_fp8_sqerr_row_ref(x, amax / 448.0f * exp2f((float)k / 32.0f), n);
+        if (e < best) best = e;
+    }
+    return best;
+}
+
+/* Squared round-trip error of the rows of W [rows, cols] through ggml type. */
+static double ggml_err(uint32_t type, const float *W, int64_t rows, int64_t cols, float *row, uint8_t *q) {
+    double e = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (qf_quantize_rows(type, W + r * cols, q, 1, cols, NULL) < 0 || qf_dequantize_row(type, q, row, cols)) return -1;
+        for (int64_t c = 0; c < cols; c++) e += ((double)W[r * cols + c] - row[c]) * ((double)W[r * cols + c] - row[c]);
+    }
+    return e;
+}
+
+enum { E_TENSOR, E_TENSOR_MSE, E_CHANNEL, E_CHANNEL_MSE, E_BLOCK_MSE, E_G32_MSE, E_Q8_0, E_Q6_K, E_N };
+static const char *const e_names[E_N] = {"e4m3 tensor amax", "e4m3 tensor mse", "e4m3 channel amax", "e4m3 channel mse",
+                                         "e4m3 128x128 block mse", "e4m3 32-group mse", "q8_0", "q6_k"};
+
+static int rtn_error(const char *dir) {
+    st_model m;
+    qf_err err = {0};
+    if (st_open(&m, dir, &err)) return fail("%s%s", err.msg, "");
+    double tot[E_N] = {0}, tot_w[E_N] = {0}, tot8[E_N] = {0}, tot8_w[E_N] = {0};
+    printf("%-44s", "tensor");
+    for (int k = 0; k < E_N; k++) printf(" %12s", k < E_Q8_0 ? e_names[k] + 5 : e_names[k]);
+    printf("\n");
+    for (uint64_t i = 0; i < m.n_tensors; i++) {
+        const st_tensor *t = &m.tensors[i];
+        if (t->n_dims != 2 || !qf_ends_with(t->name, "_proj.weight")) continue;
+        const int64_t rows = (int64_t)t->shape[0], cols = (int64_t)t->shape[1];
+        float *W = malloc((size_t)(rows * cols) * sizeof *W), *tmp = malloc(128 * 128 * sizeof *tmp);
+        float *row = malloc((size_t)cols * sizeof *row);
+        uint8_t *q = malloc((size_t)cols * 4 + 1024);
+        if (!W || !tmp || !row || !q || qf_fp8_read_floats(t, W, (uint64_t)(rows * cols))) return fail("%s: cannot read %s", dir, t->name);
+        double e[E_N] = {0}, w2 = 0;
+        for (int64_t j = 0; j < rows * cols; j++) w2 += (double)W[j] * W[j];
+        e[E_TENSOR] = e4m3_err(W, rows * cols, 0);
+        e[E_TENSOR_MSE] = e4m3_err(W, rows * cols, 1);
+        for (int64_t r = 0; r < rows; r++) {
+            e[E_CHANNEL] += e4m3_err(W + r * cols, cols, 0);
+            e[E_CHANNEL_MSE] += e4m3_err(W + r * cols, cols, 1);
+            for (int64_t c = 0; c < cols; c += 32) e[E_G32_MSE] += e4m3_err(W + r * cols + c, cols - c < 32 ? cols - c : 32, 1);
+        }
+        for (int64_t r0 = 0; r0 < rows; r0 += 128)
+            for (int64_t c0 = 0; c0 < cols; c0 += 128) {
+                int64_t n = 0;
+                for (int64_t r = r0; r < rows && r < r0 + 128; r++)
+                    for (int64_t c = c0; c < cols && c < c0 + 128; c++) tmp[n++] = W[r * cols + c];
+                e[E_BLOCK_MSE] += e4m3_err(tmp, n, 1);
+            }
+        e[E_Q8_0] = cols % 32 ? -1 : ggml_err(GGML_TYPE_Q8_0, W, rows, cols, row, q);
+        e[E_Q6_K] = cols % 256 ? -1 : ggml_err(GGML_TYPE_Q6_K, W, rows, cols, row, q);
+        printf("%-44s", t->name);
+        for (int k = 0; k < E_N; k++) {
+            if (e[k] < 0) {
+                printf(" %12s", "-");
+                continue;
+            }
+            printf(" %12.3e", e[k] / w2);
+            tot[k] += e[k];
+            tot_w[k] += w2;
+            if (e[E_Q8_0] >= 0) {
+                tot8[k] += e[k];
+                tot8_w[k] += w2;
+            }
+        }
+        printf("\n");
+        free(W);
+        free(tmp);
+        free(row);
+        free(q);
+    }
+    printf("%-44s", "all (of the tensors with a value)");
+    for (int k = 0; k < E_N; k++) {
+        if (tot_w[k] > 0) printf(" %12.3e", tot[k] / tot_w[k]);
+        else printf(" %12s", "-");
+    }
+    printf("\n%-44s", "all that q8_0 blocks (rows % 32 == 0)");
+    for (int k = 0; k < E_N; k++) {
+        if (tot8_w[k] > 0) printf(" %12.3e", tot8[k] / tot8_w[k]);
+        else printf(" %12s", "-");
+    }
+    printf("\n");
+    st_close(&m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "rtn-error")) return rtn_error(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "check")) return check(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3]);
     if (argc == 6 && !strcmp(argv[1], "poke")) return poke(argv[2], argv[3], argv[4], argv[5]);
@@ -326,6 +433,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "usage: fp8_tool check DIR | compare DIR GGUF | blockckpt IN OUT | poke PATH TENSOR I V | "
-                    "reshape IN OUT TENSOR D0 D1\n");
+                    "reshape IN OUT TENSOR D0 D1 | rtn-error DIR\n");
     return 2;
 }

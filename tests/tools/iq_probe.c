@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_iq2.h"
 #include "codecs.h"
 #include "ggml_types.h"
 #include "gguf.h"
@@ -67,6 +68,50 @@ static void probe_block(uint32_t type, int b, uint8_t *blk, size_t size) {
             for (int l = 0; l < 4; l++) qs[8 * ib + l] = (uint8_t)(32 * b + 4 * ib + l);
             memset(qs + 8 * ib + 4, 0, 4);
         }
+        break;
+    }
+    case GGML_TYPE_IQ2_XS: { /* d, 32 words (9-bit index | sign index << 9), scales[8] */
+        block_iq2_xs *q = (block_iq2_xs *)blk;
+        q->d = 0x4800; /* 8.0: db = 8 * (0.5 + 0) * 0.25 = 1 */
+        if (b >= 512 / 32) break;
+        for (int g = 0; g < 32; g++) q->qs[g] = (uint16_t)(32 * b + g);
+        memset(q->scales, 0, sizeof q->scales);
+        break;
+    }
+    case GGML_TYPE_IQ2_S: { /* d, qs[32] low index bits, signs[32], qh[8], scales[8] */
+        block_iq2_s *q = (block_iq2_s *)blk;
+        q->d = 0x4800;
+        if (b >= 1024 / 32) break;
+        for (int g = 0; g < 32; g++) q->qs[g] = (uint8_t)(32 * b + g);
+        memset(q->qs + 32, 0, 32);
+        memset(q->qh, (((32 * b) >> 8) & 3) * 0x55, sizeof q->qh);
+        memset(q->scales, 0, sizeof q->scales);
+        break;
+    }
+    case GGML_TYPE_IQ1_S: { /* d, qs[32] low index bytes, qh[8]: 4 x 3 high bits, scale, delta sign */
+        block_iq1_s *q = (block_iq1_s *)blk;
+        q->d = 0x3C00; /* 1.0, scale 0: dl = 1; delta +1/8 */
+        if (b >= 2048 / 32) break;
+        for (int k = 0; k < 32; k++) q->qs[k] = (uint8_t)(32 * b + k);
+        for (int ib = 0; ib < 8; ib++) {
+            const int hi = (32 * b + 4 * ib) >> 8;
+            q->qh[ib] = (uint16_t)(hi | hi << 3 | hi << 6 | hi << 9);
+        }
+        break;
+    }
+    case GGML_TYPE_IQ1_M: { /* qs[32], qh[16]: 2 x (3 high bits, delta sign), scales[8] + fp16 d in the top nibbles */
+        block_iq1_m *q = (block_iq1_m *)blk;
+        if (b >= 2048 / 32) {
+            /* random fp16 d with sign and exponent bits 0x3 or 0xB in the top nibble: |d| in [2^-3, 2) */
+            q->scales[7] = (uint8_t)((q->scales[7] & 0x0F) | (q->scales[7] & 0x80) | 0x30);
+            break;
+        }
+        for (int k = 0; k < 32; k++) q->qs[k] = (uint8_t)(32 * b + k);
+        const int hi = (32 * b) >> 8;
+        for (int k = 0; k < 16; k++) q->qh[k] = (uint8_t)(hi | hi << 4);
+        memset(q->scales, 0, sizeof q->scales);
+        q->scales[5] = 0xC0; /* d = fp16 0x3C00 = 1.0: nibbles 0, 0, C, 3 in the top of the four u16 */
+        q->scales[7] = 0x30;
         break;
     }
     default: break;

@@ -171,15 +171,49 @@ static void test_phi3_longrope_model(qf_test *t) {
     qf_model_free(&g);
 }
 
-/* A Mixtral HF directory is refused by the engine with the way out. */
-static void test_mixtral_hf_refused(qf_test *t) {
-    char hf[1024];
-    if (!qf_test_data(t, "oracles/llamacpp/archs/mixtral/hf", hf, sizeof hf)) return;
+/* A Mixtral HF directory loads with the converted GGUF's hyperparameters;
+ * each expert's view holds that expert's matrix (the GGUF F32 values: BF16
+ * widens exactly), and the router is F32 as the converter writes it. */
+static void test_mixtral_hf_experts(qf_test *t) {
+    char hf[1024], gguf[1024];
+    if (!qf_test_data(t, "oracles/llamacpp/archs/mixtral/hf", hf, sizeof hf) ||
+        !qf_test_data(t, "oracles/llamacpp/archs/mixtral/ref-f32.gguf", gguf, sizeof gguf))
+        return;
     qf_err err = {0};
-    qf_model m;
-    int rc = qf_model_load(&m, hf, &err);
-    CHECK(t, rc == QF_EUNSUPPORTED && strstr(err.msg, "convert the model"), "rc %d: %s", rc, err.msg);
+    qf_model h, g;
+    REQUIRE(t, qf_model_load(&h, hf, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_model_load(&g, gguf, &err) == 0, "%s", err.msg);
+    CHECK(t, h.hp.n_expert == g.hp.n_expert && h.hp.n_expert_used == g.hp.n_expert_used && h.hp.n_expert == 4 &&
+             h.hp.n_layer == g.hp.n_layer, "hparams");
+    int bad = 0;
+    float *x = malloc(256 * sizeof *x), *y = malloc(256 * sizeof *y);
+    for (int64_t l = 0; l < h.hp.n_layer; l++) {
+        const qf_layer *H = &h.layers[l], *G = &g.layers[l];
+        bad += H->ffn_gate_inp.type != 0 /* F32 */;
+        for (int64_t r = 0; r < G->ffn_gate_inp.n_out; r++) {
+            qf_weight_row(&H->ffn_gate_inp, r, x);
+            qf_weight_row(&G->ffn_gate_inp, r, y);
+            bad += memcmp(x, y, (size_t)G->ffn_gate_inp.n_in * sizeof *x) != 0;
+        }
+        for (int64_t e = 0; e < h.hp.n_expert; e++) {
+            const qf_weight *hv[3] = {&H->gate_exps[e], &H->up_exps[e], &H->down_exps[e]};
+            const qf_weight *gv[3] = {&G->gate_exps[e], &G->up_exps[e], &G->down_exps[e]};
+            for (int k = 0; k < 3; k++) {
+                bad += hv[k]->expert != e || hv[k]->n_expert != 4 || strcmp(hv[k]->name, gv[k]->name) != 0;
+                for (int64_t r = 0; r < gv[k]->n_out; r++) {
+                    qf_weight_row(hv[k], r, x);
+                    qf_weight_row(gv[k], r, y);
+                    bad += memcmp(x, y, (size_t)gv[k]->n_in * sizeof *x) != 0;
+                }
+            }
+        }
+    }
+    CHECK(t, bad == 0, "%d expert rows, routers or names differ", bad);
+    free(x);
+    free(y);
+    qf_model_free(&h);
+    qf_model_free(&g);
 }
 
 QF_TEST_MAIN(test_table_phi3, test_table_mixtral, test_longrope_config, test_mixtral_expert_views,
-             test_phi3_longrope_model, test_mixtral_hf_refused)
+             test_phi3_longrope_model, test_mixtral_hf_experts)

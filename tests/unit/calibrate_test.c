@@ -72,6 +72,21 @@ static void test_kernels_match_reference(qf_test *t) {
         qf_syrk_lower_ref(a, x + 1, T - 1, n); /* a second, unaligned call accumulates */
         qf_syrk_lower(b, x + 1, T - 1, n, nt);
         CHECK(t, memcmp(a, b, (size_t)(n * n) * sizeof *a) == 0, "syrk T=%lld n=%lld threads %d", (long long)T, (long long)n, nt);
+        /* row panels of 32 and 64 rows give the same rows, bit for bit */
+        for (int64_t pr = 32; pr <= 64; pr += 32) {
+            double *p = calloc((size_t)(pr * n), sizeof *p);
+            REQUIRE(t, p, "alloc");
+            int same = 1;
+            for (int64_t i0 = 0; i0 < n; i0 += pr) {
+                const int64_t i1 = i0 + pr < n ? i0 + pr : n;
+                memset(p, 0, (size_t)(pr * n) * sizeof *p);
+                qf_syrk_lower_rows(p, x, T, n, i0, i1, nt);
+                qf_syrk_lower_rows(p, x + 1, T - 1, n, i0, i1, nt);
+                same &= memcmp(p, b + i0 * n, (size_t)((i1 - i0) * n) * sizeof *p) == 0;
+            }
+            CHECK(t, same, "syrk rows %lld T=%lld n=%lld threads %d", (long long)pr, (long long)T, (long long)n, nt);
+            free(p);
+        }
         }
         int upper_zero = 1;
         for (int64_t i = 0; i < n; i++)
@@ -409,6 +424,47 @@ static void test_small_batches_and_short_text(qf_test *t) {
     fixture_free(&fx);
 }
 
+/* The chunk-order rule (qf_dist.h): a 4-chunk pass's totals equal the
+ * 1-chunk passes' totals added in chunk order, bit for bit (imatrix with its
+ * counts, Hessian, mean |x|): what lets MPI ranks split the chunks. */
+static void test_chunk_order(qf_test *t) {
+    fixture fx;
+    if (!fixture_load(t, &fx, ORACLES "/stories260K-F32.gguf")) return;
+    qf_err err = {0};
+    enum { NC = 4, CTX = 64, NA = 3 };
+    double *sum[NA] = {0};
+    size_t n[NA] = {0};
+    int same = 1;
+    for (int run = 0; run <= NC; run++) { /* run NC: all chunks at once */
+        qf_calib cal;
+        qf_calib_acc *a[NA];
+        REQUIRE(t, qf_calib_init(&cal, &fx.m, NULL, &err) == 0, "%s", err.msg);
+        REQUIRE(t, qf_calib_imatrix_new(&cal, &a[0], &err) == 0 && qf_calib_add(&cal, a[0], &err) == 0 &&
+                       qf_calib_hessian_new(&cal, 0, 1000, &a[1], &err) == 0 && qf_calib_add(&cal, a[1], &err) == 0 &&
+                       qf_calib_absmean_new(&cal, &a[2], &err) == 0 && qf_calib_add(&cal, a[2], &err) == 0,
+                "%s", err.msg);
+        qf_calib_params p = params(&fx, CTX, run < NC ? 1 : NC);
+        qf_calib_stats st;
+        const int32_t *ids = fx.ids + (run < NC ? run * CTX : 0);
+        REQUIRE(t, qf_calib_run(&cal, ids, run < NC ? CTX : fx.n_ids, &p, &st, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < NA; i++) {
+            if (run == 0) {
+                n[i] = a[i]->n_part;
+                sum[i] = calloc(n[i], sizeof(double));
+                REQUIRE(t, sum[i] && n[i] > 0, "alloc");
+            }
+            if (run < NC)
+                for (size_t j = 0; j < n[i]; j++) sum[i][j] += a[i]->total[j];
+            else
+                same &= memcmp(sum[i], a[i]->total, n[i] * sizeof(double)) == 0;
+        }
+        qf_calib_free(&cal);
+    }
+    CHECK(t, same, "a %d-chunk pass differs from its chunks' sums added in order", NC);
+    for (int i = 0; i < NA; i++) free(sum[i]);
+    fixture_free(&fx);
+}
+
 static void test_imatrix_file_round_trips(qf_test *t) {
     fixture fx;
     if (!fixture_load(t, &fx, ORACLES "/stories260K-F32.gguf")) return;
@@ -507,6 +563,6 @@ static void test_text_any(qf_test *t) {
     unlink(bad);
 }
 
-QF_TEST_MAIN(test_kernels_match_reference, test_tables_stories260K, test_matches_llama_imatrix_oracle,
+QF_TEST_MAIN(test_kernels_match_reference, test_chunk_order, test_tables_stories260K, test_matches_llama_imatrix_oracle,
              test_hessian_absmean_invariants, test_thread_count_invariance, test_small_batches_and_short_text,
              test_imatrix_file_round_trips, test_text_any)

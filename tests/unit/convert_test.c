@@ -533,7 +533,79 @@ static void test_unknown_arch_and_missing(qf_test *t) {
     if (system(cmd)) {}
 }
 
+/* ---------------- the checkpoint read on the fly (qf_convert_source) ---------------- */
+
+/* The source's header equals the written GGUF's (every KV, tensor name,
+ * type, shape, offset) and its rows, read in odd-sized pieces that cut
+ * head groups, equal the written bytes. */
+static void source_equals_written(qf_test *t, const char *model, qf_outtype type, const char *name) {
+    char out[1024];
+    out_path(name, out, sizeof out);
+    if (run_convert(t, model, out, type, 0, 0, 0)) return;
+    qf_convert_opts o;
+    memset(&o, 0, sizeof o);
+    o.model_dir = model;
+    o.outtype = type;
+    qf_convert_source *src = NULL;
+    gguf_file g;
+    qf_err err = {0};
+    if (gguf_open(&g, out, &err)) {
+        unlink(out);
+        REQUIRE(t, 0, "%s", err.msg);
+    }
+    if (qf_convert_source_open(&src, &o, &err)) {
+        gguf_close(&g);
+        unlink(out);
+        REQUIRE(t, 0, "%s", err.msg);
+    }
+    const gguf_file *v = qf_convert_source_file(src);
+    CHECK(t, v->n_kv == g.n_kv && v->n_tensors == g.n_tensors && v->data_offset == g.data_offset,
+          "header: %llu kv %llu tensors", (unsigned long long)v->n_kv, (unsigned long long)v->n_tensors);
+    CHECK(t, v->map_size <= g.map_size && memcmp(v->map, g.map, v->map_size) == 0, "header bytes differ");
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int bad = 0;
+    for (uint64_t i = 0; i < g.n_tensors && i < v->n_tensors && !bad; i++) {
+        const gguf_tensor_info *w = &g.tensors[i];
+        CHECK(t, v->tensors[i].data == NULL && v->tensors[i].nbytes == w->nbytes, "tensor %s", w->name);
+        const uint64_t n_rows = w->n_elements / w->ne[0], row = w->nbytes / n_rows;
+        if (w->nbytes > cap) {
+            buf = realloc(buf, (size_t)w->nbytes);
+            cap = (size_t)w->nbytes;
+        }
+        for (uint64_t r0 = 0, step = 1; r0 < n_rows; r0 += step, step = step * 3 % 37 + 1) {
+            uint64_t nr = n_rows - r0 < step ? n_rows - r0 : step;
+            if (qf_convert_source_read(src, i, r0, nr, buf + r0 * row, &err)) {
+                CHECK(t, 0, "%s", err.msg);
+                bad = 1;
+                break;
+            }
+        }
+        if (!bad && memcmp(buf, w->data, (size_t)w->nbytes)) {
+            CHECK(t, 0, "tensor %s: rows read differ from the written ones", w->name);
+            bad = 1;
+        }
+    }
+    CHECK(t, qf_convert_source_read(src, 0, 0, 1u << 30, buf, &err) != 0 && strstr(err.msg, "rows ["),
+          "out-of-range read accepted");
+    free(buf);
+    qf_convert_source_close(src);
+    gguf_close(&g);
+    unlink(out);
+}
+
+static void test_source_equals_written(qf_test *t) {
+    char s[512], d[512];
+    if (!qf_test_data(t, "models/stories260K", s, sizeof s) ||
+        !qf_test_data(t, "models/tinystories-distill-3M", d, sizeof d))
+        return;
+    source_equals_written(t, s, QF_OUTTYPE_AUTO, "src-s-auto.gguf");
+    source_equals_written(t, d, QF_OUTTYPE_AUTO, "src-d-auto.gguf");  /* BF16, permuted Q/K */
+    source_equals_written(t, d, QF_OUTTYPE_Q8_0, "src-d-q8.gguf");
+    source_equals_written(t, d, QF_OUTTYPE_F16, "src-d-f16.gguf");
+}
+
 QF_TEST_MAIN(test_stories_f32_identical, test_stories_f16_identical, test_stories_bf16_identical, test_stories_auto_is_f32,
              test_stories_q8_0_tensors, test_threads_and_chunks, test_tinystories_auto, test_tinystories_f32_q8,
              test_split_and_manifest, test_size_label, test_id_to_title, test_model_id_components,
-             test_llama3_rope_factors, test_unknown_arch_and_missing)
+             test_llama3_rope_factors, test_unknown_arch_and_missing, test_source_equals_written)

@@ -403,11 +403,12 @@ static float dot_tinyblas_order(const float *x, const float *w, int64_t n) {
  * block, with a partial last group of 8) and thread count. */
 static void test_matmul_summation_order(qf_test *t) {
     static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
-    static const int64_t n_ins[] = {172, 1100}; /* 1100 = 2 blocks of 512 + 76 (9 groups of 8 + 4) */
+    /* 1100 = 2 blocks of 512 + 76 (9 groups of 8 + 4); 1024: whole groups (the four-row F16 batch-1 path) */
+    static const int64_t n_ins[] = {172, 1100, 1024};
     static const int64_t Ts[] = {1, 5, 9, 13};
     const int64_t n_out = 301;
     for (size_t ti = 0; ti < 3; ti++) {
-        for (size_t ni = 0; ni < 2; ni++) {
+        for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++) {
             const int64_t n_in = n_ins[ni];
             qf_weight w = {.name = "w", .type = types[ti], .n_in = n_in, .n_out = n_out};
             void *data = random_weights(w.type, n_in, n_out, &w.row_bytes);

@@ -318,6 +318,16 @@ typedef struct lw_check {
 static int lw_compare(void *user, const qf_lw_group *g, qf_err *err) {
     lw_check *c = user;
     const qf_calib_site *site = &c->cal->sites[c->next_site];
+    const qf_weight *w0 = c->cal->targets[site->targets[0]].w;
+    if (w0->n_out > 0 && w0 == &c->cal->m->layers[site->layer >= 0 ? site->layer : 0].ffn_gate_inp) {
+        site = &c->cal->sites[++c->next_site]; /* MoE router: no group (not quantized) */
+        w0 = c->cal->targets[site->targets[0]].w;
+    }
+    /* an expert group is the site of that expert's views */
+    if (g->expert >= 0 && (w0->expert != g->expert || w0 != g->w[0])) {
+        c->bad++;
+        return 0;
+    }
     if (site->layer != g->layer || site->kind != g->kind || site->n_in != g->n_in) {
         c->bad++;
         return 0;
@@ -381,6 +391,60 @@ static void test_layerwise_matches_calibrate(qf_test *t) {
     memset(&err, 0, sizeof err);
     CHECK(t, qf_layerwise_run(&m, ids, 10, &lp, lw_compare, &c, &st, &err) == QF_EINVAL &&
                  strstr(err.msg, "fewer than one chunk"), "%s", err.msg);
+    qf_calib_free(&cal);
+    free(ids);
+    free(text);
+    qf_text_free(&tx);
+    qf_model_free(&m);
+}
+
+/* Mixture of experts: each expert's groups get the H of exactly the tokens
+ * qforge-calibrate's per-expert sites see (the routed ones), bit for bit,
+ * router site skipped; an expert group names its own views. */
+static void test_layerwise_moe_matches_calibrate(qf_test *t) {
+    char mp[4096], tp[4096];
+    if (!qf_test_data(t, "oracles/llamacpp/archs/mixtral/ref-f32.gguf", mp, sizeof mp) ||
+        !qf_test_data(t, "corpus/tinystories-gen/calib.txt", tp, sizeof tp))
+        return;
+    qf_model m;
+    qf_text tx;
+    qf_err err = {0};
+    REQUIRE(t, qf_model_load(&m, mp, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_text_init_model(&tx, &m, &err) == 0, "%s", err.msg);
+    char *text;
+    size_t len;
+    int32_t *ids;
+    int64_t n_ids;
+    REQUIRE(t, qf_read_text_any(tp, &text, &len, &err) == 0, "%s", err.msg);
+    text[len < 20000 ? len : 20000] = 0;
+    REQUIRE(t, qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) == 0, "%s", err.msg);
+    qf_calib cal;
+    qf_calib_options co = {0};
+    co.process_output = 1;
+    co.min_tokens = 1;
+    qf_calib_acc *acc;
+    REQUIRE(t, qf_calib_init(&cal, &m, &co, &err) == 0, "%s", err.msg);
+    REQUIRE(t, qf_calib_hessian_new(&cal, 0, (int)m.hp.n_layer, &acc, &err) == 0 && qf_calib_add(&cal, acc, &err) == 0,
+            "%s", err.msg);
+    qf_calib_params cp = {0};
+    cp.n_ctx = 64;
+    cp.max_chunks = 3;
+    cp.act_f32 = 1;
+    qf_text_bos(&tx, &cp.add_bos, &cp.bos_id);
+    qf_calib_stats cst;
+    REQUIRE(t, qf_calib_run(&cal, ids, n_ids, &cp, &cst, &err) == 0, "%s", err.msg);
+    qf_lw_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n_ctx = 64;
+    lp.max_chunks = 3;
+    lp.add_bos = cp.add_bos;
+    lp.bos_id = cp.bos_id;
+    lp.n_threads = 2;
+    lw_check c = {t, &cal, acc, 0, 0};
+    qf_lw_stats st;
+    CHECK(t, qf_layerwise_run(&m, ids, n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+    CHECK(t, c.bad == 0 && c.next_site == cal.n_sites, "%d of %d sites differ (%d visited)", c.bad, cal.n_sites,
+          c.next_site);
     qf_calib_free(&cal);
     free(ids);
     free(text);
@@ -480,5 +544,6 @@ static void test_fast_equals_reference(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
+QF_TEST_MAIN(test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate, test_layerwise_moe_matches_calibrate,
+             test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)

@@ -22,8 +22,11 @@ static float frand(void) { return qf_test_rng_unif(&rng) * 2.0f - 1.0f; }
 static qf_half small_half(void) { return qf_f32_to_f16(0.001f + 0.02f * (float)(rnd() % 1000) / 1000.0f); }
 
 static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
-                                 GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+                                 GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ2_XS,
+                                 GGML_TYPE_IQ2_S};
 #define N_TYPES (sizeof types / sizeof types[0])
+/* The types multiplied straight from their blocks (no unpacked rows). */
+static const uint32_t block_dot_types[] = {GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
 
 /* Random valid rows: random bytes, block scales set to small finite halves. */
 static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *row_bytes) {
@@ -43,6 +46,15 @@ static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *
         case GGML_TYPE_Q8_0: ((block_q8_0 *)blk)->d = small_half(); break;
         case GGML_TYPE_Q4_K: ((block_q4_K *)blk)->d = small_half(); ((block_q4_K *)blk)->dmin = small_half(); break;
         case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ2_XS: ((block_iq2_xs *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ2_S: ((block_iq2_s *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ1_S: ((block_iq1_s *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ1_M: { /* d's four nibbles in the top of the four scale words */
+            const qf_half d = small_half();
+            uint8_t *s = ((block_iq1_m *)blk)->scales;
+            for (int k = 0; k < 4; k++) s[2 * k + 1] = (uint8_t)((s[2 * k + 1] & 0x0F) | ((d >> 4 * k) & 0xF) << 4);
+            break;
+        }
         }
     }
     *row_bytes = (size_t)rb;
@@ -126,7 +138,9 @@ static void test_unpack_matches_dequantize(qf_test *t) {
                 case GGML_TYPE_Q4_1:
                 case GGML_TYPE_Q5_1: v = (float)q[i] * d[i / 32] + m[i / 32]; break;
                 case GGML_TYPE_Q4_K: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i] - m[i / 256] * (float)mins[i / 32]; break;
-                case GGML_TYPE_Q6_K: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
+                case GGML_TYPE_Q6_K:
+                case GGML_TYPE_IQ2_XS:
+                case GGML_TYPE_IQ2_S: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
                 default: v = (float)q[i] * d[i / 32]; break;
                 }
                 if (memcmp(&v, &ref[i], 4) != 0) bad++;
@@ -142,10 +156,11 @@ static void test_unpack_matches_dequantize(qf_test *t) {
  * threads), and close to the F32 path fed the rounded activations. */
 static void test_fast_matches_reference(qf_test *t) {
     static const int64_t Ts[] = {1, 2, 3, 5, 9};
-    for (size_t ti = 0; ti < N_TYPES; ti++) {
-        const uint32_t type = types[ti];
+    const size_t n_block_dot = sizeof block_dot_types / sizeof *block_dot_types;
+    for (size_t ti = 0; ti < N_TYPES + n_block_dot; ti++) {
+        const uint32_t type = ti < N_TYPES ? types[ti] : block_dot_types[ti - N_TYPES];
         const char *name = ggml_get_type_traits(type)->name;
-        const int k = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K;
+        const int k = ggml_get_type_traits(type)->block_size == QK_K;
         const int64_t n_in = k ? 3 * QK_K : 5 * 32, n_out = k ? 301 : 1001; /* several tiles per thread, a partial group of 4 rows */
         qf_weight w = {.name = "w", .type = type, .n_in = n_in, .n_out = n_out};
         void *data = random_weights(type, n_in, n_out, &w.row_bytes);

@@ -68,7 +68,9 @@ static void test_presets_and_ftypes(qf_test *t) {
         {"Q4_K_M", 15, GGML_TYPE_Q4_K},  {"Q5_K_S", 16, GGML_TYPE_Q5_K},  {"Q5_K_M", 17, GGML_TYPE_Q5_K},
         {"Q6_K", 18, GGML_TYPE_Q6_K},    {"IQ4_NL", 25, GGML_TYPE_IQ4_NL}, {"BF16", 32, GGML_TYPE_BF16},
         {"IQ4_XS", 30, GGML_TYPE_IQ4_XS}, {"IQ3_S", 26, GGML_TYPE_IQ3_S},   {"IQ3_M", 27, GGML_TYPE_IQ3_S},
-        {"IQ3_XS", 22, GGML_TYPE_IQ3_S},  {"IQ2_XXS", 19, GGML_TYPE_IQ2_XXS},
+        {"IQ3_XS", 22, GGML_TYPE_IQ3_S},  {"IQ2_XXS", 19, GGML_TYPE_IQ2_XXS}, {"IQ2_XS", 20, GGML_TYPE_IQ2_XS},
+        {"Q2_K_S", 21, GGML_TYPE_Q2_K},   {"IQ3_XXS", 23, GGML_TYPE_IQ3_XXS}, {"IQ2_S", 28, GGML_TYPE_IQ2_XS},
+        {"IQ2_M", 29, GGML_TYPE_IQ2_S},   {"IQ1_S", 24, GGML_TYPE_IQ1_S},   {"IQ1_M", 31, GGML_TYPE_IQ1_M},
     };
     size_t n;
     qf_quant_presets(&n);
@@ -236,11 +238,38 @@ static void test_mix_rules_32_layers(qf_test *t) {
     CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q5_K, "IQ2_XXS output");
     CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_TOKEN_EMBD, 0, 0, 4096) == GGML_TYPE_Q2_K, "IQ2_XXS token_embd");
     CHECK(t, mix("IQ2_XXS", &m, QF_ROLE_ATTN_OUTPUT, 0, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ2_XXS attn_output");
+    /* IQ1_S / IQ1_M: the same branch, attn_output IQ2_XXS; rows of 4000 fall back to IQ4_NL */
+    CHECK(t, mix("IQ1_S", &m, QF_ROLE_ATTN_OUTPUT, 0, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ1_S attn_output");
+    CHECK(t, mix("IQ1_M", &m, QF_ROLE_ATTN_OUTPUT, 0, 32, 4096) == GGML_TYPE_IQ2_XXS, "IQ1_M attn_output");
+    CHECK(t, mix("IQ1_S", &m, QF_ROLE_ATTN_V, 4, 32, 4096) == GGML_TYPE_Q4_K, "IQ1_S attn_v gqa 4");
+    CHECK(t, mix("IQ1_M", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q2_K, "IQ1_M ffn_down 3");
+    CHECK(t, mix("IQ1_M", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_IQ1_M, "IQ1_M ffn_down 4");
+    CHECK(t, mix("IQ1_S", &m, QF_ROLE_FFN_UP, 4, 32, 4096) == GGML_TYPE_IQ1_S, "IQ1_S ffn_up");
+    CHECK(t, mix("IQ1_M", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q5_K, "IQ1_M output");
+    CHECK(t, mix("IQ1_S", &m, QF_ROLE_TOKEN_EMBD, 0, 0, 4096) == GGML_TYPE_Q2_K, "IQ1_S token_embd");
+    CHECK(t, qf_shape_fallback(GGML_TYPE_IQ1_S, 4000, NULL) == GGML_TYPE_IQ4_NL, "IQ1_S fallback");
+    CHECK(t, qf_shape_fallback(GGML_TYPE_IQ1_M, 4000, NULL) == GGML_TYPE_IQ4_NL, "IQ1_M fallback");
+    CHECK(t, qf_quant_preset_requires_imatrix(qf_quant_preset_find("IQ1_S")) &&
+                 qf_quant_preset_requires_imatrix(qf_quant_preset_find("IQ1_M")), "IQ1 presets need an imatrix");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_ATTN_K, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS attn_k");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 3, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_up 3");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_UP, 4, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_up 4");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_GATE, 27, 32, 4096) == GGML_TYPE_IQ3_XXS, "IQ3_XS ffn_gate 27");
     CHECK(t, mix("IQ3_XS", &m, QF_ROLE_FFN_GATE, 28, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XS ffn_gate 28");
+    /* IQ2_XS / IQ2_S / IQ2_M: the low-bit branch, IQ3_S guards for IQ2_S/IQ2_M; IQ3_XXS; Q2_K_S (GQA 4 here) */
+    CHECK(t, mix("IQ2_XS", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q2_K, "IQ2_XS ffn_down 3");
+    CHECK(t, mix("IQ2_S", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_IQ3_S, "IQ2_S ffn_down 3");
+    CHECK(t, mix("IQ2_S", &m, QF_ROLE_FFN_UP, 3, 32, 4096) == GGML_TYPE_IQ2_XS, "IQ2_S ffn_up");
+    CHECK(t, mix("IQ2_M", &m, QF_ROLE_ATTN_OUTPUT, 3, 32, 4096) == GGML_TYPE_IQ3_S, "IQ2_M attn_output");
+    CHECK(t, mix("IQ2_M", &m, QF_ROLE_TOKEN_EMBD, 0, 0, 4096) == GGML_TYPE_IQ3_S, "IQ2_M token_embd");
+    CHECK(t, mix("IQ2_M", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q5_K, "IQ2_M output");
+    CHECK(t, mix("IQ3_XXS", &m, QF_ROLE_ATTN_Q, 0, 32, 4096) == GGML_TYPE_IQ2_S, "IQ3_XXS attn_q");
+    CHECK(t, mix("IQ3_XXS", &m, QF_ROLE_ATTN_OUTPUT, 0, 32, 4096) == GGML_TYPE_IQ3_S, "IQ3_XXS attn_output");
+    CHECK(t, mix("IQ3_XXS", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q4_K, "IQ3_XXS ffn_down 3 no imatrix");
+    CHECK(t, mix("IQ3_XXS", &m, QF_ROLE_OUTPUT, 0, 0, 4096) == GGML_TYPE_Q5_K, "IQ3_XXS output");
+    CHECK(t, mix("Q2_K_S", &m, QF_ROLE_FFN_DOWN, 3, 32, 4096) == GGML_TYPE_Q4_K, "Q2_K_S ffn_down 3");
+    CHECK(t, mix("Q2_K_S", &m, QF_ROLE_FFN_DOWN, 4, 32, 4096) == GGML_TYPE_Q2_K, "Q2_K_S ffn_down 4");
+    CHECK(t, mix("Q2_K_S", &m, QF_ROLE_ATTN_V, 4, 32, 4096) == GGML_TYPE_Q4_K, "Q2_K_S attn_v gqa 4");
     m.has_imatrix = 1;
     CHECK(t, mix("IQ4_XS", &m, QF_ROLE_FFN_DOWN, 0, 32, 4096) == GGML_TYPE_IQ4_XS, "IQ4_XS imatrix ffn_down 0");
     m.has_imatrix = 0;
@@ -397,8 +426,13 @@ static void every_type_reads_back(qf_test *t, const char *data_rel) {
         o.in_path = in_path;
         o.out_path = out;
         o.preset = p;
+        err = (qf_err){0};
         int rc = qf_quantize(&o, &res, &err);
-        if (qf_quantize_requires_imatrix(p->base_type)) { /* refused without one (tests/cli/iquant_peer.sh has the files) */
+        /* refused without an imatrix (tests/cli/iquant_peer.sh has the files): the presets llama-quantize
+         * refuses; IQ3_XXS and IQ2_M too where an IQ2_S tensor (attn_q/attn_k, resp. most) keeps its type
+         * (rows of 256), which needs one */
+        const int may_refuse = (p->ftype == 23 || p->ftype == 29) && rc != 0;
+        if (qf_quant_preset_requires_imatrix(p) || qf_quantize_requires_imatrix(p->base_type) || may_refuse) {
             CHECK(t, rc != 0 && strstr(err.msg, "importance matrix"), "%s without imatrix: rc %d", p->name, rc);
             if (rc == 0) qf_quantize_result_free(&res);
             continue;

@@ -6,6 +6,7 @@
 #include "codecs.h"
 #include "numfmt.h"
 #include "ggml_types.h"
+#include "qf_error.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -33,6 +34,8 @@ static const geom geoms[] = {
     {GGML_TYPE_Q6_K, "q6_K", 256, 210}, {GGML_TYPE_Q8_K, "q8_K", 256, 292}, {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136},
     {GGML_TYPE_IQ3_S, "iq3_s", 256, 110},   {GGML_TYPE_IQ3_XXS, "iq3_xxs", 256, 98},
     {GGML_TYPE_IQ2_XXS, "iq2_xxs", 256, 66},
+    {GGML_TYPE_IQ2_XS, "iq2_xs", 256, 74},  {GGML_TYPE_IQ2_S, "iq2_s", 256, 82},
+    {GGML_TYPE_IQ1_S, "iq1_s", 256, 50},    {GGML_TYPE_IQ1_M, "iq1_m", 256, 56},
 };
 enum { N_GEOMS = sizeof geoms / sizeof geoms[0] };
 static const char *ggml_type_name_or(uint32_t type) {
@@ -224,7 +227,7 @@ static void test_quantize_fast_equals_ref(qf_test *t) {
 static void test_dequantize_fast_equals_ref(qf_test *t) {
     enum { NBYTES = 292 * 512 };
     static uint8_t src[NBYTES];
-    static float a[NBYTES * 4], b[NBYTES * 4]; /* q2_K: 256 values per 84 bytes */
+    static float a[NBYTES * 6], b[NBYTES * 6]; /* iq1_s: 256 values per 50 bytes */
     for (int i = 0; i < NBYTES; i++) src[i] = (uint8_t)rnd32();
     for (int g = 0; g < N_GEOMS; g++) {
         const int64_t k = (int64_t)(NBYTES / geoms[g].bytes) * geoms[g].block;
@@ -355,6 +358,164 @@ static void test_iq3_xxs_grid_and_signs(qf_test *t) {
     CHECK(t, bad == 0, "%d sign patterns wrong", bad);
 }
 
+/* IQ1: the grid is 2048 distinct 8-tuples of -1, 0, 1 in ascending code
+ * order; blocks built by hand dequantize to dl * (g + delta) with the scale,
+ * delta sign and high index bits where the layout puts them; the quantizers
+ * refuse (IQ1_S) or accept (IQ1_M) a missing imatrix and round-trip a
+ * random row with bounded error. */
+static void test_iq1_by_hand(qf_test *t) {
+    int bad = 0, prev = -1;
+    for (int i = 0; i < 2048; i++) {
+        int code = 0;
+        for (int j = 0; j < 8; j++) {
+            const int v = (int8_t)(qf_iq1_grid[i] >> 8 * j);
+            bad += v < -1 || v > 1;
+            code |= (v + 1) << 2 * j;
+        }
+        bad += code <= prev;
+        prev = code;
+    }
+    CHECK(t, bad == 0, "%d grid violations", bad);
+
+    block_iq1_s s;
+    memset(&s, 0, sizeof s);
+    s.d = 0x3800;                                 /* 0.5 */
+    s.qs[4] = 7;                                  /* sub-block 1, group 0: index 7 | 5 << 8 */
+    s.qh[1] = (uint16_t)(5 | 2 << 12 | 0x8000);   /* sc 2: dl = 0.5 * 5; delta -1/8 */
+    float y[256];
+    dequantize_row_iq1_s_ref(&s, y, 256);
+    bad = 0;
+    for (int j = 0; j < 8; j++) {
+        const float want = 2.5f * ((float)(int8_t)(qf_iq1_grid[5 << 8 | 7] >> 8 * j) - 0.125f);
+        const float want0 = 0.5f * ((float)(int8_t)(qf_iq1_grid[0] >> 8 * j) + 0.125f);
+        bad += y[32 + j] != want || y[j] != want0;
+    }
+    CHECK(t, bad == 0, "iq1_s: %d values wrong", bad);
+
+    block_iq1_m m;
+    memset(&m, 0, sizeof m);
+    m.scales[5] = 0xC0; /* d = fp16 0x3C00 = 1 from the top nibbles 0, 0, C, 3 */
+    m.scales[7] = 0x30;
+    m.scales[0] = 3 << 3;                          /* sub-block 0, weights 16..31: sc 3 -> dl = 7 */
+    m.qs[3] = 9;                                   /* group 3: index 9 | 6 << 8, delta -1/8 */
+    m.qh[1] = (uint8_t)((6 | 8) << 4);
+    dequantize_row_iq1_m_ref(&m, y, 256);
+    bad = 0;
+    for (int j = 0; j < 8; j++) {
+        bad += y[24 + j] != 7.f * ((float)(int8_t)(qf_iq1_grid[6 << 8 | 9] >> 8 * j) - 0.125f);
+        bad += y[j] != (float)(int8_t)(qf_iq1_grid[0] >> 8 * j) + 0.125f;
+    }
+    CHECK(t, bad == 0, "iq1_m: %d values wrong", bad);
+
+    enum { N = 4 * 256 };
+    static float x[N], w[N], back[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)((int)(rnd32() % 2001) - 1000) / 1000.f;
+        w[i] = 0.5f + (float)(rnd32() % 100) / 100.f;
+    }
+    static block_iq1_m qm[N / 256];
+    static block_iq1_s qs1[N / 256];
+    CHECK(t, qf_quantize_rows(GGML_TYPE_IQ1_S, x, qs1, 1, N, NULL) == QF_EINVAL, "iq1_s without imatrix");
+    CHECK(t, qf_quantize_rows(GGML_TYPE_IQ1_M, x, qm, 1, N, NULL) == (int64_t)sizeof qm, "iq1_m without imatrix");
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) {
+            REQUIRE(t, qf_quantize_rows(GGML_TYPE_IQ1_S, x, qs1, 1, N, w) == (int64_t)sizeof qs1, "iq1_s");
+            dequantize_row_iq1_s(qs1, back, N);
+        } else {
+            REQUIRE(t, qf_quantize_rows(GGML_TYPE_IQ1_M, x, qm, 1, N, w) == (int64_t)sizeof qm, "iq1_m");
+            dequantize_row_iq1_m(qm, back, N);
+        }
+        double e = 0, nrm = 0;
+        for (int i = 0; i < N; i++) { e += (x[i] - back[i]) * (x[i] - back[i]); nrm += x[i] * x[i]; }
+        /* uniform data on the grid's 3 levels with one scale per 32 (16): measured 0.166 (0.152) */
+        CHECK(t, e / nrm < (k ? 0.17 : 0.18), "%s: relative squared error %g", k ? "iq1_m" : "iq1_s", e / nrm);
+    }
+}
+
+/* IQ2_XS and IQ2_S grids: distinct 8-tuples of the levels 8, 25, 43 in
+ * ascending code order (512 and 1024 points). By hand: a block whose groups
+ * name grid points through every index/sign/scale field (IQ2_XS: index |
+ * sign index << 9; IQ2_S: 8 low index bits, 2 high bits per group in qh,
+ * one sign byte per group), dequantized against values computed here from
+ * the field positions of the format. Grid points quantize back to
+ * themselves, up to the fp16 scale. */
+static int iq2_grid_violations(const uint64_t *grid, int n) {
+    int bad = 0, prev = -1;
+    for (int i = 0; i < n; i++) {
+        int code = 0;
+        for (int j = 0; j < 8; j++) {
+            const int v = (int)((grid[i] >> 8 * j) & 0xFF);
+            const int l = v == 8 ? 0 : v == 25 ? 1 : v == 43 ? 2 : -1;
+            bad += l < 0;
+            code |= (l & 3) << 2 * j;
+        }
+        bad += code <= prev;
+        prev = code;
+    }
+    return bad;
+}
+
+static void test_iq2_xs_s_grids(qf_test *t) {
+    CHECK(t, iq2_grid_violations(qf_iq2xs_grid, 512) == 0, "iq2_xs grid violations");
+    CHECK(t, iq2_grid_violations(qf_iq2s_grid, 1024) == 0, "iq2_s grid violations");
+    block_iq2_xs bx;
+    block_iq2_s bs;
+    memset(&bx, 0, sizeof bx);
+    memset(&bs, 0, sizeof bs);
+    bx.d = bs.d = 0x4800; /* 8: db = 8 * (0.5 + sc) * 0.25 = 1 + 2 sc */
+    for (int ib = 0; ib < 8; ib++) bx.scales[ib] = bs.scales[ib] = (uint8_t)((2 * ib) | (2 * ib + 1) << 4);
+    for (int g = 0; g < 32; g++) {
+        bx.qs[g] = (uint16_t)((g * 17 + 3) % 512 | ((g * 5) % 128) << 9);
+        const int idx = (g * 33 + 7) % 1024;
+        bs.qs[g] = (uint8_t)(idx & 255);
+        bs.qh[g / 4] |= (uint8_t)((idx >> 8) << 2 * (g % 4));
+        bs.qs[32 + g] = (uint8_t)(g * 29 + 1);
+    }
+    float yx[256], ys[256], z[256];
+    dequantize_row_iq2_xs_ref(&bx, yx, 256);
+    dequantize_row_iq2_s_ref(&bs, ys, 256);
+    int bad = 0;
+    for (int g = 0; g < 32; g++) {
+        const float db = 1.0f + 2.0f * (float)(g / 2); /* sub-block of 16 = g/2 */
+        const int sx = (g * 5) % 128, sxx = sx | (__builtin_popcount((unsigned)sx) & 1) << 7;
+        const int sg = (uint8_t)(g * 29 + 1);
+        for (int j = 0; j < 8; j++) {
+            const float vx = db * (float)((qf_iq2xs_grid[(g * 17 + 3) % 512] >> 8 * j) & 0xFF);
+            const float vs = db * (float)((qf_iq2s_grid[(g * 33 + 7) % 1024] >> 8 * j) & 0xFF);
+            bad += yx[8 * g + j] != ((sxx >> j) & 1 ? -vx : vx);
+            bad += ys[8 * g + j] != ((sg >> j) & 1 ? -vs : vs);
+        }
+    }
+    CHECK(t, bad == 0, "%d values differ from the field layout", bad);
+    dequantize_row_iq2_xs(&bx, z, 256);
+    CHECK(t, memcmp(yx, z, sizeof z) == 0, "iq2_xs fast != ref");
+    dequantize_row_iq2_s(&bs, z, 256);
+    CHECK(t, memcmp(ys, z, sizeof z) == 0, "iq2_s fast != ref");
+
+    float x[256], y[256], w[256];
+    for (int g = 0; g < 32; g++)
+        for (int j = 0; j < 8; j++) {
+            /* even sign count per group, so IQ2_XS's parity rule keeps them */
+            const float s = (j < 2 && g % 3 == 0) ? -1.f : 1.f;
+            x[8 * g + j] = (float)((qf_iq2s_grid[(g * 37) % 1024] >> 8 * j) & 0xFF) * s;
+        }
+    for (int i = 0; i < 256; i++) w[i] = 1.0f;
+    REQUIRE(t, qf_quantize_row_iq2_s(x, &bs, 256, w) == 0, "quantize iq2_s");
+    dequantize_row_iq2_s_ref(&bs, y, 256);
+    double e = 0, n = 0;
+    for (int i = 0; i < 256; i++) { e += (x[i] - y[i]) * (x[i] - y[i]); n += x[i] * x[i]; }
+    CHECK(t, e / n < 1e-2, "iq2_s grid points come back with relative error %g", e / n); /* d stored x0.9875, 4-bit sub-scales */
+    CHECK(t, qf_quantize_row_iq2_xs(x, &bx, 256, NULL) == -1, "iq2_xs needs an imatrix");
+    for (int g = 0; g < 32; g++)
+        for (int j = 0; j < 8; j++)
+            x[8 * g + j] = (float)((qf_iq2xs_grid[(g * 37) % 512] >> 8 * j) & 0xFF) * ((j < 2 && g % 3 == 0) ? -1.f : 1.f);
+    REQUIRE(t, qf_quantize_row_iq2_xs(x, &bx, 256, w) == 0, "quantize iq2_xs");
+    dequantize_row_iq2_xs_ref(&bx, y, 256);
+    e = n = 0;
+    for (int i = 0; i < 256; i++) { e += (x[i] - y[i]) * (x[i] - y[i]); n += x[i] * x[i]; }
+    CHECK(t, e / n < 1e-2, "iq2_xs grid points come back with relative error %g", e / n);
+}
+
 static void test_generic_entry_points(qf_test *t) {
     float y[256];
     uint8_t buf[292] = {0};
@@ -376,10 +537,12 @@ static void test_traits_table(qf_test *t) {
     static const uint32_t dequant[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
                                        GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K,
                                        GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
-                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
+                                       GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
+                                       GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
     static const uint32_t uses_imat[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,
                                          GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
-                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
+                                         GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS,
+                                         GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
     static const uint32_t needs_imat[] = {GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ1_S};
     static const struct { uint32_t w, act; } dot[] = {
         {GGML_TYPE_F16, GGML_TYPE_F16},   {GGML_TYPE_BF16, GGML_TYPE_BF16}, {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
@@ -388,7 +551,8 @@ static void test_traits_table(qf_test *t) {
         {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K}, {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K},
         {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K},
         {GGML_TYPE_IQ3_S, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ3_XXS, GGML_TYPE_Q8_K},
-        {GGML_TYPE_IQ2_XXS, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ2_XXS, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ2_XS, GGML_TYPE_Q8_K}, {GGML_TYPE_IQ2_S, GGML_TYPE_Q8_K},
+        {GGML_TYPE_IQ1_S, GGML_TYPE_Q8_K},  {GGML_TYPE_IQ1_M, GGML_TYPE_Q8_K},
     };
     for (uint32_t ty = 0; ty < GGML_TYPE_COUNT + 2; ty++) {
         int in_dequant = 0, in_uses = 0, in_needs = 0;
@@ -409,4 +573,5 @@ static void test_traits_table(qf_test *t) {
 
 QF_TEST_MAIN(test_q4_0_rounding_by_hand, test_q8_0_rounding_by_hand, test_q4_1_q5_rounding_by_hand,
              test_roundtrip_error_bounds, test_quantize_fast_equals_ref, test_dequantize_fast_equals_ref,
-             test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_iq3_s_grid, test_iq3_xxs_grid_and_signs, test_traits_table)
+             test_generic_entry_points, test_iq4_nl_by_hand, test_iq4_xs_by_hand, test_iq3_s_grid, test_iq3_xxs_grid_and_signs, test_traits_table,
+             test_iq1_by_hand, test_iq2_xs_s_grids)
