@@ -336,21 +336,27 @@ static void error_rows(const float *W, const float *Q, int64_t n_out, int64_t n_
         for (int64_t j = 0; j < n_in; j++) E[r * np + j] = W[r * n_in + j] - (Q ? Q[r * n_in + j] : 0.0f);
 }
 
-/* Relative output error of the group's tensors quantized with scale sc
- * (through the float Hessian Hf): by the codec (Hs NULL) or by what is
- * written (final_quantize; GPTQ with Hs = the scaled Hessian for awq+gptq). */
+/* The measured loss of the group's tensors quantized at scale sc: the
+ * group's relative output error sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2
+ * through the float Hessian Hf, with Q_i by the codec (Hs NULL) or by what
+ * is written (final_quantize; GPTQ with Hs the scaled Hessian for
+ * awq+gptq); Wc[i], when not NULL, holds tensor i's scaled and clipped
+ * weights. Qg[i] receives tensor i's dequantized weights, unscaled. */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
-                      const double *ref, const float *Hf, const double *Hs, float *Ws, float *Q, float *E, uint8_t *tmp,
-                      float *qws, double *loss, qf_err *err) {
+                      float *const *Wc, const double *ref, const float *Hf, const double *Hs, float *Ws,
+                      float *const *Qg, float *E, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
     for (int i = 0; i < g->n; i++) {
         const int64_t n_out = g->w[i]->n_out;
         const float *W = g->wf[i];
+        float *Q = Qg[i];
+        const float *Wi = Wc && Wc[i] ? Wc[i] : Ws;
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
-        for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
-        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, Hs, tmp, Q, err)
-                    : codec_quantize(s, &s->plan->t[pi[i]], Ws, n_out, n_in, qws, tmp, Q, err);
+        if (Wi == Ws)
+            for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
+        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, tmp, Q, err)
+                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, tmp, Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -359,6 +365,17 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
     }
     *loss = den > 0 ? num / den : 0;
     return 0;
+}
+
+/* group_loss at the scale of `alpha` (left in sc), by the codec or (gptq)
+ * by GPTQ on the Hessian of the scaled inputs (left in Hs). */
+static int scaled_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const double *mean,
+                       const int64_t *cls, int64_t n_cls, double alpha, int gptq, float *sc, const double *ref,
+                       const float *Hf, double *Hs, float *Ws, float *const *Qg, float *E, uint8_t *tmp, float *qws,
+                       double *loss, qf_err *err) {
+    qf_awq_scales(mean, cls, g->n_in, n_cls, alpha, sc);
+    if (gptq) scale_hessian(g->H, sc, g->n_in, Hs, s->o->calib->n_threads);
+    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, Ws, Qg, E, tmp, qws, loss, err);
 }
 
 static int add_report(state *s, const qf_awq_group_report *r) {
@@ -465,7 +482,13 @@ static int finish_deferred(state *s, deferred *d, const float *srow_range, const
  * heads on), down's the up half of gate_up (rows n_ff on; gate is the first
  * half, inside SiLU, and keeps its rows). Only attn_qkv's v rows are clipped
  * (q and k are not, as AWQ leaves them).
- * A tied output (token_embd, also the embedding table) is not scaled. */
+ * A tied output (token_embd, also the embedding table) is not scaled.
+ * search: the scale search runs by default on the single-linear groups (o,
+ * down, output). The norm-fed groups (q/k/v, gate/up) sum linears whose
+ * errors reach the block output by different paths (softmax for q and k,
+ * SiLU for gate), which their group loss weighs alike: scales that lowered
+ * that loss raised the model's KLD (docs/awq.md), so they keep scale 1
+ * unless all_groups is set (clipping still applies to them). */
 typedef enum { FOLD_NORM, FOLD_ROWS, FOLD_NONE } fold_kind;
 typedef enum { BLK_ANY, BLK_DENSE, BLK_FUSED, BLK_EXPERT } block_kind;
 typedef enum { SRC_NONE, SRC_V, SRC_UP } deferred_src;
@@ -481,17 +504,18 @@ typedef struct awq_rule {
     row_range defer_rows;/* which of its rows wait */
     int clip_from;       /* linears before this index are not clipped (q, k, as AWQ) */
     row_range clip_rows; /* the rows of the clipped linears that are clipped */
+    int search;          /* scale search by default (else scale 1 unless all_groups or a fixed alpha) */
 } awq_rule;
 
 static const awq_rule awq_rules[] = {
-    {QF_SITE_ATTN_IN, BLK_DENSE, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, ROWS_ALL, 2, ROWS_ALL},       /* q, k, v <- attn_norm */
-    {QF_SITE_ATTN_IN, BLK_FUSED, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 0, ROWS_QKV_V, 0, ROWS_QKV_V},   /* qkv <- attn_norm */
-    {QF_SITE_ATTN_OUT, BLK_ANY, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},      /* o <- v rows (+ bv), GQA classes */
-    {QF_SITE_FFN_IN, BLK_DENSE, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL},        /* gate, up <- ffn_norm */
-    {QF_SITE_FFN_IN, BLK_FUSED, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 0, ROWS_GATE_UP_UP, 0, ROWS_ALL}, /* gate_up <- ffn_norm */
-    {QF_SITE_FFN_IN, BLK_EXPERT, "ffn_in", FOLD_NONE, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL},       /* gate_e, up_e: clip only */
-    {QF_SITE_FFN_DOWN, BLK_ANY, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},     /* down(_e) <- up(_e) rows */
-    {QF_SITE_OUTPUT, BLK_ANY, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL},       /* output <- output_norm (untied) */
+    {QF_SITE_ATTN_IN, BLK_DENSE, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 2, ROWS_ALL, 2, ROWS_ALL, 0},       /* q, k, v <- attn_norm */
+    {QF_SITE_ATTN_IN, BLK_FUSED, "attn_in", FOLD_NORM, SRC_NONE, SRC_V, 0, ROWS_QKV_V, 0, ROWS_QKV_V, 0},   /* qkv <- attn_norm */
+    {QF_SITE_ATTN_OUT, BLK_ANY, "attn_out", FOLD_ROWS, SRC_V, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL, 1},      /* o <- v rows (+ bv), GQA classes */
+    {QF_SITE_FFN_IN, BLK_DENSE, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL, 0},        /* gate, up <- ffn_norm */
+    {QF_SITE_FFN_IN, BLK_FUSED, "ffn_in", FOLD_NORM, SRC_NONE, SRC_UP, 0, ROWS_GATE_UP_UP, 0, ROWS_ALL, 0}, /* gate_up <- ffn_norm */
+    {QF_SITE_FFN_IN, BLK_EXPERT, "ffn_in", FOLD_NONE, SRC_NONE, SRC_UP, 1, ROWS_ALL, 0, ROWS_ALL, 0},       /* gate_e, up_e: clip only */
+    {QF_SITE_FFN_DOWN, BLK_ANY, "ffn_down", FOLD_ROWS, SRC_UP, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL, 1},     /* down(_e) <- up(_e) rows */
+    {QF_SITE_OUTPUT, BLK_ANY, "output", FOLD_NORM, SRC_NONE, SRC_NONE, -1, ROWS_ALL, 0, ROWS_ALL, 1},       /* output <- output_norm (untied) */
 };
 
 /* The first row and count of range rr in a linear of n_out rows. */
@@ -592,7 +616,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     if (rule->from == SRC_V) bias = &L->bv;
     defer = rule_src(s, rule->defers), defer_idx = rule->defer_idx, clip_from = rule->clip_from;
     long pi[3];
-    float *qw[3] = {0};
+    float *qw[3] = {0}, *Qg[3] = {0}, *Wc[3] = {0};
     double ref[3] = {0};
     int64_t max_out = 0;
     for (int i = 0; i < g->n; i++)
@@ -614,8 +638,9 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     for (int i = 0; i < g->n && !rc; i++) {
         pi[i] = qf_quant_plan_find(s->plan, g->w[i]->name);
         qw[i] = malloc((size_t)n_in * sizeof *qw[i]);
+        Qg[i] = malloc((size_t)(g->w[i]->n_out * n_in) * sizeof *Qg[i]);
         if (pi[i] < 0) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", g->w[i]->name);
-        else if (!qw[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        else if (!qw[i] || !Qg[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         else {
             fit_weights(s, g->w[i], g->H, n_in, g->n_tokens, qw[i]);
             error_rows(g->wf[i], NULL, g->w[i]->n_out, n_in, E);
@@ -646,17 +671,18 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         }
     }
     gr.folded = fold;
-    /* scale search: alpha = 0 first, a larger alpha only if strictly better */
-    qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
-    if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, NULL, Ws, Q, E, tmp, qws, &gr.loss0, err))) goto done;
+    /* scale search with the codec: alpha 0 first, a larger alpha only if
+     * strictly better */
+    if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, 0, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &gr.loss0, err)))
+        goto done;
     gr.loss = gr.loss0;
     memcpy(best, sc, (size_t)n_in * sizeof *sc);
-    if (fold) {
+    if (fold && (s->o->alpha >= 0 || s->o->all_groups || rule->search)) {
         for (int a = 1; a < AWQ_GRID; a++) {
             const double alpha = s->o->alpha >= 0 ? s->o->alpha : (double)a / AWQ_GRID;
             double l;
-            qf_awq_scales(mean, cls, n_in, n_cls, alpha, sc);
-            if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, NULL, Ws, Q, E, tmp, qws, &l, err))) goto done;
+            if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, alpha, 0, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &l, err)))
+                goto done;
             if (s->o->alpha >= 0 || l < gr.loss) {
                 gr.loss = l;
                 gr.alpha = alpha;
@@ -666,34 +692,55 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         }
     }
     if (s->o->gptq && s->o->alpha < 0 && gr.alpha > 0) {
-        /* awq+gptq: GPTQ compensates much of what the scale buys, so the
-         * chosen scale must also beat alpha 0 (plain GPTQ) with GPTQ itself */
+        /* awq+gptq: the codec's alpha is kept only if it also beats alpha 0
+         * (plain GPTQ) under GPTQ itself; the losses reported are GPTQ's */
         double lg0, lga;
-        scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
-        if ((rc = group_loss(s, g, pi, qw, best, ref, Hf, Hs, Ws, Q, E, tmp, qws, &lga, err))) goto done;
-        qf_awq_scales(mean, cls, n_in, n_cls, 0.0, sc);
-        scale_hessian(g->H, sc, n_in, Hs, s->o->calib->n_threads);
-        if ((rc = group_loss(s, g, pi, qw, sc, ref, Hf, Hs, Ws, Q, E, tmp, qws, &lg0, err))) goto done;
+        if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, gr.alpha, 1, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &lga,
+                              err)) ||
+            (rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, 1, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &lg0, err)))
+            goto done;
+        gr.loss0 = lg0;
+        gr.loss = lga < lg0 ? lga : lg0;
         if (!(lga < lg0)) {
-            memcpy(best, sc, (size_t)n_in * sizeof *sc);
+            memcpy(best, sc, (size_t)n_in * sizeof *sc); /* sc holds alpha 0's scale */
             gr.alpha = 0;
-            gr.loss = gr.loss0;
         }
     }
     scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
-    /* clip and quantize every tensor; the deferred one waits for its row scale */
+    /* clipping (not for awq+gptq): kept only if it lowers the measured loss */
+    if (!s->o->no_clip && !s->o->gptq && clip_from < g->n) {
+        for (int i = clip_from; i < g->n && !rc; i++) {
+            const int64_t n_out = g->w[i]->n_out;
+            if (!(Wc[i] = malloc((size_t)(n_out * n_in) * sizeof *Wc[i]))) {
+                rc = qf_set_err(err, QF_ENOMEM, "out of memory for group %s", gr.name);
+                break;
+            }
+            for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (best[j] * best[j]);
+            for (int64_t k = 0; k < n_out * n_in; k++) Wc[i][k] = g->wf[i][k] * best[k % n_in];
+            int64_t c0, nc;
+            rule_rows(hp, rule->clip_rows, n_out, &c0, &nc);
+            rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, Hs, err);
+        }
+        double lc;
+        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, Ws, Qg, E, tmp, qws, &lc, err))) goto done;
+        gr.clipped = lc < gr.loss;
+        if (gr.clipped) gr.loss = lc;
+        else
+            for (int i = 0; i < g->n; i++) {
+                free(Wc[i]);
+                Wc[i] = NULL;
+            }
+    }
+    /* quantize every tensor; the deferred one waits for its row scale */
     double num = 0, den = 0;
     for (int i = 0; i < g->n && !rc; i++) {
         const qf_quant_tensor_plan *t = &s->plan->t[pi[i]];
         const int64_t n_out = g->w[i]->n_out;
         float *W = g->wf[i];
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (best[j] * best[j]);
-        for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * best[k % n_in];
-        int64_t c0, nc;
-        rule_rows(hp, rule->clip_rows, n_out, &c0, &nc);
-        if (!s->o->no_clip && !s->o->gptq && i >= clip_from &&
-            (rc = clip_tensor(s, t, Ws + c0 * n_in, nc, n_in, qws, Hs, err)))
-            break;
+        if (Wc[i]) memcpy(Ws, Wc[i], (size_t)(n_out * n_in) * sizeof *Ws);
+        else
+            for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * best[k % n_in];
         if (i == defer_idx) {
             defer->active = 1;
             defer->pi = pi[i];
@@ -761,7 +808,11 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     gr.seconds = qf_now_seconds() - t0;
     if (add_report(s, &gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
 done:
-    for (int i = 0; i < g->n; i++) free(qw[i]);
+    for (int i = 0; i < g->n; i++) {
+        free(qw[i]);
+        free(Qg[i]);
+        free(Wc[i]);
+    }
     free(sc);
     free(best);
     free(qws);

@@ -24,26 +24,28 @@
  * (into attn_norm) leaves q and k unchanged, so it stays exact. A tied
  * output (token_embd) is not scaled (it is also the embedding table).
  *
- * s = m^alpha, m = mean |x| per channel over the calibration tokens, for
- * alpha in {0, 0.05, ..., 0.95}, normalised by sqrt(max s * min s). The
- * loss of an alpha is the group's relative output error
- * sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2 (through H = X X^T), where
- * Q_i = deq(codec(W_i diag(s))) diag(1/s) uses the tensor's planned type and
- * quantizer (search or exact, fit weights = imatrix / s^2); alpha = 0
- * (s = 1) is in the grid, so the chosen loss never exceeds the un-scaled one.
+ * s = m^alpha, m = mean |x| per channel over the calibration tokens,
+ * normalised by sqrt(max s * min s). The measured loss of a choice is the
+ * group's relative output error sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2
+ * (through H = X X^T), where Q_i = deq(quant(W_i diag(s))) diag(1/s) is
+ * what the codec writes: the tensor's planned type and quantizer (search
+ * at --method search's full effort, or exact; fit weights = imatrix / s^2).
+ * alpha runs over {0.05, ..., 0.95} and is taken only if strictly below
+ * alpha 0's loss, so the chosen loss never exceeds the un-scaled one. For
+ * awq+gptq the chosen alpha is then measured again with GPTQ itself
+ * (H' = diag(1/s) H diag(1/s)) and kept only if strictly below plain
+ * GPTQ's loss (alpha 0). By default the search runs on o,
+ * down and output; q/k/v and gate/up keep s = 1 (awq.c's rule table says
+ * why; all_groups searches them too).
  *
- * Clipping (all but q and k): per codec block of each row, the weights are
- * clamped to +-shrink * max|w| (shrink = 1 - i/20, i = 0..9) before the
+ * Clipping (awq, all but q and k): per codec block of each row, the weights
+ * are clamped to +-shrink * max|w| (shrink = 1 - i/20, i = 0..9) before the
  * codec fits the block; the shrink with the least block output error
  * d^T H_bb d (d = codec result - unclamped weights, H_bb the block's part
- * of the scaled H) wins. The stored block is a standard block.
- *
- * awq+gptq: after scaling, GPTQ (gptq.h) quantizes W' with
- * H' = diag(1/s) H diag(1/s), the Hessian of the scaled inputs. The alpha
- * found with the codec is kept only if it also lowers the group's loss
- * under GPTQ (else alpha 0, which is plain GPTQ). No clipping there: GPTQ
- * compensates each rounding error itself, and clipping chosen for the
- * codec's rounding raised the KLD (docs/awq.md).
+ * of the scaled H) wins. The clipped group is kept only if its measured
+ * loss is strictly below the unclipped one. The stored block is a
+ * standard block. awq+gptq does not clip: GPTQ compensates each rounding
+ * error itself.
  *
  * Bytes do not depend on the thread count. Memory: that of --method gptq
  * plus, per block, a copy of v and up as F32 and of two input Hessians
@@ -66,15 +68,17 @@ typedef struct qf_awq_run_opts {
     int gptq;                      /* 1: awq+gptq */
     double alpha;                  /* < 0: search the grid; else every group uses this alpha */
     int no_clip;                   /* 1: no clipping search (awq+gptq never clips) */
+    int all_groups;                /* 1: search the norm-fed groups' scales too (default: ROWS groups and output) */
 } qf_awq_run_opts;
 
 typedef struct qf_awq_group_report {
     char name[64];                 /* "blk.3.attn_in", ..., "output" */
     double alpha;                  /* chosen */
     double loss0;                  /* relative output error at alpha = 0 (no clipping) */
-    double loss;                   /* at the chosen alpha (no clipping) */
+    double loss;                   /* at the chosen alpha and clipping */
     double loss_final;             /* of what is written (clipping, GPTQ), relative */
     int folded;                    /* 0: scale 1 (no fold possible) */
+    int clipped;                   /* 1: clipping kept (it lowered the measured loss) */
     int no_tokens;                 /* an expert no calibration token reached: quantized as the usual
                                       path does, no scale, no clipping, losses 0 */
     double seconds;                /* wall time of the group's search and quantization */

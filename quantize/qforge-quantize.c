@@ -100,6 +100,8 @@ static void usage(FILE *fp) {
             "  --act-order              gptq: columns by descending activation energy\n"
             "  --awq-alpha X            awq: use alpha X in [0, 1) for every group (no search)\n"
             "  --awq-no-clip            awq: no clipping search\n"
+            "  --awq-all-groups         awq: search the scales of the norm-fed groups (q/k/v, gate/up)\n"
+            "                           too (default: o, down and output only; docs/awq.md)\n"
             "  --mem-budget SIZE        gptq: hidden states kept in RAM up to SIZE (a size as for\n"
             "                           --target-size; default a quarter of RAM), beyond in a temp file\n"
             "  --tensor-type RE=T       tensors whose name matches the POSIX extended regex RE\n"
@@ -351,9 +353,9 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
             fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
-                    "\"loss_final\": %.6g, \"seconds\": %.3f}",
+                    "\"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
                     a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
-                    a->g[i].loss, a->g[i].loss_final, a->g[i].seconds);
+                    a->g[i].loss, a->g[i].clipped ? "true" : "false", a->g[i].loss_final, a->g[i].seconds);
         }
         fprintf(fp, "]}");
     }
@@ -704,6 +706,8 @@ static int quantize_main(int argc, char **argv) {
             aopt.alpha = x;
         } else if (!strcmp(a, "--awq-no-clip")) {
             aopt.no_clip = 1;
+        } else if (!strcmp(a, "--awq-all-groups")) {
+            aopt.all_groups = 1;
         } else if (!strcmp(a, "--act-order")) {
             gopt.act_order = 1;
         } else if (!strcmp(a, "--mem-budget")) {
@@ -840,8 +844,8 @@ static int quantize_main(int argc, char **argv) {
     const int awq = o.method == QF_QUANT_METHOD_AWQ || o.method == QF_QUANT_METHOD_AWQ_GPTQ;
     if ((o.method == QF_QUANT_METHOD_GPTQ || awq) && !gopt.calib_path)
         return qf_cli_usage(PROG, "--method %s needs --calib TEXT", qf_quant_method_name(o.method));
-    if (!awq && (aopt.alpha >= 0 || aopt.no_clip))
-        return qf_cli_usage(PROG, "%s", "--awq-alpha and --awq-no-clip need --method awq or awq+gptq");
+    if (!awq && (aopt.alpha >= 0 || aopt.no_clip || aopt.all_groups))
+        return qf_cli_usage(PROG, "%s", "--awq-alpha, --awq-no-clip and --awq-all-groups need --method awq or awq+gptq");
     if ((o.method == QF_QUANT_METHOD_AWQ) && (gopt.damp > 0 || gopt.act_order))
         return qf_cli_usage(PROG, "%s", "--damp and --act-order need --method gptq or awq+gptq");
     if (o.method != QF_QUANT_METHOD_GPTQ && !awq &&

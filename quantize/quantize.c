@@ -523,6 +523,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     }
 
     j.o = o;
+    if (o->method == QF_QUANT_METHOD_AWQ) qf_search_opts_init(&j.search); /* awq's codec: --method search's full effort */
     if ((o->method == QF_QUANT_METHOD_AWQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
         (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.gptq, o->awq_report, err)))
         goto fail;
@@ -540,7 +541,8 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     /* auto trades part of the K-quant search's gain for llama-quantize's
      * speed; --method search is the full search (qf_quant_method) */
     qf_search_opts_init(&j.search);
-    if (o->method == QF_QUANT_METHOD_AUTO || o->method >= QF_QUANT_METHOD_GPTQ) j.search.effort = QF_SEARCH_EFFORT_FAST;
+    if (o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ)
+        j.search.effort = QF_SEARCH_EFFORT_FAST;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;
     for (size_t i = 0; i < plan.n; i++)

@@ -8,30 +8,10 @@
 # every file of a row has the same size (checked). Writes the table and the command to
 # bench/results/DATE-awq-quality.md (RECORD=0: stdout only).
 # Environment: QF_BIN (bin), QF_DATA (../shared), CHUNKS (32), TYPES, THREADS (2).
-set -u -o pipefail
-cd "$(dirname "$0")/.."
-B=${QF_BIN:-bin}; D=${QF_DATA:-../shared}; P=$D/peers/llama.cpp/bin
-W=${1:-build/awq-quality}; CH=${CHUNKS:-32}; TH=${THREADS:-2}
-TYPES=${TYPES:-"Q4_K_M Q4_0 Q3_K_M Q2_K"}
-C=$D/corpus/tinystories-gen/calib.txt; T=$D/corpus/tinystories-gen/test.txt
-mkdir -p "$W"
-die() { echo "awq-quality.sh: error: $*" >&2; exit 1; }
-[ -d "$D/models/tinystories-distill-3M" ] || { echo "SKIP: $D/models/tinystories-distill-3M not found"; exit 0; }
+# Set-up (base, scorers, imatrices): scripts/calib-quality-lib.sh.
+NAME=awq-quality.sh WDEF=build/awq-quality THDEF=2
 START=$(date -u '+%Y-%m-%d %H:%M'); L0=$(cut -d' ' -f1-3 /proc/loadavg)
-[ -s "$W/base.gguf" ] || "$B/qforge-convert" "$D/models/tinystories-distill-3M" -o "$W/base.gguf" --outtype auto --quiet || die convert
-[ -s "$W/base.logits" ] || "$B/qforge-verify" "$W/base.gguf" -f "$T" -c 512 --chunks 20 -t "$TH" --save-logits "$W/base.logits" >/dev/null || die base
-[ -s "$W/base.kld" ] || "$P/llama-perplexity" -m "$W/base.gguf" -f "$T" -c 512 --chunks 20 -ctk f32 -ctv f32 -t "$TH" \
-  --kl-divergence-base "$W/base.kld" >"$W/lc-base.log" 2>&1 || die llama-perplexity
-[ -s "$W/imatrix-lc.dat" ] || "$P/llama-imatrix" -m "$W/base.gguf" -f "$C" -o "$W/imatrix-lc.dat" -c 512 --chunks "$CH" -t "$TH" \
-  >"$W/lc-imatrix.log" 2>&1 || die llama-imatrix
-[ -s "$W/imatrix-qf.gguf" ] || "$B/qforge-calibrate" "$W/base.gguf" -f "$C" -o "$W/imatrix-qf.gguf" -c 512 --chunks "$CH" -t "$TH" --quiet || die calibrate
-score() { # FILE -> "qforge-verify KLD / llama-perplexity KLD"
-  local a b
-  a=$("$B/qforge-verify" "$1" -f "$T" -c 512 --chunks 20 -t "$TH" --base-logits "$W/base.logits" | sed -n 's/.*mean KLD: \([0-9.e-]*\).*/\1/p')
-  b=$("$P/llama-perplexity" -m "$1" -f "$T" -c 512 --chunks 20 -ctk f32 -ctv f32 -t "$TH" --kl-divergence-base "$W/base.kld" \
-    --kl-divergence 2>&1 | sed -n 's/^Mean *KLD: *\([0-9.e-]*\).*/\1/p' | head -1)
-  echo "$a / $b"
-}
+. "$(dirname "$0")/calib-quality-lib.sh"
 TAB=$W/table.md
 {
   echo "| type | search | awq | gptq | awq+gptq | llama.cpp imatrix | awq+gptq / llama.cpp | bytes |"

@@ -3,7 +3,7 @@
 # exactness of the scale folding (F32 output, logits of the folded model equal
 # the original's within 1e-5 relative: stories260K, tinystories-distill-3M,
 # synthetic Qwen2 with biases and Qwen3 with q/k norms, both GQA); alpha 0
-# without clipping is byte-identical to the default method with the same
+# without clipping is byte-identical to --method search with the same
 # imatrix, and awq+gptq's is gptq's; the chosen scales never raise a group's loss over alpha 0;
 # llama.cpp runs the files; 1 and 2 threads give the same bytes; bad inputs.
 . "$(dirname "$0")/../lib.sh"
@@ -47,14 +47,14 @@ if [ -f "$TMP/s260-f32.gguf" ] && "$Q" "$QF_DATA/$S260" "$TMP/s-q.gguf" Q4_0 --m
   if [ -n "$d" ] && ! le "$d" 1e-5; then pass exact-check-detects; else fail exact-check-detects "Q4_0 differs by only $d"; fi
 fi
 
-# ---- alpha 0, no clipping: the default method's bytes (same imatrix)
+# ---- alpha 0, no clipping: --method search's bytes (same imatrix)
 if "$QF_BIN/qforge-convert" "$QF_DATA/$S260" -o "$TMP/s.gguf" --outtype f32 >/dev/null 2>&1 &&
    "$CALIB" "$TMP/s.gguf" -f "$CALF" -c 128 --chunks 4 -o "$TMP/im.gguf" -t 2 >/dev/null 2>&1; then
   for ty in Q4_0 Q4_K_M; do
     "$Q" "$TMP/s.gguf" "$TMP/z-awq.gguf" $ty --method awq --awq-alpha 0 --awq-no-clip --imatrix "$TMP/im.gguf" $A -t 2 \
-      >/dev/null 2>"$TMP/err" && "$Q" "$TMP/s.gguf" "$TMP/z-auto.gguf" $ty --imatrix "$TMP/im.gguf" --quiet -t 2 >/dev/null 2>>"$TMP/err" &&
+      >/dev/null 2>"$TMP/err" && "$Q" "$TMP/s.gguf" "$TMP/z-auto.gguf" $ty --method search --imatrix "$TMP/im.gguf" --quiet -t 2 >/dev/null 2>>"$TMP/err" &&
       cmp -s "$TMP/z-awq.gguf" "$TMP/z-auto.gguf" && pass "alpha0-$ty-bytes" ||
-      fail "alpha0-$ty-bytes" "alpha 0 file differs from the default method's $(cat "$TMP/err")"
+      fail "alpha0-$ty-bytes" "alpha 0 file differs from --method search's $(cat "$TMP/err")"
   done
 else
   fail alpha0-bytes "convert or calibrate failed"

@@ -1,10 +1,15 @@
 /* awq_test - AWQ's per-channel scales (awq.h): alpha 0 is the identity,
  * the normalisation, scales shared by a class (GQA: o columns of one v row),
- * monotone in the channel mean. The end-to-end properties (exact folding,
- * alpha 0 bytes, losses, threads) are in tests/cli/awq.sh. */
+ * monotone in the channel mean; on stories260K through qf_quantize: alpha 0
+ * without clipping writes --method search's bytes, and the chosen scales
+ * and clipping never raise a group's measured loss over alpha 0. The other
+ * end-to-end properties (exact folding, threads, llama.cpp) are in
+ * tests/cli/awq.sh. */
 #include "qf_test.h"
 
 #include "awq.h"
+#include "gptq_run.h"
+#include "quantize.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -89,4 +94,104 @@ static void test_quad_error(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_quad_error, test_alpha0_is_identity, test_normalised, test_classes_share, test_dead_channel_finite)
+/* qf_quantize of stories260K (F32) to `type` with the oracle imatrix:
+ * --method `method`, AWQ options alpha/no_clip (calibration: 4 chunks of
+ * 128 tokens of tinystories-gen/calib.txt). 0 when the data is missing. */
+static int quantize_260k(qf_test *t, const char *out, const char *type, int method, double alpha, int no_clip,
+                         qf_awq_report *rep) {
+    char in[1024], im[1024], cal[1024];
+    if (!qf_test_data(t, "oracles/llamacpp/stories260K-F32.gguf", in, sizeof in) ||
+        !qf_test_data(t, "oracles/llamacpp/stories260K-imatrix-wiki64x512.dat", im, sizeof im) ||
+        !qf_test_data(t, "corpus/tinystories-gen/calib.txt", cal, sizeof cal))
+        return 0;
+    qf_quantize_opts o;
+    qf_quantize_opts_init(&o);
+    o.in_path = in;
+    o.out_path = out;
+    o.preset = qf_quant_preset_find(type);
+    o.imatrix_path = im;
+    o.method = method;
+    o.n_threads = 2;
+    qf_gptq_run_opts g;
+    memset(&g, 0, sizeof g);
+    g.calib_path = cal;
+    g.n_ctx = 128;
+    g.max_chunks = 4;
+    g.n_threads = 2;
+    qf_awq_run_opts a;
+    memset(&a, 0, sizeof a);
+    a.calib = &g;
+    a.alpha = alpha;
+    a.no_clip = no_clip;
+    o.gptq = &g;
+    o.awq = &a;
+    o.awq_report = rep;
+    qf_err err = {0};
+    const int rc = qf_quantize(&o, NULL, &err);
+    CHECK(t, rc == 0, "%s %s: %s", type, out, err.msg);
+    return rc == 0;
+}
+
+static int same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
+    const int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* alpha 0 without clipping is the un-scaled quantization, byte for byte. */
+static void test_alpha0_bytes(qf_test *t) {
+    const char *types[] = {"Q4_0", "Q4_K_M"};
+    for (int i = 0; i < 2; i++) {
+        char a[512], b[512];
+        snprintf(a, sizeof a, "%s/awq-a0-%s.gguf", qf_test_tmpdir(), types[i]);
+        snprintf(b, sizeof b, "%s/awq-search-%s.gguf", qf_test_tmpdir(), types[i]);
+        qf_awq_report rep;
+        memset(&rep, 0, sizeof rep);
+        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ, 0.0, 1, &rep) ||
+            !quantize_260k(t, b, types[i], QF_QUANT_METHOD_SEARCH, -1, 0, NULL)) {
+            qf_awq_report_free(&rep);
+            return;
+        }
+        CHECK(t, rep.n > 0, "%s: no groups", types[i]);
+        for (size_t k = 0; k < rep.n; k++)
+            CHECK(t, rep.g[k].alpha == 0 && !rep.g[k].clipped, "%s %s: alpha %g clipped %d", types[i], rep.g[k].name,
+                  rep.g[k].alpha, rep.g[k].clipped);
+        CHECK(t, same_file(a, b), "%s: awq --awq-alpha 0 --awq-no-clip differs from --method search", types[i]);
+        qf_awq_report_free(&rep);
+        remove(a);
+        remove(b);
+    }
+}
+
+/* The search never ends above alpha 0's measured loss, and it does move
+ * (some group takes an alpha > 0 or clipping, else the check says nothing). */
+static void test_loss_not_raised(qf_test *t) {
+    const char *types[] = {"Q4_0", "Q2_K"};
+    for (int i = 0; i < 2; i++) {
+        char a[512];
+        snprintf(a, sizeof a, "%s/awq-search-%s.gguf", qf_test_tmpdir(), types[i]);
+        qf_awq_report rep;
+        memset(&rep, 0, sizeof rep);
+        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ, -1, 0, &rep)) {
+            qf_awq_report_free(&rep);
+            return;
+        }
+        int moved = 0;
+        for (size_t k = 0; k < rep.n; k++) {
+            const qf_awq_group_report *g = &rep.g[k];
+            CHECK(t, g->loss <= g->loss0, "%s %s: alpha %g loss %.9g above alpha 0's %.9g", types[i], g->name, g->alpha,
+                  g->loss, g->loss0);
+            CHECK(t, g->alpha > 0 || g->clipped || g->loss == g->loss0, "%s %s: alpha 0 with loss %.9g != %.9g", types[i], g->name,
+                  g->loss, g->loss0);
+            moved |= g->alpha > 0 || g->clipped;
+        }
+        CHECK(t, rep.n > 0 && moved, "%s: %zu groups, none scaled", types[i], rep.n);
+        qf_awq_report_free(&rep);
+        remove(a);
+    }
+}
+
+QF_TEST_MAIN(test_alpha0_bytes, test_loss_not_raised, test_quad_error, test_alpha0_is_identity, test_normalised, test_classes_share, test_dead_channel_finite)
