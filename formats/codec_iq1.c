@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_iquants.h"
 #include "codec_kernels.h"
 
 /* ------------------------------------------------------------------------ */
@@ -275,13 +276,11 @@ static float iq1_s_sub_block(const float *xb, const float *weight, float max, bl
 static void iq1_s_block(const float *x, const float *qw, block_iq1_s *y, int shifts[8]) {
     float scales[8], weight[32];
     memset(y, 0, sizeof *y);
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ1; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = 2 * sumx2 / QK_IQ1;
+    const float sigma2 = iq_sigma2(x, QK_IQ1, 2);
     float max_scale = 0.f;
     for (int ib = 0; ib < 8; ++ib) {
         const float *xb = x + 32 * ib;
-        for (int i = 0; i < 32; ++i) weight[i] = qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]);
+        iq_group_weights(xb, qw + 32 * ib, sigma2, 32, 0, weight, NULL);
         float max = fabsf(xb[0]);
         for (int i = 1; i < 32; ++i) max = QK_MAX(max, fabsf(xb[i]));
         if (max < 1e-12f) {
@@ -422,12 +421,6 @@ static float iq1_m_sub_block(const float *xb, const float *weight, float max, bl
     return scale;
 }
 
-/* IQ1_M's weights for the 16 weights of xb: qw * sqrt(sigma2 + x^2), or x^2
- * without an imatrix. */
-static void iq1_m_weights(const float *xb, const float *qw, float sigma2, float *weight) {
-    for (int i = 0; i < 16; ++i) weight[i] = qw ? qw[i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
-}
-
 /* One 256-block of IQ1_M: 16 sub-blocks of 16 (those with max |x| < 1e-7
  * keep index 0 and scale 0); per sub-block the 3-bit l = round((s/d - 1)/2)
  * with d = max scale / 15, the shift bits in qh; then d itself is refit by
@@ -438,13 +431,11 @@ static void iq1_m_block(const float *x, const float *qw, block_iq1_m *y, int shi
     static const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
     float scales[16], weight[16];
     memset(y, 0, sizeof *y);
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ1; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = 2 * sumx2 / QK_IQ1;
+    const float sigma2 = iq_sigma2(x, QK_IQ1, 2);
     float max_scale = 0.f;
     for (int ib = 0; ib < 16; ++ib) {
         const float *xb = x + 16 * ib;
-        iq1_m_weights(xb, qw ? qw + 16 * ib : NULL, sigma2, weight);
+        iq_group_weights(xb, qw ? qw + 16 * ib : NULL, sigma2, 16, 0, weight, NULL);
         float max = fabsf(xb[0]);
         for (int i = 1; i < 16; ++i) max = QK_MAX(max, fabsf(xb[i]));
         if (max < 1e-7f) {
@@ -464,7 +455,7 @@ static void iq1_m_block(const float *x, const float *qw, block_iq1_m *y, int shi
         sc[ib / 4] |= (uint16_t)(l << 3 * (ib % 4));
         y->qh[ib] |= masks[shifts[ib]];
         const float *xb = x + 16 * ib;
-        iq1_m_weights(xb, qw ? qw + 16 * ib : NULL, sigma2, weight);
+        iq_group_weights(xb, qw ? qw + 16 * ib : NULL, sigma2, 16, 0, weight, NULL);
         for (int k = 0; k < 2; ++k) {
             const float *xx = iq1_m_levels(shifts[ib], k);
             const int gi = y->qs[2 * ib + k] | ((y->qh[ib] >> 4 * k) & 7) << 8;

@@ -563,14 +563,11 @@ static void iq2_xs_block(const float *x, const float *qw, block_iq2_xs *y, int8_
     uint8_t block_signs[2];
     uint16_t q2[QK_IQ / 8] = {0};
     memset(y, 0, sizeof *y);
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = sumx2 / QK_IQ;
+    const float sigma2 = iq_sigma2(x, QK_IQ, 1);
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 16; ++ib) {
         const float *xb = x + 16 * ib;
-        for (int i = 0; i < 16; ++i) weight[i] = qw[16 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]);
-        for (int i = 0; i < 16; ++i) waux[i] = sqrtf(weight[i]);
+        iq_group_weights(xb, qw + 16 * ib, sigma2, 16, 0, weight, waux);
         iq_even_signs(xb, weight, xval, block_signs, 2);
         float max = xval[0];
         for (int i = 1; i < 16; ++i) max = QK_MAX(max, xval[i]);
@@ -614,15 +611,11 @@ static void iq2_s_block(const float *x, const float *qw, block_iq2_s *y, int8_t 
     float scales[QK_IQ / 16], weight[16], xval[16], waux[16];
     uint8_t block_signs[2];
     memset(y, 0, sizeof *y);
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = 2 * sumx2 / QK_IQ;
+    const float sigma2 = iq_sigma2(x, QK_IQ, 2);
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 16; ++ib) {
         const float *xb = x + 16 * ib;
-        for (int i = 0; i < 16; ++i)
-            weight[i] = qw ? qw[16 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : 0.25f * sigma2 + xb[i] * xb[i];
-        for (int i = 0; i < 16; ++i) waux[i] = sqrtf(weight[i]);
+        iq_group_weights(xb, qw ? qw + 16 * ib : NULL, sigma2, 16, 1, weight, waux);
         for (int k = 0; k < 2; ++k) {
             uint8_t s = 0;
             for (int i = 0; i < 8; ++i) {

@@ -352,15 +352,11 @@ static void iq3_s_block(const float *x, const float *qw, block_iq3_s *y, int8_t 
     uint8_t block_signs[4];
     memset(y, 0, sizeof *y);
     uint8_t *qs = y->qs, *signs = y->signs;
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = 2 * sumx2 / QK_IQ;
+    const float sigma2 = iq_sigma2(x, QK_IQ, 2);
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 32; ++ib) {
         const float *xb = x + 32 * ib;
-        for (int i = 0; i < 32; ++i)
-            weight[i] = qw ? qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
-        for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
+        iq_group_weights(xb, qw ? qw + 32 * ib : NULL, sigma2, 32, 0, weight, waux);
         for (int k = 0; k < 4; ++k) {
             uint8_t s = 0;
             for (int i = 0; i < 8; ++i) {
@@ -460,6 +456,20 @@ void dequantize_row_iq3_xxs_ref(const block_iq3_xxs *x, float *y, int64_t k) {
  * of negative signs each: if a group has an odd count, the weight with the
  * smallest w*x^2 (first on ties) is taken with the wrong sign (its xval goes
  * negative). block_signs gets the low 7 bits of each group's pattern. */
+float iq_sigma2(const float *x, int n, float factor) {
+    float sumx2 = 0.f;
+    for (int i = 0; i < n; ++i) sumx2 += x[i] * x[i];
+    return factor * sumx2 / (float)n;
+}
+
+void iq_group_weights(const float *xb, const float *qw, float sigma2, int n, int quarter_sigma, float *weight,
+                      float *waux) {
+    for (int i = 0; i < n; ++i)
+        weight[i] = qw ? qw[i] * sqrtf(sigma2 + xb[i] * xb[i]) : quarter_sigma ? 0.25f * sigma2 + xb[i] * xb[i] : xb[i] * xb[i];
+    if (waux)
+        for (int i = 0; i < n; ++i) waux[i] = sqrtf(weight[i]);
+}
+
 void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups) {
     for (int k = 0; k < n_groups; ++k) {
         int nflip = 0;
@@ -493,15 +503,11 @@ static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int
     uint8_t block_signs[4];
     uint32_t ss[QK_IQ / 32] = {0};
     memset(y, 0, sizeof *y);
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = 2 * sumx2 / QK_IQ;
+    const float sigma2 = iq_sigma2(x, QK_IQ, 2);
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 32; ++ib) {
         const float *xb = x + 32 * ib;
-        for (int i = 0; i < 32; ++i)
-            weight[i] = qw ? qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
-        for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
+        iq_group_weights(xb, qw ? qw + 32 * ib : NULL, sigma2, 32, 0, weight, waux);
         iq_even_signs(xb, weight, xval, block_signs, 4);
         float max = xval[0];
         for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
@@ -753,14 +759,11 @@ static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int
     uint8_t block_signs[4];
     uint32_t q2[2 * (QK_IQ / 32)] = {0};
     memset(y, 0, sizeof *y);
-    float sumx2 = 0.f;
-    for (int i = 0; i < QK_IQ; ++i) sumx2 += x[i] * x[i];
-    const float sigma2 = sumx2 / QK_IQ;
+    const float sigma2 = iq_sigma2(x, QK_IQ, 1);
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 32; ++ib) {
         const float *xb = x + 32 * ib;
-        for (int i = 0; i < 32; ++i) weight[i] = qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]);
-        for (int i = 0; i < 32; ++i) waux[i] = sqrtf(weight[i]);
+        iq_group_weights(xb, qw + 32 * ib, sigma2, 32, 0, weight, waux);
         iq_even_signs(xb, weight, xval, block_signs, 4);
         float max = xval[0];
         for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);

@@ -110,6 +110,17 @@ int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const f
  * sign when the count is odd, as ggml). */
 void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups);
 
+/* ggml's block variance of the i-quant quantizers: factor * (sum of x_i^2
+ * over the n values) / n, with the factor (1 or 2) each type uses. */
+float iq_sigma2(const float *x, int n, float factor);
+
+/* The importance weights of the n values xb: qw_i * sqrt(sigma2 + x_i^2)
+ * with an imatrix (qw points at the group's entries), else x_i^2, or
+ * 0.25 * sigma2 + x_i^2 when quarter_sigma (IQ2_S); and, when waux is not
+ * NULL, their square roots. */
+void iq_group_weights(const float *xb, const float *qw, float sigma2, int n, int quarter_sigma, float *weight,
+                      float *waux);
+
 /* Row quantizers for the traits table (ggml_types.c). */
 struct qk_kernels;
 void qk_from_float_iq3_s(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);
