@@ -105,8 +105,7 @@ static int is_k_type(uint32_t t) {
            t == GGML_TYPE_Q6_K;
 }
 
-/* AUTO (docs/quantize.md, measurements in docs/quality.md and
- * docs/quality.md):
+/* AUTO (docs/quantize.md; measurements in docs/quality.md):
  *  - K-quant presets, IQ4_NL and IQ4_XS: search every tensor that has a search
  *    (IQ4_XS tensors themselves have none and stay exact),
  *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD

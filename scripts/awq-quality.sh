@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/awq-quality.sh [WORKDIR] - the AWQ quality table of docs/awq.md and docs/quality.md:
+# scripts/awq-quality.sh [WORKDIR] - the distill-3M table of docs/quality.md "Calibrated methods":
 # tinystories-distill-3M, calibration corpus/tinystories-gen/calib.txt (CHUNKS chunks of 512
 # tokens for llama-imatrix, qforge-calibrate, GPTQ and AWQ alike), mean KLD against the base on
 # test.txt (20 chunks of 512), scored by qforge-verify and by llama-perplexity --kl-divergence

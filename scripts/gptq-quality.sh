@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/gptq-quality.sh [WORKDIR] - the GPTQ quality table of docs/gptq.md:
+# scripts/gptq-quality.sh [WORKDIR] - the gptq column of docs/quality.md "Calibrated methods", alone:
 # tinystories-distill-3M, calibration corpus/tinystories-gen/calib.txt (CHUNKS chunks of
 # 512 tokens for llama-imatrix, qforge-calibrate and GPTQ alike), mean KLD against the
 # base on test.txt (20 chunks of 512), scored by qforge-verify and llama-perplexity.
