@@ -135,6 +135,7 @@ eval_chunks() { eval echo "\$EVAL_$1"; }
 # the articles before it are calibration text, the rest evaluation text (disjoint).
 split_wiki() {
   [ -s "$W/s260/wiki-eval.txt" ] && return 0
+  mkdir -p "$W/s260"
   awk -v lim="$WIKI_SPLIT_BYTES" -v a="$W/s260/wiki-calib.txt.tmp" -v b="$W/s260/wiki-eval.txt.tmp" '
     !cut && n >= lim && /^ = [^=].* = $/ { cut = 1 }
     { print > (cut ? b : a); n += length($0) + 1 }' "$WIKI" &&
