@@ -294,7 +294,8 @@ pool_wait
 # stories260K: where the stock llama-quantize aborts (legacy types, ffn_down rows of 172),
 # llama.cpp's rows come from the oracle files (same base bytes, see PROVENANCE.md).
 ORA=$QF_DATA/oracles/llamacpp
-for spec in Q8_0:stories260K-Q8_0.gguf Q4_0:stories260K-Q4_0.gguf Q4_0-imat:stories260K-Q4_0-imat.gguf; do
+case " $MODELS " in *" s260 "*) s260_specs="Q8_0:stories260K-Q8_0.gguf Q4_0:stories260K-Q4_0.gguf Q4_0-imat:stories260K-Q4_0-imat.gguf" ;; *) s260_specs= ;; esac
+for spec in $s260_specs; do
   key=${spec%%:*} file=${spec#*:}
   if [ ! -s "$W/s260/q/lc-$key.gguf" ] && [ -s "$ORA/$file" ]; then ln -sf "$ORA/$file" "$W/s260/q/lo-$key.gguf"; fi
 done
