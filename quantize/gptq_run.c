@@ -210,7 +210,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     if (!hd) return qf_set_err(err, QF_ENOMEM, "out of memory");
     s->hdiag = hd;
     for (int64_t j = 0; j < n_in; j++) hd[j] = g->H[j * n_in + j];
-    const int no_tokens = g->n_tokens == 0;
+    const int no_tokens = g->n_tokens == 0 && g->expert >= 0; /* only an expert can see no token */
     float *xbuf = NULL;
     if (g->expert >= 0 && !(xbuf = malloc((size_t)(g->w[0]->n_expert * n_in) * sizeof *xbuf)))
         return qf_set_err(err, QF_ENOMEM, "out of memory");
