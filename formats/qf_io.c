@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,4 +120,16 @@ int qf_check_output(const char *out, const char *const *inputs, size_t n, qf_err
                               out, inputs[i]);
     }
     return 0;
+}
+
+void qf_release_range(const void *map, uint64_t map_size, const void *p, uint64_t n, uint64_t grain) {
+    if (!p || !n) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), g = grain > page ? (uintptr_t)grain : page;
+    uintptr_t lo = (uintptr_t)p & ~(g - 1), hi = ((uintptr_t)p + n + g - 1) & ~(g - 1);
+    if (map) {
+        const uintptr_t m0 = (uintptr_t)map, m1 = m0 + map_size; /* the mapping starts on a page boundary */
+        if (lo < m0) lo = m0;
+        if (hi > m1) hi = m1;
+    }
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }

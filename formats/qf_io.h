@@ -13,6 +13,7 @@
 #define QF_IO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "qf_error.h"
@@ -36,5 +37,11 @@ const char *qf_sniff(const void *head, size_t n);
  * skipped), or if an input is a directory and OUT is an existing
  * *.safetensors, *.json, *.model or merges.txt file directly inside it. */
 int qf_check_output(const char *out, const char *const *inputs, size_t n, qf_err *err);
+
+/* Drop the resident pages of [p, p + n), the range widened to multiples of
+ * grain (a power of two; 0: the page size) and, when map is not NULL, kept
+ * inside the mapping [map, map + map_size). For read-only or file-backed
+ * mappings only: the pages fault back in from the file when touched again. */
+void qf_release_range(const void *map, uint64_t map_size, const void *p, uint64_t n, uint64_t grain);
 
 #endif

@@ -788,12 +788,9 @@ void st_release(const st_model *m, const st_tensor *t) {
     if (!m || !t || t->nbytes == 0 || t->shard >= m->n_shards) return;
     const st_shard *sh = &m->shards[t->shard];
     if (sh->fd < 0) return; /* a caller's buffer: not ours to drop */
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t lo = (uintptr_t)t->data & ~(page - 1);
-    uintptr_t hi = ((uintptr_t)t->data + t->nbytes + page - 1) & ~(page - 1);
     /* pages shared with neighbouring tensors are dropped too: harmless on a
      * read-only file mapping, they are faulted back in from the file */
-    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    qf_release_range(NULL, 0, t->data, t->nbytes, 0);
 }
 
 /* ---------------- writer ---------------- */

@@ -1,5 +1,6 @@
 /* fp8_write.c - HF directory -> compressed-tensors FP8 directory (fp8_write.h). */
 #include "fp8_write.h"
+#include "qf_io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -239,9 +240,7 @@ static void release(wctx *w, const srct *t) {
         st_release(&w->st, t->st);
         return;
     }
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t lo = (uintptr_t)t->data & ~(page - 1), hi = ((uintptr_t)t->data + t->nbytes + page - 1) & ~(page - 1);
-    if (t->nbytes) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    qf_release_range(NULL, 0, t->data, t->nbytes, 0);
 }
 
 static int emit(wctx *w, st_writer *sw, job *j) {

@@ -1,5 +1,6 @@
 /* layerwise.c - the layer-sequential calibration pipeline (layerwise.h). */
 #include "layerwise.h"
+#include "qf_io.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -60,17 +61,6 @@ static void hidden_free(hidden *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* Drop the resident pages of [p, p + n) inside the mapping [map, map + size)
- * (page-aligned start); the data stays in the file / page cache and a later
- * access faults it back in. */
-static void release_range(const void *map, uint64_t size, const void *p, uint64_t n) {
-    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), m0 = (uintptr_t)map, m1 = m0 + size;
-    uintptr_t lo = (uintptr_t)p & ~(pg - 1), hi = ((uintptr_t)p + n + pg - 1) & ~(pg - 1);
-    if (lo < m0) lo = m0;
-    if (hi > ((m1 + pg - 1) & ~(pg - 1))) hi = (m1 + pg - 1) & ~(pg - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
-
 /* Give back the pages of weight w if they lie in one of the model's GGUF
  * mappings (read-only, so nothing is lost); other storage is left alone. */
 static void release_bytes(const qf_model *m, const void *data, uint64_t n) {
@@ -79,7 +69,7 @@ static void release_bytes(const qf_model *m, const void *data, uint64_t n) {
     for (uint32_t s = 0; s <= m->n_shards; s++) {
         const gguf_file *f = s == 0 ? &m->file : &m->shards[s - 1];
         if (f->map && p >= f->map && p + n <= f->map + f->map_size) {
-            release_range(f->map, f->map_size, p, n);
+            qf_release_range(f->map, f->map_size, p, n, 0);
             return;
         }
     }

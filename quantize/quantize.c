@@ -15,6 +15,7 @@
  * count or the chunk size.
  */
 #include "quantize.h"
+#include "qf_io.h"
 #include "qf_util.h"
 
 #include <errno.h>
@@ -97,12 +98,7 @@ typedef struct job {
 static void release_input(const job *j, const void *p, uint64_t n) {
     const uintptr_t grain = (uintptr_t)2 << 20;
     const gguf_file *f = n && !j->input->src ? qf_quant_input_file_of(j->input, p) : NULL;
-    if (!f) return;
-    uintptr_t map_lo = (uintptr_t)f->map, map_hi = map_lo + f->map_size;
-    uintptr_t lo = (uintptr_t)p & ~(grain - 1), hi = ((uintptr_t)p + n + grain - 1) & ~(grain - 1);
-    if (lo < map_lo) lo = map_lo; /* the mapping starts on a page boundary */
-    if (hi > map_hi) hi = map_hi;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (f) qf_release_range(f->map, f->map_size, p, n, grain);
 }
 
 static void report(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
