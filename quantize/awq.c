@@ -21,6 +21,7 @@
 
 #define AWQ_GRID 20     /* alpha = i / AWQ_GRID, i < AWQ_GRID */
 #define CLIP_STEPS 10   /* shrink = 1 - i / 20, i < CLIP_STEPS */
+#define DAMP_IN_H 1e-12 /* GPTQ's relative damping when H already holds it (scale_hessian) */
 
 void qf_awq_report_free(qf_awq_report *r) {
     if (!r) return;
@@ -75,6 +76,7 @@ typedef struct deferred {
     float *s_in;             /* [n_in] */
     float *qw;               /* fit weights / s_in^2 [n_in] */
     double *Hs;              /* scaled input Hessian [n_in^2] (awq+gptq), else NULL */
+    int pd;
     int64_t n_out, n_in;
     int64_t row0, n_rows;    /* the rows that take the next group's scale: all, or v's of a fused
                                 attn_qkv, up's of a fused gate_up */
@@ -86,7 +88,9 @@ typedef struct state {
     const qf_imatrix *im;
     const qf_awq_run_opts *o;
     const qf_search_opts *search;
-    uint8_t **out;
+    qf_blockstore *store;    /* finished tensors' output bytes */
+    uint8_t **xblocks;       /* [plan->n] stacked expert tensors being filled */
+    int *xfilled;            /* [plan->n] experts written into xblocks[i] so far */
     qf_awq_report *rep;
     size_t cap;
     deferred v, up;
@@ -123,11 +127,12 @@ static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const f
 
 /* What is written: GPTQ with the scaled Hessian (awq+gptq, a GPTQ type) or the codec. */
 static int final_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
-                          const float *qw, const double *Hs, uint8_t *dst, float *Q, qf_err *err) {
+                          const float *qw, const double *Hs, int predamped, uint8_t *dst, float *Q, qf_err *err) {
     if (!s->o->gptq || !Hs || !qf_gptq_supports(t->type)) return codec_quantize(s, t, W, n_out, n_in, qw, dst, Q, err);
     qf_gptq_opts go;
     qf_gptq_opts_init(&go);
     if (s->o->calib->damp > 0) go.damp = s->o->calib->damp;
+    if (predamped) go.damp = DAMP_IN_H;
     go.act_order = s->o->calib->act_order;
     go.fit = QF_GPTQ_FIT_SEARCH;
     go.fit_weights = qw;
@@ -138,11 +143,30 @@ static int final_quantize(const state *s, const qf_quant_tensor_plan *t, const f
     return rc;
 }
 
-/* Hs = diag(1/s) H diag(1/s). */
-static void scale_hessian(const double *H, const float *sc, int64_t n, double *Hs, int n_threads) {
+/* GPTQ's absolute damping lambda = damp * mean(diag H) for H [n*n], a
+ * dead input (H_jj = 0) counted as 1, as gptq.c adds it. */
+static double gptq_lambda(const state *s, const double *H, int64_t n) {
+    double mean = 0;
+    for (int64_t j = 0; j < n; j++) mean += H[j * n + j] > 0 ? H[j * n + j] : 1.0;
+    return (s->o->calib->damp > 0 ? s->o->calib->damp : 0.01) * mean / (double)(n > 0 ? n : 1);
+}
+
+/* Hs = diag(1/s) H diag(1/s). With lambda >= 0 and some s != 1 (awq+gptq),
+ * GPTQ's damping goes in before the scaling: Hs = diag(1/s) (H' + lambda I)
+ * diag(1/s), H' = H with dead inputs at 1, so GPTQ on the scaled weights
+ * minimises plain GPTQ's damped objective in the original coordinates and
+ * only the grid moves with s (damping the scaled H uniformly would damp
+ * channel j by lambda s_j^2 instead). Returns 1 when Hs holds the damping. */
+static int scale_hessian(const double *H, const float *sc, int64_t n, double *Hs, int n_threads, double lambda) {
+    int ones = 1;
+    for (int64_t j = 0; j < n; j++) ones &= sc[j] == 1.0f;
     #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n * n), n_threads))
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) Hs[i * n + j] = H[i * n + j] / ((double)sc[i] * (double)sc[j]);
+    if (ones || lambda < 0) return 0;
+    for (int64_t j = 0; j < n; j++)
+        Hs[j * n + j] = ((H[j * n + j] > 0 ? H[j * n + j] : 1.0) + lambda) / ((double)sc[j] * (double)sc[j]);
+    return 1;
 }
 
 /* Clipping search: per codec block of every row of W [n_out * n_in]
@@ -340,11 +364,13 @@ static void error_rows(const float *W, const float *Q, int64_t n_out, int64_t n_
  * group's relative output error sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2
  * through the float Hessian Hf, with Q_i by the codec (Hs NULL) or by what
  * is written (final_quantize; GPTQ with Hs the scaled Hessian for
- * awq+gptq); Wc[i], when not NULL, holds tensor i's scaled and clipped
- * weights. Qg[i] receives tensor i's dequantized weights, unscaled. */
+ * awq+gptq, pd: Hs holds the damping); Wc[i], when not NULL, holds tensor
+ * i's scaled and clipped weights. lambda > 0 adds lambda ||W_i - Q_i||^2 to
+ * the error: GPTQ's damped objective (W - Q)(H + lambda I)(W - Q)^T.
+ * Qg[i] receives tensor i's dequantized weights, unscaled. */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
-                      float *const *Wc, const double *ref, const float *Hf, const double *Hs, float *Ws,
-                      float *const *Qg, float *E, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
+                      float *const *Wc, const double *ref, const float *Hf, const double *Hs, int pd, double lambda,
+                      float *Ws, float *const *Qg, float *E, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
     for (int i = 0; i < g->n; i++) {
@@ -355,12 +381,17 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
         if (Wi == Ws)
             for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
-        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, tmp, Q, err)
+        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, pd, tmp, Q, err)
                     : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, tmp, Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
         num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
+        if (lambda > 0) {
+            double e2 = 0;
+            for (int64_t k = 0; k < n_out * n_in; k++) e2 += ((double)W[k] - (double)Q[k]) * ((double)W[k] - (double)Q[k]);
+            num += lambda * e2;
+        }
         den += ref[i];
     }
     *loss = den > 0 ? num / den : 0;
@@ -368,14 +399,16 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
 }
 
 /* group_loss at the scale of `alpha` (left in sc), by the codec or (gptq)
- * by GPTQ on the Hessian of the scaled inputs (left in Hs). */
+ * by GPTQ on the Hessian of the scaled inputs (left in Hs), then measured
+ * as GPTQ's damped objective. */
 static int scaled_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const double *mean,
                        const int64_t *cls, int64_t n_cls, double alpha, int gptq, float *sc, const double *ref,
                        const float *Hf, double *Hs, float *Ws, float *const *Qg, float *E, uint8_t *tmp, float *qws,
                        double *loss, qf_err *err) {
     qf_awq_scales(mean, cls, g->n_in, n_cls, alpha, sc);
-    if (gptq) scale_hessian(g->H, sc, g->n_in, Hs, s->o->calib->n_threads);
-    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, Ws, Qg, E, tmp, qws, loss, err);
+    const double lambda = gptq ? gptq_lambda(s, g->H, g->n_in) : 0;
+    const int pd = gptq ? scale_hessian(g->H, sc, g->n_in, Hs, s->o->calib->n_threads, lambda) : 0;
+    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, pd, lambda, Ws, Qg, E, tmp, qws, loss, err);
 }
 
 static int add_report(state *s, const qf_awq_group_report *r) {
@@ -387,7 +420,8 @@ static int add_report(state *s, const qf_awq_group_report *r) {
     return 0;
 }
 
-/* out[pi] = the F32 vector v[n] / div[n] (a norm or a bias), checked against the plan. */
+/* The F32 vector v[n] / div[n] (a norm or a bias) into the store, checked
+ * against the plan. QF_EIO on a full disk. */
 static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n, qf_err *err) {
     const long pi = qf_quant_plan_find(s->plan, v->name);
     if (pi < 0) return qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", v->name);
@@ -398,9 +432,9 @@ static int put_vector(state *s, const qf_weight *v, const float *div, int64_t n,
     if (!o) return qf_set_err(err, QF_ENOMEM, "out of memory");
     const float *x = v->data;
     for (int64_t j = 0; j < n; j++) o[j] = x[j] / div[j];
-    free(s->out[pi]);
-    s->out[pi] = (uint8_t *)o;
-    return 0;
+    const int rc = qf_blockstore_put(s->store, (size_t)pi, o, (uint64_t)n * 4, err);
+    free(o);
+    return rc;
 }
 
 /* Where the bytes of w go: a new buffer for the whole tensor, or for an
@@ -410,15 +444,25 @@ static uint8_t *out_dst(state *s, long pi, const qf_weight *w, int *owned) {
     const qf_quant_tensor_plan *t = &s->plan->t[pi];
     *owned = w->n_expert == 0;
     if (*owned) return malloc((size_t)t->out_nbytes);
-    if (!s->out[pi] && !(s->out[pi] = calloc(1, (size_t)t->out_nbytes))) return NULL;
-    return s->out[pi] + (size_t)w->expert * (size_t)(t->out_nbytes / (uint64_t)w->n_expert);
+    if (!s->xblocks[pi] && !(s->xblocks[pi] = calloc(1, (size_t)t->out_nbytes))) return NULL;
+    return s->xblocks[pi] + (size_t)w->expert * (size_t)(t->out_nbytes / (uint64_t)w->n_expert);
 }
 
-/* Keep what out_dst gave once it is filled (an owned buffer replaces the tensor's). */
-static void out_commit(state *s, long pi, uint8_t *dst, int owned) {
-    if (!owned) return;
-    free(s->out[pi]);
-    s->out[pi] = dst;
+/* What out_dst gave, now filled, goes to the store: an owned buffer at
+ * once (and is freed), a stacked expert tensor when its last expert is in.
+ * QF_EIO on a full disk. */
+static int out_commit(state *s, long pi, const qf_weight *w, uint8_t *dst, int owned, qf_err *err) {
+    const qf_quant_tensor_plan *t = &s->plan->t[pi];
+    if (owned) {
+        const int rc = qf_blockstore_put(s->store, (size_t)pi, dst, t->out_nbytes, err);
+        free(dst);
+        return rc;
+    }
+    if (++s->xfilled[pi] < w->n_expert) return 0;
+    const int rc = qf_blockstore_put(s->store, (size_t)pi, s->xblocks[pi], t->out_nbytes, err);
+    free(s->xblocks[pi]);
+    s->xblocks[pi] = NULL;
+    return rc;
 }
 
 /* Quantize a deferred tensor now that its output rows' scale is known
@@ -439,13 +483,13 @@ static int finish_deferred(state *s, deferred *d, const float *srow_range, const
     float *Q = malloc((size_t)(n_out * n_in) * sizeof *Q);
     int rc = 0;
     if (!dst || !Q) rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
-    if (!rc) rc = final_quantize(s, t, d->W, n_out, n_in, d->qw, d->Hs, dst, Q, err);
+    if (!rc) rc = final_quantize(s, t, d->W, n_out, n_in, d->qw, d->Hs, d->pd, dst, Q, err);
     if (!rc) {
         for (int64_t r = 0; r < n_out; r++)
             for (int64_t j = 0; j < n_in; j++) d->buf[r * n_in + j] = srow[r] * Q[r * n_in + j] / d->s_in[j];
-        out_commit(s, d->pi, dst, owned);
+        rc = out_commit(s, d->pi, d->w, dst, owned, err);
         dst = NULL;
-        if (bias && bias->data) rc = put_vector(s, bias, srow, n_out, err);
+        if (!rc && bias && bias->data) rc = put_vector(s, bias, srow, n_out, err);
     }
     (void)err_out;
     if (owned) free(dst);
@@ -563,8 +607,8 @@ static int no_token_group(state *s, const qf_lw_group *g, qf_awq_group_report *g
             qw = all + (w->n_expert > 0 ? (int64_t)w->expert : 0) * n_in;
         if (!rc) rc = codec_quantize(s, t, g->wf[i], w->n_out, n_in, qw, dst, Q, err);
         if (!rc) {
-            out_commit(s, pi, dst, owned);
             memcpy(g->wf[i], Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see them */
+            rc = out_commit(s, pi, w, dst, owned, err);
         } else if (owned) {
             free(dst);
         }
@@ -693,12 +737,14 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     }
     if (s->o->gptq && s->o->alpha < 0 && gr.alpha > 0) {
         /* awq+gptq: the codec's alpha is kept only if it also beats alpha 0
-         * (plain GPTQ) under GPTQ itself; the losses reported are GPTQ's */
+         * (plain GPTQ) under GPTQ itself, by GPTQ's damped objective; the
+         * losses reported are those */
         double lg0, lga;
         if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, gr.alpha, 1, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &lga,
                               err)) ||
             (rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, 1, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &lg0, err)))
             goto done;
+        gr.gptq_compared = 1;
         gr.loss0 = lg0;
         gr.loss = lga < lg0 ? lga : lg0;
         if (!(lga < lg0)) {
@@ -706,7 +752,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             gr.alpha = 0;
         }
     }
-    scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads);
+    const int pd = scale_hessian(g->H, best, n_in, Hs, s->o->calib->n_threads, s->o->gptq ? gptq_lambda(s, g->H, n_in) : -1);
     /* clipping (not for awq+gptq): kept only if it lowers the measured loss */
     if (!s->o->no_clip && !s->o->gptq && clip_from < g->n) {
         for (int i = clip_from; i < g->n && !rc; i++) {
@@ -722,7 +768,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, Hs, err);
         }
         double lc;
-        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, Ws, Qg, E, tmp, qws, &lc, err))) goto done;
+        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, Ws, Qg, E, tmp, qws, &lc, err))) goto done;
         gr.clipped = lc < gr.loss;
         if (gr.clipped) gr.loss = lc;
         else
@@ -766,9 +812,10 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             memcpy(defer->s_in, best, (size_t)n_in * sizeof *best);
             memcpy(defer->qw, qws, (size_t)n_in * sizeof *qws);
             if (defer->Hs) memcpy(defer->Hs, Hs, (size_t)(n_in * n_in) * sizeof *Hs);
+            defer->pd = pd;
             /* the next group's input is computed with what would be written
              * without the row scale (the codecs and GPTQ scale with a row) */
-            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, tmp, Q, err))) break;
+            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, tmp, Q, err))) break;
         } else {
             int owned;
             uint8_t *dst = out_dst(s, pi[i], g->w[i], &owned);
@@ -776,11 +823,11 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
                 break;
             }
-            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, dst, Q, err))) {
+            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, dst, Q, err))) {
                 if (owned) free(dst);
                 break;
             }
-            out_commit(s, pi[i], dst, owned);
+            if ((rc = out_commit(s, pi[i], g->w[i], dst, owned, err))) break;
         }
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -828,8 +875,9 @@ done:
 }
 
 int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_awq_run_opts *o,
-               const qf_search_opts *search, uint8_t ***out, qf_awq_report *rep, qf_err *err) {
-    *out = NULL;
+               const qf_search_opts *search, qf_blockstore *store, qf_awq_report *rep, qf_err *err) {
+    memset(store, 0, sizeof *store);
+    store->fd = -1;
     if (rep) memset(rep, 0, sizeof *rep);
     if (!o || !o->calib || !o->calib->calib_path)
         return qf_set_err(err, QF_EINVAL, "awq: a calibration text is required (--calib)");
@@ -845,11 +893,14 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     s.o = o;
     s.search = search;
     s.rep = rep;
-    s.out = calloc(plan->n ? plan->n : 1, sizeof *s.out);
-    if (!s.out) {
+    s.store = store;
+    s.xblocks = calloc(plan->n ? plan->n : 1, sizeof *s.xblocks);
+    s.xfilled = calloc(plan->n ? plan->n : 1, sizeof *s.xfilled);
+    if (!s.xblocks || !s.xfilled) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto done;
     }
+    if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
     rc = qf_calib_text_run(&ct, o->calib, 1, on_group, &s, &st, err); /* every rank: the folds change its own state */
     if (!rc && (s.v.active || s.up.active)) rc = qf_set_err(err, QF_EINVAL, "awq: a block ended with an unfinished fold");
@@ -864,8 +915,14 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
 done:
     deferred_free(&s.v);
     deferred_free(&s.up);
-    if (rc) qf_gptq_blocks_free(s.out, plan->n);
-    else *out = s.out;
+    if (s.xblocks)
+        for (size_t i = 0; i < plan->n; i++) {
+            if (s.xblocks[i] && !rc) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' lacks experts", plan->t[i].name);
+            free(s.xblocks[i]);
+        }
+    free(s.xblocks);
+    free(s.xfilled);
+    if (rc) qf_blockstore_close(store);
     qf_calib_text_free(&ct);
     return rc;
 }

@@ -32,9 +32,12 @@
  * at --method search's full effort, or exact; fit weights = imatrix / s^2).
  * alpha runs over {0.05, ..., 0.95} and is taken only if strictly below
  * alpha 0's loss, so the chosen loss never exceeds the un-scaled one. For
- * awq+gptq the chosen alpha is then measured again with GPTQ itself
- * (H' = diag(1/s) H diag(1/s)) and kept only if strictly below plain
- * GPTQ's loss (alpha 0). By default the search runs on o,
+ * awq+gptq the chosen alpha is then measured again with GPTQ itself, on
+ * H' = diag(1/s) (H + lambda I) diag(1/s) (lambda: GPTQ's damping, added
+ * before the scaling so that GPTQ minimises the same damped objective as
+ * without a scale), and kept only if that objective,
+ * sum_i (W_i - Q_i)(H + lambda I)(W_i - Q_i)^T, is strictly below plain
+ * GPTQ's (alpha 0, whose bytes are --method gptq's). By default the search runs on o,
  * down and output; q/k/v and gate/up keep s = 1 (awq.c's rule table says
  * why; all_groups searches them too).
  *
@@ -49,7 +52,8 @@
  *
  * Bytes do not depend on the thread count. Memory: that of --method gptq
  * plus, per block, a copy of v and up as F32 and of two input Hessians
- * (awq+gptq), and the quantized tensors until written.
+ * (awq+gptq). Finished tensors go to a block store (blockstore.h) as
+ * GPTQ's do, so memory does not grow with depth.
  */
 #ifndef QF_AWQ_H
 #define QF_AWQ_H
@@ -79,6 +83,8 @@ typedef struct qf_awq_group_report {
     double loss_final;             /* of what is written (clipping, GPTQ), relative */
     int folded;                    /* 0: scale 1 (no fold possible) */
     int clipped;                   /* 1: clipping kept (it lowered the measured loss) */
+    int gptq_compared;             /* awq+gptq, the codec chose alpha > 0: loss0 and loss are GPTQ's
+                                      damped objective at alpha 0 and at the choice (the smaller wins) */
     int no_tokens;                 /* an expert no calibration token reached: quantized as the usual
                                       path does, no scale, no clipping, losses 0 */
     double seconds;                /* wall time of the group's search and quantization */
@@ -112,11 +118,12 @@ float *qf_awq_qf_hessian(const double *H, int64_t n, int n_threads); /* NULL: no
 double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const float *Hf, int n_threads);
 
 /* Run AWQ (and GPTQ with o->gptq) over the model at model_path for the
- * tensors of `plan`. On success out[i] holds the output bytes of plan->t[i]
- * (quantized linears and rescaled norms/biases; NULL for tensors left to
- * the usual path); free with qf_gptq_blocks_free. search: the options of the
- * search quantizer for tensors whose plan says search. */
+ * tensors of `plan`. On success the store (opened here, in $TMPDIR) holds
+ * the output bytes of plan->t[i] in slot i (quantized linears and rescaled
+ * norms/biases; empty for tensors left to the usual path); close it with
+ * qf_blockstore_close. On failure it is closed already. search: the
+ * options of the search quantizer for tensors whose plan says search. */
 int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_awq_run_opts *o,
-               const qf_search_opts *search, uint8_t ***out, qf_awq_report *rep, qf_err *err);
+               const qf_search_opts *search, qf_blockstore *store, qf_awq_report *rep, qf_err *err);
 
 #endif

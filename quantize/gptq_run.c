@@ -23,12 +23,6 @@ void qf_gptq_report_free(qf_gptq_report *r) {
     memset(r, 0, sizeof *r);
 }
 
-void qf_gptq_blocks_free(uint8_t **blocks, size_t n) {
-    if (!blocks) return;
-    for (size_t i = 0; i < n; i++) free(blocks[i]);
-    free(blocks);
-}
-
 #define LOSS_ROWS 256
 
 typedef struct state {

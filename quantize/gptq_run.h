@@ -74,7 +74,4 @@ void qf_gptq_report_free(qf_gptq_report *r);
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
                 qf_blockstore *store, qf_gptq_report *rep, qf_err *err);
 
-/* Free per-tensor output buffers (qf_awq_run's). */
-void qf_gptq_blocks_free(uint8_t **blocks, size_t n);
-
 #endif

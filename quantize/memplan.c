@@ -113,7 +113,7 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     int n_layer = 0, n_blk[4];
     lin L[4][3];
     int64_t n_max = E, kv = 0, act = 0; /* widest input; K+V width; a token's activations */
-    uint64_t wmap = 0, store = 0, awq_out = 0;
+    uint64_t wmap = 0, store = 0;
     while (block_lins(p, n_layer, L, n_blk)) {
         uint64_t wb = 0;
         for (int g = 0; g < 4; g++)
@@ -121,22 +121,21 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
                 const lin *x = &L[g][k];
                 if (x->n_in > n_max) n_max = x->n_in;
                 wb += 4 * (uint64_t)(x->n_in * x->n_out);
-                if (x->gptq) store += x->t->out_nbytes;
-                awq_out += x->t->out_nbytes;
+                if (x->gptq || awq) store += x->t->out_nbytes;
                 if (g == 0 && k > 0) kv += x->n_out;
                 if (n_layer == 0) act += x->n_out;
             }
         if (wb > wmap) wmap = wb;
         n_layer++;
     }
-    if (has_out && out.gptq) store += out.t->out_nbytes;
+    if (has_out && (out.gptq || awq)) store += out.t->out_nbytes;
     const uint64_t hidden = 4 * (uint64_t)(chunks * ctx * E);
     /* engine: a chunk's activations (every linear's output, 3 residual-width
      * buffers, the chunk copy) and its K/V cache for every layer */
     const uint64_t engine = 4 * (uint64_t)ctx * ((uint64_t)act + 4 * (uint64_t)E + (uint64_t)kv);
     const uint64_t pipe = base + CALIB_BYTES + hidden + engine + 2 * text_bytes;
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
-    const uint64_t awq_extra = awq ? 8 * (uint64_t)(n_max * n_max) + awq_out : 0;
+    const uint64_t awq_extra = awq ? 8 * (uint64_t)(n_max * n_max) : 0;
 
     for (int l = 0; l < n_layer; l++) {
         block_lins(p, l, L, n_blk);
@@ -173,11 +172,7 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     uint64_t budget = c->mem_budget;
     if (!budget) budget = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 4;
     const uint64_t spill = hidden > budget ? hidden : 0;
-    if (awq) { /* its blocks stay in RAM; only the pipeline's files */
-        m->tmp_bytes = wmap + spill;
-        m->disk_peak = m->out_bytes > wmap + spill ? m->out_bytes : wmap + spill;
-    } else { /* the finished tensors stay on disk until the output is written */
-        m->tmp_bytes = store + wmap + spill;
-        m->disk_peak = store + (m->out_bytes > wmap + spill ? m->out_bytes : wmap + spill);
-    }
+    /* the finished tensors stay on disk until the output is written */
+    m->tmp_bytes = store + wmap + spill;
+    m->disk_peak = store + (m->out_bytes > wmap + spill ? m->out_bytes : wmap + spill);
 }

@@ -14,10 +14,10 @@
  *   the pass that collects a group's input: 4 n^2 (H's lower triangle) +
  *     the earlier groups' weights as F32 + the stored bytes of the others;
  *   output.weight: 8 E^2 + 4 V E + its stored bytes + its output bytes.
- * awq, awq+gptq add a second n^2 Hessian, a block's v and up as F32 and the
- * output bytes of every linear (held until written).
- * Disk: the output file; gptq also its temporary files (the finished
- * tensors, one block's weights as F32, hidden states beyond the budget).
+ * awq, awq+gptq add a second n^2 Hessian and a block's v and up as F32.
+ * Disk: the output file; gptq and awq also their temporary files (the
+ * finished tensors, one block's weights as F32, hidden states beyond the
+ * budget).
  */
 #ifndef QF_MEMPLAN_H
 #define QF_MEMPLAN_H

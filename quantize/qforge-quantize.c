@@ -174,8 +174,8 @@ static void usage(FILE *fp) {
             "size, plus one block's weights as F32). Llama-3-70B widths (n = 28672 for\n"
             "ffn_down): about 7.5 GiB. Mixture-of-experts models hold every expert's\n"
             "weights of a block as F32. --dry-run prints the prediction for a given input.\n"
-            "--method awq / awq+gptq: as gptq, plus a second Hessian, a block's v and up as\n"
-            "F32, and the output blocks of every linear (held until written).\n"
+            "--method awq / awq+gptq: as gptq, plus a second Hessian and a block's v and up\n"
+            "as F32.\n"
             "The MPI build (qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration\n"
             "chunks across mpirun's ranks, same bytes for any count (docs/mpi.md).\n");
 }
@@ -353,9 +353,10 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
             fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
-                    "\"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
+                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
                     a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
-                    a->g[i].loss, a->g[i].clipped ? "true" : "false", a->g[i].loss_final, a->g[i].seconds);
+                    a->g[i].loss, a->g[i].gptq_compared ? "true" : "false", a->g[i].clipped ? "true" : "false",
+                    a->g[i].loss_final, a->g[i].seconds);
         }
         fprintf(fp, "]}");
     }

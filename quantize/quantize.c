@@ -84,8 +84,7 @@ typedef struct job {
     uint64_t parallel_min; /* elements of a chunk below which one thread does it */
     uint64_t bytes_done;
     qf_search_opts search; /* for the tensors with plan.t[].search */
-    uint8_t **gptq;      /* method AWQ: output bytes per plan tensor (NULL: the usual path) */
-    qf_blockstore store; /* method GPTQ: output bytes per plan tensor (empty: the usual path) */
+    qf_blockstore store; /* methods GPTQ, AWQ: output bytes per plan tensor (empty: the usual path) */
     qf_hasher *hasher;   /* when writing a manifest */
     qf_manifest_tensor *hashes;
 } job;
@@ -165,18 +164,32 @@ static int copy_rows(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     return 0;
 }
 
+/* Write a tensor computed by qf_gptq_run or qf_awq_run, read back from the
+ * block store piece by piece (piece: at least one output row). */
+static int put_stored(job *j, uint64_t idx, const qf_quant_tensor_plan *t, uint64_t piece) {
+    const uint64_t n = t->out_nbytes;
+    if (!j->out) piece = n < ((uint64_t)1 << 24) ? n : (uint64_t)1 << 24; /* nothing converts: no chunk buffer */
+    uint8_t *buf = j->out ? j->out : malloc((size_t)piece);
+    if (!buf) return qf_set_err(j->err, QF_ENOMEM, "out of memory reading back '%s'", t->name);
+    int rc = 0;
+    for (uint64_t off = 0; off < n && !rc; off += piece) {
+        const uint64_t len = n - off < piece ? n - off : piece;
+        if (!(rc = qf_blockstore_read(&j->store, idx, off, buf, len, j->err))) rc = put(j, buf, len);
+    }
+    if (buf != j->out) free(buf);
+    if (rc) return rc;
+    j->bytes_done += t->src->nbytes;
+    report(j, idx, t);
+    return 0;
+}
+
 /* Copy a tensor whose type does not change, in chunk-sized pieces. */
 static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     const gguf_tensor_info *s = t->src;
     const uint64_t elem_bytes = t->src_type == GGML_TYPE_F32 ? 4 : 2;
     const uint64_t piece = j->chunk_bytes < 4096 ? 4096 : j->chunk_bytes / 8 * 8;
-    if (j->gptq && j->gptq[idx]) { /* rescaled by qf_awq_run (a norm or bias taking AWQ's scales) */
-        int rc = put(j, j->gptq[idx], t->out_nbytes);
-        if (rc) return rc;
-        j->bytes_done += s->nbytes;
-        report(j, idx, t);
-        return 0;
-    }
+    if (qf_blockstore_size(&j->store, idx)) /* rescaled by qf_awq_run (a norm or bias taking AWQ's scales) */
+        return put_stored(j, idx, t, j->chunk_bytes > 0 ? j->chunk_bytes : 1); /* j->out holds chunk_bytes */
     if (j->input->src) return copy_rows(j, idx, t);
     for (uint64_t off = 0; off < s->nbytes; off += piece) {
         uint64_t n = s->nbytes - off < piece ? s->nbytes - off : piece;
@@ -207,23 +220,8 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     if (rows_per_chunk > rows_per_mat) rows_per_chunk = rows_per_mat;
     int rc = 0;
 
-    if (j->gptq && j->gptq[idx]) { /* computed by qf_awq_run */
-        if ((rc = put(j, j->gptq[idx], t->out_nbytes))) return rc;
-        j->bytes_done += s->nbytes;
-        report(j, idx, t);
-        return 0;
-    }
-    if (qf_blockstore_size(&j->store, idx)) { /* computed by qf_gptq_run: read back piece by piece */
-        const uint64_t n = t->out_nbytes, piece = j->chunk_bytes > out_row ? j->chunk_bytes : out_row;
-        for (uint64_t off = 0; off < n && !rc; off += piece) {
-            const uint64_t len = n - off < piece ? n - off : piece;
-            if (!(rc = qf_blockstore_read(&j->store, idx, off, j->out, len, j->err))) rc = put(j, j->out, len);
-        }
-        if (rc) return rc;
-        j->bytes_done += s->nbytes;
-        report(j, idx, t);
-        return 0;
-    }
+    if (qf_blockstore_size(&j->store, idx)) /* computed by qf_gptq_run or qf_awq_run */
+        return put_stored(j, idx, t, j->chunk_bytes > out_row ? j->chunk_bytes : out_row);
     const float *weights = NULL;
     if (t->uses_imatrix) {
         size_t need = (size_t)(ne0 * n_mat);
@@ -521,7 +519,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     j.o = o;
     if (o->method == QF_QUANT_METHOD_AWQ) qf_search_opts_init(&j.search); /* awq's codec: --method search's full effort */
     if ((o->method == QF_QUANT_METHOD_AWQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
-        (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.gptq, o->awq_report, err)))
+        (rc = qf_awq_run(in_path, &plan, have_im ? &im : NULL, o->awq, &j.search, &j.store, o->awq_report, err)))
         goto fail;
     if (qf_dist_rank(o->dist) != 0) { /* the other ranks helped with the calibration; rank 0 writes */
         rc = 0;
@@ -626,7 +624,6 @@ done:
     free(j.f32);
     free(j.out);
     free(j.weights);
-    qf_gptq_blocks_free(j.gptq, plan.n);
     qf_blockstore_close(&j.store);
     free(j.hashes);
     qf_hasher_free(j.hasher);

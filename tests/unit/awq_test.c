@@ -121,6 +121,7 @@ static int quantize_260k(qf_test *t, const char *out, const char *type, int meth
     qf_awq_run_opts a;
     memset(&a, 0, sizeof a);
     a.calib = &g;
+    a.gptq = method == QF_QUANT_METHOD_AWQ_GPTQ;
     a.alpha = alpha;
     a.no_clip = no_clip;
     o.gptq = &g;
@@ -194,4 +195,35 @@ static void test_loss_not_raised(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_alpha0_bytes, test_loss_not_raised, test_quad_error, test_alpha0_is_identity, test_normalised, test_classes_share, test_dead_channel_finite)
+/* awq+gptq: a group whose codec search chose a scale keeps it only if
+ * GPTQ's own (damped) objective at that scale is below plain GPTQ's, and
+ * what is written is what was measured; some group is compared. */
+static void test_gptq_loss_not_raised(qf_test *t) {
+    const char *types[] = {"Q4_0", "Q3_K_M"};
+    for (int i = 0; i < 2; i++) {
+        char a[512];
+        snprintf(a, sizeof a, "%s/awqg-%s.gguf", qf_test_tmpdir(), types[i]);
+        qf_awq_report rep;
+        memset(&rep, 0, sizeof rep);
+        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ_GPTQ, -1, 0, &rep)) {
+            qf_awq_report_free(&rep);
+            return;
+        }
+        int compared = 0;
+        for (size_t k = 0; k < rep.n; k++) {
+            const qf_awq_group_report *g = &rep.g[k];
+            CHECK(t, !g->clipped, "%s %s: clipped under awq+gptq", types[i], g->name);
+            if (!g->gptq_compared) continue;
+            compared++;
+            CHECK(t, g->loss <= g->loss0, "%s %s: GPTQ objective %.9g at alpha %g above plain GPTQ's %.9g", types[i],
+                  g->name, g->loss, g->alpha, g->loss0);
+            CHECK(t, g->alpha == 0 ? g->loss == g->loss0 : g->loss < g->loss0, "%s %s: alpha %g kept with %.9g vs %.9g",
+                  types[i], g->name, g->alpha, g->loss, g->loss0);
+        }
+        CHECK(t, compared > 0, "%s: no group compared against plain GPTQ", types[i]);
+        qf_awq_report_free(&rep);
+        remove(a);
+    }
+}
+
+QF_TEST_MAIN(test_alpha0_bytes, test_loss_not_raised, test_gptq_loss_not_raised, test_quad_error, test_alpha0_is_identity, test_normalised, test_classes_share, test_dead_channel_finite)
