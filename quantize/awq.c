@@ -113,6 +113,7 @@ static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const f
         return qf_set_err(err, QF_EINVAL, "tensor '%s': rows of %lld do not fit type %u", t->name, (long long)n_in,
                           t->type);
     if (!qf_quantize_uses_imatrix(t->type)) qw = NULL; /* as the usual path: Q8_0's search runs unweighted */
+    if (!s->im && !s->o->gptq) qw = NULL; /* awq without an imatrix fits as --method search does: unweighted */
     int fail = 0;
     #pragma omp parallel for schedule(dynamic, 4) reduction(| : fail) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
     for (int64_t r = 0; r < n_out; r++) {
