@@ -119,7 +119,8 @@ static int is_k_type(uint32_t t) {
 int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type, int has_imatrix) {
     if (!qf_quantize_search_supports(type)) return 0;
     if (method == QF_QUANT_METHOD_GPTQ) method = QF_QUANT_METHOD_AUTO; /* the tensors GPTQ leaves */
-    if (method == QF_QUANT_METHOD_AWQ || method == QF_QUANT_METHOD_AWQ_GPTQ) method = QF_QUANT_METHOD_AUTO;
+    if (method == QF_QUANT_METHOD_AWQ_GPTQ) method = QF_QUANT_METHOD_AUTO;
+    if (method == QF_QUANT_METHOD_AWQ) method = QF_QUANT_METHOD_SEARCH; /* AWQ's baseline is the search (awq.h) */
     if (method == QF_QUANT_METHOD_SEARCH) return 1;
     if (method != QF_QUANT_METHOD_AUTO || !p) return 0;
     if (is_k_type(p->base_type) || p->base_type == GGML_TYPE_IQ4_NL || p->base_type == GGML_TYPE_IQ4_XS) return 1;

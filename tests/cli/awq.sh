@@ -57,10 +57,12 @@ if "$QF_BIN/qforge-convert" "$QF_DATA/$S260" -o "$TMP/s.gguf" --outtype f32 >/de
       fail "alpha0-$ty-bytes" "alpha 0 file differs from --method search's $(cat "$TMP/err")"
   done
   # without an imatrix: search's unweighted fits (calibration statistics only choose scales and clipping)
-  "$Q" "$TMP/s.gguf" "$TMP/z-awq.gguf" Q4_K_M --method awq --awq-alpha 0 --awq-no-clip $A -t 2 >/dev/null 2>"$TMP/err" &&
-    "$Q" "$TMP/s.gguf" "$TMP/z-auto.gguf" Q4_K_M --method search --quiet -t 2 >/dev/null 2>>"$TMP/err" &&
-    cmp -s "$TMP/z-awq.gguf" "$TMP/z-auto.gguf" && pass "alpha0-no-imatrix-bytes" ||
-    fail "alpha0-no-imatrix-bytes" "alpha 0 file without an imatrix differs from --method search's $(cat "$TMP/err")"
+  for ty in Q4_0 Q4_K_M; do
+    "$Q" "$TMP/s.gguf" "$TMP/z-awq.gguf" $ty --method awq --awq-alpha 0 --awq-no-clip $A -t 2 >/dev/null 2>"$TMP/err" &&
+      "$Q" "$TMP/s.gguf" "$TMP/z-auto.gguf" $ty --method search --quiet -t 2 >/dev/null 2>>"$TMP/err" &&
+      cmp -s "$TMP/z-awq.gguf" "$TMP/z-auto.gguf" && pass "alpha0-no-imatrix-$ty-bytes" ||
+      fail "alpha0-no-imatrix-$ty-bytes" "alpha 0 file without an imatrix differs from --method search's $(cat "$TMP/err")"
+  done
 else
   fail alpha0-bytes "convert or calibrate failed"
 fi
