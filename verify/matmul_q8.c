@@ -28,6 +28,12 @@
 #include "matmul_iq1.h"
 
 #include "qf_threads.h"
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_Q8_AVX2 1
@@ -681,7 +687,7 @@ static void gemv_prep(uint32_t type, const uint8_t *a, int64_t n, __m256i *out) 
  * elements `stride` bytes apart; `type` and NR are constants at each call. */
 static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int NR, const uint8_t *rows,
                                                                 size_t stride, const uint8_t *a, const __m256i *xb,
-                                                                int64_t n, float *y) {
+                                                                int64_t n, float *y, int64_t ys) {
     const int64_t nb = n / 32;
     const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -724,7 +730,7 @@ static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         const float v = hsum8(acc[r]);
-        y[r] = type == GGML_TYPE_Q4_1 ? v + summ[r] : v;
+        y[r * ys] = type == GGML_TYPE_Q4_1 ? v + summ[r] : v;
     }
 }
 
@@ -745,7 +751,7 @@ static inline __m256i bcast16_mask(int k) { return _mm256_set1_epi16((short)(2 *
 
 /* Q4_K rows (n a multiple of 256) against a Q8_K row; NR as in gemv_legacy. */
 static inline __attribute__((always_inline)) void gemv_q4K(int NR, const uint8_t *rows, size_t stride,
-                                                             const uint8_t *a, int64_t n, float *y) {
+                                                             const uint8_t *a, int64_t n, float *y, int64_t ys) {
     const int64_t nb = n / QK_K;
     const float *xd = (const float *)(a + n);
     const int16_t *S = (const int16_t *)(a + n + 4 * nb);
@@ -787,14 +793,15 @@ static inline __attribute__((always_inline)) void gemv_q4K(int NR, const uint8_t
         const float v = hsum8(acc[r]);
         __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
         m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        y[r] = v + _mm_cvtss_f32(m);
+        y[r * ys] = v + _mm_cvtss_f32(m);
     }
 }
 
 /* Q6_K rows against a Q8_K row: (q - 32) . x as q . x - 32 (pair sums of x),
  * in int16 (|q . x| <= 2*63*127 per pair), then the scales. */
 static inline __attribute__((always_inline)) void gemv_q6K(int NR, const uint8_t *rows, size_t stride,
-                                                             const uint8_t *a, const __m256i *xb, int64_t n, float *y) {
+                                                             const uint8_t *a, const __m256i *xb, int64_t n, float *y,
+                                                             int64_t ys) {
     const int64_t nb = n / QK_K;
     const float *xd = (const float *)(a + n);
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m3 = _mm256_set1_epi8(0x03);
@@ -834,7 +841,7 @@ static inline __attribute__((always_inline)) void gemv_q6K(int NR, const uint8_t
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) y[r] = hsum8(acc[r]);
+    for (int r = 0; r < NR; r++) y[r * ys] = hsum8(acc[r]);
 }
 
 static int gemv_supported(uint32_t type) {
@@ -842,41 +849,46 @@ static int gemv_supported(uint32_t type) {
            type == GGML_TYPE_Q6_K;
 }
 
-/* NR rows starting at `rows` into y[0..NR): one instance per type and NR. */
+/* NR rows `stride` bytes apart into y[0], y[ys], ..: one instance per type and NR. */
 static inline __attribute__((always_inline)) void gemv_rows(uint32_t type, int NR, const uint8_t *rows, size_t stride,
-                                                              const uint8_t *a, const __m256i *xb, int64_t n, float *y) {
+                                                              const uint8_t *a, const __m256i *xb, int64_t n, float *y,
+                                                              int64_t ys) {
     switch (type) {
-    case GGML_TYPE_Q4_K: gemv_q4K(NR, rows, stride, a, n, y); break;
-    case GGML_TYPE_Q6_K: gemv_q6K(NR, rows, stride, a, xb, n, y); break;
-    case GGML_TYPE_Q8_0: gemv_legacy(GGML_TYPE_Q8_0, NR, rows, stride, a, xb, n, y); break;
-    case GGML_TYPE_Q4_0: gemv_legacy(GGML_TYPE_Q4_0, NR, rows, stride, a, xb, n, y); break;
-    default: gemv_legacy(GGML_TYPE_Q4_1, NR, rows, stride, a, xb, n, y); break;
+    case GGML_TYPE_Q4_K: gemv_q4K(NR, rows, stride, a, n, y, ys); break;
+    case GGML_TYPE_Q6_K: gemv_q6K(NR, rows, stride, a, xb, n, y, ys); break;
+    case GGML_TYPE_Q8_0: gemv_legacy(GGML_TYPE_Q8_0, NR, rows, stride, a, xb, n, y, ys); break;
+    case GGML_TYPE_Q4_0: gemv_legacy(GGML_TYPE_Q4_0, NR, rows, stride, a, xb, n, y, ys); break;
+    default: gemv_legacy(GGML_TYPE_Q4_1, NR, rows, stride, a, xb, n, y, ys); break;
     }
 }
 
 static void gemv_group(uint32_t type, const uint8_t *rows, size_t stride, const uint8_t *a, const __m256i *xb,
-                       int64_t n, float *y) {
-    gemv_rows(type, GEMV_ROWS, rows, stride, a, xb, n, y);
+                       int64_t n, float *y, int64_t ys) {
+    gemv_rows(type, GEMV_ROWS, rows, stride, a, xb, n, y, ys);
 }
 static void gemv_one(uint32_t type, const uint8_t *row, const uint8_t *a, const __m256i *xb, int64_t n, float *y) {
-    gemv_rows(type, 1, row, 0, a, xb, n, y);
+    gemv_rows(type, 1, row, 0, a, xb, n, y, 1);
 }
 
 /* y[r] for every row r of w against the one quantized activation row a;
- * xb: n / 32 vectors of work memory for gemv_prep. Threads take contiguous
- * runs of whole groups of GEMV_ROWS rows. */
+ * xb: n / 32 vectors of work memory for gemv_prep. Each thread takes a
+ * contiguous run of rows and cuts it in GEMV_ROWS equal parts walked side by
+ * side: every part is read front to back, so each stays one sequential stream
+ * for the hardware prefetcher (adjacent rows side by side interleave their
+ * reads within a page, which the prefetcher does not follow, and stall on
+ * memory). */
 static void gemv(const qf_weight *w, const uint8_t *a, __m256i *xb, float *y, int n_threads) {
-    const int64_t n = w->n_in, n_out = w->n_out, n_groups = n_out / GEMV_ROWS;
+    const int64_t n = w->n_in, n_out = w->n_out;
     const uint8_t *data = w->data;
     const size_t rb = w->row_bytes;
     if (w->type == GGML_TYPE_Q4_0 || w->type == GGML_TYPE_Q6_K) gemv_prep(w->type, a, n, xb);
 #pragma omp parallel num_threads(n_threads)
     {
-#pragma omp for schedule(static) nowait
-        for (int64_t g = 0; g < n_groups; g++)
-            gemv_group(w->type, data + (size_t)(GEMV_ROWS * g) * rb, rb, a, xb, n, y + GEMV_ROWS * g);
-#pragma omp for schedule(static)
-        for (int64_t r = GEMV_ROWS * n_groups; r < n_out; r++) gemv_one(w->type, data + (size_t)r * rb, a, xb, n, y + r);
+        const int nt = omp_get_num_threads(), it = omp_get_thread_num();
+        const int64_t lo = n_out * it / nt, hi = n_out * (it + 1) / nt, part = (hi - lo) / GEMV_ROWS;
+        for (int64_t i = 0; i < part; i++)
+            gemv_group(w->type, data + (size_t)(lo + i) * rb, (size_t)part * rb, a, xb, n, y + lo + i, part);
+        for (int64_t r = lo + GEMV_ROWS * part; r < hi; r++) gemv_one(w->type, data + (size_t)r * rb, a, xb, n, y + r);
     }
 }
 
