@@ -690,7 +690,7 @@ static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int
                                                                 int64_t n, float *y, int64_t ys) {
     const int64_t nb = n / 32;
     const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), nib_shift = _mm256_set_epi64x(4, 4, 0, 0);
     __m256 acc[GEMV_ROWS];
     float summ[GEMV_ROWS];
 #pragma GCC unroll 4
@@ -713,8 +713,9 @@ static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int
                 wd = h2f(x->d);
             } else {
                 const uint8_t *qs = type == GGML_TYPE_Q4_0 ? ((const block_q4_0 *)row + b)->qs : ((const block_q4_1 *)row + b)->qs;
-                const __m128i v = _mm_loadu_si128((const __m128i *)qs);
-                const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+                /* the 16 bytes in both halves, the high half shifted by 4: low nibbles | high nibbles */
+                const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+                const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(v, nib_shift), m4);
                 if (type == GGML_TYPE_Q4_0) { /* (u - 8) . x = u . x - 8 sum(x) */
                     lanes = dot4_acc(xb[b], u, xq);
                     wd = h2f(((const block_q4_0 *)row + b)->d);
