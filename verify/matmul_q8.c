@@ -873,8 +873,8 @@ static void gemv_one(uint32_t type, const uint8_t *row, const uint8_t *a, const 
 
 /* y[r] for every row r of w against the one quantized activation row a;
  * xb: n / 32 vectors of work memory for gemv_prep. Each thread takes a
- * contiguous run of rows and cuts it in GEMV_ROWS equal parts walked side by
- * side: every part is read front to back, so each stays one sequential stream
+ * contiguous run of rows and cuts it in GEMV_ROWS equal parts (the rest one by
+ * one) walked side by side: every part is read front to back, so each stays one sequential stream
  * for the hardware prefetcher (adjacent rows side by side interleave their
  * reads within a page, which the prefetcher does not follow, and stall on
  * memory). */
@@ -886,7 +886,11 @@ static void gemv(const qf_weight *w, const uint8_t *a, __m256i *xb, float *y, in
 #pragma omp parallel num_threads(n_threads)
     {
         const int nt = omp_get_num_threads(), it = omp_get_thread_num();
-        const int64_t lo = n_out * it / nt, hi = n_out * (it + 1) / nt, part = (hi - lo) / GEMV_ROWS;
+        /* an odd part length: the parts' distance in bytes is then never a multiple of the 4 KiB
+         * page (row sizes hold at most 2^7), which would put the four streams in the same cache
+         * sets and memory banks */
+        const int64_t lo = n_out * it / nt, hi = n_out * (it + 1) / nt, even = (hi - lo) / GEMV_ROWS;
+        const int64_t part = even > 1 && !(even & 1) ? even - 1 : even;
         for (int64_t i = 0; i < part; i++)
             gemv_group(w->type, data + (size_t)(lo + i) * rb, (size_t)part * rb, a, xb, n, y + lo + i, part);
         for (int64_t r = lo + GEMV_ROWS * part; r < hi; r++) gemv_one(w->type, data + (size_t)r * rb, a, xb, n, y + r);
