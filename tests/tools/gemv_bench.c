@@ -216,6 +216,7 @@ static int run_model(int n2, const char *path, int n_tok) {
     qf_model m;
     qf_err err = {0};
     if (qf_model_load(&m, path, &err) < 0) return fprintf(stderr, "gemv_bench: error: %s\n", err.msg), 1;
+    qf_model_prefault(&m); /* as qforge-verify: no page faults in the timed passes */
     const qf_hparams *hp = &m.hp;
     const int64_t wmax = hp->n_ff > hp->n_vocab ? hp->n_ff : hp->n_vocab;
     float *x = aligned_alloc(64, (size_t)wmax * sizeof(float)), *xr = aligned_alloc(64, (size_t)wmax * sizeof(float));
