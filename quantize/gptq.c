@@ -358,7 +358,9 @@ static int fix_block(sweep *s, int r, int64_t b, const int64_t *inv, const qf_gp
     int rc = qf_gptq_grid_fit(g, s->xb, qw, o->fit, blk);
     if (rc) return rc;
     const int64_t per_block = (B / g->sub) * g->nlev;
-    qf_gptq_grid_levels(g, blk, s->lev + (int64_t)r * (n / g->sub) * g->nlev + b * per_block);
+    float *lev = s->lev + (int64_t)r * (n / g->sub) * g->nlev + b * per_block;
+    if (o->reference) qf_gptq_grid_levels_ref(g, blk, lev);
+    else qf_gptq_grid_levels(g, blk, lev);
     return 0;
 }
 
@@ -374,17 +376,17 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
     for (int64_t i1 = 0; i1 < n; i1 += batch) {
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
         for (int64_t k = i1; k < i2; k++) {
-            const int64_t j = perm ? perm[k] : k;
+            const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
             const float *Uk = U + k * ldu;
             for (int r = 0; r < nr; r++) {
-                uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
                 if (fix_at[k]) {
-                    int rc = fix_block(s, r, j / B, inv, o, drow);
+                    int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
                     if (rc) return rc;
                 }
                 float *w = s->w + r * n;
-                const float *lev = s->lev + r * lev_row + (j / g->sub) * nlev;
-                const int uu = qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
+                const float *lev = s->lev + r * lev_row + lev_at;
+                const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
+                                            : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
                 const float q = lev[uu];
                 s->u[r * n + j] = (uint8_t)uu;
                 if (q_out) q_out[(r0 + r) * n + j] = q;

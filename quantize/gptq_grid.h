@@ -46,20 +46,42 @@ int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int
  * (pack them afterwards). */
 void qf_gptq_grid_levels(const qf_gptq_grid *g, void *blk, float *levels);
 
+/* The scalar reference of qf_gptq_grid_levels: one dequantization per index
+ * (the same values). */
+void qf_gptq_grid_levels_ref(const qf_gptq_grid *g, void *blk, float *levels);
+
 /* Store the indices u[block] into blk, keeping its scales. */
 void qf_gptq_grid_pack(const qf_gptq_grid *g, const uint8_t *u, void *blk);
 
-/* Index of the level nearest to v in lev[nlev]. The levels of a table are
- * monotone (ascending or descending: a negative scale), so a bisection finds
- * the first level at or past v and the nearer of it and its predecessor
- * wins (ties: the lower index). */
-static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
+/* Index of the level nearest to v in lev[nlev] (the scalar reference). The
+ * levels of a table are monotone (ascending or descending: a negative
+ * scale), so a bisection finds the first level at or past v and the nearer
+ * of it and its predecessor wins (ties: the lower index). */
+static inline int qf_gptq_grid_nearest_ref(const float *lev, int nlev, float v) {
     const int asc = lev[nlev - 1] >= lev[0];
     int lo = 0, hi = nlev;
     while (lo < hi) {
         const int mid = (lo + hi) / 2;
         if (asc ? lev[mid] >= v : lev[mid] <= v) hi = mid;
         else lo = mid + 1;
+    }
+    if (lo == nlev) return nlev - 1;
+    if (lo == 0) return 0;
+    return fabsf(v - lev[lo - 1]) <= fabsf(lev[lo] - v) ? lo - 1 : lo;
+}
+
+/* qf_gptq_grid_nearest_ref without branches on the data: on a monotone
+ * table the first level at or past v is the count of levels not at or past
+ * it, one vector compare for up to 16 levels (bisection beyond 64). */
+static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
+    if (nlev > 64) return qf_gptq_grid_nearest_ref(lev, nlev, v);
+    int lo = 0;
+    if (lev[nlev - 1] >= lev[0]) {
+        #pragma omp simd reduction(+ : lo)
+        for (int i = 0; i < nlev; i++) lo += !(lev[i] >= v);
+    } else {
+        #pragma omp simd reduction(+ : lo)
+        for (int i = 0; i < nlev; i++) lo += !(lev[i] <= v);
     }
     if (lo == nlev) return nlev - 1;
     if (lo == 0) return 0;
