@@ -495,15 +495,35 @@ int qf_gptq_quantize(uint32_t type, const float *W, int64_t n_out, int64_t n_in,
 #define ERR_ROWS 64  /* rows of W per pass of the output error */
 #define ERR_COLS 256 /* columns of H per task */
 
-/* D H for ERR_ROWS rows at a time, columns of H split over threads (each
- * entry is the kernel's fixed chain), then per row the sum of d_i (D H)_i in
- * order: the same value for any thread count. */
+double qf_gptq_output_error_ref(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H) {
+    const int64_t n = n_in;
+    double total = 0;
+    for (int64_t r = 0; r < n_out; r++) {
+        const float *w = W + r * n, *q = Q ? Q + r * n : NULL;
+        double s = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const double di = (double)w[i] - (q ? (double)q[i] : 0.0);
+            double hd = 0;
+            for (int64_t j = 0; j < n; j++) hd = fma(H[i * n + j], (double)w[j] - (q ? (double)q[j] : 0.0), hd);
+            s = fma(di, hd, s);
+        }
+        total += s;
+    }
+    return total;
+}
+
+/* d^T H d = sum_i d_i (H_ii d_i + 2 z_i) with z_i = sum_{j<i} d_j H_ji, the
+ * strict upper triangle of H only: half the products of D H. For ERR_ROWS
+ * rows at a time Z is built per column tile (split over threads): the GEMM
+ * kernel for the rows of H above the tile, row updates inside its diagonal
+ * block; then per row the sum in order: the same value for any thread
+ * count. */
 double qf_gptq_output_error(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H,
                             int n_threads) {
     const int64_t n = n_in, rows = n_out < ERR_ROWS ? n_out : ERR_ROWS;
-    double *D = malloc((size_t)(rows * n) * sizeof *D), *Y = malloc((size_t)(rows * n) * sizeof *Y);
-    if (!D || !Y) {
-        free(D); free(Y);
+    double *D = malloc((size_t)(rows * n) * sizeof *D), *Z = malloc((size_t)(rows * n) * sizeof *Z);
+    if (!D || !Z) {
+        free(D); free(Z);
         return NAN;
     }
     double total = 0;
@@ -512,16 +532,27 @@ double qf_gptq_output_error(const float *W, const float *Q, int64_t n_out, int64
         for (int64_t r = 0; r < nr; r++)
             for (int64_t j = 0; j < n; j++)
                 D[r * n + j] = (double)W[(r0 + r) * n + j] - (Q ? (double)Q[(r0 + r) * n + j] : 0.0);
-        memset(Y, 0, (size_t)(nr * n) * sizeof *Y);
-        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)nr * n * n, n_threads))
-        for (int64_t c0 = 0; c0 < n; c0 += ERR_COLS) /* Y = -D H */
-            qf_gemm_sub_f64(Y + c0, n, D, n, H + c0, n, nr, n - c0 < ERR_COLS ? n - c0 : ERR_COLS, n);
+        memset(Z, 0, (size_t)(nr * n) * sizeof *Z);
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)nr * n * n / 2, n_threads))
+        for (int64_t c0 = 0; c0 < n; c0 += ERR_COLS) { /* Z = -D triu(H, 1), columns [c0, c1) */
+            const int64_t c1 = c0 + ERR_COLS < n ? c0 + ERR_COLS : n;
+            if (c0 > 0) qf_gemm_sub_f64(Z + c0, n, D, n, H + c0, n, nr, c1 - c0, c0);
+            for (int64_t r = 0; r < nr; r++) {
+                double *z = Z + r * n;
+                for (int64_t k = c0; k + 1 < c1; k++) {
+                    const double a = D[r * n + k], *h = H + k * n;
+                    #pragma omp simd
+                    for (int64_t i = k + 1; i < c1; i++) z[i] = fma(-a, h[i], z[i]);
+                }
+            }
+        }
         for (int64_t r = 0; r < nr; r++) {
+            const double *d = D + r * n, *z = Z + r * n;
             double s = 0;
-            for (int64_t j = 0; j < n; j++) s = fma(-D[r * n + j], Y[r * n + j], s);
+            for (int64_t i = 0; i < n; i++) s = fma(d[i], fma(-2.0, z[i], H[i * n + i] * d[i]), s);
             total += s;
         }
     }
-    free(D); free(Y);
+    free(D); free(Z);
     return total;
 }

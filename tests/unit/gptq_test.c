@@ -338,6 +338,29 @@ static void test_grid_nearest_reference(qf_test *t) {
     CHECK(t, bad == 0, "%d of %d lookups differ from the bisection", bad, n_checked);
 }
 
+/* The triangle-only output error equals the full-H reference to rounding
+ * (relative 1e-12) over tile and row-pass boundaries, with Q and without,
+ * and gives the same value for 1 and 2 threads. */
+static void test_output_error_reference(qf_test *t) {
+    const int64_t shapes[][2] = {{1, 32}, {70, 96}, {130, 600}, {5, 513}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t rows = shapes[si][0], n = shapes[si][1];
+        float *X = make_inputs(40 + si, 2 * n, n);
+        double *H = hessian(X, 2 * n, n);
+        float *W = gauss(50 + si, rows * n), *Q = gauss(60 + si, rows * n);
+        for (int64_t i = 0; i < rows * n; i++) Q[i] = W[i] + 0.1f * Q[i];
+        for (int withq = 0; withq < 2; withq++) {
+            const float *q = withq ? Q : NULL;
+            const double ref = qf_gptq_output_error_ref(W, q, rows, n, H);
+            const double a = qf_gptq_output_error(W, q, rows, n, H, 1), b = qf_gptq_output_error(W, q, rows, n, H, 2);
+            CHECK(t, fabs(a - ref) <= 1e-12 * fabs(ref), "%lld x %lld q=%d: %.17g vs reference %.17g", (long long)rows,
+                  (long long)n, withq, a, ref);
+            CHECK(t, a == b, "%lld x %lld: 1 vs 2 threads %.17g %.17g", (long long)rows, (long long)n, a, b);
+        }
+        free(X); free(H); free(W); free(Q);
+    }
+}
+
 /* The level tables read several indices per dequantization equal the
  * reference's one index per dequantization, bit for bit, on blocks fitted
  * to many random (also scaled, shifted) inputs of every type. */
@@ -658,6 +681,6 @@ static void test_shared_factor(qf_test *t) {
     shared_factor(t, 512);
 }
 
-QF_TEST_MAIN(test_grid_nearest_reference, test_grid_levels_reference, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
+QF_TEST_MAIN(test_output_error_reference, test_grid_nearest_reference, test_grid_levels_reference, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
              test_layerwise_moe_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
