@@ -4,6 +4,9 @@
 
 #include <math.h>
 #include <omp.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -364,6 +367,28 @@ static int fix_block(sweep *s, int r, int64_t b, const int64_t *inv, const qf_gp
     return 0;
 }
 
+/* w[m] = fmaf(-a, u[m], w[m]) for m < len: whole vectors, then one masked
+ * vector (AVX-512) or scalars for the rest. */
+static inline void axpy_sub(float *w, const float *u, float a, int64_t len) {
+    int64_t m = 0;
+#if defined(__AVX512F__)
+    const __m512 va = _mm512_set1_ps(a);
+    for (; m + 16 <= len; m += 16)
+        _mm512_storeu_ps(w + m, _mm512_fnmadd_ps(va, _mm512_loadu_ps(u + m), _mm512_loadu_ps(w + m)));
+    if (m < len) {
+        const __mmask16 k = (__mmask16)((1u << (len - m)) - 1);
+        _mm512_mask_storeu_ps(w + m, k, _mm512_fnmadd_ps(va, _mm512_maskz_loadu_ps(k, u + m), _mm512_maskz_loadu_ps(k, w + m)));
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    const __m256 va = _mm256_set1_ps(a);
+    for (; m + 8 <= len; m += 8)
+        _mm256_storeu_ps(w + m, _mm256_fnmadd_ps(va, _mm256_loadu_ps(u + m), _mm256_loadu_ps(w + m)));
+    for (; m < len; m++) w[m] = fmaf(-a, u[m], w[m]);
+#else
+    for (; m < len; m++) w[m] = fmaf(-a, u[m], w[m]);
+#endif
+}
+
 /* GPTQ over rows [r0, r0 + nr) of W. */
 static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float *U, int64_t ldu, const int64_t *perm,
                       const int64_t *inv, const uint8_t *fix_at, const qf_gptq_opts *o, uint8_t *dst,
@@ -394,10 +419,8 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
                 s->e[r * batch + (k - i1)] = err;
                 if (o->reference)
                     for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                else {
-                    #pragma omp simd
-                    for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                }
+                else
+                    axpy_sub(w + k + 1, Uk + k + 1, err, i2 - k - 1);
             }
         }
         /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */

@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <math.h>
 #include <stdint.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 typedef struct qf_gptq_grid {
     uint32_t type;      /* ggml type */
@@ -70,19 +73,37 @@ static inline int qf_gptq_grid_nearest_ref(const float *lev, int nlev, float v) 
     return fabsf(v - lev[lo - 1]) <= fabsf(lev[lo] - v) ? lo - 1 : lo;
 }
 
+/* Levels of lev[0, nlev) (nlev <= 64) that are not at or past v: !(lev >= v)
+ * for an ascending table, !(lev <= v) for a descending one (a NaN v counts
+ * every level, as the bisection runs past the end). */
+static inline int qf_gptq_grid_count_before(const float *lev, int nlev, float v, int asc) {
+    int lo = 0, i = 0;
+#if defined(__AVX512F__)
+    const __m512 vv = _mm512_set1_ps(v);
+    for (; i < nlev; i += 16) {
+        const __mmask16 m = nlev - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nlev - i)) - 1);
+        const __m512 l = _mm512_maskz_loadu_ps(m, lev + i);
+        const __mmask16 c = asc ? _mm512_mask_cmp_ps_mask(m, l, vv, _CMP_NGE_UQ) : _mm512_mask_cmp_ps_mask(m, l, vv, _CMP_NLE_UQ);
+        lo += __builtin_popcount((unsigned)c);
+    }
+#elif defined(__AVX2__)
+    const __m256 vv = _mm256_set1_ps(v);
+    for (; i + 8 <= nlev; i += 8) {
+        const __m256 l = _mm256_loadu_ps(lev + i);
+        const __m256 c = asc ? _mm256_cmp_ps(l, vv, _CMP_NGE_UQ) : _mm256_cmp_ps(l, vv, _CMP_NLE_UQ);
+        lo += __builtin_popcount((unsigned)_mm256_movemask_ps(c));
+    }
+#endif
+    for (; i < nlev; i++) lo += asc ? !(lev[i] >= v) : !(lev[i] <= v);
+    return lo;
+}
+
 /* qf_gptq_grid_nearest_ref without branches on the data: on a monotone
  * table the first level at or past v is the count of levels not at or past
- * it, one vector compare for up to 16 levels (bisection beyond 64). */
+ * it, vector compares for up to 64 levels (bisection beyond). */
 static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
     if (nlev > 64) return qf_gptq_grid_nearest_ref(lev, nlev, v);
-    int lo = 0;
-    if (lev[nlev - 1] >= lev[0]) {
-        #pragma omp simd reduction(+ : lo)
-        for (int i = 0; i < nlev; i++) lo += !(lev[i] >= v);
-    } else {
-        #pragma omp simd reduction(+ : lo)
-        for (int i = 0; i < nlev; i++) lo += !(lev[i] <= v);
-    }
+    const int lo = qf_gptq_grid_count_before(lev, nlev, v, lev[nlev - 1] >= lev[0]);
     if (lo == nlev) return nlev - 1;
     if (lo == 0) return 0;
     return fabsf(v - lev[lo - 1]) <= fabsf(lev[lo] - v) ? lo - 1 : lo;
