@@ -15,7 +15,7 @@
 #include "gptq_kernels.h"
 #include "qf_threads.h"
 
-#define ROW_TILE 24 /* rows swept together by one thread */
+#define ROW_TILE 48 /* rows swept together by one thread (their weights stay in L2) */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
