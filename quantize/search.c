@@ -82,11 +82,18 @@ int qf_quantize_search_supports(uint32_t type) {
     switch (type) {
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
-    case GGML_TYPE_IQ4_NL:
+    case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
+    case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ3_XXS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_XXS:
         return 1;
     default:
         return 0;
     }
+}
+
+/* The grid i-quants, whose search keeps ggml's grid points (search_block_grid). */
+static int is_grid_type(uint32_t type) {
+    return type == GGML_TYPE_IQ3_S || type == GGML_TYPE_IQ3_XXS || type == GGML_TYPE_IQ2_S ||
+           type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_XXS;
 }
 
 /* The weights that give the lowest end-to-end KLD per type
@@ -101,7 +108,7 @@ int qf_search_weights_default(uint32_t type, int has_imatrix) {
         return QF_SEARCH_W_IMAT;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
         return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
-    case GGML_TYPE_IQ4_NL:
+    case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
         return has_imatrix ? QF_SEARCH_W_IMAT : QF_SEARCH_W_SIGMA;
     default:
         return QF_SEARCH_W_SIGMA;
@@ -130,6 +137,16 @@ static void ggml_weights(uint32_t type, const float *x, int64_t n, const float *
             for (int64_t i = b; i < b + QK4_NL; ++i) sigma2 += x[i] * x[i];
             sigma2 *= 2.f / QK4_NL;
             for (int64_t i = b; i < b + QK4_NL; ++i) w[i] = qw ? qw[i] * sqrtf(sigma2 + x[i] * x[i]) : x[i] * x[i];
+        }
+        return;
+    }
+    if (type == GGML_TYPE_IQ4_XS || is_grid_type(type)) {
+        /* per 256: qw * sqrt(sigma2 + x^2), sigma2 = f * mean x^2 (f = 1 for IQ2_XS
+         * and IQ2_XXS, else 2); without imatrix x^2, or sigma2/4 + x^2 for IQ2_S */
+        const float f = type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_XXS ? 1.f : 2.f;
+        for (int64_t b = 0; b < n; b += QK_K) {
+            const float sigma2 = iq_sigma2(x + b, QK_K, f);
+            iq_group_weights(x + b, qw ? qw + b : NULL, sigma2, QK_K, type == GGML_TYPE_IQ2_S, w + b, NULL);
         }
         return;
     }
@@ -834,6 +851,153 @@ static void search_block_iq4_nl(const float *x, const float *w, const block_iq4_
 }
 
 /* ------------------------------------------------------------------------ */
+/* IQ4_XS: x ~ D * l_j * V[q], eight 32-sub-blocks j with signed l_j in      */
+/* [-32, 31] and one fp16 D per 256                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct xs_state {
+    float D;           /* fp16 value */
+    int ls[8];         /* signed sub-scales, -32..31 */
+    uint8_t L[QK_K];   /* level indices into kvalues_iq4nl */
+    double err, sub[8];
+} xs_state;
+
+/* Error of sub-block j for the integer sub-scale l (levels re-rounded for the
+ * sub-block scale D*l exactly as the dequantizer forms it). */
+static double xs_sub_err(const float *x, const float *w, float D, int l, uint8_t *L) {
+    return iq4_error_for(x, w, D * (float)l, L);
+}
+
+static void xs_total(const float *x, const float *w, xs_state *st) {
+    st->err = 0;
+    for (int j = 0; j < 8; ++j) {
+        st->sub[j] = xs_sub_err(x + 32 * j, w + 32 * j, st->D, st->ls[j], st->L + 32 * j);
+        st->err += st->sub[j];
+    }
+}
+
+/* Coordinate descent on the sub-scales (each tries +-1..R and the negated
+ * scale +-1, which moves the long end -127 of the table to the other side),
+ * alternating with the least-squares refit of D for the current levels:
+ * D = sum w x u / sum w u^2, u = l_j V[q]. Each round keeps a change only if
+ * the error drops, so the result is never worse than the start. */
+static void xs_refine(const float *x, const float *w, xs_state *st, int iters, int R) {
+    uint8_t Lc[32];
+    xs_total(x, w, st);
+    for (int it = 0; it < iters; ++it) {
+        int changed = 0;
+        for (int j = 0; j < 8; ++j) {
+            const int c = st->ls[j];
+            int cand[8], nc = 0;
+            for (int r = 1; r <= R; ++r) { cand[nc++] = c - r; cand[nc++] = c + r; }
+            cand[nc++] = -c; cand[nc++] = -c - 1; cand[nc++] = -c + 1;
+            for (int k = 0; k < nc; ++k) {
+                const int s = cand[k];
+                if (s < -32 || s > 31 || s == st->ls[j]) continue;
+                const double e = xs_sub_err(x + 32 * j, w + 32 * j, st->D, s, Lc);
+                if (e < st->sub[j]) {
+                    st->sub[j] = e;
+                    st->ls[j] = s;
+                    memcpy(st->L + 32 * j, Lc, 32);
+                }
+            }
+            changed |= st->ls[j] != c;
+        }
+        double sxu = 0, suu = 0;
+        for (int j = 0; j < 8; ++j)
+            for (int i = 0; i < 32; ++i) {
+                const double u = (double)st->ls[j] * kvalues_iq4nl[st->L[32 * j + i]];
+                sxu += (double)w[32 * j + i] * x[32 * j + i] * u;
+                suu += (double)w[32 * j + i] * u * u;
+            }
+        st->err = 0;
+        for (int j = 0; j < 8; ++j) st->err += st->sub[j];
+        const float Dn = suu > 0 ? fp16_round((float)(sxu / suu)) : st->D;
+        if (isfinite(Dn) && Dn != st->D) {
+            xs_state t = *st;
+            t.D = Dn;
+            xs_total(x, w, &t);
+            if (t.err < st->err) {
+                *st = t;
+                changed = 1;
+            }
+        }
+        if (!changed) break;
+    }
+}
+
+static void xs_from_block(const block_iq4_xs *b, xs_state *st) {
+    st->D = qf_f16_to_f32(b->d);
+    if (!isfinite(st->D)) st->D = 0.f;
+    for (int j = 0; j < 8; ++j)
+        st->ls[j] = (((b->scales_l[j / 2] >> 4 * (j % 2)) & 0x0F) | (((b->scales_h >> 2 * j) & 3) << 4)) - 32;
+}
+
+static void xs_to_block(const xs_state *st, block_iq4_xs *y) {
+    y->d = qf_f32_to_f16(st->D);
+    y->scales_h = 0;
+    memset(y->scales_l, 0, sizeof y->scales_l);
+    for (int j = 0; j < 8; ++j) {
+        const int ls = st->ls[j] + 32;
+        y->scales_l[j / 2] |= (uint8_t)((ls & 0x0F) << 4 * (j % 2));
+        y->scales_h |= (uint16_t)((ls >> 4) << 2 * j);
+        qf_pack_q4_legacy(y->qs + 16 * j, st->L + 32 * j);
+    }
+}
+
+/* The best continuous scale of one 32-sub-block: IQ4_NL's sweep in both
+ * orientations (the largest |x| towards -127 or towards +113), the lower
+ * error wins; 0 for an all-(near-)zero sub-block. */
+static float xs_sub_scale(const float *x, const float *w) {
+    float amax = 0.f, max = 0.f;
+    for (int i = 0; i < 32; ++i)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+    if (!(amax > 1e-30f) || !isfinite(amax)) return 0.f;
+    float xx[32], best_d = 0.f;
+    uint8_t L[32];
+    double best = INFINITY;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (int i = 0; i < 32; ++i) xx[i] = (float)sign * x[i];
+        const float reach = (float)sign * max < 0.f ? 127.f : 113.f;
+        const float d = (float)((double)sign * iq4_sweep(xx, w, 0.5f * reach / amax, 1.5f * reach / amax));
+        if (!isfinite(d) || d == 0.f) continue;
+        const double e = iq4_error_for(x, w, d, L);
+        if (e < best) { best = e; best_d = d; }
+    }
+    return best_d;
+}
+
+/* One IQ4_XS super-block: the descent from ggml's block, and (not with
+ * QF_SEARCH_EFFORT_FAST) from starts built on the best continuous scale of
+ * each sub-block, with the largest one at the long end -32 of the integer
+ * range (ggml's rule) or slightly inside it; the lowest error wins. */
+static void search_block_iq4_xs(const search_ctx *cx, const float *x, const float *w, const block_iq4_xs *exact,
+                                block_iq4_xs *y) {
+    const int fast = cx->effort == QF_SEARCH_EFFORT_FAST;
+    const int iters = fast ? 3 : cx->effort >= 2 ? 10 : 6, R = cx->effort >= 2 ? 2 : 1;
+    xs_state best, st;
+    xs_from_block(exact, &best);
+    xs_refine(x, w, &best, iters, R);
+    if (!fast) {
+        float a[8], amax = 0.f, max = 0.f;
+        for (int j = 0; j < 8; ++j) {
+            a[j] = xs_sub_scale(x + 32 * j, w + 32 * j);
+            if (fabsf(a[j]) > amax) { amax = fabsf(a[j]); max = a[j]; }
+        }
+        static const float shrink[] = { 0.f, 0.5f, 1.0f, 2.0f, -0.5f };
+        const int nstarts = cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3;
+        for (int k = 0; k < nstarts && amax > 0.f; ++k) {
+            st.D = fp16_round(-max / (32.f - shrink[k]));
+            if (!(st.D != 0.f) || !isfinite(st.D)) continue;
+            for (int j = 0; j < 8; ++j) st.ls[j] = round_clamp(a[j] / st.D, -32, 31);
+            xs_refine(x, w, &st, iters, R);
+            if (st.err < best.err) best = st;
+        }
+    }
+    xs_to_block(&best, y);
+}
+
+/* ------------------------------------------------------------------------ */
 /* K-quants with a min: Q2_K, Q4_K, Q5_K                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1326,6 +1490,134 @@ static double block_error(uint32_t type, const void *blk, const float *x, const 
     return weighted_sq_error(x, y, w, n);
 }
 
+/* ------------------------------------------------------------------------ */
+/* grid i-quants (IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS): ggml's grid       */
+/* points and signs kept, the 4-bit sub-block scales and D refined           */
+/* ------------------------------------------------------------------------ */
+
+/* Sub-blocks per super-block with their own 4-bit scale. */
+static int grid_nsub(uint32_t type) {
+    return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S ? 16 : 8;
+}
+
+/* The 4-bit scale of sub-block j (the field layouts of codec_iquants.h and
+ * codec_iq2.h). */
+static int grid_get_sc(uint32_t type, const void *blk, int j) {
+    switch (type) {
+    case GGML_TYPE_IQ3_S: return (((const block_iq3_s *)blk)->scales[j / 2] >> 4 * (j % 2)) & 15;
+    case GGML_TYPE_IQ2_XS: return (((const block_iq2_xs *)blk)->scales[j / 2] >> 4 * (j % 2)) & 15;
+    case GGML_TYPE_IQ2_S: return (((const block_iq2_s *)blk)->scales[j / 2] >> 4 * (j % 2)) & 15;
+    case GGML_TYPE_IQ3_XXS: return ((const block_iq3_xxs *)blk)->qs[QK_IQ / 4 + 4 * j + 3] >> 4;
+    case GGML_TYPE_IQ2_XXS: return ((const block_iq2_xxs *)blk)->qs[4 * j + 3] >> 12;
+    default: return 0;
+    }
+}
+
+static void grid_set_sc(uint32_t type, void *blk, int j, int v) {
+    const int sh = 4 * (j % 2);
+    switch (type) {
+    case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S: {
+        uint8_t *s = type == GGML_TYPE_IQ3_S ? ((block_iq3_s *)blk)->scales
+                   : type == GGML_TYPE_IQ2_XS ? ((block_iq2_xs *)blk)->scales : ((block_iq2_s *)blk)->scales;
+        s[j / 2] = (uint8_t)((s[j / 2] & ~(15 << sh)) | (v << sh));
+        break;
+    }
+    case GGML_TYPE_IQ3_XXS: {
+        uint8_t *s = &((block_iq3_xxs *)blk)->qs[QK_IQ / 4 + 4 * j + 3];
+        *s = (uint8_t)((*s & 15) | (v << 4));
+        break;
+    }
+    case GGML_TYPE_IQ2_XXS: {
+        uint16_t *s = &((block_iq2_xxs *)blk)->qs[4 * j + 3];
+        *s = (uint16_t)((*s & 0x0FFF) | (v << 12));
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* The fp16 super-scale: the first field of every grid block. */
+static qf_half *grid_d(uint32_t type, void *blk) {
+    switch (type) {
+    case GGML_TYPE_IQ3_S: return &((block_iq3_s *)blk)->d;
+    case GGML_TYPE_IQ3_XXS: return &((block_iq3_xxs *)blk)->d;
+    case GGML_TYPE_IQ2_XXS: return &((block_iq2_xxs *)blk)->d;
+    case GGML_TYPE_IQ2_XS: return &((block_iq2_xs *)blk)->d;
+    default: return &((block_iq2_s *)blk)->d;
+    }
+}
+
+/* Weighted error of the values [o, o + n) of the block decoded into y. */
+static double grid_err(uint32_t type, const void *blk, const float *x, const float *w, int o, int n, float *y) {
+    qf_dequantize_row(type, blk, y, QK_K);
+    return weighted_sq_error(x + o, y + o, w + o, n);
+}
+
+/* One grid super-block, starting from ggml's (exact): with the grid points
+ * and signs fixed, a coordinate descent on the sub-block scales (each tries
+ * +-1, or +-1..2 with effort 2) alternates with the least-squares refit of
+ * D (u = the block decoded with D = 1) and its two fp16 neighbours. A
+ * change is kept only if the decoded block's error drops. */
+static void search_block_grid(const search_ctx *cx, uint32_t type, size_t tsize, const float *x, const float *w,
+                              const void *exact, void *out) {
+    const int nsub = grid_nsub(type), sub = QK_K / nsub;
+    const int iters = cx->effort == QF_SEARCH_EFFORT_FAST ? 2 : cx->effort >= 2 ? 8 : 4;
+    const int R = cx->effort >= 2 ? 2 : 1;
+    uint8_t t[sizeof(block_q8_K)];
+    float y[QK_K];
+    double se[16];
+    memcpy(out, exact, tsize);
+    qf_dequantize_row(type, out, y, QK_K);
+    for (int j = 0; j < nsub; ++j) se[j] = weighted_sq_error(x + j * sub, y + j * sub, w + j * sub, sub);
+    for (int it = 0; it < iters; ++it) {
+        int changed = 0;
+        for (int j = 0; j < nsub; ++j) {
+            const int c = grid_get_sc(type, out, j);
+            int bs = c;
+            for (int dv = -R; dv <= R; ++dv) {
+                const int s = c + dv;
+                if (dv == 0 || s < 0 || s > 15) continue;
+                grid_set_sc(type, out, j, s);
+                const double e = grid_err(type, out, x, w, j * sub, sub, y);
+                if (e < se[j]) { se[j] = e; bs = s; }
+            }
+            grid_set_sc(type, out, j, bs);
+            changed |= bs != c;
+        }
+        double err = 0;
+        for (int j = 0; j < nsub; ++j) err += se[j];
+        /* refit D */
+        memcpy(t, out, tsize);
+        *grid_d(type, t) = qf_f32_to_f16(1.f);
+        qf_dequantize_row(type, t, y, QK_K);
+        double sxu = 0, suu = 0;
+        for (int i = 0; i < QK_K; ++i) {
+            sxu += (double)w[i] * x[i] * y[i];
+            suu += (double)w[i] * y[i] * y[i];
+        }
+        const qf_half h0 = *grid_d(type, out);
+        qf_half hb = h0;
+        if (suu > 0) {
+            const qf_half h = qf_f32_to_f16((float)(sxu / suu));
+            const qf_half hc[3] = { h, (qf_half)(h - 1), (qf_half)(h + 1) };
+            for (int k = 0; k < 3; ++k) {
+                if (hc[k] == h0 || (hc[k] & 0x7c00) == 0x7c00 || (k > 0 && (h & 0x7fff) == 0)) continue;
+                *grid_d(type, t) = hc[k];
+                const double e = grid_err(type, t, x, w, 0, QK_K, y);
+                if (e < err) { err = e; hb = hc[k]; }
+            }
+        }
+        if (hb != h0) {
+            *grid_d(type, out) = hb;
+            qf_dequantize_row(type, out, y, QK_K);
+            for (int j = 0; j < nsub; ++j) se[j] = weighted_sq_error(x + j * sub, y + j * sub, w + j * sub, sub);
+            changed = 1;
+        }
+        if (!changed) break;
+    }
+}
+
 int64_t qf_search_block_errors(uint32_t type, const void *q, const float *x, const float *w, int64_t n,
                                double *err) {
     const ggml_type_traits *tr = ggml_get_type_traits(type);
@@ -1345,6 +1637,8 @@ static void search_row(const search_ctx *cx, uint32_t type, const ggml_type_trai
         const float *xb = x + b * bs, *wb = w + b * bs;
         const uint8_t *eb = exact + b * tr->type_size;
         if (type == GGML_TYPE_IQ4_NL) search_block_iq4_nl(xb, wb, (const block_iq4_nl *)eb, (block_iq4_nl *)cand);
+        else if (type == GGML_TYPE_IQ4_XS) search_block_iq4_xs(cx, xb, wb, (const block_iq4_xs *)eb, (block_iq4_xs *)cand);
+        else if (is_grid_type(type)) search_block_grid(cx, type, tr->type_size, xb, wb, eb, cand);
         else if (bs == QK_K) search_block_k(cx, type, xb, wb, eb, cand);
         else search_block_legacy(cx, type, xb, wb, eb, cand);
         int take = !keep_exact;
@@ -1362,6 +1656,7 @@ int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int6
     if (opts) o = *opts;
     else qf_search_opts_init(&o);
     if (!qf_quantize_search_supports(type)) return QF_EUNSUPPORTED;
+    if (!imatrix && qf_quantize_requires_imatrix(type)) return QF_EINVAL;
     if (o.weights < 0 || o.weights >= QF_SEARCH_W_COUNT) return QF_EINVAL;
     if (nrows < 0 || n_per_row < 0 || (nrows > 0 && n_per_row > 0 && (!src || !dst))) return QF_EINVAL;
     const ggml_type_traits *tr = ggml_get_type_traits(type);

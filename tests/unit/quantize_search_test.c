@@ -59,6 +59,7 @@ static void fill_imatrix(rng *r, float *qw, int64_t n) {
 static const uint32_t SEARCH_TYPES[] = {
     GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
+    GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_XXS,
 };
 #define N_SEARCH_TYPES (sizeof SEARCH_TYPES / sizeof SEARCH_TYPES[0])
 
@@ -124,6 +125,7 @@ static void test_never_worse_than_exact_random(qf_test *t) {
         uint8_t *q = malloc(bytes), *e = malloc(bytes);
         for (int im = 0; im < 2; ++im) {
             const float *w = im ? qw : NULL;
+            if (!w && qf_quantize_requires_imatrix(type)) continue;
             REQUIRE(t, qf_quantize_rows(type, x, e, nrows, n, w) == (int64_t)bytes, "%s exact", tname(type));
             for (int mode = 0; mode < QF_SEARCH_W_COUNT; ++mode) {
                 qf_search_opts o;
@@ -160,6 +162,7 @@ static void test_search_alone_beats_exact_on_gaussian_rows(qf_test *t) {
         uint8_t *q = malloc(bytes), *e = malloc(bytes);
         for (int im = 0; im < 2; ++im) {
             const float *w = im ? qw : NULL;
+            if (!w && qf_quantize_requires_imatrix(type)) continue;
             qf_search_opts o;
             qf_search_opts_init(&o);
             o.keep_exact = 0;
@@ -194,6 +197,7 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
         uint8_t *ref = malloc(bytes), *q = malloc(bytes);
         for (int im = 0; im < 2; ++im) {
             const float *w = im ? qw : NULL;
+            if (!w && qf_quantize_requires_imatrix(type)) continue;
             qf_search_opts o;
             qf_search_opts_init(&o);
             o.force_scalar = 1;
@@ -240,6 +244,7 @@ static void test_fast_effort(qf_test *t) {
         float *w = malloc((size_t)n * sizeof *w);
         for (int im = 0; im < 2; ++im) {
             const float *iw = im ? qw : NULL;
+            if (!iw && qf_quantize_requires_imatrix(type)) continue;
             qf_search_opts o;
             qf_search_opts_init(&o);
             REQUIRE(t, qf_quantize_rows(type, x, e, nrows, n, iw) == (int64_t)bytes, "%s exact", tname(type));
@@ -332,6 +337,12 @@ static void test_degenerate_rows(qf_test *t) {
         const uint32_t type = SEARCH_TYPES[ti];
         const size_t bytes = row_bytes(type, n) * nrows;
         uint8_t *q = malloc(bytes), *e = malloc(bytes);
+        if (qf_quantize_requires_imatrix(type)) { /* refused like the exact quantizer */
+            CHECK(t, qf_quantize_rows_opt(type, x, q, nrows, n, NULL) == QF_EINVAL, "%s without imatrix", tname(type));
+            free(q);
+            free(e);
+            continue;
+        }
         qf_quantize_rows(type, x, e, nrows, n, NULL);
         REQUIRE(t, qf_quantize_rows_opt(type, x, q, nrows, n, NULL) == (int64_t)bytes, "%s", tname(type));
         cmp_stats st = { 0 };
