@@ -83,17 +83,10 @@ int qf_quantize_search_supports(uint32_t type) {
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
     case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
-    case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ3_XXS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_XXS:
         return 1;
     default:
         return 0;
     }
-}
-
-/* The grid i-quants, whose search keeps ggml's grid points (search_block_grid). */
-static int is_grid_type(uint32_t type) {
-    return type == GGML_TYPE_IQ3_S || type == GGML_TYPE_IQ3_XXS || type == GGML_TYPE_IQ2_S ||
-           type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_XXS;
 }
 
 /* The weights that give the lowest end-to-end KLD per type
@@ -101,14 +94,16 @@ static int is_grid_type(uint32_t type) {
  * magnitude term of qw*sqrt(sigma2 + x^2); for Q5_K, Q6_K and Q8_0 the plain
  * importance weights qw (plain squared error without imatrix); for Q5_0/Q5_1
  * qw alone without an imatrix and the sigma form (ggml's for these types)
- * with one; for IQ4_NL the sigma form without an imatrix and qw with one. */
+ * with one; for IQ4_NL the sigma form without an imatrix and qw with one;
+ * for IQ4_XS the sigma form (with an imatrix, qw alone raised its KLD on
+ * distill-3M where the sigma form lowered it). */
 int qf_search_weights_default(uint32_t type, int has_imatrix) {
     switch (type) {
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
         return QF_SEARCH_W_IMAT;
     case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
         return has_imatrix ? QF_SEARCH_W_SIGMA : QF_SEARCH_W_IMAT;
-    case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
+    case GGML_TYPE_IQ4_NL:
         return has_imatrix ? QF_SEARCH_W_IMAT : QF_SEARCH_W_SIGMA;
     default:
         return QF_SEARCH_W_SIGMA;
@@ -140,14 +135,9 @@ static void ggml_weights(uint32_t type, const float *x, int64_t n, const float *
         }
         return;
     }
-    if (type == GGML_TYPE_IQ4_XS || is_grid_type(type)) {
-        /* per 256: qw * sqrt(sigma2 + x^2), sigma2 = f * mean x^2 (f = 1 for IQ2_XS
-         * and IQ2_XXS, else 2); without imatrix x^2, or sigma2/4 + x^2 for IQ2_S */
-        const float f = type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_XXS ? 1.f : 2.f;
-        for (int64_t b = 0; b < n; b += QK_K) {
-            const float sigma2 = iq_sigma2(x + b, QK_K, f);
-            iq_group_weights(x + b, qw ? qw + b : NULL, sigma2, QK_K, type == GGML_TYPE_IQ2_S, w + b, NULL);
-        }
+    if (type == GGML_TYPE_IQ4_XS) { /* per 256: qw * sqrt(sigma2 + x^2), sigma2 = 2 * mean x^2; x^2 without imatrix */
+        for (int64_t b = 0; b < n; b += QK_K)
+            iq_group_weights(x + b, qw ? qw + b : NULL, iq_sigma2(x + b, QK_K, 2.f), QK_K, 0, w + b, NULL);
         return;
     }
     const int kq = type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q4_K ||
@@ -1490,134 +1480,6 @@ static double block_error(uint32_t type, const void *blk, const float *x, const 
     return weighted_sq_error(x, y, w, n);
 }
 
-/* ------------------------------------------------------------------------ */
-/* grid i-quants (IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS): ggml's grid       */
-/* points and signs kept, the 4-bit sub-block scales and D refined           */
-/* ------------------------------------------------------------------------ */
-
-/* Sub-blocks per super-block with their own 4-bit scale. */
-static int grid_nsub(uint32_t type) {
-    return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S ? 16 : 8;
-}
-
-/* The 4-bit scale of sub-block j (the field layouts of codec_iquants.h and
- * codec_iq2.h). */
-static int grid_get_sc(uint32_t type, const void *blk, int j) {
-    switch (type) {
-    case GGML_TYPE_IQ3_S: return (((const block_iq3_s *)blk)->scales[j / 2] >> 4 * (j % 2)) & 15;
-    case GGML_TYPE_IQ2_XS: return (((const block_iq2_xs *)blk)->scales[j / 2] >> 4 * (j % 2)) & 15;
-    case GGML_TYPE_IQ2_S: return (((const block_iq2_s *)blk)->scales[j / 2] >> 4 * (j % 2)) & 15;
-    case GGML_TYPE_IQ3_XXS: return ((const block_iq3_xxs *)blk)->qs[QK_IQ / 4 + 4 * j + 3] >> 4;
-    case GGML_TYPE_IQ2_XXS: return ((const block_iq2_xxs *)blk)->qs[4 * j + 3] >> 12;
-    default: return 0;
-    }
-}
-
-static void grid_set_sc(uint32_t type, void *blk, int j, int v) {
-    const int sh = 4 * (j % 2);
-    switch (type) {
-    case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S: {
-        uint8_t *s = type == GGML_TYPE_IQ3_S ? ((block_iq3_s *)blk)->scales
-                   : type == GGML_TYPE_IQ2_XS ? ((block_iq2_xs *)blk)->scales : ((block_iq2_s *)blk)->scales;
-        s[j / 2] = (uint8_t)((s[j / 2] & ~(15 << sh)) | (v << sh));
-        break;
-    }
-    case GGML_TYPE_IQ3_XXS: {
-        uint8_t *s = &((block_iq3_xxs *)blk)->qs[QK_IQ / 4 + 4 * j + 3];
-        *s = (uint8_t)((*s & 15) | (v << 4));
-        break;
-    }
-    case GGML_TYPE_IQ2_XXS: {
-        uint16_t *s = &((block_iq2_xxs *)blk)->qs[4 * j + 3];
-        *s = (uint16_t)((*s & 0x0FFF) | (v << 12));
-        break;
-    }
-    default:
-        break;
-    }
-}
-
-/* The fp16 super-scale: the first field of every grid block. */
-static qf_half *grid_d(uint32_t type, void *blk) {
-    switch (type) {
-    case GGML_TYPE_IQ3_S: return &((block_iq3_s *)blk)->d;
-    case GGML_TYPE_IQ3_XXS: return &((block_iq3_xxs *)blk)->d;
-    case GGML_TYPE_IQ2_XXS: return &((block_iq2_xxs *)blk)->d;
-    case GGML_TYPE_IQ2_XS: return &((block_iq2_xs *)blk)->d;
-    default: return &((block_iq2_s *)blk)->d;
-    }
-}
-
-/* Weighted error of the values [o, o + n) of the block decoded into y. */
-static double grid_err(uint32_t type, const void *blk, const float *x, const float *w, int o, int n, float *y) {
-    qf_dequantize_row(type, blk, y, QK_K);
-    return weighted_sq_error(x + o, y + o, w + o, n);
-}
-
-/* One grid super-block, starting from ggml's (exact): with the grid points
- * and signs fixed, a coordinate descent on the sub-block scales (each tries
- * +-1, or +-1..2 with effort 2) alternates with the least-squares refit of
- * D (u = the block decoded with D = 1) and its two fp16 neighbours. A
- * change is kept only if the decoded block's error drops. */
-static void search_block_grid(const search_ctx *cx, uint32_t type, size_t tsize, const float *x, const float *w,
-                              const void *exact, void *out) {
-    const int nsub = grid_nsub(type), sub = QK_K / nsub;
-    const int iters = cx->effort == QF_SEARCH_EFFORT_FAST ? 2 : cx->effort >= 2 ? 8 : 4;
-    const int R = cx->effort >= 2 ? 2 : 1;
-    uint8_t t[sizeof(block_q8_K)];
-    float y[QK_K];
-    double se[16];
-    memcpy(out, exact, tsize);
-    qf_dequantize_row(type, out, y, QK_K);
-    for (int j = 0; j < nsub; ++j) se[j] = weighted_sq_error(x + j * sub, y + j * sub, w + j * sub, sub);
-    for (int it = 0; it < iters; ++it) {
-        int changed = 0;
-        for (int j = 0; j < nsub; ++j) {
-            const int c = grid_get_sc(type, out, j);
-            int bs = c;
-            for (int dv = -R; dv <= R; ++dv) {
-                const int s = c + dv;
-                if (dv == 0 || s < 0 || s > 15) continue;
-                grid_set_sc(type, out, j, s);
-                const double e = grid_err(type, out, x, w, j * sub, sub, y);
-                if (e < se[j]) { se[j] = e; bs = s; }
-            }
-            grid_set_sc(type, out, j, bs);
-            changed |= bs != c;
-        }
-        double err = 0;
-        for (int j = 0; j < nsub; ++j) err += se[j];
-        /* refit D */
-        memcpy(t, out, tsize);
-        *grid_d(type, t) = qf_f32_to_f16(1.f);
-        qf_dequantize_row(type, t, y, QK_K);
-        double sxu = 0, suu = 0;
-        for (int i = 0; i < QK_K; ++i) {
-            sxu += (double)w[i] * x[i] * y[i];
-            suu += (double)w[i] * y[i] * y[i];
-        }
-        const qf_half h0 = *grid_d(type, out);
-        qf_half hb = h0;
-        if (suu > 0) {
-            const qf_half h = qf_f32_to_f16((float)(sxu / suu));
-            const qf_half hc[3] = { h, (qf_half)(h - 1), (qf_half)(h + 1) };
-            for (int k = 0; k < 3; ++k) {
-                if (hc[k] == h0 || (hc[k] & 0x7c00) == 0x7c00 || (k > 0 && (h & 0x7fff) == 0)) continue;
-                *grid_d(type, t) = hc[k];
-                const double e = grid_err(type, t, x, w, 0, QK_K, y);
-                if (e < err) { err = e; hb = hc[k]; }
-            }
-        }
-        if (hb != h0) {
-            *grid_d(type, out) = hb;
-            qf_dequantize_row(type, out, y, QK_K);
-            for (int j = 0; j < nsub; ++j) se[j] = weighted_sq_error(x + j * sub, y + j * sub, w + j * sub, sub);
-            changed = 1;
-        }
-        if (!changed) break;
-    }
-}
-
 int64_t qf_search_block_errors(uint32_t type, const void *q, const float *x, const float *w, int64_t n,
                                double *err) {
     const ggml_type_traits *tr = ggml_get_type_traits(type);
@@ -1638,7 +1500,6 @@ static void search_row(const search_ctx *cx, uint32_t type, const ggml_type_trai
         const uint8_t *eb = exact + b * tr->type_size;
         if (type == GGML_TYPE_IQ4_NL) search_block_iq4_nl(xb, wb, (const block_iq4_nl *)eb, (block_iq4_nl *)cand);
         else if (type == GGML_TYPE_IQ4_XS) search_block_iq4_xs(cx, xb, wb, (const block_iq4_xs *)eb, (block_iq4_xs *)cand);
-        else if (is_grid_type(type)) search_block_grid(cx, type, tr->type_size, xb, wb, eb, cand);
         else if (bs == QK_K) search_block_k(cx, type, xb, wb, eb, cand);
         else search_block_legacy(cx, type, xb, wb, eb, cand);
         int take = !keep_exact;
@@ -1656,7 +1517,6 @@ int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int6
     if (opts) o = *opts;
     else qf_search_opts_init(&o);
     if (!qf_quantize_search_supports(type)) return QF_EUNSUPPORTED;
-    if (!imatrix && qf_quantize_requires_imatrix(type)) return QF_EINVAL;
     if (o.weights < 0 || o.weights >= QF_SEARCH_W_COUNT) return QF_EINVAL;
     if (nrows < 0 || n_per_row < 0 || (nrows > 0 && n_per_row > 0 && (!src || !dst))) return QF_EINVAL;
     const ggml_type_traits *tr = ggml_get_type_traits(type);

@@ -59,7 +59,7 @@ static void fill_imatrix(rng *r, float *qw, int64_t n) {
 static const uint32_t SEARCH_TYPES[] = {
     GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
-    GGML_TYPE_IQ4_XS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_XXS,
+    GGML_TYPE_IQ4_XS,
 };
 #define N_SEARCH_TYPES (sizeof SEARCH_TYPES / sizeof SEARCH_TYPES[0])
 
@@ -125,7 +125,6 @@ static void test_never_worse_than_exact_random(qf_test *t) {
         uint8_t *q = malloc(bytes), *e = malloc(bytes);
         for (int im = 0; im < 2; ++im) {
             const float *w = im ? qw : NULL;
-            if (!w && qf_quantize_requires_imatrix(type)) continue;
             REQUIRE(t, qf_quantize_rows(type, x, e, nrows, n, w) == (int64_t)bytes, "%s exact", tname(type));
             for (int mode = 0; mode < QF_SEARCH_W_COUNT; ++mode) {
                 qf_search_opts o;
@@ -162,7 +161,6 @@ static void test_search_alone_beats_exact_on_gaussian_rows(qf_test *t) {
         uint8_t *q = malloc(bytes), *e = malloc(bytes);
         for (int im = 0; im < 2; ++im) {
             const float *w = im ? qw : NULL;
-            if (!w && qf_quantize_requires_imatrix(type)) continue;
             qf_search_opts o;
             qf_search_opts_init(&o);
             o.keep_exact = 0;
@@ -197,7 +195,6 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
         uint8_t *ref = malloc(bytes), *q = malloc(bytes);
         for (int im = 0; im < 2; ++im) {
             const float *w = im ? qw : NULL;
-            if (!w && qf_quantize_requires_imatrix(type)) continue;
             qf_search_opts o;
             qf_search_opts_init(&o);
             o.force_scalar = 1;
@@ -244,7 +241,6 @@ static void test_fast_effort(qf_test *t) {
         float *w = malloc((size_t)n * sizeof *w);
         for (int im = 0; im < 2; ++im) {
             const float *iw = im ? qw : NULL;
-            if (!iw && qf_quantize_requires_imatrix(type)) continue;
             qf_search_opts o;
             qf_search_opts_init(&o);
             REQUIRE(t, qf_quantize_rows(type, x, e, nrows, n, iw) == (int64_t)bytes, "%s exact", tname(type));
@@ -337,12 +333,6 @@ static void test_degenerate_rows(qf_test *t) {
         const uint32_t type = SEARCH_TYPES[ti];
         const size_t bytes = row_bytes(type, n) * nrows;
         uint8_t *q = malloc(bytes), *e = malloc(bytes);
-        if (qf_quantize_requires_imatrix(type)) { /* refused like the exact quantizer */
-            CHECK(t, qf_quantize_rows_opt(type, x, q, nrows, n, NULL) == QF_EINVAL, "%s without imatrix", tname(type));
-            free(q);
-            free(e);
-            continue;
-        }
         qf_quantize_rows(type, x, e, nrows, n, NULL);
         REQUIRE(t, qf_quantize_rows_opt(type, x, q, nrows, n, NULL) == (int64_t)bytes, "%s", tname(type));
         cmp_stats st = { 0 };
@@ -413,9 +403,7 @@ typedef struct margin { uint32_t type; double noimat, imat; } margin;
  *   Q5_1 0.781 / 0.871   Q8_0 0.892 / 0.736   Q2_K 0.851 / 0.878
  *   Q3_K 0.926 / 0.951   Q4_K 0.960 / 0.882   Q5_K 0.882 / 0.734
  *   Q6_K 0.851 / 0.671   IQ4_NL 0.958 / 0.877
- * and on the distill-3M tensors only (256-blocks; IQ2_XS/IQ2_XXS need an imatrix):
- *   IQ4_XS 0.931 / 0.768  IQ3_S 0.877 / 0.775   IQ3_XXS 0.938 / 0.890
- *   IQ2_S 0.896 / 0.866   IQ2_XS - / 0.813      IQ2_XXS - / 0.908
+ *   IQ4_XS 0.931 / 0.782 (distill-3M only: 256-blocks)
  * The thresholds keep about half of each gain. */
 static const margin MARGINS[] = {
     { GGML_TYPE_Q4_0, 0.95, 0.99 }, { GGML_TYPE_Q4_1, 0.90, 0.96 }, { GGML_TYPE_Q5_0, 0.94, 0.97 },
@@ -423,8 +411,7 @@ static const margin MARGINS[] = {
     /* 32-blocks first: stories260K uses these */
     { GGML_TYPE_Q2_K, 0.93, 0.94 }, { GGML_TYPE_Q3_K, 0.96, 0.975 }, { GGML_TYPE_Q4_K, 0.98, 0.94 },
     { GGML_TYPE_Q5_K, 0.94, 0.87 }, { GGML_TYPE_Q6_K, 0.93, 0.84 },
-    { GGML_TYPE_IQ4_XS, 0.97, 0.89 }, { GGML_TYPE_IQ3_S, 0.94, 0.89 }, { GGML_TYPE_IQ3_XXS, 0.97, 0.95 },
-    { GGML_TYPE_IQ2_S, 0.95, 0.93 }, { GGML_TYPE_IQ2_XS, 1.0, 0.91 }, { GGML_TYPE_IQ2_XXS, 1.0, 0.955 },
+    { GGML_TYPE_IQ4_XS, 0.97, 0.89 },
 };
 #define N_LEGACY_MARGINS 6
 
@@ -471,7 +458,7 @@ static void test_real_tinystories_distill_3M(qf_test *t) {
         qf_bf16_to_f32_row((const uint16_t *)ti->data, x, ti->n_elements);
         fill_imatrix(&r, qw, n);
         for (size_t j = 0; j < sizeof MARGINS / sizeof MARGINS[0]; ++j) {
-            if (!qf_quantize_requires_imatrix(M[j].type)) check_real(t, names[k], M[j].type, x, nrows, n, NULL, M[j].noimat);
+            check_real(t, names[k], M[j].type, x, nrows, n, NULL, M[j].noimat);
             check_real(t, names[k], M[j].type, x, nrows, n, qw, M[j].imat);
         }
         free(x);
