@@ -23,7 +23,7 @@ static qf_half small_half(void) { return qf_f32_to_f16(0.001f + 0.02f * (float)(
 
 static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ2_XS,
-                                 GGML_TYPE_IQ2_S};
+                                 GGML_TYPE_IQ2_S, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
 #define N_TYPES (sizeof types / sizeof types[0])
 /* The types multiplied straight from their blocks (no unpacked rows). */
 static const uint32_t block_dot_types[] = {GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
@@ -48,6 +48,9 @@ static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *
         case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = small_half(); break;
         case GGML_TYPE_IQ2_XS: ((block_iq2_xs *)blk)->d = small_half(); break;
         case GGML_TYPE_IQ2_S: ((block_iq2_s *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ3_S: ((block_iq3_s *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ3_XXS: ((block_iq3_xxs *)blk)->d = small_half(); break;
+        case GGML_TYPE_IQ2_XXS: ((block_iq2_xxs *)blk)->d = small_half(); break;
         case GGML_TYPE_IQ1_S: ((block_iq1_s *)blk)->d = small_half(); break;
         case GGML_TYPE_IQ1_M: { /* d's four nibbles in the top of the four scale words */
             const qf_half d = small_half();
@@ -140,7 +143,10 @@ static void test_unpack_matches_dequantize(qf_test *t) {
                 case GGML_TYPE_Q4_K: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i] - m[i / 256] * (float)mins[i / 32]; break;
                 case GGML_TYPE_Q6_K:
                 case GGML_TYPE_IQ2_XS:
-                case GGML_TYPE_IQ2_S: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
+                case GGML_TYPE_IQ2_S:
+                case GGML_TYPE_IQ3_S:
+                case GGML_TYPE_IQ3_XXS:
+                case GGML_TYPE_IQ2_XXS: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
                 default: v = (float)q[i] * d[i / 32]; break;
                 }
                 if (memcmp(&v, &ref[i], 4) != 0) bad++;
