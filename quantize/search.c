@@ -19,6 +19,9 @@
  *    re-rounded levels), alternating with a joint least-squares refit of the
  *    fp16 super-block scale(s) d (and dmin), from several starts including
  *    ggml's own result.
+ *  - IQ4_XS: the same descent over the signed 6-bit sub-block scales, the
+ *    levels re-rounded to the nearest IQ4_NL table value, with the
+ *    least-squares refit of the fp16 super-scale.
  *
  * Every candidate is scored by the error it really has (fp16-rounded scales,
  * clamped levels); ggml's block is scored the same way through the reference
