@@ -111,7 +111,7 @@ record_cmd() { [ -n "$REC_DIR" ] && printf '%s\n' "$*" >>"$REC_DIR/commands"; re
 record_knobs() {
   local name out=
   for name in $(cat "$0" "$REC_ROOT/bench/lib.sh" "$REC_ROOT/bench/gen-1b.sh" 2>/dev/null |
-                grep -o '\${[A-Z][A-Z0-9_]*:-' | tr -d '${:-' | awk '!seen[$0]++'); do
+                grep -o '\${[A-Z][A-Z0-9_]*:\{0,1\}-' | tr -d '${:-' | awk '!seen[$0]++'); do
     case $name in RESULTS|RECORD|GNU_TIME) continue ;; esac
     [ -n "${!name+x}" ] || continue
     case ${!name} in *[[:space:]]*) out+="$name=\"${!name}\" " ;; *) out+="$name=${!name} " ;; esac
