@@ -537,7 +537,8 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     /* auto trades part of the K-quant search's gain for llama-quantize's
      * speed; --method search is the full search (qf_quant_method) */
     qf_search_opts_init(&j.search);
-    if (o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ)
+    if ((o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
+        !qf_quant_preset_is_grid(o->preset))
         j.search.effort = QF_SEARCH_EFFORT_FAST;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;

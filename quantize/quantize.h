@@ -79,6 +79,9 @@ const qf_quant_preset *qf_quant_preset_find(const char *name);
 /* 1 if llama-quantize refuses the preset without an imatrix whatever the
  * model (IQ2_XXS, IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
 int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
+/* 1 if p's main type is a lattice/codebook i-quant (IQ1_S..IQ3_S): the
+ * preset's few K-quant tensors then get the full search even under AUTO. */
+int qf_quant_preset_is_grid(const qf_quant_preset *p);
 /* 1 if llama-quantize refuses to write the tensor `name` as `type` under
  * preset p without an imatrix entry for it ("very low-bit"): IQ2_XXS,
  * IQ2_XS, IQ2_S, IQ1_S; IQ1_M except token_embd and output; Q2_K under
@@ -166,7 +169,9 @@ typedef enum qf_quant_method {
                                    presets without imatrix, which stay byte-identical to
                                    llama-quantize. See qf_quant_method_searches (mix.c). The
                                    K-quant blocks are searched with QF_SEARCH_EFFORT_FAST (about
-                                   5x faster than SEARCH's full effort, part of its gain). */
+                                   5x faster than SEARCH's full effort, part of its gain), except
+                                   in the grid i-quant presets (qf_quant_preset_is_grid), whose
+                                   few K-quant tensors get the full effort. */
     QF_QUANT_METHOD_GPTQ = 3,   /* GPTQ on calibration text (gptq_run.h, opts.gptq) for the linears of
                                    every GPTQ type; the other tensors as AUTO */
     QF_QUANT_METHOD_AWQ = 4,      /* AWQ scales and clipping (awq.h, opts.awq) folded into the model */
