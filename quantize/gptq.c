@@ -412,8 +412,20 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
     return 0;
 }
 
+int64_t qf_gptq_row_tile(void) { return ROW_TILE; }
+
 int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf_gptq_prep *p,
                           const qf_gptq_opts *opts, void *dst, float *q_out, qf_err *err) {
+    return qf_gptq_quantize_prep_rows(type, W, n_out, 0, n_out, p, opts, dst, q_out, err);
+}
+
+int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int64_t row0, int64_t row1,
+                               const qf_gptq_prep *p, const qf_gptq_opts *opts, void *dst, float *q_out,
+                               qf_err *err) {
+    if (row0 < 0 || row1 > n_out || row0 > row1 || row0 % ROW_TILE || (row1 % ROW_TILE && row1 != n_out))
+        return qf_set_err(err, QF_EINVAL, "gptq: rows %lld..%lld of %lld are not whole sweep tiles", (long long)row0,
+                          (long long)row1, (long long)n_out);
+    if (row0 == row1 && n_out > 0) return 0;
     qf_gptq_grid g;
     qf_gptq_opts o;
     if (opts) o = *opts;
@@ -439,9 +451,9 @@ int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf
         const int64_t b = (perm ? perm[k] : k) / g.block;
         if (!seen[b]) seen[b] = fix_at[k] = 1;
     }
-    const int64_t n_tiles = (n_out + ROW_TILE - 1) / ROW_TILE;
+    const int64_t t0 = row0 / ROW_TILE, n_tiles = (row1 + ROW_TILE - 1) / ROW_TILE;
     int failed = 0;
-    #pragma omp parallel num_threads(qf_threads_for((double)n_out * n * n, o.n_threads))
+    #pragma omp parallel num_threads(qf_threads_for((double)(row1 - row0) * n * n, o.n_threads))
     {
         sweep s = {&g, n, NULL, NULL, NULL, NULL, NULL};
         s.w = malloc((size_t)(ROW_TILE * n) * sizeof *s.w);
@@ -451,10 +463,10 @@ int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf
         s.xb = malloc((size_t)g.block * sizeof *s.xb);
         const int ok = s.w && s.lev && s.u && s.e && s.xb;
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < n_tiles; t++) {
+        for (int64_t t = t0; t < n_tiles; t++) {
             if (!ok) { failed = QF_ENOMEM; continue; }
             const int64_t r0 = t * ROW_TILE;
-            const int nr = (int)(n_out - r0 < ROW_TILE ? n_out - r0 : ROW_TILE);
+            const int nr = (int)(row1 - r0 < ROW_TILE ? row1 - r0 : ROW_TILE);
             int r = sweep_rows(&s, W, r0, nr, p->U, p->ldu, perm, inv, fix_at, &o, dst, row_bytes, q_out);
             if (r) failed = r;
         }

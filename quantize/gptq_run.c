@@ -41,8 +41,8 @@ typedef struct state {
     size_t cap;
     float *qw;               /* fit weights [n_in] */
     double *hdiag;           /* diag(H) [n_in], read before H is factored */
-    uint8_t *dst;            /* one tensor's blocks */
-    size_t dst_cap;
+    uint8_t *dst[3];         /* the group's tensors' blocks */
+    size_t dst_cap[3];
     float *rtn;              /* scratch for the RTN comparison */
     uint8_t *rtn_q;
 } state;
@@ -102,7 +102,7 @@ static uint8_t *expert_dst(state *s, long pi, const qf_quant_tensor_plan *t, con
  * stacked tensor into the store. QF_EIO on a full disk. */
 static int expert_done(state *s, long pi, const qf_quant_tensor_plan *t, const qf_weight *w, qf_err *err) {
     if (w->expert != w->n_expert - 1) return 0;
-    int rc = qf_blockstore_put(s->store, (size_t)pi, s->xblocks[pi], t->out_nbytes, err);
+    int rc = qf_dist_rank(s->o->dist) ? 0 : qf_blockstore_put(s->store, (size_t)pi, s->xblocks[pi], t->out_nbytes, err);
     free(s->xblocks[pi]);
     s->xblocks[pi] = NULL;
     return rc;
@@ -143,55 +143,119 @@ static int usual_path(state *s, long pi, const qf_quant_tensor_plan *t, const qf
     return expert_done(s, pi, t, w, err);
 }
 
-/* One GPTQ tensor of a group: its loss sample (W, Q, RTN rows) and report. */
+/* One GPTQ tensor of a group: where its blocks go, its loss sample (W, Q,
+ * RTN rows) and report. */
 typedef struct pending {
+    int i;                   /* group member */
+    long pi;                 /* plan slot */
+    const qf_quant_tensor_plan *t;
+    uint8_t *dst;            /* the tensor's blocks (an expert's slice) */
+    size_t row_bytes;
     qf_gptq_tensor_report tr;
-    float *smp;              /* [3 * nr * n_in]: rows of W, of Q, of RTN */
-    int64_t nr;
+    float *smp;              /* [3 * nr * n_in]: rows of W, of Q, of RTN (rank 0) */
+    int64_t nr, step;
 } pending;
 
-/* GPTQ of group member i with the group's factor: blocks to the store, W
- * replaced by its quantized values, the loss sample kept in pd. */
-static int gptq_tensor(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi,
-                       const qf_gptq_prep *prep, float *xbuf, pending *pd, qf_err *err) {
+void qf_gptq_share_rows(const int64_t *n_out, int n, int64_t tile, int parts, int part, int64_t *row0, int64_t *row1) {
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += (n_out[i] + tile - 1) / tile;
+    const int64_t a = total * part / parts, b = total * (part + 1) / parts; /* this part's tiles, group-wide */
+    int64_t first = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t tiles = (n_out[i] + tile - 1) / tile;
+        const int64_t lo = a > first ? a : first, hi = b < first + tiles ? b : first + tiles;
+        row0[i] = row1[i] = 0;
+        if (lo < hi) {
+            row0[i] = (lo - first) * tile;
+            row1[i] = (hi - first) * tile < n_out[i] ? (hi - first) * tile : n_out[i];
+        }
+        first += tiles;
+    }
+}
+
+/* Group member i's blocks buffer and, on rank 0, its rows of W for the
+ * loss (at most LOSS_ROWS evenly spaced rows: each costs n_in^2). */
+static int gptq_begin(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi, int slot,
+                      pending *pd, qf_err *err) {
     const qf_weight *w = g->w[i];
     const int64_t n_in = g->n_in;
-    float *qw = s->qw, *W = g->wf[i];
-    fit_weights(s, g, w, qw, xbuf);
+    memset(pd, 0, sizeof *pd);
+    pd->i = i;
+    pd->pi = pi;
+    pd->t = t;
+    uint64_t rs;
+    ggml_row_size(t->type, (uint64_t)n_in, &rs);
+    pd->row_bytes = (size_t)rs;
+    uint8_t *dst = w->n_expert > 0 ? expert_dst(s, pi, t, w) : s->dst[slot];
+    if (w->n_expert == 0 && t->out_nbytes > s->dst_cap[slot]) {
+        uint8_t *d = realloc(s->dst[slot], (size_t)t->out_nbytes);
+        if (d) s->dst[slot] = d, s->dst_cap[slot] = (size_t)t->out_nbytes;
+        dst = d;
+    }
+    if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    pd->dst = dst;
+    if (qf_dist_rank(s->o->dist) != 0) return 0;
+    const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+    const size_t rb = (size_t)n_in * sizeof *pd->smp;
+    pd->smp = malloc(3 * (size_t)nr * rb);
+    if (!pd->smp) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    pd->nr = nr;
+    pd->step = step;
+    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + r * n_in, g->wf[pd->i] + r * step * n_in, rb);
+    return 0;
+}
+
+/* GPTQ of rows [row0, row1) of the member with the group's factor: its
+ * blocks there and W there replaced by its quantized values. */
+static int gptq_solve(state *s, const qf_lw_group *g, const pending *pd, const qf_gptq_prep *prep, float *xbuf,
+                      int64_t row0, int64_t row1, qf_err *err) {
+    const qf_weight *w = g->w[pd->i];
+    float *W = g->wf[pd->i];
+    fit_weights(s, g, w, s->qw, xbuf);
     qf_gptq_opts go;
     qf_gptq_opts_init(&go);
     if (s->o->damp > 0) go.damp = s->o->damp;
     go.act_order = s->o->act_order;
     go.fit = QF_GPTQ_FIT_SEARCH;
-    go.fit_weights = qw;
+    go.fit_weights = s->qw;
     go.n_threads = s->o->n_threads;
-    uint8_t *dst = w->n_expert > 0 ? expert_dst(s, pi, t, w) : s->dst;
-    if (w->n_expert == 0 && t->out_nbytes > s->dst_cap) {
-        uint8_t *d = realloc(s->dst, (size_t)t->out_nbytes);
-        if (d) s->dst = d, s->dst_cap = (size_t)t->out_nbytes;
-        dst = d;
+    int rc = qf_gptq_quantize_prep_rows(pd->t->type, W, w->n_out, row0, row1, prep, &go, pd->dst, W, err);
+    if (rc) qf_err_prefix(err, w->name);
+    return rc;
+}
+
+/* Every rank's rows of the group's GPTQ tensors (their F32 values and
+ * blocks) sent to every other rank, member by member, rank by rank. */
+static void gptq_gather(state *s, const qf_lw_group *g, const pending *pd, int n_pd) {
+    qf_dist *d = s->o->dist;
+    const int size = qf_dist_size(d);
+    int64_t n_out[3], row0[3], row1[3];
+    for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
+    for (int p = 0; p < size; p++) {
+        qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), size, p, row0, row1);
+        for (int k = 0; k < n_pd; k++) {
+            const int64_t a = row0[k], rows = row1[k] - row0[k];
+            qf_dist_bcast_from(d, p, g->wf[pd[k].i] + a * g->n_in, (size_t)(rows * g->n_in) * sizeof(float));
+            qf_dist_bcast_from(d, p, pd[k].dst + (size_t)a * pd[k].row_bytes, (size_t)rows * pd[k].row_bytes);
+        }
     }
-    if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-    /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
-    const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+}
+
+/* After the solve: the member's blocks to the store and its rows of Q and
+ * RTN for the loss (rank 0). */
+static int gptq_end(state *s, const qf_lw_group *g, pending *pd, const qf_gptq_prep *prep, qf_err *err) {
+    const qf_weight *w = g->w[pd->i];
+    const int64_t n_in = g->n_in, nr = pd->nr;
+    const float *W = g->wf[pd->i];
+    int rc = w->n_expert > 0 ? expert_done(s, pd->pi, pd->t, w, err)
+           : qf_dist_rank(s->o->dist) ? 0 : qf_blockstore_put(s->store, (size_t)pd->pi, pd->dst, pd->t->out_nbytes, err);
+    if (rc || !pd->smp) return rc;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
-    memset(pd, 0, sizeof *pd);
-    pd->smp = malloc(3 * (size_t)nr * rb);
-    if (!pd->smp) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-    pd->nr = nr;
-    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + r * n_in, W + r * step * n_in, rb);
-    int rc = qf_gptq_quantize_prep(t->type, W, w->n_out, prep, &go, dst, W, err);
-    if (rc) {
-        qf_err_prefix(err, w->name);
-        return rc;
-    }
-    rc = w->n_expert > 0 ? expert_done(s, pi, t, w, err) : qf_blockstore_put(s->store, (size_t)pi, dst, t->out_nbytes, err);
-    if (rc) return rc;
-    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * step * n_in, rb);
-    if (rtn_values(s, t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
+    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * pd->step * n_in, rb);
+    if (rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
         return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
     snprintf(pd->tr.name, sizeof pd->tr.name, "%s", w->name);
-    pd->tr.type = t->type;
+    pd->tr.type = pd->t->type;
     pd->tr.damp = prep->info.damp;
     pd->tr.retries = prep->info.retries;
     pd->tr.expert = w->n_expert > 0 ? w->expert : -1;
@@ -200,9 +264,12 @@ static int gptq_tensor(state *s, const qf_lw_group *g, int i, const qf_quant_ten
 
 /* The group function: GPTQ for every tensor of the group that has a GPTQ
  * type, with one factorisation of the group's H (in place, restored before
- * the losses are measured on it). */
+ * the losses are measured on it). With several ranks each factorises the
+ * same H, solves its share of the tensors' row tiles (qf_gptq_share_rows),
+ * and the rows are then exchanged; rank 0 keeps the blocks and reports. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     state *s = user;
+    qf_dist *d = s->o->dist;
     const int64_t n_in = g->n_in;
     float *qw = realloc(s->qw, (size_t)n_in * sizeof *qw);
     if (qw) s->qw = qw;
@@ -245,12 +312,18 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 break;
             }
         }
-        rc = gptq_tensor(s, g, i, t, pi, &prep, xbuf, &pd[n_pd], err);
+        rc = gptq_begin(s, g, i, t, pi, n_pd, &pd[n_pd], err);
         n_pd++;
     }
+    int64_t n_out[3], row0[3], row1[3];
+    for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
+    qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), qf_dist_size(d), qf_dist_rank(d), row0, row1);
+    for (int k = 0; k < n_pd && !rc; k++) rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
+    if (qf_dist_size(d) > 1 && !(rc = qf_dist_check(d, rc, err))) gptq_gather(s, g, pd, n_pd);
+    for (int k = 0; k < n_pd && !rc; k++) rc = gptq_end(s, g, &pd[k], &prep, err);
     qf_gptq_prep_free(&prep); /* H is whole again */
     for (int k = 0; k < n_pd; k++) {
-        if (!rc) {
+        if (!rc && pd[k].smp) {
             const int64_t nr = pd[k].nr;
             const float *smp = pd[k].smp;
             const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H, s->o->n_threads);
@@ -288,7 +361,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     }
     if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o, 0, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o, 1, on_group, &s, &st, err); /* every rank: each solves its share */
     if (rep) {
         rep->n_chunks = st.n_chunks;
         rep->n_tokens = st.n_tokens;
@@ -304,7 +377,7 @@ done:
     free(s.xblocks);
     free(s.qw);
     free(s.hdiag);
-    free(s.dst);
+    for (int i = 0; i < 3; i++) free(s.dst[i]);
     free(s.rtn);
     free(s.rtn_q);
     qf_calib_text_free(&ct);

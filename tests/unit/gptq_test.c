@@ -5,6 +5,7 @@
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
+#include "gptq_run.h"
 #include "gptq_kernels.h"
 #include "codecs.h"
 #include "codecs.h"
@@ -599,6 +600,114 @@ static void test_shared_factor(qf_test *t) {
     shared_factor(t, 512);
 }
 
-QF_TEST_MAIN(test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
+/* The ranks' shares of a group (qf_gptq_share_rows): every row of every
+ * tensor exactly once, ranges on tile boundaries, parts' tile counts within
+ * one of each other. */
+static void test_share_rows(qf_test *t) {
+    uint64_t seed = 12345;
+    for (int trial = 0; trial < 400; trial++) {
+        int64_t n_out[3];
+        const int n = 1 + (int)(trial % 3);
+        const int64_t tile = trial % 4 == 0 ? 1 : trial % 4 == 1 ? 24 : trial % 4 == 2 ? 7 : 64;
+        for (int i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            n_out[i] = 1 + (int64_t)((seed >> 33) % 300);
+        }
+        for (int parts = 1; parts <= 8; parts++) {
+            int64_t covered[3] = {0, 0, 0}, tmin = INT64_MAX, tmax = 0;
+            int64_t next[3] = {0, 0, 0}; /* parts come in order: each starts where the last ended */
+            for (int k = 0; k < parts; k++) {
+                int64_t r0[3], r1[3], tiles = 0;
+                qf_gptq_share_rows(n_out, n, tile, parts, k, r0, r1);
+                for (int i = 0; i < n; i++) {
+                    REQUIRE(t, r0[i] <= r1[i] && r1[i] <= n_out[i], "range %lld..%lld of %lld", (long long)r0[i],
+                            (long long)r1[i], (long long)n_out[i]);
+                    if (r0[i] == r1[i]) continue;
+                    CHECK(t, r0[i] == next[i], "tensor %d part %d starts at %lld, want %lld", i, k, (long long)r0[i],
+                          (long long)next[i]);
+                    CHECK(t, r0[i] % tile == 0 && (r1[i] % tile == 0 || r1[i] == n_out[i]),
+                          "part %d of %d: rows %lld..%lld off the %lld-row tiles", k, parts, (long long)r0[i],
+                          (long long)r1[i], (long long)tile);
+                    next[i] = r1[i];
+                    covered[i] += r1[i] - r0[i];
+                    tiles += (r1[i] - r0[i] + tile - 1) / tile;
+                }
+                if (tiles < tmin) tmin = tiles;
+                if (tiles > tmax) tmax = tiles;
+            }
+            for (int i = 0; i < n; i++)
+                CHECK(t, covered[i] == n_out[i] && next[i] == n_out[i], "%d parts: tensor %d covers %lld of %lld rows",
+                      parts, i, (long long)covered[i], (long long)n_out[i]);
+            CHECK(t, tmax - tmin <= 1, "%d parts: %lld to %lld tiles a part", parts, (long long)tmin, (long long)tmax);
+        }
+    }
+}
+
+/* Solving a tensor in row ranges (qf_gptq_quantize_prep_rows, the ranks'
+ * shares) gives the bytes and values of the whole solve; a range off the
+ * tiles is refused. */
+static void test_row_ranges(qf_test *t) {
+    const int64_t n = 256, N = 400, tile = qf_gptq_row_tile();
+    const int64_t n_out[3] = {2 * tile + 5, 7, tile + 1};
+    float *X = make_inputs(91, N, n);
+    double *H = hessian(X, N, n);
+    qf_err err = {0};
+    qf_gptq_opts o;
+    qf_gptq_opts_init(&o);
+    o.fit = QF_GPTQ_FIT_SEARCH;
+    o.act_order = 1;
+    qf_gptq_prep p;
+    REQUIRE(t, qf_gptq_prepare(H, n, &o, &p, &err) == 0, "%s", err.msg);
+    const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int ti = 0; ti < 3; ti++) {
+        const uint32_t type = types[ti];
+        const size_t rs = row_size(type, n);
+        float *W[3], *Wp[3];
+        uint8_t *a[3], *b[3];
+        for (int i = 0; i < 3; i++) {
+            W[i] = gauss(500 + 3 * ti + i, n_out[i] * n);
+            Wp[i] = malloc((size_t)(n_out[i] * n) * sizeof *Wp[i]);
+            a[i] = malloc(n_out[i] * rs);
+            b[i] = malloc(n_out[i] * rs);
+        }
+        for (int i = 0; i < 3; i++)
+            REQUIRE(t, qf_gptq_quantize_prep(type, W[i], n_out[i], &p, &o, a[i], W[i], &err) == 0, "%s", err.msg);
+        for (int parts = 1; parts <= 4; parts++) {
+            for (int i = 0; i < 3; i++) {
+                memset(b[i], 0xAA, n_out[i] * rs);
+            }
+            for (int i = 0; i < 3; i++) { /* the original weights again: gauss is deterministic */
+                float *w0 = gauss(500 + 3 * ti + i, n_out[i] * n);
+                memcpy(Wp[i], w0, (size_t)(n_out[i] * n) * sizeof *w0);
+                free(w0);
+            }
+            for (int k = 0; k < parts; k++) {
+                int64_t r0[3], r1[3];
+                qf_gptq_share_rows(n_out, 3, tile, parts, k, r0, r1);
+                for (int i = 0; i < 3; i++)
+                    REQUIRE(t, qf_gptq_quantize_prep_rows(type, Wp[i], n_out[i], r0[i], r1[i], &p, &o, b[i], Wp[i], &err) == 0,
+                            "%s", err.msg);
+            }
+            for (int i = 0; i < 3; i++) {
+                CHECK(t, memcmp(a[i], b[i], n_out[i] * rs) == 0, "%s, %d parts: tensor %d's bytes differ", tname(type),
+                      parts, i);
+                CHECK(t, memcmp(W[i], Wp[i], (size_t)(n_out[i] * n) * sizeof *Wp[i]) == 0,
+                      "%s, %d parts: tensor %d's values differ", tname(type), parts, i);
+            }
+        }
+        CHECK(t, qf_gptq_quantize_prep_rows(type, Wp[0], n_out[0], 1, tile, &p, &o, b[0], Wp[0], &err) == QF_EINVAL,
+              "a range off the tiles accepted");
+        CHECK(t, qf_gptq_quantize_prep_rows(type, Wp[0], n_out[0], 0, tile + 1, &p, &o, b[0], Wp[0], &err) == QF_EINVAL,
+              "a range ending inside a tile accepted");
+        for (int i = 0; i < 3; i++) {
+            free(W[i]); free(Wp[i]); free(a[i]); free(b[i]);
+        }
+    }
+    qf_gptq_prep_free(&p);
+    free(X);
+    free(H);
+}
+
+QF_TEST_MAIN(test_share_rows, test_row_ranges, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
              test_layerwise_moe_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
