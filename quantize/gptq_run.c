@@ -152,7 +152,7 @@ typedef struct pending {
     uint8_t *dst;            /* the tensor's blocks (an expert's slice) */
     size_t row_bytes;
     qf_gptq_tensor_report tr;
-    float *smp;              /* [3 * nr * n_in]: rows of W, of Q, of RTN (rank 0) */
+    float *smp;              /* [3 * nr * n_in]: rows of W, of Q, of RTN */
     int64_t nr, step;
 } pending;
 
@@ -173,8 +173,8 @@ void qf_gptq_share_rows(const int64_t *n_out, int n, int64_t tile, int parts, in
     }
 }
 
-/* Group member i's blocks buffer and, on rank 0, its rows of W for the
- * loss (at most LOSS_ROWS evenly spaced rows: each costs n_in^2). */
+/* Group member i's blocks buffer and its rows of W for the loss (at most
+ * LOSS_ROWS evenly spaced rows: each costs n_in^2). */
 static int gptq_begin(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi, int slot,
                       pending *pd, qf_err *err) {
     const qf_weight *w = g->w[i];
@@ -194,7 +194,6 @@ static int gptq_begin(state *s, const qf_lw_group *g, int i, const qf_quant_tens
     }
     if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
     pd->dst = dst;
-    if (qf_dist_rank(s->o->dist) != 0) return 0;
     const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
     pd->smp = malloc(3 * (size_t)nr * rb);
@@ -241,15 +240,15 @@ static void gptq_gather(state *s, const qf_lw_group *g, const pending *pd, int n
     }
 }
 
-/* After the solve: the member's blocks to the store and its rows of Q and
- * RTN for the loss (rank 0). */
+/* After the solve: the member's blocks to the store (rank 0) and its rows
+ * of Q and RTN for the loss. */
 static int gptq_end(state *s, const qf_lw_group *g, pending *pd, const qf_gptq_prep *prep, qf_err *err) {
     const qf_weight *w = g->w[pd->i];
     const int64_t n_in = g->n_in, nr = pd->nr;
     const float *W = g->wf[pd->i];
     int rc = w->n_expert > 0 ? expert_done(s, pd->pi, pd->t, w, err)
            : qf_dist_rank(s->o->dist) ? 0 : qf_blockstore_put(s->store, (size_t)pd->pi, pd->dst, pd->t->out_nbytes, err);
-    if (rc || !pd->smp) return rc;
+    if (rc) return rc;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
     for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * pd->step * n_in, rb);
     if (rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
@@ -260,6 +259,28 @@ static int gptq_end(state *s, const qf_lw_group *g, pending *pd, const qf_gptq_p
     pd->tr.retries = prep->info.retries;
     pd->tr.expert = w->n_expert > 0 ? w->expert : -1;
     return 0;
+}
+
+/* The members' losses (gptq_tensor_report) from their samples and H: the
+ * 3 * n_pd sums of qf_gptq_output_error (W, W - Q, W - RTN per member),
+ * sum c on rank c % size, each sent to every rank; the same values as one
+ * process computes. */
+static void gptq_losses(state *s, const qf_lw_group *g, pending *pd, int n_pd) {
+    qf_dist *d = s->o->dist;
+    const int size = qf_dist_size(d), rank = qf_dist_rank(d);
+    const int64_t n_in = g->n_in;
+    double v[9] = {0};
+    for (int c = 0; c < 3 * n_pd; c++) {
+        const pending *p = &pd[c / 3];
+        if (c % size != rank) continue;
+        const float *Q = c % 3 == 0 ? NULL : p->smp + (c % 3) * p->nr * n_in;
+        v[c] = qf_gptq_output_error(p->smp, Q, p->nr, n_in, g->H, s->o->n_threads);
+    }
+    for (int c = 0; c < 3 * n_pd; c++) qf_dist_bcast_from(d, c % size, &v[c], sizeof v[c]);
+    for (int k = 0; k < n_pd; k++) {
+        pd[k].tr.loss = v[3 * k + 1] / v[3 * k];
+        pd[k].tr.loss_rtn = v[3 * k + 2] / v[3 * k];
+    }
 }
 
 /* The group function: GPTQ for every tensor of the group that has a GPTQ
@@ -322,13 +343,10 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     if (qf_dist_size(d) > 1 && !(rc = qf_dist_check(d, rc, err))) gptq_gather(s, g, pd, n_pd);
     for (int k = 0; k < n_pd && !rc; k++) rc = gptq_end(s, g, &pd[k], &prep, err);
     qf_gptq_prep_free(&prep); /* H is whole again */
+    if (qf_dist_size(d) > 1) rc = qf_dist_check(d, rc, err); /* before the losses' exchange */
+    if (!rc) gptq_losses(s, g, pd, n_pd);
     for (int k = 0; k < n_pd; k++) {
-        if (!rc && pd[k].smp) {
-            const int64_t nr = pd[k].nr;
-            const float *smp = pd[k].smp;
-            const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H, s->o->n_threads);
-            pd[k].tr.loss = qf_gptq_output_error(smp, smp + nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
-            pd[k].tr.loss_rtn = qf_gptq_output_error(smp, smp + 2 * nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
+        if (!rc && qf_dist_rank(d) == 0) {
             if (s->rep && pd[k].tr.retries) s->rep->retried++;
             if (add_report(s, &pd[k].tr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         }
