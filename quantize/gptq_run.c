@@ -356,6 +356,35 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     return rc;
 }
 
+/* FNV-1a of p[n] continued from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Collective check that every rank solves with rank 0's setup (the plan's
+ * tensors and types, --damp, --act-order, the imatrix's sums), since each
+ * rank's rows go into rank 0's file; QF_EMISMATCH on a rank whose setup
+ * differs (qf_dist_same). */
+static int same_setup(const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o, qf_err *err) {
+    if (qf_dist_size(o->dist) == 1) return 0;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < plan->n; i++) {
+        const qf_quant_tensor_plan *t = &plan->t[i];
+        const int32_t f[4] = {(int32_t)t->type, t->convert, t->search, t->uses_imatrix};
+        h = fnv(fnv(h, t->name, strlen(t->name) + 1), f, sizeof f);
+    }
+    h = fnv(fnv(h, &o->damp, sizeof o->damp), &o->act_order, sizeof o->act_order);
+    for (size_t i = 0; im && i < im->n_entries; i++) {
+        const qf_imatrix_entry *e = &im->entries[i];
+        h = fnv(h, e->name, strlen(e->name) + 1);
+        h = fnv(h, e->sum2, (size_t)e->n_cols * e->n_mat * sizeof *e->sum2);
+        h = fnv(h, e->counts, (size_t)e->n_mat * sizeof *e->counts);
+    }
+    return qf_dist_same(o->dist, &h, sizeof h, "the gptq setup (tensor types, --damp, --act-order, imatrix)", err);
+}
+
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
                 qf_blockstore *store, qf_gptq_report *rep, qf_err *err) {
     memset(store, 0, sizeof *store);
@@ -367,7 +396,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     state s;
     memset(&s, 0, sizeof s);
     int rc = qf_dist_check(o->dist, qf_calib_text_open(&ct, model_path, o->calib_path, err), err);
-    if (rc) goto done;
+    if (rc || (rc = same_setup(plan, im, o, err))) goto done;
     s.plan = plan;
     s.im = im;
     s.o = o;

@@ -6,7 +6,8 @@
 # split across the ranks by row tiles (-np 2 and 3: uneven shares), and the
 # per-tensor losses too; a rank given a
 # missing calibration file, or another text than rank 0's, fails the whole
-# job with exit 1, one "error: rank K:" line and no output file. SKIP when
+# job with exit 1, one "error: rank K:" line and no output file, as does a
+# rank whose GPTQ setup (here --damp) differs from rank 0's. SKIP when
 # mpirun or the MPI programs are absent (make check builds them when mpicc
 # exists; run from the repository, this script builds them too).
 . "$(dirname "$0")/../lib.sh"
@@ -107,6 +108,10 @@ expect_job_fail gptq-rank1-missing-calib 1 ".*nope.txt: cannot open" "$TMP/f3.gg
 expect_job_fail gptq-rank0-missing-calib 0 ".*nope.txt: cannot open" "$TMP/f4.gguf" -- \
   -np 1 "$QM" "$M" "$TMP/f4.gguf" Q4_0 --method gptq --calib "$TMP/nope.txt" --calib-ctx 128 --calib-chunks 3 --quiet -t 1 : \
   -np 1 "$QM" "$M" "$TMP/f4.gguf" Q4_0 --method gptq "${G[@]}"
+# rank 1's rows would go into rank 0's file: its solve setup must be rank 0's
+expect_job_fail gptq-rank1-other-damp 1 "the gptq setup .*differs from rank 0" "$TMP/f6.gguf" -- \
+  -np 1 "$QM" "$M" "$TMP/f6.gguf" Q4_0 --method gptq "${G[@]}" : \
+  -np 1 "$QM" "$M" "$TMP/f6.gguf" Q4_0 --method gptq "${G[@]}" --damp 0.02
 expect_job_fail gptq-rank1-missing-model 1 ".*nope.gguf: cannot open" "$TMP/f5.gguf" -- \
   -np 1 "$QM" "$M" "$TMP/f5.gguf" Q4_0 --method gptq "${G[@]}" : \
   -np 1 "$QM" "$TMP/nope.gguf" "$TMP/f5.gguf" Q4_0 --method gptq "${G[@]}"
