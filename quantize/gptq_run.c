@@ -408,7 +408,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     }
     if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o, 1, on_group, &s, &st, err); /* every rank: each solves its share */
+    rc = qf_calib_text_run(&ct, o, on_group, &s, &st, err);
     if (rep) {
         rep->n_chunks = st.n_chunks;
         rep->n_tokens = st.n_tokens;
