@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qf_dist.h"
 #include "qf_error.h"
 
 typedef struct qf_gptq_opts {
@@ -45,6 +46,9 @@ typedef struct qf_gptq_opts {
     const float *fit_weights; /* n_in importance weights for the block fits, or NULL (ggml's unweighted fit) */
     int n_threads;           /* threads for the factorisation and the row sweep (same bytes for any); default 1 */
     int reference;           /* 1: the scalar reference kernels (the same bytes, slowly; for tests) */
+    qf_dist *dist;           /* qf_gptq_prepare on every rank of dist with the same H: each inverts a
+                                share of the factor's column tiles, then they exchange them (the
+                                same bytes as one process); NULL: one process */
 } qf_gptq_opts;
 
 void qf_gptq_opts_init(qf_gptq_opts *o);

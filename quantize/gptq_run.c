@@ -286,8 +286,9 @@ static void gptq_losses(state *s, const qf_lw_group *g, pending *pd, int n_pd) {
 /* The group function: GPTQ for every tensor of the group that has a GPTQ
  * type, with one factorisation of the group's H (in place, restored before
  * the losses are measured on it). With several ranks each factorises the
- * same H, solves its share of the tensors' row tiles (qf_gptq_share_rows),
- * and the rows are then exchanged; rank 0 keeps the blocks and reports. */
+ * same H (the inverse split between them: qf_gptq_opts.dist), solves its
+ * share of the tensors' row tiles (qf_gptq_share_rows), and the rows are
+ * then exchanged; rank 0 keeps the blocks and reports. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     state *s = user;
     qf_dist *d = s->o->dist;
@@ -328,6 +329,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             if (s->o->damp > 0) go.damp = s->o->damp;
             go.act_order = s->o->act_order;
             go.n_threads = s->o->n_threads;
+            go.dist = d; /* every rank inverts a share of the factor */
             if ((rc = qf_gptq_prepare(g->H, n_in, &go, &prep, err))) {
                 qf_err_prefix(err, w->name);
                 break;

@@ -1,5 +1,6 @@
 /* gptq_test.c - the GPTQ solver and its block grids (quantize/gptq.h). */
 #include <omp.h>
+#include <pthread.h>
 
 #include "qf_test.h"
 #include "ggml_types.h"
@@ -708,6 +709,117 @@ static void test_row_ranges(qf_test *t) {
     free(H);
 }
 
-QF_TEST_MAIN(test_share_rows, test_row_ranges, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
+/* Ranks as threads of this process for qf_dist (agree and broadcasts over
+ * a barrier), to run qf_gptq_prepare split over "ranks". */
+typedef struct fake_world {
+    pthread_barrier_t bar;
+    int size;
+    int failed[8];
+    void *pub;
+} fake_world;
+
+static int fake_agree(qf_dist *d, int failed) {
+    fake_world *w = d->impl;
+    w->failed[d->rank] = failed;
+    pthread_barrier_wait(&w->bar);
+    int low = -1;
+    for (int r = w->size - 1; r >= 0; r--)
+        if (w->failed[r]) low = r;
+    pthread_barrier_wait(&w->bar);
+    return low;
+}
+
+static void fake_bcast_from(qf_dist *d, int root, void *buf, size_t bytes) {
+    fake_world *w = d->impl;
+    if (d->rank == root) w->pub = buf;
+    pthread_barrier_wait(&w->bar);
+    if (d->rank != root) memcpy(buf, w->pub, bytes);
+    pthread_barrier_wait(&w->bar);
+}
+
+static void fake_bcast(qf_dist *d, void *buf, size_t bytes) { fake_bcast_from(d, 0, buf, bytes); }
+
+typedef struct fake_rank {
+    qf_dist d;
+    double *H;
+    int64_t n;
+    qf_gptq_opts o;
+    qf_gptq_prep p;
+    int rc;
+} fake_rank;
+
+static void *fake_prepare(void *arg) {
+    fake_rank *r = arg;
+    qf_err err = {0};
+    r->o.dist = &r->d;
+    r->rc = qf_gptq_prepare(r->H, r->n, &r->o, &r->p, &err);
+    return NULL;
+}
+
+/* qf_gptq_prepare split over 2 and 3 ranks (each inverts its column tiles,
+ * then they exchange them) gives every rank the one-process factor bit for
+ * bit, with act-order and with a damping retry; H is restored. */
+static void test_prepare_split(qf_test *t) {
+    const int64_t n = 300, N = 420; /* 5 tiles of 64 and one of 44 */
+    float *X = make_inputs(31, N, n);
+    double *H0 = hessian(X, N, n);
+    for (int mode = 0; mode < 3; mode++) {
+        double *H = malloc((size_t)(n * n) * sizeof *H);
+        memcpy(H, H0, (size_t)(n * n) * sizeof *H);
+        if (mode == 2)
+            for (int64_t j = 0; j < n; j++) H[j * n + j] -= 0.05 * H0[j * n + j]; /* indefinite: a retry */
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        o.act_order = mode == 1;
+        if (mode == 2) o.damp = 1e-3;
+        qf_gptq_prep one;
+        qf_err err = {0};
+        double *H1 = malloc((size_t)(n * n) * sizeof *H1);
+        memcpy(H1, H, (size_t)(n * n) * sizeof *H1);
+        REQUIRE(t, qf_gptq_prepare(H1, n, &o, &one, &err) == 0, "%s", err.msg);
+        for (int size = 2; size <= 3; size++) {
+            fake_world w;
+            memset(&w, 0, sizeof w);
+            w.size = size;
+            pthread_barrier_init(&w.bar, NULL, (unsigned)size);
+            fake_rank rk[3];
+            pthread_t th[3];
+            memset(rk, 0, sizeof rk);
+            for (int r = 0; r < size; r++) {
+                rk[r].d = (qf_dist){.rank = r, .size = size, .failed_rank = -1, .agree = fake_agree,
+                                    .bcast = fake_bcast, .bcast_from = fake_bcast_from, .impl = &w};
+                rk[r].H = malloc((size_t)(n * n) * sizeof *rk[r].H);
+                memcpy(rk[r].H, H, (size_t)(n * n) * sizeof *H);
+                rk[r].n = n;
+                rk[r].o = o;
+                pthread_create(&th[r], NULL, fake_prepare, &rk[r]);
+            }
+            for (int r = 0; r < size; r++) pthread_join(th[r], NULL);
+            for (int r = 0; r < size; r++) {
+                CHECK(t, rk[r].rc == 0, "mode %d, %d ranks: rank %d failed", mode, size, r);
+                if (rk[r].rc) continue;
+                int same = rk[r].p.info.retries == one.info.retries && rk[r].p.info.damp == one.info.damp;
+                for (int64_t k = 0; k < n && same; k++) {
+                    same = !one.perm || rk[r].p.perm[k] == one.perm[k];
+                    for (int64_t m = k; m < n && same; m++)
+                        same = memcmp(&rk[r].p.U[k * rk[r].p.ldu + m], &one.U[k * one.ldu + m], sizeof(float)) == 0;
+                }
+                CHECK(t, same, "mode %d, %d ranks: rank %d's factor differs from one process's", mode, size, r);
+                qf_gptq_prep_free(&rk[r].p);
+                CHECK(t, memcmp(rk[r].H, H, (size_t)(n * n) * sizeof *H) == 0, "mode %d: rank %d's H not restored", mode, r);
+                free(rk[r].H);
+            }
+            if (mode == 2) CHECK(t, one.info.retries > 0, "no retry in the retry case");
+            pthread_barrier_destroy(&w.bar);
+        }
+        qf_gptq_prep_free(&one);
+        free(H1);
+        free(H);
+    }
+    free(X);
+    free(H0);
+}
+
+QF_TEST_MAIN(test_prepare_split, test_share_rows, test_row_ranges, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
              test_layerwise_moe_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
