@@ -228,7 +228,7 @@ static int gptq_solve(state *s, const qf_lw_group *g, const pending *pd, const q
 static void gptq_gather(state *s, const qf_lw_group *g, const pending *pd, int n_pd) {
     qf_dist *d = s->o->dist;
     const int size = qf_dist_size(d);
-    int64_t n_out[3], row0[3], row1[3];
+    int64_t n_out[3] = {0}, row0[3], row1[3];
     for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
     for (int p = 0; p < size; p++) {
         qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), size, p, row0, row1);
@@ -338,7 +338,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         rc = gptq_begin(s, g, i, t, pi, n_pd, &pd[n_pd], err);
         n_pd++;
     }
-    int64_t n_out[3], row0[3], row1[3];
+    int64_t n_out[3] = {0}, row0[3], row1[3];
     for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
     qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), qf_dist_size(d), qf_dist_rank(d), row0, row1);
     for (int k = 0; k < n_pd && !rc; k++) rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
