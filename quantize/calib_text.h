@@ -30,10 +30,10 @@ typedef struct qf_calib_text {
 int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *calib_path, qf_err *err);
 
 /* Run the pipeline over the text with o's chunks, context (0 -> 512), memory,
- * threads, progress and ranks; fn is called per group (on every rank when
- * fn_all_ranks, else on rank 0 only: qf_lw_params). A too-short text's
- * error names o->calib_path; other errors as qf_layerwise_run. */
-int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_ranks, qf_lw_group_fn fn, void *user,
+ * threads, progress and ranks; fn is called per group on every rank
+ * (qf_lw_params). A too-short text's error names o->calib_path; other errors
+ * as qf_layerwise_run. */
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, qf_lw_group_fn fn, void *user,
                       qf_lw_stats *st, qf_err *err);
 
 /* Copies a run's figures into the like-named fields of a method's report

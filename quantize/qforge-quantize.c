@@ -177,7 +177,8 @@ static void usage(FILE *fp) {
             "--method awq / awq+gptq: as gptq, plus a second Hessian, a block's v and up as\n"
             "F32, and the output blocks of every linear (held until written).\n"
             "The MPI build (qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration\n"
-            "chunks across mpirun's ranks, same bytes for any count (docs/mpi.md).\n");
+            "chunks across mpirun's ranks and gptq's solve by rows, same bytes for any\n"
+            "count (docs/mpi.md); every rank then holds a group's Hessian (8 * n^2).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
