@@ -62,9 +62,9 @@ static void usage(FILE *fp) {
             "IN is a GGUF file or a Hugging Face checkpoint directory (F32/F16/BF16, or FP8:\n"
             "compressed-tensors or block-scaled quant_method fp8). A directory is read as the\n"
             "GGUF qforge-convert --outtype auto would write from it (FP8 weights as F32\n"
-            "scale * e4m3), streaming, no file written: the output equals converting first.\n"
-            "Only --method gptq/awq/awq+gptq convert a directory into a temp file next to OUT\n"
-            "first (deleted afterwards; it needs that much free disk space).\n"
+            "scale * e4m3), streaming, no copy of the model written: the output equals\n"
+            "converting first. --method gptq/awq/awq+gptq read it the same way, one block at\n"
+            "a time (its stored bytes in a temporary file, see Memory).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
@@ -171,7 +171,8 @@ static void usage(FILE *fp) {
             "  panel of a chunk's Hessian (at most 64 MiB);\n"
             "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its output blocks.\n"
             "Independent of depth: finished tensors go to a temporary file (disk: their\n"
-            "size, plus one block's weights as F32). Llama-3-70B widths (n = 28672 for\n"
+            "size, plus one block's weights as F32; a directory input also one block's,\n"
+            "or the embedding's, stored bytes, fetched in reads of at most 32 MiB). Llama-3-70B widths (n = 28672 for\n"
             "ffn_down): about 7.5 GiB. Mixture-of-experts models hold every expert's\n"
             "weights of a block as F32. --dry-run prints the prediction for a given input.\n"
             "--method awq / awq+gptq: as gptq, plus a second Hessian, a block's v and up as\n"
@@ -276,8 +277,8 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
-    static const char *const reads[] = {"gguf", "directory", "directory via a temp gguf"};
-    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 2 ? r->in_read : 0]);
+    static const char *const reads[] = {"gguf", "directory"};
+    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 1 ? r->in_read : 0]);
     if (dry_run) {
         qf_quant_mem m;
         predict(o, r, &m);
@@ -878,10 +879,6 @@ static int quantize_main(int argc, char **argv) {
 
     qf_err err;
     qf_err_clear(&err);
-    struct stat st;
-    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode) && (o.method == QF_QUANT_METHOD_GPTQ || awq))
-        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first (--method %s)\n",
-                o.in_path, qf_quant_method_name(o.method));
     qf_quantize_result r;
     const char *inputs[] = {o.in_path, o.imatrix_path};
     if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {
