@@ -593,9 +593,6 @@ static void print_budget(const qf_budget_request *rq, const qf_budget_plan *bp, 
 static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int json, int quiet) {
     qf_err err;
     qf_err_clear(&err);
-    struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_cli_fail(PROG, "%s: a size budget needs a GGUF input (convert the checkpoint first)", o->in_path);
     char *cache = ba->cache ? strdup(ba->cache) : default_cache_path(o->in_path);
     qf_budget_request rq = {o->in_path, o->imatrix_path, cache, o->method, o->preset, ba->mode,
                             ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch,

@@ -150,21 +150,25 @@ if [ -f "$TMP/D_dyn_block.Q4_K_M.direct.gguf" ] &&
    cmp -s "$TMP/D_blk_t1.gguf" "$TMP/D_dyn_block.Q4_K_M.direct.gguf" && cmp -s "$TMP/D_blk_t3.gguf" "$TMP/D_blk_t1.gguf"; then
   pass direct_threads_same_bytes
 else fail direct_threads_same_bytes "1, 3 and default threads differ"; fi
-# gptq (its calibration pass converts to a temp GGUF first): the same bytes as the two steps
-if [ -f "$TMP/S_dyn_channel.auto.gguf" ]; then
-  G="--method gptq --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
-  if err=$("$Q" "$TMP/S_dyn_channel" "$TMP/S_gptq_direct.gguf" Q4_K_M $G 2>&1 >/dev/null) &&
-     "$Q" "$TMP/S_dyn_channel.auto.gguf" "$TMP/S_gptq_two.gguf" Q4_K_M $G >/dev/null 2>&1 &&
-     cmp -s "$TMP/S_gptq_direct.gguf" "$TMP/S_gptq_two.gguf"; then pass direct_same_bytes_gptq
-  else fail direct_same_bytes_gptq "$err"; fi
-fi
+# gptq / awq / awq+gptq read the directory block by block (no temp GGUF): the
+# same bytes as the two steps; per-tensor, per-channel and 128x128 block scales
+for mm in S_dyn_channel:gptq D_dyn_tensor:gptq D_dyn_block:gptq synblk:gptq S_dyn_channel:awq synblk:awq+gptq; do
+  IFS=: read -r m meth <<<"$mm"
+  [ -f "$TMP/$m.auto.gguf" ] || continue
+  G="--method $meth --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
+  if err=$("$Q" "$TMP/$m" "$TMP/$m.$meth.direct.gguf" Q4_K_M $G 2>&1 >/dev/null) &&
+     "$Q" "$TMP/$m.auto.gguf" "$TMP/$m.$meth.two.gguf" Q4_K_M $G >/dev/null 2>&1 &&
+     cmp -s "$TMP/$m.$meth.direct.gguf" "$TMP/$m.$meth.two.gguf"; then pass "direct_same_bytes_${m}_$meth"
+  else fail "direct_same_bytes_${m}_$meth" "${err:-the files differ}"; fi
+  rm -f "$TMP/$m.$meth.two.gguf"
+done
 # --json says how the input was read; --dry-run plans a directory without converting it
 if [ -d "$TMP/synblk" ]; then
   j=$("$Q" "$TMP/synblk" "$TMP/rd.gguf" Q8_0 --json 2>/dev/null)
   jd=$("$Q" "$TMP/synblk" "$TMP/rd2.gguf" Q4_K_M --dry-run --json 2>/dev/null)
   jg=$("$Q" "$TMP/synblk" "$TMP/rd3.gguf" Q4_K_M --method gptq --calib "$CALF" --calib-ctx 64 --calib-chunks 1 --json 2>/dev/null)
   if printf '%s' "$j" | grep -q '"input_read": "directory"' && printf '%s' "$jd" | grep -q '"input_read": "directory"' &&
-     printf '%s' "$jg" | grep -q '"input_read": "directory via a temp gguf"' && [ ! -e "$TMP/rd2.gguf" ]; then pass json_input_read
+     printf '%s' "$jg" | grep -q '"input_read": "directory"' && [ ! -e "$TMP/rd2.gguf" ]; then pass json_input_read
   else fail json_input_read "$(printf '%s' "$j$jd$jg" | grep -o '"input_read": "[^"]*"' | tr '\n' ' ')"; fi
 fi
 # no file but the output is created: every openat with O_CREAT is OUT's temp file
@@ -177,6 +181,18 @@ elif [ -d "$TMP/synblk" ]; then
     if [ -n "$created" ] && [ -z "$others" ] && [ "$(ls "$TMP/nt")" = out.gguf ]; then pass direct_no_temp_file
     else fail direct_no_temp_file "created: $(printf '%s ' $created)"; fi
   else fail direct_no_temp_file "quantize under strace failed"; fi
+  # gptq: besides OUT's temp file only the pipeline's scratch files in $TMPDIR
+  # (hidden states, F32 weights of a block, finished tensors, one part of the
+  # model), none a GGUF, all unlinked
+  mkdir -p "$TMP/ntd"; rm -f "$TMP/nt/"* "$TMP/ntd/"*
+  if TMPDIR=$TMP/ntd strace -f -qq -e trace=openat,open,creat -o "$TMP/ntg.trace" "$Q" "$TMP/synblk" "$TMP/nt/out.gguf" \
+       Q4_K_M --method gptq --calib "$CALF" --calib-ctx 64 --calib-chunks 1 --quiet >/dev/null 2>&1; then
+    created=$(grep -E 'O_CREAT|creat\(' "$TMP/ntg.trace" | grep -v '= -1' | sed -n 's/.*"\([^"]*\)".*/\1/p' | sort -u)
+    others=$(printf '%s\n' "$created" | grep -v "^$TMP/nt/out\.gguf\.tmp\." | grep -v "^$TMP/ntd/qforge-[a-z]*-......$" | grep -v '^$')
+    if [ -n "$created" ] && [ -z "$others" ] && [ "$(ls "$TMP/nt")" = out.gguf ] && [ -z "$(ls -A "$TMP/ntd")" ]; then
+      pass direct_gptq_no_temp_gguf
+    else fail direct_gptq_no_temp_gguf "created: $(printf '%s ' $created)"; fi
+  else fail direct_gptq_no_temp_gguf "quantize under strace failed"; fi
 fi
 
 # --- bad FP8 inputs: one error line naming the file, exit 1, no output ---
