@@ -156,6 +156,8 @@ static void usage(FILE *fp) {
             "  bytes, predicted error per tensor) is printed; docs/quantize.md, \"Size budgets\".\n"
             "  Memory: measuring holds 3 chunks of rows of at most 8 MiB as F32; --calib also\n"
             "  loads the model and one probe file at a time (written next to OUT, then deleted).\n"
+            "  IN may be a checkpoint directory (read as for TYPE: the same bytes); its rows come\n"
+            "  in one more such chunk, and --calib keeps the converted model in a temp file.\n"
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
@@ -506,12 +508,17 @@ typedef struct budget_args {
 } budget_args;
 
 /* Default sidecar: $XDG_CACHE_HOME/qforge/NAME.qfsens (else ~/.cache/qforge/),
- * NAME the input's file name; NULL (not kept) without either variable. The
- * key inside decides whether it is reused. */
+ * NAME the input's file (or directory) name; NULL (not kept) without either
+ * variable. The key inside decides whether it is reused. */
 static char *default_cache_path(const char *in) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
-    size_t n = strlen(base) + (xdg ? strlen(xdg) : 0) + (home ? strlen(home) : 0) + 64;
+    size_t len = strlen(in);
+    while (len > 1 && in[len - 1] == '/') len--; /* a directory given as DIR/ */
+    size_t b0 = len;
+    while (b0 > 0 && in[b0 - 1] != '/') b0--;
+    const char *base = in + b0;
+    const int base_len = (int)(len - b0);
+    size_t n = (size_t)base_len + (xdg ? strlen(xdg) : 0) + (home ? strlen(home) : 0) + 64;
     char *p = malloc(n);
     if (!p) return NULL;
     if (xdg && *xdg) snprintf(p, n, "%s", xdg);
@@ -523,7 +530,7 @@ static char *default_cache_path(const char *in) {
     mkdir(p, 0755);
     snprintf(p + strlen(p), n - strlen(p), "/qforge");
     mkdir(p, 0755);
-    snprintf(p + strlen(p), n - strlen(p), "/%s.qfsens", base);
+    snprintf(p + strlen(p), n - strlen(p), "/%.*s.qfsens", base_len, base);
     return p;
 }
 

@@ -95,9 +95,24 @@ if [ -x /usr/bin/time ] && [ -f "$TMP/s-Q4_0-t1.gguf" ]; then
     pred_check predict-rss-ts3m-gptq "$TMP/ts3m.gguf" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
     pred_check predict-rss-ts3m-exact "$TMP/ts3m.gguf" --method exact
   fi
+  # a directory input: the model is read block by block (no temp GGUF), the same bytes as its GGUF
+  pred_check predict-rss-s260-gptq-dir "$QF_DATA/$S260" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
+  if [ -d "$QF_DATA/$TS3M" ]; then
+    pred_check predict-rss-ts3m-gptq-dir "$QF_DATA/$TS3M" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
+  fi
 else
   skip predict-rss "GNU time (/usr/bin/time) or the stories260K run is missing"
 fi
+# ---- a checkpoint directory gives the bytes of its converted GGUF (convert --outtype auto)
+for nm in s260:$S260 ts3m:$TS3M; do
+  IFS=: read -r n d <<<"$nm"
+  [ -d "$QF_DATA/$d" ] || continue
+  [ -f "$TMP/$n.gguf" ] || "$QF_BIN/qforge-convert" "$QF_DATA/$d" -o "$TMP/$n.gguf" --outtype auto --quiet
+  if "$Q" "$QF_DATA/$d" "$TMP/$n-dir.gguf" Q4_K_M $G >/dev/null 2>"$TMP/err" &&
+     "$Q" "$TMP/$n.gguf" "$TMP/$n-two.gguf" Q4_K_M $G >/dev/null 2>>"$TMP/err" &&
+     cmp -s "$TMP/$n-dir.gguf" "$TMP/$n-two.gguf"; then pass "$n-dir-same-bytes"
+  else fail "$n-dir-same-bytes" "$(cat "$TMP/err") (or the files differ)"; fi
+done
 
 # ---- bad inputs: one line, exit 1 (2 for usage), no output file
 head -c 200 "$CALF" >"$TMP/short.txt"
