@@ -5,7 +5,9 @@
  * mapping of the GGUF file (or of the safetensors shards), in its stored type
  * (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K). Nothing is
  * dequantized up front, so the memory used is the file (page cache) plus the
- * activations of verify/forward.c.
+ * activations of verify/forward.c. A GGUF known only by its header and a row
+ * reader (qf_model_load_rows) is held one part (embedding, block, output) at a
+ * time in a temporary file instead.
  *
  * An HF directory is bound tensor by tensor through the naming table of
  * formats/hf_arch.h: a Linear weight [out, in] row-major is exactly a GGUF
