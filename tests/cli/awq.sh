@@ -5,7 +5,8 @@
 # synthetic Qwen2 with biases and Qwen3 with q/k norms, both GQA); alpha 0
 # without clipping is byte-identical to --method search with the same
 # imatrix, and awq+gptq's is gptq's; the chosen scales never raise a group's loss over alpha 0;
-# llama.cpp runs the files; 1 and 2 threads give the same bytes; bad inputs.
+# llama.cpp runs the files; 1 and 2 threads give the same bytes; a checkpoint
+# directory gives its converted GGUF's bytes; bad inputs.
 . "$(dirname "$0")/../lib.sh"
 Q=$QF_BIN/qforge-quantize
 CALIB=$QF_BIN/qforge-calibrate

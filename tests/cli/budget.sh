@@ -4,7 +4,7 @@
 # it, the sensitivity sidecar is reused, the VRAM breakdown adds up with the
 # KV cache of the model's shapes, a budget below the smallest size exits 1
 # naming a size that then fits, role weights from --calib, and llama.cpp
-# loads the budgeted file.
+# loads the budgeted file; a checkpoint directory gives its converted GGUF's bytes.
 . "$(dirname "$0")/../lib.sh"
 Q=$QF_BIN/qforge-quantize
 F32=oracles/llamacpp/stories260K-F32.gguf

@@ -2,7 +2,9 @@
 # tests/cli/fp8.sh - FP8 checkpoints end to end: qforge-quantize FP8_DYNAMIC/FP8
 # writes compressed-tensors directories (every one checked by fp8_tool check
 # against docs/formats.md's rules); verify/calibrate/convert read them and
-# block-scaled quant_method "fp8" checkpoints; bad FP8 inputs fail cleanly.
+# block-scaled quant_method "fp8" checkpoints; quantize reads them directly
+# (every type, gptq/awq, size budgets) with the bytes of converting first; bad
+# FP8 inputs fail cleanly on every path.
 . tests/lib.sh
 Q=$QF_BIN/qforge-quantize
 V=$QF_BIN/qforge-verify
