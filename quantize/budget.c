@@ -825,8 +825,8 @@ int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o,
     qf_quant_input qin; /* the input as a GGUF (a directory: as convert --outtype auto writes it) */
     int rc = qf_quant_input_open(&qin, o->in_path, err);
     if (rc < 0) return rc;
-    /* the base model of that GGUF: a directory's whole, in a temporary file, for its forward passes */
-    rc = qin.src ? qf_model_load_rows(&base, &qin.all, o->in_path, read_input_rows, &qin, 1, err)
+    /* the base model of that GGUF: a directory's read block by block in each forward pass (forward.h) */
+    rc = qin.src ? qf_model_load_rows(&base, &qin.all, o->in_path, read_input_rows, &qin, err)
                  : qf_model_load(&base, o->in_path, err);
     if (rc < 0) {
         qf_quant_input_close(&qin);

@@ -22,7 +22,7 @@ static int load_model(qf_calib_text *ct, const char *path, qf_err *err) {
     co.outtype = QF_OUTTYPE_AUTO;
     int rc = qf_convert_source_open(&ct->src, &co, err);
     if (rc) return rc;
-    return qf_model_load_rows(&ct->m, qf_convert_source_file(ct->src), path, read_rows, ct->src, 0, err);
+    return qf_model_load_rows(&ct->m, qf_convert_source_file(ct->src), path, read_rows, ct->src, err);
 }
 
 int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *calib_path, qf_err *err) {

@@ -157,7 +157,7 @@ static void usage(FILE *fp) {
             "  Memory: measuring holds 3 chunks of rows of at most 8 MiB as F32; --calib also\n"
             "  loads the model and one probe file at a time (written next to OUT, then deleted).\n"
             "  IN may be a checkpoint directory (read as for TYPE: the same bytes); its rows come\n"
-            "  in one more such chunk, and --calib keeps the converted model in a temp file.\n"
+            "  in one more such chunk, and --calib's base model reads one block at a time.\n"
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"

@@ -28,7 +28,6 @@ struct qf_model_rows {
     int64_t *part;         /* [n_tensors] the part of each tensor */
     int64_t cur;           /* the part in map, when have */
     int have;
-    int whole;             /* one part: every tensor, fetched at load */
 };
 
 const char *qf_arch_name(qf_arch arch) {
@@ -974,11 +973,9 @@ int qf_weight_row(const qf_weight *w, int64_t row, float *out) {
 
 
 /* The part of tensor t: -1 for token_embd, its block, PART_OUTPUT for
- * output.weight (all 0 when whole); one-row tensors and the rest are
- * PART_RESIDENT. */
-static int64_t part_of(const gguf_tensor_info *t, int whole) {
+ * output.weight; one-row tensors and the rest are PART_RESIDENT. */
+static int64_t part_of(const gguf_tensor_info *t) {
     if (t->n_elements == t->ne[0]) return PART_RESIDENT;
-    if (whole) return 0;
     if (!strcmp(t->name, "token_embd.weight")) return -1;
     if (!strcmp(t->name, "output.weight")) return PART_OUTPUT;
     const int64_t b = block_of(t->name);
@@ -995,24 +992,24 @@ static uint64_t round_up(uint64_t n, uint64_t page) {
 }
 
 /* Bytes of every part (n_blocks + 2 entries, calloc'd) or NULL. */
-static uint64_t *part_sizes(const gguf_file *f, uint64_t page, int whole, size_t *n_slots) {
+static uint64_t *part_sizes(const gguf_file *f, uint64_t page, size_t *n_slots) {
     int64_t nb = 0;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
-        const int64_t p = part_of(&f->tensors[i], whole);
+        const int64_t p = part_of(&f->tensors[i]);
         if (p >= nb) nb = p + 1;
     }
     *n_slots = (size_t)nb + 2;
     uint64_t *sz = calloc(*n_slots, sizeof *sz);
     for (uint64_t i = 0; sz && i < f->n_tensors; i++) {
-        const int64_t p = part_of(&f->tensors[i], whole);
+        const int64_t p = part_of(&f->tensors[i]);
         if (p != PART_RESIDENT) sz[part_slot(p)] += round_up(f->tensors[i].nbytes, page);
     }
     return sz;
 }
 
-uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page, int whole) {
+uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page) {
     size_t n;
-    uint64_t *sz = part_sizes(f, page, whole, &n), best = 0;
+    uint64_t *sz = part_sizes(f, page, &n), best = 0;
     for (size_t i = 0; sz && i < n; i++)
         if (sz[i] > best) best = sz[i];
     free(sz);
@@ -1042,12 +1039,12 @@ static int part_map(struct qf_model_rows *r, size_t bytes, qf_err *err) {
 
 /* Tensor i's data: resident tensors read now into owned memory, the others
  * placed at their offset in their part's layout. */
-static int rows_place(qf_model *m, uint64_t *off, int whole, qf_err *err) {
+static int rows_place(qf_model *m, uint64_t *off, qf_err *err) {
     struct qf_model_rows *r = m->rows;
     const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
     for (uint64_t i = 0; i < m->file.n_tensors; i++) {
         gguf_tensor_info *t = &m->file.tensors[i];
-        r->part[i] = part_of(t, whole);
+        r->part[i] = part_of(t);
         if (r->part[i] != PART_RESIDENT) {
             const size_t s = part_slot(r->part[i]);
             t->data = r->map + off[s];
@@ -1064,20 +1061,19 @@ static int rows_place(qf_model *m, uint64_t *off, int whole, qf_err *err) {
 }
 
 int qf_model_load_rows(qf_model *m, const gguf_file *f, const char *path, qf_model_read_fn read, void *user,
-                       int whole, qf_err *err) {
+                       qf_err *err) {
     memset(m, 0, sizeof *m);
     m->path = path;
     struct qf_model_rows *r = m->rows = calloc(1, sizeof *m->rows);
     if (!r) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
     r->read = read;
     r->user = user;
-    r->whole = whole;
     m->file = *f; /* freed as a view (qf_model_free) */
     m->file.fd = -1;
     m->file.tensors = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *f->tensors);
     r->part = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *r->part);
     size_t n_slots = 0;
-    uint64_t *off = part_sizes(f, 1, whole, &n_slots); /* its length; zeroed below */
+    uint64_t *off = part_sizes(f, 1, &n_slots); /* its length; zeroed below */
     int rc;
     if (!m->file.tensors || !r->part || !off) {
         rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
@@ -1085,12 +1081,11 @@ int qf_model_load_rows(qf_model *m, const gguf_file *f, const char *path, qf_mod
     }
     memcpy(m->file.tensors, f->tensors, f->n_tensors * sizeof *f->tensors);
     memset(off, 0, n_slots * sizeof *off);
-    const uint64_t bytes = qf_model_rows_part_bytes(f, (uint64_t)sysconf(_SC_PAGESIZE), whole);
+    const uint64_t bytes = qf_model_rows_part_bytes(f, (uint64_t)sysconf(_SC_PAGESIZE));
     if (bytes && (rc = part_map(r, (size_t)bytes, err)) < 0) goto done;
     m->file.map = r->map;
     m->file.map_size = r->map_bytes;
-    if ((rc = rows_place(m, off, whole, err)) < 0) goto done;
-    if (whole && (rc = qf_model_fetch(m, 0, err)) < 0) goto done; /* before bind_all: n_layer is still 0 */
+    if ((rc = rows_place(m, off, err)) < 0) goto done;
     if ((rc = read_hparams(m, err)) < 0) goto done;
     rc = bind_all(m, err);
 done:
@@ -1102,7 +1097,7 @@ done:
 int qf_model_fetch(const qf_model *m, int64_t part, qf_err *err) {
     struct qf_model_rows *r = m->rows;
     if (!r) return 0;
-    const int64_t want = r->whole ? 0 : part == m->hp.n_layer ? PART_OUTPUT : part;
+    const int64_t want = part == m->hp.n_layer ? PART_OUTPUT : part;
     if (r->have && r->cur == want) return 0;
     r->have = 0;
     qf_release_range(r->map, r->map_bytes, r->map, r->map_bytes, 0);

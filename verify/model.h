@@ -203,12 +203,10 @@ typedef int (*qf_model_read_fn)(void *user, uint64_t idx, uint64_t row0, uint64_
  * mapped shared, sized for the largest part, so its pages can be given back
  * like a GGUF mapping's (m->file.map is that mapping). The numbers equal
  * those of the GGUF written and loaded with qf_model_load. f and user must
- * outlive m; path names the source in messages. With `whole`, every tensor
- * is one part, read at load (a temporary file of the model's size: for a
- * forward pass over all blocks). Errors as qf_model_load,
+ * outlive m; path names the source in messages. Errors as qf_model_load,
  * the reader's, or QF_EIO for the temporary file. */
 int qf_model_load_rows(qf_model *m, const gguf_file *f, const char *path, qf_model_read_fn read, void *user,
-                       int whole, qf_err *err);
+                       qf_err *err);
 
 /* Make part `part` (-1: token_embd, 0..n_layer-1: block, n_layer: output)
  * current: read through the model's reader in chunks of at most 32 MiB of
@@ -217,9 +215,9 @@ int qf_model_load_rows(qf_model *m, const gguf_file *f, const char *path, qf_mod
  * otherwise (the part is then not current). */
 int qf_model_fetch(const qf_model *m, int64_t part, qf_err *err);
 
-/* Bytes of the largest part of a model of qf_model_load_rows (whole: of all), each tensor
+/* Bytes of the largest part of a model of qf_model_load_rows, each tensor
  * rounded up to `page` (the size of its temporary file), from its header. */
-uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page, int whole);
+uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page);
 
 /* Dequantize row `row` of w (any stored type) into out[w->n_in]. */
 int qf_weight_row(const qf_weight *w, int64_t row, float *out);
