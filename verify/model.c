@@ -959,6 +959,21 @@ void qf_model_free(qf_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+static void prefault(const gguf_file *f) {
+#ifdef MADV_POPULATE_READ
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)f->map & ~(page - 1);
+    if (f->map && f->map_size > 0) madvise((void *)lo, (uintptr_t)f->map + f->map_size - lo, MADV_POPULATE_READ);
+#else
+    (void)f;
+#endif
+}
+
+void qf_model_prefault(const qf_model *m) {
+    if (m->is_hf || m->rows) return; /* a rows model's mapping holds one part, fetched on use */
+    prefault(&m->file);
+    for (uint32_t i = 0; i < m->n_shards; i++) prefault(&m->shards[i]);
+}
+
 int qf_weight_row(const qf_weight *w, int64_t row, float *out) {
     if (!w->data || row < 0 || row >= w->n_out) return QF_EINVAL;
     const uint8_t *src = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
@@ -970,7 +985,6 @@ int qf_weight_row(const qf_weight *w, int64_t row, float *out) {
 #define PART_RESIDENT INT64_MIN      /* read at load, always in memory */
 #define PART_OUTPUT (INT64_MIN + 1)  /* output.weight */
 #define PART_CHUNK_BYTES (32u << 20) /* stored bytes per read of qf_model_fetch */
-
 
 /* The part of tensor t: -1 for token_embd, its block, PART_OUTPUT for
  * output.weight; one-row tensors and the rest are PART_RESIDENT. */

@@ -219,6 +219,14 @@ int qf_model_fetch(const qf_model *m, int64_t part, qf_err *err);
  * rounded up to `page` (the size of its temporary file), from its header. */
 uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page);
 
+/* Map every page of a GGUF model's file(s) into the process now
+ * (MADV_POPULATE_READ), as llama.cpp's loader does (MAP_POPULATE), so that
+ * a run that reads every weight does not take the page faults inside its
+ * first forward pass. Memory: nothing beyond what that run maps anyway.
+ * Best effort: a kernel without it (before Linux 5.14), an HF directory or
+ * a model of qf_model_load_rows leaves the pages to be faulted in on first use. */
+void qf_model_prefault(const qf_model *m);
+
 /* Dequantize row `row` of w (any stored type) into out[w->n_in]. */
 int qf_weight_row(const qf_weight *w, int64_t row, float *out);
 
