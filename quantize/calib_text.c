@@ -4,9 +4,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "convert.h"
+
+static int read_rows(void *src, uint64_t idx, uint64_t row0, uint64_t nr, void *dst, qf_err *err) {
+    return qf_convert_source_read(src, idx, row0, nr, dst, err);
+}
+
+/* The model at path: a GGUF, or a directory as convert --outtype auto sees it. */
+static int load_model(qf_calib_text *ct, const char *path, qf_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return qf_model_load(&ct->m, path, err);
+    qf_convert_opts co;
+    memset(&co, 0, sizeof co);
+    co.model_dir = path;
+    co.outtype = QF_OUTTYPE_AUTO;
+    int rc = qf_convert_source_open(&ct->src, &co, err);
+    if (rc) return rc;
+    return qf_model_load_rows(&ct->m, qf_convert_source_file(ct->src), path, read_rows, ct->src, err);
+}
+
 int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *calib_path, qf_err *err) {
     memset(ct, 0, sizeof *ct);
-    int rc = qf_model_load(&ct->m, model_path, err);
+    int rc = load_model(ct, model_path, err);
     if (rc) return rc;
     if ((rc = qf_text_init(&ct->tx, &ct->m.file, err)) ||
         (rc = qf_read_text_any(calib_path, &ct->text, &ct->text_len, err)))
@@ -47,4 +68,6 @@ void qf_calib_text_free(qf_calib_text *ct) {
     free(ct->text);
     qf_text_free(&ct->tx);
     qf_model_free(&ct->m);
+    qf_convert_source_close(ct->src);
+    ct->src = NULL;
 }

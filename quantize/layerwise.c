@@ -405,7 +405,7 @@ static int output_group(run *r, float *wout, qf_err *err) {
     const int64_t E = m->hp.n_embd;
     progress(r, (int)m->hp.n_layer, "output_in");
     int rc = norm_capture(r, m->output_norm.data, err);
-    if (rc || (rc = weight_f32(m, &m->output, wout, err))) return rc;
+    if (rc || (rc = qf_model_fetch(m, m->hp.n_layer, err)) || (rc = weight_f32(m, &m->output, wout, err))) return rc;
     release_weight(m, &m->output);
     qf_lw_group g;
     memset(&g, 0, sizeof g);
@@ -513,6 +513,7 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         goto done;
     }
     /* embeddings of this rank's chunks (first token BOS when the vocabulary adds one) */
+    if ((rc = qf_model_fetch(m, -1, err))) goto done;
     for (int64_t j = 0; j < n_local; j++) {
         const int64_t k = j * r.size + r.rank;
         for (int64_t t = 0; t < ctx; t++) {
@@ -545,6 +546,7 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
             wx[i] = malloc((size_t)(w->n_in * w->n_out) * sizeof(float));
             if (!wx[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the experts of block %lld", (long long)l);
         }
+        if (!rc) rc = qf_model_fetch(m, l, err);
         if (!rc) rc = block(&r, l, wf, wx, err);
     }
     hidden_free(&r.wmap);

@@ -34,7 +34,9 @@
  * (a MoE block's experts in RAM): a group's own are converted just before
  * its function runs, and the resident pages of the F32 weights, of H and of
  * the model's mapping are given back after each pass and group, so the
- * resident set does not grow with depth.
+ * resident set does not grow with depth. A model of qf_model_load_rows
+ * (model.h) is fetched part by part as the pipeline reaches it: the token
+ * embedding, each block, the output matrix.
  * Bytes: everything is deterministic for any thread count (engine, syrk).
  */
 #ifndef QF_LAYERWISE_H

@@ -329,7 +329,6 @@ int qf_quant_input_read(qf_quant_input *in, uint64_t i, uint64_t row0, uint64_t 
 enum {
     QF_QUANT_READ_GGUF = 0,       /* a GGUF file (or split model), memory-mapped */
     QF_QUANT_READ_DIRECTORY = 1,  /* a checkpoint directory, rows converted on the fly */
-    QF_QUANT_READ_TEMP_GGUF = 2,  /* a checkpoint directory converted into a temp GGUF first (GPTQ, AWQ) */
 };
 
 typedef struct qf_quantize_result {
@@ -346,12 +345,12 @@ typedef struct qf_quantize_result {
  * also be a Hugging Face checkpoint directory (F32/F16/BF16 or FP8): it is
  * read as the GGUF `qforge-convert --outtype auto` would write from it
  * (qf_quant_input_open), streaming, no temp file; the output equals
- * converting first and quantizing that GGUF. Methods GPTQ and AWQ still
- * convert a directory into a temp GGUF next to the output first (their
- * calibration pass loads the model in GGUF row order), removed afterwards.
+ * converting first and quantizing that GGUF; GPTQ and AWQ's calibration
+ * model reads it the same way, one block at a time (calib_text.h).
  * The output path must differ from the input (and imatrix) file. `res` may
  * be NULL; else free it with qf_quantize_result_free (also after a failure).
- * res->in_file_bytes is the size of the (converted) input GGUF. */
+ * res->in_file_bytes is the size of the input GGUF (for a directory, of the
+ * GGUF convert would write). */
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err);
 void qf_quantize_result_free(qf_quantize_result *res);
 
