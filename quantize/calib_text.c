@@ -15,8 +15,8 @@ int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *ca
     return qf_text_encode(&ct->tx, ct->text, 1, &ct->ids, &ct->n_ids, err);
 }
 
-int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_ranks, qf_lw_group_fn fn, void *user,
-                      qf_lw_stats *st, qf_err *err) {
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_ranks, int fn_rewrites_producers,
+                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err) {
     qf_lw_params lp;
     memset(&lp, 0, sizeof lp);
     lp.n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
@@ -28,6 +28,7 @@ int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_r
     lp.progress_user = o->progress_user;
     lp.dist = o->dist;
     lp.fn_all_ranks = fn_all_ranks;
+    lp.fn_rewrites_producers = fn_rewrites_producers;
     int rc = qf_layerwise_run(&ct->m, ct->ids, ct->n_ids, &lp, fn, user, st, err);
     if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, o->calib_path);
     return rc;

@@ -31,10 +31,11 @@ int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *ca
 
 /* Run the pipeline over the text with o's chunks, context (0 -> 512), memory,
  * threads, progress and ranks; fn is called per group (on every rank when
- * fn_all_ranks, else on rank 0 only: qf_lw_params). A too-short text's
+ * fn_all_ranks, else on rank 0 only; fn_rewrites_producers as in
+ * qf_lw_params). A too-short text's
  * error names o->calib_path; other errors as qf_layerwise_run. */
-int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_ranks, qf_lw_group_fn fn, void *user,
-                      qf_lw_stats *st, qf_err *err);
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_ranks, int fn_rewrites_producers,
+                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err);
 
 void qf_calib_text_free(qf_calib_text *ct);
 

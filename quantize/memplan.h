@@ -8,7 +8,9 @@
  * converted tensors (F32 buffer, the output buffer, the input pages of one
  * chunk until released).
  * gptq adds the largest of its stages, on top of the hidden states
- * (4 * chunks * ctx * n_embd) and the engine's buffers:
+ * (4 * chunks * ctx * n_embd), a block's kept activation (4 * chunks * ctx
+ * * the widest input of attn_output and ffn_down; not for awq, which
+ * recomputes it) and the engine's buffers:
  *   solve a group reading n inputs: 8 n^2 (H, factored in place) + the
  *     group's weights as F32 + its largest output tensor + loss samples;
  *   the pass that collects a group's input: 4 n^2 (H's lower triangle) +
@@ -17,7 +19,8 @@
  * awq, awq+gptq add a second n^2 Hessian, a block's v and up as F32 and the
  * output bytes of every linear (held until written).
  * Disk: the output file; gptq also its temporary files (the finished
- * tensors, one block's weights as F32, hidden states beyond the budget).
+ * tensors, one block's weights as F32, hidden states and kept activations
+ * beyond the budget).
  */
 #ifndef QF_MEMPLAN_H
 #define QF_MEMPLAN_H
