@@ -534,7 +534,7 @@ uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
     uint64_t n_in = E > F ? E : F;
     if (OD > n_in) n_in = OD;
     const uint64_t panel = (uint64_t)panel_rows((int64_t)n_in) * n_in;
-    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) +
+    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) + 8 * (uint64_t)n_ctx * n_in +
            4 * (uint64_t)n_ctx * (10 * (n_in > E ? n_in : E) + (uint64_t)hp->n_layer * (KD + VD));
 }
 

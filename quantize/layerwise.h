@@ -21,7 +21,9 @@
  * scores) gives attn_output's input, kept per chunk; attn_output moves the
  * hidden states to x + att Wo^T in place, whose FFN norm is the FFN_IN
  * input; gate and up give ffn_down's input (act(gate) * up), kept per
- * chunk; ffn_down then finishes the block in place. A MoE block's experts
+ * chunk; ffn_down then finishes the block in place. (With
+ * fn_rewrites_producers the attention output and the FFN activation are
+ * computed again, from the rewritten v and up, where they are read.) A MoE block's experts
  * are visited by passes through the expert FFN alone (the input of each
  * expert's matmul caught by the engine's hook). Each group's input is
  * accumulated: H = sum over tokens of x x^T (double, lower triangle with
@@ -35,12 +37,14 @@
  *
  * Memory: the hidden states (4 * n_chunks * ctx * n_embd B, divided among
  * the ranks) and the kept activations (4 * n_chunks * ctx * max(n_head *
- * head_dim_v, n_ff) B, n_ff left out for MoE) stay in RAM up to mem_budget
+ * head_dim_v, n_ff) B, n_ff left out for MoE; none with
+ * fn_rewrites_producers) stay in RAM up to mem_budget
  * and are otherwise kept in an unlinked temporary file (mapped; the kernel
  * pages it), plus the group's H
  * (8 * n_in^2 B; while it accumulates only its lower triangle is resident;
  * not on ranks > 0 when fn runs on rank 0 only), one panel of a chunk's H
- * (up to 64 MiB), one chunk's group input (4 * ctx * n_in B) and the engine
+ * (up to 64 MiB), one chunk's group input (4 * ctx * n_in B, and 8 * ctx * n_in B
+ * as double while it is summed) and the engine
  * for one chunk. The block's weights as F32 live in another unlinked file
  * (a MoE block's experts in RAM): a group's own are converted just before
  * its function runs, and the resident pages of the F32 weights, of H and of
@@ -114,8 +118,9 @@ typedef struct qf_lw_stats {
 int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err);
 
-/* Memory the pipeline needs besides the hidden states and the model mapping
- * (F32 weights of the widest block, the largest H, engine buffers), bytes. */
+/* Memory the pipeline needs besides the hidden states, the kept activations
+ * and the model mapping (F32 weights of the widest block, the largest H,
+ * a chunk's input as double for the sums, engine buffers), bytes. */
 uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx);
 
 #endif

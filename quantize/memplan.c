@@ -166,7 +166,9 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
             /* solve: H, 2 x 64 n of band and panel scratch, per thread a row tile */
             const uint64_t solve = 8 * n * n + 2 * 64 * 8 * n + (uint64_t)nt * 24 * 6 * n + 2 * 64 * 8 * n;
             consider(m, pipe + awq_extra + solve + own + src + dst + smp, "blk.%d.%s solve", l, group_names[g][0]);
-            consider(m, pipe + awq_extra + 4 * n * n + before + rest, "blk.%d.%s input pass", l, group_names[g][0]);
+            /* the pass: H's lower triangle, the chunk's input packed as double for its sums */
+            consider(m, pipe + awq_extra + 4 * n * n + 8 * (uint64_t)ctx * n + before + rest, "blk.%d.%s input pass", l,
+                     group_names[g][0]);
         }
     }
     if (has_out) {

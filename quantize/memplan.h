@@ -14,7 +14,8 @@
  *   solve a group reading n inputs: 8 n^2 (H, factored in place) + the
  *     group's weights as F32 + its largest output tensor + loss samples;
  *   the pass that collects a group's input: 4 n^2 (H's lower triangle) +
- *     the earlier groups' weights as F32 + the stored bytes of the others;
+ *     8 ctx n (a chunk's input as double for the sums) + the earlier
+ *     groups' weights as F32 + the stored bytes of the others;
  *   output.weight: 8 E^2 + 4 V E + its stored bytes + its output bytes.
  * awq, awq+gptq add a second n^2 Hessian, a block's v and up as F32 and the
  * output bytes of every linear (held until written).
