@@ -21,6 +21,9 @@
 #
 # The peer is the llama.cpp build for the instruction set the qforge tools
 # were compiled for (bench/lib.sh); bench/pairs.sh runs both ISA pairs.
+# BATCHED=0 leaves out the batched 1.1B rows (decoding rows only). QF_BIN_B
+# (optional): a second qforge build (e.g. a copy of the previous one) timed
+# in the same interleaving, reported in a second table against the peer.
 #
 #   THREADS=2 WORK=build/bench REPS=3 KEEP=0 CHUNKS_SMALL=4 CHUNKS_1B=1 \
 #   KV16_1B=0 DECODE=1 DECODE_CTX=64 DECODE_CHUNKS=1 \
@@ -33,6 +36,8 @@ KV16_1B=${KV16_1B:-0}
 DECODE=${DECODE:-1}
 DECODE_CTX=${DECODE_CTX:-64}
 DECODE_CHUNKS=${DECODE_CHUNKS:-1}
+BATCHED=${BATCHED:-1}
+QF_BIN_B=${QF_BIN_B:-}
 MODELS=${MODELS:-stories260K ts3m 1b}   # which sections to run
 TEXT=${TEXT:-$QF_DATA/corpus/tinystories-gen/test.txt}
 ORACLES=$QF_DATA/oracles/llamacpp
@@ -78,14 +83,14 @@ fi
 
 if want 1b && [ "$CHUNKS_1B" -gt 0 ]; then
   gguf_1b_f16
-  cases+=("TinyLlama-1.1B-shape|F16|f32|$GGUF_1B_F16|$CHUNKS_1B")
-  [ "$KV16_1B" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f16|$GGUF_1B_F16|$CHUNKS_1B")
+  [ "$BATCHED" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f32|$GGUF_1B_F16|$CHUNKS_1B")
+  [ "$BATCHED" = 1 ] && [ "$KV16_1B" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f16|$GGUF_1B_F16|$CHUNKS_1B")
   [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f32|$GGUF_1B_F16|$DECODE_CHUNKS|$DECODE_CTX|1")
   if [ $quant = 1 ]; then
     for t in Q8_0 Q4_0 Q4_K_M Q6_K; do
       f=$WORK/tinyllama-1b-$t.gguf
       peer_quantize "$GGUF_1B_F16" "$f" "$t" || continue
-      [ $t != Q6_K ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$CHUNKS_1B")
+      [ $t != Q6_K ] && [ "$BATCHED" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$CHUNKS_1B")
       [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$DECODE_CHUNKS|$DECODE_CTX|1")
       made+=("$f" "$f.log")
     done
@@ -104,13 +109,14 @@ run_peer() { # idx kv file chunks ctx batch
   W["peer|$1"]+="$T_WALL "; R["peer|$1"]+="$T_RSS "
   P["peer|$1"]=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$log")
 }
-run_qf() { # idx kv file chunks ctx batch
-  local log=$logs/$rep-qf-$1.log
-  timed "$log" "$QF_BIN/qforge-verify" "$3" -f "$TEXT" -t "$THREADS" -c "$5" -b "$6" \
+run_qf() { # idx kv file chunks ctx batch [key bin]
+  local key=${7:-qf} bin=${8:-$QF_BIN}
+  local log=$logs/$rep-$key-$1.log
+  timed "$log" "$bin/qforge-verify" "$3" -f "$TEXT" -t "$THREADS" -c "$5" -b "$6" \
     --chunks "$4" --kv "$2" --json || return
-  E["qf|$1"]+="$(grep -o '"tokens_per_second": [0-9.]*' "$log" | awk '{ print $2 }') "
-  W["qf|$1"]+="$T_WALL "; R["qf|$1"]+="$T_RSS "
-  P["qf|$1"]=$(grep -o '"ppl": [0-9.]*' "$log" | awk '{ print $2 }')
+  E["$key|$1"]+="$(grep -o '"tokens_per_second": [0-9.]*' "$log" | awk '{ print $2 }') "
+  W["$key|$1"]+="$T_WALL "; R["$key|$1"]+="$T_RSS "
+  P["$key|$1"]=$(grep -o '"ppl": [0-9.]*' "$log" | awk '{ print $2 }')
 }
 
 for rep in $(seq 1 "$REPS"); do
@@ -118,6 +124,7 @@ for rep in $(seq 1 "$REPS"); do
     IFS='|' read -r model type kv file chunks ctx batch <<<"${cases[$i]}"
     [ $peer = 1 ] && run_peer "$i" "$kv" "$file" "$chunks" "${ctx:-$CTX}" "${batch:-$CTX}"
     run_qf "$i" "$kv" "$file" "$chunks" "${ctx:-$CTX}" "${batch:-$CTX}"
+    [ -n "$QF_BIN_B" ] && run_qf "$i" "$kv" "$file" "$chunks" "${ctx:-$CTX}" "${batch:-$CTX}" qfb "$QF_BIN_B"
     note "run $rep: $model $type kv=$kv: llama $(echo ${E["peer|$i"]:-} | awk '{print $NF}') tok/s, qforge $(echo ${E["qf|$i"]:-} | awk '{print $NF}') tok/s"
   done
 done
@@ -140,5 +147,17 @@ for i in "${!cases[@]}"; do
 done
 echo
 echo "ratio = qforge eval tok/s / llama.cpp eval tok/s; wall ratio = llama.cpp wall / qforge wall (both > 1 = qforge faster)."
+if [ -n "$QF_BIN_B" ]; then
+  echo
+  echo "Second qforge build $QF_BIN_B, timed in the same interleaving:"
+  echo
+  echo "| model | type | KV | ctx / batch | llama.cpp eval tok/s | $QF_BIN eval tok/s | $QF_BIN_B eval tok/s | ratio $QF_BIN | ratio $QF_BIN_B | $QF_BIN_B ppl |"
+  echo "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for i in "${!cases[@]}"; do
+    IFS='|' read -r model type kv file chunks ctx batch <<<"${cases[$i]}"
+    pe=$(med "${E["peer|$i"]:-}"); qe=$(med "${E["qf|$i"]:-}"); be=$(med "${E["qfb|$i"]:-}")
+    echo "| $model | $type | ${kv^^} | ${ctx:-$CTX} / ${batch:-$CTX} | $(fmt 1 "$pe") | $(fmt 1 "$qe") | $(fmt 1 "$be") | $(ratio "$qe" "$pe") | $(ratio "$be" "$pe") | ${P["qfb|$i"]:--} |"
+  done
+fi
 
 if [ "$KEEP" != 1 ]; then rm -rf "${made[@]}"; fi

@@ -28,6 +28,12 @@
 #include "matmul_iq1.h"
 
 #include "qf_threads.h"
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_Q8_AVX2 1
@@ -635,9 +641,17 @@ static void kernel_q6K(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, c
 
 /* ---- Batch 1: rows straight from the blocks ----
  * One token against every row: unpacking a row into the tile costs more than
- * its dot product, so these read the blocks and unpack in registers. Each is
- * kernel32/kernelK with NT = NR = 1 on the same integer vectors in the same
- * order, so the results are bit-identical to the tiled path. */
+ * its dot product, so these read the blocks and unpack in registers. A row's
+ * F32 accumulation is one chain of dependent FMAs (one per block), so the
+ * kernels take GEMV_ROWS rows per pass: independent chains in flight, and one
+ * load of each activation block for all of them. Every row gets the same
+ * exact int32 lane sums and the same FMAs in the same order as kernel32 /
+ * kernelK with NT = NR = 1, so results are bit-identical to the tiled path.
+ * Signed weights are multiplied as unsigned u = q + bias with the activation
+ * sums times the bias taken off again (exact integer identities, computed once
+ * per token in gemv_prep): fewer operations per block than the sign trick. */
+
+#define GEMV_ROWS 4
 
 static inline float h2f(qf_half h) {
 #ifdef __F16C__
@@ -647,130 +661,188 @@ static inline float h2f(qf_half h) {
 #endif
 }
 
-/* Q8_0, Q4_0 (signed) and Q4_1 (unsigned with a min) rows of n elements;
- * `type` is a constant at each call site, so each type gets its own loop. */
-static inline __attribute__((always_inline)) float gemv_legacy(uint32_t type, const void *row, const uint8_t *a,
-                                                                 int64_t n) {
-    const int64_t nb = n / 32;
-    const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + 32 * b));
-        __m256i wq;
-        float wd;
-        if (type == GGML_TYPE_Q8_0) {
-            const block_q8_0 *x = (const block_q8_0 *)row + b;
-            wq = _mm256_loadu_si256((const __m256i *)x->qs);
-            wd = h2f(x->d);
-        } else {
-            const uint8_t *qs = type == GGML_TYPE_Q4_0 ? ((const block_q4_0 *)row + b)->qs : ((const block_q4_1 *)row + b)->qs;
-            const __m128i v = _mm_loadu_si128((const __m128i *)qs);
-            wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
-            if (type == GGML_TYPE_Q4_0) {
-                wq = _mm256_sub_epi8(wq, _mm256_set1_epi8(8));
-                wd = h2f(((const block_q4_0 *)row + b)->d);
-            } else {
-                wd = h2f(((const block_q4_1 *)row + b)->d);
-            }
-        }
-        if (type == GGML_TYPE_Q4_1) {
-            const __m256i lanes = dot4(wq, xq);
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(wd), _mm256_set1_ps(xd[b])), _mm256_cvtepi32_ps(lanes), acc);
-            summ = summ + h2f(((const block_q4_1 *)row + b)->m) * xs[b];
-        } else {
-            const __m256i lanes = dot4(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(wd), _mm256_set1_ps(xd[b])), _mm256_cvtepi32_ps(lanes), acc);
-        }
-    }
-    const float v = hsum8(acc);
-    return type == GGML_TYPE_Q4_1 ? v + summ : v;
+/* acc + the 8 int32 lane sums of dot4 (u unsigned, s signed; exact). */
+static inline __m256i dot4_acc(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
 }
 
-/* The int32 lanes of one 32-element group: unsigned weights wu (the signs
- * moved onto the activations for a signed type), 16-bit scales sc. */
-static inline __m256i group_dot(__m256i wq, int is_signed, __m256i xq, __m256i sc) {
-    const __m256i wu = is_signed ? _mm256_sign_epi8(wq, wq) : wq;
-    const __m256i p16 = _mm256_maddubs_epi16(wu, is_signed ? _mm256_sign_epi8(xq, wq) : xq);
-    return _mm256_madd_epi16(p16, sc);
+/* Per-token activation sums for the bias identities, one __m256i per 32
+ * activations: Q4_0 the 8 lanes -8 * (x[4l] + .. + x[4l+3]); Q6_K the 16
+ * pair sums 32 * (x[2i] + x[2i+1]) as int16. */
+static void gemv_prep(uint32_t type, const uint8_t *a, int64_t n, __m256i *out) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (int64_t g = 0; g < n / 32; g++) {
+        const __m256i p = _mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(a + 32 * g)));
+        out[g] = type == GGML_TYPE_Q4_0 ? _mm256_madd_epi16(p, _mm256_set1_epi16(-8)) : _mm256_slli_epi16(p, 5);
+    }
+}
+
+/* Q8_0, Q4_0 (bias 8) and Q4_1 (unsigned with a min): y[r] for NR rows of n
+ * elements `stride` bytes apart; `type` and NR are constants at each call. */
+static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int NR, const uint8_t *rows,
+                                                                size_t stride, const uint8_t *a, const __m256i *xb,
+                                                                int64_t n, float *y, int64_t ys) {
+    const int64_t nb = n / 32;
+    const float *xd = (const float *)(a + n), *xs = (const float *)(a + n + 4 * nb);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), nib_shift = _mm256_set_epi64x(4, 4, 0, 0);
+    __m256 acc[GEMV_ROWS];
+    float summ[GEMV_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        acc[r] = _mm256_setzero_ps();
+        summ[r] = 0.0f;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + 32 * b));
+        const float xdb = xd[b];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *row = rows + (size_t)r * stride;
+            __m256i lanes;
+            float wd;
+            if (type == GGML_TYPE_Q8_0) {
+                const block_q8_0 *x = (const block_q8_0 *)row + b;
+                const __m256i wq = _mm256_loadu_si256((const __m256i *)x->qs);
+                lanes = dot4_acc(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+                wd = h2f(x->d);
+            } else {
+                const uint8_t *qs = type == GGML_TYPE_Q4_0 ? ((const block_q4_0 *)row + b)->qs : ((const block_q4_1 *)row + b)->qs;
+                /* the 16 bytes in both halves, the high half shifted by 4: low nibbles | high nibbles */
+                const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+                const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(v, nib_shift), m4);
+                if (type == GGML_TYPE_Q4_0) { /* (u - 8) . x = u . x - 8 sum(x) */
+                    lanes = dot4_acc(xb[b], u, xq);
+                    wd = h2f(((const block_q4_0 *)row + b)->d);
+                } else {
+                    lanes = dot4_acc(_mm256_setzero_si256(), u, xq);
+                    wd = h2f(((const block_q4_1 *)row + b)->d);
+                }
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(wd), _mm256_set1_ps(xdb)), _mm256_cvtepi32_ps(lanes), acc[r]);
+            if (type == GGML_TYPE_Q4_1) summ[r] = summ[r] + h2f(((const block_q4_1 *)row + b)->m) * xs[b];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        const float v = hsum8(acc[r]);
+        y[r * ys] = type == GGML_TYPE_Q4_1 ? v + summ[r] : v;
+    }
 }
 
 /* The eight 6-bit scales and mins of a Q4_K super-block from its 12 packed
- * bytes, four at a time (qf_get_scale_min_k4 one by one is the reference). */
-static inline void q4K_scales_mins(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3], o[4];
+ * bytes, four at a time, as 8 bytes each (qf_get_scale_min_k4 one by one is
+ * the reference). */
+static inline void q4K_scales_mins(const uint8_t s[12], uint64_t *sc, uint64_t *mn) {
+    uint32_t u[3];
     memcpy(u, s, 12);
-    o[0] = u[0] & 0x3f3f3f3fu;
-    o[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
-    o[2] = u[1] & 0x3f3f3f3fu;
-    o[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
-    memcpy(sc, o, 8);
-    memcpy(mn, o + 2, 8);
+    const uint32_t o0 = u[0] & 0x3f3f3f3fu, o1 = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    const uint32_t o2 = u[1] & 0x3f3f3f3fu, o3 = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    *sc = (uint64_t)o0 | (uint64_t)o1 << 32;
+    *mn = (uint64_t)o2 | (uint64_t)o3 << 32;
 }
 
-/* Q4_K row of n elements (n a multiple of 256) against a Q8_K row. */
-static float gemv_q4K(const block_q4_K *x, const uint8_t *a, int64_t n) {
+/* Byte shuffles that spread int16 element k of each 128-bit lane over the lane. */
+static inline __m256i bcast16_mask(int k) { return _mm256_set1_epi16((short)(2 * k | (2 * k + 1) << 8)); }
+
+/* Q4_K rows (n a multiple of 256) against a Q8_K row; NR as in gemv_legacy. */
+static inline __attribute__((always_inline)) void gemv_q4K(int NR, const uint8_t *rows, size_t stride,
+                                                             const uint8_t *a, int64_t n, float *y, int64_t ys) {
     const int64_t nb = n / QK_K;
     const float *xd = (const float *)(a + n);
     const int16_t *S = (const int16_t *)(a + n + 4 * nb);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t sc[8], mn[8];
-        q4K_scales_mins(x[b].scales, sc, mn);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) { /* 64 elements: the low, then the high nibbles of 32 bytes */
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
-            const uint8_t *xq = a + QK_K * b + 64 * j;
-            sumi = _mm256_add_epi32(sumi, group_dot(_mm256_and_si256(v, m4), 0, _mm256_loadu_si256((const __m256i *)xq),
-                                                    _mm256_set1_epi16(sc[2 * j])));
-            sumi = _mm256_add_epi32(sumi, group_dot(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 0,
-                                                    _mm256_loadu_si256((const __m256i *)(xq + 32)),
-                                                    _mm256_set1_epi16(sc[2 * j + 1])));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
-        const float dmin = -(xd[b] * h2f(x[b].dmin));
-        const __m128i mnv = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
-        const __m128i Sv = _mm_loadu_si128((const __m128i *)(S + 8 * b));
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mnv, Sv)), accm);
+    __m256 acc[GEMV_ROWS];
+    __m128 accm[GEMV_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        acc[r] = _mm256_setzero_ps();
+        accm[r] = _mm_setzero_ps();
     }
-    const float v = hsum8(acc);
-    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
-    return v + _mm_cvtss_f32(accm);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *xq = a + QK_K * b;
+        const __m128i Sv = _mm_loadu_si128((const __m128i *)(S + 8 * b));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const block_q4_K *x = (const block_q4_K *)(rows + (size_t)r * stride) + b;
+            uint64_t scb, mnb;
+            q4K_scales_mins(x->scales, &scb, &mnb);
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+            __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) { /* 64 elements: the low, then the high nibbles of 32 bytes */
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+                const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_loadu_si256((const __m256i *)(xq + 64 * j)));
+                const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                        _mm256_loadu_si256((const __m256i *)(xq + 64 * j + 32)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, bcast16_mask(2 * j))));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, bcast16_mask(2 * j + 1))));
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x->d)), _mm256_cvtepi32_ps(sumi), acc[r]);
+            const float dmin = -(xd[b] * h2f(x->dmin));
+            const __m128i mnv = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb));
+            accm[r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mnv, Sv)), accm[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        const float v = hsum8(acc[r]);
+        __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[r * ys] = v + _mm_cvtss_f32(m);
+    }
 }
 
-/* Q6_K row of n elements against a Q8_K row. */
-static float gemv_q6K(const block_q6_K *x, const uint8_t *a, int64_t n) {
+/* Q6_K rows against a Q8_K row: (q - 32) . x as q . x - 32 (pair sums of x),
+ * in int16 (|q . x| <= 2*63*127 per pair), then the scales. */
+static inline __attribute__((always_inline)) void gemv_q6K(int NR, const uint8_t *rows, size_t stride,
+                                                             const uint8_t *a, const __m256i *xb, int64_t n, float *y,
+                                                             int64_t ys) {
     const int64_t nb = n / QK_K;
     const float *xd = (const float *)(a + n);
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m3 = _mm256_set1_epi8(0x03);
-    const __m256i off = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[GEMV_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) { /* two halves of 128: ql 64 bytes, qh 32 bytes each */
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
-            for (int k = 0; k < 4; k++) {
-                const int g = 4 * h + k; /* 32-element group in the super-block */
-                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(x[b].scales[2 * g + 1]), _mm_set1_epi16(x[b].scales[2 * g]));
-                const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + QK_K * b + 32 * g));
-                sumi = _mm256_add_epi32(sumi, group_dot(_mm256_sub_epi8(q[k], off), 1, xq, sc));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const block_q6_K *x = (const block_q6_K *)(rows + (size_t)r * stride) + b;
+            /* scales as int16: [s0..s7 | s0..s7] and [s8..s15 | s8..s15] */
+            const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+            const __m256i sa = _mm256_permute2x128_si256(s16, s16, 0x00), sb = _mm256_permute2x128_si256(s16, s16, 0x11);
+            __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) { /* two halves of 128: ql 64 bytes, qh 32 bytes each */
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const int g = 4 * h + k; /* 32-element group: scales 2g (low 16) and 2g+1 (high 16) */
+                    const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + QK_K * b + 32 * g));
+                    const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], xq), xb[8 * b + g]);
+                    const __m256i mask = _mm256_set_m128i(_mm256_castsi256_si128(bcast16_mask((2 * g + 1) & 7)),
+                                                          _mm256_castsi256_si128(bcast16_mask((2 * g) & 7)));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_shuffle_epi8(g < 4 ? sa : sb, mask)));
+                }
             }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x->d)), _mm256_cvtepi32_ps(sumi), acc[r]);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[b] * h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
-    return hsum8(acc);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) y[r * ys] = hsum8(acc[r]);
 }
 
 static int gemv_supported(uint32_t type) {
@@ -778,20 +850,50 @@ static int gemv_supported(uint32_t type) {
            type == GGML_TYPE_Q6_K;
 }
 
-/* y[r] for every row r of w against the one quantized activation row a. */
-static void gemv(const qf_weight *w, const uint8_t *a, float *y, int n_threads) {
+/* NR rows `stride` bytes apart into y[0], y[ys], ..: one instance per type and NR. */
+static inline __attribute__((always_inline)) void gemv_rows(uint32_t type, int NR, const uint8_t *rows, size_t stride,
+                                                              const uint8_t *a, const __m256i *xb, int64_t n, float *y,
+                                                              int64_t ys) {
+    switch (type) {
+    case GGML_TYPE_Q4_K: gemv_q4K(NR, rows, stride, a, n, y, ys); break;
+    case GGML_TYPE_Q6_K: gemv_q6K(NR, rows, stride, a, xb, n, y, ys); break;
+    case GGML_TYPE_Q8_0: gemv_legacy(GGML_TYPE_Q8_0, NR, rows, stride, a, xb, n, y, ys); break;
+    case GGML_TYPE_Q4_0: gemv_legacy(GGML_TYPE_Q4_0, NR, rows, stride, a, xb, n, y, ys); break;
+    default: gemv_legacy(GGML_TYPE_Q4_1, NR, rows, stride, a, xb, n, y, ys); break;
+    }
+}
+
+static void gemv_group(uint32_t type, const uint8_t *rows, size_t stride, const uint8_t *a, const __m256i *xb,
+                       int64_t n, float *y, int64_t ys) {
+    gemv_rows(type, GEMV_ROWS, rows, stride, a, xb, n, y, ys);
+}
+static void gemv_one(uint32_t type, const uint8_t *row, const uint8_t *a, const __m256i *xb, int64_t n, float *y) {
+    gemv_rows(type, 1, row, 0, a, xb, n, y, 1);
+}
+
+/* y[r] for every row r of w against the one quantized activation row a;
+ * xb: n / 32 vectors of work memory for gemv_prep. Each thread takes a
+ * contiguous run of rows and cuts it in GEMV_ROWS equal parts (the rest one by
+ * one) walked side by side: every part is read front to back, so each stays one sequential stream
+ * for the hardware prefetcher (adjacent rows side by side interleave their
+ * reads within a page, which the prefetcher does not follow, and stall on
+ * memory). */
+static void gemv(const qf_weight *w, const uint8_t *a, __m256i *xb, float *y, int n_threads) {
     const int64_t n = w->n_in, n_out = w->n_out;
     const uint8_t *data = w->data;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t r = 0; r < n_out; r++) {
-        const void *row = data + (size_t)r * w->row_bytes;
-        switch (w->type) {
-        case GGML_TYPE_Q4_K: y[r] = gemv_q4K(row, a, n); break;
-        case GGML_TYPE_Q6_K: y[r] = gemv_q6K(row, a, n); break;
-        case GGML_TYPE_Q8_0: y[r] = gemv_legacy(GGML_TYPE_Q8_0, row, a, n); break;
-        case GGML_TYPE_Q4_0: y[r] = gemv_legacy(GGML_TYPE_Q4_0, row, a, n); break;
-        default: y[r] = gemv_legacy(GGML_TYPE_Q4_1, row, a, n); break;
-        }
+    const size_t rb = w->row_bytes;
+    if (w->type == GGML_TYPE_Q4_0 || w->type == GGML_TYPE_Q6_K) gemv_prep(w->type, a, n, xb);
+#pragma omp parallel num_threads(n_threads)
+    {
+        const int nt = omp_get_num_threads(), it = omp_get_thread_num();
+        /* an odd part length: the parts' distance in bytes is then never a multiple of the 4 KiB
+         * page (row sizes hold at most 2^7), which would put the four streams in the same cache
+         * sets and memory banks */
+        const int64_t lo = n_out * it / nt, hi = n_out * (it + 1) / nt, even = (hi - lo) / GEMV_ROWS;
+        const int64_t part = even > 1 && !(even & 1) ? even - 1 : even;
+        for (int64_t i = 0; i < part; i++)
+            gemv_group(w->type, data + (size_t)(lo + i) * rb, (size_t)part * rb, a, xb, n, y + lo + i, part);
+        for (int64_t r = lo + GEMV_ROWS * part; r < hi; r++) gemv_one(w->type, data + (size_t)r * rb, a, xb, n, y + r);
     }
 }
 
@@ -866,8 +968,14 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     const int n_threads = qf_threads_for((double)T * (double)n * (double)n_out, n_threads_max);
 #ifdef QF_Q8_AVX2
     if (T == 1 && gemv_supported(type)) {
+        __m256i *xb = aligned_alloc(64, (size_t)(n / 32 + 1) * sizeof(__m256i));
+        if (!xb) {
+            free(owned);
+            return QF_ENOMEM;
+        }
         quantize_act_row(k, has_min(type), x, act, n, 0);
-        gemv(w, act, y, n_threads);
+        gemv(w, act, xb, y, n_threads);
+        free(xb);
         free(owned);
         return 0;
     }

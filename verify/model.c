@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ggml_types.h"
 #include "hf_arch.h"
@@ -936,6 +938,21 @@ void qf_model_free(qf_model *m) {
     gguf_split_close(m->shards, m->n_shards);
     if (m->file.map || m->file.path) gguf_close(&m->file);
     memset(m, 0, sizeof *m);
+}
+
+static void prefault(const gguf_file *f) {
+#ifdef MADV_POPULATE_READ
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)f->map & ~(page - 1);
+    if (f->map && f->map_size > 0) madvise((void *)lo, (uintptr_t)f->map + f->map_size - lo, MADV_POPULATE_READ);
+#else
+    (void)f;
+#endif
+}
+
+void qf_model_prefault(const qf_model *m) {
+    if (m->is_hf) return;
+    prefault(&m->file);
+    for (uint32_t i = 0; i < m->n_shards; i++) prefault(&m->shards[i]);
 }
 
 int qf_weight_row(const qf_weight *w, int64_t row, float *out) {

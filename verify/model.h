@@ -184,6 +184,14 @@ typedef struct qf_model {
 int qf_model_load(qf_model *m, const char *path, qf_err *err);
 void qf_model_free(qf_model *m);
 
+/* Map every page of a GGUF model's file(s) into the process now
+ * (MADV_POPULATE_READ), as llama.cpp's loader does (MAP_POPULATE), so that
+ * a run that reads every weight does not take the page faults inside its
+ * first forward pass. Memory: nothing beyond what that run maps anyway.
+ * Best effort: a kernel without it (before Linux 5.14) or an HF directory
+ * leaves the pages to be faulted in on first use. */
+void qf_model_prefault(const qf_model *m);
+
 /* Dequantize row `row` of w (any stored type) into out[w->n_in]. */
 int qf_weight_row(const qf_weight *w, int64_t row, float *out);
 

@@ -580,6 +580,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (o.n_generate >= 0) {
+        qf_model_prefault(&m);
         rc = run_generate(&o, &m, &tx);
         goto done;
     }
@@ -608,6 +609,8 @@ int main(int argc, char **argv) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
+    qf_model_prefault(&m); /* every weight is read: page faults now, not in the timed forward passes */
+    if (o.base) qf_model_prefault(&base);
     r.t_load = qf_now_seconds() - t0;
 
     /* 3. the text */
