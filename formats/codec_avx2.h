@@ -30,6 +30,16 @@ static inline void store_affine16(float *y, __m128i q, __m256 d, __m256 m) {
     _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(d, i8x8_to_f32(_mm_srli_si128(q, 8))), m));
 }
 
+/* 8 unsigned grid bytes (low half of g) -> y[0..7] = db * g, negated (sign
+ * bit flipped, as the i-quant references do) where the 8 sign bits s are set. */
+static inline void store_signed_grid8(float *y, __m128i g, __m256 db, uint8_t s) {
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(g));
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i neg = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(s), bit), bit);
+    const __m256 sign = _mm256_and_ps(_mm256_castsi256_ps(neg), _mm256_set1_ps(-0.0f));
+    _mm256_storeu_ps(y, _mm256_xor_ps(_mm256_mul_ps(db, v), sign));
+}
+
 /* 4 vectors of 32-bit lanes holding 0..255 -> 32 bytes in element order. */
 static inline __m256i pack_u8x32(__m256i a, __m256i b, __m256i c, __m256i d) {
     __m256i ab = _mm256_packus_epi32(a, b); /* per lane: a0-3 b0-3 | a4-7 b4-7 */

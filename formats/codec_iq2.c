@@ -431,31 +431,19 @@ static void iq2s_index_init(void) {
 /* Dequantization                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* 8 weights db * g_j, negated where bit j of s is set (ggml multiplies by
- * -1: the same for every value but NaN payload signs). */
-static void put_group(float *y, float db, uint64_t g, uint8_t s) {
-    for (int j = 0; j < 8; j++) {
-        const float v = db * (float)(uint8_t)(g >> 8 * j);
-        y[j] = (s >> j) & 1 ? -v : v;
-    }
-}
-
-/* The two sub-block scales of a 32-weight pair, d * (0.5 + sc) * 0.25. */
-static void iq2_pair_scales(float d, uint8_t sc, float db[2]) {
-    db[0] = d * (0.5f + (float)(sc & 0x0F)) * 0.25f;
-    db[1] = d * (0.5f + (float)(sc >> 4)) * 0.25f;
+/* The scale of group g (8 weights) of either layout: sub-block g/2's nibble
+ * of scales[g/4], db = d * (0.5 + sc) * 0.25. */
+static float iq2_group_scale(float d, const uint8_t *scales, int g) {
+    return d * (0.5f + (float)((scales[g / 4] >> 4 * (g / 2 % 2)) & 0x0F)) * 0.25f;
 }
 
 void dequantize_row_iq2_xs_ref(const block_iq2_xs *x, float *y, int64_t k) {
     for (int64_t i = 0; i < k / QK_IQ; i++) {
         const float d = h2f(x[i].d);
-        for (int ib = 0; ib < QK_IQ / 32; ib++) {
-            float db[2];
-            iq2_pair_scales(d, x[i].scales[ib], db);
-            for (int l = 0; l < 4; l++, y += 8) {
-                const uint16_t q = x[i].qs[4 * ib + l];
-                put_group(y, db[l / 2], qf_iq2xs_grid[q & 511], qf_iq_signs(q >> 9));
-            }
+        for (int g = 0; g < QK_IQ / 8; g++, y += 8) {
+            const uint16_t q = x[i].qs[g];
+            iq_put_group(y, iq2_group_scale(d, x[i].scales, g), (const uint8_t *)&qf_iq2xs_grid[q & 511], 8,
+                         qf_iq_signs(q >> 9));
         }
     }
 }
@@ -463,14 +451,10 @@ void dequantize_row_iq2_xs_ref(const block_iq2_xs *x, float *y, int64_t k) {
 void dequantize_row_iq2_s_ref(const block_iq2_s *x, float *y, int64_t k) {
     for (int64_t i = 0; i < k / QK_IQ; i++) {
         const float d = h2f(x[i].d);
-        for (int ib = 0; ib < QK_IQ / 32; ib++) {
-            float db[2];
-            iq2_pair_scales(d, x[i].scales[ib], db);
-            for (int l = 0; l < 4; l++, y += 8) {
-                const int g = 4 * ib + l;
-                const int idx = x[i].qs[g] | (((x[i].qh[ib] >> 2 * l) & 3) << 8);
-                put_group(y, db[l / 2], qf_iq2s_grid[idx], x[i].qs[QK_IQ / 8 + g]);
-            }
+        for (int g = 0; g < QK_IQ / 8; g++, y += 8) {
+            const int idx = x[i].qs[g] | (((x[i].qh[g / 4] >> 2 * (g % 4)) & 3) << 8);
+            iq_put_group(y, iq2_group_scale(d, x[i].scales, g), (const uint8_t *)&qf_iq2s_grid[idx], 8,
+                         x[i].qs[QK_IQ / 8 + g]);
         }
     }
 }
@@ -479,78 +463,24 @@ void dequantize_row_iq2_s_ref(const block_iq2_s *x, float *y, int64_t k) {
 /* Quantization (ggml quantize_row_iq2_xs_impl / quantize_row_iq2_s_impl)   */
 /* ------------------------------------------------------------------------ */
 
-/* sum w x q and sum w q^2 over the 16 weights of a sub-block, q = 2L+1. */
-static void sums16(const float *w, const float *xval, const int8_t *L, float *sumqx, float *sumq2) {
-    float sqx = 0.f, sq2 = 0.f;
-    for (int i = 0; i < 16; ++i) {
-        const float q = (float)(2 * L[i] + 1);
-        sqx += w[i] * xval[i] * q;
-        sq2 += w[i] * q * q;
-    }
-    *sumqx = sqx;
-    *sumq2 = sq2;
-}
-
 /* The grid fit of one 16-weight sub-block (both IQ2_XS and IQ2_S): 19 trial
- * inverse scales (5 + 0.1 is)/max, is = -9..9, each rounding the two groups
- * of 8 to the grid (an off-grid code to its best neighbour at that scale,
- * under sqrt(w)); the largest (sum w x q)^2 / sum w q^2 wins. If the winner
- * had off-grid groups, those are rounded again at its scale and the scale
- * refit. L[16] keeps its previous contents when no trial has a positive
- * sum w q^2 (the scale is then max/5), as ggml. Returns the scale. */
-static float iq2_fit16(const iq2_index *ix, const float *weight, const float *xval, const float *waux, float max,
+ * inverse scales (5 + 0.1 is)/max, is = -9..9 (iq_trial_scales, start
+ * max/5); if the winner had off-grid groups, those are rounded again at its
+ * scale and the scale refit. Returns the scale. */
+static float iq2_fit16(const iq_grid *g, const float *weight, const float *xval, const float *waux, float max,
                        int8_t *L) {
-    int8_t Laux[16];
-    int on_grid[2] = {1, 1}, on_grid_aux[2];
-    float best = 0.f, scale = max / 5;
-    for (int is = -9; is <= 9; ++is) {
-        const float id = (5 + (float)is * 0.1f) / max;
-        const float this_scale = 1 / id;
-        for (int k = 0; k < 2; ++k) {
-            const int code = iq2_code(xval + 8 * k, id, Laux + 8 * k);
-            on_grid_aux[k] = ix->map[code] >= 0;
-            if (!on_grid_aux[k]) iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
-        }
-        float sumqx, sumq2;
-        sums16(weight, xval, Laux, &sumqx, &sumq2);
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            scale = sumqx / sumq2;
-            best = scale * sumqx;
-            memcpy(L, Laux, 16);
-            on_grid[0] = on_grid_aux[0];
-            on_grid[1] = on_grid_aux[1];
-        }
-    }
-    if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
-        const float id = 1 / scale;
-        for (int k = 0; k < 2; ++k) {
-            if (on_grid[k]) continue;
-            const int code = iq2_code(xval + 8 * k, id, L + 8 * k);
-            if (ix->map[code] < 0) iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
-        }
-        float sumqx, sumq2;
-        sums16(weight, xval, L, &sumqx, &sumq2);
-        if (sumq2 > 0) scale = sumqx / sumq2;
-    }
+    int on_grid[2] = {1, 1};
+    float scale = iq_trial_scales(g, weight, xval, waux, 16, max, 5, 0.1f, 9, max / 5, L, on_grid);
+    if (!iq_all_on_grid(on_grid, 2) && scale > 0) scale = iq_regrid(g, weight, xval, waux, 16, scale, on_grid, L);
     return scale;
 }
 
-/* The grid index of the levels L[8] (on the grid by construction; 0 if not). */
-static int iq2_index_of(const iq2_index *ix, const int8_t *L) {
-    int code = 0;
-    for (int i = 0; i < 8; ++i) code |= L[i] << 2 * i;
-    return QK_MAX(0, ix->map[code]);
-}
-
-/* The 4-bit sub-block scales l = round((s/d - 1)/2) clamped to 0..15 with
- * d = max s / 31, two per byte (even sub-block in the low nibble). */
+/* The 4-bit sub-block scales (iq_scale_nibble) with d = max s / 31, two per
+ * byte (even sub-block in the low nibble). */
 static void iq2_put_scales(const float *scales, float d, uint8_t out[QK_IQ / 32]) {
     const float id = 1 / d;
-    for (int ib = 0; ib < QK_IQ / 16; ++ib) {
-        const int l = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib] - 1))));
-        if (ib % 2 == 0) out[ib / 2] = (uint8_t)l;
-        else out[ib / 2] |= (uint8_t)(l << 4);
-    }
+    for (int ib = 0; ib < QK_IQ / 16; ib += 2)
+        out[ib / 2] = (uint8_t)(iq_scale_nibble(id, scales[ib]) | (iq_scale_nibble(id, scales[ib + 1]) << 4));
 }
 
 /* One 256-block of IQ2_XS: weights qw * sqrt(sigma2 + x^2), sigma2 = mean
@@ -558,7 +488,7 @@ static void iq2_put_scales(const float *scales, float d, uint8_t out[QK_IQ / 32]
  * gets scale 0 and levels 0; else iq2_fit16. d = max scale / 31, no fudge
  * factor; an all-zero-scale block is all zero bytes. */
 static void iq2_xs_block(const float *x, const float *qw, block_iq2_xs *y, int8_t *L) {
-    const iq2_index *ix = &iq2xs_index;
+    const iq_grid g = iq2_grid(&iq2xs_index);
     float scales[QK_IQ / 16], weight[16], xval[16], waux[16];
     uint8_t block_signs[2];
     uint16_t q2[QK_IQ / 8] = {0};
@@ -567,21 +497,14 @@ static void iq2_xs_block(const float *x, const float *qw, block_iq2_xs *y, int8_
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 16; ++ib) {
         const float *xb = x + 16 * ib;
-        iq_group_weights(xb, qw + 16 * ib, sigma2, 16, 0, weight, waux);
-        iq_even_signs(xb, weight, xval, block_signs, 2);
-        float max = xval[0];
-        for (int i = 1; i < 16; ++i) max = QK_MAX(max, xval[i]);
+        const float max = iq_sub_block(xb, qw + 16 * ib, sigma2, 16, 0, 1, weight, waux, xval, block_signs);
         if (max < QK_GROUP_MAX_EPS) {
             scales[ib] = 0;
             memset(L, 0, 16);
             continue;
         }
-        float scale = iq2_fit16(ix, weight, xval, waux, max, L);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 2; ++k) block_signs[k] = (uint8_t)(~block_signs[k] & 127);
-        }
-        for (int k = 0; k < 2; ++k) q2[2 * ib + k] = (uint16_t)(iq2_index_of(ix, L + 8 * k) | block_signs[k] << 9);
+        const float scale = iq_abs_scale(iq2_fit16(&g, weight, xval, waux, max, L), block_signs, 2, 127);
+        for (int k = 0; k < 2; ++k) q2[2 * ib + k] = (uint16_t)(iq_grid_index(&g, L + 8 * k) | block_signs[k] << 9);
         scales[ib] = scale;
         max_scale = QK_MAX(max_scale, scale);
     }
@@ -607,7 +530,7 @@ int qf_quantize_row_iq2_xs(const float *x, block_iq2_xs *y, int64_t k, const flo
  * left as they were); else iq2_fit16. d = max scale / 31, written as
  * d * 0.9875. */
 static void iq2_s_block(const float *x, const float *qw, block_iq2_s *y, int8_t *L) {
-    const iq2_index *ix = &iq2s_index;
+    const iq_grid g = iq2_grid(&iq2s_index);
     float scales[QK_IQ / 16], weight[16], xval[16], waux[16];
     uint8_t block_signs[2];
     memset(y, 0, sizeof *y);
@@ -615,31 +538,17 @@ static void iq2_s_block(const float *x, const float *qw, block_iq2_s *y, int8_t 
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 16; ++ib) {
         const float *xb = x + 16 * ib;
-        iq_group_weights(xb, qw ? qw + 16 * ib : NULL, sigma2, 16, 1, weight, waux);
-        for (int k = 0; k < 2; ++k) {
-            uint8_t s = 0;
-            for (int i = 0; i < 8; ++i) {
-                if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
-                else { xval[8 * k + i] = -xb[8 * k + i]; s |= (uint8_t)(1 << i); }
-            }
-            block_signs[k] = s;
-        }
-        float max = xval[0];
-        for (int i = 1; i < 16; ++i) max = QK_MAX(max, xval[i]);
+        const float max = iq_sub_block(xb, qw ? qw + 16 * ib : NULL, sigma2, 16, 1, 0, weight, waux, xval, block_signs);
         if (max < 1e-8f) {
             scales[ib] = 0;
             continue;
         }
-        float scale = iq2_fit16(ix, weight, xval, waux, max, L);
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 2; ++k) block_signs[k] = (uint8_t)~block_signs[k];
-        }
+        const float scale = iq_abs_scale(iq2_fit16(&g, weight, xval, waux, max, L), block_signs, 2, 0xFF);
         for (int k = 0; k < 2; ++k) {
-            const int g = 2 * ib + k, gi = iq2_index_of(ix, L + 8 * k);
-            y->qs[g] = (uint8_t)(gi & 255);
-            y->qh[g / 4] |= (uint8_t)((gi >> 8) << 2 * (g % 4));
-            y->qs[QK_IQ / 8 + g] = block_signs[k];
+            const int gr = 2 * ib + k, gi = iq_grid_index(&g, L + 8 * k);
+            y->qs[gr] = (uint8_t)(gi & 255);
+            y->qh[gr / 4] |= (uint8_t)((gi >> 8) << 2 * (gr % 4));
+            y->qs[QK_IQ / 8 + gr] = block_signs[k];
         }
         scales[ib] = scale;
         max_scale = QK_MAX(max_scale, scale);

@@ -146,8 +146,6 @@ static uint16_t iq3s_neighbours[IQ3S_NEIGHBOURS_CAP];
 static iq3_index iq3s_index;
 static pthread_once_t iq3s_once = PTHREAD_ONCE_INIT;
 
-static void grid_point(const uint32_t *grid, int j, int8_t pg[4]) { memcpy(pg, &grid[j], 4); }
-
 static int cmp_dist(const void *a, const void *b) {
     const int *l = a, *r = b;
     return l[0] < r[0] ? -1 : l[0] > r[0] ? 1 : l[1] < r[1] ? -1 : l[1] > r[1] ? 1 : 0;
@@ -169,44 +167,52 @@ static int sort_shells(int *dist2, int n_grid, int nshell) {
     return n;
 }
 
-/* Sorts the grid by distance to the point of `code`; returns how many points
- * the nshell nearest shells hold and leaves them first in dist2 (d2, index). */
-static int nearest_shells(const uint32_t *grid, int n_grid, int code, int nshell, int *dist2) {
-    int8_t pos[4], pg[4];
-    for (int k = 0; k < 4; ++k) pos[k] = (int8_t)(2 * ((code >> 3 * k) & 7) + 1);
+/* Sorts the grid (n_grid rows of dim level bytes) by distance to the point
+ * of `code` (bits per level); returns how many points the nshell nearest
+ * shells hold and leaves them first in dist2 (d2, index). */
+static int nearest_shells(const uint8_t *grid, int dim, int bits, int n_grid, int code, int nshell, int *dist2) {
+    int8_t pos[8];
+    for (int k = 0; k < dim; ++k) pos[k] = (int8_t)(2 * ((code >> bits * k) & ((1 << bits) - 1)) + 1);
     for (int j = 0; j < n_grid; ++j) {
-        grid_point(grid, j, pg);
+        const int8_t *pg = (const int8_t *)grid + (size_t)j * dim;
         int d2 = 0;
-        for (int k = 0; k < 4; ++k) d2 += (pg[k] - pos[k]) * (pg[k] - pos[k]);
+        for (int k = 0; k < dim; ++k) d2 += (pg[k] - pos[k]) * (pg[k] - pos[k]);
         dist2[2 * j] = d2;
         dist2[2 * j + 1] = j;
     }
     return sort_shells(dist2, n_grid, nshell);
 }
 
+/* Gives every code of map[map_size] not on the grid (entry < 0) its
+ * neighbour list (nshell shells) in nb; returns nb, or NULL if the lists do
+ * not fit in cap entries (the caps are set for the fixed grids). */
+static uint16_t *fill_neighbours(int *map, int map_size, const uint8_t *grid, int dim, int bits, int n_grid, int nshell,
+                                 uint16_t *nb, size_t cap) {
+    int dist2[2 * 1024];
+    size_t at = 0;
+    for (int i = 0; i < map_size; ++i) {
+        if (map[i] >= 0) continue;
+        const int n = nearest_shells(grid, dim, bits, n_grid, i, nshell, dist2);
+        if (at + 1 + (size_t)n > cap) return NULL;
+        map[i] = -(int)(at + 1);
+        nb[at++] = (uint16_t)n;
+        for (int j = 0; j < n; ++j) nb[at++] = (uint16_t)dist2[2 * j + 1];
+    }
+    return nb;
+}
+
 /* Builds ix for grid (n_grid points) into nb (cap entries); ix->neighbours
- * stays NULL if they do not fit (the caps are set for the fixed grids). */
+ * stays NULL if they do not fit. */
 static void iq3_index_build(iq3_index *ix, const uint32_t *grid, int n_grid, int nshell, uint16_t *nb, size_t cap) {
     ix->grid = grid;
     for (int i = 0; i < 4096; ++i) ix->map[i] = -1;
-    int8_t pg[4];
     for (int j = 0; j < n_grid; ++j) {
-        grid_point(grid, j, pg);
+        const int8_t *pg = (const int8_t *)&grid[j];
         int code = 0;
         for (int k = 0; k < 4; ++k) code |= ((pg[k] - 1) / 2) << 3 * k;
         ix->map[code] = j;
     }
-    int dist2[2 * 1024];
-    size_t at = 0;
-    for (int i = 0; i < 4096; ++i) {
-        if (ix->map[i] >= 0) continue;
-        const int n = nearest_shells(grid, n_grid, i, nshell, dist2);
-        if (at + 1 + (size_t)n > cap) return;
-        ix->map[i] = -(int)(at + 1);
-        nb[at++] = (uint16_t)n;
-        for (int j = 0; j < n; ++j) nb[at++] = (uint16_t)dist2[2 * j + 1];
-    }
-    ix->neighbours = nb;
+    ix->neighbours = fill_neighbours(ix->map, 4096, (const uint8_t *)grid, 4, 3, n_grid, nshell, nb, cap);
 }
 
 /* The 256 grid's off-grid codes have at most 2 shells of neighbours. */
@@ -253,10 +259,163 @@ static int best_neighbour(const uint8_t *grid, int dim, const uint16_t *nb, cons
     return best;
 }
 
-/* best_neighbour for a group of 4 of an IQ3 grid. */
-static int iq3_best_neighbour(const iq3_index *ix, int code, const float *xval, const float *w, float scale,
-                              int8_t *L) {
-    return best_neighbour((const uint8_t *)ix->grid, 4, ix->neighbours + (-ix->map[code] - 1), xval, w, scale, L);
+/* The shared search's view of an iq3_index. */
+static iq_grid iq3_grid(const iq3_index *ix) {
+    return (iq_grid){(const uint8_t *)ix->grid, ix->map, ix->neighbours, 4, 3, 7, 4096};
+}
+
+/* ------------------------------------------------------------------------ */
+/* The search shared by the grid quantizers (codec_iquants.h)               */
+/* ------------------------------------------------------------------------ */
+
+/* The levels of one group for the inverse scale id, l = round((id x - 1)/2)
+ * clamped to 0..l_max, into L (if not NULL); returns the group's code. */
+static int iq_code(const iq_grid *g, const float *xval, float id, int8_t *L) {
+    int code = 0;
+    for (int i = 0; i < g->dim; ++i) {
+        const int l = QK_MAX(0, QK_MIN(g->l_max, qk_nearest_int(0.5f * (id * xval[i] - 1))));
+        if (L) L[i] = (int8_t)l;
+        code |= l << g->bits * i;
+    }
+    return code;
+}
+
+/* Rounds one group at inverse scale id into L: to its code if on the grid,
+ * else to the best neighbour at `scale` under the weights w; 1 if on the grid. */
+static int iq_round_group(const iq_grid *g, const float *xval, const float *w, float id, float scale, int8_t *L) {
+    const int code = iq_code(g, xval, id, L);
+    if (g->map[code] >= 0) return 1;
+    best_neighbour(g->grid, g->dim, g->neighbours + (-g->map[code] - 1), xval, w, scale, L);
+    return 0;
+}
+
+/* sum w x q and sum w q^2 over the n weights of a sub-block, q = 2L+1. */
+static void iq_sums(const float *w, const float *xval, const int8_t *L, int n, float *sumqx, float *sumq2) {
+    float sqx = 0.f, sq2 = 0.f;
+    for (int i = 0; i < n; ++i) {
+        const float q = (float)(2 * L[i] + 1);
+        sqx += w[i] * xval[i] * q;
+        sq2 += w[i] * q * q;
+    }
+    *sumqx = sqx;
+    *sumq2 = sq2;
+}
+
+float iq_trial_scales(const iq_grid *g, const float *weight, const float *xval, const float *waux, int n, float max,
+                      float base, float step, int n_trials, float scale, int8_t *L, int *on_grid) {
+    int8_t Laux[32];
+    int on_grid_aux[8];
+    const int n_groups = n / g->dim;
+    float best = 0.f;
+    for (int is = -n_trials; is <= n_trials; ++is) {
+        const float id = (base + (float)is * step) / max;
+        const float this_scale = 1 / id;
+        for (int k = 0; k < n_groups; ++k)
+            on_grid_aux[k] = iq_round_group(g, xval + g->dim * k, waux + g->dim * k, id, this_scale, Laux + g->dim * k);
+        float sumqx, sumq2;
+        iq_sums(weight, xval, Laux, n, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            memcpy(L, Laux, (size_t)n);
+            if (on_grid) memcpy(on_grid, on_grid_aux, (size_t)n_groups * sizeof *on_grid);
+        }
+    }
+    return scale;
+}
+
+float iq_regrid(const iq_grid *g, const float *weight, const float *xval, const float *waux, int n, float scale,
+                const int *keep, int8_t *L) {
+    const float id = 1 / scale;
+    for (int k = 0; k < n / g->dim; ++k) {
+        if (keep && keep[k]) continue;
+        iq_round_group(g, xval + g->dim * k, waux + g->dim * k, id, scale, L + g->dim * k);
+    }
+    float sumqx, sumq2;
+    iq_sums(weight, xval, L, n, &sumqx, &sumq2);
+    return sumq2 > 0 ? sumqx / sumq2 : scale;
+}
+
+int iq_all_on_grid(const int *on_grid, int n) {
+    for (int k = 0; k < n; ++k)
+        if (!on_grid[k]) return 0;
+    return 1;
+}
+
+int iq_grid_index(const iq_grid *g, const int8_t *L) {
+    int code = 0;
+    for (int i = 0; i < g->dim; ++i) code |= L[i] << g->bits * i;
+    return code < g->map_size ? QK_MAX(0, g->map[code]) : 0;
+}
+
+/* Magnitudes xval and sign bits (bit i set: weight i negative) of n_groups
+ * groups of 8 weights. */
+static void iq_plain_signs(const float *xb, float *xval, uint8_t *block_signs, int n_groups) {
+    for (int k = 0; k < n_groups; ++k) {
+        uint8_t s = 0;
+        for (int i = 0; i < 8; ++i) {
+            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
+            else { xval[8 * k + i] = -xb[8 * k + i]; s |= (uint8_t)(1 << i); }
+        }
+        block_signs[k] = s;
+    }
+}
+
+/* iq_plain_signs with an even number of minus signs per group: the weight
+ * with the smallest w x^2 (first on ties) of an odd group takes the wrong
+ * sign (its xval goes negative); the low 7 bits are kept. */
+static void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups) {
+    iq_plain_signs(xb, xval, block_signs, n_groups);
+    for (int k = 0; k < n_groups; ++k) {
+        if (__builtin_parity(block_signs[k])) {
+            int imin = 0;
+            float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+            for (int i = 1; i < 8; ++i) {
+                const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                if (ax < min) { min = ax; imin = i; }
+            }
+            xval[8 * k + imin] = -xval[8 * k + imin];
+            block_signs[k] ^= (uint8_t)(1 << imin);
+        }
+        block_signs[k] &= 127;
+    }
+}
+
+/* The largest of the n magnitudes xval. */
+static float iq_max(const float *xval, int n) {
+    float max = xval[0];
+    for (int i = 1; i < n; ++i) max = QK_MAX(max, xval[i]);
+    return max;
+}
+
+float iq_sub_block(const float *xb, const float *qw, float sigma2, int n, int quarter_sigma, int even, float *weight,
+                   float *waux, float *xval, uint8_t *block_signs) {
+    iq_group_weights(xb, qw, sigma2, n, quarter_sigma, weight, waux);
+    if (even) iq_even_signs(xb, weight, xval, block_signs, n / 8);
+    else iq_plain_signs(xb, xval, block_signs, n / 8);
+    return iq_max(xval, n);
+}
+
+float iq_abs_scale(float scale, uint8_t *block_signs, int n_groups, uint8_t mask) {
+    if (!(scale < 0)) return scale;
+    for (int k = 0; k < n_groups; ++k) block_signs[k] = (uint8_t)(~block_signs[k] & mask);
+    return -scale;
+}
+
+int iq_scale_nibble(float id, float s) { return QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * s - 1)))); }
+
+float iq_sigma2(const float *x, int n, float factor) {
+    float sumx2 = 0.f;
+    for (int i = 0; i < n; ++i) sumx2 += x[i] * x[i];
+    return factor * sumx2 / (float)n;
+}
+
+void iq_group_weights(const float *xb, const float *qw, float sigma2, int n, int quarter_sigma, float *weight,
+                      float *waux) {
+    for (int i = 0; i < n; ++i)
+        weight[i] = qw ? qw[i] * sqrtf(sigma2 + xb[i] * xb[i]) : quarter_sigma ? 0.25f * sigma2 + xb[i] * xb[i] : xb[i] * xb[i];
+    if (waux)
+        for (int i = 0; i < n; ++i) waux[i] = sqrtf(weight[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -270,70 +429,11 @@ void dequantize_row_iq3_s_ref(const block_iq3_s *x, float *y, int64_t k) {
             const float db = d * (float)(1 + 2 * ((x[i].scales[ib / 2] >> 4 * (ib % 2)) & 0x0F));
             for (int g = 0; g < 8; g++, y += 4) {
                 const int idx = x[i].qs[8 * ib + g] | (((x[i].qh[ib] >> g) & 1) << 8);
-                const uint8_t *pg = (const uint8_t *)&qf_iq3s_grid[idx];
                 const uint8_t s = (uint8_t)(x[i].signs[4 * ib + g / 2] >> 4 * (g % 2));
-                for (int j = 0; j < 4; j++) { /* ggml multiplies by -1: the same for all but NaN payload signs */
-                    const float v = db * (float)pg[j];
-                    y[j] = (s >> j) & 1 ? -v : v;
-                }
+                iq_put_group(y, db, (const uint8_t *)&qf_iq3s_grid[idx], 4, s);
             }
         }
     }
-}
-
-/* The levels of group k (4 weights) for the inverse scale id, rounded to the
- * nearest of 2l+1 and clamped to l in 0..7, as the 12-bit code. */
-static int iq3_code(const float *xval, float id, int8_t *L) {
-    int code = 0;
-    for (int i = 0; i < 4; ++i) {
-        const int l = QK_MAX(0, QK_MIN(7, qk_nearest_int(0.5f * (id * xval[i] - 1))));
-        if (L) L[i] = (int8_t)l;
-        code |= l << 3 * i;
-    }
-    return code;
-}
-
-/* sum w x q and sum w q^2 over the 32 weights of a sub-block, q = 2L+1. */
-static void iq3_sums(const float *w, const float *xval, const int8_t *L, float *sumqx, float *sumq2) {
-    float sqx = 0.f, sq2 = 0.f;
-    for (int i = 0; i < 32; ++i) {
-        const float q = (float)(2 * L[i] + 1);
-        sqx += w[i] * xval[i] * q;
-        sq2 += w[i] * q * q;
-    }
-    *sumqx = sqx;
-    *sumq2 = sq2;
-}
-
-/* The trial scales of one sub-block: inverse scales (15 + 0.2 is)/max for
- * is = -n_trials..n_trials, each rounding the 8 groups of 4 to the grid (an
- * off-grid group to its best neighbour); the trial with the largest
- * (sum w x q)^2 / sum w q^2 sets L[32], on_grid[8] and the returned scale
- * (max/15 when no trial has a positive sum w q^2; L and on_grid are then
- * left as they were). */
-static float iq3_scale_search(const iq3_index *ix, const float *weight, const float *xval, const float *waux,
-                              float max, int n_trials, int8_t *L, int *on_grid) {
-    int8_t Laux[32];
-    int on_grid_aux[8];
-    float best = 0.f, scale = max / 15;
-    for (int is = -n_trials; is <= n_trials; ++is) {
-        const float id = (15 + (float)is * 0.2f) / max;
-        const float this_scale = 1 / id;
-        for (int k = 0; k < 8; ++k) {
-            const int code = iq3_code(xval + 4 * k, id, Laux + 4 * k);
-            on_grid_aux[k] = ix->map[code] >= 0;
-            if (!on_grid_aux[k]) iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k);
-        }
-        float sumqx, sumq2;
-        iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            scale = sumqx / sumq2;
-            best = scale * sumqx;
-            memcpy(L, Laux, 32);
-            memcpy(on_grid, on_grid_aux, sizeof on_grid_aux);
-        }
-    }
-    return scale;
 }
 
 /* One 256-block (ggml quantize_row_iq3_s_impl, sub-blocks of 32). Per
@@ -346,7 +446,7 @@ static float iq3_scale_search(const iq3_index *ix, const float *weight, const fl
  * written as d * 1.033. A sub-block of zeros leaves its qs/signs unwritten
  * and does not advance them, as in ggml. L persists across sub-blocks. */
 static void iq3_s_block(const float *x, const float *qw, block_iq3_s *y, int8_t *L) {
-    const iq3_index *ix = &iq3s_index;
+    const iq_grid g = iq3_grid(&iq3s_index);
     float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
     int on_grid[8];
     uint8_t block_signs[4];
@@ -356,47 +456,17 @@ static void iq3_s_block(const float *x, const float *qw, block_iq3_s *y, int8_t 
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 32; ++ib) {
         const float *xb = x + 32 * ib;
-        iq_group_weights(xb, qw ? qw + 32 * ib : NULL, sigma2, 32, 0, weight, waux);
-        for (int k = 0; k < 4; ++k) {
-            uint8_t s = 0;
-            for (int i = 0; i < 8; ++i) {
-                if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
-                else { xval[8 * k + i] = -xb[8 * k + i]; s |= (uint8_t)(1 << i); }
-            }
-            block_signs[k] = s;
-        }
-        float max = xval[0];
-        for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
+        const float max = iq_sub_block(xb, qw ? qw + 32 * ib : NULL, sigma2, 32, 0, 0, weight, waux, xval, block_signs);
         if (!max) {
             scales[ib] = 0;
             continue;
         }
-        for (int k = 0; k < 8; ++k) on_grid[k] = 0;
-        float scale = iq3_scale_search(ix, weight, xval, waux, max, 9, L, on_grid);
-        int n_off = 0;
-        for (int k = 0; k < 8; ++k) n_off += !on_grid[k];
-        if (n_off > 0 && scale > 0) {
-            const float id = 1 / scale;
-            for (int k = 0; k < 8; ++k) {
-                const int code = iq3_code(xval + 4 * k, id, NULL);
-                int gi = ix->map[code];
-                if (gi < 0) gi = iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, scale, L + 4 * k);
-                int8_t pg[4];
-                grid_point(ix->grid, gi, pg);
-                for (int i = 0; i < 4; ++i) L[4 * k + i] = (int8_t)((pg[i] - 1) / 2);
-            }
-            float sumqx, sumq2;
-            iq3_sums(weight, xval, L, &sumqx, &sumq2);
-            if (sumq2 > 0) scale = sumqx / sumq2;
-        }
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; ++k) block_signs[k] = (uint8_t)~block_signs[k];
-        }
+        memset(on_grid, 0, sizeof on_grid);
+        float scale = iq_trial_scales(&g, weight, xval, waux, 32, max, 15, 0.2f, 9, max / 15, L, on_grid);
+        if (!iq_all_on_grid(on_grid, 8) && scale > 0) scale = iq_regrid(&g, weight, xval, waux, 32, scale, NULL, L);
+        scale = iq_abs_scale(scale, block_signs, 4, 0xFF);
         for (int k = 0; k < 8; ++k) {
-            int code = 0;
-            for (int i = 0; i < 4; ++i) code |= L[4 * k + i] << 3 * i;
-            const int gi = QK_MAX(0, ix->map[code]); /* always on the grid here */
+            const int gi = iq_grid_index(&g, L + 4 * k);
             qs[k] = (uint8_t)(gi & 255);
             y->qh[(8 * ib + k) / 8] |= (uint8_t)((gi >> 8) << ((8 * ib + k) % 8));
         }
@@ -410,11 +480,8 @@ static void iq3_s_block(const float *x, const float *qw, block_iq3_s *y, int8_t 
     const float d = max_scale / 31;
     y->d = f2h(d * 1.033f);
     const float id = 1 / d;
-    for (int ib = 0; ib < QK_IQ / 32; ib += 2) {
-        const int l1 = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib] - 1))));
-        const int l2 = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib + 1] - 1))));
-        y->scales[ib / 2] = (uint8_t)(l1 | (l2 << 4));
-    }
+    for (int ib = 0; ib < QK_IQ / 32; ib += 2)
+        y->scales[ib / 2] = (uint8_t)(iq_scale_nibble(id, scales[ib]) | (iq_scale_nibble(id, scales[ib + 1]) << 4));
 }
 
 int qf_quantize_row_iq3_s(const float *x, block_iq3_s *y, int64_t k, const float *qw) {
@@ -441,54 +508,10 @@ void dequantize_row_iq3_xxs_ref(const block_iq3_xxs *x, float *y, int64_t k) {
             memcpy(&ss, x[i].qs + QK_IQ / 4 + 4 * ib, 4);
             const float db = d * (0.5f + (float)(ss >> 28)) * 0.5f;
             for (int g = 0; g < 8; g++, y += 4) {
-                const uint8_t *pg = (const uint8_t *)&qf_iq3xxs_grid[x[i].qs[8 * ib + g]];
                 const uint8_t s = (uint8_t)(qf_iq_signs((ss >> 7 * (g / 2)) & 127) >> 4 * (g % 2));
-                for (int j = 0; j < 4; j++) {
-                    const float v = db * (float)pg[j];
-                    y[j] = (s >> j) & 1 ? -v : v;
-                }
+                iq_put_group(y, db, (const uint8_t *)&qf_iq3xxs_grid[x[i].qs[8 * ib + g]], 4, s);
             }
         }
-    }
-}
-
-/* Magnitudes and sign bits of n_groups groups of 8 weights with an even number
- * of negative signs each: if a group has an odd count, the weight with the
- * smallest w*x^2 (first on ties) is taken with the wrong sign (its xval goes
- * negative). block_signs gets the low 7 bits of each group's pattern. */
-float iq_sigma2(const float *x, int n, float factor) {
-    float sumx2 = 0.f;
-    for (int i = 0; i < n; ++i) sumx2 += x[i] * x[i];
-    return factor * sumx2 / (float)n;
-}
-
-void iq_group_weights(const float *xb, const float *qw, float sigma2, int n, int quarter_sigma, float *weight,
-                      float *waux) {
-    for (int i = 0; i < n; ++i)
-        weight[i] = qw ? qw[i] * sqrtf(sigma2 + xb[i] * xb[i]) : quarter_sigma ? 0.25f * sigma2 + xb[i] * xb[i] : xb[i] * xb[i];
-    if (waux)
-        for (int i = 0; i < n; ++i) waux[i] = sqrtf(weight[i]);
-}
-
-void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups) {
-    for (int k = 0; k < n_groups; ++k) {
-        int nflip = 0;
-        uint8_t s = 0;
-        for (int i = 0; i < 8; ++i) {
-            if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
-            else { xval[8 * k + i] = -xb[8 * k + i]; ++nflip; s |= (uint8_t)(1 << i); }
-        }
-        if (nflip % 2) {
-            int imin = 0;
-            float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-            for (int i = 1; i < 8; ++i) {
-                const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                if (ax < min) { min = ax; imin = i; }
-            }
-            xval[8 * k + imin] = -xval[8 * k + imin];
-            s ^= (uint8_t)(1 << imin);
-        }
-        block_signs[k] = s & 127;
     }
 }
 
@@ -498,7 +521,7 @@ void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *b
  * re-rounded after the trials, and d = max scale / 31 written as d * 1.0125.
  * A zero sub-block keeps index 0, sign 0 and scale 0. */
 static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int8_t *L, int *on_grid) {
-    const iq3_index *ix = &iq3xxs_index;
+    const iq_grid g = iq3_grid(&iq3xxs_index);
     float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
     uint8_t block_signs[4];
     uint32_t ss[QK_IQ / 32] = {0};
@@ -507,42 +530,16 @@ static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 32; ++ib) {
         const float *xb = x + 32 * ib;
-        iq_group_weights(xb, qw ? qw + 32 * ib : NULL, sigma2, 32, 0, weight, waux);
-        iq_even_signs(xb, weight, xval, block_signs, 4);
-        float max = xval[0];
-        for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
+        const float max = iq_sub_block(xb, qw ? qw + 32 * ib : NULL, sigma2, 32, 0, 1, weight, waux, xval, block_signs);
         if (max < 1e-8f) {
             scales[ib] = 0;
             memset(L, 0, 32);
             continue;
         }
-        float scale = iq3_scale_search(ix, weight, xval, waux, max, 15, L, on_grid);
-        int n_off = 0;
-        for (int k = 0; k < 8; ++k) n_off += !on_grid[k];
-        if (n_off > 0 && scale > 0) {
-            const float id = 1 / scale;
-            for (int k = 0; k < 8; ++k) {
-                if (on_grid[k]) continue;
-                const int code = iq3_code(xval + 4 * k, id, NULL);
-                int gi = ix->map[code];
-                if (gi < 0) gi = iq3_best_neighbour(ix, code, xval + 4 * k, waux + 4 * k, scale, L + 4 * k);
-                int8_t pg[4];
-                grid_point(ix->grid, gi, pg);
-                for (int i = 0; i < 4; ++i) L[4 * k + i] = (int8_t)((pg[i] - 1) / 2);
-            }
-            float sumqx, sumq2;
-            iq3_sums(weight, xval, L, &sumqx, &sumq2);
-            if (sumq2 > 0) scale = sumqx / sumq2;
-        }
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; ++k) block_signs[k] = (uint8_t)(~block_signs[k] & 127);
-        }
-        for (int k = 0; k < 8; ++k) {
-            int code = 0;
-            for (int i = 0; i < 4; ++i) code |= L[4 * k + i] << 3 * i;
-            y->qs[8 * ib + k] = (uint8_t)QK_MAX(0, ix->map[code]); /* always on the grid here */
-        }
+        float scale = iq_trial_scales(&g, weight, xval, waux, 32, max, 15, 0.2f, 15, max / 15, L, on_grid);
+        if (!iq_all_on_grid(on_grid, 8) && scale > 0) scale = iq_regrid(&g, weight, xval, waux, 32, scale, on_grid, L);
+        scale = iq_abs_scale(scale, block_signs, 4, 127);
+        for (int k = 0; k < 8; ++k) y->qs[8 * ib + k] = (uint8_t)iq_grid_index(&g, L + 4 * k);
         ss[ib] = block_signs[0] | (uint32_t)block_signs[1] << 7 | (uint32_t)block_signs[2] << 14 |
                  (uint32_t)block_signs[3] << 21;
         scales[ib] = scale;
@@ -555,10 +552,7 @@ static void iq3_xxs_block(const float *x, const float *qw, block_iq3_xxs *y, int
     const float d = max_scale / 31;
     y->d = f2h(d * 1.0125f);
     const float id = 1 / d;
-    for (int ib = 0; ib < QK_IQ / 32; ++ib) {
-        const int l = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib] - 1))));
-        ss[ib] |= (uint32_t)l << 28;
-    }
+    for (int ib = 0; ib < QK_IQ / 32; ++ib) ss[ib] |= (uint32_t)iq_scale_nibble(id, scales[ib]) << 28;
     memcpy(y->qs + QK_IQ / 4, ss, sizeof ss);
 }
 
@@ -650,21 +644,6 @@ const uint64_t qf_iq2xxs_grid[256] = {
     0x2b2b082b08080808ull, 0x2b2b190808192b08ull, 0x2b2b2b0819190808ull, 0x2b2b2b1908081908ull,
 };
 
-static void grid8_point(const uint64_t *grid, int j, int8_t pg[8]) { memcpy(pg, &grid[j], 8); }
-
-static int nearest_shells8(const uint64_t *grid, int n_grid, int code, int nshell, int *dist2) {
-    int8_t pos[8], pg[8];
-    for (int k = 0; k < 8; ++k) pos[k] = (int8_t)(2 * ((code >> 2 * k) & 3) + 1);
-    for (int j = 0; j < n_grid; ++j) {
-        grid8_point(grid, j, pg);
-        int d2 = 0;
-        for (int k = 0; k < 8; ++k) d2 += (pg[k] - pos[k]) * (pg[k] - pos[k]);
-        dist2[2 * j] = d2;
-        dist2[2 * j + 1] = j;
-    }
-    return sort_shells(dist2, n_grid, nshell);
-}
-
 /* Builds ix from a dequantization grid whose byte values are the levels in
  * `levels[3]` ascending; nb/cap as iq3_index_build. */
 void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8_t levels[3], int nshell,
@@ -683,33 +662,7 @@ void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8
         ix->grid[j] = v;
         ix->map[code] = j;
     }
-    int dist2[2 * 1024];
-    size_t at = 0;
-    for (int i = 0; i < IQ2_MAP_SIZE; ++i) {
-        if (ix->map[i] >= 0) continue;
-        const int n = nearest_shells8(ix->grid, n_grid, i, nshell, dist2);
-        if (at + 1 + (size_t)n > cap) return;
-        ix->map[i] = -(int)(at + 1);
-        nb[at++] = (uint16_t)n;
-        for (int j = 0; j < n; ++j) nb[at++] = (uint16_t)dist2[2 * j + 1];
-    }
-    ix->neighbours = nb;
-}
-
-/* best_neighbour for a group of 8 of an IQ2 grid. */
-int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L) {
-    return best_neighbour((const uint8_t *)ix->grid, 8, ix->neighbours + (-ix->map[code] - 1), xval, w, scale, L);
-}
-
-/* The levels of a group of 8 for the inverse scale id (l in 0..2), as the code. */
-int iq2_code(const float *xval, float id, int8_t *L) {
-    int code = 0;
-    for (int i = 0; i < 8; ++i) {
-        const int l = QK_MAX(0, QK_MIN(2, qk_nearest_int(0.5f * (id * xval[i] - 1))));
-        if (L) L[i] = (int8_t)l;
-        code |= l << 2 * i;
-    }
-    return code;
+    ix->neighbours = fill_neighbours(ix->map, IQ2_MAP_SIZE, (const uint8_t *)ix->grid, 8, 2, n_grid, nshell, nb, cap);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -734,11 +687,7 @@ void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k) {
             const float db = d * (0.5f + (float)(w[1] >> 28)) * 0.25f;
             for (int l = 0; l < 4; l++, y += 8) {
                 const uint8_t *pg = (const uint8_t *)&qf_iq2xxs_grid[(w[0] >> 8 * l) & 0xFF];
-                const uint8_t s = qf_iq_signs((w[1] >> 7 * l) & 127);
-                for (int j = 0; j < 8; j++) {
-                    const float v = db * (float)pg[j];
-                    y[j] = (s >> j) & 1 ? -v : v;
-                }
+                iq_put_group(y, db, pg, 8, qf_iq_signs((w[1] >> 7 * l) & 127));
             }
         }
     }
@@ -753,9 +702,8 @@ void dequantize_row_iq2_xxs_ref(const block_iq2_xxs *x, float *y, int64_t k) {
  * scale (off-grid codes to their best neighbour) and the scale refit;
  * d = max scale / 31 (no fudge factor). */
 static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int8_t *L) {
-    const iq2_index *ix = &iq2xxs_index;
+    const iq_grid g = iq2_grid(&iq2xxs_index);
     float scales[QK_IQ / 32], weight[32], xval[32], waux[32];
-    int8_t Laux[32];
     uint8_t block_signs[4];
     uint32_t q2[2 * (QK_IQ / 32)] = {0};
     memset(y, 0, sizeof *y);
@@ -763,56 +711,18 @@ static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int
     float max_scale = 0.f;
     for (int ib = 0; ib < QK_IQ / 32; ++ib) {
         const float *xb = x + 32 * ib;
-        iq_group_weights(xb, qw + 32 * ib, sigma2, 32, 0, weight, waux);
-        iq_even_signs(xb, weight, xval, block_signs, 4);
-        float max = xval[0];
-        for (int i = 1; i < 32; ++i) max = QK_MAX(max, xval[i]);
+        const float max = iq_sub_block(xb, qw + 32 * ib, sigma2, 32, 0, 1, weight, waux, xval, block_signs);
         if (max < QK_GROUP_MAX_EPS) {
             scales[ib] = 0;
             memset(L, 0, 32);
             continue;
         }
         float scale = qk_qp_search(32, 4, xval, (uint8_t *)L, weight);
-        const float eff_max = scale * 3;
-        float best = 0.f;
-        for (int is = -6; is <= 6; ++is) {
-            const float id = (5 + (float)is * 0.1f) / eff_max;
-            const float this_scale = 1 / id;
-            for (int k = 0; k < 4; ++k) {
-                const int code = iq2_code(xval + 8 * k, id, Laux + 8 * k);
-                if (ix->map[code] < 0) iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
-            }
-            float sumqx, sumq2;
-            iq3_sums(weight, xval, Laux, &sumqx, &sumq2);
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                memcpy(L, Laux, 32);
-            }
-        }
-        if (scale > 0) {
-            const float id = 1 / scale;
-            for (int k = 0; k < 4; ++k) {
-                const int code = iq2_code(xval + 8 * k, id, NULL);
-                int gi = ix->map[code];
-                if (gi < 0) gi = iq2_best_neighbour(ix, code, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
-                int8_t pg[8];
-                grid8_point(ix->grid, gi, pg);
-                for (int i = 0; i < 8; ++i) L[8 * k + i] = (int8_t)((pg[i] - 1) / 2);
-            }
-            float sumqx, sumq2;
-            iq3_sums(weight, xval, L, &sumqx, &sumq2);
-            if (sumq2 > 0) scale = sumqx / sumq2;
-        }
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; ++k) block_signs[k] = (uint8_t)(~block_signs[k] & 127);
-        }
+        scale = iq_trial_scales(&g, weight, xval, waux, 32, scale * 3, 5, 0.1f, 6, scale, L, NULL);
+        if (scale > 0) scale = iq_regrid(&g, weight, xval, waux, 32, scale, NULL, L);
+        scale = iq_abs_scale(scale, block_signs, 4, 127);
         for (int k = 0; k < 4; ++k) {
-            int code = 0;
-            for (int i = 0; i < 8; ++i) code |= L[8 * k + i] << 2 * i;
-            const int gi = code < IQ2_MAP_SIZE ? QK_MAX(0, ix->map[code]) : 0; /* on the grid here */
-            q2[2 * ib] |= (uint32_t)gi << 8 * k;
+            q2[2 * ib] |= (uint32_t)iq_grid_index(&g, L + 8 * k) << 8 * k;
             q2[2 * ib + 1] |= (uint32_t)block_signs[k] << 7 * k;
         }
         scales[ib] = scale;
@@ -822,10 +732,7 @@ static void iq2_xxs_block(const float *x, const float *qw, block_iq2_xxs *y, int
     const float d = max_scale / 31;
     y->d = f2h(d);
     const float id = 1 / d;
-    for (int ib = 0; ib < QK_IQ / 32; ++ib) {
-        const int l = QK_MAX(0, QK_MIN(15, qk_nearest_int(0.5f * (id * scales[ib] - 1))));
-        q2[2 * ib + 1] |= (uint32_t)l << 28;
-    }
+    for (int ib = 0; ib < QK_IQ / 32; ++ib) q2[2 * ib + 1] |= (uint32_t)iq_scale_nibble(id, scales[ib]) << 28;
     memcpy(y->qs, q2, sizeof q2);
 }
 

@@ -99,17 +99,59 @@ typedef struct {
  * bytes are the levels[3] (ascending) into nb (cap entries). */
 void iq2_index_build(iq2_index *ix, const uint64_t *deq, int n_grid, const uint8_t levels[3], int nshell,
                      uint16_t *nb, size_t cap);
-/* The levels of a group of 8 for the inverse scale id (l = round((id x - 1)/2)
- * clamped to 0..2) into L (if not NULL), as the code. */
-int iq2_code(const float *xval, float id, int8_t *L);
-/* For an off-grid code: the neighbour g minimising sum w_i (scale g_i - x_i)^2
- * (first on ties); its levels go to L, its index is returned. */
-int iq2_best_neighbour(const iq2_index *ix, int code, const float *xval, const float *w, float scale, int8_t *L);
-/* Magnitudes xval and 7-bit sign indices of n_groups groups of 8 weights, an
- * even number of minus signs per group (the smallest w x^2 takes the wrong
- * sign when the count is odd, as ggml). */
-void iq_even_signs(const float *xb, const float *weight, float *xval, uint8_t *block_signs, int n_groups);
-
+/* The quantizer's view of either grid kind, for the shared search below:
+ * an iq2_index (groups of 8, levels l in 0..2, 2 bits each) or ggml's
+ * 4-tuple grids (groups of 4, l in 0..7, 3 bits each); grid holds each
+ * point's dim bytes 2l+1, map/neighbours as iq2_index, codes < map_size. */
+typedef struct {
+    const uint8_t *grid;
+    const int *map;
+    const uint16_t *neighbours;
+    int dim, bits, l_max, map_size;
+} iq_grid;
+/* The shared search's view of an iq2_index. */
+static inline iq_grid iq2_grid(const iq2_index *ix) {
+    return (iq_grid){(const uint8_t *)ix->grid, ix->map, ix->neighbours, 8, 2, 2, IQ2_MAP_SIZE};
+}
+/* The trial-scale search of one sub-block of n <= 32 magnitudes xval (ggml's
+ * loop over is = -n_trials..n_trials): each inverse scale
+ * (base + step * is) / max rounds every group to the grid (off-grid codes to
+ * their best neighbour under the weights waux), and the largest
+ * (sum w x q)^2 / sum w q^2, q = 2L+1, sets L[n], on_grid (if not NULL: 1 per
+ * group on the grid) and the returned scale; when no trial has a positive
+ * sum w q^2 they keep `scale` and their contents. */
+float iq_trial_scales(const iq_grid *g, const float *weight, const float *xval, const float *waux, int n, float max,
+                      float base, float step, int n_trials, float scale, int8_t *L, int *on_grid);
+/* Rounds the groups of L again at `scale` (all, or only those with keep[k]
+ * == 0 when keep is not NULL) and returns the least-squares refit of the
+ * scale (unchanged when sum w q^2 is 0). */
+float iq_regrid(const iq_grid *g, const float *weight, const float *xval, const float *waux, int n, float scale,
+                const int *keep, int8_t *L);
+/* 1 when every one of the n on_grid flags is set. */
+int iq_all_on_grid(const int *on_grid, int n);
+/* The grid index of the group levels L[dim] (on the grid after a search;
+ * 0 for a code off the grid or out of the map). */
+int iq_grid_index(const iq_grid *g, const int8_t *L);
+/* One sub-block's inputs to the grid search: the importance weights
+ * (iq_group_weights) and their roots waux, the magnitudes xval and the sign
+ * patterns of its n/8 groups (sign bits, bit i set: weight i negative; when
+ * `even`, 7-bit sign indices of an even number of minus signs, the smallest
+ * w x^2 of a group with an odd count taking the wrong sign, as ggml);
+ * returns the largest magnitude. */
+float iq_sub_block(const float *xb, const float *qw, float sigma2, int n, int quarter_sigma, int even, float *weight,
+                   float *waux, float *xval, uint8_t *block_signs);
+/* |scale|; a negative scale inverts the n_groups sign patterns (within mask). */
+float iq_abs_scale(float scale, uint8_t *block_signs, int n_groups, uint8_t mask);
+/* ggml's 4-bit sub-block scale round((s/d - 1)/2) clamped to 0..15, id = 1/d. */
+int iq_scale_nibble(float id, float s);
+/* dim dequantized weights db * pg[j], negated where bit j of s is set (ggml
+ * multiplies by -1: the same for every value but NaN payload signs). */
+static inline void iq_put_group(float *y, float db, const uint8_t *pg, int dim, uint8_t s) {
+    for (int j = 0; j < dim; j++) {
+        const float v = db * (float)pg[j];
+        y[j] = (s >> j) & 1 ? -v : v;
+    }
+}
 /* ggml's block variance of the i-quant quantizers: factor * (sum of x_i^2
  * over the n values) / n, with the factor (1 or 2) each type uses. */
 float iq_sigma2(const float *x, int n, float factor);

@@ -9,14 +9,9 @@
 
 #ifdef __AVX2__
 
-/* Two grid points (4 bytes each) -> 8 floats db * g, negated (sign bit
- * flipped, as the reference does) where the 8 sign bits s are set. */
+/* Two grid points (4 bytes each) -> 8 floats db * g with signs s. */
 static inline void store_grid8(float *y, uint32_t g0, uint32_t g1, __m256 db, uint8_t s) {
-    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)g1, (int)g0)));
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256i neg = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(s), bit), bit);
-    const __m256 sign = _mm256_and_ps(_mm256_castsi256_ps(neg), _mm256_set1_ps(-0.0f));
-    _mm256_storeu_ps(y, _mm256_xor_ps(_mm256_mul_ps(db, v), sign));
+    store_signed_grid8(y, _mm_set_epi32(0, 0, (int)g1, (int)g0), db, s);
 }
 
 void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k) {
@@ -56,7 +51,7 @@ void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k) {
             const __m256 db = _mm256_set1_ps(d * (0.5f + (float)(w[1] >> 28)) * 0.25f);
             for (int l = 0; l < 4; l++, y += 8) {
                 const uint64_t g = qf_iq2xxs_grid[(w[0] >> 8 * l) & 0xFF];
-                store_grid8(y, (uint32_t)g, (uint32_t)(g >> 32), db, qf_iq_signs((w[1] >> 7 * l) & 127));
+                store_signed_grid8(y, _mm_cvtsi64_si128((long long)g), db, qf_iq_signs((w[1] >> 7 * l) & 127));
             }
         }
     }

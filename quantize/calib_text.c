@@ -34,6 +34,17 @@ int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_r
     return rc;
 }
 
+void qf_calib_text_report(const qf_lw_stats *st, int64_t *n_chunks, int64_t *n_tokens, uint64_t *hidden_bytes,
+                          int *spilled, double *forward_seconds, double *hessian_seconds, double *fn_seconds) {
+    *n_chunks = st->n_chunks;
+    *n_tokens = st->n_tokens;
+    *hidden_bytes = st->hidden_bytes;
+    *spilled = st->spilled;
+    *forward_seconds = st->forward_seconds;
+    *hessian_seconds = st->hessian_seconds;
+    *fn_seconds = st->callback_seconds;
+}
+
 void qf_calib_text_free(qf_calib_text *ct) {
     free(ct->ids);
     free(ct->text);

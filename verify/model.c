@@ -85,23 +85,10 @@ static void *own(qf_model *m, void *p) {
     return p;
 }
 
-/* Widen a small 1-D tensor to an owned F32 copy (norms/biases stored as F16 etc.). */
+/* Widen a tensor to an owned F32 copy: norms and biases stored as F16 etc.,
+ * and the MoE router of an HF checkpoint, which the converter always writes
+ * as F32. Unreadable type -> QF_EUNSUPPORTED. */
 static int widen_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
-    float *buf = own(m, malloc((size_t)w->n_in * sizeof(float)));
-    if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
-    if (qf_dequantize_row(w->type, w->data, buf, w->n_in) != 0) {
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which cannot be read as f32",
-                          m->path, w->name, type_name(w->type));
-    }
-    w->data = buf;
-    w->type = GGML_TYPE_F32;
-    w->row_bytes = (size_t)w->n_in * sizeof(float);
-    return 0;
-}
-
-/* Widen a matrix to an owned F32 copy: the MoE router of an HF checkpoint,
- * which the converter always writes as F32. Unreadable type -> QF_EUNSUPPORTED. */
-static int widen_matrix_to_f32(qf_model *m, qf_weight *w, qf_err *err) {
     if (w->type == GGML_TYPE_F32) return 0;
     float *buf = own(m, malloc((size_t)(w->n_in * w->n_out) * sizeof(float)));
     if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
@@ -190,6 +177,30 @@ static int find_view(qf_model *m, const char *name, tensor_view *v) {
     return 0;
 }
 
+/* A view of an n_out x n_in matrix (n_out 1 for a vector) of `type` at data,
+ * rows of row_bytes; expert e of n_expert for an MoE view, else 0 of 0. */
+static qf_weight weight_view(const char *name, const void *data, uint32_t type, int64_t n_in, int64_t n_out,
+                             size_t row_bytes, int64_t e, int64_t n_expert) {
+    return (qf_weight){.name = name, .data = data, .type = type, .n_in = n_in, .n_out = n_out,
+                       .row_bytes = row_bytes, .expert = (int32_t)e, .n_expert = (int32_t)n_expert};
+}
+
+/* The bytes of one n_in row of the GGUF tensor `name` (view tv) into *rb;
+ * QF_EUNSUPPORTED for a type verify cannot dequantize, QF_EFORMAT when the
+ * row does not fit the type's blocks. */
+static int view_row_bytes(qf_model *m, const char *name, const tensor_view *tv, int64_t n_in, size_t *rb,
+                          qf_err *err) {
+    if (tv->type >= GGML_TYPE_COUNT || !qf_has_dequantize(tv->type))
+        return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which verify cannot compute with",
+                          m->path, name, tv->type_name);
+    uint64_t b;
+    if (ggml_row_size(tv->type, (uint64_t)n_in, &b) != 0)
+        return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' row of %lld elements does not fit type %s", m->path, name,
+                          (long long)n_in, tv->type_name);
+    *rb = (size_t)b;
+    return 0;
+}
+
 /* An FP8 weight of an HF checkpoint: dequantized at load into an owned F32
  * copy (scale * e4m3(code), exact), its static input scale kept for the
  * W8A8 emulation (forward.h act_fp8). Bad scales -> QF_EFORMAT/EMISMATCH. */
@@ -205,12 +216,7 @@ static int bind_fp8(qf_model *m, qf_weight *w, const char *name, const st_tensor
     }
     for (int64_t r = 0; r < fw.n_out; r++) /* one thread: model loading has no thread count */
         qf_fp8_dequant_row(&fw, r, t->data + (size_t)r * (size_t)fw.n_in, buf + (size_t)r * (size_t)fw.n_in);
-    w->name = name;
-    w->data = buf;
-    w->type = GGML_TYPE_F32;
-    w->n_in = fw.n_in;
-    w->n_out = fw.n_out;
-    w->row_bytes = (size_t)fw.n_in * sizeof(float);
+    *w = weight_view(name, buf, GGML_TYPE_F32, fw.n_in, fw.n_out, (size_t)fw.n_in * sizeof(float), 0, 0);
     w->act_scale = fw.input_scale;
     qf_fp8_weight_free(&fw);
     return 0;
@@ -241,20 +247,11 @@ static int bind(qf_model *m, qf_weight *w, const char *name, int64_t n_in, int64
                           m->path, name, hs, ws);
     }
     if (tv.st && tv.st->dtype == ST_F8_E4M3 && n_out) return bind_fp8(m, w, tv.name, tv.st, err);
-    if (tv.type >= GGML_TYPE_COUNT || !qf_has_dequantize(tv.type))
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which verify cannot compute with",
-                          m->path, name, tv.type_name);
-    uint64_t rb;
-    if (ggml_row_size(tv.type, (uint64_t)n_in, &rb) != 0)
-        return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' row of %lld elements does not fit type %s",
-                          m->path, name, (long long)n_in, tv.type_name);
-    w->name = tv.name;
-    w->data = tv.data;
-    w->type = tv.type;
-    w->n_in = n_in;
-    w->n_out = n_out ? n_out : 1;
-    w->row_bytes = (size_t)rb;
-    if (!n_out && w->type != GGML_TYPE_F32) return widen_to_f32(m, w, err);
+    size_t rb;
+    int rc = view_row_bytes(m, name, &tv, n_in, &rb, err);
+    if (rc < 0) return rc;
+    *w = weight_view(tv.name, tv.data, tv.type, n_in, n_out ? n_out : 1, rb, 0, 0);
+    if (!n_out) return widen_to_f32(m, w, err);
     return 0;
 }
 
@@ -516,14 +513,7 @@ static int bind_hf_experts(qf_model *m, qf_weight **views, const char *name, int
         if (type >= GGML_TYPE_COUNT || ggml_row_size(type, (uint64_t)n_in, &rb) != 0)
             return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has dtype %s, which verify cannot compute with",
                               m->path, t->name, st_dtype_name(t->dtype));
-        v[e].name = h->name;
-        v[e].data = t->data;
-        v[e].type = type;
-        v[e].n_in = n_in;
-        v[e].n_out = n_out;
-        v[e].row_bytes = (size_t)rb;
-        v[e].expert = (int32_t)e;
-        v[e].n_expert = (int32_t)X;
+        v[e] = weight_view(h->name, t->data, type, n_in, n_out, (size_t)rb, e, X);
     }
     *views = v;
     return 0;
@@ -544,25 +534,14 @@ static int bind_experts(qf_model *m, qf_weight **views, const char *name, int64_
         shape_str(ws, sizeof ws, want, 3);
         return qf_set_err(err, QF_EMISMATCH, "%s: tensor '%s' has shape %s, expected %s", m->path, name, hs, ws);
     }
-    if (tv.type >= GGML_TYPE_COUNT || !qf_has_dequantize(tv.type))
-        return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s' has type %s, which verify cannot compute with",
-                          m->path, name, tv.type_name);
-    uint64_t rb;
-    if (ggml_row_size(tv.type, (uint64_t)n_in, &rb) != 0)
-        return qf_set_err(err, QF_EFORMAT, "%s: tensor '%s' row of %lld elements does not fit type %s", m->path, name,
-                          (long long)n_in, tv.type_name);
+    size_t rb;
+    int rc = view_row_bytes(m, name, &tv, n_in, &rb, err);
+    if (rc < 0) return rc;
     qf_weight *v = own(m, calloc((size_t)X, sizeof *v));
     if (!v) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
-    for (int64_t e = 0; e < X; e++) {
-        v[e].name = tv.name;
-        v[e].data = (const uint8_t *)tv.data + (size_t)e * (size_t)n_out * (size_t)rb;
-        v[e].type = tv.type;
-        v[e].n_in = n_in;
-        v[e].n_out = n_out;
-        v[e].row_bytes = (size_t)rb;
-        v[e].expert = (int32_t)e;
-        v[e].n_expert = (int32_t)X;
-    }
+    for (int64_t e = 0; e < X; e++)
+        v[e] = weight_view(tv.name, (const uint8_t *)tv.data + (size_t)e * (size_t)n_out * rb, tv.type, n_in, n_out, rb,
+                           e, X);
     *views = v;
     return 0;
 }
@@ -673,7 +652,7 @@ static int bind_all(qf_model *m, qf_err *err) {
         BIND(ffn_norm, "ffn_norm.weight", E, 0, 0);
         if (moe) {
             BIND(ffn_gate_inp, "ffn_gate_inp.weight", E, hp->n_expert, 0);
-            if (m->is_hf && (rc = widen_matrix_to_f32(m, &L->ffn_gate_inp, err)) < 0) return rc;
+            if (m->is_hf && (rc = widen_to_f32(m, &L->ffn_gate_inp, err)) < 0) return rc;
 #define BIND_X(field, suffix, n_in, n_out)                                       \
             snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);             \
             if ((rc = bind_experts(m, &L->field, n, n_in, n_out, err)) < 0) return rc;

@@ -11,6 +11,7 @@
  *   - the scalar reference matmul, and invariants (thread count, qwen2 layout).
  */
 #include "qf_test.h"
+#include "qf_test_blocks.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -314,38 +315,10 @@ static uint32_t rnd(void) {
     return (uint32_t)((rng * 2685821657736338717ull) >> 32);
 }
 static float frand(void) { return (float)rnd() / 4294967296.0f * 2.0f - 1.0f; }
-static qf_half small_half(void) { return qf_f32_to_f16(0.001f + 0.02f * (float)(rnd() % 1000) / 1000.0f); }
 
-/* Random but valid weight rows of `type`: random bytes, then every block's
- * F16 scales set to small finite values. */
+/* Random but valid weight rows of `type` (qf_test_blocks.h) from this file's generator. */
 static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *row_bytes) {
-    uint64_t rb;
-    if (ggml_row_size(type, (uint64_t)n_in, &rb) != 0) return NULL;
-    uint8_t *w = malloc(rb * (size_t)n_out);
-    if (!w) return NULL;
-    for (size_t i = 0; i < rb * (size_t)n_out; i++) w[i] = (uint8_t)rnd();
-    const ggml_type_traits *tr = ggml_get_type_traits(type);
-    const size_t n_blocks = rb * (size_t)n_out / tr->type_size;
-    for (size_t b = 0; b < n_blocks; b++) {
-        void *blk = w + b * tr->type_size;
-        switch (type) {
-        case GGML_TYPE_F32: ((float *)w)[b] = frand(); break;
-        case GGML_TYPE_F16: ((qf_half *)w)[b] = qf_f32_to_f16(frand()); break;
-        case GGML_TYPE_BF16: ((uint16_t *)w)[b] = qf_f32_to_bf16(frand()); break;
-        case GGML_TYPE_Q4_0: ((block_q4_0 *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q4_1: ((block_q4_1 *)blk)->d = small_half(); ((block_q4_1 *)blk)->m = small_half(); break;
-        case GGML_TYPE_Q5_0: ((block_q5_0 *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q5_1: ((block_q5_1 *)blk)->d = small_half(); ((block_q5_1 *)blk)->m = small_half(); break;
-        case GGML_TYPE_Q8_0: ((block_q8_0 *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q2_K: ((block_q2_K *)blk)->d = small_half(); ((block_q2_K *)blk)->dmin = small_half(); break;
-        case GGML_TYPE_Q3_K: ((block_q3_K *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q4_K: ((block_q4_K *)blk)->d = small_half(); ((block_q4_K *)blk)->dmin = small_half(); break;
-        case GGML_TYPE_Q5_K: ((block_q5_K *)blk)->d = small_half(); ((block_q5_K *)blk)->dmin = small_half(); break;
-        case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = small_half(); break;
-        }
-    }
-    *row_bytes = (size_t)rb;
-    return w;
+    return qf_test_random_weights(rnd, frand, type, n_in, n_out, row_bytes);
 }
 
 static void test_matmul_matches_reference(qf_test *t) {

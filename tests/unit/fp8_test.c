@@ -286,15 +286,46 @@ static void rm_rf(const char *dir) {
     if (system(cmd) != 0) return;
 }
 
+/* A temp dir base (a mkdtemp template) holding the synthetic model in
+ * base/in (with a NaN weight when nan); -1 if either cannot be made. */
+static int temp_model(char *base, char *in, size_t n_in, int nan) {
+    if (!mkdtemp(base)) return -1;
+    snprintf(in, n_in, "%s/in", base);
+    return make_model(in, nan);
+}
+
+/* A written checkpoint read back beside its source: both models and the
+ * FP8 config of out/config.json. */
+typedef struct {
+    st_model src, m;
+    qf_json cfg;
+    qf_fp8_config fc;
+    char *cp;
+} written;
+
+/* Opens w (close it with written_close); fails with the reader's error. */
+static int written_open(written *w, const char *in, const char *out, qf_err *err) {
+    memset(w, 0, sizeof *w);
+    w->cp = qf_path_join(out, "config.json");
+    if (st_open(&w->src, in, err) != 0 || st_open(&w->m, out, err) != 0) return -1;
+    if (qf_json_parse_file(&w->cfg, w->cp, 0, err) != 0 || qf_fp8_config_read(&w->cfg, w->cp, &w->fc, err) != 0)
+        return -1;
+    return 0;
+}
+
+static void written_close(written *w) {
+    qf_json_free(&w->cfg);
+    free(w->cp);
+    st_close(&w->m);
+    st_close(&w->src);
+}
+
 /* Write each scheme, read back: the dequantized weight is scale * e4m3(code)
  * exactly, the scales are amax/448 rounded to BF16, and the error is within
  * E4M3's half-ulp (or the saturation step). */
 static void test_write_read_round_trip(qf_test *t) {
-    char base[] = "/tmp/qf-fp8-test-XXXXXX";
-    REQUIRE(t, mkdtemp(base), "temp dir");
-    char in[300], out[300];
-    snprintf(in, sizeof in, "%s/in", base);
-    REQUIRE(t, make_model(in, 0) == 0, "synthetic model");
+    char base[] = "/tmp/qf-fp8-test-XXXXXX", in[300], out[300];
+    REQUIRE(t, temp_model(base, in, sizeof in, 0) == 0, "synthetic model in a temp dir");
     qf_fp8_scheme schemes[] = {QF_FP8_TENSOR, QF_FP8_CHANNEL, QF_FP8_BLOCK};
     for (int si = 0; si < 3; si++) {
         snprintf(out, sizeof out, "%s/out%d", base, si);
@@ -307,23 +338,18 @@ static void test_write_read_round_trip(qf_test *t) {
         REQUIRE(t, qf_fp8_write(&o, &r, &err) == 0, "write %s: %s", qf_fp8_scheme_name(schemes[si]), err.msg);
         CHECK(t, r.n_quantized == 7 && r.n_kept == 5, "7 Linear weights, 5 kept (%llu, %llu)",
               (unsigned long long)r.n_quantized, (unsigned long long)r.n_kept);
-        st_model src, m;
-        qf_json cfg;
-        qf_fp8_config fc;
-        char *cp = qf_path_join(out, "config.json");
-        REQUIRE(t, st_open(&src, in, &err) == 0 && st_open(&m, out, &err) == 0, "%s", err.msg);
-        REQUIRE(t, qf_json_parse_file(&cfg, cp, 0, &err) == 0 && qf_fp8_config_read(&cfg, cp, &fc, &err) == 0, "%s",
-                err.msg);
-        CHECK(t, fc.kind == QF_FP8_KIND_CT, "compressed-tensors config read back");
+        written w;
+        REQUIRE(t, written_open(&w, in, out, &err) == 0, "%s", err.msg);
+        CHECK(t, w.fc.kind == QF_FP8_KIND_CT, "compressed-tensors config read back");
         int bad_exact = 0, bad_err = 0, bad_scale = 0, n_fp8 = 0;
-        for (uint64_t i = 0; i < m.n_tensors; i++) {
-            const st_tensor *q = &m.tensors[i];
+        for (uint64_t i = 0; i < w.m.n_tensors; i++) {
+            const st_tensor *q = &w.m.tensors[i];
             if (q->dtype != ST_F8_E4M3) continue;
             n_fp8++;
             qf_fp8_weight fw;
-            REQUIRE(t, qf_fp8_weight_bind(&m, &fc, q, out, &fw, &err) == 0, "%s", err.msg);
+            REQUIRE(t, qf_fp8_weight_bind(&w.m, &w.fc, q, out, &fw, &err) == 0, "%s", err.msg);
             CHECK(t, fw.scheme == schemes[si], "scheme of %s", q->name);
-            const st_tensor *s = st_find(&src, q->name);
+            const st_tensor *s = st_find(&w.src, q->name);
             float *row = malloc((size_t)fw.n_in * sizeof *row), *orig = malloc((size_t)fw.n_in * sizeof *orig);
             for (int64_t r0 = 0; r0 < fw.n_out; r0++) {
                 qf_fp8_dequant_row(&fw, r0, q->data + r0 * fw.n_in, row);
@@ -366,12 +392,9 @@ static void test_write_read_round_trip(qf_test *t) {
         CHECK(t, bad_err == 0, "%s: %d values off by more than half an E4M3 step", qf_fp8_scheme_name(schemes[si]),
               bad_err);
         CHECK(t, bad_scale == 0, "%s: %d scales != bf16(amax/448)", qf_fp8_scheme_name(schemes[si]), bad_scale);
-        const st_tensor *e = st_find(&m, "model.embed_tokens.weight"), *e0 = st_find(&src, "model.embed_tokens.weight");
+        const st_tensor *e = st_find(&w.m, "model.embed_tokens.weight"), *e0 = st_find(&w.src, "model.embed_tokens.weight");
         CHECK(t, e && e->dtype == ST_BF16 && !memcmp(e->data, e0->data, e0->nbytes), "embeddings copied as they are");
-        qf_json_free(&cfg);
-        free(cp);
-        st_close(&m);
-        st_close(&src);
+        written_close(&w);
     }
     /* an existing output directory is refused, not overwritten */
     qf_fp8_write_opts o = {0};
@@ -387,11 +410,8 @@ static void test_write_read_round_trip(qf_test *t) {
  * rounded to BF16, its group's round-trip error is at most the amax scale's,
  * for most groups strictly less, and dequantization stays scale * e4m3(code). */
 static void test_write_mse_scales(qf_test *t) {
-    char base[] = "/tmp/qf-fp8-test-XXXXXX";
-    REQUIRE(t, mkdtemp(base), "temp dir");
-    char in[300], out[300];
-    snprintf(in, sizeof in, "%s/in", base);
-    REQUIRE(t, make_model(in, 0) == 0, "synthetic model");
+    char base[] = "/tmp/qf-fp8-test-XXXXXX", in[300], out[300];
+    REQUIRE(t, temp_model(base, in, sizeof in, 0) == 0, "synthetic model in a temp dir");
     qf_fp8_scheme schemes[] = {QF_FP8_TENSOR, QF_FP8_CHANNEL, QF_FP8_BLOCK};
     for (int si = 0; si < 3; si++) {
         snprintf(out, sizeof out, "%s/out%d", base, si);
@@ -402,20 +422,15 @@ static void test_write_mse_scales(qf_test *t) {
         o.scheme = schemes[si];
         o.scale_mode = QF_FP8_SCALE_MSE;
         REQUIRE(t, qf_fp8_write(&o, NULL, &err) == 0, "write: %s", err.msg);
-        st_model src, m;
-        qf_json cfg;
-        qf_fp8_config fc;
-        char *cp = qf_path_join(out, "config.json");
-        REQUIRE(t, st_open(&src, in, &err) == 0 && st_open(&m, out, &err) == 0, "%s", err.msg);
-        REQUIRE(t, qf_json_parse_file(&cfg, cp, 0, &err) == 0 && qf_fp8_config_read(&cfg, cp, &fc, &err) == 0, "%s",
-                err.msg);
+        written w;
+        REQUIRE(t, written_open(&w, in, out, &err) == 0, "%s", err.msg);
         int n_groups = 0, n_better = 0, bad_worse = 0, bad_cand = 0, bad_exact = 0;
-        for (uint64_t i = 0; i < m.n_tensors; i++) {
-            const st_tensor *q = &m.tensors[i];
+        for (uint64_t i = 0; i < w.m.n_tensors; i++) {
+            const st_tensor *q = &w.m.tensors[i];
             if (q->dtype != ST_F8_E4M3) continue;
             qf_fp8_weight fw;
-            REQUIRE(t, qf_fp8_weight_bind(&m, &fc, q, out, &fw, &err) == 0, "%s", err.msg);
-            const st_tensor *s = st_find(&src, q->name);
+            REQUIRE(t, qf_fp8_weight_bind(&w.m, &w.fc, q, out, &fw, &err) == 0, "%s", err.msg);
+            const st_tensor *s = st_find(&w.src, q->name);
             int64_t br = fw.scheme == QF_FP8_CHANNEL ? 1 : fw.scheme == QF_FP8_TENSOR ? fw.n_out : 128;
             int64_t bc = fw.scheme == QF_FP8_BLOCK ? 128 : fw.n_in;
             float *g = malloc((size_t)(fw.n_out * fw.n_in) * sizeof *g), *row = malloc((size_t)fw.n_in * sizeof *row);
@@ -456,22 +471,16 @@ static void test_write_mse_scales(qf_test *t) {
         CHECK(t, bad_cand == 0, "%s: %d of %d scales are not a candidate", nm, bad_cand, n_groups);
         CHECK(t, bad_worse == 0, "%s: %d of %d groups have more error than amax/448", nm, bad_worse, n_groups);
         CHECK(t, n_better * 2 > n_groups, "%s: only %d of %d groups improved on amax/448", nm, n_better, n_groups);
-        qf_json_free(&cfg);
-        free(cp);
-        st_close(&m);
-        st_close(&src);
+        written_close(&w);
     }
     rm_rf(base);
 }
 
 /* A NaN weight: an error naming the tensor and element, and no output directory. */
 static void test_write_refuses_nan(qf_test *t) {
-    char base[] = "/tmp/qf-fp8-test-XXXXXX";
-    REQUIRE(t, mkdtemp(base), "temp dir");
-    char in[300], out[300];
-    snprintf(in, sizeof in, "%s/in", base);
+    char base[] = "/tmp/qf-fp8-test-XXXXXX", in[300], out[300];
+    REQUIRE(t, temp_model(base, in, sizeof in, 1) == 0, "synthetic model in a temp dir");
     snprintf(out, sizeof out, "%s/out", base);
-    REQUIRE(t, make_model(in, 1) == 0, "synthetic model");
     qf_fp8_write_opts o = {0};
     qf_err err = {0};
     o.in_dir = in;

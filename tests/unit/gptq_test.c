@@ -342,65 +342,88 @@ static int lw_compare(void *user, const qf_lw_group *g, qf_err *err) {
     return 0;
 }
 
+/* The model at mp, the first 20000 bytes of the text at tp encoded, and
+ * qforge-calibrate's Hessians of every site over 3 chunks of 64 (F32
+ * activations), with the layerwise parameters of the same run in lp. */
+typedef struct {
+    qf_model m;
+    qf_text tx;
+    char *text;
+    int32_t *ids;
+    int64_t n_ids;
+    qf_calib cal;
+    qf_calib_acc *acc;
+    qf_lw_params lp;
+    int have_model, have_tx, have_cal;
+} calib_fixture;
+
+static int calib_fixture_open(calib_fixture *f, const char *mp, const char *tp, qf_err *err) {
+    memset(f, 0, sizeof *f);
+    size_t len;
+    if (qf_model_load(&f->m, mp, err) != 0) return -1;
+    f->have_model = 1;
+    if (qf_text_init_model(&f->tx, &f->m, err) != 0) return -1;
+    f->have_tx = 1;
+    if (qf_read_text_any(tp, &f->text, &len, err) != 0) return -1;
+    f->text[len < 20000 ? len : 20000] = 0;
+    if (qf_text_encode(&f->tx, f->text, 1, &f->ids, &f->n_ids, err) != 0) return -1;
+    qf_calib_options co = {0};
+    co.process_output = 1;
+    co.min_tokens = 1;
+    if (qf_calib_init(&f->cal, &f->m, &co, err) != 0) return -1;
+    f->have_cal = 1;
+    if (qf_calib_hessian_new(&f->cal, 0, (int)f->m.hp.n_layer, &f->acc, err) != 0 || qf_calib_add(&f->cal, f->acc, err) != 0)
+        return -1;
+    qf_calib_params cp = {0};
+    cp.n_ctx = 64;
+    cp.max_chunks = 3;
+    cp.act_f32 = 1;
+    qf_text_bos(&f->tx, &cp.add_bos, &cp.bos_id);
+    qf_calib_stats cst;
+    if (qf_calib_run(&f->cal, f->ids, f->n_ids, &cp, &cst, err) != 0) return -1;
+    f->lp.n_ctx = 64;
+    f->lp.max_chunks = 3;
+    f->lp.add_bos = cp.add_bos;
+    f->lp.bos_id = cp.bos_id;
+    return 0;
+}
+
+static void calib_fixture_free(calib_fixture *f) {
+    if (f->have_cal) qf_calib_free(&f->cal);
+    free(f->ids);
+    free(f->text);
+    if (f->have_tx) qf_text_free(&f->tx);
+    if (f->have_model) qf_model_free(&f->m);
+}
+
 static void test_layerwise_matches_calibrate(qf_test *t) {
     char mp[4096], tp[4096];
     if (!qf_test_data(t, "models/stories260K", mp, sizeof mp) ||
         !qf_test_data(t, "corpus/tinystories-gen/calib.txt", tp, sizeof tp))
         return;
-    qf_model m;
-    qf_text tx;
+    calib_fixture f;
     qf_err err = {0};
-    REQUIRE(t, qf_model_load(&m, mp, &err) == 0, "%s", err.msg);
-    REQUIRE(t, qf_text_init_model(&tx, &m, &err) == 0, "%s", err.msg);
-    char *text;
-    size_t len;
-    int32_t *ids;
-    int64_t n_ids;
-    REQUIRE(t, qf_read_text_any(tp, &text, &len, &err) == 0, "%s", err.msg);
-    text[len < 20000 ? len : 20000] = 0;
-    REQUIRE(t, qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) == 0, "%s", err.msg);
-    qf_calib cal;
-    qf_calib_options co = {0};
-    co.process_output = 1;
-    co.min_tokens = 1;
-    qf_calib_acc *acc;
-    REQUIRE(t, qf_calib_init(&cal, &m, &co, &err) == 0, "%s", err.msg);
-    REQUIRE(t, qf_calib_hessian_new(&cal, 0, (int)m.hp.n_layer, &acc, &err) == 0 && qf_calib_add(&cal, acc, &err) == 0,
-            "%s", err.msg);
-    qf_calib_params cp = {0};
-    cp.n_ctx = 64;
-    cp.max_chunks = 3;
-    cp.act_f32 = 1;
-    qf_text_bos(&tx, &cp.add_bos, &cp.bos_id);
-    qf_calib_stats cst;
-    REQUIRE(t, qf_calib_run(&cal, ids, n_ids, &cp, &cst, &err) == 0, "%s", err.msg);
-    qf_lw_params lp;
-    memset(&lp, 0, sizeof lp);
-    lp.n_ctx = 64;
-    lp.max_chunks = 3;
-    lp.add_bos = cp.add_bos;
-    lp.bos_id = cp.bos_id;
+    const int rc = calib_fixture_open(&f, mp, tp, &err);
+    if (rc != 0) calib_fixture_free(&f);
+    REQUIRE(t, rc == 0, "%s", err.msg);
+    qf_lw_params lp = f.lp;
     lp.mem_budget = 1; /* the hidden states go to the temp file: that path too */
     lp.n_threads = 2;
     qf_lw_stats st;
     for (int re = 0; re < 2; re++) { /* kept activations, then recomputed ones */
         lp.fn_rewrites_producers = re;
-        lw_check c = {t, &cal, acc, 0, 0};
-        CHECK(t, qf_layerwise_run(&m, ids, n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
-        CHECK(t, c.bad == 0 && c.next_site == cal.n_sites, "rewrites %d: %d of %d sites differ (%d visited)", re, c.bad,
-              cal.n_sites, c.next_site);
+        lw_check c = {t, &f.cal, f.acc, 0, 0};
+        CHECK(t, qf_layerwise_run(&f.m, f.ids, f.n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+        CHECK(t, c.bad == 0 && c.next_site == f.cal.n_sites, "rewrites %d: %d of %d sites differ (%d visited)", re,
+              c.bad, f.cal.n_sites, c.next_site);
         CHECK(t, st.spilled == 1 && st.n_chunks == 3, "spilled %d chunks %lld", st.spilled, (long long)st.n_chunks);
     }
-    lw_check c = {t, &cal, acc, 0, 0};
+    lw_check c = {t, &f.cal, f.acc, 0, 0};
     /* fewer tokens than one chunk: a clear error */
     memset(&err, 0, sizeof err);
-    CHECK(t, qf_layerwise_run(&m, ids, 10, &lp, lw_compare, &c, &st, &err) == QF_EINVAL &&
+    CHECK(t, qf_layerwise_run(&f.m, f.ids, 10, &lp, lw_compare, &c, &st, &err) == QF_EINVAL &&
                  strstr(err.msg, "fewer than one chunk"), "%s", err.msg);
-    qf_calib_free(&cal);
-    free(ids);
-    free(text);
-    qf_text_free(&tx);
-    qf_model_free(&m);
+    calib_fixture_free(&f);
 }
 
 /* Mixture of experts: each expert's groups get the H of exactly the tokens
@@ -411,53 +434,22 @@ static void test_layerwise_moe_matches_calibrate(qf_test *t) {
     if (!qf_test_data(t, "oracles/llamacpp/archs/mixtral/ref-f32.gguf", mp, sizeof mp) ||
         !qf_test_data(t, "corpus/tinystories-gen/calib.txt", tp, sizeof tp))
         return;
-    qf_model m;
-    qf_text tx;
+    calib_fixture f;
     qf_err err = {0};
-    REQUIRE(t, qf_model_load(&m, mp, &err) == 0, "%s", err.msg);
-    REQUIRE(t, qf_text_init_model(&tx, &m, &err) == 0, "%s", err.msg);
-    char *text;
-    size_t len;
-    int32_t *ids;
-    int64_t n_ids;
-    REQUIRE(t, qf_read_text_any(tp, &text, &len, &err) == 0, "%s", err.msg);
-    text[len < 20000 ? len : 20000] = 0;
-    REQUIRE(t, qf_text_encode(&tx, text, 1, &ids, &n_ids, &err) == 0, "%s", err.msg);
-    qf_calib cal;
-    qf_calib_options co = {0};
-    co.process_output = 1;
-    co.min_tokens = 1;
-    qf_calib_acc *acc;
-    REQUIRE(t, qf_calib_init(&cal, &m, &co, &err) == 0, "%s", err.msg);
-    REQUIRE(t, qf_calib_hessian_new(&cal, 0, (int)m.hp.n_layer, &acc, &err) == 0 && qf_calib_add(&cal, acc, &err) == 0,
-            "%s", err.msg);
-    qf_calib_params cp = {0};
-    cp.n_ctx = 64;
-    cp.max_chunks = 3;
-    cp.act_f32 = 1;
-    qf_text_bos(&tx, &cp.add_bos, &cp.bos_id);
-    qf_calib_stats cst;
-    REQUIRE(t, qf_calib_run(&cal, ids, n_ids, &cp, &cst, &err) == 0, "%s", err.msg);
-    qf_lw_params lp;
-    memset(&lp, 0, sizeof lp);
-    lp.n_ctx = 64;
-    lp.max_chunks = 3;
-    lp.add_bos = cp.add_bos;
-    lp.bos_id = cp.bos_id;
+    const int rc = calib_fixture_open(&f, mp, tp, &err);
+    if (rc != 0) calib_fixture_free(&f);
+    REQUIRE(t, rc == 0, "%s", err.msg);
+    qf_lw_params lp = f.lp;
     lp.n_threads = 2;
     qf_lw_stats st;
     for (int re = 0; re < 2; re++) { /* kept attention output, then recomputed */
         lp.fn_rewrites_producers = re;
-        lw_check c = {t, &cal, acc, 0, 0};
-        CHECK(t, qf_layerwise_run(&m, ids, n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
-        CHECK(t, c.bad == 0 && c.next_site == cal.n_sites, "rewrites %d: %d of %d sites differ (%d visited)", re, c.bad,
-              cal.n_sites, c.next_site);
+        lw_check c = {t, &f.cal, f.acc, 0, 0};
+        CHECK(t, qf_layerwise_run(&f.m, f.ids, f.n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+        CHECK(t, c.bad == 0 && c.next_site == f.cal.n_sites, "rewrites %d: %d of %d sites differ (%d visited)", re,
+              c.bad, f.cal.n_sites, c.next_site);
     }
-    qf_calib_free(&cal);
-    free(ids);
-    free(text);
-    qf_text_free(&tx);
-    qf_model_free(&m);
+    calib_fixture_free(&f);
 }
 
 /* The vector GEMM kernels equal the scalar reference bit for bit on shapes

@@ -26,36 +26,6 @@
 
 typedef qf_test_rng rng;
 
-/* Test rows with the awkward cases: outliers, all-zero and constant
- * sub-blocks, all-positive and all-negative runs, tiny values, exact ties. */
-static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
-    for (int64_t row = 0; row < nrows; ++row) {
-        float *xr = x + row * n;
-        const int kind = (int)(row % 8);
-        for (int64_t j = 0; j < n; ++j) {
-            float g = qf_test_rng_gauss(r);
-            switch (kind) {
-            case 0: xr[j] = 0.02f * g; break;
-            case 1: xr[j] = g * (qf_test_rng_unif(r) < 0.02f ? 30.f : 1.f); break; /* outliers */
-            case 2: xr[j] = (j / 16) % 3 == 0 ? 0.f : g; break;              /* zero sub-blocks */
-            case 3: xr[j] = (j / 32) % 2 ? 0.5f : fabsf(g); break;          /* constant / positive */
-            case 4: xr[j] = -fabsf(g) * 1e-3f; break;                       /* all negative, small */
-            case 5: xr[j] = (float)((int)(g * 4.f)) * 0.25f; break;         /* many exact ties */
-            case 6: xr[j] = g * 1e-20f; break;                              /* below GROUP_MAX_EPS-ish */
-            default: xr[j] = g * (1.f + 10.f * (float)(j % 7)); break;      /* scale varies by column */
-            }
-        }
-    }
-}
-
-static void fill_imatrix(rng *r, float *qw, int64_t n, int with_zeros) {
-    for (int64_t j = 0; j < n; ++j) {
-        float g = qf_test_rng_gauss(r);
-        qw[j] = expf(2.f * g); /* log-normal: strongly varying importance */
-        if (with_zeros && j % 37 == 5) qw[j] = 0.f;
-    }
-}
-
 static const uint32_t QUANT_TYPES[] = {
     GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q2_K,
     GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
@@ -161,10 +131,10 @@ static void test_fast_kernels_equal_scalar(qf_test *t) {
     float *x = malloc(nrows * n * sizeof(float)), *qw = malloc(n * sizeof(float));
     uint8_t *a = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n)), *b = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n));
     REQUIRE(t, x && qw && a && b, "alloc");
-    fill_rows(&r, x, nrows, n);
+    qf_test_awkward_rows(&r, x, nrows, n, 0);
     int compared = 0;
     for (int pass = 0; pass < 3; ++pass) {
-        fill_imatrix(&r, qw, n, pass == 2);
+        qf_test_imatrix(&r, qw, n, pass == 2);
         for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
             const uint32_t type = QUANT_TYPES[ti];
             const float *im = pass == 0 ? NULL : qw;
@@ -182,7 +152,7 @@ static void test_fast_kernels_equal_scalar(qf_test *t) {
         }
     }
     /* the public single-row functions are the same code as the generic entry */
-    fill_imatrix(&r, qw, n, 0);
+    qf_test_imatrix(&r, qw, n, 0);
     block_q4_K q4k[4];
     block_q6_K q6k[4];
     block_q3_K q3k[4];
@@ -211,8 +181,8 @@ static void test_thread_count_does_not_change_bytes(qf_test *t) {
     size_t cap = nrows * row_bytes(GGML_TYPE_Q8_K, n);
     uint8_t *ref = malloc(cap), *got = malloc(cap);
     REQUIRE(t, x && ref && got, "alloc");
-    fill_rows(&r, x, nrows, n);
-    fill_imatrix(&r, qw, n, 1);
+    qf_test_awkward_rows(&r, x, nrows, n, 0);
+    qf_test_imatrix(&r, qw, n, 1);
     for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
         const uint32_t type = QUANT_TYPES[ti];
         const size_t nb = nrows * row_bytes(type, n);
@@ -250,7 +220,7 @@ static void test_imatrix_lowers_weighted_error(qf_test *t) {
     uint8_t *q = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n));
     REQUIRE(t, x && q, "alloc");
     for (int64_t i = 0; i < nrows * n; ++i) x[i] = qf_test_rng_gauss(&r) * 0.02f;
-    fill_imatrix(&r, qw, n, 0);
+    qf_test_imatrix(&r, qw, n, 0);
     for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
         const uint32_t type = QUANT_TYPES[ti];
         if (!qf_quantize_uses_imatrix(type)) continue;

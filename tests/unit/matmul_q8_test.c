@@ -14,12 +14,12 @@
 #include "matmul_q8.h"
 #include "numfmt.h"
 #include "qf_test.h"
+#include "qf_test_blocks.h"
 #include "codecs.h"
 
 static qf_test_rng rng = {0x9E3779B97F4A7C15ull};
 static uint32_t rnd(void) { return (uint32_t)(qf_test_rng_u64(&rng) >> 32); }
 static float frand(void) { return qf_test_rng_unif(&rng) * 2.0f - 1.0f; }
-static qf_half small_half(void) { return qf_f32_to_f16(0.001f + 0.02f * (float)(rnd() % 1000) / 1000.0f); }
 
 static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ2_XS,
@@ -28,37 +28,9 @@ static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
 /* The types multiplied straight from their blocks (no unpacked rows). */
 static const uint32_t block_dot_types[] = {GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
 
-/* Random valid rows: random bytes, block scales set to small finite halves. */
+/* Random but valid weight rows of `type` (qf_test_blocks.h) from this file's generator. */
 static void *random_weights(uint32_t type, int64_t n_in, int64_t n_out, size_t *row_bytes) {
-    uint64_t rb;
-    if (ggml_row_size(type, (uint64_t)n_in, &rb) != 0) return NULL;
-    uint8_t *w = malloc(rb * (size_t)n_out);
-    if (!w) return NULL;
-    for (size_t i = 0; i < rb * (size_t)n_out; i++) w[i] = (uint8_t)rnd();
-    const ggml_type_traits *tr = ggml_get_type_traits(type);
-    for (size_t b = 0; b < rb * (size_t)n_out / tr->type_size; b++) {
-        void *blk = w + b * tr->type_size;
-        switch (type) {
-        case GGML_TYPE_Q4_0: ((block_q4_0 *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q4_1: ((block_q4_1 *)blk)->d = small_half(); ((block_q4_1 *)blk)->m = small_half(); break;
-        case GGML_TYPE_Q5_0: ((block_q5_0 *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q5_1: ((block_q5_1 *)blk)->d = small_half(); ((block_q5_1 *)blk)->m = small_half(); break;
-        case GGML_TYPE_Q8_0: ((block_q8_0 *)blk)->d = small_half(); break;
-        case GGML_TYPE_Q4_K: ((block_q4_K *)blk)->d = small_half(); ((block_q4_K *)blk)->dmin = small_half(); break;
-        case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = small_half(); break;
-        case GGML_TYPE_IQ2_XS: ((block_iq2_xs *)blk)->d = small_half(); break;
-        case GGML_TYPE_IQ2_S: ((block_iq2_s *)blk)->d = small_half(); break;
-        case GGML_TYPE_IQ1_S: ((block_iq1_s *)blk)->d = small_half(); break;
-        case GGML_TYPE_IQ1_M: { /* d's four nibbles in the top of the four scale words */
-            const qf_half d = small_half();
-            uint8_t *s = ((block_iq1_m *)blk)->scales;
-            for (int k = 0; k < 4; k++) s[2 * k + 1] = (uint8_t)((s[2 * k + 1] & 0x0F) | ((d >> 4 * k) & 0xF) << 4);
-            break;
-        }
-        }
-    }
-    *row_bytes = (size_t)rb;
-    return w;
+    return qf_test_random_weights(rnd, frand, type, n_in, n_out, row_bytes);
 }
 
 /* Activations like a network's: mostly small, a few outliers, some exact

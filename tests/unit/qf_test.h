@@ -126,6 +126,45 @@ static inline float qf_test_rng_gauss(qf_test_rng *r) {
     return sqrtf(-2.f * logf(u)) * cosf(6.2831853f * v);
 }
 
+/* Codec test rows with the awkward cases, one kind per row (row % 8, or
+ * row % 9 with near_f16): small gaussian, outliers, zero sub-blocks,
+ * constant/positive runs, small negatives, exact ties, tiny values, values
+ * near the F16 range (near_f16 only), a scale varying by column. */
+static inline void qf_test_awkward_rows(qf_test_rng *r, float *x, int64_t nrows, int64_t n, int near_f16) {
+    for (int64_t row = 0; row < nrows; ++row) {
+        float *xr = x + row * n;
+        const int kind = (int)(row % (near_f16 ? 9 : 8));
+        for (int64_t j = 0; j < n; ++j) {
+            float g = qf_test_rng_gauss(r);
+            switch (kind) {
+            case 0: xr[j] = 0.02f * g; break;
+            case 1: xr[j] = g * (qf_test_rng_unif(r) < 0.02f ? 30.f : 1.f); break;
+            case 2: xr[j] = (j / 16) % 3 == 0 ? 0.f : g; break;
+            case 3: xr[j] = (j / 32) % 2 ? 0.5f : fabsf(g); break;
+            case 4: xr[j] = -fabsf(g) * 1e-3f; break;
+            case 5: xr[j] = (float)((int)(g * 4.f)) * 0.25f; break;
+            case 6: xr[j] = g * 1e-20f; break;
+            case 7:
+                if (near_f16) {
+                    xr[j] = g * 8e3f;
+                    break;
+                }
+                /* fall through */
+            default: xr[j] = g * (1.f + 10.f * (float)(j % 7)); break;
+            }
+        }
+    }
+}
+
+/* A log-normal importance row (strongly varying), with dead input columns
+ * (every 37th from 5) when with_zeros. */
+static inline void qf_test_imatrix(qf_test_rng *r, float *qw, int64_t n, int with_zeros) {
+    for (int64_t j = 0; j < n; ++j) {
+        qw[j] = expf(2.f * qf_test_rng_gauss(r));
+        if (with_zeros && j % 37 == 5) qw[j] = 0.f;
+    }
+}
+
 typedef void (*qf_test_fn)(qf_test *);
 
 static inline int qf_test_main(const char *suite, const char *names, qf_test_fn *fns, int n, int argc, char **argv) {

@@ -27,35 +27,6 @@
 
 typedef qf_test_rng rng;
 
-/* Rows with the awkward cases (kind 0 is plain gaussian). */
-static void fill_rows(rng *r, float *x, int64_t nrows, int64_t n) {
-    for (int64_t row = 0; row < nrows; ++row) {
-        float *xr = x + row * n;
-        const int kind = (int)(row % 9);
-        for (int64_t j = 0; j < n; ++j) {
-            float g = qf_test_rng_gauss(r);
-            switch (kind) {
-            case 0: xr[j] = 0.02f * g; break;
-            case 1: xr[j] = g * (qf_test_rng_unif(r) < 0.02f ? 30.f : 1.f); break; /* outliers */
-            case 2: xr[j] = (j / 16) % 3 == 0 ? 0.f : g; break;              /* zero sub-blocks */
-            case 3: xr[j] = (j / 32) % 2 ? 0.5f : fabsf(g); break;          /* constant / positive */
-            case 4: xr[j] = -fabsf(g) * 1e-3f; break;                       /* all negative, small */
-            case 5: xr[j] = (float)((int)(g * 4.f)) * 0.25f; break;         /* many exact ties */
-            case 6: xr[j] = g * 1e-20f; break;                              /* tiny */
-            case 7: xr[j] = g * 8e3f; break;                                /* near the fp16 range */
-            default: xr[j] = g * (1.f + 10.f * (float)(j % 7)); break;      /* scale varies by column */
-            }
-        }
-    }
-}
-
-static void fill_imatrix(rng *r, float *qw, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) {
-        qw[j] = expf(2.f * qf_test_rng_gauss(r)); /* log-normal: strongly varying importance */
-        if (j % 37 == 5) qw[j] = 0.f;     /* dead input columns */
-    }
-}
-
 static const uint32_t SEARCH_TYPES[] = {
     GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
@@ -116,8 +87,8 @@ static void test_never_worse_than_exact_random(qf_test *t) {
     const int64_t nrows = 18, n = 512;
     rng r = { 0x9e3779b97f4a7c15ull };
     float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
-    fill_rows(&r, x, nrows, n);
-    fill_imatrix(&r, qw, n);
+    qf_test_awkward_rows(&r, x, nrows, n, 1);
+    qf_test_imatrix(&r, qw, n, 1);
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const size_t bytes = row_bytes(type, n) * nrows;
@@ -153,7 +124,7 @@ static void test_search_alone_beats_exact_on_gaussian_rows(qf_test *t) {
     rng r = { 12345 };
     float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
     for (int64_t i = 0; i < nrows * n; ++i) x[i] = 0.02f * qf_test_rng_gauss(&r);
-    fill_imatrix(&r, qw, n);
+    qf_test_imatrix(&r, qw, n, 1);
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const size_t bytes = row_bytes(type, n) * nrows;
@@ -186,8 +157,8 @@ static void test_threads_and_kernels_give_same_bytes(qf_test *t) {
     const int64_t nrows = 27, n = 256;
     rng r = { 777 };
     float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
-    fill_rows(&r, x, nrows, n);
-    fill_imatrix(&r, qw, n);
+    qf_test_awkward_rows(&r, x, nrows, n, 1);
+    qf_test_imatrix(&r, qw, n, 1);
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const size_t bytes = row_bytes(type, n) * nrows;
@@ -226,9 +197,9 @@ static void test_fast_effort(qf_test *t) {
     const int64_t nrows = 27, n = 512;
     rng r = { 4242 };
     float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
-    fill_rows(&r, x, nrows, n);
+    qf_test_awkward_rows(&r, x, nrows, n, 1);
     for (int64_t i = 0; i < 9 * n; ++i) x[i] = 0.02f * qf_test_rng_gauss(&r); /* rows 0-8: gaussian */
-    fill_imatrix(&r, qw, n);
+    qf_test_imatrix(&r, qw, n, 1);
     for (size_t ti = 0; ti < N_SEARCH_TYPES; ++ti) {
         const uint32_t type = SEARCH_TYPES[ti];
         const int is_k = ggml_get_type_traits(type)->block_size == QK_K;
@@ -427,7 +398,7 @@ static void test_real_stories260K(qf_test *t) {
         REQUIRE(t, ti && ti->type == GGML_TYPE_F32, "%s", names[k]);
         const int64_t n = (int64_t)ti->ne[0], nrows = (int64_t)(ti->n_elements / ti->ne[0]);
         float *qw = malloc(n * sizeof *qw);
-        fill_imatrix(&r, qw, n);
+        qf_test_imatrix(&r, qw, n, 1);
         for (size_t m = 0; m < N_LEGACY_MARGINS; ++m) {
             check_real(t, names[k], M[m].type, (const float *)ti->data, nrows, n, NULL, M[m].noimat);
             check_real(t, names[k], M[m].type, (const float *)ti->data, nrows, n, qw, M[m].imat);
@@ -453,7 +424,7 @@ static void test_real_tinystories_distill_3M(qf_test *t) {
         const int64_t nrows = (int64_t)ti->shape[0], n = (int64_t)ti->shape[1];
         float *x = malloc(ti->n_elements * sizeof *x), *qw = malloc(n * sizeof *qw);
         qf_bf16_to_f32_row((const uint16_t *)ti->data, x, ti->n_elements);
-        fill_imatrix(&r, qw, n);
+        qf_test_imatrix(&r, qw, n, 1);
         for (size_t j = 0; j < sizeof MARGINS / sizeof MARGINS[0]; ++j) {
             check_real(t, names[k], M[j].type, x, nrows, n, NULL, M[j].noimat);
             check_real(t, names[k], M[j].type, x, nrows, n, qw, M[j].imat);
