@@ -4,6 +4,9 @@
 
 #include <math.h>
 #include <omp.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +15,7 @@
 #include "gptq_kernels.h"
 #include "qf_threads.h"
 
-#define ROW_TILE 24 /* rows swept together by one thread */
+#define ROW_TILE 48 /* rows swept together by one thread (their weights stay in L2) */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -358,8 +361,32 @@ static int fix_block(sweep *s, int r, int64_t b, const int64_t *inv, const qf_gp
     int rc = qf_gptq_grid_fit(g, s->xb, qw, o->fit, blk);
     if (rc) return rc;
     const int64_t per_block = (B / g->sub) * g->nlev;
-    qf_gptq_grid_levels(g, blk, s->lev + (int64_t)r * (n / g->sub) * g->nlev + b * per_block);
+    float *lev = s->lev + (int64_t)r * (n / g->sub) * g->nlev + b * per_block;
+    if (o->reference) qf_gptq_grid_levels_ref(g, blk, lev);
+    else qf_gptq_grid_levels(g, blk, lev);
     return 0;
+}
+
+/* w[m] = fmaf(-a, u[m], w[m]) for m < len: whole vectors, then one masked
+ * vector (AVX-512) or scalars for the rest. */
+static inline void axpy_sub(float *w, const float *u, float a, int64_t len) {
+    int64_t m = 0;
+#if defined(__AVX512F__)
+    const __m512 va = _mm512_set1_ps(a);
+    for (; m + 16 <= len; m += 16)
+        _mm512_storeu_ps(w + m, _mm512_fnmadd_ps(va, _mm512_loadu_ps(u + m), _mm512_loadu_ps(w + m)));
+    if (m < len) {
+        const __mmask16 k = (__mmask16)((1u << (len - m)) - 1);
+        _mm512_mask_storeu_ps(w + m, k, _mm512_fnmadd_ps(va, _mm512_maskz_loadu_ps(k, u + m), _mm512_maskz_loadu_ps(k, w + m)));
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    const __m256 va = _mm256_set1_ps(a);
+    for (; m + 8 <= len; m += 8)
+        _mm256_storeu_ps(w + m, _mm256_fnmadd_ps(va, _mm256_loadu_ps(u + m), _mm256_loadu_ps(w + m)));
+    for (; m < len; m++) w[m] = fmaf(-a, u[m], w[m]);
+#else
+    for (; m < len; m++) w[m] = fmaf(-a, u[m], w[m]);
+#endif
 }
 
 /* GPTQ over rows [r0, r0 + nr) of W. */
@@ -374,17 +401,17 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
     for (int64_t i1 = 0; i1 < n; i1 += batch) {
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
         for (int64_t k = i1; k < i2; k++) {
-            const int64_t j = perm ? perm[k] : k;
+            const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
             const float *Uk = U + k * ldu;
             for (int r = 0; r < nr; r++) {
-                uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
                 if (fix_at[k]) {
-                    int rc = fix_block(s, r, j / B, inv, o, drow);
+                    int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
                     if (rc) return rc;
                 }
                 float *w = s->w + r * n;
-                const float *lev = s->lev + r * lev_row + (j / g->sub) * nlev;
-                const int uu = qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
+                const float *lev = s->lev + r * lev_row + lev_at;
+                const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
+                                            : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
                 const float q = lev[uu];
                 s->u[r * n + j] = (uint8_t)uu;
                 if (q_out) q_out[(r0 + r) * n + j] = q;
@@ -392,10 +419,8 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
                 s->e[r * batch + (k - i1)] = err;
                 if (o->reference)
                     for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                else {
-                    #pragma omp simd
-                    for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                }
+                else
+                    axpy_sub(w + k + 1, Uk + k + 1, err, i2 - k - 1);
             }
         }
         /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */
@@ -493,15 +518,35 @@ int qf_gptq_quantize(uint32_t type, const float *W, int64_t n_out, int64_t n_in,
 #define ERR_ROWS 64  /* rows of W per pass of the output error */
 #define ERR_COLS 256 /* columns of H per task */
 
-/* D H for ERR_ROWS rows at a time, columns of H split over threads (each
- * entry is the kernel's fixed chain), then per row the sum of d_i (D H)_i in
- * order: the same value for any thread count. */
+double qf_gptq_output_error_ref(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H) {
+    const int64_t n = n_in;
+    double total = 0;
+    for (int64_t r = 0; r < n_out; r++) {
+        const float *w = W + r * n, *q = Q ? Q + r * n : NULL;
+        double s = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const double di = (double)w[i] - (q ? (double)q[i] : 0.0);
+            double hd = 0;
+            for (int64_t j = 0; j < n; j++) hd = fma(H[i * n + j], (double)w[j] - (q ? (double)q[j] : 0.0), hd);
+            s = fma(di, hd, s);
+        }
+        total += s;
+    }
+    return total;
+}
+
+/* d^T H d = sum_i d_i (H_ii d_i + 2 z_i) with z_i = sum_{j<i} d_j H_ji, the
+ * strict upper triangle of H only: half the products of D H. For ERR_ROWS
+ * rows at a time Z is built per column tile (split over threads): the GEMM
+ * kernel for the rows of H above the tile, row updates inside its diagonal
+ * block; then per row the sum in order: the same value for any thread
+ * count. */
 double qf_gptq_output_error(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H,
                             int n_threads) {
     const int64_t n = n_in, rows = n_out < ERR_ROWS ? n_out : ERR_ROWS;
-    double *D = malloc((size_t)(rows * n) * sizeof *D), *Y = malloc((size_t)(rows * n) * sizeof *Y);
-    if (!D || !Y) {
-        free(D); free(Y);
+    double *D = malloc((size_t)(rows * n) * sizeof *D), *Z = malloc((size_t)(rows * n) * sizeof *Z);
+    if (!D || !Z) {
+        free(D); free(Z);
         return NAN;
     }
     double total = 0;
@@ -510,16 +555,27 @@ double qf_gptq_output_error(const float *W, const float *Q, int64_t n_out, int64
         for (int64_t r = 0; r < nr; r++)
             for (int64_t j = 0; j < n; j++)
                 D[r * n + j] = (double)W[(r0 + r) * n + j] - (Q ? (double)Q[(r0 + r) * n + j] : 0.0);
-        memset(Y, 0, (size_t)(nr * n) * sizeof *Y);
-        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)nr * n * n, n_threads))
-        for (int64_t c0 = 0; c0 < n; c0 += ERR_COLS) /* Y = -D H */
-            qf_gemm_sub_f64(Y + c0, n, D, n, H + c0, n, nr, n - c0 < ERR_COLS ? n - c0 : ERR_COLS, n);
+        memset(Z, 0, (size_t)(nr * n) * sizeof *Z);
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)nr * n * n / 2, n_threads))
+        for (int64_t c0 = 0; c0 < n; c0 += ERR_COLS) { /* Z = -D triu(H, 1), columns [c0, c1) */
+            const int64_t c1 = c0 + ERR_COLS < n ? c0 + ERR_COLS : n;
+            if (c0 > 0) qf_gemm_sub_f64(Z + c0, n, D, n, H + c0, n, nr, c1 - c0, c0);
+            for (int64_t r = 0; r < nr; r++) {
+                double *z = Z + r * n;
+                for (int64_t k = c0; k + 1 < c1; k++) {
+                    const double a = D[r * n + k], *h = H + k * n;
+                    #pragma omp simd
+                    for (int64_t i = k + 1; i < c1; i++) z[i] = fma(-a, h[i], z[i]);
+                }
+            }
+        }
         for (int64_t r = 0; r < nr; r++) {
+            const double *d = D + r * n, *z = Z + r * n;
             double s = 0;
-            for (int64_t j = 0; j < n; j++) s = fma(-D[r * n + j], Y[r * n + j], s);
+            for (int64_t i = 0; i < n; i++) s = fma(d[i], fma(-2.0, z[i], H[i * n + i] * d[i]), s);
             total += s;
         }
     }
-    free(D); free(Y);
+    free(D); free(Z);
     return total;
 }

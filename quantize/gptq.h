@@ -100,8 +100,13 @@ int qf_gptq_quantize(uint32_t type, const float *W, int64_t n_out, int64_t n_in,
                      const qf_gptq_opts *o, void *dst, float *q_out, qf_gptq_info *info, qf_err *err);
 
 /* sum over rows of (w - q)^T H (w - q) = ||W X - Q X||^2 when H = X X^T.
- * Q NULL: sum of w^T H w = ||W X||^2. Deterministic (rows in order). */
+ * Q NULL: sum of w^T H w = ||W X||^2. Reads H's diagonal and strict upper
+ * triangle (H symmetric). Deterministic (rows in order). */
 double qf_gptq_output_error(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H,
                             int n_threads);
+
+/* The scalar reference of qf_gptq_output_error: every row's sum over the
+ * full H (the same value up to the order of the additions). */
+double qf_gptq_output_error_ref(const float *W, const float *Q, int64_t n_out, int64_t n_in, const double *H);
 
 #endif

@@ -125,7 +125,7 @@ void qf_gptq_grid_pack(const qf_gptq_grid *g, const uint8_t *u, void *blk) {
     }
 }
 
-void qf_gptq_grid_levels(const qf_gptq_grid *g, void *blk, float *levels) {
+void qf_gptq_grid_levels_ref(const qf_gptq_grid *g, void *blk, float *levels) {
     uint8_t u[256];
     float y[256];
     const int n_sub = g->block / g->sub;
@@ -134,5 +134,23 @@ void qf_gptq_grid_levels(const qf_gptq_grid *g, void *blk, float *levels) {
         qf_gptq_grid_pack(g, u, blk);
         qf_dequantize_row_ref(g->type, blk, y, g->block);
         for (int s = 0; s < n_sub; s++) levels[s * g->nlev + v] = y[s * g->sub];
+    }
+}
+
+/* Each weight's value depends only on its own index and its sub-block's
+ * scales, so one dequantization reads `sub` levels of every sub-block at
+ * once: element e of a sub-block carries index base + e. */
+void qf_gptq_grid_levels(const qf_gptq_grid *g, void *blk, float *levels) {
+    uint8_t u[256];
+    float y[256];
+    const int n_sub = g->block / g->sub;
+    for (int base = 0; base < g->nlev; base += g->sub) {
+        const int cnt = g->nlev - base < g->sub ? g->nlev - base : g->sub;
+        for (int s = 0; s < n_sub; s++)
+            for (int e = 0; e < g->sub; e++) u[s * g->sub + e] = (uint8_t)(base + (e < cnt ? e : 0));
+        qf_gptq_grid_pack(g, u, blk);
+        qf_dequantize_row_ref(g->type, blk, y, g->block);
+        for (int s = 0; s < n_sub; s++)
+            for (int e = 0; e < cnt; e++) levels[s * g->nlev + base + e] = y[s * g->sub + e];
     }
 }

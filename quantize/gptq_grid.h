@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <math.h>
 #include <stdint.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 typedef struct qf_gptq_grid {
     uint32_t type;      /* ggml type */
@@ -46,14 +49,18 @@ int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int
  * (pack them afterwards). */
 void qf_gptq_grid_levels(const qf_gptq_grid *g, void *blk, float *levels);
 
+/* The scalar reference of qf_gptq_grid_levels: one dequantization per index
+ * (the same values). */
+void qf_gptq_grid_levels_ref(const qf_gptq_grid *g, void *blk, float *levels);
+
 /* Store the indices u[block] into blk, keeping its scales. */
 void qf_gptq_grid_pack(const qf_gptq_grid *g, const uint8_t *u, void *blk);
 
-/* Index of the level nearest to v in lev[nlev]. The levels of a table are
- * monotone (ascending or descending: a negative scale), so a bisection finds
- * the first level at or past v and the nearer of it and its predecessor
- * wins (ties: the lower index). */
-static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
+/* Index of the level nearest to v in lev[nlev] (the scalar reference). The
+ * levels of a table are monotone (ascending or descending: a negative
+ * scale), so a bisection finds the first level at or past v and the nearer
+ * of it and its predecessor wins (ties: the lower index). */
+static inline int qf_gptq_grid_nearest_ref(const float *lev, int nlev, float v) {
     const int asc = lev[nlev - 1] >= lev[0];
     int lo = 0, hi = nlev;
     while (lo < hi) {
@@ -61,6 +68,42 @@ static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
         if (asc ? lev[mid] >= v : lev[mid] <= v) hi = mid;
         else lo = mid + 1;
     }
+    if (lo == nlev) return nlev - 1;
+    if (lo == 0) return 0;
+    return fabsf(v - lev[lo - 1]) <= fabsf(lev[lo] - v) ? lo - 1 : lo;
+}
+
+/* Levels of lev[0, nlev) (nlev <= 64) that are not at or past v: !(lev >= v)
+ * for an ascending table, !(lev <= v) for a descending one (a NaN v counts
+ * every level, as the bisection runs past the end). */
+static inline int qf_gptq_grid_count_before(const float *lev, int nlev, float v, int asc) {
+    int lo = 0, i = 0;
+#if defined(__AVX512F__)
+    const __m512 vv = _mm512_set1_ps(v);
+    for (; i < nlev; i += 16) {
+        const __mmask16 m = nlev - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nlev - i)) - 1);
+        const __m512 l = _mm512_maskz_loadu_ps(m, lev + i);
+        const __mmask16 c = asc ? _mm512_mask_cmp_ps_mask(m, l, vv, _CMP_NGE_UQ) : _mm512_mask_cmp_ps_mask(m, l, vv, _CMP_NLE_UQ);
+        lo += __builtin_popcount((unsigned)c);
+    }
+#elif defined(__AVX2__)
+    const __m256 vv = _mm256_set1_ps(v);
+    for (; i + 8 <= nlev; i += 8) {
+        const __m256 l = _mm256_loadu_ps(lev + i);
+        const __m256 c = asc ? _mm256_cmp_ps(l, vv, _CMP_NGE_UQ) : _mm256_cmp_ps(l, vv, _CMP_NLE_UQ);
+        lo += __builtin_popcount((unsigned)_mm256_movemask_ps(c));
+    }
+#endif
+    for (; i < nlev; i++) lo += asc ? !(lev[i] >= v) : !(lev[i] <= v);
+    return lo;
+}
+
+/* qf_gptq_grid_nearest_ref without branches on the data: on a monotone
+ * table the first level at or past v is the count of levels not at or past
+ * it, vector compares for up to 64 levels (bisection beyond). */
+static inline int qf_gptq_grid_nearest(const float *lev, int nlev, float v) {
+    if (nlev > 64) return qf_gptq_grid_nearest_ref(lev, nlev, v);
+    const int lo = qf_gptq_grid_count_before(lev, nlev, v, lev[nlev - 1] >= lev[0]);
     if (lo == nlev) return nlev - 1;
     if (lo == 0) return 0;
     return fabsf(v - lev[lo - 1]) <= fabsf(lev[lo] - v) ? lo - 1 : lo;

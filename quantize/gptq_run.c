@@ -29,7 +29,7 @@ void qf_gptq_blocks_free(uint8_t **blocks, size_t n) {
     free(blocks);
 }
 
-#define LOSS_ROWS 256
+#define LOSS_ROWS 128
 
 typedef struct state {
     const qf_quant_plan *plan;
@@ -172,7 +172,7 @@ static int gptq_tensor(state *s, const qf_lw_group *g, int i, const qf_quant_ten
         dst = d;
     }
     if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-    /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2) */
+    /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2 / 2) */
     const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
     memset(pd, 0, sizeof *pd);

@@ -45,7 +45,7 @@ typedef struct qf_gptq_tensor_report {
     char name[96];
     uint32_t type;
     double loss;              /* ||WX - QX||^2 / ||WX||^2 on the calibration inputs, GPTQ
-                                 (over at most 256 evenly spaced rows of W) */
+                                 (over at most 128 evenly spaced rows of W) */
     double loss_rtn;          /* the same for ggml's round-to-nearest (exact, no imatrix) */
     double damp;              /* damping used */
     int retries;

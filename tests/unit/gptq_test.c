@@ -302,6 +302,88 @@ static void test_grid_pack(qf_test *t) {
     }
 }
 
+/* The branch-free nearest level equals the bisection on the level tables of
+ * blocks fitted to random inputs of every type, at each level, each
+ * midpoint and the floats next to them, beyond both ends and at random
+ * points; and on a table of equal levels (a zero scale). */
+static void test_grid_nearest_reference(qf_test *t) {
+    qf_test_rng r = {77};
+    int bad = 0, n_checked = 0;
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        qf_gptq_grid g;
+        REQUIRE(t, qf_gptq_grid_get(TYPES[ti], &g) == 0, "grid");
+        for (int seed = 0; seed < 8; seed++) {
+            float *x = gauss(300 + 11 * ti + seed, g.block);
+            if (seed % 2) for (int i = 0; i < g.block; i++) x[i] = -fabsf(x[i]) * 0.01f; /* negative-only blocks */
+            uint8_t blk[256];
+            float lev[16 * 255];
+            REQUIRE(t, qf_gptq_grid_fit(&g, x, NULL, QF_GPTQ_FIT_SEARCH, blk) == 0, "fit");
+            qf_gptq_grid_levels(&g, blk, lev);
+            for (int sb = 0; sb < g.block / g.sub; sb++) {
+                const float *L = lev + sb * g.nlev;
+                for (int i = 0; i < g.nlev; i++) {
+                    const float m = i + 1 < g.nlev ? 0.5f * (L[i] + L[i + 1]) : L[i] + 1.0f;
+                    const float v[7] = {L[i], nextafterf(L[i], -INFINITY), nextafterf(L[i], INFINITY), m,
+                                        nextafterf(m, -INFINITY), nextafterf(m, INFINITY),
+                                        (float)(qf_test_rng_gauss(&r) * 0.05)};
+                    for (int k = 0; k < 7; k++, n_checked++)
+                        bad += qf_gptq_grid_nearest(L, g.nlev, v[k]) != qf_gptq_grid_nearest_ref(L, g.nlev, v[k]);
+                }
+            }
+            free(x);
+        }
+    }
+    const float flat[16] = {0};
+    for (int k = -2; k <= 2; k++, n_checked++) bad += qf_gptq_grid_nearest(flat, 16, (float)k) != qf_gptq_grid_nearest_ref(flat, 16, (float)k);
+    CHECK(t, bad == 0, "%d of %d lookups differ from the bisection", bad, n_checked);
+}
+
+/* The triangle-only output error equals the full-H reference to rounding
+ * (relative 1e-12) over tile and row-pass boundaries, with Q and without,
+ * and gives the same value for 1 and 2 threads. */
+static void test_output_error_reference(qf_test *t) {
+    const int64_t shapes[][2] = {{1, 32}, {70, 96}, {130, 600}, {5, 513}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t rows = shapes[si][0], n = shapes[si][1];
+        float *X = make_inputs(40 + si, 2 * n, n);
+        double *H = hessian(X, 2 * n, n);
+        float *W = gauss(50 + si, rows * n), *Q = gauss(60 + si, rows * n);
+        for (int64_t i = 0; i < rows * n; i++) Q[i] = W[i] + 0.1f * Q[i];
+        for (int withq = 0; withq < 2; withq++) {
+            const float *q = withq ? Q : NULL;
+            const double ref = qf_gptq_output_error_ref(W, q, rows, n, H);
+            const double a = qf_gptq_output_error(W, q, rows, n, H, 1), b = qf_gptq_output_error(W, q, rows, n, H, 2);
+            CHECK(t, fabs(a - ref) <= 1e-12 * fabs(ref), "%lld x %lld q=%d: %.17g vs reference %.17g", (long long)rows,
+                  (long long)n, withq, a, ref);
+            CHECK(t, a == b, "%lld x %lld: 1 vs 2 threads %.17g %.17g", (long long)rows, (long long)n, a, b);
+        }
+        free(X); free(H); free(W); free(Q);
+    }
+}
+
+/* The level tables read several indices per dequantization equal the
+ * reference's one index per dequantization, bit for bit, on blocks fitted
+ * to many random (also scaled, shifted) inputs of every type. */
+static void test_grid_levels_reference(qf_test *t) {
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        qf_gptq_grid g;
+        REQUIRE(t, qf_gptq_grid_get(TYPES[ti], &g) == 0, "grid");
+        int bad = 0;
+        for (int seed = 0; seed < 20; seed++) {
+            float *x = gauss(100 + 7 * ti + seed, g.block);
+            for (int i = 0; i < g.block; i++) x[i] = x[i] * (seed % 3 ? 1e-3f : 5.0f) + (seed % 2 ? 0.f : 0.5f);
+            uint8_t blk[256];
+            float a[16 * 255], b[16 * 255];
+            REQUIRE(t, qf_gptq_grid_fit(&g, x, NULL, seed % 2 ? QF_GPTQ_FIT_SEARCH : QF_GPTQ_FIT_EXACT, blk) == 0, "fit");
+            qf_gptq_grid_levels(&g, blk, a);
+            qf_gptq_grid_levels_ref(&g, blk, b);
+            bad += memcmp(a, b, (size_t)(g.block / g.sub * g.nlev) * sizeof *a) != 0;
+            free(x);
+        }
+        CHECK(t, bad == 0, "%s: %d of 20 blocks' level tables differ from the reference", tname(g.type), bad);
+    }
+}
+
 /* The layer-sequential pipeline with a function that leaves the weights as
  * they are sees exactly what qforge-calibrate's Hessian accumulator sees
  * (same chunks, F32 activations and KV cache): every group's H equals the
@@ -599,6 +681,6 @@ static void test_shared_factor(qf_test *t) {
     shared_factor(t, 512);
 }
 
-QF_TEST_MAIN(test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
+QF_TEST_MAIN(test_output_error_reference, test_grid_nearest_reference, test_grid_levels_reference, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
              test_layerwise_moe_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
