@@ -28,12 +28,34 @@ gguf_1b_f16() {
   "$QF_BIN/qforge-convert" "$SYNTH_1B" -o "$GGUF_1B_F16" --outtype f16 --threads "$THREADS" --quiet ||
     die "qforge-convert failed"
 }
-# peer_quantize IN OUT TYPE: llama-quantize (once; cached in WORK).
+# peer_quantize IN OUT TYPE [IMATRIX]: llama-quantize (once; cached in WORK).
 peer_quantize() {
   [ -f "$2" ] && return 0
-  note "llama-quantize $(basename "$1") -> $(basename "$2") ($3)"
-  "$PEER_BIN/llama-quantize" "$1" "$2.tmp" "$3" "$THREADS" >"$2.log" 2>&1 || { tail -3 "$2.log" >&2; rm -f "$2.tmp"; return 1; }
+  local im=(); [ -n "${4:-}" ] && im=(--imatrix "$4")
+  note "llama-quantize $(basename "$1") -> $(basename "$2") ($3${4:+, imatrix $(basename "$4")})"
+  "$PEER_BIN/llama-quantize" "${im[@]}" "$1" "$2.tmp" "$3" "$THREADS" >"$2.log" 2>&1 || { tail -3 "$2.log" >&2; rm -f "$2.tmp"; return 1; }
   mv "$2.tmp" "$2"
+}
+# The i-quant types benchmarked with an importance matrix (llama-quantize
+# refuses IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S without one; the others are
+# quantized with one in practice).
+IMAT_TYPES=${IMAT_TYPES:-IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ3_XXS IQ3_XS IQ3_S IQ3_M}
+needs_imatrix() { [[ " $IMAT_TYPES " == *" $1 "* ]]; }
+# imatrix_1b: the importance matrix of the 1.1B shape's F16 GGUF, in
+# llama.cpp's .dat format (both llama-quantize and qforge-quantize read it):
+# $IMATRIX_1B if set, else $WORK/tinyllama-1b-imatrix.dat made (once) by
+# llama-imatrix on IMATRIX_1B_CHUNKS chunks of 512 of calib.txt. Sets IMATRIX_1B.
+imatrix_1b() {
+  gguf_1b_f16
+  IMATRIX_1B=${IMATRIX_1B:-$WORK/tinyllama-1b-imatrix.dat}
+  [ -f "$IMATRIX_1B" ] && return 0
+  [ -x "$PEER_BIN/llama-imatrix" ] || die "$PEER_BIN/llama-imatrix not found (set IMATRIX_1B to an imatrix .dat)"
+  local chunks=${IMATRIX_1B_CHUNKS:-2}
+  note "llama-imatrix $(basename "$GGUF_1B_F16") -> $(basename "$IMATRIX_1B") ($chunks chunks of 512)"
+  "$PEER_BIN/llama-imatrix" -m "$GGUF_1B_F16" -f "$QF_DATA/corpus/tinystories-gen/calib.txt" -o "$IMATRIX_1B.tmp.dat" \
+    -c 512 -b 512 --chunks "$chunks" -t "$THREADS" >"$IMATRIX_1B.log" 2>&1 ||
+    { tail -3 "$IMATRIX_1B.log" >&2; rm -f "$IMATRIX_1B.tmp.dat"; die "llama-imatrix failed"; }
+  mv "$IMATRIX_1B.tmp.dat" "$IMATRIX_1B"
 }
 # gguf_70b_f16 L: a Llama-3-70B-shaped synthetic model with L layers (hidden
 # 8192, FFN 28672, 64 heads / 8 KV heads, vocab 128256; random BF16

@@ -75,7 +75,7 @@ fmt() { awk -v d="$1" -v x="$2" 'BEGIN { if (x == "" || x == "-") print "-"; els
 # ratio A B -> A/B with 2 decimals ("-" when either is missing)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f\n", a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { if (k == "" || k == "-") print "-"; else printf "%.0f\n", k / 1024 }'; }
-bytes_of() { du -bc "$@" | tail -1 | cut -f1; }
+bytes_of() { du -bcD "$@" | tail -1 | cut -f1; }
 
 drop_caches() { # 0 if the page cache could be dropped (needs root)
   sync
@@ -111,7 +111,7 @@ record_cmd() { [ -n "$REC_DIR" ] && printf '%s\n' "$*" >>"$REC_DIR/commands"; re
 record_knobs() {
   local name out=
   for name in $(cat "$0" "$REC_ROOT/bench/lib.sh" "$REC_ROOT/bench/gen-1b.sh" 2>/dev/null |
-                grep -o '\${[A-Z][A-Z0-9_]*:-' | tr -d '${:-' | awk '!seen[$0]++'); do
+                grep -o '\${[A-Z][A-Z0-9_]*:\{0,1\}-' | tr -d '${:-' | awk '!seen[$0]++'); do
     case $name in RESULTS|RECORD|GNU_TIME) continue ;; esac
     [ -n "${!name+x}" ] || continue
     case ${!name} in *[[:space:]]*) out+="$name=\"${!name}\" " ;; *) out+="$name=${!name} " ;; esac

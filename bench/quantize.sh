@@ -5,7 +5,9 @@
 # default (--method auto: the fast search for K-quant blocks, exact for
 # legacy types without imatrix) and with --method exact, which must be
 # byte-identical to llama-quantize's output. Goal: qforge throughput >= 1.0x
-# llama.cpp.
+# llama.cpp. The i-quant types of IMAT_TYPES (e.g. TYPES="IQ2_XS IQ3_S") are
+# quantized by all three with the same importance matrix (imatrix_1b in
+# bench/gen-1b.sh: IMATRIX_1B, or one made by llama-imatrix).
 # Then calibration: qforge-calibrate vs llama-imatrix tokens/s on stories260K
 # and tinystories-distill-3M (F32 GGUF), calib.txt, ctx 512, F16 KV cache
 # (both tools' default).
@@ -30,16 +32,24 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
   in_bytes=$(bytes_of "$GGUF_1B_F16")
   outp=$WORK/quant-peer.gguf outq=$WORK/quant-qf.gguf
   declare -A QW QR SAME
+  declare -A IM=()
+  for t in $TYPES; do
+    needs_imatrix "$t" || continue
+    imatrix_1b
+    IM[$t]=$IMATRIX_1B
+    [ -n "${IMATRIX_1B_MADE:-}" ] || { IMATRIX_1B_MADE=1; [ "$IMATRIX_1B" = "$WORK/tinyllama-1b-imatrix.dat" ] && made+=("$IMATRIX_1B" "$IMATRIX_1B.log"); }
+  done
   for rep in $(seq 1 "$REPS"); do
     for t in $TYPES; do
       rm -f "$outp" "$outq"
-      if [ $peer = 1 ] && timed "$logs/$rep-peer-$t.log" "$PEER_BIN/llama-quantize" "$GGUF_1B_F16" "$outp" "$t" "$THREADS"; then
+      im=(); [ -n "${IM[$t]:-}" ] && im=(--imatrix "${IM[$t]}")
+      if [ $peer = 1 ] && timed "$logs/$rep-peer-$t.log" "$PEER_BIN/llama-quantize" "${im[@]}" "$GGUF_1B_F16" "$outp" "$t" "$THREADS"; then
         QW["peer|$t"]+="$T_WALL "; QR["peer|$t"]+="$T_RSS "
       fi
-      if timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" --method exact --threads "$THREADS" --quiet; then
+      if timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" "${im[@]}" --method exact --threads "$THREADS" --quiet; then
         QW["qf|$t"]+="$T_WALL "; QR["qf|$t"]+="$T_RSS "
       fi
-      if timed "$logs/$rep-qa-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq.auto" "$t" --threads "$THREADS" --quiet; then
+      if timed "$logs/$rep-qa-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq.auto" "$t" "${im[@]}" --threads "$THREADS" --quiet; then
         QW["qa|$t"]+="$T_WALL "; QR["qa|$t"]+="$T_RSS "
       fi
       rm -f "$outq.auto"
@@ -54,6 +64,7 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
   echo
   machine_header
   [ $peer = 0 ] && echo "- llama-quantize not found: peer columns skipped"
+  for t in $TYPES; do [ -n "${IM[$t]:-}" ] && echo "- $t: all three with --imatrix $(basename "${IM[$t]}")"; done
   echo
   echo "| type | qforge method | llama.cpp wall s | qforge wall s | llama.cpp MB/s | qforge MB/s | ratio | llama.cpp RSS MiB | qforge RSS MiB | byte-identical |"
   echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"

@@ -19,6 +19,11 @@
 # files with batch 1 (one token per forward call, as generation runs) at
 # context DECODE_CTX, DECODE_CHUNKS chunks: the matrix-vector path.
 #
+# IQ_1B (e.g. "IQ2_XS IQ3_S"): i-quant files of the 1.1B shape, made by
+# llama-quantize with the shape's importance matrix (imatrix_1b in
+# bench/gen-1b.sh), scored like the QTYPES_1B files (and batch 1 with
+# DECODE=1).
+#
 # The peer is the llama.cpp build for the instruction set the qforge tools
 # were compiled for (bench/lib.sh); bench/pairs.sh runs both ISA pairs.
 # BATCHED=0 leaves out the batched 1.1B rows (decoding rows only). QF_BIN_B
@@ -26,7 +31,8 @@
 # in the same interleaving, reported in a second table against the peer.
 #
 #   THREADS=2 WORK=build/bench REPS=3 KEEP=0 CHUNKS_SMALL=4 CHUNKS_1B=1 \
-#   KV16_1B=0 DECODE=1 DECODE_CTX=64 DECODE_CHUNKS=1 \
+#   KV16_1B=0 DECODE=1 DECODE_CTX=64 DECODE_CHUNKS=1 IQ_1B= \
+#   QTYPES_1B="Q8_0 Q4_0 Q4_K_M Q6_K" \
 #   MODELS="stories260K ts3m 1b" bash bench/verify.sh
 . "$(dirname "$0")/gen-1b.sh"
 CTX=${CTX:-512}
@@ -36,6 +42,8 @@ KV16_1B=${KV16_1B:-0}
 DECODE=${DECODE:-1}
 DECODE_CTX=${DECODE_CTX:-64}
 DECODE_CHUNKS=${DECODE_CHUNKS:-1}
+IQ_1B=${IQ_1B:-}
+QTYPES_1B=${QTYPES_1B-Q8_0 Q4_0 Q4_K_M Q6_K}   # llama-quantize types of the 1.1B shape (Q6_K: decoding rows only; "" for none)
 BATCHED=${BATCHED:-1}
 QF_BIN_B=${QF_BIN_B:-}
 MODELS=${MODELS:-stories260K ts3m 1b}   # which sections to run
@@ -87,13 +95,22 @@ if want 1b && [ "$CHUNKS_1B" -gt 0 ]; then
   [ "$BATCHED" = 1 ] && [ "$KV16_1B" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f16|$GGUF_1B_F16|$CHUNKS_1B")
   [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|F16|f32|$GGUF_1B_F16|$DECODE_CHUNKS|$DECODE_CTX|1")
   if [ $quant = 1 ]; then
-    for t in Q8_0 Q4_0 Q4_K_M Q6_K; do
+    for t in $QTYPES_1B; do
       f=$WORK/tinyllama-1b-$t.gguf
       peer_quantize "$GGUF_1B_F16" "$f" "$t" || continue
       [ $t != Q6_K ] && [ "$BATCHED" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$CHUNKS_1B")
       [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$DECODE_CHUNKS|$DECODE_CTX|1")
       made+=("$f" "$f.log")
     done
+    for t in $IQ_1B; do
+      f=$WORK/tinyllama-1b-$t.gguf
+      im=; needs_imatrix "$t" && { imatrix_1b; im=$IMATRIX_1B; }
+      peer_quantize "$GGUF_1B_F16" "$f" "$t" "$im" || continue
+      [ "$BATCHED" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$CHUNKS_1B")
+      [ "$DECODE" = 1 ] && cases+=("TinyLlama-1.1B-shape|$t|f32|$f|$DECODE_CHUNKS|$DECODE_CTX|1")
+      made+=("$f" "$f.log")
+    done
+    [ -n "${IMATRIX_1B:-}" ] && [ "$IMATRIX_1B" = "$WORK/tinyllama-1b-imatrix.dat" ] && made+=("$IMATRIX_1B" "$IMATRIX_1B.log")
   fi
   made+=("$GGUF_1B_F16" "$SYNTH_1B")
 fi

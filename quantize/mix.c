@@ -106,8 +106,7 @@ static int is_k_type(uint32_t t) {
 }
 
 /* AUTO (docs/quantize.md; measurements in docs/quality.md):
- *  - K-quant presets, IQ4_NL and IQ4_XS: search every tensor that has a search
- *    (IQ4_XS tensors themselves have none and stay exact),
+ *  - K-quant presets, IQ4_NL and IQ4_XS: search every tensor that has a search,
  *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD
  *    against llama.cpp's file in every such row measured, with and without
  *    imatrix;

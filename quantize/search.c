@@ -19,6 +19,9 @@
  *    re-rounded levels), alternating with a joint least-squares refit of the
  *    fp16 super-block scale(s) d (and dmin), from several starts including
  *    ggml's own result.
+ *  - IQ4_XS: the same descent over the signed 6-bit sub-block scales, the
+ *    levels re-rounded to the nearest IQ4_NL table value, with the
+ *    least-squares refit of the fp16 super-scale.
  *
  * Every candidate is scored by the error it really has (fp16-rounded scales,
  * clamped levels); ggml's block is scored the same way through the reference
@@ -82,7 +85,7 @@ int qf_quantize_search_supports(uint32_t type) {
     switch (type) {
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
-    case GGML_TYPE_IQ4_NL:
+    case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
         return 1;
     default:
         return 0;
@@ -94,7 +97,9 @@ int qf_quantize_search_supports(uint32_t type) {
  * magnitude term of qw*sqrt(sigma2 + x^2); for Q5_K, Q6_K and Q8_0 the plain
  * importance weights qw (plain squared error without imatrix); for Q5_0/Q5_1
  * qw alone without an imatrix and the sigma form (ggml's for these types)
- * with one; for IQ4_NL the sigma form without an imatrix and qw with one. */
+ * with one; for IQ4_NL the sigma form without an imatrix and qw with one;
+ * for IQ4_XS the sigma form (with an imatrix, qw alone raised its KLD on
+ * distill-3M where the sigma form lowered it). */
 int qf_search_weights_default(uint32_t type, int has_imatrix) {
     switch (type) {
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
@@ -131,6 +136,11 @@ static void ggml_weights(uint32_t type, const float *x, int64_t n, const float *
             sigma2 *= 2.f / QK4_NL;
             for (int64_t i = b; i < b + QK4_NL; ++i) w[i] = qw ? qw[i] * sqrtf(sigma2 + x[i] * x[i]) : x[i] * x[i];
         }
+        return;
+    }
+    if (type == GGML_TYPE_IQ4_XS) { /* per 256: qw * sqrt(sigma2 + x^2), sigma2 = 2 * mean x^2; x^2 without imatrix */
+        for (int64_t b = 0; b < n; b += QK_K)
+            iq_group_weights(x + b, qw ? qw + b : NULL, iq_sigma2(x + b, QK_K, 2.f), QK_K, 0, w + b, NULL);
         return;
     }
     const int kq = type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q4_K ||
@@ -834,6 +844,153 @@ static void search_block_iq4_nl(const float *x, const float *w, const block_iq4_
 }
 
 /* ------------------------------------------------------------------------ */
+/* IQ4_XS: x ~ D * l_j * V[q], eight 32-sub-blocks j with signed l_j in      */
+/* [-32, 31] and one fp16 D per 256                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct xs_state {
+    float D;           /* fp16 value */
+    int ls[8];         /* signed sub-scales, -32..31 */
+    uint8_t L[QK_K];   /* level indices into kvalues_iq4nl */
+    double err, sub[8];
+} xs_state;
+
+/* Error of sub-block j for the integer sub-scale l (levels re-rounded for the
+ * sub-block scale D*l exactly as the dequantizer forms it). */
+static double xs_sub_err(const float *x, const float *w, float D, int l, uint8_t *L) {
+    return iq4_error_for(x, w, D * (float)l, L);
+}
+
+static void xs_total(const float *x, const float *w, xs_state *st) {
+    st->err = 0;
+    for (int j = 0; j < 8; ++j) {
+        st->sub[j] = xs_sub_err(x + 32 * j, w + 32 * j, st->D, st->ls[j], st->L + 32 * j);
+        st->err += st->sub[j];
+    }
+}
+
+/* Coordinate descent on the sub-scales (each tries +-1..R and the negated
+ * scale +-1, which moves the long end -127 of the table to the other side),
+ * alternating with the least-squares refit of D for the current levels:
+ * D = sum w x u / sum w u^2, u = l_j V[q]. Each round keeps a change only if
+ * the error drops, so the result is never worse than the start. */
+static void xs_refine(const float *x, const float *w, xs_state *st, int iters, int R) {
+    uint8_t Lc[32];
+    xs_total(x, w, st);
+    for (int it = 0; it < iters; ++it) {
+        int changed = 0;
+        for (int j = 0; j < 8; ++j) {
+            const int c = st->ls[j];
+            int cand[8], nc = 0;
+            for (int r = 1; r <= R; ++r) { cand[nc++] = c - r; cand[nc++] = c + r; }
+            cand[nc++] = -c; cand[nc++] = -c - 1; cand[nc++] = -c + 1;
+            for (int k = 0; k < nc; ++k) {
+                const int s = cand[k];
+                if (s < -32 || s > 31 || s == st->ls[j]) continue;
+                const double e = xs_sub_err(x + 32 * j, w + 32 * j, st->D, s, Lc);
+                if (e < st->sub[j]) {
+                    st->sub[j] = e;
+                    st->ls[j] = s;
+                    memcpy(st->L + 32 * j, Lc, 32);
+                }
+            }
+            changed |= st->ls[j] != c;
+        }
+        double sxu = 0, suu = 0;
+        for (int j = 0; j < 8; ++j)
+            for (int i = 0; i < 32; ++i) {
+                const double u = (double)st->ls[j] * kvalues_iq4nl[st->L[32 * j + i]];
+                sxu += (double)w[32 * j + i] * x[32 * j + i] * u;
+                suu += (double)w[32 * j + i] * u * u;
+            }
+        st->err = 0;
+        for (int j = 0; j < 8; ++j) st->err += st->sub[j];
+        const float Dn = suu > 0 ? fp16_round((float)(sxu / suu)) : st->D;
+        if (isfinite(Dn) && Dn != st->D) {
+            xs_state t = *st;
+            t.D = Dn;
+            xs_total(x, w, &t);
+            if (t.err < st->err) {
+                *st = t;
+                changed = 1;
+            }
+        }
+        if (!changed) break;
+    }
+}
+
+static void xs_from_block(const block_iq4_xs *b, xs_state *st) {
+    st->D = qf_f16_to_f32(b->d);
+    if (!isfinite(st->D)) st->D = 0.f;
+    for (int j = 0; j < 8; ++j)
+        st->ls[j] = (((b->scales_l[j / 2] >> 4 * (j % 2)) & 0x0F) | (((b->scales_h >> 2 * j) & 3) << 4)) - 32;
+}
+
+static void xs_to_block(const xs_state *st, block_iq4_xs *y) {
+    y->d = qf_f32_to_f16(st->D);
+    y->scales_h = 0;
+    memset(y->scales_l, 0, sizeof y->scales_l);
+    for (int j = 0; j < 8; ++j) {
+        const int ls = st->ls[j] + 32;
+        y->scales_l[j / 2] |= (uint8_t)((ls & 0x0F) << 4 * (j % 2));
+        y->scales_h |= (uint16_t)((ls >> 4) << 2 * j);
+        qf_pack_q4_legacy(y->qs + 16 * j, st->L + 32 * j);
+    }
+}
+
+/* The best continuous scale of one 32-sub-block: IQ4_NL's sweep in both
+ * orientations (the largest |x| towards -127 or towards +113), the lower
+ * error wins; 0 for an all-(near-)zero sub-block. */
+static float xs_sub_scale(const float *x, const float *w) {
+    float amax = 0.f, max = 0.f;
+    for (int i = 0; i < 32; ++i)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+    if (!(amax > 1e-30f) || !isfinite(amax)) return 0.f;
+    float xx[32], best_d = 0.f;
+    uint8_t L[32];
+    double best = INFINITY;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (int i = 0; i < 32; ++i) xx[i] = (float)sign * x[i];
+        const float reach = (float)sign * max < 0.f ? 127.f : 113.f;
+        const float d = (float)((double)sign * iq4_sweep(xx, w, 0.5f * reach / amax, 1.5f * reach / amax));
+        if (!isfinite(d) || d == 0.f) continue;
+        const double e = iq4_error_for(x, w, d, L);
+        if (e < best) { best = e; best_d = d; }
+    }
+    return best_d;
+}
+
+/* One IQ4_XS super-block: the descent from ggml's block, and (not with
+ * QF_SEARCH_EFFORT_FAST) from starts built on the best continuous scale of
+ * each sub-block, with the largest one at the long end -32 of the integer
+ * range (ggml's rule) or slightly inside it; the lowest error wins. */
+static void search_block_iq4_xs(const search_ctx *cx, const float *x, const float *w, const block_iq4_xs *exact,
+                                block_iq4_xs *y) {
+    const int fast = cx->effort == QF_SEARCH_EFFORT_FAST;
+    const int iters = fast ? 3 : cx->effort >= 2 ? 10 : 6, R = cx->effort >= 2 ? 2 : 1;
+    xs_state best, st;
+    xs_from_block(exact, &best);
+    xs_refine(x, w, &best, iters, R);
+    if (!fast) {
+        float a[8], amax = 0.f, max = 0.f;
+        for (int j = 0; j < 8; ++j) {
+            a[j] = xs_sub_scale(x + 32 * j, w + 32 * j);
+            if (fabsf(a[j]) > amax) { amax = fabsf(a[j]); max = a[j]; }
+        }
+        static const float shrink[] = { 0.f, 0.5f, 1.0f, 2.0f, -0.5f };
+        const int nstarts = cx->effort == 1 ? 1 : cx->effort >= 2 ? 5 : 3;
+        for (int k = 0; k < nstarts && amax > 0.f; ++k) {
+            st.D = fp16_round(-max / (32.f - shrink[k]));
+            if (!(st.D != 0.f) || !isfinite(st.D)) continue;
+            for (int j = 0; j < 8; ++j) st.ls[j] = round_clamp(a[j] / st.D, -32, 31);
+            xs_refine(x, w, &st, iters, R);
+            if (st.err < best.err) best = st;
+        }
+    }
+    xs_to_block(&best, y);
+}
+
+/* ------------------------------------------------------------------------ */
 /* K-quants with a min: Q2_K, Q4_K, Q5_K                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1345,6 +1502,7 @@ static void search_row(const search_ctx *cx, uint32_t type, const ggml_type_trai
         const float *xb = x + b * bs, *wb = w + b * bs;
         const uint8_t *eb = exact + b * tr->type_size;
         if (type == GGML_TYPE_IQ4_NL) search_block_iq4_nl(xb, wb, (const block_iq4_nl *)eb, (block_iq4_nl *)cand);
+        else if (type == GGML_TYPE_IQ4_XS) search_block_iq4_xs(cx, xb, wb, (const block_iq4_xs *)eb, (block_iq4_xs *)cand);
         else if (bs == QK_K) search_block_k(cx, type, xb, wb, eb, cand);
         else search_block_legacy(cx, type, xb, wb, eb, cand);
         int take = !keep_exact;

@@ -46,8 +46,13 @@ static int omp_get_thread_num(void) { return 0; }
 /* ------------------------------------------------------------------ */
 /* Row layouts */
 
-/* IQ2_XS and IQ2_S are signed 256-blocks with a scale per 16 (as Q6_K, no min). */
-static int is_iq2_type(uint32_t type) { return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S; }
+/* The grid i-quants IQ2_XS, IQ2_S (a scale per 16) and IQ3_S, IQ3_XXS, IQ2_XXS
+ * (a scale per 32, given to both 16-halves) unpack to signed 256-blocks with
+ * a scale per 16, as Q6_K (no min). */
+static int is_iq2_type(uint32_t type) {
+    return type == GGML_TYPE_IQ2_XS || type == GGML_TYPE_IQ2_S || type == GGML_TYPE_IQ3_S ||
+           type == GGML_TYPE_IQ3_XXS || type == GGML_TYPE_IQ2_XXS;
+}
 static int is_iq1(uint32_t type) { return type == GGML_TYPE_IQ1_S || type == GGML_TYPE_IQ1_M; }
 static int is_k_type(uint32_t type) {
     return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || is_iq2_type(type) || is_iq1(type);
@@ -73,6 +78,9 @@ int qf_matmul_q8_supported(uint32_t type) {
     case GGML_TYPE_Q6_K:
     case GGML_TYPE_IQ2_XS:
     case GGML_TYPE_IQ2_S:
+    case GGML_TYPE_IQ3_S:
+    case GGML_TYPE_IQ3_XXS:
+    case GGML_TYPE_IQ2_XXS:
     case GGML_TYPE_IQ1_S:
     case GGML_TYPE_IQ1_M: return 1;
     default: return 0;
@@ -175,6 +183,56 @@ static int unpack_iq2_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
     return 0;
 }
 
+/* g signed by bit j of s, for the n bytes of a grid point (little-endian in pt). */
+static void put_signed(int8_t *q, uint64_t pt, unsigned s, int n) {
+    for (int j = 0; j < n; j++) {
+        const int v = (int)((pt >> 8 * j) & 0xFF);
+        q[j] = (int8_t)((s >> j) & 1 ? -v : v);
+    }
+}
+
+/* IQ3_S / IQ3_XXS / IQ2_XXS rows as signed grid values q = +-g (|q| <= 62),
+ * the scale 2 sc + 1 of each 32 on both its 16-halves, and d = d_w (IQ3_S:
+ * d_w (1 + 2sc) g), d_w / 4 (IQ3_XXS: d_w (0.5 + sc) 0.5 g) or d_w / 8
+ * (IQ2_XXS: d_w (0.5 + sc) 0.25 g): (d * (2sc+1)) * q is the reference
+ * dequantization exactly (the factors differ by powers of two). */
+static int unpack_iq_grid32_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, int8_t *sc) {
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        int8_t *qb = q + QK_K * b;
+        for (int ib = 0; ib < QK_K / 32; ib++) {
+            int s;
+            if (type == GGML_TYPE_IQ3_S) {
+                const block_iq3_s *x = (const block_iq3_s *)row + b;
+                d[b] = qf_f16_to_f32(x->d);
+                s = (x->scales[ib / 2] >> 4 * (ib % 2)) & 0x0F;
+                for (int g = 0; g < 8; g++)
+                    put_signed(qb + 32 * ib + 4 * g, qf_iq3s_grid[x->qs[8 * ib + g] | (((x->qh[ib] >> g) & 1) << 8)],
+                               (unsigned)x->signs[4 * ib + g / 2] >> 4 * (g % 2), 4);
+            } else if (type == GGML_TYPE_IQ3_XXS) {
+                const block_iq3_xxs *x = (const block_iq3_xxs *)row + b;
+                uint32_t ss;
+                memcpy(&ss, x->qs + QK_K / 4 + 4 * ib, 4);
+                d[b] = qf_f16_to_f32(x->d) * 0.25f;
+                s = (int)(ss >> 28);
+                for (int g = 0; g < 8; g++)
+                    put_signed(qb + 32 * ib + 4 * g, qf_iq3xxs_grid[x->qs[8 * ib + g]],
+                               (unsigned)qf_iq_signs((ss >> 7 * (g / 2)) & 127) >> 4 * (g % 2), 4);
+            } else {
+                const block_iq2_xxs *x = (const block_iq2_xxs *)row + b;
+                uint32_t w[2];
+                memcpy(w, x->qs + 4 * ib, 8);
+                d[b] = qf_f16_to_f32(x->d) * 0.125f;
+                s = (int)(w[1] >> 28);
+                for (int l = 0; l < 4; l++)
+                    put_signed(qb + 32 * ib + 8 * l, qf_iq2xxs_grid[(w[0] >> 8 * l) & 0xFF],
+                               qf_iq_signs((w[1] >> 7 * l) & 127), 8);
+            }
+            sc[16 * b + 2 * ib] = sc[16 * b + 2 * ib + 1] = (int8_t)(2 * s + 1);
+        }
+    }
+    return 0;
+}
+
 /* Scalar unpacking (the spec; qf_matmul_q8_ref uses it, the fast path the
  * AVX2 version below, and the tests check that both matmuls agree bit for bit). */
 static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, float *d, float *m, int8_t *sc,
@@ -268,6 +326,9 @@ static int unpack_row_ref(uint32_t type, const void *row, int64_t n, int8_t *q, 
     }
     case GGML_TYPE_IQ2_XS:
     case GGML_TYPE_IQ2_S: return unpack_iq2_ref(type, row, n, q, d, sc);
+    case GGML_TYPE_IQ3_S:
+    case GGML_TYPE_IQ3_XXS:
+    case GGML_TYPE_IQ2_XXS: return unpack_iq_grid32_ref(type, row, n, q, d, sc);
     default: return QF_EUNSUPPORTED;
     }
 }

@@ -4,7 +4,7 @@
  *   x: [T, n_in]  F32 activations, quantized once per call to the weight
  *                 type's "vec_dot_type": Q8_0 blocks of 32 (Q4_0, Q5_0, Q8_0),
  *                 Q8_1 (Q4_1, Q5_1: Q8_0 plus s = d*sum(q)), Q8_K blocks of
- *                 256 (Q4_K, Q6_K, IQ2_XS, IQ2_S)
+ *                 256 (Q4_K, Q6_K, IQ2_XS, IQ2_S, IQ3_S, IQ3_XXS, IQ2_XXS)
  *   W: [n_in, n_out] stored type
  *   y: [T, n_out] F32
  *
@@ -54,6 +54,8 @@ int qf_matmul_q8_ref(const qf_weight *w, const float *x, int64_t T, float *y);
  *   Q4_K:             w[i] = (d[i/256]*sc[i/16])*q[i] - m[i/256]*mins[i/32]
  *   Q6_K:             w[i] = (d[i/256]*sc[i/16])*q[i]
  *   IQ2_XS, IQ2_S:    the same, q = +-grid value, sc = 2 sc4 + 1, d = d_w/8
+ *   IQ3_S, IQ3_XXS, IQ2_XXS: the same with sc per 32 (given to both 16s),
+ *                     d = d_w, d_w/4, d_w/8
  * bit for bit what the reference dequantizer computes (m holds Q4_K's dmin).
  * sc has one scale per 16 elements (Q4_K's 32-element scales twice). Arrays a
  * type does not use may be NULL. Returns 0 or QF_EUNSUPPORTED. */

@@ -23,7 +23,7 @@ static float frand(void) { return qf_test_rng_unif(&rng) * 2.0f - 1.0f; }
 
 static const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ2_XS,
-                                 GGML_TYPE_IQ2_S};
+                                 GGML_TYPE_IQ2_S, GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_XXS};
 #define N_TYPES (sizeof types / sizeof types[0])
 /* The types multiplied straight from their blocks (no unpacked rows). */
 static const uint32_t block_dot_types[] = {GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
@@ -112,7 +112,10 @@ static void test_unpack_matches_dequantize(qf_test *t) {
                 case GGML_TYPE_Q4_K: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i] - m[i / 256] * (float)mins[i / 32]; break;
                 case GGML_TYPE_Q6_K:
                 case GGML_TYPE_IQ2_XS:
-                case GGML_TYPE_IQ2_S: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
+                case GGML_TYPE_IQ2_S:
+                case GGML_TYPE_IQ3_S:
+                case GGML_TYPE_IQ3_XXS:
+                case GGML_TYPE_IQ2_XXS: v = (d[i / 256] * (float)sc[i / 16]) * (float)q[i]; break;
                 default: v = (float)q[i] * d[i / 32]; break;
                 }
                 if (memcmp(&v, &ref[i], 4) != 0) bad++;

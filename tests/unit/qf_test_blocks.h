@@ -60,6 +60,9 @@ static inline void *qf_test_random_weights(uint32_t (*rnd)(void), float (*frand)
         case GGML_TYPE_Q6_K: ((block_q6_K *)blk)->d = qf_test_small_half(rnd); break;
         case GGML_TYPE_IQ2_XS: ((block_iq2_xs *)blk)->d = qf_test_small_half(rnd); break;
         case GGML_TYPE_IQ2_S: ((block_iq2_s *)blk)->d = qf_test_small_half(rnd); break;
+        case GGML_TYPE_IQ3_S: ((block_iq3_s *)blk)->d = qf_test_small_half(rnd); break;
+        case GGML_TYPE_IQ3_XXS: ((block_iq3_xxs *)blk)->d = qf_test_small_half(rnd); break;
+        case GGML_TYPE_IQ2_XXS: ((block_iq2_xxs *)blk)->d = qf_test_small_half(rnd); break;
         case GGML_TYPE_IQ1_S: ((block_iq1_s *)blk)->d = qf_test_small_half(rnd); break;
         case GGML_TYPE_IQ1_M: { /* d's four nibbles in the top of the four scale words */
             const qf_half d = qf_test_small_half(rnd);

@@ -30,6 +30,7 @@ typedef qf_test_rng rng;
 static const uint32_t SEARCH_TYPES[] = {
     GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
     GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
+    GGML_TYPE_IQ4_XS,
 };
 #define N_SEARCH_TYPES (sizeof SEARCH_TYPES / sizeof SEARCH_TYPES[0])
 
@@ -373,6 +374,7 @@ typedef struct margin { uint32_t type; double noimat, imat; } margin;
  *   Q5_1 0.781 / 0.871   Q8_0 0.892 / 0.736   Q2_K 0.851 / 0.878
  *   Q3_K 0.926 / 0.951   Q4_K 0.960 / 0.882   Q5_K 0.882 / 0.734
  *   Q6_K 0.851 / 0.671   IQ4_NL 0.958 / 0.877
+ *   IQ4_XS 0.931 / 0.782 (distill-3M only: 256-blocks)
  * The thresholds keep about half of each gain. */
 static const margin MARGINS[] = {
     { GGML_TYPE_Q4_0, 0.95, 0.99 }, { GGML_TYPE_Q4_1, 0.90, 0.96 }, { GGML_TYPE_Q5_0, 0.94, 0.97 },
@@ -380,6 +382,7 @@ static const margin MARGINS[] = {
     /* 32-blocks first: stories260K uses these */
     { GGML_TYPE_Q2_K, 0.93, 0.94 }, { GGML_TYPE_Q3_K, 0.96, 0.975 }, { GGML_TYPE_Q4_K, 0.98, 0.94 },
     { GGML_TYPE_Q5_K, 0.94, 0.87 }, { GGML_TYPE_Q6_K, 0.93, 0.84 },
+    { GGML_TYPE_IQ4_XS, 0.97, 0.89 },
 };
 #define N_LEGACY_MARGINS 6
 
