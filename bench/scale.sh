@@ -6,7 +6,9 @@
 # tokens: wall, forward and solve seconds, peak RSS of rank 0, and whether
 # the output is byte-identical to the one-process file. CELLS lists
 # "ranks x threads" runs; the default puts both cores to work each way:
-# 1x2 (one process, 2 threads), 2x1 (2 ranks, 1 thread each), 2x2.
+# 1x2 (one process, 2 threads), 2x1 (2 ranks, 1 thread each), 2x2. CPU s is
+# user + system time of all ranks (GNU time of mpirun counts its children):
+# the work done, which a loaded machine does not inflate as it does wall time.
 # The machine's load is recorded (bench/lib.sh): label the numbers with it.
 #
 #   WORK=/work/bench-cache KEEP=1 REPS=1 LAYERS=2 CHUNKS=4 CTX=256 TYPE=Q4_K_M \
@@ -44,7 +46,7 @@ else
   fi
 fi
 
-declare -A W R FW SW SAME
+declare -A W R FW SW SAME CPU
 ref=$WORK/scale-1x.gguf
 for rep in $(seq 1 "$REPS"); do
   for c in $CELLS; do
@@ -55,6 +57,7 @@ for rep in $(seq 1 "$REPS"); do
     if OMP_NUM_THREADS=$t timed "$logs/$rep-$c.log" "${cmd[@]}" "$MODEL" "$out" "$TYPE" --method gptq \
          --calib "$CALIB_TEXT" --calib-ctx "$CTX" --calib-chunks "$CHUNKS" --threads "$t" --json; then
       W[$c]+="$T_WALL "; R[$c]+="$T_RSS "
+      CPU[$c]+="$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$logs/$rep-$c.log.time") "
       FW[$c]+="$(jnum "$logs/$rep-$c.log" forward_seconds) "
       SW[$c]+="$(jnum "$logs/$rep-$c.log" solve_seconds) "
       [ -f "$ref" ] || cp "$out" "$ref"
@@ -72,11 +75,11 @@ echo "vocab 32000, F16 GGUF), --method gptq to $TYPE, $(basename "$CALIB_TEXT"):
 echo "median of $REPS run(s). ranks x threads; peak RSS is mpirun's children's largest (GNU time of mpirun"
 echo "reports the largest descendant); 'same bytes': the file equals the first cell's."
 echo
-echo "| ranks x threads | wall s | speedup vs $first | forward s | solve s | peak RSS MiB | same bytes |"
-echo "|---|---|---|---|---|---|---|"
+echo "| ranks x threads | wall s | speedup vs $first | forward s | solve s | CPU s | peak RSS MiB | same bytes |"
+echo "|---|---|---|---|---|---|---|---|"
 w0=$(med "${W[$first]:-}")
 for c in $CELLS; do
   [ -n "${W[$c]:-}" ] || continue
   w=$(med "${W[$c]}")
-  echo "| $c | $(fmt 1 "$w") | $(ratio "$w0" "$w") | $(fmt 1 "$(med "${FW[$c]}")") | $(fmt 1 "$(med "${SW[$c]}")") | $(mib "$(med "${R[$c]}")") | ${SAME[$c]} |"
+  echo "| $c | $(fmt 1 "$w") | $(ratio "$w0" "$w") | $(fmt 1 "$(med "${FW[$c]}")") | $(fmt 1 "$(med "${SW[$c]}")") | $(fmt 1 "$(med "${CPU[$c]}")") | $(mib "$(med "${R[$c]}")") | ${SAME[$c]} |"
 done

@@ -29,6 +29,10 @@ void qf_dist_bcast(qf_dist *d, void *buf, size_t bytes) {
     if (qf_dist_size(d) > 1) d->bcast(d, buf, bytes);
 }
 
+void qf_dist_bcast_from(qf_dist *d, int root, void *buf, size_t bytes) {
+    if (qf_dist_size(d) > 1 && bytes) d->bcast_from(d, root, buf, bytes);
+}
+
 /* FNV-1a, 64 bits: enough to tell two inputs apart, not a security hash. */
 static uint64_t fnv1a(const void *data, size_t n) {
     const unsigned char *p = data;

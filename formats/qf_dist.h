@@ -3,7 +3,7 @@
  * passes it to the libraries through their option structs; NULL means one
  * process. Libraries never see MPI.
  *
- * Collectives. agree, reduce_ordered and bcast must be called by every rank
+ * Collectives. agree, reduce_ordered, bcast and bcast_from must be called by every rank
  * in the same sequence. A rank that fails between two collectives stops
  * calling them and returns its error; the program then calls qf_dist_check
  * with it, which meets the others at their next qf_dist_check. So every
@@ -34,6 +34,8 @@ struct qf_dist {
     void (*reduce_ordered)(qf_dist *d, double *acc, const double *part, size_t n, int n_parts);
     /* buf[bytes] of rank 0 copied to every rank. */
     void (*bcast)(qf_dist *d, void *buf, size_t bytes);
+    /* buf[bytes] of rank `root` copied to every rank. */
+    void (*bcast_from)(qf_dist *d, int root, void *buf, size_t bytes);
     void *impl;
 };
 
@@ -53,6 +55,9 @@ void qf_dist_reduce(qf_dist *d, double *acc, const double *part, size_t n, int n
 
 /* Rank 0's buf to every rank (nothing with one process). */
 void qf_dist_bcast(qf_dist *d, void *buf, size_t bytes);
+
+/* Rank root's buf to every rank (nothing with one process). */
+void qf_dist_bcast_from(qf_dist *d, int root, void *buf, size_t bytes);
 
 /* Collective check that data[bytes] (e.g. the calibration tokens) is the
  * same on every rank: agrees first (qf_dist_check), then compares a hash

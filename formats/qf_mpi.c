@@ -73,14 +73,17 @@ static void reduce_ordered(qf_dist *d, double *acc, const double *part, size_t n
     }
 }
 
-static void bcast(qf_dist *d, void *buf, size_t bytes) {
+static void bcast_from(qf_dist *d, int root, void *buf, size_t bytes) {
+    (void)d;
     for (size_t o = 0; o < bytes; o += PIECE_BYTES) {
         const size_t m = bytes - o < PIECE_BYTES ? bytes - o : PIECE_BYTES;
         MPI_Request r;
-        MPI_Ibcast((char *)buf + o, (int)m, MPI_BYTE, 0, MPI_COMM_WORLD, &r);
+        MPI_Ibcast((char *)buf + o, (int)m, MPI_BYTE, root, MPI_COMM_WORLD, &r);
         wait_idle(&r);
     }
 }
+
+static void bcast(qf_dist *d, void *buf, size_t bytes) { bcast_from(d, 0, buf, bytes); }
 
 qf_dist *qf_mpi_start(int *argc, char ***argv, const char *prog) {
     g.prog = prog;
@@ -94,6 +97,7 @@ qf_dist *qf_mpi_start(int *argc, char ***argv, const char *prog) {
     g.d.agree = agree;
     g.d.reduce_ordered = reduce_ordered;
     g.d.bcast = bcast;
+    g.d.bcast_from = bcast_from;
     if (g.d.size == 1) return NULL;
     fflush(stdout);
     fflush(stderr);

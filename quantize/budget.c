@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -18,6 +19,7 @@
 #include "search.h"
 #include "perplexity.h"
 #include "text.h"
+#include "qf_util.h"
 
 #define CHUNK_F32_BYTES (8ull << 20)
 #define CACHE_MAGIC "qforge-sensitivity 1"
@@ -76,10 +78,49 @@ static int hash_file(const char *path, uint64_t limit, uint64_t *h, struct stat 
     return bad ? qf_set_err(err, QF_EIO, "%s: read error", path) : 0;
 }
 
+/* A checkpoint directory's identity: of each *.json and *.safetensors file
+ * in name order, its name, size, mtime and the hash of its first MiB; *st
+ * gets the directory's own stat. */
+static int hash_dir(const char *dir, uint64_t *h, struct stat *st, qf_err *err) {
+    if (stat(dir, st) != 0) return qf_set_err(err, QF_EIO, "%s: %s", dir, strerror(errno));
+    struct dirent **ents = NULL;
+    const int n = scandir(dir, &ents, NULL, alphasort);
+    if (n < 0) return qf_set_err(err, QF_EIO, "%s: %s", dir, strerror(errno));
+    XXH3_state_t *x = XXH3_createState();
+    int rc = x ? 0 : qf_set_err(err, QF_ENOMEM, "out of memory");
+    if (x) XXH3_64bits_reset(x);
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        const size_t len = strlen(name);
+        const int want = (len > 5 && !strcmp(name + len - 5, ".json")) ||
+                         (len > 12 && !strcmp(name + len - 12, ".safetensors"));
+        if (!rc && want) {
+            char *path = qf_path_join(dir, name);
+            struct stat fs;
+            uint64_t part[4] = {0, 0, 0, 0};
+            rc = path ? hash_file(path, 1 << 20, &part[0], &fs, err) : qf_set_err(err, QF_ENOMEM, "out of memory");
+            free(path);
+            if (!rc) {
+                part[1] = (uint64_t)fs.st_size, part[2] = (uint64_t)fs.st_mtim.tv_sec, part[3] = (uint64_t)fs.st_mtim.tv_nsec;
+                XXH3_64bits_update(x, name, len + 1);
+                XXH3_64bits_update(x, part, sizeof part);
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    if (x) {
+        *h = XXH3_64bits_digest(x);
+        XXH3_freeState(x);
+    }
+    return rc;
+}
+
 int qf_sensitivity_key(const char *in_path, const char *imatrix_path, int method, char key[33], qf_err *err) {
     struct stat st;
     uint64_t h_in, h_im = 0;
-    int rc = hash_file(in_path, 1 << 20, &h_in, &st, err);
+    const int is_dir = stat(in_path, &st) == 0 && S_ISDIR(st.st_mode);
+    int rc = is_dir ? hash_dir(in_path, &h_in, &st, err) : hash_file(in_path, 1 << 20, &h_in, &st, err);
     if (rc) return rc;
     uint64_t parts[8] = {h_in, (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec,
                          0, (uint64_t)method, sizeof menu / sizeof *menu, 1 /* measure version */};
@@ -100,6 +141,8 @@ typedef struct meas {
     int method, has_im;
     qf_search_opts search;
     float *x, *y;     /* chunk as F32, chunk dequantized */
+    qf_quant_input *input; /* rows read through it (a directory), else from the tensors' data */
+    uint8_t *rows;    /* a chunk's rows in the input type, with input */
     uint8_t *q;       /* chunk quantized */
     double *row_err;  /* per row of the chunk */
     float *w;         /* imatrix weights of the tensor [n_mat][ne0] */
@@ -167,8 +210,9 @@ static int cand_cmp(const void *a, const void *b) {
 }
 
 /* Measure the error of every candidate of tensor s. */
-static int measure_tensor(meas *m, const gguf_file *in, const qf_imatrix *im, const gguf_tensor_info *s,
-                          qf_budget_tensor *bt, qf_err *err) {
+static int measure_tensor(meas *m, const gguf_file *in, const qf_imatrix *im, uint64_t idx, qf_budget_tensor *bt,
+                          qf_err *err) {
+    const gguf_tensor_info *s = &in->tensors[idx];
     const uint64_t ne0 = s->ne[0], rows_per_mat = s->ne[1], n_mat = s->ne[2], n_mats = s->ne[2] * s->ne[3];
     const qf_imatrix_entry *e = im ? qf_imatrix_find(im, s->name) : NULL;
     if (e && (uint64_t)e->n_cols * e->n_mat != ne0 * n_mat) e = NULL; /* as plan.c: token_embd only */
@@ -193,6 +237,11 @@ static int measure_tensor(meas *m, const gguf_file *in, const qf_imatrix *im, co
         for (uint64_t r0 = 0; r0 < rows_per_mat; r0 += rows_per_chunk) {
             const uint64_t nr = rows_per_mat - r0 < rows_per_chunk ? rows_per_mat - r0 : rows_per_chunk;
             const uint8_t *src = s->data + (mat * rows_per_mat + r0) * in_row;
+            if (m->input) {
+                int rc = qf_quant_input_read(m->input, idx, mat * rows_per_mat + r0, nr, m->rows, err);
+                if (rc) return rc;
+                src = m->rows;
+            }
             for (uint64_t r = 0; r < nr; r++)
                 if (qf_dequantize_row(s->type, src + r * in_row, m->x + r * ne0, (int64_t)ne0))
                     return qf_set_err(err, QF_EUNSUPPORTED, "%s: tensor '%s': cannot read type %u", in->path,
@@ -220,11 +269,13 @@ static int measure_tensor(meas *m, const gguf_file *in, const qf_imatrix *im, co
     return 0;
 }
 
-int qf_sensitivity_measure(qf_sensitivity *s, const gguf_file *in, const qf_imatrix *im, int method,
-                           const qf_quant_preset *policy, int n_threads, qf_err *err) {
+/* qf_sensitivity_measure of in, its rows read through input when not NULL. */
+static int measure(qf_sensitivity *s, const gguf_file *in, qf_quant_input *input, const qf_imatrix *im, int method,
+                   const qf_quant_preset *policy, int n_threads, qf_err *err) {
     memset(s, 0, sizeof *s);
     meas m;
     memset(&m, 0, sizeof m);
+    m.input = input;
     m.policy = policy;
     m.method = method;
     m.has_im = im != NULL;
@@ -240,8 +291,9 @@ int qf_sensitivity_measure(qf_sensitivity *s, const gguf_file *in, const qf_imat
     m.y = malloc((size_t)buf);
     m.q = malloc((size_t)buf);
     m.row_err = malloc((size_t)(buf / 4 + 1) * sizeof *m.row_err);
+    if (input) m.rows = malloc((size_t)buf); /* no input type takes more than 4 bytes an element */
     s->t = calloc(in->n_tensors ? in->n_tensors : 1, sizeof *s->t);
-    if (!m.x || !m.y || !m.q || !m.row_err || !s->t) {
+    if (!m.x || !m.y || !m.q || !m.row_err || !s->t || (input && !m.rows)) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto done;
     }
@@ -267,7 +319,7 @@ int qf_sensitivity_measure(qf_sensitivity *s, const gguf_file *in, const qf_imat
                             (unsigned long long)ti->ne[0]);
             goto done;
         }
-        if ((rc = measure_tensor(&m, in, im, ti, bt, err))) goto done;
+        if ((rc = measure_tensor(&m, in, im, i, bt, err))) goto done;
         qsort(bt->cand, bt->n_cand, sizeof *bt->cand, cand_cmp);
     }
 done:
@@ -276,8 +328,14 @@ done:
     free(m.y);
     free(m.q);
     free(m.row_err);
+    free(m.rows);
     free(m.w);
     return rc;
+}
+
+int qf_sensitivity_measure(qf_sensitivity *s, const gguf_file *in, const qf_imatrix *im, int method,
+                           const qf_quant_preset *policy, int n_threads, qf_err *err) {
+    return measure(s, in, NULL, im, method, policy, n_threads, err);
 }
 
 /* ---------------- the sidecar ----------------
@@ -591,11 +649,12 @@ static uint64_t header_bound(const gguf_file *in, const qf_budget_request *rq) {
 
 int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err *err) {
     memset(bp, 0, sizeof *bp);
-    gguf_file in;
+    qf_quant_input qin;
     qf_imatrix im;
     qf_imatrix_init(&im);
-    int rc = gguf_open(&in, rq->in_path, err), have_im = 0;
+    int rc = qf_quant_input_open(&qin, rq->in_path, err), have_im = 0;
     if (rc) return rc;
+    const gguf_file *in = &qin.all; /* a directory: the GGUF convert --outtype auto writes, read row by row */
     char key[33];
     if ((rc = qf_sensitivity_key(rq->in_path, rq->imatrix_path, rq->method, key, err))) goto done;
     if (rq->calib_path) { /* the role weights depend on the text and how much of it is used */
@@ -617,8 +676,8 @@ int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err 
             if ((rc = qf_imatrix_read(&im, rq->imatrix_path, err))) goto done;
             have_im = 1;
         }
-        if ((rc = qf_sensitivity_measure(&bp->sens, &in, have_im ? &im : NULL, rq->method, rq->policy,
-                                          rq->qopts ? rq->qopts->n_threads : 1, err)))
+        if ((rc = measure(&bp->sens, in, qin.src ? &qin : NULL, have_im ? &im : NULL, rq->method, rq->policy,
+                          rq->qopts ? rq->qopts->n_threads : 1, err)))
             goto done;
         if (rq->calib_path &&
             (rc = qf_sensitivity_calibrate_roles(&bp->sens, rq->qopts, rq->calib_path, rq->calib_ctx,
@@ -636,7 +695,7 @@ int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err 
     uint64_t total = rq->size;
     switch (rq->mode) {
     case QF_BUDGET_SIZE:
-        bp->header_bytes = header_bound(&in, rq);
+        bp->header_bytes = header_bound(in, rq);
         overhead += bp->header_bytes;
         break;
     case QF_BUDGET_BPW:
@@ -647,7 +706,7 @@ int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err 
         total = (uint64_t)(rq->bpw * (double)s->n_elements / 8.0);
         break;
     case QF_BUDGET_VRAM:
-        if ((rc = qf_vram_fit_compute(&in, rq->size, rq->ctx, rq->batch, &bp->vram, err))) goto done;
+        if ((rc = qf_vram_fit_compute(in, rq->size, rq->ctx, rq->batch, &bp->vram, err))) goto done;
         overhead += bp->vram.kv_bytes + bp->vram.compute_bytes;
         break;
     default:
@@ -686,7 +745,7 @@ int qf_budget_plan_make(const qf_budget_request *rq, qf_budget_plan *bp, qf_err 
     bp->file_type = qf_budget_file_type(s->t, s->n, bp->choice);
 done:
     if (have_im) qf_imatrix_free(&im);
-    gguf_close(&in);
+    qf_quant_input_close(&qin);
     return rc;
 }
 
@@ -752,6 +811,10 @@ static int probe_kld(const char *path, memo_source *base, const int32_t *ids, in
     return rc < 0 ? rc : 0;
 }
 
+static int read_input_rows(void *in, uint64_t idx, uint64_t row0, uint64_t nr, void *dst, qf_err *err) {
+    return qf_quant_input_read(in, idx, row0, nr, dst, err);
+}
+
 int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o, const char *calib_path,
                                    int64_t n_ctx, int64_t n_chunks, const char *probe_dir_file,
                                    double scale[QF_ROLE_COUNT], qf_err *err) {
@@ -759,8 +822,16 @@ int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o,
     qf_model base;
     qf_text tx;
     memset(&tx, 0, sizeof tx);
-    int rc = qf_model_load(&base, o->in_path, err);
+    qf_quant_input qin; /* the input as a GGUF (a directory: as convert --outtype auto writes it) */
+    int rc = qf_quant_input_open(&qin, o->in_path, err);
     if (rc < 0) return rc;
+    /* the base model of that GGUF: a directory's read block by block in each forward pass (forward.h) */
+    rc = qin.src ? qf_model_load_rows(&base, &qin.all, o->in_path, read_input_rows, &qin, err)
+                 : qf_model_load(&base, o->in_path, err);
+    if (rc < 0) {
+        qf_quant_input_close(&qin);
+        return rc;
+    }
     char *text = NULL, *probe = NULL;
     size_t len = 0;
     int32_t *ids = NULL;
@@ -770,8 +841,7 @@ int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o,
     memo_source memo;
     memset(&memo, 0, sizeof memo);
     qf_tensor_type_override *table = NULL;
-    gguf_file in;
-    int have_in = 0;
+    const gguf_file *in = &qin.all;
     if ((rc = qf_text_init_model(&tx, &base, err)) < 0) goto done;
     have_tx = 1;
     if ((rc = qf_read_text_any(calib_path, &text, &len, err)) < 0) goto done;
@@ -801,14 +871,12 @@ int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o,
         rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = gguf_open(&in, o->in_path, err))) goto done;
-    have_in = 1;
     snprintf(probe, strlen(probe_dir_file) + 64, "%s.probe.tmp.%ld.gguf", probe_dir_file, (long)getpid());
     for (int role = 0; role < QF_ROLE_COUNT; role++) {
         double pred = 0;
         size_t n_role = 0;
         for (size_t i = 0; i < s->n; i++) {
-            const gguf_tensor_info *ti = gguf_find_tensor(&in, s->t[i].name);
+            const gguf_tensor_info *ti = gguf_find_tensor(in, s->t[i].name);
             uint32_t ty = ti ? ti->type : GGML_TYPE_F32; /* unchanged */
             if ((int)qf_tensor_role_of(s->t[i].name) == role) {
                 const qf_budget_cand *c = &s->t[i].cand[probe_cand(&s->t[i])];
@@ -840,7 +908,6 @@ int qf_sensitivity_calibrate_roles(qf_sensitivity *s, const qf_quantize_opts *o,
     }
     rc = 0;
 done:
-    if (have_in) gguf_close(&in);
     for (int64_t c = 0; c < memo.n_chunks && memo.chunks; c++) free(memo.chunks[c]);
     free(memo.chunks);
     free(table);
@@ -850,5 +917,6 @@ done:
     free(text);
     free(ids);
     qf_model_free(&base);
+    qf_quant_input_close(&qin);
     return rc < 0 ? rc : 0;
 }

@@ -4,9 +4,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "convert.h"
+
+static int read_rows(void *src, uint64_t idx, uint64_t row0, uint64_t nr, void *dst, qf_err *err) {
+    return qf_convert_source_read(src, idx, row0, nr, dst, err);
+}
+
+/* The model at path: a GGUF, or a directory as convert --outtype auto sees it. */
+static int load_model(qf_calib_text *ct, const char *path, qf_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return qf_model_load(&ct->m, path, err);
+    qf_convert_opts co;
+    memset(&co, 0, sizeof co);
+    co.model_dir = path;
+    co.outtype = QF_OUTTYPE_AUTO;
+    int rc = qf_convert_source_open(&ct->src, &co, err);
+    if (rc) return rc;
+    return qf_model_load_rows(&ct->m, qf_convert_source_file(ct->src), path, read_rows, ct->src, err);
+}
+
 int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *calib_path, qf_err *err) {
     memset(ct, 0, sizeof *ct);
-    int rc = qf_model_load(&ct->m, model_path, err);
+    int rc = load_model(ct, model_path, err);
     if (rc) return rc;
     if ((rc = qf_text_init(&ct->tx, &ct->m.file, err)) ||
         (rc = qf_read_text_any(calib_path, &ct->text, &ct->text_len, err)))
@@ -15,8 +36,8 @@ int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *ca
     return qf_text_encode(&ct->tx, ct->text, 1, &ct->ids, &ct->n_ids, err);
 }
 
-int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_ranks, int fn_rewrites_producers,
-                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err) {
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_rewrites_producers, qf_lw_group_fn fn,
+                      void *user, qf_lw_stats *st, qf_err *err) {
     qf_lw_params lp;
     memset(&lp, 0, sizeof lp);
     lp.n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
@@ -27,7 +48,6 @@ int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_all_r
     lp.progress = o->progress;
     lp.progress_user = o->progress_user;
     lp.dist = o->dist;
-    lp.fn_all_ranks = fn_all_ranks;
     lp.fn_rewrites_producers = fn_rewrites_producers;
     int rc = qf_layerwise_run(&ct->m, ct->ids, ct->n_ids, &lp, fn, user, st, err);
     if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, o->calib_path);
@@ -50,4 +70,6 @@ void qf_calib_text_free(qf_calib_text *ct) {
     free(ct->text);
     qf_text_free(&ct->tx);
     qf_model_free(&ct->m);
+    qf_convert_source_close(ct->src);
+    ct->src = NULL;
 }

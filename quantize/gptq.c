@@ -136,13 +136,16 @@ static int cholesky_blocked(double *A, int64_t n, int nt, double *PT) {
  * with the finished rows above from the GEMM kernel, then the in-block
  * substitution; the block's rows are written back at the end (zeros above
  * the diagonal inside the NB x NB diagonal blocks; the rest of the strict
- * upper triangle is not touched). T [NB * n]
+ * upper triangle is not touched). A column tile of X reads only L and its
+ * own tile's rows above, so with several ranks each computes the tiles
+ * c0 / NB = rank (mod size) and share_tiles completes X. T [NB * n]
  * is scratch. */
-static void invert_lower_blocked(double *A, int64_t n, int nt, double *T) {
+static void invert_lower_blocked(double *A, int64_t n, int nt, double *T, int size, int rank) {
     for (int64_t i0 = 0; i0 < n; i0 += NB) {
         const int64_t i1 = i0 + NB < n ? i0 + NB : n, w = i1 - i0;
-        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)w * i0 * i0 / 2, nt))
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)w * i0 * i0 / 2 / size, nt))
         for (int64_t c0 = 0; c0 < i1; c0 += NB) {
+            if ((c0 / NB) % size != rank) continue;
             const int64_t c1 = c0 + NB < i1 ? c0 + NB : i1;
             for (int64_t r = 0; r < w; r++)
                 for (int64_t c = c0; c < c1; c++) T[r * n + c] = i0 + r == c;
@@ -160,6 +163,22 @@ static void invert_lower_blocked(double *A, int64_t n, int nt, double *T) {
             }
         }
         for (int64_t r = 0; r < w; r++) memcpy(A + (i0 + r) * n, T + r * n, (size_t)i1 * sizeof *T);
+    }
+}
+
+/* After invert_lower_blocked split over d's ranks: each column tile of X
+ * (rows c0 .. n-1, columns c0 .. c0 + NB - 1) sent from its rank to every
+ * rank, packed through T [NB * n]. */
+static void share_tiles(double *A, int64_t n, double *T, qf_dist *d) {
+    const int size = qf_dist_size(d);
+    for (int64_t c0 = 0; c0 < n; c0 += NB) {
+        const int64_t w = c0 + NB < n ? NB : n - c0, rows = n - c0;
+        const int owner = (int)((c0 / NB) % size), mine = owner == qf_dist_rank(d);
+        if (mine)
+            for (int64_t r = 0; r < rows; r++) memcpy(T + r * w, A + (c0 + r) * n + c0, (size_t)w * sizeof *T);
+        qf_dist_bcast_from(d, owner, T, (size_t)(rows * w) * sizeof *T);
+        if (!mine)
+            for (int64_t r = 0; r < rows; r++) memcpy(A + (c0 + r) * n + c0, T + r * w, (size_t)w * sizeof *T);
     }
 }
 
@@ -227,10 +246,13 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
     float *tmp = malloc((size_t)(nt * n) * sizeof *tmp);
     const int permuted = perm_in || o->act_order;
     if (permuted) p->perm = malloc((size_t)n * sizeof *p->perm);
-    if (!p->diag || !p->band || !scr || !tmp || (permuted && !p->perm)) {
+    const int bad = !p->diag || !p->band || !scr || !tmp || (permuted && !p->perm);
+    int rc = qf_dist_check(o->dist, bad ? QF_ENOMEM : 0, err); /* the ranks meet before the inverse's exchange */
+    if (rc) {
         free(scr); free(tmp);
         qf_gptq_prep_free(p);
-        return qf_set_err(err, QF_ENOMEM, "out of memory for a %lld x %lld hessian", (long long)n, (long long)n);
+        return bad ? qf_set_err(err, QF_ENOMEM, "out of memory for a %lld x %lld hessian", (long long)n, (long long)n)
+                   : rc;
     }
     band_copy(H, n, p->band, 0);
     const int64_t *perm = NULL;
@@ -254,8 +276,9 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
     mean /= (double)n;
     const double damp0 = o->damp > 0 ? o->damp : 0.01;
     const int max_retries = o->max_retries > 0 ? o->max_retries : 3;
-    int rc = -1, tries = 0;
+    int tries = 0;
     double damp = damp0;
+    rc = -1;
     for (; tries <= max_retries; tries++, damp *= 10) {
         /* lower triangle := J P^T (H + damp) P J (permuted, then reversed; see
          * U below), read from the strict upper triangle, which keeps H */
@@ -274,7 +297,10 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
     if (rc == 0) {
         /* A = L L^T  =>  (P^T H P)^-1 = U^T U with U = J L^-1 J (upper) */
         if (o->reference) invert_lower_ref(H, n, scr);
-        else invert_lower_blocked(H, n, nt, scr);
+        else {
+            invert_lower_blocked(H, n, nt, scr, qf_dist_size(o->dist), qf_dist_rank(o->dist));
+            if (qf_dist_size(o->dist) > 1) share_tiles(H, n, scr, o->dist);
+        }
         rc = lower_inverse_to_u(H, n, nt, tmp);
     }
     free(scr); free(tmp);
@@ -437,8 +463,20 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
     return 0;
 }
 
+int64_t qf_gptq_row_tile(void) { return ROW_TILE; }
+
 int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf_gptq_prep *p,
                           const qf_gptq_opts *opts, void *dst, float *q_out, qf_err *err) {
+    return qf_gptq_quantize_prep_rows(type, W, n_out, 0, n_out, p, opts, dst, q_out, err);
+}
+
+int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int64_t row0, int64_t row1,
+                               const qf_gptq_prep *p, const qf_gptq_opts *opts, void *dst, float *q_out,
+                               qf_err *err) {
+    if (row0 < 0 || row1 > n_out || row0 > row1 || row0 % ROW_TILE || (row1 % ROW_TILE && row1 != n_out))
+        return qf_set_err(err, QF_EINVAL, "gptq: rows %lld..%lld of %lld are not whole sweep tiles", (long long)row0,
+                          (long long)row1, (long long)n_out);
+    if (row0 == row1 && n_out > 0) return 0;
     qf_gptq_grid g;
     qf_gptq_opts o;
     if (opts) o = *opts;
@@ -464,9 +502,9 @@ int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf
         const int64_t b = (perm ? perm[k] : k) / g.block;
         if (!seen[b]) seen[b] = fix_at[k] = 1;
     }
-    const int64_t n_tiles = (n_out + ROW_TILE - 1) / ROW_TILE;
+    const int64_t t0 = row0 / ROW_TILE, n_tiles = (row1 + ROW_TILE - 1) / ROW_TILE;
     int failed = 0;
-    #pragma omp parallel num_threads(qf_threads_for((double)n_out * n * n, o.n_threads))
+    #pragma omp parallel num_threads(qf_threads_for((double)(row1 - row0) * n * n, o.n_threads))
     {
         sweep s = {&g, n, NULL, NULL, NULL, NULL, NULL};
         s.w = malloc((size_t)(ROW_TILE * n) * sizeof *s.w);
@@ -476,10 +514,10 @@ int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf
         s.xb = malloc((size_t)g.block * sizeof *s.xb);
         const int ok = s.w && s.lev && s.u && s.e && s.xb;
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < n_tiles; t++) {
+        for (int64_t t = t0; t < n_tiles; t++) {
             if (!ok) { failed = QF_ENOMEM; continue; }
             const int64_t r0 = t * ROW_TILE;
-            const int nr = (int)(n_out - r0 < ROW_TILE ? n_out - r0 : ROW_TILE);
+            const int nr = (int)(row1 - r0 < ROW_TILE ? row1 - r0 : ROW_TILE);
             int r = sweep_rows(&s, W, r0, nr, p->U, p->ldu, perm, inv, fix_at, &o, dst, row_bytes, q_out);
             if (r) failed = r;
         }

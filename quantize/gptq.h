@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qf_dist.h"
 #include "qf_error.h"
 
 typedef struct qf_gptq_opts {
@@ -45,6 +46,9 @@ typedef struct qf_gptq_opts {
     const float *fit_weights; /* n_in importance weights for the block fits, or NULL (ggml's unweighted fit) */
     int n_threads;           /* threads for the factorisation and the row sweep (same bytes for any); default 1 */
     int reference;           /* 1: the scalar reference kernels (the same bytes, slowly; for tests) */
+    qf_dist *dist;           /* qf_gptq_prepare on every rank of dist with the same H: each inverts a
+                                share of the factor's column tiles, then they exchange them (the
+                                same bytes as one process); NULL: one process */
 } qf_gptq_opts;
 
 void qf_gptq_opts_init(qf_gptq_opts *o);
@@ -80,6 +84,19 @@ int qf_gptq_prepare(double *H, int64_t n, const qf_gptq_opts *o, qf_gptq_prep *p
  * q_out may be W itself (each row tile is read before it is written). */
 int qf_gptq_quantize_prep(uint32_t type, const float *W, int64_t n_out, const qf_gptq_prep *p,
                           const qf_gptq_opts *o, void *dst, float *q_out, qf_err *err);
+
+/* Rows swept together (one thread's tile): a row range that starts at a
+ * multiple of it is swept in the same tiles as the whole tensor. */
+int64_t qf_gptq_row_tile(void);
+
+/* Rows [row0, row1) of qf_gptq_quantize_prep's result, the other rows of dst
+ * and q_out untouched: the same bytes there as the whole call writes (the
+ * rows are independent given the factor). W, dst and q_out are the whole
+ * tensor's. row0 a multiple of qf_gptq_row_tile(), row1 too or n_out, else
+ * QF_EINVAL. An empty range does nothing. */
+int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int64_t row0, int64_t row1,
+                               const qf_gptq_prep *p, const qf_gptq_opts *o, void *dst, float *q_out,
+                               qf_err *err);
 
 /* Restore H and free the factor; safe on a zeroed or freed prep. */
 void qf_gptq_prep_free(qf_gptq_prep *p);

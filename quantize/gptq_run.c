@@ -41,8 +41,8 @@ typedef struct state {
     size_t cap;
     float *qw;               /* fit weights [n_in] */
     double *hdiag;           /* diag(H) [n_in], read before H is factored */
-    uint8_t *dst;            /* one tensor's blocks */
-    size_t dst_cap;
+    uint8_t *dst[3];         /* the group's tensors' blocks */
+    size_t dst_cap[3];
     float *rtn;              /* scratch for the RTN comparison */
     uint8_t *rtn_q;
 } state;
@@ -102,7 +102,7 @@ static uint8_t *expert_dst(state *s, long pi, const qf_quant_tensor_plan *t, con
  * stacked tensor into the store. QF_EIO on a full disk. */
 static int expert_done(state *s, long pi, const qf_quant_tensor_plan *t, const qf_weight *w, qf_err *err) {
     if (w->expert != w->n_expert - 1) return 0;
-    int rc = qf_blockstore_put(s->store, (size_t)pi, s->xblocks[pi], t->out_nbytes, err);
+    int rc = qf_dist_rank(s->o->dist) ? 0 : qf_blockstore_put(s->store, (size_t)pi, s->xblocks[pi], t->out_nbytes, err);
     free(s->xblocks[pi]);
     s->xblocks[pi] = NULL;
     return rc;
@@ -143,66 +143,155 @@ static int usual_path(state *s, long pi, const qf_quant_tensor_plan *t, const qf
     return expert_done(s, pi, t, w, err);
 }
 
-/* One GPTQ tensor of a group: its loss sample (W, Q, RTN rows) and report. */
+/* One GPTQ tensor of a group: where its blocks go, its loss sample (W, Q,
+ * RTN rows) and report. */
 typedef struct pending {
+    int i;                   /* group member */
+    long pi;                 /* plan slot */
+    const qf_quant_tensor_plan *t;
+    uint8_t *dst;            /* the tensor's blocks (an expert's slice) */
+    size_t row_bytes;
     qf_gptq_tensor_report tr;
     float *smp;              /* [3 * nr * n_in]: rows of W, of Q, of RTN */
-    int64_t nr;
+    int64_t nr, step;
 } pending;
 
-/* GPTQ of group member i with the group's factor: blocks to the store, W
- * replaced by its quantized values, the loss sample kept in pd. */
-static int gptq_tensor(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi,
-                       const qf_gptq_prep *prep, float *xbuf, pending *pd, qf_err *err) {
+void qf_gptq_share_rows(const int64_t *n_out, int n, int64_t tile, int parts, int part, int64_t *row0, int64_t *row1) {
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += (n_out[i] + tile - 1) / tile;
+    const int64_t a = total * part / parts, b = total * (part + 1) / parts; /* this part's tiles, group-wide */
+    int64_t first = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t tiles = (n_out[i] + tile - 1) / tile;
+        const int64_t lo = a > first ? a : first, hi = b < first + tiles ? b : first + tiles;
+        row0[i] = row1[i] = 0;
+        if (lo < hi) {
+            row0[i] = (lo - first) * tile;
+            row1[i] = (hi - first) * tile < n_out[i] ? (hi - first) * tile : n_out[i];
+        }
+        first += tiles;
+    }
+}
+
+/* Group member i's blocks buffer and its rows of W for the loss (at most
+ * LOSS_ROWS evenly spaced rows: each costs n_in^2). */
+static int gptq_begin(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi, int slot,
+                      pending *pd, qf_err *err) {
     const qf_weight *w = g->w[i];
     const int64_t n_in = g->n_in;
-    float *qw = s->qw, *W = g->wf[i];
-    fit_weights(s, g, w, qw, xbuf);
+    memset(pd, 0, sizeof *pd);
+    pd->i = i;
+    pd->pi = pi;
+    pd->t = t;
+    uint64_t rs;
+    ggml_row_size(t->type, (uint64_t)n_in, &rs);
+    pd->row_bytes = (size_t)rs;
+    uint8_t *dst = w->n_expert > 0 ? expert_dst(s, pi, t, w) : s->dst[slot];
+    if (w->n_expert == 0 && t->out_nbytes > s->dst_cap[slot]) {
+        uint8_t *d = realloc(s->dst[slot], (size_t)t->out_nbytes);
+        if (d) s->dst[slot] = d, s->dst_cap[slot] = (size_t)t->out_nbytes;
+        dst = d;
+    }
+    if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    pd->dst = dst;
+    const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+    const size_t rb = (size_t)n_in * sizeof *pd->smp;
+    pd->smp = malloc(3 * (size_t)nr * rb);
+    if (!pd->smp) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    pd->nr = nr;
+    pd->step = step;
+    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + r * n_in, g->wf[pd->i] + r * step * n_in, rb);
+    return 0;
+}
+
+/* GPTQ of rows [row0, row1) of the member with the group's factor: its
+ * blocks there and W there replaced by its quantized values. */
+static int gptq_solve(state *s, const qf_lw_group *g, const pending *pd, const qf_gptq_prep *prep, float *xbuf,
+                      int64_t row0, int64_t row1, qf_err *err) {
+    const qf_weight *w = g->w[pd->i];
+    float *W = g->wf[pd->i];
+    fit_weights(s, g, w, s->qw, xbuf);
     qf_gptq_opts go;
     qf_gptq_opts_init(&go);
     if (s->o->damp > 0) go.damp = s->o->damp;
     go.act_order = s->o->act_order;
     go.fit = QF_GPTQ_FIT_SEARCH;
-    go.fit_weights = qw;
+    go.fit_weights = s->qw;
     go.n_threads = s->o->n_threads;
-    uint8_t *dst = w->n_expert > 0 ? expert_dst(s, pi, t, w) : s->dst;
-    if (w->n_expert == 0 && t->out_nbytes > s->dst_cap) {
-        uint8_t *d = realloc(s->dst, (size_t)t->out_nbytes);
-        if (d) s->dst = d, s->dst_cap = (size_t)t->out_nbytes;
-        dst = d;
+    int rc = qf_gptq_quantize_prep_rows(pd->t->type, W, w->n_out, row0, row1, prep, &go, pd->dst, W, err);
+    if (rc) qf_err_prefix(err, w->name);
+    return rc;
+}
+
+/* Every rank's rows of the group's GPTQ tensors (their F32 values and
+ * blocks) sent to every other rank, member by member, rank by rank. */
+static void gptq_gather(state *s, const qf_lw_group *g, const pending *pd, int n_pd) {
+    qf_dist *d = s->o->dist;
+    const int size = qf_dist_size(d);
+    int64_t n_out[3] = {0}, row0[3], row1[3];
+    for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
+    for (int p = 0; p < size; p++) {
+        qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), size, p, row0, row1);
+        for (int k = 0; k < n_pd; k++) {
+            const int64_t a = row0[k], rows = row1[k] - row0[k];
+            qf_dist_bcast_from(d, p, g->wf[pd[k].i] + a * g->n_in, (size_t)(rows * g->n_in) * sizeof(float));
+            qf_dist_bcast_from(d, p, pd[k].dst + (size_t)a * pd[k].row_bytes, (size_t)rows * pd[k].row_bytes);
+        }
     }
-    if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-    /* the losses on at most LOSS_ROWS evenly spaced rows (each costs n_in^2 / 2) */
-    const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
-    const size_t rb = (size_t)n_in * sizeof *pd->smp;
-    memset(pd, 0, sizeof *pd);
-    pd->smp = malloc(3 * (size_t)nr * rb);
-    if (!pd->smp) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
-    pd->nr = nr;
-    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + r * n_in, W + r * step * n_in, rb);
-    int rc = qf_gptq_quantize_prep(t->type, W, w->n_out, prep, &go, dst, W, err);
-    if (rc) {
-        qf_err_prefix(err, w->name);
-        return rc;
-    }
-    rc = w->n_expert > 0 ? expert_done(s, pi, t, w, err) : qf_blockstore_put(s->store, (size_t)pi, dst, t->out_nbytes, err);
+}
+
+/* After the solve: the member's blocks to the store (rank 0) and its rows
+ * of Q and RTN for the loss. */
+static int gptq_end(state *s, const qf_lw_group *g, pending *pd, const qf_gptq_prep *prep, qf_err *err) {
+    const qf_weight *w = g->w[pd->i];
+    const int64_t n_in = g->n_in, nr = pd->nr;
+    const float *W = g->wf[pd->i];
+    int rc = w->n_expert > 0 ? expert_done(s, pd->pi, pd->t, w, err)
+           : qf_dist_rank(s->o->dist) ? 0 : qf_blockstore_put(s->store, (size_t)pd->pi, pd->dst, pd->t->out_nbytes, err);
     if (rc) return rc;
-    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * step * n_in, rb);
-    if (rtn_values(s, t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
+    const size_t rb = (size_t)n_in * sizeof *pd->smp;
+    for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * pd->step * n_in, rb);
+    if (rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
         return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
     snprintf(pd->tr.name, sizeof pd->tr.name, "%s", w->name);
-    pd->tr.type = t->type;
+    pd->tr.type = pd->t->type;
     pd->tr.damp = prep->info.damp;
     pd->tr.retries = prep->info.retries;
     pd->tr.expert = w->n_expert > 0 ? w->expert : -1;
     return 0;
 }
 
+/* The members' losses (gptq_tensor_report) from their samples and H: the
+ * 3 * n_pd sums of qf_gptq_output_error (W, W - Q, W - RTN per member),
+ * sum c on rank c % size, each sent to every rank; the same values as one
+ * process computes. */
+static void gptq_losses(state *s, const qf_lw_group *g, pending *pd, int n_pd) {
+    qf_dist *d = s->o->dist;
+    const int size = qf_dist_size(d), rank = qf_dist_rank(d);
+    const int64_t n_in = g->n_in;
+    double v[9] = {0};
+    for (int c = 0; c < 3 * n_pd; c++) {
+        const pending *p = &pd[c / 3];
+        if (c % size != rank) continue;
+        const float *Q = c % 3 == 0 ? NULL : p->smp + (c % 3) * p->nr * n_in;
+        v[c] = qf_gptq_output_error(p->smp, Q, p->nr, n_in, g->H, s->o->n_threads);
+    }
+    for (int c = 0; c < 3 * n_pd; c++) qf_dist_bcast_from(d, c % size, &v[c], sizeof v[c]);
+    for (int k = 0; k < n_pd; k++) {
+        pd[k].tr.loss = v[3 * k + 1] / v[3 * k];
+        pd[k].tr.loss_rtn = v[3 * k + 2] / v[3 * k];
+    }
+}
+
 /* The group function: GPTQ for every tensor of the group that has a GPTQ
  * type, with one factorisation of the group's H (in place, restored before
- * the losses are measured on it). */
+ * the losses are measured on it). With several ranks each factorises the
+ * same H (the inverse split between them: qf_gptq_opts.dist), solves its
+ * share of the tensors' row tiles (qf_gptq_share_rows), and the rows are
+ * then exchanged; rank 0 keeps the blocks and reports. */
 static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     state *s = user;
+    qf_dist *d = s->o->dist;
     const int64_t n_in = g->n_in;
     float *qw = realloc(s->qw, (size_t)n_in * sizeof *qw);
     if (qw) s->qw = qw;
@@ -240,22 +329,26 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             if (s->o->damp > 0) go.damp = s->o->damp;
             go.act_order = s->o->act_order;
             go.n_threads = s->o->n_threads;
+            go.dist = d; /* every rank inverts a share of the factor */
             if ((rc = qf_gptq_prepare(g->H, n_in, &go, &prep, err))) {
                 qf_err_prefix(err, w->name);
                 break;
             }
         }
-        rc = gptq_tensor(s, g, i, t, pi, &prep, xbuf, &pd[n_pd], err);
+        rc = gptq_begin(s, g, i, t, pi, n_pd, &pd[n_pd], err);
         n_pd++;
     }
+    int64_t n_out[3] = {0}, row0[3], row1[3];
+    for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
+    qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), qf_dist_size(d), qf_dist_rank(d), row0, row1);
+    for (int k = 0; k < n_pd && !rc; k++) rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
+    if (qf_dist_size(d) > 1 && !(rc = qf_dist_check(d, rc, err))) gptq_gather(s, g, pd, n_pd);
+    for (int k = 0; k < n_pd && !rc; k++) rc = gptq_end(s, g, &pd[k], &prep, err);
     qf_gptq_prep_free(&prep); /* H is whole again */
+    if (qf_dist_size(d) > 1) rc = qf_dist_check(d, rc, err); /* before the losses' exchange */
+    if (!rc) gptq_losses(s, g, pd, n_pd);
     for (int k = 0; k < n_pd; k++) {
-        if (!rc) {
-            const int64_t nr = pd[k].nr;
-            const float *smp = pd[k].smp;
-            const double ref = qf_gptq_output_error(smp, NULL, nr, n_in, g->H, s->o->n_threads);
-            pd[k].tr.loss = qf_gptq_output_error(smp, smp + nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
-            pd[k].tr.loss_rtn = qf_gptq_output_error(smp, smp + 2 * nr * n_in, nr, n_in, g->H, s->o->n_threads) / ref;
+        if (!rc && qf_dist_rank(d) == 0) {
             if (s->rep && pd[k].tr.retries) s->rep->retried++;
             if (add_report(s, &pd[k].tr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         }
@@ -263,6 +356,35 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     }
     free(xbuf);
     return rc;
+}
+
+/* FNV-1a of p[n] continued from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Collective check that every rank solves with rank 0's setup (the plan's
+ * tensors and types, --damp, --act-order, the imatrix's sums), since each
+ * rank's rows go into rank 0's file; QF_EMISMATCH on a rank whose setup
+ * differs (qf_dist_same). */
+static int same_setup(const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o, qf_err *err) {
+    if (qf_dist_size(o->dist) == 1) return 0;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < plan->n; i++) {
+        const qf_quant_tensor_plan *t = &plan->t[i];
+        const int32_t f[4] = {(int32_t)t->type, t->convert, t->search, t->uses_imatrix};
+        h = fnv(fnv(h, t->name, strlen(t->name) + 1), f, sizeof f);
+    }
+    h = fnv(fnv(h, &o->damp, sizeof o->damp), &o->act_order, sizeof o->act_order);
+    for (size_t i = 0; im && i < im->n_entries; i++) {
+        const qf_imatrix_entry *e = &im->entries[i];
+        h = fnv(h, e->name, strlen(e->name) + 1);
+        h = fnv(h, e->sum2, (size_t)e->n_cols * e->n_mat * sizeof *e->sum2);
+        h = fnv(h, e->counts, (size_t)e->n_mat * sizeof *e->counts);
+    }
+    return qf_dist_same(o->dist, &h, sizeof h, "the gptq setup (tensor types, --damp, --act-order, imatrix)", err);
 }
 
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
@@ -276,7 +398,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     state s;
     memset(&s, 0, sizeof s);
     int rc = qf_dist_check(o->dist, qf_calib_text_open(&ct, model_path, o->calib_path, err), err);
-    if (rc) goto done;
+    if (rc || (rc = same_setup(plan, im, o, err))) goto done;
     s.plan = plan;
     s.im = im;
     s.o = o;
@@ -288,7 +410,7 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     }
     if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o, 0, 0, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o, 0, on_group, &s, &st, err);
     if (rep)
         qf_calib_text_report(&st, &rep->n_chunks, &rep->n_tokens, &rep->hidden_bytes, &rep->spilled,
                              &rep->forward_seconds, &rep->hessian_seconds, &rep->solve_seconds);
@@ -299,7 +421,7 @@ done:
     free(s.xblocks);
     free(s.qw);
     free(s.hdiag);
-    free(s.dst);
+    for (int i = 0; i < 3; i++) free(s.dst[i]);
     free(s.rtn);
     free(s.rtn_q);
     qf_calib_text_free(&ct);

@@ -35,8 +35,9 @@ typedef struct qf_gptq_run_opts {
     int n_threads;            /* threads (same bytes for any count); <= 1: one */
     void (*progress)(void *user, int layer, int n_layer, const char *stage);
     void *progress_user;
-    qf_dist *dist;            /* calibration chunks split across ranks (qf_dist.h): GPTQ solves on
-                                 rank 0, which alone gets the blocks; NULL: one process */
+    qf_dist *dist;            /* calibration chunks split across ranks (qf_dist.h), then each group's
+                                 solve (qf_gptq_share_rows); rank 0 alone gets the blocks and the
+                                 report; NULL: one process */
     const struct qf_search_opts *search; /* the plan's search options, for experts no calibration token
                                             reached (quantized as the usual path would); NULL: defaults */
 } qf_gptq_run_opts;
@@ -73,6 +74,15 @@ void qf_gptq_report_free(qf_gptq_report *r);
  * with qf_blockstore_close. On failure it is closed already. */
 int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_gptq_run_opts *o,
                 qf_blockstore *store, qf_gptq_report *rep, qf_err *err);
+
+/* The rows that part `part` of `parts` solves of each of a group's n
+ * tensors (n_out[i] rows): the tensors' row tiles of `tile` rows (the last
+ * of a tensor may be short), counted through the group in order, are cut
+ * into `parts` contiguous runs of floor(T * k / parts) .. floor(T * (k+1) /
+ * parts) (T tiles in all); tensor i's rows [row0[i], row1[i]) are its part
+ * of the run (row0 = row1 = 0 when none). row0 is a multiple of tile, row1
+ * too or n_out[i]; over the parts every row is solved exactly once. */
+void qf_gptq_share_rows(const int64_t *n_out, int n, int64_t tile, int parts, int part, int64_t *row0, int64_t *row1);
 
 /* Free per-tensor output buffers (qf_awq_run's). */
 void qf_gptq_blocks_free(uint8_t **blocks, size_t n);

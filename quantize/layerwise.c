@@ -147,8 +147,7 @@ typedef struct run {
     float *xbuf;             /* one chunk [ctx, E] */
     float *xcap;             /* one chunk's group input [ctx, n_in] */
     int64_t n_chunks, ctx;
-    double *H;               /* [n_in * n_in], sized for the widest input, an anonymous mapping; NULL on
-                                ranks that never need it */
+    double *H;               /* [n_in * n_in], sized for the widest input, an anonymous mapping */
     size_t h_bytes;
     double *abs;             /* [n_in + 1]: sum |x_j|, then the token count */
     double *P, *abs_part;    /* one chunk's panel of H and its sum |x_j| */
@@ -380,13 +379,11 @@ static int norm_capture(run *r, const float *nw, qf_err *err) {
     return 0;
 }
 
-/* The group function, with the sums on rank 0: there alone, its F32 weights
- * then sent to every rank for the passes that follow (p->fn_all_ranks 0), or
- * on every rank, the sums sent first (fn_all_ranks 1). */
+/* The group function on every rank, the sums (on rank 0) sent to the
+ * others first; the ranks agree on its outcome. */
 static int call_group(run *r, qf_lw_group *g, qf_err *err) {
     const int64_t n = g->n_in;
-    const int many = r->size > 1, all = r->p->fn_all_ranks;
-    if (many && all) {
+    if (r->size > 1) {
         int rc = qf_dist_check(r->d, 0, err);
         if (rc) return rc;
         qf_dist_bcast(r->d, r->H, (size_t)(n * n) * sizeof *r->H);
@@ -397,12 +394,9 @@ static int call_group(run *r, qf_lw_group *g, qf_err *err) {
     g->abs_sum = r->abs;
     g->n_tokens = (int64_t)r->abs[n];
     const double t0 = now_seconds();
-    int rc = !many || all || r->rank == 0 ? r->fn(r->user, g, err) : 0;
+    int rc = r->fn(r->user, g, err);
     r->st->callback_seconds += now_seconds() - t0;
-    if (!many) return rc;
-    if ((rc = qf_dist_check(r->d, rc, err)) || all || g->layer < 0) return rc;
-    for (int i = 0; i < g->n; i++) qf_dist_bcast(r->d, g->wf[i], (size_t)(g->w[i]->n_out * n) * sizeof *g->wf[i]);
-    return 0;
+    return qf_dist_check(r->d, rc, err);
 }
 
 static void progress(run *r, int layer, const char *stage) {
@@ -514,7 +508,7 @@ static int output_group(run *r, float *wout, qf_err *err) {
     const int64_t E = m->hp.n_embd;
     progress(r, (int)m->hp.n_layer, "output_in");
     int rc = norm_capture(r, m->output_norm.data, err);
-    if (rc || (rc = weight_f32(m, &m->output, wout, err))) return rc;
+    if (rc || (rc = qf_model_fetch(m, m->hp.n_layer, err)) || (rc = weight_f32(m, &m->output, wout, err))) return rc;
     release_weight(m, &m->output);
     qf_lw_group g;
     memset(&g, 0, sizeof g);
@@ -617,19 +611,18 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     const int64_t p_cells = panel_rows(n_in_max) * n_in_max;
     r.xbuf = malloc((size_t)(ctx * E) * sizeof *r.xbuf);
     r.xcap = malloc((size_t)(ctx * n_in_max) * sizeof *r.xcap);
-    if (r.rank == 0 || p->fn_all_ranks) {
-        r.h_bytes = (size_t)(n_in_max * n_in_max) * sizeof *r.H;
-        r.H = mmap(NULL, r.h_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (r.H == MAP_FAILED) r.H = NULL;
-    }
+    r.h_bytes = (size_t)(n_in_max * n_in_max) * sizeof *r.H;
+    r.H = mmap(NULL, r.h_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r.H == MAP_FAILED) r.H = NULL;
     r.abs = malloc((size_t)(n_in_max + 1) * sizeof *r.abs);
     r.abs_part = malloc((size_t)(n_in_max + 1) * sizeof *r.abs_part);
     r.P = malloc((size_t)p_cells * sizeof *r.P);
-    if (!r.xbuf || !r.xcap || (!r.H && (r.rank == 0 || p->fn_all_ranks)) || !r.abs || !r.abs_part || !r.P) {
+    if (!r.xbuf || !r.xcap || !r.H || !r.abs || !r.abs_part || !r.P) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
         goto done;
     }
     /* embeddings of this rank's chunks (first token BOS when the vocabulary adds one) */
+    if ((rc = qf_model_fetch(m, -1, err))) goto done;
     for (int64_t j = 0; j < n_local; j++) {
         const int64_t k = j * r.size + r.rank;
         for (int64_t t = 0; t < ctx; t++) {
@@ -662,6 +655,7 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
             wx[i] = malloc((size_t)(w->n_in * w->n_out) * sizeof(float));
             if (!wx[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory for the experts of block %lld", (long long)l);
         }
+        if (!rc) rc = qf_model_fetch(m, l, err);
         if (!rc) rc = block(&r, l, wf, wx, err);
     }
     hidden_free(&r.wmap);

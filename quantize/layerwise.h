@@ -41,15 +41,17 @@
  * fn_rewrites_producers) stay in RAM up to mem_budget
  * and are otherwise kept in an unlinked temporary file (mapped; the kernel
  * pages it), plus the group's H
- * (8 * n_in^2 B; while it accumulates only its lower triangle is resident;
- * not on ranks > 0 when fn runs on rank 0 only), one panel of a chunk's H
+ * (8 * n_in^2 B, on every rank; while it accumulates only its lower
+ * triangle is resident), one panel of a chunk's H
  * (up to 64 MiB), one chunk's group input (4 * ctx * n_in B, and 8 * ctx * n_in B
  * as double while it is summed) and the engine
  * for one chunk. The block's weights as F32 live in another unlinked file
  * (a MoE block's experts in RAM): a group's own are converted just before
  * its function runs, and the resident pages of the F32 weights, of H and of
  * the model's mapping are given back after each pass and group, so the
- * resident set does not grow with depth.
+ * resident set does not grow with depth. A model of qf_model_load_rows
+ * (model.h) is fetched part by part as the pipeline reaches it: the token
+ * embedding, each block, the output matrix.
  * Bytes: everything is deterministic for any thread count (engine, syrk).
  */
 #ifndef QF_LAYERWISE_H
@@ -92,10 +94,9 @@ typedef struct qf_lw_params {
     /* progress: layer (n_layer = output), stage name ("attn_in", ...) */
     void (*progress)(void *user, int layer, int n_layer, const char *stage);
     void *progress_user;
-    qf_dist *dist;            /* chunks split across ranks (qf_dist.h); NULL: one process */
-    int fn_all_ranks;         /* with dist: 0 runs fn on rank 0 only (it may change only the
-                                 group's wf, which are then sent to every rank); 1 runs it on
-                                 every rank with the same sums */
+    qf_dist *dist;            /* chunks split across ranks (qf_dist.h), fn run on every rank with
+                                 the same sums (it may split its own work: qf_dist.h's
+                                 collectives); NULL: one process */
     int fn_rewrites_producers; /* 1: fn may also rewrite the F32 weights that produce its group's
                                  input (v for attn_output, up for ffn_down: AWQ's folds); the
                                  stages after those groups then recompute the attention output

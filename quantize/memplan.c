@@ -2,6 +2,7 @@
 #include "memplan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,6 +61,39 @@ static void consider(qf_quant_mem *m, uint64_t bytes, const char *fmt, int l, co
     if (bytes <= m->peak_rss) return;
     m->peak_rss = bytes;
     snprintf(m->peak_at, sizeof m->peak_at, fmt, l, what);
+}
+
+/* A directory input's calibration model (model.h qf_model_load_rows): the
+ * bytes of its largest part (*part, its temporary file), and what it holds
+ * in RAM besides (the one-row tensors read at load, convert's buffer of one
+ * read, and that read's pages until given back). */
+static uint64_t dir_model(const qf_quant_plan *p, uint64_t *part) {
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), chunk = 32ull << 20;
+    uint64_t resident = 0, read = 0;
+    int n_slots = 2; /* token_embd, output, then the blocks */
+    for (size_t i = 0; i < p->n; i++) {
+        int b;
+        if (sscanf(p->t[i].name, "blk.%d.", &b) == 1 && b >= 0 && b + 3 > n_slots) n_slots = b + 3;
+    }
+    uint64_t *sz = calloc((size_t)n_slots, sizeof *sz);
+    *part = 0;
+    for (size_t i = 0; sz && i < p->n; i++) {
+        const qf_quant_tensor_plan *t = &p->t[i];
+        const uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+        int b = -1;
+        const int slot = rows <= 1 ? -1 : !strcmp(t->name, "token_embd.weight") ? 0
+                         : !strcmp(t->name, "output.weight") ? 1 : sscanf(t->name, "blk.%d.", &b) == 1 && b >= 0 ? b + 2 : -1;
+        if (slot < 0) {
+            resident += t->in_nbytes;
+            continue;
+        }
+        sz[slot] += (t->in_nbytes + page - 1) / page * page;
+        if (sz[slot] > *part) *part = sz[slot];
+        const uint64_t row = t->in_nbytes / rows, r = row ? (row > chunk ? row : chunk / row * row) : 0;
+        if ((r < t->in_nbytes ? r : t->in_nbytes) > read) read = r < t->in_nbytes ? r : t->in_nbytes;
+    }
+    free(sz);
+    return resident + 2 * read;
 }
 
 /* The writer's largest step (memplan.h). */
@@ -140,7 +174,10 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     /* engine: a chunk's activations (every linear's output, 3 residual-width
      * buffers, the chunk copy) and its K/V cache for every layer */
     const uint64_t engine = 4 * (uint64_t)ctx * ((uint64_t)act + 4 * (uint64_t)E + (uint64_t)kv);
-    const uint64_t pipe = base + CALIB_BYTES + hidden + kept_bytes + engine + 2 * text_bytes;
+    uint64_t part = 0;
+    const int is_dir = o->in_path && stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode);
+    const uint64_t dir_rss = is_dir ? meta_bytes + dir_model(p, &part) : 0;
+    const uint64_t pipe = base + CALIB_BYTES + hidden + kept_bytes + engine + 2 * text_bytes + dir_rss;
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
     const uint64_t awq_extra = awq ? 8 * (uint64_t)(n_max * n_max) + awq_out : 0;
 
@@ -180,7 +217,8 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     }
     uint64_t budget = c->mem_budget;
     if (!budget) budget = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 4;
-    const uint64_t spill = (hidden > budget ? hidden : 0) + (hidden + kept_bytes > budget ? kept_bytes : 0);
+    const uint64_t spill = (hidden > budget ? hidden : 0) + (hidden + kept_bytes > budget ? kept_bytes : 0) +
+                           part; /* with a directory's part file */
     if (awq) { /* its blocks stay in RAM; only the pipeline's files */
         m->tmp_bytes = wmap + spill;
         m->disk_peak = m->out_bytes > wmap + spill ? m->out_bytes : wmap + spill;

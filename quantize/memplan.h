@@ -19,6 +19,10 @@
  *   output.weight: 8 E^2 + 4 V E + its stored bytes + its output bytes.
  * awq, awq+gptq add a second n^2 Hessian, a block's v and up as F32 and the
  * output bytes of every linear (held until written).
+ * A directory input adds to gptq / awq its calibration model's header, the
+ * one-row tensors, twice the bytes of one read (at most 32 MiB of stored
+ * rows) and, on disk, the largest part (a block's, the embedding's or the
+ * output's stored bytes).
  * Disk: the output file; gptq also its temporary files (the finished
  * tensors, one block's weights as F32, hidden states and kept activations
  * beyond the budget).

@@ -70,6 +70,20 @@ int qf_quant_preset_requires_imatrix(const qf_quant_preset *p) {
                  p->ftype == QF_FTYPE_MOSTLY_IQ1_S || p->ftype == QF_FTYPE_MOSTLY_IQ1_M);
 }
 
+int qf_quant_preset_is_grid(const qf_quant_preset *p) {
+    if (!p) return 0;
+    switch (p->base_type) {
+    case GGML_TYPE_IQ1_S:
+    case GGML_TYPE_IQ1_M:
+    case GGML_TYPE_IQ2_XXS:
+    case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_S:
+    case GGML_TYPE_IQ3_XXS:
+    case GGML_TYPE_IQ3_S: return 1;
+    default: return 0;
+    }
+}
+
 int qf_mix_requires_imatrix(const qf_quant_preset *p, uint32_t type, const char *name) {
     const int is_embd = name && strcmp(name, "token_embd.weight") == 0;
     const int is_output = name && strcmp(name, "output.weight") == 0;

@@ -62,9 +62,9 @@ static void usage(FILE *fp) {
             "IN is a GGUF file or a Hugging Face checkpoint directory (F32/F16/BF16, or FP8:\n"
             "compressed-tensors or block-scaled quant_method fp8). A directory is read as the\n"
             "GGUF qforge-convert --outtype auto would write from it (FP8 weights as F32\n"
-            "scale * e4m3), streaming, no file written: the output equals converting first.\n"
-            "Only --method gptq/awq/awq+gptq convert a directory into a temp file next to OUT\n"
-            "first (deleted afterwards; it needs that much free disk space).\n"
+            "scale * e4m3), streaming, no copy of the model written: the output equals\n"
+            "converting first. --method gptq/awq/awq+gptq read it the same way, one block at\n"
+            "a time (its stored bytes in a temporary file, see Memory).\n"
             "\n"
             "TYPE (case-insensitive):\n");
     for (size_t i = 0; i < n; i++) fprintf(fp, "  %-7s %s\n", p[i].name, p[i].summary);
@@ -156,6 +156,8 @@ static void usage(FILE *fp) {
             "  bytes, predicted error per tensor) is printed; docs/quantize.md, \"Size budgets\".\n"
             "  Memory: measuring holds 3 chunks of rows of at most 8 MiB as F32; --calib also\n"
             "  loads the model and one probe file at a time (written next to OUT, then deleted).\n"
+            "  IN may be a checkpoint directory (read as for TYPE: the same bytes); its rows come\n"
+            "  in one more such chunk, and --calib's base model reads one block at a time.\n"
             "\n"
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
@@ -171,13 +173,16 @@ static void usage(FILE *fp) {
             "  panel of a chunk's Hessian (at most 64 MiB);\n"
             "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its output blocks.\n"
             "Independent of depth: finished tensors go to a temporary file (disk: their\n"
-            "size, plus one block's weights as F32). Llama-3-70B widths (n = 28672 for\n"
+            "size, plus one block's weights as F32; a directory input also one block's,\n"
+            "or the embedding's, stored bytes, fetched in reads of at most 32 MiB, and\n"
+            "twice one such read in RAM). Llama-3-70B widths (n = 28672 for\n"
             "ffn_down): about 7.5 GiB. Mixture-of-experts models hold every expert's\n"
             "weights of a block as F32. --dry-run prints the prediction for a given input.\n"
             "--method awq / awq+gptq: as gptq, plus a second Hessian, a block's v and up as\n"
             "F32, and the output blocks of every linear (held until written).\n"
             "The MPI build (qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration\n"
-            "chunks across mpirun's ranks, same bytes for any count (docs/mpi.md).\n");
+            "chunks across mpirun's ranks and gptq's solve by rows, same bytes for any\n"
+            "count (docs/mpi.md); every rank then holds a group's Hessian (8 * n^2).\n");
 }
 
 static int parse_tensor_type(const char *s, uint32_t *out) {
@@ -276,8 +281,8 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     fprintf(fp, ", \"type\": ");
     qf_cli_json_str(fp, o->preset->name);
     fprintf(fp, ", \"file_type\": %u, \"dry_run\": %s", o->preset->ftype, dry_run ? "true" : "false");
-    static const char *const reads[] = {"gguf", "directory", "directory via a temp gguf"};
-    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 2 ? r->in_read : 0]);
+    static const char *const reads[] = {"gguf", "directory"};
+    fprintf(fp, ", \"input_read\": \"%s\"", reads[r->in_read >= 0 && r->in_read <= 1 ? r->in_read : 0]);
     if (dry_run) {
         qf_quant_mem m;
         predict(o, r, &m);
@@ -506,12 +511,17 @@ typedef struct budget_args {
 } budget_args;
 
 /* Default sidecar: $XDG_CACHE_HOME/qforge/NAME.qfsens (else ~/.cache/qforge/),
- * NAME the input's file name; NULL (not kept) without either variable. The
- * key inside decides whether it is reused. */
+ * NAME the input's file (or directory) name; NULL (not kept) without either
+ * variable. The key inside decides whether it is reused. */
 static char *default_cache_path(const char *in) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
-    size_t n = strlen(base) + (xdg ? strlen(xdg) : 0) + (home ? strlen(home) : 0) + 64;
+    size_t len = strlen(in);
+    while (len > 1 && in[len - 1] == '/') len--; /* a directory given as DIR/ */
+    size_t b0 = len;
+    while (b0 > 0 && in[b0 - 1] != '/') b0--;
+    const char *base = in + b0;
+    const int base_len = (int)(len - b0);
+    size_t n = (size_t)base_len + (xdg ? strlen(xdg) : 0) + (home ? strlen(home) : 0) + 64;
     char *p = malloc(n);
     if (!p) return NULL;
     if (xdg && *xdg) snprintf(p, n, "%s", xdg);
@@ -523,7 +533,7 @@ static char *default_cache_path(const char *in) {
     mkdir(p, 0755);
     snprintf(p + strlen(p), n - strlen(p), "/qforge");
     mkdir(p, 0755);
-    snprintf(p + strlen(p), n - strlen(p), "/%s.qfsens", base);
+    snprintf(p + strlen(p), n - strlen(p), "/%.*s.qfsens", base_len, base);
     return p;
 }
 
@@ -593,9 +603,6 @@ static void print_budget(const qf_budget_request *rq, const qf_budget_plan *bp, 
 static int run_budget(qf_quantize_opts *o, const budget_args *ba, int dry, int json, int quiet) {
     qf_err err;
     qf_err_clear(&err);
-    struct stat st;
-    if (stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode))
-        return qf_cli_fail(PROG, "%s: a size budget needs a GGUF input (convert the checkpoint first)", o->in_path);
     char *cache = ba->cache ? strdup(ba->cache) : default_cache_path(o->in_path);
     qf_budget_request rq = {o->in_path, o->imatrix_path, cache, o->method, o->preset, ba->mode,
                             ba->size, ba->bpw, (uint64_t)ba->ctx, (uint64_t)ba->batch,
@@ -879,10 +886,6 @@ static int quantize_main(int argc, char **argv) {
 
     qf_err err;
     qf_err_clear(&err);
-    struct stat st;
-    if (!quiet && !dry && stat(o.in_path, &st) == 0 && S_ISDIR(st.st_mode) && (o.method == QF_QUANT_METHOD_GPTQ || awq))
-        fprintf(stderr, PROG ": %s is a directory: converting the Hugging Face checkpoint first (--method %s)\n",
-                o.in_path, qf_quant_method_name(o.method));
     qf_quantize_result r;
     const char *inputs[] = {o.in_path, o.imatrix_path};
     if (!dry && qf_check_output(o.out_path, inputs, 2, &err) < 0) {

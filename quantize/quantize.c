@@ -453,7 +453,6 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     qf_quant_plan plan;
     job j;
     int rc = 0, have_in = 0, have_im = 0;
-    char *converted = NULL; /* temp GGUF of a Hugging Face checkpoint input */
     out_shards os;
     memset(&os, 0, sizeof os);
     memset(&qin, 0, sizeof qin);
@@ -473,35 +472,9 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     if (stat(o->out_path, &st) == 0 && S_ISDIR(st.st_mode))
         return qf_set_err(err, QF_EINVAL, "%s: output is a directory", o->out_path);
 
+    /* a directory is read as the GGUF convert --outtype auto writes from it:
+     * by the writer (qf_quant_input) and by GPTQ / AWQ's model (calib_text.h) */
     const char *in_path = o->in_path;
-    /* GPTQ and AWQ calibrate on the model loaded from a file in GGUF row
-     * order: for them a directory is converted into a temp GGUF first */
-    const int calibrated = o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ ||
-                           o->method == QF_QUANT_METHOD_AWQ_GPTQ;
-    if (hf_dir && calibrated) {
-        /* a Hugging Face checkpoint: convert it losslessly (qforge-convert
-         * --outtype auto) into a temp file next to the output first */
-        size_t n = strlen(o->out_path) + 64;
-        converted = malloc(n);
-        if (!converted) {
-            rc = qf_set_err(err, QF_ENOMEM, "out of memory");
-            goto fail;
-        }
-        snprintf(converted, n, "%s.convert.tmp.%ld.gguf", o->out_path, (long)getpid());
-        qf_tmpfile_track(converted); /* removed on a fatal signal too */
-        qf_convert_opts co;
-        memset(&co, 0, sizeof co);
-        co.model_dir = o->in_path;
-        co.out_path = converted;
-        co.outtype = QF_OUTTYPE_AUTO;
-        if ((rc = qf_convert(&co, NULL, err))) {
-            qf_tmpfile_forget(converted);
-            free(converted);
-            converted = NULL;
-            goto fail;
-        }
-        in_path = converted;
-    }
     if ((rc = qf_quant_input_open(&qin, in_path, err))) goto fail;
     have_in = 1;
     if (o->imatrix_path) {
@@ -537,7 +510,8 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
     /* auto trades part of the K-quant search's gain for llama-quantize's
      * speed; --method search is the full search (qf_quant_method) */
     qf_search_opts_init(&j.search);
-    if (o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ)
+    if ((o->method == QF_QUANT_METHOD_AUTO || o->method == QF_QUANT_METHOD_GPTQ || o->method == QF_QUANT_METHOD_AWQ_GPTQ) &&
+        !qf_quant_preset_is_grid(o->preset))
         j.search.effort = QF_SEARCH_EFFORT_FAST;
     /* the widest row decides the buffers: a chunk holds at least one row */
     uint64_t max_row_f32 = 0;
@@ -606,7 +580,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         for (uint32_t s = 0; s < os.n; s++)
             if (stat(os.paths[s], &st) == 0) res->out_file_bytes += (uint64_t)st.st_size;
         res->imatrix_entries = have_im ? im.n_entries : 0;
-        res->in_read = converted ? QF_QUANT_READ_TEMP_GGUF : qin.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
+        res->in_read = qin.src ? QF_QUANT_READ_DIRECTORY : QF_QUANT_READ_GGUF;
     }
     rc = 0;
     goto done;
@@ -632,8 +606,5 @@ done:
     qf_hasher_free(j.hasher);
     qf_imatrix_free(&im);
     if (have_in) qf_quant_input_close(&qin);
-    if (converted) unlink(converted);
-    qf_tmpfile_forget(converted);
-    free(converted);
     return rc;
 }

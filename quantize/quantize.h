@@ -79,6 +79,9 @@ const qf_quant_preset *qf_quant_preset_find(const char *name);
 /* 1 if llama-quantize refuses the preset without an imatrix whatever the
  * model (IQ2_XXS, IQ2_XS, IQ2_S, Q2_K_S, IQ1_S, IQ1_M). */
 int qf_quant_preset_requires_imatrix(const qf_quant_preset *p);
+/* 1 if p's main type is a lattice/codebook i-quant (IQ1_S..IQ3_S): the
+ * preset's few K-quant tensors then get the full search even under AUTO. */
+int qf_quant_preset_is_grid(const qf_quant_preset *p);
 /* 1 if llama-quantize refuses to write the tensor `name` as `type` under
  * preset p without an imatrix entry for it ("very low-bit"): IQ2_XXS,
  * IQ2_XS, IQ2_S, IQ1_S; IQ1_M except token_embd and output; Q2_K under
@@ -166,7 +169,9 @@ typedef enum qf_quant_method {
                                    presets without imatrix, which stay byte-identical to
                                    llama-quantize. See qf_quant_method_searches (mix.c). The
                                    K-quant blocks are searched with QF_SEARCH_EFFORT_FAST (about
-                                   5x faster than SEARCH's full effort, part of its gain). */
+                                   5x faster than SEARCH's full effort, part of its gain), except
+                                   in the grid i-quant presets (qf_quant_preset_is_grid), whose
+                                   few K-quant tensors get the full effort. */
     QF_QUANT_METHOD_GPTQ = 3,   /* GPTQ on calibration text (gptq_run.h, opts.gptq) for the linears of
                                    every GPTQ type; the other tensors as AUTO */
     QF_QUANT_METHOD_AWQ = 4,      /* AWQ scales and clipping (awq.h, opts.awq) folded into the model */
@@ -324,7 +329,6 @@ int qf_quant_input_read(qf_quant_input *in, uint64_t i, uint64_t row0, uint64_t 
 enum {
     QF_QUANT_READ_GGUF = 0,       /* a GGUF file (or split model), memory-mapped */
     QF_QUANT_READ_DIRECTORY = 1,  /* a checkpoint directory, rows converted on the fly */
-    QF_QUANT_READ_TEMP_GGUF = 2,  /* a checkpoint directory converted into a temp GGUF first (GPTQ, AWQ) */
 };
 
 typedef struct qf_quantize_result {
@@ -341,12 +345,12 @@ typedef struct qf_quantize_result {
  * also be a Hugging Face checkpoint directory (F32/F16/BF16 or FP8): it is
  * read as the GGUF `qforge-convert --outtype auto` would write from it
  * (qf_quant_input_open), streaming, no temp file; the output equals
- * converting first and quantizing that GGUF. Methods GPTQ and AWQ still
- * convert a directory into a temp GGUF next to the output first (their
- * calibration pass loads the model in GGUF row order), removed afterwards.
+ * converting first and quantizing that GGUF; GPTQ and AWQ's calibration
+ * model reads it the same way, one block at a time (calib_text.h).
  * The output path must differ from the input (and imatrix) file. `res` may
  * be NULL; else free it with qf_quantize_result_free (also after a failure).
- * res->in_file_bytes is the size of the (converted) input GGUF. */
+ * res->in_file_bytes is the size of the input GGUF (for a directory, of the
+ * GGUF convert would write). */
 int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err);
 void qf_quantize_result_free(qf_quantize_result *res);
 

@@ -679,7 +679,8 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
         logits = c->logits;
     }
 
-    /* x = embed(tokens)  [T, E] */
+    /* x = embed(tokens)  [T, E]; a model of qf_model_load_rows fetches each part as it is reached */
+    if ((rc = qf_model_fetch(m, -1, err)) < 0) return rc;
     for (int64_t t = 0; t < T; t++) {
         if (tokens[t] < 0 || tokens[t] >= V)
             return qf_set_err(err, QF_EINVAL, "token id %d out of range (vocabulary %lld)", tokens[t], (long long)V);
@@ -690,11 +691,12 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t T, int64_t out_first, f
     }
 
     for (int64_t l = 0; l < hp->n_layer; l++)
-        if ((rc = forward_layer(c, l, &m->layers[l], T, err)) < 0) return rc;
+        if ((rc = qf_model_fetch(m, l, err)) < 0 || (rc = forward_layer(c, l, &m->layers[l], T, err)) < 0) return rc;
 
     /* logits for tokens out_first..T-1 */
     const int64_t n_out = T - out_first;
     if (n_out > 0) {
+        if ((rc = qf_model_fetch(m, m->tied_output ? -1 : hp->n_layer, err)) < 0) return rc;
 #pragma omp parallel for schedule(static) PAR(n_out * E)
         for (int64_t t = 0; t < n_out; t++)
             rmsnorm(c->xb + t * E, c->x + (out_first + t) * E, m->output_norm.data, E, hp->norm_eps);

@@ -91,7 +91,9 @@ void qf_ctx_reset(qf_ctx *c);  /* forget the sequence: n_past = 0 */
 
 /* Run tokens[0..n) at positions n_past.. and advance n_past by n.
  * Writes the logits of tokens out_first..n-1 to logits[(t - out_first) * n_vocab]
- * (logits NULL -> c->logits). out_first == n computes no logits. */
+ * (logits NULL -> c->logits). out_first == n computes no logits. A model of
+ * qf_model_load_rows has its parts fetched on the way (model.h): every block
+ * is read again per call; a read error is returned as is. */
 int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, float *logits, qf_err *err);
 
 /* One transformer block alone: x [T, n_embd] (hidden states entering block

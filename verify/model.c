@@ -17,6 +17,18 @@
 #include "qf_util.h"
 #include "codecs.h"
 #include "numfmt.h"
+#include "qf_io.h"
+
+/* qf_model_load_rows: the reader and the part in memory. */
+struct qf_model_rows {
+    qf_model_read_fn read;
+    void *user;
+    uint8_t *map;          /* the current part, an unlinked file mapped shared */
+    size_t map_bytes;
+    int64_t *part;         /* [n_tensors] the part of each tensor */
+    int64_t cur;           /* the part in map, when have */
+    int have;
+};
 
 const char *qf_arch_name(qf_arch arch) {
     switch (arch) {
@@ -908,6 +920,13 @@ int qf_model_load(qf_model *m, const char *path, qf_err *err) {
 
 void qf_model_free(qf_model *m) {
     if (!m) return;
+    if (m->rows) { /* m->file is a view of the caller's header with a copied tensor table */
+        if (m->rows->map) munmap(m->rows->map, m->rows->map_bytes);
+        free(m->rows->part);
+        free(m->rows);
+        free(m->file.tensors);
+        memset(&m->file, 0, sizeof m->file);
+    }
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
@@ -929,7 +948,7 @@ static void prefault(const gguf_file *f) {
 }
 
 void qf_model_prefault(const qf_model *m) {
-    if (m->is_hf) return;
+    if (m->is_hf || m->rows) return; /* a rows model's mapping holds one part, fetched on use */
     prefault(&m->file);
     for (uint32_t i = 0; i < m->n_shards; i++) prefault(&m->shards[i]);
 }
@@ -938,4 +957,158 @@ int qf_weight_row(const qf_weight *w, int64_t row, float *out) {
     if (!w->data || row < 0 || row >= w->n_out) return QF_EINVAL;
     const uint8_t *src = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
     return qf_dequantize_row(w->type, src, out, w->n_in) == 0 ? 0 : QF_EUNSUPPORTED;
+}
+
+/* ---------------- a GGUF read through a row reader ---------------- */
+
+#define PART_RESIDENT INT64_MIN      /* read at load, always in memory */
+#define PART_OUTPUT (INT64_MIN + 1)  /* output.weight */
+#define PART_CHUNK_BYTES (32u << 20) /* stored bytes per read of qf_model_fetch */
+
+/* The part of tensor t: -1 for token_embd, its block, PART_OUTPUT for
+ * output.weight; one-row tensors and the rest are PART_RESIDENT. */
+static int64_t part_of(const gguf_tensor_info *t) {
+    if (t->n_elements == t->ne[0]) return PART_RESIDENT;
+    if (!strcmp(t->name, "token_embd.weight")) return -1;
+    if (!strcmp(t->name, "output.weight")) return PART_OUTPUT;
+    const int64_t b = block_of(t->name);
+    return b >= 0 ? b : PART_RESIDENT;
+}
+
+/* Slot of a non-resident part in per-part arrays of n_blocks + 2. */
+static size_t part_slot(int64_t part) {
+    return part == -1 ? 0 : part == PART_OUTPUT ? 1 : (size_t)part + 2;
+}
+
+static uint64_t round_up(uint64_t n, uint64_t page) {
+    return (n + page - 1) / page * page;
+}
+
+/* Bytes of every part (n_blocks + 2 entries, calloc'd) or NULL. */
+static uint64_t *part_sizes(const gguf_file *f, uint64_t page, size_t *n_slots) {
+    int64_t nb = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const int64_t p = part_of(&f->tensors[i]);
+        if (p >= nb) nb = p + 1;
+    }
+    *n_slots = (size_t)nb + 2;
+    uint64_t *sz = calloc(*n_slots, sizeof *sz);
+    for (uint64_t i = 0; sz && i < f->n_tensors; i++) {
+        const int64_t p = part_of(&f->tensors[i]);
+        if (p != PART_RESIDENT) sz[part_slot(p)] += round_up(f->tensors[i].nbytes, page);
+    }
+    return sz;
+}
+
+uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page) {
+    size_t n;
+    uint64_t *sz = part_sizes(f, page, &n), best = 0;
+    for (size_t i = 0; sz && i < n; i++)
+        if (sz[i] > best) best = sz[i];
+    free(sz);
+    return best;
+}
+
+/* The part file: bytes in an unlinked file of $TMPDIR (or /tmp), mapped shared. */
+static int part_map(struct qf_model_rows *r, size_t bytes, qf_err *err) {
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qforge-weights-XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0) return qf_set_err(err, QF_EIO, "%s: cannot create a temporary file for the model's weights", dir);
+    unlink(path);
+    if (ftruncate(fd, (off_t)bytes) != 0) {
+        close(fd);
+        return qf_set_err(err, QF_EIO, "%s: no room for %zu bytes of model weights", dir, bytes);
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return qf_set_err(err, QF_EIO, "%s: cannot map the temporary file of the model's weights", dir);
+    r->map = p;
+    r->map_bytes = bytes;
+    return 0;
+}
+
+/* Tensor i's data: resident tensors read now into owned memory, the others
+ * placed at their offset in their part's layout. */
+static int rows_place(qf_model *m, uint64_t *off, qf_err *err) {
+    struct qf_model_rows *r = m->rows;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    for (uint64_t i = 0; i < m->file.n_tensors; i++) {
+        gguf_tensor_info *t = &m->file.tensors[i];
+        r->part[i] = part_of(t);
+        if (r->part[i] != PART_RESIDENT) {
+            const size_t s = part_slot(r->part[i]);
+            t->data = r->map + off[s];
+            off[s] += round_up(t->nbytes, page);
+            continue;
+        }
+        uint8_t *buf = own(m, malloc(t->nbytes ? (size_t)t->nbytes : 1));
+        if (!buf) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", m->path);
+        int rc = r->read(r->user, i, 0, t->ne[0] ? t->n_elements / t->ne[0] : 0, buf, err);
+        if (rc) return rc < 0 ? rc : -rc;
+        t->data = buf;
+    }
+    return 0;
+}
+
+int qf_model_load_rows(qf_model *m, const gguf_file *f, const char *path, qf_model_read_fn read, void *user,
+                       qf_err *err) {
+    memset(m, 0, sizeof *m);
+    m->path = path;
+    struct qf_model_rows *r = m->rows = calloc(1, sizeof *m->rows);
+    if (!r) return qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+    r->read = read;
+    r->user = user;
+    m->file = *f; /* freed as a view (qf_model_free) */
+    m->file.fd = -1;
+    m->file.tensors = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *f->tensors);
+    r->part = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *r->part);
+    size_t n_slots = 0;
+    uint64_t *off = part_sizes(f, 1, &n_slots); /* its length; zeroed below */
+    int rc;
+    if (!m->file.tensors || !r->part || !off) {
+        rc = qf_set_err(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    memcpy(m->file.tensors, f->tensors, f->n_tensors * sizeof *f->tensors);
+    memset(off, 0, n_slots * sizeof *off);
+    const uint64_t bytes = qf_model_rows_part_bytes(f, (uint64_t)sysconf(_SC_PAGESIZE));
+    if (bytes && (rc = part_map(r, (size_t)bytes, err)) < 0) goto done;
+    m->file.map = r->map;
+    m->file.map_size = r->map_bytes;
+    if ((rc = rows_place(m, off, err)) < 0) goto done;
+    if ((rc = read_hparams(m, err)) < 0) goto done;
+    rc = bind_all(m, err);
+done:
+    free(off);
+    if (rc < 0) qf_model_free(m);
+    return rc;
+}
+
+int qf_model_fetch(const qf_model *m, int64_t part, qf_err *err) {
+    struct qf_model_rows *r = m->rows;
+    if (!r) return 0;
+    const int64_t want = part == m->hp.n_layer ? PART_OUTPUT : part;
+    if (r->have && r->cur == want) return 0;
+    r->have = 0;
+    qf_release_range(r->map, r->map_bytes, r->map, r->map_bytes, 0);
+    for (uint64_t i = 0; i < m->file.n_tensors; i++) {
+        if (r->part[i] != want) continue;
+        const gguf_tensor_info *t = &m->file.tensors[i];
+        uint64_t rb;
+        if (ggml_row_size(t->type, t->ne[0], &rb) || !rb) continue;
+        const uint64_t n_rows = t->nbytes / rb, step = PART_CHUNK_BYTES / rb ? PART_CHUNK_BYTES / rb : 1;
+        for (uint64_t row = 0; row < n_rows; row += step) {
+            const uint64_t k = n_rows - row < step ? n_rows - row : step;
+            uint8_t *dst = (uint8_t *)t->data + row * rb;
+            int rc = r->read(r->user, i, row, k, dst, err);
+            if (rc) return rc < 0 ? rc : -rc;
+            qf_release_range(r->map, r->map_bytes, dst, k * rb, 0);
+        }
+    }
+    r->cur = want;
+    r->have = 1;
+    return 0;
 }

@@ -5,7 +5,9 @@
  * mapping of the GGUF file (or of the safetensors shards), in its stored type
  * (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K). Nothing is
  * dequantized up front, so the memory used is the file (page cache) plus the
- * activations of verify/forward.c.
+ * activations of verify/forward.c. A GGUF known only by its header and a row
+ * reader (qf_model_load_rows) is held one part (embedding, block, output) at a
+ * time in a temporary file instead.
  *
  * An HF directory is bound tensor by tensor through the naming table of
  * formats/hf_arch.h: a Linear weight [out, in] row-major is exactly a GGUF
@@ -48,6 +50,7 @@
 
 struct qf_hf_arch;
 struct qf_hf_tensor;
+struct qf_model_rows;
 
 typedef enum qf_arch {
     QF_ARCH_LLAMA = 0,
@@ -168,6 +171,7 @@ typedef struct qf_model {
                             * config.json (owned), bound as rope_factors_long/short */
     int tied_output;       /* 1 when output.weight is absent and token_embd is used */
     qf_layer *layers;      /* n_layer */
+    struct qf_model_rows *rows; /* qf_model_load_rows: the row reader and the part in memory */
     /* 1-D tensors (norms, biases, rope_freqs) not stored as F32 are widened
      * to F32 at load (they are tiny) and their views repointed here. */
     void **owned;
@@ -184,12 +188,43 @@ typedef struct qf_model {
 int qf_model_load(qf_model *m, const char *path, qf_err *err);
 void qf_model_free(qf_model *m);
 
+/* Rows [row0, row0 + nr) of tensor idx (rows of ne[0] elements over
+ * ne[1..3]) in its stored type into dst; an error names the file and tensor. */
+typedef int (*qf_model_read_fn)(void *user, uint64_t idx, uint64_t row0, uint64_t nr, void *dst, qf_err *err);
+
+/* Open the model of a GGUF known by its header only (f: KV pairs and tensor
+ * table, tensors without data, e.g. a checkpoint seen as the GGUF
+ * qforge-convert writes: convert.h qf_convert_source), its bytes read
+ * through `read`. The model then holds, besides the tensors of one row
+ * (norms, biases: read at load), one part at a time: the token embedding
+ * (part -1), block l (part l) or the output matrix (part n_layer), made
+ * current by qf_model_fetch; the views of the other parts point at stale
+ * bytes. A part lives in an unlinked temporary file in $TMPDIR (or /tmp)
+ * mapped shared, sized for the largest part, so its pages can be given back
+ * like a GGUF mapping's (m->file.map is that mapping). The numbers equal
+ * those of the GGUF written and loaded with qf_model_load. f and user must
+ * outlive m; path names the source in messages. Errors as qf_model_load,
+ * the reader's, or QF_EIO for the temporary file. */
+int qf_model_load_rows(qf_model *m, const gguf_file *f, const char *path, qf_model_read_fn read, void *user,
+                       qf_err *err);
+
+/* Make part `part` (-1: token_embd, 0..n_layer-1: block, n_layer: output)
+ * current: read through the model's reader in chunks of at most 32 MiB of
+ * stored rows, each chunk's pages given back once written. 0 at once for a
+ * model of qf_model_load or a part already current; the reader's error
+ * otherwise (the part is then not current). */
+int qf_model_fetch(const qf_model *m, int64_t part, qf_err *err);
+
+/* Bytes of the largest part of a model of qf_model_load_rows, each tensor
+ * rounded up to `page` (the size of its temporary file), from its header. */
+uint64_t qf_model_rows_part_bytes(const gguf_file *f, uint64_t page);
+
 /* Map every page of a GGUF model's file(s) into the process now
  * (MADV_POPULATE_READ), as llama.cpp's loader does (MAP_POPULATE), so that
  * a run that reads every weight does not take the page faults inside its
  * first forward pass. Memory: nothing beyond what that run maps anyway.
- * Best effort: a kernel without it (before Linux 5.14) or an HF directory
- * leaves the pages to be faulted in on first use. */
+ * Best effort: a kernel without it (before Linux 5.14), an HF directory or
+ * a model of qf_model_load_rows leaves the pages to be faulted in on first use. */
 void qf_model_prefault(const qf_model *m);
 
 /* Dequantize row `row` of w (any stored type) into out[w->n_in]. */

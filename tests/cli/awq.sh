@@ -5,7 +5,8 @@
 # synthetic Qwen2 with biases and Qwen3 with q/k norms, both GQA); alpha 0
 # without clipping is byte-identical to --method search with the same
 # imatrix, and awq+gptq's is gptq's; the chosen scales never raise a group's loss over alpha 0;
-# llama.cpp runs the files; 1 and 2 threads give the same bytes; bad inputs.
+# llama.cpp runs the files; 1 and 2 threads give the same bytes; a checkpoint
+# directory gives its converted GGUF's bytes; bad inputs.
 . "$(dirname "$0")/../lib.sh"
 Q=$QF_BIN/qforge-quantize
 CALIB=$QF_BIN/qforge-calibrate
@@ -101,4 +102,17 @@ expect_exit missing-calib 1 'nope.txt' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" 
 head -c 200 "$CALF" >"$TMP/short.txt"
 expect_exit short-calib 1 'fewer than one chunk' -- "$Q" "$QF_DATA/$S260" "$TMP/bad.gguf" Q4_0 --method awq+gptq --calib "$TMP/short.txt" --quiet
 [ ! -e "$TMP/bad.gguf" ] && pass bad-no-output || fail bad-no-output "output left behind"
+# ---- a directory is read block by block as the GGUF convert --outtype auto
+# writes: the bytes of converting first (stories260K awq; qwen3's q/k norms and
+# tinystories-distill-3M with awq+gptq)
+for mm in s260:awq:$QF_DATA/$S260 qwen3:awq+gptq:$TMP/qwen3 ts3m:awq+gptq:$QF_DATA/$TS3M; do
+  IFS=: read -r n meth dir <<<"$mm"
+  [ -d "$dir" ] || continue
+  B="--method $meth --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
+  if "$QF_BIN/qforge-convert" "$dir" -o "$TMP/$n-auto.gguf" --outtype auto --quiet >/dev/null 2>"$TMP/err" &&
+     "$Q" "$dir" "$TMP/$n-dir.gguf" Q4_K_M $B >/dev/null 2>>"$TMP/err" &&
+     "$Q" "$TMP/$n-auto.gguf" "$TMP/$n-two.gguf" Q4_K_M $B >/dev/null 2>>"$TMP/err" &&
+     cmp -s "$TMP/$n-dir.gguf" "$TMP/$n-two.gguf"; then pass "$n-dir-same-bytes-$meth"
+  else fail "$n-dir-same-bytes-$meth" "$(cat "$TMP/err") (or the files differ)"; fi
+done
 finish

@@ -4,7 +4,7 @@
 # it, the sensitivity sidecar is reused, the VRAM breakdown adds up with the
 # KV cache of the model's shapes, a budget below the smallest size exits 1
 # naming a size that then fits, role weights from --calib, and llama.cpp
-# loads the budgeted file.
+# loads the budgeted file; a checkpoint directory gives its converted GGUF's bytes.
 . "$(dirname "$0")/../lib.sh"
 Q=$QF_BIN/qforge-quantize
 F32=oracles/llamacpp/stories260K-F32.gguf
@@ -118,5 +118,23 @@ if need_data setup "$F32" && need_data setup-imatrix "$IMAT"; then
       fail llamacpp-loads "$(tail -n 3 "$TMP/peer.log")"
     fi
   fi
+fi
+# 8. a checkpoint directory: measured through its --outtype auto GGUF view, the same
+# plan and bytes as that GGUF (size, bpw, and with --calib role weights); the
+# sidecar of the directory is keyed by its files
+S260=models/stories260K
+if need_data dir-budget "$S260" && need_data dir-budget-calib "$CALIB"; then
+  D=$QF_DATA/$S260
+  "$QF_BIN/qforge-convert" "$D" -o "$TMP/s260-auto.gguf" --outtype auto --quiet >/dev/null 2>&1
+  dsz=$(($(stat -c %s "$TMP/s260-auto.gguf") * 40 / 100))
+  for b in "--target-size $dsz" "--target-bpw 9.5" "--target-size $dsz --calib $QF_DATA/$CALIB --calib-ctx 64 --calib-chunks 2"; do
+    nm=$(printf '%s' "$b" | awk '{ print substr($1, 3) ($3 == "--calib" ? "-calib" : "") }')
+    if "$Q" "$D" "$TMP/dir-$nm.gguf" $b --sensitivity-cache "$TMP/dir-$nm.qfsens" --quiet >/dev/null 2>"$TMP/err" &&
+       "$Q" "$TMP/s260-auto.gguf" "$TMP/gguf-$nm.gguf" $b --sensitivity-cache "$TMP/gguf-$nm.qfsens" --quiet >/dev/null 2>>"$TMP/err" &&
+       cmp -s "$TMP/dir-$nm.gguf" "$TMP/gguf-$nm.gguf"; then pass "dir-same-bytes-$nm"
+    else fail "dir-same-bytes-$nm" "$(cat "$TMP/err") (or the files differ)"; fi
+  done
+  j=$("$Q" "$D/" "$TMP/dir-again.gguf" --target-size "$dsz" --sensitivity-cache "$TMP/dir-target-size.qfsens" --dry-run --json 2>/dev/null)
+  printf '%s' "$j" | grep -q '"sensitivity_cached": true' && pass dir-cache-reused || fail dir-cache-reused "$(printf '%s' "$j" | head -c 300)"
 fi
 finish

@@ -2,7 +2,9 @@
 # tests/cli/fp8.sh - FP8 checkpoints end to end: qforge-quantize FP8_DYNAMIC/FP8
 # writes compressed-tensors directories (every one checked by fp8_tool check
 # against docs/formats.md's rules); verify/calibrate/convert read them and
-# block-scaled quant_method "fp8" checkpoints; bad FP8 inputs fail cleanly.
+# block-scaled quant_method "fp8" checkpoints; quantize reads them directly
+# (every type, gptq/awq, size budgets) with the bytes of converting first; bad
+# FP8 inputs fail cleanly on every path.
 . tests/lib.sh
 Q=$QF_BIN/qforge-quantize
 V=$QF_BIN/qforge-verify
@@ -150,13 +152,40 @@ if [ -f "$TMP/D_dyn_block.Q4_K_M.direct.gguf" ] &&
    cmp -s "$TMP/D_blk_t1.gguf" "$TMP/D_dyn_block.Q4_K_M.direct.gguf" && cmp -s "$TMP/D_blk_t3.gguf" "$TMP/D_blk_t1.gguf"; then
   pass direct_threads_same_bytes
 else fail direct_threads_same_bytes "1, 3 and default threads differ"; fi
-# gptq (its calibration pass converts to a temp GGUF first): the same bytes as the two steps
-if [ -f "$TMP/S_dyn_channel.auto.gguf" ]; then
-  G="--method gptq --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
-  if err=$("$Q" "$TMP/S_dyn_channel" "$TMP/S_gptq_direct.gguf" Q4_K_M $G 2>&1 >/dev/null) &&
-     "$Q" "$TMP/S_dyn_channel.auto.gguf" "$TMP/S_gptq_two.gguf" Q4_K_M $G >/dev/null 2>&1 &&
-     cmp -s "$TMP/S_gptq_direct.gguf" "$TMP/S_gptq_two.gguf"; then pass direct_same_bytes_gptq
-  else fail direct_same_bytes_gptq "$err"; fi
+# gptq / awq / awq+gptq read the directory block by block (no temp GGUF): the
+# same bytes as the two steps; per-tensor, per-channel and 128x128 block scales
+for mm in S_dyn_channel:gptq D_dyn_tensor:gptq D_dyn_block:gptq synblk:gptq S_dyn_channel:awq synblk:awq+gptq; do
+  IFS=: read -r m meth <<<"$mm"
+  [ -f "$TMP/$m.auto.gguf" ] || continue
+  G="--method $meth --calib $CALF --calib-ctx 64 --calib-chunks 2 --quiet"
+  if err=$("$Q" "$TMP/$m" "$TMP/$m.$meth.direct.gguf" Q4_K_M $G 2>&1 >/dev/null) &&
+     "$Q" "$TMP/$m.auto.gguf" "$TMP/$m.$meth.two.gguf" Q4_K_M $G >/dev/null 2>&1 &&
+     cmp -s "$TMP/$m.$meth.direct.gguf" "$TMP/$m.$meth.two.gguf"; then pass "direct_same_bytes_${m}_$meth"
+  else fail "direct_same_bytes_${m}_$meth" "${err:-the files differ}"; fi
+  rm -f "$TMP/$m.$meth.two.gguf"
+done
+# size budgets read the directory too (measured, and probed with --calib): the same plan and bytes
+for mm in S_dyn_channel:40 D_dyn_block:35 synblk:30:calib; do
+  IFS=: read -r m pct cal <<<"$mm"
+  [ -f "$TMP/$m.auto.gguf" ] || continue
+  sz=$(($(stat -c %s "$TMP/$m.auto.gguf") * pct / 100))
+  B="--target-size $sz --quiet"
+  [ -n "$cal" ] && B="$B --calib $CALF --calib-ctx 64 --calib-chunks 2"
+  if err=$("$Q" "$TMP/$m" "$TMP/$m.budget.direct.gguf" $B --sensitivity-cache "$TMP/$m.d.qfsens" 2>&1 >/dev/null) &&
+     "$Q" "$TMP/$m.auto.gguf" "$TMP/$m.budget.two.gguf" $B --sensitivity-cache "$TMP/$m.t.qfsens" >/dev/null 2>&1 &&
+     cmp -s "$TMP/$m.budget.direct.gguf" "$TMP/$m.budget.two.gguf" && [ "$(stat -c %s "$TMP/$m.budget.direct.gguf")" -le "$sz" ]
+  then pass "direct_same_bytes_${m}_budget${cal:+_calib}"
+  else fail "direct_same_bytes_${m}_budget${cal:+_calib}" "${err:-the files differ or exceed $sz bytes}"; fi
+done
+# the sensitivity cache of a directory is reused, and keyed by its files
+if [ -f "$TMP/S_dyn_channel.d.qfsens" ]; then
+  j=$("$Q" "$TMP/S_dyn_channel" "$TMP/sc.gguf" --target-size 300K --sensitivity-cache "$TMP/S_dyn_channel.d.qfsens" --dry-run --json 2>/dev/null)
+  rm -rf "$TMP/S_touch"; cp -r "$TMP/S_dyn_channel" "$TMP/S_touch"; cp "$TMP/S_dyn_channel.d.qfsens" "$TMP/S_touch.qfsens"
+  "$FT" poke "$TMP/S_touch" model.layers.0.mlp.up_proj.weight_scale 0 0.5
+  j2=$("$Q" "$TMP/S_touch" "$TMP/sc.gguf" --target-size 300K --sensitivity-cache "$TMP/S_touch.qfsens" --dry-run --json 2>/dev/null)
+  if printf '%s' "$j" | grep -q '"sensitivity_cached": true' && printf '%s' "$j2" | grep -q '"sensitivity_cached": false'; then
+    pass budget_dir_cache_keyed
+  else fail budget_dir_cache_keyed "$(printf '%s %s' "$j" "$j2" | grep -o '"sensitivity_cached": [a-z]*' | tr '\n' ' ')"; fi
 fi
 # --json says how the input was read; --dry-run plans a directory without converting it
 if [ -d "$TMP/synblk" ]; then
@@ -164,7 +193,7 @@ if [ -d "$TMP/synblk" ]; then
   jd=$("$Q" "$TMP/synblk" "$TMP/rd2.gguf" Q4_K_M --dry-run --json 2>/dev/null)
   jg=$("$Q" "$TMP/synblk" "$TMP/rd3.gguf" Q4_K_M --method gptq --calib "$CALF" --calib-ctx 64 --calib-chunks 1 --json 2>/dev/null)
   if printf '%s' "$j" | grep -q '"input_read": "directory"' && printf '%s' "$jd" | grep -q '"input_read": "directory"' &&
-     printf '%s' "$jg" | grep -q '"input_read": "directory via a temp gguf"' && [ ! -e "$TMP/rd2.gguf" ]; then pass json_input_read
+     printf '%s' "$jg" | grep -q '"input_read": "directory"' && [ ! -e "$TMP/rd2.gguf" ]; then pass json_input_read
   else fail json_input_read "$(printf '%s' "$j$jd$jg" | grep -o '"input_read": "[^"]*"' | tr '\n' ' ')"; fi
 fi
 # no file but the output is created: every openat with O_CREAT is OUT's temp file
@@ -177,11 +206,24 @@ elif [ -d "$TMP/synblk" ]; then
     if [ -n "$created" ] && [ -z "$others" ] && [ "$(ls "$TMP/nt")" = out.gguf ]; then pass direct_no_temp_file
     else fail direct_no_temp_file "created: $(printf '%s ' $created)"; fi
   else fail direct_no_temp_file "quantize under strace failed"; fi
+  # gptq: besides OUT's temp file only the pipeline's scratch files in $TMPDIR
+  # (hidden states, F32 weights of a block, finished tensors, one part of the
+  # model), none a GGUF, all unlinked
+  mkdir -p "$TMP/ntd"; rm -f "$TMP/nt/"* "$TMP/ntd/"*
+  if TMPDIR=$TMP/ntd strace -f -qq -e trace=openat,open,creat -o "$TMP/ntg.trace" "$Q" "$TMP/synblk" "$TMP/nt/out.gguf" \
+       Q4_K_M --method gptq --calib "$CALF" --calib-ctx 64 --calib-chunks 1 --quiet >/dev/null 2>&1; then
+    created=$(grep -E 'O_CREAT|creat\(' "$TMP/ntg.trace" | grep -v '= -1' | sed -n 's/.*"\([^"]*\)".*/\1/p' | sort -u)
+    others=$(printf '%s\n' "$created" | grep -v "^$TMP/nt/out\.gguf\.tmp\." | grep -v "^$TMP/ntd/qforge-[a-z]*-......$" | grep -v '^$')
+    if [ -n "$created" ] && [ -z "$others" ] && [ "$(ls "$TMP/nt")" = out.gguf ] && [ -z "$(ls -A "$TMP/ntd")" ]; then
+      pass direct_gptq_no_temp_gguf
+    else fail direct_gptq_no_temp_gguf "created: $(printf '%s ' $created)"; fi
+  else fail direct_gptq_no_temp_gguf "quantize under strace failed"; fi
 fi
 
 # --- bad FP8 inputs: one error line naming the file, exit 1, no output ---
-# bad NAME REGEX DIR: convert, verify and quantize (reading DIR directly) all refuse DIR
-# with one line matching REGEX, exit 1, nothing written
+# bad NAME REGEX DIR: convert, verify and quantize (reading DIR directly: the
+# usual path, --method gptq and --target-size) all refuse DIR with one line
+# matching REGEX, exit 1, nothing written
 bad() {
   local name=$1 re=$2 dir=$3 err rc
   rm -rf "$TMP/bo"; mkdir -p "$TMP/bo"
@@ -190,9 +232,13 @@ bad() {
      [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "convert: exit $rc: $err"; return; fi
   err=$("$V" "$dir" -f "$TEXT" -c 128 --chunks 1 2>&1 >/dev/null); rc=$?
   if [ $rc -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re"; then fail "bad_$name" "verify: exit $rc: $err"; return; fi
-  err=$("$Q" "$dir" "$TMP/bo/q.gguf" Q4_K_M --quiet 2>&1 >/dev/null); rc=$?
-  if [ $rc -ne 1 ] || [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re" ||
-     [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize: exit $rc: $err"; return; fi
+  local how
+  for how in "Q4_K_M" "Q4_K_M --method gptq --calib $CALIB --calib-ctx 64 --calib-chunks 1" \
+             "--target-size 200K --sensitivity-cache $TMP/bo.qfsens"; do
+    err=$("$Q" "$dir" "$TMP/bo/q.gguf" $how --quiet 2>&1 >/dev/null); rc=$?
+    if [ $rc -ne 1 ] || [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$re" ||
+       [ -n "$(ls -A "$TMP/bo")" ]; then fail "bad_$name" "quantize ${how%% --calib*}: exit $rc: $err"; return; fi
+  done
   pass "bad_$name"
 }
 F=$TMP/S_dyn_channel
@@ -211,6 +257,8 @@ if [ -d "$F" ]; then
   bad scale_dtype "scale tensor '${W}_scale' has dtype I32 \(want F32, F16 or BF16\)" "$d"
   d=$(fx scale_inf); "$FT" poke "$d" "${W}_scale" 3 inf
   bad scale_inf "scale tensor '${W}_scale' element 3 is inf \(scales must be finite and > 0\)" "$d"
+  d=$(fx truncated); truncate -s $(($(stat -c %s "$d/model.safetensors") - 1000)) "$d/model.safetensors"
+  bad truncated_shard "truncated/model.safetensors: tensor '.*': data range .* exceeds the .* byte data area" "$d"
   d=$(fx weight_e5m2); "$ST_EDIT" "$F/model.safetensors" "$d/model.safetensors" --retype "$W" F8_E5M2
   bad weight_e5m2 "tensor '($W|blk.1.attn_q.weight)' has (dtype|type) F8_E5M2" "$d"
   d=$(fx qc_string); sed -i 's/"quantization_config": {/"quantization_config": "fp8", "x": {/' "$d/config.json"

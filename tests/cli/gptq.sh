@@ -2,7 +2,9 @@
 # gptq.sh - qforge-quantize --method gptq end to end: stories260K (HF directory
 # and GGUF input) and tinystories-distill-3M with TinyStories calibration text;
 # llama.cpp loads and runs the files; bytes identical for 1 and 2 threads;
-# KL-divergence against the base below the default method's; bad inputs.
+# KL-divergence against the base below the default method's; a checkpoint
+# directory (also synthetic Mixtral and Qwen2) gives its converted GGUF's
+# bytes; --dry-run's peak RSS within 35% for GGUF and directory inputs; bad inputs.
 . "$(dirname "$0")/../lib.sh"
 Q=$QF_BIN/qforge-quantize
 V=$QF_BIN/qforge-verify
@@ -95,9 +97,31 @@ if [ -x /usr/bin/time ] && [ -f "$TMP/s-Q4_0-t1.gguf" ]; then
     pred_check predict-rss-ts3m-gptq "$TMP/ts3m.gguf" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
     pred_check predict-rss-ts3m-exact "$TMP/ts3m.gguf" --method exact
   fi
+  # a directory input: the model is read block by block (no temp GGUF), the same bytes as its GGUF
+  pred_check predict-rss-s260-gptq-dir "$QF_DATA/$S260" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
+  if [ -d "$QF_DATA/$TS3M" ]; then
+    pred_check predict-rss-ts3m-gptq-dir "$QF_DATA/$TS3M" --method gptq --calib "$CALF" --calib-ctx 256 --calib-chunks 8
+  fi
 else
   skip predict-rss "GNU time (/usr/bin/time) or the stories260K run is missing"
 fi
+# ---- a checkpoint directory gives the bytes of its converted GGUF (convert --outtype auto);
+# also a synthetic Mixtral (experts stacked from per-expert tensors) and Qwen2 (Q/K/V biases)
+GEN=${QF_TOOLS:-build/tools}/gen_synth_model
+for a in mixtral qwen2; do
+  ex=; [ $a = mixtral ] && ex="--experts 4 --experts-used 2"
+  "$GEN" --arch $a --out "$TMP/gen-$a" --hidden 128 --ff 256 --layers 2 --heads 4 --kv-heads 2 --vocab 512 $ex \
+    >/dev/null 2>&1 || fail "gen-$a" "gen_synth_model failed"
+done
+for nm in s260:$QF_DATA/$S260 ts3m:$QF_DATA/$TS3M mixtral:$TMP/gen-mixtral qwen2:$TMP/gen-qwen2; do
+  IFS=: read -r n d <<<"$nm"
+  [ -d "$d" ] || continue
+  [ -f "$TMP/$n.gguf" ] || "$QF_BIN/qforge-convert" "$d" -o "$TMP/$n.gguf" --outtype auto --quiet
+  if "$Q" "$d" "$TMP/$n-dir.gguf" Q4_K_M $G >/dev/null 2>"$TMP/err" &&
+     "$Q" "$TMP/$n.gguf" "$TMP/$n-two.gguf" Q4_K_M $G >/dev/null 2>>"$TMP/err" &&
+     cmp -s "$TMP/$n-dir.gguf" "$TMP/$n-two.gguf"; then pass "$n-dir-same-bytes"
+  else fail "$n-dir-same-bytes" "$(cat "$TMP/err") (or the files differ)"; fi
+done
 
 # ---- bad inputs: one line, exit 1 (2 for usage), no output file
 head -c 200 "$CALF" >"$TMP/short.txt"

@@ -2,9 +2,12 @@
 # mpi.sh - the MPI builds (make MPI=1: qforge-calibrate-mpi, qforge-quantize-mpi)
 # under mpirun -np 2: the imatrix of qforge-calibrate and the GPTQ and AWQ
 # files of qforge-quantize are byte-identical to -np 1 (up to 4) and to the plain
-# (MPI-free) programs, whose chunk-order sums they share; a rank given a
+# (MPI-free) programs, whose chunk-order sums they share, with GPTQ's solve
+# split across the ranks by row tiles (-np 2 and 3: uneven shares), and the
+# per-tensor losses too; a rank given a
 # missing calibration file, or another text than rank 0's, fails the whole
-# job with exit 1, one "error: rank K:" line and no output file. SKIP when
+# job with exit 1, one "error: rank K:" line and no output file, as does a
+# rank whose GPTQ setup (here --damp) differs from rank 0's. SKIP when
 # mpirun or the MPI programs are absent (make check builds them when mpicc
 # exists; run from the repository, this script builds them too).
 . "$(dirname "$0")/../lib.sh"
@@ -58,20 +61,31 @@ same_bytes calibrate-process-output-dat-np2-plain "$TMP/po-plain.dat" "$TMP/po-n
 
 # ---- qforge-quantize: gptq (Q4_K_M of tinystories-distill-3M: q4_K / q6_K grids; stories260K Q4_0), awq+gptq
 G=(--calib "$CALF" --calib-ctx 128 --calib-chunks 3 --quiet -t 1)
-"$Q" "$QF_DATA/$TS3M" "$TMP/gptq-plain.gguf" Q4_K_M --method gptq "${G[@]}" >/dev/null 2>"$TMP/err" ||
+"$Q" "$QF_DATA/$TS3M" "$TMP/gptq-plain.gguf" Q4_K_M --method gptq "${G[@]}" --json >"$TMP/gptq-plain.json" 2>"$TMP/err" ||
   fail gptq "plain: $(cat "$TMP/err")"
-for np in 1 2; do
-  "${MPIRUN[@]}" -np $np "$QM" "$QF_DATA/$TS3M" "$TMP/gptq-np$np.gguf" Q4_K_M --method gptq "${G[@]}" \
-    >/dev/null 2>"$TMP/err" || fail "gptq-np$np" "$(head -n 3 "$TMP/err")"
+for np in 1 2 3; do
+  "${MPIRUN[@]}" -np $np "$QM" "$QF_DATA/$TS3M" "$TMP/gptq-np$np.gguf" Q4_K_M --method gptq "${G[@]}" --json \
+    >"$TMP/gptq-np$np.json" 2>"$TMP/err" || fail "gptq-np$np" "$(head -n 3 "$TMP/err")"
 done
-same_bytes gptq-np1-np2-plain "$TMP/gptq-plain.gguf" "$TMP/gptq-np1.gguf" "$TMP/gptq-np2.gguf"
+same_bytes gptq-np1-np2-np3-plain "$TMP/gptq-plain.gguf" "$TMP/gptq-np1.gguf" "$TMP/gptq-np2.gguf" "$TMP/gptq-np3.gguf"
+# the per-tensor losses (rank 0's report after the split solve) equal the plain run's
+grep -o '"name": [^}]*"loss": [^}]*' "$TMP/gptq-plain.json" > "$TMP/loss-plain"
+grep -o '"name": [^}]*"loss": [^}]*' "$TMP/gptq-np3.json" > "$TMP/loss-np3"
+if [ ! -s "$TMP/loss-plain" ]; then fail gptq-np3-losses "no per-tensor losses in the plain --json"
+elif cmp -s "$TMP/loss-plain" "$TMP/loss-np3"; then pass gptq-np3-losses
+else fail gptq-np3-losses "$(diff "$TMP/loss-plain" "$TMP/loss-np3" | head -n 3)"; fi
 # more ranks than chunks: rank 3 holds none and still takes part
 "$Q" "$M" "$TMP/s-plain.gguf" Q4_0 --method gptq "${G[@]}" >/dev/null 2>&1
 "${MPIRUN[@]}" -np 4 "$QM" "$M" "$TMP/s-np4.gguf" Q4_0 --method gptq "${G[@]}" >/dev/null 2>&1
 same_bytes gptq-np4-3-chunks-plain "$TMP/s-plain.gguf" "$TMP/s-np4.gguf"
-"$Q" "$M" "$TMP/awq-plain.gguf" Q4_0 --method awq+gptq "${G[@]}" >/dev/null 2>&1
-"${MPIRUN[@]}" -np 2 "$QM" "$M" "$TMP/awq-np2.gguf" Q4_0 --method awq+gptq "${G[@]}" >/dev/null 2>&1
-same_bytes awq+gptq-np2-plain "$TMP/awq-plain.gguf" "$TMP/awq-np2.gguf"
+for method in awq+gptq awq; do
+  "$Q" "$M" "$TMP/$method-plain.gguf" Q4_0 --method $method "${G[@]}" >/dev/null 2>&1
+  nps="1 2 3"; [ $method = awq ] && nps=2
+  for np in $nps; do
+    "${MPIRUN[@]}" -np $np "$QM" "$M" "$TMP/$method-np$np.gguf" Q4_0 --method $method "${G[@]}" >/dev/null 2>&1
+  done
+  same_bytes "$method-np${nps// /-np}-plain" "$TMP/$method-plain.gguf" $(for np in $nps; do echo "$TMP/$method-np$np.gguf"; done)
+done
 left=$(ls -A "$TMP" | grep -E 'tmp|probe' || true)
 [ -z "$left" ] && pass no-temp-files-left || fail no-temp-files-left "$left"
 
@@ -94,6 +108,10 @@ expect_job_fail gptq-rank1-missing-calib 1 ".*nope.txt: cannot open" "$TMP/f3.gg
 expect_job_fail gptq-rank0-missing-calib 0 ".*nope.txt: cannot open" "$TMP/f4.gguf" -- \
   -np 1 "$QM" "$M" "$TMP/f4.gguf" Q4_0 --method gptq --calib "$TMP/nope.txt" --calib-ctx 128 --calib-chunks 3 --quiet -t 1 : \
   -np 1 "$QM" "$M" "$TMP/f4.gguf" Q4_0 --method gptq "${G[@]}"
+# rank 1's rows would go into rank 0's file: its solve setup must be rank 0's
+expect_job_fail gptq-rank1-other-damp 1 "the gptq setup .*differs from rank 0" "$TMP/f6.gguf" -- \
+  -np 1 "$QM" "$M" "$TMP/f6.gguf" Q4_0 --method gptq "${G[@]}" : \
+  -np 1 "$QM" "$M" "$TMP/f6.gguf" Q4_0 --method gptq "${G[@]}" --damp 0.02
 expect_job_fail gptq-rank1-missing-model 1 ".*nope.gguf: cannot open" "$TMP/f5.gguf" -- \
   -np 1 "$QM" "$M" "$TMP/f5.gguf" Q4_0 --method gptq "${G[@]}" : \
   -np 1 "$QM" "$TMP/nope.gguf" "$TMP/f5.gguf" Q4_0 --method gptq "${G[@]}"

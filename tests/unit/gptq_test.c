@@ -1,10 +1,12 @@
 /* gptq_test.c - the GPTQ solver and its block grids (quantize/gptq.h). */
 #include <omp.h>
+#include <pthread.h>
 
 #include "qf_test.h"
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
+#include "gptq_run.h"
 #include "gptq_kernels.h"
 #include "codecs.h"
 #include "codecs.h"
@@ -681,6 +683,225 @@ static void test_shared_factor(qf_test *t) {
     shared_factor(t, 512);
 }
 
-QF_TEST_MAIN(test_output_error_reference, test_grid_nearest_reference, test_grid_levels_reference, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
+/* The ranks' shares of a group (qf_gptq_share_rows): every row of every
+ * tensor exactly once, ranges on tile boundaries, parts' tile counts within
+ * one of each other. */
+static void test_share_rows(qf_test *t) {
+    uint64_t seed = 12345;
+    for (int trial = 0; trial < 400; trial++) {
+        int64_t n_out[3];
+        const int n = 1 + (int)(trial % 3);
+        const int64_t tile = trial % 4 == 0 ? 1 : trial % 4 == 1 ? 24 : trial % 4 == 2 ? 7 : 64;
+        for (int i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            n_out[i] = 1 + (int64_t)((seed >> 33) % 300);
+        }
+        for (int parts = 1; parts <= 8; parts++) {
+            int64_t covered[3] = {0, 0, 0}, tmin = INT64_MAX, tmax = 0;
+            int64_t next[3] = {0, 0, 0}; /* parts come in order: each starts where the last ended */
+            for (int k = 0; k < parts; k++) {
+                int64_t r0[3], r1[3], tiles = 0;
+                qf_gptq_share_rows(n_out, n, tile, parts, k, r0, r1);
+                for (int i = 0; i < n; i++) {
+                    REQUIRE(t, r0[i] <= r1[i] && r1[i] <= n_out[i], "range %lld..%lld of %lld", (long long)r0[i],
+                            (long long)r1[i], (long long)n_out[i]);
+                    if (r0[i] == r1[i]) continue;
+                    CHECK(t, r0[i] == next[i], "tensor %d part %d starts at %lld, want %lld", i, k, (long long)r0[i],
+                          (long long)next[i]);
+                    CHECK(t, r0[i] % tile == 0 && (r1[i] % tile == 0 || r1[i] == n_out[i]),
+                          "part %d of %d: rows %lld..%lld off the %lld-row tiles", k, parts, (long long)r0[i],
+                          (long long)r1[i], (long long)tile);
+                    next[i] = r1[i];
+                    covered[i] += r1[i] - r0[i];
+                    tiles += (r1[i] - r0[i] + tile - 1) / tile;
+                }
+                if (tiles < tmin) tmin = tiles;
+                if (tiles > tmax) tmax = tiles;
+            }
+            for (int i = 0; i < n; i++)
+                CHECK(t, covered[i] == n_out[i] && next[i] == n_out[i], "%d parts: tensor %d covers %lld of %lld rows",
+                      parts, i, (long long)covered[i], (long long)n_out[i]);
+            CHECK(t, tmax - tmin <= 1, "%d parts: %lld to %lld tiles a part", parts, (long long)tmin, (long long)tmax);
+        }
+    }
+}
+
+/* Solving a tensor in row ranges (qf_gptq_quantize_prep_rows, the ranks'
+ * shares) gives the bytes and values of the whole solve; a range off the
+ * tiles is refused. */
+static void test_row_ranges(qf_test *t) {
+    const int64_t n = 256, N = 400, tile = qf_gptq_row_tile();
+    const int64_t n_out[3] = {2 * tile + 5, 7, tile + 1};
+    float *X = make_inputs(91, N, n);
+    double *H = hessian(X, N, n);
+    qf_err err = {0};
+    qf_gptq_opts o;
+    qf_gptq_opts_init(&o);
+    o.fit = QF_GPTQ_FIT_SEARCH;
+    o.act_order = 1;
+    qf_gptq_prep p;
+    REQUIRE(t, qf_gptq_prepare(H, n, &o, &p, &err) == 0, "%s", err.msg);
+    const uint32_t types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int ti = 0; ti < 3; ti++) {
+        const uint32_t type = types[ti];
+        const size_t rs = row_size(type, n);
+        float *W[3], *Wp[3];
+        uint8_t *a[3], *b[3];
+        for (int i = 0; i < 3; i++) {
+            W[i] = gauss(500 + 3 * ti + i, n_out[i] * n);
+            Wp[i] = malloc((size_t)(n_out[i] * n) * sizeof *Wp[i]);
+            a[i] = malloc(n_out[i] * rs);
+            b[i] = malloc(n_out[i] * rs);
+        }
+        for (int i = 0; i < 3; i++)
+            REQUIRE(t, qf_gptq_quantize_prep(type, W[i], n_out[i], &p, &o, a[i], W[i], &err) == 0, "%s", err.msg);
+        for (int parts = 1; parts <= 4; parts++) {
+            for (int i = 0; i < 3; i++) {
+                memset(b[i], 0xAA, n_out[i] * rs);
+            }
+            for (int i = 0; i < 3; i++) { /* the original weights again: gauss is deterministic */
+                float *w0 = gauss(500 + 3 * ti + i, n_out[i] * n);
+                memcpy(Wp[i], w0, (size_t)(n_out[i] * n) * sizeof *w0);
+                free(w0);
+            }
+            for (int k = 0; k < parts; k++) {
+                int64_t r0[3], r1[3];
+                qf_gptq_share_rows(n_out, 3, tile, parts, k, r0, r1);
+                for (int i = 0; i < 3; i++)
+                    REQUIRE(t, qf_gptq_quantize_prep_rows(type, Wp[i], n_out[i], r0[i], r1[i], &p, &o, b[i], Wp[i], &err) == 0,
+                            "%s", err.msg);
+            }
+            for (int i = 0; i < 3; i++) {
+                CHECK(t, memcmp(a[i], b[i], n_out[i] * rs) == 0, "%s, %d parts: tensor %d's bytes differ", tname(type),
+                      parts, i);
+                CHECK(t, memcmp(W[i], Wp[i], (size_t)(n_out[i] * n) * sizeof *Wp[i]) == 0,
+                      "%s, %d parts: tensor %d's values differ", tname(type), parts, i);
+            }
+        }
+        CHECK(t, qf_gptq_quantize_prep_rows(type, Wp[0], n_out[0], 1, tile, &p, &o, b[0], Wp[0], &err) == QF_EINVAL,
+              "a range off the tiles accepted");
+        CHECK(t, qf_gptq_quantize_prep_rows(type, Wp[0], n_out[0], 0, tile + 1, &p, &o, b[0], Wp[0], &err) == QF_EINVAL,
+              "a range ending inside a tile accepted");
+        for (int i = 0; i < 3; i++) {
+            free(W[i]); free(Wp[i]); free(a[i]); free(b[i]);
+        }
+    }
+    qf_gptq_prep_free(&p);
+    free(X);
+    free(H);
+}
+
+/* Ranks as threads of this process for qf_dist (agree and broadcasts over
+ * a barrier), to run qf_gptq_prepare split over "ranks". */
+typedef struct fake_world {
+    pthread_barrier_t bar;
+    int size;
+    int failed[8];
+    void *pub;
+} fake_world;
+
+static int fake_agree(qf_dist *d, int failed) {
+    fake_world *w = d->impl;
+    w->failed[d->rank] = failed;
+    pthread_barrier_wait(&w->bar);
+    int low = -1;
+    for (int r = w->size - 1; r >= 0; r--)
+        if (w->failed[r]) low = r;
+    pthread_barrier_wait(&w->bar);
+    return low;
+}
+
+static void fake_bcast_from(qf_dist *d, int root, void *buf, size_t bytes) {
+    fake_world *w = d->impl;
+    if (d->rank == root) w->pub = buf;
+    pthread_barrier_wait(&w->bar);
+    if (d->rank != root) memcpy(buf, w->pub, bytes);
+    pthread_barrier_wait(&w->bar);
+}
+
+static void fake_bcast(qf_dist *d, void *buf, size_t bytes) { fake_bcast_from(d, 0, buf, bytes); }
+
+typedef struct fake_rank {
+    qf_dist d;
+    double *H;
+    int64_t n;
+    qf_gptq_opts o;
+    qf_gptq_prep p;
+    int rc;
+} fake_rank;
+
+static void *fake_prepare(void *arg) {
+    fake_rank *r = arg;
+    qf_err err = {0};
+    r->o.dist = &r->d;
+    r->rc = qf_gptq_prepare(r->H, r->n, &r->o, &r->p, &err);
+    return NULL;
+}
+
+/* qf_gptq_prepare split over 2 and 3 ranks (each inverts its column tiles,
+ * then they exchange them) gives every rank the one-process factor bit for
+ * bit, with act-order and with a damping retry; H is restored. */
+static void test_prepare_split(qf_test *t) {
+    const int64_t n = 300, N = 420; /* 5 tiles of 64 and one of 44 */
+    float *X = make_inputs(31, N, n);
+    double *H0 = hessian(X, N, n);
+    for (int mode = 0; mode < 3; mode++) {
+        double *H = malloc((size_t)(n * n) * sizeof *H);
+        memcpy(H, H0, (size_t)(n * n) * sizeof *H);
+        if (mode == 2)
+            for (int64_t j = 0; j < n; j++) H[j * n + j] -= 0.05 * H0[j * n + j]; /* indefinite: a retry */
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        o.act_order = mode == 1;
+        if (mode == 2) o.damp = 1e-3;
+        qf_gptq_prep one;
+        qf_err err = {0};
+        double *H1 = malloc((size_t)(n * n) * sizeof *H1);
+        memcpy(H1, H, (size_t)(n * n) * sizeof *H1);
+        REQUIRE(t, qf_gptq_prepare(H1, n, &o, &one, &err) == 0, "%s", err.msg);
+        for (int size = 2; size <= 3; size++) {
+            fake_world w;
+            memset(&w, 0, sizeof w);
+            w.size = size;
+            pthread_barrier_init(&w.bar, NULL, (unsigned)size);
+            fake_rank rk[3];
+            pthread_t th[3];
+            memset(rk, 0, sizeof rk);
+            for (int r = 0; r < size; r++) {
+                rk[r].d = (qf_dist){.rank = r, .size = size, .failed_rank = -1, .agree = fake_agree,
+                                    .bcast = fake_bcast, .bcast_from = fake_bcast_from, .impl = &w};
+                rk[r].H = malloc((size_t)(n * n) * sizeof *rk[r].H);
+                memcpy(rk[r].H, H, (size_t)(n * n) * sizeof *H);
+                rk[r].n = n;
+                rk[r].o = o;
+                pthread_create(&th[r], NULL, fake_prepare, &rk[r]);
+            }
+            for (int r = 0; r < size; r++) pthread_join(th[r], NULL);
+            for (int r = 0; r < size; r++) {
+                CHECK(t, rk[r].rc == 0, "mode %d, %d ranks: rank %d failed", mode, size, r);
+                if (rk[r].rc) continue;
+                int same = rk[r].p.info.retries == one.info.retries && rk[r].p.info.damp == one.info.damp;
+                for (int64_t k = 0; k < n && same; k++) {
+                    same = !one.perm || rk[r].p.perm[k] == one.perm[k];
+                    for (int64_t m = k; m < n && same; m++)
+                        same = memcmp(&rk[r].p.U[k * rk[r].p.ldu + m], &one.U[k * one.ldu + m], sizeof(float)) == 0;
+                }
+                CHECK(t, same, "mode %d, %d ranks: rank %d's factor differs from one process's", mode, size, r);
+                qf_gptq_prep_free(&rk[r].p);
+                CHECK(t, memcmp(rk[r].H, H, (size_t)(n * n) * sizeof *H) == 0, "mode %d: rank %d's H not restored", mode, r);
+                free(rk[r].H);
+            }
+            if (mode == 2) CHECK(t, one.info.retries > 0, "no retry in the retry case");
+            pthread_barrier_destroy(&w.bar);
+        }
+        qf_gptq_prep_free(&one);
+        free(H1);
+        free(H);
+    }
+    free(X);
+    free(H0);
+}
+
+QF_TEST_MAIN(test_output_error_reference, test_grid_nearest_reference, test_grid_levels_reference, test_prepare_split, test_share_rows, test_row_ranges, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
              test_layerwise_moe_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)
