@@ -3,9 +3,11 @@
 # synthetic model (bench/gen-1b.sh), THREADS threads, CHUNKS chunks of CTX
 # tokens of CALIB_TEXT:
 #   - calibration forward tokens/s (qforge's --json forward_seconds: the
-#     layer-sequential engine passes plus the Hessian accumulation) next to
+#     layer-sequential engine's passes over the model alone) next to
 #     llama-perplexity's prompt-eval tokens/s on the same F16 file, text,
-#     context, chunks and threads (runs interleaved); goal >= 1.0x;
+#     context, chunks and threads (runs interleaved); goal >= 1.0x; the
+#     Hessian accumulation (--json hessian_seconds: every group's H and
+#     sum |x|) in its own column;
 #   - the GPTQ solve time of all linears (--json solve_seconds: factor,
 #     sweep, and the per-tensor loss report); goal <= 120 s at 2 threads;
 #   - peak RSS of the whole run for each depth in LAYERS (the 22-layer model
@@ -60,7 +62,7 @@ model_for() {
 deepest=$(printf '%s\n' $LAYERS | sort -n | tail -1)
 out=$WORK/gptq-out.gguf
 peer=0; want peer && have_peer llama-perplexity && peer=1
-declare -A W R FW SW TOK PT PR
+declare -A W R FW HW SW TOK PT PR
 for rep in $(seq 1 "$REPS"); do
   for L in $LAYERS; do
     model_for "$L"
@@ -77,6 +79,7 @@ for rep in $(seq 1 "$REPS"); do
           --calib-ctx "$CTX" --calib-chunks "$CHUNKS" --threads "$THREADS" --dry-run --json 2>/dev/null |
           sed -n 's/.*"peak_rss": \([0-9]*\).*/\1/p')
         FW[$k]+="$(jnum "$logs/$rep-$m-$L.log" forward_seconds) "
+        HW[$k]+="$(jnum "$logs/$rep-$m-$L.log" hessian_seconds) "
         if [ "$m" = awq ]; then SW[$k]+="$(jnum "$logs/$rep-$m-$L.log" search_seconds) "
         else SW[$k]+="$(jnum "$logs/$rep-$m-$L.log" solve_seconds) "; fi
         TOK[$k]=$(jnum "$logs/$rep-$m-$L.log" tokens)
@@ -99,14 +102,14 @@ echo "BF16 weights, F16 GGUF), target $TYPE, calibration $(basename "$CALIB_TEXT
 echo "$THREADS threads, median of $REPS run(s). Loss and quality are not measured here (random weights)."
 echo
 if want gptq; then
-  echo "| layers | method | wall s | peak RSS MiB | --dry-run predicted MiB | forward s | forward tok/s | solve s | solve s / layer |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| layers | method | wall s | peak RSS MiB | --dry-run predicted MiB | forward s | forward tok/s | H s | solve s | solve s / layer |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for L in $LAYERS; do
     for m in gptq awq awq+gptq; do
       k="$m|$L"; [ -n "${W[$k]:-}" ] || continue
-      f=$(med "${FW[$k]}"); s=$(med "${SW[$k]}")
+      f=$(med "${FW[$k]}"); s=$(med "${SW[$k]}"); h=$(med "${HW[$k]:-}")
       tps=$(awk -v t="${TOK[$k]:-}" -v f="$f" 'BEGIN { if (t == "" || f == "-" || f == 0) print "-"; else printf "%.0f", t / f }')
-      echo "| $L | $m | $(fmt 1 "$(med "${W[$k]}")") | $(mib "$(med "${R[$k]}")") | $(awk -v b="${PR[$k]:-}" 'BEGIN { if (b == "") print "-"; else printf "%.0f", b / 1048576 }') | $(fmt 1 "$f") | $tps | $(fmt 1 "$s")$([ "$m" = awq ] && echo " (search)") | $(awk -v s="$s" -v l="$L" 'BEGIN { if (s == "-") print "-"; else printf "%.2f", s / l }') |"
+      echo "| $L | $m | $(fmt 1 "$(med "${W[$k]}")") | $(mib "$(med "${R[$k]}")") | $(awk -v b="${PR[$k]:-}" 'BEGIN { if (b == "") print "-"; else printf "%.0f", b / 1048576 }') | $(fmt 1 "$f") | $tps | $(fmt 1 "$h") | $(fmt 1 "$s")$([ "$m" = awq ] && echo " (search)") | $(awk -v s="$s" -v l="$L" 'BEGIN { if (s == "-") print "-"; else printf "%.2f", s / l }') |"
     done
   done
   echo
@@ -115,7 +118,9 @@ if [ $peer = 1 ] && [ -n "${PT[$deepest]:-}" ]; then
   k="gptq|$deepest"; f=$(med "${FW[$k]:-}")
   q=$(awk -v t="${TOK[$k]:-}" -v f="$f" 'BEGIN { if (t == "" || f == "-" || f == 0) print "-"; else printf "%.1f", t / f }')
   p=$(med "${PT[$deepest]}")
-  echo "| $deepest layers, $CHUNKS x $CTX tokens | qforge gptq calibration forward tok/s | llama-perplexity tok/s (F32 KV) | ratio |"
-  echo "|---|---|---|---|"
-  echo "| $TYPE | $q | $p | $(ratio "$q" "$p") |"
+  h=$(med "${HW[$k]:-}")
+  qh=$(awk -v t="${TOK[$k]:-}" -v f="$f" -v h="$h" 'BEGIN { if (t == "" || f == "-" || h == "-" || f + h == 0) print "-"; else printf "%.1f", t / (f + h) }')
+  echo "| $deepest layers, $CHUNKS x $CTX tokens | qforge gptq calibration forward tok/s (model passes alone) | llama-perplexity tok/s (F32 KV) | ratio | qforge H accumulation s | qforge forward + H tok/s |"
+  echo "|---|---|---|---|---|---|"
+  echo "| $TYPE | $q | $p | $(ratio "$q" "$p") | $(fmt 1 "$h") | $qh |"
 fi

@@ -183,11 +183,110 @@ static void syrk_tile(double *H, int64_t r0, const float *x, int64_t T, int64_t 
     }
 }
 
+#ifdef __AVX512F__
+/* The AVX-512 path: x converted once to double and packed in column panels
+ * of SP columns, xp[p][t][SP] (zero past column n), so that a block of SR
+ * rows by SP columns of H is summed over all T tokens in 16 registers from
+ * two contiguous streams. Each element still takes its products in token
+ * order, starting from the value already in H: the sums equal the
+ * reference. */
+#define SP 16 /* columns per panel: two vectors of 8 doubles */
+#define SR 8  /* rows per block */
+
+static void syrk_pack(double *xp, const float *x, int64_t T, int64_t n, int64_t p) {
+    double *d = xp + p * T * SP;
+    const int64_t j0 = p * SP, w = n - j0 < SP ? n - j0 : SP;
+    for (int64_t t = 0; t < T; t++) {
+        const float *r = x + t * n + j0;
+        int64_t c = 0;
+        for (; c < w; c++) d[t * SP + c] = r[c];
+        for (; c < SP; c++) d[t * SP + c] = 0.0;
+    }
+}
+
+/* Rows [ib, ib + SR) x the columns of panel p, the part that is in the
+ * lower triangle and inside rows < i1, columns < n; row i stored at
+ * H + (i - r0) * n. */
+static void syrk_block512(double *H, int64_t r0, const double *xp, int64_t T, int64_t n, int64_t ib, int64_t i1,
+                          int64_t p) {
+    const int64_t j0 = p * SP;
+    const double *a = xp + (ib / SP) * T * SP + ib % SP; /* rows ib.. sit in their own panel at offset ib % SP */
+    const double *b = xp + p * T * SP;
+    const int full = ib + SR <= i1 && j0 + SP <= n && j0 + SP - 1 <= ib; /* every element stored */
+    _Alignas(64) double tmp[SR][SP];
+    __m512d c[SR][2];
+    for (int r = 0; r < SR; r++) {
+        const double *h = H + (ib + r - r0) * n + j0;
+        if (full) {
+            c[r][0] = _mm512_loadu_pd(h);
+            c[r][1] = _mm512_loadu_pd(h + 8);
+        } else {
+            for (int k = 0; k < SP; k++) {
+                const int64_t i = ib + r, j = j0 + k;
+                tmp[r][k] = i < i1 && j < n && j <= i ? h[k] : 0.0;
+            }
+            c[r][0] = _mm512_load_pd(tmp[r]);
+            c[r][1] = _mm512_load_pd(tmp[r] + 8);
+        }
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const __m512d b0 = _mm512_loadu_pd(b + t * SP), b1 = _mm512_loadu_pd(b + t * SP + 8);
+        const double *at = a + t * SP;
+#pragma GCC unroll 8
+        for (int r = 0; r < SR; r++) {
+            const __m512d ar = _mm512_set1_pd(at[r]);
+            c[r][0] = _mm512_fmadd_pd(ar, b0, c[r][0]);
+            c[r][1] = _mm512_fmadd_pd(ar, b1, c[r][1]);
+        }
+    }
+    for (int r = 0; r < SR; r++) {
+        double *h = H + (ib + r - r0) * n + j0;
+        if (full) {
+            _mm512_storeu_pd(h, c[r][0]);
+            _mm512_storeu_pd(h + 8, c[r][1]);
+        } else {
+            _mm512_store_pd(tmp[r], c[r][0]);
+            _mm512_store_pd(tmp[r] + 8, c[r][1]);
+            for (int k = 0; k < SP; k++) {
+                const int64_t i = ib + r, j = j0 + k;
+                if (i < i1 && j < n && j <= i) h[k] = tmp[r][k];
+            }
+        }
+    }
+}
+
+/* Rows [i0, i1) through syrk_block512; 0, or -1 without memory for the packed copy. */
+static int syrk_rows512(double *P, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int n_threads) {
+    const int64_t np = (n + SP - 1) / SP;
+    double *xp = aligned_alloc(64, (size_t)(np * T * SP) * sizeof *xp);
+    if (!xp) return -1;
+    const int nt = qf_threads_for((double)(T * n * (i1 - i0) / 2), n_threads);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < np; p++) syrk_pack(xp, x, T, n, p);
+        /* work items (row block, panel): row block q holds rows i0 + q*SR.., panels 0..(its last row)/SP */
+        const int64_t nb = (i1 - i0 + SR - 1) / SR;
+#pragma omp for schedule(dynamic, 1) collapse(2)
+        for (int64_t q = 0; q < nb; q++)
+            for (int64_t p = 0; p < np; p++) {
+                const int64_t ib = i0 + q * SR, last = ib + SR - 1 < i1 - 1 ? ib + SR - 1 : i1 - 1;
+                if (p * SP <= last) syrk_block512(P, i0, xp, T, n, ib, i1, p);
+            }
+    }
+    free(xp);
+    return 0;
+}
+#endif
+
 void qf_syrk_lower(double *H, const float *x, int64_t T, int64_t n, int n_threads) {
     qf_syrk_lower_rows(H, x, T, n, 0, n, n_threads);
 }
 
 void qf_syrk_lower_rows(double *P, const float *x, int64_t T, int64_t n, int64_t i0, int64_t i1, int n_threads) {
+#ifdef __AVX512F__
+    if (i0 % SR == 0 && T > 0 && syrk_rows512(P, x, T, n, i0, i1, n_threads) == 0) return;
+#endif
     const int64_t b0 = i0 / TILE, nt = (i1 + TILE - 1) / TILE;
     const int64_t n_tiles = nt * (nt + 1) / 2 - b0 * (b0 + 1) / 2; /* tiles (bi, bj), b0 <= bi < nt, bj <= bi */
     const int64_t base = b0 * (b0 + 1) / 2;

@@ -903,11 +903,11 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     }
     if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o->calib, on_group, &s, &st, err); /* every rank: the folds change its own state */
+    rc = qf_calib_text_run(&ct, o->calib, 1, on_group, &s, &st, err); /* the folds rewrite v and up */
     if (!rc && (s.v.active || s.up.active)) rc = qf_set_err(err, QF_EINVAL, "awq: a block ended with an unfinished fold");
     if (rep)
         qf_calib_text_report(&st, &rep->n_chunks, &rep->n_tokens, &rep->hidden_bytes, &rep->spilled,
-                             &rep->forward_seconds, &rep->search_seconds);
+                             &rep->forward_seconds, &rep->hessian_seconds, &rep->search_seconds);
 done:
     deferred_free(&s.v);
     deferred_free(&s.up);

@@ -96,7 +96,7 @@ typedef struct qf_awq_report {
     int64_t n_chunks, n_tokens;
     uint64_t hidden_bytes;
     int spilled;
-    double forward_seconds, search_seconds;
+    double forward_seconds, hessian_seconds, search_seconds; /* forward: the model's passes alone */
 } qf_awq_report;
 
 void qf_awq_report_free(qf_awq_report *r);

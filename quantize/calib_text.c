@@ -36,8 +36,8 @@ int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *ca
     return qf_text_encode(&ct->tx, ct->text, 1, &ct->ids, &ct->n_ids, err);
 }
 
-int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, qf_lw_group_fn fn, void *user,
-                      qf_lw_stats *st, qf_err *err) {
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_rewrites_producers, qf_lw_group_fn fn,
+                      void *user, qf_lw_stats *st, qf_err *err) {
     qf_lw_params lp;
     memset(&lp, 0, sizeof lp);
     lp.n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
@@ -48,18 +48,20 @@ int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, qf_lw_group_
     lp.progress = o->progress;
     lp.progress_user = o->progress_user;
     lp.dist = o->dist;
+    lp.fn_rewrites_producers = fn_rewrites_producers;
     int rc = qf_layerwise_run(&ct->m, ct->ids, ct->n_ids, &lp, fn, user, st, err);
     if (rc && !strncmp(err->msg, "calibration text", 16)) qf_err_prefix(err, o->calib_path);
     return rc;
 }
 
 void qf_calib_text_report(const qf_lw_stats *st, int64_t *n_chunks, int64_t *n_tokens, uint64_t *hidden_bytes,
-                          int *spilled, double *forward_seconds, double *fn_seconds) {
+                          int *spilled, double *forward_seconds, double *hessian_seconds, double *fn_seconds) {
     *n_chunks = st->n_chunks;
     *n_tokens = st->n_tokens;
     *hidden_bytes = st->hidden_bytes;
     *spilled = st->spilled;
     *forward_seconds = st->forward_seconds;
+    *hessian_seconds = st->hessian_seconds;
     *fn_seconds = st->callback_seconds;
 }
 

@@ -38,15 +38,15 @@ int qf_calib_text_open(qf_calib_text *ct, const char *model_path, const char *ca
 
 /* Run the pipeline over the text with o's chunks, context (0 -> 512), memory,
  * threads, progress and ranks; fn is called per group on every rank
- * (qf_lw_params). A too-short text's error names o->calib_path; other errors
- * as qf_layerwise_run. */
-int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, qf_lw_group_fn fn, void *user,
-                      qf_lw_stats *st, qf_err *err);
+ * (qf_lw_params; fn_rewrites_producers as there). A too-short text's error
+ * names o->calib_path; other errors as qf_layerwise_run. */
+int qf_calib_text_run(qf_calib_text *ct, const qf_gptq_run_opts *o, int fn_rewrites_producers, qf_lw_group_fn fn,
+                      void *user, qf_lw_stats *st, qf_err *err);
 
 /* Copies a run's figures into the like-named fields of a method's report
  * (fn_seconds: the time in the method's group function). */
 void qf_calib_text_report(const qf_lw_stats *st, int64_t *n_chunks, int64_t *n_tokens, uint64_t *hidden_bytes,
-                          int *spilled, double *forward_seconds, double *fn_seconds);
+                          int *spilled, double *forward_seconds, double *hessian_seconds, double *fn_seconds);
 
 void qf_calib_text_free(qf_calib_text *ct);
 

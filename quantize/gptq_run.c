@@ -404,10 +404,10 @@ int qf_gptq_run(const char *model_path, const qf_quant_plan *plan, const qf_imat
     }
     if ((rc = qf_blockstore_open(store, plan->n, NULL, err))) goto done;
     qf_lw_stats st;
-    rc = qf_calib_text_run(&ct, o, on_group, &s, &st, err);
+    rc = qf_calib_text_run(&ct, o, 0, on_group, &s, &st, err);
     if (rep)
         qf_calib_text_report(&st, &rep->n_chunks, &rep->n_tokens, &rep->hidden_bytes, &rep->spilled,
-                             &rep->forward_seconds, &rep->solve_seconds);
+                             &rep->forward_seconds, &rep->hessian_seconds, &rep->solve_seconds);
 done:
     if (rc) qf_blockstore_close(store);
     if (s.xblocks)

@@ -61,7 +61,7 @@ typedef struct qf_gptq_report {
     int64_t n_chunks, n_tokens;
     uint64_t hidden_bytes;
     int spilled;
-    double forward_seconds, solve_seconds;
+    double forward_seconds, hessian_seconds, solve_seconds; /* forward: the model's passes alone */
     int retried;              /* tensors whose damping was raised */
     int no_token_experts;     /* expert matrices quantized without calibration (no routed token) */
 } qf_gptq_report;

@@ -123,12 +123,6 @@ static qf_weight f32_view(const qf_weight *w, const float *data) {
     return v;
 }
 
-/* Mirror the accumulated lower triangle into the full matrix. */
-static void symmetrize(double *H, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < i; j++) H[j * n + i] = H[i * n + j];
-}
-
 /* H is summed per chunk in row panels of at most this many doubles (or 32
  * rows), each panel added into H in chunk order (qf_dist.h). */
 #define PANEL_CELLS ((int64_t)1 << 23)
@@ -146,6 +140,9 @@ typedef struct run {
     int64_t size, rank;      /* chunk k runs on rank k % size, as its local chunk k / size */
     qf_ctx c;
     hidden hs;               /* this rank's chunks */
+    hidden sb;               /* this rank's chunks of a block's stored activation: the attention output,
+                                then the FFN activation (the inputs of attn_output and ffn_down) */
+    int64_t sb_width;        /* floats per token in sb */
     hidden wmap;             /* the F32 weights of one block, in an unlinked file */
     float *xbuf;             /* one chunk [ctx, E] */
     float *xcap;             /* one chunk's group input [ctx, n_in] */
@@ -181,6 +178,20 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
         orig[i] = empty ? NULL : o[i];
     }
     return fused;
+}
+
+/* Mirror the accumulated lower triangle of r->H [n, n] into the full
+ * matrix, in 64 x 64 tiles (both sides of a tile stay in cache); its time
+ * counts as the sums'. */
+static void symmetrize(run *r, int64_t n) {
+    double *H = r->H;
+    if (!H) return;
+    const double t0 = now_seconds();
+    for (int64_t i0 = 0; i0 < n; i0 += 64)
+        for (int64_t j0 = 0; j0 <= i0; j0 += 64)
+            for (int64_t i = i0; i < i0 + 64 && i < n; i++)
+                for (int64_t j = j0; j < j0 + 64 && j < i; j++) H[j * n + i] = H[i * n + j];
+    r->st->hessian_seconds += now_seconds() - t0;
 }
 
 /* H := 0 by returning its pages (they read as zeros again), so that only the
@@ -224,11 +235,87 @@ static void add_round(run *r, int64_t j, const float *x, int64_t T, int64_t n, i
     qf_dist_reduce(r->d, r->abs, has ? r->abs_part : NULL, (size_t)(n + 1), (int)np);
 }
 
-/* Run every chunk through block l (weights L); with a target, sum its
- * input (H, abs); in place on the hidden states when `advance`. */
-static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, int64_t n_in, int advance,
-                qf_err *err) {
+/* The stages of a block: each runs one part of every chunk with the
+ * weights quantized so far and keeps its output for the next, so the block's
+ * matmuls run once per chunk. */
+typedef enum {
+    ST_ATTN,     /* x -> attention output, stored (sb); the input of attn_output */
+    ST_ATTN_OUT, /* x += att Wo^T (hidden states in place); the FFN's normed input */
+    ST_FFN_ACT,  /* the FFN activation, stored (sb); the input of ffn_down */
+    ST_FFN_DOWN, /* x += act Wdown^T (hidden states in place) */
+} stage_kind;
+
+/* Run stage s of block l (weights L) over every chunk; with `sum`, its
+ * captured output summed into H and abs (n_in wide). */
+static int stage(run *r, int64_t l, const qf_layer *L, stage_kind s, int sum, qf_err *err) {
+    const qf_hparams *hp = &r->m->hp;
+    const int64_t E = hp->n_embd, T = r->ctx, OD = hp->n_head * hp->head_dim_v, F = hp->n_ff;
+    const int64_t n_in = s == ST_ATTN ? OD : s == ST_ATTN_OUT ? E : F;
+    const size_t xb = (size_t)(T * E) * sizeof(float);
+    const int keep = r->sb_width > 0; /* the attention output and FFN activation kept (sb), else recomputed */
+    qf_ctx *c = &r->c;
+    c->hook = NULL;
+    if (sum) begin_sums(r, n_in);
+    for (int64_t j = 0; j * r->size < r->n_chunks; j++) {
+        const int has = j * r->size + r->rank < r->n_chunks;
+        const float *cap = NULL;
+        int rc = 0;
+        if (has) {
+            float *xk = r->hs.x + j * T * E, *sk = keep ? r->sb.x + j * T * r->sb_width : NULL;
+            memcpy(c->x, xk, xb);
+            c->n_past = 0;
+            switch (s) {
+            case ST_ATTN:
+                rc = qf_forward_part(c, l, L, QF_PART_ATTN, T, err);
+                if (keep) memcpy(sk, c->att, (size_t)(T * OD) * sizeof(float));
+                cap = c->att;
+                break;
+            case ST_ATTN_OUT:
+                if (keep) memcpy(c->att, sk, (size_t)(T * OD) * sizeof(float));
+                else rc = qf_forward_part(c, l, L, QF_PART_ATTN, T, err);
+                if (!rc) rc = qf_forward_part(c, l, L, QF_PART_ATTN_OUT, T, err);
+                if (!rc && sum) rc = qf_forward_part(c, l, L, QF_PART_FFN_NORM, T, err);
+                memcpy(xk, c->x, xb);
+                cap = c->xb;
+                break;
+            case ST_FFN_ACT:
+                rc = qf_forward_part(c, l, L, QF_PART_FFN_NORM, T, err);
+                if (!rc) rc = qf_forward_part(c, l, L, QF_PART_FFN_ACT, T, err);
+                if (keep) memcpy(sk, c->gate, (size_t)(T * F) * sizeof(float));
+                cap = c->gate;
+                break;
+            case ST_FFN_DOWN:
+                if (keep) {
+                    memcpy(c->gate, sk, (size_t)(T * F) * sizeof(float));
+                } else {
+                    rc = qf_forward_part(c, l, L, QF_PART_FFN_NORM, T, err);
+                    if (!rc) rc = qf_forward_part(c, l, L, QF_PART_FFN_ACT, T, err);
+                }
+                if (!rc) rc = qf_forward_part(c, l, L, QF_PART_FFN_DOWN, T, err);
+                memcpy(xk, c->x, xb);
+                break;
+            }
+        }
+        if (!sum) {
+            if (rc) return rc;
+            continue;
+        }
+        if ((rc = qf_dist_check(r->d, rc, err))) return rc;
+        const double t0 = now_seconds();
+        add_round(r, j, cap, T, n_in, has);
+        r->st->hessian_seconds += now_seconds() - t0;
+    }
+    release_block(r, l);
+    if (sum) symmetrize(r, n_in);
+    return 0;
+}
+
+/* The FFN of block l (weights L, a mixture of experts) on every chunk's
+ * hidden states: with a target, its input summed (H, abs), the states left
+ * as they are; else in place on the hidden states. */
+static int pass_ffn(run *r, int64_t l, const qf_layer *L, const qf_weight *target, int64_t n_in, qf_err *err) {
     const int64_t E = r->m->hp.n_embd;
+    const size_t xb = (size_t)(r->ctx * E) * sizeof(float);
     capture cap = {target, r->xcap, n_in, 0};
     if (target) {
         begin_sums(r, n_in);
@@ -243,21 +330,24 @@ static int pass(run *r, int64_t l, const qf_layer *L, const qf_weight *target, i
         cap.T = 0;
         if (has) {
             float *xk = r->hs.x + j * r->ctx * E;
-            float *x = advance ? xk : r->xbuf;
-            if (!advance) memcpy(x, xk, (size_t)(r->ctx * E) * sizeof *x);
+            memcpy(r->c.x, xk, xb);
             r->c.n_past = 0;
-            rc = qf_forward_layer(&r->c, l, L, x, r->ctx, err);
+            rc = qf_forward_part(&r->c, l, L, QF_PART_FFN_NORM, r->ctx, err);
+            if (!rc) rc = qf_forward_part(&r->c, l, L, QF_PART_FFN_DOWN, r->ctx, err);
+            if (!rc && !target) memcpy(xk, r->c.x, xb);
         }
         if (!target) {
             if (rc) return rc;
             continue;
         }
         if ((rc = qf_dist_check(r->d, rc, err))) return rc;
+        const double t0 = now_seconds();
         add_round(r, j, cap.x, cap.T, n_in, has);
+        r->st->hessian_seconds += now_seconds() - t0;
     }
     r->c.hook = NULL;
     release_block(r, l);
-    if (target && r->H) symmetrize(r->H, n_in);
+    if (target) symmetrize(r, n_in);
     return 0;
 }
 
@@ -281,9 +371,11 @@ static int norm_capture(run *r, const float *nw, qf_err *err) {
         }
         int rc = qf_dist_check(r->d, 0, err);
         if (rc) return rc;
+        const double t0 = now_seconds();
         add_round(r, j, r->xbuf, r->ctx, E, has);
+        r->st->hessian_seconds += now_seconds() - t0;
     }
-    if (r->H) symmetrize(r->H, E);
+    symmetrize(r, E);
     return 0;
 }
 
@@ -311,13 +403,23 @@ static void progress(run *r, int layer, const char *stage) {
     if (r->p->progress) r->p->progress(r->p->progress_user, layer, (int)r->m->hp.n_layer, stage);
 }
 
-/* Run one group: its input captured (by norm_capture for attn_in, else a
- * pass with the earlier groups replaced in Lq), the caller's function, then
- * its tensors' views in Lq (dst[i]) pointed at the F32 values left in wf[i]. */
+/* Its input captured for group g: attn_in's by norm_capture, an expert's
+ * by a pass through the FFN, the others by the stage before them (run with
+ * the earlier groups replaced in Lq). */
+static int capture_input(run *r, int64_t l, const qf_layer *Lq, const qf_lw_group *g, const qf_weight *target,
+                         qf_err *err) {
+    if (g->kind == QF_SITE_ATTN_IN) return norm_capture(r, r->m->layers[l].attn_norm.data, err);
+    if (g->expert >= 0) return pass_ffn(r, l, Lq, target, g->n_in, err);
+    const stage_kind s = g->kind == QF_SITE_ATTN_OUT ? ST_ATTN : g->kind == QF_SITE_FFN_IN ? ST_ATTN_OUT : ST_FFN_ACT;
+    return stage(r, l, Lq, s, 1, err);
+}
+
+/* Run one group: its input captured (capture_input), the caller's function,
+ * then its tensors' views in Lq (dst[i]) pointed at the F32 values left in
+ * wf[i]. */
 static int run_group(run *r, int64_t l, qf_layer *Lq, qf_lw_group *g, qf_weight *const dst[3], qf_err *err) {
     g->layer = (int)l;
-    int rc = g->kind == QF_SITE_ATTN_IN ? norm_capture(r, r->m->layers[l].attn_norm.data, err)
-                                        : pass(r, l, Lq, dst[0], g->n_in, 0, err);
+    int rc = capture_input(r, l, Lq, g, dst[0], err);
     for (int i = 0; i < g->n && !rc; i++) {
         rc = weight_f32(r->m, g->w[i], g->wf[i], err);
         release_weight(r->m, g->w[i]);
@@ -371,6 +473,7 @@ static int block(run *r, int64_t l, float *wf[7], float **wx, qf_err *err) {
         }
         rc = run_group(r, l, &Lq, &g, dst, err);
     }
+    if (X > 0 && !rc) rc = stage(r, l, &Lq, ST_ATTN_OUT, 0, err); /* the experts read x + att Wo^T */
     for (int64_t e = 0; e < X && !rc; e++) {
         const qf_weight *ow[3] = {&L0->gate_exps[e], &L0->up_exps[e], &L0->down_exps[e]};
         for (int down = 0; down < 2 && !rc; down++) {
@@ -393,7 +496,7 @@ static int block(run *r, int64_t l, float *wf[7], float **wx, qf_err *err) {
     }
     if (!rc) {
         progress(r, (int)l, "advance");
-        rc = pass(r, l, &Lq, NULL, 0, 1, err);
+        rc = X > 0 ? pass_ffn(r, l, &Lq, NULL, 0, err) : stage(r, l, &Lq, ST_FFN_DOWN, 0, err);
     }
     free(xv);
     return rc;
@@ -433,7 +536,7 @@ uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
     uint64_t n_in = E > F ? E : F;
     if (OD > n_in) n_in = OD;
     const uint64_t panel = (uint64_t)panel_rows((int64_t)n_in) * n_in;
-    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) +
+    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) + 8 * (uint64_t)n_ctx * n_in +
            4 * (uint64_t)n_ctx * (10 * (n_in > E ? n_in : E) + (uint64_t)hp->n_layer * (KD + VD));
 }
 
@@ -478,6 +581,12 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         free(wx);
         return rc;
     }
+    const int64_t OD = hp->n_head * hp->head_dim_v;
+    r.sb_width = p->fn_rewrites_producers ? 0 : X > 0 || OD > hp->n_ff ? OD : hp->n_ff;
+    const size_t sbytes = (size_t)((n_local ? n_local : 1) * ctx * r.sb_width) * sizeof(float);
+    if (sbytes && (rc = hidden_alloc(&r.sb, sbytes, budget > hbytes ? budget - hbytes : 0, p->tmp_dir,
+                                     "block activations", err)))
+        goto done;
     /* the F32 weights of the largest block, each tensor page-aligned, in a
      * file: only the group being solved and what a pass reads stay resident */
     const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
@@ -493,8 +602,8 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     if ((rc = hidden_alloc(&r.wmap, wbytes, 0, p->tmp_dir, "block weights", err))) goto done;
     st->n_chunks = n_chunks;
     st->n_tokens = n_chunks * ctx;
-    st->hidden_bytes = hbytes;
-    st->spilled = r.hs.mapped;
+    st->hidden_bytes = hbytes + sbytes;
+    st->spilled = r.hs.mapped || r.sb.mapped;
     if ((rc = qf_ctx_init(&r.c, m, ctx, ctx, err))) goto done;
     r.c.n_threads = p->n_threads > 1 ? p->n_threads : 1;
     r.c.act_llamacpp = 0; /* plain F32 activations: the inputs GPTQ's H describes */
@@ -555,7 +664,7 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         rc = wout ? output_group(&r, wout, err) : qf_set_err(err, QF_ENOMEM, "out of memory for output.weight");
     }
 done:
-    st->forward_seconds = now_seconds() - t0 - st->callback_seconds;
+    st->forward_seconds = now_seconds() - t0 - st->callback_seconds - st->hessian_seconds;
     free(wout);
     if (r.wmap.x) hidden_free(&r.wmap);
     for (int64_t i = 0; i < 3 * X; i++) free(wx[i]);
@@ -568,5 +677,6 @@ done:
     free(r.P);
     qf_ctx_free(&r.c);
     hidden_free(&r.hs);
+    if (r.sb.x) hidden_free(&r.sb);
     return rc;
 }

@@ -13,8 +13,19 @@
  * FFN groups, per expert e in order FFN_IN (gate_e, up_e) and FFN_DOWN
  * (down_e), each H summed over the tokens the router sends to e only,
  * unweighted by the router's probabilities (a token that routes nowhere near
- * e says nothing about e; n_tokens may be 0). The router stays as stored. Before each group the chunks run through the block
- * with the groups already visited replaced, and the group's input is
+ * e says nothing about e; n_tokens may be 0). The router stays as stored.
+ *
+ * The block runs in stages, each over every chunk with the groups visited
+ * so far replaced, each part of the block once per chunk: attn_in's input
+ * is the attention norm of the hidden states; the attention (q, k, v, the
+ * scores) gives attn_output's input, kept per chunk; attn_output moves the
+ * hidden states to x + att Wo^T in place, whose FFN norm is the FFN_IN
+ * input; gate and up give ffn_down's input (act(gate) * up), kept per
+ * chunk; ffn_down then finishes the block in place. (With
+ * fn_rewrites_producers the attention output and the FFN activation are
+ * computed again, from the rewritten v and up, where they are read.) A MoE block's experts
+ * are visited by passes through the expert FFN alone (the input of each
+ * expert's matmul caught by the engine's hook). Each group's input is
  * accumulated: H = sum over tokens of x x^T (double, lower triangle with
  * qf_syrk_lower, then mirrored) and sum |x_j|, each summed per chunk and
  * the chunks' sums added in chunk order (H in row panels of at most 64 MiB);
@@ -25,11 +36,15 @@
  * quantized values); the next groups and blocks then run with what it left.
  *
  * Memory: the hidden states (4 * n_chunks * ctx * n_embd B, divided among
- * the ranks) stay in RAM up to mem_budget and are otherwise kept in an
- * unlinked temporary file (mapped; the kernel pages it), plus the group's H
+ * the ranks) and the kept activations (4 * n_chunks * ctx * max(n_head *
+ * head_dim_v, n_ff) B, n_ff left out for MoE; none with
+ * fn_rewrites_producers) stay in RAM up to mem_budget
+ * and are otherwise kept in an unlinked temporary file (mapped; the kernel
+ * pages it), plus the group's H
  * (8 * n_in^2 B, on every rank; while it accumulates only its lower
  * triangle is resident), one panel of a chunk's H
- * (up to 64 MiB), one chunk's group input (4 * ctx * n_in B) and the engine
+ * (up to 64 MiB), one chunk's group input (4 * ctx * n_in B, and 8 * ctx * n_in B
+ * as double while it is summed) and the engine
  * for one chunk. The block's weights as F32 live in another unlinked file
  * (a MoE block's experts in RAM): a group's own are converted just before
  * its function runs, and the resident pages of the F32 weights, of H and of
@@ -72,7 +87,8 @@ typedef struct qf_lw_params {
     int64_t max_chunks;       /* <= 0: all full chunks */
     int add_bos;              /* chunk's first token replaced by bos_id */
     int32_t bos_id;
-    uint64_t mem_budget;      /* bytes of hidden states kept in RAM; 0: a quarter of physical RAM */
+    uint64_t mem_budget;      /* bytes of hidden states and kept activations in RAM; 0: a quarter of
+                                 physical RAM */
     const char *tmp_dir;      /* for the spill file; NULL: $TMPDIR or /tmp */
     int n_threads;            /* threads for the engine and the accumulators; <= 1: one */
     /* progress: layer (n_layer = output), stage name ("attn_in", ...) */
@@ -81,14 +97,19 @@ typedef struct qf_lw_params {
     qf_dist *dist;            /* chunks split across ranks (qf_dist.h), fn run on every rank with
                                  the same sums (it may split its own work: qf_dist.h's
                                  collectives); NULL: one process */
+    int fn_rewrites_producers; /* 1: fn may also rewrite the F32 weights that produce its group's
+                                 input (v for attn_output, up for ffn_down: AWQ's folds); the
+                                 stages after those groups then recompute the attention output
+                                 and the FFN activation instead of keeping them */
 } qf_lw_params;
 
 typedef struct qf_lw_stats {
     int64_t n_chunks;
     int64_t n_tokens;
-    uint64_t hidden_bytes;
-    int spilled;              /* hidden states in a temporary file */
-    double forward_seconds;   /* engine passes and accumulation */
+    uint64_t hidden_bytes;    /* hidden states and kept activations */
+    int spilled;              /* some of them in a temporary file */
+    double forward_seconds;   /* the engine's passes over the model (no H, no group function) */
+    double hessian_seconds;   /* summing the groups' inputs: H, sum |x| */
     double callback_seconds;  /* time spent in the group function */
 } qf_lw_stats;
 
@@ -98,8 +119,9 @@ typedef struct qf_lw_stats {
 int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err);
 
-/* Memory the pipeline needs besides the hidden states and the model mapping
- * (F32 weights of the widest block, the largest H, engine buffers), bytes. */
+/* Memory the pipeline needs besides the hidden states, the kept activations
+ * and the model mapping (F32 weights of the widest block, the largest H,
+ * a chunk's input as double for the sums, engine buffers), bytes. */
 uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx);
 
 #endif

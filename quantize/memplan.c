@@ -147,6 +147,7 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     int n_layer = 0, n_blk[4];
     lin L[4][3];
     int64_t n_max = E, kv = 0, act = 0; /* widest input; K+V width; a token's activations */
+    int64_t kept = 0;                   /* floats per token of a block's kept activation (layerwise.c) */
     uint64_t wmap = 0, store = 0;
     while (block_lins(p, n_layer, L, n_blk)) {
         uint64_t wb = 0;
@@ -160,17 +161,22 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
                 if (n_layer == 0) act += x->n_out;
             }
         if (wb > wmap) wmap = wb;
+        for (int g = 1; g < 4; g += 2) /* attn_output's input; ffn_down's (dense) */
+            if (n_blk[g] && L[g][0].n_in > kept) kept = L[g][0].n_in;
         n_layer++;
     }
     if (has_out && (out.gptq || awq)) store += out.t->out_nbytes;
+    /* the hidden states, and (not for AWQ, which recomputes them) the
+     * kept activations of a block */
     const uint64_t hidden = 4 * (uint64_t)(chunks * ctx * E);
+    const uint64_t kept_bytes = awq ? 0 : 4 * (uint64_t)(chunks * ctx * kept);
     /* engine: a chunk's activations (every linear's output, 3 residual-width
      * buffers, the chunk copy) and its K/V cache for every layer */
     const uint64_t engine = 4 * (uint64_t)ctx * ((uint64_t)act + 4 * (uint64_t)E + (uint64_t)kv);
     uint64_t part = 0;
     const int is_dir = o->in_path && stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode);
     const uint64_t dir_rss = is_dir ? meta_bytes + dir_model(p, &part) : 0;
-    const uint64_t pipe = base + CALIB_BYTES + hidden + engine + 2 * text_bytes + dir_rss;
+    const uint64_t pipe = base + CALIB_BYTES + hidden + kept_bytes + engine + 2 * text_bytes + dir_rss;
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
     const uint64_t awq_extra = awq ? 8 * (uint64_t)(n_max * n_max) : 0;
 
@@ -196,7 +202,9 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
             /* solve: H, 2 x 64 n of band and panel scratch, per thread a row tile */
             const uint64_t solve = 8 * n * n + 2 * 64 * 8 * n + (uint64_t)nt * 24 * 6 * n + 2 * 64 * 8 * n;
             consider(m, pipe + awq_extra + solve + own + src + dst + smp, "blk.%d.%s solve", l, group_names[g][0]);
-            consider(m, pipe + awq_extra + 4 * n * n + before + rest, "blk.%d.%s input pass", l, group_names[g][0]);
+            /* the pass: H's lower triangle, the chunk's input packed as double for its sums */
+            consider(m, pipe + awq_extra + 4 * n * n + 8 * (uint64_t)ctx * n + before + rest, "blk.%d.%s input pass", l,
+                     group_names[g][0]);
         }
     }
     if (has_out) {
@@ -208,7 +216,8 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     }
     uint64_t budget = c->mem_budget;
     if (!budget) budget = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 4;
-    const uint64_t spill = (hidden > budget ? hidden : 0) + part; /* with a directory's part file */
+    const uint64_t spill = (hidden > budget ? hidden : 0) + (hidden + kept_bytes > budget ? kept_bytes : 0) +
+                           part; /* with a directory's part file */
     /* the finished tensors stay on disk until the output is written */
     m->tmp_bytes = store + wmap + spill;
     m->disk_peak = store + (m->out_bytes > wmap + spill ? m->out_bytes : wmap + spill);

@@ -8,11 +8,14 @@
  * converted tensors (F32 buffer, the output buffer, the input pages of one
  * chunk until released).
  * gptq adds the largest of its stages, on top of the hidden states
- * (4 * chunks * ctx * n_embd) and the engine's buffers:
+ * (4 * chunks * ctx * n_embd), a block's kept activation (4 * chunks * ctx
+ * * the widest input of attn_output and ffn_down; not for awq, which
+ * recomputes it) and the engine's buffers:
  *   solve a group reading n inputs: 8 n^2 (H, factored in place) + the
  *     group's weights as F32 + its largest output tensor + loss samples;
  *   the pass that collects a group's input: 4 n^2 (H's lower triangle) +
- *     the earlier groups' weights as F32 + the stored bytes of the others;
+ *     8 ctx n (a chunk's input as double for the sums) + the earlier
+ *     groups' weights as F32 + the stored bytes of the others;
  *   output.weight: 8 E^2 + 4 V E + its stored bytes + its output bytes.
  * awq, awq+gptq add a second n^2 Hessian and a block's v and up as F32.
  * A directory input adds to gptq / awq its calibration model's header, the
@@ -20,8 +23,8 @@
  * rows) and, on disk, the largest part (a block's, the embedding's or the
  * output's stored bytes).
  * Disk: the output file; gptq and awq also their temporary files (the
- * finished tensors, one block's weights as F32, hidden states beyond the
- * budget).
+ * finished tensors, one block's weights as F32, hidden states and kept
+ * activations beyond the budget).
  */
 #ifndef QF_MEMPLAN_H
 #define QF_MEMPLAN_H

@@ -351,9 +351,9 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     if (o->awq_report && (p->method == QF_QUANT_METHOD_AWQ || p->method == QF_QUANT_METHOD_AWQ_GPTQ) && !dry_run) {
         const qf_awq_report *a = o->awq_report;
         fprintf(fp, ",\n \"awq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
-                "\"forward_seconds\": %.3f, \"search_seconds\": %.3f, \"groups\": [",
+                "\"forward_seconds\": %.3f, \"hessian_seconds\": %.3f, \"search_seconds\": %.3f, \"groups\": [",
                 (long long)a->n_chunks, (long long)a->n_tokens, (unsigned long long)a->hidden_bytes,
-                a->spilled ? "true" : "false", a->forward_seconds, a->search_seconds);
+                a->spilled ? "true" : "false", a->forward_seconds, a->hessian_seconds, a->search_seconds);
         for (size_t i = 0; i < a->n; i++) {
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
@@ -368,10 +368,11 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
     if (o->gptq_report && p->method == QF_QUANT_METHOD_GPTQ && !dry_run) {
         const qf_gptq_report *g = o->gptq_report;
         fprintf(fp, ",\n \"gptq\": {\"chunks\": %lld, \"tokens\": %lld, \"hidden_bytes\": %llu, \"spilled\": %s, "
-                "\"forward_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, \"experts_without_tokens\": %d, "
-                "\"tensors\": [",
+                "\"forward_seconds\": %.3f, \"hessian_seconds\": %.3f, \"solve_seconds\": %.3f, \"damping_raised\": %d, "
+                "\"experts_without_tokens\": %d, \"tensors\": [",
                 (long long)g->n_chunks, (long long)g->n_tokens, (unsigned long long)g->hidden_bytes,
-                g->spilled ? "true" : "false", g->forward_seconds, g->solve_seconds, g->retried, g->no_token_experts);
+                g->spilled ? "true" : "false", g->forward_seconds, g->hessian_seconds, g->solve_seconds, g->retried,
+                g->no_token_experts);
         for (size_t i = 0; i < g->n; i++) {
             fprintf(fp, "%s\n  {\"name\": ", i ? "," : "");
             qf_cli_json_str(fp, g->t[i].name);
@@ -412,9 +413,9 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
         }
         const size_t n_solved = g->n - (size_t)g->no_token_experts; /* the others have no loss */
         printf("  gptq:      %zu tensors, mean relative output error %.4g (round-to-nearest %.4g);\n"
-               "             %lld chunks, %lld tokens; forward %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
+               "             %lld chunks, %lld tokens; forward %.2f s, H %.2f s, solve %.2f s; damping raised for %d tensors%s\n",
                n_solved, n_solved ? lg / (double)n_solved : 0.0, n_solved ? lr / (double)n_solved : 0.0, (long long)g->n_chunks,
-               (long long)g->n_tokens, g->forward_seconds, g->solve_seconds, g->retried,
+               (long long)g->n_tokens, g->forward_seconds, g->hessian_seconds, g->solve_seconds, g->retried,
                g->spilled ? "; hidden states spilled to disk" : "");
         if (g->no_token_experts)
             printf("  gptq:      %d expert matrices saw no calibration token: quantized without GPTQ, as the usual path does\n",
@@ -431,9 +432,9 @@ static void print_summary(const qf_quantize_opts *o, const qf_quantize_result *r
         }
         const double n = a->n ? (double)a->n : 1.0;
         printf("  awq:       %zu groups, mean alpha %.2f, mean relative output error %.4g at alpha 0, %.4g scaled,\n"
-               "             %.4g written; %lld chunks, %lld tokens; forward %.2f s, search %.2f s%s\n",
+               "             %.4g written; %lld chunks, %lld tokens; forward %.2f s, H %.2f s, search %.2f s%s\n",
                a->n, al / n, l0 / n, l / n, lf / n, (long long)a->n_chunks, (long long)a->n_tokens,
-               a->forward_seconds, a->search_seconds, a->spilled ? "; hidden states spilled to disk" : "");
+               a->forward_seconds, a->hessian_seconds, a->search_seconds, a->spilled ? "; hidden states spilled to disk" : "");
     }
     if (o->write_manifest) printf("  manifest:  %s.xxh\n", o->out_path);
     double s = r->seconds;

@@ -511,16 +511,15 @@ static void residual_add(float *x, float *y, const qf_weight *post, const qf_hpa
     for (int64_t i = 0; i < E; i++) x[i] += y[i];
 }
 
-/* One transformer block on c->x [T, E] in place (tokens at positions
- * n_past..n_past+T-1; KV cache slot `l`), with the block's weights L. */
-static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+/* QF_PART_ATTN: c->x [T, E] -> c->att [T, H*Dv], the attention output
+ * before attn_output (tokens at positions n_past..n_past+T-1; their K/V go
+ * into cache slot `l`). */
+static int part_attn(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
     const qf_hparams *hp = &c->m->hp;
-    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t E = hp->n_embd;
     const int64_t H = hp->n_head, Hkv = hp->n_head_kv, Dk = hp->head_dim_k, Dv = hp->head_dim_v;
     const int64_t N = c->n_ctx, P = c->n_past;
     int rc;
-
-    /* attention block */
 #pragma omp parallel for schedule(static) PAR(T * E)
     for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm.data, E, hp->norm_eps);
     if (L->wqkv.data) { /* phi3: one projection [T, H*Dk + Hkv*Dk + Hkv*Dv], split */
@@ -564,20 +563,35 @@ static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_
         }
     }
     if ((rc = attention(c, l, T)) < 0) return qf_set_err(err, rc, "out of memory in attention");
-    if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
+    return 0;
+}
 
-    /* x += att Wo^T, then the feed-forward block (SwiGLU) */
+/* QF_PART_ATTN_OUT: c->x += c->att Wo^T (through the post-norm and scale). */
+static int part_attn_out(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    int rc;
+    if ((rc = matmul(c, (int)l, &L->wo, c->att, T, c->proj, err)) < 0) return rc; /* [T, E] */
 #pragma omp parallel for schedule(static) PAR(T * E)
-    for (int64_t t = 0; t < T; t++) {
-        residual_add(c->x + t * E, c->proj + t * E, &L->post_attn_norm, hp);
-        rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
-    }
-    if (L->gate_exps) { /* mixture of experts */
-        if ((rc = moe_ffn(c, l, L, T, err)) < 0) return rc;
+    for (int64_t t = 0; t < T; t++) residual_add(c->x + t * E, c->proj + t * E, &L->post_attn_norm, hp);
+    return 0;
+}
+
+/* QF_PART_FFN_NORM: c->xb = rmsnorm(c->x) * ffn_norm. */
+static void part_ffn_norm(qf_ctx *c, const qf_layer *L, int64_t T) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
 #pragma omp parallel for schedule(static) PAR(T * E)
-        for (int64_t t = 0; t < T; t++) residual_add(c->x + t * E, c->proj + t * E, &L->post_ffw_norm, hp);
-        return 0;
-    }
+    for (int64_t t = 0; t < T; t++) rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm.data, E, hp->norm_eps);
+}
+
+/* QF_PART_FFN_ACT: c->gate [T, F] = act(xb Wgate^T) * (xb Wup^T), the input
+ * of ffn_down; nothing for a mixture of experts. */
+static int part_ffn_act(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t F = hp->n_ff;
+    int rc;
+    if (L->gate_exps) return 0;
     if (L->ffn_gate_up.data) { /* phi3: [T, 2F] = gate rows, then up rows */
         if ((rc = matmul(c, (int)l, &L->ffn_gate_up, c->xb, T, c->gate_up, err)) < 0) return rc;
         for (int64_t t = 0; t < T; t++) {
@@ -597,9 +611,41 @@ static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_
             else c->gate[i] = g / (1.0f + expf(-g)) * c->up[i]; /* silu(g) * u */
         }
     }
-    if ((rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err)) < 0) return rc; /* [T, E] */
+    return 0;
+}
+
+/* QF_PART_FFN_DOWN: c->x += c->gate Wdown^T, or for a mixture of experts
+ * c->x += moe(c->xb); through the post-norm and scale. */
+static int part_ffn_down(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+    const qf_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    int rc;
+    if (L->gate_exps) rc = moe_ffn(c, l, L, T, err);
+    else rc = matmul(c, (int)l, &L->ffn_down, c->gate, T, c->proj, err); /* [T, E] */
+    if (rc < 0) return rc;
 #pragma omp parallel for schedule(static) PAR(T * E)
     for (int64_t t = 0; t < T; t++) residual_add(c->x + t * E, c->proj + t * E, &L->post_ffw_norm, hp);
+    return 0;
+}
+
+int qf_forward_part(qf_ctx *c, int64_t l, const qf_layer *L, qf_block_part part, int64_t T, qf_err *err) {
+    switch (part) {
+    case QF_PART_ATTN: return part_attn(c, l, L, T, err);
+    case QF_PART_ATTN_OUT: return part_attn_out(c, l, L, T, err);
+    case QF_PART_FFN_NORM: part_ffn_norm(c, L, T); return 0;
+    case QF_PART_FFN_ACT: return part_ffn_act(c, l, L, T, err);
+    case QF_PART_FFN_DOWN: return part_ffn_down(c, l, L, T, err);
+    }
+    return qf_set_err(err, QF_EINVAL, "unknown block part %d", (int)part);
+}
+
+/* One transformer block on c->x [T, E] in place (tokens at positions
+ * n_past..n_past+T-1; KV cache slot `l`), with the block's weights L: its
+ * parts in order. */
+static int forward_layer(qf_ctx *c, int64_t l, const qf_layer *L, int64_t T, qf_err *err) {
+    int rc;
+    for (int part = QF_PART_ATTN; part <= QF_PART_FFN_DOWN; part++)
+        if ((rc = qf_forward_part(c, l, L, (qf_block_part)part, T, err)) < 0) return rc;
     return 0;
 }
 

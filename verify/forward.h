@@ -105,6 +105,22 @@ int qf_forward(qf_ctx *c, const int32_t *tokens, int64_t n, int64_t out_first, f
  * hook is called as in qf_forward. */
 int qf_forward_layer(qf_ctx *c, int64_t layer, const qf_layer *L, float *x, int64_t T, qf_err *err);
 
+/* The parts of one block, in order, on the context's buffers; running all
+ * five on c->x [T, n_embd] is qf_forward_layer (bit for bit):
+ *   QF_PART_ATTN      c->x -> c->att [T, n_head * head_dim_v], the input of
+ *                     attn_output (K/V into the cache slot of `layer`)
+ *   QF_PART_ATTN_OUT  c->x += c->att Wo^T
+ *   QF_PART_FFN_NORM  c->xb = rmsnorm(c->x) * ffn_norm, the FFN's input
+ *   QF_PART_FFN_ACT   c->gate [T, n_ff] = act(xb Wgate^T) * (xb Wup^T), the
+ *                     input of ffn_down (nothing for a mixture of experts)
+ *   QF_PART_FFN_DOWN  c->x += c->gate Wdown^T (mixture of experts: the whole
+ *                     expert FFN on c->xb)
+ * A part reads only its inputs above (a caller may refill them between
+ * parts); the matmul hook is called as in qf_forward. */
+typedef enum { QF_PART_ATTN, QF_PART_ATTN_OUT, QF_PART_FFN_NORM, QF_PART_FFN_ACT, QF_PART_FFN_DOWN } qf_block_part;
+
+int qf_forward_part(qf_ctx *c, int64_t layer, const qf_layer *L, qf_block_part part, int64_t T, qf_err *err);
+
 /* Greedy (argmax, first index on ties) decoding: run prompt[0..n_prompt)
  * then append up to n_new tokens, stopping after a token for which
  * is_stop(stop_user, id) is true (is_stop may be NULL). out must hold

@@ -390,7 +390,8 @@ static void test_grid_levels_reference(qf_test *t) {
  * they are sees exactly what qforge-calibrate's Hessian accumulator sees
  * (same chunks, F32 activations and KV cache): every group's H equals the
  * site's, bit for bit, in forward order (q,k,v) -> o -> (gate,up) -> down
- * of every block, then output. */
+ * of every block, then output; with the block's activations kept between
+ * its stages or recomputed (fn_rewrites_producers). */
 typedef struct lw_check {
     qf_test *t;
     const qf_calib *cal;
@@ -492,12 +493,16 @@ static void test_layerwise_matches_calibrate(qf_test *t) {
     qf_lw_params lp = f.lp;
     lp.mem_budget = 1; /* the hidden states go to the temp file: that path too */
     lp.n_threads = 2;
-    lw_check c = {t, &f.cal, f.acc, 0, 0};
     qf_lw_stats st;
-    CHECK(t, qf_layerwise_run(&f.m, f.ids, f.n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
-    CHECK(t, c.bad == 0 && c.next_site == f.cal.n_sites, "%d of %d sites differ (%d visited)", c.bad, f.cal.n_sites,
-          c.next_site);
-    CHECK(t, st.spilled == 1 && st.n_chunks == 3, "spilled %d chunks %lld", st.spilled, (long long)st.n_chunks);
+    for (int re = 0; re < 2; re++) { /* kept activations, then recomputed ones */
+        lp.fn_rewrites_producers = re;
+        lw_check c = {t, &f.cal, f.acc, 0, 0};
+        CHECK(t, qf_layerwise_run(&f.m, f.ids, f.n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+        CHECK(t, c.bad == 0 && c.next_site == f.cal.n_sites, "rewrites %d: %d of %d sites differ (%d visited)", re,
+              c.bad, f.cal.n_sites, c.next_site);
+        CHECK(t, st.spilled == 1 && st.n_chunks == 3, "spilled %d chunks %lld", st.spilled, (long long)st.n_chunks);
+    }
+    lw_check c = {t, &f.cal, f.acc, 0, 0};
     /* fewer tokens than one chunk: a clear error */
     memset(&err, 0, sizeof err);
     CHECK(t, qf_layerwise_run(&f.m, f.ids, 10, &lp, lw_compare, &c, &st, &err) == QF_EINVAL &&
@@ -520,11 +525,14 @@ static void test_layerwise_moe_matches_calibrate(qf_test *t) {
     REQUIRE(t, rc == 0, "%s", err.msg);
     qf_lw_params lp = f.lp;
     lp.n_threads = 2;
-    lw_check c = {t, &f.cal, f.acc, 0, 0};
     qf_lw_stats st;
-    CHECK(t, qf_layerwise_run(&f.m, f.ids, f.n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
-    CHECK(t, c.bad == 0 && c.next_site == f.cal.n_sites, "%d of %d sites differ (%d visited)", c.bad, f.cal.n_sites,
-          c.next_site);
+    for (int re = 0; re < 2; re++) { /* kept attention output, then recomputed */
+        lp.fn_rewrites_producers = re;
+        lw_check c = {t, &f.cal, f.acc, 0, 0};
+        CHECK(t, qf_layerwise_run(&f.m, f.ids, f.n_ids, &lp, lw_compare, &c, &st, &err) == 0, "%s", err.msg);
+        CHECK(t, c.bad == 0 && c.next_site == f.cal.n_sites, "rewrites %d: %d of %d sites differ (%d visited)", re,
+              c.bad, f.cal.n_sites, c.next_site);
+    }
     calib_fixture_free(&f);
 }
 
