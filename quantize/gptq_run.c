@@ -23,8 +23,6 @@ void qf_gptq_report_free(qf_gptq_report *r) {
     memset(r, 0, sizeof *r);
 }
 
-#define LOSS_ROWS 128
-
 typedef struct state {
     const qf_quant_plan *plan;
     const qf_imatrix *im;
@@ -168,7 +166,7 @@ void qf_gptq_share_rows(const int64_t *n_out, int n, int64_t tile, int parts, in
 }
 
 /* Group member i's blocks buffer and its rows of W for the loss (at most
- * LOSS_ROWS evenly spaced rows: each costs n_in^2). */
+ * QF_GPTQ_LOSS_ROWS evenly spaced rows: each costs n_in^2). */
 static int gptq_begin(state *s, const qf_lw_group *g, int i, const qf_quant_tensor_plan *t, long pi, int slot,
                       pending *pd, qf_err *err) {
     const qf_weight *w = g->w[i];
@@ -188,7 +186,7 @@ static int gptq_begin(state *s, const qf_lw_group *g, int i, const qf_quant_tens
     }
     if (!dst) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
     pd->dst = dst;
-    const int64_t step = (w->n_out + LOSS_ROWS - 1) / LOSS_ROWS, nr = (w->n_out + step - 1) / step;
+    const int64_t step = (w->n_out + QF_GPTQ_LOSS_ROWS - 1) / QF_GPTQ_LOSS_ROWS, nr = (w->n_out + step - 1) / step;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
     pd->smp = malloc(3 * (size_t)nr * rb);
     if (!pd->smp) return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);

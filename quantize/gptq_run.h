@@ -25,6 +25,9 @@
 #include "qf_error.h"
 #include "quantize.h"
 
+/* Rows of a tensor sampled (evenly spaced) for the loss report: each costs n_in^2 / 2. */
+#define QF_GPTQ_LOSS_ROWS 128
+
 typedef struct qf_gptq_run_opts {
     const char *calib_path;   /* calibration text (qf_read_text_any formats) */
     int64_t n_ctx;            /* tokens per chunk; 0 -> 512 */

@@ -14,7 +14,6 @@
 
 #define PROC_BYTES (4ull << 20)   /* the program, libc, OpenMP and thread stacks */
 #define RELEASE_BYTES (64ull << 20) /* stored bytes converted to F32 between page releases (layerwise.c) */
-#define LOSS_ROWS 256             /* rows of a tensor sampled for the loss report (gptq_run.c) */
 #define CALIB_BYTES (8ull << 20)  /* the calibration run's fixed part: tokenizer tables, engine setup */
 
 typedef struct lin {
@@ -197,7 +196,7 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
                 own += 4 * (uint64_t)(x->n_in * x->n_out);
                 if (x->t->in_nbytes > src) src = x->t->in_nbytes < RELEASE_BYTES ? x->t->in_nbytes : RELEASE_BYTES;
                 if (x->gptq && x->t->out_nbytes > dst) dst = x->t->out_nbytes;
-                if (x->gptq) smp += 12 * (uint64_t)((x->n_out < LOSS_ROWS ? x->n_out : LOSS_ROWS)) * n;
+                if (x->gptq) smp += 12 * (uint64_t)((x->n_out < QF_GPTQ_LOSS_ROWS ? x->n_out : QF_GPTQ_LOSS_ROWS)) * n;
             }
             /* solve: H, 2 x 64 n of band and panel scratch, per thread a row tile */
             const uint64_t solve = 8 * n * n + 2 * 64 * 8 * n + (uint64_t)nt * 24 * 6 * n + 2 * 64 * 8 * n;
@@ -209,7 +208,7 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     }
     if (has_out) {
         const uint64_t ow = 4 * (uint64_t)(out.n_in * out.n_out);
-        const uint64_t smp = out.gptq ? 12 * (uint64_t)LOSS_ROWS * (uint64_t)E : 0;
+        const uint64_t smp = out.gptq ? 12 * (uint64_t)QF_GPTQ_LOSS_ROWS * (uint64_t)E : 0;
         const uint64_t src = out.t->in_nbytes < RELEASE_BYTES ? out.t->in_nbytes : RELEASE_BYTES;
         consider(m, pipe + awq_extra + 8 * (uint64_t)(E * E) + ow + src + (out.gptq ? out.t->out_nbytes : 0) + smp,
                  "%.0d%s", 0, "output.weight solve");
