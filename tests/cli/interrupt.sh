@@ -16,8 +16,9 @@ TEXT=corpus/wikitext-2-raw/wiki.test.raw
 interrupt() {
   local name=$1 sig=$2 out=$3; shift 4
   rm -f "$out" "$out".tmp.*
-  # a script's background jobs ignore SIGINT: restore the default first
-  env --default-signal=INT "$@" >/dev/null 2>"$TMP/$name.err" &
+  # a script's background jobs ignore SIGINT, and under nohup every process
+  # ignores SIGHUP (the tools keep an inherited "ignore"): restore the defaults
+  env --default-signal=INT,HUP "$@" >/dev/null 2>"$TMP/$name.err" &
   local pid=$! seen=0
   for _ in $(seq 1 3000); do
     if compgen -G "$out.tmp.$pid.*" >/dev/null; then seen=1; break; fi
