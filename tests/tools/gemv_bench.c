@@ -33,25 +33,17 @@
 #include "matmul.h"
 #include "matmul_q8.h"
 #include "model.h"
+#include "bench_util.h"
 
 /* GEMV_BENCH_CPU=1: time by the process's CPU time (all threads, spinning
  * included) instead of the wall clock: on a busy machine that leaves out the
  * time spent waiting for a CPU. */
 static int use_cpu_time;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(use_cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double now(void) { return bench_now(use_cpu_time); }
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((rng * 2685821657736338717ull) >> 40) / 16777216.0f * 2.0f - 1.0f;
-}
+static uint64_t rng = BENCH_SEED;
+static float frand(void) { return bench_frand(&rng); }
 
 static int env_int(const char *name, int def) {
     const char *s = getenv(name);

@@ -17,26 +17,13 @@
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
+#include "bench_util.h"
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double cpu_now(void) { return bench_now(1); }
+static double wall_now(void) { return bench_now(0); }
 
-static double wall_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((rng * 2685821657736338717ull) >> 40) / 16777216.0f * 2.0f - 1.0f;
-}
+static uint64_t rng = BENCH_SEED;
+static float frand(void) { return bench_frand(&rng); }
 
 int main(int argc, char **argv) {
     if (argc < 4) {
