@@ -185,7 +185,6 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
  * counts as the sums'. */
 static void symmetrize(run *r, int64_t n) {
     double *H = r->H;
-    if (!H) return;
     const double t0 = now_seconds();
     for (int64_t i0 = 0; i0 < n; i0 += 64)
         for (int64_t j0 = 0; j0 <= i0; j0 += 64)
@@ -197,7 +196,7 @@ static void symmetrize(run *r, int64_t n) {
 /* H := 0 by returning its pages (they read as zeros again), so that only the
  * part an accumulation writes, the lower triangle, becomes resident. */
 static void h_clear(run *r) {
-    if (r->H && madvise(r->H, r->h_bytes, MADV_DONTNEED) != 0) memset(r->H, 0, r->h_bytes);
+    if (madvise(r->H, r->h_bytes, MADV_DONTNEED) != 0) memset(r->H, 0, r->h_bytes);
 }
 
 /* Drop the resident pages of block l's weights: the F32 copies (written
@@ -225,7 +224,7 @@ static void add_round(run *r, int64_t j, const float *x, int64_t T, int64_t n, i
             memset(r->P, 0, (size_t)((i1 - i0) * n) * sizeof *r->P);
             qf_syrk_lower_rows(r->P, x, T, n, i0, i1, nt);
         }
-        qf_dist_reduce(r->d, r->H ? r->H + i0 * n : NULL, has ? r->P : NULL, (size_t)((i1 - i0) * n), (int)np);
+        qf_dist_reduce(r->d, r->H + i0 * n, has ? r->P : NULL, (size_t)((i1 - i0) * n), (int)np);
     }
     if (has) {
         memset(r->abs_part, 0, (size_t)(n + 1) * sizeof *r->abs_part);
@@ -520,24 +519,6 @@ static int output_group(run *r, float *wout, qf_err *err) {
     g.w[0] = &m->output;
     g.wf[0] = wout;
     return call_group(r, &g, err);
-}
-
-uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
-    const qf_hparams *hp = &m->hp;
-    const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
-    const uint64_t QD = (uint64_t)(hp->n_head * hp->head_dim_k), KD = (uint64_t)(hp->n_head_kv * hp->head_dim_k);
-    const uint64_t VD = (uint64_t)(hp->n_head_kv * hp->head_dim_v), OD = (uint64_t)(hp->n_head * hp->head_dim_v);
-    const uint64_t n_ffn = hp->n_expert > 0 ? (uint64_t)hp->n_expert : 1; /* MoE: every expert's matrices */
-    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + n_ffn * 3 * E * F);
-    if (!m->tied_output) {
-        const uint64_t ob = 4 * E * (uint64_t)hp->n_vocab;
-        if (ob > wb) wb = ob;
-    }
-    uint64_t n_in = E > F ? E : F;
-    if (OD > n_in) n_in = OD;
-    const uint64_t panel = (uint64_t)panel_rows((int64_t)n_in) * n_in;
-    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) + 8 * (uint64_t)n_ctx * n_in +
-           4 * (uint64_t)n_ctx * (10 * (n_in > E ? n_in : E) + (uint64_t)hp->n_layer * (KD + VD));
 }
 
 int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,

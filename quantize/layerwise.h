@@ -119,9 +119,4 @@ typedef struct qf_lw_stats {
 int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err);
 
-/* Memory the pipeline needs besides the hidden states, the kept activations
- * and the model mapping (F32 weights of the widest block, the largest H,
- * a chunk's input as double for the sums, engine buffers), bytes. */
-uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx);
-
 #endif
