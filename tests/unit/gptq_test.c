@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include "qf_test.h"
+#include "qf_test_blocks.h"
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
@@ -22,12 +23,10 @@ static const uint32_t TYPES[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
                                  GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
 #define N_TYPES (sizeof TYPES / sizeof TYPES[0])
 
-static const char *tname(uint32_t t) { return ggml_get_type_traits(t)->name; }
-static size_t row_size(uint32_t t, int64_t n) {
-    uint64_t r;
-    ggml_row_size(t, (uint64_t)n, &r);
-    return (size_t)r;
-}
+#define tname(t) qf_test_type_name(t)
+#define row_size(t, n) qf_test_row_bytes(t, n)
+#define gauss(seed, n) qf_test_gauss_new(seed, n)
+#define dequant(type, q, rows, n) qf_test_dequant_rows(type, q, rows, n)
 static int is_kquant(uint32_t t) { return t >= GGML_TYPE_Q2_K && t <= GGML_TYPE_Q6_K; }
 
 /* X [N, n]: correlated inputs x = A z with a random mixing that has a few
@@ -59,20 +58,6 @@ static double *hessian(const float *X, int64_t N, int64_t n) {
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < n; j++) H[i * n + j] += (double)X[t * n + i] * X[t * n + j];
     return H;
-}
-
-static float *gauss(uint64_t seed, int64_t n) {
-    qf_test_rng r = {seed};
-    float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = qf_test_rng_gauss(&r);
-    return x;
-}
-
-static float *dequant(uint32_t type, const void *q, int64_t rows, int64_t n) {
-    float *y = malloc((size_t)(rows * n) * sizeof *y);
-    const size_t rs = row_size(type, n);
-    for (int64_t r = 0; r < rows; r++) qf_dequantize_row_ref(type, (const uint8_t *)q + r * rs, y + r * n, n);
-    return y;
 }
 
 /* H = I: no error is propagated, so GPTQ is the grid's round-to-nearest with
