@@ -180,7 +180,8 @@ int qf_search_row_weights(uint32_t type, int mode, const float *x, int64_t n, co
     if (mode == QF_SEARCH_W_DEFAULT) mode = qf_search_weights_default(type, qw != NULL);
     switch (mode) {
     case QF_SEARCH_W_IMAT:
-        for (int64_t i = 0; i < n; ++i) w[i] = qw ? qw[i] : 1.f;
+        if (qw) memcpy(w, qw, (size_t)n * sizeof *w);
+        else for (int64_t i = 0; i < n; ++i) w[i] = 1.f;
         return 0;
     case QF_SEARCH_W_SIGMA: {
         const float sigma2 = (float)mean_sq(x, n);
@@ -1489,7 +1490,7 @@ static void search_block_k(const search_ctx *cx, uint32_t type, const float *x, 
  * i = k mod 8, n a multiple of 8) added up in lane order at the end: the
  * lanes break the dependency chain, and the order is fixed, so the result
  * does not depend on how the compiler vectorizes it. */
-static double weighted_sq_error(const float *x, const float *y, const float *w, int n) {
+double qs_wsq_err_scalar(const float *x, const float *y, const float *w, int n) {
     double lane[8] = { 0 };
     for (int i = 0; i < n; i += 8)
         for (int k = 0; k < 8; ++k) {
@@ -1501,13 +1502,21 @@ static double weighted_sq_error(const float *x, const float *y, const float *w, 
     return e;
 }
 
+#if defined(__AVX512F__)
+#define QS_WSQ_ERR qs_wsq_err_avx512
+#elif defined(__AVX2__)
+#define QS_WSQ_ERR qs_wsq_err_avx2
+#else
+#define QS_WSQ_ERR qs_wsq_err_scalar
+#endif
+
 /* The weighted squared error of one quantized block against x (n values,
  * a multiple of 8); the dequantization is exact, so any implementation of it
  * gives the same floats. */
 static double block_error(uint32_t type, const void *blk, const float *x, const float *w, int n) {
     float y[QK_K];
     qf_dequantize_row(type, blk, y, n);
-    return weighted_sq_error(x, y, w, n);
+    return QS_WSQ_ERR(x, y, w, n);
 }
 
 int64_t qf_search_block_errors(uint32_t type, const void *q, const float *x, const float *w, int64_t n,

@@ -118,4 +118,20 @@ void qs_cand_err_avx2(const float *x, const float *w, int n, const float *d, con
     }
 }
 
+/* Lanes 0-3 and 4-7 of qs_wsq_err_scalar in two vectors of doubles. */
+double qs_wsq_err_avx2(const float *x, const float *y, const float *w, int n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    for (int i = 0; i < n; i += 8) {
+        const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), _mm256_cvtps_pd(_mm_loadu_ps(y + i)));
+        const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(y + i + 4)));
+        a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + i)), d0), d0));
+        a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + i + 4)), d1), d1));
+    }
+    double lane[8], e = 0;
+    _mm256_storeu_pd(lane, a0);
+    _mm256_storeu_pd(lane + 4, a1);
+    for (int k = 0; k < 8; ++k) e += lane[k];
+    return e;
+}
+
 #endif

@@ -128,4 +128,17 @@ void qs_cand_err_avx512(const float *x, const float *w, int n, const float *d, c
     }
 }
 
+/* The 8 lanes of qs_wsq_err_scalar in one vector of doubles. */
+double qs_wsq_err_avx512(const float *x, const float *y, const float *w, int n) {
+    __m512d acc = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 8) {
+        const __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), _mm512_cvtps_pd(_mm256_loadu_ps(y + i)));
+        acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(w + i)), d), d));
+    }
+    double lane[8], e = 0;
+    _mm512_storeu_pd(lane, acc);
+    for (int k = 0; k < 8; ++k) e += lane[k];
+    return e;
+}
+
 #endif

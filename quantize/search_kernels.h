@@ -26,6 +26,9 @@
  * The fast versions load the group once and score the candidates one after
  * the other with qs_group_err's operations and lane order.
  *
+ * qs_wsq_err: sum_i w_i (x_i - y_i)^2 in double (n a multiple of 8), lane k
+ * of 8 taking the elements i = k mod 8, the lanes added in order at the end.
+ *
  * The AVX-512 versions compute the same operations in the same order as
  * the scalar ones (16 lanes hold two of the 8-lane groups, added in order).
  */
@@ -49,6 +52,14 @@ typedef int (*qs_grid_err_fn)(const float *x, const float *w, int n, const float
 int qs_grid_err_scalar(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err);
 #if defined(__AVX2__)
 int qs_grid_err_avx2(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err);
+#endif
+
+double qs_wsq_err_scalar(const float *x, const float *y, const float *w, int n);
+#if defined(__AVX2__)
+double qs_wsq_err_avx2(const float *x, const float *y, const float *w, int n);
+#endif
+#if defined(__AVX512F__)
+double qs_wsq_err_avx512(const float *x, const float *y, const float *w, int n);
 #endif
 
 #define QS_CAND 16 /* most candidates per qs_cand_err call */

@@ -310,7 +310,8 @@ static void cand_case(rng *r, int it, int n, float *x, float *w, float *d, float
 }
 
 /* The candidate kernel equals qs_group_err candidate by candidate, and
- * every fast kernel equals its scalar reference, bit for bit: group sizes
+ * every fast kernel (candidates, block error, AVX-512 group and grid)
+ * equals its scalar reference, bit for bit: group sizes
  * 8..64 (16 = the K-quant sub-block, 32 = Q4_K/Q5_K), 1..QS_CAND candidates. */
 static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
     rng r = { 777 };
@@ -321,6 +322,18 @@ static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
         const int n = 8 * (1 + it % 8), nc = 1 + it % QS_CAND;
         int lo, hi;
         cand_case(&r, it, n, x, w, d, mo, nc, &lo, &hi);
+        /* the block error in double: y a rounded copy of x */
+        float y[64];
+        for (int i = 0; i < n; ++i) y[i] = i % 5 == 0 ? x[i] : roundf(x[i] * 8.f) / 8.f;
+        const double s0 = qs_wsq_err_scalar(x, y, w, n);
+#if defined(__AVX2__)
+        const double s1 = qs_wsq_err_avx2(x, y, w, n);
+        bad_avx2 += memcmp(&s0, &s1, sizeof s0) != 0;
+#endif
+#if defined(__AVX512F__)
+        const double s2 = qs_wsq_err_avx512(x, y, w, n);
+        bad_avx512 += memcmp(&s0, &s2, sizeof s0) != 0;
+#endif
         qs_cand_err_scalar(x, w, n, d, mo, nc, lo, hi, e0);
         for (int c = 0; c < nc; ++c) {
             const float e = qs_group_err_scalar(x, w, n, d[c], mo[c], lo, hi, q0);
