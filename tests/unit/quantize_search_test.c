@@ -316,7 +316,7 @@ static void cand_case(rng *r, int it, int n, float *x, float *w, float *d, float
 static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
     rng r = { 777 };
     float x[64], w[64], d[QS_CAND], mo[QS_CAND], e0[QS_CAND], e1[QS_CAND];
-    int8_t q0[64], q1[64];
+    int8_t q0[64];
     int bad_ref = 0, bad_avx2 = 0, bad_avx512 = 0;
     for (int it = 0; it < 20000; ++it) {
         const int n = 8 * (1 + it % 8), nc = 1 + it % QS_CAND;
@@ -347,6 +347,7 @@ static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
         qs_cand_err_avx512(x, w, n, d, mo, nc, lo, hi, e1);
         int bad = memcmp(e0, e1, (size_t)nc * sizeof *e0) != 0;
         const float a = qs_group_err_scalar(x, w, n, d[0], mo[0], lo, hi, q0);
+        int8_t q1[64];
         const float b = qs_group_err_avx512(x, w, n, d[0], mo[0], lo, hi, q1);
         bad |= memcmp(&a, &b, sizeof a) != 0 || memcmp(q0, q1, (size_t)n) != 0;
         if (n <= QS_GRID) {
