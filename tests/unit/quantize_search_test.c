@@ -315,7 +315,10 @@ static void cand_case(rng *r, int it, int n, float *x, float *w, float *d, float
  * 8..64 (16 = the K-quant sub-block, 32 = Q4_K/Q5_K), 1..QS_CAND candidates. */
 static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
     rng r = { 777 };
-    float x[64], w[64], d[QS_CAND], mo[QS_CAND], e0[QS_CAND], e1[QS_CAND];
+    float x[64], w[64], d[QS_CAND], mo[QS_CAND], e0[QS_CAND];
+#if defined(__AVX2__)
+    float e1[QS_CAND];
+#endif
     int8_t q0[64];
     int bad_ref = 0, bad_avx2 = 0, bad_avx512 = 0;
     for (int it = 0; it < 20000; ++it) {
@@ -326,6 +329,7 @@ static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
         float y[64];
         for (int i = 0; i < n; ++i) y[i] = i % 5 == 0 ? x[i] : roundf(x[i] * 8.f) / 8.f;
         const double s0 = qs_wsq_err_scalar(x, y, w, n);
+        (void)s0;
 #if defined(__AVX2__)
         const double s1 = qs_wsq_err_avx2(x, y, w, n);
         bad_avx2 += memcmp(&s0, &s1, sizeof s0) != 0;
