@@ -13,7 +13,10 @@
  * The unpacking is amortized over the T tokens; the kernel does the integer
  * products with maddubs/madd (or the VNNI dpbusd when compiled in, which gives
  * the same exact int32 lane sums) and accumulates in F32 in the order of
- * matmul_q8.h.
+ * matmul_q8.h. Signed 32-block types (Q8_0 with VNNI, Q4_0, Q5_0) take
+ * matmul_u32 instead: tokens and unpacked rows packed in panels, weights made
+ * unsigned by an offset whose activation-sum correction starts each dot.
+ * T = 1 reads the blocks directly (gemv).
  */
 #include "matmul_q8.h"
 
