@@ -162,7 +162,7 @@ static void usage(FILE *fp) {
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
-            "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
+            "as F32, if larger), the previous chunk's output (written meanwhile) and the metadata, independent of the model size. Input pages\n"
             "are released as they are consumed. A directory input adds one more such chunk\n"
             "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add, besides hidden states of 4 * chunks * ctx * n_embd bytes\n"
