@@ -9,6 +9,8 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "ggml_types.h"
 #include "gptq_grid.h"
@@ -217,6 +219,19 @@ static int lower_inverse_to_u(double *B, int64_t n, int nt, float *tmp) {
     return bad ? -1 : 0;
 }
 
+/* After lower_inverse_to_u: row r's bytes [4 (r + 1), 8 (r + 1)), the half
+ * of its lower part that U does not use, given back page by page (whole
+ * pages inside only; they read as zeros or as before, and are rewritten
+ * when H is restored). */
+static void release_dead_half(double *H, int64_t n) {
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int64_t r = 0; r < n; r++) {
+        const uintptr_t row = (uintptr_t)(H + r * n);
+        const uintptr_t a = (row + 4 * (uintptr_t)(r + 1) + pg - 1) / pg * pg, b = (row + 8 * (uintptr_t)(r + 1)) / pg * pg;
+        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+}
+
 typedef struct col_key { double h; int64_t j; } col_key;
 static int by_desc_diag(const void *a, const void *b) {
     const col_key *x = a, *y = b;
@@ -302,6 +317,7 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
             if (qf_dist_size(o->dist) > 1) share_tiles(H, n, scr, o->dist);
         }
         rc = lower_inverse_to_u(H, n, nt, tmp);
+        if (rc == 0) release_dead_half(H, n);
     }
     free(scr); free(tmp);
     p->info.damp = damp;

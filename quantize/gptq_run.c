@@ -1,5 +1,6 @@
 /* gptq_run.c - GPTQ over a whole model (gptq_run.h). */
 #include "gptq_run.h"
+#include "qf_io.h"
 #include "qf_util.h"
 
 #include <math.h>
@@ -275,6 +276,25 @@ static void gptq_losses(state *s, const qf_lw_group *g, pending *pd, int n_pd) {
     }
 }
 
+/* Before H is rebuilt whole: the members' blocks (now in the store) freed,
+ * and their F32 values' pages given back when they are file-backed. */
+static void release_solved(state *s, const qf_lw_group *g, const pending *pd, int n_pd) {
+    for (int k = 0; k < n_pd; k++) {
+        const qf_weight *w = g->w[pd[k].i];
+        if (g->wf_paged) qf_release_range(NULL, 0, g->wf[pd[k].i], (uint64_t)(w->n_out * g->n_in) * sizeof(float), 0);
+    }
+    for (int k = 0; k < 3 && g->expert < 0; k++) {
+        free(s->dst[k]);
+        s->dst[k] = NULL;
+        s->dst_cap[k] = 0;
+    }
+}
+
+/* Report a step of group g's solve through the run's progress callback. */
+static void stage(const state *s, const qf_lw_group *g, const char *what) {
+    if (s->o->progress) s->o->progress(s->o->progress_user, g->layer >= 0 ? g->layer : g->n_layer, g->n_layer, what);
+}
+
 /* The group function: GPTQ for every tensor of the group that has a GPTQ
  * type, with one factorisation of the group's H (in place, restored before
  * the losses are measured on it). With several ranks each factorises the
@@ -326,6 +346,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 qf_err_prefix(err, w->name);
                 break;
             }
+            stage(s, g, "factored");
         }
         rc = gptq_begin(s, g, i, t, pi, n_pd, &pd[n_pd], err);
         n_pd++;
@@ -333,9 +354,13 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     int64_t n_out[3] = {0}, row0[3], row1[3];
     for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
     qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), qf_dist_size(d), qf_dist_rank(d), row0, row1);
-    for (int k = 0; k < n_pd && !rc; k++) rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
+    for (int k = 0; k < n_pd && !rc; k++) {
+        rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
+        stage(s, g, "swept");
+    }
     if (qf_dist_size(d) > 1 && !(rc = qf_dist_check(d, rc, err))) gptq_gather(s, g, pd, n_pd);
     for (int k = 0; k < n_pd && !rc; k++) rc = gptq_end(s, g, &pd[k], &prep, err);
+    release_solved(s, g, pd, n_pd);
     qf_gptq_prep_free(&prep); /* H is whole again */
     if (qf_dist_size(d) > 1) rc = qf_dist_check(d, rc, err); /* before the losses' exchange */
     if (!rc) gptq_losses(s, g, pd, n_pd);

@@ -73,6 +73,9 @@ typedef struct qf_lw_group {
     int n;                    /* linears reading this input (1..3), forward order */
     const qf_weight *w[3];    /* the model's tensors (names, shapes, stored data) */
     float *wf[3];             /* their values as F32 [n_out * n_in]; may be overwritten */
+    int wf_paged;             /* 1: wf[] lie in a shared file mapping, each from a page boundary to
+                                 its own padding: the function may give their pages back
+                                 (qf_release_range) and they fault back in as last written */
     int64_t n_in;
     double *H;                /* [n_in * n_in] full symmetric: sum over tokens of x x^T; the
                                  function may use it as workspace if it puts it back */

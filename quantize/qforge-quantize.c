@@ -223,6 +223,54 @@ static void on_gptq_progress(void *user, int layer, int n_layer, const char *sta
     ps->shown = 1;
 }
 
+/* QF_MEMTRACE=1: one stderr line per pipeline step with the process's
+ * memory from /proc/self/status (resident anonymous, file-backed and shared
+ * pages, and the peak so far), to find where the peak RSS is set. */
+static void memtrace(const char *where, int layer, const char *stage) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256], out[256] = "";
+    while (fgets(line, sizeof line, f)) {
+        static const char *keys[] = {"VmHWM:", "VmRSS:", "RssAnon:", "RssFile:", "RssShmem:"};
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+            unsigned long kb;
+            if (!strncmp(line, keys[k], strlen(keys[k])) && sscanf(line + strlen(keys[k]), "%lu", &kb) == 1) {
+                char item[48];
+                snprintf(item, sizeof item, " %.*s %lu", (int)strlen(keys[k]) - 1, keys[k], kb / 1024);
+                strncat(out, item, sizeof out - strlen(out) - 1);
+            }
+        }
+    }
+    fclose(f);
+    fprintf(stderr, "memtrace: %s %d %-14s MiB%s\n", where, layer, stage, out);
+    const char *v = getenv("QF_MEMTRACE");
+    if (!v || strcmp(v, "2") != 0 || !(f = fopen("/proc/self/smaps", "r"))) return;
+    char map[256] = "";
+    while (fgets(line, sizeof line, f)) { /* QF_MEMTRACE=2: every mapping with 1 MiB or more resident */
+        unsigned long kb;
+        if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && line[0] != ' ') snprintf(map, sizeof map, "%s", line);
+        else if (!strncmp(line, "Rss:", 4) && sscanf(line + 4, "%lu", &kb) == 1 && kb >= 1024)
+            fprintf(stderr, "memtrace:   %6lu MiB %s", kb / 1024, map);
+    }
+    fclose(f);
+}
+
+static int memtrace_on(void) {
+    const char *v = getenv("QF_MEMTRACE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void on_gptq_memtrace(void *user, int layer, int n_layer, const char *stage) {
+    memtrace(layer < n_layer ? "layer" : "output", layer, stage);
+}
+
+static void on_memtrace(const qf_quantize_progress *p, void *user) {
+    size_t *last = user;
+    if (p->tensor_index + 1 == *last) return;
+    *last = p->tensor_index + 1;
+    memtrace("write", (int)p->tensor_index, p->name);
+}
+
 static void on_progress(const qf_quantize_progress *p, void *user) {
     progress_state *ps = user;
     double t = qf_now_seconds();
@@ -883,6 +931,13 @@ static int quantize_main(int argc, char **argv) {
         o.progress_user = &ps;
         gopt.progress = on_gptq_progress;
         gopt.progress_user = &ps;
+    }
+    size_t mt_last = 0;
+    if (!dry && memtrace_on()) {
+        o.progress = on_memtrace;
+        o.progress_user = &mt_last;
+        gopt.progress = on_gptq_memtrace;
+        gopt.progress_user = NULL;
     }
 
     qf_err err;
