@@ -240,6 +240,7 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
     p->H = H;
     p->n = n;
+    p->n_threads = nt;
     p->diag = malloc((size_t)n * sizeof *p->diag);
     p->band = malloc((size_t)(NB * n) * sizeof *p->band);
     double *scr = malloc((size_t)(NB * n) * sizeof *scr);
@@ -329,9 +330,13 @@ void qf_gptq_prep_free(qf_gptq_prep *p) {
         double *H = p->H;
         const int64_t n = p->n;
         band_copy(H, n, p->band, 1);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t j_end = i / NB * NB; /* columns left of i's diagonal block */
-            for (int64_t j = 0; j < j_end; j++) H[i * n + j] = H[j * n + i];
+        /* lower := upper^T below the diagonal blocks, NB x NB tiles (in cache both ways) */
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)n * n, p->n_threads))
+        for (int64_t i0 = NB; i0 < n; i0 += NB) {
+            const int64_t i1 = i0 + NB < n ? i0 + NB : n;
+            for (int64_t j0 = 0; j0 < i0; j0 += NB)
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j0 + NB; j++) H[i * n + j] = H[j * n + i];
         }
     }
     free(p->diag); free(p->band); free(p->perm);
@@ -428,25 +433,34 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
         for (int64_t k = i1; k < i2; k++) {
             const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
-            const float *Uk = U + k * ldu;
-            for (int r = 0; r < nr; r++) {
-                if (fix_at[k]) {
+            const float *Uk = U + k * ldu, ukk = Uk[k];
+            if (fix_at[k])
+                for (int r = 0; r < nr; r++) {
                     int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
                     if (rc) return rc;
                 }
-                float *w = s->w + r * n;
-                const float *lev = s->lev + r * lev_row + lev_at;
-                const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
-                                            : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
-                const float q = lev[uu];
-                s->u[r * n + j] = (uint8_t)uu;
-                if (q_out) q_out[(r0 + r) * n + j] = q;
-                const float err = (w[k] - q) / Uk[k];
-                s->e[r * batch + (k - i1)] = err;
-                if (o->reference)
+            float *e = s->e + (k - i1);
+            uint8_t *u = s->u + j;
+            if (o->reference) {
+                for (int r = 0; r < nr; r++) {
+                    float *w = s->w + r * n;
+                    const float *lev = s->lev + r * lev_row + lev_at;
+                    const int uu = qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k]);
+                    u[r * n] = (uint8_t)uu;
+                    const float err = (w[k] - lev[uu]) / ukk;
+                    e[r * batch] = err;
                     for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                else
+                }
+            } else {
+                for (int r = 0; r < nr; r++) {
+                    float *w = s->w + r * n;
+                    const float *lev = s->lev + r * lev_row + lev_at;
+                    const int uu = qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
+                    u[r * n] = (uint8_t)uu;
+                    const float err = (w[k] - lev[uu]) / ukk;
+                    e[r * batch] = err;
                     axpy_sub(w + k + 1, Uk + k + 1, err, i2 - k - 1);
+                }
             }
         }
         /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */
@@ -455,6 +469,13 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         else
             qf_gemm_sub_f32(s->w + i2, n, s->e, batch, U + i1 * ldu + i2, ldu, nr, n - i2, i2 - i1);
     }
+    if (q_out) /* the chosen levels, in the original column order */
+        for (int r = 0; r < nr; r++) {
+            const float *lev = s->lev + r * lev_row;
+            const uint8_t *u = s->u + r * n;
+            float *q = q_out + (r0 + r) * n;
+            for (int64_t j = 0; j < n; j++) q[j] = lev[(j / g->sub) * nlev + u[j]];
+        }
     for (int r = 0; r < nr; r++) {
         uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
         for (int64_t b = 0; b < n / B; b++)
