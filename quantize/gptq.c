@@ -18,6 +18,7 @@
 #include "qf_threads.h"
 
 #define ROW_TILE 48 /* rows swept together by one thread (their weights stay in L2) */
+#define SUB 16      /* columns of a batch updated one by one before the GEMM updates the rest */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -255,6 +256,7 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
     p->H = H;
     p->n = n;
+    p->n_threads = nt;
     p->diag = malloc((size_t)n * sizeof *p->diag);
     p->band = malloc((size_t)(NB * n) * sizeof *p->band);
     double *scr = malloc((size_t)(NB * n) * sizeof *scr);
@@ -345,9 +347,13 @@ void qf_gptq_prep_free(qf_gptq_prep *p) {
         double *H = p->H;
         const int64_t n = p->n;
         band_copy(H, n, p->band, 1);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t j_end = i / NB * NB; /* columns left of i's diagonal block */
-            for (int64_t j = 0; j < j_end; j++) H[i * n + j] = H[j * n + i];
+        /* lower := upper^T below the diagonal blocks, NB x NB tiles (in cache both ways) */
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)n * n, p->n_threads))
+        for (int64_t i0 = NB; i0 < n; i0 += NB) {
+            const int64_t i1 = i0 + NB < n ? i0 + NB : n;
+            for (int64_t j0 = 0; j0 < i0; j0 += NB)
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j0 + NB; j++) H[i * n + j] = H[j * n + i];
         }
     }
     free(p->diag); free(p->band); free(p->perm);
@@ -442,27 +448,47 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         for (int64_t k = 0; k < n; k++) s->w[r * n + k] = W[(r0 + r) * n + (perm ? perm[k] : k)];
     for (int64_t i1 = 0; i1 < n; i1 += batch) {
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
+        int64_t p1 = i1; /* columns [p1, k) of the sub-batch not yet applied to the rest of the batch */
         for (int64_t k = i1; k < i2; k++) {
             const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
-            const float *Uk = U + k * ldu;
-            for (int r = 0; r < nr; r++) {
-                if (fix_at[k]) {
+            const float *Uk = U + k * ldu, ukk = Uk[k];
+            const int64_t s_end = i1 + ((k - i1) / SUB + 1) * SUB, s2 = s_end < i2 ? s_end : i2; /* sub-batch end */
+            if (fix_at[k] && !o->reference && p1 < k && s2 < i2) { /* the fit reads the whole batch */
+                qf_gemm_sub_f32(s->w + s2, n, s->e + (p1 - i1), batch, U + p1 * ldu + s2, ldu, nr, i2 - s2, k - p1);
+                p1 = k;
+            }
+            if (fix_at[k])
+                for (int r = 0; r < nr; r++) {
                     int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
                     if (rc) return rc;
                 }
-                float *w = s->w + r * n;
-                const float *lev = s->lev + r * lev_row + lev_at;
-                const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
-                                            : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
-                const float q = lev[uu];
-                s->u[r * n + j] = (uint8_t)uu;
-                if (q_out) q_out[(r0 + r) * n + j] = q;
-                const float err = (w[k] - q) / Uk[k];
-                s->e[r * batch + (k - i1)] = err;
-                if (o->reference)
+            float *e = s->e + (k - i1);
+            uint8_t *u = s->u + j;
+            if (o->reference) {
+                for (int r = 0; r < nr; r++) {
+                    float *w = s->w + r * n;
+                    const float *lev = s->lev + r * lev_row + lev_at;
+                    const int uu = qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k]);
+                    u[r * n] = (uint8_t)uu;
+                    const float err = (w[k] - lev[uu]) / ukk;
+                    e[r * batch] = err;
                     for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                else
-                    axpy_sub(w + k + 1, Uk + k + 1, err, i2 - k - 1);
+                }
+            } else { /* updates inside the sub-batch now, the rest of the batch after it */
+                for (int r = 0; r < nr; r++) {
+                    float *w = s->w + r * n;
+                    const float *lev = s->lev + r * lev_row + lev_at;
+                    const int uu = qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
+                    u[r * n] = (uint8_t)uu;
+                    const float err = (w[k] - lev[uu]) / ukk;
+                    e[r * batch] = err;
+                    axpy_sub(w + k + 1, Uk + k + 1, err, s2 - k - 1);
+                }
+                if (k + 1 == s2) { /* W[:, s2:i2] -= E[:, p1:s2] U[p1:s2, s2:i2] */
+                    if (s2 < i2)
+                        qf_gemm_sub_f32(s->w + s2, n, s->e + (p1 - i1), batch, U + p1 * ldu + s2, ldu, nr, i2 - s2, s2 - p1);
+                    p1 = s2;
+                }
             }
         }
         /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */
@@ -471,6 +497,13 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         else
             qf_gemm_sub_f32(s->w + i2, n, s->e, batch, U + i1 * ldu + i2, ldu, nr, n - i2, i2 - i1);
     }
+    if (q_out) /* the chosen levels, in the original column order */
+        for (int r = 0; r < nr; r++) {
+            const float *lev = s->lev + r * lev_row;
+            const uint8_t *u = s->u + r * n;
+            float *q = q_out + (r0 + r) * n;
+            for (int64_t j = 0; j < n; j++) q[j] = lev[(j / g->sub) * nlev + u[j]];
+        }
     for (int r = 0; r < nr; r++) {
         uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
         for (int64_t b = 0; b < n / B; b++)

@@ -71,6 +71,7 @@ typedef struct qf_gptq_prep {
     qf_gptq_info info;
     double *H;               /* the caller's H, restored by qf_gptq_prep_free */
     double *diag, *band;     /* H's diagonal and its 64 x 64 diagonal blocks */
+    int n_threads;           /* threads of qf_gptq_prep_free's restore */
 } qf_gptq_prep;
 
 /* Factor H [n*n] (full, exactly symmetric, finite) in place for GPTQ:

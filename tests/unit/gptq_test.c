@@ -522,11 +522,11 @@ static void test_layerwise_moe_matches_calibrate(qf_test *t) {
 }
 
 /* The vector GEMM kernels equal the scalar reference bit for bit on shapes
- * that exercise the register tiles, the row and column leftovers and the K
- * chunks. */
+ * that exercise the register tiles (full, 4, 2 and 1 rows), the column
+ * leftovers, the packed panels of far-apart B rows and the K chunks. */
 static void test_kernels_match_reference(qf_test *t) {
     static const int64_t shapes[][3] = {{1, 1, 1}, {5, 37, 3}, {16, 128, 128}, {13, 200, 300}, {4, 64, 256},
-                                        {7, 300, 513}, {64, 96, 64}};
+                                        {7, 300, 513}, {64, 96, 64}, {8, 70, 33}, {15, 260, 300}, {64, 160, 600}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         const int64_t lda = K + 3, ldb = N + 5, ldc = N + 1;
