@@ -18,7 +18,6 @@
 #include "qf_threads.h"
 
 #define ROW_TILE 48 /* rows swept together by one thread (their weights stay in L2) */
-#define SUB 16      /* columns of a batch updated one by one before the GEMM updates the rest */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -448,15 +447,9 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         for (int64_t k = 0; k < n; k++) s->w[r * n + k] = W[(r0 + r) * n + (perm ? perm[k] : k)];
     for (int64_t i1 = 0; i1 < n; i1 += batch) {
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
-        int64_t p1 = i1; /* columns [p1, k) of the sub-batch not yet applied to the rest of the batch */
         for (int64_t k = i1; k < i2; k++) {
             const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
             const float *Uk = U + k * ldu, ukk = Uk[k];
-            const int64_t s_end = i1 + ((k - i1) / SUB + 1) * SUB, s2 = s_end < i2 ? s_end : i2; /* sub-batch end */
-            if (fix_at[k] && !o->reference && p1 < k && s2 < i2) { /* the fit reads the whole batch */
-                qf_gemm_sub_f32(s->w + s2, n, s->e + (p1 - i1), batch, U + p1 * ldu + s2, ldu, nr, i2 - s2, k - p1);
-                p1 = k;
-            }
             if (fix_at[k])
                 for (int r = 0; r < nr; r++) {
                     int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
@@ -474,7 +467,7 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
                     e[r * batch] = err;
                     for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
                 }
-            } else { /* updates inside the sub-batch now, the rest of the batch after it */
+            } else {
                 for (int r = 0; r < nr; r++) {
                     float *w = s->w + r * n;
                     const float *lev = s->lev + r * lev_row + lev_at;
@@ -482,12 +475,7 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
                     u[r * n] = (uint8_t)uu;
                     const float err = (w[k] - lev[uu]) / ukk;
                     e[r * batch] = err;
-                    axpy_sub(w + k + 1, Uk + k + 1, err, s2 - k - 1);
-                }
-                if (k + 1 == s2) { /* W[:, s2:i2] -= E[:, p1:s2] U[p1:s2, s2:i2] */
-                    if (s2 < i2)
-                        qf_gemm_sub_f32(s->w + s2, n, s->e + (p1 - i1), batch, U + p1 * ldu + s2, ldu, nr, i2 - s2, s2 - p1);
-                    p1 = s2;
+                    axpy_sub(w + k + 1, Uk + k + 1, err, i2 - k - 1);
                 }
             }
         }

@@ -74,35 +74,23 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
 #define UNROLL _Pragma("GCC unroll 8")
 /* fnmadd(a, b, c) = -(a * b) + c rounded once = fma(-a, b, c). */
 #define GEMM_SUB(name, T, V, L, LOAD, STORE, SET1, FNMADD, SFMA)                                                  \
-    /* C[R x W*L] -= A[R x K] B[K x W*L] in registers (R <= MR, W <= NV: constants once inlined). */          \
-    static inline __attribute__((always_inline)) void name##_tile_rw(T *C, int64_t ldc, const T *A, int64_t lda,  \
-                                                                    const T *B, int64_t ldb, int64_t K,          \
-                                                                    const int R, const int W) {                  \
-        V c[MR][NV];                                                                                               \
-        UNROLL for (int r = 0; r < R; r++)                                                                         \
-            UNROLL for (int v = 0; v < W; v++) c[r][v] = LOAD(C + r * ldc + v * L);                               \
-        for (int64_t k = 0; k < K; k++) {                                                                         \
-            V b[NV];                                                                                              \
-            UNROLL for (int v = 0; v < W; v++) b[v] = LOAD(B + k * ldb + v * L);                                  \
-            UNROLL for (int r = 0; r < R; r++) {                                                                   \
-                const V a = SET1(A[r * lda + k]);                                                                 \
-                UNROLL for (int v = 0; v < W; v++) c[r][v] = FNMADD(a, b[v], c[r][v]);                            \
-            }                                                                                                     \
-        }                                                                                                         \
-        UNROLL for (int r = 0; r < R; r++)                                                                         \
-            UNROLL for (int v = 0; v < W; v++) STORE(C + r * ldc + v * L, c[r][v]);                               \
-    }                                                                                                             \
+    /* C[R x NV*L] -= A[R x K] B[K x NV*L] in registers (R <= MR, a constant once inlined). */                   \
     static inline __attribute__((always_inline)) void name##_tile_r(T *C, int64_t ldc, const T *A, int64_t lda,   \
                                                                    const T *B, int64_t ldb, int64_t K,           \
                                                                    const int R) {                                \
-        name##_tile_rw(C, ldc, A, lda, B, ldb, K, R, NV);                                                         \
-    }                                                                                                             \
-    /* The columns left after the full panels: one vector wide, MR rows at a time. */                             \
-    static void name##_col1(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t M,      \
-                            int64_t K) {                                                                          \
-        int64_t i = 0;                                                                                            \
-        for (; i + MR <= M; i += MR) name##_tile_rw(C + i * ldc, ldc, A + i * lda, lda, B, ldb, K, MR, 1);        \
-        for (; i < M; i++) name##_tile_rw(C + i * ldc, ldc, A + i * lda, lda, B, ldb, K, 1, 1);                   \
+        V c[MR][NV];                                                                                               \
+        UNROLL for (int r = 0; r < R; r++)                                                                         \
+            UNROLL for (int v = 0; v < NV; v++) c[r][v] = LOAD(C + r * ldc + v * L);                              \
+        for (int64_t k = 0; k < K; k++) {                                                                         \
+            V b[NV];                                                                                              \
+            UNROLL for (int v = 0; v < NV; v++) b[v] = LOAD(B + k * ldb + v * L);                                 \
+            UNROLL for (int r = 0; r < R; r++) {                                                                   \
+                const V a = SET1(A[r * lda + k]);                                                                 \
+                UNROLL for (int v = 0; v < NV; v++) c[r][v] = FNMADD(a, b[v], c[r][v]);                           \
+            }                                                                                                     \
+        }                                                                                                         \
+        UNROLL for (int r = 0; r < R; r++)                                                                         \
+            UNROLL for (int v = 0; v < NV; v++) STORE(C + r * ldc + v * L, c[r][v]);                              \
     }                                                                                                             \
     static void name##_tile(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {    \
         name##_tile_r(C, ldc, A, lda, B, ldb, K, MR);                                                             \
@@ -151,10 +139,8 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
                 for (; i + 2 <= M; i += 2) name##_tile2(C + i * ldc + j, ldc, Ak + i * lda, lda, Bp, lb, kc);     \
                 for (; i < M; i++) name##_tile1(C + i * ldc + j, ldc, Ak + i * lda, lda, Bp, lb, kc);             \
             }                                                                                                     \
-            int64_t j = Np;                                                                                       \
-            for (; j + L <= N; j += L) name##_col1(C + j, ldc, Ak, lda, Bk + j, ldb, M, kc);                      \
-            if (j < N)                                                                                            \
-                for (int64_t i = 0; i < M; i++) name##_row(C + i * ldc, Ak + i * lda, Bk, ldb, j, N, kc);         \
+            if (Np < N)                                                                                           \
+                for (int64_t i = 0; i < M; i++) name##_row(C + i * ldc, Ak + i * lda, Bk, ldb, Np, N, kc);        \
         }                                                                                                         \
     }
 
