@@ -24,6 +24,7 @@ int qf_gptq_grid_get(uint32_t type, qf_gptq_grid *g) {
     case GGML_TYPE_Q5_1: g->block = 32; g->sub = 32; g->nlev = 32; g->block_bytes = sizeof(block_q5_1); break;
     case GGML_TYPE_Q8_0: g->block = 32; g->sub = 32; g->nlev = 255; g->block_bytes = sizeof(block_q8_0); break;
     case GGML_TYPE_IQ4_NL: g->block = 32; g->sub = 32; g->nlev = 16; g->block_bytes = sizeof(block_iq4_nl); break;
+    case GGML_TYPE_IQ4_XS: g->block = 256; g->sub = 32; g->nlev = 16; g->block_bytes = sizeof(block_iq4_xs); break;
     case GGML_TYPE_Q2_K: g->block = 256; g->sub = 16; g->nlev = 4; g->block_bytes = sizeof(block_q2_K); break;
     case GGML_TYPE_Q3_K: g->block = 256; g->sub = 16; g->nlev = 8; g->block_bytes = sizeof(block_q3_K); break;
     case GGML_TYPE_Q4_K: g->block = 256; g->sub = 32; g->nlev = 16; g->block_bytes = sizeof(block_q4_K); break;
@@ -74,6 +75,9 @@ void qf_gptq_grid_pack(const qf_gptq_grid *g, const uint8_t *u, void *blk) {
     case GGML_TYPE_Q4_0: pack_nibbles32(u, ((block_q4_0 *)blk)->qs); break;
     case GGML_TYPE_Q4_1: pack_nibbles32(u, ((block_q4_1 *)blk)->qs); break;
     case GGML_TYPE_IQ4_NL: pack_nibbles32(u, ((block_iq4_nl *)blk)->qs); break;
+    case GGML_TYPE_IQ4_XS: /* sub-block s of 32: nibbles as IQ4_NL in qs[16s .. 16s+16) */
+        for (int s = 0; s < 8; s++) pack_nibbles32(u + 32 * s, ((block_iq4_xs *)blk)->qs + 16 * s);
+        break;
     case GGML_TYPE_Q5_0: pack_5bit32(u, ((block_q5_0 *)blk)->qs, ((block_q5_0 *)blk)->qh); break;
     case GGML_TYPE_Q5_1: pack_5bit32(u, ((block_q5_1 *)blk)->qs, ((block_q5_1 *)blk)->qh); break;
     case GGML_TYPE_Q8_0:

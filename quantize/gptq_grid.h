@@ -11,7 +11,8 @@
  *
  * Index u per type (u = 0..nlev-1, the stored value):
  *   Q4_0 q=u-8; Q4_1 q=u; Q5_0 q=u-16; Q5_1 q=u; Q8_0 q=u-127 (-128 unused:
- *   llama.cpp's int8 dot products take |q|); IQ4_NL kvalues_iq4nl[u];
+ *   llama.cpp's int8 dot products take |q|); IQ4_NL, IQ4_XS kvalues_iq4nl[u]
+ *   (IQ4_XS: times its sub-block's signed 6-bit scale);
  *   Q2_K u; Q3_K q=u-4; Q4_K u; Q5_K u; Q6_K q=u-32.
  */
 #ifndef QF_GPTQ_GRID_H

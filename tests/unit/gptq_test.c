@@ -18,7 +18,7 @@
 #include "text.h"
 
 static const uint32_t TYPES[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
-                                 GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+                                 GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
                                  GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
 #define N_TYPES (sizeof TYPES / sizeof TYPES[0])
 
@@ -78,8 +78,9 @@ static float *dequant(uint32_t type, const void *q, int64_t rows, int64_t n) {
 /* H = I: no error is propagated, so GPTQ is the grid's round-to-nearest with
  * the codec's own (ggml exact) scales. For the K-quants ggml itself rounds
  * every weight to the nearest level of the stored scales: same bytes. For
- * Q4_0..Q8_0 and IQ4_NL ggml rounds with the unrounded 1/d: same scales, and
- * where a weight differs GPTQ's level is at least as near the weight. */
+ * Q4_0..Q8_0, IQ4_NL and IQ4_XS ggml rounds with the unrounded 1/d: same
+ * scales (IQ4_XS: d and the eight sub-scales), and where a weight differs
+ * GPTQ's level is at least as near the weight. */
 static void test_identity_is_exact(qf_test *t) {
     const int64_t rows = 8, n = 512;
     double *H = calloc((size_t)(n * n), sizeof *H);
@@ -105,8 +106,9 @@ static void test_identity_is_exact(qf_test *t) {
                 differ += ya[i] != yb[i];
                 worse += fabsf(W[i] - ya[i]) > fabsf(W[i] - yb[i]);
             }
-            for (int64_t blk = 0; blk < rows * n / g.block; blk++) /* the fp16 scales lead every legacy block */
-                scale_differ += memcmp(a + blk * g.block_bytes, b + blk * g.block_bytes, 2) != 0;
+            const size_t scale_bytes = type == GGML_TYPE_IQ4_XS ? 8 : 2; /* the scales lead every block */
+            for (int64_t blk = 0; blk < rows * n / g.block; blk++)
+                scale_differ += memcmp(a + blk * g.block_bytes, b + blk * g.block_bytes, scale_bytes) != 0;
             CHECK(t, worse == 0 && scale_differ == 0, "%s: %lld weights farther, %lld scales differ", tname(type),
                   (long long)worse, (long long)scale_differ);
             CHECK(t, differ * 100 < rows * n, "%s: %lld of %lld weights differ from ggml", tname(type), (long long)differ,
