@@ -63,8 +63,9 @@ enum { QF_GPTQ_FIT_EXACT = 0, QF_GPTQ_FIT_SEARCH = 1 };
 
 /* Fit the scales of one block to x[block] (the codec's own quantizer:
  * ggml's exact one, importance-weighted with qw[block] when qw is not NULL,
- * or the search quantizer) and write the whole block to blk. Returns 0 or a
- * negative QF_E* code from the codec. */
+ * or the search quantizer; IQ2_XS and IQ2_XXS, which ggml quantizes only
+ * with weights, get weights 1 when qw is NULL) and write the whole block to
+ * blk. Returns 0 or a negative QF_E* code from the codec. */
 int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int fit, void *blk);
 
 /* levels[s * nlev + u] for every sub-block s < block/sub: the dequantized
