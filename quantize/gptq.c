@@ -18,6 +18,8 @@
 #include "qf_threads.h"
 
 #define ROW_TILE 48 /* rows swept together by one thread (their weights stay in L2) */
+#define FIX_BLOCK 1 /* fix_at[k]: the sweep's first column of a block (fit its scales) */
+#define FIX_UNIT 2  /* fix_at[k]: ... of a codebook unit (choose its points) */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -389,9 +391,11 @@ typedef struct sweep {
     int64_t n;
     float *w;       /* [ROW_TILE][n] current weights, permuted column order */
     float *lev;     /* [ROW_TILE][n / sub * nlev] level tables of fixed blocks */
-    uint8_t *u;     /* [ROW_TILE][n] chosen indices, original column order */
+    uint8_t *u;     /* [ROW_TILE][n] chosen indices (codebook grids: sign bits), original column order */
     float *e;       /* [ROW_TILE][batch] scaled errors of the batch */
     float *xb;      /* [block] gather buffer */
+    float *qv;      /* codebook grids: [ROW_TILE][n] chosen values, original column order */
+    uint16_t *pt;   /* codebook grids: [ROW_TILE][n / dim] chosen points */
 } sweep;
 
 /* Fit block b of tile row r from its current weights (original order) and
@@ -412,6 +416,24 @@ static int fix_block(sweep *s, int r, int64_t b, const int64_t *inv, const qf_gp
     if (o->reference) qf_gptq_grid_levels_ref(g, blk, lev);
     else qf_gptq_grid_levels(g, blk, lev);
     return 0;
+}
+
+/* Codebook grids: choose unit m of tile row r (original columns
+ * QF_GPTQ_UNIT m ..) jointly from its current weights, each weighted by
+ * 1 / U_kk^2 at its sweep position k (the cost of its error given the columns
+ * after it), on the levels of its sub-block. */
+static void choose_unit(sweep *s, int r, int64_t m, const int64_t *inv, const float *U, int64_t ldu) {
+    const qf_gptq_grid *g = s->g;
+    const int64_t n = s->n, j0 = m * QF_GPTQ_UNIT;
+    float w[QF_GPTQ_UNIT], c[QF_GPTQ_UNIT];
+    for (int i = 0; i < QF_GPTQ_UNIT; i++) {
+        const int64_t k = inv ? inv[j0 + i] : j0 + i;
+        const float ukk = U[k * ldu + k];
+        w[i] = s->w[r * n + k];
+        c[i] = 1.0f / (ukk * ukk);
+    }
+    const float *lev = s->lev + (int64_t)r * (n / g->sub) * g->nlev + (j0 / g->sub) * g->nlev;
+    qf_gptq_grid_choose_unit(g, lev, w, c, s->qv + r * n + j0, s->u + r * n + j0, s->pt + r * (n / g->dim) + j0 / g->dim);
 }
 
 /* w[m] = fmaf(-a, u[m], w[m]) for m < len: whole vectors, then one masked
@@ -449,34 +471,31 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         const int64_t i2 = i1 + batch < n ? i1 + batch : n;
         for (int64_t k = i1; k < i2; k++) {
             const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
-            const float *Uk = U + k * ldu, ukk = Uk[k];
-            if (fix_at[k])
-                for (int r = 0; r < nr; r++) {
+            const float *Uk = U + k * ldu;
+            for (int r = 0; r < nr; r++) {
+                if (fix_at[k] & FIX_BLOCK) {
                     int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
                     if (rc) return rc;
                 }
-            float *e = s->e + (k - i1);
-            uint8_t *u = s->u + j;
-            if (o->reference) {
-                for (int r = 0; r < nr; r++) {
-                    float *w = s->w + r * n;
+                float *w = s->w + r * n;
+                float q;
+                if (g->dim) { /* codebook grid: the unit's joint choice */
+                    if (fix_at[k] & FIX_UNIT) choose_unit(s, r, j / QF_GPTQ_UNIT, inv, U, ldu);
+                    q = s->qv[r * n + j];
+                } else {
                     const float *lev = s->lev + r * lev_row + lev_at;
-                    const int uu = qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k]);
-                    u[r * n] = (uint8_t)uu;
-                    const float err = (w[k] - lev[uu]) / ukk;
-                    e[r * batch] = err;
+                    const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
+                                                : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
+                    q = lev[uu];
+                    s->u[r * n + j] = (uint8_t)uu;
+                }
+                if (q_out) q_out[(r0 + r) * n + j] = q;
+                const float err = (w[k] - q) / Uk[k];
+                s->e[r * batch + (k - i1)] = err;
+                if (o->reference)
                     for (int64_t m = k + 1; m < i2; m++) w[m] = fmaf(-err, Uk[m], w[m]);
-                }
-            } else {
-                for (int r = 0; r < nr; r++) {
-                    float *w = s->w + r * n;
-                    const float *lev = s->lev + r * lev_row + lev_at;
-                    const int uu = qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
-                    u[r * n] = (uint8_t)uu;
-                    const float err = (w[k] - lev[uu]) / ukk;
-                    e[r * batch] = err;
+                else
                     axpy_sub(w + k + 1, Uk + k + 1, err, i2 - k - 1);
-                }
             }
         }
         /* lazy update of the columns after the batch: W[:, i2:] -= E U[i1:i2, i2:] */
@@ -485,17 +504,13 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
         else
             qf_gemm_sub_f32(s->w + i2, n, s->e, batch, U + i1 * ldu + i2, ldu, nr, n - i2, i2 - i1);
     }
-    if (q_out) /* the chosen levels, in the original column order */
-        for (int r = 0; r < nr; r++) {
-            const float *lev = s->lev + r * lev_row;
-            const uint8_t *u = s->u + r * n;
-            float *q = q_out + (r0 + r) * n;
-            for (int64_t j = 0; j < n; j++) q[j] = lev[(j / g->sub) * nlev + u[j]];
-        }
     for (int r = 0; r < nr; r++) {
         uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
-        for (int64_t b = 0; b < n / B; b++)
-            qf_gptq_grid_pack(g, s->u + r * n + b * B, drow + b * (int64_t)g->block_bytes);
+        for (int64_t b = 0; b < n / B; b++) {
+            uint8_t *blk = drow + b * (int64_t)g->block_bytes;
+            if (g->dim) qf_gptq_grid_pack_points(g, s->pt + r * (n / g->dim) + b * (B / g->dim), s->u + r * n + b * B, blk);
+            else qf_gptq_grid_pack(g, s->u + r * n + b * B, blk);
+        }
     }
     return 0;
 }
@@ -527,7 +542,7 @@ int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int
     const int64_t nb = n / g.block, *perm = p->perm;
     const size_t row_bytes = (size_t)nb * g.block_bytes;
     int64_t *inv = perm ? malloc((size_t)n * sizeof *inv) : NULL;
-    uint8_t *fix_at = calloc((size_t)n, 1), *seen = calloc((size_t)nb, 1);
+    uint8_t *fix_at = calloc((size_t)n, 1), *seen = calloc((size_t)(n / (g.dim ? QF_GPTQ_UNIT : g.block)), 1);
     int rc = 0;
     if (!fix_at || !seen || (perm && !inv)) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for gptq on %lld x %lld", (long long)n_out, (long long)n);
@@ -537,19 +552,30 @@ int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int
         for (int64_t k = 0; k < n; k++) inv[perm[k]] = k;
     for (int64_t k = 0; k < n; k++) { /* a block is fitted when the sweep first reaches one of its columns */
         const int64_t b = (perm ? perm[k] : k) / g.block;
-        if (!seen[b]) seen[b] = fix_at[k] = 1;
+        if (!seen[b]) seen[b] = 1, fix_at[k] = FIX_BLOCK;
+    }
+    if (g.dim) { /* and a codebook unit is chosen there */
+        memset(seen, 0, (size_t)(n / QF_GPTQ_UNIT));
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t m = (perm ? perm[k] : k) / QF_GPTQ_UNIT;
+            if (!seen[m]) seen[m] = 1, fix_at[k] |= FIX_UNIT;
+        }
     }
     const int64_t t0 = row0 / ROW_TILE, n_tiles = (row1 + ROW_TILE - 1) / ROW_TILE;
     int failed = 0;
     #pragma omp parallel num_threads(qf_threads_for((double)(row1 - row0) * n * n, o.n_threads))
     {
-        sweep s = {&g, n, NULL, NULL, NULL, NULL, NULL};
+        sweep s = {&g, n, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         s.w = malloc((size_t)(ROW_TILE * n) * sizeof *s.w);
         s.lev = malloc((size_t)(ROW_TILE * (n / g.sub) * g.nlev) * sizeof *s.lev);
         s.u = malloc((size_t)(ROW_TILE * n));
         s.e = malloc((size_t)(ROW_TILE * o.batch) * sizeof *s.e);
         s.xb = malloc((size_t)g.block * sizeof *s.xb);
-        const int ok = s.w && s.lev && s.u && s.e && s.xb;
+        if (g.dim) {
+            s.qv = malloc((size_t)(ROW_TILE * n) * sizeof *s.qv);
+            s.pt = malloc((size_t)(ROW_TILE * (n / g.dim)) * sizeof *s.pt);
+        }
+        const int ok = s.w && s.lev && s.u && s.e && s.xb && (!g.dim || (s.qv && s.pt));
         #pragma omp for schedule(dynamic, 1)
         for (int64_t t = t0; t < n_tiles; t++) {
             if (!ok) { failed = QF_ENOMEM; continue; }
@@ -558,7 +584,7 @@ int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int
             int r = sweep_rows(&s, W, r0, nr, p->U, p->ldu, perm, inv, fix_at, &o, dst, row_bytes, q_out);
             if (r) failed = r;
         }
-        free(s.w); free(s.lev); free(s.u); free(s.e); free(s.xb);
+        free(s.w); free(s.lev); free(s.u); free(s.e); free(s.xb); free(s.qv); free(s.pt);
     }
     if (failed) rc = qf_set_err(err, failed, "gptq: %s", failed == QF_ENOMEM ? "out of memory" : "block fit failed");
 done:

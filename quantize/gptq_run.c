@@ -49,14 +49,17 @@ static int add_report(state *s, const qf_gptq_tensor_report *t) {
     return 0;
 }
 
-/* ggml's round-to-nearest of the rows W [n_out * n_in], dequantized into out. */
+/* ggml's round-to-nearest of the rows W [n_out * n_in], dequantized into out;
+ * for the types ggml quantizes only with an importance matrix (IQ2_XXS,
+ * IQ2_XS), with the last fit weights (the group's input). */
 static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, int64_t n_in, float *out) {
     uint64_t rs;
     ggml_row_size(type, (uint64_t)n_in, &rs);
     uint8_t *q = realloc(s->rtn_q, (size_t)(rs * (uint64_t)n_out));
     if (!q) return QF_ENOMEM;
     s->rtn_q = q;
-    if (qf_quantize_rows(type, W, q, n_out, n_in, NULL) < 0) return QF_EUNSUPPORTED;
+    const int needs_qw = type == GGML_TYPE_IQ2_XXS || type == GGML_TYPE_IQ2_XS;
+    if (qf_quantize_rows(type, W, q, n_out, n_in, needs_qw ? s->qw : NULL) < 0) return QF_EUNSUPPORTED;
     for (int64_t r = 0; r < n_out; r++) qf_dequantize_row_ref(type, q + r * rs, out + r * n_in, n_in);
     return 0;
 }
@@ -244,8 +247,9 @@ static int gptq_end(state *s, const qf_lw_group *g, pending *pd, const qf_gptq_p
     if (rc) return rc;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
     for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * pd->step * n_in, rb);
-    if (rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
-        return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    if ((rc = rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in)))
+        return qf_set_err(err, rc, rc == QF_ENOMEM ? "out of memory for '%s'" : "'%s': round-to-nearest for the loss report failed",
+                          w->name);
     snprintf(pd->tr.name, sizeof pd->tr.name, "%s", w->name);
     pd->tr.type = pd->t->type;
     pd->tr.damp = prep->info.damp;
