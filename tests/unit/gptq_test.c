@@ -112,6 +112,22 @@ static void test_identity_is_exact(qf_test *t) {
     free(W);
 }
 
+/* A correlated-input case: inputs X [N, n], H = X^T X, the imatrix diag(H) / N
+ * and gaussian weights W [rows, n]. */
+typedef struct corr_case { float *X; double *H; float *imat; float *W; } corr_case;
+
+static corr_case corr_case_make(uint64_t x_seed, uint64_t w_seed, int64_t N, int64_t n, int64_t rows) {
+    corr_case c;
+    c.X = make_inputs(x_seed, N, n);
+    c.H = hessian(c.X, N, n);
+    c.imat = malloc((size_t)n * sizeof *c.imat);
+    for (int64_t j = 0; j < n; j++) c.imat[j] = (float)(c.H[j * n + j] / (double)N);
+    c.W = gauss(w_seed, rows * n);
+    return c;
+}
+
+static void corr_case_free(corr_case *c) { free(c->X); free(c->H); free(c->imat); free(c->W); }
+
 /* On correlated inputs GPTQ's output error is below round-to-nearest
  * (ggml exact) and below the search quantizer with the imatrix (diag H),
  * for every type and several seeds; the written blocks dequantize to exactly
@@ -119,11 +135,9 @@ static void test_identity_is_exact(qf_test *t) {
 static void test_beats_rtn_and_search(qf_test *t) {
     const int64_t rows = 32, n = 256, N = 1024;
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        float *X = make_inputs(seed * 977, N, n);
-        double *H = hessian(X, N, n);
-        float *imat = malloc((size_t)n * sizeof *imat);
-        for (int64_t j = 0; j < n; j++) imat[j] = (float)(H[j * n + j] / (double)N);
-        float *W = gauss(seed * 31 + 5, rows * n);
+        corr_case c = corr_case_make(seed * 977, seed * 31 + 5, N, n, rows);
+        float *imat = c.imat, *W = c.W;
+        double *H = c.H;
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             const uint32_t type = TYPES[ti];
             const size_t rs = row_size(type, n);
@@ -164,10 +178,7 @@ static void test_beats_rtn_and_search(qf_test *t) {
             free(qs);
             free(acc);
         }
-        free(X);
-        free(H);
-        free(imat);
-        free(W);
+        corr_case_free(&c);
     }
 }
 
@@ -265,11 +276,9 @@ static void test_codebook_identity(qf_test *t) {
 static void test_codebook_beats_exact(qf_test *t) {
     const int64_t rows = 32, n = 512, N = 1024;
     for (uint64_t seed = 1; seed <= 2; seed++) {
-        float *X = make_inputs(seed * 313, N, n);
-        double *H = hessian(X, N, n);
-        float *imat = malloc((size_t)n * sizeof *imat);
-        for (int64_t j = 0; j < n; j++) imat[j] = (float)(H[j * n + j] / (double)N);
-        float *W = gauss(seed * 17 + 3, rows * n);
+        corr_case c = corr_case_make(seed * 313, seed * 17 + 3, N, n, rows);
+        float *imat = c.imat, *W = c.W;
+        double *H = c.H;
         for (size_t ti = 0; ti < N_CB_TYPES; ti++) {
             const uint32_t type = CB_TYPES[ti];
             const size_t rs = row_size(type, n);
@@ -304,7 +313,7 @@ static void test_codebook_beats_exact(qf_test *t) {
             }
             free(q); free(q2); free(qe); free(acc); free(ye);
         }
-        free(X); free(H); free(imat); free(W);
+        corr_case_free(&c);
     }
 }
 
