@@ -20,7 +20,7 @@ static inline int point_byte(const qf_gptq_grid *g, int p, int j) {
                        : (int)((((const uint32_t *)g->points)[p] >> 8 * j) & 0xFF);
 }
 
-/* A codebook grid's level view: its magnitude bytes in ascending order as
+/* A codebook grid's level view: its point bytes in ascending order as
  * levels, and for each the lowest point (and position) that carries it. */
 static void codebook(qf_gptq_grid *g, int dim, int n_points, int parity, const void *points) {
     g->dim = dim;
@@ -28,11 +28,11 @@ static void codebook(qf_gptq_grid *g, int dim, int n_points, int parity, const v
     g->parity = parity;
     g->points = points;
     memset(g->lvl_of, 0xFF, sizeof g->lvl_of);
-    uint8_t seen[64] = {0};
+    uint8_t seen[256] = {0};
     for (int p = 0; p < n_points; p++)
-        for (int j = 0; j < dim; j++) seen[point_byte(g, p, j) & 63] = 1;
+        for (int j = 0; j < dim; j++) seen[point_byte(g, p, j)] = 1;
     int l = 0;
-    for (int b = 0; b < 64 && l < 8; b++)
+    for (int b = 0; b < 256 && l < 8; b++)
         if (seen[b]) g->lvl_of[b] = (uint8_t)l++;
     g->nlev = l;
     for (int p = n_points - 1; p >= 0; p--)
@@ -88,6 +88,16 @@ int qf_gptq_grid_get(uint32_t type, qf_gptq_grid *g) {
         g->block = 256; g->sub = 32; g->block_bytes = sizeof(block_iq2_xxs);
         codebook(g, 8, 256, 1, qf_iq2xxs_grid);
         break;
+    case GGML_TYPE_IQ1_S: /* scale and delta per 32 weights */
+        g->block = 256; g->sub = 32; g->block_bytes = sizeof(block_iq1_s);
+        codebook(g, 8, 2048, 0, qf_iq1_grid);
+        g->no_signs = 1;
+        break;
+    case GGML_TYPE_IQ1_M: /* scale per 16 weights, delta per 8: a level table per group */
+        g->block = 256; g->sub = 8; g->block_bytes = sizeof(block_iq1_m);
+        codebook(g, 8, 2048, 0, qf_iq1_grid);
+        g->no_signs = 1;
+        break;
     default: return -1;
     }
     return 0;
@@ -102,7 +112,7 @@ int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int
         n = qf_quantize_rows_opt_ex(g->type, x, blk, 1, g->block, qw, &so);
     } else {
         float ones[256];
-        if (!qw && (g->type == GGML_TYPE_IQ2_XS || g->type == GGML_TYPE_IQ2_XXS)) { /* ggml requires weights */
+        if (!qw && qf_quantize_requires_imatrix(g->type)) { /* ggml quantizes these only with weights */
             for (int i = 0; i < g->block; i++) ones[i] = 1.0f;
             qw = ones;
         }
@@ -287,6 +297,26 @@ void qf_gptq_grid_pack_points(const qf_gptq_grid *g, const uint16_t *idx, const 
         }
         break;
     }
+    case GGML_TYPE_IQ1_S: { /* qs[k] low 8 bits; qh[ib] bits 3l..3l+2 the high 3 of group l, scale and delta kept */
+        block_iq1_s *b = blk;
+        for (int ib = 0; ib < 8; ib++) {
+            unsigned qh = b->qh[ib] & 0xF000u;
+            for (int l = 0; l < 4; l++) {
+                b->qs[4 * ib + l] = (uint8_t)(idx[4 * ib + l] & 255);
+                qh |= (unsigned)((idx[4 * ib + l] >> 8) & 7) << (3 * l);
+            }
+            b->qh[ib] = (uint16_t)qh;
+        }
+        break;
+    }
+    case GGML_TYPE_IQ1_M: /* qs[k] low 8 bits; nibble k%2 of qh[k/2]: the high 3 bits, its delta bit (8) kept */
+        for (int k = 0; k < 32; k++) {
+            block_iq1_m *b = blk;
+            const int sh = 4 * (k % 2);
+            b->qs[k] = (uint8_t)(idx[k] & 255);
+            b->qh[k / 2] = (uint8_t)((b->qh[k / 2] & ~(7 << sh)) | ((idx[k] >> 8) & 7) << sh);
+        }
+        break;
     default: break;
     }
 }
@@ -307,7 +337,8 @@ static void codebook_levels(const qf_gptq_grid *g, void *blk, float *levels) {
 }
 
 /* The best point of one codebook group of dim weights with magnitudes a,
- * importance c and level magnitudes val[nlev]: the cost without a sign flip
+ * importance c and level magnitudes val[nlev] (no_signs grids: signed
+ * weights and levels; the flip is then unused): the cost without a sign flip
  * (best0 at *p0) and with the cheapest single flip (best1 at *p1, flipping
  * *f1). The costs of every level pattern of each half of the group are
  * tabulated first, so a point costs two lookups. */
@@ -351,11 +382,11 @@ void qf_gptq_grid_choose_unit(const qf_gptq_grid *g, const float *lev, const flo
     const int U = QF_GPTQ_UNIT, nh = U / g->dim;
     const int lev_neg = lev[g->nlev - 1] < 0 || lev[0] < 0; /* the sub-block's scale is negative */
     float val[8], a[QF_GPTQ_UNIT];
-    for (int l = 0; l < g->nlev; l++) val[l] = fabsf(lev[l]);
+    for (int l = 0; l < g->nlev; l++) val[l] = g->no_signs ? lev[l] : fabsf(lev[l]);
     int odd = 0;
-    for (int i = 0; i < U; i++) {
-        a[i] = fabsf(w[i]);
-        neg[i] = (uint8_t)((w[i] < 0) != lev_neg); /* the sign that puts q on w's side */
+    for (int i = 0; i < U; i++) { /* signed grids: magnitudes, with the sign that puts q on w's side */
+        a[i] = g->no_signs ? w[i] : fabsf(w[i]);
+        neg[i] = (uint8_t)(!g->no_signs && (w[i] < 0) != lev_neg);
         odd ^= neg[i];
     }
     float b0[2], b1[2];

@@ -22,6 +22,13 @@
  * sign bit; a set bit negates it. GPTQ chooses each unit of QF_GPTQ_UNIT
  * weights jointly (qf_gptq_grid_choose_unit) when the sweep first reaches
  * it, then propagates each weight's error as for a level grid.
+ *
+ * The ternary grids (IQ1_S, IQ1_M) are codebook grids without sign bits
+ * (no_signs): a point's bytes are the signed levels -1, 0, 1 and
+ * levels[s * nlev + l] is level l (byte 0, 1, 0xFF in that order) under
+ * sub-block s's scale and delta shift as fitted: per 32 weights (IQ1_S), per
+ * 8-weight group (IQ1_M, whose scale is per 16). GPTQ chooses the point of
+ * each unit; the fit's scales and shifts stay.
  */
 #ifndef QF_GPTQ_GRID_H
 #define QF_GPTQ_GRID_H
@@ -43,16 +50,17 @@ typedef struct qf_gptq_grid {
     int dim;            /* weights per codebook point (4 or 8); 0: a level grid */
     int n_points;       /* codebook points */
     int parity;         /* signs of each unit have even parity (7 stored bits per 8 weights) */
+    int no_signs;       /* points hold signed levels and no sign bits are stored (IQ1) */
     const void *points; /* the codebook: dim magnitude bytes per point (uint32_t or uint64_t) */
-    uint8_t lvl_of[64]; /* magnitude byte -> level index (0xFF: not used) */
+    uint8_t lvl_of[256]; /* point byte -> level index (0xFF: not used) */
     uint16_t lev_point[8]; /* level l is byte lev_pos[l] of point lev_point[l] */
     uint8_t lev_pos[8];
     int part;           /* a point is two parts of `part` weights (dim / 2) */
-    uint8_t code[1024][2]; /* point p's two parts as numbers sum_i lvl_i nlev^i */
+    uint8_t code[2048][2]; /* point p's two parts as numbers sum_i lvl_i nlev^i */
 } qf_gptq_grid;
 
-/* Weights chosen together on a codebook grid: 8 (one IQ2 point, two IQ3
- * points: the span of one sign byte). */
+/* Weights chosen together on a codebook grid: 8 (one IQ2 or IQ1 point, two
+ * IQ3 points: the span of one sign byte). */
 #define QF_GPTQ_UNIT 8
 
 /* Fill g for `type`; 0, or -1 if the type is not a GPTQ grid. */
@@ -63,9 +71,10 @@ enum { QF_GPTQ_FIT_EXACT = 0, QF_GPTQ_FIT_SEARCH = 1 };
 
 /* Fit the scales of one block to x[block] (the codec's own quantizer:
  * ggml's exact one, importance-weighted with qw[block] when qw is not NULL,
- * or the search quantizer; IQ2_XS and IQ2_XXS, which ggml quantizes only
- * with weights, get weights 1 when qw is NULL) and write the whole block to
- * blk. Returns 0 or a negative QF_E* code from the codec. */
+ * or the search quantizer; the types ggml quantizes only with weights
+ * (qf_quantize_requires_imatrix: IQ2_XS, IQ2_XXS, IQ1_S) get weights 1 when
+ * qw is NULL) and write the whole block to blk. Returns 0 or a negative
+ * QF_E* code from the codec. */
 int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int fit, void *blk);
 
 /* levels[s * nlev + u] for every sub-block s < block/sub: the dequantized
@@ -81,15 +90,17 @@ void qf_gptq_grid_levels_ref(const qf_gptq_grid *g, void *blk, float *levels);
 void qf_gptq_grid_pack(const qf_gptq_grid *g, const uint8_t *u, void *blk);
 
 /* Codebook grids: store points idx[block / dim] and sign bits neg[block]
- * (1: negative) into blk, keeping its scales. With g->parity every unit's
- * neg has an even count (its last bit is implied). */
+ * (1: negative; not read when g->no_signs) into blk, keeping its scales
+ * (and IQ1's delta shifts). With g->parity every unit's neg has an even
+ * count (its last bit is implied). */
 void qf_gptq_grid_pack_points(const qf_gptq_grid *g, const uint16_t *idx, const uint8_t *neg, void *blk);
 
 /* Codebook grids: the points and signs of one unit of QF_GPTQ_UNIT weights
  * w (importance c >= 0) in a sub-block with levels lev[nlev] that minimize
  * sum_i c_i (w_i - q_i)^2 over the whole codebook, the parity rule included
- * (ties: the lower point). Writes the values q, sign bits neg and points
- * idx[QF_GPTQ_UNIT / dim]; q is exactly what the dequantizer returns. */
+ * (ties: the lower point). Writes the values q, sign bits neg (all 0 when
+ * g->no_signs) and points idx[QF_GPTQ_UNIT / dim]; q is exactly what the
+ * dequantizer returns. */
 void qf_gptq_grid_choose_unit(const qf_gptq_grid *g, const float *lev, const float *w, const float *c, float *q,
                               uint8_t *neg, uint16_t *idx);
 

@@ -51,15 +51,15 @@ static int add_report(state *s, const qf_gptq_tensor_report *t) {
 
 /* ggml's round-to-nearest of the rows W [n_out * n_in], dequantized into out;
  * for the types ggml quantizes only with an importance matrix (IQ2_XXS,
- * IQ2_XS), with the last fit weights (the group's input). */
+ * IQ2_XS, IQ1_S), with the last fit weights (the group's input). */
 static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, int64_t n_in, float *out) {
     uint64_t rs;
     ggml_row_size(type, (uint64_t)n_in, &rs);
     uint8_t *q = realloc(s->rtn_q, (size_t)(rs * (uint64_t)n_out));
     if (!q) return QF_ENOMEM;
     s->rtn_q = q;
-    const int needs_qw = type == GGML_TYPE_IQ2_XXS || type == GGML_TYPE_IQ2_XS;
-    if (qf_quantize_rows(type, W, q, n_out, n_in, needs_qw ? s->qw : NULL) < 0) return QF_EUNSUPPORTED;
+    const float *qw = qf_quantize_requires_imatrix(type) ? s->qw : NULL;
+    if (qf_quantize_rows(type, W, q, n_out, n_in, qw) < 0) return QF_EUNSUPPORTED;
     for (int64_t r = 0; r < n_out; r++) qf_dequantize_row_ref(type, q + r * rs, out + r * n_in, n_in);
     return 0;
 }

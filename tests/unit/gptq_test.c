@@ -22,9 +22,9 @@ static const uint32_t TYPES[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
                                  GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
                                  GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
 #define N_TYPES (sizeof TYPES / sizeof TYPES[0])
-/* The codebook grids (groups of 4 or 8 weights per point). */
+/* The codebook grids (groups of 4 or 8 weights per point; IQ1: ternary points, no sign bits). */
 static const uint32_t CB_TYPES[] = {GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ2_XS,
-                                    GGML_TYPE_IQ2_XXS};
+                                    GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M};
 #define N_CB_TYPES (sizeof CB_TYPES / sizeof CB_TYPES[0])
 
 #define tname(t) qf_test_type_name(t)
@@ -183,21 +183,22 @@ static void test_beats_rtn_and_search(qf_test *t) {
 }
 
 /* Codebook grids: random points and sign bits (even parity where the type
- * requires it) packed into a fitted block dequantize to +-levels of their
- * magnitudes; and the unit choice's values are the dequantizer's. */
+ * requires it; none for IQ1) packed into a fitted block dequantize to
+ * +-levels of their magnitudes; and the unit choice's values are the
+ * dequantizer's. */
 static void test_codebook_pack(qf_test *t) {
     qf_test_rng r = {4321};
     for (size_t ti = 0; ti < N_CB_TYPES; ti++) {
         qf_gptq_grid g;
         REQUIRE(t, qf_gptq_grid_get(CB_TYPES[ti], &g) == 0 && g.dim, "grid");
-        float *x = gauss(ti + 11, g.block), ones[256], lev[8 * 16], y[256], q[256], c[8];
+        float *x = gauss(ti + 11, g.block), ones[256], lev[8 * 32], y[256], q[256], c[8];
         for (int i = 0; i < 256; i++) ones[i] = 1;
         uint8_t blk[256], neg[256];
         uint16_t idx[64];
         REQUIRE(t, qf_gptq_grid_fit(&g, x, ones, QF_GPTQ_FIT_EXACT, blk) == 0, "fit");
         qf_gptq_grid_levels(&g, blk, lev);
         for (int k = 0; k < g.block / g.dim; k++) idx[k] = (uint16_t)(qf_test_rng_u64(&r) % (uint64_t)g.n_points);
-        for (int i = 0; i < g.block; i++) neg[i] = (uint8_t)(qf_test_rng_u64(&r) & 1);
+        for (int i = 0; i < g.block; i++) neg[i] = (uint8_t)(qf_test_rng_u64(&r) & 1 && !g.no_signs);
         if (g.parity)
             for (int m = 0; m < g.block / 8; m++) {
                 int odd = 0;
@@ -224,8 +225,18 @@ static void test_codebook_pack(qf_test *t) {
         qf_dequantize_row_ref(g.type, blk, y, g.block);
         CHECK(t, memcmp(y, q, (size_t)g.block * sizeof *q) == 0, "%s: chosen values differ from the dequantized block",
               tname(g.type));
+        int signed_bits = 0;
+        for (int i = 0; i < g.block; i++) signed_bits += neg[i];
+        CHECK(t, !g.no_signs || signed_bits == 0, "%s: %d sign bits on a grid without signs", tname(g.type), signed_bits);
         free(x);
     }
+}
+
+/* Where a codebook block keeps its fitted scales: bytes [*off, *off + *len)
+ * (IQ1_M: the scale words with d's nibbles; IQ1_S: d; the others: d). */
+static void cb_scale_bytes(uint32_t type, size_t *off, size_t *len) {
+    *off = type == GGML_TYPE_IQ1_M ? offsetof(block_iq1_m, scales) : 0;
+    *len = type == GGML_TYPE_IQ1_M ? sizeof(((block_iq1_m *)0)->scales) : 2;
 }
 
 /* Codebook grids, H = I: no error is propagated, the scales are ggml's
@@ -259,7 +270,9 @@ static void test_codebook_identity(qf_test *t) {
             worse += ea > eb * (1 + 1e-5);
             better += ea < eb;
             const size_t bb = rs / (size_t)(n / 256);
-            d_differ += memcmp(a + blk * bb, b + blk * bb, 2) != 0;
+            size_t off, len;
+            cb_scale_bytes(type, &off, &len);
+            d_differ += memcmp(a + blk * bb + off, b + blk * bb + off, len) != 0;
         }
         CHECK(t, worse == 0 && d_differ == 0, "%s: %lld blocks worse than ggml's, %lld scales differ", tname(type),
               (long long)worse, (long long)d_differ);
