@@ -105,7 +105,7 @@ int qf_gptq_grid_get(uint32_t type, qf_gptq_grid *g) {
 
 int qf_gptq_grid_fit(const qf_gptq_grid *g, const float *x, const float *qw, int fit, void *blk) {
     int64_t n;
-    if (fit == QF_GPTQ_FIT_SEARCH && qf_quantize_search_supports(g->type)) {
+    if (fit == QF_GPTQ_FIT_SEARCH && !g->dim && qf_quantize_search_supports(g->type)) { /* codebook searches keep ggml's scales */
         qf_search_opts so;
         qf_search_opts_init(&so);
         so.effort = QF_SEARCH_EFFORT_FAST;

@@ -71,7 +71,8 @@ enum { QF_GPTQ_FIT_EXACT = 0, QF_GPTQ_FIT_SEARCH = 1 };
 
 /* Fit the scales of one block to x[block] (the codec's own quantizer:
  * ggml's exact one, importance-weighted with qw[block] when qw is not NULL,
- * or the search quantizer; the types ggml quantizes only with weights
+ * or the search quantizer (level grids; a codebook search keeps ggml's
+ * scales, so codebook grids fit with ggml's); the types ggml quantizes only with weights
  * (qf_quantize_requires_imatrix: IQ2_XS, IQ2_XXS, IQ1_S) get weights 1 when
  * qw is NULL) and write the whole block to blk. Returns 0 or a negative
  * QF_E* code from the codec. */

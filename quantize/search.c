@@ -22,6 +22,12 @@
  *  - IQ4_XS: the same descent over the signed 6-bit sub-block scales, the
  *    levels re-rounded to the nearest IQ4_NL table value, with the
  *    least-squares refit of the fp16 super-scale.
+ *  - Codebook i-quants (IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_S, IQ1_M):
+ *    ggml's scales (and IQ1's shifts) are kept; every unit of 8 weights
+ *    takes the point and signs of least weighted error under the stored
+ *    scales over the whole codebook (gptq_grid.h). ggml looks at a few grid
+ *    neighbours of the rounded group only, and chooses them for the
+ *    unrounded sub-block scale.
  *
  * Every candidate is scored by the error it really has (fp16-rounded scales,
  * clamped levels); ggml's block is scored the same way through the reference
@@ -39,6 +45,7 @@
 #include "codecs.h"
 #include "codec_kernels.h"
 #include "search_kernels.h"
+#include "gptq_grid.h"
 
 #define QS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QS_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -76,11 +83,23 @@ typedef struct search_ctx {
     qs_grid_err_fn grid; /* likewise */
     qs_cand_err_fn cand; /* likewise */
     float f_a, f_b;      /* the sweeps' range of s, relative to nmax / range of x */
+    const qf_gptq_grid *cb; /* codebook types: the grid view of the type */
 } search_ctx;
 
 /* ------------------------------------------------------------------------ */
 /* weights                                                                  */
 /* ------------------------------------------------------------------------ */
+
+/* The codebook i-quants, whose search re-chooses ggml's points. */
+static int is_codebook(uint32_t type) {
+    switch (type) {
+    case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ3_XXS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ2_XS:
+    case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ1_S: case GGML_TYPE_IQ1_M:
+        return 1;
+    default:
+        return 0;
+    }
+}
 
 int qf_quantize_search_supports(uint32_t type) {
     switch (type) {
@@ -89,7 +108,7 @@ int qf_quantize_search_supports(uint32_t type) {
     case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
         return 1;
     default:
-        return 0;
+        return is_codebook(type);
     }
 }
 
@@ -969,6 +988,22 @@ static float xs_sub_scale(const float *x, const float *w) {
     return best_d;
 }
 
+/* One codebook super-block: ggml's block with every unit of 8 weights
+ * re-chosen over the whole codebook under ggml's stored scales (the levels
+ * read from the reference dequantizer), importance w. */
+static void search_block_codebook(const qf_gptq_grid *g, const float *x, const float *w, const void *exact, void *y) {
+    float lev[QK_K], q[QK_K];
+    uint8_t neg[QK_K];
+    uint16_t idx[QK_K / 4];
+    memcpy(y, exact, g->block_bytes);
+    qf_gptq_grid_levels(g, y, lev);
+    for (int m = 0; m < QK_K / QF_GPTQ_UNIT; ++m) {
+        const int j = m * QF_GPTQ_UNIT;
+        qf_gptq_grid_choose_unit(g, lev + (j / g->sub) * g->nlev, x + j, w + j, q + j, neg + j, idx + j / g->dim);
+    }
+    qf_gptq_grid_pack_points(g, idx, neg, y);
+}
+
 /* One IQ4_XS super-block: the descent from ggml's block, and (not with
  * QF_SEARCH_EFFORT_FAST) from starts built on the best continuous scale of
  * each sub-block, with the largest one at the long end -32 of the integer
@@ -1537,7 +1572,8 @@ static void search_row(const search_ctx *cx, uint32_t type, const ggml_type_trai
     for (int64_t b = 0; b < n / bs; ++b) {
         const float *xb = x + b * bs, *wb = w + b * bs;
         const uint8_t *eb = exact + b * tr->type_size;
-        if (type == GGML_TYPE_IQ4_NL) search_block_iq4_nl(xb, wb, (const block_iq4_nl *)eb, (block_iq4_nl *)cand);
+        if (cx->cb) search_block_codebook(cx->cb, xb, wb, eb, cand);
+        else if (type == GGML_TYPE_IQ4_NL) search_block_iq4_nl(xb, wb, (const block_iq4_nl *)eb, (block_iq4_nl *)cand);
         else if (type == GGML_TYPE_IQ4_XS) search_block_iq4_xs(cx, xb, wb, (const block_iq4_xs *)eb, (block_iq4_xs *)cand);
         else if (bs == QK_K) search_block_k(cx, type, xb, wb, eb, cand);
         else search_block_legacy(cx, type, xb, wb, eb, cand);
@@ -1558,6 +1594,7 @@ int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int6
     if (!qf_quantize_search_supports(type)) return QF_EUNSUPPORTED;
     if (o.weights < 0 || o.weights >= QF_SEARCH_W_COUNT) return QF_EINVAL;
     if (nrows < 0 || n_per_row < 0 || (nrows > 0 && n_per_row > 0 && (!src || !dst))) return QF_EINVAL;
+    if (qf_quantize_requires_imatrix(type) && !imatrix) return QF_EINVAL;
     const ggml_type_traits *tr = ggml_get_type_traits(type);
     uint64_t row_size;
     if (ggml_row_size(type, (uint64_t)n_per_row, &row_size) != 0) return QF_EINVAL;
@@ -1565,7 +1602,10 @@ int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int6
     if (qf_mul_u64(row_size, (unsigned long long)nrows, &total) != 0 || total > (unsigned long long)INT64_MAX)
         return QF_ERANGE;
     if (n_per_row == 0 || nrows == 0) return (int64_t)total;
-    search_ctx cx = { o.effort, qs_group_err_scalar, qs_grid_err_scalar, qs_cand_err_scalar, 0.f, 0.f };
+    qf_gptq_grid cb;
+    const int codebook = is_codebook(type) && qf_gptq_grid_get(type, &cb) == 0;
+    search_ctx cx = { o.effort, qs_group_err_scalar, qs_grid_err_scalar, qs_cand_err_scalar, 0.f, 0.f,
+                      codebook ? &cb : NULL };
 #if defined(__AVX512F__)
     if (!o.force_scalar) {
         cx.err = qs_group_err_avx512;

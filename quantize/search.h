@@ -64,14 +64,17 @@ int qf_search_weights_default(uint32_t type, int has_imatrix);
  * imatrix: n_per_row importance weights shared by all rows, or NULL.
  * Unlike ggml, Q8_0 uses the imatrix too. Returns bytes written or a
  * negative QF_E* (QF_EUNSUPPORTED for a type without a search: F32, F16,
- * BF16, Q8_K and the grid i-quants IQ3/IQ2/IQ1; QF_EINVAL as qf_quantize_rows). */
+ * BF16, Q8_K; QF_EINVAL as qf_quantize_rows, and without an imatrix for the
+ * types that require one). The codebook i-quants keep ggml's scales and
+ * re-choose the points (search.c). */
 int64_t qf_quantize_rows_opt(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix);
 int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                                 const float *imatrix, const qf_search_opts *opts);
 
 /* 1 if qf_quantize_rows_opt() handles `type` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
- * Q2_K..Q6_K, IQ4_NL, IQ4_XS). */
+ * Q2_K..Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_S,
+ * IQ1_M). */
 int qf_quantize_search_supports(uint32_t type);
 
 /* The objective's weights for one row x[n] (mode as in qf_search_opts, qw

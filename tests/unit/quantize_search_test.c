@@ -8,6 +8,7 @@
  * (stories260K, tinystories-distill-3M) the weighted error is lower than
  * ggml's by at least a margin measured beforehand (docs/quality.md). */
 #include <math.h>
+#include <stddef.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "numfmt.h"
 #include "qf_error.h"
 #include "codecs.h"
+#include "gptq_grid.h"
 #include "search.h"
 #include "search_kernels.h"
 #include "safetensors.h"
@@ -34,6 +36,12 @@ static const uint32_t SEARCH_TYPES[] = {
     GGML_TYPE_IQ4_XS,
 };
 #define N_SEARCH_TYPES (sizeof SEARCH_TYPES / sizeof SEARCH_TYPES[0])
+/* The codebook i-quants: ggml's scales kept, points re-chosen. */
+static const uint32_t CODEBOOK_TYPES[] = {
+    GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ1_S,
+    GGML_TYPE_IQ1_M,
+};
+#define N_CODEBOOK_TYPES (sizeof CODEBOOK_TYPES / sizeof CODEBOOK_TYPES[0])
 
 #define tname(type) qf_test_type_name(type)
 #define row_bytes(type, n) qf_test_row_bytes(type, n)
@@ -398,6 +406,71 @@ static void test_degenerate_rows(qf_test *t) {
     free(x);
 }
 
+/* Codebook i-quants: per block never worse than ggml's under every weight
+ * mode, with and without an imatrix where ggml allows none; the search
+ * alone better than ggml in total on gaussian rows; ggml's scales kept (the
+ * dequantized block is the search's points on ggml's levels: the block's
+ * d bytes equal); the same bytes for 1 and 3 threads. */
+static void test_codebook_search(qf_test *t) {
+    const int64_t nrows = 12, n = 512;
+    rng r = { 99 };
+    float *x = malloc(nrows * n * sizeof *x), *qw = malloc(n * sizeof *qw);
+    qf_test_awkward_rows(&r, x, nrows, n, 1);
+    for (int64_t i = 0; i < 6 * n; ++i) x[i] = 0.02f * qf_test_rng_gauss(&r); /* rows 0-5: gaussian */
+    qf_test_imatrix(&r, qw, n, 1);
+    for (size_t ti = 0; ti < N_CODEBOOK_TYPES; ++ti) {
+        const uint32_t type = CODEBOOK_TYPES[ti];
+        const size_t rs = row_bytes(type, n), bytes = rs * nrows;
+        uint8_t *q = malloc(bytes), *e = malloc(bytes), *q3 = malloc(bytes);
+        CHECK(t, qf_quantize_search_supports(type), "%s: not searched", tname(type));
+        for (int im = 0; im < 2; ++im) {
+            const float *w = im ? qw : NULL;
+            if (!w && qf_quantize_requires_imatrix(type)) {
+                CHECK(t, qf_quantize_rows_opt(type, x, q, nrows, n, NULL) == QF_EINVAL, "%s: no imatrix", tname(type));
+                continue;
+            }
+            REQUIRE(t, qf_quantize_rows(type, x, e, nrows, n, w) == (int64_t)bytes, "%s exact", tname(type));
+            for (int mode = 0; mode < QF_SEARCH_W_COUNT; ++mode) {
+                qf_search_opts o;
+                qf_search_opts_init(&o);
+                o.weights = mode;
+                REQUIRE(t, qf_quantize_rows_opt_ex(type, x, q, nrows, n, w, &o) == (int64_t)bytes, "%s", tname(type));
+                cmp_stats st = { 0 };
+                compare_rows(type, mode, x, w, nrows, n, q, e, &st);
+                CHECK(t, st.worse == 0 && st.nonfinite == 0, "%s imat=%d mode %d: %lld of %lld blocks worse, %lld non-finite",
+                      tname(type), im, mode, (long long)st.worse, (long long)st.blocks, (long long)st.nonfinite);
+            }
+            qf_search_opts o;
+            qf_search_opts_init(&o);
+            o.keep_exact = 0;
+            REQUIRE(t, qf_quantize_rows_opt_ex(type, x, q, 6, n, w, &o) == (int64_t)(6 * rs), "%s", tname(type));
+            cmp_stats st = { 0 };
+            compare_rows(type, QF_SEARCH_W_DEFAULT, x, w, 6, n, q, e, &st);
+            CHECK(t, st.err_search < st.err_exact && st.better > 0, "%s imat=%d: search alone %.6g vs exact %.6g",
+                  tname(type), im, st.err_search, st.err_exact);
+            printf("# %s imat=%d gaussian: search alone / exact %.3f, better on %lld of %lld blocks\n", tname(type), im,
+                   st.err_search / st.err_exact, (long long)st.better, (long long)st.blocks);
+            qf_gptq_grid g;
+            REQUIRE(t, qf_gptq_grid_get(type, &g) == 0, "grid");
+            const size_t off = type == GGML_TYPE_IQ1_M ? offsetof(block_iq1_m, scales) : 0;
+            const size_t len = type == GGML_TYPE_IQ1_M ? sizeof(((block_iq1_m *)0)->scales) : 2;
+            int64_t d_differ = 0;
+            for (int64_t b = 0; b < 6 * n / 256; ++b)
+                d_differ += memcmp(q + b * g.block_bytes + off, e + b * g.block_bytes + off, len) != 0;
+            CHECK(t, d_differ == 0, "%s imat=%d: %lld blocks' scales differ from ggml's", tname(type), im,
+                  (long long)d_differ);
+            o.keep_exact = 1;
+            qf_quantize_rows_opt_ex(type, x, q, nrows, n, w, &o);
+            o.n_threads = 3;
+            qf_quantize_rows_opt_ex(type, x, q3, nrows, n, w, &o);
+            CHECK(t, !memcmp(q, q3, bytes), "%s imat=%d: 1 vs 3 threads differ", tname(type), im);
+        }
+        free(q); free(e); free(q3);
+    }
+    free(x);
+    free(qw);
+}
+
 static void test_api_errors(qf_test *t) {
     float x[256] = { 0 };
     uint8_t q[512];
@@ -514,7 +587,7 @@ static void test_real_tinystories_distill_3M(qf_test *t) {
     st_close(&m);
 }
 
-QF_TEST_MAIN(test_never_worse_than_exact_random, test_search_alone_beats_exact_on_gaussian_rows,
+QF_TEST_MAIN(test_codebook_search, test_never_worse_than_exact_random, test_search_alone_beats_exact_on_gaussian_rows,
              test_threads_and_kernels_give_same_bytes, test_fast_effort, test_group_err_kernel_avx2_equals_scalar,
              test_cand_and_avx512_kernels_equal_scalar,
              test_degenerate_rows, test_api_errors, test_real_stories260K, test_real_tinystories_distill_3M)
