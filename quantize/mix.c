@@ -119,7 +119,8 @@ static int is_k_type(uint32_t t) {
            t == GGML_TYPE_Q6_K;
 }
 
-/* AUTO (docs/quantize.md; measurements in docs/quality.md):
+/* AUTO (docs/quantize.md; measurements in docs/quality.md; IQ2/IQ1 codebook
+ * tensors are searched by --method search only, IQ3 ones as below):
  *  - K-quant presets, IQ4_NL and IQ4_XS: search every tensor that has a search,
  *    the shape fallbacks (IQ4_NL, Q5_0, Q5_1, Q8_0) included: it lowered KLD
  *    against llama.cpp's file in every such row measured, with and without
@@ -129,8 +130,16 @@ static int is_k_type(uint32_t t) {
  *  - legacy presets with an imatrix: search, except for Q4_1 and Q5_0
  *    tensors, where it came out slightly worse than exact on stories260K
  *    (+2.1% / +0.4% KLD) although it lowers their weighted error. */
+/* The 2- and 1-bit codebook types, whose search (the points re-chosen under
+ * ggml's scales) lowers the weighted error but raised KLD on distill-3M. */
+static int is_lowbit_codebook(uint32_t t) {
+    return t == GGML_TYPE_IQ2_S || t == GGML_TYPE_IQ2_XS || t == GGML_TYPE_IQ2_XXS || t == GGML_TYPE_IQ1_S ||
+           t == GGML_TYPE_IQ1_M;
+}
+
 int qf_quant_method_searches(int method, const qf_quant_preset *p, uint32_t type, int has_imatrix) {
     if (!qf_quantize_search_supports(type)) return 0;
+    if (is_lowbit_codebook(type) && method != QF_QUANT_METHOD_SEARCH) return 0; /* --method search only */
     if (method == QF_QUANT_METHOD_GPTQ) method = QF_QUANT_METHOD_AUTO; /* the tensors GPTQ leaves */
     if (method == QF_QUANT_METHOD_AWQ_GPTQ) method = QF_QUANT_METHOD_AUTO;
     if (method == QF_QUANT_METHOD_AWQ) method = QF_QUANT_METHOD_SEARCH; /* AWQ's baseline is the search (awq.h) */
