@@ -148,7 +148,7 @@ static void on_chunk(void *user, int64_t done, int64_t n_chunks, int64_t tokens,
 static int calibrate_main(int argc, char **argv, const char **in_files) {
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
     int64_t n_ctx = 512, n_chunks = 0, save_every = 0;
-    int n_in = 0;
+    int n_in = 0, n_pos = 0;
     int process_output = 0, kv_f16 = 1, allow_long_ctx = 0;
     qf_cli_common cli = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_JSON};
     for (int i = 1; i < argc; i++) {
@@ -181,12 +181,8 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
             if (!strcmp(val, "f16")) kv_f16 = 1;
             else if (!strcmp(val, "f32")) kv_f16 = 0;
             else return qf_cli_usage(PROG, "--kv takes f16 or f32, not '%s'", val);
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
-        } else if (!model_path) {
-            model_path = a;
         } else {
-            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
+            QF_ARG_POSITIONAL(&model_path, 1, &n_pos);
         }
         QF_ARG_END();
     }

@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
     o.outtype = QF_OUTTYPE_F16;
     /* -t is checked and ignored: conversion is single-threaded */
     qf_cli_common cli = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q};
+    int n_pos = 0;
     for (int i = 1; i < argc; i++) {
         QF_ARG_BEGIN(&cli, usage);
         if (!strcmp(a, "-o") || !strcmp(a, "--outfile")) {
@@ -120,12 +121,8 @@ int main(int argc, char **argv) {
             o.write_manifest = 1;
         } else if (!strcmp(a, "--fsync")) {
             o.fsync_output = 1;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
-        } else if (!model_dir) {
-            model_dir = a;
         } else {
-            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
+            QF_ARG_POSITIONAL(&model_dir, 1, &n_pos);
         }
         QF_ARG_END();
     }

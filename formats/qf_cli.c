@@ -206,6 +206,13 @@ int qf_cli_common_opt(const char *prog, void (*usage)(FILE *), qf_arg *g, int *i
     return QF_CLI_TAKEN;
 }
 
+int qf_cli_positional(const char *prog, const char *arg, const char **pos, int max, int *n) {
+    if (arg[0] == '-' && arg[1]) return qf_cli_usage(prog, "unknown option '%s'", arg);
+    if (*n >= max) return qf_cli_usage(prog, "unexpected argument '%s'", arg);
+    pos[(*n)++] = arg;
+    return QF_CLI_TAKEN;
+}
+
 int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet) {
     if (n_ctx_train <= 0 || n_ctx <= n_ctx_train) return 0;
     if (!allow) {

@@ -139,6 +139,17 @@ int qf_cli_common_opt(const char *prog, void (*usage)(FILE *), qf_arg *g, int *i
         if (common_rc_ != QF_CLI_OTHER) return common_rc_;                      \
     }
 
+/* The last branch of the option chain, for any argument not taken before:
+ * an unknown option ("-x", "--x", not "-" alone) or an argument beyond the
+ * first max is a usage error (returns 2); else it goes to pos[(*n)++]
+ * (returns QF_CLI_TAKEN). */
+int qf_cli_positional(const char *prog, const char *arg, const char **pos, int max, int *n);
+#define QF_ARG_POSITIONAL(pos, max, n)                                          \
+    do {                                                                        \
+        int pos_rc_ = qf_cli_positional(PROG, argv[i], (pos), (max), (n));      \
+        if (pos_rc_ != QF_CLI_TAKEN) return pos_rc_;                            \
+    } while (0)
+
 /* "OPT: expected an integer from MIN to MAX (or >= MIN), not 'VAL'"; returns 2. */
 int qf_cli_bad_range(const char *prog, const char *opt, const char *val, int64_t minv, int64_t maxv);
 

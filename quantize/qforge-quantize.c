@@ -826,11 +826,8 @@ static int quantize_main(int argc, char **argv) {
         } else if (!strcmp(a, "--sensitivity-cache")) {
             NEEDS_VALUE();
             ba.cache = val;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
-            if (n_pos == 3) return qf_cli_usage(PROG, "unexpected argument '%s'", a);
-            pos[n_pos++] = a;
+            QF_ARG_POSITIONAL(pos, 3, &n_pos);
         }
         QF_ARG_END();
 #undef NEEDS_VALUE

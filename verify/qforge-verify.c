@@ -406,7 +406,7 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->n_generate = -1;
     o->topk = DEFAULT_TOPK;
     o->cli.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q | QF_CLI_JSON;
-    int topk_given = 0;
+    int topk_given = 0, n_pos = 0;
     for (int i = 1; i < argc; i++) {
         QF_ARG_BEGIN(&o->cli, usage);
 #define GATE(gk)                                                                         \
@@ -474,12 +474,8 @@ static int parse_args(int argc, char **argv, opts *o) {
             else return qf_cli_usage(PROG, "--act takes llamacpp or f32, not '%s'", val);
         } else if (!strcmp(a, "--allow-long-ctx")) {
             o->allow_long_ctx = 1;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
-        } else if (!o->model) {
-            o->model = a;
         } else {
-            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
+            QF_ARG_POSITIONAL(&o->model, 1, &n_pos);
         }
         QF_ARG_END();
 #undef GATE
