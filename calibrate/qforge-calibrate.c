@@ -203,12 +203,9 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
 
     int rc = 1;
     qf_err err = {0};
-    qf_model m;
-    memset(&m, 0, sizeof m);
-    qf_text tx;
-    memset(&tx, 0, sizeof tx);
-    qf_calib cal;
-    memset(&cal, 0, sizeof cal);
+    qf_model m = {0};
+    qf_text tx = {0};
+    qf_calib cal = {0};
     qf_imatrix im;
     qf_imatrix_init(&im);
     int32_t *ids = NULL;

@@ -523,26 +523,16 @@ int main(int argc, char **argv) {
     const double t_start = qf_now_seconds();
     int rc = 1;
     qf_err err = {0};
-    qf_model m, base;
-    memset(&m, 0, sizeof m);
-    memset(&base, 0, sizeof base);
-    qf_text tx, btx;
-    memset(&tx, 0, sizeof tx);
-    memset(&btx, 0, sizeof btx);
+    qf_model m = {0}, base = {0};
+    qf_text tx = {0}, btx = {0};
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    qf_model_source ms, bs;
-    memset(&ms, 0, sizeof ms);
-    memset(&bs, 0, sizeof bs);
-    qf_saved_logits saved;
-    memset(&saved, 0, sizeof saved);
+    qf_model_source ms = {0}, bs = {0};
+    qf_saved_logits saved = {0};
     saved.fd = -1;
-    qf_logits_tee tee;
-    memset(&tee, 0, sizeof tee);
-    compare_source cmp;
-    memset(&cmp, 0, sizeof cmp);
-    run r;
-    memset(&r, 0, sizeof r);
+    qf_logits_tee tee = {0};
+    compare_source cmp = {0};
+    run r = {0};
 
     /* 1. the manifest, before anything else */
     if (o.manifest) {
