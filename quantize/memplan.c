@@ -18,7 +18,7 @@
 #define PANEL_CELLS (1ull << 23)  /* doubles in one panel of a chunk's H (layerwise.c) */
 #define NB 64                     /* panel width of the factorisation and inverse (gptq.c) */
 #define ROW_TILE 48               /* rows one thread sweeps together (gptq.c) */
-#define TOKENIZE_PER_BYTE 31      /* the text and SentencePiece's symbol list and pair heap, per byte of text */
+#define TOKENIZE_PER_BYTE 30      /* the text and SentencePiece's symbol list and pair heap, per byte of text */
 
 typedef struct lin {
     const qf_quant_tensor_plan *t;
@@ -257,7 +257,7 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     if (chunks < 1) chunks = 1;
     m->n_chunks = chunks;
     /* tokenizing the whole text, before the pipeline */
-    consider(m, base + CALIB_BYTES + TOKENIZE_PER_BYTE * text_bytes, "%.0d%s", 0, "tokenize");
+    consider(m, base + TOKENIZE_PER_BYTE * text_bytes, "%.0d%s", 0, "tokenize");
 
     int n_layer = 0, n_blk[4];
     lin L[4][3];
