@@ -14,7 +14,8 @@
 
 #define PROC_BYTES (4ull << 20)   /* the program, libc, OpenMP and thread stacks */
 #define RELEASE_BYTES (64ull << 20) /* stored bytes converted to F32 between page releases (layerwise.c) */
-#define CALIB_BYTES (8ull << 20)  /* the calibration run's fixed part: tokenizer tables, engine setup */
+#define CALIB_BYTES (2ull << 20)  /* the calibration run's fixed part, and per vocabulary entry: */
+#define VOCAB_BYTES 128ull        /* the tokenizer's tables */
 #define PANEL_CELLS (1ull << 23)  /* doubles in one panel of a chunk's H (layerwise.c) */
 #define NB 64                     /* panel width of the factorisation and inverse (gptq.c) */
 #define ROW_TILE 48               /* rows one thread sweeps together (gptq.c) */
@@ -299,7 +300,8 @@ void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const 
     const int is_dir = o->in_path && stat(o->in_path, &st) == 0 && S_ISDIR(st.st_mode);
     const uint64_t dir_rss = is_dir ? meta_bytes + dir_model(p, &part) : 0;
     /* the text and its token ids (about a token per 3 bytes) stay */
-    const uint64_t pipe = base + CALIB_BYTES + hidden + kept_bytes + engine + text_bytes + 4 * (text_bytes / 3) + dir_rss;
+    const uint64_t vocab = emb.t ? VOCAB_BYTES * (uint64_t)emb.n_out : 0;
+    const uint64_t pipe = base + CALIB_BYTES + vocab + hidden + kept_bytes + engine + text_bytes + 4 * (text_bytes / 3) + dir_rss;
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
 
     for (int l = 0; l < n_layer; l++) {

@@ -6,6 +6,7 @@
  * errors to stderr. Exit 0 ok, 1 failure, 2 usage error.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -979,6 +980,11 @@ static int quantize_main(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
+    /* buffers of 1 MiB or more get their own mapping, given back when freed:
+     * the peak RSS is then what is allocated at once (--dry-run's
+     * prediction), not freed scratch the heap keeps after glibc raised its
+     * threshold past the tokenizer's large buffers */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
 #ifdef QF_MPI
     g_dist = qf_mpi_start(&argc, &argv, PROG);
