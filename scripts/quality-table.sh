@@ -88,10 +88,20 @@ for f in models/stories260K models/tinystories-distill-3M corpus/tinystories-gen
 done
 
 # Optional features of tools that are still landing: detected, never assumed.
+# The whole --help text is read first and matched in the shell: a pipe into
+# `grep -q` under pipefail fails when grep exits before the tool has written
+# everything (SIGPIPE), which would skip rows silently.
+has_option() { # TOOL OPTION: 0 if TOOL's --help mentions OPTION
+  local help
+  help=$("$QF_BIN/$1" --help 2>&1) || true
+  case $help in *"$2"*) return 0 ;; esac
+  echo "quality-table.sh: note: $1 --help has no $2; the rows needing it are skipped" >&2
+  return 1
+}
 HAVE_SEARCH=0
-"$QF_BIN/qforge-quantize" --help 2>&1 | grep -q -- '--method' && HAVE_SEARCH=1
+has_option qforge-quantize --method && HAVE_SEARCH=1
 HAVE_SAVED_LOGITS=0
-"$QF_BIN/qforge-verify" --help 2>&1 | grep -q -- '--base-logits' && HAVE_SAVED_LOGITS=1
+has_option qforge-verify --base-logits && HAVE_SAVED_LOGITS=1
 
 if [ "$REUSE" = 0 ]; then rm -rf "$W"; fi
 mkdir -p "$W"
