@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ggml_types.h"
 #include "gptq.h"
@@ -471,6 +472,12 @@ static int scaled_loss(const state *s, const qf_lw_group *g, const long *pi, flo
                       Ws, Qg, E, tmp, qws, loss, err);
 }
 
+/* CPU seconds of the process so far (all threads); 0 if the clock is missing. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
+}
+
 static int add_report(state *s, const qf_awq_group_report *r) {
     if (!s->rep) return 0;
     void *g = s->rep->g;
@@ -704,7 +711,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     int64_t *cls = NULL, n_cls = n_in;
     qf_awq_group_report gr;
     memset(&gr, 0, sizeof gr);
-    const double t0 = qf_now_seconds();
+    const double t0 = qf_now_seconds(), cpu0 = cpu_seconds();
     const awq_rule *rule = NULL;
     const block_kind bk = g->expert >= 0 ? BLK_EXPERT : L && L->wqkv.data ? BLK_FUSED : BLK_DENSE;
     for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
@@ -928,6 +935,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         if (rc) goto done;
     }
     gr.seconds = qf_now_seconds() - t0;
+    gr.cpu_seconds = cpu_seconds() - cpu0;
     if (add_report(s, &gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
 done:
     for (int i = 0; i < g->n; i++) {
