@@ -419,10 +419,10 @@ static int64_t grid_stride(int64_t n_out) { return n_out > GRID_ROWS ? n_out / G
  * (W - Q)(H + lambda I)(W - Q)^T. grid: only rows 0, grid_stride(n_out),
  * ... of each tensor (codec only; ref then holds those rows' reference,
  * Wu is scratch for them). Qg[i] receives tensor i's dequantized weights,
- * unscaled. */
+ * unscaled, and Bq[i] its bytes. */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
                       float *const *Wc, const double *ref, const float *Hf, const double *Hs, int pd, double lambda,
-                      int fast, int grid, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *tmp, float *qws,
+                      int fast, int grid, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *const *Bq, float *qws,
                       double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
@@ -438,8 +438,8 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
         if (Wi == Ws)
             for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
-        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, pd, tmp, Q, err)
-                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, fast, tmp, Q, err);
+        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, pd, Bq[i], Q, err)
+                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, fast, Bq[i], Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -462,14 +462,14 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
 enum { BY_CODEC, BY_GRID, BY_GPTQ };
 static int scaled_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const double *mean,
                        const int64_t *cls, int64_t n_cls, double alpha, int mode, float *sc, const double *ref,
-                       const float *Hf, double *Hs, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *tmp,
+                       const float *Hf, double *Hs, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *const *Bq,
                        float *qws, double *loss, qf_err *err) {
     qf_awq_scales(mean, cls, g->n_in, n_cls, alpha, sc);
     const int gptq = mode == BY_GPTQ;
     const double lambda = gptq ? gptq_lambda(s, g->H, g->n_in) : 0;
     const int pd = gptq ? scale_hessian(g->H, sc, g->n_in, Hs, s->o->calib->n_threads, lambda) : 0;
     return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, pd, lambda, mode == BY_GRID, mode == BY_GRID, Wu,
-                      Ws, Qg, E, tmp, qws, loss, err);
+                      Ws, Qg, E, Bq, qws, loss, err);
 }
 
 /* CPU seconds of the process so far (all threads); 0 if the clock is missing. */
@@ -728,6 +728,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     defer = rule_src(s, rule->defers), defer_idx = rule->defer_idx, clip_from = rule->clip_from;
     long pi[3];
     float *qw[3] = {0}, *Qg[3] = {0}, *Wc[3] = {0};
+    uint8_t *Bq[3] = {0};
     double ref[3] = {0}, refg[3] = {0};
     int64_t max_out = 0, max_grid = 0;
     for (int i = 0; i < g->n; i++) {
@@ -740,13 +741,12 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     double *mean = malloc((size_t)n_in * sizeof *mean);
     float *Ws = malloc((size_t)(max_out * n_in) * sizeof *Ws), *Q = malloc((size_t)(max_out * n_in) * sizeof *Q);
     float *Wu = malloc((size_t)(max_grid * n_in) * sizeof *Wu);
-    uint8_t *tmp = malloc((size_t)(max_out * n_in) * 4);
     double *Hs = malloc((size_t)(n_in * n_in) * sizeof *Hs);
     const int64_t np = qf_awq_qf_pad(n_in), ro = (max_out + QR - 1) / QR * QR;
     float *E = aligned_alloc(64, (size_t)(ro * np) * sizeof *E);
     float *Hf = qf_awq_qf_hessian(g->H, n_in, s->o->calib->n_threads);
     int rc = 0;
-    if (!sc || !best || !qws || !mean || !Ws || !Q || !Wu || !tmp || !Hs || !E || !Hf) {
+    if (!sc || !best || !qws || !mean || !Ws || !Q || !Wu || !Hs || !E || !Hf) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for group %s", gr.name);
         goto done;
     }
@@ -754,8 +754,13 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         pi[i] = qf_quant_plan_find(s->plan, g->w[i]->name);
         qw[i] = malloc((size_t)n_in * sizeof *qw[i]);
         Qg[i] = malloc((size_t)(g->w[i]->n_out * n_in) * sizeof *Qg[i]);
+        uint64_t rs = 0;
+        if (pi[i] >= 0 && ggml_row_size(s->plan->t[pi[i]].type, (uint64_t)n_in, &rs) == 0)
+            Bq[i] = malloc((size_t)(rs * (uint64_t)g->w[i]->n_out));
         if (pi[i] < 0) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", g->w[i]->name);
-        else if (!qw[i] || !Qg[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        else if (!rs) rc = qf_set_err(err, QF_EINVAL, "tensor '%s': rows of %lld do not fit type %u", g->w[i]->name,
+                                      (long long)n_in, s->plan->t[pi[i]].type);
+        else if (!qw[i] || !Qg[i] || !Bq[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         else {
             fit_weights(s, g->w[i], g->H, n_in, g->n_tokens, qw[i]);
             error_rows(g->wf[i], NULL, g->w[i]->n_out, n_in, E);
@@ -792,23 +797,29 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     /* scale search: alpha 0 measured by the codec; the grid scored on a
      * row sample by the codec at the fast effort; its best alpha measured
      * like alpha 0 and taken only if strictly better */
-    if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, tmp, qws,
+    if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws,
                           &gr.loss0, err)))
         goto done;
+    /* Qg and Bq hold the codec's result (all rows, full effort) of alpha
+     * held_alpha, clipped or not, while held: reused for the output */
+    int held = 1, held_clip = 0;
+    double held_alpha = 0;
     gr.loss = gr.loss0;
     memcpy(best, sc, (size_t)n_in * sizeof *sc);
     if (fold && (s->o->alpha >= 0 || s->o->all_groups || rule->search)) {
         double alpha = s->o->alpha, l, lg = 0;
         for (int a = 0; s->o->alpha < 0 && a < AWQ_GRID; a++) {
             if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, (double)a / AWQ_GRID, BY_GRID, sc, refg, Hf, Hs, Wu,
-                                  Ws, Qg, E, tmp, qws, &l, err)))
+                                  Ws, Qg, E, Bq, qws, &l, err)))
                 goto done;
             if (a == 0 || l < lg) lg = l, alpha = (double)a / AWQ_GRID;
+            held = 0;
         }
         if (alpha > 0) {
-            if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, alpha, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, tmp,
+            if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, alpha, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq,
                                   qws, &l, err)))
                 goto done;
+            held = 1, held_alpha = alpha;
             if (s->o->alpha >= 0 || l < gr.loss) {
                 gr.loss = l;
                 gr.alpha = alpha;
@@ -821,11 +832,12 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
          * (plain GPTQ) under GPTQ itself, by GPTQ's damped objective; the
          * losses reported are those */
         double lg0, lga;
-        if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, gr.alpha, BY_GPTQ, sc, ref, Hf, Hs, Wu, Ws, Qg, E, tmp, qws,
+        if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, gr.alpha, BY_GPTQ, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws,
                               &lga, err)) ||
-            (rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_GPTQ, sc, ref, Hf, Hs, Wu, Ws, Qg, E, tmp, qws, &lg0,
+            (rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_GPTQ, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws, &lg0,
                               err)))
             goto done;
+        held = 0;
         gr.gptq_compared = 1;
         gr.loss0 = lg0;
         gr.loss = lga < lg0 ? lga : lg0;
@@ -850,7 +862,8 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, best, Hf, err);
         }
         double lc;
-        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, 0, 0, Wu, Ws, Qg, E, tmp, qws, &lc, err))) goto done;
+        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, 0, 0, Wu, Ws, Qg, E, Bq, qws, &lc, err))) goto done;
+        held = 1, held_alpha = gr.alpha, held_clip = 1;
         gr.clipped = lc < gr.loss;
         if (gr.clipped) gr.loss = lc;
         else
@@ -859,7 +872,10 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 Wc[i] = NULL;
             }
     }
-    /* quantize every tensor; the deferred one waits for its row scale */
+    /* quantize every tensor (or take the held result of the same weights:
+     * the codec's bytes are a function of its input); the deferred one
+     * waits for its row scale */
+    const int reuse = !s->o->gptq && held && held_alpha == gr.alpha && held_clip == gr.clipped;
     double num = 0, den = 0;
     for (int i = 0; i < g->n && !rc; i++) {
         const qf_quant_tensor_plan *t = &s->plan->t[pi[i]];
@@ -897,7 +913,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             defer->pd = pd;
             /* the next group's input is computed with what would be written
              * without the row scale (the codecs and GPTQ scale with a row) */
-            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, tmp, Q, err))) break;
+            if (!reuse && (rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, Bq[i], Q, err))) break;
         } else {
             int owned;
             uint8_t *dst = out_dst(s, pi[i], g->w[i], &owned);
@@ -905,13 +921,19 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
                 break;
             }
-            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, dst, Q, err))) {
+            if (reuse) {
+                uint64_t rs;
+                ggml_row_size(t->type, (uint64_t)n_in, &rs);
+                memcpy(dst, Bq[i], (size_t)(rs * (uint64_t)n_out));
+            } else if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, dst, Q, err))) {
                 if (owned) free(dst);
                 break;
             }
             if ((rc = out_commit(s, pi[i], g->w[i], dst, owned, err))) break;
         }
-        for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
+        if (reuse) memcpy(Q, Qg[i], (size_t)(n_out * n_in) * sizeof *Q);
+        else
+            for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
         num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
         den += ref[i];
@@ -941,6 +963,7 @@ done:
     for (int i = 0; i < g->n; i++) {
         free(qw[i]);
         free(Qg[i]);
+        free(Bq[i]);
         free(Wc[i]);
     }
     free(sc);
@@ -950,7 +973,6 @@ done:
     free(Ws);
     free(Q);
     free(Wu);
-    free(tmp);
     free(Hs);
     free(E);
     free(Hf);
