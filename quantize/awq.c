@@ -90,7 +90,6 @@ typedef struct state {
     const qf_imatrix *im;
     const qf_awq_run_opts *o;
     const qf_search_opts *search;
-    qf_search_opts search_fast; /* the same at the fast effort: the alpha grid and the clipping candidates */
     qf_blockstore *store;    /* finished tensors' output bytes */
     uint8_t **xblocks;       /* [plan->n] stacked expert tensors being filled */
     int *xfilled;            /* [plan->n] experts written into xblocks[i] so far */
@@ -108,12 +107,10 @@ static void deferred_free(deferred *d) {
 }
 
 /* The codec's quantization of W [n_out * n_in] as the plan's type and
- * quantizer into dst (n_out rows), dequantized into Q; fast: a search
- * tensor at the search's fast effort (the same block format and fit
- * weights, one start). Rows in parallel. */
+ * quantizer into dst (n_out rows), dequantized into Q. Rows in parallel. */
 static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
-                          const float *qw, int fast, uint8_t *dst, float *Q, qf_err *err) {
-    const qf_search_opts *so = fast ? &s->search_fast : s->search;
+                          const float *qw, uint8_t *dst, float *Q, qf_err *err) {
+    const qf_search_opts *so = s->search;
     uint64_t rs;
     if (ggml_row_size(t->type, (uint64_t)n_in, &rs) != 0)
         return qf_set_err(err, QF_EINVAL, "tensor '%s': rows of %lld do not fit type %u", t->name, (long long)n_in,
@@ -135,7 +132,7 @@ static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const f
 /* What is written: GPTQ with the scaled Hessian (awq+gptq, a GPTQ type) or the codec. */
 static int final_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
                           const float *qw, const double *Hs, int predamped, uint8_t *dst, float *Q, qf_err *err) {
-    if (!s->o->gptq || !Hs || !qf_gptq_supports(t->type)) return codec_quantize(s, t, W, n_out, n_in, qw, 0, dst, Q, err);
+    if (!s->o->gptq || !Hs || !qf_gptq_supports(t->type)) return codec_quantize(s, t, W, n_out, n_in, qw, dst, Q, err);
     qf_gptq_opts go;
     qf_gptq_opts_init(&go);
     if (s->o->calib->damp > 0) go.damp = s->o->calib->damp;
@@ -181,7 +178,7 @@ static void block_errors(const float *E, int64_t np, int64_t ro, int64_t nb, int
 
 /* Clipping search: per codec block of every row of W [n_out * n_in]
  * (weights scaled by sc, fit weights qw), the shrink whose codec result
- * (at the fast effort) has the least block output error d^T H_bb d (d the
+ * has the least block output error d^T H_bb d (d the
  * change of the unscaled weights, H_bb the block's part of the input
  * Hessian Hf, qf_awq_qf_hessian's layout); W is clamped in place. */
 static int clip_tensor(const state *s, const qf_quant_tensor_plan *t, float *W, int64_t n_out, int64_t n_in,
@@ -214,7 +211,7 @@ static int clip_tensor(const state *s, const qf_quant_tensor_plan *t, float *W, 
             const float lim = shrink * mx;
             for (int64_t j = 0; j < B; j++) c[j] = fminf(fmaxf(w[j], -lim), lim);
         }
-        if ((rc = codec_quantize(s, t, Wc, n_out, n_in, qw, 1, tmp, Q, err))) break;
+        if ((rc = codec_quantize(s, t, Wc, n_out, n_in, qw, tmp, Q, err))) break;
         #pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t r = 0; r < n_out; r++)
             for (int64_t j = 0; j < n_in; j++) E[r * np + j] = (Q[r * n_in + j] - W[r * n_in + j]) / sc[j];
@@ -411,8 +408,7 @@ static int64_t grid_stride(int64_t n_out) { return n_out > GRID_ROWS ? n_out / G
 
 /* The measured loss of the group's tensors quantized at scale sc: the
  * group's relative output error sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2
- * through the float Hessian Hf, with Q_i by the codec (Hs NULL; fast: at
- * the fast effort) or by what is written (final_quantize; GPTQ with Hs the
+ * through the float Hessian Hf, with Q_i by the codec (Hs NULL) or by what is written (final_quantize; GPTQ with Hs the
  * scaled Hessian for awq+gptq, pd: Hs holds the damping); Wc[i], when not
  * NULL, holds tensor i's scaled and clipped weights. lambda > 0 adds
  * lambda ||W_i - Q_i||^2 to the error: GPTQ's damped objective
@@ -422,7 +418,7 @@ static int64_t grid_stride(int64_t n_out) { return n_out > GRID_ROWS ? n_out / G
  * unscaled, and Bq[i] its bytes. */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
                       float *const *Wc, const double *ref, const float *Hf, const double *Hs, int pd, double lambda,
-                      int fast, int grid, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *const *Bq, float *qws,
+                      int grid, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *const *Bq, float *qws,
                       double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
@@ -439,7 +435,7 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
         if (Wi == Ws)
             for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
         int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, pd, Bq[i], Q, err)
-                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, fast, Bq[i], Q, err);
+                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Bq[i], Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -456,7 +452,7 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
 }
 
 /* group_loss at the scale of `alpha` (left in sc): mode CODEC by the
- * codec, GRID by the codec at the fast effort on the grid's rows (ref:
+ * codec, GRID by the codec on the grid's rows (ref:
  * theirs), GPTQ by GPTQ on the Hessian of the scaled inputs (left in Hs),
  * then measured as GPTQ's damped objective. */
 enum { BY_CODEC, BY_GRID, BY_GPTQ };
@@ -468,7 +464,7 @@ static int scaled_loss(const state *s, const qf_lw_group *g, const long *pi, flo
     const int gptq = mode == BY_GPTQ;
     const double lambda = gptq ? gptq_lambda(s, g->H, g->n_in) : 0;
     const int pd = gptq ? scale_hessian(g->H, sc, g->n_in, Hs, s->o->calib->n_threads, lambda) : 0;
-    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, pd, lambda, mode == BY_GRID, mode == BY_GRID, Wu,
+    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, pd, lambda, mode == BY_GRID, Wu,
                       Ws, Qg, E, Bq, qws, loss, err);
 }
 
@@ -672,7 +668,7 @@ static int no_token_group(state *s, const qf_lw_group *g, qf_awq_group_report *g
         else if (t->uses_imatrix && s->im &&
                  !(rc = qf_imatrix_weights_for(s->im, w->name, (uint64_t)n_in, (uint64_t)X, all, err)))
             qw = all + (w->n_expert > 0 ? (int64_t)w->expert : 0) * n_in;
-        if (!rc) rc = codec_quantize(s, t, g->wf[i], w->n_out, n_in, qw, 0, dst, Q, err);
+        if (!rc) rc = codec_quantize(s, t, g->wf[i], w->n_out, n_in, qw, dst, Q, err);
         if (!rc) {
             memcpy(g->wf[i], Q, (size_t)(w->n_out * n_in) * sizeof *Q); /* the next groups see them */
             rc = out_commit(s, pi, w, dst, owned, err);
@@ -795,7 +791,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     }
     gr.folded = fold;
     /* scale search: alpha 0 measured by the codec; the grid scored on a
-     * row sample by the codec at the fast effort; its best alpha measured
+     * row sample by the codec; its best alpha measured on all rows
      * like alpha 0 and taken only if strictly better */
     if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws,
                           &gr.loss0, err)))
@@ -862,7 +858,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, best, Hf, err);
         }
         double lc;
-        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, 0, 0, Wu, Ws, Qg, E, Bq, qws, &lc, err))) goto done;
+        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, 0, Wu, Ws, Qg, E, Bq, qws, &lc, err))) goto done;
         held = 1, held_alpha = gr.alpha, held_clip = 1;
         gr.clipped = lc < gr.loss;
         if (gr.clipped) gr.loss = lc;
@@ -998,9 +994,6 @@ int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatr
     s.im = im;
     s.o = o;
     s.search = search;
-    if (search) s.search_fast = *search;
-    else qf_search_opts_init(&s.search_fast);
-    s.search_fast.effort = QF_SEARCH_EFFORT_FAST;
     s.rep = rep;
     s.store = store;
     s.xblocks = calloc(plan->n ? plan->n : 1, sizeof *s.xblocks);
