@@ -12,13 +12,17 @@
 # and tinystories-distill-3M (F32 GGUF), calib.txt, ctx 512, F16 KV cache
 # (both tools' default).
 #
+# METHODS="auto" times the default alone (no exact column, no byte check).
+#
 #   THREADS=2 WORK=build/bench REPS=3 KEEP=0 TYPES="Q4_0 Q4_K_M Q6_K" \
-#   CALIB_CHUNKS=8 SECTIONS="quantize calibrate" bash bench/quantize.sh
+#   METHODS="auto exact" CALIB_CHUNKS=8 SECTIONS="quantize calibrate" bash bench/quantize.sh
 . "$(dirname "$0")/gen-1b.sh"
 TYPES=${TYPES:-Q4_0 Q4_K_M Q6_K}
 CALIB_CHUNKS=${CALIB_CHUNKS:-8}
 CALIB_TEXT=${CALIB_TEXT:-$QF_DATA/corpus/tinystories-gen/calib.txt}
 SECTIONS=${SECTIONS:-quantize calibrate}
+METHODS=${METHODS:-auto exact}
+has_method() { [[ " $METHODS " == *" $1 "* ]]; }
 logs=$WORK/logs-quantize; rm -rf "$logs"
 mkdir -p "$logs"
 made=()
@@ -46,10 +50,10 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
       if [ $peer = 1 ] && timed "$logs/$rep-peer-$t.log" "$PEER_BIN/llama-quantize" "${im[@]}" "$GGUF_1B_F16" "$outp" "$t" "$THREADS"; then
         QW["peer|$t"]+="$T_WALL "; QR["peer|$t"]+="$T_RSS "
       fi
-      if timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" "${im[@]}" --method exact --threads "$THREADS" --quiet; then
+      if has_method exact && timed "$logs/$rep-qf-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq" "$t" "${im[@]}" --method exact --threads "$THREADS" --quiet; then
         QW["qf|$t"]+="$T_WALL "; QR["qf|$t"]+="$T_RSS "
       fi
-      if timed "$logs/$rep-qa-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq.auto" "$t" "${im[@]}" --threads "$THREADS" --quiet; then
+      if has_method auto && timed "$logs/$rep-qa-$t.log" "$QF_BIN/qforge-quantize" "$GGUF_1B_F16" "$outq.auto" "$t" "${im[@]}" --threads "$THREADS" --quiet; then
         QW["qa|$t"]+="$T_WALL "; QR["qa|$t"]+="$T_RSS "
       fi
       rm -f "$outq.auto"
@@ -72,6 +76,7 @@ if [[ " $SECTIONS " == *" quantize "* ]] && have_qf qforge-quantize; then
     pw=$(med "${QW["peer|$t"]:-}")
     pm=$(awk -v b="$in_bytes" -v w="$pw" 'BEGIN { if (w == "-") print "-"; else printf "%.1f", b / 1e6 / w }')
     for k in qa qf; do
+      { [ $k = qa ] && has_method auto; } || { [ $k = qf ] && has_method exact; } || continue
       qw=$(med "${QW["$k|$t"]:-}")
       qm=$(awk -v b="$in_bytes" -v w="$qw" 'BEGIN { if (w == "-") print "-"; else printf "%.1f", b / 1e6 / w }')
       if [ $k = qa ]; then m="default (auto)"; same="-"; else m="exact"; same=${SAME[$t]:--}; fi

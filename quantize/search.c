@@ -74,6 +74,7 @@ typedef struct search_ctx {
     int effort;
     qs_group_err_fn err; /* scalar or AVX2, same bits */
     qs_grid_err_fn grid; /* likewise */
+    qs_cand_err_fn cand; /* likewise */
     float f_a, f_b;      /* the sweeps' range of s, relative to nmax / range of x */
 } search_ctx;
 
@@ -179,7 +180,8 @@ int qf_search_row_weights(uint32_t type, int mode, const float *x, int64_t n, co
     if (mode == QF_SEARCH_W_DEFAULT) mode = qf_search_weights_default(type, qw != NULL);
     switch (mode) {
     case QF_SEARCH_W_IMAT:
-        for (int64_t i = 0; i < n; ++i) w[i] = qw ? qw[i] : 1.f;
+        if (qw) memcpy(w, qw, (size_t)n * sizeof *w);
+        else for (int64_t i = 0; i < n; ++i) w[i] = 1.f;
         return 0;
     case QF_SEARCH_W_SIGMA: {
         const float sigma2 = (float)mean_sq(x, n);
@@ -221,7 +223,7 @@ float qs_group_err_scalar(const float *x, const float *w, int n, float d, float 
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
-void qs_grid_err_scalar(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err) {
+int qs_grid_err_scalar(const float *x, const float *w, int n, const float *d, int lo, int hi, float *err) {
     const float flo = (float)lo, fhi = (float)hi;
     for (int k = 0; k < QS_GRID; ++k) {
         const float id = d[k] != 0.f ? 1.f / d[k] : 0.f;
@@ -236,6 +238,13 @@ void qs_grid_err_scalar(const float *x, const float *w, int n, const float *d, i
         }
         err[k] = acc;
     }
+    return argmin_first(err, QS_GRID);
+}
+
+void qs_cand_err_scalar(const float *x, const float *w, int n, const float *d, const float *mo, int nc, int lo, int hi,
+                        float *err) {
+    int8_t q[QS_MAXN];
+    for (int c = 0; c < nc; ++c) err[c] = qs_group_err_scalar(x, w, n, d[c], mo[c], lo, hi, q);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1036,12 +1045,22 @@ static double kasym_total(const search_ctx *cx, const kgeom *g, const float *x, 
     return e;
 }
 
+/* The first of nc scored candidates (integer scale s[k], min m[k]) whose
+ * error is below *best, in order; updates *best, *bs, *bm. */
+static void kbatch_pick(const float *e, const int *s, const int *m, int nc, double *best, int *bs, int *bm) {
+    for (int k = 0; k < nc; ++k)
+        if (e[k] < *best) {
+            *best = e[k];
+            *bs = s[k];
+            *bm = m[k];
+        }
+}
+
 /* Coordinate descent on the integer sub-scales/mins (each tries -1/0/+1 of
  * both), alternating with the least-squares refit of (D, M) over the whole
  * super-block: min sum w (D*u - M*v - x)^2 with u = sc_j*q, v = m_j. */
 static void kasym_refine(const search_ctx *cx, const kgeom *g, const float *x, const float *w, kstate *st, int iters) {
     double sub_err[16];
-    int8_t qc[32];
     st->err = kasym_total(cx, g, x, w, st, sub_err);
     for (int it = 0; it < iters; ++it) {
         int changed = 0;
@@ -1049,19 +1068,27 @@ static void kasym_refine(const search_ctx *cx, const kgeom *g, const float *x, c
             const int o = j * g->sub;
             int bs = st->sc[j], bm = st->mn[j];
             const int R = cx->effort >= 2 ? 2 : 1;
+            /* every neighbour scored in one call, then taken in order: the first strictly better wins */
+            int cs[QS_CAND], cm[QS_CAND], nc = 0;
+            float cd[QS_CAND], cmo[QS_CAND], ce[QS_CAND];
             for (int ds = -R; ds <= R; ++ds) {
                 for (int dm = -R; dm <= R; ++dm) {
                     const int s = st->sc[j] + ds, m = st->mn[j] + dm;
                     if ((ds == 0 && dm == 0) || s < 0 || s > g->schi || m < 0 || m > g->mmax) continue;
-                    const double e = kasym_sub_err(cx, x + o, w + o, g->sub, g->qmax, st->D, st->M, s, m, qc);
-                    if (e < sub_err[j]) {
-                        sub_err[j] = e;
-                        bs = s;
-                        bm = m;
-                        memcpy(st->q + o, qc, (size_t)g->sub);
+                    if (nc == QS_CAND) { /* R = 2: score the batch so far */
+                        cx->cand(x + o, w + o, g->sub, cd, cmo, nc, 0, g->qmax, ce);
+                        kbatch_pick(ce, cs, cm, nc, &sub_err[j], &bs, &bm);
+                        nc = 0;
                     }
+                    cs[nc] = s; cm[nc] = m;
+                    cd[nc] = st->D * (float)s; cmo[nc] = st->M * (float)m;
+                    ++nc;
                 }
             }
+            cx->cand(x + o, w + o, g->sub, cd, cmo, nc, 0, g->qmax, ce);
+            kbatch_pick(ce, cs, cm, nc, &sub_err[j], &bs, &bm);
+            if (bs != st->sc[j] || bm != st->mn[j])
+                kasym_sub_err(cx, x + o, w + o, g->sub, g->qmax, st->D, st->M, bs, bm, st->q + o);
             changed |= bs != st->sc[j] || bm != st->mn[j];
             st->sc[j] = bs;
             st->mn[j] = bm;
@@ -1182,7 +1209,6 @@ static double ksym_total(const search_ctx *cx, const kgeom *g, const float *x, c
  * side), alternating with the least-squares refit of D. */
 static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, const float *w, kstate *st, int iters) {
     double sub_err[16];
-    int8_t qc[16];
     st->err = ksym_total(cx, g, x, w, st, sub_err);
     for (int it = 0; it < iters; ++it) {
         int changed = 0;
@@ -1192,17 +1218,20 @@ static void ksym_refine(const search_ctx *cx, const kgeom *g, const float *x, co
             int cand[16], nc = 0;
             for (int r = 1; r <= R; ++r) { cand[nc++] = c - r; cand[nc++] = c + r; }
             cand[nc++] = -c; cand[nc++] = -c - 1; cand[nc++] = -c + 1;
-            int bs = c;
+            /* the valid candidates scored in one call, then taken in order */
+            int cs[16], cm[16] = { 0 }, m = 0, bs = c, bm = 0;
+            float cd[16], cmo[16], ce[16];
             for (int k = 0; k < nc; ++k) {
                 const int s = cand[k];
                 if (s < g->sclo || s > g->schi || s == c) continue;
-                const double e = ksym_sub_err(cx, x + o, w + o, g->sub, g->qlo, g->qhi, st->D, s, qc);
-                if (e < sub_err[j]) {
-                    sub_err[j] = e;
-                    bs = s;
-                    memcpy(st->q + o, qc, (size_t)g->sub);
-                }
+                cs[m] = s;
+                cd[m] = st->D * (float)s;
+                cmo[m] = 0.f;
+                ++m;
             }
+            cx->cand(x + o, w + o, g->sub, cd, cmo, m, g->qlo, g->qhi, ce);
+            kbatch_pick(ce, cs, cm, m, &sub_err[j], &bs, &bm);
+            if (bs != c) ksym_sub_err(cx, x + o, w + o, g->sub, g->qlo, g->qhi, st->D, bs, st->q + o);
             changed |= bs != c;
             st->sc[j] = bs;
         }
@@ -1263,8 +1292,7 @@ static void ksym_fast(const search_ctx *cx, const kgeom *g, const float *x, cons
             const float f = cx->f_a + (cx->f_b - cx->f_a) * (float)k / (float)(QS_GRID - 1);
             d[k] = m / ((float)g->qlo * f);
         }
-        cx->grid(x + o, w + o, g->sub, d, g->qlo, g->qhi, err);
-        const int kb = argmin_first(err, QS_GRID);
+        const int kb = cx->grid(x + o, w + o, g->sub, d, g->qlo, g->qhi, err);
         int8_t q[16];
         cx->err(x + o, w + o, g->sub, d[kb], 0.f, g->qlo, g->qhi, q);
         double sxl = 0, sll = 0;
@@ -1462,7 +1490,7 @@ static void search_block_k(const search_ctx *cx, uint32_t type, const float *x, 
  * i = k mod 8, n a multiple of 8) added up in lane order at the end: the
  * lanes break the dependency chain, and the order is fixed, so the result
  * does not depend on how the compiler vectorizes it. */
-static double weighted_sq_error(const float *x, const float *y, const float *w, int n) {
+double qs_wsq_err_scalar(const float *x, const float *y, const float *w, int n) {
     double lane[8] = { 0 };
     for (int i = 0; i < n; i += 8)
         for (int k = 0; k < 8; ++k) {
@@ -1474,13 +1502,21 @@ static double weighted_sq_error(const float *x, const float *y, const float *w, 
     return e;
 }
 
+#if defined(__AVX512F__)
+#define QS_WSQ_ERR qs_wsq_err_avx512
+#elif defined(__AVX2__)
+#define QS_WSQ_ERR qs_wsq_err_avx2
+#else
+#define QS_WSQ_ERR qs_wsq_err_scalar
+#endif
+
 /* The weighted squared error of one quantized block against x (n values,
  * a multiple of 8); the dequantization is exact, so any implementation of it
  * gives the same floats. */
 static double block_error(uint32_t type, const void *blk, const float *x, const float *w, int n) {
     float y[QK_K];
     qf_dequantize_row(type, blk, y, n);
-    return weighted_sq_error(x, y, w, n);
+    return QS_WSQ_ERR(x, y, w, n);
 }
 
 int64_t qf_search_block_errors(uint32_t type, const void *q, const float *x, const float *w, int64_t n,
@@ -1529,11 +1565,18 @@ int64_t qf_quantize_rows_opt_ex(uint32_t type, const float *src, void *dst, int6
     if (qf_mul_u64(row_size, (unsigned long long)nrows, &total) != 0 || total > (unsigned long long)INT64_MAX)
         return QF_ERANGE;
     if (n_per_row == 0 || nrows == 0) return (int64_t)total;
-    search_ctx cx = { o.effort, qs_group_err_scalar, qs_grid_err_scalar, 0.f, 0.f };
-#if defined(__AVX2__)
+    search_ctx cx = { o.effort, qs_group_err_scalar, qs_grid_err_scalar, qs_cand_err_scalar, 0.f, 0.f };
+#if defined(__AVX512F__)
+    if (!o.force_scalar) {
+        cx.err = qs_group_err_avx512;
+        cx.grid = qs_grid_err_avx512;
+        cx.cand = qs_cand_err_avx512;
+    }
+#elif defined(__AVX2__)
     if (!o.force_scalar) {
         cx.err = qs_group_err_avx2;
         cx.grid = qs_grid_err_avx2;
+        cx.cand = qs_cand_err_avx2;
     }
 #endif
     sweep_range(type, o.effort, &cx.f_a, &cx.f_b);

@@ -25,6 +25,7 @@
 #include "codecs.h"
 
 #include "qf_threads.h"
+#include <omp.h>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define QF_MATMUL_AVX2 1
@@ -344,45 +345,53 @@ static float gemv_row(uint32_t type, const void *src, const float *x, int64_t n)
     return (l[0] + l[2]) + (l[1] + l[3]);
 }
 
-/* gemv_row for GR F16 rows `stride` bytes apart, into y[0..GR-1]:
+/* gemv_row for GR F16 rows `stride` bytes apart, into y[0], y[ys], ..:
  * independent chains of the one-row loop's FMAs, so each row's bits are
  * gemv_row's while the FMA latency is hidden. */
-#define GR 8
-static void gemv_rows_f16(const uint8_t *src, size_t stride, const float *x, int64_t n, float *y) {
+#define GR 4
+static void gemv_rows_f16(const uint8_t *src, size_t stride, const float *x, int64_t n, float *y, int64_t ys) {
     const int64_t full = n / 8 * 8;
     __m256 acc[GR];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int i = 0; i < GR; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t k = 0; k < full; k += 8) {
         const __m256 xv = _mm256_loadu_ps(x + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int i = 0; i < GR; i++)
             acc[i] = _mm256_fmadd_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i * stride) + k / 8)), acc[i]);
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int i = 0; i < GR; i++) {
         const __m128 a4 = _mm_add_ps(_mm256_extractf128_ps(acc[i], 1), _mm256_castps256_ps128(acc[i]));
         _Alignas(16) float l[4];
         _mm_store_ps(l, a4);
-        y[i] = (l[0] + l[2]) + (l[1] + l[3]);
+        y[i * ys] = (l[0] + l[2]) + (l[1] + l[3]);
     }
 }
 
-/* y[r] = dot(x, row r) for every row of an F32 or F16 weight; F16 rows whose
- * length is a multiple of 8 go GR at a time. */
+/* y[r] = dot(x, row r) for every row of an F32 or F16 weight. F16 rows whose
+ * length is a multiple of 8: each thread cuts its contiguous run of rows in
+ * GR parts of odd length walked side by side, so every part is one front to
+ * back stream for the hardware prefetcher (adjacent rows side by side would
+ * interleave reads within a page, which it does not follow); the rest of the
+ * run and other rows go one by one. */
 static void gemv(const qf_weight *w, const float *x, float *y, int n_threads) {
     const uint8_t *data = w->data;
-    int64_t done = 0;
+    const size_t rb = w->row_bytes;
     if (w->type == GGML_TYPE_F16 && w->n_in % 8 == 0) {
-        const int64_t n_groups = w->n_out / GR;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-        for (int64_t g = 0; g < n_groups; g++)
-            gemv_rows_f16(data + (size_t)(GR * g) * w->row_bytes, w->row_bytes, x, w->n_in, y + GR * g);
-        done = GR * n_groups;
+#pragma omp parallel num_threads(n_threads)
+        {
+            const int nt = omp_get_num_threads(), it = omp_get_thread_num();
+            const int64_t lo = w->n_out * it / nt, hi = w->n_out * (it + 1) / nt, even = (hi - lo) / GR;
+            const int64_t part = even > 1 && !(even & 1) ? even - 1 : even;
+            for (int64_t i = 0; i < part; i++)
+                gemv_rows_f16(data + (size_t)(lo + i) * rb, (size_t)part * rb, x, w->n_in, y + lo + i, part);
+            for (int64_t r = lo + GR * part; r < hi; r++) y[r] = gemv_row(w->type, data + (size_t)r * rb, x, w->n_in);
+        }
+        return;
     }
-    const int64_t rest = w->n_out - done;
-#pragma omp parallel for num_threads(qf_threads_for((double)rest * (double)w->n_in, n_threads)) schedule(static)
-    for (int64_t r = done; r < w->n_out; r++) y[r] = gemv_row(w->type, data + (size_t)r * w->row_bytes, x, w->n_in);
+#pragma omp parallel for num_threads(qf_threads_for((double)w->n_out * (double)w->n_in, n_threads)) schedule(static)
+    for (int64_t r = 0; r < w->n_out; r++) y[r] = gemv_row(w->type, data + (size_t)r * rb, x, w->n_in);
 }
 #endif
 

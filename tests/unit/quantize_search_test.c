@@ -279,15 +279,95 @@ static void test_group_err_kernel_avx2_equals_scalar(qf_test *t) {
         /* the grid kernel: QS_GRID scales at once, some 0 */
         float dg[QS_GRID], g1[QS_GRID], g2[QS_GRID];
         for (int k = 0; k < QS_GRID; ++k) dg[k] = (it + k) % 53 == 0 ? 0.f : qf_test_rng_gauss(&r) * 0.3f;
-        qs_grid_err_scalar(x, w, n, dg, lo, hi, g1);
-        qs_grid_err_avx2(x, w, n, dg, lo, hi, g2);
-        grid_mismatches += memcmp(g1, g2, sizeof g1) != 0;
+        for (int k = 0; k < QS_GRID; ++k)
+            if ((it + k) % 89 == 0) dg[k] = NAN; /* a NaN error: never the smallest */
+        const int k1 = qs_grid_err_scalar(x, w, n, dg, lo, hi, g1);
+        const int k2 = qs_grid_err_avx2(x, w, n, dg, lo, hi, g2);
+        grid_mismatches += memcmp(g1, g2, sizeof g1) != 0 || k1 != k2;
     }
     CHECK(t, mismatches == 0, "%d of 20000 groups differ", mismatches);
     CHECK(t, grid_mismatches == 0, "qs_grid_err: %d of 20000 groups differ", grid_mismatches);
 #else
     qf_test_skip(t, "built without AVX2");
 #endif
+}
+
+/* A random group of n values (some tiny, some zero weights), and nc
+ * candidates (d, mo) around its scale, some d 0, some NaN. */
+static void cand_case(rng *r, int it, int n, float *x, float *w, float *d, float *mo, int nc, int *lo, int *hi) {
+    for (int i = 0; i < n; ++i) {
+        x[i] = qf_test_rng_gauss(r) * (it % 5 == 0 ? 1e-3f : 1.f);
+        w[i] = it % 7 == 0 && i % 3 == 0 ? 0.f : qf_test_rng_unif(r);
+    }
+    const int asym = it % 3 == 0;
+    *lo = asym ? 0 : -32;
+    *hi = asym ? 15 : 31;
+    for (int c = 0; c < nc; ++c) {
+        d[c] = (it + c) % 41 == 0 ? 0.f : qf_test_rng_gauss(r) * 0.3f;
+        if ((it + c) % 997 == 0) d[c] = NAN;
+        mo[c] = asym ? fabsf(qf_test_rng_gauss(r)) : 0.f;
+    }
+}
+
+/* The candidate kernel equals qs_group_err candidate by candidate, and
+ * every fast kernel (candidates, block error, AVX-512 group and grid)
+ * equals its scalar reference, bit for bit: group sizes
+ * 8..64 (16 = the K-quant sub-block, 32 = Q4_K/Q5_K), 1..QS_CAND candidates. */
+static void test_cand_and_avx512_kernels_equal_scalar(qf_test *t) {
+    rng r = { 777 };
+    float x[64], w[64], d[QS_CAND], mo[QS_CAND], e0[QS_CAND];
+#if defined(__AVX2__)
+    float e1[QS_CAND];
+#endif
+    int8_t q0[64];
+    int bad_ref = 0, bad_avx2 = 0, bad_avx512 = 0;
+    for (int it = 0; it < 20000; ++it) {
+        const int n = 8 * (1 + it % 8), nc = 1 + it % QS_CAND;
+        int lo, hi;
+        cand_case(&r, it, n, x, w, d, mo, nc, &lo, &hi);
+        /* the block error in double: y a rounded copy of x */
+        float y[64];
+        for (int i = 0; i < n; ++i) y[i] = i % 5 == 0 ? x[i] : roundf(x[i] * 8.f) / 8.f;
+        const double s0 = qs_wsq_err_scalar(x, y, w, n);
+        (void)s0;
+#if defined(__AVX2__)
+        const double s1 = qs_wsq_err_avx2(x, y, w, n);
+        bad_avx2 += memcmp(&s0, &s1, sizeof s0) != 0;
+#endif
+#if defined(__AVX512F__)
+        const double s2 = qs_wsq_err_avx512(x, y, w, n);
+        bad_avx512 += memcmp(&s0, &s2, sizeof s0) != 0;
+#endif
+        qs_cand_err_scalar(x, w, n, d, mo, nc, lo, hi, e0);
+        for (int c = 0; c < nc; ++c) {
+            const float e = qs_group_err_scalar(x, w, n, d[c], mo[c], lo, hi, q0);
+            bad_ref += memcmp(&e, &e0[c], sizeof e) != 0;
+        }
+#if defined(__AVX2__)
+        qs_cand_err_avx2(x, w, n, d, mo, nc, lo, hi, e1);
+        bad_avx2 += memcmp(e0, e1, (size_t)nc * sizeof *e0) != 0;
+#endif
+#if defined(__AVX512F__)
+        qs_cand_err_avx512(x, w, n, d, mo, nc, lo, hi, e1);
+        int bad = memcmp(e0, e1, (size_t)nc * sizeof *e0) != 0;
+        const float a = qs_group_err_scalar(x, w, n, d[0], mo[0], lo, hi, q0);
+        int8_t q1[64];
+        const float b = qs_group_err_avx512(x, w, n, d[0], mo[0], lo, hi, q1);
+        bad |= memcmp(&a, &b, sizeof a) != 0 || memcmp(q0, q1, (size_t)n) != 0;
+        if (n <= QS_GRID) {
+            float dg[QS_GRID], g0[QS_GRID], g1[QS_GRID];
+            for (int k = 0; k < QS_GRID; ++k)
+                dg[k] = (it + k) % 53 == 0 ? 0.f : (it + k) % 89 == 0 ? NAN : qf_test_rng_gauss(&r) * 0.3f;
+            const int k0 = qs_grid_err_scalar(x, w, n, dg, lo, hi, g0);
+            const int k1 = qs_grid_err_avx512(x, w, n, dg, lo, hi, g1);
+            bad |= memcmp(g0, g1, sizeof g0) != 0 || k0 != k1;
+        }
+        bad_avx512 += bad;
+#endif
+    }
+    CHECK(t, bad_ref == 0, "qs_cand_err_scalar != qs_group_err_scalar in %d of 20000 cases", bad_ref);
+    CHECK(t, bad_avx2 == 0, "qs_cand_err_avx2 != scalar in %d of 20000 cases", bad_avx2);
+    CHECK(t, bad_avx512 == 0, "AVX-512 kernels != scalar in %d of 20000 cases", bad_avx512);
 }
 
 /* Degenerate rows: all zero, constant, 1e-30, one huge value. */
@@ -440,4 +520,5 @@ static void test_real_tinystories_distill_3M(qf_test *t) {
 
 QF_TEST_MAIN(test_never_worse_than_exact_random, test_search_alone_beats_exact_on_gaussian_rows,
              test_threads_and_kernels_give_same_bytes, test_fast_effort, test_group_err_kernel_avx2_equals_scalar,
+             test_cand_and_avx512_kernels_equal_scalar,
              test_degenerate_rows, test_api_errors, test_real_stories260K, test_real_tinystories_distill_3M)
