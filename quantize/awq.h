@@ -31,8 +31,8 @@
  * what the codec writes: the tensor's planned type and quantizer (search
  * at --method search's full effort, or exact; fit weights = imatrix / s^2).
  * alpha runs over {0, 0.05, ..., 0.95}, each scored on a row sample (about
- * 512 rows of each tensor, a fixed stride) with the search at its fast
- * effort; the best is then measured on all rows with the codec and taken
+ * 512 rows of each tensor, a fixed stride) with the codec; the best is
+ * then measured on all rows with the codec and taken
  * only if strictly below alpha 0's loss (measured the same way), so the
  * chosen loss never exceeds the un-scaled one. For
  * awq+gptq the chosen alpha is then measured again with GPTQ itself, on
@@ -46,7 +46,7 @@
  *
  * Clipping (awq, all but q and k): per codec block of each row, the weights
  * are clamped to +-shrink * max|w| (shrink = 1 - i/20, i = 0..9) before the
- * codec (at the fast effort) fits the block; the shrink with the least
+ * codec fits the block; the shrink with the least
  * block output error d^T H_bb d (d = codec result - unclamped weights,
  * unscaled, H_bb the block's part of H) wins. The clipped group is kept
  * only if its measured loss (full codec, all rows) is strictly below the
