@@ -1238,6 +1238,14 @@ struct qf_convert_source {
     float *scratch;       /* 3 x the longest row */
 };
 
+int qf_convert_source_open_auto(qf_convert_source **out, const char *dir, qf_err *err) {
+    qf_convert_opts co;
+    memset(&co, 0, sizeof co);
+    co.model_dir = dir;
+    co.outtype = QF_OUTTYPE_AUTO;
+    return qf_convert_source_open(out, &co, err);
+}
+
 int qf_convert_source_open(qf_convert_source **out, const qf_convert_opts *o, qf_err *err) {
     *out = NULL;
     qf_convert_source *s = calloc(1, sizeof *s);

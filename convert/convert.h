@@ -77,6 +77,9 @@ typedef struct qf_convert_source qf_convert_source;
 
 /* Open; fails as qf_convert would on the same directory (nothing written). */
 int qf_convert_source_open(qf_convert_source **out, const qf_convert_opts *o, qf_err *err);
+/* Open the source of `--outtype auto` for checkpoint directory dir, the GGUF
+ * the other tools read a directory as; fails as qf_convert_source_open. */
+int qf_convert_source_open_auto(qf_convert_source **out, const char *dir, qf_err *err);
 /* The GGUF that qf_convert would write (header only; tensor i of it is plan tensor i). */
 const gguf_file *qf_convert_source_file(const qf_convert_source *s);
 /* Rows [row0, row0 + nr) of tensor idx (rows of ne[0] elements, over

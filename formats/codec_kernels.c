@@ -10,7 +10,7 @@
  *  - no FMA contraction (the build uses -std=c11, which implies
  *    -ffp-contract=off) and no -ffast-math;
  *  - rounding to integers with qk_nearest_int (half to even), clamping after.
- * The algorithms are described in docs/formats-codecs.md.
+ * Each search's rule is in the comment above it.
  */
 #include "codec_kernels.h"
 

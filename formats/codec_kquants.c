@@ -2,8 +2,8 @@
  * (codec_kquants.h): ggml's quantize_row_q*_K_ref, the importance-weighted
  * quantizers (ggml quantize_row_q*_K_impl), the Q8_K quantizer and the
  * dequantizers. They reproduce ggml-quants.c byte for byte under the
- * exactness rules of codec_kernels.c; docs/formats-codecs.md has the
- * algorithms. The vector twins are in codec_kquants_avx2.c.
+ * exactness rules of codec_kernels.c; each row function's comment states
+ * its search and weights. The vector twins are in codec_kquants_avx2.c.
  */
 #include "codec_kquants.h"
 

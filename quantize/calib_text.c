@@ -16,11 +16,7 @@ static int read_rows(void *src, uint64_t idx, uint64_t row0, uint64_t nr, void *
 static int load_model(qf_calib_text *ct, const char *path, qf_err *err) {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return qf_model_load(&ct->m, path, err);
-    qf_convert_opts co;
-    memset(&co, 0, sizeof co);
-    co.model_dir = path;
-    co.outtype = QF_OUTTYPE_AUTO;
-    int rc = qf_convert_source_open(&ct->src, &co, err);
+    int rc = qf_convert_source_open_auto(&ct->src, path, err);
     if (rc) return rc;
     return qf_model_load_rows(&ct->m, qf_convert_source_file(ct->src), path, read_rows, ct->src, err);
 }

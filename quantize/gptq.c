@@ -9,6 +9,8 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "ggml_types.h"
 #include "gptq_grid.h"
@@ -16,6 +18,8 @@
 #include "qf_threads.h"
 
 #define ROW_TILE 48 /* rows swept together by one thread (their weights stay in L2) */
+#define FIX_BLOCK 1 /* fix_at[k]: the sweep's first column of a block (fit its scales) */
+#define FIX_UNIT 2  /* fix_at[k]: ... of a codebook unit (choose its points) */
 
 void qf_gptq_opts_init(qf_gptq_opts *o) {
     memset(o, 0, sizeof *o);
@@ -217,6 +221,19 @@ static int lower_inverse_to_u(double *B, int64_t n, int nt, float *tmp) {
     return bad ? -1 : 0;
 }
 
+/* After lower_inverse_to_u: row r's bytes [4 (r + 1), 8 (r + 1)), the half
+ * of its lower part that U does not use, given back page by page (whole
+ * pages inside only; they read as zeros or as before, and are rewritten
+ * when H is restored). */
+static void release_dead_half(double *H, int64_t n) {
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int64_t r = 0; r < n; r++) {
+        const uintptr_t row = (uintptr_t)(H + r * n);
+        const uintptr_t a = (row + 4 * (uintptr_t)(r + 1) + pg - 1) / pg * pg, b = (row + 8 * (uintptr_t)(r + 1)) / pg * pg;
+        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+}
+
 typedef struct col_key { double h; int64_t j; } col_key;
 static int by_desc_diag(const void *a, const void *b) {
     const col_key *x = a, *y = b;
@@ -240,6 +257,7 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
     const int nt = o->n_threads > 1 ? o->n_threads : 1;
     p->H = H;
     p->n = n;
+    p->n_threads = nt;
     p->diag = malloc((size_t)n * sizeof *p->diag);
     p->band = malloc((size_t)(NB * n) * sizeof *p->band);
     double *scr = malloc((size_t)(NB * n) * sizeof *scr);
@@ -302,6 +320,7 @@ static int prepare(double *H, int64_t n, const int64_t *perm_in, const qf_gptq_o
             if (qf_dist_size(o->dist) > 1) share_tiles(H, n, scr, o->dist);
         }
         rc = lower_inverse_to_u(H, n, nt, tmp);
+        if (rc == 0) release_dead_half(H, n);
     }
     free(scr); free(tmp);
     p->info.damp = damp;
@@ -329,9 +348,13 @@ void qf_gptq_prep_free(qf_gptq_prep *p) {
         double *H = p->H;
         const int64_t n = p->n;
         band_copy(H, n, p->band, 1);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t j_end = i / NB * NB; /* columns left of i's diagonal block */
-            for (int64_t j = 0; j < j_end; j++) H[i * n + j] = H[j * n + i];
+        /* lower := upper^T below the diagonal blocks, NB x NB tiles (in cache both ways) */
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(qf_threads_for((double)n * n, p->n_threads))
+        for (int64_t i0 = NB; i0 < n; i0 += NB) {
+            const int64_t i1 = i0 + NB < n ? i0 + NB : n;
+            for (int64_t j0 = 0; j0 < i0; j0 += NB)
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j0 + NB; j++) H[i * n + j] = H[j * n + i];
         }
     }
     free(p->diag); free(p->band); free(p->perm);
@@ -368,9 +391,11 @@ typedef struct sweep {
     int64_t n;
     float *w;       /* [ROW_TILE][n] current weights, permuted column order */
     float *lev;     /* [ROW_TILE][n / sub * nlev] level tables of fixed blocks */
-    uint8_t *u;     /* [ROW_TILE][n] chosen indices, original column order */
+    uint8_t *u;     /* [ROW_TILE][n] chosen indices (codebook grids: sign bits), original column order */
     float *e;       /* [ROW_TILE][batch] scaled errors of the batch */
     float *xb;      /* [block] gather buffer */
+    float *qv;      /* codebook grids: [ROW_TILE][n] chosen values, original column order */
+    uint16_t *pt;   /* codebook grids: [ROW_TILE][n / dim] chosen points */
 } sweep;
 
 /* Fit block b of tile row r from its current weights (original order) and
@@ -391,6 +416,24 @@ static int fix_block(sweep *s, int r, int64_t b, const int64_t *inv, const qf_gp
     if (o->reference) qf_gptq_grid_levels_ref(g, blk, lev);
     else qf_gptq_grid_levels(g, blk, lev);
     return 0;
+}
+
+/* Codebook grids: choose unit m of tile row r (original columns
+ * QF_GPTQ_UNIT m ..) jointly from its current weights, each weighted by
+ * 1 / U_kk^2 at its sweep position k (the cost of its error given the columns
+ * after it), on the levels of its sub-block. */
+static void choose_unit(sweep *s, int r, int64_t m, const int64_t *inv, const float *U, int64_t ldu) {
+    const qf_gptq_grid *g = s->g;
+    const int64_t n = s->n, j0 = m * QF_GPTQ_UNIT;
+    float w[QF_GPTQ_UNIT], c[QF_GPTQ_UNIT];
+    for (int i = 0; i < QF_GPTQ_UNIT; i++) {
+        const int64_t k = inv ? inv[j0 + i] : j0 + i;
+        const float ukk = U[k * ldu + k];
+        w[i] = s->w[r * n + k];
+        c[i] = 1.0f / (ukk * ukk);
+    }
+    const float *lev = s->lev + (int64_t)r * (n / g->sub) * g->nlev + (j0 / g->sub) * g->nlev;
+    qf_gptq_grid_choose_unit(g, lev, w, c, s->qv + r * n + j0, s->u + r * n + j0, s->pt + r * (n / g->dim) + j0 / g->dim);
 }
 
 /* w[m] = fmaf(-a, u[m], w[m]) for m < len: whole vectors, then one masked
@@ -430,16 +473,22 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
             const int64_t j = perm ? perm[k] : k, lev_at = (j / g->sub) * nlev;
             const float *Uk = U + k * ldu;
             for (int r = 0; r < nr; r++) {
-                if (fix_at[k]) {
+                if (fix_at[k] & FIX_BLOCK) {
                     int rc = fix_block(s, r, j / B, inv, o, dst + (size_t)(r0 + r) * row_bytes);
                     if (rc) return rc;
                 }
                 float *w = s->w + r * n;
-                const float *lev = s->lev + r * lev_row + lev_at;
-                const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
-                                            : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
-                const float q = lev[uu];
-                s->u[r * n + j] = (uint8_t)uu;
+                float q;
+                if (g->dim) { /* codebook grid: the unit's joint choice */
+                    if (fix_at[k] & FIX_UNIT) choose_unit(s, r, j / QF_GPTQ_UNIT, inv, U, ldu);
+                    q = s->qv[r * n + j];
+                } else {
+                    const float *lev = s->lev + r * lev_row + lev_at;
+                    const int uu = o->reference ? qf_gptq_grid_nearest_ref(lev, (int)nlev, w[k])
+                                                : qf_gptq_grid_nearest(lev, (int)nlev, w[k]);
+                    q = lev[uu];
+                    s->u[r * n + j] = (uint8_t)uu;
+                }
                 if (q_out) q_out[(r0 + r) * n + j] = q;
                 const float err = (w[k] - q) / Uk[k];
                 s->e[r * batch + (k - i1)] = err;
@@ -457,8 +506,11 @@ static int sweep_rows(sweep *s, const float *W, int64_t r0, int nr, const float 
     }
     for (int r = 0; r < nr; r++) {
         uint8_t *drow = dst + (size_t)(r0 + r) * row_bytes;
-        for (int64_t b = 0; b < n / B; b++)
-            qf_gptq_grid_pack(g, s->u + r * n + b * B, drow + b * (int64_t)g->block_bytes);
+        for (int64_t b = 0; b < n / B; b++) {
+            uint8_t *blk = drow + b * (int64_t)g->block_bytes;
+            if (g->dim) qf_gptq_grid_pack_points(g, s->pt + r * (n / g->dim) + b * (B / g->dim), s->u + r * n + b * B, blk);
+            else qf_gptq_grid_pack(g, s->u + r * n + b * B, blk);
+        }
     }
     return 0;
 }
@@ -490,7 +542,7 @@ int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int
     const int64_t nb = n / g.block, *perm = p->perm;
     const size_t row_bytes = (size_t)nb * g.block_bytes;
     int64_t *inv = perm ? malloc((size_t)n * sizeof *inv) : NULL;
-    uint8_t *fix_at = calloc((size_t)n, 1), *seen = calloc((size_t)nb, 1);
+    uint8_t *fix_at = calloc((size_t)n, 1), *seen = calloc((size_t)(n / (g.dim ? QF_GPTQ_UNIT : g.block)), 1);
     int rc = 0;
     if (!fix_at || !seen || (perm && !inv)) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for gptq on %lld x %lld", (long long)n_out, (long long)n);
@@ -500,19 +552,30 @@ int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int
         for (int64_t k = 0; k < n; k++) inv[perm[k]] = k;
     for (int64_t k = 0; k < n; k++) { /* a block is fitted when the sweep first reaches one of its columns */
         const int64_t b = (perm ? perm[k] : k) / g.block;
-        if (!seen[b]) seen[b] = fix_at[k] = 1;
+        if (!seen[b]) seen[b] = 1, fix_at[k] = FIX_BLOCK;
+    }
+    if (g.dim) { /* and a codebook unit is chosen there */
+        memset(seen, 0, (size_t)(n / QF_GPTQ_UNIT));
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t m = (perm ? perm[k] : k) / QF_GPTQ_UNIT;
+            if (!seen[m]) seen[m] = 1, fix_at[k] |= FIX_UNIT;
+        }
     }
     const int64_t t0 = row0 / ROW_TILE, n_tiles = (row1 + ROW_TILE - 1) / ROW_TILE;
     int failed = 0;
     #pragma omp parallel num_threads(qf_threads_for((double)(row1 - row0) * n * n, o.n_threads))
     {
-        sweep s = {&g, n, NULL, NULL, NULL, NULL, NULL};
+        sweep s = {&g, n, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         s.w = malloc((size_t)(ROW_TILE * n) * sizeof *s.w);
         s.lev = malloc((size_t)(ROW_TILE * (n / g.sub) * g.nlev) * sizeof *s.lev);
         s.u = malloc((size_t)(ROW_TILE * n));
         s.e = malloc((size_t)(ROW_TILE * o.batch) * sizeof *s.e);
         s.xb = malloc((size_t)g.block * sizeof *s.xb);
-        const int ok = s.w && s.lev && s.u && s.e && s.xb;
+        if (g.dim) {
+            s.qv = malloc((size_t)(ROW_TILE * n) * sizeof *s.qv);
+            s.pt = malloc((size_t)(ROW_TILE * (n / g.dim)) * sizeof *s.pt);
+        }
+        const int ok = s.w && s.lev && s.u && s.e && s.xb && (!g.dim || (s.qv && s.pt));
         #pragma omp for schedule(dynamic, 1)
         for (int64_t t = t0; t < n_tiles; t++) {
             if (!ok) { failed = QF_ENOMEM; continue; }
@@ -521,7 +584,7 @@ int qf_gptq_quantize_prep_rows(uint32_t type, const float *W, int64_t n_out, int
             int r = sweep_rows(&s, W, r0, nr, p->U, p->ldu, perm, inv, fix_at, &o, dst, row_bytes, q_out);
             if (r) failed = r;
         }
-        free(s.w); free(s.lev); free(s.u); free(s.e); free(s.xb);
+        free(s.w); free(s.lev); free(s.u); free(s.e); free(s.xb); free(s.qv); free(s.pt);
     }
     if (failed) rc = qf_set_err(err, failed, "gptq: %s", failed == QF_ENOMEM ? "out of memory" : "block fit failed");
 done:

@@ -59,7 +59,7 @@ typedef struct qf_gptq_info {
     int64_t n_dead;          /* input columns with H_jj = 0 */
 } qf_gptq_info;
 
-/* 1 if `type` is a GPTQ grid (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K). */
+/* 1 if `type` is a GPTQ grid (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K..Q6_K). */
 int qf_gptq_supports(uint32_t type);
 
 /* The factor of one H, shared by every linear that reads the same input. */
@@ -71,6 +71,7 @@ typedef struct qf_gptq_prep {
     qf_gptq_info info;
     double *H;               /* the caller's H, restored by qf_gptq_prep_free */
     double *diag, *band;     /* H's diagonal and its 64 x 64 diagonal blocks */
+    int n_threads;           /* threads of qf_gptq_prep_free's restore */
 } qf_gptq_prep;
 
 /* Factor H [n*n] (full, exactly symmetric, finite) in place for GPTQ:

@@ -74,31 +74,35 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
 #define UNROLL _Pragma("GCC unroll 8")
 /* fnmadd(a, b, c) = -(a * b) + c rounded once = fma(-a, b, c). */
 #define GEMM_SUB(name, T, V, L, LOAD, STORE, SET1, FNMADD, SFMA)                                                  \
-    /* C[MR x NV*L] -= A[MR x K] B[K x NV*L] in registers. */                                                       \
-    static void name##_tile(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {    \
+    /* C[R x NV*L] -= A[R x K] B[K x NV*L] in registers (R <= MR, a constant once inlined). */                   \
+    static inline __attribute__((always_inline)) void name##_tile_r(T *C, int64_t ldc, const T *A, int64_t lda,   \
+                                                                   const T *B, int64_t ldb, int64_t K,           \
+                                                                   const int R) {                                \
         V c[MR][NV];                                                                                               \
-        UNROLL for (int r = 0; r < MR; r++)                                                                        \
+        UNROLL for (int r = 0; r < R; r++)                                                                         \
             UNROLL for (int v = 0; v < NV; v++) c[r][v] = LOAD(C + r * ldc + v * L);                              \
         for (int64_t k = 0; k < K; k++) {                                                                         \
             V b[NV];                                                                                              \
             UNROLL for (int v = 0; v < NV; v++) b[v] = LOAD(B + k * ldb + v * L);                                 \
-            UNROLL for (int r = 0; r < MR; r++) {                                                                  \
+            UNROLL for (int r = 0; r < R; r++) {                                                                   \
                 const V a = SET1(A[r * lda + k]);                                                                 \
                 UNROLL for (int v = 0; v < NV; v++) c[r][v] = FNMADD(a, b[v], c[r][v]);                           \
             }                                                                                                     \
         }                                                                                                         \
-        UNROLL for (int r = 0; r < MR; r++)                                                                        \
+        UNROLL for (int r = 0; r < R; r++)                                                                         \
             UNROLL for (int v = 0; v < NV; v++) STORE(C + r * ldc + v * L, c[r][v]);                              \
     }                                                                                                             \
-    /* One row of a panel: C[1 x NV*L] -= A[1 x K] B[K x NV*L]. */                                              \
-    static void name##_line(T *C, const T *A, const T *B, int64_t ldb, int64_t K) {                               \
-        V c[NV];                                                                                                  \
-        UNROLL for (int v = 0; v < NV; v++) c[v] = LOAD(C + v * L);                                               \
-        for (int64_t k = 0; k < K; k++) {                                                                         \
-            const V a = SET1(A[k]);                                                                               \
-            UNROLL for (int v = 0; v < NV; v++) c[v] = FNMADD(a, LOAD(B + k * ldb + v * L), c[v]);                \
-        }                                                                                                         \
-        UNROLL for (int v = 0; v < NV; v++) STORE(C + v * L, c[v]);                                               \
+    static void name##_tile(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {    \
+        name##_tile_r(C, ldc, A, lda, B, ldb, K, MR);                                                             \
+    }                                                                                                             \
+    static void name##_tile4(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {   \
+        name##_tile_r(C, ldc, A, lda, B, ldb, K, 4);                                                              \
+    }                                                                                                             \
+    static void name##_tile2(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {   \
+        name##_tile_r(C, ldc, A, lda, B, ldb, K, 2);                                                              \
+    }                                                                                                             \
+    static void name##_tile1(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t K) {   \
+        name##_tile_r(C, ldc, A, lda, B, ldb, K, 1);                                                              \
     }                                                                                                             \
     /* One row, columns [j, N): vectors, then scalars. */                                                         \
     static void name##_row(T *C, const T *A, const T *B, int64_t ldb, int64_t j, int64_t N, int64_t K) {          \
@@ -116,13 +120,24 @@ void qf_gemm_sub_f64_ref(double *C, int64_t ldc, const double *A, int64_t lda, c
     void name(T *C, int64_t ldc, const T *A, int64_t lda, const T *B, int64_t ldb, int64_t M, int64_t N,         \
               int64_t K) {                                                                                        \
         const int64_t P = NV * L, Np = N / P * P;                                                                 \
+        _Alignas(64) T pk[KC * NV * L]; /* a panel of B, packed when B's rows are far apart */                    \
+        const int pack = M >= 2 * MR && ldb > 4 * P; /* rows far apart, and reused by several tiles */           \
         for (int64_t k0 = 0; k0 < K; k0 += KC) {                                                                  \
             const int64_t kc = K - k0 < KC ? K - k0 : KC;                                                         \
             const T *Ak = A + k0, *Bk = B + k0 * ldb;                                                             \
             for (int64_t j = 0; j < Np; j += P) {                                                                 \
+                const T *Bp = Bk + j;                                                                             \
+                int64_t lb = ldb;                                                                                 \
+                if (pack) {                                                                                       \
+                    for (int64_t k = 0; k < kc; k++)                                                              \
+                        UNROLL for (int v = 0; v < NV; v++) STORE(pk + k * P + v * L, LOAD(Bp + k * ldb + v * L)); \
+                    Bp = pk, lb = P;                                                                              \
+                }                                                                                                 \
                 int64_t i = 0;                                                                                    \
-                for (; i + MR <= M; i += MR) name##_tile(C + i * ldc + j, ldc, Ak + i * lda, lda, Bk + j, ldb, kc); \
-                for (; i < M; i++) name##_line(C + i * ldc + j, Ak + i * lda, Bk + j, ldb, kc);                        \
+                for (; i + MR <= M; i += MR) name##_tile(C + i * ldc + j, ldc, Ak + i * lda, lda, Bp, lb, kc);    \
+                for (; i + 4 <= M; i += 4) name##_tile4(C + i * ldc + j, ldc, Ak + i * lda, lda, Bp, lb, kc);     \
+                for (; i + 2 <= M; i += 2) name##_tile2(C + i * ldc + j, ldc, Ak + i * lda, lda, Bp, lb, kc);     \
+                for (; i < M; i++) name##_tile1(C + i * ldc + j, ldc, Ak + i * lda, lda, Bp, lb, kc);             \
             }                                                                                                     \
             if (Np < N)                                                                                           \
                 for (int64_t i = 0; i < M; i++) name##_row(C + i * ldc, Ak + i * lda, Bk, ldb, Np, N, kc);        \

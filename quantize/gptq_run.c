@@ -1,5 +1,6 @@
 /* gptq_run.c - GPTQ over a whole model (gptq_run.h). */
 #include "gptq_run.h"
+#include "qf_io.h"
 #include "qf_util.h"
 
 #include <math.h>
@@ -48,14 +49,17 @@ static int add_report(state *s, const qf_gptq_tensor_report *t) {
     return 0;
 }
 
-/* ggml's round-to-nearest of the rows W [n_out * n_in], dequantized into out. */
+/* ggml's round-to-nearest of the rows W [n_out * n_in], dequantized into out;
+ * for the types ggml quantizes only with an importance matrix (IQ2_XXS,
+ * IQ2_XS), with the last fit weights (the group's input). */
 static int rtn_values(state *s, uint32_t type, const float *W, int64_t n_out, int64_t n_in, float *out) {
     uint64_t rs;
     ggml_row_size(type, (uint64_t)n_in, &rs);
     uint8_t *q = realloc(s->rtn_q, (size_t)(rs * (uint64_t)n_out));
     if (!q) return QF_ENOMEM;
     s->rtn_q = q;
-    if (qf_quantize_rows(type, W, q, n_out, n_in, NULL) < 0) return QF_EUNSUPPORTED;
+    const int needs_qw = type == GGML_TYPE_IQ2_XXS || type == GGML_TYPE_IQ2_XS;
+    if (qf_quantize_rows(type, W, q, n_out, n_in, needs_qw ? s->qw : NULL) < 0) return QF_EUNSUPPORTED;
     for (int64_t r = 0; r < n_out; r++) qf_dequantize_row_ref(type, q + r * rs, out + r * n_in, n_in);
     return 0;
 }
@@ -243,8 +247,9 @@ static int gptq_end(state *s, const qf_lw_group *g, pending *pd, const qf_gptq_p
     if (rc) return rc;
     const size_t rb = (size_t)n_in * sizeof *pd->smp;
     for (int64_t r = 0; r < nr; r++) memcpy(pd->smp + (nr + r) * n_in, W + r * pd->step * n_in, rb);
-    if (rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in))
-        return qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", w->name);
+    if ((rc = rtn_values(s, pd->t->type, pd->smp, nr, n_in, pd->smp + 2 * nr * n_in)))
+        return qf_set_err(err, rc, rc == QF_ENOMEM ? "out of memory for '%s'" : "'%s': round-to-nearest for the loss report failed",
+                          w->name);
     snprintf(pd->tr.name, sizeof pd->tr.name, "%s", w->name);
     pd->tr.type = pd->t->type;
     pd->tr.damp = prep->info.damp;
@@ -273,6 +278,25 @@ static void gptq_losses(state *s, const qf_lw_group *g, pending *pd, int n_pd) {
         pd[k].tr.loss = v[3 * k + 1] / v[3 * k];
         pd[k].tr.loss_rtn = v[3 * k + 2] / v[3 * k];
     }
+}
+
+/* Before H is rebuilt whole: the members' blocks (now in the store) freed,
+ * and their F32 values' pages given back when they are file-backed. */
+static void release_solved(state *s, const qf_lw_group *g, const pending *pd, int n_pd) {
+    for (int k = 0; k < n_pd; k++) {
+        const qf_weight *w = g->w[pd[k].i];
+        if (g->wf_paged) qf_release_range(NULL, 0, g->wf[pd[k].i], (uint64_t)(w->n_out * g->n_in) * sizeof(float), 0);
+    }
+    for (int k = 0; k < 3 && g->expert < 0; k++) {
+        free(s->dst[k]);
+        s->dst[k] = NULL;
+        s->dst_cap[k] = 0;
+    }
+}
+
+/* Report a step of group g's solve through the run's progress callback. */
+static void stage(const state *s, const qf_lw_group *g, const char *what) {
+    if (s->o->progress) s->o->progress(s->o->progress_user, g->layer >= 0 ? g->layer : g->n_layer, g->n_layer, what);
 }
 
 /* The group function: GPTQ for every tensor of the group that has a GPTQ
@@ -326,6 +350,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 qf_err_prefix(err, w->name);
                 break;
             }
+            stage(s, g, "factored");
         }
         rc = gptq_begin(s, g, i, t, pi, n_pd, &pd[n_pd], err);
         n_pd++;
@@ -333,9 +358,13 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     int64_t n_out[3] = {0}, row0[3], row1[3];
     for (int k = 0; k < n_pd; k++) n_out[k] = g->w[pd[k].i]->n_out;
     qf_gptq_share_rows(n_out, n_pd, qf_gptq_row_tile(), qf_dist_size(d), qf_dist_rank(d), row0, row1);
-    for (int k = 0; k < n_pd && !rc; k++) rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
+    for (int k = 0; k < n_pd && !rc; k++) {
+        rc = gptq_solve(s, g, &pd[k], &prep, xbuf, row0[k], row1[k], err);
+        stage(s, g, "swept");
+    }
     if (qf_dist_size(d) > 1 && !(rc = qf_dist_check(d, rc, err))) gptq_gather(s, g, pd, n_pd);
     for (int k = 0; k < n_pd && !rc; k++) rc = gptq_end(s, g, &pd[k], &prep, err);
+    release_solved(s, g, pd, n_pd);
     qf_gptq_prep_free(&prep); /* H is whole again */
     if (qf_dist_size(d) > 1) rc = qf_dist_check(d, rc, err); /* before the losses' exchange */
     if (!rc) gptq_losses(s, g, pd, n_pd);

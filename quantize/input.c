@@ -13,11 +13,7 @@
 
 /* A checkpoint directory as the GGUF convert --outtype auto would write. */
 static int open_dir(qf_quant_input *in, const char *path, qf_err *err) {
-    qf_convert_opts co;
-    memset(&co, 0, sizeof co);
-    co.model_dir = path;
-    co.outtype = QF_OUTTYPE_AUTO;
-    int rc = qf_convert_source_open(&in->src, &co, err);
+    int rc = qf_convert_source_open_auto(&in->src, path, err);
     if (rc) return rc;
     in->open = 1;
     in->first = in->all = *qf_convert_source_file(in->src); /* views: the source owns them */

@@ -98,12 +98,15 @@ static void capture_hook(void *user, int layer, const qf_weight *w, const float 
 #define RELEASE_BYTES (64 << 20) /* stored bytes converted between releases of their pages */
 
 /* w's values as F32 into out[n_out * n_in], the stored pages given back as
- * they are read (m's mapping); QF_ERANGE on a non-finite value. */
-static int weight_f32(const qf_model *m, const qf_weight *w, float *out, qf_err *err) {
+ * they are read (m's mapping), and with `paged` (out lies in a shared file
+ * mapping) the written pages too; QF_ERANGE on a non-finite value. */
+static int weight_f32(const qf_model *m, const qf_weight *w, float *out, int paged, qf_err *err) {
     const int64_t step = RELEASE_BYTES / (w->row_bytes ? w->row_bytes : 1) + 1;
     for (int64_t r = 0; r < w->n_out; r++) {
-        if (r && r % step == 0)
+        if (r && r % step == 0) {
             release_bytes(m, (const uint8_t *)w->data + (r - step) * w->row_bytes, (uint64_t)step * w->row_bytes);
+            if (paged) qf_release_range(NULL, 0, out + (r - step) * w->n_in, (uint64_t)(step * w->n_in) * sizeof *out, 0);
+        }
         float *row = out + r * w->n_in;
         if (qf_weight_row(w, r, row) < 0)
             return qf_set_err(err, QF_EUNSUPPORTED, "tensor '%s': cannot read type %u", w->name, w->type);
@@ -151,6 +154,7 @@ typedef struct run {
     size_t h_bytes;
     double *abs;             /* [n_in + 1]: sum |x_j|, then the token count */
     double *P, *abs_part;    /* one chunk's panel of H and its sum |x_j| */
+    size_t p_bytes;
     qf_lw_group_fn fn;
     void *user;
     qf_lw_stats *st;
@@ -180,12 +184,20 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
     return fused;
 }
 
+/* The panel scratch's pages given back (it is cleared before each use). */
+static void release_panel(run *r) {
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)r->P + pg - 1) / pg * pg;
+    const uintptr_t b = ((uintptr_t)r->P + r->p_bytes) / pg * pg;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Mirror the accumulated lower triangle of r->H [n, n] into the full
  * matrix, in 64 x 64 tiles (both sides of a tile stay in cache); its time
  * counts as the sums'. */
 static void symmetrize(run *r, int64_t n) {
     double *H = r->H;
-    if (!H) return;
+    release_panel(r);
     const double t0 = now_seconds();
     for (int64_t i0 = 0; i0 < n; i0 += 64)
         for (int64_t j0 = 0; j0 <= i0; j0 += 64)
@@ -197,7 +209,7 @@ static void symmetrize(run *r, int64_t n) {
 /* H := 0 by returning its pages (they read as zeros again), so that only the
  * part an accumulation writes, the lower triangle, becomes resident. */
 static void h_clear(run *r) {
-    if (r->H && madvise(r->H, r->h_bytes, MADV_DONTNEED) != 0) memset(r->H, 0, r->h_bytes);
+    if (madvise(r->H, r->h_bytes, MADV_DONTNEED) != 0) memset(r->H, 0, r->h_bytes);
 }
 
 /* Drop the resident pages of block l's weights: the F32 copies (written
@@ -225,7 +237,12 @@ static void add_round(run *r, int64_t j, const float *x, int64_t T, int64_t n, i
             memset(r->P, 0, (size_t)((i1 - i0) * n) * sizeof *r->P);
             qf_syrk_lower_rows(r->P, x, T, n, i0, i1, nt);
         }
-        qf_dist_reduce(r->d, r->H ? r->H + i0 * n : NULL, has ? r->P : NULL, (size_t)((i1 - i0) * n), (int)np);
+        if (r->size > 1) { /* one exchange per panel */
+            qf_dist_reduce(r->d, r->H + i0 * n, has ? r->P : NULL, (size_t)((i1 - i0) * n), (int)np);
+            continue;
+        }
+        for (int64_t i = i0; i < i1; i++) /* row i's lower part only: the upper triangle's pages stay untouched */
+            qf_dist_reduce(r->d, r->H + i * n, r->P + (i - i0) * n, (size_t)(i + 1), (int)np);
     }
     if (has) {
         memset(r->abs_part, 0, (size_t)(n + 1) * sizeof *r->abs_part);
@@ -420,11 +437,16 @@ static int capture_input(run *r, int64_t l, const qf_layer *Lq, const qf_lw_grou
 static int run_group(run *r, int64_t l, qf_layer *Lq, qf_lw_group *g, qf_weight *const dst[3], qf_err *err) {
     g->layer = (int)l;
     int rc = capture_input(r, l, Lq, g, dst[0], err);
+    if (!rc) progress(r, (int)l, "summed");
+    g->wf_paged = g->expert < 0; /* the dense weights live in the block's file (r->wmap) */
     for (int i = 0; i < g->n && !rc; i++) {
-        rc = weight_f32(r->m, g->w[i], g->wf[i], err);
+        rc = weight_f32(r->m, g->w[i], g->wf[i], g->wf_paged, err);
         release_weight(r->m, g->w[i]);
+        if (g->wf_paged) qf_release_range(NULL, 0, g->wf[i], (uint64_t)(g->w[i]->n_out * g->n_in) * sizeof(float), 0);
     }
+    if (!rc) progress(r, (int)l, "weights");
     if (rc || (rc = call_group(r, g, err))) return rc;
+    progress(r, (int)l, "solved");
     for (int i = 0; i < g->n; i++) *dst[i] = f32_view(g->w[i], g->wf[i]);
     release_block(r, l); /* the next pass faults back what it reads */
     h_clear(r);
@@ -508,8 +530,10 @@ static int output_group(run *r, float *wout, qf_err *err) {
     const int64_t E = m->hp.n_embd;
     progress(r, (int)m->hp.n_layer, "output_in");
     int rc = norm_capture(r, m->output_norm.data, err);
-    if (rc || (rc = qf_model_fetch(m, m->hp.n_layer, err)) || (rc = weight_f32(m, &m->output, wout, err))) return rc;
+    if (!rc) progress(r, (int)m->hp.n_layer, "summed");
+    if (rc || (rc = qf_model_fetch(m, m->hp.n_layer, err)) || (rc = weight_f32(m, &m->output, wout, 0, err))) return rc;
     release_weight(m, &m->output);
+    progress(r, (int)m->hp.n_layer, "weights");
     qf_lw_group g;
     memset(&g, 0, sizeof g);
     g.layer = -1;
@@ -520,24 +544,6 @@ static int output_group(run *r, float *wout, qf_err *err) {
     g.w[0] = &m->output;
     g.wf[0] = wout;
     return call_group(r, &g, err);
-}
-
-uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx) {
-    const qf_hparams *hp = &m->hp;
-    const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
-    const uint64_t QD = (uint64_t)(hp->n_head * hp->head_dim_k), KD = (uint64_t)(hp->n_head_kv * hp->head_dim_k);
-    const uint64_t VD = (uint64_t)(hp->n_head_kv * hp->head_dim_v), OD = (uint64_t)(hp->n_head * hp->head_dim_v);
-    const uint64_t n_ffn = hp->n_expert > 0 ? (uint64_t)hp->n_expert : 1; /* MoE: every expert's matrices */
-    uint64_t wb = 4 * (E * (QD + KD + VD) + OD * E + n_ffn * 3 * E * F);
-    if (!m->tied_output) {
-        const uint64_t ob = 4 * E * (uint64_t)hp->n_vocab;
-        if (ob > wb) wb = ob;
-    }
-    uint64_t n_in = E > F ? E : F;
-    if (OD > n_in) n_in = OD;
-    const uint64_t panel = (uint64_t)panel_rows((int64_t)n_in) * n_in;
-    return wb + 8 * n_in * n_in + 8 * panel + 16 * n_in + 4 * (uint64_t)n_ctx * (E + n_in) + 8 * (uint64_t)n_ctx * n_in +
-           4 * (uint64_t)n_ctx * (10 * (n_in > E ? n_in : E) + (uint64_t)hp->n_layer * (KD + VD));
 }
 
 int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
@@ -616,7 +622,8 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
     if (r.H == MAP_FAILED) r.H = NULL;
     r.abs = malloc((size_t)(n_in_max + 1) * sizeof *r.abs);
     r.abs_part = malloc((size_t)(n_in_max + 1) * sizeof *r.abs_part);
-    r.P = malloc((size_t)p_cells * sizeof *r.P);
+    r.p_bytes = (size_t)p_cells * sizeof *r.P;
+    r.P = malloc(r.p_bytes);
     if (!r.xbuf || !r.xcap || !r.H || !r.abs || !r.abs_part || !r.P) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for the calibration pipeline");
         goto done;

@@ -73,6 +73,9 @@ typedef struct qf_lw_group {
     int n;                    /* linears reading this input (1..3), forward order */
     const qf_weight *w[3];    /* the model's tensors (names, shapes, stored data) */
     float *wf[3];             /* their values as F32 [n_out * n_in]; may be overwritten */
+    int wf_paged;             /* 1: wf[] lie in a shared file mapping, each from a page boundary to
+                                 its own padding: the function may give their pages back
+                                 (qf_release_range) and they fault back in as last written */
     int64_t n_in;
     double *H;                /* [n_in * n_in] full symmetric: sum over tokens of x x^T; the
                                  function may use it as workspace if it puts it back */
@@ -118,10 +121,5 @@ typedef struct qf_lw_stats {
  * non-finite weights; the group function's error is returned as is. */
 int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens, const qf_lw_params *p,
                      qf_lw_group_fn fn, void *user, qf_lw_stats *st, qf_err *err);
-
-/* Memory the pipeline needs besides the hidden states, the kept activations
- * and the model mapping (F32 weights of the widest block, the largest H,
- * a chunk's input as double for the sums, engine buffers), bytes. */
-uint64_t qf_layerwise_work_bytes(const qf_model *m, int64_t n_ctx);
 
 #endif

@@ -108,7 +108,7 @@ static uint64_t writer_step(const qf_quant_plan *p, uint64_t chunk_bytes) {
             if (rpc < 1) rpc = 1;
             if (rpc > rows) rpc = rows;
             const double in_bpe = (double)t->in_nbytes / (double)elems, out_bpe = (double)t->out_nbytes / (double)elems;
-            b = (uint64_t)((double)(rpc * ne0) * (4.0 + in_bpe + out_bpe));
+            b = (uint64_t)((double)(rpc * ne0) * (4.0 + in_bpe + 2.0 * out_bpe)); /* and the previous chunk's output, written meanwhile */
         } else {
             b = t->in_nbytes < chunk_bytes ? t->in_nbytes : chunk_bytes;
         }

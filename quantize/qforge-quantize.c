@@ -87,8 +87,8 @@ static void usage(FILE *fp) {
             "                           types with --imatrix (but Q4_1/Q5_0 tensors); exact for\n"
             "                           legacy types without imatrix. docs/quantize.md has the reasons\n"
             "                           gptq: GPTQ from calibration text (--calib) for every linear\n"
-            "                           (same types, sizes and fallbacks; token_embd as auto), see\n"
-            "                           docs/gptq.md\n"
+            "                           (same types, sizes and fallbacks; token_embd, F16 and\n"
+            "                           IQ1_S/IQ1_M tensors as auto), see docs/gptq.md\n"
             "                           awq: activation-aware per-channel scales folded into the\n"
             "                           norms / v / up rows, and clipping, from --calib (docs/awq.md)\n"
             "                           awq+gptq: awq's scales, then GPTQ onto the grid\n"
@@ -162,7 +162,7 @@ static void usage(FILE *fp) {
             "Options take their value as --opt VALUE or --opt=VALUE.\n"
             "Memory: the input is memory-mapped and converted in chunks of rows of at most\n"
             "32 MiB as F32; peak RSS is about 2 x 32 MiB (or 2 rows of the widest tensor\n"
-            "as F32, if larger) plus the metadata, independent of the model size. Input pages\n"
+            "as F32, if larger), the previous chunk's output (written meanwhile) and the metadata, independent of the model size. Input pages\n"
             "are released as they are consumed. A directory input adds one more such chunk\n"
             "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add, besides hidden states of 4 * chunks * ctx * n_embd bytes\n"
@@ -221,6 +221,54 @@ static void on_gptq_progress(void *user, int layer, int n_layer, const char *sta
     else
         fprintf(stderr, "\r[gptq] output          %-12s %6.0fs              ", stage, el);
     ps->shown = 1;
+}
+
+/* QF_MEMTRACE=1: one stderr line per pipeline step with the process's
+ * memory from /proc/self/status (resident anonymous, file-backed and shared
+ * pages, and the peak so far), to find where the peak RSS is set. */
+static void memtrace(const char *where, int layer, const char *stage) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256], out[256] = "";
+    while (fgets(line, sizeof line, f)) {
+        static const char *keys[] = {"VmHWM:", "VmRSS:", "RssAnon:", "RssFile:", "RssShmem:"};
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+            unsigned long kb;
+            if (!strncmp(line, keys[k], strlen(keys[k])) && sscanf(line + strlen(keys[k]), "%lu", &kb) == 1) {
+                char item[48];
+                snprintf(item, sizeof item, " %.*s %lu", (int)strlen(keys[k]) - 1, keys[k], kb / 1024);
+                strncat(out, item, sizeof out - strlen(out) - 1);
+            }
+        }
+    }
+    fclose(f);
+    fprintf(stderr, "memtrace: %s %d %-14s MiB%s\n", where, layer, stage, out);
+    const char *v = getenv("QF_MEMTRACE");
+    if (!v || strcmp(v, "2") != 0 || !(f = fopen("/proc/self/smaps", "r"))) return;
+    char map[256] = "";
+    while (fgets(line, sizeof line, f)) { /* QF_MEMTRACE=2: every mapping with 1 MiB or more resident */
+        unsigned long kb;
+        if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && line[0] != ' ') snprintf(map, sizeof map, "%s", line);
+        else if (!strncmp(line, "Rss:", 4) && sscanf(line + 4, "%lu", &kb) == 1 && kb >= 1024)
+            fprintf(stderr, "memtrace:   %6lu MiB %s", kb / 1024, map);
+    }
+    fclose(f);
+}
+
+static int memtrace_on(void) {
+    const char *v = getenv("QF_MEMTRACE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void on_gptq_memtrace(void *user, int layer, int n_layer, const char *stage) {
+    memtrace(layer < n_layer ? "layer" : "output", layer, stage);
+}
+
+static void on_memtrace(const qf_quantize_progress *p, void *user) {
+    size_t *last = user;
+    if (p->tensor_index + 1 == *last) return;
+    *last = p->tensor_index + 1;
+    memtrace("write", (int)p->tensor_index, p->name);
 }
 
 static void on_progress(const qf_quantize_progress *p, void *user) {
@@ -883,6 +931,13 @@ static int quantize_main(int argc, char **argv) {
         o.progress_user = &ps;
         gopt.progress = on_gptq_progress;
         gopt.progress_user = &ps;
+    }
+    size_t mt_last = 0;
+    if (!dry && memtrace_on()) {
+        o.progress = on_memtrace;
+        o.progress_user = &mt_last;
+        gopt.progress = on_gptq_memtrace;
+        gopt.progress_user = NULL;
     }
 
     qf_err err;

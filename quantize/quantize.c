@@ -77,7 +77,10 @@ typedef struct job {
     qf_quant_input *input_rw;    /* the same, for reading a checkpoint directory's rows */
     uint8_t *rows;       /* a directory input: the chunk's rows in the input type */
     float *f32;          /* chunk of rows widened to F32 */
-    uint8_t *out;        /* the same rows in the output type */
+    uint8_t *out[2];     /* the same rows in the output type: the chunk being quantized, the pending one */
+    int cur;             /* out[cur] receives the next chunk */
+    gguf_writer *pend_w; /* the pending chunk (out[!cur]) and its writer: written while the next one is quantized */
+    uint64_t pend_n;
     float *weights;      /* imatrix weights of the current tensor [n_mat][ne0] */
     size_t weights_cap;
     uint64_t chunk_bytes;
@@ -106,9 +109,23 @@ static void report(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     j->o->progress(&pr, j->o->progress_user);
 }
 
-static int put(job *j, const void *data, uint64_t n) {
+static int put_to(job *j, gguf_writer *w, const void *data, uint64_t n) {
     if (j->hasher) qf_hasher_update(j->hasher, data, (size_t)n);
-    return gguf_writer_write_tensor_data(j->w, data, (size_t)n);
+    return gguf_writer_write_tensor_data(w, data, (size_t)n);
+}
+
+/* Write the pending chunk, if any; fails as the writer does. */
+static int flush_pending(job *j) {
+    if (!j->pend_n) return 0;
+    const uint64_t n = j->pend_n;
+    j->pend_n = 0;
+    return put_to(j, j->pend_w, j->out[!j->cur], n);
+}
+
+/* Write data after anything pending, keeping the file's order. */
+static int put(job *j, const void *data, uint64_t n) {
+    int rc = flush_pending(j);
+    return rc ? rc : put_to(j, j->w, data, n);
 }
 
 /* NaN/Inf check of data about to be copied or converted (llama.cpp's loader
@@ -168,15 +185,16 @@ static int copy_rows(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
  * block store piece by piece (piece: at least one output row). */
 static int put_stored(job *j, uint64_t idx, const qf_quant_tensor_plan *t, uint64_t piece) {
     const uint64_t n = t->out_nbytes;
-    if (!j->out) piece = n < ((uint64_t)1 << 24) ? n : (uint64_t)1 << 24; /* nothing converts: no chunk buffer */
-    uint8_t *buf = j->out ? j->out : malloc((size_t)piece);
+    uint8_t *free_out = j->out[j->cur]; /* out[!cur] may hold the pending chunk */
+    if (!free_out) piece = n < ((uint64_t)1 << 24) ? n : (uint64_t)1 << 24; /* nothing converts: no chunk buffer */
+    uint8_t *buf = free_out ? free_out : malloc((size_t)piece);
     if (!buf) return qf_set_err(j->err, QF_ENOMEM, "out of memory reading back '%s'", t->name);
     int rc = 0;
     for (uint64_t off = 0; off < n && !rc; off += piece) {
         const uint64_t len = n - off < piece ? n - off : piece;
         if (!(rc = qf_blockstore_read(&j->store, idx, off, buf, len, j->err))) rc = put(j, buf, len);
     }
-    if (buf != j->out) free(buf);
+    if (buf != free_out) free(buf);
     if (rc) return rc;
     j->bytes_done += t->src->nbytes;
     report(j, idx, t);
@@ -189,7 +207,7 @@ static int copy_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
     const uint64_t elem_bytes = t->src_type == GGML_TYPE_F32 ? 4 : 2;
     const uint64_t piece = j->chunk_bytes < 4096 ? 4096 : j->chunk_bytes / 8 * 8;
     if (qf_blockstore_size(&j->store, idx)) /* rescaled by qf_awq_run (a norm or bias taking AWQ's scales) */
-        return put_stored(j, idx, t, j->chunk_bytes > 0 ? j->chunk_bytes : 1); /* j->out holds chunk_bytes */
+        return put_stored(j, idx, t, j->chunk_bytes > 0 ? j->chunk_bytes : 1); /* j->out[] hold chunk_bytes */
     if (j->input->src) return copy_rows(j, idx, t);
     for (uint64_t off = 0; off < s->nbytes; off += piece) {
         uint64_t n = s->nbytes - off < piece ? s->nbytes - off : piece;
@@ -254,29 +272,44 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
              * small chunks stay on one thread (a parallel region costs more
              * than it saves there, much more on a busy machine). */
             const int n_threads = qf_threads_for_min(nr > 1 ? (double)(nr * ne0) : 0.0, (double)j->parallel_min, j->o->n_threads);
+            uint8_t *out = j->out[j->cur];
+            /* rows in small groups handed out as threads free up (each
+             * row's bytes do not depend on which thread makes them); one
+             * thread first writes the previous chunk, so the write overlaps
+             * this chunk's quantization and the file keeps its order */
+            const uint64_t group = nr / (16 * (uint64_t)n_threads) > 0 ? nr / (16 * (uint64_t)n_threads) : 1;
+            const int64_t n_groups = (int64_t)((nr + group - 1) / group);
             int64_t bad = INT64_MAX;
-            int fail = 0;
+            int fail = 0, wrc = 0;
             #pragma omp parallel num_threads(n_threads) reduction(min : bad) reduction(| : fail)
             {
-                const uint64_t nt = (uint64_t)omp_get_num_threads(), it = (uint64_t)omp_get_thread_num();
-                const uint64_t a = nr * it / nt, b = nr * (it + 1) / nt;
-                for (uint64_t r = a; r < b && !fail; r++)
-                    if (!in_place)
-                        fail |= qf_dequantize_row(t->src_type, src + r * in_row, j->f32 + r * ne0, (int64_t)ne0) != 0;
-                if (!fail) {
-                    int64_t k = qf_f32_first_beyond(x + a * ne0, (size_t)((b - a) * ne0), limit);
-                    if (k >= 0) bad = (int64_t)(a * ne0) + k;
-                }
-                if (!fail && bad == INT64_MAX && b > a) {
-                    /* the search's own parallel loop runs on this thread
-                     * only (nested); rows are independent either way */
-                    int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, x + a * ne0, j->out + a * out_row,
-                                                                    (int64_t)(b - a), (int64_t)ne0, w, &j->search)
-                                          : qf_quantize_rows(t->type, x + a * ne0, j->out + a * out_row,
-                                                             (int64_t)(b - a), (int64_t)ne0, w);
-                    if (n < 0 || (uint64_t)n != (b - a) * out_row) fail |= 2;
+                #pragma omp single nowait
+                wrc = flush_pending(j);
+                #pragma omp for schedule(dynamic, 1)
+                for (int64_t g = 0; g < n_groups; g++) {
+                    const uint64_t a = (uint64_t)g * group, b = a + group < nr ? a + group : nr;
+                    int gf = 0;
+                    for (uint64_t r = a; r < b && !gf; r++)
+                        if (!in_place)
+                            gf |= qf_dequantize_row(t->src_type, src + r * in_row, j->f32 + r * ne0, (int64_t)ne0) != 0;
+                    int64_t k = -1;
+                    if (!gf) {
+                        k = qf_f32_first_beyond(x + a * ne0, (size_t)((b - a) * ne0), limit);
+                        if (k >= 0 && (int64_t)(a * ne0) + k < bad) bad = (int64_t)(a * ne0) + k;
+                    }
+                    if (!gf && k < 0) {
+                        /* the search's own parallel loop runs on this thread
+                         * only (nested); rows are independent either way */
+                        int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, x + a * ne0, out + a * out_row,
+                                                                        (int64_t)(b - a), (int64_t)ne0, w, &j->search)
+                                              : qf_quantize_rows(t->type, x + a * ne0, out + a * out_row,
+                                                                 (int64_t)(b - a), (int64_t)ne0, w);
+                        if (n < 0 || (uint64_t)n != (b - a) * out_row) gf |= 2;
+                    }
+                    fail |= gf;
                 }
             }
+            if (wrc) return wrc;
             if (fail & 1)
                 return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': cannot convert from %s", j->in->path,
                                   t->name, tname(t->src_type));
@@ -284,7 +317,10 @@ static int convert_tensor(job *j, uint64_t idx, const qf_quant_tensor_plan *t) {
             if (fail)
                 return qf_set_err(j->err, QF_EUNSUPPORTED, "%s: tensor '%s': quantizing to %s failed", j->o->out_path,
                                   t->name, tname(t->type));
-            if ((rc = put(j, j->out, nr * out_row))) return rc;
+            j->pend_w = j->w;
+            j->pend_n = nr * out_row;
+            j->cur = !j->cur;
+            if (j->hasher && (rc = flush_pending(j))) return rc; /* the tensor's digest needs its bytes */
             release_input(j, src, nr * in_row);
             j->bytes_done += nr * in_row;
             report(j, idx, t);
@@ -520,9 +556,10 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
          * never larger, no output type takes more than 4 bytes an element */
         uint64_t buf_bytes = j.chunk_bytes > max_row_f32 ? j.chunk_bytes : max_row_f32;
         j.f32 = malloc((size_t)buf_bytes);
-        j.out = malloc((size_t)buf_bytes);
-        if (!j.f32 || !j.out) {
-            rc = qf_set_err(err, QF_ENOMEM, "out of memory (2 x %llu bytes of conversion buffers)",
+        j.out[0] = malloc((size_t)buf_bytes);
+        j.out[1] = malloc((size_t)buf_bytes);
+        if (!j.f32 || !j.out[0] || !j.out[1]) {
+            rc = qf_set_err(err, QF_ENOMEM, "out of memory (3 x %llu bytes of conversion buffers)",
                             (unsigned long long)buf_bytes);
             goto fail;
         }
@@ -559,6 +596,7 @@ int qf_quantize(const qf_quantize_opts *o, qf_quantize_result *res, qf_err *err)
         if (j.hasher) j.hashes[i] = (qf_manifest_tensor){t->name, qf_hasher_digest(j.hasher)};
     }
     j.w = NULL;
+    if ((rc = flush_pending(&j))) goto fail;
     if ((rc = finish_shards(&os))) goto fail;
 
     if (o->write_manifest) {
@@ -596,7 +634,8 @@ done:
     }
     free(j.rows);
     free(j.f32);
-    free(j.out);
+    free(j.out[0]);
+    free(j.out[1]);
     free(j.weights);
     qf_blockstore_close(&j.store);
     free(j.hashes);

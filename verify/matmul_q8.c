@@ -13,7 +13,10 @@
  * The unpacking is amortized over the T tokens; the kernel does the integer
  * products with maddubs/madd (or the VNNI dpbusd when compiled in, which gives
  * the same exact int32 lane sums) and accumulates in F32 in the order of
- * matmul_q8.h.
+ * matmul_q8.h. Signed 32-block types (Q8_0 with VNNI, Q4_0, Q5_0) take
+ * matmul_u32 instead: tokens and unpacked rows packed in panels, weights made
+ * unsigned by an offset whose activation-sum correction starts each dot.
+ * T = 1 reads the blocks directly (gemv).
  */
 #include "matmul_q8.h"
 
@@ -66,6 +69,36 @@ static int is_unsigned(uint32_t type) {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q4_K;
 }
 #endif
+
+/* Batched signed 32-blocks (matmul_u32): U_NT tokens x U_NR rows per kernel call. */
+#define U_NT 4
+#if defined(__AVX512VL__)
+#define U_NR 4 /* 32 vector registers: 16 accumulators */
+#else
+#define U_NR 2
+#endif
+
+/* The offset OFF that makes a signed 32-block type's integers unsigned for
+ * matmul_u32 (u = q + OFF), or 0 for the other types and where u does not fit
+ * maddubs (Q8_0 without VNNI: two products 255 * 127 overflow int16). */
+static int u32_offset(uint32_t type) {
+#ifdef QF_Q8_AVX2
+    switch (type) {
+    case GGML_TYPE_Q4_0: return 8;
+    case GGML_TYPE_Q5_0: return 16;
+#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+    case GGML_TYPE_Q8_0: return 128;
+#endif
+    default: return 0;
+    }
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
+/* Bytes of one act panel: U_NT tokens' blocks interleaved (see matmul_u32). */
+static size_t u32_act_panel_bytes(int64_t n) { return ((size_t)(n / 32) * U_NT * (64 + 4) + 63) / 64 * 64; }
 
 int qf_matmul_q8_supported(uint32_t type) {
     switch (type) {
@@ -126,7 +159,8 @@ static void quantize_act_row(int k, int want_s, const float *x, uint8_t *p, int6
 }
 
 size_t qf_matmul_q8_work_bytes(uint32_t type, int64_t n_in, int64_t T) {
-    return act_row_bytes(is_k_type(type), n_in) * (size_t)T;
+    const size_t panels = u32_offset(type) ? (size_t)((T + U_NT - 1) / U_NT) * u32_act_panel_bytes(n_in) : 0;
+    return act_row_bytes(is_k_type(type), n_in) * (size_t)T + panels;
 }
 
 /* ------------------------------------------------------------------ */
@@ -958,6 +992,178 @@ static void gemv(const qf_weight *w, const uint8_t *a, __m256i *xb, float *y, in
     }
 }
 
+/* ---- Batched signed 32-blocks (Q8_0, Q4_0, Q5_0) ----
+ * The weights q are taken as unsigned u = q + OFF (u32_offset) and OFF times
+ * the activation sums taken off again: u . x - OFF sum(x) is the exact int32
+ * lane sum q . x of kernel32. Each (token, row, block) then costs one dot
+ * (dpbusd starting from the bias, or maddubs/madd + add), one conversion and
+ * one FMA. Both operands are packed in panels so that the kernel walks three
+ * pointers:
+ *   act panel (U_NT tokens):  per block b: q[U_NT][32] | bias[U_NT][8 int32],
+ *                             then dx[nb][U_NT]
+ *   weight panel (U_NR rows): per block b: u[U_NR][32], then dw[nb][U_NR]
+ * bias = -OFF * (x[4l] + .. + x[4l+3]) per lane. The scales d_w * d_x are the
+ * same F32 products as kernel32's, taken for all blocks before the block
+ * loop. Every y element gets the same lane sums and FMAs in the same order as
+ * kernel32: bit-identical results. Missing tokens/rows of a panel are zeros. */
+
+static size_t u32_w_panel_bytes(int64_t n) { return ((size_t)(n / 32) * U_NR * (32 + 4) + 63) / 64 * 64; }
+
+/* Act panel p of tokens t0.. (nt of them) from their act rows (stride arb). */
+static void u32_pack_act(int off, const uint8_t *act, size_t arb, int nt, int64_t n, uint8_t *p) {
+    const int64_t nb = n / 32;
+    const __m256i ones = _mm256_set1_epi8(1), moff = _mm256_set1_epi16((short)-off);
+    float *dx = (float *)(p + (size_t)nb * U_NT * 64);
+    for (int t = 0; t < U_NT; t++) {
+        const uint8_t *a = act + (size_t)t * arb;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i *dst = (__m256i *)(p + (size_t)b * U_NT * 64);
+            const __m256i xq = t < nt ? _mm256_loadu_si256((const __m256i *)(a + 32 * b)) : _mm256_setzero_si256();
+            _mm256_store_si256(dst + t, xq);
+            _mm256_store_si256(dst + U_NT + t, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, xq), moff));
+            dx[b * U_NT + t] = t < nt ? ((const float *)(a + n))[b] : 0.0f;
+        }
+    }
+}
+
+/* Weight panel of nr tile rows (unpacked, stride ws): u = q + OFF. */
+static void u32_pack_w(int off, const uint8_t *tile, size_t ws, wlayout L, int nr, int64_t n, uint8_t *p) {
+    const int64_t nb = n / 32;
+    const __m256i o = _mm256_set1_epi8((char)off);
+    float *dw = (float *)(p + (size_t)nb * U_NR * 32);
+    for (int r = 0; r < U_NR; r++) {
+        const uint8_t *row = tile + (size_t)r * ws;
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i u = r < nr ? _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(row + 32 * b)), o)
+                                     : _mm256_setzero_si256();
+            _mm256_store_si256((__m256i *)(p + ((size_t)b * U_NR + r) * 32), u);
+            dw[b * U_NR + r] = r < nr ? ((const float *)(row + L.d))[b] : 0.0f;
+        }
+    }
+}
+
+/* sc[b][t][r] = dw[b][r] * dx[b][t] for the panels' blocks. */
+static void u32_scales(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *sc) {
+    const float *dw = (const float *)(wp + (size_t)nb * U_NR * 32), *dx = (const float *)(ap + (size_t)nb * U_NT * 64);
+#if defined(__AVX512F__) && U_NR == 4 && U_NT == 4
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512 w4 = _mm512_broadcast_f32x4(_mm_loadu_ps(dw + 4 * b));
+        const __m512 x4 = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_loadu_ps(dx + 4 * b)));
+        _mm512_store_ps(sc + 16 * b, _mm512_mul_ps(w4, x4));
+    }
+#else
+    for (int64_t b = 0; b < nb; b++)
+        for (int t = 0; t < U_NT; t++)
+            for (int r = 0; r < U_NR; r++) sc[(b * U_NT + t) * U_NR + r] = dw[b * U_NR + r] * dx[b * U_NT + t];
+#endif
+}
+
+/* y[t * ldy + r] for t < NT, r < NR from a weight panel and an act panel. */
+static inline __attribute__((always_inline)) void kernel_u32(int NT, int NR, const uint8_t *wp, const uint8_t *ap,
+                                                             const float *sc, int64_t nb, float *y, int64_t ldy) {
+    __m256 acc[U_NT][U_NR];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i *wb = (const __m256i *)(wp + (size_t)b * U_NR * 32);
+        const __m256i *xb = (const __m256i *)(ap + (size_t)b * U_NT * 64);
+        const float *sb = sc + b * U_NT * U_NR;
+        __m256i wu[U_NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) wu[r] = _mm256_load_si256(wb + r);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const __m256i xq = _mm256_load_si256(xb + t), bias = _mm256_load_si256(xb + U_NT + t);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+                acc[t][r] = _mm256_fmadd_ps(_mm256_broadcast_ss(sb + t * U_NR + r),
+                                            _mm256_cvtepi32_ps(dot4_acc(bias, wu[r], xq)), acc[t][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[t * ldy + r] = hsum8(acc[t][r]);
+}
+
+static void kernel_u32_any(int nt, int nr, const uint8_t *wp, const uint8_t *ap, const float *sc, int64_t nb, float *y,
+                           int64_t ldy) {
+#define KU(T, R)                                                                                                      \
+    case T * 8 + R: kernel_u32(T, R, wp, ap, sc, nb, y, ldy); break;
+    switch (nt * 8 + nr) {
+        KU(4, 1) KU(4, 2) KU(3, 1) KU(3, 2) KU(2, 1) KU(2, 2) KU(1, 2)
+#if U_NR == 4
+        KU(4, 3) KU(4, 4) KU(3, 3) KU(3, 4) KU(2, 3) KU(2, 4) KU(1, 3) KU(1, 4)
+#endif
+    default: kernel_u32(1, 1, wp, ap, sc, nb, y, ldy); break;
+    }
+#undef KU
+}
+
+/* qf_matmul_q8 for u32_offset types with T > 1: act rows, act panels (in
+ * work after the rows), then tiles of weight rows unpacked and packed once
+ * and multiplied with every act panel. Returns 0 or QF_ENOMEM. */
+static int matmul_u32(const qf_weight *w, const float *x, int64_t T, float *y, uint8_t *act, size_t arb,
+                      int n_threads) {
+    const int64_t n = w->n_in, n_out = w->n_out, nb = n / 32;
+    const uint32_t type = w->type;
+    const int off = u32_offset(type);
+    const wlayout L = wrow_layout(type, n);
+    const size_t apb = u32_act_panel_bytes(n), wpb = u32_w_panel_bytes(n);
+    uint8_t *panels = act + arb * (size_t)T;
+    const int64_t n_groups = (T + U_NT - 1) / U_NT;
+    const int64_t R = qf_tile_rows((int64_t)(TILE_BYTES / (L.bytes + wpb / U_NR)), n_out, n_threads, U_NR);
+    const int64_t n_tiles = (n_out + R - 1) / R;
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++) quantize_act_row(0, 0, x + t * n, act + (size_t)t * arb, n, 0);
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < n_groups; g++) {
+            const int nt = (int)(T - g * U_NT < U_NT ? T - g * U_NT : U_NT);
+            u32_pack_act(off, act + (size_t)(g * U_NT) * arb, arb, nt, n, panels + (size_t)g * apb);
+        }
+        /* the implicit barrier: every act panel is ready */
+        uint8_t *tile = aligned_alloc(64, (size_t)U_NR * L.bytes);
+        uint8_t *wpan = aligned_alloc(64, (size_t)(R / U_NR) * wpb);
+        float *sc = aligned_alloc(64, (size_t)nb * U_NT * U_NR * sizeof(float) + 64);
+        if (!tile || !wpan || !sc) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ti = 0; ti < n_tiles; ti++) {
+            if (!tile || !wpan || !sc) continue;
+            const int64_t o0 = ti * R, nr = n_out - o0 < R ? n_out - o0 : R;
+            for (int64_t r0 = 0; r0 < nr; r0 += U_NR) {
+                const int nrr = (int)(nr - r0 < U_NR ? nr - r0 : U_NR);
+                for (int r = 0; r < nrr; r++)
+                    unpack_tile_row(type, (const uint8_t *)w->data + (size_t)(o0 + r0 + r) * w->row_bytes, n,
+                                    tile + (size_t)r * L.bytes, L, NULL);
+                u32_pack_w(off, tile, L.bytes, L, nrr, n, wpan + (size_t)(r0 / U_NR) * wpb);
+            }
+            for (int64_t g = 0; g < n_groups; g++) {
+                const int nt = (int)(T - g * U_NT < U_NT ? T - g * U_NT : U_NT);
+                const uint8_t *ap = panels + (size_t)g * apb;
+                for (int64_t r0 = 0; r0 < nr; r0 += U_NR) {
+                    const int nrr = (int)(nr - r0 < U_NR ? nr - r0 : U_NR);
+                    const uint8_t *wp = wpan + (size_t)(r0 / U_NR) * wpb;
+                    u32_scales(wp, ap, nb, sc);
+                    kernel_u32_any(nt, nrr, wp, ap, sc, nb, y + g * U_NT * n_out + o0 + r0, n_out);
+                }
+            }
+        }
+        free(tile);
+        free(wpan);
+        free(sc);
+    }
+    return failed ? QF_ENOMEM : 0;
+}
+
 #endif /* QF_Q8_AVX2 */
 
 typedef void (*kernel_fn)(int nt, int nr, const uint8_t *w, size_t ws, wlayout L, const uint8_t *a, size_t as,
@@ -1009,7 +1215,7 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
     const size_t arb = act_row_bytes(k, n);
     uint8_t *act = work, *owned = NULL;
     if (!act) {
-        act = owned = aligned_alloc(64, arb * (size_t)T);
+        act = owned = aligned_alloc(64, qf_matmul_q8_work_bytes(type, n, T));
         if (!act) return QF_ENOMEM;
     }
     if (is_iq1(type)) {
@@ -1039,6 +1245,13 @@ int qf_matmul_q8(const qf_weight *w, const float *x, int64_t T, float *y, void *
         free(xb);
         free(owned);
         return 0;
+    }
+#endif
+#ifdef QF_Q8_AVX2
+    if (u32_offset(type)) {
+        const int rc = matmul_u32(w, x, T, y, act, arb, n_threads);
+        free(owned);
+        return rc;
     }
 #endif
     /* tile: ~TILE_BYTES of unpacked rows, but every thread gets rows */

@@ -30,19 +30,6 @@ struct qf_model_rows {
     int have;
 };
 
-const char *qf_arch_name(qf_arch arch) {
-    switch (arch) {
-    case QF_ARCH_LLAMA: return "llama";
-    case QF_ARCH_QWEN2: return "qwen2";
-    case QF_ARCH_QWEN3: return "qwen3";
-    case QF_ARCH_GEMMA: return "gemma";
-    case QF_ARCH_GEMMA2: return "gemma2";
-    case QF_ARCH_GRANITE: return "granite";
-    case QF_ARCH_PHI3: return "phi3";
-    }
-    return "?";
-}
-
 static const char *type_name(uint32_t type) {
     const ggml_type_traits *tr = ggml_get_type_traits(type);
     return tr && tr->name ? tr->name : "unknown";

@@ -230,6 +230,4 @@ void qf_model_prefault(const qf_model *m);
 /* Dequantize row `row` of w (any stored type) into out[w->n_in]. */
 int qf_weight_row(const qf_weight *w, int64_t row, float *out);
 
-const char *qf_arch_name(qf_arch arch);
-
 #endif

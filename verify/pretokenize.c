@@ -121,7 +121,6 @@ const qf_pretok *qf_pretok_find(const char *name, int *status) {
 int qf_pretok_ignore_merges(const qf_pretok *p) { return p->ignore_merges; }
 int qf_pretok_add_bos(const qf_pretok *p) { return p->add_bos; }
 int qf_pretok_no_bos(const qf_pretok *p) { return p->no_bos; }
-const char *qf_pretok_name(const qf_pretok *p) { return p->names[0]; }
 
 /* ---- character classes ----------------------------------------------------- */
 

@@ -36,7 +36,6 @@ const qf_pretok *qf_pretok_find(const char *name, int *status);
 int qf_pretok_ignore_merges(const qf_pretok *p); /* whole word that is a token skips BPE */
 int qf_pretok_add_bos(const qf_pretok *p);       /* default for add_bos_token */
 int qf_pretok_no_bos(const qf_pretok *p);        /* vocab has no BOS (chatglm-bpe) */
-const char *qf_pretok_name(const qf_pretok *p);
 
 /* Split cpts[0..n) into out (segment lengths summing to n). scratch is
  * working storage reused between calls. Returns 0 or QF_ENOMEM. */

@@ -128,16 +128,9 @@ struct qf_tokenizer {
     int16_t byte_unmap[0x144]; /* code point -> byte, -1 if none */
 };
 
-qf_tokenizer_kind qf_tokenizer_get_kind(const qf_tokenizer *t) { return t->kind; }
-uint32_t qf_tokenizer_n_tokens(const qf_tokenizer *t) { return t->v->n_tokens; }
 int32_t qf_tokenizer_bos(const qf_tokenizer *t) { return t->bos; }
 int32_t qf_tokenizer_eos(const qf_tokenizer *t) { return t->eos; }
 int qf_tokenizer_add_bos(const qf_tokenizer *t) { return t->add_bos; }
-int qf_tokenizer_add_eos(const qf_tokenizer *t) { return t->add_eos; }
-
-int32_t qf_tokenizer_find(const qf_tokenizer *t, const char *text, size_t len) {
-    return hmap_get(&t->tokens, text, len);
-}
 
 void qf_tokenizer_free(qf_tokenizer *t) {
     if (!t) return;

@@ -57,13 +57,8 @@ enum {
 int qf_detokenize(const qf_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
                   char **out, size_t *out_len, qf_err *err);
 
-qf_tokenizer_kind qf_tokenizer_get_kind(const qf_tokenizer *t);
-uint32_t qf_tokenizer_n_tokens(const qf_tokenizer *t);
 int32_t qf_tokenizer_bos(const qf_tokenizer *t); /* -1 if none */
 int32_t qf_tokenizer_eos(const qf_tokenizer *t); /* -1 if none */
 int qf_tokenizer_add_bos(const qf_tokenizer *t); /* effective, after defaults */
-int qf_tokenizer_add_eos(const qf_tokenizer *t);
-/* Id of an exact token text, or -1. */
-int32_t qf_tokenizer_find(const qf_tokenizer *t, const char *text, size_t len);
 
 #endif

@@ -61,6 +61,34 @@ if need_data ts3m "$TS3M"; then
   fi
 fi
 
+# ---- the i-quant grids (IQ4_XS levels, IQ2_XS codebook): GPTQ on their tensors, bytes identical
+# for 1 and 2 threads, llama.cpp runs the file, KL-divergence below the default method's (both
+# with the imatrix of the same calibration text, which IQ2_XS requires)
+if need_data ts3m "$TS3M"; then
+  G3="--method gptq --calib $CALF --calib-ctx 128 --calib-chunks 8 --quiet"
+  "$QF_BIN/qforge-calibrate" "$QF_DATA/$TS3M" -f "$CALF" -o "$TMP/im.gguf" -c 128 --chunks 8 -t 2 --quiet >/dev/null 2>&1
+  for ty in IQ4_XS IQ2_XS; do
+    if ! "$Q" "$QF_DATA/$TS3M" "$TMP/iq-$ty-t1.gguf" $ty $G3 --imatrix "$TMP/im.gguf" -t 1 --json >"$TMP/iq.json" 2>"$TMP/err"; then
+      fail "ts3m-$ty" "$(cat "$TMP/err")"; continue
+    fi
+    n=$(grep -c "\"type\": \"${ty,,}\", \"loss\": " "$TMP/iq.json") # tensors GPTQ solved in that type
+    if [ "$n" -ge 20 ]; then pass "ts3m-$ty-gptq-tensors"; else fail "ts3m-$ty-gptq-tensors" "$n ${ty,,} tensors by gptq"; fi
+    "$Q" "$QF_DATA/$TS3M" "$TMP/iq-$ty-t2.gguf" $ty $G3 --imatrix "$TMP/im.gguf" -t 2 >/dev/null 2>"$TMP/err" &&
+      cmp -s "$TMP/iq-$ty-t1.gguf" "$TMP/iq-$ty-t2.gguf" && pass "ts3m-$ty-threads" ||
+      fail "ts3m-$ty-threads" "1 and 2 threads differ $(cat "$TMP/err")"
+    if [ -x "$PEER" ]; then
+      out=$("$PEER" -m "$TMP/iq-$ty-t1.gguf" -f "$QF_DATA/$EVAL" -t 2 -b 128 -c 128 --chunks 4 -ctk f32 -ctv f32 2>&1)
+      case $out in *"Final estimate: PPL = "*) pass "ts3m-$ty-llamacpp" ;;
+        *) fail "ts3m-$ty-llamacpp" "llama-perplexity: $(printf '%s' "$out" | tail -n 2)" ;; esac
+    fi
+    "$Q" "$QF_DATA/$TS3M" "$TMP/iq-$ty-a.gguf" $ty --imatrix "$TMP/im.gguf" --quiet -t 2 >/dev/null 2>"$TMP/err"
+    R="-f $QF_DATA/$EVAL -c 128 --chunks 10 -t 2 --base $QF_DATA/$TS3M --json"
+    "$V" "$TMP/iq-$ty-t1.gguf" $R >"$TMP/g.json" 2>"$TMP/err" && "$V" "$TMP/iq-$ty-a.gguf" $R >"$TMP/a.json" 2>>"$TMP/err"
+    kg=$(kld_mean "$TMP/g.json"); ka=$(kld_mean "$TMP/a.json")
+    if [ -n "$kg" ] && [ -n "$ka" ] && lt "$kg" "$ka"; then pass "ts3m-$ty-kld"; else fail "ts3m-$ty-kld" "gptq $kg, auto $ka $(cat "$TMP/err")"; fi
+  done
+fi
+
 # ---- --json: per-tensor loss next to round-to-nearest's
 "$Q" "$QF_DATA/$S260" "$TMP/j.gguf" Q4_0 $G --json >"$TMP/j.json" 2>"$TMP/err"
 n=$(grep -c '"loss": ' "$TMP/j.json")

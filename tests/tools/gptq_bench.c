@@ -27,7 +27,7 @@ static float frand(void) { return bench_frand(&rng); }
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: gptq_bench N_IN N_OUT q4_k|q6_k|q4_0|q2_k|q3_k [THREADS [SEED]]\n");
+        fprintf(stderr, "usage: gptq_bench N_IN N_OUT q4_k|q6_k|q4_0|q2_k|q3_k|TYPE [THREADS [SEED]]\n");
         return 2;
     }
     const int64_t n = atoll(argv[1]), n_out = atoll(argv[2]);
@@ -39,6 +39,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[3], "q4_0")) type = GGML_TYPE_Q4_0;
     else if (!strcmp(argv[3], "q2_k")) type = GGML_TYPE_Q2_K;
     else if (!strcmp(argv[3], "q3_k")) type = GGML_TYPE_Q3_K;
+    else if (ggml_type_from_name(argv[3]) >= 0 && qf_gptq_supports((uint32_t)ggml_type_from_name(argv[3])))
+        type = (uint32_t)ggml_type_from_name(argv[3]);
     else {
         fprintf(stderr, "gptq_bench: error: unknown type '%s'\n", argv[3]);
         return 2;

@@ -96,10 +96,12 @@ static void test_quad_error(qf_test *t) {
 
 /* qf_quantize of stories260K (F32) to `type` with the oracle imatrix:
  * --method `method`, AWQ options alpha/no_clip (calibration: 4 chunks of
- * 128 tokens of tinystories-gen/calib.txt). 0 when the data is missing. */
+ * 128 tokens of tinystories-gen/calib.txt), its report (zeroed first) in rep.
+ * 0 when the data is missing or the run fails, rep then freed. */
 static int quantize_260k(qf_test *t, const char *out, const char *type, int method, double alpha, int no_clip,
                          qf_awq_report *rep) {
     char in[1024], im[1024], cal[1024];
+    if (rep) memset(rep, 0, sizeof *rep);
     if (!qf_test_data(t, "oracles/llamacpp/stories260K-F32.gguf", in, sizeof in) ||
         !qf_test_data(t, "oracles/llamacpp/stories260K-imatrix-wiki64x512.dat", im, sizeof im) ||
         !qf_test_data(t, "corpus/tinystories-gen/calib.txt", cal, sizeof cal))
@@ -130,16 +132,8 @@ static int quantize_260k(qf_test *t, const char *out, const char *type, int meth
     qf_err err = {0};
     const int rc = qf_quantize(&o, NULL, &err);
     CHECK(t, rc == 0, "%s %s: %s", type, out, err.msg);
+    if (rc && rep) qf_awq_report_free(rep);
     return rc == 0;
-}
-
-static int same_file(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
-    const int same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
 }
 
 /* alpha 0 without clipping is the un-scaled quantization, byte for byte. */
@@ -150,7 +144,6 @@ static void test_alpha0_bytes(qf_test *t) {
         snprintf(a, sizeof a, "%s/awq-a0-%s.gguf", qf_test_tmpdir(), types[i]);
         snprintf(b, sizeof b, "%s/awq-search-%s.gguf", qf_test_tmpdir(), types[i]);
         qf_awq_report rep;
-        memset(&rep, 0, sizeof rep);
         if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ, 0.0, 1, &rep) ||
             !quantize_260k(t, b, types[i], QF_QUANT_METHOD_SEARCH, -1, 0, NULL)) {
             qf_awq_report_free(&rep);
@@ -160,7 +153,7 @@ static void test_alpha0_bytes(qf_test *t) {
         for (size_t k = 0; k < rep.n; k++)
             CHECK(t, rep.g[k].alpha == 0 && !rep.g[k].clipped, "%s %s: alpha %g clipped %d", types[i], rep.g[k].name,
                   rep.g[k].alpha, rep.g[k].clipped);
-        CHECK(t, same_file(a, b), "%s: awq --awq-alpha 0 --awq-no-clip differs from --method search", types[i]);
+        CHECK(t, qf_test_same_file(a, b), "%s: awq --awq-alpha 0 --awq-no-clip differs from --method search", types[i]);
         qf_awq_report_free(&rep);
         remove(a);
         remove(b);
@@ -175,11 +168,7 @@ static void test_loss_not_raised(qf_test *t) {
         char a[512];
         snprintf(a, sizeof a, "%s/awq-search-%s.gguf", qf_test_tmpdir(), types[i]);
         qf_awq_report rep;
-        memset(&rep, 0, sizeof rep);
-        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ, -1, 0, &rep)) {
-            qf_awq_report_free(&rep);
-            return;
-        }
+        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ, -1, 0, &rep)) return;
         int moved = 0;
         for (size_t k = 0; k < rep.n; k++) {
             const qf_awq_group_report *g = &rep.g[k];
@@ -204,11 +193,7 @@ static void test_gptq_loss_not_raised(qf_test *t) {
         char a[512];
         snprintf(a, sizeof a, "%s/awqg-%s.gguf", qf_test_tmpdir(), types[i]);
         qf_awq_report rep;
-        memset(&rep, 0, sizeof rep);
-        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ_GPTQ, -1, 0, &rep)) {
-            qf_awq_report_free(&rep);
-            return;
-        }
+        if (!quantize_260k(t, a, types[i], QF_QUANT_METHOD_AWQ_GPTQ, -1, 0, &rep)) return;
         int compared = 0;
         for (size_t k = 0; k < rep.n; k++) {
             const qf_awq_group_report *g = &rep.g[k];

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include "qf_test.h"
+#include "qf_test_blocks.h"
 #include "ggml_types.h"
 #include "gptq.h"
 #include "gptq_grid.h"
@@ -18,16 +19,18 @@
 #include "text.h"
 
 static const uint32_t TYPES[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
-                                 GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+                                 GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
                                  GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
 #define N_TYPES (sizeof TYPES / sizeof TYPES[0])
+/* The codebook grids (groups of 4 or 8 weights per point). */
+static const uint32_t CB_TYPES[] = {GGML_TYPE_IQ3_S, GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ2_XS,
+                                    GGML_TYPE_IQ2_XXS};
+#define N_CB_TYPES (sizeof CB_TYPES / sizeof CB_TYPES[0])
 
-static const char *tname(uint32_t t) { return ggml_get_type_traits(t)->name; }
-static size_t row_size(uint32_t t, int64_t n) {
-    uint64_t r;
-    ggml_row_size(t, (uint64_t)n, &r);
-    return (size_t)r;
-}
+#define tname(t) qf_test_type_name(t)
+#define row_size(t, n) qf_test_row_bytes(t, n)
+#define gauss(seed, n) qf_test_gauss_new(seed, n)
+#define dequant(type, q, rows, n) qf_test_dequant_rows(type, q, rows, n)
 static int is_kquant(uint32_t t) { return t >= GGML_TYPE_Q2_K && t <= GGML_TYPE_Q6_K; }
 
 /* X [N, n]: correlated inputs x = A z with a random mixing that has a few
@@ -61,25 +64,12 @@ static double *hessian(const float *X, int64_t N, int64_t n) {
     return H;
 }
 
-static float *gauss(uint64_t seed, int64_t n) {
-    qf_test_rng r = {seed};
-    float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = qf_test_rng_gauss(&r);
-    return x;
-}
-
-static float *dequant(uint32_t type, const void *q, int64_t rows, int64_t n) {
-    float *y = malloc((size_t)(rows * n) * sizeof *y);
-    const size_t rs = row_size(type, n);
-    for (int64_t r = 0; r < rows; r++) qf_dequantize_row_ref(type, (const uint8_t *)q + r * rs, y + r * n, n);
-    return y;
-}
-
 /* H = I: no error is propagated, so GPTQ is the grid's round-to-nearest with
  * the codec's own (ggml exact) scales. For the K-quants ggml itself rounds
  * every weight to the nearest level of the stored scales: same bytes. For
- * Q4_0..Q8_0 and IQ4_NL ggml rounds with the unrounded 1/d: same scales, and
- * where a weight differs GPTQ's level is at least as near the weight. */
+ * Q4_0..Q8_0, IQ4_NL and IQ4_XS ggml rounds with the unrounded 1/d: same
+ * scales (IQ4_XS: d and the eight sub-scales), and where a weight differs
+ * GPTQ's level is at least as near the weight. */
 static void test_identity_is_exact(qf_test *t) {
     const int64_t rows = 8, n = 512;
     double *H = calloc((size_t)(n * n), sizeof *H);
@@ -105,8 +95,9 @@ static void test_identity_is_exact(qf_test *t) {
                 differ += ya[i] != yb[i];
                 worse += fabsf(W[i] - ya[i]) > fabsf(W[i] - yb[i]);
             }
-            for (int64_t blk = 0; blk < rows * n / g.block; blk++) /* the fp16 scales lead every legacy block */
-                scale_differ += memcmp(a + blk * g.block_bytes, b + blk * g.block_bytes, 2) != 0;
+            const size_t scale_bytes = type == GGML_TYPE_IQ4_XS ? 8 : 2; /* the scales lead every block */
+            for (int64_t blk = 0; blk < rows * n / g.block; blk++)
+                scale_differ += memcmp(a + blk * g.block_bytes, b + blk * g.block_bytes, scale_bytes) != 0;
             CHECK(t, worse == 0 && scale_differ == 0, "%s: %lld weights farther, %lld scales differ", tname(type),
                   (long long)worse, (long long)scale_differ);
             CHECK(t, differ * 100 < rows * n, "%s: %lld of %lld weights differ from ggml", tname(type), (long long)differ,
@@ -121,6 +112,22 @@ static void test_identity_is_exact(qf_test *t) {
     free(W);
 }
 
+/* A correlated-input case: inputs X [N, n], H = X^T X, the imatrix diag(H) / N
+ * and gaussian weights W [rows, n]. */
+typedef struct corr_case { float *X; double *H; float *imat; float *W; } corr_case;
+
+static corr_case corr_case_make(uint64_t x_seed, uint64_t w_seed, int64_t N, int64_t n, int64_t rows) {
+    corr_case c;
+    c.X = make_inputs(x_seed, N, n);
+    c.H = hessian(c.X, N, n);
+    c.imat = malloc((size_t)n * sizeof *c.imat);
+    for (int64_t j = 0; j < n; j++) c.imat[j] = (float)(c.H[j * n + j] / (double)N);
+    c.W = gauss(w_seed, rows * n);
+    return c;
+}
+
+static void corr_case_free(corr_case *c) { free(c->X); free(c->H); free(c->imat); free(c->W); }
+
 /* On correlated inputs GPTQ's output error is below round-to-nearest
  * (ggml exact) and below the search quantizer with the imatrix (diag H),
  * for every type and several seeds; the written blocks dequantize to exactly
@@ -128,11 +135,9 @@ static void test_identity_is_exact(qf_test *t) {
 static void test_beats_rtn_and_search(qf_test *t) {
     const int64_t rows = 32, n = 256, N = 1024;
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        float *X = make_inputs(seed * 977, N, n);
-        double *H = hessian(X, N, n);
-        float *imat = malloc((size_t)n * sizeof *imat);
-        for (int64_t j = 0; j < n; j++) imat[j] = (float)(H[j * n + j] / (double)N);
-        float *W = gauss(seed * 31 + 5, rows * n);
+        corr_case c = corr_case_make(seed * 977, seed * 31 + 5, N, n, rows);
+        float *imat = c.imat, *W = c.W;
+        double *H = c.H;
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             const uint32_t type = TYPES[ti];
             const size_t rs = row_size(type, n);
@@ -173,10 +178,142 @@ static void test_beats_rtn_and_search(qf_test *t) {
             free(qs);
             free(acc);
         }
-        free(X);
-        free(H);
-        free(imat);
-        free(W);
+        corr_case_free(&c);
+    }
+}
+
+/* Codebook grids: random points and sign bits (even parity where the type
+ * requires it) packed into a fitted block dequantize to +-levels of their
+ * magnitudes; and the unit choice's values are the dequantizer's. */
+static void test_codebook_pack(qf_test *t) {
+    qf_test_rng r = {4321};
+    for (size_t ti = 0; ti < N_CB_TYPES; ti++) {
+        qf_gptq_grid g;
+        REQUIRE(t, qf_gptq_grid_get(CB_TYPES[ti], &g) == 0 && g.dim, "grid");
+        float *x = gauss(ti + 11, g.block), ones[256], lev[8 * 16], y[256], q[256], c[8];
+        for (int i = 0; i < 256; i++) ones[i] = 1;
+        uint8_t blk[256], neg[256];
+        uint16_t idx[64];
+        REQUIRE(t, qf_gptq_grid_fit(&g, x, ones, QF_GPTQ_FIT_EXACT, blk) == 0, "fit");
+        qf_gptq_grid_levels(&g, blk, lev);
+        for (int k = 0; k < g.block / g.dim; k++) idx[k] = (uint16_t)(qf_test_rng_u64(&r) % (uint64_t)g.n_points);
+        for (int i = 0; i < g.block; i++) neg[i] = (uint8_t)(qf_test_rng_u64(&r) & 1);
+        if (g.parity)
+            for (int m = 0; m < g.block / 8; m++) {
+                int odd = 0;
+                for (int j = 0; j < 7; j++) odd ^= neg[8 * m + j];
+                neg[8 * m + 7] = (uint8_t)odd;
+            }
+        qf_gptq_grid_pack_points(&g, idx, neg, blk);
+        qf_dequantize_row_ref(g.type, blk, y, g.block);
+        int bad = 0;
+        for (int i = 0; i < g.block; i++) {
+            const int p = idx[i / g.dim], j = i % g.dim;
+            const int b = g.dim == 8 ? (int)((((const uint64_t *)g.points)[p] >> 8 * j) & 255)
+                                     : (int)((((const uint32_t *)g.points)[p] >> 8 * j) & 255);
+            const float v = lev[(i / g.sub) * g.nlev + g.lvl_of[b]];
+            bad += y[i] != (neg[i] ? -v : v);
+        }
+        CHECK(t, bad == 0, "%s: %d of %d weights differ from +-levels", tname(g.type), bad, g.block);
+        /* the unit choice on x: its values are what the packed block dequantizes to */
+        for (int i = 0; i < 8; i++) c[i] = 0.5f + (float)i;
+        for (int m = 0; m < g.block / 8; m++)
+            qf_gptq_grid_choose_unit(&g, lev + (8 * m / g.sub) * g.nlev, x + 8 * m, c, q + 8 * m, neg + 8 * m,
+                                     idx + 8 * m / g.dim);
+        qf_gptq_grid_pack_points(&g, idx, neg, blk);
+        qf_dequantize_row_ref(g.type, blk, y, g.block);
+        CHECK(t, memcmp(y, q, (size_t)g.block * sizeof *q) == 0, "%s: chosen values differ from the dequantized block",
+              tname(g.type));
+        free(x);
+    }
+}
+
+/* Codebook grids, H = I: no error is propagated, the scales are ggml's
+ * (same fit on the same weights), and each unit takes the codebook point
+ * and signs nearest to its weights, so every block's squared error is at
+ * most that of ggml's own choice (same weights ones for both). */
+static void test_codebook_identity(qf_test *t) {
+    const int64_t rows = 8, n = 512;
+    double *H = calloc((size_t)(n * n), sizeof *H);
+    for (int64_t i = 0; i < n; i++) H[i * n + i] = 1;
+    float *W = gauss(9, rows * n), *ones = malloc((size_t)n * sizeof *ones);
+    for (int64_t i = 0; i < n; i++) ones[i] = 1;
+    for (size_t ti = 0; ti < N_CB_TYPES; ti++) {
+        const uint32_t type = CB_TYPES[ti];
+        const size_t rs = row_size(type, n);
+        uint8_t *a = malloc(rows * rs), *b = malloc(rows * rs);
+        qf_gptq_opts o;
+        qf_gptq_opts_init(&o);
+        o.fit_weights = ones;
+        qf_err err = {0};
+        REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, a, NULL, NULL, &err) == 0, "%s: %s", tname(type), err.msg);
+        REQUIRE(t, qf_quantize_rows(type, W, b, rows, n, ones) == (int64_t)(rows * rs), "%s", tname(type));
+        float *ya = dequant(type, a, rows, n), *yb = dequant(type, b, rows, n);
+        int64_t worse = 0, better = 0, d_differ = 0;
+        for (int64_t blk = 0; blk < rows * n / 256; blk++) {
+            double ea = 0, eb = 0;
+            for (int64_t i = blk * 256; i < (blk + 1) * 256; i++) {
+                ea += ((double)W[i] - ya[i]) * ((double)W[i] - ya[i]);
+                eb += ((double)W[i] - yb[i]) * ((double)W[i] - yb[i]);
+            }
+            worse += ea > eb * (1 + 1e-5);
+            better += ea < eb;
+            const size_t bb = rs / (size_t)(n / 256);
+            d_differ += memcmp(a + blk * bb, b + blk * bb, 2) != 0;
+        }
+        CHECK(t, worse == 0 && d_differ == 0, "%s: %lld blocks worse than ggml's, %lld scales differ", tname(type),
+              (long long)worse, (long long)d_differ);
+        CHECK(t, better > 0, "%s: no block better than ggml's", tname(type));
+        free(ya); free(yb); free(a); free(b);
+    }
+    free(H); free(W); free(ones);
+}
+
+/* Codebook grids on correlated inputs: GPTQ's output error is below ggml's
+ * exact quantizer with the imatrix (diag H), plain and act-order; the
+ * written blocks dequantize to exactly the accounted weights; 1 and 2
+ * threads give the same bytes. */
+static void test_codebook_beats_exact(qf_test *t) {
+    const int64_t rows = 32, n = 512, N = 1024;
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        corr_case c = corr_case_make(seed * 313, seed * 17 + 3, N, n, rows);
+        float *imat = c.imat, *W = c.W;
+        double *H = c.H;
+        for (size_t ti = 0; ti < N_CB_TYPES; ti++) {
+            const uint32_t type = CB_TYPES[ti];
+            const size_t rs = row_size(type, n);
+            uint8_t *q = malloc(rows * rs), *q2 = malloc(rows * rs), *qe = malloc(rows * rs);
+            float *acc = malloc((size_t)(rows * n) * sizeof *acc);
+            REQUIRE(t, qf_quantize_rows(type, W, qe, rows, n, imat) == (int64_t)(rows * rs), "%s", tname(type));
+            float *ye = dequant(type, qe, rows, n);
+            const double ee = qf_gptq_output_error(W, ye, rows, n, H, 2);
+            for (int act = 0; act <= 1; act++) {
+                qf_gptq_opts o;
+                qf_gptq_opts_init(&o);
+                o.act_order = act;
+                o.fit = QF_GPTQ_FIT_SEARCH;
+                o.fit_weights = imat;
+                qf_err err = {0};
+                REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, q, acc, NULL, &err) == 0, "%s: %s", tname(type),
+                        err.msg);
+                float *yq = dequant(type, q, rows, n);
+                CHECK(t, memcmp(yq, acc, (size_t)(rows * n) * sizeof *acc) == 0,
+                      "%s act %d seed %llu: dequantized blocks differ from the accounted weights", tname(type), act,
+                      (unsigned long long)seed);
+                const double eg = qf_gptq_output_error(W, yq, rows, n, H, 2);
+                CHECK(t, eg < ee, "%s act %d seed %llu: gptq %.4g exact %.4g", tname(type), act,
+                      (unsigned long long)seed, eg, ee);
+                if (getenv("QF_GPTQ_VERBOSE"))
+                    fprintf(stderr, "%-7s act %d seed %llu: gptq/exact %.3f\n", tname(type), act,
+                            (unsigned long long)seed, eg / ee);
+                o.n_threads = 2;
+                REQUIRE(t, qf_gptq_quantize(type, W, rows, n, H, &o, q2, NULL, NULL, &err) == 0, "%s", err.msg);
+                CHECK(t, memcmp(q, q2, rows * rs) == 0, "%s act %d: 1 vs 2 threads differ", tname(type), act);
+                free(yq);
+            }
+            free(q); free(q2); free(qe); free(acc); free(ye);
+        }
+        corr_case_free(&c);
     }
 }
 
@@ -537,11 +674,11 @@ static void test_layerwise_moe_matches_calibrate(qf_test *t) {
 }
 
 /* The vector GEMM kernels equal the scalar reference bit for bit on shapes
- * that exercise the register tiles, the row and column leftovers and the K
- * chunks. */
+ * that exercise the register tiles (full, 4, 2 and 1 rows), the column
+ * leftovers, the packed panels of far-apart B rows and the K chunks. */
 static void test_kernels_match_reference(qf_test *t) {
     static const int64_t shapes[][3] = {{1, 1, 1}, {5, 37, 3}, {16, 128, 128}, {13, 200, 300}, {4, 64, 256},
-                                        {7, 300, 513}, {64, 96, 64}};
+                                        {7, 300, 513}, {64, 96, 64}, {8, 70, 33}, {15, 260, 300}, {64, 160, 600}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         const int64_t lda = K + 3, ldb = N + 5, ldc = N + 1;
@@ -902,6 +1039,6 @@ static void test_prepare_split(qf_test *t) {
     free(H0);
 }
 
-QF_TEST_MAIN(test_output_error_reference, test_grid_nearest_reference, test_grid_levels_reference, test_prepare_split, test_share_rows, test_row_ranges, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
+QF_TEST_MAIN(test_codebook_pack, test_codebook_identity, test_codebook_beats_exact, test_output_error_reference, test_grid_nearest_reference, test_grid_levels_reference, test_prepare_split, test_share_rows, test_row_ranges, test_shared_factor, test_kernels_match_reference, test_fast_equals_reference, test_layerwise_matches_calibrate,
              test_layerwise_moe_matches_calibrate, test_grid_pack, test_identity_is_exact, test_beats_rtn_and_search, test_singular_hessian,
              test_retry_and_failure, test_threads)

@@ -19,6 +19,7 @@
 #include "codecs.h"
 #include "codec_kernels.h"
 #include "qf_test.h"
+#include "qf_test_blocks.h"
 
 #define ORACLES "oracles/llamacpp"
 
@@ -32,11 +33,6 @@ static const uint32_t QUANT_TYPES[] = {
 };
 #define N_QUANT_TYPES (sizeof QUANT_TYPES / sizeof QUANT_TYPES[0])
 
-static size_t row_bytes(uint32_t type, int64_t n) {
-    uint64_t rs = 0;
-    ggml_row_size(type, (uint64_t)n, &rs);
-    return (size_t)rs;
-}
 
 /* First differing byte, or -1. */
 static int64_t first_diff(const void *a, const void *b, size_t n) {
@@ -129,7 +125,7 @@ static void test_fast_kernels_equal_scalar(qf_test *t) {
     rng r = { 0x9e3779b97f4a7c15ull };
     const int64_t nrows = 40, n = 1024;
     float *x = malloc(nrows * n * sizeof(float)), *qw = malloc(n * sizeof(float));
-    uint8_t *a = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n)), *b = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n));
+    uint8_t *a = malloc(nrows * qf_test_row_bytes(GGML_TYPE_Q8_K, n)), *b = malloc(nrows * qf_test_row_bytes(GGML_TYPE_Q8_K, n));
     REQUIRE(t, x && qw && a && b, "alloc");
     qf_test_awkward_rows(&r, x, nrows, n, 0);
     int compared = 0;
@@ -138,7 +134,7 @@ static void test_fast_kernels_equal_scalar(qf_test *t) {
         for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
             const uint32_t type = QUANT_TYPES[ti];
             const float *im = pass == 0 ? NULL : qw;
-            const size_t nb = nrows * row_bytes(type, n);
+            const size_t nb = nrows * qf_test_row_bytes(type, n);
             memset(a, 0x55, nb);
             memset(b, 0xAA, nb);
             int64_t ra = qf_quantize_rows(type, x, a, nrows, n, im);
@@ -178,14 +174,14 @@ static void test_thread_count_does_not_change_bytes(qf_test *t) {
     rng r = { 12345 };
     const int64_t nrows = 37, n = 512;
     float *x = malloc(nrows * n * sizeof(float)), qw[512];
-    size_t cap = nrows * row_bytes(GGML_TYPE_Q8_K, n);
+    size_t cap = nrows * qf_test_row_bytes(GGML_TYPE_Q8_K, n);
     uint8_t *ref = malloc(cap), *got = malloc(cap);
     REQUIRE(t, x && ref && got, "alloc");
     qf_test_awkward_rows(&r, x, nrows, n, 0);
     qf_test_imatrix(&r, qw, n, 1);
     for (size_t ti = 0; ti < N_QUANT_TYPES; ++ti) {
         const uint32_t type = QUANT_TYPES[ti];
-        const size_t nb = nrows * row_bytes(type, n);
+        const size_t nb = nrows * qf_test_row_bytes(type, n);
         qf_quantize_rows(type, x, ref, nrows, n, qw);
         for (int nt = 2; nt <= 3; ++nt) {
             memset(got, 0, nb);
@@ -203,7 +199,7 @@ static double weighted_err(uint32_t type, const float *x, const void *q, int64_t
     float *y = malloc(n * sizeof(float));
     double e = 0;
     for (int64_t row = 0; row < nrows; ++row) {
-        qf_dequantize_row_ref(type, (const uint8_t *)q + row * row_bytes(type, n), y, n);
+        qf_dequantize_row_ref(type, (const uint8_t *)q + row * qf_test_row_bytes(type, n), y, n);
         for (int64_t j = 0; j < n; ++j) {
             double d = (double)x[row * n + j] - y[j];
             e += qw[j] * d * d;
@@ -217,7 +213,7 @@ static void test_imatrix_lowers_weighted_error(qf_test *t) {
     rng r = { 777 };
     const int64_t nrows = 64, n = 512;
     float *x = malloc(nrows * n * sizeof(float)), qw[512];
-    uint8_t *q = malloc(nrows * row_bytes(GGML_TYPE_Q8_K, n));
+    uint8_t *q = malloc(nrows * qf_test_row_bytes(GGML_TYPE_Q8_K, n));
     REQUIRE(t, x && q, "alloc");
     for (int64_t i = 0; i < nrows * n; ++i) x[i] = qf_test_rng_gauss(&r) * 0.02f;
     qf_test_imatrix(&r, qw, n, 0);
@@ -288,9 +284,9 @@ static void test_degenerate_rows_stay_finite(qf_test *t) {
         const uint32_t type = QUANT_TYPES[ti];
         for (int im = 0; im < 2; ++im) {
             int64_t got = qf_quantize_rows(type, x, q, 3, n, im ? qw : NULL);
-            REQUIRE(t, got == 3 * (int64_t)row_bytes(type, n), "%s size", ggml_get_type_traits(type)->name);
+            REQUIRE(t, got == 3 * (int64_t)qf_test_row_bytes(type, n), "%s size", ggml_get_type_traits(type)->name);
             for (int row = 0; row < 3; ++row) {
-                qf_dequantize_row_ref(type, q + row * row_bytes(type, n), y, n);
+                qf_dequantize_row_ref(type, q + row * qf_test_row_bytes(type, n), y, n);
                 int finite = 1;
                 for (int64_t j = 0; j < n; ++j) finite &= isfinite(y[j]) != 0;
                 CHECK(t, finite, "%s%s row %d: non-finite output", ggml_get_type_traits(type)->name,

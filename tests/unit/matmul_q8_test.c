@@ -200,5 +200,31 @@ static void test_hand_checked_q8_0(qf_test *t) {
     CHECK(t, qf_matmul_q8(&bad, x, 1, y, NULL, 1) == QF_EUNSUPPORTED, "n_in not a multiple of 32");
 }
 
+/* The extreme integers: Q8_0 weights of every byte value (-128 included)
+ * against activations whose blocks quantize to +-127: the batched kernels'
+ * unsigned weights (q + 128) and bias must still give the reference's exact
+ * lane sums, for token counts that fill and do not fill a group of 4. */
+static void test_extreme_q8_0(qf_test *t) {
+    enum { NB = 9, N_OUT = 7 };
+    static block_q8_0 wb[N_OUT * NB];
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < N_OUT * NB; i++) {
+        wb[i].d = qf_f32_to_f16(0.01f * (float)(1 + i % 5));
+        for (int j = 0; j < 32; j++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            wb[i].qs[j] = (int8_t)(i % 3 == 0 ? (j % 2 ? -128 : 127) : (int)(s >> 56) - 128);
+        }
+    }
+    qf_weight w = {.name = "w", .type = GGML_TYPE_Q8_0, .n_in = 32 * NB, .n_out = N_OUT,
+                   .row_bytes = sizeof(block_q8_0) * NB, .data = wb};
+    static float x[6 * 32 * NB], y[6 * N_OUT], yr[6 * N_OUT];
+    for (int i = 0; i < 6 * 32 * NB; i++) x[i] = (i / 32) % 2 ? (i % 2 ? -1.0f : 1.0f) : (i % 7 ? 3.0f : -3.0f);
+    for (int64_t T = 2; T <= 6; T += 4) {
+        REQUIRE(t, qf_matmul_q8(&w, x, T, y, NULL, 2) == 0, "matmul T=%lld", (long long)T);
+        REQUIRE(t, qf_matmul_q8_ref(&w, x, T, yr) == 0, "ref T=%lld", (long long)T);
+        CHECK(t, memcmp(y, yr, sizeof(float) * (size_t)(T * N_OUT)) == 0, "T=%lld: fast != ref", (long long)T);
+    }
+}
+
 QF_TEST_MAIN(test_quantizers_match_spec, test_unpack_matches_dequantize, test_fast_matches_reference,
-             test_hand_checked_q8_0)
+             test_hand_checked_q8_0, test_extreme_q8_0)

@@ -165,6 +165,24 @@ static inline void qf_test_imatrix(qf_test_rng *r, float *qw, int64_t n, int wit
     }
 }
 
+/* n standard-normal floats from seed (malloc'd; free with free). */
+static inline float *qf_test_gauss_new(uint64_t seed, int64_t n) {
+    qf_test_rng r = {seed};
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; x && i < n; i++) x[i] = qf_test_rng_gauss(&r);
+    return x;
+}
+
+/* 1 if files a and b both read and hold the same bytes. */
+static inline int qf_test_same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
+    const int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
 typedef void (*qf_test_fn)(qf_test *);
 
 static inline int qf_test_main(const char *suite, const char *names, qf_test_fn *fns, int n, int argc, char **argv) {

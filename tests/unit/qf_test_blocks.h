@@ -9,6 +9,24 @@
 #include "codecs.h"
 #include "numfmt.h"
 
+/* The type's ggml name (q4_K). */
+static inline const char *qf_test_type_name(uint32_t type) { return ggml_get_type_traits(type)->name; }
+
+/* Bytes of one row of n elements of type (0 if n does not fit the type). */
+static inline size_t qf_test_row_bytes(uint32_t type, int64_t n) {
+    uint64_t rs = 0;
+    ggml_row_size(type, (uint64_t)n, &rs);
+    return (size_t)rs;
+}
+
+/* rows x n floats dequantized from q by the reference dequantizer (malloc'd). */
+static inline float *qf_test_dequant_rows(uint32_t type, const void *q, int64_t rows, int64_t n) {
+    float *y = malloc((size_t)(rows * n) * sizeof *y);
+    const size_t rs = qf_test_row_bytes(type, n);
+    for (int64_t r = 0; y && r < rows; r++) qf_dequantize_row_ref(type, (const uint8_t *)q + r * rs, y + r * n, n);
+    return y;
+}
+
 /* A small positive F16 scale, 0.001 + 0.02 * (rnd() % 1000) / 1000. */
 static inline qf_half qf_test_small_half(uint32_t (*rnd)(void)) {
     return qf_f32_to_f16(0.001f + 0.02f * (float)(rnd() % 1000) / 1000.0f);

@@ -22,6 +22,7 @@
 #include "search_kernels.h"
 #include "safetensors.h"
 #include "qf_test.h"
+#include "qf_test_blocks.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -34,13 +35,8 @@ static const uint32_t SEARCH_TYPES[] = {
 };
 #define N_SEARCH_TYPES (sizeof SEARCH_TYPES / sizeof SEARCH_TYPES[0])
 
-static const char *tname(uint32_t type) { return ggml_get_type_traits(type)->name; }
-
-static size_t row_bytes(uint32_t type, int64_t n) {
-    uint64_t rs = 0;
-    ggml_row_size(type, (uint64_t)n, &rs);
-    return (size_t)rs;
-}
+#define tname(type) qf_test_type_name(type)
+#define row_bytes(type, n) qf_test_row_bytes(type, n)
 
 /* Per-block comparison of the search output q against the exact output e
  * under the weights of `mode`: counts blocks where the search is worse
