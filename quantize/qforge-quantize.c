@@ -408,10 +408,10 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
             fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
-                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
+                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f, \"cpu_seconds\": %.3f}",
                     a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
                     a->g[i].loss, a->g[i].gptq_compared ? "true" : "false", a->g[i].clipped ? "true" : "false",
-                    a->g[i].loss_final, a->g[i].seconds);
+                    a->g[i].loss_final, a->g[i].seconds, a->g[i].cpu_seconds);
         }
         fprintf(fp, "]}");
     }
