@@ -86,7 +86,7 @@ static void usage(FILE *fp) {
             "                           and IQ4_NL, the fast search for the 256-weight K-quant blocks\n"
             "                           (about 2.5x exact's time, part of the gain), and for the legacy\n"
             "                           and i-quant types with --imatrix (but Q4_1/Q5_0 tensors;\n"
-            "                           IQ3/IQ2/IQ1: ggml's scales, the points re-chosen); exact for\n"
+            "                           IQ3: ggml's scales, points re-chosen; IQ2/IQ1 as exact); exact for\n"
             "                           legacy types without imatrix. docs/quantize.md has the reasons\n"
             "                           gptq: GPTQ from calibration text (--calib) for every linear\n"
             "                           (same types, sizes and fallbacks; token_embd and F16\n"
