@@ -841,6 +841,10 @@ static inline __attribute__((always_inline)) __m128i q4_0_d8(const uint8_t *row,
         if (j < 4) h0 |= (uint64_t)d << (16 * j);
         else h1 |= (uint64_t)d << (16 * (j - 4));
     }
+#ifdef __GNUC__
+    /* keeps the gather in integer registers: the compiler would otherwise build it with vector shuffles */
+    __asm__("" : "+r"(h0), "+r"(h1));
+#endif
     return _mm_set_epi64x((long long)h1, (long long)h0);
 }
 
