@@ -347,62 +347,26 @@ static float gemv_row(uint32_t type, const void *src, const float *x, int64_t n)
 
 /* gemv_row for GR F16 rows `stride` bytes apart, into y[0], y[ys], ..:
  * independent chains of the one-row loop's FMAs, so each row's bits are
- * gemv_row's while the FMA latency is hidden. Each row is prefetched
- * GEMV_PREFETCH bytes ahead (the hardware prefetcher stops at page ends).
- * With AVX-512 two rows share a register (row i in the low, row i + 2 in the
- * high 256 bits): the same lane operations in half the instructions. */
+ * gemv_row's while the FMA latency is hidden. */
 #define GR 4
-#ifndef GEMV_PREFETCH
-#define GEMV_PREFETCH 1024
-#endif
-static inline void hsum_f16_lanes(__m256 acc, float *y) {
-    const __m128 a4 = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc)); /* l0+l4 .. l3+l7 */
-    _Alignas(16) float l[4];
-    _mm_store_ps(l, a4);
-    *y = (l[0] + l[2]) + (l[1] + l[3]);
-}
-
 static void gemv_rows_f16(const uint8_t *src, size_t stride, const float *x, int64_t n, float *y, int64_t ys) {
     const int64_t full = n / 8 * 8;
-#ifdef QF_MATMUL_AVX512
-    __m512 acc02 = _mm512_setzero_ps(), acc13 = _mm512_setzero_ps();
-    const uint8_t *r0 = src, *r1 = src + stride, *r2 = src + 2 * stride, *r3 = src + 3 * stride;
-    for (int64_t k = 0; k < full; k += 8) {
-        if (GEMV_PREFETCH && (k & 31) == 0) {
-            _mm_prefetch((const char *)(r0 + 2 * k + GEMV_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r1 + 2 * k + GEMV_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r2 + 2 * k + GEMV_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r3 + 2 * k + GEMV_PREFETCH), _MM_HINT_T0);
-        }
-        const __m512 xv = _mm512_broadcast_f32x8(_mm256_loadu_ps(x + k));
-        const __m256i h02 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(r0 + 2 * k))),
-                                                    _mm_loadu_si128((const __m128i *)(r2 + 2 * k)), 1);
-        const __m256i h13 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(r1 + 2 * k))),
-                                                    _mm_loadu_si128((const __m128i *)(r3 + 2 * k)), 1);
-        acc02 = _mm512_fmadd_ps(xv, _mm512_cvtph_ps(h02), acc02);
-        acc13 = _mm512_fmadd_ps(xv, _mm512_cvtph_ps(h13), acc13);
-    }
-    hsum_f16_lanes(_mm512_castps512_ps256(acc02), y);
-    hsum_f16_lanes(_mm512_castps512_ps256(acc13), y + ys);
-    hsum_f16_lanes(_mm512_extractf32x8_ps(acc02, 1), y + 2 * ys);
-    hsum_f16_lanes(_mm512_extractf32x8_ps(acc13, 1), y + 3 * ys);
-#else
     __m256 acc[GR];
 #pragma GCC unroll 4
     for (int i = 0; i < GR; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t k = 0; k < full; k += 8) {
-        if (GEMV_PREFETCH && (k & 31) == 0) {
-#pragma GCC unroll 4
-            for (int i = 0; i < GR; i++) _mm_prefetch((const char *)(src + i * stride + 2 * k + GEMV_PREFETCH), _MM_HINT_T0);
-        }
         const __m256 xv = _mm256_loadu_ps(x + k);
 #pragma GCC unroll 4
         for (int i = 0; i < GR; i++)
             acc[i] = _mm256_fmadd_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i * stride) + k / 8)), acc[i]);
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < GR; i++) hsum_f16_lanes(acc[i], y + i * ys);
-#endif
+    for (int i = 0; i < GR; i++) {
+        const __m128 a4 = _mm_add_ps(_mm256_extractf128_ps(acc[i], 1), _mm256_castps256_ps128(acc[i]));
+        _Alignas(16) float l[4];
+        _mm_store_ps(l, a4);
+        y[i * ys] = (l[0] + l[2]) + (l[1] + l[3]);
+    }
 }
 
 /* y[r] = dot(x, row r) for every row of an F32 or F16 weight. F16 rows whose

@@ -828,14 +828,10 @@ static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int
 /* Q4_0 rows against a Q8_0 row. The block scales d_w * d_x are taken
  * Q4_0_CHUNK blocks at a time: the F16 d_w of each row gathered by integer
  * loads, converted and multiplied by the d_x in one vector step, and read back
- * by the FMAs as broadcasts from memory; each row is prefetched a chunk at a
- * time. Each row gets kernel32's products d_w * d_x, lane sums and FMAs in
- * its order (the same bits); per block the vector pipes only unpack the
- * nibbles, take the integer dot, convert and FMA. */
+ * by the FMAs as broadcasts from memory. Each row gets kernel32's products
+ * d_w * d_x, lane sums and FMAs in its order (the same bits); per block the
+ * vector pipes only unpack the nibbles, take the integer dot, convert and FMA. */
 #define Q4_0_CHUNK 8
-#ifndef GEMV_PREFETCH
-#define GEMV_PREFETCH 1024 /* bytes ahead of each row's reads (the hardware prefetcher stops at page ends) */
-#endif
 static inline __attribute__((always_inline)) __m128i q4_0_d8(const uint8_t *row, int64_t b0, int nc) {
     uint64_t h0 = 0, h1 = 0;
 #pragma GCC unroll 8
@@ -864,15 +860,6 @@ static inline __attribute__((always_inline)) void gemv_q4_0(int NR, const uint8_
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t b0 = 0; b0 < nb; b0 += Q4_0_CHUNK) {
         const int nc = nb - b0 < Q4_0_CHUNK ? (int)(nb - b0) : Q4_0_CHUNK;
-        if (GEMV_PREFETCH) { /* the chunk GEMV_PREFETCH bytes ahead: 144 bytes, at most 3 cache lines */
-#pragma GCC unroll 4
-            for (int r = 0; r < NR; r++) {
-                const char *p = (const char *)(rows + (size_t)r * stride) + 18 * b0 + GEMV_PREFETCH;
-                _mm_prefetch(p, _MM_HINT_T0);
-                _mm_prefetch(p + 64, _MM_HINT_T0);
-                _mm_prefetch(p + 143, _MM_HINT_T0);
-            }
-        }
         if (nc == Q4_0_CHUNK) {
             const __m256 xdv = _mm256_loadu_ps(xd + b0);
 #pragma GCC unroll 4
