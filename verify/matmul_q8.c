@@ -873,14 +873,17 @@ static inline __attribute__((always_inline)) void gemv_q4_0(int NR, const uint8_
         }
         for (int j = 0; j < nc; j++) {
             const int64_t b = b0 + j;
-            const __m256i xq = _mm256_loadu_si256((const __m256i *)(a + 32 * b));
+            __m256i xq = _mm256_loadu_si256((const __m256i *)(a + 32 * b)), bias = xb[b];
+#ifdef __GNUC__
+            __asm__("" : "+x"(xq), "+x"(bias)); /* one load each for all rows, not a memory operand per row */
+#endif
 #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const block_q4_0 *x = (const block_q4_0 *)(rows + (size_t)r * stride) + b;
                 /* the 16 bytes in both halves, the high half shifted by 4: low nibbles | high nibbles */
                 const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
                 const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(v, nib_shift), m4);
-                const __m256i lanes = dot4_acc(xb[b], u, xq); /* (u - 8) . x = u . x - 8 sum(x) */
+                const __m256i lanes = dot4_acc(bias, u, xq); /* (u - 8) . x = u . x - 8 sum(x) */
                 acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[r][j]), _mm256_cvtepi32_ps(lanes), acc[r]);
             }
         }
