@@ -705,31 +705,22 @@ static int quantize_main(int argc, char **argv) {
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
     const char *pos[3];
-    int n_pos = 0, quiet = 0, json = 0, dry = 0;
-    int64_t n_threads = 0;
-    qf_gptq_run_opts gopt;
-    memset(&gopt, 0, sizeof gopt);
-    qf_gptq_report grep_;
-    memset(&grep_, 0, sizeof grep_);
-    qf_awq_run_opts aopt;
-    memset(&aopt, 0, sizeof aopt);
+    int n_pos = 0, dry = 0;
+    qf_cli_common cli = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q | QF_CLI_JSON};
+    qf_gptq_run_opts gopt = {0};
+    qf_gptq_report grep_ = {0};
+    qf_awq_run_opts aopt = {0};
     aopt.alpha = -1;
-    qf_awq_report arep;
-    memset(&arep, 0, sizeof arep);
+    qf_awq_report arep = {0};
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
     budget_args ba = {0, 0, 0, 4096, 512, NULL, NULL, 128, 8};
 
     for (int i = 1; i < argc; i++) {
-        qf_arg arg;
-        qf_arg_split(&arg, argc, argv, i);
-        const char *a = arg.name, *val = arg.val;
+        QF_ARG_BEGIN(&cli, usage);
 #define NEEDS_VALUE() NEED_VAL()
-        if (qf_cli_info_opt(PROG, a, usage)) {
-            free(ovs);
-            return 0;
-        } else if (!strcmp(a, "--imatrix")) {
+        if (!strcmp(a, "--imatrix")) {
             NEEDS_VALUE();
             o.imatrix_path = val;
         } else if (!strcmp(a, "--method")) {
@@ -791,8 +782,6 @@ static int quantize_main(int argc, char **argv) {
             if (parse_tensor_type(val, &ty)) return bad_tensor_type(a, val);
             if (!strcmp(a, "--output-tensor-type")) o.output_tensor_type = (int)ty;
             else o.token_embedding_type = (int)ty;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            THREADS(n_threads);
         } else if (!strcmp(a, "--pure")) {
             o.pure = 1;
         } else if (!strcmp(a, "--allow-requantize")) {
@@ -801,10 +790,6 @@ static int quantize_main(int argc, char **argv) {
             o.write_manifest = 1;
         } else if (!strcmp(a, "--fsync")) {
             o.fsync_output = 1;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            quiet = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
         } else if (!strcmp(a, "--dry-run")) {
             dry = 1;
         } else if (!strcmp(a, "--split-max-size")) {
@@ -837,17 +822,15 @@ static int quantize_main(int argc, char **argv) {
         } else if (!strcmp(a, "--sensitivity-cache")) {
             NEEDS_VALUE();
             ba.cache = val;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
-            if (n_pos == 3) return qf_cli_usage(PROG, "unexpected argument '%s'", a);
-            pos[n_pos++] = a;
+            QF_ARG_POSITIONAL(pos, 3, &n_pos);
         }
         QF_ARG_END();
 #undef NEEDS_VALUE
     }
+    const int quiet = cli.quiet, json = cli.json;
     int threads;
-    if ((rc = qf_cli_threads(PROG, n_threads, &threads)) >= 0) return rc;
+    if ((rc = qf_cli_threads(PROG, cli.threads, &threads)) >= 0) return rc;
     o.n_threads = threads;
     gopt.n_threads = threads;
     if (ba.mode) {
