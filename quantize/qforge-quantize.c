@@ -6,6 +6,7 @@
  * errors to stderr. Exit 0 ok, 1 failure, 2 usage error.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,20 +167,21 @@ static void usage(FILE *fp) {
             "are released as they are consumed. A directory input adds one more such chunk\n"
             "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add, besides hidden states of 4 * chunks * ctx * n_embd bytes\n"
-            "(in RAM up to --mem-budget) and the engine's buffers, the largest of:\n"
-            "  solving a group of linears with n inputs: 8 * n^2 (the Hessian, factored in\n"
-            "  place) + the group's weights as F32 + one tensor's output blocks;\n"
-            "  collecting a group's inputs: 4 * n^2 + the block's weights as F32 + one\n"
-            "  panel of a chunk's Hessian (at most 64 MiB);\n"
-            "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its output blocks.\n"
+            "(in RAM up to --mem-budget), a block's kept activation and the engine's\n"
+            "buffers, the largest of (a group of linears with n inputs):\n"
+            "  collecting its inputs: 4 * n^2 (H's lower triangle) + the group before as\n"
+            "  F32 + one panel of a chunk's Hessian (at most 64 MiB);\n"
+            "  converting its weights, restoring H: 8 * n^2 + 64 MiB of rows / the losses' rows;\n"
+            "  the sweep: about 6 * n^2 + the group's weights as F32 + their output blocks;\n"
+            "  output.weight: the same with n = n_embd, + 4 * n_vocab * n_embd.\n"
             "Independent of depth: finished tensors go to a temporary file (disk: their\n"
             "size, plus one block's weights as F32; a directory input also one block's,\n"
             "or the embedding's, stored bytes, fetched in reads of at most 32 MiB, and\n"
             "twice one such read in RAM). Llama-3-70B widths (n = 28672 for\n"
-            "ffn_down): about 7.5 GiB. Mixture-of-experts models hold every expert's\n"
+            "ffn_down): about 6.6 GiB with 2 x 256 tokens (--dry-run prints it). Mixture-of-experts models hold every expert's\n"
             "weights of a block as F32. --dry-run prints the prediction for a given input.\n"
-            "--method awq / awq+gptq: as gptq, plus a second Hessian and a block's v and up\n"
-            "as F32.\n"
+            "--method awq / awq+gptq: as gptq, plus H's scaled and float copies (12 * n^2;\n"
+            "awq+gptq 20 * n^2), the scaled weights and the v or up it holds as F32.\n"
             "The MPI build (qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration\n"
             "chunks across mpirun's ranks and gptq's solve by rows, same bytes for any\n"
             "count (docs/mpi.md); every rank then holds a group's Hessian (8 * n^2).\n");
@@ -406,10 +408,10 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
             fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
-                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
+                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f, \"cpu_seconds\": %.3f}",
                     a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
                     a->g[i].loss, a->g[i].gptq_compared ? "true" : "false", a->g[i].clipped ? "true" : "false",
-                    a->g[i].loss_final, a->g[i].seconds);
+                    a->g[i].loss_final, a->g[i].seconds, a->g[i].cpu_seconds);
         }
         fprintf(fp, "]}");
     }
@@ -962,6 +964,11 @@ static int quantize_main(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
+    /* buffers of 1 MiB or more get their own mapping, given back when freed:
+     * the peak RSS is then what is allocated at once (--dry-run's
+     * prediction), not freed scratch the heap keeps after glibc raised its
+     * threshold past the tokenizer's large buffers */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
 #ifdef QF_MPI
     g_dist = qf_mpi_start(&argc, &argv, PROG);
