@@ -105,21 +105,8 @@ static int iq1_grid_index(const int8_t *L, const float *x, const float *w, float
     *on_grid = gi >= 0;
     if (gi >= 0) return gi;
     const uint16_t *nb = iq1_ix.neighbours + (-gi - 1);
-    float best_d2 = FLT_MAX;
-    int best = nb[1]; /* ggml scans the whole grid (reading past x) when every d2 is NaN or inf */
-    for (int n = 1; n <= nb[0]; ++n) {
-        const uint8_t *lev = iq1_ix.lev[nb[n]];
-        float d2 = 0.f;
-        for (int j = 0; j < 8; ++j) {
-            const float diff = scale * xx[lev[j]] - x[j];
-            d2 += w[j] * diff * diff;
-        }
-        if (d2 < best_d2) {
-            best_d2 = d2;
-            best = nb[n];
-        }
-    }
-    return best;
+    const float v[8] = {scale * xx[0], scale * xx[1], scale * xx[2]};
+    return nb[1 + iq_best_candidate(iq1_ix.lev[0], 8, 0, nb + 1, nb[0], v, x, w)];
 }
 
 /* ------------------------------------------------------------------------ */
