@@ -153,6 +153,8 @@ void dequantize_row_iq1_m_ref(const block_iq1_m *x, float *y, int64_t k) {
 /* The shifted levels: x_p = {-1, 0, 1} + 1/8 (delta bit clear), x_m = - 1/8. */
 static const float iq1_xp[3] = {-1 + QF_IQ1_DELTA, QF_IQ1_DELTA, 1 + QF_IQ1_DELTA};
 static const float iq1_xm[3] = {-1 - QF_IQ1_DELTA, -QF_IQ1_DELTA, 1 - QF_IQ1_DELTA};
+static const float iq1_xx[2][3] = {{-1 + QF_IQ1_DELTA, QF_IQ1_DELTA, 1 + QF_IQ1_DELTA},
+                                   {-1 - QF_IQ1_DELTA, -QF_IQ1_DELTA, 1 - QF_IQ1_DELTA}};
 
 typedef struct {
     float x;
@@ -183,6 +185,24 @@ static void iq1_split_levels(const iq1_pair *p, int n, int i1, int i2, int8_t *L
 /* IQ1_S                                                                    */
 /* ------------------------------------------------------------------------ */
 
+void iq1_s_scan_ref(const float *sumx, const float *sumw, int i1, const float xx[2][3], iq1_split_best *b) {
+    for (int i2 = i1; i2 <= 32; ++i2) {
+        for (int s = 0; s < 2; ++s) {
+            const float *x = xx[s];
+            const float sumqx = (sumx[i1] - sumx[0]) * x[0] + (sumx[i2] - sumx[i1]) * x[1] + (sumx[32] - sumx[i2]) * x[2];
+            const float sumq2 = (sumw[i1] - sumw[0]) * x[0] * x[0] + (sumw[i2] - sumw[i1]) * x[1] * x[1] +
+                                (sumw[32] - sumw[i2]) * x[2] * x[2];
+            if (sumq2 > 0 && sumqx * sumqx > b->best_score * sumq2) {
+                b->scale = sumqx / sumq2;
+                b->best_score = b->scale * sumqx;
+                b->best1 = i1;
+                b->best2 = i2;
+                b->best_shift = s ? -1 : 1;
+            }
+        }
+    }
+}
+
 /* One 32-weight sub-block of IQ1_S (ggml quantize_row_iq1_s_impl): the
  * weights sorted, every split i1 <= i2 of the sorted order into the levels
  * -1, 0, 1, each with shift +1/8 and -1/8, scored by the weighted
@@ -193,34 +213,19 @@ static void iq1_split_levels(const iq1_pair *p, int n, int i1, int i2, int8_t *L
  * gets +1 or -1. */
 static float iq1_s_sub_block(const float *xb, const float *weight, float max, block_iq1_s *y, int ib, int *shift) {
     iq1_pair p[32];
-    float sumx[33], sumw[33];
+    float sumx[33 + 8] = {0}, sumw[33 + 8] = {0};
     int8_t L[32];
     iq1_sort(xb, 32, p);
-    sumx[0] = sumw[0] = 0.f;
     for (int j = 0; j < 32; ++j) {
         const int i = p[j].i;
         sumx[j + 1] = sumx[j] + weight[i] * xb[i];
         sumw[j + 1] = sumw[j] + weight[i];
     }
-    float best_score = -FLT_MAX, scale = max;
-    int best1 = 0, best2 = 0, best_shift = 1;
-    for (int i1 = 0; i1 <= 32; ++i1) {
-        for (int i2 = i1; i2 <= 32; ++i2) {
-            for (int s = 0; s < 2; ++s) {
-                const float *xx = s ? iq1_xm : iq1_xp;
-                const float sumqx = (sumx[i1] - sumx[0]) * xx[0] + (sumx[i2] - sumx[i1]) * xx[1] + (sumx[32] - sumx[i2]) * xx[2];
-                const float sumq2 = (sumw[i1] - sumw[0]) * xx[0] * xx[0] + (sumw[i2] - sumw[i1]) * xx[1] * xx[1] +
-                                    (sumw[32] - sumw[i2]) * xx[2] * xx[2];
-                if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
-                    scale = sumqx / sumq2;
-                    best_score = scale * sumqx;
-                    best1 = i1;
-                    best2 = i2;
-                    best_shift = s ? -1 : 1;
-                }
-            }
-        }
-    }
+    iq1_split_best b = {-FLT_MAX, max, 0, 0, 1};
+    for (int i1 = 0; i1 <= 32; ++i1) iq1_s_scan(sumx, sumw, i1, iq1_xx, &b);
+    float scale = b.scale;
+    const int best1 = b.best1, best2 = b.best2;
+    int best_shift = b.best_shift;
     iq1_split_levels(p, 32, best1, best2, L);
     if (scale < 0) {
         for (int j = 0; j < 32; ++j) L[j] = (int8_t)(2 - L[j]);

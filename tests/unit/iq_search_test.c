@@ -7,6 +7,7 @@
 
 #include <float.h>
 
+#include "codec_iq1.h"
 #include "codec_iquants.h"
 
 static uint32_t rng_state = 12345;
@@ -152,4 +153,35 @@ static void test_iq3s_grid(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_random_inputs_match_reference, test_ties_zeros_and_nonfinite, test_iq3s_grid)
+/* IQ1_S's split scan (iq1_s_scan) against iq1_s_scan_ref: random sorted
+ * sub-blocks, zero weights (sumq2 = 0), all-equal values (ties) and
+ * starting best scores from -FLT_MAX to above every score; the whole
+ * state compared bit for bit after every i1. */
+static void test_iq1_s_scan_matches_reference(qf_test *t) {
+    static const float xx[2][3] = {{-1 + 0.125f, 0.125f, 1 + 0.125f}, {-1 - 0.125f, -0.125f, 1 - 0.125f}};
+    float sumx[41], sumw[41];
+    for (int iter = 0; iter < 4000; ++iter) {
+        const int kind = iter % 4;
+        memset(sumx, 0, sizeof sumx);
+        memset(sumw, 0, sizeof sumw);
+        for (int j = 0; j < 32; ++j) {
+            const float x = kind == 1 ? 0.5f : kind == 2 ? 0.f : rndf() * 2 - 1;
+            const float w = kind == 3 && j % 3 ? 0.f : rndf();
+            sumx[j + 1] = sumx[j] + w * x;
+            sumw[j + 1] = sumw[j] + w;
+        }
+        for (int j = 33; j < 41; ++j) sumx[j] = sumw[j] = rndf() * 100; /* the padding is never a split */
+        iq1_split_best a = {iter % 5 == 0 ? 1e30f : -FLT_MAX, 1.f, 0, 0, 1}, b = a;
+        for (int i1 = 0; i1 <= 32; ++i1) {
+            iq1_s_scan_ref(sumx, sumw, i1, xx, &a);
+            iq1_s_scan(sumx, sumw, i1, xx, &b);
+            CHECK(t, memcmp(&a, &b, sizeof a) == 0, "iter %d i1 %d: best (%d,%d,%d) %a %a vs reference (%d,%d,%d) %a %a",
+                  iter, i1, b.best1, b.best2, b.best_shift, b.best_score, b.scale, a.best1, a.best2, a.best_shift,
+                  a.best_score, a.scale);
+            if (t->failed) return;
+        }
+    }
+}
+
+QF_TEST_MAIN(test_random_inputs_match_reference, test_ties_zeros_and_nonfinite, test_iq3s_grid,
+             test_iq1_s_scan_matches_reference)
