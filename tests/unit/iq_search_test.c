@@ -8,6 +8,7 @@
 #include <float.h>
 
 #include "codec_iq1.h"
+#include "codec_iq4nl.h"
 #include "codec_iquants.h"
 
 static uint32_t rng_state = 12345;
@@ -183,5 +184,30 @@ static void test_iq1_s_scan_matches_reference(qf_test *t) {
     }
 }
 
-QF_TEST_MAIN(test_random_inputs_match_reference, test_ties_zeros_and_nonfinite, test_iq3s_grid,
+/* The IQ4_NL/IQ4_XS trial fits (qf_iq4_nl_fit16) against the reference,
+ * bit for bit: random blocks and scales, values on the level midpoints,
+ * zero weights, zeros, NaN and inf. */
+static void test_iq4_nl_fit16_matches_reference(qf_test *t) {
+    float x[32], w[32], id[16], a[2][16], b[2][16];
+    for (int iter = 0; iter < 20000; ++iter) {
+        const int kind = iter % 6;
+        for (int j = 0; j < 32; ++j) {
+            x[j] = kind == 1 ? 0.f : (rndf() * 2 - 1) * (kind == 2 ? 1e-30f : 1.f);
+            w[j] = kind == 3 && j % 2 ? 0.f : rndf();
+        }
+        if (kind == 4) x[rnd() % 32] = NAN;
+        if (kind == 5) x[rnd() % 32] = INFINITY;
+        for (int k = 0; k < 16; ++k) id[k] = (rndf() * 2 - 1) * 200;
+        if (iter % 7 == 0) { /* products exactly on the midpoints */
+            for (int k = 0; k < 16; ++k) id[k] = 1.f;
+            for (int j = 0; j < 32; ++j) x[j] = qf_iq4_nl_midpoints[rnd() % 15];
+        }
+        qf_iq4_nl_fit16_ref(x, w, id, a[0], a[1]);
+        qf_iq4_nl_fit16(x, w, id, b[0], b[1]);
+        CHECK(t, memcmp(a, b, sizeof a) == 0, "iter %d: sums differ from the reference", iter);
+        if (t->failed) return;
+    }
+}
+
+QF_TEST_MAIN(test_iq4_nl_fit16_matches_reference, test_random_inputs_match_reference, test_ties_zeros_and_nonfinite, test_iq3s_grid,
              test_iq1_s_scan_matches_reference)
