@@ -147,16 +147,13 @@ static void on_chunk(void *user, int64_t done, int64_t n_chunks, int64_t tokens,
 /* The program proper; in_files holds room for argc --in-file names. */
 static int calibrate_main(int argc, char **argv, const char **in_files) {
     const char *model_path = NULL, *text_path = NULL, *out_path = "imatrix.gguf", *format = NULL;
-    int64_t n_ctx = 512, n_chunks = 0, n_threads = 0, save_every = 0;
-    int n_in = 0;
-    int process_output = 0, quiet = 0, json = 0, kv_f16 = 1, allow_long_ctx = 0;
+    int64_t n_ctx = 512, n_chunks = 0, save_every = 0;
+    int n_in = 0, n_pos = 0;
+    int process_output = 0, kv_f16 = 1, allow_long_ctx = 0;
+    qf_cli_common cli = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_JSON};
     for (int i = 1; i < argc; i++) {
-        qf_arg arg;
-        qf_arg_split(&arg, argc, argv, i);
-        const char *a = arg.name, *val = arg.val;
-        if (qf_cli_info_opt(PROG, a, usage)) {
-            return 0;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+        QF_ARG_BEGIN(&cli, usage);
+        if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();
             text_path = val;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
@@ -170,8 +167,6 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
             NUM(n_ctx, 1);
         } else if (!strcmp(a, "--chunks")) {
             NUM(n_chunks, 1);
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            THREADS(n_threads);
         } else if (!strcmp(a, "--in-file")) {
             NEED_VAL();
             in_files[n_in++] = val;
@@ -186,19 +181,12 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
             if (!strcmp(val, "f16")) kv_f16 = 1;
             else if (!strcmp(val, "f32")) kv_f16 = 0;
             else return qf_cli_usage(PROG, "--kv takes f16 or f32, not '%s'", val);
-        } else if (!strcmp(a, "--quiet")) {
-            quiet = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
-        } else if (!model_path) {
-            model_path = a;
         } else {
-            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
+            QF_ARG_POSITIONAL(&model_path, 1, &n_pos);
         }
         QF_ARG_END();
     }
+    const int quiet = cli.quiet, json = cli.json;
     const int merge_only = n_in > 0 && !text_path;
     if (merge_only && model_path)
         return qf_cli_usage(PROG, "%s", "a model without -f TEXT: give calibration text, or only --in-file files to merge");
@@ -210,17 +198,14 @@ static int calibrate_main(int argc, char **argv, const char **in_files) {
     char *snapshot = NULL; /* a hub cache name resolved */
     if (model_path && !(model_path = qf_cli_model_arg(PROG, model_path, &snapshot))) return 1;
     int threads;
-    int trc = qf_cli_threads(PROG, n_threads, &threads);
+    int trc = qf_cli_threads(PROG, cli.threads, &threads);
     if (trc >= 0) return trc;
 
     int rc = 1;
     qf_err err = {0};
-    qf_model m;
-    memset(&m, 0, sizeof m);
-    qf_text tx;
-    memset(&tx, 0, sizeof tx);
-    qf_calib cal;
-    memset(&cal, 0, sizeof cal);
+    qf_model m = {0};
+    qf_text tx = {0};
+    qf_calib cal = {0};
     qf_imatrix im;
     qf_imatrix_init(&im);
     int32_t *ids = NULL;

@@ -4,7 +4,6 @@
 #include "qf_cli.h"
 #include "qf_io.h"
 #include "arch.h"
-#include "qf_cli.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -98,15 +97,12 @@ int main(int argc, char **argv) {
     qf_convert_opts o;
     memset(&o, 0, sizeof o);
     o.outtype = QF_OUTTYPE_F16;
-    int quiet = 0;
-    int64_t threads = 0;
+    /* -t is checked and ignored: conversion is single-threaded */
+    qf_cli_common cli = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q};
+    int n_pos = 0;
     for (int i = 1; i < argc; i++) {
-        qf_arg arg;
-        qf_arg_split(&arg, argc, argv, i);
-        const char *a = arg.name, *val = arg.val;
-        if (qf_cli_info_opt(PROG, a, usage)) {
-            return 0;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--outfile")) {
+        QF_ARG_BEGIN(&cli, usage);
+        if (!strcmp(a, "-o") || !strcmp(a, "--outfile")) {
             NEED_VAL();
             out = val;
         } else if (!strcmp(a, "--outtype")) {
@@ -125,21 +121,12 @@ int main(int argc, char **argv) {
             o.write_manifest = 1;
         } else if (!strcmp(a, "--fsync")) {
             o.fsync_output = 1;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            THREADS(threads); /* conversion is single-threaded: checked, then ignored */
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            quiet = 1;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
-        } else if (!model_dir) {
-            model_dir = a;
         } else {
-            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
+            QF_ARG_POSITIONAL(&model_dir, 1, &n_pos);
         }
         QF_ARG_END();
     }
     if (!model_dir || !out) return qf_cli_usage(PROG, "%s", !model_dir ? "missing MODEL_DIR" : "missing -o OUT.gguf");
-    (void)threads; /* validated only */
     /* a file size limit (ulimit -f) must surface as EFBIG from write(), not kill us */
     signal(SIGXFSZ, SIG_IGN);
     char *snapshot = NULL; /* a hub cache name resolved */
@@ -149,7 +136,7 @@ int main(int argc, char **argv) {
     progress_state ps;
     memset(&ps, 0, sizeof ps);
     ps.t0 = qf_now_seconds();
-    int show = !quiet && isatty(2);
+    int show = !cli.quiet && isatty(2);
     if (show) {
         o.progress = on_progress;
         o.progress_user = &ps;
@@ -167,11 +154,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: error: %s\n", prog, err.msg[0] ? err.msg : "conversion failed");
         return 1;
     }
-    if (!quiet && res.tokenizer_unmerged)
+    if (!cli.quiet && res.tokenizer_unmerged)
         fprintf(stderr, "%s: warning: %s/tokenizer.json: %u token pairs concatenate to a token without a merge line; "
                 "llama.cpp may tokenize some text unlike Hugging Face (see docs/tokenizers.md)\n", prog, o.model_dir,
                 res.tokenizer_unmerged);
-    if (!quiet && res.tokenizer_missing_bytes)
+    if (!cli.quiet && res.tokenizer_missing_bytes)
         fprintf(stderr, "%s: warning: %s/tokenizer.json: %u of the 256 <0xXX> byte tokens are missing; llama.cpp "
                 "aborts on text with a character outside the vocabulary (Hugging Face gives unk)\n", prog, o.model_dir,
                 res.tokenizer_missing_bytes);

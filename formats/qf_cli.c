@@ -175,11 +175,42 @@ void qf_cli_version(const char *prog) {
 #endif
 }
 
-int qf_cli_info_opt(const char *prog, const char *opt, void (*usage)(FILE *)) {
-    if (!strcmp(opt, "-h") || !strcmp(opt, "--help")) usage(stdout);
-    else if (!strcmp(opt, "--version")) qf_cli_version(prog);
-    else return 0;
-    return 1;
+int qf_cli_common_opt(const char *prog, void (*usage)(FILE *), qf_arg *g, int *i, qf_cli_common *c) {
+    const char *a = g->name;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(a, "--version")) {
+        qf_cli_version(prog);
+        return 0;
+    }
+    if ((c->accept & QF_CLI_THREADS) && (!strcmp(a, "-t") || !strcmp(a, "--threads"))) {
+        int64_t n;
+        if (!g->val) return qf_cli_usage(prog, "option %s needs a value", a);
+        if (!g->inline_val) (*i)++;
+        if (qf_parse_i64(g->val, &n) < 0 || n < 1 || n > qf_cli_threads_max())
+            return qf_cli_bad_range(prog, a, g->val, 1, qf_cli_threads_max());
+        c->threads = n;
+        return QF_CLI_TAKEN;
+    }
+    int *flag;
+    if ((c->accept & QF_CLI_QUIET) && (!strcmp(a, "--quiet") || ((c->accept & QF_CLI_Q) && !strcmp(a, "-q"))))
+        flag = &c->quiet;
+    else if ((c->accept & QF_CLI_JSON) && !strcmp(a, "--json"))
+        flag = &c->json;
+    else
+        return QF_CLI_OTHER;
+    if (g->inline_val) return qf_cli_usage(prog, "option %s takes no value", a);
+    *flag = 1;
+    return QF_CLI_TAKEN;
+}
+
+int qf_cli_positional(const char *prog, const char *arg, const char **pos, int max, int *n) {
+    if (arg[0] == '-' && arg[1]) return qf_cli_usage(prog, "unknown option '%s'", arg);
+    if (*n >= max) return qf_cli_usage(prog, "unexpected argument '%s'", arg);
+    pos[(*n)++] = arg;
+    return QF_CLI_TAKEN;
 }
 
 int qf_cli_check_ctx(const char *prog, const char *model, int64_t n_ctx, int64_t n_ctx_train, int allow, int quiet) {

@@ -39,10 +39,6 @@ const char *qf_cli_model_arg(const char *prog, const char *arg, char **owned);
  * instruction sets compiled in and those of this CPU, the OpenMP wait policy
  * in effect. */
 void qf_cli_version(const char *prog);
-/* The options every program answers alike: -h/--help (usage on stdout) and
- * --version. Returns 1 when opt was one of them and has been answered (the
- * program then exits 0), else 0. */
-int qf_cli_info_opt(const char *prog, const char *opt, void (*usage)(FILE *));
 
 /* Idle OpenMP threads spin this many rounds (a few microseconds) before
  * sleeping: long enough to catch the next parallel region of a busy loop on
@@ -77,10 +73,7 @@ typedef struct qf_arg {
 } qf_arg;
 void qf_arg_split(qf_arg *g, int argc, char **argv, int i);
 
-/* Option parsing inside `for (int i = 1; i < argc; i++)` that starts with
- *   qf_arg arg; qf_arg_split(&arg, argc, argv, i);
- *   const char *a = arg.name, *val = arg.val;
- * and ends with QF_ARG_END(); with a PROG macro. NEED_VAL takes the option's
+/* Option parsing inside the loop body that QF_ARG_BEGIN starts. NEED_VAL takes the option's
  * value (usage error if absent); NUM / NUM_RANGE take it as an integer in
  * [minv, maxv]; QF_ARG_END refuses "--flag=value" for an option without a
  * value. Usage errors name the option and the accepted range. */
@@ -99,11 +92,62 @@ void qf_arg_split(qf_arg *g, int argc, char **argv, int i);
         (dst) = num_;                                                           \
     } while (0)
 #define NUM(dst, minv) NUM_RANGE(dst, minv, INT64_MAX)
-#define THREADS(dst) NUM_RANGE(dst, 1, qf_cli_threads_max())
 #define QF_ARG_END()                                                            \
     do {                                                                        \
         if (arg.inline_val && !arg.used)                                        \
             return qf_cli_usage(PROG, "option %s takes no value", a);           \
+    } while (0)
+
+/* The options the programs share, and what they set. `accept` says which a
+ * program takes besides -h/--help and --version (all take those). */
+enum {
+    QF_CLI_THREADS = 1, /* -t, --threads N (1 to qf_cli_threads_max()) */
+    QF_CLI_QUIET = 2,   /* --quiet */
+    QF_CLI_Q = 4,       /* -q as well as --quiet */
+    QF_CLI_JSON = 8,    /* --json */
+};
+typedef struct qf_cli_common {
+    unsigned accept;  /* QF_CLI_* */
+    int quiet, json;  /* the flag was given */
+    int64_t threads;  /* -t as given, 0 when not given (see qf_cli_threads) */
+} qf_cli_common;
+
+/* qf_cli_common_opt's answers besides an exit code. */
+#define QF_CLI_OTHER (-1) /* not a shared option */
+#define QF_CLI_TAKEN (-2) /* taken into c (and *i moved past a separate value) */
+/* Answers argument *i (split into g) when it is a shared option: help and
+ * version are printed (returns 0, the program then exits 0); a flag or
+ * thread count is stored in c (QF_CLI_TAKEN); a missing or out-of-range
+ * value or a flag given "=value" is a usage error (returns 2). QF_CLI_OTHER
+ * for any other argument. */
+int qf_cli_common_opt(const char *prog, void (*usage)(FILE *), qf_arg *g, int *i, qf_cli_common *c);
+
+/* The start of the option loop's body (`for (int i = 1; i < argc; i++)`,
+ * with PROG defined; usage_fn prints the help): splits argument i into arg, a (the name)
+ * and val (its value), answers the shared options of *common and goes on to
+ * the next argument, or returns the exit code of help, version or a usage
+ * error. The body goes on with the program's own options and ends with
+ * QF_ARG_END(). */
+#define QF_ARG_BEGIN(common, usage_fn)                                                \
+    qf_arg arg;                                                                 \
+    qf_arg_split(&arg, argc, argv, i);                                          \
+    const char *a = arg.name, *val = arg.val;                                   \
+    (void)val;                                                                  \
+    {                                                                           \
+        int common_rc_ = qf_cli_common_opt(PROG, (usage_fn), &arg, &i, (common)); \
+        if (common_rc_ == QF_CLI_TAKEN) continue;                               \
+        if (common_rc_ != QF_CLI_OTHER) return common_rc_;                      \
+    }
+
+/* The last branch of the option chain, for any argument not taken before:
+ * an unknown option ("-x", "--x", not "-" alone) or an argument beyond the
+ * first max is a usage error (returns 2); else it goes to pos[(*n)++]
+ * (returns QF_CLI_TAKEN). */
+int qf_cli_positional(const char *prog, const char *arg, const char **pos, int max, int *n);
+#define QF_ARG_POSITIONAL(pos, max, n)                                          \
+    do {                                                                        \
+        int pos_rc_ = qf_cli_positional(PROG, argv[i], (pos), (max), (n));      \
+        if (pos_rc_ != QF_CLI_TAKEN) return pos_rc_;                            \
     } while (0)
 
 /* "OPT: expected an integer from MIN to MAX (or >= MIN), not 'VAL'"; returns 2. */

@@ -432,16 +432,11 @@ static int refuse_other(const char *path, qf_err *err) {
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
     const char *path = NULL;
-    int json = 0, tensors = 0;
+    int tensors = 0;
+    qf_cli_common cli = {.accept = QF_CLI_JSON};
     for (int i = 1; i < argc; i++) {
-        qf_arg arg;
-        qf_arg_split(&arg, argc, argv, i);
-        const char *a = arg.name;
-        if (qf_cli_info_opt(PROG, a, usage)) {
-            return 0;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--tensors") == 0) {
+        QF_ARG_BEGIN(&cli, usage);
+        if (strcmp(a, "--tensors") == 0) {
             tensors = 1;
         } else if (strcmp(a, "--") == 0 && i + 1 < argc && !path) {
             path = argv[++i];
@@ -454,6 +449,7 @@ int main(int argc, char **argv) {
         }
         QF_ARG_END();
     }
+    const int json = cli.json;
     if (!path) return qf_cli_usage(PROG, "no input file given");
     qf_err err = {0};
     char *snapshot = NULL; /* a hub cache name resolved */

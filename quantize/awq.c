@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ggml_types.h"
 #include "gptq.h"
@@ -20,6 +21,7 @@
 #include "text.h"
 
 #define AWQ_GRID 20     /* alpha = i / AWQ_GRID, i < AWQ_GRID */
+#define GRID_ROWS 512   /* the alpha grid is scored on about this many rows of each tensor (a row stride) */
 #define CLIP_STEPS 10   /* shrink = 1 - i / 20, i < CLIP_STEPS */
 #define DAMP_IN_H 1e-12 /* GPTQ's relative damping when H already holds it (scale_hessian) */
 
@@ -108,6 +110,7 @@ static void deferred_free(deferred *d) {
  * quantizer into dst (n_out rows), dequantized into Q. Rows in parallel. */
 static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const float *W, int64_t n_out, int64_t n_in,
                           const float *qw, uint8_t *dst, float *Q, qf_err *err) {
+    const qf_search_opts *so = s->search;
     uint64_t rs;
     if (ggml_row_size(t->type, (uint64_t)n_in, &rs) != 0)
         return qf_set_err(err, QF_EINVAL, "tensor '%s': rows of %lld do not fit type %u", t->name, (long long)n_in,
@@ -118,7 +121,7 @@ static int codec_quantize(const state *s, const qf_quant_tensor_plan *t, const f
     #pragma omp parallel for schedule(dynamic, 4) reduction(| : fail) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
     for (int64_t r = 0; r < n_out; r++) {
         uint8_t *d = dst + (uint64_t)r * rs;
-        const int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, W + r * n_in, d, 1, n_in, qw, s->search)
+        const int64_t n = t->search ? qf_quantize_rows_opt_ex(t->type, W + r * n_in, d, 1, n_in, qw, so)
                                     : qf_quantize_rows(t->type, W + r * n_in, d, 1, n_in, qw);
         if (n != (int64_t)rs || qf_dequantize_row_ref(t->type, d, Q + r * n_in, n_in) != 0) fail = 1;
     }
@@ -170,29 +173,37 @@ static int scale_hessian(const double *H, const float *sc, int64_t n, double *Hs
     return 1;
 }
 
+static void block_errors(const float *E, int64_t np, int64_t ro, int64_t nb, int64_t B, const float *Hf, double *e,
+                         int n_threads);
+
 /* Clipping search: per codec block of every row of W [n_out * n_in]
- * (scaled weights, fit weights qw, scaled Hessian Hs), the shrink whose
- * codec result has the least block output error; W is clamped in place. */
+ * (weights scaled by sc, fit weights qw), the shrink whose codec result
+ * has the least block output error d^T H_bb d (d the
+ * change of the unscaled weights, H_bb the block's part of the input
+ * Hessian Hf, qf_awq_qf_hessian's layout); W is clamped in place. */
 static int clip_tensor(const state *s, const qf_quant_tensor_plan *t, float *W, int64_t n_out, int64_t n_in,
-                       const float *qw, const double *Hs, qf_err *err) {
+                       const float *qw, const float *sc, const float *Hf, qf_err *err) {
     const ggml_type_traits *tt = ggml_get_type_traits(t->type);
     if (!tt || tt->block_size <= 1) return 0;
-    const int64_t B = tt->block_size, nb = n_in / B;
+    const int64_t B = tt->block_size, nb = n_in / B, np = qf_awq_qf_pad(n_in), ro = (n_out + 3) / 4 * 4;
+    const int nt = qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads);
     uint64_t rs;
     ggml_row_size(t->type, (uint64_t)n_in, &rs);
     float *Wc = malloc((size_t)(n_out * n_in) * sizeof *Wc);
     float *Q = malloc((size_t)(n_out * n_in) * sizeof *Q);
+    float *E = aligned_alloc(64, (size_t)(ro * np) * sizeof *E);
     uint8_t *tmp = malloc((size_t)(rs * (uint64_t)n_out));
-    double *best = malloc((size_t)(n_out * nb) * sizeof *best);
+    double *best = malloc((size_t)(n_out * nb) * sizeof *best), *e = malloc((size_t)(ro * nb) * sizeof *e);
     uint8_t *pick = calloc((size_t)(n_out * nb), 1);
     int rc = 0;
-    if (!Wc || !Q || !tmp || !best || !pick) {
+    if (!Wc || !Q || !E || !tmp || !best || !e || !pick) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory clipping '%s'", t->name);
         goto done;
     }
+    memset(E, 0, (size_t)(ro * np) * sizeof *E);
     for (int i = 0; i < CLIP_STEPS && !rc; i++) {
         const float shrink = 1.0f - (float)i / 20.0f;
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
+        #pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t k = 0; k < n_out * nb; k++) {
             const float *w = W + k * B;
             float *c = Wc + k * B, mx = 0;
@@ -201,25 +212,18 @@ static int clip_tensor(const state *s, const qf_quant_tensor_plan *t, float *W, 
             for (int64_t j = 0; j < B; j++) c[j] = fminf(fmaxf(w[j], -lim), lim);
         }
         if ((rc = codec_quantize(s, t, Wc, n_out, n_in, qw, tmp, Q, err))) break;
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
-        for (int64_t k = 0; k < n_out * nb; k++) {
-            const int64_t b0 = (k % nb) * B;
-            double e = 0;
-            for (int64_t a = 0; a < B; a++) {
-                const double da = (double)Q[k * B + a] - (double)W[k * B + a];
-                const double *h = Hs + (b0 + a) * n_in + b0;
-                double row = 0;
-                for (int64_t c = 0; c < B; c++) row += h[c] * ((double)Q[k * B + c] - (double)W[k * B + c]);
-                e += da * row;
-            }
-            if (i == 0 || e < best[k]) {
-                best[k] = e;
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t r = 0; r < n_out; r++)
+            for (int64_t j = 0; j < n_in; j++) E[r * np + j] = (Q[r * n_in + j] - W[r * n_in + j]) / sc[j];
+        block_errors(E, np, ro, nb, B, Hf, e, nt);
+        for (int64_t k = 0; k < n_out * nb; k++)
+            if (i == 0 || e[k] < best[k]) {
+                best[k] = e[k];
                 pick[k] = (uint8_t)i;
             }
-        }
     }
     if (!rc) {
-        #pragma omp parallel for schedule(static) num_threads(qf_threads_for((double)(n_out * n_in), s->o->calib->n_threads))
+        #pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t k = 0; k < n_out * nb; k++) {
             float *w = W + k * B, mx = 0;
             for (int64_t j = 0; j < B; j++) mx = fmaxf(mx, fabsf(w[j]));
@@ -230,8 +234,10 @@ static int clip_tensor(const state *s, const qf_quant_tensor_plan *t, float *W, 
 done:
     free(Wc);
     free(Q);
+    free(E);
     free(tmp);
     free(best);
+    free(e);
     free(pick);
     return rc;
 }
@@ -295,13 +301,14 @@ float *qf_awq_qf_hessian(const double *H, int64_t n, int n_threads) {
     return Hf;
 }
 
-/* part[r] += e_r[jb..jb+QP) . f_r for the 4 rows r0.. of E, where
- * f_r = sum over H rows i in [i0, i1) of e_r[i] * H[i][jb..jb+QP): the
- * panel in strips of 2 vectors, 8 accumulators (4 rows x 2) in registers. */
-static void qf_tile(const float *E, int64_t np, int64_t r0, int64_t jb, int64_t i0, int64_t i1, const float *Hf,
-                    double part[QR]) {
+/* part[r] += e_r[jb..jb+width) . f_r for the 4 rows r0.. of E, where
+ * f_r = sum over H rows i in [i0, i1) of e_r[i] * H[i][jb..jb+width): the
+ * panel in strips of 2 vectors, 8 accumulators (4 rows x 2) in registers;
+ * width a multiple of 2 vectors. */
+static void qf_tile(const float *E, int64_t np, int64_t r0, int64_t jb, int64_t width, int64_t i0, int64_t i1,
+                    const float *Hf, double part[QR]) {
     const float *e0 = E + r0 * np, *e1 = e0 + np, *e2 = e1 + np, *e3 = e2 + np;
-    for (int64_t c = jb; c < jb + QP; c += 2 * VW) {
+    for (int64_t c = jb; c < jb + width; c += 2 * VW) {
         vf a0 = VZERO(), a1 = VZERO(), b0 = VZERO(), b1 = VZERO(), c0 = VZERO(), c1 = VZERO(), d0 = VZERO(),
            d1 = VZERO();
         for (int64_t i = i0; i < i1; i++) {
@@ -342,8 +349,8 @@ double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const floa
         const int64_t jb = J * QP, jend = jb + QP < n_in ? jb + QP : n_in;
         for (int64_t r0 = 0; r0 < ro; r0 += QR) {
             double off[QR] = {0}, diag[QR] = {0};
-            for (int64_t i0 = 0; i0 < jb; i0 += QI) qf_tile(E, np, r0, jb, i0, i0 + QI < jb ? i0 + QI : jb, Hf, off);
-            qf_tile(E, np, r0, jb, jb, jend, Hf, diag);
+            for (int64_t i0 = 0; i0 < jb; i0 += QI) qf_tile(E, np, r0, jb, QP, i0, i0 + QI < jb ? i0 + QI : jb, Hf, off);
+            qf_tile(E, np, r0, jb, QP, jb, jend, Hf, diag);
             for (int r = 0; r < QR; r++) part[(r0 + r) * nj + J] = 2.0 * off[r] + diag[r];
         }
     }
@@ -351,6 +358,34 @@ double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const floa
     for (int64_t k = 0; k < ro * nj; k++) total += part[k];
     free(part);
     return total;
+}
+
+/* e[r * nb + b] = e_rb^T H_bb e_rb for every row r < ro of E (padded as
+ * for qf_awq_quad_error) and block b of B columns: the output error of
+ * each codec block alone. Each value is computed by one thread in a fixed
+ * order, so it does not depend on n_threads. */
+static void block_errors(const float *E, int64_t np, int64_t ro, int64_t nb, int64_t B, const float *Hf, double *e,
+                         int n_threads) {
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t b0 = b * B;
+        for (int64_t r0 = 0; r0 < ro; r0 += QR) {
+            double d[QR] = {0};
+            if (B % (2 * VW) == 0) {
+                qf_tile(E, np, r0, b0, B, b0, b0 + B, Hf, d);
+            } else {
+                for (int r = 0; r < QR; r++) {
+                    const float *er = E + (r0 + r) * np + b0;
+                    for (int64_t a = 0; a < B; a++) {
+                        double row = 0;
+                        for (int64_t c = 0; c < B; c++) row += (double)Hf[(b0 + a) * np + b0 + c] * (double)er[c];
+                        d[r] += (double)er[a] * row;
+                    }
+                }
+            }
+            for (int r = 0; r < QR; r++) e[(r0 + r) * nb + b] = d[r];
+        }
+    }
 }
 
 /* E = W - Q (Q NULL: 0) into the padded layout of qf_awq_quad_error. */
@@ -361,29 +396,46 @@ static void error_rows(const float *W, const float *Q, int64_t n_out, int64_t n_
         for (int64_t j = 0; j < n_in; j++) E[r * np + j] = W[r * n_in + j] - (Q ? Q[r * n_in + j] : 0.0f);
 }
 
+/* Rows 0, stride, 2 stride, ... of W [n_out * n_in] into dst; their count. */
+static int64_t gather_rows(const float *W, int64_t n_out, int64_t n_in, int64_t stride, float *dst) {
+    int64_t n = 0;
+    for (int64_t r = 0; r < n_out; r += stride, n++) memcpy(dst + n * n_in, W + r * n_in, (size_t)n_in * sizeof *W);
+    return n;
+}
+
+/* The row stride at which the alpha grid scores a tensor of n_out rows. */
+static int64_t grid_stride(int64_t n_out) { return n_out > GRID_ROWS ? n_out / GRID_ROWS : 1; }
+
 /* The measured loss of the group's tensors quantized at scale sc: the
  * group's relative output error sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2
- * through the float Hessian Hf, with Q_i by the codec (Hs NULL) or by what
- * is written (final_quantize; GPTQ with Hs the scaled Hessian for
- * awq+gptq, pd: Hs holds the damping); Wc[i], when not NULL, holds tensor
- * i's scaled and clipped weights. lambda > 0 adds lambda ||W_i - Q_i||^2 to
- * the error: GPTQ's damped objective (W - Q)(H + lambda I)(W - Q)^T.
- * Qg[i] receives tensor i's dequantized weights, unscaled. */
+ * through the float Hessian Hf, with Q_i by the codec (Hs NULL) or by what is written (final_quantize; GPTQ with Hs the
+ * scaled Hessian for awq+gptq, pd: Hs holds the damping); Wc[i], when not
+ * NULL, holds tensor i's scaled and clipped weights. lambda > 0 adds
+ * lambda ||W_i - Q_i||^2 to the error: GPTQ's damped objective
+ * (W - Q)(H + lambda I)(W - Q)^T. grid: only rows 0, grid_stride(n_out),
+ * ... of each tensor (codec only; ref then holds those rows' reference,
+ * Wu is scratch for them). Qg[i] receives tensor i's dequantized weights,
+ * unscaled, and Bq[i] its bytes. */
 static int group_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const float *sc,
                       float *const *Wc, const double *ref, const float *Hf, const double *Hs, int pd, double lambda,
-                      float *Ws, float *const *Qg, float *E, uint8_t *tmp, float *qws, double *loss, qf_err *err) {
+                      int grid, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *const *Bq, float *qws,
+                      double *loss, qf_err *err) {
     const int64_t n_in = g->n_in;
     double num = 0, den = 0;
     for (int i = 0; i < g->n; i++) {
-        const int64_t n_out = g->w[i]->n_out;
+        int64_t n_out = g->w[i]->n_out;
         const float *W = g->wf[i];
+        if (grid) {
+            n_out = gather_rows(W, n_out, n_in, grid_stride(n_out), Wu);
+            W = Wu;
+        }
         float *Q = Qg[i];
         const float *Wi = Wc && Wc[i] ? Wc[i] : Ws;
         for (int64_t j = 0; j < n_in; j++) qws[j] = qw[i][j] / (sc[j] * sc[j]);
         if (Wi == Ws)
             for (int64_t k = 0; k < n_out * n_in; k++) Ws[k] = W[k] * sc[k % n_in];
-        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, pd, tmp, Q, err)
-                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, tmp, Q, err);
+        int rc = Hs ? final_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Hs, pd, Bq[i], Q, err)
+                    : codec_quantize(s, &s->plan->t[pi[i]], Wi, n_out, n_in, qws, Bq[i], Q, err);
         if (rc) return rc;
         for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= sc[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
@@ -399,17 +451,27 @@ static int group_loss(const state *s, const qf_lw_group *g, const long *pi, floa
     return 0;
 }
 
-/* group_loss at the scale of `alpha` (left in sc), by the codec or (gptq)
- * by GPTQ on the Hessian of the scaled inputs (left in Hs), then measured
- * as GPTQ's damped objective. */
+/* group_loss at the scale of `alpha` (left in sc): mode CODEC by the
+ * codec, GRID by the codec on the grid's rows (ref:
+ * theirs), GPTQ by GPTQ on the Hessian of the scaled inputs (left in Hs),
+ * then measured as GPTQ's damped objective. */
+enum { BY_CODEC, BY_GRID, BY_GPTQ };
 static int scaled_loss(const state *s, const qf_lw_group *g, const long *pi, float *const *qw, const double *mean,
-                       const int64_t *cls, int64_t n_cls, double alpha, int gptq, float *sc, const double *ref,
-                       const float *Hf, double *Hs, float *Ws, float *const *Qg, float *E, uint8_t *tmp, float *qws,
-                       double *loss, qf_err *err) {
+                       const int64_t *cls, int64_t n_cls, double alpha, int mode, float *sc, const double *ref,
+                       const float *Hf, double *Hs, float *Wu, float *Ws, float *const *Qg, float *E, uint8_t *const *Bq,
+                       float *qws, double *loss, qf_err *err) {
     qf_awq_scales(mean, cls, g->n_in, n_cls, alpha, sc);
+    const int gptq = mode == BY_GPTQ;
     const double lambda = gptq ? gptq_lambda(s, g->H, g->n_in) : 0;
     const int pd = gptq ? scale_hessian(g->H, sc, g->n_in, Hs, s->o->calib->n_threads, lambda) : 0;
-    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, pd, lambda, Ws, Qg, E, tmp, qws, loss, err);
+    return group_loss(s, g, pi, qw, sc, NULL, ref, Hf, gptq ? Hs : NULL, pd, lambda, mode == BY_GRID, Wu,
+                      Ws, Qg, E, Bq, qws, loss, err);
+}
+
+/* CPU seconds of the process so far (all threads); 0 if the clock is missing. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
 }
 
 static int add_report(state *s, const qf_awq_group_report *r) {
@@ -645,7 +707,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     int64_t *cls = NULL, n_cls = n_in;
     qf_awq_group_report gr;
     memset(&gr, 0, sizeof gr);
-    const double t0 = qf_now_seconds();
+    const double t0 = qf_now_seconds(), cpu0 = cpu_seconds();
     const awq_rule *rule = NULL;
     const block_kind bk = g->expert >= 0 ? BLK_EXPERT : L && L->wqkv.data ? BLK_FUSED : BLK_DENSE;
     for (size_t k = 0; k < sizeof awq_rules / sizeof awq_rules[0]; k++)
@@ -662,21 +724,25 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
     defer = rule_src(s, rule->defers), defer_idx = rule->defer_idx, clip_from = rule->clip_from;
     long pi[3];
     float *qw[3] = {0}, *Qg[3] = {0}, *Wc[3] = {0};
-    double ref[3] = {0};
-    int64_t max_out = 0;
-    for (int i = 0; i < g->n; i++)
-        if (g->w[i]->n_out > max_out) max_out = g->w[i]->n_out;
+    uint8_t *Bq[3] = {0};
+    double ref[3] = {0}, refg[3] = {0};
+    int64_t max_out = 0, max_grid = 0;
+    for (int i = 0; i < g->n; i++) {
+        const int64_t no = g->w[i]->n_out, st = grid_stride(no), ng = (no + st - 1) / st;
+        if (no > max_out) max_out = no;
+        if (ng > max_grid) max_grid = ng;
+    }
     float *sc = calloc((size_t)n_in, sizeof *sc), *best = malloc((size_t)n_in * sizeof *best);
     float *qws = malloc((size_t)n_in * sizeof *qws);
     double *mean = malloc((size_t)n_in * sizeof *mean);
     float *Ws = malloc((size_t)(max_out * n_in) * sizeof *Ws), *Q = malloc((size_t)(max_out * n_in) * sizeof *Q);
-    uint8_t *tmp = malloc((size_t)(max_out * n_in) * 4);
+    float *Wu = malloc((size_t)(max_grid * n_in) * sizeof *Wu);
     double *Hs = malloc((size_t)(n_in * n_in) * sizeof *Hs);
     const int64_t np = qf_awq_qf_pad(n_in), ro = (max_out + QR - 1) / QR * QR;
     float *E = aligned_alloc(64, (size_t)(ro * np) * sizeof *E);
     float *Hf = qf_awq_qf_hessian(g->H, n_in, s->o->calib->n_threads);
     int rc = 0;
-    if (!sc || !best || !qws || !mean || !Ws || !Q || !tmp || !Hs || !E || !Hf) {
+    if (!sc || !best || !qws || !mean || !Ws || !Q || !Wu || !Hs || !E || !Hf) {
         rc = qf_set_err(err, QF_ENOMEM, "out of memory for group %s", gr.name);
         goto done;
     }
@@ -684,12 +750,20 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         pi[i] = qf_quant_plan_find(s->plan, g->w[i]->name);
         qw[i] = malloc((size_t)n_in * sizeof *qw[i]);
         Qg[i] = malloc((size_t)(g->w[i]->n_out * n_in) * sizeof *Qg[i]);
+        uint64_t rs = 0;
+        if (pi[i] >= 0 && ggml_row_size(s->plan->t[pi[i]].type, (uint64_t)n_in, &rs) == 0)
+            Bq[i] = malloc((size_t)(rs * (uint64_t)g->w[i]->n_out));
         if (pi[i] < 0) rc = qf_set_err(err, QF_EINVAL, "awq: tensor '%s' is not in the plan", g->w[i]->name);
-        else if (!qw[i] || !Qg[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
+        else if (!rs) rc = qf_set_err(err, QF_EINVAL, "tensor '%s': rows of %lld do not fit type %u", g->w[i]->name,
+                                      (long long)n_in, s->plan->t[pi[i]].type);
+        else if (!qw[i] || !Qg[i] || !Bq[i]) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
         else {
             fit_weights(s, g->w[i], g->H, n_in, g->n_tokens, qw[i]);
             error_rows(g->wf[i], NULL, g->w[i]->n_out, n_in, E);
             ref[i] = qf_awq_quad_error(E, g->w[i]->n_out, n_in, Hf, s->o->calib->n_threads);
+            const int64_t ng = gather_rows(g->wf[i], g->w[i]->n_out, n_in, grid_stride(g->w[i]->n_out), Wu);
+            error_rows(Wu, NULL, ng, n_in, E);
+            refg[i] = qf_awq_quad_error(E, ng, n_in, Hf, s->o->calib->n_threads);
         }
     }
     if (rc) goto done;
@@ -716,24 +790,37 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         }
     }
     gr.folded = fold;
-    /* scale search with the codec: alpha 0 first, a larger alpha only if
-     * strictly better */
-    if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, 0, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &gr.loss0, err)))
+    /* scale search: alpha 0 measured by the codec; the grid scored on a
+     * row sample by the codec; its best alpha measured on all rows
+     * like alpha 0 and taken only if strictly better */
+    if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws,
+                          &gr.loss0, err)))
         goto done;
+    /* Qg and Bq hold the codec's result (all rows, full effort) of alpha
+     * held_alpha, clipped or not, while held: reused for the output */
+    int held = 1, held_clip = 0;
+    double held_alpha = 0;
     gr.loss = gr.loss0;
     memcpy(best, sc, (size_t)n_in * sizeof *sc);
     if (fold && (s->o->alpha >= 0 || s->o->all_groups || rule->search)) {
-        for (int a = 1; a < AWQ_GRID; a++) {
-            const double alpha = s->o->alpha >= 0 ? s->o->alpha : (double)a / AWQ_GRID;
-            double l;
-            if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, alpha, 0, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &l, err)))
+        double alpha = s->o->alpha, l, lg = 0;
+        for (int a = 0; s->o->alpha < 0 && a < AWQ_GRID; a++) {
+            if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, (double)a / AWQ_GRID, BY_GRID, sc, refg, Hf, Hs, Wu,
+                                  Ws, Qg, E, Bq, qws, &l, err)))
                 goto done;
+            if (a == 0 || l < lg) lg = l, alpha = (double)a / AWQ_GRID;
+            held = 0;
+        }
+        if (alpha > 0) {
+            if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, alpha, BY_CODEC, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq,
+                                  qws, &l, err)))
+                goto done;
+            held = 1, held_alpha = alpha;
             if (s->o->alpha >= 0 || l < gr.loss) {
                 gr.loss = l;
                 gr.alpha = alpha;
                 memcpy(best, sc, (size_t)n_in * sizeof *sc);
             }
-            if (s->o->alpha >= 0) break;
         }
     }
     if (s->o->gptq && s->o->alpha < 0 && gr.alpha > 0) {
@@ -741,10 +828,12 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
          * (plain GPTQ) under GPTQ itself, by GPTQ's damped objective; the
          * losses reported are those */
         double lg0, lga;
-        if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, gr.alpha, 1, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &lga,
-                              err)) ||
-            (rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, 1, sc, ref, Hf, Hs, Ws, Qg, E, tmp, qws, &lg0, err)))
+        if ((rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, gr.alpha, BY_GPTQ, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws,
+                              &lga, err)) ||
+            (rc = scaled_loss(s, g, pi, qw, mean, cls, n_cls, 0.0, BY_GPTQ, sc, ref, Hf, Hs, Wu, Ws, Qg, E, Bq, qws, &lg0,
+                              err)))
             goto done;
+        held = 0;
         gr.gptq_compared = 1;
         gr.loss0 = lg0;
         gr.loss = lga < lg0 ? lga : lg0;
@@ -766,10 +855,11 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             for (int64_t k = 0; k < n_out * n_in; k++) Wc[i][k] = g->wf[i][k] * best[k % n_in];
             int64_t c0, nc;
             rule_rows(hp, rule->clip_rows, n_out, &c0, &nc);
-            rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, Hs, err);
+            rc = clip_tensor(s, &s->plan->t[pi[i]], Wc[i] + c0 * n_in, nc, n_in, qws, best, Hf, err);
         }
         double lc;
-        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, Ws, Qg, E, tmp, qws, &lc, err))) goto done;
+        if (rc || (rc = group_loss(s, g, pi, qw, best, Wc, ref, Hf, NULL, 0, 0, 0, Wu, Ws, Qg, E, Bq, qws, &lc, err))) goto done;
+        held = 1, held_alpha = gr.alpha, held_clip = 1;
         gr.clipped = lc < gr.loss;
         if (gr.clipped) gr.loss = lc;
         else
@@ -778,7 +868,10 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 Wc[i] = NULL;
             }
     }
-    /* quantize every tensor; the deferred one waits for its row scale */
+    /* quantize every tensor (or take the held result of the same weights:
+     * the codec's bytes are a function of its input); the deferred one
+     * waits for its row scale */
+    const int reuse = !s->o->gptq && held && held_alpha == gr.alpha && held_clip == gr.clipped;
     double num = 0, den = 0;
     for (int i = 0; i < g->n && !rc; i++) {
         const qf_quant_tensor_plan *t = &s->plan->t[pi[i]];
@@ -816,7 +909,7 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
             defer->pd = pd;
             /* the next group's input is computed with what would be written
              * without the row scale (the codecs and GPTQ scale with a row) */
-            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, tmp, Q, err))) break;
+            if (!reuse && (rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, Bq[i], Q, err))) break;
         } else {
             int owned;
             uint8_t *dst = out_dst(s, pi[i], g->w[i], &owned);
@@ -824,13 +917,19 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
                 rc = qf_set_err(err, QF_ENOMEM, "out of memory for '%s'", t->name);
                 break;
             }
-            if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, dst, Q, err))) {
+            if (reuse) {
+                uint64_t rs;
+                ggml_row_size(t->type, (uint64_t)n_in, &rs);
+                memcpy(dst, Bq[i], (size_t)(rs * (uint64_t)n_out));
+            } else if ((rc = final_quantize(s, t, Ws, n_out, n_in, qws, Hs, pd, dst, Q, err))) {
                 if (owned) free(dst);
                 break;
             }
             if ((rc = out_commit(s, pi[i], g->w[i], dst, owned, err))) break;
         }
-        for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
+        if (reuse) memcpy(Q, Qg[i], (size_t)(n_out * n_in) * sizeof *Q);
+        else
+            for (int64_t k = 0; k < n_out * n_in; k++) Q[k] /= best[k % n_in];
         error_rows(W, Q, n_out, n_in, E);
         num += qf_awq_quad_error(E, n_out, n_in, Hf, s->o->calib->n_threads);
         den += ref[i];
@@ -854,11 +953,13 @@ static int on_group(void *user, const qf_lw_group *g, qf_err *err) {
         if (rc) goto done;
     }
     gr.seconds = qf_now_seconds() - t0;
+    gr.cpu_seconds = cpu_seconds() - cpu0;
     if (add_report(s, &gr)) rc = qf_set_err(err, QF_ENOMEM, "out of memory");
 done:
     for (int i = 0; i < g->n; i++) {
         free(qw[i]);
         free(Qg[i]);
+        free(Bq[i]);
         free(Wc[i]);
     }
     free(sc);
@@ -867,7 +968,7 @@ done:
     free(mean);
     free(Ws);
     free(Q);
-    free(tmp);
+    free(Wu);
     free(Hs);
     free(E);
     free(Hf);

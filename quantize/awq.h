@@ -30,8 +30,11 @@
  * (through H = X X^T), where Q_i = deq(quant(W_i diag(s))) diag(1/s) is
  * what the codec writes: the tensor's planned type and quantizer (search
  * at --method search's full effort, or exact; fit weights = imatrix / s^2).
- * alpha runs over {0.05, ..., 0.95} and is taken only if strictly below
- * alpha 0's loss, so the chosen loss never exceeds the un-scaled one. For
+ * alpha runs over {0, 0.05, ..., 0.95}, each scored on a row sample (about
+ * 512 rows of each tensor, a fixed stride) with the codec; the best is
+ * then measured on all rows with the codec and taken
+ * only if strictly below alpha 0's loss (measured the same way), so the
+ * chosen loss never exceeds the un-scaled one. For
  * awq+gptq the chosen alpha is then measured again with GPTQ itself, on
  * H' = diag(1/s) (H + lambda I) diag(1/s) (lambda: GPTQ's damping, added
  * before the scaling so that GPTQ minimises the same damped objective as
@@ -43,12 +46,12 @@
  *
  * Clipping (awq, all but q and k): per codec block of each row, the weights
  * are clamped to +-shrink * max|w| (shrink = 1 - i/20, i = 0..9) before the
- * codec fits the block; the shrink with the least block output error
- * d^T H_bb d (d = codec result - unclamped weights, H_bb the block's part
- * of the scaled H) wins. The clipped group is kept only if its measured
- * loss is strictly below the unclipped one. The stored block is a
- * standard block. awq+gptq does not clip: GPTQ compensates each rounding
- * error itself.
+ * codec fits the block; the shrink with the least
+ * block output error d^T H_bb d (d = codec result - unclamped weights,
+ * unscaled, H_bb the block's part of H) wins. The clipped group is kept
+ * only if its measured loss (full codec, all rows) is strictly below the
+ * unclipped one. The stored block is a standard block. awq+gptq does not
+ * clip: GPTQ compensates each rounding error itself.
  *
  * Bytes do not depend on the thread count. Memory: that of --method gptq
  * plus, per block, a copy of v and up as F32 and of two input Hessians
@@ -88,6 +91,7 @@ typedef struct qf_awq_group_report {
     int no_tokens;                 /* an expert no calibration token reached: quantized as the usual
                                       path does, no scale, no clipping, losses 0 */
     double seconds;                /* wall time of the group's search and quantization */
+    double cpu_seconds;            /* the process's CPU time over the same span (all threads) */
 } qf_awq_group_report;
 
 typedef struct qf_awq_report {

@@ -184,12 +184,27 @@ static int block_slots(const qf_layer *L, qf_layer *Lq, qf_weight *slots[7], con
     return fused;
 }
 
-/* The panel scratch's pages given back (it is cleared before each use). */
-static void release_panel(run *r) {
+/* The whole pages inside anonymous memory [p, p + bytes) given back (they
+ * read as zeros again); partial pages at the ends are left alone. */
+static void release_inside(void *p, size_t bytes) {
     const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = ((uintptr_t)r->P + pg - 1) / pg * pg;
-    const uintptr_t b = ((uintptr_t)r->P + r->p_bytes) / pg * pg;
+    const uintptr_t a = ((uintptr_t)p + pg - 1) / pg * pg;
+    const uintptr_t b = ((uintptr_t)p + bytes) / pg * pg;
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* The panel scratch's pages given back (it is cleared before each use). */
+static void release_panel(run *r) { release_inside(r->P, r->p_bytes); }
+
+/* Block l's K/V cache given back once its passes are done: every pass
+ * starts at position 0, so nothing reads it again, and the cache stays
+ * one block's size whatever the depth. */
+static void release_kv(run *r, int64_t l) {
+    const qf_hparams *hp = &r->m->hp;
+    const size_t kb = (size_t)(hp->n_head_kv * hp->head_dim_k * r->ctx) * sizeof(float);
+    const size_t vb = (size_t)(hp->n_head_kv * hp->head_dim_v * r->ctx) * sizeof(float);
+    if (r->c.k_cache) release_inside((uint8_t *)r->c.k_cache + (size_t)l * kb, kb);
+    if (r->c.v_cache) release_inside((uint8_t *)r->c.v_cache + (size_t)l * vb, vb);
 }
 
 /* Mirror the accumulated lower triangle of r->H [n, n] into the full
@@ -645,6 +660,7 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
             }
         }
     }
+    release_weight(m, &m->tok_embd); /* the rows read; the output matrix when tied faults them back */
     rc = qf_dist_same(r.d, tokens, (size_t)(n_chunks * ctx) * sizeof *tokens, "the calibration text", err);
     for (int64_t l = 0; l < hp->n_layer && !rc; l++) {
         const qf_layer *L = &m->layers[l];
@@ -664,6 +680,7 @@ int qf_layerwise_run(const qf_model *m, const int32_t *tokens, int64_t n_tokens,
         }
         if (!rc) rc = qf_model_fetch(m, l, err);
         if (!rc) rc = block(&r, l, wf, wx, err);
+        release_kv(&r, l);
     }
     hidden_free(&r.wmap);
     if (!rc && !m->tied_output && m->output.data) {

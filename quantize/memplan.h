@@ -7,17 +7,21 @@
  * rows_per_chunk * ne0 * (4 + in + out bytes per element) over the
  * converted tensors (F32 buffer, the output buffer, the input pages of one
  * chunk until released).
- * gptq adds the largest of its stages, on top of the hidden states
- * (4 * chunks * ctx * n_embd), a block's kept activation (4 * chunks * ctx
- * * the widest input of attn_output and ffn_down; not for awq, which
- * recomputes it) and the engine's buffers:
- *   solve a group reading n inputs: 8 n^2 (H, factored in place) + the
- *     group's weights as F32 + its largest output tensor + loss samples;
- *   the pass that collects a group's input: 4 n^2 (H's lower triangle) +
- *     8 ctx n (a chunk's input as double for the sums) + the earlier
- *     groups' weights as F32 + the stored bytes of the others;
- *   output.weight: 8 E^2 + 4 V E + its stored bytes + its output bytes.
- * awq, awq+gptq add a second n^2 Hessian and a block's v and up as F32.
+ * gptq and awq add the largest of their stages (docs/gptq.md "Memory") on
+ * top of the hidden states, a block's kept activation (not for awq, which
+ * recomputes it), the engine for one chunk (one block's K/V cache), the
+ * text, its tokens and the tokenizer's tables; per group reading n inputs:
+ *   tokenizing the text: 30 bytes per byte (before the pipeline);
+ *   the pass collecting its input: the pages of H's lower triangle, one
+ *     panel of a chunk's H, the chunk as double, the group before as F32;
+ *   converting its weights: 8 n^2 (H whole) and one conversion step;
+ *   gptq's factor (8 n^2 and the band), sweep (8 n^2 less the half of H
+ *     given back, the members as F32, their blocks and loss samples, the
+ *     threads' tiles) and restore (8 n^2 and the samples);
+ *   awq's search: H, its scaled and float copies, the scaled weights and
+ *     values, the error rows, the members as F32, the producer it holds;
+ *     awq+gptq GPTQ's copy of H, awq the clipping copies;
+ *   output.weight: the same stages with its F32 copy throughout.
  * A directory input adds to gptq / awq its calibration model's header, the
  * one-row tensors, twice the bytes of one read (at most 32 MiB of stored
  * rows) and, on disk, the largest part (a block's, the embedding's or the
@@ -35,7 +39,7 @@
 
 typedef struct qf_quant_mem {
     uint64_t peak_rss;       /* bytes */
-    char peak_at[64];        /* the stage that sets it ("writer", "blk.3.ffn_down solve", ...) */
+    char peak_at[64];        /* the stage that sets it ("writer", "blk.3.ffn_down weights", ...) */
     uint64_t out_bytes;      /* the output file(s) */
     uint64_t tmp_bytes;      /* temporary files at their largest */
     uint64_t disk_peak;      /* output and temporary files at the fullest moment */

@@ -6,6 +6,7 @@
  * errors to stderr. Exit 0 ok, 1 failure, 2 usage error.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,20 +167,21 @@ static void usage(FILE *fp) {
             "are released as they are consumed. A directory input adds one more such chunk\n"
             "(its rows in the input type) and the source rows of one read (whole head groups).\n"
             "With --method gptq add, besides hidden states of 4 * chunks * ctx * n_embd bytes\n"
-            "(in RAM up to --mem-budget) and the engine's buffers, the largest of:\n"
-            "  solving a group of linears with n inputs: 8 * n^2 (the Hessian, factored in\n"
-            "  place) + the group's weights as F32 + one tensor's output blocks;\n"
-            "  collecting a group's inputs: 4 * n^2 + the block's weights as F32 + one\n"
-            "  panel of a chunk's Hessian (at most 64 MiB);\n"
-            "  output.weight: 8 * n_embd^2 + 4 * n_vocab * n_embd + its output blocks.\n"
+            "(in RAM up to --mem-budget), a block's kept activation and the engine's\n"
+            "buffers, the largest of (a group of linears with n inputs):\n"
+            "  collecting its inputs: 4 * n^2 (H's lower triangle) + the group before as\n"
+            "  F32 + one panel of a chunk's Hessian (at most 64 MiB);\n"
+            "  converting its weights, restoring H: 8 * n^2 + 64 MiB of rows / the losses' rows;\n"
+            "  the sweep: about 6 * n^2 + the group's weights as F32 + their output blocks;\n"
+            "  output.weight: the same with n = n_embd, + 4 * n_vocab * n_embd.\n"
             "Independent of depth: finished tensors go to a temporary file (disk: their\n"
             "size, plus one block's weights as F32; a directory input also one block's,\n"
             "or the embedding's, stored bytes, fetched in reads of at most 32 MiB, and\n"
             "twice one such read in RAM). Llama-3-70B widths (n = 28672 for\n"
-            "ffn_down): about 7.5 GiB. Mixture-of-experts models hold every expert's\n"
+            "ffn_down): about 6.6 GiB with 2 x 256 tokens (--dry-run prints it). Mixture-of-experts models hold every expert's\n"
             "weights of a block as F32. --dry-run prints the prediction for a given input.\n"
-            "--method awq / awq+gptq: as gptq, plus a second Hessian and a block's v and up\n"
-            "as F32.\n"
+            "--method awq / awq+gptq: as gptq, plus H's scaled and float copies (12 * n^2;\n"
+            "awq+gptq 20 * n^2), the scaled weights and the v or up it holds as F32.\n"
             "The MPI build (qforge-quantize-mpi, make MPI=1) splits gptq / awq calibration\n"
             "chunks across mpirun's ranks and gptq's solve by rows, same bytes for any\n"
             "count (docs/mpi.md); every rank then holds a group's Hessian (8 * n^2).\n");
@@ -406,10 +408,10 @@ static void print_json(const qf_quantize_opts *o, const qf_quantize_result *r, i
             fprintf(fp, "%s\n  {\"group\": ", i ? "," : "");
             qf_cli_json_str(fp, a->g[i].name);
             fprintf(fp, ", \"alpha\": %.2f, \"folded\": %s, \"no_tokens\": %s, \"loss_alpha0\": %.6g, \"loss\": %.6g, "
-                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f}",
+                    "\"gptq_compared\": %s, \"clipped\": %s, \"loss_final\": %.6g, \"seconds\": %.3f, \"cpu_seconds\": %.3f}",
                     a->g[i].alpha, a->g[i].folded ? "true" : "false", a->g[i].no_tokens ? "true" : "false", a->g[i].loss0,
                     a->g[i].loss, a->g[i].gptq_compared ? "true" : "false", a->g[i].clipped ? "true" : "false",
-                    a->g[i].loss_final, a->g[i].seconds);
+                    a->g[i].loss_final, a->g[i].seconds, a->g[i].cpu_seconds);
         }
         fprintf(fp, "]}");
     }
@@ -705,31 +707,22 @@ static int quantize_main(int argc, char **argv) {
     qf_quantize_opts_init(&o);
     o.method = QF_QUANT_METHOD_AUTO;
     const char *pos[3];
-    int n_pos = 0, quiet = 0, json = 0, dry = 0;
-    int64_t n_threads = 0;
-    qf_gptq_run_opts gopt;
-    memset(&gopt, 0, sizeof gopt);
-    qf_gptq_report grep_;
-    memset(&grep_, 0, sizeof grep_);
-    qf_awq_run_opts aopt;
-    memset(&aopt, 0, sizeof aopt);
+    int n_pos = 0, dry = 0;
+    qf_cli_common cli = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q | QF_CLI_JSON};
+    qf_gptq_run_opts gopt = {0};
+    qf_gptq_report grep_ = {0};
+    qf_awq_run_opts aopt = {0};
     aopt.alpha = -1;
-    qf_awq_report arep;
-    memset(&arep, 0, sizeof arep);
+    qf_awq_report arep = {0};
     qf_tensor_type_override *ovs = NULL;
     size_t n_ovs = 0;
     int rc;
     budget_args ba = {0, 0, 0, 4096, 512, NULL, NULL, 128, 8};
 
     for (int i = 1; i < argc; i++) {
-        qf_arg arg;
-        qf_arg_split(&arg, argc, argv, i);
-        const char *a = arg.name, *val = arg.val;
+        QF_ARG_BEGIN(&cli, usage);
 #define NEEDS_VALUE() NEED_VAL()
-        if (qf_cli_info_opt(PROG, a, usage)) {
-            free(ovs);
-            return 0;
-        } else if (!strcmp(a, "--imatrix")) {
+        if (!strcmp(a, "--imatrix")) {
             NEEDS_VALUE();
             o.imatrix_path = val;
         } else if (!strcmp(a, "--method")) {
@@ -791,8 +784,6 @@ static int quantize_main(int argc, char **argv) {
             if (parse_tensor_type(val, &ty)) return bad_tensor_type(a, val);
             if (!strcmp(a, "--output-tensor-type")) o.output_tensor_type = (int)ty;
             else o.token_embedding_type = (int)ty;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            THREADS(n_threads);
         } else if (!strcmp(a, "--pure")) {
             o.pure = 1;
         } else if (!strcmp(a, "--allow-requantize")) {
@@ -801,10 +792,6 @@ static int quantize_main(int argc, char **argv) {
             o.write_manifest = 1;
         } else if (!strcmp(a, "--fsync")) {
             o.fsync_output = 1;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            quiet = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
         } else if (!strcmp(a, "--dry-run")) {
             dry = 1;
         } else if (!strcmp(a, "--split-max-size")) {
@@ -837,17 +824,15 @@ static int quantize_main(int argc, char **argv) {
         } else if (!strcmp(a, "--sensitivity-cache")) {
             NEEDS_VALUE();
             ba.cache = val;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
         } else {
-            if (n_pos == 3) return qf_cli_usage(PROG, "unexpected argument '%s'", a);
-            pos[n_pos++] = a;
+            QF_ARG_POSITIONAL(pos, 3, &n_pos);
         }
         QF_ARG_END();
 #undef NEEDS_VALUE
     }
+    const int quiet = cli.quiet, json = cli.json;
     int threads;
-    if ((rc = qf_cli_threads(PROG, n_threads, &threads)) >= 0) return rc;
+    if ((rc = qf_cli_threads(PROG, cli.threads, &threads)) >= 0) return rc;
     o.n_threads = threads;
     gopt.n_threads = threads;
     if (ba.mode) {
@@ -979,6 +964,11 @@ static int quantize_main(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     qf_cli_wait_policy(argv);
+    /* buffers of 1 MiB or more get their own mapping, given back when freed:
+     * the peak RSS is then what is allocated at once (--dry-run's
+     * prediction), not freed scratch the heap keeps after glibc raised its
+     * threshold past the tokenizer's large buffers */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     qf_tmpfile_install(); /* a fatal signal removes the temp output files */
 #ifdef QF_MPI
     g_dist = qf_mpi_start(&argc, &argv, PROG);

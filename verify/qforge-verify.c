@@ -110,9 +110,10 @@ static void json_num(FILE *f, const char *fmt, double v) {
 typedef struct opts {
     const char *model, *base, *base_logits, *save_logits, *manifest;
     const char *text_file, *ids_file, *prompt;
-    int64_t n_ctx, n_batch, n_chunks, n_threads, n_generate, topk;
+    int64_t n_ctx, n_batch, n_chunks, n_generate, topk;
+    qf_cli_common cli;            /* -t, --json, --quiet */
     int threads;                  /* resolved: -t, OMP_NUM_THREADS or the cores */
-    int json, quiet, allow_long_ctx;
+    int allow_long_ctx;
     int kv_f16, act_f32;
     qf_gate gates[QF_GATE_COUNT];
     int n_gates;
@@ -169,7 +170,7 @@ static int run_generate(const opts *o, qf_model *m, qf_text *tx) {
         qf_cli_fail(PROG, "%s", err.msg);
         goto done;
     }
-    if (o->json) {
+    if (o->cli.json) {
         printf("{\"model\": ");
         qf_cli_json_str(stdout, o->model);
         printf(", \"prompt\": ");
@@ -404,11 +405,10 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->n_ctx = 512;
     o->n_generate = -1;
     o->topk = DEFAULT_TOPK;
-    int topk_given = 0;
+    o->cli.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q | QF_CLI_JSON;
+    int topk_given = 0, n_pos = 0;
     for (int i = 1; i < argc; i++) {
-        qf_arg arg;
-        qf_arg_split(&arg, argc, argv, i);
-        const char *a = arg.name, *val = arg.val;
+        QF_ARG_BEGIN(&o->cli, usage);
 #define GATE(gk)                                                                         \
         do {                                                                               \
             NEED_VAL();                                                                    \
@@ -422,9 +422,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->gates[slot] = g;                                                            \
             if (slot == o->n_gates) o->n_gates++;                                          \
         } while (0)
-        if (qf_cli_info_opt(PROG, a, usage)) {
-            return 0;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+        if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             NEED_VAL();
             o->text_file = val;
         } else if (!strcmp(a, "--tokens")) {
@@ -436,8 +434,6 @@ static int parse_args(int argc, char **argv, opts *o) {
             NUM(o->n_batch, 1);
         } else if (!strcmp(a, "--chunks")) {
             NUM(o->n_chunks, 1);
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            THREADS(o->n_threads);
         } else if (!strcmp(a, "--base")) {
             NEED_VAL();
             o->base = val;
@@ -478,16 +474,8 @@ static int parse_args(int argc, char **argv, opts *o) {
             else return qf_cli_usage(PROG, "--act takes llamacpp or f32, not '%s'", val);
         } else if (!strcmp(a, "--allow-long-ctx")) {
             o->allow_long_ctx = 1;
-        } else if (!strcmp(a, "--json")) {
-            o->json = 1;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            o->quiet = 1;
-        } else if (a[0] == '-' && a[1]) {
-            return qf_cli_usage(PROG, "unknown option '%s'", argv[i]);
-        } else if (!o->model) {
-            o->model = a;
         } else {
-            return qf_cli_usage(PROG, "unexpected argument '%s'", a);
+            QF_ARG_POSITIONAL(&o->model, 1, &n_pos);
         }
         QF_ARG_END();
 #undef GATE
@@ -510,7 +498,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             return qf_cli_usage(PROG, "--%s needs a base (--base BASE or --base-logits FILE)", qf_gate_name(o->gates[i].kind));
     if (o->manifest && qf_is_dir(o->model))
         return qf_cli_usage(PROG, "--manifest checks a GGUF file; %s is a directory", o->model);
-    return qf_cli_threads(PROG, o->n_threads, &o->threads);
+    return qf_cli_threads(PROG, o->cli.threads, &o->threads);
 }
 
 /* Token ids must index the model's embedding. */
@@ -535,26 +523,16 @@ int main(int argc, char **argv) {
     const double t_start = qf_now_seconds();
     int rc = 1;
     qf_err err = {0};
-    qf_model m, base;
-    memset(&m, 0, sizeof m);
-    memset(&base, 0, sizeof base);
-    qf_text tx, btx;
-    memset(&tx, 0, sizeof tx);
-    memset(&btx, 0, sizeof btx);
+    qf_model m = {0}, base = {0};
+    qf_text tx = {0}, btx = {0};
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    qf_model_source ms, bs;
-    memset(&ms, 0, sizeof ms);
-    memset(&bs, 0, sizeof bs);
-    qf_saved_logits saved;
-    memset(&saved, 0, sizeof saved);
+    qf_model_source ms = {0}, bs = {0};
+    qf_saved_logits saved = {0};
     saved.fd = -1;
-    qf_logits_tee tee;
-    memset(&tee, 0, sizeof tee);
-    compare_source cmp;
-    memset(&cmp, 0, sizeof cmp);
-    run r;
-    memset(&r, 0, sizeof r);
+    qf_logits_tee tee = {0};
+    compare_source cmp = {0};
+    run r = {0};
 
     /* 1. the manifest, before anything else */
     if (o.manifest) {
@@ -601,8 +579,8 @@ int main(int argc, char **argv) {
             goto done;
         }
     }
-    if ((rc = qf_cli_check_ctx(PROG, o.model, o.n_ctx, m.hp.n_ctx_train, o.allow_long_ctx, o.quiet)) ||
-        (o.base && (rc = qf_cli_check_ctx(PROG, o.base, o.n_ctx, base.hp.n_ctx_train, o.allow_long_ctx, o.quiet))))
+    if ((rc = qf_cli_check_ctx(PROG, o.model, o.n_ctx, m.hp.n_ctx_train, o.allow_long_ctx, o.cli.quiet)) ||
+        (o.base && (rc = qf_cli_check_ctx(PROG, o.base, o.n_ctx, base.hp.n_ctx_train, o.allow_long_ctx, o.cli.quiet))))
         goto done;
     rc = 1;
     if (o.base_logits && qf_saved_logits_open(&saved, o.base_logits, &err) < 0) {
@@ -654,7 +632,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     progress pg = {.n_ctx = o.n_ctx};
-    if (!o.quiet && isatty(STDERR_FILENO)) {
+    if (!o.cli.quiet && isatty(STDERR_FILENO)) {
         pp.progress = progress_tty;
         pp.progress_user = &pg;
     }
@@ -751,7 +729,7 @@ int main(int argc, char **argv) {
     r.gates_pass = 1;
     for (int i = 0; i < o.n_gates; i++) r.gates_pass &= qf_gate_eval(&o.gates[i], &fig);
     r.t_total = qf_now_seconds() - t_start;
-    if (o.json) print_json(&o, &r);
+    if (o.cli.json) print_json(&o, &r);
     else print_text(&o, &r);
     fflush(stdout);
     if (not_finite) {

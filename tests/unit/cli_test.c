@@ -66,4 +66,58 @@ static void test_parse_bytes(qf_test *t) {
     CHECK(t, qf_parse_size("0", &v) == -1, "split size 0 refused");
 }
 
-QF_TEST_MAIN(test_arg_split, test_threads_for, test_thread_count, test_parse_bytes)
+static void no_usage(FILE *fp) { fputs("usage: test\n", fp); }
+
+/* The shared options: taken only when the program accepts them, values
+ * consumed, usage errors (2) for a missing or out-of-range value and for a
+ * flag given "=value"; anything else is left to the program. */
+static void test_common_opt(qf_test *t) {
+    char *argv[] = {"prog", "-t", "3", "--threads=2", "-q", "--quiet", "--json", "--json=1", "-t", "0", "--ctx", "-t", NULL};
+    const int argc = 12;
+    qf_cli_common all = {.accept = QF_CLI_THREADS | QF_CLI_QUIET | QF_CLI_Q | QF_CLI_JSON};
+    qf_cli_common none = {0}, long_quiet = {.accept = QF_CLI_QUIET};
+    qf_arg g;
+    int i = 1;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == QF_CLI_TAKEN && all.threads == 3 && i == 2, "-t 3 (i %d)", i);
+    i = 3;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == QF_CLI_TAKEN && all.threads == 2 && i == 3, "--threads=2");
+    i = 4;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &long_quiet) == QF_CLI_OTHER && !long_quiet.quiet, "-q not accepted");
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == QF_CLI_TAKEN && all.quiet, "-q");
+    i = 5;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &long_quiet) == QF_CLI_TAKEN && long_quiet.quiet, "--quiet");
+    i = 6;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &none) == QF_CLI_OTHER && !none.json, "--json not accepted");
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == QF_CLI_TAKEN && all.json, "--json");
+    i = 7;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == 2, "--json=1 is a usage error");
+    i = 8;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == 2 && all.threads == 2, "-t 0 is a usage error");
+    i = 10;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == QF_CLI_OTHER && i == 10, "--ctx is the program's");
+    i = 11;
+    qf_arg_split(&g, argc, argv, i);
+    CHECK(t, qf_cli_common_opt("p", no_usage, &g, &i, &all) == 2, "-t without a value");
+}
+
+/* Positional arguments: in order up to the max, then a usage error; an
+ * unknown option is a usage error, "-" alone an argument. */
+static void test_positional(qf_test *t) {
+    const char *pos[2] = {NULL, NULL};
+    int n = 0;
+    CHECK(t, qf_cli_positional("p", "a", pos, 2, &n) == QF_CLI_TAKEN && n == 1 && !strcmp(pos[0], "a"), "first");
+    CHECK(t, qf_cli_positional("p", "-", pos, 2, &n) == QF_CLI_TAKEN && n == 2 && !strcmp(pos[1], "-"), "'-' is an argument");
+    CHECK(t, qf_cli_positional("p", "c", pos, 2, &n) == 2 && n == 2, "one too many");
+    n = 0;
+    CHECK(t, qf_cli_positional("p", "--bogus=1", pos, 2, &n) == 2 && n == 0, "unknown option");
+}
+
+QF_TEST_MAIN(test_arg_split, test_threads_for, test_thread_count, test_parse_bytes, test_common_opt, test_positional)
