@@ -109,7 +109,7 @@ $(B)/tools/%: %.c $(LIBS)
 # The kernels' other instruction-set paths, which a native build on this
 # machine would not run: AVX2 without AVX-512/VNNI, and plain x86-64 (the
 # portable fallbacks). Only their unit tests are built (a few seconds).
-KERNEL_TESTS = quants_test kquant_test quantize_search_test matmul_q8_test engine_test numfmt_test fp8_test gptq_test
+KERNEL_TESTS = quants_test kquant_test iq_search_test quantize_search_test matmul_q8_test engine_test numfmt_test fp8_test gptq_test
 ifeq ($(shell uname -m),x86_64)
 VARIANTS = build-avx2:-march=native~-mno-avx512f~-mno-avxvnni build-x86-64:-march=x86-64
 endif

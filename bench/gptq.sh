@@ -14,7 +14,8 @@
 #     is the cached F16 GGUF; other depths are generated with the same shape
 #     and converted once into WORK); goal < 2 GiB and independent of depth;
 #   - --method awq and awq+gptq on the deepest model: wall, peak RSS, and
-#     their forward / search seconds, next to gptq's.
+#     their forward / search seconds, next to gptq's (AWQ_METHODS="gptq awq"
+#     leaves out awq+gptq).
 # The machine's load is recorded (bench/lib.sh); re-run on a quiet machine
 # with the same command.
 #
@@ -67,7 +68,7 @@ for rep in $(seq 1 "$REPS"); do
   for L in $LAYERS; do
     model_for "$L"
     methods=gptq
-    [ "$L" = "$deepest" ] && want awq && methods="gptq awq awq+gptq"
+    [ "$L" = "$deepest" ] && want awq && methods=${AWQ_METHODS:-gptq awq awq+gptq}
     for m in $methods; do
       want gptq || [ "$m" != gptq ] || continue
       rm -f "$out"

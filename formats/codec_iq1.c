@@ -105,21 +105,8 @@ static int iq1_grid_index(const int8_t *L, const float *x, const float *w, float
     *on_grid = gi >= 0;
     if (gi >= 0) return gi;
     const uint16_t *nb = iq1_ix.neighbours + (-gi - 1);
-    float best_d2 = FLT_MAX;
-    int best = nb[1]; /* ggml scans the whole grid (reading past x) when every d2 is NaN or inf */
-    for (int n = 1; n <= nb[0]; ++n) {
-        const uint8_t *lev = iq1_ix.lev[nb[n]];
-        float d2 = 0.f;
-        for (int j = 0; j < 8; ++j) {
-            const float diff = scale * xx[lev[j]] - x[j];
-            d2 += w[j] * diff * diff;
-        }
-        if (d2 < best_d2) {
-            best_d2 = d2;
-            best = nb[n];
-        }
-    }
-    return best;
+    const float v[8] = {scale * xx[0], scale * xx[1], scale * xx[2]};
+    return nb[1 + iq_best_candidate(iq1_ix.lev[0], 8, 0, nb + 1, nb[0], v, x, w)];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -166,6 +153,8 @@ void dequantize_row_iq1_m_ref(const block_iq1_m *x, float *y, int64_t k) {
 /* The shifted levels: x_p = {-1, 0, 1} + 1/8 (delta bit clear), x_m = - 1/8. */
 static const float iq1_xp[3] = {-1 + QF_IQ1_DELTA, QF_IQ1_DELTA, 1 + QF_IQ1_DELTA};
 static const float iq1_xm[3] = {-1 - QF_IQ1_DELTA, -QF_IQ1_DELTA, 1 - QF_IQ1_DELTA};
+static const float iq1_xx[2][3] = {{-1 + QF_IQ1_DELTA, QF_IQ1_DELTA, 1 + QF_IQ1_DELTA},
+                                   {-1 - QF_IQ1_DELTA, -QF_IQ1_DELTA, 1 - QF_IQ1_DELTA}};
 
 typedef struct {
     float x;
@@ -196,6 +185,24 @@ static void iq1_split_levels(const iq1_pair *p, int n, int i1, int i2, int8_t *L
 /* IQ1_S                                                                    */
 /* ------------------------------------------------------------------------ */
 
+void iq1_s_scan_ref(const float *sumx, const float *sumw, int i1, const float xx[2][3], iq1_split_best *b) {
+    for (int i2 = i1; i2 <= 32; ++i2) {
+        for (int s = 0; s < 2; ++s) {
+            const float *x = xx[s];
+            const float sumqx = (sumx[i1] - sumx[0]) * x[0] + (sumx[i2] - sumx[i1]) * x[1] + (sumx[32] - sumx[i2]) * x[2];
+            const float sumq2 = (sumw[i1] - sumw[0]) * x[0] * x[0] + (sumw[i2] - sumw[i1]) * x[1] * x[1] +
+                                (sumw[32] - sumw[i2]) * x[2] * x[2];
+            if (sumq2 > 0 && sumqx * sumqx > b->best_score * sumq2) {
+                b->scale = sumqx / sumq2;
+                b->best_score = b->scale * sumqx;
+                b->best1 = i1;
+                b->best2 = i2;
+                b->best_shift = s ? -1 : 1;
+            }
+        }
+    }
+}
+
 /* One 32-weight sub-block of IQ1_S (ggml quantize_row_iq1_s_impl): the
  * weights sorted, every split i1 <= i2 of the sorted order into the levels
  * -1, 0, 1, each with shift +1/8 and -1/8, scored by the weighted
@@ -206,34 +213,19 @@ static void iq1_split_levels(const iq1_pair *p, int n, int i1, int i2, int8_t *L
  * gets +1 or -1. */
 static float iq1_s_sub_block(const float *xb, const float *weight, float max, block_iq1_s *y, int ib, int *shift) {
     iq1_pair p[32];
-    float sumx[33], sumw[33];
+    float sumx[33 + 8] = {0}, sumw[33 + 8] = {0};
     int8_t L[32];
     iq1_sort(xb, 32, p);
-    sumx[0] = sumw[0] = 0.f;
     for (int j = 0; j < 32; ++j) {
         const int i = p[j].i;
         sumx[j + 1] = sumx[j] + weight[i] * xb[i];
         sumw[j + 1] = sumw[j] + weight[i];
     }
-    float best_score = -FLT_MAX, scale = max;
-    int best1 = 0, best2 = 0, best_shift = 1;
-    for (int i1 = 0; i1 <= 32; ++i1) {
-        for (int i2 = i1; i2 <= 32; ++i2) {
-            for (int s = 0; s < 2; ++s) {
-                const float *xx = s ? iq1_xm : iq1_xp;
-                const float sumqx = (sumx[i1] - sumx[0]) * xx[0] + (sumx[i2] - sumx[i1]) * xx[1] + (sumx[32] - sumx[i2]) * xx[2];
-                const float sumq2 = (sumw[i1] - sumw[0]) * xx[0] * xx[0] + (sumw[i2] - sumw[i1]) * xx[1] * xx[1] +
-                                    (sumw[32] - sumw[i2]) * xx[2] * xx[2];
-                if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
-                    scale = sumqx / sumq2;
-                    best_score = scale * sumqx;
-                    best1 = i1;
-                    best2 = i2;
-                    best_shift = s ? -1 : 1;
-                }
-            }
-        }
-    }
+    iq1_split_best b = {-FLT_MAX, max, 0, 0, 1};
+    for (int i1 = 0; i1 <= 32; ++i1) iq1_s_scan(sumx, sumw, i1, iq1_xx, &b);
+    float scale = b.scale;
+    const int best1 = b.best1, best2 = b.best2;
+    int best_shift = b.best_shift;
     iq1_split_levels(p, 32, best1, best2, L);
     if (scale < 0) {
         for (int j = 0; j < 32; ++j) L[j] = (int8_t)(2 - L[j]);

@@ -64,6 +64,22 @@ int qf_quantize_row_iq1_s(const float *x, block_iq1_s *y, int64_t k, const float
 /* ggml quantize_iq1_m: weights x^2 without qw. Returns 0, or -1 as above. */
 int qf_quantize_row_iq1_m(const float *x, block_iq1_m *y, int64_t k, const float *qw);
 
+/* The split search of IQ1_S's quantizer, one row of it: the splits
+ * (i1, i2), i2 = i1..32, of a sorted 32-weight sub-block with prefix sums
+ * sumx[0..32] (of w x) and sumw[0..32] (of w), each scored for the two level
+ * sets xx[s] (s = 0: levels -1, 0, 1 + 1/8; s = 1: - 1/8) in the order
+ * (i2, s): sumqx = P x0 + Q x1 + R x2 and sumq2 = P' x0^2 + ..., a split
+ * replacing the best when sumq2 > 0 and sumqx^2 > best_score * sumq2
+ * (then scale = sumqx / sumq2, best_score = scale * sumqx). The arrays hold
+ * 8 floats past index 32 (read, unused). iq1_s_scan is the AVX2 version,
+ * bit-identical. */
+typedef struct {
+    float best_score, scale;
+    int best1, best2, best_shift;
+} iq1_split_best;
+void iq1_s_scan_ref(const float *sumx, const float *sumw, int i1, const float xx[2][3], iq1_split_best *b);
+void iq1_s_scan(const float *sumx, const float *sumw, int i1, const float xx[2][3], iq1_split_best *b);
+
 /* Row quantizers for the traits table (ggml_types.c). */
 struct qk_kernels;
 void qk_from_float_iq1_s(const struct qk_kernels *kk, const float *x, void *y, int64_t n, const float *qw);

@@ -63,6 +63,28 @@ static void iq4_nl_fit(const float *x, const float *w, float id, uint8_t *L, flo
     *sumq2 = sq2;
 }
 
+void qf_iq4_nl_fit16_ref(const float *x, const float *w, const float id[16], float sumqx[16], float sumq2[16]) {
+    for (int t = 0; t < 16; ++t) iq4_nl_fit(x, w, id[t], NULL, &sumqx[t], &sumq2[t]);
+}
+
+/* The scale search shared by IQ4_NL and IQ4_XS on one block of 32 with
+ * weights w and signed absmax max: d = sumqx/sumq2 at the inverse scale
+ * -kvalues[0]/max, then the 15 inverse scales (itry + kvalues[0])/max,
+ * itry = -7..7, replacing it when sumqx^2 > best * sumq2, in that order. */
+static float iq4_nl_scale_search(const float *x, const float *w, float max) {
+    float id[16], sumqx[16], sumq2[16];
+    id[0] = 1.f / (-max / (float)kvalues_iq4nl[0]);
+    for (int itry = -7; itry <= 7; ++itry) id[itry + 8] = (float)(itry + kvalues_iq4nl[0]) / max;
+    qf_iq4_nl_fit16(x, w, id, sumqx, sumq2);
+    float d = sumqx[0] / sumq2[0], best = d * sumqx[0];
+    for (int t = 1; t < 16; ++t)
+        if (sumq2[t] > 0 && sumqx[t] * sumqx[t] > best * sumq2[t]) {
+            d = sumqx[t] / sumq2[t];
+            best = d * sumqx[t];
+        }
+    return d;
+}
+
 /* One block of 32. Weights: x^2 without an imatrix, else
  * qw * sqrt(sigma2 + x^2) with sigma2 = 2 * mean x^2 of the block. The scale
  * starts at d = max/127 (the largest-magnitude element on level -127, with
@@ -83,21 +105,7 @@ static void iq4_nl_block(const float *x, const float *qw, block_iq4_nl *y) {
         for (int j = 0; j < QK4_NL; ++j) w[j] = x[j] * x[j];
     }
     const float max = qk_signed_absmax(x, QK4_NL), amax = fabsf(max);
-    float d = 0.f;
-    if (amax >= QK_GROUP_MAX_EPS) {
-        const float v0 = (float)kvalues_iq4nl[0];
-        float sumqx, sumq2;
-        iq4_nl_fit(x, w, 1.f / (-max / v0), NULL, &sumqx, &sumq2);
-        d = sumqx / sumq2;
-        float best = d * sumqx;
-        for (int itry = -7; itry <= 7; ++itry) {
-            iq4_nl_fit(x, w, (float)(itry + kvalues_iq4nl[0]) / max, NULL, &sumqx, &sumq2);
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                d = sumqx / sumq2;
-                best = d * sumqx;
-            }
-        }
-    }
+    const float d = amax >= QK_GROUP_MAX_EPS ? iq4_nl_scale_search(x, w, max) : 0.f;
     y->d = f2h(d);
     const float id = d != 0.f ? 1.f / d : 0.f; /* NaN d (all weights 0) stays NaN, as in ggml */
     for (int j = 0; j < QK4_NL; ++j) L[j] = (uint8_t)qf_iq4_nl_nearest(id * x[j]);
@@ -144,17 +152,7 @@ void dequantize_row_iq4_xs_ref(const block_iq4_xs *x, float *y, int64_t k) {
 static float iq4_xs_sub_scale(const float *x, const float *w) {
     const float max = qk_signed_absmax(x, 32);
     if (fabsf(max) < QK_GROUP_MAX_EPS) return 0.f;
-    float sumqx, sumq2;
-    iq4_nl_fit(x, w, 1.f / (-max / (float)kvalues_iq4nl[0]), NULL, &sumqx, &sumq2);
-    float d = sumqx / sumq2, best = d * sumqx;
-    for (int itry = -7; itry <= 7; ++itry) {
-        iq4_nl_fit(x, w, (float)(itry + kvalues_iq4nl[0]) / max, NULL, &sumqx, &sumq2);
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            d = sumqx / sumq2;
-            best = d * sumqx;
-        }
-    }
-    return d;
+    return iq4_nl_scale_search(x, w, max);
 }
 
 /* One super-block: the eight sub-block scales are searched as in IQ4_NL

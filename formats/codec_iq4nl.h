@@ -64,6 +64,13 @@ static inline int qf_iq4_nl_nearest(float v) {
     return l;
 }
 
+/* The 16 trial fits of the IQ4_NL/IQ4_XS scale search on one block of 32:
+ * for each inverse scale id[t], sumqx[t] = sum w q x and sumq2[t] = sum w q^2
+ * over j = 0..31 in order, q = kvalues_iq4nl[qf_iq4_nl_nearest(id[t] x_j)].
+ * qf_iq4_nl_fit16 is the AVX2 version (one trial per lane), bit-identical. */
+void qf_iq4_nl_fit16_ref(const float *x, const float *w, const float id[16], float sumqx[16], float sumq2[16]);
+void qf_iq4_nl_fit16(const float *x, const float *w, const float id[16], float sumqx[16], float sumq2[16]);
+
 /* Row quantizers for the traits table (ggml_types.c), one signature for all
  * types: n elements of x into y with the scale-search kernel set kk
  * (codec_kernels.h); qw = the imatrix row, or NULL for ggml's reference

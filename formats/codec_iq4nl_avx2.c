@@ -38,9 +38,39 @@ void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t k) {
     }
 }
 
+/* kvalues_iq4nl[qf_iq4_nl_nearest(v)] for 8 lanes: the level of the last
+ * midpoint at or below v (15 for NaN), as float. */
+static inline __m256 iq4_nl_value8(__m256 v) {
+    __m256 q = _mm256_set1_ps((float)kvalues_iq4nl[0]);
+    for (int i = 0; i < 15; ++i)
+        q = _mm256_blendv_ps(q, _mm256_set1_ps((float)kvalues_iq4nl[i + 1]),
+                             _mm256_cmp_ps(v, _mm256_set1_ps(qf_iq4_nl_midpoints[i]), _CMP_GE_OQ));
+    return _mm256_blendv_ps(q, _mm256_set1_ps((float)kvalues_iq4nl[15]), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+void qf_iq4_nl_fit16(const float *x, const float *w, const float id[16], float sumqx[16], float sumq2[16]) {
+    for (int h = 0; h < 16; h += 8) {
+        const __m256 idv = _mm256_loadu_ps(id + h);
+        __m256 sqx = _mm256_setzero_ps(), sq2 = _mm256_setzero_ps();
+        for (int j = 0; j < QK4_NL; ++j) {
+            const __m256 xj = _mm256_set1_ps(x[j]);
+            const __m256 q = iq4_nl_value8(_mm256_mul_ps(idv, xj));
+            const __m256 wq = _mm256_mul_ps(_mm256_set1_ps(w[j]), q);
+            sqx = _mm256_add_ps(sqx, _mm256_mul_ps(wq, xj));
+            sq2 = _mm256_add_ps(sq2, _mm256_mul_ps(wq, q));
+        }
+        _mm256_storeu_ps(sumqx + h, sqx);
+        _mm256_storeu_ps(sumq2 + h, sq2);
+    }
+}
+
 #else
 
 void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k) { dequantize_row_iq4_nl_ref(x, y, k); }
 void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t k) { dequantize_row_iq4_xs_ref(x, y, k); }
+
+void qf_iq4_nl_fit16(const float *x, const float *w, const float id[16], float sumqx[16], float sumq2[16]) {
+    qf_iq4_nl_fit16_ref(x, w, id, sumqx, sumq2);
+}
 
 #endif

@@ -235,25 +235,34 @@ static void iq3s_index_init(void) {
     iq3_index_build(&iq3s_index, qf_iq3s_grid, 512, 3, iq3s_neighbours, IQ3S_NEIGHBOURS_CAP);
 }
 
-/* Among the neighbours nb[1..nb[0]] of an off-grid point, the grid point g
- * (a row of dim level bytes of grid) minimising sum w_i (scale*g_i - x_i)^2,
- * the first on ties; its levels (g-1)/2 go to L. */
-static int best_neighbour(const uint8_t *grid, int dim, const uint16_t *nb, const float *xval, const float *w,
-                          float scale, int8_t *L) {
+int iq_best_candidate_ref(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                          const float *x, const float *w) {
     float best_d2 = FLT_MAX;
-    int best = nb[1];
-    for (int j = 1; j <= nb[0]; ++j) {
-        const int8_t *pg = (const int8_t *)grid + (size_t)nb[j] * dim;
+    int best = 0;
+    for (int j = 0; j < n; ++j) {
+        const uint8_t *pg = grid + (size_t)cand[j] * dim;
         float d2 = 0.f;
         for (int i = 0; i < dim; ++i) {
-            const float diff = scale * (float)pg[i] - xval[i];
+            const float diff = v[pg[i] >> shift] - x[i];
             d2 += w[i] * diff * diff;
         }
         if (d2 < best_d2) {
             best_d2 = d2;
-            best = nb[j];
+            best = j;
         }
     }
+    return best;
+}
+
+/* Among the neighbours nb[1..nb[0]] of an off-grid point, the grid point g
+ * (a row of dim level bytes 2l+1 of grid) minimising sum w_i (scale*g_i -
+ * x_i)^2, the first on ties (iq_best_candidate over the values
+ * scale * (2l+1)); its levels (g-1)/2 go to L. */
+static int best_neighbour(const uint8_t *grid, int dim, const uint16_t *nb, const float *xval, const float *w,
+                          float scale, int8_t *L) {
+    float v[8];
+    for (int l = 0; l < 8; ++l) v[l] = scale * (float)(2 * l + 1);
+    const int best = nb[1 + iq_best_candidate(grid, dim, 1, nb + 1, nb[0], v, xval, w)];
     const int8_t *pg = (const int8_t *)grid + (size_t)best * dim;
     for (int i = 0; i < dim; ++i) L[i] = (int8_t)((pg[i] - 1) / 2);
     return best;

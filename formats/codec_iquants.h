@@ -127,6 +127,25 @@ float iq_trial_scales(const iq_grid *g, const float *weight, const float *xval, 
  * scale (unchanged when sum w q^2 is 0). */
 float iq_regrid(const iq_grid *g, const float *weight, const float *xval, const float *waux, int n, float scale,
                 const int *keep, int8_t *L);
+/* The grid-point search of the i-quant quantizers: among the n >= 1
+ * candidates cand[0..n) (rows of dim = 4 or 8 bytes of grid, level
+ * l_i = byte_i >> shift, l_i < 8), the position of the one minimising
+ * d2 = sum_i w_i (v[l_i] - x_i)^2 (summed i = 0..dim-1 from 0, each term
+ * (w_i * diff) * diff), the first on ties; 0 when no d2 is below FLT_MAX
+ * (all NaN or huge). iq_best_candidate is the AVX2 (AVX-512) version,
+ * bit-identical: each candidate's sum in its own lane. */
+int iq_best_candidate_ref(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                          const float *x, const float *w);
+int iq_best_candidate(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                      const float *x, const float *w);
+#if defined(__AVX2__)
+int iq_best_candidate_avx2(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                           const float *x, const float *w);
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+int iq_best_candidate_avx512(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                             const float *x, const float *w);
+#endif
 /* 1 when every one of the n on_grid flags is set. */
 int iq_all_on_grid(const int *on_grid, int n);
 /* The grid index of the group levels L[dim] (on the grid after a search;

@@ -2,6 +2,8 @@
  * (codec_iquants.h), bit-identical to the _ref ones. */
 #include "codec_iquants.h"
 
+#include <float.h>
+#include <limits.h>
 #include <string.h>
 
 #include "codec_avx2.h"
@@ -57,10 +59,102 @@ void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k) {
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* The grid-point search (iq_best_candidate)                                */
+/* ------------------------------------------------------------------------ */
+
+/* The smallest of the 8 floats of v. */
+static inline float hmin8(__m256 v) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* The smallest of the 8 int32 lanes of v. */
+static inline int hmin8_epi32(__m256i v) {
+    __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_min_epi32(m, _mm_shuffle_epi32(m, 0x4E));
+    m = _mm_min_epi32(m, _mm_shuffle_epi32(m, 0xB1));
+    return _mm_cvtsi128_si32(m);
+}
+
+/* The level bytes of dimension i of 8 candidate rows of 8 bytes, rows
+ * c0..c3 in a and c4..c7 in b, as int32 lanes in the order
+ * c0 c1 c4 c5 c2 c3 c6 c7. */
+static inline __m256i rows8_dim(__m256i a, __m256i b, int i) {
+    const __m256i z = _mm256_set1_epi8(-128), bi = _mm256_set1_epi8((char)i);
+    const __m256i ca = _mm256_setr_epi8(0, -128, -128, -128, 8, -128, -128, -128, -128, -128, -128, -128, -128, -128,
+                                        -128, -128, 0, -128, -128, -128, 8, -128, -128, -128, -128, -128, -128, -128,
+                                        -128, -128, -128, -128);
+    const __m256i cb = _mm256_alignr_epi8(ca, z, 8); /* the same bytes moved to dwords 2, 3 */
+    return _mm256_or_si256(_mm256_shuffle_epi8(a, _mm256_add_epi8(ca, bi)),
+                           _mm256_shuffle_epi8(b, _mm256_add_epi8(cb, bi)));
+}
+
+int iq_best_candidate_avx2(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                           const float *x, const float *w) {
+    const __m256 vt = _mm256_loadu_ps(v);
+    const __m128i sh = _mm_cvtsi32_si128(shift);
+    const __m256i order = dim == 8 ? _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7) : _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 best = _mm256_set1_ps(FLT_MAX);
+    __m256i best_pos = _mm256_set1_epi32(INT_MAX);
+    uint16_t pad[8];
+    for (int j0 = 0; j0 < n; j0 += 8) {
+        const uint16_t *c = cand + j0;
+        if (n - j0 < 8) { /* the tail padded with candidate 0, which wins every tie with its copies */
+            for (int k = 0; k < 8; ++k) pad[k] = cand[j0 + k < n ? j0 + k : 0];
+            c = pad;
+        }
+        const __m256i idx = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)c));
+        __m256 d2 = _mm256_setzero_ps();
+        if (dim == 8) {
+            const __m256i a = _mm256_i32gather_epi64((const long long *)grid, _mm256_castsi256_si128(idx), 8);
+            const __m256i b = _mm256_i32gather_epi64((const long long *)grid, _mm256_extracti128_si256(idx, 1), 8);
+            for (int i = 0; i < 8; ++i) {
+                const __m256i l = _mm256_srl_epi32(rows8_dim(a, b, i), sh);
+                const __m256 diff = _mm256_sub_ps(_mm256_permutevar8x32_ps(vt, l), _mm256_set1_ps(x[i]));
+                d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
+            }
+        } else {
+            const __m256i r = _mm256_i32gather_epi32((const int *)grid, idx, 4);
+            for (int i = 0; i < 4; ++i) {
+                const __m256i byte = _mm256_and_si256(_mm256_srl_epi32(r, _mm_cvtsi32_si128(8 * i)), _mm256_set1_epi32(0xFF));
+                const __m256i l = _mm256_srl_epi32(byte, sh);
+                const __m256 diff = _mm256_sub_ps(_mm256_permutevar8x32_ps(vt, l), _mm256_set1_ps(x[i]));
+                d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
+            }
+        }
+        const __m256 lt = _mm256_cmp_ps(d2, best, _CMP_LT_OQ);
+        best = _mm256_blendv_ps(best, d2, lt);
+        best_pos = _mm256_blendv_epi8(best_pos, _mm256_add_epi32(order, _mm256_set1_epi32(j0)), _mm256_castps_si256(lt));
+    }
+    const float m = hmin8(best);
+    if (!(m < FLT_MAX)) return 0;
+    const __m256 eq = _mm256_cmp_ps(best, _mm256_set1_ps(m), _CMP_EQ_OQ);
+    return hmin8_epi32(_mm256_blendv_epi8(_mm256_set1_epi32(INT_MAX), best_pos, _mm256_castps_si256(eq)));
+}
+
+/* Short lists of groups of 4 stay scalar (the vector setup costs as much as
+ * the few sums); up to 8 candidates take one AVX2 vector, more the AVX-512
+ * version where compiled in. */
+int iq_best_candidate(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                      const float *x, const float *w) {
+    if (dim == 4 && n <= 8) return iq_best_candidate_ref(grid, dim, shift, cand, n, v, x, w);
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (n > 8) return iq_best_candidate_avx512(grid, dim, shift, cand, n, v, x, w);
+#endif
+    return iq_best_candidate_avx2(grid, dim, shift, cand, n, v, x, w);
+}
+
 #else
 
 void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k) { dequantize_row_iq3_s_ref(x, y, k); }
 void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k) { dequantize_row_iq3_xxs_ref(x, y, k); }
 void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k) { dequantize_row_iq2_xxs_ref(x, y, k); }
+int iq_best_candidate(const uint8_t *grid, int dim, int shift, const uint16_t *cand, int n, const float v[8],
+                      const float *x, const float *w) {
+    return iq_best_candidate_ref(grid, dim, shift, cand, n, v, x, w);
+}
 
 #endif

@@ -355,7 +355,10 @@ static void gemv_rows_f16(const uint8_t *src, size_t stride, const float *x, int
 #pragma GCC unroll 4
     for (int i = 0; i < GR; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t k = 0; k < full; k += 8) {
-        const __m256 xv = _mm256_loadu_ps(x + k);
+        __m256 xv = _mm256_loadu_ps(x + k);
+#ifdef __GNUC__
+        __asm__("" : "+x"(xv)); /* one load for all rows, not a memory operand per row */
+#endif
 #pragma GCC unroll 4
         for (int i = 0; i < GR; i++)
             acc[i] = _mm256_fmadd_ps(xv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i * stride) + k / 8)), acc[i]);

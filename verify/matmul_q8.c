@@ -778,7 +778,7 @@ static void gemv_prep(uint32_t type, const uint8_t *a, int64_t n, __m256i *out) 
     }
 }
 
-/* Q8_0, Q4_0 (bias 8) and Q4_1 (unsigned with a min): y[r] for NR rows of n
+/* Q8_0 and Q4_1 (unsigned with a min): y[r] for NR rows of n
  * elements `stride` bytes apart; `type` and NR are constants at each call. */
 static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int NR, const uint8_t *rows,
                                                                 size_t stride, const uint8_t *a, const __m256i *xb,
@@ -807,17 +807,12 @@ static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int
                 lanes = dot4_acc(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
                 wd = h2f(x->d);
             } else {
-                const uint8_t *qs = type == GGML_TYPE_Q4_0 ? ((const block_q4_0 *)row + b)->qs : ((const block_q4_1 *)row + b)->qs;
+                const uint8_t *qs = ((const block_q4_1 *)row + b)->qs;
                 /* the 16 bytes in both halves, the high half shifted by 4: low nibbles | high nibbles */
                 const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
                 const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(v, nib_shift), m4);
-                if (type == GGML_TYPE_Q4_0) { /* (u - 8) . x = u . x - 8 sum(x) */
-                    lanes = dot4_acc(xb[b], u, xq);
-                    wd = h2f(((const block_q4_0 *)row + b)->d);
-                } else {
-                    lanes = dot4_acc(_mm256_setzero_si256(), u, xq);
-                    wd = h2f(((const block_q4_1 *)row + b)->d);
-                }
+                lanes = dot4_acc(_mm256_setzero_si256(), u, xq);
+                wd = h2f(((const block_q4_1 *)row + b)->d);
             }
             acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(wd), _mm256_set1_ps(xdb)), _mm256_cvtepi32_ps(lanes), acc[r]);
             if (type == GGML_TYPE_Q4_1) summ[r] = summ[r] + h2f(((const block_q4_1 *)row + b)->m) * xs[b];
@@ -828,6 +823,73 @@ static inline __attribute__((always_inline)) void gemv_legacy(uint32_t type, int
         const float v = hsum8(acc[r]);
         y[r * ys] = type == GGML_TYPE_Q4_1 ? v + summ[r] : v;
     }
+}
+
+/* Q4_0 rows against a Q8_0 row. The block scales d_w * d_x are taken
+ * Q4_0_CHUNK blocks at a time: the F16 d_w of each row gathered by integer
+ * loads, converted and multiplied by the d_x in one vector step, and read back
+ * by the FMAs as broadcasts from memory. Each row gets kernel32's products
+ * d_w * d_x, lane sums and FMAs in its order (the same bits); per block the
+ * vector pipes only unpack the nibbles, take the integer dot, convert and FMA. */
+#define Q4_0_CHUNK 8
+static inline __attribute__((always_inline)) __m128i q4_0_d8(const uint8_t *row, int64_t b0, int nc) {
+    uint64_t h0 = 0, h1 = 0;
+#pragma GCC unroll 8
+    for (int j = 0; j < nc; j++) {
+        uint16_t d;
+        memcpy(&d, &((const block_q4_0 *)row + b0 + j)->d, 2);
+        if (j < 4) h0 |= (uint64_t)d << (16 * j);
+        else h1 |= (uint64_t)d << (16 * (j - 4));
+    }
+#ifdef __GNUC__
+    /* keeps the gather in integer registers: the compiler would otherwise build it with vector shuffles */
+    __asm__("" : "+r"(h0), "+r"(h1));
+#endif
+    return _mm_set_epi64x((long long)h1, (long long)h0);
+}
+
+static inline __attribute__((always_inline)) void gemv_q4_0(int NR, const uint8_t *rows, size_t stride,
+                                                              const uint8_t *a, const __m256i *xb, int64_t n, float *y,
+                                                              int64_t ys) {
+    const int64_t nb = n / 32;
+    const float *xd = (const float *)(a + n);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), nib_shift = _mm256_set_epi64x(4, 4, 0, 0);
+    __m256 acc[GEMV_ROWS];
+    _Alignas(32) float s[GEMV_ROWS][Q4_0_CHUNK];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += Q4_0_CHUNK) {
+        const int nc = nb - b0 < Q4_0_CHUNK ? (int)(nb - b0) : Q4_0_CHUNK;
+        if (nc == Q4_0_CHUNK) {
+            const __m256 xdv = _mm256_loadu_ps(xd + b0);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+                _mm256_store_ps(s[r], _mm256_mul_ps(_mm256_cvtph_ps(q4_0_d8(rows + (size_t)r * stride, b0, Q4_0_CHUNK)), xdv));
+        } else { /* the last, partial chunk */
+            _Alignas(32) float t[Q4_0_CHUNK] = {0};
+            memcpy(t, xd + b0, (size_t)nc * sizeof(float));
+            for (int r = 0; r < NR; r++)
+                _mm256_store_ps(s[r], _mm256_mul_ps(_mm256_cvtph_ps(q4_0_d8(rows + (size_t)r * stride, b0, nc)), _mm256_load_ps(t)));
+        }
+        for (int j = 0; j < nc; j++) {
+            const int64_t b = b0 + j;
+            __m256i xq = _mm256_loadu_si256((const __m256i *)(a + 32 * b)), bias = xb[b];
+#ifdef __GNUC__
+            __asm__("" : "+x"(xq), "+x"(bias)); /* one load each for all rows, not a memory operand per row */
+#endif
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                const block_q4_0 *x = (const block_q4_0 *)(rows + (size_t)r * stride) + b;
+                /* the 16 bytes in both halves, the high half shifted by 4: low nibbles | high nibbles */
+                const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
+                const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(v, nib_shift), m4);
+                const __m256i lanes = dot4_acc(bias, u, xq); /* (u - 8) . x = u . x - 8 sum(x) */
+                acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[r][j]), _mm256_cvtepi32_ps(lanes), acc[r]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) y[r * ys] = hsum8(acc[r]);
 }
 
 /* The eight 6-bit scales and mins of a Q4_K super-block from its 12 packed
@@ -953,7 +1015,7 @@ static inline __attribute__((always_inline)) void gemv_rows(uint32_t type, int N
     case GGML_TYPE_Q4_K: gemv_q4K(NR, rows, stride, a, n, y, ys); break;
     case GGML_TYPE_Q6_K: gemv_q6K(NR, rows, stride, a, xb, n, y, ys); break;
     case GGML_TYPE_Q8_0: gemv_legacy(GGML_TYPE_Q8_0, NR, rows, stride, a, xb, n, y, ys); break;
-    case GGML_TYPE_Q4_0: gemv_legacy(GGML_TYPE_Q4_0, NR, rows, stride, a, xb, n, y, ys); break;
+    case GGML_TYPE_Q4_0: gemv_q4_0(NR, rows, stride, a, xb, n, y, ys); break;
     default: gemv_legacy(GGML_TYPE_Q4_1, NR, rows, stride, a, xb, n, y, ys); break;
     }
 }

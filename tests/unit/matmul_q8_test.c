@@ -175,6 +175,41 @@ static void test_fast_matches_reference(qf_test *t) {
     }
 }
 
+/* Batch 1 (one token: the kernels that read the blocks in place) == the
+ * reference bit for bit, for row lengths that fill the 8-block scale chunks of
+ * the Q4_0 kernel exactly, leave a partial last chunk, or hold one block, and
+ * row counts that leave rows outside the groups of 4, on 1 and 2 threads. */
+static void test_batch1_shapes(qf_test *t) {
+    static const uint32_t gemv_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    static const int64_t n_blocks32[] = {1, 8, 13, 64};
+    static const int64_t n_outs[] = {1, 7, 45};
+    for (size_t ti = 0; ti < sizeof gemv_types / sizeof *gemv_types; ti++) {
+        const uint32_t type = gemv_types[ti];
+        const int k = ggml_get_type_traits(type)->block_size == QK_K;
+        for (size_t ni = 0; ni < sizeof n_blocks32 / sizeof *n_blocks32; ni++) {
+            const int64_t n_in = k ? QK_K * (1 + n_blocks32[ni] / 8) : 32 * n_blocks32[ni];
+            for (size_t oi = 0; oi < sizeof n_outs / sizeof *n_outs; oi++) {
+                const int64_t n_out = n_outs[oi];
+                qf_weight w = {.name = "w", .type = type, .n_in = n_in, .n_out = n_out};
+                void *data = random_weights(type, n_in, n_out, &w.row_bytes);
+                float *x = malloc(n_in * sizeof(float)), *y = malloc(n_out * sizeof(float));
+                float *y2 = malloc(n_out * sizeof(float)), *yr = malloc(n_out * sizeof(float));
+                REQUIRE(t, data && x && y && y2 && yr, "alloc");
+                w.data = data;
+                random_x(x, n_in);
+                CHECK(t, qf_matmul_q8(&w, x, 1, y, NULL, 1) == 0 && qf_matmul_q8(&w, x, 1, y2, NULL, 2) == 0 &&
+                             qf_matmul_q8_ref(&w, x, 1, yr) == 0,
+                      "%s: matmul", ggml_get_type_traits(type)->name);
+                CHECK(t, memcmp(y, yr, n_out * sizeof(float)) == 0, "%s n_in %lld n_out %lld: fast != ref",
+                      ggml_get_type_traits(type)->name, (long long)n_in, (long long)n_out);
+                CHECK(t, memcmp(y2, yr, n_out * sizeof(float)) == 0, "%s n_in %lld n_out %lld: 2 threads != ref",
+                      ggml_get_type_traits(type)->name, (long long)n_in, (long long)n_out);
+                free(data); free(x); free(y); free(y2); free(yr);
+            }
+        }
+    }
+}
+
 /* A hand-computed product: Q8_0 weights q = 1..32 (d = 1), x = 1 everywhere
  * (q = 127, d = f16(1/127)): y = 528 * 127 * f16(1/127). */
 static void test_hand_checked_q8_0(qf_test *t) {
@@ -227,4 +262,4 @@ static void test_extreme_q8_0(qf_test *t) {
 }
 
 QF_TEST_MAIN(test_quantizers_match_spec, test_unpack_matches_dequantize, test_fast_matches_reference,
-             test_hand_checked_q8_0, test_extreme_q8_0)
+             test_batch1_shapes, test_hand_checked_q8_0, test_extreme_q8_0)
