@@ -21,7 +21,6 @@
 #include "text.h"
 
 #define AWQ_GRID 20     /* alpha = i / AWQ_GRID, i < AWQ_GRID */
-#define GRID_ROWS 512   /* the alpha grid is scored on about this many rows of each tensor (a row stride) */
 #define CLIP_STEPS 10   /* shrink = 1 - i / 20, i < CLIP_STEPS */
 #define DAMP_IN_H 1e-12 /* GPTQ's relative damping when H already holds it (scale_hessian) */
 
@@ -404,7 +403,7 @@ static int64_t gather_rows(const float *W, int64_t n_out, int64_t n_in, int64_t 
 }
 
 /* The row stride at which the alpha grid scores a tensor of n_out rows. */
-static int64_t grid_stride(int64_t n_out) { return n_out > GRID_ROWS ? n_out / GRID_ROWS : 1; }
+static int64_t grid_stride(int64_t n_out) { return qf_awq_grid_stride(n_out); }
 
 /* The measured loss of the group's tensors quantized at scale sc: the
  * group's relative output error sum_i ||W_i X - Q_i X||^2 / sum_i ||W_i X||^2

@@ -130,4 +130,11 @@ double qf_awq_quad_error(const float *E, int64_t n_out, int64_t n_in, const floa
 int qf_awq_run(const char *model_path, const qf_quant_plan *plan, const qf_imatrix *im, const qf_awq_run_opts *o,
                const qf_search_opts *search, qf_blockstore *store, qf_awq_report *rep, qf_err *err);
 
+/* The alpha grid is scored on about QF_AWQ_GRID_ROWS rows of each tensor:
+ * rows 0, stride, 2 stride, ... (awq.c; the memory planner sizes its scratch). */
+#define QF_AWQ_GRID_ROWS 512
+static inline int64_t qf_awq_grid_stride(int64_t n_out) {
+    return n_out > QF_AWQ_GRID_ROWS ? n_out / QF_AWQ_GRID_ROWS : 1;
+}
+
 #endif

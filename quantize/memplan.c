@@ -177,7 +177,7 @@ static uint64_t load_step(const lin *x, int paged) {
 /* The members of group g of a block as F32, their GPTQ blocks and loss
  * samples, the largest conversion step; *any: one is solved by GPTQ. */
 typedef struct grp {
-    uint64_t n, f32, out, smp, load, max_out, sum_out, max_blocks;
+    uint64_t n, f32, out, smp, load, max_out, sum_out, max_blocks, sum_blocks, max_grid;
     int any;
 } grp;
 
@@ -193,6 +193,9 @@ static grp group_of(const lin *L, int k) {
         if (n_out > g.max_out) g.max_out = n_out;
         if (ld > g.load) g.load = ld;
         if (x->t->out_nbytes > g.max_blocks) g.max_blocks = x->t->out_nbytes;
+        g.sum_blocks += x->t->out_nbytes;
+        const uint64_t st = (uint64_t)qf_awq_grid_stride((int64_t)n_out);
+        if ((n_out + st - 1) / st > g.max_grid) g.max_grid = (n_out + st - 1) / st;
         if (!x->gptq) continue;
         g.any = 1;
         g.out += x->t->out_nbytes;
@@ -225,13 +228,14 @@ static void gptq_solve_stages(qf_quant_mem *m, uint64_t fixed, const grp *g, uin
 /* AWQ's search and quantization of a group (awq.c on_group): H, its scaled
  * copy Hs and the float copy, the scaled weights, their quantized values and
  * blocks, the error rows, every member's quantized values, the members as
- * F32, one member's blocks; awq+gptq adds GPTQ's copy of Hs, awq the
+ * F32, every member's blocks (kept for reuse), the alpha grid's sampled rows
+ * (Wu); awq+gptq adds GPTQ's copy of Hs, awq the
  * clipping's copies (every member's clipped weights, and the clip search's
  * weights and values of one). */
 static uint64_t awq_group(const grp *g, int gptq) {
     const uint64_t n = g->n, np = (n + 15) / 16 * 16, ro = (g->max_out + 15) / 16 * 16;
     return h_full(n) + 8 * n * n + 4 * n * np + 12 * g->max_out * n + 4 * ro * np + 4 * g->sum_out * n + g->f32 +
-           g->max_blocks + (gptq ? 8 * n * n : 4 * g->sum_out * n + 8 * g->max_out * n);
+           g->max_blocks + g->sum_blocks + 4 * g->max_grid * n + (gptq ? 8 * n * n : 4 * g->sum_out * n + 8 * g->max_out * n);
 }
 
 void qf_quant_predict_memory(const qf_quant_plan *p, uint64_t meta_bytes, const qf_quantize_opts *o,
