@@ -63,14 +63,6 @@ void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k) {
 /* The grid-point search (iq_best_candidate)                                */
 /* ------------------------------------------------------------------------ */
 
-/* The smallest of the 8 floats of v. */
-static inline float hmin8(__m256 v) {
-    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_min_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
 /* The smallest of the 8 int32 lanes of v. */
 static inline int hmin8_epi32(__m256i v) {
     __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
